@@ -1,0 +1,45 @@
+import { arrayFor, toTyped, type Backend } from './backend.ts'
+import { bytesPerElement, numel, shapeString, type DType, type TypedArray } from './dtype.ts'
+import { Tensor } from './tensor.ts'
+
+/** Runs ops with the CPU twins: the algorithm's definition, and the fallback without WebGPU. */
+export class CpuBackend implements Backend {
+  readonly kind = 'cpu' as const
+
+  tensor (data: TypedArray | number[], shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const typed = toTyped(data, dtype)
+    if (dtype !== 'q8' && typed.length !== numel(shape)) {
+      throw new Error(`tensor: ${typed.length} elements given for shape ${shapeString(shape)}`)
+    }
+    return this.wrap(typed.slice(), shape, dtype)
+  }
+
+  /** Wraps an existing array without copying (the tensor owns it from now on). */
+  wrap (data: TypedArray, shape: readonly number[], dtype: DType = 'f32', meta: Record<string, number> = {}): Tensor {
+    return new Tensor(this, shape, dtype, { data, bytes: data.byteLength, refs: 1, release: () => {} }, meta)
+  }
+
+  zeros (shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    return this.wrap(arrayFor(dtype, numel(shape)), shape, dtype)
+  }
+
+  empty (shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    return this.zeros(shape, dtype)
+  }
+
+  async read (t: Tensor): Promise<TypedArray> {
+    return t.data.slice()
+  }
+
+  write (t: Tensor, data: TypedArray): void {
+    if (data.byteLength !== t.numel * bytesPerElement(t.dtype) && t.dtype !== 'q8') {
+      throw new Error(`write: ${data.byteLength} bytes for ${t.dtype} tensor ${shapeString(t.shape)}`)
+    }
+    new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+  }
+
+  async sync (): Promise<void> {}
+}
+
+/** The process-wide CPU backend. */
+export const cpu = new CpuBackend()

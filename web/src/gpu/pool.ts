@@ -1,0 +1,77 @@
+/**
+ * Reuses GPU buffers by size class. Released buffers wait in `pending` until the next
+ * submit: a queue.writeBuffer into a reused buffer must not overtake commands still
+ * being encoded that read its old contents.
+ */
+// Numeric flags (spec values): module-level code may run before Node's WebGPU globals exist.
+/** STORAGE | COPY_SRC | COPY_DST */
+export const STORAGE_USAGE = 0x80 | 0x04 | 0x08
+/** UNIFORM | COPY_DST */
+export const UNIFORM_USAGE = 0x40 | 0x08
+
+/** Smallest buffer handed out, in bytes: bindings of size 0 are invalid. */
+const MIN_BYTES = 16
+
+/** Rounds up to a size class: powers of two and 1.5× powers of two (≤ 33 % waste). */
+export function sizeClass (bytes: number): number {
+  const b = Math.max(MIN_BYTES, Math.ceil(bytes / 4) * 4)
+  const p = 2 ** Math.ceil(Math.log2(b))
+  return (p * 3) / 4 >= b ? (p * 3) / 4 : p
+}
+
+export interface PoolStats {
+  /** Bytes in buffers handed out and not yet released. */
+  inUseBytes: number
+  /** Bytes in buffers waiting for reuse. */
+  freeBytes: number
+  /** Buffers created since start. */
+  created: number
+  /** acquire() calls served from the free lists. */
+  reused: number
+}
+
+export class BufferPool {
+  private readonly free = new Map<string, GPUBuffer[]>()
+  private pending: Array<[string, GPUBuffer]> = []
+  readonly stats: PoolStats = { inUseBytes: 0, freeBytes: 0, created: 0, reused: 0 }
+
+  constructor (private readonly device: GPUDevice) {}
+
+  acquire (bytes: number, usage: number = STORAGE_USAGE): GPUBuffer {
+    const size = sizeClass(bytes)
+    const key = `${usage}:${size}`
+    const list = this.free.get(key)
+    const reused = list?.pop()
+    this.stats.inUseBytes += size
+    if (reused !== undefined) {
+      this.stats.reused++
+      this.stats.freeBytes -= size
+      return reused
+    }
+    this.stats.created++
+    return this.device.createBuffer({ size, usage })
+  }
+
+  release (buffer: GPUBuffer): void {
+    this.stats.inUseBytes -= buffer.size
+    this.pending.push([`${buffer.usage}:${buffer.size}`, buffer])
+  }
+
+  /** Called after each submit: released buffers become reusable. */
+  recycle (): void {
+    for (const [key, buf] of this.pending) {
+      let list = this.free.get(key)
+      if (list === undefined) this.free.set(key, (list = []))
+      list.push(buf)
+      this.stats.freeBytes += buf.size
+    }
+    this.pending = []
+  }
+
+  /** Destroys every free buffer (e.g. after a model is unloaded). */
+  trim (): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy()
+    this.free.clear()
+    this.stats.freeBytes = 0
+  }
+}
