@@ -238,7 +238,7 @@ export class GpuBackend implements Backend {
   /** Submits everything encoded so far. */
   flush (): void {
     if (this.lost !== undefined) throw new DeviceError(this.lost)
-    if (this.encoder === undefined) return
+    if (this.encoder === undefined) { this.pool.recycle(); return } // nothing encoded reads them
     if (this.pass !== undefined) { this.pass.end(); this.pass = undefined }
     this.device.pushErrorScope('out-of-memory')
     this.device.pushErrorScope('validation')

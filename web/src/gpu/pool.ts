@@ -12,7 +12,7 @@ export const UNIFORM_USAGE = 0x40 | 0x08
 /** Smallest buffer handed out, in bytes: bindings of size 0 are invalid. */
 const MIN_BYTES = 16
 
-/** Rounds up to a size class: powers of two and 1.5× powers of two (≤ 33 % waste). */
+/** Rounds up to a size class: powers of two and 1.5× powers of two (< 50 % waste). */
 export function sizeClass (bytes: number): number {
   const b = Math.max(MIN_BYTES, Math.ceil(bytes / 4) * 4)
   const p = 2 ** Math.ceil(Math.log2(b))
