@@ -1,0 +1,176 @@
+import { attention, attentionBackward, kvWrite } from '../gpu/ops/attention.ts'
+import { add, swiglu, swigluBackward } from '../gpu/ops/elementwise.ts'
+import { linear, linearBackward } from '../gpu/ops/matmul.ts'
+import { rmsnorm, rmsnormBackward } from '../gpu/ops/norm.ts'
+import { rope } from '../gpu/ops/rope.ts'
+import type { Tensor } from '../gpu/tensor.ts'
+import type { ModelConfig } from './config.ts'
+import { MoeLayer, type MoeTape } from './moe.ts'
+import { layerPrefix } from './params.ts'
+
+/** Receives a parameter gradient (accumulates into the named slot). */
+export type GradSink = (name: string, grad: Tensor) => void
+
+/** One layer's KV cache: capacity S positions. */
+export interface LayerCache {
+  /** (S, Hkv, D) */
+  k: Tensor
+  /** (S, Hkv, D) */
+  v: Tensor
+}
+
+/** Where this call's tokens sit: positions (for RoPE) and, in a session, the cache to extend. */
+export interface BlockContext {
+  /** (T) i32 absolute positions of the T rows. */
+  positions: Tensor
+  /** Absolute position of the first row (== tokens already in the cache). */
+  start: number
+  /** Present during a session (inference); absent in training (attention over these rows only). */
+  cache?: LayerCache
+  /** Keep activations for backward. */
+  tape?: boolean
+}
+
+/** Activations a block keeps for its backward pass. */
+export interface BlockTape {
+  x: Tensor
+  xn1: Tensor
+  /** (T, H, D) after RoPE */
+  q: Tensor
+  /** (T, Hkv, D) after RoPE */
+  k: Tensor
+  /** (T, Hkv, D) */
+  v: Tensor
+  /** (T, H, D) */
+  att: Tensor
+  /** (H, T) */
+  lse: Tensor
+  /** (T, C) after the attention residual */
+  x2: Tensor
+  xn2: Tensor
+  positions: Tensor
+  mlp?: { gate: Tensor, up: Tensor, act: Tensor }
+  moe?: MoeTape
+}
+
+/**
+ * A Llama/Mistral/Qwen2/Mixtral decoder layer (pre-norm):
+ *   x2 = x + o_proj(attn(rope(q_proj(rms(x))), rope(k_proj(rms(x))), v_proj(rms(x))))
+ *   y  = x2 + mlp(rms(x2))     mlp = down(silu(gate(·)) ⊙ up(·))  or the sparse MoE layer
+ */
+export class DecoderBlock {
+  readonly prefix: string
+  private readonly w: (n: string) => Tensor
+  private readonly wOpt: (n: string) => Tensor | undefined
+  readonly moe?: MoeLayer
+
+  constructor (readonly config: ModelConfig, readonly index: number, readonly params: ReadonlyMap<string, Tensor>) {
+    this.prefix = layerPrefix(index)
+    this.wOpt = n => params.get(this.prefix + n)
+    this.w = n => {
+      const t = params.get(this.prefix + n)
+      if (t === undefined) throw new Error(`layer ${index}: parameter ${this.prefix + n} not loaded`)
+      return t
+    }
+    if (config.numExperts > 0) this.moe = new MoeLayer(config, index, params)
+  }
+
+  /** x (T, C) → y (T, C). With ctx.cache, writes this call's K/V at rows [start, start + T). */
+  forward (x: Tensor, ctx: BlockContext): { y: Tensor, tape?: BlockTape } {
+    const c = this.config
+    const T = x.shape[0]
+    const H = c.numHeads
+    const Hkv = c.numKvHeads
+    const D = c.headDim
+    const xn1 = rmsnorm(x, this.w('input_layernorm.weight'), c.rmsNormEps) // (T, C)
+    const q = rope(linear(xn1, this.w('self_attn.q_proj.weight'), this.wOpt('self_attn.q_proj.bias')).reshape([T, H, D]), ctx.positions, c.ropeTheta) // (T, H, D)
+    const k = rope(linear(xn1, this.w('self_attn.k_proj.weight'), this.wOpt('self_attn.k_proj.bias')).reshape([T, Hkv, D]), ctx.positions, c.ropeTheta) // (T, Hkv, D)
+    const v = linear(xn1, this.w('self_attn.v_proj.weight'), this.wOpt('self_attn.v_proj.bias')).reshape([T, Hkv, D]) // (T, Hkv, D)
+    let a: { out: Tensor, lse: Tensor }
+    if (ctx.cache !== undefined) {
+      kvWrite(ctx.cache.k, k, ctx.start)
+      kvWrite(ctx.cache.v, v, ctx.start)
+      a = attention(q, ctx.cache.k, ctx.cache.v, { qOffset: ctx.start, kvLen: ctx.start + T })
+    } else {
+      a = attention(q, k, v, { qOffset: 0, kvLen: T }) // rows attend to each other only
+    }
+    const attFlat = a.out.reshape([T, H * D]) // (T, H·D)
+    const x2 = add(x, linear(attFlat, this.w('self_attn.o_proj.weight'), this.wOpt('self_attn.o_proj.bias'))) // (T, C)
+    const xn2 = rmsnorm(x2, this.w('post_attention_layernorm.weight'), c.rmsNormEps) // (T, C)
+    let y: Tensor
+    let mlpTape: BlockTape['mlp']
+    let moeTape: MoeTape | undefined
+    if (this.moe !== undefined) {
+      const r = this.moe.forward(xn2, ctx.tape === true)
+      y = add(x2, r.y)
+      moeTape = r.tape
+    } else {
+      const gate = linear(xn2, this.w('mlp.gate_proj.weight'), this.wOpt('mlp.gate_proj.bias')) // (T, I)
+      const up = linear(xn2, this.w('mlp.up_proj.weight'), this.wOpt('mlp.up_proj.bias')) // (T, I)
+      const act = swiglu(gate, up) // (T, I)
+      y = add(x2, linear(act, this.w('mlp.down_proj.weight'), this.wOpt('mlp.down_proj.bias')))
+      mlpTape = { gate, up, act }
+    }
+    if (ctx.tape !== true) return { y }
+    return { y, tape: { x, xn1, q, k, v, att: a.out, lse: a.lse, x2, xn2, positions: ctx.positions, mlp: mlpTape, moe: moeTape } }
+  }
+
+  /** dy (T, C) → dx (T, C); parameter gradients go to `grads` under their in-memory names. */
+  backward (t: BlockTape, dy: Tensor, grads: GradSink): Tensor {
+    const c = this.config
+    const T = t.x.shape[0]
+    const H = c.numHeads
+    const Hkv = c.numKvHeads
+    const D = c.headDim
+    const p = this.prefix
+    // MLP / MoE branch: y = x2 + f(rms(x2))
+    let dxn2: Tensor
+    if (this.moe !== undefined) {
+      if (t.moe === undefined) throw new Error('backward: MoE tape missing')
+      dxn2 = this.moe.backward(t.moe, dy, grads)
+    } else {
+      const m = t.mlp
+      if (m === undefined) throw new Error('backward: MLP tape missing')
+      const down = linearBackward(m.act, this.w('mlp.down_proj.weight'), dy, c.mlpBias)
+      grads(p + 'mlp.down_proj.weight', down.dw)
+      if (down.db !== undefined) grads(p + 'mlp.down_proj.bias', down.db)
+      const { dGate, dUp } = swigluBackward(m.gate, m.up, down.dx)
+      const g = linearBackward(t.xn2, this.w('mlp.gate_proj.weight'), dGate, c.mlpBias)
+      const u = linearBackward(t.xn2, this.w('mlp.up_proj.weight'), dUp, c.mlpBias)
+      grads(p + 'mlp.gate_proj.weight', g.dw)
+      grads(p + 'mlp.up_proj.weight', u.dw)
+      if (g.db !== undefined) grads(p + 'mlp.gate_proj.bias', g.db)
+      if (u.db !== undefined) grads(p + 'mlp.up_proj.bias', u.db)
+      dxn2 = add(g.dx, u.dx)
+    }
+    const n2 = rmsnormBackward(t.x2, this.w('post_attention_layernorm.weight'), dxn2, c.rmsNormEps)
+    grads(p + 'post_attention_layernorm.weight', n2.dw)
+    const dx2 = add(dy, n2.dx) // (T, C)
+
+    // Attention branch: x2 = x + o(attn(...))
+    const o = linearBackward(t.att.reshape([T, H * D]), this.w('self_attn.o_proj.weight'), dx2, c.oBias)
+    grads(p + 'self_attn.o_proj.weight', o.dw)
+    if (o.db !== undefined) grads(p + 'self_attn.o_proj.bias', o.db)
+    const ag = attentionBackward(t.q, t.k, t.v, t.att, t.lse, o.dx.reshape([T, H, D]), { qOffset: 0, kvLen: T })
+    // RoPE is a rotation: its backward is the inverse rotation.
+    const dq = rope(ag.dq, t.positions, c.ropeTheta, true).reshape([T, H * D])
+    const dk = rope(ag.dk, t.positions, c.ropeTheta, true).reshape([T, Hkv * D])
+    const dv = ag.dv.reshape([T, Hkv * D])
+    const lq = linearBackward(t.xn1, this.w('self_attn.q_proj.weight'), dq, c.qkvBias)
+    const lk = linearBackward(t.xn1, this.w('self_attn.k_proj.weight'), dk, c.qkvBias)
+    const lv = linearBackward(t.xn1, this.w('self_attn.v_proj.weight'), dv, c.qkvBias)
+    grads(p + 'self_attn.q_proj.weight', lq.dw)
+    grads(p + 'self_attn.k_proj.weight', lk.dw)
+    grads(p + 'self_attn.v_proj.weight', lv.dw)
+    if (c.qkvBias) {
+      if (lq.db === undefined || lk.db === undefined || lv.db === undefined) throw new Error('linearBackward returned no bias gradient')
+      grads(p + 'self_attn.q_proj.bias', lq.db)
+      grads(p + 'self_attn.k_proj.bias', lk.db)
+      grads(p + 'self_attn.v_proj.bias', lv.db)
+    }
+    const dxn1 = add(add(lq.dx, lk.dx), lv.dx)
+    const n1 = rmsnormBackward(t.x, this.w('input_layernorm.weight'), dxn1, c.rmsNormEps)
+    grads(p + 'input_layernorm.weight', n1.dw)
+    return add(dx2, n1.dx)
+  }
+}

@@ -1,0 +1,87 @@
+import { adamw } from '../gpu/ops/optim.ts'
+import { keep, type Tensor } from '../gpu/tensor.ts'
+import { ModelArgumentError } from './errors.ts'
+import type { ParamStore } from './model.ts'
+
+/** PyTorch AdamW hyper-parameters (defaults as torch.optim.AdamW, except weight decay). */
+export interface AdamWOptions {
+  /** @default 1e-3 */
+  lr?: number
+  /** @default 0.9 */
+  beta1?: number
+  /** @default 0.999 */
+  beta2?: number
+  /** @default 1e-8 */
+  eps?: number
+  /** Decoupled: p ← p − lr·wd·p before the Adam update. @default 0.01 */
+  weightDecay?: number
+}
+
+export type ResolvedAdamW = Required<AdamWOptions>
+
+export function resolveAdamW (o: AdamWOptions = {}): ResolvedAdamW {
+  const r = { lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0.01 }
+  if (!(r.lr >= 0) || !(r.beta1 >= 0 && r.beta1 < 1) || !(r.beta2 >= 0 && r.beta2 < 1) || !(r.eps > 0) || !(r.weightDecay >= 0)) {
+    throw new ModelArgumentError(`AdamW options out of range: ${JSON.stringify(r)}`)
+  }
+  return r
+}
+
+/**
+ * AdamW over a parameter store, updating in place with the `adamw` op (torch semantics:
+ * decoupled weight decay on every parameter, bias-corrected moments; `step` counts from 1).
+ */
+export class AdamW {
+  readonly opts: ResolvedAdamW
+  /** Steps taken so far. */
+  step = 0
+  readonly m = new Map<string, Tensor>()
+  readonly v = new Map<string, Tensor>()
+
+  constructor (readonly params: ParamStore, opts: AdamWOptions = {}) {
+    this.opts = resolveAdamW(opts)
+    for (const [name, p] of params) {
+      this.m.set(name, keep(p.backend.zeros(p.shape)))
+      this.v.set(name, keep(p.backend.zeros(p.shape)))
+    }
+  }
+
+  /** One update with these gradients (same names as the parameters); `lr` overrides the base rate (schedules). */
+  update (grads: ReadonlyMap<string, Tensor>, lr = this.opts.lr): void {
+    this.step++
+    for (const [name, p] of this.params) {
+      const g = grads.get(name)
+      if (g === undefined) throw new ModelArgumentError(`AdamW: no gradient for parameter ${name}`)
+      const m = this.m.get(name)
+      const v = this.v.get(name)
+      if (m === undefined || v === undefined) throw new ModelArgumentError(`AdamW: no state for parameter ${name}`)
+      adamw(p, g, m, v, { lr, beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: this.opts.weightDecay, step: this.step })
+    }
+  }
+
+  dispose (): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose()
+    this.m.clear(); this.v.clear()
+  }
+}
+
+export interface ScheduleOptions {
+  /** Peak learning rate. */
+  lr: number
+  /** Linear warm-up steps from 0 to lr. @default 0 */
+  warmupSteps?: number
+  /** Steps of the whole run (cosine reaches minLr at the end). */
+  totalSteps: number
+  /** Floor of the cosine decay. @default lr / 10 */
+  minLr?: number
+}
+
+/** Learning rate at step s (1-based): linear warm-up, then cosine decay to minLr. */
+export function learningRate (o: ScheduleOptions, s: number): number {
+  const warm = o.warmupSteps ?? 0
+  const minLr = o.minLr ?? o.lr / 10
+  if (s <= warm) return o.lr * s / Math.max(warm, 1)
+  const decay = Math.max(o.totalSteps - warm, 1)
+  const p = Math.min((s - warm) / decay, 1)
+  return minLr + 0.5 * (o.lr - minLr) * (1 + Math.cos(Math.PI * p))
+}
