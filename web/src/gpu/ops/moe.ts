@@ -1,0 +1,556 @@
+/**
+ * Mixture-of-Experts ops (HF Mixtral's MixtralSparseMoeBlock, Qwen2-MoE): router top-k,
+ * dispatch (stable counting sort of the T·k slots by expert), gather, grouped SwiGLU expert FFN,
+ * weighted combine, and the backward of each. Shaders: shaders/moe_*.wgsl (one file per binding
+ * set); CPU twins: web/src/gpu/cpu/moe.ts.
+ *
+ * A MoE layer's forward (x: (T, C), router weight wr: (E, C)):
+ *   const { weights, experts } = routerTopK(linear(x, wr), 2)        // (T, 2), i32 (T, 2)
+ *   const { order, slotRow, offsets } = moeDispatch(experts, E)      // i32 (2T), (2T), (E + 1)
+ *   const xs = moeGather(x, order, 2)                                // (2T, C), rows sorted by expert
+ *   const ys = expertFFN(xs, offsets, w1, w3, w2)                    // (2T, C)
+ *   const out = moeCombine(ys, slotRow, weights)                     // (T, C)
+ *
+ * E in the FFN ops is whatever w1/w3/w2 hold: a peer hosting a subset of the experts passes its
+ * local stack and builds offsets for it. Nothing is read back to the host: the FFN kernels find
+ * each tile's expert from the offsets on the GPU. Every reduction has a fixed order (no float
+ * atomics), so results are bit-reproducible on one device.
+ *
+ * Index inputs (experts, order, slotRow, offsets) are validated on the host for CPU tensors; on
+ * the GPU they are not read back, and the kernels clamp them into range instead of faulting.
+ */
+import { cpu } from '../cpu-backend.ts'
+import * as twin from '../cpu/moe.ts'
+import { shapeString, type TypedArray } from '../dtype.ts'
+import { ShapeError } from '../errors.ts'
+import type { GpuBackend } from '../gpu-backend.ts'
+import { defineKernel, type Variant } from '../kernel.ts'
+import type { Tensor } from '../tensor.ts'
+import { backendOf, expectDType, expectRank, expectShape, groups, isCpu } from './util.ts'
+
+/** GPU vs CPU twin tolerances per op (f32 on the GPU vs f64-accumulated twins). */
+export const TOLERANCE = {
+  /** Weights: a few ulps of exp and one division. Expert ids must match exactly. */
+  routerTopK: { atol: 1e-6, rtol: 1e-5 },
+  routerTopKBackward: { atol: 1e-6, rtol: 1e-4 },
+  /** Integer results: exact. */
+  moeDispatch: { atol: 0, rtol: 0 },
+  /** Pure copies: exact. */
+  moeGather: { atol: 0, rtol: 0 },
+  /** k-term f32 sums. */
+  moeGatherBackward: { atol: 1e-6, rtol: 1e-6 },
+  /** Dot products of length C and I in f32 (tile order) vs f64. */
+  expertFFN: { atol: 1e-5, rtol: 1e-4 },
+  expertFFNBackward: { atol: 2e-5, rtol: 2e-4 },
+  moeCombine: { atol: 1e-6, rtol: 1e-5 },
+  /** dWeights is a length-C dot product (tree order on the GPU). */
+  moeCombineBackward: { atol: 1e-5, rtol: 1e-4 }
+} as const
+
+// ---- kernel declarations and variants ----
+
+/** Tokens per workgroup of the router kernels (one thread per token, E-long serial loops). */
+const ROUTER_WG = 64
+/** Slots per dispatch chunk = workgroup size of the dispatch passes; the scan's segment count. */
+const DISPATCH_WG = 256
+/** Workgroup size of the flat gather / combine kernels (one thread per output element). */
+const FLAT_WG = 256
+/** Threads reducing one slot's length-C dot product in the combine backward (power of two). */
+const COMBINE_BWD_WG = 64
+
+const ROUTER_VARIANT: Variant = { key: `wg${ROUTER_WG}`, workgroupSize: [ROUTER_WG] }
+const DISPATCH_VARIANT: Variant = { key: `wg${DISPATCH_WG}`, workgroupSize: [DISPATCH_WG] }
+const FLAT_VARIANT: Variant = { key: `wg${FLAT_WG}`, workgroupSize: [FLAT_WG] }
+const COMBINE_BWD_VARIANT: Variant = { key: `wg${COMBINE_BWD_WG}`, workgroupSize: [COMBINE_BWD_WG] }
+
+/** Tile of the grouped expert GEMMs. */
+export interface FfnTile {
+  /** Output rows (token rows, or weight rows in the dW kernel) per workgroup. */
+  bm: number
+  /** Output columns per workgroup. */
+  bn: number
+  /** Reduction depth staged in workgroup memory per step. */
+  bk: number
+  /** Threads per workgroup along columns (x) and rows (y); each computes (bm/wgY)·(bn/wgX) outputs. */
+  wgX: number
+  wgY: number
+}
+
+/**
+ * 32×32 outputs per 16×16 workgroup (2×2 per thread), depth 16: the widest kernel
+ * (backward-hidden: 5 tiles) stages 5·16·32·4 B = 10 KiB, under WebGPU's 16 KiB default limit.
+ */
+export const FFN_TILE: FfnTile = { bm: 32, bn: 32, bk: 16, wgX: 16, wgY: 16 }
+
+/** WebGPU's default maxComputeWorkgroupStorageSize, in bytes: every adapter has at least this. */
+const WORKGROUP_STORAGE_BYTES = 16384
+/** Most shared tiles any FFN kernel stages (ffn_backward_hidden: xs, dys, w1, w3, w2). */
+const FFN_MAX_TILES = 5
+
+/** Builds the FFN variant for a tile (STYLE 5): the constants the shaders and dispatches share. */
+export function ffnVariant (t: FfnTile = FFN_TILE): Variant {
+  if (t.bm % t.wgY !== 0 || t.bn % t.wgX !== 0) throw new Error(`ffnVariant: tile ${t.bm}×${t.bn} is not a multiple of the workgroup ${t.wgY}×${t.wgX}`)
+  if (FFN_MAX_TILES * t.bk * Math.max(t.bm, t.bn) * 4 > WORKGROUP_STORAGE_BYTES) throw new Error(`ffnVariant: tile ${t.bm}×${t.bn}×${t.bk} needs more than ${WORKGROUP_STORAGE_BYTES} B of workgroup memory`)
+  return {
+    key: `bm${t.bm}-bn${t.bn}-bk${t.bk}-wg${t.wgX}x${t.wgY}`,
+    workgroupSize: [t.wgX, t.wgY],
+    constants: { BM: t.bm, BN: t.bn, BK: t.bk, RM: t.bm / t.wgY, RN: t.bn / t.wgX }
+  }
+}
+const FFN_VARIANT = ffnVariant()
+
+const ROUTER = defineKernel({
+  name: 'router_topk', shader: 'moe_router', entry: 'router_topk',
+  bindings: [
+    { name: 'logits', type: 'f32' }, // (T, E)
+    { name: 'weights', type: 'f32', access: 'read_write' }, // (T, k)
+    { name: 'experts', type: 'i32', access: 'read_write' } // (T, k)
+  ],
+  uniforms: [{ name: 'T', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'renormalize', type: 'u32' }] // renormalize: 0 | 1
+})
+
+const ROUTER_BACKWARD = defineKernel({
+  name: 'router_topk_backward', shader: 'moe_router_backward', entry: 'router_topk_backward',
+  bindings: [
+    { name: 'logits', type: 'f32' }, // (T, E)
+    { name: 'experts', type: 'i32' }, // (T, k)
+    { name: 'dweights', type: 'f32' }, // (T, k)
+    { name: 'dlogits', type: 'f32', access: 'read_write' } // (T, E)
+  ],
+  uniforms: [{ name: 'T', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'renormalize', type: 'u32' }]
+})
+
+/** The three dispatch passes share one binding set: the sort's state. */
+const DISPATCH_BINDINGS = [
+  { name: 'experts', type: 'i32' }, // (n)
+  { name: 'counts', type: 'u32', access: 'read_write' }, // (E, nChunks)
+  { name: 'order', type: 'i32', access: 'read_write' }, // (n)
+  { name: 'slotRow', type: 'i32', access: 'read_write' }, // (n)
+  { name: 'offsets', type: 'i32', access: 'read_write' } // (E + 1)
+] as const
+const DISPATCH_UNIFORMS = [{ name: 'n', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'nChunks', type: 'u32' }] as const // n: slots
+const DISPATCH_COUNT = defineKernel({ name: 'dispatch_count', shader: 'moe_dispatch', entry: 'dispatch_count', bindings: DISPATCH_BINDINGS, uniforms: DISPATCH_UNIFORMS })
+const DISPATCH_SCAN = defineKernel({ name: 'dispatch_scan', shader: 'moe_dispatch', entry: 'dispatch_scan', bindings: DISPATCH_BINDINGS, uniforms: DISPATCH_UNIFORMS })
+const DISPATCH_SCATTER = defineKernel({ name: 'dispatch_scatter', shader: 'moe_dispatch', entry: 'dispatch_scatter', bindings: DISPATCH_BINDINGS, uniforms: DISPATCH_UNIFORMS })
+
+const GATHER_BINDINGS = [
+  { name: 'src', type: 'f32' }, // (srcRows, C)
+  { name: 'idx', type: 'i32' }, // gather: order (rows); sum: slotRow (rows·k)
+  { name: 'dst', type: 'f32', access: 'read_write' } // (rows, C)
+] as const
+const GATHER_UNIFORMS = [{ name: 'rows', type: 'u32' }, { name: 'srcRows', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'k', type: 'u32' }] as const
+const GATHER_ROWS = defineKernel({ name: 'gather_rows', shader: 'moe_gather', entry: 'gather_rows', bindings: GATHER_BINDINGS, uniforms: GATHER_UNIFORMS })
+const SUM_ROWS = defineKernel({ name: 'sum_rows', shader: 'moe_gather', entry: 'sum_rows', bindings: GATHER_BINDINGS, uniforms: GATHER_UNIFORMS })
+
+const COMBINE_UNIFORMS = [{ name: 'T', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'N', type: 'u32' }] as const
+const COMBINE = defineKernel({
+  name: 'combine', shader: 'moe_combine', entry: 'combine',
+  bindings: [
+    { name: 'ys', type: 'f32' }, // (N, C)
+    { name: 'slotRow', type: 'i32' }, // (N)
+    { name: 'weights', type: 'f32' }, // (T, k)
+    { name: 'out', type: 'f32', access: 'read_write' } // (T, C)
+  ],
+  uniforms: COMBINE_UNIFORMS
+})
+const COMBINE_BACKWARD = defineKernel({
+  name: 'combine_backward', shader: 'moe_combine_backward', entry: 'combine_backward',
+  bindings: [
+    { name: 'ys', type: 'f32' }, // (N, C)
+    { name: 'slotRow', type: 'i32' }, // (N)
+    { name: 'weights', type: 'f32' }, // (T, k)
+    { name: 'dout', type: 'f32' }, // (T, C)
+    { name: 'dys', type: 'f32', access: 'read_write' }, // (N, C)
+    { name: 'dweights', type: 'f32', access: 'read_write' } // (T, k)
+  ],
+  uniforms: COMBINE_UNIFORMS
+})
+
+const FFN_UNIFORMS = [{ name: 'N', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'I', type: 'u32' }, { name: 'E', type: 'u32' }] as const
+const FFN_UP = defineKernel({
+  name: 'ffn_up', shader: 'moe_ffn_up', entry: 'ffn_up',
+  bindings: [
+    { name: 'xs', type: 'f32' }, // (N, C)
+    { name: 'offsets', type: 'i32' }, // (E + 1)
+    { name: 'w1', type: 'f32' }, // (E, I, C)
+    { name: 'w3', type: 'f32' }, // (E, I, C)
+    { name: 'h', type: 'f32', access: 'read_write' } // (N, I)
+  ],
+  uniforms: FFN_UNIFORMS
+})
+const FFN_DOWN = defineKernel({
+  name: 'ffn_down', shader: 'moe_ffn_down', entry: 'ffn_down',
+  bindings: [
+    { name: 'h', type: 'f32' }, // (N, I)
+    { name: 'offsets', type: 'i32' }, // (E + 1)
+    { name: 'w2', type: 'f32' }, // (E, C, I)
+    { name: 'ys', type: 'f32', access: 'read_write' } // (N, C)
+  ],
+  uniforms: FFN_UNIFORMS
+})
+const FFN_BACKWARD_HIDDEN = defineKernel({
+  name: 'ffn_backward_hidden', shader: 'moe_ffn_backward_hidden', entry: 'ffn_backward_hidden',
+  bindings: [
+    { name: 'xs', type: 'f32' }, // (N, C)
+    { name: 'dys', type: 'f32' }, // (N, C)
+    { name: 'offsets', type: 'i32' }, // (E + 1)
+    { name: 'w1', type: 'f32' }, // (E, I, C)
+    { name: 'w3', type: 'f32' }, // (E, I, C)
+    { name: 'w2', type: 'f32' }, // (E, C, I)
+    { name: 'hg', type: 'f32', access: 'read_write' } // (3, N, I) = [h; da; db]
+  ],
+  uniforms: FFN_UNIFORMS
+})
+const FFN_BACKWARD_DX = defineKernel({
+  name: 'ffn_backward_dx', shader: 'moe_ffn_backward_dx', entry: 'ffn_backward_dx',
+  bindings: [
+    { name: 'hg', type: 'f32' }, // (3, N, I)
+    { name: 'offsets', type: 'i32' }, // (E + 1)
+    { name: 'w1', type: 'f32' }, // (E, I, C)
+    { name: 'w3', type: 'f32' }, // (E, I, C)
+    { name: 'dxs', type: 'f32', access: 'read_write' } // (N, C)
+  ],
+  uniforms: FFN_UNIFORMS
+})
+const FFN_BACKWARD_DW = defineKernel({
+  name: 'ffn_backward_dw', shader: 'moe_ffn_backward_dw', entry: 'ffn_backward_dw',
+  bindings: [
+    { name: 'lhs', type: 'f32' }, // (…, N, M) from element lhsOff
+    { name: 'rhs', type: 'f32' }, // (…, N, Nc) from element rhsOff
+    { name: 'offsets', type: 'i32' }, // (E + 1)
+    { name: 'out', type: 'f32', access: 'read_write' } // (E, M, Nc)
+  ],
+  uniforms: [
+    { name: 'N', type: 'u32' }, { name: 'M', type: 'u32' }, { name: 'Nc', type: 'u32' }, { name: 'E', type: 'u32' },
+    { name: 'lhsOff', type: 'u32' }, { name: 'rhsOff', type: 'u32' } // in elements
+  ]
+})
+
+/** Every MoE kernel with the variant it ships with (for compile-all checks). */
+export const MOE_KERNELS = [
+  [ROUTER, ROUTER_VARIANT], [ROUTER_BACKWARD, ROUTER_VARIANT],
+  [DISPATCH_COUNT, DISPATCH_VARIANT], [DISPATCH_SCAN, DISPATCH_VARIANT], [DISPATCH_SCATTER, DISPATCH_VARIANT],
+  [GATHER_ROWS, FLAT_VARIANT], [SUM_ROWS, FLAT_VARIANT], [COMBINE, FLAT_VARIANT], [COMBINE_BACKWARD, COMBINE_BWD_VARIANT],
+  [FFN_UP, FFN_VARIANT], [FFN_DOWN, FFN_VARIANT], [FFN_BACKWARD_HIDDEN, FFN_VARIANT], [FFN_BACKWARD_DX, FFN_VARIANT], [FFN_BACKWARD_DW, FFN_VARIANT]
+] as const
+
+// ---- host-side checks ----
+
+function f32s (t: Tensor): Float32Array { return t.data as Float32Array }
+function i32s (t: Tensor): Int32Array { return t.data as Int32Array }
+
+function expectCount (op: string, what: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min) throw new ShapeError(op, `${what} must be an integer ≥ ${min}, got ${v}`)
+}
+
+/** CPU tensors only (GPU ids are not read back): every id in [0, bound). */
+function expectIndices (op: string, name: string, ids: TypedArray, bound: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const v = ids[i]
+    if (!(v >= 0 && v < bound)) throw new ShapeError(op, `${name}[${i}] = ${v} is outside [0, ${bound})`)
+  }
+}
+
+/** CPU tensors only: offsets non-decreasing within [0, N]. */
+function expectOffsets (op: string, offsets: Int32Array, N: number): void {
+  for (let e = 0; e < offsets.length; e++) {
+    const lo = e === 0 ? 0 : offsets[e - 1]
+    if (offsets[e] < lo || offsets[e] > N) throw new ShapeError(op, `offsets must be non-decreasing within [0, N=${N}], got [${Array.from(offsets).join(', ')}]`)
+  }
+}
+
+// ---- router ----
+
+export interface RouterTopK {
+  /** (T, k) f32: routing weight of each choice (sums to 1 per token when renormalised). */
+  weights: Tensor
+  /** (T, k) i32: chosen experts, by descending logit (ties → lower index). */
+  experts: Tensor
+}
+
+/**
+ * Softmax over experts (f32), top-k, and (Mixtral) renormalisation of the k weights to sum 1;
+ * `renormalize = false` keeps the softmax probabilities (Qwen2-MoE norm_topk_prob = false).
+ * logits: (T, E) f32.
+ */
+export function routerTopK (logits: Tensor, k: number, renormalize = true): RouterTopK {
+  const op = 'routerTopK'
+  const be = backendOf(op, logits)
+  expectDType(op, 'logits', logits, 'f32')
+  expectRank(op, 'logits', logits, 2)
+  const [T, E] = logits.shape
+  if (!Number.isInteger(k) || k < 1 || k > E) throw new ShapeError(op, `k=${k} must be an integer in [1, E=${E}] for logits ${shapeString(logits.shape)}`)
+  if (isCpu(be)) {
+    const r = twin.routerTopK(f32s(logits), T, E, k, renormalize)
+    return { weights: cpu.wrap(r.weights, [T, k]), experts: cpu.wrap(r.experts, [T, k], 'i32') }
+  }
+  const g = be as GpuBackend
+  const weights = g.empty([T, k])
+  const experts = g.empty([T, k], 'i32')
+  g.run(ROUTER, ROUTER_VARIANT, { logits, weights, experts }, { T, E, k, renormalize: renormalize ? 1 : 0 }, g.grid1d(groups(T, ROUTER_WG)))
+  return { weights, experts }
+}
+
+/**
+ * Gradient of the router weights w.r.t. the logits, through the softmax and the
+ * renormalisation (the top-k choice is not differentiated).
+ * logits: (T, E) f32, experts: (T, k) i32, dWeights: (T, k) f32 → dlogits (T, E).
+ */
+export function routerTopKBackward (logits: Tensor, experts: Tensor, dWeights: Tensor, renormalize = true): Tensor {
+  const op = 'routerTopKBackward'
+  const be = backendOf(op, logits, experts, dWeights)
+  expectDType(op, 'logits', logits, 'f32')
+  expectDType(op, 'experts', experts, 'i32')
+  expectDType(op, 'dWeights', dWeights, 'f32')
+  expectRank(op, 'logits', logits, 2)
+  expectRank(op, 'experts', experts, 2)
+  const [T, E] = logits.shape
+  const k = experts.shape[1]
+  expectShape(op, 'experts', experts, [T, -1])
+  expectShape(op, 'dWeights', dWeights, [T, k])
+  if (k < 1 || k > E) throw new ShapeError(op, `k=${k} (experts ${shapeString(experts.shape)}) must be in [1, E=${E}] for logits ${shapeString(logits.shape)}`)
+  if (isCpu(be)) {
+    expectIndices(op, 'experts', experts.data, E)
+    return cpu.wrap(twin.routerTopKBackward(f32s(logits), i32s(experts), f32s(dWeights), T, E, k, renormalize), [T, E])
+  }
+  const g = be as GpuBackend
+  const dlogits = g.empty([T, E])
+  g.run(ROUTER_BACKWARD, ROUTER_VARIANT, { logits, experts, dweights: dWeights, dlogits }, { T, E, k, renormalize: renormalize ? 1 : 0 }, g.grid1d(groups(T, ROUTER_WG)))
+  return dlogits
+}
+
+// ---- dispatch ----
+
+export interface MoeDispatch {
+  /** (T·k) i32: order[r] = slot t·k + j placed in row r (rows grouped by expert, slots ascending). */
+  order: Tensor
+  /** (T·k) i32: row of slot s (the inverse permutation of order). */
+  slotRow: Tensor
+  /** (E + 1) i32: rows of expert e are [offsets[e], offsets[e+1]); offsets[E] = T·k. */
+  offsets: Tensor
+}
+
+/**
+ * Stable counting sort of the T·k (token, choice) slots by expert: histogram per chunk,
+ * exclusive scan, scatter. experts: (T, k) i32 with ids in [0, E) (clamped on the GPU).
+ */
+export function moeDispatch (experts: Tensor, E: number): MoeDispatch {
+  const op = 'moeDispatch'
+  const be = backendOf(op, experts)
+  expectDType(op, 'experts', experts, 'i32')
+  expectRank(op, 'experts', experts, 2)
+  expectCount(op, `E (for experts ${shapeString(experts.shape)})`, E, 1)
+  const n = experts.numel
+  if (isCpu(be)) {
+    expectIndices(op, 'experts', experts.data, E)
+    const r = twin.moeDispatch(i32s(experts), E)
+    return { order: cpu.wrap(r.order, [n], 'i32'), slotRow: cpu.wrap(r.slotRow, [n], 'i32'), offsets: cpu.wrap(r.offsets, [E + 1], 'i32') }
+  }
+  const g = be as GpuBackend
+  const order = g.empty([n], 'i32')
+  const slotRow = g.empty([n], 'i32')
+  if (n === 0) return { order, slotRow, offsets: g.zeros([E + 1], 'i32') }
+  const offsets = g.empty([E + 1], 'i32')
+  const nChunks = groups(n, DISPATCH_WG)
+  const counts = g.empty([E, nChunks], 'u32')
+  const bind = { experts, counts, order, slotRow, offsets }
+  const u = { n, E, nChunks }
+  g.run(DISPATCH_COUNT, DISPATCH_VARIANT, bind, u, g.grid1d(nChunks))
+  g.run(DISPATCH_SCAN, DISPATCH_VARIANT, bind, u, [1])
+  g.run(DISPATCH_SCATTER, DISPATCH_VARIANT, bind, u, g.grid1d(nChunks))
+  counts.dispose() // the pool reuses it only after this batch is submitted
+  return { order, slotRow, offsets }
+}
+
+// ---- gather ----
+
+/** xs[r] = x[⌊order[r] / k⌋]: token rows copied into expert order. x: (T, C), order: (T·k) i32 → (T·k, C). */
+export function moeGather (x: Tensor, order: Tensor, k: number): Tensor {
+  const op = 'moeGather'
+  const be = backendOf(op, x, order)
+  expectDType(op, 'x', x, 'f32')
+  expectDType(op, 'order', order, 'i32')
+  expectRank(op, 'x', x, 2)
+  expectCount(op, 'k', k, 1)
+  const [T, C] = x.shape
+  const N = T * k
+  expectShape(op, `order (for x ${shapeString(x.shape)}, k=${k})`, order, [N])
+  if (isCpu(be)) {
+    expectIndices(op, 'order', order.data, N)
+    return cpu.wrap(twin.moeGather(f32s(x), i32s(order), C, k), [N, C])
+  }
+  const g = be as GpuBackend
+  const xs = g.empty([N, C])
+  g.run(GATHER_ROWS, FLAT_VARIANT, { src: x, idx: order, dst: xs }, { rows: N, srcRows: T, C, k }, g.grid1d(groups(N * C, FLAT_WG)))
+  return xs
+}
+
+/** dx[t] = Σ_j dxs[slotRow[t·k + j]] (j ascending, no atomics). dxs: (T·k, C), slotRow: (T·k) i32 → (T, C). */
+export function moeGatherBackward (dxs: Tensor, slotRow: Tensor, T: number, k: number): Tensor {
+  const op = 'moeGatherBackward'
+  const be = backendOf(op, dxs, slotRow)
+  expectDType(op, 'dxs', dxs, 'f32')
+  expectDType(op, 'slotRow', slotRow, 'i32')
+  expectCount(op, 'T', T, 0)
+  expectCount(op, 'k', k, 1)
+  expectRank(op, 'dxs', dxs, 2)
+  const N = T * k
+  const C = dxs.shape[1]
+  expectShape(op, `dxs (for T=${T}, k=${k})`, dxs, [N, C])
+  expectShape(op, `slotRow (for T=${T}, k=${k})`, slotRow, [N])
+  if (isCpu(be)) {
+    expectIndices(op, 'slotRow', slotRow.data, N)
+    return cpu.wrap(twin.moeGatherBackward(f32s(dxs), i32s(slotRow), T, C, k), [T, C])
+  }
+  const g = be as GpuBackend
+  const dx = g.empty([T, C])
+  g.run(SUM_ROWS, FLAT_VARIANT, { src: dxs, idx: slotRow, dst: dx }, { rows: T, srcRows: N, C, k }, g.grid1d(groups(T * C, FLAT_WG)))
+  return dx
+}
+
+// ---- expert FFN ----
+
+interface FfnDims { N: number, C: number, I: number, E: number }
+
+function checkFfn (op: string, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor): FfnDims {
+  for (const [name, t] of [['xs', xs], ['w1', w1], ['w3', w3], ['w2', w2]] as const) expectDType(op, name, t, 'f32')
+  expectDType(op, 'offsets', offsets, 'i32')
+  expectRank(op, 'xs', xs, 2)
+  expectRank(op, 'w1', w1, 3)
+  const [N, C] = xs.shape
+  const [E, I, C1] = w1.shape
+  if (C1 !== C) throw new ShapeError(op, `w1 ${shapeString(w1.shape)} must be (E, I, C=${C}) for xs ${shapeString(xs.shape)}`)
+  if (E < 1) throw new ShapeError(op, `w1 ${shapeString(w1.shape)} holds no experts`)
+  expectShape(op, `w3 (like w1 ${shapeString(w1.shape)})`, w3, [E, I, C])
+  expectShape(op, `w2 (for w1 ${shapeString(w1.shape)})`, w2, [E, C, I])
+  expectShape(op, `offsets (for ${E} experts)`, offsets, [E + 1])
+  return { N, C, I, E }
+}
+
+/** Row tiles dispatched along y: Σ_e ⌈n_e / BM⌉ ≤ ⌈N / BM⌉ + E; surplus workgroups exit at once. */
+function rowTiles (N: number, E: number): number {
+  return groups(N, FFN_TILE.bm) + E
+}
+
+/**
+ * Grouped SwiGLU expert MLP (HF MixtralBlockSparseTop2MLP, weights in (out, in) layout stacked
+ * over experts): ys[r] = w2[e]·(silu(w1[e]·xs[r]) ⊙ (w3[e]·xs[r])) for r in [offsets[e], offsets[e+1]).
+ * xs: (N, C), offsets: (E + 1) i32, w1, w3: (E, I, C), w2: (E, C, I) → ys (N, C).
+ * Rows outside [offsets[0], offsets[E]) belong to no local expert and get 0.
+ */
+export function expertFFN (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor): Tensor {
+  const op = 'expertFFN'
+  const be = backendOf(op, xs, offsets, w1, w3, w2)
+  const { N, C, I, E } = checkFfn(op, xs, offsets, w1, w3, w2)
+  if (isCpu(be)) {
+    expectOffsets(op, i32s(offsets), N)
+    return cpu.wrap(twin.expertFFN(f32s(xs), i32s(offsets), f32s(w1), f32s(w3), f32s(w2), N, C, I, E), [N, C])
+  }
+  const g = be as GpuBackend
+  const ys = g.zeros([N, C])
+  const h = g.empty([N, I])
+  const u = { N, C, I, E }
+  g.run(FFN_UP, FFN_VARIANT, { xs, offsets, w1, w3, h }, u, [groups(I, FFN_TILE.bn), rowTiles(N, E)])
+  g.run(FFN_DOWN, FFN_VARIANT, { h, offsets, w2, ys }, u, [groups(C, FFN_TILE.bn), rowTiles(N, E)])
+  h.dispose()
+  return ys
+}
+
+export interface ExpertFFNGrads {
+  dxs: Tensor // (N, C)
+  dw1: Tensor // (E, I, C)
+  dw3: Tensor // (E, I, C)
+  dw2: Tensor // (E, C, I)
+}
+
+/**
+ * Gradients of Σ dys ⊙ expertFFN(xs, offsets, w1, w3, w2). The hidden activations are
+ * recomputed (not stored by the forward). Deterministic: every weight-gradient element is one
+ * thread's serial sum over its expert's rows, in row order.
+ */
+export function expertFFNBackward (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, dys: Tensor): ExpertFFNGrads {
+  const op = 'expertFFNBackward'
+  const be = backendOf(op, xs, offsets, w1, w3, w2, dys)
+  const { N, C, I, E } = checkFfn(op, xs, offsets, w1, w3, w2)
+  expectDType(op, 'dys', dys, 'f32')
+  expectShape(op, `dys (like xs ${shapeString(xs.shape)})`, dys, [N, C])
+  if (isCpu(be)) {
+    expectOffsets(op, i32s(offsets), N)
+    const r = twin.expertFFNBackward(f32s(xs), i32s(offsets), f32s(w1), f32s(w3), f32s(w2), f32s(dys), N, C, I, E)
+    return { dxs: cpu.wrap(r.dxs, [N, C]), dw1: cpu.wrap(r.dw1, [E, I, C]), dw3: cpu.wrap(r.dw3, [E, I, C]), dw2: cpu.wrap(r.dw2, [E, C, I]) }
+  }
+  const g = be as GpuBackend
+  const hg = g.empty([3, N, I]) // [h; da; db]
+  const dxs = g.zeros([N, C])
+  const dw1 = g.empty([E, I, C])
+  const dw3 = g.empty([E, I, C])
+  const dw2 = g.empty([E, C, I])
+  const u = { N, C, I, E }
+  const t = FFN_TILE
+  g.run(FFN_BACKWARD_HIDDEN, FFN_VARIANT, { xs, dys, offsets, w1, w3, w2, hg }, u, [groups(I, t.bn), rowTiles(N, E)])
+  g.run(FFN_BACKWARD_DX, FFN_VARIANT, { hg, offsets, w1, w3, dxs }, u, [groups(C, t.bn), rowTiles(N, E)])
+  const NI = N * I
+  g.run(FFN_BACKWARD_DW, FFN_VARIANT, { lhs: hg, rhs: xs, offsets, out: dw1 }, { N, M: I, Nc: C, E, lhsOff: NI, rhsOff: 0 }, [groups(C, t.bn), groups(I, t.bm), E])
+  g.run(FFN_BACKWARD_DW, FFN_VARIANT, { lhs: hg, rhs: xs, offsets, out: dw3 }, { N, M: I, Nc: C, E, lhsOff: 2 * NI, rhsOff: 0 }, [groups(C, t.bn), groups(I, t.bm), E])
+  g.run(FFN_BACKWARD_DW, FFN_VARIANT, { lhs: dys, rhs: hg, offsets, out: dw2 }, { N, M: C, Nc: I, E, lhsOff: 0, rhsOff: 0 }, [groups(I, t.bn), groups(C, t.bm), E])
+  hg.dispose()
+  return { dxs, dw1, dw3, dw2 }
+}
+
+// ---- combine ----
+
+function checkCombine (op: string, ys: Tensor, slotRow: Tensor, weights: Tensor): { T: number, k: number, N: number, C: number } {
+  expectDType(op, 'ys', ys, 'f32')
+  expectDType(op, 'slotRow', slotRow, 'i32')
+  expectDType(op, 'weights', weights, 'f32')
+  expectRank(op, 'ys', ys, 2)
+  expectRank(op, 'weights', weights, 2)
+  const [T, k] = weights.shape
+  const N = T * k
+  const C = ys.shape[1]
+  expectShape(op, `ys (for weights ${shapeString(weights.shape)})`, ys, [N, C])
+  expectShape(op, `slotRow (for weights ${shapeString(weights.shape)})`, slotRow, [N])
+  return { T, k, N, C }
+}
+
+/** out[t] = Σ_j weights[t, j]·ys[slotRow[t·k + j]] (j ascending). ys: (T·k, C), slotRow: (T·k) i32, weights: (T, k) → (T, C). */
+export function moeCombine (ys: Tensor, slotRow: Tensor, weights: Tensor): Tensor {
+  const op = 'moeCombine'
+  const be = backendOf(op, ys, slotRow, weights)
+  const { T, k, N, C } = checkCombine(op, ys, slotRow, weights)
+  if (isCpu(be)) {
+    expectIndices(op, 'slotRow', slotRow.data, N)
+    return cpu.wrap(twin.moeCombine(f32s(ys), i32s(slotRow), f32s(weights), T, C, k), [T, C])
+  }
+  const g = be as GpuBackend
+  const out = g.empty([T, C])
+  g.run(COMBINE, FLAT_VARIANT, { ys, slotRow, weights, out }, { T, C, k, N }, g.grid1d(groups(T * C, FLAT_WG)))
+  return out
+}
+
+export interface CombineGrads {
+  dys: Tensor // (T·k, C)
+  dWeights: Tensor // (T, k)
+}
+
+/**
+ * dys[slotRow[s]] = weights[s]·dout[t];  dWeights[s] = dout[t]·ys[slotRow[s]]   (s = t·k + j).
+ * slotRow must be a permutation of [0, T·k) (as moeDispatch makes it) for dys to be fully written.
+ */
+export function moeCombineBackward (ys: Tensor, slotRow: Tensor, weights: Tensor, dout: Tensor): CombineGrads {
+  const op = 'moeCombineBackward'
+  const be = backendOf(op, ys, slotRow, weights, dout)
+  const { T, k, N, C } = checkCombine(op, ys, slotRow, weights)
+  expectDType(op, 'dout', dout, 'f32')
+  expectShape(op, `dout (for weights ${shapeString(weights.shape)})`, dout, [T, C])
+  if (isCpu(be)) {
+    expectIndices(op, 'slotRow', slotRow.data, N)
+    const r = twin.moeCombineBackward(f32s(ys), i32s(slotRow), f32s(weights), f32s(dout), T, C, k)
+    return { dys: cpu.wrap(r.dys, [N, C]), dWeights: cpu.wrap(r.dWeights, [T, k]) }
+  }
+  const g = be as GpuBackend
+  const dys = g.empty([N, C])
+  const dWeights = g.empty([T, k])
+  g.run(COMBINE_BACKWARD, COMBINE_BWD_VARIANT, { ys, slotRow, weights, dout, dys, dweights: dWeights }, { T, C, k, N }, g.grid1d(N))
+  return { dys, dWeights }
+}
