@@ -1,0 +1,253 @@
+/**
+ * The libp2p node factory: one configuration for browser peers, Node peers and the relay.
+ *
+ * Peers: websockets (to reach the relay) + circuit relay v2 transport (reservation) + WebRTC
+ * (direct peer links), noise, yamux, identify, ping, private kad-dht (client mode), gossipsub and
+ * pubsub peer discovery. The relay adds a websocket listener, the circuit relay v2 server,
+ * kad-dht in server mode and autonat.
+ *
+ * @example
+ * ```ts
+ * const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'] })
+ * const peer = await createPeer({ swarm: 'default' })
+ * await peer.dial(relay.getMultiaddrs()[0])
+ * ```
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { autoNAT } from '@libp2p/autonat'
+import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } from '@libp2p/circuit-relay-v2'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
+import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { ping, type Ping } from '@libp2p/ping'
+import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery'
+import { webRTC } from '@libp2p/webrtc'
+import { webSockets } from '@libp2p/websockets'
+import { isPrivate } from '@libp2p/utils'
+import { WebSockets } from '@multiformats/multiaddr-matcher'
+import { createLibp2p } from 'libp2p'
+import type * as http from 'node:http'
+import type * as https from 'node:https'
+import { dhtSelectors, dhtValidators } from './dht/records.ts'
+import { NetConfigError } from './errors.ts'
+import { KAD_PROTOCOL, SWARM_NAME_PATTERN, discoveryTopic } from './protocols.ts'
+
+/** Services every WebSwarm node runs; `node.services.dht` etc. */
+export type PeerServices = {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+/** Services of the relay: the peer set plus the circuit relay v2 server and autonat. */
+export type RelayServices = PeerServices & {
+  relay: CircuitRelayService
+  autonat: unknown
+}
+
+export type WebSwarmNode = Libp2p<PeerServices>
+export type RelayNode = Libp2p<RelayServices>
+
+/** Public STUN server used when none are configured; one is enough for server-reflexive candidates. */
+export const DEFAULT_ICE_SERVERS: RTCIceServer[] = [{ urls: ['stun:stun.l.google.com:19302'] }]
+
+/** How often each node re-announces itself on the discovery topic, in ms. 10 s is the module's default. */
+export const DISCOVERY_INTERVAL_MS = 10_000
+
+/** Default swarm name; one Y.Doc and one discovery topic per swarm. */
+export const DEFAULT_SWARM = 'default'
+
+export interface NodeInit {
+  /** Identity key. @default a fresh Ed25519 key */
+  privateKey?: PrivateKey
+  /** Swarm name: scopes the discovery topic. @default 'default' */
+  swarm?: string
+  /**
+   * STUN/TURN servers for WebRTC, e.g. `[{ urls: 'turn:turn.example:3478', username, credential }]`.
+   * `[]` uses host candidates only (enough on one machine or LAN).
+   * @default DEFAULT_ICE_SERVERS
+   */
+  iceServers?: RTCIceServer[]
+  /**
+   * Allow dialling private/loopback addresses and insecure `/ws`. Browsers refuse both by default;
+   * a page served from 127.0.0.1 or a LAN relay needs this.
+   * @default true
+   */
+  allowPrivateAddresses?: boolean
+  /** How often to re-announce on the discovery topic, in ms. @default DISCOVERY_INTERVAL_MS */
+  discoveryIntervalMs?: number
+  /** Most open connections before libp2p prunes. @default 100 (peers), 1000 (relay) */
+  maxConnections?: number
+}
+
+export interface PeerInit extends NodeInit {
+  /**
+   * Extra listen addresses. Peers always listen on `/p2p-circuit` (a relay reservation) and
+   * `/webrtc` (direct links signalled through the relay).
+   * @default []
+   */
+  listen?: string[]
+  /** Run the DHT as a server (answer queries, store records). Browsers must stay clients. @default false */
+  dhtServer?: boolean
+}
+
+/** Limits the circuit relay v2 server applies to each reservation and relayed connection. */
+export interface RelayLimits {
+  /** Most simultaneous reservations. @default 128 */
+  maxReservations: number
+  /** How long a reservation lasts before the peer must refresh, in ms. @default 2 h (libp2p's) */
+  reservationTtlMs: number
+  /**
+   * Most bytes per relayed connection (each direction). Sized for signalling (SDP + ICE ≈ 10 KiB);
+   * ignored when `relayData` is on and `dataLimitBytes` is unset.
+   * @default 128 KiB
+   */
+  dataLimitBytes: bigint
+  /** Longest a relayed connection may stay open, in ms. @default 2 min */
+  durationLimitMs: number
+  /**
+   * Explicit opt-in: relay application data for peers that cannot get a direct WebRTC path.
+   * Off: relayed connections are limited (signalling only), libp2p refuses our protocols on them.
+   * On: relayed connections are unlimited (or use `dataLimitBytes`/`durationLimitMs` if set).
+   * @default false
+   */
+  relayData: boolean
+}
+
+export const DEFAULT_RELAY_LIMITS: RelayLimits = {
+  maxReservations: 128,
+  reservationTtlMs: 2 * 60 * 60_000,
+  dataLimitBytes: 128n * 1024n,
+  durationLimitMs: 2 * 60_000,
+  relayData: false
+}
+
+export interface RelayInit extends NodeInit {
+  /** Listen addresses, e.g. `/ip4/0.0.0.0/tcp/8080/ws` or `/ip4/0.0.0.0/tcp/443/tls/ws`. */
+  listen: string[]
+  /** Addresses to announce instead of the listen ones (behind a TLS proxy: `/dns4/host/tcp/443/tls/ws`). */
+  announce?: string[]
+  /** Relay limits; missing fields take DEFAULT_RELAY_LIMITS. */
+  limits?: Partial<RelayLimits>
+  /** TLS certificate and key (PEM) for a `/tls/ws` listener; handed to the https server. */
+  tls?: { cert: string, key: string }
+  /** Options for the plain http server of a `/ws` listener. */
+  http?: http.ServerOptions
+  /** Max new connections per second from one host before they are refused. @default 50 */
+  inboundConnectionThreshold?: number
+}
+
+function checkSwarm (swarm: string): string {
+  if (!SWARM_NAME_PATTERN.test(swarm)) throw new NetConfigError(`swarm name ${JSON.stringify(swarm)} must match ${SWARM_NAME_PATTERN}`)
+  return swarm
+}
+
+/** Browser default gater refuses private addrs and /ws; ours lets tests and LAN relays through. */
+function gater (allowPrivate: boolean): ConnectionGater {
+  return {
+    denyDialMultiaddr: (ma) => !allowPrivate && (WebSockets.matches(ma) || isPrivate(ma) === true)
+  }
+}
+
+function sharedServices (swarm: string, dhtServer: boolean) {
+  return {
+    identify: identify(),
+    ping: ping(),
+    dht: kadDHT({
+      protocol: KAD_PROTOCOL,
+      clientMode: !dhtServer,
+      validators: dhtValidators(),
+      selectors: dhtSelectors(),
+      // Keep loopback/LAN addresses in routing: the swarm runs on 127.0.0.1 in tests and LANs.
+      peerInfoMapper: passthroughMapper,
+      logPrefix: `libp2p:webswarm-kad:${swarm}`
+    }),
+    pubsub: gossipsub({
+      // Publishing to a topic nobody has joined yet is normal during start-up (one tab open).
+      allowPublishToZeroTopicPeers: true,
+      // Re-publishing identical bytes (e.g. an awareness heartbeat) is not an error.
+      ignoreDuplicatePublishError: true,
+      // Loopback tests join within milliseconds; gossipsub's default 1 s heartbeat is fine.
+      emitSelf: false
+    })
+  }
+}
+
+/** Creates and starts a swarm peer (browser or Node). Dialling the relay is the caller's (see peers.ts). */
+export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
+  const swarm = checkSwarm(init.swarm ?? DEFAULT_SWARM)
+  const allowPrivate = init.allowPrivateAddresses ?? true
+  const iceServers = init.iceServers ?? DEFAULT_ICE_SERVERS
+  const node = await createLibp2p({
+    privateKey: init.privateKey ?? await generateKeyPair('Ed25519'),
+    addresses: {
+      listen: ['/p2p-circuit', '/webrtc', ...(init.listen ?? [])]
+    },
+    transports: [
+      webSockets(),
+      webRTC({ rtcConfiguration: { iceServers } }),
+      circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: gater(allowPrivate),
+    connectionManager: {
+      maxConnections: init.maxConnections ?? 100
+    },
+    peerDiscovery: [
+      pubsubPeerDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
+    ],
+    services: sharedServices(swarm, init.dhtServer ?? false)
+  })
+  return node
+}
+
+/** Creates and starts the relay/bootstrap libp2p node (Node only: the relay server needs sockets). */
+export async function createRelay (init: RelayInit): Promise<RelayNode> {
+  const swarm = checkSwarm(init.swarm ?? DEFAULT_SWARM)
+  const limits = { ...DEFAULT_RELAY_LIMITS, ...init.limits }
+  if (init.listen.length === 0) throw new NetConfigError('relay needs at least one listen address')
+  const https: https.ServerOptions | undefined = init.tls === undefined ? undefined : { cert: init.tls.cert, key: init.tls.key }
+  const dataLimitSet = init.limits?.dataLimitBytes !== undefined || init.limits?.durationLimitMs !== undefined
+  const node = await createLibp2p({
+    privateKey: init.privateKey ?? await generateKeyPair('Ed25519'),
+    addresses: {
+      listen: init.listen,
+      ...(init.announce !== undefined && init.announce.length > 0 ? { announce: init.announce } : {})
+    },
+    transports: [
+      webSockets({ http: init.http, https }),
+      circuitRelayTransport()
+    ],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: gater(init.allowPrivateAddresses ?? true),
+    connectionManager: {
+      maxConnections: init.maxConnections ?? 1000,
+      inboundConnectionThreshold: init.inboundConnectionThreshold ?? 50,
+      maxIncomingPendingConnections: 64
+    },
+    peerDiscovery: [
+      pubsubPeerDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
+    ],
+    services: {
+      ...sharedServices(swarm, true),
+      autonat: autoNAT(),
+      relay: circuitRelayServer({
+        reservations: {
+          maxReservations: limits.maxReservations,
+          reservationTtl: limits.reservationTtlMs,
+          // relayData without explicit limits → no limits; otherwise the configured ones.
+          applyDefaultLimit: !(limits.relayData && !dataLimitSet),
+          defaultDataLimit: limits.dataLimitBytes,
+          defaultDurationLimit: limits.durationLimitMs
+        }
+      })
+    }
+  })
+  return node as RelayNode
+}
