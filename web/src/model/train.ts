@@ -4,7 +4,8 @@ import { clipGradNorm } from '../gpu/ops/optim.ts'
 import { keep, tidy, type Tensor } from '../gpu/tensor.ts'
 import { ModelArgumentError } from './errors.ts'
 import { gradAccumulator, type CausalLM, type ParamStore } from './model.ts'
-import { AdamW, learningRate, type AdamWOptions, type ScheduleOptions } from './optimizer.ts'
+import { AdamW, type AdamWOptions } from './optimizer.ts'
+import { learningRate, type ScheduleOptions } from './schedule.ts'
 import { intTensor } from './tensors.ts'
 
 /**

@@ -1,0 +1,51 @@
+/** Small argument helpers for the `webswarm` CLI (node:util parseArgs does the parsing). */
+
+/** Bad command-line input: printed as one line, exit status 2. */
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+export type Flags = Record<string, string | boolean | undefined>
+
+export function str (f: Flags, name: string): string | undefined {
+  const v = f[name]
+  if (v === undefined) return undefined
+  if (typeof v !== 'string') throw new UsageError(`--${name} needs a value`)
+  return v
+}
+
+export function required (f: Flags, name: string): string {
+  const v = str(f, name)
+  if (v === undefined || v === '') throw new UsageError(`--${name} is required`)
+  return v
+}
+
+export function num (f: Flags, name: string, fallback: number): number {
+  const v = str(f, name)
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name}: '${v}' is not a number`)
+  return n
+}
+
+export function int (f: Flags, name: string, fallback: number, min = 0): number {
+  const n = num(f, name, fallback)
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name}: '${String(f[name])}' is not an integer ≥ ${min}`)
+  return n
+}
+
+/** "5,17,3" → [5, 17, 3] */
+export function ids (f: Flags, name: string): number[] {
+  const v = required(f, name)
+  const out = v.split(',').map(s => s.trim()).filter(s => s !== '').map(Number)
+  if (out.length === 0 || !out.every(n => Number.isInteger(n) && n >= 0)) throw new UsageError(`--${name}: '${v}' is not a comma-separated list of token ids`)
+  return out
+}
+
+export type DeviceKind = 'webgpu' | 'cpu'
+
+export function device (f: Flags): DeviceKind {
+  const d = str(f, 'device') ?? 'webgpu'
+  if (d !== 'webgpu' && d !== 'cpu') throw new UsageError(`--device must be webgpu or cpu, got '${d}'`)
+  return d
+}

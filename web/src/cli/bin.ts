@@ -1,0 +1,102 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * `webswarm` — the Node command line. Start-up stays fast: only node:util is loaded here, each
+ * command imports what it needs when it runs.
+ *
+ *   npm run --silent webswarm -- logits   --model DIR --tokens 5,17,3 --out FILE
+ *   npm run --silent webswarm -- generate --model DIR (--tokens IDS | --prompt TEXT) --max-new-tokens N [...]
+ *   npm run --silent webswarm -- grad     --model DIR --inputs IDS --targets IDS --out DIR2
+ *   npm run --silent webswarm -- train    (--config FILE | --model DIR) --data FILE --steps N --out DIR [...]
+ *   every command: --device webgpu (default) | cpu
+ */
+import { parseArgs } from 'node:util'
+import { UsageError, type Flags } from './args.ts'
+
+const USAGE = `usage: webswarm <command> [options]
+
+commands:
+  logits    --model DIR --tokens 5,17,3 --out FILE
+            writes {"logits": [[...], ...]} (every position, f32)
+  generate  --model DIR (--tokens IDS | --prompt TEXT) --max-new-tokens N
+            [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out FILE]
+            streams text (or ids) to stdout; writes {"tokens": [new ids]} to FILE
+  grad      --model DIR --inputs IDS --targets IDS --out DIR2
+            writes DIR2/grads.safetensors (weight names) and DIR2/result.json {"loss": x}
+  train     (--config FILE | --model DIR) --data FILE|brown --steps N --out DIR
+            [--batch B] [--seq-len T] [--lr LR] [--min-lr LR] [--warmup N]
+            [--weight-decay W] [--beta1 B] [--beta2 B] [--clip C] [--seed S]
+            [--checkpoint-every N] [--eval-every N] [--resume]
+            single-peer training with a progress line and checkpoints in DIR
+
+options for every command:
+  --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
+`
+
+/** Every flag any command takes (parseArgs rejects unknown ones). */
+const OPTIONS = {
+  model: { type: 'string' },
+  config: { type: 'string' },
+  tokens: { type: 'string' },
+  prompt: { type: 'string' },
+  inputs: { type: 'string' },
+  targets: { type: 'string' },
+  out: { type: 'string' },
+  data: { type: 'string' },
+  steps: { type: 'string' },
+  batch: { type: 'string' },
+  'seq-len': { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  warmup: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  beta1: { type: 'string' },
+  beta2: { type: 'string' },
+  clip: { type: 'string' },
+  seed: { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  'eval-every': { type: 'string' },
+  resume: { type: 'boolean' },
+  'max-new-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  device: { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+async function main (argv: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+  const [command, ...rest] = parsed.positionals
+  const flags = parsed.values as Flags
+  if (command === undefined || flags.help === true || command === 'help') {
+    process.stdout.write(USAGE)
+    return command === undefined && flags.help !== true ? 2 : 0
+  }
+  if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`)
+  const commands = await import('./commands.ts')
+  switch (command) {
+    case 'logits': return await commands.logits(flags)
+    case 'generate': return await commands.generateCmd(flags)
+    case 'grad': return await commands.grad(flags)
+    case 'train': return await commands.train(flags)
+    default: throw new UsageError(`unknown command '${command}' (try --help)`)
+  }
+}
+
+main(process.argv.slice(2)).then(code => {
+  process.exitCode = code
+}, (e: unknown) => {
+  const err = e as Error
+  // One line for expected failures (bad input, no adapter, bad files); a stack only for bugs.
+  const expected = ['UsageError', 'NoWebGpuError', 'ConfigError', 'CorruptWeightsError', 'MissingTensorError', 'TensorShapeMismatchError',
+    'UnsupportedDTypeError', 'WeightsSourceError', 'TokenizerError', 'SessionError', 'CheckpointError', 'ModelArgumentError', 'ShapeError']
+  if (expected.includes(err?.name)) process.stderr.write(`webswarm: ${err.message}\n`)
+  else process.stderr.write(`webswarm: ${err?.stack ?? String(e)}\n`)
+  process.exitCode = err?.name === 'UsageError' ? 2 : 1
+})
