@@ -1,46 +1,117 @@
 /**
- * The registry of WebSwarm wire protocols: ids (all `/webswarm/<name>/<semver>`), and the limits
- * their handlers enforce. Grammars: PROTOCOL.md. Owned by the net layer; NET-A adds kad and
- * crdt-sync entries beside these.
+ * The one registry of WebSwarm wire protocols: ids (all `/webswarm/<name>/<semver>`), versions,
+ * size limits and timeouts. Grammars: PROTOCOL.md.
+ *
+ * Every protocol the swarm speaks is declared here once, as data, so limits are reviewed in one
+ * place and no handler invents its own. Sections are owned by their module (kad/crdt/discovery:
+ * NET-A; tensor streams/shards: NET-B); the swarm layer adds infer/expert/allreduce additively.
  */
 import type { TensorStreamLimits } from './stream/index.ts'
 
-// ---------------------------------------------------------------- kad, discovery (NET-A)
-// NOTE (NET-B): NET-A's uncommitted version of this file was overwritten by mistake when NET-B
-// created it; the entries below are rebuilt from their uses in node.ts and dht/records.ts.
-// NET-A: please check the values and restore your own wording.
+// ---------------------------------------------------------------- kad, crdt-sync, discovery (NET-A)
+
+/** Prefix of every WebSwarm protocol id; versions are the last path segment. */
+export const PROTOCOL_PREFIX = '/webswarm'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+/** A libp2p stream protocol of the NET-A family: id plus the limits handler and dialer honour. */
+export interface ProtocolSpec {
+  /** Full multistream-select id, e.g. `/webswarm/crdt-sync/1.0.0`. */
+  readonly id: string
+  /** Largest single message a peer may send, in bytes; larger → stream reset. */
+  readonly maxMessageBytes: number
+  /** Most messages one stream may carry in either direction before it is reset. */
+  readonly maxMessagesPerStream: number
+  /** Whole-exchange deadline in ms: a stream still open after this is aborted. */
+  readonly timeoutMs: number
+  /** Concurrent inbound streams per connection (libp2p registrar limit). */
+  readonly maxInboundStreams: number
+  /** Concurrent outbound streams per connection (libp2p registrar limit). */
+  readonly maxOutboundStreams: number
+  /** Whether the protocol may run over limited (relayed) connections. */
+  readonly runOnLimitedConnection: boolean
+}
 
 /** Private Kademlia protocol: our DHT never mixes with the public IPFS one. */
-export const KAD_PROTOCOL = '/webswarm/kad/1.0.0'
+export const KAD_PROTOCOL = `${PROTOCOL_PREFIX}/kad/1.0.0`
 
-/** Swarm names: short, lowercase, safe inside topics and DHT keys. */
-export const SWARM_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
+/**
+ * y-protocols SyncStep1/SyncStep2 exchange at connect (grammar in PROTOCOL.md § crdt-sync).
+ * 16 MiB per message: a SyncStep2 carries the whole missing doc state; a 1,000-peer doc is
+ * ~0.5 MiB, so this leaves a 30x margin while still bounding memory per stream.
+ */
+export const CRDT_SYNC: ProtocolSpec = {
+  id: `${PROTOCOL_PREFIX}/crdt-sync/1.0.0`,
+  maxMessageBytes: 16 * MiB,
+  // step1 + step2 in each direction.
+  maxMessagesPerStream: 2,
+  // 16 MiB at ~1 MB/s over a slow path is 16 s; 30 s bounds a stuck peer.
+  timeoutMs: 30_000,
+  maxInboundStreams: 4,
+  maxOutboundStreams: 4,
+  // SyncStep2 can exceed the relay's 128 KiB signalling limit; sync only over unlimited links.
+  runOnLimitedConnection: false
+}
+
+/** Gossipsub topic carrying a swarm's CRDT updates and awareness (PROTOCOL.md § crdt-sync). */
+export function crdtTopic (swarm: string): string {
+  return `webswarm/${swarm}/crdt`
+}
 
 /** Pubsub peer-discovery topic of a swarm. */
 export function discoveryTopic (swarm: string): string {
   return `webswarm/${swarm}/discovery`
 }
 
+/** Largest gossipsub message we publish or accept on a CRDT topic, in bytes (one update batch). */
+export const CRDT_GOSSIP_MAX_BYTES = 1 * MiB
+
+/** Swarm names: short, lowercase, safe inside topics and DHT keys. */
+export const SWARM_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/
+
 /** Clock skew tolerated on a record's issue time (ms): peers' clocks differ by seconds. */
 export const DHT_CLOCK_SKEW_MS = 30_000
 
-/** A DHT record namespace: key prefix `/<name>/…` and what its values may be. */
+/** Petals' cadence: records live 120 s and are refreshed at half-life (60 s). */
+export const DHT_DEFAULT_TTL_MS = 120_000
+
+/**
+ * A DHT record namespace: the key's first segment, which kad-dht uses to pick the validator and
+ * selector. `ownerKeyed`: the key's last segment must be the signer's peer id, so one peer cannot
+ * overwrite another's record.
+ */
 export interface DhtNamespaceSpec {
-  name: string
-  /** Largest payload (bytes). */
-  maxValueBytes: number
-  /** Longest lifetime a record may claim (ms). */
-  maxTtlMs: number
+  /** First key segment, e.g. `ws-blocks` for `/ws-blocks/<model>/<block>/<peer>`. */
+  readonly name: string
+  /** Largest payload (application bytes). */
+  readonly maxValueBytes: number
+  /** Longest lifetime a record may claim (ms); readers reject longer ones. */
+  readonly maxTtlMs: number
   /** Keys end in the announcer's peer id; only that peer may sign them. */
-  ownerKeyed: boolean
+  readonly ownerKeyed: boolean
 }
 
-/** Registered namespaces (announcers refresh at half-life: Petals uses 60 s of a 120 s expiry). */
+/**
+ * Registered namespaces. Values are announcements, not data (data moves over streams), so a few
+ * KiB bound them. Lifetimes are capped so a crashed announcer's records vanish soon.
+ */
 export const DHT_NAMESPACES = {
-  blocks: { name: 'ws-blocks', maxValueBytes: 4096, maxTtlMs: 300_000, ownerKeyed: true },
-  experts: { name: 'ws-experts', maxValueBytes: 4096, maxTtlMs: 300_000, ownerKeyed: true },
-  model: { name: 'ws-model', maxValueBytes: 16_384, maxTtlMs: 3_600_000, ownerKeyed: false }
+  /** `/ws-blocks/<model>/<block>/<peer>`: a peer serves transformer block <block>. */
+  blocks: { name: 'ws-blocks', maxValueBytes: 4 * KiB, maxTtlMs: 300_000, ownerKeyed: true },
+  /** `/ws-experts/<model>/<layer>/<expert>/<peer>`: a peer hosts one MoE expert. */
+  experts: { name: 'ws-experts', maxValueBytes: 4 * KiB, maxTtlMs: 300_000, ownerKeyed: true },
+  /** `/ws-model/<id>`: model metadata (config hash, shard manifest); newest valid wins. */
+  model: { name: 'ws-model', maxValueBytes: 16 * KiB, maxTtlMs: 3_600_000, ownerKeyed: false },
+  /** `/ws-peer/<swarm>/<peer>`: a peer's own announcement (capabilities, addresses). */
+  peer: { name: 'ws-peer', maxValueBytes: 4 * KiB, maxTtlMs: 300_000, ownerKeyed: true }
 } satisfies Record<string, DhtNamespaceSpec>
+
+/** NET-A's stream protocols by short name (NET-B's use TensorStreamLimits below). */
+export const PROTOCOLS = {
+  crdtSync: CRDT_SYNC
+} as const satisfies Record<string, ProtocolSpec>
 
 // ---------------------------------------------------------------- framed tensor streams (NET-B)
 
