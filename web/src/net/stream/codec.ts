@@ -18,7 +18,9 @@ export const FrameType = {
   /** The sender failed: u16 code + UTF-8 text. Ends the stream's exchange. */
   ERROR: 3,
   /** Streaming flow control: the receiver lets the sender send n more messages. */
-  CREDIT: 4
+  CREDIT: 4,
+  /** Streaming: the sender will start no more messages (it still sends CREDIT). Empty body. */
+  END: 5
 } as const
 
 /** Codes carried by ERROR frames. */
@@ -82,6 +84,7 @@ export type Frame =
   | { type: typeof FrameType.DATA, id: number, body: Uint8Array }
   | { type: typeof FrameType.ERROR, id: number, code: number, message: string }
   | { type: typeof FrameType.CREDIT, id: number, messages: number }
+  | { type: typeof FrameType.END, id: number }
 
 // ---------------------------------------------------------------- header
 
@@ -296,6 +299,9 @@ export function decodeFrame (header: FrameHeader, body: Uint8Array, limits: Star
     case FrameType.CREDIT:
       if (header.id !== 0) throw new MalformedFrameError(`CREDIT with message id ${header.id}, must be 0`)
       return { type: FrameType.CREDIT, id: 0, messages: readCredit(body) }
+    case FrameType.END:
+      if (header.id !== 0 || body.byteLength !== 0) throw new MalformedFrameError(`END with id ${header.id} and ${body.byteLength} body bytes, must be 0 and 0`)
+      return { type: FrameType.END, id: 0 }
     default:
       throw new UnknownFrameTypeError(`frame type ${header.type}`)
   }

@@ -23,6 +23,8 @@ export interface DecoderEvents {
   onCredit: (messages: number) => void
   /** The peer reported a failure; it sends nothing after this. */
   onRemoteError: (id: number, code: number, message: string) => void
+  /** The peer will start no more messages (streaming). */
+  onEnd: () => void
   /** A message is starting (before its buffer is allocated); may throw to refuse it. */
   onStart?: (id: number) => void
 }
@@ -101,6 +103,7 @@ export class FrameDecoder {
   private streamBytes = 0
   private failed: Error | undefined
   private remoteErrored = false
+  private remoteEnded = false
 
   constructor (private readonly limits: DecoderLimits, private readonly events: DecoderEvents) {}
 
@@ -142,6 +145,7 @@ export class FrameDecoder {
     const f = decodeFrame(h, body, this.limits)
     switch (f.type) {
       case FrameType.START: {
+        if (this.remoteEnded) throw new UnexpectedFrameError(`START of message ${f.id} after END`)
         if (this.pending !== undefined) throw new UnexpectedFrameError(`START of message ${f.id} inside message ${this.pending.id}`)
         if (f.id !== this.nextId) throw new UnexpectedFrameError(`START of message ${f.id}, expected ${this.nextId}`)
         this.events.onStart?.(f.id)
@@ -172,6 +176,12 @@ export class FrameDecoder {
         return
       case FrameType.CREDIT:
         this.events.onCredit(f.messages)
+        return
+      case FrameType.END:
+        if (this.remoteEnded) throw new UnexpectedFrameError('END repeated')
+        if (this.pending !== undefined) throw new UnexpectedFrameError(`END inside message ${this.pending.id}`)
+        this.remoteEnded = true
+        this.events.onEnd()
     }
   }
 

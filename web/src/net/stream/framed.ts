@@ -53,7 +53,8 @@ export class FramedStream {
   private readonly inbox: TensorMessage[] = []
   private readWaiter: Waiter | undefined
   private creditWaiter: Waiter | undefined
-  private ended = false // the peer closed its writable end
+  private ended = false // the peer sends no more messages (END, or its writable end closed)
+  private sentEnd = false // streaming: we sent END
   private error: Error | undefined
   private lastActivity = Date.now()
   private sendCredit = 0 // messages we may still send (streaming)
@@ -74,7 +75,13 @@ export class FramedStream {
         w?.resolve()
       },
       onRemoteError: (id, code, message) => { this.fail(new RemoteError(code, `${init.protocol} peer ${init.remotePeer.toString()} failed message ${id}: ${message}`)) },
-      onStart: init.streaming ? () => { this.takeRecvCredit() } : undefined
+      onStart: init.streaming ? () => { this.takeRecvCredit() } : undefined,
+      onEnd: () => {
+        if (!init.streaming) throw new UnexpectedFrameError('END frame on a request/response stream')
+        this.ended = true
+        this.wake()
+        if (this.sentEnd) this.closeTransport()
+      }
     })
     stream.addEventListener('message', (evt) => { this.onBytes(evt.data) })
     stream.addEventListener('remoteCloseWrite', () => { this.onRemoteEnd() })
@@ -92,7 +99,7 @@ export class FramedStream {
     for (;;) {
       const m = this.inbox.shift()
       if (m !== undefined) {
-        if (this.init.streaming && this.error === undefined && !this.ended) this.grant(1)
+        if (this.init.streaming && this.error === undefined && !this.ended) this.grant(1) // the peer may send one more
         return m
       }
       if (this.error !== undefined) throw this.error
@@ -115,7 +122,8 @@ export class FramedStream {
   private onRemoteEnd (): void {
     if (this.ended) return
     this.ended = true
-    if (this.decoder.inMessage) this.fail(new StreamEndedError(`${this.init.protocol} peer ${this.init.remotePeer.toString()} closed its side mid-message`))
+    if (this.init.streaming) this.fail(new StreamEndedError(`${this.init.protocol} peer ${this.init.remotePeer.toString()} closed the stream without END`))
+    else if (this.decoder.inMessage) this.fail(new StreamEndedError(`${this.init.protocol} peer ${this.init.remotePeer.toString()} closed its side mid-message`))
     this.wake()
   }
 
@@ -171,8 +179,24 @@ export class FramedStream {
     this.send(encodeFrame(FrameType.ERROR, id, body, crc32(body)))
   }
 
-  /** Finishes our side: buffered frames are flushed, the peer's reader then ends. */
-  async closeWrite (signal?: AbortSignal): Promise<void> {
+  /**
+   * Finishes our side; the peer's reader then ends. Streaming: sends END and keeps the transport
+   * open for CREDIT until the peer's END arrives (or `done`: we will not read any more).
+   */
+  async closeWrite (signal?: AbortSignal, done = false): Promise<void> {
+    this.throwIfFailed()
+    if (this.init.streaming) {
+      if (!this.sentEnd) {
+        this.sentEnd = true
+        this.send(encodeFrame(FrameType.END, 0, new Uint8Array(0), crc32(new Uint8Array(0))))
+      }
+      if (!this.ended && !done) return
+    }
+    await this.finish(signal)
+  }
+
+  /** Closes the transport's writable end, flushing what is buffered (no END frame). */
+  async finish (signal?: AbortSignal): Promise<void> {
     this.throwIfFailed()
     const s = this.timeoutSignal(signal)
     try {
@@ -182,7 +206,12 @@ export class FramedStream {
     }
   }
 
+  private closeTransport (): void {
+    this.stream.close({ signal: AbortSignal.timeout(this.limits.idleTimeoutMs) }).catch((err: Error) => { this.stream.abort(err) })
+  }
+
   private grant (n: number): void {
+    if (this.stream.writeStatus !== 'writable') return
     this.recvCredit += n
     const body = writeCredit(n)
     this.send(encodeFrame(FrameType.CREDIT, 0, body, crc32(body)))

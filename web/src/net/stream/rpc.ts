@@ -108,8 +108,12 @@ export async function serveStream (stream: Stream, connection: Connection, proto
       failure = err
     }
     if (fs.failed.signal.aborted) return // the stream already failed; the peer saw a reset
-    if (failure !== undefined) writeFailure(fs, 0, failure)
-    await channel.closeWrite()
+    if (failure !== undefined) {
+      writeFailure(fs, 0, failure) // ERROR ends the exchange: no END after it
+      await fs.finish()
+    } else {
+      await fs.closeWrite(undefined, true) // END, then close: the handler reads no more
+    }
   } catch (err) {
     fs.abort(err as Error)
   } finally {
