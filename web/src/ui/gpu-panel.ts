@@ -1,4 +1,5 @@
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
+import type { SelfTestResult } from '../gpu/selftest.ts'
 
 /** Shows the adapter, its features and limits, or why WebGPU is missing. */
 export function renderGpuInfo (body: HTMLElement, gpu: GpuBackend): void {
@@ -26,4 +27,34 @@ export function renderError (body: HTMLElement, message: string): void {
   p.id = 'gpu-error'
   p.textContent = message
   body.replaceChildren(p)
+}
+
+/** A table that fills in as self-test results arrive. */
+export function selfTestTable (body: HTMLElement): (r: SelfTestResult) => void {
+  const h = document.createElement('h3')
+  h.textContent = 'Kernel self-test (GPU vs CPU twin)'
+  const table = document.createElement('table')
+  table.id = 'selftest'
+  const head = table.createTHead().insertRow()
+  for (const t of ['family', 'case', 'result', 'max |err|', 'ms']) head.appendChild(document.createElement('th')).textContent = t
+  body.append(h, table)
+  return r => {
+    const tr = table.insertRow()
+    tr.dataset.ok = String(r.ok)
+    tr.insertCell().textContent = r.family
+    tr.insertCell().textContent = r.name
+    const res = tr.insertCell()
+    res.textContent = r.ok ? 'pass' : `FAIL${r.error !== undefined ? `: ${r.error}` : ''}`
+    res.className = r.ok ? 'ok' : 'fail'
+    tr.insertCell().textContent = Number.isFinite(r.maxErr) ? r.maxErr.toExponential(1) : '—'
+    tr.insertCell().textContent = r.ms.toFixed(0)
+  }
+}
+
+export function renderBench (body: HTMLElement, n: number, gflops: number): void {
+  const p = document.createElement('p')
+  p.id = 'gpu-bench'
+  p.dataset.gflops = String(gflops)
+  p.textContent = `matmul ${n}×${n}×${n}: ${gflops.toFixed(2)} GFLOP/s`
+  body.append(p)
 }

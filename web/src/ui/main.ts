@@ -1,17 +1,48 @@
 import { GpuBackend } from '../gpu/gpu-backend.ts'
-import { renderError, renderGpuInfo } from './gpu-panel.ts'
+import { benchMatmul } from '../gpu/ops/matmul-bench.ts'
+import { runSelfTests, type SelfTestResult } from '../gpu/selftest.ts'
+import { renderBench, renderError, renderGpuInfo, selfTestTable } from './gpu-panel.ts'
+
+/** What the page exposes for tests and the console. */
+export interface PageState {
+  gpu?: GpuBackend
+  selfTest?: SelfTestResult[]
+  /** Measured matmul throughput, announced to the swarm as this peer's capability. */
+  gflops?: number
+}
+
+declare global {
+  interface Window { webswarmGpu: PageState }
+}
+
+/** Micro-benchmark size: software adapters are ~1000× slower than real GPUs. */
+const benchSize = (gpu: GpuBackend): number => gpu.info.software ? 128 : 1024
+
+async function probeGpu (state: PageState): Promise<void> {
+  const body = document.querySelector<HTMLElement>('#gpu-panel .body')!
+  try {
+    state.gpu = await GpuBackend.create()
+  } catch (e) {
+    renderError(body, (e as Error).message)
+    document.body.dataset.gpu = 'missing'
+    return
+  }
+  renderGpuInfo(body, state.gpu)
+  document.body.dataset.gpu = 'ready'
+  state.selfTest = await runSelfTests(state.gpu, selfTestTable(body))
+  document.body.dataset.selftest = state.selfTest.every(r => r.ok) ? 'pass' : 'fail'
+  const n = benchSize(state.gpu)
+  const { gflops } = await benchMatmul(state.gpu, n, 3)
+  state.gflops = gflops
+  renderBench(body, n, gflops)
+  document.body.dataset.bench = 'done'
+}
 
 /** Page entry: probe WebGPU, then mount each panel. Panels fail independently. */
 async function main (): Promise<void> {
-  const gpuBody = document.querySelector<HTMLElement>('#gpu-panel .body')!
-  let gpu: GpuBackend | undefined
-  try {
-    gpu = await GpuBackend.create()
-    renderGpuInfo(gpuBody, gpu)
-  } catch (e) {
-    renderError(gpuBody, (e as Error).message)
-  }
-  document.body.dataset.gpu = gpu === undefined ? 'missing' : 'ready'
+  const state: PageState = {}
+  window.webswarmGpu = state
+  await probeGpu(state)
 }
 
 void main()
