@@ -18,8 +18,8 @@ function targetsFor (rng: Rng, T: number, V: number, ignoreShare = 0.2): Int32Ar
   return Int32Array.from({ length: T }, () => rng.next() < ignoreShare ? IGNORE_INDEX : rng.int(V))
 }
 
-/** (T, V): V = 1, non-powers of two (257, 32000), a power of two (256), T past one reduction workgroup (300), T = 0. */
-const CASES: Array<[number, number]> = [[1, 1], [3, 7], [5, 256], [4, 257], [300, 33], [2, 32000], [0, 10]]
+/** (T, V): V = 1, every row-workgroup size (32, 64, 128, 256), non-powers of two (257, 32000), T past one reduction workgroup (300), T = 0. */
+const CASES: Array<[number, number]> = [[1, 1], [3, 7], [6, 100], [5, 256], [4, 257], [300, 33], [2, 32000], [0, 10]]
 
 describe('crossEntropy: GPU vs CPU twin (shaders/loss.wgsl)', () => {
   for (const [T, V] of CASES) {
