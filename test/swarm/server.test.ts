@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { INFER_PROTOCOL } from '../../web/src/swarm/constants.ts'
+import { CacheFullError, errorFromWire, PositionError, ServerInternalError, SpanNotServedError, TensorShapeError, UnknownSessionError, MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
+import { BlockServer } from '../../web/src/swarm/server/block-server.ts'
+import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
+import { readInfer, writeInfer, type InferMsg } from '../../web/src/swarm/wire/infer.ts'
+import { ByteWriter } from '../../web/src/swarm/wire/bytes.ts'
+import { C, FakeSpanBackend } from './fakes.ts'
+
+const servers: BlockServer[] = []
+afterEach(() => { for (const s of servers.splice(0)) s.stop() })
+
+function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number } = {}) {
+  const net = new MemoryNetwork({ seed: 3 })
+  const backend = new FakeSpanBackend('m', 0, 2)
+  const server = new BlockServer({
+    transport: net.endpoint('S'),
+    backend,
+    cacheBudgetBytes: (opts.budgetTokens ?? 100) * 2 * backend.cacheBytesPerToken,
+    idleTimeoutMs: opts.idleMs,
+    sweepIntervalMs: 5,
+    now: opts.now,
+    log: () => {}
+  })
+  server.start()
+  servers.push(server)
+  const peer = (id: string) => {
+    const t = net.endpoint(id)
+    return async (m: InferMsg | Uint8Array): Promise<InferMsg> => {
+      const r = readInfer(await t.request('S', INFER_PROTOCOL, m instanceof Uint8Array ? m : writeInfer(m), { timeoutMs: 2000 }))
+      if (r.type === 'error') throw errorFromWire(r.code, r.message)
+      return r
+    }
+  }
+  return { net, backend, server, peer }
+}
+
+const rows = (T: number, v = 0.1) => ({ shape: [T, C], data: new Float32Array(T * C).fill(v) })
+
+describe('block server', () => {
+  it('opens, steps, closes; answers INFO with span, throughput and cache room', async () => {
+    const { peer, server } = setup()
+    const a = peer('A')
+    const info = await a({ type: 'info' })
+    expect(info).toMatchObject({ type: 'infoOk', spans: [{ model: 'm', start: 0, end: 2 }], cacheTokensLeft: 100 })
+    const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+    if (o.type !== 'opened') throw new Error('not opened')
+    expect(o.cacheTokensLeft).toBe(90)
+    const out = await a({ type: 'step', session: o.session, position: 0, hidden: rows(3) })
+    expect(out.type === 'output' && out.hidden.shape).toEqual([3, C])
+    await a({ type: 'step', session: o.session, position: 3, hidden: rows(1) })
+    await a({ type: 'close', session: o.session })
+    expect(server.sessions.size).toBe(0)
+    await expect(a({ type: 'step', session: o.session, position: 4, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
+  })
+
+  it('refuses a session that does not fit the KV-cache budget, with the numbers', async () => {
+    const { peer } = setup({ budgetTokens: 20 })
+    const a = peer('A')
+    await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 15 })
+    await expect(a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })).rejects.toThrow(CacheFullError)
+    await expect(a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })).rejects.toThrow(/5 tokens/)
+    // A sub-span session costs half: 10 tokens × 1 block fits in what is left.
+    await a({ type: 'open', model: 'm', start: 1, end: 2, maxTokens: 10 })
+    await expect(a({ type: 'open', model: 'x', start: 0, end: 2, maxTokens: 1 })).rejects.toThrow(SpanNotServedError)
+    await expect(a({ type: 'open', model: 'm', start: 1, end: 3, maxTokens: 1 })).rejects.toThrow(SpanNotServedError)
+  })
+
+  it('closes idle sessions and frees their cache', async () => {
+    let now = 0
+    const { peer, server } = setup({ idleMs: 1000, now: () => now })
+    const a = peer('A')
+    const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+    if (o.type !== 'opened') throw new Error('not opened')
+    now = 2000
+    await new Promise(r => setTimeout(r, 30))
+    expect(server.sessions.size).toBe(0)
+    expect(server.sessions.reservedBytes).toBe(0)
+    await expect(a({ type: 'step', session: o.session, position: 0, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
+  })
+
+  it('bad input ends that session with a typed error; other clients keep being served', async () => {
+    const { peer, server, backend } = setup()
+    const a = peer('A')
+    const b = peer('B')
+    const ob = await b({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 20 })
+    if (ob.type !== 'opened') throw new Error('not opened')
+    const bad: Array<[(s: string) => InferMsg | Uint8Array, new (...a: any[]) => Error]> = [
+      [s => ({ type: 'step', session: s, position: 0, hidden: { shape: [2, C + 1], data: new Float32Array(2 * (C + 1)) } }), TensorShapeError],
+      [s => ({ type: 'step', session: s, position: 0, hidden: { shape: [1, 2, C], data: new Float32Array(2 * C) } }), TensorShapeError],
+      [s => ({ type: 'step', session: s, position: 5, hidden: rows(1) }), PositionError],
+      [s => ({ type: 'step', session: s, position: 0, hidden: rows(11) }), PositionError],
+      [s => ({ type: 'step', session: s, position: 0, hidden: rows(1, NaN) }), TensorShapeError],
+      [s => ({ type: 'step', session: s, position: 0, hidden: rows(600) }), TensorShapeError],
+      [() => ({ type: 'step', session: 'no-such-session', position: 0, hidden: rows(1) }), UnknownSessionError],
+      [() => ({ type: 'output', session: 'x', position: 0, hidden: rows(1) }), MalformedMessageError],
+      [() => new Uint8Array([1, 3, 200, 200]), MalformedMessageError],
+      [() => new ByteWriter().u8(1).u8(3).string('s').varint(0).u8(1).u8(2).varint(3_000_000).varint(C).finish(), MessageTooLargeError]
+    ]
+    for (const [make, cls] of bad) {
+      const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+      if (o.type !== 'opened') throw new Error('not opened')
+      await expect(a(make(o.session))).rejects.toThrow(cls)
+      // The offending session is gone (for step errors on a real session).
+      if (cls !== UnknownSessionError && cls !== MalformedMessageError && cls !== MessageTooLargeError) {
+        await expect(a({ type: 'step', session: o.session, position: 0, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
+      }
+      await b({ type: 'step', session: ob.session, position: server.sessions.get('B', ob.session).cache.length, hidden: rows(1) })
+    }
+    // A peer cannot drive another peer's session.
+    await expect(a({ type: 'step', session: ob.session, position: 10, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
+    // A compute failure is the server's: an internal error, and the session ends.
+    backend.failNext = true
+    await expect(b({ type: 'step', session: ob.session, position: 10, hidden: rows(1) })).rejects.toThrow(ServerInternalError)
+    expect(server.stats.errors).toBeGreaterThanOrEqual(bad.length)
+  })
+
+  it('batches concurrent sessions\' steps into one backend call, each with its own cache', async () => {
+    const { peer, backend, server } = setup()
+    backend.delayMs = 20
+    const clients = ['A', 'B', 'C', 'D'].map(peer)
+    const sessions = await Promise.all(clients.map(async c => {
+      const o = await c({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+      if (o.type !== 'opened') throw new Error('not opened')
+      return o.session
+    }))
+    for (let pos = 0; pos < 3; pos++) {
+      const outs = await Promise.all(clients.map((c, i) => c({ type: 'step', session: sessions[i], position: pos, hidden: rows(1, 0.1 * (i + 1)) })))
+      // Different inputs → different outputs: no mixing of caches.
+      const first = outs.map(o => o.type === 'output' ? o.hidden.data[0] : NaN)
+      expect(new Set(first).size).toBe(4)
+    }
+    expect(server.stats.maxBatch).toBeGreaterThan(1)
+    expect(backend.forwardCalls.length).toBeLessThan(12)
+  })
+})

@@ -1,0 +1,119 @@
+/**
+ * The inference client: finds servers in the directory, measures RTTs, plans a min-latency route
+ * over all blocks, and opens sessions along it (session.ts). Embedding and LM head stay with the
+ * caller (generate.ts).
+ */
+import { BanList } from '../backoff.ts'
+import { INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP } from '../constants.ts'
+import { errorFromWire, MalformedMessageError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
+import type { BlockRecord, SwarmDirectory } from '../records.ts'
+import { planRoute, type RouteSegment } from '../route.ts'
+import type { RpcTransport } from '../transport/index.ts'
+import { readInfer, writeInfer, type InferMsg } from '../wire/infer.ts'
+import { InferenceSession } from './session.ts'
+
+export interface InferenceClientOptions {
+  transport: RpcTransport
+  directory: SwarmDirectory
+  /** Model id as servers announce it. */
+  model: string
+  /** Blocks in the model. */
+  numBlocks: number
+  /** C */
+  hiddenSize: number
+  /** Per-request timeout, ms. @default INFER_TIMEOUT_MS */
+  timeoutMs?: number
+  /** Re-plans allowed per step before the generation fails. @default MAX_FAILOVERS_PER_STEP */
+  maxFailovers?: number
+  /** Clock, ms. @default Date.now */
+  now?: () => number
+  /** Failover and routing events (one line each). @default nothing */
+  log?: (line: string) => void
+}
+
+/** A failover, as the session saw it: for logs, the page and the recovery benchmark. */
+export interface FailoverEvent {
+  peer: string
+  error: string
+  span: { start: number, end: number }
+  replacement: RouteSegment[]
+  /** Positions replayed into the replacement, in tokens. */
+  replayed: number
+  /** From the failure's detection to the replacement holding the cache again, ms. */
+  ms: number
+}
+
+export class InferenceClient {
+  readonly transport: RpcTransport
+  readonly directory: SwarmDirectory
+  readonly model: string
+  readonly numBlocks: number
+  readonly hiddenSize: number
+  readonly timeoutMs: number
+  readonly maxFailovers: number
+  readonly now: () => number
+  readonly bans: BanList
+  readonly rttMs = new Map<string, number>()
+  readonly log: (line: string) => void
+
+  constructor (opts: InferenceClientOptions) {
+    if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
+    this.transport = opts.transport
+    this.directory = opts.directory
+    this.model = opts.model
+    this.numBlocks = opts.numBlocks
+    this.hiddenSize = opts.hiddenSize
+    this.timeoutMs = opts.timeoutMs ?? INFER_TIMEOUT_MS
+    this.maxFailovers = opts.maxFailovers ?? MAX_FAILOVERS_PER_STEP
+    this.now = opts.now ?? Date.now
+    this.bans = new BanList(this.now)
+    this.log = opts.log ?? (() => {})
+  }
+
+  /** One `infer` request; a server's ERROR comes back as its typed error. */
+  async call (peer: string, msg: InferMsg): Promise<InferMsg> {
+    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs: this.timeoutMs })
+    let reply: InferMsg
+    try {
+      reply = readInfer(bytes)
+    } catch (e) {
+      throw new PeerProtocolError(peer, (e as Error).message)
+    }
+    if (reply.type === 'error') throw errorFromWire(reply.code, reply.message)
+    return reply
+  }
+
+  /** RTT to each peer not yet measured, by an INFO round trip; peers that fail are banned. */
+  async measureRtts (peers: Iterable<string>): Promise<void> {
+    await Promise.all([...new Set(peers)].filter(p => !this.rttMs.has(p) && !this.bans.isBanned(p)).map(async p => {
+      const t0 = performance.now()
+      try {
+        const r = await this.call(p, { type: 'info' })
+        if (r.type !== 'infoOk') throw new MalformedMessageError(`expected infoOk, got ${r.type}`)
+        this.rttMs.set(p, performance.now() - t0)
+      } catch (e) {
+        this.bans.ban(p)
+        this.log(`rtt: ${p} did not answer INFO (${(e as Error).message}); banned`)
+      }
+    }))
+  }
+
+  /** Live records of this model's servers. */
+  async records (): Promise<BlockRecord[]> {
+    return await this.directory.blockRecords(this.model)
+  }
+
+  /** Plan blocks [from, to) over unbanned servers with `cacheTokens` of room, measuring new peers' RTT first. */
+  async plan (from: number, to: number, cacheTokens: number): Promise<RouteSegment[]> {
+    const records = (await this.records()).filter(r => r.start < to && r.end > from)
+    await this.measureRtts(records.filter(r => r.state === 'online').map(r => r.peer))
+    return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => this.bans.isBanned(p), cacheTokens })
+  }
+
+  /** A session over all blocks, able to hold `maxTokens` positions. */
+  async openSession (maxTokens: number): Promise<InferenceSession> {
+    const s = new InferenceSession(this, maxTokens)
+    await s.open()
+    return s
+  }
+}

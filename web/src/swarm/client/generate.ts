@@ -1,0 +1,68 @@
+/**
+ * Generation through the swarm: embedding and LM head run here (ClientEnds), the blocks on the
+ * servers of an InferenceSession. Prefill in one step, then one token per step; tokens stream to
+ * `onToken` as they are sampled.
+ */
+import { Sampler, type SamplingOptions } from '../../model/sampler.ts'
+import { SwarmArgumentError } from '../errors.ts'
+import type { InferenceClient } from './client.ts'
+import type { InferenceSession } from './session.ts'
+
+/** The model's two ends, on the client. */
+export interface ClientEnds {
+  /** ids (T) → hidden states (T, C). */
+  embed (ids: readonly number[]): Promise<Float32Array>
+  /** Final norm + LM head on one row: hidden (C) → logits (V). */
+  logits (hidden: Float32Array): Promise<Float32Array>
+  /** End-of-sequence ids (generation stops after emitting one). */
+  readonly eosTokenIds: readonly number[]
+}
+
+export interface SwarmGenerateOptions extends SamplingOptions {
+  maxNewTokens: number
+  /** @default ends.eosTokenIds */
+  stopTokens?: readonly number[]
+  onToken?: (id: number) => void
+  /** Called once the session is open (e.g. to show the route, or to kill a server in a test). */
+  onSession?: (s: InferenceSession) => void
+}
+
+export interface SwarmGenerateResult {
+  tokens: number[]
+  /** Wall time of the prompt's step, ms. */
+  prefillMs: number
+  /** Wall time of each decode step, ms. */
+  decodeMs: number[]
+  session: InferenceSession
+}
+
+/** Samples up to maxNewTokens after `prompt`, running the blocks on the swarm. */
+export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, prompt: readonly number[], opts: SwarmGenerateOptions): Promise<SwarmGenerateResult> {
+  const n = opts.maxNewTokens
+  if (!Number.isInteger(n) || n < 1) throw new SwarmArgumentError(`max new tokens must be an integer ≥ 1, got ${n}`)
+  if (prompt.length === 0) throw new SwarmArgumentError('generate: empty prompt')
+  const C = client.hiddenSize
+  const sampler = new Sampler(opts)
+  const stop = new Set(opts.stopTokens ?? ends.eosTokenIds)
+  const session = await client.openSession(prompt.length + n)
+  opts.onSession?.(session)
+  const tokens: number[] = []
+  const decodeMs: number[] = []
+  try {
+    let t0 = performance.now()
+    let h = await session.step(await ends.embed(prompt), prompt.length)
+    const prefillMs = performance.now() - t0
+    for (;;) {
+      const id = sampler.sample(await ends.logits(h.subarray(h.length - C)))
+      tokens.push(id)
+      opts.onToken?.(id)
+      if (stop.has(id) || tokens.length >= n) break
+      t0 = performance.now()
+      h = await session.step(await ends.embed([id]), 1)
+      decodeMs.push(performance.now() - t0)
+    }
+    return { tokens, prefillMs, decodeMs, session }
+  } finally {
+    await session.close()
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * A client's inference session over all blocks: a chain of server sessions, one per route
+ * segment. Each segment keeps the inputs it was sent, so when its server fails (error or timeout)
+ * the session bans that peer, re-plans only that segment's blocks, replays the stored inputs into
+ * the replacement chain to rebuild its KV cache, and carries on. Deterministic servers give the
+ * same outputs, so greedy decoding is unchanged by a failover.
+ */
+import { MAX_STEP_TOKENS } from '../constants.ts'
+import {
+  FailoverExhaustedError, MalformedMessageError, NoRouteError, PeerProtocolError, MessageTooLargeError, PositionError, SwarmArgumentError, TensorShapeError
+} from '../errors.ts'
+import type { RouteSegment } from '../route.ts'
+import type { FailoverEvent, InferenceClient } from './client.ts'
+
+interface Hop extends RouteSegment {
+  /** Server's session id. */
+  session: string
+  /** Inputs sent so far, in order: (T_i, C) each; together positions [0, length). */
+  history: Float32Array[]
+}
+
+/** Errors that say the client itself is wrong: failing over would not help. */
+function isClientBug (e: unknown): boolean {
+  return e instanceof TensorShapeError || e instanceof PositionError || e instanceof MalformedMessageError || e instanceof MessageTooLargeError
+}
+
+export class InferenceSession {
+  private hops: Hop[] = []
+  /** Positions processed, in tokens. */
+  length = 0
+  readonly failovers: FailoverEvent[] = []
+  private closed = false
+
+  constructor (private readonly client: InferenceClient, readonly maxTokens: number) {
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new SwarmArgumentError(`maxTokens must be ≥ 1, got ${maxTokens}`)
+  }
+
+  /** The current route. */
+  get route (): RouteSegment[] {
+    return this.hops.map(h => ({ peer: h.peer, start: h.start, end: h.end }))
+  }
+
+  async open (): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const route = await this.client.plan(0, this.client.numBlocks, this.maxTokens)
+      try {
+        this.hops = await this.openHops(route)
+        return
+      } catch (e) {
+        if (isClientBug(e) || attempt >= this.client.maxFailovers) throw e
+      }
+    }
+  }
+
+  /** Opens server sessions for each segment; on failure bans that peer, closes the rest, rethrows. */
+  private async openHops (route: RouteSegment[]): Promise<Hop[]> {
+    const hops: Hop[] = []
+    try {
+      for (const seg of route) {
+        const r = await this.callOrBan(seg.peer, { type: 'open', model: this.client.model, start: seg.start, end: seg.end, maxTokens: this.maxTokens })
+        if (r.type !== 'opened') throw new PeerProtocolError(seg.peer, `expected opened, got ${r.type}`)
+        hops.push({ ...seg, session: r.session, history: [] })
+      }
+      return hops
+    } catch (e) {
+      for (const h of hops) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})
+      throw e
+    }
+  }
+
+  private async callOrBan (peer: string, msg: Parameters<InferenceClient['call']>[1]): ReturnType<InferenceClient['call']> {
+    try {
+      const r = await this.client.call(peer, msg)
+      this.client.bans.clear(peer)
+      return r
+    } catch (e) {
+      if (!isClientBug(e)) {
+        const ms = this.client.bans.ban(peer)
+        this.client.log(`infer: ${peer} failed (${(e as Error).message}); banned for ${ms} ms`)
+      }
+      throw e
+    }
+  }
+
+  /** Sends (T, C) through one hop at `position`; returns (T, C). */
+  private async sendStep (hop: Hop, hidden: Float32Array, tokens: number, position: number): Promise<Float32Array> {
+    const r = await this.callOrBan(hop.peer, { type: 'step', session: hop.session, position, hidden: { shape: [tokens, this.client.hiddenSize], data: hidden } })
+    if (r.type !== 'output') throw new PeerProtocolError(hop.peer, `expected output, got ${r.type}`)
+    const shape = r.hidden.shape
+    if (shape.length !== 2 || shape[0] !== tokens || shape[1] !== this.client.hiddenSize || r.position !== position) {
+      throw new PeerProtocolError(hop.peer, `server ${hop.peer} answered [${shape.join(', ')}] at ${r.position}, expected [${tokens}, ${this.client.hiddenSize}] at ${position}`)
+    }
+    return r.hidden.data
+  }
+
+  /**
+   * Runs all blocks on hidden states (T, C) for positions [length, length + T); returns (T, C).
+   * Steps longer than MAX_STEP_TOKENS are sent in chunks.
+   */
+  async step (hidden: Float32Array, tokens: number): Promise<Float32Array> {
+    if (this.closed) throw new SwarmArgumentError('session is closed')
+    const C = this.client.hiddenSize
+    if (hidden.length !== tokens * C || tokens < 1) throw new SwarmArgumentError(`hidden must be (T=${tokens}, C=${C}): ${tokens * C} values, got ${hidden.length}`)
+    if (this.length + tokens > this.maxTokens) throw new SwarmArgumentError(`positions [${this.length}, ${this.length + tokens}) exceed the session's ${this.maxTokens} tokens`)
+    const out = new Float32Array(tokens * C)
+    for (let t0 = 0; t0 < tokens; t0 += MAX_STEP_TOKENS) {
+      const n = Math.min(MAX_STEP_TOKENS, tokens - t0)
+      out.set(await this.stepChunk(hidden.subarray(t0 * C, (t0 + n) * C), n), t0 * C)
+    }
+    return out
+  }
+
+  private async stepChunk (hidden: Float32Array, tokens: number): Promise<Float32Array> {
+    const position = this.length
+    let x = hidden
+    let failures = 0
+    for (let i = 0; i < this.hops.length;) {
+      const hop = this.hops[i]
+      try {
+        const y = await this.sendStep(hop, x, tokens, position)
+        hop.history.push(x.slice())
+        x = y
+        i++
+      } catch (e) {
+        if (isClientBug(e)) throw e
+        // Re-plan until a replacement holds the cache again (a replacement may fail during replay too).
+        for (let cause = e as Error; ;) {
+          if (++failures > this.client.maxFailovers) throw new FailoverExhaustedError(`step at position ${position}: ${failures - 1} failovers did not get through blocks [${hop.start}, ${hop.end}): ${cause.message}`)
+          try {
+            await this.failover(i, cause)
+            break
+          } catch (e2) {
+            if (isClientBug(e2) || e2 instanceof NoRouteError) throw e2
+            cause = e2 as Error
+          }
+        }
+        // hops[i] is now the first hop of the replacement; retry the step from there.
+      }
+    }
+    this.length += tokens
+    return x
+  }
+
+  /** Replace hops[i] by a fresh chain over its blocks, replaying its stored inputs. */
+  private async failover (i: number, cause: Error): Promise<void> {
+    const t0 = performance.now()
+    const failed = this.hops[i]
+    void this.client.call(failed.peer, { type: 'close', session: failed.session }).catch(() => {})
+    const route = await this.client.plan(failed.start, failed.end, this.maxTokens)
+    const fresh = await this.openHops(route)
+    // Replay: the failed hop's inputs flow through the new chain in chunks; each new hop records its own.
+    let replayed = 0
+    try {
+      for (const past of chunk(failed.history, this.client.hiddenSize)) {
+        let x = past.data
+        for (const hop of fresh) {
+          const y = await this.sendStep(hop, x, past.tokens, replayed)
+          hop.history.push(x.slice())
+          x = y
+        }
+        replayed += past.tokens
+      }
+    } catch (e) {
+      for (const h of fresh) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})
+      throw e
+    }
+    this.hops.splice(i, 1, ...fresh)
+    const ev: FailoverEvent = { peer: failed.peer, error: cause.message, span: { start: failed.start, end: failed.end }, replacement: route, replayed, ms: performance.now() - t0 }
+    this.failovers.push(ev)
+    this.client.log(`infer: blocks [${failed.start}, ${failed.end}) moved from ${failed.peer} to ${route.map(r => `${r.peer}[${r.start},${r.end})`).join(' → ')}, replayed ${replayed} tokens in ${ev.ms.toFixed(0)} ms`)
+  }
+
+  /** Closes every server session (best effort: a dead server frees its cache when it idles out). */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await Promise.all(this.hops.map(h => this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})))
+  }
+}
+
+/** Regroup a history of (T_i, C) inputs into chunks of at most MAX_STEP_TOKENS positions. */
+function * chunk (history: readonly Float32Array[], C: number): Generator<{ data: Float32Array, tokens: number }> {
+  const total = history.reduce((a, h) => a + h.length / C, 0)
+  const all = new Float32Array(total * C)
+  let off = 0
+  for (const h of history) {
+    all.set(h, off)
+    off += h.length
+  }
+  for (let t = 0; t < total; t += MAX_STEP_TOKENS) {
+    const n = Math.min(MAX_STEP_TOKENS, total - t)
+    yield { data: all.subarray(t * C, (t + n) * C), tokens: n }
+  }
+}

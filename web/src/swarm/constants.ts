@@ -1,0 +1,74 @@
+/**
+ * Limits, timeouts and tuning constants of the swarm roles (STYLE 8). Each says its unit and why.
+ * Readers of peer data cap both bytes and counts with these.
+ */
+
+/** Wire protocol ids. Mirrored into web/src/net/protocols.ts (the registry) when it exists. */
+export const INFER_PROTOCOL = '/webswarm/infer/1.0.0'
+export const EXPERT_PROTOCOL = '/webswarm/expert/1.0.0'
+
+/** Version byte leading every `infer` / `expert` message; bump with the protocol id. */
+export const WIRE_VERSION = 1
+
+/** Largest single message, in bytes: a (T, C) f32 prefill chunk of 512 tokens × 4096 wide is 8 MiB. */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+/** Longest string field (model ids, session ids, error text), in bytes. */
+export const MAX_STRING_BYTES = 1024
+
+/** Highest tensor rank a peer may send: our tensors are (T, C) rows. */
+export const MAX_TENSOR_RANK = 4
+
+/** Most tokens in one `infer` step (prefill chunk), in tokens. Longer prompts are sent in chunks. */
+export const MAX_STEP_TOKENS = 512
+
+/** Most tokens one session may ask to cache (its `maxTokens`), in tokens. */
+export const MAX_SESSION_TOKENS = 8192
+
+/** Most experts named in one `expert` call, in experts: a peer hosts at most a layer's worth. */
+export const MAX_EXPERTS_PER_CALL = 256
+
+/** Most token rows per expert in one `expert` call, in rows (a prefill chunk's worth). */
+export const MAX_ROWS_PER_EXPERT = MAX_STEP_TOKENS
+
+/** How long a client waits for a server's reply to one `infer` message, in ms (software WebGPU is slow). */
+export const INFER_TIMEOUT_MS = 30_000
+
+/** How long a block server waits for one expert host, in ms, before asking another host. */
+export const EXPERT_TIMEOUT_MS = 10_000
+
+/** A session with no message for this long is closed and its cache freed, in ms (Petals: 30–60 s). */
+export const SESSION_IDLE_TIMEOUT_MS = 60_000
+
+/** How often the server sweeps idle sessions, in ms. */
+export const SESSION_SWEEP_INTERVAL_MS = 5_000
+
+/** Concurrent sessions one server holds at most, whatever its memory budget (bounds bookkeeping). */
+export const MAX_SESSIONS_PER_SERVER = 256
+
+/** First ban of a failed peer, in ms; doubles on each further failure (Petals' exponential backoff). */
+export const BAN_BASE_MS = 1_000
+
+/** Longest ban, in ms: a flaky peer is retried at least this often. */
+export const BAN_MAX_MS = 60_000
+
+/** Times a client re-plans one step's failed span before giving up on the generation. */
+export const MAX_FAILOVERS_PER_STEP = 8
+
+/** Petals' balance quality: rebalance only if the swarm's min per-block throughput would rise so that old/new < this. */
+export const BALANCE_QUALITY = 0.75
+
+/** Slack against float rounding in throughput sums (Petals uses the same 1e-3). */
+export const THROUGHPUT_EPS = 1e-3
+
+/** Block records expire after this, in ms (Petals: 120 s)… */
+export const RECORD_TTL_MS = 120_000
+
+/** …and are refreshed at half-life, in ms (Petals: 60 s). */
+export const RECORD_REFRESH_MS = RECORD_TTL_MS / 2
+
+/** RTT assumed for a peer never measured, in ms: pessimistic so measured peers win ties. */
+export const DEFAULT_RTT_MS = 100
+
+/** Extra cost per hop in the route planner, in ms: serialising and framing a (T, C) tensor. */
+export const HOP_OVERHEAD_MS = 1

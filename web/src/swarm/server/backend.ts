@@ -1,0 +1,49 @@
+/**
+ * What a block server computes with: a span [start, end) of one model's blocks on hidden states,
+ * with a KV cache per session. `model-backend.ts` implements it on web/src/model (WebGPU or CPU
+ * twins); tests implement it with small deterministic fakes.
+ */
+
+/** One session's KV cache across the span. */
+export interface SpanCache {
+  /** Positions held, in tokens. */
+  readonly length: number
+  /** Positions it can hold, in tokens. */
+  readonly capacity: number
+  /** Blocks [start, end) this cache (and its steps) cover: a sub-span of the backend's. */
+  readonly start: number
+  readonly end: number
+  /** Frees the cache's memory; the cache is unusable afterwards. */
+  dispose (): void
+}
+
+/** One session's step in a batch. */
+export interface SpanStep {
+  cache: SpanCache
+  /** (T, C) f32 hidden states for positions [cache.length, cache.length + T). */
+  hidden: Float32Array
+  /** T */
+  tokens: number
+}
+
+export interface SpanBackend {
+  readonly model: string
+  /** First block served. */
+  readonly start: number
+  /** One past the last block served. */
+  readonly end: number
+  /** C */
+  readonly hiddenSize: number
+  /** KV-cache bytes one token position takes in one block. */
+  readonly cacheBytesPerToken: number
+  /** A fresh, empty cache of `capacity` positions for blocks [start, end) ⊆ [this.start, this.end). */
+  createCache (capacity: number, start: number, end: number): SpanCache
+  /**
+   * Runs each step's blocks [cache.start, cache.end) on its hidden states, extending each step's cache by its T positions.
+   * Returns (T, C) per step, in order. One call may batch several sessions' steps (one GPU
+   * submission, one readback).
+   */
+  forward (steps: readonly SpanStep[]): Promise<Float32Array[]>
+  /** Frees weights. */
+  dispose (): void
+}

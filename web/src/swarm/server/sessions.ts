@@ -1,0 +1,99 @@
+/**
+ * Server-side sessions: one KV cache per client session, admitted against a memory budget,
+ * closed when idle. Owned by the peer that opened it: another peer naming the id is told it does
+ * not exist (session ids are random, so they are not guessable either).
+ */
+import { MAX_SESSIONS_PER_SERVER } from '../constants.ts'
+import { CacheFullError, ServerBusyError, UnknownSessionError } from '../errors.ts'
+import type { SpanBackend, SpanCache } from './backend.ts'
+
+export interface ServerSession {
+  id: string
+  owner: string
+  maxTokens: number
+  cache: SpanCache
+  /** Bytes reserved for the cache (maxTokens × bytes per token). */
+  bytes: number
+  lastUsed: number
+  /** Serialises this session's steps: they must run in position order. */
+  busy: Promise<unknown>
+}
+
+/** Random 128-bit hex id. */
+function newId (): string {
+  const b = new Uint8Array(16)
+  crypto.getRandomValues(b)
+  return Array.from(b, x => x.toString(16).padStart(2, '0')).join('')
+}
+
+export class SessionTable {
+  private readonly sessions = new Map<string, ServerSession>()
+  private reserved = 0
+
+  constructor (
+    private readonly backend: SpanBackend,
+    /** KV-cache memory this server gives sessions, in bytes. */
+    readonly budgetBytes: number,
+    private readonly now: () => number
+  ) {}
+
+  get size (): number {
+    return this.sessions.size
+  }
+
+  get reservedBytes (): number {
+    return this.reserved
+  }
+
+  /** Cache positions a new session over the whole span could still get, in tokens. */
+  tokensLeft (): number {
+    const perToken = (this.backend.end - this.backend.start) * this.backend.cacheBytesPerToken
+    return Math.max(0, Math.floor((this.budgetBytes - this.reserved) / perToken))
+  }
+
+  open (owner: string, maxTokens: number, start: number, end: number): ServerSession {
+    if (this.sessions.size >= MAX_SESSIONS_PER_SERVER) throw new ServerBusyError(`server holds ${this.sessions.size} sessions, the most it takes`)
+    const bytes = maxTokens * (end - start) * this.backend.cacheBytesPerToken
+    if (this.reserved + bytes > this.budgetBytes) {
+      throw new CacheFullError(`KV cache full: a ${maxTokens}-token session needs ${bytes} B, ${this.budgetBytes - this.reserved} B of ${this.budgetBytes} B left (${this.tokensLeft()} tokens)`)
+    }
+    const s: ServerSession = { id: newId(), owner, maxTokens, cache: this.backend.createCache(maxTokens, start, end), bytes, lastUsed: this.now(), busy: Promise.resolve() }
+    this.sessions.set(s.id, s)
+    this.reserved += bytes
+    return s
+  }
+
+  /** The session `id` if `peer` owns it; UnknownSessionError otherwise. */
+  get (peer: string, id: string): ServerSession {
+    const s = this.sessions.get(id)
+    if (s === undefined || s.owner !== peer) throw new UnknownSessionError(`no session ${id} for peer ${peer} (never opened, closed, or idle too long)`)
+    s.lastUsed = this.now()
+    return s
+  }
+
+  /** Whether `peer` opened session `id` (and it is still open). */
+  owns (peer: string, id: string): boolean {
+    return this.sessions.get(id)?.owner === peer
+  }
+
+  close (id: string): boolean {
+    const s = this.sessions.get(id)
+    if (s === undefined) return false
+    this.sessions.delete(id)
+    this.reserved -= s.bytes
+    s.cache.dispose()
+    return true
+  }
+
+  /** Closes sessions idle for longer than `idleMs`; returns their ids. */
+  sweep (idleMs: number): string[] {
+    const t = this.now()
+    const gone = [...this.sessions.values()].filter(s => t - s.lastUsed > idleMs).map(s => s.id)
+    for (const id of gone) this.close(id)
+    return gone
+  }
+
+  closeAll (): void {
+    for (const id of [...this.sessions.keys()]) this.close(id)
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The request/response transport the swarm roles speak through. Two implementations:
+ * `MemoryNetwork` (seeded, in-process, for tests and benchmarks of the roles' logic) and
+ * `Libp2pTransport` (real peers, over web/src/net).
+ *
+ *   const net = new MemoryNetwork({ seed: 1 })
+ *   const a = net.endpoint('A'), b = net.endpoint('B')
+ *   b.handle('/echo/1.0.0', async (_from, body) => body)
+ *   await a.request('B', '/echo/1.0.0', new Uint8Array([1]), { timeoutMs: 100 })
+ */
+
+/** Serves one protocol: the body of a request in, the body of the reply out. Throwing resets the stream. */
+export type RpcHandler = (from: string, body: Uint8Array) => Promise<Uint8Array>
+
+export interface RequestOptions {
+  /** Give up after this long, with PeerTimeoutError, in ms. */
+  timeoutMs: number
+  signal?: AbortSignal
+}
+
+export interface RpcTransport {
+  /** This peer's id (a PeerId string with libp2p). */
+  readonly self: string
+  /** One request, one reply. Rejects with PeerTimeoutError / PeerUnreachableError. */
+  request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array>
+  handle (protocol: string, handler: RpcHandler): void
+  unhandle (protocol: string): void
+}
+
+export { MemoryNetwork, MemoryTransport } from './memory.ts'
+export type { MemoryNetworkOptions } from './memory.ts'
