@@ -1,0 +1,102 @@
+// Causal grouped-query attention for a few query rows against a long KV cache (decode, T = 1..few).
+// The kv length is split across the threads of one workgroup: per tile of WG_X keys, thread i
+// scores key j0 + i for every row, the workgroup agrees on the running max, then each thread
+// accumulates its own output dims over the tile. Bindings, `params` and constants are generated
+// from web/src/gpu/ops/attention.ts.
+//   q, out: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid    lse: (Hq, T)
+// Variant constants: HEAD_DIM = D; ROWS query rows per workgroup; thread i owns output dims
+// d = i + WG_X·c (c < DPT).
+// Grid: (⌈T·G / ROWS⌉, Hkv), query rows ρ = t·G + g of kv head kvh (head h = kvh·G + g).
+
+const MASKED: f32 = -3.0e38f; // a masked score; below any real scaled score
+
+var<workgroup> q_s: array<f32, ROWS * HEAD_DIM>; // (ROWS, D) this workgroup's query rows
+var<workgroup> s_s: array<f32, ROWS * WG_X>; //    (ROWS, WG_X) scores of the tile; then partial sums
+var<workgroup> p_s: array<f32, ROWS * WG_X>; //    (ROWS, WG_X) exp(score − max) of the tile
+
+fn key_end(t: u32) -> u32 {
+  if (params.causal != 0u) { return min(params.kvLen, params.qOffset + t + 1u); }
+  return params.kvLen;
+}
+
+@compute @workgroup_size(WG_X)
+fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u) {
+  let G = params.G;
+  let kvh = wid.y;
+  let rows = params.T * G;
+  let row0 = wid.x * ROWS;
+  let block_end = key_end((min(row0 + ROWS, rows) - 1u) / G); // workgroup-uniform
+
+  for (var e = tid; e < ROWS * HEAD_DIM; e += WG_X) {
+    let rr = min(row0 + e / HEAD_DIM, rows - 1u); // rows past the end repeat the last one
+    q_s[e] = q[((rr / G) * params.Hq + kvh * G + rr % G) * HEAD_DIM + e % HEAD_DIM];
+  }
+  var row_end: array<u32, ROWS>;
+  for (var r = 0u; r < ROWS; r++) { row_end[r] = key_end(min(row0 + r, rows - 1u) / G); }
+
+  var m: array<f32, ROWS>; //    running max per row (the same in every thread)
+  var lsum: array<f32, ROWS>; // this thread's share of Σ exp(score − m)
+  var o: array<f32, ROWS * DPT>; // (ROWS, DPT) running Σ exp(score − m)·v over this thread's dims
+  for (var r = 0u; r < ROWS; r++) { m[r] = MASKED; }
+  workgroupBarrier(); // q_s written
+
+  let ntiles = (block_end + WG_X - 1u) / WG_X;
+  for (var kt = 0u; kt < ntiles; kt++) {
+    let j0 = kt * WG_X;
+    let j = j0 + tid;
+    if (j < block_end) {
+      let kb = (j * params.Hkv + kvh) * HEAD_DIM;
+      for (var r = 0u; r < ROWS; r++) {
+        var dot = 0.0f;
+        for (var d = 0u; d < HEAD_DIM; d++) { dot += q_s[r * HEAD_DIM + d] * k[kb + d]; }
+        s_s[r * WG_X + tid] = select(MASKED, dot * params.scale, j < row_end[r]);
+      }
+    } else {
+      for (var r = 0u; r < ROWS; r++) { s_s[r * WG_X + tid] = MASKED; }
+    }
+    workgroupBarrier();
+    for (var r = 0u; r < ROWS; r++) {
+      var mt = m[r];
+      for (var i = 0u; i < WG_X; i++) { mt = max(mt, s_s[r * WG_X + i]); }
+      let alpha = exp(m[r] - mt);
+      m[r] = mt;
+      lsum[r] *= alpha;
+      for (var c = 0u; c < DPT; c++) { o[r * DPT + c] *= alpha; }
+      let s = s_s[r * WG_X + tid];
+      let p = select(0.0f, exp(s - mt), s > MASKED);
+      p_s[r * WG_X + tid] = p;
+      lsum[r] += p;
+    }
+    workgroupBarrier();
+    // Accumulate this thread's dims over the tile's keys (v reads are contiguous across threads).
+    let n = min(WG_X, block_end - j0);
+    for (var i = 0u; i < n; i++) {
+      let vb = ((j0 + i) * params.Hkv + kvh) * HEAD_DIM;
+      for (var c = 0u; c < DPT; c++) {
+        let d = tid + WG_X * c;
+        if (d < HEAD_DIM) {
+          let vx = v[vb + d];
+          for (var r = 0u; r < ROWS; r++) { o[r * DPT + c] += p_s[r * WG_X + i] * vx; }
+        }
+      }
+    }
+  }
+
+  // Sum the per-thread shares of l. s_s is free: every thread passed the last tile's second barrier.
+  for (var r = 0u; r < ROWS; r++) { s_s[r * WG_X + tid] = lsum[r]; }
+  workgroupBarrier();
+  for (var r = 0u; r < ROWS; r++) {
+    let rho = row0 + r;
+    if (rho >= rows) { break; }
+    var l = 0.0f;
+    for (var i = 0u; i < WG_X; i++) { l += s_s[r * WG_X + i]; }
+    let t = rho / G;
+    let h = kvh * G + rho % G;
+    let inv = 1.0f / l;
+    for (var c = 0u; c < DPT; c++) {
+      let d = tid + WG_X * c;
+      if (d < HEAD_DIM) { out[(t * params.Hq + h) * HEAD_DIM + d] = o[r * DPT + c] * inv; }
+    }
+    if (tid == 0u) { lse[h * params.T + t] = m[r] + log(l); }
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * CPU twin of shaders/attention*.wgsl: causal grouped-query attention as its textbook definition
+ * (scores, explicit mask, softmax, weighted sum), not the online algorithm the kernels use.
+ * Plain loops in double precision; the op layer rounds to f32. The finite-difference test uses
+ * these f64 results directly.
+ */
+
+/** Sizes and options, all resolved (see ops/attention.ts for the defaults). */
+export interface AttnDims {
+  T: number //       query rows
+  S: number //       k/v capacity rows
+  Hq: number //      query heads
+  Hkv: number //     key/value heads (divides Hq)
+  D: number //       head dim
+  kvLen: number //   valid k/v rows (≤ S)
+  qOffset: number // absolute position of query row 0 (causal only)
+  scale: number //   multiplies q·k
+  causal: boolean
+}
+
+/** Query row t may attend to key row j. */
+function visible (dims: AttnDims, t: number, j: number): boolean {
+  return j < dims.kvLen && (!dims.causal || j <= dims.qOffset + t)
+}
+
+/** Head h reads kv head ⌊h·Hkv/Hq⌋ (HF repeat_kv). */
+function kvHead (dims: AttnDims, h: number): number {
+  return Math.floor((h * dims.Hkv) / dims.Hq)
+}
+
+/** P[j] = softmax over visible keys of scale·q_t·k_j for one (t, h); returns the log-sum-exp too. */
+function probs (q: ArrayLike<number>, k: ArrayLike<number>, dims: AttnDims, t: number, h: number): { p: Float64Array, lse: number } {
+  const { Hq, Hkv, D, kvLen, scale } = dims
+  const kh = kvHead(dims, h)
+  const s = new Float64Array(kvLen)
+  let max = -Infinity
+  for (let j = 0; j < kvLen; j++) {
+    if (!visible(dims, t, j)) { s[j] = -Infinity; continue }
+    let dot = 0
+    for (let d = 0; d < D; d++) dot += q[(t * Hq + h) * D + d] * k[(j * Hkv + kh) * D + d]
+    s[j] = scale * dot
+    if (s[j] > max) max = s[j]
+  }
+  let sum = 0
+  const p = new Float64Array(kvLen)
+  for (let j = 0; j < kvLen; j++) {
+    p[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - max)
+    sum += p[j]
+  }
+  for (let j = 0; j < kvLen; j++) p[j] /= sum
+  return { p, lse: max + Math.log(sum) }
+}
+
+/** q (T, Hq, D), k/v (S, Hkv, D) → out (T, Hq, D), lse (Hq, T). */
+export function attention (q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dims: AttnDims): { out: Float64Array, lse: Float64Array } {
+  const { T, Hq, Hkv, D, kvLen } = dims
+  const out = new Float64Array(T * Hq * D)
+  const lse = new Float64Array(Hq * T)
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < Hq; h++) {
+      const kh = kvHead(dims, h)
+      const r = probs(q, k, dims, t, h)
+      lse[h * T + t] = r.lse
+      for (let j = 0; j < kvLen; j++) {
+        if (r.p[j] === 0) continue
+        for (let d = 0; d < D; d++) out[(t * Hq + h) * D + d] += r.p[j] * v[(j * Hkv + kh) * D + d]
+      }
+    }
+  }
+  return { out, lse }
+}
+
+/**
+ * Gradients of sum(out ⊙ dout) by the softmax chain rule:
+ * dV_j += P_tj·dO_t; dP_tj = dO_t·V_j; dS_tj = P_tj·(dP_tj − Σ_j' P_tj'·dP_tj');
+ * dQ_t = scale·Σ_j dS_tj·K_j; dK_j += scale·dS_tj·Q_t (summed over the query heads sharing a kv head).
+ * Rows of dk/dv at or past kvLen are zero.
+ */
+export function attentionBackward (q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dout: ArrayLike<number>, dims: AttnDims): { dq: Float64Array, dk: Float64Array, dv: Float64Array } {
+  const { T, S, Hq, Hkv, D, kvLen, scale } = dims
+  const dq = new Float64Array(T * Hq * D)
+  const dk = new Float64Array(S * Hkv * D)
+  const dv = new Float64Array(S * Hkv * D)
+  const dp = new Float64Array(kvLen)
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < Hq; h++) {
+      const kh = kvHead(dims, h)
+      const { p } = probs(q, k, dims, t, h)
+      const row = (t * Hq + h) * D
+      let pdp = 0
+      for (let j = 0; j < kvLen; j++) {
+        let dot = 0
+        for (let d = 0; d < D; d++) dot += dout[row + d] * v[(j * Hkv + kh) * D + d]
+        dp[j] = dot
+        pdp += p[j] * dot
+      }
+      for (let j = 0; j < kvLen; j++) {
+        if (p[j] === 0) continue
+        const ds = p[j] * (dp[j] - pdp)
+        const kv = (j * Hkv + kh) * D
+        for (let d = 0; d < D; d++) {
+          dv[kv + d] += p[j] * dout[row + d]
+          dq[row + d] += scale * ds * k[kv + d]
+          dk[kv + d] += scale * ds * q[row + d]
+        }
+      }
+    }
+  }
+  return { dq, dk, dv }
+}
+
+/** cache (S, Hkv, D) rows [pos, pos + T) ← x (T, Hkv, D), in place; rowElems = Hkv·D. */
+export function kvWrite (cache: Float32Array, x: Float32Array, pos: number, rowElems: number): void {
+  cache.set(x, pos * rowElems)
+}

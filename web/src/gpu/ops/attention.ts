@@ -1,0 +1,284 @@
+import { cpu } from '../cpu-backend.ts'
+import * as twin from '../cpu/attention.ts'
+import { shapeString } from '../dtype.ts'
+import { ShapeError } from '../errors.ts'
+import type { GpuBackend } from '../gpu-backend.ts'
+import { defineKernel, type Variant } from '../kernel.ts'
+import type { Tensor } from '../tensor.ts'
+import { backendOf, expectDType, expectRank, expectShape, isCpu } from './util.ts'
+
+/**
+ * GPU vs CPU twin (f64 definition), for q, k, v, dout uniform in ±1 and D ≤ 256. The kernels
+ * sum in f32 in tile order; the backward compounds the forward's error through lse.
+ * Measured worst |err| on SwiftShader: see the test (test/gpu/attention.test.ts).
+ */
+export const TOLERANCE = {
+  attention: { atol: 2e-6, rtol: 2e-5 }, //          out and lse
+  attentionBackward: { atol: 2e-5, rtol: 1e-4 }, //  dq, dk, dv
+  kvWrite: { atol: 0, rtol: 0 } //                   a copy
+} as const
+
+/** Largest head dim the kernels' tiles are sized for (Llama/Qwen/Mistral use 64–256). */
+export const MAX_HEAD_DIM = 256
+
+/**
+ * Workgroup memory every tile plan fits in: 16 KiB is WebGPU's guaranteed
+ * maxComputeWorkgroupStorageSize, so every device (and every peer of a swarm) runs the same
+ * tiling, hence the same summation order.
+ */
+const WORKGROUP_BYTES = 16384
+const WORKGROUP_FLOATS = WORKGROUP_BYTES / 4
+/** Threads per workgroup of every attention kernel. */
+const WG = 64
+/** Dims one thread accumulates in the row-parallel kernels: bounds per-thread registers. */
+const MAX_DPT = 16
+/** Most keys (or queries) per tile: beyond this the per-tile loops only add registers. */
+const MAX_TILE = 32
+/** `kernel: 'auto'` uses the decode kernel up to this many query rows T. */
+const DECODE_MAX_T = 4
+/** Query rows (t, g) one decode workgroup carries: its per-thread accumulators are ROWS·⌈D/64⌉. */
+const DECODE_MAX_ROWS = 8
+
+// ---- tile plans (STYLE 5): each returns the variant and the decisions its dispatch uses ----
+
+/** Row-parallel layout: LANES threads per row (a power of two), DPT dims each, DP = padded row. */
+function lanesFor (D: number): { LANES: number, DPT: number, DP: number } {
+  let LANES = 1
+  while (Math.ceil(D / LANES) > MAX_DPT) LANES *= 2
+  const DPT = Math.max(1, Math.ceil(D / LANES))
+  return { LANES, DPT, DP: LANES * DPT }
+}
+
+function checkFits (kernel: string, floats: number): void {
+  if (floats > WORKGROUP_FLOATS) throw new Error(`attention plan ${kernel}: ${floats * 4} bytes of workgroup memory exceed ${WORKGROUP_BYTES}`)
+}
+
+export interface PrefillPlan { variant: Variant, BQ: number, BK: number, LANES: number }
+
+/** Forward prefill and backward dq: BQ query rows per workgroup, BK keys per tile. */
+export function prefillPlan (D: number, kernel: 'attn_prefill' | 'attn_bwd_dq'): PrefillPlan {
+  const { LANES, DPT, DP } = lanesFor(D)
+  const BQ = WG / LANES
+  // prefill: q_s (BQ·DP) + k_s, v_s (2·BK·DP) + s_s (BQ·BK); dq adds do_s (BQ·DP).
+  const qRows = kernel === 'attn_prefill' ? 1 : 2
+  const BK = Math.min(MAX_TILE, Math.floor((WORKGROUP_FLOATS - qRows * BQ * DP) / (2 * DP + BQ)))
+  checkFits(kernel, qRows * BQ * DP + BK * (2 * DP + BQ))
+  return {
+    variant: { key: `d${D}-l${LANES}-bq${BQ}-bk${BK}`, workgroupSize: [WG], constants: { HEAD_DIM: D, LANES, DPT, DP, BQ, BK } },
+    BQ, BK, LANES
+  }
+}
+
+export interface DecodePlan { variant: Variant, ROWS: number }
+
+/** Forward decode: ROWS query rows (of T·G) per workgroup, WG keys per tile. */
+export function decodePlan (D: number, rows: number): DecodePlan {
+  let ROWS = 1
+  while (ROWS < Math.min(rows, DECODE_MAX_ROWS)) ROWS *= 2
+  const DPT = Math.max(1, Math.ceil(D / WG))
+  checkFits('attn_decode', ROWS * D + 2 * ROWS * WG)
+  return { variant: { key: `d${D}-r${ROWS}`, workgroupSize: [WG], constants: { HEAD_DIM: D, ROWS, DPT } }, ROWS }
+}
+
+export interface DkdvPlan { variant: Variant, BKB: number, BQB: number }
+
+/** Backward dk/dv: BKB key rows per workgroup, BQB query rows per tile. */
+export function dkdvPlan (D: number): DkdvPlan {
+  const { LANES, DPT, DP } = lanesFor(D)
+  const BKB = WG / LANES
+  // k_s, v_s (2·BKB·DP) + q_s, do_s (2·BQB·DP) + lse_s, dl_s (2·BQB) + p_s, ds_s (2·BKB·BQB)
+  const BQB = Math.min(MAX_TILE, Math.floor((WORKGROUP_FLOATS - 2 * BKB * DP) / (2 * DP + 2 + 2 * BKB)))
+  checkFits('attn_bwd_dkdv', 2 * BKB * DP + BQB * (2 * DP + 2 + 2 * BKB))
+  return { variant: { key: `d${D}-l${LANES}-bk${BKB}-bq${BQB}`, workgroupSize: [WG], constants: { HEAD_DIM: D, LANES, DPT, DP, BKB, BQB } }, BKB, BQB }
+}
+
+// ---- declarations ----
+
+const SHAPE_UNIFORMS = [
+  { name: 'T', type: 'u32' }, //       query rows
+  { name: 'S', type: 'u32' }, //       k/v capacity rows
+  { name: 'kvLen', type: 'u32' }, //   valid k/v rows
+  { name: 'qOffset', type: 'u32' }, // absolute position of query row 0 (0 when not causal)
+  { name: 'Hq', type: 'u32' }, //      query heads
+  { name: 'Hkv', type: 'u32' }, //     kv heads
+  { name: 'G', type: 'u32' }, //       Hq / Hkv
+  { name: 'causal', type: 'u32' }, //  1: key j visible to query t iff j ≤ qOffset + t
+  { name: 'scale', type: 'f32' } //    multiplies q·k
+] as const
+
+const FORWARD_BINDINGS = [
+  { name: 'q', type: 'f32' }, //   (T, Hq, D)
+  { name: 'k', type: 'f32' }, //   (S, Hkv, D)
+  { name: 'v', type: 'f32' }, //   (S, Hkv, D)
+  { name: 'out', type: 'f32', access: 'read_write' }, // (T, Hq, D)
+  { name: 'lse', type: 'f32', access: 'read_write' } //  (Hq, T)
+] as const
+
+const PREFILL = defineKernel({ name: 'attn_prefill', shader: 'attention', entry: 'attn_prefill', bindings: FORWARD_BINDINGS, uniforms: SHAPE_UNIFORMS })
+const DECODE = defineKernel({ name: 'attn_decode', shader: 'attention_decode', entry: 'attn_decode', bindings: FORWARD_BINDINGS, uniforms: SHAPE_UNIFORMS })
+
+const BWD_DQ = defineKernel({
+  name: 'attn_bwd_dq', shader: 'attention_bwd_dq', entry: 'attn_bwd_dq',
+  bindings: [
+    { name: 'q', type: 'f32' }, //    (T, Hq, D)
+    { name: 'k', type: 'f32' }, //    (S, Hkv, D)
+    { name: 'v', type: 'f32' }, //    (S, Hkv, D)
+    { name: 'out', type: 'f32' }, //  (T, Hq, D) forward output
+    { name: 'lse', type: 'f32' }, //  (Hq, T) forward log-sum-exp
+    { name: 'dout', type: 'f32' }, // (T, Hq, D)
+    { name: 'dq', type: 'f32', access: 'read_write' }, //   (T, Hq, D)
+    { name: 'delta', type: 'f32', access: 'read_write' } // (Hq, T) rowsum(dout ⊙ out)
+  ],
+  uniforms: SHAPE_UNIFORMS
+})
+
+const BWD_DKDV = defineKernel({
+  name: 'attn_bwd_dkdv', shader: 'attention_bwd_dkdv', entry: 'attn_bwd_dkdv',
+  bindings: [
+    { name: 'q', type: 'f32' }, //     (T, Hq, D)
+    { name: 'k', type: 'f32' }, //     (S, Hkv, D)
+    { name: 'v', type: 'f32' }, //     (S, Hkv, D)
+    { name: 'lse', type: 'f32' }, //   (Hq, T)
+    { name: 'delta', type: 'f32' }, // (Hq, T) from attn_bwd_dq
+    { name: 'dout', type: 'f32' }, //  (T, Hq, D)
+    { name: 'dk', type: 'f32', access: 'read_write' }, // (S, Hkv, D)
+    { name: 'dv', type: 'f32', access: 'read_write' } //  (S, Hkv, D)
+  ],
+  uniforms: SHAPE_UNIFORMS
+})
+
+// ---- validation ----
+
+export interface AttentionOptions {
+  /** Absolute position of query row 0: chunked prefill continuing a cache. @default kvLen − T */
+  qOffset?: number
+  /** Valid rows of k and v (a KV cache of capacity S); later rows are never read. @default S */
+  kvLen?: number
+  /** Multiplies q·k. @default 1/√D */
+  scale?: number
+  /** Query t (at position qOffset + t) sees keys j ≤ qOffset + t. @default true */
+  causal?: boolean
+  /**
+   * Forward kernel: 'decode' splits the kv length over a workgroup's threads (few query rows),
+   * 'prefill' tiles K/V for many query rows. For tests and benchmarks. @default 'auto' (decode for T ≤ 4)
+   */
+  kernel?: 'auto' | 'prefill' | 'decode'
+}
+
+type Resolved = twin.AttnDims
+
+function resolve (op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Resolved {
+  expectRank(op, 'q (T, Hq, D)', q, 3)
+  expectRank(op, 'k (S, Hkv, D)', k, 3)
+  expectRank(op, 'v (S, Hkv, D)', v, 3)
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) expectDType(op, name, t, 'f32')
+  const [T, Hq, D] = q.shape
+  const [S, Hkv] = k.shape
+  const shapes = `q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)}`
+  if (k.shape[2] !== D || v.shape[0] !== S || v.shape[1] !== Hkv || v.shape[2] !== D) throw new ShapeError(op, `k and v must be (S, Hkv, D) with q's D: ${shapes}`)
+  if (Hkv === 0 || Hq % Hkv !== 0) throw new ShapeError(op, `query heads Hq must be a multiple of kv heads Hkv: ${shapes}`)
+  if (D === 0 || D > MAX_HEAD_DIM) throw new ShapeError(op, `head dim D must be in [1, ${MAX_HEAD_DIM}]: ${shapes}`)
+  const kvLen = opts.kvLen ?? S
+  if (!Number.isInteger(kvLen) || kvLen < 0 || kvLen > S) throw new ShapeError(op, `kvLen ${kvLen} must be an integer in [0, S = ${S}]: ${shapes}`)
+  if (T > 0 && kvLen === 0) throw new ShapeError(op, `kvLen must be ≥ 1 when there are queries: ${shapes}`)
+  const causal = opts.causal ?? true
+  const qOffset = causal ? opts.qOffset ?? kvLen - T : 0
+  if (causal && (!Number.isInteger(qOffset) || qOffset < 0 || qOffset + T > kvLen)) {
+    throw new ShapeError(op, `qOffset ${qOffset} with T = ${T} must satisfy 0 ≤ qOffset and qOffset + T ≤ kvLen = ${kvLen} (each query's own key must be in the cache): ${shapes}`)
+  }
+  const scale = opts.scale ?? 1 / Math.sqrt(D)
+  if (!Number.isFinite(scale)) throw new ShapeError(op, `scale must be finite, got ${scale}`)
+  return { T, S, Hq, Hkv, D, kvLen, qOffset, scale, causal }
+}
+
+function uniforms (r: Resolved): Record<string, number> {
+  return { T: r.T, S: r.S, kvLen: r.kvLen, qOffset: r.qOffset, Hq: r.Hq, Hkv: r.Hkv, G: r.Hq / r.Hkv, causal: r.causal ? 1 : 0, scale: r.scale }
+}
+
+// ---- ops ----
+
+/**
+ * Causal grouped-query attention: q (T, Hq, D), k/v (S, Hkv, D) → out (T, Hq, D) and
+ * lse (Hq, T), the log-sum-exp of the scaled scores each query row saw (for the backward).
+ * Query t sits at position qOffset + t and sees keys [0, qOffset + t]; only the first kvLen rows
+ * of k/v are read. Head h uses kv head ⌊h·Hkv/Hq⌋.
+ */
+export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor, lse: Tensor } {
+  const op = 'attention'
+  const be = backendOf(op, q, k, v)
+  const r = resolve(op, q, k, v, opts)
+  if (isCpu(be)) {
+    const { out, lse } = twin.attention(q.data as Float32Array, k.data as Float32Array, v.data as Float32Array, r)
+    return { out: cpu.wrap(Float32Array.from(out), q.shape), lse: cpu.wrap(Float32Array.from(lse), [r.Hq, r.T]) }
+  }
+  const g = be as GpuBackend
+  const out = g.empty(q.shape)
+  const lse = g.empty([r.Hq, r.T])
+  const rows = r.T * (r.Hq / r.Hkv)
+  if (rows === 0) return { out, lse }
+  const kernel = opts.kernel ?? 'auto'
+  if (kernel === 'decode' || (kernel === 'auto' && r.T <= DECODE_MAX_T)) {
+    const plan = decodePlan(r.D, rows)
+    g.run(DECODE, plan.variant, { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.ROWS), r.Hkv])
+  } else {
+    const plan = prefillPlan(r.D, 'attn_prefill')
+    g.run(PREFILL, plan.variant, { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.BQ), r.Hkv])
+  }
+  return { out, lse }
+}
+
+/**
+ * Gradients of attention (flash-attention-2): dq (T, Hq, D), dk and dv (S, Hkv, D), given the
+ * forward's out (T, Hq, D) and lse (Hq, T). Two deterministic passes, no atomics: one over query
+ * blocks (dq, and delta = rowsum(dout ⊙ out)), one over key blocks (dk, dv, summing the query
+ * heads that share a kv head in a fixed order). dk/dv rows at or past kvLen are zero.
+ * The CPU path recomputes the probabilities from q and k (the definition); out and lse are checked
+ * for shape only.
+ */
+export function attentionBackward (q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor, opts: AttentionOptions = {}): { dq: Tensor, dk: Tensor, dv: Tensor } {
+  const op = 'attentionBackward'
+  const be = backendOf(op, q, k, v, out, lse, dout)
+  const r = resolve(op, q, k, v, opts)
+  expectShape(op, 'out', out, q.shape)
+  expectShape(op, 'dout', dout, q.shape)
+  expectShape(op, 'lse (Hq, T)', lse, [r.Hq, r.T])
+  for (const [name, t] of [['out', out], ['lse', lse], ['dout', dout]] as const) expectDType(op, name, t, 'f32')
+  if (isCpu(be)) {
+    const g = twin.attentionBackward(q.data as Float32Array, k.data as Float32Array, v.data as Float32Array, dout.data as Float32Array, r)
+    return { dq: cpu.wrap(Float32Array.from(g.dq), q.shape), dk: cpu.wrap(Float32Array.from(g.dk), k.shape), dv: cpu.wrap(Float32Array.from(g.dv), v.shape) }
+  }
+  const g = be as GpuBackend
+  const rows = r.T * (r.Hq / r.Hkv)
+  if (rows === 0) return { dq: g.empty(q.shape), dk: g.zeros(k.shape), dv: g.zeros(v.shape) } // no query: zero key gradients
+  const dq = g.empty(q.shape)
+  const dk = g.empty(k.shape)
+  const dv = g.empty(v.shape)
+  const delta = g.empty([r.Hq, r.T])
+  const u = uniforms(r)
+  const dqPlan = prefillPlan(r.D, 'attn_bwd_dq')
+  g.run(BWD_DQ, dqPlan.variant, { q, k, v, out, lse, dout, dq, delta }, u, [Math.ceil(rows / dqPlan.BQ), r.Hkv])
+  const kvPlan = dkdvPlan(r.D)
+  g.run(BWD_DKDV, kvPlan.variant, { q, k, v, lse, delta, dout, dk, dv }, u, [Math.ceil(r.S / kvPlan.BKB), r.Hkv])
+  delta.dispose()
+  return { dq, dk, dv }
+}
+
+/**
+ * Writes x (T, Hkv, D) into rows [pos, pos + T) of cache (S, Hkv, D), in place (a buffer copy
+ * on WebGPU, queued in order with the surrounding kernels).
+ */
+export function kvWrite (cache: Tensor, x: Tensor, pos: number): void {
+  const op = 'kvWrite'
+  const be = backendOf(op, cache, x)
+  expectRank(op, 'cache (S, Hkv, D)', cache, 3)
+  expectRank(op, 'x (T, Hkv, D)', x, 3)
+  expectDType(op, 'cache', cache, 'f32')
+  expectDType(op, 'x', x, 'f32')
+  const [S, Hkv, D] = cache.shape
+  const T = x.shape[0]
+  if (x.shape[1] !== Hkv || x.shape[2] !== D) throw new ShapeError(op, `x ${shapeString(x.shape)} must match the cache's (Hkv, D) = (${Hkv}, ${D})`)
+  if (!Number.isInteger(pos) || pos < 0 || pos + T > S) throw new ShapeError(op, `rows [${pos}, ${pos + T}) do not fit cache ${shapeString(cache.shape)} (x ${shapeString(x.shape)})`)
+  const rowElems = Hkv * D
+  if (isCpu(be)) { twin.kvWrite(cache.data as Float32Array, x.data as Float32Array, pos, rowElems); return }
+  ;(be as GpuBackend).copy(x, cache, 0, pos * rowElems * 4, T * rowElems * 4)
+}
