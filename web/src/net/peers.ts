@@ -1,0 +1,344 @@
+/**
+ * Keeps a peer in the swarm: connected to the relay (redial with backoff), holding a reservation,
+ * discovering peers (pubsub discovery + DHT provider records under the swarm's rendezvous key)
+ * and holding a target number of direct WebRTC links (redial with per-peer backoff).
+ */
+import type { Connection, PeerId, PeerInfo } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { WebRTC } from '@multiformats/multiaddr-matcher'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { TypedEventEmitter } from 'main-event'
+import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
+import type { WebSwarmNode } from './node.ts'
+
+/** How a connection reaches its peer. */
+export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
+
+/** Direct WebRTC peers to hold. 8 gives a well-connected gossip mesh (gossipsub D=6) plus slack. */
+export const DEFAULT_TARGET_PEERS = 8
+/** First redial delay after losing the relay or failing a dial, in ms. */
+export const BACKOFF_INITIAL_MS = 250
+/** Backoff ceiling in ms: a returning relay is found within 10 s. */
+export const BACKOFF_MAX_MS = 10_000
+/** Each attempt may be up to ±20 % off its nominal delay so peers do not redial in lockstep. */
+const BACKOFF_JITTER = 0.2
+/** Maintenance tick: redial lost peers, top up to target, in ms. */
+const MAINTAIN_INTERVAL_MS = 1_000
+/** How often to look up swarm providers in the DHT, in ms (pubsub discovery covers the rest). */
+export const DHT_DISCOVERY_INTERVAL_MS = 15_000
+/** The higher peer id waits this long for the lower one to dial before dialling itself, in ms. */
+const DIAL_GRACE_MS = 2_000
+/** One dial (relay or WebRTC) may take this long, in ms; ICE on loopback takes ~1 s. */
+const DIAL_TIMEOUT_MS = 15_000
+/** A DHT provide/findProviders query may take this long, in ms. */
+const DHT_QUERY_TIMEOUT_MS = 10_000
+
+/** Classifies a connection: direct WebRTC, relayed (limited / via /p2p-circuit), websocket. */
+export function connectionKind (conn: Connection): ConnectionKind {
+  const addr = conn.remoteAddr.toString()
+  if (conn.limits !== undefined) return 'relayed'
+  if (addr.includes('/webrtc') && !addr.includes('/webrtc-direct')) return 'webrtc'
+  if (addr.includes('/p2p-circuit')) return 'relayed'
+  if (addr.includes('/ws')) return 'websocket'
+  return 'other'
+}
+
+/** Open direct WebRTC connections of `node`. */
+export function directConnections (node: WebSwarmNode): Connection[] {
+  return node.getConnections().filter(c => c.status === 'open' && connectionKind(c) === 'webrtc')
+}
+
+/** Rendezvous CID of a swarm: every member provides it in the DHT, so members find each other. */
+export async function swarmRendezvousCid (swarm: string): Promise<CID> {
+  const digest = await sha256.digest(new TextEncoder().encode(`webswarm-rendezvous/${swarm}`))
+  return CID.createV1(raw.code, digest)
+}
+
+/** Resolves once `node` advertises a circuit-relay address (its reservation is live). */
+export async function waitForReservation (node: WebSwarmNode, timeoutMs = DIAL_TIMEOUT_MS): Promise<Multiaddr[]> {
+  const circuit = (): Multiaddr[] => node.getMultiaddrs().filter(m => m.toString().includes('/p2p-circuit'))
+  if (circuit().length > 0) return circuit()
+  return await new Promise((resolve, reject) => {
+    const onUpdate = (): void => {
+      const addrs = circuit()
+      if (addrs.length > 0) { done(); resolve(addrs) }
+    }
+    const timer = setTimeout(() => { done(); reject(new BootstrapUnreachableError(`no relay reservation within ${timeoutMs} ms`)) }, timeoutMs)
+    const done = (): void => {
+      clearTimeout(timer)
+      node.removeEventListener('self:peer:update', onUpdate)
+    }
+    node.addEventListener('self:peer:update', onUpdate)
+  })
+}
+
+function backoffDelay (failures: number): number {
+  const nominal = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.max(0, failures - 1))
+  return nominal * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * Math.random())
+}
+
+export interface PeerManagerInit {
+  /** Relay multiaddrs, each ending in `/p2p/<relay id>`. */
+  bootstrap: string[]
+  /** Swarm name (rendezvous key). */
+  swarm: string
+  /** Direct WebRTC peers to hold. @default DEFAULT_TARGET_PEERS */
+  targetPeers?: number
+  /** Look up DHT providers this often, in ms. @default DHT_DISCOVERY_INTERVAL_MS */
+  dhtDiscoveryIntervalMs?: number
+  /** Log sink for connection events. @default console.info */
+  log?: (line: string) => void
+}
+
+export interface PeerManagerEvents {
+  /** Relay connection state changed; detail: connected. */
+  'relay': CustomEvent<boolean>
+  /** A direct WebRTC link opened or closed; detail: the remote peer id. */
+  'direct:open': CustomEvent<string>
+  'direct:close': CustomEvent<string>
+  /** Anything worth re-rendering (candidates, backoff). */
+  'change': CustomEvent<void>
+}
+
+interface Candidate {
+  id: PeerId
+  addrs: Multiaddr[]
+  failures: number
+  nextAttemptAt: number
+  firstSeenAt: number
+}
+
+/** Relay link plus direct peer set of one node. Start it after the node. */
+export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
+  readonly targetPeers: number
+  private readonly relays: Array<{ addr: Multiaddr, id: string, failures: number, connected: boolean, timer?: ReturnType<typeof setTimeout> }>
+  private readonly candidates = new Map<string, Candidate>()
+  private readonly dialing = new Set<string>()
+  private readonly log: (line: string) => void
+  private readonly dhtIntervalMs: number
+  private maintainTimer?: ReturnType<typeof setInterval>
+  private dhtTimer?: ReturnType<typeof setInterval>
+  private running = false
+  private readonly controller = new AbortController()
+
+  constructor (readonly node: WebSwarmNode, private readonly init: PeerManagerInit) {
+    super()
+    if (init.bootstrap.length === 0) throw new NetConfigError('PeerManager needs at least one bootstrap (relay) address')
+    this.relays = init.bootstrap.map(a => {
+      const addr = multiaddr(a)
+      const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+      if (id === undefined) throw new NetConfigError(`bootstrap address ${a} must end in /p2p/<relay peer id>`)
+      return { addr, id, failures: 0, connected: false }
+    })
+    this.targetPeers = init.targetPeers ?? DEFAULT_TARGET_PEERS
+    this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
+    this.log = init.log ?? ((l) => { console.info(l) })
+  }
+
+  /** Relay peer ids (never treated as swarm members). */
+  get relayIds (): string[] {
+    return this.relays.map(r => r.id)
+  }
+
+  /** Whether at least one relay is connected. */
+  get relayConnected (): boolean {
+    return this.relays.some(r => r.connected)
+  }
+
+  /** Remote peer ids with an open direct WebRTC connection. */
+  directPeers (): string[] {
+    return [...new Set(directConnections(this.node).map(c => c.remotePeer.toString()))]
+  }
+
+  /** Dials the relays (not waiting), then keeps everything up until stop(). */
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.node.addEventListener('peer:discovery', this.onDiscovery)
+    this.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.node.addEventListener('connection:open', this.onConnectionOpen)
+    this.node.addEventListener('connection:close', this.onConnectionClose)
+    for (const r of this.relays) void this.dialRelay(r)
+    this.maintainTimer = setInterval(() => { this.maintain() }, MAINTAIN_INTERVAL_MS)
+    this.dhtTimer = setInterval(() => { void this.dhtDiscover() }, this.dhtIntervalMs)
+  }
+
+  stop (): void {
+    if (!this.running) return
+    this.running = false
+    this.controller.abort()
+    clearInterval(this.maintainTimer)
+    clearInterval(this.dhtTimer)
+    for (const r of this.relays) clearTimeout(r.timer)
+    this.node.removeEventListener('peer:discovery', this.onDiscovery)
+    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.node.removeEventListener('connection:open', this.onConnectionOpen)
+    this.node.removeEventListener('connection:close', this.onConnectionClose)
+  }
+
+  /** Resolves once a relay is connected and our reservation is live. */
+  async ready (timeoutMs = DIAL_TIMEOUT_MS): Promise<void> {
+    await waitForReservation(this.node, timeoutMs)
+  }
+
+  private async dialRelay (r: PeerManager['relays'][number]): Promise<void> {
+    if (!this.running) return
+    try {
+      await this.node.dial(r.addr, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+      if (r.failures > 0) this.log(`relay ${r.id}: reconnected after ${r.failures} failed attempt(s)`)
+      r.failures = 0
+      r.connected = true
+      this.dispatchEvent(new CustomEvent('relay', { detail: true }))
+      void this.dhtDiscover()
+    } catch (e) {
+      if (!this.running) return
+      r.failures++
+      const delay = backoffDelay(r.failures)
+      this.log(`relay ${r.id}: dial failed (${(e as Error).message}); retry ${r.failures} in ${Math.round(delay)} ms`)
+      r.timer = setTimeout(() => { void this.dialRelay(r) }, delay)
+    }
+  }
+
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    const id = evt.detail.toString()
+    const r = this.relays.find(x => x.id === id)
+    if (r === undefined || !this.running) return
+    r.connected = false
+    this.dispatchEvent(new CustomEvent('relay', { detail: false }))
+    r.failures++
+    const delay = backoffDelay(r.failures)
+    this.log(`relay ${id}: disconnected; redial in ${Math.round(delay)} ms`)
+    clearTimeout(r.timer)
+    r.timer = setTimeout(() => { void this.dialRelay(r) }, delay)
+  }
+
+  private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => {
+    const conn = evt.detail
+    if (connectionKind(conn) !== 'webrtc') return
+    const id = conn.remotePeer.toString()
+    const c = this.candidates.get(id)
+    if (c !== undefined) c.failures = 0
+    this.dispatchEvent(new CustomEvent('direct:open', { detail: id }))
+    this.dispatchEvent(new CustomEvent('change'))
+  }
+
+  private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
+    const conn = evt.detail
+    if (connectionKind(conn) !== 'webrtc') return
+    const id = conn.remotePeer.toString()
+    if (this.directPeers().includes(id)) return
+    const c = this.candidates.get(id)
+    if (c !== undefined) c.nextAttemptAt = Date.now() + backoffDelay(Math.max(1, c.failures))
+    this.dispatchEvent(new CustomEvent('direct:close', { detail: id }))
+    this.dispatchEvent(new CustomEvent('change'))
+  }
+
+  private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
+    this.addCandidate(evt.detail.id, evt.detail.multiaddrs)
+  }
+
+  private addCandidate (id: PeerId, addrs: Multiaddr[]): void {
+    const key = id.toString()
+    if (key === this.node.peerId.toString() || this.relayIds.includes(key)) return
+    const known = this.candidates.get(key)
+    const webrtc = addrs.filter(a => WebRTC.matches(a))
+    if (known !== undefined) {
+      if (webrtc.length > 0) known.addrs = webrtc
+    } else {
+      this.candidates.set(key, { id, addrs: webrtc, failures: 0, nextAttemptAt: 0, firstSeenAt: Date.now() })
+      this.dispatchEvent(new CustomEvent('change'))
+    }
+    this.maintain()
+  }
+
+  /** Known swarm members (discovered, not necessarily connected). */
+  knownPeers (): string[] {
+    return [...this.candidates.keys()]
+  }
+
+  /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
+  private maintain (): void {
+    if (!this.running) return
+    const direct = new Set(this.directPeers())
+    let missing = this.targetPeers - direct.size - this.dialing.size
+    if (missing <= 0) return
+    const now = Date.now()
+    const self = this.node.peerId.toString()
+    const due = [...this.candidates.values()]
+      .filter(c => !direct.has(c.id.toString()) && !this.dialing.has(c.id.toString()) && c.nextAttemptAt <= now)
+      // Both sides would dial at once; the lower id dials, the higher waits DIAL_GRACE_MS first.
+      .filter(c => self < c.id.toString() || now - c.firstSeenAt >= DIAL_GRACE_MS)
+      .sort((a, b) => a.failures - b.failures)
+    for (const c of due) {
+      if (missing-- <= 0) break
+      void this.dialDirect(c)
+    }
+  }
+
+  /** Candidate WebRTC addresses: advertised ones, else through each connected relay. */
+  private webrtcAddrsFor (c: Candidate): Multiaddr[] {
+    if (c.addrs.length > 0) return c.addrs
+    return this.relays.filter(r => r.connected).map(r => r.addr.encapsulate(`/p2p-circuit/webrtc/p2p/${c.id.toString()}`))
+  }
+
+  private async dialDirect (c: Candidate): Promise<void> {
+    const key = c.id.toString()
+    const addrs = this.webrtcAddrsFor(c)
+    if (addrs.length === 0) return
+    this.dialing.add(key)
+    try {
+      let lastError: Error | undefined
+      for (const addr of addrs) {
+        try {
+          await this.node.dial(addr, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+          lastError = undefined
+          break
+        } catch (e) {
+          lastError = e as Error
+        }
+      }
+      if (lastError !== undefined) throw lastError
+      c.failures = 0
+    } catch (e) {
+      if (!this.running) return
+      c.failures++
+      const delay = backoffDelay(c.failures)
+      c.nextAttemptAt = Date.now() + delay
+      this.log(`peer ${key}: WebRTC dial failed (${(e as Error).message}); retry ${c.failures} in ${Math.round(delay)} ms`)
+    } finally {
+      this.dialing.delete(key)
+      this.dispatchEvent(new CustomEvent('change'))
+    }
+  }
+
+  /** Provides the swarm rendezvous key and collects the other providers as candidates. */
+  private async dhtDiscover (): Promise<void> {
+    if (!this.running || !this.relayConnected) return
+    const dht = this.node.services.dht
+    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(DHT_QUERY_TIMEOUT_MS)])
+    try {
+      const cid = await swarmRendezvousCid(this.init.swarm)
+      // eslint-disable-next-line @typescript-eslint/no-unused-vars
+      for await (const _ of dht.provide(cid, { signal })) { /* drain */ }
+      for await (const ev of dht.findProviders(cid, { signal })) {
+        if (ev.name !== 'PROVIDER') continue
+        for (const p of ev.providers) this.addCandidate(p.id, p.multiaddrs)
+      }
+    } catch (e) {
+      if (!this.running) return
+      this.log(`dht discovery: ${(e as Error).message}`)
+    }
+  }
+}
+
+/** Parses a peer id string, or throws NetConfigError naming it. */
+export function parsePeerId (id: string): PeerId {
+  try {
+    return peerIdFromString(id)
+  } catch {
+    throw new NetConfigError(`not a peer id: ${id}`)
+  }
+}
