@@ -1,7 +1,7 @@
 import { describe, expect, it, beforeAll } from 'vitest'
 import {
   add, addInPlace, addScaled, gelu, geluBackward, mul, scale, scaleInPlace, silu, siluBackward, sub, swiglu, swigluBackward,
-  TOLERANCE, type GeluApprox
+  ELEMENTWISE, ELEMENTWISE_ENTRIES, elementwiseVariant, TOLERANCE, type GeluApprox
 } from '../../web/src/gpu/ops/elementwise.ts'
 import * as twin from '../../web/src/gpu/cpu/elementwise.ts'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
@@ -54,6 +54,12 @@ const CASES: Case[] = [
 async function read (x: Tensor): Promise<Float32Array> { return await x.readF32() }
 
 describe('elementwise ops: GPU vs CPU twin (shaders/elementwise.wgsl)', () => {
+  it('compiles every entry in both GELU forms', async () => {
+    for (const entry of ELEMENTWISE_ENTRIES) {
+      for (const approx of ['tanh', 'erf'] as GeluApprox[]) await gpu.prepare(ELEMENTWISE, elementwiseVariant(entry, approx))
+    }
+  })
+
   for (const c of CASES) {
     it(`${c.name} at n = ${SIZES.join(', ')}`, async () => {
       for (const n of SIZES) {

@@ -16,7 +16,7 @@ const WG = 256
  * The one layout of shaders/elementwise.wgsl: every entry point is compiled in one module,
  * so they all see the same bindings. Ops with fewer inputs bind `a` again.
  */
-const ELEMENTWISE = defineKernel({
+export const ELEMENTWISE = defineKernel({
   name: 'elementwise', shader: 'elementwise',
   bindings: [
     { name: 'a', type: 'f32' }, // (n)
