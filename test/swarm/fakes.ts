@@ -66,7 +66,7 @@ export class FakeSpanBackend implements SpanBackend {
       const cache = s.cache as FakeCache
       const out = new Float32Array(s.tokens * C)
       for (let t = 0; t < s.tokens; t++) {
-        let x = s.hidden.slice(t * C, (t + 1) * C)
+        let x: Float32Array = s.hidden.slice(t * C, (t + 1) * C)
         for (let b = cache.start; b < cache.end; b++) x = fakeBlock(b, cache.sums[b - cache.start], x, cache.length + t)
         out.set(x, t * C)
       }

@@ -1,0 +1,133 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { InferenceClient } from '../../web/src/swarm/client/client.ts'
+import { swarmGenerate } from '../../web/src/swarm/client/generate.ts'
+import type { InferenceSession } from '../../web/src/swarm/client/session.ts'
+import { NoRouteError } from '../../web/src/swarm/errors.ts'
+import { MemoryDirectory } from '../../web/src/swarm/records.ts'
+import { ServerRole } from '../../web/src/swarm/server/role.ts'
+import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
+import { BLOCKS, C, fakeEnds, FakeSpanBackend, localGreedy } from './fakes.ts'
+
+const roles: ServerRole[] = []
+afterEach(async () => { for (const r of roles.splice(0)) await r.stop() })
+
+const PROMPT = [3, 1, 4, 1, 5, 9, 2, 6]
+const N = 12
+
+async function swarm (seed: number, spans: Array<[string, number, number]>, latencyMs = 0) {
+  const net = new MemoryNetwork({ seed, latencyMs })
+  const dir = new MemoryDirectory()
+  for (const [peer, start, end] of spans) {
+    const role = new ServerRole({
+      transport: net.endpoint(peer),
+      directory: dir,
+      model: 'fake',
+      numBlocks: BLOCKS,
+      span: { start, end },
+      loadSpan: async (s, e) => new FakeSpanBackend('fake', s, e),
+      cacheBudgetBytes: 1 << 20,
+      throughput: 100
+    })
+    await role.start()
+    roles.push(role)
+  }
+  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 300 })
+  return { net, dir, client }
+}
+
+describe('inference through the swarm (fake blocks, seeded network)', () => {
+  it('greedy tokens through 3 servers equal the single-process reference', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const { client } = await swarm(1, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]])
+    const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N })
+    expect(r.tokens).toEqual(ref)
+    expect(r.session.route.map(s => s.peer)).toEqual(['s1', 's2', 's3'])
+    expect(r.session.failovers).toHaveLength(0)
+  })
+
+  it('a server killed mid-generation: the spare takes its span, replays the cache, same tokens', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    for (let seed = 1; seed <= 5; seed++) {
+      const { net, client } = await swarm(seed, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6], ['spare', 1, 5]])
+      // Make the spare the second choice: s2 first (lower RTT), then fail it.
+      let session: InferenceSession | undefined
+      let count = 0
+      const r = await swarmGenerate(client, fakeEnds, PROMPT, {
+        maxNewTokens: N,
+        onSession: s => { session = s },
+        // After the 4th token, kill the server of the route's middle hop.
+        onToken: () => { if (++count === 4) net.kill(session!.route[1].peer) }
+      })
+      expect(r.tokens, `seed ${seed}`).toEqual(ref)
+      expect(r.session.failovers.length, `seed ${seed}`).toBeGreaterThanOrEqual(1)
+      const ev = r.session.failovers[0]
+      expect(ev.replayed).toBe(PROMPT.length + 3)
+      expect(r.session.route.every(s => s.peer !== ev.peer)).toBe(true)
+      await Promise.all(roles.splice(0).map(x => x.stop()))
+    }
+  })
+
+  it('a link that silently drops messages: timeout, ban, re-route, same tokens', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const { net, client } = await swarm(9, [['s1', 0, 3], ['s2', 3, 6], ['t1', 0, 3], ['t2', 3, 6]])
+    let cutPeer = ''
+    const r = await swarmGenerate(client, fakeEnds, PROMPT, {
+      maxNewTokens: N,
+      onSession: s => {
+        cutPeer = s.route[1].peer
+      },
+      onToken: () => net.cut('client', cutPeer)
+    })
+    expect(r.tokens).toEqual(ref)
+    expect(net.lost).toBeGreaterThan(0)
+    expect(r.session.failovers.map(f => f.peer)).toContain(cutPeer)
+    expect(client.bans.isBanned(cutPeer)).toBe(true)
+  })
+
+  it('several concurrent clients share the servers and each gets the reference tokens', async () => {
+    const { net, dir } = await swarm(4, [['s1', 0, 3], ['s2', 3, 6]])
+    const prompts = [[1, 2, 3], [7, 7], [30, 2, 11, 5]]
+    const refs = await Promise.all(prompts.map(p => localGreedy(p, 6)))
+    const outs = await Promise.all(prompts.map((p, i) => {
+      const client = new InferenceClient({ transport: net.endpoint(`c${i}`), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 1000 })
+      return swarmGenerate(client, fakeEnds, p, { maxNewTokens: 6 })
+    }))
+    expect(outs.map(o => o.tokens)).toEqual(refs)
+  })
+
+  it('no spare: the client fails with NoRouteError naming the block', async () => {
+    const { net, client } = await swarm(2, [['s1', 0, 3], ['s2', 3, 6]])
+    const p = swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N, onToken: (id) => { if (id >= 0) net.kill('s2') } })
+    await expect(p).rejects.toThrow(NoRouteError)
+    await expect(p).rejects.toThrow(/block 3/)
+  })
+
+  it('servers that choose their own spans cover the model; a misplaced one rebalances onto the weakest span', async () => {
+    const net = new MemoryNetwork({ seed: 5 })
+    const dir = new MemoryDirectory()
+    const mk = async (peer: string, throughput: number, span?: { start: number, end: number }): Promise<ServerRole> => {
+      const r = new ServerRole({
+        transport: net.endpoint(peer), directory: dir, model: 'fake', numBlocks: BLOCKS, numServed: 2, span,
+        loadSpan: async (s, e) => new FakeSpanBackend('fake', s, e), cacheBudgetBytes: 1 << 20, throughput
+      })
+      await r.start()
+      roles.push(r)
+      return r
+    }
+    await mk('a', 100)
+    await mk('b', 100)
+    const c = await mk('c', 5)
+    expect(roles.map(r => r.currentSpan)).toEqual([{ start: 0, end: 2 }, { start: 2, end: 4 }, { start: 4, end: 6 }])
+    // d starts on [0, 2), already served; blocks 4..5 have only c's 5 tokens/s.
+    const d = await mk('d', 100, { start: 0, end: 2 })
+    expect(await d.rebalanceOnce()).toBe(true)
+    expect(d.currentSpan).toEqual({ start: 4, end: 6 })
+    expect(d.moves[0].minBefore).toBeCloseTo(5)
+    expect(d.moves[0].minAfter).toBeCloseTo(100)
+    expect(await d.rebalanceOnce()).toBe(false) // settled
+    expect(c.currentSpan).toEqual({ start: 4, end: 6 })
+    const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 1000 })
+    const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: 4 })
+    expect(r.tokens).toEqual(await localGreedy(PROMPT, 4))
+  })
+})

@@ -1,0 +1,154 @@
+/**
+ * A block server's life in the swarm: choose a span (given, or Petals' least-served window),
+ * announce JOINING, load only those blocks, serve and announce ONLINE, refresh the record before
+ * it expires, and periodically check whether moving would balance the swarm better (then move,
+ * never leaving a block uncovered). Leaving announces OFFLINE.
+ */
+import { RECORD_REFRESH_MS, RECORD_TTL_MS } from '../constants.ts'
+import { SwarmArgumentError } from '../errors.ts'
+import type { BlockRecord, ServerState, SwarmDirectory } from '../records.ts'
+import { chooseSpan, shouldRebalance, type RebalanceDecision } from '../spans.ts'
+import type { RpcTransport } from '../transport/index.ts'
+import type { SpanBackend } from './backend.ts'
+import { BlockServer } from './block-server.ts'
+
+export interface ServerRoleOptions {
+  transport: RpcTransport
+  directory: SwarmDirectory
+  model: string
+  /** Blocks in the model. */
+  numBlocks: number
+  /** Serve exactly these blocks (`--blocks A:B`); otherwise choose `numServed` blocks. */
+  span?: { start: number, end: number }
+  /** How many blocks to hold when choosing (what memory allows). @default numBlocks */
+  numServed?: number
+  /** Loads blocks [start, end) (weights from a URL/dir or peers). */
+  loadSpan: (start: number, end: number) => Promise<SpanBackend>
+  /** KV-cache memory for sessions, bytes. */
+  cacheBudgetBytes: number
+  /** Tokens/s through one block before any measurement (from a micro-benchmark). @default 1 */
+  throughput?: number
+  /** Record lifetime, ms. @default RECORD_TTL_MS */
+  ttlMs?: number
+  /** Re-announce period, ms. @default RECORD_REFRESH_MS */
+  refreshMs?: number
+  /** Check for rebalancing this often, ms; 0 = never (explicit spans never move). @default 0 */
+  rebalanceMs?: number
+  balanceQuality?: number
+  idleTimeoutMs?: number
+  now?: () => number
+  log?: (line: string) => void
+}
+
+export class ServerRole {
+  server?: BlockServer
+  private backend?: SpanBackend
+  state: ServerState = 'offline'
+  private version = 0
+  private refresher?: ReturnType<typeof setInterval>
+  private rebalancer?: ReturnType<typeof setInterval>
+  private readonly now: () => number
+  private readonly log: (line: string) => void
+  private span?: { start: number, end: number }
+  /** Rebalancing decisions taken (for the page and tests). */
+  readonly moves: RebalanceDecision[] = []
+
+  constructor (private readonly opts: ServerRoleOptions) {
+    this.now = opts.now ?? Date.now
+    this.log = opts.log ?? (() => {})
+  }
+
+  get self (): string {
+    return this.opts.transport.self
+  }
+
+  get currentSpan (): { start: number, end: number } | undefined {
+    return this.span
+  }
+
+  /** Chooses (unless given), loads and starts serving a span. */
+  async start (): Promise<void> {
+    const o = this.opts
+    let span = o.span
+    if (span !== undefined) {
+      if (!(Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= 0 && span.end <= o.numBlocks && span.start < span.end)) {
+        throw new SwarmArgumentError(`--blocks ${span.start}:${span.end} is not a span of the model's ${o.numBlocks} blocks`)
+      }
+    } else {
+      const others = (await o.directory.blockRecords(o.model)).filter(r => r.peer !== this.self && r.state !== 'offline')
+      span = chooseSpan(others, o.numBlocks, o.numServed ?? o.numBlocks)
+    }
+    await this.serve(span)
+    this.refresher = setInterval(() => { void this.announce().catch(e => this.log(`announce failed: ${(e as Error).message}`)) }, o.refreshMs ?? RECORD_REFRESH_MS)
+    if (o.span === undefined && (o.rebalanceMs ?? 0) > 0) {
+      this.rebalancer = setInterval(() => { void this.rebalanceOnce().catch(e => this.log(`rebalance failed: ${(e as Error).message}`)) }, o.rebalanceMs)
+    }
+  }
+
+  private async serve (span: { start: number, end: number }): Promise<void> {
+    this.span = span
+    this.state = 'joining'
+    await this.announce()
+    const backend = this.backend = await this.opts.loadSpan(span.start, span.end)
+    this.server = new BlockServer({
+      transport: this.opts.transport,
+      backend,
+      cacheBudgetBytes: this.opts.cacheBudgetBytes,
+      throughput: this.opts.throughput,
+      idleTimeoutMs: this.opts.idleTimeoutMs,
+      now: this.now,
+      log: this.log
+    })
+    this.server.start()
+    this.state = 'online'
+    await this.announce()
+    this.log(`serving ${this.opts.model} blocks [${span.start}, ${span.end})`)
+  }
+
+  /** The record as it would be announced now. */
+  record (): BlockRecord {
+    const s = this.span ?? { start: 0, end: 0 }
+    return {
+      peer: this.self,
+      model: this.opts.model,
+      start: s.start,
+      end: s.end,
+      state: this.state,
+      throughput: this.server?.throughput ?? this.opts.throughput ?? 1,
+      cacheTokensLeft: this.server?.sessions.tokensLeft() ?? 0,
+      version: ++this.version,
+      expiresAt: this.now() + (this.opts.ttlMs ?? RECORD_TTL_MS)
+    }
+  }
+
+  async announce (): Promise<void> {
+    if (this.span === undefined) return
+    await this.opts.directory.announceBlocks(this.record())
+  }
+
+  /** One rebalancing check; moves (reloading blocks) when Petals' rule says so. Returns whether it moved. */
+  async rebalanceOnce (): Promise<boolean> {
+    if (this.span === undefined || this.state !== 'online') return false
+    const records = (await this.opts.directory.blockRecords(this.opts.model)).filter(r => r.state !== 'offline')
+    if (!records.some(r => r.peer === this.self)) records.push(this.record())
+    const d = shouldRebalance(this.self, records, this.opts.numBlocks, { balanceQuality: this.opts.balanceQuality, seed: this.version })
+    if (!d.move) return false
+    this.moves.push(d)
+    const len = this.span.end - this.span.start
+    this.log(`rebalancing: [${this.span.start}, ${this.span.end}) → [${d.start}, ${d.start + len}) (${d.reason})`)
+    this.server?.stop()
+    this.backend?.dispose()
+    await this.serve({ start: d.start, end: d.start + len })
+    return true
+  }
+
+  /** Announces OFFLINE and stops serving. */
+  async stop (): Promise<void> {
+    if (this.refresher !== undefined) clearInterval(this.refresher)
+    if (this.rebalancer !== undefined) clearInterval(this.rebalancer)
+    this.state = 'offline'
+    await this.announce().catch(() => {})
+    this.server?.stop()
+    this.backend?.dispose()
+  }
+}
