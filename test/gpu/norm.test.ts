@@ -1,5 +1,5 @@
-import { describe, expect, it, beforeAll } from 'vitest'
-import { layernorm, layernormBackward, rmsnorm, rmsnormBackward, rowThreads, TOLERANCE } from '../../web/src/gpu/ops/norm.ts'
+import { afterAll, describe, expect, it, beforeAll } from 'vitest'
+import { layernorm, layernormBackward, rmsnorm, rmsnormBackward, rowThreads, rowThreadsCap, setRowThreadsCap, TOLERANCE } from '../../web/src/gpu/ops/norm.ts'
 import * as twin from '../../web/src/gpu/cpu/norm.ts'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import type { GpuBackend } from '../../web/src/gpu/gpu-backend.ts'
@@ -28,57 +28,74 @@ function data (shape: number[], seed: number): { x: Float32Array, w: Float32Arra
   return { x, w: rng.uniform(C, 0.5, 1.5), b: rng.uniform(C), dy: rng.uniform(n), C }
 }
 
-describe('norm ops: GPU vs CPU twin (shaders/norm.wgsl, shaders/norm_backward.wgsl)', () => {
-  it('picks power-of-two row workgroups clamped to [32, 256]', () => {
-    expect([1, 32, 33, 64, 65, 200, 256, 257, 4096].map(rowThreads)).toEqual([32, 32, 64, 64, 128, 256, 256, 256, 256])
+describe('row-kernel variant choice', () => {
+  it('picks power-of-two row workgroups clamped to [32, cap]', () => {
+    expect([1, 32, 33, 64, 65, 200, 256, 257, 4096].map(C => rowThreads(C))).toEqual([32, 32, 64, 64, 128, 256, 256, 256, 256])
+    expect([1, 33, 65, 4096].map(C => rowThreads(C, 64))).toEqual([32, 64, 64, 64])
   })
 
-  for (const shape of SHAPES) {
-    const label = `(${shape.join(', ')})`
-    it(`rmsnorm and rmsnormBackward at ${label}`, async () => {
-      const { x, w, dy, C } = data(shape, shape.length * 1000 + shape[shape.length - 1])
-      const ref = twin.rmsnorm(x, w, C, EPS)
-      const out = rmsnorm(gpu.tensor(x, shape), gpu.tensor(w, [C]), EPS)
-      expect(out.shape).toEqual(shape)
-      assertClose(await out.readF32(), ref, { ...TOLERANCE.rmsnorm, what: `rmsnorm ${label}` })
-      const gref = twin.rmsnormBackward(x, w, dy, C, EPS)
-      const g = rmsnormBackward(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(dy, shape), EPS)
-      assertClose(await g.dx.readF32(), gref.dx, { ...TOLERANCE.rmsnormBackward, what: `rmsnorm dx ${label}` })
-      assertClose(await g.dw.readF32(), gref.dw, { ...TOLERANCE.rmsnormBackward, what: `rmsnorm dw ${label}` })
-    })
-
-    it(`layernorm and layernormBackward at ${label}`, async () => {
-      const { x, w, b, dy, C } = data(shape, shape.length * 2000 + shape[shape.length - 1])
-      const ref = twin.layernorm(x, w, b, C, EPS)
-      const out = layernorm(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(b, [C]), EPS)
-      assertClose(await out.readF32(), ref, { ...TOLERANCE.layernorm, what: `layernorm ${label}` })
-      const gref = twin.layernormBackward(x, w, dy, C, EPS)
-      const g = layernormBackward(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(dy, shape), EPS)
-      assertClose(await g.dx.readF32(), gref.dx, { ...TOLERANCE.layernormBackward, what: `layernorm dx ${label}` })
-      assertClose(await g.dw.readF32(), gref.dw, { ...TOLERANCE.layernormBackward, what: `layernorm dw ${label}` })
-      assertClose(await g.db.readF32(), gref.db, { ...TOLERANCE.layernormBackward, what: `layernorm db ${label}` })
-    })
-  }
-
-  it('dw sums over many rows (one channel thread loops over 300 rows)', async () => {
-    const shape = [300, 5]
-    const { x, w, b, dy, C } = data(shape, 42)
-    const gref = twin.layernormBackward(x, w, dy, C, EPS)
-    const g = layernormBackward(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(dy, shape), EPS)
-    assertClose(await g.dw.readF32(), gref.dw, { atol: 2e-4, rtol: 1e-4, what: 'dw over 300 rows' })
-    assertClose(await g.db.readF32(), gref.db, { atol: 2e-4, rtol: 1e-4, what: 'db over 300 rows' })
-    expect(b.length).toBe(C)
-  })
-
-  it('matches the Hugging Face LlamaRMSNorm formula on a hand-computed row', async () => {
-    // x = (1, 2, 3, 4): mean(x²) = 7.5; y = w · x / √(7.5 + eps)
-    const x = new Float32Array([1, 2, 3, 4])
-    const w = new Float32Array([1, 0.5, 2, -1])
-    const r = 1 / Math.sqrt(7.5 + EPS)
-    const expected = [1 * r, 0.5 * 2 * r, 2 * 3 * r, -4 * r]
-    assertClose(await rmsnorm(gpu.tensor(x, [1, 4]), gpu.tensor(w, [4]), EPS).readF32(), expected, { atol: 1e-6, rtol: 1e-6, what: 'llama rmsnorm' })
+  it('caps software adapters at 32 threads unless overridden', () => {
+    expect(rowThreadsCap(gpu)).toBe(gpu.info.software ? 32 : 256)
+    setRowThreadsCap(128)
+    expect(rowThreadsCap(gpu)).toBe(128)
+    setRowThreadsCap()
+    expect(() => setRowThreadsCap(48)).toThrow(RangeError)
   })
 })
+
+/** The adapter's own choice, then 256 so every workgroup size (32…256) runs on any adapter. */
+for (const cap of [undefined, 256]) {
+  describe(`norm ops: GPU vs CPU twin, thread cap ${cap ?? 'from the adapter'} (shaders/norm.wgsl, shaders/norm_backward.wgsl)`, () => {
+    beforeAll(() => { setRowThreadsCap(cap) })
+    afterAll(() => { setRowThreadsCap() })
+
+    for (const shape of SHAPES) {
+      const label = `(${shape.join(', ')})`
+      it(`rmsnorm and rmsnormBackward at ${label}`, async () => {
+        const { x, w, dy, C } = data(shape, shape.length * 1000 + shape[shape.length - 1])
+        const ref = twin.rmsnorm(x, w, C, EPS)
+        const out = rmsnorm(gpu.tensor(x, shape), gpu.tensor(w, [C]), EPS)
+        expect(out.shape).toEqual(shape)
+        assertClose(await out.readF32(), ref, { ...TOLERANCE.rmsnorm, what: `rmsnorm ${label}` })
+        const gref = twin.rmsnormBackward(x, w, dy, C, EPS)
+        const g = rmsnormBackward(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(dy, shape), EPS)
+        assertClose(await g.dx.readF32(), gref.dx, { ...TOLERANCE.rmsnormBackward, what: `rmsnorm dx ${label}` })
+        assertClose(await g.dw.readF32(), gref.dw, { ...TOLERANCE.rmsnormBackward, what: `rmsnorm dw ${label}` })
+      })
+
+      it(`layernorm and layernormBackward at ${label}`, async () => {
+        const { x, w, b, dy, C } = data(shape, shape.length * 2000 + shape[shape.length - 1])
+        const ref = twin.layernorm(x, w, b, C, EPS)
+        const out = layernorm(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(b, [C]), EPS)
+        assertClose(await out.readF32(), ref, { ...TOLERANCE.layernorm, what: `layernorm ${label}` })
+        const gref = twin.layernormBackward(x, w, dy, C, EPS)
+        const g = layernormBackward(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(dy, shape), EPS)
+        assertClose(await g.dx.readF32(), gref.dx, { ...TOLERANCE.layernormBackward, what: `layernorm dx ${label}` })
+        assertClose(await g.dw.readF32(), gref.dw, { ...TOLERANCE.layernormBackward, what: `layernorm dw ${label}` })
+        assertClose(await g.db.readF32(), gref.db, { ...TOLERANCE.layernormBackward, what: `layernorm db ${label}` })
+      })
+    }
+
+    it('dw sums over many rows (one channel thread loops over 300 rows)', async () => {
+      const shape = [300, 5]
+      const { x, w, b, dy, C } = data(shape, 42)
+      const gref = twin.layernormBackward(x, w, dy, C, EPS)
+      const g = layernormBackward(gpu.tensor(x, shape), gpu.tensor(w, [C]), gpu.tensor(dy, shape), EPS)
+      assertClose(await g.dw.readF32(), gref.dw, { atol: 2e-4, rtol: 1e-4, what: 'dw over 300 rows' })
+      assertClose(await g.db.readF32(), gref.db, { atol: 2e-4, rtol: 1e-4, what: 'db over 300 rows' })
+      expect(b.length).toBe(C)
+    })
+
+    it('matches the Hugging Face LlamaRMSNorm formula on a hand-computed row', async () => {
+      // x = (1, 2, 3, 4): mean(x²) = 7.5; y = w · x / √(7.5 + eps)
+      const x = new Float32Array([1, 2, 3, 4])
+      const w = new Float32Array([1, 0.5, 2, -1])
+      const r = 1 / Math.sqrt(7.5 + EPS)
+      const expected = [1 * r, 0.5 * 2 * r, 2 * 3 * r, -4 * r]
+      assertClose(await rmsnorm(gpu.tensor(x, [1, 4]), gpu.tensor(w, [4]), EPS).readF32(), expected, { atol: 1e-6, rtol: 1e-6, what: 'llama rmsnorm' })
+    })
+  })
+}
 
 describe('norm backward twins vs finite differences of the forward twins', () => {
   const C = 6

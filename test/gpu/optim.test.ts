@@ -1,4 +1,5 @@
-import { describe, expect, it, beforeAll } from 'vitest'
+import { afterAll, describe, expect, it, beforeAll } from 'vitest'
+import { setRowThreadsCap } from '../../web/src/gpu/ops/norm.ts'
 import { adamw, clipGradNorm, sumSquares, TOLERANCE, type AdamWOptions } from '../../web/src/gpu/ops/optim.ts'
 import * as twin from '../../web/src/gpu/cpu/optim.ts'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
@@ -62,6 +63,15 @@ describe('adamw: GPU vs CPU twin (shaders/optim.wgsl)', () => {
 })
 
 describe('sumSquares and clipGradNorm (shaders/optim_reduce.wgsl)', () => {
+  it('sumSquares agrees across workgroup sizes 32…256', async () => {
+    const x = new Rng(5).uniform(9000)
+    for (const cap of [32, 64, 128, 256]) {
+      setRowThreadsCap(cap)
+      assertClose(await sumSquares(gpu.tensor(x, [9000])).readF32(), [twin.sumSquares(x)], { ...TOLERANCE.sumSquares, what: `sumSquares wg${cap}` })
+    }
+    setRowThreadsCap()
+  })
+
   for (const n of [0, 1, 3, 255, 256, 257, 4099, 70000]) {
     it(`sumSquares at n=${n}`, async () => {
       const x = new Rng(n + 3).uniform(n)

@@ -4,14 +4,11 @@ import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
 import type { Tensor } from '../tensor.ts'
-import { rowThreads } from './norm.ts'
+import { rowThreads, rowThreadsCap } from './norm.ts'
 import { backendOf, expectDType, expectRank, expectShape, isCpu } from './util.ts'
 
 /** PyTorch's default ignore_index: tokens with this target are left out of the mean. */
 export const IGNORE_INDEX = -100
-/** Threads of the single-workgroup reductions over T tokens. */
-const REDUCE_WG = 256
-
 const LOSS = defineKernel({
   name: 'loss', shader: 'loss',
   bindings: [
@@ -29,9 +26,9 @@ const LOSS = defineKernel({
 
 type LossEntry = 'cross_entropy_rows' | 'cross_entropy_mean' | 'count_targets' | 'cross_entropy_backward'
 
-/** Variant builder: per-row entries size WG_X from V; the single-workgroup reductions use 256. */
-export function lossVariant (entry: LossEntry, V: number): Variant {
-  const wg = entry === 'cross_entropy_mean' || entry === 'count_targets' ? REDUCE_WG : rowThreads(V)
+/** Variant builder: per-row entries size WG_X from V; the single-workgroup reductions over T use the cap. */
+export function lossVariant (entry: LossEntry, V: number, cap: number): Variant {
+  const wg = entry === 'cross_entropy_mean' || entry === 'count_targets' ? cap : rowThreads(V, cap)
   return { key: `${entry}-wg${wg}`, entry, workgroupSize: [wg] }
 }
 
@@ -67,8 +64,9 @@ export function crossEntropy (logits: Tensor, targets: Tensor, ignoreIndex = IGN
   const scratch = g.empty([T])
   const bindings = { logits, targets, out, scratch }
   const uniforms = { T, V, ignore: ignoreIndex }
-  g.run(LOSS, lossVariant('cross_entropy_rows', V), bindings, uniforms, g.grid1d(T))
-  g.run(LOSS, lossVariant('cross_entropy_mean', V), bindings, uniforms, [1])
+  const cap = rowThreadsCap(g)
+  g.run(LOSS, lossVariant('cross_entropy_rows', V, cap), bindings, uniforms, g.grid1d(T))
+  g.run(LOSS, lossVariant('cross_entropy_mean', V, cap), bindings, uniforms, [1])
   scratch.dispose()
   return out
 }
@@ -83,8 +81,9 @@ export function crossEntropyBackward (logits: Tensor, targets: Tensor, ignoreInd
   const scratch = g.empty([1])
   const bindings = { logits, targets, out, scratch }
   const uniforms = { T, V, ignore: ignoreIndex }
-  g.run(LOSS, lossVariant('count_targets', V), bindings, uniforms, [1])
-  g.run(LOSS, lossVariant('cross_entropy_backward', V), bindings, uniforms, g.grid1d(T))
+  const cap = rowThreadsCap(g)
+  g.run(LOSS, lossVariant('count_targets', V, cap), bindings, uniforms, [1])
+  g.run(LOSS, lossVariant('cross_entropy_backward', V, cap), bindings, uniforms, g.grid1d(T))
   scratch.dispose()
   return out
 }

@@ -9,18 +9,43 @@ import { backendOf, expectDType, expectSameShape, expectShape, groups, isCpu } f
 
 /** Fewest threads per row: one SIMD width on most GPUs; fewer would idle lanes anyway. */
 const ROW_THREADS_MIN = 32
-/** Most threads per row: WebGPU's guaranteed maxComputeInvocationsPerWorkgroup. */
+/** Most threads per row on a hardware GPU: WebGPU's guaranteed maxComputeInvocationsPerWorkgroup. */
 const ROW_THREADS_MAX = 256
+/**
+ * Most threads per row on a software adapter (SwiftShader): it runs a workgroup's invocations on
+ * one CPU core and every barrier switches between them, so rmsnorm (256, 1024) took 970 ms at
+ * 256 threads and 59 ms at 32 on the CI machine.
+ */
+const SOFTWARE_ROW_THREADS = 32
 /** Threads per workgroup of the per-channel dw/db pass (one channel each). */
 const PARAMS_WG = 64
 
+let threadsCapOverride: number | undefined
+
+/**
+ * Forces the thread cap of the per-row and reduction kernels (norm, softmax, loss, sumSquares)
+ * so tests and benchmarks can run every variant on any adapter; `undefined` restores the
+ * adapter-based choice. A power of two in [32, 256].
+ */
+export function setRowThreadsCap (cap?: number): void {
+  if (cap !== undefined && !(Number.isInteger(Math.log2(cap)) && cap >= ROW_THREADS_MIN && cap <= ROW_THREADS_MAX)) {
+    throw new RangeError(`row threads cap must be a power of two in [${ROW_THREADS_MIN}, ${ROW_THREADS_MAX}], got ${cap}`)
+  }
+  threadsCapOverride = cap
+}
+
+/** The thread cap for this adapter: 256 on hardware, 32 on software adapters (see above). */
+export function rowThreadsCap (g: GpuBackend): number {
+  return threadsCapOverride ?? (g.info.software ? SOFTWARE_ROW_THREADS : ROW_THREADS_MAX)
+}
+
 /**
  * Threads of a one-workgroup-per-row kernel for rows of C elements: the power of two ≥ C,
- * clamped to [32, 256] (the tree reduction needs a power of two). Shared by softmax and loss.
+ * clamped to [32, cap] (the tree reduction needs a power of two). Shared by softmax and loss.
  */
-export function rowThreads (C: number): number {
+export function rowThreads (C: number, cap = ROW_THREADS_MAX): number {
   const p = 2 ** Math.ceil(Math.log2(Math.max(C, 1)))
-  return Math.min(ROW_THREADS_MAX, Math.max(ROW_THREADS_MIN, p))
+  return Math.min(cap, Math.max(ROW_THREADS_MIN, p))
 }
 
 const NORM = defineKernel({
@@ -54,9 +79,9 @@ const NORM_BACKWARD = defineKernel({
 
 export type NormKind = 'rmsnorm' | 'layernorm'
 
-/** Variant of a per-row entry (forward or dx pass): WG_X from C; HAS_BIAS for layernorm. */
-export function normRowVariant (entry: string, kind: NormKind, C: number): Variant {
-  const wg = rowThreads(C)
+/** Variant of a per-row entry (forward or dx pass): WG_X from C and the cap; HAS_BIAS for layernorm. */
+export function normRowVariant (entry: string, kind: NormKind, C: number, cap: number): Variant {
+  const wg = rowThreads(C, cap)
   return { key: `${entry}-wg${wg}`, entry, workgroupSize: [wg], constants: { HAS_BIAS: kind === 'layernorm' } }
 }
 
@@ -101,7 +126,7 @@ function forward (kind: NormKind, x: Tensor, w: Tensor, b: Tensor | undefined, e
   }
   const g = be as GpuBackend
   const out = g.empty(x.shape)
-  g.run(NORM, normRowVariant(kind, kind, C), { x, w, b: b ?? w, out }, { rows, C, eps }, g.grid1d(rows))
+  g.run(NORM, normRowVariant(kind, kind, C, rowThreadsCap(g)), { x, w, b: b ?? w, out }, { rows, C, eps }, g.grid1d(rows))
   return out
 }
 
@@ -123,7 +148,7 @@ function backwardGpu (g: GpuBackend, kind: NormKind, x: Tensor, w: Tensor, dy: T
   const stats = g.empty([rows, 2])
   const bindings = { x, w, dy, dx, stats, dw, db }
   const uniforms = { rows, C, eps }
-  g.run(NORM_BACKWARD, normRowVariant(`${kind}_backward_dx`, kind, C), bindings, uniforms, g.grid1d(rows))
+  g.run(NORM_BACKWARD, normRowVariant(`${kind}_backward_dx`, kind, C, rowThreadsCap(g)), bindings, uniforms, g.grid1d(rows))
   g.run(NORM_BACKWARD, normParamsVariant(kind), bindings, uniforms, g.grid1d(groups(C, PARAMS_WG)))
   stats.dispose()
   return { dx, dw, db }

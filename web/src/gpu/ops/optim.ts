@@ -6,15 +6,17 @@ import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
 import type { Tensor } from '../tensor.ts'
 import { scaleInPlace } from './elementwise.ts'
+import { rowThreadsCap } from './norm.ts'
 import { backendOf, expectDType, expectSameShape, groups, isCpu } from './util.ts'
 
 export type { AdamWOptions } from '../cpu/optim.ts'
 
-/** Threads per workgroup of the AdamW and sum-of-squares kernels. */
+/** Threads per workgroup of the AdamW kernel (one element each). */
 const WG = 256
 /**
- * Workgroups of the first sum-of-squares pass, at most: the second pass (one workgroup of 256)
- * then adds ≤ 1 partial per thread. Fixed per n, so the summation order is too.
+ * Workgroups of the first sum-of-squares pass, at most (the second pass, one workgroup, adds
+ * the partials). Fixed per n and adapter, so the summation order is too. The sum-of-squares
+ * workgroup size is the row-kernel thread cap (norm.ts): barriers are costly on software adapters.
  */
 const MAX_PARTS = 256
 
@@ -52,7 +54,7 @@ const SUM_SQUARES = defineKernel({
     { name: 'slot', type: 'u32' } // index into out
   ]
 })
-const sumSquaresVariant = (entry: 'sum_squares_partial' | 'sum_squares_final'): Variant => ({ key: `${entry}-wg${WG}`, entry, workgroupSize: [WG] })
+const sumSquaresVariant = (entry: 'sum_squares_partial' | 'sum_squares_final', wg: number): Variant => ({ key: `${entry}-wg${wg}`, entry, workgroupSize: [wg] })
 
 /**
  * GPU vs CPU twin. AdamW: f32 vs f64 arithmetic on the same formula (the update divides by
@@ -106,10 +108,11 @@ export function adamw (param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: 
 /** Encodes Σ a² into out[slot] (two dispatches; `partial` holds ≥ MAX_PARTS floats). */
 function encodeSumSquares (g: GpuBackend, a: Tensor, partial: Tensor, out: Tensor, slot: number): void {
   const n = a.numel
-  const parts = Math.min(MAX_PARTS, groups(n, WG))
+  const wg = rowThreadsCap(g)
+  const parts = Math.min(MAX_PARTS, groups(n, wg))
   const bindings = { a, partial, out }
-  g.run(SUM_SQUARES, sumSquaresVariant('sum_squares_partial'), bindings, { n, parts, slot }, [parts])
-  g.run(SUM_SQUARES, sumSquaresVariant('sum_squares_final'), bindings, { n, parts, slot }, [1])
+  g.run(SUM_SQUARES, sumSquaresVariant('sum_squares_partial', wg), bindings, { n, parts, slot }, [parts])
+  g.run(SUM_SQUARES, sumSquaresVariant('sum_squares_final', wg), bindings, { n, parts, slot }, [1])
 }
 
 /** Σ t² over every element of an f32 tensor → (1), by a deterministic two-pass reduction. */

@@ -5,7 +5,7 @@ import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
 import type { Tensor } from '../tensor.ts'
-import { rowThreads } from './norm.ts'
+import { rowThreads, rowThreadsCap } from './norm.ts'
 import { backendOf, expectDType, expectSameShape, isCpu } from './util.ts'
 
 const SOFTMAX = defineKernel({
@@ -21,9 +21,9 @@ const SOFTMAX = defineKernel({
   ]
 })
 
-/** Variant builder: one workgroup per row, WG_X from the row length. */
-export function softmaxVariant (entry: 'softmax' | 'softmax_backward', C: number): Variant {
-  const wg = rowThreads(C)
+/** Variant builder: one workgroup per row, WG_X from the row length and the adapter's cap. */
+export function softmaxVariant (entry: 'softmax' | 'softmax_backward', C: number, cap: number): Variant {
+  const wg = rowThreads(C, cap)
   return { key: `${entry}-wg${wg}`, entry, workgroupSize: [wg] }
 }
 
@@ -42,7 +42,7 @@ function rowsOf (op: string, t: Tensor): { rows: number, C: number } {
 
 function run (g: GpuBackend, entry: 'softmax' | 'softmax_backward', a: Tensor, b: Tensor, rows: number, C: number): Tensor {
   const out = g.empty(a.shape)
-  g.run(SOFTMAX, softmaxVariant(entry, C), { a, b, out }, { rows, C }, g.grid1d(rows))
+  g.run(SOFTMAX, softmaxVariant(entry, C, rowThreadsCap(g)), { a, b, out }, { rows, C }, g.grid1d(rows))
   return out
 }
 
