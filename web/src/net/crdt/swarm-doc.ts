@@ -1,0 +1,176 @@
+/**
+ * One Yjs document per swarm, with a guarded `peers` map.
+ *
+ * Remote updates go through applyRemote(), which first applies them to a scratch copy of the doc
+ * and checks every `peers` entry they touch: a changed entry must carry a valid signature from the
+ * key's owner and a higher seq than the entry it replaces; a removed entry must have expired.
+ * An update that fails is not applied at all (no partial state), and the caller gets a typed error.
+ * Updates whose dependencies have not arrived yet are held (bounded) and retried after each
+ * successful apply instead of entering the doc half-integrated.
+ */
+import type { PrivateKey } from '@libp2p/interface'
+import * as Y from 'yjs'
+import { ForgedEntryError, MalformedMessageError, NetConfigError } from '../errors.ts'
+import { CRDT_SYNC } from '../protocols.ts'
+import { PEERS_MAP, PEER_ENTRY_TTL_MS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'
+
+/** Updates waiting for missing dependencies; beyond this the oldest is dropped (sync repairs it). */
+const MAX_PENDING_UPDATES = 64
+/** Tolerated clock skew when deciding whether an entry has expired, in ms. */
+const EXPIRY_SKEW_MS = 30_000
+
+/** Transaction origin of updates that came from the network (never re-published). */
+export const REMOTE_ORIGIN = Symbol('webswarm-remote')
+
+/** Result of applyRemote. */
+export type ApplyResult = 'applied' | 'pending' | 'noop'
+
+export class SwarmDoc {
+  readonly doc: Y.Doc
+  private readonly pending: Uint8Array[] = []
+  private ownSeq = 0
+  /** Count of remote updates rejected (forged/malformed), for metrics and tests. */
+  rejected = 0
+
+  constructor (readonly swarm: string, readonly selfId: string, private readonly privateKey?: PrivateKey, doc?: Y.Doc) {
+    this.doc = doc ?? new Y.Doc()
+  }
+
+  /** The raw peers map. Write through setSelf(); direct writes are rejected by every other peer. */
+  get peersMap (): Y.Map<RawEntry> {
+    return this.doc.getMap<RawEntry>(PEERS_MAP)
+  }
+
+  /** Any other shared root map (models, training runs); unrestricted. */
+  map<T = unknown> (name: string): Y.Map<T> {
+    if (name === PEERS_MAP) throw new NetConfigError(`use setSelf()/peers() for the signed ${PEERS_MAP} map`)
+    return this.doc.getMap<T>(name)
+  }
+
+  /** Verified, unexpired entries of the peers map. Invalid ones (possible only from local writes) are skipped. */
+  async peers (now = Date.now()): Promise<Map<string, PeerEntry>> {
+    const out = new Map<string, PeerEntry>()
+    for (const [key, value] of this.peersMap.entries()) {
+      const e = await verifyEntry(this.swarm, key, value).catch(() => undefined)
+      if (e !== undefined && e.expiresAt > now) out.set(key, e)
+    }
+    return out
+  }
+
+  /** Writes (signs) this peer's own entry. */
+  async setSelf (data: Record<string, unknown>, ttlMs = PEER_ENTRY_TTL_MS): Promise<PeerEntry> {
+    if (this.privateKey === undefined) throw new NetConfigError('SwarmDoc has no private key: it cannot write its own entry')
+    const prev = this.peersMap.get(this.selfId)
+    if (prev !== undefined) {
+      const e = await verifyEntry(this.swarm, this.selfId, prev).catch(() => undefined)
+      if (e !== undefined) this.ownSeq = Math.max(this.ownSeq, e.seq)
+    }
+    const entry: PeerEntry = { peer: this.selfId, seq: ++this.ownSeq, expiresAt: Date.now() + ttlMs, data }
+    const raw = await signEntry(this.privateKey, this.swarm, entry)
+    this.peersMap.set(this.selfId, raw)
+    return entry
+  }
+
+  /**
+   * Validates and applies a remote update. Throws ForgedEntryError / MalformedMessageError
+   * without changing the doc; returns 'pending' if it waits for missing dependencies.
+   */
+  async applyRemote (update: Uint8Array, origin: unknown = REMOTE_ORIGIN): Promise<ApplyResult> {
+    const result = await this.tryApply(update, origin)
+    if (result === 'pending') {
+      this.pending.push(update)
+      if (this.pending.length > MAX_PENDING_UPDATES) this.pending.shift()
+      return result
+    }
+    if (result === 'applied') await this.retryPending(origin)
+    return result
+  }
+
+  private async retryPending (origin: unknown): Promise<void> {
+    let progress = true
+    while (progress && this.pending.length > 0) {
+      progress = false
+      for (let i = 0; i < this.pending.length; i++) {
+        const r = await this.tryApply(this.pending[i], origin).catch(() => 'rejected' as const)
+        if (r !== 'pending') {
+          this.pending.splice(i, 1)
+          progress = true
+          break
+        }
+      }
+    }
+  }
+
+  /** Number of updates waiting for dependencies. */
+  get pendingCount (): number {
+    return this.pending.length
+  }
+
+  private async tryApply (update: Uint8Array, origin: unknown): Promise<ApplyResult> {
+    const scratch = new Y.Doc()
+    try {
+      Y.applyUpdate(scratch, Y.encodeStateAsUpdate(this.doc))
+      const svBefore = Y.encodeStateVector(scratch)
+      Y.applyUpdate(scratch, update)
+      if (scratch.store.pendingStructs !== null || scratch.store.pendingDs !== null) return 'pending'
+      if (equalBytes(svBefore, Y.encodeStateVector(scratch)) && !deletesSomething(update)) return 'noop'
+    } catch (e) {
+      this.rejected++
+      throw new MalformedMessageError(CRDT_SYNC.id, `update does not decode: ${(e as Error).message}`)
+    }
+    try {
+      await this.checkPeers(this.peersMap, scratch.getMap<RawEntry>(PEERS_MAP))
+    } catch (e) {
+      this.rejected++
+      throw e
+    }
+    Y.applyUpdate(this.doc, update, origin)
+    return 'applied'
+  }
+
+  private async checkPeers (before: Y.Map<RawEntry>, after: Y.Map<RawEntry>): Promise<void> {
+    const now = Date.now()
+    for (const [key, value] of after.entries()) {
+      const old = before.get(key)
+      if (old !== undefined && sameRaw(old, value)) continue
+      const next = await verifyEntry(this.swarm, key, value)
+      if (old !== undefined) {
+        const prev = await verifyEntry(this.swarm, key, old).catch(() => undefined)
+        if (prev !== undefined && next.seq <= prev.seq) throw new ForgedEntryError(key, `replayed entry: seq ${next.seq} does not advance ${prev.seq}`)
+      }
+    }
+    for (const [key, old] of before.entries()) {
+      if (after.has(key)) continue
+      const prev = await verifyEntry(this.swarm, key, old).catch(() => undefined)
+      if (prev !== undefined && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, 'deleted an unexpired entry')
+    }
+  }
+
+  /** Deletes every expired entry (anyone may; run by the relay at compaction). Returns how many. */
+  pruneExpired (now = Date.now()): number {
+    const expired: string[] = []
+    for (const [key, value] of this.peersMap.entries()) {
+      try {
+        const e = JSON.parse(value.payload) as PeerEntry
+        if (e.expiresAt < now - EXPIRY_SKEW_MS) expired.push(key)
+      } catch { expired.push(key) }
+    }
+    if (expired.length > 0) this.doc.transact(() => { for (const k of expired) this.peersMap.delete(k) })
+    return expired.length
+  }
+}
+
+function sameRaw (a: RawEntry, b: unknown): boolean {
+  const r = b as RawEntry | null
+  return r !== null && typeof r === 'object' && a.sig === r.sig && a.payload === r.payload && a.v === r.v
+}
+
+function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i])
+}
+
+/** Whether a (v1) update carries a non-empty delete set. */
+function deletesSomething (update: Uint8Array): boolean {
+  const { ds } = Y.decodeUpdate(update)
+  return ds.clients.size > 0
+}

@@ -1,0 +1,304 @@
+/**
+ * Binds a SwarmDoc to a libp2p node (grammar in PROTOCOL.md § crdt-sync):
+ * - `/webswarm/crdt-sync/1.0.0`: at connect (and periodically, for anti-entropy) the dialling side
+ *   opens a stream; both sides send SyncStep1 (state vector) and answer the other's with SyncStep2
+ *   (the missing update). Length-prefixed frames; every read capped and timed.
+ * - gossipsub topic `webswarm/<swarm>/crdt`: every local update and awareness change is published;
+ *   received ones are validated (SwarmDoc.applyRemote) before gossipsub forwards them.
+ * Bad input on either path: the stream is reset (or the gossip message rejected) with a log line,
+ * and the doc is unchanged.
+ */
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import { TypedEventEmitter } from 'main-event'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import * as Y from 'yjs'
+import { LimitExceededError, MalformedMessageError, UnsupportedMessageError } from '../errors.ts'
+import type { WebSwarmNode } from '../node.ts'
+import { CRDT_GOSSIP_MAX_BYTES, CRDT_SYNC, crdtTopic } from '../protocols.ts'
+import { Reader, Writer } from '../wire.ts'
+import { REMOTE_ORIGIN, SwarmDoc } from './swarm-doc.ts'
+
+/** Frame types on the crdt-sync stream. */
+export const SYNC_STEP1 = 0
+export const SYNC_STEP2 = 1
+/** Message types on the gossip topic. */
+export const GOSSIP_UPDATE = 0
+export const GOSSIP_AWARENESS = 1
+
+/** Longest swarm name on the wire, in bytes (SWARM_NAME_PATTERN allows 63). */
+const MAX_SWARM_BYTES = 64
+/** Anti-entropy: sync with one random peer this often, in ms, repairing any lost gossip. */
+export const ANTI_ENTROPY_INTERVAL_MS = 5_000
+
+export interface SyncFrame {
+  type: number
+  swarm: string
+  payload: Uint8Array
+}
+
+/** frame = type:u8 swarm:string payload:bytes */
+export function encodeSyncFrame (f: SyncFrame): Uint8Array {
+  return new Writer().u8(f.type).string(f.swarm).bytes(f.payload).finish()
+}
+
+export function decodeSyncFrame (buf: Uint8Array): SyncFrame {
+  const r = new Reader(buf, CRDT_SYNC.id)
+  const type = r.u8('frame type')
+  if (type !== SYNC_STEP1 && type !== SYNC_STEP2) throw new UnsupportedMessageError(CRDT_SYNC.id, `frame type ${type}`)
+  const swarm = r.string(MAX_SWARM_BYTES, 'swarm')
+  const payload = r.bytes(CRDT_SYNC.maxMessageBytes, 'payload')
+  r.end()
+  return { type, swarm, payload }
+}
+
+export interface CrdtSyncEvents {
+  /** A sync exchange with a peer finished. */
+  'synced': CustomEvent<string>
+  /** Bad input from a peer was refused; detail: log line. */
+  'rejected': CustomEvent<string>
+}
+
+export interface CrdtSyncInit {
+  /** Anti-entropy period in ms; 0 disables. @default ANTI_ENTROPY_INTERVAL_MS */
+  antiEntropyIntervalMs?: number
+  /** Log sink. @default console.warn */
+  log?: (line: string) => void
+  /** Awareness (presence) state for this peer; `peer` is always set to our id. */
+  presence?: Record<string, unknown>
+}
+
+/** Sync provider for one swarm doc on one node. */
+export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
+  readonly awareness: awarenessProtocol.Awareness
+  readonly topic: string
+  private topologyId?: string
+  private timer?: ReturnType<typeof setInterval>
+  private readonly log: (line: string) => void
+  private running = false
+  /** Counters for metrics. */
+  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0 }
+
+  constructor (readonly node: WebSwarmNode, readonly sdoc: SwarmDoc, private readonly init: CrdtSyncInit = {}) {
+    super()
+    this.topic = crdtTopic(sdoc.swarm)
+    this.awareness = new awarenessProtocol.Awareness(sdoc.doc)
+    this.log = init.log ?? ((l) => { console.warn(l) })
+  }
+
+  async start (): Promise<void> {
+    if (this.running) return
+    this.running = true
+    await this.node.handle(CRDT_SYNC.id, (stream, conn) => { void this.onStream(stream, conn) }, {
+      maxInboundStreams: CRDT_SYNC.maxInboundStreams,
+      maxOutboundStreams: CRDT_SYNC.maxOutboundStreams,
+      runOnLimitedConnection: CRDT_SYNC.runOnLimitedConnection
+    })
+    this.topologyId = await this.node.register(CRDT_SYNC.id, {
+      onConnect: (peer, conn) => {
+        // The dialling side starts, so each new link syncs once.
+        if (conn.direction === 'outbound') void this.syncWith(peer).catch(() => {})
+      }
+    })
+    const pubsub = this.node.services.pubsub
+    pubsub.topicValidators.set(this.topic, this.validateGossip)
+    pubsub.subscribe(this.topic)
+    this.sdoc.doc.on('update', this.onLocalUpdate)
+    this.awareness.on('update', this.onAwarenessUpdate)
+    this.awareness.setLocalState({ ...this.init.presence, peer: this.node.peerId.toString() })
+    const every = this.init.antiEntropyIntervalMs ?? ANTI_ENTROPY_INTERVAL_MS
+    if (every > 0) this.timer = setInterval(() => { void this.antiEntropy() }, every)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    clearInterval(this.timer)
+    this.sdoc.doc.off('update', this.onLocalUpdate)
+    this.awareness.off('update', this.onAwarenessUpdate)
+    awarenessProtocol.removeAwarenessStates(this.awareness, [this.sdoc.doc.clientID], 'stop')
+    this.awareness.destroy()
+    const pubsub = this.node.services.pubsub
+    pubsub.topicValidators.delete(this.topic)
+    if (this.node.status === 'started') {
+      pubsub.unsubscribe(this.topic)
+      if (this.topologyId !== undefined) this.node.unregister(this.topologyId)
+      await this.node.unhandle(CRDT_SYNC.id)
+    }
+  }
+
+  /** Sets fields of this peer's presence (awareness) state. */
+  setPresence (fields: Record<string, unknown>): void {
+    this.awareness.setLocalState({ ...this.awareness.getLocalState(), ...fields, peer: this.node.peerId.toString() })
+  }
+
+  /** Peer ids with a live presence state (awareness), including this one. */
+  presentPeers (): string[] {
+    const out: string[] = []
+    for (const s of this.awareness.getStates().values()) if (typeof s.peer === 'string') out.push(s.peer)
+    return out
+  }
+
+  /** Transaction origins never gossiped (e.g. a persistence provider replaying stored state). */
+  readonly silentOrigins = new Set<unknown>()
+
+  private readonly onLocalUpdate = (update: Uint8Array, origin: unknown): void => {
+    // Network updates are forwarded by gossipsub itself; persistence loads are synced, not gossiped.
+    if (origin === REMOTE_ORIGIN || this.silentOrigins.has(origin)) return
+    this.publish(GOSSIP_UPDATE, update)
+  }
+
+  private readonly onAwarenessUpdate = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }, origin: unknown): void => {
+    if (origin === REMOTE_ORIGIN) return
+    const changed = [...added, ...updated, ...removed].filter(c => c === this.sdoc.doc.clientID)
+    if (changed.length === 0) return
+    this.publish(GOSSIP_AWARENESS, awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed))
+  }
+
+  private publish (type: number, payload: Uint8Array): void {
+    if (!this.running || this.node.status !== 'started') return
+    const data = new Uint8Array(payload.length + 1)
+    data[0] = type
+    data.set(payload, 1)
+    if (data.length > CRDT_GOSSIP_MAX_BYTES) {
+      this.log(`crdt: update of ${data.length} B exceeds the ${CRDT_GOSSIP_MAX_BYTES} B gossip cap; peers get it at the next sync`)
+      return
+    }
+    this.stats.gossipOut++
+    this.node.services.pubsub.publish(this.topic, data).catch((e: Error) => {
+      this.log(`crdt: publish failed: ${e.message}`)
+    })
+  }
+
+  /** Gossipsub validator: apply valid updates, reject forged/malformed ones (not forwarded). */
+  private readonly validateGossip = async (from: PeerId, msg: Message): Promise<TopicValidatorResult> => {
+    const data = msg.data
+    try {
+      if (data.length > CRDT_GOSSIP_MAX_BYTES) throw new LimitExceededError(this.topic, `gossip message of ${data.length} B exceeds ${CRDT_GOSSIP_MAX_BYTES} B`)
+      if (data.length < 1) throw new MalformedMessageError(this.topic, 'empty gossip message')
+      this.stats.gossipIn++
+      const payload = data.subarray(1)
+      switch (data[0]) {
+        case GOSSIP_UPDATE:
+          await this.sdoc.applyRemote(payload)
+          return TopicValidatorResult.Accept
+        case GOSSIP_AWARENESS: {
+          const signer = msg.type === 'signed' ? msg.from.toString() : undefined
+          checkAwarenessClaims(this.topic, payload, signer)
+          awarenessProtocol.applyAwarenessUpdate(this.awareness, payload, REMOTE_ORIGIN)
+          return TopicValidatorResult.Accept
+        }
+        default:
+          throw new UnsupportedMessageError(this.topic, `gossip message type ${data[0]}`)
+      }
+    } catch (e) {
+      this.reject(`crdt: rejected gossip from ${from.toString()}: ${(e as Error).name}: ${(e as Error).message}`)
+      return TopicValidatorResult.Reject
+    }
+  }
+
+  private reject (line: string): void {
+    this.stats.rejected++
+    this.log(line)
+    this.dispatchEvent(new CustomEvent('rejected', { detail: line }))
+  }
+
+  /** An unlimited open connection to `peer`, if any (sync never runs over a limited relay link). */
+  private connectionTo (peer: PeerId): Connection | undefined {
+    return this.node.getConnections(peer).find(c => c.status === 'open' && c.limits === undefined)
+  }
+
+  /** Runs one SyncStep1/SyncStep2 exchange with `peer`; resolves when both docs have each other's state. */
+  async syncWith (peer: PeerId): Promise<void> {
+    const conn = this.connectionTo(peer)
+    if (conn === undefined) throw new UnsupportedMessageError(CRDT_SYNC.id, `no unlimited connection to ${peer.toString()}`)
+    const signal = AbortSignal.timeout(CRDT_SYNC.timeoutMs)
+    const stream = await conn.newStream(CRDT_SYNC.id, { signal, runOnLimitedConnection: CRDT_SYNC.runOnLimitedConnection })
+    await this.exchange(stream, peer.toString(), signal)
+  }
+
+  private async onStream (stream: Stream, conn: Connection): Promise<void> {
+    await this.exchange(stream, conn.remotePeer.toString(), AbortSignal.timeout(CRDT_SYNC.timeoutMs)).catch(() => {})
+  }
+
+  private async exchange (stream: Stream, remote: string, signal: AbortSignal): Promise<void> {
+    const swarm = this.sdoc.swarm
+    const lp = lpStream(stream, { maxDataLength: CRDT_SYNC.maxMessageBytes })
+    try {
+      await lp.write(encodeSyncFrame({ type: SYNC_STEP1, swarm, payload: Y.encodeStateVector(this.sdoc.doc) }), { signal })
+      let gotStep1 = false
+      let gotStep2 = false
+      for (let i = 0; i < CRDT_SYNC.maxMessagesPerStream && !(gotStep1 && gotStep2); i++) {
+        const frame = decodeSyncFrame((await lp.read({ signal })).subarray())
+        if (frame.swarm !== swarm) throw new UnsupportedMessageError(CRDT_SYNC.id, `swarm ${frame.swarm}, this node syncs ${swarm}`)
+        if (frame.type === SYNC_STEP1) {
+          if (gotStep1) throw new MalformedMessageError(CRDT_SYNC.id, 'second SyncStep1')
+          gotStep1 = true
+          let diff: Uint8Array
+          try {
+            diff = Y.encodeStateAsUpdate(this.sdoc.doc, frame.payload)
+          } catch (e) {
+            throw new MalformedMessageError(CRDT_SYNC.id, `bad state vector: ${(e as Error).message}`)
+          }
+          await lp.write(encodeSyncFrame({ type: SYNC_STEP2, swarm, payload: diff }), { signal })
+        } else {
+          if (gotStep2) throw new MalformedMessageError(CRDT_SYNC.id, 'second SyncStep2')
+          gotStep2 = true
+          await this.sdoc.applyRemote(frame.payload)
+        }
+      }
+      if (!(gotStep1 && gotStep2)) throw new LimitExceededError(CRDT_SYNC.id, `exchange not complete within ${CRDT_SYNC.maxMessagesPerStream} messages`)
+      await stream.close({ signal })
+      this.stats.syncs++
+      this.dispatchEvent(new CustomEvent('synced', { detail: remote }))
+    } catch (e) {
+      const err = signal.aborted ? new Error(`no completion within ${CRDT_SYNC.timeoutMs} ms`) : e as Error
+      this.reject(`crdt-sync: reset stream with ${remote}: ${err.name}: ${err.message}`)
+      stream.abort(err)
+      throw err
+    }
+  }
+
+  /** Syncs with one random connected peer that speaks crdt-sync (repairs lost gossip). */
+  private async antiEntropy (): Promise<void> {
+    if (!this.running) return
+    const peers: PeerId[] = []
+    for (const c of this.node.getConnections()) {
+      if (c.limits !== undefined || c.status !== 'open') continue
+      const p = await this.node.peerStore.get(c.remotePeer).catch(() => undefined)
+      if (p?.protocols.includes(CRDT_SYNC.id) === true) peers.push(c.remotePeer)
+    }
+    if (peers.length === 0) return
+    const peer = peers[Math.floor(Math.random() * peers.length)]
+    await this.syncWith(peer).catch(() => {})
+  }
+}
+
+/** Most awareness states one gossip message may carry. A peer announces only its own. */
+const MAX_AWARENESS_STATES = 4
+
+/**
+ * Checks an awareness update before applying it: it must decode, carry few states, and every
+ * non-null state must name the gossip signer as its `peer` (a peer announces only itself).
+ */
+function checkAwarenessClaims (topic: string, update: Uint8Array, signer: string | undefined): void {
+  const r = new Reader(update, topic)
+  const n = r.varuint('awareness count')
+  if (n > MAX_AWARENESS_STATES) throw new LimitExceededError(topic, `${n} awareness states in one message`)
+  for (let i = 0; i < n; i++) {
+    r.varuint('clientID')
+    r.varuint('clock')
+    const json = r.string(CRDT_GOSSIP_MAX_BYTES, 'awareness state')
+    let state: unknown
+    try {
+      state = JSON.parse(json)
+    } catch {
+      throw new MalformedMessageError(topic, 'awareness state is not JSON')
+    }
+    if (state === null) continue
+    const peer = (state as { peer?: unknown }).peer
+    if (signer === undefined || peer !== signer) throw new MalformedMessageError(topic, `awareness state claims peer ${String(peer)} but was signed by ${String(signer)}`)
+  }
+  r.end()
+}
