@@ -39,12 +39,15 @@ export const TOLERANCE = {
   moeGather: { atol: 0, rtol: 0 },
   /** k-term f32 sums. */
   moeGatherBackward: { atol: 1e-6, rtol: 1e-6 },
-  /** Dot products of length C and I in f32 (tile order) vs f64. */
-  expertFFN: { atol: 1e-5, rtol: 1e-4 },
-  expertFFNBackward: { atol: 2e-5, rtol: 2e-4 },
+  /**
+   * Dot products of length C and I in f32 (tile order) vs f64. Seen on SwiftShader at C, I ≤ 96:
+   * ≤ 2 % of this bound (forward), ≤ 5 % (backward); the margin covers K ≈ 4096 (error ~ √K).
+   */
+  expertFFN: { atol: 2e-6, rtol: 2e-5 },
+  expertFFNBackward: { atol: 4e-6, rtol: 4e-5 },
   moeCombine: { atol: 1e-6, rtol: 1e-5 },
   /** dWeights is a length-C dot product (tree order on the GPU). */
-  moeCombineBackward: { atol: 1e-5, rtol: 1e-4 }
+  moeCombineBackward: { atol: 2e-6, rtol: 2e-5 }
 } as const
 
 // ---- kernel declarations and variants ----
