@@ -4,6 +4,10 @@ import type { GpuBackend } from './gpu-backend.ts'
 import { Tensor, tidy } from './tensor.ts'
 import { Rng } from '../util/rng.ts'
 import * as ew from './ops/elementwise.ts'
+import * as emb from './ops/embedding.ts'
+import * as loss from './ops/loss.ts'
+import * as optim from './ops/optim.ts'
+import * as sm from './ops/softmax.ts'
 import * as mm from './ops/matmul.ts'
 import * as moe from './ops/moe.ts'
 import * as norm from './ops/norm.ts'
@@ -50,6 +54,17 @@ export const SELF_TESTS: SelfTestCase[] = [
   { family: 'matmul', name: 'naive', tol: mm.TOLERANCE.matmulNaive, run: (be, r) => mm.matmulNaive(rand(be, r, [9, 11]), rand(be, r, [11, 6])) },
   { family: 'norm', name: 'rmsnorm + backward', tol: norm.TOLERANCE.rmsnormBackward, run: (be, r) => { const x = rand(be, r, [3, 67]); const w = rand(be, r, [67]); return [norm.rmsnorm(x, w, 1e-5), norm.rmsnormBackward(x, w, rand(be, r, [3, 67]), 1e-5)] } },
   { family: 'norm', name: 'layernorm', tol: norm.TOLERANCE.layernorm, run: (be, r) => norm.layernorm(rand(be, r, [4, 33]), rand(be, r, [33]), rand(be, r, [33]), 1e-5) },
+  { family: 'softmax', name: 'softmax + backward', tol: sm.TOLERANCE.softmaxBackward, run: (be, r) => { const y = sm.softmax(rand(be, r, [3, 29])); return [y, sm.softmaxBackward(y, rand(be, r, [3, 29]))] } },
+  { family: 'loss', name: 'cross-entropy + backward (V = 257)', tol: loss.TOLERANCE.crossEntropyBackward, run: (be, r) => { const l = rand(be, r, [4, 257]); const t = ints(be, [3, 256, -100, 0]); return [loss.crossEntropy(l, t), loss.crossEntropyBackward(l, t)] } },
+  { family: 'embedding', name: 'gather + scatter-add backward', tol: emb.TOLERANCE.embeddingBackward, run: (be, r) => { const ids = ints(be, [2, 0, 2, 5, 2]); return [emb.embedding(ids, rand(be, r, [6, 7])), emb.embeddingBackward(ids, rand(be, r, [5, 7]), 6)] } },
+  {
+    family: 'optim', name: 'AdamW step + sum of squares', tol: optim.TOLERANCE.adamw,
+    run: (be, r) => {
+      const p = rand(be, r, [53]); const m = rand(be, r, [53]); const v = be.tensor(r.uniform(53, 0, 1), [53])
+      optim.adamw(p, rand(be, r, [53]), m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 })
+      return [p, m, v, optim.sumSquares(p)]
+    }
+  },
   { family: 'rope', name: 'rope θ=10000', tol: rope.TOLERANCE.rope, run: (be, r) => rope.rope(rand(be, r, [5, 3, 8]), ints(be, [0, 1, 2, 30, 511]), 10000) },
   {
     family: 'moe', name: 'router → dispatch → experts → combine', tol: moe.TOLERANCE.expertFFN,
