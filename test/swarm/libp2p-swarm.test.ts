@@ -1,0 +1,114 @@
+/**
+ * The swarm over real libp2p on 127.0.0.1: a relay (DHT server), 3 `serve` peers holding spans of
+ * tiny-mixtral (one per block and a spare over both), and a client. Records go through the
+ * signed DHT; tensors through framed streams over direct WebRTC.
+ */
+import { readFileSync } from 'node:fs'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cpu } from '../../web/src/gpu/cpu-backend.ts'
+import { sourceFrom } from '../../web/src/model/source.ts'
+import { SwarmDht } from '../../web/src/net/dht/index.ts'
+import { createPeer, createRelay, type RelayNode, type WebSwarmNode } from '../../web/src/net/node.ts'
+import { waitForReservation } from '../../web/src/net/peers.ts'
+import { InferenceClient } from '../../web/src/swarm/client/client.ts'
+import { swarmGenerate, type ClientEnds } from '../../web/src/swarm/client/generate.ts'
+import type { InferenceSession } from '../../web/src/swarm/client/session.ts'
+import { INFER_PROTOCOL } from '../../web/src/swarm/constants.ts'
+import { DhtDirectory } from '../../web/src/swarm/dht-directory.ts'
+import { loadClientEnds, loadSpanBackend } from '../../web/src/swarm/model-backend.ts'
+import { ServerRole } from '../../web/src/swarm/server/role.ts'
+import { Libp2pTransport } from '../../web/src/swarm/transport/libp2p.ts'
+import { readInfer, writeInfer } from '../../web/src/swarm/wire/infer.ts'
+
+const DIR = 'test/fixtures/tiny-mixtral'
+const ref = JSON.parse(readFileSync(`${DIR}/reference.json`, 'utf8')) as { prompt: number[], greedy: number[] }
+const MODEL = 'tiny-mixtral'
+const source = sourceFrom(DIR)
+const NUM_BLOCKS = 2
+
+let relay: RelayNode
+let relayAddr: string
+const nodes: WebSwarmNode[] = []
+const roles = new Map<string, ServerRole>()
+let ends: ClientEnds
+
+async function peer (): Promise<{ node: WebSwarmNode, transport: Libp2pTransport, directory: DhtDirectory }> {
+  const key = await generateKeyPair('Ed25519')
+  const node = await createPeer({ privateKey: key, iceServers: [], discoveryIntervalMs: 600_000 })
+  nodes.push(node)
+  await node.dial(relay.getMultiaddrs()[0])
+  await waitForReservation(node)
+  return { node, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks: NUM_BLOCKS }) }
+}
+
+async function serve (name: string, start: number, end: number): Promise<ServerRole> {
+  const p = await peer()
+  const role = new ServerRole({
+    transport: p.transport, directory: p.directory, model: MODEL, numBlocks: NUM_BLOCKS, span: { start, end },
+    loadSpan: async (s, e) => await loadSpanBackend(source, cpu, MODEL, s, e), cacheBudgetBytes: 1 << 20, throughput: 100
+  })
+  await role.start()
+  roles.set(name, role)
+  return role
+}
+
+beforeAll(async () => {
+  relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
+  relayAddr = relay.getMultiaddrs()[0].toString()
+  ends = (await loadClientEnds(source, cpu)).ends
+  await serve('s0', 0, 1)
+  await serve('s1', 1, 2)
+})
+
+afterAll(async () => {
+  for (const r of roles.values()) await r.stop().catch(() => {})
+  await Promise.allSettled(nodes.map(async n => { await n.stop() }))
+  await relay?.stop()
+})
+
+describe('tiny-mixtral over libp2p: relay + 3 serve peers + a client', () => {
+  it('greedy tokens equal the fixture; killing a server mid-generation, the spare takes over with identical tokens', async () => {
+    const c = await peer()
+    const client = new InferenceClient({ transport: c.transport, directory: c.directory, model: MODEL, numBlocks: NUM_BLOCKS, hiddenSize: 64, timeoutMs: 10_000 })
+    const r1 = await swarmGenerate(client, ends, ref.prompt, { maxNewTokens: ref.greedy.length })
+    expect(r1.tokens).toEqual(ref.greedy)
+    expect(r1.session.route.map(s => s.start)).toEqual([0, 1])
+
+    const spare = await serve('spare', 0, 2)
+    client.rttMs.set(spare.self, 1e4) // far: chosen only as a replacement
+    const victim = roles.get('s1')!
+    let session: InferenceSession | undefined
+    let n = 0
+    const r2 = await swarmGenerate(client, ends, ref.prompt, {
+      maxNewTokens: ref.greedy.length,
+      onSession: s => { session = s },
+      onToken: () => {
+        if (++n === 5) {
+          // Kill the peer outright (no OFFLINE announcement): the client learns by the failed step.
+          const node = nodes.find(x => x.peerId.toString() === victim.self)!
+          void node.stop()
+        }
+      }
+    })
+    expect(r2.tokens).toEqual(ref.greedy)
+    expect(session!.failovers.map(f => f.peer)).toEqual([victim.self])
+    expect(session!.route.at(-1)!.peer).toBe(spare.self)
+  })
+
+  it('bad input gets an error back; the server keeps serving other clients', async () => {
+    const s0 = roles.get('s0')!
+    const bad = await peer()
+    const ask = async (body: Uint8Array) => readInfer(await bad.transport.request(s0.self, INFER_PROTOCOL, body, { timeoutMs: 10_000 }))
+    expect(await ask(new Uint8Array([1, 3, 0xff, 0xff]))).toMatchObject({ type: 'error', code: 1 })
+    expect(await ask(writeInfer({ type: 'step', session: 'nope', position: 0, hidden: { shape: [1, 64], data: new Float32Array(64) } }))).toMatchObject({ type: 'error', code: 2 })
+    const o = await ask(writeInfer({ type: 'open', model: MODEL, start: 0, end: 1, maxTokens: 8 }))
+    if (o.type !== 'opened') throw new Error(`not opened: ${JSON.stringify(o)}`)
+    expect(await ask(writeInfer({ type: 'step', session: o.session, position: 0, hidden: { shape: [2, 63], data: new Float32Array(126) } }))).toMatchObject({ type: 'error', code: 3 })
+    // Still serving: a fresh client through s0 gets the fixture's tokens.
+    const c = await peer()
+    const client = new InferenceClient({ transport: c.transport, directory: c.directory, model: MODEL, numBlocks: NUM_BLOCKS, hiddenSize: 64, timeoutMs: 10_000 })
+    const r = await swarmGenerate(client, ends, ref.prompt, { maxNewTokens: 4 })
+    expect(r.tokens).toEqual(ref.greedy.slice(0, 4))
+  })
+})
