@@ -93,7 +93,7 @@ describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
     expect(planMatmul(sw, { B: 1, M: 1, N: 512, K: 512 }, false).config.kernel).toBe('gemv')
     expect(planMatmul(hw, { B: 4, M: 1, N: 512, K: 512 }, true).config.kernel).toBe('gemv')
     expect(planMatmul(sw, { B: 1, M: 1024, N: 1024, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8)
-    expect(planMatmul(sw, { B: 1, M: 16, N: 16, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.regs4x4)
+    expect(planMatmul(sw, { B: 1, M: 16, N: 16, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8s)
     expect(planMatmul(hw, { B: 1, M: 1024, N: 1024, K: 64 }, false).config).toMatchObject(MATMUL_CONFIGS.tiled64)
     expect(planMatmul(hw, { B: 1, M: 64, N: 64, K: 64 }, false).config).toMatchObject(MATMUL_CONFIGS.tiled32)
     const p = planMatmul(sw, { B: 3, M: 100, N: 200, K: 7 }, true)
@@ -200,6 +200,7 @@ describe('bad input throws ShapeError naming the op and shapes', () => {
     expect(() => matmul(t([2, 2, 3]), t([3, 3, 5]))).toThrow(ShapeError)
     expect(() => matmul(t([2, 3]), t([3, 5]), { bias: t([4]) })).toThrow(/matmul: bias must have shape \(5\), got \(4\)/)
     expect(() => matmul(t([2, 3]), t([3, 5]), { config: MATMUL_CONFIGS.gemv })).toThrow(/gemv kernel needs M = 1/)
+    expect(() => matmul(t([2, 3]), t([3, 5]), { config: { ...MATMUL_CONFIGS.regs8x8, tm: 1 } })).toThrow(/regs kernel takes tm 4 or 8/)
     expect(() => matmul(t([2, 3]), cpu.tensor(new Float32Array(15), [3, 5]))).toThrow(/different backends/)
   })
   it('linear / linearBackward / matmulNaive', () => {

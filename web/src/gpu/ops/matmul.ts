@@ -63,8 +63,8 @@ export interface MatmulConfig {
   wgX: number
   /** Threads along M (1 for gemv). */
   wgY: number
-  /** Rows of C per thread: 1, 2, 4 or 8 (regs only; ≤ 4 for tiled; 1 for gemv). */
-  tm: 1 | 2 | 4 | 8
+  /** Rows of C per thread: 4 or 8 for regs, 4 for tiled, 1 for gemv. */
+  tm: 1 | 4 | 8
   /** Columns of C per thread: 4, or 8 (regs only). @default 4 */
   tn?: 4 | 8
   /** Depth of the workgroup-memory panels (tiled only; ignored otherwise). */
@@ -85,13 +85,13 @@ export interface MatmulPlan {
  * hardware GPUs (64×64 tiles of 4×4 per thread, 16-deep panels).
  */
 export const MATMUL_CONFIGS = Object.freeze({
-  /** Software, large outputs: 8×8 per thread, 64×64 per workgroup. */
+  /** Software, ≥ 128² outputs: 8×8 per thread, 64×64 per workgroup of 64 threads. */
   regs8x8: { kernel: 'regs', wgX: 8, wgY: 8, tm: 8, tn: 8, tk: 0 },
-  /** Software, 8×8 per thread, 32×64 per workgroup. */
+  /** Software, small outputs: 8×8 per thread, 64×32 per workgroup of 32 (twice the workgroups for the CPU threads). */
   regs8x8s: { kernel: 'regs', wgX: 4, wgY: 8, tm: 8, tn: 8, tk: 0 },
-  /** Software, 8 rows × 4 columns per thread. */
+  /** 8 rows × 4 columns per thread (measured slower on SwiftShader; kept for sweeps). */
   regs8x4: { kernel: 'regs', wgX: 16, wgY: 4, tm: 8, tn: 4, tk: 0 },
-  /** Software, small outputs: 4×4 per thread, more workgroups to share between CPU threads. */
+  /** 4×4 per thread (measured slowest on SwiftShader; kept for sweeps). */
   regs4x4: { kernel: 'regs', wgX: 16, wgY: 4, tm: 4, tn: 4, tk: 0 },
   /** Hardware, large: 64×64 tiles, 4×4 per thread, 16-deep panels. */
   tiled64: { kernel: 'tiled', wgX: 16, wgY: 16, tm: 4, tk: 16 },
@@ -107,7 +107,10 @@ export function matmulVariant (cfg: MatmulConfig, dims: { B: number, M: number, 
   const wgY = cfg.kernel === 'gemv' ? 1 : cfg.wgY
   const tk = cfg.kernel === 'tiled' ? cfg.tk : 1
   const tn = cfg.kernel === 'regs' ? cfg.tn ?? 4 : 4
-  if (cfg.kernel === 'tiled' && tm > 4) throw new ShapeError('matmul', `the tiled kernel holds at most 4 rows per thread, got tm = ${tm}`)
+  // Only the shapes the tests run (every MATMUL_CONFIGS entry) are accepted.
+  if (cfg.kernel === 'regs' && tm !== 4 && tm !== 8) throw new ShapeError('matmul', `the regs kernel takes tm 4 or 8, got ${tm}`)
+  if (cfg.kernel === 'tiled' && (tm !== 4 || cfg.tn !== undefined && cfg.tn !== 4)) throw new ShapeError('matmul', `the tiled kernel takes tm = tn = 4, got tm ${tm}`)
+  if (cfg.kernel === 'tiled' && !(Number.isInteger(cfg.tk) && cfg.tk >= 1)) throw new ShapeError('matmul', `the tiled kernel needs tk ≥ 1, got ${cfg.tk}`)
   if (cfg.kernel === 'gemv' && dims.M !== 1) throw new ShapeError('matmul', `the gemv kernel needs M = 1, got M = ${dims.M}`)
   const entry = `matmul_${cfg.kernel}`.replace('matmul_gemv', 'gemv')
   const key = `${cfg.kernel}-wg${cfg.wgX}x${wgY}-tm${tm}-tn${tn}${cfg.kernel === 'tiled' ? `-tk${tk}` : ''}${hasBias ? '-bias' : ''}`
@@ -134,12 +137,12 @@ export function planMatmul (info: Pick<GpuInfo, 'software'>, dims: { B: number, 
   const outputs = dims.B * dims.M * dims.N
   let cfg: MatmulConfig
   if (dims.M === 1) cfg = C.gemv
-  else if (info.software) cfg = outputs >= SOFTWARE_BIG_TILE_OUTPUTS ? C.regs8x8 : C.regs4x4
+  else if (info.software) cfg = outputs >= SOFTWARE_BIG_TILE_OUTPUTS ? C.regs8x8 : C.regs8x8s
   else cfg = outputs >= HARDWARE_BIG_TILE_OUTPUTS ? C.tiled64 : C.tiled32
   return matmulVariant(cfg, dims, hasBias)
 }
 
-/** Outputs from which 64×64 register tiles pay on software adapters (measured: below it, too few workgroups for the CPU threads). */
+/** Outputs from which 64×64-output workgroups pay on software adapters (below, 64×32 ones give the CPU threads more to share). */
 const SOFTWARE_BIG_TILE_OUTPUTS = 128 * 128
 /** Outputs from which 64×64 workgroup tiles still give a hardware GPU enough workgroups (~64). */
 const HARDWARE_BIG_TILE_OUTPUTS = 512 * 512

@@ -1,0 +1,133 @@
+/**
+ * `npm run bench:kernels` — GFLOP/s of square f32 matmuls on this machine's WebGPU adapter:
+ * our `matmul` (shaders/matmul.wgsl, the builder's pick), the naive one-thread-per-output
+ * kernel (shaders/matmul_naive.wgsl) and @tensorflow/tfjs-backend-webgpu's matMul, all on the
+ * SAME GPUDevice in one process (Dawn allows one instance per process, so tfjs is handed our
+ * device instead of creating its own).
+ *
+ * Flags: --sizes 256,512,1024   --trials 3   --sweep (time every MATMUL_CONFIGS entry too)
+ * Measurements of the three are interleaved trial by trial and the best trial is kept, so
+ * load from other processes on the shared 2-core machine hits all of them alike.
+ * Writes bench/results/kernels.json (the list of results) and kernels.meta.json (adapter, machine).
+ */
+import { writeFileSync, mkdirSync } from 'node:fs'
+import os from 'node:os'
+import { GpuBackend } from '../web/src/gpu/gpu-backend.ts'
+import { benchMatmul, matmulFlops } from '../web/src/gpu/ops/matmul-bench.ts'
+import { MATMUL_CONFIGS, planMatmul } from '../web/src/gpu/ops/matmul.ts'
+import { Rng } from '../web/src/util/rng.ts'
+
+/** FLOPs of work per timed trial: enough to dwarf submit/readback overhead (~1 s at 1 GFLOP/s). */
+const FLOP_PER_TRIAL = 1e9
+/** The naive kernel runs ~0.1 GFLOP/s here: above this size it gets a single trial. */
+const NAIVE_ONE_TRIAL_FROM = 1024
+
+interface Row { op: 'matmul', size: number, ours_gflops: number, tfjs_gflops: number | null, naive_gflops: number, ours_variant: string }
+
+function arg (name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
+const sizes = (arg('sizes') ?? '256,512,1024').split(',').map(Number)
+const trials = Number(arg('trials') ?? 3)
+const sweep = process.argv.includes('--sweep')
+
+const gpu = await GpuBackend.create()
+console.log(`adapter: ${gpu.info.description} (${gpu.info.architecture}, software=${String(gpu.info.software)}, runtime ${gpu.info.runtime})`)
+
+// ---- tfjs on our device ----
+type Tf = typeof import('@tensorflow/tfjs-core')
+let tf: Tf | undefined
+try {
+  // tfjs checks `navigator.gpu` exists before building its backend; our device is already open,
+  // so a marker object is enough (set only now: device.ts reads navigator.gpu to detect Node).
+  const nav = globalThis.navigator as unknown as Record<string, unknown>
+  if (nav.gpu === undefined) Object.defineProperty(nav, 'gpu', { value: {}, configurable: true })
+  tf = await import('@tensorflow/tfjs-core')
+  const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu')
+  // Kernels are registered under the name 'webgpu': replace that backend's factory with one on our device.
+  tf.removeBackend('webgpu')
+  tf.registerBackend('webgpu', () => new WebGPUBackend(gpu.device, { architecture: gpu.info.architecture, description: gpu.info.description, device: gpu.info.device, vendor: gpu.info.vendor } as GPUAdapterInfo), 10)
+  await tf.setBackend('webgpu')
+  await tf.ready()
+  tf.env().set('WEBGPU_CPU_FORWARD', false) // always run on the GPU, never hand small ops to a CPU backend
+  console.log(`tfjs ${tf.version_core} backend: ${tf.getBackend()}`)
+} catch (e) {
+  console.log(`tfjs unavailable: ${(e as Error).message}`)
+  tf = undefined
+}
+
+async function benchTfjs (n: number, reps: number): Promise<{ gflops: number, maxDiff: number }> {
+  if (tf === undefined) throw new Error('no tfjs')
+  const rng = new Rng(1) // the same inputs as benchMatmul's default seed
+  const av = rng.uniform(n * n)
+  const bv = rng.uniform(n * n)
+  const a = tf.tensor2d(av, [n, n])
+  const b = tf.tensor2d(bv, [n, n])
+  const warm = tf.matMul(a, b)
+  const got = await warm.data() as Float32Array
+  warm.dispose()
+  // Spot-check tfjs against a direct sum on a few entries (the comparison is meaningless if it is wrong).
+  let maxDiff = 0
+  for (let t = 0; t < 8; t++) {
+    const i = rng.int(n); const j = rng.int(n)
+    let s = 0
+    for (let k = 0; k < n; k++) s += av[i * n + k] * bv[k * n + j]
+    maxDiff = Math.max(maxDiff, Math.abs(s - got[i * n + j]))
+  }
+  const t0 = performance.now()
+  let last: ReturnType<Tf['matMul']> | undefined
+  for (let r = 0; r < reps; r++) { last?.dispose(); last = tf.matMul(a, b) }
+  await last!.data() // flushes tfjs's deferred submits and waits for all of them
+  const ms = (performance.now() - t0) / reps
+  last!.dispose(); a.dispose(); b.dispose()
+  return { gflops: matmulFlops(n, n, n) / (ms * 1e6), maxDiff }
+}
+
+const rows: Row[] = []
+for (const n of sizes) {
+  const reps = Math.max(1, Math.round(FLOP_PER_TRIAL / matmulFlops(n, n, n)))
+  const variant = planMatmul(gpu.info, { B: 1, M: n, N: n, K: n }, false).variant.key
+  let ours = 0; let naive = 0; let tfjs = tf === undefined ? null : 0; let diff = 0
+  for (let t = 0; t < trials; t++) {
+    ours = Math.max(ours, (await benchMatmul(gpu, n, reps)).gflops)
+    if (tf !== undefined) {
+      const r = await benchTfjs(n, reps)
+      tfjs = Math.max(tfjs ?? 0, r.gflops); diff = Math.max(diff, r.maxDiff)
+    }
+    if (t === 0 || n < NAIVE_ONE_TRIAL_FROM) naive = Math.max(naive, (await benchMatmul(gpu, n, n < NAIVE_ONE_TRIAL_FROM ? reps : 1, { kernel: 'naive' })).gflops)
+  }
+  const row: Row = { op: 'matmul', size: n, ours_gflops: round(ours), tfjs_gflops: tfjs === null ? null : round(tfjs), naive_gflops: round(naive), ours_variant: variant }
+  rows.push(row)
+  console.log(`${n}²: ours ${row.ours_gflops} GFLOP/s (${variant}) · tfjs ${String(row.tfjs_gflops)} (spot-check |Δ| ${diff.toExponential(1)}) · naive ${row.naive_gflops}` +
+    (row.tfjs_gflops !== null ? ` · ours/tfjs ${(ours / row.tfjs_gflops).toFixed(2)}×` : ''))
+  if (sweep) {
+    for (const [name, cfg] of Object.entries(MATMUL_CONFIGS)) {
+      if (cfg.kernel === 'gemv') continue
+      let best = 0
+      for (let t = 0; t < trials; t++) best = Math.max(best, (await benchMatmul(gpu, n, reps, { config: cfg })).gflops)
+      console.log(`   sweep ${name}: ${round(best)} GFLOP/s`)
+    }
+  }
+}
+
+console.log('\n| size | ours GFLOP/s | tfjs-webgpu GFLOP/s | naive WGSL GFLOP/s | ours / tfjs |')
+console.log('|---:|---:|---:|---:|---:|')
+for (const r of rows) console.log(`| ${r.size}² | ${r.ours_gflops} | ${String(r.tfjs_gflops)} | ${r.naive_gflops} | ${r.tfjs_gflops !== null ? (r.ours_gflops / r.tfjs_gflops).toFixed(2) + '×' : '–'} |`)
+
+function round (x: number): number { return Math.round(x * 1000) / 1000 }
+
+const dir = new URL('./results/', import.meta.url)
+mkdirSync(dir, { recursive: true })
+writeFileSync(new URL('kernels.json', dir), JSON.stringify(rows, null, 2) + '\n')
+writeFileSync(new URL('kernels.meta.json', dir), JSON.stringify({
+  command: `npm run bench:kernels -- ${process.argv.slice(2).join(' ')}`.trim(),
+  date: new Date().toISOString(),
+  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+  adapter: gpu.info,
+  tfjs: tf?.version_core ?? null,
+  trials,
+  note: 'best of the trials; ours, tfjs and naive interleaved on one GPUDevice'
+}, null, 2) + '\n')
+process.exit(0)
