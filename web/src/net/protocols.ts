@@ -147,3 +147,37 @@ export const SHARD_REQUEST_LIMITS: TensorStreamLimits = {
   handlerTimeoutMs: 30_000,
   maxInboundStreams: 16
 }
+
+// ---------------------------------------------------------------- inference swarm (web/src/swarm)
+
+/**
+ * Pipeline-sharded inference sessions (PROTOCOL.md § infer): one request/response per message
+ * (OPEN / STEP / CLOSE / INFO). 8 MiB + framing slack: a 512-token prefill chunk of a 4096-wide
+ * model in f32. 30 s: one step of a span on software WebGPU.
+ */
+export const INFER: ProtocolSpec = {
+  id: `${PROTOCOL_PREFIX}/infer/1.0.0`,
+  maxMessageBytes: 8 * MiB + 64 * KiB,
+  maxMessagesPerStream: 1,
+  timeoutMs: 30_000,
+  maxInboundStreams: 32,
+  maxOutboundStreams: 32,
+  runOnLimitedConnection: false
+}
+
+/** Remote MoE experts (PROTOCOL.md § expert): one batched CALL → RESULT per host and layer. */
+export const EXPERT: ProtocolSpec = {
+  id: `${PROTOCOL_PREFIX}/expert/1.0.0`,
+  maxMessageBytes: 8 * MiB + 64 * KiB,
+  maxMessagesPerStream: 1,
+  timeoutMs: 10_000,
+  maxInboundStreams: 64,
+  maxOutboundStreams: 64,
+  runOnLimitedConnection: false
+}
+
+/** The swarm layer's stream protocols (kept beside PROTOCOLS, added by the swarm layer). */
+export const SWARM_PROTOCOLS = {
+  infer: INFER,
+  expert: EXPERT
+} as const satisfies Record<string, ProtocolSpec>

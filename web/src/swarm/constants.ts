@@ -3,15 +3,23 @@
  * Readers of peer data cap both bytes and counts with these.
  */
 
-/** Wire protocol ids. Mirrored into web/src/net/protocols.ts (the registry) when it exists. */
-export const INFER_PROTOCOL = '/webswarm/infer/1.0.0'
-export const EXPERT_PROTOCOL = '/webswarm/expert/1.0.0'
+import { EXPERT, INFER } from '../net/protocols.ts'
+
+/** Wire protocol ids, from the one registry (web/src/net/protocols.ts). */
+export const INFER_PROTOCOL = INFER.id
+export const EXPERT_PROTOCOL = EXPERT.id
 
 /** Version byte leading every `infer` / `expert` message; bump with the protocol id. */
 export const WIRE_VERSION = 1
 
 /** Largest single message, in bytes: a (T, C) f32 prefill chunk of 512 tokens × 4096 wide is 8 MiB. */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+/** How long a client waits for a server's reply to one `infer` message, in ms (software WebGPU is slow). */
+export const INFER_TIMEOUT_MS = INFER.timeoutMs
+
+/** How long a block server waits for one expert host, in ms, before asking another host. */
+export const EXPERT_TIMEOUT_MS = EXPERT.timeoutMs
 
 /** Longest string field (model ids, session ids, error text), in bytes. */
 export const MAX_STRING_BYTES = 1024
@@ -31,11 +39,6 @@ export const MAX_EXPERTS_PER_CALL = 256
 /** Most token rows per expert in one `expert` call, in rows (a prefill chunk's worth). */
 export const MAX_ROWS_PER_EXPERT = MAX_STEP_TOKENS
 
-/** How long a client waits for a server's reply to one `infer` message, in ms (software WebGPU is slow). */
-export const INFER_TIMEOUT_MS = 30_000
-
-/** How long a block server waits for one expert host, in ms, before asking another host. */
-export const EXPERT_TIMEOUT_MS = 10_000
 
 /** A session with no message for this long is closed and its cache freed, in ms (Petals: 30–60 s). */
 export const SESSION_IDLE_TIMEOUT_MS = 60_000
