@@ -28,6 +28,12 @@ commands:
             [--checkpoint-every N] [--eval-every N] [--resume]
             single-peer training with a progress line and checkpoints in DIR
 
+  serve     --model DIR|URL --bootstrap MULTIADDR [--blocks A:B | --num-blocks N]
+            [--experts LAYER:E,E;...] [--remote-experts LAYERS] [--cache-tokens N] [--model-id ID]
+            serves a span of blocks and/or MoE experts to the swarm until SIGINT/SIGTERM
+  generate  --bootstrap MULTIADDR --model DIR|URL ... (as above)
+            runs the blocks on the swarm; only config, embedding and head are read from --model
+
 options for every command:
   --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
 `
@@ -62,6 +68,14 @@ const OPTIONS = {
   'top-p': { type: 'string' },
   device: { type: 'string' },
   quiet: { type: 'boolean' },
+  // swarm: serve / generate --bootstrap (web/src/cli/serve.ts, swarm-generate.ts)
+  bootstrap: { type: 'string' },
+  blocks: { type: 'string' },
+  experts: { type: 'string' },
+  'remote-experts': { type: 'string' },
+  'num-blocks': { type: 'string' },
+  'cache-tokens': { type: 'string' },
+  'model-id': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -79,6 +93,8 @@ async function main (argv: string[]): Promise<number> {
     return command === undefined && flags.help !== true ? 2 : 0
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`)
+  if (command === 'serve') return await (await import('./serve.ts')).serve(flags)
+  if (command === 'generate' && flags.bootstrap !== undefined) return await (await import('./swarm-generate.ts')).swarmGenerateCmd(flags)
   const commands = await import('./commands.ts')
   switch (command) {
     case 'logits': return await commands.logits(flags)

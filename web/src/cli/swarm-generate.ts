@@ -1,0 +1,57 @@
+/**
+ * `webswarm generate --bootstrap MULTIADDR --model DIR|URL (--tokens IDS | --prompt TEXT)
+ *  --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out FILE]`
+ *
+ * Reads only the config, embedding and head from --model and runs the blocks on the swarm's
+ * servers; streams tokens to stdout and writes {"tokens": [...]} to FILE.
+ */
+import { writeFile } from 'node:fs/promises'
+import { loadTokenizer } from '../model/tokenizer.ts'
+import { sourceFrom } from '../model/source.ts'
+import { InferenceClient } from '../swarm/client/client.ts'
+import { swarmGenerate } from '../swarm/client/generate.ts'
+import { loadClientEnds } from '../swarm/model-backend.ts'
+import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
+import { openBackend } from './commands.ts'
+import { joinSwarm, modelId } from './swarm-node.ts'
+
+export async function swarmGenerateCmd (f: Flags): Promise<number> {
+  if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
+  const maxNew = int(f, 'max-new-tokens', 1, 1)
+  const where = required(f, 'model')
+  const source = sourceFrom(where)
+  const be = await openBackend(f)
+  const { config, ends } = await loadClientEnds(source, be)
+  const tokenizer = await loadTokenizer(source, config.vocabSize)
+  let prompt: number[]
+  if (f.tokens !== undefined) prompt = ids(f, 'tokens')
+  else if (f.prompt !== undefined) {
+    if (tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer; use --tokens')
+    prompt = tokenizer.encode(required(f, 'prompt'))
+  } else throw new UsageError('give --tokens IDS or --prompt TEXT')
+  const peer = await joinSwarm(required(f, 'bootstrap'), { numBlocks: config.numLayers, numExperts: config.numExperts })
+  const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
+  try {
+    const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model: modelId(where, str(f, 'model-id')), numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log })
+    const decode = tokenizer?.decoder()
+    let first = true
+    const r = await swarmGenerate(client, ends, prompt, {
+      maxNewTokens: maxNew,
+      temperature: num(f, 'temperature', 0),
+      topK: int(f, 'top-k', 0),
+      topP: num(f, 'top-p', 1),
+      seed: int(f, 'seed', 0),
+      onSession: s => log(`route: ${s.route.map(x => `${x.peer}[${x.start},${x.end})`).join(' → ')}`),
+      onToken: id => {
+        if (decode !== undefined && f.tokens === undefined) process.stdout.write(decode(id))
+        else { process.stdout.write(first ? String(id) : `,${id}`); first = false }
+      }
+    })
+    process.stdout.write('\n')
+    const out = str(f, 'out')
+    if (out !== undefined) await writeFile(out, JSON.stringify({ tokens: r.tokens }) + '\n')
+  } finally {
+    await peer.node.stop()
+  }
+  return 0
+}

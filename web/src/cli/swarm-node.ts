@@ -1,0 +1,46 @@
+/**
+ * What `serve` and `generate --bootstrap` share: a libp2p peer dialled to the bootstrap relay,
+ * holding a reservation, with the swarm's transport and DHT directory on it.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
+import { SwarmDht } from '../net/dht/index.ts'
+import { createPeer, type WebSwarmNode } from '../net/node.ts'
+import { waitForReservation } from '../net/peers.ts'
+import { DhtDirectory } from '../swarm/dht-directory.ts'
+import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import { UsageError } from './args.ts'
+
+export interface SwarmPeer {
+  node: WebSwarmNode
+  transport: Libp2pTransport
+  directory: DhtDirectory
+}
+
+export async function joinSwarm (bootstrap: string, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
+  let addr
+  try {
+    addr = multiaddr(bootstrap)
+  } catch (e) {
+    throw new UsageError(`--bootstrap: '${bootstrap}' is not a multiaddr (${(e as Error).message})`)
+  }
+  if (!bootstrap.includes('/p2p/')) throw new UsageError(`--bootstrap must end in /p2p/<relay peer id>, got ${bootstrap}`)
+  const key = await generateKeyPair('Ed25519')
+  // Node peers on this machine reach each other by host candidates: no STUN needed on loopback/LAN.
+  const node = await createPeer({ privateKey: key, iceServers: [] })
+  await node.dial(addr)
+  await waitForReservation(node)
+  return {
+    node,
+    transport: new Libp2pTransport(node, { relayAddr: bootstrap }),
+    directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), shape)
+  }
+}
+
+/** Model id as announced in the DHT: `--model-id`, else the last path segment of `--model`. */
+export function modelId (model: string, explicit?: string): string {
+  if (explicit !== undefined && explicit !== '') return explicit
+  const id = model.replace(/[/\\]+$/, '').split(/[/\\]/).at(-1) ?? ''
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) throw new UsageError(`cannot derive a model id from '${model}'; pass --model-id`)
+  return id
+}
