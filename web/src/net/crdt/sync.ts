@@ -67,6 +67,11 @@ export interface CrdtSyncInit {
   log?: (line: string) => void
   /** Awareness (presence) state for this peer; `peer` is always set to our id. */
   presence?: Record<string, unknown>
+  /**
+   * Runs after a peer's SyncStep2 is applied and before the stream is closed; the close is the
+   * acknowledgement. The relay makes it durable here (fsync), so a finished sync means stored.
+   */
+  beforeAck?: () => Promise<void>
 }
 
 /** Sync provider for one swarm doc on one node. */
@@ -249,7 +254,10 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
         }
       }
       if (!(gotStep1 && gotStep2)) throw new LimitExceededError(CRDT_SYNC.id, `exchange not complete within ${CRDT_SYNC.maxMessagesPerStream} messages`)
+      await this.init.beforeAck?.()
       await stream.close({ signal })
+      // Both ends close after applying what they received: the remote close is its acknowledgement.
+      if (stream.status !== 'closed') await closed(stream, signal)
       this.stats.syncs++
       this.dispatchEvent(new CustomEvent('synced', { detail: remote }))
     } catch (e) {
@@ -273,6 +281,24 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     const peer = peers[Math.floor(Math.random() * peers.length)]
     await this.syncWith(peer).catch(() => {})
   }
+}
+
+/** Resolves when `stream` is fully closed; rejects if it is reset/aborted or `signal` fires. */
+async function closed (stream: Stream, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onClose = (evt: Event): void => {
+      signal.removeEventListener('abort', onAbort)
+      const err = (evt as Event & { error?: Error }).error
+      if (err !== undefined) reject(err)
+      else resolve()
+    }
+    const onAbort = (): void => {
+      stream.removeEventListener('close', onClose)
+      reject(new Error('timed out waiting for the remote to acknowledge'))
+    }
+    stream.addEventListener('close', onClose, { once: true })
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }
 
 /** Most awareness states one gossip message may carry. A peer announces only its own. */

@@ -1,0 +1,145 @@
+/**
+ * Relay configuration from flags and environment (flags win). `--help` prints HELP.
+ */
+import { parseArgs } from 'node:util'
+import { NetConfigError } from '../web/src/net/errors.ts'
+import { DEFAULT_RELAY_LIMITS } from '../web/src/net/node.ts'
+import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
+import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
+
+export interface RelayConfig {
+  host: string
+  port: number
+  /** Multiaddrs announced instead of the listen ones (e.g. behind a TLS proxy). */
+  announce: string[]
+  /** PEM paths: serve wss itself. */
+  tlsCert?: string
+  tlsKey?: string
+  /** Identity key and CRDT logs live here. */
+  dataDir: string
+  /** Built page served over HTTP. */
+  staticDir: string
+  /** Swarms whose CRDT docs the relay keeps and persists. */
+  swarms: string[]
+  /** STUN/TURN servers handed to browsers in /bootstrap. */
+  iceServers: RTCIceServer[]
+  maxReservations: number
+  reservationTtlMs: number
+  relayDataLimitBytes?: bigint
+  relayDurationLimitMs?: number
+  relayData: boolean
+  compactIntervalMs: number
+  /** New connections per second allowed from one host. */
+  connRateLimit: number
+}
+
+export const HELP = `webswarm relay — bootstrap, circuit relay v2, DHT server, CRDT persistence and the page, on one port.
+
+Usage: npm run relay -- [options]        (npm start builds the page first)
+
+Network
+  --host <addr>            Listen address                         [env HOST, default 127.0.0.1]
+  --port <n>               TCP port for HTTP + websockets (0 = any) [env PORT, default 8080]
+  --announce <multiaddr>   Address to announce instead of the listen one; repeatable. Behind a
+                           TLS proxy: /dns4/relay.example.com/tcp/443/tls/ws
+                                                                    [env ANNOUNCE, comma-separated]
+  --tls-cert <file>        PEM certificate: serve wss:// and https:// itself  [env TLS_CERT]
+  --tls-key <file>         PEM private key for --tls-cert                      [env TLS_KEY]
+  --ice-server <url>       STUN/TURN server handed to browsers (/bootstrap); repeatable.
+                           turn:user:pass@host:3478 carries credentials.
+                                          [env ICE_SERVERS, comma-separated; default Google STUN]
+  --conn-rate-limit <n>    New connections per second from one host [env CONN_RATE_LIMIT, default 50]
+
+Relay limits (defaults sized for WebRTC signalling)
+  --max-reservations <n>   Simultaneous reservations      [env MAX_RESERVATIONS, default ${DEFAULT_RELAY_LIMITS.maxReservations}]
+  --reservation-ttl <ms>   Reservation lifetime           [env RESERVATION_TTL_MS, default ${DEFAULT_RELAY_LIMITS.reservationTtlMs}]
+  --relay-data-limit <B>   Bytes per relayed connection   [env RELAY_DATA_LIMIT, default ${DEFAULT_RELAY_LIMITS.dataLimitBytes} unless --relay-data]
+  --relay-duration <ms>    Lifetime of a relayed connection [env RELAY_DURATION_MS, default ${DEFAULT_RELAY_LIMITS.durationLimitMs} unless --relay-data]
+  --relay-data             Opt in: relay application data for peers with no direct WebRTC
+                           path (unlimited unless the two limits above are given) [env RELAY_DATA=1]
+
+State
+  --data-dir <dir>         Identity key + CRDT logs      [env DATA_DIR, default .webswarm-relay]
+  --swarm <name>           Swarm whose CRDT doc is kept and persisted; repeatable [env SWARM, default default]
+  --compact-interval <ms>  CRDT log compaction period     [env COMPACT_INTERVAL_MS, default ${DEFAULT_COMPACT_INTERVAL_MS}]
+  --static-dir <dir>       Built page to serve            [env STATIC_DIR, default dist]
+
+  -h, --help               Show this help
+
+HTTP (same port): /  the page · /health  JSON status · /bootstrap  relay multiaddrs + ICE servers
+for browsers · /metrics  Prometheus text. Stops gracefully on SIGINT/SIGTERM (CRDT flushed and
+compacted, connections closed).`
+
+function list (flag: string[] | undefined, env: string | undefined): string[] {
+  if (flag !== undefined && flag.length > 0) return flag
+  return (env ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
+}
+
+function int (name: string, v: string | undefined, dflt: number, min = 0): number {
+  if (v === undefined || v === '') return dflt
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < min) throw new NetConfigError(`${name}: expected an integer ≥ ${min}, got ${JSON.stringify(v)}`)
+  return n
+}
+
+/** `turn:user:pass@host:port` → { urls: 'turn:host:port', username, credential }. */
+export function parseIceServer (s: string): RTCIceServer {
+  const m = /^(stuns?|turns?):(?:([^:@]+):([^@]+)@)?(.+)$/.exec(s)
+  if (m === null) throw new NetConfigError(`--ice-server: ${JSON.stringify(s)} is not a stun:/stuns:/turn:/turns: URL`)
+  const [, scheme, username, credential, rest] = m
+  return username === undefined ? { urls: `${scheme}:${rest}` } : { urls: `${scheme}:${rest}`, username, credential }
+}
+
+/** Parses argv (without node/script) and env; returns null when --help was asked. */
+export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.env): RelayConfig | null {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      announce: { type: 'string', multiple: true },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'ice-server': { type: 'string', multiple: true },
+      'conn-rate-limit': { type: 'string' },
+      'max-reservations': { type: 'string' },
+      'reservation-ttl': { type: 'string' },
+      'relay-data-limit': { type: 'string' },
+      'relay-duration': { type: 'string' },
+      'relay-data': { type: 'boolean' },
+      'data-dir': { type: 'string' },
+      swarm: { type: 'string', multiple: true },
+      'compact-interval': { type: 'string' },
+      'static-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' }
+    }
+  })
+  if (values.help === true) return null
+  const tlsCert = values['tls-cert'] ?? env.TLS_CERT
+  const tlsKey = values['tls-key'] ?? env.TLS_KEY
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new NetConfigError('--tls-cert and --tls-key go together')
+  const swarms = list(values.swarm, env.SWARM)
+  for (const s of swarms) if (!SWARM_NAME_PATTERN.test(s)) throw new NetConfigError(`--swarm ${JSON.stringify(s)} must match ${SWARM_NAME_PATTERN}`)
+  const iceList = list(values['ice-server'], env.ICE_SERVERS)
+  const dataLimit = values['relay-data-limit'] ?? env.RELAY_DATA_LIMIT
+  const duration = values['relay-duration'] ?? env.RELAY_DURATION_MS
+  return {
+    host: values.host ?? env.HOST ?? '127.0.0.1',
+    port: int('--port', values.port ?? env.PORT, 8080),
+    announce: list(values.announce, env.ANNOUNCE),
+    tlsCert,
+    tlsKey,
+    dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.webswarm-relay',
+    staticDir: values['static-dir'] ?? env.STATIC_DIR ?? 'dist',
+    swarms: swarms.length > 0 ? swarms : ['default'],
+    iceServers: iceList.length > 0 ? iceList.map(parseIceServer) : [{ urls: 'stun:stun.l.google.com:19302' }],
+    maxReservations: int('--max-reservations', values['max-reservations'] ?? env.MAX_RESERVATIONS, DEFAULT_RELAY_LIMITS.maxReservations, 1),
+    reservationTtlMs: int('--reservation-ttl', values['reservation-ttl'] ?? env.RESERVATION_TTL_MS, DEFAULT_RELAY_LIMITS.reservationTtlMs, 1000),
+    relayDataLimitBytes: dataLimit === undefined ? undefined : BigInt(int('--relay-data-limit', dataLimit, 0, 1)),
+    relayDurationLimitMs: duration === undefined ? undefined : int('--relay-duration', duration, 0, 1),
+    relayData: values['relay-data'] ?? (env.RELAY_DATA === '1' || env.RELAY_DATA === 'true'),
+    compactIntervalMs: int('--compact-interval', values['compact-interval'] ?? env.COMPACT_INTERVAL_MS, DEFAULT_COMPACT_INTERVAL_MS),
+    connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1)
+  }
+}

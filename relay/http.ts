@@ -1,0 +1,126 @@
+/**
+ * HTTP routes on the relay's port: the built page (static, no directory escape), /health,
+ * /bootstrap and /metrics.
+ */
+import * as fs from 'node:fs/promises'
+import type * as http from 'node:http'
+import * as path from 'node:path'
+import { countDhtRecords } from './metrics.ts'
+import { connectionCounts, type RelayHandle } from './relay.ts'
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.wgsl': 'text/plain; charset=utf-8',
+  '.map': 'application/json'
+}
+
+function json (res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'access-control-allow-origin': '*' })
+  res.end(JSON.stringify(body, null, 2))
+}
+
+/** Multiaddr a browser at `hostHeader` can dial: same host and port as the page it loaded. */
+function addrForRequest (handle: RelayHandle, req: http.IncomingMessage): string | undefined {
+  const host = req.headers.host
+  if (host === undefined) return undefined
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host)
+  if (m === null) return undefined
+  const secure = handle.httpUrl.startsWith('https:')
+  const name = m[1].replace(/^\[|\]$/g, '')
+  const port = m[2] ?? (secure ? '443' : '80')
+  const proto = /^\d+\.\d+\.\d+\.\d+$/.test(name) ? 'ip4' : name.includes(':') ? 'ip6' : 'dns'
+  return `/${proto}/${name}/tcp/${port}/${secure ? 'tls/ws' : 'ws'}/p2p/${handle.node.peerId.toString()}`
+}
+
+export function createHttpHandler (handle: RelayHandle): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const root = path.resolve(handle.config.staticDir)
+  return (req, res) => {
+    void route(handle, root, req, res).catch((e: Error) => {
+      if (!res.headersSent) json(res, 500, { error: e.message })
+      else res.destroy()
+    })
+  }
+}
+
+async function route (handle: RelayHandle, root: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://relay')
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    json(res, 405, { error: `${req.method} not allowed` })
+    return
+  }
+  switch (url.pathname) {
+    case '/health': {
+      const swarms: Record<string, unknown> = {}
+      for (const [name, s] of handle.swarms) {
+        swarms[name] = { peers: (await s.sdoc.peers()).size, store: s.store.stats, sync: s.sync.stats }
+      }
+      json(res, 200, {
+        status: 'ok',
+        peerId: handle.node.peerId.toString(),
+        addrs: handle.node.getMultiaddrs().map(String),
+        connections: connectionCounts(handle.node),
+        peers: handle.node.getPeers().length,
+        reservations: handle.node.services.relay.reservations.size,
+        dhtRecords: await countDhtRecords(handle),
+        uptimeS: Math.round((Date.now() - handle.startedAt) / 1000),
+        swarms
+      })
+      return
+    }
+    case '/bootstrap': {
+      const fromRequest = addrForRequest(handle, req)
+      const announced = handle.node.getMultiaddrs().map(String)
+      json(res, 200, {
+        peerId: handle.node.peerId.toString(),
+        multiaddrs: [...new Set([...(fromRequest !== undefined ? [fromRequest] : []), ...announced])],
+        swarms: [...handle.swarms.keys()],
+        iceServers: handle.config.iceServers
+      })
+      return
+    }
+    case '/metrics': {
+      res.writeHead(200, { 'content-type': handle.metrics.registry.contentType })
+      res.end(await handle.metrics.registry.metrics())
+      return
+    }
+  }
+  await serveStatic(root, url.pathname, res)
+}
+
+async function serveStatic (root: string, pathname: string, res: http.ServerResponse): Promise<void> {
+  let rel: string
+  try {
+    rel = decodeURIComponent(pathname)
+  } catch {
+    json(res, 400, { error: 'bad path encoding' })
+    return
+  }
+  if (rel.endsWith('/')) rel += 'index.html'
+  const file = path.resolve(root, `.${rel}`)
+  if (file !== root && !file.startsWith(root + path.sep)) {
+    json(res, 403, { error: 'outside the static root' })
+    return
+  }
+  let body: Buffer
+  try {
+    body = await fs.readFile(file)
+  } catch {
+    if (rel === '/index.html') {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end(`No page built in ${root}: run \`npm run build\` (or \`npm start\`, which builds first).\n`)
+    } else {
+      json(res, 404, { error: `not found: ${pathname}` })
+    }
+    return
+  }
+  res.writeHead(200, { 'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': body.length })
+  res.end(body)
+}

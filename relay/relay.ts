@@ -1,0 +1,174 @@
+/**
+ * The relay process: libp2p relay node (web/src/net/node.ts) + CRDT docs persisted to disk +
+ * HTTP (page, /health, /bootstrap, /metrics) on the websocket listener's own port.
+ *
+ * @example
+ * ```ts
+ * const relay = await startRelay({ ...parseConfig([])!, port: 0, dataDir: tmp })
+ * console.log(relay.httpUrl, relay.bootstrapAddrs)
+ * await relay.stop()
+ * ```
+ */
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
+import * as fs from 'node:fs/promises'
+import type * as http from 'node:http'
+import type * as net from 'node:net'
+import * as path from 'node:path'
+import * as Y from 'yjs'
+import { CrdtSync } from '../web/src/net/crdt/sync.ts'
+import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
+import { createRelay, type RelayNode, type WebSwarmNode } from '../web/src/net/node.ts'
+import { connectionKind } from '../web/src/net/peers.ts'
+import type { RelayConfig } from './config.ts'
+import { CrdtStore } from './crdt-store.ts'
+import { createHttpHandler } from './http.ts'
+import { RelayMetrics } from './metrics.ts'
+
+export interface RelayHandle {
+  config: RelayConfig
+  node: RelayNode
+  /** Swarm name → doc, sync provider and disk store. */
+  swarms: Map<string, { sdoc: SwarmDoc, sync: CrdtSync, store: CrdtStore }>
+  metrics: RelayMetrics
+  /** `http://host:port` (or https) of the page and endpoints. */
+  httpUrl: string
+  /** Multiaddrs peers dial (with /p2p/<relay id>). */
+  bootstrapAddrs: string[]
+  startedAt: number
+  stop: () => Promise<void>
+}
+
+/** Loads the relay's identity key from `<dataDir>/identity.key`, creating it (mode 0600) on first run. */
+export async function loadIdentity (dataDir: string): Promise<PrivateKey> {
+  const file = path.join(dataDir, 'identity.key')
+  try {
+    return privateKeyFromProtobuf(await fs.readFile(file))
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read relay identity ${file}: ${(e as Error).message}`)
+  }
+  await fs.mkdir(dataDir, { recursive: true })
+  const key = await generateKeyPair('Ed25519')
+  const tmp = `${file}.tmp`
+  await fs.writeFile(tmp, privateKeyToProtobuf(key), { mode: 0o600, flush: true })
+  await fs.rename(tmp, file)
+  return key
+}
+
+interface WsListener { http?: http.Server, https?: http.Server, server?: net.Server }
+
+/** The websocket transport's own HTTP server(s) and bound port: we answer plain requests on them. */
+function wsHttpServers (node: RelayNode): { servers: http.Server[], port?: number } {
+  // libp2p keeps its transport manager internal; its websocket listener exposes `http`/`https`.
+  const tm = (node as unknown as { components?: { transportManager?: { getListeners: () => unknown[] } } }).components?.transportManager
+  const servers: http.Server[] = []
+  let port: number | undefined
+  for (const l of tm?.getListeners() ?? []) {
+    const ws = l as WsListener
+    if (ws.http !== undefined) servers.push(ws.http)
+    if (ws.https !== undefined) servers.push(ws.https)
+    const addr = ws.server?.address()
+    if (addr !== null && typeof addr === 'object') port ??= addr.port
+  }
+  if (servers.length === 0) throw new Error('relay: no websocket HTTP server found on the libp2p listeners (libp2p internals changed?)')
+  return { servers, port }
+}
+
+/** Counts bytes through HOP streams (relayed payload both ways) and logs each circuit. */
+function instrumentHop (node: RelayNode, metrics: RelayMetrics, relayData: boolean, log: (l: string) => void): void {
+  node.use(RELAY_V2_HOP_CODEC, (stream: Stream, conn: Connection, next) => {
+    metrics.circuits.inc()
+    stream.addEventListener('message', (evt) => { metrics.relayedBytes.inc(evt.data.byteLength) })
+    const send = stream.send.bind(stream)
+    stream.send = (data) => {
+      metrics.relayedBytes.inc(data.byteLength)
+      return send(data)
+    }
+    if (relayData) log(`relay: HOP stream from ${conn.remotePeer.toString()} — relaying data (opt-in) for a peer without a direct path`)
+    next(stream, conn)
+  })
+}
+
+export async function startRelay (config: RelayConfig, log: (line: string) => void = (l) => { console.info(l) }): Promise<RelayHandle> {
+  const startedAt = Date.now()
+  const privateKey = await loadIdentity(config.dataDir)
+  const tls = config.tlsCert !== undefined && config.tlsKey !== undefined
+    ? { cert: await fs.readFile(config.tlsCert, 'utf8'), key: await fs.readFile(config.tlsKey, 'utf8') }
+    : undefined
+  const ip = config.host.includes(':') ? 'ip6' : 'ip4'
+  const listen = `/${ip}/${config.host}/tcp/${config.port}/${tls !== undefined ? 'tls/ws' : 'ws'}`
+  const node = await createRelay({
+    privateKey,
+    swarm: config.swarms[0],
+    listen: [listen],
+    announce: config.announce,
+    tls,
+    inboundConnectionThreshold: config.connRateLimit,
+    limits: {
+      maxReservations: config.maxReservations,
+      reservationTtlMs: config.reservationTtlMs,
+      relayData: config.relayData,
+      ...(config.relayDataLimitBytes !== undefined ? { dataLimitBytes: config.relayDataLimitBytes } : {}),
+      ...(config.relayDurationLimitMs !== undefined ? { durationLimitMs: config.relayDurationLimitMs } : {})
+    }
+  })
+  const metrics = new RelayMetrics()
+  instrumentHop(node, metrics, config.relayData, log)
+
+  const swarms: RelayHandle['swarms'] = new Map()
+  for (const name of config.swarms) {
+    const doc = new Y.Doc()
+    const store = await CrdtStore.open(path.join(config.dataDir, 'crdt'), name, doc, { compactIntervalMs: config.compactIntervalMs, log })
+    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc)
+    const sync = new CrdtSync(node as unknown as WebSwarmNode, sdoc, { log, beforeAck: async () => { await store.flush() } })
+    await sync.start()
+    swarms.set(name, { sdoc, sync, store })
+  }
+
+  const { servers, port: boundPort } = wsHttpServers(node)
+  const port = boundPort ?? config.port
+  const addrs = node.getMultiaddrs().map(String)
+  const handle: RelayHandle = {
+    config,
+    node,
+    swarms,
+    metrics,
+    httpUrl: `${tls !== undefined ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+    bootstrapAddrs: addrs,
+    startedAt,
+    stop: async () => {}
+  }
+  metrics.bind(handle)
+  const onRequest = createHttpHandler(handle)
+  for (const s of servers) {
+    // Replace the transport's "only websockets" 400 responder with ours.
+    s.removeAllListeners('request')
+    s.on('request', onRequest)
+  }
+
+  node.addEventListener('connection:open', (evt) => {
+    const c = evt.detail
+    if (config.relayData && connectionKind(c) === 'relayed') log(`relay: relayed connection ${c.remotePeer.toString()} (data relaying on)`)
+  })
+
+  let stopping: Promise<void> | undefined
+  handle.stop = async () => {
+    stopping ??= (async () => {
+      for (const { sync } of swarms.values()) await sync.stop()
+      for (const { store } of swarms.values()) await store.close()
+      await node.stop()
+    })()
+    await stopping
+  }
+  log(`relay ${node.peerId.toString()} listening: ${addrs.join(' ')}`)
+  log(`page + /health /bootstrap /metrics at ${handle.httpUrl}`)
+  return handle
+}
+
+/** Open connections by kind (for /health and /metrics). */
+export function connectionCounts (node: RelayNode): Record<string, number> {
+  const out: Record<string, number> = { websocket: 0, webrtc: 0, relayed: 0, other: 0 }
+  for (const c of node.getConnections()) out[connectionKind(c)]++
+  return out
+}
