@@ -1,0 +1,194 @@
+import { describe, expect, it } from 'vitest'
+import { dequantizeQ8, q8Bytes, quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
+import { Rng } from '../../../web/src/util/rng.ts'
+import { ErrorFeedback } from '../../../web/src/swarm/train/compress.ts'
+import { fragmentsOf, layoutOf } from '../../../web/src/swarm/train/flat.ts'
+import { hashBytes, nesterovStep, resolveOuter } from '../../../web/src/swarm/train/outer.ts'
+import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
+import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
+import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg } from '../../../web/src/swarm/train/wire.ts'
+import { AllReduceProtocolError } from '../../../web/src/swarm/train/errors.ts'
+
+const B = 64
+
+function randn (n: number, seed: number, scale = 1): Float32Array {
+  const r = new Rng(seed)
+  const a = new Float32Array(n)
+  for (let i = 0; i < n; i++) a[i] = scale * r.normal()
+  return a
+}
+
+describe('planParts', () => {
+  it('covers every element once, block-aligned, owners interleaved in one order', () => {
+    for (const [n, m, part] of [[1000, 3, 128], [64, 4, 64], [7, 2, 64], [100_003, 5, 4096]] as const) {
+      const members = Array.from({ length: m }, (_, i) => `p${i}`)
+      const plan = planParts(n, members, B, part)
+      const seen = new Uint8Array(n)
+      plan.forEach((p, i) => {
+        expect(p.id).toBe(i)
+        expect(p.start % B).toBe(0)
+        expect(p.end - p.start).toBeLessThanOrEqual(part)
+        for (let k = p.start; k < p.end; k++) seen[k]++
+      })
+      expect(seen.every(v => v === 1)).toBe(true)
+      // q8 slices of parts concatenate back to the whole vector's q8
+      const x = randn(n, n)
+      const q = quantizeQ8(x, B)
+      const total = plan.reduce((s, p) => s + sliceQ8(q, p.start, p.end, B).byteLength, 0)
+      expect(total).toBe(q8Bytes(n, B))
+    }
+  })
+})
+
+describe('reducePart (bad-input rules)', () => {
+  const n = 300
+  const honest = [1, 2, 3].map(s => quantizeQ8(randn(n, s, 0.01), B))
+  const peers = ['a', 'b', 'c']
+  const ref = (qs: Uint8Array[]): Float32Array => {
+    const out = new Float32Array(n)
+    const sum = new Float64Array(n)
+    for (const q of qs) {
+      const v = new DataView(q.buffer, q.byteOffset, q.byteLength)
+      for (let i = 0; i < n; i++) { const j = Math.floor(i / B); sum[i] += v.getInt8(j * (4 + B) + 4 + i % B) * v.getFloat32(j * (4 + B), true) }
+    }
+    for (let i = 0; i < n; i++) out[i] = sum[i] / qs.length
+    return out
+  }
+
+  it('means honest contributions in f64, identical bytes for identical input', () => {
+    const r1 = reducePart(peers.map((peer, i) => ({ peer, q: honest[i] })), n, B)
+    const r2 = reducePart(peers.map((peer, i) => ({ peer, q: honest[i].slice() })), n, B)
+    expect(r1.mean).toEqual(ref(honest))
+    expect(r1.q).toEqual(r2.q)
+    expect(r1.report.rejected).toEqual([])
+    expect(r1.report.clipped).toEqual([])
+  })
+
+  it('rejects a wrong size, a NaN or Inf scale, a negative scale, and a missing contribution', () => {
+    const nanScale = honest[2].slice(); new DataView(nanScale.buffer).setFloat32(0, NaN, true)
+    const infScale = honest[2].slice(); new DataView(infScale.buffer).setFloat32(4 + B, Infinity, true)
+    const negScale = honest[2].slice(); new DataView(negScale.buffer).setFloat32(0, -1, true)
+    for (const bad of [honest[2].subarray(1), nanScale, infScale, negScale, undefined]) {
+      const r = reducePart([{ peer: 'a', q: honest[0] }, { peer: 'b', q: honest[1] }, { peer: 'c', q: bad }], n, B)
+      expect(r.report.rejected.map(x => x.peer)).toEqual(['c'])
+      expect(r.mean).toEqual(ref(honest.slice(0, 2)))
+    }
+  })
+
+  it('clips a norm far beyond the others to 4× the lower median', () => {
+    const huge = quantizeQ8(randn(n, 9, 1e3), B)
+    const r = reducePart([{ peer: 'a', q: honest[0] }, { peer: 'b', q: honest[1] }, { peer: 'c', q: huge }], n, B)
+    expect(r.report.clipped.map(x => x.peer)).toEqual(['c'])
+    const norms = honest.slice(0, 2).map(q => Math.hypot(...dequantizeQ8(q, n, B))).sort((x, y) => x - y)
+    // lower median of the three accepted norms = the larger honest one
+    expect(r.report.clipped[0].cap).toBeCloseTo(4 * norms[1], 6)
+    let meanNorm = 0
+    for (const v of r.mean) meanNorm += v * v
+    // |mean| ≤ (|a| + |b| + cap) / 3: the corrupted peer moves it at most as much as 4 honest ones
+    expect(Math.sqrt(meanNorm)).toBeLessThanOrEqual((norms[0] + norms[1] + 4 * norms[1]) / 3 + 1e-6)
+  })
+})
+
+describe('ErrorFeedback', () => {
+  it('loses nothing over rounds: Σ sent = Σ delta − residual', () => {
+    const n = 500
+    const ef = new ErrorFeedback(n, B)
+    const sumDelta = new Float64Array(n)
+    const sumSent = new Float64Array(n)
+    for (let r = 0; r < 20; r++) {
+      const d = randn(n, 100 + r, 1e-3)
+      d[r] = 0.5 // an outlier in each block crushes the small values: error feedback carries them
+      const { sent } = ef.compress(d)
+      ef.commit()
+      for (let i = 0; i < n; i++) { sumDelta[i] += d[i]; sumSent[i] += sent[i] }
+    }
+    let worst = 0
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(sumDelta[i] - sumSent[i] - ef.residual[i]))
+    expect(worst).toBeLessThan(1e-5)
+    // the residual stays bounded by one quantisation step (not growing with rounds)
+    expect(Math.max(...ef.residual.map(Math.abs))).toBeLessThan(0.5 / 127 + 1e-3)
+  })
+
+  it('discard keeps the old residual', () => {
+    const ef = new ErrorFeedback(64, B)
+    ef.compress(randn(64, 1)); ef.commit()
+    const before = ef.residual.slice()
+    ef.compress(randn(64, 2)); ef.discard()
+    expect(ef.residual).toEqual(before)
+  })
+})
+
+describe('outer Nesterov step', () => {
+  it('matches torch SGD(nesterov) in f32 and is bit-reproducible', async () => {
+    const n = 257
+    const theta = randn(n, 1); const mom = new Float32Array(n)
+    const t2 = theta.slice(); const m2 = mom.slice()
+    const o = resolveOuter()
+    for (let s = 0; s < 3; s++) {
+      const g = randn(n, 10 + s, 0.1)
+      nesterovStep(theta, mom, g, o)
+      nesterovStep(t2, m2, g, o)
+    }
+    expect(await hashBytes(theta)).toBe(await hashBytes(t2))
+    // one step from zero momentum: θ − lr·(1 + μ)·g
+    const th = new Float32Array([1, -2]); const mm = new Float32Array(2)
+    nesterovStep(th, mm, new Float32Array([0.5, 0.25]), o)
+    expect(th[0]).toBeCloseTo(1 - 0.7 * 1.9 * 0.5, 6)
+    expect(mm[1]).toBeCloseTo(0.25, 7)
+  })
+})
+
+describe('fragments', () => {
+  it('cut at tensor boundaries, contiguous, covering everything', () => {
+    const layout = layoutOf([{ name: 'a', shape: [10, 4] }, { name: 'b', shape: [3] }, { name: 'c', shape: [20, 2] }, { name: 'd', shape: [40] }])
+    for (const k of [1, 2, 3, 4]) {
+      const f = fragmentsOf(layout, k)
+      expect(f.length).toBe(k)
+      expect(f[0].start).toBe(0)
+      expect(f[k - 1].end).toBe(layout.total)
+      for (let i = 1; i < k; i++) expect(f[i].start).toBe(f[i - 1].end)
+      for (const x of f) {
+        expect(x.end).toBeGreaterThan(x.start)
+        expect(layout.slots.some(s => s.offset === x.start)).toBe(true)
+      }
+    }
+    expect(() => fragmentsOf(layout, 5)).toThrow(/only 4 parameter tensors/)
+  })
+})
+
+describe('allreduce wire', () => {
+  it('round-trips every message type', () => {
+    const msgs: AllReduceMsg[] = [
+      { type: MsgType.READY, run: 'r', round: 3, failedAttempt: -1, suspects: ['x'] },
+      { type: MsgType.START, run: 'r', round: 3, attempt: 1, key: 'a:3:1', members: ['a', 'b'] },
+      { type: MsgType.BEHIND, run: 'r', round: 3, completed: 4 },
+      { type: MsgType.REDUCE, run: 'r', round: 3, key: 'k', members: ['a', 'b'], part: 2, n: 100, payload: new Uint8Array([1, 2, 3]) },
+      { type: MsgType.RESULT, part: 2, n: 64, accepted: 2, rejected: ['c'], clipped: [], payload: new Uint8Array(68) },
+      { type: MsgType.FAIL, reason: 'x', suspects: ['b'] },
+      { type: MsgType.FETCH, run: 'r', key: 'k', part: 1 },
+      { type: MsgType.NONE },
+      { type: MsgType.DONE, run: 'r', round: 1, key: 'k', hash: 'ab' },
+      { type: MsgType.ACK },
+      { type: MsgType.SNAPSHOT, run: 'r', offset: 0, length: 10 },
+      { type: MsgType.STATE, run: 'r', round: 2, hash: 'h', momentumHash: 'm', total: 3, offset: 0, meta: '{}', payload: new Uint8Array([9]) }
+    ]
+    for (const m of msgs) expect(decodeMsg(encodeMsg(m))).toEqual(m)
+  })
+
+  it('refuses garbage with a typed error, never a partial message', () => {
+    const rng = new Rng(5)
+    const good = encodeMsg({ type: MsgType.START, run: 'r', round: 3, attempt: 1, key: 'k', members: ['a', 'b'] })
+    let refused = 0
+    for (let i = 0; i < 2000; i++) {
+      const b = good.slice()
+      const flips = 1 + rng.int(4)
+      for (let k = 0; k < flips; k++) b[rng.int(b.length)] = rng.int(256)
+      const cut = rng.next() < 0.2 ? b.subarray(0, rng.int(b.length)) : b
+      try { decodeMsg(cut) } catch (e) { expect(e).toBeInstanceOf(AllReduceProtocolError); refused++ }
+    }
+    expect(refused).toBeGreaterThan(1000)
+    expect(() => decodeMsg(encodeMsg({ type: MsgType.START, run: 'r', round: 1, attempt: 0, key: 'k', members: ['b', 'a'] }))).toThrow(/sorted/)
+    const unknown = good.slice(); unknown[1] = 99
+    expect(() => decodeMsg(unknown)).toThrow(/unknown message type 99/)
+  })
+})

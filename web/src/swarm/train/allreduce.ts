@@ -1,0 +1,507 @@
+/**
+ * Fault-tolerant all-reduce of q8 pseudo-gradients (PROTOCOL.md § allreduce; README.md).
+ *
+ * One round, seen by a member:
+ *  1. READY → the round's coordinator (the smallest live peer id the directory expects). The
+ *     coordinator answers, once every expected peer is ready or its ready window closed, with
+ *     START(attempt, members): the round's membership, the same list for every member.
+ *  2. Reduce-scatter + all-gather in one exchange per part: each member sends its q8 slice of a
+ *     part to the part's owner (REDUCE); the owner, once it holds every member's slice, reduces
+ *     them in member order (reduce.ts, bad-input rules included) and answers every member with
+ *     the same q8 mean (RESULT). Parts are pipelined, `windowParts` in flight.
+ *  3. Every member dequantizes the same result bytes → bit-identical means; it reports DONE.
+ *
+ * Faults: an owner missing a contribution past `partTimeoutMs` answers FAIL naming the missing
+ * members; a member whose request to an owner fails asks the other members for that part (the
+ * owner may have answered some before dying: FETCH), so either every survivor completes the
+ * attempt with the same bytes or none does. A failed attempt is retried with the survivors (the
+ * coordinator drops the suspects); an unreachable coordinator is replaced by the next smallest id.
+ * A peer that asks to retry a round the coordinator saw completed gets BEHIND and resyncs.
+ * Nothing is applied from a failed attempt, so no update is counted twice.
+ */
+import { dequantizeQ8, q8Bytes } from '../../gpu/cpu/quant.ts'
+import type { RpcTransport } from '../transport/index.ts'
+import {
+  ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
+  DEFAULT_READY_WINDOW_MS, DEFAULT_WINDOW_PARTS, MAX_ATTEMPTS, MAX_MEMBERS
+} from './constants.ts'
+import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
+import { hashBytes } from './outer.ts'
+import { planParts, sliceQ8, type PartPlan } from './plan.ts'
+import { reducePart } from './reduce.ts'
+import { MsgType, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type DoneMsg, type FailMsg, type FetchMsg, type ReadyMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
+
+/** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
+export interface RoundDirectory {
+  /** Peers expected to be ready for `round` (self included); the coordinator waits for these. */
+  expected: (round: number) => string[]
+}
+
+export interface AllReduceOptions {
+  /** Run id: messages of other runs are refused. */
+  run: string
+  directory: RoundDirectory
+  /** q8 block of contributions and results. @default 64 */
+  block?: number
+  /** Elements per part (pipelining unit). @default 65,536 */
+  partElements?: number
+  /** Parts in flight per member. @default 8 */
+  windowParts?: number
+  /** An owner fails a part whose contributions did not all arrive within this, ms. @default 15,000 */
+  partTimeoutMs?: number
+  /** The coordinator's wait for the expected peers after the first READY, ms. @default 30,000 */
+  readyWindowMs?: number
+  /** A member's wait for the coordinator's START, ms (must exceed readyWindowMs). @default 60,000 */
+  coordinatorTimeoutMs?: number
+  /** Attempts of one round before giving up. @default 8 */
+  maxAttempts?: number
+  /** One line per notable event (failures, refusals). @default nothing */
+  log?: (line: string) => void
+}
+
+/** θ_global ‖ outer momentum a peer serves to late joiners (late-join.ts). */
+export interface SnapshotState {
+  /** Last round applied (-1: the initial state). */
+  round: number
+  /** f32 LE bytes of θ_global then momentum. */
+  data: Uint8Array
+  hash: string
+  momentumHash: string
+  /** Small JSON the joiner needs besides the tensors (e.g. the fragment schedule position). */
+  meta: string
+}
+
+export interface ReduceOutcome {
+  /** (n) the mean of the members' contributions, identical on every member. */
+  mean: Float32Array
+  /** The round's members (sorted). */
+  members: string[]
+  /** Attempt key (`coordinator:round:attempt`) and attempt number. */
+  key: string
+  attempt: number
+  /** Peers whose contribution some owner refused, or clipped by the norm rule. */
+  rejected: string[]
+  clipped: string[]
+}
+
+interface CoordRound {
+  nextAttempt: number
+  waiting: Map<string, (m: AllReduceMsg) => void>
+  timer?: ReturnType<typeof setTimeout>
+  lastMembers?: string[]
+  completed?: string
+}
+
+interface OwnerPart {
+  members: string[]
+  n: number
+  len: number
+  /** null: refused before reduction (wrong run, mismatched plan). */
+  contributions: Map<string, Uint8Array | null>
+  waiters: Array<(m: AllReduceMsg) => void>
+  timer?: ReturnType<typeof setTimeout>
+  done?: ResultMsg | FailMsg
+}
+
+interface MemberPart {
+  result?: ResultMsg
+  settled: boolean
+  /** Our request to the owner failed and we are asking the others: we cannot answer FETCH with more than NONE. */
+  repairing: boolean
+  waiters: Array<() => void>
+}
+
+interface MemberAttempt {
+  round: number
+  parts: Map<number, MemberPart>
+}
+
+/** Rounds of coordinator / owner / member state kept behind the newest (FETCH repairs need the last one). */
+const KEEP_ROUNDS = 2
+
+export class AllReducePeer {
+  readonly run: string
+  readonly block: number
+  readonly partElements: number
+  readonly windowParts: number
+  readonly partTimeoutMs: number
+  readonly readyWindowMs: number
+  readonly coordinatorTimeoutMs: number
+  readonly maxAttempts: number
+  private readonly log: (line: string) => void
+  /** Bytes of allreduce messages this peer sent / received over the transport (local calls excluded). */
+  bytesSent = 0
+  bytesReceived = 0
+  /** Where late joiners fetch state from (set by the worker). */
+  snapshotProvider: (() => SnapshotState | undefined) | undefined
+
+  private readonly coordRounds = new Map<number, CoordRound>()
+  private readonly ownerParts = new Map<string, OwnerPart>()
+  private readonly memberAttempts = new Map<string, MemberAttempt>()
+  /** Peers that failed to answer us recently: skipped as coordinators until they speak again. */
+  private readonly dead = new Set<string>()
+  private completedRound = -1
+  private stopped = false
+
+  constructor (readonly transport: RpcTransport, private readonly opts: AllReduceOptions) {
+    this.run = opts.run
+    this.block = opts.block ?? DEFAULT_Q8_BLOCK
+    this.partElements = opts.partElements ?? DEFAULT_PART_ELEMENTS
+    this.windowParts = opts.windowParts ?? DEFAULT_WINDOW_PARTS
+    this.partTimeoutMs = opts.partTimeoutMs ?? DEFAULT_PART_TIMEOUT_MS
+    this.readyWindowMs = opts.readyWindowMs ?? DEFAULT_READY_WINDOW_MS
+    this.coordinatorTimeoutMs = opts.coordinatorTimeoutMs ?? DEFAULT_COORDINATOR_TIMEOUT_MS
+    this.maxAttempts = opts.maxAttempts ?? MAX_ATTEMPTS
+    this.log = opts.log ?? (() => {})
+    if (!(this.coordinatorTimeoutMs > this.readyWindowMs)) throw new TrainArgumentError(`coordinatorTimeoutMs (${this.coordinatorTimeoutMs}) must exceed readyWindowMs (${this.readyWindowMs})`)
+    if (!(this.windowParts >= 1)) throw new TrainArgumentError(`windowParts must be ≥ 1, got ${this.windowParts}`)
+    planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
+    transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
+      this.bytesReceived += body.byteLength
+      const reply = await this.dispatch(from, body)
+      this.bytesSent += reply.byteLength
+      return reply
+    })
+  }
+
+  get self (): string { return this.transport.self }
+
+  /** Stops serving; pending long-polls are answered FAIL. */
+  stop (): void {
+    this.stopped = true
+    this.transport.unhandle(ALLREDUCE_PROTOCOL)
+    for (const cr of this.coordRounds.values()) {
+      if (cr.timer !== undefined) clearTimeout(cr.timer)
+      for (const w of cr.waiting.values()) w({ type: MsgType.FAIL, reason: 'coordinator stopped', suspects: [this.self] })
+    }
+    for (const op of this.ownerParts.values()) {
+      if (op.timer !== undefined) clearTimeout(op.timer)
+      for (const w of op.waiters) w({ type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.self] })
+    }
+    this.coordRounds.clear(); this.ownerParts.clear(); this.memberAttempts.clear()
+  }
+
+  // ------------------------------------------------------------ member
+
+  /**
+   * All-reduce mean of this peer's q8 contribution `q` (n elements in blocks of `block`) with the
+   * round's other members. Throws BehindError (the round completed without us: resync),
+   * RoundFailedError or NoCoordinatorError.
+   */
+  async reduce (round: number, q: Uint8Array, n: number): Promise<ReduceOutcome> {
+    if (this.stopped) throw new TrainArgumentError('reduce on a stopped AllReducePeer')
+    if (q.byteLength !== q8Bytes(n, this.block)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not q8 of ${n} elements in blocks of ${this.block}`)
+    let failedAttempt = -1
+    let suspects: string[] = []
+    for (let i = 0; i < this.maxAttempts; i++) {
+      const coord = this.coordinatorFor(round)
+      if (coord === undefined) throw new NoCoordinatorError(`round ${round}: every expected peer is unreachable`)
+      let reply: AllReduceMsg
+      try {
+        reply = await this.rpc(coord, { type: MsgType.READY, run: this.run, round, failedAttempt, suspects }, this.coordinatorTimeoutMs)
+      } catch (e) {
+        this.log(`round ${round}: coordinator ${coord} did not answer READY (${(e as Error).message}); trying the next`)
+        this.dead.add(coord)
+        continue
+      }
+      if (reply.type === MsgType.BEHIND) throw new BehindError(round, reply.completed)
+      if (reply.type === MsgType.FAIL) { this.log(`round ${round}: coordinator ${coord} refused: ${reply.reason}`); this.dead.add(coord); continue }
+      if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
+      try {
+        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n)
+        void this.sendDone(coord, round, reply.key, out.mean)
+        this.completedRound = Math.max(this.completedRound, round)
+        this.prune(round)
+        return out
+      } catch (e) {
+        if (!(e instanceof AttemptFailedError)) throw e
+        this.log(`round ${round} attempt ${reply.key} failed: ${e.message}`)
+        failedAttempt = reply.attempt
+        // Suspects are reported, not excluded: a cut link makes live peers look dead from one
+        // side. The coordinator waits for the last members again and leaves out only those that
+        // do not come back within its ready window (or that it cannot reach itself).
+        suspects = [...e.suspects].filter(s => s !== this.self).sort()
+      }
+    }
+    throw new RoundFailedError(`round ${round} did not complete in ${this.maxAttempts} attempts`)
+  }
+
+  /** Smallest id among the peers expected for `round` (and self) that has not failed us. */
+  private coordinatorFor (round: number): string | undefined {
+    const cands = new Set(this.opts.directory.expected(round))
+    cands.add(this.self)
+    return [...cands].filter(p => !this.dead.has(p)).sort()[0]
+  }
+
+  private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number): Promise<ReduceOutcome> {
+    if (members.length > MAX_MEMBERS) throw new AllReduceProtocolError(`${members.length} members exceed ${MAX_MEMBERS}`)
+    const plan = planParts(n, members, this.block, this.partElements)
+    const att: MemberAttempt = { round, parts: new Map(plan.map(p => [p.id, { settled: false, repairing: false, waiters: [] }])) }
+    this.memberAttempts.set(key, att)
+    const suspects = new Set<string>()
+    const rejected = new Set<string>()
+    const clipped = new Set<string>()
+    let failed = 0
+    let next = 0
+    const settle = (id: number, result: ResultMsg | undefined): void => {
+      const mp = att.parts.get(id)!
+      mp.result = result
+      mp.settled = true
+      for (const w of mp.waiters.splice(0)) w()
+      if (result === undefined) failed++
+      else { for (const r of result.rejected) rejected.add(r); for (const c of result.clipped) clipped.add(c) }
+    }
+    const doPart = async (p: PartPlan): Promise<void> => {
+      const len = p.end - p.start
+      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, payload: sliceQ8(q, p.start, p.end, this.block) }
+      let reply: AllReduceMsg | undefined
+      try {
+        reply = await this.rpc(p.owner, msg, 2 * this.partTimeoutMs)
+      } catch (e) {
+        this.log(`round ${round} part ${p.id}: owner ${p.owner} failed (${(e as Error).message}); asking the other members`)
+        suspects.add(p.owner)
+      }
+      if (reply?.type === MsgType.RESULT && this.validResult(reply, p.id, len)) { settle(p.id, reply); return }
+      if (reply?.type === MsgType.FAIL) { // the owner is alive and says the part has no result
+        for (const s of reply.suspects) suspects.add(s)
+        settle(p.id, undefined)
+        return
+      }
+      if (reply !== undefined) suspects.add(p.owner) // a malformed answer: the owner is faulty
+      const mp = att.parts.get(p.id)!
+      mp.repairing = true
+      for (const w of mp.waiters.splice(0)) w() // members asking us: we hold nothing (no circular wait)
+      settle(p.id, await this.repair(key, p, len, members))
+    }
+    const lane = async (): Promise<void> => {
+      while (next < plan.length && failed === 0) await doPart(plan[next++])
+    }
+    await Promise.all(Array.from({ length: Math.min(this.windowParts, plan.length) }, lane))
+    if (failed > 0 || next < plan.length) {
+      for (const p of plan) if (!att.parts.get(p.id)!.settled) settle(p.id, undefined)
+      throw new AttemptFailedError(`${failed} of ${plan.length} parts have no result`, [...suspects])
+    }
+    const mean = new Float32Array(n)
+    for (const p of plan) mean.set(dequantizeQ8(att.parts.get(p.id)!.result!.payload, p.end - p.start, this.block), p.start)
+    return { mean, members, key, attempt, rejected: [...rejected].sort(), clipped: [...clipped].sort() }
+  }
+
+  private validResult (r: ResultMsg, id: number, len: number): boolean {
+    return r.part === id && r.n === len && r.payload.byteLength === q8Bytes(len, this.block)
+  }
+
+  /** Asks every other member for a part whose owner failed us; the first valid RESULT wins. */
+  private async repair (key: string, p: PartPlan, len: number, members: string[]): Promise<ResultMsg | undefined> {
+    const others = members.filter(m => m !== this.self && m !== p.owner)
+    const answers = others.map(async (m) => {
+      try {
+        const r = await this.rpc(m, { type: MsgType.FETCH, run: this.run, key, part: p.id }, 3 * this.partTimeoutMs)
+        if (r.type === MsgType.RESULT && this.validResult(r, p.id, len)) return r
+      } catch {}
+      return undefined
+    })
+    return await new Promise<ResultMsg | undefined>((resolve) => {
+      let left = answers.length
+      if (left === 0) { resolve(undefined); return }
+      for (const a of answers) {
+        void a.then((r) => {
+          left--
+          if (r !== undefined) resolve(r)
+          else if (left === 0) resolve(undefined)
+        })
+      }
+    })
+  }
+
+  private async sendDone (coord: string, round: number, key: string, mean: Float32Array): Promise<void> {
+    try {
+      const hash = await hashBytes(mean)
+      await this.rpc(coord, { type: MsgType.DONE, run: this.run, round, key, hash }, this.partTimeoutMs)
+    } catch (e) {
+      this.log(`round ${round}: DONE to ${coord} failed: ${(e as Error).message}`)
+    }
+  }
+
+  private prune (round: number): void {
+    for (const [k, a] of this.memberAttempts) if (a.round < round - KEEP_ROUNDS) this.memberAttempts.delete(k)
+    for (const [r] of this.coordRounds) if (r < round - KEEP_ROUNDS) this.coordRounds.delete(r)
+    for (const [k, op] of this.ownerParts) {
+      const r = Number(k.split(':')[1])
+      if (op.done !== undefined && r < round - KEEP_ROUNDS) this.ownerParts.delete(k)
+    }
+  }
+
+  // ------------------------------------------------------------ transport
+
+  /** One request to `peer` (a local call when it is this peer). */
+  async rpc (peer: string, msg: AllReduceMsg, timeoutMs: number): Promise<AllReduceMsg> {
+    const body = encodeMsg(msg)
+    if (peer === this.self) return decodeMsg(await this.dispatch(this.self, body))
+    this.bytesSent += body.byteLength
+    let reply: Uint8Array
+    try {
+      reply = await this.transport.request(peer, ALLREDUCE_PROTOCOL, body, { timeoutMs })
+    } catch (e) {
+      this.dead.add(peer) // seen failing by us: not waited for, not picked as coordinator, until it speaks again
+      throw e
+    }
+    this.bytesReceived += reply.byteLength
+    this.dead.delete(peer)
+    return decodeMsg(reply)
+  }
+
+  private async dispatch (from: string, body: Uint8Array): Promise<Uint8Array> {
+    if (from !== this.self) this.dead.delete(from)
+    let m: AllReduceMsg
+    try {
+      m = decodeMsg(body)
+    } catch (e) {
+      this.log(`allreduce: bad message from ${from}: ${(e as Error).message}`)
+      return encodeMsg({ type: MsgType.FAIL, reason: `malformed: ${(e as Error).message}`, suspects: [] })
+    }
+    if (this.stopped) return encodeMsg({ type: MsgType.FAIL, reason: 'stopped', suspects: [this.self] })
+    if ('run' in m && m.run !== this.run) return encodeMsg({ type: MsgType.FAIL, reason: `this peer trains run ${this.run}, not ${m.run}`, suspects: [] })
+    switch (m.type) {
+      case MsgType.READY: return encodeMsg(await this.onReady(from, m))
+      case MsgType.DONE: return encodeMsg(this.onDone(m))
+      case MsgType.REDUCE: return encodeMsg(await this.onReduce(from, m))
+      case MsgType.FETCH: return encodeMsg(await this.onFetch(m))
+      case MsgType.SNAPSHOT: return encodeMsg(this.onSnapshot(m))
+      default: return encodeMsg({ type: MsgType.FAIL, reason: `message type ${m.type} is a reply, not a request`, suspects: [] })
+    }
+  }
+
+  // ------------------------------------------------------------ coordinator
+
+  private coordRound (round: number): CoordRound {
+    let cr = this.coordRounds.get(round)
+    if (cr === undefined) {
+      cr = { nextAttempt: 0, waiting: new Map() }
+      this.coordRounds.set(round, cr)
+    }
+    return cr
+  }
+
+  private async onReady (from: string, m: ReadyMsg): Promise<AllReduceMsg> {
+    const cr = this.coordRound(m.round)
+    if (cr.completed !== undefined || m.round < this.latestCompletedSeen()) return { type: MsgType.BEHIND, run: this.run, round: m.round, completed: this.latestCompletedSeen() }
+    if (m.suspects.length > 0) this.log(`coordinator: ${from} retries round ${m.round} after attempt ${m.failedAttempt}, suspecting ${m.suspects.join(', ')}`)
+    if (m.failedAttempt >= cr.nextAttempt) cr.nextAttempt = m.failedAttempt + 1
+    return await new Promise<AllReduceMsg>((resolve) => {
+      cr.waiting.get(from)?.({ type: MsgType.FAIL, reason: 'superseded by a newer READY', suspects: [] })
+      cr.waiting.set(from, resolve)
+      if (cr.timer === undefined) cr.timer = setTimeout(() => { this.startAttempt(m.round) }, this.readyWindowMs)
+      this.maybeStart(m.round)
+    })
+  }
+
+  private latestCompletedSeen (): number {
+    let r = -1
+    for (const [round, cr] of this.coordRounds) if (cr.completed !== undefined && round > r) r = round
+    return r
+  }
+
+  /** Starts the attempt as soon as every peer we expect is waiting. */
+  private maybeStart (round: number): void {
+    const cr = this.coordRound(round)
+    const expected = (cr.lastMembers ?? this.opts.directory.expected(round)).filter(p => p === this.self || !this.dead.has(p))
+    if (expected.every(p => cr.waiting.has(p))) this.startAttempt(round)
+  }
+
+  private startAttempt (round: number): void {
+    const cr = this.coordRound(round)
+    if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
+    if (cr.waiting.size === 0) return
+    const members = [...cr.waiting.keys()].sort().slice(0, MAX_MEMBERS)
+    const attempt = cr.nextAttempt++
+    const key = `${this.self}:${round}:${attempt}`
+    cr.lastMembers = members
+    this.log(`coordinator: round ${round} attempt ${attempt} starts with ${members.length} members`)
+    for (const [peer, w] of cr.waiting) {
+      if (members.includes(peer)) w({ type: MsgType.START, run: this.run, round, attempt, key, members })
+      else w({ type: MsgType.FAIL, reason: `more than ${MAX_MEMBERS} members`, suspects: [] })
+    }
+    cr.waiting.clear()
+  }
+
+  private onDone (m: DoneMsg): AllReduceMsg {
+    const cr = this.coordRound(m.round)
+    if (cr.completed === undefined) {
+      cr.completed = m.key
+      if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
+      for (const w of cr.waiting.values()) w({ type: MsgType.BEHIND, run: this.run, round: m.round, completed: m.round })
+      cr.waiting.clear()
+    }
+    return { type: MsgType.ACK }
+  }
+
+  // ------------------------------------------------------------ owner
+
+  private async onReduce (from: string, m: ReduceMsg): Promise<AllReduceMsg> {
+    if (!m.members.includes(from)) return { type: MsgType.FAIL, reason: `sender ${from} is not a member of attempt ${m.key}`, suspects: [] }
+    const plan = planParts(m.n, m.members, this.block, this.partElements)
+    const p = plan[m.part]
+    if (p === undefined || p.owner !== this.self) return { type: MsgType.FAIL, reason: `this peer does not own part ${m.part} of attempt ${m.key}`, suspects: [] }
+    const id = `${m.key}#${m.part}`
+    let op = this.ownerParts.get(id)
+    if (op === undefined) {
+      op = { members: m.members, n: m.n, len: p.end - p.start, contributions: new Map(), waiters: [] }
+      this.ownerParts.set(id, op)
+    }
+    if (op.done !== undefined) return op.done
+    const sameAttempt = op.n === m.n && op.members.join('\n') === m.members.join('\n')
+    if (!op.contributions.has(from)) op.contributions.set(from, sameAttempt ? m.payload : null)
+    const part = op
+    return await new Promise<AllReduceMsg>((resolve) => {
+      part.waiters.push(resolve)
+      if (part.contributions.size === part.members.length) this.finishPart(part, m.part)
+      else if (part.timer === undefined) part.timer = setTimeout(() => { this.failPart(part) }, this.partTimeoutMs)
+    })
+  }
+
+  private finishPart (op: OwnerPart, part: number): void {
+    if (op.timer !== undefined) clearTimeout(op.timer)
+    const r = reducePart(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined })), op.len, this.block)
+    for (const x of r.report.rejected) this.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
+    for (const x of r.report.clipped) this.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
+    op.done = {
+      type: MsgType.RESULT, part, n: op.len, accepted: r.report.accepted.length,
+      rejected: r.report.rejected.map(x => x.peer), clipped: r.report.clipped.map(x => x.peer), payload: r.q
+    }
+    op.contributions.clear()
+    for (const w of op.waiters.splice(0)) w(op.done)
+  }
+
+  private failPart (op: OwnerPart): void {
+    const missing = op.members.filter(p => !op.contributions.has(p))
+    op.done = { type: MsgType.FAIL, reason: `no contribution from ${missing.join(', ')} within ${this.partTimeoutMs} ms`, suspects: missing }
+    op.contributions.clear()
+    for (const w of op.waiters.splice(0)) w(op.done)
+  }
+
+  // ------------------------------------------------------------ repair and snapshots
+
+  private async onFetch (m: FetchMsg): Promise<AllReduceMsg> {
+    const mp = this.memberAttempts.get(m.key)?.parts.get(m.part)
+    if (mp === undefined) return { type: MsgType.NONE }
+    if (!mp.settled && !mp.repairing) { // our request to the owner may still bring the result
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 3 * this.partTimeoutMs)
+        mp.waiters.push(() => { clearTimeout(t); resolve() })
+      })
+    }
+    return mp.settled ? (mp.result ?? { type: MsgType.NONE }) : { type: MsgType.NONE }
+  }
+
+  private onSnapshot (m: SnapshotMsg): AllReduceMsg {
+    const s = this.snapshotProvider?.()
+    if (s === undefined) return { type: MsgType.FAIL, reason: 'this peer holds no committed state yet', suspects: [] }
+    if (m.offset > s.data.byteLength) return { type: MsgType.FAIL, reason: `offset ${m.offset} beyond the state's ${s.data.byteLength} bytes`, suspects: [] }
+    return {
+      type: MsgType.STATE, run: this.run, round: s.round, hash: s.hash, momentumHash: s.momentumHash, total: s.data.byteLength,
+      offset: m.offset, meta: s.meta, payload: s.data.slice(m.offset, Math.min(s.data.byteLength, m.offset + m.length))
+    }
+  }
+}
+
+export { expectMsg }

@@ -1,0 +1,78 @@
+/**
+ * Limits, timeouts and defaults of DiLoCo training and the `allreduce` protocol. Each says its
+ * unit and why it has this value (STYLE 8); options in index.ts override the defaults.
+ */
+
+/** Protocol id of the fault-tolerant all-reduce (PROTOCOL.md § allreduce). */
+export const ALLREDUCE_PROTOCOL = '/webswarm/allreduce/1.0.0'
+
+/** Wire version in byte 0 of every allreduce message; another version is refused. */
+export const ALLREDUCE_WIRE_VERSION = 1
+
+/** Largest JSON header of an allreduce message, bytes: ids, counts and member lists only. */
+export const MAX_HEADER_BYTES = 16 * 1024
+
+/** Most members in one round: the header lists them all, and an all-to-all exchange grows as N². */
+export const MAX_MEMBERS = 64
+
+/** Longest peer id / run id accepted, characters (libp2p Ed25519 peer ids are 52). */
+export const MAX_ID_CHARS = 128
+
+/**
+ * Elements per part (the unit of pipelining): 64 Ki elements is 66 KiB of q8 (block 64), large
+ * enough that per-message overhead is < 1 %, small enough that reducing overlaps with receiving
+ * and a lost part is cheap to redo.
+ */
+export const DEFAULT_PART_ELEMENTS = 64 * 1024
+
+/** Largest payload of one message, bytes: one part of q8 or one slice of a state snapshot (1 MiB). */
+export const MAX_PAYLOAD_BYTES = 1024 * 1024
+
+/** Parts a member keeps in flight at once (the pipeline depth); deadlock-free because every member sends parts in one global order. */
+export const DEFAULT_WINDOW_PARTS = 8
+
+/** q8 block of pseudo-gradients: 64 elements + a 4-byte scale = 1.0625 bytes per element. */
+export const DEFAULT_Q8_BLOCK = 64
+
+/**
+ * How long an owner waits for every member's contribution to a part once the first one came, ms.
+ * A member that sends nothing for this long is treated as dead for this attempt.
+ */
+export const DEFAULT_PART_TIMEOUT_MS = 15_000
+
+/**
+ * How long the coordinator waits, after the first READY of a round, for the other expected peers
+ * (ms). Workers finish their H inner steps at about the same time; a straggler beyond this window
+ * sits the round out and resyncs (DiLoCo keeps going without it).
+ */
+export const DEFAULT_READY_WINDOW_MS = 30_000
+
+/**
+ * How long a member waits for the coordinator to answer a READY (ms): the READY window plus the
+ * time for a failed attempt's members to report.
+ */
+export const DEFAULT_COORDINATOR_TIMEOUT_MS = 60_000
+
+/** Attempts of one round before a member gives up on it and resyncs from a peer. */
+export const MAX_ATTEMPTS = 8
+
+/** Snapshot slice size when a late joiner fetches θ_global + outer momentum, bytes. */
+export const SNAPSHOT_SLICE_BYTES = 1024 * 1024
+
+/** Timeout of one snapshot slice request, ms. */
+export const SNAPSHOT_TIMEOUT_MS = 30_000
+
+/** DiLoCo's outer optimizer: Nesterov momentum SGD, lr 0.7, momentum 0.9 (Douillard et al. 2023). */
+export const DEFAULT_OUTER_LR = 0.7
+export const DEFAULT_OUTER_MOMENTUM = 0.9
+
+/**
+ * Bad-input rule: a contribution whose L2 norm exceeds this multiple of the reference norm (the
+ * lower median of the part's contributions) is scaled down to it. 4× lets honest workers that
+ * drew harder data through untouched (their norms spread by < 2× in our runs) while a corrupted
+ * or malicious update moves θ_global by at most as much as four honest ones.
+ */
+export const NORM_CLIP_FACTOR = 4
+
+/** Contributions needed before the norm rule applies: with one, there is nothing to compare to. */
+export const NORM_RULE_MIN_MEMBERS = 2

@@ -1,0 +1,112 @@
+/**
+ * The owner's reduction of one part: the members' q8 contributions in → the mean as q8 out, with
+ * the bad-input rules (README.md § Bad input). Deterministic: contributions are summed in the
+ * round's fixed member order in f64 and rounded once to f32, so the result depends only on the
+ * bytes received, never on arrival order — and every member then dequantizes the same result bytes.
+ */
+import { q8Bytes, quantizeQ8 } from '../../gpu/cpu/quant.ts'
+import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
+
+/** One member's contribution to a part, in member order. `q` undefined: nothing arrived. */
+export interface Contribution {
+  peer: string
+  q: Uint8Array | undefined
+}
+
+export interface ReduceReport {
+  /** Peers whose contribution counted (possibly clipped). */
+  accepted: string[]
+  /** Peers refused, with the rule that refused them. */
+  rejected: Array<{ peer: string, reason: string }>
+  /** Peers scaled down by the norm rule: their norm and the cap applied. */
+  clipped: Array<{ peer: string, norm: number, cap: number }>
+}
+
+export interface ReduceResult {
+  /** (n) the mean, f32. */
+  mean: Float32Array
+  /** The mean as q8 (what goes back to every member). */
+  q: Uint8Array
+  report: ReduceReport
+}
+
+/** Why a q8 contribution of n elements in blocks of `block` is malformed, or undefined if it is fine. */
+export function checkContribution (q: Uint8Array, n: number, block: number): string | undefined {
+  const want = q8Bytes(n, block)
+  if (q.byteLength !== want) return `wrong size: ${q.byteLength} bytes, ${n} elements in q8 blocks of ${block} are ${want}`
+  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
+  const nb = Math.ceil(n / block)
+  for (let j = 0; j < nb; j++) {
+    const s = view.getFloat32(j * (4 + block), true)
+    if (!Number.isFinite(s)) return `block ${j} has a non-finite scale (${s})`
+    if (s < 0) return `block ${j} has a negative scale (${s})`
+  }
+  return undefined
+}
+
+/** Dequantizes q8 into f64 values times `factor` (n). */
+function dequant64 (q: Uint8Array, n: number, block: number, out: Float64Array, factor: number): void {
+  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
+  for (let j = 0, i = 0; i < n; j++) {
+    const base = j * (4 + block)
+    const s = view.getFloat32(base, true) * factor
+    const hi = Math.min(n, i + block)
+    for (let k = 0; i < hi; i++, k++) out[i] = view.getInt8(base + 4 + k) * s
+  }
+}
+
+/** L2 norm of a q8 vector (f64). */
+function norm (q: Uint8Array, n: number, block: number): number {
+  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
+  let sum = 0
+  for (let j = 0, i = 0; i < n; j++) {
+    const base = j * (4 + block)
+    const s = view.getFloat32(base, true)
+    let bs = 0
+    const hi = Math.min(n, i + block)
+    for (let k = 0; i < hi; i++, k++) { const v = view.getInt8(base + 4 + k); bs += v * v }
+    sum += bs * s * s
+  }
+  return Math.sqrt(sum)
+}
+
+/**
+ * Mean of the contributions that pass the rules:
+ *  1. wrong byte size, or a non-finite / negative scale → rejected (it cannot be a q8 vector of
+ *     this part; NaN/Inf can only enter through scales, int8 values are always finite);
+ *  2. L2 norm above NORM_CLIP_FACTOR × the lower median of the accepted norms → scaled down to
+ *     that cap (clipped, not dropped: a worker that drew unusual data still counts, bounded).
+ * The mean divides by the number of accepted contributions. Missing ones (`q` undefined) count
+ * as rejected. No accepted contribution → a zero mean.
+ */
+export function reducePart (contribs: readonly Contribution[], n: number, block: number): ReduceResult {
+  const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
+  const ok: Array<{ peer: string, q: Uint8Array, norm: number }> = []
+  for (const c of contribs) {
+    if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
+    const why = checkContribution(c.q, n, block)
+    if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
+    ok.push({ peer: c.peer, q: c.q, norm: norm(c.q, n, block) })
+  }
+  let cap = Infinity
+  if (ok.length >= NORM_RULE_MIN_MEMBERS) {
+    const sorted = ok.map(o => o.norm).sort((a, b) => a - b)
+    const ref = sorted[Math.floor((sorted.length - 1) / 2)]
+    if (ref > 0) cap = NORM_CLIP_FACTOR * ref
+  }
+  const sum = new Float64Array(n)
+  const tmp = new Float64Array(n)
+  for (const o of ok) { // member order: the sum's rounding is the same whoever computes it
+    let factor = 1
+    if (o.norm > cap) {
+      factor = cap / o.norm
+      report.clipped.push({ peer: o.peer, norm: o.norm, cap })
+    }
+    dequant64(o.q, n, block, tmp, factor)
+    for (let i = 0; i < n; i++) sum[i] += tmp[i]
+    report.accepted.push(o.peer)
+  }
+  const mean = new Float32Array(n)
+  if (ok.length > 0) for (let i = 0; i < n; i++) mean[i] = sum[i] / ok.length
+  return { mean, q: quantizeQ8(mean, block), report }
+}
