@@ -155,7 +155,7 @@ export async function train (f: Flags): Promise<number> {
   const startStep = trainer.step
   const windows = trainSet.windows(seqLen, seed + startStep * 7919) // a resumed run draws fresh windows
   const valWindows = validationWindows(validation, seqLen, VALIDATION_WINDOWS)
-  const log: Array<Record<string, number>> = []
+  const log: Array<Record<string, number>> = Array.isArray(resumeMeta?.log) ? resumeMeta.log as Array<Record<string, number>> : []
   const meta = (): Record<string, unknown> => ({ data: dataArg, seqLen, batch, steps, seed, device: be.kind, log })
   const t0 = performance.now()
   let tokens = 0
