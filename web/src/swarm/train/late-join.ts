@@ -1,0 +1,81 @@
+/**
+ * Late joiners (and workers that fell behind) fetch θ_global ‖ outer momentum from a peer over
+ * the `allreduce` protocol's SNAPSHOT/STATE messages, in slices, and check both sha256 hashes —
+ * against the hash the swarm recorded when one is given (the CRDT round record), and always
+ * against the hashes the serving peer claims, so a truncated or altered transfer is refused.
+ */
+import type { AllReducePeer, SnapshotState } from './allreduce.ts'
+import { SNAPSHOT_SLICE_BYTES, SNAPSHOT_TIMEOUT_MS } from './constants.ts'
+import { AllReduceProtocolError, StateHashMismatchError } from './errors.ts'
+import { hashBytes } from './outer.ts'
+import { MsgType } from './wire.ts'
+
+export interface FetchSnapshotOptions {
+  /** θ_global hash the swarm recorded; a peer serving another state is skipped. */
+  expectHash?: string
+  /** Only accept a state at least this recent (sync number). @default -1 */
+  minRound?: number
+  /** Bytes per request. @default 1 MiB */
+  sliceBytes?: number
+  /** Per request, ms. @default 30,000 */
+  timeoutMs?: number
+  /** Expected size (8 × parameters): a peer announcing another size is skipped. */
+  totalBytes?: number
+}
+
+/** Restarts of one peer's transfer when its state moves on mid-fetch (a sync landed). */
+const MAX_RESTARTS = 3
+
+/** Fetches and verifies a state from the first of `peers` that serves a good one. */
+export async function fetchSnapshot (ar: AllReducePeer, peers: readonly string[], opts: FetchSnapshotOptions = {}): Promise<SnapshotState> {
+  const errors: string[] = []
+  for (const peer of peers) {
+    if (peer === ar.self) continue
+    for (let restart = 0; restart < MAX_RESTARTS; restart++) {
+      try {
+        return await fetchFrom(ar, peer, opts)
+      } catch (e) {
+        if (e instanceof StateMovedError) continue
+        errors.push(`${peer}: ${(e as Error).message}`)
+        break
+      }
+    }
+  }
+  throw new StateHashMismatchError(`no peer served a verifiable state (${errors.join('; ') || 'no peers'})`)
+}
+
+class StateMovedError extends Error {
+  override name = 'StateMovedError'
+}
+
+async function fetchFrom (ar: AllReducePeer, peer: string, opts: FetchSnapshotOptions): Promise<SnapshotState> {
+  const slice = opts.sliceBytes ?? SNAPSHOT_SLICE_BYTES
+  const timeoutMs = opts.timeoutMs ?? SNAPSHOT_TIMEOUT_MS
+  let data: Uint8Array | undefined
+  let first: { round: number, hash: string, momentumHash: string, meta: string } | undefined
+  let offset = 0
+  for (;;) {
+    const r = await ar.rpc(peer, { type: MsgType.SNAPSHOT, run: ar.run, offset, length: slice }, timeoutMs)
+    if (r.type === MsgType.FAIL) throw new AllReduceProtocolError(`refused: ${r.reason}`)
+    if (r.type !== MsgType.STATE) throw new AllReduceProtocolError(`answered SNAPSHOT with message type ${r.type}`)
+    if (first === undefined) {
+      if (r.round < (opts.minRound ?? -1)) throw new StateHashMismatchError(`state of round ${r.round} is older than ${opts.minRound}`)
+      if (opts.expectHash !== undefined && r.hash !== opts.expectHash) throw new StateHashMismatchError(`serves θ_global ${r.hash.slice(0, 12)}…, the swarm recorded ${opts.expectHash.slice(0, 12)}…`)
+      if (opts.totalBytes !== undefined && r.total !== opts.totalBytes) throw new StateHashMismatchError(`state of ${r.total} bytes, expected ${opts.totalBytes}`)
+      if (r.total % 8 !== 0) throw new AllReduceProtocolError(`state of ${r.total} bytes is not θ ‖ momentum in f32`)
+      first = { round: r.round, hash: r.hash, momentumHash: r.momentumHash, meta: r.meta }
+      data = new Uint8Array(r.total)
+    } else if (r.round !== first.round || r.hash !== first.hash) {
+      throw new StateMovedError('state changed mid-fetch')
+    }
+    if (r.offset !== offset || r.payload.byteLength === 0 || offset + r.payload.byteLength > data!.byteLength) throw new AllReduceProtocolError(`slice at ${r.offset} of ${r.payload.byteLength} bytes does not continue at ${offset}`)
+    data!.set(r.payload, offset)
+    offset += r.payload.byteLength
+    if (offset === data!.byteLength) break
+  }
+  const half = data!.byteLength / 2
+  const theta = await hashBytes(data!.subarray(0, half))
+  const mom = await hashBytes(data!.subarray(half))
+  if (theta !== first.hash || mom !== first.momentumHash) throw new StateHashMismatchError(`bytes hash to ${theta.slice(0, 12)}…/${mom.slice(0, 12)}…, the peer claimed ${first.hash.slice(0, 12)}…/${first.momentumHash.slice(0, 12)}…`)
+  return { ...first, data: data! }
+}

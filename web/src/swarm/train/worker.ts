@@ -1,0 +1,292 @@
+/**
+ * The DiLoCo worker loop (Douillard et al. 2023; Streaming DiLoCo, Douillard et al. 2025):
+ * inner AdamW steps on this peer's data shard → per fragment, every H steps, the pseudo-gradient
+ * Δ = θ_global − θ_local → q8 with error feedback → fault-tolerant all-reduce mean → outer
+ * Nesterov step on θ_global (host f32, bit-identical everywhere) → θ_local ← θ_global (or a mix,
+ * when the sync overlapped later inner steps). Inner optimizer state stays local.
+ *
+ * Schedule: fragment f (of F) syncs at inner steps t = offset_f + k·H (k ≥ 1), offset_f =
+ * f·⌊H/F⌋. Syncs are numbered in time order: seq = (k − 1)·F + f; seq is the all-reduce's round.
+ * With overlapSteps τ > 0 the all-reduce runs while τ more inner steps happen, and its result
+ * lands at t + τ (τ < ⌊H/F⌋, so at most one sync is in flight). F = 1, τ = 0 is plain DiLoCo.
+ */
+import type { CausalLM } from '../../model/model.ts'
+import type { TextDataset, Window } from '../../model/data.ts'
+import { evaluateLoss, Trainer } from '../../model/train.ts'
+import type { AdamWOptions } from '../../model/optimizer.ts'
+import { AllReducePeer, type ReduceOutcome, type SnapshotState } from './allreduce.ts'
+import { ErrorFeedback } from './compress.ts'
+import { DEFAULT_Q8_BLOCK } from './constants.ts'
+import { BehindError, TrainArgumentError } from './errors.ts'
+import { flatten, fragmentsOf, layoutOf, slotView, type Fragment, type ParamLayout } from './flat.ts'
+import { hashBytes, nesterovStep, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
+
+export interface DiLoCoOptions {
+  /** Inner steps between two syncs of a fragment (H). */
+  innerSteps: number
+  /** Sequences per inner step. @default 1 */
+  batchSize?: number
+  /** Tokens per sequence. */
+  seqLen: number
+  /** Inner AdamW learning rate (constant; DiLoCo uses a short warm-up then constant). */
+  innerLr: number
+  /** Linear warm-up of the inner lr over this many steps. @default 0 */
+  warmupSteps?: number
+  /** Inner AdamW options besides lr. @default torch defaults, weight decay 0.01 */
+  adam?: Omit<AdamWOptions, 'lr'>
+  /** Inner gradient clipping (0 = none). @default 1 */
+  maxGradNorm?: number
+  outer?: OuterOptions
+  /** Streaming DiLoCo: fragments synced on a staggered schedule. @default 1 */
+  fragments?: number
+  /** Inner steps a sync overlaps before its result is applied (τ). @default 0 */
+  overlapSteps?: number
+  /** θ_local ← α·θ_local + (1 − α)·θ_global when an overlapped sync lands. @default 0 (replace) */
+  mixAlpha?: number
+  /** q8 block of pseudo-gradients. @default 64 */
+  block?: number
+  /** Seed of this worker's data windows (with the sync number mixed in): a per-peer shard. */
+  dataSeed: number
+  /** Validation windows for the global model's eval loss after each sync (none: no eval). */
+  evalWindows?: readonly Window[]
+}
+
+/** One inner step, for the dashboard. */
+export interface StepEvent { step: number, loss: number, tokens: number, ms: number }
+
+/** One completed sync. */
+export interface SyncEvent {
+  seq: number
+  fragment: number
+  members: string[]
+  attempt: number
+  /** sha256 of θ_global after this sync. */
+  hash: string
+  rejected: string[]
+  clipped: string[]
+  /** Eval loss of θ_global, when evalWindows were given. */
+  evalLoss?: number
+  /** Set when this peer was left out and resynced from a peer instead. */
+  resynced?: boolean
+}
+
+export interface WorkerHooks {
+  onStep?: (e: StepEvent) => void
+  onSync?: (e: SyncEvent) => void
+  /** Called when the worker fell behind: must return the swarm's state (late-join.ts fetch). */
+  resync?: () => Promise<SnapshotState>
+}
+
+/** Time (inner step) at which sync `seq` starts. */
+export function syncTime (seq: number, H: number, F: number): number {
+  const k = Math.floor(seq / F) + 1
+  const f = seq % F
+  return f * Math.floor(H / F) + k * H
+}
+
+export class DiLoCoWorker {
+  readonly layout: ParamLayout
+  readonly fragments: Fragment[]
+  /** (P) θ_global and the outer Nesterov buffer: identical on every member after every sync. */
+  global: Float32Array
+  momentum: Float32Array
+  /** Inner steps taken in this run's time (a late joiner starts at its snapshot's). */
+  step = 0
+  /** Next sync number; `lastSeq` = the last one applied (-1: none). */
+  nextSeq = 0
+  lastSeq = -1
+  lastHash = ''
+  private momentumHash = ''
+  readonly trainer: Trainer
+  private readonly ef: ErrorFeedback[]
+  private readonly outer: Required<OuterOptions>
+  private readonly H: number
+  private readonly F: number
+  private readonly tau: number
+  private windows: Generator<Window> | undefined
+  private windowsSeq = -1
+  private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError> } | undefined
+
+  constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
+    const H = opts.innerSteps
+    if (!Number.isInteger(H) || H < 1) throw new TrainArgumentError(`innerSteps must be a positive integer, got ${H}`)
+    this.H = H
+    this.F = opts.fragments ?? 1
+    this.tau = opts.overlapSteps ?? 0
+    if (!Number.isInteger(this.F) || this.F < 1 || this.F > H) throw new TrainArgumentError(`fragments must be an integer in [1, innerSteps], got ${this.F}`)
+    if (!Number.isInteger(this.tau) || this.tau < 0 || this.tau >= Math.floor(H / this.F)) throw new TrainArgumentError(`overlapSteps must be an integer in [0, ⌊H/F⌋ = ${Math.floor(H / this.F)}), got ${this.tau}`)
+    const alpha = opts.mixAlpha ?? 0
+    if (!(alpha >= 0 && alpha < 1)) throw new TrainArgumentError(`mixAlpha must be in [0, 1), got ${alpha}`)
+    if ((opts.block ?? DEFAULT_Q8_BLOCK) !== allreduce.block) throw new TrainArgumentError(`worker block ${opts.block ?? DEFAULT_Q8_BLOCK} differs from the all-reduce's ${allreduce.block}`)
+    this.layout = layoutOf(model.paramSpecs())
+    this.fragments = fragmentsOf(this.layout, this.F)
+    this.global = new Float32Array(this.layout.total)
+    this.momentum = new Float32Array(this.layout.total)
+    this.outer = resolveOuter(opts.outer)
+    this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.block))
+    const warm = opts.warmupSteps ?? 0
+    this.trainer = new Trainer(model, { lr: opts.innerLr, warmupSteps: warm, totalSteps: Number.MAX_SAFE_INTEGER, minLr: opts.innerLr }, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
+    allreduce.snapshotProvider = () => this.snapshot()
+  }
+
+  /** Starts from the model's current weights as θ_global (every founding worker uses the same seed). */
+  async initFromModel (): Promise<void> {
+    this.global = await this.readLocal()
+    this.momentum = new Float32Array(this.layout.total)
+    await this.rehash()
+  }
+
+  /** Starts from a peer's state (late join or resync): θ_local ← θ_global; the next sync is round + 1. */
+  async initFromSnapshot (s: SnapshotState): Promise<void> {
+    const P = this.layout.total
+    if (s.data.byteLength !== 8 * P) throw new TrainArgumentError(`snapshot holds ${s.data.byteLength} bytes, θ and momentum of ${P} parameters are ${8 * P}`)
+    const f = new Float32Array(s.data.slice().buffer)
+    this.global = f.slice(0, P)
+    this.momentum = f.slice(P)
+    await this.rehash()
+    if (this.lastHash !== s.hash || this.momentumHash !== s.momentumHash) throw new TrainArgumentError('snapshot bytes do not match their hashes')
+    const meta = JSON.parse(s.meta) as { step?: unknown }
+    this.lastSeq = s.round
+    this.nextSeq = s.round + 1
+    this.step = typeof meta.step === 'number' && Number.isInteger(meta.step) ? meta.step : (s.round < 0 ? 0 : syncTime(s.round, this.H, this.F))
+    for (const e of this.ef) e.residual.fill(0)
+    this.inflight = undefined
+    this.writeLocal(this.global)
+  }
+
+  /** What late joiners fetch: θ_global ‖ momentum after the last applied sync. */
+  snapshot (): SnapshotState | undefined {
+    if (this.lastHash === '') return undefined
+    const data = new Uint8Array(8 * this.layout.total)
+    data.set(new Uint8Array(this.global.buffer, this.global.byteOffset, this.global.byteLength), 0)
+    data.set(new Uint8Array(this.momentum.buffer, this.momentum.byteOffset, this.momentum.byteLength), 4 * this.layout.total)
+    const step = this.lastSeq < 0 ? 0 : syncTime(this.lastSeq, this.H, this.F)
+    return { round: this.lastSeq, data, hash: this.lastHash, momentumHash: this.momentumHash, meta: JSON.stringify({ step }) }
+  }
+
+  private async rehash (): Promise<void> {
+    this.lastHash = await hashBytes(this.global)
+    this.momentumHash = await hashBytes(this.momentum)
+  }
+
+  private async readLocal (): Promise<Float32Array> {
+    const host = new Map<string, Float32Array>()
+    for (const s of this.layout.slots) {
+      const t = this.model.params.get(s.name)
+      if (t === undefined) throw new TrainArgumentError(`model has no parameter ${s.name}`)
+      host.set(s.name, await t.readF32())
+    }
+    return flatten(this.layout, n => host.get(n)!)
+  }
+
+  /** Writes elements [start, end) of a flat vector into the model's parameters. */
+  private writeLocal (flat: Float32Array, start = 0, end = this.layout.total): void {
+    for (const s of this.layout.slots) {
+      if (s.offset >= end || s.offset + s.size <= start) continue
+      if (s.offset < start || s.offset + s.size > end) throw new TrainArgumentError(`range [${start}, ${end}) cuts parameter ${s.name}`)
+      const t = this.model.params.get(s.name)!
+      this.model.backend.write(t, slotView(flat, s).slice())
+    }
+  }
+
+  private batch (): Array<{ inputs: Int32Array, targets: Int32Array }> {
+    // A fresh, per-peer, per-period stream of windows: workers draw different data, and a
+    // resynced worker does not replay what it drew before.
+    const period = Math.floor(this.step / this.H)
+    if (this.windows === undefined || this.windowsSeq !== period) {
+      this.windows = this.data.windows(this.opts.seqLen, (this.opts.dataSeed * 1_000_003 + period * 7919) >>> 0)
+      this.windowsSeq = period
+    }
+    const out = []
+    for (let i = 0; i < (this.opts.batchSize ?? 1); i++) out.push(this.windows.next().value as Window)
+    return out
+  }
+
+  /** One inner step, then whatever sync is due. */
+  async tick (): Promise<void> {
+    const t0 = performance.now()
+    const r = await this.trainer.trainStep(this.batch())
+    this.step++
+    this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0 })
+    if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
+    if (this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
+    if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
+  }
+
+  /** Runs inner steps until `syncs` more syncs have been applied (or resynced). */
+  async runSyncs (syncs: number, signal?: AbortSignal): Promise<void> {
+    const target = this.lastSeq + syncs
+    while (this.lastSeq < target) {
+      signal?.throwIfAborted()
+      await this.tick()
+    }
+  }
+
+  private async launch (): Promise<void> {
+    const seq = this.nextSeq++
+    const frag = this.fragments[seq % this.F]
+    const local = await this.readLocal()
+    const delta = pseudoGradient(this.global.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
+    const { q } = this.ef[frag.index].compress(delta)
+    const promise = this.allreduce.reduce(seq, q, frag.end - frag.start).catch((e: unknown) => {
+      if (e instanceof BehindError) return e
+      throw e
+    })
+    promise.catch(() => {}) // awaited in land(); keep an early failure from being unhandled
+    this.inflight = { seq, landAt: this.step + this.tau, promise }
+  }
+
+  private async land (): Promise<void> {
+    const fl = this.inflight!
+    this.inflight = undefined
+    const frag = this.fragments[fl.seq % this.F]
+    let out: ReduceOutcome | BehindError
+    try {
+      out = await fl.promise
+    } catch (e) {
+      this.ef[frag.index].discard()
+      throw e
+    }
+    if (out instanceof BehindError) {
+      this.ef[frag.index].discard()
+      if (this.hooks.resync === undefined) throw out
+      await this.initFromSnapshot(await this.hooks.resync())
+      this.hooks.onSync?.({ seq: this.lastSeq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], resynced: true })
+      return
+    }
+    this.ef[frag.index].commit()
+    const g = this.global.subarray(frag.start, frag.end)
+    nesterovStep(g, this.momentum.subarray(frag.start, frag.end), out.mean, this.outer)
+    const alpha = this.opts.mixAlpha ?? 0
+    if (alpha === 0 || this.tau === 0) this.writeLocal(this.global, frag.start, frag.end)
+    else {
+      const local = (await this.readLocal()).subarray(frag.start, frag.end)
+      const mixed = new Float32Array(g.length)
+      for (let i = 0; i < g.length; i++) mixed[i] = alpha * local[i] + (1 - alpha) * g[i]
+      const full = new Float32Array(this.layout.total)
+      full.set(mixed, frag.start)
+      this.writeLocal(full, frag.start, frag.end)
+    }
+    this.lastSeq = fl.seq
+    await this.rehash()
+    const ev: SyncEvent = { seq: fl.seq, fragment: frag.index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
+    if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
+    this.hooks.onSync?.(ev)
+  }
+
+  /** Eval loss of θ_global (swaps it into the model for the forward passes, then restores θ_local). */
+  async evalGlobal (windows: readonly Window[]): Promise<number> {
+    const local = await this.readLocal()
+    this.writeLocal(this.global)
+    try {
+      return await evaluateLoss(this.model, windows)
+    } finally {
+      this.writeLocal(local)
+    }
+  }
+
+  dispose (): void {
+    this.trainer.dispose()
+    if (this.allreduce.snapshotProvider !== undefined) this.allreduce.snapshotProvider = undefined
+  }
+}
