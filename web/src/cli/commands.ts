@@ -64,7 +64,8 @@ export async function generateCmd (f: Flags): Promise<number> {
       if (m.tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer (tokenizer.json, or a vocabulary of 256 bytes); use --tokens')
       prompt = m.tokenizer.encode(required(f, 'prompt'))
     } else throw new UsageError('give --tokens IDS or --prompt TEXT')
-    const decode = m.tokenizer?.decoder()
+    // Text in, text out; ids in (--tokens), ids out.
+    const decode = f.tokens === undefined ? m.tokenizer?.decoder() : undefined
     let first = true
     const tokens = await generate(m, prompt, {
       maxNewTokens: maxNew,
