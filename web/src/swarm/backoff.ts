@@ -28,6 +28,17 @@ export class BanList {
     return t !== undefined && t > this.now()
   }
 
+  /** ms until the first of `peers`' bans ends; undefined when none of them is banned. */
+  msUntilUnban (peers: Iterable<string>): number | undefined {
+    const t = this.now()
+    let best: number | undefined
+    for (const p of peers) {
+      const u = this.until.get(p)
+      if (u !== undefined && u > t && (best === undefined || u - t < best)) best = u - t
+    }
+    return best
+  }
+
   /** A success: the peer starts from a clean slate. */
   clear (peer: string): void {
     this.failures.delete(peer)

@@ -75,3 +75,9 @@ export const DEFAULT_RTT_MS = 100
 
 /** Extra cost per hop in the route planner, in ms: serialising and framing a (T, C) tensor. */
 export const HOP_OVERHEAD_MS = 1
+
+/**
+ * When no route exists only because candidates are banned, the planner waits for the first ban to
+ * end if that is at most this long, in ms (a peer whose first dial failed gets a second chance).
+ */
+export const PLAN_MAX_BAN_WAIT_MS = 5_000

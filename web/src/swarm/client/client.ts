@@ -4,8 +4,8 @@
  * caller (generate.ts).
  */
 import { BanList } from '../backoff.ts'
-import { INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP } from '../constants.ts'
-import { errorFromWire, MalformedMessageError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
+import { INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP, PLAN_MAX_BAN_WAIT_MS } from '../constants.ts'
+import { errorFromWire, MalformedMessageError, NoRouteError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
 import type { BlockRecord, SwarmDirectory } from '../records.ts'
 import { planRoute, type RouteSegment } from '../route.ts'
 import type { RpcTransport } from '../transport/index.ts'
@@ -105,9 +105,19 @@ export class InferenceClient {
 
   /** Plan blocks [from, to) over unbanned servers with `cacheTokens` of room, measuring new peers' RTT first. */
   async plan (from: number, to: number, cacheTokens: number): Promise<RouteSegment[]> {
-    const records = (await this.records()).filter(r => r.start < to && r.end > from)
-    await this.measureRtts(records.filter(r => r.state === 'online').map(r => r.peer))
-    return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => this.bans.isBanned(p), cacheTokens })
+    for (let attempt = 0; ; attempt++) {
+      const records = (await this.records()).filter(r => r.start < to && r.end > from)
+      await this.measureRtts(records.filter(r => r.state === 'online').map(r => r.peer))
+      try {
+        return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => this.bans.isBanned(p), cacheTokens })
+      } catch (e) {
+        // Only bans stand in the way, and the first ends soon: wait for it and try again.
+        const wait = this.bans.msUntilUnban(records.map(r => r.peer))
+        if (!(e instanceof NoRouteError) || wait === undefined || wait > PLAN_MAX_BAN_WAIT_MS || attempt >= this.maxFailovers) throw e
+        this.log(`plan [${from}, ${to}): ${e.message}; retrying in ${wait} ms when a ban ends`)
+        await new Promise(resolve => setTimeout(resolve, wait + 1))
+      }
+    }
   }
 
   /** A session over all blocks, able to hold `maxTokens` positions. */

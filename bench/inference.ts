@@ -1,0 +1,175 @@
+/**
+ * `npm run bench:inference` — generation through the swarm on loopback: a relay and server peers
+ * in this process, talking libp2p over direct WebRTC on 127.0.0.1 (framed tensor streams), and a
+ * client generating greedily through them.
+ *
+ *   decode tokens/s through 1, 2 and 3 peers (the model's 3 blocks split 3 / 2+1 / 1+1+1),
+ *   prefill tokens/s (prompt through 3 peers), and recovery: the time from a server's death to
+ *   the next token (a spare covers its span; the client bans, re-plans, replays the cache).
+ *
+ * Model: the default model's shape (models/byte-llama.config.json); its trained weights when
+ * models/byte-llama/ holds them, else seeded random weights (speed does not depend on values).
+ * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)
+ * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
+ * and inference.meta.json (device, model, per-run details).
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Backend } from '../web/src/gpu/backend.ts'
+import { cpu } from '../web/src/gpu/cpu-backend.ts'
+import { parseConfig } from '../web/src/model/config.ts'
+import { initHostWeights } from '../web/src/model/model.ts'
+import { partParams, wholeModel } from '../web/src/model/params.ts'
+import { encodeSafetensors } from '../web/src/model/safetensors.ts'
+import { sourceFrom } from '../web/src/model/source.ts'
+import { toHfTensors } from '../web/src/model/weights.ts'
+import { SwarmDht } from '../web/src/net/dht/index.ts'
+import { createPeer, createRelay, type WebSwarmNode } from '../web/src/net/node.ts'
+import { waitForReservation } from '../web/src/net/peers.ts'
+import { InferenceClient } from '../web/src/swarm/client/client.ts'
+import { swarmGenerate, type ClientEnds } from '../web/src/swarm/client/generate.ts'
+import { DhtDirectory } from '../web/src/swarm/dht-directory.ts'
+import { loadClientEnds, loadSpanBackend } from '../web/src/swarm/model-backend.ts'
+import { ServerRole } from '../web/src/swarm/server/role.ts'
+import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
+
+function arg (name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
+const PROMPT_LEN = Number(arg('prompt-len') ?? 64)
+const DECODE_TOKENS = Number(arg('tokens') ?? 32)
+/** Decode steps before the kill in the recovery run, so the replay carries a real cache. */
+const KILL_AFTER_TOKENS = 8
+/** KV-cache room per server, tokens. */
+const CACHE_TOKENS = 1024
+
+// ---- model ----
+const CONFIG_FILE = 'models/byte-llama.config.json'
+const TRAINED_DIR = 'models/byte-llama'
+let modelDir = TRAINED_DIR
+let weights = 'trained'
+if (!existsSync(join(TRAINED_DIR, 'model.safetensors'))) {
+  weights = 'seeded random (seed 1)'
+  modelDir = mkdtempSync(join(os.tmpdir(), 'ws-bench-model-'))
+  const hf = JSON.parse(readFileSync(CONFIG_FILE, 'utf8')) as Record<string, unknown>
+  const c = parseConfig(hf)
+  const specs = partParams(c, wholeModel(c))
+  const host = initHostWeights(specs, 1)
+  writeFileSync(join(modelDir, 'config.json'), JSON.stringify(hf))
+  writeFileSync(join(modelDir, 'model.safetensors'), encodeSafetensors(toHfTensors(specs, new Map([...host].map(([k, v]) => [k, v.data])))))
+}
+const source = sourceFrom(modelDir)
+
+// ---- device ----
+let be: Backend
+let deviceName: string
+if ((arg('device') ?? 'webgpu') === 'cpu') {
+  be = cpu
+  deviceName = 'cpu (CPU twins)'
+} else {
+  const { GpuBackend } = await import('../web/src/gpu/gpu-backend.ts')
+  const gpu = await GpuBackend.create()
+  be = gpu
+  deviceName = `webgpu: ${gpu.info.description} (${gpu.info.architecture})`
+}
+console.log(`device: ${deviceName}; model ${CONFIG_FILE} weights: ${weights}`)
+const { config, ends } = await loadClientEnds(source, be) as { config: ReturnType<typeof parseConfig>, ends: ClientEnds }
+const L = config.numLayers
+
+// ---- swarm ----
+const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
+const relayAddr = relay.getMultiaddrs()[0].toString()
+const nodes: WebSwarmNode[] = []
+
+async function peer (): Promise<{ node: WebSwarmNode, transport: Libp2pTransport, directory: DhtDirectory }> {
+  const key = await generateKeyPair('Ed25519')
+  const node = await createPeer({ privateKey: key, iceServers: [], discoveryIntervalMs: 600_000 })
+  nodes.push(node)
+  await node.dial(relay.getMultiaddrs()[0])
+  await waitForReservation(node)
+  return { node, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks: L }) }
+}
+
+async function serve (model: string, start: number, end: number): Promise<{ role: ServerRole, node: WebSwarmNode }> {
+  const p = await peer()
+  const role = new ServerRole({
+    transport: p.transport, directory: p.directory, model, numBlocks: L, span: { start, end },
+    loadSpan: async (s, e) => await loadSpanBackend(source, be, model, s, e),
+    cacheBudgetBytes: CACHE_TOKENS * L * 2 * config.numKvHeads * config.headDim * 4, throughput: 100
+  })
+  await role.start()
+  return { role, node: p.node }
+}
+
+const prompt = Array.from({ length: PROMPT_LEN }, (_, i) => (i * 37 + 11) % config.vocabSize)
+const splits: Record<string, Array<[number, number]>> = { 1: [[0, L]], 2: [[0, L - 1], [L - 1, L]], 3: Array.from({ length: L }, (_, i) => [i, i + 1] as [number, number]) }
+const decodeTps: Record<string, number> = {}
+const runs: Record<string, unknown> = {}
+let prefillTps = 0
+let reference: number[] | undefined
+const clientPeer = await peer()
+
+for (const k of ['1', '2', '3']) {
+  const model = `bench-${k}`
+  const servers: Array<{ role: ServerRole, node: WebSwarmNode }> = []
+  for (const [s, e] of splits[k]) servers.push(await serve(model, s, e))
+  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, log: l => console.log(l) })
+  // Warm-up (pipelines compiled, connections open), then the timed run.
+  await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
+  const r = await swarmGenerate(client, ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
+  reference ??= r.tokens
+  if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${k}-peer tokens differ from the 1-peer run`)
+  const decodeS = r.decodeMs.reduce((a, b) => a + b, 0) / 1000
+  decodeTps[k] = r.decodeMs.length / decodeS
+  if (k === '3') prefillTps = PROMPT_LEN / (r.prefillMs / 1000)
+  runs[k] = { route: r.session.route.length, decode_steps: r.decodeMs.length, decode_s: decodeS, prefill_ms: r.prefillMs }
+  console.log(`${k} peer(s): decode ${decodeTps[k].toFixed(1)} tokens/s, prefill ${(PROMPT_LEN / (r.prefillMs / 1000)).toFixed(1)} tokens/s`)
+  for (const s of servers) await s.role.stop()
+}
+
+// ---- recovery: 3 peers + a spare over all blocks; the middle one dies after KILL_AFTER_TOKENS ----
+const model = 'bench-recovery'
+const servers: Array<{ role: ServerRole, node: WebSwarmNode }> = []
+for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
+const spare = await serve(model, 0, L)
+const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize })
+await client.measureRtts([...servers.map(s => s.role.self), spare.role.self])
+client.rttMs.set(spare.role.self, 1e4) // used only as the replacement
+let killedAt = 0
+let recoveryS = 0
+let n = 0
+const rr = await swarmGenerate(client, ends, prompt, {
+  maxNewTokens: DECODE_TOKENS,
+  stopTokens: [],
+  onToken: () => {
+    n++
+    if (killedAt > 0 && recoveryS === 0) recoveryS = (performance.now() - killedAt) / 1000
+    if (n === KILL_AFTER_TOKENS) {
+      killedAt = performance.now()
+      void servers[1].node.stop()
+    }
+  }
+})
+if (JSON.stringify(rr.tokens) !== JSON.stringify(reference)) throw new Error('tokens after the failover differ from the run without one')
+const fo = rr.session.failovers[0]
+if (fo === undefined) throw new Error('the killed server caused no failover')
+console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens)`)
+
+const result = { decode_tps: decodeTps, prefill_tps: prefillTps, recovery_s: recoveryS }
+mkdirSync('bench/results', { recursive: true })
+writeFileSync('bench/results/inference.json', JSON.stringify(result, null, 2) + '\n')
+writeFileSync('bench/results/inference.meta.json', JSON.stringify({
+  device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS,
+  ratio_3_over_1: decodeTps['3'] / decodeTps['1'], runs, recovery: { failover_ms: fo.ms, replayed: fo.replayed },
+  transport: 'libp2p framed tensor streams over direct WebRTC on 127.0.0.1, all peers in one process',
+  machine: { cpus: os.cpus().length, node: process.version }, date: new Date().toISOString()
+}, null, 2) + '\n')
+console.log(JSON.stringify(result))
+for (const s of [...servers, spare]) await s.role.stop().catch(() => {})
+await Promise.allSettled(nodes.map(async x => { await x.stop() }))
+await relay.stop()
+process.exit(0)
