@@ -1,12 +1,16 @@
 // Causal grouped-query attention for a few query rows against a long KV cache (decode, T = 1..few).
 // The kv length is split across the threads of one workgroup: per tile of WG_X keys, thread i
 // scores key j0 + i for every row, the workgroup agrees on the running max, then each thread
-// accumulates its own output dims over the tile. Bindings, `params` and constants are generated
-// from web/src/gpu/ops/attention.ts.
-//   q, out: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid    lse: (Hq, T)
+// accumulates its own output dims over the tile. Long caches are also split across workgroups
+// (grid z, `chunk` keys each, flash-decoding): each split writes its own normalised out and lse,
+// merged by attention_combine.wgsl. Bindings, `params` and constants are generated from
+// web/src/gpu/ops/attention.ts.
+//   q: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid
+//   out: (splits, T, Hq, D)    lse: (splits, Hq, T)    (splits = 1: the final result)
 // Variant constants: HEAD_DIM = D; ROWS query rows per workgroup; thread i owns output dims
 // d = i + WG_X·c (c < DPT).
-// Grid: (⌈T·G / ROWS⌉, Hkv), query rows ρ = t·G + g of kv head kvh (head h = kvh·G + g).
+// Grid: (⌈T·G / ROWS⌉, Hkv, splits), query rows ρ = t·G + g of kv head kvh (head h = kvh·G + g).
+// A split that sees no key of a row writes out = 0 and lse = MASKED (weight 0 in the merge).
 
 const MASKED: f32 = -3.0e38f; // a masked score; below any real scaled score
 
@@ -25,7 +29,9 @@ fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
   let kvh = wid.y;
   let rows = params.T * G;
   let row0 = wid.x * ROWS;
-  let block_end = key_end((min(row0 + ROWS, rows) - 1u) / G); // workgroup-uniform
+  // Workgroup-uniform key range of this split: the block's last row sees the most keys.
+  let kbeg = wid.z * params.chunk;
+  let kend = min(key_end((min(row0 + ROWS, rows) - 1u) / G), kbeg + params.chunk);
 
   for (var e = tid; e < ROWS * HEAD_DIM; e += WG_X) {
     let rr = min(row0 + e / HEAD_DIM, rows - 1u); // rows past the end repeat the last one
@@ -40,11 +46,12 @@ fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
   for (var r = 0u; r < ROWS; r++) { m[r] = MASKED; }
   workgroupBarrier(); // q_s written
 
-  let ntiles = (block_end + WG_X - 1u) / WG_X;
+  var ntiles = 0u;
+  if (kend > kbeg) { ntiles = (kend - kbeg + WG_X - 1u) / WG_X; }
   for (var kt = 0u; kt < ntiles; kt++) {
-    let j0 = kt * WG_X;
+    let j0 = kbeg + kt * WG_X;
     let j = j0 + tid;
-    if (j < block_end) {
+    if (j < kend) {
       let kb = (j * params.Hkv + kvh) * HEAD_DIM;
       for (var r = 0u; r < ROWS; r++) {
         var dot = 0.0f;
@@ -69,7 +76,7 @@ fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
     }
     workgroupBarrier();
     // Accumulate this thread's dims over the tile's keys (v reads are contiguous across threads).
-    let n = min(WG_X, block_end - j0);
+    let n = min(WG_X, kend - j0);
     for (var i = 0u; i < n; i++) {
       let vb = ((j0 + i) * params.Hkv + kvh) * HEAD_DIM;
       for (var c = 0u; c < DPT; c++) {
@@ -92,11 +99,13 @@ fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
     for (var i = 0u; i < WG_X; i++) { l += s_s[r * WG_X + i]; }
     let t = rho / G;
     let h = kvh * G + rho % G;
-    let inv = 1.0f / l;
+    let seen = l > 0.0f; // false only for a split holding none of this row's keys
+    let inv = select(0.0f, 1.0f / l, seen);
+    let ob = wid.z * params.T * params.Hq * HEAD_DIM;
     for (var c = 0u; c < DPT; c++) {
       let d = tid + WG_X * c;
-      if (d < HEAD_DIM) { out[(t * params.Hq + h) * HEAD_DIM + d] = o[r * DPT + c] * inv; }
+      if (d < HEAD_DIM) { out[ob + (t * params.Hq + h) * HEAD_DIM + d] = o[r * DPT + c] * inv; }
     }
-    if (tid == 0u) { lse[h * params.T + t] = m[r] + log(l); }
+    if (tid == 0u) { lse[wid.z * params.Hq * params.T + h * params.T + t] = select(MASKED, m[r] + log(l), seen); }
   }
 }

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest'
-import { attention, attentionBackward, decodePlan, dkdvPlan, kvWrite, MAX_HEAD_DIM, prefillPlan, TOLERANCE, type AttentionOptions } from '../../web/src/gpu/ops/attention.ts'
+import { attention, attentionBackward, decodePlan, decodeSplit, dkdvPlan, kvWrite, MAX_HEAD_DIM, prefillPlan, TOLERANCE, type AttentionOptions } from '../../web/src/gpu/ops/attention.ts'
 import * as twin from '../../web/src/gpu/cpu/attention.ts'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import type { GpuBackend } from '../../web/src/gpu/gpu-backend.ts'
@@ -51,10 +51,12 @@ async function checkForward (c: Case, seed: number): Promise<void> {
   const cq = tensors(cpu, c, x)
   const ref = attention(cq.q, cq.k, cq.v, c.opts)
   const gq = tensors(gpu, c, x)
-  for (const kernel of ['prefill', 'decode'] as const) {
-    const got = attention(gq.q, gq.k, gq.v, { ...c.opts, kernel })
-    assertClose(await got.out.readF32(), ref.out.data as Float32Array, { ...TOLERANCE.attention, what: `${kernel} out ${label(c)}` })
-    assertClose(await got.lse.readF32(), ref.lse.data as Float32Array, { ...TOLERANCE.attention, what: `${kernel} lse ${label(c)}` })
+  const variants: AttentionOptions[] = [{ kernel: 'prefill' }, { kernel: 'decode', decodeSplits: 1 }, { kernel: 'decode', decodeSplits: 3 }]
+  for (const variant of variants) {
+    const got = attention(gq.q, gq.k, gq.v, { ...c.opts, ...variant })
+    const what = `${JSON.stringify(variant)} ${label(c)}`
+    assertClose(await got.out.readF32(), ref.out.data as Float32Array, { ...TOLERANCE.attention, what: `out ${what}` })
+    assertClose(await got.lse.readF32(), ref.lse.data as Float32Array, { ...TOLERANCE.attention, what: `lse ${what}` })
   }
 }
 
@@ -113,6 +115,31 @@ describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl)', ()
       await checkForward(c, c.T * 131 + c.S * 17 + c.D)
     })
   }
+
+  for (const c of [
+    { T: 1, S: 1100, Hq: 4, Hkv: 2, D: 8, opts: { kvLen: 1030 } },
+    { T: 3, S: 700, Hq: 6, Hkv: 3, D: 6, opts: { kvLen: 700, qOffset: 697 } },
+    { T: 2, S: 600, Hq: 2, Hkv: 1, D: 64, opts: { kvLen: 600, causal: false } }
+  ]) {
+    it(`splits a long cache over workgroups by default (flash-decoding): ${label(c)}`, async () => {
+      expect(decodeSplit(c.opts.kvLen, c.Hkv).splits).toBeGreaterThan(1) // every row's keys end at kvLen here
+      await checkForward(c, c.S)
+      const x = inputs(c, c.S)
+      const g = tensors(gpu, c, x)
+      const ref = attention(cpu.tensor(x.q, [c.T, c.Hq, c.D]), cpu.tensor(x.k, [c.S, c.Hkv, c.D]), cpu.tensor(x.v, [c.S, c.Hkv, c.D]), c.opts)
+      const got = attention(g.q, g.k, g.v, c.opts) // kernel 'auto': decode with the default split
+      assertClose(await got.out.readF32(), ref.out.data as Float32Array, { ...TOLERANCE.attention, what: 'auto split out' })
+      assertClose(await got.lse.readF32(), ref.lse.data as Float32Array, { ...TOLERANCE.attention, what: 'auto split lse' })
+    })
+  }
+
+  it('decodeSplit: keys per split and split counts', () => {
+    expect(decodeSplit(100, 8)).toEqual({ splits: 1, chunk: 128 }) // too short to split
+    expect(decodeSplit(4096, 2)).toEqual({ splits: 16, chunk: 256 }) // ≥ 256 keys per split
+    expect(decodeSplit(4096, 64)).toEqual({ splits: 2, chunk: 2048 }) // enough workgroups already
+    expect(decodeSplit(65, 1, 3)).toEqual({ splits: 3, chunk: 22 })
+    expect(decodeSplit(2, 1, 5)).toEqual({ splits: 2, chunk: 1 })
+  })
 
   for (const D of [1, 128, 256]) {
     it(`handles head dim ${D}`, async () => {
@@ -291,6 +318,7 @@ describe('attention input checks', () => {
     expect(() => attention(q(), kv(), gpu.zeros([4, 2, 8]))).toThrow(/attention: k and v must be/)
     expect(() => attention(gpu.zeros([1, 1, 300]), gpu.zeros([1, 1, 300]), gpu.zeros([1, 1, 300]))).toThrow(/attention: head dim D must be in \[1, 256\]/)
     expect(() => attention(q(), kv(), kv(), { kvLen: 0 })).toThrow(/attention: kvLen must be ≥ 1/)
+    expect(() => attention(q(), kv(), kv(), { decodeSplits: 0 })).toThrow(/attention: decodeSplits must be a positive integer/)
   })
 
   it('backward checks out, lse and dout shapes', () => {

@@ -38,6 +38,12 @@ const MAX_TILE = 32
 const DECODE_MAX_T = 4
 /** Query rows (t, g) one decode workgroup carries: its per-thread accumulators are ROWS·⌈D/64⌉. */
 const DECODE_MAX_ROWS = 8
+/** Decode splits the kv length over workgroups until about this many run (fills a GPU's cores). */
+const DECODE_TARGET_WORKGROUPS = 128
+/** Fewest keys per decode split: below this the merge pass costs more than the parallelism gains. */
+const DECODE_MIN_SPLIT_KEYS = 256
+/** Threads per workgroup of the flat merge kernel. */
+const COMBINE_WG = 256
 
 // ---- tile plans (STYLE 5): each returns the variant and the decisions its dispatch uses ----
 
@@ -80,6 +86,22 @@ export function decodePlan (D: number, rows: number): DecodePlan {
   return { variant: { key: `d${D}-r${ROWS}`, workgroupSize: [WG], constants: { HEAD_DIM: D, ROWS, DPT } }, ROWS }
 }
 
+/**
+ * How many workgroups share the kv length in decode, and the keys each takes. `keys` is the most
+ * keys any query row sees (≥ 1); `forced` overrides the heuristic (tests). Heuristic chunks are a
+ * multiple of the tile, WG keys.
+ */
+export function decodeSplit (keys: number, workgroups: number, forced?: number): { splits: number, chunk: number } {
+  let chunk: number
+  if (forced !== undefined) {
+    chunk = Math.max(1, Math.ceil(keys / forced))
+  } else {
+    const want = Math.max(1, Math.min(Math.floor(keys / DECODE_MIN_SPLIT_KEYS), Math.ceil(DECODE_TARGET_WORKGROUPS / workgroups)))
+    chunk = Math.ceil(Math.ceil(keys / want) / WG) * WG
+  }
+  return { splits: Math.max(1, Math.ceil(keys / chunk)), chunk }
+}
+
 export interface DkdvPlan { variant: Variant, BKB: number, BQB: number }
 
 /** Backward dk/dv: BKB key rows per workgroup, BQB query rows per tile. */
@@ -103,7 +125,8 @@ const SHAPE_UNIFORMS = [
   { name: 'Hkv', type: 'u32' }, //     kv heads
   { name: 'G', type: 'u32' }, //       Hq / Hkv
   { name: 'causal', type: 'u32' }, //  1: key j visible to query t iff j ≤ qOffset + t
-  { name: 'scale', type: 'f32' } //    multiplies q·k
+  { name: 'scale', type: 'f32' }, //   multiplies q·k
+  { name: 'chunk', type: 'u32' } //    decode: keys per kv split (others: unused)
 ] as const
 
 const FORWARD_BINDINGS = [
@@ -115,7 +138,26 @@ const FORWARD_BINDINGS = [
 ] as const
 
 const PREFILL = defineKernel({ name: 'attn_prefill', shader: 'attention', entry: 'attn_prefill', bindings: FORWARD_BINDINGS, uniforms: SHAPE_UNIFORMS })
+/** Decode writes (splits, T, Hq, D) and (splits, Hq, T) into out and lse; splits = 1 is final. */
 const DECODE = defineKernel({ name: 'attn_decode', shader: 'attention_decode', entry: 'attn_decode', bindings: FORWARD_BINDINGS, uniforms: SHAPE_UNIFORMS })
+
+const COMBINE = defineKernel({
+  name: 'attn_combine', shader: 'attention_combine', entry: 'attn_combine',
+  bindings: [
+    { name: 'part_out', type: 'f32' }, // (splits, T, Hq, D)
+    { name: 'part_lse', type: 'f32' }, // (splits, Hq, T)
+    { name: 'out', type: 'f32', access: 'read_write' }, // (T, Hq, D)
+    { name: 'lse', type: 'f32', access: 'read_write' } //  (Hq, T)
+  ],
+  uniforms: [
+    { name: 'n', type: 'u32' }, //      T·Hq·D
+    { name: 'D', type: 'u32' }, //      head dim
+    { name: 'T', type: 'u32' }, //      query rows
+    { name: 'Hq', type: 'u32' }, //     query heads
+    { name: 'splits', type: 'u32' } //  kv splits
+  ]
+})
+const COMBINE_VARIANT: Variant = { key: `wg${COMBINE_WG}`, workgroupSize: [COMBINE_WG] }
 
 const BWD_DQ = defineKernel({
   name: 'attn_bwd_dq', shader: 'attention_bwd_dq', entry: 'attn_bwd_dq',
@@ -163,6 +205,8 @@ export interface AttentionOptions {
    * 'prefill' tiles K/V for many query rows. For tests and benchmarks. @default 'auto' (decode for T ≤ 4)
    */
   kernel?: 'auto' | 'prefill' | 'decode'
+  /** Decode only: split the kv length over this many workgroups. For tests. @default by size */
+  decodeSplits?: number
 }
 
 type Resolved = twin.AttnDims
@@ -192,7 +236,7 @@ function resolve (op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
 }
 
 function uniforms (r: Resolved): Record<string, number> {
-  return { T: r.T, S: r.S, kvLen: r.kvLen, qOffset: r.qOffset, Hq: r.Hq, Hkv: r.Hkv, G: r.Hq / r.Hkv, causal: r.causal ? 1 : 0, scale: r.scale }
+  return { T: r.T, S: r.S, kvLen: r.kvLen, qOffset: r.qOffset, Hq: r.Hq, Hkv: r.Hkv, G: r.Hq / r.Hkv, causal: r.causal ? 1 : 0, scale: r.scale, chunk: 0 }
 }
 
 // ---- ops ----
@@ -217,9 +261,23 @@ export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
   const rows = r.T * (r.Hq / r.Hkv)
   if (rows === 0) return { out, lse }
   const kernel = opts.kernel ?? 'auto'
+  if (opts.decodeSplits !== undefined && !(Number.isInteger(opts.decodeSplits) && opts.decodeSplits >= 1)) throw new ShapeError(op, `decodeSplits must be a positive integer, got ${opts.decodeSplits}`)
   if (kernel === 'decode' || (kernel === 'auto' && r.T <= DECODE_MAX_T)) {
     const plan = decodePlan(r.D, rows)
-    g.run(DECODE, plan.variant, { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.ROWS), r.Hkv])
+    const rowGroups = Math.ceil(rows / plan.ROWS)
+    const keys = r.causal ? r.qOffset + r.T : r.kvLen // the most keys a query row sees
+    const { splits, chunk } = decodeSplit(keys, rowGroups * r.Hkv, opts.decodeSplits)
+    if (splits === 1) {
+      g.run(DECODE, plan.variant, { q, k, v, out, lse }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, 1])
+    } else {
+      const partOut = g.empty([splits, r.T, r.Hq, r.D])
+      const partLse = g.empty([splits, r.Hq, r.T])
+      g.run(DECODE, plan.variant, { q, k, v, out: partOut, lse: partLse }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, splits])
+      const n = r.T * r.Hq * r.D
+      g.run(COMBINE, COMBINE_VARIANT, { part_out: partOut, part_lse: partLse, out, lse }, { n, D: r.D, T: r.T, Hq: r.Hq, splits }, g.grid1d(Math.ceil(n / COMBINE_WG)))
+      partOut.dispose()
+      partLse.dispose()
+    }
   } else {
     const plan = prefillPlan(r.D, 'attn_prefill')
     g.run(PREFILL, plan.variant, { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.BQ), r.Hkv])
