@@ -107,6 +107,7 @@ describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl)', ()
     { T: 33, S: 65, Hq: 6, Hkv: 3, D: 6, opts: { kvLen: 65, qOffset: 32 } },
     { T: 5, S: 7, Hq: 4, Hkv: 2, D: 8, opts: { kvLen: 7, qOffset: 1 } }, // qOffset + T < kvLen: later rows are not seen
     { T: 3, S: 33, Hq: 4, Hkv: 2, D: 64, opts: { causal: false, kvLen: 20 } },
+    { T: 7, S: 3, Hq: 4, Hkv: 2, D: 6, opts: { causal: false } }, // more queries than keys (cross-attention)
     { T: 7, S: 7, Hq: 1, Hkv: 1, D: 6, opts: { scale: 0.7 } },
     { T: 65, S: 65, Hq: 4, Hkv: 1, D: 2, opts: { scale: 3 } } // peaked softmax
   )

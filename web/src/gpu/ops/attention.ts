@@ -10,7 +10,8 @@ import { backendOf, expectDType, expectRank, expectShape, isCpu } from './util.t
 /**
  * GPU vs CPU twin (f64 definition), for q, k, v, dout uniform in ±1 and D ≤ 256. The kernels
  * sum in f32 in tile order; the backward compounds the forward's error through lse.
- * Measured worst |err| on SwiftShader: see the test (test/gpu/attention.test.ts).
+ * Measured worst |err| on SwiftShader (T = S up to 128, D 64–256, decode at kvLen 1024):
+ * out 1.6e-7, lse 1.4e-6 (lse ≈ 7), dq 1.3e-7, dk 3.0e-7, dv 1.4e-6 (|dv| up to ~10).
  */
 export const TOLERANCE = {
   attention: { atol: 1e-6, rtol: 1e-5 }, //          out and lse
