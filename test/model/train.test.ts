@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import type { Backend } from '../../web/src/gpu/backend.ts'
-import { loadModel, type CausalLM } from '../../web/src/model/model.ts'
+import { loadModel, type CausalLM, type ParamStore } from '../../web/src/model/model.ts'
 import { lossAndGradients, evaluateLoss, Trainer, accumulateGradients } from '../../web/src/model/train.ts'
 import { directoryStore, loadOptimizerState, saveCheckpoint } from '../../web/src/model/checkpoint.ts'
 import { ByteTokenizer } from '../../web/src/model/tokenizer.ts'
@@ -85,13 +85,17 @@ describe('training loop', () => {
 
   it('accumulated gradients are the mean of per-sequence gradients', async () => {
     const m = modelOn(cpu, c, host)
-    const acc = new Map()
+    const acc: ParamStore = new Map()
     for (const s of seqs) accumulateGradients(m, s.inputs, s.targets, acc, 1 / seqs.length)
     const each = await Promise.all(seqs.map(async s => (await lossAndGradients(m, s.inputs, s.targets)).grads))
     for (const [pname, g] of acc) {
       const got = await g.readF32()
       const want = new Float32Array(got.length)
-      for (const e of each) (await e.get(pname).readF32()).forEach((v: number, i: number) => { want[i] += v / seqs.length })
+      for (const e of each) {
+        const ge = e.get(pname)
+        if (ge === undefined) throw new Error(`no gradient for ${pname}`)
+        ;(await ge.readF32()).forEach((v, i) => { want[i] += v / seqs.length })
+      }
       expect(relL2(got, want), pname).toBeLessThan(1e-5)
     }
   })
