@@ -46,7 +46,8 @@ Network
   --tls-cert <file>        PEM certificate: serve wss:// and https:// itself  [env TLS_CERT]
   --tls-key <file>         PEM private key for --tls-cert                      [env TLS_KEY]
   --ice-server <url>       STUN/TURN server handed to browsers (/bootstrap); repeatable.
-                           turn:user:pass@host:3478 carries credentials.
+                           turn:user:pass@host:3478 carries credentials; \`none\` = host
+                           candidates only (one machine or a LAN).
                                           [env ICE_SERVERS, comma-separated; default Google STUN]
   --conn-rate-limit <n>    New connections per second from one host [env CONN_RATE_LIMIT, default 50]
 
@@ -133,7 +134,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.webswarm-relay',
     staticDir: values['static-dir'] ?? env.STATIC_DIR ?? 'dist',
     swarms: swarms.length > 0 ? swarms : ['default'],
-    iceServers: iceList.length > 0 ? iceList.map(parseIceServer) : [{ urls: 'stun:stun.l.google.com:19302' }],
+    iceServers: iceList.length === 0 ? [{ urls: 'stun:stun.l.google.com:19302' }] : iceList.includes('none') ? [] : iceList.map(parseIceServer),
     maxReservations: int('--max-reservations', values['max-reservations'] ?? env.MAX_RESERVATIONS, DEFAULT_RELAY_LIMITS.maxReservations, 1),
     reservationTtlMs: int('--reservation-ttl', values['reservation-ttl'] ?? env.RESERVATION_TTL_MS, DEFAULT_RELAY_LIMITS.reservationTtlMs, 1000),
     relayDataLimitBytes: dataLimit === undefined ? undefined : BigInt(int('--relay-data-limit', dataLimit, 0, 1)),

@@ -10,7 +10,7 @@
  * ```
  */
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import type { Connection, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, PrivateKey, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import * as fs from 'node:fs/promises'
 import type * as http from 'node:http'
@@ -75,19 +75,38 @@ function wsHttpServers (node: RelayNode): { servers: http.Server[], port?: numbe
   return { servers, port }
 }
 
-/** Counts bytes through HOP streams (relayed payload both ways) and logs each circuit. */
-function instrumentHop (node: RelayNode, metrics: RelayMetrics, relayData: boolean, log: (l: string) => void): void {
-  node.use(RELAY_V2_HOP_CODEC, (stream: Stream, conn: Connection, next) => {
+/**
+ * Counts relayed bytes and logs each circuit. The relay pipes each HOP stream (from the source)
+ * to a STOP stream (to the destination) by async-iterating the HOP stream and `send`ing into it;
+ * wrapping both on the HOP stream counts every relayed byte, once per direction.
+ *
+ * Why not `node.use()` middleware: in libp2p 3.3.11 `Connection.onIncomingStream` pushes the
+ * handler into the array the registrar stores for the middleware, so from the second stream on
+ * the handler runs several times on one stream (corrupting circuits). We re-register the relay's
+ * own HOP handler wrapped instead.
+ */
+function instrumentRelay (node: RelayNode, metrics: RelayMetrics, relayData: boolean, log: (l: string) => void): void {
+  const registrar = (node as unknown as { components?: { registrar?: { getHandler: (p: string) => { handler: StreamHandler, options: StreamHandlerOptions } } } }).components?.registrar
+  if (registrar === undefined) throw new Error('relay: libp2p registrar not reachable (libp2p internals changed?)')
+  const { handler, options } = registrar.getHandler(RELAY_V2_HOP_CODEC)
+  const wrapped: StreamHandler = (stream: Stream, conn: Connection) => {
     metrics.circuits.inc()
-    stream.addEventListener('message', (evt) => { metrics.relayedBytes.inc(evt.data.byteLength) })
     const send = stream.send.bind(stream)
     stream.send = (data) => {
       metrics.relayedBytes.inc(data.byteLength)
       return send(data)
     }
-    if (relayData) log(`relay: HOP stream from ${conn.remotePeer.toString()} — relaying data (opt-in) for a peer without a direct path`)
-    next(stream, conn)
-  })
+    const iterate = stream[Symbol.asyncIterator].bind(stream)
+    stream[Symbol.asyncIterator] = async function * () {
+      for await (const chunk of { [Symbol.asyncIterator]: iterate }) {
+        metrics.relayedBytes.inc(chunk.byteLength)
+        yield chunk
+      }
+    }
+    if (relayData) log(`relay: circuit from ${conn.remotePeer.toString()} may carry data (relay-data opt-in): a peer without a direct path is falling back to the relay`)
+    return handler(stream, conn)
+  }
+  void node.handle(RELAY_V2_HOP_CODEC, wrapped, { ...options, force: true })
 }
 
 export async function startRelay (config: RelayConfig, log: (line: string) => void = (l) => { console.info(l) }): Promise<RelayHandle> {
@@ -114,7 +133,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     }
   })
   const metrics = new RelayMetrics()
-  instrumentHop(node, metrics, config.relayData, log)
+  instrumentRelay(node, metrics, config.relayData, log)
 
   const swarms: RelayHandle['swarms'] = new Map()
   for (const name of config.swarms) {
