@@ -2,6 +2,7 @@ import { GpuBackend } from '../gpu/gpu-backend.ts'
 import { benchMatmul } from '../gpu/ops/matmul-bench.ts'
 import { runSelfTests, type SelfTestResult } from '../gpu/selftest.ts'
 import { renderBench, renderError, renderGpuInfo, selfTestTable } from './gpu-panel.ts'
+import { mountNetPanel } from './net-panel.ts'
 
 /** What the page exposes for tests and the console. */
 export interface PageState {
@@ -42,6 +43,7 @@ async function probeGpu (state: PageState): Promise<void> {
 async function main (): Promise<void> {
   const state: PageState = {}
   window.webswarmGpu = state
+  void mountNetPanel(document.querySelector<HTMLElement>('#net-panel .body')!)
   await probeGpu(state)
 }
 
