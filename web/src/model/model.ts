@@ -53,13 +53,13 @@ export class Embedding {
 
   /** ids (T) → (T, C) */
   forward (ids: ArrayLike<number>): Tensor {
-    const t = intTensor(this.table.backend, validIds(ids, this.config.vocabSize))
-    return embedding(t, this.table)
+    return tidy(() => embedding(intTensor(this.table.backend, validIds(ids, this.config.vocabSize)), this.table))
   }
 
   backward (ids: ArrayLike<number>, dh: Tensor, grads: GradSink): void {
     const t = intTensor(this.table.backend, validIds(ids, this.config.vocabSize))
     grads(EMBED, embeddingBackward(t, dh, this.config.vocabSize))
+    t.dispose()
   }
 }
 
@@ -72,7 +72,7 @@ export class Head {
 
   /** h (T, C) → logits (T, V) */
   forward (h: Tensor): Tensor {
-    return linear(rmsnorm(h, this.norm, this.config.rmsNormEps), this.weight)
+    return tidy(() => linear(rmsnorm(h, this.norm, this.config.rmsNormEps), this.weight))
   }
 
   forwardTape (h: Tensor): { logits: Tensor, hn: Tensor } {
