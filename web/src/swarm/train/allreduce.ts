@@ -116,6 +116,13 @@ interface MemberAttempt {
   parts: Map<number, MemberPart>
 }
 
+/** READY failures before a member gives up on a coordinator (the first may be a failed WebRTC set-up). */
+const COORDINATOR_STRIKES = 2
+/** READY requests per attempt at most (strikes, refusals, quorum waits). */
+const COORDINATOR_TRIES_PER_ATTEMPT = 3
+/** Reason prefix of the coordinator's refusal when too few peers are ready: retry, it is not dead. */
+const NO_QUORUM = 'no quorum'
+
 /** Rounds of coordinator / owner / member state kept behind the newest (FETCH repairs need the last one). */
 const KEEP_ROUNDS = 2
 
@@ -193,19 +200,30 @@ export class AllReducePeer {
     if (q.byteLength !== q8Bytes(n, this.block)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not q8 of ${n} elements in blocks of ${this.block}`)
     let failedAttempt = -1
     let suspects: string[] = []
-    for (let i = 0; i < this.maxAttempts; i++) {
+    const strikes = new Map<string, number>()
+    let attempts = 0
+    for (let i = 0; i < COORDINATOR_TRIES_PER_ATTEMPT * this.maxAttempts && attempts < this.maxAttempts; i++) {
       const coord = this.coordinatorFor(round)
       if (coord === undefined) throw new NoCoordinatorError(`round ${round}: every expected peer is unreachable`)
       let reply: AllReduceMsg
       try {
-        reply = await this.rpc(coord, { type: MsgType.READY, run: this.run, round, failedAttempt, suspects }, this.coordinatorTimeoutMs)
+        reply = await this.rpc(coord, { type: MsgType.READY, run: this.run, round, failedAttempt, suspects }, this.coordinatorTimeoutMs, false)
       } catch (e) {
-        this.log(`round ${round}: coordinator ${coord} did not answer READY (${(e as Error).message}); trying the next`)
-        this.dead.add(coord)
+        // Connection set-up fails now and then (WebRTC under load): one more try before moving
+        // on, since a member that moves to another coordinator splits the round.
+        const k = (strikes.get(coord) ?? 0) + 1
+        strikes.set(coord, k)
+        this.log(`round ${round}: coordinator ${coord} did not answer READY (${(e as Error).message})${k >= COORDINATOR_STRIKES ? '; trying the next' : '; retrying'}`)
+        if (k >= COORDINATOR_STRIKES) this.dead.add(coord)
         continue
       }
       if (reply.type === MsgType.BEHIND) throw new BehindError(round, reply.completed)
-      if (reply.type === MsgType.FAIL) { this.log(`round ${round}: coordinator ${coord} refused: ${reply.reason}`); this.dead.add(coord); continue }
+      if (reply.type === MsgType.FAIL) {
+        this.log(`round ${round}: coordinator ${coord} refused: ${reply.reason}`)
+        if (!reply.reason.startsWith(NO_QUORUM)) this.dead.add(coord)
+        continue
+      }
+      attempts++
       if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
       try {
         const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n)
@@ -333,8 +351,8 @@ export class AllReducePeer {
 
   // ------------------------------------------------------------ transport
 
-  /** One request to `peer` (a local call when it is this peer). */
-  async rpc (peer: string, msg: AllReduceMsg, timeoutMs: number): Promise<AllReduceMsg> {
+  /** One request to `peer` (a local call when it is this peer); a failure marks the peer dead unless `markDead` is false. */
+  async rpc (peer: string, msg: AllReduceMsg, timeoutMs: number, markDead = true): Promise<AllReduceMsg> {
     const body = encodeMsg(msg)
     if (peer === this.self) return decodeMsg(await this.dispatch(this.self, body))
     this.bytesSent += body.byteLength
@@ -342,7 +360,7 @@ export class AllReducePeer {
     try {
       reply = await this.transport.request(peer, ALLREDUCE_PROTOCOL, body, { timeoutMs })
     } catch (e) {
-      this.dead.add(peer) // seen failing by us: not waited for, not picked as coordinator, until it speaks again
+      if (markDead) this.dead.add(peer) // seen failing by us: not waited for, not picked as coordinator, until it speaks again
       throw e
     }
     this.bytesReceived += reply.byteLength
@@ -412,6 +430,17 @@ export class AllReducePeer {
     const cr = this.coordRound(round)
     if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
     if (cr.waiting.size === 0) return
+    // Quorum: a majority of the peers we expect and have not seen fail. A coordinator cut off
+    // from the others must not run the round alone while they run it elsewhere (split brain).
+    const expected = new Set((cr.lastMembers ?? this.opts.directory.expected(round)).filter(p => p === this.self || !this.dead.has(p)))
+    for (const p of cr.waiting.keys()) expected.add(p)
+    const quorum = Math.floor(expected.size / 2) + 1
+    if (cr.waiting.size < quorum) {
+      this.log(`coordinator: round ${round}: ${cr.waiting.size} of ${expected.size} expected peers ready, below the quorum ${quorum}`)
+      for (const w of cr.waiting.values()) w({ type: MsgType.FAIL, reason: `${NO_QUORUM}: ${cr.waiting.size} of ${expected.size} expected peers ready`, suspects: [] })
+      cr.waiting.clear()
+      return
+    }
     const members = [...cr.waiting.keys()].sort().slice(0, MAX_MEMBERS)
     const attempt = cr.nextAttempt++
     const key = `${this.self}:${round}:${attempt}`

