@@ -3,7 +3,8 @@
 // declaration and the variant builder in web/src/gpu/ops/attention.ts.
 //   q, out: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid    lse: (Hq, T)
 // Variant constants: HEAD_DIM = D; LANES threads share one query row, lane l owning dims
-// d = l + LANES·c (c < DPT); DP = LANES·DPT ≥ D is the padded row stride in workgroup memory;
+// d = l + LANES·c (c < DPT); DP = LANES·DPT ≥ D is the zero-padded row length and RS = DP + 1
+// the row stride in workgroup memory (odd, so the rows a warp reads at once sit in different banks);
 // BQ = WG_X / LANES query rows per workgroup; BK keys per tile.
 //
 // Grid: (⌈T·G / BQ⌉, Hkv), G = Hq / Hkv. The query rows of one kv head are ρ = t·G + g (head
@@ -13,9 +14,9 @@
 
 const MASKED: f32 = -3.0e38f; // a masked score; below any real scaled score
 
-var<workgroup> q_s: array<f32, BQ * DP>; // (BQ, DP) this block's query rows, zero-padded
-var<workgroup> k_s: array<f32, BK * DP>; // (BK, DP) key tile
-var<workgroup> v_s: array<f32, BK * DP>; // (BK, DP) value tile
+var<workgroup> q_s: array<f32, BQ * RS>; // (BQ, RS) this block's query rows, zero-padded
+var<workgroup> k_s: array<f32, BK * RS>; // (BK, RS) key tile
+var<workgroup> v_s: array<f32, BK * RS>; // (BK, RS) value tile
 var<workgroup> s_s: array<f32, BQ * BK>; // (BQ, BK) scaled scores of the tile, MASKED where hidden
 
 // Keys [0, end) visible to query row t.
@@ -42,10 +43,11 @@ fn attn_prefill(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
 
   for (var e = tid; e < BQ * DP; e += WG_X) {
     let d = e % DP;
+    let at = (e / DP) * RS + d;
     let rr = min(row0 + e / DP, rows - 1u);
     var x = 0.0f;
     if (d < HEAD_DIM) { x = q[((rr / G) * params.Hq + kvh * G + rr % G) * HEAD_DIM + d]; }
-    q_s[e] = x;
+    q_s[at] = x;
   }
 
   var m = MASKED; // running max of the row's scores
@@ -58,6 +60,7 @@ fn attn_prefill(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
     for (var e = tid; e < BK * DP; e += WG_X) {
       let j = j0 + e / DP;
       let d = e % DP;
+      let at = (e / DP) * RS + d;
       var kx = 0.0f;
       var vx = 0.0f;
       if (j < block_end && d < HEAD_DIM) {
@@ -65,13 +68,13 @@ fn attn_prefill(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
         kx = k[i];
         vx = v[i];
       }
-      k_s[e] = kx;
-      v_s[e] = vx;
+      k_s[at] = kx;
+      v_s[at] = vx;
     }
     workgroupBarrier();
     for (var jj = lane; jj < BK; jj += LANES) {
       var dot = 0.0f;
-      for (var d = 0u; d < HEAD_DIM; d++) { dot += q_s[r * DP + d] * k_s[jj * DP + d]; }
+      for (var d = 0u; d < HEAD_DIM; d++) { dot += q_s[r * RS + d] * k_s[jj * RS + d]; }
       s_s[r * BK + jj] = select(MASKED, dot * params.scale, j0 + jj < row_end);
     }
     workgroupBarrier();
@@ -86,7 +89,7 @@ fn attn_prefill(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
       if (s > MASKED) {
         let p = exp(s - mt);
         l += p;
-        for (var c = 0u; c < DPT; c++) { o[c] += p * v_s[jj * DP + lane + LANES * c]; }
+        for (var c = 0u; c < DPT; c++) { o[c] += p * v_s[jj * RS + lane + LANES * c]; }
       }
     }
     m = mt;

@@ -5,13 +5,13 @@
 // With P = exp(scale·q·k − lse), dP = dout·v, dS = P ⊙ (dP − delta):
 //   dv_j = Σ_t P_tj·dout_t,   dk_j = scale · Σ_t dS_tj·q_t.
 // Variant constants: HEAD_DIM = D; LANES threads per key row, lane l owning dims d = l + LANES·c
-// (c < DPT); DP padded stride; BKB = WG_X / LANES key rows per workgroup; BQB query rows per tile.
+// (c < DPT); DP the padded row, RS = DP + 1 its stride; BKB = WG_X / LANES key rows per workgroup; BQB query rows per tile.
 // Grid: (⌈S / BKB⌉, Hkv). Rows of dk/dv at or past kvLen are written as zeros.
 
-var<workgroup> k_s: array<f32, BKB * DP>; //  (BKB, DP) this block's keys
-var<workgroup> v_s: array<f32, BKB * DP>; //  (BKB, DP) this block's values
-var<workgroup> q_s: array<f32, BQB * DP>; //  (BQB, DP) query tile
-var<workgroup> do_s: array<f32, BQB * DP>; // (BQB, DP) its output gradients
+var<workgroup> k_s: array<f32, BKB * RS>; //  (BKB, RS) this block's keys
+var<workgroup> v_s: array<f32, BKB * RS>; //  (BKB, RS) this block's values
+var<workgroup> q_s: array<f32, BQB * RS>; //  (BQB, RS) query tile
+var<workgroup> do_s: array<f32, BQB * RS>; // (BQB, RS) its output gradients
 var<workgroup> lse_s: array<f32, BQB>; //     (BQB)
 var<workgroup> dl_s: array<f32, BQB>; //      (BQB) delta
 var<workgroup> p_s: array<f32, BKB * BQB>; // (BKB, BQB) P of the tile
@@ -30,6 +30,7 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
   for (var e = tid; e < BKB * DP; e += WG_X) {
     let jj = j0 + e / DP;
     let d = e % DP;
+    let at = (e / DP) * RS + d;
     var kx = 0.0f;
     var vx = 0.0f;
     if (jj < params.kvLen && d < HEAD_DIM) {
@@ -37,8 +38,8 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
       kx = k[i];
       vx = v[i];
     }
-    k_s[e] = kx;
-    v_s[e] = vx;
+    k_s[at] = kx;
+    v_s[at] = vx;
   }
 
   // Workgroup-uniform range of query rows that can see any key of the block: causal queries
@@ -59,6 +60,7 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
     for (var e = tid; e < BQB * DP; e += WG_X) {
       let rr = min(rho0 + e / DP, rows - 1u);
       let d = e % DP;
+      let at = (e / DP) * RS + d;
       var qx = 0.0f;
       var dx = 0.0f;
       if (d < HEAD_DIM) {
@@ -66,8 +68,8 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
         qx = q[i];
         dx = dout[i];
       }
-      q_s[e] = qx;
-      do_s[e] = dx;
+      q_s[at] = qx;
+      do_s[at] = dx;
     }
     for (var i = tid; i < BQB; i += WG_X) {
       let rr = min(rho0 + i, rows - 1u);
@@ -85,8 +87,8 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
         var sdot = 0.0f;
         var pdot = 0.0f;
         for (var d = 0u; d < HEAD_DIM; d++) {
-          sdot += q_s[i * DP + d] * k_s[jr * DP + d];
-          pdot += do_s[i * DP + d] * v_s[jr * DP + d];
+          sdot += q_s[i * RS + d] * k_s[jr * RS + d];
+          pdot += do_s[i * RS + d] * v_s[jr * RS + d];
         }
         p = exp(sdot * params.scale - lse_s[i]);
         ds = p * (pdot - dl_s[i]);
@@ -100,8 +102,8 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
       let ds = ds_s[jr * BQB + i];
       for (var c = 0u; c < DPT; c++) {
         let d = lane + LANES * c;
-        acc_v[c] += p * do_s[i * DP + d];
-        acc_k[c] += ds * q_s[i * DP + d];
+        acc_v[c] += p * do_s[i * RS + d];
+        acc_k[c] += ds * q_s[i * RS + d];
       }
     }
   }

@@ -4,13 +4,13 @@
 //   q, dout, out, dq: (T, Hq, D)    k, v: (S, Hkv, D)    lse, delta: (Hq, T)
 // With P = exp(scale·q·k − lse) and dP = dout·v:  dS = P ⊙ (dP − delta),  dq = scale · dS·K.
 // Tiling is the forward prefill's (shaders/attention.wgsl): LANES threads per query row, lane l
-// owning dims d = l + LANES·c (c < DPT), DP the padded stride, BQ rows per workgroup, BK keys
+// owning dims d = l + LANES·c (c < DPT), DP the padded row, RS = DP + 1 its stride, BQ rows per workgroup, BK keys
 // per tile. Grid: (⌈T·G / BQ⌉, Hkv), query rows ρ = t·G + g of kv head kvh.
 
-var<workgroup> q_s: array<f32, BQ * DP>; //  (BQ, DP) query rows
-var<workgroup> do_s: array<f32, BQ * DP>; // (BQ, DP) their output gradients
-var<workgroup> k_s: array<f32, BK * DP>; //  (BK, DP) key tile
-var<workgroup> v_s: array<f32, BK * DP>; //  (BK, DP) value tile
+var<workgroup> q_s: array<f32, BQ * RS>; //  (BQ, RS) query rows
+var<workgroup> do_s: array<f32, BQ * RS>; // (BQ, RS) their output gradients
+var<workgroup> k_s: array<f32, BK * RS>; //  (BK, RS) key tile
+var<workgroup> v_s: array<f32, BK * RS>; //  (BK, RS) value tile
 var<workgroup> ds_s: array<f32, BQ * BK>; // (BQ, BK) dS of the tile
 
 fn key_end(t: u32) -> u32 {
@@ -35,6 +35,7 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
 
   for (var e = tid; e < BQ * DP; e += WG_X) {
     let d = e % DP;
+    let at = (e / DP) * RS + d;
     let rr = min(row0 + e / DP, rows - 1u);
     var qx = 0.0f;
     var dx = 0.0f;
@@ -43,8 +44,8 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
       qx = q[i];
       dx = dout[i];
     }
-    q_s[e] = qx;
-    do_s[e] = dx;
+    q_s[at] = qx;
+    do_s[at] = dx;
   }
   // delta = dout·out for this row (each lane of the row computes it; lane 0 stores it).
   var delta_r = 0.0f;
@@ -59,6 +60,7 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
     for (var e = tid; e < BK * DP; e += WG_X) {
       let j = j0 + e / DP;
       let d = e % DP;
+      let at = (e / DP) * RS + d;
       var kx = 0.0f;
       var vx = 0.0f;
       if (j < block_end && d < HEAD_DIM) {
@@ -66,8 +68,8 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
         kx = k[i];
         vx = v[i];
       }
-      k_s[e] = kx;
-      v_s[e] = vx;
+      k_s[at] = kx;
+      v_s[at] = vx;
     }
     workgroupBarrier();
     for (var jj = lane; jj < BK; jj += LANES) {
@@ -76,8 +78,8 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
         var sdot = 0.0f;
         var pdot = 0.0f;
         for (var d = 0u; d < HEAD_DIM; d++) {
-          sdot += q_s[r * DP + d] * k_s[jj * DP + d];
-          pdot += do_s[r * DP + d] * v_s[jj * DP + d];
+          sdot += q_s[r * RS + d] * k_s[jj * RS + d];
+          pdot += do_s[r * RS + d] * v_s[jj * RS + d];
         }
         ds = exp(sdot * params.scale - lse_r) * (pdot - delta_r);
       }
@@ -86,7 +88,7 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
     workgroupBarrier();
     for (var jj = 0u; jj < BK; jj++) {
       let ds = ds_s[r * BK + jj];
-      for (var c = 0u; c < DPT; c++) { acc[c] += ds * k_s[jj * DP + lane + LANES * c]; }
+      for (var c = 0u; c < DPT; c++) { acc[c] += ds * k_s[jj * RS + lane + LANES * c]; }
     }
   }
 

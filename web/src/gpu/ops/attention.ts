@@ -48,12 +48,15 @@ const COMBINE_WG = 256
 
 // ---- tile plans (STYLE 5): each returns the variant and the decisions its dispatch uses ----
 
-/** Row-parallel layout: LANES threads per row (a power of two), DPT dims each, DP = padded row. */
-function lanesFor (D: number): { LANES: number, DPT: number, DP: number } {
+/**
+ * Row-parallel layout: LANES threads per row (a power of two), DPT dims each, DP = padded row,
+ * RS = DP + 1 the row stride in workgroup memory (odd: no bank conflicts between rows).
+ */
+function lanesFor (D: number): { LANES: number, DPT: number, DP: number, RS: number } {
   let LANES = 1
   while (Math.ceil(D / LANES) > MAX_DPT) LANES *= 2
   const DPT = Math.max(1, Math.ceil(D / LANES))
-  return { LANES, DPT, DP: LANES * DPT }
+  return { LANES, DPT, DP: LANES * DPT, RS: LANES * DPT + 1 }
 }
 
 function checkFits (kernel: string, floats: number): void {
@@ -64,14 +67,14 @@ export interface PrefillPlan { variant: Variant, BQ: number, BK: number, LANES: 
 
 /** Forward prefill and backward dq: BQ query rows per workgroup, BK keys per tile. */
 export function prefillPlan (D: number, kernel: 'attn_prefill' | 'attn_bwd_dq'): PrefillPlan {
-  const { LANES, DPT, DP } = lanesFor(D)
+  const { LANES, DPT, DP, RS } = lanesFor(D)
   const BQ = WG / LANES
-  // prefill: q_s (BQ·DP) + k_s, v_s (2·BK·DP) + s_s (BQ·BK); dq adds do_s (BQ·DP).
+  // prefill: q_s (BQ·RS) + k_s, v_s (2·BK·RS) + s_s (BQ·BK); dq adds do_s (BQ·RS).
   const qRows = kernel === 'attn_prefill' ? 1 : 2
-  const BK = Math.min(MAX_TILE, Math.floor((WORKGROUP_FLOATS - qRows * BQ * DP) / (2 * DP + BQ)))
-  checkFits(kernel, qRows * BQ * DP + BK * (2 * DP + BQ))
+  const BK = Math.min(MAX_TILE, Math.floor((WORKGROUP_FLOATS - qRows * BQ * RS) / (2 * RS + BQ)))
+  checkFits(kernel, qRows * BQ * RS + BK * (2 * RS + BQ))
   return {
-    variant: { key: `d${D}-l${LANES}-bq${BQ}-bk${BK}`, workgroupSize: [WG], constants: { HEAD_DIM: D, LANES, DPT, DP, BQ, BK } },
+    variant: { key: `d${D}-l${LANES}-bq${BQ}-bk${BK}`, workgroupSize: [WG], constants: { HEAD_DIM: D, LANES, DPT, DP, RS, BQ, BK } },
     BQ, BK, LANES
   }
 }
@@ -107,12 +110,12 @@ export interface DkdvPlan { variant: Variant, BKB: number, BQB: number }
 
 /** Backward dk/dv: BKB key rows per workgroup, BQB query rows per tile. */
 export function dkdvPlan (D: number): DkdvPlan {
-  const { LANES, DPT, DP } = lanesFor(D)
+  const { LANES, DPT, DP, RS } = lanesFor(D)
   const BKB = WG / LANES
-  // k_s, v_s (2·BKB·DP) + q_s, do_s (2·BQB·DP) + lse_s, dl_s (2·BQB) + p_s, ds_s (2·BKB·BQB)
-  const BQB = Math.min(MAX_TILE, Math.floor((WORKGROUP_FLOATS - 2 * BKB * DP) / (2 * DP + 2 + 2 * BKB)))
-  checkFits('attn_bwd_dkdv', 2 * BKB * DP + BQB * (2 * DP + 2 + 2 * BKB))
-  return { variant: { key: `d${D}-l${LANES}-bk${BKB}-bq${BQB}`, workgroupSize: [WG], constants: { HEAD_DIM: D, LANES, DPT, DP, BKB, BQB } }, BKB, BQB }
+  // k_s, v_s (2·BKB·RS) + q_s, do_s (2·BQB·RS) + lse_s, dl_s (2·BQB) + p_s, ds_s (2·BKB·BQB)
+  const BQB = Math.min(MAX_TILE, Math.floor((WORKGROUP_FLOATS - 2 * BKB * RS) / (2 * RS + 2 + 2 * BKB)))
+  checkFits('attn_bwd_dkdv', 2 * BKB * RS + BQB * (2 * RS + 2 + 2 * BKB))
+  return { variant: { key: `d${D}-l${LANES}-bk${BKB}-bq${BQB}`, workgroupSize: [WG], constants: { HEAD_DIM: D, LANES, DPT, DP, RS, BKB, BQB } }, BKB, BQB }
 }
 
 // ---- declarations ----
