@@ -33,6 +33,7 @@ const sizes = (arg('sizes') ?? '256,512,1024').split(',').map(Number)
 const trials = Number(arg('trials') ?? 3)
 const sweep = process.argv.includes('--sweep')
 
+const loadBefore = os.loadavg()[0]
 const gpu = await GpuBackend.create()
 console.log(`adapter: ${gpu.info.description} (${gpu.info.architecture}, software=${String(gpu.info.software)}, runtime ${gpu.info.runtime})`)
 
@@ -124,6 +125,8 @@ writeFileSync(new URL('kernels.json', dir), JSON.stringify(rows, null, 2) + '\n'
 writeFileSync(new URL('kernels.meta.json', dir), JSON.stringify({
   command: `npm run bench:kernels -- ${process.argv.slice(2).join(' ')}`.trim(),
   date: new Date().toISOString(),
+  // 1-minute load averages: other processes on the shared machine slow every kernel alike.
+  load: { before: round(loadBefore), after: round(os.loadavg()[0]) },
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
   adapter: gpu.info,
   tfjs: tf?.version_core ?? null,

@@ -1,14 +1,14 @@
 // Matrix multiply C = alpha · op(A)·op(B) + bias, batched over workgroup z.
 // Bindings, `params` and the variant constants are generated from the declarations in
-// web/src/gpu/ops/matmul.ts (the variant builder there decides WG_X/WG_Y, TM, TK, HAS_BIAS).
+// web/src/gpu/ops/matmul.ts (the variant builder there decides WG_X/WG_Y, TM, TN, TK, HAS_BIAS).
 //
 //   a:    (B, M, K) or (B, K, M) when transposed; row m, column k at a[batch·strideA + m·amS + k·akS]
 //   b:    (B, K, N) or (B, N, K);                 row k, column n at b[batch·strideB + k·bkS + n·bnS]
 //   bias: (N), read only when HAS_BIAS (otherwise bound to any read buffer)
 //   out:  (B, M, N) contiguous
 // Transposition is carried by the strides (amS/akS, bkS/bnS), so every trans combination runs
-// the same code. Each thread owns a TM×4 block of C: TM rows, 4 adjacent columns in a vec4
-// accumulator per row. Accumulators are separate named vec4s (not an array): Tint emits no
+// the same code. Each thread owns a TM×TN block of C (regs: TM 4 or 8, TN 4 or 8; tiled: 4×4;
+// gemv: 1×4): one vec4 accumulator per row and group of 4 adjacent columns. Accumulators are separate named vec4s (not an array): Tint emits no
 // unroll hints, and a dynamically indexed array would live in memory on software adapters.
 // Loads use clamped indices (rows/columns past the edge re-read the last valid one) so the
 // inner loops carry no bounds checks; only the stores are guarded.
@@ -36,10 +36,11 @@ fn store_block(cbase: u32, r0: u32, c0: u32, acc0: vec4f, acc1: vec4f, acc2: vec
   if (TM > 2u) { store_row(cbase, r0 + 2u, c0, acc2); store_row(cbase, r0 + 3u, c0, acc3); }
 }
 
-// Register-blocked, no workgroup memory: each thread streams its TM rows of A and 4 columns
+// Register-blocked, no workgroup memory: each thread streams its TM rows of A and TN columns
 // of B straight from the storage buffers. On CPU-backed adapters (SwiftShader) caches do the
-// tiling and barriers are expensive, so this is the fast path there.
-// Grid: (ceil(N / (4·WG_X)), ceil(M / (TM·WG_Y)), B).
+// tiling, barriers are expensive and every load is a per-lane gather, so this is the fast path
+// there, with the largest block (8×8: 16 loads per 64 multiply-adds; measured in BENCHMARKS.md).
+// Grid: (ceil(N / (TN·WG_X)), ceil(M / (TM·WG_Y)), B).
 @compute @workgroup_size(WG_X, WG_Y)
 fn matmul_regs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let M = params.M; let N = params.N; let K = params.K;

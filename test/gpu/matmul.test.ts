@@ -207,6 +207,7 @@ describe('bad input throws ShapeError naming the op and shapes', () => {
     const t = (shape: number[]): Tensor => gpu.tensor(new Float32Array(shape.reduce((p, d) => p * d, 1)), shape)
     expect(() => linear(t([4, 3]), t([5, 4]))).toThrow(/linear: x \(4, 3\) has 3 features but w \(5, 4\) expects 4/)
     expect(() => linear(t([4, 3]), t([3]))).toThrow(ShapeError)
+    expect(() => linear(gpu.tensor(new Int32Array(3), [3], 'i32'), t([2, 3]))).toThrow(/linear: x must be f32, got i32/)
     expect(() => linearBackward(t([4, 3]), t([5, 3]), t([4, 4]), false)).toThrow(/linearBackward: dy must have shape \(4, 5\), got \(4, 4\)/)
     expect(() => matmulNaive(t([2, 3]), t([4, 5]))).toThrow(/matmulNaive: inner dimensions differ/)
   })

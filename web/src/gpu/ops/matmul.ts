@@ -258,6 +258,8 @@ const NAIVE_WG = 16
  */
 export function linear (x: Tensor, w: Tensor, bias?: Tensor): Tensor {
   backendOf('linear', x, w, bias)
+  expectDType('linear', 'x', x, 'f32')
+  expectDType('linear', 'w', w, 'f32')
   expectRank('linear', 'w', w, 2)
   if (x.rank < 1) throw new ShapeError('linear', `x must have rank ≥ 1, got ${shapeString(x.shape)}`)
   const inF = x.shape[x.rank - 1]
@@ -291,6 +293,7 @@ export interface LinearGrads {
  */
 export function linearBackward (x: Tensor, w: Tensor, dy: Tensor, hasBias: boolean): LinearGrads {
   const be = backendOf('linearBackward', x, w, dy)
+  for (const [name, t] of [['x', x], ['w', w], ['dy', dy]] as const) expectDType('linearBackward', name, t, 'f32')
   expectRank('linearBackward', 'w', w, 2)
   const [outF, inF] = w.shape
   if (x.rank < 1 || x.shape[x.rank - 1] !== inF) throw new ShapeError('linearBackward', `x ${shapeString(x.shape)} must end in ${inF} (w ${shapeString(w.shape)})`)

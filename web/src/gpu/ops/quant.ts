@@ -22,6 +22,8 @@ import { backendOf, expectDType, expectRank, groups, isCpu } from './util.ts'
  */
 
 export { q8Bytes, isValidQ8Block, q8FromGgufQ8_0, Q8_0_BLOCK } from '../cpu/quant.ts'
+/** The same format on plain arrays (no backend): Float32Array ↔ wire bytes, bit-identical to the GPU. */
+export { quantizeQ8 as quantizeQ8Array, dequantizeQ8 as dequantizeQ8Array } from '../cpu/quant.ts'
 
 /** GPU vs CPU twin: quantisation bytes and dequantised values are exact; matmulQ8 sums in another order. */
 export const TOLERANCE = {
