@@ -1,28 +1,31 @@
-// MoE combine backward, one workgroup per slot s = t·k + j (row r = slotRow[s]):
-//   dys[r, :] = weights[s]·dout[t, :]          (slots → rows is a permutation: no write races)
-//   dweights[s] = dout[t, :]·ys[r, :]          (fixed-shape tree reduction: deterministic)
+// MoE combine backward, two barrier-free passes over one binding set (s = t·k + j, r = slotRow[s]):
+//   combine_backward_dys:      dys[r, c] = weights[s]·dout[t, c]   one thread per element of dys's
+//                              slots (slots → rows is a permutation: no write races)
+//   combine_backward_dweights: dweights[s] = dout[t, :]·ys[r, :]   one thread per slot, serial
+//                              sum over c (deterministic; a slot's dot is too short to split)
 //   ys: (N, C)   slotRow: i32 (N)   weights: (T, k)   dout: (T, C)   dys: (N, C)   dweights: (T, k)
 
-var<workgroup> red: array<f32, WG_X>;
+fn row_of(s: u32) -> u32 {
+  return min(u32(max(slotRow[s], 0i)), params.N - 1u);
+}
 
 @compute @workgroup_size(WG_X)
-fn combine_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let s = wid.x + wid.y * nwg.x;
+fn combine_backward_dys(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * WG_X;
+  if (i >= params.T * params.k * params.C) { return; }
+  let s = i / params.C;
+  let c = i % params.C;
+  let t = s / params.k;
+  dys[row_of(s) * params.C + c] = weights[s] * dout[t * params.C + c];
+}
+
+@compute @workgroup_size(WG_X)
+fn combine_backward_dweights(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let s = gid.x + gid.y * nwg.x * WG_X;
   if (s >= params.T * params.k) { return; }
   let t = s / params.k;
-  let r = min(u32(max(slotRow[s], 0i)), params.N - 1u);
-  let w = weights[s];
+  let r = row_of(s);
   var acc = 0.0;
-  for (var c = lid; c < params.C; c += WG_X) {
-    let d = dout[t * params.C + c];
-    dys[r * params.C + c] = w * d;
-    acc += d * ys[r * params.C + c];
-  }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var h = WG_X / 2u; h > 0u; h = h / 2u) {
-    if (lid < h) { red[lid] += red[lid + h]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { dweights[s] = red[0]; }
+  for (var c = 0u; c < params.C; c++) { acc += dout[t * params.C + c] * ys[r * params.C + c]; }
+  dweights[s] = acc;
 }

@@ -238,6 +238,8 @@ const FFN_CASES: FfnCase[] = [
   { name: 'empty experts (only 1 and 6 of 8)', N: 34, C: 10, I: 6, E: 8, offsets: routedOffsets(new Rng(5), 17, 2, 8, [1, 6]) },
   { name: 'all rows to one expert, across row tiles', N: 40, C: 6, I: 10, E: 4, offsets: [0, 0, 0, 40, 40] },
   { name: 'every tile edge (N=70, C=33, I=40)', N: 70, C: 33, I: 40, E: 3, offsets: [0, 33, 33, 70] },
+  // 17 rows per expert: a partial row tile in every expert, the most tiles N rows can need.
+  { name: 'a partial row tile in every expert', N: 136, C: 6, I: 10, E: 8, offsets: range(9).map(e => 17 * e) },
   { name: 'rows outside the local experts stay zero', N: 12, C: 10, I: 6, E: 3, offsets: [3, 5, 5, 9] }
 ]
 

@@ -52,19 +52,23 @@ export const TOLERANCE = {
 
 // ---- kernel declarations and variants ----
 
-/** Tokens per workgroup of the router kernels (one thread per token, E-long serial loops). */
-const ROUTER_WG = 64
-/** Slots per dispatch chunk = workgroup size of the dispatch passes; the scan's segment count. */
-const DISPATCH_WG = 256
+/**
+ * Workgroup size of the kernels with one thread per token or slot and a short serial loop
+ * (router: over E; combine dWeights: over C). No barriers, so size only affects occupancy.
+ */
+const PER_ROW_WG = 64
+/**
+ * Slots per dispatch chunk = workgroup size of the dispatch passes (and the scan's segment
+ * count). 64, not 256: software adapters (SwiftShader) pay per workgroup for zeroing workgroup
+ * memory and for each barrier, both in proportion to the threads.
+ */
+const DISPATCH_WG = 64
 /** Workgroup size of the flat gather / combine kernels (one thread per output element). */
 const FLAT_WG = 256
-/** Threads reducing one slot's length-C dot product in the combine backward (power of two). */
-const COMBINE_BWD_WG = 64
 
-const ROUTER_VARIANT: Variant = { key: `wg${ROUTER_WG}`, workgroupSize: [ROUTER_WG] }
+const PER_ROW_VARIANT: Variant = { key: `wg${PER_ROW_WG}`, workgroupSize: [PER_ROW_WG] }
 const DISPATCH_VARIANT: Variant = { key: `wg${DISPATCH_WG}`, workgroupSize: [DISPATCH_WG] }
 const FLAT_VARIANT: Variant = { key: `wg${FLAT_WG}`, workgroupSize: [FLAT_WG] }
-const COMBINE_BWD_VARIANT: Variant = { key: `wg${COMBINE_BWD_WG}`, workgroupSize: [COMBINE_BWD_WG] }
 
 /** Tile of the grouped expert GEMMs. */
 export interface FfnTile {
@@ -80,10 +84,16 @@ export interface FfnTile {
 }
 
 /**
- * 32×32 outputs per 16×16 workgroup (2×2 per thread), depth 16: the widest kernel
- * (backward-hidden: 5 tiles) stages 5·16·32·4 B = 10 KiB, under WebGPU's 16 KiB default limit.
+ * Row-grouped kernels (up, down, backward hidden/dx): 16 rows × 32 columns per workgroup of
+ * 8×4 threads (4×4 outputs each), depth 16. 32 threads is one warp on real GPUs; 16-row tiles
+ * waste less on the few rows of decode. On SwiftShader a 16×16-thread, 10 KiB workgroup cost
+ * ~7.6 ms before doing any work (zeroing workgroup memory, barriers: both ∝ threads), this one
+ * ~0.6 ms, at the same throughput. The widest kernel (backward hidden: 5 tiles) stages
+ * 2·16·16 + 3·16·32 floats = 8 KiB.
  */
-export const FFN_TILE: FfnTile = { bm: 32, bn: 32, bk: 16, wgX: 16, wgY: 16 }
+export const FFN_TILE: FfnTile = { bm: 16, bn: 32, bk: 16, wgX: 8, wgY: 4 }
+/** Weight-gradient kernel (2 staged tiles, 4 KiB): 32×32 outputs per 8×8 threads, depth 16. */
+export const FFN_DW_TILE: FfnTile = { bm: 32, bn: 32, bk: 16, wgX: 8, wgY: 8 }
 
 /** WebGPU's default maxComputeWorkgroupStorageSize, in bytes: every adapter has at least this. */
 const WORKGROUP_STORAGE_BYTES = 16384
@@ -100,7 +110,8 @@ export function ffnVariant (t: FfnTile = FFN_TILE): Variant {
     constants: { BM: t.bm, BN: t.bn, BK: t.bk, RM: t.bm / t.wgY, RN: t.bn / t.wgX }
   }
 }
-const FFN_VARIANT = ffnVariant()
+const FFN_VARIANT = ffnVariant(FFN_TILE)
+const FFN_DW_VARIANT = ffnVariant(FFN_DW_TILE)
 
 const ROUTER = defineKernel({
   name: 'router_topk', shader: 'moe_router', entry: 'router_topk',
@@ -156,18 +167,16 @@ const COMBINE = defineKernel({
   ],
   uniforms: COMBINE_UNIFORMS
 })
-const COMBINE_BACKWARD = defineKernel({
-  name: 'combine_backward', shader: 'moe_combine_backward', entry: 'combine_backward',
-  bindings: [
+const COMBINE_BACKWARD_BINDINGS = [
     { name: 'ys', type: 'f32' }, // (N, C)
     { name: 'slotRow', type: 'i32' }, // (N)
     { name: 'weights', type: 'f32' }, // (T, k)
     { name: 'dout', type: 'f32' }, // (T, C)
     { name: 'dys', type: 'f32', access: 'read_write' }, // (N, C)
     { name: 'dweights', type: 'f32', access: 'read_write' } // (T, k)
-  ],
-  uniforms: COMBINE_UNIFORMS
-})
+] as const
+const COMBINE_BACKWARD_DYS = defineKernel({ name: 'combine_backward_dys', shader: 'moe_combine_backward', entry: 'combine_backward_dys', bindings: COMBINE_BACKWARD_BINDINGS, uniforms: COMBINE_UNIFORMS })
+const COMBINE_BACKWARD_DWEIGHTS = defineKernel({ name: 'combine_backward_dweights', shader: 'moe_combine_backward', entry: 'combine_backward_dweights', bindings: COMBINE_BACKWARD_BINDINGS, uniforms: COMBINE_UNIFORMS })
 
 const FFN_UNIFORMS = [{ name: 'N', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'I', type: 'u32' }, { name: 'E', type: 'u32' }] as const
 const FFN_UP = defineKernel({
@@ -231,10 +240,11 @@ const FFN_BACKWARD_DW = defineKernel({
 
 /** Every MoE kernel with the variant it ships with (for compile-all checks). */
 export const MOE_KERNELS = [
-  [ROUTER, ROUTER_VARIANT], [ROUTER_BACKWARD, ROUTER_VARIANT],
+  [ROUTER, PER_ROW_VARIANT], [ROUTER_BACKWARD, PER_ROW_VARIANT],
   [DISPATCH_COUNT, DISPATCH_VARIANT], [DISPATCH_SCAN, DISPATCH_VARIANT], [DISPATCH_SCATTER, DISPATCH_VARIANT],
-  [GATHER_ROWS, FLAT_VARIANT], [SUM_ROWS, FLAT_VARIANT], [COMBINE, FLAT_VARIANT], [COMBINE_BACKWARD, COMBINE_BWD_VARIANT],
-  [FFN_UP, FFN_VARIANT], [FFN_DOWN, FFN_VARIANT], [FFN_BACKWARD_HIDDEN, FFN_VARIANT], [FFN_BACKWARD_DX, FFN_VARIANT], [FFN_BACKWARD_DW, FFN_VARIANT]
+  [GATHER_ROWS, FLAT_VARIANT], [SUM_ROWS, FLAT_VARIANT], [COMBINE, FLAT_VARIANT],
+  [COMBINE_BACKWARD_DYS, FLAT_VARIANT], [COMBINE_BACKWARD_DWEIGHTS, PER_ROW_VARIANT],
+  [FFN_UP, FFN_VARIANT], [FFN_DOWN, FFN_VARIANT], [FFN_BACKWARD_HIDDEN, FFN_VARIANT], [FFN_BACKWARD_DX, FFN_VARIANT], [FFN_BACKWARD_DW, FFN_DW_VARIANT]
 ] as const
 
 // ---- host-side checks ----
@@ -290,7 +300,7 @@ export function routerTopK (logits: Tensor, k: number, renormalize = true): Rout
   const g = be as GpuBackend
   const weights = g.empty([T, k])
   const experts = g.empty([T, k], 'i32')
-  g.run(ROUTER, ROUTER_VARIANT, { logits, weights, experts }, { T, E, k, renormalize: renormalize ? 1 : 0 }, g.grid1d(groups(T, ROUTER_WG)))
+  g.run(ROUTER, PER_ROW_VARIANT, { logits, weights, experts }, { T, E, k, renormalize: renormalize ? 1 : 0 }, g.grid1d(groups(T, PER_ROW_WG)))
   return { weights, experts }
 }
 
@@ -318,7 +328,7 @@ export function routerTopKBackward (logits: Tensor, experts: Tensor, dWeights: T
   }
   const g = be as GpuBackend
   const dlogits = g.empty([T, E])
-  g.run(ROUTER_BACKWARD, ROUTER_VARIANT, { logits, experts, dweights: dWeights, dlogits }, { T, E, k, renormalize: renormalize ? 1 : 0 }, g.grid1d(groups(T, ROUTER_WG)))
+  g.run(ROUTER_BACKWARD, PER_ROW_VARIANT, { logits, experts, dweights: dWeights, dlogits }, { T, E, k, renormalize: renormalize ? 1 : 0 }, g.grid1d(groups(T, PER_ROW_WG)))
   return dlogits
 }
 
@@ -430,9 +440,14 @@ function checkFfn (op: string, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tens
   return { N, C, I, E }
 }
 
-/** Row tiles dispatched along y: Σ_e ⌈n_e / BM⌉ ≤ ⌈N / BM⌉ + E; surplus workgroups exit at once. */
+/**
+ * Row tiles dispatched along y. Only non-empty experts add a partial tile, and at most min(E, N)
+ * experts are non-empty, so Σ_e ⌈n_e / BM⌉ ≤ ⌊(N + min(E, N)·(BM − 1)) / BM⌋. Decode (N ≤ E)
+ * launches no surplus; otherwise the few surplus workgroups exit at once.
+ */
 function rowTiles (N: number, E: number): number {
-  return groups(N, FFN_TILE.bm) + E
+  const bm = FFN_TILE.bm
+  return Math.floor((N + Math.min(E, N) * (bm - 1)) / bm)
 }
 
 /**
@@ -489,13 +504,13 @@ export function expertFFNBackward (xs: Tensor, offsets: Tensor, w1: Tensor, w3: 
   const dw3 = g.empty([E, I, C])
   const dw2 = g.empty([E, C, I])
   const u = { N, C, I, E }
-  const t = FFN_TILE
-  g.run(FFN_BACKWARD_HIDDEN, FFN_VARIANT, { xs, dys, offsets, w1, w3, w2, hg }, u, [groups(I, t.bn), rowTiles(N, E)])
-  g.run(FFN_BACKWARD_DX, FFN_VARIANT, { hg, offsets, w1, w3, dxs }, u, [groups(C, t.bn), rowTiles(N, E)])
+  g.run(FFN_BACKWARD_HIDDEN, FFN_VARIANT, { xs, dys, offsets, w1, w3, w2, hg }, u, [groups(I, FFN_TILE.bn), rowTiles(N, E)])
+  g.run(FFN_BACKWARD_DX, FFN_VARIANT, { hg, offsets, w1, w3, dxs }, u, [groups(C, FFN_TILE.bn), rowTiles(N, E)])
   const NI = N * I
-  g.run(FFN_BACKWARD_DW, FFN_VARIANT, { lhs: hg, rhs: xs, offsets, out: dw1 }, { N, M: I, Nc: C, E, lhsOff: NI, rhsOff: 0 }, [groups(C, t.bn), groups(I, t.bm), E])
-  g.run(FFN_BACKWARD_DW, FFN_VARIANT, { lhs: hg, rhs: xs, offsets, out: dw3 }, { N, M: I, Nc: C, E, lhsOff: 2 * NI, rhsOff: 0 }, [groups(C, t.bn), groups(I, t.bm), E])
-  g.run(FFN_BACKWARD_DW, FFN_VARIANT, { lhs: dys, rhs: hg, offsets, out: dw2 }, { N, M: C, Nc: I, E, lhsOff: 0, rhsOff: 0 }, [groups(I, t.bn), groups(C, t.bm), E])
+  const dw = FFN_DW_TILE
+  g.run(FFN_BACKWARD_DW, FFN_DW_VARIANT, { lhs: hg, rhs: xs, offsets, out: dw1 }, { N, M: I, Nc: C, E, lhsOff: NI, rhsOff: 0 }, [groups(C, dw.bn), groups(I, dw.bm), E])
+  g.run(FFN_BACKWARD_DW, FFN_DW_VARIANT, { lhs: hg, rhs: xs, offsets, out: dw3 }, { N, M: I, Nc: C, E, lhsOff: 2 * NI, rhsOff: 0 }, [groups(C, dw.bn), groups(I, dw.bm), E])
+  g.run(FFN_BACKWARD_DW, FFN_DW_VARIANT, { lhs: dys, rhs: hg, offsets, out: dw2 }, { N, M: C, Nc: I, E, lhsOff: 0, rhsOff: 0 }, [groups(I, dw.bn), groups(C, dw.bm), E])
   hg.dispose()
   return { dxs, dw1, dw3, dw2 }
 }
@@ -554,6 +569,8 @@ export function moeCombineBackward (ys: Tensor, slotRow: Tensor, weights: Tensor
   const g = be as GpuBackend
   const dys = g.empty([N, C])
   const dWeights = g.empty([T, k])
-  g.run(COMBINE_BACKWARD, COMBINE_BWD_VARIANT, { ys, slotRow, weights, dout, dys, dweights: dWeights }, { T, C, k, N }, g.grid1d(N))
+  const bind = { ys, slotRow, weights, dout, dys, dweights: dWeights }
+  g.run(COMBINE_BACKWARD_DYS, FLAT_VARIANT, bind, { T, C, k, N }, g.grid1d(groups(N * C, FLAT_WG)))
+  g.run(COMBINE_BACKWARD_DWEIGHTS, PER_ROW_VARIANT, bind, { T, C, k, N }, g.grid1d(groups(N, PER_ROW_WG)))
   return { dys, dWeights }
 }
