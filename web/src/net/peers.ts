@@ -57,21 +57,27 @@ export async function swarmRendezvousCid (swarm: string): Promise<CID> {
   return CID.createV1(raw.code, digest)
 }
 
+/** How often waitForReservation re-checks the address list, in ms (besides self:peer:update events). */
+const RESERVATION_POLL_MS = 100
+
 /** Resolves once `node` advertises a circuit-relay address (its reservation is live). */
 export async function waitForReservation (node: WebSwarmNode, timeoutMs = DIAL_TIMEOUT_MS): Promise<Multiaddr[]> {
   const circuit = (): Multiaddr[] => node.getMultiaddrs().filter(m => m.toString().includes('/p2p-circuit'))
   if (circuit().length > 0) return circuit()
   return await new Promise((resolve, reject) => {
-    const onUpdate = (): void => {
+    const check = (): void => {
       const addrs = circuit()
       if (addrs.length > 0) { done(); resolve(addrs) }
     }
+    // The address list can change without a self:peer:update reaching us first; poll as well.
+    const poll = setInterval(check, RESERVATION_POLL_MS)
     const timer = setTimeout(() => { done(); reject(new BootstrapUnreachableError(`no relay reservation within ${timeoutMs} ms`)) }, timeoutMs)
     const done = (): void => {
       clearTimeout(timer)
-      node.removeEventListener('self:peer:update', onUpdate)
+      clearInterval(poll)
+      node.removeEventListener('self:peer:update', check)
     }
-    node.addEventListener('self:peer:update', onUpdate)
+    node.addEventListener('self:peer:update', check)
   })
 }
 
