@@ -22,7 +22,7 @@ import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../web/src/net/node.ts'
 import { connectionKind } from '../web/src/net/peers.ts'
 import type { RelayConfig } from './config.ts'
-import { CrdtStore } from './crdt-store.ts'
+import { CrdtStore, DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 import { createHttpHandler } from './http.ts'
 import { RelayMetrics } from './metrics.ts'
 
@@ -171,9 +171,18 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     if (config.relayData && connectionKind(c) === 'relayed') log(`relay: relayed connection ${c.remotePeer.toString()} (data relaying on)`)
   })
 
+  // Entries their owners stopped refreshing are deleted (anyone may; peers accept it as expired).
+  const prune = setInterval(() => {
+    for (const [name, { sdoc }] of swarms) {
+      const n = sdoc.pruneExpired()
+      if (n > 0) log(`crdt ${name}: pruned ${n} expired peers entr${n === 1 ? 'y' : 'ies'}`)
+    }
+  }, Math.max(1000, config.compactIntervalMs || DEFAULT_COMPACT_INTERVAL_MS))
+
   let stopping: Promise<void> | undefined
   handle.stop = async () => {
     stopping ??= (async () => {
+      clearInterval(prune)
       for (const { sync } of swarms.values()) await sync.stop()
       for (const { store } of swarms.values()) await store.close()
       await node.stop()
