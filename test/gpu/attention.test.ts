@@ -51,7 +51,13 @@ async function checkForward (c: Case, seed: number): Promise<void> {
   const cq = tensors(cpu, c, x)
   const ref = attention(cq.q, cq.k, cq.v, c.opts)
   const gq = tensors(gpu, c, x)
-  const variants: AttentionOptions[] = [{ kernel: 'prefill' }, { kernel: 'decode', decodeSplits: 1 }, { kernel: 'decode', decodeSplits: 3 }]
+  const variants: AttentionOptions[] = [
+    { kernel: 'prefill' },
+    { kernel: 'decode', decodeSplits: 1 },
+    { kernel: 'decode', decodeSplits: 3 },
+    { kernel: 'rows', decodeSplits: 1 },
+    { kernel: 'rows', decodeSplits: 3 }
+  ]
   for (const variant of variants) {
     const got = attention(gq.q, gq.k, gq.v, { ...c.opts, ...variant })
     const what = `${JSON.stringify(variant)} ${label(c)}`
@@ -78,12 +84,12 @@ const HEADS: Array<[number, number]> = [[1, 1], [4, 2], [4, 1], [6, 3]]
 const DIMS = [2, 6, 8, 64, 80]
 const LENS = [1, 3, 7, 33, 65]
 
-describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl)', () => {
+describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl, attention_rows.wgsl, attention_combine.wgsl)', () => {
   // Self-attention prefill: T = S = kvLen, qOffset 0, every head layout and odd D.
   for (const T of LENS) {
     for (const D of DIMS) {
       for (const [Hq, Hkv] of HEADS) {
-        it(`prefill and decode kernels match the twin at ${label({ T, S: T, Hq, Hkv, D })}`, async () => {
+        it(`every forward kernel matches the twin at ${label({ T, S: T, Hq, Hkv, D })}`, async () => {
           await checkForward({ T, S: T, Hq, Hkv, D }, T * 7919 + D * 31 + Hq * 5 + Hkv)
         })
       }
@@ -112,7 +118,7 @@ describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl)', ()
     { T: 65, S: 65, Hq: 4, Hkv: 1, D: 2, opts: { scale: 3 } } // peaked softmax
   )
   for (const c of cacheCases) {
-    it(`prefill and decode kernels match the twin with a KV cache: ${label(c)}`, async () => {
+    it(`every forward kernel matches the twin with a KV cache: ${label(c)}`, async () => {
       await checkForward(c, c.T * 131 + c.S * 17 + c.D)
     })
   }
@@ -128,7 +134,7 @@ describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl)', ()
       const x = inputs(c, c.S)
       const g = tensors(gpu, c, x)
       const ref = attention(cpu.tensor(x.q, [c.T, c.Hq, c.D]), cpu.tensor(x.k, [c.S, c.Hkv, c.D]), cpu.tensor(x.v, [c.S, c.Hkv, c.D]), c.opts)
-      const got = attention(g.q, g.k, g.v, c.opts) // kernel 'auto': decode with the default split
+      const got = attention(g.q, g.k, g.v, c.opts) // kernel 'auto' with the default split
       assertClose(await got.out.readF32(), ref.out.data as Float32Array, { ...TOLERANCE.attention, what: 'auto split out' })
       assertClose(await got.lse.readF32(), ref.lse.data as Float32Array, { ...TOLERANCE.attention, what: 'auto split lse' })
     })
@@ -156,7 +162,7 @@ describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl)', ()
     expect(lse.shape).toEqual([4, 0])
   })
 
-  it('takes the decode kernel for short T by default and agrees with prefill on the softmax identity', async () => {
+  it('outputs convex combinations of v (Σ softmax = 1) with the default kernel', async () => {
     // With v = all ones, every output is exactly a convex combination of ones.
     const c: Case = { T: 2, S: 50, Hq: 4, Hkv: 2, D: 8 }
     const x = inputs(c, 3)

@@ -145,6 +145,9 @@ const PREFILL = defineKernel({ name: 'attn_prefill', shader: 'attention', entry:
 /** Decode writes (splits, T, Hq, D) and (splits, Hq, T) into out and lse; splits = 1 is final. */
 const DECODE = defineKernel({ name: 'attn_decode', shader: 'attention_decode', entry: 'attn_decode', bindings: FORWARD_BINDINGS, uniforms: SHAPE_UNIFORMS })
 
+/** Software adapters: one thread per query row, no workgroup memory (same bindings as decode). */
+const ROWS_FWD = defineKernel({ name: 'attn_rows', shader: 'attention_rows', entry: 'attn_rows', bindings: FORWARD_BINDINGS, uniforms: SHAPE_UNIFORMS })
+
 const COMBINE = defineKernel({
   name: 'attn_combine', shader: 'attention_combine', entry: 'attn_combine',
   bindings: [
@@ -206,10 +209,12 @@ export interface AttentionOptions {
   causal?: boolean
   /**
    * Forward kernel: 'decode' splits the kv length over a workgroup's threads (few query rows),
-   * 'prefill' tiles K/V for many query rows. For tests and benchmarks. @default 'auto' (decode for T ≤ 4)
+   * 'prefill' tiles K/V in workgroup memory for many query rows, 'rows' runs one thread per query
+   * row without workgroup memory (software adapters). For tests and benchmarks.
+   * @default 'auto': 'rows' on software adapters, else 'decode' for T ≤ 4 and 'prefill' above
    */
-  kernel?: 'auto' | 'prefill' | 'decode'
-  /** Decode only: split the kv length over this many workgroups. For tests. @default by size */
+  kernel?: 'auto' | 'prefill' | 'decode' | 'rows'
+  /** 'decode' and 'rows' only: split the kv length over this many workgroups. For tests. @default by size */
   decodeSplits?: number
 }
 
@@ -266,25 +271,38 @@ export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
   if (rows === 0) return { out, lse }
   const kernel = opts.kernel ?? 'auto'
   if (opts.decodeSplits !== undefined && !(Number.isInteger(opts.decodeSplits) && opts.decodeSplits >= 1)) throw new ShapeError(op, `decodeSplits must be a positive integer, got ${opts.decodeSplits}`)
-  if (kernel === 'decode' || (kernel === 'auto' && r.T <= DECODE_MAX_T)) {
-    const plan = decodePlan(r.D, rows)
-    const rowGroups = Math.ceil(rows / plan.ROWS)
-    const keys = r.causal ? r.qOffset + r.T : r.kvLen // the most keys a query row sees
-    const { splits, chunk } = decodeSplit(keys, rowGroups * r.Hkv, opts.decodeSplits)
-    if (splits === 1) {
-      g.run(DECODE, plan.variant, { q, k, v, out, lse }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, 1])
-    } else {
-      const partOut = g.empty([splits, r.T, r.Hq, r.D])
-      const partLse = g.empty([splits, r.Hq, r.T])
-      g.run(DECODE, plan.variant, { q, k, v, out: partOut, lse: partLse }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, splits])
-      const n = r.T * r.Hq * r.D
-      g.run(COMBINE, COMBINE_VARIANT, { part_out: partOut, part_lse: partLse, out, lse }, { n, D: r.D, T: r.T, Hq: r.Hq, splits }, g.grid1d(Math.ceil(n / COMBINE_WG)))
-      partOut.dispose()
-      partLse.dispose()
-    }
-  } else {
+  const pick = kernel !== 'auto' ? kernel : g.info.software ? 'rows' : r.T <= DECODE_MAX_T ? 'decode' : 'prefill'
+  if (pick === 'prefill') {
     const plan = prefillPlan(r.D, 'attn_prefill')
     g.run(PREFILL, plan.variant, { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.BQ), r.Hkv])
+    return { out, lse }
+  }
+  // decode and rows: the kv length may be split over workgroups (grid z), merged by COMBINE.
+  const keys = r.causal ? r.qOffset + r.T : r.kvLen // the most keys a query row sees
+  let run: (o: Tensor, l: Tensor, chunk: number, splits: number) => void
+  let workgroups: number
+  if (pick === 'decode') {
+    const plan = decodePlan(r.D, rows)
+    const rowGroups = Math.ceil(rows / plan.ROWS)
+    workgroups = rowGroups * r.Hkv
+    run = (o, l, chunk, splits) => g.run(DECODE, plan.variant, { q, k, v, out: o, lse: l }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, splits])
+  } else {
+    const variant: Variant = { key: `d${r.D}`, workgroupSize: [WG], constants: { HEAD_DIM: r.D } }
+    const [gx, gy] = g.grid1d(Math.ceil((r.T * r.Hq) / WG))
+    workgroups = gx * gy
+    run = (o, l, chunk, splits) => g.run(ROWS_FWD, variant, { q, k, v, out: o, lse: l }, { ...uniforms(r), chunk }, [gx, gy, splits])
+  }
+  const { splits, chunk } = decodeSplit(keys, workgroups, opts.decodeSplits)
+  if (splits === 1) {
+    run(out, lse, chunk, 1)
+  } else {
+    const partOut = g.empty([splits, r.T, r.Hq, r.D])
+    const partLse = g.empty([splits, r.Hq, r.T])
+    run(partOut, partLse, chunk, splits)
+    const n = r.T * r.Hq * r.D
+    g.run(COMBINE, COMBINE_VARIANT, { part_out: partOut, part_lse: partLse, out, lse }, { n, D: r.D, T: r.T, Hq: r.Hq, splits }, g.grid1d(Math.ceil(n / COMBINE_WG)))
+    partOut.dispose()
+    partLse.dispose()
   }
   return { out, lse }
 }
