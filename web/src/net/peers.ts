@@ -314,6 +314,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       const delay = backoffDelay(c.failures)
       c.nextAttemptAt = Date.now() + delay
       this.log(`peer ${key}: WebRTC dial failed (${(e as Error).message}); retry ${c.failures} in ${Math.round(delay)} ms`)
+      const viaRelay = this.node.getConnections(c.id).find(x => connectionKind(x) === 'relayed' && x.limits === undefined)
+      if (viaRelay !== undefined) this.log(`peer ${key}: no direct path; falling back to the relay's data-relaying connection`)
     } finally {
       this.dialing.delete(key)
       this.dispatchEvent(new CustomEvent('change'))
