@@ -4,7 +4,7 @@ import type { DType, TypedArray } from '../../web/src/gpu/dtype.ts'
 import { ShapeError } from '../../web/src/gpu/errors.ts'
 import type { GpuBackend } from '../../web/src/gpu/gpu-backend.ts'
 import {
-  expertFFN, expertFFNBackward, moeCombine, moeCombineBackward, moeDispatch, moeGather, moeGatherBackward,
+  expertFFN, expertFFNBackward, MOE_KERNELS, moeCombine, moeCombineBackward, moeDispatch, moeGather, moeGatherBackward,
   routerTopK, routerTopKBackward, TOLERANCE
 } from '../../web/src/gpu/ops/moe.ts'
 import type { Tensor } from '../../web/src/gpu/tensor.ts'
@@ -81,6 +81,10 @@ function randomWeights (rng: Rng, E: number, C: number, I: number): { w1: Float3
 const DIMS = [6, 10, 33]
 const GRID = [1, 3, 17].flatMap(T => [1, 2, 4, 8].flatMap(E => [1, 2].filter(k => k <= E).map(k => ({ T, E, k }))))
   .map((s, i) => ({ ...s, C: DIMS[i % 3], I: DIMS[(i + 1) % 3] }))
+
+it('every MoE kernel variant compiles', async () => {
+  for (const [decl, variant] of MOE_KERNELS) await gpu.prepare(decl, variant)
+})
 
 // ---- router ----
 
@@ -174,6 +178,7 @@ describe('moeDispatch (shaders/moe_dispatch.wgsl)', () => {
     { name: 'all slots to one expert', T: 17, k: 1, E: 4, pool: [2] },
     { name: 'chunk boundaries: 3 chunks + 5 slots', T: 3 * 256 + 5, k: 1, E: 3 },
     { name: 'T·k = 20000, E = 64', T: 5000, k: 4, E: 64 },
+    { name: 'E = 256 (more experts than a chunk has slots)', T: 500, k: 2, E: 256 },
     { name: 'repeated experts within a token', T: 300, k: 3, E: 5, withRepeats: true }
   ]
   for (const c of cases) {

@@ -113,6 +113,8 @@ export function ffnVariant (t: FfnTile = FFN_TILE): Variant {
 const FFN_VARIANT = ffnVariant(FFN_TILE)
 const FFN_DW_VARIANT = ffnVariant(FFN_DW_TILE)
 
+/** T: tokens, E: experts, k: choices per token, renormalize: 0 | 1. */
+const ROUTER_UNIFORMS = [{ name: 'T', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'renormalize', type: 'u32' }] as const
 const ROUTER = defineKernel({
   name: 'router_topk', shader: 'moe_router', entry: 'router_topk',
   bindings: [
@@ -120,7 +122,7 @@ const ROUTER = defineKernel({
     { name: 'weights', type: 'f32', access: 'read_write' }, // (T, k)
     { name: 'experts', type: 'i32', access: 'read_write' } // (T, k)
   ],
-  uniforms: [{ name: 'T', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'renormalize', type: 'u32' }] // renormalize: 0 | 1
+  uniforms: ROUTER_UNIFORMS
 })
 
 const ROUTER_BACKWARD = defineKernel({
@@ -131,7 +133,7 @@ const ROUTER_BACKWARD = defineKernel({
     { name: 'dweights', type: 'f32' }, // (T, k)
     { name: 'dlogits', type: 'f32', access: 'read_write' } // (T, E)
   ],
-  uniforms: [{ name: 'T', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'renormalize', type: 'u32' }]
+  uniforms: ROUTER_UNIFORMS
 })
 
 /** The three dispatch passes share one binding set: the sort's state. */
@@ -142,7 +144,8 @@ const DISPATCH_BINDINGS = [
   { name: 'slotRow', type: 'i32', access: 'read_write' }, // (n)
   { name: 'offsets', type: 'i32', access: 'read_write' } // (E + 1)
 ] as const
-const DISPATCH_UNIFORMS = [{ name: 'n', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'nChunks', type: 'u32' }] as const // n: slots
+/** n: slots (T·k), E: experts, nChunks: ⌈n / DISPATCH_WG⌉. */
+const DISPATCH_UNIFORMS = [{ name: 'n', type: 'u32' }, { name: 'E', type: 'u32' }, { name: 'nChunks', type: 'u32' }] as const
 const DISPATCH_COUNT = defineKernel({ name: 'dispatch_count', shader: 'moe_dispatch', entry: 'dispatch_count', bindings: DISPATCH_BINDINGS, uniforms: DISPATCH_UNIFORMS })
 const DISPATCH_SCAN = defineKernel({ name: 'dispatch_scan', shader: 'moe_dispatch', entry: 'dispatch_scan', bindings: DISPATCH_BINDINGS, uniforms: DISPATCH_UNIFORMS })
 const DISPATCH_SCATTER = defineKernel({ name: 'dispatch_scatter', shader: 'moe_dispatch', entry: 'dispatch_scatter', bindings: DISPATCH_BINDINGS, uniforms: DISPATCH_UNIFORMS })
@@ -152,10 +155,12 @@ const GATHER_BINDINGS = [
   { name: 'idx', type: 'i32' }, // gather: order (rows); sum: slotRow (rows·k)
   { name: 'dst', type: 'f32', access: 'read_write' } // (rows, C)
 ] as const
+/** rows: dst rows, srcRows: src rows (indices clamp to it), C: columns, k: choices per token. */
 const GATHER_UNIFORMS = [{ name: 'rows', type: 'u32' }, { name: 'srcRows', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'k', type: 'u32' }] as const
 const GATHER_ROWS = defineKernel({ name: 'gather_rows', shader: 'moe_gather', entry: 'gather_rows', bindings: GATHER_BINDINGS, uniforms: GATHER_UNIFORMS })
 const SUM_ROWS = defineKernel({ name: 'sum_rows', shader: 'moe_gather', entry: 'sum_rows', bindings: GATHER_BINDINGS, uniforms: GATHER_UNIFORMS })
 
+/** T: tokens, C: columns, k: choices per token, N = T·k: rows of ys. */
 const COMBINE_UNIFORMS = [{ name: 'T', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'k', type: 'u32' }, { name: 'N', type: 'u32' }] as const
 const COMBINE = defineKernel({
   name: 'combine', shader: 'moe_combine', entry: 'combine',
@@ -168,16 +173,17 @@ const COMBINE = defineKernel({
   uniforms: COMBINE_UNIFORMS
 })
 const COMBINE_BACKWARD_BINDINGS = [
-    { name: 'ys', type: 'f32' }, // (N, C)
-    { name: 'slotRow', type: 'i32' }, // (N)
-    { name: 'weights', type: 'f32' }, // (T, k)
-    { name: 'dout', type: 'f32' }, // (T, C)
-    { name: 'dys', type: 'f32', access: 'read_write' }, // (N, C)
-    { name: 'dweights', type: 'f32', access: 'read_write' } // (T, k)
+  { name: 'ys', type: 'f32' }, // (N, C)
+  { name: 'slotRow', type: 'i32' }, // (N)
+  { name: 'weights', type: 'f32' }, // (T, k)
+  { name: 'dout', type: 'f32' }, // (T, C)
+  { name: 'dys', type: 'f32', access: 'read_write' }, // (N, C)
+  { name: 'dweights', type: 'f32', access: 'read_write' } // (T, k)
 ] as const
 const COMBINE_BACKWARD_DYS = defineKernel({ name: 'combine_backward_dys', shader: 'moe_combine_backward', entry: 'combine_backward_dys', bindings: COMBINE_BACKWARD_BINDINGS, uniforms: COMBINE_UNIFORMS })
 const COMBINE_BACKWARD_DWEIGHTS = defineKernel({ name: 'combine_backward_dweights', shader: 'moe_combine_backward', entry: 'combine_backward_dweights', bindings: COMBINE_BACKWARD_BINDINGS, uniforms: COMBINE_UNIFORMS })
 
+/** N: rows (dispatched slots), C: model width, I: expert hidden width, E: local experts. */
 const FFN_UNIFORMS = [{ name: 'N', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'I', type: 'u32' }, { name: 'E', type: 'u32' }] as const
 const FFN_UP = defineKernel({
   name: 'ffn_up', shader: 'moe_ffn_up', entry: 'ffn_up',
@@ -233,7 +239,7 @@ const FFN_BACKWARD_DW = defineKernel({
     { name: 'out', type: 'f32', access: 'read_write' } // (E, M, Nc)
   ],
   uniforms: [
-    { name: 'N', type: 'u32' }, { name: 'M', type: 'u32' }, { name: 'Nc', type: 'u32' }, { name: 'E', type: 'u32' },
+    { name: 'N', type: 'u32' }, { name: 'M', type: 'u32' }, { name: 'Nc', type: 'u32' }, { name: 'E', type: 'u32' }, // rows, out rows, out cols, experts
     { name: 'lhsOff', type: 'u32' }, { name: 'rhsOff', type: 'u32' } // in elements
   ]
 })
