@@ -55,7 +55,7 @@ describe('CPU twin (cpu/matmul.ts)', () => {
 
 describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
   for (const [name, cfg] of Object.entries(MATMUL_CONFIGS)) {
-    if (cfg.kernel === 'gemv') continue
+    if (cfg.kernel === 'gemv' || cfg.kernel === 'vec4') continue
     it(`variant ${name}: odd shapes`, async () => {
       for (const [i, [M, N, K]] of ODD.entries()) await check({ aShape: [M, K], bShape: [K, N] }, 100 + i, cfg)
     })
@@ -76,6 +76,24 @@ describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
     })
   }
 
+  for (const name of ['vec4', 'vec4s'] as const) {
+    const cfg = MATMUL_CONFIGS[name]
+    it(`variant ${name} (K, N multiples of 4, untransposed): odd shapes, bias, alpha, batched`, async () => {
+      const shapes: Array<[number, number, number]> = [[1, 4, 4], [3, 8, 4], [7, 4, 36], [33, 68, 20], [65, 12, 132], [127, 132, 8], [129, 4, 64], [9, 20, 0]]
+      for (const [i, [M, N, K]] of shapes.entries()) await check({ aShape: [M, K], bShape: [K, N] }, 800 + i, cfg)
+      await check({ aShape: [37, 12], bShape: [12, 76], bias: true, alpha: -0.5 }, 810, cfg)
+      await check({ aShape: [3, 9, 12], bShape: [3, 12, 8] }, 811, cfg)
+      await check({ aShape: [4, 9, 12], bShape: [12, 72], bias: true }, 812, cfg)
+    })
+  }
+
+  it('vec4 variant refuses operands it cannot load as vec4', () => {
+    const t = (shape: number[]): Tensor => gpu.tensor(new Float32Array(shape.reduce((p, d) => p * d, 1)), shape)
+    expect(() => matmul(t([3, 6]), t([6, 8]), { config: MATMUL_CONFIGS.vec4 })).toThrow(/vec4 kernel needs untransposed operands with K % 4 = 0 and N % 4 = 0, got K 6, N 8/)
+    expect(() => matmul(t([3, 8]), t([8, 6]), { config: MATMUL_CONFIGS.vec4 })).toThrow(ShapeError)
+    expect(() => matmul(t([3, 8]), t([8, 8]), { config: MATMUL_CONFIGS.vec4, transB: true })).toThrow(/transB/)
+  })
+
   it('gemv variant: M = 1 with every option, batched', async () => {
     const g = MATMUL_CONFIGS.gemv
     for (const [i, [N, K]] of [[1, 1], [3, 5], [7, 129], [65, 33], [129, 127], [300, 4]].entries()) {
@@ -92,8 +110,11 @@ describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
     const hw = { software: false }
     expect(planMatmul(sw, { B: 1, M: 1, N: 512, K: 512 }, false).config.kernel).toBe('gemv')
     expect(planMatmul(hw, { B: 4, M: 1, N: 512, K: 512 }, true).config.kernel).toBe('gemv')
-    expect(planMatmul(sw, { B: 1, M: 1024, N: 1024, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8)
-    expect(planMatmul(sw, { B: 1, M: 16, N: 16, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8s)
+    expect(planMatmul(sw, { B: 1, M: 1024, N: 1024, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.vec4)
+    expect(planMatmul(sw, { B: 1, M: 16, N: 16, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.vec4s)
+    expect(planMatmul(sw, { B: 1, M: 1024, N: 1024, K: 1024, transB: true }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8)
+    expect(planMatmul(sw, { B: 1, M: 1024, N: 1022, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8)
+    expect(planMatmul(sw, { B: 1, M: 16, N: 16, K: 1023 }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8s)
     expect(planMatmul(hw, { B: 1, M: 1024, N: 1024, K: 64 }, false).config).toMatchObject(MATMUL_CONFIGS.tiled64)
     expect(planMatmul(hw, { B: 1, M: 64, N: 64, K: 64 }, false).config).toMatchObject(MATMUL_CONFIGS.tiled32)
     const p = planMatmul(sw, { B: 3, M: 100, N: 200, K: 7 }, true)
@@ -104,6 +125,7 @@ describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
   it('automatic choice: GEMV and matrix paths, odd shapes', async () => {
     await check({ aShape: [1, 77], bShape: [50, 77], transB: true, bias: true }, 500)
     await check({ aShape: [130, 66], bShape: [66, 131] }, 501)
+    await check({ aShape: [130, 68], bShape: [68, 132], bias: true }, 503) // vec4 path
     await check({ aShape: [2, 5, 3], bShape: [3, 4] }, 502)
   })
 
