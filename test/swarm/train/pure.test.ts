@@ -192,3 +192,33 @@ describe('allreduce wire', () => {
     expect(() => decodeMsg(unknown)).toThrow(/unknown message type 99/)
   })
 })
+
+describe('q8fast (the all-reduce hot path) equals the reference twins bit for bit', () => {
+  it('quantize, dequantize, norm on random, tiny, huge, tied and odd-length inputs', async () => {
+    const { quantizeQ8Fast, dequantizeQ8Into, normQ8 } = await import('../../../web/src/swarm/train/q8fast.ts')
+    const rng = new Rng(3)
+    for (const n of [1, 63, 64, 65, 1000, 4097]) {
+      for (const kind of ['normal', 'tiny', 'huge', 'ties', 'zeros']) {
+        const x = new Float32Array(n)
+        for (let i = 0; i < n; i++) {
+          if (kind === 'normal') x[i] = rng.normal()
+          if (kind === 'tiny') x[i] = 1e-30 * rng.normal()
+          if (kind === 'huge') x[i] = 1e30 * rng.normal()
+          if (kind === 'ties') x[i] = (rng.int(255) - 127) / 2 // exact half steps of scale 1
+        }
+        if (kind === 'ties' && n > 1) x[0] = 127
+        for (const block of [32, 64, 256]) {
+          const ref = quantizeQ8(x, block)
+          const fast = quantizeQ8Fast(x, n, block)
+          expect(Buffer.from(fast).equals(Buffer.from(ref)), `${kind} n=${n} block=${block}`).toBe(true)
+          const back = new Float32Array(n)
+          dequantizeQ8Into(fast.subarray(0), n, block, back)
+          expect(back).toEqual(dequantizeQ8(ref, n, block))
+          let s = 0
+          for (const v of dequantizeQ8(ref, n, block)) s += v * v
+          expect(Math.abs(normQ8(fast, n, block) - Math.sqrt(s))).toBeLessThanOrEqual(1e-6 * Math.sqrt(s) + 1e-300)
+        }
+      }
+    }
+  })
+})

@@ -19,7 +19,8 @@
  * A peer that asks to retry a round the coordinator saw completed gets BEHIND and resyncs.
  * Nothing is applied from a failed attempt, so no update is counted twice.
  */
-import { dequantizeQ8, q8Bytes } from '../../gpu/cpu/quant.ts'
+import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import { dequantizeQ8Into } from './q8fast.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import {
   ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
@@ -300,7 +301,7 @@ export class AllReducePeer {
       throw new AttemptFailedError(`${failed} of ${plan.length} parts have no result`, [...suspects])
     }
     const mean = new Float32Array(n)
-    for (const p of plan) mean.set(dequantizeQ8(att.parts.get(p.id)!.result!.payload, p.end - p.start, this.block), p.start)
+    for (const p of plan) dequantizeQ8Into(att.parts.get(p.id)!.result!.payload, p.end - p.start, this.block, mean, p.start)
     return { mean, members, key, attempt, rejected: [...rejected].sort(), clipped: [...clipped].sort() }
   }
 

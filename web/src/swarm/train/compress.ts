@@ -9,7 +9,8 @@
  *   ef.commit()                         // the round counted this contribution
  *   // or ef.discard(): the round went on without us, keep the old residual
  */
-import { dequantizeQ8, isValidQ8Block, quantizeQ8 } from '../../gpu/cpu/quant.ts'
+import { isValidQ8Block, quantizeQ8 } from '../../gpu/cpu/quant.ts'
+import { dequantizeQ8Into } from './q8fast.ts'
 import { TrainArgumentError } from './errors.ts'
 
 export class ErrorFeedback {
@@ -32,7 +33,8 @@ export class ErrorFeedback {
     const target = new Float32Array(this.n)
     for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
     const q = quantizeQ8(target, this.block)
-    const sent = dequantizeQ8(q, this.n, this.block)
+    const sent = new Float32Array(this.n)
+    dequantizeQ8Into(q, this.n, this.block, sent)
     const next = new Float32Array(this.n)
     for (let i = 0; i < this.n; i++) next[i] = target[i] - sent[i]
     this.pending = next

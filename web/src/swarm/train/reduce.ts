@@ -4,7 +4,8 @@
  * round's fixed member order in f64 and rounded once to f32, so the result depends only on the
  * bytes received, never on arrival order — and every member then dequantizes the same result bytes.
  */
-import { q8Bytes, quantizeQ8 } from '../../gpu/cpu/quant.ts'
+import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import { accumulateQ8, normQ8, quantizeQ8Fast } from './q8fast.ts'
 import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
 
 /** One member's contribution to a part, in member order. `q` undefined: nothing arrived. */
@@ -44,32 +45,6 @@ export function checkContribution (q: Uint8Array, n: number, block: number): str
   return undefined
 }
 
-/** Dequantizes q8 into f64 values times `factor` (n). */
-function dequant64 (q: Uint8Array, n: number, block: number, out: Float64Array, factor: number): void {
-  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
-  for (let j = 0, i = 0; i < n; j++) {
-    const base = j * (4 + block)
-    const s = view.getFloat32(base, true) * factor
-    const hi = Math.min(n, i + block)
-    for (let k = 0; i < hi; i++, k++) out[i] = view.getInt8(base + 4 + k) * s
-  }
-}
-
-/** L2 norm of a q8 vector (f64). */
-function norm (q: Uint8Array, n: number, block: number): number {
-  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
-  let sum = 0
-  for (let j = 0, i = 0; i < n; j++) {
-    const base = j * (4 + block)
-    const s = view.getFloat32(base, true)
-    let bs = 0
-    const hi = Math.min(n, i + block)
-    for (let k = 0; i < hi; i++, k++) { const v = view.getInt8(base + 4 + k); bs += v * v }
-    sum += bs * s * s
-  }
-  return Math.sqrt(sum)
-}
-
 /**
  * Mean of the contributions that pass the rules:
  *  1. wrong byte size, or a non-finite / negative scale → rejected (it cannot be a q8 vector of
@@ -86,7 +61,7 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
     const why = checkContribution(c.q, n, block)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
-    ok.push({ peer: c.peer, q: c.q, norm: norm(c.q, n, block) })
+    ok.push({ peer: c.peer, q: c.q, norm: normQ8(c.q, n, block) })
   }
   let cap = Infinity
   if (ok.length >= NORM_RULE_MIN_MEMBERS) {
@@ -95,18 +70,16 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
     if (ref > 0) cap = NORM_CLIP_FACTOR * ref
   }
   const sum = new Float64Array(n)
-  const tmp = new Float64Array(n)
   for (const o of ok) { // member order: the sum's rounding is the same whoever computes it
     let factor = 1
     if (o.norm > cap) {
       factor = cap / o.norm
       report.clipped.push({ peer: o.peer, norm: o.norm, cap })
     }
-    dequant64(o.q, n, block, tmp, factor)
-    for (let i = 0; i < n; i++) sum[i] += tmp[i]
+    accumulateQ8(o.q, n, block, factor, sum)
     report.accepted.push(o.peer)
   }
   const mean = new Float32Array(n)
   if (ok.length > 0) for (let i = 0; i < n; i++) mean[i] = sum[i] / ok.length
-  return { mean, q: quantizeQ8(mean, block), report }
+  return { mean, q: quantizeQ8Fast(mean, n, block), report }
 }

@@ -1,0 +1,75 @@
+/**
+ * `webswarm train --bootstrap MULTIADDR --run ID [--declare] [--syncs N] [--inner-steps H]
+ *  [--seq-len T] [--batch B] [--lr LR] [--fragments F] [--device webgpu|cpu]`
+ *
+ * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
+ * web/src/swarm/train). With --declare the run is declared in the swarm doc if nobody has yet
+ * (the tiny byte-level Llama on the Brown corpus, with the given H / T / B / lr / F); otherwise
+ * the peer waits for the declaration. Prints one line per inner step and per sync; stops after
+ * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM.
+ */
+import { UsageError, int, num, required, str, type Flags } from './args.ts'
+import { openBackend } from './commands.ts'
+
+/** How long to wait for a run declaration to arrive through the CRDT, in ms. */
+const DECLARATION_TIMEOUT_MS = 60_000
+
+export async function swarmTrain (f: Flags): Promise<number> {
+  const bootstrap = required(f, 'bootstrap')
+  const runId = required(f, 'run')
+  const quiet = f.quiet === true
+  const be = await openBackend(f)
+  const { joinSwarm } = await import('../net/index.ts')
+  const { brownCorpus } = await import('../model/data.ts')
+  const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
+  const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run.ts')
+  const { TrainSession } = await import('../swarm/train/session.ts')
+  const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
+  const board = new RunBoard(swarm.doc.map(TRAIN_MAP), runId)
+  const ctl = new AbortController()
+  const onSignal = (): void => { ctl.abort(new Error('interrupted')) }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  let session: import('../swarm/train/session.ts').TrainSession | undefined
+  try {
+    if (f.declare === true) {
+      board.declare(defaultRunSpec(runId, {
+        innerSteps: int(f, 'inner-steps', 20, 1), seqLen: int(f, 'seq-len', 32, 1), batchSize: int(f, 'batch', 1, 1),
+        innerLr: num(f, 'lr', 3e-3), fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1)
+      }))
+    }
+    const t0 = Date.now()
+    while (board.spec() === undefined) {
+      if (Date.now() - t0 > DECLARATION_TIMEOUT_MS) throw new UsageError(`run ${runId} was not declared in the swarm within ${DECLARATION_TIMEOUT_MS / 1000} s (pass --declare to declare it)`)
+      ctl.signal.throwIfAborted()
+      await new Promise(resolve => setTimeout(resolve, 200))
+    }
+    let tokens = 0
+    const started = performance.now()
+    session = await TrainSession.start({
+      transport: new Libp2pTransport(swarm.node, { relayAddr: bootstrap }),
+      board,
+      backend: be,
+      corpus: async (spec) => spec.corpus.kind === 'text' ? spec.corpus.text : await brownCorpus(),
+      log: quiet ? undefined : (l) => { process.stderr.write(`${l}\n`) },
+      onStep: (e) => {
+        tokens += e.tokens
+        if (!quiet) process.stderr.write(`step ${e.step}  loss ${e.loss.toFixed(4)}  ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tok/s\n`)
+      },
+      onSync: (e) => {
+        process.stdout.write(JSON.stringify({ sync: e.seq, fragment: e.fragment, members: e.members.length, attempt: e.attempt, hash: e.hash, evalLoss: e.evalLoss, resynced: e.resynced === true }) + '\n')
+      }
+    })
+    const syncs = str(f, 'syncs') === undefined ? undefined : int(f, 'syncs', 1, 1)
+    await session.run(syncs, ctl.signal)
+    return 0
+  } catch (e) {
+    if (ctl.signal.aborted) return 130
+    throw e
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    session?.stop()
+    await swarm.stop()
+  }
+}
