@@ -33,6 +33,9 @@ commands:
             serves a span of blocks and/or MoE experts to the swarm until SIGINT/SIGTERM
   generate  --bootstrap MULTIADDR --model DIR|URL ... (as above)
             runs the blocks on the swarm; only config, embedding and head are read from --model
+  train     --bootstrap MULTIADDR --run ID [--declare] [--syncs N] [--inner-steps H] [--seq-len T]
+            [--batch B] [--lr LR] [--fragments F] [--seed S]
+            DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has)
 
 options for every command:
   --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
@@ -76,6 +79,12 @@ const OPTIONS = {
   'num-blocks': { type: 'string' },
   'cache-tokens': { type: 'string' },
   'model-id': { type: 'string' },
+  // swarm: train --bootstrap (web/src/cli/swarm-train.ts)
+  run: { type: 'string' },
+  declare: { type: 'boolean' },
+  syncs: { type: 'string' },
+  'inner-steps': { type: 'string' },
+  fragments: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -95,6 +104,7 @@ async function main (argv: string[]): Promise<number> {
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`)
   if (command === 'serve') return await (await import('./serve.ts')).serve(flags)
   if (command === 'generate' && flags.bootstrap !== undefined) return await (await import('./swarm-generate.ts')).swarmGenerateCmd(flags)
+  if (command === 'train' && flags.bootstrap !== undefined) return await (await import('./swarm-train.ts')).swarmTrain(flags)
   const commands = await import('./commands.ts')
   switch (command) {
     case 'logits': return await commands.logits(flags)
