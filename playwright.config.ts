@@ -12,7 +12,8 @@ const DATA_DIR = path.join(os.tmpdir(), `webswarm-e2e-${process.pid}`)
 
 export default defineConfig({
   testDir: 'e2e',
-  timeout: 60_000,
+  // Tabs also run the GPU self-test on SwiftShader, which competes for 2 cores with WebRTC setup.
+  timeout: 90_000,
   expect: { timeout: 20_000 },
   workers: 1,
   reporter: [['list']],
@@ -35,7 +36,8 @@ export default defineConfig({
   webServer: {
     command: `tsx relay/main.ts --host 127.0.0.1 --port ${PORT} --data-dir ${DATA_DIR} --ice-server none`,
     url: `http://127.0.0.1:${PORT}/health`,
-    timeout: 60_000,
+    // Tabs also run the GPU self-test on SwiftShader, which competes for 2 cores with WebRTC setup.
+  timeout: 90_000,
     reuseExistingServer: false,
     stdout: 'pipe',
     stderr: 'pipe'

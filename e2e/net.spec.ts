@@ -48,4 +48,36 @@ test.describe.serial('swarm of 3 tabs', () => {
     expect(new Set(contents).size).toBe(1)
     await expect(tabs.pages[0].locator('#net-state tbody tr')).toHaveCount(3)
   })
+
+  test('two tabs exchange a framed tensor stream over their direct link (hash checked)', async () => {
+    const protocol = '/webswarm/e2e-echo/1.0.0'
+    const [client, server] = tabs.pages
+    await server.evaluate(async (protocol) => {
+      const ws = window.webswarm!
+      await ws.tensors.handle(ws.node, protocol, async (req) => req, { maxMessageBytes: 8 * 1024 * 1024 })
+    }, protocol)
+    const result = await client.evaluate(async ({ protocol, peer }) => {
+      const ws = window.webswarm!
+      const n = 512 * 1024 // f32 elements: 2 MiB, 128 WebRTC messages
+      const x = new Float32Array(n)
+      for (let i = 0; i < n; i++) x[i] = Math.sin(i) * 1000
+      const data = new Uint8Array(x.buffer)
+      const hex = async (b: Uint8Array): Promise<string> => [...new Uint8Array(await crypto.subtle.digest('SHA-256', new Uint8Array(b)))].map(v => v.toString(16).padStart(2, '0')).join('')
+      const target = ws.node.getConnections().find(c => c.remotePeer.toString() === peer && c.limits === undefined)!
+      const t0 = performance.now()
+      const res = await ws.tensors.call(ws.node, target.remotePeer, protocol, {
+        meta: { op: 'echo' },
+        tensors: [{ name: 'x', dtype: 'f32', shape: [512, 1024], data }]
+      }, { timeoutMs: 30_000 })
+      const ms = performance.now() - t0
+      const back = res.tensors[0]
+      return { sent: await hex(data), got: await hex(back.data), shape: back.shape, dtype: back.dtype, meta: res.meta, ms, via: target.remoteAddr.toString() }
+    }, { protocol, peer: tabs.ids[1] })
+    expect(result.got).toBe(result.sent)
+    expect(result.shape).toEqual([512, 1024])
+    expect(result.dtype).toBe('f32')
+    expect(result.meta).toEqual({ op: 'echo' })
+    expect(result.via).toContain('/webrtc')
+    console.log(`2 MiB echo between tabs over direct WebRTC: ${result.ms.toFixed(0)} ms (${(2 * 2 / (result.ms / 1000)).toFixed(1)} MB/s both ways)`)
+  })
 })

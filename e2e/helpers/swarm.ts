@@ -37,7 +37,7 @@ export async function linksTo (page: Page, peer: string): Promise<Array<{ addr: 
 }
 
 /** Waits until every tab has a direct (unlimited, /webrtc) connection to every other tab. */
-export async function waitForFullDirectMesh (tabs: SwarmTabs, timeoutMs = 30_000): Promise<void> {
+export async function waitForFullDirectMesh (tabs: SwarmTabs, timeoutMs = 45_000): Promise<void> {
   for (const [i, page] of tabs.pages.entries()) {
     const others = tabs.ids.filter((_, j) => j !== i)
     await page.waitForFunction((others) => {

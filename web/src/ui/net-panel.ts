@@ -4,6 +4,7 @@
  * Also exposes the running swarm as `window.webswarm` for tests and the console.
  */
 import { connectionKind, joinSwarm, type Swarm } from '../net/index.ts'
+import { call, handle } from '../net/stream/index.ts'
 
 /** Re-render at most this often, in ms: connection events come in bursts. */
 const RENDER_INTERVAL_MS = 500
@@ -11,7 +12,14 @@ const RENDER_INTERVAL_MS = 500
 declare global {
   interface Window {
     /** The page's swarm membership, for tests and the console. */
-    webswarm?: { peerId: string, node: Swarm['node'], doc: Swarm['doc'], swarm: Swarm }
+    webswarm?: {
+      peerId: string
+      node: Swarm['node']
+      doc: Swarm['doc']
+      swarm: Swarm
+      /** Framed tensor streams (net/stream) bound to nothing: pass `node` yourself. */
+      tensors: { call: typeof call, handle: typeof handle }
+    }
   }
 }
 
@@ -111,7 +119,7 @@ export async function mountNetPanel (body: HTMLElement): Promise<Swarm | undefin
     document.body.dataset.net = 'error'
     return undefined
   }
-  window.webswarm = { peerId: s.peerId, node: s.node, doc: s.doc, swarm: s }
+  window.webswarm = { peerId: s.peerId, node: s.node, doc: s.doc, swarm: s, tensors: { call, handle } }
   await s.setSelf({ agent: navigator.userAgent.includes('Headless') ? 'headless' : 'browser', joinedAt: Date.now() })
 
   let scheduled = false
