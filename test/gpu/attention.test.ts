@@ -66,7 +66,7 @@ async function checkForward (c: Case, seed: number): Promise<void> {
   }
 }
 
-/** Backward on the GPU (from the GPU forward's out and lse) vs the CPU twin. */
+/** Backward on the GPU, tiled and row kernels (from the GPU forward's out and lse), vs the CPU twin. */
 async function checkBackward (c: Case, seed: number): Promise<void> {
   const x = inputs(c, seed)
   const cq = tensors(cpu, c, x)
@@ -74,9 +74,11 @@ async function checkBackward (c: Case, seed: number): Promise<void> {
   const ref = attentionBackward(cq.q, cq.k, cq.v, cf.out, cf.lse, cq.dout, c.opts)
   const gq = tensors(gpu, c, x)
   const gf = attention(gq.q, gq.k, gq.v, c.opts)
-  const got = attentionBackward(gq.q, gq.k, gq.v, gf.out, gf.lse, gq.dout, c.opts)
-  for (const name of ['dq', 'dk', 'dv'] as const) {
-    assertClose(await got[name].readF32(), ref[name].data as Float32Array, { ...TOLERANCE.attentionBackward, what: `${name} ${label(c)}` })
+  for (const kernel of ['prefill', 'rows'] as const) {
+    const got = attentionBackward(gq.q, gq.k, gq.v, gf.out, gf.lse, gq.dout, { ...c.opts, kernel })
+    for (const name of ['dq', 'dk', 'dv'] as const) {
+      assertClose(await got[name].readF32(), ref[name].data as Float32Array, { ...TOLERANCE.attentionBackward, what: `${kernel} ${name} ${label(c)}` })
+    }
   }
 }
 
@@ -184,7 +186,7 @@ describe('attention forward (shaders/attention.wgsl, attention_decode.wgsl, atte
   })
 })
 
-describe('attention backward (shaders/attention_bwd_dq.wgsl, attention_bwd_dkdv.wgsl)', () => {
+describe('attention backward (shaders/attention_bwd_dq.wgsl, attention_bwd_dkdv.wgsl, attention_bwd_rows_*.wgsl)', () => {
   const cases: Case[] = []
   for (const T of [1, 3, 7, 33]) {
     for (const D of DIMS) {
@@ -208,13 +210,15 @@ describe('attention backward (shaders/attention_bwd_dq.wgsl, attention_bwd_dkdv.
     })
   }
 
-  it('is deterministic: two runs give bitwise equal gradients', async () => {
+  it('is deterministic: two runs give bitwise equal gradients (tiled and row kernels)', async () => {
     const c: Case = { T: 33, S: 33, Hq: 6, Hkv: 3, D: 64 }
     const g = tensors(gpu, c, inputs(c, 99))
     const f = attention(g.q, g.k, g.v)
-    const a = attentionBackward(g.q, g.k, g.v, f.out, f.lse, g.dout)
-    const b = attentionBackward(g.q, g.k, g.v, f.out, f.lse, g.dout)
-    for (const name of ['dq', 'dk', 'dv'] as const) expect(await a[name].readF32()).toEqual(await b[name].readF32())
+    for (const kernel of ['prefill', 'rows'] as const) {
+      const a = attentionBackward(g.q, g.k, g.v, f.out, f.lse, g.dout, { kernel })
+      const b = attentionBackward(g.q, g.k, g.v, f.out, f.lse, g.dout, { kernel })
+      for (const name of ['dq', 'dk', 'dv'] as const) expect(await a[name].readF32()).toEqual(await b[name].readF32())
+    }
   })
 
   it('gives zero key gradients when T = 0', async () => {

@@ -166,9 +166,7 @@ const COMBINE = defineKernel({
 })
 const COMBINE_VARIANT: Variant = { key: `wg${COMBINE_WG}`, workgroupSize: [COMBINE_WG] }
 
-const BWD_DQ = defineKernel({
-  name: 'attn_bwd_dq', shader: 'attention_bwd_dq', entry: 'attn_bwd_dq',
-  bindings: [
+const BWD_DQ_BINDINGS = [
     { name: 'q', type: 'f32' }, //    (T, Hq, D)
     { name: 'k', type: 'f32' }, //    (S, Hkv, D)
     { name: 'v', type: 'f32' }, //    (S, Hkv, D)
@@ -177,13 +175,12 @@ const BWD_DQ = defineKernel({
     { name: 'dout', type: 'f32' }, // (T, Hq, D)
     { name: 'dq', type: 'f32', access: 'read_write' }, //   (T, Hq, D)
     { name: 'delta', type: 'f32', access: 'read_write' } // (Hq, T) rowsum(dout ⊙ out)
-  ],
-  uniforms: SHAPE_UNIFORMS
-})
+] as const
+const BWD_DQ = defineKernel({ name: 'attn_bwd_dq', shader: 'attention_bwd_dq', entry: 'attn_bwd_dq', bindings: BWD_DQ_BINDINGS, uniforms: SHAPE_UNIFORMS })
+/** Software adapters: one thread per query row (attention_bwd_rows_dq.wgsl). */
+const BWD_ROWS_DQ = defineKernel({ name: 'attn_bwd_rows_dq', shader: 'attention_bwd_rows_dq', entry: 'attn_bwd_rows_dq', bindings: BWD_DQ_BINDINGS, uniforms: SHAPE_UNIFORMS })
 
-const BWD_DKDV = defineKernel({
-  name: 'attn_bwd_dkdv', shader: 'attention_bwd_dkdv', entry: 'attn_bwd_dkdv',
-  bindings: [
+const BWD_DKDV_BINDINGS = [
     { name: 'q', type: 'f32' }, //     (T, Hq, D)
     { name: 'k', type: 'f32' }, //     (S, Hkv, D)
     { name: 'v', type: 'f32' }, //     (S, Hkv, D)
@@ -192,9 +189,10 @@ const BWD_DKDV = defineKernel({
     { name: 'dout', type: 'f32' }, //  (T, Hq, D)
     { name: 'dk', type: 'f32', access: 'read_write' }, // (S, Hkv, D)
     { name: 'dv', type: 'f32', access: 'read_write' } //  (S, Hkv, D)
-  ],
-  uniforms: SHAPE_UNIFORMS
-})
+] as const
+const BWD_DKDV = defineKernel({ name: 'attn_bwd_dkdv', shader: 'attention_bwd_dkdv', entry: 'attn_bwd_dkdv', bindings: BWD_DKDV_BINDINGS, uniforms: SHAPE_UNIFORMS })
+/** Software adapters: one thread per key row (attention_bwd_rows_dkdv.wgsl). */
+const BWD_ROWS_DKDV = defineKernel({ name: 'attn_bwd_rows_dkdv', shader: 'attention_bwd_rows_dkdv', entry: 'attn_bwd_rows_dkdv', bindings: BWD_DKDV_BINDINGS, uniforms: SHAPE_UNIFORMS })
 
 // ---- validation ----
 
@@ -312,6 +310,8 @@ export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
  * forward's out (T, Hq, D) and lse (Hq, T). Two deterministic passes, no atomics: one over query
  * blocks (dq, and delta = rowsum(dout ⊙ out)), one over key blocks (dk, dv, summing the query
  * heads that share a kv head in a fixed order). dk/dv rows at or past kvLen are zero.
+ * `opts.kernel`: 'rows' (the default on software adapters) runs one thread per row without
+ * workgroup memory; any other value runs the tiled kernels.
  * The CPU path recomputes the probabilities from q and k (the definition); out and lse are checked
  * for shape only.
  */
@@ -335,10 +335,17 @@ export function attentionBackward (q: Tensor, k: Tensor, v: Tensor, out: Tensor,
   const dv = g.empty(v.shape)
   const delta = g.empty([r.Hq, r.T])
   const u = uniforms(r)
-  const dqPlan = prefillPlan(r.D, 'attn_bwd_dq')
-  g.run(BWD_DQ, dqPlan.variant, { q, k, v, out, lse, dout, dq, delta }, u, [Math.ceil(rows / dqPlan.BQ), r.Hkv])
-  const kvPlan = dkdvPlan(r.D)
-  g.run(BWD_DKDV, kvPlan.variant, { q, k, v, lse, delta, dout, dk, dv }, u, [Math.ceil(r.S / kvPlan.BKB), r.Hkv])
+  const kernel = opts.kernel ?? 'auto'
+  if (kernel === 'rows' || (kernel === 'auto' && g.info.software)) {
+    const variant: Variant = { key: `d${r.D}`, workgroupSize: [WG], constants: { HEAD_DIM: r.D } }
+    g.run(BWD_ROWS_DQ, variant, { q, k, v, out, lse, dout, dq, delta }, u, g.grid1d(Math.ceil((r.T * r.Hq) / WG)))
+    g.run(BWD_ROWS_DKDV, variant, { q, k, v, lse, delta, dout, dk, dv }, u, g.grid1d(Math.ceil((r.S * r.Hkv) / WG)))
+  } else {
+    const dqPlan = prefillPlan(r.D, 'attn_bwd_dq')
+    g.run(BWD_DQ, dqPlan.variant, { q, k, v, out, lse, dout, dq, delta }, u, [Math.ceil(rows / dqPlan.BQ), r.Hkv])
+    const kvPlan = dkdvPlan(r.D)
+    g.run(BWD_DKDV, kvPlan.variant, { q, k, v, lse, delta, dout, dk, dv }, u, [Math.ceil(r.S / kvPlan.BKB), r.Hkv])
+  }
   delta.dispose()
   return { dq, dk, dv }
 }
