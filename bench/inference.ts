@@ -9,7 +9,7 @@
  *
  * Model: the default model's shape (models/byte-llama.config.json); its trained weights when
  * models/byte-llama/ holds them, else seeded random weights (speed does not depend on values).
- * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)
+ * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)  --trials N (3)
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
  * and inference.meta.json (device, model, per-run details).
  */
@@ -110,26 +110,48 @@ const splits: Record<string, Array<[number, number]>> = { 1: [[0, L]], 2: [[0, L
 const decodeTps: Record<string, number> = {}
 const runs: Record<string, unknown> = {}
 let prefillTps = 0
+/** Interleaved timed runs per configuration; the best is reported. */
+const TRIALS = Number(arg('trials') ?? 3)
+/** INFO round trips timed to estimate one hop's network cost. */
+const RTT_PROBES = 50
+let rttMs = 0
 let reference: number[] | undefined
 const clientPeer = await peer()
 
+// All three configurations stay up; trials are interleaved k = 1, 2, 3, 1, 2, 3, … and the best
+// trial of each is kept, so load from other processes on the shared machine hits all alike.
+const setups: Record<string, { client: InferenceClient, servers: Array<{ role: ServerRole, node: WebSwarmNode }> }> = {}
 for (const k of ['1', '2', '3']) {
   const model = `bench-${k}`
   const servers: Array<{ role: ServerRole, node: WebSwarmNode }> = []
   for (const [s, e] of splits[k]) servers.push(await serve(model, s, e))
   const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, log: l => console.log(l) })
-  // Warm-up (pipelines compiled, connections open), then the timed run.
+  // Warm-up: pipelines compiled, connections and channels open.
   await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
-  const r = await swarmGenerate(client, ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
-  reference ??= r.tokens
-  if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${k}-peer tokens differ from the 1-peer run`)
-  const decodeS = r.decodeMs.reduce((a, b) => a + b, 0) / 1000
-  decodeTps[k] = r.decodeMs.length / decodeS
-  if (k === '3') prefillTps = PROMPT_LEN / (r.prefillMs / 1000)
-  runs[k] = { route: r.session.route.length, decode_steps: r.decodeMs.length, decode_s: decodeS, prefill_ms: r.prefillMs }
-  console.log(`${k} peer(s): decode ${decodeTps[k].toFixed(1)} tokens/s, prefill ${(PROMPT_LEN / (r.prefillMs / 1000)).toFixed(1)} tokens/s`)
-  for (const s of servers) await s.role.stop()
+  setups[k] = { client, servers }
 }
+{
+  const probe = setups['1']
+  const t0 = performance.now()
+  for (let i = 0; i < RTT_PROBES; i++) await probe.client.call(probe.servers[0].role.self, { type: 'info' })
+  rttMs = (performance.now() - t0) / RTT_PROBES
+  console.log(`infer round trip (INFO on a pooled channel, no compute): ${rttMs.toFixed(2)} ms`)
+}
+for (let trial = 0; trial < TRIALS; trial++) {
+  for (const k of ['1', '2', '3']) {
+    const r = await swarmGenerate(setups[k].client, ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
+    reference ??= r.tokens
+    if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${k}-peer tokens differ from the first run`)
+    const decodeS = r.decodeMs.reduce((a, b) => a + b, 0) / 1000
+    const tps = r.decodeMs.length / decodeS
+    const ptps = PROMPT_LEN / (r.prefillMs / 1000)
+    decodeTps[k] = Math.max(decodeTps[k] ?? 0, tps)
+    if (k === '3') prefillTps = Math.max(prefillTps, ptps)
+    ;((runs[k] ??= []) as unknown[]).push({ route: r.session.route.length, decode_tps: tps, prefill_tps: ptps })
+    console.log(`trial ${trial}, ${k} peer(s): decode ${tps.toFixed(1)} tokens/s, prefill ${ptps.toFixed(1)} tokens/s`)
+  }
+}
+for (const k of ['1', '2', '3']) for (const s of setups[k].servers) await s.role.stop()
 
 // ---- recovery: 3 peers + a spare over all blocks; the middle one dies after KILL_AFTER_TOKENS ----
 const model = 'bench-recovery'
@@ -138,25 +160,26 @@ for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
 const spare = await serve(model, 0, L)
 const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize })
 await client.measureRtts([...servers.map(s => s.role.self), spare.role.self])
-client.rttMs.set(spare.role.self, 1e4) // used only as the replacement
+client.rttMs.set(spare.role.self, 1e6) // used only as the replacement
 let killedAt = 0
 let recoveryS = 0
 let n = 0
 const rr = await swarmGenerate(client, ends, prompt, {
   maxNewTokens: DECODE_TOKENS,
   stopTokens: [],
-  onToken: () => {
+  onToken: async () => {
     n++
     if (killedAt > 0 && recoveryS === 0) recoveryS = (performance.now() - killedAt) / 1000
     if (n === KILL_AFTER_TOKENS) {
+      // The server's death: its node stops (connections close). The clock starts once it is gone.
+      await servers[1].node.stop()
       killedAt = performance.now()
-      void servers[1].node.stop()
     }
   }
 })
 if (JSON.stringify(rr.tokens) !== JSON.stringify(reference)) throw new Error('tokens after the failover differ from the run without one')
 const fo = rr.session.failovers[0]
-if (fo === undefined) throw new Error('the killed server caused no failover')
+if (fo === undefined) throw new Error(`the killed server ${servers[1].role.self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
 console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens)`)
 
 const result = { decode_tps: decodeTps, prefill_tps: prefillTps, recovery_s: recoveryS }
@@ -164,7 +187,7 @@ mkdirSync('bench/results', { recursive: true })
 writeFileSync('bench/results/inference.json', JSON.stringify(result, null, 2) + '\n')
 writeFileSync('bench/results/inference.meta.json', JSON.stringify({
   device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS,
-  ratio_3_over_1: decodeTps['3'] / decodeTps['1'], runs, recovery: { failover_ms: fo.ms, replayed: fo.replayed },
+  ratio_3_over_1: decodeTps['3'] / decodeTps['1'], infer_round_trip_ms: rttMs, runs, recovery: { failover_ms: fo.ms, replayed: fo.replayed },
   transport: 'libp2p framed tensor streams over direct WebRTC on 127.0.0.1, all peers in one process',
   machine: { cpus: os.cpus().length, node: process.version }, date: new Date().toISOString()
 }, null, 2) + '\n')

@@ -74,6 +74,8 @@ describe('tiny-mixtral over libp2p: relay + 3 serve peers + a client', () => {
     const r1 = await swarmGenerate(client, ends, ref.prompt, { maxNewTokens: ref.greedy.length })
     expect(r1.tokens).toEqual(ref.greedy)
     expect(r1.session.route.map(s => s.start)).toEqual([0, 1])
+    // Steps reuse pooled channels: far fewer streams than requests (2 hops × 16 steps + opens/infos).
+    expect(c.transport.channelsOpened).toBeLessThanOrEqual(6)
 
     const spare = await serve('spare', 0, 2)
     client.rttMs.set(spare.self, 1e4) // far: chosen only as a replacement
@@ -83,11 +85,10 @@ describe('tiny-mixtral over libp2p: relay + 3 serve peers + a client', () => {
     const r2 = await swarmGenerate(client, ends, ref.prompt, {
       maxNewTokens: ref.greedy.length,
       onSession: s => { session = s },
-      onToken: () => {
+      onToken: async () => {
         if (++n === 5) {
           // Kill the peer outright (no OFFLINE announcement): the client learns by the failed step.
-          const node = nodes.find(x => x.peerId.toString() === victim.self)!
-          void node.stop()
+          await nodes.find(x => x.peerId.toString() === victim.self)!.stop()
         }
       }
     })

@@ -5,7 +5,7 @@
  */
 import { BanList } from '../backoff.ts'
 import { INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP, PLAN_MAX_BAN_WAIT_MS } from '../constants.ts'
-import { errorFromWire, MalformedMessageError, NoRouteError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
+import { errorFromWire, NoRouteError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
 import type { BlockRecord, SwarmDirectory } from '../records.ts'
 import { planRoute, type RouteSegment } from '../route.ts'
 import type { RpcTransport } from '../transport/index.ts'
@@ -83,13 +83,15 @@ export class InferenceClient {
     return reply
   }
 
-  /** RTT to each peer not yet measured, by an INFO round trip; peers that fail are banned. */
+  /** RTT to each peer not yet measured, by an INFO round trip on an open connection; peers that fail are banned. */
   async measureRtts (peers: Iterable<string>): Promise<void> {
     await Promise.all([...new Set(peers)].filter(p => !this.rttMs.has(p) && !this.bans.isBanned(p)).map(async p => {
-      const t0 = performance.now()
       try {
-        const r = await this.call(p, { type: 'info' })
-        if (r.type !== 'infoOk') throw new MalformedMessageError(`expected infoOk, got ${r.type}`)
+        // The first INFO also sets up the connection (WebRTC, stream): time the second one.
+        let r = await this.call(p, { type: 'info' })
+        const t0 = performance.now()
+        r = await this.call(p, { type: 'info' })
+        if (r.type !== 'infoOk') throw new PeerProtocolError(p, `expected infoOk, got ${r.type}`)
         this.rttMs.set(p, performance.now() - t0)
       } catch (e) {
         this.bans.ban(p)

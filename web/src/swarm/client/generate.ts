@@ -22,7 +22,8 @@ export interface SwarmGenerateOptions extends SamplingOptions {
   maxNewTokens: number
   /** @default ends.eosTokenIds */
   stopTokens?: readonly number[]
-  onToken?: (id: number) => void
+  /** Called with each token as it is sampled; a returned promise is awaited before the next step. */
+  onToken?: (id: number) => void | Promise<void>
   /** Called once the session is open (e.g. to show the route, or to kill a server in a test). */
   onSession?: (s: InferenceSession) => void
 }
@@ -55,7 +56,7 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
     for (;;) {
       const id = sampler.sample(await ends.logits(h.subarray(h.length - C)))
       tokens.push(id)
-      opts.onToken?.(id)
+      await opts.onToken?.(id)
       if (stop.has(id) || tokens.length >= n) break
       t0 = performance.now()
       h = await session.step(await ends.embed([id]), 1)

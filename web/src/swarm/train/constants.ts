@@ -3,8 +3,10 @@
  * unit and why it has this value (STYLE 8); options in index.ts override the defaults.
  */
 
-/** Protocol id of the fault-tolerant all-reduce (PROTOCOL.md § allreduce). */
-export const ALLREDUCE_PROTOCOL = '/webswarm/allreduce/1.0.0'
+import { ALLREDUCE } from '../../net/protocols.ts'
+
+/** Protocol id of the fault-tolerant all-reduce (PROTOCOL.md § allreduce), from the registry. */
+export const ALLREDUCE_PROTOCOL = ALLREDUCE.id
 
 /** Wire version in byte 0 of every allreduce message; another version is refused. */
 export const ALLREDUCE_WIRE_VERSION = 1

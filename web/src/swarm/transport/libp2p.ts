@@ -1,14 +1,19 @@
 /**
- * RpcTransport over libp2p: each `infer` / `expert` message travels as one request/response of
- * web/src/net/stream (framing, chunking under the WebRTC message size, checksums, backpressure,
- * limits, timeouts), carried as a single u8 tensor named `msg`. The swarm codecs then parse it
- * with their own caps.
+ * RpcTransport over libp2p: swarm messages ride web/src/net/stream channels (framing, chunking
+ * under the WebRTC message size, checksums, credit flow control, limits), each carried as a single
+ * u8 tensor named `msg`; the swarm codecs then parse it with their own caps.
+ *
+ * Opening a stream costs a WebRTC data channel plus a multistream-select round trip, which would
+ * dominate a decode step's latency. So a client keeps a small pool of open channels per (peer,
+ * protocol) and sends one request at a time on each; the server answers each message on the
+ * channel it came on, in order. Channels idle for CHANNEL_IDLE_MS or older than CHANNEL_MAX_AGE_MS
+ * are closed, well inside the stream layer's idle and handler timeouts.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { call, handle, unhandle } from '../../net/stream/index.ts'
-import type { TensorMessage } from '../../net/stream/index.ts'
+import { handleStream, openStream, unhandle } from '../../net/stream/index.ts'
+import type { TensorChannel, TensorMessage } from '../../net/stream/index.ts'
 import { MAX_MESSAGE_BYTES } from '../constants.ts'
 import { PeerTimeoutError, PeerUnreachableError } from '../errors.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
@@ -17,6 +22,19 @@ import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
 const MSG = 'msg'
 /** Headroom over the swarm message cap for the stream's own frame headers and metadata, bytes. */
 const FRAME_SLACK_BYTES = 64 * 1024
+/** A pooled channel unused this long is closed, ms (a session's steps come faster than this). */
+const CHANNEL_IDLE_MS = 15_000
+/** A pooled channel is retired after this long, ms, whatever its use. */
+const CHANNEL_MAX_AGE_MS = 5 * 60_000
+/** The stream layer's idle limit for our channels, ms: above CHANNEL_IDLE_MS so we close first. */
+const STREAM_IDLE_MS = 2 * CHANNEL_IDLE_MS
+/** The stream layer's limit on a serving handler, ms: above CHANNEL_MAX_AGE_MS. */
+const STREAM_HANDLER_MS = 2 * CHANNEL_MAX_AGE_MS
+/** Tries at connecting (dial + open) before a request is given up, and the pause between them, ms. */
+const CONNECT_ATTEMPTS = 3
+const CONNECT_RETRY_MS = 200
+/** Most messages one channel carries each way before it must be replaced. */
+const CHANNEL_MAX_MESSAGES = 100_000
 
 function wrap (body: Uint8Array): TensorMessage {
   return { tensors: [{ name: MSG, dtype: 'u8', shape: [body.length], data: body }] }
@@ -29,8 +47,6 @@ function unwrap (m: TensorMessage, from: string): Uint8Array {
 }
 
 export interface Libp2pTransportOptions {
-  /** Resets streams of handlers still running after this, ms. @default 120,000 */
-  handlerTimeoutMs?: number
   /** Let streams run over relayed connections (relays cap data at 128 KiB by default). @default false */
   runOnLimitedConnection?: boolean
   /**
@@ -40,23 +56,34 @@ export interface Libp2pTransportOptions {
   relayAddr?: string
 }
 
+interface Pooled {
+  ch: TensorChannel
+  opened: number
+  lastUsed: number
+  sent: number
+}
+
 export class Libp2pTransport implements RpcTransport {
   readonly self: string
+  private readonly idle = new Map<string, Pooled[]>()
+  private readonly dialing = new Map<string, Promise<unknown>>()
+  /** Channels opened so far (tests and the benchmark check reuse). */
+  channelsOpened = 0
 
   constructor (private readonly node: Libp2p, private readonly opts: Libp2pTransportOptions = {}) {
     this.self = node.peerId.toString()
   }
 
-  private limits (): { maxMessageBytes: number, runOnLimitedConnection: boolean, handlerTimeoutMs?: number, log: (l: string) => void } {
+  private limits (): { maxMessageBytes: number, maxMessages: number, runOnLimitedConnection: boolean, idleTimeoutMs: number, handlerTimeoutMs: number, log: (l: string) => void } {
     return {
       maxMessageBytes: MAX_MESSAGE_BYTES + FRAME_SLACK_BYTES,
+      maxMessages: CHANNEL_MAX_MESSAGES,
       runOnLimitedConnection: this.opts.runOnLimitedConnection ?? false,
-      handlerTimeoutMs: this.opts.handlerTimeoutMs,
+      idleTimeoutMs: STREAM_IDLE_MS,
+      handlerTimeoutMs: STREAM_HANDLER_MS,
       log: () => {}
     }
   }
-
-  private readonly dialing = new Map<string, Promise<unknown>>()
 
   /** A direct (unlimited) connection to `peer`, opened through the relay's signalling if needed. */
   private async ensureDirect (peer: string, timeoutMs: number): Promise<void> {
@@ -72,24 +99,78 @@ export class Libp2pTransport implements RpcTransport {
     await p
   }
 
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
-    let reply: TensorMessage
-    try {
-      await this.ensureDirect(peer, opts.timeoutMs)
-      reply = await call(this.node, peerIdFromString(peer), protocol, wrap(body), { ...this.limits(), timeoutMs: opts.timeoutMs, openTimeoutMs: opts.timeoutMs, signal: opts.signal })
-    } catch (e) {
-      const err = e as Error
-      if (err.name === 'StreamTimeoutError' || err.name === 'TimeoutError' || err.name === 'AbortError') throw new PeerTimeoutError(peer, opts.timeoutMs)
-      throw new PeerUnreachableError(peer, `${err.name}: ${err.message}`)
+  /** An idle pooled channel to (peer, protocol), or undefined; closes stale ones on the way. */
+  private take (key: string): Pooled | undefined {
+    const list = this.idle.get(key) ?? []
+    const now = Date.now()
+    while (list.length > 0) {
+      const p = list.pop()!
+      if (now - p.lastUsed < CHANNEL_IDLE_MS && now - p.opened < CHANNEL_MAX_AGE_MS && p.sent < CHANNEL_MAX_MESSAGES) return p
+      void p.ch.closeWrite().catch(() => {})
     }
-    return unwrap(reply, peer)
+    return undefined
+  }
+
+  private give (key: string, p: Pooled): void {
+    p.lastUsed = Date.now()
+    const list = this.idle.get(key) ?? []
+    list.push(p)
+    this.idle.set(key, list)
+  }
+
+  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+    const key = `${peer} ${protocol}`
+    const deadline = AbortSignal.timeout(opts.timeoutMs)
+    const signal = opts.signal === undefined ? deadline : AbortSignal.any([opts.signal, deadline])
+    for (let attempt = 0; ; attempt++) {
+      let p = this.take(key)
+      const reused = p !== undefined
+      let sent = false
+      try {
+        if (p === undefined) {
+          await this.ensureDirect(peer, opts.timeoutMs)
+          const ch = await openStream(this.node, peerIdFromString(peer), protocol, { ...this.limits(), openTimeoutMs: opts.timeoutMs, signal: deadline })
+          this.channelsOpened++
+          p = { ch, opened: Date.now(), lastUsed: Date.now(), sent: 0 }
+        }
+        p.sent++
+        sent = true
+        await p.ch.send(wrap(body), { signal })
+        const reply = await p.ch.read({ signal })
+        if (reply === undefined) throw new PeerUnreachableError(peer, 'channel closed before the reply')
+        const out = unwrap(reply, peer)
+        this.give(key, p)
+        return out
+      } catch (e) {
+        p?.ch.abort(e as Error)
+        if (deadline.aborted) throw new PeerTimeoutError(peer, opts.timeoutMs)
+        // Safe to retry: a pooled channel the peer had already closed, or a failure to connect
+        // before anything was sent (WebRTC set-up through a busy relay sometimes fails once).
+        if (opts.signal?.aborted !== true && ((reused && attempt === 0) || (!sent && attempt < CONNECT_ATTEMPTS - 1))) {
+          if (!reused) await new Promise(resolve => setTimeout(resolve, CONNECT_RETRY_MS))
+          continue
+        }
+        const err = e as Error
+        if (err instanceof PeerUnreachableError) throw err
+        throw new PeerUnreachableError(peer, `${err.name}: ${err.message}`)
+      }
+    }
   }
 
   handle (protocol: string, handler: RpcHandler): void {
-    void handle(this.node, protocol, async (req, ctx) => wrap(await handler(ctx.remotePeer.toString(), unwrap(req, ctx.remotePeer.toString()))), this.limits())
+    void handleStream(this.node, protocol, async (ch, ctx) => {
+      const from = ctx.remotePeer.toString()
+      for await (const m of ch) await ch.send(wrap(await handler(from, unwrap(m, from))), { signal: ctx.signal })
+    }, this.limits())
   }
 
   unhandle (protocol: string): void {
     void unhandle(this.node, protocol)
+  }
+
+  /** Closes every pooled channel. */
+  close (): void {
+    for (const list of this.idle.values()) for (const p of list) void p.ch.closeWrite().catch(() => {})
+    this.idle.clear()
   }
 }
