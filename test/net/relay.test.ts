@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
+import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs/promises'
+import * as https from 'node:https'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as Y from 'yjs'
@@ -153,5 +155,66 @@ describe('relay process: HTTP, identity, restart with peers', () => {
     }
     await until('convergence after relay restart', done, 20_000)
     expect(restored.map('runs').size).toBe(5)
+  })
+})
+
+describe('relay process lifecycle', () => {
+  it('serves https and announces /tls/ws on one port with --tls-cert/--tls-key', async () => {
+    const dir = await tmp()
+    const cert = path.join(dir, 'cert.pem')
+    const key = path.join(dir, 'key.pem')
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+    const relay = await startRelay({ ...parseConfig(['--port', '0', '--ice-server', 'none', '--tls-cert', cert, '--tls-key', key], {})!, dataDir: dir, staticDir: dir }, quiet)
+    try {
+      expect(relay.httpUrl).toMatch(/^https:/)
+      expect(relay.bootstrapAddrs[0]).toMatch(/\/tls\/ws\/p2p\//)
+      const body = await new Promise<string>((resolve, reject) => {
+        https.get(`${relay.httpUrl}/health`, { rejectUnauthorized: false, timeout: 5000 }, res => {
+          let b = ''
+          res.on('data', (c: Buffer) => { b += c.toString() })
+          res.on('end', () => { resolve(b) })
+        }).on('error', reject)
+      })
+      expect(JSON.parse(body).peerId).toBe(relay.node.peerId.toString())
+    } finally {
+      await relay.stop()
+    }
+  })
+
+  it('npm run relay: --help documents every flag; SIGTERM flushes, compacts and exits 0', async () => {
+    const tsx = path.resolve('node_modules/.bin/tsx')
+    const help = execFileSync(tsx, ['relay/main.ts', '--help'], { encoding: 'utf8' })
+    expect(help).toContain('--relay-data')
+    const dataDir = await tmp()
+    const child = spawn(tsx, ['relay/main.ts', '--port', '0', '--data-dir', dataDir, '--ice-server', 'none', '--compact-interval', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    child.stderr.on('data', (c: Buffer) => { out += c.toString() })
+    const exited = new Promise<number | null>(resolve => child.on('exit', code => { resolve(code) }))
+    try {
+      await until('relay listening', () => /page \+ \/health .* at (http:\/\/\S+)/.test(out), 60_000, 100)
+      const url = /at (http:\/\/\S+)/.exec(out)![1]
+      const boot = await (await get(`${url}/bootstrap`)).json() as { multiaddrs: string[] }
+      const s = await joinSwarm({ bootstrap: boot.multiaddrs, iceServers: [], targetPeers: 0, log: quiet })
+      await s.peers.ready()
+      await s.setSelf({ before: 'sigterm' })
+      await until('relay stored the entry', async () => {
+        const h = await (await get(`${url}/health`)).json() as { swarms: { default: { peers: number } } }
+        return h.swarms.default.peers === 1
+      })
+      await s.stop()
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      expect(out).toMatch(/SIGTERM received/)
+      expect(out).toMatch(/relay: stopped/)
+      // Compacted on shutdown: one snapshot record holding the entry.
+      const doc = new Y.Doc()
+      const store = await CrdtStore.open(path.join(dataDir, 'crdt'), 'default', doc, { compactIntervalMs: 0, log: quiet })
+      expect(store.stats.records).toBe(1)
+      expect(doc.getMap('peers').size).toBe(1)
+      await store.close({ compact: false })
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
   })
 })
