@@ -176,8 +176,26 @@ export const EXPERT: ProtocolSpec = {
   runOnLimitedConnection: false
 }
 
+/**
+ * DiLoCo's fault-tolerant all-reduce (PROTOCOL.md § allreduce; web/src/swarm/train). One
+ * request/response per message over framed tensor streams: READY/START (long-polled for up to the
+ * coordinator's ready window), REDUCE/RESULT (one q8 part, ≤ 1 MiB), FETCH, DONE, SNAPSHOT/STATE
+ * (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
+ */
+export const ALLREDUCE: ProtocolSpec = {
+  id: `${PROTOCOL_PREFIX}/allreduce/1.0.0`,
+  maxMessageBytes: 1 * MiB + 16 * KiB,
+  maxMessagesPerStream: 1,
+  timeoutMs: 90_000,
+  // a member keeps ≤ 8 parts in flight per attempt; an owner serves every member's window
+  maxInboundStreams: 64,
+  maxOutboundStreams: 64,
+  runOnLimitedConnection: false
+}
+
 /** The swarm layer's stream protocols (kept beside PROTOCOLS, added by the swarm layer). */
 export const SWARM_PROTOCOLS = {
   infer: INFER,
-  expert: EXPERT
+  expert: EXPERT,
+  allreduce: ALLREDUCE
 } as const satisfies Record<string, ProtocolSpec>

@@ -3,6 +3,7 @@ import { benchMatmul } from '../gpu/ops/matmul-bench.ts'
 import { runSelfTests, type SelfTestResult } from '../gpu/selftest.ts'
 import { renderBench, renderError, renderGpuInfo, selfTestTable } from './gpu-panel.ts'
 import { mountNetPanel } from './net-panel.ts'
+import { mountTrainPanel } from './train-panel.ts'
 
 /** What the page exposes for tests and the console. */
 export interface PageState {
@@ -44,6 +45,11 @@ async function main (): Promise<void> {
   const state: PageState = {}
   window.webswarmGpu = state
   void mountNetPanel(document.querySelector<HTMLElement>('#net-panel .body')!)
+  // Training runs on this page's GPU once probed; `?device=cpu` (or no WebGPU) uses the CPU twins.
+  mountTrainPanel(document.querySelector<HTMLElement>('#train-panel .body')!, async () => {
+    if (new URLSearchParams(location.search).get('device') !== 'cpu' && state.gpu !== undefined) return state.gpu
+    return (await import('../gpu/cpu-backend.ts')).cpu
+  })
   await probeGpu(state)
 }
 
