@@ -47,6 +47,9 @@ test.describe.serial('swarm of 3 tabs', () => {
     }))
     expect(new Set(contents).size).toBe(1)
     await expect(tabs.pages[0].locator('#net-state tbody tr')).toHaveCount(3)
+    // Browsers keep the doc in IndexedDB (y-indexeddb), one database per swarm.
+    const dbs = await tabs.pages[0].evaluate(async () => (await indexedDB.databases()).map(d => d.name))
+    expect(dbs).toContain('webswarm-crdt-default')
   })
 
   test('two tabs exchange a framed tensor stream over their direct link (hash checked)', async () => {

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { lpStream } from '@libp2p/utils'
+import { MalformedMessageError } from '../../web/src/net/errors.ts'
+import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
 import { PeerManager, directConnections, connectionKind } from '../../web/src/net/peers.ts'
+import type { ProtocolSpec } from '../../web/src/net/protocols.ts'
 import { startSwarm, until, type TestSwarm } from './peers-harness.ts'
 
 describe('PeerManager: relay + 4 Node peers', () => {
@@ -32,5 +36,45 @@ describe('PeerManager: relay + 4 Node peers', () => {
     const [a, b] = s.peers
     await a.hangUp(b.peerId)
     await until('link a-b restored', () => managers[0].directPeers().includes(b.peerId.toString()), 15_000)
+  })
+})
+
+describe('joinSwarm: protocol handlers with declared limits', () => {
+  let s: TestSwarm
+  const swarms: Swarm[] = []
+  const logs: string[] = []
+  beforeAll(async () => {
+    s = await startSwarm(0)
+    for (let i = 0; i < 2; i++) swarms.push(await joinSwarm({ bootstrap: [s.relayAddr], iceServers: [], log: l => logs.push(l) }))
+    await until('direct link', () => swarms[0].peers.directPeers().includes(swarms[1].peerId), 20_000)
+  })
+  afterAll(async () => {
+    for (const x of swarms) await x.stop()
+    await s?.stop()
+  })
+
+  it('runs the handler, resets a stream that overruns the timeout or throws, and keeps serving', async () => {
+    const spec: ProtocolSpec = { id: '/webswarm/test-echo/1.0.0', maxMessageBytes: 1024, maxMessagesPerStream: 1, timeoutMs: 300, maxInboundStreams: 4, maxOutboundStreams: 4, runOnLimitedConnection: false }
+    await swarms[1].handle(spec, async (stream) => {
+      const lp = lpStream(stream, { maxDataLength: spec.maxMessageBytes })
+      const msg = (await lp.read()).subarray()
+      if (msg[0] === 1) throw new MalformedMessageError(spec.id, 'first byte 1 is not allowed')
+      if (msg[0] === 2) await new Promise(resolve => setTimeout(resolve, 10 * spec.timeoutMs)) // hang
+      await lp.write(msg)
+      await stream.close()
+    })
+    const ask = async (first: number): Promise<Uint8Array> => {
+      const stream = await swarms[0].node.dialProtocol(swarms[1].node.peerId, spec.id, { signal: AbortSignal.timeout(5000) })
+      const lp = lpStream(stream)
+      await lp.write(new Uint8Array([first, 42]))
+      return (await lp.read({ signal: AbortSignal.timeout(5000) })).subarray()
+    }
+    expect([...await ask(0)]).toEqual([0, 42])
+    await expect(ask(1)).rejects.toThrow()
+    await until('throw logged', () => logs.some(l => l.includes('reset stream from') && l.includes('MalformedMessageError')))
+    const t0 = Date.now()
+    await expect(ask(2)).rejects.toThrow()
+    expect(Date.now() - t0).toBeLessThan(5 * spec.timeoutMs)
+    expect([...await ask(0)]).toEqual([0, 42])
   })
 })

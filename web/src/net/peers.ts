@@ -29,6 +29,11 @@ const BACKOFF_JITTER = 0.2
 const MAINTAIN_INTERVAL_MS = 1_000
 /** How often to look up swarm providers in the DHT, in ms (pubsub discovery covers the rest). */
 export const DHT_DISCOVERY_INTERVAL_MS = 15_000
+/**
+ * Right after (re)connecting to the relay, look up again after these delays (ms): peers that
+ * joined at the same moment have provided the rendezvous key by then.
+ */
+const DHT_DISCOVERY_FAST_START_MS = [1_000, 3_000, 7_000]
 /** The higher peer id waits this long for the lower one to dial before dialling itself, in ms. */
 const DIAL_GRACE_MS = 2_000
 /** One dial (relay or WebRTC) may take this long, in ms; ICE on loopback takes ~1 s. */
@@ -127,6 +132,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private readonly dhtIntervalMs: number
   private maintainTimer?: ReturnType<typeof setInterval>
   private dhtTimer?: ReturnType<typeof setInterval>
+  private readonly fastStartTimers = new Set<ReturnType<typeof setTimeout>>()
   private running = false
   private readonly controller = new AbortController()
 
@@ -178,6 +184,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.controller.abort()
     clearInterval(this.maintainTimer)
     clearInterval(this.dhtTimer)
+    for (const t of this.fastStartTimers) clearTimeout(t)
     for (const r of this.relays) clearTimeout(r.timer)
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
@@ -199,6 +206,10 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       r.connected = true
       this.dispatchEvent(new CustomEvent('relay', { detail: true }))
       void this.dhtDiscover()
+      for (const ms of DHT_DISCOVERY_FAST_START_MS) {
+        const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
+        this.fastStartTimers.add(t)
+      }
     } catch (e) {
       if (!this.running) return
       r.failures++
