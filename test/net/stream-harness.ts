@@ -17,6 +17,8 @@ export interface MemoryNode extends StreamNode {
   peerId: PeerId
   /** Streams this node opened (outbound) and accepted (inbound), for assertions. */
   streams: Stream[]
+  /** The promise of every handler run on this node's inbound streams, in order. */
+  served: Array<Promise<void>>
 }
 
 /** Nodes that can dial each other by peer id; `capacity` messages in flight before backpressure. */
@@ -29,6 +31,7 @@ export async function memoryNetwork (count: number, capacity = 16): Promise<Memo
     const node: MemoryNode = {
       peerId,
       streams: [],
+      served: [],
       handle: async (protocol, handler) => { for (const p of [protocol].flat()) handlers.set(p, handler) },
       unhandle: async (protocol) => { for (const p of [protocol].flat()) handlers.delete(p) },
       dialProtocol: async (target, protocols) => {
@@ -40,7 +43,7 @@ export async function memoryNetwork (count: number, capacity = 16): Promise<Memo
         node.streams.push(outbound)
         remote.node.streams.push(inbound)
         const connection = { remotePeer: peerId } as unknown as Connection
-        void Promise.resolve(handler(inbound, connection)).catch((err: Error) => { inbound.abort(err) })
+        remote.node.served.push(Promise.resolve(handler(inbound, connection)).catch((err: Error) => { inbound.abort(err) }))
         return outbound
       }
     }

@@ -110,6 +110,9 @@ export class FrameDecoder {
   /** True while a message has started but not all its bytes arrived. */
   get inMessage (): boolean { return this.pending !== undefined }
 
+  /** True if the bytes so far end inside a frame or a message (the peer stopped mid-way). */
+  get partial (): boolean { return this.pending !== undefined || this.header !== undefined || this.queue.length > 0 }
+
   /** Feeds bytes; decodes every complete frame. Throws (and stays failed) on bad input. */
   push (data: Uint8Array | Iterable<Uint8Array>): void {
     if (this.failed !== undefined) throw this.failed

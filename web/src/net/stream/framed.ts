@@ -97,12 +97,13 @@ export class FramedStream {
   /** The next message; undefined once the peer closed its side cleanly. */
   async read (signal?: AbortSignal): Promise<TensorMessage | undefined> {
     for (;;) {
+      // A failure wins over queued messages: nothing from a stream that broke the grammar is used.
+      if (this.error !== undefined) throw this.error
       const m = this.inbox.shift()
       if (m !== undefined) {
         if (this.init.streaming && this.error === undefined && !this.ended) this.grant(1) // the peer may send one more
         return m
       }
-      if (this.error !== undefined) throw this.error
       if (this.ended) return undefined
       await this.wait('read', signal)
     }
@@ -122,8 +123,10 @@ export class FramedStream {
   private onRemoteEnd (): void {
     if (this.ended) return
     this.ended = true
-    if (this.init.streaming) this.fail(new StreamEndedError(`${this.init.protocol} peer ${this.init.remotePeer.toString()} closed the stream without END`))
-    else if (this.decoder.inMessage) this.fail(new StreamEndedError(`${this.init.protocol} peer ${this.init.remotePeer.toString()} closed its side mid-message`))
+    if (this.error !== undefined) return
+    // A peer that stops inside a frame or message, or leaves a stream without END, broke the grammar.
+    if (this.decoder.partial) this.peerFault(new StreamEndedError(`peer closed its side mid-${this.decoder.inMessage ? 'message' : 'frame'}`))
+    else if (this.init.streaming) this.peerFault(new StreamEndedError('peer closed the stream without END'))
     this.wake()
   }
 
