@@ -7,34 +7,9 @@
 //   out: (splits, T, Hq, D)    lse: (splits, Hq, T)    (splits = 1: the final result)
 // Grid (flattened): T·Hq threads per split, split z = wid.z taking keys [z·chunk, (z+1)·chunk);
 // splits are merged by attention_combine.wgsl. A split that sees none of a row's keys writes
-// out = 0 and lse = MASKED. Variant constant: HEAD_DIM = D. Rows are held as vec4s (D4 = ⌈D/4⌉,
-// zero-padded): SwiftShader then does 4 lanes of work per instruction (1.5–2× measured).
+// out = 0 and lse = MASKED. Variant constant: HEAD_DIM = D.
 
 const MASKED: f32 = -3.0e38f; // "no key seen": weight 0 in the merge
-const D4: u32 = (HEAD_DIM + 3u) / 4u;
-
-// Elements [i, i + 4) of a row as a vec4, zero past the head dim (i = base + 4c).
-fn q4(base: u32, c: u32) -> vec4f {
-  let i = base + 4u * c;
-  if (4u * c + 4u <= HEAD_DIM) { return vec4f(q[i], q[i + 1u], q[i + 2u], q[i + 3u]); }
-  var r = vec4f(0.0f);
-  for (var e = 0u; 4u * c + e < HEAD_DIM; e++) { r[e] = q[i + e]; }
-  return r;
-}
-fn k4(base: u32, c: u32) -> vec4f {
-  let i = base + 4u * c;
-  if (4u * c + 4u <= HEAD_DIM) { return vec4f(k[i], k[i + 1u], k[i + 2u], k[i + 3u]); }
-  var r = vec4f(0.0f);
-  for (var e = 0u; 4u * c + e < HEAD_DIM; e++) { r[e] = k[i + e]; }
-  return r;
-}
-fn v4(base: u32, c: u32) -> vec4f {
-  let i = base + 4u * c;
-  if (4u * c + 4u <= HEAD_DIM) { return vec4f(v[i], v[i + 1u], v[i + 2u], v[i + 3u]); }
-  var r = vec4f(0.0f);
-  for (var e = 0u; 4u * c + e < HEAD_DIM; e++) { r[e] = v[i + e]; }
-  return r;
-}
 
 @compute @workgroup_size(WG_X)
 fn attn_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(workgroup_id) wid: vec3u) {
@@ -48,33 +23,32 @@ fn attn_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   let kbeg = wid.z * params.chunk;
   let kend = min(row_end, kbeg + params.chunk);
 
-  var qr: array<vec4f, D4>; // q·scale
-  for (var c = 0u; c < D4; c++) { qr[c] = q4(idx * HEAD_DIM, c) * params.scale; }
-  var o: array<vec4f, D4>; // Σ exp(s − m)·v
+  var qr: array<f32, HEAD_DIM>;
+  for (var d = 0u; d < HEAD_DIM; d++) { qr[d] = q[idx * HEAD_DIM + d] * params.scale; }
+  var o: array<f32, HEAD_DIM>; // Σ exp(s − m)·v
   var m = MASKED;
   var l = 0.0f;
   for (var j = kbeg; j < kend; j++) {
     let kb = (j * params.Hkv + kvh) * HEAD_DIM;
-    var s4 = vec4f(0.0f);
-    for (var c = 0u; c < D4; c++) { s4 += qr[c] * k4(kb, c); }
-    let s = s4.x + s4.y + s4.z + s4.w;
+    var s = 0.0f;
+    for (var d = 0u; d < HEAD_DIM; d++) { s += qr[d] * k[kb + d]; }
     // One exp per key: rescale the running sums only when the max grows.
     var p = 1.0f;
     if (s > m) {
       let alpha = exp(m - s);
       l *= alpha;
-      for (var c = 0u; c < D4; c++) { o[c] *= alpha; }
+      for (var d = 0u; d < HEAD_DIM; d++) { o[d] *= alpha; }
       m = s;
     } else {
       p = exp(s - m);
     }
     l += p;
-    for (var c = 0u; c < D4; c++) { o[c] += p * v4(kb, c); }
+    for (var d = 0u; d < HEAD_DIM; d++) { o[d] += p * v[kb + d]; }
   }
 
   let seen = l > 0.0f;
   let inv = select(0.0f, 1.0f / l, seen);
   let ob = wid.z * params.T * params.Hq * HEAD_DIM + idx * HEAD_DIM;
-  for (var d = 0u; d < HEAD_DIM; d++) { out[ob + d] = o[d / 4u][d % 4u] * inv; }
+  for (var d = 0u; d < HEAD_DIM; d++) { out[ob + d] = o[d] * inv; }
   lse[wid.z * params.Hq * params.T + h * params.T + t] = select(MASKED, m + log(l), seen);
 }
