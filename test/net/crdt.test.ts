@@ -77,6 +77,29 @@ describe('SwarmDoc: signed peers map', () => {
     b.map('models').set('tiny', { layers: 2 })
     expect(await a.applyRemote(Y.encodeStateAsUpdate(b.doc, Y.encodeStateVector(a.doc)))).toBe('applied')
     expect(a.map('models').get('tiny')).toEqual({ layers: 2 })
+    // Nested types and overwrites outside `peers` take the fast path and still arrive.
+    const nested = new Y.Map<number>()
+    b.map<Y.Map<number>>('runs').set('r1', nested)
+    nested.set('round', 1)
+    let sv5 = Y.encodeStateVector(a.doc)
+    expect(await a.applyRemote(Y.encodeStateAsUpdate(b.doc, sv5))).toBe('applied')
+    sv5 = Y.encodeStateVector(a.doc)
+    nested.set('round', 2)
+    b.map('models').set('tiny', { layers: 3 })
+    expect(await a.applyRemote(Y.encodeStateAsUpdate(b.doc, sv5))).toBe('applied')
+    expect(a.map<Y.Map<number>>('runs').get('r1')?.get('round')).toBe(2)
+    expect(a.map('models').get('tiny')).toEqual({ layers: 3 })
+    // …while a forged peers write bundled with such edits is still refused whole.
+    const mixed = await docFor(kc)
+    Y.applyUpdate(mixed.doc, Y.encodeStateAsUpdate(b.doc))
+    const sv6 = Y.encodeStateVector(mixed.doc)
+    mixed.doc.transact(() => {
+      mixed.map('models').set('tiny', { layers: 99 })
+      mixed.peersMap.set(a.selfId, forged)
+    })
+    const beforeMixed = stateOf(b)
+    await expect(b.applyRemote(Y.encodeStateAsUpdate(mixed.doc, sv6))).rejects.toBeInstanceOf(ForgedEntryError)
+    expect(stateOf(b)).toBe(beforeMixed)
   })
 
   it('an expired entry may be deleted by anyone; out-of-order updates wait for their dependencies', async () => {

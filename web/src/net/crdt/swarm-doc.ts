@@ -107,6 +107,12 @@ export class SwarmDoc {
   }
 
   private async tryApply (update: Uint8Array, origin: unknown): Promise<ApplyResult> {
+    // Fast path: an update that provably cannot touch `peers` and has all its dependencies is
+    // applied directly (no scratch copy: O(update) instead of O(doc)).
+    if (this.provablyOutsidePeers(update)) {
+      Y.applyUpdate(this.doc, update, origin)
+      return 'applied'
+    }
     const scratch = new Y.Doc()
     try {
       Y.applyUpdate(scratch, Y.encodeStateAsUpdate(this.doc))
@@ -126,6 +132,67 @@ export class SwarmDoc {
     }
     Y.applyUpdate(this.doc, update, origin)
     return 'applied'
+  }
+
+  /**
+   * True only when every struct of `update` continues its client's history without a gap, and
+   * is located (by its parent name, or by an origin we already hold) outside the `peers` map, and
+   * every deletion targets items we hold outside it. Anything undecidable → false (slow path).
+   */
+  private provablyOutsidePeers (update: Uint8Array): boolean {
+    let decoded: ReturnType<typeof Y.decodeUpdate>
+    try {
+      decoded = Y.decodeUpdate(update)
+    } catch {
+      return false
+    }
+    const store = this.doc.store
+    const peers = this.peersMap
+    const rootOfType = (type: Y.AbstractType<unknown> | null): Y.AbstractType<unknown> | null => {
+      let t = type
+      while (t !== null && t._item !== null) t = t._item.parent as Y.AbstractType<unknown> | null
+      return t
+    }
+    const held = (id: Y.ID | null): Y.Item | undefined => {
+      if (id === null || id.clock >= Y.getState(store, id.client)) return undefined
+      const s = Y.getItem(store, id) as Y.Item | Y.GC
+      return s instanceof Y.Item ? s : undefined
+    }
+    const nextClock = new Map<number, number>()
+    for (const struct of decoded.structs) {
+      const client = struct.id.client
+      const expected = nextClock.get(client) ?? Y.getState(store, client)
+      if (struct.id.clock > expected) return false // a gap: dependencies missing
+      nextClock.set(client, Math.max(expected, struct.id.clock + struct.length))
+      if (!(struct instanceof Y.Item)) continue
+      let root: Y.AbstractType<unknown> | null
+      if (typeof struct.parent === 'string') {
+        if (struct.parent === PEERS_MAP) return false
+        continue
+      } else if (struct.parent !== null) {
+        // `parent` is the id of the item that holds a nested type.
+        const holder = held(struct.parent as Y.ID)
+        if (holder === undefined || !(holder.content instanceof Y.ContentType)) return false
+        root = rootOfType(holder.content.type as Y.AbstractType<unknown>)
+      } else {
+        // No parent on the wire: it is the parent of the item it was inserted next to.
+        const sibling = held(struct.origin ?? struct.rightOrigin)
+        if (sibling === undefined) return false
+        root = rootOfType(sibling.parent as Y.AbstractType<unknown> | null)
+      }
+      if (root === null || root === peers) return false
+    }
+    for (const [client, ranges] of decoded.ds.clients) {
+      const structs = store.clients.get(client)
+      for (const { clock, len } of ranges) {
+        if (structs === undefined || clock + len > Y.getState(store, client)) return false
+        for (let i = Y.findIndexSS(structs, clock); i < structs.length && structs[i].id.clock < clock + len; i++) {
+          const s = structs[i]
+          if (s instanceof Y.Item && rootOfType(s.parent as Y.AbstractType<unknown> | null) === peers) return false
+        }
+      }
+    }
+    return true
   }
 
   private async checkPeers (before: Y.Map<RawEntry>, after: Y.Map<RawEntry>): Promise<void> {
