@@ -63,7 +63,9 @@ async function lossAndBytes (be: Backend, train: TextDataset, evalWindows: Windo
   const ids = Array.from({ length: N }, (_, i) => `worker-${i}`)
   const dir = { expected: () => ids }
   const workers = ids.map((id, i) => {
-    const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir })
+    // All workers share this process's one thread, so they reach a sync minutes apart: the
+    // ready window is widened so none is left out (in a real swarm each has its own device).
+    const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000 })
     return new DiLoCoWorker(initModel(config, be, MODEL_SEED), train, ar, { innerSteps: H, seqLen: T, innerLr: LR, dataSeed: i + 1 }, {
       onSync: (e) => { if (i === 0) log(`  diloco sync ${e.seq}: members ${e.members.length}, hash ${e.hash.slice(0, 12)}…`) }
     })

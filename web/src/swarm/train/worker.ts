@@ -206,6 +206,9 @@ export class DiLoCoWorker {
   async tick (): Promise<void> {
     const t0 = performance.now()
     const r = await this.trainer.trainStep(this.batch())
+    // On the CPU twins a step resolves in microtasks only: yield to the event loop so this peer
+    // keeps serving the all-reduce (it may be a coordinator or an owner) and a page stays live.
+    await new Promise<void>(resolve => { setTimeout(resolve, 0) })
     this.step++
     this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0 })
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()

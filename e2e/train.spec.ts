@@ -1,0 +1,63 @@
+import { expect, test, type Page } from '@playwright/test'
+import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/swarm.ts'
+
+/**
+ * Relay + 3 tabs train one run together (DiLoCo, CPU twins in the page for speed on SwiftShader
+ * machines): the loss chart fills, every tab holds the same θ_global after each sync; one tab
+ * closes mid-run, the other two go on and stay identical.
+ */
+const RUN = 'e2e-train'
+
+async function syncs (page: Page): Promise<Array<{ seq: number, hash: string, members: number }>> {
+  return await page.evaluate(() => (window.webswarmTrain?.syncs ?? []).map(s => ({ seq: s.seq, hash: s.hash, members: s.members.length })))
+}
+
+async function waitSyncs (page: Page, n: number, timeoutMs: number): Promise<void> {
+  await page.waitForFunction((n) => (window.webswarmTrain?.syncs.length ?? 0) >= n, n, { timeout: timeoutMs, polling: 250 })
+}
+
+function expectIdentical (all: Array<Array<{ seq: number, hash: string }>>): void {
+  const by = new Map<number, string>()
+  for (const list of all) for (const s of list) {
+    const h = by.get(s.seq)
+    if (h === undefined) by.set(s.seq, s.hash)
+    else expect(s.hash, `sync ${s.seq}`).toBe(h)
+  }
+}
+
+test.describe.serial('training with 3 tabs', () => {
+  let tabs: SwarmTabs
+  test.beforeAll(async ({ browser }) => {
+    tabs = await openSwarmTabs(browser, 3, `?device=cpu&run=${RUN}`)
+    await waitForFullDirectMesh(tabs)
+  })
+  test.afterAll(async () => { await tabs?.close() })
+
+  test('3 tabs train together; the chart shows points; a tab closes and the others go on identical', async () => {
+    test.setTimeout(300_000)
+    for (const page of tabs.pages) await page.click('#train-start')
+    for (const page of tabs.pages) await expect(page.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 60_000 })
+    for (const page of tabs.pages) await waitSyncs(page, 2, 120_000)
+    const before = await Promise.all(tabs.pages.map(syncs))
+    expectIdentical(before)
+    expect(before.flat().some(s => s.members === 3)).toBe(true)
+    for (const page of tabs.pages) {
+      await expect.poll(async () => Number(await page.locator('#train-loss-chart').getAttribute('data-points') ?? 0), { timeout: 20_000 }).toBeGreaterThan(0)
+      await expect(page.locator('#train-loss-chart canvas')).toHaveCount(1)
+    }
+    // close one tab mid-run
+    const [a, b, c] = tabs.pages
+    const done = (await syncs(a)).length
+    await c.close()
+    await waitSyncs(a, done + 2, 150_000)
+    await waitSyncs(b, done + 2, 150_000)
+    const after = await Promise.all([a, b].map(syncs))
+    expectIdentical(after)
+    expect(after[0].at(-1)!.members).toBe(2)
+    const hashes = await Promise.all([a, b].map(async p => await p.evaluate(() => window.webswarmTrain!.hash)))
+    // both at the same sync → same hash (one may be a sync ahead; compare the common last one)
+    const lastCommon = Math.min(after[0].at(-1)!.seq, after[1].at(-1)!.seq)
+    expect(after[0].find(s => s.seq === lastCommon)!.hash).toBe(after[1].find(s => s.seq === lastCommon)!.hash)
+    expect(hashes.every(h => h.length === 64)).toBe(true)
+  })
+})
