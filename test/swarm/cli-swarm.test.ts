@@ -19,7 +19,7 @@ let relay: RelayNode
 let addr: string
 const children: ChildProcess[] = []
 
-function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null> } {
+function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null>, stderr: () => string } {
   const child = spawn(TSX, ['web/src/cli/bin.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let out = ''
@@ -32,7 +32,7 @@ function run (args: string[]): { child: ChildProcess, out: Promise<string>, code
     child.stdout!.on('data', () => { if (out.includes('\n')) { clearTimeout(t); resolve(out) } })
     child.on('exit', c => { clearTimeout(t); reject(new Error(`${args[0]} exited ${c}: ${err}`)) })
   })
-  return { child, out: firstLine, code }
+  return { child, out: firstLine, code, stderr: () => err }
 }
 
 beforeAll(async () => {
@@ -47,12 +47,13 @@ afterAll(async () => {
 
 describe('webswarm serve + generate --bootstrap', () => {
   it('two serve processes and a client process produce the fixture greedy tokens', async () => {
-    const servers = [run(['serve', '--model', DIR, '--bootstrap', addr, '--blocks', '0:1', '--device', 'cpu', '--quiet']), run(['serve', '--model', DIR, '--bootstrap', addr, '--blocks', '1:2', '--device', 'cpu', '--quiet'])]
+    const servers = [run(['serve', '--model', DIR, '--bootstrap', addr, '--blocks', '0:1', '--device', 'cpu']), run(['serve', '--model', DIR, '--bootstrap', addr, '--blocks', '1:2', '--device', 'cpu'])]
     const ready = await Promise.all(servers.map(s => s.out))
     for (const line of ready) expect(JSON.parse(line.trim())).toMatchObject({ model: 'tiny-mixtral' })
     const outFile = join(mkdtempSync(join(tmpdir(), 'ws-gen-')), 'out.json')
-    const gen = run(['generate', '--bootstrap', addr, '--model', DIR, '--tokens', ref.prompt.join(','), '--max-new-tokens', String(ref.greedy.length), '--device', 'cpu', '--out', outFile, '--quiet'])
-    expect(await gen.code).toBe(0)
+    const gen = run(['generate', '--bootstrap', addr, '--model', DIR, '--tokens', ref.prompt.join(','), '--max-new-tokens', String(ref.greedy.length), '--device', 'cpu', '--out', outFile])
+    const code = await Promise.race([gen.code, new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`generate did not finish in ${READY_MS} ms; stderr: ${gen.stderr()}; servers: ${servers.map(s => s.stderr()).join(' | ')}`)), READY_MS))])
+    expect(code, gen.stderr()).toBe(0)
     expect(JSON.parse(readFileSync(outFile, 'utf8')).tokens).toEqual(ref.greedy)
     for (const s of servers) s.child.kill('SIGTERM')
     expect(await Promise.all(servers.map(s => s.code))).toEqual([0, 0])

@@ -103,6 +103,7 @@ export async function serve (f: Flags): Promise<number> {
     process.once('SIGTERM', resolve)
   })
   for (const s of stops) await s()
+  peer.transport.close()
   await peer.node.stop()
   return 0
 }

@@ -51,6 +51,7 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
     const out = str(f, 'out')
     if (out !== undefined) await writeFile(out, JSON.stringify({ tokens: r.tokens }) + '\n')
   } finally {
+    peer.transport.close()
     await peer.node.stop()
   }
   return 0

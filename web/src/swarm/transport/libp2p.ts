@@ -168,9 +168,9 @@ export class Libp2pTransport implements RpcTransport {
     void unhandle(this.node, protocol)
   }
 
-  /** Closes every pooled channel. */
+  /** Resets every pooled channel (before the node stops: open streams would hold its shutdown up). */
   close (): void {
-    for (const list of this.idle.values()) for (const p of list) void p.ch.closeWrite().catch(() => {})
+    for (const list of this.idle.values()) for (const p of list) p.ch.abort(new Error('transport closed'))
     this.idle.clear()
   }
 }
