@@ -60,7 +60,7 @@ Relay limits (defaults sized for WebRTC signalling)
                            path (unlimited unless the two limits above are given) [env RELAY_DATA=1]
 
 State
-  --data-dir <dir>         Identity key + CRDT logs      [env DATA_DIR, default .webswarm-relay]
+  --data-dir <dir>         Identity key + CRDT logs      [env DATA_DIR, default .webswarm/relay]
   --swarm <name>           Swarm whose CRDT doc is kept and persisted; repeatable [env SWARM, default default]
   --compact-interval <ms>  CRDT log compaction period     [env COMPACT_INTERVAL_MS, default ${DEFAULT_COMPACT_INTERVAL_MS}]
   --static-dir <dir>       Built page to serve            [env STATIC_DIR, default dist]
@@ -131,7 +131,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     announce: list(values.announce, env.ANNOUNCE),
     tlsCert,
     tlsKey,
-    dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.webswarm-relay',
+    dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.webswarm/relay',
     staticDir: values['static-dir'] ?? env.STATIC_DIR ?? 'dist',
     swarms: swarms.length > 0 ? swarms : ['default'],
     iceServers: iceList.length === 0 ? [{ urls: 'stun:stun.l.google.com:19302' }] : iceList.includes('none') ? [] : iceList.map(parseIceServer),
