@@ -61,6 +61,25 @@ export class ByteQueue {
     return out
   }
 
+  /**
+   * Copies the first n bytes (n ≤ length) into `dst` at `offset`, removes them, and returns their
+   * crc32 — one pass, no intermediate buffer.
+   */
+  copyInto (dst: Uint8Array, offset: number, n: number): number {
+    let crc = 0
+    let o = 0
+    while (o < n) {
+      const b = this.bufs[0]
+      const m = Math.min(n - o, b.byteLength - this.head)
+      const piece = b.subarray(this.head, this.head + m)
+      dst.set(piece, offset + o)
+      crc = crc32(piece, crc)
+      o += m
+      this.skip(m)
+    }
+    return crc
+  }
+
   /** The first n bytes copied out without removing them (n ≤ length, small n). */
   peek (n: number): Uint8Array {
     const first = this.bufs[0]
@@ -135,6 +154,18 @@ export class FrameDecoder {
       }
       const h = this.header
       if (this.queue.length < h.bodyLength) return
+      const p = this.pending
+      if (h.type === FrameType.DATA && p !== undefined && h.id === p.id && h.bodyLength > 0 &&
+        p.received + h.bodyLength <= p.buf.byteLength && !this.remoteErrored) {
+        // Fast path for the bulk of the bytes: a DATA frame that passes every check `apply` makes
+        // is copied straight into the message buffer. Anything else takes the general path below.
+        this.header = undefined
+        const crc = this.queue.copyInto(p.buf, p.received, h.bodyLength)
+        if (crc !== h.crc) throw new ChecksumError(`DATA of message ${h.id}: crc32 0x${crc.toString(16)} ≠ header 0x${h.crc.toString(16)}`)
+        p.received += h.bodyLength
+        if (p.received === p.buf.byteLength) this.complete()
+        continue
+      }
       const body = this.queue.take(h.bodyLength)
       this.header = undefined
       const crc = crc32(body)

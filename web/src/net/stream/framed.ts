@@ -230,11 +230,43 @@ export class FramedStream {
     }
   }
 
+  /**
+   * Waits until the transport drained. Listens for 'drain' itself rather than `stream.onDrain()`:
+   * in @libp2p/utils 7.4 onDrain() keeps its first resolved promise, so after one drain it never
+   * waits again and unbounded data piles up in the stream's write buffer. One timer per wait
+   * (not AbortSignal.timeout, whose timers would outlive thousands of short waits).
+   */
   private async drain (signal?: AbortSignal): Promise<void> {
-    try {
-      await this.stream.onDrain({ signal: this.timeoutSignal(signal) })
-    } catch (err) {
-      throw this.mapWaitError(err, signal, 'drain')
+    while (this.stream.writableNeedsDrain) {
+      this.throwIfFailed()
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: Error): void => {
+          clearTimeout(timer)
+          this.stream.removeEventListener('drain', onDrain)
+          this.stream.removeEventListener('close', onClose)
+          signal?.removeEventListener('abort', onAbort)
+          if (err === undefined) resolve()
+          else reject(err)
+        }
+        const onDrain = (): void => { done() }
+        const onClose = (): void => { done(this.error ?? new StreamEndedError(`${this.init.protocol} stream with ${this.init.remotePeer.toString()} closed while we waited to send`)) }
+        const onAbort = (): void => {
+          const e = new CancelledError(`${this.init.protocol} send cancelled: ${String(signal?.reason)}`)
+          this.abort(e)
+          done(e)
+        }
+        const timer = setTimeout(() => {
+          const e = new StreamTimeoutError(`${this.init.protocol} peer ${this.init.remotePeer.toString()} did not drain our sends within ${this.limits.idleTimeoutMs} ms`)
+          this.abort(e)
+          done(e)
+        }, this.limits.idleTimeoutMs)
+        this.stream.addEventListener('drain', onDrain)
+        this.stream.addEventListener('close', onClose)
+        if (signal?.aborted === true) onAbort()
+        else signal?.addEventListener('abort', onAbort)
+      })
+      // libp2p resumes its own queue in a microtask after 'drain'; let it run before re-checking.
+      await Promise.resolve()
     }
     this.throwIfFailed()
   }
