@@ -33,7 +33,9 @@ function addrForRequest (handle: RelayHandle, req: http.IncomingMessage): string
   if (host === undefined) return undefined
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host)
   if (m === null) return undefined
-  const secure = handle.httpUrl.startsWith('https:')
+  // Behind a TLS proxy the page is https even though the relay itself speaks plain http.
+  const forwarded = req.headers['x-forwarded-proto']
+  const secure = handle.httpUrl.startsWith('https:') || (typeof forwarded === 'string' && forwarded.split(',')[0].trim() === 'https')
   const name = m[1].replace(/^\[|\]$/g, '')
   const port = m[2] ?? (secure ? '443' : '80')
   const proto = /^\d+\.\d+\.\d+\.\d+$/.test(name) ? 'ip4' : name.includes(':') ? 'ip6' : 'dns'
@@ -78,9 +80,13 @@ async function route (handle: RelayHandle, root: string, req: http.IncomingMessa
     case '/bootstrap': {
       const fromRequest = addrForRequest(handle, req)
       const announced = handle.node.getMultiaddrs().map(String)
+      // Announced addresses are the operator's word (e.g. behind a proxy): they go first.
+      const ordered = handle.config.announce.length > 0
+        ? [...announced, ...(fromRequest !== undefined ? [fromRequest] : [])]
+        : [...(fromRequest !== undefined ? [fromRequest] : []), ...announced]
       json(res, 200, {
         peerId: handle.node.peerId.toString(),
-        multiaddrs: [...new Set([...(fromRequest !== undefined ? [fromRequest] : []), ...announced])],
+        multiaddrs: [...new Set(ordered)],
         swarms: [...handle.swarms.keys()],
         iceServers: handle.config.iceServers
       })

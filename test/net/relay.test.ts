@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs/promises'
+import * as http from 'node:http'
 import * as https from 'node:https'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -107,6 +108,15 @@ describe('relay process: HTTP, identity, restart with peers', () => {
     const boot = await (await get(`${relay.httpUrl}/bootstrap`)).json() as Record<string, any>
     expect(boot.multiaddrs[0]).toBe(`/ip4/127.0.0.1/tcp/${port}/ws/p2p/${firstId}`)
     expect(boot.iceServers).toEqual([])
+    // Behind a TLS proxy: the address derived from the request is wss on the proxy's port.
+    const proxied = JSON.parse(await new Promise<string>((resolve, reject) => {
+      http.get(`${relay!.httpUrl}/bootstrap`, { headers: { 'x-forwarded-proto': 'https', host: 'relay.example.com' }, timeout: 5000 }, res => {
+        let b = ''
+        res.on('data', (c: Buffer) => { b += c.toString() })
+        res.on('end', () => { resolve(b) })
+      }).on('error', reject)
+    })) as Record<string, any>
+    expect(proxied.multiaddrs[0]).toBe(`/dns/relay.example.com/tcp/443/tls/ws/p2p/${firstId}`)
     expect(await (await get(`${relay.httpUrl}/`)).text()).toContain('<title>t</title>')
     expect((await get(`${relay.httpUrl}/%2e%2e/%2e%2e/etc/passwd`)).status).toBeGreaterThanOrEqual(400)
     expect((await get(`${relay.httpUrl}/nope.js`)).status).toBe(404)

@@ -109,8 +109,7 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
     await persistInIndexedDb(crdt)
   }
   await crdt.start()
-  // Only the first address per relay is dialled: the others are alternates of the same peer.
-  const peers = new PeerManager(node, { bootstrap: bootstrap.slice(0, 1), swarm, targetPeers: init.targetPeers, log })
+  const peers = new PeerManager(node, { bootstrap, swarm, targetPeers: init.targetPeers, log })
   peers.start()
   const dht = new SwarmDht(node, privateKey)
 

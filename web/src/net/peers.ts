@@ -92,7 +92,7 @@ function backoffDelay (failures: number): number {
 }
 
 export interface PeerManagerInit {
-  /** Relay multiaddrs, each ending in `/p2p/<relay id>`. */
+  /** Relay multiaddrs, each ending in `/p2p/<relay id>`; several per relay are alternatives. */
   bootstrap: string[]
   /** Swarm name (rendezvous key). */
   swarm: string
@@ -125,7 +125,8 @@ interface Candidate {
 /** Relay link plus direct peer set of one node. Start it after the node. */
 export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   readonly targetPeers: number
-  private readonly relays: Array<{ addr: Multiaddr, id: string, failures: number, connected: boolean, timer?: ReturnType<typeof setTimeout> }>
+  /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
+  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, timer?: ReturnType<typeof setTimeout> }>
   private readonly candidates = new Map<string, Candidate>()
   private readonly dialing = new Set<string>()
   private readonly log: (line: string) => void
@@ -139,12 +140,14 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   constructor (readonly node: WebSwarmNode, private readonly init: PeerManagerInit) {
     super()
     if (init.bootstrap.length === 0) throw new NetConfigError('PeerManager needs at least one bootstrap (relay) address')
-    this.relays = init.bootstrap.map(a => {
+    const byId = new Map<string, Multiaddr[]>()
+    for (const a of init.bootstrap) {
       const addr = multiaddr(a)
       const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
       if (id === undefined) throw new NetConfigError(`bootstrap address ${a} must end in /p2p/<relay peer id>`)
-      return { addr, id, failures: 0, connected: false }
-    })
+      byId.set(id, [...(byId.get(id) ?? []), addr])
+    }
+    this.relays = [...byId].map(([id, addrs]) => ({ addrs, id, failures: 0, connected: false }))
     this.targetPeers = init.targetPeers ?? DEFAULT_TARGET_PEERS
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
     this.log = init.log ?? ((l) => { console.info(l) })
@@ -200,7 +203,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private async dialRelay (r: PeerManager['relays'][number]): Promise<void> {
     if (!this.running) return
     try {
-      await this.node.dial(r.addr, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
+      await this.node.dial(r.addrs, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
       if (r.failures > 0) this.log(`relay ${r.id}: reconnected after ${r.failures} failed attempt(s)`)
       r.failures = 0
       r.connected = true
@@ -298,7 +301,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Candidate WebRTC addresses: advertised ones, else through each connected relay. */
   private webrtcAddrsFor (c: Candidate): Multiaddr[] {
     if (c.addrs.length > 0) return c.addrs
-    return this.relays.filter(r => r.connected).map(r => r.addr.encapsulate(`/p2p-circuit/webrtc/p2p/${c.id.toString()}`))
+    return this.relays.filter(r => r.connected).map(r => r.addrs[0].encapsulate(`/p2p-circuit/webrtc/p2p/${c.id.toString()}`))
   }
 
   private async dialDirect (c: Candidate): Promise<void> {
