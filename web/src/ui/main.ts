@@ -4,6 +4,7 @@ import { runSelfTests, type SelfTestResult } from '../gpu/selftest.ts'
 import { renderBench, renderError, renderGpuInfo, selfTestTable } from './gpu-panel.ts'
 import { mountNetPanel } from './net-panel.ts'
 import { mountTrainPanel } from './train-panel.ts'
+import { mountChatPanel } from './chat-panel.ts'
 
 /** What the page exposes for tests and the console. */
 export interface PageState {
@@ -47,6 +48,12 @@ async function main (): Promise<void> {
   void mountNetPanel(document.querySelector<HTMLElement>('#net-panel .body')!)
   // Training runs on this page's GPU once probed; `?device=cpu` (or no WebGPU) uses the CPU twins.
   mountTrainPanel(document.querySelector<HTMLElement>('#train-panel .body')!, async () => {
+    if (new URLSearchParams(location.search).get('device') !== 'cpu' && state.gpu !== undefined) return state.gpu
+    return (await import('../gpu/cpu-backend.ts')).cpu
+  })
+  // Chat + serving blocks run on the same GPU (or the CPU twins with `?device=cpu`).
+  mountChatPanel(document.querySelector<HTMLElement>('#chat-panel .body')!, async () => {
+    while (document.body.dataset.gpu === undefined) await new Promise(resolve => setTimeout(resolve, 50))
     if (new URLSearchParams(location.search).get('device') !== 'cpu' && state.gpu !== undefined) return state.gpu
     return (await import('../gpu/cpu-backend.ts')).cpu
   })

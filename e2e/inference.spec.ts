@@ -1,0 +1,73 @@
+import { readFileSync, statSync, mkdirSync } from 'node:fs'
+import { expect, test, type Page } from '@playwright/test'
+import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
+
+/**
+ * Relay + tabs: three tabs serve spans of tiny-mixtral, a fourth chats through them; its greedy
+ * completion equals the single-peer (PyTorch fixture) completion. Then the tab serving the
+ * route's last hop is closed mid-generation while a fifth tab covers that span: the completion
+ * still finishes, identical. The model files are served to the tabs from test/fixtures (routed),
+ * and the tabs compute on the CPU twins (`?device=cpu`): five SwiftShader tabs would not fit 2
+ * cores. Screenshots of each stage go to e2e/artifacts/ (ignored by git).
+ */
+const FIXTURE = 'test/fixtures/tiny-mixtral'
+const ref = JSON.parse(readFileSync(`${FIXTURE}/reference.json`, 'utf8')) as { prompt: number[], greedy: number[] }
+const ART = 'e2e/artifacts'
+
+async function serveFixture (page: Page): Promise<void> {
+  await page.route('**/models/tiny-mixtral/*', async route => {
+    const name = new URL(route.request().url()).pathname.split('/').at(-1)!
+    const file = `${FIXTURE}/${name}`
+    let size: number
+    try {
+      size = statSync(file).size
+    } catch {
+      await route.fulfill({ status: 404, body: '' })
+      return
+    }
+    if (route.request().method() === 'HEAD') await route.fulfill({ status: 200, headers: { 'content-length': String(size) }, body: '' })
+    else await route.fulfill({ status: 200, body: readFileSync(file) })
+  })
+}
+
+test.describe.serial('inference across tabs', () => {
+  let tabs: SwarmTabs
+  test.setTimeout(240_000)
+
+  test.beforeAll(async ({ browser }) => {
+    mkdirSync(ART, { recursive: true })
+    tabs = await openSwarmTabs(browser, 5, '?model=./models/tiny-mixtral&device=cpu')
+    for (const p of tabs.pages) await serveFixture(p)
+  })
+  test.afterAll(async () => { await tabs?.close() })
+
+  test('three tabs serve spans; a fourth chats through them: greedy equals the single-peer completion', async () => {
+    const [s0, s1, s2, chat] = tabs.pages
+    const spans = await Promise.all([s0, s1, s2].map(async (p, i) => await p.evaluate(async (spec) => await window.webswarmChat!.serve(spec), ['0:1', '1:2', '0:1'][i])))
+    expect(spans).toEqual([{ start: 0, end: 1 }, { start: 1, end: 2 }, { start: 0, end: 1 }])
+    await expect(s1.locator('#serve-status')).toContainText('serving blocks [1, 2)')
+    await s1.screenshot({ path: `${ART}/inference-1-serving.png`, fullPage: true })
+    const tokens = await chat.evaluate(async (prompt) => await window.webswarmChat!.generate(prompt, 16), ref.prompt)
+    expect(tokens).toEqual(ref.greedy)
+    await expect(chat.locator('#chat-route')).toContainText('route:')
+    await chat.screenshot({ path: `${ART}/inference-2-chat.png`, fullPage: true })
+  })
+
+  test('closing a serving tab mid-generation: the fifth tab takes its span, same completion', async () => {
+    const [, s1, , chat, spare] = tabs.pages
+    expect(await spare.evaluate(async () => await window.webswarmChat!.serve('1:2'))).toEqual({ start: 1, end: 2 })
+    const done = chat.evaluate(async (prompt) => await window.webswarmChat!.generate(prompt, 16), ref.prompt)
+    await chat.waitForFunction(() => window.webswarmChat!.state().tokens >= 4, undefined, { timeout: 120_000, polling: 50 })
+    const route = await chat.evaluate(() => window.webswarmChat!.state().route)
+    const lastHop = route.at(-1)!.peer
+    const victim = tabs.pages[tabs.ids.indexOf(lastHop)]
+    expect([s1, spare]).toContain(victim)
+    await victim.close()
+    expect(await done).toEqual(ref.greedy)
+    const st = await chat.evaluate(() => window.webswarmChat!.state())
+    expect(st.failovers).toBe(1)
+    expect(st.route.at(-1)!.peer).not.toBe(lastHop)
+    await expect(chat.locator('#chat-route')).toContainText('failed over')
+    await chat.screenshot({ path: `${ART}/inference-3-failover.png`, fullPage: true })
+  })
+})
