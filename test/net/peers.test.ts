@@ -78,3 +78,44 @@ describe('joinSwarm: protocol handlers with declared limits', () => {
     expect([...await ask(0)]).toEqual([0, 42])
   })
 })
+
+describe('discovery through the DHT alone', () => {
+  it('peers find each other by the swarm rendezvous provider record when pubsub discovery is silent', async () => {
+    // One announce per hour: the only one goes out at start, before anyone is connected.
+    const s = await startSwarm(3, { connect: false, peer: { discoveryIntervalMs: 3_600_000 } })
+    const ms = s.peers.map(p => new PeerManager(p, { bootstrap: [s.relayAddr], swarm: 'default', targetPeers: 2, log: () => {} }))
+    try {
+      for (const m of ms) m.start()
+      await until('mesh via DHT rendezvous', () => ms.every(m => m.directPeers().length === 2), 30_000)
+    } finally {
+      for (const m of ms) m.stop()
+      await s.stop()
+    }
+  })
+})
+
+describe('relay limits', () => {
+  it('relayed connections are limited (signalling only) by default, unlimited with the relay-data opt-in', async () => {
+    for (const relayData of [false, true]) {
+      const s = await startSwarm(2, { relay: { limits: { relayData } } })
+      try {
+        const b = s.peers[1]
+        const circuit = b.getMultiaddrs().find(m => m.toString().includes('/p2p-circuit/p2p/'))!
+        const conn = await s.peers[0].dial(circuit)
+        expect(connectionKind(conn)).toBe('relayed')
+        if (relayData) {
+          expect(conn.limits).toBeUndefined()
+        } else {
+          // Remaining allowance: 128 KiB minus what the circuit handshake already used; 2 min.
+          expect(conn.limits?.bytes).toBeLessThanOrEqual(128n * 1024n)
+          expect(conn.limits?.bytes).toBeGreaterThan(120n * 1024n)
+          // libp2p 3.3 fills `seconds` with the relay's duration limit in ms, despite the name.
+          expect(conn.limits?.seconds).toBeLessThanOrEqual(120_000)
+          expect(conn.limits?.seconds).toBeGreaterThan(100_000)
+        }
+      } finally {
+        await s.stop()
+      }
+    }
+  })
+})
