@@ -1,4 +1,5 @@
-// Matrix multiply with vec4 storage loads, for aligned untransposed operands: C = alpha·A·B + bias.
+// Matrix multiply with vec4 storage loads, for aligned operands: C = alpha·A·B + bias
+// (matmul_vec4: untransposed, K % 4 == 0, N % 4 == 0; gemv_vec4_t: M = 1, b (N, K), K % 4 == 0).
 // Bindings and `params` come from MATMUL_VEC4 in web/src/gpu/ops/matmul.ts (variant: WG_X/WG_Y,
 // HAS_BIAS). Requires K % 4 == 0 and N % 4 == 0 (the builder checks); otherwise the scalar
 // kernels of shaders/matmul.wgsl run.
@@ -72,4 +73,39 @@ fn matmul_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
   let c1 = c0 + 4u;
   store_row(cb, r0, c1, h0); store_row(cb, r0 + 1u, c1, h1); store_row(cb, r0 + 2u, c1, h2); store_row(cb, r0 + 3u, c1, h3);
   store_row(cb, r0 + 4u, c1, h4); store_row(cb, r0 + 5u, c1, h5); store_row(cb, r0 + 6u, c1, h6); store_row(cb, r0 + 7u, c1, h7);
+}
+
+// M = 1 with b stored (N, K) — the decode step of linear(): out (B, 1, N) = a (B, 1, K) · bᵀ.
+// Rows of b and the row of a are contiguous along k, so both are read as vec4 (K % 4 == 0):
+// per 4 k one vec4 of a and 4 vec4 of b feed 16 multiply-adds. Each thread owns 4 outputs.
+// Grid: (ceil(N / (4·WG_X)), 1, B).
+@compute @workgroup_size(WG_X)
+fn gemv_vec4_t(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let N = params.N; let K4 = params.K / 4u;
+  let c0 = (wid.x * WG_X + lid.x) * 4u;
+  let pa = wid.z * params.strideA / 4u;
+  let bbase = wid.z * params.strideB / 4u;
+  let pb0 = bbase + min(c0, N - 1u) * K4;
+  let pb1 = bbase + min(c0 + 1u, N - 1u) * K4;
+  let pb2 = bbase + min(c0 + 2u, N - 1u) * K4;
+  let pb3 = bbase + min(c0 + 3u, N - 1u) * K4;
+  var s = vec4f(0.0);
+  for (var k4 = 0u; k4 < K4; k4++) {
+    let av = a[pa + k4];
+    s += vec4f(dot(av, b[pb0 + k4]), dot(av, b[pb1 + k4]), dot(av, b[pb2 + k4]), dot(av, b[pb3 + k4]));
+  }
+  store_gemv(wid.z * N, c0, s);
+}
+
+// Like store_row for row 0, with per-column guards (N need not be a multiple of 4 here).
+fn store_gemv(o: u32, c0: u32, acc: vec4f) {
+  let N = params.N;
+  var v = acc * params.alpha;
+  if (HAS_BIAS) {
+    v += vec4f(bias[min(c0, N - 1u)], bias[min(c0 + 1u, N - 1u)], bias[min(c0 + 2u, N - 1u)], bias[min(c0 + 3u, N - 1u)]);
+  }
+  if (c0 < N) { out[o + c0] = v.x; }
+  if (c0 + 1u < N) { out[o + c0 + 1u] = v.y; }
+  if (c0 + 2u < N) { out[o + c0 + 2u] = v.z; }
+  if (c0 + 3u < N) { out[o + c0 + 3u] = v.w; }
 }

@@ -55,7 +55,7 @@ describe('CPU twin (cpu/matmul.ts)', () => {
 
 describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
   for (const [name, cfg] of Object.entries(MATMUL_CONFIGS)) {
-    if (cfg.kernel === 'gemv' || cfg.kernel === 'vec4') continue
+    if (cfg.kernel === 'gemv' || cfg.kernel === 'gemv4t' || cfg.kernel === 'vec4') continue
     it(`variant ${name}: odd shapes`, async () => {
       for (const [i, [M, N, K]] of ODD.entries()) await check({ aShape: [M, K], bShape: [K, N] }, 100 + i, cfg)
     })
@@ -105,11 +105,27 @@ describe('matmul (shaders/matmul.wgsl) vs CPU twin', () => {
     await check({ aShape: [3, 1, 17], bShape: [9, 17], transB: true, bias: true }, 431, g)
   })
 
+  it('gemv4t variant: M = 1, b (N, K), K % 4 = 0, with every option, batched', async () => {
+    const g = MATMUL_CONFIGS.gemv4t
+    for (const [i, [N, K]] of [[1, 4], [3, 8], [7, 132], [65, 36], [129, 124], [300, 0]].entries()) {
+      await check({ aShape: [1, K], bShape: [N, K], transB: true }, 440 + i, g)
+      await check({ aShape: [1, K], bShape: [N, K], transB: true, bias: true, alpha: 0.25 }, 450 + i, g)
+      await check({ aShape: [K, 1], bShape: [N, K], transA: true, transB: true }, 460 + i, g)
+    }
+    await check({ aShape: [3, 1, 20], bShape: [3, 9, 20], transB: true }, 470, g)
+    await check({ aShape: [3, 1, 20], bShape: [9, 20], transB: true, bias: true }, 471, g)
+    const t = (shape: number[]): Tensor => gpu.tensor(new Float32Array(shape.reduce((p, d) => p * d, 1)), shape)
+    expect(() => matmul(t([1, 6]), t([5, 6]), { transB: true, config: g })).toThrow(/gemv4t kernel needs M = 1, b stored \(N, K\) \(transB\) and K % 4 = 0, got M 1, K 6/)
+    expect(() => matmul(t([1, 8]), t([8, 5]), { config: g })).toThrow(/b not transposed/)
+  })
+
   it('the builder picks gemv for M = 1 and tiles by adapter and size', () => {
     const sw = { software: true }
     const hw = { software: false }
     expect(planMatmul(sw, { B: 1, M: 1, N: 512, K: 512 }, false).config.kernel).toBe('gemv')
     expect(planMatmul(hw, { B: 4, M: 1, N: 512, K: 512 }, true).config.kernel).toBe('gemv')
+    expect(planMatmul(hw, { B: 1, M: 1, N: 512, K: 512, transB: true }, true).config.kernel).toBe('gemv4t')
+    expect(planMatmul(sw, { B: 1, M: 1, N: 512, K: 510, transB: true }, true).config.kernel).toBe('gemv')
     expect(planMatmul(sw, { B: 1, M: 1024, N: 1024, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.vec4)
     expect(planMatmul(sw, { B: 1, M: 16, N: 16, K: 1024 }, false).config).toMatchObject(MATMUL_CONFIGS.vec4s)
     expect(planMatmul(sw, { B: 1, M: 1024, N: 1024, K: 1024, transB: true }, false).config).toMatchObject(MATMUL_CONFIGS.regs8x8)

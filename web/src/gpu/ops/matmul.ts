@@ -66,7 +66,7 @@ const MATMUL_NAIVE = defineKernel({
 // ---- variant builder (STYLE 5) ----
 
 /** Which entry point of shaders/matmul.wgsl computes the product. */
-export type MatmulKernel = 'regs' | 'vec4' | 'tiled' | 'gemv'
+export type MatmulKernel = 'regs' | 'vec4' | 'tiled' | 'gemv' | 'gemv4t'
 
 /** The decisions a matmul variant bakes in; `planMatmul` picks them, tests force each. */
 export interface MatmulConfig {
@@ -91,6 +91,11 @@ export interface MatmulDimsLike {
   K: number
   transA?: boolean
   transB?: boolean
+}
+
+/** The gemv4t kernel's precondition (a with M = 1 is contiguous along K whether or not transA). */
+export function gemv4tAligned (d: MatmulDimsLike): boolean {
+  return d.M === 1 && d.transB === true && d.K % 4 === 0
 }
 
 /** The vec4 kernel's precondition. */
@@ -129,13 +134,16 @@ export const MATMUL_CONFIGS = Object.freeze({
   /** Hardware, small: 32×32 tiles. */
   tiled32: { kernel: 'tiled', wgX: 8, wgY: 8, tm: 4, tk: 16 },
   /** M = 1: 4 outputs per thread. */
-  gemv: { kernel: 'gemv', wgX: 64, wgY: 1, tm: 1, tk: 0 }
+  gemv: { kernel: 'gemv', wgX: 64, wgY: 1, tm: 1, tk: 0 },
+  /** M = 1, b stored (N, K) with K % 4 = 0 (linear's decode step): vec4 loads along K. */
+  gemv4t: { kernel: 'gemv4t', wgX: 64, wgY: 1, tm: 1, tk: 0 }
 } satisfies Record<string, MatmulConfig>)
 
 /** Builds the variant and grid for one configuration and problem size. */
 export function matmulVariant (cfg: MatmulConfig, dims: MatmulDimsLike, hasBias: boolean): MatmulPlan {
-  const tm = cfg.kernel === 'gemv' ? 1 : cfg.tm
-  const wgY = cfg.kernel === 'gemv' ? 1 : cfg.wgY
+  const isGemv = cfg.kernel === 'gemv' || cfg.kernel === 'gemv4t'
+  const tm = isGemv ? 1 : cfg.tm
+  const wgY = isGemv ? 1 : cfg.wgY
   const tk = cfg.kernel === 'tiled' ? cfg.tk : 1
   const tn = cfg.kernel === 'regs' || cfg.kernel === 'vec4' ? cfg.tn ?? 4 : 4
   if (cfg.kernel === 'vec4') {
@@ -146,8 +154,9 @@ export function matmulVariant (cfg: MatmulConfig, dims: MatmulDimsLike, hasBias:
   if (cfg.kernel === 'regs' && tm !== 4 && tm !== 8) throw new ShapeError('matmul', `the regs kernel takes tm 4 or 8, got ${tm}`)
   if (cfg.kernel === 'tiled' && (tm !== 4 || cfg.tn !== undefined && cfg.tn !== 4)) throw new ShapeError('matmul', `the tiled kernel takes tm = tn = 4, got tm ${tm}`)
   if (cfg.kernel === 'tiled' && !(Number.isInteger(cfg.tk) && cfg.tk >= 1)) throw new ShapeError('matmul', `the tiled kernel needs tk ≥ 1, got ${cfg.tk}`)
+  if (cfg.kernel === 'gemv4t' && !gemv4tAligned(dims)) throw new ShapeError('matmul', `the gemv4t kernel needs M = 1, b stored (N, K) (transB) and K % 4 = 0, got M ${dims.M}, K ${dims.K}${dims.transB === true ? '' : ', b not transposed'}`)
   if (cfg.kernel === 'gemv' && dims.M !== 1) throw new ShapeError('matmul', `the gemv kernel needs M = 1, got M = ${dims.M}`)
-  const entry = cfg.kernel === 'gemv' ? 'gemv' : `matmul_${cfg.kernel}`
+  const entry = cfg.kernel === 'gemv' ? 'gemv' : cfg.kernel === 'gemv4t' ? 'gemv_vec4_t' : `matmul_${cfg.kernel}`
   const key = `${cfg.kernel}-wg${cfg.wgX}x${wgY}-tm${tm}-tn${tn}${cfg.kernel === 'tiled' ? `-tk${tk}` : ''}${hasBias ? '-bias' : ''}`
   return {
     variant: {
@@ -172,7 +181,7 @@ export function planMatmul (info: Pick<GpuInfo, 'software'>, dims: MatmulDimsLik
   const C = MATMUL_CONFIGS
   const outputs = dims.B * dims.M * dims.N
   let cfg: MatmulConfig
-  if (dims.M === 1) cfg = C.gemv
+  if (dims.M === 1) cfg = gemv4tAligned(dims) ? C.gemv4t : C.gemv
   else if (info.software) {
     const big = outputs >= SOFTWARE_BIG_TILE_OUTPUTS
     cfg = vec4Aligned(dims) ? (big ? C.vec4 : C.vec4s) : (big ? C.regs8x8 : C.regs8x8s)
@@ -252,7 +261,8 @@ export function matmul (a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor 
   const hasBias = opts.bias !== undefined
   const dims = { B: r.B, M: r.M, N: r.N, K: r.K, transA: r.transA, transB: r.transB }
   const plan = opts.config !== undefined ? matmulVariant(opts.config, dims, hasBias) : planMatmul(g.info, dims, hasBias)
-  g.run(plan.config.kernel === 'vec4' ? MATMUL_VEC4 : MATMUL, plan.variant, { a, b, bias: opts.bias ?? a, out }, {
+  const vec4 = plan.config.kernel === 'vec4' || plan.config.kernel === 'gemv4t'
+  g.run(vec4 ? MATMUL_VEC4 : MATMUL, plan.variant, { a, b, bias: opts.bias ?? a, out }, {
     M: r.M,
     N: r.N,
     K: r.K,
