@@ -38,6 +38,14 @@ export const MAX_FRAME_BODY_BYTES = 64 * 1024
 /** Bytes the writer gathers into one send() call: few large sends keep per-call overhead low. */
 export const SEND_BATCH_BYTES = 256 * 1024
 
+/**
+ * Bytes we let wait in a stream's own send queue once the transport says it is full (send()
+ * returned false). libp2p refills the transport from that queue the moment it drains (WebRTC
+ * drains only when its buffer is empty), so keeping ~one transport buffer (2 MiB for libp2p-webrtc)
+ * queued means it never idles while we encode the next batch; beyond this we wait for 'drain'.
+ */
+export const MAX_QUEUED_SEND_BYTES = 4 * 1024 * 1024
+
 /** Most dimensions a tensor may have. Eight covers every layout we move (B, H, T, D, …). */
 export const MAX_RANK = 8
 

@@ -7,7 +7,7 @@ import type { PeerId, Stream } from '@libp2p/interface'
 import {
   DEFAULT_CHUNK_BYTES, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_MESSAGES, DEFAULT_MAX_META_BYTES, DEFAULT_MAX_STREAM_BYTES, DEFAULT_MAX_TENSORS, DEFAULT_WINDOW_MESSAGES,
-  FRAME_HEADER_BYTES, MAX_FRAME_BODY_BYTES, SEND_BATCH_BYTES
+  FRAME_HEADER_BYTES, MAX_FRAME_BODY_BYTES, MAX_QUEUED_SEND_BYTES, SEND_BATCH_BYTES
 } from './constants.ts'
 import { encodeFrame, FrameType, writeCredit, writeError, writeFrameHeader, writeStart } from './codec.ts'
 import { crc32 } from './crc32.ts'
@@ -231,13 +231,14 @@ export class FramedStream {
   }
 
   /**
-   * Waits until the transport drained. Listens for 'drain' itself rather than `stream.onDrain()`:
+   * Waits until the transport drained enough: at most MAX_QUEUED_SEND_BYTES left in the stream's
+   * queue. Listens for 'drain' itself rather than `stream.onDrain()`:
    * in @libp2p/utils 7.4 onDrain() keeps its first resolved promise, so after one drain it never
    * waits again and unbounded data piles up in the stream's write buffer. One timer per wait
    * (not AbortSignal.timeout, whose timers would outlive thousands of short waits).
    */
   private async drain (signal?: AbortSignal): Promise<void> {
-    while (this.stream.writableNeedsDrain) {
+    while (this.stream.writableNeedsDrain && this.stream.writeBufferLength > MAX_QUEUED_SEND_BYTES) {
       this.throwIfFailed()
       await new Promise<void>((resolve, reject) => {
         const done = (err?: Error): void => {
