@@ -31,6 +31,8 @@ export class SwarmDoc {
   private ownSeq = 0
   /** Count of remote updates rejected (forged/malformed), for metrics and tests. */
   rejected = 0
+  /** Entries already verified, by key + signature: peers() is read on every UI render. */
+  private readonly verified = new Map<string, PeerEntry>()
 
   constructor (readonly swarm: string, readonly selfId: string, private readonly privateKey?: PrivateKey, doc?: Y.Doc) {
     this.doc = doc ?? new Y.Doc()
@@ -47,11 +49,26 @@ export class SwarmDoc {
     return this.doc.getMap<T>(name)
   }
 
+  /** verifyEntry with a cache of successes (a signature verifies the same way every time). */
+  private async verify (key: string, value: unknown): Promise<PeerEntry> {
+    const raw = value as Partial<RawEntry> | null
+    const cacheKey = typeof raw?.sig === 'string' && typeof raw.payload === 'string' ? `${key}\n${raw.sig}\n${raw.payload}` : undefined
+    const hit = cacheKey === undefined ? undefined : this.verified.get(cacheKey)
+    if (hit !== undefined) return hit
+    const e = await verifyEntry(this.swarm, key, value)
+    if (cacheKey !== undefined) {
+      // Superseded entries linger in the cache; drop it all once it outgrows the map by 4x.
+      if (this.verified.size > 4 * Math.max(64, this.peersMap.size)) this.verified.clear()
+      this.verified.set(cacheKey, e)
+    }
+    return e
+  }
+
   /** Verified, unexpired entries of the peers map. Invalid ones (possible only from local writes) are skipped. */
   async peers (now = Date.now()): Promise<Map<string, PeerEntry>> {
     const out = new Map<string, PeerEntry>()
     for (const [key, value] of this.peersMap.entries()) {
-      const e = await verifyEntry(this.swarm, key, value).catch(() => undefined)
+      const e = await this.verify(key, value).catch(() => undefined)
       if (e !== undefined && e.expiresAt > now) out.set(key, e)
     }
     return out
@@ -62,7 +79,7 @@ export class SwarmDoc {
     if (this.privateKey === undefined) throw new NetConfigError('SwarmDoc has no private key: it cannot write its own entry')
     const prev = this.peersMap.get(this.selfId)
     if (prev !== undefined) {
-      const e = await verifyEntry(this.swarm, this.selfId, prev).catch(() => undefined)
+      const e = await this.verify(this.selfId, prev).catch(() => undefined)
       if (e !== undefined) this.ownSeq = Math.max(this.ownSeq, e.seq)
     }
     const entry: PeerEntry = { peer: this.selfId, seq: ++this.ownSeq, expiresAt: Date.now() + ttlMs, data }
@@ -200,15 +217,15 @@ export class SwarmDoc {
     for (const [key, value] of after.entries()) {
       const old = before.get(key)
       if (old !== undefined && sameRaw(old, value)) continue
-      const next = await verifyEntry(this.swarm, key, value)
+      const next = await this.verify(key, value)
       if (old !== undefined) {
-        const prev = await verifyEntry(this.swarm, key, old).catch(() => undefined)
+        const prev = await this.verify(key, old).catch(() => undefined)
         if (prev !== undefined && next.seq <= prev.seq) throw new ForgedEntryError(key, `replayed entry: seq ${next.seq} does not advance ${prev.seq}`)
       }
     }
     for (const [key, old] of before.entries()) {
       if (after.has(key)) continue
-      const prev = await verifyEntry(this.swarm, key, old).catch(() => undefined)
+      const prev = await this.verify(key, old).catch(() => undefined)
       if (prev !== undefined && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, 'deleted an unexpired entry')
     }
   }
