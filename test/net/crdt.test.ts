@@ -174,6 +174,9 @@ describe('CRDT over relay + 4 Node peers', () => {
       expect((await d.peers()).size).toBe(4)
       expect(Object.keys(d.map('models').toJSON()).length).toBe(5)
     }
+    // Presence (awareness over gossip): everyone sees everyone online, before y-protocols' 15 s renewal.
+    const ids = docs.map(d => d.selfId)
+    await until('presence', () => syncs.every(x => ids.every(id => x.presentPeers().includes(id))), 10_000)
   })
 
   it('a forged write over gossip and garbage on crdt-sync are refused; nodes keep running; no state change', async () => {

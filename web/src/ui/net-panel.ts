@@ -71,8 +71,9 @@ async function render (body: HTMLElement, s: Swarm): Promise<void> {
     cell(tr, kind)
     cell(tr, '')
     const addr = s.node.getConnections().find(c => c.remotePeer.toString() === id && connectionKind(c) === (tr.dataset.kind))?.remoteAddr.toString() ?? ''
-    tr.cells[2].textContent = addr.length > 60 ? `${addr.slice(0, 57)}…` : addr
+    tr.cells[2].textContent = addr.length > 40 ? `${addr.slice(0, 39)}…` : addr
     tr.cells[2].title = addr
+    tr.cells[2].style.wordBreak = 'break-all'
   }
   if (byPeer.size === 0) {
     const tr = tbody.insertRow()

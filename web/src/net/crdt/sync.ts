@@ -31,6 +31,11 @@ export const GOSSIP_AWARENESS = 1
 const MAX_SWARM_BYTES = 64
 /** Anti-entropy: sync with one random peer this often, in ms, repairing any lost gossip. */
 export const ANTI_ENTROPY_INTERVAL_MS = 5_000
+/**
+ * Re-announce our presence this often, in ms. y-protocols renews it only every 15 s, and a peer
+ * that joins in between (and is not directly connected to us) would not see us until then.
+ */
+export const PRESENCE_HEARTBEAT_MS = 3_000
 
 export interface SyncFrame {
   type: number
@@ -80,6 +85,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   readonly topic: string
   private topologyId?: string
   private timer?: ReturnType<typeof setInterval>
+  private presenceTimer?: ReturnType<typeof setInterval>
   private readonly log: (line: string) => void
   private running = false
   /** Counters for metrics. */
@@ -109,22 +115,26 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     const pubsub = this.node.services.pubsub
     pubsub.topicValidators.set(this.topic, this.validateGossip)
     pubsub.subscribe(this.topic)
+    pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.sdoc.doc.on('update', this.onLocalUpdate)
     this.awareness.on('update', this.onAwarenessUpdate)
     this.awareness.setLocalState({ ...this.init.presence, peer: this.node.peerId.toString() })
     const every = this.init.antiEntropyIntervalMs ?? ANTI_ENTROPY_INTERVAL_MS
     if (every > 0) this.timer = setInterval(() => { void this.antiEntropy() }, every)
+    this.presenceTimer = setInterval(() => { this.announcePresence() }, PRESENCE_HEARTBEAT_MS)
   }
 
   async stop (): Promise<void> {
     if (!this.running) return
     this.running = false
     clearInterval(this.timer)
+    clearInterval(this.presenceTimer)
     this.sdoc.doc.off('update', this.onLocalUpdate)
     this.awareness.off('update', this.onAwarenessUpdate)
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.sdoc.doc.clientID], 'stop')
     this.awareness.destroy()
     const pubsub = this.node.services.pubsub
+    pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(this.topic)
     if (this.node.status === 'started') {
       pubsub.unsubscribe(this.topic)
@@ -152,6 +162,26 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     // Network updates are forwarded by gossipsub itself; persistence loads are synced, not gossiped.
     if (origin === REMOTE_ORIGIN || this.silentOrigins.has(origin)) return
     this.publish(GOSSIP_UPDATE, update)
+  }
+
+  /**
+   * A peer (re)joined our topic: re-announce our presence, which it missed (y-protocols would
+   * only renew it after 15 s). One announcement per tick, however many peers joined.
+   */
+  private presencePending = false
+  private readonly onSubscriptionChange = (evt: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
+    if (this.presencePending || !evt.detail.subscriptions.some(s => s.topic === this.topic && s.subscribe)) return
+    this.presencePending = true
+    setTimeout(() => {
+      this.presencePending = false
+      this.announcePresence()
+    }, 0)
+  }
+
+  private announcePresence (): void {
+    if (this.running && this.awareness.getLocalState() !== null) {
+      this.publish(GOSSIP_AWARENESS, awarenessProtocol.encodeAwarenessUpdate(this.awareness, [this.sdoc.doc.clientID]))
+    }
   }
 
   private readonly onAwarenessUpdate = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }, origin: unknown): void => {
