@@ -33,7 +33,9 @@ export interface ChatApi {
   /** Serve blocks `A:B` (or 'auto'); resolves with the span once announced ONLINE. */
   serve: (span?: string) => Promise<{ start: number, end: number }>
   /** Generate greedily (or with `temperature`) through the swarm; resolves with the new token ids. */
-  generate: (prompt: number[] | string, maxNewTokens: number, temperature?: number) => Promise<number[]>
+  generate: (prompt: number[] | string, maxNewTokens: number, opts?: { temperature?: number, stopTokens?: number[] }) => Promise<number[]>
+  /** The same completion computed in this tab alone (whole model, no swarm): the reference. */
+  localGenerate: (prompt: number[], maxNewTokens: number, opts?: { stopTokens?: number[] }) => Promise<number[]>
   /** Model id, config and the tab's role, once loaded. */
   state: () => { model?: string, serving?: { start: number, end: number }, sessions: number, steps: number, failovers: number, route: Array<{ peer: string, start: number, end: number }>, tokens: number }
 }
@@ -131,7 +133,9 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
     return role.currentSpan!
   }
 
-  const generate = async (p: number[] | string, n: number, temperature = 0): Promise<number[]> => {
+  const generate = async (p: number[] | string, n: number, opts: { temperature?: number, stopTokens?: number[] } = {}): Promise<number[]> => {
+    produced = 0
+    session = undefined
     const { config, ends, tokenizer } = await load()
     const { transport, directory } = await net()
     const ids = typeof p === 'string' ? (tokenizer?.encode(p) ?? []) : p
@@ -139,11 +143,11 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
     const client = new InferenceClient({ transport, directory, model: modelId, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log: say })
     const decode = tokenizer?.decoder()
     output.textContent = ''
-    produced = 0
     document.body.dataset.chat = 'running'
     const r = await swarmGenerate(client, ends, ids, {
       maxNewTokens: n,
-      temperature,
+      temperature: opts.temperature ?? 0,
+      stopTokens: opts.stopTokens,
       onSession: s => { session = s; route.textContent = `route: ${s.route.map(x => `${short(x.peer)} [${x.start}, ${x.end})`).join(' → ')}` },
       onToken: id => { produced++; output.textContent += decode !== undefined && typeof p === 'string' ? decode(id) : `${id} ` }
     })
@@ -172,9 +176,22 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
       : `serving blocks [${span.start}, ${span.end}) · ${s.sessions.size} sessions · ${s.stats.steps} steps · ${s.throughput.toFixed(1)} tokens/s per block`
   }, STATUS_MS)
 
+  const localGenerate = async (p: number[], n: number, opts: { stopTokens?: number[] } = {}): Promise<number[]> => {
+    const be = await backend()
+    const { loadModel } = await import('../model/model.ts')
+    const { generate: generateLocal } = await import('../model/generate.ts')
+    const model = await loadModel(modelUrl, be)
+    try {
+      return await generateLocal(model, p, { maxNewTokens: n, stopTokens: opts.stopTokens })
+    } finally {
+      model.dispose()
+    }
+  }
+
   window.webswarmChat = {
     serve,
     generate,
+    localGenerate,
     state: () => ({ model: modelId, serving: role?.currentSpan, sessions: role?.server?.sessions.size ?? 0, steps: role?.server?.stats.steps ?? 0, failovers, route: session?.route ?? [], tokens: produced })
   }
   const auto = params.get('serve')
