@@ -82,8 +82,9 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
   const send = el('button', { id: 'chat-send' }, 'Send')
   chatRow.append(prompt, el('span', {}, ' new tokens '), maxNew, send)
   const route = el('div', { id: 'chat-route' }, '')
-  const output = el('pre', { id: 'chat-output' }, '')
-  const log = el('pre', { id: 'chat-log' }, '')
+  // Wrap long token streams and log lines inside the panel.
+  const output = el('pre', { id: 'chat-output', style: 'white-space: pre-wrap; overflow-wrap: anywhere' }, '')
+  const log = el('pre', { id: 'chat-log', style: 'white-space: pre-wrap; overflow-wrap: anywhere; max-height: 12em; overflow-y: auto' }, '')
   body.append(serveRow, chatRow, route, output, log)
   const say = (line: string): void => { log.textContent = `${line}\n${log.textContent ?? ''}`.slice(0, 4000) }
 

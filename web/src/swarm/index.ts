@@ -1,0 +1,36 @@
+/**
+ * Swarm roles built from the model and the net: block servers, the inference client (routing,
+ * sessions, failover), expert hosts and the remote MoE layer, span selection and rebalancing.
+ *
+ *   // a server: blocks 0..1 of a model, announced in the DHT, serving `infer`
+ *   const role = new ServerRole({ transport, directory, model: 'tiny', numBlocks: 2, span: { start: 0, end: 1 },
+ *     loadSpan: (s, e) => loadSpanBackend(source, backend, 'tiny', s, e), cacheBudgetBytes: 64 << 20 })
+ *   await role.start()
+ *
+ *   // a client: embedding + head here, blocks on the swarm
+ *   const client = new InferenceClient({ transport, directory, model: 'tiny', numBlocks: 2, hiddenSize: 64 })
+ *   const { tokens } = await swarmGenerate(client, ends, [1, 2, 3], { maxNewTokens: 16 })
+ *
+ * `transport` is a Libp2pTransport (real peers) or a MemoryNetwork endpoint (seeded, in-process);
+ * `directory` a DhtDirectory or a MemoryDirectory.
+ */
+export * from './errors.ts'
+export type { BlockRecord, ExpertRecord, ServerState, SwarmDirectory } from './records.ts'
+export { MemoryDirectory } from './records.ts'
+export { DhtDirectory } from './dht-directory.ts'
+export { chooseSpan, chooseBestStart, shouldRebalance, blockThroughputs, type Span, type RebalanceDecision } from './spans.ts'
+export { planRoute, routeCostMs, type RouteSegment } from './route.ts'
+export { BanList } from './backoff.ts'
+export { BlockServer } from './server/block-server.ts'
+export { ServerRole } from './server/role.ts'
+export type { SpanBackend, SpanCache, SpanStep } from './server/backend.ts'
+export { InferenceClient, type FailoverEvent } from './client/client.ts'
+export { InferenceSession } from './client/session.ts'
+export { swarmGenerate, type ClientEnds } from './client/generate.ts'
+export { ExpertHost, type ExpertRunner } from './moe/expert-host.ts'
+export { RemoteExperts, assignHosts } from './moe/remote-experts.ts'
+export { CoSelectionStats, placeExperts } from './moe/coselection.ts'
+export { ModelSpanBackend, ModelExpertRunner, loadSpanBackend, loadExpertRunner, loadClientEnds, modelEnds } from './model-backend.ts'
+export type { RpcTransport, RpcHandler } from './transport/index.ts'
+export { MemoryNetwork } from './transport/memory.ts'
+export { Libp2pTransport } from './transport/libp2p.ts'
