@@ -33,6 +33,8 @@ import { swarmGenerate, type ClientEnds } from '../web/src/swarm/client/generate
 import { DhtDirectory } from '../web/src/swarm/dht-directory.ts'
 import { loadClientEnds, loadSpanBackend } from '../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../web/src/swarm/server/role.ts'
+import { CoSelectionStats, placeExperts } from '../web/src/swarm/moe/coselection.ts'
+import { argmax } from '../web/src/model/sampler.ts'
 import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
 
 function arg (name: string): string | undefined {
@@ -182,12 +184,35 @@ const fo = rr.session.failovers[0]
 if (fo === undefined) throw new Error(`the killed server ${servers[1].role.self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
 console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens)`)
 
+// ---- MoE co-selection (ExFlow-style affinity), measured on the tiny-mixtral fixture's router ----
+// Greedy decoding of COSEL_TOKENS tokens from the fixture prompt on the CPU twins, every MoE
+// layer's routing recorded; then the 2-peer placement that keeps co-selected experts together
+// versus the naive split {0, 1} | {2, 3}.
+const COSEL_TOKENS = 200
+const mix = sourceFrom('test/fixtures/tiny-mixtral')
+const mixEnds = await loadClientEnds(mix, cpu)
+const cosel = new CoSelectionStats(mixEnds.config.numLayers, mixEnds.config.numExperts)
+const mixSpan = await loadSpanBackend(mix, cpu, 'tiny-mixtral', 0, mixEnds.config.numLayers, { coselection: cosel })
+const mixPrompt = (JSON.parse(readFileSync('test/fixtures/tiny-mixtral/reference.json', 'utf8')) as { prompt: number[] }).prompt
+const mixCache = mixSpan.createCache(mixPrompt.length + COSEL_TOKENS, 0, mixEnds.config.numLayers)
+let h = (await mixSpan.forward([{ cache: mixCache, hidden: await mixEnds.ends.embed(mixPrompt), tokens: mixPrompt.length }]))[0]
+for (let i = 0; i < COSEL_TOKENS - 1; i++) {
+  const logits = await mixEnds.ends.logits(h.subarray(h.length - mixEnds.config.hiddenSize))
+  h = (await mixSpan.forward([{ cache: mixCache, hidden: await mixEnds.ends.embed([argmax(logits)]), tokens: 1 }]))[0]
+}
+const coselection = Array.from({ length: mixEnds.config.numLayers }, (_, l) => {
+  const placed = placeExperts(cosel, l, 2)
+  return { layer: l, placement: placed, within_share: cosel.withinGroupShare(l, placed), naive_within_share: cosel.withinGroupShare(l, [[0, 1], [2, 3]]) }
+})
+for (const c of coselection) console.log(`co-selection layer ${c.layer}: placement ${JSON.stringify(c.placement)} keeps ${(c.within_share * 100).toFixed(0)}% of co-selected pairs on one peer (naive {0,1}|{2,3}: ${(c.naive_within_share * 100).toFixed(0)}%)`)
+
 const result = { decode_tps: decodeTps, prefill_tps: prefillTps, recovery_s: recoveryS }
 mkdirSync('bench/results', { recursive: true })
 writeFileSync('bench/results/inference.json', JSON.stringify(result, null, 2) + '\n')
 writeFileSync('bench/results/inference.meta.json', JSON.stringify({
   device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS,
-  ratio_3_over_1: decodeTps['3'] / decodeTps['1'], infer_round_trip_ms: rttMs, runs, recovery: { failover_ms: fo.ms, replayed: fo.replayed },
+  ratio_3_over_1: decodeTps['3'] / decodeTps['1'], infer_round_trip_ms: rttMs, runs,
+  coselection: { model: 'test/fixtures/tiny-mixtral', tokens: cosel.tokens, layers: coselection, counts: cosel.toJSON() }, recovery: { failover_ms: fo.ms, replayed: fo.replayed },
   transport: 'libp2p framed tensor streams over direct WebRTC on 127.0.0.1, all peers in one process',
   machine: { cpus: os.cpus().length, node: process.version }, date: new Date().toISOString()
 }, null, 2) + '\n')
