@@ -6,6 +6,7 @@
  * device instead of creating its own).
  *
  * Flags: --sizes 256,512,1024   --trials 3   --sweep (time every MATMUL_CONFIGS entry too)
+ *        --decode 1024 (also time linear's M = 1 decode step x (1, n) · w (n, n)ᵀ; 0 skips it)
  * Measurements of the three are interleaved trial by trial and the best trial is kept, so
  * load from other processes on the shared 2-core machine hits all of them alike.
  * Writes bench/results/kernels.json (the list of results) and kernels.meta.json (adapter, machine).
@@ -14,7 +15,7 @@ import { writeFileSync, mkdirSync } from 'node:fs'
 import os from 'node:os'
 import { GpuBackend } from '../web/src/gpu/gpu-backend.ts'
 import { benchMatmul, matmulFlops } from '../web/src/gpu/ops/matmul-bench.ts'
-import { MATMUL_CONFIGS, planMatmul } from '../web/src/gpu/ops/matmul.ts'
+import { matmul, MATMUL_CONFIGS, planMatmul } from '../web/src/gpu/ops/matmul.ts'
 import { Rng } from '../web/src/util/rng.ts'
 
 /** FLOPs of work per timed trial: enough to dwarf submit/readback overhead (~1 s at 1 GFLOP/s). */
@@ -22,7 +23,7 @@ const FLOP_PER_TRIAL = 1e9
 /** The naive kernel runs ~0.1 GFLOP/s here: above this size it gets a single trial. */
 const NAIVE_ONE_TRIAL_FROM = 1024
 
-interface Row { op: 'matmul', size: number, ours_gflops: number, tfjs_gflops: number | null, naive_gflops: number, ours_variant: string }
+interface Row { op: 'matmul' | 'linear-decode', size: number, ours_gflops: number, tfjs_gflops: number | null, naive_gflops: number | null, ours_variant: string }
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -32,6 +33,7 @@ function arg (name: string): string | undefined {
 const sizes = (arg('sizes') ?? '256,512,1024').split(',').map(Number)
 const trials = Number(arg('trials') ?? 3)
 const sweep = process.argv.includes('--sweep')
+const decodeN = Number(arg('decode') ?? 1024)
 
 const loadBefore = os.loadavg()[0]
 const gpu = await GpuBackend.create()
@@ -113,9 +115,44 @@ for (const n of sizes) {
   }
 }
 
+/** linear() at M = 1: x (1, n) · w (n, n)ᵀ — the decode step of every projection; reps of ≥ 0.05 GFLOP per trial. */
+async function benchDecode (n: number): Promise<Row> {
+  const rng = new Rng(2)
+  const xv = rng.uniform(n); const wv = rng.uniform(n * n)
+  const reps = Math.max(1, Math.round(5e7 / matmulFlops(1, n, n)))
+  const x = gpu.tensor(xv, [1, n]); const w = gpu.tensor(wv, [n, n])
+  const variant = planMatmul(gpu.info, { B: 1, M: 1, N: n, K: n, transB: true }, false).variant.key
+  let ours = 0; let tfjs: number | null = tf === undefined ? null : 0
+  for (let t = 0; t < trials; t++) {
+    matmul(x, w, { transB: true }).dispose(); await gpu.sync()
+    const t0 = performance.now()
+    for (let r = 0; r < reps; r++) matmul(x, w, { transB: true }).dispose()
+    await gpu.sync()
+    ours = Math.max(ours, matmulFlops(1, n, n) / ((performance.now() - t0) / reps * 1e6))
+    if (tf !== undefined) {
+      const tx = tf.tensor2d(xv, [1, n]); const tw = tf.tensor2d(wv, [n, n])
+      const warm = tf.matMul(tx, tw, false, true); await warm.data(); warm.dispose()
+      const t1 = performance.now()
+      let last: ReturnType<Tf['matMul']> | undefined
+      for (let r = 0; r < reps; r++) { last?.dispose(); last = tf.matMul(tx, tw, false, true) }
+      await last!.data()
+      tfjs = Math.max(tfjs ?? 0, matmulFlops(1, n, n) / ((performance.now() - t1) / reps * 1e6))
+      last!.dispose(); tx.dispose(); tw.dispose()
+    }
+  }
+  x.dispose(); w.dispose()
+  return { op: 'linear-decode', size: n, ours_gflops: round(ours), tfjs_gflops: tfjs === null ? null : round(tfjs), naive_gflops: null, ours_variant: variant }
+}
+
+if (decodeN > 0) {
+  const row = await benchDecode(decodeN)
+  rows.push(row)
+  console.log(`decode 1×${decodeN}·(${decodeN}×${decodeN})ᵀ: ours ${row.ours_gflops} GFLOP/s (${row.ours_variant}) · tfjs ${String(row.tfjs_gflops)}`)
+}
+
 console.log('\n| size | ours GFLOP/s | tfjs-webgpu GFLOP/s | naive WGSL GFLOP/s | ours / tfjs |')
 console.log('|---:|---:|---:|---:|---:|')
-for (const r of rows) console.log(`| ${r.size}² | ${r.ours_gflops} | ${String(r.tfjs_gflops)} | ${r.naive_gflops} | ${r.tfjs_gflops !== null ? (r.ours_gflops / r.tfjs_gflops).toFixed(2) + '×' : '–'} |`)
+for (const r of rows) console.log(`| ${r.op === 'matmul' ? `${r.size}²` : `decode 1×${r.size}·(${r.size}×${r.size})ᵀ`} | ${r.ours_gflops} | ${String(r.tfjs_gflops)} | ${String(r.naive_gflops ?? '–')} | ${r.tfjs_gflops !== null ? (r.ours_gflops / r.tfjs_gflops).toFixed(2) + '×' : '–'} |`)
 
 function round (x: number): number { return Math.round(x * 1000) / 1000 }
 
