@@ -60,7 +60,10 @@ describe('shards over WebRTC', () => {
       onProgress: (done) => { if (done === 6 && stopped === undefined) stopped = Promise.resolve(victim.stop()) }
     })
     expect(stopped).toBeDefined() // stopping is not awaited: a stopping node may take long to close its streams
-    expect(store.assemble(root)).toEqual(file)
+    const got = store.assemble(root)
+    expect(got).toBeDefined()
+    // Buffer.equals: vitest's deep equality walks 24 Mi elements one by one (tens of seconds)
+    expect(Buffer.from(got as Uint8Array).equals(file)).toBe(true)
     const counts = providers.map(p => res.fetchedFrom.get(p.peerId.toString()) ?? 0)
     expect(counts.reduce((a, b) => a + b, 0)).toBe(24)
     expect(counts[0]).toBeGreaterThan(0)
