@@ -65,19 +65,19 @@ const MATMUL_NAIVE = defineKernel({
 
 // ---- variant builder (STYLE 5) ----
 
-/** Which entry point of shaders/matmul.wgsl computes the product. */
+/** Which entry point computes the product: shaders/matmul.wgsl (regs, tiled, gemv) or shaders/matmul_vec4.wgsl (vec4, gemv4t). */
 export type MatmulKernel = 'regs' | 'vec4' | 'tiled' | 'gemv' | 'gemv4t'
 
 /** The decisions a matmul variant bakes in; `planMatmul` picks them, tests force each. */
 export interface MatmulConfig {
   kernel: MatmulKernel
-  /** Threads along N; each owns 4 adjacent columns. */
+  /** Threads along N; each owns `tn` adjacent columns. */
   wgX: number
   /** Threads along M (1 for gemv). */
   wgY: number
-  /** Rows of C per thread: 4 or 8 for regs, 4 for tiled, 1 for gemv. */
+  /** Rows of C per thread: 4 or 8 for regs, 8 for vec4, 4 for tiled, 1 for gemv/gemv4t. */
   tm: 1 | 4 | 8
-  /** Columns of C per thread: 4, or 8 (regs only). @default 4 */
+  /** Columns of C per thread: 4, or 8 (regs and vec4 only). @default 4 */
   tn?: 4 | 8
   /** Depth of the workgroup-memory panels (tiled only; ignored otherwise). */
   tk: number
@@ -109,7 +109,6 @@ export interface MatmulPlan {
   grid: [number, number, number]
   config: MatmulConfig
 }
-
 
 /**
  * Every configuration the builder can pick: tests run each one and CI compiles each one.
@@ -171,7 +170,7 @@ export function matmulVariant (cfg: MatmulConfig, dims: MatmulDimsLike, hasBias:
 }
 
 /**
- * Picks a configuration by adapter and size. M = 1 → gemv. Software adapters (SwiftShader runs
+ * Picks a configuration by adapter and size. M = 1 → gemv (gemv4t when b is (N, K) and K % 4 = 0). Software adapters (SwiftShader runs
  * workgroups on CPU threads, where barriers are costly and caches do the tiling) → the
  * register-blocked kernels, with vec4 loads when the operands allow it (1.7–1.8× faster than
  * scalar loads at 512²–1024², BENCHMARKS.md); hardware GPUs → workgroup-memory tiles, smaller for small outputs
@@ -185,8 +184,7 @@ export function planMatmul (info: Pick<GpuInfo, 'software'>, dims: MatmulDimsLik
   else if (info.software) {
     const big = outputs >= SOFTWARE_BIG_TILE_OUTPUTS
     cfg = vec4Aligned(dims) ? (big ? C.vec4 : C.vec4s) : (big ? C.regs8x8 : C.regs8x8s)
-  }
-  else cfg = outputs >= HARDWARE_BIG_TILE_OUTPUTS ? C.tiled64 : C.tiled32
+  } else cfg = outputs >= HARDWARE_BIG_TILE_OUTPUTS ? C.tiled64 : C.tiled32
   return matmulVariant(cfg, dims, hasBias)
 }
 
