@@ -3,6 +3,7 @@ import { cpu } from './cpu-backend.ts'
 import type { GpuBackend } from './gpu-backend.ts'
 import { Tensor, tidy } from './tensor.ts'
 import { Rng } from '../util/rng.ts'
+import * as attn from './ops/attention.ts'
 import * as ew from './ops/elementwise.ts'
 import * as emb from './ops/embedding.ts'
 import * as loss from './ops/loss.ts'
@@ -11,6 +12,7 @@ import * as sm from './ops/softmax.ts'
 import * as mm from './ops/matmul.ts'
 import * as moe from './ops/moe.ts'
 import * as norm from './ops/norm.ts'
+import * as quant from './ops/quant.ts'
 import * as rope from './ops/rope.ts'
 
 /**
@@ -52,6 +54,8 @@ export const SELF_TESTS: SelfTestCase[] = [
   { family: 'matmul', name: 'linear GEMV (M = 1)', tol: mm.TOLERANCE.linear, run: (be, r) => mm.linear(rand(be, r, [1, 65]), rand(be, r, [31, 65])) },
   { family: 'matmul', name: 'batched transA·transB', tol: mm.TOLERANCE.matmul, run: (be, r) => mm.matmul(rand(be, r, [2, 7, 5]), rand(be, r, [2, 3, 7]), { transA: true, transB: true }) },
   { family: 'matmul', name: 'naive', tol: mm.TOLERANCE.matmulNaive, run: (be, r) => mm.matmulNaive(rand(be, r, [9, 11]), rand(be, r, [11, 6])) },
+  { family: 'quant', name: 'int8 blocks: quantise + dequantise', tol: quant.TOLERANCE.dequantizeQ8, run: (be, r) => { const q = quant.quantizeQ8(rand(be, r, [130]), 64); return [q, quant.dequantizeQ8(q)] } },
+  { family: 'quant', name: 'Q8_0 matmul', tol: quant.TOLERANCE.matmulQ8, run: (be, r) => quant.matmulQ8(rand(be, r, [3, 64]), quant.toQ8_0(rand(be, r, [5, 64]))) },
   { family: 'norm', name: 'rmsnorm + backward', tol: norm.TOLERANCE.rmsnormBackward, run: (be, r) => { const x = rand(be, r, [3, 67]); const w = rand(be, r, [67]); return [norm.rmsnorm(x, w, 1e-5), norm.rmsnormBackward(x, w, rand(be, r, [3, 67]), 1e-5)] } },
   { family: 'norm', name: 'layernorm', tol: norm.TOLERANCE.layernorm, run: (be, r) => norm.layernorm(rand(be, r, [4, 33]), rand(be, r, [33]), rand(be, r, [33]), 1e-5) },
   { family: 'softmax', name: 'softmax + backward', tol: sm.TOLERANCE.softmaxBackward, run: (be, r) => { const y = sm.softmax(rand(be, r, [3, 29])); return [y, sm.softmaxBackward(y, rand(be, r, [3, 29]))] } },
@@ -66,6 +70,22 @@ export const SELF_TESTS: SelfTestCase[] = [
     }
   },
   { family: 'rope', name: 'rope θ=10000', tol: rope.TOLERANCE.rope, run: (be, r) => rope.rope(rand(be, r, [5, 3, 8]), ints(be, [0, 1, 2, 30, 511]), 10000) },
+  {
+    family: 'attention', name: 'causal GQA prefill + backward', tol: attn.TOLERANCE.attentionBackward,
+    run: (be, r) => {
+      const q = rand(be, r, [5, 4, 8]); const k = rand(be, r, [5, 2, 8]); const v = rand(be, r, [5, 2, 8])
+      const f = attn.attention(q, k, v)
+      return [f.out, f.lse, attn.attentionBackward(q, k, v, f.out, f.lse, rand(be, r, [5, 4, 8]))]
+    }
+  },
+  {
+    family: 'attention', name: 'decode against a KV cache', tol: attn.TOLERANCE.attention,
+    run: (be, r) => {
+      const cache = be.zeros([9, 2, 8])
+      attn.kvWrite(cache, rand(be, r, [6, 2, 8]), 0)
+      return attn.attention(rand(be, r, [1, 4, 8]), cache, cache, { kvLen: 6 }).out
+    }
+  },
   {
     family: 'moe', name: 'router → dispatch → experts → combine', tol: moe.TOLERANCE.expertFFN,
     run: (be, r) => {
