@@ -75,6 +75,8 @@ export interface SnapshotState {
 export interface ReduceOutcome {
   /** (n) the mean of the members' contributions, identical on every member. */
   mean: Float32Array
+  /** The mean's q8 bytes (every part's RESULT payload in place): `mean` is their dequantization. */
+  qMean: Uint8Array
   /** The round's members (sorted). */
   members: string[]
   /** Attempt key (`coordinator:round:attempt`) and attempt number. */
@@ -228,7 +230,7 @@ export class AllReducePeer {
       if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
       try {
         const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n)
-        void this.sendDone(coord, round, reply.key, out.mean)
+        void this.sendDone(coord, round, reply.key, out.qMean)
         this.completedRound = Math.max(this.completedRound, round)
         this.prune(round)
         return out
@@ -262,13 +264,21 @@ export class AllReducePeer {
     const clipped = new Set<string>()
     let failed = 0
     let next = 0
+    // Each part is dequantized as its result lands, overlapping the parts still in flight; the
+    // result bytes are gathered into the whole vector's q8 (the DONE hash covers those bytes).
+    const mean = new Float32Array(n)
+    const qMean = new Uint8Array(q8Bytes(n, this.block))
     const settle = (id: number, result: ResultMsg | undefined): void => {
       const mp = att.parts.get(id)!
       mp.result = result
       mp.settled = true
       for (const w of mp.waiters.splice(0)) w()
-      if (result === undefined) failed++
-      else { for (const r of result.rejected) rejected.add(r); for (const c of result.clipped) clipped.add(c) }
+      if (result === undefined) { failed++; return }
+      for (const r of result.rejected) rejected.add(r)
+      for (const c of result.clipped) clipped.add(c)
+      const p = plan[id]
+      dequantizeQ8Into(result.payload, p.end - p.start, this.block, mean, p.start)
+      qMean.set(result.payload, (p.start / this.block) * (4 + this.block))
     }
     const doPart = async (p: PartPlan): Promise<void> => {
       const len = p.end - p.start
@@ -300,9 +310,7 @@ export class AllReducePeer {
       for (const p of plan) if (!att.parts.get(p.id)!.settled) settle(p.id, undefined)
       throw new AttemptFailedError(`${failed} of ${plan.length} parts have no result`, [...suspects])
     }
-    const mean = new Float32Array(n)
-    for (const p of plan) dequantizeQ8Into(att.parts.get(p.id)!.result!.payload, p.end - p.start, this.block, mean, p.start)
-    return { mean, members, key, attempt, rejected: [...rejected].sort(), clipped: [...clipped].sort() }
+    return { mean, qMean, members, key, attempt, rejected: [...rejected].sort(), clipped: [...clipped].sort() }
   }
 
   private validResult (r: ResultMsg, id: number, len: number): boolean {
@@ -332,9 +340,10 @@ export class AllReducePeer {
     })
   }
 
-  private async sendDone (coord: string, round: number, key: string, mean: Float32Array): Promise<void> {
+  /** Reports completion; the hash is of the mean's q8 bytes, which determine the mean bit for bit (4× fewer bytes to hash than its f32). */
+  private async sendDone (coord: string, round: number, key: string, qMean: Uint8Array): Promise<void> {
     try {
-      const hash = await hashBytes(mean)
+      const hash = await hashBytes(qMean)
       await this.rpc(coord, { type: MsgType.DONE, run: this.run, round, key, hash }, this.partTimeoutMs)
     } catch (e) {
       this.log(`round ${round}: DONE to ${coord} failed: ${(e as Error).message}`)

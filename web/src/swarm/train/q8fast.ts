@@ -53,12 +53,14 @@ export function dequantizeQ8Into (q: Uint8Array, n: number, block: number, out: 
   const i8 = new Int8Array(q.buffer, q.byteOffset, q.byteLength)
   const f32 = scalesView(q)
   const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
-  const f = Math.fround
+  // int8 × f32 is exact in f64 (8 + 24 significant bits), so the store's rounding to f32 is
+  // the reference's single rounding: no Math.fround needed.
   for (let j = 0, i = 0; i < n; j++) {
     const s = scaleAt(q, f32, view, j, block)
     const base = j * (4 + block) + 4 - i
     const hi = Math.min(n, i + block)
-    for (; i < hi; i++) out[offset + i] = f(i8[base + i] * s)
+    const o = offset
+    for (; i < hi; i++) out[o + i] = i8[base + i] * s
   }
 }
 

@@ -31,6 +31,16 @@ export interface ReduceResult {
   report: ReduceReport
 }
 
+let scratch = new Float64Array(0)
+
+/** A zeroed f64 buffer of n elements, reused across parts (an owner reduces many parts a round; fresh ones would churn the GC). */
+function scratchSum (n: number): Float64Array {
+  if (scratch.length < n) scratch = new Float64Array(n)
+  const s = scratch.subarray(0, n)
+  s.fill(0)
+  return s
+}
+
 /** Why a q8 contribution of n elements in blocks of `block` is malformed, or undefined if it is fine. */
 export function checkContribution (q: Uint8Array, n: number, block: number): string | undefined {
   const want = q8Bytes(n, block)
@@ -69,7 +79,7 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
     const ref = sorted[Math.floor((sorted.length - 1) / 2)]
     if (ref > 0) cap = NORM_CLIP_FACTOR * ref
   }
-  const sum = new Float64Array(n)
+  const sum = scratchSum(n)
   for (const o of ok) { // member order: the sum's rounding is the same whoever computes it
     let factor = 1
     if (o.norm > cap) {

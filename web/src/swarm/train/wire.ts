@@ -5,7 +5,8 @@
  *   byte 0       version (ALLREDUCE_WIRE_VERSION)
  *   byte 1       type (MsgType)
  *   bytes 2..5   header length h, u32 little-endian (≤ MAX_HEADER_BYTES)
- *   bytes 6..    h bytes of UTF-8 JSON header (fields per type, checked below)
+ *   bytes 6..    h bytes of UTF-8 JSON header (fields per type, checked below; senders pad it
+ *                with spaces so the payload starts at a multiple of 4)
  *   rest         payload (q8 bytes or snapshot bytes; ≤ MAX_PAYLOAD_BYTES; empty where none)
  *
  * Order (STYLE 10): constants → write/read per field kind → one decoder with `default: throw`.
@@ -64,7 +65,12 @@ export function encodeMsg (m: AllReduceMsg): Uint8Array {
   const { type, ...rest } = m as AllReduceMsg & { payload?: Uint8Array }
   const payload = (rest as { payload?: Uint8Array }).payload ?? new Uint8Array(0)
   delete (rest as { payload?: Uint8Array }).payload
-  const header = enc.encode(JSON.stringify(rest))
+  // Trailing spaces (valid JSON) put the payload at a multiple of 4 bytes, so a receiver can
+  // read the q8 scales through a Float32Array view of the message, without a copy.
+  const json = JSON.stringify(rest)
+  let header = enc.encode(json)
+  const pad = (4 - ((PREFIX_BYTES + header.byteLength) % 4)) % 4
+  if (pad > 0) header = enc.encode(json + ' '.repeat(pad))
   if (header.byteLength > MAX_HEADER_BYTES) throw new AllReduceProtocolError(`header of ${header.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
   if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
   const out = new Uint8Array(PREFIX_BYTES + header.byteLength + payload.byteLength)
@@ -124,7 +130,8 @@ export function decodeMsg (bytes: Uint8Array): AllReduceMsg {
   } catch (e) {
     throw new AllReduceProtocolError(`header is not a JSON object: ${(e as Error).message}`)
   }
-  const payload = bytes.slice(PREFIX_BYTES + hl)
+  // A view, not a copy: message bodies are never written after they are received or sent.
+  const payload = bytes.subarray(PREFIX_BYTES + hl)
   if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
   switch (type) {
     case MsgType.READY:
