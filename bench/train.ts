@@ -16,7 +16,8 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
-import { q8Bytes, quantizeQ8 } from '../web/src/gpu/cpu/quant.ts'
+import { q8Bytes } from '../web/src/gpu/cpu/quant.ts'
+import { quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { parseConfig } from '../web/src/model/config.ts'
 import { TextDataset, brownCorpus, type Window } from '../web/src/model/data.ts'
@@ -159,7 +160,7 @@ const SINK_PROTOCOL = '/webswarm/bench-sink/1.0.0'
 /** Timeout of one measured transfer, ms (8 MiB at ≥ 0.2 MB/s on a loaded machine). */
 const TRANSFER_TIMEOUT_MS = 120_000
 /** Trials per measure; the best is kept (other jobs share the machine's 2 cores). */
-const GOODPUT_TRIALS = 3
+const GOODPUT_TRIALS = 5
 /** Direct WebRTC dial between the peer processes: tries, and the timeout of each, ms. */
 const DIAL_TRIES = 3
 const DIAL_TIMEOUT_MS = 30_000
@@ -170,6 +171,7 @@ const PEER_EXIT_MS = 10_000
 type PeerCmd =
   | { op: 'dial', peer: string }
   | { op: 'send', peer: string, bytes: number }
+  | { op: 'prepare', n: number }
   | { op: 'allreduce', ids: string[], round: number, n: number }
   | { op: 'stop' }
 type PeerReply = { ok: true, ms?: number, id?: string, channels?: number } | { ok: false, error: string }
@@ -187,6 +189,7 @@ async function goodputPeer (relayAddr: string): Promise<void> {
   t.handle(SINK_PROTOCOL, async () => new Uint8Array(1))
   let ar: AllReducePeer | undefined
   let ids: string[] = []
+  let input: { n: number, q: Uint8Array } | undefined
   const reply = (r: PeerReply): void => { process.send?.(r) }
   process.on('message', (m: PeerCmd) => {
     const t0 = performance.now()
@@ -205,6 +208,12 @@ async function goodputPeer (relayAddr: string): Promise<void> {
         case 'send':
           await t.request(m.peer, SINK_PROTOCOL, new Uint8Array(m.bytes).fill(7), { timeoutMs: TRANSFER_TIMEOUT_MS })
           break
+        case 'prepare': { // the worker's own quantisation, before (and outside) the timed all-reduce
+          const x = new Float32Array(m.n)
+          for (let i = 0; i < m.n; i++) x[i] = Math.sin(i + t.self.length)
+          input = { n: m.n, q: quantizeQ8Fast(x, m.n, 64) }
+          break
+        }
         case 'allreduce': {
           if (ar === undefined) {
             ids = m.ids
@@ -214,12 +223,10 @@ async function goodputPeer (relayAddr: string): Promise<void> {
               ...(a['window-parts'] !== undefined ? { windowParts: Number(a['window-parts']) } : {})
             })
           }
-          const x = new Float32Array(m.n).map((_, i) => Math.sin(i + t.self.length))
-          const q = quantizeQ8(x, 64)
-          const t1 = performance.now() // the input's quantisation is the worker's, not the all-reduce's
+          const q = input?.n === m.n ? input.q : undefined
+          if (q === undefined) throw new Error(`no input of ${m.n} elements prepared`)
           await ar.reduce(m.round, q, m.n)
-          reply({ ok: true, ms: performance.now() - t1, channels: t.channelsOpened })
-          return
+          break
         }
         case 'stop':
           ar?.stop()
@@ -280,6 +287,9 @@ async function goodput (): Promise<{ rawOneWayMbS: number, rawBothMbS: number, a
     let ar = Infinity
     const n = Math.floor(S / (4 + 64)) * 64
     const M = 2 // members
+    // Both inputs are ready before any all-reduce starts: otherwise the first peer's time would
+    // include waiting for the other's READY while it still builds its input.
+    await Promise.all([A.cmd({ op: 'prepare', n }), B.cmd({ op: 'prepare', n })])
     for (let i = 0; i < GOODPUT_TRIALS; i++) { // interleaved, so load changes hit every measure alike
       const o = (await A.cmd({ op: 'send', peer: B.id, bytes: S })).ms!
       const b = await both({ op: 'send', peer: B.id, bytes: S }, { op: 'send', peer: A.id, bytes: S })
