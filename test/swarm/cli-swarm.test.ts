@@ -19,7 +19,7 @@ let relay: RelayNode
 let addr: string
 const children: ChildProcess[] = []
 
-function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null>, stderr: () => string } {
+function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null>, stderr: () => string, stdout: () => string } {
   const child = spawn(TSX, ['web/src/cli/bin.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let out = ''
@@ -32,7 +32,7 @@ function run (args: string[]): { child: ChildProcess, out: Promise<string>, code
     child.stdout!.on('data', () => { if (out.includes('\n')) { clearTimeout(t); resolve(out) } })
     child.on('exit', c => { clearTimeout(t); reject(new Error(`${args[0]} exited ${c}: ${err}`)) })
   })
-  return { child, out: firstLine, code, stderr: () => err }
+  return { child, out: firstLine, code, stderr: () => err, stdout: () => out }
 }
 
 beforeAll(async () => {
@@ -52,7 +52,7 @@ describe('webswarm serve + generate --bootstrap', () => {
     for (const line of ready) expect(JSON.parse(line.trim())).toMatchObject({ model: 'tiny-mixtral' })
     const outFile = join(mkdtempSync(join(tmpdir(), 'ws-gen-')), 'out.json')
     const gen = run(['generate', '--bootstrap', addr, '--model', DIR, '--tokens', ref.prompt.join(','), '--max-new-tokens', String(ref.greedy.length), '--device', 'cpu', '--out', outFile])
-    const code = await Promise.race([gen.code, new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`generate did not finish in ${READY_MS} ms; stderr: ${gen.stderr()}; servers: ${servers.map(s => s.stderr()).join(' | ')}`)), READY_MS))])
+    const code = await Promise.race([gen.code, new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`generate did not finish in ${READY_MS} ms; stdout: ${gen.stdout()}; stderr: ${gen.stderr()}; servers: ${servers.map(s => s.stderr()).join(' | ')}`)), READY_MS))])
     expect(code, gen.stderr()).toBe(0)
     expect(JSON.parse(readFileSync(outFile, 'utf8')).tokens).toEqual(ref.greedy)
     for (const s of servers) s.child.kill('SIGTERM')

@@ -15,7 +15,7 @@ import { RemoteExperts } from '../swarm/moe/remote-experts.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
-import { joinSwarm, modelId } from './swarm-node.ts'
+import { joinSwarm, leaveSwarm, modelId } from './swarm-node.ts'
 
 /** KV-cache positions a server offers by default: a few chat sessions of the tiny models. */
 const DEFAULT_CACHE_TOKENS = 4096
@@ -103,7 +103,6 @@ export async function serve (f: Flags): Promise<number> {
     process.once('SIGTERM', resolve)
   })
   for (const s of stops) await s()
-  peer.transport.close()
-  await peer.node.stop()
+  await leaveSwarm(peer)
   return 0
 }

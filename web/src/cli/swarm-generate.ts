@@ -13,7 +13,7 @@ import { swarmGenerate } from '../swarm/client/generate.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
-import { joinSwarm, modelId } from './swarm-node.ts'
+import { joinSwarm, leaveSwarm, modelId } from './swarm-node.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
   if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
@@ -51,8 +51,7 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
     const out = str(f, 'out')
     if (out !== undefined) await writeFile(out, JSON.stringify({ tokens: r.tokens }) + '\n')
   } finally {
-    peer.transport.close()
-    await peer.node.stop()
+    await leaveSwarm(peer)
   }
   return 0
 }

@@ -44,3 +44,16 @@ export function modelId (model: string, explicit?: string): string {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(id)) throw new UsageError(`cannot derive a model id from '${model}'; pass --model-id`)
   return id
 }
+
+/** How long a leaving peer waits for libp2p to stop gracefully, ms, before the process moves on. */
+const STOP_TIMEOUT_MS = 5_000
+
+/**
+ * Leaves the swarm: resets pooled channels, stops the node (bounded), and makes sure lingering
+ * libp2p timers cannot keep a finished command alive (an unref'd timer exits if they would).
+ */
+export async function leaveSwarm (peer: SwarmPeer): Promise<void> {
+  peer.transport.close()
+  await Promise.race([peer.node.stop(), new Promise(resolve => setTimeout(resolve, STOP_TIMEOUT_MS).unref())])
+  setTimeout(() => process.exit(process.exitCode ?? 0), STOP_TIMEOUT_MS).unref()
+}
