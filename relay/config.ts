@@ -19,6 +19,10 @@ export interface RelayConfig {
   dataDir: string
   /** Built page served over HTTP. */
   staticDir: string
+  /** Model directories served under /models/<name>/ (range requests, for peers' weights). */
+  modelsDir: string
+  /** The model /models/default/ stands for (a folder of modelsDir). */
+  defaultModel: string
   /** Swarms whose CRDT docs the relay keeps and persists. */
   swarms: string[]
   /** STUN/TURN servers handed to browsers in /bootstrap. */
@@ -64,6 +68,10 @@ State
   --swarm <name>           Swarm whose CRDT doc is kept and persisted; repeatable [env SWARM, default default]
   --compact-interval <ms>  CRDT log compaction period     [env COMPACT_INTERVAL_MS, default ${DEFAULT_COMPACT_INTERVAL_MS}]
   --static-dir <dir>       Built page to serve            [env STATIC_DIR, default dist]
+  --models-dir <dir>       Hugging Face model folders served at /models/<name>/ with range
+                           requests (tabs load only the blocks they serve) [env MODELS_DIR, default models]
+  --default-model <name>   Folder of --models-dir that /models/default/ serves
+                                                          [env DEFAULT_MODEL, default byte-llama]
 
   -h, --help               Show this help
 
@@ -113,6 +121,8 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       swarm: { type: 'string', multiple: true },
       'compact-interval': { type: 'string' },
       'static-dir': { type: 'string' },
+      'models-dir': { type: 'string' },
+      'default-model': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -133,6 +143,8 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     tlsKey,
     dataDir: values['data-dir'] ?? env.DATA_DIR ?? '.webswarm/relay',
     staticDir: values['static-dir'] ?? env.STATIC_DIR ?? 'dist',
+    modelsDir: values['models-dir'] ?? env.MODELS_DIR ?? 'models',
+    defaultModel: values['default-model'] ?? env.DEFAULT_MODEL ?? 'byte-llama',
     swarms: swarms.length > 0 ? swarms : ['default'],
     iceServers: iceList.length === 0 ? [{ urls: 'stun:stun.l.google.com:19302' }] : iceList.includes('none') ? [] : iceList.map(parseIceServer),
     maxReservations: int('--max-reservations', values['max-reservations'] ?? env.MAX_RESERVATIONS, DEFAULT_RELAY_LIMITS.maxReservations, 1),
