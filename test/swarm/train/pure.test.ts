@@ -6,7 +6,7 @@ import { fragmentsOf, layoutOf } from '../../../web/src/swarm/train/flat.ts'
 import { hashBytes, nesterovStep, resolveOuter } from '../../../web/src/swarm/train/outer.ts'
 import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
-import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg } from '../../../web/src/swarm/train/wire.ts'
+import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg, type ReduceMsg } from '../../../web/src/swarm/train/wire.ts'
 import { AllReduceProtocolError } from '../../../web/src/swarm/train/errors.ts'
 
 const B = 64
@@ -173,6 +173,19 @@ describe('allreduce wire', () => {
       { type: MsgType.STATE, run: 'r', round: 2, hash: 'h', momentumHash: 'm', total: 3, offset: 0, meta: '{}', payload: new Uint8Array([9]) }
     ]
     for (const m of msgs) expect(decodeMsg(encodeMsg(m))).toEqual(m)
+  })
+
+  it('puts every payload at a multiple of 4 bytes (q8 scales readable in place), whatever the header length', () => {
+    for (let len = 1; len <= 12; len++) {
+      const run = 'r'.repeat(len) + 'é' // a 2-byte UTF-8 character: padding counts bytes, not characters
+      const payload = new Uint8Array(68).map((_, i) => i)
+      const body = encodeMsg({ type: MsgType.REDUCE, run, round: 0, key: 'k', members: ['a'], part: 0, n: 64, payload })
+      const m = decodeMsg(body) as ReduceMsg
+      expect(m.run).toBe(run)
+      expect(m.payload.byteOffset % 4).toBe(0)
+      expect(m.payload.buffer).toBe(body.buffer) // a view of the received body, not a copy
+      expect([...m.payload]).toEqual([...payload])
+    }
   })
 
   it('refuses garbage with a typed error, never a partial message', () => {
