@@ -86,6 +86,14 @@ describe('reducePart (bad-input rules)', () => {
     for (const v of r.mean) meanNorm += v * v
     // |mean| ≤ (|a| + |b| + cap) / 3: the corrupted peer moves it at most as much as 4 honest ones
     expect(Math.sqrt(meanNorm)).toBeLessThanOrEqual((norms[0] + norms[1] + 4 * norms[1]) / 3 + 1e-6)
+    // bit for bit the two-pass rule: every contribution summed in member order in f64 with its factor
+    const sum = new Float64Array(n)
+    const factors = [1, 1, r.report.clipped[0].cap / r.report.clipped[0].norm]
+    ;[honest[0], honest[1], huge].forEach((q, k) => {
+      const v = new DataView(q.buffer, q.byteOffset, q.byteLength)
+      for (let i = 0; i < n; i++) { const j = Math.floor(i / B); sum[i] += v.getInt8(j * (4 + B) + 4 + i % B) * (v.getFloat32(j * (4 + B), true) * factors[k]) }
+    })
+    expect(r.mean).toEqual(Float32Array.from(sum, x => x / 3))
   })
 })
 

@@ -93,3 +93,23 @@ export function normQ8 (q: Uint8Array, n: number, block: number): number {
   }
   return Math.sqrt(total)
 }
+
+/**
+ * sum[i] += q[i] · scale for i < n (accumulateQ8 with factor 1, the same f64 operations) and the
+ * L2 norm of q (normQ8's operations): one pass over the bytes instead of two.
+ */
+export function accumulateNormQ8 (q: Uint8Array, n: number, block: number, sum: Float64Array): number {
+  const i8 = new Int8Array(q.buffer, q.byteOffset, q.byteLength)
+  const f32 = scalesView(q)
+  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
+  let total = 0
+  for (let j = 0, i = 0; i < n; j++) {
+    const s = scaleAt(q, f32, view, j, block)
+    const base = j * (4 + block) + 4 - i
+    const hi = Math.min(n, i + block)
+    let bs = 0
+    for (; i < hi; i++) { const v = i8[base + i]; bs += v * v; sum[i] += v * s }
+    total += bs * s * s
+  }
+  return Math.sqrt(total)
+}

@@ -5,7 +5,7 @@
  * bytes received, never on arrival order — and every member then dequantizes the same result bytes.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { accumulateQ8, normQ8, quantizeQ8Fast } from './q8fast.ts'
+import { accumulateNormQ8, accumulateQ8, quantizeQ8Fast } from './q8fast.ts'
 import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
 
 /** One member's contribution to a part, in member order. `q` undefined: nothing arrived. */
@@ -67,11 +67,15 @@ export function checkContribution (q: Uint8Array, n: number, block: number): str
 export function reducePart (contribs: readonly Contribution[], n: number, block: number): ReduceResult {
   const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
   const ok: Array<{ peer: string, q: Uint8Array, norm: number }> = []
+  // Fast path: sum (factor 1) and norms in one pass per contribution, in member order. If the
+  // norm rule then clips anyone, the sum is redone with the clip factors — the same f64
+  // operations in the same order as that two-pass rule, so the bytes never depend on the path.
+  const sum = scratchSum(n)
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
     const why = checkContribution(c.q, n, block)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
-    ok.push({ peer: c.peer, q: c.q, norm: normQ8(c.q, n, block) })
+    ok.push({ peer: c.peer, q: c.q, norm: accumulateNormQ8(c.q, n, block, sum) })
   }
   let cap = Infinity
   if (ok.length >= NORM_RULE_MIN_MEMBERS) {
@@ -79,14 +83,15 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
     const ref = sorted[Math.floor((sorted.length - 1) / 2)]
     if (ref > 0) cap = NORM_CLIP_FACTOR * ref
   }
-  const sum = scratchSum(n)
+  const clipping = ok.some(o => o.norm > cap)
+  if (clipping) sum.fill(0)
   for (const o of ok) { // member order: the sum's rounding is the same whoever computes it
     let factor = 1
     if (o.norm > cap) {
       factor = cap / o.norm
       report.clipped.push({ peer: o.peer, norm: o.norm, cap })
     }
-    accumulateQ8(o.q, n, block, factor, sum)
+    if (clipping) accumulateQ8(o.q, n, block, factor, sum)
     report.accepted.push(o.peer)
   }
   const mean = new Float32Array(n)
