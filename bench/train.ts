@@ -1,15 +1,20 @@
 /**
- * `npm run bench:train [-- --device cpu|webgpu --workers 4 --inner-steps 150 --rounds 4 --goodput-mb 8]`
+ * `npm run bench:train [-- --device cpu|webgpu --workers 4 --inner-steps 150 --rounds 4 --seeds 1,2
+ *   --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0 --warmup 50 --goodput-mb 8 --skip-loss --skip-goodput]`
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
  *    measured: every allreduce message a worker sent) vs data-parallel training (an fp32 gradient
  *    ring all-reduce every step: 2·(N−1)/N·4·P bytes sent per worker per step, the textbook cost).
- * 2. Eval loss after the same tokens: N-worker DiLoCo vs one worker with an N× batch (same inner
- *    lr, same steps, same validation windows), on a tiny byte-level Llama and the Brown corpus.
- * 3. All-reduce goodput vs raw stream throughput between the same two Node peers over direct
- *    WebRTC: raw = one request of S bytes through the framed tensor stream (reply 1 byte);
- *    goodput = q8 payload bytes each member moves per direction in a 2-member all-reduce.
- * Writes bench/results/train.json {"bytes_ratio","loss_ratio","allreduce_goodput_ratio","device"}.
+ * 2. Eval loss after the same tokens: N-worker DiLoCo (batch 1 each) vs one worker with an N×
+ *    batch, the same steps, the same inner AdamW (warm-up, clipping, weight decay), on a tiny
+ *    byte-level Llama and the Brown corpus. Every inner lr of the grid runs on both sides (and
+ *    every outer lr:momentum on DiLoCo's) for every seed; each side keeps its best mean loss on
+ *    the *tuning* windows and reports its mean loss on the disjoint *test* windows.
+ * 3. All-reduce goodput vs raw stream throughput between two Node peers, each in its own process
+ *    (as real peers are), over a direct WebRTC connection: raw one-way, raw both ways at once
+ *    (the all-reduce's traffic pattern), and the all-reduce's bus bandwidth (NCCL's busbw).
+ * Writes bench/results/train.json {"bytes_ratio","loss_ratio","allreduce_goodput_ratio","device"}
+ * (only when both parts ran). BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -41,8 +46,7 @@ const { values: a } = parseArgs({
     lrs: { type: 'string', default: '3e-3' },
     seeds: { type: 'string', default: '1,2' },
     warmup: { type: 'string', default: '50' },
-    'outer-lr': { type: 'string', default: '0.7' },
-    'outer-momentum': { type: 'string', default: '0.9' },
+    outer: { type: 'string', default: '0.7:0.9' },
     'goodput-mb': { type: 'string', default: '8' },
     'skip-goodput': { type: 'boolean', default: false },
     'skip-loss': { type: 'boolean', default: false },
@@ -60,7 +64,8 @@ const T = Number(a['seq-len'])
 const LRS = (a.lrs ?? '').split(',').map(Number)
 const SEEDS = (a.seeds ?? '').split(',').map(Number)
 const WARMUP = Number(a.warmup)
-const OUTER = { lr: Number(a['outer-lr']), momentum: Number(a['outer-momentum']) }
+/** Outer (lr:momentum) grid, DiLoCo only; with the inner lr, chosen on the tuning windows. */
+const OUTERS = (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } })
 /** Data seeds of seed s are DATA_SEED_STRIDE·s + (worker index + 1), or + BASELINE_DATA_SEED for the baseline. */
 const DATA_SEED_STRIDE = 100
 const BASELINE_DATA_SEED = 77
@@ -122,35 +127,39 @@ const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length
  * its mean loss on the disjoint *test* windows is reported (the test windows choose nothing).
  */
 async function lossAndBytes (be: Backend, train: TextDataset, tuneW: Window[], testW: Window[]): Promise<{ diloco: number, baseline: number, bytesPerStep: number, dpBytesPerStep: number, P: number, detail: Record<string, unknown> }> {
-  const grid: Array<{ lr: number, d: LossRun[], b: LossRun[] }> = LRS.map(lr => ({ lr, d: [], b: [] }))
+  const base = new Map<number, LossRun[]>(LRS.map(lr => [lr, []]))
+  const grid: Array<{ lr: number, outer: { lr: number, momentum: number }, d: LossRun[] }> = LRS.flatMap(lr => OUTERS.map(outer => ({ lr, outer, d: [] })))
   let P = 0
   const t0 = performance.now()
-  for (const g of grid) {
+  for (const lr of LRS) {
     for (const seed of SEEDS) {
-      const d = await dilocoRun(be, train, tuneW, testW, seed, g.lr, OUTER)
-      P = d.P
-      const b = await baselineRun(be, train, tuneW, testW, seed, g.lr)
-      g.d.push(d); g.b.push(b)
-      log(`  lr ${g.lr} seed ${seed}: DiLoCo tune ${d.tune.toFixed(4)} test ${d.test.toFixed(4)} | baseline tune ${b.tune.toFixed(4)} test ${b.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+      const b = await baselineRun(be, train, tuneW, testW, seed, lr)
+      base.get(lr)!.push(b)
+      log(`  lr ${lr} seed ${seed}: baseline tune ${b.tune.toFixed(4)} test ${b.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+      for (const g of grid.filter(x => x.lr === lr)) {
+        const d = await dilocoRun(be, train, tuneW, testW, seed, lr, g.outer)
+        P = d.P
+        g.d.push(d)
+        log(`  lr ${lr} seed ${seed} outer ${g.outer.lr}/${g.outer.momentum}: DiLoCo tune ${d.tune.toFixed(4)} test ${d.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+      }
     }
   }
-  const best = (side: 'd' | 'b'): { lr: number, test: number, tune: number } => {
-    const scored = grid.map(g => ({ lr: g.lr, tune: mean(g[side].map(r => r.tune)), test: mean(g[side].map(r => r.test)) }))
-    return scored.sort((x, y) => x.tune - y.tune)[0]
-  }
-  const bd = best('d')
-  const bb = best('b')
+  const pick = <X extends { tune: number }>(xs: X[]): X => [...xs].sort((x, y) => x.tune - y.tune)[0]
+  const bd = pick(grid.map(g => ({ lr: g.lr, outer: g.outer, tune: mean(g.d.map(r => r.tune)), test: mean(g.d.map(r => r.test)) })))
+  const bb = pick(LRS.map(lr => ({ lr, tune: mean(base.get(lr)!.map(r => r.tune)), test: mean(base.get(lr)!.map(r => r.test)) })))
   const bytesPerStep = mean(grid.flatMap(g => g.d.map(r => r.bytesPerStep)))
   const dp = 2 * (N - 1) / N * 4 * P
   return {
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
       workers: N, inner_steps: H, rounds: R, seq_len: T, warmup_steps: WARMUP, seeds: SEEDS, inner_lr_grid: LRS,
-      outer_lr: OUTER.lr, outer_momentum: OUTER.momentum, params: P,
-      diloco_inner_lr: bd.lr, baseline_inner_lr: bb.lr,
+      outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,
+      diloco_inner_lr: bd.lr, diloco_outer: `${bd.outer.lr}:${bd.outer.momentum}`, baseline_inner_lr: bb.lr,
       diloco_bytes_per_worker_step: Number(bytesPerStep.toFixed(1)), dp_fp32_bytes_per_worker_step: Math.round(dp),
       diloco_test_loss: Number(bd.test.toFixed(4)), baseline_test_loss: Number(bb.test.toFixed(4)),
-      runs: grid.map(g => ({ lr: g.lr, diloco: g.d.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]), baseline: g.b.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) }))
+      // [tune, test] per seed
+      diloco_runs: grid.map(g => ({ lr: g.lr, outer: `${g.outer.lr}:${g.outer.momentum}`, runs: g.d.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) })),
+      baseline_runs: LRS.map(lr => ({ lr, runs: base.get(lr)!.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) }))
     }
   }
 }
