@@ -5,7 +5,7 @@
  *   train tokens/s    (--train-steps Trainer steps of one --seq-len window: forward, backward, AdamW),
  * for the tiny fixtures and the embedded default models, on WebGPU and on the CPU twins.
  * Each figure is measured after a warm-up pass (pipelines compiled, pool filled).
- * Flags: --devices webgpu,cpu  --prompt-len 32  --decode 16  --seq-len 32  --train-steps 2
+ * Flags: --devices webgpu,cpu  --prompt-len 32  --decode 32  --seq-len 32  --train-steps 2
  * Writes bench/results/model.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
@@ -24,7 +24,7 @@ function arg (name: string, fallback: string): string {
 }
 
 const PROMPT = Number(arg('prompt-len', '32'))
-const DECODE = Number(arg('decode', '16'))
+const DECODE = Number(arg('decode', '32'))
 const SEQ = Number(arg('seq-len', '32'))
 const TRAIN_STEPS = Number(arg('train-steps', '2'))
 const DEVICES = arg('devices', 'webgpu,cpu').split(',')
