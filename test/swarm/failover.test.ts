@@ -130,4 +130,18 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
     const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: 4 })
     expect(r.tokens).toEqual(await localGreedy(PROMPT, 4))
   })
+
+  it('reports every announced record (what the page mirrors into the CRDT), going offline included', async () => {
+    const net = new MemoryNetwork({ seed: 6 })
+    const seen: Array<{ start: number, end: number, state: string }> = []
+    const r = new ServerRole({
+      transport: net.endpoint('m'), directory: new MemoryDirectory(), model: 'fake', numBlocks: BLOCKS, span: { start: 1, end: 3 },
+      loadSpan: async (s, e) => new FakeSpanBackend('fake', s, e), cacheBudgetBytes: 1 << 20, throughput: 7,
+      onAnnounce: rec => seen.push({ start: rec.start, end: rec.end, state: rec.state })
+    })
+    await r.start()
+    expect(seen.at(-1)).toEqual({ start: 1, end: 3, state: 'online' })
+    await r.stop()
+    expect(seen.at(-1)).toEqual({ start: 1, end: 3, state: 'offline' })
+  })
 })

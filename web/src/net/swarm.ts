@@ -44,6 +44,8 @@ export interface Swarm {
   readonly crdt: CrdtSync
   /** Signs and writes this peer's entry in the peers map, and keeps it refreshed until stop(). */
   setSelf: (data: Record<string, unknown>) => Promise<void>
+  /** Merges fields into this peer's entry (e.g. a role's summary beside the page's own fields). */
+  updateSelf: (patch: Record<string, unknown>) => Promise<void>
   /**
    * Registers a stream handler with the spec's limits: stream counts, a read-buffer cap of one
    * message, and the whole-exchange timeout. A handler that throws or overruns gets its stream
@@ -110,6 +112,10 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
     setSelf: async (data) => {
       selfData = data
       await doc.setSelf(data)
+    },
+    updateSelf: async (patch) => {
+      selfData = { ...(selfData ?? {}), ...patch }
+      await doc.setSelf(selfData)
     },
     handle: async (spec, handler) => {
       await node.handle(spec.id, (stream, conn) => {

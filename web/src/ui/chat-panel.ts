@@ -100,8 +100,10 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
   }
   let transport: Libp2pTransport | undefined
   let directory: DhtDirectory | undefined
+  let swarmForMirror: Swarm | undefined
   const net = async (): Promise<{ transport: Libp2pTransport, directory: DhtDirectory, config: ModelConfig }> => {
     const swarm = await waitForSwarm()
+    swarmForMirror = swarm
     const config = await loadConfig(sourceFrom(modelUrl))
     transport ??= new Libp2pTransport(swarm.node)
     directory ??= new DhtDirectory(swarm.dht, swarm.peerId, { numBlocks: config.numLayers, numExperts: config.numExperts })
@@ -127,7 +129,9 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
       loadSpan: async (s, e) => await loadSpanBackend(sourceFrom(modelUrl), be, modelId, s, e),
       cacheBudgetBytes: SERVE_CACHE_TOKENS * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: m === null ? 60_000 : 0,
-      log: say
+      log: say,
+      // The Swarm panel and other tabs read who serves what from the CRDT (the DHT is for routing).
+      onAnnounce: r => { void swarmForMirror?.updateSelf({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }).catch(() => {}) }
     })
     await role.start()
     document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`

@@ -38,6 +38,8 @@ export interface ServerRoleOptions {
   idleTimeoutMs?: number
   now?: () => number
   log?: (line: string) => void
+  /** Called with every record announced (e.g. to mirror a summary into the swarm CRDT for the page). */
+  onAnnounce?: (record: BlockRecord) => void
 }
 
 export class ServerRole {
@@ -123,7 +125,9 @@ export class ServerRole {
 
   async announce (): Promise<void> {
     if (this.span === undefined) return
-    await this.opts.directory.announceBlocks(this.record())
+    const r = this.record()
+    await this.opts.directory.announceBlocks(r)
+    this.opts.onAnnounce?.(r)
   }
 
   /** One rebalancing check; moves (reloading blocks) when Petals' rule says so. Returns whether it moved. */
