@@ -363,8 +363,8 @@ export class AllReducePeer {
 
   /** One request to `peer` (a local call when it is this peer); a failure marks the peer dead unless `markDead` is false. */
   async rpc (peer: string, msg: AllReduceMsg, timeoutMs: number, markDead = true): Promise<AllReduceMsg> {
+    if (peer === this.self) return await this.dispatchMsg(this.self, msg) // our own part: no codec, no copies
     const body = encodeMsg(msg)
-    if (peer === this.self) return decodeMsg(await this.dispatch(this.self, body))
     this.bytesSent += body.byteLength
     let reply: Uint8Array
     try {
@@ -387,15 +387,20 @@ export class AllReducePeer {
       this.log(`allreduce: bad message from ${from}: ${(e as Error).message}`)
       return encodeMsg({ type: MsgType.FAIL, reason: `malformed: ${(e as Error).message}`, suspects: [] })
     }
-    if (this.stopped) return encodeMsg({ type: MsgType.FAIL, reason: 'stopped', suspects: [this.self] })
-    if ('run' in m && m.run !== this.run) return encodeMsg({ type: MsgType.FAIL, reason: `this peer trains run ${this.run}, not ${m.run}`, suspects: [] })
+    return encodeMsg(await this.dispatchMsg(from, m))
+  }
+
+  /** A decoded request → its reply (messages to ourselves come here directly). */
+  private async dispatchMsg (from: string, m: AllReduceMsg): Promise<AllReduceMsg> {
+    if (this.stopped) return { type: MsgType.FAIL, reason: 'stopped', suspects: [this.self] }
+    if ('run' in m && m.run !== this.run) return { type: MsgType.FAIL, reason: `this peer trains run ${this.run}, not ${m.run}`, suspects: [] }
     switch (m.type) {
-      case MsgType.READY: return encodeMsg(await this.onReady(from, m))
-      case MsgType.DONE: return encodeMsg(this.onDone(m))
-      case MsgType.REDUCE: return encodeMsg(await this.onReduce(from, m))
-      case MsgType.FETCH: return encodeMsg(await this.onFetch(m))
-      case MsgType.SNAPSHOT: return encodeMsg(this.onSnapshot(m))
-      default: return encodeMsg({ type: MsgType.FAIL, reason: `message type ${m.type} is a reply, not a request`, suspects: [] })
+      case MsgType.READY: return await this.onReady(from, m)
+      case MsgType.DONE: return this.onDone(m)
+      case MsgType.REDUCE: return await this.onReduce(from, m)
+      case MsgType.FETCH: return await this.onFetch(m)
+      case MsgType.SNAPSHOT: return this.onSnapshot(m)
+      default: return { type: MsgType.FAIL, reason: `message type ${m.type} is a reply, not a request`, suspects: [] }
     }
   }
 
