@@ -56,13 +56,18 @@ export interface Variant {
   entry?: string
 }
 
+/** Every declaration made so far (the test of shader coverage reads it). */
+export const DECLARED_KERNELS: KernelDecl[] = []
+
 export function defineKernel (decl: KernelDecl): KernelDecl {
   const names = new Set<string>()
   for (const b of decl.bindings) {
     if (names.has(b.name)) throw new Error(`kernel ${decl.name}: duplicate binding ${b.name}`)
     names.add(b.name)
   }
-  return Object.freeze(decl)
+  const frozen = Object.freeze(decl)
+  DECLARED_KERNELS.push(frozen)
+  return frozen
 }
 
 function constLiteral (v: number | boolean | { value: number, type: WgslScalar }): string {
