@@ -16,7 +16,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { cpu } from '../web/src/gpu/cpu-backend.ts'
 import { parseConfig } from '../web/src/model/config.ts'
@@ -25,17 +24,14 @@ import { partParams, wholeModel } from '../web/src/model/params.ts'
 import { encodeSafetensors } from '../web/src/model/safetensors.ts'
 import { sourceFrom } from '../web/src/model/source.ts'
 import { toHfTensors } from '../web/src/model/weights.ts'
-import { SwarmDht } from '../web/src/net/dht/index.ts'
-import { createPeer, createRelay, type WebSwarmNode } from '../web/src/net/node.ts'
-import { waitForReservation } from '../web/src/net/peers.ts'
+import { createRelay, type WebSwarmNode } from '../web/src/net/node.ts'
 import { InferenceClient } from '../web/src/swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../web/src/swarm/client/generate.ts'
-import { DhtDirectory } from '../web/src/swarm/dht-directory.ts'
 import { loadClientEnds, loadSpanBackend } from '../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../web/src/swarm/server/role.ts'
 import { CoSelectionStats, placeExperts } from '../web/src/swarm/moe/coselection.ts'
 import { argmax } from '../web/src/model/sampler.ts'
-import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
+import { joinTestPeer, type SwarmTestPeer } from '../test/swarm/libp2p-peer.ts'
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -84,16 +80,12 @@ const L = config.numLayers
 
 // ---- swarm ----
 const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
-const relayAddr = relay.getMultiaddrs()[0].toString()
 const nodes: WebSwarmNode[] = []
 
-async function peer (): Promise<{ node: WebSwarmNode, transport: Libp2pTransport, directory: DhtDirectory }> {
-  const key = await generateKeyPair('Ed25519')
-  const node = await createPeer({ privateKey: key, iceServers: [], discoveryIntervalMs: 600_000 })
-  nodes.push(node)
-  await node.dial(relay.getMultiaddrs()[0])
-  await waitForReservation(node)
-  return { node, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks: L }) }
+async function peer (): Promise<SwarmTestPeer> {
+  const p = await joinTestPeer(relay, L)
+  nodes.push(p.node)
+  return p
 }
 
 async function serve (model: string, start: number, end: number): Promise<{ role: ServerRole, node: WebSwarmNode }> {

@@ -4,21 +4,17 @@
  * signed DHT; tensors through framed streams over direct WebRTC.
  */
 import { readFileSync } from 'node:fs'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import { sourceFrom } from '../../web/src/model/source.ts'
-import { SwarmDht } from '../../web/src/net/dht/index.ts'
-import { createPeer, createRelay, type RelayNode, type WebSwarmNode } from '../../web/src/net/node.ts'
-import { waitForReservation } from '../../web/src/net/peers.ts'
+import { createRelay, type RelayNode, type WebSwarmNode } from '../../web/src/net/node.ts'
 import { InferenceClient } from '../../web/src/swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../../web/src/swarm/client/generate.ts'
 import type { InferenceSession } from '../../web/src/swarm/client/session.ts'
 import { INFER_PROTOCOL } from '../../web/src/swarm/constants.ts'
-import { DhtDirectory } from '../../web/src/swarm/dht-directory.ts'
 import { loadClientEnds, loadSpanBackend } from '../../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../../web/src/swarm/server/role.ts'
-import { Libp2pTransport } from '../../web/src/swarm/transport/libp2p.ts'
+import { joinTestPeer, type SwarmTestPeer } from './libp2p-peer.ts'
 import { readInfer, writeInfer } from '../../web/src/swarm/wire/infer.ts'
 
 const DIR = 'test/fixtures/tiny-mixtral'
@@ -28,18 +24,14 @@ const source = sourceFrom(DIR)
 const NUM_BLOCKS = 2
 
 let relay: RelayNode
-let relayAddr: string
 const nodes: WebSwarmNode[] = []
 const roles = new Map<string, ServerRole>()
 let ends: ClientEnds
 
-async function peer (): Promise<{ node: WebSwarmNode, transport: Libp2pTransport, directory: DhtDirectory }> {
-  const key = await generateKeyPair('Ed25519')
-  const node = await createPeer({ privateKey: key, iceServers: [], discoveryIntervalMs: 600_000 })
-  nodes.push(node)
-  await node.dial(relay.getMultiaddrs()[0])
-  await waitForReservation(node)
-  return { node, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks: NUM_BLOCKS }) }
+async function peer (): Promise<SwarmTestPeer> {
+  const p = await joinTestPeer(relay, NUM_BLOCKS)
+  nodes.push(p.node)
+  return p
 }
 
 async function serve (name: string, start: number, end: number): Promise<ServerRole> {
@@ -55,7 +47,6 @@ async function serve (name: string, start: number, end: number): Promise<ServerR
 
 beforeAll(async () => {
   relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
-  relayAddr = relay.getMultiaddrs()[0].toString()
   ends = (await loadClientEnds(source, cpu)).ends
   await serve('s0', 0, 1)
   await serve('s1', 1, 2)
