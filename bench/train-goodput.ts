@@ -1,0 +1,190 @@
+/**
+ * bench:train, part 3 — all-reduce goodput vs raw stream throughput between two Node peers, each
+ * in its own process (as real peers are), over a direct WebRTC connection: raw one-way, raw both
+ * ways at once (the all-reduce's traffic pattern), and the all-reduce's bus bandwidth (NCCL's
+ * busbw). This file is also the peer processes' entry point (`--role goodput-peer`).
+ * BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { multiaddr } from '@multiformats/multiaddr'
+import { q8Bytes } from '../web/src/gpu/cpu/quant.ts'
+import { createPeer, createRelay } from '../web/src/net/node.ts'
+import { waitForReservation } from '../web/src/net/peers.ts'
+import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
+import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
+import { quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
+
+/** The goodput measure's settings (bench/train.ts flags). */
+export interface GoodputOptions {
+  /** q8 payload per member, MiB. */
+  mb: number
+  /** All-reduce tuning passed to the peers. */
+  partElements?: number
+  windowParts?: number
+}
+
+export type GoodputResult = Awaited<ReturnType<typeof goodput>>
+
+function log (line: string): void { process.stderr.write(line + '\n') }
+
+/** Protocol of the raw-throughput sink: replies 1 byte to any request (the bytes in are the measure). */
+const SINK_PROTOCOL = '/webswarm/bench-sink/1.0.0'
+/** Timeout of one measured transfer, ms (8 MiB at ≥ 0.2 MB/s on a loaded machine). */
+const TRANSFER_TIMEOUT_MS = 120_000
+/** Trials per measure; the best is kept (other jobs share the machine's 2 cores). */
+const GOODPUT_TRIALS = 5
+/** Direct WebRTC dial between the peer processes: tries, and the timeout of each, ms. */
+const DIAL_TRIES = 3
+const DIAL_TIMEOUT_MS = 30_000
+/** How long a peer process may take to exit after 'stop', ms. */
+const PEER_EXIT_MS = 10_000
+
+/** Commands the benchmark sends to a goodput peer process, and its answers (IPC, JSON). */
+type PeerCmd =
+  | { op: 'dial', peer: string }
+  | { op: 'send', peer: string, bytes: number }
+  | { op: 'prepare', n: number }
+  | { op: 'allreduce', ids: string[], round: number, n: number }
+  | { op: 'stop' }
+type PeerReply = { ok: true, ms?: number, id?: string, channels?: number } | { ok: false, error: string }
+
+/**
+ * One peer of the goodput measure, in its own process (as real peers are: each has its own JS
+ * thread). Joins the relay, then runs the parent's commands; every reply carries the time the
+ * command took in this process, ms.
+ */
+async function goodputPeer (relayAddr: string, tuning: { partElements?: number, windowParts?: number }): Promise<void> {
+  const node = await createPeer({ iceServers: [], discoveryIntervalMs: 600_000 })
+  await node.dial(multiaddr(relayAddr))
+  await waitForReservation(node)
+  const t = new Libp2pTransport(node, { relayAddr })
+  t.handle(SINK_PROTOCOL, async () => new Uint8Array(1))
+  let ar: AllReducePeer | undefined
+  let ids: string[] = []
+  let input: { n: number, q: Uint8Array } | undefined
+  const reply = (r: PeerReply): void => { process.send?.(r) }
+  process.on('message', (m: PeerCmd) => {
+    const t0 = performance.now()
+    const run = async (): Promise<void> => {
+      switch (m.op) {
+        case 'dial':
+          for (let i = 1; ; i++) { // WebRTC set-up through the relay sometimes fails on a loaded machine
+            try {
+              await node.dial(multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${m.peer}`), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+              break
+            } catch (e) {
+              if (i >= DIAL_TRIES) throw e
+            }
+          }
+          break
+        case 'send':
+          await t.request(m.peer, SINK_PROTOCOL, new Uint8Array(m.bytes).fill(7), { timeoutMs: TRANSFER_TIMEOUT_MS })
+          break
+        case 'prepare': { // the worker's own quantisation, before (and outside) the timed all-reduce
+          const x = new Float32Array(m.n)
+          for (let i = 0; i < m.n; i++) x[i] = Math.sin(i + t.self.length)
+          input = { n: m.n, q: quantizeQ8Fast(x, m.n, 64) }
+          break
+        }
+        case 'allreduce': {
+          if (ar === undefined) {
+            ids = m.ids
+            ar = new AllReducePeer(t, {
+              run: 'bench', directory: { expected: () => ids }, readyWindowMs: 10_000, coordinatorTimeoutMs: 60_000, partTimeoutMs: 60_000,
+              ...tuning
+            })
+          }
+          const q = input?.n === m.n ? input.q : undefined
+          if (q === undefined) throw new Error(`no input of ${m.n} elements prepared`)
+          await ar.reduce(m.round, q, m.n)
+          break
+        }
+        case 'stop':
+          ar?.stop()
+          await node.stop()
+          reply({ ok: true })
+          process.exit(0)
+      }
+      reply({ ok: true, ms: performance.now() - t0, id: t.self, channels: t.channelsOpened })
+    }
+    run().catch((e: unknown) => { reply({ ok: false, error: (e as Error).stack ?? String(e) }) })
+  })
+  reply({ ok: true, id: t.self })
+}
+
+/** A goodput peer process and a way to send it commands. */
+interface PeerProc { id: string, cmd: (c: PeerCmd) => Promise<PeerReply & { ok: true }>, child: ChildProcess }
+
+async function spawnPeer (relayAddr: string, o: GoodputOptions): Promise<PeerProc> {
+  const flags = [...(o.partElements !== undefined ? ['--part-elements', String(o.partElements)] : []), ...(o.windowParts !== undefined ? ['--window-parts', String(o.windowParts)] : [])]
+  const child = fork(fileURLToPath(import.meta.url), ['--role', 'goodput-peer', '--relay', relayAddr, ...flags], { execArgv: ['--import', 'tsx', ...(process.env.BENCH_TRAIN_PEER_PROF !== undefined ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_TRAIN_PEER_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const pending: Array<(r: PeerReply) => void> = []
+  child.on('message', (r: PeerReply) => { pending.shift()?.(r) })
+  child.on('exit', (code) => { for (const p of pending.splice(0)) p({ ok: false, error: `peer process exited with ${code}` }) })
+  const next = async (): Promise<PeerReply & { ok: true }> => {
+    const r = await new Promise<PeerReply>((resolve) => pending.push(resolve))
+    if (!r.ok) throw new Error(`goodput peer: ${r.error}`)
+    return r
+  }
+  const hello = await next()
+  return { id: hello.id!, child, cmd: async (c) => { const p = next(); child.send(c); return await p } }
+}
+
+/**
+ * Goodput between two Node peers, each in its own process, over a direct WebRTC connection.
+ *  - raw one-way: one request of S bytes A → B (reply 1 byte);
+ *  - raw both ways: A → B and B → A at once, S bytes each (the all-reduce's traffic pattern);
+ *  - all-reduce of a vector whose q8 is S bytes: bus bandwidth 2·(N−1)/N · S / t (NCCL's busbw:
+ *    the bytes each member must move per direction in an optimal all-reduce, per second).
+ * Each is the best of GOODPUT_TRIALS; a pair of commands is timed by the slower peer.
+ */
+export async function goodput (o: GoodputOptions): Promise<{ rawOneWayMbS: number, rawBothMbS: number, allreduceMbS: number, channels: number }> {
+  const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
+  const relayAddr = relay.getMultiaddrs()[0].toString()
+  const peers: PeerProc[] = []
+  try {
+    peers.push(await spawnPeer(relayAddr, o), await spawnPeer(relayAddr, o))
+    const [A, B] = peers
+    await A.cmd({ op: 'dial', peer: B.id })
+    const S = o.mb * 1024 * 1024
+    const both = async (ca: PeerCmd, cb: PeerCmd): Promise<number> => {
+      const [ra, rb] = await Promise.all([A.cmd(ca), B.cmd(cb)])
+      return Math.max(ra.ms!, rb.ms!)
+    }
+    let oneWay = Infinity
+    let bothWays = Infinity
+    let ar = Infinity
+    const n = Math.floor(S / (4 + 64)) * 64
+    const M = 2 // members
+    // Both inputs are ready before any all-reduce starts: otherwise the first peer's time would
+    // include waiting for the other's READY while it still builds its input.
+    await Promise.all([A.cmd({ op: 'prepare', n }), B.cmd({ op: 'prepare', n })])
+    for (let i = 0; i < GOODPUT_TRIALS; i++) { // interleaved, so load changes hit every measure alike
+      const o = (await A.cmd({ op: 'send', peer: B.id, bytes: S })).ms!
+      const b = await both({ op: 'send', peer: B.id, bytes: S }, { op: 'send', peer: A.id, bytes: S })
+      const r = await both({ op: 'allreduce', ids: [A.id, B.id], round: i, n }, { op: 'allreduce', ids: [A.id, B.id], round: i, n })
+      oneWay = Math.min(oneWay, o); bothWays = Math.min(bothWays, b); ar = Math.min(ar, r)
+      log(`  goodput trial ${i}: one-way ${(S / 1e3 / o).toFixed(2)} MB/s, both ways ${(S / 1e3 / b).toFixed(2)} MB/s, all-reduce ${(2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / r).toFixed(2)} MB/s`)
+    }
+    const channels = (await A.cmd({ op: 'dial', peer: B.id })).channels!
+    return { rawOneWayMbS: S / 1e3 / oneWay, rawBothMbS: S / 1e3 / bothWays, allreduceMbS: 2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / ar, channels }
+  } finally {
+    await Promise.allSettled(peers.map(async p => { await p.cmd({ op: 'stop' }) }))
+    // let them exit on their own (a CPU profile is written at exit), then make sure
+    await Promise.all(peers.map(async p => { await new Promise(resolve => { if (p.child.exitCode !== null) resolve(null); else { p.child.once('exit', resolve); setTimeout(resolve, PEER_EXIT_MS) } }) }))
+    for (const p of peers) p.child.kill()
+    await relay.stop()
+  }
+}
+
+// Entry point of a forked peer process.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values: p } = parseArgs({ options: { role: { type: 'string' }, relay: { type: 'string' }, 'part-elements': { type: 'string' }, 'window-parts': { type: 'string' } } })
+  if (p.role !== 'goodput-peer') throw new Error('bench/train-goodput.ts is run by bench/train.ts (npm run bench:train)')
+  goodputPeer(p.relay ?? '', {
+    ...(p['part-elements'] !== undefined ? { partElements: Number(p['part-elements']) } : {}),
+    ...(p['window-parts'] !== undefined ? { windowParts: Number(p['window-parts']) } : {})
+  }).catch((e: unknown) => { process.stderr.write(`goodput peer: ${(e as Error).stack ?? String(e)}\n`); process.exit(1) })
+}

@@ -1,0 +1,139 @@
+/**
+ * bench:train, part 2 — eval loss after the same tokens: N-worker DiLoCo (batch 1 each) vs one
+ * worker with an N× batch, the same steps, the same inner AdamW (warm-up, clipping, weight decay),
+ * on a tiny byte-level Llama and the Brown corpus. Every inner lr of the grid runs on both sides
+ * (and every outer lr:momentum on DiLoCo's) for every seed; each side keeps its best mean loss on
+ * the *tuning* windows and reports its mean loss on the disjoint *test* windows. Also part 1:
+ * bytes on the wire per worker per inner step (measured: every allreduce message a worker sent).
+ */
+import type { Backend } from '../web/src/gpu/backend.ts'
+import { parseConfig } from '../web/src/model/config.ts'
+import { TextDataset, brownCorpus, type Window } from '../web/src/model/data.ts'
+import { initModel } from '../web/src/model/model.ts'
+import { evaluateLoss, Trainer } from '../web/src/model/train.ts'
+import { MemoryNetwork } from '../web/src/swarm/transport/index.ts'
+import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
+import { TINY_MODEL } from '../web/src/swarm/train/run.ts'
+import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
+
+/** The loss comparison's settings (bench/train.ts flags). */
+export interface LossOptions {
+  /** Workers. */
+  N: number
+  /** Inner steps per round. */
+  H: number
+  /** Rounds. */
+  R: number
+  /** Tokens per sequence. */
+  T: number
+  /** Inner AdamW lr grid, run on both sides (each keeps its best on the tuning windows). */
+  LRS: number[]
+  SEEDS: number[]
+  WARMUP: number
+  /** Outer (lr:momentum) grid, DiLoCo only; with the inner lr, chosen on the tuning windows. */
+  OUTERS: Array<{ lr: number, momentum: number }>
+}
+
+export type LossResult = Awaited<ReturnType<typeof lossAndBytes>>
+
+/** Data seeds of seed s are DATA_SEED_STRIDE·s + (worker index + 1), or + BASELINE_DATA_SEED for the baseline. */
+const DATA_SEED_STRIDE = 100
+const BASELINE_DATA_SEED = 77
+/** Held-out windows for tuning and, disjoint from them, for the reported test loss. */
+const EVAL_WINDOWS = 64
+
+function log (line: string): void { process.stderr.write(line + '\n') }
+
+/** Splits the corpus (train / tuning / test byte ranges) and runs the comparison. */
+export async function runLossBench (o: LossOptions, be: Backend): Promise<LossResult> {
+  const { train, validation } = new TextDataset(await brownCorpus()).split(0.05)
+  const { train: tuneSet, validation: testSet } = validation.split(0.5) // disjoint byte ranges
+  const take = (d: TextDataset): Window[] => { const it = d.windows(o.T, 4242); return Array.from({ length: EVAL_WINDOWS }, () => it.next().value as Window) }
+  return await lossAndBytes(o, be, train, take(tuneSet), take(testSet))
+}
+
+interface LossRun { tune: number, test: number, bytesPerStep: number }
+
+/** One N-worker DiLoCo run (in-process workers over MemoryNetwork): eval losses and bytes sent. */
+async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number, outer: { lr: number, momentum: number }): Promise<LossRun & { P: number }> {
+  const { N, H, R, T, WARMUP } = o
+  const config = parseConfig(TINY_MODEL)
+  const net = new MemoryNetwork({ seed })
+  const ids = Array.from({ length: N }, (_, i) => `worker-${i}`)
+  const dir = { expected: () => ids }
+  const workers = ids.map((id, i) => {
+    // All workers share this process's one thread, so they reach a sync minutes apart: the
+    // ready window is widened so none is left out (in a real swarm each has its own device).
+    const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000 })
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, innerLr: lr, warmupSteps: WARMUP, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer }, {})
+  })
+  for (const w of workers) await w.initFromModel()
+  await Promise.all(workers.map(async w => { await w.runSyncs(R) }))
+  const hashes = new Set(workers.map(w => w.lastHash))
+  if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
+  const tune = await workers[0].evalGlobal(tuneW)
+  const test = await workers[0].evalGlobal(testW)
+  const P = workers[0].layout.total
+  const bytesPerStep = workers.map(w => w.allreduce.bytesSent).reduce((x, y) => x + y, 0) / N / (R * H)
+  for (const w of workers) { w.allreduce.stop(); w.dispose() }
+  return { tune, test, bytesPerStep, P }
+}
+
+/** The baseline: one worker, N× batch, the same steps (so the same tokens), the same inner optimizer. */
+async function baselineRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number): Promise<LossRun> {
+  const { N, H, R, T, WARMUP } = o
+  const model = initModel(parseConfig(TINY_MODEL), be, seed)
+  const tr = new Trainer(model, { lr, warmupSteps: WARMUP, totalSteps: Number.MAX_SAFE_INTEGER, minLr: lr }, {}, { maxGradNorm: 1 })
+  const it = train.windows(T, DATA_SEED_STRIDE * seed + BASELINE_DATA_SEED)
+  for (let s = 0; s < R * H; s++) await tr.trainStep(Array.from({ length: N }, () => it.next().value as Window))
+  const tune = await evaluateLoss(model, tuneW)
+  const test = await evaluateLoss(model, testW)
+  tr.dispose(); model.dispose()
+  return { tune, test, bytesPerStep: NaN }
+}
+
+const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length
+
+/**
+ * Eval loss after the same tokens, tuned fairly: every inner lr of the grid is run on both sides
+ * for every seed; each side keeps the lr with the lowest mean loss on the *tuning* windows, and
+ * its mean loss on the disjoint *test* windows is reported (the test windows choose nothing).
+ */
+async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[]): Promise<{ diloco: number, baseline: number, bytesPerStep: number, dpBytesPerStep: number, P: number, detail: Record<string, unknown> }> {
+  const { N, H, R, T, WARMUP, LRS, SEEDS, OUTERS } = o
+  const base = new Map<number, LossRun[]>(LRS.map(lr => [lr, []]))
+  const grid: Array<{ lr: number, outer: { lr: number, momentum: number }, d: LossRun[] }> = LRS.flatMap(lr => OUTERS.map(outer => ({ lr, outer, d: [] })))
+  let P = 0
+  const t0 = performance.now()
+  for (const lr of LRS) {
+    for (const seed of SEEDS) {
+      const b = await baselineRun(o, be, train, tuneW, testW, seed, lr)
+      base.get(lr)!.push(b)
+      log(`  lr ${lr} seed ${seed}: baseline tune ${b.tune.toFixed(4)} test ${b.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+      for (const g of grid.filter(x => x.lr === lr)) {
+        const d = await dilocoRun(o, be, train, tuneW, testW, seed, lr, g.outer)
+        P = d.P
+        g.d.push(d)
+        log(`  lr ${lr} seed ${seed} outer ${g.outer.lr}/${g.outer.momentum}: DiLoCo tune ${d.tune.toFixed(4)} test ${d.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+      }
+    }
+  }
+  const pick = <X extends { tune: number }>(xs: X[]): X => [...xs].sort((x, y) => x.tune - y.tune)[0]
+  const bd = pick(grid.map(g => ({ lr: g.lr, outer: g.outer, tune: mean(g.d.map(r => r.tune)), test: mean(g.d.map(r => r.test)) })))
+  const bb = pick(LRS.map(lr => ({ lr, tune: mean(base.get(lr)!.map(r => r.tune)), test: mean(base.get(lr)!.map(r => r.test)) })))
+  const bytesPerStep = mean(grid.flatMap(g => g.d.map(r => r.bytesPerStep)))
+  const dp = 2 * (N - 1) / N * 4 * P
+  return {
+    diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
+    detail: {
+      workers: N, inner_steps: H, rounds: R, seq_len: T, warmup_steps: WARMUP, seeds: SEEDS, inner_lr_grid: LRS,
+      outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,
+      diloco_inner_lr: bd.lr, diloco_outer: `${bd.outer.lr}:${bd.outer.momentum}`, baseline_inner_lr: bb.lr,
+      diloco_bytes_per_worker_step: Number(bytesPerStep.toFixed(1)), dp_fp32_bytes_per_worker_step: Math.round(dp),
+      diloco_test_loss: Number(bd.test.toFixed(4)), baseline_test_loss: Number(bb.test.toFixed(4)),
+      // [tune, test] per seed
+      diloco_runs: grid.map(g => ({ lr: g.lr, outer: `${g.outer.lr}:${g.outer.momentum}`, runs: g.d.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) })),
+      baseline_runs: LRS.map(lr => ({ lr, runs: base.get(lr)!.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) }))
+    }
+  }
+}
