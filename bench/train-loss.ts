@@ -26,6 +26,11 @@ export interface LossOptions {
   R: number
   /** Tokens per sequence. */
   T: number
+  /** Sequences per inner step per DiLoCo worker; the baseline takes N·B per step. */
+  B: number
+  /** Inner lr over the run, both sides: warm-up then constant, or warm-up then cosine to MIN_LR_FRAC·lr at step R·H. */
+  SCHEDULE: 'constant' | 'cosine'
+  MIN_LR_FRAC: number
   /** Inner AdamW lr grid, run on both sides (each keeps its best on the tuning windows). */
   LRS: number[]
   SEEDS: number[]
@@ -56,7 +61,7 @@ interface LossRun { tune: number, test: number, bytesPerStep: number }
 
 /** One N-worker DiLoCo run (in-process workers over MemoryNetwork): eval losses and bytes sent. */
 async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number, outer: { lr: number, momentum: number }): Promise<LossRun & { P: number }> {
-  const { N, H, R, T, WARMUP } = o
+  const { N, H, R, T, WARMUP, B } = o
   const config = parseConfig(TINY_MODEL)
   const net = new MemoryNetwork({ seed })
   const ids = Array.from({ length: N }, (_, i) => `worker-${i}`)
@@ -65,7 +70,7 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
     const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000 })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, innerLr: lr, warmupSteps: WARMUP, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer }, {})
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer }, {})
   })
   for (const w of workers) await w.initFromModel()
   await Promise.all(workers.map(async w => { await w.runSyncs(R) }))
@@ -79,13 +84,21 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
   return { tune, test, bytesPerStep, P }
 }
 
+/** The DiLoCo worker's decay options for this schedule (none: constant after the warm-up). */
+function decay (o: LossOptions, lr: number): { totalSteps?: number, minInnerLr?: number } {
+  return o.SCHEDULE === 'cosine' ? { totalSteps: o.R * o.H, minInnerLr: o.MIN_LR_FRAC * lr } : {}
+}
+
 /** The baseline: one worker, N× batch, the same steps (so the same tokens), the same inner optimizer. */
 async function baselineRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number): Promise<LossRun> {
-  const { N, H, R, T, WARMUP } = o
+  const { N, H, R, T, WARMUP, B } = o
   const model = initModel(parseConfig(TINY_MODEL), be, seed)
-  const tr = new Trainer(model, { lr, warmupSteps: WARMUP, totalSteps: Number.MAX_SAFE_INTEGER, minLr: lr }, {}, { maxGradNorm: 1 })
+  const schedule = o.SCHEDULE === 'cosine'
+    ? { lr, warmupSteps: WARMUP, totalSteps: R * H, minLr: o.MIN_LR_FRAC * lr }
+    : { lr, warmupSteps: WARMUP, totalSteps: Number.MAX_SAFE_INTEGER, minLr: lr }
+  const tr = new Trainer(model, schedule, {}, { maxGradNorm: 1 })
   const it = train.windows(T, DATA_SEED_STRIDE * seed + BASELINE_DATA_SEED)
-  for (let s = 0; s < R * H; s++) await tr.trainStep(Array.from({ length: N }, () => it.next().value as Window))
+  for (let s = 0; s < R * H; s++) await tr.trainStep(Array.from({ length: N * B }, () => it.next().value as Window))
   const tune = await evaluateLoss(model, tuneW)
   const test = await evaluateLoss(model, testW)
   tr.dispose(); model.dispose()
@@ -100,7 +113,7 @@ const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length
  * its mean loss on the disjoint *test* windows is reported (the test windows choose nothing).
  */
 async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[]): Promise<{ diloco: number, baseline: number, bytesPerStep: number, dpBytesPerStep: number, P: number, detail: Record<string, unknown> }> {
-  const { N, H, R, T, WARMUP, LRS, SEEDS, OUTERS } = o
+  const { N, H, R, T, B, WARMUP, LRS, SEEDS, OUTERS } = o
   const base = new Map<number, LossRun[]>(LRS.map(lr => [lr, []]))
   const grid: Array<{ lr: number, outer: { lr: number, momentum: number }, d: LossRun[] }> = LRS.flatMap(lr => OUTERS.map(outer => ({ lr, outer, d: [] })))
   let P = 0
@@ -126,7 +139,8 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   return {
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
-      workers: N, inner_steps: H, rounds: R, seq_len: T, warmup_steps: WARMUP, seeds: SEEDS, inner_lr_grid: LRS,
+      workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
+      schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,
       diloco_inner_lr: bd.lr, diloco_outer: `${bd.outer.lr}:${bd.outer.momentum}`, baseline_inner_lr: bb.lr,
       diloco_bytes_per_worker_step: Number(bytesPerStep.toFixed(1)), dp_fp32_bytes_per_worker_step: Math.round(dp),

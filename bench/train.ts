@@ -29,6 +29,9 @@ const { values: a } = parseArgs({
     'inner-steps': { type: 'string', default: '150' },
     rounds: { type: 'string', default: '4' },
     'seq-len': { type: 'string', default: '32' },
+    batch: { type: 'string', default: '1' },
+    schedule: { type: 'string', default: 'constant' },
+    'min-lr-frac': { type: 'string', default: '0.1' },
     lrs: { type: 'string', default: '3e-3,6e-3' },
     seeds: { type: 'string', default: '1,2' },
     warmup: { type: 'string', default: '50' },
@@ -58,9 +61,10 @@ async function main (): Promise<void> {
   const be = await backend()
   let lb: LossResult | undefined
   if (a['skip-loss'] !== true) {
-    log(`bench:train on ${be.kind}${be.kind === 'cpu' ? ' (CPU twins: --device cpu)' : ''}: ${N} workers, H = ${H}, ${R} rounds, seq ${T}`)
+    log(`bench:train on ${be.kind}${be.kind === 'cpu' ? ' (CPU twins: --device cpu)' : ''}: ${N} workers × batch ${a.batch}, H = ${H}, ${R} rounds, seq ${T}, ${a.schedule} inner lr`)
+    if (a.schedule !== 'constant' && a.schedule !== 'cosine') throw new Error(`--schedule must be constant or cosine, got ${a.schedule}`)
     lb = await runLossBench({
-      N, H, R, T,
+      N, H, R, T, B: Number(a.batch), SCHEDULE: a.schedule, MIN_LR_FRAC: Number(a['min-lr-frac']),
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),

@@ -85,9 +85,14 @@ export class Trainer {
 
   get step (): number { return this.optimizer.step }
 
-  /** One optimizer step over these sequences (accumulated). */
-  async trainStep (batch: ReadonlyArray<{ inputs: ArrayLike<number>, targets: ArrayLike<number> }>): Promise<StepResult> {
+  /**
+   * One optimizer step over these sequences (accumulated). `lr` overrides the schedule for this
+   * step — for a caller whose schedule follows another clock (a DiLoCo worker follows its run's
+   * steps, not its own optimizer's, so a late joiner decays with everyone else).
+   */
+  async trainStep (batch: ReadonlyArray<{ inputs: ArrayLike<number>, targets: ArrayLike<number> }>, lr?: number): Promise<StepResult> {
     if (batch.length === 0) throw new ModelArgumentError('trainStep: empty batch')
+    if (lr !== undefined && !(lr >= 0 && Number.isFinite(lr))) throw new ModelArgumentError(`trainStep: lr must be finite and ≥ 0, got ${lr}`)
     for (const g of this.grads.values()) g.dispose()
     this.grads.clear()
     const losses: Tensor[] = []
@@ -104,11 +109,11 @@ export class Trainer {
       return g
     })
     const gradNorm = await clipGradNorm(list, maxNorm > 0 ? maxNorm : Infinity)
-    const lr = learningRate(this.schedule, this.optimizer.step + 1)
-    this.optimizer.update(this.grads, lr)
+    const stepLr = lr ?? learningRate(this.schedule, this.optimizer.step + 1)
+    this.optimizer.update(this.grads, stepLr)
     let loss = 0
     for (const l of losses) { loss += (await l.readF32())[0]; l.dispose() }
-    return { step: this.optimizer.step, loss: loss / batch.length, gradNorm, lr, tokens }
+    return { step: this.optimizer.step, loss: loss / batch.length, gradNorm, lr: stepLr, tokens }
   }
 
   dispose (): void {

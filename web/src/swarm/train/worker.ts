@@ -13,6 +13,7 @@
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
 import { evaluateLoss, Trainer } from '../../model/train.ts'
+import { learningRate, type ScheduleOptions } from '../../model/schedule.ts'
 import type { AdamWOptions } from '../../model/optimizer.ts'
 import { AllReducePeer, type ReduceOutcome, type SnapshotState } from './allreduce.ts'
 import { ErrorFeedback } from './compress.ts'
@@ -28,10 +29,18 @@ export interface DiLoCoOptions {
   batchSize?: number
   /** Tokens per sequence. */
   seqLen: number
-  /** Inner AdamW learning rate (constant; DiLoCo uses a short warm-up then constant). */
+  /** Peak inner AdamW learning rate (after the warm-up; constant unless `totalSteps` is set). */
   innerLr: number
-  /** Linear warm-up of the inner lr over this many steps. @default 0 */
+  /** Linear warm-up of the inner lr over this worker's first steps (a late joiner's fresh AdamW warms up too). @default 0 */
   warmupSteps?: number
+  /**
+   * Inner steps of the whole run: when set, the inner lr decays (cosine, after the warm-up) from
+   * innerLr to minInnerLr at this run step, as DiLoCo's inner schedule does. The decay follows the
+   * run's step count, so a late joiner uses the same lr as the founders. @default none (constant)
+   */
+  totalSteps?: number
+  /** Floor of the cosine decay (with totalSteps). @default innerLr / 10 */
+  minInnerLr?: number
   /** Inner AdamW options besides lr. @default torch defaults, weight decay 0.01 */
   adam?: Omit<AdamWOptions, 'lr'>
   /** Inner gradient clipping (0 = none). @default 1 */
@@ -52,7 +61,7 @@ export interface DiLoCoOptions {
 }
 
 /** One inner step, for the dashboard. */
-export interface StepEvent { step: number, loss: number, tokens: number, ms: number }
+export interface StepEvent { step: number, loss: number, tokens: number, ms: number, /** The inner lr this step used. */ lr: number }
 
 /** One completed sync. */
 export interface SyncEvent {
@@ -103,6 +112,8 @@ export class DiLoCoWorker {
   private readonly H: number
   private readonly F: number
   private readonly tau: number
+  /** The inner lr over run steps (warm-up, then constant or cosine). */
+  private readonly schedule: ScheduleOptions
   private windows: Generator<Window> | undefined
   private windowsSeq = -1
   private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError> } | undefined
@@ -125,7 +136,14 @@ export class DiLoCoWorker {
     this.outer = resolveOuter(opts.outer)
     this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.block))
     const warm = opts.warmupSteps ?? 0
-    this.trainer = new Trainer(model, { lr: opts.innerLr, warmupSteps: warm, totalSteps: Number.MAX_SAFE_INTEGER, minLr: opts.innerLr }, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
+    if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
+    if (!Number.isInteger(warm) || warm < 0) throw new TrainArgumentError(`warmupSteps must be an integer ≥ 0, got ${warm}`)
+    if (opts.totalSteps !== undefined && (!Number.isInteger(opts.totalSteps) || opts.totalSteps <= warm)) throw new TrainArgumentError(`totalSteps must be an integer above warmupSteps (${warm}), got ${opts.totalSteps}`)
+    if (opts.minInnerLr !== undefined && opts.totalSteps === undefined) throw new TrainArgumentError('minInnerLr needs totalSteps (the decay it ends)')
+    const minLr = opts.minInnerLr ?? (opts.totalSteps === undefined ? opts.innerLr : opts.innerLr / 10)
+    if (!(minLr >= 0 && minLr <= opts.innerLr)) throw new TrainArgumentError(`minInnerLr must be in [0, innerLr = ${opts.innerLr}], got ${minLr}`)
+    this.schedule = { lr: opts.innerLr, warmupSteps: warm, totalSteps: opts.totalSteps ?? Number.MAX_SAFE_INTEGER, minLr }
+    this.trainer = new Trainer(model, this.schedule, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
     allreduce.snapshotProvider = () => this.snapshot()
   }
 
@@ -202,15 +220,26 @@ export class DiLoCoWorker {
     return out
   }
 
+  /**
+   * The inner lr of the next step: the run's schedule at the run's step (the decay), times this
+   * worker's own warm-up (its AdamW state may be fresh). For a founder both clocks agree, and this
+   * is exactly `learningRate(schedule, step)` — what a single-peer Trainer with the same schedule uses.
+   */
+  innerLrAt (runStep: number, localStep: number): number {
+    const warm = this.schedule.warmupSteps ?? 0
+    const decayed = runStep <= warm ? this.schedule.lr : learningRate(this.schedule, runStep)
+    return warm > 0 && localStep < warm ? decayed * localStep / warm : decayed
+  }
+
   /** One inner step, then whatever sync is due. */
   async tick (): Promise<void> {
     const t0 = performance.now()
-    const r = await this.trainer.trainStep(this.batch())
+    const r = await this.trainer.trainStep(this.batch(), this.innerLrAt(this.step + 1, this.trainer.step + 1))
     // On the CPU twins a step resolves in microtasks only: yield to the event loop so this peer
     // keeps serving the all-reduce (it may be a coordinator or an owner) and a page stays live.
     await new Promise<void>(resolve => { setTimeout(resolve, 0) })
     this.step++
-    this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0 })
+    this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0, lr: r.lr })
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
     if (this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
