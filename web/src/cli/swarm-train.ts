@@ -6,7 +6,8 @@
  * web/src/swarm/train). With --declare the run is declared in the swarm doc if nobody has yet
  * (the tiny byte-level Llama on the Brown corpus, with the given H / T / B / lr / F); otherwise
  * the peer waits for the declaration. Prints one line per inner step and per sync; stops after
- * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM.
+ * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
+ * content-addressed shards; a late joiner fetches the newest one from the members at once.
  */
 import { UsageError, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
@@ -22,6 +23,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { joinSwarm } = await import('../net/index.ts')
   const { brownCorpus } = await import('../model/data.ts')
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
+  const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
   const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run.ts')
   const { TrainSession } = await import('../swarm/train/session.ts')
   const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
@@ -31,6 +33,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   let session: import('../swarm/train/session.ts').TrainSession | undefined
+  let shards: import('../swarm/transport/shard-store.ts').Libp2pStateShards | undefined
   try {
     if (f.declare === true) {
       board.declare(defaultRunSpec(runId, {
@@ -46,8 +49,11 @@ export async function swarmTrain (f: Flags): Promise<number> {
     }
     let tokens = 0
     const started = performance.now()
+    // Every sync's θ_global ‖ momentum is served as content-addressed shards for late joiners.
+    shards = await Libp2pStateShards.start(swarm.node, { relayAddr: bootstrap })
     session = await TrainSession.start({
       transport: new Libp2pTransport(swarm.node, { relayAddr: bootstrap }),
+      shards,
       board,
       backend: be,
       corpus: async (spec) => spec.corpus.kind === 'text' ? spec.corpus.text : await brownCorpus(),
@@ -70,6 +76,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     session?.stop()
+    shards?.close()
     await swarm.stop()
   }
 }

@@ -9,6 +9,7 @@ import 'uplot/dist/uPlot.min.css'
 import type { Backend } from '../gpu/backend.ts'
 import { brownToText } from '../model/data.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import { Libp2pStateShards } from '../swarm/transport/shard-store.ts'
 import { RunBoard, TRAIN_MAP, defaultRunSpec } from '../swarm/train/run.ts'
 import { TrainSession } from '../swarm/train/session.ts'
 import type { SyncEvent } from '../swarm/train/worker.ts'
@@ -90,6 +91,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
   let lossChart: uPlot | undefined
   let stepChart: uPlot | undefined
   let dirty = false
+  let shards: Libp2pStateShards | undefined
 
   const width = (): number => Math.max(300, Math.min(body.clientWidth - 20, 900))
 
@@ -171,9 +173,11 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         // Direct WebRTC to other trainers is signalled through our relay (its address precedes /p2p-circuit).
         const relayAddr = sw.node.getMultiaddrs().map(m => m.toString()).find(a => a.includes('/p2p-circuit'))?.split('/p2p-circuit')[0]
         const transport = new Libp2pTransport(sw.node, { relayAddr })
+        // One shard store per page (the shard protocol has one handler per node), kept across runs.
+        shards ??= await Libp2pStateShards.start(sw.node, { relayAddr })
         t0 = performance.now()
         const session = await TrainSession.start({
-          transport, board, backend: be, corpus: async () => pageCorpus(),
+          transport, board, backend: be, corpus: async () => pageCorpus(), shards,
           log: (l) => { console.info(l) },
           onStep: (e) => {
             state.steps = e.step

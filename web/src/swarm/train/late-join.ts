@@ -1,14 +1,61 @@
 /**
- * Late joiners (and workers that fell behind) fetch θ_global ‖ outer momentum from a peer over
- * the `allreduce` protocol's SNAPSHOT/STATE messages, in slices, and check both sha256 hashes —
- * against the hash the swarm recorded when one is given (the CRDT round record), and always
- * against the hashes the serving peer claims, so a truncated or altered transfer is refused.
+ * Late joiners (and workers that fell behind) fetch θ_global ‖ outer momentum of the newest sync
+ * the board records (`fetchLatestState`):
+ *  1. as content-addressed shards (state-shards.ts): the record's manifest root, from the sync's
+ *     members at once, every chunk checked against the root and θ_global against the record's hash;
+ *  2. if the record names no root, the transport serves no shards (the in-memory test network),
+ *     or the shard fetch fails or is refused: from one member at a time over the `allreduce`
+ *     protocol's SNAPSHOT/STATE messages, in slices (`fetchSnapshot`), checking both sha256
+ *     hashes against the serving peer's claim and θ_global's against the board's record.
  */
 import type { AllReducePeer, SnapshotState } from './allreduce.ts'
 import { SNAPSHOT_SLICE_BYTES, SNAPSHOT_TIMEOUT_MS } from './constants.ts'
 import { AllReduceProtocolError, StateHashMismatchError } from './errors.ts'
 import { hashBytes } from './outer.ts'
+import type { RunBoard } from './run.ts'
+import { fetchStateShards, type StateShards } from './state-shards.ts'
 import { MsgType } from './wire.ts'
+
+export interface LatestStateInit {
+  board: Pick<RunBoard, 'latest' | 'recordAt' | 'expected' | 'syncRecords'>
+  self: string
+  /** Bytes of θ ‖ momentum (8 × parameters). */
+  totalBytes: number
+  /** Shard storage and exchange (libp2p); without it only SNAPSHOT is used. */
+  shards?: StateShards
+  /** SNAPSHOT from `peers` (in order), of a sync ≥ minRound: `fetchSnapshot` over the all-reduce. */
+  snapshot: (peers: string[], minRound: number) => Promise<SnapshotState>
+  log?: (line: string) => void
+}
+
+export interface LatestState {
+  state: SnapshotState
+  via: 'shards' | 'snapshot'
+  /** Shards: chunks per provider. SNAPSHOT: empty. */
+  fetchedFrom: Map<string, number>
+}
+
+/** θ_global ‖ momentum of the newest valid sync record (shards first, SNAPSHOT as the fallback). */
+export async function fetchLatestState (init: LatestStateInit): Promise<LatestState> {
+  const { board, self, log } = init
+  for (const { key, reason } of board.syncRecords().ignored) log?.(`train: ignoring board entry ${key}: ${reason}`)
+  const { seq, rec } = board.latest()
+  const members = (rec?.members ?? []).filter(p => p !== self)
+  const holders = [...new Set([...members, ...board.expected(Number.MAX_SAFE_INTEGER)])].filter(p => p !== self)
+  if (rec?.root !== undefined && init.shards !== undefined) {
+    try {
+      const s = await fetchStateShards(init.shards, seq, { hash: rec.hash, root: rec.root }, holders, init.totalBytes, log)
+      const { fetchedFrom, ...state } = s
+      return { state, via: 'shards', fetchedFrom }
+    } catch (e) {
+      log?.(`train: refused state shards of sync ${seq} (${(e as Error).name}: ${(e as Error).message}); fetching it over SNAPSHOT from members instead`)
+    }
+  }
+  const state = await init.snapshot(holders, seq)
+  const recorded = board.recordAt(state.round)
+  if (recorded !== undefined && recorded.hash !== state.hash) throw new StateHashMismatchError(`peer served θ_global ${state.hash.slice(0, 12)}… for sync ${state.round}, the board records ${recorded.hash.slice(0, 12)}…`)
+  return { state, via: 'snapshot', fetchedFrom: new Map() }
+}
 
 export interface FetchSnapshotOptions {
   /** θ_global hash the swarm recorded; a peer serving another state is skipped. */

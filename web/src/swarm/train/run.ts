@@ -3,16 +3,19 @@
  *
  *   train["run/<id>"]                 = RunSpec (JSON object): what to train and how
  *   train["member/<id>/<peer>"]       = { fromSeq, at }: peer takes part from sync `fromSeq` on
- *   train["sync/<id>/<seq>"]          = { hash, members, attempt }: θ_global after sync `seq`
+ *   train["sync/<id>/<seq>"]          = { hash, members, attempt, root? }: θ_global after sync `seq`;
+ *                                       root names θ_global ‖ momentum as a content-addressed shard
+ *                                       set (state-shards.ts) that the sync's members serve
  *
  * Membership entries only steer whom a round's coordinator waits for (liveness); what is applied
  * is decided by the all-reduce itself, so a forged entry can delay a round by one ready window but
- * cannot change θ_global. Sync records let joiners check a fetched state against the swarm's hash.
+ * cannot change θ_global. Sync records let joiners check a fetched state against the swarm's hash;
+ * they are read through `parseSyncRecord`, so a malformed one is ignored with a reason.
  */
 import type * as Y from 'yjs'
 import { parseConfig, type ModelConfig } from '../../model/config.ts'
 import type { RoundDirectory } from './allreduce.ts'
-import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS } from './constants.ts'
+import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
 import { RunConfigError } from './errors.ts'
 
 /** Name of the root map holding runs. */
@@ -114,7 +117,38 @@ export function parseRunSpec (raw: unknown): RunSpec {
   return spec
 }
 
-export interface SyncRecord { hash: string, members: string[], attempt: number }
+export interface SyncRecord {
+  /** sha256 (hex) of θ_global after the sync. */
+  hash: string
+  members: string[]
+  attempt: number
+  /** Manifest root (hex) of θ_global ‖ momentum as shards; absent when members serve no shards. */
+  root?: string
+}
+
+const HEX64 = /^[0-9a-f]{64}$/
+/** Largest attempt number a record may carry (rounds give up after a few; this only bounds the field). */
+const MAX_RECORD_ATTEMPT = 0xffff
+const SYNC_FIELDS = new Set(['hash', 'members', 'attempt', 'root'])
+
+/**
+ * Validates a sync record read from the CRDT (any peer may write one). Returns the record, or why
+ * it is ignored: a record bounded in size (≤ MAX_MEMBERS ids of ≤ MAX_ID_CHARS) with hex hashes.
+ */
+export function parseSyncRecord (raw: unknown): SyncRecord | string {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'not an object'
+  const o = raw as Record<string, unknown>
+  const extra = Object.keys(o).filter(k => !SYNC_FIELDS.has(k))
+  if (extra.length > 0) return `unknown fields ${extra.slice(0, 4).join(', ')}`
+  if (typeof o.hash !== 'string' || !HEX64.test(o.hash)) return 'hash is not 64 hex digits'
+  if (!Array.isArray(o.members) || o.members.length === 0 || o.members.length > MAX_MEMBERS) return `members must be 1…${MAX_MEMBERS} peer ids`
+  if (!o.members.every((m): m is string => typeof m === 'string' && m.length > 0 && m.length <= MAX_ID_CHARS)) return `members must be strings of 1…${MAX_ID_CHARS} characters`
+  if (typeof o.attempt !== 'number' || !Number.isInteger(o.attempt) || o.attempt < 0 || o.attempt > MAX_RECORD_ATTEMPT) return `attempt must be an integer in [0, ${MAX_RECORD_ATTEMPT}]`
+  if (o.root !== undefined && (typeof o.root !== 'string' || !HEX64.test(o.root))) return 'root is not 64 hex digits'
+  const rec: SyncRecord = { hash: o.hash, members: [...o.members], attempt: o.attempt }
+  if (o.root !== undefined) rec.root = o.root as string
+  return rec
+}
 
 /** The run's entries in a swarm doc's `train` map. */
 export class RunBoard implements RoundDirectory {
@@ -169,24 +203,34 @@ export class RunBoard implements RoundDirectory {
     }) ?? this.map.set(`sync/${this.runId}/${seq}`, rec)
   }
 
-  /** The newest sync record (seq −1 with no hash when none). */
-  latest (): { seq: number, rec?: SyncRecord } {
-    let seq = -1
-    let rec: SyncRecord | undefined
+  /** Valid sync records by seq, and the entries ignored with the reason. */
+  syncRecords (): { records: Map<number, SyncRecord>, ignored: Array<{ key: string, reason: string }> } {
+    const records = new Map<number, SyncRecord>()
+    const ignored: Array<{ key: string, reason: string }> = []
     const prefix = `sync/${this.runId}/`
     for (const [k, v] of this.map.entries()) {
       if (!k.startsWith(prefix)) continue
-      const s = Number(k.slice(prefix.length))
-      const r = v as Partial<SyncRecord> | null
-      if (!Number.isInteger(s) || typeof r?.hash !== 'string' || !Array.isArray(r.members)) continue
-      if (s > seq) { seq = s; rec = { hash: r.hash, members: r.members.filter((m): m is string => typeof m === 'string'), attempt: Number(r.attempt ?? 0) } }
+      const tail = k.slice(prefix.length)
+      const s = Number(tail)
+      if (!/^\d{1,15}$/.test(tail) || !Number.isSafeInteger(s)) { ignored.push({ key: k, reason: 'seq is not a non-negative integer' }); continue }
+      const r = parseSyncRecord(v)
+      if (typeof r === 'string') ignored.push({ key: k, reason: r })
+      else records.set(s, r)
     }
+    return { records, ignored }
+  }
+
+  /** The newest valid sync record (seq −1 and no record when none). */
+  latest (): { seq: number, rec?: SyncRecord } {
+    let seq = -1
+    let rec: SyncRecord | undefined
+    for (const [s, r] of this.syncRecords().records) if (s > seq) { seq = s; rec = r }
     return { seq, rec }
   }
 
   recordAt (seq: number): SyncRecord | undefined {
-    const r = this.map.get(`sync/${this.runId}/${seq}`) as SyncRecord | undefined
-    return typeof r?.hash === 'string' ? r : undefined
+    const r = parseSyncRecord(this.map.get(`sync/${this.runId}/${seq}`))
+    return typeof r === 'string' ? undefined : r
   }
 }
 

@@ -1,9 +1,10 @@
 /**
  * One peer's part in a swarm training run: reads the run from the CRDT board, builds the model
  * and the DiLoCo worker, joins as a founder (θ_global = the seeded init) or as a late joiner
- * (fetches θ_global + momentum from members, hash-checked against the board), records every
- * sync's hash on the board, and resyncs whenever it falls behind. Used by the page's Training
- * panel and by `webswarm train --bootstrap … --run …`.
+ * (fetches θ_global + momentum from members, hash-checked against the board: late-join.ts),
+ * publishes every sync's state as content-addressed shards and records its hash and root on the
+ * board, and resyncs whenever it falls behind. Used by the page's Training panel and by
+ * `webswarm train --bootstrap … --run …`.
  */
 import type { Backend } from '../../gpu/backend.ts'
 import { TextDataset, type Window } from '../../model/data.ts'
@@ -11,8 +12,9 @@ import { initModel } from '../../model/model.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import { AllReducePeer, type AllReduceOptions, type SnapshotState } from './allreduce.ts'
 import { StateHashMismatchError } from './errors.ts'
-import { fetchSnapshot } from './late-join.ts'
-import { runConfig, type RunBoard, type RunSpec } from './run.ts'
+import { fetchLatestState, fetchSnapshot, type LatestState } from './late-join.ts'
+import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run.ts'
+import type { StateShards } from './state-shards.ts'
 import { DiLoCoWorker, type StepEvent, type SyncEvent } from './worker.ts'
 
 /** Share of the corpus held out for the global model's eval loss. */
@@ -28,6 +30,11 @@ export interface SessionInit {
   backend: Backend
   /** The run's corpus as text (Node: the whole Brown corpus; pages: a bundled excerpt). */
   corpus: (spec: RunSpec) => Promise<string>
+  /**
+   * Content-addressed state shards (libp2p: transport/shard-store.ts). Without them states move
+   * only over SNAPSHOT and records carry no root. The caller owns them (closes them).
+   */
+  shards?: StateShards
   /** All-reduce timing overrides (tests). */
   allreduce?: Partial<Omit<AllReduceOptions, 'run' | 'directory' | 'block'>>
   log?: (line: string) => void
@@ -36,6 +43,11 @@ export interface SessionInit {
 }
 
 export class TrainSession {
+  /** How the last late join / resync got its state (tests and the dashboard). */
+  lastFetch: Omit<LatestState, 'state'> & { seq: number } | undefined
+  /** Publications and records in sync order (each waits for the previous one). */
+  private publishing: Promise<void> = Promise.resolve()
+
   private constructor (readonly spec: RunSpec, readonly worker: DiLoCoWorker, readonly allreduce: AllReducePeer, private readonly init: SessionInit) {}
 
   get self (): string { return this.init.transport.self }
@@ -59,7 +71,7 @@ export class TrainSession {
     }, {
       onStep: (e) => { init.onStep?.(e) },
       onSync: (e) => {
-        if (e.resynced !== true) init.board.record(e.seq, { hash: e.hash, members: e.members, attempt: e.attempt })
+        if (e.resynced !== true) session!.publish(e)
         init.onSync?.(e)
       },
       resync: async () => await session!.fetchLatest()
@@ -79,13 +91,40 @@ export class TrainSession {
 
   /** θ_global + momentum of the newest sync on the board, from the members that recorded it. */
   async fetchLatest (): Promise<SnapshotState> {
-    const { seq, rec } = this.init.board.latest()
-    const holders = [...new Set([...(rec?.members ?? []), ...this.init.board.expected(Number.MAX_SAFE_INTEGER)])].filter(p => p !== this.self)
-    const snap = await fetchSnapshot(this.allreduce, holders, { minRound: seq, totalBytes: 8 * this.worker.layout.total })
-    const recorded = this.init.board.recordAt(snap.round)
-    if (recorded !== undefined && recorded.hash !== snap.hash) throw new StateHashMismatchError(`peer served θ_global ${snap.hash.slice(0, 12)}… for sync ${snap.round}, the board records ${recorded.hash.slice(0, 12)}…`)
-    return snap
+    const totalBytes = 8 * this.worker.layout.total
+    const got = await fetchLatestState({
+      board: this.init.board, self: this.self, totalBytes, shards: this.init.shards, log: this.init.log,
+      snapshot: async (peers, minRound) => await fetchSnapshot(this.allreduce, peers, { minRound, totalBytes })
+    })
+    this.lastFetch = { seq: got.state.round, via: got.via, fetchedFrom: got.fetchedFrom }
+    this.init.log?.(`train: fetched the state of sync ${got.state.round} via ${got.via}${got.via === 'shards' ? ` from ${got.fetchedFrom.size} providers` : ''}`)
+    // Whoever holds a state serves it: a SNAPSHOT-fetched one goes into the shard store too.
+    if (got.via === 'snapshot' && this.init.shards !== undefined) await this.init.shards.publish(got.state.data).catch(() => {})
+    return got.state
   }
+
+  /** Publishes sync `e`'s state as shards (when there are shards), then records hash and root on the board. */
+  private publish (e: SyncEvent): void {
+    const rec: SyncRecord = { hash: e.hash, members: e.members, attempt: e.attempt }
+    const shards = this.init.shards
+    const snap = shards === undefined ? undefined : this.worker.snapshot() // copies θ ‖ momentum now, before the next sync moves them
+    this.publishing = this.publishing.then(async () => {
+      if (shards !== undefined && snap !== undefined && snap.round === e.seq && snap.hash === e.hash) {
+        try {
+          rec.root = await shards.publish(snap.data)
+        } catch (err) {
+          this.init.log?.(`train: could not publish the state of sync ${e.seq} as shards: ${(err as Error).message}`)
+        }
+      }
+      // Every member writes the same record; one without a root never replaces one with it.
+      const cur = this.init.board.recordAt(e.seq)
+      if (rec.root === undefined && cur?.root !== undefined && cur.hash === rec.hash) return
+      this.init.board.record(e.seq, rec)
+    })
+  }
+
+  /** Resolves once every sync so far is published and recorded. */
+  async published (): Promise<void> { await this.publishing }
 
   /** Trains until `syncs` more syncs have landed (or the run's totalSyncs, or the signal). */
   async run (syncs?: number, signal?: AbortSignal): Promise<void> {

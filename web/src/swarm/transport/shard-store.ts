@@ -1,0 +1,221 @@
+/**
+ * StateShards over libp2p (web/src/net/shard): a bounded store of training states, served on the
+ * shard protocol, fetched from the providers a sync record names with net/shard's multi-provider
+ * `fetchShard` (every chunk hash-checked; a provider that fails, lies or leaves mid-fetch is
+ * dropped and its chunks come from the others).
+ *
+ * Providers come from the CRDT (the sync record's members), not from DHT provider records: the
+ * board already says who holds each state, and a record lookup would add seconds per join.
+ * Shard requests need a direct (unlimited) connection; one is opened through the relay's WebRTC
+ * signalling when there is none, as Libp2pTransport does for the all-reduce.
+ *
+ *   const shards = await Libp2pStateShards.start(swarm.node, { relayAddr })
+ *   await TrainSession.start({ transport, board, backend, corpus, shards })
+ */
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { buildManifest, chunkCount, chunkHash, fetchShard, serveShards, type ProviderDirectory, type ShardManifest, type ShardStore } from '../../net/shard/index.ts'
+import { SHARD_PROTOCOL } from '../../net/protocols.ts'
+import type { StreamNode } from '../../net/stream/rpc.ts'
+import { StateHashMismatchError } from '../train/errors.ts'
+import { KEEP_STATES, stateChunkBytes, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
+
+/**
+ * A ShardStore that holds the chunks of at most `keep` manifests (newest kept; chunks shared by
+ * several states, e.g. fragments a streaming sync did not touch, are held once, by count).
+ * Chunks no held manifest names are not stored, so a peer's memory is bounded by `keep` states.
+ */
+export class RetainingShardStore implements ShardStore {
+  private readonly manifests = new Map<string, ShardManifest>()
+  /** Roots, oldest first. */
+  private readonly order: string[] = []
+  private readonly chunks = new Map<string, Uint8Array>()
+  private readonly refs = new Map<string, number>()
+  /** Roots a fetch is filling: never dropped while it runs. */
+  readonly pinned = new Set<string>()
+  /** Sizes fetches expect per root: a manifest of another size is refused before any chunk moves. */
+  readonly expectSize = new Map<string, number>()
+
+  constructor (readonly keep = KEEP_STATES) {}
+
+  getManifest (root: string): ShardManifest | undefined { return this.manifests.get(root) }
+
+  putManifest (root: string, m: ShardManifest): void {
+    const want = this.expectSize.get(root)
+    if (want !== undefined && m.size !== want) throw new StateHashMismatchError(`manifest ${root.slice(0, 12)}… describes ${m.size} bytes, a state of this run is ${want}`)
+    if (this.manifests.has(root)) { this.touch(root); return }
+    this.manifests.set(root, m)
+    this.order.push(root)
+    for (let i = 0; i < chunkCount(m); i++) {
+      const h = chunkHash(m, i)
+      this.refs.set(h, (this.refs.get(h) ?? 0) + 1)
+    }
+    this.evict()
+  }
+
+  getChunk (hash: string): Uint8Array | undefined { return this.chunks.get(hash) }
+  putChunk (hash: string, bytes: Uint8Array): void { if (this.refs.has(hash)) this.chunks.set(hash, bytes) }
+  hasChunk (hash: string): boolean { return this.chunks.has(hash) }
+
+  /** Roots held, oldest first. */
+  roots (): string[] { return [...this.order] }
+  /** Bytes of chunks held. */
+  bytes (): number { let n = 0; for (const c of this.chunks.values()) n += c.byteLength; return n }
+
+  /** The whole state of `root`, if every chunk is held. */
+  assemble (root: string): Uint8Array | undefined {
+    const m = this.manifests.get(root)
+    if (m === undefined) return undefined
+    const out = new Uint8Array(m.size)
+    for (let i = 0; i < chunkCount(m); i++) {
+      const c = this.chunks.get(chunkHash(m, i))
+      if (c === undefined) return undefined
+      out.set(c, i * m.chunkBytes)
+    }
+    return out
+  }
+
+  clear (): void {
+    this.manifests.clear(); this.order.length = 0; this.chunks.clear(); this.refs.clear()
+  }
+
+  private touch (root: string): void {
+    this.order.splice(this.order.indexOf(root), 1)
+    this.order.push(root)
+  }
+
+  private evict (): void {
+    for (let i = 0; this.order.length > this.keep && i < this.order.length;) {
+      const root = this.order[i]
+      if (this.pinned.has(root)) { i++; continue }
+      this.order.splice(i, 1)
+      const m = this.manifests.get(root)!
+      this.manifests.delete(root)
+      for (let k = 0; k < chunkCount(m); k++) {
+        const h = chunkHash(m, k)
+        const n = (this.refs.get(h) ?? 1) - 1
+        if (n > 0) this.refs.set(h, n)
+        else { this.refs.delete(h); this.chunks.delete(h) }
+      }
+    }
+  }
+}
+
+export interface Libp2pStateShardsOptions {
+  /** Relay multiaddr (ending in `/p2p/<relay id>`) for WebRTC signalling to peers we hold no direct connection to. */
+  relayAddr?: string
+  /** States kept. @default KEEP_STATES (3) */
+  keep?: number
+  /** Per chunk request, ms (fetchShard's default otherwise). */
+  chunkTimeoutMs?: number
+  /** A chunk request with no byte this long fails, ms. */
+  chunkIdleMs?: number
+  /** Fetches in flight per provider. */
+  perProvider?: number
+  /** Called after each stored chunk of a fetch (tests stop a provider midway). */
+  onProgress?: (done: number, total: number) => void
+}
+
+type Node = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'dial' | 'getConnections' | 'peerId'>
+
+export class Libp2pStateShards implements StateShards {
+  readonly store: RetainingShardStore
+  private readonly dialing = new Map<string, Promise<unknown>>()
+  private closed = false
+
+  private constructor (private readonly node: Node, private readonly opts: Libp2pStateShardsOptions) {
+    this.store = new RetainingShardStore(opts.keep ?? KEEP_STATES)
+  }
+
+  /** Serves this node's states on the shard protocol (one store per node: the protocol has one handler). */
+  static async start (node: Node, opts: Libp2pStateShardsOptions = {}): Promise<Libp2pStateShards> {
+    const s = new Libp2pStateShards(node, opts)
+    await serveShards(node, s.store)
+    return s
+  }
+
+  async publish (data: Uint8Array): Promise<string> {
+    const { manifest, root, chunks } = await buildManifest(data, stateChunkBytes(data.byteLength))
+    this.store.putManifest(root, manifest)
+    chunks.forEach((c, i) => { this.store.putChunk(chunkHash(manifest, i), c) })
+    return root
+  }
+
+  async fetch (root: string, providers: readonly string[], o: { expectBytes: number, signal?: AbortSignal, log?: (line: string) => void }): Promise<StateFetchResult> {
+    const have = this.store.assemble(root)
+    if (have !== undefined) {
+      if (have.byteLength !== o.expectBytes) throw new StateHashMismatchError(`state ${root.slice(0, 12)}… held here is ${have.byteLength} bytes, expected ${o.expectBytes}`)
+      return { data: have, fetchedFrom: new Map() }
+    }
+    const held = this.store.getManifest(root)
+    if (held !== undefined && held.size !== o.expectBytes) throw new StateHashMismatchError(`manifest ${root.slice(0, 12)}… describes ${held.size} bytes, expected ${o.expectBytes}`)
+    this.store.pinned.add(root)
+    this.store.expectSize.set(root, o.expectBytes)
+    try {
+      const res = await fetchShard(this.streamNode(), root, {
+        directory: this.directory(providers, o.log),
+        store: this.store,
+        signal: o.signal,
+        chunkTimeoutMs: this.opts.chunkTimeoutMs,
+        chunkIdleMs: this.opts.chunkIdleMs,
+        perProvider: this.opts.perProvider,
+        onProgress: this.opts.onProgress,
+        log: o.log
+      })
+      const data = this.store.assemble(root)
+      if (data === undefined) throw new StateHashMismatchError(`state ${root.slice(0, 12)}… was fetched but chunks are missing from the store`)
+      return { data, fetchedFrom: res.fetchedFrom }
+    } finally {
+      this.store.pinned.delete(root)
+      this.store.expectSize.delete(root)
+    }
+  }
+
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    void this.node.unhandle(SHARD_PROTOCOL).catch(() => {})
+    this.store.clear()
+  }
+
+  /** The providers a sync record names (bad ids skipped with a line in the log). */
+  private directory (providers: readonly string[], log?: (line: string) => void): ProviderDirectory {
+    const self = this.node.peerId.toString()
+    const ids: PeerId[] = []
+    for (const p of providers) {
+      if (p === self) continue
+      try { ids.push(peerIdFromString(p)) } catch { log?.(`train: provider ${JSON.stringify(p.slice(0, 80))} is not a peer id: skipped`) }
+    }
+    return {
+      provide: async () => {},
+      findProviders: async (_root, options) => ids.slice(0, options?.limit ?? Infinity)
+    }
+  }
+
+  /** The node as net/stream sees it, with a direct connection opened before each shard request. */
+  private streamNode (): StreamNode {
+    const node = this.node
+    return {
+      handle: node.handle.bind(node),
+      unhandle: node.unhandle.bind(node),
+      dialProtocol: (async (peer: PeerId, protocols: string | string[], options?: { signal?: AbortSignal }) => {
+        await this.ensureDirect(peer, options?.signal)
+        return await node.dialProtocol(peer, protocols, options)
+      }) as StreamNode['dialProtocol']
+    }
+  }
+
+  private async ensureDirect (peer: PeerId, signal?: AbortSignal): Promise<void> {
+    const relay = this.opts.relayAddr
+    if (relay === undefined) return
+    if (this.node.getConnections(peer).some(c => c.limits === undefined && c.status === 'open')) return
+    const key = peer.toString()
+    let p = this.dialing.get(key)
+    if (p === undefined) {
+      p = this.node.dial(multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${key}`), { signal }).finally(() => this.dialing.delete(key))
+      this.dialing.set(key, p)
+    }
+    await p
+  }
+}
