@@ -7,6 +7,7 @@
  */
 import type { SwarmDht } from '../net/dht/index.ts'
 import { blockKey, expertKey } from '../net/dht/index.ts'
+import { MAX_EXPERTS_PER_CALL } from './constants.ts'
 import { MalformedMessageError } from './errors.ts'
 import type { BlockRecord, ExpertRecord, ServerState, SwarmDirectory } from './records.ts'
 
@@ -51,6 +52,34 @@ function parseBlock (bytes: Uint8Array, signer: string, expiresAt: number): Bloc
   return r
 }
 
+/**
+ * An expert record's payload, every field checked: experts distinct ids < `numExperts`, at most
+ * MAX_EXPERTS_PER_CALL of them; state one of Petals' three (absent = online, older announcers).
+ */
+export function parseExpertRecord (bytes: Uint8Array, signer: string, expiresAt: number, numExperts: number): ExpertRecord {
+  let o: Record<string, unknown>
+  try {
+    o = JSON.parse(dec.decode(bytes)) as Record<string, unknown>
+  } catch {
+    throw new MalformedMessageError('expert record is not JSON')
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new MalformedMessageError('expert record is not an object')
+  const experts = field(o, 'experts', (v): v is number[] => Array.isArray(v) && v.length <= MAX_EXPERTS_PER_CALL && v.every(x => isInt(x) && x < numExperts))
+  if (new Set(experts).size !== experts.length) throw new MalformedMessageError(`expert record names an expert twice: ${experts.join(', ')}`)
+  const state = o.state === undefined ? 'online' : field(o, 'state', isStr)
+  if (!STATES.includes(state as ServerState)) throw new MalformedMessageError(`record state ${state}`)
+  return {
+    peer: signer,
+    model: field(o, 'model', isStr),
+    layer: field(o, 'layer', isInt),
+    experts,
+    throughput: field(o, 'throughput', isNum),
+    version: field(o, 'version', isInt),
+    expiresAt,
+    state: state as ServerState
+  }
+}
+
 export interface DhtDirectoryOptions {
   /** Blocks of each model read through this directory. */
   numBlocks: number
@@ -61,6 +90,8 @@ export interface DhtDirectoryOptions {
 
 export class DhtDirectory implements SwarmDirectory {
   private readonly provided = new Set<string>()
+  /** `<model>/<layer>` → experts whose keys hold one of this peer's records. */
+  private readonly announcedExperts = new Map<string, Set<number>>()
 
   constructor (private readonly dht: SwarmDht, private readonly self: string, private readonly opts: DhtDirectoryOptions) {}
 
@@ -98,9 +129,17 @@ export class DhtDirectory implements SwarmDirectory {
     return [...best.values()]
   }
 
+  /**
+   * Puts the record under each expert it names and under every expert this peer announced before
+   * in that layer: a key left with an older record would keep listing an expert the peer dropped
+   * (readers skip a key whose record no longer names its expert).
+   */
   async announceExperts (rec: ExpertRecord): Promise<void> {
-    const payload = enc.encode(JSON.stringify({ model: rec.model, layer: rec.layer, experts: rec.experts, throughput: rec.throughput, version: rec.version }))
-    await Promise.all(rec.experts.map(async e => {
+    const payload = enc.encode(JSON.stringify({ model: rec.model, layer: rec.layer, experts: rec.experts, throughput: rec.throughput, version: rec.version, state: rec.state ?? 'online' }))
+    const k = `${rec.model}/${rec.layer}`
+    const keys = new Set([...(this.announcedExperts.get(k) ?? []), ...rec.experts])
+    this.announcedExperts.set(k, keys)
+    await Promise.all([...keys].map(async e => {
       await this.dht.put(expertKey(rec.model, rec.layer, e, this.self), payload, { ttlMs: this.opts.ttlMs })
       await this.provideOnce(expertTopic(rec.model, rec.layer, e))
     }))
@@ -113,10 +152,8 @@ export class DhtDirectory implements SwarmDirectory {
       await Promise.all(peers.map(async peer => {
         try {
           const rec = await this.dht.get(expertKey(model, layer, e, peer))
-          const o = JSON.parse(dec.decode(rec.payload)) as Record<string, unknown>
-          const experts = field(o, 'experts', (v): v is number[] => Array.isArray(v) && v.length <= 1024 && v.every(isInt))
-          const r: ExpertRecord = { peer: rec.signer, model, layer, experts, throughput: field(o, 'throughput', isNum), version: field(o, 'version', isInt), expiresAt: rec.expiresAt }
-          if (field(o, 'model', isStr) !== model || field(o, 'layer', isInt) !== layer || !experts.includes(e)) return
+          const r = parseExpertRecord(rec.payload, rec.signer, rec.expiresAt, this.opts.numExperts ?? 0)
+          if (r.model !== model || r.layer !== layer || !r.experts.includes(e)) return // stale: the peer moved
           const old = best.get(peer)
           if (old === undefined || old.version < r.version) best.set(peer, r)
         } catch {

@@ -32,9 +32,15 @@ export interface ExpertRecord {
   model: string
   layer: number
   experts: number[]
+  /** Token rows per second the host runs through one expert. */
   throughput: number
   version: number
   expiresAt: number
+  /**
+   * JOINING while loading, ONLINE when serving, OFFLINE when withdrawn (left, or moved off this
+   * layer). Callers send rows only to ONLINE hosts. @default 'online' (records without a state)
+   */
+  state?: ServerState
 }
 
 export interface SwarmDirectory {

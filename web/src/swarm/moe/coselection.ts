@@ -12,7 +12,11 @@ export class CoSelectionStats {
   readonly next: Float64Array[]
   tokens = 0
 
-  constructor (readonly numLayers: number, readonly numExperts: number) {
+  /**
+   * @param numLayers MoE layers recorded (a block server's span: its own layers only)
+   * @param firstLayer model index of the first recorded layer, so summaries name model layers
+   */
+  constructor (readonly numLayers: number, readonly numExperts: number, readonly firstLayer = 0) {
     this.pairs = Array.from({ length: numLayers }, () => new Float64Array(numExperts * numExperts))
     this.next = Array.from({ length: Math.max(0, numLayers - 1) }, () => new Float64Array(numExperts * numExperts))
   }

@@ -36,9 +36,10 @@ export interface RemoteExpertsOptions {
 /** Hosts of each expert of a layer: expert → peers. */
 export type ExpertHosts = Map<number, string[]>
 
+/** expert → hosts that serve it now (ONLINE records; JOINING hosts have not loaded, OFFLINE ones left). */
 export function hostsFromRecords (records: readonly ExpertRecord[]): ExpertHosts {
   const hosts: ExpertHosts = new Map()
-  for (const r of [...records].sort((a, b) => a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0)) {
+  for (const r of records.filter(r => (r.state ?? 'online') === 'online').sort((a, b) => a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0)) {
     for (const e of r.experts) {
       const list = hosts.get(e) ?? []
       list.push(r.peer)
