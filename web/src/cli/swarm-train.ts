@@ -76,7 +76,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     session?.stop()
-    shards?.close()
+    await shards?.close()
     await swarm.stop()
   }
 }

@@ -37,6 +37,16 @@ export interface StateFetchResult {
   fetchedFrom: Map<string, number>
 }
 
+export interface StateFetchOptions {
+  /** Bytes the state must have (8 × parameters). */
+  expectBytes: number
+  signal?: AbortSignal
+  /** One line per refused provider or chunk. */
+  log?: (line: string) => void
+  /** After each stored chunk. */
+  onProgress?: (done: number, total: number) => void
+}
+
 /** Storage and exchange of state shard sets (implemented over libp2p in transport/shard-store.ts). */
 export interface StateShards {
   /** Stores `data` (cut with `stateChunkBytes`), serves it, drops states beyond the newest KEEP_STATES; returns the root. */
@@ -46,7 +56,7 @@ export interface StateShards {
    * chunk is dropped, its chunks fetched from the others); refuses a manifest that is not
    * `expectBytes` long before any chunk is fetched. The fetched state is served from then on.
    */
-  fetch: (root: string, providers: readonly string[], opts: { expectBytes: number, signal?: AbortSignal, log?: (line: string) => void }) => Promise<StateFetchResult>
+  fetch: (root: string, providers: readonly string[], opts: StateFetchOptions) => Promise<StateFetchResult>
   /** Stops serving and drops every state. */
   close: () => void
 }

@@ -19,7 +19,7 @@ import { buildManifest, chunkCount, chunkHash, fetchShard, serveShards, type Pro
 import { SHARD_PROTOCOL } from '../../net/protocols.ts'
 import type { StreamNode } from '../../net/stream/rpc.ts'
 import { StateHashMismatchError } from '../train/errors.ts'
-import { KEEP_STATES, stateChunkBytes, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
+import { KEEP_STATES, stateChunkBytes, type StateFetchOptions, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
 
 /**
  * A ShardStore that holds the chunks of at most `keep` manifests (newest kept; chunks shared by
@@ -113,9 +113,10 @@ export interface Libp2pStateShardsOptions {
   chunkIdleMs?: number
   /** Fetches in flight per provider. */
   perProvider?: number
-  /** Called after each stored chunk of a fetch (tests stop a provider midway). */
-  onProgress?: (done: number, total: number) => void
 }
+
+/** Direct WebRTC dials per provider before a shard request gives up on it. */
+const DIAL_ATTEMPTS = 2
 
 type Node = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'dial' | 'getConnections' | 'peerId'>
 
@@ -142,7 +143,7 @@ export class Libp2pStateShards implements StateShards {
     return root
   }
 
-  async fetch (root: string, providers: readonly string[], o: { expectBytes: number, signal?: AbortSignal, log?: (line: string) => void }): Promise<StateFetchResult> {
+  async fetch (root: string, providers: readonly string[], o: StateFetchOptions): Promise<StateFetchResult> {
     const have = this.store.assemble(root)
     if (have !== undefined) {
       if (have.byteLength !== o.expectBytes) throw new StateHashMismatchError(`state ${root.slice(0, 12)}… held here is ${have.byteLength} bytes, expected ${o.expectBytes}`)
@@ -160,7 +161,7 @@ export class Libp2pStateShards implements StateShards {
         chunkTimeoutMs: this.opts.chunkTimeoutMs,
         chunkIdleMs: this.opts.chunkIdleMs,
         perProvider: this.opts.perProvider,
-        onProgress: this.opts.onProgress,
+        onProgress: o.onProgress,
         log: o.log
       })
       const data = this.store.assemble(root)
@@ -172,11 +173,12 @@ export class Libp2pStateShards implements StateShards {
     }
   }
 
-  close (): void {
+  /** Stops serving (resolves once the handler is gone, so a new instance may serve) and drops every state. */
+  async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    void this.node.unhandle(SHARD_PROTOCOL).catch(() => {})
     this.store.clear()
+    await this.node.unhandle(SHARD_PROTOCOL).catch(() => {})
   }
 
   /** The providers a sync record names (bad ids skipped with a line in the log). */
@@ -213,9 +215,22 @@ export class Libp2pStateShards implements StateShards {
     const key = peer.toString()
     let p = this.dialing.get(key)
     if (p === undefined) {
-      p = this.node.dial(multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${key}`), { signal }).finally(() => this.dialing.delete(key))
+      p = this.dialDirect(relay, peer, signal).finally(() => this.dialing.delete(key))
       this.dialing.set(key, p)
     }
     await p
+  }
+
+  /** WebRTC set-up through a busy relay sometimes fails once: a second try before the provider counts a failure. */
+  private async dialDirect (relay: string, peer: PeerId, signal?: AbortSignal): Promise<void> {
+    const addr = multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${peer.toString()}`)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.node.dial(addr, { signal })
+        return
+      } catch (e) {
+        if (attempt >= DIAL_ATTEMPTS || signal?.aborted === true) throw e
+      }
+    }
   }
 }
