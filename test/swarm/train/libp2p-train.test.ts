@@ -2,7 +2,8 @@
  * DiLoCo over real libp2p on 127.0.0.1: a relay (CRDT sync) and Node trainers joined with
  * joinSwarm; the run is declared in the swarm doc; the all-reduce runs over framed tensor streams
  * on direct WebRTC. Loss falls, replicas hash equal after every sync, a trainer killed
- * mid-all-reduce, and a late joiner that ends bit-identical.
+ * mid-all-reduce, and a late joiner that fetches θ_global ‖ momentum as content-addressed shards
+ * from both remaining members at once and ends bit-identical.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
@@ -11,6 +12,7 @@ import { CrdtSync, SwarmDoc } from '../../../web/src/net/crdt/index.ts'
 import { joinSwarm, type Swarm } from '../../../web/src/net/index.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../../../web/src/net/node.ts'
 import { Libp2pTransport } from '../../../web/src/swarm/transport/libp2p.ts'
+import { Libp2pStateShards } from '../../../web/src/swarm/transport/shard-store.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from '../../../web/src/swarm/transport/index.ts'
 import { RunBoard, defaultRunSpec, TRAIN_MAP } from '../../../web/src/swarm/train/run.ts'
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
@@ -35,7 +37,7 @@ class Tap implements RpcTransport {
   unhandle (protocol: string): void { this.inner.unhandle(protocol) }
 }
 
-interface Trainer { swarm: Swarm, tap: Tap, board: RunBoard, session?: TrainSession, syncs: SyncEvent[] }
+interface Trainer { swarm: Swarm, tap: Tap, board: RunBoard, shards: Libp2pStateShards, session?: TrainSession, syncs: SyncEvent[] }
 
 let relay: RelayNode
 let relayAddr: string
@@ -54,7 +56,8 @@ async function until (what: string, cond: () => boolean, timeoutMs = 30_000): Pr
 async function trainer (): Promise<Trainer> {
   const swarm = await joinSwarm({ bootstrap: [relayAddr], persist: false, log: () => {} })
   const tap = new Tap(new Libp2pTransport(swarm.node, { relayAddr }))
-  const t: Trainer = { swarm, tap, board: new RunBoard(swarm.doc.map(TRAIN_MAP), RUN), syncs: [] }
+  const shards = await Libp2pStateShards.start(swarm.node, { relayAddr })
+  const t: Trainer = { swarm, tap, board: new RunBoard(swarm.doc.map(TRAIN_MAP), RUN), shards, syncs: [] }
   trainers.push(t)
   return t
 }
@@ -72,7 +75,7 @@ async function meshUp (ts: Trainer[]): Promise<void> {
 
 async function startSession (t: Trainer): Promise<TrainSession> {
   t.session = await TrainSession.start({
-    transport: t.tap, board: t.board, backend: cpu, corpus: async () => corpus, allreduce: TIMING,
+    transport: t.tap, board: t.board, shards: t.shards, backend: cpu, corpus: async () => corpus, allreduce: TIMING,
     log: process.env.AR_LOG !== undefined ? (l) => { console.log(t.swarm.peerId.slice(-4), l) } : undefined,
     onSync: (e) => { t.syncs.push(e); if (process.env.AR_LOG !== undefined) console.log(t.swarm.peerId.slice(-4), 'sync', e.seq, e.hash.slice(0, 8), e.members.map(m => m.slice(-4)), e.attempt, e.resynced) }
   })
@@ -139,10 +142,18 @@ describe('DiLoCo over libp2p: relay + Node trainers', () => {
 
     // a late joiner at sync 3
     const late = await trainer()
-    await until('the run on the joiner\'s board', () => late.board.spec() !== undefined && late.board.latest().seq === 2)
+    await until('the run on the joiner\'s board', () => late.board.spec() !== undefined && late.board.latest().rec?.root !== undefined && late.board.latest().seq === 2)
     await meshUp([ts[0], ts[2], late])
     await startSession(late)
     expect(late.session!.worker.lastHash).toBe(ts[0].session!.worker.lastHash)
+    // the state came as shards, from both members at once (the dead one is not asked twice)
+    const fetched = late.session!.lastFetch!
+    expect(fetched.via).toBe('shards')
+    expect(fetched.seq).toBe(2)
+    expect([...fetched.fetchedFrom.keys()].sort()).toEqual([ts[0].swarm.peerId, ts[2].swarm.peerId].sort())
+    // every member keeps a bounded number of states
+    expect(ts[0].shards.store.roots().length).toBeLessThanOrEqual(3)
+    expect(ts[0].shards.store.roots()).toContain(late.board.latest().rec!.root)
     await until('the joiner on every board', () => [ts[0], ts[2]].every(t => t.board.members().has(late.swarm.peerId)))
     await Promise.all([ts[0], ts[2], late].map(async t => { await t.session!.run(1) }))
     identical([ts[0], ts[2], late])
