@@ -29,8 +29,10 @@ commands:
             single-peer training with a progress line and checkpoints in DIR
 
   serve     --model DIR|URL --bootstrap MULTIADDR [--blocks A:B | --num-blocks N]
-            [--experts LAYER:E,E;...] [--remote-experts LAYERS] [--cache-tokens N] [--model-id ID]
+            [--experts LAYER:E,E;... | --experts auto [--expert-layers LAYERS] [--expert-slots N]]
+            [--remote-experts LAYERS] [--cache-tokens N] [--model-id ID]
             serves a span of blocks and/or MoE experts to the swarm until SIGINT/SIGTERM
+            (auto: the least-covered experts, keeping often co-selected ones together)
   generate  --bootstrap MULTIADDR --model DIR|URL ... (as above)
             runs the blocks on the swarm; only config, embedding and head are read from --model
   train     --bootstrap MULTIADDR --run ID [--declare] [--syncs N] [--inner-steps H] [--seq-len T]
@@ -76,6 +78,8 @@ const OPTIONS = {
   blocks: { type: 'string' },
   experts: { type: 'string' },
   'remote-experts': { type: 'string' },
+  'expert-layers': { type: 'string' },
+  'expert-slots': { type: 'string' },
   'num-blocks': { type: 'string' },
   'cache-tokens': { type: 'string' },
   'model-id': { type: 'string' },

@@ -1,21 +1,28 @@
 /**
- * `webswarm serve --model DIR|URL --bootstrap MULTIADDR [--blocks A:B] [--experts SPEC]
- *  [--remote-experts LAYERS] [--num-blocks N] [--cache-tokens N] [--model-id ID] [--device cpu]`
+ * `webswarm serve --model DIR|URL --bootstrap MULTIADDR [--blocks A:B] [--experts SPEC|auto
+ *  [--expert-layers LAYERS] [--expert-slots N]] [--remote-experts LAYERS] [--num-blocks N]
+ *  [--cache-tokens N] [--model-id ID] [--device cpu]`
  *
  * Serves a span of blocks (given, or the least-served window of --num-blocks blocks) and/or hosts
- * MoE experts (`--experts 1:0,1;2:3` = layer 1 experts 0 and 1, layer 2 expert 3), announcing
- * them in the DHT, until SIGINT/SIGTERM.
+ * MoE experts (`--experts 1:0,1;2:3` = layer 1 experts 0 and 1, layer 2 expert 3; `--experts auto`
+ * = the scheduler chooses --expert-slots of them, swarm/moe/placement.ts), announcing them in the
+ * DHT and mirroring a summary into the swarm CRDT for the page, until SIGINT/SIGTERM.
  */
 import { loadConfig } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
-import { EXPERT_TIMEOUT_MS, RECORD_REFRESH_MS, RECORD_TTL_MS } from '../swarm/constants.ts'
-import { loadExpertRunner, loadSpanBackend } from '../swarm/model-backend.ts'
-import { ExpertHost } from '../swarm/moe/expert-host.ts'
+import { EXPERT_TIMEOUT_MS, RECORD_REFRESH_MS } from '../swarm/constants.ts'
+import { loadSpanBackend } from '../swarm/model-backend.ts'
+import { CoSelectionStats } from '../swarm/moe/coselection.ts'
+import { MIN_SUMMARY_TOKENS, SUMMARY_PUBLISH_MS } from '../swarm/moe/constants.ts'
+import { ExpertRole } from '../swarm/moe/expert-role.ts'
+import { loadExpertLayer, measureExpertThroughput } from '../swarm/moe/model-layers.ts'
+import { formatPlacement } from '../swarm/moe/placement.ts'
 import { RemoteExperts } from '../swarm/moe/remote-experts.ts'
+import { affinityFromPeers, summarize } from '../swarm/moe/summary.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
-import { joinSwarm, leaveSwarm, modelId } from './swarm-node.ts'
+import { joinSwarmWithDoc, leaveSwarm, modelId } from './swarm-node.ts'
 
 /** KV-cache positions a server offers by default: a few chat sessions of the tiny models. */
 const DEFAULT_CACHE_TOKENS = 4096
@@ -46,55 +53,95 @@ export function parseExperts (v: string, numLayers: number, numExperts: number):
   return out
 }
 
+/** "1,2" → MoE layers to choose experts from (default: all of the model's). */
+export function parseLayers (v: string | undefined, numLayers: number): number[] {
+  if (v === undefined) return Array.from({ length: numLayers }, (_, l) => l)
+  const out = v.split(',').map(x => x.trim()).filter(x => x !== '').map(Number)
+  if (out.length === 0 || !out.every(l => Number.isInteger(l) && l >= 0 && l < numLayers)) throw new UsageError(`--expert-layers: '${v}' is not a list of layers in [0, ${numLayers})`)
+  if (new Set(out).size !== out.length) throw new UsageError(`--expert-layers: '${v}' names a layer twice`)
+  return out
+}
+
 export async function serve (f: Flags): Promise<number> {
   const where = required(f, 'model')
   const source = sourceFrom(where)
   const config = await loadConfig(source)
   const id = modelId(where, str(f, 'model-id'))
-  const be = await openBackend(f)
-  const peer = await joinSwarm(required(f, 'bootstrap'), { numBlocks: config.numLayers, numExperts: config.numExperts })
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
+  const expertSpec = str(f, 'experts')
+  const auto = expertSpec === 'auto'
+  // Flags are checked before joining: a typo costs no network set-up.
+  if (expertSpec !== undefined && config.numExperts === 0) throw new UsageError('--experts: this model has no MoE layers')
+  const hosted = expertSpec === undefined || auto ? undefined : parseExperts(expertSpec, config.numLayers, config.numExperts)
+  const expertLayers = parseLayers(str(f, 'expert-layers'), config.numLayers)
+  const slots = int(f, 'expert-slots', config.numExperts, 1)
+  if (auto && slots > expertLayers.length * config.numExperts) throw new UsageError(`--expert-slots ${slots} exceeds the ${expertLayers.length * config.numExperts} experts of --expert-layers`)
+  const blocksSpec = str(f, 'blocks')
+  const span = blocksSpec === undefined ? undefined : parseBlocks(blocksSpec, config.numLayers)
+  const remoteLayers = new Set((str(f, 'remote-experts') ?? '').split(',').filter(s => s !== '').map(Number))
+  for (const l of remoteLayers) if (!(Number.isInteger(l) && l >= 0 && l < config.numLayers)) throw new UsageError(`--remote-experts: layer ${l} is not in [0, ${config.numLayers})`)
+
+  const be = await openBackend(f)
+  const peer = await joinSwarmWithDoc(required(f, 'bootstrap'), { numBlocks: config.numLayers, numExperts: config.numExperts }, log)
+  // The page's Network and Chat panels read who serves what from the peers map: mirror it there.
+  await peer.swarm.setSelf({ agent: 'node', joinedAt: Date.now() })
+  const mirror = (patch: Record<string, unknown>): void => { void peer.swarm.updateSelf(patch).catch(e => log(`crdt: mirroring failed: ${(e as Error).message}`)) }
   const stops: Array<() => Promise<void>> = []
 
-  const expertSpec = str(f, 'experts')
   if (expertSpec !== undefined) {
-    if (config.numExperts === 0) throw new UsageError('--experts: this model has no MoE layers')
-    const hosted = parseExperts(expertSpec, config.numLayers, config.numExperts)
-    const runner = await loadExpertRunner(source, be, id, hosted)
-    const host = new ExpertHost({ transport: peer.transport, runner, log })
-    host.start()
-    let version = 0
-    const announce = async (): Promise<void> => {
-      for (const [layer, es] of hosted) {
-        await peer.directory.announceExperts({ peer: peer.transport.self, model: id, layer, experts: [...es], throughput: 1, version: ++version, expiresAt: Date.now() + RECORD_TTL_MS })
-      }
-    }
-    await announce()
-    const timer = setInterval(() => { void announce().catch(e => log(`expert announce failed: ${(e as Error).message}`)) }, RECORD_REFRESH_MS)
-    stops.push(async () => { clearInterval(timer); host.stop() })
-    log(`hosting experts ${expertSpec} of ${id}`)
+    const role: ExpertRole = new ExpertRole({
+      transport: peer.transport,
+      directory: peer.directory,
+      model: id,
+      hiddenSize: config.hiddenSize,
+      numExperts: config.numExperts,
+      layers: expertLayers,
+      hosted,
+      slots,
+      loadLayer: async l => {
+        const layer = await loadExpertLayer(source, be, id, l)
+        role.throughput = await measureExpertThroughput(layer, config.numExperts, config.hiddenSize)
+        return layer
+      },
+      // Co-selection rates published by block servers that route through remote experts.
+      affinity: async () => {
+        const r = affinityFromPeers(await peer.swarm.doc.peers(), id, config.numLayers, config.numExperts)
+        for (const x of r.rejected) log(`co-selection summary of ${x.peer} ignored: ${x.reason}`)
+        return r.affinity
+      },
+      log,
+      onAnnounce: () => { mirror({ experts: { model: id, state: role.state, hosted: formatPlacement(role.placement), throughput: Math.round(role.throughput * 10) / 10 } }) }
+    })
+    await role.start()
+    stops.push(async () => { await role.stop() })
   }
 
-  const blocksSpec = str(f, 'blocks')
   if (blocksSpec !== undefined || expertSpec === undefined) {
-    const remoteLayers = str(f, 'remote-experts')
-    const layers = new Set((remoteLayers ?? '').split(',').filter(s => s !== '').map(Number))
+    // A server whose MoE layers call remote experts runs their router: it counts co-selections
+    // (its span's layers) and publishes a summary for peers that place experts.
+    let cosel: CoSelectionStats | undefined
+    const publish = (): void => { if (cosel !== undefined && cosel.tokens >= MIN_SUMMARY_TOKENS) mirror({ coselection: summarize(cosel, id) }) }
     const role = new ServerRole({
       transport: peer.transport,
       directory: peer.directory,
       model: id,
       numBlocks: config.numLayers,
-      span: blocksSpec === undefined ? undefined : parseBlocks(blocksSpec, config.numLayers),
+      span,
       numServed: int(f, 'num-blocks', config.numLayers, 1),
-      loadSpan: async (s, e) => await loadSpanBackend(source, be, id, s, e, layers.size === 0
-        ? {}
-        : { remoteExperts: { layers, experts: new RemoteExperts({ transport: peer.transport, directory: peer.directory, model: id, hiddenSize: config.hiddenSize, numExperts: config.numExperts, timeoutMs: EXPERT_TIMEOUT_MS, log }) } }),
+      loadSpan: async (s, e) => {
+        cosel = remoteLayers.size === 0 ? undefined : new CoSelectionStats(e - s, config.numExperts, s)
+        return await loadSpanBackend(source, be, id, s, e, remoteLayers.size === 0
+          ? {}
+          : { coselection: cosel, remoteExperts: { layers: remoteLayers, experts: new RemoteExperts({ transport: peer.transport, directory: peer.directory, model: id, hiddenSize: config.hiddenSize, numExperts: config.numExperts, timeoutMs: EXPERT_TIMEOUT_MS, log }) } })
+      },
       cacheBudgetBytes: int(f, 'cache-tokens', DEFAULT_CACHE_TOKENS, 1) * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: blocksSpec === undefined ? RECORD_REFRESH_MS : 0,
-      log
+      log,
+      onAnnounce: r => { mirror({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }) }
     })
     await role.start()
-    stops.push(async () => { await role.stop() })
+    const timer = remoteLayers.size === 0 ? undefined : setInterval(publish, SUMMARY_PUBLISH_MS)
+    stops.push(async () => { clearInterval(timer); await role.stop() })
   }
   process.stdout.write(`${JSON.stringify({ peer: peer.transport.self, model: id })}\n`)
 

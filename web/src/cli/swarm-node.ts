@@ -1,10 +1,12 @@
 /**
  * What `serve` and `generate --bootstrap` share: a libp2p peer dialled to the bootstrap relay,
- * holding a reservation, with the swarm's transport and DHT directory on it.
+ * holding a reservation, with the swarm's transport and DHT directory on it (and, for `serve`,
+ * the swarm CRDT).
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { SwarmDht } from '../net/dht/index.ts'
+import { joinSwarm as joinNetSwarm, type Swarm } from '../net/swarm.ts'
 import { createPeer, type WebSwarmNode } from '../net/node.ts'
 import { waitForReservation } from '../net/peers.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
@@ -15,16 +17,40 @@ export interface SwarmPeer {
   node: WebSwarmNode
   transport: Libp2pTransport
   directory: DhtDirectory
+  /** The whole swarm membership (CRDT doc, peer manager) when joined with joinSwarmWithDoc. */
+  swarm?: Swarm
 }
 
-export async function joinSwarm (bootstrap: string, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
-  let addr
+/**
+ * Joins like the page does (net/swarm.ts: peer manager, DHT and the swarm CRDT), so this peer's
+ * entry in the peers map — what the page's Network and Chat panels read — can carry a summary of
+ * what it serves. `serve` uses this; `generate` needs no CRDT and uses joinSwarm.
+ */
+export async function joinSwarmWithDoc (bootstrap: string, shape: { numBlocks: number, numExperts: number }, log: (line: string) => void): Promise<SwarmPeer & { swarm: Swarm }> {
+  checkBootstrap(bootstrap)
+  // Node peers on this machine reach each other by host candidates: no STUN needed on loopback/LAN.
+  const swarm = await joinNetSwarm({ bootstrap: [bootstrap], persist: false, iceServers: [], log })
+  await swarm.peers.ready()
+  return {
+    swarm,
+    node: swarm.node,
+    transport: new Libp2pTransport(swarm.node, { relayAddr: bootstrap }),
+    directory: new DhtDirectory(swarm.dht, swarm.peerId, shape)
+  }
+}
+
+function checkBootstrap (bootstrap: string): void {
   try {
-    addr = multiaddr(bootstrap)
+    multiaddr(bootstrap)
   } catch (e) {
     throw new UsageError(`--bootstrap: '${bootstrap}' is not a multiaddr (${(e as Error).message})`)
   }
   if (!bootstrap.includes('/p2p/')) throw new UsageError(`--bootstrap must end in /p2p/<relay peer id>, got ${bootstrap}`)
+}
+
+export async function joinSwarm (bootstrap: string, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
+  checkBootstrap(bootstrap)
+  const addr = multiaddr(bootstrap)
   const key = await generateKeyPair('Ed25519')
   // Node peers on this machine reach each other by host candidates: no STUN needed on loopback/LAN.
   const node = await createPeer({ privateKey: key, iceServers: [] })
@@ -54,6 +80,6 @@ const STOP_TIMEOUT_MS = 5_000
  */
 export async function leaveSwarm (peer: SwarmPeer): Promise<void> {
   peer.transport.close()
-  await Promise.race([peer.node.stop(), new Promise(resolve => setTimeout(resolve, STOP_TIMEOUT_MS).unref())])
+  await Promise.race([peer.swarm !== undefined ? peer.swarm.stop() : peer.node.stop(), new Promise(resolve => setTimeout(resolve, STOP_TIMEOUT_MS).unref())])
   setTimeout(() => process.exit(process.exitCode ?? 0), STOP_TIMEOUT_MS).unref()
 }

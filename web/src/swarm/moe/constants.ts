@@ -32,3 +32,6 @@ export const DROP_GRACE_MS = 10_000
 
 /** Placement re-checks are spread by ± this fraction of the period, so peers that joined together do not move together. */
 export const RECHECK_JITTER = 0.2
+
+/** A block server re-publishes its co-selection summary this often, in ms: fresh enough for placement, rare enough for the CRDT. */
+export const SUMMARY_PUBLISH_MS = 10_000

@@ -64,6 +64,8 @@ export class ExpertRole implements ExpertRunner {
   state: ServerState = 'offline'
   /** What this peer announces: layer → experts. */
   placement: Placement = new Map()
+  /** Rows per second through one expert, announced; callers may update it after measuring. */
+  throughput: number
   /** Re-check decisions that moved (for the page and tests). */
   readonly moves: MoveDecision[] = []
   private accepting = new Map<number, Set<number>>()
@@ -79,6 +81,7 @@ export class ExpertRole implements ExpertRunner {
   constructor (private readonly opts: ExpertRoleOptions) {
     this.now = opts.now ?? Date.now
     this.log = opts.log ?? (() => {})
+    this.throughput = opts.throughput ?? 1
     this.host = new ExpertHost({ transport: opts.transport, runner: this, log: this.log })
   }
 
@@ -147,7 +150,7 @@ export class ExpertRole implements ExpertRunner {
       model: this.opts.model,
       layer,
       experts: [...experts],
-      throughput: this.opts.throughput ?? 1,
+      throughput: this.throughput,
       version: ++this.version,
       expiresAt: this.now() + (this.opts.ttlMs ?? RECORD_TTL_MS),
       state: this.state
@@ -163,7 +166,7 @@ export class ExpertRole implements ExpertRunner {
   /** Withdraws the records of layers this peer no longer hosts experts of. */
   private async withdrawLayers (layers: Array<[number, number[]]>): Promise<void> {
     for (const [layer, experts] of layers) {
-      await this.opts.directory.announceExperts({ peer: this.self, model: this.opts.model, layer, experts, throughput: this.opts.throughput ?? 1, version: ++this.version, expiresAt: this.now() + (this.opts.ttlMs ?? RECORD_TTL_MS), state: 'offline' })
+      await this.opts.directory.announceExperts({ peer: this.self, model: this.opts.model, layer, experts, throughput: this.throughput, version: ++this.version, expiresAt: this.now() + (this.opts.ttlMs ?? RECORD_TTL_MS), state: 'offline' })
     }
   }
 
@@ -171,7 +174,7 @@ export class ExpertRole implements ExpertRunner {
   async recheckOnce (): Promise<boolean> {
     const o = this.opts
     if (o.hosted !== undefined || this.state !== 'online') return false
-    const d = proposeMove({ numExperts: o.numExperts, layers: o.layers, slots: o.slots ?? o.numExperts, records: await this.records(), self: this.self, affinity: await o.affinity?.(), current: this.placement, model: o.model, throughput: o.throughput ?? 1 })
+    const d = proposeMove({ numExperts: o.numExperts, layers: o.layers, slots: o.slots ?? o.numExperts, records: await this.records(), self: this.self, affinity: await o.affinity?.(), current: this.placement, model: o.model, throughput: this.throughput })
     if (!d.move || d.to === undefined) return false
     this.moves.push(d)
     const from = this.placement
