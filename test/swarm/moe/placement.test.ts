@@ -42,12 +42,19 @@ describe('chooseExperts', () => {
     const aff = affinity(5, { 0: [[0, 1, 0.3], [2, 3, 0.3], [4, 2, 0.2], [4, 0, 0.05]] })
     const records = [rec('a', 0, [0, 1]), rec('b', 0, [2, 3])]
     expect(obj(chooseExperts({ numExperts: 5, layers: [0], slots: 2, records, self: 's', affinity: aff }))).toEqual({ 0: [2, 4] })
-    expect(obj(chooseExperts({ numExperts: 5, layers: [0], slots: 3, records, self: 's', affinity: aff }))).toEqual({ 0: [2, 3, 4] })
+    // The third slot: 3 pairs best with 2, but b already holds {2, 3} together; 0 pairs with 4.
+    expect(obj(chooseExperts({ numExperts: 5, layers: [0], slots: 3, records, self: 's', affinity: aff }))).toEqual({ 0: [0, 2, 4] })
   })
 
   it('ignores withdrawn and own records, counts joining hosts as coverage', () => {
     const records = [rec('gone', 0, [0, 1], { state: 'offline' }), rec('s', 0, [2, 3]), rec('new', 0, [2], { state: 'joining' })]
     expect(obj(chooseExperts({ numExperts: 4, layers: [0], slots: 3, records, self: 's' }))).toEqual({ 0: [0, 1, 3] })
+  })
+
+  it('replicas pair experts differently from the copies already held together', () => {
+    const aff = affinity(4, { 0: [[0, 1, 0.3], [0, 2, 0.25], [1, 3, 0.25], [2, 3, 0.1]] })
+    const records = [rec('a', 0, [0, 1]), rec('b', 0, [2, 3])]
+    expect(obj(chooseExperts({ numExperts: 4, layers: [0], slots: 2, records, self: 's', affinity: aff }))).toEqual({ 0: [0, 2] })
   })
 
   it('lower announced throughput breaks ties', () => {

@@ -4,7 +4,8 @@
  * Coverage first: each slot goes to an (layer, expert) with the fewest live hosts in the DHT
  * expert records. Among equally covered ones, the expert the router most often picks together
  * with those already chosen on this peer (same layer, co-selection rates from `affinity`), so
- * that a token's top-k experts sit on one peer and cost one call (ExFlow-style affinity). Then
+ * that a token's top-k experts sit on one peer and cost one call (ExFlow-style affinity); pairs
+ * another peer already holds together count for nothing (replicas add new pairings). Then
  * staying in a layer already chosen (one block's weights to load), then the lowest announced
  * throughput, then the most-picked expert, then the lowest ids. Without affinity it is coverage
  * only.
@@ -84,6 +85,13 @@ export function chooseExperts (p: PlacementInput): Placement {
     for (const e of es) if (!has(l, e) && n < p.slots) { add(l, e); n++ }
   }
   const aff = (l: number, a: number, b: number): number => p.affinity?.get(l)?.[a * E + b] ?? 0
+  // Pairs some other peer already holds together gain nothing more from being together here.
+  const cohosted = new Set<string>()
+  for (const r of p.records) {
+    if (r.peer === p.self || !live(r)) continue
+    for (const a of r.experts) for (const b of r.experts) if (a < b) cohosted.add(`${r.layer}:${a}:${b}`)
+  }
+  const gain = (l: number, a: number, b: number): number => cohosted.has(`${l}:${Math.min(a, b)}:${Math.max(a, b)}`) ? 0 : aff(l, a, b)
   /** Picks of e at l: its row sum (pairs with everyone), a proxy of how busy it is. */
   const popularity = (l: number, e: number): number => { let s = 0; for (let x = 0; x < E; x++) s += aff(l, e, x); return s }
   while (n < p.slots) {
@@ -92,7 +100,7 @@ export function chooseExperts (p: PlacementInput): Placement {
       for (let e = 0; e < E; e++) {
         if (has(l, e)) continue
         const c = cov.get(key(l, e)) ?? { hosts: 0, throughput: 0 }
-        const together = (chosen.get(l) ?? []).reduce((s, x) => s + aff(l, e, x), 0)
+        const together = (chosen.get(l) ?? []).reduce((s, x) => s + gain(l, e, x), 0)
         // Lexicographic, smaller is better.
         const score = [c.hosts, -together, chosen.has(l) ? 0 : 1, c.throughput, -popularity(l, e), l, e]
         if (best === undefined || lexLess(score, best.score)) best = { l, e, score }
