@@ -158,14 +158,14 @@ function score (m: Loaded, fit: RecordingStats, test: RecordingStats): { layers:
   return { layers, joins }
 }
 
-function report (name: string, r: ReturnType<typeof score>): void {
+function report (name: string, r: ReturnType<typeof score>, slots: number): void {
   console.log(`\n${name}`)
   console.log('layer | naive | offline | scheduler | coverage-only   (held-out share of co-selected pairs on one peer; calls/token)')
   for (const x of r.layers) {
     const cells = ['naive', 'offline', 'scheduler', 'coverage'].map(k => `${pct(x.together[k])} ${x.calls_per_token[k].toFixed(2)}`)
     console.log(`${x.layer} | ${cells.join(' | ')}   scheduler ${JSON.stringify(x.placements.scheduler)} offline ${JSON.stringify(x.placements.offline)}`)
   }
-  console.log(`peers joining one by one (all layers, ${'E/P'} slots each): ${r.joins.map(j => `${j.peers}: ${j.uncovered} uncovered, ${pct(j.together)}`).join(' · ')}`)
+  console.log(`peers joining one by one (all layers, ${slots} slots each): ${r.joins.map(j => `${j.peers}: ${j.uncovered} uncovered, ${pct(j.together)}`).join(' · ')}`)
 }
 
 const t0 = performance.now()
@@ -184,7 +184,7 @@ for (const dir of ['models/byte-mixtral', 'test/fixtures/tiny-mixtral']) {
   const fit = await route(m, fitWindows)
   const test = await route(m, testWindows)
   const r = score(m, fit, test)
-  report(`${m.id}: fitted on ${fit.tokens} Brown train tokens, scored on ${test.tokens} held-out tokens, ${PEERS} peers`, r)
+  report(`${m.id}: fitted on ${fit.tokens} Brown train tokens, scored on ${test.tokens} held-out tokens, ${PEERS} peers`, r, m.E / PEERS)
   results[m.id] = { fit_tokens: fit.tokens, test_tokens: test.tokens, ...r }
   counts[m.id] = { fit: fit.toJSON(), test: test.toJSON() }
 }
