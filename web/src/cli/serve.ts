@@ -87,61 +87,13 @@ export async function serve (f: Flags): Promise<number> {
   await peer.swarm.setSelf({ agent: 'node', joinedAt: Date.now() })
   const mirror = (patch: Record<string, unknown>): void => { void peer.swarm.updateSelf(patch).catch(e => log(`crdt: mirroring failed: ${(e as Error).message}`)) }
   const stops: Array<() => Promise<void>> = []
-
-  if (expertSpec !== undefined) {
-    const role: ExpertRole = new ExpertRole({
-      transport: peer.transport,
-      directory: peer.directory,
-      model: id,
-      hiddenSize: config.hiddenSize,
-      numExperts: config.numExperts,
-      layers: expertLayers,
-      hosted,
-      slots,
-      loadLayer: async l => {
-        const layer = await loadExpertLayer(source, be, id, l)
-        role.throughput = await measureExpertThroughput(layer, config.numExperts, config.hiddenSize)
-        return layer
-      },
-      // Co-selection rates published by block servers that route through remote experts.
-      affinity: async () => {
-        const r = affinityFromPeers(await peer.swarm.doc.peers(), id, config.numLayers, config.numExperts)
-        for (const x of r.rejected) log(`co-selection summary of ${x.peer} ignored: ${x.reason}`)
-        return r.affinity
-      },
-      log,
-      onAnnounce: () => { mirror({ experts: { model: id, state: role.state, hosted: formatPlacement(role.placement), throughput: Math.round(role.throughput * 10) / 10 } }) }
-    })
-    await role.start()
-    stops.push(async () => { await role.stop() })
-  }
-
-  if (blocksSpec !== undefined || expertSpec === undefined) {
-    // A server whose MoE layers call remote experts runs their router: it counts co-selections
-    // (its span's layers) and publishes a summary for peers that place experts.
-    let cosel: CoSelectionStats | undefined
-    const publish = (): void => { if (cosel !== undefined && cosel.tokens >= MIN_SUMMARY_TOKENS) mirror({ coselection: summarize(cosel, id) }) }
-    const role = new ServerRole({
-      transport: peer.transport,
-      directory: peer.directory,
-      model: id,
-      numBlocks: config.numLayers,
-      span,
-      numServed: int(f, 'num-blocks', config.numLayers, 1),
-      loadSpan: async (s, e) => {
-        cosel = remoteLayers.size === 0 ? undefined : new CoSelectionStats(e - s, config.numExperts, s)
-        return await loadSpanBackend(source, be, id, s, e, remoteLayers.size === 0
-          ? {}
-          : { coselection: cosel, remoteExperts: { layers: remoteLayers, experts: new RemoteExperts({ transport: peer.transport, directory: peer.directory, model: id, hiddenSize: config.hiddenSize, numExperts: config.numExperts, timeoutMs: EXPERT_TIMEOUT_MS, log }) } })
-      },
-      cacheBudgetBytes: int(f, 'cache-tokens', DEFAULT_CACHE_TOKENS, 1) * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
-      rebalanceMs: blocksSpec === undefined ? RECORD_REFRESH_MS : 0,
-      log,
-      onAnnounce: r => { mirror({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }) }
-    })
-    await role.start()
-    const timer = remoteLayers.size === 0 ? undefined : setInterval(publish, SUMMARY_PUBLISH_MS)
-    stops.push(async () => { clearInterval(timer); await role.stop() })
+  try {
+    await startRoles()
+  } catch (e) {
+    // A role that cannot start (no MoE layer, unreadable weights): leave cleanly, then report.
+    for (const s of stops) await s().catch(() => {})
+    await leaveSwarm(peer)
+    throw e
   }
   process.stdout.write(`${JSON.stringify({ peer: peer.transport.self, model: id })}\n`)
 
@@ -152,4 +104,62 @@ export async function serve (f: Flags): Promise<number> {
   for (const s of stops) await s()
   await leaveSwarm(peer)
   return 0
+
+  async function startRoles (): Promise<void> {
+    if (expertSpec !== undefined) {
+      const role: ExpertRole = new ExpertRole({
+        transport: peer.transport,
+        directory: peer.directory,
+        model: id,
+        hiddenSize: config.hiddenSize,
+        numExperts: config.numExperts,
+        layers: expertLayers,
+        hosted,
+        slots,
+        loadLayer: async l => {
+          const layer = await loadExpertLayer(source, be, id, l)
+          role.throughput = await measureExpertThroughput(layer, config.numExperts, config.hiddenSize)
+          return layer
+        },
+        // Co-selection rates published by block servers that route through remote experts.
+        affinity: async () => {
+          const r = affinityFromPeers(await peer.swarm.doc.peers(), id, config.numLayers, config.numExperts)
+          for (const x of r.rejected) log(`co-selection summary of ${x.peer} ignored: ${x.reason}`)
+          return r.affinity
+        },
+        log,
+        onAnnounce: () => { mirror({ experts: { model: id, state: role.state, hosted: formatPlacement(role.placement), throughput: Math.round(role.throughput * 10) / 10 } }) }
+      })
+      await role.start()
+      stops.push(async () => { await role.stop() })
+    }
+
+    if (blocksSpec !== undefined || expertSpec === undefined) {
+      // A server whose MoE layers call remote experts runs their router: it counts co-selections
+      // (its span's layers) and publishes a summary for peers that place experts.
+      let cosel: CoSelectionStats | undefined
+      const publish = (): void => { if (cosel !== undefined && cosel.tokens >= MIN_SUMMARY_TOKENS) mirror({ coselection: summarize(cosel, id) }) }
+      const role = new ServerRole({
+        transport: peer.transport,
+        directory: peer.directory,
+        model: id,
+        numBlocks: config.numLayers,
+        span,
+        numServed: int(f, 'num-blocks', config.numLayers, 1),
+        loadSpan: async (s, e) => {
+          cosel = remoteLayers.size === 0 ? undefined : new CoSelectionStats(e - s, config.numExperts, s)
+          return await loadSpanBackend(source, be, id, s, e, remoteLayers.size === 0
+            ? {}
+            : { coselection: cosel, remoteExperts: { layers: remoteLayers, experts: new RemoteExperts({ transport: peer.transport, directory: peer.directory, model: id, hiddenSize: config.hiddenSize, numExperts: config.numExperts, timeoutMs: EXPERT_TIMEOUT_MS, log }) } })
+        },
+        cacheBudgetBytes: int(f, 'cache-tokens', DEFAULT_CACHE_TOKENS, 1) * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
+        rebalanceMs: blocksSpec === undefined ? RECORD_REFRESH_MS : 0,
+        log,
+        onAnnounce: r => { mirror({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }) }
+      })
+      await role.start()
+      const timer = remoteLayers.size === 0 ? undefined : setInterval(publish, SUMMARY_PUBLISH_MS)
+      stops.push(async () => { clearInterval(timer); await role.stop() })
+    }
+  }
 }

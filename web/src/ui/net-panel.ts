@@ -95,9 +95,26 @@ async function render (body: HTMLElement, s: Swarm): Promise<void> {
     cell(tr, JSON.stringify(e.data))
   }
 
+  // MoE expert hosts (tabs or `webswarm serve --experts …`), from their mirrored `experts` field.
+  const experts = document.createElement('table')
+  experts.id = 'net-experts'
+  const eh = experts.createTHead().insertRow()
+  for (const t of ['expert host', 'model', 'layer:experts', 'state', 'rows/s']) eh.appendChild(document.createElement('th')).textContent = t
+  const eb = experts.createTBody()
+  for (const [id, e] of await s.doc.peers()) {
+    const x = e.data.experts as { model?: unknown, hosted?: unknown, state?: unknown, throughput?: unknown } | undefined
+    if (typeof x !== 'object' || x === null) continue
+    const tr = eb.insertRow()
+    tr.dataset.peer = id
+    cell(tr, `${short(id)}${e.data.agent === 'node' ? ' (node)' : ''}`, id)
+    for (const v of [x.model, x.hosted, x.state, x.throughput]) cell(tr, typeof v === 'string' || typeof v === 'number' ? String(v).slice(0, 80) : '?')
+  }
+  if (eb.rows.length === 0) cell(eb.insertRow(), 'no expert hosts').colSpan = 5
+
   const h3a = document.createElement('h3'); h3a.textContent = 'Connected peers'
   const h3b = document.createElement('h3'); h3b.textContent = 'Shared swarm state'
-  body.replaceChildren(info, h3a, conns, h3b, state)
+  const h3c = document.createElement('h3'); h3c.textContent = 'MoE expert hosts'
+  body.replaceChildren(info, h3a, conns, h3b, state, h3c, experts)
   body.dataset.directPeers = String(s.peers.directPeers().length)
 }
 
