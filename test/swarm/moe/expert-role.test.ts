@@ -82,6 +82,17 @@ describe('ExpertRole', () => {
     for (const r of [a, b]) await r.stop()
   })
 
+  it('an explicit placement (--experts 1:0,2) is hosted as given and never re-checked; bad ones are refused', async () => {
+    const { role, dir } = setup()
+    await dir.announceExperts({ peer: 'z', model: 'm', layer: 1, experts: [0, 1, 2, 3], throughput: 1, version: 1, expiresAt: Infinity, state: 'online' })
+    const a = role('a', { hosted: new Map([[1, new Set([2, 0])]]) })
+    await a.start()
+    expect(placed(a)).toBe('1:0,2')
+    expect(await a.recheckOnce()).toBe(false)
+    await a.stop()
+    await expect(role('b', { hosted: new Map([[1, new Set([4])]]) }).start()).rejects.toThrow(/experts 4 are not in \[0, 4\)/)
+  })
+
   it('refreshes its records before they expire and withdraws them (OFFLINE) on leave', async () => {
     const { role, dir, caller } = setup()
     const a = role('a', { slots: 4, ttlMs: 60, refreshMs: 20 })
