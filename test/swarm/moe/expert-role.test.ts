@@ -93,6 +93,19 @@ describe('ExpertRole', () => {
     await expect(role('b', { hosted: new Map([[1, new Set([4])]]) }).start()).rejects.toThrow(/experts 4 are not in \[0, 4\)/)
   })
 
+  it('a layer that fails to load withdraws the JOINING claim; a failing affinity source means coverage only', async () => {
+    const { role, dir } = setup()
+    const bad = role('a', { loadLayer: async () => { throw new Error('weights unreadable') } })
+    await expect(bad.start()).rejects.toThrow('weights unreadable')
+    expect((await dir.expertRecords('m', 1)).map(r => r.state)).toEqual(['offline'])
+    const lines: string[] = []
+    const b = role('b', { affinity: async () => { throw new Error('doc gone') }, log: l => lines.push(l) })
+    await b.start()
+    expect(placed(b)).toBe('1:0,1') // the withdrawn claim does not count as coverage
+    expect(lines.join('\n')).toMatch(/coverage only: doc gone/)
+    await b.stop()
+  })
+
   it('refreshes its records before they expire and withdraws them (OFFLINE) on leave', async () => {
     const { role, dir, caller } = setup()
     const a = role('a', { slots: 4, ttlMs: 60, refreshMs: 20 })

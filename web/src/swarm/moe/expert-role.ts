@@ -110,12 +110,21 @@ export class ExpertRole implements ExpertRunner {
         if (es.length === 0 || es.some(e => !Number.isInteger(e) || e < 0 || e >= o.numExperts)) throw new SwarmArgumentError(`layer ${l}: experts ${es.join(', ')} are not in [0, ${o.numExperts})`)
       }
     } else {
-      pl = chooseExperts({ numExperts: o.numExperts, layers: o.layers, slots: o.slots ?? o.numExperts, records: await this.records(), self: this.self, affinity: await o.affinity?.() })
+      pl = chooseExperts({ numExperts: o.numExperts, layers: o.layers, slots: o.slots ?? o.numExperts, records: await this.records(), self: this.self, affinity: await this.affinityNow() })
     }
     this.placement = pl
     this.state = 'joining'
     await this.announce()
-    await this.loadLayers([...pl.keys()])
+    try {
+      await this.loadLayers([...pl.keys()])
+    } catch (e) {
+      // Withdraw the JOINING claim at once: others would avoid these experts until it expired.
+      this.state = 'offline'
+      await this.announce().catch(() => {})
+      for (const l of this.loaded.values()) l.dispose()
+      this.loaded.clear()
+      throw e
+    }
     this.accepting = toSets(pl)
     this.host.start()
     this.state = 'online'
@@ -137,6 +146,16 @@ export class ExpertRole implements ExpertRunner {
   private async records (): Promise<ExpertRecord[]> {
     const per = await Promise.all(this.opts.layers.map(async l => await this.opts.directory.expertRecords(this.opts.model, l)))
     return per.flat().filter(r => r.peer !== this.self)
+  }
+
+  /** Co-selection rates if the source has them; a failing source means coverage only, not a failed placement. */
+  private async affinityNow (): Promise<Affinity | undefined> {
+    try {
+      return await this.opts.affinity?.()
+    } catch (e) {
+      this.log(`co-selection rates unavailable, placing by coverage only: ${(e as Error).message}`)
+      return undefined
+    }
   }
 
   private async loadLayers (layers: number[]): Promise<void> {
@@ -174,7 +193,7 @@ export class ExpertRole implements ExpertRunner {
   async recheckOnce (): Promise<boolean> {
     const o = this.opts
     if (o.hosted !== undefined || this.state !== 'online') return false
-    const d = proposeMove({ numExperts: o.numExperts, layers: o.layers, slots: o.slots ?? o.numExperts, records: await this.records(), self: this.self, affinity: await o.affinity?.(), current: this.placement, model: o.model, throughput: this.throughput })
+    const d = proposeMove({ numExperts: o.numExperts, layers: o.layers, slots: o.slots ?? o.numExperts, records: await this.records(), self: this.self, affinity: await this.affinityNow(), current: this.placement, model: o.model, throughput: this.throughput })
     if (!d.move || d.to === undefined) return false
     this.moves.push(d)
     const from = this.placement
