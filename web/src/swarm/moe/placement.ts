@@ -10,6 +10,11 @@
  * throughput, then the most-picked expert, then the lowest ids. Without affinity it is coverage
  * only.
  *
+ * Only same-layer pairs count: the router on the block server calls each MoE layer's hosts
+ * separately, so an expert of layer l and one of layer l+1 on one peer (ExFlow's inter-layer
+ * affinity, CoSelectionStats.next) save no call here; they would once hosts forward a token's
+ * rows to the next layer's host themselves.
+ *
  * Re-checks (`proposeMove`) move only when that clearly helps the swarm — fewer uncovered
  * experts, a higher least host count, or (coverage equal) MIN_AFFINITY_GAIN more co-selected
  * pairs kept on one peer — and never drop an expert nobody else covers. An expert is only
