@@ -6,6 +6,9 @@ import { NoRouteError } from '../../web/src/swarm/errors.ts'
 import { MemoryDirectory } from '../../web/src/swarm/records.ts'
 import { ServerRole } from '../../web/src/swarm/server/role.ts'
 import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
+import type { RpcTransport } from '../../web/src/swarm/transport/index.ts'
+import { ERROR_CODES } from '../../web/src/swarm/errors.ts'
+import { writeInfer } from '../../web/src/swarm/wire/infer.ts'
 import { BLOCKS, C, fakeEnds, FakeSpanBackend, localGreedy } from './fakes.ts'
 
 const roles: ServerRole[] = []
@@ -14,26 +17,41 @@ afterEach(async () => { for (const r of roles.splice(0)) await r.stop() })
 const PROMPT = [3, 1, 4, 1, 5, 9, 2, 6]
 const N = 12
 
-async function swarm (seed: number, spans: Array<[string, number, number]>, latencyMs = 0) {
+async function swarm (seed: number, spans: Array<[string, number, number]>, latencyMs = 0, opts: { push?: boolean, legacy?: string[] } = {}) {
   const net = new MemoryNetwork({ seed, latencyMs })
   const dir = new MemoryDirectory()
   for (const [peer, start, end] of spans) {
     const role = new ServerRole({
-      transport: net.endpoint(peer),
+      transport: opts.legacy?.includes(peer) === true ? legacy(net.endpoint(peer)) : net.endpoint(peer),
       directory: dir,
       model: 'fake',
       numBlocks: BLOCKS,
       span: { start, end },
       loadSpan: async (s, e) => new FakeSpanBackend('fake', s, e),
       cacheBudgetBytes: 1 << 20,
-      throughput: 100
+      throughput: 100,
+      pushTimeoutMs: 100
     })
     await role.start()
     roles.push(role)
   }
-  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 300 })
+  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 300, push: opts.push })
   return { net, dir, client }
 }
+
+/** A server from before push: it answers CHAIN and PUSH (types 9–12) as unknown messages. */
+function legacy (t: RpcTransport): RpcTransport {
+  return {
+    self: t.self,
+    request: (peer, protocol, body, o) => t.request(peer, protocol, body, o),
+    unhandle: (protocol) => t.unhandle(protocol),
+    handle: (protocol, handler) => t.handle(protocol, async (from, body) => body[1] >= 9 && body[1] <= 12
+      ? writeInfer({ type: 'error', code: ERROR_CODES.malformed, message: `infer: unknown message type ${body[1]}` })
+      : await handler(from, body))
+  }
+}
+
+const pushes = (): number => roles.reduce((a, r) => a + (r.server?.stats.pushesSent ?? 0), 0)
 
 describe('inference through the swarm (fake blocks, seeded network)', () => {
   it('greedy tokens through 3 servers equal the single-process reference', async () => {
@@ -43,6 +61,39 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
     expect(r.tokens).toEqual(ref)
     expect(r.session.route.map(s => s.peer)).toEqual(['s1', 's2', 's3'])
     expect(r.session.failovers).toHaveLength(0)
+    // Every step went by push: s1 → s2 → s3, two pushes per step (prefill + N − 1 decode steps).
+    expect(pushes()).toBe(2 * N)
+  })
+
+  it('without push (client-driven STEPs) the tokens are the same and no server pushes', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const { client } = await swarm(1, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]], 0, { push: false })
+    expect((await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N })).tokens).toEqual(ref)
+    expect(pushes()).toBe(0)
+  })
+
+  it('a server from before push (mixed versions): the client steps it directly, same tokens', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const { client } = await swarm(2, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]], 0, { legacy: ['s2'] })
+    const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N })
+    expect(r.tokens).toEqual(ref)
+    expect(r.session.failovers).toHaveLength(0)
+    expect(client.noPush.has('s2')).toBe(true)
+    expect(client.bans.isBanned('s2')).toBe(false)
+  })
+
+  it('a cut link between two servers: the push fails, the client steps the next hop itself, same tokens, nobody banned', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    for (let seed = 1; seed <= 3; seed++) {
+      const { net, client } = await swarm(seed, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]])
+      let count = 0
+      const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N, onToken: () => { if (++count === 3) net.cut('s1', 's2') } })
+      expect(r.tokens, `seed ${seed}`).toEqual(ref)
+      expect(r.session.failovers, `seed ${seed}`).toHaveLength(0)
+      expect(net.lost, `seed ${seed}`).toBeGreaterThan(0)
+      expect(['s1', 's2', 's3'].some(p => client.bans.isBanned(p)), `seed ${seed}`).toBe(false)
+      await Promise.all(roles.splice(0).map(x => x.stop()))
+    }
   })
 
   it('a server killed mid-generation: the spare takes its span, replays the cache, same tokens', async () => {

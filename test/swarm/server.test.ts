@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { INFER_PROTOCOL } from '../../web/src/swarm/constants.ts'
-import { CacheFullError, errorFromWire, PositionError, ServerInternalError, SpanNotServedError, TensorShapeError, UnknownSessionError, MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
+import { CacheFullError, errorFromWire, PositionError, PushNotReceivedError, ServerInternalError, SpanNotServedError, SupersededError, TensorShapeError, UnknownSessionError, MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
 import { BlockServer } from '../../web/src/swarm/server/block-server.ts'
 import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
 import { readInfer, writeInfer, type InferMsg } from '../../web/src/swarm/wire/infer.ts'
@@ -10,7 +10,7 @@ import { C, FakeSpanBackend } from './fakes.ts'
 const servers: BlockServer[] = []
 afterEach(() => { for (const s of servers.splice(0)) s.stop() })
 
-function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number } = {}) {
+function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number, pushWaitMs?: number } = {}) {
   const net = new MemoryNetwork({ seed: 3 })
   const backend = new FakeSpanBackend('m', 0, 2)
   const server = new BlockServer({
@@ -19,6 +19,7 @@ function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => numb
     cacheBudgetBytes: (opts.budgetTokens ?? 100) * 2 * backend.cacheBytesPerToken,
     idleTimeoutMs: opts.idleMs,
     sweepIntervalMs: 5,
+    pushWaitMs: opts.pushWaitMs,
     now: opts.now,
     log: () => {}
   })
@@ -132,5 +133,68 @@ describe('block server', () => {
     }
     expect(server.stats.maxBatch).toBeGreaterThan(1)
     expect(backend.forwardCalls.length).toBeLessThan(12)
+  })
+
+  it('CHAIN / PUSH: takes a push only from the named peer, for the next position, well-shaped; refuses loops; bad pushes never end the session', async () => {
+    const { peer, server } = setup({ pushWaitMs: 300 })
+    const a = peer('A')
+    const p = peer('P')
+    const q = peer('Q')
+    const open = async (): Promise<string> => {
+      const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+      if (o.type !== 'opened') throw new Error('not opened')
+      return o.session
+    }
+    // Reference: the same input by STEP on another session.
+    const ref = await a({ type: 'step', session: await open(), position: 0, hidden: rows(2) })
+    const sid = await open()
+    const chain = a({ type: 'chain', session: sid, position: 0, tokens: 2, input: { from: 'P' } })
+    chain.catch(() => {})
+    await new Promise(r => setTimeout(r, 20))
+    const bad: Array<[() => Promise<InferMsg>, new (...a: any[]) => Error]> = [
+      [() => p({ type: 'push', session: 'no-such-session', position: 0, hidden: rows(2) }), UnknownSessionError],
+      [() => q({ type: 'push', session: sid, position: 0, hidden: rows(2) }), UnknownSessionError], // not the named pusher
+      [() => p({ type: 'push', session: sid, position: 1, hidden: rows(2) }), PositionError],
+      [() => p({ type: 'push', session: sid, position: 0, hidden: rows(3) }), PositionError], // CHAIN said 2 tokens
+      [() => p({ type: 'push', session: sid, position: 0, hidden: { shape: [2, C + 1], data: new Float32Array(2 * (C + 1)) } }), TensorShapeError],
+      [() => p({ type: 'push', session: sid, position: 0, hidden: rows(600) }), TensorShapeError],
+      [() => p({ type: 'push', session: sid, position: 0, hidden: rows(2, NaN) }), TensorShapeError],
+      [() => p(new ByteWriter().u8(1).u8(11).string(sid).varint(0).u8(1).u8(2).varint(3_000_000).varint(C).finish()), MessageTooLargeError]
+    ]
+    for (const [send, cls] of bad) await expect(send()).rejects.toThrow(cls)
+    // The session still waits, and the right push completes the CHAIN with the STEP's numbers.
+    expect(await p({ type: 'push', session: sid, position: 0, hidden: rows(2) })).toEqual({ type: 'pushed', session: sid, position: 0 })
+    const out = await chain
+    expect(out.type === 'chained' && [...out.hidden.data]).toEqual(ref.type === 'output' && [...ref.hidden.data])
+    expect(out.type === 'chained' && out.pushError).toBe('')
+    // A push that comes before its CHAIN is held for it.
+    await p({ type: 'push', session: sid, position: 2, hidden: rows(1) })
+    await expect(p({ type: 'push', session: sid, position: 2, hidden: rows(1) })).rejects.toThrow(PositionError) // one held at a time
+    expect(await a({ type: 'chain', session: sid, position: 2, tokens: 1, input: { from: 'P' } })).toMatchObject({ type: 'chained', position: 2 })
+    // Loops: a session pushing to itself.
+    await expect(a({ type: 'chain', session: sid, position: 3, tokens: 1, input: { hidden: rows(1) }, next: { peer: 'S', session: sid } })).rejects.toThrow(/route loop/)
+    // …which is the owner's bad input: like a bad STEP, it ends that session.
+    await expect(a({ type: 'step', session: sid, position: 3, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
+    const s2 = await open()
+    // A CHAIN whose push never comes: pushWait, and the session lives on.
+    await expect(a({ type: 'chain', session: s2, position: 0, tokens: 1, input: { from: 'P' } })).rejects.toThrow(PushNotReceivedError)
+    // A CHAIN still waiting is replaced by the client's own STEP.
+    const waiting = a({ type: 'chain', session: s2, position: 0, tokens: 1, input: { from: 'P' } })
+    waiting.catch(() => {})
+    await new Promise(r => setTimeout(r, 20))
+    await a({ type: 'step', session: s2, position: 0, hidden: rows(1) })
+    await expect(waiting).rejects.toThrow(SupersededError)
+    // Pushing on: the output goes to the next server's session (here the same server, another session).
+    const s3 = await open()
+    const s4 = await open()
+    const next = a({ type: 'chain', session: s3, position: 0, tokens: 1, input: { from: 'S' } })
+    next.catch(() => {})
+    const first = await a({ type: 'chain', session: s4, position: 0, tokens: 1, input: { hidden: rows(1) }, next: { peer: 'S', session: s3 } })
+    expect(first.type === 'chained' && first.pushError).toBe('')
+    const second = await next
+    expect(second.type === 'chained' && second.position).toBe(0)
+    expect(server.stats.pushesSent).toBe(1)
+    // None of the refused pushes or waits ended a session (only the loop did).
+    expect(server.sessions.size).toBe(4)
   })
 })

@@ -17,6 +17,12 @@ const inferSamples: InferMsg[] = [
   { type: 'closed', session: 'abc' },
   { type: 'info' },
   { type: 'infoOk', spans: [{ model: 'm', start: 0, end: 3 }], throughput: 12.345, cacheTokensLeft: 5 },
+  { type: 'chain', session: 'abc', position: 7, tokens: 3, input: { hidden }, next: { peer: '12D3KooWnext', session: 'def' } },
+  { type: 'chain', session: 'def', position: 7, tokens: 3, input: { from: '12D3KooWprev' } },
+  { type: 'chained', session: 'abc', position: 7, hidden, pushError: '' },
+  { type: 'chained', session: 'abc', position: 7, hidden, pushError: 'push to x failed' },
+  { type: 'push', session: 'def', position: 7, hidden },
+  { type: 'pushed', session: 'def', position: 7 },
   { type: 'error', code: 3, message: 'bad shape' }
 ]
 
@@ -54,6 +60,16 @@ describe('infer / expert codecs', () => {
     expect(() => readInfer(w.finish())).toThrow(/dtype code 7/)
     expect(() => readInfer(writeInfer({ type: 'open', model: 'm', start: 2, end: 2, maxTokens: 1 }))).toThrow(/empty block span/)
     expect(() => writeInfer({ type: 'close', session: 'x'.repeat(5000) })).toThrow(MessageTooLargeError)
+  })
+
+  it('refuses a CHAIN with no tokens, an unknown input source, an empty pusher or next, or a bad has-next byte', () => {
+    const head = () => new ByteWriter().u8(WIRE_VERSION).u8(9).string('s').varint(0)
+    expect(() => readInfer(head().varint(0).u8(2).string('p').u8(0).finish())).toThrow(/tokens must be/)
+    expect(() => readInfer(head().varint(600).u8(2).string('p').u8(0).finish())).toThrow(/tokens = 600 exceeds 512/)
+    expect(() => readInfer(head().varint(1).u8(3).finish())).toThrow(/input source 3/)
+    expect(() => readInfer(head().varint(1).u8(2).string('').u8(0).finish())).toThrow(/empty pushing peer/)
+    expect(() => readInfer(head().varint(1).u8(2).string('p').u8(2).finish())).toThrow(/has-next/)
+    expect(() => readInfer(head().varint(1).u8(2).string('p').u8(1).string('').string('x').finish())).toThrow(/empty next/)
   })
 
   it('fuzz: random mutations either decode or throw a typed error, never anything else', () => {

@@ -40,6 +40,19 @@ export const MAX_EXPERTS_PER_CALL = 256
 export const MAX_ROWS_PER_EXPERT = MAX_STEP_TOKENS
 
 
+/**
+ * How long a server holds a CHAIN step whose input is to be pushed by the previous server, in ms,
+ * before answering `pushWait` (the client then sends the input itself). Covers the previous hops'
+ * compute and a first WebRTC dial between the two servers.
+ */
+export const PUSH_WAIT_MS = 10_000
+
+/** How long a server waits for the next server to accept a PUSH, in ms (it only validates, then acks). */
+export const PUSH_TIMEOUT_MS = 5_000
+
+/** How long a server's background connection to a next hop may take, in ms (a WebRTC dial through the relay). */
+export const CONNECT_AHEAD_TIMEOUT_MS = 15_000
+
 /** A session with no message for this long is closed and its cache freed, in ms (Petals: 30–60 s). */
 export const SESSION_IDLE_TIMEOUT_MS = 60_000
 

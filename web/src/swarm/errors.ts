@@ -14,7 +14,9 @@ export const ERROR_CODES = {
   tooLarge: 7,
   expert: 8,
   internal: 9,
-  busy: 10
+  busy: 10,
+  pushWait: 11,
+  superseded: 12
 } as const
 
 export type ErrorCode = typeof ERROR_CODES[keyof typeof ERROR_CODES]
@@ -84,6 +86,18 @@ export class ServerBusyError extends RemoteReportableError {
   readonly code = ERROR_CODES.busy
 }
 
+/** A CHAIN step's input was to be pushed by the previous server, and did not come in time. */
+export class PushNotReceivedError extends RemoteReportableError {
+  override name = 'PushNotReceivedError'
+  readonly code = ERROR_CODES.pushWait
+}
+
+/** A CHAIN step waiting for its pushed input was replaced by a newer STEP / CHAIN from the client. */
+export class SupersededError extends RemoteReportableError {
+  override name = 'SupersededError'
+  readonly code = ERROR_CODES.superseded
+}
+
 /** Rebuild the typed error a server reported, from its wire code. */
 export function errorFromWire (code: number, message: string): RemoteReportableError {
   switch (code) {
@@ -97,6 +111,8 @@ export function errorFromWire (code: number, message: string): RemoteReportableE
     case ERROR_CODES.expert: return new ExpertNotHostedError(message)
     case ERROR_CODES.internal: return new ServerInternalError(message)
     case ERROR_CODES.busy: return new ServerBusyError(message)
+    case ERROR_CODES.pushWait: return new PushNotReceivedError(message)
+    case ERROR_CODES.superseded: return new SupersededError(message)
     default: return new MalformedMessageError(`unknown error code ${code}: ${message}`)
   }
 }

@@ -29,6 +29,12 @@ export interface InferenceClientOptions {
   now?: () => number
   /** Failover and routing events (one line each). @default nothing */
   log?: (line: string) => void
+  /**
+   * Let servers push activations straight to the next server (CHAIN / PUSH): a token costs
+   * hops + 1 one-way messages on its critical path instead of 2 · hops. Servers that predate it
+   * are found out and sent plain STEPs. @default true
+   */
+  push?: boolean
 }
 
 /** A failover, as the session saw it: for logs, the page and the recovery benchmark. */
@@ -55,6 +61,9 @@ export class InferenceClient {
   readonly bans: BanList
   readonly rttMs = new Map<string, number>()
   readonly log: (line: string) => void
+  readonly push: boolean
+  /** Peers that answered a CHAIN `malformed` (they predate push): routes through them use STEP. */
+  readonly noPush = new Set<string>()
 
   constructor (opts: InferenceClientOptions) {
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
@@ -68,11 +77,14 @@ export class InferenceClient {
     this.now = opts.now ?? Date.now
     this.bans = new BanList(this.now)
     this.log = opts.log ?? (() => {})
+    this.push = opts.push ?? true
   }
 
-  /** One `infer` request; a server's ERROR comes back as its typed error. */
-  async call (peer: string, msg: InferMsg): Promise<InferMsg> {
-    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs: this.timeoutMs })
+  /** One `infer` request (timing out after `timeoutMs`, default the client's); a server's ERROR comes back as its typed error. */
+  async call (peer: string, msg: InferMsg, timeoutMs = this.timeoutMs): Promise<InferMsg> {
+    // A STEP or CHAIN that ran twice would shift the server's cache: never resent.
+    const idempotent = msg.type !== 'step' && msg.type !== 'chain'
+    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent })
     let reply: InferMsg
     try {
       reply = readInfer(bytes)

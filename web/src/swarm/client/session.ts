@@ -4,12 +4,20 @@
  * the session bans that peer, re-plans only that segment's blocks, replays the stored inputs into
  * the replacement chain to rebuild its KV cache, and carries on. Deterministic servers give the
  * same outputs, so greedy decoding is unchanged by a failover.
+ *
+ * With push (the default), a step arms every hop at once with a CHAIN: the first carries the
+ * hidden states, each server pushes its output to the next, and each answers the client with its
+ * output too — off the critical path, but it is what the next hop's stored inputs are made of.
+ * The replies are read in route order; at the first hop that fails the step goes on hop by hop
+ * with STEPs from there (failing over that hop first if the hop itself failed).
  */
 import { MAX_STEP_TOKENS } from '../constants.ts'
 import {
-  FailoverExhaustedError, MalformedMessageError, NoRouteError, PeerProtocolError, MessageTooLargeError, PositionError, SwarmArgumentError, TensorShapeError
+  FailoverExhaustedError, MalformedMessageError, NoRouteError, PeerProtocolError, MessageTooLargeError, PositionError, PushNotReceivedError, SupersededError,
+  SwarmArgumentError, TensorShapeError
 } from '../errors.ts'
 import type { RouteSegment } from '../route.ts'
+import type { InferMsg } from '../wire/infer.ts'
 import type { FailoverEvent, InferenceClient } from './client.ts'
 
 interface Hop extends RouteSegment {
@@ -74,23 +82,110 @@ export class InferenceSession {
       this.client.bans.clear(peer)
       return r
     } catch (e) {
-      if (!isClientBug(e)) {
-        const ms = this.client.bans.ban(peer)
-        this.client.log(`infer: ${peer} failed (${(e as Error).message}); banned for ${ms} ms`)
-      }
+      if (!isClientBug(e)) this.ban(peer, e as Error)
       throw e
     }
   }
 
-  /** Sends (T, C) through one hop at `position`; returns (T, C). */
-  private async sendStep (hop: Hop, hidden: Float32Array, tokens: number, position: number): Promise<Float32Array> {
-    const r = await this.callOrBan(hop.peer, { type: 'step', session: hop.session, position, hidden: { shape: [tokens, this.client.hiddenSize], data: hidden } })
-    if (r.type !== 'output') throw new PeerProtocolError(hop.peer, `expected output, got ${r.type}`)
+  private ban (peer: string, e: Error): void {
+    const ms = this.client.bans.ban(peer)
+    this.client.log(`infer: ${peer} failed (${e.message}); banned for ${ms} ms`)
+  }
+
+  /** A reply's (T, C) output at `position`, or PeerProtocolError. */
+  private output (hop: Hop, r: InferMsg, type: 'output' | 'chained', tokens: number, position: number): Float32Array {
+    if (r.type !== type) throw new PeerProtocolError(hop.peer, `expected ${type}, got ${r.type}`)
     const shape = r.hidden.shape
     if (shape.length !== 2 || shape[0] !== tokens || shape[1] !== this.client.hiddenSize || r.position !== position) {
       throw new PeerProtocolError(hop.peer, `server ${hop.peer} answered [${shape.join(', ')}] at ${r.position}, expected [${tokens}, ${this.client.hiddenSize}] at ${position}`)
     }
     return r.hidden.data
+  }
+
+  /** Sends (T, C) through one hop at `position`; returns (T, C). */
+  private async sendStep (hop: Hop, hidden: Float32Array, tokens: number, position: number): Promise<Float32Array> {
+    const r = await this.callOrBan(hop.peer, { type: 'step', session: hop.session, position, hidden: { shape: [tokens, this.client.hiddenSize], data: hidden } })
+    return this.output(hop, r, 'output', tokens, position)
+  }
+
+  /** Whether this step may go by push: asked for, more than one hop, and every hop's server knows CHAIN. */
+  private canChain (): boolean {
+    return this.client.push && this.hops.length > 1 && this.hops.every(h => !this.client.noPush.has(h.peer))
+  }
+
+  /**
+   * One step by push: a CHAIN to every hop at once, replies read in route order. Returns how many
+   * hops completed (their outputs recorded as the next hops' inputs), the last output, the
+   * CHAIN replies still to come (a hop after a failure may have run all the same), and the error
+   * of hop `done` when that hop itself failed (already banned); without one, hop `done` is fine
+   * but its input did not come by push, so the caller sends it a STEP.
+   */
+  private async chainStep (hidden: Float32Array, tokens: number, position: number): Promise<{ done: number, x: Float32Array, calls: Map<Hop, Promise<InferMsg>>, error?: Error }> {
+    const hops = this.hops
+    const C = this.client.hiddenSize
+    const calls = new Map<Hop, Promise<InferMsg>>()
+    hops.forEach((hop, i) => {
+      const next = hops[i + 1]
+      // Hop i answers after hops 0..i have run: its deadline grows with its place in the route.
+      const p = this.client.call(hop.peer, {
+        type: 'chain',
+        session: hop.session,
+        position,
+        tokens,
+        input: i === 0 ? { hidden: { shape: [tokens, C], data: hidden } } : { from: hops[i - 1].peer },
+        next: next === undefined ? undefined : { peer: next.peer, session: next.session }
+      }, this.client.timeoutMs * (i + 1))
+      // Read below, or abandoned after an earlier hop's failure; either way a server that does
+      // not know CHAIN is remembered, so later steps through it use STEP.
+      p.catch(e => { if (e instanceof MalformedMessageError) this.client.noPush.add(hop.peer) })
+      calls.set(hop, p)
+    })
+    let x = hidden
+    for (let i = 0; i < hops.length; i++) {
+      const hop = hops[i]
+      let y: Float32Array
+      let pushError: string
+      try {
+        const r = await calls.get(hop)!
+        y = this.output(hop, r, 'chained', tokens, position)
+        pushError = r.type === 'chained' ? r.pushError : ''
+      } catch (e) {
+        // Its input was not pushed (the previous server could not reach it), or a STEP replaced it: the hop is fine.
+        if (e instanceof PushNotReceivedError || e instanceof SupersededError) return { done: i, x, calls }
+        if (e instanceof MalformedMessageError) {
+          this.client.log(`infer: ${hop.peer} does not take CHAIN (${e.message}); stepping it directly`)
+          return { done: i, x, calls }
+        }
+        if (isClientBug(e)) throw e
+        this.ban(hop.peer, e as Error)
+        return { done: i, x, calls, error: e as Error }
+      }
+      this.client.bans.clear(hop.peer)
+      hop.history.push(x.slice())
+      x = y
+      if (pushError !== '' && i + 1 < hops.length) {
+        this.client.log(`infer: ${pushError}; stepping ${hops[i + 1].peer} directly`)
+        return { done: i + 1, x, calls }
+      }
+    }
+    return { done: hops.length, x, calls }
+  }
+
+  /**
+   * A STEP to a hop whose CHAIN may still be out: the STEP replaces a CHAIN still waiting for its
+   * push; if the CHAIN ran all the same (the STEP then finds the position taken), its reply is the output.
+   */
+  private async stepOrCollect (hop: Hop, x: Float32Array, tokens: number, position: number, chained?: Promise<InferMsg>): Promise<Float32Array> {
+    try {
+      return await this.sendStep(hop, x, tokens, position)
+    } catch (e) {
+      if (!(e instanceof PositionError) || chained === undefined) throw e
+      const r = await chained.catch(() => undefined)
+      if (r === undefined) throw e
+      const y = this.output(hop, r, 'chained', tokens, position)
+      this.client.bans.clear(hop.peer)
+      return y
+    }
   }
 
   /**
@@ -114,10 +209,19 @@ export class InferenceSession {
     const position = this.length
     let x = hidden
     let failures = 0
-    for (let i = 0; i < this.hops.length;) {
+    let i = 0
+    let calls: Map<Hop, Promise<InferMsg>> | undefined
+    let hopError: Error | undefined
+    if (this.canChain()) ({ done: i, x, calls, error: hopError } = await this.chainStep(hidden, tokens, position))
+    while (i < this.hops.length) {
       const hop = this.hops[i]
       try {
-        const y = await this.sendStep(hop, x, tokens, position)
+        if (hopError !== undefined) {
+          const e = hopError
+          hopError = undefined
+          throw e
+        }
+        const y = await this.stepOrCollect(hop, x, tokens, position, calls?.get(hop))
         hop.history.push(x.slice())
         x = y
         i++

@@ -2,11 +2,21 @@
  * The `infer` protocol's server side: sessions on a span of blocks, validated steps, concurrent
  * sessions' steps batched into one backend call. Bad input ends that session with a typed error
  * to its client; other sessions carry on.
+ *
+ * Push (CHAIN / PUSH): the client arms each hop with a CHAIN naming the peer that will push its
+ * input and the next hop's (peer, session); the server runs the step when the PUSH comes, pushes
+ * its output on, and answers the client with it. A PUSH is only taken for a session's next
+ * position, from the peer its CHAIN named (or, if it comes first, held until that CHAIN); it
+ * never ends the session, whoever sent it.
  */
-import { INFER_PROTOCOL, MAX_STEP_TOKENS, SESSION_IDLE_TIMEOUT_MS, SESSION_SWEEP_INTERVAL_MS } from '../constants.ts'
-import { MalformedMessageError, PositionError, RemoteReportableError, ServerInternalError, SpanNotServedError, TensorShapeError } from '../errors.ts'
+import { CONNECT_AHEAD_TIMEOUT_MS, INFER_PROTOCOL, MAX_STEP_TOKENS, PUSH_TIMEOUT_MS, PUSH_WAIT_MS, SESSION_IDLE_TIMEOUT_MS, SESSION_SWEEP_INTERVAL_MS } from '../constants.ts'
+import {
+  errorFromWire, MalformedMessageError, PositionError, PushNotReceivedError, RemoteReportableError, ServerInternalError, SpanNotServedError, SupersededError,
+  TensorShapeError, UnknownSessionError
+} from '../errors.ts'
 import type { RpcTransport } from '../transport/index.ts'
-import { readInfer, writeInfer, type InferMsg, type StepMsg } from '../wire/infer.ts'
+import type { WireTensor } from '../wire/bytes.ts'
+import { readInfer, writeInfer, type ChainedMsg, type ChainMsg, type ChainNext, type InferMsg, type PushedMsg, type PushMsg, type StepMsg } from '../wire/infer.ts'
 import type { SpanBackend } from './backend.ts'
 import { SessionTable, type ServerSession } from './sessions.ts'
 
@@ -21,6 +31,10 @@ export interface BlockServerOptions {
   sweepIntervalMs?: number
   /** Announced tokens/s through one block; refreshed by measurement as steps run. @default 1 */
   throughput?: number
+  /** How long a CHAIN waits for its pushed input, ms. @default PUSH_WAIT_MS */
+  pushWaitMs?: number
+  /** How long a PUSH to the next server may take to be accepted, ms: the client's CHAIN reply waits for it. @default PUSH_TIMEOUT_MS */
+  pushTimeoutMs?: number
   /** Clock, ms. @default Date.now */
   now?: () => number
   /** Where refused requests are reported (one line each). @default console.warn */
@@ -41,15 +55,19 @@ export class BlockServer {
   private backend: SpanBackend
   private readonly idleMs: number
   private readonly sweepMs: number
+  private readonly pushWaitMs: number
+  private readonly pushTimeoutMs: number
   private readonly now: () => number
   private readonly log: (line: string) => void
   private sweeper?: ReturnType<typeof setInterval>
   private readonly queue: QueuedStep[] = []
+  /** Next hops being connected to in the background. */
+  private readonly connecting = new Set<string>()
   private running = false
   /** Measured tokens/s through one block (exponential moving average). */
   throughput: number
   /** Counters for /metrics, the page and tests. */
-  readonly stats = { steps: 0, batches: 0, maxBatch: 0, tokens: 0, errors: 0 }
+  readonly stats = { steps: 0, batches: 0, maxBatch: 0, tokens: 0, errors: 0, pushesSent: 0, pushesTaken: 0 }
 
   constructor (opts: BlockServerOptions) {
     this.transport = opts.transport
@@ -57,6 +75,8 @@ export class BlockServer {
     this.now = opts.now ?? Date.now
     this.idleMs = opts.idleTimeoutMs ?? SESSION_IDLE_TIMEOUT_MS
     this.sweepMs = opts.sweepIntervalMs ?? SESSION_SWEEP_INTERVAL_MS
+    this.pushWaitMs = opts.pushWaitMs ?? PUSH_WAIT_MS
+    this.pushTimeoutMs = opts.pushTimeoutMs ?? PUSH_TIMEOUT_MS
     this.throughput = opts.throughput ?? 1
     this.log = opts.log ?? (line => console.warn(line))
     this.sessions = new SessionTable(this.backend, opts.cacheBudgetBytes, this.now)
@@ -86,10 +106,13 @@ export class BlockServer {
     } catch (e) {
       const err = e instanceof RemoteReportableError ? e : new ServerInternalError((e as Error).message)
       this.stats.errors++
-      this.log(`infer: refused ${msg?.type ?? 'message'} from ${from}: ${err.name}: ${err.message}`)
+      // A CHAIN replaced by the client's own STEP is the normal fallback, not worth a line.
+      if (!(err instanceof SupersededError)) this.log(`infer: refused ${msg?.type ?? 'message'} from ${from}: ${err.name}: ${err.message}`)
       // Bad input ends that session (its cache may be half-written); others are untouched.
       // Only the owner's own bad step ends a session: naming another peer's session id must not close it.
-      if (msg !== undefined && msg.type === 'step' && this.sessions.owns(from, msg.session)) this.sessions.close(msg.session)
+      // A CHAIN that lost its wait for a push (or was replaced by a newer step) was not bad input.
+      const own = msg !== undefined && (msg.type === 'step' || msg.type === 'chain') && this.sessions.owns(from, msg.session) ? msg.session : undefined
+      if (own !== undefined && !(err instanceof PushNotReceivedError || err instanceof SupersededError)) this.sessions.close(own)
       return writeInfer({ type: 'error', code: err.code, message: err.message })
     }
   }
@@ -106,11 +129,14 @@ export class BlockServer {
       }
       case 'step': {
         const s = this.sessions.get(from, msg.session)
-        const run = s.busy.then(() => this.step(s, msg))
-        s.busy = run.catch(() => {})
-        const out = await run
+        this.supersede(s)
+        const out = await this.run(s, msg)
         return { type: 'output', session: s.id, position: msg.position, hidden: { shape: msg.hidden.shape, data: out } }
       }
+      case 'chain':
+        return await this.chain(from, msg)
+      case 'push':
+        return this.takePush(from, msg)
       case 'close': {
         this.sessions.get(from, msg.session)
         this.sessions.close(msg.session)
@@ -121,6 +147,129 @@ export class BlockServer {
       default:
         throw new MalformedMessageError(`infer: a server does not accept '${msg.type}' messages`)
     }
+  }
+
+  /** Queues a step behind the session's earlier ones. */
+  private run (s: ServerSession, msg: StepMsg): Promise<Float32Array> {
+    const run = s.busy.then(() => this.step(s, msg))
+    s.busy = run.catch(() => {})
+    return run
+  }
+
+  /** A newer STEP / CHAIN from the client replaces a CHAIN still waiting for its push. */
+  private supersede (s: ServerSession): void {
+    const p = s.pending
+    if (p === undefined) return
+    s.pending = undefined
+    p.fail(new SupersededError(`the CHAIN at position ${p.position} of session ${s.id} was replaced by a newer request before its push came`))
+  }
+
+  private async chain (from: string, msg: ChainMsg): Promise<ChainedMsg> {
+    const s = this.sessions.get(from, msg.session)
+    const C = this.backend.hiddenSize
+    const self = this.transport.self
+    if (msg.next !== undefined && msg.next.peer === self && msg.next.session === s.id) throw new MalformedMessageError(`chain: route loop: session ${s.id} would push to itself`)
+    if ('from' in msg.input && msg.input.from === self && msg.next?.peer === self) throw new MalformedMessageError('chain: route loop: pushed by and pushing to this same server')
+    this.supersede(s)
+    let hidden: WireTensor
+    if ('hidden' in msg.input) {
+      hidden = msg.input.hidden
+      if (hidden.shape[0] !== msg.tokens) throw new TensorShapeError(`chain: ${msg.tokens} tokens announced, hidden is [${hidden.shape.join(', ')}]`)
+    } else {
+      hidden = { shape: [msg.tokens, C], data: await this.awaitPush(s, msg.position, msg.tokens, msg.input.from) }
+    }
+    const out = await this.run(s, { type: 'step', session: s.id, position: msg.position, hidden })
+    const pushError = msg.next === undefined ? '' : await this.push(msg.next, msg.position, msg.tokens, out)
+    return { type: 'chained', session: s.id, position: msg.position, hidden: { shape: [msg.tokens, C], data: out }, pushError }
+  }
+
+  /** The input the CHAIN at `position` waits for: a PUSH already held, or the next one from `pusher`. */
+  private async awaitPush (s: ServerSession, position: number, tokens: number, pusher: string): Promise<Float32Array> {
+    const early = s.early
+    s.early = undefined
+    if (early !== undefined && early.position === position && early.from === pusher && early.tokens === tokens) return early.hidden
+    return await new Promise<Float32Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (s.pending !== pending) return
+        s.pending = undefined
+        reject(new PushNotReceivedError(`no push from ${pusher} for position ${position} of session ${s.id} within ${this.pushWaitMs} ms`))
+      }, this.pushWaitMs)
+      const pending = {
+        position,
+        tokens,
+        from: pusher,
+        deliver: (h: Float32Array) => { clearTimeout(timer); resolve(h) },
+        fail: (e: Error) => { clearTimeout(timer); reject(e) }
+      }
+      s.pending = pending
+    })
+  }
+
+  /** A PUSH from another server: validated, then handed to the waiting CHAIN or held for it. */
+  private takePush (from: string, msg: PushMsg): PushedMsg {
+    const s = this.sessions.peek(msg.session)
+    const C = this.backend.hiddenSize
+    const shape = msg.hidden.shape
+    if (shape.length !== 2 || shape[1] !== C || shape[0] < 1 || shape[0] > MAX_STEP_TOKENS) throw new TensorShapeError(`push: hidden must be (T, ${C}) with 1 ≤ T ≤ ${MAX_STEP_TOKENS}, got [${shape.join(', ')}]`)
+    for (const v of msg.hidden.data) {
+      if (!Number.isFinite(v)) throw new TensorShapeError('push: hidden holds NaN or infinite values')
+    }
+    const tokens = shape[0]
+    const p = s.pending
+    if (p !== undefined) {
+      if (p.from !== from) throw new UnknownSessionError(`session ${s.id} awaits a push from ${p.from}, not from ${from}`)
+      if (p.position !== msg.position || p.tokens !== tokens) throw new PositionError(`session ${s.id} awaits ${p.tokens} tokens at position ${p.position}, got ${tokens} at ${msg.position}`)
+      s.pending = undefined
+      this.stats.pushesTaken++
+      p.deliver(msg.hidden.data)
+      return { type: 'pushed', session: s.id, position: msg.position }
+    }
+    // Its CHAIN has not come yet (the two race on different links): hold it, once, for the next position.
+    if (msg.position !== s.cache.length) throw new PositionError(`push at position ${msg.position}, but session ${s.id} is at ${s.cache.length}`)
+    if (s.early !== undefined) throw new PositionError(`session ${s.id} already holds a push for position ${s.early.position}`)
+    const early = { position: msg.position, from, tokens, hidden: msg.hidden.data }
+    s.early = early
+    setTimeout(() => { if (s.early === early) s.early = undefined }, this.pushWaitMs)
+    this.stats.pushesTaken++
+    return { type: 'pushed', session: s.id, position: msg.position }
+  }
+
+  /** Pushes a CHAIN's output to the next hop; returns '' when it was taken, else why not (for the client). */
+  private async push (next: ChainNext, position: number, tokens: number, out: Float32Array): Promise<string> {
+    const self = this.transport.self
+    // A first connection (WebRTC through the relay) takes far longer than a step: set it up in
+    // the background and let the client send this one itself.
+    if (next.peer !== self && this.transport.connected?.(next.peer) === false) {
+      this.connectSoon(next.peer)
+      return `no connection to ${next.peer} yet (connecting); not pushed`
+    }
+    const body = writeInfer({ type: 'push', session: next.session, position, hidden: { shape: [tokens, this.backend.hiddenSize], data: out } })
+    let why: string
+    try {
+      // The same server may hold the next hop too (a peer can appear twice in a route).
+      const reply = readInfer(next.peer === self
+        ? await this.handle(next.peer, body)
+        : await this.transport.request(next.peer, INFER_PROTOCOL, body, { timeoutMs: this.pushTimeoutMs, idempotent: false }))
+      if (reply.type === 'pushed' && reply.session === next.session && reply.position === position) {
+        this.stats.pushesSent++
+        return ''
+      }
+      why = reply.type === 'error' ? `${errorFromWire(reply.code, reply.message).name}: ${reply.message}` : `unexpected reply ${reply.type}`
+    } catch (e) {
+      why = `${(e as Error).name}: ${(e as Error).message}`
+    }
+    this.log(`infer: push to ${next.peer} failed: ${why}`)
+    // Fits the wire's 1 KiB string cap whatever the characters.
+    return `push to ${next.peer} failed: ${why}`.slice(0, 250)
+  }
+
+  /** Connects to a next hop in the background, once at a time per peer. */
+  private connectSoon (peer: string): void {
+    if (this.connecting.has(peer) || this.transport.connect === undefined) return
+    this.connecting.add(peer)
+    this.transport.connect(peer, CONNECT_AHEAD_TIMEOUT_MS)
+      .catch(e => this.log(`infer: could not connect to next hop ${peer}: ${(e as Error).message}`))
+      .finally(() => this.connecting.delete(peer))
   }
 
   private validate (s: ServerSession, msg: StepMsg): void {

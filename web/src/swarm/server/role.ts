@@ -36,6 +36,9 @@ export interface ServerRoleOptions {
   rebalanceMs?: number
   balanceQuality?: number
   idleTimeoutMs?: number
+  /** See BlockServerOptions. */
+  pushWaitMs?: number
+  pushTimeoutMs?: number
   now?: () => number
   log?: (line: string) => void
   /** Called with every record announced (e.g. to mirror a summary into the swarm CRDT for the page). */
@@ -98,6 +101,8 @@ export class ServerRole {
       cacheBudgetBytes: this.opts.cacheBudgetBytes,
       throughput: this.opts.throughput,
       idleTimeoutMs: this.opts.idleTimeoutMs,
+      pushWaitMs: this.opts.pushWaitMs,
+      pushTimeoutMs: this.opts.pushTimeoutMs,
       now: this.now,
       log: this.log
     })

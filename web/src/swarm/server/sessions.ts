@@ -7,6 +7,24 @@ import { MAX_SESSIONS_PER_SERVER } from '../constants.ts'
 import { CacheFullError, ServerBusyError, UnknownSessionError } from '../errors.ts'
 import type { SpanBackend, SpanCache } from './backend.ts'
 
+/** A CHAIN step waiting for its input from the previous server's PUSH. */
+export interface PendingChain {
+  position: number
+  tokens: number
+  /** The peer the client said would push it. */
+  from: string
+  deliver: (hidden: Float32Array) => void
+  fail: (e: Error) => void
+}
+
+/** A PUSH that came before the client's CHAIN announcing it (the two race on different links). */
+export interface EarlyPush {
+  position: number
+  from: string
+  tokens: number
+  hidden: Float32Array
+}
+
 export interface ServerSession {
   id: string
   owner: string
@@ -17,6 +35,10 @@ export interface ServerSession {
   lastUsed: number
   /** Serialises this session's steps: they must run in position order. */
   busy: Promise<unknown>
+  /** At most one CHAIN step awaiting its pushed input. */
+  pending?: PendingChain
+  /** At most one PUSH awaiting its CHAIN. */
+  early?: EarlyPush
 }
 
 /** Random 128-bit hex id. */
@@ -71,6 +93,13 @@ export class SessionTable {
     return s
   }
 
+  /** The session `id` whoever asks (a PUSH comes from another server, not the owner); UnknownSessionError if none. */
+  peek (id: string): ServerSession {
+    const s = this.sessions.get(id)
+    if (s === undefined) throw new UnknownSessionError(`no session ${id} (never opened, closed, or idle too long)`)
+    return s
+  }
+
   /** Whether `peer` opened session `id` (and it is still open). */
   owns (peer: string, id: string): boolean {
     return this.sessions.get(id)?.owner === peer
@@ -81,6 +110,9 @@ export class SessionTable {
     if (s === undefined) return false
     this.sessions.delete(id)
     this.reserved -= s.bytes
+    s.pending?.fail(new UnknownSessionError(`session ${id} closed while waiting for its pushed input`))
+    s.pending = undefined
+    s.early = undefined
     s.cache.dispose()
     return true
   }

@@ -16,6 +16,12 @@ export interface RequestOptions {
   /** Give up after this long, with PeerTimeoutError, in ms. */
   timeoutMs: number
   signal?: AbortSignal
+  /**
+   * Whether the request may be sent twice. A transport may resend a request whose channel broke
+   * after sending only if so (the peer may have run it); a STEP / CHAIN / PUSH must not be.
+   * @default true
+   */
+  idempotent?: boolean
 }
 
 export interface RpcTransport {
@@ -25,6 +31,10 @@ export interface RpcTransport {
   request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array>
   handle (protocol: string, handler: RpcHandler): void
   unhandle (protocol: string): void
+  /** Whether a request to `peer` would go out without first setting up a connection. Absent: assume so. */
+  connected? (peer: string): boolean
+  /** Sets up a connection to `peer` ahead of requests (e.g. in the background). */
+  connect? (peer: string, timeoutMs: number): Promise<void>
 }
 
 export { MemoryNetwork, MemoryTransport } from './memory.ts'

@@ -126,6 +126,7 @@ export class Libp2pTransport implements RpcTransport {
       let p = this.take(key)
       const reused = p !== undefined
       let sent = false
+      let wrote = false
       try {
         if (p === undefined) {
           await this.ensureDirect(peer, opts.timeoutMs)
@@ -136,6 +137,7 @@ export class Libp2pTransport implements RpcTransport {
         p.sent++
         sent = true
         await p.ch.send(wrap(body), { signal })
+        wrote = true
         const reply = await p.ch.read({ signal })
         if (reply === undefined) throw new PeerUnreachableError(peer, 'channel closed before the reply')
         const out = unwrap(reply, peer)
@@ -146,7 +148,9 @@ export class Libp2pTransport implements RpcTransport {
         if (deadline.aborted) throw new PeerTimeoutError(peer, opts.timeoutMs)
         // Safe to retry: a pooled channel the peer had already closed, or a failure to connect
         // before anything was sent (WebRTC set-up through a busy relay sometimes fails once).
-        if (opts.signal?.aborted !== true && ((reused && attempt === 0) || (!sent && attempt < CONNECT_ATTEMPTS - 1))) {
+        // A request that went out may have run: resend it only if that is harmless.
+        const resendable = !wrote || opts.idempotent !== false
+        if (opts.signal?.aborted !== true && ((reused && attempt === 0 && resendable) || (!sent && attempt < CONNECT_ATTEMPTS - 1))) {
           if (!reused) await new Promise(resolve => setTimeout(resolve, CONNECT_RETRY_MS))
           continue
         }
@@ -155,6 +159,17 @@ export class Libp2pTransport implements RpcTransport {
         throw new PeerUnreachableError(peer, `${err.name}: ${err.message}`)
       }
     }
+  }
+
+  /** A direct (unlimited) open connection to `peer` exists; with no relay configured, any open connection. */
+  connected (peer: string): boolean {
+    const conns = this.node.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
+    return this.opts.relayAddr === undefined ? conns.length > 0 : conns.some(c => c.limits === undefined)
+  }
+
+  async connect (peer: string, timeoutMs: number): Promise<void> {
+    if (this.opts.relayAddr !== undefined) await this.ensureDirect(peer, timeoutMs)
+    else await this.node.dial(peerIdFromString(peer), { signal: AbortSignal.timeout(timeoutMs) })
   }
 
   handle (protocol: string, handler: RpcHandler): void {

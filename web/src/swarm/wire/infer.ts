@@ -4,8 +4,13 @@
  *
  * Every message is `version:u8 type:u8 body`. A client sends OPEN / STEP / CLOSE / INFO requests;
  * the server answers each with OPENED / OUTPUT / CLOSED / INFO_OK, or ERROR.
+ * Server-to-server push (types 9–12, added without a version bump: a server that predates them
+ * answers ERROR malformed and the client falls back to STEP): the client sends every hop a CHAIN
+ * naming where its input comes from (inline, or pushed by the previous hop) and where its output
+ * goes next; servers PUSH outputs along the route (answered PUSHED) and answer the client's CHAIN
+ * with CHAINED, so a token's critical path is hops + 1 one-way messages instead of 2 · hops.
  */
-import { MAX_MESSAGE_BYTES, MAX_SESSION_TOKENS, WIRE_VERSION } from '../constants.ts'
+import { MAX_MESSAGE_BYTES, MAX_SESSION_TOKENS, MAX_STEP_TOKENS, WIRE_VERSION } from '../constants.ts'
 import { MalformedMessageError } from '../errors.ts'
 import { ByteReader, ByteWriter, type WireTensor } from './bytes.ts'
 
@@ -18,6 +23,10 @@ export const INFER_TYPES = {
   closed: 6,
   info: 7,
   infoOk: 8,
+  chain: 9,
+  chained: 10,
+  push: 11,
+  pushed: 12,
   error: 15
 } as const
 
@@ -43,10 +52,30 @@ export interface InfoOkMsg {
   throughput: number
   cacheTokensLeft: number
 }
+/** Where a CHAIN step's input comes from: inline hidden states, or a PUSH from peer `from`. */
+export type ChainInput = { hidden: WireTensor } | { from: string }
+/** Where a CHAIN step's output goes besides the reply: that server's session. */
+export interface ChainNext { peer: string, session: string }
+/**
+ * Run `tokens` positions from `position` of the session on `input`; PUSH the output to `next`
+ * (if any); answer CHAINED. Any hop may be a CHAIN: the first carries the hidden states.
+ */
+export interface ChainMsg { type: 'chain', session: string, position: number, tokens: number, input: ChainInput, next?: ChainNext }
+/** The span's output, and why the PUSH to `next` failed ('' when it was accepted or there is no next). */
+export interface ChainedMsg { type: 'chained', session: string, position: number, hidden: WireTensor, pushError: string }
+/** Server → server: the input of the receiver's session at `position`, as its CHAIN announced. */
+export interface PushMsg { type: 'push', session: string, position: number, hidden: WireTensor }
+/** The receiver accepted the PUSH (it runs it when the client's CHAIN is there). */
+export interface PushedMsg { type: 'pushed', session: string, position: number }
 /** A typed failure: `code` from ERROR_CODES. */
 export interface ErrorMsg { type: 'error', code: number, message: string }
 
-export type InferMsg = OpenMsg | OpenedMsg | StepMsg | OutputMsg | CloseMsg | ClosedMsg | InfoMsg | InfoOkMsg | ErrorMsg
+export type InferMsg = OpenMsg | OpenedMsg | StepMsg | OutputMsg | CloseMsg | ClosedMsg | InfoMsg | InfoOkMsg |
+  ChainMsg | ChainedMsg | PushMsg | PushedMsg | ErrorMsg
+
+/** CHAIN's input source byte. */
+const CHAIN_INLINE = 1
+const CHAIN_PUSHED = 2
 
 function header (type: number): ByteWriter {
   return new ByteWriter().u8(WIRE_VERSION).u8(type)
@@ -69,8 +98,37 @@ export function writeInfer (m: InferMsg): Uint8Array {
       for (const s of m.spans) w.string(s.model).varint(s.start).varint(s.end)
       return w.varint(Math.round(m.throughput * THROUGHPUT_SCALE)).varint(m.cacheTokensLeft).finish()
     }
+    case 'chain': {
+      const w = header(INFER_TYPES.chain).string(m.session).varint(m.position).varint(m.tokens)
+      if ('hidden' in m.input) w.u8(CHAIN_INLINE).tensor(m.input.hidden)
+      else w.u8(CHAIN_PUSHED).string(m.input.from)
+      if (m.next === undefined) return w.u8(0).finish()
+      return w.u8(1).string(m.next.peer).string(m.next.session).finish()
+    }
+    case 'chained': return header(INFER_TYPES.chained).string(m.session).varint(m.position).tensor(m.hidden).string(m.pushError).finish()
+    case 'push': return header(INFER_TYPES.push).string(m.session).varint(m.position).tensor(m.hidden).finish()
+    case 'pushed': return header(INFER_TYPES.pushed).string(m.session).varint(m.position).finish()
     case 'error': return header(INFER_TYPES.error).varint(m.code).string(m.message).finish()
   }
+}
+
+function readChain (r: ByteReader): ChainMsg {
+  const session = r.string('session')
+  const position = r.varint('position', MAX_SESSION_TOKENS)
+  const tokens = r.varint('tokens', MAX_STEP_TOKENS)
+  if (tokens < 1) throw new MalformedMessageError('chain: tokens must be ≥ 1')
+  const source = r.u8('input source')
+  let input: ChainInput
+  if (source === CHAIN_INLINE) input = { hidden: r.tensor('hidden', MAX_TENSOR_VALUES) }
+  else if (source === CHAIN_PUSHED) input = { from: r.string('from') }
+  else throw new MalformedMessageError(`chain: unknown input source ${source}`)
+  if ('from' in input && input.from === '') throw new MalformedMessageError('chain: empty pushing peer')
+  const hasNext = r.u8('has next')
+  if (hasNext > 1) throw new MalformedMessageError(`chain: has-next byte must be 0 or 1, got ${hasNext}`)
+  if (hasNext === 0) return { type: 'chain', session, position, tokens, input }
+  const next = { peer: r.string('next peer'), session: r.string('next session') }
+  if (next.peer === '' || next.session === '') throw new MalformedMessageError('chain: empty next peer or session')
+  return { type: 'chain', session, position, tokens, input, next }
 }
 
 /** Most spans an INFO_OK may list. */
@@ -110,6 +168,10 @@ export function readInfer (bytes: Uint8Array): InferMsg {
     case INFER_TYPES.closed: m = { type: 'closed', session: r.string('session') }; break
     case INFER_TYPES.info: m = { type: 'info' }; break
     case INFER_TYPES.infoOk: m = readInfoOk(r); break
+    case INFER_TYPES.chain: m = readChain(r); break
+    case INFER_TYPES.chained: m = { type: 'chained', session: r.string('session'), position: r.varint('position', MAX_SESSION_TOKENS), hidden: r.tensor('hidden', MAX_TENSOR_VALUES), pushError: r.string('pushError') }; break
+    case INFER_TYPES.push: m = { type: 'push', session: r.string('session'), position: r.varint('position', MAX_SESSION_TOKENS), hidden: r.tensor('hidden', MAX_TENSOR_VALUES) }; break
+    case INFER_TYPES.pushed: m = { type: 'pushed', session: r.string('session'), position: r.varint('position', MAX_SESSION_TOKENS) }; break
     case INFER_TYPES.error: m = { type: 'error', code: r.varint('code', 255), message: r.string('message') }; break
     default: throw new MalformedMessageError(`infer: unknown message type ${type}`)
   }
