@@ -6,6 +6,8 @@
  * BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { appendFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -13,7 +15,7 @@ import { q8Bytes } from '../web/src/gpu/cpu/quant.ts'
 import { createPeer, createRelay } from '../web/src/net/node.ts'
 import { waitForReservation } from '../web/src/net/peers.ts'
 import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
-import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
+import { AllReducePeer, type ReduceBuffers } from '../web/src/swarm/train/allreduce.ts'
 import { quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
 
 /** The goodput measure's settings (bench/train.ts flags). */
@@ -26,6 +28,9 @@ export interface GoodputOptions {
 }
 
 export type GoodputResult = Awaited<ReturnType<typeof goodput>>
+
+/** Where the peer processes write CPU profiles and command spans (unset: no profiling). */
+const PROF_DIR = process.env.BENCH_TRAIN_PEER_PROF
 
 function log (line: string): void { process.stderr.write(line + '\n') }
 
@@ -48,7 +53,7 @@ type PeerCmd =
   | { op: 'prepare', n: number }
   | { op: 'allreduce', ids: string[], round: number, n: number }
   | { op: 'stop' }
-type PeerReply = { ok: true, ms?: number, id?: string, channels?: number } | { ok: false, error: string }
+type PeerReply = { ok: true, ms?: number, cpuMs?: number, jsCpuMs?: number, id?: string, channels?: number } | { ok: false, error: string }
 
 /**
  * One peer of the goodput measure, in its own process (as real peers are: each has its own JS
@@ -63,10 +68,13 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
   t.handle(SINK_PROTOCOL, async () => new Uint8Array(1))
   let ar: AllReducePeer | undefined
   let ids: string[] = []
-  let input: { n: number, q: Uint8Array } | undefined
+  let input: { n: number, q: Uint8Array, into: ReduceBuffers } | undefined
   const reply = (r: PeerReply): void => { process.send?.(r) }
   process.on('message', (m: PeerCmd) => {
     const t0 = performance.now()
+    const c0 = process.cpuUsage()
+    const j0 = process.threadCpuUsage()
+    const h0 = process.hrtime.bigint()
     const run = async (): Promise<void> => {
       switch (m.op) {
         case 'dial':
@@ -85,7 +93,9 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
         case 'prepare': { // the worker's own quantisation, before (and outside) the timed all-reduce
           const x = new Float32Array(m.n)
           for (let i = 0; i < m.n; i++) x[i] = Math.sin(i + t.self.length)
-          input = { n: m.n, q: quantizeQ8Fast(x, m.n, 64) }
+          const q = quantizeQ8Fast(x, m.n, 64)
+          // receive buffers reused across rounds, as a worker reuses its per-fragment ones
+          input = { n: m.n, q, into: { mean: new Float32Array(m.n), qMean: new Uint8Array(q.byteLength) } }
           break
         }
         case 'allreduce': {
@@ -96,9 +106,8 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
               ...tuning
             })
           }
-          const q = input?.n === m.n ? input.q : undefined
-          if (q === undefined) throw new Error(`no input of ${m.n} elements prepared`)
-          await ar.reduce(m.round, q, m.n)
+          if (input?.n !== m.n) throw new Error(`no input of ${m.n} elements prepared`)
+          await ar.reduce(m.round, input.q, m.n, input.into)
           break
         }
         case 'stop':
@@ -107,7 +116,11 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
           reply({ ok: true })
           process.exit(0)
       }
-      reply({ ok: true, ms: performance.now() - t0, id: t.self, channels: t.channelsOpened })
+      const c = process.cpuUsage(c0) // this process's CPU (every thread: JS, GC, WebRTC) during the command
+      const j = process.threadCpuUsage(j0) // the JS thread's alone (what the peer's own work competes for)
+      // With profiles on, each command's span (µs of the monotonic clock the profile's timestamps use), to cut the profile by command
+      if (PROF_DIR !== undefined) appendFileSync(join(PROF_DIR, 'spans.txt'), `${process.pid} ${m.op} ${h0 / 1000n} ${process.hrtime.bigint() / 1000n}\n`)
+      reply({ ok: true, ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1e3, jsCpuMs: (j.user + j.system) / 1e3, id: t.self, channels: t.channelsOpened })
     }
     run().catch((e: unknown) => { reply({ ok: false, error: (e as Error).stack ?? String(e) }) })
   })
@@ -119,7 +132,7 @@ interface PeerProc { id: string, cmd: (c: PeerCmd) => Promise<PeerReply & { ok: 
 
 async function spawnPeer (relayAddr: string, o: GoodputOptions): Promise<PeerProc> {
   const flags = [...(o.partElements !== undefined ? ['--part-elements', String(o.partElements)] : []), ...(o.windowParts !== undefined ? ['--window-parts', String(o.windowParts)] : [])]
-  const child = fork(fileURLToPath(import.meta.url), ['--role', 'goodput-peer', '--relay', relayAddr, ...flags], { execArgv: ['--import', 'tsx', ...(process.env.BENCH_TRAIN_PEER_PROF !== undefined ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_TRAIN_PEER_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(fileURLToPath(import.meta.url), ['--role', 'goodput-peer', '--relay', relayAddr, ...flags], { execArgv: ['--import', 'tsx', ...(PROF_DIR !== undefined ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const pending: Array<(r: PeerReply) => void> = []
   child.on('message', (r: PeerReply) => { pending.shift()?.(r) })
   child.on('exit', (code) => { for (const p of pending.splice(0)) p({ ok: false, error: `peer process exited with ${code}` }) })
@@ -149,9 +162,10 @@ export async function goodput (o: GoodputOptions): Promise<{ rawOneWayMbS: numbe
     const [A, B] = peers
     await A.cmd({ op: 'dial', peer: B.id })
     const S = o.mb * 1024 * 1024
-    const both = async (ca: PeerCmd, cb: PeerCmd): Promise<number> => {
+    /** Wall time of a pair of commands (the slower peer's) and each peer's CPU time during it. */
+    const both = async (ca: PeerCmd, cb: PeerCmd): Promise<{ ms: number, cpu: string }> => {
       const [ra, rb] = await Promise.all([A.cmd(ca), B.cmd(cb)])
-      return Math.max(ra.ms!, rb.ms!)
+      return { ms: Math.max(ra.ms!, rb.ms!), cpu: `${ra.jsCpuMs!.toFixed(0)}/${rb.jsCpuMs!.toFixed(0)} JS, ${ra.cpuMs!.toFixed(0)}/${rb.cpuMs!.toFixed(0)} process` }
     }
     let oneWay = Infinity
     let bothWays = Infinity
@@ -165,8 +179,8 @@ export async function goodput (o: GoodputOptions): Promise<{ rawOneWayMbS: numbe
       const o = (await A.cmd({ op: 'send', peer: B.id, bytes: S })).ms!
       const b = await both({ op: 'send', peer: B.id, bytes: S }, { op: 'send', peer: A.id, bytes: S })
       const r = await both({ op: 'allreduce', ids: [A.id, B.id], round: i, n }, { op: 'allreduce', ids: [A.id, B.id], round: i, n })
-      oneWay = Math.min(oneWay, o); bothWays = Math.min(bothWays, b); ar = Math.min(ar, r)
-      log(`  goodput trial ${i}: one-way ${(S / 1e3 / o).toFixed(2)} MB/s, both ways ${(S / 1e3 / b).toFixed(2)} MB/s, all-reduce ${(2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / r).toFixed(2)} MB/s`)
+      oneWay = Math.min(oneWay, o); bothWays = Math.min(bothWays, b.ms); ar = Math.min(ar, r.ms)
+      log(`  goodput trial ${i}: one-way ${(S / 1e3 / o).toFixed(2)} MB/s, both ways ${(S / 1e3 / b.ms).toFixed(2)} MB/s (${b.ms.toFixed(0)} ms; CPU ms per peer ${b.cpu}), all-reduce ${(2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / r.ms).toFixed(2)} MB/s (${r.ms.toFixed(0)} ms; CPU ${r.cpu})`)
     }
     const channels = (await A.cmd({ op: 'dial', peer: B.id })).channels!
     return { rawOneWayMbS: S / 1e3 / oneWay, rawBothMbS: S / 1e3 / bothWays, allreduceMbS: 2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / ar, channels }

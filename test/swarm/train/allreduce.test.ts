@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
+import { dequantizeQ8, q8Bytes, quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
 import { MemoryNetwork, type RpcTransport } from '../../../web/src/swarm/transport/index.ts'
 import type { RequestOptions, RpcHandler } from '../../../web/src/swarm/transport/index.ts'
 import { AllReducePeer, type ReduceOutcome } from '../../../web/src/swarm/train/allreduce.ts'
+import { TrainArgumentError } from '../../../web/src/swarm/train/errors.ts'
 import { hashBytes } from '../../../web/src/swarm/train/outer.ts'
 import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
@@ -89,6 +90,22 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
       expect(new Set(await hashes(outs)).size).toBe(1)
       expect(outs.every(o => o.attempt === 0)).toBe(true)
     }
+  })
+
+  it('writes into the caller\'s receive buffers when given (reused across rounds), and refuses wrong sizes', async () => {
+    const n = 900
+    const s = swarm(3, 9)
+    const bufs = s.peers.map(() => ({ mean: new Float32Array(n).fill(NaN), qMean: new Uint8Array(q8Bytes(n, B)).fill(0xff) }))
+    for (let round = 0; round < 2; round++) {
+      const qs = new Map(s.ids.map((id, i) => [id, contribution(n, round * 7 + i)]))
+      const outs = await Promise.all(s.peers.map(async (p, i) => await p.reduce(round, qs.get(s.ids[i])!, n, bufs[i])))
+      outs.forEach((o, i) => { expect(o.mean).toBe(bufs[i].mean); expect(o.qMean).toBe(bufs[i].qMean) })
+      expect(new Set(await hashes(outs)).size).toBe(1)
+      expect(outs[0].mean).toEqual(expectedMean(n, s.ids, qs))
+      expect(outs[0].mean).toEqual(dequantizeQ8(outs[0].qMean, n, B))
+    }
+    await expect(s.peers[0].reduce(2, contribution(n, 1), n, { mean: new Float32Array(n - 1) })).rejects.toThrow(TrainArgumentError)
+    await expect(s.peers[0].reduce(2, contribution(n, 1), n, { qMean: new Uint8Array(5) })).rejects.toThrow(/qMean buffer/)
   })
 
   it('a member killed mid-all-reduce: the round completes with the others, the dead one not counted', async () => {

@@ -243,3 +243,91 @@ describe('q8fast (the all-reduce hot path) equals the reference twins bit for bi
     }
   })
 })
+
+describe('the owner\'s fused reduction (meanQ8Into via reducePartInto) equals the two-pass rule bit for bit', () => {
+  /** The rule written plainly: Σ in member order in f64 with each factor, / count, f32, then the reference quantizer. */
+  function twoPass (qs: Uint8Array[], factors: number[], n: number, block: number): { mean: Float32Array, q: Uint8Array } {
+    const sum = new Float64Array(n)
+    qs.forEach((q, k) => {
+      const v = new DataView(q.buffer, q.byteOffset, q.byteLength)
+      for (let i = 0; i < n; i++) { const j = Math.floor(i / block); sum[i] += v.getInt8(j * (4 + block) + 4 + i % block) * (v.getFloat32(j * (4 + block), true) * factors[k]) }
+    })
+    const mean = Float32Array.from(sum, x => qs.length === 0 ? 0 : x / qs.length)
+    return { mean, q: quantizeQ8(mean, block) }
+  }
+
+  it('1 to 5 members, clipped or not, odd lengths, every block size, unaligned inputs, a reused output buffer', async () => {
+    const { reducePartInto } = await import('../../../web/src/swarm/train/reduce.ts')
+    const rng = new Rng(17)
+    for (const block of [32, 64, 256]) {
+      for (const n of [1, block - 1, block, 3 * block + 5, 2000]) {
+        const out = new Uint8Array(q8Bytes(n, block)).fill(0xa5) // stale bytes must all be overwritten
+        for (let m = 0; m <= 5; m++) {
+          const qs = Array.from({ length: m }, (_, c) => {
+            const q = quantizeQ8(randn(n, rng.int(1e6), c === 0 && m >= 3 ? 100 : 0.01), block) // member 0 gets clipped when m ≥ 3
+            if (c % 2 === 0) return q
+            const un = new Uint8Array(q.byteLength + 1).subarray(1) // a view at an odd offset
+            un.set(q)
+            return un
+          })
+          const meanOut = new Float32Array(n)
+          const rep = reducePartInto(qs.map((q, c) => ({ peer: `p${c}`, q })), n, block, out, meanOut)
+          const factors = qs.map((_, c) => { const k = rep.clipped.find(x => x.peer === `p${c}`); return k === undefined ? 1 : k.cap / k.norm })
+          const want = twoPass(qs, factors, n, block)
+          expect(Buffer.from(out).equals(Buffer.from(want.q)), `block ${block} n ${n} m ${m}`).toBe(true)
+          expect(meanOut).toEqual(want.mean)
+          if (m >= 3) expect(rep.clipped.map(x => x.peer)).toEqual(['p0'])
+        }
+      }
+    }
+  })
+
+  it('refuses an output buffer of the wrong size or at an unaligned offset', async () => {
+    const { reducePartInto } = await import('../../../web/src/swarm/train/reduce.ts')
+    const q = quantizeQ8(randn(100, 1), B)
+    expect(() => reducePartInto([{ peer: 'a', q }], 100, B, new Uint8Array(q.byteLength - 1))).toThrow(/holds/)
+    expect(() => reducePartInto([{ peer: 'a', q }], 100, B, new Uint8Array(q.byteLength + 1).subarray(1))).toThrow(/multiple of 4/)
+  })
+})
+
+describe('quantizeQ8Fast at the rounding thresholds', () => {
+  it('values on, just above and just below every half step f32((k ± ½)·s) quantize as the reference does', async () => {
+    const { quantizeQ8Fast, quantizeQ8Into } = await import('../../../web/src/swarm/train/q8fast.ts')
+    const f32 = new Float32Array(1)
+    const u32 = new Uint32Array(f32.buffer)
+    const nextTo = (x: number, d: number): number => { f32[0] = x; u32[0] += d; return f32[0] } // ±1 ulp (x > 0)
+    for (const absmax of [1, 0.0123, 3.7e-20, 6.1e25]) {
+      const s = Math.fround(absmax * Math.fround(1 / 127))
+      const x: number[] = []
+      for (let k = 0; k < 127; k++) {
+        const t = Math.fround((k + 0.5) * s)
+        for (const v of [t, nextTo(t, 1), nextTo(t, -1)]) x.push(v, -v)
+      }
+      // one block per 63 values with absmax first, so every block has the same scale s
+      const blocks: number[] = []
+      for (let i = 0; i < x.length; i += 63) blocks.push(absmax, ...x.slice(i, i + 63), ...new Array(Math.max(0, 63 - x.slice(i, i + 63).length)).fill(0))
+      const xs = Float32Array.from(blocks)
+      const ref = quantizeQ8(xs, B)
+      expect(Buffer.from(quantizeQ8Fast(xs, xs.length, B)).equals(Buffer.from(ref)), `absmax ${absmax}`).toBe(true)
+      const into = new Uint8Array(ref.byteLength + 1).subarray(1) // unaligned: quantized aside, then copied
+      quantizeQ8Into(xs, xs.length, B, into)
+      expect(Buffer.from(into).equals(Buffer.from(ref))).toBe(true)
+    }
+  })
+})
+
+describe('allocMsg', () => {
+  it('builds a message with its payload in place, 4-byte aligned, that decodes like encodeMsg\'s', async () => {
+    const { allocMsg } = await import('../../../web/src/swarm/train/wire.ts')
+    for (const rejected of [[], ['a'], ['ab', 'cde']]) {
+      const head: AllReduceMsg = { type: MsgType.RESULT, part: 3, n: 128, accepted: 2, rejected, clipped: [], payload: new Uint8Array(0) }
+      const { body, payload } = allocMsg(head, q8Bytes(128, B))
+      expect(payload.byteOffset % 4).toBe(0)
+      payload.set(quantizeQ8(randn(128, 4), B))
+      const m = decodeMsg(body)
+      expect(m).toEqual({ ...head, payload })
+      expect(Buffer.from(encodeMsg(m)).equals(Buffer.from(body))).toBe(true)
+    }
+    expect(() => allocMsg({ type: MsgType.NONE }, 2 * 1024 * 1024)).toThrow(AllReduceProtocolError)
+  })
+})

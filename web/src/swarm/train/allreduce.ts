@@ -20,7 +20,7 @@
  * Nothing is applied from a failed attempt, so no update is counted twice.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { dequantizeQ8Into } from './q8fast.ts'
+import { dequantizeQ8Into, meanQ8Into } from './q8fast.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import {
   ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
@@ -29,8 +29,8 @@ import {
 import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { hashBytes } from './outer.ts'
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
-import { reducePart } from './reduce.ts'
-import { MsgType, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type DoneMsg, type FailMsg, type FetchMsg, type ReadyMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
+import { judgeContributions } from './reduce.ts'
+import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type DoneMsg, type FailMsg, type FetchMsg, type ReadyMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
 export interface RoundDirectory {
@@ -87,6 +87,18 @@ export interface ReduceOutcome {
   clipped: string[]
 }
 
+/**
+ * Where reduce() writes its outcome, when the caller reuses buffers across rounds (MPI's receive
+ * buffer): a fresh 32 MB mean per round costs page faults and GC on the hot path. The outcome's
+ * `mean` / `qMean` are then these arrays, valid until the caller passes them again.
+ */
+export interface ReduceBuffers {
+  /** (n) f32: receives the mean. */
+  mean?: Float32Array
+  /** (q8Bytes(n, block)): receives the mean's q8 bytes. */
+  qMean?: Uint8Array
+}
+
 interface CoordRound {
   nextAttempt: number
   waiting: Map<string, (m: AllReduceMsg) => void>
@@ -128,6 +140,8 @@ const NO_QUORUM = 'no quorum'
 
 /** Rounds of coordinator / owner / member state kept behind the newest (FETCH repairs need the last one). */
 const KEEP_ROUNDS = 2
+/** Part plans an owner keeps (one per attempt and vector length; a few rounds' worth). */
+const PLAN_CACHE = 16
 
 export class AllReducePeer {
   readonly run: string
@@ -148,6 +162,10 @@ export class AllReducePeer {
   private readonly coordRounds = new Map<number, CoordRound>()
   private readonly ownerParts = new Map<string, OwnerPart>()
   private readonly memberAttempts = new Map<string, MemberAttempt>()
+  /** Replies already encoded (an owner's RESULT is built in its message body): sent as they are. */
+  private readonly encoded = new WeakMap<AllReduceMsg, Uint8Array>()
+  /** Part plans of recent attempts as an owner sees them (every REDUCE of an attempt needs the same plan). */
+  private readonly plans = new Map<string, PartPlan[]>()
   /** Peers that failed to answer us recently: skipped as coordinators until they speak again. */
   private readonly dead = new Set<string>()
   private completedRound = -1
@@ -195,12 +213,14 @@ export class AllReducePeer {
 
   /**
    * All-reduce mean of this peer's q8 contribution `q` (n elements in blocks of `block`) with the
-   * round's other members. Throws BehindError (the round completed without us: resync),
-   * RoundFailedError or NoCoordinatorError.
+   * round's other members, written into `into`'s buffers when given. Throws BehindError (the
+   * round completed without us: resync), RoundFailedError or NoCoordinatorError.
    */
-  async reduce (round: number, q: Uint8Array, n: number): Promise<ReduceOutcome> {
+  async reduce (round: number, q: Uint8Array, n: number, into: ReduceBuffers = {}): Promise<ReduceOutcome> {
     if (this.stopped) throw new TrainArgumentError('reduce on a stopped AllReducePeer')
     if (q.byteLength !== q8Bytes(n, this.block)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not q8 of ${n} elements in blocks of ${this.block}`)
+    if (into.mean !== undefined && into.mean.length !== n) throw new TrainArgumentError(`reduce: the mean buffer holds ${into.mean.length} elements, not ${n}`)
+    if (into.qMean !== undefined && into.qMean.byteLength !== q.byteLength) throw new TrainArgumentError(`reduce: the qMean buffer holds ${into.qMean.byteLength} bytes, not ${q.byteLength}`)
     let failedAttempt = -1
     let suspects: string[] = []
     const strikes = new Map<string, number>()
@@ -229,7 +249,7 @@ export class AllReducePeer {
       attempts++
       if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
       try {
-        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n)
+        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n, into)
         void this.sendDone(coord, round, reply.key, out.qMean)
         this.completedRound = Math.max(this.completedRound, round)
         this.prune(round)
@@ -254,7 +274,7 @@ export class AllReducePeer {
     return [...cands].filter(p => !this.dead.has(p)).sort()[0]
   }
 
-  private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number): Promise<ReduceOutcome> {
+  private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number, into: ReduceBuffers): Promise<ReduceOutcome> {
     if (members.length > MAX_MEMBERS) throw new AllReduceProtocolError(`${members.length} members exceed ${MAX_MEMBERS}`)
     const plan = planParts(n, members, this.block, this.partElements)
     const att: MemberAttempt = { round, parts: new Map(plan.map(p => [p.id, { settled: false, repairing: false, waiters: [] }])) }
@@ -266,8 +286,8 @@ export class AllReducePeer {
     let next = 0
     // Each part is dequantized as its result lands, overlapping the parts still in flight; the
     // result bytes are gathered into the whole vector's q8 (the DONE hash covers those bytes).
-    const mean = new Float32Array(n)
-    const qMean = new Uint8Array(q8Bytes(n, this.block))
+    const mean = into.mean ?? new Float32Array(n)
+    const qMean = into.qMean ?? new Uint8Array(q8Bytes(n, this.block))
     const settle = (id: number, result: ResultMsg | undefined): void => {
       const mp = att.parts.get(id)!
       mp.result = result
@@ -387,7 +407,8 @@ export class AllReducePeer {
       this.log(`allreduce: bad message from ${from}: ${(e as Error).message}`)
       return encodeMsg({ type: MsgType.FAIL, reason: `malformed: ${(e as Error).message}`, suspects: [] })
     }
-    return encodeMsg(await this.dispatchMsg(from, m))
+    const reply = await this.dispatchMsg(from, m)
+    return this.encoded.get(reply) ?? encodeMsg(reply)
   }
 
   /** A decoded request → its reply (messages to ourselves come here directly). */
@@ -483,7 +504,7 @@ export class AllReducePeer {
 
   private async onReduce (from: string, m: ReduceMsg): Promise<AllReduceMsg> {
     if (!m.members.includes(from)) return { type: MsgType.FAIL, reason: `sender ${from} is not a member of attempt ${m.key}`, suspects: [] }
-    const plan = planParts(m.n, m.members, this.block, this.partElements)
+    const plan = this.planFor(m.key, m.n, m.members)
     const p = plan[m.part]
     if (p === undefined || p.owner !== this.self) return { type: MsgType.FAIL, reason: `this peer does not own part ${m.part} of attempt ${m.key}`, suspects: [] }
     const id = `${m.key}#${m.part}`
@@ -503,15 +524,34 @@ export class AllReducePeer {
     })
   }
 
+  /** The part plan of attempt `key` for (n, members), cached: planning per REDUCE would redo it for every part. */
+  private planFor (key: string, n: number, members: string[]): PartPlan[] {
+    const id = `${key}#${n}#${members.join(' ')}`
+    let plan = this.plans.get(id)
+    if (plan === undefined) {
+      plan = planParts(n, members, this.block, this.partElements)
+      if (this.plans.size >= PLAN_CACHE) this.plans.delete(this.plans.keys().next().value!)
+      this.plans.set(id, plan)
+    }
+    return plan
+  }
+
   private finishPart (op: OwnerPart, part: number): void {
     if (op.timer !== undefined) clearTimeout(op.timer)
-    const r = reducePart(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined })), op.len, this.block)
-    for (const x of r.report.rejected) this.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
-    for (const x of r.report.clipped) this.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
-    op.done = {
-      type: MsgType.RESULT, part, n: op.len, accepted: r.report.accepted.length,
-      rejected: r.report.rejected.map(x => x.peer), clipped: r.report.clipped.map(x => x.peer), payload: r.q
+    const judged = judgeContributions(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined })), op.len, this.block)
+    const { report } = judged
+    for (const x of report.rejected) this.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
+    for (const x of report.clipped) this.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
+    const head: ResultMsg = {
+      type: MsgType.RESULT, part, n: op.len, accepted: report.accepted.length,
+      rejected: report.rejected.map(x => x.peer), clipped: report.clipped.map(x => x.peer), payload: new Uint8Array(0)
     }
+    // The mean is quantized straight into the RESULT's body: one buffer per part, encoded once
+    // whatever the number of members it goes to (the owner's own lane reads the payload view).
+    const { body, payload } = allocMsg(head, q8Bytes(op.len, this.block))
+    meanQ8Into(judged, op.len, this.block, payload)
+    op.done = { ...head, payload }
+    this.encoded.set(op.done, body)
     op.contributions.clear()
     for (const w of op.waiters.splice(0)) w(op.done)
   }

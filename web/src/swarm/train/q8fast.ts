@@ -18,34 +18,151 @@ function scaleAt (q: Uint8Array, f32: Float32Array | undefined, view: DataView, 
   return f32 !== undefined ? f32[at >> 2] : view.getFloat32(at, true)
 }
 
-/** x (n) → q8 bytes, identical to quantizeQ8 of web/src/gpu/cpu/quant.ts (caller guarantees finite x). */
-export function quantizeQ8Fast (x: ArrayLike<number>, n: number, block: number): Uint8Array {
-  const out = new Uint8Array(q8Bytes(n, block))
-  const i8 = new Int8Array(out.buffer)
-  const f32 = new Float32Array(out.buffer, 0, out.byteLength >> 2)
-  const f = Math.fround
+/**
+ * Rounding margin of the fast path, in units of the scale: a guess r = |x|·(1/s) that is farther
+ * than this from a half step k ± ½ is the reference's |q| without checking. The reference's
+ * thresholds f32((k ± ½)·s) differ from (k ± ½)·s by ≤ 127.5·2⁻²⁴ ≈ 7.6e-6 steps and r from
+ * |x|/s by ~1e-14 steps, so 1e-4 leaves a wide berth; values within it (≈ 2 in 10⁴) take the
+ * reference's exact comparisons.
+ */
+const HALF_MARGIN = 0.5 - 1e-4
+
+/** |q| of ax for scale s by the reference's rule, |q| = #{k < 127 : ax > f32((k + ½)·s)}, from a guess k. */
+function quantMagExact (ax: number, s: number, k: number): number {
+  if (k > Q8_MAX) k = Q8_MAX
+  while (k < Q8_MAX && ax > Math.fround((k + 0.5) * s)) k++
+  while (k > 0 && !(ax > Math.fround((k - 0.5) * s))) k--
+  return k
+}
+
+/**
+ * Quantizes one block x[lo, hi), of largest magnitude `absmax`, into q8 block j of the buffer whose
+ * int8 and (4-aligned) f32 views are i8 and f32: the bytes of quantizeQ8 of web/src/gpu/cpu/quant.ts. Elements past hi in the
+ * block are written 0, so a buffer may be reused.
+ */
+function quantizeBlock (x: Float32Array, lo: number, hi: number, j: number, block: number, i8: Int8Array, f32: Float32Array, absmax: number): void {
+  const base = j * (4 + block)
+  const s = absmax < Q8_MIN_ABSMAX ? 0 : Math.fround(absmax * INV_127)
+  f32[base >> 2] = s
+  const o = base + 4 - lo
+  const inv = s === 0 ? 0 : 1 / s // s = 0: every |q| is 0
+  for (let i = lo; i < hi; i++) {
+    // round to nearest by one multiply; exact comparisons only near a half step (kept out of
+    // line: a call with loops here would not be inlined and costs ~10× the whole loop)
+    const v = x[i]
+    const ax = Math.abs(v)
+    const r = ax * inv
+    let k = (r + 0.5) | 0
+    const d = r - k
+    if (d >= HALF_MARGIN || d <= -HALF_MARGIN) k = quantMagExact(ax, s, k)
+    i8[o + i] = v < 0 ? -k : k
+  }
+  if (hi - lo < block) i8.fill(0, base + 4 + (hi - lo), base + 4 + block) // the last block's tail
+}
+
+/** x (n) → q8 bytes written into `out` (q8Bytes(n, block) long), identical to quantizeQ8 (caller guarantees finite x). */
+export function quantizeQ8Into (x: Float32Array, n: number, block: number, out: Uint8Array): void {
+  if (out.byteOffset % 4 !== 0) { // scales are written through an f32 view: quantize aligned, then copy
+    const tmp = new Uint8Array(out.byteLength)
+    quantizeQ8Into(x, n, block, tmp)
+    out.set(tmp)
+    return
+  }
+  const i8 = new Int8Array(out.buffer, out.byteOffset, out.byteLength)
+  const f32 = new Float32Array(out.buffer, out.byteOffset, out.byteLength >> 2)
   const nb = Math.ceil(n / block)
   for (let j = 0; j < nb; j++) {
     const lo = j * block
     const hi = Math.min(n, lo + block)
     let absmax = 0
     for (let i = lo; i < hi; i++) { const v = Math.abs(x[i]); if (v > absmax) absmax = v }
-    if (absmax < Q8_MIN_ABSMAX) continue
-    const s = f(absmax * INV_127)
-    const base = j * (4 + block)
-    f32[base >> 2] = s
-    const inv = 1 / s
-    for (let i = lo; i < hi; i++) {
-      const v = x[i]
-      const ax = Math.abs(v)
-      // guess, then the reference's rule: |q| = #{k < 127 : ax > f32((k + ½)·s)}
-      let k = Math.min(Q8_MAX, Math.floor(ax * inv + 0.5))
-      while (k < Q8_MAX && ax > f((k + 0.5) * s)) k++
-      while (k > 0 && !(ax > f((k - 0.5) * s))) k--
-      i8[base + 4 + (i - lo)] = v < 0 ? -k : k
-    }
+    quantizeBlock(x, lo, hi, j, block, i8, f32, absmax)
   }
+}
+
+/** x (n) → q8 bytes, identical to quantizeQ8 of web/src/gpu/cpu/quant.ts (caller guarantees finite x). */
+export function quantizeQ8Fast (x: Float32Array, n: number, block: number): Uint8Array {
+  const out = new Uint8Array(q8Bytes(n, block))
+  quantizeQ8Into(x, n, block, out)
   return out
+}
+
+/**
+ * The owner's fused reduction of one part's accepted contributions, block by block, straight into
+ * q8: per element sum = Σ_c q_c·(scale_c·factor_c) in f64 in the given (member) order, mean =
+ * f32(sum / count), then that block of means is quantized into `out`. The same operations in the
+ * same order as summing whole vectors first (reduce.ts's contract), without a vector-sized f64 sum
+ * or f32 mean: only one block of scratch stays hot in cache. `meanOut` (n) receives the f32 means.
+ * `qs` and `factors` come from reduce.ts's judgeContributions (the bad-input rules).
+ */
+export function meanQ8Into ({ qs, factors }: { qs: readonly Uint8Array[], factors: readonly number[] }, n: number, block: number, out: Uint8Array, meanOut?: Float32Array): void {
+  if (out.byteOffset % 4 !== 0) throw new RangeError('meanQ8Into: out must start at a multiple of 4 bytes (its scales are written as f32)')
+  const m = qs.length
+  const i8s = qs.map(q => new Int8Array(q.buffer, q.byteOffset, q.byteLength))
+  const f32s = qs.map(scalesView)
+  const views = qs.map(q => new DataView(q.buffer, q.byteOffset, q.byteLength))
+  const oi8 = new Int8Array(out.buffer, out.byteOffset, out.byteLength)
+  const of32 = new Float32Array(out.buffer, out.byteOffset, out.byteLength >> 2)
+  const sum = blockScratch(block)
+  const mean = blockMeans(block)
+  const nb = Math.ceil(n / block)
+  // Per element: sum = ((0 + q₀·s₀) + q₁·s₁) + … in f64, mean = f32(sum / m). The first two
+  // terms are fused into one pass and the division into the last (with the block's absmax): for
+  // two members, the usual case, one pass over each block.
+  for (let j = 0; j < nb; j++) {
+    const lo = j * block
+    const len = Math.min(n, lo + block) - lo
+    const base = j * (4 + block) + 4
+    let absmax = 0
+    if (m === 0) {
+      mean.fill(0)
+    } else if (m === 1) {
+      const a = i8s[0]
+      const sa = scaleAt(qs[0], f32s[0], views[0], j, block) * factors[0]
+      for (let i = 0; i < len; i++) {
+        const v = (0 + a[base + i] * sa) / 1
+        mean[i] = v
+        const av = Math.abs(mean[i]); if (av > absmax) absmax = av
+      }
+    } else {
+      const a = i8s[0]
+      const b = i8s[1]
+      const sa = scaleAt(qs[0], f32s[0], views[0], j, block) * factors[0]
+      const sb = scaleAt(qs[1], f32s[1], views[1], j, block) * factors[1]
+      if (m === 2) {
+        for (let i = 0; i < len; i++) {
+          mean[i] = ((0 + a[base + i] * sa) + b[base + i] * sb) / 2
+          const av = Math.abs(mean[i]); if (av > absmax) absmax = av
+        }
+      } else {
+        for (let i = 0; i < len; i++) sum[i] = (0 + a[base + i] * sa) + b[base + i] * sb
+        for (let c = 2; c < m; c++) {
+          const q = i8s[c]
+          const s = scaleAt(qs[c], f32s[c], views[c], j, block) * factors[c]
+          for (let i = 0; i < len; i++) sum[i] += q[base + i] * s
+        }
+        for (let i = 0; i < len; i++) {
+          mean[i] = sum[i] / m
+          const av = Math.abs(mean[i]); if (av > absmax) absmax = av
+        }
+      }
+    }
+    if (meanOut !== undefined) for (let i = 0; i < len; i++) meanOut[lo + i] = mean[i]
+    quantizeBlock(mean, 0, len, j, block, oi8, of32, absmax)
+  }
+}
+
+let sumScratch = new Float64Array(0)
+let meanScratch = new Float32Array(0)
+/** One block of f64 sums, reused (the reduction runs for every part of every round). */
+function blockScratch (block: number): Float64Array {
+  if (sumScratch.length < block) sumScratch = new Float64Array(block)
+  return sumScratch
+}
+/** One block of f32 means, reused. */
+function blockMeans (block: number): Float32Array {
+  if (meanScratch.length < block) meanScratch = new Float32Array(block)
+  return meanScratch
 }
 
 /** out[i] = f32(q[i] · scale) for i < n, identical to dequantizeQ8. */

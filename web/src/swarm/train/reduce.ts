@@ -5,7 +5,7 @@
  * bytes received, never on arrival order — and every member then dequantizes the same result bytes.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { accumulateNormQ8, accumulateQ8, quantizeQ8Fast } from './q8fast.ts'
+import { meanQ8Into, normQ8 } from './q8fast.ts'
 import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
 
 /** One member's contribution to a part, in member order. `q` undefined: nothing arrived. */
@@ -29,16 +29,6 @@ export interface ReduceResult {
   /** The mean as q8 (what goes back to every member). */
   q: Uint8Array
   report: ReduceReport
-}
-
-let scratch = new Float64Array(0)
-
-/** A zeroed f64 buffer of n elements, reused across parts (an owner reduces many parts a round; fresh ones would churn the GC). */
-function scratchSum (n: number): Float64Array {
-  if (scratch.length < n) scratch = new Float64Array(n)
-  const s = scratch.subarray(0, n)
-  s.fill(0)
-  return s
 }
 
 /** Why a q8 contribution of n elements in blocks of `block` is malformed, or undefined if it is fine. */
@@ -65,17 +55,45 @@ export function checkContribution (q: Uint8Array, n: number, block: number): str
  * as rejected. No accepted contribution → a zero mean.
  */
 export function reducePart (contribs: readonly Contribution[], n: number, block: number): ReduceResult {
+  const mean = new Float32Array(n)
+  const q = new Uint8Array(q8Bytes(n, block))
+  return { mean, q, report: reducePartInto(contribs, n, block, q, mean) }
+}
+
+/**
+ * reducePart writing the mean's q8 into `out` (q8Bytes(n, block) bytes, 4-byte aligned) and, if
+ * given, the f32 mean into `meanOut`: allocates nothing per element.
+ */
+export function reducePartInto (contribs: readonly Contribution[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array): ReduceReport {
+  if (out.byteLength !== q8Bytes(n, block)) throw new RangeError(`reducePartInto: out holds ${out.byteLength} bytes, q8 of ${n} elements is ${q8Bytes(n, block)}`)
+  if (meanOut !== undefined && meanOut.length < n) throw new RangeError(`reducePartInto: meanOut holds ${meanOut.length} elements, fewer than ${n}`)
+  const j = judgeContributions(contribs, n, block)
+  meanQ8Into(j, n, block, out, meanOut)
+  return j.report
+}
+
+/** What the rules made of a part's contributions: the report, and the accepted ones in member order with their factors. */
+export interface Judged {
+  report: ReduceReport
+  /** Accepted contributions (q8, n elements each), in member order. */
+  qs: Uint8Array[]
+  /** Per accepted contribution: 1, or cap / norm when clipped. */
+  factors: number[]
+}
+
+/**
+ * The bad-input rules on a part's contributions (see reducePart), before any summing: an owner
+ * learns who is refused or clipped (the RESULT's header) before it writes the mean (its payload)
+ * with meanQ8Into.
+ */
+export function judgeContributions (contribs: readonly Contribution[], n: number, block: number): Judged {
   const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
   const ok: Array<{ peer: string, q: Uint8Array, norm: number }> = []
-  // Fast path: sum (factor 1) and norms in one pass per contribution, in member order. If the
-  // norm rule then clips anyone, the sum is redone with the clip factors — the same f64
-  // operations in the same order as that two-pass rule, so the bytes never depend on the path.
-  const sum = scratchSum(n)
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
     const why = checkContribution(c.q, n, block)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
-    ok.push({ peer: c.peer, q: c.q, norm: accumulateNormQ8(c.q, n, block, sum) })
+    ok.push({ peer: c.peer, q: c.q, norm: normQ8(c.q, n, block) })
   }
   let cap = Infinity
   if (ok.length >= NORM_RULE_MIN_MEMBERS) {
@@ -83,18 +101,15 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
     const ref = sorted[Math.floor((sorted.length - 1) / 2)]
     if (ref > 0) cap = NORM_CLIP_FACTOR * ref
   }
-  const clipping = ok.some(o => o.norm > cap)
-  if (clipping) sum.fill(0)
+  const factors: number[] = []
   for (const o of ok) { // member order: the sum's rounding is the same whoever computes it
     let factor = 1
     if (o.norm > cap) {
       factor = cap / o.norm
       report.clipped.push({ peer: o.peer, norm: o.norm, cap })
     }
-    if (clipping) accumulateQ8(o.q, n, block, factor, sum)
+    factors.push(factor)
     report.accepted.push(o.peer)
   }
-  const mean = new Float32Array(n)
-  if (ok.length > 0) for (let i = 0; i < n; i++) mean[i] = sum[i] / ok.length
-  return { mean, q: quantizeQ8Fast(mean, n, block), report }
+  return { report, qs: ok.map(o => o.q), factors }
 }

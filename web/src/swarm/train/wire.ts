@@ -62,8 +62,19 @@ const dec = new TextDecoder('utf-8', { fatal: true })
 // ------------------------------------------------------------ write
 
 export function encodeMsg (m: AllReduceMsg): Uint8Array {
+  const payload = (m as { payload?: Uint8Array }).payload ?? new Uint8Array(0)
+  const out = allocMsg(m, payload.byteLength)
+  out.payload.set(payload)
+  return out.body
+}
+
+/**
+ * The encoding of `m` with room for a payload of `payloadBytes` (m's own payload, if any, is
+ * ignored): the body, and the payload as a view into it, 4-byte aligned, for the caller to fill in
+ * place (an owner quantizes a part's mean straight into its RESULT).
+ */
+export function allocMsg (m: AllReduceMsg, payloadBytes: number): { body: Uint8Array, payload: Uint8Array } {
   const { type, ...rest } = m as AllReduceMsg & { payload?: Uint8Array }
-  const payload = (rest as { payload?: Uint8Array }).payload ?? new Uint8Array(0)
   delete (rest as { payload?: Uint8Array }).payload
   // Trailing spaces (valid JSON) put the payload at a multiple of 4 bytes, so a receiver can
   // read the q8 scales through a Float32Array view of the message, without a copy.
@@ -72,14 +83,13 @@ export function encodeMsg (m: AllReduceMsg): Uint8Array {
   const pad = (4 - ((PREFIX_BYTES + header.byteLength) % 4)) % 4
   if (pad > 0) header = enc.encode(json + ' '.repeat(pad))
   if (header.byteLength > MAX_HEADER_BYTES) throw new AllReduceProtocolError(`header of ${header.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
-  if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
-  const out = new Uint8Array(PREFIX_BYTES + header.byteLength + payload.byteLength)
-  out[0] = ALLREDUCE_WIRE_VERSION
-  out[1] = type
-  new DataView(out.buffer).setUint32(2, header.byteLength, true)
-  out.set(header, PREFIX_BYTES)
-  out.set(payload, PREFIX_BYTES + header.byteLength)
-  return out
+  if (payloadBytes > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
+  const body = new Uint8Array(PREFIX_BYTES + header.byteLength + payloadBytes)
+  body[0] = ALLREDUCE_WIRE_VERSION
+  body[1] = type
+  new DataView(body.buffer).setUint32(2, header.byteLength, true)
+  body.set(header, PREFIX_BYTES)
+  return { body, payload: body.subarray(PREFIX_BYTES + header.byteLength) }
 }
 
 // ------------------------------------------------------------ read (field checks)
