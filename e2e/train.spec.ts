@@ -4,7 +4,8 @@ import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/
 /**
  * Relay + 3 tabs train one run together (DiLoCo, CPU twins in the page for speed on SwiftShader
  * machines): the loss chart fills, every tab holds the same θ_global after each sync; one tab
- * closes mid-run, the other two go on and stay identical.
+ * closes mid-run, the other two go on and stay identical; a fourth tab joins late, fetches
+ * θ_global ‖ momentum as content-addressed shards from both, and ends identical with them.
  */
 const RUN = 'e2e-train'
 
@@ -29,12 +30,14 @@ test.describe.serial('training with 3 tabs', () => {
   let tabs: SwarmTabs
   test.beforeAll(async ({ browser }) => {
     tabs = await openSwarmTabs(browser, 3, `?device=cpu&run=${RUN}`)
+    // E2E_TRAIN_LOG=1: the tabs' training log lines (joins, resyncs, refused states) on stdout
+    if (process.env.E2E_TRAIN_LOG !== undefined) tabs.pages.forEach((p, i) => { p.on('console', m => { if (m.text().startsWith('train')) console.log(`[tab ${i}] ${m.text()}`) }) })
     await waitForFullDirectMesh(tabs)
   })
   test.afterAll(async () => { await tabs?.close() })
 
   test('3 tabs train together; the chart shows points; a tab closes and the others go on identical', async () => {
-    test.setTimeout(300_000)
+    test.setTimeout(480_000)
     for (const page of tabs.pages) await page.click('#train-start')
     for (const page of tabs.pages) await expect(page.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 60_000 })
     for (const page of tabs.pages) await waitSyncs(page, 2, 120_000)
@@ -47,10 +50,11 @@ test.describe.serial('training with 3 tabs', () => {
     }
     // close one tab mid-run
     const [a, b, c] = tabs.pages
-    const done = (await syncs(a)).length
+    // (counts per tab: a tab that started late, after the first tab's early syncs, has fewer)
+    const [doneA, doneB] = [(await syncs(a)).length, (await syncs(b)).length]
     await c.close()
-    await waitSyncs(a, done + 2, 150_000)
-    await waitSyncs(b, done + 2, 150_000)
+    await waitSyncs(a, doneA + 2, 150_000)
+    await waitSyncs(b, doneB + 2, 150_000)
     const after = await Promise.all([a, b].map(syncs))
     expectIdentical(after)
     expect(after[0].at(-1)!.members).toBe(2)
@@ -59,5 +63,24 @@ test.describe.serial('training with 3 tabs', () => {
     const lastCommon = Math.min(after[0].at(-1)!.seq, after[1].at(-1)!.seq)
     expect(after[0].find(s => s.seq === lastCommon)!.hash).toBe(after[1].find(s => s.seq === lastCommon)!.hash)
     expect(hashes.every(h => h.length === 64)).toBe(true)
+
+    // a late joiner: state as shards from the two trainers (over WebRTC), then identical syncs
+    const late = await a.context().newPage()
+    late.on('console', msg => { if (msg.type() === 'error' || (process.env.E2E_TRAIN_LOG !== undefined && msg.text().startsWith('train'))) console.log(`[late tab] ${msg.text()}`) })
+    await late.goto(`/?device=cpu&run=${RUN}`)
+    await expect(late.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
+    await late.click('#train-start')
+    await expect(late.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 90_000 })
+    const fetched = await late.evaluate(() => {
+      const f = window.webswarmTrain?.session?.lastFetch
+      return f === undefined ? undefined : { via: f.via, seq: f.seq, from: [...f.fetchedFrom.keys()] }
+    })
+    expect(fetched?.via).toBe('shards')
+    expect(fetched?.from.length).toBeGreaterThanOrEqual(1)
+    expect(tabs.ids.slice(0, 2)).toEqual(expect.arrayContaining(fetched!.from))
+    // its first sync as a member (a resync, had it come too late for a round, has no members)
+    await expect.poll(async () => (await syncs(late)).some(s => s.members >= 2), { timeout: 150_000 }).toBe(true)
+    const joined = (await syncs(late)).find(s => s.members >= 2)!
+    await expect.poll(async () => (await syncs(a)).find(s => s.seq === joined.seq)?.hash, { timeout: 60_000 }).toBe(joined.hash)
   })
 })

@@ -166,6 +166,31 @@ describe('fetchLatestState', () => {
     expect(snapshots).toBe(3)
   })
 
+  it('a state dropped by its providers mid-fetch: retried on the newer record, not on the same one', async () => {
+    const s5 = await snap(stateBytes(5), 5)
+    const b = board()
+    b.record(4, { hash: H('4'), members: ['p1', 'p2'], attempt: 0, root: H('4') })
+    const tried: string[] = []
+    const lines: string[] = []
+    const shards: StateShards = {
+      publish: async () => '',
+      fetch: async (root, providers) => {
+        tried.push(root)
+        if (root === H('4')) { // the swarm moves on while this fetch runs; its providers drop sync 4
+          b.record(5, { hash: s5.hash, members: ['p1', 'p2'], attempt: 0, root: H('5') })
+          throw new Error('4 of 9 chunks unavailable')
+        }
+        return { data: s5.data, fetchedFrom: new Map(providers.map(p => [p, 1])) }
+      },
+      close: () => {}
+    }
+    const got = await fetchLatestState({ board: b, self: 'me', totalBytes: s5.data.byteLength, shards, log: l => lines.push(l), snapshot: async () => { throw new Error('not used') } })
+    expect(got.via).toBe('shards')
+    expect(got.state.round).toBe(5)
+    expect(tried).toEqual([H('4'), H('5')])
+    expect(lines[0]).toMatch(/refused state shards of sync 4 .*unavailable/)
+  })
+
   it('a SNAPSHOT whose θ is not the recorded one is refused', async () => {
     const s = await snap(stateBytes(7), 2)
     const b = board()

@@ -1,14 +1,16 @@
 /**
- * `webswarm train --bootstrap MULTIADDR --run ID [--declare] [--syncs N] [--inner-steps H]
- *  [--seq-len T] [--batch B] [--lr LR] [--fragments F] [--device webgpu|cpu]`
+ * `webswarm train --bootstrap MULTIADDR --run ID [--declare [--config FILE] [--inner-steps H]
+ *  [--seq-len T] [--batch B] [--lr LR] [--fragments F] [--seed S]] [--syncs N] [--device webgpu|cpu]`
  *
  * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
  * web/src/swarm/train). With --declare the run is declared in the swarm doc if nobody has yet
- * (the tiny byte-level Llama on the Brown corpus, with the given H / T / B / lr / F); otherwise
+ * (the Brown corpus; the model of the HF config.json FILE, dense or MoE, trained from scratch —
+ * default the tiny byte-level Llama — with the given hyper-parameters); otherwise
  * the peer waits for the declaration. Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
  */
+import { readFile } from 'node:fs/promises'
 import { UsageError, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 
@@ -26,6 +28,22 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
   const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run.ts')
   const { TrainSession } = await import('../swarm/train/session.ts')
+  // The declaration is checked before joining: a bad flag or config fails fast.
+  let declared: import('../swarm/train/run.ts').RunSpec | undefined
+  if (f.declare === true) {
+    const configFile = str(f, 'config')
+    let model: Record<string, unknown> | undefined
+    if (configFile !== undefined) {
+      try { model = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown> } catch (e) { throw new UsageError(`--config ${configFile}: ${(e as Error).message}`) }
+    }
+    try {
+      declared = defaultRunSpec(runId, {
+        ...(model === undefined ? {} : { model }),
+        innerSteps: int(f, 'inner-steps', 20, 1), seqLen: int(f, 'seq-len', 32, 1), batchSize: int(f, 'batch', 1, 1),
+        innerLr: num(f, 'lr', 3e-3), fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1)
+      })
+    } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
+  }
   const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
   const board = new RunBoard(swarm.doc.map(TRAIN_MAP), runId)
   const ctl = new AbortController()
@@ -35,12 +53,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   let session: import('../swarm/train/session.ts').TrainSession | undefined
   let shards: import('../swarm/transport/shard-store.ts').Libp2pStateShards | undefined
   try {
-    if (f.declare === true) {
-      board.declare(defaultRunSpec(runId, {
-        innerSteps: int(f, 'inner-steps', 20, 1), seqLen: int(f, 'seq-len', 32, 1), batchSize: int(f, 'batch', 1, 1),
-        innerLr: num(f, 'lr', 3e-3), fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1)
-      }))
-    }
+    if (declared !== undefined) board.declare(declared)
     const t0 = Date.now()
     while (board.spec() === undefined) {
       if (Date.now() - t0 > DECLARATION_TIMEOUT_MS) throw new UsageError(`run ${runId} was not declared in the swarm within ${DECLARATION_TIMEOUT_MS / 1000} s (pass --declare to declare it)`)

@@ -1,8 +1,9 @@
 /**
  * The Training panel: join (or declare) a DiLoCo run with the swarm this page joined, and watch
- * it — loss per worker and the global model's eval loss per sync (uPlot charts), this worker's
- * per-step loss, tokens/s, allreduce bytes sent/received, a round timeline with members, and the
- * current θ_global hash. Exposes `window.webswarmTrain` for tests and the console.
+ * it — uPlot charts of the loss per worker and the global model's eval loss per sync, this
+ * worker's per-step loss, tokens/s and all-reduce MB sent/received per sync, and the round
+ * timeline (members and attempt per sync); a table of the recent rounds with their members and
+ * θ_global hash, and the current hash. Exposes `window.webswarmTrain` for tests and the console.
  */
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
@@ -76,8 +77,10 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
   const stats = el('table', { id: 'train-stats' })
   const chartBox = el('div', { id: 'train-loss-chart' })
   const stepBox = el('div', { id: 'train-step-chart' })
+  const rateBox = el('div', { id: 'train-rate-chart' })
+  const roundsBox = el('div', { id: 'train-rounds-chart' })
   const timeline = el('table', { id: 'train-timeline' })
-  body.replaceChildren(el('div', { class: 'controls' }), status, stats, el('h3', {}, 'Loss per sync: workers and the global model'), chartBox, el('h3', {}, 'This worker, per inner step'), stepBox, el('h3', {}, 'Rounds'), timeline)
+  body.replaceChildren(el('div', { class: 'controls' }), status, stats, el('h3', {}, 'Loss per sync: workers and the global model'), chartBox, el('h3', {}, 'This worker, per inner step'), stepBox, el('h3', {}, 'Throughput per sync'), rateBox, el('h3', {}, 'Rounds'), roundsBox, timeline)
   body.firstElementChild!.append('Run ', runInput, ' ', start, ' ', stop)
 
   const state: TrainState = { running: false, syncs: [], steps: 0, hash: '', bytesSent: 0, bytesReceived: 0, stop: () => {} }
@@ -91,6 +94,11 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
   let lossChart: uPlot | undefined
   let stepChart: uPlot | undefined
   let dirty = false
+  /** Per sync: x = seq; tokens/s and MB sent/received since the previous sync; members; attempt. */
+  const perSync = { x: [] as number[], tps: [] as number[], sent: [] as number[], recv: [] as number[], members: [] as number[], attempt: [] as number[] }
+  let lastMark = { at: 0, tokens: 0, sent: 0, recv: 0 }
+  let rateChart: uPlot | undefined
+  let roundsChart: uPlot | undefined
   let shards: Libp2pStateShards | undefined
 
   const width = (): number => Math.max(300, Math.min(body.clientWidth - 20, 900))
@@ -140,6 +148,18 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
     } else lossChart.setData([ws.x, ...ws.series.map(s => s.y)] as uPlot.AlignedData)
     if (stepChart === undefined) stepChart = new uPlot(opts('inner loss (x: step)', ['this worker']), [stepX, stepY], stepBox)
     else stepChart.setData([stepX, stepY])
+    const rateData = [perSync.x, perSync.tps, perSync.sent, perSync.recv] as uPlot.AlignedData
+    if (rateChart === undefined) {
+      const o = opts('tokens/s and MB per sync (x: sync)', ['tokens/s', 'MB sent', 'MB received'])
+      o.series[1].scale = 'tps'; o.series[2].scale = 'mb'; o.series[3].scale = 'mb'
+      o.axes = [{}, { scale: 'tps', label: 'tokens/s' }, { scale: 'mb', side: 1, label: 'MB', grid: { show: false } }]
+      rateChart = new uPlot(o, rateData, rateBox)
+    } else rateChart.setData(rateData)
+    const roundsData = [perSync.x, perSync.members, perSync.attempt] as uPlot.AlignedData
+    if (roundsChart === undefined) roundsChart = new uPlot(opts('members and attempt per sync (x: sync)', ['members', 'attempt']), roundsData, roundsBox)
+    else roundsChart.setData(roundsData)
+    rateBox.dataset.points = String(perSync.x.length)
+    roundsBox.dataset.points = String(perSync.x.length)
     chartBox.dataset.points = String(ws.series.reduce((n, s) => n + s.y.filter(v => v !== null).length, 0))
     stepBox.dataset.points = String(stepX.length)
     const head = el('tr')
@@ -176,6 +196,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         // One shard store per page (the shard protocol has one handler per node), kept across runs.
         shards ??= await Libp2pStateShards.start(sw.node, { relayAddr })
         t0 = performance.now()
+        lastMark = { at: t0, tokens, sent: 0, recv: 0 }
         const session = await TrainSession.start({
           transport, board, backend: be, corpus: async () => pageCorpus(), shards,
           log: (l) => { console.info(l) },
@@ -199,6 +220,14 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
             }
             state.bytesSent = session.allreduce.bytesSent
             state.bytesReceived = session.allreduce.bytesReceived
+            const now = performance.now()
+            perSync.x.push(e.seq)
+            perSync.tps.push(now > lastMark.at ? (tokens - lastMark.tokens) / ((now - lastMark.at) / 1000) : 0)
+            perSync.sent.push((state.bytesSent - lastMark.sent) / 1e6)
+            perSync.recv.push((state.bytesReceived - lastMark.recv) / 1e6)
+            perSync.members.push(e.members.length)
+            perSync.attempt.push(Math.max(0, e.attempt))
+            lastMark = { at: now, tokens, sent: state.bytesSent, recv: state.bytesReceived }
             schedule()
           }
         })
@@ -209,7 +238,9 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         state.stop = () => { ctl.abort(new Error('stopped')) }
         stop.removeAttribute('disabled')
         stop.onclick = () => { state.stop() }
-        status.textContent = `Training run ${runId} on ${be.kind} as ${session.self.slice(-6)}.`
+        const f = session.lastFetch
+        const joined = f === undefined ? '' : ` Joined at sync ${f.seq + 1}: state ${f.via === 'shards' ? `as shards from ${f.fetchedFrom.size} peers` : 'over SNAPSHOT'}.`
+        status.textContent = `Training run ${runId} on ${be.kind} as ${session.self.slice(-6)}.${joined}`
         body.dataset.training = 'running'
         render()
         await session.run(undefined, ctl.signal).catch((e: Error) => { if (!ctl.signal.aborted) throw e })

@@ -12,9 +12,12 @@ import type { AllReducePeer, SnapshotState } from './allreduce.ts'
 import { SNAPSHOT_SLICE_BYTES, SNAPSHOT_TIMEOUT_MS } from './constants.ts'
 import { AllReduceProtocolError, StateHashMismatchError } from './errors.ts'
 import { hashBytes } from './outer.ts'
-import type { RunBoard } from './run.ts'
+import type { RunBoard, SyncRecord } from './run.ts'
 import { fetchStateShards, type StateShards } from './state-shards.ts'
 import { MsgType } from './wire.ts'
+
+/** Shard fetches per join: the newest record's, then newer ones that appeared meanwhile. */
+const SHARD_TRIES = 3
 
 export interface LatestStateInit {
   board: Pick<RunBoard, 'latest' | 'recordAt' | 'expected' | 'syncRecords'>
@@ -39,19 +42,24 @@ export interface LatestState {
 export async function fetchLatestState (init: LatestStateInit): Promise<LatestState> {
   const { board, self, log } = init
   for (const { key, reason } of board.syncRecords().ignored) log?.(`train: ignoring board entry ${key}: ${reason}`)
-  const { seq, rec } = board.latest()
-  const members = (rec?.members ?? []).filter(p => p !== self)
-  const holders = [...new Set([...members, ...board.expected(Number.MAX_SAFE_INTEGER)])].filter(p => p !== self)
-  if (rec?.root !== undefined && init.shards !== undefined) {
+  const holdersOf = (rec?: SyncRecord): string[] => [...new Set([...(rec?.members ?? []), ...board.expected(Number.MAX_SAFE_INTEGER)])].filter(p => p !== self)
+  const tried = new Set<string>()
+  // A failed fetch is retried only on a newer record: members keep a few states, and when syncs
+  // come fast the one a joiner started on may be dropped before it is done.
+  for (let i = 0; i < SHARD_TRIES && init.shards !== undefined; i++) {
+    const { seq, rec } = board.latest()
+    if (rec?.root === undefined || tried.has(rec.root)) break
+    tried.add(rec.root)
     try {
-      const s = await fetchStateShards(init.shards, seq, { hash: rec.hash, root: rec.root }, holders, init.totalBytes, log)
-      const { fetchedFrom, ...state } = s
+      const { fetchedFrom, ...state } = await fetchStateShards(init.shards, seq, { hash: rec.hash, root: rec.root }, holdersOf(rec), init.totalBytes, log)
       return { state, via: 'shards', fetchedFrom }
     } catch (e) {
-      log?.(`train: refused state shards of sync ${seq} (${(e as Error).name}: ${(e as Error).message}); fetching it over SNAPSHOT from members instead`)
+      log?.(`train: refused state shards of sync ${seq} (${(e as Error).name}: ${(e as Error).message})`)
     }
   }
-  const state = await init.snapshot(holders, seq)
+  const { seq, rec } = board.latest()
+  if (tried.size > 0) log?.(`train: fetching the state over SNAPSHOT from members instead of shards (sync ≥ ${seq})`)
+  const state = await init.snapshot(holdersOf(rec), seq)
   const recorded = board.recordAt(state.round)
   if (recorded !== undefined && recorded.hash !== state.hash) throw new StateHashMismatchError(`peer served θ_global ${state.hash.slice(0, 12)}… for sync ${state.round}, the board records ${recorded.hash.slice(0, 12)}…`)
   return { state, via: 'snapshot', fetchedFrom: new Map() }
