@@ -37,6 +37,14 @@ export interface LossOptions {
   WARMUP: number
   /** Outer (lr:momentum) grid, DiLoCo only; with the inner lr, chosen on the tuning windows. */
   OUTERS: Array<{ lr: number, momentum: number }>
+  /** The model: TINY_MODEL with this width (MLP 2×) and depth. */
+  HIDDEN: number
+  LAYERS: number
+}
+
+/** The bench's model: the swarm's TINY_MODEL (C 32, 2 layers) unless --hidden / --layers say otherwise. */
+function benchModel (o: LossOptions): Record<string, unknown> {
+  return { ...TINY_MODEL, hidden_size: o.HIDDEN, intermediate_size: 2 * o.HIDDEN, num_hidden_layers: o.LAYERS }
 }
 
 export type LossResult = Awaited<ReturnType<typeof lossAndBytes>>
@@ -62,7 +70,7 @@ interface LossRun { tune: number, test: number, bytesPerStep: number }
 /** One N-worker DiLoCo run (in-process workers over MemoryNetwork): eval losses and bytes sent. */
 async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number, outer: { lr: number, momentum: number }): Promise<LossRun & { P: number }> {
   const { N, H, R, T, WARMUP, B } = o
-  const config = parseConfig(TINY_MODEL)
+  const config = parseConfig(benchModel(o))
   const net = new MemoryNetwork({ seed })
   const ids = Array.from({ length: N }, (_, i) => `worker-${i}`)
   const dir = { expected: () => ids }
@@ -92,7 +100,7 @@ function decay (o: LossOptions, lr: number): { totalSteps?: number, minInnerLr?:
 /** The baseline: one worker, N× batch, the same steps (so the same tokens), the same inner optimizer. */
 async function baselineRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number): Promise<LossRun> {
   const { N, H, R, T, WARMUP, B } = o
-  const model = initModel(parseConfig(TINY_MODEL), be, seed)
+  const model = initModel(parseConfig(benchModel(o)), be, seed)
   const schedule = o.SCHEDULE === 'cosine'
     ? { lr, warmupSteps: WARMUP, totalSteps: R * H, minLr: o.MIN_LR_FRAC * lr }
     : { lr, warmupSteps: WARMUP, totalSteps: Number.MAX_SAFE_INTEGER, minLr: lr }
@@ -139,7 +147,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   return {
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
-      workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
+      hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,
       diloco_inner_lr: bd.lr, diloco_outer: `${bd.outer.lr}:${bd.outer.momentum}`, baseline_inner_lr: bb.lr,

@@ -1,6 +1,7 @@
 /**
- * `npm run bench:train [-- --device cpu|webgpu --workers 4 --inner-steps 150 --rounds 4 --seeds 1,2
- *   --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0 --warmup 50 --goodput-mb 8 --skip-loss --skip-goodput]`
+ * `npm run bench:train [-- --device cpu|webgpu --workers 4 --batch 1 --inner-steps 150 --rounds 4
+ *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50 --schedule constant|cosine
+ *   --min-lr-frac 0.1 --hidden 32 --layers 2 --goodput-mb 8 --skip-loss --skip-goodput --out FILE]`
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
  *    measured: every allreduce message a worker sent) vs data-parallel training (an fp32 gradient
@@ -13,10 +14,12 @@
  * 3. All-reduce goodput vs raw stream throughput between two Node peers, each in its own process
  *    (as real peers are), over a direct WebRTC connection: raw one-way, raw both ways at once
  *    (the all-reduce's traffic pattern), and the all-reduce's bus bandwidth (NCCL's busbw).
- * Writes bench/results/train.json {"bytes_ratio","loss_ratio","allreduce_goodput_ratio","device"}
- * (only when both parts ran). BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
+ * Writes bench/results/train.json (or --out) {"bytes_ratio","loss_ratio","allreduce_goodput_ratio",
+ * "device"}: a part skipped with --skip-loss / --skip-goodput keeps the existing file's figures for
+ * it. BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { goodput, type GoodputResult } from './train-goodput.ts'
@@ -30,15 +33,18 @@ const { values: a } = parseArgs({
     rounds: { type: 'string', default: '4' },
     'seq-len': { type: 'string', default: '32' },
     batch: { type: 'string', default: '1' },
+    hidden: { type: 'string', default: '32' },
+    layers: { type: 'string', default: '2' },
     schedule: { type: 'string', default: 'constant' },
     'min-lr-frac': { type: 'string', default: '0.1' },
     lrs: { type: 'string', default: '3e-3,6e-3' },
-    seeds: { type: 'string', default: '1,2' },
+    seeds: { type: 'string', default: '1,2,3' },
     warmup: { type: 'string', default: '50' },
-    outer: { type: 'string', default: '0.7:0.9,1:0' },
+    outer: { type: 'string', default: '0.7:0.9,1:0,0.7:0.5,1.5:0' },
     'goodput-mb': { type: 'string', default: '8' },
     'skip-goodput': { type: 'boolean', default: false },
     'skip-loss': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench/results/train.json' },
     'part-elements': { type: 'string' },
     'window-parts': { type: 'string' }
   }
@@ -47,6 +53,7 @@ const N = Number(a.workers)
 const H = Number(a['inner-steps'])
 const R = Number(a.rounds)
 const T = Number(a['seq-len'])
+const RESULTS = a.out ?? 'bench/results/train.json'
 
 async function backend (): Promise<Backend> {
   if (a.device === 'cpu') return (await import('../web/src/gpu/cpu-backend.ts')).cpu
@@ -57,6 +64,40 @@ async function backend (): Promise<Backend> {
 
 function log (line: string): void { process.stderr.write(line + '\n') }
 
+const GOODPUT_KEYS = ['goodput_processes', 'raw_one_way_mb_s', 'raw_both_ways_mb_s', 'allreduce_busbw_mb_s', 'allreduce_vs_one_way']
+
+interface LossPart { bytes_ratio: number, loss_ratio: number, device: string, detail: Record<string, unknown> }
+interface GoodputPart { allreduce_goodput_ratio: number, detail: Record<string, unknown> }
+interface Results { bytes_ratio: number | null, loss_ratio: number | null, allreduce_goodput_ratio: number | null, device: string, detail: Record<string, unknown> }
+
+/**
+ * The results file after this run: both parts when both ran; a part that was skipped is kept from
+ * the existing file (and named in detail.kept_from_previous_run), so `--skip-goodput` refreshes
+ * the loss figures without losing the goodput figure. Nothing is written when no part ran.
+ */
+function mergeResults (loss: LossPart | undefined, goodput: GoodputPart | undefined): Results | undefined {
+  if (loss === undefined && goodput === undefined) return undefined
+  let prev: Partial<Results> = {}
+  if (loss === undefined || goodput === undefined) {
+    try { prev = JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results> } catch { prev = {} }
+  }
+  const prevDetail = prev.detail ?? {}
+  const prevGoodput = Object.fromEntries(Object.entries(prevDetail).filter(([k]) => GOODPUT_KEYS.includes(k)))
+  const prevLoss = Object.fromEntries(Object.entries(prevDetail).filter(([k]) => !GOODPUT_KEYS.includes(k) && k !== 'kept_from_previous_run'))
+  const kept = loss === undefined ? 'loss' : goodput === undefined ? 'goodput' : undefined
+  return {
+    bytes_ratio: loss?.bytes_ratio ?? prev.bytes_ratio ?? null,
+    loss_ratio: loss?.loss_ratio ?? prev.loss_ratio ?? null,
+    allreduce_goodput_ratio: goodput?.allreduce_goodput_ratio ?? prev.allreduce_goodput_ratio ?? null,
+    device: loss?.device ?? prev.device ?? 'cpu',
+    detail: {
+      ...(loss?.detail ?? prevLoss),
+      ...(goodput?.detail ?? prevGoodput),
+      ...(kept === undefined ? {} : { kept_from_previous_run: kept })
+    }
+  }
+}
+
 async function main (): Promise<void> {
   const be = await backend()
   let lb: LossResult | undefined
@@ -64,7 +105,7 @@ async function main (): Promise<void> {
     log(`bench:train on ${be.kind}${be.kind === 'cpu' ? ' (CPU twins: --device cpu)' : ''}: ${N} workers × batch ${a.batch}, H = ${H}, ${R} rounds, seq ${T}, ${a.schedule} inner lr`)
     if (a.schedule !== 'constant' && a.schedule !== 'cosine') throw new Error(`--schedule must be constant or cosine, got ${a.schedule}`)
     lb = await runLossBench({
-      N, H, R, T, B: Number(a.batch), SCHEDULE: a.schedule, MIN_LR_FRAC: Number(a['min-lr-frac']),
+      N, H, R, T, B: Number(a.batch), SCHEDULE: a.schedule, MIN_LR_FRAC: Number(a['min-lr-frac']), HIDDEN: Number(a.hidden), LAYERS: Number(a.layers),
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),
@@ -82,27 +123,30 @@ async function main (): Promise<void> {
     })
     log(`  goodput (2 peer processes): raw one-way ${g.rawOneWayMbS.toFixed(2)} MB/s, raw both ways ${g.rawBothMbS.toFixed(2)} MB/s per direction, all-reduce busbw ${g.allreduceMbS.toFixed(2)} MB/s → ${(g.allreduceMbS / g.rawBothMbS).toFixed(3)} (${g.channels} channels opened)`)
   }
-  const out = {
-    bytes_ratio: lb === undefined ? null : Number((lb.dpBytesPerStep / lb.bytesPerStep).toFixed(1)),
-    loss_ratio: lb === undefined ? null : Number((lb.diloco / lb.baseline).toFixed(4)),
-    allreduce_goodput_ratio: g === undefined ? null : Number((g.allreduceMbS / g.rawBothMbS).toFixed(3)),
-    device: be.kind,
-    detail: {
-      ...(lb === undefined ? {} : lb.detail),
-      ...(g === undefined
-        ? {}
-        : {
-            goodput_processes: 2,
-            raw_one_way_mb_s: Number(g.rawOneWayMbS.toFixed(2)),
-            raw_both_ways_mb_s: Number(g.rawBothMbS.toFixed(2)),
-            allreduce_busbw_mb_s: Number(g.allreduceMbS.toFixed(2)),
-            allreduce_vs_one_way: Number((g.allreduceMbS / g.rawOneWayMbS).toFixed(3))
-          })
-    }
-  }
-  if (lb !== undefined && g !== undefined) {
-    mkdirSync('bench/results', { recursive: true })
-    writeFileSync('bench/results/train.json', JSON.stringify(out, null, 2) + '\n')
+  const lossPart = lb === undefined
+    ? undefined
+    : {
+        bytes_ratio: Number((lb.dpBytesPerStep / lb.bytesPerStep).toFixed(1)),
+        loss_ratio: Number((lb.diloco / lb.baseline).toFixed(4)),
+        device: be.kind,
+        detail: lb.detail
+      }
+  const goodputPart = g === undefined
+    ? undefined
+    : {
+        allreduce_goodput_ratio: Number((g.allreduceMbS / g.rawBothMbS).toFixed(3)),
+        detail: {
+          goodput_processes: 2,
+          raw_one_way_mb_s: Number(g.rawOneWayMbS.toFixed(2)),
+          raw_both_ways_mb_s: Number(g.rawBothMbS.toFixed(2)),
+          allreduce_busbw_mb_s: Number(g.allreduceMbS.toFixed(2)),
+          allreduce_vs_one_way: Number((g.allreduceMbS / g.rawOneWayMbS).toFixed(3))
+        }
+      }
+  const out = mergeResults(lossPart, goodputPart)
+  if (out !== undefined) {
+    mkdirSync(dirname(RESULTS), { recursive: true })
+    writeFileSync(RESULTS, JSON.stringify(out, null, 2) + '\n')
   }
   process.stdout.write(JSON.stringify(out) + '\n')
 }
