@@ -65,6 +65,22 @@ describe('sync records', () => {
   })
 })
 
+describe('loss points on the board', () => {
+  it('keeps the newest 64 per worker, skips malformed entries and points', () => {
+    const b = board()
+    for (let i = 0; i < 70; i++) b.recordLoss('p1', i, 5 - i / 100)
+    b.recordLoss('p1', 70, Number.NaN) // not recorded
+    b.map.set('loss/r1/p2', { points: [[0, 4.5], [-1, 3], ['x', 2], [1, null], [2, 4.4]] })
+    b.map.set('loss/r1/p3', 'garbage')
+    const l = b.losses()
+    expect(l.get('p1')!.length).toBe(64)
+    expect(l.get('p1')![0]).toEqual([6, 5 - 6 / 100])
+    expect(l.get('p1')!.at(-1)).toEqual([69, 5 - 69 / 100])
+    expect(l.get('p2')).toEqual([[0, 4.5], [2, 4.4]])
+    expect(l.get('p3')).toEqual([])
+  })
+})
+
 describe('state chunks and the bounded store', () => {
   it('chunk size is a function of the size: ~16 chunks, within [16 KiB, 1 MiB]', () => {
     expect(stateChunkBytes(1000)).toBe(MIN_STATE_CHUNK_BYTES)

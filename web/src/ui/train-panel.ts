@@ -89,7 +89,6 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
   const stepY: number[] = []
   let tokens = 0
   let t0 = 0
-  let lossSinceSync: number[] = []
   let board: RunBoard | undefined
   let lossChart: uPlot | undefined
   let stepChart: uPlot | undefined
@@ -110,13 +109,9 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
     for (const s of state.syncs) if (s.evalLoss !== undefined) global[s.seq] = s.evalLoss
     const series = [{ label: 'global eval', y: global }]
     if (board !== undefined) {
-      const prefix = `loss/${board.runId}/`
-      for (const [k, v] of board.map.entries()) {
-        if (!k.startsWith(prefix)) continue
-        const pts = (v as { points?: Array<[number, number]> }).points ?? []
+      for (const [peer, pts] of board.losses()) {
         const y: Array<number | null> = x.map(() => null)
-        for (const [seq, loss] of pts) if (Number.isInteger(seq) && seq >= 0 && seq <= maxSeq && Number.isFinite(loss)) y[seq] = loss
-        const peer = k.slice(prefix.length)
+        for (const [seq, loss] of pts) if (seq <= maxSeq) y[seq] = loss
         series.push({ label: peer === state.session?.self ? 'this worker' : `${peer.slice(-6)}`, y })
       }
     }
@@ -203,7 +198,6 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
           onStep: (e) => {
             state.steps = e.step
             tokens += e.tokens
-            lossSinceSync.push(e.loss)
             stepX.push(e.step); stepY.push(e.loss)
             if (stepX.length > MAX_STEP_POINTS) { stepX.shift(); stepY.shift() }
             schedule()
@@ -211,13 +205,6 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
           onSync: (e) => {
             state.syncs.push(e)
             state.hash = e.hash
-            const mean = lossSinceSync.length > 0 ? lossSinceSync.reduce((x, y) => x + y, 0) / lossSinceSync.length : undefined
-            lossSinceSync = []
-            if (mean !== undefined && board !== undefined) {
-              const key = `loss/${board.runId}/${session.self}`
-              const prev = (board.map.get(key) as { points?: Array<[number, number]> } | undefined)?.points ?? []
-              board.map.set(key, { points: [...prev.slice(-63), [e.seq, mean]] })
-            }
             state.bytesSent = session.allreduce.bytesSent
             state.bytesReceived = session.allreduce.bytesReceived
             const now = performance.now()

@@ -6,6 +6,8 @@
  *   train["sync/<id>/<seq>"]          = { hash, members, attempt, root? }: θ_global after sync `seq`;
  *                                       root names θ_global ‖ momentum as a content-addressed shard
  *                                       set (state-shards.ts) that the sync's members serve
+ *   train["loss/<id>/<peer>"]         = { points: [[seq, loss], …] }: the peer's mean inner loss
+ *                                       per sync, the newest KEEP_LOSS_POINTS (the dashboard)
  *
  * Membership entries only steer whom a round's coordinator waits for (liveness); what is applied
  * is decided by the all-reduce itself, so a forged entry can delay a round by one ready window but
@@ -23,6 +25,9 @@ export const TRAIN_MAP = 'train'
 
 /** Sync records kept per run: older ones are deleted by whoever writes a newer one. */
 export const KEEP_SYNC_RECORDS = 64
+
+/** Loss points kept per worker on the board. */
+export const KEEP_LOSS_POINTS = 64
 
 /** Run ids: short and safe inside map keys. */
 export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/
@@ -226,6 +231,32 @@ export class RunBoard implements RoundDirectory {
     let rec: SyncRecord | undefined
     for (const [s, r] of this.syncRecords().records) if (s > seq) { seq = s; rec = r }
     return { seq, rec }
+  }
+
+  /** Appends a worker's mean inner loss over the steps before sync `seq` (its newest KEEP_LOSS_POINTS kept). */
+  recordLoss (peer: string, seq: number, loss: number): void {
+    if (!Number.isFinite(loss)) return
+    const key = `loss/${this.runId}/${peer}`
+    const prev = this.lossesOf(this.map.get(key))
+    this.map.set(key, { points: [...prev.slice(-(KEEP_LOSS_POINTS - 1)), [seq, loss]] })
+  }
+
+  /** Every worker's loss points (malformed entries and points skipped). */
+  losses (): Map<string, Array<[number, number]>> {
+    const out = new Map<string, Array<[number, number]>>()
+    const prefix = `loss/${this.runId}/`
+    for (const [k, v] of this.map.entries()) {
+      const peer = k.slice(prefix.length)
+      if (!k.startsWith(prefix) || peer.length === 0 || peer.length > MAX_ID_CHARS) continue
+      out.set(peer, this.lossesOf(v))
+    }
+    return out
+  }
+
+  private lossesOf (v: unknown): Array<[number, number]> {
+    const pts = (v as { points?: unknown } | null)?.points
+    if (!Array.isArray(pts)) return []
+    return pts.slice(-KEEP_LOSS_POINTS).filter((p): p is [number, number] => Array.isArray(p) && p.length === 2 && Number.isSafeInteger(p[0]) && p[0] >= 0 && Number.isFinite(p[1]))
   }
 
   recordAt (seq: number): SyncRecord | undefined {

@@ -64,14 +64,19 @@ export class TrainSession {
     const self = init.transport.self
     const ar = new AllReducePeer(init.transport, { ...init.allreduce, run: spec.id, directory: init.board, block: spec.compression.block, log: init.log })
     let session: TrainSession | undefined
+    let lossSum = 0
+    let lossSteps = 0
     const worker = new DiLoCoWorker(initModel(config, init.backend, spec.seed), train, ar, {
       innerSteps: spec.innerSteps, batchSize: spec.batchSize, seqLen: spec.seqLen, innerLr: spec.innerLr, warmupSteps: spec.warmupSteps,
       adam: { weightDecay: spec.weightDecay }, maxGradNorm: spec.maxGradNorm, outer: spec.outer, fragments: spec.fragments,
       overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, block: spec.compression.block, dataSeed: seedOf(self), evalWindows
     }, {
-      onStep: (e) => { init.onStep?.(e) },
+      onStep: (e) => { lossSum += e.loss; lossSteps++; init.onStep?.(e) },
       onSync: (e) => {
         if (e.resynced !== true) session!.publish(e)
+        // This worker's mean inner loss since its last sync, for every peer's dashboard.
+        if (lossSteps > 0) init.board.recordLoss(self, e.seq, lossSum / lossSteps)
+        lossSum = 0; lossSteps = 0
         init.onSync?.(e)
       },
       resync: async () => await session!.fetchLatest()
