@@ -3,15 +3,20 @@
  * in this process, talking libp2p over direct WebRTC on 127.0.0.1 (framed tensor streams), and a
  * client generating greedily through them.
  *
- *   decode tokens/s through 1, 2 and 3 peers (the model's 3 blocks split 3 / 2+1 / 1+1+1),
- *   prefill tokens/s (prompt through 3 peers), and recovery: the time from a server's death to
- *   the next token (a spare covers its span; the client bans, re-plans, replays the cache).
+ *   decode tokens/s through 1, 2 and 3 peers (the model's 3 blocks split 3 / 2+1 / 1+1+1), with
+ *   servers pushing activations to the next server (the default), and through the same 3 peers
+ *   with client-driven STEPs ("3-step", for comparison); prefill tokens/s (prompt through 3
+ *   peers), and recovery: the time from a server's death to the next token (a spare covers its
+ *   span; the client bans, re-plans, replays the cache). Then a per-token breakdown: the client's
+ *   embed / head, one span forward of 1 and of all blocks, one `infer` round trip.
  *
  * Model: the default model's shape (models/byte-llama.config.json); its trained weights when
  * models/byte-llama/ holds them, else seeded random weights (speed does not depend on values).
- * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)  --trials N (3)
+ * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)  --trials N (7)
+ * Trials are interleaved (1, 2, 3, 3-step, 1, 2, …) so load from other processes hits every
+ * configuration alike; the MEDIAN trial is the headline, the best is listed too.
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
- * and inference.meta.json (device, model, per-run details).
+ * (medians) and inference.meta.json (device, model, every trial, best-of, breakdown, load).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -29,8 +34,6 @@ import { InferenceClient } from '../web/src/swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../web/src/swarm/client/generate.ts'
 import { loadClientEnds, loadSpanBackend } from '../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../web/src/swarm/server/role.ts'
-import { CoSelectionStats, placeExperts } from '../web/src/swarm/moe/coselection.ts'
-import { argmax } from '../web/src/model/sampler.ts'
 import { joinTestPeer, type SwarmTestPeer } from '../test/swarm/libp2p-peer.ts'
 
 function arg (name: string): string | undefined {
@@ -88,70 +91,134 @@ async function peer (): Promise<SwarmTestPeer> {
   return p
 }
 
-async function serve (model: string, start: number, end: number): Promise<{ role: ServerRole, node: WebSwarmNode }> {
+interface Served { role: ServerRole, node: WebSwarmNode, transport: SwarmTestPeer['transport'] }
+
+async function serve (model: string, start: number, end: number): Promise<Served> {
   const p = await peer()
   const role = new ServerRole({
     transport: p.transport, directory: p.directory, model, numBlocks: L, span: { start, end },
     loadSpan: async (s, e) => await loadSpanBackend(source, be, model, s, e),
-    cacheBudgetBytes: CACHE_TOKENS * L * 2 * config.numKvHeads * config.headDim * 4, throughput: 100
+    cacheBudgetBytes: CACHE_TOKENS * L * 2 * config.numKvHeads * config.headDim * 4, throughput: 100,
+    log: l => console.log(`server ${p.transport.self.slice(-6)}: ${l}`)
   })
   await role.start()
-  return { role, node: p.node }
+  return { role, node: p.node, transport: p.transport }
+}
+
+/**
+ * Connects each server to the next in the route before timing, as a swarm that has been serving
+ * a while would be: a first WebRTC dial through the relay takes 0.1–6 s and sometimes fails under
+ * load (servers then retry in the background while the client steps that hop itself).
+ */
+async function connectChain (servers: readonly Served[]): Promise<void> {
+  for (let i = 0; i + 1 < servers.length; i++) {
+    const next = servers[i + 1].role.self
+    for (let attempt = 1; !servers[i].transport.connected(next); attempt++) {
+      try {
+        await servers[i].transport.connect(next, 15_000)
+      } catch (e) {
+        if (attempt >= 5) throw new Error(`server ${i} could not connect to server ${i + 1}: ${(e as Error).message}`)
+      }
+    }
+  }
 }
 
 const prompt = Array.from({ length: PROMPT_LEN }, (_, i) => (i * 37 + 11) % config.vocabSize)
 const splits: Record<string, Array<[number, number]>> = { 1: [[0, L]], 2: [[0, L - 1], [L - 1, L]], 3: Array.from({ length: L }, (_, i) => [i, i + 1] as [number, number]) }
-const decodeTps: Record<string, number> = {}
-const runs: Record<string, unknown> = {}
-let prefillTps = 0
-/** Interleaved timed runs per configuration; the best is reported. */
-const TRIALS = Number(arg('trials') ?? 3)
-/** INFO round trips timed to estimate one hop's network cost. */
-const RTT_PROBES = 50
-let rttMs = 0
+/** Configurations timed: peers in the route, and whether servers push ("3-step": the same 3 servers, client-driven STEPs). */
+const CONFIGS = [{ key: '1', peers: '1', push: true }, { key: '2', peers: '2', push: true }, { key: '3', peers: '3', push: true }, { key: '3-step', peers: '3', push: false }]
+/** Interleaved timed runs per configuration; the median is reported. */
+const TRIALS = Number(arg('trials') ?? 7)
+/** Repetitions of each micro-measurement in the breakdown (median kept). */
+const PROBES = 50
 let reference: number[] | undefined
 const clientPeer = await peer()
 
-// All three configurations stay up; trials are interleaved k = 1, 2, 3, 1, 2, 3, … and the best
-// trial of each is kept, so load from other processes on the shared machine hits all alike.
-const setups: Record<string, { client: InferenceClient, servers: Array<{ role: ServerRole, node: WebSwarmNode }> }> = {}
-for (const k of ['1', '2', '3']) {
-  const model = `bench-${k}`
-  const servers: Array<{ role: ServerRole, node: WebSwarmNode }> = []
-  for (const [s, e] of splits[k]) servers.push(await serve(model, s, e))
-  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, log: l => console.log(l) })
-  // Warm-up: pipelines compiled, connections and channels open.
-  await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
-  setups[k] = { client, servers }
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
-{
-  const probe = setups['1']
-  const t0 = performance.now()
-  for (let i = 0; i < RTT_PROBES; i++) await probe.client.call(probe.servers[0].role.self, { type: 'info' })
-  rttMs = (performance.now() - t0) / RTT_PROBES
-  console.log(`infer round trip (INFO on a pooled channel, no compute): ${rttMs.toFixed(2)} ms`)
+
+// All configurations stay up; trials are interleaved so load from other processes on the shared
+// machine hits all alike.
+const servers3: Record<string, Served[]> = {}
+const setups: Record<string, InferenceClient> = {}
+for (const c of CONFIGS) {
+  const model = `bench-${c.peers}`
+  if (servers3[c.peers] === undefined) {
+    servers3[c.peers] = []
+    for (const [s, e] of splits[c.peers]) servers3[c.peers].push(await serve(model, s, e))
+    await connectChain(servers3[c.peers])
+  }
+  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, push: c.push, log: l => console.log(l) })
+  // Warm-up: pipelines compiled, connections (client → servers, server → next server) and channels open.
+  for (let i = 0; i < 2; i++) await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
+  setups[c.key] = client
 }
+const trials: Record<string, Array<{ decode_tps: number, prefill_tps: number, decode_ms_median: number }>> = {}
+const loadBefore = os.loadavg()
 for (let trial = 0; trial < TRIALS; trial++) {
-  for (const k of ['1', '2', '3']) {
-    const r = await swarmGenerate(setups[k].client, ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
+  for (const c of CONFIGS) {
+    const r = await swarmGenerate(setups[c.key], ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
     reference ??= r.tokens
-    if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${k}-peer tokens differ from the first run`)
-    const decodeS = r.decodeMs.reduce((a, b) => a + b, 0) / 1000
-    const tps = r.decodeMs.length / decodeS
+    if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${c.key}-peer tokens differ from the first run`)
+    const tps = r.decodeMs.length / (r.decodeMs.reduce((a, b) => a + b, 0) / 1000)
     const ptps = PROMPT_LEN / (r.prefillMs / 1000)
-    decodeTps[k] = Math.max(decodeTps[k] ?? 0, tps)
-    if (k === '3') prefillTps = Math.max(prefillTps, ptps)
-    ;((runs[k] ??= []) as unknown[]).push({ route: r.session.route.length, decode_tps: tps, prefill_tps: ptps })
-    console.log(`trial ${trial}, ${k} peer(s): decode ${tps.toFixed(1)} tokens/s, prefill ${ptps.toFixed(1)} tokens/s`)
+    ;(trials[c.key] ??= []).push({ decode_tps: tps, prefill_tps: ptps, decode_ms_median: median(r.decodeMs) })
+    console.log(`trial ${trial}, ${c.key} peer(s): decode ${tps.toFixed(1)} tokens/s (step median ${median(r.decodeMs).toFixed(2)} ms, max ${Math.max(...r.decodeMs).toFixed(1)} ms), prefill ${ptps.toFixed(1)} tokens/s`)
   }
 }
-for (const k of ['1', '2', '3']) for (const s of setups[k].servers) await s.role.stop()
+const loadAfter = os.loadavg()
+const decodeTps: Record<string, number> = {}
+const bestTps: Record<string, number> = {}
+for (const c of CONFIGS) {
+  decodeTps[c.key] = median(trials[c.key].map(t => t.decode_tps))
+  bestTps[c.key] = Math.max(...trials[c.key].map(t => t.decode_tps))
+}
+const prefillTps = median(trials['3'].map(t => t.prefill_tps))
+for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')})`)
+console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; client-driven 3-step / 1: median ${(decodeTps['3-step'] / decodeTps['1']).toFixed(2)}`)
+
+// ---- breakdown of one decode token (medians of PROBES runs each, ms) ----
+async function probe (f: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 5; i++) await f()
+  const xs: number[] = []
+  for (let i = 0; i < PROBES; i++) {
+    const t0 = performance.now()
+    await f()
+    xs.push(performance.now() - t0)
+  }
+  return median(xs)
+}
+const one = await loadSpanBackend(source, be, 'probe', 0, 1)
+const all = await loadSpanBackend(source, be, 'probe', 0, L)
+const row = new Float32Array(config.hiddenSize).fill(0.1)
+const forwardMs = async (sp: typeof one): Promise<number> => {
+  const cache = sp.createCache(PROBES + 16, sp.start, sp.end)
+  const ms = await probe(async () => await sp.forward([{ cache, hidden: row, tokens: 1 }]))
+  cache.dispose()
+  return ms
+}
+const s1 = servers3['1'][0].role.self
+const breakdown = {
+  embed_ms: await probe(async () => await ends.embed([5])),
+  head_ms: await probe(async () => await ends.logits(row)),
+  forward_1_block_ms: await forwardMs(one),
+  forward_all_blocks_ms: await forwardMs(all),
+  infer_round_trip_ms: await probe(async () => await setups['1'].call(s1, { type: 'info' })),
+  decode_step_ms: Object.fromEntries(CONFIGS.map(c => [c.key, median(trials[c.key].map(t => t.decode_ms_median))]))
+}
+one.dispose()
+all.dispose()
+console.log(`breakdown (median ms): ${JSON.stringify(breakdown)}`)
+for (const k of Object.keys(servers3)) for (const s of servers3[k]) await s.role.stop()
 
 // ---- recovery: 3 peers + a spare over all blocks; the middle one dies after KILL_AFTER_TOKENS ----
 const model = 'bench-recovery'
-const servers: Array<{ role: ServerRole, node: WebSwarmNode }> = []
+const servers: Served[] = []
 for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
 const spare = await serve(model, 0, L)
+await connectChain(servers)
 const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize })
 await client.measureRtts([...servers.map(s => s.role.self), spare.role.self])
 client.rttMs.set(spare.role.self, 1e6) // used only as the replacement
@@ -176,37 +243,17 @@ const fo = rr.session.failovers[0]
 if (fo === undefined) throw new Error(`the killed server ${servers[1].role.self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
 console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens)`)
 
-// ---- MoE co-selection (ExFlow-style affinity), measured on the tiny-mixtral fixture's router ----
-// Greedy decoding of COSEL_TOKENS tokens from the fixture prompt on the CPU twins, every MoE
-// layer's routing recorded; then the 2-peer placement that keeps co-selected experts together
-// versus the naive split {0, 1} | {2, 3}.
-const COSEL_TOKENS = 200
-const mix = sourceFrom('test/fixtures/tiny-mixtral')
-const mixEnds = await loadClientEnds(mix, cpu)
-const cosel = new CoSelectionStats(mixEnds.config.numLayers, mixEnds.config.numExperts)
-const mixSpan = await loadSpanBackend(mix, cpu, 'tiny-mixtral', 0, mixEnds.config.numLayers, { coselection: cosel })
-const mixPrompt = (JSON.parse(readFileSync('test/fixtures/tiny-mixtral/reference.json', 'utf8')) as { prompt: number[] }).prompt
-const mixCache = mixSpan.createCache(mixPrompt.length + COSEL_TOKENS, 0, mixEnds.config.numLayers)
-let h = (await mixSpan.forward([{ cache: mixCache, hidden: await mixEnds.ends.embed(mixPrompt), tokens: mixPrompt.length }]))[0]
-for (let i = 0; i < COSEL_TOKENS - 1; i++) {
-  const logits = await mixEnds.ends.logits(h.subarray(h.length - mixEnds.config.hiddenSize))
-  h = (await mixSpan.forward([{ cache: mixCache, hidden: await mixEnds.ends.embed([argmax(logits)]), tokens: 1 }]))[0]
-}
-const coselection = Array.from({ length: mixEnds.config.numLayers }, (_, l) => {
-  const placed = placeExperts(cosel, l, 2)
-  return { layer: l, placement: placed, within_share: cosel.withinGroupShare(l, placed), naive_within_share: cosel.withinGroupShare(l, [[0, 1], [2, 3]]) }
-})
-for (const c of coselection) console.log(`co-selection layer ${c.layer}: placement ${JSON.stringify(c.placement)} keeps ${(c.within_share * 100).toFixed(0)}% of co-selected pairs on one peer (naive {0,1}|{2,3}: ${(c.naive_within_share * 100).toFixed(0)}%)`)
-
-const result = { decode_tps: decodeTps, prefill_tps: prefillTps, recovery_s: recoveryS }
+const result = { decode_tps: { 1: decodeTps['1'], 2: decodeTps['2'], 3: decodeTps['3'] }, prefill_tps: prefillTps, recovery_s: recoveryS }
 mkdirSync('bench/results', { recursive: true })
 writeFileSync('bench/results/inference.json', JSON.stringify(result, null, 2) + '\n')
 writeFileSync('bench/results/inference.meta.json', JSON.stringify({
-  device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS,
-  ratio_3_over_1: decodeTps['3'] / decodeTps['1'], infer_round_trip_ms: rttMs, runs,
-  coselection: { model: 'test/fixtures/tiny-mixtral', tokens: cosel.tokens, layers: coselection, counts: cosel.toJSON() }, recovery: { failover_ms: fo.ms, replayed: fo.replayed },
+  device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
+  headline: 'median of interleaved trials',
+  ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], client_driven_median: decodeTps['3-step'] / decodeTps['1'] },
+  decode_tps_median: decodeTps, decode_tps_best: bestTps, per_trial: trials, breakdown,
+  recovery: { failover_ms: fo.ms, replayed: fo.replayed },
   transport: 'libp2p framed tensor streams over direct WebRTC on 127.0.0.1, all peers in one process',
-  machine: { cpus: os.cpus().length, node: process.version }, date: new Date().toISOString()
+  machine: { cpus: os.cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter }, date: new Date().toISOString()
 }, null, 2) + '\n')
 console.log(JSON.stringify(result))
 for (const s of [...servers, spare]) await s.role.stop().catch(() => {})
