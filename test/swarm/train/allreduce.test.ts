@@ -106,6 +106,20 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
     }
     await expect(s.peers[0].reduce(2, contribution(n, 1), n, { mean: new Float32Array(n - 1) })).rejects.toThrow(TrainArgumentError)
     await expect(s.peers[0].reduce(2, contribution(n, 1), n, { qMean: new Uint8Array(5) })).rejects.toThrow(/qMean buffer/)
+    // a part whose q8 would not fit one message is refused up front, not mid-round
+    expect(() => new AllReducePeer(new MemoryNetwork({ seed: 1 }).endpoint('x'), { run: 'r', directory: { expected: () => ['x'] }, partElements: 1 << 20 })).toThrow(/exceeds the 1048576-byte message payload/)
+  })
+
+  it('peers that cut parts differently refuse each other\'s parts with a clear reason, and the round fails instead of mixing them', async () => {
+    const net = new MemoryNetwork({ seed: 3 })
+    const ids = ['peer-a', 'peer-b']
+    const lines: string[] = []
+    const peers = ids.map((id, i) => new AllReducePeer(net.endpoint(id), { run: 'run1', directory: { expected: () => ids }, ...FAST, partElements: PART * (i + 1), maxAttempts: 1, log: (l) => { lines.push(l) } }))
+    live.push(...peers)
+    const n = 1000
+    const settled = await Promise.allSettled(peers.map(async (p, i) => await p.reduce(0, contribution(n, i), n)))
+    expect(settled.every(r => r.status === 'rejected')).toBe(true)
+    expect(lines.some(l => l.includes('must share one part size'))).toBe(true)
   })
 
   it('a member killed mid-all-reduce: the round completes with the others, the dead one not counted', async () => {

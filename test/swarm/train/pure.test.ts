@@ -170,7 +170,7 @@ describe('allreduce wire', () => {
       { type: MsgType.READY, run: 'r', round: 3, failedAttempt: -1, suspects: ['x'] },
       { type: MsgType.START, run: 'r', round: 3, attempt: 1, key: 'a:3:1', members: ['a', 'b'] },
       { type: MsgType.BEHIND, run: 'r', round: 3, completed: 4 },
-      { type: MsgType.REDUCE, run: 'r', round: 3, key: 'k', members: ['a', 'b'], part: 2, n: 100, payload: new Uint8Array([1, 2, 3]) },
+      { type: MsgType.REDUCE, run: 'r', round: 3, key: 'k', members: ['a', 'b'], part: 2, n: 100, partElements: 4096, payload: new Uint8Array([1, 2, 3]) },
       { type: MsgType.RESULT, part: 2, n: 64, accepted: 2, rejected: ['c'], clipped: [], payload: new Uint8Array(68) },
       { type: MsgType.FAIL, reason: 'x', suspects: ['b'] },
       { type: MsgType.FETCH, run: 'r', key: 'k', part: 1 },
@@ -187,13 +187,26 @@ describe('allreduce wire', () => {
     for (let len = 1; len <= 12; len++) {
       const run = 'r'.repeat(len) + 'é' // a 2-byte UTF-8 character: padding counts bytes, not characters
       const payload = new Uint8Array(68).map((_, i) => i)
-      const body = encodeMsg({ type: MsgType.REDUCE, run, round: 0, key: 'k', members: ['a'], part: 0, n: 64, payload })
+      const body = encodeMsg({ type: MsgType.REDUCE, run, round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, payload })
       const m = decodeMsg(body) as ReduceMsg
       expect(m.run).toBe(run)
       expect(m.payload.byteOffset % 4).toBe(0)
       expect(m.payload.buffer).toBe(body.buffer) // a view of the received body, not a copy
       expect([...m.payload]).toEqual([...payload])
     }
+  })
+
+  it('refuses a REDUCE without a valid part size, and version-1 messages', () => {
+    const good = encodeMsg({ type: MsgType.REDUCE, run: 'r', round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, payload: new Uint8Array(68) })
+    const json = new TextDecoder().decode(good.subarray(6, 6 + new DataView(good.buffer).getUint32(2, true)))
+    for (const bad of [json.replace('"partElements":64', '"partElements":0'), json.replace(',"partElements":64', '')]) {
+      const h = new TextEncoder().encode(bad)
+      const b = new Uint8Array(6 + h.byteLength + 68)
+      b.set(good.subarray(0, 2)); new DataView(b.buffer).setUint32(2, h.byteLength, true); b.set(h, 6)
+      expect(() => decodeMsg(b)).toThrow(/field partElements/)
+    }
+    const v1 = good.slice(); v1[0] = 1
+    expect(() => decodeMsg(v1)).toThrow(/wire version 1, expected 2/)
   })
 
   it('refuses garbage with a typed error, never a partial message', () => {
@@ -258,6 +271,7 @@ describe('the owner\'s fused reduction (meanQ8Into via reducePartInto) equals th
 
   it('1 to 5 members, clipped or not, odd lengths, every block size, unaligned inputs, a reused output buffer', async () => {
     const { reducePartInto } = await import('../../../web/src/swarm/train/reduce.ts')
+    const { normQ8 } = await import('../../../web/src/swarm/train/q8fast.ts')
     const rng = new Rng(17)
     for (const block of [32, 64, 256]) {
       for (const n of [1, block - 1, block, 3 * block + 5, 2000]) {
@@ -276,7 +290,13 @@ describe('the owner\'s fused reduction (meanQ8Into via reducePartInto) equals th
           const want = twoPass(qs, factors, n, block)
           expect(Buffer.from(out).equals(Buffer.from(want.q)), `block ${block} n ${n} m ${m}`).toBe(true)
           expect(meanOut).toEqual(want.mean)
-          if (m >= 3) expect(rep.clipped.map(x => x.peer)).toEqual(['p0'])
+          if (m >= 3) {
+            // the norms taken during the pass are normQ8's, bit for bit, and so is the cap
+            expect(rep.clipped.map(x => x.peer)).toEqual(['p0'])
+            const norms = qs.map(q => normQ8(q, n, block))
+            expect(rep.clipped[0].norm).toBe(norms[0])
+            expect(rep.clipped[0].cap).toBe(4 * [...norms].sort((x, y) => x - y)[Math.floor((m - 1) / 2)])
+          }
         }
       }
     }

@@ -20,16 +20,16 @@
  * Nothing is applied from a failed attempt, so no update is counted twice.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { dequantizeQ8Into, meanQ8Into } from './q8fast.ts'
+import { dequantizeQ8Into } from './q8fast.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import {
   ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
-  DEFAULT_READY_WINDOW_MS, DEFAULT_WINDOW_PARTS, MAX_ATTEMPTS, MAX_MEMBERS
+  DEFAULT_READY_WINDOW_MS, DEFAULT_WINDOW_PARTS, MAX_ATTEMPTS, MAX_MEMBERS, MAX_PAYLOAD_BYTES
 } from './constants.ts'
 import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { hashBytes } from './outer.ts'
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
-import { judgeContributions } from './reduce.ts'
+import { reducePartInto } from './reduce.ts'
 import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type DoneMsg, type FailMsg, type FetchMsg, type ReadyMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
@@ -44,9 +44,9 @@ export interface AllReduceOptions {
   directory: RoundDirectory
   /** q8 block of contributions and results. @default 64 */
   block?: number
-  /** Elements per part (pipelining unit). @default 65,536 */
+  /** Elements per part (pipelining unit). @default 262,144 */
   partElements?: number
-  /** Parts in flight per member. @default 8 */
+  /** Parts in flight per member. @default 4 */
   windowParts?: number
   /** An owner fails a part whose contributions did not all arrive within this, ms. @default 15,000 */
   partTimeoutMs?: number
@@ -166,6 +166,8 @@ export class AllReducePeer {
   private readonly encoded = new WeakMap<AllReduceMsg, Uint8Array>()
   /** Part plans of recent attempts as an owner sees them (every REDUCE of an attempt needs the same plan). */
   private readonly plans = new Map<string, PartPlan[]>()
+  /** An owner's reduction lands here before its RESULT is built (reused: owners reduce every round). */
+  private scratch = new Uint8Array(0)
   /** Peers that failed to answer us recently: skipped as coordinators until they speak again. */
   private readonly dead = new Set<string>()
   private completedRound = -1
@@ -184,6 +186,7 @@ export class AllReducePeer {
     if (!(this.coordinatorTimeoutMs > this.readyWindowMs)) throw new TrainArgumentError(`coordinatorTimeoutMs (${this.coordinatorTimeoutMs}) must exceed readyWindowMs (${this.readyWindowMs})`)
     if (!(this.windowParts >= 1)) throw new TrainArgumentError(`windowParts must be ≥ 1, got ${this.windowParts}`)
     planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
+    if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength
       const reply = await this.dispatch(from, body)
@@ -302,7 +305,7 @@ export class AllReducePeer {
     }
     const doPart = async (p: PartPlan): Promise<void> => {
       const len = p.end - p.start
-      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, payload: sliceQ8(q, p.start, p.end, this.block) }
+      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, partElements: this.partElements, payload: sliceQ8(q, p.start, p.end, this.block) }
       let reply: AllReduceMsg | undefined
       try {
         reply = await this.rpc(p.owner, msg, 2 * this.partTimeoutMs)
@@ -312,6 +315,7 @@ export class AllReducePeer {
       }
       if (reply?.type === MsgType.RESULT && this.validResult(reply, p.id, len)) { settle(p.id, reply); return }
       if (reply?.type === MsgType.FAIL) { // the owner is alive and says the part has no result
+        if (failed === 0) this.log(`round ${round} part ${p.id}: owner ${p.owner} answered FAIL: ${reply.reason}`) // the first is the cause; the rest follow from it
         for (const s of reply.suspects) suspects.add(s)
         settle(p.id, undefined)
         return
@@ -504,6 +508,7 @@ export class AllReducePeer {
 
   private async onReduce (from: string, m: ReduceMsg): Promise<AllReduceMsg> {
     if (!m.members.includes(from)) return { type: MsgType.FAIL, reason: `sender ${from} is not a member of attempt ${m.key}`, suspects: [] }
+    if (m.partElements !== this.partElements) return { type: MsgType.FAIL, reason: `sender ${from} cuts parts of ${m.partElements} elements, this peer of ${this.partElements}: the run's peers must share one part size`, suspects: [] }
     const plan = this.planFor(m.key, m.n, m.members)
     const p = plan[m.part]
     if (p === undefined || p.owner !== this.self) return { type: MsgType.FAIL, reason: `this peer does not own part ${m.part} of attempt ${m.key}`, suspects: [] }
@@ -538,18 +543,21 @@ export class AllReducePeer {
 
   private finishPart (op: OwnerPart, part: number): void {
     if (op.timer !== undefined) clearTimeout(op.timer)
-    const judged = judgeContributions(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined })), op.len, this.block)
-    const { report } = judged
+    // Reduced into a scratch first: who was refused or clipped (the RESULT's header) is known
+    // only after the pass; then one copy into the body, encoded once whatever the number of
+    // members it goes to (the owner's own lane reads the payload view).
+    const bytes = q8Bytes(op.len, this.block)
+    if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes)
+    const q = this.scratch.subarray(0, bytes)
+    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined })), op.len, this.block, q)
     for (const x of report.rejected) this.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
     for (const x of report.clipped) this.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
     const head: ResultMsg = {
       type: MsgType.RESULT, part, n: op.len, accepted: report.accepted.length,
       rejected: report.rejected.map(x => x.peer), clipped: report.clipped.map(x => x.peer), payload: new Uint8Array(0)
     }
-    // The mean is quantized straight into the RESULT's body: one buffer per part, encoded once
-    // whatever the number of members it goes to (the owner's own lane reads the payload view).
-    const { body, payload } = allocMsg(head, q8Bytes(op.len, this.block))
-    meanQ8Into(judged, op.len, this.block, payload)
+    const { body, payload } = allocMsg(head, bytes)
+    payload.set(q)
     op.done = { ...head, payload }
     this.encoded.set(op.done, body)
     op.contributions.clear()

@@ -47,15 +47,19 @@ function quantizeBlock (x: Float32Array, lo: number, hi: number, j: number, bloc
   const o = base + 4 - lo
   const inv = s === 0 ? 0 : 1 / s // s = 0: every |q| is 0
   for (let i = lo; i < hi; i++) {
-    // round to nearest by one multiply; exact comparisons only near a half step (kept out of
-    // line: a call with loops here would not be inlined and costs ~10× the whole loop)
+    // Round to nearest by one multiply: |r| ≤ 127.0001, so floor(r + ½) is ((r + 128.5) | 0) − 128,
+    // with no branch on the sign (a mispredicted one per element cost more than the rest). Within
+    // the margin of a half step (ties included) the reference's exact comparisons decide, out of
+    // line: a call with loops here would not be inlined.
     const v = x[i]
-    const ax = Math.abs(v)
-    const r = ax * inv
-    let k = (r + 0.5) | 0
-    const d = r - k
-    if (d >= HALF_MARGIN || d <= -HALF_MARGIN) k = quantMagExact(ax, s, k)
-    i8[o + i] = v < 0 ? -k : k
+    const r = v * inv
+    const k = ((r + 128.5) | 0) - 128
+    if (Math.abs(r - k) >= HALF_MARGIN) {
+      const m = quantMagExact(Math.abs(v), s, Math.abs(k))
+      i8[o + i] = v < 0 ? -m : m
+    } else {
+      i8[o + i] = k
+    }
   }
   if (hi - lo < block) i8.fill(0, base + 4 + (hi - lo), base + 4 + block) // the last block's tail
 }
@@ -88,14 +92,15 @@ export function quantizeQ8Fast (x: Float32Array, n: number, block: number): Uint
 }
 
 /**
- * The owner's fused reduction of one part's accepted contributions, block by block, straight into
- * q8: per element sum = Σ_c q_c·(scale_c·factor_c) in f64 in the given (member) order, mean =
- * f32(sum / count), then that block of means is quantized into `out`. The same operations in the
- * same order as summing whole vectors first (reduce.ts's contract), without a vector-sized f64 sum
- * or f32 mean: only one block of scratch stays hot in cache. `meanOut` (n) receives the f32 means.
- * `qs` and `factors` come from reduce.ts's judgeContributions (the bad-input rules).
+ * The owner's fused reduction of one part's accepted contributions (reduce.ts applies the rules),
+ * block by block, straight into q8: per element sum = ((0 + q₀·s₀f₀) + q₁·s₁f₁) + … in f64 in
+ * the given (member) order, with s the block's scale and f the contribution's clip factor, mean =
+ * f32(sum / m); then that block of means is quantized into `out`. The same operations in the same
+ * order as summing whole vectors first, without a vector-sized f64 sum or f32 mean: one block of
+ * scratch stays hot in cache. `meanOut` (n) receives the f32 means; `norms` (m), when given,
+ * receives each contribution's L2 norm, computed as normQ8 does (the rules need them).
  */
-export function meanQ8Into ({ qs, factors }: { qs: readonly Uint8Array[], factors: readonly number[] }, n: number, block: number, out: Uint8Array, meanOut?: Float32Array): void {
+export function meanQ8Into (qs: readonly Uint8Array[], factors: readonly number[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array, norms?: Float64Array): void {
   if (out.byteOffset % 4 !== 0) throw new RangeError('meanQ8Into: out must start at a multiple of 4 bytes (its scales are written as f32)')
   const m = qs.length
   const i8s = qs.map(q => new Int8Array(q.buffer, q.byteOffset, q.byteLength))
@@ -105,10 +110,10 @@ export function meanQ8Into ({ qs, factors }: { qs: readonly Uint8Array[], factor
   const of32 = new Float32Array(out.buffer, out.byteOffset, out.byteLength >> 2)
   const sum = blockScratch(block)
   const mean = blockMeans(block)
+  const sq = new Float64Array(m) // Σ over blocks of (Σ q²)·s·s, normQ8's operations
   const nb = Math.ceil(n / block)
-  // Per element: sum = ((0 + q₀·s₀) + q₁·s₁) + … in f64, mean = f32(sum / m). The first two
-  // terms are fused into one pass and the division into the last (with the block's absmax): for
-  // two members, the usual case, one pass over each block.
+  // The first two terms are fused into one pass and the division into the last (with the
+  // block's absmax): for two members, the usual case, one pass over each block.
   for (let j = 0; j < nb; j++) {
     const lo = j * block
     const len = Math.min(n, lo + block) - lo
@@ -118,38 +123,62 @@ export function meanQ8Into ({ qs, factors }: { qs: readonly Uint8Array[], factor
       mean.fill(0)
     } else if (m === 1) {
       const a = i8s[0]
-      const sa = scaleAt(qs[0], f32s[0], views[0], j, block) * factors[0]
+      const s = scaleAt(qs[0], f32s[0], views[0], j, block)
+      const sa = s * factors[0]
+      let na = 0
       for (let i = 0; i < len; i++) {
-        const v = (0 + a[base + i] * sa) / 1
-        mean[i] = v
+        const va = a[base + i]
+        na += va * va
+        mean[i] = (0 + va * sa) / 1
         const av = Math.abs(mean[i]); if (av > absmax) absmax = av
       }
+      sq[0] += na * s * s
     } else {
       const a = i8s[0]
       const b = i8s[1]
-      const sa = scaleAt(qs[0], f32s[0], views[0], j, block) * factors[0]
-      const sb = scaleAt(qs[1], f32s[1], views[1], j, block) * factors[1]
+      const s0 = scaleAt(qs[0], f32s[0], views[0], j, block)
+      const s1 = scaleAt(qs[1], f32s[1], views[1], j, block)
+      const sa = s0 * factors[0]
+      const sb = s1 * factors[1]
+      let na = 0
+      let nb2 = 0
       if (m === 2) {
         for (let i = 0; i < len; i++) {
-          mean[i] = ((0 + a[base + i] * sa) + b[base + i] * sb) / 2
+          const va = a[base + i]
+          const vb = b[base + i]
+          na += va * va
+          nb2 += vb * vb
+          mean[i] = ((0 + va * sa) + vb * sb) / 2
           const av = Math.abs(mean[i]); if (av > absmax) absmax = av
         }
       } else {
-        for (let i = 0; i < len; i++) sum[i] = (0 + a[base + i] * sa) + b[base + i] * sb
+        for (let i = 0; i < len; i++) {
+          const va = a[base + i]
+          const vb = b[base + i]
+          na += va * va
+          nb2 += vb * vb
+          sum[i] = (0 + va * sa) + vb * sb
+        }
         for (let c = 2; c < m; c++) {
           const q = i8s[c]
-          const s = scaleAt(qs[c], f32s[c], views[c], j, block) * factors[c]
-          for (let i = 0; i < len; i++) sum[i] += q[base + i] * s
+          const s = scaleAt(qs[c], f32s[c], views[c], j, block)
+          const sc = s * factors[c]
+          let nc = 0
+          for (let i = 0; i < len; i++) { const v = q[base + i]; nc += v * v; sum[i] += v * sc }
+          sq[c] += nc * s * s
         }
         for (let i = 0; i < len; i++) {
           mean[i] = sum[i] / m
           const av = Math.abs(mean[i]); if (av > absmax) absmax = av
         }
       }
+      sq[0] += na * s0 * s0
+      sq[1] += nb2 * s1 * s1
     }
     if (meanOut !== undefined) for (let i = 0; i < len; i++) meanOut[lo + i] = mean[i]
     quantizeBlock(mean, 0, len, j, block, oi8, of32, absmax)
   }
+  if (norms !== undefined) for (let c = 0; c < m; c++) norms[c] = Math.sqrt(sq[c])
 }
 
 let sumScratch = new Float64Array(0)

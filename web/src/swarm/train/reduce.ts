@@ -5,7 +5,7 @@
  * bytes received, never on arrival order — and every member then dequantizes the same result bytes.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { meanQ8Into, normQ8 } from './q8fast.ts'
+import { meanQ8Into } from './q8fast.ts'
 import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
 
 /** One member's contribution to a part, in member order. `q` undefined: nothing arrived. */
@@ -63,53 +63,38 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
 /**
  * reducePart writing the mean's q8 into `out` (q8Bytes(n, block) bytes, 4-byte aligned) and, if
  * given, the f32 mean into `meanOut`: allocates nothing per element.
+ *
+ * One pass when nobody is clipped (the norm rule needs every norm before any clip factor is
+ * known, so the pass sums with factor 1 and takes the norms on the way); when someone is, the
+ * sum is redone with the factors — the same f64 operations in the same order as the two-pass
+ * rule, so the bytes never depend on the path.
  */
 export function reducePartInto (contribs: readonly Contribution[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array): ReduceReport {
   if (out.byteLength !== q8Bytes(n, block)) throw new RangeError(`reducePartInto: out holds ${out.byteLength} bytes, q8 of ${n} elements is ${q8Bytes(n, block)}`)
   if (meanOut !== undefined && meanOut.length < n) throw new RangeError(`reducePartInto: meanOut holds ${meanOut.length} elements, fewer than ${n}`)
-  const j = judgeContributions(contribs, n, block)
-  meanQ8Into(j, n, block, out, meanOut)
-  return j.report
-}
-
-/** What the rules made of a part's contributions: the report, and the accepted ones in member order with their factors. */
-export interface Judged {
-  report: ReduceReport
-  /** Accepted contributions (q8, n elements each), in member order. */
-  qs: Uint8Array[]
-  /** Per accepted contribution: 1, or cap / norm when clipped. */
-  factors: number[]
-}
-
-/**
- * The bad-input rules on a part's contributions (see reducePart), before any summing: an owner
- * learns who is refused or clipped (the RESULT's header) before it writes the mean (its payload)
- * with meanQ8Into.
- */
-export function judgeContributions (contribs: readonly Contribution[], n: number, block: number): Judged {
   const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
-  const ok: Array<{ peer: string, q: Uint8Array, norm: number }> = []
+  const ok: Array<{ peer: string, q: Uint8Array }> = []
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
     const why = checkContribution(c.q, n, block)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
-    ok.push({ peer: c.peer, q: c.q, norm: normQ8(c.q, n, block) })
+    ok.push({ peer: c.peer, q: c.q })
   }
+  const qs = ok.map(o => o.q)
+  const norms = new Float64Array(ok.length)
+  meanQ8Into(qs, ok.map(() => 1), n, block, out, meanOut, norms)
   let cap = Infinity
   if (ok.length >= NORM_RULE_MIN_MEMBERS) {
-    const sorted = ok.map(o => o.norm).sort((a, b) => a - b)
+    const sorted = Array.from(norms).sort((a, b) => a - b)
     const ref = sorted[Math.floor((sorted.length - 1) / 2)]
     if (ref > 0) cap = NORM_CLIP_FACTOR * ref
   }
-  const factors: number[] = []
-  for (const o of ok) { // member order: the sum's rounding is the same whoever computes it
-    let factor = 1
-    if (o.norm > cap) {
-      factor = cap / o.norm
-      report.clipped.push({ peer: o.peer, norm: o.norm, cap })
-    }
-    factors.push(factor)
+  const factors = ok.map((o, c) => { // member order: the sum's rounding is the same whoever computes it
     report.accepted.push(o.peer)
-  }
-  return { report, qs: ok.map(o => o.q), factors }
+    if (!(norms[c] > cap)) return 1
+    report.clipped.push({ peer: o.peer, norm: norms[c], cap })
+    return cap / norms[c]
+  })
+  if (report.clipped.length > 0) meanQ8Into(qs, factors, n, block, out, meanOut)
+  return report
 }

@@ -37,8 +37,8 @@ export interface ReadyMsg { type: typeof MsgType.READY, run: string, round: numb
 export interface StartMsg { type: typeof MsgType.START, run: string, round: number, attempt: number, key: string, members: string[] }
 /** coordinator → member: the round completed without you (or you were left out): resync. */
 export interface BehindMsg { type: typeof MsgType.BEHIND, run: string, round: number, completed: number }
-/** member → owner: my contribution to `part` of attempt `key` (payload: q8). */
-export interface ReduceMsg { type: typeof MsgType.REDUCE, run: string, round: number, key: string, members: string[], part: number, n: number, payload: Uint8Array }
+/** member → owner: my contribution to `part` of attempt `key` (payload: q8), the vector cut in parts of ≤ `partElements`. */
+export interface ReduceMsg { type: typeof MsgType.REDUCE, run: string, round: number, key: string, members: string[], part: number, n: number, partElements: number, payload: Uint8Array }
 /** owner/member → member: the reduced part (payload: q8 mean); who was refused or clipped. */
 export interface ResultMsg { type: typeof MsgType.RESULT, part: number, n: number, accepted: number, rejected: string[], clipped: string[], payload: Uint8Array }
 /** Refusal of a REDUCE/READY: why, and which members the sender suspects. */
@@ -154,7 +154,7 @@ export function decodeMsg (bytes: Uint8Array): AllReduceMsg {
       none(payload, type)
       return { type, run: str(h, 'run'), round: int(h, 'round'), completed: int(h, 'completed', -1) }
     case MsgType.REDUCE:
-      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS), members: sortedUnique(ids(h, 'members'), 'members'), part: int(h, 'part'), n: int(h, 'n', 1), payload }
+      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS), members: sortedUnique(ids(h, 'members'), 'members'), part: int(h, 'part'), n: int(h, 'n', 1), partElements: int(h, 'partElements', 1), payload }
     case MsgType.RESULT:
       return { type, part: int(h, 'part'), n: int(h, 'n', 1), accepted: int(h, 'accepted'), rejected: ids(h, 'rejected'), clipped: ids(h, 'clipped'), payload }
     case MsgType.FAIL:
