@@ -207,6 +207,19 @@ describe('fetchLatestState', () => {
     expect(lines[0]).toMatch(/refused state shards of sync 4 .*unavailable/)
   })
 
+  it('says why it ignores a malformed record, and uses the newest good one', async () => {
+    const s = await snap(stateBytes(7), 2)
+    const b = board()
+    b.record(2, { hash: s.hash, members: ['p1'], attempt: 0 })
+    b.map.set('sync/r1/9', { hash: s.hash, members: ['p1'], attempt: 0, root: 'not-a-root' })
+    const lines: string[] = []
+    let minRound = -2
+    const got = await fetchLatestState({ board: b, self: 'me', totalBytes: s.data.byteLength, log: l => lines.push(l), snapshot: async (_p, m) => { minRound = m; return s } })
+    expect(got.state.round).toBe(2)
+    expect(minRound).toBe(2)
+    expect(lines).toContain('train: ignoring board entry sync/r1/9: root is not 64 hex digits')
+  })
+
   it('a SNAPSHOT whose θ is not the recorded one is refused', async () => {
     const s = await snap(stateBytes(7), 2)
     const b = board()

@@ -88,6 +88,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+    await session?.published() // the last sync's record (and root) reaches the board before we leave
     session?.stop()
     await shards?.close()
     await swarm.stop()
