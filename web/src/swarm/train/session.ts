@@ -44,7 +44,7 @@ export interface SessionInit {
 
 export class TrainSession {
   /** How the last late join / resync got its state (tests and the dashboard). */
-  lastFetch: Omit<LatestState, 'state'> & { seq: number } | undefined
+  lastFetch: Omit<LatestState, 'state'> & { seq: number, hash: string } | undefined
   /** Publications and records in sync order (each waits for the previous one). */
   private publishing: Promise<void> = Promise.resolve()
 
@@ -101,7 +101,7 @@ export class TrainSession {
       board: this.init.board, self: this.self, totalBytes, shards: this.init.shards, log: this.init.log,
       snapshot: async (peers, minRound) => await fetchSnapshot(this.allreduce, peers, { minRound, totalBytes })
     })
-    this.lastFetch = { seq: got.state.round, via: got.via, fetchedFrom: got.fetchedFrom }
+    this.lastFetch = { seq: got.state.round, hash: got.state.hash, via: got.via, fetchedFrom: got.fetchedFrom }
     this.init.log?.(`train: fetched the state of sync ${got.state.round} via ${got.via}${got.via === 'shards' ? ` from ${got.fetchedFrom.size} providers` : ''}`)
     // Whoever holds a state serves it: a SNAPSHOT-fetched one goes into the shard store too.
     if (got.via === 'snapshot' && this.init.shards !== undefined) await this.init.shards.publish(got.state.data).catch(() => {})
