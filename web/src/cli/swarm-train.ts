@@ -1,11 +1,14 @@
 /**
  * `webswarm train --bootstrap MULTIADDR --run ID [--declare [--config FILE] [--inner-steps H]
- *  [--seq-len T] [--batch B] [--lr LR] [--fragments F] [--seed S]] [--syncs N] [--device webgpu|cpu]`
+ *  [--seq-len T] [--batch B] [--lr LR] [--warmup N] [--steps N [--min-lr LR]] [--beta1 B]
+ *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S]] [--syncs N]
+ *  [--device webgpu|cpu]`
  *
  * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
  * web/src/swarm/train). With --declare the run is declared in the swarm doc if nobody has yet
  * (the Brown corpus; the model of the HF config.json FILE, dense or MoE, trained from scratch —
- * default the tiny byte-level Llama — with the given hyper-parameters); otherwise
+ * default the tiny byte-level Llama — with the given inner AdamW hyper-parameters; `--steps N`:
+ * cosine decay of the inner lr to --min-lr at run step N, else constant); otherwise
  * the peer waits for the declaration. Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
@@ -40,7 +43,10 @@ export async function swarmTrain (f: Flags): Promise<number> {
       declared = defaultRunSpec(runId, {
         ...(model === undefined ? {} : { model }),
         innerSteps: int(f, 'inner-steps', 20, 1), seqLen: int(f, 'seq-len', 32, 1), batchSize: int(f, 'batch', 1, 1),
-        innerLr: num(f, 'lr', 3e-3), fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1)
+        innerLr: num(f, 'lr', 3e-3), warmupSteps: int(f, 'warmup', 0, 0), decaySteps: int(f, 'steps', 0, 0),
+        ...(str(f, 'min-lr') === undefined ? {} : { minInnerLr: num(f, 'min-lr', 0) }),
+        beta1: num(f, 'beta1', 0.9), beta2: num(f, 'beta2', 0.999), weightDecay: num(f, 'weight-decay', 0.01), maxGradNorm: num(f, 'clip', 1),
+        fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1)
       })
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
   }

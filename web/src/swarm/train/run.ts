@@ -47,6 +47,14 @@ export interface RunSpec {
   batchSize: number
   innerLr: number
   warmupSteps: number
+  /** Cosine decay of the inner lr to minInnerLr at this run step (0: constant lr after the warm-up). */
+  decaySteps: number
+  /** Floor of the cosine decay (ignored when decaySteps is 0). */
+  minInnerLr: number
+  /** Inner AdamW moments and epsilon (torch defaults 0.9, 0.999, 1e-8). */
+  beta1: number
+  beta2: number
+  eps: number
   weightDecay: number
   maxGradNorm: number
   outer: { lr: number, momentum: number }
@@ -69,7 +77,7 @@ export const TINY_MODEL: Record<string, unknown> = {
 export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
   return parseRunSpec({
     id, model: TINY_MODEL, corpus: { kind: 'brown' }, seed: 1, innerSteps: 20, seqLen: 32, batchSize: 1, innerLr: 3e-3,
-    warmupSteps: 0, weightDecay: 0.01, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
+    warmupSteps: 0, decaySteps: 0, minInnerLr: (o.innerLr ?? 3e-3) / 10, ...ADAM_DEFAULTS, weightDecay: 0.01, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
     compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, ...o
   })
 }
@@ -80,8 +88,16 @@ function num (o: Record<string, unknown>, k: string, ok: (v: number) => boolean,
   return v
 }
 
+/** Inner AdamW defaults (torch's), also what a declaration written before these fields existed means. */
+const ADAM_DEFAULTS = { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+
 const posInt = (v: number): boolean => Number.isInteger(v) && v >= 1
 const nonNegInt = (v: number): boolean => Number.isInteger(v) && v >= 0
+
+/** `o` with `k` set to `v` when absent (fields added after runs were first declared). */
+function withDefault (o: Record<string, unknown>, k: string, v: number): Record<string, unknown> {
+  return o[k] === undefined ? { ...o, [k]: v } : o
+}
 
 /** Validates a run declaration read from the CRDT (any peer may write one: check everything). */
 export function parseRunSpec (raw: unknown): RunSpec {
@@ -108,6 +124,11 @@ export function parseRunSpec (raw: unknown): RunSpec {
     batchSize: num(o, 'batchSize', posInt, 'a positive integer'),
     innerLr: num(o, 'innerLr', v => v > 0 && v < 1, 'in (0, 1)'),
     warmupSteps: num(o, 'warmupSteps', nonNegInt, 'a non-negative integer'),
+    decaySteps: num(withDefault(o, 'decaySteps', 0), 'decaySteps', nonNegInt, 'a non-negative integer'),
+    minInnerLr: num(withDefault(o, 'minInnerLr', 0), 'minInnerLr', v => v >= 0 && v < 1, 'in [0, 1)'),
+    beta1: num(withDefault(o, 'beta1', ADAM_DEFAULTS.beta1), 'beta1', v => v >= 0 && v < 1, 'in [0, 1)'),
+    beta2: num(withDefault(o, 'beta2', ADAM_DEFAULTS.beta2), 'beta2', v => v >= 0 && v < 1, 'in [0, 1)'),
+    eps: num(withDefault(o, 'eps', ADAM_DEFAULTS.eps), 'eps', v => v > 0 && v <= 1e-2, 'in (0, 0.01]'),
     weightDecay: num(o, 'weightDecay', v => v >= 0 && v < 1, 'in [0, 1)'),
     maxGradNorm: num(o, 'maxGradNorm', v => v >= 0 && Number.isFinite(v), 'finite and ≥ 0'),
     outer: { lr: num(outer, 'lr', v => v > 0 && v <= 10, 'in (0, 10]'), momentum: num(outer, 'momentum', v => v >= 0 && v < 1, 'in [0, 1)') },
@@ -117,6 +138,8 @@ export function parseRunSpec (raw: unknown): RunSpec {
     mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
     totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer')
   }
+  if (spec.decaySteps > 0 && spec.decaySteps <= spec.warmupSteps) throw new RunConfigError(`decaySteps (${spec.decaySteps}) must exceed warmupSteps (${spec.warmupSteps})`)
+  if (spec.decaySteps > 0 && spec.minInnerLr > spec.innerLr) throw new RunConfigError(`minInnerLr (${spec.minInnerLr}) exceeds innerLr (${spec.innerLr})`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
   return spec

@@ -68,7 +68,8 @@ export class TrainSession {
     let lossSteps = 0
     const worker = new DiLoCoWorker(initModel(config, init.backend, spec.seed), train, ar, {
       innerSteps: spec.innerSteps, batchSize: spec.batchSize, seqLen: spec.seqLen, innerLr: spec.innerLr, warmupSteps: spec.warmupSteps,
-      adam: { weightDecay: spec.weightDecay }, maxGradNorm: spec.maxGradNorm, outer: spec.outer, fragments: spec.fragments,
+      ...(spec.decaySteps > 0 ? { totalSteps: spec.decaySteps, minInnerLr: spec.minInnerLr } : {}),
+      adam: { weightDecay: spec.weightDecay, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps }, maxGradNorm: spec.maxGradNorm, outer: spec.outer, fragments: spec.fragments,
       overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, block: spec.compression.block, dataSeed: seedOf(self), evalWindows
     }, {
       onStep: (e) => { lossSum += e.loss; lossSteps++; init.onStep?.(e) },
