@@ -68,6 +68,7 @@ describe('DiLoCo inner lr schedule and batch', () => {
     const net = new MemoryNetwork({ seed: 3 })
     const bad: Array<[Partial<DiLoCoOptions>, RegExp]> = [
       [{ innerLr: 0 }, /innerLr must be positive/],
+      [{ batchSize: 0 }, /batchSize must be a positive integer/],
       [{ warmupSteps: 1.5 }, /warmupSteps must be an integer/],
       [{ warmupSteps: 10, totalSteps: 10 }, /totalSteps must be an integer above warmupSteps/],
       [{ minInnerLr: 1e-3 }, /minInnerLr needs totalSteps/],

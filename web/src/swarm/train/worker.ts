@@ -137,6 +137,8 @@ export class DiLoCoWorker {
     this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.block))
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
+    const b = opts.batchSize ?? 1
+    if (!Number.isInteger(b) || b < 1) throw new TrainArgumentError(`batchSize must be a positive integer, got ${b}`)
     if (!Number.isInteger(warm) || warm < 0) throw new TrainArgumentError(`warmupSteps must be an integer ≥ 0, got ${warm}`)
     if (opts.totalSteps !== undefined && (!Number.isInteger(opts.totalSteps) || opts.totalSteps <= warm)) throw new TrainArgumentError(`totalSteps must be an integer above warmupSteps (${warm}), got ${opts.totalSteps}`)
     if (opts.minInnerLr !== undefined && opts.totalSteps === undefined) throw new TrainArgumentError('minInnerLr needs totalSteps (the decay it ends)')
