@@ -13,12 +13,15 @@
  * Model: the default model's shape (models/byte-llama.config.json); its trained weights when
  * models/byte-llama/ holds them, else seeded random weights (speed does not depend on values).
  * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)  --trials N (7)
+ *        --procs: each server in its own process (bench/inference-peer.ts), the client here
  * Trials are interleaved (1, 2, 3, 3-step, 1, 2, …) so load from other processes hits every
  * configuration alike; the MEDIAN trial is the headline, the best is listed too.
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
  * (medians) and inference.meta.json (device, model, every trial, best-of, breakdown, load).
  */
+import { fork, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import os from 'node:os'
 import { join } from 'node:path'
 import type { Backend } from '../web/src/gpu/backend.ts'
@@ -35,6 +38,7 @@ import { swarmGenerate, type ClientEnds } from '../web/src/swarm/client/generate
 import { loadClientEnds, loadSpanBackend } from '../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../web/src/swarm/server/role.ts'
 import { joinTestPeer, type SwarmTestPeer } from '../test/swarm/libp2p-peer.ts'
+import type { PeerCmd, PeerReply } from './inference-peer.ts'
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -68,7 +72,10 @@ const source = sourceFrom(modelDir)
 // ---- device ----
 let be: Backend
 let deviceName: string
-if ((arg('device') ?? 'webgpu') === 'cpu') {
+const DEVICE = arg('device') ?? 'webgpu'
+/** Each server in its own process (`--procs`), as real peers are; default: all in this one. */
+const PROCS = process.argv.includes('--procs')
+if (DEVICE === 'cpu') {
   be = cpu
   deviceName = 'cpu (CPU twins)'
 } else {
@@ -91,19 +98,79 @@ async function peer (): Promise<SwarmTestPeer> {
   return p
 }
 
-interface Served { role: ServerRole, node: WebSwarmNode, transport: SwarmTestPeer['transport'] }
+/** A block server as the bench drives it: in this process, or its own (`--procs`). */
+interface Served {
+  self: string
+  /** Sets up a direct connection to `peer` (the next server in the route). */
+  connect: (peer: string) => Promise<void>
+  stop: () => Promise<void>
+  /** Dies without a word: its node stops (in-process) or its process is killed. */
+  kill: () => Promise<void>
+}
 
-async function serve (model: string, start: number, end: number): Promise<Served> {
+const cacheBytes = CACHE_TOKENS * L * 2 * config.numKvHeads * config.headDim * 4
+
+async function serveHere (model: string, start: number, end: number): Promise<Served> {
   const p = await peer()
   const role = new ServerRole({
     transport: p.transport, directory: p.directory, model, numBlocks: L, span: { start, end },
     loadSpan: async (s, e) => await loadSpanBackend(source, be, model, s, e),
-    cacheBudgetBytes: CACHE_TOKENS * L * 2 * config.numKvHeads * config.headDim * 4, throughput: 100,
+    cacheBudgetBytes: cacheBytes, throughput: 100,
     log: l => console.log(`server ${p.transport.self.slice(-6)}: ${l}`)
   })
   await role.start()
-  return { role, node: p.node, transport: p.transport }
+  return {
+    self: role.self,
+    connect: async (next) => {
+      for (let attempt = 1; !p.transport.connected(next); attempt++) {
+        try {
+          await p.transport.connect(next, 15_000)
+        } catch (e) {
+          if (attempt >= 5) throw e
+        }
+      }
+    },
+    stop: async () => await role.stop(),
+    kill: async () => await p.node.stop()
+  }
 }
+
+const children: ChildProcess[] = []
+
+async function serveProc (model: string, start: number, end: number): Promise<Served> {
+  const child = fork(fileURLToPath(new URL('./inference-peer.ts', import.meta.url)), [
+    '--relay', relay.getMultiaddrs()[0].toString(), '--model-dir', modelDir, '--model', model, '--span', `${start}:${end}`,
+    '--blocks', String(L), '--device', DEVICE, '--cache-bytes', String(cacheBytes)
+  ], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  children.push(child)
+  const pending: Array<(r: PeerReply) => void> = []
+  child.on('message', (r: PeerReply) => { pending.shift()?.(r) })
+  child.on('exit', (code) => { for (const f of pending.splice(0)) f({ ok: false, error: `server process exited with ${code}` }) })
+  const next = async (): Promise<PeerReply & { ok: true }> => {
+    const r = await new Promise<PeerReply>((resolve) => pending.push(resolve))
+    if (!r.ok) throw new Error(`server process: ${r.error}`)
+    return r
+  }
+  child.on('error', () => {}) // a send to a process that just died: its pending command fails on 'exit'
+  const cmd = async (c: PeerCmd): Promise<void> => {
+    const p = next()
+    child.send(c)
+    await p
+  }
+  const hello = await next()
+  return {
+    self: hello.id!,
+    connect: async (peer) => await cmd({ op: 'connect', peer }),
+    stop: async () => { if (child.exitCode === null && child.signalCode === null) await cmd({ op: 'stop' }).catch(() => {}) },
+    kill: async () => {
+      const gone = new Promise(resolve => child.once('exit', resolve))
+      child.kill('SIGKILL')
+      await gone
+    }
+  }
+}
+
+const serve = PROCS ? serveProc : serveHere
 
 /**
  * Connects each server to the next in the route before timing, as a swarm that has been serving
@@ -111,22 +178,23 @@ async function serve (model: string, start: number, end: number): Promise<Served
  * load (servers then retry in the background while the client steps that hop itself).
  */
 async function connectChain (servers: readonly Served[]): Promise<void> {
-  for (let i = 0; i + 1 < servers.length; i++) {
-    const next = servers[i + 1].role.self
-    for (let attempt = 1; !servers[i].transport.connected(next); attempt++) {
-      try {
-        await servers[i].transport.connect(next, 15_000)
-      } catch (e) {
-        if (attempt >= 5) throw new Error(`server ${i} could not connect to server ${i + 1}: ${(e as Error).message}`)
-      }
-    }
-  }
+  for (let i = 0; i + 1 < servers.length; i++) await servers[i].connect(servers[i + 1].self)
 }
 
 const prompt = Array.from({ length: PROMPT_LEN }, (_, i) => (i * 37 + 11) % config.vocabSize)
 const splits: Record<string, Array<[number, number]>> = { 1: [[0, L]], 2: [[0, L - 1], [L - 1, L]], 3: Array.from({ length: L }, (_, i) => [i, i + 1] as [number, number]) }
-/** Configurations timed: peers in the route, and whether servers push ("3-step": the same 3 servers, client-driven STEPs). */
-const CONFIGS = [{ key: '1', peers: '1', push: true }, { key: '2', peers: '2', push: true }, { key: '3', peers: '3', push: true }, { key: '3-step', peers: '3', push: false }]
+/**
+ * Configurations timed: peers in the route, whether servers push, whether the client arms the
+ * next step's CHAINs ahead ("3-noarm": push without that; "3-step": the same 3 servers driven by
+ * the client's STEPs, as before push).
+ */
+const CONFIGS = [
+  { key: '1', peers: '1', push: true, armAhead: true },
+  { key: '2', peers: '2', push: true, armAhead: true },
+  { key: '3', peers: '3', push: true, armAhead: true },
+  { key: '3-noarm', peers: '3', push: true, armAhead: false },
+  { key: '3-step', peers: '3', push: false, armAhead: false }
+]
 /** Interleaved timed runs per configuration; the median is reported. */
 const TRIALS = Number(arg('trials') ?? 7)
 /** Repetitions of each micro-measurement in the breakdown (median kept). */
@@ -150,7 +218,7 @@ for (const c of CONFIGS) {
     for (const [s, e] of splits[c.peers]) servers3[c.peers].push(await serve(model, s, e))
     await connectChain(servers3[c.peers])
   }
-  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, push: c.push, log: l => console.log(l) })
+  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, push: c.push, armAhead: c.armAhead, log: l => console.log(l) })
   // Warm-up: pipelines compiled, connections (client → servers, server → next server) and channels open.
   for (let i = 0; i < 2; i++) await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
   setups[c.key] = client
@@ -177,7 +245,7 @@ for (const c of CONFIGS) {
 }
 const prefillTps = median(trials['3'].map(t => t.prefill_tps))
 for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')})`)
-console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; client-driven 3-step / 1: median ${(decodeTps['3-step'] / decodeTps['1']).toFixed(2)}`)
+console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; without arming ${(decodeTps['3-noarm'] / decodeTps['1']).toFixed(2)}; client-driven 3-step / 1: ${(decodeTps['3-step'] / decodeTps['1']).toFixed(2)}`)
 
 // ---- breakdown of one decode token (medians of PROBES runs each, ms) ----
 async function probe (f: () => Promise<unknown>): Promise<number> {
@@ -199,7 +267,7 @@ const forwardMs = async (sp: typeof one): Promise<number> => {
   cache.dispose()
   return ms
 }
-const s1 = servers3['1'][0].role.self
+const s1 = servers3['1'][0].self
 const breakdown = {
   embed_ms: await probe(async () => await ends.embed([5])),
   head_ms: await probe(async () => await ends.logits(row)),
@@ -211,7 +279,7 @@ const breakdown = {
 one.dispose()
 all.dispose()
 console.log(`breakdown (median ms): ${JSON.stringify(breakdown)}`)
-for (const k of Object.keys(servers3)) for (const s of servers3[k]) await s.role.stop()
+for (const k of Object.keys(servers3)) for (const s of servers3[k]) await s.stop()
 
 // ---- recovery: 3 peers + a spare over all blocks; the middle one dies after KILL_AFTER_TOKENS ----
 const model = 'bench-recovery'
@@ -220,8 +288,8 @@ for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
 const spare = await serve(model, 0, L)
 await connectChain(servers)
 const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize })
-await client.measureRtts([...servers.map(s => s.role.self), spare.role.self])
-client.rttMs.set(spare.role.self, 1e6) // used only as the replacement
+await client.measureRtts([...servers.map(s => s.self), spare.self])
+client.rttMs.set(spare.self, 1e6) // used only as the replacement
 let killedAt = 0
 let recoveryS = 0
 let n = 0
@@ -233,14 +301,14 @@ const rr = await swarmGenerate(client, ends, prompt, {
     if (killedAt > 0 && recoveryS === 0) recoveryS = (performance.now() - killedAt) / 1000
     if (n === KILL_AFTER_TOKENS) {
       // The server's death: its node stops (connections close). The clock starts once it is gone.
-      await servers[1].node.stop()
+      await servers[1].kill()
       killedAt = performance.now()
     }
   }
 })
 if (JSON.stringify(rr.tokens) !== JSON.stringify(reference)) throw new Error('tokens after the failover differ from the run without one')
 const fo = rr.session.failovers[0]
-if (fo === undefined) throw new Error(`the killed server ${servers[1].role.self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
+if (fo === undefined) throw new Error(`the killed server ${servers[1].self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
 console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens)`)
 
 const result = { decode_tps: { 1: decodeTps['1'], 2: decodeTps['2'], 3: decodeTps['3'] }, prefill_tps: prefillTps, recovery_s: recoveryS }
@@ -249,14 +317,15 @@ writeFileSync('bench/results/inference.json', JSON.stringify(result, null, 2) + 
 writeFileSync('bench/results/inference.meta.json', JSON.stringify({
   device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
   headline: 'median of interleaved trials',
-  ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], client_driven_median: decodeTps['3-step'] / decodeTps['1'] },
+  ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], no_arm_median: decodeTps['3-noarm'] / decodeTps['1'], client_driven_median: decodeTps['3-step'] / decodeTps['1'] },
   decode_tps_median: decodeTps, decode_tps_best: bestTps, per_trial: trials, breakdown,
   recovery: { failover_ms: fo.ms, replayed: fo.replayed },
-  transport: 'libp2p framed tensor streams over direct WebRTC on 127.0.0.1, all peers in one process',
+  transport: `libp2p framed tensor streams over direct WebRTC on 127.0.0.1, ${PROCS ? 'each server in its own process (client and relay in the parent)' : 'all peers in one process'}`,
   machine: { cpus: os.cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter }, date: new Date().toISOString()
 }, null, 2) + '\n')
 console.log(JSON.stringify(result))
-for (const s of [...servers, spare]) await s.role.stop().catch(() => {})
+for (const s of [...servers, spare]) await s.stop().catch(() => {})
+for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill()
 await Promise.allSettled(nodes.map(async x => { await x.stop() }))
 await relay.stop()
 process.exit(0)

@@ -65,6 +65,25 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
     expect(pushes()).toBe(2 * N)
   })
 
+  it('steps of changing sizes after an armed step (its CHAINs superseded) give the same numbers as STEPs', async () => {
+    const sizes = [8, 1, 3, 1, 1, 2]
+    const ids = Array.from({ length: sizes.reduce((a, b) => a + b, 0) }, (_, i) => (i * 7 + 3) % 32)
+    const run = async (push: boolean): Promise<number[]> => {
+      const { client } = await swarm(3, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]], 0, { push })
+      const session = await client.openSession(ids.length)
+      const out: number[] = []
+      let at = 0
+      for (const n of sizes) {
+        out.push(...await session.step(await fakeEnds.embed(ids.slice(at, at + n)), n))
+        at += n
+      }
+      await session.close()
+      await Promise.all(roles.splice(0).map(x => x.stop()))
+      return out
+    }
+    expect(await run(true)).toEqual(await run(false))
+  })
+
   it('without push (client-driven STEPs) the tokens are the same and no server pushes', async () => {
     const ref = await localGreedy(PROMPT, N)
     const { client } = await swarm(1, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]], 0, { push: false })

@@ -1,4 +1,5 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
 import { SwarmDht } from '../../web/src/net/dht/index.ts'
 import { createPeer, type RelayNode, type WebSwarmNode } from '../../web/src/net/node.ts'
 import { waitForReservation } from '../../web/src/net/peers.ts'
@@ -12,14 +13,15 @@ export interface SwarmTestPeer {
 }
 
 /**
- * A Node peer on 127.0.0.1 holding a reservation on `relay`, with the swarm's transport and DHT
- * directory: what the libp2p swarm test and bench:inference build servers and clients from.
+ * A Node peer on 127.0.0.1 holding a reservation on `relay` (the node, or its multiaddr from
+ * another process), with the swarm's transport and DHT directory: what the libp2p swarm test and
+ * bench:inference build servers and clients from.
  */
-export async function joinTestPeer (relay: RelayNode, numBlocks: number): Promise<SwarmTestPeer> {
+export async function joinTestPeer (relay: RelayNode | string, numBlocks: number): Promise<SwarmTestPeer> {
   const key = await generateKeyPair('Ed25519')
   const node = await createPeer({ privateKey: key, iceServers: [], discoveryIntervalMs: 600_000 })
-  await node.dial(relay.getMultiaddrs()[0])
+  const relayAddr = typeof relay === 'string' ? relay : relay.getMultiaddrs()[0].toString()
+  await node.dial(multiaddr(relayAddr))
   await waitForReservation(node)
-  const relayAddr = relay.getMultiaddrs()[0].toString()
   return { node, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks }) }
 }

@@ -35,6 +35,11 @@ export interface InferenceClientOptions {
    * are found out and sent plain STEPs. @default true
    */
   push?: boolean
+  /**
+   * With push: after each step, send hops 1.. their CHAIN for the next one-token step right away,
+   * so it travels while the next token is sampled. @default true
+   */
+  armAhead?: boolean
 }
 
 /** A failover, as the session saw it: for logs, the page and the recovery benchmark. */
@@ -62,6 +67,7 @@ export class InferenceClient {
   readonly rttMs = new Map<string, number>()
   readonly log: (line: string) => void
   readonly push: boolean
+  readonly armAhead: boolean
   /** Peers that answered a CHAIN `malformed` (they predate push): routes through them use STEP. */
   readonly noPush = new Set<string>()
 
@@ -78,6 +84,7 @@ export class InferenceClient {
     this.bans = new BanList(this.now)
     this.log = opts.log ?? (() => {})
     this.push = opts.push ?? true
+    this.armAhead = opts.armAhead ?? true
   }
 
   /** One `infer` request (timing out after `timeoutMs`, default the client's); a server's ERROR comes back as its typed error. */

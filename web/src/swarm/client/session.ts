@@ -17,6 +17,7 @@ import {
   SwarmArgumentError, TensorShapeError
 } from '../errors.ts'
 import type { RouteSegment } from '../route.ts'
+import type { WireTensor } from '../wire/bytes.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import type { FailoverEvent, InferenceClient } from './client.ts'
 
@@ -38,6 +39,8 @@ export class InferenceSession {
   length = 0
   readonly failovers: FailoverEvent[] = []
   private closed = false
+  /** CHAINs already sent to hops 1.. for the next step (see arm()). */
+  private armed?: { position: number, tokens: number, calls: Map<Hop, Promise<InferMsg>> }
 
   constructor (private readonly client: InferenceClient, readonly maxTokens: number) {
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new SwarmArgumentError(`maxTokens must be ≥ 1, got ${maxTokens}`)
@@ -108,6 +111,41 @@ export class InferenceSession {
     return this.output(hop, r, 'output', tokens, position)
   }
 
+  /**
+   * One hop's CHAIN: the inline input for the first hop, else "pushed by the previous hop". Hop i
+   * answers after hops 0..i have run: its deadline grows with its place in the route.
+   */
+  private chain (i: number, position: number, tokens: number, hidden?: WireTensor): Promise<InferMsg> {
+    const hops = this.hops
+    const hop = hops[i]
+    const next = hops[i + 1]
+    const p = this.client.call(hop.peer, {
+      type: 'chain',
+      session: hop.session,
+      position,
+      tokens,
+      input: hidden !== undefined ? { hidden } : { from: hops[i - 1].peer },
+      next: next === undefined ? undefined : { peer: next.peer, session: next.session }
+    }, this.client.timeoutMs * (i + 1))
+    // Read by chainStep, or abandoned after an earlier hop's failure; either way a server that
+    // does not know CHAIN is remembered, so later steps through it use STEP.
+    p.catch(e => { if (e instanceof MalformedMessageError) this.client.noPush.add(hop.peer) })
+    return p
+  }
+
+  /**
+   * After a step that went through by push, arm hops 1.. for the next one-token step at once:
+   * their CHAINs travel while the caller samples and embeds the next token, so that step only
+   * sends the first hop its input. A step of another size replaces them (the server answers
+   * `superseded`); close() ends them.
+   */
+  private arm (): void {
+    if (!this.canChain() || this.length + 1 > this.maxTokens) return
+    const calls = new Map<Hop, Promise<InferMsg>>()
+    for (let i = 1; i < this.hops.length; i++) calls.set(this.hops[i], this.chain(i, this.length, 1))
+    this.armed = { position: this.length, tokens: 1, calls }
+  }
+
   /** Whether this step may go by push: asked for, more than one hop, and every hop's server knows CHAIN. */
   private canChain (): boolean {
     return this.client.push && this.hops.length > 1 && this.hops.every(h => !this.client.noPush.has(h.peer))
@@ -123,22 +161,12 @@ export class InferenceSession {
   private async chainStep (hidden: Float32Array, tokens: number, position: number): Promise<{ done: number, x: Float32Array, calls: Map<Hop, Promise<InferMsg>>, error?: Error }> {
     const hops = this.hops
     const C = this.client.hiddenSize
+    const armed = this.armed?.position === position && this.armed.tokens === tokens ? this.armed.calls : undefined
+    this.armed = undefined
     const calls = new Map<Hop, Promise<InferMsg>>()
     hops.forEach((hop, i) => {
-      const next = hops[i + 1]
-      // Hop i answers after hops 0..i have run: its deadline grows with its place in the route.
-      const p = this.client.call(hop.peer, {
-        type: 'chain',
-        session: hop.session,
-        position,
-        tokens,
-        input: i === 0 ? { hidden: { shape: [tokens, C], data: hidden } } : { from: hops[i - 1].peer },
-        next: next === undefined ? undefined : { peer: next.peer, session: next.session }
-      }, this.client.timeoutMs * (i + 1))
-      // Read below, or abandoned after an earlier hop's failure; either way a server that does
-      // not know CHAIN is remembered, so later steps through it use STEP.
-      p.catch(e => { if (e instanceof MalformedMessageError) this.client.noPush.add(hop.peer) })
-      calls.set(hop, p)
+      const early = armed?.get(hop)
+      calls.set(hop, early ?? this.chain(i, position, tokens, i === 0 ? { shape: [tokens, C], data: hidden } : undefined))
     })
     let x = hidden
     for (let i = 0; i < hops.length; i++) {
@@ -152,6 +180,9 @@ export class InferenceSession {
       } catch (e) {
         // Its input was not pushed (the previous server could not reach it), or a STEP replaced it: the hop is fine.
         if (e instanceof PushNotReceivedError || e instanceof SupersededError) return { done: i, x, calls }
+        // A CHAIN armed before this step waited through the caller's sampling too: whatever it
+        // met, let the STEP tell whether the hop is alive.
+        if (armed?.has(hop) === true) return { done: i, x, calls }
         if (e instanceof MalformedMessageError) {
           this.client.log(`infer: ${hop.peer} does not take CHAIN (${e.message}); stepping it directly`)
           return { done: i, x, calls }
@@ -212,7 +243,11 @@ export class InferenceSession {
     let i = 0
     let calls: Map<Hop, Promise<InferMsg>> | undefined
     let hopError: Error | undefined
-    if (this.canChain()) ({ done: i, x, calls, error: hopError } = await this.chainStep(hidden, tokens, position))
+    let pushed = false
+    if (this.canChain()) {
+      ({ done: i, x, calls, error: hopError } = await this.chainStep(hidden, tokens, position))
+      pushed = i === this.hops.length
+    }
     while (i < this.hops.length) {
       const hop = this.hops[i]
       try {
@@ -242,6 +277,8 @@ export class InferenceSession {
       }
     }
     this.length += tokens
+    // Arm the next step only when this one went through cleanly by push (the route is warm).
+    if (pushed && this.client.armAhead) this.arm()
     return x
   }
 
@@ -278,6 +315,7 @@ export class InferenceSession {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    this.armed = undefined // their servers fail them as the sessions close
     await Promise.all(this.hops.map(h => this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})))
   }
 }

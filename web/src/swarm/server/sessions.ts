@@ -4,7 +4,7 @@
  * not exist (session ids are random, so they are not guessable either).
  */
 import { MAX_SESSIONS_PER_SERVER } from '../constants.ts'
-import { CacheFullError, ServerBusyError, UnknownSessionError } from '../errors.ts'
+import { CacheFullError, ServerBusyError, SupersededError, UnknownSessionError } from '../errors.ts'
 import type { SpanBackend, SpanCache } from './backend.ts'
 
 /** A CHAIN step waiting for its input from the previous server's PUSH. */
@@ -110,7 +110,8 @@ export class SessionTable {
     if (s === undefined) return false
     this.sessions.delete(id)
     this.reserved -= s.bytes
-    s.pending?.fail(new UnknownSessionError(`session ${id} closed while waiting for its pushed input`))
+    // Normal at the end of a generation (the client armed the next step): superseded by the close.
+    s.pending?.fail(new SupersededError(`session ${id} closed while its CHAIN waited for a push`))
     s.pending = undefined
     s.early = undefined
     s.cache.dispose()
