@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { goodput, type GoodputResult } from './train-goodput.ts'
 import { runLossBench, type LossResult } from './train-loss.ts'
+import { mergeResults, type Results } from './train-results.ts'
 
 const { values: a } = parseArgs({
   options: {
@@ -63,40 +64,6 @@ async function backend (): Promise<Backend> {
 }
 
 function log (line: string): void { process.stderr.write(line + '\n') }
-
-const GOODPUT_KEYS = ['goodput_processes', 'raw_one_way_mb_s', 'raw_both_ways_mb_s', 'allreduce_busbw_mb_s', 'allreduce_vs_one_way']
-
-interface LossPart { bytes_ratio: number, loss_ratio: number, device: string, detail: Record<string, unknown> }
-interface GoodputPart { allreduce_goodput_ratio: number, detail: Record<string, unknown> }
-interface Results { bytes_ratio: number | null, loss_ratio: number | null, allreduce_goodput_ratio: number | null, device: string, detail: Record<string, unknown> }
-
-/**
- * The results file after this run: both parts when both ran; a part that was skipped is kept from
- * the existing file (and named in detail.kept_from_previous_run), so `--skip-goodput` refreshes
- * the loss figures without losing the goodput figure. Nothing is written when no part ran.
- */
-function mergeResults (loss: LossPart | undefined, goodput: GoodputPart | undefined): Results | undefined {
-  if (loss === undefined && goodput === undefined) return undefined
-  let prev: Partial<Results> = {}
-  if (loss === undefined || goodput === undefined) {
-    try { prev = JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results> } catch { prev = {} }
-  }
-  const prevDetail = prev.detail ?? {}
-  const prevGoodput = Object.fromEntries(Object.entries(prevDetail).filter(([k]) => GOODPUT_KEYS.includes(k)))
-  const prevLoss = Object.fromEntries(Object.entries(prevDetail).filter(([k]) => !GOODPUT_KEYS.includes(k) && k !== 'kept_from_previous_run'))
-  const kept = loss === undefined ? 'loss' : goodput === undefined ? 'goodput' : undefined
-  return {
-    bytes_ratio: loss?.bytes_ratio ?? prev.bytes_ratio ?? null,
-    loss_ratio: loss?.loss_ratio ?? prev.loss_ratio ?? null,
-    allreduce_goodput_ratio: goodput?.allreduce_goodput_ratio ?? prev.allreduce_goodput_ratio ?? null,
-    device: loss?.device ?? prev.device ?? 'cpu',
-    detail: {
-      ...(loss?.detail ?? prevLoss),
-      ...(goodput?.detail ?? prevGoodput),
-      ...(kept === undefined ? {} : { kept_from_previous_run: kept })
-    }
-  }
-}
 
 async function main (): Promise<void> {
   const be = await backend()
@@ -143,7 +110,7 @@ async function main (): Promise<void> {
           allreduce_vs_one_way: Number((g.allreduceMbS / g.rawOneWayMbS).toFixed(3))
         }
       }
-  const out = mergeResults(lossPart, goodputPart)
+  const out = mergeResults(lossPart, goodputPart, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
   if (out !== undefined) {
     mkdirSync(dirname(RESULTS), { recursive: true })
     writeFileSync(RESULTS, JSON.stringify(out, null, 2) + '\n')
