@@ -1,6 +1,6 @@
 /**
- * bench:train, part 2 — eval loss after the same tokens: N-worker DiLoCo (batch 1 each) vs one
- * worker with an N× batch, the same steps, the same inner AdamW (warm-up, clipping, weight decay),
+ * bench:train, part 2 — eval loss after the same tokens: N-worker DiLoCo (batch B each) vs one
+ * worker with batch N·B, the same steps, the same inner AdamW (warm-up, clipping, weight decay),
  * on a tiny byte-level Llama and the Brown corpus. Every inner lr of the grid runs on both sides
  * (and every outer lr:momentum on DiLoCo's) for every seed; each side keeps its best mean loss on
  * the *tuning* windows and reports its mean loss on the disjoint *test* windows. Also part 1:
@@ -40,6 +40,8 @@ export interface LossOptions {
   /** The model: TINY_MODEL with this width (MLP 2×) and depth. */
   HIDDEN: number
   LAYERS: number
+  /** Inner AdamW betas and weight decay, both sides. */
+  ADAM: { beta1: number, beta2: number, weightDecay: number }
 }
 
 /** The bench's model: the swarm's TINY_MODEL (C 32, 2 layers) unless --hidden / --layers say otherwise. */
@@ -78,7 +80,7 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
     const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000 })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer }, {})
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer }, {})
   })
   for (const w of workers) await w.initFromModel()
   await Promise.all(workers.map(async w => { await w.runSyncs(R) }))
@@ -104,7 +106,7 @@ async function baselineRun (o: LossOptions, be: Backend, train: TextDataset, tun
   const schedule = o.SCHEDULE === 'cosine'
     ? { lr, warmupSteps: WARMUP, totalSteps: R * H, minLr: o.MIN_LR_FRAC * lr }
     : { lr, warmupSteps: WARMUP, totalSteps: Number.MAX_SAFE_INTEGER, minLr: lr }
-  const tr = new Trainer(model, schedule, {}, { maxGradNorm: 1 })
+  const tr = new Trainer(model, schedule, o.ADAM, { maxGradNorm: 1 })
   const it = train.windows(T, DATA_SEED_STRIDE * seed + BASELINE_DATA_SEED)
   for (let s = 0; s < R * H; s++) await tr.trainStep(Array.from({ length: N * B }, () => it.next().value as Window))
   const tune = await evaluateLoss(model, tuneW)
@@ -148,6 +150,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
       hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
+      adam: o.ADAM,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,
       diloco_inner_lr: bd.lr, diloco_outer: `${bd.outer.lr}:${bd.outer.momentum}`, baseline_inner_lr: bb.lr,

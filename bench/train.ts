@@ -1,13 +1,14 @@
 /**
  * `npm run bench:train [-- --device cpu|webgpu --workers 4 --batch 1 --inner-steps 150 --rounds 4
- *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50 --schedule constant|cosine
- *   --min-lr-frac 0.1 --hidden 32 --layers 2 --goodput-mb 8 --skip-loss --skip-goodput --out FILE]`
+ *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50
+ *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
+ *   --weight-decay 0.01 --goodput-mb 8 --skip-loss --skip-goodput --out FILE]`
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
  *    measured: every allreduce message a worker sent) vs data-parallel training (an fp32 gradient
  *    ring all-reduce every step: 2·(N−1)/N·4·P bytes sent per worker per step, the textbook cost).
- * 2. Eval loss after the same tokens: N-worker DiLoCo (batch 1 each) vs one worker with an N×
- *    batch, the same steps, the same inner AdamW (warm-up, clipping, weight decay), on a tiny
+ * 2. Eval loss after the same tokens: N-worker DiLoCo (batch B each) vs one worker with batch N·B,
+ *    the same steps, the same inner AdamW (warm-up, clipping, weight decay), on a tiny
  *    byte-level Llama and the Brown corpus. Every inner lr of the grid runs on both sides (and
  *    every outer lr:momentum on DiLoCo's) for every seed; each side keeps its best mean loss on
  *    the *tuning* windows and reports its mean loss on the disjoint *test* windows.
@@ -35,6 +36,9 @@ const { values: a } = parseArgs({
     'seq-len': { type: 'string', default: '32' },
     batch: { type: 'string', default: '1' },
     hidden: { type: 'string', default: '32' },
+    beta1: { type: 'string', default: '0.9' },
+    beta2: { type: 'string', default: '0.999' },
+    'weight-decay': { type: 'string', default: '0.01' },
     layers: { type: 'string', default: '2' },
     schedule: { type: 'string', default: 'constant' },
     'min-lr-frac': { type: 'string', default: '0.1' },
@@ -73,6 +77,7 @@ async function main (): Promise<void> {
     if (a.schedule !== 'constant' && a.schedule !== 'cosine') throw new Error(`--schedule must be constant or cosine, got ${a.schedule}`)
     lb = await runLossBench({
       N, H, R, T, B: Number(a.batch), SCHEDULE: a.schedule, MIN_LR_FRAC: Number(a['min-lr-frac']), HIDDEN: Number(a.hidden), LAYERS: Number(a.layers),
+      ADAM: { beta1: Number(a.beta1), beta2: Number(a.beta2), weightDecay: Number(a['weight-decay']) },
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),
