@@ -19,13 +19,19 @@ import { openBackend } from './commands.ts'
 
 /** How long to wait for a run declaration to arrive through the CRDT, in ms. */
 const DECLARATION_TIMEOUT_MS = 60_000
+/**
+ * How long to wait for the first exchange of the swarm doc with the relay, ms. Deciding founder
+ * vs late joiner on a doc that has not synced yet lets two peers started together both found the
+ * run and sync alone: two different θ_global under one run id.
+ */
+const DOC_SYNC_TIMEOUT_MS = 20_000
 
 export async function swarmTrain (f: Flags): Promise<number> {
   const bootstrap = required(f, 'bootstrap')
   const runId = required(f, 'run')
   const quiet = f.quiet === true
   const be = await openBackend(f)
-  const { joinSwarm } = await import('../net/index.ts')
+  const { joinSwarm, waitForReservation } = await import('../net/index.ts')
   const { brownCorpus } = await import('../model/data.ts')
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
@@ -51,6 +57,11 @@ export async function swarmTrain (f: Flags): Promise<number> {
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
   }
   const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
+  // Other trainers reach this one over WebRTC signalled through the relay: wait for the reservation.
+  await waitForReservation(swarm.node)
+  const t0sync = Date.now()
+  while (swarm.crdt.stats.syncs === 0 && Date.now() - t0sync < DOC_SYNC_TIMEOUT_MS) await new Promise(resolve => setTimeout(resolve, 100))
+  if (swarm.crdt.stats.syncs === 0 && !quiet) process.stderr.write(`train: the swarm doc did not sync with the relay within ${DOC_SYNC_TIMEOUT_MS / 1000} s; going on with what this peer has\n`)
   const board = new RunBoard(swarm.doc.map(TRAIN_MAP), runId)
   const ctl = new AbortController()
   const onSignal = (): void => { ctl.abort(new Error('interrupted')) }
@@ -58,6 +69,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   process.once('SIGTERM', onSignal)
   let session: import('../swarm/train/session.ts').TrainSession | undefined
   let shards: import('../swarm/transport/shard-store.ts').Libp2pStateShards | undefined
+  let transport: import('../swarm/transport/libp2p.ts').Libp2pTransport | undefined
   try {
     if (declared !== undefined) board.declare(declared)
     const t0 = Date.now()
@@ -70,8 +82,9 @@ export async function swarmTrain (f: Flags): Promise<number> {
     const started = performance.now()
     // Every sync's θ_global ‖ momentum is served as content-addressed shards for late joiners.
     shards = await Libp2pStateShards.start(swarm.node, { relayAddr: bootstrap })
+    transport = new Libp2pTransport(swarm.node, { relayAddr: bootstrap })
     session = await TrainSession.start({
-      transport: new Libp2pTransport(swarm.node, { relayAddr: bootstrap }),
+      transport,
       shards,
       board,
       backend: be,
@@ -97,6 +110,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
     await session?.published() // the last sync's record (and root) reaches the board before we leave
     session?.stop()
     await shards?.close()
+    transport?.close() // pooled channels left open would hold the node's shutdown up
     await swarm.stop()
   }
 }
