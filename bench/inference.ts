@@ -14,6 +14,8 @@
  * models/byte-llama/ holds them, else seeded random weights (speed does not depend on values).
  * Flags: --device webgpu|cpu (default webgpu)  --prompt-len N (64)  --tokens N (32)  --trials N (7)
  *        --procs: each server in its own process (bench/inference-peer.ts), the client here
+ *        --layers N: the same shape with N blocks and seeded random weights (results then go to
+ *        bench/results/inference-layersN.json, not the headline file)
  * Trials are interleaved (1, 2, 3, 3-step, 1, 2, …) so load from other processes hits every
  * configuration alike; the MEDIAN trial is the headline, the best is listed too.
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
@@ -55,12 +57,15 @@ const CACHE_TOKENS = 1024
 // ---- model ----
 const CONFIG_FILE = 'models/byte-llama.config.json'
 const TRAINED_DIR = 'models/byte-llama'
+/** `--layers N`: the default model's shape with N blocks (seeded random weights), to see how the ratio grows with compute per token. */
+const LAYERS = arg('layers')
 let modelDir = TRAINED_DIR
 let weights = 'trained'
-if (!existsSync(join(TRAINED_DIR, 'model.safetensors'))) {
+if (LAYERS !== undefined || !existsSync(join(TRAINED_DIR, 'model.safetensors'))) {
   weights = 'seeded random (seed 1)'
   modelDir = mkdtempSync(join(os.tmpdir(), 'ws-bench-model-'))
   const hf = JSON.parse(readFileSync(CONFIG_FILE, 'utf8')) as Record<string, unknown>
+  if (LAYERS !== undefined) hf.num_hidden_layers = Number(LAYERS)
   const c = parseConfig(hf)
   const specs = partParams(c, wholeModel(c))
   const host = initHostWeights(specs, 1)
@@ -182,7 +187,9 @@ async function connectChain (servers: readonly Served[]): Promise<void> {
 }
 
 const prompt = Array.from({ length: PROMPT_LEN }, (_, i) => (i * 37 + 11) % config.vocabSize)
-const splits: Record<string, Array<[number, number]>> = { 1: [[0, L]], 2: [[0, L - 1], [L - 1, L]], 3: Array.from({ length: L }, (_, i) => [i, i + 1] as [number, number]) }
+/** k peers hold contiguous spans of about L / k blocks (3 blocks: 3 / 2+1 / 1+1+1). */
+const split = (k: number): Array<[number, number]> => Array.from({ length: k }, (_, i) => [Math.round(i * L / k), Math.round((i + 1) * L / k)] as [number, number])
+const splits: Record<string, Array<[number, number]>> = { 1: split(1), 2: split(2), 3: split(3) }
 /**
  * Configurations timed: peers in the route, whether servers push, whether the client arms the
  * next step's CHAINs ahead ("3-noarm": push without that; "3-step": the same 3 servers driven by
@@ -244,7 +251,10 @@ for (const c of CONFIGS) {
   bestTps[c.key] = Math.max(...trials[c.key].map(t => t.decode_tps))
 }
 const prefillTps = median(trials['3'].map(t => t.prefill_tps))
-for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')})`)
+/** 1000 / the median over trials of each trial's median step, ms: what a step takes when no other process stalls this one. */
+const typicalTps: Record<string, number> = Object.fromEntries(CONFIGS.map(c => [c.key, 1000 / median(trials[c.key].map(t => t.decode_ms_median))]))
+for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')}); typical step ${(1000 / typicalTps[c.key]).toFixed(2)} ms`)
+console.log(`typical-step ratio 3 / 1: ${(typicalTps['3'] / typicalTps['1']).toFixed(2)} (push), ${(typicalTps['3-step'] / typicalTps['1']).toFixed(2)} (client-driven)`)
 console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; without arming ${(decodeTps['3-noarm'] / decodeTps['1']).toFixed(2)}; client-driven 3-step / 1: ${(decodeTps['3-step'] / decodeTps['1']).toFixed(2)}`)
 
 // ---- breakdown of one decode token (medians of PROBES runs each, ms) ----
@@ -313,12 +323,15 @@ console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token
 
 const result = { decode_tps: { 1: decodeTps['1'], 2: decodeTps['2'], 3: decodeTps['3'] }, prefill_tps: prefillTps, recovery_s: recoveryS }
 mkdirSync('bench/results', { recursive: true })
-writeFileSync('bench/results/inference.json', JSON.stringify(result, null, 2) + '\n')
-writeFileSync('bench/results/inference.meta.json', JSON.stringify({
-  device: deviceName, model: CONFIG_FILE, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
+const out = LAYERS === undefined ? 'bench/results/inference' : `bench/results/inference-layers${LAYERS}`
+writeFileSync(`${out}.json`, JSON.stringify(result, null, 2) + '\n')
+writeFileSync(`${out}.meta.json`, JSON.stringify({
+  device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
   headline: 'median of interleaved trials',
   ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], no_arm_median: decodeTps['3-noarm'] / decodeTps['1'], client_driven_median: decodeTps['3-step'] / decodeTps['1'] },
-  decode_tps_median: decodeTps, decode_tps_best: bestTps, per_trial: trials, breakdown,
+  decode_tps_median: decodeTps, decode_tps_best: bestTps, decode_tps_typical_step: typicalTps,
+  ratio_3_over_1_typical_step: { push: typicalTps['3'] / typicalTps['1'], client_driven: typicalTps['3-step'] / typicalTps['1'] },
+  per_trial: trials, breakdown,
   recovery: { failover_ms: fo.ms, replayed: fo.replayed },
   transport: `libp2p framed tensor streams over direct WebRTC on 127.0.0.1, ${PROCS ? 'each server in its own process (client and relay in the parent)' : 'all peers in one process'}`,
   machine: { cpus: os.cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter }, date: new Date().toISOString()

@@ -212,7 +212,9 @@ export class InferenceSession {
     } catch (e) {
       if (!(e instanceof PositionError) || chained === undefined) throw e
       const r = await chained.catch(() => undefined)
-      if (r === undefined) throw e
+      // The CHAIN ran but its reply is lost: this hop's cache is a position ahead of what we
+      // know. Treat the hop as failed: a fresh session replays its inputs.
+      if (r === undefined) throw new PeerProtocolError(hop.peer, `its CHAIN ran position ${position}, but the reply was lost (${e.message})`)
       const y = this.output(hop, r, 'chained', tokens, position)
       this.client.bans.clear(hop.peer)
       return y
