@@ -3,9 +3,9 @@
  * in this process, talking libp2p over direct WebRTC on 127.0.0.1 (framed tensor streams), and a
  * client generating greedily through them.
  *
- *   decode tokens/s through 1, 2 and 3 peers (the model's 3 blocks split 3 / 2+1 / 1+1+1), with
- *   servers pushing activations to the next server (the default), and through the same 3 peers
- *   with client-driven STEPs ("3-step", for comparison); prefill tokens/s (prompt through 3
+ *   decode tokens/s through 1, 2 and 3 peers (the model's 3 blocks split 3 / 2+1 / 1+1+1) with the
+ *   default client (client-driven STEPs), and through the same 3 peers with servers pushing
+ *   activations to the next server ("3-push", "3-push-noarm"); prefill tokens/s (prompt through 3
  *   peers), and recovery: the time from a server's death to the next token (a spare covers its
  *   span; the client bans, re-plans, replays the cache). Then a per-token breakdown: the client's
  *   embed / head, one span forward of 1 and of all blocks, one `infer` round trip.
@@ -16,7 +16,7 @@
  *        --procs: each server in its own process (bench/inference-peer.ts), the client here
  *        --layers N: the same shape with N blocks and seeded random weights (results then go to
  *        bench/results/inference-layersN.json, not the headline file)
- * Trials are interleaved (1, 2, 3, 3-step, 1, 2, …) so load from other processes hits every
+ * Trials are interleaved (1, 2, 3, 3-push, 3-push-noarm, 1, 2, …) so load from other processes hits every
  * configuration alike; the MEDIAN trial is the headline, the best is listed too.
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
  * (medians) and inference.meta.json (device, model, every trial, best-of, breakdown, load).
@@ -191,16 +191,16 @@ const prompt = Array.from({ length: PROMPT_LEN }, (_, i) => (i * 37 + 11) % conf
 const split = (k: number): Array<[number, number]> => Array.from({ length: k }, (_, i) => [Math.round(i * L / k), Math.round((i + 1) * L / k)] as [number, number])
 const splits: Record<string, Array<[number, number]>> = { 1: split(1), 2: split(2), 3: split(3) }
 /**
- * Configurations timed: peers in the route, whether servers push, whether the client arms the
- * next step's CHAINs ahead ("3-noarm": push without that; "3-step": the same 3 servers driven by
- * the client's STEPs, as before push).
+ * Configurations timed: peers in the route with the default client (client-driven STEPs), and
+ * the same 3 servers with push ("3-push": servers push to the next server, the client arms the
+ * next step's CHAINs ahead; "3-push-noarm": without arming).
  */
 const CONFIGS = [
-  { key: '1', peers: '1', push: true, armAhead: true },
-  { key: '2', peers: '2', push: true, armAhead: true },
-  { key: '3', peers: '3', push: true, armAhead: true },
-  { key: '3-noarm', peers: '3', push: true, armAhead: false },
-  { key: '3-step', peers: '3', push: false, armAhead: false }
+  { key: '1', peers: '1', push: false, armAhead: false },
+  { key: '2', peers: '2', push: false, armAhead: false },
+  { key: '3', peers: '3', push: false, armAhead: false },
+  { key: '3-push', peers: '3', push: true, armAhead: true },
+  { key: '3-push-noarm', peers: '3', push: true, armAhead: false }
 ]
 /** Interleaved timed runs per configuration; the median is reported. */
 const TRIALS = Number(arg('trials') ?? 7)
@@ -254,8 +254,8 @@ const prefillTps = median(trials['3'].map(t => t.prefill_tps))
 /** 1000 / the median over trials of each trial's median step, ms: what a step takes when no other process stalls this one. */
 const typicalTps: Record<string, number> = Object.fromEntries(CONFIGS.map(c => [c.key, 1000 / median(trials[c.key].map(t => t.decode_ms_median))]))
 for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')}); typical step ${(1000 / typicalTps[c.key]).toFixed(2)} ms`)
-console.log(`typical-step ratio 3 / 1: ${(typicalTps['3'] / typicalTps['1']).toFixed(2)} (push), ${(typicalTps['3-step'] / typicalTps['1']).toFixed(2)} (client-driven)`)
-console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; without arming ${(decodeTps['3-noarm'] / decodeTps['1']).toFixed(2)}; client-driven 3-step / 1: ${(decodeTps['3-step'] / decodeTps['1']).toFixed(2)}`)
+console.log(`typical-step ratio 3 / 1: ${(typicalTps['3'] / typicalTps['1']).toFixed(2)} (client-driven), ${(typicalTps['3-push'] / typicalTps['1']).toFixed(2)} (push)`)
+console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; with push ${(decodeTps['3-push'] / decodeTps['1']).toFixed(2)}, push without arming ${(decodeTps['3-push-noarm'] / decodeTps['1']).toFixed(2)}`)
 
 // ---- breakdown of one decode token (medians of PROBES runs each, ms) ----
 async function probe (f: () => Promise<unknown>): Promise<number> {
@@ -328,9 +328,9 @@ writeFileSync(`${out}.json`, JSON.stringify(result, null, 2) + '\n')
 writeFileSync(`${out}.meta.json`, JSON.stringify({
   device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
   headline: 'median of interleaved trials',
-  ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], no_arm_median: decodeTps['3-noarm'] / decodeTps['1'], client_driven_median: decodeTps['3-step'] / decodeTps['1'] },
+  ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], push_median: decodeTps['3-push'] / decodeTps['1'], push_noarm_median: decodeTps['3-push-noarm'] / decodeTps['1'] },
   decode_tps_median: decodeTps, decode_tps_best: bestTps, decode_tps_typical_step: typicalTps,
-  ratio_3_over_1_typical_step: { push: typicalTps['3'] / typicalTps['1'], client_driven: typicalTps['3-step'] / typicalTps['1'] },
+  ratio_3_over_1_typical_step: { client_driven: typicalTps['3'] / typicalTps['1'], push: typicalTps['3-push'] / typicalTps['1'] },
   per_trial: trials, breakdown,
   recovery: { failover_ms: fo.ms, replayed: fo.replayed },
   transport: `libp2p framed tensor streams over direct WebRTC on 127.0.0.1, ${PROCS ? 'each server in its own process (client and relay in the parent)' : 'all peers in one process'}`,

@@ -17,6 +17,7 @@ afterEach(async () => { for (const r of roles.splice(0)) await r.stop() })
 const PROMPT = [3, 1, 4, 1, 5, 9, 2, 6]
 const N = 12
 
+/** Servers with the given spans, and a client that lets them push unless `push: false`. */
 async function swarm (seed: number, spans: Array<[string, number, number]>, latencyMs = 0, opts: { push?: boolean, legacy?: string[] } = {}) {
   const net = new MemoryNetwork({ seed, latencyMs })
   const dir = new MemoryDirectory()
@@ -35,7 +36,7 @@ async function swarm (seed: number, spans: Array<[string, number, number]>, late
     await role.start()
     roles.push(role)
   }
-  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 300, push: opts.push })
+  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 300, push: opts.push ?? true })
   return { net, dir, client }
 }
 

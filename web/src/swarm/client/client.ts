@@ -31,8 +31,11 @@ export interface InferenceClientOptions {
   log?: (line: string) => void
   /**
    * Let servers push activations straight to the next server (CHAIN / PUSH): a token costs
-   * hops + 1 one-way messages on its critical path instead of 2 · hops. Servers that predate it
-   * are found out and sent plain STEPs. @default true
+   * hops + 1 one-way messages on its critical path instead of 2 · hops, but 5 requests instead
+   * of 3 over 3 hops (CHAINs to every hop, PUSHes between them). That wins where a message's
+   * latency is more than its handling (peers far apart); on loopback, where handling is the
+   * cost, client-driven STEPs measured faster (BENCHMARKS.md), hence off by default. Servers
+   * that predate push are found out and sent plain STEPs. @default false
    */
   push?: boolean
   /**
@@ -83,7 +86,7 @@ export class InferenceClient {
     this.now = opts.now ?? Date.now
     this.bans = new BanList(this.now)
     this.log = opts.log ?? (() => {})
-    this.push = opts.push ?? true
+    this.push = opts.push ?? false
     this.armAhead = opts.armAhead ?? true
   }
 

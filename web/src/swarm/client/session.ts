@@ -5,7 +5,7 @@
  * the replacement chain to rebuild its KV cache, and carries on. Deterministic servers give the
  * same outputs, so greedy decoding is unchanged by a failover.
  *
- * With push (the default), a step arms every hop at once with a CHAIN: the first carries the
+ * With push (client option `push`), a step arms every hop at once with a CHAIN: the first carries the
  * hidden states, each server pushes its output to the next, and each answers the client with its
  * output too — off the critical path, but it is what the next hop's stored inputs are made of.
  * The replies are read in route order; at the first hop that fails the step goes on hop by hop
