@@ -2,8 +2,10 @@
  * bench:train, part 3 — all-reduce goodput vs raw stream throughput between two Node peers, each
  * in its own process (as real peers are), over a direct WebRTC connection: raw one-way, raw both
  * ways at once (the all-reduce's traffic pattern), and the all-reduce's bus bandwidth (NCCL's
- * busbw). This file is also the peer processes' entry point (`--role goodput-peer`).
- * BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
+ * busbw). This file is also the peer processes' entry point (`--role goodput-peer`). Both peers
+ * run a full GC before every measure, and each trial line gives each peer's CPU during it (JS
+ * thread / whole process). BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles and
+ * DIR/spans.txt (each command's span on the profiles' clock).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { appendFileSync } from 'node:fs'
@@ -51,6 +53,7 @@ type PeerCmd =
   | { op: 'dial', peer: string }
   | { op: 'send', peer: string, bytes: number }
   | { op: 'prepare', n: number }
+  | { op: 'gc' }
   | { op: 'allreduce', ids: string[], round: number, n: number }
   | { op: 'stop' }
 type PeerReply = { ok: true, ms?: number, cpuMs?: number, jsCpuMs?: number, id?: string, channels?: number } | { ok: false, error: string }
@@ -89,6 +92,9 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
           break
         case 'send':
           await t.request(m.peer, SINK_PROTOCOL, new Uint8Array(m.bytes).fill(7), { timeoutMs: TRANSFER_TIMEOUT_MS })
+          break
+        case 'gc': // a full collection between measures, so none pays for the garbage of the one before
+          (globalThis as { gc?: () => void }).gc?.()
           break
         case 'prepare': { // the worker's own quantisation, before (and outside) the timed all-reduce
           const x = new Float32Array(m.n)
@@ -132,7 +138,7 @@ interface PeerProc { id: string, cmd: (c: PeerCmd) => Promise<PeerReply & { ok: 
 
 async function spawnPeer (relayAddr: string, o: GoodputOptions): Promise<PeerProc> {
   const flags = [...(o.partElements !== undefined ? ['--part-elements', String(o.partElements)] : []), ...(o.windowParts !== undefined ? ['--window-parts', String(o.windowParts)] : [])]
-  const child = fork(fileURLToPath(import.meta.url), ['--role', 'goodput-peer', '--relay', relayAddr, ...flags], { execArgv: ['--import', 'tsx', ...(PROF_DIR !== undefined ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(fileURLToPath(import.meta.url), ['--role', 'goodput-peer', '--relay', relayAddr, ...flags], { execArgv: ['--import', 'tsx', '--expose-gc', ...(PROF_DIR !== undefined ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const pending: Array<(r: PeerReply) => void> = []
   child.on('message', (r: PeerReply) => { pending.shift()?.(r) })
   child.on('exit', (code) => { for (const p of pending.splice(0)) p({ ok: false, error: `peer process exited with ${code}` }) })
@@ -175,9 +181,13 @@ export async function goodput (o: GoodputOptions): Promise<{ rawOneWayMbS: numbe
     // Both inputs are ready before any all-reduce starts: otherwise the first peer's time would
     // include waiting for the other's READY while it still builds its input.
     await Promise.all([A.cmd({ op: 'prepare', n }), B.cmd({ op: 'prepare', n })])
+    const gc = async (): Promise<void> => { await Promise.all([A.cmd({ op: 'gc' }), B.cmd({ op: 'gc' })]) }
     for (let i = 0; i < GOODPUT_TRIALS; i++) { // interleaved, so load changes hit every measure alike
+      await gc()
       const o = (await A.cmd({ op: 'send', peer: B.id, bytes: S })).ms!
+      await gc()
       const b = await both({ op: 'send', peer: B.id, bytes: S }, { op: 'send', peer: A.id, bytes: S })
+      await gc()
       const r = await both({ op: 'allreduce', ids: [A.id, B.id], round: i, n }, { op: 'allreduce', ids: [A.id, B.id], round: i, n })
       oneWay = Math.min(oneWay, o); bothWays = Math.min(bothWays, b.ms); ar = Math.min(ar, r.ms)
       log(`  goodput trial ${i}: one-way ${(S / 1e3 / o).toFixed(2)} MB/s, both ways ${(S / 1e3 / b.ms).toFixed(2)} MB/s (${b.ms.toFixed(0)} ms; CPU ms per peer ${b.cpu}), all-reduce ${(2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / r.ms).toFixed(2)} MB/s (${r.ms.toFixed(0)} ms; CPU ${r.cpu})`)
