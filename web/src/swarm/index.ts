@@ -12,7 +12,9 @@
  *   const { tokens } = await swarmGenerate(client, ends, [1, 2, 3], { maxNewTokens: 16 })
  *
  * `transport` is a Libp2pTransport (real peers) or a MemoryNetwork endpoint (seeded, in-process);
- * `directory` a DhtDirectory or a MemoryDirectory.
+ * `directory` a DhtDirectory or a MemoryDirectory. `push: true` lets servers pass activations
+ * straight to the next server (CHAIN / PUSH in PROTOCOL.md): fewer one-way messages on a token's
+ * path, more messages in all — worth it between distant peers, not on loopback.
  */
 export * from './errors.ts'
 export type { BlockRecord, ExpertRecord, ServerState, SwarmDirectory } from './records.ts'
