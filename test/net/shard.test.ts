@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { SHARD_PROTOCOL } from '../../web/src/net/protocols.ts'
 import {
-  answerShardRequest, buildManifest, chunkHash, fetchShard, ManifestError, manifestRoot, MemoryDirectory, MemoryShardStore, NoProvidersError, rootCid, serveShards, ShardFetchError
+  answerShardRequest, buildManifest, chunkHash, fetchShard, ManifestError, manifestRoot, MemoryDirectory, MemoryShardStore, NoProvidersError, rootCid,
+  servedShardStoreCount, serveShards, serveShardStore, ShardFetchError, type ShardServing
 } from '../../web/src/net/shard/index.ts'
-import { ErrorCode, handle, HandlerError } from '../../web/src/net/stream/index.ts'
+import { NetConfigError } from '../../web/src/net/errors.ts'
+import { call, ErrorCode, handle, HandlerError, RemoteError } from '../../web/src/net/stream/index.ts'
 import { memoryNetwork, patternBytes, sleep } from './stream-harness.ts'
 
 const KiB = 1024
@@ -15,15 +17,16 @@ async function swarm (providers: number, fileBytes = 20 * CHUNK + 123) {
   const dir = new MemoryDirectory()
   const file = patternBytes(fileBytes, 99)
   const stores: MemoryShardStore[] = []
+  const servings: ShardServing[] = []
   let root = ''
   for (const p of provs) {
     const s = new MemoryShardStore()
     root = await s.addFile(file, CHUNK)
     stores.push(s)
-    await serveShards(p, s)
+    servings.push(await serveShards(p, s))
     await dir.forPeer(p.peerId).provide(root)
   }
-  return { fetcher, provs, dir, file, root, stores }
+  return { fetcher, provs, dir, file, root, stores, servings }
 }
 
 describe('manifests', () => {
@@ -82,17 +85,17 @@ describe('fetchShard', () => {
   })
 
   it('asks someone else for chunks a provider lacks; drops a provider that serves wrong bytes', async () => {
-    const { fetcher, provs, dir, file, root, stores } = await swarm(3)
+    const { fetcher, provs, dir, file, root, stores, servings } = await swarm(3)
     const m = stores[0].getManifest(root)
     if (m === undefined) throw new Error('manifest missing')
     // provider 0 holds only even chunks
     const partial = new MemoryShardStore()
     partial.putManifest(root, m)
     for (let i = 0; i < 21; i += 2) partial.putChunk(chunkHash(m, i), stores[0].getChunk(chunkHash(m, i)) as Uint8Array)
-    await provs[0].unhandle(SHARD_PROTOCOL)
+    await servings[0].stop()
     await serveShards(provs[0], partial)
     // provider 1 flips a byte in every chunk it serves
-    await provs[1].unhandle(SHARD_PROTOCOL)
+    await servings[1].stop()
     await handle(provs[1], SHARD_PROTOCOL, async (req) => {
       const res = await answerShardRequest(stores[1], req)
       if (req.meta?.op === 'chunk') { const d = res.tensors[0].data.slice(); d[0] ^= 1; res.tensors[0] = { ...res.tensors[0], data: d } }
@@ -107,8 +110,8 @@ describe('fetchShard', () => {
   })
 
   it('re-requests a stalled provider\'s in-flight chunks from the others after the idle timeout', async () => {
-    const { fetcher, provs, dir, file, root, stores } = await swarm(3)
-    await provs[2].unhandle(SHARD_PROTOCOL)
+    const { fetcher, provs, dir, file, root, stores, servings } = await swarm(3)
+    await servings[2].stop()
     let stalled = 0
     await handle(provs[2], SHARD_PROTOCOL, async (req, ctx) => {
       if (req.meta?.op === 'chunk') { stalled++; await new Promise(resolve => ctx.signal.addEventListener('abort', resolve)) }
@@ -124,14 +127,14 @@ describe('fetchShard', () => {
   })
 
   it('fails with typed errors when nobody provides the root, or nobody has some chunk', async () => {
-    const { fetcher, provs, dir, root, stores } = await swarm(1)
+    const { fetcher, provs, dir, root, stores, servings } = await swarm(1)
     await expect(fetchShard(fetcher, 'a'.repeat(64), { directory: dir.forPeer(fetcher.peerId), store: new MemoryShardStore(), lookups: 1 })).rejects.toBeInstanceOf(NoProvidersError)
     const m = stores[0].getManifest(root)
     if (m === undefined) throw new Error('manifest missing')
     const partial = new MemoryShardStore()
     partial.putManifest(root, m)
     partial.putChunk(chunkHash(m, 0), stores[0].getChunk(chunkHash(m, 0)) as Uint8Array)
-    await provs[0].unhandle(SHARD_PROTOCOL)
+    await servings[0].stop()
     await serveShards(provs[0], partial)
     await expect(fetchShard(fetcher, root, { directory: dir.forPeer(fetcher.peerId), store: new MemoryShardStore(), lookups: 2 })).rejects.toBeInstanceOf(ShardFetchError)
   })
@@ -143,5 +146,62 @@ describe('fetchShard', () => {
     await sleep(30)
     ac.abort()
     await expect(p).rejects.toMatchObject({ name: 'CancelledError' })
+  })
+})
+
+describe('several stores on one node', () => {
+  it('serves two stores at once; removing one leaves the other; bad requests still get their errors', async () => {
+    const [fetcher, server] = await memoryNetwork(2)
+    const dir = new MemoryDirectory()
+    const states = new MemoryShardStore()
+    const weights = new MemoryShardStore()
+    const stateFile = patternBytes(5 * CHUNK + 7, 11)
+    const weightFile = patternBytes(3 * CHUNK + 1, 12)
+    const stateRoot = await states.addFile(stateFile, CHUNK)
+    const weightRoot = await weights.addFile(weightFile, CHUNK)
+    const s1 = await serveShardStore(server, states)
+    const s2 = await serveShards(server, weights)
+    expect(servedShardStoreCount(server)).toBe(2)
+    for (const root of [stateRoot, weightRoot]) await dir.forPeer(server.peerId).provide(root)
+    const fetch = async (root: string): Promise<Uint8Array | undefined> => {
+      const mine = new MemoryShardStore()
+      await fetchShard(fetcher, root, { directory: dir.forPeer(fetcher.peerId), store: mine, lookups: 1, log: () => {} })
+      return mine.assemble(root)
+    }
+    expect(await fetch(stateRoot)).toEqual(stateFile)
+    expect(await fetch(weightRoot)).toEqual(weightFile)
+
+    const ask = async (meta: Record<string, string>): Promise<number> => await call(fetcher, server.peerId, SHARD_PROTOCOL, { meta, tensors: [] }).then(() => -1, (e: RemoteError) => e.code)
+    expect(await ask({ op: 'chunk', hash: 'F'.repeat(64) })).toBe(ErrorCode.BAD_REQUEST)
+    expect(await ask({ op: 'list' })).toBe(ErrorCode.BAD_REQUEST)
+    expect(await ask({ op: 'manifest', root: 'a'.repeat(64) })).toBe(ErrorCode.NOT_FOUND)
+
+    await s1.stop()
+    await s1.stop() // idempotent
+    expect(servedShardStoreCount(server)).toBe(1)
+    expect(await ask({ op: 'manifest', root: stateRoot })).toBe(ErrorCode.NOT_FOUND)
+    expect(await fetch(weightRoot)).toEqual(weightFile)
+    await expect(fetch(stateRoot)).rejects.toBeInstanceOf(NoProvidersError)
+    expect(await ask({ op: 'chunk', hash: 'x' })).toBe(ErrorCode.BAD_REQUEST)
+
+    // The last store's stop() unregisters the handler: the protocol is free again.
+    await s2.stop()
+    expect(servedShardStoreCount(server)).toBe(0)
+    await expect(call(fetcher, server.peerId, SHARD_PROTOCOL, { meta: { op: 'manifest', root: weightRoot }, tensors: [] })).rejects.toThrow(/no handler/)
+    const again = await serveShards(server, states)
+    expect(await fetch(stateRoot)).toEqual(stateFile)
+    await again.stop()
+  })
+
+  it('refuses to serve one store twice, or a second store with other limits', async () => {
+    const [node] = await memoryNetwork(1)
+    const a = new MemoryShardStore()
+    const served = await serveShardStore(node, a, { maxInboundStreams: 8 })
+    await expect(serveShardStore(node, a)).rejects.toBeInstanceOf(NetConfigError)
+    await expect(serveShardStore(node, new MemoryShardStore(), { maxInboundStreams: 4 })).rejects.toThrow(/other limits/)
+    const b = await serveShardStore(node, new MemoryShardStore(), { maxInboundStreams: 8 })
+    expect(servedShardStoreCount(node)).toBe(2)
+    await served.stop()
+    await b.stop()
   })
 })

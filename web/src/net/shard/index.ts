@@ -7,7 +7,7 @@
  * ```ts
  * const store = new MemoryShardStore()
  * const root = await store.addFile(weights)            // provider side
- * await serveShards(node, store)
+ * await serveShards(node, store)                    // one of possibly several stores on the node
  * await contentRoutingDirectory(node).provide(root)
  * // elsewhere
  * const mine = new MemoryShardStore()
@@ -16,7 +16,8 @@
  * ```
  */
 export { fetchShard, type FetchShardOptions, type FetchShardResult } from './fetch.ts'
-export { serveShards, answerShardRequest } from './server.ts'
+export { answerShardRequest } from './server.ts'
+export { serveShards, serveShardStore, servedShardStoreCount, ShardRegistry, type ShardServing, type ShardSource } from './registry.ts'
 export { MemoryShardStore, type ShardStore } from './store.ts'
 export { buildManifest, manifestRoot, chunkHash, chunkCount, type ShardManifest } from './manifest.ts'
 export { contentRoutingDirectory, MemoryDirectory, rootCid, type ProviderDirectory } from './providers.ts'

@@ -1,18 +1,19 @@
 /**
- * The shard protocol's serving side (SHARD_PROTOCOL over framed tensor streams; grammar in
+ * The shard protocol's answers (SHARD_PROTOCOL over framed tensor streams; grammar in
  * PROTOCOL.md, "Shards"). Requests carry metadata only:
  *   { op: 'manifest', root: <hex> } → meta { size, chunkBytes } + tensor `hashes` u8 [count × 32]
  *   { op: 'chunk', hash: <hex> }    → tensor `chunk` u8 [n]
  * Unknown roots or chunks answer NOT_FOUND; anything else malformed answers BAD_REQUEST.
  */
-import { SHARD_PROTOCOL, SHARD_REQUEST_LIMITS } from '../protocols.ts'
-import { ErrorCode, handle, HandlerError, type TensorMessage, type TensorStreamLimits } from '../stream/index.ts'
-import type { StreamNode } from '../stream/rpc.ts'
+import { ErrorCode, HandlerError, type TensorMessage } from '../stream/index.ts'
 import { isHashHex } from './manifest.ts'
 import type { ShardStore } from './store.ts'
 
-/** Answers one shard request from `store` (exported for the fuzz test). */
-export async function answerShardRequest (store: ShardStore, req: TensorMessage): Promise<TensorMessage> {
+/**
+ * Answers one shard request from `store` (a node's registry of stores, registry.ts; exported for
+ * the fuzz test). Serving itself (`serveShards`, `serveShardStore`) lives in registry.ts.
+ */
+export async function answerShardRequest (store: Pick<ShardStore, 'getManifest' | 'getChunk'>, req: TensorMessage): Promise<TensorMessage> {
   const meta = req.meta ?? {}
   if (req.tensors.length !== 0) throw new HandlerError(ErrorCode.BAD_REQUEST, 'shard requests carry no tensors')
   const keys = Object.keys(meta).sort().join(',')
@@ -32,9 +33,4 @@ export async function answerShardRequest (store: ShardStore, req: TensorMessage)
     default:
       throw new HandlerError(ErrorCode.BAD_REQUEST, `unknown shard op ${JSON.stringify(meta.op ?? null)}`)
   }
-}
-
-/** Serves `store` on SHARD_PROTOCOL. */
-export async function serveShards (node: StreamNode, store: ShardStore, limits?: TensorStreamLimits): Promise<void> {
-  await handle(node, SHARD_PROTOCOL, async (req) => await answerShardRequest(store, req), { ...SHARD_REQUEST_LIMITS, ...limits })
 }

@@ -15,8 +15,7 @@
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { buildManifest, chunkCount, chunkHash, fetchShard, serveShards, type ProviderDirectory, type ShardManifest, type ShardStore } from '../../net/shard/index.ts'
-import { SHARD_PROTOCOL } from '../../net/protocols.ts'
+import { buildManifest, chunkCount, chunkHash, fetchShard, serveShardStore, type ProviderDirectory, type ShardManifest, type ShardServing, type ShardStore } from '../../net/shard/index.ts'
 import type { StreamNode } from '../../net/stream/rpc.ts'
 import { StateHashMismatchError } from '../train/errors.ts'
 import { KEEP_STATES, stateChunkBytes, type StateFetchOptions, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
@@ -123,16 +122,17 @@ type Node = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'dial' | 'getC
 export class Libp2pStateShards implements StateShards {
   readonly store: RetainingShardStore
   private readonly dialing = new Map<string, Promise<unknown>>()
+  private serving?: ShardServing
   private closed = false
 
   private constructor (private readonly node: Node, private readonly opts: Libp2pStateShardsOptions) {
     this.store = new RetainingShardStore(opts.keep ?? KEEP_STATES)
   }
 
-  /** Serves this node's states on the shard protocol (one store per node: the protocol has one handler). */
+  /** Serves this node's states on the shard protocol, beside any other store the node serves (e.g. model weights). */
   static async start (node: Node, opts: Libp2pStateShardsOptions = {}): Promise<Libp2pStateShards> {
     const s = new Libp2pStateShards(node, opts)
-    await serveShards(node, s.store)
+    s.serving = await serveShardStore(node, s.store)
     return s
   }
 
@@ -173,12 +173,12 @@ export class Libp2pStateShards implements StateShards {
     }
   }
 
-  /** Stops serving (resolves once the handler is gone, so a new instance may serve) and drops every state. */
+  /** Stops serving these states (the node's other shard stores stay served) and drops every state. */
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
     this.store.clear()
-    await this.node.unhandle(SHARD_PROTOCOL).catch(() => {})
+    await this.serving?.stop()
   }
 
   /** The providers a sync record names (bad ids skipped with a line in the log). */
