@@ -59,8 +59,11 @@ function init (board: RunBoard, lines: string[], fallback?: SnapshotState, onPro
   return { ...base, shards: { publish: async (d) => await joiner.publish(d), close: () => {}, fetch: async (root, ps, o) => await joiner.fetch(root, ps, { ...o, onProgress }) } }
 }
 
+/** A board on which the providers are live members (providers are read from the live members). */
 function newBoard (): RunBoard {
-  return new RunBoard(new Y.Doc().getMap(TRAIN_MAP), 'late-join')
+  const b = new RunBoard(new Y.Doc().getMap(TRAIN_MAP), 'late-join')
+  for (const n of nodes) b.join(n.peerId.toString(), 0)
+  return b
 }
 
 beforeAll(async () => {

@@ -20,7 +20,7 @@ import { MsgType } from './wire.ts'
 const SHARD_TRIES = 3
 
 export interface LatestStateInit {
-  board: Pick<RunBoard, 'latest' | 'recordAt' | 'expected' | 'syncRecords'>
+  board: Pick<RunBoard, 'latest' | 'recordAt' | 'members' | 'syncRecords'>
   self: string
   /** Bytes of θ ‖ momentum (8 × parameters). */
   totalBytes: number
@@ -42,7 +42,12 @@ export interface LatestState {
 export async function fetchLatestState (init: LatestStateInit): Promise<LatestState> {
   const { board, self, log } = init
   for (const { key, reason } of board.syncRecords().ignored) log?.(`train: ignoring board entry ${key}: ${reason}`)
-  const holdersOf = (rec?: SyncRecord): string[] => [...new Set([...(rec?.members ?? []), ...board.expected(Number.MAX_SAFE_INTEGER)])].filter(p => p !== self)
+  // Providers: the record's members first (they computed the state), then the run's other
+  // members; only live ones (a closed tab's entry goes stale, membership.ts), never self.
+  const holdersOf = (rec?: SyncRecord): string[] => {
+    const live = board.members()
+    return [...new Set([...(rec?.members ?? []).filter(p => live.has(p)), ...[...live.keys()].sort()])].filter(p => p !== self)
+  }
   const tried = new Set<string>()
   // A failed fetch is retried only on a newer record: members keep a few states, and when syncs
   // come fast the one a joiner started on may be dropped before it is done.

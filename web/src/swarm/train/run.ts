@@ -2,8 +2,10 @@
  * A training run in the swarm's CRDT (the Yjs doc's `train` map; grammar in README.md):
  *
  *   train["run/<id>"]                 = RunSpec (JSON object): what to train and how
- *   train["member/<id>/<peer>"]       = { fromSeq, at }: peer takes part from sync `fromSeq` on
- *   train["sync/<id>/<seq>"]          = { hash, members, attempt, root? }: θ_global after sync `seq`;
+ *   train["member/<id>/<peer>"]       = { fromSeq, at, genesis }: peer takes part from sync `fromSeq`
+ *                                       on; `at` is its heartbeat (membership.ts: stale entries are
+ *                                       ignored), `genesis` the founding it descends from
+ *   train["sync/<id>/<seq>"]          = { hash, members, attempt, root?, genesis }: θ_global after sync `seq`;
  *                                       root names θ_global ‖ momentum as a content-addressed shard
  *                                       set (state-shards.ts) that the sync's members serve
  *   train["loss/<id>/<peer>"]         = { points: [[seq, loss], …] }: the peer's mean inner loss
@@ -19,6 +21,7 @@ import { parseConfig, type ModelConfig } from '../../model/config.ts'
 import type { RoundDirectory } from './allreduce.ts'
 import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
 import { RunConfigError } from './errors.ts'
+import { GENESIS_PATTERN, liveness, MEMBER_PRUNE_MS, newGenesis, parseMemberEntry, type MemberEntry } from './membership.ts'
 
 /** Name of the root map holding runs. */
 export const TRAIN_MAP = 'train'
@@ -65,6 +68,12 @@ export interface RunSpec {
   mixAlpha: number
   /** Syncs to run (0: until stopped). */
   totalSyncs: number
+  /**
+   * Tag of this founding of the run (16 hex digits), drawn by `RunBoard.declare`: records and
+   * member entries carry it, so those of a concurrent losing declaration are told apart ('' in
+   * declarations written before tags existed).
+   */
+  genesis: string
 }
 
 /** A tiny byte-level Llama that trains in seconds on a CPU or a software GPU (the page default). */
@@ -78,7 +87,7 @@ export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
   return parseRunSpec({
     id, model: TINY_MODEL, corpus: { kind: 'brown' }, seed: 1, innerSteps: 20, seqLen: 32, batchSize: 1, innerLr: 3e-3,
     warmupSteps: 0, decaySteps: 0, minInnerLr: (o.innerLr ?? 3e-3) / 10, ...ADAM_DEFAULTS, weightDecay: 0.01, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
-    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, ...o
+    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, genesis: '', ...o
   })
 }
 
@@ -136,8 +145,10 @@ export function parseRunSpec (raw: unknown): RunSpec {
     fragments: num(o, 'fragments', posInt, 'a positive integer'),
     overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
     mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
-    totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer')
+    totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer'),
+    genesis: o.genesis === undefined ? '' : o.genesis as string
   }
+  if (spec.genesis !== '' && (typeof spec.genesis !== 'string' || !GENESIS_PATTERN.test(spec.genesis))) throw new RunConfigError(`run field genesis must be 16 hex digits, got ${JSON.stringify(o.genesis)}`)
   if (spec.decaySteps > 0 && spec.decaySteps <= spec.warmupSteps) throw new RunConfigError(`decaySteps (${spec.decaySteps}) must exceed warmupSteps (${spec.warmupSteps})`)
   if (spec.decaySteps > 0 && spec.minInnerLr > spec.innerLr) throw new RunConfigError(`minInnerLr (${spec.minInnerLr}) exceeds innerLr (${spec.innerLr})`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
@@ -152,12 +163,14 @@ export interface SyncRecord {
   attempt: number
   /** Manifest root (hex) of θ_global ‖ momentum as shards; absent when members serve no shards. */
   root?: string
+  /** The run founding this θ_global descends from (RunSpec.genesis; '' when absent). */
+  genesis?: string
 }
 
 const HEX64 = /^[0-9a-f]{64}$/
 /** Largest attempt number a record may carry (rounds give up after a few; this only bounds the field). */
 const MAX_RECORD_ATTEMPT = 0xffff
-const SYNC_FIELDS = new Set(['hash', 'members', 'attempt', 'root'])
+const SYNC_FIELDS = new Set(['hash', 'members', 'attempt', 'root', 'genesis'])
 
 /**
  * Validates a sync record read from the CRDT (any peer may write one). Returns the record, or why
@@ -173,54 +186,124 @@ export function parseSyncRecord (raw: unknown): SyncRecord | string {
   if (!o.members.every((m): m is string => typeof m === 'string' && m.length > 0 && m.length <= MAX_ID_CHARS)) return `members must be strings of 1…${MAX_ID_CHARS} characters`
   if (typeof o.attempt !== 'number' || !Number.isInteger(o.attempt) || o.attempt < 0 || o.attempt > MAX_RECORD_ATTEMPT) return `attempt must be an integer in [0, ${MAX_RECORD_ATTEMPT}]`
   if (o.root !== undefined && (typeof o.root !== 'string' || !HEX64.test(o.root))) return 'root is not 64 hex digits'
+  if (o.genesis !== undefined && (typeof o.genesis !== 'string' || !GENESIS_PATTERN.test(o.genesis))) return 'genesis is not 16 hex digits'
   const rec: SyncRecord = { hash: o.hash, members: [...o.members], attempt: o.attempt }
   if (o.root !== undefined) rec.root = o.root as string
+  if (o.genesis !== undefined) rec.genesis = o.genesis as string
   return rec
+}
+
+export interface RunBoardOptions {
+  /** The wall clock of heartbeats, ms since the epoch (tests). @default Date.now */
+  now?: () => number
+}
+
+/** The run's members as this peer reads them now (membership.ts). */
+export interface MemberStatus {
+  /** Live members of the run's current founding: peer → first sync. */
+  live: Map<string, number>
+  /** Members whose heartbeat is older than MEMBER_TTL_MS. */
+  stale: string[]
+  /** Live members of another founding of the run (a fork that has not healed yet). */
+  forked: string[]
+  /** Entries that cannot be read, with the reason. */
+  ignored: Array<{ key: string, reason: string }>
 }
 
 /** The run's entries in a swarm doc's `train` map. */
 export class RunBoard implements RoundDirectory {
-  constructor (readonly map: Y.Map<unknown>, readonly runId: string) {
+  private readonly now: () => number
+  private cached: { raw: unknown, spec: RunSpec } | undefined
+
+  constructor (readonly map: Y.Map<unknown>, readonly runId: string, opts: RunBoardOptions = {}) {
     if (!RUN_ID_PATTERN.test(runId)) throw new RunConfigError(`run id ${JSON.stringify(runId)} must match ${RUN_ID_PATTERN}`)
+    this.now = opts.now ?? Date.now
   }
 
-  /** Declares the run (first writer wins: an existing declaration is kept and returned). */
+  /**
+   * Declares the run (first writer wins: an existing declaration is kept and returned). A spec
+   * without a genesis gets a fresh one. Two peers declaring at once both write; Yjs keeps one of
+   * the two entries on every peer, and the other founding heals onto it (membership.ts).
+   */
   declare (spec: RunSpec): RunSpec {
     const cur = this.map.get(`run/${this.runId}`)
     if (cur !== undefined) return parseRunSpec(cur)
     if (spec.id !== this.runId) throw new RunConfigError(`spec id ${spec.id} is not run ${this.runId}`)
-    this.map.set(`run/${this.runId}`, spec)
-    return spec
+    const s = spec.genesis === '' ? { ...spec, genesis: newGenesis() } : spec
+    this.map.set(`run/${this.runId}`, s)
+    return s
   }
 
   spec (): RunSpec | undefined {
     const cur = this.map.get(`run/${this.runId}`)
-    return cur === undefined ? undefined : parseRunSpec(cur)
+    if (cur === undefined) return undefined
+    // The entry's object is replaced, never mutated, by a CRDT update: parse each one once.
+    if (this.cached?.raw !== cur) this.cached = { raw: cur, spec: parseRunSpec(cur) }
+    return this.cached.spec
   }
 
-  join (peer: string, fromSeq: number): void {
-    this.map.set(`member/${this.runId}/${peer}`, { fromSeq, at: Date.now() })
+  /** The genesis of the declaration on the board ('' when none or unreadable). */
+  genesis (): string {
+    try { return this.spec()?.genesis ?? '' } catch { return '' }
+  }
+
+  /** Enters `peer` from sync `fromSeq` on, as a member of founding `genesis` (default: the board's), live from now. */
+  join (peer: string, fromSeq: number, genesis = this.genesis()): void {
+    const e: MemberEntry = { fromSeq, at: this.now(), genesis }
+    this.map.set(`member/${this.runId}/${peer}`, e)
+  }
+
+  /** Refreshes `peer`'s heartbeat; false when it has no readable entry (it must join again). */
+  heartbeat (peer: string): boolean {
+    const e = parseMemberEntry(peer, this.map.get(`member/${this.runId}/${peer}`))
+    if (typeof e === 'string') return false
+    this.map.set(`member/${this.runId}/${peer}`, { ...e, at: this.now() })
+    return true
   }
 
   leave (peer: string): void {
     this.map.delete(`member/${this.runId}/${peer}`)
   }
 
-  /** Members and the first sync each takes part in. Malformed entries are skipped. */
-  members (): Map<string, number> {
-    const out = new Map<string, number>()
+  /** Every member entry of the run, sorted into live, stale, other-founding and unreadable. */
+  memberStatus (): MemberStatus {
+    const out: MemberStatus = { live: new Map(), stale: [], forked: [], ignored: [] }
     const prefix = `member/${this.runId}/`
+    const now = this.now()
+    const genesis = this.genesis()
     for (const [k, v] of this.map.entries()) {
       if (!k.startsWith(prefix)) continue
       const peer = k.slice(prefix.length)
-      const from = (v as { fromSeq?: unknown } | null)?.fromSeq
-      if (peer.length === 0 || peer.length > MAX_ID_CHARS || typeof from !== 'number' || !Number.isInteger(from) || from < 0) continue
-      out.set(peer, from)
+      const e = parseMemberEntry(peer, v)
+      if (typeof e === 'string') { out.ignored.push({ key: k, reason: e }); continue }
+      const l = liveness(e, now)
+      if (l === 'stale') out.stale.push(peer)
+      else if (l !== 'live') out.ignored.push({ key: k, reason: l })
+      else if (e.genesis !== genesis) out.forked.push(peer)
+      else out.live.set(peer, e.fromSeq)
     }
     return out
   }
 
-  /** RoundDirectory: the members that declared they take part in sync `seq`. */
+  /** Live members of the current founding and the first sync each takes part in. */
+  members (): Map<string, number> {
+    return this.memberStatus().live
+  }
+
+  /** Deletes entries stale for longer than MEMBER_PRUNE_MS; returns their peers. */
+  prune (): string[] {
+    const prefix = `member/${this.runId}/`
+    const now = this.now()
+    const gone: string[] = []
+    for (const [k, v] of [...this.map.entries()]) {
+      if (!k.startsWith(prefix)) continue
+      const e = parseMemberEntry(k.slice(prefix.length), v)
+      if (typeof e !== 'string' && now - e.at > MEMBER_PRUNE_MS) { this.map.delete(k); gone.push(k.slice(prefix.length)) }
+    }
+    return gone
+  }
+
+  /** RoundDirectory: the live members that declared they take part in sync `seq`. */
   expected = (seq: number): string[] => [...this.members()].filter(([, from]) => from <= seq).map(([p]) => p).sort()
 
   record (seq: number, rec: SyncRecord): void {
@@ -236,12 +319,13 @@ export class RunBoard implements RoundDirectory {
     const records = new Map<number, SyncRecord>()
     const ignored: Array<{ key: string, reason: string }> = []
     const prefix = `sync/${this.runId}/`
+    const genesis = this.genesis()
     for (const [k, v] of this.map.entries()) {
       if (!k.startsWith(prefix)) continue
       const tail = k.slice(prefix.length)
       const s = Number(tail)
       if (!/^\d{1,15}$/.test(tail) || !Number.isSafeInteger(s)) { ignored.push({ key: k, reason: 'seq is not a non-negative integer' }); continue }
-      const r = parseSyncRecord(v)
+      const r = this.checkRecord(v, genesis)
       if (typeof r === 'string') ignored.push({ key: k, reason: r })
       else records.set(s, r)
     }
@@ -283,8 +367,16 @@ export class RunBoard implements RoundDirectory {
   }
 
   recordAt (seq: number): SyncRecord | undefined {
-    const r = parseSyncRecord(this.map.get(`sync/${this.runId}/${seq}`))
+    const r = this.checkRecord(this.map.get(`sync/${this.runId}/${seq}`), this.genesis())
     return typeof r === 'string' ? undefined : r
+  }
+
+  /** A valid record of the board's founding, or why not (a record of a losing fork is not this run's history). */
+  private checkRecord (raw: unknown, genesis: string): SyncRecord | string {
+    const r = parseSyncRecord(raw)
+    if (typeof r === 'string') return r
+    if ((r.genesis ?? '') !== genesis) return `of another founding of the run (genesis ${r.genesis ?? "''"}, the declaration's is ${genesis || "''"})`
+    return r
   }
 }
 

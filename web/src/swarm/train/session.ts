@@ -3,7 +3,9 @@
  * and the DiLoCo worker, joins as a founder (θ_global = the seeded init) or as a late joiner
  * (fetches θ_global + momentum from members, hash-checked against the board: late-join.ts),
  * publishes every sync's state as content-addressed shards and records its hash and root on the
- * board, and resyncs whenever it falls behind. Used by the page's Training panel and by
+ * board, and resyncs whenever it falls behind. While it runs it refreshes its member entry's
+ * heartbeat (membership.ts), and at every round boundary it checks that its founding of the run
+ * is the one the board kept, adopting the winner's θ_global if not (`healFork`). Used by the page's Training panel and by
  * `webswarm train --bootstrap … --run …`.
  */
 import type { Backend } from '../../gpu/backend.ts'
@@ -13,6 +15,7 @@ import type { RpcTransport } from '../transport/index.ts'
 import { AllReducePeer, type AllReduceOptions, type SnapshotState } from './allreduce.ts'
 import { StateHashMismatchError } from './errors.ts'
 import { fetchLatestState, fetchSnapshot, type LatestState } from './late-join.ts'
+import { MEMBER_HEARTBEAT_MS, RunForkedError, specContentKey } from './membership.ts'
 import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run.ts'
 import type { StateShards } from './state-shards.ts'
 import { DiLoCoWorker, type StepEvent, type SyncEvent } from './worker.ts'
@@ -47,10 +50,18 @@ export class TrainSession {
   lastFetch: Omit<LatestState, 'state'> & { seq: number, hash: string } | undefined
   /** Publications and records in sync order (each waits for the previous one). */
   private publishing: Promise<void> = Promise.resolve()
+  /** The founding of the run this peer's θ_global descends from (changes when a fork heals). */
+  private genesis: string
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined
 
-  private constructor (readonly spec: RunSpec, readonly worker: DiLoCoWorker, readonly allreduce: AllReducePeer, private readonly init: SessionInit) {}
+  private constructor (readonly spec: RunSpec, readonly worker: DiLoCoWorker, readonly allreduce: AllReducePeer, private readonly init: SessionInit) {
+    this.genesis = spec.genesis
+  }
 
   get self (): string { return this.init.transport.self }
+
+  /** Genesis of the founding this peer trains in (RunSpec.genesis of the declaration it follows). */
+  get founding (): string { return this.genesis }
 
   /** Joins the run declared on the board (founding member or late joiner). */
   static async start (init: SessionInit): Promise<TrainSession> {
@@ -83,16 +94,61 @@ export class TrainSession {
       resync: async () => await session!.fetchLatest()
     })
     session = new TrainSession(spec, worker, ar, init)
+    for (const { key, reason } of init.board.memberStatus().ignored) init.log?.(`train: ignoring board entry ${key}: ${reason}`)
     const latest = init.board.latest()
     if (latest.seq < 0) {
       await worker.initFromModel()
-      init.board.join(self, 0)
+      init.board.join(self, 0, spec.genesis)
     } else {
       await worker.initFromSnapshot(await session.fetchLatest())
-      init.board.join(self, worker.nextSeq)
+      init.board.join(self, worker.nextSeq, spec.genesis)
       init.log?.(`train: joined run ${spec.id} late, at sync ${worker.nextSeq} (θ_global ${worker.lastHash.slice(0, 12)}…)`)
     }
+    session.startHeartbeat()
     return session
+  }
+
+  /** Keeps this peer's member entry live; enters again if the entry vanished (pruned, or deleted by a stale tab of ours). */
+  private startHeartbeat (): void {
+    const { board } = this.init
+    this.heartbeatTimer = setInterval(() => {
+      if (!board.heartbeat(this.self)) board.join(this.self, this.worker.nextSeq, this.genesis)
+      board.prune()
+    }, MEMBER_HEARTBEAT_MS)
+    // A Node peer exits when its work is done, not when its heartbeat is the only thing left.
+    const t = this.heartbeatTimer as { unref?: () => void }
+    t.unref?.()
+  }
+
+  /**
+   * At a round boundary: if the board's declaration is another founding of the run than ours
+   * (two peers declared at once; Yjs kept the other entry), adopt its newest θ_global ‖ momentum
+   * through the late-join path and enter the board under its genesis. True when it did. Throws
+   * RunForkedError when the winning declaration trains something else (this model cannot follow).
+   * A fetch that fails (no member of the winning founding reachable yet) is retried at the next
+   * boundary; until then this peer's records are not written (they are not the run's history).
+   */
+  async healFork (): Promise<boolean> {
+    let spec: RunSpec | undefined
+    try { spec = this.init.board.spec() } catch (e) {
+      this.init.log?.(`train: ignoring the run declaration on the board: ${(e as Error).message}`)
+      return false
+    }
+    if (spec === undefined || spec.genesis === this.genesis) return false
+    if (specContentKey(spec) !== specContentKey(this.spec)) {
+      throw new RunForkedError(`run ${spec.id} was declared twice at once with different settings; the swarm kept the other declaration (genesis ${spec.genesis}): start again to join it`)
+    }
+    this.init.log?.(`train: run ${spec.id} was founded twice at once; the swarm kept founding ${spec.genesis}, this peer trained in ${this.genesis || "''"}: adopting its θ_global`)
+    try {
+      await this.worker.initFromSnapshot(await this.fetchLatest())
+    } catch (e) {
+      this.init.log?.(`train: could not fetch the winning founding's state yet (${(e as Error).message}); retrying at the next sync`)
+      return false
+    }
+    this.genesis = spec.genesis
+    this.init.board.join(this.self, this.worker.nextSeq, this.genesis)
+    this.init.log?.(`train: now in founding ${this.genesis} from sync ${this.worker.nextSeq} (θ_global ${this.worker.lastHash.slice(0, 12)}…)`)
+    return true
   }
 
   /** θ_global + momentum of the newest sync on the board, from the members that recorded it. */
@@ -111,7 +167,7 @@ export class TrainSession {
 
   /** Publishes sync `e`'s state as shards (when there are shards), then records hash and root on the board. */
   private publish (e: SyncEvent): void {
-    const rec: SyncRecord = { hash: e.hash, members: e.members, attempt: e.attempt }
+    const rec: SyncRecord = { hash: e.hash, members: e.members, attempt: e.attempt, genesis: this.genesis }
     const shards = this.init.shards
     const snap = shards === undefined ? undefined : this.worker.snapshot() // copies θ ‖ momentum now, before the next sync moves them
     this.publishing = this.publishing.then(async () => {
@@ -121,6 +177,12 @@ export class TrainSession {
         } catch (err) {
           this.init.log?.(`train: could not publish the state of sync ${e.seq} as shards: ${(err as Error).message}`)
         }
+      }
+      // A sync of a founding the board no longer follows is not the run's history: writing it
+      // could only overwrite the winner's record of the same number.
+      if (rec.genesis !== this.init.board.genesis()) {
+        this.init.log?.(`train: not recording sync ${e.seq}: it belongs to founding ${rec.genesis || "''"}, the run's is ${this.init.board.genesis()}`)
+        return
       }
       // Every member writes the same record; one without a root never replaces one with it.
       const cur = this.init.board.recordAt(e.seq)
@@ -134,15 +196,22 @@ export class TrainSession {
 
   /** Trains until `syncs` more syncs have landed (or the run's totalSyncs, or the signal). */
   async run (syncs?: number, signal?: AbortSignal): Promise<void> {
-    const total = this.spec.totalSyncs > 0 ? this.spec.totalSyncs - 1 - this.worker.lastSeq : Infinity
-    const n = Math.min(syncs ?? Infinity, total)
-    if (n <= 0) return
-    if (Number.isFinite(n)) { await this.worker.runSyncs(n, signal); return }
-    for (;;) await this.worker.runSyncs(1, signal)
+    const last = this.spec.totalSyncs > 0 ? this.spec.totalSyncs - 1 : Infinity
+    let target = Math.min(this.worker.lastSeq + (syncs ?? Infinity), last)
+    // One sync at a time: between two syncs is where a fork heals.
+    while (this.worker.lastSeq < target) {
+      signal?.throwIfAborted()
+      const left = target - this.worker.lastSeq
+      if (await this.healFork()) target = Math.min(this.worker.lastSeq + left, last)
+      if (this.worker.lastSeq >= target) break
+      await this.worker.runSyncs(1, signal)
+    }
   }
 
   /** Leaves the run: off the board, stops serving the all-reduce. */
   stop (): void {
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer)
+    this.heartbeatTimer = undefined
     this.init.board.leave(this.self)
     this.allreduce.stop()
     this.worker.dispose()
