@@ -175,7 +175,7 @@ describe('allreduce wire', () => {
       { type: MsgType.FAIL, reason: 'x', suspects: ['b'] },
       { type: MsgType.FETCH, run: 'r', key: 'k', part: 1 },
       { type: MsgType.NONE },
-      { type: MsgType.DONE, run: 'r', round: 1, key: 'k', hash: 'ab' },
+      { type: MsgType.DONE, run: 'r', round: 1, key: 'k' },
       { type: MsgType.ACK },
       { type: MsgType.SNAPSHOT, run: 'r', offset: 0, length: 10 },
       { type: MsgType.STATE, run: 'r', round: 2, hash: 'h', momentumHash: 'm', total: 3, offset: 0, meta: '{}', payload: new Uint8Array([9]) }

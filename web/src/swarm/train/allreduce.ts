@@ -27,7 +27,6 @@ import {
   DEFAULT_READY_WINDOW_MS, DEFAULT_WINDOW_PARTS, MAX_ATTEMPTS, MAX_MEMBERS, MAX_PAYLOAD_BYTES
 } from './constants.ts'
 import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
-import { hashBytes } from './outer.ts'
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
 import { reducePartInto } from './reduce.ts'
 import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type DoneMsg, type FailMsg, type FetchMsg, type ReadyMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
@@ -253,7 +252,7 @@ export class AllReducePeer {
       if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
       try {
         const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n, into)
-        void this.sendDone(coord, round, reply.key, out.qMean)
+        void this.sendDone(coord, round, reply.key)
         this.completedRound = Math.max(this.completedRound, round)
         this.prune(round)
         return out
@@ -288,7 +287,7 @@ export class AllReducePeer {
     let failed = 0
     let next = 0
     // Each part is dequantized as its result lands, overlapping the parts still in flight; the
-    // result bytes are gathered into the whole vector's q8 (the DONE hash covers those bytes).
+    // result bytes are gathered into the whole vector's q8 (`qMean`: the mean is their dequantization).
     const mean = into.mean ?? new Float32Array(n)
     const qMean = into.qMean ?? new Uint8Array(q8Bytes(n, this.block))
     const settle = (id: number, result: ResultMsg | undefined): void => {
@@ -364,11 +363,14 @@ export class AllReducePeer {
     })
   }
 
-  /** Reports completion; the hash is of the mean's q8 bytes, which determine the mean bit for bit (4× fewer bytes to hash than its f32). */
-  private async sendDone (coord: string, round: number, key: string, qMean: Uint8Array): Promise<void> {
+  /**
+   * Reports completion, so that the coordinator answers later READYs for this round BEHIND. (It
+   * used to carry a sha256 of the mean's q8 that nothing read: a pass over the whole vector on
+   * every member inside the round; each member records its θ_global hash on the run board.)
+   */
+  private async sendDone (coord: string, round: number, key: string): Promise<void> {
     try {
-      const hash = await hashBytes(qMean)
-      await this.rpc(coord, { type: MsgType.DONE, run: this.run, round, key, hash }, this.partTimeoutMs)
+      await this.rpc(coord, { type: MsgType.DONE, run: this.run, round, key }, this.partTimeoutMs)
     } catch (e) {
       this.log(`round ${round}: DONE to ${coord} failed: ${(e as Error).message}`)
     }

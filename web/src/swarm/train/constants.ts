@@ -11,7 +11,8 @@ export const ALLREDUCE_PROTOCOL = ALLREDUCE.id
 /**
  * Wire version in byte 0 of every allreduce message; another version is refused. 2: REDUCE
  * carries the sender's part size (`partElements`; the default went from 64 Ki to 256 Ki elements,
- * and peers cutting the vector differently would each reject the other's parts as malformed).
+ * and peers cutting the vector differently would each reject the other's parts as malformed), and
+ * DONE no longer carries a hash of the mean (nothing read it).
  */
 export const ALLREDUCE_WIRE_VERSION = 2
 

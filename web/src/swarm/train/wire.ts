@@ -46,8 +46,8 @@ export interface FailMsg { type: typeof MsgType.FAIL, reason: string, suspects: 
 /** member → member: do you hold the reduced `part` of attempt `key`? (repair after an owner died). */
 export interface FetchMsg { type: typeof MsgType.FETCH, run: string, key: string, part: number }
 export interface NoneMsg { type: typeof MsgType.NONE }
-/** member → coordinator: I completed attempt `key` of `round`; θ_global now hashes to `hash`. */
-export interface DoneMsg { type: typeof MsgType.DONE, run: string, round: number, key: string, hash: string }
+/** member → coordinator: I completed attempt `key` of `round`. */
+export interface DoneMsg { type: typeof MsgType.DONE, run: string, round: number, key: string }
 export interface AckMsg { type: typeof MsgType.ACK }
 /** late joiner → member: bytes [offset, offset + length) of your committed state. */
 export interface SnapshotMsg { type: typeof MsgType.SNAPSHOT, run: string, offset: number, length: number }
@@ -168,7 +168,7 @@ export function decodeMsg (bytes: Uint8Array): AllReduceMsg {
       return { type }
     case MsgType.DONE:
       none(payload, type)
-      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS), hash: str(h, 'hash', 64) }
+      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS) }
     case MsgType.ACK:
       none(payload, type)
       return { type }
