@@ -3,7 +3,8 @@
  * it — uPlot charts of the loss per worker and the global model's eval loss per sync, this
  * worker's per-step loss, tokens/s and all-reduce MB sent/received per sync, and the round
  * timeline (members and attempt per sync); a table of the recent rounds with their members and
- * θ_global hash, and the current hash. Exposes `window.webswarmTrain` for tests and the console.
+ * θ_global hash, the current hash, and the run's live members (stale entries of closed tabs are
+ * counted apart, and their loss curves marked as gone). Exposes `window.webswarmTrain` for tests and the console.
  */
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
@@ -109,10 +110,11 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
     for (const s of state.syncs) if (s.evalLoss !== undefined) global[s.seq] = s.evalLoss
     const series = [{ label: 'global eval', y: global }]
     if (board !== undefined) {
+      const live = board.members()
       for (const [peer, pts] of board.losses()) {
         const y: Array<number | null> = x.map(() => null)
         for (const [seq, loss] of pts) if (seq <= maxSeq) y[seq] = loss
-        series.push({ label: peer === state.session?.self ? 'this worker' : `${peer.slice(-6)}`, y })
+        series.push({ label: peer === state.session?.self ? 'this worker' : `${peer.slice(-6)}${live.has(peer) ? '' : ' (gone)'}`, y })
       }
     }
     return { x, series }
@@ -121,7 +123,9 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
   function render (): void {
     dirty = false
     const secs = (performance.now() - t0) / 1000
+    const ms = board?.memberStatus()
     const rows: Array<[string, string]> = [
+      ['members', ms === undefined ? '—' : `${ms.live.size} live${ms.stale.length > 0 ? `, ${ms.stale.length} stale` : ''}${ms.forked.length > 0 ? `, ${ms.forked.length} of another founding` : ''}`],
       ['sync', String(state.syncs.at(-1)?.seq ?? '—')],
       ['θ_global', state.hash === '' ? '—' : `${state.hash.slice(0, 16)}…`],
       ['inner steps', String(state.steps)],
@@ -230,8 +234,15 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         status.textContent = `Training run ${runId} on ${be.kind} as ${session.self.slice(-6)}.${joined}`
         body.dataset.training = 'running'
         render()
-        await session.run(undefined, ctl.signal).catch((e: Error) => { if (!ctl.signal.aborted) throw e })
-        session.stop()
+        // Closing the tab leaves the run cleanly when the CRDT update gets out; else the entry goes stale.
+        const leave = (): void => { state.stop(); session.stop() }
+        window.addEventListener('pagehide', leave, { once: true })
+        try {
+          await session.run(undefined, ctl.signal).catch((e: Error) => { if (!ctl.signal.aborted) throw e })
+        } finally {
+          window.removeEventListener('pagehide', leave)
+          session.stop()
+        }
         status.textContent = 'Stopped.'
       } catch (e) {
         state.error = (e as Error).message

@@ -53,6 +53,7 @@ export class TrainSession {
   /** The founding of the run this peer's θ_global descends from (changes when a fork heals). */
   private genesis: string
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined
+  private stopped = false
 
   private constructor (readonly spec: RunSpec, readonly worker: DiLoCoWorker, readonly allreduce: AllReducePeer, private readonly init: SessionInit) {
     this.genesis = spec.genesis
@@ -208,8 +209,10 @@ export class TrainSession {
     }
   }
 
-  /** Leaves the run: off the board, stops serving the all-reduce. */
+  /** Leaves the run: off the board, stops serving the all-reduce (once; later calls do nothing). */
   stop (): void {
+    if (this.stopped) return
+    this.stopped = true
     if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer)
     this.heartbeatTimer = undefined
     this.init.board.leave(this.self)
