@@ -12,6 +12,9 @@
  * the peer waits for the declaration. Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
+ * If another peer declared the run at the same moment and the swarm kept its declaration, this
+ * peer adopts that founding's θ_global (same settings) or starts over as a joiner of it (other
+ * settings: RunForkedError), at most MAX_FORK_RESTARTS times.
  */
 import { readFile } from 'node:fs/promises'
 import { UsageError, int, num, required, str, type Flags } from './args.ts'
@@ -25,6 +28,8 @@ const DECLARATION_TIMEOUT_MS = 60_000
  * run and sync alone: two different θ_global under one run id.
  */
 const DOC_SYNC_TIMEOUT_MS = 20_000
+/** Restarts as a joiner of the declaration the swarm kept (a concurrent one with other settings won). */
+const MAX_FORK_RESTARTS = 3
 
 export async function swarmTrain (f: Flags): Promise<number> {
   const bootstrap = required(f, 'bootstrap')
@@ -37,6 +42,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
   const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run.ts')
   const { TrainSession } = await import('../swarm/train/session.ts')
+  const { RunForkedError } = await import('../swarm/train/membership.ts')
   // The declaration is checked before joining: a bad flag or config fails fast.
   let declared: import('../swarm/train/run.ts').RunSpec | undefined
   if (f.declare === true) {
@@ -83,13 +89,15 @@ export async function swarmTrain (f: Flags): Promise<number> {
     // Every sync's θ_global ‖ momentum is served as content-addressed shards for late joiners.
     shards = await Libp2pStateShards.start(swarm.node, { relayAddr: bootstrap })
     transport = new Libp2pTransport(swarm.node, { relayAddr: bootstrap })
-    session = await TrainSession.start({
-      transport,
+    const tr = transport
+    const log = quiet ? undefined : (l: string): void => { process.stderr.write(`${l}\n`) }
+    const start = async (): Promise<import('../swarm/train/session.ts').TrainSession> => await TrainSession.start({
+      transport: tr,
       shards,
       board,
       backend: be,
       corpus: async (spec) => spec.corpus.kind === 'text' ? spec.corpus.text : await brownCorpus(),
-      log: quiet ? undefined : (l) => { process.stderr.write(`${l}\n`) },
+      log,
       onStep: (e) => {
         tokens += e.tokens
         if (!quiet) process.stderr.write(`step ${e.step}  loss ${e.loss.toFixed(4)}  ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tok/s\n`)
@@ -98,9 +106,19 @@ export async function swarmTrain (f: Flags): Promise<number> {
         process.stdout.write(JSON.stringify({ sync: e.seq, fragment: e.fragment, members: e.members.length, attempt: e.attempt, hash: e.hash, evalLoss: e.evalLoss, resynced: e.resynced === true }) + '\n')
       }
     })
+    session = await start()
     const syncs = str(f, 'syncs') === undefined ? undefined : int(f, 'syncs', 1, 1)
-    await session.run(syncs, ctl.signal)
-    return 0
+    for (let restarts = 0; ; restarts++) {
+      try {
+        await session.run(syncs, ctl.signal)
+        return 0
+      } catch (e) {
+        if (!(e instanceof RunForkedError) || ctl.signal.aborted || restarts >= MAX_FORK_RESTARTS) throw e
+        log?.(`train: ${e.message}; joining that run now`)
+        session.stop()
+        session = await start()
+      }
+    }
   } catch (e) {
     if (ctl.signal.aborted) return 130
     throw e
