@@ -138,7 +138,7 @@ describe('DiLoCo over libp2p: relay + Node trainers', () => {
     identical([ts[0], ts[2]])
     expect(ts[0].syncs[2].members.length).toBe(2)
     expect(ts[0].syncs[2].members).not.toContain(ts[1].swarm.peerId)
-    ts[0].board.leave(ts[1].swarm.peerId) // as the CRDT would after the dead peer's entry expires
+    ts[0].board.leave(ts[1].swarm.peerId) // what its stale heartbeat would do after MEMBER_TTL_MS (60 s), now
 
     // a late joiner at sync 3
     const late = await trainer()
