@@ -47,8 +47,14 @@ export const MAX_ROWS_PER_EXPERT = MAX_STEP_TOKENS
  */
 export const PUSH_WAIT_MS = 10_000
 
-/** How long a server waits for the next server to accept a PUSH, in ms (it only validates, then acks). */
-export const PUSH_TIMEOUT_MS = 5_000
+/**
+ * How long a server waits for the next server to accept a PUSH, in ms (it only validates, then
+ * acks). Longer than PUSH_WAIT_MS on purpose: a push given up on here must not still be run
+ * there (its CHAIN has stopped waiting by then), else the client's own STEP would find the
+ * position taken. Loopback WebRTC under load delays a message by seconds now and then (SCTP
+ * retransmission), which a shorter timeout turned into needless failovers.
+ */
+export const PUSH_TIMEOUT_MS = 12_000
 
 /** How long a server's background connection to a next hop may take, in ms (a WebRTC dial through the relay). */
 export const CONNECT_AHEAD_TIMEOUT_MS = 15_000
