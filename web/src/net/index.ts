@@ -13,7 +13,7 @@
 export * from './errors.ts'
 export * from './protocols.ts'
 export { createPeer, createRelay, DEFAULT_SWARM, DEFAULT_RELAY_LIMITS, type WebSwarmNode, type RelayNode, type PeerInit, type RelayInit, type RelayLimits } from './node.ts'
-export { PeerManager, connectionKind, directConnections, waitForReservation, type ConnectionKind } from './peers.ts'
+export { PeerManager, connectionKind, dialThroughRelay, directConnections, isNoReservation, waitForReservation, type ConnectionKind, type RelayDialOptions } from './peers.ts'
 export { SwarmDht, blockKey, expertKey, modelKey, peerKey, type Announcement } from './dht/index.ts'
 export { SwarmDoc, CrdtSync, type PeerEntry } from './crdt/index.ts'
 export { joinSwarm, type JoinInit, type Swarm } from './swarm.ts'

@@ -253,5 +253,24 @@ export async function createRelay (init: RelayInit): Promise<RelayNode> {
       })
     }
   })
+  dropReservationsOnDisconnect(node as RelayNode)
   return node as RelayNode
+}
+
+/**
+ * circuit-relay-v2's server keeps a reservation for its whole TTL (2 h) after the peer's last
+ * connection closed. Every departed peer then holds one of `maxReservations` slots (each CLI run
+ * and each tab is a fresh peer id, so a busy relay refuses newcomers with RESERVATION_REFUSED),
+ * and its circuit address still looks reserved. Like go-libp2p's relay, drop a reservation when
+ * its peer disconnects: a peer that reconnects reserves again (its transport removed the
+ * reservation with the connection and re-reserves on identify).
+ */
+function dropReservationsOnDisconnect (node: RelayNode): void {
+  node.addEventListener('peer:disconnect', (evt) => {
+    const reservations = node.services.relay.reservations
+    const r = reservations.get(evt.detail) as { signal?: { clear?: () => void } } | undefined
+    if (r === undefined) return
+    r.signal?.clear?.() // its expiry timer would only delete the entry again
+    reservations.delete(evt.detail)
+  })
 }

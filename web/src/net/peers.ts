@@ -40,6 +40,15 @@ const DIAL_GRACE_MS = 2_000
 const DIAL_TIMEOUT_MS = 15_000
 /** A DHT provide/findProviders query may take this long, in ms. */
 const DHT_QUERY_TIMEOUT_MS = 10_000
+/**
+ * Consecutive NO_RESERVATION answers after which a candidate counts as gone. A live peer is off
+ * the relay only while it (re)connects and reserves (< 1 s on a LAN); at 250 ms → 2 s backoff
+ * four answers span ~4 s. DHT provider records outlive their peers by hours, so without this a
+ * departed peer was dialled through the relay every 10 s forever.
+ */
+export const GONE_AFTER_NO_RESERVATION = 4
+/** A gone candidate is not re-added from discovery for this long, in ms (it may dial us itself). */
+export const GONE_FOR_MS = 60_000
 
 /** Classifies a connection: direct WebRTC, relayed (limited / via /p2p-circuit), websocket. */
 export function connectionKind (conn: Connection): ConnectionKind {
@@ -60,6 +69,57 @@ export function directConnections (node: WebSwarmNode): Connection[] {
 export async function swarmRendezvousCid (swarm: string): Promise<CID> {
   const digest = await sha256.digest(new TextEncoder().encode(`webswarm-rendezvous/${swarm}`))
   return CID.createV1(raw.code, digest)
+}
+
+/** Whether `err` is the relay's answer that the target holds no reservation (or no connection) on it. */
+export function isNoReservation (err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = (e as Error & { cause?: unknown }).cause, depth++) {
+    if (e.message.includes('NO_RESERVATION')) return true
+    if (e instanceof AggregateError && e.errors.some(x => isNoReservation(x))) return true
+  }
+  return false
+}
+
+export interface RelayDialOptions {
+  signal?: AbortSignal
+  /** Dial attempts for failures other than NO_RESERVATION (WebRTC set-up, timeouts). @default 2 */
+  attempts?: number
+  /** Retries after NO_RESERVATION, with backoff from BACKOFF_INITIAL_MS (250 → 500 → 1000 ms). @default 3 */
+  noReservationRetries?: number
+}
+
+/**
+ * Dials `peer` over WebRTC signalled through `relayAddr` (`…/p2p/<relay id>`). NO_RESERVATION
+ * means the peer is not on the relay right now: gone, or between connecting and reserving (a
+ * joiner, or a peer redialling a restarted relay); it is retried with backoff, which a
+ * reconnecting peer's reservation beats on a LAN. Other failures are retried at once (WebRTC
+ * set-up through a busy relay sometimes fails once). The last error is thrown.
+ */
+export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'>, relayAddr: string, peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
+  const addr = multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${peer.toString()}`)
+  let failures = 0
+  let noReservation = 0
+  for (;;) {
+    try {
+      return await node.dial(addr, { signal: options.signal })
+    } catch (e) {
+      if (options.signal?.aborted === true) throw e
+      if (isNoReservation(e)) {
+        if (++noReservation > (options.noReservationRetries ?? 3)) throw e
+        await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal)
+      } else if (++failures >= (options.attempts ?? 2)) {
+        throw e
+      }
+    }
+  }
+}
+
+async function abortableSleep (ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason as Error) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }
 
 /** How often waitForReservation re-checks the address list, in ms (besides self:peer:update events). */
@@ -118,6 +178,8 @@ interface Candidate {
   id: PeerId
   addrs: Multiaddr[]
   failures: number
+  /** Consecutive NO_RESERVATION answers from the relay for this peer. */
+  noReservation: number
   nextAttemptAt: number
   firstSeenAt: number
 }
@@ -128,6 +190,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
   private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, timer?: ReturnType<typeof setTimeout> }>
   private readonly candidates = new Map<string, Candidate>()
+  /** Candidates the relay keeps answering NO_RESERVATION for → when they may be re-added. */
+  private readonly gone = new Map<string, number>()
   private readonly dialing = new Set<string>()
   private readonly log: (line: string) => void
   private readonly dhtIntervalMs: number
@@ -239,8 +303,9 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     const conn = evt.detail
     if (connectionKind(conn) !== 'webrtc') return
     const id = conn.remotePeer.toString()
+    this.gone.delete(id) // it dialled us: alive after all
     const c = this.candidates.get(id)
-    if (c !== undefined) c.failures = 0
+    if (c !== undefined) { c.failures = 0; c.noReservation = 0 }
     this.dispatchEvent(new CustomEvent('direct:open', { detail: id }))
     this.dispatchEvent(new CustomEvent('change'))
   }
@@ -263,12 +328,17 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private addCandidate (id: PeerId, addrs: Multiaddr[]): void {
     const key = id.toString()
     if (key === this.node.peerId.toString() || this.relayIds.includes(key)) return
+    const goneUntil = this.gone.get(key)
+    if (goneUntil !== undefined) {
+      if (Date.now() < goneUntil) return
+      this.gone.delete(key)
+    }
     const known = this.candidates.get(key)
     const webrtc = addrs.filter(a => WebRTC.matches(a))
     if (known !== undefined) {
       if (webrtc.length > 0) known.addrs = webrtc
     } else {
-      this.candidates.set(key, { id, addrs: webrtc, failures: 0, nextAttemptAt: 0, firstSeenAt: Date.now() })
+      this.candidates.set(key, { id, addrs: webrtc, failures: 0, noReservation: 0, nextAttemptAt: 0, firstSeenAt: Date.now() })
       this.dispatchEvent(new CustomEvent('change'))
     }
     this.maintain()
@@ -322,8 +392,19 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       }
       if (lastError !== undefined) throw lastError
       c.failures = 0
+      c.noReservation = 0
     } catch (e) {
       if (!this.running) return
+      if (isNoReservation(e)) {
+        if (++c.noReservation >= GONE_AFTER_NO_RESERVATION) {
+          this.candidates.delete(key)
+          this.gone.set(key, Date.now() + GONE_FOR_MS)
+          this.log(`peer ${key}: not on the relay (NO_RESERVATION ${c.noReservation}×): treated as gone for ${GONE_FOR_MS / 1000} s`)
+          return
+        }
+      } else {
+        c.noReservation = 0
+      }
       c.failures++
       const delay = backoffDelay(c.failures)
       c.nextAttemptAt = Date.now() + delay

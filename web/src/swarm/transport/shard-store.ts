@@ -14,9 +14,9 @@
  */
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
 import { buildManifest, chunkCount, chunkHash, fetchShard, serveShardStore, type ProviderDirectory, type ShardManifest, type ShardServing, type ShardStore } from '../../net/shard/index.ts'
 import type { StreamNode } from '../../net/stream/rpc.ts'
+import { dialThroughRelay } from '../../net/peers.ts'
 import { StateHashMismatchError } from '../train/errors.ts'
 import { KEEP_STATES, stateChunkBytes, type StateFetchOptions, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
 
@@ -114,7 +114,7 @@ export interface Libp2pStateShardsOptions {
   perProvider?: number
 }
 
-/** Direct WebRTC dials per provider before a shard request gives up on it. */
+/** Direct WebRTC dials per provider before a shard request gives up on it (NO_RESERVATION answers are retried apart). */
 const DIAL_ATTEMPTS = 2
 
 type Node = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'dial' | 'getConnections' | 'peerId'>
@@ -221,16 +221,12 @@ export class Libp2pStateShards implements StateShards {
     await p
   }
 
-  /** WebRTC set-up through a busy relay sometimes fails once: a second try before the provider counts a failure. */
+  /**
+   * WebRTC set-up through a busy relay sometimes fails once, and a provider between reconnecting to
+   * the relay and reserving answers NO_RESERVATION: net's dialThroughRelay retries both (bounded)
+   * before the provider counts a failure.
+   */
   private async dialDirect (relay: string, peer: PeerId, signal?: AbortSignal): Promise<void> {
-    const addr = multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${peer.toString()}`)
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.node.dial(addr, { signal })
-        return
-      } catch (e) {
-        if (attempt >= DIAL_ATTEMPTS || signal?.aborted === true) throw e
-      }
-    }
+    await dialThroughRelay(this.node, relay, peer, { signal, attempts: DIAL_ATTEMPTS })
   }
 }

@@ -1,0 +1,141 @@
+/**
+ * Reservations on the relay as `npm start` runs it (relay/main.ts → startRelay(parseConfig)), with
+ * Node peers joined like the CLI's (net/swarm.ts). Found while testing DiLoCo training: peers that
+ * had left kept their reservations for the 2 h TTL (filling --max-reservations, so newcomers were
+ * refused) and stayed in the relay's DHT, so newcomers dialled them through the relay forever and
+ * logged NO_RESERVATION every 10 s.
+ */
+import { afterAll, describe, expect, it } from 'vitest'
+import * as fs from 'node:fs/promises'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { parseConfig } from '../../relay/config.ts'
+import { startRelay, type RelayHandle } from '../../relay/relay.ts'
+import { dialThroughRelay, isNoReservation, joinSwarm, type Swarm } from '../../web/src/net/index.ts'
+import { swarmRendezvousCid } from '../../web/src/net/peers.ts'
+import { until } from './peers-harness.ts'
+
+const cleanup: Array<() => Promise<void>> = []
+const providers = new Set<string>()
+
+/** Adds to `into` the peers the relay's DHT lists as providers of the default swarm's rendezvous key. */
+async function relayProviders (relay: RelayHandle, into: Set<string>): Promise<void> {
+  const cid = await swarmRendezvousCid('default')
+  try {
+    for await (const ev of relay.node.services.dht.findProviders(cid, { signal: AbortSignal.timeout(1_000) })) {
+      if (ev.name === 'PROVIDER') for (const p of ev.providers) into.add(p.id.toString())
+    }
+  } catch { /* the query times out walking absent peers; the local records came first */ }
+}
+afterAll(async () => { for (const f of cleanup.reverse()) await f().catch(() => {}) })
+
+async function relayLikeMain (args: string[]): Promise<RelayHandle> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-resv-'))
+  const relay = await startRelay(parseConfig(['--port', '0', '--data-dir', dir, '--ice-server', 'none', ...args], {})!, () => {})
+  cleanup.push(async () => { await relay.stop(); await fs.rm(dir, { recursive: true, force: true }) })
+  return relay
+}
+
+async function join (relay: RelayHandle, lines: string[] = []): Promise<Swarm> {
+  const s = await joinSwarm({ bootstrap: [relay.bootstrapAddrs[0]], persist: false, iceServers: [], log: (l) => { lines.push(l) } })
+  cleanup.push(async () => { await s.stop() })
+  await s.peers.ready()
+  return s
+}
+
+describe('relay reservations (relay started as relay/main.ts starts it)', () => {
+  it('frees departed peers\' reservations; newcomers reserve, reach each other, and give up on departed peers', async () => {
+    const relay = await relayLikeMain(['--max-reservations', '2'])
+    const reservations = (): number => relay.node.services.relay.reservations.size
+    const boot = relay.bootstrapAddrs[0]
+
+    // Two peers come and go (two earlier `webswarm train` runs).
+    const old = [await join(relay), await join(relay)]
+    expect(reservations()).toBe(2)
+    const oldIds = old.map(s => s.peerId)
+    // They announced themselves in the relay's DHT (the swarm's rendezvous key) before leaving.
+    await until('the departed peers\' provider records', async () => oldIds.every(id => [...providers].includes(id)) || (await relayProviders(relay, providers), false), 15_000, 200)
+    for (const s of old) await s.stop()
+    await until('the relay to drop the departed peers\' reservations', () => reservations() === 0, 5_000)
+
+    // Two newcomers: before the fix both slots were still taken and they were refused.
+    const linesA: string[] = []
+    const a = await join(relay, linesA)
+    const b = await join(relay)
+    expect(reservations()).toBe(2)
+
+    // A departed peer answers NO_RESERVATION (after dialThroughRelay's bounded retries); a live one connects.
+    const t0 = Date.now()
+    const err = await dialThroughRelay(a.node, boot, oldIds[0], { noReservationRetries: 2 }).then(() => undefined, (e: Error) => e)
+    expect(isNoReservation(err)).toBe(true)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250 + 500)
+    const conn = await dialThroughRelay(a.node, boot, b.peerId, { signal: AbortSignal.timeout(20_000) })
+    expect(conn.remotePeer.toString()).toBe(b.peerId)
+
+    // The departed peers are still provider records in the relay's DHT: A's peer manager finds
+    // them, and after a few NO_RESERVATION answers stops dialling them.
+    await until('A to give up on the departed peers', () => oldIds.every(id => linesA.some(l => l.includes(id) && l.includes('treated as gone'))), 30_000, 100)
+    expect(a.peers.knownPeers().some(id => oldIds.includes(id))).toBe(false)
+    expect(a.peers.knownPeers()).toContain(b.peerId)
+  }, 60_000)
+
+  it('a peer that lost its relay connection reserves again and is reached through the relay meanwhile', async () => {
+    const relay = await relayLikeMain([])
+    const boot = relay.bootstrapAddrs[0]
+    const a = await join(relay)
+    const b = await join(relay)
+    for (const c of b.node.getConnections(relay.node.peerId)) await c.close()
+    for (const c of a.node.getConnections(b.node.peerId)) await c.close()
+    // Dialled at once: B is redialling the relay and reserving; NO_RESERVATION is retried meanwhile.
+    const conn = await dialThroughRelay(a.node, boot, b.peerId, { noReservationRetries: 6, signal: AbortSignal.timeout(30_000) })
+    expect(conn.remotePeer.toString()).toBe(b.peerId)
+    expect(relay.node.services.relay.reservations.has(b.node.peerId)).toBe(true)
+  }, 60_000)
+})
+
+describe('dialThroughRelay', () => {
+  const noReservation = (): Error => new Error('failed to connect via relay with status NO_RESERVATION')
+  const fakeNode = (fail: Array<() => Error>) => {
+    const calls: number[] = []
+    const t0 = Date.now()
+    return {
+      calls,
+      node: {
+        dial: async () => {
+          calls.push(Date.now() - t0)
+          const f = fail.shift()
+          if (f !== undefined) throw f()
+          return { remotePeer: 'ok' } as never
+        }
+      }
+    }
+  }
+  const relay = '/ip4/127.0.0.1/tcp/1/ws/p2p/12D3KooWGmfA3voCBDgETJAgfhJu3H75Pf74QZP3Gh5qg9gJS13v'
+  const peer = '12D3KooWQ4zWAkBMop6xJFbS1eiBxCYt4dHCPXyLjuNrzJKmqcfp'
+
+  it('retries NO_RESERVATION with backoff, other failures at once, and gives up with the last error', async () => {
+    const ok = fakeNode([noReservation, noReservation, () => new Error('ICE failed')])
+    await dialThroughRelay(ok.node, relay, peer)
+    expect(ok.calls).toHaveLength(4)
+    expect(ok.calls[1] - ok.calls[0]).toBeGreaterThanOrEqual(240)
+    expect(ok.calls[2] - ok.calls[1]).toBeGreaterThanOrEqual(490)
+    const gone = fakeNode([noReservation, noReservation])
+    await expect(dialThroughRelay(gone.node, relay, peer, { noReservationRetries: 1 })).rejects.toThrow(/NO_RESERVATION/)
+    expect(gone.calls).toHaveLength(2)
+    const broken = fakeNode([() => new Error('ICE failed'), () => new Error('ICE failed again')])
+    await expect(dialThroughRelay(broken.node, relay, peer)).rejects.toThrow('ICE failed again')
+    const ac = new AbortController()
+    const slow = fakeNode([noReservation, noReservation])
+    const p = dialThroughRelay(slow.node, relay, peer, { signal: ac.signal })
+    setTimeout(() => { ac.abort(new Error('cancelled')) }, 50)
+    await expect(p).rejects.toThrow('cancelled')
+    expect(slow.calls).toHaveLength(1)
+  })
+
+  it('recognises NO_RESERVATION inside wrapped and aggregate errors only', () => {
+    expect(isNoReservation(new Error('x', { cause: noReservation() }))).toBe(true)
+    expect(isNoReservation(new AggregateError([new Error('a'), noReservation()], 'All multiaddr dials failed'))).toBe(true)
+    expect(isNoReservation(new Error('failed to connect via relay with status PERMISSION_DENIED'))).toBe(false)
+    expect(isNoReservation('NO_RESERVATION')).toBe(false)
+  })
+})
