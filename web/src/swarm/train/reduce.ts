@@ -35,10 +35,12 @@ export interface ReduceResult {
 export function checkContribution (q: Uint8Array, n: number, block: number): string | undefined {
   const want = q8Bytes(n, block)
   if (q.byteLength !== want) return `wrong size: ${q.byteLength} bytes, ${n} elements in q8 blocks of ${block} are ${want}`
+  // scales through an f32 view when 4-aligned (received payloads are), else a DataView
+  const f32 = q.byteOffset % 4 === 0 ? new Float32Array(q.buffer, q.byteOffset, q.byteLength >> 2) : undefined
   const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
   const nb = Math.ceil(n / block)
   for (let j = 0; j < nb; j++) {
-    const s = view.getFloat32(j * (4 + block), true)
+    const s = f32 !== undefined ? f32[(j * (4 + block)) >> 2] : view.getFloat32(j * (4 + block), true)
     if (!Number.isFinite(s)) return `block ${j} has a non-finite scale (${s})`
     if (s < 0) return `block ${j} has a negative scale (${s})`
   }
