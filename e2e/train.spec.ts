@@ -64,6 +64,8 @@ test.describe.serial('training with 3 tabs', () => {
     const after = await Promise.all([a, b].map(syncs))
     expectIdentical(after)
     expect(after[0].at(-1)!.members).toBe(2)
+    // the closed tab is off the dashboard's member count (its pagehide leave, or its heartbeat going stale within 60 s)
+    for (const p of [a, b]) await expect(p.locator('#train-panel [data-key="members"]')).toHaveText(/^2 live/, { timeout: 90_000 })
     const hashes = await Promise.all([a, b].map(async p => await p.evaluate(() => window.webswarmTrain!.hash)))
     // both at the same sync → same hash (one may be a sync ahead; compare the common last one)
     const lastCommon = Math.min(after[0].at(-1)!.seq, after[1].at(-1)!.seq)
