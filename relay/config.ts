@@ -3,7 +3,7 @@
  */
 import { parseArgs } from 'node:util'
 import { NetConfigError } from '../web/src/net/errors.ts'
-import { DEFAULT_RELAY_LIMITS } from '../web/src/net/node.ts'
+import { DEFAULT_RELAY_LIMITS, MIN_RESERVATION_TTL_MS } from '../web/src/net/node.ts'
 import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 
@@ -57,7 +57,8 @@ Network
 
 Relay limits (defaults sized for WebRTC signalling)
   --max-reservations <n>   Simultaneous reservations      [env MAX_RESERVATIONS, default ${DEFAULT_RELAY_LIMITS.maxReservations}]
-  --reservation-ttl <ms>   Reservation lifetime           [env RESERVATION_TTL_MS, default ${DEFAULT_RELAY_LIMITS.reservationTtlMs}]
+  --reservation-ttl <ms>   Reservation lifetime, ≥ ${MIN_RESERVATION_TTL_MS} (peers refresh no sooner than 30 s)
+                                                          [env RESERVATION_TTL_MS, default ${DEFAULT_RELAY_LIMITS.reservationTtlMs}]
   --relay-data-limit <B>   Bytes per relayed connection   [env RELAY_DATA_LIMIT, default ${DEFAULT_RELAY_LIMITS.dataLimitBytes} unless --relay-data]
   --relay-duration <ms>    Lifetime of a relayed connection [env RELAY_DURATION_MS, default ${DEFAULT_RELAY_LIMITS.durationLimitMs} unless --relay-data]
   --relay-data             Opt in: relay application data for peers with no direct WebRTC
@@ -148,7 +149,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     swarms: swarms.length > 0 ? swarms : ['default'],
     iceServers: iceList.length === 0 ? [{ urls: 'stun:stun.l.google.com:19302' }] : iceList.includes('none') ? [] : iceList.map(parseIceServer),
     maxReservations: int('--max-reservations', values['max-reservations'] ?? env.MAX_RESERVATIONS, DEFAULT_RELAY_LIMITS.maxReservations, 1),
-    reservationTtlMs: int('--reservation-ttl', values['reservation-ttl'] ?? env.RESERVATION_TTL_MS, DEFAULT_RELAY_LIMITS.reservationTtlMs, 1000),
+    reservationTtlMs: int('--reservation-ttl', values['reservation-ttl'] ?? env.RESERVATION_TTL_MS, DEFAULT_RELAY_LIMITS.reservationTtlMs, MIN_RESERVATION_TTL_MS),
     relayDataLimitBytes: dataLimit === undefined ? undefined : BigInt(int('--relay-data-limit', dataLimit, 0, 1)),
     relayDurationLimitMs: duration === undefined ? undefined : int('--relay-duration', duration, 0, 1),
     relayData: values['relay-data'] ?? (env.RELAY_DATA === '1' || env.RELAY_DATA === 'true'),

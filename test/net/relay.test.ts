@@ -39,6 +39,9 @@ describe('relay config', () => {
     expect(parseConfig(['--help'], {})).toBeNull()
     for (const flag of ['--port', '--announce', '--tls-cert', '--relay-data', '--data-dir', '--swarm', '--ice-server', '--max-reservations', '--relay-data-limit', '--relay-duration', '--compact-interval']) expect(HELP).toContain(flag)
     expect(() => parseConfig(['--port', 'x'], {})).toThrow(NetConfigError)
+    // Shorter than libp2p's 30 s minimum refresh delay: peers would sit unreserved (NO_RESERVATION).
+    expect(() => parseConfig(['--reservation-ttl', '20000'], {})).toThrow(/--reservation-ttl.*60000/)
+    expect(parseConfig(['--reservation-ttl', '60000'], {})!.reservationTtlMs).toBe(60000)
     expect(() => parseConfig(['--tls-cert', 'a.pem'], {})).toThrow(/go together/)
     expect(() => parseConfig(['--swarm', 'Bad Name'], {})).toThrow(NetConfigError)
     expect(() => parseConfig(['--ice-server', 'http://x'], {})).toThrow(/stun/)

@@ -122,6 +122,13 @@ export interface RelayLimits {
   relayData: boolean
 }
 
+/**
+ * Shortest reservation TTL a relay may grant, in ms. libp2p's circuit-relay client refreshes a
+ * reservation 5 min before it expires but never sooner than 30 s after making it: with a shorter
+ * TTL every peer would sit unreserved (dialled → NO_RESERVATION) from expiry until its refresh.
+ */
+export const MIN_RESERVATION_TTL_MS = 60_000
+
 export const DEFAULT_RELAY_LIMITS: RelayLimits = {
   maxReservations: 128,
   reservationTtlMs: 2 * 60 * 60_000,
@@ -215,6 +222,7 @@ export async function createRelay (init: RelayInit): Promise<RelayNode> {
   const swarm = checkSwarm(init.swarm ?? DEFAULT_SWARM)
   const limits = { ...DEFAULT_RELAY_LIMITS, ...init.limits }
   if (init.listen.length === 0) throw new NetConfigError('relay needs at least one listen address')
+  if (!(limits.reservationTtlMs >= MIN_RESERVATION_TTL_MS)) throw new NetConfigError(`relay reservation TTL ${limits.reservationTtlMs} ms is below ${MIN_RESERVATION_TTL_MS} ms: peers refresh no sooner than 30 s and would be unreachable in between`)
   const https: https.ServerOptions | undefined = init.tls === undefined ? undefined : { cert: init.tls.cert, key: init.tls.key }
   const dataLimitSet = init.limits?.dataLimitBytes !== undefined || init.limits?.durationLimitMs !== undefined
   const node = await createLibp2p({
