@@ -83,6 +83,26 @@ describe('forked runs heal', () => {
     expect(b.board.members().has('peer-a')).toBe(false)
   }, 120_000)
 
+  it('the docs merge mid-round, not at a boundary: still one θ_global at the end', async () => {
+    const net = new MemoryNetwork({ seed: 23 })
+    const [a, b] = [peer('peer-a'), peer('peer-b')]
+    const [sa, sb] = await Promise.all([found(net, a, defaultRunSpec('forked', SPEC)), found(net, b, defaultRunSpec('forked', SPEC))])
+    // the CRDT sync lands while peer-a is in the middle of its inner steps before sync 2
+    let linked = false
+    const timer = setInterval(() => {
+      if (!linked && sa.worker.lastSeq >= 1 && sa.worker.step % SPEC.innerSteps === 1) { linked = true; link(a.doc, b.doc) }
+    }, 1)
+    try {
+      await Promise.all([sa.run(), sb.run()])
+    } finally { clearInterval(timer) }
+    expect(linked).toBe(true)
+    expect(sa.worker.lastSeq).toBe(SPEC.totalSyncs - 1)
+    expect(sb.worker.lastSeq).toBe(SPEC.totalSyncs - 1)
+    expect(sa.founding).toBe(sb.founding)
+    expect(Buffer.from(sa.worker.global.buffer).equals(Buffer.from(sb.worker.global.buffer))).toBe(true)
+    expect(Buffer.from(sa.worker.momentum.buffer).equals(Buffer.from(sb.worker.momentum.buffer))).toBe(true)
+  }, 120_000)
+
   it('a losing founder with other settings stops with RunForkedError; the winner goes on', async () => {
     const net = new MemoryNetwork({ seed: 22 })
     const [a, b] = [peer('peer-a'), peer('peer-b')]

@@ -130,30 +130,44 @@ export class TrainSession {
    * boundary; until then this peer's records are not written (they are not the run's history).
    */
   async healFork (): Promise<boolean> {
-    let spec: RunSpec | undefined
-    try { spec = this.init.board.spec() } catch (e) {
-      this.init.log?.(`train: ignoring the run declaration on the board: ${(e as Error).message}`)
-      return false
-    }
+    const spec = this.followedSpec()
     if (spec === undefined || spec.genesis === this.genesis) return false
-    if (specContentKey(spec) !== specContentKey(this.spec)) {
-      throw new RunForkedError(`run ${spec.id} was declared twice at once with different settings; the swarm kept the other declaration (genesis ${spec.genesis}): start again to join it`)
-    }
     this.init.log?.(`train: run ${spec.id} was founded twice at once; the swarm kept founding ${spec.genesis}, this peer trained in ${this.genesis || "''"}: adopting its θ_global`)
     try {
       await this.worker.initFromSnapshot(await this.fetchLatest())
     } catch (e) {
+      if (e instanceof RunForkedError) throw e
       this.init.log?.(`train: could not fetch the winning founding's state yet (${(e as Error).message}); retrying at the next sync`)
       return false
     }
-    this.genesis = spec.genesis
-    this.init.board.join(this.self, this.worker.nextSeq, this.genesis)
-    this.init.log?.(`train: now in founding ${this.genesis} from sync ${this.worker.nextSeq} (θ_global ${this.worker.lastHash.slice(0, 12)}…)`)
     return true
   }
 
-  /** θ_global + momentum of the newest sync on the board, from the members that recorded it. */
+  /**
+   * The declaration on the board, when this peer can follow it: one of another founding with
+   * other settings throws RunForkedError (its states would load into a model trained otherwise).
+   * Undefined when none or unreadable.
+   */
+  private followedSpec (): RunSpec | undefined {
+    let spec: RunSpec | undefined
+    try { spec = this.init.board.spec() } catch (e) {
+      this.init.log?.(`train: ignoring the run declaration on the board: ${(e as Error).message}`)
+      return undefined
+    }
+    if (spec !== undefined && spec.genesis !== this.genesis && specContentKey(spec) !== specContentKey(this.spec)) {
+      throw new RunForkedError(`run ${spec.id} was declared twice at once with different settings; the swarm kept the other declaration (genesis ${spec.genesis}): start again to join it`)
+    }
+    return spec
+  }
+
+  /**
+   * θ_global + momentum of the newest sync on the board, from the members that recorded it. The
+   * board only reads records of its declaration's founding, so when that is not ours (a fork,
+   * met here through a resync or `healFork`) the state is the winner's: this peer then trains in
+   * the winning founding and enters the board under it.
+   */
   async fetchLatest (): Promise<SnapshotState> {
+    const spec = this.followedSpec()
     const totalBytes = 8 * this.worker.layout.total
     const got = await fetchLatestState({
       board: this.init.board, self: this.self, totalBytes, shards: this.init.shards, log: this.init.log,
@@ -163,6 +177,11 @@ export class TrainSession {
     this.init.log?.(`train: fetched the state of sync ${got.state.round} via ${got.via}${got.via === 'shards' ? ` from ${got.fetchedFrom.size} providers` : ''}`)
     // Whoever holds a state serves it: a SNAPSHOT-fetched one goes into the shard store too.
     if (got.via === 'snapshot' && this.init.shards !== undefined) await this.init.shards.publish(got.state.data).catch(() => {})
+    if (spec !== undefined && spec.genesis !== this.genesis) {
+      this.genesis = spec.genesis
+      this.init.board.join(this.self, got.state.round + 1, this.genesis)
+      this.init.log?.(`train: now in founding ${this.genesis} from sync ${got.state.round + 1} (θ_global ${got.state.hash.slice(0, 12)}…)`)
+    }
     return got.state
   }
 
