@@ -5,6 +5,9 @@
  */
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
+import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
+import { TrainSession } from '../../../web/src/swarm/train/session.ts'
+import { MemoryNetwork } from '../../../web/src/swarm/transport/index.ts'
 import type { SnapshotState } from '../../../web/src/swarm/train/allreduce.ts'
 import { fetchLatestState } from '../../../web/src/swarm/train/late-join.ts'
 import { MAX_CLOCK_SKEW_MS, MEMBER_PRUNE_MS, MEMBER_TTL_MS, specContentKey } from '../../../web/src/swarm/train/membership.ts'
@@ -95,6 +98,29 @@ describe('member heartbeats', () => {
     board.join('c', 0)
     expect(board.prune()).toEqual(['b'])
     expect([...board.members().keys()]).toEqual(['c'])
+  })
+})
+
+describe('a session keeps its entry live', () => {
+  it('heartbeats while it runs, enters again when its entry vanished, leaves on stop', async () => {
+    const { board, clock } = clockBoard()
+    board.declare(defaultRunSpec('r1', { seqLen: 16, corpus: { kind: 'text', text: 'x' } }))
+    const s = await TrainSession.start({
+      transport: new MemoryNetwork({ seed: 1 }).endpoint('me'), board, backend: cpu, heartbeatMs: 5,
+      corpus: async () => 'the quick brown fox jumps over the lazy dog. '.repeat(200)
+    })
+    try {
+      const until = async (what: string, ok: () => boolean): Promise<void> => {
+        for (let i = 0; i < 400 && !ok(); i++) await new Promise(resolve => setTimeout(resolve, 5))
+        expect(ok(), what).toBe(true)
+      }
+      clock.now += 2 * MEMBER_TTL_MS // a long pause: the entry looks stale…
+      expect(board.memberStatus().stale).toEqual(['me'])
+      await until('live again after a heartbeat', () => board.members().has('me')) // …until the next heartbeat
+      board.leave('me') // deleted behind its back (pruned by a peer that saw it stale)
+      await until('entered again', () => board.members().get('me') === s.worker.nextSeq)
+    } finally { s.stop() }
+    expect(board.map.has('member/r1/me')).toBe(false)
   })
 })
 

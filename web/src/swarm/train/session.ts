@@ -38,6 +38,8 @@ export interface SessionInit {
    * only over SNAPSHOT and records carry no root. The caller owns them (closes them).
    */
   shards?: StateShards
+  /** Heartbeat period of this peer's member entry, ms (tests). @default MEMBER_HEARTBEAT_MS */
+  heartbeatMs?: number
   /** All-reduce timing overrides (tests). */
   allreduce?: Partial<Omit<AllReduceOptions, 'run' | 'directory' | 'block'>>
   log?: (line: string) => void
@@ -115,7 +117,7 @@ export class TrainSession {
     this.heartbeatTimer = setInterval(() => {
       if (!board.heartbeat(this.self)) board.join(this.self, this.worker.nextSeq, this.genesis)
       board.prune()
-    }, MEMBER_HEARTBEAT_MS)
+    }, this.init.heartbeatMs ?? MEMBER_HEARTBEAT_MS)
     // A Node peer exits when its work is done, not when its heartbeat is the only thing left.
     const t = this.heartbeatTimer as { unref?: () => void }
     t.unref?.()
