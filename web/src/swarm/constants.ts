@@ -27,6 +27,14 @@ export const MAX_STRING_BYTES = 1024
 /** Highest tensor rank a peer may send: our tensors are (T, C) rows. */
 export const MAX_TENSOR_RANK = 4
 
+/**
+ * Least time a client waits for a one-token step before hedging it on a spare, in ms (the
+ * deadline is otherwise srtt + 4 · rttvar of that server's steps, client/latency.ts). Loaded
+ * machines stall a healthy peer for hundreds of ms now and then; below this a hedge would cost
+ * a spare a replay too often. Well under the issue's 3 s recovery target with replay added.
+ */
+export const HEDGE_FLOOR_MS = 1_000
+
 /** Most tokens in one `infer` step (prefill chunk), in tokens. Longer prompts are sent in chunks. */
 export const MAX_STEP_TOKENS = 512
 

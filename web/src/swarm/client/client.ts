@@ -4,12 +4,13 @@
  * caller (generate.ts).
  */
 import { BanList } from '../backoff.ts'
-import { INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP, PLAN_MAX_BAN_WAIT_MS } from '../constants.ts'
+import { HEDGE_FLOOR_MS, INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP, PLAN_MAX_BAN_WAIT_MS } from '../constants.ts'
 import { errorFromWire, NoRouteError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
 import type { BlockRecord, SwarmDirectory } from '../records.ts'
 import { planRoute, type RouteSegment } from '../route.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import { readInfer, writeInfer, type InferMsg } from '../wire/infer.ts'
+import { StepLatency } from './latency.ts'
 import { InferenceSession } from './session.ts'
 
 export interface InferenceClientOptions {
@@ -43,6 +44,16 @@ export interface InferenceClientOptions {
    * so it travels while the next token is sampled. @default true
    */
   armAhead?: boolean
+  /**
+   * Hedge late one-token steps: when a server has not answered by its deadline (srtt + 4 · rttvar
+   * of its past steps, at least `hedgeFloorMs`), re-run that span on a spare in parallel and take
+   * whichever answers first (session.ts). A server that dies without closing its connection
+   * (SIGKILL, a crashed tab, a pulled cable) then costs about the deadline, not the hard timeout.
+   * Client-driven STEPs only: a push step's CHAINs wait for the hard timeout. @default true
+   */
+  hedge?: boolean
+  /** Least deadline before a hedge, in ms. @default HEDGE_FLOOR_MS */
+  hedgeFloorMs?: number
 }
 
 /** A failover, as the session saw it: for logs, the page and the recovery benchmark. */
@@ -73,6 +84,9 @@ export class InferenceClient {
   readonly armAhead: boolean
   /** Peers that answered a CHAIN `malformed` (they predate push): routes through them use STEP. */
   readonly noPush = new Set<string>()
+  readonly hedge: boolean
+  /** One-token step latency per server, for hedge deadlines. */
+  readonly latency: StepLatency
 
   constructor (opts: InferenceClientOptions) {
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
@@ -88,13 +102,15 @@ export class InferenceClient {
     this.log = opts.log ?? (() => {})
     this.push = opts.push ?? false
     this.armAhead = opts.armAhead ?? true
+    this.hedge = opts.hedge ?? true
+    this.latency = new StepLatency(Math.min(opts.hedgeFloorMs ?? HEDGE_FLOOR_MS, this.timeoutMs), this.timeoutMs)
   }
 
   /** One `infer` request (timing out after `timeoutMs`, default the client's); a server's ERROR comes back as its typed error. */
-  async call (peer: string, msg: InferMsg, timeoutMs = this.timeoutMs): Promise<InferMsg> {
+  async call (peer: string, msg: InferMsg, timeoutMs = this.timeoutMs, signal?: AbortSignal): Promise<InferMsg> {
     // A STEP or CHAIN that ran twice would shift the server's cache: never resent.
     const idempotent = msg.type !== 'step' && msg.type !== 'chain'
-    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent })
+    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent, signal })
     let reply: InferMsg
     try {
       reply = readInfer(bytes)
@@ -127,13 +143,16 @@ export class InferenceClient {
     return await this.directory.blockRecords(this.model)
   }
 
-  /** Plan blocks [from, to) over unbanned servers with `cacheTokens` of room, measuring new peers' RTT first. */
-  async plan (from: number, to: number, cacheTokens: number): Promise<RouteSegment[]> {
+  /**
+   * Plan blocks [from, to) over unbanned servers with `cacheTokens` of room, measuring new peers'
+   * RTT first; `avoid` (a server being hedged: late, not banned) is left out too.
+   */
+  async plan (from: number, to: number, cacheTokens: number, avoid?: string): Promise<RouteSegment[]> {
     for (let attempt = 0; ; attempt++) {
       const records = (await this.records()).filter(r => r.start < to && r.end > from)
       await this.measureRtts(records.filter(r => r.state === 'online').map(r => r.peer))
       try {
-        return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => this.bans.isBanned(p), cacheTokens })
+        return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => p === avoid || this.bans.isBanned(p), cacheTokens })
       } catch (e) {
         // Only bans stand in the way, and the first ends soon: wait for it and try again.
         const wait = this.bans.msUntilUnban(records.map(r => r.peer))

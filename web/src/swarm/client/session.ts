@@ -10,6 +10,15 @@
  * output too — off the critical path, but it is what the next hop's stored inputs are made of.
  * The replies are read in route order; at the first hop that fails the step goes on hop by hop
  * with STEPs from there (failing over that hop first if the hop itself failed).
+ *
+ * Hedged steps: a one-token STEP not answered by its server's deadline (client/latency.ts) starts
+ * that hop's failover path in parallel — plan a replacement chain for its blocks (not through the
+ * late server), replay the hop's stored inputs, run the step there — while the original is still
+ * awaited. The first answer wins. If the original wins, the replacement is aborted and its
+ * sessions closed; it was never part of the route. If the replacement wins, it takes the hop's
+ * place; the original's late reply is dropped (never recorded, so never applied twice), its
+ * session closed once that reply or the hard timeout comes, and it is banned only if it errs or
+ * times out. One hedge per hop and step; none when no spare covers the blocks (NoRouteError).
  */
 import { MAX_STEP_TOKENS } from '../constants.ts'
 import {
@@ -20,6 +29,9 @@ import type { RouteSegment } from '../route.ts'
 import type { WireTensor } from '../wire/bytes.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import type { FailoverEvent, InferenceClient } from './client.ts'
+
+/** A replacement chain for a hop's blocks, holding the hop's cache again. */
+interface Replacement { fresh: Hop[], route: RouteSegment[], replayed: number }
 
 interface Hop extends RouteSegment {
   /** Server's session id. */
@@ -64,28 +76,34 @@ export class InferenceSession {
   }
 
   /** Opens server sessions for each segment; on failure bans that peer, closes the rest, rethrows. */
-  private async openHops (route: RouteSegment[]): Promise<Hop[]> {
+  private async openHops (route: RouteSegment[], signal?: AbortSignal): Promise<Hop[]> {
     const hops: Hop[] = []
     try {
       for (const seg of route) {
-        const r = await this.callOrBan(seg.peer, { type: 'open', model: this.client.model, start: seg.start, end: seg.end, maxTokens: this.maxTokens })
+        const r = await this.callOrBan(seg.peer, { type: 'open', model: this.client.model, start: seg.start, end: seg.end, maxTokens: this.maxTokens }, signal)
         if (r.type !== 'opened') throw new PeerProtocolError(seg.peer, `expected opened, got ${r.type}`)
         hops.push({ ...seg, session: r.session, history: [] })
       }
       return hops
     } catch (e) {
-      for (const h of hops) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})
+      this.closeHops(hops)
       throw e
     }
   }
 
-  private async callOrBan (peer: string, msg: Parameters<InferenceClient['call']>[1]): ReturnType<InferenceClient['call']> {
+  /** Best effort: a dead server frees its cache when it idles out. */
+  private closeHops (hops: readonly Hop[]): void {
+    for (const h of hops) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})
+  }
+
+  /** One request; its server is banned if it fails, unless the client was wrong or gave up on it (`signal`). */
+  private async callOrBan (peer: string, msg: Parameters<InferenceClient['call']>[1], signal?: AbortSignal): ReturnType<InferenceClient['call']> {
     try {
-      const r = await this.client.call(peer, msg)
+      const r = await this.client.call(peer, msg, undefined, signal)
       this.client.bans.clear(peer)
       return r
     } catch (e) {
-      if (!isClientBug(e)) this.ban(peer, e as Error)
+      if (!isClientBug(e) && signal?.aborted !== true) this.ban(peer, e as Error)
       throw e
     }
   }
@@ -106,8 +124,8 @@ export class InferenceSession {
   }
 
   /** Sends (T, C) through one hop at `position`; returns (T, C). */
-  private async sendStep (hop: Hop, hidden: Float32Array, tokens: number, position: number): Promise<Float32Array> {
-    const r = await this.callOrBan(hop.peer, { type: 'step', session: hop.session, position, hidden: { shape: [tokens, this.client.hiddenSize], data: hidden } })
+  private async sendStep (hop: Hop, hidden: Float32Array, tokens: number, position: number, signal?: AbortSignal): Promise<Float32Array> {
+    const r = await this.callOrBan(hop.peer, { type: 'step', session: hop.session, position, hidden: { shape: [tokens, this.client.hiddenSize], data: hidden } }, signal)
     return this.output(hop, r, 'output', tokens, position)
   }
 
@@ -258,10 +276,9 @@ export class InferenceSession {
           hopError = undefined
           throw e
         }
-        const y = await this.stepOrCollect(hop, x, tokens, position, calls?.get(hop))
-        hop.history.push(x.slice())
-        x = y
-        i++
+        const r = await this.hedgedStep(i, x, tokens, position, calls?.get(hop))
+        x = r.y
+        i += r.hops
       } catch (e) {
         if (isClientBug(e)) throw e
         // Re-plan until a replacement holds the cache again (a replacement may fail during replay too).
@@ -284,33 +301,132 @@ export class InferenceSession {
     return x
   }
 
-  /** Replace hops[i] by a fresh chain over its blocks, replaying its stored inputs. */
-  private async failover (i: number, cause: Error): Promise<void> {
+  /**
+   * Steps hops[i] (see stepOrCollect), hedging a late one-token step on a spare (module comment).
+   * Returns the output and how many route hops it took: 1, or the replacement's length when that
+   * won and took hops[i]'s place. Each hop that ran records `x` as its input.
+   */
+  private async hedgedStep (i: number, x: Float32Array, tokens: number, position: number, chained?: Promise<InferMsg>): Promise<{ y: Float32Array, hops: number }> {
+    const hop = this.hops[i]
     const t0 = performance.now()
-    const failed = this.hops[i]
-    void this.client.call(failed.peer, { type: 'close', session: failed.session }).catch(() => {})
-    const route = await this.client.plan(failed.start, failed.end, this.maxTokens)
-    const fresh = await this.openHops(route)
+    const primary = this.stepOrCollect(hop, x, tokens, position, chained)
+    const done = (y: Float32Array): { y: Float32Array, hops: number } => {
+      if (tokens === 1) this.client.latency.sample(hop.peer, performance.now() - t0)
+      hop.history.push(x.slice())
+      return { y, hops: 1 }
+    }
+    const deadline = this.client.hedge && tokens === 1 ? this.client.latency.deadline(hop.peer) : undefined
+    if (deadline === undefined) return done(await primary)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), deadline) })
+    const first = await Promise.race([primary, late]).finally(() => clearTimeout(timer))
+    if (first !== 'late') return done(first)
+
+    this.client.log(`infer: ${hop.peer} has not answered blocks [${hop.start}, ${hop.end}) at ${position} in ${deadline.toFixed(0)} ms; hedging on a spare`)
+    const abort = new AbortController()
+    const hedge = this.hedge(hop, x, tokens, position, abort.signal)
+    type Outcome = { k: 'primary', y: Float32Array } | { k: 'primaryError', e: Error } | { k: 'hedge', h: Replacement & { y: Float32Array, ms: number } } | { k: 'hedgeError', e: Error }
+    const outcome: Outcome = await Promise.race([
+      primary.then(y => ({ k: 'primary' as const, y }), (e: unknown) => ({ k: 'primaryError' as const, e: e as Error })),
+      hedge.then(h => ({ k: 'hedge' as const, h }), (e: unknown) => ({ k: 'hedgeError' as const, e: e as Error }))
+    ])
+    switch (outcome.k) {
+      case 'primary':
+        // The late server answered first: drop the replacement (it never joined the route).
+        abort.abort()
+        hedge.then(h => this.closeHops(h.fresh), () => {})
+        return done(outcome.y)
+      case 'hedge':
+        // The spare won. The original is still awaited in the background: callOrBan bans it if
+        // it errs or hits the hard timeout; its reply, whatever it is, is dropped here.
+        primary.catch(() => {}).finally(() => this.closeHops([hop])).catch(() => {})
+        this.adopt(i, outcome.h, new Error(`no answer in ${deadline.toFixed(0)} ms (hedged)`))
+        return { y: outcome.h.y, hops: outcome.h.fresh.length }
+      case 'primaryError': {
+        // The original failed (banned unless a client bug); the hedge already under way is its failover.
+        if (isClientBug(outcome.e)) {
+          abort.abort()
+          hedge.then(h => this.closeHops(h.fresh), () => {})
+          throw outcome.e
+        }
+        let h: Replacement & { y: Float32Array, ms: number }
+        try {
+          h = await hedge
+        } catch {
+          throw outcome.e // the caller's failover loop takes it from here
+        }
+        this.closeHops([hop])
+        this.adopt(i, h, outcome.e)
+        return { y: h.y, hops: h.fresh.length }
+      }
+      case 'hedgeError':
+        // No spare (NoRouteError) or the spare failed: the original is all there is, up to the hard timeout.
+        this.client.log(`infer: hedge of blocks [${hop.start}, ${hop.end}) failed (${outcome.e.message}); waiting for ${hop.peer}`)
+        return done(await primary)
+    }
+  }
+
+  /** The failover path for `failed`, run beside its late step: a replacement that has run the step too. */
+  private async hedge (failed: Hop, x: Float32Array, tokens: number, position: number, signal: AbortSignal): Promise<Replacement & { y: Float32Array, ms: number }> {
+    const t0 = performance.now()
+    const r = await this.replacement(failed, signal, failed.peer)
+    try {
+      let y = x
+      for (const hop of r.fresh) {
+        const out = await this.sendStep(hop, y, tokens, position, signal)
+        hop.history.push(y.slice())
+        y = out
+      }
+      return { ...r, y, ms: performance.now() - t0 }
+    } catch (e) {
+      this.closeHops(r.fresh)
+      throw e
+    }
+  }
+
+  /**
+   * A fresh chain over `failed`'s blocks holding its cache: planned (without `avoid`), opened, and
+   * fed `failed`'s stored inputs. Aborted by `signal` (its sessions then closed).
+   */
+  private async replacement (failed: Hop, signal?: AbortSignal, avoid?: string): Promise<Replacement> {
+    const route = await this.client.plan(failed.start, failed.end, this.maxTokens, avoid)
+    signal?.throwIfAborted()
+    const fresh = await this.openHops(route, signal)
     // Replay: the failed hop's inputs flow through the new chain in chunks; each new hop records its own.
     let replayed = 0
     try {
       for (const past of chunk(failed.history, this.client.hiddenSize)) {
         let x = past.data
         for (const hop of fresh) {
-          const y = await this.sendStep(hop, x, past.tokens, replayed)
+          const y = await this.sendStep(hop, x, past.tokens, replayed, signal)
           hop.history.push(x.slice())
           x = y
         }
         replayed += past.tokens
       }
     } catch (e) {
-      for (const h of fresh) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})
+      this.closeHops(fresh)
       throw e
     }
-    this.hops.splice(i, 1, ...fresh)
-    const ev: FailoverEvent = { peer: failed.peer, error: cause.message, span: { start: failed.start, end: failed.end }, replacement: route, replayed, ms: performance.now() - t0 }
+    return { fresh, route, replayed }
+  }
+
+  /** Puts a replacement in hops[i]'s place and records the failover. */
+  private adopt (i: number, r: Replacement & { ms: number }, cause: Error): void {
+    const failed = this.hops[i]
+    this.hops.splice(i, 1, ...r.fresh)
+    const ev: FailoverEvent = { peer: failed.peer, error: cause.message, span: { start: failed.start, end: failed.end }, replacement: r.route, replayed: r.replayed, ms: r.ms }
     this.failovers.push(ev)
-    this.client.log(`infer: blocks [${failed.start}, ${failed.end}) moved from ${failed.peer} to ${route.map(r => `${r.peer}[${r.start},${r.end})`).join(' → ')}, replayed ${replayed} tokens in ${ev.ms.toFixed(0)} ms`)
+    this.client.log(`infer: blocks [${failed.start}, ${failed.end}) moved from ${failed.peer} to ${r.route.map(s => `${s.peer}[${s.start},${s.end})`).join(' → ')}, replayed ${r.replayed} tokens in ${ev.ms.toFixed(0)} ms`)
+  }
+
+  /** Replace hops[i] by a fresh chain over its blocks, replaying its stored inputs. */
+  private async failover (i: number, cause: Error): Promise<void> {
+    const t0 = performance.now()
+    const failed = this.hops[i]
+    this.closeHops([failed])
+    const r = await this.replacement(failed)
+    this.adopt(i, { ...r, ms: performance.now() - t0 }, cause)
   }
 
   /** Closes every server session (best effort: a dead server frees its cache when it idles out). */
