@@ -10,7 +10,8 @@
  * ```
  */
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import type { Connection, PrivateKey, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { Connection, PeerId, PrivateKey, Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2'
 import * as fs from 'node:fs/promises'
 import type * as http from 'node:http'
@@ -20,7 +21,7 @@ import * as Y from 'yjs'
 import { CrdtSync } from '../web/src/net/crdt/sync.ts'
 import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../web/src/net/node.ts'
-import { connectionKind } from '../web/src/net/peers.ts'
+import { connectionKind, swarmRendezvousCid } from '../web/src/net/peers.ts'
 import type { RelayConfig } from './config.ts'
 import { CrdtStore, DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 import { createHttpHandler } from './http.ts'
@@ -109,6 +110,25 @@ function instrumentRelay (node: RelayNode, metrics: RelayMetrics, relayData: boo
   void node.handle(RELAY_V2_HOP_CODEC, wrapped, { ...options, force: true })
 }
 
+/**
+ * Forgets a peer's provider record for each swarm's rendezvous key when its last connection
+ * closes. kad-dht 16 never expires provider records, so departed peers (each CLI run and tab is a
+ * new peer id) were handed to every newcomer as swarm members for the relay's whole life and
+ * dialled through the relay in vain (NO_RESERVATION). Live peers re-provide on every discovery
+ * round (and right after reconnecting), so a peer that comes back is listed again within seconds.
+ */
+function forgetDepartedMembers (node: RelayNode, swarmNames: string[], log: (l: string) => void): void {
+  const providers = (node.services.dht as unknown as { providers?: { removeProvider?: (cid: CID, peer: PeerId) => Promise<void> } }).providers
+  if (typeof providers?.removeProvider !== 'function') throw new Error('relay: kad-dht provider store not reachable (libp2p internals changed?)')
+  const remove = providers.removeProvider.bind(providers)
+  const cids = Promise.all(swarmNames.map(async (name) => await swarmRendezvousCid(name)))
+  node.addEventListener('peer:disconnect', (evt) => {
+    void cids.then(async (list) => {
+      for (const cid of list) await remove(cid, evt.detail)
+    }).catch((e: Error) => { log(`relay: could not drop the provider records of ${evt.detail.toString()}: ${e.message}`) })
+  })
+}
+
 export async function startRelay (config: RelayConfig, log: (line: string) => void = (l) => { console.info(l) }): Promise<RelayHandle> {
   const startedAt = Date.now()
   const privateKey = await loadIdentity(config.dataDir)
@@ -134,6 +154,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   })
   const metrics = new RelayMetrics()
   instrumentRelay(node, metrics, config.relayData, log)
+  forgetDepartedMembers(node, config.swarms, log)
 
   const swarms: RelayHandle['swarms'] = new Map()
   for (const name of config.swarms) {
