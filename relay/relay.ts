@@ -112,10 +112,11 @@ function instrumentRelay (node: RelayNode, metrics: RelayMetrics, relayData: boo
 
 /**
  * Forgets a peer's provider record for each swarm's rendezvous key when its last connection
- * closes. kad-dht keeps provider records 48 h (its reprovider's validity), so departed peers (each CLI run and tab is a
- * new peer id) were handed to every newcomer as swarm members for the relay's whole life and
- * dialled through the relay in vain (NO_RESERVATION) for two days. Live peers re-provide on every discovery
- * round (and right after reconnecting), so a peer that comes back is listed again within seconds.
+ * closes. kad-dht keeps provider records 48 h (its reprovider's validity), so departed peers
+ * (each CLI run and tab is a new peer id) were handed to every newcomer as swarm members and
+ * dialled through the relay in vain (NO_RESERVATION) for two days. Live peers re-provide on every
+ * discovery round (and right after reconnecting), so a peer that comes back is listed again
+ * within seconds.
  */
 function forgetDepartedMembers (node: RelayNode, swarmNames: string[], log: (l: string) => void): void {
   const providers = (node.services.dht as unknown as { providers?: { removeProvider?: (cid: CID, peer: PeerId) => Promise<void> } }).providers
