@@ -1,7 +1,9 @@
 /**
  * Keeps a peer in the swarm: connected to the relay (redial with backoff), holding a reservation,
  * discovering peers (pubsub discovery + DHT provider records under the swarm's rendezvous key)
- * and holding a target number of direct WebRTC links (redial with per-peer backoff).
+ * and holding a target number of direct WebRTC links (redial with per-peer backoff). A candidate
+ * the relay keeps answering NO_RESERVATION for has left: it is dropped and ignored for a while.
+ * `dialThroughRelay` is the one-off dial other modules use (bounded NO_RESERVATION retries).
  */
 import type { Connection, PeerId, PeerInfo } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
