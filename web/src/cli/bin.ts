@@ -35,9 +35,12 @@ commands:
             (auto: the least-covered experts, keeping often co-selected ones together)
   generate  --bootstrap MULTIADDR --model DIR|URL ... (as above)
             runs the blocks on the swarm; only config, embedding and head are read from --model
-  train     --bootstrap MULTIADDR --run ID [--declare] [--syncs N] [--inner-steps H] [--seq-len T]
-            [--batch B] [--lr LR] [--fragments F] [--seed S]
-            DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has)
+  train     --bootstrap MULTIADDR --run ID [--syncs N]
+            [--declare [--config FILE] [--inner-steps H] [--seq-len T] [--batch B] [--lr LR]
+              [--warmup N] [--steps N [--min-lr LR]] [--beta1 B] [--beta2 B] [--weight-decay W]
+              [--clip C] [--fragments F] [--seed S]]
+            DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;
+            --steps/--min-lr: cosine decay of the inner lr over the run, else constant)
 
 options for every command:
   --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
