@@ -3,9 +3,12 @@
  */
 import { parseArgs } from 'node:util'
 import { NetConfigError } from '../web/src/net/errors.ts'
+import { parseIceServer } from '../web/src/net/ice.ts'
 import { DEFAULT_RELAY_LIMITS, MIN_RESERVATION_TTL_MS } from '../web/src/net/node.ts'
 import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
+
+export { parseIceServer }
 
 export interface RelayConfig {
   host: string
@@ -90,14 +93,6 @@ function int (name: string, v: string | undefined, dflt: number, min = 0): numbe
   const n = Number(v)
   if (!Number.isSafeInteger(n) || n < min) throw new NetConfigError(`${name}: expected an integer ≥ ${min}, got ${JSON.stringify(v)}`)
   return n
-}
-
-/** `turn:user:pass@host:port` → { urls: 'turn:host:port', username, credential }. */
-export function parseIceServer (s: string): RTCIceServer {
-  const m = /^(stuns?|turns?):(?:([^:@]+):([^@]+)@)?(.+)$/.exec(s)
-  if (m === null) throw new NetConfigError(`--ice-server: ${JSON.stringify(s)} is not a stun:/stuns:/turn:/turns: URL`)
-  const [, scheme, username, credential, rest] = m
-  return username === undefined ? { urls: `${scheme}:${rest}` } : { urls: `${scheme}:${rest}`, username, credential }
 }
 
 /** Parses argv (without node/script) and env; returns null when --help was asked. */

@@ -29,7 +29,8 @@ let observer: Swarm | undefined
 const children: ChildProcess[] = []
 
 function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null>, stderr: () => string, stdout: () => string } {
-  const child = spawn(TSX, ['web/src/cli/bin.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // loopback: host candidates are enough, and no STUN server is reachable from CI
+  const child = spawn(TSX, ['web/src/cli/bin.ts', ...args, '--ice-servers', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let out = ''
   let err = ''

@@ -44,6 +44,13 @@ commands:
 
 options for every command:
   --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
+
+options for swarm commands (serve, generate --bootstrap, train --bootstrap):
+  --bootstrap MULTIADDR|URL  the relay: its multiaddr (…/p2p/<id>), or its page URL
+                        (http://host:8080), which also gives the relay operator's STUN/TURN list
+  --ice-servers LIST|none    STUN/TURN URLs, comma-separated (turn:user:pass@host:port);
+                        none = host candidates only (loopback/LAN). Default: the relay's list
+                        (URL form) or a public STUN server
 `
 
 /** Every flag any command takes (parseArgs rejects unknown ones). */
@@ -89,6 +96,7 @@ const OPTIONS = {
   // swarm: train --bootstrap (web/src/cli/swarm-train.ts)
   run: { type: 'string' },
   declare: { type: 'boolean' },
+  'ice-servers': { type: 'string' },
   syncs: { type: 'string' },
   'inner-steps': { type: 'string' },
   fragments: { type: 'string' },

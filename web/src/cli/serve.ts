@@ -22,7 +22,7 @@ import { affinityFromPeers, summarize } from '../swarm/moe/summary.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
-import { joinSwarmWithDoc, leaveSwarm, modelId } from './swarm-node.ts'
+import { joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
 
 /** KV-cache positions a server offers by default: a few chat sessions of the tiny models. */
 const DEFAULT_CACHE_TOKENS = 4096
@@ -82,7 +82,7 @@ export async function serve (f: Flags): Promise<number> {
   for (const l of remoteLayers) if (!(Number.isInteger(l) && l >= 0 && l < config.numLayers)) throw new UsageError(`--remote-experts: layer ${l} is not in [0, ${config.numLayers})`)
 
   const be = await openBackend(f)
-  const peer = await joinSwarmWithDoc(required(f, 'bootstrap'), { numBlocks: config.numLayers, numExperts: config.numExperts }, log)
+  const peer = await joinSwarmWithDoc(await resolveBootstrap(f), { numBlocks: config.numLayers, numExperts: config.numExperts }, log)
   // The page's Network and Chat panels read who serves what from the peers map: mirror it there.
   await peer.swarm.setSelf({ agent: 'node', joinedAt: Date.now() })
   const mirror = (patch: Record<string, unknown>): void => { void peer.swarm.updateSelf(patch).catch(e => log(`crdt: mirroring failed: ${(e as Error).message}`)) }

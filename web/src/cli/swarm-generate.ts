@@ -13,7 +13,7 @@ import { swarmGenerate } from '../swarm/client/generate.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
-import { joinSwarm, leaveSwarm, modelId } from './swarm-node.ts'
+import { joinSwarm, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
   if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
@@ -29,7 +29,7 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
     if (tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer; use --tokens')
     prompt = tokenizer.encode(required(f, 'prompt'))
   } else throw new UsageError('give --tokens IDS or --prompt TEXT')
-  const peer = await joinSwarm(required(f, 'bootstrap'), { numBlocks: config.numLayers, numExperts: config.numExperts })
+  const peer = await joinSwarm(await resolveBootstrap(f), { numBlocks: config.numLayers, numExperts: config.numExperts })
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
   try {
     const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model: modelId(where, str(f, 'model-id')), numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log })

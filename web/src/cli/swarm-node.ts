@@ -8,10 +8,46 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { SwarmDht } from '../net/dht/index.ts'
 import { joinSwarm as joinNetSwarm, type Swarm } from '../net/swarm.ts'
 import { createPeer, type WebSwarmNode } from '../net/node.ts'
+import { NetConfigError } from '../net/errors.ts'
+import { parseIceServerList } from '../net/ice.ts'
 import { waitForReservation } from '../net/peers.ts'
+import { fetchBootstrap } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
-import { UsageError } from './args.ts'
+import { required, str, UsageError, type Flags } from './args.ts'
+
+/** Where a CLI peer joins: the relay's multiaddr, and the STUN/TURN servers to use (undefined: node.ts defaults). */
+export interface Bootstrap { addr: string, iceServers?: RTCIceServer[] }
+
+/**
+ * `--bootstrap MULTIADDR | URL` and `--ice-servers LIST|none`. A URL (the relay's page, e.g.
+ * `http://relay:8080`) is asked for `/bootstrap`: its first websocket multiaddr, and the STUN/TURN
+ * servers the relay's operator chose. With a multiaddr the defaults apply (a public STUN server,
+ * for NAT traversal). `--ice-servers` wins over both; `none` suits loopback and LANs, where host
+ * candidates are enough and an unreachable STUN server only slows ICE.
+ */
+export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
+  const b = required(f, 'bootstrap')
+  const list = str(f, 'ice-servers')
+  let iceServers: RTCIceServer[] | undefined
+  try {
+    iceServers = list === undefined ? undefined : parseIceServerList(list)
+  } catch (e) {
+    if (e instanceof NetConfigError) throw new UsageError(e.message)
+    throw e
+  }
+  if (/^https?:\/\//i.test(b)) {
+    let url: URL
+    try { url = new URL(b) } catch { throw new UsageError(`--bootstrap: '${b}' is not a URL`) }
+    if (!url.pathname.endsWith('/bootstrap')) url.pathname = url.pathname.replace(/\/?$/, '/bootstrap')
+    const info = await fetchBootstrap(url.toString())
+    const addr = info.multiaddrs.find(a => /\/wss?\//.test(a) && a.includes('/p2p/')) ?? info.multiaddrs.find(a => a.includes('/p2p/'))
+    if (addr === undefined) throw new UsageError(`--bootstrap: ${url.toString()} lists no multiaddr with /p2p/<relay id>: ${info.multiaddrs.join(', ')}`)
+    return { addr, iceServers: iceServers ?? info.iceServers }
+  }
+  checkBootstrap(b)
+  return { addr: b, iceServers }
+}
 
 export interface SwarmPeer {
   node: WebSwarmNode
@@ -26,10 +62,9 @@ export interface SwarmPeer {
  * entry in the peers map — what the page's Network and Chat panels read — can carry a summary of
  * what it serves. `serve` uses this; `generate` needs no CRDT and uses joinSwarm.
  */
-export async function joinSwarmWithDoc (bootstrap: string, shape: { numBlocks: number, numExperts: number }, log: (line: string) => void): Promise<SwarmPeer & { swarm: Swarm }> {
-  checkBootstrap(bootstrap)
-  // Node peers on this machine reach each other by host candidates: no STUN needed on loopback/LAN.
-  const swarm = await joinNetSwarm({ bootstrap: [bootstrap], persist: false, iceServers: [], log })
+export async function joinSwarmWithDoc (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }, log: (line: string) => void): Promise<SwarmPeer & { swarm: Swarm }> {
+  const bootstrap = boot.addr
+  const swarm = await joinNetSwarm({ bootstrap: [bootstrap], persist: false, iceServers: boot.iceServers, log })
   await swarm.peers.ready()
   return {
     swarm,
@@ -48,12 +83,11 @@ function checkBootstrap (bootstrap: string): void {
   if (!bootstrap.includes('/p2p/')) throw new UsageError(`--bootstrap must end in /p2p/<relay peer id>, got ${bootstrap}`)
 }
 
-export async function joinSwarm (bootstrap: string, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
-  checkBootstrap(bootstrap)
+export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
+  const bootstrap = boot.addr
   const addr = multiaddr(bootstrap)
   const key = await generateKeyPair('Ed25519')
-  // Node peers on this machine reach each other by host candidates: no STUN needed on loopback/LAN.
-  const node = await createPeer({ privateKey: key, iceServers: [] })
+  const node = await createPeer({ privateKey: key, iceServers: boot.iceServers })
   await node.dial(addr)
   await waitForReservation(node)
   return {

@@ -32,7 +32,6 @@ const DOC_SYNC_TIMEOUT_MS = 20_000
 const MAX_FORK_RESTARTS = 3
 
 export async function swarmTrain (f: Flags): Promise<number> {
-  const bootstrap = required(f, 'bootstrap')
   const runId = required(f, 'run')
   const quiet = f.quiet === true
   const be = await openBackend(f)
@@ -62,7 +61,10 @@ export async function swarmTrain (f: Flags): Promise<number> {
       })
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
   }
-  const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
+  const { resolveBootstrap } = await import('./swarm-node.ts')
+  const boot = await resolveBootstrap(f)
+  const bootstrap = boot.addr
+  const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, iceServers: boot.iceServers, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
   // Other trainers reach this one over WebRTC signalled through the relay: wait for the reservation.
   await waitForReservation(swarm.node)
   const t0sync = Date.now()

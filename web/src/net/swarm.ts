@@ -55,9 +55,11 @@ export interface Swarm {
   stop: () => Promise<void>
 }
 
-interface BootstrapInfo { multiaddrs: string[], iceServers?: RTCIceServer[] }
+/** A relay's `/bootstrap` answer: its multiaddrs and the STUN/TURN servers its operator chose. */
+export interface BootstrapInfo { multiaddrs: string[], iceServers?: RTCIceServer[] }
 
-async function fetchBootstrap (url: string): Promise<BootstrapInfo> {
+/** GET a relay's `/bootstrap` JSON (bounded by BOOTSTRAP_FETCH_TIMEOUT_MS). */
+export async function fetchBootstrap (url: string): Promise<BootstrapInfo> {
   let res: Response
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(BOOTSTRAP_FETCH_TIMEOUT_MS) })
@@ -66,8 +68,10 @@ async function fetchBootstrap (url: string): Promise<BootstrapInfo> {
   }
   if (!res.ok) throw new BootstrapUnreachableError(`GET ${url}: HTTP ${res.status}`)
   const body = await res.json() as Partial<BootstrapInfo>
-  if (!Array.isArray(body.multiaddrs) || body.multiaddrs.length === 0) throw new BootstrapUnreachableError(`GET ${url}: no multiaddrs in the answer`)
-  return { multiaddrs: body.multiaddrs, iceServers: body.iceServers }
+  if (!Array.isArray(body.multiaddrs) || body.multiaddrs.length === 0 || !body.multiaddrs.every(a => typeof a === 'string')) throw new BootstrapUnreachableError(`GET ${url}: no multiaddrs in the answer`)
+  const ice = body.iceServers
+  if (ice !== undefined && !(Array.isArray(ice) && ice.every(s => typeof s === 'object' && s !== null && (typeof s.urls === 'string' || Array.isArray(s.urls))))) throw new BootstrapUnreachableError(`GET ${url}: iceServers is not a list of {urls}`)
+  return { multiaddrs: body.multiaddrs, iceServers: ice }
 }
 
 /** Starts a peer, connects it to the relay, and brings up discovery, DHT and the swarm doc. */

@@ -11,7 +11,7 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
-import { multiaddr } from '@multiformats/multiaddr'
+import { dialThroughRelay } from '../../net/peers.ts'
 import { handleStream, openStream, unhandle } from '../../net/stream/index.ts'
 import type { TensorChannel, TensorMessage } from '../../net/stream/index.ts'
 import { MAX_MESSAGE_BYTES } from '../constants.ts'
@@ -93,7 +93,8 @@ export class Libp2pTransport implements RpcTransport {
     if (this.node.getConnections(id).some(c => c.limits === undefined && c.status === 'open')) return
     let p = this.dialing.get(peer)
     if (p === undefined) {
-      p = this.node.dial(multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${peer}`), { signal: AbortSignal.timeout(timeoutMs) }).finally(() => this.dialing.delete(peer))
+      // dialThroughRelay retries NO_RESERVATION: a peer between reconnecting and reserving gives it
+      p = dialThroughRelay(this.node, relay, id, { signal: AbortSignal.timeout(timeoutMs) }).then(() => {}).finally(() => this.dialing.delete(peer))
       this.dialing.set(peer, p)
     }
     await p
