@@ -183,11 +183,13 @@ export const EXPERT: ProtocolSpec = {
  * (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
  */
 export const ALLREDUCE: ProtocolSpec = {
-  id: `${PROTOCOL_PREFIX}/allreduce/1.0.0`,
+  // 2.0.0 with wire version 2 (REDUCE's partElements, DONE without hash): a 1.x peer fails
+  // protocol negotiation at once instead of trading refusals with us.
+  id: `${PROTOCOL_PREFIX}/allreduce/2.0.0`,
   maxMessageBytes: 1 * MiB + 16 * KiB,
   maxMessagesPerStream: 1,
   timeoutMs: 90_000,
-  // a member keeps ≤ 8 parts in flight per attempt; an owner serves every member's window
+  // a member keeps ≤ 4 parts in flight per attempt (DEFAULT_WINDOW_PARTS); an owner serves every member's window
   maxInboundStreams: 64,
   maxOutboundStreams: 64,
   runOnLimitedConnection: false
