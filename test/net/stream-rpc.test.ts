@@ -152,6 +152,25 @@ describe('openStream / handleStream', () => {
     expect(readAt).toEqual([0, 1, 2, 3, 4, 5])
   })
 
+  it('credit returns in batches of half the window, and a request/response exchange never stalls', async () => {
+    const [a, b] = await memoryNetwork(2)
+    await handleStream(b, P, async (ch) => { for await (const m of ch) await ch.send(m) }, { windowMessages: 4 })
+    const ch = await openStream(a, b.peerId, P, { windowMessages: 4 })
+    // Count the CREDIT frames the opener sends (frame type is byte 1 of a frame header).
+    const raw = a.streams[0]
+    const send = raw.send.bind(raw)
+    let credits = 0
+    raw.send = (bytes: Uint8Array) => { if (bytes[1] === 4) credits++; return send(bytes) }
+    const N = 20
+    for (let i = 0; i < N; i++) { // strict alternation: one request, one reply
+      await ch.send(tensorMsg(8, 1, { i }))
+      const r = await ch.read()
+      expect(r?.meta).toEqual({ i })
+    }
+    expect(credits).toBe(N / 2) // one CREDIT (of 2) per two replies read, not one per reply
+    await ch.closeWrite()
+  })
+
   it('a peer that sends past its credit is reset', async () => {
     const [a, b] = await memoryNetwork(2)
     const lines: string[] = []

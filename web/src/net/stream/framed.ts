@@ -59,6 +59,7 @@ export class FramedStream {
   private lastActivity = Date.now()
   private sendCredit = 0 // messages we may still send (streaming)
   private recvCredit = 0 // messages the peer may still start (streaming)
+  private consumed = 0 // messages read since our last CREDIT (streaming)
   private nextSendId = 1
   /** Aborts when this stream fails for any reason (reset, timeout, cancel, peer fault). */
   readonly failed = new AbortController()
@@ -101,7 +102,13 @@ export class FramedStream {
       if (this.error !== undefined) throw this.error
       const m = this.inbox.shift()
       if (m !== undefined) {
-        if (this.init.streaming && this.error === undefined && !this.ended) this.grant(1) // the peer may send one more
+        // Credit goes back in batches of half the window (as HTTP/2 and yamux send window
+        // updates): a CREDIT frame per message doubled the sends of request/response traffic.
+        // The peer never stalls on a drained inbox: unreported reads stay below half the window.
+        if (this.init.streaming && ++this.consumed >= Math.max(1, this.limits.windowMessages >> 1) && this.error === undefined && !this.ended) {
+          this.grant(this.consumed)
+          this.consumed = 0
+        }
         return m
       }
       if (this.ended) return undefined
