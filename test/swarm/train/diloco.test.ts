@@ -9,7 +9,7 @@ import { parseConfig } from '../../../web/src/model/config.ts'
 import { TextDataset, brownCorpus, type Window } from '../../../web/src/model/data.ts'
 import { initModel } from '../../../web/src/model/model.ts'
 import { MemoryNetwork, type RpcTransport, type RequestOptions, type RpcHandler } from '../../../web/src/swarm/transport/index.ts'
-import { AllReducePeer } from '../../../web/src/swarm/train/allreduce.ts'
+import { AllReducePeer, type ReduceBuffers } from '../../../web/src/swarm/train/allreduce.ts'
 import { fetchSnapshot } from '../../../web/src/swarm/train/late-join.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
@@ -180,5 +180,36 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     const first = ns[0].losses.slice(0, 3).reduce((a, b) => a + b) / 3
     const last = ns[0].losses.slice(-3).reduce((a, b) => a + b) / 3
     expect(last).toBeLessThan(first)
+  })
+  it('receive buffers: each fragment reuses its own; hashes equal a run that allocates per sync', async () => {
+    const opts = { innerSteps: 4, fragments: 2, overlapSteps: 1 }
+    const run = async (reuse: boolean): Promise<{ hashes: string[], means: Float32Array[][] }> => {
+      const net = new MemoryNetwork({ seed: 21 })
+      const dir = new Directory()
+      const ns = await Promise.all(['w-a', 'w-b'].map(async (id, i) => { dir.from.set(id, 0); return await node(net, dir, id, i + 1, opts) }))
+      const means: Float32Array[][] = [[], []] // w-a's outcome.mean per fragment, in sync order
+      for (const n of ns) {
+        const reduce = n.ar.reduce.bind(n.ar)
+        n.ar.reduce = async (round: number, q: Uint8Array, len: number, into?: ReduceBuffers) => {
+          const out = await reduce(round, q, len, reuse ? into : undefined)
+          if (n.id === 'w-a') means[round % 2].push(out.mean)
+          return out
+        }
+        await n.worker.initFromModel()
+      }
+      await Promise.all(ns.map(async n => { await n.worker.runSyncs(4) }))
+      expectIdentical(ns)
+      const hashes = ns[0].syncs.map(s => s.hash)
+      for (const n of nodes) { n.ar.stop(); n.worker.dispose() }
+      nodes = []
+      return { hashes, means }
+    }
+    const reused = await run(true)
+    const fresh = await run(false)
+    expect(reused.hashes).toHaveLength(4)
+    expect(reused.hashes).toEqual(fresh.hashes)
+    for (const [a, b] of reused.means) expect(a).toBe(b) // the same array, sync after sync
+    expect(reused.means[0][0]).not.toBe(reused.means[1][0]) // one per fragment
+    for (const [a, b] of fresh.means) expect(a).not.toBe(b)
   })
 })

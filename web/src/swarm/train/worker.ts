@@ -15,7 +15,8 @@ import type { TextDataset, Window } from '../../model/data.ts'
 import { evaluateLoss, Trainer } from '../../model/train.ts'
 import { learningRate, type ScheduleOptions } from '../../model/schedule.ts'
 import type { AdamWOptions } from '../../model/optimizer.ts'
-import { AllReducePeer, type ReduceOutcome, type SnapshotState } from './allreduce.ts'
+import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import { AllReducePeer, type ReduceBuffers, type ReduceOutcome, type SnapshotState } from './allreduce.ts'
 import { ErrorFeedback } from './compress.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
@@ -108,6 +109,13 @@ export class DiLoCoWorker {
   private momentumHash = ''
   readonly trainer: Trainer
   private readonly ef: ErrorFeedback[]
+  /**
+   * Per fragment, the all-reduce's receive buffers (mean and its q8), reused every sync of that
+   * fragment: a fresh fragment-sized array per sync (32 MB for 8 M parameters) costs page faults
+   * and GC on the hot path. Safe to reuse: the mean is consumed by the outer step in land(),
+   * before the fragment's next sync (at most one sync is in flight). Allocated at the first sync.
+   */
+  private readonly recv: ReduceBuffers[]
   private readonly outer: Required<OuterOptions>
   private readonly H: number
   private readonly F: number
@@ -135,6 +143,7 @@ export class DiLoCoWorker {
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
     this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.block))
+    this.recv = this.fragments.map(() => ({}))
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
     const b = opts.batchSize ?? 1
@@ -262,7 +271,11 @@ export class DiLoCoWorker {
     const local = await this.readLocal()
     const delta = pseudoGradient(this.global.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
     const { q } = this.ef[frag.index].compress(delta)
-    const promise = this.allreduce.reduce(seq, q, frag.end - frag.start).catch((e: unknown) => {
+    const n = frag.end - frag.start
+    const into = this.recv[frag.index]
+    into.mean ??= new Float32Array(n)
+    into.qMean ??= new Uint8Array(q8Bytes(n, this.allreduce.block))
+    const promise = this.allreduce.reduce(seq, q, n, into).catch((e: unknown) => {
       if (e instanceof BehindError) return e
       // No quorum reachable or too many failed attempts: the swarm may have gone on without us.
       if ((e instanceof RoundFailedError || e instanceof NoCoordinatorError) && this.hooks.resync !== undefined) return new BehindError(seq, -1)
