@@ -8,21 +8,12 @@ import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
 import { EXPERT_PROTOCOL } from '../../web/src/swarm/constants.ts'
 import { readExpert, writeExpert } from '../../web/src/swarm/wire/expert.ts'
 import { NoExpertHostError } from '../../web/src/swarm/errors.ts'
+import { fakeExpert as fakeExpertC } from './fake-expert.ts'
 
 const C = 6
 const E = 4
 
-/** Expert e of layer l: y = tanh(x · w_{l,e}) · x (row-wise), a stand-in for a SwiGLU FFN. */
-function fakeExpert (l: number, e: number, rows: Float32Array, n: number): Float32Array {
-  const w = new Rng(100 * l + e + 1).uniform(C)
-  const y = new Float32Array(n * C)
-  for (let r = 0; r < n; r++) {
-    let d = 0
-    for (let i = 0; i < C; i++) d += rows[r * C + i] * w[i]
-    for (let i = 0; i < C; i++) y[r * C + i] = Math.tanh(d) * rows[r * C + i]
-  }
-  return y
-}
+const fakeExpert = (l: number, e: number, rows: Float32Array, n: number): Float32Array => fakeExpertC(C, l, e, rows, n)
 
 function runner (hosted: Record<number, number[]>): ExpertRunner & { calls: number } {
   return {

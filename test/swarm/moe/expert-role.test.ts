@@ -11,21 +11,12 @@ import { MemoryNetwork } from '../../../web/src/swarm/transport/memory.ts'
 import { NoExpertHostError } from '../../../web/src/swarm/errors.ts'
 import type { Affinity } from '../../../web/src/swarm/moe/summary.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
+import { fakeExpert as fakeExpertC } from '../fake-expert.ts'
 
 const C = 5
 const E = 4
 
-/** Expert e of layer l: y = tanh(x · w) · x, a stand-in for a SwiGLU FFN. */
-function expert (l: number, e: number, rows: Float32Array, n: number): Float32Array {
-  const w = new Rng(100 * l + e + 1).uniform(C)
-  const y = new Float32Array(n * C)
-  for (let r = 0; r < n; r++) {
-    let d = 0
-    for (let i = 0; i < C; i++) d += rows[r * C + i] * w[i]
-    for (let i = 0; i < C; i++) y[r * C + i] = Math.tanh(d) * rows[r * C + i]
-  }
-  return y
-}
+const expert = (l: number, e: number, rows: Float32Array, n: number): Float32Array => fakeExpertC(C, l, e, rows, n)
 
 function layers (): { load: (l: number) => Promise<LoadedExpertLayer>, loaded: number[], disposed: number[] } {
   const loaded: number[] = []

@@ -18,7 +18,7 @@
 export { fetchShard, type FetchShardOptions, type FetchShardResult } from './fetch.ts'
 export { answerShardRequest } from './server.ts'
 export { serveShards, serveShardStore, servedShardStoreCount, ShardRegistry, type ShardServing, type ShardSource } from './registry.ts'
-export { MemoryShardStore, type ShardStore } from './store.ts'
+export { MemoryShardStore, assembleShard, type ShardStore } from './store.ts'
 export { buildManifest, manifestRoot, chunkHash, chunkCount, type ShardManifest } from './manifest.ts'
 export { contentRoutingDirectory, MemoryDirectory, rootCid, type ProviderDirectory } from './providers.ts'
 export * from './errors.ts'

@@ -31,15 +31,18 @@ export class MemoryShardStore implements ShardStore {
   }
 
   /** The whole file of `root`, if every chunk is held. */
-  assemble (root: string): Uint8Array | undefined {
-    const m = this.manifests.get(root)
-    if (m === undefined) return undefined
-    const out = new Uint8Array(m.size)
-    for (let i = 0; i < chunkCount(m); i++) {
-      const c = this.chunks.get(chunkHash(m, i))
-      if (c === undefined) return undefined
-      out.set(c, i * m.chunkBytes)
-    }
-    return out
+  assemble (root: string): Uint8Array | undefined { return assembleShard(this, root) }
+}
+
+/** The whole file of `root` from `store`, if it holds the manifest and every chunk. */
+export function assembleShard (store: ShardStore, root: string): Uint8Array | undefined {
+  const m = store.getManifest(root)
+  if (m === undefined) return undefined
+  const out = new Uint8Array(m.size)
+  for (let i = 0; i < chunkCount(m); i++) {
+    const c = store.getChunk(chunkHash(m, i))
+    if (c === undefined) return undefined
+    out.set(c, i * m.chunkBytes)
   }
+  return out
 }

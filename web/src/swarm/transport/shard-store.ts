@@ -14,7 +14,7 @@
  */
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { buildManifest, chunkCount, chunkHash, fetchShard, serveShardStore, type ProviderDirectory, type ShardManifest, type ShardServing, type ShardStore } from '../../net/shard/index.ts'
+import { assembleShard, buildManifest, chunkCount, chunkHash, fetchShard, serveShardStore, type ProviderDirectory, type ShardManifest, type ShardServing, type ShardStore } from '../../net/shard/index.ts'
 import type { StreamNode } from '../../net/stream/rpc.ts'
 import { dialThroughRelay } from '../../net/peers.ts'
 import { StateHashMismatchError } from '../train/errors.ts'
@@ -63,17 +63,7 @@ export class RetainingShardStore implements ShardStore {
   bytes (): number { let n = 0; for (const c of this.chunks.values()) n += c.byteLength; return n }
 
   /** The whole state of `root`, if every chunk is held. */
-  assemble (root: string): Uint8Array | undefined {
-    const m = this.manifests.get(root)
-    if (m === undefined) return undefined
-    const out = new Uint8Array(m.size)
-    for (let i = 0; i < chunkCount(m); i++) {
-      const c = this.chunks.get(chunkHash(m, i))
-      if (c === undefined) return undefined
-      out.set(c, i * m.chunkBytes)
-    }
-    return out
-  }
+  assemble (root: string): Uint8Array | undefined { return assembleShard(this, root) }
 
   clear (): void {
     this.manifests.clear(); this.order.length = 0; this.chunks.clear(); this.refs.clear()
