@@ -4,7 +4,8 @@
  *   --relay MULTIADDR --model-dir DIR --model ID --span A:B --device webgpu|cpu --cache-bytes N
  * it joins the relay, serves its span, says `{ ok, id }` over IPC, then runs the parent's commands:
  * `{ op: 'connect', peer }` (a direct connection to the next server, as a warm swarm has) and
- * `{ op: 'stop' }`. The parent kills the process outright to simulate a server's death.
+ * `{ op: 'drop' }` (the node stops, no goodbye from the server: a death its peers see at once) and
+ * `{ op: 'stop' }`. The parent SIGKILLs the process to simulate a death nobody is told of.
  */
 import { parseArgs } from 'node:util'
 import type { Backend } from '../web/src/gpu/backend.ts'
@@ -14,7 +15,7 @@ import { loadSpanBackend } from '../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../web/src/swarm/server/role.ts'
 import { joinTestPeer } from '../test/swarm/libp2p-peer.ts'
 
-export type PeerCmd = { op: 'connect', peer: string } | { op: 'stop' }
+export type PeerCmd = { op: 'connect', peer: string } | { op: 'drop' } | { op: 'stop' }
 export type PeerReply = { ok: true, id?: string } | { ok: false, error: string }
 
 /** Tries at a first WebRTC connection to the next server (set-up through the relay sometimes fails under load). */
@@ -55,6 +56,9 @@ async function main (): Promise<void> {
               if (i >= CONNECT_TRIES) throw e
             }
           }
+          break
+        case 'drop':
+          await p.node.stop()
           break
         case 'stop':
           await role.stop()

@@ -7,8 +7,10 @@
  *   default client (client-driven STEPs), and through the same 3 peers with servers pushing
  *   activations to the next server ("3-push", "3-push-noarm"); prefill tokens/s (prompt through 3
  *   peers), and recovery: the time from a server's death to the next token (a spare covers its
- *   span; the client bans, re-plans, replays the cache). Then a per-token breakdown: the client's
- *   embed / head, one span forward of 1 and of all blocks, one `infer` round trip.
+ *   span; the client re-plans, replays the cache), once for a server whose node stops (its
+ *   connections close: the client learns at once) and, with --procs, once for a server process
+ *   SIGKILLed (no goodbye: the client's hedged step finds the spare). Then a per-token breakdown:
+ *   the client's embed / head, one span forward of 1 and of all blocks, one `infer` round trip.
  *
  * Model: the default model's shape (models/byte-llama.config.json); its trained weights when
  * models/byte-llama/ holds them, else seeded random weights (speed does not depend on values).
@@ -16,10 +18,12 @@
  *        --procs: each server in its own process (bench/inference-peer.ts), the client here
  *        --layers N: the same shape with N blocks and seeded random weights (results then go to
  *        bench/results/inference-layersN.json, not the headline file)
+ *        --recovery-only: only the recovery runs (into bench/results/inference-recovery.json)
  * Trials are interleaved (1, 2, 3, 3-push, 3-push-noarm, 1, 2, …) so load from other processes hits every
  * configuration alike; the MEDIAN trial is the headline, the best is listed too.
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
- * (medians) and inference.meta.json (device, model, every trial, best-of, breakdown, load).
+ * (medians; recovery_s: the node-stop run) and inference.meta.json (device, model, every trial,
+ * best-of, breakdown, recovery_kill_s, load).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -80,6 +84,7 @@ let deviceName: string
 const DEVICE = arg('device') ?? 'webgpu'
 /** Each server in its own process (`--procs`), as real peers are; default: all in this one. */
 const PROCS = process.argv.includes('--procs')
+const RECOVERY_ONLY = process.argv.includes('--recovery-only')
 if (DEVICE === 'cpu') {
   be = cpu
   deviceName = 'cpu (CPU twins)'
@@ -109,8 +114,10 @@ interface Served {
   /** Sets up a direct connection to `peer` (the next server in the route). */
   connect: (peer: string) => Promise<void>
   stop: () => Promise<void>
-  /** Dies without a word: its node stops (in-process) or its process is killed. */
-  kill: () => Promise<void>
+  /** Its node stops without the server saying goodbye: connections close, so peers learn at once. */
+  drop: () => Promise<void>
+  /** SIGKILL (its own process only): connections stay open to the client until WebRTC gives up. */
+  kill?: () => Promise<void>
 }
 
 const cacheBytes = CACHE_TOKENS * L * 2 * config.numKvHeads * config.headDim * 4
@@ -136,7 +143,7 @@ async function serveHere (model: string, start: number, end: number): Promise<Se
       }
     },
     stop: async () => await role.stop(),
-    kill: async () => await p.node.stop()
+    drop: async () => await p.node.stop()
   }
 }
 
@@ -167,6 +174,7 @@ async function serveProc (model: string, start: number, end: number): Promise<Se
     self: hello.id!,
     connect: async (peer) => await cmd({ op: 'connect', peer }),
     stop: async () => { if (child.exitCode === null && child.signalCode === null) await cmd({ op: 'stop' }).catch(() => {}) },
+    drop: async () => await cmd({ op: 'drop' }),
     kill: async () => {
       const gone = new Promise(resolve => child.once('exit', resolve))
       child.kill('SIGKILL')
@@ -218,126 +226,155 @@ const median = (xs: readonly number[]): number => {
 // machine hits all alike.
 const servers3: Record<string, Served[]> = {}
 const setups: Record<string, InferenceClient> = {}
-for (const c of CONFIGS) {
-  const model = `bench-${c.peers}`
-  if (servers3[c.peers] === undefined) {
-    servers3[c.peers] = []
-    for (const [s, e] of splits[c.peers]) servers3[c.peers].push(await serve(model, s, e))
-    await connectChain(servers3[c.peers])
-  }
-  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, push: c.push, armAhead: c.armAhead, log: l => console.log(l) })
-  // Warm-up: pipelines compiled, connections (client → servers, server → next server) and channels open.
-  for (let i = 0; i < 2; i++) await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
-  setups[c.key] = client
-}
 const trials: Record<string, Array<{ decode_tps: number, prefill_tps: number, decode_ms_median: number }>> = {}
-const loadBefore = os.loadavg()
-for (let trial = 0; trial < TRIALS; trial++) {
-  for (const c of CONFIGS) {
-    const r = await swarmGenerate(setups[c.key], ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
-    reference ??= r.tokens
-    if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${c.key}-peer tokens differ from the first run`)
-    const tps = r.decodeMs.length / (r.decodeMs.reduce((a, b) => a + b, 0) / 1000)
-    const ptps = PROMPT_LEN / (r.prefillMs / 1000)
-    ;(trials[c.key] ??= []).push({ decode_tps: tps, prefill_tps: ptps, decode_ms_median: median(r.decodeMs) })
-    console.log(`trial ${trial}, ${c.key} peer(s): decode ${tps.toFixed(1)} tokens/s (step median ${median(r.decodeMs).toFixed(2)} ms, max ${Math.max(...r.decodeMs).toFixed(1)} ms), prefill ${ptps.toFixed(1)} tokens/s`)
-  }
-}
-const loadAfter = os.loadavg()
 const decodeTps: Record<string, number> = {}
 const bestTps: Record<string, number> = {}
-for (const c of CONFIGS) {
-  decodeTps[c.key] = median(trials[c.key].map(t => t.decode_tps))
-  bestTps[c.key] = Math.max(...trials[c.key].map(t => t.decode_tps))
-}
-const prefillTps = median(trials['3'].map(t => t.prefill_tps))
-/** 1000 / the median over trials of each trial's median step, ms: what a step takes when no other process stalls this one. */
-const typicalTps: Record<string, number> = Object.fromEntries(CONFIGS.map(c => [c.key, 1000 / median(trials[c.key].map(t => t.decode_ms_median))]))
-for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')}); typical step ${(1000 / typicalTps[c.key]).toFixed(2)} ms`)
-console.log(`typical-step ratio 3 / 1: ${(typicalTps['3'] / typicalTps['1']).toFixed(2)} (client-driven), ${(typicalTps['3-push'] / typicalTps['1']).toFixed(2)} (push)`)
-console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; with push ${(decodeTps['3-push'] / decodeTps['1']).toFixed(2)}, push without arming ${(decodeTps['3-push-noarm'] / decodeTps['1']).toFixed(2)}`)
-
-// ---- breakdown of one decode token (medians of PROBES runs each, ms) ----
-async function probe (f: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < 5; i++) await f()
-  const xs: number[] = []
-  for (let i = 0; i < PROBES; i++) {
-    const t0 = performance.now()
-    await f()
-    xs.push(performance.now() - t0)
+const typicalTps: Record<string, number> = {}
+let prefillTps = 0
+let loadBefore = os.loadavg()
+let breakdown: Record<string, unknown> = {}
+if (!RECOVERY_ONLY) {
+  for (const c of CONFIGS) {
+    const model = `bench-${c.peers}`
+    if (servers3[c.peers] === undefined) {
+      servers3[c.peers] = []
+      for (const [s, e] of splits[c.peers]) servers3[c.peers].push(await serve(model, s, e))
+      await connectChain(servers3[c.peers])
+    }
+    const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, push: c.push, armAhead: c.armAhead, log: l => console.log(l) })
+    // Warm-up: pipelines compiled, connections (client → servers, server → next server) and channels open.
+    for (let i = 0; i < 2; i++) await swarmGenerate(client, ends, prompt.slice(0, 8), { maxNewTokens: 4, stopTokens: [] })
+    setups[c.key] = client
   }
-  return median(xs)
-}
-const one = await loadSpanBackend(source, be, 'probe', 0, 1)
-const all = await loadSpanBackend(source, be, 'probe', 0, L)
-const row = new Float32Array(config.hiddenSize).fill(0.1)
-const forwardMs = async (sp: typeof one): Promise<number> => {
-  const cache = sp.createCache(PROBES + 16, sp.start, sp.end)
-  const ms = await probe(async () => await sp.forward([{ cache, hidden: row, tokens: 1 }]))
-  cache.dispose()
-  return ms
-}
-const s1 = servers3['1'][0].self
-const breakdown = {
-  embed_ms: await probe(async () => await ends.embed([5])),
-  head_ms: await probe(async () => await ends.logits(row)),
-  forward_1_block_ms: await forwardMs(one),
-  forward_all_blocks_ms: await forwardMs(all),
-  infer_round_trip_ms: await probe(async () => await setups['1'].call(s1, { type: 'info' })),
-  decode_step_ms: Object.fromEntries(CONFIGS.map(c => [c.key, median(trials[c.key].map(t => t.decode_ms_median))]))
-}
-one.dispose()
-all.dispose()
-console.log(`breakdown (median ms): ${JSON.stringify(breakdown)}`)
-for (const k of Object.keys(servers3)) for (const s of servers3[k]) await s.stop()
-
-// ---- recovery: 3 peers + a spare over all blocks; the middle one dies after KILL_AFTER_TOKENS ----
-const model = 'bench-recovery'
-const servers: Served[] = []
-for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
-const spare = await serve(model, 0, L)
-await connectChain(servers)
-const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize })
-await client.measureRtts([...servers.map(s => s.self), spare.self])
-client.rttMs.set(spare.self, 1e6) // used only as the replacement
-let killedAt = 0
-let recoveryS = 0
-let n = 0
-const rr = await swarmGenerate(client, ends, prompt, {
-  maxNewTokens: DECODE_TOKENS,
-  stopTokens: [],
-  onToken: async () => {
-    n++
-    if (killedAt > 0 && recoveryS === 0) recoveryS = (performance.now() - killedAt) / 1000
-    if (n === KILL_AFTER_TOKENS) {
-      // The server's death: its node stops (connections close). The clock starts once it is gone.
-      await servers[1].kill()
-      killedAt = performance.now()
+  loadBefore = os.loadavg()
+  for (let trial = 0; trial < TRIALS; trial++) {
+    for (const c of CONFIGS) {
+      const r = await swarmGenerate(setups[c.key], ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })
+      reference ??= r.tokens
+      if (JSON.stringify(r.tokens) !== JSON.stringify(reference)) throw new Error(`${c.key}-peer tokens differ from the first run`)
+      const tps = r.decodeMs.length / (r.decodeMs.reduce((a, b) => a + b, 0) / 1000)
+      const ptps = PROMPT_LEN / (r.prefillMs / 1000)
+      ;(trials[c.key] ??= []).push({ decode_tps: tps, prefill_tps: ptps, decode_ms_median: median(r.decodeMs) })
+      console.log(`trial ${trial}, ${c.key} peer(s): decode ${tps.toFixed(1)} tokens/s (step median ${median(r.decodeMs).toFixed(2)} ms, max ${Math.max(...r.decodeMs).toFixed(1)} ms), prefill ${ptps.toFixed(1)} tokens/s`)
     }
   }
-})
-if (JSON.stringify(rr.tokens) !== JSON.stringify(reference)) throw new Error('tokens after the failover differ from the run without one')
-const fo = rr.session.failovers[0]
-if (fo === undefined) throw new Error(`the killed server ${servers[1].self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
-console.log(`recovery: ${recoveryS.toFixed(3)} s from the kill to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens)`)
+  for (const c of CONFIGS) {
+    decodeTps[c.key] = median(trials[c.key].map(t => t.decode_tps))
+    bestTps[c.key] = Math.max(...trials[c.key].map(t => t.decode_tps))
+  }
+  prefillTps = median(trials['3'].map(t => t.prefill_tps))
+  /** 1000 / the median over trials of each trial's median step, ms: what a step takes when no other process stalls this one. */
+  for (const c of CONFIGS) typicalTps[c.key] = 1000 / median(trials[c.key].map(t => t.decode_ms_median))
+  for (const c of CONFIGS) console.log(`${c.key} peer(s): decode median ${decodeTps[c.key].toFixed(1)} tokens/s, best ${bestTps[c.key].toFixed(1)} (${trials[c.key].map(t => t.decode_tps.toFixed(0)).join(' / ')}); typical step ${(1000 / typicalTps[c.key]).toFixed(2)} ms`)
+  console.log(`typical-step ratio 3 / 1: ${(typicalTps['3'] / typicalTps['1']).toFixed(2)} (client-driven), ${(typicalTps['3-push'] / typicalTps['1']).toFixed(2)} (push)`)
+  console.log(`3-peer / 1-peer: median ${(decodeTps['3'] / decodeTps['1']).toFixed(2)}, best ${(bestTps['3'] / bestTps['1']).toFixed(2)}; with push ${(decodeTps['3-push'] / decodeTps['1']).toFixed(2)}, push without arming ${(decodeTps['3-push-noarm'] / decodeTps['1']).toFixed(2)}`)
 
-const result = { decode_tps: { 1: decodeTps['1'], 2: decodeTps['2'], 3: decodeTps['3'] }, prefill_tps: prefillTps, recovery_s: recoveryS }
+  // ---- breakdown of one decode token (medians of PROBES runs each, ms) ----
+  async function probe (f: () => Promise<unknown>): Promise<number> {
+    for (let i = 0; i < 5; i++) await f()
+    const xs: number[] = []
+    for (let i = 0; i < PROBES; i++) {
+      const t0 = performance.now()
+      await f()
+      xs.push(performance.now() - t0)
+    }
+    return median(xs)
+  }
+  const one = await loadSpanBackend(source, be, 'probe', 0, 1)
+  const all = await loadSpanBackend(source, be, 'probe', 0, L)
+  const row = new Float32Array(config.hiddenSize).fill(0.1)
+  const forwardMs = async (sp: typeof one): Promise<number> => {
+    const cache = sp.createCache(PROBES + 16, sp.start, sp.end)
+    const ms = await probe(async () => await sp.forward([{ cache, hidden: row, tokens: 1 }]))
+    cache.dispose()
+    return ms
+  }
+  const s1 = servers3['1'][0].self
+  breakdown = {
+    embed_ms: await probe(async () => await ends.embed([5])),
+    head_ms: await probe(async () => await ends.logits(row)),
+    forward_1_block_ms: await forwardMs(one),
+    forward_all_blocks_ms: await forwardMs(all),
+    infer_round_trip_ms: await probe(async () => await setups['1'].call(s1, { type: 'info' })),
+    decode_step_ms: Object.fromEntries(CONFIGS.map(c => [c.key, median(trials[c.key].map(t => t.decode_ms_median))]))
+  }
+  one.dispose()
+  all.dispose()
+  console.log(`breakdown (median ms): ${JSON.stringify(breakdown)}`)
+  for (const k of Object.keys(servers3)) for (const s of servers3[k]) await s.stop()
+}
+const loadAfter = os.loadavg()
+
+// ---- recovery: 3 peers + a spare over all blocks; the middle one dies after KILL_AFTER_TOKENS ----
+interface Recovery { recovery_s: number, failover_ms: number, replayed: number, cause: string, loadavg: number[] }
+
+/** One generation whose middle server dies (`drop`: its node stops; `kill`: SIGKILL) after KILL_AFTER_TOKENS tokens. */
+async function recovery (how: 'drop' | 'kill'): Promise<Recovery> {
+  const model = `bench-recovery-${how}`
+  const servers: Served[] = []
+  for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
+  const spare = await serve(model, 0, L)
+  await connectChain(servers)
+  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, log: l => console.log(l) })
+  await client.measureRtts([...servers.map(s => s.self), spare.self])
+  client.rttMs.set(spare.self, 1e6) // used only as the replacement
+  // Without the throughput trials: a run without failure gives the reference tokens (and warms up).
+  reference ??= (await swarmGenerate(client, ends, prompt, { maxNewTokens: DECODE_TOKENS, stopTokens: [] })).tokens
+  let killedAt = 0
+  let recoveryS = 0
+  let n = 0
+  const rr = await swarmGenerate(client, ends, prompt, {
+    maxNewTokens: DECODE_TOKENS,
+    stopTokens: [],
+    onToken: async () => {
+      n++
+      if (killedAt > 0 && recoveryS === 0) recoveryS = (performance.now() - killedAt) / 1000
+      if (n === KILL_AFTER_TOKENS) {
+        // The server's death; the clock starts once it is gone.
+        await (how === 'kill' ? servers[1].kill!() : servers[1].drop())
+        killedAt = performance.now()
+      }
+    }
+  })
+  if (JSON.stringify(rr.tokens) !== JSON.stringify(reference)) throw new Error(`tokens after the failover (${how}) differ from the run without one`)
+  const fo = rr.session.failovers[0]
+  if (fo === undefined) throw new Error(`the ${how === 'kill' ? 'killed' : 'stopped'} server ${servers[1].self} caused no failover; route ${JSON.stringify(rr.session.route)}`)
+  console.log(`recovery (${how}): ${recoveryS.toFixed(3)} s from the death to the next token (failover ${fo.ms.toFixed(0)} ms, replayed ${fo.replayed} tokens; ${fo.error})`)
+  for (const s of [...servers, spare]) await s.stop().catch(() => {})
+  return { recovery_s: recoveryS, failover_ms: fo.ms, replayed: fo.replayed, cause: fo.error, loadavg: os.loadavg() }
+}
+const dropped = await recovery('drop')
+// SIGKILL needs a process of its own; in one process a node can only stop (which closes its connections).
+const killed = PROCS ? await recovery('kill') : undefined
+const recoveryS = dropped.recovery_s
+
 mkdirSync('bench/results', { recursive: true })
-const out = LAYERS === undefined ? 'bench/results/inference' : `bench/results/inference-layers${LAYERS}`
-writeFileSync(`${out}.json`, JSON.stringify(result, null, 2) + '\n')
-writeFileSync(`${out}.meta.json`, JSON.stringify({
-  device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
-  headline: 'median of interleaved trials',
-  ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], push_median: decodeTps['3-push'] / decodeTps['1'], push_noarm_median: decodeTps['3-push-noarm'] / decodeTps['1'] },
-  decode_tps_median: decodeTps, decode_tps_best: bestTps, decode_tps_typical_step: typicalTps,
-  ratio_3_over_1_typical_step: { client_driven: typicalTps['3'] / typicalTps['1'], push: typicalTps['3-push'] / typicalTps['1'] },
-  per_trial: trials, breakdown,
-  recovery: { failover_ms: fo.ms, replayed: fo.replayed },
-  transport: `libp2p framed tensor streams over direct WebRTC on 127.0.0.1, ${PROCS ? 'each server in its own process (client and relay in the parent)' : 'all peers in one process'}`,
-  machine: { cpus: os.cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter }, date: new Date().toISOString()
-}, null, 2) + '\n')
-console.log(JSON.stringify(result))
-for (const s of [...servers, spare]) await s.stop().catch(() => {})
+const out = RECOVERY_ONLY ? 'bench/results/inference-recovery' : LAYERS === undefined ? 'bench/results/inference' : `bench/results/inference-layers${LAYERS}`
+const transport = `libp2p framed tensor streams over direct WebRTC on 127.0.0.1, ${PROCS ? 'each server in its own process (client and relay in the parent)' : 'all peers in one process'}`
+const machine = { cpus: os.cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter }
+if (RECOVERY_ONLY) {
+  const r = { device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, kill_after_tokens: KILL_AFTER_TOKENS, recovery_s: recoveryS, recovery_kill_s: killed?.recovery_s ?? null, recovery: dropped, recovery_kill: killed ?? null, transport, machine, date: new Date().toISOString() }
+  writeFileSync(`${out}.json`, JSON.stringify(r, null, 2) + '\n')
+  console.log(JSON.stringify({ recovery_s: recoveryS, recovery_kill_s: killed?.recovery_s ?? null }))
+} else {
+  const result = { decode_tps: { 1: decodeTps['1'], 2: decodeTps['2'], 3: decodeTps['3'] }, prefill_tps: prefillTps, recovery_s: recoveryS }
+  writeFileSync(`${out}.json`, JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(`${out}.meta.json`, JSON.stringify({
+    device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, decode_tokens: DECODE_TOKENS, trials: TRIALS,
+    headline: 'median of interleaved trials',
+    ratio_3_over_1: { median: decodeTps['3'] / decodeTps['1'], best: bestTps['3'] / bestTps['1'], push_median: decodeTps['3-push'] / decodeTps['1'], push_noarm_median: decodeTps['3-push-noarm'] / decodeTps['1'] },
+    decode_tps_median: decodeTps, decode_tps_best: bestTps, decode_tps_typical_step: typicalTps,
+    ratio_3_over_1_typical_step: { client_driven: typicalTps['3'] / typicalTps['1'], push: typicalTps['3-push'] / typicalTps['1'] },
+    per_trial: trials, breakdown,
+    // recovery_s: the server's node stops (connections close); recovery_kill_s: its process is SIGKILLed (--procs only, else null).
+    recovery_s: recoveryS,
+    recovery_kill_s: killed?.recovery_s ?? null,
+    recovery: dropped,
+    recovery_kill: killed ?? null,
+    transport, machine, date: new Date().toISOString()
+  }, null, 2) + '\n')
+  console.log(JSON.stringify(result))
+}
 for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill()
 await Promise.allSettled(nodes.map(async x => { await x.stop() }))
 await relay.stop()

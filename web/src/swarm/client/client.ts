@@ -138,22 +138,33 @@ export class InferenceClient {
     }))
   }
 
+  /** The last records() answer and when it came (this.now()), for plans that cannot wait on the directory. */
+  private lastRecords?: { at: number, records: BlockRecord[] }
+
   /** Live records of this model's servers. */
   async records (): Promise<BlockRecord[]> {
-    return await this.directory.blockRecords(this.model)
+    const records = await this.directory.blockRecords(this.model)
+    this.lastRecords = { at: this.now(), records }
+    return records
   }
 
   /**
    * Plan blocks [from, to) over unbanned servers with `cacheTokens` of room, measuring new peers'
-   * RTT first; `avoid` (a server being hedged: late, not banned) is left out too.
+   * RTT first; `avoid` (a server being hedged: late, not banned) is left out too. With
+   * `cachedMs`, a first try plans over records fetched at most that long ago: a DHT lookup may
+   * wait seconds on the very server that stopped answering (a hedge cannot).
    */
-  async plan (from: number, to: number, cacheTokens: number, avoid?: string): Promise<RouteSegment[]> {
+  async plan (from: number, to: number, cacheTokens: number, avoid?: string, cachedMs?: number): Promise<RouteSegment[]> {
     for (let attempt = 0; ; attempt++) {
-      const records = (await this.records()).filter(r => r.start < to && r.end > from)
+      const last = this.lastRecords
+      const cached = attempt === 0 && cachedMs !== undefined && last !== undefined && this.now() - last.at <= cachedMs
+      const records = (cached ? last.records : await this.records()).filter(r => r.start < to && r.end > from)
       await this.measureRtts(records.filter(r => r.state === 'online').map(r => r.peer))
       try {
         return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => p === avoid || this.bans.isBanned(p), cacheTokens })
       } catch (e) {
+        // Old records may lack a newer spare: ask the directory.
+        if (cached && e instanceof NoRouteError) continue
         // Only bans stand in the way, and the first ends soon: wait for it and try again.
         const wait = this.bans.msUntilUnban(records.map(r => r.peer))
         if (!(e instanceof NoRouteError) || wait === undefined || wait > PLAN_MAX_BAN_WAIT_MS || attempt >= this.maxFailovers) throw e

@@ -13,14 +13,15 @@
  *
  * Hedged steps: a one-token STEP not answered by its server's deadline (client/latency.ts) starts
  * that hop's failover path in parallel — plan a replacement chain for its blocks (not through the
- * late server), replay the hop's stored inputs, run the step there — while the original is still
+ * late server, over the directory records the client last fetched when they are at most
+ * RECORD_REFRESH_MS old), replay the hop's stored inputs, run the step there — while the original is still
  * awaited. The first answer wins. If the original wins, the replacement is aborted and its
  * sessions closed; it was never part of the route. If the replacement wins, it takes the hop's
  * place; the original's late reply is dropped (never recorded, so never applied twice), its
  * session closed once that reply or the hard timeout comes, and it is banned only if it errs or
  * times out. One hedge per hop and step; none when no spare covers the blocks (NoRouteError).
  */
-import { MAX_STEP_TOKENS } from '../constants.ts'
+import { MAX_STEP_TOKENS, RECORD_REFRESH_MS } from '../constants.ts'
 import {
   FailoverExhaustedError, MalformedMessageError, NoRouteError, PeerProtocolError, MessageTooLargeError, PositionError, PushNotReceivedError, SupersededError,
   SwarmArgumentError, TensorShapeError
@@ -369,7 +370,7 @@ export class InferenceSession {
   /** The failover path for `failed`, run beside its late step: a replacement that has run the step too. */
   private async hedge (failed: Hop, x: Float32Array, tokens: number, position: number, signal: AbortSignal): Promise<Replacement & { y: Float32Array, ms: number }> {
     const t0 = performance.now()
-    const r = await this.replacement(failed, signal, failed.peer)
+    const r = await this.replacement(failed, signal, failed.peer, RECORD_REFRESH_MS)
     try {
       let y = x
       for (const hop of r.fresh) {
@@ -388,8 +389,10 @@ export class InferenceSession {
    * A fresh chain over `failed`'s blocks holding its cache: planned (without `avoid`), opened, and
    * fed `failed`'s stored inputs. Aborted by `signal` (its sessions then closed).
    */
-  private async replacement (failed: Hop, signal?: AbortSignal, avoid?: string): Promise<Replacement> {
-    const route = await this.client.plan(failed.start, failed.end, this.maxTokens, avoid)
+  private async replacement (failed: Hop, signal?: AbortSignal, avoid?: string, cachedMs?: number): Promise<Replacement> {
+    const t0 = performance.now()
+    const route = await this.client.plan(failed.start, failed.end, this.maxTokens, avoid, cachedMs)
+    const planMs = performance.now() - t0
     signal?.throwIfAborted()
     const fresh = await this.openHops(route, signal)
     // Replay: the failed hop's inputs flow through the new chain in chunks; each new hop records its own.
@@ -408,6 +411,7 @@ export class InferenceSession {
       this.closeHops(fresh)
       throw e
     }
+    this.client.log(`infer: replacement for [${failed.start}, ${failed.end}) planned in ${planMs.toFixed(0)} ms, opened and replayed in ${(performance.now() - t0 - planMs).toFixed(0)} ms`)
     return { fresh, route, replayed }
   }
 
