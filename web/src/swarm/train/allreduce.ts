@@ -33,8 +33,19 @@ import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, 
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
 export interface RoundDirectory {
-  /** Peers expected to be ready for `round` (self included); the coordinator waits for these. */
+  /**
+   * Peers expected to be ready for `round`; the coordinator waits for these, and only these can
+   * coordinate it (a peer not among them, e.g. the losing founder of a forked run, asks them).
+   */
   expected: (round: number) => string[]
+  /**
+   * Whether the run already records `round` as completed (the board's sync record). A member
+   * then skips it and a coordinator answers its READYs BEHIND at once: the peer was left out
+   * and resyncs, instead of waiting out a ready window alone. @default never
+   */
+  completed?: (round: number) => boolean
+  /** Calls `onChange` whenever `expected` / `completed` may have changed; returns the unsubscribe. @default none */
+  watch?: (onChange: () => void) => () => void
 }
 
 export interface AllReduceOptions {
@@ -171,6 +182,7 @@ export class AllReducePeer {
   private readonly dead = new Set<string>()
   private completedRound = -1
   private stopped = false
+  private readonly unwatch: (() => void) | undefined
 
   constructor (readonly transport: RpcTransport, private readonly opts: AllReduceOptions) {
     this.run = opts.run
@@ -186,6 +198,7 @@ export class AllReducePeer {
     if (!(this.windowParts >= 1)) throw new TrainArgumentError(`windowParts must be ≥ 1, got ${this.windowParts}`)
     planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
     if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
+    this.unwatch = opts.directory.watch?.(() => { this.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength
       const reply = await this.dispatch(from, body)
@@ -199,6 +212,7 @@ export class AllReducePeer {
   /** Stops serving; pending long-polls are answered FAIL. */
   stop (): void {
     this.stopped = true
+    this.unwatch?.()
     this.transport.unhandle(ALLREDUCE_PROTOCOL)
     for (const cr of this.coordRounds.values()) {
       if (cr.timer !== undefined) clearTimeout(cr.timer)
@@ -228,6 +242,8 @@ export class AllReducePeer {
     const strikes = new Map<string, number>()
     let attempts = 0
     for (let i = 0; i < COORDINATOR_TRIES_PER_ATTEMPT * this.maxAttempts && attempts < this.maxAttempts; i++) {
+      // Already recorded: the round went on without us (we joined or healed a fork as it ran).
+      if (this.opts.directory.completed?.(round) === true) throw new BehindError(round, round)
       const coord = this.coordinatorFor(round)
       if (coord === undefined) throw new NoCoordinatorError(`round ${round}: every expected peer is unreachable`)
       let reply: AllReduceMsg
@@ -269,11 +285,14 @@ export class AllReducePeer {
     throw new RoundFailedError(`round ${round} did not complete in ${this.maxAttempts} attempts`)
   }
 
-  /** Smallest id among the peers expected for `round` (and self) that has not failed us. */
+  /**
+   * Smallest id among the peers expected for `round` that has not failed us. Self is a candidate
+   * only when expected too: a peer outside the round's membership (the losing founder of a fork,
+   * whose entry the board ignores) that took itself as coordinator would wait alone while the
+   * expected peers run the round elsewhere.
+   */
   private coordinatorFor (round: number): string | undefined {
-    const cands = new Set(this.opts.directory.expected(round))
-    cands.add(this.self)
-    return [...cands].filter(p => !this.dead.has(p)).sort()[0]
+    return this.opts.directory.expected(round).filter(p => !this.dead.has(p)).sort()[0]
   }
 
   private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number, into: ReduceBuffers): Promise<ReduceOutcome> {
@@ -444,7 +463,8 @@ export class AllReducePeer {
 
   private async onReady (from: string, m: ReadyMsg): Promise<AllReduceMsg> {
     const cr = this.coordRound(m.round)
-    if (cr.completed !== undefined || m.round < this.latestCompletedSeen()) return { type: MsgType.BEHIND, run: this.run, round: m.round, completed: this.latestCompletedSeen() }
+    if (cr.completed === undefined && this.opts.directory.completed?.(m.round) === true) cr.completed = 'recorded'
+    if (cr.completed !== undefined || m.round < this.latestCompletedSeen()) return { type: MsgType.BEHIND, run: this.run, round: m.round, completed: Math.max(m.round, this.latestCompletedSeen()) }
     if (m.suspects.length > 0) this.log(`coordinator: ${from} retries round ${m.round} after attempt ${m.failedAttempt}, suspecting ${m.suspects.join(', ')}`)
     if (m.failedAttempt >= cr.nextAttempt) cr.nextAttempt = m.failedAttempt + 1
     return await new Promise<AllReduceMsg>((resolve) => {
@@ -453,6 +473,20 @@ export class AllReducePeer {
       if (cr.timer === undefined) cr.timer = setTimeout(() => { this.startAttempt(m.round) }, this.readyWindowMs)
       this.maybeStart(m.round)
     })
+  }
+
+  /**
+   * The board changed: a round we coordinate and that peers wait on may have been recorded by
+   * others (they ran it under another coordinator: we joined, or they saw us, too late). Its
+   * waiters are left out; BEHIND now sends them to the late-join path instead of a ready window.
+   */
+  private onDirectoryChange (): void {
+    if (this.stopped) return
+    for (const [round, cr] of this.coordRounds) {
+      if (cr.completed !== undefined || cr.waiting.size === 0 || this.opts.directory.completed?.(round) !== true) continue
+      this.log(`coordinator: round ${round} is recorded without the ${cr.waiting.size} peer(s) waiting here: BEHIND`)
+      this.finishRound(round, 'recorded')
+    }
   }
 
   private latestCompletedSeen (): number {
@@ -496,14 +530,18 @@ export class AllReducePeer {
   }
 
   private onDone (m: DoneMsg): AllReduceMsg {
-    const cr = this.coordRound(m.round)
-    if (cr.completed === undefined) {
-      cr.completed = m.key
-      if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
-      for (const w of cr.waiting.values()) w({ type: MsgType.BEHIND, run: this.run, round: m.round, completed: m.round })
-      cr.waiting.clear()
-    }
+    this.finishRound(m.round, m.key)
     return { type: MsgType.ACK }
+  }
+
+  /** Marks `round` completed (by attempt `key`, or 'recorded' on the board); whoever still waits is BEHIND. */
+  private finishRound (round: number, key: string): void {
+    const cr = this.coordRound(round)
+    if (cr.completed !== undefined) return
+    cr.completed = key
+    if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
+    for (const w of cr.waiting.values()) w({ type: MsgType.BEHIND, run: this.run, round, completed: round })
+    cr.waiting.clear()
   }
 
   // ------------------------------------------------------------ owner

@@ -306,6 +306,16 @@ export class RunBoard implements RoundDirectory {
   /** RoundDirectory: the live members that declared they take part in sync `seq`. */
   expected = (seq: number): string[] => [...this.members()].filter(([, from]) => from <= seq).map(([p]) => p).sort()
 
+  /** RoundDirectory: sync `seq` has a valid record of the run's founding (it completed). */
+  completed = (seq: number): boolean => this.recordAt(seq) !== undefined
+
+  /** RoundDirectory: `onChange` after every change of the train map (members, records; local or remote). */
+  watch = (onChange: () => void): (() => void) => {
+    const f = (): void => { onChange() }
+    this.map.observe(f)
+    return () => { this.map.unobserve(f) }
+  }
+
   record (seq: number, rec: SyncRecord): void {
     this.map.doc?.transact(() => {
       this.map.set(`sync/${this.runId}/${seq}`, rec)

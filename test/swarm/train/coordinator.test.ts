@@ -1,0 +1,154 @@
+/**
+ * Who coordinates a round when membership changes at its boundary (issue #6 follow-up): a late
+ * joiner with the smallest id, or the losing founder of a forked run, must not wait alone as the
+ * coordinator of a round the others run elsewhere. Ready windows here are far longer than the
+ * tests' timeouts, so a stall fails the test by timing out; assertions are on messages and
+ * outcomes, never on milliseconds.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
+import { AllReducePeer, type ReduceOutcome, type RoundDirectory } from '../../../web/src/swarm/train/allreduce.ts'
+import { BehindError } from '../../../web/src/swarm/train/errors.ts'
+import { hashBytes } from '../../../web/src/swarm/train/outer.ts'
+import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/train/run.ts'
+import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
+import { MemoryNetwork, type RequestOptions, type RpcHandler, type RpcTransport } from '../../../web/src/swarm/transport/index.ts'
+import { Rng } from '../../../web/src/util/rng.ts'
+
+const B = 64
+const N = 4 * 128
+/** A ready window no test outlives: waiting one out alone is the stall these tests catch. */
+const SLOW_WINDOW = { partTimeoutMs: 2000, readyWindowMs: 60_000, coordinatorTimeoutMs: 120_000, partElements: 128, windowParts: 4, block: B }
+const TEST_MS = 20_000
+
+/** Records what a peer sends (type, round, destination). */
+class Tap implements RpcTransport {
+  readonly sent: Array<{ to: string, type: MsgType, round?: number }> = []
+  constructor (private readonly inner: RpcTransport) {}
+  get self (): string { return this.inner.self }
+  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+    const m = decodeMsg(body)
+    this.sent.push({ to: peer, type: m.type, round: 'round' in m ? m.round : undefined })
+    return await this.inner.request(peer, protocol, body, opts)
+  }
+  handle (protocol: string, handler: RpcHandler): void { this.inner.handle(protocol, handler) }
+  unhandle (protocol: string): void { this.inner.unhandle(protocol) }
+}
+
+interface Peer { id: string, tap: Tap, ar: AllReducePeer, log: string[] }
+
+let live: AllReducePeer[] = []
+afterEach(() => { for (const p of live) p.stop(); live = [] })
+
+function peer (net: MemoryNetwork, id: string, directory: RoundDirectory): Peer {
+  const tap = new Tap(net.endpoint(id))
+  const log: string[] = []
+  const ar = new AllReducePeer(tap, { run: 'coord', directory, ...SLOW_WINDOW, log: (l) => { log.push(l); if (process.env.AR_LOG !== undefined) console.log(id, l) } })
+  live.push(ar)
+  return { id, tap, ar, log }
+}
+
+function contribution (seed: number): Uint8Array {
+  const r = new Rng(seed)
+  const x = new Float32Array(N)
+  for (let i = 0; i < N; i++) x[i] = 0.01 * r.normal()
+  return quantizeQ8(x, B)
+}
+
+/** A run board in a fresh doc (one doc for every peer: CRDT updates arrive at once). */
+function board (): RunBoard {
+  const b = new RunBoard(new Y.Doc().getMap(TRAIN_MAP), 'coord')
+  b.declare(defaultRunSpec('coord'))
+  return b
+}
+
+/** What a session writes after a sync (the record's content does not matter here, only that it exists). */
+function record (b: RunBoard, seq: number, members: string[]): void {
+  b.record(seq, { hash: 'ab'.repeat(32), members, attempt: 0, genesis: b.genesis() })
+}
+
+const stalls = (p: Peer): string[] => p.log.filter(l => /quorum|did not answer READY/.test(l))
+
+describe('coordinator choice at membership changes', () => {
+  it('a late joiner with the smallest id, entering as the others run its first round, is BEHIND at once, then coordinates the next round', async () => {
+    const net = new MemoryNetwork({ seed: 31 })
+    const b = board()
+    b.join('peer-b', 0); b.join('peer-c', 0)
+    const [pb, pc] = [peer(net, 'peer-b', b), peer(net, 'peer-c', b)]
+    const out0 = await Promise.all([pb, pc].map(async (p, i) => await p.ar.reduce(0, contribution(i), N)))
+    record(b, 0, out0[0].members)
+
+    // Round 1 starts between peer-b and peer-c; peer-a enters the board (fromSeq 1) as their
+    // first REDUCE leaves: it is the smallest expected id, so it coordinates round 1 in its view.
+    const pa = peer(net, 'peer-a', b)
+    let late: Promise<ReduceOutcome | unknown> | undefined
+    const inner = pb.tap.request.bind(pb.tap)
+    pb.tap.request = async (to, protocol, body, opts) => {
+      if (late === undefined && decodeMsg(body).type === MsgType.REDUCE) {
+        b.join('peer-a', 1)
+        late = pa.ar.reduce(1, contribution(9), N).catch((e: unknown) => e)
+      }
+      return await inner(to, protocol, body, opts)
+    }
+    const out1 = await Promise.all([pb, pc].map(async (p, i) => await p.ar.reduce(1, contribution(10 + i), N)))
+    expect(out1.map(o => o.members)).toEqual([['peer-b', 'peer-c'], ['peer-b', 'peer-c']])
+    expect(late).toBeDefined()
+    record(b, 1, out1[0].members) // the board's change reaches peer-a's coordinator: its waiter is BEHIND
+    const lateOut = await late
+    expect(lateOut).toBeInstanceOf(BehindError)
+    expect((lateOut as BehindError).round).toBe(1)
+    expect(pa.log.some(l => l.includes('round 1 is recorded without the 1 peer(s) waiting here'))).toBe(true)
+    expect(pa.tap.sent.filter(m => m.type === MsgType.READY)).toEqual([]) // it asked only itself
+
+    // Round 2: everyone agrees peer-a coordinates, all three take part, same bytes everywhere.
+    const out2 = await Promise.all([pa, pb, pc].map(async (p, i) => await p.ar.reduce(2, contribution(20 + i), N)))
+    for (const o of out2) expect(o.members).toEqual(['peer-a', 'peer-b', 'peer-c'])
+    expect(out2.map(o => o.attempt)).toEqual([0, 0, 0])
+    expect(new Set(await Promise.all(out2.map(async o => await hashBytes(o.mean)))).size).toBe(1)
+    for (const p of [pb, pc]) expect(p.tap.sent.filter(m => m.type === MsgType.READY && m.round === 2).map(m => m.to)).toEqual(['peer-a'])
+    for (const p of [pa, pb, pc]) expect(stalls(p)).toEqual([])
+  }, TEST_MS)
+
+  it('a member that finds its round already recorded skips it: BEHIND without a message', async () => {
+    const net = new MemoryNetwork({ seed: 32 })
+    const b = board()
+    b.join('peer-b', 0); b.join('peer-c', 0); b.join('peer-d', 3)
+    const pd = peer(net, 'peer-d', b) // not the coordinator: without the check it would send READY to peer-b
+    peer(net, 'peer-b', b); peer(net, 'peer-c', b)
+    record(b, 3, ['peer-b', 'peer-c'])
+    await expect(pd.ar.reduce(3, contribution(1), N)).rejects.toThrow(BehindError)
+    expect(pd.tap.sent).toEqual([])
+  }, TEST_MS)
+
+  it('a coordinator asked about a round its board records answers BEHIND at once, even to a member that does not see the record', async () => {
+    const net = new MemoryNetwork({ seed: 33 })
+    const b = board()
+    b.join('peer-a', 0); b.join('peer-b', 0)
+    const pa = peer(net, 'peer-a', b)
+    const pb = peer(net, 'peer-b', { expected: () => ['peer-a', 'peer-b'] }) // a stale view: no records
+    record(b, 5, ['peer-a', 'peer-c'])
+    const e = await pb.ar.reduce(5, contribution(2), N).catch((x: unknown) => x)
+    expect(e).toBeInstanceOf(BehindError)
+    expect(pb.tap.sent.map(m => [m.to, m.type, m.round])).toEqual([['peer-a', MsgType.READY, 5]])
+    expect(stalls(pb)).toEqual([])
+  }, TEST_MS)
+
+  it('a peer the round does not expect (a fork loser with the smallest id) never coordinates it: it asks the expected ones', async () => {
+    const net = new MemoryNetwork({ seed: 34 })
+    // The board ignores the loser's entry (its genesis lost), so every view expects only b and c.
+    const dir: RoundDirectory = { expected: () => ['peer-b', 'peer-c'] }
+    const [pa, pb, pc] = ['peer-a', 'peer-b', 'peer-c'].map(id => peer(net, id, dir))
+    const outs = await Promise.all([pa, pb, pc].map(async (p, i) => await p.ar.reduce(0, contribution(30 + i), N).catch((e: unknown) => e)))
+    expect(pa.tap.sent.filter(m => m.type === MsgType.READY).map(m => m.to)).toEqual(['peer-b'])
+    expect(pa.log.filter(l => l.startsWith('coordinator:'))).toEqual([])
+    const [ob, oc] = outs.slice(1) as ReduceOutcome[]
+    expect(await hashBytes(ob.mean)).toBe(await hashBytes(oc.mean))
+    // Its READY reached peer-b before or after the attempt started: in it (same bytes), or told BEHIND.
+    if (outs[0] instanceof BehindError) expect(ob.members).toEqual(['peer-b', 'peer-c'])
+    else {
+      expect(ob.members).toEqual(['peer-a', 'peer-b', 'peer-c'])
+      expect(await hashBytes((outs[0] as ReduceOutcome).mean)).toBe(await hashBytes(ob.mean))
+    }
+  }, TEST_MS)
+})
