@@ -16,7 +16,9 @@
  * owner may have answered some before dying: FETCH), so either every survivor completes the
  * attempt with the same bytes or none does. A failed attempt is retried with the survivors (the
  * coordinator drops the suspects); an unreachable coordinator is replaced by the next smallest id.
- * A peer that asks to retry a round the coordinator saw completed gets BEHIND and resyncs.
+ * A peer that asks to retry a round the coordinator saw completed gets BEHIND and resyncs; so
+ * does one asking about a round the directory (the run board) records, at once, even when it
+ * was waiting alone as the coordinator of its own view (a late joiner with the smallest id).
  * Nothing is applied from a failed attempt, so no update is counted twice.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
