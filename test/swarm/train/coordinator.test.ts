@@ -24,7 +24,7 @@ const TEST_MS = 20_000
 
 /** Records what a peer sends (type, round, destination). */
 class Tap implements RpcTransport {
-  readonly sent: Array<{ to: string, type: MsgType, round?: number }> = []
+  readonly sent: Array<{ to: string, type: number, round?: number }> = []
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
   async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
