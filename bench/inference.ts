@@ -19,6 +19,7 @@
  *        --layers N: the same shape with N blocks and seeded random weights (results then go to
  *        bench/results/inference-layersN.json, not the headline file)
  *        --recovery-only: only the recovery runs (into bench/results/inference-recovery.json)
+ *        --no-hedge: the recovery client without hedged steps (to compare)
  * Trials are interleaved (1, 2, 3, 3-push, 3-push-noarm, 1, 2, …) so load from other processes hits every
  * configuration alike; the MEDIAN trial is the headline, the best is listed too.
  * Writes bench/results/inference.json {"decode_tps": {"1","2","3"}, "prefill_tps", "recovery_s"}
@@ -85,6 +86,7 @@ const DEVICE = arg('device') ?? 'webgpu'
 /** Each server in its own process (`--procs`), as real peers are; default: all in this one. */
 const PROCS = process.argv.includes('--procs')
 const RECOVERY_ONLY = process.argv.includes('--recovery-only')
+const HEDGE = !process.argv.includes('--no-hedge')
 if (DEVICE === 'cpu') {
   be = cpu
   deviceName = 'cpu (CPU twins)'
@@ -315,7 +317,7 @@ async function recovery (how: 'drop' | 'kill'): Promise<Recovery> {
   for (const [s, e] of splits['3']) servers.push(await serve(model, s, e))
   const spare = await serve(model, 0, L)
   await connectChain(servers)
-  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, log: l => console.log(l) })
+  const client = new InferenceClient({ transport: clientPeer.transport, directory: clientPeer.directory, model, numBlocks: L, hiddenSize: config.hiddenSize, hedge: HEDGE, log: l => console.log(l) })
   await client.measureRtts([...servers.map(s => s.self), spare.self])
   client.rttMs.set(spare.self, 1e6) // used only as the replacement
   // Without the throughput trials: a run without failure gives the reference tokens (and warms up).
@@ -349,11 +351,11 @@ const killed = PROCS ? await recovery('kill') : undefined
 const recoveryS = dropped.recovery_s
 
 mkdirSync('bench/results', { recursive: true })
-const out = RECOVERY_ONLY ? 'bench/results/inference-recovery' : LAYERS === undefined ? 'bench/results/inference' : `bench/results/inference-layers${LAYERS}`
+const out = RECOVERY_ONLY ? `bench/results/inference-recovery${HEDGE ? '' : '-nohedge'}` : LAYERS === undefined ? 'bench/results/inference' : `bench/results/inference-layers${LAYERS}`
 const transport = `libp2p framed tensor streams over direct WebRTC on 127.0.0.1, ${PROCS ? 'each server in its own process (client and relay in the parent)' : 'all peers in one process'}`
 const machine = { cpus: os.cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter }
 if (RECOVERY_ONLY) {
-  const r = { device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, kill_after_tokens: KILL_AFTER_TOKENS, recovery_s: recoveryS, recovery_kill_s: killed?.recovery_s ?? null, recovery: dropped, recovery_kill: killed ?? null, transport, machine, date: new Date().toISOString() }
+  const r = { device: deviceName, model: CONFIG_FILE, layers: L, weights, prompt_len: PROMPT_LEN, kill_after_tokens: KILL_AFTER_TOKENS, hedge: HEDGE, recovery_s: recoveryS, recovery_kill_s: killed?.recovery_s ?? null, recovery: dropped, recovery_kill: killed ?? null, transport, machine, date: new Date().toISOString() }
   writeFileSync(`${out}.json`, JSON.stringify(r, null, 2) + '\n')
   console.log(JSON.stringify({ recovery_s: recoveryS, recovery_kill_s: killed?.recovery_s ?? null }))
 } else {
@@ -368,6 +370,7 @@ if (RECOVERY_ONLY) {
     per_trial: trials, breakdown,
     // recovery_s: the server's node stops (connections close); recovery_kill_s: its process is SIGKILLed (--procs only, else null).
     recovery_s: recoveryS,
+    recovery_hedge: HEDGE,
     recovery_kill_s: killed?.recovery_s ?? null,
     recovery: dropped,
     recovery_kill: killed ?? null,
