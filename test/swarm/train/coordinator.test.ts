@@ -5,13 +5,17 @@
  * tests' timeouts, so a stall fails the test by timing out; assertions are on messages and
  * outcomes, never on milliseconds.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
+import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
 import { quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
+import { brownCorpus } from '../../../web/src/model/data.ts'
 import { AllReducePeer, type ReduceOutcome, type RoundDirectory } from '../../../web/src/swarm/train/allreduce.ts'
 import { BehindError } from '../../../web/src/swarm/train/errors.ts'
 import { hashBytes } from '../../../web/src/swarm/train/outer.ts'
 import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/train/run.ts'
+import { TrainSession } from '../../../web/src/swarm/train/session.ts'
+import type { SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
 import { MemoryNetwork, type RequestOptions, type RpcHandler, type RpcTransport } from '../../../web/src/swarm/transport/index.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
@@ -39,7 +43,10 @@ class Tap implements RpcTransport {
 interface Peer { id: string, tap: Tap, ar: AllReducePeer, log: string[] }
 
 let live: AllReducePeer[] = []
-afterEach(() => { for (const p of live) p.stop(); live = [] })
+const sessions: TrainSession[] = []
+afterEach(() => { for (const p of live) p.stop(); live = []; for (const s of sessions.splice(0)) s.stop() })
+let corpus: string
+beforeAll(async () => { corpus = (await brownCorpus()).slice(0, 200_000) })
 
 function peer (net: MemoryNetwork, id: string, directory: RoundDirectory): Peer {
   const tap = new Tap(net.endpoint(id))
@@ -151,4 +158,49 @@ describe('coordinator choice at membership changes', () => {
       expect(await hashBytes((outs[0] as ReduceOutcome).mean)).toBe(await hashBytes(ob.mean))
     }
   }, TEST_MS)
+
+  it('sessions: a late joiner with the smallest id entering during the founders\' round ends bit-identical, without waiting alone', async () => {
+    const net = new MemoryNetwork({ seed: 35 })
+    const doc = new Y.Doc() // one doc: the CRDT sync is instant, the race is in the all-reduce
+    const spec = defaultRunSpec('late', { innerSteps: 3, seqLen: 16, totalSyncs: 5, corpus: { kind: 'text', text: 'x' } })
+    new RunBoard(doc.getMap(TRAIN_MAP), 'late').declare(spec)
+    const logs = new Map<string, string[]>()
+    const syncs = new Map<string, SyncEvent[]>()
+    const start = async (transport: RpcTransport): Promise<TrainSession> => {
+      const id = transport.self
+      logs.set(id, []); syncs.set(id, [])
+      const s = await TrainSession.start({
+        transport, board: new RunBoard(doc.getMap(TRAIN_MAP), 'late'), backend: cpu, corpus: async () => corpus, allreduce: SLOW_WINDOW,
+        log: (l) => { logs.get(id)!.push(l); if (process.env.AR_LOG !== undefined) console.log(id, l) },
+        onSync: (e) => { syncs.get(id)!.push(e) }
+      })
+      sessions.push(s)
+      return s
+    }
+    const tb = new Tap(net.endpoint('peer-b'))
+    let late: Promise<TrainSession> | undefined
+    const inner = tb.request.bind(tb)
+    tb.request = async (to, protocol, body, opts) => {
+      const m = decodeMsg(body)
+      // peer-a starts while peer-b and peer-c run sync 2 under peer-b: it enters with fromSeq 2 or 3
+      if (late === undefined && m.type === MsgType.REDUCE && m.round === 2) late = start(net.endpoint('peer-a'))
+      return await inner(to, protocol, body, opts)
+    }
+    const [sb, sc] = await Promise.all([start(tb), start(net.endpoint('peer-c'))])
+    const founders = Promise.all([sb.run(), sc.run()])
+    await expect.poll(() => late, { timeout: TEST_MS }).toBeDefined()
+    const sa = await late!
+    await Promise.all([founders, sa.run()])
+    const last = spec.totalSyncs - 1
+    for (const s of [sa, sb, sc]) expect(s.worker.lastSeq).toBe(last)
+    expect(sa.worker.lastHash).toBe(sb.worker.lastHash)
+    expect(Buffer.from(sa.worker.global.buffer).equals(Buffer.from(sc.worker.global.buffer))).toBe(true)
+    expect(Buffer.from(sa.worker.momentum.buffer).equals(Buffer.from(sb.worker.momentum.buffer))).toBe(true)
+    // The joiner trained the last syncs as a member, all three in one attempt under peer-a.
+    const own = syncs.get('peer-a')!.filter(e => e.resynced !== true)
+    expect(own.length).toBeGreaterThanOrEqual(1)
+    for (const e of own) { expect(e.members).toEqual(['peer-a', 'peer-b', 'peer-c']); expect(e.attempt).toBe(0) }
+    expect(syncs.get('peer-b')!.at(-1)!.members).toEqual(['peer-a', 'peer-b', 'peer-c'])
+    for (const l of logs.values()) expect(l.filter(x => /quorum|did not answer READY|refused/.test(x))).toEqual([])
+  }, 3 * TEST_MS)
 })
