@@ -59,7 +59,7 @@ const N = 10
 /** The token after which a server misbehaves: the session has measured its steps by then. */
 const AT = 4
 
-async function swarm (seed: number, spans: Array<[string, number, number]>, wrap: Record<string, (t: RpcTransport) => RpcTransport> = {}) {
+async function swarm (seed: number, spans: Array<[string, number, number]>, wrap: Record<string, (t: RpcTransport) => RpcTransport> = {}, push = false) {
   const net = new MemoryNetwork({ seed })
   const dir = new MemoryDirectory()
   for (const [peer, start, end] of spans) {
@@ -81,7 +81,7 @@ async function swarm (seed: number, spans: Array<[string, number, number]>, wrap
     roles.push(role)
   }
   const logs: string[] = []
-  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 60_000, hedgeFloorMs: 30, log: l => logs.push(l) })
+  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 60_000, hedgeFloorMs: 150, push, log: l => logs.push(l) })
   // The spare is never the first choice: it is there to take over.
   client.rttMs.set('spare', 1e6)
   return { net, client, logs }
@@ -117,16 +117,47 @@ describe('hedged steps (fake blocks, memory transport)', () => {
     }
   })
 
+  it('with push: a stalled server\'s CHAIN is late, the spare runs its blocks while the CHAIN is still awaited and wins, same tokens', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    for (let seed = 1; seed <= 3; seed++) {
+      const { client, logs } = await swarm(seed, THREE, {}, true)
+      let count = 0
+      const r = await swarmGenerate(client, fakeEnds, PROMPT, {
+        maxNewTokens: N,
+        onToken: () => { if (++count === AT) backends.get('s2')!.stall() }
+      })
+      expect(r.tokens, `seed ${seed}`).toEqual(ref)
+      expect(r.session.failovers.map(f => f.peer), `seed ${seed}`).toEqual(['s2'])
+      expect(r.session.failovers[0].error).toMatch(/hedged/)
+      expect(r.session.route.map(s => s.peer)).toEqual(['s1', 'spare', 's3'])
+      expect(logs.some(l => l.includes("'s CHAIN at"))).toBe(true)
+      for (const b of backends.values()) b.release()
+      await Promise.all(roles.splice(0).map(x => x.stop()))
+    }
+  })
+
+  it('with push: a server slow once, same tokens, no ban', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const { client } = await swarm(5, THREE, {}, true)
+    let count = 0
+    const r = await swarmGenerate(client, fakeEnds, PROMPT, {
+      maxNewTokens: N,
+      onToken: () => { if (++count === AT) backends.get('s2')!.slowOnceMs = 800 }
+    })
+    expect(r.tokens).toEqual(ref)
+    expect(client.bans.isBanned('s2')).toBe(false)
+  })
+
   it('a server slow once: whichever answers first, same tokens, the slow server is not banned', async () => {
     const ref = await localGreedy(PROMPT, N)
-    for (const spareSlowMs of [0, 2_000]) {
+    for (const spareSlowMs of [0, 3_000]) {
       const { client } = await swarm(2, THREE)
       let count = 0
       const r = await swarmGenerate(client, fakeEnds, PROMPT, {
         maxNewTokens: N,
         onToken: () => {
           if (++count !== AT) return
-          backends.get('s2')!.slowOnceMs = 300
+          backends.get('s2')!.slowOnceMs = 800
           // A spare slower than the original: the original wins and the replacement is dropped.
           backends.get('spare')!.slowOnceMs = spareSlowMs
         }
@@ -151,7 +182,7 @@ describe('hedged steps (fake blocks, memory transport)', () => {
     let count = 0
     const r = await swarmGenerate(client, fakeEnds, PROMPT, {
       maxNewTokens: N,
-      onToken: () => { if (++count === AT) backends.get('s2')!.slowOnceMs = 300 }
+      onToken: () => { if (++count === AT) backends.get('s2')!.slowOnceMs = 800 }
     })
     expect(r.tokens).toEqual(ref)
     expect(r.session.failovers).toHaveLength(0)

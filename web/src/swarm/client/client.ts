@@ -49,7 +49,7 @@ export interface InferenceClientOptions {
    * of its past steps, at least `hedgeFloorMs`), re-run that span on a spare in parallel and take
    * whichever answers first (session.ts). A server that dies without closing its connection
    * (SIGKILL, a crashed tab, a pulled cable) then costs about the deadline, not the hard timeout.
-   * Client-driven STEPs only: a push step's CHAINs wait for the hard timeout. @default true
+   * With push, each hop's CHAIN reply gets a deadline of its own. @default true
    */
   hedge?: boolean
   /** Least deadline before a hedge, in ms. @default HEDGE_FLOOR_MS */

@@ -20,6 +20,10 @@
  * place; the original's late reply is dropped (never recorded, so never applied twice), its
  * session closed once that reply or the hard timeout comes, and it is banned only if it errs or
  * times out. One hedge per hop and step; none when no spare covers the blocks (NoRouteError).
+ * With push, hop i's CHAIN reply has a deadline of its own (estimated per server and place in the
+ * route, from the step's start); a late CHAIN is hedged at once while its reply is still awaited
+ * (no STEP is sent to that hop: its CHAIN may be running, and a STEP finding the position taken
+ * would end the server's session).
  */
 import { MAX_STEP_TOKENS, RECORD_REFRESH_MS } from '../constants.ts'
 import {
@@ -178,6 +182,7 @@ export class InferenceSession {
    * but its input did not come by push, so the caller sends it a STEP.
    */
   private async chainStep (hidden: Float32Array, tokens: number, position: number): Promise<{ done: number, x: Float32Array, calls: Map<Hop, Promise<InferMsg>>, error?: Error }> {
+    const t0 = performance.now()
     const hops = this.hops
     const C = this.client.hiddenSize
     const armed = this.armed?.position === position && this.armed.tokens === tokens ? this.armed.calls : undefined
@@ -192,8 +197,20 @@ export class InferenceSession {
       const hop = hops[i]
       let y: Float32Array
       let pushError: string
+      // Hop i answers after hops 0..i ran: its own estimate, per place in the route.
+      const key = `${hop.peer} chain ${i}`
+      const deadline = this.client.hedge && tokens === 1 ? this.client.latency.deadline(key) : undefined
       try {
-        const r = await calls.get(hop)!
+        let r = deadline === undefined ? await calls.get(hop)! : await lateAfter(calls.get(hop)!, t0 + deadline - performance.now())
+        if (r === 'late') {
+          // Late: hedge the hop while its CHAIN is still awaited. No STEP goes to it: the CHAIN
+          // may be running, and a STEP at a position taken would end the server's session.
+          this.client.log(`infer: ${hop.peer}'s CHAIN at ${position} has not answered in ${deadline!.toFixed(0)} ms`)
+          const raced = await this.raceHedge(i, calls.get(hop)!, 0, x, tokens, position, e => this.banChainFailure(hop, e))
+          if (raced.won === 'hedge') return { done: i + raced.hops, x: raced.y, calls }
+          r = raced.v
+        }
+        if (tokens === 1) this.client.latency.sample(key, performance.now() - t0)
         y = this.output(hop, r, 'chained', tokens, position)
         pushError = r.type === 'chained' ? r.pushError : ''
       } catch (e) {
@@ -311,60 +328,78 @@ export class InferenceSession {
     const hop = this.hops[i]
     const t0 = performance.now()
     const primary = this.stepOrCollect(hop, x, tokens, position, chained)
-    const done = (y: Float32Array): { y: Float32Array, hops: number } => {
-      if (tokens === 1) this.client.latency.sample(hop.peer, performance.now() - t0)
-      hop.history.push(x.slice())
-      return { y, hops: 1 }
-    }
     const deadline = this.client.hedge && tokens === 1 ? this.client.latency.deadline(hop.peer) : undefined
-    if (deadline === undefined) return done(await primary)
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), deadline) })
-    const first = await Promise.race([primary, late]).finally(() => clearTimeout(timer))
-    if (first !== 'late') return done(first)
+    // callOrBan has banned a failed original already.
+    const raced = deadline === undefined ? { won: 'primary' as const, v: await primary } : await this.raceHedge(i, primary, deadline, x, tokens, position, () => {})
+    if (raced.won === 'hedge') return raced
+    if (tokens === 1) this.client.latency.sample(hop.peer, performance.now() - t0)
+    hop.history.push(x.slice())
+    return { y: raced.v, hops: 1 }
+  }
+
+  /**
+   * Awaits hops[i]'s answer `primary`; past `deadline` ms, races it against a hedge on a spare.
+   * The original winning: its value (the caller records it). The spare winning: it has taken
+   * hops[i]'s place, with its output and length. `banFailed` bans the original for an error that
+   * comes after the spare took over (unless the primary bans by itself). Throws the original's
+   * error when the spare cannot take over.
+   */
+  private async raceHedge<T> (i: number, primary: Promise<T>, deadline: number, x: Float32Array, tokens: number, position: number, banFailed: (e: Error) => void): Promise<{ won: 'primary', v: T } | { won: 'hedge', y: Float32Array, hops: number }> {
+    const hop = this.hops[i]
+    const first = await lateAfter(primary, deadline)
+    if (first !== 'late') return { won: 'primary', v: first }
 
     this.client.log(`infer: ${hop.peer} has not answered blocks [${hop.start}, ${hop.end}) at ${position} in ${deadline.toFixed(0)} ms; hedging on a spare`)
     const abort = new AbortController()
     const hedge = this.hedge(hop, x, tokens, position, abort.signal)
-    type Outcome = { k: 'primary', y: Float32Array } | { k: 'primaryError', e: Error } | { k: 'hedge', h: Replacement & { y: Float32Array, ms: number } } | { k: 'hedgeError', e: Error }
+    const dropHedge = (): void => {
+      abort.abort()
+      hedge.then(h => this.closeHops(h.fresh), () => {})
+    }
+    type Outcome = { k: 'primary', v: T } | { k: 'primaryError', e: Error } | { k: 'hedge', h: Replacement & { y: Float32Array, ms: number } } | { k: 'hedgeError', e: Error }
     const outcome: Outcome = await Promise.race([
-      primary.then(y => ({ k: 'primary' as const, y }), (e: unknown) => ({ k: 'primaryError' as const, e: e as Error })),
+      primary.then(v => ({ k: 'primary' as const, v }), (e: unknown) => ({ k: 'primaryError' as const, e: e as Error })),
       hedge.then(h => ({ k: 'hedge' as const, h }), (e: unknown) => ({ k: 'hedgeError' as const, e: e as Error }))
     ])
     switch (outcome.k) {
       case 'primary':
         // The late server answered first: drop the replacement (it never joined the route).
-        abort.abort()
-        hedge.then(h => this.closeHops(h.fresh), () => {})
-        return done(outcome.y)
+        dropHedge()
+        return { won: 'primary', v: outcome.v }
       case 'hedge':
-        // The spare won. The original is still awaited in the background: callOrBan bans it if
-        // it errs or hits the hard timeout; its reply, whatever it is, is dropped here.
-        primary.catch(() => {}).finally(() => this.closeHops([hop])).catch(() => {})
+        // The spare won. The original is still awaited in the background and banned if it errs
+        // or hits the hard timeout; its reply, whatever it is, is dropped here.
+        primary.catch((e: unknown) => banFailed(e as Error)).finally(() => this.closeHops([hop])).catch(() => {})
         this.adopt(i, outcome.h, new Error(`no answer in ${deadline.toFixed(0)} ms (hedged)`))
-        return { y: outcome.h.y, hops: outcome.h.fresh.length }
+        return { won: 'hedge', y: outcome.h.y, hops: outcome.h.fresh.length }
       case 'primaryError': {
-        // The original failed (banned unless a client bug); the hedge already under way is its failover.
+        // The original failed; the hedge already under way is its failover.
         if (isClientBug(outcome.e)) {
-          abort.abort()
-          hedge.then(h => this.closeHops(h.fresh), () => {})
+          dropHedge()
           throw outcome.e
         }
         let h: Replacement & { y: Float32Array, ms: number }
         try {
           h = await hedge
         } catch {
-          throw outcome.e // the caller's failover loop takes it from here
+          throw outcome.e // the caller takes it from here (failover loop, CHAIN error handling)
         }
+        banFailed(outcome.e)
         this.closeHops([hop])
         this.adopt(i, h, outcome.e)
-        return { y: h.y, hops: h.fresh.length }
+        return { won: 'hedge', y: h.y, hops: h.fresh.length }
       }
       case 'hedgeError':
         // No spare (NoRouteError) or the spare failed: the original is all there is, up to the hard timeout.
         this.client.log(`infer: hedge of blocks [${hop.start}, ${hop.end}) failed (${outcome.e.message}); waiting for ${hop.peer}`)
-        return done(await primary)
+        return { won: 'primary', v: await primary }
     }
+  }
+
+  /** Bans a CHAIN's server for a failure of its own (not a push that never came, a superseded wait, or an old server). */
+  private banChainFailure (hop: Hop, e: Error): void {
+    if (isClientBug(e) || e instanceof PushNotReceivedError || e instanceof SupersededError || e instanceof MalformedMessageError) return
+    this.ban(hop.peer, e)
   }
 
   /** The failover path for `failed`, run beside its late step: a replacement that has run the step too. */
@@ -440,6 +475,13 @@ export class InferenceSession {
     this.armed = undefined // their servers fail them as the sessions close
     await Promise.all(this.hops.map(h => this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})))
   }
+}
+
+/** `p`, or 'late' when it has not settled within `ms` (a rejection comes through as one). */
+async function lateAfter<T> (p: Promise<T>, ms: number): Promise<T | 'late'> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<'late'>(resolve => { timer = setTimeout(() => resolve('late'), Math.max(0, ms)) })
+  return await Promise.race([p, late]).finally(() => clearTimeout(timer))
 }
 
 /** Regroup a history of (T_i, C) inputs into chunks of at most MAX_STEP_TOKENS positions. */
