@@ -93,8 +93,11 @@ export class Libp2pTransport implements RpcTransport {
     if (this.node.getConnections(id).some(c => c.limits === undefined && c.status === 'open')) return
     let p = this.dialing.get(peer)
     if (p === undefined) {
-      // dialThroughRelay retries NO_RESERVATION: a peer between reconnecting and reserving gives it
-      p = dialThroughRelay(this.node, relay, id, { signal: AbortSignal.timeout(timeoutMs) }).then(() => {}).finally(() => this.dialing.delete(peer))
+      // NO_RESERVATION fails at once here: a request's peer that left the relay is most often
+      // gone, and the roles above (inference failover, all-reduce retry) recover faster than a
+      // backoff would (its retries cost a dead server's client ≈ 3 s). A failed WebRTC set-up is
+      // retried once.
+      p = dialThroughRelay(this.node, relay, id, { signal: AbortSignal.timeout(timeoutMs), noReservationRetries: 0 }).then(() => {}).finally(() => this.dialing.delete(peer))
       this.dialing.set(peer, p)
     }
     await p
