@@ -46,6 +46,7 @@ import { loadClientEnds, loadSpanBackend } from '../web/src/swarm/model-backend.
 import { ServerRole } from '../web/src/swarm/server/role.ts'
 import { joinTestPeer, type SwarmTestPeer } from '../test/swarm/libp2p-peer.ts'
 import type { PeerCmd, PeerReply } from './inference-peer.ts'
+import { ipcPeer } from './ipc.ts'
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -157,21 +158,9 @@ async function serveProc (model: string, start: number, end: number): Promise<Se
     '--blocks', String(L), '--device', DEVICE, '--cache-bytes', String(cacheBytes)
   ], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   children.push(child)
-  const pending: Array<(r: PeerReply) => void> = []
-  child.on('message', (r: PeerReply) => { pending.shift()?.(r) })
-  child.on('exit', (code) => { for (const f of pending.splice(0)) f({ ok: false, error: `server process exited with ${code}` }) })
-  const next = async (): Promise<PeerReply & { ok: true }> => {
-    const r = await new Promise<PeerReply>((resolve) => pending.push(resolve))
-    if (!r.ok) throw new Error(`server process: ${r.error}`)
-    return r
-  }
-  child.on('error', () => {}) // a send to a process that just died: its pending command fails on 'exit'
-  const cmd = async (c: PeerCmd): Promise<void> => {
-    const p = next()
-    child.send(c)
-    await p
-  }
-  const hello = await next()
+  const ipc = ipcPeer<PeerCmd, PeerReply>(child, 'server')
+  const cmd = async (c: PeerCmd): Promise<void> => { await ipc.cmd(c) }
+  const hello = await ipc.next()
   return {
     self: hello.id!,
     connect: async (peer) => await cmd({ op: 'connect', peer }),

@@ -19,6 +19,7 @@ import { waitForReservation } from '../web/src/net/peers.ts'
 import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
 import { AllReducePeer, type ReduceBuffers } from '../web/src/swarm/train/allreduce.ts'
 import { quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
+import { ipcPeer } from './ipc.ts'
 
 /** The goodput measure's settings (bench/train.ts flags). */
 export interface GoodputOptions {
@@ -139,16 +140,9 @@ interface PeerProc { id: string, cmd: (c: PeerCmd) => Promise<PeerReply & { ok: 
 async function spawnPeer (relayAddr: string, o: GoodputOptions): Promise<PeerProc> {
   const flags = [...(o.partElements !== undefined ? ['--part-elements', String(o.partElements)] : []), ...(o.windowParts !== undefined ? ['--window-parts', String(o.windowParts)] : [])]
   const child = fork(fileURLToPath(import.meta.url), ['--role', 'goodput-peer', '--relay', relayAddr, ...flags], { execArgv: ['--import', 'tsx', '--expose-gc', ...(PROF_DIR !== undefined ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const pending: Array<(r: PeerReply) => void> = []
-  child.on('message', (r: PeerReply) => { pending.shift()?.(r) })
-  child.on('exit', (code) => { for (const p of pending.splice(0)) p({ ok: false, error: `peer process exited with ${code}` }) })
-  const next = async (): Promise<PeerReply & { ok: true }> => {
-    const r = await new Promise<PeerReply>((resolve) => pending.push(resolve))
-    if (!r.ok) throw new Error(`goodput peer: ${r.error}`)
-    return r
-  }
-  const hello = await next()
-  return { id: hello.id!, child, cmd: async (c) => { const p = next(); child.send(c); return await p } }
+  const ipc = ipcPeer<PeerCmd, PeerReply>(child, 'goodput peer')
+  const hello = await ipc.next()
+  return { id: hello.id!, child, cmd: ipc.cmd }
 }
 
 /**
