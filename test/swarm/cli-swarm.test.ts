@@ -85,6 +85,20 @@ describe('webswarm serve + generate --bootstrap', () => {
     expect(await Promise.all(servers.map(s => s.code))).toEqual([0, 0])
   })
 
+  it('a dense model: serve with no span or expert flags takes all blocks; generate gets the fixture tokens', async () => {
+    const dense = 'test/fixtures/tiny-llama'
+    const denseRef = JSON.parse(readFileSync(join(dense, 'reference.json'), 'utf8')) as { prompt: number[], greedy: number[] }
+    const server = run(['serve', '--model', dense, '--bootstrap', addr, '--device', 'cpu'])
+    expect(JSON.parse((await server.out).trim())).toMatchObject({ model: 'tiny-llama' })
+    const outFile = join(mkdtempSync(join(tmpdir(), 'ws-gen-')), 'out.json')
+    const gen = run(['generate', '--bootstrap', addr, '--model', dense, '--tokens', denseRef.prompt.join(','), '--max-new-tokens', String(denseRef.greedy.length), '--device', 'cpu', '--out', outFile])
+    const code = await Promise.race([gen.code, new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`generate did not finish in ${READY_MS} ms; stderr: ${gen.stderr()}; server: ${server.stderr()}`)), READY_MS))])
+    expect(code, gen.stderr()).toBe(0)
+    expect(JSON.parse(readFileSync(outFile, 'utf8')).tokens).toEqual(denseRef.greedy)
+    server.child.kill('SIGTERM')
+    expect(await server.code).toBe(0)
+  })
+
   it('experts placed by the scheduler (--experts auto) on two peers: identical tokens; servers appear in the CRDT', async () => {
     // The page's view: a peer that reads the peers map.
     observer = await joinSwarm({ bootstrap: [addr], persist: false, iceServers: [], log: () => {} })

@@ -74,7 +74,9 @@ export async function serve (f: Flags): Promise<number> {
   if (expertSpec !== undefined && config.numExperts === 0) throw new UsageError('--experts: this model has no MoE layers')
   const hosted = expertSpec === undefined || auto ? undefined : parseExperts(expertSpec, config.numLayers, config.numExperts)
   const expertLayers = parseLayers(str(f, 'expert-layers'), config.numLayers)
-  const slots = int(f, 'expert-slots', config.numExperts, 1)
+  if (!auto && (f['expert-slots'] !== undefined || f['expert-layers'] !== undefined)) throw new UsageError('--expert-slots and --expert-layers go with --experts auto')
+  // Only `--experts auto` places experts (a dense model has none: its default of 0 slots is never read).
+  const slots = auto ? int(f, 'expert-slots', config.numExperts, 1) : 0
   if (auto && slots > expertLayers.length * config.numExperts) throw new UsageError(`--expert-slots ${slots} exceeds the ${expertLayers.length * config.numExperts} experts of --expert-layers`)
   const blocksSpec = str(f, 'blocks')
   const span = blocksSpec === undefined ? undefined : parseBlocks(blocksSpec, config.numLayers)
