@@ -166,8 +166,17 @@ describe('coordinator choice at membership changes', () => {
     new RunBoard(doc.getMap(TRAIN_MAP), 'late').declare(spec)
     const logs = new Map<string, string[]>()
     const syncs = new Map<string, SyncEvent[]>()
-    const start = async (transport: RpcTransport): Promise<TrainSession> => {
-      const id = transport.self
+    // Each member's claimed whole-contribution norm per round (REDUCE's `norm`).
+    const claims = new Map<string, Map<number, number>>()
+    const start = async (inner: RpcTransport): Promise<TrainSession> => {
+      const id = inner.self
+      const transport = new Tap(inner)
+      const send = transport.request.bind(transport)
+      transport.request = async (to, protocol, body, opts) => {
+        const m = decodeMsg(body)
+        if (m.type === MsgType.REDUCE) { if (!claims.has(id)) claims.set(id, new Map()); claims.get(id)!.set(m.round, m.norm) }
+        return await send(to, protocol, body, opts)
+      }
       logs.set(id, []); syncs.set(id, [])
       const s = await TrainSession.start({
         transport, board: new RunBoard(doc.getMap(TRAIN_MAP), 'late'), backend: cpu, corpus: async () => corpus, allreduce: SLOW_WINDOW,
@@ -202,5 +211,17 @@ describe('coordinator choice at membership changes', () => {
     for (const e of own) { expect(e.members).toEqual(['peer-a', 'peer-b', 'peer-c']); expect(e.attempt).toBe(0) }
     expect(syncs.get('peer-b')!.at(-1)!.members).toEqual(['peer-a', 'peer-b', 'peer-c'])
     for (const l of logs.values()) expect(l.filter(x => /quorum|did not answer READY|refused/.test(x))).toEqual([])
+    // The joiner's first contribution is a whole window's Δ (it trained H steps from the θ_global it
+    // fetched): its norm is of the founders' order, and no honest contribution is clipped in any round.
+    const first = own[0].seq
+    const joinerNorm = claims.get('peer-a')!.get(first)!
+    if (process.env.AR_LOG !== undefined) console.log('whole norms per round', [...claims].map(([p, m]) => `${p}: ${[...m].map(([r, x]) => `${r}=${x.toExponential(2)}`).join(' ')}`))
+    for (const f of ['peer-b', 'peer-c']) {
+      const fn = claims.get(f)!.get(first)!
+      expect(joinerNorm / fn).toBeGreaterThan(0.25)
+      expect(joinerNorm / fn).toBeLessThan(4)
+    }
+    for (const ev of syncs.values()) for (const e of ev) expect(e.clipped).toEqual([])
+    for (const l of logs.values()) expect(l.filter(x => /clipped/.test(x))).toEqual([])
   }, 3 * TEST_MS)
 })

@@ -95,6 +95,32 @@ describe('reducePart (bad-input rules)', () => {
     })
     expect(r.mean).toEqual(Float32Array.from(sum, x => x / 3))
   })
+
+  it('floors the reference at the part\'s share of the claimed whole norms: a sparse part (one peer\'s embedding rows) is not clipped', () => {
+    // A part of n elements of a 100·n vector in which only c's data moved the parameters (tokens
+    // the others never drew): c's part norm is ~1000× theirs, while the three whole norms are
+    // alike — each about √100 × c's part norm, c's part holding its uniform share.
+    const tiny = [quantizeQ8(randn(n, 21, 1e-5), B), quantizeQ8(randn(n, 22, 1e-5), B)]
+    const touched = quantizeQ8(randn(n, 23, 1e-2), B)
+    const share = Math.hypot(...dequantizeQ8(touched, n, B))
+    const contribs = [{ peer: 'a', q: tiny[0], norm: 12 * share }, { peer: 'b', q: tiny[1], norm: 9 * share }, { peer: 'c', q: touched, norm: 10 * share }]
+    expect(reducePart(contribs, n, B).report.clipped.map(x => x.peer)).toEqual(['c']) // part norms alone (no whole given)
+    const r = reducePart(contribs, n, B, 100 * n)
+    expect(r.report.clipped).toEqual([])
+    expect(r.mean).toEqual(ref([tiny[0], tiny[1], touched]))
+  })
+
+  it('one peer\'s claim cannot lift the floor: a huge part claiming a huge whole norm is still clipped to 4× the honest reference', () => {
+    const huge = quantizeQ8(randn(n, 9, 1e3), B)
+    const h = honest.map(q => Math.hypot(...dequantizeQ8(q, n, B)))
+    const whole = 16 * n // honest whole norms: ≈ 4 × the part's (dense, uniform)
+    for (const claim of [1e-9, 4 * h[2], 1e12]) {
+      const r = reducePart([{ peer: 'a', q: honest[0], norm: 4 * h[0] }, { peer: 'b', q: honest[1], norm: 4 * h[1] }, { peer: 'c', q: huge, norm: claim }], n, B, whole)
+      expect(r.report.clipped.map(x => x.peer)).toEqual(['c'])
+      // reference: max(lower median of part norms, lower median of claims × √(1/16)) = the larger honest part norm
+      expect(r.report.clipped[0].cap).toBeCloseTo(4 * Math.max(h[0], h[1]), 6)
+    }
+  })
 })
 
 describe('ErrorFeedback', () => {
@@ -170,7 +196,7 @@ describe('allreduce wire', () => {
       { type: MsgType.READY, run: 'r', round: 3, failedAttempt: -1, suspects: ['x'] },
       { type: MsgType.START, run: 'r', round: 3, attempt: 1, key: 'a:3:1', members: ['a', 'b'] },
       { type: MsgType.BEHIND, run: 'r', round: 3, completed: 4 },
-      { type: MsgType.REDUCE, run: 'r', round: 3, key: 'k', members: ['a', 'b'], part: 2, n: 100, partElements: 4096, payload: new Uint8Array([1, 2, 3]) },
+      { type: MsgType.REDUCE, run: 'r', round: 3, key: 'k', members: ['a', 'b'], part: 2, n: 100, partElements: 4096, norm: 0.125, payload: new Uint8Array([1, 2, 3]) },
       { type: MsgType.RESULT, part: 2, n: 64, accepted: 2, rejected: ['c'], clipped: [], payload: new Uint8Array(68) },
       { type: MsgType.FAIL, reason: 'x', suspects: ['b'] },
       { type: MsgType.FETCH, run: 'r', key: 'k', part: 1 },
@@ -187,7 +213,7 @@ describe('allreduce wire', () => {
     for (let len = 1; len <= 12; len++) {
       const run = 'r'.repeat(len) + 'é' // a 2-byte UTF-8 character: padding counts bytes, not characters
       const payload = new Uint8Array(68).map((_, i) => i)
-      const body = encodeMsg({ type: MsgType.REDUCE, run, round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, payload })
+      const body = encodeMsg({ type: MsgType.REDUCE, run, round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, norm: 1, payload })
       const m = decodeMsg(body) as ReduceMsg
       expect(m.run).toBe(run)
       expect(m.payload.byteOffset % 4).toBe(0)
@@ -196,8 +222,8 @@ describe('allreduce wire', () => {
     }
   })
 
-  it('refuses a REDUCE without a valid part size, and version-1 messages', () => {
-    const good = encodeMsg({ type: MsgType.REDUCE, run: 'r', round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, payload: new Uint8Array(68) })
+  it('refuses a REDUCE without a valid part size or norm, and version-2 messages', () => {
+    const good = encodeMsg({ type: MsgType.REDUCE, run: 'r', round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, norm: 1, payload: new Uint8Array(68) })
     const json = new TextDecoder().decode(good.subarray(6, 6 + new DataView(good.buffer).getUint32(2, true)))
     for (const bad of [json.replace('"partElements":64', '"partElements":0'), json.replace(',"partElements":64', '')]) {
       const h = new TextEncoder().encode(bad)
@@ -205,8 +231,14 @@ describe('allreduce wire', () => {
       b.set(good.subarray(0, 2)); new DataView(b.buffer).setUint32(2, h.byteLength, true); b.set(h, 6)
       expect(() => decodeMsg(b)).toThrow(/field partElements/)
     }
-    const v1 = good.slice(); v1[0] = 1
-    expect(() => decodeMsg(v1)).toThrow(/wire version 1, expected 2/)
+    for (const bad of [json.replace('"norm":1', '"norm":-1'), json.replace('"norm":1', '"norm":"1"'), json.replace('"norm":1', '"norm":null'), json.replace(',"norm":1', '')]) {
+      const h = new TextEncoder().encode(bad)
+      const b = new Uint8Array(6 + h.byteLength + 68)
+      b.set(good.subarray(0, 2)); new DataView(b.buffer).setUint32(2, h.byteLength, true); b.set(h, 6)
+      expect(() => decodeMsg(b)).toThrow(/field norm/)
+    }
+    const v2 = good.slice(); v2[0] = 2
+    expect(() => decodeMsg(v2)).toThrow(/wire version 2, expected 3/)
   })
 
   it('refuses garbage with a typed error, never a partial message', () => {

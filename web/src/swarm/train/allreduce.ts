@@ -22,7 +22,7 @@
  * Nothing is applied from a failed attempt, so no update is counted twice.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { dequantizeQ8Into } from './q8fast.ts'
+import { dequantizeQ8Into, normQ8 } from './q8fast.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import {
   ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
@@ -125,6 +125,8 @@ interface OwnerPart {
   len: number
   /** null: refused before reduction (wrong run, mismatched plan). */
   contributions: Map<string, Uint8Array | null>
+  /** Each sender's claimed norm of its whole contribution (REDUCE's `norm`). */
+  norms: Map<string, number>
   waiters: Array<(m: AllReduceMsg) => void>
   timer?: ReturnType<typeof setTimeout>
   done?: ResultMsg | FailMsg
@@ -239,6 +241,8 @@ export class AllReducePeer {
     if (q.byteLength !== q8Bytes(n, this.block)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not q8 of ${n} elements in blocks of ${this.block}`)
     if (into.mean !== undefined && into.mean.length !== n) throw new TrainArgumentError(`reduce: the mean buffer holds ${into.mean.length} elements, not ${n}`)
     if (into.qMean !== undefined && into.qMean.byteLength !== q.byteLength) throw new TrainArgumentError(`reduce: the qMean buffer holds ${into.qMean.byteLength} bytes, not ${q.byteLength}`)
+    // The whole contribution's norm, sent with every part: owners compare peers by it (reduce.ts).
+    const norm = normQ8(q, n, this.block)
     let failedAttempt = -1
     let suspects: string[] = []
     const strikes = new Map<string, number>()
@@ -269,7 +273,7 @@ export class AllReducePeer {
       attempts++
       if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
       try {
-        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n, into)
+        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n, norm, into)
         void this.sendDone(coord, round, reply.key)
         this.completedRound = Math.max(this.completedRound, round)
         this.prune(round)
@@ -297,7 +301,7 @@ export class AllReducePeer {
     return this.opts.directory.expected(round).filter(p => !this.dead.has(p)).sort()[0]
   }
 
-  private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number, into: ReduceBuffers): Promise<ReduceOutcome> {
+  private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number, norm: number, into: ReduceBuffers): Promise<ReduceOutcome> {
     if (members.length > MAX_MEMBERS) throw new AllReduceProtocolError(`${members.length} members exceed ${MAX_MEMBERS}`)
     const plan = planParts(n, members, this.block, this.partElements)
     const att: MemberAttempt = { round, parts: new Map(plan.map(p => [p.id, { settled: false, repairing: false, waiters: [] }])) }
@@ -325,7 +329,7 @@ export class AllReducePeer {
     }
     const doPart = async (p: PartPlan): Promise<void> => {
       const len = p.end - p.start
-      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, partElements: this.partElements, payload: sliceQ8(q, p.start, p.end, this.block) }
+      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, partElements: this.partElements, norm, payload: sliceQ8(q, p.start, p.end, this.block) }
       let reply: AllReduceMsg | undefined
       try {
         reply = await this.rpc(p.owner, msg, 2 * this.partTimeoutMs)
@@ -557,12 +561,12 @@ export class AllReducePeer {
     const id = `${m.key}#${m.part}`
     let op = this.ownerParts.get(id)
     if (op === undefined) {
-      op = { members: m.members, n: m.n, len: p.end - p.start, contributions: new Map(), waiters: [] }
+      op = { members: m.members, n: m.n, len: p.end - p.start, contributions: new Map(), norms: new Map(), waiters: [] }
       this.ownerParts.set(id, op)
     }
     if (op.done !== undefined) return op.done
     const sameAttempt = op.n === m.n && op.members.join('\n') === m.members.join('\n')
-    if (!op.contributions.has(from)) op.contributions.set(from, sameAttempt ? m.payload : null)
+    if (!op.contributions.has(from)) { op.contributions.set(from, sameAttempt ? m.payload : null); op.norms.set(from, m.norm) }
     const part = op
     return await new Promise<AllReduceMsg>((resolve) => {
       part.waiters.push(resolve)
@@ -591,7 +595,7 @@ export class AllReducePeer {
     const bytes = q8Bytes(op.len, this.block)
     if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes)
     const q = this.scratch.subarray(0, bytes)
-    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined })), op.len, this.block, q)
+    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer) })), op.len, this.block, q, undefined, op.n)
     for (const x of report.rejected) this.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
     for (const x of report.clipped) this.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
     const head: ResultMsg = {
@@ -602,14 +606,14 @@ export class AllReducePeer {
     payload.set(q)
     op.done = { ...head, payload }
     this.encoded.set(op.done, body)
-    op.contributions.clear()
+    op.contributions.clear(); op.norms.clear()
     for (const w of op.waiters.splice(0)) w(op.done)
   }
 
   private failPart (op: OwnerPart): void {
     const missing = op.members.filter(p => !op.contributions.has(p))
     op.done = { type: MsgType.FAIL, reason: `no contribution from ${missing.join(', ')} within ${this.partTimeoutMs} ms`, suspects: missing }
-    op.contributions.clear()
+    op.contributions.clear(); op.norms.clear()
     for (const w of op.waiters.splice(0)) w(op.done)
   }
 

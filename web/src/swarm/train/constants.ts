@@ -12,9 +12,11 @@ export const ALLREDUCE_PROTOCOL = ALLREDUCE.id
  * Wire version in byte 0 of every allreduce message; another version is refused. 2: REDUCE
  * carries the sender's part size (`partElements`; the default went from 64 Ki to 256 Ki elements,
  * and peers cutting the vector differently would each reject the other's parts as malformed), and
- * DONE no longer carries a hash of the mean (nothing read it).
+ * DONE no longer carries a hash of the mean (nothing read it). 3: REDUCE carries `norm`, the
+ * sender's L2 norm of its whole contribution, which the owners' norm rule compares (per-part
+ * norms are not comparable across peers: an embedding row only one peer's data touched).
  */
-export const ALLREDUCE_WIRE_VERSION = 2
+export const ALLREDUCE_WIRE_VERSION = 3
 
 /** Largest JSON header of an allreduce message, bytes: ids, counts and member lists only. */
 export const MAX_HEADER_BYTES = 16 * 1024
@@ -82,11 +84,16 @@ export const DEFAULT_OUTER_MOMENTUM = 0.9
 
 /**
  * Bad-input rule: a contribution whose L2 norm exceeds this multiple of the reference norm (the
- * lower median of the part's contributions) is scaled down to it. 4× lets honest workers that
+ * lower median of the part's contributions, floored at the part's share of the members' claimed
+ * whole norms: reduce.ts) is scaled down to it. 4× lets honest workers that
  * drew harder data through untouched (their norms spread by < 2× in our runs) while a corrupted
  * or malicious update moves θ_global by at most as much as four honest ones.
  */
 export const NORM_CLIP_FACTOR = 4
 
-/** Contributions needed before the norm rule applies: with one, there is nothing to compare to. */
+/**
+ * Contributions needed before the norm rule applies: with one, there is nothing to compare to.
+ * With two it still applies (the smaller sets the reference): a hostile peer of a pair can then
+ * only shrink one round's update, not blow θ_global up (README.md § Bad input).
+ */
 export const NORM_RULE_MIN_MEMBERS = 2

@@ -12,6 +12,11 @@ import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
 export interface Contribution {
   peer: string
   q: Uint8Array | undefined
+  /**
+   * The sender's L2 norm of its whole contribution this round (REDUCE's `norm`): with `whole`,
+   * it sets a floor under the norm rule's reference (reducePartInto).
+   */
+  norm?: number
 }
 
 export interface ReduceReport {
@@ -51,15 +56,22 @@ export function checkContribution (q: Uint8Array, n: number, block: number): str
  * Mean of the contributions that pass the rules:
  *  1. wrong byte size, or a non-finite / negative scale → rejected (it cannot be a q8 vector of
  *     this part; NaN/Inf can only enter through scales, int8 values are always finite);
- *  2. L2 norm above NORM_CLIP_FACTOR × the lower median of the accepted norms → scaled down to
+ *  2. norm above NORM_CLIP_FACTOR × the lower median of the accepted norms → scaled down to
  *     that cap (clipped, not dropped: a worker that drew unusual data still counts, bounded).
+ *     The reference is never below the part's share of the claimed whole norms: lower median of
+ *     the claims × √(n / whole). Part norms alone are not comparable across honest peers: in a
+ *     part of embedding rows that only one peer's data touched, the others' Δ is ≈ 0 (weight
+ *     decay only) and the one honest update would be cut ~100×. The touched peer's part norm is
+ *     about its uniform share (AdamW moves every touched element by ~lr per step), well under 4×
+ *     the floor; a hostile peer stays bounded part by part, so ≈ 4√2 × an honest whole norm in all
+ *     (its own claim cannot raise the floor: it is one value of the lower median).
  * The mean divides by the number of accepted contributions. Missing ones (`q` undefined) count
  * as rejected. No accepted contribution → a zero mean.
  */
-export function reducePart (contribs: readonly Contribution[], n: number, block: number): ReduceResult {
+export function reducePart (contribs: readonly Contribution[], n: number, block: number, whole?: number): ReduceResult {
   const mean = new Float32Array(n)
   const q = new Uint8Array(q8Bytes(n, block))
-  return { mean, q, report: reducePartInto(contribs, n, block, q, mean) }
+  return { mean, q, report: reducePartInto(contribs, n, block, q, mean, whole) }
 }
 
 /**
@@ -71,24 +83,27 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
  * sum is redone with the factors — the same f64 operations in the same order as the two-pass
  * rule, so the bytes never depend on the path.
  */
-export function reducePartInto (contribs: readonly Contribution[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array): ReduceReport {
+export function reducePartInto (contribs: readonly Contribution[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array, whole?: number): ReduceReport {
   if (out.byteLength !== q8Bytes(n, block)) throw new RangeError(`reducePartInto: out holds ${out.byteLength} bytes, q8 of ${n} elements is ${q8Bytes(n, block)}`)
   if (meanOut !== undefined && meanOut.length < n) throw new RangeError(`reducePartInto: meanOut holds ${meanOut.length} elements, fewer than ${n}`)
   const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
-  const ok: Array<{ peer: string, q: Uint8Array }> = []
+  const ok: Array<{ peer: string, q: Uint8Array, claim: number | undefined }> = []
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
     const why = checkContribution(c.q, n, block)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
-    ok.push({ peer: c.peer, q: c.q })
+    ok.push({ peer: c.peer, q: c.q, claim: c.norm })
   }
   const qs = ok.map(o => o.q)
   const norms = new Float64Array(ok.length)
   meanQ8Into(qs, ok.map(() => 1), n, block, out, meanOut, norms)
   let cap = Infinity
   if (ok.length >= NORM_RULE_MIN_MEMBERS) {
-    const sorted = Array.from(norms).sort((a, b) => a - b)
-    const ref = sorted[Math.floor((sorted.length - 1) / 2)]
+    let ref = lowerMedian(Array.from(norms))
+    const claims = ok.map(o => o.claim)
+    if (whole !== undefined && whole >= n && claims.every(c => c !== undefined && Number.isFinite(c) && c >= 0)) {
+      ref = Math.max(ref, lowerMedian(claims as number[]) * Math.sqrt(n / whole))
+    }
     if (ref > 0) cap = NORM_CLIP_FACTOR * ref
   }
   const factors = ok.map((o, c) => { // member order: the sum's rounding is the same whoever computes it
@@ -99,4 +114,10 @@ export function reducePartInto (contribs: readonly Contribution[], n: number, bl
   })
   if (report.clipped.length > 0) meanQ8Into(qs, factors, n, block, out, meanOut)
   return report
+}
+
+/** The lower median: with 2 values the smaller, with 3 the middle one (one outlier never sets it). */
+function lowerMedian (xs: number[]): number {
+  const sorted = xs.slice().sort((a, b) => a - b)
+  return sorted[Math.floor((sorted.length - 1) / 2)]
 }

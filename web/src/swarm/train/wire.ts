@@ -38,7 +38,8 @@ export interface StartMsg { type: typeof MsgType.START, run: string, round: numb
 /** coordinator → member: the round completed without you (or you were left out): resync. */
 export interface BehindMsg { type: typeof MsgType.BEHIND, run: string, round: number, completed: number }
 /** member → owner: my contribution to `part` of attempt `key` (payload: q8), the vector cut in parts of ≤ `partElements`. */
-export interface ReduceMsg { type: typeof MsgType.REDUCE, run: string, round: number, key: string, members: string[], part: number, n: number, partElements: number, payload: Uint8Array }
+/** `norm`: the sender's L2 norm of its whole contribution this round (the owners' norm rule compares peers by it, reduce.ts). */
+export interface ReduceMsg { type: typeof MsgType.REDUCE, run: string, round: number, key: string, members: string[], part: number, n: number, partElements: number, norm: number, payload: Uint8Array }
 /** owner/member → member: the reduced part (payload: q8 mean); who was refused or clipped. */
 export interface ResultMsg { type: typeof MsgType.RESULT, part: number, n: number, accepted: number, rejected: string[], clipped: string[], payload: Uint8Array }
 /** Refusal of a REDUCE/READY: why, and which members the sender suspects. */
@@ -108,6 +109,12 @@ function int (h: Obj, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number
   return v
 }
 
+function norm (h: Obj, k: string): number {
+  const v = h[k]
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new AllReduceProtocolError(`field ${k} must be a finite number ≥ 0, got ${String(v)}`)
+  return v
+}
+
 function ids (h: Obj, k: string): string[] {
   const v = h[k]
   if (!Array.isArray(v) || v.length > MAX_MEMBERS) throw new AllReduceProtocolError(`field ${k} must be a list of ≤ ${MAX_MEMBERS} peer ids`)
@@ -154,7 +161,7 @@ export function decodeMsg (bytes: Uint8Array): AllReduceMsg {
       none(payload, type)
       return { type, run: str(h, 'run'), round: int(h, 'round'), completed: int(h, 'completed', -1) }
     case MsgType.REDUCE:
-      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS), members: sortedUnique(ids(h, 'members'), 'members'), part: int(h, 'part'), n: int(h, 'n', 1), partElements: int(h, 'partElements', 1), payload }
+      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS), members: sortedUnique(ids(h, 'members'), 'members'), part: int(h, 'part'), n: int(h, 'n', 1), partElements: int(h, 'partElements', 1), norm: norm(h, 'norm'), payload }
     case MsgType.RESULT:
       return { type, part: int(h, 'part'), n: int(h, 'n', 1), accepted: int(h, 'accepted'), rejected: ids(h, 'rejected'), clipped: ids(h, 'clipped'), payload }
     case MsgType.FAIL:
