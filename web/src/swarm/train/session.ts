@@ -13,7 +13,7 @@ import { TextDataset, type Window } from '../../model/data.ts'
 import { initModel } from '../../model/model.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import { AllReducePeer, type AllReduceOptions, type SnapshotState } from './allreduce.ts'
-import { StateHashMismatchError } from './errors.ts'
+import { RoundFailedError, StateHashMismatchError } from './errors.ts'
 import { fetchLatestState, fetchSnapshot, type LatestState } from './late-join.ts'
 import { MEMBER_HEARTBEAT_MS, RunForkedError, specContentKey } from './membership.ts'
 import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run.ts'
@@ -88,13 +88,17 @@ export class TrainSession {
     }, {
       onStep: (e) => { lossSum += e.loss; lossSteps++; init.onStep?.(e) },
       onSync: (e) => {
-        if (e.resynced !== true) session!.publish(e)
+        if (e.resynced !== true && e.satOut !== true) session!.publish(e)
+        // After a resync this peer sits out the syncs whose windows it did not train (F > 1):
+        // the others must not expect it in them (they would wait out a ready window each).
+        if (e.resynced === true) init.board.join(self, worker.contributesFrom, session!.founding)
         // This worker's mean inner loss since its last sync, for every peer's dashboard.
         if (lossSteps > 0) init.board.recordLoss(self, e.seq, lossSum / lossSteps)
         lossSum = 0; lossSteps = 0
         init.onSync?.(e)
       },
-      resync: async () => await session!.fetchLatest()
+      resync: async () => await session!.fetchLatest(),
+      observe: async (seq) => await session!.fetchRecorded(seq)
     })
     session = new TrainSession(spec, worker, ar, init)
     for (const { key, reason } of init.board.memberStatus().ignored) init.log?.(`train: ignoring board entry ${key}: ${reason}`)
@@ -104,8 +108,8 @@ export class TrainSession {
       init.board.join(self, 0, spec.genesis)
     } else {
       await worker.initFromSnapshot(await session.fetchLatest())
-      init.board.join(self, worker.nextSeq, spec.genesis)
-      init.log?.(`train: joined run ${spec.id} late, at sync ${worker.nextSeq} (θ_global ${worker.lastHash.slice(0, 12)}…)`)
+      init.board.join(self, worker.contributesFrom, spec.genesis)
+      init.log?.(`train: joined run ${spec.id} late, after sync ${worker.lastSeq}, contributing from sync ${worker.contributesFrom} (θ_global ${worker.lastHash.slice(0, 12)}…)`)
     }
     session.startHeartbeat()
     return session
@@ -115,7 +119,7 @@ export class TrainSession {
   private startHeartbeat (): void {
     const { board } = this.init
     this.heartbeatTimer = setInterval(() => {
-      if (!board.heartbeat(this.self)) board.join(this.self, this.worker.nextSeq, this.genesis)
+      if (!board.heartbeat(this.self)) board.join(this.self, Math.max(this.worker.nextSeq, this.worker.contributesFrom), this.genesis)
       board.prune()
     }, this.init.heartbeatMs ?? MEMBER_HEARTBEAT_MS)
     // A Node peer exits when its work is done, not when its heartbeat is the only thing left.
@@ -181,10 +185,30 @@ export class TrainSession {
     if (got.via === 'snapshot' && this.init.shards !== undefined) await this.init.shards.publish(got.state.data).catch(() => {})
     if (spec !== undefined && spec.genesis !== this.genesis) {
       this.genesis = spec.genesis
-      this.init.board.join(this.self, got.state.round + 1, this.genesis)
-      this.init.log?.(`train: now in founding ${this.genesis} from sync ${got.state.round + 1} (θ_global ${got.state.hash.slice(0, 12)}…)`)
+      const from = got.state.round + this.worker.fragments.length // its first whole window (worker.contributesFrom)
+      this.init.board.join(this.self, from, this.genesis)
+      this.init.log?.(`train: now in founding ${this.genesis} from sync ${from} (θ_global ${got.state.hash.slice(0, 12)}…)`)
     }
     return got.state
+  }
+
+  /**
+   * The swarm's state of sync `seq` or newer, once the board records it: a sync this peer sits
+   * out (worker.contributesFrom). Waits at most two coordinator timeouts (a round that long is
+   * stuck); then throws, and the worker resyncs to whatever is newest.
+   */
+  async fetchRecorded (seq: number): Promise<SnapshotState> {
+    const { board } = this.init
+    if (board.latest().seq < seq) {
+      const ms = 2 * this.allreduce.coordinatorTimeoutMs
+      await new Promise<void>((resolve, reject) => {
+        const done = (): void => { clearTimeout(timer); unwatch(); resolve() }
+        const timer = setTimeout(() => { unwatch(); reject(new RoundFailedError(`sync ${seq} was not recorded within ${ms} ms`)) }, ms)
+        const unwatch = board.watch(() => { if (board.latest().seq >= seq) done() })
+        if (board.latest().seq >= seq) done()
+      })
+    }
+    return await this.fetchLatest()
   }
 
   /** Publishes sync `e`'s state as shards (when there are shards), then records hash and root on the board. */

@@ -78,6 +78,11 @@ export interface SyncEvent {
   evalLoss?: number
   /** Set when this peer was left out and resynced from a peer instead. */
   resynced?: boolean
+  /**
+   * Set when this peer sat the sync out because its fragment's window began before this peer's
+   * θ_local came from θ_global (a streaming joiner's first F − 1 syncs) and took the swarm's result.
+   */
+  satOut?: boolean
 }
 
 export interface WorkerHooks {
@@ -85,6 +90,17 @@ export interface WorkerHooks {
   onSync?: (e: SyncEvent) => void
   /** Called when the worker fell behind: must return the swarm's state (late-join.ts fetch). */
   resync?: () => Promise<SnapshotState>
+  /**
+   * The swarm's state of sync `seq` (or newer), once the run records it: how a worker that sits a
+   * sync out gets its result (`contributesFrom`). Without it such a worker contributes a partial
+   * window's Δ instead.
+   */
+  observe?: (seq: number) => Promise<SnapshotState>
+}
+
+/** What a sync that this worker sat out brings back: the swarm's state after it. */
+class Observed {
+  constructor (readonly state: SnapshotState) {}
 }
 
 /** Time (inner step) at which sync `seq` starts. */
@@ -106,6 +122,14 @@ export class DiLoCoWorker {
   nextSeq = 0
   lastSeq = -1
   lastHash = ''
+  /**
+   * The first sync whose whole window this worker trained from θ_global, so the first it
+   * contributes to: 0 for a founder; after a snapshot of sync s, s + F. Fragment f's window is the
+   * H steps since its previous sync, and a snapshot resets θ_local of every fragment at once, so
+   * syncs s + 1 … s + F − 1 would carry only part of a window's Δ (1/F … (F − 1)/F): the worker
+   * sits them out (`hooks.observe`) and enters the board's membership from s + F. F = 1: s + 1.
+   */
+  contributesFrom = 0
   private momentumHash = ''
   readonly trainer: Trainer
   private readonly ef: ErrorFeedback[]
@@ -124,7 +148,7 @@ export class DiLoCoWorker {
   private readonly schedule: ScheduleOptions
   private windows: Generator<Window> | undefined
   private windowsSeq = -1
-  private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError> } | undefined
+  private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError | Observed> } | undefined
 
   constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
     const H = opts.innerSteps
@@ -177,6 +201,7 @@ export class DiLoCoWorker {
     const meta = JSON.parse(s.meta) as { step?: unknown }
     this.lastSeq = s.round
     this.nextSeq = s.round + 1
+    this.contributesFrom = s.round + (this.hooks.observe !== undefined ? this.F : 1)
     this.step = typeof meta.step === 'number' && Number.isInteger(meta.step) ? meta.step : (s.round < 0 ? 0 : syncTime(s.round, this.H, this.F))
     for (const e of this.ef) e.residual.fill(0)
     this.inflight = undefined
@@ -268,6 +293,16 @@ export class DiLoCoWorker {
   private async launch (): Promise<void> {
     const seq = this.nextSeq++
     const frag = this.fragments[seq % this.F]
+    const observe = this.hooks.observe
+    if (seq < this.contributesFrom && observe !== undefined) {
+      const promise = observe(seq).then(state => new Observed(state), (e: unknown) => {
+        if (this.hooks.resync !== undefined) return new BehindError(seq, -1)
+        throw e
+      })
+      promise.catch(() => {})
+      this.inflight = { seq, landAt: this.step + this.tau, promise }
+      return
+    }
     const local = await this.readLocal()
     const delta = pseudoGradient(this.global.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
     const { q } = this.ef[frag.index].compress(delta)
@@ -289,12 +324,16 @@ export class DiLoCoWorker {
     const fl = this.inflight!
     this.inflight = undefined
     const frag = this.fragments[fl.seq % this.F]
-    let out: ReduceOutcome | BehindError
+    let out: ReduceOutcome | BehindError | Observed
     try {
       out = await fl.promise
     } catch (e) {
       this.ef[frag.index].discard()
       throw e
+    }
+    if (out instanceof Observed) {
+      await this.landObserved(fl.seq, out.state)
+      return
     }
     if (out instanceof BehindError) {
       this.ef[frag.index].discard()
@@ -319,6 +358,34 @@ export class DiLoCoWorker {
     this.lastSeq = fl.seq
     await this.rehash()
     const ev: SyncEvent = { seq: fl.seq, fragment: frag.index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
+    if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
+    this.hooks.onSync?.(ev)
+  }
+
+  /**
+   * A sync this worker sat out: θ_global ‖ momentum become the swarm's state after it, and only
+   * that sync's fragment restarts its window (θ_local ← θ_global there), as it does on every
+   * member; the other fragments keep training. A state newer than `seq` (the swarm ran ahead)
+   * is taken as a resync.
+   */
+  private async landObserved (seq: number, s: SnapshotState): Promise<void> {
+    const frag = this.fragments[seq % this.F]
+    if (s.round !== seq) {
+      if (s.round < seq) throw new TrainArgumentError(`observe(${seq}) returned the state of sync ${s.round}`)
+      await this.initFromSnapshot(s)
+      this.hooks.onSync?.({ seq: this.lastSeq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], resynced: true })
+      return
+    }
+    const P = this.layout.total
+    if (s.data.byteLength !== 8 * P) throw new TrainArgumentError(`state holds ${s.data.byteLength} bytes, θ and momentum of ${P} parameters are ${8 * P}`)
+    const f = new Float32Array(s.data.slice().buffer)
+    this.global = f.slice(0, P)
+    this.momentum = f.slice(P)
+    await this.rehash()
+    if (this.lastHash !== s.hash || this.momentumHash !== s.momentumHash) throw new TrainArgumentError('observed state bytes do not match their hashes')
+    this.writeLocal(this.global, frag.start, frag.end)
+    this.lastSeq = seq
+    const ev: SyncEvent = { seq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], satOut: true }
     if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
     this.hooks.onSync?.(ev)
   }
