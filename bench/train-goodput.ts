@@ -18,7 +18,7 @@ import { createPeer, createRelay } from '../web/src/net/node.ts'
 import { waitForReservation } from '../web/src/net/peers.ts'
 import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
 import { AllReducePeer, type ReduceBuffers } from '../web/src/swarm/train/allreduce.ts'
-import { quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
+import { normQ8, quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
 import { ipcPeer } from './ipc.ts'
 
 /** The goodput measure's settings (bench/train.ts flags). */
@@ -72,7 +72,7 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
   t.handle(SINK_PROTOCOL, async () => new Uint8Array(1))
   let ar: AllReducePeer | undefined
   let ids: string[] = []
-  let input: { n: number, q: Uint8Array, into: ReduceBuffers } | undefined
+  let input: { n: number, q: Uint8Array, norm: number, into: ReduceBuffers } | undefined
   const reply = (r: PeerReply): void => { process.send?.(r) }
   process.on('message', (m: PeerCmd) => {
     const t0 = performance.now()
@@ -101,8 +101,9 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
           const x = new Float32Array(m.n)
           for (let i = 0; i < m.n; i++) x[i] = Math.sin(i + t.self.length)
           const q = quantizeQ8Fast(x, m.n, 64)
-          // receive buffers reused across rounds, as a worker reuses its per-fragment ones
-          input = { n: m.n, q, into: { mean: new Float32Array(m.n), qMean: new Uint8Array(q.byteLength) } }
+          // receive buffers reused across rounds, as a worker reuses its per-fragment ones; the
+          // norm a worker's ErrorFeedback.compress returns with q (the all-reduce sends it)
+          input = { n: m.n, q, norm: normQ8(q, m.n, 64), into: { mean: new Float32Array(m.n), qMean: new Uint8Array(q.byteLength) } }
           break
         }
         case 'allreduce': {
@@ -114,7 +115,7 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
             })
           }
           if (input?.n !== m.n) throw new Error(`no input of ${m.n} elements prepared`)
-          await ar.reduce(m.round, input.q, m.n, input.into)
+          await ar.reduce(m.round, input.q, m.n, input.into, input.norm)
           break
         }
         case 'stop':

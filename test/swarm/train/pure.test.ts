@@ -6,6 +6,7 @@ import { fragmentsOf, layoutOf } from '../../../web/src/swarm/train/flat.ts'
 import { hashBytes, nesterovStep, resolveOuter } from '../../../web/src/swarm/train/outer.ts'
 import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
+import { normQ8 } from '../../../web/src/swarm/train/q8fast.ts'
 import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg, type ReduceMsg } from '../../../web/src/swarm/train/wire.ts'
 import { AllReduceProtocolError } from '../../../web/src/swarm/train/errors.ts'
 
@@ -132,7 +133,9 @@ describe('ErrorFeedback', () => {
     for (let r = 0; r < 20; r++) {
       const d = randn(n, 100 + r, 1e-3)
       d[r] = 0.5 // an outlier in each block crushes the small values: error feedback carries them
-      const { sent } = ef.compress(d)
+      const { q, sent, norm } = ef.compress(d)
+      // the norm the all-reduce sends is what is sent: normQ8 of the bytes, up to f64 rounding
+      expect(Math.abs(norm - normQ8(q, n, B))).toBeLessThanOrEqual(1e-6 * norm)
       ef.commit()
       for (let i = 0; i < n; i++) { sumDelta[i] += d[i]; sumSent[i] += sent[i] }
     }

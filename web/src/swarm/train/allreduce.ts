@@ -233,16 +233,19 @@ export class AllReducePeer {
 
   /**
    * All-reduce mean of this peer's q8 contribution `q` (n elements in blocks of `block`) with the
-   * round's other members, written into `into`'s buffers when given. Throws BehindError (the
+   * round's other members, written into `into`'s buffers when given. `norm`: the L2 norm of q's
+   * dequantization (ErrorFeedback.compress has it; computed here when absent), sent with every
+   * part for the owners' norm rule. Throws BehindError (the
    * round completed without us: resync), RoundFailedError or NoCoordinatorError.
    */
-  async reduce (round: number, q: Uint8Array, n: number, into: ReduceBuffers = {}): Promise<ReduceOutcome> {
+  async reduce (round: number, q: Uint8Array, n: number, into: ReduceBuffers = {}, norm?: number): Promise<ReduceOutcome> {
     if (this.stopped) throw new TrainArgumentError('reduce on a stopped AllReducePeer')
     if (q.byteLength !== q8Bytes(n, this.block)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not q8 of ${n} elements in blocks of ${this.block}`)
     if (into.mean !== undefined && into.mean.length !== n) throw new TrainArgumentError(`reduce: the mean buffer holds ${into.mean.length} elements, not ${n}`)
     if (into.qMean !== undefined && into.qMean.byteLength !== q.byteLength) throw new TrainArgumentError(`reduce: the qMean buffer holds ${into.qMean.byteLength} bytes, not ${q.byteLength}`)
+    if (norm !== undefined && !(Number.isFinite(norm) && norm >= 0)) throw new TrainArgumentError(`reduce: norm must be finite and ≥ 0, got ${norm}`)
     // The whole contribution's norm, sent with every part: owners compare peers by it (reduce.ts).
-    const norm = normQ8(q, n, this.block)
+    const claim = norm ?? normQ8(q, n, this.block)
     let failedAttempt = -1
     let suspects: string[] = []
     const strikes = new Map<string, number>()
@@ -273,7 +276,7 @@ export class AllReducePeer {
       attempts++
       if (reply.type !== MsgType.START || reply.round !== round || !reply.members.includes(this.self)) throw new AllReduceProtocolError(`coordinator ${coord} answered READY with message type ${reply.type}`)
       try {
-        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n, norm, into)
+        const out = await this.runAttempt(round, reply.key, reply.attempt, reply.members, q, n, claim, into)
         void this.sendDone(coord, round, reply.key)
         this.completedRound = Math.max(this.completedRound, round)
         this.prune(round)

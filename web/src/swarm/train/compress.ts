@@ -26,9 +26,11 @@ export class ErrorFeedback {
 
   /**
    * delta (n) → q8 bytes of (delta + residual); the new residual (what q8 dropped) waits for
-   * commit(). Throws on non-finite input: a diverged worker must not send.
+   * commit(). `norm`: L2 norm of what is sent (the dequantized q8, summed in f64), taken in the
+   * residual's pass instead of another pass over the bytes (the all-reduce sends it, reduce.ts).
+   * Throws on non-finite input: a diverged worker must not send.
    */
-  compress (delta: Float32Array): { q: Uint8Array, sent: Float32Array } {
+  compress (delta: Float32Array): { q: Uint8Array, sent: Float32Array, norm: number } {
     if (delta.length !== this.n) throw new TrainArgumentError(`ErrorFeedback: delta has ${delta.length} elements, expected ${this.n}`)
     const target = new Float32Array(this.n)
     for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
@@ -36,9 +38,10 @@ export class ErrorFeedback {
     const sent = new Float32Array(this.n)
     dequantizeQ8Into(q, this.n, this.block, sent)
     const next = new Float32Array(this.n)
-    for (let i = 0; i < this.n; i++) next[i] = target[i] - sent[i]
+    let ss = 0
+    for (let i = 0; i < this.n; i++) { const v = sent[i]; next[i] = target[i] - v; ss += v * v }
     this.pending = next
-    return { q, sent }
+    return { q, sent, norm: Math.sqrt(ss) }
   }
 
   /** The round counted the last compressed contribution: keep what it dropped for next time. */

@@ -305,12 +305,12 @@ export class DiLoCoWorker {
     }
     const local = await this.readLocal()
     const delta = pseudoGradient(this.global.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
-    const { q } = this.ef[frag.index].compress(delta)
+    const { q, norm } = this.ef[frag.index].compress(delta)
     const n = frag.end - frag.start
     const into = this.recv[frag.index]
     into.mean ??= new Float32Array(n)
     into.qMean ??= new Uint8Array(q8Bytes(n, this.allreduce.block))
-    const promise = this.allreduce.reduce(seq, q, n, into).catch((e: unknown) => {
+    const promise = this.allreduce.reduce(seq, q, n, into, norm).catch((e: unknown) => {
       if (e instanceof BehindError) return e
       // No quorum reachable or too many failed attempts: the swarm may have gone on without us.
       if ((e instanceof RoundFailedError || e instanceof NoCoordinatorError) && this.hooks.resync !== undefined) return new BehindError(seq, -1)
