@@ -105,7 +105,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
         if (!quiet) process.stderr.write(`step ${e.step}  loss ${e.loss.toFixed(4)}  ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tok/s\n`)
       },
       onSync: (e) => {
-        process.stdout.write(JSON.stringify({ sync: e.seq, fragment: e.fragment, members: e.members.length, attempt: e.attempt, hash: e.hash, evalLoss: e.evalLoss, resynced: e.resynced === true }) + '\n')
+        process.stdout.write(JSON.stringify({ sync: e.seq, fragment: e.fragment, members: e.members.length, attempt: e.attempt, hash: e.hash, evalLoss: e.evalLoss, resynced: e.resynced === true, satOut: e.satOut === true }) + '\n')
       }
     })
     session = await start()

@@ -183,9 +183,10 @@ export const EXPERT: ProtocolSpec = {
  * (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
  */
 export const ALLREDUCE: ProtocolSpec = {
-  // 2.0.0 with wire version 2 (REDUCE's partElements, DONE without hash): a 1.x peer fails
-  // protocol negotiation at once instead of trading refusals with us.
-  id: `${PROTOCOL_PREFIX}/allreduce/2.0.0`,
+  // The major version follows the wire version (3: REDUCE carries partElements and the sender's
+  // whole-contribution norm), so an older peer fails protocol negotiation at once instead of
+  // trading refusals with us.
+  id: `${PROTOCOL_PREFIX}/allreduce/3.0.0`,
   maxMessageBytes: 1 * MiB + 16 * KiB,
   maxMessagesPerStream: 1,
   timeoutMs: 90_000,

@@ -166,7 +166,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
     timeline.replaceChildren(head, ...state.syncs.slice(-12).reverse().map(s => {
       const tr = el('tr', { 'data-seq': String(s.seq) })
       tr.append(el('td', {}, String(s.seq)), el('td', {}, String(s.fragment)),
-        el('td', { title: s.members.join('\n') }, s.resynced === true ? 'resynced from a peer' : s.members.map(m => m.slice(-6)).join(', ')),
+        el('td', { title: s.members.join('\n') }, s.satOut === true ? 'sat out (joined mid-window; state fetched)' : s.resynced === true ? 'resynced from a peer' : s.members.map(m => m.slice(-6)).join(', ')),
         el('td', {}, String(s.attempt)), el('td', {}, `${s.hash.slice(0, 12)}…`))
       return tr
     }))
