@@ -189,15 +189,20 @@ export class DiLoCoWorker {
     await this.rehash()
   }
 
-  /** Starts from a peer's state (late join or resync): θ_local ← θ_global; the next sync is round + 1. */
-  async initFromSnapshot (s: SnapshotState): Promise<void> {
+  /** θ_global ‖ momentum ← a peer's state bytes, checked for size and against their hashes. */
+  private async adoptState (s: SnapshotState, what: string): Promise<void> {
     const P = this.layout.total
-    if (s.data.byteLength !== 8 * P) throw new TrainArgumentError(`snapshot holds ${s.data.byteLength} bytes, θ and momentum of ${P} parameters are ${8 * P}`)
+    if (s.data.byteLength !== 8 * P) throw new TrainArgumentError(`${what} holds ${s.data.byteLength} bytes, θ and momentum of ${P} parameters are ${8 * P}`)
     const f = new Float32Array(s.data.slice().buffer)
     this.global = f.slice(0, P)
     this.momentum = f.slice(P)
     await this.rehash()
-    if (this.lastHash !== s.hash || this.momentumHash !== s.momentumHash) throw new TrainArgumentError('snapshot bytes do not match their hashes')
+    if (this.lastHash !== s.hash || this.momentumHash !== s.momentumHash) throw new TrainArgumentError(`${what} bytes do not match their hashes`)
+  }
+
+  /** Starts from a peer's state (late join or resync): θ_local ← θ_global; the next sync is round + 1. */
+  async initFromSnapshot (s: SnapshotState): Promise<void> {
+    await this.adoptState(s, 'snapshot')
     const meta = JSON.parse(s.meta) as { step?: unknown }
     this.lastSeq = s.round
     this.nextSeq = s.round + 1
@@ -376,13 +381,7 @@ export class DiLoCoWorker {
       this.hooks.onSync?.({ seq: this.lastSeq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], resynced: true })
       return
     }
-    const P = this.layout.total
-    if (s.data.byteLength !== 8 * P) throw new TrainArgumentError(`state holds ${s.data.byteLength} bytes, θ and momentum of ${P} parameters are ${8 * P}`)
-    const f = new Float32Array(s.data.slice().buffer)
-    this.global = f.slice(0, P)
-    this.momentum = f.slice(P)
-    await this.rehash()
-    if (this.lastHash !== s.hash || this.momentumHash !== s.momentumHash) throw new TrainArgumentError('observed state bytes do not match their hashes')
+    await this.adoptState(s, 'observed state')
     this.writeLocal(this.global, frag.start, frag.end)
     this.lastSeq = seq
     const ev: SyncEvent = { seq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], satOut: true }
