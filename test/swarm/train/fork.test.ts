@@ -103,6 +103,27 @@ describe('forked runs heal', () => {
     expect(Buffer.from(sa.worker.momentum.buffer).equals(Buffer.from(sb.worker.momentum.buffer))).toBe(true)
   }, 120_000)
 
+  it('a losing founder whose winner has not trained yet waits for its first sync instead of failing', async () => {
+    const net = new MemoryNetwork({ seed: 24 })
+    const [a, b] = [peer('peer-a'), peer('peer-b')]
+    a.doc.clientID = 2; b.doc.clientID = 1 // Yjs keeps the higher client's concurrent write: a's declaration wins
+    a.board.declare(defaultRunSpec('forked', SPEC))
+    const sb = await found(net, b, defaultRunSpec('forked', SPEC))
+    await sb.run(1)
+    link(a.doc, b.doc) // b now follows a's founding, which has no sync and no member yet
+    expect(b.board.genesis()).toBe(a.board.genesis())
+    const running = sb.run()
+    await new Promise(resolve => setTimeout(resolve, 1500)) // b finds nobody to fetch from meanwhile
+    const sa = await TrainSession.start({ transport: net.endpoint(a.id), board: a.board, backend: cpu, corpus: async () => corpus, allreduce: FAST, log: (l) => { a.log.push(l) } })
+    sessions.push(sa)
+    await Promise.all([sa.run(), running])
+    expect(b.log.some(x => x.includes('found no state to fetch'))).toBe(true)
+    expect(sb.founding).toBe(sa.founding)
+    expect(sa.worker.lastSeq).toBe(SPEC.totalSyncs - 1)
+    expect(sb.worker.lastSeq).toBe(SPEC.totalSyncs - 1)
+    expect(Buffer.from(sa.worker.global.buffer).equals(Buffer.from(sb.worker.global.buffer))).toBe(true)
+  }, 120_000)
+
   it('a losing founder with other settings stops with RunForkedError; the winner goes on', async () => {
     const net = new MemoryNetwork({ seed: 22 })
     const [a, b] = [peer('peer-a'), peer('peer-b')]

@@ -107,7 +107,7 @@ describe('state chunks and the bounded store', () => {
     expect(Buffer.from(store.assemble(rb)!).equals(Buffer.from(b))).toBe(true)
     store.pinned.add(ra)
     const rc = await add(c)
-    expect(store.roots()).toEqual([ra, rc]) // ra pinned (a fetch is filling it): rb went
+    expect(store.roots()).toEqual([ra, rb, rc]) // ra pinned (a fetch is filling it): held beside the newest 2
     store.pinned.delete(ra)
     await add(b)
     expect(store.roots()).toEqual([rc, rb])
@@ -116,6 +116,42 @@ describe('state chunks and the bounded store', () => {
     expect(chunks).toBe(4)
     store.putChunk('f'.repeat(64), new Uint8Array(10)) // no held manifest names it: not stored
     expect(store.hasChunk('f'.repeat(64))).toBe(false)
+  })
+
+  it('a state remote peers are reading is held past `keep` for the lease time, at most `keep` such', async () => {
+    let now = 0
+    const store = new RetainingShardStore(2, 1000, () => now)
+    const add = async (seed: number): Promise<string> => {
+      const { manifest, root, chunks } = await buildManifest(stateBytes(seed), 4096)
+      store.putManifest(root, manifest)
+      chunks.forEach((c, i) => { store.putChunk(chunkHash(manifest, i), c) })
+      return root
+    }
+    const [r1, r2] = [await add(1), await add(2)]
+    store.leaseRoot(r1) // a joiner asked for r1's manifest
+    const r3 = await add(3)
+    const r4 = await add(4)
+    expect(store.roots()).toEqual([r1, r3, r4]) // r1 leased: kept; r2 (not read) went
+    expect(store.assemble(r1)).toBeDefined()
+    now = 900
+    store.leaseChunk(chunkHash(store.getManifest(r1)!, 2)) // still reading r1's chunks: the lease runs on
+    now = 1800
+    const r5 = await add(5)
+    expect(store.roots()).toEqual([r1, r4, r5])
+    now = 1901 // a second past its last read: dropped at the next publish
+    const r6 = await add(6)
+    expect(store.roots()).toEqual([r5, r6])
+    expect(store.getManifest(r1)).toBeUndefined()
+    // leases never hold more than `keep` extra states: the newest leased ones stay
+    store.leaseRoot(r5); store.leaseRoot(r6)
+    const r7 = await add(7)
+    store.leaseRoot(r7)
+    const r8 = await add(8)
+    expect(store.roots()).toEqual([r5, r6, r7, r8])
+    const r9 = await add(9)
+    expect(store.roots()).toEqual([r6, r7, r8, r9])
+    expect(store.bytes()).toBe(4 * stateBytes(1).byteLength)
+    expect(store.getManifest(r2)).toBeUndefined()
   })
 
   it('refuses a manifest of another size than the fetch expects', async () => {

@@ -20,6 +20,9 @@ import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run.t
 import type { StateShards } from './state-shards.ts'
 import { DiLoCoWorker, type StepEvent, type SyncEvent } from './worker.ts'
 
+/** First wait (ms) before a resync that found nothing to fetch tries again; later waits grow linearly. */
+const RESYNC_RETRY_MS = 500
+
 /** Share of the corpus held out for the global model's eval loss. */
 const VALIDATION_FRACTION = 0.05
 /** Validation windows evaluated after each sync (a fixed set, the same on every peer). */
@@ -97,7 +100,7 @@ export class TrainSession {
         lossSum = 0; lossSteps = 0
         init.onSync?.(e)
       },
-      resync: async () => await session!.fetchLatest(),
+      resync: async () => await session!.resync(),
       observe: async (seq) => await session!.fetchRecorded(seq)
     })
     session = new TrainSession(spec, worker, ar, init)
@@ -193,22 +196,47 @@ export class TrainSession {
   }
 
   /**
+   * A worker that fell behind (or was left out of a round) fetches the newest state. When nobody
+   * can serve one yet (the winning founding of a forked run has not recorded a sync, or its
+   * members have not entered the board), it tries again with a growing pause, for at most two
+   * coordinator timeouts; only then does training stop with the error.
+   */
+  async resync (): Promise<SnapshotState> {
+    const deadline = Date.now() + 2 * this.allreduce.coordinatorTimeoutMs
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.fetchLatest()
+      } catch (e) {
+        const left = deadline - Date.now()
+        if (e instanceof RunForkedError || left <= 0) throw e
+        const wait = Math.min(RESYNC_RETRY_MS * attempt, left)
+        this.init.log?.(`train: resync attempt ${attempt} found no state to fetch (${(e as Error).message}); trying again in ${wait} ms`)
+        await new Promise(resolve => setTimeout(resolve, wait))
+      }
+    }
+  }
+
+  /**
    * The swarm's state of sync `seq` or newer, once the board records it: a sync this peer sits
    * out (worker.contributesFrom). Waits at most two coordinator timeouts (a round that long is
    * stuck); then throws, and the worker resyncs to whatever is newest.
    */
   async fetchRecorded (seq: number): Promise<SnapshotState> {
-    const { board } = this.init
-    if (board.latest().seq < seq) {
-      const ms = 2 * this.allreduce.coordinatorTimeoutMs
-      await new Promise<void>((resolve, reject) => {
-        const done = (): void => { clearTimeout(timer); unwatch(); resolve() }
-        const timer = setTimeout(() => { unwatch(); reject(new RoundFailedError(`sync ${seq} was not recorded within ${ms} ms`)) }, ms)
-        const unwatch = board.watch(() => { if (board.latest().seq >= seq) done() })
-        if (board.latest().seq >= seq) done()
-      })
-    }
+    const ms = 2 * this.allreduce.coordinatorTimeoutMs
+    if (!await this.boardChange(ms, () => this.init.board.latest().seq >= seq)) throw new RoundFailedError(`sync ${seq} was not recorded within ${ms} ms`)
     return await this.fetchLatest()
+  }
+
+  /** Resolves true once `until()` holds (checked now and on each board change), false after `ms`. */
+  private async boardChange (ms: number, until: () => boolean): Promise<boolean> {
+    if (until()) return true
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { unwatch(); resolve(false) }, ms)
+      const unwatch = this.init.board.watch(() => {
+        if (!until()) return
+        clearTimeout(timer); unwatch(); resolve(true)
+      })
+    })
   }
 
   /** Publishes sync `e`'s state as shards (when there are shards), then records hash and root on the board. */

@@ -20,42 +20,63 @@ import { dialThroughRelay } from '../../net/peers.ts'
 import { StateHashMismatchError } from '../train/errors.ts'
 import { KEEP_STATES, stateChunkBytes, type StateFetchOptions, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
 
+/** How long a state a peer read from us stays held beyond `keep` (ms): a joiner's fetch outlives fast syncs. */
+export const STATE_LEASE_MS = 30_000
+
 /**
- * A ShardStore that holds the chunks of at most `keep` manifests (newest kept; chunks shared by
- * several states, e.g. fragments a streaming sync did not touch, are held once, by count).
- * Chunks no held manifest names are not stored, so a peer's memory is bounded by `keep` states.
+ * A ShardStore that holds the chunks of the newest `keep` manifests (chunks shared by several
+ * states, e.g. fragments a streaming sync did not touch, are held once). Chunks no held manifest
+ * names are not stored, so a peer's memory is bounded by `keep` states, plus at most `keep` more
+ * while remote peers are reading them: a state whose manifest or chunk was served (`leaseRoot`,
+ * `leaseChunk`) is kept for STATE_LEASE_MS after the last read, so a joiner that is still
+ * fetching does not lose its state to newer syncs (they can come several a second on a small model).
  */
 export class RetainingShardStore implements ShardStore {
   private readonly manifests = new Map<string, ShardManifest>()
   /** Roots, oldest first. */
   private readonly order: string[] = []
   private readonly chunks = new Map<string, Uint8Array>()
-  private readonly refs = new Map<string, number>()
+  /** Chunk hash → held roots naming it. */
+  private readonly owners = new Map<string, Set<string>>()
+  /** Root → time (ms) until which a remote read keeps it. */
+  private readonly leases = new Map<string, number>()
   /** Roots a fetch is filling: never dropped while it runs. */
   readonly pinned = new Set<string>()
   /** Sizes fetches expect per root: a manifest of another size is refused before any chunk moves. */
   readonly expectSize = new Map<string, number>()
 
-  constructor (readonly keep = KEEP_STATES) {}
+  constructor (readonly keep = KEEP_STATES, private readonly leaseMs = STATE_LEASE_MS, private readonly now: () => number = Date.now) {}
 
   getManifest (root: string): ShardManifest | undefined { return this.manifests.get(root) }
 
   putManifest (root: string, m: ShardManifest): void {
     const want = this.expectSize.get(root)
     if (want !== undefined && m.size !== want) throw new StateHashMismatchError(`manifest ${root.slice(0, 12)}… describes ${m.size} bytes, a state of this run is ${want}`)
-    if (this.manifests.has(root)) { this.touch(root); return }
+    if (this.manifests.has(root)) { this.touch(root); this.evict(); return }
     this.manifests.set(root, m)
     this.order.push(root)
     for (let i = 0; i < chunkCount(m); i++) {
       const h = chunkHash(m, i)
-      this.refs.set(h, (this.refs.get(h) ?? 0) + 1)
+      const set = this.owners.get(h)
+      if (set === undefined) this.owners.set(h, new Set([root]))
+      else set.add(root)
     }
     this.evict()
   }
 
   getChunk (hash: string): Uint8Array | undefined { return this.chunks.get(hash) }
-  putChunk (hash: string, bytes: Uint8Array): void { if (this.refs.has(hash)) this.chunks.set(hash, bytes) }
+  putChunk (hash: string, bytes: Uint8Array): void { if (this.owners.has(hash)) this.chunks.set(hash, bytes) }
   hasChunk (hash: string): boolean { return this.chunks.has(hash) }
+
+  /** A remote peer read `root`'s manifest: hold it for the lease time from now. */
+  leaseRoot (root: string): void {
+    if (this.manifests.has(root)) this.leases.set(root, this.now() + this.leaseMs)
+  }
+
+  /** A remote peer read chunk `hash`: hold every state naming it for the lease time from now. */
+  leaseChunk (hash: string): void {
+    for (const root of this.owners.get(hash) ?? []) this.leases.set(root, this.now() + this.leaseMs)
+  }
 
   /** Roots held, oldest first. */
   roots (): string[] { return [...this.order] }
@@ -66,7 +87,7 @@ export class RetainingShardStore implements ShardStore {
   assemble (root: string): Uint8Array | undefined { return assembleShard(this, root) }
 
   clear (): void {
-    this.manifests.clear(); this.order.length = 0; this.chunks.clear(); this.refs.clear()
+    this.manifests.clear(); this.order.length = 0; this.chunks.clear(); this.owners.clear(); this.leases.clear()
   }
 
   private touch (root: string): void {
@@ -74,19 +95,29 @@ export class RetainingShardStore implements ShardStore {
     this.order.push(root)
   }
 
+  /** Drops states older than the newest `keep`: never a pinned one, nor up to `keep` leased ones (the newest leased). */
   private evict (): void {
-    for (let i = 0; this.order.length > this.keep && i < this.order.length;) {
+    const now = this.now()
+    for (const [root, until] of this.leases) if (until <= now || !this.manifests.has(root)) this.leases.delete(root)
+    let leased = 0
+    for (let i = this.order.length - this.keep - 1; i >= 0; i--) {
       const root = this.order[i]
-      if (this.pinned.has(root)) { i++; continue }
-      this.order.splice(i, 1)
-      const m = this.manifests.get(root)!
-      this.manifests.delete(root)
-      for (let k = 0; k < chunkCount(m); k++) {
-        const h = chunkHash(m, k)
-        const n = (this.refs.get(h) ?? 1) - 1
-        if (n > 0) this.refs.set(h, n)
-        else { this.refs.delete(h); this.chunks.delete(h) }
-      }
+      if (this.pinned.has(root)) continue
+      if (this.leases.has(root) && leased < this.keep) { leased++; continue }
+      this.drop(i)
+    }
+  }
+
+  private drop (i: number): void {
+    const [root] = this.order.splice(i, 1)
+    const m = this.manifests.get(root)!
+    this.manifests.delete(root)
+    this.leases.delete(root)
+    for (let k = 0; k < chunkCount(m); k++) {
+      const h = chunkHash(m, k)
+      const set = this.owners.get(h)
+      set?.delete(root)
+      if (set === undefined || set.size === 0) { this.owners.delete(h); this.chunks.delete(h) }
     }
   }
 }
@@ -122,7 +153,12 @@ export class Libp2pStateShards implements StateShards {
   /** Serves this node's states on the shard protocol, beside any other store the node serves (e.g. model weights). */
   static async start (node: Node, opts: Libp2pStateShardsOptions = {}): Promise<Libp2pStateShards> {
     const s = new Libp2pStateShards(node, opts)
-    s.serving = await serveShardStore(node, s.store)
+    const store = s.store
+    // What remote peers read is leased: a joiner's fetch keeps its state alive (local reads do not).
+    s.serving = await serveShardStore(node, {
+      getManifest: (root) => { store.leaseRoot(root); return store.getManifest(root) },
+      getChunk: (hash) => { store.leaseChunk(hash); return store.getChunk(hash) }
+    })
     return s
   }
 
