@@ -196,6 +196,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         shards ??= await Libp2pStateShards.start(sw.node, { relayAddr })
         t0 = performance.now()
         lastMark = { at: t0, tokens, sent: 0, recv: 0 }
+        let founding: string | undefined
         const session = await TrainSession.start({
           transport, board, backend: be, corpus: async () => pageCorpus(), shards,
           log: (l) => { console.info(l) },
@@ -207,6 +208,14 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
             schedule()
           },
           onSync: (e) => {
+            // This tab founded the run at the same moment as another and adopted the founding the
+            // swarm kept (session.ts healFork): its syncs so far are not the run's history.
+            if (founding !== undefined && session.founding !== founding) {
+              state.syncs.length = 0
+              for (const a of Object.values(perSync)) a.length = 0
+              console.info(`train: founding ${founding} superseded by ${session.founding}: its syncs are off the dashboard`)
+            }
+            founding = session.founding
             state.syncs.push(e)
             state.hash = e.hash
             state.bytesSent = session.allreduce.bytesSent

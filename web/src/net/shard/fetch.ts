@@ -115,7 +115,7 @@ export async function fetchShard (node: StreamNode, root: string, options: Fetch
           break
         } catch (err) {
           if (signal?.aborted === true) throw err
-          drop(p, `manifest: ${(err as Error).name}: ${(err as Error).message}`)
+          drop(p, `manifest: ${describe(err)}`)
         }
       }
     }
@@ -182,7 +182,7 @@ export async function fetchShard (node: StreamNode, root: string, options: Fetch
         p.failures = 0
         done++
         options.onProgress?.(done, total)
-      }, (err: Error) => {
+      }, (err: unknown) => {
         queue.unshift(i) // re-request from someone else first
         if (finished || signal?.aborted === true) return
         if (err instanceof RemoteError && err.code === ErrorCode.NOT_FOUND) {
@@ -192,7 +192,7 @@ export async function fetchShard (node: StreamNode, root: string, options: Fetch
         } else if (err instanceof ChunkHashMismatchError) {
           drop(p, err.message)
         } else if (!p.dropped && ++p.failures >= o.providerFailures) {
-          drop(p, `${p.failures} failures, last ${err.name}: ${err.message}`)
+          drop(p, `${p.failures} failures, last ${describe(err)}`)
         }
       }).finally(() => {
         p.inFlight--
@@ -244,4 +244,12 @@ async function fetchChunk (node: StreamNode, p: Provider, m: ShardManifest, i: n
 function anySignal (signal: AbortSignal | undefined, ms: number): AbortSignal {
   const t = AbortSignal.timeout(ms)
   return signal === undefined ? t : AbortSignal.any([signal, t])
+}
+
+/** `Name: message` of a thrown value; WebRTC can reject with things that are not Errors (e.g. an RTCErrorEvent). */
+function describe (err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`
+  const e = err as { type?: unknown, error?: unknown } | null
+  if (typeof e === 'object' && e !== null && typeof e.type === 'string') return `${e.type} event${e.error instanceof Error ? ` (${e.error.name}: ${e.error.message})` : ''}`
+  return String(err)
 }

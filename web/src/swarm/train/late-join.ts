@@ -16,8 +16,12 @@ import type { RunBoard, SyncRecord } from './run.ts'
 import { fetchStateShards, type StateShards } from './state-shards.ts'
 import { MsgType } from './wire.ts'
 
-/** Shard fetches per join: the newest record's, then newer ones that appeared meanwhile. */
-const SHARD_TRIES = 3
+/**
+ * Shard fetches per join: the newest record's, then newer ones that appeared meanwhile (fast syncs
+ * can outrun a first fetch that also had to open WebRTC connections), within a time budget (ms).
+ */
+const SHARD_TRIES = 8
+const SHARD_BUDGET_MS = 60_000
 
 export interface LatestStateInit {
   board: Pick<RunBoard, 'latest' | 'recordAt' | 'members' | 'syncRecords'>
@@ -51,7 +55,8 @@ export async function fetchLatestState (init: LatestStateInit): Promise<LatestSt
   const tried = new Set<string>()
   // A failed fetch is retried only on a newer record: members keep a few states, and when syncs
   // come fast the one a joiner started on may be dropped before it is done.
-  for (let i = 0; i < SHARD_TRIES && init.shards !== undefined; i++) {
+  const deadline = Date.now() + SHARD_BUDGET_MS
+  for (let i = 0; i < SHARD_TRIES && init.shards !== undefined && Date.now() < deadline; i++) {
     const { seq, rec } = board.latest()
     if (rec?.root === undefined || tried.has(rec.root)) break
     tried.add(rec.root)
