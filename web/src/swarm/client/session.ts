@@ -2,7 +2,9 @@
  * A client's inference session over all blocks: a chain of server sessions, one per route
  * segment. Each segment keeps the inputs it was sent, so when its server fails (error or timeout)
  * the session bans that peer, re-plans only that segment's blocks, replays the stored inputs into
- * the replacement chain to rebuild its KV cache, and carries on. Deterministic servers give the
+ * the replacement chain to rebuild its KV cache, and carries on (planned over the directory records
+ * the client last fetched when at most RECORD_REFRESH_MS old, else a fresh lookup: a spare found
+ * there is usually still up). Deterministic servers give the
  * same outputs, so greedy decoding is unchanged by a failover.
  *
  * With push (client option `push`), a step arms every hop at once with a CHAIN: the first carries the
@@ -459,12 +461,16 @@ export class InferenceSession {
     this.client.log(`infer: blocks [${failed.start}, ${failed.end}) moved from ${failed.peer} to ${r.route.map(s => `${s.peer}[${s.start},${s.end})`).join(' → ')}, replayed ${r.replayed} tokens in ${ev.ms.toFixed(0)} ms`)
   }
 
-  /** Replace hops[i] by a fresh chain over its blocks, replaying its stored inputs. */
+  /**
+   * Replace hops[i] by a fresh chain over its blocks, replaying its stored inputs. Planned, like a
+   * hedge, over the records last fetched when they are fresh enough (the failed peer is banned):
+   * a new directory lookup can wait seconds on the dead server's own records.
+   */
   private async failover (i: number, cause: Error): Promise<void> {
     const t0 = performance.now()
     const failed = this.hops[i]
     this.closeHops([failed])
-    const r = await this.replacement(failed)
+    const r = await this.replacement(failed, undefined, undefined, RECORD_REFRESH_MS)
     this.adopt(i, { ...r, ms: performance.now() - t0 }, cause)
   }
 
