@@ -1,7 +1,9 @@
 /**
  * `npm run relay` / `npm start`: parse config, start the relay, stop gracefully on SIGINT/SIGTERM
- * (a second signal exits at once).
+ * (a second signal exits at once). Unhandled promise rejections are logged and counted
+ * (`webswarm_relay_unhandled_rejections_total`), not fatal.
  */
+import { keepRunningOnUnhandledRejections } from '../web/src/util/process-guard.ts'
 import { HELP, parseConfig } from './config.ts'
 import { startRelay } from './relay.ts'
 
@@ -18,6 +20,8 @@ async function main (): Promise<void> {
     return
   }
   const relay = await startRelay(config)
+  // One peer's stray rejection must not take the relay down for everyone (web/src/util/process-guard.ts).
+  keepRunningOnUnhandledRejections('relay', () => { relay.metrics.unhandledRejections.inc() })
   let signals = 0
   const shutdown = (sig: string): void => {
     if (++signals > 1) {

@@ -11,6 +11,7 @@ export class RelayMetrics {
   readonly registry = new Registry()
   readonly relayedBytes = new Counter({ name: 'webswarm_relay_relayed_bytes_total', help: 'Bytes through circuit relay HOP streams, both directions', registers: [this.registry] })
   readonly circuits = new Counter({ name: 'webswarm_relay_circuits_total', help: 'Circuit relay HOP streams opened', registers: [this.registry] })
+  readonly unhandledRejections = new Counter({ name: 'webswarm_relay_unhandled_rejections_total', help: 'Promise rejections nobody handled (logged; the relay kept running)', registers: [this.registry] })
   private handle?: RelayHandle
 
   constructor () {

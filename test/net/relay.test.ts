@@ -210,6 +210,8 @@ describe('relay process lifecycle', () => {
       const boot = await (await get(`${url}/bootstrap`)).json() as { multiaddrs: string[] }
       const s = await joinSwarm({ bootstrap: boot.multiaddrs, iceServers: [], targetPeers: 0, log: quiet })
       await s.peers.ready()
+      // main.ts counts unhandled rejections instead of dying of them (process-guard.test.ts shows the guard keeps a process up)
+      expect(await (await get(`${url}/metrics`)).text()).toMatch(/^webswarm_relay_unhandled_rejections_total 0$/m)
       await s.setSelf({ before: 'sigterm' })
       await until('relay stored the entry', async () => {
         const h = await (await get(`${url}/health`)).json() as { swarms: { default: { peers: number } } }

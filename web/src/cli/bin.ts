@@ -117,6 +117,8 @@ async function main (argv: string[]): Promise<number> {
     return command === undefined && flags.help !== true ? 2 : 0
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`)
+  // Swarm commands run for long with many peers: a stray rejection on one connection is logged, not fatal.
+  if (command === 'serve' || flags.bootstrap !== undefined) (await import('../util/process-guard.ts')).keepRunningOnUnhandledRejections('webswarm')
   if (command === 'serve') return await (await import('./serve.ts')).serve(flags)
   if (command === 'generate' && flags.bootstrap !== undefined) return await (await import('./swarm-generate.ts')).swarmGenerateCmd(flags)
   if (command === 'train' && flags.bootstrap !== undefined) return await (await import('./swarm-train.ts')).swarmTrain(flags)
