@@ -11,20 +11,7 @@
 // Sums run in f32: each thread adds its strided slice in order, then a fixed tree adds the
 // WG_X partials, so results are deterministic.
 
-var<workgroup> red: array<f32, WG_X>;
-
-// Sum of `v` over the workgroup, returned to every thread.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier(); // `red` is reused by the next call
-  return total;
-}
+// #include "workgroup_reduce"
 
 // Hugging Face LlamaRMSNorm: out = w · (x · rsqrt(mean(x²) + eps))
 @compute @workgroup_size(WG_X)

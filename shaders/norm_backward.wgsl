@@ -12,20 +12,7 @@
 //   db:    (C) = Σ_rows dy, written only when HAS_BIAS (rmsnorm binds a placeholder)
 //   params.rows: u32, params.C: u32, params.eps: f32 (as in the forward)
 
-var<workgroup> red: array<f32, WG_X>;
-
-// Sum of `v` over the workgroup, returned to every thread (fixed tree: deterministic).
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
+// #include "workgroup_reduce"
 
 // y = w · x · r, r = rsqrt(mean(x²) + eps), g = dy · w:
 // dx = r · g − x · r³ · Σ(g · x) / C

@@ -7,19 +7,7 @@
 //   out:     (k) the total lands in out[params.slot] (clipGradNorm fills one slot per tensor)
 //   params.n: u32, params.parts: u32, params.slot: u32
 
-var<workgroup> red: array<f32, WG_X>;
-
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
+// #include "workgroup_reduce"
 
 // Workgroup w sums a[i]² for i = w·WG_X + lid + k·parts·WG_X.
 @compute @workgroup_size(WG_X)
