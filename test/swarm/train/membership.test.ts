@@ -124,6 +124,31 @@ describe('a session keeps its entry live', () => {
   })
 })
 
+describe('syncs beat too', () => {
+  it('a peer whose heartbeat timer is throttled (a hidden tab) stays live while it syncs', async () => {
+    const { board, clock } = clockBoard()
+    board.declare(defaultRunSpec('r1', { seqLen: 16, innerSteps: 2, corpus: { kind: 'text', text: 'x' } }))
+    const s = await TrainSession.start({
+      transport: new MemoryNetwork({ seed: 1 }).endpoint('me'), board, backend: cpu, heartbeatMs: 1, // half a period has always passed
+      allreduce: { partTimeoutMs: 400, readyWindowMs: 100, coordinatorTimeoutMs: 2000 },
+      corpus: async () => 'the quick brown fox jumps over the lazy dog. '.repeat(200)
+    })
+    // the timer never gets to run (as if throttled): stop it, keep syncing
+    clearInterval((s as unknown as { heartbeatTimer: ReturnType<typeof setInterval> }).heartbeatTimer)
+    try {
+      for (let i = 0; i < 3; i++) {
+        clock.now += MEMBER_TTL_MS - 1000 // nearly stale…
+        expect(board.members().has('me')).toBe(true)
+        await s.run(1) // …and each sync refreshes the entry
+      }
+      clock.now += MEMBER_TTL_MS - 1000
+      expect(board.members().has('me')).toBe(true) // 4 × TTL − 4 s after the last timer beat
+      clock.now += 2000
+      expect(board.memberStatus().stale).toEqual(['me']) // no sync for a TTL: stale after all
+    } finally { s.stop() }
+  }, 60_000)
+})
+
 describe('concurrent foundings', () => {
   it('two declarations written before either saw the other converge to one genesis on both docs', () => {
     const [d1, d2] = [new Y.Doc(), new Y.Doc()]

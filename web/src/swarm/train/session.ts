@@ -58,6 +58,7 @@ export class TrainSession {
   /** The founding of the run this peer's θ_global descends from (changes when a fork heals). */
   private genesis: string
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined
+  private lastBeat = 0
   private stopped = false
 
   private constructor (readonly spec: RunSpec, readonly worker: DiLoCoWorker, readonly allreduce: AllReducePeer, private readonly init: SessionInit) {
@@ -95,6 +96,7 @@ export class TrainSession {
         // After a resync this peer sits out the syncs whose windows it did not train (F > 1):
         // the others must not expect it in them (they would wait out a ready window each).
         if (e.resynced === true) init.board.join(self, worker.contributesFrom, session!.founding)
+        else if (!session!.stopped) session!.beat(true)
         // This worker's mean inner loss since its last sync, for every peer's dashboard.
         if (lossSteps > 0) init.board.recordLoss(self, e.seq, lossSum / lossSteps)
         lossSum = 0; lossSteps = 0
@@ -120,11 +122,7 @@ export class TrainSession {
 
   /** Keeps this peer's member entry live; enters again if the entry vanished (pruned, or deleted by a stale tab of ours). */
   private startHeartbeat (): void {
-    const { board } = this.init
-    this.heartbeatTimer = setInterval(() => {
-      if (!board.heartbeat(this.self)) board.join(this.self, Math.max(this.worker.nextSeq, this.worker.contributesFrom), this.genesis)
-      board.prune()
-    }, this.init.heartbeatMs ?? MEMBER_HEARTBEAT_MS)
+    this.heartbeatTimer = setInterval(() => { this.beat(); this.init.board.prune() }, this.heartbeatMs)
     // A Node peer exits when its work is done, not when its heartbeat is the only thing left.
     const t = this.heartbeatTimer as { unref?: () => void }
     t.unref?.()
@@ -281,6 +279,21 @@ export class TrainSession {
       await this.worker.runSyncs(1, signal)
     }
   }
+
+  /**
+   * Refreshes this peer's member entry (or enters again); with `ifDue`, only when half a heartbeat
+   * period has passed. Syncs beat too: a throttled timer (a hidden tab) cannot let a peer that is
+   * still syncing go stale.
+   */
+  beat (ifDue = false): void {
+    const now = Date.now()
+    if (ifDue && now - this.lastBeat < this.heartbeatMs / 2) return
+    this.lastBeat = now
+    const { board } = this.init
+    if (!board.heartbeat(this.self)) board.join(this.self, Math.max(this.worker.nextSeq, this.worker.contributesFrom), this.genesis)
+  }
+
+  private get heartbeatMs (): number { return this.init.heartbeatMs ?? MEMBER_HEARTBEAT_MS }
 
   /** Leaves the run: off the board, stops serving the all-reduce (once; later calls do nothing). */
   stop (): void {
