@@ -3,29 +3,12 @@
 //   hg: (3, N, I) = [h; da; db]   offsets: i32 (E + 1)   w1, w3: (E, I, C)   dxs: (N, C)
 // Grid: x = column tiles of C; y = row tiles.
 
-var<workgroup> sched: array<u32, 4>;       // (expert, first row, end row, valid)
+// #include "moe_schedule"
+
 var<workgroup> dat: array<f32, BK * BM>;   // [kk][m] = da[row0 + m, k0 + kk]
 var<workgroup> dbt: array<f32, BK * BM>;   // [kk][m] = db[row0 + m, k0 + kk]
 var<workgroup> at: array<f32, BK * BN>;    // [kk][n] = w1[e, k0 + kk, n0 + n]
 var<workgroup> bt: array<f32, BK * BN>;    // [kk][n] = w3[e, k0 + kk, n0 + n]
-
-fn schedule(tile: u32, lid: u32) -> array<u32, 4> {
-  if (lid == 0u) {
-    sched = array<u32, 4>(0u, 0u, 0u, 0u);
-    var acc = 0u;
-    for (var e = 0u; e < params.E; e++) {
-      let lo = u32(clamp(offsets[e], 0i, i32(params.N)));
-      let hi = max(u32(clamp(offsets[e + 1u], 0i, i32(params.N))), lo);
-      let nt = (hi - lo + BM - 1u) / BM;
-      if (tile < acc + nt) {
-        sched = array<u32, 4>(e, lo + (tile - acc) * BM, hi, 1u);
-        break;
-      }
-      acc += nt;
-    }
-  }
-  return workgroupUniformLoad(&sched);
-}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn ffn_backward_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -5,30 +5,13 @@
 //   xs, dys: (N, C)   offsets: i32 (E + 1)   w1, w3: (E, I, C)   w2: (E, C, I)   hg: (3, N, I)
 // Grid: x = column tiles of I; y = row tiles.
 
-var<workgroup> sched: array<u32, 4>;       // (expert, first row, end row, valid)
+// #include "moe_schedule"
+
 var<workgroup> xt: array<f32, BK * BM>;    // [kk][m] = xs[row0 + m, k0 + kk]
 var<workgroup> dt: array<f32, BK * BM>;    // [kk][m] = dys[row0 + m, k0 + kk]
 var<workgroup> at: array<f32, BK * BN>;    // [kk][n] = w1[e, n0 + n, k0 + kk]
 var<workgroup> bt: array<f32, BK * BN>;    // [kk][n] = w3[e, n0 + n, k0 + kk]
 var<workgroup> ct: array<f32, BK * BN>;    // [kk][n] = w2[e, k0 + kk, n0 + n]
-
-fn schedule(tile: u32, lid: u32) -> array<u32, 4> {
-  if (lid == 0u) {
-    sched = array<u32, 4>(0u, 0u, 0u, 0u);
-    var acc = 0u;
-    for (var e = 0u; e < params.E; e++) {
-      let lo = u32(clamp(offsets[e], 0i, i32(params.N)));
-      let hi = max(u32(clamp(offsets[e + 1u], 0i, i32(params.N))), lo);
-      let nt = (hi - lo + BM - 1u) / BM;
-      if (tile < acc + nt) {
-        sched = array<u32, 4>(e, lo + (tile - acc) * BM, hi, 1u);
-        break;
-      }
-      acc += nt;
-    }
-  }
-  return workgroupUniformLoad(&sched);
-}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn ffn_backward_hidden(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -3,27 +3,10 @@
 //   h: (N, I)   offsets: i32 (E + 1)   w2: (E, C, I)   ys: (N, C)
 // Grid: x = column tiles of C; y = row tiles (see moe_ffn_up.wgsl).
 
-var<workgroup> sched: array<u32, 4>;       // (expert, first row, end row, valid)
+// #include "moe_schedule"
+
 var<workgroup> ht: array<f32, BK * BM>;    // [kk][m] = h[row0 + m, k0 + kk]
 var<workgroup> wt: array<f32, BK * BN>;    // [kk][n] = w2[e, n0 + n, k0 + kk]
-
-fn schedule(tile: u32, lid: u32) -> array<u32, 4> {
-  if (lid == 0u) {
-    sched = array<u32, 4>(0u, 0u, 0u, 0u);
-    var acc = 0u;
-    for (var e = 0u; e < params.E; e++) {
-      let lo = u32(clamp(offsets[e], 0i, i32(params.N)));
-      let hi = max(u32(clamp(offsets[e + 1u], 0i, i32(params.N))), lo);
-      let nt = (hi - lo + BM - 1u) / BM;
-      if (tile < acc + nt) {
-        sched = array<u32, 4>(e, lo + (tile - acc) * BM, hi, 1u);
-        break;
-      }
-      acc += nt;
-    }
-  }
-  return workgroupUniformLoad(&sched);
-}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn ffn_down(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -5,31 +5,14 @@
 //   xs: (N, C)   offsets: i32 (E + 1)   w1, w3: (E, I, C)   h: (N, I)
 // Grid: x = column tiles of I; y = row tiles. Each expert's rows [offsets[e], offsets[e+1]) are
 // cut into BM-row tiles, numbered in expert order; the workgroup finds its (expert, rows) from
-// the offsets on the GPU (no read-back). Experts with no rows have no tiles; workgroups past
-// the last tile exit at once.
+// the offsets on the GPU (no read-back; `schedule` in shaders/lib/moe_schedule.wgsl). Experts
+// with no rows have no tiles; workgroups past the last tile exit at once.
 
-var<workgroup> sched: array<u32, 4>;       // (expert, first row, end row, valid)
+// #include "moe_schedule"
+
 var<workgroup> xt: array<f32, BK * BM>;    // [kk][m] = xs[row0 + m, k0 + kk]
 var<workgroup> at: array<f32, BK * BN>;    // [kk][n] = w1[e, n0 + n, k0 + kk]
 var<workgroup> bt: array<f32, BK * BN>;    // [kk][n] = w3[e, n0 + n, k0 + kk]
-
-fn schedule(tile: u32, lid: u32) -> array<u32, 4> {
-  if (lid == 0u) {
-    sched = array<u32, 4>(0u, 0u, 0u, 0u);
-    var acc = 0u;
-    for (var e = 0u; e < params.E; e++) {
-      let lo = u32(clamp(offsets[e], 0i, i32(params.N)));
-      let hi = max(u32(clamp(offsets[e + 1u], 0i, i32(params.N))), lo);
-      let nt = (hi - lo + BM - 1u) / BM;
-      if (tile < acc + nt) {
-        sched = array<u32, 4>(e, lo + (tile - acc) * BM, hi, 1u);
-        break;
-      }
-      acc += nt;
-    }
-  }
-  return workgroupUniformLoad(&sched);
-}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn ffn_up(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
