@@ -15,15 +15,10 @@
 const MASKED: f32 = -3.0e38f; // a masked score; below any real scaled score
 
 var<workgroup> q_s: array<f32, BQ * RS>; // (BQ, RS) this block's query rows, zero-padded
-var<workgroup> k_s: array<f32, BK * RS>; // (BK, RS) key tile
-var<workgroup> v_s: array<f32, BK * RS>; // (BK, RS) value tile
 var<workgroup> s_s: array<f32, BQ * BK>; // (BQ, BK) scaled scores of the tile, MASKED where hidden
 
-// Keys [0, end) visible to query row t.
-fn key_end(t: u32) -> u32 {
-  if (params.causal != 0u) { return min(params.kvLen, params.qOffset + t + 1u); }
-  return params.kvLen;
-}
+// #include "attention_causal"
+// #include "attention_kv_tile"
 
 @compute @workgroup_size(WG_X)
 fn attn_prefill(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u) {
@@ -57,20 +52,7 @@ fn attn_prefill(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id
   for (var kt = 0u; kt < ntiles; kt++) {
     let j0 = kt * BK;
     workgroupBarrier(); // every thread is done with the previous tile (and q_s is written)
-    for (var e = tid; e < BK * DP; e += WG_X) {
-      let j = j0 + e / DP;
-      let d = e % DP;
-      let at = (e / DP) * RS + d;
-      var kx = 0.0f;
-      var vx = 0.0f;
-      if (j < block_end && d < HEAD_DIM) {
-        let i = (j * params.Hkv + kvh) * HEAD_DIM + d;
-        kx = k[i];
-        vx = v[i];
-      }
-      k_s[at] = kx;
-      v_s[at] = vx;
-    }
+    load_kv_tile(tid, kvh, j0, block_end);
     workgroupBarrier();
     for (var jj = lane; jj < BK; jj += LANES) {
       var dot = 0.0f;

@@ -9,14 +9,10 @@
 
 var<workgroup> q_s: array<f32, BQ * RS>; //  (BQ, RS) query rows
 var<workgroup> do_s: array<f32, BQ * RS>; // (BQ, RS) their output gradients
-var<workgroup> k_s: array<f32, BK * RS>; //  (BK, RS) key tile
-var<workgroup> v_s: array<f32, BK * RS>; //  (BK, RS) value tile
 var<workgroup> ds_s: array<f32, BQ * BK>; // (BQ, BK) dS of the tile
 
-fn key_end(t: u32) -> u32 {
-  if (params.causal != 0u) { return min(params.kvLen, params.qOffset + t + 1u); }
-  return params.kvLen;
-}
+// #include "attention_causal"
+// #include "attention_kv_tile"
 
 @compute @workgroup_size(WG_X)
 fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u) {
@@ -57,20 +53,7 @@ fn attn_bwd_dq(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
   for (var kt = 0u; kt < ntiles; kt++) {
     let j0 = kt * BK;
     workgroupBarrier(); // previous tile consumed (and q_s, do_s written)
-    for (var e = tid; e < BK * DP; e += WG_X) {
-      let j = j0 + e / DP;
-      let d = e % DP;
-      let at = (e / DP) * RS + d;
-      var kx = 0.0f;
-      var vx = 0.0f;
-      if (j < block_end && d < HEAD_DIM) {
-        let i = (j * params.Hkv + kvh) * HEAD_DIM + d;
-        kx = k[i];
-        vx = v[i];
-      }
-      k_s[at] = kx;
-      v_s[at] = vx;
-    }
+    load_kv_tile(tid, kvh, j0, block_end);
     workgroupBarrier();
     for (var jj = lane; jj < BK; jj += LANES) {
       var ds = 0.0f;

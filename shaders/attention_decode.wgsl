@@ -18,10 +18,7 @@ var<workgroup> q_s: array<f32, ROWS * HEAD_DIM>; // (ROWS, D) this workgroup's q
 var<workgroup> s_s: array<f32, ROWS * WG_X>; //    (ROWS, WG_X) scores of the tile; then partial sums
 var<workgroup> p_s: array<f32, ROWS * WG_X>; //    (ROWS, WG_X) exp(score − max) of the tile
 
-fn key_end(t: u32) -> u32 {
-  if (params.causal != 0u) { return min(params.kvLen, params.qOffset + t + 1u); }
-  return params.kvLen;
-}
+// #include "attention_causal"
 
 @compute @workgroup_size(WG_X)
 fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u) {
