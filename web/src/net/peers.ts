@@ -95,10 +95,16 @@ export interface RelayDialOptions {
  * means the peer is not on the relay right now: gone, or between connecting and reserving (a
  * joiner, or a peer redialling a restarted relay); it is retried with backoff, which a
  * reconnecting peer's reservation beats on a LAN. Other failures are retried at once (WebRTC
- * set-up through a busy relay sometimes fails once). The last error is thrown.
+ * set-up through a busy relay sometimes fails once). A failed dial whose peer meanwhile opened a
+ * direct connection to us (it dialled at the same moment) returns that connection. The last error
+ * is thrown.
  */
-export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'>, relayAddr: string, peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
+export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'getConnections'>>, relayAddr: string, peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
   const addr = multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${peer.toString()}`)
+  const key = peer.toString()
+  // Two peers dialling each other at once (both start an exchange) can each see their own WebRTC
+  // set-up time out while the other's went through: a direct connection that is open is the answer.
+  const direct = (): Connection | undefined => node.getConnections?.().find(c => c.remotePeer.toString() === key && c.status === 'open' && connectionKind(c) === 'webrtc')
   let failures = 0
   let noReservation = 0
   for (;;) {
@@ -106,6 +112,8 @@ export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'>, relayA
       return await node.dial(addr, { signal: options.signal })
     } catch (e) {
       if (options.signal?.aborted === true) throw e
+      const up = direct()
+      if (up !== undefined) return up
       if (isNoReservation(e)) {
         if (++noReservation > (options.noReservationRetries ?? 3)) throw e
         await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal)
