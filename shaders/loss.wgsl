@@ -8,8 +8,8 @@
 //   params.T: u32, params.V: u32, params.ignore: i32
 // Forward = cross_entropy_rows (one workgroup per token) then cross_entropy_mean (one
 // workgroup). Backward = count_targets (one workgroup) then cross_entropy_backward (one
-// workgroup per token). Every reduction is a strided in-order sum then a fixed tree:
-// deterministic.
+// workgroup per token). Every reduction is a strided in-order sum then a fixed tree
+// (shaders/lib/workgroup_reduce.wgsl): deterministic.
 
 const NEG_MAX: f32 = -0x1.fffffep+127f; // −F32_MAX
 

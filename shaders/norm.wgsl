@@ -9,7 +9,8 @@
 //   params.C: u32,    // channels per row
 //   params.eps: f32,  // added to the variance before the reciprocal square root
 // Sums run in f32: each thread adds its strided slice in order, then a fixed tree adds the
-// WG_X partials, so results are deterministic.
+// WG_X partials (workgroup_sum from shaders/lib/workgroup_reduce.wgsl), so results are
+// deterministic.
 
 // #include "workgroup_reduce"
 

@@ -1,7 +1,8 @@
 // Sum of squares, deterministic: a fixed partition into params.parts workgroups, each thread
-// summing a fixed strided slice in order, then a fixed tree; a second single-workgroup pass
-// adds the partials the same way. Bindings and `params` are generated from the declaration in
-// web/src/gpu/ops/optim.ts; WG_X is a power of two.
+// summing a fixed strided slice in order, then a fixed tree (workgroup_sum from
+// shaders/lib/workgroup_reduce.wgsl); a second single-workgroup pass adds the partials the same
+// way. Bindings and `params` are generated from the declaration in web/src/gpu/ops/optim.ts;
+// WG_X is a power of two.
 //   a:       (n)
 //   partial: (parts) one sum per workgroup of the first pass
 //   out:     (k) the total lands in out[params.slot] (clipGradNorm fills one slot per tensor)

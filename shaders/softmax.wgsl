@@ -1,6 +1,6 @@
 // Softmax over the last dim and its backward: one workgroup per row of C, reductions in
-// workgroup memory. Bindings and `params` are generated from the declaration in
-// web/src/gpu/ops/softmax.ts; WG_X (a power of two) is the threads per row.
+// workgroup memory (shaders/lib/workgroup_reduce.wgsl). Bindings and `params` are generated from
+// the declaration in web/src/gpu/ops/softmax.ts; WG_X (a power of two) is the threads per row.
 //   a:   (rows, C) softmax: x;  softmax_backward: y (the forward's output)
 //   b:   (rows, C) softmax: bound to x again, unread;  softmax_backward: dy
 //   out: (rows, C) softmax: y;  softmax_backward: dx

@@ -43,6 +43,13 @@ describe('shader sources', () => {
     expect(shaderSource('norm')).toContain('fn workgroup_sum(')
   })
 
+  it('includes every lib somewhere (a lib nothing includes is code no test runs)', () => {
+    const libFiles = fs.readdirSync('shaders/lib').filter(f => f.endsWith('.wgsl')).map(f => f.replace(/\.wgsl$/, ''))
+    const texts = [...onDisk.map(s => `shaders/${s}.wgsl`), ...libFiles.map(l => `shaders/lib/${l}.wgsl`)].map(f => fs.readFileSync(f, 'utf8'))
+    const used = new Set(texts.flatMap(t => [...t.matchAll(/^\/\/ #include "(\w+)"/gm)].map(m => m[1])))
+    expect(libFiles.filter(l => !used.has(l))).toEqual([])
+  })
+
   it('reads the same expanded sources from disk under plain Node (tsx) as from the Vite glob', async () => {
     await loadShaderSources()
     const script = "import { loadShaderSources, shaderSource, shaderStems } from './web/src/gpu/shader-source.ts';" +
