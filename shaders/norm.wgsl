@@ -13,6 +13,7 @@
 // deterministic.
 
 // #include "workgroup_reduce"
+// #include "layernorm_stats"
 
 // Hugging Face LlamaRMSNorm: out = w · (x · rsqrt(mean(x²) + eps))
 @compute @workgroup_size(WG_X)
@@ -34,11 +35,8 @@ fn layernorm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
   if (row >= params.rows) { return; }
   let C = params.C;
   let base = row * C;
-  var s = 0.0;
-  for (var c = lid; c < C; c += WG_X) { s += x[base + c]; }
-  let mean = workgroup_sum(lid, s) / f32(C);
-  var ss = 0.0;
-  for (var c = lid; c < C; c += WG_X) { let d = x[base + c] - mean; ss += d * d; }
-  let r = inverseSqrt(workgroup_sum(lid, ss) / f32(C) + params.eps);
+  let mr = layernorm_stats(lid, base, C); // (mean, rstd)
+  let mean = mr.x;
+  let r = mr.y;
   for (var c = lid; c < C; c += WG_X) { out[base + c] = (x[base + c] - mean) * r * w[c] + b[c]; }
 }

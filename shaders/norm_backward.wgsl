@@ -13,6 +13,7 @@
 //   params.rows: u32, params.C: u32, params.eps: f32 (as in the forward)
 
 // #include "workgroup_reduce"
+// #include "layernorm_stats"
 
 // y = w · x · r, r = rsqrt(mean(x²) + eps), g = dy · w:
 // dx = r · g − x · r³ · Σ(g · x) / C
@@ -44,12 +45,9 @@ fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgro
   if (row >= params.rows) { return; }
   let C = params.C;
   let base = row * C;
-  var s = 0.0;
-  for (var c = lid; c < C; c += WG_X) { s += x[base + c]; }
-  let mean = workgroup_sum(lid, s) / f32(C);
-  var ss = 0.0;
-  for (var c = lid; c < C; c += WG_X) { let d = x[base + c] - mean; ss += d * d; }
-  let r = inverseSqrt(workgroup_sum(lid, ss) / f32(C) + params.eps);
+  let mr = layernorm_stats(lid, base, C); // (mean, rstd)
+  let mean = mr.x;
+  let r = mr.y;
   var sg = 0.0;
   var sgx = 0.0;
   for (var c = lid; c < C; c += WG_X) {
