@@ -17,6 +17,8 @@ var<workgroup> dl_s: array<f32, BQB>; //      (BQB) delta
 var<workgroup> p_s: array<f32, BKB * BQB>; // (BKB, BQB) P of the tile
 var<workgroup> ds_s: array<f32, BKB * BQB>; // (BKB, BQB) dS of the tile
 
+// #include "attention_causal"
+
 @compute @workgroup_size(WG_X)
 fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u) {
   let G = params.G;
@@ -83,7 +85,7 @@ fn attn_bwd_dkdv(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_i
       let t = rho / G;
       var p = 0.0f;
       var ds = 0.0f;
-      if (rho < rows && j < params.kvLen && (params.causal == 0u || j <= params.qOffset + t)) {
+      if (rho < rows && j < key_end(t)) {
         var sdot = 0.0f;
         var pdot = 0.0f;
         for (var d = 0u; d < HEAD_DIM; d++) {

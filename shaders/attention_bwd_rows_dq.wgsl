@@ -5,6 +5,8 @@
 // With P = exp(scale·q·k − lse), dP = dout·v:  dS = P ⊙ (dP − delta),  dq = scale · dS·K.
 // Grid (flattened): T·Hq threads, index t·Hq + h. Variant constant: HEAD_DIM = D.
 
+// #include "attention_causal"
+
 @compute @workgroup_size(WG_X)
 fn attn_bwd_rows_dq(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let idx = gid.x + gid.y * nwg.x * WG_X; // t·Hq + h
@@ -12,8 +14,7 @@ fn attn_bwd_rows_dq(@builtin(global_invocation_id) gid: vec3u, @builtin(num_work
   let t = idx / params.Hq;
   let h = idx % params.Hq;
   let kvh = h / params.G;
-  var row_end = params.kvLen;
-  if (params.causal != 0u) { row_end = min(params.kvLen, params.qOffset + t + 1u); }
+  let row_end = key_end(t);
   let qb = idx * HEAD_DIM;
 
   var qr: array<f32, HEAD_DIM>;

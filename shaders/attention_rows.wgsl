@@ -11,6 +11,8 @@
 
 const MASKED: f32 = -3.0e38f; // "no key seen": weight 0 in the merge
 
+// #include "attention_causal"
+
 @compute @workgroup_size(WG_X)
 fn attn_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(workgroup_id) wid: vec3u) {
   let idx = gid.x + gid.y * nwg.x * WG_X; // t·Hq + h: neighbouring threads share a kv head
@@ -18,8 +20,7 @@ fn attn_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   let t = idx / params.Hq;
   let h = idx % params.Hq;
   let kvh = h / params.G;
-  var row_end = params.kvLen;
-  if (params.causal != 0u) { row_end = min(params.kvLen, params.qOffset + t + 1u); }
+  let row_end = key_end(t);
   let kbeg = wid.z * params.chunk;
   let kend = min(row_end, kbeg + params.chunk);
 
