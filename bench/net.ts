@@ -11,9 +11,13 @@
  * 2. CRDT sync time of a swarm doc holding 1,000 signed peer entries: NET-A's CrdtSync
  *    (`/webswarm/crdt-sync/1.0.0`, y-protocols SyncStep1/SyncStep2 over a libp2p stream) from an
  *    empty doc on peer B to peer A's doc, until B verified and holds all 1,000 entries.
+ * 3. Simultaneous dials: two fresh peers call `dialThroughRelay` on each other at the same moment
+ *    (two members starting an all-reduce exchange); the time until both hold a direct WebRTC
+ *    connection, per trial (the slower side), and how many direct connections they end with.
  *
- * Flags: --mib 64  --trials 5
- * Writes bench/results/net.json {"stream_mb_s","raw_mb_s","crdt_sync_1000_ms"} and net.meta.json.
+ * Flags: --mib 64  --trials 5  --dial-trials 8
+ * Writes bench/results/net.json {"stream_mb_s","raw_mb_s","crdt_sync_1000_ms","simultaneous_dial_ms"}
+ * and net.meta.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -21,9 +25,11 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import * as Y from 'yjs'
 import { CrdtSync, SwarmDoc } from '../web/src/net/crdt/index.ts'
+import { dialThroughRelay } from '../web/src/net/peers.ts'
 import { call, handle } from '../web/src/net/stream/index.ts'
 import { TENSOR_ECHO_PROTOCOL } from '../web/src/net/protocols.ts'
 import type { Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { WebSwarmNode } from '../web/src/net/node.ts'
 import { connectDirect, isDirectWebRTC, startPeer, startRelay } from '../test/net/stream-peers.ts'
 
@@ -103,6 +109,21 @@ async function crdtSync1000 (a: WebSwarmNode, b: WebSwarmNode): Promise<number> 
   return ms
 }
 
+/** Two fresh peers dial each other through the relay at once; ms until both have a direct connection (the slower), and direct connections left. */
+async function simultaneousDial (relayAddr: Multiaddr): Promise<{ ms: number, connections: number }> {
+  const [a, b] = await Promise.all([startPeer(relayAddr), startPeer(relayAddr)])
+  try {
+    const t0 = performance.now()
+    const signal = AbortSignal.timeout(30_000)
+    await Promise.all([dialThroughRelay(a, relayAddr.toString(), b.peerId, { signal }), dialThroughRelay(b, relayAddr.toString(), a.peerId, { signal })])
+    const ms = performance.now() - t0
+    await new Promise(resolve => setTimeout(resolve, 200)) // a late second connection would show up by now
+    return { ms, connections: a.getConnections(b.peerId).filter(isDirectWebRTC).length }
+  } finally {
+    await Promise.allSettled([a.stop(), b.stop()])
+  }
+}
+
 async function main (): Promise<void> {
   const mib = arg('mib', 64)
   const trials = arg('trials', 5)
@@ -135,8 +156,13 @@ async function main (): Promise<void> {
     console.log(`trial ${t + 1}: raw ${raw.at(-1)?.toFixed(1)} MB/s, framed ${framed.at(-1)?.toFixed(1)} MB/s, raw (drain event) ${rawEvent.at(-1)?.toFixed(1)} MB/s`)
   }
   const crdtMs = await crdtSync1000(a, b)
+  const dials: Array<{ ms: number, connections: number }> = []
+  for (let t = 0; t < arg('dial-trials', 8); t++) {
+    dials.push(await simultaneousDial(addr))
+    console.log(`simultaneous dial ${t + 1}: ${dials.at(-1)!.ms.toFixed(0)} ms, ${dials.at(-1)!.connections} direct connection(s)`)
+  }
 
-  const result = { stream_mb_s: round(median(framed)), raw_mb_s: round(median(raw)), crdt_sync_1000_ms: round(crdtMs) }
+  const result = { stream_mb_s: round(median(framed)), raw_mb_s: round(median(raw)), crdt_sync_1000_ms: round(crdtMs), simultaneous_dial_ms: round(median(dials.map(d => d.ms))) }
   const meta = {
     command: `npm run bench:net -- --mib ${mib} --trials ${trials}`,
     date: new Date().toISOString(),
@@ -146,7 +172,8 @@ async function main (): Promise<void> {
     raw_drain_event_mb_s: round(median(rawEvent)),
     ratio: Math.round(100 * result.stream_mb_s / result.raw_mb_s) / 100,
     raw: `same libp2p WebRTC stream kind, plain ${RAW_SEND_BYTES / 1024} KiB send() honouring onDrain(), no framing`,
-    crdt: 'NET-A CrdtSync.syncWith (y-protocols SyncStep1/SyncStep2 over /webswarm/crdt-sync/1.0.0), 1,000 signed peer entries, until B verified all'
+    crdt: 'NET-A CrdtSync.syncWith (y-protocols SyncStep1/SyncStep2 over /webswarm/crdt-sync/1.0.0), 1,000 signed peer entries, until B verified all',
+    simultaneous_dial: { what: 'two fresh peers dialThroughRelay each other at once: ms until both hold a direct WebRTC connection (the slower side), and direct connections between them after', trials_ms: dials.map(d => round(d.ms)), max_ms: round(Math.max(...dials.map(d => d.ms))), connections: dials.map(d => d.connections) }
   }
   mkdirSync('bench/results', { recursive: true })
   writeFileSync('bench/results/net.json', JSON.stringify(result, null, 2) + '\n')

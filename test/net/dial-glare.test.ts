@@ -27,6 +27,31 @@ describe('dialThroughRelay and simultaneous dials', () => {
     expect(c.remoteAddr.toString()).toContain('/webrtc/')
   })
 
+  it('returns their direct connection as soon as it opens (our own set-up runs on)', async () => {
+    const target = new EventTarget()
+    let ourSignal: AbortSignal | undefined
+    const node = {
+      dial: async (_addr: unknown, o: { signal: AbortSignal }) => {
+        ourSignal = o.signal
+        return await new Promise<Connection>((_resolve, reject) => { o.signal.addEventListener('abort', () => { reject(o.signal.reason as Error) }) })
+      },
+      getConnections: () => [],
+      addEventListener: target.addEventListener.bind(target),
+      removeEventListener: target.removeEventListener.bind(target)
+    }
+    const controller = new AbortController()
+    const dialing = dialThroughRelay(node as never, RELAY, PEER, { signal: controller.signal })
+    await new Promise(resolve => setTimeout(resolve, 10))
+    target.dispatchEvent(new CustomEvent('connection:open', { detail: conn('12D3KooWOther', '/ip4/127.0.0.1/udp/5000/webrtc/p2p/12D3KooWOther') })) // not theirs
+    target.dispatchEvent(new CustomEvent('connection:open', { detail: conn(PEER, `${RELAY}/p2p-circuit/p2p/${PEER}`) })) // relayed: not direct
+    expect(ourSignal?.aborted).toBe(false)
+    target.dispatchEvent(new CustomEvent('connection:open', { detail: conn(PEER, `/ip4/127.0.0.1/udp/5001/webrtc/p2p/${PEER}`) }))
+    const c = await dialing
+    expect(c.remoteAddr.toString()).toContain('udp/5001/webrtc')
+    expect(ourSignal?.aborted).toBe(false) // aborting a set-up midway left half-open connections
+    controller.abort()
+  })
+
   it('without one, a failure is retried and then thrown', async () => {
     let dials = 0
     const node = {

@@ -99,17 +99,18 @@ export interface RelayDialOptions {
  * direct connection to us (it dialled at the same moment) returns that connection. The last error
  * is thrown.
  */
-export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'getConnections'>>, relayAddr: string, peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
+export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'getConnections' | 'addEventListener' | 'removeEventListener'>>, relayAddr: string, peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
   const addr = multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${peer.toString()}`)
   const key = peer.toString()
-  // Two peers dialling each other at once (both start an exchange) can each see their own WebRTC
-  // set-up time out while the other's went through: a direct connection that is open is the answer.
-  const direct = (): Connection | undefined => node.getConnections?.().find(c => c.remotePeer.toString() === key && c.status === 'open' && connectionKind(c) === 'webrtc')
+  // Two peers dialling each other at once (both start an exchange) often see one set-up succeed
+  // at once and the other time out after seconds: a direct connection from them is the answer.
+  const isTheirs = (c: Connection): boolean => c.remotePeer.toString() === key && c.status === 'open' && connectionKind(c) === 'webrtc'
+  const direct = (): Connection | undefined => node.getConnections?.().find(isTheirs)
   let failures = 0
   let noReservation = 0
   for (;;) {
     try {
-      return await node.dial(addr, { signal: options.signal })
+      return await dialOrTheirs(node, addr, isTheirs, options.signal)
     } catch (e) {
       if (options.signal?.aborted === true) throw e
       const up = direct()
@@ -121,6 +122,28 @@ export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Parti
         throw e
       }
     }
+  }
+}
+
+/**
+ * Our dial of `addr`, or the first connection `isTheirs` accepts that opens meanwhile. Our dial
+ * then runs on (its result is dropped): aborting a WebRTC set-up midway left half-open
+ * connections, open on one side and gone on the other (bench:net "simultaneous dials").
+ */
+async function dialOrTheirs (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'addEventListener' | 'removeEventListener'>>, addr: Multiaddr, isTheirs: (c: Connection) => boolean, signal?: AbortSignal): Promise<Connection> {
+  if (node.addEventListener === undefined || node.removeEventListener === undefined) return await node.dial(addr, { signal })
+  const dialing = node.dial(addr, { signal })
+  let onOpen: ((evt: CustomEvent<Connection>) => void) | undefined
+  const theirs = new Promise<Connection>(resolve => {
+    onOpen = (evt) => { if (isTheirs(evt.detail)) resolve(evt.detail) }
+    node.addEventListener!('connection:open', onOpen)
+  })
+  try {
+    const won = await Promise.race([dialing.then(c => ({ c, mine: true })), theirs.then(c => ({ c, mine: false }))])
+    if (!won.mine) dialing.catch(() => {}) // dropped: a late failure of ours is no one's concern
+    return won.c
+  } finally {
+    node.removeEventListener('connection:open', onOpen)
   }
 }
 
