@@ -148,6 +148,22 @@ describe('hedged steps (fake blocks, memory transport)', () => {
     expect(client.bans.isBanned('s2')).toBe(false)
   })
 
+  it('a server that stalls during a later prefill (the next chat turn): hedged like a decode step, same tokens', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const { client, logs } = await swarm(7, THREE)
+    const first = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N })
+    expect(first.tokens).toEqual(ref)
+    expect(client.prefillLatency.estimate('s2')?.samples).toBe(1) // the first prefill measured it
+    await first.session.close()
+    backends.get('s2')!.stall() // the second generation's prefill finds it stalled
+    const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N })
+    expect(r.tokens).toEqual(ref)
+    expect(r.session.failovers.map(f => [f.peer, f.replayed])).toEqual([['s2', 0]])
+    expect(r.session.failovers[0].error).toMatch(/hedged/)
+    expect(r.session.route.map(s => s.peer)).toEqual(['s1', 'spare', 's3'])
+    expect(logs.some(l => l.includes('hedging on a spare'))).toBe(true)
+  })
+
   it('a server slow once: whichever answers first, same tokens, the slow server is not banned', async () => {
     const ref = await localGreedy(PROMPT, N)
     for (const spareSlowMs of [0, 3_000]) {

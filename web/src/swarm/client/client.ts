@@ -45,8 +45,9 @@ export interface InferenceClientOptions {
    */
   armAhead?: boolean
   /**
-   * Hedge late one-token steps: when a server has not answered by its deadline (srtt + 4 · rttvar
-   * of its past steps, at least `hedgeFloorMs`), re-run that span on a spare in parallel and take
+   * Hedge late steps: when a server has not answered by its deadline (srtt + 4 · rttvar of its
+   * past one-token steps, or T × that of its past prefills per token for a T-token step; at least
+   * `hedgeFloorMs`), re-run that span on a spare in parallel and take
    * whichever answers first (session.ts). A server that dies without closing its connection
    * (SIGKILL, a crashed tab, a pulled cable) then costs about the deadline, not the hard timeout.
    * With push, each hop's CHAIN reply gets a deadline of its own. @default true
@@ -87,6 +88,8 @@ export class InferenceClient {
   readonly hedge: boolean
   /** One-token step latency per server, for hedge deadlines. */
   readonly latency: StepLatency
+  /** Per-token time of multi-token (prefill) steps per server; a T-token step's deadline is T times its. */
+  readonly prefillLatency: StepLatency
 
   constructor (opts: InferenceClientOptions) {
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
@@ -104,6 +107,23 @@ export class InferenceClient {
     this.armAhead = opts.armAhead ?? true
     this.hedge = opts.hedge ?? true
     this.latency = new StepLatency(Math.min(opts.hedgeFloorMs ?? HEDGE_FLOOR_MS, this.timeoutMs), this.timeoutMs)
+    this.prefillLatency = new StepLatency(this.latency.floorMs, this.timeoutMs)
+  }
+
+  /**
+   * When a `tokens`-token step of `peer` is late (ms after it was sent), or undefined when that
+   * kind of step of `peer` was never measured. One token: the one-token estimate. More (prefill):
+   * T × the per-token estimate of earlier multi-token steps (a session's first prefill is never
+   * hedged; later ones, e.g. the next chat turn, are).
+   */
+  stepDeadline (peer: string, tokens: number): number | undefined {
+    return tokens === 1 ? this.latency.deadline(peer) : this.prefillLatency.deadline(peer, tokens)
+  }
+
+  /** Records an answered step of `peer` that took `ms` for `tokens` positions. */
+  sampleStep (peer: string, tokens: number, ms: number): void {
+    if (tokens === 1) this.latency.sample(peer, ms)
+    else this.prefillLatency.sample(peer, ms / tokens)
   }
 
   /** One `infer` request (timing out after `timeoutMs`, default the client's); a server's ERROR comes back as its typed error. */

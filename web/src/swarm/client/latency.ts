@@ -1,6 +1,7 @@
 /**
  * Per-server step latency, estimated as TCP estimates a round trip (RFC 6298): a smoothed mean
- * (srtt) and mean deviation (rttvar) of one-token STEP round trips; a step not answered by
+ * (srtt) and mean deviation (rttvar) of STEP round trips (one-token steps; a second estimator
+ * takes prefills' per-token time and scales it by the step's tokens); a step not answered by
  * srtt + 4 · rttvar is "late", and the session hedges it on a spare (session.ts). The deadline is
  * clamped below by a floor, so the sub-second stalls of a loaded machine do not each cost a spare
  * a replay, and above by the hard timeout. A server not yet measured has no deadline but the hard one.
@@ -22,7 +23,7 @@ export class StepLatency {
     if (!(floorMs > 0) || !(ceilMs >= floorMs)) throw new SwarmArgumentError(`hedge deadlines need 0 < floor ≤ ceiling, got floor ${floorMs} ms, ceiling ${ceilMs} ms`)
   }
 
-  /** Records one answered one-token step of `peer` that took `ms`. */
+  /** Records one answered step of `peer` that took `ms` (per token, for the prefill estimator). */
   sample (peer: string, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return
     const e = this.peers.get(peer)
@@ -35,11 +36,14 @@ export class StepLatency {
     e.samples++
   }
 
-  /** When a step of `peer` is late, in ms after it was sent; undefined when `peer` was never measured. */
-  deadline (peer: string): number | undefined {
+  /**
+   * When a step of `peer` is late, in ms after it was sent; undefined when `peer` was never
+   * measured. `scale` multiplies the estimate (samples per token, a step of `scale` tokens).
+   */
+  deadline (peer: string, scale = 1): number | undefined {
     const e = this.peers.get(peer)
     if (e === undefined) return undefined
-    return Math.min(this.ceilMs, Math.max(this.floorMs, e.srtt + K * e.rttvar))
+    return Math.min(this.ceilMs, Math.max(this.floorMs, scale * (e.srtt + K * e.rttvar)))
   }
 
   /** The estimate of `peer`, for logs and tests. */

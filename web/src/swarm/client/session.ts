@@ -13,7 +13,8 @@
  * The replies are read in route order; at the first hop that fails the step goes on hop by hop
  * with STEPs from there (failing over that hop first if the hop itself failed).
  *
- * Hedged steps: a one-token STEP not answered by its server's deadline (client/latency.ts) starts
+ * Hedged steps: a STEP not answered by its server's deadline (client/latency.ts; for a prefill of
+ * T tokens, T × the server's per-token time in earlier prefills) starts
  * that hop's failover path in parallel — plan a replacement chain for its blocks (not through the
  * late server, over the directory records the client last fetched when they are at most
  * RECORD_REFRESH_MS old), replay the hop's stored inputs, run the step there — while the original is still
@@ -201,7 +202,7 @@ export class InferenceSession {
       let pushError: string
       // Hop i answers after hops 0..i ran: its own estimate, per place in the route.
       const key = `${hop.peer} chain ${i}`
-      const deadline = this.client.hedge && tokens === 1 ? this.client.latency.deadline(key) : undefined
+      const deadline = this.client.hedge ? this.client.stepDeadline(key, tokens) : undefined
       try {
         let r = deadline === undefined ? await calls.get(hop)! : await lateAfter(calls.get(hop)!, t0 + deadline - performance.now())
         if (r === 'late') {
@@ -212,7 +213,7 @@ export class InferenceSession {
           if (raced.won === 'hedge') return { done: i + raced.hops, x: raced.y, calls }
           r = raced.v
         }
-        if (tokens === 1) this.client.latency.sample(key, performance.now() - t0)
+        this.client.sampleStep(key, tokens, performance.now() - t0)
         y = this.output(hop, r, 'chained', tokens, position)
         pushError = r.type === 'chained' ? r.pushError : ''
       } catch (e) {
@@ -322,7 +323,7 @@ export class InferenceSession {
   }
 
   /**
-   * Steps hops[i] (see stepOrCollect), hedging a late one-token step on a spare (module comment).
+   * Steps hops[i] (see stepOrCollect), hedging a late step on a spare (module comment).
    * Returns the output and how many route hops it took: 1, or the replacement's length when that
    * won and took hops[i]'s place. Each hop that ran records `x` as its input.
    */
@@ -330,11 +331,11 @@ export class InferenceSession {
     const hop = this.hops[i]
     const t0 = performance.now()
     const primary = this.stepOrCollect(hop, x, tokens, position, chained)
-    const deadline = this.client.hedge && tokens === 1 ? this.client.latency.deadline(hop.peer) : undefined
+    const deadline = this.client.hedge ? this.client.stepDeadline(hop.peer, tokens) : undefined
     // callOrBan has banned a failed original already.
     const raced = deadline === undefined ? { won: 'primary' as const, v: await primary } : await this.raceHedge(i, primary, deadline, x, tokens, position, () => {})
     if (raced.won === 'hedge') return raced
-    if (tokens === 1) this.client.latency.sample(hop.peer, performance.now() - t0)
+    this.client.sampleStep(hop.peer, tokens, performance.now() - t0)
     hop.history.push(x.slice())
     return { y: raced.v, hops: 1 }
   }
