@@ -206,7 +206,7 @@ export class TrainSession {
         return await this.fetchLatest()
       } catch (e) {
         const left = deadline - Date.now()
-        if (e instanceof RunForkedError || left <= 0) throw e
+        if (e instanceof RunForkedError || left <= 0 || this.stopped) throw e
         const wait = Math.min(RESYNC_RETRY_MS * attempt, left)
         this.init.log?.(`train: resync attempt ${attempt} found no state to fetch (${(e as Error).message}); trying again in ${wait} ms`)
         await new Promise(resolve => setTimeout(resolve, wait))
