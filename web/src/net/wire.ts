@@ -13,7 +13,11 @@ export class Writer {
   private buf = new Uint8Array(256)
   private pos = 0
 
-  private reserve (n: number): void {
+  /** Bytes written so far. */
+  get length (): number { return this.pos }
+
+  /** Makes room for `n` more bytes (a subclass may refuse: a size cap). */
+  protected reserve (n: number): void {
     if (this.pos + n <= this.buf.length) return
     let size = this.buf.length * 2
     while (size < this.pos + n) size *= 2

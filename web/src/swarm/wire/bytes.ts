@@ -1,9 +1,10 @@
 /**
  * Byte-level primitives shared by the `infer` and `expert` codecs: LEB128 varints, length-prefixed
- * UTF-8 strings and (dtype, shape, bytes) tensors. Every read is bounds-checked and capped
+ * UTF-8 strings and (dtype, shape, bytes) tensors. The writer is net/wire.ts's with a cap. Every read is bounds-checked and capped
  * (STYLE 8): a peer cannot make us allocate more than MAX_MESSAGE_BYTES.
  */
 import { MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_TENSOR_RANK } from '../constants.ts'
+import { Writer } from '../../net/wire.ts'
 import { MalformedMessageError, MessageTooLargeError } from '../errors.ts'
 
 /** Tensor dtypes on the wire. Only f32 travels today; the byte is there so f16 can join. */
@@ -19,45 +20,23 @@ export interface WireTensor {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-/** Appends fields to a growing buffer. */
-export class ByteWriter {
-  private buf = new Uint8Array(256)
-  private len = 0
-
-  private reserve (n: number): void {
-    if (this.len + n > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`message would exceed ${MAX_MESSAGE_BYTES} bytes`)
-    if (this.len + n <= this.buf.length) return
-    let cap = this.buf.length * 2
-    while (cap < this.len + n) cap *= 2
-    const next = new Uint8Array(cap)
-    next.set(this.buf.subarray(0, this.len))
-    this.buf = next
+/**
+ * net/wire.ts's Writer (LEB128 varints, length-prefixed strings) capped at MAX_MESSAGE_BYTES,
+ * plus tensors.
+ */
+export class ByteWriter extends Writer {
+  protected override reserve (n: number): void {
+    if (this.length + n > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`message would exceed ${MAX_MESSAGE_BYTES} bytes`)
+    super.reserve(n)
   }
 
-  u8 (v: number): this {
-    this.reserve(1)
-    this.buf[this.len++] = v & 0xff
-    return this
-  }
+  /** Unsigned LEB128, up to 2^53 − 1 (the reader's name for it). */
+  varint (v: number): this { return this.varuint(v) }
 
-  /** Unsigned LEB128, up to 2^53 − 1. */
-  varint (v: number): this {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`varint out of range: ${v}`)
-    while (v >= 0x80) {
-      this.u8((v % 0x80) | 0x80)
-      v = Math.floor(v / 0x80)
-    }
-    return this.u8(v)
-  }
-
-  string (s: string): this {
+  override string (s: string): this {
     const b = encoder.encode(s)
     if (b.length > MAX_STRING_BYTES) throw new MessageTooLargeError(`string of ${b.length} bytes exceeds ${MAX_STRING_BYTES}`)
-    this.varint(b.length)
-    this.reserve(b.length)
-    this.buf.set(b, this.len)
-    this.len += b.length
-    return this
+    return this.bytes(b)
   }
 
   /** dtype:u8 rank:u8 dims:varint* then the f32 values little-endian. */
@@ -66,16 +45,8 @@ export class ByteWriter {
     if (n !== t.data.length) throw new RangeError(`tensor shape [${t.shape.join(', ')}] holds ${n} values, data has ${t.data.length}`)
     if (t.shape.length > MAX_TENSOR_RANK) throw new RangeError(`tensor rank ${t.shape.length} exceeds ${MAX_TENSOR_RANK}`)
     this.u8(WIRE_DTYPES.f32).u8(t.shape.length)
-    for (const d of t.shape) this.varint(d)
-    const bytes = n * 4
-    this.reserve(bytes)
-    new Uint8Array(this.buf.buffer, this.len, bytes).set(new Uint8Array(t.data.buffer, t.data.byteOffset, bytes))
-    this.len += bytes
-    return this
-  }
-
-  finish (): Uint8Array {
-    return this.buf.slice(0, this.len)
+    for (const d of t.shape) this.varuint(d)
+    return this.raw(new Uint8Array(t.data.buffer, t.data.byteOffset, n * 4))
   }
 }
 
