@@ -20,6 +20,9 @@
  * does one asking about a round the directory (the run board) records, at once, even when it
  * was waiting alone as the coordinator of its own view (a late joiner with the smallest id).
  * Nothing is applied from a failed attempt, so no update is counted twice.
+ *
+ * AllReducePeer plays every role on one protocol handler: the member's side lives here, the
+ * coordinator's in coordinator.ts (RoundCoordinator).
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
 import { dequantizeQ8Into, normQ8 } from './q8fast.ts'
@@ -31,7 +34,8 @@ import {
 import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
 import { reducePartInto } from './reduce.ts'
-import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type DoneMsg, type FailMsg, type FetchMsg, type ReadyMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
+import { NO_QUORUM, RoundCoordinator } from './coordinator.ts'
+import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type FailMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
 export interface RoundDirectory {
@@ -111,14 +115,6 @@ export interface ReduceBuffers {
   qMean?: Uint8Array
 }
 
-interface CoordRound {
-  nextAttempt: number
-  waiting: Map<string, (m: AllReduceMsg) => void>
-  timer?: ReturnType<typeof setTimeout>
-  lastMembers?: string[]
-  completed?: string
-}
-
 interface OwnerPart {
   members: string[]
   n: number
@@ -149,8 +145,6 @@ interface MemberAttempt {
 const COORDINATOR_STRIKES = 2
 /** READY requests per attempt at most (strikes, refusals, quorum waits). */
 const COORDINATOR_TRIES_PER_ATTEMPT = 3
-/** Reason prefix of the coordinator's refusal when too few peers are ready: retry, it is not dead. */
-const NO_QUORUM = 'no quorum'
 
 /** Rounds of coordinator / owner / member state kept behind the newest (FETCH repairs need the last one). */
 const KEEP_ROUNDS = 2
@@ -173,7 +167,8 @@ export class AllReducePeer {
   /** Where late joiners fetch state from (set by the worker). */
   snapshotProvider: (() => SnapshotState | undefined) | undefined
 
-  private readonly coordRounds = new Map<number, CoordRound>()
+  /** This peer's coordinator role (rounds it is the smallest live expected id of). */
+  private readonly coordinator: RoundCoordinator
   private readonly ownerParts = new Map<string, OwnerPart>()
   private readonly memberAttempts = new Map<string, MemberAttempt>()
   /** Replies already encoded (an owner's RESULT is built in its message body): sent as they are. */
@@ -202,7 +197,8 @@ export class AllReducePeer {
     if (!(this.windowParts >= 1)) throw new TrainArgumentError(`windowParts must be ≥ 1, got ${this.windowParts}`)
     planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
     if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
-    this.unwatch = opts.directory.watch?.(() => { this.onDirectoryChange() })
+    this.coordinator = new RoundCoordinator({ self: transport.self, run: this.run, directory: opts.directory, readyWindowMs: this.readyWindowMs, dead: this.dead, log: this.log })
+    this.unwatch = opts.directory.watch?.(() => { if (!this.stopped) this.coordinator.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength
       const reply = await this.dispatch(from, body)
@@ -218,15 +214,12 @@ export class AllReducePeer {
     this.stopped = true
     this.unwatch?.()
     this.transport.unhandle(ALLREDUCE_PROTOCOL)
-    for (const cr of this.coordRounds.values()) {
-      if (cr.timer !== undefined) clearTimeout(cr.timer)
-      for (const w of cr.waiting.values()) w({ type: MsgType.FAIL, reason: 'coordinator stopped', suspects: [this.self] })
-    }
+    this.coordinator.stop()
     for (const op of this.ownerParts.values()) {
       if (op.timer !== undefined) clearTimeout(op.timer)
       for (const w of op.waiters) w({ type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.self] })
     }
-    this.coordRounds.clear(); this.ownerParts.clear(); this.memberAttempts.clear()
+    this.ownerParts.clear(); this.memberAttempts.clear()
   }
 
   // ------------------------------------------------------------ member
@@ -406,7 +399,7 @@ export class AllReducePeer {
 
   private prune (round: number): void {
     for (const [k, a] of this.memberAttempts) if (a.round < round - KEEP_ROUNDS) this.memberAttempts.delete(k)
-    for (const [r] of this.coordRounds) if (r < round - KEEP_ROUNDS) this.coordRounds.delete(r)
+    this.coordinator.prune(round, KEEP_ROUNDS)
     for (const [k, op] of this.ownerParts) {
       const r = Number(k.split(':')[1])
       if (op.done !== undefined && r < round - KEEP_ROUNDS) this.ownerParts.delete(k)
@@ -450,107 +443,13 @@ export class AllReducePeer {
     if (this.stopped) return { type: MsgType.FAIL, reason: 'stopped', suspects: [this.self] }
     if ('run' in m && m.run !== this.run) return { type: MsgType.FAIL, reason: `this peer trains run ${this.run}, not ${m.run}`, suspects: [] }
     switch (m.type) {
-      case MsgType.READY: return await this.onReady(from, m)
-      case MsgType.DONE: return this.onDone(m)
+      case MsgType.READY: return await this.coordinator.onReady(from, m)
+      case MsgType.DONE: return this.coordinator.onDone(m)
       case MsgType.REDUCE: return await this.onReduce(from, m)
       case MsgType.FETCH: return await this.onFetch(m)
       case MsgType.SNAPSHOT: return this.onSnapshot(m)
       default: return { type: MsgType.FAIL, reason: `message type ${m.type} is a reply, not a request`, suspects: [] }
     }
-  }
-
-  // ------------------------------------------------------------ coordinator
-
-  private coordRound (round: number): CoordRound {
-    let cr = this.coordRounds.get(round)
-    if (cr === undefined) {
-      cr = { nextAttempt: 0, waiting: new Map() }
-      this.coordRounds.set(round, cr)
-    }
-    return cr
-  }
-
-  private async onReady (from: string, m: ReadyMsg): Promise<AllReduceMsg> {
-    const cr = this.coordRound(m.round)
-    if (cr.completed === undefined && this.opts.directory.completed?.(m.round) === true) cr.completed = 'recorded'
-    if (cr.completed !== undefined || m.round < this.latestCompletedSeen()) return { type: MsgType.BEHIND, run: this.run, round: m.round, completed: Math.max(m.round, this.latestCompletedSeen()) }
-    if (m.suspects.length > 0) this.log(`coordinator: ${from} retries round ${m.round} after attempt ${m.failedAttempt}, suspecting ${m.suspects.join(', ')}`)
-    if (m.failedAttempt >= cr.nextAttempt) cr.nextAttempt = m.failedAttempt + 1
-    return await new Promise<AllReduceMsg>((resolve) => {
-      cr.waiting.get(from)?.({ type: MsgType.FAIL, reason: 'superseded by a newer READY', suspects: [] })
-      cr.waiting.set(from, resolve)
-      if (cr.timer === undefined) cr.timer = setTimeout(() => { this.startAttempt(m.round) }, this.readyWindowMs)
-      this.maybeStart(m.round)
-    })
-  }
-
-  /**
-   * The board changed: a round we coordinate and that peers wait on may have been recorded by
-   * others (they ran it under another coordinator: we joined, or they saw us, too late). Its
-   * waiters are left out; BEHIND now sends them to the late-join path instead of a ready window.
-   */
-  private onDirectoryChange (): void {
-    if (this.stopped) return
-    for (const [round, cr] of this.coordRounds) {
-      if (cr.completed !== undefined || cr.waiting.size === 0 || this.opts.directory.completed?.(round) !== true) continue
-      this.log(`coordinator: round ${round} is recorded without the ${cr.waiting.size} peer(s) waiting here: BEHIND`)
-      this.finishRound(round, 'recorded')
-    }
-  }
-
-  private latestCompletedSeen (): number {
-    let r = -1
-    for (const [round, cr] of this.coordRounds) if (cr.completed !== undefined && round > r) r = round
-    return r
-  }
-
-  /** Starts the attempt as soon as every peer we expect is waiting. */
-  private maybeStart (round: number): void {
-    const cr = this.coordRound(round)
-    const expected = (cr.lastMembers ?? this.opts.directory.expected(round)).filter(p => p === this.self || !this.dead.has(p))
-    if (expected.every(p => cr.waiting.has(p))) this.startAttempt(round)
-  }
-
-  private startAttempt (round: number): void {
-    const cr = this.coordRound(round)
-    if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
-    if (cr.waiting.size === 0) return
-    // Quorum: a majority of the peers we expect and have not seen fail. A coordinator cut off
-    // from the others must not run the round alone while they run it elsewhere (split brain).
-    const expected = new Set((cr.lastMembers ?? this.opts.directory.expected(round)).filter(p => p === this.self || !this.dead.has(p)))
-    for (const p of cr.waiting.keys()) expected.add(p)
-    const quorum = Math.floor(expected.size / 2) + 1
-    if (cr.waiting.size < quorum) {
-      this.log(`coordinator: round ${round}: ${cr.waiting.size} of ${expected.size} expected peers ready, below the quorum ${quorum}`)
-      for (const w of cr.waiting.values()) w({ type: MsgType.FAIL, reason: `${NO_QUORUM}: ${cr.waiting.size} of ${expected.size} expected peers ready`, suspects: [] })
-      cr.waiting.clear()
-      return
-    }
-    const members = [...cr.waiting.keys()].sort().slice(0, MAX_MEMBERS)
-    const attempt = cr.nextAttempt++
-    const key = `${this.self}:${round}:${attempt}`
-    cr.lastMembers = members
-    this.log(`coordinator: round ${round} attempt ${attempt} starts with ${members.length} members`)
-    for (const [peer, w] of cr.waiting) {
-      if (members.includes(peer)) w({ type: MsgType.START, run: this.run, round, attempt, key, members })
-      else w({ type: MsgType.FAIL, reason: `more than ${MAX_MEMBERS} members`, suspects: [] })
-    }
-    cr.waiting.clear()
-  }
-
-  private onDone (m: DoneMsg): AllReduceMsg {
-    this.finishRound(m.round, m.key)
-    return { type: MsgType.ACK }
-  }
-
-  /** Marks `round` completed (by attempt `key`, or 'recorded' on the board); whoever still waits is BEHIND. */
-  private finishRound (round: number, key: string): void {
-    const cr = this.coordRound(round)
-    if (cr.completed !== undefined) return
-    cr.completed = key
-    if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
-    for (const w of cr.waiting.values()) w({ type: MsgType.BEHIND, run: this.run, round, completed: round })
-    cr.waiting.clear()
   }
 
   // ------------------------------------------------------------ owner
