@@ -22,7 +22,7 @@
  * Nothing is applied from a failed attempt, so no update is counted twice.
  *
  * AllReducePeer plays every role on one protocol handler: the member's side lives here, the
- * coordinator's in coordinator.ts (RoundCoordinator).
+ * coordinator's in coordinator.ts (RoundCoordinator), a part owner's in part-owner.ts (PartOwner).
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
 import { dequantizeQ8Into, normQ8 } from './q8fast.ts'
@@ -33,9 +33,9 @@ import {
 } from './constants.ts'
 import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
-import { reducePartInto } from './reduce.ts'
 import { NO_QUORUM, RoundCoordinator } from './coordinator.ts'
-import { MsgType, allocMsg, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type FailMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
+import { PartOwner } from './part-owner.ts'
+import { MsgType, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
 export interface RoundDirectory {
@@ -115,19 +115,6 @@ export interface ReduceBuffers {
   qMean?: Uint8Array
 }
 
-interface OwnerPart {
-  members: string[]
-  n: number
-  len: number
-  /** null: refused before reduction (wrong run, mismatched plan). */
-  contributions: Map<string, Uint8Array | null>
-  /** Each sender's claimed norm of its whole contribution (REDUCE's `norm`). */
-  norms: Map<string, number>
-  waiters: Array<(m: AllReduceMsg) => void>
-  timer?: ReturnType<typeof setTimeout>
-  done?: ResultMsg | FailMsg
-}
-
 interface MemberPart {
   result?: ResultMsg
   settled: boolean
@@ -148,8 +135,6 @@ const COORDINATOR_TRIES_PER_ATTEMPT = 3
 
 /** Rounds of coordinator / owner / member state kept behind the newest (FETCH repairs need the last one). */
 const KEEP_ROUNDS = 2
-/** Part plans an owner keeps (one per attempt and vector length; a few rounds' worth). */
-const PLAN_CACHE = 16
 
 export class AllReducePeer {
   readonly run: string
@@ -169,14 +154,9 @@ export class AllReducePeer {
 
   /** This peer's coordinator role (rounds it is the smallest live expected id of). */
   private readonly coordinator: RoundCoordinator
-  private readonly ownerParts = new Map<string, OwnerPart>()
+  /** This peer's part-owner role (the parts the plan gives it). */
+  private readonly owner: PartOwner
   private readonly memberAttempts = new Map<string, MemberAttempt>()
-  /** Replies already encoded (an owner's RESULT is built in its message body): sent as they are. */
-  private readonly encoded = new WeakMap<AllReduceMsg, Uint8Array>()
-  /** Part plans of recent attempts as an owner sees them (every REDUCE of an attempt needs the same plan). */
-  private readonly plans = new Map<string, PartPlan[]>()
-  /** An owner's reduction lands here before its RESULT is built (reused: owners reduce every round). */
-  private scratch = new Uint8Array(0)
   /** Peers that failed to answer us recently: skipped as coordinators until they speak again. */
   private readonly dead = new Set<string>()
   private completedRound = -1
@@ -198,6 +178,7 @@ export class AllReducePeer {
     planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
     if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
     this.coordinator = new RoundCoordinator({ self: transport.self, run: this.run, directory: opts.directory, readyWindowMs: this.readyWindowMs, dead: this.dead, log: this.log })
+    this.owner = new PartOwner({ self: transport.self, block: this.block, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log })
     this.unwatch = opts.directory.watch?.(() => { if (!this.stopped) this.coordinator.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength
@@ -215,11 +196,8 @@ export class AllReducePeer {
     this.unwatch?.()
     this.transport.unhandle(ALLREDUCE_PROTOCOL)
     this.coordinator.stop()
-    for (const op of this.ownerParts.values()) {
-      if (op.timer !== undefined) clearTimeout(op.timer)
-      for (const w of op.waiters) w({ type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.self] })
-    }
-    this.ownerParts.clear(); this.memberAttempts.clear()
+    this.owner.stop()
+    this.memberAttempts.clear()
   }
 
   // ------------------------------------------------------------ member
@@ -400,10 +378,7 @@ export class AllReducePeer {
   private prune (round: number): void {
     for (const [k, a] of this.memberAttempts) if (a.round < round - KEEP_ROUNDS) this.memberAttempts.delete(k)
     this.coordinator.prune(round, KEEP_ROUNDS)
-    for (const [k, op] of this.ownerParts) {
-      const r = Number(k.split(':')[1])
-      if (op.done !== undefined && r < round - KEEP_ROUNDS) this.ownerParts.delete(k)
-    }
+    this.owner.prune(round, KEEP_ROUNDS)
   }
 
   // ------------------------------------------------------------ transport
@@ -435,7 +410,7 @@ export class AllReducePeer {
       return encodeMsg({ type: MsgType.FAIL, reason: `malformed: ${(e as Error).message}`, suspects: [] })
     }
     const reply = await this.dispatchMsg(from, m)
-    return this.encoded.get(reply) ?? encodeMsg(reply)
+    return this.owner.encoded(reply) ?? encodeMsg(reply)
   }
 
   /** A decoded request → its reply (messages to ourselves come here directly). */
@@ -445,78 +420,11 @@ export class AllReducePeer {
     switch (m.type) {
       case MsgType.READY: return await this.coordinator.onReady(from, m)
       case MsgType.DONE: return this.coordinator.onDone(m)
-      case MsgType.REDUCE: return await this.onReduce(from, m)
+      case MsgType.REDUCE: return await this.owner.onReduce(from, m)
       case MsgType.FETCH: return await this.onFetch(m)
       case MsgType.SNAPSHOT: return this.onSnapshot(m)
       default: return { type: MsgType.FAIL, reason: `message type ${m.type} is a reply, not a request`, suspects: [] }
     }
-  }
-
-  // ------------------------------------------------------------ owner
-
-  private async onReduce (from: string, m: ReduceMsg): Promise<AllReduceMsg> {
-    if (!m.members.includes(from)) return { type: MsgType.FAIL, reason: `sender ${from} is not a member of attempt ${m.key}`, suspects: [] }
-    if (m.partElements !== this.partElements) return { type: MsgType.FAIL, reason: `sender ${from} cuts parts of ${m.partElements} elements, this peer of ${this.partElements}: the run's peers must share one part size`, suspects: [] }
-    const plan = this.planFor(m.key, m.n, m.members)
-    const p = plan[m.part]
-    if (p === undefined || p.owner !== this.self) return { type: MsgType.FAIL, reason: `this peer does not own part ${m.part} of attempt ${m.key}`, suspects: [] }
-    const id = `${m.key}#${m.part}`
-    let op = this.ownerParts.get(id)
-    if (op === undefined) {
-      op = { members: m.members, n: m.n, len: p.end - p.start, contributions: new Map(), norms: new Map(), waiters: [] }
-      this.ownerParts.set(id, op)
-    }
-    if (op.done !== undefined) return op.done
-    const sameAttempt = op.n === m.n && op.members.join('\n') === m.members.join('\n')
-    if (!op.contributions.has(from)) { op.contributions.set(from, sameAttempt ? m.payload : null); op.norms.set(from, m.norm) }
-    const part = op
-    return await new Promise<AllReduceMsg>((resolve) => {
-      part.waiters.push(resolve)
-      if (part.contributions.size === part.members.length) this.finishPart(part, m.part)
-      else if (part.timer === undefined) part.timer = setTimeout(() => { this.failPart(part) }, this.partTimeoutMs)
-    })
-  }
-
-  /** The part plan of attempt `key` for (n, members), cached: planning per REDUCE would redo it for every part. */
-  private planFor (key: string, n: number, members: string[]): PartPlan[] {
-    const id = `${key}#${n}#${members.join(' ')}`
-    let plan = this.plans.get(id)
-    if (plan === undefined) {
-      plan = planParts(n, members, this.block, this.partElements)
-      if (this.plans.size >= PLAN_CACHE) this.plans.delete(this.plans.keys().next().value!)
-      this.plans.set(id, plan)
-    }
-    return plan
-  }
-
-  private finishPart (op: OwnerPart, part: number): void {
-    if (op.timer !== undefined) clearTimeout(op.timer)
-    // Reduced into a scratch first: who was refused or clipped (the RESULT's header) is known
-    // only after the pass; then one copy into the body, encoded once whatever the number of
-    // members it goes to (the owner's own lane reads the payload view).
-    const bytes = q8Bytes(op.len, this.block)
-    if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes)
-    const q = this.scratch.subarray(0, bytes)
-    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer) })), op.len, this.block, q, undefined, op.n)
-    for (const x of report.rejected) this.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
-    for (const x of report.clipped) this.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
-    const head: ResultMsg = {
-      type: MsgType.RESULT, part, n: op.len, accepted: report.accepted.length,
-      rejected: report.rejected.map(x => x.peer), clipped: report.clipped.map(x => x.peer), payload: new Uint8Array(0)
-    }
-    const { body, payload } = allocMsg(head, bytes)
-    payload.set(q)
-    op.done = { ...head, payload }
-    this.encoded.set(op.done, body)
-    op.contributions.clear(); op.norms.clear()
-    for (const w of op.waiters.splice(0)) w(op.done)
-  }
-
-  private failPart (op: OwnerPart): void {
-    const missing = op.members.filter(p => !op.contributions.has(p))
-    op.done = { type: MsgType.FAIL, reason: `no contribution from ${missing.join(', ')} within ${this.partTimeoutMs} ms`, suspects: missing }
-    op.contributions.clear(); op.norms.clear()
-    for (const w of op.waiters.splice(0)) w(op.done)
   }
 
   // ------------------------------------------------------------ repair and snapshots

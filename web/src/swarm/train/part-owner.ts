@@ -1,0 +1,138 @@
+/**
+ * A part owner's side of the all-reduce (PROTOCOL.md § allreduce; allreduce.ts has the whole
+ * round): it collects every member's REDUCE slice of a part it owns, reduces them in member order
+ * (reduce.ts, bad-input rules included) and answers every member the same RESULT, or FAIL naming
+ * the members whose slice did not come within the part timeout.
+ */
+import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import { planParts, type PartPlan } from './plan.ts'
+import { reducePartInto } from './reduce.ts'
+import { MsgType, allocMsg, type AllReduceMsg, type FailMsg, type ReduceMsg, type ResultMsg } from './wire.ts'
+
+/** Part plans an owner keeps (one per attempt and vector length; a few rounds' worth). */
+const PLAN_CACHE = 16
+
+export interface PartOwnerOptions {
+  /** This peer's id: it reduces the parts the plan gives it. */
+  self: string
+  /** q8 block of contributions and results. */
+  block: number
+  /** Elements per part: a sender cutting parts otherwise is refused. */
+  partElements: number
+  /** A part whose contributions did not all arrive within this fails, ms. */
+  partTimeoutMs: number
+  log: (line: string) => void
+}
+
+interface OwnerPart {
+  members: string[]
+  n: number
+  len: number
+  /** null: refused before reduction (wrong run, mismatched plan). */
+  contributions: Map<string, Uint8Array | null>
+  /** Each sender's claimed norm of its whole contribution (REDUCE's `norm`). */
+  norms: Map<string, number>
+  waiters: Array<(m: AllReduceMsg) => void>
+  timer?: ReturnType<typeof setTimeout>
+  done?: ResultMsg | FailMsg
+}
+
+/** The parts one AllReducePeer owns, keyed `attempt key#part`: contributions, reduction, RESULT / FAIL. */
+export class PartOwner {
+  private readonly parts = new Map<string, OwnerPart>()
+  /** Replies already encoded (an owner's RESULT is built in its message body): sent as they are. */
+  private readonly bodies = new WeakMap<AllReduceMsg, Uint8Array>()
+  /** Part plans of recent attempts as an owner sees them (every REDUCE of an attempt needs the same plan). */
+  private readonly plans = new Map<string, PartPlan[]>()
+  /** An owner's reduction lands here before its RESULT is built (reused: owners reduce every round). */
+  private scratch = new Uint8Array(0)
+
+  constructor (private readonly opts: PartOwnerOptions) {}
+
+  /** Answers every pending REDUCE FAIL and forgets all parts. */
+  stop (): void {
+    for (const op of this.parts.values()) {
+      if (op.timer !== undefined) clearTimeout(op.timer)
+      for (const w of op.waiters) w({ type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.opts.self] })
+    }
+    this.parts.clear()
+  }
+
+  /** Forgets the settled parts of rounds more than `keep` behind `round`. */
+  prune (round: number, keep: number): void {
+    for (const [k, op] of this.parts) {
+      const r = Number(k.split(':')[1])
+      if (op.done !== undefined && r < round - keep) this.parts.delete(k)
+    }
+  }
+
+  /** The encoded body of `reply` when this owner built it (a RESULT), else undefined. */
+  encoded (reply: AllReduceMsg): Uint8Array | undefined {
+    return this.bodies.get(reply)
+  }
+
+  async onReduce (from: string, m: ReduceMsg): Promise<AllReduceMsg> {
+    if (!m.members.includes(from)) return { type: MsgType.FAIL, reason: `sender ${from} is not a member of attempt ${m.key}`, suspects: [] }
+    if (m.partElements !== this.opts.partElements) return { type: MsgType.FAIL, reason: `sender ${from} cuts parts of ${m.partElements} elements, this peer of ${this.opts.partElements}: the run's peers must share one part size`, suspects: [] }
+    const plan = this.planFor(m.key, m.n, m.members)
+    const p = plan[m.part]
+    if (p === undefined || p.owner !== this.opts.self) return { type: MsgType.FAIL, reason: `this peer does not own part ${m.part} of attempt ${m.key}`, suspects: [] }
+    const id = `${m.key}#${m.part}`
+    let op = this.parts.get(id)
+    if (op === undefined) {
+      op = { members: m.members, n: m.n, len: p.end - p.start, contributions: new Map(), norms: new Map(), waiters: [] }
+      this.parts.set(id, op)
+    }
+    if (op.done !== undefined) return op.done
+    const sameAttempt = op.n === m.n && op.members.join('\n') === m.members.join('\n')
+    if (!op.contributions.has(from)) { op.contributions.set(from, sameAttempt ? m.payload : null); op.norms.set(from, m.norm) }
+    const part = op
+    return await new Promise<AllReduceMsg>((resolve) => {
+      part.waiters.push(resolve)
+      if (part.contributions.size === part.members.length) this.finishPart(part, m.part)
+      else if (part.timer === undefined) part.timer = setTimeout(() => { this.failPart(part) }, this.opts.partTimeoutMs)
+    })
+  }
+
+  /** The part plan of attempt `key` for (n, members), cached: planning per REDUCE would redo it for every part. */
+  private planFor (key: string, n: number, members: string[]): PartPlan[] {
+    const id = `${key}#${n}#${members.join(' ')}`
+    let plan = this.plans.get(id)
+    if (plan === undefined) {
+      plan = planParts(n, members, this.opts.block, this.opts.partElements)
+      if (this.plans.size >= PLAN_CACHE) this.plans.delete(this.plans.keys().next().value!)
+      this.plans.set(id, plan)
+    }
+    return plan
+  }
+
+  private finishPart (op: OwnerPart, part: number): void {
+    if (op.timer !== undefined) clearTimeout(op.timer)
+    // Reduced into a scratch first: who was refused or clipped (the RESULT's header) is known
+    // only after the pass; then one copy into the body, encoded once whatever the number of
+    // members it goes to (the owner's own lane reads the payload view).
+    const bytes = q8Bytes(op.len, this.opts.block)
+    if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes)
+    const q = this.scratch.subarray(0, bytes)
+    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer) })), op.len, this.opts.block, q, undefined, op.n)
+    for (const x of report.rejected) this.opts.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
+    for (const x of report.clipped) this.opts.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
+    const head: ResultMsg = {
+      type: MsgType.RESULT, part, n: op.len, accepted: report.accepted.length,
+      rejected: report.rejected.map(x => x.peer), clipped: report.clipped.map(x => x.peer), payload: new Uint8Array(0)
+    }
+    const { body, payload } = allocMsg(head, bytes)
+    payload.set(q)
+    op.done = { ...head, payload }
+    this.bodies.set(op.done, body)
+    op.contributions.clear(); op.norms.clear()
+    for (const w of op.waiters.splice(0)) w(op.done)
+  }
+
+  private failPart (op: OwnerPart): void {
+    const missing = op.members.filter(p => !op.contributions.has(p))
+    op.done = { type: MsgType.FAIL, reason: `no contribution from ${missing.join(', ')} within ${this.opts.partTimeoutMs} ms`, suspects: missing }
+    op.contributions.clear(); op.norms.clear()
+    for (const w of op.waiters.splice(0)) w(op.done)
+  }
+}
