@@ -47,8 +47,8 @@ export interface InferenceClientOptions {
   /**
    * Hedge late steps: when a server has not answered by its deadline (srtt + 4 · rttvar of its
    * past one-token steps, or T × that of its past prefills per token for a T-token step; at least
-   * `hedgeFloorMs`), re-run that span on a spare in parallel and take
-   * whichever answers first (session.ts). A server that dies without closing its connection
+   * `hedgeFloorMs`), re-run that span on a spare in parallel and take whichever answers first
+   * (failover.ts). A server that dies without closing its connection
    * (SIGKILL, a crashed tab, a pulled cable) then costs about the deadline, not the hard timeout.
    * With push, each hop's CHAIN reply gets a deadline of its own. @default true
    */
