@@ -9,12 +9,28 @@ import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/
  */
 const RUN = 'e2e-train'
 
+/**
+ * The tab's syncs in the founding it now trains in. Tabs that press Train at once may each found
+ * the run; the losers adopt the kept founding (session.ts healFork), and their syncs from before
+ * that are another θ_global's history, not the run's.
+ */
 async function syncs (page: Page): Promise<Array<{ seq: number, hash: string, members: number }>> {
-  return await page.evaluate(() => (window.webswarmTrain?.syncs ?? []).map(s => ({ seq: s.seq, hash: s.hash, members: s.members.length })))
+  return await page.evaluate(() => {
+    const t = window.webswarmTrain
+    return (t?.syncs ?? []).filter(s => s.founding === t?.session?.founding).map(s => ({ seq: s.seq, hash: s.hash, members: s.members.length }))
+  })
 }
 
 async function waitSyncs (page: Page, n: number, timeoutMs: number): Promise<void> {
-  await page.waitForFunction((n) => (window.webswarmTrain?.syncs.length ?? 0) >= n, n, { timeout: timeoutMs, polling: 250 })
+  await page.waitForFunction((n) => {
+    const t = window.webswarmTrain
+    return (t?.syncs ?? []).filter(s => s.founding === t?.session?.founding).length >= n
+  }, n, { timeout: timeoutMs, polling: 250 })
+}
+
+/** Waits until every tab trains in one founding of the run (concurrent foundings healed). */
+async function oneFounding (pages: Page[], timeoutMs: number): Promise<void> {
+  await expect.poll(async () => new Set(await Promise.all(pages.map(async p => await p.evaluate(() => window.webswarmTrain?.session?.founding)))).size, { timeout: timeoutMs }).toBe(1)
 }
 
 function expectIdentical (all: Array<Array<{ seq: number, hash: string }>>): void {
@@ -41,6 +57,7 @@ test.describe.serial('training with 3 tabs', () => {
     // all at once: a tab that starts after the others' first syncs joins late (covered below)
     await Promise.all(tabs.pages.map(async page => { await page.click('#train-start') }))
     for (const page of tabs.pages) await expect(page.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 60_000 })
+    await oneFounding(tabs.pages, 120_000)
     for (const page of tabs.pages) await waitSyncs(page, 2, 120_000)
     const before = await Promise.all(tabs.pages.map(syncs))
     expectIdentical(before)

@@ -34,7 +34,8 @@ const PAGE_RUN = { innerSteps: 10, seqLen: 32, batchSize: 1, innerLr: 3e-3 }
 /** What the page exposes about training, for tests and the console. */
 export interface TrainState {
   running: boolean
-  syncs: SyncEvent[]
+  /** Syncs this tab took part in, each with the founding (run genesis) it belongs to. */
+  syncs: Array<SyncEvent & { founding: string }>
   steps: number
   hash: string
   bytesSent: number
@@ -216,7 +217,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
               console.info(`train: founding ${founding} superseded by ${session.founding}: its syncs are off the dashboard`)
             }
             founding = session.founding
-            state.syncs.push(e)
+            state.syncs.push({ ...e, founding })
             state.hash = e.hash
             state.bytesSent = session.allreduce.bytesSent
             state.bytesReceived = session.allreduce.bytesReceived
