@@ -22,7 +22,7 @@ export interface RelayConfig {
   dataDir: string
   /** Built page served over HTTP. */
   staticDir: string
-  /** Model directories served under /models/<name>/ (range requests, for peers' weights). */
+  /** Served under /models/: its .gguf files and safetensors folders (range requests, for peers' weights). */
   modelsDir: string
   /** The model /models/default/ stands for (a folder of modelsDir). */
   defaultModel: string
@@ -72,15 +72,18 @@ State
   --swarm <name>           Swarm whose CRDT doc is kept and persisted; repeatable [env SWARM, default default]
   --compact-interval <ms>  CRDT log compaction period     [env COMPACT_INTERVAL_MS, default ${DEFAULT_COMPACT_INTERVAL_MS}]
   --static-dir <dir>       Built page to serve            [env STATIC_DIR, default dist]
-  --models-dir <dir>       Hugging Face model folders served at /models/<name>/ with range
-                           requests (tabs load only the blocks they serve) [env MODELS_DIR, default models]
+  --models-dir <dir>       Models served with range requests (peers load only the blocks they
+                           serve): every .gguf file at /models/<file>.gguf (one folder down:
+                           /models/<folder>/<file>.gguf) and Hugging Face safetensors folders at
+                           /models/<folder>/; /models lists them (JSON)
+                                                          [env MODELS_DIR, default models]
   --default-model <name>   Folder of --models-dir that /models/default/ serves
                                                           [env DEFAULT_MODEL, default byte-llama]
 
   -h, --help               Show this help
 
 HTTP (same port): /  the page · /health  JSON status · /bootstrap  relay multiaddrs + ICE servers
-for browsers · /metrics  Prometheus text. Stops gracefully on SIGINT/SIGTERM (CRDT flushed and
+for browsers · /metrics  Prometheus text · /models  the served models (JSON). Stops gracefully on SIGINT/SIGTERM (CRDT flushed and
 compacted, connections closed).`
 
 function list (flag: string[] | undefined, env: string | undefined): string[] {

@@ -1,11 +1,12 @@
 /**
  * HTTP routes on the relay's port: the built page (static, no directory escape), /health,
- * /bootstrap and /metrics.
+ * /bootstrap, /metrics, and model files under /models/ (models.ts).
  */
 import * as fs from 'node:fs/promises'
 import type * as http from 'node:http'
 import * as path from 'node:path'
 import { countDhtRecords } from './metrics.ts'
+import { MODELS_PREFIX, serveModels } from './models.ts'
 import { connectionCounts, type RelayHandle } from './relay.ts'
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -54,7 +55,8 @@ export function createHttpHandler (handle: RelayHandle): (req: http.IncomingMess
 
 async function route (handle: RelayHandle, root: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://relay')
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
+  const models = url.pathname === '/models' || url.pathname.startsWith(MODELS_PREFIX)
+  if (req.method !== 'GET' && req.method !== 'HEAD' && !(models && req.method === 'OPTIONS')) {
     json(res, 405, { error: `${req.method} not allowed` })
     return
   }
@@ -98,69 +100,11 @@ async function route (handle: RelayHandle, root: string, req: http.IncomingMessa
       return
     }
   }
-  if (url.pathname.startsWith(MODELS_PREFIX)) {
-    await serveModelFile(handle, url.pathname.slice(MODELS_PREFIX.length), req, res)
+  if (models) {
+    await serveModels({ modelsDir: handle.config.modelsDir, defaultModel: handle.config.defaultModel, stats: handle.metrics.modelServe }, url.pathname, req, res)
     return
   }
   await serveStatic(root, url.pathname, res)
-}
-
-/** Model files live under this URL prefix; `default` names the configured default model. */
-const MODELS_PREFIX = '/models/'
-/** Only these files of a model folder are served (no checkpoints' optimizer state, no logs). */
-const MODEL_FILE = /^(config\.json|tokenizer\.json|tokenizer_config\.json|model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json)$/
-
-/**
- * GET/HEAD of one model file with single-range support (`Range: bytes=a-b`), so a tab that
- * serves blocks 2–3 downloads only their tensors.
- */
-async function serveModelFile (handle: RelayHandle, rest: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const parts = rest.split('/')
-  if (parts.length !== 2 || !/^[\w.-]+$/.test(parts[0]) || parts[0].startsWith('.') || !MODEL_FILE.test(parts[1])) {
-    json(res, 404, { error: `not a model file: /models/${rest}` })
-    return
-  }
-  const name = parts[0] === 'default' ? handle.config.defaultModel : parts[0]
-  const file = path.resolve(handle.config.modelsDir, name, parts[1])
-  let size: number
-  try {
-    size = (await fs.stat(file)).size
-  } catch {
-    json(res, 404, { error: `no model file ${name}/${parts[1]}` })
-    return
-  }
-  const type = parts[1].endsWith('.json') ? 'application/json' : 'application/octet-stream'
-  const range = req.headers.range
-  let start = 0
-  let end = size - 1
-  let status = 200
-  if (range !== undefined) {
-    const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim())
-    if (m === null || (m[1] === '' && m[2] === '')) {
-      res.writeHead(416, { 'content-range': `bytes */${size}` })
-      res.end()
-      return
-    }
-    if (m[1] === '') { start = Math.max(0, size - Number(m[2])) } else { start = Number(m[1]); if (m[2] !== '') end = Math.min(Number(m[2]), size - 1) }
-    if (start > end || start >= size) {
-      res.writeHead(416, { 'content-range': `bytes */${size}` })
-      res.end()
-      return
-    }
-    status = 206
-  }
-  const headers: http.OutgoingHttpHeaders = { 'content-type': type, 'content-length': end - start + 1, 'accept-ranges': 'bytes' }
-  if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${size}`
-  res.writeHead(status, headers)
-  if (req.method === 'HEAD' || size === 0) { res.end(); return }
-  const fh = await fs.open(file, 'r')
-  try {
-    const buf = Buffer.alloc(end - start + 1)
-    await fh.read(buf, 0, buf.length, start)
-    res.end(buf)
-  } finally {
-    await fh.close()
-  }
 }
 
 async function serveStatic (root: string, pathname: string, res: http.ServerResponse): Promise<void> {

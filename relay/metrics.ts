@@ -4,6 +4,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import * as Y from 'yjs'
+import type { ModelServeStats } from './models.ts'
 import type { RelayHandle } from './relay.ts'
 import { connectionCounts } from './relay.ts'
 
@@ -12,6 +13,8 @@ export class RelayMetrics {
   readonly relayedBytes = new Counter({ name: 'webswarm_relay_relayed_bytes_total', help: 'Bytes through circuit relay HOP streams, both directions', registers: [this.registry] })
   readonly circuits = new Counter({ name: 'webswarm_relay_circuits_total', help: 'Circuit relay HOP streams opened', registers: [this.registry] })
   readonly unhandledRejections = new Counter({ name: 'webswarm_relay_unhandled_rejections_total', help: 'Promise rejections nobody handled (logged; the relay kept running)', registers: [this.registry] })
+  /** What /models/ has sent (read at scrape time below). */
+  readonly modelServe: ModelServeStats = { bytesSent: 0, requests: 0 }
   private handle?: RelayHandle
 
   constructor () {
@@ -23,6 +26,14 @@ export class RelayMetrics {
         if (self.handle === undefined) return
         for (const [kind, n] of Object.entries(connectionCounts(self.handle.node))) this.set({ kind }, n)
       }
+    })
+    new Gauge({
+      name: 'webswarm_relay_model_bytes_sent_total', help: 'Body bytes of model files sent under /models/ (whole files and ranges)', registers: [this.registry],
+      collect () { this.set(self.modelServe.bytesSent) }
+    })
+    new Gauge({
+      name: 'webswarm_relay_model_requests_total', help: 'GET/HEAD answers for model files under /models/', registers: [this.registry],
+      collect () { this.set(self.modelServe.requests) }
     })
     new Gauge({
       name: 'webswarm_relay_reservations', help: 'Live circuit relay reservations', registers: [this.registry],
