@@ -1,5 +1,7 @@
-import { arrayFor, toTyped, type Backend } from './backend.ts'
-import { bytesPerElement, numel, shapeString, type DType, type TypedArray } from './dtype.ts'
+import { arrayFor, hostTensorData, type Backend } from './backend.ts'
+import { numel, shapeString, type DType, type TypedArray } from './dtype.ts'
+import { TensorStateError } from './errors.ts'
+import { isBlockDType, storageBytes } from './quant-types.ts'
 import { Tensor } from './tensor.ts'
 
 /** Runs ops with the CPU twins: the algorithm's definition, and the fallback without WebGPU. */
@@ -7,11 +9,7 @@ export class CpuBackend implements Backend {
   readonly kind = 'cpu' as const
 
   tensor (data: TypedArray | number[], shape: readonly number[], dtype: DType = 'f32'): Tensor {
-    const typed = toTyped(data, dtype)
-    if (dtype !== 'q8' && typed.length !== numel(shape)) {
-      throw new Error(`tensor: ${typed.length} elements given for shape ${shapeString(shape)}`)
-    }
-    return this.wrap(typed.slice(), shape, dtype)
+    return this.wrap(hostTensorData(data, shape, dtype), shape, dtype)
   }
 
   /** Wraps an existing array without copying (the tensor owns it from now on). */
@@ -20,7 +18,8 @@ export class CpuBackend implements Backend {
   }
 
   zeros (shape: readonly number[], dtype: DType = 'f32'): Tensor {
-    return this.wrap(arrayFor(dtype, numel(shape)), shape, dtype)
+    // zero GGUF blocks are valid: every scale is 0
+    return this.wrap(arrayFor(dtype, isBlockDType(dtype) ? storageBytes(dtype, shape) : numel(shape)), shape, dtype)
   }
 
   empty (shape: readonly number[], dtype: DType = 'f32'): Tensor {
@@ -32,8 +31,8 @@ export class CpuBackend implements Backend {
   }
 
   write (t: Tensor, data: TypedArray): void {
-    if (data.byteLength !== t.numel * bytesPerElement(t.dtype) && t.dtype !== 'q8') {
-      throw new Error(`write: ${data.byteLength} bytes for ${t.dtype} tensor ${shapeString(t.shape)}`)
+    if (t.dtype !== 'q8' && data.byteLength !== storageBytes(t.dtype, t.shape)) {
+      throw new TensorStateError(`write: ${data.byteLength} bytes for ${t.dtype} tensor ${shapeString(t.shape)} (expected ${storageBytes(t.dtype, t.shape)})`)
     }
     new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
   }

@@ -1,9 +1,10 @@
-import { toTyped, type Backend } from './backend.ts'
+import { hostTensorData, type Backend } from './backend.ts'
 import { acquireDevice, type AcquireOptions, type GpuInfo } from './device.ts'
-import { bytesPerElement, numel, shapeString, type DType, type TypedArray } from './dtype.ts'
+import { numel, shapeString, type DType, type TypedArray } from './dtype.ts'
 import { DeviceError, KernelCompileError, TensorStateError } from './errors.ts'
 import { generateHeader, packUniforms, uniformBytes, type KernelDecl, type Variant } from './kernel.ts'
 import { BufferPool, UNIFORM_USAGE } from './pool.ts'
+import { storageBytes } from './quant-types.ts'
 import { loadShaderSources, shaderSource } from './shader-source.ts'
 import { Tensor } from './tensor.ts'
 
@@ -58,9 +59,9 @@ export class GpuBackend implements Backend {
     return new Tensor(this, shape, dtype, storage, meta)
   }
 
-  /** Uninitialised (pooled) memory the next op overwrites. `bytes` defaults to the dense size. */
+  /** Uninitialised (pooled) memory the next op overwrites. `bytes` defaults to the stored size (storageBytes). */
   empty (shape: readonly number[], dtype: DType = 'f32', bytes?: number, meta?: Record<string, number>): Tensor {
-    return this.alloc(shape, dtype, bytes ?? numel(shape) * bytesPerElement(dtype), meta)
+    return this.alloc(shape, dtype, bytes ?? (dtype === 'q8' ? numel(shape) : storageBytes(dtype, shape)), meta)
   }
 
   zeros (shape: readonly number[], dtype: DType = 'f32'): Tensor {
@@ -70,10 +71,7 @@ export class GpuBackend implements Backend {
   }
 
   tensor (data: TypedArray | number[], shape: readonly number[], dtype: DType = 'f32', meta?: Record<string, number>): Tensor {
-    const typed = toTyped(data, dtype)
-    if (dtype !== 'q8' && typed.length !== numel(shape)) {
-      throw new TensorStateError(`tensor: ${typed.length} elements given for shape ${shapeString(shape)}`)
-    }
+    const typed = hostTensorData(data, shape, dtype, false) // GGUF blocks: the file's bytes, padded to 4 on upload
     const t = this.alloc(shape, dtype, typed.byteLength, meta)
     this.upload(t.buffer, typed)
     return t
@@ -112,8 +110,8 @@ export class GpuBackend implements Backend {
         case 'f32': return new Float32Array(raw)
         case 'i32': return new Int32Array(raw)
         case 'u32': return new Uint32Array(raw)
-        case 'f16': return new Uint16Array(raw)
-        case 'q8': return new Uint8Array(raw)
+        case 'f16': case 'bf16': return new Uint16Array(raw)
+        case 'q8': case 'q8_0': case 'q4_0': case 'q4_k': case 'q5_k': case 'q6_k': return new Uint8Array(raw)
       }
     } finally {
       staging.destroy()
