@@ -27,3 +27,13 @@ export class KernelCompileError extends Error {
 export class DeviceError extends Error {
   override name = 'DeviceError'
 }
+
+/** An op that cannot take a tensor stored as row parts (see split.ts) was given one. */
+export class SplitTensorError extends ShapeError {
+  override name = 'SplitTensorError'
+}
+
+/** A tensor cannot be stored within the device's buffer limits, even split into row parts. */
+export class TensorTooLargeError extends Error {
+  override name = 'TensorTooLargeError'
+}

@@ -19,9 +19,16 @@ export function sizeClass (bytes: number): number {
   return (p * 3) / 4 >= b ? (p * 3) / 4 : p
 }
 
+/** Exact size of a buffer for `bytes` (weights: no size-class waste, never above the device limit). */
+export function exactSize (bytes: number): number {
+  return Math.max(MIN_BYTES, Math.ceil(bytes / 4) * 4)
+}
+
 export interface PoolStats {
   /** Bytes in buffers handed out and not yet released. */
   inUseBytes: number
+  /** Highest inUseBytes since start (or since the last resetPeak()). */
+  peakInUseBytes: number
   /** Bytes in buffers waiting for reuse. */
   freeBytes: number
   /** Buffers created since start. */
@@ -33,16 +40,21 @@ export interface PoolStats {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>()
   private pending: Array<[string, GPUBuffer]> = []
-  readonly stats: PoolStats = { inUseBytes: 0, freeBytes: 0, created: 0, reused: 0 }
+  readonly stats: PoolStats = { inUseBytes: 0, peakInUseBytes: 0, freeBytes: 0, created: 0, reused: 0 }
 
   constructor (private readonly device: GPUDevice) {}
 
-  acquire (bytes: number, usage: number = STORAGE_USAGE): GPUBuffer {
-    const size = sizeClass(bytes)
+  /**
+   * A buffer of at least `bytes`: a size class (reuse across shapes), or with `exact` the
+   * bytes rounded to 4 (uploaded weights: they live long, and a class could pass the device limit).
+   */
+  acquire (bytes: number, usage: number = STORAGE_USAGE, exact = false): GPUBuffer {
+    const size = exact ? exactSize(bytes) : sizeClass(bytes)
     const key = `${usage}:${size}`
     const list = this.free.get(key)
     const reused = list?.pop()
     this.stats.inUseBytes += size
+    this.stats.peakInUseBytes = Math.max(this.stats.peakInUseBytes, this.stats.inUseBytes)
     if (reused !== undefined) {
       this.stats.reused++
       this.stats.freeBytes -= size
@@ -66,6 +78,11 @@ export class BufferPool {
       this.stats.freeBytes += buf.size
     }
     this.pending = []
+  }
+
+  /** Starts a new peak measurement from the bytes in use now. */
+  resetPeak (): void {
+    this.stats.peakInUseBytes = this.stats.inUseBytes
   }
 
   /** Destroys every free buffer (e.g. after a model is unloaded). */

@@ -1,5 +1,5 @@
 import { bytesPerElement, checkShape, numel, shapeString, type DType, type TypedArray } from './dtype.ts'
-import { TensorStateError } from './errors.ts'
+import { SplitTensorError, TensorStateError } from './errors.ts'
 import type { Backend } from './backend.ts'
 
 /** Where a tensor's elements live: a typed array (CPU) or a GPU buffer. Shared by reshape views. */
@@ -8,6 +8,11 @@ export interface Storage {
   data?: TypedArray
   /** WebGPU backend: the buffer (may be larger than `bytes`, it comes from a pool). */
   buffer?: GPUBuffer
+  /**
+   * WebGPU backend, tensors larger than one binding (split.ts): consecutive row parts along
+   * dim 0, each a tensor with its own buffer and shape (rows_i, ...rest). No `buffer` then.
+   */
+  parts?: readonly Tensor[]
   /** Meaningful bytes. */
   bytes: number
   /** Live tensors viewing this storage; released at 0. */
@@ -54,19 +59,34 @@ export class Tensor {
     return d
   }
 
-  /** GPU buffer (throws on a CPU tensor). */
+  /** GPU buffer (throws on a CPU tensor and on a tensor split into row parts). */
   get buffer (): GPUBuffer {
-    const b = this.storage.buffer
-    if (b === undefined) throw new TensorStateError('tensor.buffer on a CPU tensor')
-    return b
+    const s = this.storage
+    if (s.parts !== undefined) throw new SplitTensorError('tensor.buffer', `${this.dtype} tensor ${shapeString(this.shape)} is split into ${s.parts.length} row parts (larger than one binding)`)
+    if (s.buffer === undefined) throw new TensorStateError('tensor.buffer on a CPU tensor')
+    return s.buffer
   }
 
-  /** A view with another shape over the same elements. */
+  /** True when the tensor is stored as row parts along dim 0 (larger than one binding). */
+  get split (): boolean { return this.storage.parts !== undefined }
+
+  /**
+   * A view with another shape over the same elements. A split tensor keeps its dim 0 (its
+   * parts are whole rows), so only the trailing dims may change.
+   */
   reshape (shape: readonly number[]): Tensor {
     if (numel(shape) !== this.numel) throw new TensorStateError(`reshape ${shapeString(this.shape)} -> ${shapeString(shape)}: element counts differ`)
     const s = this.storage
+    if (s.parts !== undefined) return this.reshapeParts(s.parts, shape)
     s.refs++
     return new Tensor(this.backend, shape, this.dtype, s, { ...this.meta })
+  }
+
+  private reshapeParts (parts: readonly Tensor[], shape: readonly number[]): Tensor {
+    if (shape.length === 0 || shape[0] !== this.shape[0]) throw new SplitTensorError('reshape', `${shapeString(this.shape)} -> ${shapeString(shape)}: a tensor split into row parts keeps its dim 0`)
+    const views = parts.map(p => keep(p.reshape([p.shape[0], ...shape.slice(1)])))
+    const storage: Storage = { parts: views, bytes: this.storage.bytes, refs: 1, release: () => { for (const v of views) v.dispose() } }
+    return new Tensor(this.backend, shape, this.dtype, storage, { ...this.meta })
   }
 
   /** Copies the elements to the host. */
