@@ -16,6 +16,7 @@
  * The scratch figure is an estimate (the buffer pool may keep freed buffers for reuse); weights
  * and KV are exact for the runtime's layout.
  */
+import { formatSize } from '../util/progress.ts'
 import type { ModelConfig } from './config.ts'
 import type { BlockRange, PartSpec } from './params.ts'
 
@@ -118,16 +119,7 @@ export function describePart (p: PartSpec): string {
 }
 
 /** Decimal units, 3 significant digits: 1.42 GB, 270 MB, 12.0 kB. */
-export function formatBytes (n: number): string {
-  const units: Array<[number, string]> = [[1e12, 'TB'], [1e9, 'GB'], [1e6, 'MB'], [1e3, 'kB']]
-  for (const [scale, unit] of units) {
-    if (Math.abs(n) >= scale) {
-      const v = n / scale
-      return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${unit}`
-    }
-  }
-  return `${n} B`
-}
+export const formatBytes = formatSize
 
 /**
  * "4GB", "1.5 GiB", "800M", "512MiB", "123456" (bytes). Decimal units are powers of 1000, the
