@@ -33,7 +33,7 @@ const TYPES: ReadonlyMap<number, GgmlTypeInfo> = new Map([
   [6, { name: 'Q5_0', blockElems: 32, blockBytes: 22 }],
   [7, { name: 'Q5_1', blockElems: 32, blockBytes: 24 }],
   [8, { name: 'Q8_0', blockElems: 32, blockBytes: 34 }],
-  [9, { name: 'Q8_1', blockElems: 32, blockBytes: 36 }],
+  [9, { name: 'Q8_1', blockElems: 32, blockBytes: 36 }], // ggml's size; gguf-py still says 40 (an f32 d and s); files never hold it
   [10, { name: 'Q2_K', blockElems: 256, blockBytes: 84 }],
   [11, { name: 'Q3_K', blockElems: 256, blockBytes: 110 }],
   [12, { name: 'Q4_K', blockElems: 256, blockBytes: 144 }],
@@ -57,7 +57,9 @@ const TYPES: ReadonlyMap<number, GgmlTypeInfo> = new Map([
   [30, { name: 'BF16', blockElems: 1, blockBytes: 2 }],
   [34, { name: 'TQ1_0', blockElems: 256, blockBytes: 54 }],
   [35, { name: 'TQ2_0', blockElems: 256, blockBytes: 66 }],
-  [39, { name: 'MXFP4', blockElems: 32, blockBytes: 17 }]
+  [39, { name: 'MXFP4', blockElems: 32, blockBytes: 17 }],
+  [40, { name: 'NVFP4', blockElems: 64, blockBytes: 36 }],
+  [41, { name: 'Q1_0', blockElems: 128, blockBytes: 18 }]
 ])
 
 /** The type's sizes, or undefined for an id ggml does not define. */
