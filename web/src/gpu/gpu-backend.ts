@@ -1,19 +1,34 @@
 import { hostTensorData, type Backend } from './backend.ts'
 import { acquireDevice, type AcquireOptions, type GpuInfo } from './device.ts'
 import { numel, shapeString, type DType, type TypedArray } from './dtype.ts'
-import { DeviceError, KernelCompileError, TensorStateError } from './errors.ts'
+import { DeviceError, KernelCompileError, SplitTensorError, TensorStateError, TensorTooLargeError } from './errors.ts'
 import { generateHeader, packUniforms, uniformBytes, type KernelDecl, type Variant } from './kernel.ts'
-import { BufferPool, UNIFORM_USAGE } from './pool.ts'
+import { BufferPool, sizeClass, UNIFORM_USAGE } from './pool.ts'
 import { storageBytes } from './quant-types.ts'
 import { loadShaderSources, shaderSource } from './shader-source.ts'
+import { readSplit, storeSplit, writeSplit } from './split.ts'
 import { Tensor } from './tensor.ts'
 
 /** Dispatches encoded before an automatic submit: bounds command-buffer size and latency. */
 const MAX_DISPATCHES_PER_SUBMIT = 512
+/**
+ * Uploads of at least this many bytes get an exact-size buffer, not a size class (up to 50 %
+ * larger): weights are the bulk of a peer's memory and live as long as the model.
+ */
+const EXACT_UPLOAD_BYTES = 1 << 20
 
 interface CompiledKernel {
   pipeline: GPUComputePipeline
   layout: GPUBindGroupLayout
+}
+
+export interface GpuBackendOptions extends AcquireOptions {
+  /**
+   * Uploads larger than this many bytes are stored as row parts along dim 0 (split.ts). Tests
+   * force a small value to exercise split weights; it never rises above the device's limits.
+   * @default the device's min(maxStorageBufferBindingSize, maxBufferSize)
+   */
+  maxBindingBytes?: number
 }
 
 export interface GpuStats {
@@ -38,23 +53,30 @@ export class GpuBackend implements Backend {
   private pendingDispatches = 0
   private readonly errors: Error[] = []
   private lost: string | undefined
+  /** Bytes one binding may hold: uploads above it are split into row parts (split.ts). */
+  readonly splitBytes: number
 
-  private constructor (readonly device: GPUDevice, readonly info: GpuInfo) {
+  private constructor (readonly device: GPUDevice, readonly info: GpuInfo, maxBindingBytes?: number) {
     this.pool = new BufferPool(device)
+    const device_ = Math.min(info.limits.maxStorageBufferBindingSize, info.limits.maxBufferSize)
+    this.splitBytes = Math.floor(Math.min(device_, maxBindingBytes ?? Infinity) / 4) * 4
+    if (!(this.splitBytes >= 4)) throw new TensorStateError(`GpuBackend: maxBindingBytes must be at least 4, got ${String(maxBindingBytes)}`)
     void device.lost.then(l => { this.lost = `device lost (${l.reason}): ${l.message}` })
   }
 
   /** Acquires an adapter and device (browser or Node) and loads the bundled shaders. */
-  static async create (opts: AcquireOptions = {}): Promise<GpuBackend> {
+  static async create (opts: GpuBackendOptions = {}): Promise<GpuBackend> {
     const { device, info } = await acquireDevice(opts)
     await loadShaderSources()
-    return new GpuBackend(device, info)
+    return new GpuBackend(device, info, opts.maxBindingBytes)
   }
 
   // ---- tensors ----
 
-  private alloc (shape: readonly number[], dtype: DType, bytes: number, meta: Record<string, number> = {}): Tensor {
-    const buffer = this.pool.acquire(bytes)
+  private alloc (shape: readonly number[], dtype: DType, bytes: number, meta: Record<string, number> = {}, exact = false): Tensor {
+    const max = this.info.limits.maxBufferSize
+    if (bytes > max) throw new TensorTooLargeError(`${dtype} tensor ${shapeString(shape)}: ${bytes} bytes exceed the device's maxBufferSize (${max}); only uploaded tensors are split into row parts`)
+    const buffer = this.pool.acquire(bytes, undefined, exact || sizeClass(bytes) > max)
     const storage = { buffer, bytes, refs: 1, release: () => this.pool.release(buffer) }
     return new Tensor(this, shape, dtype, storage, meta)
   }
@@ -72,14 +94,22 @@ export class GpuBackend implements Backend {
 
   tensor (data: TypedArray | number[], shape: readonly number[], dtype: DType = 'f32', meta?: Record<string, number>): Tensor {
     const typed = hostTensorData(data, shape, dtype, false) // GGUF blocks: the file's bytes, padded to 4 on upload
-    const t = this.alloc(shape, dtype, typed.byteLength, meta)
-    this.upload(t.buffer, typed)
+    if (typed.byteLength > this.splitBytes) return storeSplit(this, typed, shape, dtype, this.splitBytes, meta)
+    return this.storeWhole(typed, shape, dtype, meta)
+  }
+
+  /** Uploads data that fits one binding into one exact-size buffer (split.ts stores each part with it). */
+  storeWhole (data: TypedArray, shape: readonly number[], dtype: DType, meta?: Record<string, number>): Tensor {
+    const t = this.alloc(shape, dtype, data.byteLength, meta, data.byteLength >= EXACT_UPLOAD_BYTES)
+    this.upload(t.buffer, data)
     return t
   }
 
   write (t: Tensor, data: TypedArray): void {
     if (t.backend !== this) throw new TensorStateError('write: tensor belongs to another backend')
     if (data.byteLength !== t.storage.bytes) throw new TensorStateError(`write: ${data.byteLength} bytes into a ${t.storage.bytes}-byte tensor ${shapeString(t.shape)}`)
+    const parts = t.storage.parts
+    if (parts !== undefined) { writeSplit(t, parts, data); return }
     this.flush() // queued writes overtake encoded-but-unsubmitted commands
     this.upload(t.buffer, data)
   }
@@ -97,6 +127,8 @@ export class GpuBackend implements Backend {
 
   async read (t: Tensor): Promise<TypedArray> {
     if (t.backend !== this) throw new TensorStateError('read: tensor belongs to another backend')
+    const parts = t.storage.parts
+    if (parts !== undefined) return await readSplit(t, parts)
     const bytes = t.storage.bytes
     const size = Math.max(4, Math.ceil(bytes / 4) * 4)
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
@@ -121,6 +153,7 @@ export class GpuBackend implements Backend {
   /** Copies bytes between tensors inside the current batch (offsets and size multiples of 4). */
   copy (src: Tensor, dst: Tensor, srcOffset = 0, dstOffset = 0, bytes = src.storage.bytes): void {
     if (bytes === 0) return
+    for (const t of [src, dst]) if (t.split) throw new SplitTensorError('copy', `${t.dtype} tensor ${shapeString(t.shape)} is split into row parts (copy its parts)`)
     if (srcOffset % 4 !== 0 || dstOffset % 4 !== 0 || bytes % 4 !== 0) throw new TensorStateError(`copy: offsets and size must be multiples of 4 (got ${srcOffset}, ${dstOffset}, ${bytes})`)
     if (srcOffset + bytes > src.storage.bytes || dstOffset + bytes > dst.storage.bytes) throw new TensorStateError(`copy: ${bytes} bytes out of range (src ${src.storage.bytes}, dst ${dst.storage.bytes})`)
     this.copyEncoder().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes)
@@ -193,6 +226,7 @@ export class GpuBackend implements Backend {
       const t = bindings[b.name]
       if (t === undefined) throw new TensorStateError(`kernel ${decl.name}: binding '${b.name}' not given`)
       if (t.backend !== this) throw new TensorStateError(`kernel ${decl.name}: binding '${b.name}' is not a WebGPU tensor`)
+      if (t.split) throw new SplitTensorError(`kernel ${decl.name}`, `binding '${b.name}' (${t.dtype} ${shapeString(t.shape)}) is split into row parts (larger than one binding); only linear, embedding and expertFFN take split tensors`)
       return { binding: i, resource: { buffer: t.buffer } }
     })
     if (decl.uniforms.length > 0) {

@@ -16,6 +16,9 @@ import { shapeString } from './dtype.ts'
 import { SplitTensorError, TensorTooLargeError } from './errors.ts'
 import { keep, Tensor, type Storage } from './tensor.ts'
 
+/** The ops that take split tensors (each loops over the parts); backendOf refuses the rest. */
+export const SPLIT_OPS: ReadonlySet<string> = new Set(['linear', 'embedding', 'expertFFN'])
+
 /** One row part of a tensor: rows [row0, row0 + rows) of dim 0, stored in `t`. */
 export interface RowPart {
   t: Tensor
@@ -103,6 +106,6 @@ export function writeSplit (t: Tensor, parts: readonly Tensor[], data: TypedArra
 /** Throws SplitTensorError naming the op and input when any given tensor is split into row parts. */
 export function expectUnsplit (op: string, inputs: Readonly<Record<string, Tensor | undefined>>): void {
   for (const [name, t] of Object.entries(inputs)) {
-    if (t?.storage.parts !== undefined) throw new SplitTensorError(op, `${name} (${t.dtype} ${shapeString(t.shape)}) is split into ${t.storage.parts.length} row parts (larger than one binding); only linear, embedding and expertFFN take split tensors`)
+    if (t?.storage.parts !== undefined) throw new SplitTensorError(op, `${name} (${t.dtype} ${shapeString(t.shape)}) is split into ${t.storage.parts.length} row parts (larger than one binding); only ${[...SPLIT_OPS].join(', ')} take split tensors`)
   }
 }

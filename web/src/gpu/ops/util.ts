@@ -1,7 +1,8 @@
 import type { Backend } from '../backend.ts'
 import { cpu, type CpuBackend } from '../cpu-backend.ts'
 import { shapeString, type DType } from '../dtype.ts'
-import { ShapeError, TensorStateError } from '../errors.ts'
+import { ShapeError, SplitTensorError, TensorStateError } from '../errors.ts'
+import { SPLIT_OPS } from '../split.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import type { Tensor } from '../tensor.ts'
 
@@ -15,12 +16,16 @@ export function isCpu (b: Backend): b is CpuBackend {
   return b.kind === 'cpu'
 }
 
-/** The backend all tensors share (ops never mix backends silently). */
+/**
+ * The backend all tensors share (ops never mix backends silently). Tensors split into row parts
+ * (split.ts) are refused here, naming the op, except by the ops in SPLIT_OPS.
+ */
 export function backendOf (op: string, ...ts: Array<Tensor | undefined>): Backend {
   let be: Backend | undefined
   for (const t of ts) {
     if (t === undefined) continue
     if (t.disposed) throw new TensorStateError(`${op}: input tensor was disposed`)
+    if (t.split && !SPLIT_OPS.has(op)) throw new SplitTensorError(op, `a ${t.dtype} input ${shapeString(t.shape)} is split into row parts (larger than one binding); only ${[...SPLIT_OPS].join(', ')} take split tensors`)
     if (be === undefined) be = t.backend
     else if (be !== t.backend) throw new ShapeError(op, 'inputs live on different backends')
   }
