@@ -5,7 +5,7 @@
 import type { Backend } from '../gpu/backend.ts'
 import { add } from '../gpu/ops/elementwise.ts'
 import { keep, tidy, type Tensor } from '../gpu/tensor.ts'
-import { BlockSpan, CausalLM, loadBlocks, loadConfig, loadPart, type KvCache } from '../model/model.ts'
+import { BlockSpan, CausalLM, loadBlocks, loadConfig, loadPart, type KvCache, type LoadOptions } from '../model/model.ts'
 import type { ModelConfig } from '../model/config.ts'
 import type { DecoderBlock } from '../model/block.ts'
 import { runExperts, type MoeLayer } from '../model/moe.ts'
@@ -167,8 +167,8 @@ export class ModelSpanBackend implements SpanBackend {
 }
 
 /** Loads blocks [start, end) of the model at `source` as a span backend. */
-export async function loadSpanBackend (source: ModelSource, be: Backend, model: string, start: number, end: number, opts: ModelSpanOptions = {}): Promise<ModelSpanBackend> {
-  const span = await loadBlocks(source, be, { start, end })
+export async function loadSpanBackend (source: ModelSource, be: Backend, model: string, start: number, end: number, opts: ModelSpanOptions = {}, load: LoadOptions = {}): Promise<ModelSpanBackend> {
+  const span = await loadBlocks(source, be, { start, end }, load)
   return new ModelSpanBackend(model, span, opts)
 }
 
@@ -245,9 +245,9 @@ export function modelEnds (lm: CausalLM): ClientEnds {
 }
 
 /** Loads only the config, embedding and head: what `generate --bootstrap` needs locally. */
-export async function loadClientEnds (source: ModelSource, be: Backend): Promise<{ config: ModelConfig, lm: CausalLM, ends: ClientEnds }> {
-  const config = await loadConfig(source)
-  const { params } = await loadPart(source, be, { blocks: { start: 0, end: 0 }, embedding: true, head: true }, { config })
+export async function loadClientEnds (source: ModelSource, be: Backend, load: LoadOptions = {}): Promise<{ config: ModelConfig, lm: CausalLM, ends: ClientEnds }> {
+  const config = load.config ?? await loadConfig(source)
+  const { params } = await loadPart(source, be, { blocks: { start: 0, end: 0 }, embedding: true, head: true }, { ...load, config })
   const lm = new CausalLM(config, params, be, undefined, { start: 0, end: 0 })
   return { config, lm, ends: modelEnds(lm) }
 }

@@ -21,6 +21,7 @@ import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { loadClientEnds, loadSpanBackend } from '../swarm/model-backend.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import { createProgressBar } from './progress-bar.ts'
 
 /** Wait this long for the Swarm panel to join before giving up, ms. */
 const JOIN_WAIT_MS = 60_000
@@ -85,7 +86,8 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
   // Wrap long token streams and log lines inside the panel.
   const output = el('pre', { id: 'chat-output', style: 'white-space: pre-wrap; overflow-wrap: anywhere' }, '')
   const log = el('pre', { id: 'chat-log', style: 'white-space: pre-wrap; overflow-wrap: anywhere; max-height: 12em; overflow-y: auto' }, '')
-  body.append(serveRow, chatRow, route, output, log)
+  const progress = createProgressBar('model-progress')
+  body.append(serveRow, progress.element, chatRow, route, output, log)
   const say = (line: string): void => { log.textContent = `${line}\n${log.textContent ?? ''}`.slice(0, 4000) }
 
   let loaded: Promise<{ config: ModelConfig, ends: ClientEnds, tokenizer?: TextTokenizer, be: Backend }> | undefined
@@ -93,7 +95,7 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
     loaded ??= (async () => {
       const be = await backend()
       const source = sourceFrom(modelUrl)
-      const { config, ends } = await loadClientEnds(source, be)
+      const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
       return { config, ends, tokenizer: await loadTokenizer(source, config.vocabSize), be }
     })()
     return await loaded
@@ -126,7 +128,7 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
       numBlocks: config.numLayers,
       span: m === null ? undefined : { start: Number(m[1]), end: Number(m[2]) },
       numServed: Math.max(1, Math.ceil(config.numLayers / 2)),
-      loadSpan: async (s, e) => await loadSpanBackend(sourceFrom(modelUrl), be, modelId, s, e),
+      loadSpan: async (s, e) => await loadSpanBackend(sourceFrom(modelUrl), be, modelId, s, e, {}, { onProgress: progress.start(`${modelId}: blocks ${s}:${e}`) }),
       cacheBudgetBytes: SERVE_CACHE_TOKENS * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: m === null ? 60_000 : 0,
       log: say,
