@@ -43,17 +43,22 @@ export function arrayFor (dtype: DType, n: number): TypedArray {
 
 /**
  * Checks and copies host data for a tensor of a weight dtype stored in its file encoding:
- * f16/bf16 → Uint16Array of numel words (from words or little-endian bytes), GGUF blocks →
+ * f32 → Float32Array (from floats or little-endian bytes), f16/bf16 → Uint16Array of numel words
+ * (from words or little-endian bytes), GGUF blocks →
  * Uint8Array of exactly storageBytes bytes. Other dtypes go through toTyped. `copy: false`
  * (the GPU upload, which copies anyway) returns the caller's array when it can: then f16/bf16
  * bytes stay a Uint8Array.
  */
 export function hostTensorData (data: TypedArray | number[], shape: readonly number[], dtype: DType, copy = true): TypedArray {
   const own = <A extends TypedArray>(a: A): A => copy ? a.slice() as A : a
+  if (dtype === 'f32' && data instanceof Uint8Array) { // an f32 weight's file bytes
+    if (data.byteLength !== numel(shape) * 4) throw new TensorStateError(`tensor: ${data.byteLength} bytes given for f32 shape ${shapeString(shape)} (expected ${numel(shape) * 4})`)
+    return new Float32Array(data.slice().buffer) // slice: a fresh, aligned copy
+  }
   if (dtype === 'f16' || dtype === 'bf16') {
     if (data instanceof Uint8Array) {
       if (data.byteLength !== numel(shape) * 2) throw new TensorStateError(`tensor: ${data.byteLength} bytes given for ${dtype} shape ${shapeString(shape)} (expected ${numel(shape) * 2})`)
-      return copy ? new Uint16Array(data.slice().buffer) : data // slice: a fresh, aligned copy
+      return copy ? new Uint16Array(data.slice().buffer) : data
     }
     if (!Array.isArray(data) && !(data instanceof Uint16Array)) throw new TensorStateError(`tensor: ${dtype} data must be a Uint16Array of words or a Uint8Array of bytes, got ${data.constructor.name}`)
   }
