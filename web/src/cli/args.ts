@@ -1,8 +1,11 @@
 /** Small argument helpers for the `webswarm` CLI (node:util parseArgs does the parsing). */
+import { WebSwarmError } from '../util/errors.ts'
 
 /** Bad command-line input: printed as one line, exit status 2. */
-export class UsageError extends Error {
+export class UsageError extends WebSwarmError {
   override name = 'UsageError'
+  readonly errorCode = 'cli.usage'
+  readonly callerFault = true
 }
 
 export type Flags = Record<string, string | boolean | undefined>

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 /**
- * `webswarm` — the Node command line. Start-up stays fast: only node:util is loaded here, each
- * command imports what it needs when it runs.
+ * `webswarm` — the Node command line. Start-up stays fast: only node:util and the error classes
+ * (cli/failures.ts) are loaded here, each command imports what it needs when it runs.
  *
  *   npm run --silent webswarm -- logits   --model DIR --tokens 5,17,3 --out FILE
  *   npm run --silent webswarm -- generate --model DIR (--tokens IDS | --prompt TEXT) --max-new-tokens N [...]
@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util'
 import { UsageError, type Flags } from './args.ts'
+import { exitStatusOf, isExpectedFailure } from './failures.ts'
 
 const USAGE = `usage: webswarm <command> [options]
 
@@ -137,9 +138,7 @@ main(process.argv.slice(2)).then(code => {
 }, (e: unknown) => {
   const err = e as Error
   // One line for expected failures (bad input, no adapter, bad files); a stack only for bugs.
-  const expected = ['UsageError', 'NoWebGpuError', 'ConfigError', 'CorruptWeightsError', 'MissingTensorError', 'TensorShapeMismatchError',
-    'UnsupportedDTypeError', 'WeightsSourceError', 'TokenizerError', 'SessionError', 'CheckpointError', 'ModelArgumentError', 'ShapeError']
-  if (expected.includes(err?.name)) process.stderr.write(`webswarm: ${err.message}\n`)
+  if (isExpectedFailure(e)) process.stderr.write(`webswarm: ${err.message}\n`)
   else process.stderr.write(`webswarm: ${err?.stack ?? String(e)}\n`)
-  process.exitCode = err?.name === 'UsageError' ? 2 : 1
+  process.exitCode = exitStatusOf(e)
 })

@@ -1,67 +1,101 @@
-/** Typed failures of the net layer. Each names the peer, protocol or record at fault. */
+/**
+ * Typed failures of the net layer (STYLE 9). Each names the peer, protocol or record at fault.
+ * MalformedMessageError and LimitExceededError are the only classes of those names: the framed
+ * tensor streams (net/stream) and the swarm codecs (swarm/wire, swarm/errors.ts) use these.
+ */
+import { WebSwarmError } from '../util/errors.ts'
 
-/** A peer sent bytes that do not parse under the protocol's grammar. */
-export class MalformedMessageError extends Error {
+/** `detail`, prefixed with the protocol and what went wrong when a protocol is named. */
+function describe (what: string, a: string, b: string | undefined): string {
+  return b === undefined ? a : `${a}: ${what}: ${b}`
+}
+
+/** A peer sent bytes that do not parse under the protocol's grammar (truncated, trailing bytes, bad field, unknown type or version). */
+export class MalformedMessageError extends WebSwarmError {
   override name = 'MalformedMessageError'
-  constructor (protocol: string, detail: string) {
-    super(`${protocol}: malformed message: ${detail}`)
+  readonly errorCode = 'net.malformed-message'
+  readonly callerFault = true
+  /** `(detail)`, or `(protocol, detail)` for "<protocol>: malformed message: <detail>". */
+  constructor (detail: string)
+  constructor (protocol: string, detail: string)
+  constructor (a: string, b?: string) {
+    super(describe('malformed message', a, b))
   }
 }
 
-/** A message, stream or record exceeded a declared size or count limit. */
-export class LimitExceededError extends Error {
+/** A message, frame, stream or record exceeded a declared size or count limit. */
+export class LimitExceededError extends WebSwarmError {
   override name = 'LimitExceededError'
-  constructor (protocol: string, detail: string) {
-    super(`${protocol}: limit exceeded: ${detail}`)
+  readonly errorCode = 'net.limit-exceeded'
+  readonly callerFault = true
+  /** `(detail)`, or `(protocol, detail)` for "<protocol>: limit exceeded: <detail>". */
+  constructor (detail: string)
+  constructor (protocol: string, detail: string)
+  constructor (a: string, b?: string) {
+    super(describe('limit exceeded', a, b))
   }
 }
 
 /** A message carried a type or version this node does not speak. */
-export class UnsupportedMessageError extends Error {
+export class UnsupportedMessageError extends WebSwarmError {
   override name = 'UnsupportedMessageError'
+  readonly errorCode = 'net.unsupported-message'
+  readonly callerFault = true
   constructor (protocol: string, detail: string) {
     super(`${protocol}: unsupported: ${detail}`)
   }
 }
 
 /** An exchange did not finish within its declared timeout. */
-export class ProtocolTimeoutError extends Error {
+export class ProtocolTimeoutError extends WebSwarmError {
   override name = 'ProtocolTimeoutError'
+  readonly errorCode = 'net.protocol-timeout'
+  readonly callerFault = false
   constructor (protocol: string, timeoutMs: number) {
     super(`${protocol}: no completion within ${timeoutMs} ms`)
   }
 }
 
 /** A signed DHT record failed validation (bad signature, expired, wrong owner, bad encoding). */
-export class InvalidRecordError extends Error {
+export class InvalidRecordError extends WebSwarmError {
   override name = 'InvalidRecordError'
+  readonly errorCode = 'net.invalid-record'
+  readonly callerFault = true
   constructor (key: string, detail: string) {
     super(`DHT record ${key}: ${detail}`)
   }
 }
 
 /** No valid record exists for a DHT key (none found, or every one found was rejected). */
-export class RecordNotFoundError extends Error {
+export class RecordNotFoundError extends WebSwarmError {
   override name = 'RecordNotFoundError'
+  readonly errorCode = 'net.record-not-found'
+  readonly callerFault = false
   constructor (key: string) {
     super(`DHT record ${key}: not found`)
   }
 }
 
 /** A CRDT update tried to write a peers-map entry it does not own, or broke an entry's signature. */
-export class ForgedEntryError extends Error {
+export class ForgedEntryError extends WebSwarmError {
   override name = 'ForgedEntryError'
+  readonly errorCode = 'net.forged-entry'
+  readonly callerFault = true
   constructor (key: string, detail: string) {
     super(`CRDT peers[${key}]: ${detail}`)
   }
 }
 
 /** A caller passed an option or argument the net layer cannot use. */
-export class NetConfigError extends Error {
+export class NetConfigError extends WebSwarmError {
   override name = 'NetConfigError'
+  readonly errorCode = 'net.config'
+  readonly callerFault = true
 }
 
 /** The relay (bootstrap) could not be reached within the retry budget. */
-export class BootstrapUnreachableError extends Error {
+export class BootstrapUnreachableError extends WebSwarmError {
   override name = 'BootstrapUnreachableError'
+  readonly errorCode = 'net.bootstrap-unreachable'
+  readonly callerFault = false
 }

@@ -1,58 +1,80 @@
-/** Typed failures of the framed tensor stream protocol. Each message names the field at fault. */
+/**
+ * Typed failures of the framed tensor stream protocol (STYLE 9). Each message names the field at
+ * fault. A frame, message or stream over a limit throws the net layer's one LimitExceededError.
+ */
+import { WebSwarmError } from '../../util/errors.ts'
+import { LimitExceededError } from '../errors.ts'
+
+export { LimitExceededError }
 
 /** A frame's version byte is not {@link PROTOCOL_VERSION}: the peer speaks another protocol version. */
-export class ProtocolVersionError extends Error {
+export class ProtocolVersionError extends WebSwarmError {
   override name = 'ProtocolVersionError'
+  readonly errorCode = 'stream.protocol-version'
+  readonly callerFault = true
 }
 
 /** A frame's type byte is not one this version defines. */
-export class UnknownFrameTypeError extends Error {
+export class UnknownFrameTypeError extends WebSwarmError {
   override name = 'UnknownFrameTypeError'
+  readonly errorCode = 'stream.unknown-frame-type'
+  readonly callerFault = true
 }
 
 /** A frame body does not parse: bad dtype, shape, JSON, lengths, or non-zero reserved bits. */
-export class MalformedFrameError extends Error {
+export class MalformedFrameError extends WebSwarmError {
   override name = 'MalformedFrameError'
+  readonly errorCode = 'stream.malformed-frame'
+  readonly callerFault = true
 }
 
 /** A frame body's crc32 does not match its header. */
-export class ChecksumError extends Error {
+export class ChecksumError extends WebSwarmError {
   override name = 'ChecksumError'
-}
-
-/** A frame, message or stream exceeds a size or count limit. */
-export class LimitExceededError extends Error {
-  override name = 'LimitExceededError'
+  readonly errorCode = 'stream.checksum'
+  readonly callerFault = true
 }
 
 /** A well-formed frame arrived where the grammar forbids it (DATA before START, wrong id, no credit). */
-export class UnexpectedFrameError extends Error {
+export class UnexpectedFrameError extends WebSwarmError {
   override name = 'UnexpectedFrameError'
+  readonly errorCode = 'stream.unexpected-frame'
+  readonly callerFault = true
 }
 
 /** The peer did not send, or did not drain, within the timeout. */
-export class StreamTimeoutError extends Error {
+export class StreamTimeoutError extends WebSwarmError {
   override name = 'StreamTimeoutError'
+  readonly errorCode = 'stream.timeout'
+  readonly callerFault = false
 }
 
 /** The local caller cancelled the operation through its AbortSignal. */
-export class CancelledError extends Error {
+export class CancelledError extends WebSwarmError {
   override name = 'CancelledError'
+  readonly errorCode = 'stream.cancelled'
+  readonly callerFault = false
 }
 
 /** The stream closed or was reset before the expected message arrived. */
-export class StreamEndedError extends Error {
+export class StreamEndedError extends WebSwarmError {
   override name = 'StreamEndedError'
+  readonly errorCode = 'stream.ended'
+  readonly callerFault = false
 }
 
 /** A tensor we were asked to send is inconsistent (dtype, shape and byte length disagree). */
-export class InvalidTensorError extends Error {
+export class InvalidTensorError extends WebSwarmError {
   override name = 'InvalidTensorError'
+  readonly errorCode = 'stream.invalid-tensor'
+  readonly callerFault = true
 }
 
-/** The peer answered with an ERROR frame; `code` is one of {@link ErrorCode}. */
-export class RemoteError extends Error {
+/** The peer answered with an ERROR frame; `code` (its wire code) is one of {@link ErrorCode}. */
+export class RemoteError extends WebSwarmError {
   override name = 'RemoteError'
+  readonly errorCode = 'stream.remote'
+  readonly callerFault = false
   readonly code: number
   constructor (code: number, message: string) {
     super(message)
@@ -60,16 +82,22 @@ export class RemoteError extends Error {
   }
 }
 
+/** Codes of the errors caused by bytes a peer sent (the stream is reset, the peer is at fault). */
+const PEER_FAULT_CODES: ReadonlySet<string> = new Set([
+  'stream.protocol-version', 'stream.unknown-frame-type', 'stream.malformed-frame', 'stream.checksum',
+  'net.limit-exceeded', 'stream.unexpected-frame'
+])
+
 /** Errors caused by bytes a peer sent: the stream is reset and the peer is at fault. */
 export function isPeerFault (err: unknown): boolean {
-  return err instanceof ProtocolVersionError || err instanceof UnknownFrameTypeError ||
-    err instanceof MalformedFrameError || err instanceof ChecksumError ||
-    err instanceof LimitExceededError || err instanceof UnexpectedFrameError
+  return err instanceof WebSwarmError && PEER_FAULT_CODES.has(err.errorCode)
 }
 
 /** Thrown by a handler to answer with a specific ERROR code (see ErrorCode) instead of HANDLER_FAILED. */
-export class HandlerError extends Error {
+export class HandlerError extends WebSwarmError {
   override name = 'HandlerError'
+  readonly errorCode = 'stream.handler'
+  readonly callerFault = true
   readonly code: number
   constructor (code: number, message: string) {
     super(message)

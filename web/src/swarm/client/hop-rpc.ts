@@ -2,7 +2,8 @@
  * A session's requests to the servers of its hops (route segments): open, step, close. A server
  * that fails a request is banned, unless the client itself was wrong or gave up on it.
  */
-import { MalformedMessageError, MessageTooLargeError, PeerProtocolError, PositionError, TensorShapeError } from '../errors.ts'
+import { hasErrorCode } from '../../util/errors.ts'
+import { PeerProtocolError } from '../errors.ts'
 import type { RouteSegment } from '../route.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import type { InferenceClient } from './client.ts'
@@ -16,7 +17,7 @@ export interface Hop extends RouteSegment {
 
 /** Errors that say the client itself is wrong: failing over would not help. */
 export function isClientBug (e: unknown): boolean {
-  return e instanceof TensorShapeError || e instanceof PositionError || e instanceof MalformedMessageError || e instanceof MessageTooLargeError
+  return hasErrorCode(e, 'swarm.tensor-shape', 'swarm.position', 'net.malformed-message', 'swarm.message-too-large')
 }
 
 export class HopRpc {

@@ -3,7 +3,7 @@
  * layers it hosts on token rows other peers send, one batched call per caller and layer.
  */
 import { EXPERT_PROTOCOL } from '../constants.ts'
-import { ExpertNotHostedError, RemoteReportableError, ServerInternalError, TensorShapeError } from '../errors.ts'
+import { ExpertNotHostedError, reportable, ServerInternalError, TensorShapeError } from '../errors.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import { readExpert, writeExpert, type ExpertRows } from '../wire/expert.ts'
 
@@ -65,10 +65,10 @@ export class ExpertHost {
       for (const it of m.items) this.stats.rows += it.rows.shape[0]
       return writeExpert({ type: 'result', items })
     } catch (e) {
-      const err = e instanceof RemoteReportableError ? e : new ServerInternalError((e as Error).message)
+      const { error: err, code } = reportable(e)
       this.stats.errors++
       this.log(`expert: refused call from ${from}: ${err.name}: ${err.message}`)
-      return writeExpert({ type: 'error', code: err.code, message: err.message })
+      return writeExpert({ type: 'error', code, message: err.message })
     }
   }
 }

@@ -11,7 +11,7 @@
  */
 import { CONNECT_AHEAD_TIMEOUT_MS, INFER_PROTOCOL, MAX_STEP_TOKENS, PUSH_TIMEOUT_MS, PUSH_WAIT_MS, SESSION_IDLE_TIMEOUT_MS, SESSION_SWEEP_INTERVAL_MS } from '../constants.ts'
 import {
-  errorFromWire, MalformedMessageError, PositionError, PushNotReceivedError, RemoteReportableError, ServerInternalError, SpanNotServedError, SupersededError,
+  errorFromWire, MalformedMessageError, PositionError, PushNotReceivedError, reportable, ServerInternalError, SpanNotServedError, SupersededError,
   TensorShapeError, UnknownSessionError
 } from '../errors.ts'
 import type { RpcTransport } from '../transport/index.ts'
@@ -104,7 +104,7 @@ export class BlockServer {
       msg = readInfer(body)
       return writeInfer(await this.dispatch(from, msg))
     } catch (e) {
-      const err = e instanceof RemoteReportableError ? e : new ServerInternalError((e as Error).message)
+      const { error: err, code } = reportable(e)
       this.stats.errors++
       // A CHAIN replaced by the client's own STEP is the normal fallback, not worth a line.
       if (!(err instanceof SupersededError)) this.log(`infer: refused ${msg?.type ?? 'message'} from ${from}: ${err.name}: ${err.message}`)
@@ -113,7 +113,7 @@ export class BlockServer {
       // A CHAIN that lost its wait for a push (or was replaced by a newer step) was not bad input.
       const own = msg !== undefined && (msg.type === 'step' || msg.type === 'chain') && this.sessions.owns(from, msg.session) ? msg.session : undefined
       if (own !== undefined && !(err instanceof PushNotReceivedError || err instanceof SupersededError)) this.sessions.close(own)
-      return writeInfer({ type: 'error', code: err.code, message: err.message })
+      return writeInfer({ type: 'error', code, message: err.message })
     }
   }
 

@@ -15,6 +15,7 @@ import { hashBytes } from './outer.ts'
 import type { RunBoard, SyncRecord } from './run.ts'
 import { fetchStateShards, type StateShards } from './state-shards.ts'
 import { MsgType } from './wire.ts'
+import { WebSwarmError } from '../../util/errors.ts'
 
 /**
  * Shard fetches per join: the newest record's, then newer ones that appeared meanwhile (fast syncs
@@ -109,8 +110,11 @@ export async function fetchSnapshot (ar: AllReducePeer, peers: readonly string[]
   throw new StateHashMismatchError(`no peer served a verifiable state (${errors.join('; ') || 'no peers'})`)
 }
 
-class StateMovedError extends Error {
+/** The state a snapshot fetch was reading moved on (a newer round committed) mid-fetch. */
+class StateMovedError extends WebSwarmError {
   override name = 'StateMovedError'
+  readonly errorCode = 'train.state-moved'
+  readonly callerFault = false
 }
 
 async function fetchFrom (ar: AllReducePeer, peer: string, opts: FetchSnapshotOptions): Promise<SnapshotState> {

@@ -16,6 +16,7 @@
  */
 import { MAX_ID_CHARS } from './constants.ts'
 import type { RunSpec } from './run.ts'
+import { WebSwarmError } from '../../util/errors.ts'
 
 /** How often a running session refreshes its entry's `at`, ms. */
 export const MEMBER_HEARTBEAT_MS = 10_000
@@ -86,6 +87,8 @@ function canonicalJson (v: unknown): string {
 }
 
 /** The run was founded twice at once with different settings, and this peer's founding lost. */
-export class RunForkedError extends Error {
+export class RunForkedError extends WebSwarmError {
   override name = 'RunForkedError'
+  readonly errorCode = 'train.run-forked'
+  readonly callerFault = false
 }

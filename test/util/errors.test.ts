@@ -1,0 +1,89 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { hasErrorCode, WebSwarmError } from '../../web/src/util/errors.ts'
+import * as netErrors from '../../web/src/net/errors.ts'
+import * as streamErrors from '../../web/src/net/stream/errors.ts'
+import * as shardErrors from '../../web/src/net/shard/errors.ts'
+import * as swarmErrors from '../../web/src/swarm/errors.ts'
+import * as trainErrors from '../../web/src/swarm/train/errors.ts'
+import { UsageError } from '../../web/src/cli/args.ts'
+import { exitStatusOf, isExpectedFailure } from '../../web/src/cli/failures.ts'
+import { ConfigError } from '../../web/src/model/errors.ts'
+
+/** Every exported class of the error modules that extends WebSwarmError. */
+const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, { UsageError }]
+  .flatMap(m => Object.values(m))
+  .filter((v): v is abstract new (...a: never[]) => WebSwarmError => typeof v === 'function' && v.prototype instanceof WebSwarmError)
+// RemoteReportableError is abstract (TypeScript makes every concrete class declare errorCode and callerFault).
+const unique = [...new Set(classes)].filter(c => c !== swarmErrors.RemoteReportableError)
+
+/** One instance of each concrete class (constructors take at most a few strings or numbers). */
+function instances (): WebSwarmError[] {
+  const out: WebSwarmError[] = []
+  for (const C of unique) {
+    out.push(new (C as unknown as new (...a: unknown[]) => WebSwarmError)('a', 'b', 'c'))
+  }
+  return out
+}
+
+function sources (dir: string): string[] {
+  return readdirSync(dir).flatMap(f => {
+    const p = join(dir, f)
+    return statSync(p).isDirectory() ? sources(p) : p.endsWith('.ts') ? [p] : []
+  })
+}
+
+describe('one error hierarchy', () => {
+  it('every error class of net/, swarm/, cli/ extends WebSwarmError with a unique name and a unique stable code', () => {
+    const errs = instances().filter(e => Object.getPrototypeOf(e).constructor !== WebSwarmError)
+    expect(errs.length).toBeGreaterThan(40)
+    const names = errs.map(e => e.name)
+    const codes = errs.map(e => e.errorCode)
+    expect(new Set(names).size).toBe(names.length)
+    expect(new Set(codes).size).toBe(codes.length)
+    for (const e of errs) {
+      expect(e.errorCode, e.name).toMatch(/^[a-z]+\.[a-z][a-z0-9-]*$/)
+      expect(typeof e.callerFault, e.name).toBe('boolean')
+      expect(e.name, 'name is the class name').toBe(Object.getPrototypeOf(e).constructor.name)
+    }
+  })
+
+  it('no two error classes of net/, swarm/, cli/, util/, relay/ share a name (the duplicate MalformedMessageError / LimitExceededError are gone)', () => {
+    const seen = new Map<string, string>()
+    const dupes: string[] = []
+    for (const f of ['web/src/net', 'web/src/swarm', 'web/src/cli', 'web/src/util', 'relay'].flatMap(sources)) {
+      for (const m of readFileSync(f, 'utf8').matchAll(/^(?:export )?(?:abstract )?class (\w+Error) /gm)) {
+        if (seen.has(m[1])) dupes.push(`${m[1]}: ${seen.get(m[1])} and ${f}`)
+        seen.set(m[1], f)
+      }
+    }
+    expect(dupes).toEqual([])
+  })
+
+  it('the net, stream and swarm layers throw the same MalformedMessageError and LimitExceededError', () => {
+    expect(swarmErrors.MalformedMessageError).toBe(netErrors.MalformedMessageError)
+    expect(streamErrors.LimitExceededError).toBe(netErrors.LimitExceededError)
+    expect(new netErrors.MalformedMessageError('/p/1.0.0', 'x').message).toBe('/p/1.0.0: malformed message: x')
+    expect(new netErrors.MalformedMessageError('just the detail').message).toBe('just the detail')
+    expect(swarmErrors.reportable(new netErrors.MalformedMessageError('bad')).code).toBe(swarmErrors.ERROR_CODES.malformed)
+    expect(swarmErrors.reportable(new Error('boom'))).toMatchObject({ code: swarmErrors.ERROR_CODES.internal, error: { name: 'ServerInternalError', message: 'boom' } })
+    expect(swarmErrors.errorFromWire(swarmErrors.ERROR_CODES.malformed, 'm')).toBeInstanceOf(netErrors.MalformedMessageError)
+  })
+
+  it('checks go by code: hasErrorCode, isPeerFault, the CLI', () => {
+    expect(hasErrorCode(new netErrors.LimitExceededError('x'), 'net.limit-exceeded')).toBe(true)
+    expect(hasErrorCode(new Error('x'), 'net.limit-exceeded')).toBe(false)
+    expect(streamErrors.isPeerFault(new netErrors.LimitExceededError('x'))).toBe(true)
+    expect(streamErrors.isPeerFault(new streamErrors.StreamTimeoutError('x'))).toBe(false)
+    expect(isExpectedFailure(new UsageError('x'))).toBe(true)
+    expect(exitStatusOf(new UsageError('x'))).toBe(2)
+    expect(isExpectedFailure(new ConfigError('f', 'd'))).toBe(true)
+    expect(exitStatusOf(new ConfigError('f', 'd'))).toBe(1)
+    // A bug (or a look-alike with the right name) still prints its stack.
+    const fake = new Error('x')
+    fake.name = 'UsageError'
+    expect(isExpectedFailure(fake)).toBe(false)
+    expect(isExpectedFailure(new TypeError('x'))).toBe(false)
+  })
+})

@@ -1,0 +1,33 @@
+/**
+ * The base of every typed WebSwarm failure (STYLE 9): one class per failure, each with a `name`
+ * (its class name, unique across the code base), a stable `errorCode` and whether the caller is at
+ * fault. Code that decides what to do with an error (ban a peer, fail over, print one line instead
+ * of a stack) asks `hasErrorCode`, never compares class-name strings.
+ *
+ * Why `errorCode` and not `code`: two wire errors (the stream's RemoteError / HandlerError and the
+ * swarm's reportable errors) already carry a numeric `code` that travels on the wire.
+ */
+
+/** A stable identifier of a kind of failure: `<layer>.<kebab-case>`, never renamed once shipped. */
+export type ErrorCodeString = `${string}.${string}`
+
+export abstract class WebSwarmError extends Error {
+  /** Stable identifier of this kind of failure, e.g. `net.malformed-message`. */
+  abstract readonly errorCode: ErrorCodeString
+  /**
+   * True when the input given to the code that threw is wrong (bad arguments, options, files, or
+   * bytes a peer sent it): retrying the same input fails again. False when the environment or the
+   * other side's state failed (timeouts, unreachable peers, a server's own fault).
+   */
+  abstract readonly callerFault: boolean
+}
+
+/** Whether `e` is a WebSwarm error whose code is one of `codes`. */
+export function hasErrorCode (e: unknown, ...codes: ErrorCodeString[]): boolean {
+  return e instanceof WebSwarmError && codes.includes(e.errorCode)
+}
+
+/** The stable code of `e`, or undefined for errors outside the hierarchy (bugs, platform errors). */
+export function errorCodeOf (e: unknown): ErrorCodeString | undefined {
+  return e instanceof WebSwarmError ? e.errorCode : undefined
+}
