@@ -114,7 +114,7 @@ describe('GGUF reader', () => {
     const metadata = new Map<string, GgufValue>([['tokens', gv.arr(GgufType.STRING, Array.from({ length: 200_000 }, (_, i) => `token-${i}`))]])
     const bytes = await encodeGguf(metadata, [{ name: 'w', shape: [1024, 1024], type: GGML.F32, data: new Uint8Array(4 << 20) }])
     const reads: Array<[number, number]> = []
-    const src = blobSource(new Map([['big.gguf', new Blob([bytes])]]))
+    const src = blobSource(new Map([['big.gguf', new Blob([bytes.slice()])]]))
     const spy = { ...src, read: async (f: string, o: number, n: number) => { reads.push([o, n]); return await src.read(f, o, n) } }
     const h = await readGgufHeader(spy, 'big.gguf')
     expect((h.metadata.get('tokens')?.value as string[])[199_999]).toBe('token-199999')

@@ -13,6 +13,8 @@ export const CONFIGS: Record<string, Record<string, unknown>> = {
   llamaTiedMqa: { architectures: ['LlamaForCausalLM'], vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 1, tie_word_embeddings: true, attention_bias: true, mlp_bias: true, rms_norm_eps: 1e-5 },
   // Mistral: plain GQA 2:1, deeper (4 layers).
   mistralDeep: { architectures: ['MistralForCausalLM'], vocab_size: 50, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, sliding_window: null, rope_theta: 10000 },
+  // Qwen3: per-head q/k RMSNorm, head_dim ≠ C/H, GQA 2:1, attention_bias (q/k/v/o).
+  qwen3Norm: { architectures: ['Qwen3ForCausalLM'], vocab_size: 45, hidden_size: 16, intermediate_size: 20, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 6, attention_bias: true, rope_theta: 1e6, rms_norm_eps: 1e-6 },
   // Mixtral: more experts (5), top-3, odd widths.
   mixtral5x3: { architectures: ['MixtralForCausalLM'], vocab_size: 41, hidden_size: 12, intermediate_size: 18, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, num_local_experts: 5, num_experts_per_tok: 3, rope_theta: 1e6 }
 }

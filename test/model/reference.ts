@@ -81,6 +81,13 @@ export function referenceLogits (c: ModelConfig, host: HostWeights, ids: readonl
       qs.push(lin(w(host, p + 'self_attn.q_proj.weight'), x, H * D, opt('self_attn.q_proj.bias')))
       ks.push(lin(w(host, p + 'self_attn.k_proj.weight'), x, Hkv * D, opt('self_attn.k_proj.bias')))
       vs.push(lin(w(host, p + 'self_attn.v_proj.weight'), x, Hkv * D, opt('self_attn.v_proj.bias')))
+      // Qwen3: each head of q and k RMS-normalised (weights (D)) before RoPE.
+      const headNorm = (v: Vec, n: number, which: string): void => {
+        if (!c.qkNorm) return
+        for (let h = 0; h < n; h++) v.set(rms(v.subarray(h * D, (h + 1) * D), w(host, `${p}self_attn.${which}_norm.weight`), c.rmsNormEps), h * D)
+      }
+      headNorm(qs[t], H, 'q')
+      headNorm(ks[t], Hkv, 'k')
       for (let h = 0; h < H; h++) qs[t].set(ropeVec(qs[t].subarray(h * D, (h + 1) * D), t, D, c.ropeTheta), h * D)
       for (let h = 0; h < Hkv; h++) ks[t].set(ropeVec(ks[t].subarray(h * D, (h + 1) * D), t, D, c.ropeTheta), h * D)
     })

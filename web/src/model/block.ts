@@ -49,13 +49,16 @@ export interface BlockTape {
   x2: Tensor
   xn2: Tensor
   positions: Tensor
+  /** q (T, H·D) and k (T, Hkv·D) before the per-head norm (Qwen3 only). */
+  qkPre?: { q: Tensor, k: Tensor }
   mlp?: { gate: Tensor, up: Tensor, act: Tensor }
   moe?: MoeTape
 }
 
 /**
- * A Llama/Mistral/Qwen2/Mixtral decoder layer (pre-norm):
+ * A Llama/Mistral/Qwen2/Qwen3/Mixtral decoder layer (pre-norm):
  *   x2 = x + o_proj(attn(rope(q_proj(rms(x))), rope(k_proj(rms(x))), v_proj(rms(x))))
+ *        (Qwen3: each head of q and k RMS-normalised before RoPE)
  *   y  = x2 + mlp(rms(x2))     mlp = down(silu(gate(·)) ⊙ up(·))  or the sparse MoE layer
  */
 export class DecoderBlock {
@@ -83,8 +86,10 @@ export class DecoderBlock {
     const Hkv = c.numKvHeads
     const D = c.headDim
     const xn1 = rmsnorm(x, this.w('input_layernorm.weight'), c.rmsNormEps) // (T, C)
-    const q = rope(linear(xn1, this.w('self_attn.q_proj.weight'), this.wOpt('self_attn.q_proj.bias')).reshape([T, H, D]), ctx.positions, c.ropeTheta) // (T, H, D)
-    const k = rope(linear(xn1, this.w('self_attn.k_proj.weight'), this.wOpt('self_attn.k_proj.bias')).reshape([T, Hkv, D]), ctx.positions, c.ropeTheta) // (T, Hkv, D)
+    const qPre = linear(xn1, this.w('self_attn.q_proj.weight'), this.wOpt('self_attn.q_proj.bias')) // (T, H·D)
+    const kPre = linear(xn1, this.w('self_attn.k_proj.weight'), this.wOpt('self_attn.k_proj.bias')) // (T, Hkv·D)
+    const q = rope(this.headNorm(qPre, 'q', T, H), ctx.positions, c.ropeTheta) // (T, H, D)
+    const k = rope(this.headNorm(kPre, 'k', T, Hkv), ctx.positions, c.ropeTheta) // (T, Hkv, D)
     const v = linear(xn1, this.w('self_attn.v_proj.weight'), this.wOpt('self_attn.v_proj.bias')).reshape([T, Hkv, D]) // (T, Hkv, D)
     let a: { out: Tensor, lse: Tensor }
     if (ctx.cache !== undefined) {
@@ -112,7 +117,27 @@ export class DecoderBlock {
       mlpTape = { gate, up, act }
     }
     if (ctx.tape !== true) return { y }
-    return { y, tape: { x, xn1, q, k, v, att: a.out, lse: a.lse, x2, xn2, positions: ctx.positions, mlp: mlpTape, moe: moeTape } }
+    const qkPre = c.qkNorm ? { q: qPre, k: kPre } : undefined
+    return { y, tape: { x, xn1, q, k, v, att: a.out, lse: a.lse, x2, xn2, positions: ctx.positions, qkPre, mlp: mlpTape, moe: moeTape } }
+  }
+
+  /** (T, n·D) → (T, n, D), each head RMS-normalised with `{q,k}_norm.weight` (D) when the model has them (Qwen3). */
+  private headNorm (pre: Tensor, which: 'q' | 'k', T: number, n: number): Tensor {
+    const D = this.config.headDim
+    if (!this.config.qkNorm) return pre.reshape([T, n, D])
+    return rmsnorm(pre.reshape([T * n, D]), this.w(`self_attn.${which}_norm.weight`), this.config.rmsNormEps).reshape([T, n, D])
+  }
+
+  /** Backward of headNorm: d (T, n·D) after the norm → d before it; the norm weight's gradient goes to `grads`. */
+  private headNormBackward (t: BlockTape, which: 'q' | 'k', d: Tensor, grads: GradSink): Tensor {
+    if (!this.config.qkNorm) return d
+    const pre = t.qkPre?.[which]
+    if (pre === undefined) throw new Error('backward: q/k norm tape missing')
+    const D = this.config.headDim
+    const rows = pre.numel / D
+    const n = rmsnormBackward(pre.reshape([rows, D]), this.w(`self_attn.${which}_norm.weight`), d.reshape([rows, D]), this.config.rmsNormEps)
+    grads(`${this.prefix}self_attn.${which}_norm.weight`, n.dw)
+    return n.dx.reshape(pre.shape)
   }
 
   /** dy (T, C) → dx (T, C); parameter gradients go to `grads` under their in-memory names. */
@@ -153,8 +178,8 @@ export class DecoderBlock {
     if (o.db !== undefined) grads(p + 'self_attn.o_proj.bias', o.db)
     const ag = attentionBackward(t.q, t.k, t.v, t.att, t.lse, o.dx.reshape([T, H, D]), { qOffset: 0, kvLen: T })
     // RoPE is a rotation: its backward is the inverse rotation.
-    const dq = rope(ag.dq, t.positions, c.ropeTheta, true).reshape([T, H * D])
-    const dk = rope(ag.dk, t.positions, c.ropeTheta, true).reshape([T, Hkv * D])
+    const dq = this.headNormBackward(t, 'q', rope(ag.dq, t.positions, c.ropeTheta, true).reshape([T, H * D]), grads)
+    const dk = this.headNormBackward(t, 'k', rope(ag.dk, t.positions, c.ropeTheta, true).reshape([T, Hkv * D]), grads)
     const dv = ag.dv.reshape([T, Hkv * D])
     const lq = linearBackward(t.xn1, this.w('self_attn.q_proj.weight'), dq, c.qkvBias)
     const lk = linearBackward(t.xn1, this.w('self_attn.k_proj.weight'), dk, c.qkvBias)

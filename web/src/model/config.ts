@@ -1,15 +1,16 @@
 import { ConfigError } from './errors.ts'
 
 /** The architectures we compute exactly as Hugging Face defines them. */
-export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM' | 'MixtralForCausalLM'
+export type Architecture = 'LlamaForCausalLM' | 'MistralForCausalLM' | 'Qwen2ForCausalLM' | 'Qwen3ForCausalLM' | 'MixtralForCausalLM'
 
-const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'MixtralForCausalLM']
+const ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MixtralForCausalLM']
 
 /** model_type → architecture, for configs without an `architectures` list. */
 const MODEL_TYPES: Readonly<Record<string, Architecture>> = {
   llama: 'LlamaForCausalLM',
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
   mixtral: 'MixtralForCausalLM'
 }
 
@@ -37,6 +38,8 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean
   /** Bias on q/k/v projections (Qwen2; Llama `attention_bias`). */
   qkvBias: boolean
+  /** Per-head RMSNorm of q and k (weights (D)) before RoPE (Qwen3 `q_norm` / `k_norm`). */
+  qkNorm: boolean
   /** Bias on the attention output projection (Llama `attention_bias`). */
   oBias: boolean
   /** Bias on gate/up/down (Llama `mlp_bias`). */
@@ -112,7 +115,7 @@ function ropeThetaOf (cfg: Json, fallback: number): number {
 }
 
 /**
- * Parses a Hugging Face config.json. Every option the four architectures define that changes
+ * Parses a Hugging Face config.json. Every option the five architectures define that changes
  * the computation is either implemented or rejected with a ConfigError naming the field.
  */
 export function parseConfig (json: unknown): ModelConfig {
@@ -121,15 +124,16 @@ export function parseConfig (json: unknown): ModelConfig {
   const architecture = architectureOf(cfg)
   const mixtral = architecture === 'MixtralForCausalLM'
   const qwen2 = architecture === 'Qwen2ForCausalLM'
+  const qwen3 = architecture === 'Qwen3ForCausalLM'
   const llama = architecture === 'LlamaForCausalLM'
 
   const hiddenSize = int(cfg, 'hidden_size')
   const numHeads = int(cfg, 'num_attention_heads')
-  // HF defaults: Llama uses H when absent; Mistral/Mixtral 8; Qwen2 32.
-  const numKvHeads = int(cfg, 'num_key_value_heads', llama ? numHeads : (qwen2 ? 32 : 8))
+  // HF defaults: Llama uses H when absent; Mistral/Mixtral 8; Qwen2/Qwen3 32.
+  const numKvHeads = int(cfg, 'num_key_value_heads', llama ? numHeads : (qwen2 || qwen3 ? 32 : 8))
   if (numHeads % numKvHeads !== 0) throw new ConfigError('num_key_value_heads', `${numKvHeads} must divide num_attention_heads ${numHeads}`)
   const headDimDefault = hiddenSize / numHeads
-  const headDim = int(cfg, 'head_dim', Number.isInteger(headDimDefault) ? headDimDefault : undefined)
+  const headDim = int(cfg, 'head_dim', qwen3 ? 128 : (Number.isInteger(headDimDefault) ? headDimDefault : undefined)) // Qwen3Config's default is 128
   if (headDim % 2 !== 0) throw new ConfigError('head_dim', `must be even for rotary embeddings, got ${headDim}`)
 
   const act = cfg.hidden_act ?? 'silu'
@@ -137,9 +141,9 @@ export function parseConfig (json: unknown): ModelConfig {
   if (cfg.pretraining_tp !== undefined && cfg.pretraining_tp !== 1) throw new ConfigError('pretraining_tp', 'only 1 is supported')
   if (num(cfg, 'attention_dropout', 0) !== 0) throw new ConfigError('attention_dropout', 'must be 0 (dropout is not implemented)')
   if (mixtral && num(cfg, 'router_jitter_noise', 0) !== 0) throw new ConfigError('router_jitter_noise', 'must be 0 (router noise is not implemented)')
-  if (qwen2 && bool(cfg, 'use_sliding_window', false)) throw new ConfigError('use_sliding_window', 'Qwen2 sliding-window layers are not supported')
+  if ((qwen2 || qwen3) && bool(cfg, 'use_sliding_window', false)) throw new ConfigError('use_sliding_window', 'Qwen2/Qwen3 sliding-window layers are not supported')
 
-  const attentionBias = llama ? bool(cfg, 'attention_bias', false) : false
+  const attentionBias = llama || qwen3 ? bool(cfg, 'attention_bias', false) : false
   const maxPositions = int(cfg, 'max_position_embeddings', 2048)
   let slidingWindow: number | undefined
   if ((architecture === 'MistralForCausalLM' || mixtral) && cfg.sliding_window !== undefined && cfg.sliding_window !== null) {
@@ -168,6 +172,7 @@ export function parseConfig (json: unknown): ModelConfig {
     rmsNormEps: num(cfg, 'rms_norm_eps', mixtral ? 1e-5 : 1e-6),
     tieWordEmbeddings: bool(cfg, 'tie_word_embeddings', false),
     qkvBias: qwen2 || attentionBias,
+    qkNorm: qwen3,
     oBias: attentionBias,
     mlpBias: llama ? bool(cfg, 'mlp_bias', false) : false,
     numExperts,
@@ -201,6 +206,7 @@ export function toHfConfig (c: ModelConfig): Record<string, unknown> {
     torch_dtype: 'float32'
   }
   if (c.architecture === 'LlamaForCausalLM') { out.attention_bias = c.oBias; out.mlp_bias = c.mlpBias }
+  if (c.architecture === 'Qwen3ForCausalLM') out.attention_bias = c.oBias
   if (c.slidingWindow !== undefined) out.sliding_window = c.slidingWindow
   if (c.numExperts > 0) { out.num_local_experts = c.numExperts; out.num_experts_per_tok = c.expertsPerToken }
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId

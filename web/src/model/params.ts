@@ -55,6 +55,7 @@ export function blockParams (c: ModelConfig, i: number): ParamSpec[] {
     out.push(plain(`${p}self_attn.q_proj.bias`, [qDim]), plain(`${p}self_attn.k_proj.bias`, [kvDim]), plain(`${p}self_attn.v_proj.bias`, [kvDim]))
   }
   if (c.oBias) out.push(plain(`${p}self_attn.o_proj.bias`, [C]))
+  if (c.qkNorm) out.push(plain(`${p}self_attn.q_norm.weight`, [c.headDim]), plain(`${p}self_attn.k_norm.weight`, [c.headDim]))
   if (c.numExperts > 0) {
     const m = `${p}block_sparse_moe.`
     out.push(
