@@ -1,0 +1,183 @@
+/**
+ * llama.cpp as a test reference: node-llama-cpp 3.21.1 (CPU build) installed in ref/llama-cpp by the
+ * root postinstall, driven through ref/llama-cpp/run.mjs in a child process (a native addon loaded
+ * twice in one vitest fork, or a crash in it, would take the test worker down).
+ *
+ * ```ts
+ * const ref = await llamaCpp('/tmp/m.gguf', [
+ *   { op: 'tokenize', text: 'Hello', special: false, addBos: true },
+ *   { op: 'generate', tokens: [1, 15043], n: 4 }
+ * ])
+ * ```
+ */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { GGML } from '../../web/src/model/gguf/ggml-types.ts'
+import { GgufType, type GgufValue } from '../../web/src/model/gguf/read.ts'
+import { gv, writeGgufFile, type GgufWriteTensor } from '../../web/src/model/gguf/write.ts'
+import { Rng } from '../../web/src/util/rng.ts'
+
+/** The stand-alone install of node-llama-cpp (its own package.json, lockfile and .npmrc). */
+export const LLAMACPP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../ref/llama-cpp')
+
+/** A child run may load a model of a few hundred MB at real shape (bench) before answering. */
+const DEFAULT_TIMEOUT_MS = 300_000
+
+export type LlamaCppOp =
+  | { op: 'info' }
+  /** `special`: text such as `<|eot_id|>` becomes the special token; `addBos`: prepend BOS when the model's add_bos says so. */
+  | { op: 'tokenize', text: string, special: boolean, addBos: boolean }
+  | { op: 'detokenize', tokens: number[], special: boolean }
+  /** Greedy decoding of `n` tokens after `tokens` in a fresh context; `topK` > 0 also returns each step's top-k probabilities. */
+  | { op: 'generate', tokens: number[], n: number, topK?: number }
+  /** Like generate, timing the n − 1 decode steps after the first token (wall seconds). */
+  | { op: 'timeDecode', tokens: number[], n: number }
+
+export interface LlamaCppInfo {
+  bos: number | null
+  eos: number | null
+  eot: number | null
+  addBos: boolean
+  addEos: boolean
+  /** llama.cpp's vocabulary kind: 'spm' (tokenizer.ggml.model llama), 'bpe' (gpt2), … */
+  vocabularyType: string
+}
+
+/** The result type of each op, in the order given. */
+export type LlamaCppResult<O extends LlamaCppOp> =
+  O extends { op: 'info' } ? LlamaCppInfo
+    : O extends { op: 'tokenize' } ? { tokens: number[] }
+      : O extends { op: 'detokenize' } ? { text: string }
+        : O extends { op: 'generate' } ? { tokens: number[], top?: Array<Array<[id: number, probability: number]>> }
+          : O extends { op: 'timeDecode' } ? { tokens: number[], seconds: number, decodeSteps: number }
+            : never
+
+export interface LlamaCppOptions {
+  /** CPU threads llama.cpp may use. @default 1 (CI machines are small and shared) */
+  threads?: number
+  /** KV cache element type. @default 'f16' (llama.cpp's default) */
+  kvCache?: 'f16' | 'f32'
+  /** Load the vocabulary alone (info / tokenize / detokenize; no weights read). @default false */
+  vocabOnly?: boolean
+  /** @default 300000 */
+  timeoutMs?: number
+}
+
+/** node-llama-cpp is not installed in ref/llama-cpp (the root postinstall failed or was skipped). */
+export class LlamaCppMissingError extends Error {
+  override name = 'LlamaCppMissingError'
+}
+
+/** The llama.cpp child process failed (model refused, crash, timeout). */
+export class LlamaCppRunError extends Error {
+  override name = 'LlamaCppRunError'
+}
+
+/** Whether ref/llama-cpp holds node-llama-cpp with its CPU binaries. */
+export function llamaCppInstalled (): boolean {
+  return existsSync(join(LLAMACPP_DIR, 'node_modules/node-llama-cpp/package.json')) &&
+    existsSync(join(LLAMACPP_DIR, 'node_modules/@node-llama-cpp/linux-x64/package.json'))
+}
+
+/** Loads `modelPath` in llama.cpp on the CPU and runs `ops` in order, one child process per call. */
+export async function llamaCpp<const Ops extends readonly LlamaCppOp[]> (
+  modelPath: string, ops: Ops, options: LlamaCppOptions = {}
+): Promise<{ [I in keyof Ops]: LlamaCppResult<Ops[I]> }> {
+  if (!llamaCppInstalled()) {
+    throw new LlamaCppMissingError(`node-llama-cpp is not installed in ${LLAMACPP_DIR}: run \`npm ci --prefix ref/llama-cpp\` (the root npm ci's postinstall does it)`)
+  }
+  const request = { model: resolve(modelPath), threads: options.threads ?? 1, kvCache: options.kvCache ?? 'f16', vocabOnly: options.vocabOnly ?? false, requests: ops }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const child = spawn(process.execPath, [join(LLAMACPP_DIR, 'run.mjs')], {
+    cwd: LLAMACPP_DIR,
+    stdio: ['pipe', 'ignore', 'pipe', 'pipe'] // fd 3 carries the reply; llama.cpp logs on the others
+  })
+  const replyChunks: Buffer[] = []
+  const stderrChunks: Buffer[] = []
+  child.stdio[3]?.on('data', (c: Buffer) => replyChunks.push(c))
+  child.stderr?.on('data', (c: Buffer) => stderrChunks.push(c))
+  child.stdin?.end(JSON.stringify(request))
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolvePromise, reject) => {
+    child.on('error', reject)
+    child.on('close', (c, s) => resolvePromise([c, s]))
+  }).finally(() => clearTimeout(timer))
+  const stderr = Buffer.concat(stderrChunks).toString('utf8').slice(-2000)
+  const text = Buffer.concat(replyChunks).toString('utf8')
+  let reply: { ok: true, results: unknown[] } | { ok: false, error: string }
+  try {
+    reply = JSON.parse(text)
+  } catch {
+    throw new LlamaCppRunError(`llama.cpp run on ${modelPath} gave no reply (exit ${code ?? signal}${signal === 'SIGKILL' ? `, killed after ${timeoutMs} ms` : ''}): ${stderr}`)
+  }
+  if (!reply.ok) throw new LlamaCppRunError(`llama.cpp run on ${modelPath} failed: ${reply.error}\n${stderr}`)
+  return reply.results as { [I in keyof Ops]: LlamaCppResult<Ops[I]> }
+}
+
+export interface TinyGgufOptions {
+  /** Hidden size (a multiple of 32 so Q8_0 rows are whole blocks). @default 32 */
+  hidden?: number
+  /** @default 1 */
+  layers?: number
+  /** @default 2 */
+  heads?: number
+  /** @default 64 */
+  ffn?: number
+  /** GGML type of the 2-D weights (embedding, head, projections). @default GGML.F32 */
+  weightType?: number
+  /** @default 1 */
+  seed?: number
+}
+
+/**
+ * Writes a tiny llama-arch GGUF with seeded random weights around the given tokenizer metadata
+ * (`tokenizer.ggml.*`, `tokenizer.chat_template`, …): the vocabulary size is the length of
+ * `tokenizer.ggml.tokens`. Small enough that llama.cpp loads a 150k-token vocabulary in a second.
+ * Returns the file's size in bytes.
+ */
+export async function writeTinyGguf (path: string, tokenizerMeta: ReadonlyMap<string, GgufValue>, options: TinyGgufOptions = {}): Promise<number> {
+  const tokens = tokenizerMeta.get('tokenizer.ggml.tokens')
+  if (tokens?.type !== GgufType.ARRAY) throw new Error('writeTinyGguf: tokenizer.ggml.tokens (an array) is required')
+  const V = tokens.value.length
+  const H = options.hidden ?? 32
+  const L = options.layers ?? 1
+  const nHead = options.heads ?? 2
+  const F = options.ffn ?? 64
+  const wType = options.weightType ?? GGML.F32
+  const rng = new Rng(options.seed ?? 1)
+  const meta = new Map<string, GgufValue>([
+    ['general.architecture', gv.str('llama')],
+    ['general.name', gv.str('tiny-test')],
+    ['llama.context_length', gv.u32(256)],
+    ['llama.embedding_length', gv.u32(H)],
+    ['llama.block_count', gv.u32(L)],
+    ['llama.feed_forward_length', gv.u32(F)],
+    ['llama.attention.head_count', gv.u32(nHead)],
+    ['llama.attention.head_count_kv', gv.u32(nHead)],
+    ['llama.attention.layer_norm_rms_epsilon', gv.f32(1e-5)],
+    ['llama.rope.dimension_count', gv.u32(H / nHead)],
+    ['llama.rope.freq_base', gv.f32(10000)],
+    ['llama.vocab_size', gv.u32(V)],
+    ...tokenizerMeta
+  ])
+  const random = (shape: number[], scale: number): Float32Array => {
+    const x = new Float32Array(shape.reduce((a, b) => a * b, 1))
+    for (let i = 0; i < x.length; i++) x[i] = scale * rng.normal()
+    return x
+  }
+  const weight = (name: string, shape: number[]): GgufWriteTensor => ({ name, shape, type: wType, data: random(shape, 1 / Math.sqrt(shape[1])) })
+  const norm = (name: string): GgufWriteTensor => ({ name, shape: [H], type: GGML.F32, data: new Float32Array(H).fill(1) })
+  const tensors: GgufWriteTensor[] = [
+    { ...weight('token_embd.weight', [V, H]), data: random([V, H], 1) },
+    norm('output_norm.weight'),
+    weight('output.weight', [V, H])
+  ]
+  for (let l = 0; l < L; l++) {
+    tensors.push(norm(`blk.${l}.attn_norm.weight`), norm(`blk.${l}.ffn_norm.weight`))
+    for (const p of ['attn_q', 'attn_k', 'attn_v', 'attn_output']) tensors.push(weight(`blk.${l}.${p}.weight`, [H, H]))
+    tensors.push(weight(`blk.${l}.ffn_gate.weight`, [F, H]), weight(`blk.${l}.ffn_up.weight`, [F, H]), weight(`blk.${l}.ffn_down.weight`, [H, F]))
+  }
+  return await writeGgufFile(path, meta, tensors)
+}
