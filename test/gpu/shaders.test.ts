@@ -16,7 +16,7 @@ const COVERED_BY: Record<string, string> = {
   norm: 'norm', norm_backward: 'norm',
   softmax: 'softmax',
   loss: 'loss',
-  embedding: 'embedding', embedding_backward: 'embedding',
+  embedding: 'embedding', embedding_backward: 'embedding', embedding_quant: 'embedding-quant',
   optim: 'optim', optim_reduce: 'optim',
   rope: 'rope',
   attention: 'attention', attention_rows: 'attention', attention_decode: 'attention', attention_combine: 'attention',

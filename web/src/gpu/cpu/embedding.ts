@@ -1,5 +1,8 @@
-/** CPU twins of shaders/embedding.wgsl and shaders/embedding_backward.wgsl, and the id check. */
+/** CPU twins of shaders/embedding.wgsl, embedding_quant.wgsl and embedding_backward.wgsl, and the id check. */
+import type { WeightDType } from '../dtype.ts'
 import { ShapeError } from '../errors.ts'
+import { storageBytes } from '../quant-types.ts'
+import { dequantize } from './dequant.ts'
 import { alloc, type Floats } from './elementwise.ts'
 
 /** A token id (or target) outside [0, V) that is not the ignore index. */
@@ -29,6 +32,21 @@ export function embedding<A extends Floats> (ids: Int32Array, table: A, V: numbe
   const out = alloc(table, ids.length * C)
   for (let t = 0; t < ids.length; t++) {
     for (let c = 0; c < C; c++) out[t * C + c] = table[ids[t] * C + c]
+  }
+  return out
+}
+
+/**
+ * out[t, :] = dequantize(table row ids[t]): ids (T), table (V, C) as the bytes of a weight dtype
+ * (f32, f16, bf16 little-endian words, or GGUF blocks: one row is C / block blocks) → (T, C) f32.
+ */
+export function embeddingWeights (ids: Int32Array, table: Uint8Array, dtype: WeightDType, V: number, C: number): Float32Array {
+  validateIds(ids, V, 'embedding')
+  const rowBytes = storageBytes(dtype, [1, C])
+  const out = new Float32Array(ids.length * C)
+  for (let t = 0; t < ids.length; t++) {
+    const row = table.subarray(ids[t] * rowBytes, (ids[t] + 1) * rowBytes)
+    out.set(dequantize(dtype, row, C), t * C)
   }
   return out
 }

@@ -1,10 +1,14 @@
 import { cpu } from '../cpu-backend.ts'
 import * as twin from '../cpu/embedding.ts'
+import { shapeString, type DType } from '../dtype.ts'
 import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
+import { blockInfo } from '../quant-types.ts'
+import { expectUnsplit, rowParts } from '../split.ts'
 import type { Tensor } from '../tensor.ts'
 import { backendOf, expectDType, expectRank, expectShape, groups, isCpu } from './util.ts'
+import { bytesOf, expectWeightDType, weightType } from './weight-decode.ts'
 
 export { IdRangeError, validateIds } from '../cpu/embedding.ts'
 
@@ -26,6 +30,28 @@ const EMBEDDING = defineKernel({
   ]
 })
 
+/** The gather from a table in any weight dtype, or from one row part of a split table. */
+const EMBEDDING_QUANT = defineKernel({
+  name: 'embedding_quant', shader: 'embedding_quant', entry: 'embedding_quant',
+  bindings: [
+    { name: 'ids', type: 'i32' }, // (T)
+    { name: 'w', type: 'u32' }, // rows [row0, row0 + rows) of the (V, C) table, its bytes as words
+    { name: 'out', type: 'f32', access: 'read_write' } // (T, C)
+  ],
+  uniforms: [
+    { name: 'T', type: 'u32' }, // tokens
+    { name: 'C', type: 'u32' }, // channels
+    { name: 'V', type: 'u32' }, // vocabulary rows of the whole table (ids are clamped to [0, V))
+    { name: 'row0', type: 'u32' }, // first table row in w
+    { name: 'rows', type: 'u32' } // table rows in w
+  ]
+})
+
+/** The embedding_quant variant for a table dtype (WTYPE of shaders/lib/weight_decode.wgsl). */
+export function embeddingQuantVariant (dtype: DType): Variant {
+  return { key: `embedding_quant-${dtype}-wg${WG}`, entry: 'embedding_quant', workgroupSize: [WG], constants: { WTYPE: weightType('embedding', 'table', dtype) } }
+}
+
 const EMBEDDING_BACKWARD = defineKernel({
   name: 'embedding_backward', shader: 'embedding_backward',
   bindings: [
@@ -37,9 +63,14 @@ const EMBEDDING_BACKWARD = defineKernel({
   uniforms: EMBEDDING.uniforms
 })
 
-/** GPU vs CPU twin: the gather is a copy; the scatter-add sums in the twin's order, in f32. */
+/**
+ * GPU vs CPU twin: the gather is a copy; a decoded element is one or two f32 products (d·sc·q −
+ * dmin·m), which a GPU may fuse (FMA): a few ulps of the row's scale. The scatter-add sums in the
+ * twin's order, in f32.
+ */
 export const TOLERANCE = {
   embedding: { atol: 0, rtol: 0 },
+  embeddingQuant: { atol: 1e-6, rtol: 1e-6 },
   embeddingBackward: { atol: 1e-6, rtol: 1e-6 }
 } as const
 
@@ -55,21 +86,35 @@ function checkVocab (op: string, V: number, T: number): void {
 }
 
 /**
- * Gathers rows of `table` (V, C) for ids (T) i32 → (T, C). The CPU path throws IdRangeError on
- * an id outside [0, V); the GPU path reads nothing back and clamps, so callers validate ids on
- * the host (`validateIds`) before uploading them.
+ * Gathers rows of `table` (V, C) for ids (T) i32 → (T, C) f32. The table may be in any weight
+ * dtype (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k: rows are decoded, never widened in GPU
+ * memory) and split into row parts (each part gathers the ids in its rows). The CPU path throws
+ * IdRangeError on an id outside [0, V); the GPU path reads nothing back and clamps, so callers
+ * validate ids on the host (`validateIds`) before uploading them.
  */
 export function embedding (ids: Tensor, table: Tensor): Tensor {
   const be = backendOf('embedding', ids, table)
   const T = checkIds('embedding', ids)
-  expectDType('embedding', 'table', table, 'f32')
+  expectUnsplit('embedding', { ids })
+  const dtype = expectWeightDType('embedding', 'table', table)
   expectRank('embedding', 'table', table, 2)
   const [V, C] = table.shape
   checkVocab('embedding', V, T)
-  if (isCpu(be)) return cpu.wrap(twin.embedding(ids.data as Int32Array, table.data as Float32Array, V, C), [T, C])
+  if (C % blockInfo(dtype).elems !== 0) throw new ShapeError('embedding', `${dtype} table ${shapeString(table.shape)}: C = ${C} is not a multiple of the ${blockInfo(dtype).elems}-value block`)
+  if (isCpu(be)) {
+    if (dtype === 'f32') return cpu.wrap(twin.embedding(ids.data as Int32Array, table.data as Float32Array, V, C), [T, C])
+    return cpu.wrap(twin.embeddingWeights(ids.data as Int32Array, bytesOf(table.data), dtype, V, C), [T, C])
+  }
   const g = be as GpuBackend
   const out = g.empty([T, C])
-  g.run(EMBEDDING, FLAT('embedding'), { ids, table, out }, { T, C, V }, g.grid1d(groups(T * C, WG)))
+  if (table.dtype === 'f32' && !table.split) {
+    g.run(EMBEDDING, FLAT('embedding'), { ids, table, out }, { T, C, V }, g.grid1d(groups(T * C, WG)))
+    return out
+  }
+  const variant = embeddingQuantVariant(table.dtype)
+  for (const p of rowParts(table)) {
+    g.run(EMBEDDING_QUANT, variant, { ids, w: p.t, out }, { T, C, V, row0: p.row0, rows: p.rows }, g.grid1d(groups(T * C, WG)))
+  }
   return out
 }
 
@@ -81,6 +126,7 @@ export function embeddingBackward (ids: Tensor, dy: Tensor, V: number): Tensor {
   const be = backendOf('embeddingBackward', ids, dy)
   const T = checkIds('embeddingBackward', ids)
   expectDType('embeddingBackward', 'dy', dy, 'f32')
+  expectUnsplit('embeddingBackward', { ids, dy })
   expectRank('embeddingBackward', 'dy', dy, 2)
   expectShape('embeddingBackward', 'dy', dy, [T, -1])
   const C = dy.shape[1]

@@ -1,0 +1,100 @@
+import { beforeAll, describe, expect, it } from 'vitest'
+import { GpuBackend } from '../../web/src/gpu/gpu-backend.ts'
+import type { WeightDType } from '../../web/src/gpu/dtype.ts'
+import { SplitTensorError, TensorTooLargeError } from '../../web/src/gpu/errors.ts'
+import { add } from '../../web/src/gpu/ops/elementwise.ts'
+import { embedding } from '../../web/src/gpu/ops/embedding.ts'
+import { rmsnorm } from '../../web/src/gpu/ops/norm.ts'
+import { planRowParts, rowParts } from '../../web/src/gpu/split.ts'
+import { Rng } from '../../web/src/util/rng.ts'
+import { testGpu } from '../helpers/gpu.ts'
+import { hostWeights, randomWeightBytes } from '../helpers/random-weights.ts'
+
+/** The forced binding limit: every weight below is a few times larger. */
+const LIMIT = 4096
+
+let whole: GpuBackend // the device's own limits: nothing in this file is split there
+let small: GpuBackend // maxBindingBytes = LIMIT
+beforeAll(async () => {
+  whole = await testGpu()
+  small = await GpuBackend.create({ maxBindingBytes: LIMIT })
+})
+
+describe('planRowParts', () => {
+  it('uses the fewest parts, balanced to within one row', () => {
+    expect(planRowParts(10, 100, 350, 'w')).toEqual([3, 3, 2, 2])
+    expect(planRowParts(10, 100, 1000, 'w')).toEqual([10])
+    expect(planRowParts(7, 1, 1, 'w')).toEqual([1, 1, 1, 1, 1, 1, 1])
+  })
+
+  it('refuses a row larger than the limit, naming the tensor', () => {
+    expect(() => planRowParts(3, 500, 400, 'f32 tensor (3, 125)')).toThrow(TensorTooLargeError)
+    expect(() => planRowParts(3, 500, 400, 'f32 tensor (3, 125)')).toThrow(/f32 tensor \(3, 125\): one row along dim 0 is 500 bytes, more than the 400-byte binding limit/)
+  })
+})
+
+describe('split storage (maxBindingBytes = 4 KiB)', () => {
+  it('stores a large upload as whole-row parts and reads, writes and reshapes it as one tensor', async () => {
+    const rng = new Rng(1)
+    const data = rng.uniform(64 * 33) // 8448 bytes → 3 parts of 22, 21, 21 rows
+    const t = small.tensor(data, [64, 33])
+    expect(t.split).toBe(true)
+    expect(rowParts(t).map(p => [p.row0, p.rows, p.t.storage.bytes])).toEqual([[0, 22, 22 * 132], [22, 21, 21 * 132], [43, 21, 21 * 132]])
+    expect(await t.readF32()).toEqual(data)
+    const next = rng.uniform(64 * 33)
+    small.write(t, next)
+    expect(await t.readF32()).toEqual(next)
+    const view = t.reshape([64, 3, 11])
+    expect(view.split).toBe(true)
+    expect(await view.readF32()).toEqual(next)
+    expect(() => t.reshape([32, 66])).toThrow(SplitTensorError)
+    view.dispose()
+    expect(await t.readF32()).toEqual(next) // the view held its own references
+    const before = small.pool.stats.inUseBytes
+    t.dispose()
+    expect(small.pool.stats.inUseBytes).toBeLessThan(before)
+    expect(whole.tensor(data, [64, 33]).split).toBe(false)
+  })
+
+  it('keeps GGUF block rows whole and reads back the bytes', async () => {
+    const rng = new Rng(2)
+    const bytes = randomWeightBytes(rng, 'q6_k', 33, 256) // 210 B rows, 6930 B → 2 parts
+    const t = small.tensor(bytes, [33, 256], 'q6_k')
+    expect(rowParts(t).map(p => p.rows)).toEqual([17, 16])
+    expect(await t.read()).toEqual(bytes)
+  })
+
+  it('refuses what cannot be split: a rank-1 tensor or a row above the limit', () => {
+    expect(() => small.tensor(new Float32Array(2048), [2048])).toThrow(/rank ≥ 2/)
+    expect(() => small.tensor(new Float32Array(2 * 1100), [2, 1100])).toThrow(TensorTooLargeError)
+  })
+
+  it('every op that does not loop over parts refuses a split tensor, naming the op', () => {
+    const w = small.tensor(new Float32Array(2048), [2, 1024])
+    expect(() => add(w, w)).toThrow(SplitTensorError)
+    expect(() => add(w, w)).toThrow(/^add: a f32 input \(2, 1024\) is split into row parts/)
+    expect(() => rmsnorm(small.tensor(new Float32Array(8), [8]), w, 1e-5)).toThrow(/^rmsnorm: /)
+    expect(() => small.copy(w, small.empty([2, 1024]))).toThrow(/copy: f32 tensor \(2, 1024\) is split/)
+    expect(() => w.buffer).toThrow(SplitTensorError)
+  })
+})
+
+/** (dtype, V, C): tables of 2–3 parts at the forced limit. */
+const TABLES: Array<[WeightDType, number, number]> = [['f32', 200, 8], ['f16', 300, 9], ['bf16', 257, 8], ['q8_0', 150, 32], ['q4_0', 250, 32], ['q4_k', 40, 256], ['q5_k', 30, 256], ['q6_k', 33, 256]]
+
+describe('embedding from a split table equals the unsplit gather', () => {
+  for (const [dtype, V, C] of TABLES) {
+    it(`${dtype} (${V}, ${C})`, async () => {
+      const rng = new Rng(V + C)
+      const bytes = randomWeightBytes(rng, dtype, V, C)
+      const table = small.tensor(hostWeights(bytes, dtype), [V, C], dtype)
+      expect(rowParts(table).length).toBeGreaterThan(1)
+      const bounds = rowParts(table).flatMap(p => [p.row0, p.row0 + p.rows - 1])
+      const ids = Int32Array.from([...bounds, ...Array.from({ length: 20 }, () => rng.int(V)), -3, V + 5])
+      const T = ids.length
+      const got = await embedding(small.tensor(ids, [T], 'i32'), table).readF32()
+      const want = await embedding(whole.tensor(ids, [T], 'i32'), whole.tensor(hostWeights(bytes, dtype), [V, C], dtype)).readF32()
+      expect(got).toEqual(want)
+    })
+  }
+})
