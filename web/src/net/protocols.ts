@@ -3,7 +3,8 @@
  * size limits and timeouts. Grammars: PROTOCOL.md.
  *
  * Every protocol the swarm speaks is declared here once, as data, so limits are reviewed in one
- * place and no handler invents its own. Sections are owned by their module (kad/crdt/discovery:
+ * place and no handler invents its own: the swarm transport (swarm/transport/libp2p.ts) takes each
+ * swarm protocol's bytes, message count, stream counts and relayed-link rule from SWARM_PROTOCOLS. Sections are owned by their module (kad/crdt/discovery:
  * NET-A; tensor streams/shards: NET-B); the swarm layer adds infer/expert/allreduce additively.
  */
 import type { TensorStreamLimits } from './stream/index.ts'
@@ -151,14 +152,22 @@ export const SHARD_REQUEST_LIMITS: TensorStreamLimits = {
 // ---------------------------------------------------------------- inference swarm (web/src/swarm)
 
 /**
- * Pipeline-sharded inference sessions (PROTOCOL.md § infer): one request/response per message
- * (OPEN / STEP / CLOSE / INFO). 8 MiB + framing slack: a 512-token prefill chunk of a 4096-wide
- * model in f32. 30 s: one step of a span on software WebGPU.
+ * Messages one pooled swarm channel may carry each way (swarm/transport/libp2p.ts): channels carry
+ * one request after another and are retired after 5 min or 15 s idle; a decode step every few ms
+ * stays far below this in 5 min, while a peer cannot keep one stream busy forever. The transport
+ * replaces a channel that reaches it.
+ */
+const SWARM_CHANNEL_MAX_MESSAGES = 100_000
+
+/**
+ * Pipeline-sharded inference sessions (PROTOCOL.md § infer): one reply per request, requests one
+ * after another on pooled channels (OPEN / STEP / CLOSE / INFO). 8 MiB + framing slack: a
+ * 512-token prefill chunk of a 4096-wide model in f32. 30 s: one step of a span on software WebGPU.
  */
 export const INFER: ProtocolSpec = {
   id: `${PROTOCOL_PREFIX}/infer/1.0.0`,
   maxMessageBytes: 8 * MiB + 64 * KiB,
-  maxMessagesPerStream: 1,
+  maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
   timeoutMs: 30_000,
   maxInboundStreams: 32,
   maxOutboundStreams: 32,
@@ -169,7 +178,7 @@ export const INFER: ProtocolSpec = {
 export const EXPERT: ProtocolSpec = {
   id: `${PROTOCOL_PREFIX}/expert/1.0.0`,
   maxMessageBytes: 8 * MiB + 64 * KiB,
-  maxMessagesPerStream: 1,
+  maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
   timeoutMs: 10_000,
   maxInboundStreams: 64,
   maxOutboundStreams: 64,
@@ -177,8 +186,8 @@ export const EXPERT: ProtocolSpec = {
 }
 
 /**
- * DiLoCo's fault-tolerant all-reduce (PROTOCOL.md § allreduce; web/src/swarm/train). One
- * request/response per message over framed tensor streams: READY/START (long-polled for up to the
+ * DiLoCo's fault-tolerant all-reduce (PROTOCOL.md § allreduce; web/src/swarm/train). One reply
+ * per request over framed tensor streams (pooled channels, as infer): READY/START (long-polled for up to the
  * coordinator's ready window), REDUCE/RESULT (one q8 part, ≤ 1 MiB), FETCH, DONE, SNAPSHOT/STATE
  * (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
  */
@@ -187,8 +196,9 @@ export const ALLREDUCE: ProtocolSpec = {
   // whole-contribution norm), so an older peer fails protocol negotiation at once instead of
   // trading refusals with us.
   id: `${PROTOCOL_PREFIX}/allreduce/3.0.0`,
-  maxMessageBytes: 1 * MiB + 16 * KiB,
-  maxMessagesPerStream: 1,
+  // payload ≤ 1 MiB + JSON header ≤ 16 KiB + the 6-byte prefix (swarm/train/constants.ts)
+  maxMessageBytes: 1 * MiB + 17 * KiB,
+  maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
   timeoutMs: 90_000,
   // a member keeps ≤ 4 parts in flight per attempt (DEFAULT_WINDOW_PARTS); an owner serves every member's window
   maxInboundStreams: 64,

@@ -95,3 +95,6 @@ export const DEFAULT_HANDLER_TIMEOUT_MS = 120_000
 
 /** Default inbound streams per connection for one protocol (libp2p's own default is 32). */
 export const DEFAULT_MAX_INBOUND_STREAMS = 32
+
+/** Default outbound streams per connection for one handled protocol (libp2p's own default is 64). */
+export const DEFAULT_MAX_OUTBOUND_STREAMS = 64

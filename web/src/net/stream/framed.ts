@@ -5,7 +5,7 @@
  */
 import type { PeerId, Stream } from '@libp2p/interface'
 import {
-  DEFAULT_CHUNK_BYTES, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_CHUNK_BYTES, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INBOUND_STREAMS, DEFAULT_MAX_OUTBOUND_STREAMS, DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_MESSAGES, DEFAULT_MAX_META_BYTES, DEFAULT_MAX_STREAM_BYTES, DEFAULT_MAX_TENSORS, DEFAULT_WINDOW_MESSAGES,
   FRAME_HEADER_BYTES, MAX_FRAME_BODY_BYTES, MAX_QUEUED_SEND_BYTES, SEND_BATCH_BYTES
 } from './constants.ts'
@@ -30,6 +30,7 @@ export function resolveLimits (l: TensorStreamLimits = {}): ResolvedLimits {
     idleTimeoutMs: l.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     handlerTimeoutMs: l.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS,
     maxInboundStreams: l.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
+    maxOutboundStreams: l.maxOutboundStreams ?? DEFAULT_MAX_OUTBOUND_STREAMS,
     runOnLimitedConnection: l.runOnLimitedConnection ?? false,
     log: l.log ?? ((line: string) => { console.warn(line) })
   }

@@ -63,6 +63,8 @@ export interface TensorStreamLimits {
   handlerTimeoutMs?: number
   /** Handlers only: concurrent inbound streams per connection. @default 32 */
   maxInboundStreams?: number
+  /** Handlers only: concurrent outbound streams of the protocol per connection. @default 64 */
+  maxOutboundStreams?: number
   /** Run over relayed (limited) connections too; off because relays cap data at 128 KiB. @default false */
   runOnLimitedConnection?: boolean
   /** Where protocol violations are reported (one line each). @default console.warn */

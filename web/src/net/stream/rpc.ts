@@ -20,6 +20,7 @@ export async function handle (node: StreamNode, protocol: string, handler: CallH
   const l = resolveLimits(limits)
   await node.handle(protocol, async (stream, connection) => { await serveCall(stream, connection, protocol, handler, l) }, {
     maxInboundStreams: l.maxInboundStreams,
+    maxOutboundStreams: l.maxOutboundStreams,
     runOnLimitedConnection: l.runOnLimitedConnection
   })
 }
@@ -90,6 +91,7 @@ export async function handleStream (node: StreamNode, protocol: string, handler:
   const l = resolveLimits(limits)
   await node.handle(protocol, async (stream, connection) => { await serveStream(stream, connection, protocol, handler, l) }, {
     maxInboundStreams: l.maxInboundStreams,
+    maxOutboundStreams: l.maxOutboundStreams,
     runOnLimitedConnection: l.runOnLimitedConnection
   })
 }

@@ -7,21 +7,21 @@
  * dominate a decode step's latency. So a client keeps a small pool of open channels per (peer,
  * protocol) and sends one request at a time on each; the server answers each message on the
  * channel it came on, in order. Channels idle for CHANNEL_IDLE_MS or older than CHANNEL_MAX_AGE_MS
- * are closed, well inside the stream layer's idle and handler timeouts.
+ * are closed, well inside the stream layer's idle and handler timeouts. Each protocol's message
+ * size, message count per channel, inbound streams and relayed-link rule come from its declaration
+ * in net/protocols.ts (SWARM_PROTOCOLS); a protocol declared nowhere is refused.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { dialThroughRelay } from '../../net/peers.ts'
 import { handleStream, openStream, unhandle } from '../../net/stream/index.ts'
-import type { TensorChannel, TensorMessage } from '../../net/stream/index.ts'
-import { MAX_MESSAGE_BYTES } from '../constants.ts'
-import { PeerTimeoutError, PeerUnreachableError } from '../errors.ts'
+import type { TensorChannel, TensorMessage, TensorStreamLimits } from '../../net/stream/index.ts'
+import { SWARM_PROTOCOLS, type ProtocolSpec } from '../../net/protocols.ts'
+import { PeerTimeoutError, PeerUnreachableError, SwarmArgumentError } from '../errors.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
 
 /** Name of the one tensor carrying a swarm message. */
 const MSG = 'msg'
-/** Headroom over the swarm message cap for the stream's own frame headers and metadata, bytes. */
-const FRAME_SLACK_BYTES = 64 * 1024
 /** A pooled channel unused this long is closed, ms (a session's steps come faster than this). */
 const CHANNEL_IDLE_MS = 15_000
 /** A pooled channel is retired after this long, ms, whatever its use. */
@@ -33,8 +33,32 @@ const STREAM_HANDLER_MS = 2 * CHANNEL_MAX_AGE_MS
 /** Tries at connecting (dial + open) before a request is given up, and the pause between them, ms. */
 const CONNECT_ATTEMPTS = 3
 const CONNECT_RETRY_MS = 200
-/** Most messages one channel carries each way before it must be replaced. */
-const CHANNEL_MAX_MESSAGES = 100_000
+
+/** The declaration of a swarm protocol by id; one declared nowhere is a caller's bug. */
+export function specOf (protocol: string): ProtocolSpec {
+  const spec = Object.values(SWARM_PROTOCOLS).find(p => p.id === protocol)
+  if (spec === undefined) throw new SwarmArgumentError(`protocol ${protocol} is not declared in net/protocols.ts SWARM_PROTOCOLS`)
+  return spec
+}
+
+/** The stream limits of `spec`'s channels: its declared bytes, messages and streams. */
+export function channelLimits (spec: ProtocolSpec, runOnLimitedConnection?: boolean): TensorStreamLimits {
+  return {
+    maxMessageBytes: spec.maxMessageBytes,
+    maxMessages: spec.maxMessagesPerStream,
+    // One u8 tensor per message, no metadata.
+    maxTensors: 1,
+    maxMetaBytes: 0,
+    maxInboundStreams: spec.maxInboundStreams,
+    maxOutboundStreams: spec.maxOutboundStreams,
+    runOnLimitedConnection: runOnLimitedConnection ?? spec.runOnLimitedConnection,
+    idleTimeoutMs: STREAM_IDLE_MS,
+    handlerTimeoutMs: STREAM_HANDLER_MS,
+    // A reset reaches the requester as PeerUnreachableError and ends the handler's loop; the
+    // swarm roles log what they make of it (ban, failover), so the stream layer stays quiet.
+    log: () => {}
+  }
+}
 
 function wrap (body: Uint8Array): TensorMessage {
   return { tensors: [{ name: MSG, dtype: 'u8', shape: [body.length], data: body }] }
@@ -74,15 +98,8 @@ export class Libp2pTransport implements RpcTransport {
     this.self = node.peerId.toString()
   }
 
-  private limits (): { maxMessageBytes: number, maxMessages: number, runOnLimitedConnection: boolean, idleTimeoutMs: number, handlerTimeoutMs: number, log: (l: string) => void } {
-    return {
-      maxMessageBytes: MAX_MESSAGE_BYTES + FRAME_SLACK_BYTES,
-      maxMessages: CHANNEL_MAX_MESSAGES,
-      runOnLimitedConnection: this.opts.runOnLimitedConnection ?? false,
-      idleTimeoutMs: STREAM_IDLE_MS,
-      handlerTimeoutMs: STREAM_HANDLER_MS,
-      log: () => {}
-    }
+  private limits (spec: ProtocolSpec): TensorStreamLimits {
+    return channelLimits(spec, this.opts.runOnLimitedConnection)
   }
 
   /** A direct (unlimited) connection to `peer`, opened through the relay's signalling if needed. */
@@ -104,12 +121,12 @@ export class Libp2pTransport implements RpcTransport {
   }
 
   /** An idle pooled channel to (peer, protocol), or undefined; closes stale ones on the way. */
-  private take (key: string): Pooled | undefined {
+  private take (key: string, maxMessages: number): Pooled | undefined {
     const list = this.idle.get(key) ?? []
     const now = Date.now()
     while (list.length > 0) {
       const p = list.pop()!
-      if (now - p.lastUsed < CHANNEL_IDLE_MS && now - p.opened < CHANNEL_MAX_AGE_MS && p.sent < CHANNEL_MAX_MESSAGES) return p
+      if (now - p.lastUsed < CHANNEL_IDLE_MS && now - p.opened < CHANNEL_MAX_AGE_MS && p.sent < maxMessages) return p
       void p.ch.closeWrite().catch(() => {})
     }
     return undefined
@@ -124,17 +141,18 @@ export class Libp2pTransport implements RpcTransport {
 
   async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
     const key = `${peer} ${protocol}`
+    const spec = specOf(protocol)
     const deadline = AbortSignal.timeout(opts.timeoutMs)
     const signal = opts.signal === undefined ? deadline : AbortSignal.any([opts.signal, deadline])
     for (let attempt = 0; ; attempt++) {
-      let p = this.take(key)
+      let p = this.take(key, spec.maxMessagesPerStream)
       const reused = p !== undefined
       let sent = false
       let wrote = false
       try {
         if (p === undefined) {
           await this.ensureDirect(peer, opts.timeoutMs)
-          const ch = await openStream(this.node, peerIdFromString(peer), protocol, { ...this.limits(), openTimeoutMs: opts.timeoutMs, signal: deadline })
+          const ch = await openStream(this.node, peerIdFromString(peer), protocol, { ...this.limits(spec), openTimeoutMs: opts.timeoutMs, signal: deadline })
           this.channelsOpened++
           p = { ch, opened: Date.now(), lastUsed: Date.now(), sent: 0 }
         }
@@ -177,10 +195,11 @@ export class Libp2pTransport implements RpcTransport {
   }
 
   handle (protocol: string, handler: RpcHandler): void {
+    const spec = specOf(protocol)
     void handleStream(this.node, protocol, async (ch, ctx) => {
       const from = ctx.remotePeer.toString()
       for await (const m of ch) await ch.send(wrap(await handler(from, unwrap(m, from))), { signal: ctx.signal })
-    }, this.limits())
+    }, this.limits(spec))
   }
 
   unhandle (protocol: string): void {
