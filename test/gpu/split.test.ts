@@ -4,11 +4,21 @@ import type { WeightDType } from '../../web/src/gpu/dtype.ts'
 import { SplitTensorError, TensorTooLargeError } from '../../web/src/gpu/errors.ts'
 import { add } from '../../web/src/gpu/ops/elementwise.ts'
 import { embedding } from '../../web/src/gpu/ops/embedding.ts'
+import { expertFFN, expertFFNBackward, TOLERANCE as MOE_TOLERANCE } from '../../web/src/gpu/ops/moe.ts'
 import { rmsnorm } from '../../web/src/gpu/ops/norm.ts'
 import { planRowParts, rowParts } from '../../web/src/gpu/split.ts'
+import type { Tensor } from '../../web/src/gpu/tensor.ts'
 import { Rng } from '../../web/src/util/rng.ts'
+import { assertClose } from '../helpers/assert-close.ts'
 import { testGpu } from '../helpers/gpu.ts'
 import { hostWeights, randomWeightBytes } from '../helpers/random-weights.ts'
+
+/** An activation larger than the forced limit, kept whole (empty + write: uploads above it would split). */
+function activation (be: GpuBackend, data: Float32Array, shape: number[]): Tensor {
+  const t = be.empty(shape)
+  be.write(t, data)
+  return t
+}
 
 /** The forced binding limit: every weight below is a few times larger. */
 const LIMIT = 4096
@@ -95,6 +105,47 @@ describe('embedding from a split table equals the unsplit gather', () => {
       const got = await embedding(small.tensor(ids, [T], 'i32'), table).readF32()
       const want = await embedding(whole.tensor(ids, [T], 'i32'), whole.tensor(hostWeights(bytes, dtype), [V, C], dtype)).readF32()
       expect(got).toEqual(want)
+    })
+  }
+})
+
+/** Expert stacks of 2–7 parts of whole experts: (dtypes of w1, w3, w2), shapes, and the limit. */
+const EXPERTS: Array<{ d: [WeightDType, WeightDType, WeightDType], E: number, I: number, C: number, limit: number }> = [
+  { d: ['f32', 'f32', 'f32'], E: 5, I: 16, C: 32, limit: LIMIT }, // 2 KiB experts → parts of 2, 2, 1
+  { d: ['f16', 'bf16', 'f16'], E: 6, I: 16, C: 64, limit: LIMIT },
+  { d: ['q4_k', 'q4_k', 'q8_0'], E: 7, I: 32, C: 256, limit: 4 * LIMIT } // w1/w3: 3, 2, 2 experts; w2: 7 parts
+]
+
+describe('expertFFN on split experts equals the unsplit result', () => {
+  const backends = new Map<number, GpuBackend>()
+  beforeAll(async () => {
+    backends.set(LIMIT, small)
+    backends.set(4 * LIMIT, await GpuBackend.create({ maxBindingBytes: 4 * LIMIT }))
+  })
+
+  for (const { d, E, I, C, limit } of EXPERTS) {
+    it(`${d.join('/')} E=${E} I=${I} C=${C}, limit ${limit} B`, async () => {
+      const g = backends.get(limit) as GpuBackend
+      const rng = new Rng(E * I + C)
+      const N = 23
+      const xs = rng.uniform(N * C)
+      const cuts = Array.from({ length: E - 1 }, () => rng.int(N + 1)).sort((a, b) => a - b)
+      const offsets = Int32Array.from([0, ...cuts, N])
+      const shapes = [[E, I, C], [E, I, C], [E, C, I]]
+      const bytes = d.map((dtype, i) => randomWeightBytes(rng, dtype, shapes[i][0] * shapes[i][1], shapes[i][2], [-13, -11]))
+      const run = (be: GpuBackend): { ys: Tensor, ws: Tensor[] } => {
+        const ws = d.map((dtype, i) => be.tensor(hostWeights(bytes[i], dtype), shapes[i], dtype))
+        return { ys: expertFFN(activation(be, xs, [N, C]), be.tensor(offsets, [E + 1], 'i32'), ws[0], ws[1], ws[2]), ws }
+      }
+      const split = run(g)
+      expect(split.ws.map(w => rowParts(w).length).every(n => n > 1)).toBe(true)
+      const got = await split.ys.readF32()
+      const want = await run(whole).ys.readF32()
+      // Quantized stacks take the same kernels split or not (bitwise equal); f32 ones unsplit take the fused kernels.
+      if (d[0] === 'f32') assertClose(got, want, MOE_TOLERANCE.expertFFNQuant)
+      else expect(got).toEqual(want)
+      const x = activation(g, xs, [N, C])
+      if (d[0] === 'f32') expect(() => expertFFNBackward(x, g.tensor(offsets, [E + 1], 'i32'), split.ws[0], split.ws[1], split.ws[2], x)).toThrow(/^expertFFNBackward: a f32 input \(5, 16, 32\) is split/)
     })
   }
 })

@@ -6,6 +6,8 @@
  * Layout (HF Mixtral, MixtralSparseMoeBlock): T tokens, E experts, k choices per token; the T·k
  * "slots" are numbered s = t·k + j; the dispatch sorts slots by expert into N = T·k "rows".
  */
+import type { WeightDType } from '../dtype.ts'
+import { dequantize } from './dequant.ts'
 
 export interface RouterOut {
   weights: Float32Array // (T, k)
@@ -176,6 +178,21 @@ export function expertFFN (xs: Float32Array, offsets: Int32Array, w1: Float32Arr
     }
   }
   return ys
+}
+
+/** Expert weights in their file encoding: the bytes of an (E, rows, K) stack and its dtype. */
+export interface PackedWeights {
+  dtype: WeightDType
+  bytes: Uint8Array
+}
+
+/**
+ * expertFFN with each weight stack in a weight dtype (f32, f16, bf16, GGUF blocks): the stacks
+ * decoded to f32 (cpu/dequant.ts), then the f32 definition above.
+ */
+export function expertFFNWeights (xs: Float32Array, offsets: Int32Array, w1: PackedWeights, w3: PackedWeights, w2: PackedWeights, N: number, C: number, I: number, E: number): Float32Array {
+  const n = E * I * C
+  return expertFFN(xs, offsets, dequantize(w1.dtype, w1.bytes, n), dequantize(w3.dtype, w3.bytes, n), dequantize(w2.dtype, w2.bytes, n), N, C, I, E)
 }
 
 export interface ExpertFFNGrads {

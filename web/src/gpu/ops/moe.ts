@@ -18,15 +18,24 @@
  *
  * Index inputs (experts, order, slotRow, offsets) are validated on the host for CPU tensors; on
  * the GPU they are not read back, and the kernels clamp them into range instead of faulting.
+ *
+ * Expert weights may be kept in their file encoding (f16, bf16, GGUF blocks: inference only) and
+ * split into row parts of whole experts (split.ts): expertFFN then runs three grouped GEMMs that
+ * decode the weights as they load them (shaders/moe_ffn_quant.wgsl), one per part, with the
+ * SwiGLU between them. The router stays f32.
  */
 import { cpu } from '../cpu-backend.ts'
 import * as twin from '../cpu/moe.ts'
-import { shapeString, type TypedArray } from '../dtype.ts'
+import { shapeString, type DType, type TypedArray } from '../dtype.ts'
 import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
+import { isWeightDType, storageBytes } from '../quant-types.ts'
+import { rowParts } from '../split.ts'
 import type { Tensor } from '../tensor.ts'
+import { swiglu } from './elementwise.ts'
 import { backendOf, expectDType, expectRank, expectShape, groups, isCpu } from './util.ts'
+import { bytesOf, expectWeightDType, weightType } from './weight-decode.ts'
 
 /** GPU vs CPU twin tolerances per op (f32 on the GPU vs f64-accumulated twins). */
 export const TOLERANCE = {
@@ -44,6 +53,12 @@ export const TOLERANCE = {
    * ≤ 2 % of this bound (forward), ≤ 5 % (backward); the margin covers K ≈ 4096 (error ~ √K).
    */
   expertFFN: { atol: 2e-6, rtol: 2e-5 },
+  /**
+   * Weights in a file encoding: the same f32 GEMMs on decoded weights (decoding is a few ulps of
+   * the block scale), SwiGLU in a separate pass. Seen on SwiftShader (C, I ≤ 256, decoded
+   * weights ≤ 0.5, |x| ≤ 1): ≤ 22 % of this bound (q4_k/q6_k; ≤ 9 % for the others).
+   */
+  expertFFNQuant: { atol: 2e-5, rtol: 2e-4 },
   expertFFNBackward: { atol: 4e-6, rtol: 4e-5 },
   moeCombine: { atol: 1e-6, rtol: 1e-5 },
   /** dWeights is a length-C dot product (tree order on the GPU). */
@@ -244,13 +259,32 @@ const FFN_BACKWARD_DW = defineKernel({
   ]
 })
 
+/** One grouped GEMM on decoded weights: the three projections of expertFFN on quantized or split experts. */
+const FFN_QUANT = defineKernel({
+  name: 'ffn_quant', shader: 'moe_ffn_quant', entry: 'ffn_quant',
+  bindings: [
+    { name: 'x', type: 'f32' }, // (N, K)
+    { name: 'offsets', type: 'i32' }, // (E + 1), rows of the experts in w
+    { name: 'w', type: 'u32' }, // (E, Nout, K) in its file encoding, as words
+    { name: 'out', type: 'f32', access: 'read_write' } // (N, Nout)
+  ],
+  uniforms: [{ name: 'N', type: 'u32' }, { name: 'K', type: 'u32' }, { name: 'Nout', type: 'u32' }, { name: 'E', type: 'u32' }] // rows, depth, out columns, experts in w
+})
+
+/** The ffn_quant variant for a weight dtype: the FFN tile plus WTYPE (shaders/lib/weight_decode.wgsl). */
+export function ffnQuantVariant (dtype: DType, t: FfnTile = FFN_TILE): Variant {
+  const v = ffnVariant(t)
+  return { ...v, key: `${v.key}-${dtype}`, constants: { ...v.constants, WTYPE: weightType('expertFFN', 'w', dtype) } }
+}
+
 /** Every MoE kernel with the variant it ships with (for compile-all checks). */
 export const MOE_KERNELS = [
   [ROUTER, PER_ROW_VARIANT], [ROUTER_BACKWARD, PER_ROW_VARIANT],
   [DISPATCH_COUNT, DISPATCH_VARIANT], [DISPATCH_SCAN, DISPATCH_VARIANT], [DISPATCH_SCATTER, DISPATCH_VARIANT],
   [GATHER_ROWS, FLAT_VARIANT], [SUM_ROWS, FLAT_VARIANT], [COMBINE, FLAT_VARIANT],
   [COMBINE_BACKWARD_DYS, FLAT_VARIANT], [COMBINE_BACKWARD_DWEIGHTS, PER_ROW_VARIANT],
-  [FFN_UP, FFN_VARIANT], [FFN_DOWN, FFN_VARIANT], [FFN_BACKWARD_HIDDEN, FFN_VARIANT], [FFN_BACKWARD_DX, FFN_VARIANT], [FFN_BACKWARD_DW, FFN_DW_VARIANT]
+  [FFN_UP, FFN_VARIANT], [FFN_DOWN, FFN_VARIANT], [FFN_BACKWARD_HIDDEN, FFN_VARIANT], [FFN_BACKWARD_DX, FFN_VARIANT], [FFN_BACKWARD_DW, FFN_DW_VARIANT],
+  ...(['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'] as const).map(d => [FFN_QUANT, ffnQuantVariant(d)] as const)
 ] as const
 
 // ---- host-side checks ----
@@ -431,8 +465,14 @@ export function moeGatherBackward (dxs: Tensor, slotRow: Tensor, T: number, k: n
 
 interface FfnDims { N: number, C: number, I: number, E: number }
 
-function checkFfn (op: string, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor): FfnDims {
-  for (const [name, t] of [['xs', xs], ['w1', w1], ['w3', w3], ['w2', w2]] as const) expectDType(op, name, t, 'f32')
+/** Weights in any weight dtype (`weights: 'any'`) or f32 only (the backward). */
+function checkFfn (op: string, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, weights: 'f32' | 'any' = 'f32'): FfnDims {
+  expectDType(op, 'xs', xs, 'f32')
+  for (const [name, t] of [['w1', w1], ['w3', w3], ['w2', w2]] as const) {
+    if (weights === 'f32' && t.dtype !== 'f32' && isWeightDType(t.dtype)) throw new ShapeError(op, `${name} is ${t.dtype}: quantized weights are for inference (train f32 weights)`)
+    if (weights === 'f32') expectDType(op, name, t, 'f32')
+    else weightType(op, name, t.dtype)
+  }
   expectDType(op, 'offsets', offsets, 'i32')
   expectRank(op, 'xs', xs, 2)
   expectRank(op, 'w1', w1, 3)
@@ -443,6 +483,9 @@ function checkFfn (op: string, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tens
   expectShape(op, `w3 (like w1 ${shapeString(w1.shape)})`, w3, [E, I, C])
   expectShape(op, `w2 (for w1 ${shapeString(w1.shape)})`, w2, [E, C, I])
   expectShape(op, `offsets (for ${E} experts)`, offsets, [E + 1])
+  for (const [name, t] of [['w1', w1], ['w3', w3], ['w2', w2]] as const) {
+    try { storageBytes(t.dtype, t.shape) } catch (e) { throw new ShapeError(op, `${name}: ${(e as Error).message}`) }
+  }
   return { N, C, I, E }
 }
 
@@ -461,21 +504,55 @@ function rowTiles (N: number, E: number): number {
  * over experts): ys[r] = w2[e]·(silu(w1[e]·xs[r]) ⊙ (w3[e]·xs[r])) for r in [offsets[e], offsets[e+1]).
  * xs: (N, C), offsets: (E + 1) i32, w1, w3: (E, I, C), w2: (E, C, I) → ys (N, C).
  * Rows outside [offsets[0], offsets[E]) belong to no local expert and get 0.
+ * The weights may each be in any weight dtype (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
+ * C and I then multiples of the block) and split into parts of whole experts.
  */
 export function expertFFN (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor): Tensor {
   const op = 'expertFFN'
   const be = backendOf(op, xs, offsets, w1, w3, w2)
-  const { N, C, I, E } = checkFfn(op, xs, offsets, w1, w3, w2)
+  const { N, C, I, E } = checkFfn(op, xs, offsets, w1, w3, w2, 'any')
+  const packed = [w1, w3, w2].some(w => w.dtype !== 'f32' || w.split)
   if (isCpu(be)) {
     expectOffsets(op, i32s(offsets), N)
-    return cpu.wrap(twin.expertFFN(f32s(xs), i32s(offsets), f32s(w1), f32s(w3), f32s(w2), N, C, I, E), [N, C])
+    if (!packed) return cpu.wrap(twin.expertFFN(f32s(xs), i32s(offsets), f32s(w1), f32s(w3), f32s(w2), N, C, I, E), [N, C])
+    const w = (t: Tensor): twin.PackedWeights => ({ dtype: expectWeightDType(op, 'weight', t), bytes: bytesOf(t.data) })
+    return cpu.wrap(twin.expertFFNWeights(f32s(xs), i32s(offsets), w(w1), w(w3), w(w2), N, C, I, E), [N, C])
   }
   const g = be as GpuBackend
+  if (packed) return expertFFNPacked(g, xs, offsets, w1, w3, w2, { N, C, I, E })
   const ys = g.zeros([N, C])
   const h = g.empty([N, I])
   const u = { N, C, I, E }
   g.run(FFN_UP, FFN_VARIANT, { xs, offsets, w1, w3, h }, u, [groups(I, FFN_TILE.bn), rowTiles(N, E)])
   g.run(FFN_DOWN, FFN_VARIANT, { h, offsets, w2, ys }, u, [groups(C, FFN_TILE.bn), rowTiles(N, E)])
+  h.dispose()
+  return ys
+}
+
+/**
+ * expertFFN on weights in a file encoding or split: gate a = xs·w1ᵀ and up b = xs·w3ᵀ (N, I), h =
+ * silu(a) ⊙ b, ys = h·w2ᵀ (N, C); each GEMM runs once per row part of its weight, with that
+ * part's slice of the offsets (its experts' rows).
+ */
+function expertFFNPacked (g: GpuBackend, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, d: FfnDims): Tensor {
+  const grouped = (x: Tensor, w: Tensor, out: Tensor, K: number, Nout: number): void => {
+    const variant = ffnQuantVariant(w.dtype)
+    for (const p of rowParts(w)) {
+      const offs = p.rows === d.E ? offsets : g.empty([p.rows + 1], 'i32')
+      if (offs !== offsets) g.copy(offsets, offs, p.row0 * 4, 0, (p.rows + 1) * 4)
+      g.run(FFN_QUANT, variant, { x, offsets: offs, w: p.t, out }, { N: d.N, K, Nout, E: p.rows }, [groups(Nout, FFN_TILE.bn), rowTiles(d.N, p.rows)])
+      if (offs !== offsets) offs.dispose() // the pool reuses it only after this batch is submitted
+    }
+  }
+  const a = g.zeros([d.N, d.I])
+  const b = g.zeros([d.N, d.I])
+  grouped(xs, w1, a, d.C, d.I)
+  grouped(xs, w3, b, d.C, d.I)
+  const h = swiglu(a, b)
+  a.dispose()
+  b.dispose()
+  const ys = g.zeros([d.N, d.C])
+  grouped(h, w2, ys, d.I, d.C)
   h.dispose()
   return ys
 }
