@@ -9,18 +9,35 @@ import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
+import { ManualClock } from '../../../web/src/util/clock.ts'
+import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
+import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from './quiet-clock.ts'
 
 const B = 64
 const PART = 128
-/** Short timeouts: the seeded network delivers one message per macrotask, a lost one is noticed in ~0.3 s. */
+/**
+ * Real-time timeouts, for the one test whose subject is the transport's own request timeout (a cut
+ * link loses messages silently): the seeded network delivers one message per macrotask, a lost
+ * one is noticed in ~0.3 s.
+ */
 const FAST = { partTimeoutMs: 300, readyWindowMs: 400, coordinatorTimeoutMs: 3000, partElements: PART, windowParts: 4, block: B }
+/**
+ * Every other test: the all-reduce's timers on a ManualClock that fires them only when every
+ * reduce() in progress waits on a quiet network (quiet-clock.ts), so a ready window or part
+ * timeout fires when the protocol waits on it (a dead or missing peer), never because the
+ * machine was slow.
+ */
+const CLOCKED = { ...CLOCKED_TIMING, partElements: PART, windowParts: 4, block: B }
 
 /** Wraps a peer's transport to watch (and tamper with) what it sends. */
 class Tap implements RpcTransport {
   onSend: ((peer: string, body: Uint8Array) => Uint8Array | undefined) | undefined
+  /** Set when this peer's process is gone: its own requests fail at once, as a closed node's would (the network would only lose them, after their timeout). */
+  down = false
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
   async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+    if (this.down) throw new PeerUnreachableError(peer, 'this node is closed')
     const b = this.onSend?.(peer, body) ?? body
     return await this.inner.request(peer, protocol, b, opts)
   }
@@ -31,13 +48,33 @@ class Tap implements RpcTransport {
 interface Swarm { net: MemoryNetwork, peers: AllReducePeer[], taps: Tap[], ids: string[] }
 
 let live: AllReducePeer[] = []
-afterEach(() => { for (const p of live) p.stop(); live = [] })
+let drivers: QuietDriver[] = []
+afterEach(() => { for (const d of drivers) d.stop(); drivers = []; for (const p of live) p.stop(); live = [] })
 
-function swarm (n: number, seed: number, expected?: (round: number) => string[]): Swarm {
+/** reduce() calls in progress across the test's peers: the clock moves only while one waits. */
+let reducing = 0
+function counted (p: AllReducePeer): AllReducePeer {
+  const reduce = p.reduce.bind(p)
+  p.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => {
+    reducing++
+    try { return await reduce(...args) } finally { reducing-- }
+  }
+  return p
+}
+
+/** A ManualClock for `net`'s peers, driven while any reduce() waits on a quiet network. */
+function clockFor (net: MemoryNetwork): ManualClock {
+  const clock = new ManualClock()
+  drivers.push(driveWhenQuiet(clock, net, () => reducing > 0))
+  return clock
+}
+
+function swarm (n: number, seed: number, expected?: (round: number) => string[], timing: 'clocked' | 'real' = 'clocked'): Swarm {
   const net = new MemoryNetwork({ seed })
   const ids = Array.from({ length: n }, (_, i) => `peer-${String.fromCharCode(97 + i)}`)
   const taps = ids.map(id => new Tap(net.endpoint(id)))
-  const peers = taps.map(t => new AllReducePeer(t, { run: "run1", directory: { expected: expected ?? (() => ids) }, ...FAST, log: process.env.AR_LOG !== undefined ? (l) => { console.log(t.self, l) } : undefined }))
+  const t = timing === 'real' ? FAST : { ...CLOCKED, clock: clockFor(net) }
+  const peers = taps.map(tap => counted(new AllReducePeer(tap, { run: 'run1', directory: { expected: expected ?? (() => ids) }, ...t, log: process.env.AR_LOG !== undefined ? (l) => { console.log(tap.self, l) } : undefined })))
   live.push(...peers)
   return { net, peers, taps, ids }
 }
@@ -114,7 +151,8 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
     const net = new MemoryNetwork({ seed: 3 })
     const ids = ['peer-a', 'peer-b']
     const lines: string[] = []
-    const peers = ids.map((id, i) => new AllReducePeer(net.endpoint(id), { run: 'run1', directory: { expected: () => ids }, ...FAST, partElements: PART * (i + 1), maxAttempts: 1, log: (l) => { lines.push(l) } }))
+    const clock = clockFor(net)
+    const peers = ids.map((id, i) => counted(new AllReducePeer(net.endpoint(id), { run: 'run1', directory: { expected: () => ids }, ...CLOCKED, clock, partElements: PART * (i + 1), maxAttempts: 1, log: (l) => { lines.push(l) } })))
     live.push(...peers)
     const n = 1000
     const settled = await Promise.allSettled(peers.map(async (p, i) => await p.reduce(0, contribution(n, i), n)))
@@ -130,7 +168,7 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
       const victim = 2
       let sentParts = 0
       s.taps[victim].onSend = (_peer, body) => {
-        if (decodeMsg(body).type === MsgType.REDUCE && ++sentParts === 3) queueMicrotask(() => { s.net.kill(s.ids[victim]); s.peers[victim].stop() })
+        if (decodeMsg(body).type === MsgType.REDUCE && ++sentParts === 3) queueMicrotask(() => { s.taps[victim].down = true; s.net.kill(s.ids[victim]); s.peers[victim].stop() })
         return undefined
       }
       const runs = s.peers.map(async (p, i) => await p.reduce(0, qs.get(s.ids[i])!, n))
@@ -155,7 +193,7 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
     const qs = new Map(s.ids.map((id, i) => [id, contribution(n, 40 + i)]))
     let sent = 0
     s.taps[0].onSend = (_peer, body) => {
-      if (decodeMsg(body).type === MsgType.REDUCE && ++sent === 2) queueMicrotask(() => { s.net.kill(s.ids[0]); s.peers[0].stop() })
+      if (decodeMsg(body).type === MsgType.REDUCE && ++sent === 2) queueMicrotask(() => { s.taps[0].down = true; s.net.kill(s.ids[0]); s.peers[0].stop() })
       return undefined
     }
     const runs = s.peers.map(async (p, i) => await p.reduce(0, qs.get(s.ids[i])!, n))
@@ -172,7 +210,7 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
 
   it('a link cut during the round and restored: no hang, all members end identical', async () => {
     const n = 1200
-    const s = swarm(3, 31)
+    const s = swarm(3, 31, undefined, 'real')
     const qs = new Map(s.ids.map((id, i) => [id, contribution(n, 60 + i)]))
     let sent = 0
     s.taps[1].onSend = (_peer, body) => {

@@ -13,10 +13,21 @@ import { AllReducePeer, type ReduceBuffers } from '../../../web/src/swarm/train/
 import { fetchSnapshot } from '../../../web/src/swarm/train/late-join.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
+import { ManualClock } from '../../../web/src/util/clock.ts'
+import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
+import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from './quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
 const MODEL_SEED = 7
-const FAST = { partTimeoutMs: 400, readyWindowMs: 600, coordinatorTimeoutMs: 5000, partElements: 4096, windowParts: 4 }
+/**
+ * The all-reduce's timers run on a ManualClock (`clocked`): in the healthy-path tests it never
+ * moves, so no ready window or part timeout can cut a slow worker out however loaded the machine
+ * is (the coordinator starts a round as soon as every expected peer is READY); the fault tests
+ * fire them only when every live worker waits in reduce() and the network is quiet
+ * (quiet-clock.ts). The transport's request timeouts (real time, derived from these) are long
+ * enough never to fire.
+ */
+const TIMING = { ...CLOCKED_TIMING, partElements: 4096, windowParts: 4 }
 
 let train: TextDataset
 let evalWindows: Window[]
@@ -29,9 +40,12 @@ beforeAll(async () => {
 
 class Tap implements RpcTransport {
   onSend: ((peer: string, body: Uint8Array) => Uint8Array | undefined) | undefined
+  /** Set when this peer's process is gone: its own requests fail at once, as a closed node's would (the network would only lose them, after their timeout). */
+  down = false
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
   async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+    if (this.down) throw new PeerUnreachableError(peer, 'this node is closed')
     return await this.inner.request(peer, protocol, this.onSend?.(peer, body) ?? body, opts)
   }
   handle (protocol: string, handler: RpcHandler): void { this.inner.handle(protocol, handler) }
@@ -44,17 +58,35 @@ class Directory {
   expected = (seq: number): string[] => [...this.from].filter(([, s]) => s <= seq).map(([p]) => p).sort()
 }
 
-interface Node { id: string, tap: Tap, ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], losses: number[] }
+interface Node {
+  id: string, tap: Tap, ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], losses: number[]
+  /** reduce() calls in progress; `killed`: left the network (no longer awaited by the clock driver). */
+  reducing: number
+  killed: boolean
+}
 
 let nodes: Node[] = []
-afterEach(() => { for (const n of nodes) { n.ar.stop(); n.worker.dispose() } nodes = [] })
+let clock = new ManualClock()
+let driver: QuietDriver | undefined
+afterEach(() => { driver?.stop(); driver = undefined; for (const n of nodes) { n.ar.stop(); n.worker.dispose() } nodes = []; clock = new ManualClock() })
+
+/** Fires the all-reduce's timers only when every live node waits inside reduce() on a quiet network. */
+function driveTimers (net: MemoryNetwork): QuietDriver {
+  driver = driveWhenQuiet(clock, net, () => nodes.every(n => n.killed || n.reducing > 0))
+  return driver
+}
 
 const OPTS: Omit<DiLoCoOptions, 'dataSeed'> = { innerSteps: 4, seqLen: 32, innerLr: 3e-3, outer: { lr: 0.7, momentum: 0.9 } }
 
 async function node (net: MemoryNetwork, dir: Directory, id: string, dataSeed: number, opts: Partial<DiLoCoOptions> = {}): Promise<Node> {
   const tap = new Tap(net.endpoint(id))
-  const ar = new AllReducePeer(tap, { run: 'r1', directory: dir, ...FAST })
-  const n: Node = { id, tap, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], losses: [] }
+  const ar = new AllReducePeer(tap, { run: 'r1', directory: dir, ...TIMING, clock, log: process.env.AR_LOG !== undefined ? (l) => { console.log(`${Date.now() % 100_000} v${clock.now()} ${id}: ${l}`) } : undefined })
+  const n: Node = { id, tap, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], losses: [], reducing: 0, killed: false }
+  const reduce = ar.reduce.bind(ar)
+  ar.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => {
+    n.reducing++
+    try { return await reduce(...args) } finally { n.reducing-- }
+  }
   n.worker = new DiLoCoWorker(initModel(CONFIG, cpu, MODEL_SEED), train, ar, { ...OPTS, dataSeed, ...opts }, {
     onSync: (e) => { n.syncs.push(e) },
     onStep: (e) => { n.losses.push(e.loss) },
@@ -88,6 +120,7 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     expect(new Set(ns.map(n => n.worker.lastHash)).size).toBe(1)
     await Promise.all(ns.map(async n => { await n.worker.runSyncs(4) }))
     expect(expectIdentical(ns)).toBe(2 * 4)
+    expect(clock.fired).toBe(0) // no window or timeout decided anything
     for (const n of ns) expect(n.syncs.map(s => s.members.length)).toEqual([3, 3, 3, 3])
     const evals = ns[0].syncs.map(s => s.evalLoss!)
     expect(evals[3]).toBeLessThan(before - 0.3)
@@ -103,10 +136,11 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     const dir = new Directory()
     const ns = await Promise.all(['w-a', 'w-b', 'w-c'].map(async (id, i) => { dir.from.set(id, 0); return await node(net, dir, id, i + 1) }))
     for (const n of ns) await n.worker.initFromModel()
+    const timers = driveTimers(net)
     let reduces = 0
     ns[1].tap.onSend = (_p, body) => {
       const m = decodeMsg(body)
-      if (m.type === MsgType.REDUCE && m.round === 1 && ++reduces === 2) queueMicrotask(() => { net.kill('w-b'); ns[1].ar.stop() })
+      if (m.type === MsgType.REDUCE && m.round === 1 && ++reduces === 2) queueMicrotask(() => { ns[1].killed = ns[1].tap.down = true; net.kill('w-b'); ns[1].ar.stop() })
       return undefined
     }
     const victim = ns[1].worker.runSyncs(3).catch((e: unknown) => e)
@@ -117,6 +151,7 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     expect(ns[0].syncs.map(s => s.members.length)).toEqual([3, 2, 2])
     expect(ns[0].syncs[1].attempt).toBeGreaterThan(0)
     expect(ns[0].worker.lastHash).toBe(ns[2].worker.lastHash)
+    expect(timers.fired).toBeGreaterThan(0) // the dead peer's parts failed by timeout, not by chance
   })
 
   it('a late joiner at round 2 fetches θ_global + momentum and ends bit-identical', async () => {
@@ -135,6 +170,7 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     expectIdentical([...ns, late])
     expect(late.syncs.map(s => s.members)).toEqual([['w-a', 'w-b', 'w-c'], ['w-a', 'w-b', 'w-c']])
     expect(late.worker.lastHash).toBe(ns[0].worker.lastHash)
+    expect(clock.fired).toBe(0)
     // a wrong expected hash is refused
     await expect(fetchSnapshot(late.ar, ['w-a'], { expectHash: 'f'.repeat(64) })).rejects.toThrow(/verifiable/)
   })
@@ -144,6 +180,7 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     const dir = new Directory()
     const ns = await Promise.all(['w-a', 'w-b', 'w-c'].map(async (id, i) => { dir.from.set(id, 0); return await node(net, dir, id, i + 1, { evalWindows }) }))
     for (const n of ns) await n.worker.initFromModel()
+    driveTimers(net)
     let sent = 0
     ns[2].tap.onSend = (_p, body) => {
       const m = decodeMsg(body)
@@ -174,6 +211,7 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     for (const n of ns) await n.worker.initFromModel()
     await Promise.all(ns.map(async n => { await n.worker.runSyncs(4) }))
     expect(expectIdentical(ns)).toBe(2 * 4)
+    expect(clock.fired).toBe(0) // no window or timeout decided anything
     expect(ns[0].syncs.map(s => s.fragment)).toEqual([0, 1, 0, 1])
     // fragment 0 syncs at steps 4, 8; fragment 1 at 6, 10; each lands one step later
     expect(ns[0].worker.step).toBe(11)
@@ -199,6 +237,7 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
       }
       await Promise.all(ns.map(async n => { await n.worker.runSyncs(4) }))
       expectIdentical(ns)
+      expect(clock.fired).toBe(0)
       const hashes = ns[0].syncs.map(s => s.hash)
       for (const n of nodes) { n.ar.stop(); n.worker.dispose() }
       nodes = []

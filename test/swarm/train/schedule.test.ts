@@ -14,13 +14,16 @@ import { MemoryNetwork } from '../../../web/src/swarm/transport/index.ts'
 import { AllReducePeer } from '../../../web/src/swarm/train/allreduce.ts'
 import { TrainArgumentError } from '../../../web/src/swarm/train/errors.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type StepEvent } from '../../../web/src/swarm/train/worker.ts'
+import { ManualClock } from '../../../web/src/util/clock.ts'
+import { CLOCKED_TIMING } from './quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 })
-const FAST = { partTimeoutMs: 400, readyWindowMs: 600, coordinatorTimeoutMs: 5000, partElements: 4096, windowParts: 4 }
+/** No timeout may decide anything here: the all-reduce's timers run on a clock that never moves (quiet-clock.ts). */
+const TIMING = { ...CLOCKED_TIMING, partElements: 4096, windowParts: 4 }
 const TEXT = 'The quick brown fox jumps over the lazy dog, again and again, while the river runs by. '.repeat(40)
 
 function worker (net: MemoryNetwork, ids: string[], id: string, opts: Partial<DiLoCoOptions>, steps: StepEvent[] = []): DiLoCoWorker {
-  const ar = new AllReducePeer(net.endpoint(id), { run: 'sched', directory: { expected: () => ids }, ...FAST })
+  const ar = new AllReducePeer(net.endpoint(id), { run: 'sched', directory: { expected: () => ids }, ...TIMING, clock: new ManualClock() })
   return new DiLoCoWorker(initModel(CONFIG, cpu, 3), new TextDataset(TEXT), ar, { innerSteps: 3, seqLen: 8, innerLr: 1e-2, dataSeed: ids.indexOf(id) + 1, ...opts }, { onStep: e => { steps.push(e) } })
 }
 

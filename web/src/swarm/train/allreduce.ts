@@ -25,6 +25,7 @@
  * coordinator's in coordinator.ts (RoundCoordinator), a part owner's in part-owner.ts (PartOwner).
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import { realClock, type Clock } from '../../util/clock.ts'
 import { dequantizeQ8Into, normQ8 } from './q8fast.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import {
@@ -74,6 +75,11 @@ export interface AllReduceOptions {
   maxAttempts?: number
   /** One line per notable event (failures, refusals). @default nothing */
   log?: (line: string) => void
+  /**
+   * Times the ready window, part timeouts and a FETCH's wait (tests pass a ManualClock; request
+   * timeouts are the transport's own). @default realClock
+   */
+  clock?: Clock
 }
 
 /** θ_global ‖ outer momentum a peer serves to late joiners (late-join.ts). */
@@ -146,6 +152,7 @@ export class AllReducePeer {
   readonly coordinatorTimeoutMs: number
   readonly maxAttempts: number
   private readonly log: (line: string) => void
+  private readonly clock: Clock
   /** Bytes of allreduce messages this peer sent / received over the transport (local calls excluded). */
   bytesSent = 0
   bytesReceived = 0
@@ -173,12 +180,13 @@ export class AllReducePeer {
     this.coordinatorTimeoutMs = opts.coordinatorTimeoutMs ?? DEFAULT_COORDINATOR_TIMEOUT_MS
     this.maxAttempts = opts.maxAttempts ?? MAX_ATTEMPTS
     this.log = opts.log ?? (() => {})
+    this.clock = opts.clock ?? realClock
     if (!(this.coordinatorTimeoutMs > this.readyWindowMs)) throw new TrainArgumentError(`coordinatorTimeoutMs (${this.coordinatorTimeoutMs}) must exceed readyWindowMs (${this.readyWindowMs})`)
     if (!(this.windowParts >= 1)) throw new TrainArgumentError(`windowParts must be ≥ 1, got ${this.windowParts}`)
     planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
     if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
-    this.coordinator = new RoundCoordinator({ self: transport.self, run: this.run, directory: opts.directory, readyWindowMs: this.readyWindowMs, dead: this.dead, log: this.log })
-    this.owner = new PartOwner({ self: transport.self, block: this.block, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log })
+    this.coordinator = new RoundCoordinator({ self: transport.self, run: this.run, directory: opts.directory, readyWindowMs: this.readyWindowMs, dead: this.dead, log: this.log, clock: this.clock })
+    this.owner = new PartOwner({ self: transport.self, block: this.block, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log, clock: this.clock })
     this.unwatch = opts.directory.watch?.(() => { if (!this.stopped) this.coordinator.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength
@@ -434,8 +442,8 @@ export class AllReducePeer {
     if (mp === undefined) return { type: MsgType.NONE }
     if (!mp.settled && !mp.repairing) { // our request to the owner may still bring the result
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 3 * this.partTimeoutMs)
-        mp.waiters.push(() => { clearTimeout(t); resolve() })
+        const t = this.clock.setTimeout(resolve, 3 * this.partTimeoutMs)
+        mp.waiters.push(() => { this.clock.clearTimeout(t); resolve() })
       })
     }
     return mp.settled ? (mp.result ?? { type: MsgType.NONE }) : { type: MsgType.NONE }

@@ -5,6 +5,7 @@
  * ready window closed with a quorum, FAIL below the quorum, BEHIND once the round completed
  * (a member's DONE, or the run board's record).
  */
+import type { Clock, TimerHandle } from '../../util/clock.ts'
 import type { RoundDirectory } from './allreduce.ts'
 import { MAX_MEMBERS } from './constants.ts'
 import { MsgType, type AllReduceMsg, type DoneMsg, type ReadyMsg } from './wire.ts'
@@ -22,12 +23,14 @@ export interface CoordinatorOptions {
   /** Peers that failed to answer this peer recently (the AllReducePeer's set, read live): not waited for. */
   dead: ReadonlySet<string>
   log: (line: string) => void
+  /** Times the ready window. */
+  clock: Clock
 }
 
 interface CoordRound {
   nextAttempt: number
   waiting: Map<string, (m: AllReduceMsg) => void>
-  timer?: ReturnType<typeof setTimeout>
+  timer?: TimerHandle
   lastMembers?: string[]
   completed?: string
 }
@@ -41,7 +44,7 @@ export class RoundCoordinator {
   /** Answers every pending READY FAIL and forgets all rounds. */
   stop (): void {
     for (const cr of this.rounds.values()) {
-      if (cr.timer !== undefined) clearTimeout(cr.timer)
+      this.opts.clock.clearTimeout(cr.timer)
       for (const w of cr.waiting.values()) w({ type: MsgType.FAIL, reason: 'coordinator stopped', suspects: [this.opts.self] })
     }
     this.rounds.clear()
@@ -70,7 +73,7 @@ export class RoundCoordinator {
     return await new Promise<AllReduceMsg>((resolve) => {
       cr.waiting.get(from)?.({ type: MsgType.FAIL, reason: 'superseded by a newer READY', suspects: [] })
       cr.waiting.set(from, resolve)
-      if (cr.timer === undefined) cr.timer = setTimeout(() => { this.startAttempt(m.round) }, this.opts.readyWindowMs)
+      if (cr.timer === undefined) cr.timer = this.opts.clock.setTimeout(() => { this.startAttempt(m.round) }, this.opts.readyWindowMs)
       this.maybeStart(m.round)
     })
   }
@@ -107,7 +110,7 @@ export class RoundCoordinator {
 
   private startAttempt (round: number): void {
     const cr = this.coordRound(round)
-    if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
+    if (cr.timer !== undefined) { this.opts.clock.clearTimeout(cr.timer); cr.timer = undefined }
     if (cr.waiting.size === 0) return
     // Quorum: a majority of the peers we expect and have not seen fail. A coordinator cut off
     // from the others must not run the round alone while they run it elsewhere (split brain).
@@ -142,7 +145,7 @@ export class RoundCoordinator {
     const cr = this.coordRound(round)
     if (cr.completed !== undefined) return
     cr.completed = key
-    if (cr.timer !== undefined) { clearTimeout(cr.timer); cr.timer = undefined }
+    if (cr.timer !== undefined) { this.opts.clock.clearTimeout(cr.timer); cr.timer = undefined }
     for (const w of cr.waiting.values()) w({ type: MsgType.BEHIND, run: this.opts.run, round, completed: round })
     cr.waiting.clear()
   }

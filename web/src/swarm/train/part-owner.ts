@@ -5,6 +5,7 @@
  * the members whose slice did not come within the part timeout.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import type { Clock, TimerHandle } from '../../util/clock.ts'
 import { planParts, type PartPlan } from './plan.ts'
 import { reducePartInto } from './reduce.ts'
 import { MsgType, allocMsg, type AllReduceMsg, type FailMsg, type ReduceMsg, type ResultMsg } from './wire.ts'
@@ -22,6 +23,8 @@ export interface PartOwnerOptions {
   /** A part whose contributions did not all arrive within this fails, ms. */
   partTimeoutMs: number
   log: (line: string) => void
+  /** Times the part timeout. */
+  clock: Clock
 }
 
 interface OwnerPart {
@@ -33,7 +36,7 @@ interface OwnerPart {
   /** Each sender's claimed norm of its whole contribution (REDUCE's `norm`). */
   norms: Map<string, number>
   waiters: Array<(m: AllReduceMsg) => void>
-  timer?: ReturnType<typeof setTimeout>
+  timer?: TimerHandle
   done?: ResultMsg | FailMsg
 }
 
@@ -52,7 +55,7 @@ export class PartOwner {
   /** Answers every pending REDUCE FAIL and forgets all parts. */
   stop (): void {
     for (const op of this.parts.values()) {
-      if (op.timer !== undefined) clearTimeout(op.timer)
+      this.opts.clock.clearTimeout(op.timer)
       for (const w of op.waiters) w({ type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.opts.self] })
     }
     this.parts.clear()
@@ -90,7 +93,7 @@ export class PartOwner {
     return await new Promise<AllReduceMsg>((resolve) => {
       part.waiters.push(resolve)
       if (part.contributions.size === part.members.length) this.finishPart(part, m.part)
-      else if (part.timer === undefined) part.timer = setTimeout(() => { this.failPart(part) }, this.opts.partTimeoutMs)
+      else if (part.timer === undefined) part.timer = this.opts.clock.setTimeout(() => { this.failPart(part) }, this.opts.partTimeoutMs)
     })
   }
 
@@ -107,7 +110,7 @@ export class PartOwner {
   }
 
   private finishPart (op: OwnerPart, part: number): void {
-    if (op.timer !== undefined) clearTimeout(op.timer)
+    this.opts.clock.clearTimeout(op.timer)
     // Reduced into a scratch first: who was refused or clipped (the RESULT's header) is known
     // only after the pass; then one copy into the body, encoded once whatever the number of
     // members it goes to (the owner's own lane reads the payload view).
