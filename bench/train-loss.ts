@@ -13,7 +13,7 @@ import { initModel } from '../web/src/model/model.ts'
 import { evaluateLoss, Trainer } from '../web/src/model/train.ts'
 import { MemoryNetwork } from '../web/src/swarm/transport/index.ts'
 import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
-import { TINY_MODEL } from '../web/src/swarm/train/run.ts'
+import { TINY_MODEL } from '../web/src/swarm/train/run-board.ts'
 import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
 
 /** The loss comparison's settings (bench/train.ts flags). */

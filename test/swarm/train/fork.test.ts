@@ -9,7 +9,7 @@ import * as Y from 'yjs'
 import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
 import { brownCorpus } from '../../../web/src/model/data.ts'
 import { RunForkedError } from '../../../web/src/swarm/train/membership.ts'
-import { defaultRunSpec, RunBoard, TRAIN_MAP, type RunSpec } from '../../../web/src/swarm/train/run.ts'
+import { defaultRunSpec, RunBoard, TRAIN_MAP, type RunSpec } from '../../../web/src/swarm/train/run-board.ts'
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
 import { MemoryNetwork } from '../../../web/src/swarm/transport/index.ts'
 

@@ -14,7 +14,7 @@ import { createRelay, type RelayNode, type WebSwarmNode } from '../../../web/src
 import { Libp2pTransport } from '../../../web/src/swarm/transport/libp2p.ts'
 import { Libp2pStateShards } from '../../../web/src/swarm/transport/shard-store.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from '../../../web/src/swarm/transport/index.ts'
-import { RunBoard, defaultRunSpec, TRAIN_MAP } from '../../../web/src/swarm/train/run.ts'
+import { RunBoard, defaultRunSpec, TRAIN_MAP } from '../../../web/src/swarm/train/run-board.ts'
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
 import type { SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'

@@ -12,7 +12,7 @@ import type { SnapshotState } from '../../../web/src/swarm/train/allreduce.ts'
 import { fetchLatestState } from '../../../web/src/swarm/train/late-join.ts'
 import { MAX_CLOCK_SKEW_MS, MEMBER_PRUNE_MS, MEMBER_TTL_MS, specContentKey } from '../../../web/src/swarm/train/membership.ts'
 import { hashBytes } from '../../../web/src/swarm/train/outer.ts'
-import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/train/run.ts'
+import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/train/run-board.ts'
 import type { StateShards } from '../../../web/src/swarm/train/state-shards.ts'
 
 const T0 = 1_800_000_000_000

@@ -1,6 +1,6 @@
 /** The run declaration's inner-optimizer fields: defaults for declarations written before them, and their checks. */
 import { describe, expect, it } from 'vitest'
-import { defaultRunSpec, parseRunSpec } from '../../../web/src/swarm/train/run.ts'
+import { defaultRunSpec, parseRunSpec } from '../../../web/src/swarm/train/run-board.ts'
 
 describe('run spec: inner AdamW and its schedule', () => {
   it('a declaration without the newer fields reads as torch AdamW with a constant lr', () => {

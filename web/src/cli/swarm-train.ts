@@ -39,11 +39,11 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { brownCorpus } = await import('../model/data.ts')
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
-  const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run.ts')
+  const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run-board.ts')
   const { TrainSession } = await import('../swarm/train/session.ts')
   const { RunForkedError } = await import('../swarm/train/membership.ts')
   // The declaration is checked before joining: a bad flag or config fails fast.
-  let declared: import('../swarm/train/run.ts').RunSpec | undefined
+  let declared: import('../swarm/train/run-board.ts').RunSpec | undefined
   if (f.declare === true) {
     const configFile = str(f, 'config')
     let model: Record<string, unknown> | undefined

@@ -3,7 +3,7 @@
  * over all blocks, and opens sessions along it (session.ts). Embedding and LM head stay with the
  * caller (generate.ts).
  */
-import { BanList } from '../backoff.ts'
+import { BanList } from '../ban-list.ts'
 import { HEDGE_FLOOR_MS, INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP, PLAN_MAX_BAN_WAIT_MS } from '../constants.ts'
 import { errorFromWire, NoRouteError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
 import type { BlockRecord, SwarmDirectory } from '../records.ts'

@@ -7,7 +7,7 @@
  * offsets (E + 1) delimiting expert e's rows [offsets[e], offsets[e+1]); returns ys (N, C) in the
  * same layout, which MoeLayer.combine weights and sums — so the result equals the local layer's.
  */
-import { BanList } from '../backoff.ts'
+import { BanList } from '../ban-list.ts'
 import { EXPERT_PROTOCOL, EXPERT_TIMEOUT_MS } from '../constants.ts'
 import { errorFromWire, ExpertReplyError, MalformedMessageError, NoExpertHostError, PeerProtocolError, SwarmArgumentError, TensorShapeError } from '../errors.ts'
 import type { ExpertRecord, SwarmDirectory } from '../records.ts'

@@ -15,7 +15,7 @@
  * winner's θ_global at their next round boundary (session.ts `healFork`).
  */
 import { MAX_ID_CHARS } from './constants.ts'
-import type { RunSpec } from './run.ts'
+import type { RunSpec } from './run-board.ts'
 import { WebSwarmError } from '../../util/errors.ts'
 
 /** How often a running session refreshes its entry's `at`, ms. */

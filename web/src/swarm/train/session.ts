@@ -16,7 +16,7 @@ import { AllReducePeer, type AllReduceOptions, type SnapshotState } from './allr
 import { RoundFailedError, StateHashMismatchError } from './errors.ts'
 import { fetchLatestState, fetchSnapshot, type LatestState } from './late-join.ts'
 import { MEMBER_HEARTBEAT_MS, RunForkedError, specContentKey } from './membership.ts'
-import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run.ts'
+import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run-board.ts'
 import type { StateShards } from './state-shards.ts'
 import { DiLoCoWorker, type StepEvent, type SyncEvent } from './worker.ts'
 
