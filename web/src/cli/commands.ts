@@ -5,6 +5,7 @@ import { loadModel, initModel, type CausalLM } from '../model/model.ts'
 import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
+import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/optimizer.ts'
 import { encodeSafetensors } from '../model/safetensors.ts'
 import { toHfTensors } from '../model/weights.ts'
 import { ByteTokenizer } from '../model/tokenizer.ts'
@@ -150,7 +151,7 @@ export async function train (f: Flags): Promise<number> {
   const lr = num(f, 'lr', 3e-3)
   const trainer = new Trainer(model,
     { lr, warmupSteps: int(f, 'warmup', Math.min(100, Math.floor(steps / 10))), totalSteps: steps, minLr: num(f, 'min-lr', lr / 10) },
-    { beta1: num(f, 'beta1', 0.9), beta2: num(f, 'beta2', 0.95), eps: 1e-8, weightDecay: num(f, 'weight-decay', 0.1) },
+    { beta1: num(f, 'beta1', ADAMW.beta1), beta2: num(f, 'beta2', ADAMW.beta2), eps: ADAMW.eps, weightDecay: num(f, 'weight-decay', ADAMW.weightDecay) },
     { maxGradNorm: num(f, 'clip', 1) })
   if (resumeMeta !== undefined) await loadOptimizerState(store, trainer.optimizer, model.paramSpecs())
   const startStep = trainer.step

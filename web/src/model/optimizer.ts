@@ -19,8 +19,22 @@ export interface AdamWOptions {
 
 export type ResolvedAdamW = Required<AdamWOptions>
 
+/**
+ * The AdamW defaults, in one place. torch.optim.AdamW's moments and epsilon with weight decay
+ * 0.01: what `AdamW` resolves missing options to, and the DiLoCo inner optimizer's defaults (a run
+ * declaration that omits them means these; β2 0.95 measured no better there, BENCHMARKS.md).
+ */
+export const ADAMW_DEFAULTS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 } as const
+
+/**
+ * Single-peer pretraining from scratch (`webswarm train`): GPT-style β2 0.95 and weight decay 0.1,
+ * the settings the embedded models were trained with (models/README.md, BENCHMARKS.md).
+ */
+export const ADAMW_PRETRAIN_DEFAULTS = { ...ADAMW_DEFAULTS, beta2: 0.95, weightDecay: 0.1 } as const
+
 export function resolveAdamW (o: AdamWOptions = {}): ResolvedAdamW {
-  const r = { lr: o.lr ?? 1e-3, beta1: o.beta1 ?? 0.9, beta2: o.beta2 ?? 0.999, eps: o.eps ?? 1e-8, weightDecay: o.weightDecay ?? 0.01 }
+  const d = ADAMW_DEFAULTS
+  const r = { lr: o.lr ?? d.lr, beta1: o.beta1 ?? d.beta1, beta2: o.beta2 ?? d.beta2, eps: o.eps ?? d.eps, weightDecay: o.weightDecay ?? d.weightDecay }
   if (!(r.lr >= 0) || !(r.beta1 >= 0 && r.beta1 < 1) || !(r.beta2 >= 0 && r.beta2 < 1) || !(r.eps > 0) || !(r.weightDecay >= 0)) {
     throw new ModelArgumentError(`AdamW options out of range: ${JSON.stringify(r)}`)
   }

@@ -18,6 +18,7 @@
  */
 import type * as Y from 'yjs'
 import { parseConfig, type ModelConfig } from '../../model/config.ts'
+import { ADAMW_DEFAULTS } from '../../model/optimizer.ts'
 import type { RoundDirectory } from './allreduce.ts'
 import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
 import { RunConfigError } from './errors.ts'
@@ -86,7 +87,7 @@ export const TINY_MODEL: Record<string, unknown> = {
 export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
   return parseRunSpec({
     id, model: TINY_MODEL, corpus: { kind: 'brown' }, seed: 1, innerSteps: 20, seqLen: 32, batchSize: 1, innerLr: 3e-3,
-    warmupSteps: 0, decaySteps: 0, minInnerLr: (o.innerLr ?? 3e-3) / 10, ...ADAM_DEFAULTS, weightDecay: 0.01, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
+    warmupSteps: 0, decaySteps: 0, minInnerLr: (o.innerLr ?? 3e-3) / 10, ...ADAM_DEFAULTS, weightDecay: ADAMW_DEFAULTS.weightDecay, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
     compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, genesis: '', ...o
   })
 }
@@ -97,8 +98,8 @@ function num (o: Record<string, unknown>, k: string, ok: (v: number) => boolean,
   return v
 }
 
-/** Inner AdamW defaults (torch's), also what a declaration written before these fields existed means. */
-const ADAM_DEFAULTS = { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+/** Inner AdamW defaults (model/optimizer.ts), also what a declaration written before these fields existed means. */
+const ADAM_DEFAULTS = { beta1: ADAMW_DEFAULTS.beta1, beta2: ADAMW_DEFAULTS.beta2, eps: ADAMW_DEFAULTS.eps }
 
 const posInt = (v: number): boolean => Number.isInteger(v) && v >= 1
 const nonNegInt = (v: number): boolean => Number.isInteger(v) && v >= 0
