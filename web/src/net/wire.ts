@@ -1,12 +1,13 @@
 /**
- * Bounds-checked binary reader/writer for our own wire formats (DHT records, crdt-sync frames).
+ * Bounds-checked binary reader/writer for our own wire formats (DHT records, crdt-sync frames, the
+ * swarm's infer / expert codecs in swarm/wire).
  * Every read checks the remaining length first and throws MalformedMessageError naming the
  * protocol, so a truncated or garbage message can never read past its buffer or return undefined.
  */
 import { MalformedMessageError } from './errors.ts'
 
-/** Varints longer than this many bytes are rejected (7 bits each → 2^49, above any length we allow). */
-const MAX_VARINT_BYTES = 7
+/** Varints longer than this many bytes are rejected (7 bits each → 2^56; values must also be safe integers). */
+const MAX_VARINT_BYTES = 8
 
 /** Appends fields to a growing byte buffer. */
 export class Writer {
@@ -81,9 +82,12 @@ export class Writer {
 export class Reader {
   private pos = 0
 
-  constructor (private readonly buf: Uint8Array, private readonly protocol: string) {}
+  constructor (protected readonly buf: Uint8Array, protected readonly protocol: string) {}
 
-  private need (n: number, what: string): void {
+  /** Current offset, in bytes. */
+  get offset (): number { return this.pos }
+
+  protected need (n: number, what: string): void {
     if (this.pos + n > this.buf.length) {
       throw new MalformedMessageError(this.protocol, `truncated ${what}: need ${n} bytes at offset ${this.pos}, have ${this.buf.length - this.pos}`)
     }
@@ -98,13 +102,17 @@ export class Reader {
     return this.buf[this.pos++]
   }
 
-  varuint (what = 'varuint'): number {
+  /** Unsigned LEB128 at most `max` (checked as soon as it is read, before it sizes anything). */
+  varuint (what = 'varuint', max = Number.MAX_SAFE_INTEGER): number {
     let v = 0
     let scale = 1
     for (let i = 0; i < MAX_VARINT_BYTES; i++) {
       const b = this.u8(what)
       v += (b & 0x7f) * scale
-      if ((b & 0x80) === 0) return v
+      if ((b & 0x80) === 0) {
+        if (v > max) throw new MalformedMessageError(this.protocol, `${what} = ${v} exceeds ${max}`)
+        return v
+      }
       scale *= 0x80
     }
     throw new MalformedMessageError(this.protocol, `${what}: varint longer than ${MAX_VARINT_BYTES} bytes`)
@@ -134,6 +142,14 @@ export class Reader {
       if (e instanceof MalformedMessageError) throw e
       throw new MalformedMessageError(this.protocol, `${what}: invalid UTF-8`)
     }
+  }
+
+  /** The next `n` bytes (a view, not a copy). */
+  raw (n: number, what = 'raw'): Uint8Array {
+    this.need(n, what)
+    const v = this.buf.subarray(this.pos, this.pos + n)
+    this.pos += n
+    return v
   }
 
   /** The rest of the message. */

@@ -49,6 +49,16 @@ const DTYPES: ReadonlyArray<{ dtype: TensorDType, code: number, bytes: number }>
 const DTYPE_BY_NAME = new Map(DTYPES.map(d => [d.dtype, d]))
 const DTYPE_BY_CODE = new Map(DTYPES.map(d => [d.code, d]))
 
+/** A dtype's one-byte wire code: the same table for stream frames and the swarm codecs' inline tensors. */
+export function dtypeCode (dtype: TensorDType): number {
+  return DTYPE_BY_NAME.get(dtype)!.code
+}
+
+/** The dtype of a wire code, or undefined for a code no dtype has. */
+export function dtypeOfCode (code: number): TensorDType | undefined {
+  return DTYPE_BY_CODE.get(code)?.dtype
+}
+
 /** Largest u32, the ceiling of every length and dimension field. */
 const U32_MAX = 0xFFFF_FFFF
 

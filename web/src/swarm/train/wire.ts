@@ -5,57 +5,116 @@
  *   byte 0       version (ALLREDUCE_WIRE_VERSION)
  *   byte 1       type (MsgType)
  *   bytes 2..5   header length h, u32 little-endian (≤ MAX_HEADER_BYTES)
- *   bytes 6..    h bytes of UTF-8 JSON header (fields per type, checked below; senders pad it
- *                with spaces so the payload starts at a multiple of 4)
+ *   bytes 6..    h bytes of UTF-8 JSON header (fields per type, declared once in
+ *                ALLREDUCE_MESSAGES; senders pad it with spaces so the payload starts at a
+ *                multiple of 4)
  *   rest         payload (q8 bytes or snapshot bytes; ≤ MAX_PAYLOAD_BYTES; empty where none)
  *
- * Order (STYLE 10): constants → write/read per field kind → one decoder with `default: throw`.
+ * Order (STYLE 10): the schema (ALLREDUCE_MESSAGES, from which the message types, the decoder's
+ * checks and PROTOCOL.md's table come) → write → read → the rendered table.
  */
 import { ALLREDUCE_WIRE_VERSION, MAX_HEADER_BYTES, MAX_ID_CHARS, MAX_MEMBERS, MAX_PAYLOAD_BYTES } from './constants.ts'
 import { AllReduceProtocolError } from './errors.ts'
 
-export const MsgType = {
-  READY: 1,
-  START: 2,
-  BEHIND: 3,
-  REDUCE: 4,
-  RESULT: 5,
-  FAIL: 6,
-  FETCH: 7,
-  NONE: 8,
-  DONE: 9,
-  ACK: 10,
-  SNAPSHOT: 11,
-  STATE: 12
-} as const
-
+/** version:u8 type:u8 headerLength:u32le. */
 const PREFIX_BYTES = 6
 
-/** member → coordinator: ready for `round`; after a failed attempt, which attempt and whom it suspects. */
-export interface ReadyMsg { type: typeof MsgType.READY, run: string, round: number, failedAttempt: number, suspects: string[] }
-/** coordinator → member: attempt `attempt` of `round` runs with exactly these members (sorted). */
-export interface StartMsg { type: typeof MsgType.START, run: string, round: number, attempt: number, key: string, members: string[] }
-/** coordinator → member: the round completed without you (or you were left out): resync. */
-export interface BehindMsg { type: typeof MsgType.BEHIND, run: string, round: number, completed: number }
-/** member → owner: my contribution to `part` of attempt `key` (payload: q8), the vector cut in parts of ≤ `partElements`. */
-/** `norm`: the sender's L2 norm of its whole contribution this round (the owners' norm rule compares peers by it, reduce.ts). */
-export interface ReduceMsg { type: typeof MsgType.REDUCE, run: string, round: number, key: string, members: string[], part: number, n: number, partElements: number, norm: number, payload: Uint8Array }
-/** owner/member → member: the reduced part (payload: q8 mean); who was refused or clipped. */
-export interface ResultMsg { type: typeof MsgType.RESULT, part: number, n: number, accepted: number, rejected: string[], clipped: string[], payload: Uint8Array }
-/** Refusal of a REDUCE/READY: why, and which members the sender suspects. */
-export interface FailMsg { type: typeof MsgType.FAIL, reason: string, suspects: string[] }
-/** member → member: do you hold the reduced `part` of attempt `key`? (repair after an owner died). */
-export interface FetchMsg { type: typeof MsgType.FETCH, run: string, key: string, part: number }
-export interface NoneMsg { type: typeof MsgType.NONE }
-/** member → coordinator: I completed attempt `key` of `round`. */
-export interface DoneMsg { type: typeof MsgType.DONE, run: string, round: number, key: string }
-export interface AckMsg { type: typeof MsgType.ACK }
-/** late joiner → member: bytes [offset, offset + length) of your committed state. */
-export interface SnapshotMsg { type: typeof MsgType.SNAPSHOT, run: string, offset: number, length: number }
-/** member → late joiner: a slice of θ_global ‖ outer momentum (f32 LE) after `round`. */
-export interface StateMsg { type: typeof MsgType.STATE, run: string, round: number, hash: string, momentumHash: string, total: number, offset: number, meta: string, payload: Uint8Array }
+// ------------------------------------------------------------ the schema: every message, once
 
-export type AllReduceMsg = ReadyMsg | StartMsg | BehindMsg | ReduceMsg | ResultMsg | FailMsg | FetchMsg | NoneMsg | DoneMsg | AckMsg | SnapshotMsg | StateMsg
+/** A header field's kind and bounds (JSON values; the decoder checks each before use). */
+type HeaderField =
+  | { kind: 'text', max: number, note?: string }
+  | { kind: 'int', min: number, max: number, note?: string }
+  | { kind: 'norm', note?: string }
+  | { kind: 'ids', sorted: boolean, note?: string }
+
+/** A string of ≤ `max` characters (peer ids, run names, keys). */
+const text = (max = MAX_ID_CHARS, note?: string): HeaderField & { kind: 'text' } => ({ kind: 'text', max, note })
+/** An integer in [min, max]. */
+const int = (min = 0, max = Number.MAX_SAFE_INTEGER, note?: string): HeaderField & { kind: 'int' } => ({ kind: 'int', min, max, note })
+/** A finite number ≥ 0. */
+const norm = (note?: string): HeaderField & { kind: 'norm' } => ({ kind: 'norm', note })
+/** ≤ MAX_MEMBERS peer ids; `sorted`: sorted, unique and non-empty (a member list). */
+const ids = (sorted = false): HeaderField & { kind: 'ids' } => ({ kind: 'ids', sorted })
+
+interface AllReduceSpec {
+  code: number
+  dir: string
+  fields: Readonly<Record<string, HeaderField>>
+  /** What the payload holds; absent: the message carries none. */
+  payload?: string
+}
+
+const key = text(2 * MAX_ID_CHARS)
+
+/** Every all-reduce message: type byte, direction, header fields (JSON, checked in this order) and payload. */
+export const ALLREDUCE_MESSAGES = {
+  /** member → coordinator: ready for `round`; after a failed attempt, which attempt and whom it suspects. */
+  READY: { code: 1, dir: 'member → coordinator', fields: { run: text(), round: int(), failedAttempt: int(-1, undefined, '−1 first'), suspects: ids() } },
+  /** coordinator → member: attempt `attempt` of `round` runs with exactly these members (sorted). */
+  START: { code: 2, dir: 'reply to READY', fields: { run: text(), round: int(), attempt: int(), key, members: ids(true) } },
+  /** coordinator → member: the round completed without you (or you were left out): resync. */
+  BEHIND: { code: 3, dir: 'reply to READY', fields: { run: text(), round: int(), completed: int(-1) } },
+  /**
+   * member → owner: my contribution to `part` of attempt `key` (payload: q8), the vector cut in
+   * parts of ≤ `partElements`; `norm`: the sender's L2 norm of its whole contribution this round
+   * (the owners' norm rule compares peers by it, reduce.ts).
+   */
+  REDUCE: {
+    code: 4,
+    dir: 'member → part owner',
+    fields: { run: text(), round: int(), key, members: ids(true), part: int(), n: int(1), partElements: int(1, undefined, 'the owner refuses another than its own'), norm: norm('L2 norm of the sender\'s whole Δ in q8') },
+    payload: 'q8 slice of the member\'s Δ'
+  },
+  /** owner/member → member: the reduced part (payload: q8 mean); who was refused or clipped. */
+  RESULT: { code: 5, dir: 'reply to REDUCE/FETCH', fields: { part: int(), n: int(1, undefined, 'part length'), accepted: int(), rejected: ids(), clipped: ids() }, payload: 'q8 mean of the part' },
+  /** Refusal of a REDUCE/READY: why, and which members the sender suspects. */
+  FAIL: { code: 6, dir: 'reply to anything', fields: { reason: text(1024), suspects: ids() } },
+  /** member → member: do you hold the reduced `part` of attempt `key`? (repair after an owner died). */
+  FETCH: { code: 7, dir: 'member → member', fields: { run: text(), key, part: int() } },
+  NONE: { code: 8, dir: 'reply to FETCH', fields: {} },
+  /** member → coordinator: I completed attempt `key` of `round`. */
+  DONE: { code: 9, dir: 'member → coordinator', fields: { run: text(), round: int(), key } },
+  ACK: { code: 10, dir: 'reply to DONE', fields: {} },
+  /** late joiner → member: bytes [offset, offset + length) of your committed state. */
+  SNAPSHOT: { code: 11, dir: 'joiner → member', fields: { run: text(), offset: int(), length: int(1, MAX_PAYLOAD_BYTES) } },
+  /** member → late joiner: a slice of θ_global ‖ outer momentum (f32 LE) after `round`. */
+  STATE: {
+    code: 12,
+    dir: 'reply to SNAPSHOT',
+    fields: { run: text(), round: int(-1), hash: text(64), momentumHash: text(64), total: int(), offset: int(), meta: text(4096) },
+    payload: 'bytes [offset, offset+len) of θ_global ‖ momentum (f32 LE)'
+  }
+} as const satisfies Record<string, AllReduceSpec>
+
+type Specs = typeof ALLREDUCE_MESSAGES
+
+/** Message type bytes, by name. */
+export const MsgType = Object.fromEntries(Object.entries(ALLREDUCE_MESSAGES).map(([k, m]) => [k, m.code])) as { readonly [K in keyof Specs]: Specs[K]['code'] }
+
+type ValueOf<F> = F extends { kind: 'text' } ? string : F extends { kind: 'ids' } ? string[] : number
+type Simplify<T> = { [K in keyof T]: T[K] } & {}
+type MsgOf<K extends keyof Specs> = Simplify<
+  { type: Specs[K]['code'] } &
+  { -readonly [F in keyof Specs[K]['fields']]: ValueOf<Specs[K]['fields'][F]> } &
+  (Specs[K] extends { payload: string } ? { payload: Uint8Array } : unknown)
+>
+
+export type ReadyMsg = MsgOf<'READY'>
+export type StartMsg = MsgOf<'START'>
+export type BehindMsg = MsgOf<'BEHIND'>
+export type ReduceMsg = MsgOf<'REDUCE'>
+export type ResultMsg = MsgOf<'RESULT'>
+export type FailMsg = MsgOf<'FAIL'>
+export type FetchMsg = MsgOf<'FETCH'>
+export type NoneMsg = MsgOf<'NONE'>
+export type DoneMsg = MsgOf<'DONE'>
+export type AckMsg = MsgOf<'ACK'>
+export type SnapshotMsg = MsgOf<'SNAPSHOT'>
+export type StateMsg = MsgOf<'STATE'>
+export type AllReduceMsg = { [K in keyof Specs]: MsgOf<K> }[keyof Specs]
+
+const SPEC_BY_CODE = new Map<number, AllReduceSpec>(Object.values(ALLREDUCE_MESSAGES).map(m => [m.code, m]))
 
 const enc = new TextEncoder()
 const dec = new TextDecoder('utf-8', { fatal: true })
@@ -97,39 +156,28 @@ export function allocMsg (m: AllReduceMsg, payloadBytes: number): { body: Uint8A
 
 type Obj = Record<string, unknown>
 
-function str (h: Obj, k: string, max = MAX_ID_CHARS): string {
+function readField (h: Obj, k: string, f: HeaderField): unknown {
   const v = h[k]
-  if (typeof v !== 'string' || v.length > max) throw new AllReduceProtocolError(`field ${k} must be a string of ≤ ${max} characters`)
-  return v
-}
-
-function int (h: Obj, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const v = h[k]
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new AllReduceProtocolError(`field ${k} must be an integer in [${min}, ${max}], got ${String(v)}`)
-  return v
-}
-
-function norm (h: Obj, k: string): number {
-  const v = h[k]
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new AllReduceProtocolError(`field ${k} must be a finite number ≥ 0, got ${String(v)}`)
-  return v
-}
-
-function ids (h: Obj, k: string): string[] {
-  const v = h[k]
-  if (!Array.isArray(v) || v.length > MAX_MEMBERS) throw new AllReduceProtocolError(`field ${k} must be a list of ≤ ${MAX_MEMBERS} peer ids`)
-  for (const x of v) if (typeof x !== 'string' || x.length === 0 || x.length > MAX_ID_CHARS) throw new AllReduceProtocolError(`field ${k} holds a bad peer id`)
-  return v as string[]
-}
-
-function sortedUnique (members: string[], k: string): string[] {
-  for (let i = 1; i < members.length; i++) if (!(members[i - 1] < members[i])) throw new AllReduceProtocolError(`field ${k} must be sorted and without duplicates`)
-  if (members.length === 0) throw new AllReduceProtocolError(`field ${k} is empty`)
-  return members
-}
-
-function none (payload: Uint8Array, type: number): void {
-  if (payload.byteLength !== 0) throw new AllReduceProtocolError(`message type ${type} carries no payload, got ${payload.byteLength} bytes`)
+  switch (f.kind) {
+    case 'text':
+      if (typeof v !== 'string' || v.length > f.max) throw new AllReduceProtocolError(`field ${k} must be a string of ≤ ${f.max} characters`)
+      return v
+    case 'int':
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < f.min || v > f.max) throw new AllReduceProtocolError(`field ${k} must be an integer in [${f.min}, ${f.max}], got ${String(v)}`)
+      return v
+    case 'norm':
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new AllReduceProtocolError(`field ${k} must be a finite number ≥ 0, got ${String(v)}`)
+      return v
+    case 'ids': {
+      if (!Array.isArray(v) || v.length > MAX_MEMBERS) throw new AllReduceProtocolError(`field ${k} must be a list of ≤ ${MAX_MEMBERS} peer ids`)
+      for (const x of v) if (typeof x !== 'string' || x.length === 0 || x.length > MAX_ID_CHARS) throw new AllReduceProtocolError(`field ${k} holds a bad peer id`)
+      if (f.sorted) {
+        for (let i = 1; i < v.length; i++) if (!((v[i - 1] as string) < (v[i] as string))) throw new AllReduceProtocolError(`field ${k} must be sorted and without duplicates`)
+        if (v.length === 0) throw new AllReduceProtocolError(`field ${k} is empty`)
+      }
+      return v
+    }
+  }
 }
 
 /** Bytes → message. Throws AllReduceProtocolError naming the problem; never returns a partial message. */
@@ -150,43 +198,27 @@ export function decodeMsg (bytes: Uint8Array): AllReduceMsg {
   // A view, not a copy: message bodies are never written after they are received or sent.
   const payload = bytes.subarray(PREFIX_BYTES + hl)
   if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
-  switch (type) {
-    case MsgType.READY:
-      none(payload, type)
-      return { type, run: str(h, 'run'), round: int(h, 'round'), failedAttempt: int(h, 'failedAttempt', -1), suspects: ids(h, 'suspects') }
-    case MsgType.START:
-      none(payload, type)
-      return { type, run: str(h, 'run'), round: int(h, 'round'), attempt: int(h, 'attempt'), key: str(h, 'key', 2 * MAX_ID_CHARS), members: sortedUnique(ids(h, 'members'), 'members') }
-    case MsgType.BEHIND:
-      none(payload, type)
-      return { type, run: str(h, 'run'), round: int(h, 'round'), completed: int(h, 'completed', -1) }
-    case MsgType.REDUCE:
-      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS), members: sortedUnique(ids(h, 'members'), 'members'), part: int(h, 'part'), n: int(h, 'n', 1), partElements: int(h, 'partElements', 1), norm: norm(h, 'norm'), payload }
-    case MsgType.RESULT:
-      return { type, part: int(h, 'part'), n: int(h, 'n', 1), accepted: int(h, 'accepted'), rejected: ids(h, 'rejected'), clipped: ids(h, 'clipped'), payload }
-    case MsgType.FAIL:
-      none(payload, type)
-      return { type, reason: str(h, 'reason', 1024), suspects: ids(h, 'suspects') }
-    case MsgType.FETCH:
-      none(payload, type)
-      return { type, run: str(h, 'run'), key: str(h, 'key', 2 * MAX_ID_CHARS), part: int(h, 'part') }
-    case MsgType.NONE:
-      none(payload, type)
-      return { type }
-    case MsgType.DONE:
-      none(payload, type)
-      return { type, run: str(h, 'run'), round: int(h, 'round'), key: str(h, 'key', 2 * MAX_ID_CHARS) }
-    case MsgType.ACK:
-      none(payload, type)
-      return { type }
-    case MsgType.SNAPSHOT:
-      none(payload, type)
-      return { type, run: str(h, 'run'), offset: int(h, 'offset'), length: int(h, 'length', 1, MAX_PAYLOAD_BYTES) }
-    case MsgType.STATE:
-      return { type, run: str(h, 'run'), round: int(h, 'round', -1), hash: str(h, 'hash', 64), momentumHash: str(h, 'momentumHash', 64), total: int(h, 'total'), offset: int(h, 'offset'), meta: str(h, 'meta', 4096), payload }
-    default:
-      throw new AllReduceProtocolError(`unknown message type ${type}`)
-  }
+  const spec = SPEC_BY_CODE.get(type)
+  if (spec === undefined) throw new AllReduceProtocolError(`unknown message type ${type}`)
+  if (spec.payload === undefined && payload.byteLength !== 0) throw new AllReduceProtocolError(`message type ${type} carries no payload, got ${payload.byteLength} bytes`)
+  const m: Obj = { type }
+  for (const [k, f] of Object.entries(spec.fields)) m[k] = readField(h, k, f)
+  if (spec.payload !== undefined) m.payload = payload
+  return m as AllReduceMsg
+}
+
+// ------------------------------------------------------------ the written grammar
+
+function renderField (k: string, f: HeaderField): string {
+  const range = f.kind === 'int' ? `[${f.min}…${f.max < Number.MAX_SAFE_INTEGER ? f.max : ''}]` : f.kind === 'text' ? `(≤ ${f.max} chars)` : f.kind === 'norm' ? '(finite ≥ 0)' : f.sorted ? `[] (sorted, unique, 1…${MAX_MEMBERS})` : `[] (≤ ${MAX_MEMBERS})`
+  return `${k}${range}${f.note === undefined ? '' : ` — ${f.note}`}`
+}
+
+/** PROTOCOL.md's all-reduce message table (a test checks the document holds exactly this). */
+export function renderAllReduceTable (): string {
+  const rows = Object.entries(ALLREDUCE_MESSAGES).map(([name, m]: [string, AllReduceSpec]) =>
+    `| ${m.code} | ${name} | ${m.dir} | ${Object.entries(m.fields).map(([k, f]) => renderField(k, f)).join(', ') || '—'} | ${m.payload ?? '—'} |`)
+  return ['| type | name | direction | header fields, checked in this order | payload |', '|---|---|---|---|---|', ...rows].join('\n')
 }
 
 /** Decodes and checks the type is one of `want` (a reply of the wrong kind is a protocol error). */

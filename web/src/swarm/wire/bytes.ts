@@ -1,15 +1,17 @@
 /**
- * Byte-level primitives shared by the `infer` and `expert` codecs: LEB128 varints, length-prefixed
- * UTF-8 strings and (dtype, shape, bytes) tensors. The writer is net/wire.ts's with a cap. Every read is bounds-checked and capped
- * (STYLE 8): a peer cannot make us allocate more than MAX_MESSAGE_BYTES.
+ * The byte writer and reader of the `infer` and `expert` codecs: net/wire.ts's Writer and Reader
+ * (LEB128 varints, length-prefixed UTF-8 strings, bounds checks) with the swarm's caps and inline
+ * (dtype, shape, bytes) tensors. The dtype byte is the stream codec's (net/stream/codec.ts), one
+ * table for both. Every read is bounds-checked and capped (STYLE 8): a peer cannot make us
+ * allocate more than MAX_MESSAGE_BYTES.
  */
 import { MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_TENSOR_RANK } from '../constants.ts'
-import { Writer } from '../../net/wire.ts'
+import { Reader, Writer } from '../../net/wire.ts'
+import { dtypeCode } from '../../net/stream/codec.ts'
 import { MalformedMessageError, MessageTooLargeError } from '../errors.ts'
 
-/** Tensor dtypes on the wire. Only f32 travels today; the byte is there so f16 can join. */
-export const WIRE_DTYPES = { f32: 1 } as const
-export type WireDType = keyof typeof WIRE_DTYPES
+/** The one dtype inline tensors carry today (its stream-codec wire code, 1). */
+const F32 = dtypeCode('f32')
 
 /** A dense row-major tensor as it travels: f32 values with their shape. */
 export interface WireTensor {
@@ -18,11 +20,9 @@ export interface WireTensor {
 }
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder('utf-8', { fatal: true })
 
 /**
- * net/wire.ts's Writer (LEB128 varints, length-prefixed strings) capped at MAX_MESSAGE_BYTES,
- * plus tensors.
+ * net/wire.ts's Writer capped at MAX_MESSAGE_BYTES, plus tensors.
  */
 export class ByteWriter extends Writer {
   protected override reserve (n: number): void {
@@ -44,79 +44,42 @@ export class ByteWriter extends Writer {
     const n = t.shape.reduce((a, b) => a * b, 1)
     if (n !== t.data.length) throw new RangeError(`tensor shape [${t.shape.join(', ')}] holds ${n} values, data has ${t.data.length}`)
     if (t.shape.length > MAX_TENSOR_RANK) throw new RangeError(`tensor rank ${t.shape.length} exceeds ${MAX_TENSOR_RANK}`)
-    this.u8(WIRE_DTYPES.f32).u8(t.shape.length)
+    this.u8(F32).u8(t.shape.length)
     for (const d of t.shape) this.varuint(d)
     return this.raw(new Uint8Array(t.data.buffer, t.data.byteOffset, n * 4))
   }
 }
 
-/** Reads fields back; every failure is a MalformedMessageError naming the field. */
-export class ByteReader {
-  private pos = 0
-
-  constructor (private readonly buf: Uint8Array) {
+/** net/wire.ts's Reader capped at MAX_MESSAGE_BYTES, plus tensors; every failure names the field. */
+export class ByteReader extends Reader {
+  constructor (buf: Uint8Array, protocol: string) {
     if (buf.length > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`message of ${buf.length} bytes exceeds ${MAX_MESSAGE_BYTES}`)
+    super(buf, protocol)
   }
 
-  private need (n: number, field: string): void {
-    if (this.pos + n > this.buf.length) throw new MalformedMessageError(`truncated message reading ${field}`)
-  }
-
-  u8 (field: string): number {
-    this.need(1, field)
-    return this.buf[this.pos++]
-  }
-
-  varint (field: string, max = Number.MAX_SAFE_INTEGER): number {
-    let v = 0
-    let scale = 1
-    for (let i = 0; i < 8; i++) {
-      const b = this.u8(field)
-      v += (b & 0x7f) * scale
-      if ((b & 0x80) === 0) {
-        if (v > max) throw new MalformedMessageError(`${field} = ${v} exceeds ${max}`)
-        return v
-      }
-      scale *= 0x80
-    }
-    throw new MalformedMessageError(`${field}: varint longer than 8 bytes`)
-  }
-
-  string (field: string): string {
-    const n = this.varint(`${field} length`, MAX_STRING_BYTES)
-    this.need(n, field)
-    try {
-      return decoder.decode(this.buf.subarray(this.pos, (this.pos += n)))
-    } catch {
-      throw new MalformedMessageError(`${field}: invalid UTF-8`)
-    }
+  /** A length-prefixed UTF-8 string of at most MAX_STRING_BYTES. */
+  str (field: string): string {
+    return this.string(MAX_STRING_BYTES, field)
   }
 
   /** A tensor; `maxValues` caps its element count before anything is allocated. */
   tensor (field: string, maxValues: number): WireTensor {
     const dtype = this.u8(`${field} dtype`)
-    if (dtype !== WIRE_DTYPES.f32) throw new MalformedMessageError(`${field}: unsupported dtype code ${dtype} (only f32 = ${WIRE_DTYPES.f32})`)
+    if (dtype !== F32) throw new MalformedMessageError(this.protocol, `${field}: unsupported dtype code ${dtype} (only f32 = ${F32})`)
     const rank = this.u8(`${field} rank`)
-    if (rank > MAX_TENSOR_RANK) throw new MalformedMessageError(`${field}: rank ${rank} exceeds ${MAX_TENSOR_RANK}`)
+    if (rank > MAX_TENSOR_RANK) throw new MalformedMessageError(this.protocol, `${field}: rank ${rank} exceeds ${MAX_TENSOR_RANK}`)
     const shape: number[] = []
     let n = 1
     for (let i = 0; i < rank; i++) {
-      const d = this.varint(`${field} dim ${i}`, MAX_MESSAGE_BYTES)
+      const d = this.varuint(`${field} dim ${i}`, MAX_MESSAGE_BYTES)
       shape.push(d)
       n *= d
       if (n > maxValues) throw new MessageTooLargeError(`${field}: shape [${shape.join(', ')}…] exceeds ${maxValues} values`)
     }
-    const bytes = n * 4
-    this.need(bytes, `${field} data`)
     // Copy: the source may be unaligned for a Float32Array view, and must not alias a reused buffer.
+    const bytes = this.raw(n * 4, `${field} data`)
     const data = new Float32Array(n)
-    new Uint8Array(data.buffer).set(this.buf.subarray(this.pos, this.pos + bytes))
-    this.pos += bytes
+    new Uint8Array(data.buffer).set(bytes)
     return { shape, data }
-  }
-
-  /** Throw if bytes remain: a message is exactly its fields. */
-  end (): void {
-    if (this.pos !== this.buf.length) throw new MalformedMessageError(`${this.buf.length - this.pos} trailing bytes`)
   }
 }
