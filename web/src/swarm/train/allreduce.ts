@@ -36,7 +36,7 @@ import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorE
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
 import { NO_QUORUM, RoundCoordinator } from './coordinator.ts'
 import { PartOwner } from './part-owner.ts'
-import { MsgType, decodeMsg, encodeMsg, expectMsg, type AllReduceMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
+import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
 export interface RoundDirectory {
@@ -459,5 +459,3 @@ export class AllReducePeer {
     }
   }
 }
-
-export { expectMsg }

@@ -210,19 +210,6 @@ export function dequantizeQ8Into (q: Uint8Array, n: number, block: number, out: 
   }
 }
 
-/** sum[i] += q[i] · scale · factor in f64 (the owner's reduction), for i < n. */
-export function accumulateQ8 (q: Uint8Array, n: number, block: number, factor: number, sum: Float64Array): void {
-  const i8 = new Int8Array(q.buffer, q.byteOffset, q.byteLength)
-  const f32 = scalesView(q)
-  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
-  for (let j = 0, i = 0; i < n; j++) {
-    const s = scaleAt(q, f32, view, j, block) * factor
-    const base = j * (4 + block) + 4 - i
-    const hi = Math.min(n, i + block)
-    for (; i < hi; i++) sum[i] += i8[base + i] * s
-  }
-}
-
 /** L2 norm of a q8 vector of n elements (f64). */
 export function normQ8 (q: Uint8Array, n: number, block: number): number {
   const i8 = new Int8Array(q.buffer, q.byteOffset, q.byteLength)
@@ -235,26 +222,6 @@ export function normQ8 (q: Uint8Array, n: number, block: number): number {
     const hi = Math.min(n, i + block)
     let bs = 0
     for (; i < hi; i++) { const v = i8[base + i]; bs += v * v }
-    total += bs * s * s
-  }
-  return Math.sqrt(total)
-}
-
-/**
- * sum[i] += q[i] · scale for i < n (accumulateQ8 with factor 1, the same f64 operations) and the
- * L2 norm of q (normQ8's operations): one pass over the bytes instead of two.
- */
-export function accumulateNormQ8 (q: Uint8Array, n: number, block: number, sum: Float64Array): number {
-  const i8 = new Int8Array(q.buffer, q.byteOffset, q.byteLength)
-  const f32 = scalesView(q)
-  const view = new DataView(q.buffer, q.byteOffset, q.byteLength)
-  let total = 0
-  for (let j = 0, i = 0; i < n; j++) {
-    const s = scaleAt(q, f32, view, j, block)
-    const base = j * (4 + block) + 4 - i
-    const hi = Math.min(n, i + block)
-    let bs = 0
-    for (; i < hi; i++) { const v = i8[base + i]; bs += v * v; sum[i] += v * s }
     total += bs * s * s
   }
   return Math.sqrt(total)
