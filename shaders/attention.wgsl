@@ -1,7 +1,7 @@
 // Causal grouped-query attention, prefill: flash-attention forward (online softmax over K/V tiles
 // held in workgroup memory). Bindings, `params` and the tile constants are generated from the
 // declaration and the variant builder in web/src/gpu/ops/attention.ts.
-//   q, out: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid    lse: (Hq, T)
+//   q, out: (T, Hq, D)    k, v: (S, Hkv, D) f32, or f16 (element type T) for an f16 KV cache, rows [0, kvLen) valid    lse: (Hq, T)
 // Variant constants: HEAD_DIM = D; LANES threads share one query row, lane l owning dims
 // d = l + LANES·c (c < DPT); DP = LANES·DPT ≥ D is the zero-padded row length and RS = DP + 1
 // the row stride in workgroup memory (odd, so the rows a warp reads at once sit in different banks);

@@ -5,7 +5,7 @@
 // (grid z, `chunk` keys each, flash-decoding): each split writes its own normalised out and lse,
 // merged by attention_combine.wgsl. Bindings, `params` and constants are generated from
 // web/src/gpu/ops/attention.ts.
-//   q: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid
+//   q: (T, Hq, D)    k, v: (S, Hkv, D) f32, or f16 (element type T) for an f16 KV cache, rows [0, kvLen) valid
 //   out: (splits, T, Hq, D)    lse: (splits, Hq, T)    (splits = 1: the final result)
 // Variant constants: HEAD_DIM = D; ROWS query rows per workgroup; thread i owns output dims
 // d = i + WG_X·c (c < DPT).
@@ -52,7 +52,7 @@ fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
       let kb = (j * params.Hkv + kvh) * HEAD_DIM;
       for (var r = 0u; r < ROWS; r++) {
         var dot = 0.0f;
-        for (var d = 0u; d < HEAD_DIM; d++) { dot += q_s[r * HEAD_DIM + d] * k[kb + d]; }
+        for (var d = 0u; d < HEAD_DIM; d++) { dot += q_s[r * HEAD_DIM + d] * f32(k[kb + d]); }
         s_s[r * WG_X + tid] = select(MASKED, dot * params.scale, j < row_end[r]);
       }
     } else {
@@ -79,7 +79,7 @@ fn attn_decode(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id)
       for (var c = 0u; c < DPT; c++) {
         let d = tid + WG_X * c;
         if (d < HEAD_DIM) {
-          let vx = v[vb + d];
+          let vx = f32(v[vb + d]);
           for (var r = 0u; r < ROWS; r++) { o[r * DPT + c] += p_s[r * WG_X + i] * vx; }
         }
       }

@@ -3,7 +3,7 @@
 // tiling). One thread per query row (t, h) walks its keys with an online softmax in registers;
 // no workgroup memory, no barriers. Bindings and `params` are generated from
 // web/src/gpu/ops/attention.ts (the same declaration as attention_decode.wgsl).
-//   q: (T, Hq, D)    k, v: (S, Hkv, D), rows [0, kvLen) valid
+//   q: (T, Hq, D)    k, v: (S, Hkv, D) f32, or f16 (element type T) for an f16 KV cache, rows [0, kvLen) valid
 //   out: (splits, T, Hq, D)    lse: (splits, Hq, T)    (splits = 1: the final result)
 // Grid (flattened): T·Hq threads per split, split z = wid.z taking keys [z·chunk, (z+1)·chunk);
 // splits are merged by attention_combine.wgsl. A split that sees none of a row's keys writes
@@ -32,7 +32,7 @@ fn attn_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
   for (var j = kbeg; j < kend; j++) {
     let kb = (j * params.Hkv + kvh) * HEAD_DIM;
     var s = 0.0f;
-    for (var d = 0u; d < HEAD_DIM; d++) { s += qr[d] * k[kb + d]; }
+    for (var d = 0u; d < HEAD_DIM; d++) { s += qr[d] * f32(k[kb + d]); }
     // One exp per key: rescale the running sums only when the max grows.
     var p = 1.0f;
     if (s > m) {
@@ -44,7 +44,7 @@ fn attn_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
       p = exp(s - m);
     }
     l += p;
-    for (var d = 0u; d < HEAD_DIM; d++) { o[d] += p * v[kb + d]; }
+    for (var d = 0u; d < HEAD_DIM; d++) { o[d] += p * f32(v[kb + d]); }
   }
 
   let seen = l > 0.0f;

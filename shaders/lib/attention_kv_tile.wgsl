@@ -1,6 +1,7 @@
 // The K/V tile of the flash-attention kernels that own a block of query rows (attention.wgsl,
-// attention_bwd_dq.wgsl). Needs the bindings k, v: (S, Hkv, D), `params.Hkv` and the prefill
-// tiling constants HEAD_DIM, DP (padded row), RS = DP + 1 (row stride), BK (keys per tile), WG_X.
+// attention_bwd_dq.wgsl). Needs the bindings k, v: (S, Hkv, D) of f32 or f16 (an f16 KV cache:
+// widened here, the tile is f32), `params.Hkv` and the prefill tiling constants HEAD_DIM, DP
+// (padded row), RS = DP + 1 (row stride), BK (keys per tile), WG_X.
 
 var<workgroup> k_s: array<f32, BK * RS>; //  (BK, RS) key tile
 var<workgroup> v_s: array<f32, BK * RS>; //  (BK, RS) value tile
@@ -17,8 +18,8 @@ fn load_kv_tile(tid: u32, kvh: u32, j0: u32, block_end: u32) {
     var vx = 0.0f;
     if (j < block_end && d < HEAD_DIM) {
       let i = (j * params.Hkv + kvh) * HEAD_DIM + d;
-      kx = k[i];
-      vx = v[i];
+      kx = f32(k[i]);
+      vx = f32(v[i]);
     }
     k_s[at] = kx;
     v_s[at] = vx;

@@ -19,7 +19,7 @@ const COVERED_BY: Record<string, string> = {
   embedding: 'embedding', embedding_backward: 'embedding', embedding_quant: 'embedding-quant',
   optim: 'optim', optim_reduce: 'optim',
   rope: 'rope',
-  attention: 'attention', attention_rows: 'attention', attention_decode: 'attention', attention_combine: 'attention',
+  attention: 'attention', attention_rows: 'attention', attention_decode: 'attention', attention_combine: 'attention', attention_kv_write: 'attention.f16',
   attention_bwd_dq: 'attention', attention_bwd_dkdv: 'attention', attention_bwd_rows_dq: 'attention', attention_bwd_rows_dkdv: 'attention',
   moe_router: 'moe', moe_router_backward: 'moe', moe_dispatch: 'moe', moe_gather: 'moe', moe_combine: 'moe', moe_combine_backward: 'moe',
   moe_ffn_up: 'moe', moe_ffn_down: 'moe', moe_ffn_quant: 'moe-quant', moe_ffn_backward_hidden: 'moe', moe_ffn_backward_dx: 'moe', moe_ffn_backward_dw: 'moe'

@@ -113,3 +113,30 @@ export function attentionBackward (q: ArrayLike<number>, k: ArrayLike<number>, v
 export function kvWrite (cache: Float32Array, x: Float32Array, pos: number, rowElems: number): void {
   cache.set(x, pos * rowElems)
 }
+
+/** kvWrite into an f16 cache (IEEE half bits): each value rounded to the nearest half, ties to even. */
+export function kvWriteF16 (cache: Uint16Array, x: Float32Array, pos: number, rowElems: number): void {
+  for (let i = 0; i < x.length; i++) cache[pos * rowElems + i] = f32ToF16(x[i])
+}
+
+/** Rounds half-way cases to the even neighbour (x ≥ 0). */
+function roundHalfEven (x: number): number {
+  const f = Math.floor(x)
+  const r = x - f
+  return r > 0.5 || (r === 0.5 && f % 2 === 1) ? f + 1 : f
+}
+
+/** number → IEEE half bits, round to nearest even; past the largest half (65504) → ±Infinity. */
+export function f32ToF16 (v: number): number {
+  if (Number.isNaN(v)) return 0x7e00
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0
+  const a = Math.abs(v)
+  if (a < 2 ** -14) return sign | roundHalfEven(a * 2 ** 24) // subnormal (0x400 = the smallest normal)
+  let e = Math.floor(Math.log2(a))
+  if (2 ** e > a) e-- // log2 rounding near powers of two
+  else if (2 ** (e + 1) <= a) e++
+  let m = roundHalfEven((a / 2 ** e - 1) * 1024)
+  if (m === 1024) { m = 0; e++ }
+  if (e > 15) return sign | 0x7c00
+  return sign | ((e + 15) << 10) | m
+}

@@ -1,5 +1,6 @@
 import { cpu } from '../cpu-backend.ts'
 import * as twin from '../cpu/attention.ts'
+import { f16ToF32 } from '../cpu/quant.ts'
 import { shapeString } from '../dtype.ts'
 import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
@@ -18,6 +19,11 @@ import { backendOf, expectDType, expectRank, expectShape, isCpu } from './util.t
  *   kernels compile in ~0.1 s and run as fast there (CPU time per call, T = S = 256, Hq 4,
  *   Hkv 2, D 64: rows 211 ms, prefill 242 ms; decode kvLen 2048: rows 33 ms, decode 49 ms).
  * Tests run every kernel on every shape; `kernel` forces one.
+ *
+ * KV cache in f16 (adapters with `shader-f16`): the forward kernels read k/v as element type T,
+ * compiled f32 or f16 by the variant (`kvVariant`), and widen each value to f32 as they load it;
+ * scores, softmax and sums stay f32. kvWrite rounds new rows to f16 (attention_kv_write.wgsl).
+ * The backward takes f32 k/v only (training keeps no cache).
  */
 
 /**
@@ -29,7 +35,12 @@ import { backendOf, expectDType, expectRank, expectShape, isCpu } from './util.t
 export const TOLERANCE = {
   attention: { atol: 1e-6, rtol: 1e-5 }, //          out and lse
   attentionBackward: { atol: 5e-6, rtol: 5e-5 }, //  dq, dk, dv
-  kvWrite: { atol: 0, rtol: 0 } //                   a copy
+  kvWrite: { atol: 0, rtol: 0 }, //                  a copy
+  /**
+   * kvWrite into an f16 cache, compared as decoded values: WGSL lets f32 → f16 round to either
+   * neighbour, so one f16 ulp (2^-10 relative; 2^-24 absolute for subnormals).
+   */
+  kvWriteF16: { atol: 2 ** -24, rtol: 2 ** -10 }
 } as const
 
 /** Largest head dim the kernels' tiles are sized for (Llama/Qwen/Mistral use 64–256). */
@@ -148,8 +159,8 @@ const SHAPE_UNIFORMS = [
 
 const FORWARD_BINDINGS = [
   { name: 'q', type: 'f32' }, //   (T, Hq, D)
-  { name: 'k', type: 'f32' }, //   (S, Hkv, D)
-  { name: 'v', type: 'f32' }, //   (S, Hkv, D)
+  { name: 'k', type: 'T' }, //     (S, Hkv, D) f32, or f16 for an f16 KV cache (see kvVariant)
+  { name: 'v', type: 'T' }, //     (S, Hkv, D) like k
   { name: 'out', type: 'f32', access: 'read_write' }, // (T, Hq, D)
   { name: 'lse', type: 'f32', access: 'read_write' } //  (Hq, T)
 ] as const
@@ -178,6 +189,26 @@ const COMBINE = defineKernel({
   ]
 })
 const COMBINE_VARIANT: Variant = { key: `wg${COMBINE_WG}`, workgroupSize: [COMBINE_WG] }
+
+/** Rounds f32 rows into an f16 cache (attention_kv_write.wgsl); needs `shader-f16`. */
+const KV_WRITE = defineKernel({
+  name: 'kv_write', shader: 'attention_kv_write', entry: 'kv_write',
+  bindings: [
+    { name: 'x', type: 'f32' }, // (T, Hkv, D)
+    { name: 'cache', type: 'T', access: 'read_write' } // (S, Hkv, D) f16
+  ],
+  uniforms: [
+    { name: 'n', type: 'u32' }, //     values to write: T·Hkv·D
+    { name: 'offset', type: 'u32' } // first cache element written: pos·Hkv·D
+  ]
+})
+const KV_WRITE_WG = 256
+const KV_WRITE_VARIANT: Variant = { key: `f16-wg${KV_WRITE_WG}`, workgroupSize: [KV_WRITE_WG], elem: 'f16' }
+
+/** A forward variant reading k/v as f16 (an f16 KV cache) when `kvF16`, else as it is. */
+export function kvVariant (v: Variant, kvF16: boolean): Variant {
+  return kvF16 ? { ...v, key: `${v.key}-kv16`, elem: 'f16' } : v
+}
 
 const BWD_DQ_BINDINGS = [
     { name: 'q', type: 'f32' }, //    (T, Hq, D)
@@ -231,11 +262,17 @@ export interface AttentionOptions {
 
 type Resolved = twin.AttnDims
 
-function resolve (op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Resolved {
+/** `kv: 'f16'` lets k and v be an f16 cache (both the same dtype); the backward passes 'f32'. */
+function resolve (op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, kv: 'f32' | 'f16' = 'f32'): Resolved {
   expectRank(op, 'q (T, Hq, D)', q, 3)
   expectRank(op, 'k (S, Hkv, D)', k, 3)
   expectRank(op, 'v (S, Hkv, D)', v, 3)
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) expectDType(op, name, t, 'f32')
+  expectDType(op, 'q', q, 'f32')
+  if (kv === 'f32') for (const [name, t] of [['k', k], ['v', v]] as const) expectDType(op, name, t, 'f32')
+  else {
+    expectDType(op, 'k', k, 'f32', 'f16')
+    if (v.dtype !== k.dtype) throw new ShapeError(op, `k and v must share a dtype (an f32 or an f16 KV cache), got k ${k.dtype} and v ${v.dtype}`)
+  }
   const [T, Hq, D] = q.shape
   const [S, Hkv] = k.shape
   const shapes = `q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)}`
@@ -270,12 +307,15 @@ function uniforms (r: Resolved): Record<string, number> {
 export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor, lse: Tensor } {
   const op = 'attention'
   const be = backendOf(op, q, k, v)
-  const r = resolve(op, q, k, v, opts)
+  const r = resolve(op, q, k, v, opts, 'f16')
+  const kvF16 = k.dtype === 'f16'
   if (isCpu(be)) {
-    const { out, lse } = twin.attention(q.data as Float32Array, k.data as Float32Array, v.data as Float32Array, r)
+    const widen = (t: Tensor): Float32Array => kvF16 ? Float32Array.from(t.data as Uint16Array, f16ToF32) : t.data as Float32Array
+    const { out, lse } = twin.attention(q.data as Float32Array, widen(k), widen(v), r)
     return { out: cpu.wrap(Float32Array.from(out), q.shape), lse: cpu.wrap(Float32Array.from(lse), [r.Hq, r.T]) }
   }
   const g = be as GpuBackend
+  if (kvF16) expectF16(op, g)
   const out = g.empty(q.shape)
   const lse = g.empty([r.Hq, r.T])
   const rows = r.T * (r.Hq / r.Hkv)
@@ -285,7 +325,7 @@ export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
   const pick = kernel !== 'auto' ? kernel : g.info.software ? 'rows' : r.T <= DECODE_MAX_T ? 'decode' : 'prefill'
   if (pick === 'prefill') {
     const plan = prefillPlan(r.D, 'attn_prefill')
-    g.run(PREFILL, plan.variant, { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.BQ), r.Hkv])
+    g.run(PREFILL, kvVariant(plan.variant, kvF16), { q, k, v, out, lse }, uniforms(r), [Math.ceil(rows / plan.BQ), r.Hkv])
     return { out, lse }
   }
   // decode and rows: the kv length may be split over workgroups (grid z), merged by COMBINE.
@@ -296,12 +336,12 @@ export function attention (q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
     const plan = decodePlan(r.D, rows)
     const rowGroups = Math.ceil(rows / plan.ROWS)
     workgroups = rowGroups * r.Hkv
-    run = (o, l, chunk, splits) => g.run(DECODE, plan.variant, { q, k, v, out: o, lse: l }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, splits])
+    run = (o, l, chunk, splits) => g.run(DECODE, kvVariant(plan.variant, kvF16), { q, k, v, out: o, lse: l }, { ...uniforms(r), chunk }, [rowGroups, r.Hkv, splits])
   } else {
     const variant: Variant = { key: `d${r.D}`, workgroupSize: [WG], constants: { HEAD_DIM: r.D } }
     const [gx, gy] = g.grid1d(Math.ceil((r.T * r.Hq) / WG))
     workgroups = gx * gy
-    run = (o, l, chunk, splits) => g.run(ROWS_FWD, variant, { q, k, v, out: o, lse: l }, { ...uniforms(r), chunk }, [gx, gy, splits])
+    run = (o, l, chunk, splits) => g.run(ROWS_FWD, kvVariant(variant, kvF16), { q, k, v, out: o, lse: l }, { ...uniforms(r), chunk }, [gx, gy, splits])
   }
   const { splits, chunk } = decodeSplit(keys, workgroups, opts.decodeSplits)
   if (splits === 1) {
@@ -363,22 +403,36 @@ export function attentionBackward (q: Tensor, k: Tensor, v: Tensor, out: Tensor,
   return { dq, dk, dv }
 }
 
+/** An f16 KV cache needs the adapter's `shader-f16`; say so instead of failing to compile. */
+function expectF16 (op: string, g: GpuBackend): void {
+  if (!g.info.f16) throw new ShapeError(op, `an f16 KV cache needs the shader-f16 feature, which this adapter (${g.info.description !== '' ? g.info.description : g.info.device}) lacks: use an f32 cache`)
+}
+
 /**
- * Writes x (T, Hkv, D) into rows [pos, pos + T) of cache (S, Hkv, D), in place (a buffer copy
- * on WebGPU, queued in order with the surrounding kernels).
+ * Writes x (T, Hkv, D) f32 into rows [pos, pos + T) of cache (S, Hkv, D), in place (a buffer copy
+ * on WebGPU, queued in order with the surrounding kernels). An f16 cache (adapters with
+ * `shader-f16`) gets each value rounded to f16.
  */
 export function kvWrite (cache: Tensor, x: Tensor, pos: number): void {
   const op = 'kvWrite'
   const be = backendOf(op, cache, x)
   expectRank(op, 'cache (S, Hkv, D)', cache, 3)
   expectRank(op, 'x (T, Hkv, D)', x, 3)
-  expectDType(op, 'cache', cache, 'f32')
+  expectDType(op, 'cache', cache, 'f32', 'f16')
   expectDType(op, 'x', x, 'f32')
   const [S, Hkv, D] = cache.shape
   const T = x.shape[0]
   if (x.shape[1] !== Hkv || x.shape[2] !== D) throw new ShapeError(op, `x ${shapeString(x.shape)} must match the cache's (Hkv, D) = (${Hkv}, ${D})`)
   if (!Number.isInteger(pos) || pos < 0 || pos + T > S) throw new ShapeError(op, `rows [${pos}, ${pos + T}) do not fit cache ${shapeString(cache.shape)} (x ${shapeString(x.shape)})`)
   const rowElems = Hkv * D
+  if (cache.dtype === 'f16') {
+    if (isCpu(be)) { twin.kvWriteF16(cache.data as Uint16Array, x.data as Float32Array, pos, rowElems); return }
+    const g = be as GpuBackend
+    expectF16(op, g)
+    const n = T * rowElems
+    g.run(KV_WRITE, KV_WRITE_VARIANT, { x, cache }, { n, offset: pos * rowElems }, g.grid1d(Math.ceil(n / KV_WRITE_WG)))
+    return
+  }
   if (isCpu(be)) { twin.kvWrite(cache.data as Float32Array, x.data as Float32Array, pos, rowElems); return }
   ;(be as GpuBackend).copy(x, cache, 0, pos * rowElems * 4, T * rowElems * 4)
 }
