@@ -29,10 +29,8 @@ export class TensorShapeMismatchError extends Error {
   }
 }
 
-/** A weights file uses a dtype we cannot read. */
-export class UnsupportedDTypeError extends Error {
-  override name = 'UnsupportedDTypeError'
-}
+/** A weights file uses a dtype we cannot read: one class with the runtime's (quant-types.ts), so a caller catches either. */
+export { UnsupportedDTypeError } from '../gpu/quant-types.ts'
 
 /** A weights source (directory, URL, Blob) could not be read. */
 export class WeightsSourceError extends Error {

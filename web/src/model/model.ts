@@ -7,12 +7,13 @@ import { keep, tidy, type Tensor } from '../gpu/tensor.ts'
 import { Rng } from '../util/rng.ts'
 import { DecoderBlock, type BlockTape, type GradSink, type LayerCache } from './block.ts'
 import { parseConfig, type ModelConfig } from './config.ts'
-import { ModelArgumentError, SessionError, TokenizerError } from './errors.ts'
+import { ModelArgumentError, SessionError, TokenizerError, UnsupportedDTypeError } from './errors.ts'
 import { EMBED, FINAL_NORM, LM_HEAD, checkRange, partParams, wholeModel, type BlockRange, type ParamSpec, type PartSpec } from './params.ts'
-import { sourceFrom, type ModelSource } from './source.ts'
+import { isGgufName, sourceFrom, type ModelSource } from './source.ts'
 import { positionsTensor, intTensor } from './tensors.ts'
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts'
-import { WeightIndex, checkFinite, loadHostWeights, readConfigJson, type HostWeights, type ProgressFn } from './weights.ts'
+import { GgufModelFile } from './gguf/load.ts'
+import { WeightIndex, checkFinite, loadHostParams, loadHostWeights, readConfigJson, type HostParam, type HostWeights, type ProgressFn } from './weights.ts'
 
 /** Parameters by in-memory name (see params.ts), on one backend. */
 export type ParamStore = Map<string, Tensor>
@@ -25,6 +26,18 @@ export function uploadParams (be: Backend, host: HostWeights): ParamStore {
   const out: ParamStore = new Map()
   for (const [name, { shape, data }] of host) out.set(name, keep(be.tensor(data, shape)))
   return out
+}
+
+/** One host parameter → a tensor (f32 values, or a weight's bytes in its file dtype). */
+export function uploadParam (be: Backend, p: HostParam): Tensor {
+  return keep(p.dtype === 'f32' ? be.tensor(p.data as Float32Array, p.shape) : be.tensor(p.data as Uint8Array, p.shape, p.dtype))
+}
+
+/** Throws unless every parameter is f32: gradients and optimizer steps are defined on f32 only. */
+export function assertTrainable (params: ReadonlyMap<string, Tensor>): void {
+  for (const [name, t] of params) {
+    if (t.dtype !== 'f32') throw new UnsupportedDTypeError(`cannot train '${name}' stored as ${t.dtype}: quantized and 16-bit weights are for inference (load with keepDtypes: false to train 16-bit weights in f32)`)
+  }
 }
 
 /** Fresh seeded parameters for training from scratch. */
@@ -57,6 +70,7 @@ export class Embedding {
   }
 
   backward (ids: ArrayLike<number>, dh: Tensor, grads: GradSink): void {
+    assertTrainable(new Map([[EMBED, this.table]]))
     const t = intTensor(this.table.backend, validIds(ids, this.config.vocabSize))
     grads(EMBED, embeddingBackward(t, dh, this.config.vocabSize))
     t.dispose()
@@ -76,6 +90,7 @@ export class Head {
   }
 
   forwardTape (h: Tensor): { logits: Tensor, hn: Tensor } {
+    assertTrainable(new Map([[FINAL_NORM, this.norm], [this.headName, this.weight]]))
     const hn = rmsnorm(h, this.norm, this.config.rmsNormEps)
     return { logits: linear(hn, this.weight), hn }
   }
@@ -92,19 +107,21 @@ export class Head {
 
 /**
  * The KV cache of one inference session over one span of blocks: capacity S positions per layer.
- * `length` counts the positions already written (the next call's first position).
+ * `length` counts the positions already written (the next call's first position). `dtype` 'f16'
+ * halves its memory on adapters with `shader-f16` (attention widens on load, as llama.cpp's
+ * default f16 cache does).
  */
 export class KvCache {
   readonly layers: LayerCache[] = []
   length = 0
 
-  constructor (readonly span: BlockSpan, readonly capacity: number) {
+  constructor (readonly span: BlockSpan, readonly capacity: number, readonly dtype: 'f32' | 'f16' = 'f32') {
     const c = span.config
     if (!Number.isInteger(capacity) || capacity < 1) throw new SessionError(`KV cache capacity must be a positive integer, got ${capacity}`)
     if (c.slidingWindow !== undefined && capacity > c.slidingWindow) throw new SessionError(`KV cache capacity ${capacity} exceeds sliding_window ${c.slidingWindow} (sliding-window attention is not implemented; use a shorter session)`)
     const be = span.backend
     for (let i = span.range.start; i < span.range.end; i++) {
-      this.layers.push({ k: keep(be.zeros([capacity, c.numKvHeads, c.headDim])), v: keep(be.zeros([capacity, c.numKvHeads, c.headDim])) })
+      this.layers.push({ k: keep(be.zeros([capacity, c.numKvHeads, c.headDim], dtype)), v: keep(be.zeros([capacity, c.numKvHeads, c.headDim], dtype)) })
     }
   }
 
@@ -134,9 +151,9 @@ export class BlockSpan {
     for (let i = range.start; i < range.end; i++) this.blocks.push(new DecoderBlock(config, i, params))
   }
 
-  /** A session cache for up to `capacity` positions. */
-  newCache (capacity: number): KvCache {
-    return new KvCache(this, capacity)
+  /** A session cache for up to `capacity` positions; 'f16' needs `shader-f16` on a GPU backend. @default dtype 'f32' */
+  newCache (capacity: number, dtype: 'f32' | 'f16' = 'f32'): KvCache {
+    return new KvCache(this, capacity, dtype)
   }
 
   /**
@@ -168,6 +185,7 @@ export class BlockSpan {
 
   /** Training forward from position `start`: keeps one tape per block. */
   forwardTape (hidden: Tensor, start = 0): { out: Tensor, tapes: BlockTape[] } {
+    assertTrainable(this.params)
     const positions = positionsTensor(this.backend, start, hidden.shape[0])
     const tapes: BlockTape[] = []
     let h = hidden
@@ -191,22 +209,67 @@ export class BlockSpan {
 export interface LoadOptions {
   /** Byte/tensor progress for progress bars. */
   onProgress?: ProgressFn
-  /** Parsed config (skips reading config.json). */
+  /** Parsed config (skips reading config.json or the GGUF metadata). */
   config?: ModelConfig
+  /**
+   * Keep weights in their file encoding on the backend (GGUF block types, F16/BF16), norms and
+   * biases in f32; false widens everything to f32 on the host (what training needs).
+   * @default true for a GGUF file (an inference format), false for safetensors
+   */
+  keepDtypes?: boolean
 }
 
-/** Reads and parses config.json. */
+/** The GGUF file a source stands for, or undefined for a safetensors directory. */
+export function ggufFileOf (source: ModelSource): string | undefined {
+  return source.file !== undefined && isGgufName(source.file) ? source.file : undefined
+}
+
+/** Opened GGUF files by source: the header is read once per source, however many loads follow. */
+const ggufFiles = new WeakMap<ModelSource, Promise<GgufModelFile>>()
+
+/** The opened GGUF model file of a source (header and config), cached per source. */
+export function openGguf (source: ModelSource): Promise<GgufModelFile> {
+  const file = ggufFileOf(source)
+  if (file === undefined) throw new ModelArgumentError(`${source.label}: not a GGUF source (no .gguf file)`)
+  let f = ggufFiles.get(source)
+  if (f === undefined) {
+    f = GgufModelFile.open(source, file)
+    ggufFiles.set(source, f)
+    f.catch(() => ggufFiles.delete(source)) // a failed read may be retried
+  }
+  return f
+}
+
+/** The model's configuration: config.json, or a GGUF file's metadata. */
 export async function loadConfig (source: ModelSource): Promise<ModelConfig> {
+  if (ggufFileOf(source) !== undefined) return (await openGguf(source)).config
   return parseConfig(await readConfigJson(source))
 }
 
-/** Loads the parameters of a part (span of blocks and/or embedding/head) onto a backend. */
+/**
+ * Loads the parameters of a part (span of blocks and/or embedding/head) onto a backend, reading
+ * only their bytes; each read is uploaded before the next (host memory stays ~one read).
+ */
 export async function loadPart (source: ModelSource, be: Backend, part: PartSpec, opts: LoadOptions = {}): Promise<{ config: ModelConfig, params: ParamStore }> {
   const config = opts.config ?? await loadConfig(source)
-  const index = await WeightIndex.open(source)
-  const host = await loadHostWeights(index, partParams(config, part), opts.onProgress)
-  checkFinite(host)
-  return { config, params: uploadParams(be, host) }
+  const specs = partParams(config, part)
+  const params: ParamStore = new Map()
+  const put = (name: string, p: HostParam): void => { params.set(name, uploadParam(be, p)) }
+  try {
+    if (ggufFileOf(source) !== undefined) {
+      await (await openGguf(source)).load(specs, put, { keepDtypes: opts.keepDtypes ?? true, onProgress: opts.onProgress })
+    } else if (opts.keepDtypes === true) {
+      await loadHostParams(await WeightIndex.open(source), specs, put, opts.onProgress)
+    } else {
+      const host = await loadHostWeights(await WeightIndex.open(source), specs, opts.onProgress)
+      checkFinite(host)
+      for (const [name, w] of host) put(name, { shape: w.shape, dtype: 'f32', data: w.data })
+    }
+  } catch (e) {
+    for (const t of params.values()) t.dispose() // a failed load frees what it uploaded
+    throw e
+  }
+  return { config, params }
 }
 
 /** Loads only decoder layers [range.start, range.end) — what a block server needs. */

@@ -8,6 +8,12 @@ import { WeightsSourceError } from './errors.ts'
 export interface ModelSource {
   /** For messages: the directory, URL or 'files'. */
   readonly label: string
+  /**
+   * The one model file this source stands for, when it is a single file (a `.gguf`): given by
+   * sourceFrom for a path or URL ending in .gguf, or by blobSource for one picked .gguf File.
+   * Absent for a safetensors directory.
+   */
+  readonly file?: string
   /** Byte size of a file, or undefined if it does not exist. */
   size: (file: string) => Promise<number | undefined>
   /** Bytes [offset, offset + length) of a file. */
@@ -134,9 +140,33 @@ export function urlSource (base: string, fetchFn: typeof fetch = fetch): ModelSo
   }
 }
 
-/** A directory path, an http(s) URL, or (browser) a list of Files. */
+/** True for a file name or path of a GGUF model. */
+export function isGgufName (name: string): boolean {
+  return /\.gguf$/i.test(name.replace(/[?#].*$/, ''))
+}
+
+/** The same source, standing for one of its files (a .gguf). */
+export function withFile (source: ModelSource, file: string): ModelSource {
+  return { label: source.label, file, size: source.size, read: source.read }
+}
+
+/**
+ * A directory path, an http(s) URL, or (browser) a list of Files. A path or URL ending in
+ * `.gguf` is a single-file model: the source is its directory, with `file` set.
+ */
 export function sourceFrom (where: string | readonly File[] | ReadonlyMap<string, Blob>): ModelSource {
-  if (typeof where !== 'string') return blobSource(where)
+  if (typeof where !== 'string') {
+    const src = blobSource(where)
+    const names = Array.isArray(where) ? (where as readonly File[]).map(f => f.name) : [...(where as ReadonlyMap<string, Blob>).keys()]
+    const ggufs = names.filter(isGgufName)
+    return ggufs.length === 1 ? withFile(src, ggufs[0]) : src
+  }
+  if (isGgufName(where)) {
+    const cut = where.replace(/\/+$/, '').lastIndexOf('/')
+    const dir = cut < 0 ? '.' : where.slice(0, cut)
+    const file = where.slice(cut + 1)
+    return withFile(/^https?:\/\//.test(where) ? urlSource(dir) : directorySource(dir === '' ? '/' : dir), file)
+  }
   if (/^https?:\/\//.test(where)) return urlSource(where)
   return directorySource(where)
 }

@@ -1,4 +1,5 @@
 import { CorruptWeightsError, MissingTensorError, TensorShapeMismatchError, WeightsSourceError } from './errors.ts'
+import type { WeightDType } from '../gpu/dtype.ts'
 import type { ParamSpec } from './params.ts'
 import { decodeToF32, headerLength, parseHeader, type StHeader, type StTensorInfo } from './safetensors.ts'
 import { readJson, type ModelSource } from './source.ts'
@@ -19,6 +20,14 @@ export interface LoadProgress {
 }
 
 export type ProgressFn = (p: LoadProgress) => void
+
+/** A parameter on the host, ready to upload: f32 values, or a weight's bytes in its dtype. */
+export interface HostParam {
+  shape: number[]
+  dtype: WeightDType
+  /** Float32Array when dtype is f32; otherwise the raw bytes (GGUF blocks, f16/bf16 words). */
+  data: Float32Array | Uint8Array
+}
 
 /** Host-side f32 parameters by in-memory name (see params.ts), ready to upload. */
 export type HostWeights = Map<string, { shape: number[], data: Float32Array }>
@@ -129,6 +138,38 @@ export async function loadHostWeights (index: WeightIndex, specs: readonly Param
     }
   }
   return out
+}
+
+/**
+ * Loads parameters for inference, keeping 2-D F16/BF16 weights in 16 bits (their file bytes;
+ * stacked experts concatenated); norms, biases, the MoE router and F32 tensors arrive as f32.
+ * `each` receives every parameter once all of its tensors are in.
+ */
+export async function loadHostParams (index: WeightIndex, specs: readonly ParamSpec[], each: (name: string, p: HostParam) => void, onProgress?: ProgressFn): Promise<void> {
+  const wide: ParamSpec[] = []
+  const narrow: Array<{ spec: ParamSpec, dtype: 'f16' | 'bf16' }> = []
+  for (const spec of specs) {
+    const first = (await index.locate(spec.hfNames[0])).info
+    const small = spec.shape.length === 1 || spec.name.endsWith('block_sparse_moe.gate.weight')
+    if (small || first.dtype === 'F32') wide.push(spec)
+    else narrow.push({ spec, dtype: first.dtype === 'F16' ? 'f16' : 'bf16' })
+  }
+  const host = await loadHostWeights(index, wide, onProgress)
+  checkFinite(host)
+  for (const [name, w] of host) each(name, { shape: w.shape, dtype: 'f32', data: w.data })
+  for (const { spec, dtype } of narrow) {
+    const want = dtype === 'f16' ? 'F16' : 'BF16'
+    const parts: Uint8Array[] = []
+    for (const hf of spec.hfNames) {
+      const { file, info } = await index.locate(hf)
+      if (info.dtype !== want) throw new CorruptWeightsError(`tensor '${hf}' is ${info.dtype} but '${spec.hfNames[0]}' of the same parameter is ${want}`)
+      if (info.shape.length !== spec.hfShape.length || info.shape.some((d, i) => d !== spec.hfShape[i])) throw new TensorShapeMismatchError(hf, spec.hfShape, info.shape)
+      parts.push(await index.source.read(file, info.begin, info.end - info.begin))
+    }
+    const data = parts.length === 1 ? parts[0] : new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0))
+    if (parts.length > 1) parts.reduce((at, p) => { data.set(p, at); return at + p.byteLength }, 0)
+    each(spec.name, { shape: spec.shape, dtype, data })
+  }
 }
 
 /** Splits in-memory parameters (stacked experts) back into HF-named tensors. */
