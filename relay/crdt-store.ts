@@ -112,6 +112,7 @@ export class CrdtStore {
   /** Runs `job` after every earlier write/compaction (one writer at a time). */
   private serial (job: () => Promise<void>): Promise<void> {
     const next = this.chain.then(job)
+    // The caller gets `next`'s failure; the chain only orders the following job after it.
     this.chain = next.catch(() => {})
     return next
   }

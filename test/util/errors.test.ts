@@ -87,3 +87,18 @@ describe('one error hierarchy', () => {
     expect(isExpectedFailure(new TypeError('x'))).toBe(false)
   })
 })
+
+describe('swallowed promises', () => {
+  it('every `.catch(() => {})` / `.catch(() => undefined)` in net/, swarm/, cli/, relay/ says why (a comment on its line or the line above)', () => {
+    const silent: string[] = []
+    for (const f of ['web/src/net', 'web/src/swarm', 'web/src/cli', 'relay'].flatMap(sources)) {
+      const lines = readFileSync(f, 'utf8').split('\n')
+      lines.forEach((line, i) => {
+        if (!/\.catch\(\(\) => (\{\s*\}|undefined)\)/.test(line)) return
+        const commented = line.includes('//') || /^\s*(\/\/|\*)/.test(lines[i - 1] ?? '') || /^\s*\/\*\*.*\*\/\s*$/.test(lines[i - 1] ?? '')
+        if (!commented) silent.push(`${f}:${i + 1}: ${line.trim()}`)
+      })
+    }
+    expect(silent).toEqual([])
+  })
+})

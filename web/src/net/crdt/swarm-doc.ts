@@ -68,6 +68,7 @@ export class SwarmDoc {
   async peers (now = Date.now()): Promise<Map<string, PeerEntry>> {
     const out = new Map<string, PeerEntry>()
     for (const [key, value] of this.peersMap.entries()) {
+      // An entry that fails verification is not a peer (documented above): skipped, not fatal.
       const e = await this.verify(key, value).catch(() => undefined)
       if (e !== undefined && e.expiresAt > now) out.set(key, e)
     }
@@ -79,6 +80,7 @@ export class SwarmDoc {
     if (this.privateKey === undefined) throw new NetConfigError('SwarmDoc has no private key: it cannot write its own entry')
     const prev = this.peersMap.get(this.selfId)
     if (prev !== undefined) {
+      // An unverifiable old entry of ours holds no sequence number to continue from.
       const e = await this.verify(this.selfId, prev).catch(() => undefined)
       if (e !== undefined) this.ownSeq = Math.max(this.ownSeq, e.seq)
     }
@@ -219,12 +221,14 @@ export class SwarmDoc {
       if (old !== undefined && sameRaw(old, value)) continue
       const next = await this.verify(key, value)
       if (old !== undefined) {
+        // An invalid entry being replaced has no sequence number a replay could reuse.
         const prev = await this.verify(key, old).catch(() => undefined)
         if (prev !== undefined && next.seq <= prev.seq) throw new ForgedEntryError(key, `replayed entry: seq ${next.seq} does not advance ${prev.seq}`)
       }
     }
     for (const [key, old] of before.entries()) {
       if (after.has(key)) continue
+      // Anyone may delete an entry that does not verify: only valid, unexpired ones are protected.
       const prev = await this.verify(key, old).catch(() => undefined)
       if (prev !== undefined && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, 'deleted an unexpired entry')
     }

@@ -14,7 +14,7 @@ import { lpStream } from '@libp2p/utils'
 import { TypedEventEmitter } from 'main-event'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
-import { LimitExceededError, MalformedMessageError, UnsupportedMessageError } from '../errors.ts'
+import { LimitExceededError, MalformedMessageError, ProtocolTimeoutError, UnsupportedMessageError } from '../errors.ts'
 import type { WebSwarmNode } from '../node.ts'
 import { CRDT_GOSSIP_MAX_BYTES, CRDT_SYNC, crdtTopic } from '../protocols.ts'
 import { Reader, Writer } from '../wire.ts'
@@ -109,6 +109,8 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     this.topologyId = await this.node.register(CRDT_SYNC.id, {
       onConnect: (peer, conn) => {
         // The dialling side starts, so each new link syncs once.
+        // exchange() logs and resets a failed sync; a stream that cannot open means the link
+        // dropped, and anti-entropy (every 5 s) syncs with whoever is connected then.
         if (conn.direction === 'outbound') void this.syncWith(peer).catch(() => {})
       }
     })
@@ -254,6 +256,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   }
 
   private async onStream (stream: Stream, conn: Connection): Promise<void> {
+    // exchange() has logged the failure and reset the stream; the handler has no one to tell.
     await this.exchange(stream, conn.remotePeer.toString(), AbortSignal.timeout(CRDT_SYNC.timeoutMs)).catch(() => {})
   }
 
@@ -291,7 +294,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
       this.stats.syncs++
       this.dispatchEvent(new CustomEvent('synced', { detail: remote }))
     } catch (e) {
-      const err = signal.aborted ? new Error(`no completion within ${CRDT_SYNC.timeoutMs} ms`) : e as Error
+      const err = signal.aborted ? new ProtocolTimeoutError(CRDT_SYNC.id, CRDT_SYNC.timeoutMs) : e as Error
       this.reject(`crdt-sync: reset stream with ${remote}: ${err.name}: ${err.message}`)
       stream.abort(err)
       throw err
@@ -304,11 +307,13 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     const peers: PeerId[] = []
     for (const c of this.node.getConnections()) {
       if (c.limits !== undefined || c.status !== 'open') continue
+      // NotFoundError: nothing known of the peer yet (identify pending), so not a sync partner this round.
       const p = await this.node.peerStore.get(c.remotePeer).catch(() => undefined)
       if (p?.protocols.includes(CRDT_SYNC.id) === true) peers.push(c.remotePeer)
     }
     if (peers.length === 0) return
     const peer = peers[Math.floor(Math.random() * peers.length)]
+    // Logged by exchange(); the next round picks a peer again.
     await this.syncWith(peer).catch(() => {})
   }
 }

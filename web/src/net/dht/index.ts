@@ -134,6 +134,7 @@ export class SwarmDht {
     const schedule = (ms: number): void => {
       if (stopped) return
       clearTimeout(timer)
+      // refresh() has reported its failure to onError and rescheduled itself.
       timer = setTimeout(() => { void refresh().catch(() => {}) }, ms)
     }
     const refresh = async (): Promise<void> => {
@@ -146,6 +147,7 @@ export class SwarmDht {
         throw e
       }
     }
+    // As above: failures go to onError and a sooner retry.
     void refresh().catch(() => {})
     return {
       key,

@@ -116,6 +116,7 @@ export async function serveShardStore (node: StreamNode, store: ShardSource, lim
         if (e.registry.size > 0 || !e.registered) return
         e.registered = false
         e.limitsKey = undefined
+        // Fails only when the node is already stopping, which unregisters every protocol anyway.
         await node.unhandle(SHARD_PROTOCOL).catch(() => {})
       })
     }

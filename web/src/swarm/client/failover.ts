@@ -61,6 +61,7 @@ export class Failover {
       case 'hedge':
         // The spare won. The original is still awaited in the background and banned if it errs
         // or hits the hard timeout; its reply, whatever it is, is dropped here.
+        // banFailed handled the failure; the trailing catch only covers close()'s own (best effort).
         primary.catch((e: unknown) => banFailed(e as Error)).finally(() => this.rpc.close([hop])).catch(() => {})
         this.adopt(i, outcome.h, new Error(`no answer in ${deadline.toFixed(0)} ms (hedged)`))
         return { won: 'hedge', y: outcome.h.y, hops: outcome.h.fresh.length }

@@ -41,7 +41,7 @@ export class HopRpc {
 
   /** Best effort: a dead server frees its cache when it idles out. */
   close (hops: readonly Hop[]): void {
-    for (const h of hops) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})
+    for (const h of hops) void this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {}) // best effort, as above
   }
 
   /** One request; its server is banned if it fails, unless the client was wrong or gave up on it (`signal`). */

@@ -145,6 +145,7 @@ export class Push {
       return await this.rpc.step(hop, x, tokens, position)
     } catch (e) {
       if (!(e instanceof PositionError) || chained === undefined) throw e
+      // The CHAIN's own failure was handled where it was sent; here only its reply matters.
       const r = await chained.catch(() => undefined)
       // The CHAIN ran but its reply is lost: this hop's cache is a position ahead of what we
       // know. Treat the hop as failed: a fresh session replays its inputs.

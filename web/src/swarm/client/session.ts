@@ -133,6 +133,7 @@ export class InferenceSession {
     if (this.closed) return
     this.closed = true
     this.push.disarm() // their servers fail them as the sessions close
+    // Best effort: a server that misses the CLOSE frees the session when it idles out (60 s).
     await Promise.all(this.hops.map(h => this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})))
   }
 }

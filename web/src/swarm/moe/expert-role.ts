@@ -120,6 +120,7 @@ export class ExpertRole implements ExpertRunner {
     } catch (e) {
       // Withdraw the JOINING claim at once: others would avoid these experts until it expired.
       this.state = 'offline'
+      // Best effort: the error below is what the caller learns; an unpublished withdrawal expires.
       await this.announce().catch(() => {})
       for (const l of this.loaded.values()) l.dispose()
       this.loaded.clear()

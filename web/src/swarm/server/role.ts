@@ -156,6 +156,7 @@ export class ServerRole {
     if (this.refresher !== undefined) clearInterval(this.refresher)
     if (this.rebalancer !== undefined) clearInterval(this.rebalancer)
     this.state = 'offline'
+    // Best effort: an offline record that cannot be published expires within its lifetime.
     await this.announce().catch(() => {})
     this.server?.stop()
     this.backend?.dispose()

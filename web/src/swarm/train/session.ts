@@ -183,6 +183,7 @@ export class TrainSession {
     this.lastFetch = { seq: got.state.round, hash: got.state.hash, via: got.via, fetchedFrom: got.fetchedFrom }
     this.init.log?.(`train: fetched the state of sync ${got.state.round} via ${got.via}${got.via === 'shards' ? ` from ${got.fetchedFrom.size} providers` : ''}`)
     // Whoever holds a state serves it: a SNAPSHOT-fetched one goes into the shard store too.
+    // Serving it to others is a courtesy: the joiner holds the state either way, and members still serve it.
     if (got.via === 'snapshot' && this.init.shards !== undefined) await this.init.shards.publish(got.state.data).catch(() => {})
     if (spec !== undefined && spec.genesis !== this.genesis) {
       this.genesis = spec.genesis

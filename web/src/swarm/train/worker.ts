@@ -304,7 +304,7 @@ export class DiLoCoWorker {
         if (this.hooks.resync !== undefined) return new BehindError(seq, -1)
         throw e
       })
-      promise.catch(() => {})
+      promise.catch(() => {}) // awaited in land(); keep an early failure from being unhandled
       this.inflight = { seq, landAt: this.step + this.tau, promise }
       return
     }

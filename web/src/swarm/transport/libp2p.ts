@@ -127,6 +127,7 @@ export class Libp2pTransport implements RpcTransport {
     while (list.length > 0) {
       const p = list.pop()!
       if (now - p.lastUsed < CHANNEL_IDLE_MS && now - p.opened < CHANNEL_MAX_AGE_MS && p.sent < maxMessages) return p
+      // A stale channel the peer already reset cannot be closed politely; it is dropped either way.
       void p.ch.closeWrite().catch(() => {})
     }
     return undefined
