@@ -6,11 +6,12 @@ import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
 import { readInfer, writeInfer, type InferMsg } from '../../web/src/swarm/wire/infer.ts'
 import { ByteWriter } from '../../web/src/swarm/wire/bytes.ts'
 import { C, FakeSpanBackend } from './fakes.ts'
+import { ManualClock } from '../../web/src/util/clock.ts'
 
 const servers: BlockServer[] = []
 afterEach(() => { for (const s of servers.splice(0)) s.stop() })
 
-function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number, pushWaitMs?: number } = {}) {
+function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number, pushWaitMs?: number, clock?: ManualClock } = {}) {
   const net = new MemoryNetwork({ seed: 3 })
   const backend = new FakeSpanBackend('m', 0, 2)
   const server = new BlockServer({
@@ -21,6 +22,7 @@ function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => numb
     sweepIntervalMs: 5,
     pushWaitMs: opts.pushWaitMs,
     now: opts.now,
+    clock: opts.clock,
     log: () => {}
   })
   server.start()
@@ -37,6 +39,11 @@ function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => numb
 }
 
 const rows = (T: number, v = 0.1) => ({ shape: [T, C], data: new Float32Array(T * C).fill(v) })
+
+/** Resolves once `cond()` holds, checking after each macrotask: waits for an event, not for an amount of time. */
+async function until (cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise(resolve => setImmediate(resolve))
+}
 
 describe('block server', () => {
   it('opens, steps, closes; answers INFO with span, throughput and cache room', async () => {
@@ -136,7 +143,11 @@ describe('block server', () => {
   })
 
   it('CHAIN / PUSH: takes a push only from the named peer, for the next position, well-shaped; refuses loops; bad pushes never end the session', async () => {
-    const { peer, server } = setup({ pushWaitMs: 300 })
+    // The push wait runs on a ManualClock: it expires where the test advances it, not when a
+    // loaded machine is slow to deliver the pushes below.
+    const clock = new ManualClock()
+    const { peer, server } = setup({ pushWaitMs: 300, clock })
+    const waitingForPush = (session: string) => () => server.sessions.peek(session)?.pending !== undefined
     const a = peer('A')
     const p = peer('P')
     const q = peer('Q')
@@ -150,7 +161,7 @@ describe('block server', () => {
     const sid = await open()
     const chain = a({ type: 'chain', session: sid, position: 0, tokens: 2, input: { from: 'P' } })
     chain.catch(() => {})
-    await new Promise(r => setTimeout(r, 20))
+    await until(waitingForPush(sid))
     const bad: Array<[() => Promise<InferMsg>, new (...a: any[]) => Error]> = [
       [() => p({ type: 'push', session: 'no-such-session', position: 0, hidden: rows(2) }), UnknownSessionError],
       [() => q({ type: 'push', session: sid, position: 0, hidden: rows(2) }), UnknownSessionError], // not the named pusher
@@ -177,11 +188,15 @@ describe('block server', () => {
     await expect(a({ type: 'step', session: sid, position: 3, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
     const s2 = await open()
     // A CHAIN whose push never comes: pushWait, and the session lives on.
-    await expect(a({ type: 'chain', session: s2, position: 0, tokens: 1, input: { from: 'P' } })).rejects.toThrow(PushNotReceivedError)
+    const never = a({ type: 'chain', session: s2, position: 0, tokens: 1, input: { from: 'P' } })
+    never.catch(() => {})
+    await until(waitingForPush(s2))
+    clock.advance(300)
+    await expect(never).rejects.toThrow(PushNotReceivedError)
     // A CHAIN still waiting is replaced by the client's own STEP.
     const waiting = a({ type: 'chain', session: s2, position: 0, tokens: 1, input: { from: 'P' } })
     waiting.catch(() => {})
-    await new Promise(r => setTimeout(r, 20))
+    await until(waitingForPush(s2))
     await a({ type: 'step', session: s2, position: 0, hidden: rows(1) })
     await expect(waiting).rejects.toThrow(SupersededError)
     // Pushing on: the output goes to the next server's session (here the same server, another session).

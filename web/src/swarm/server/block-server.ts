@@ -15,6 +15,7 @@ import {
   TensorShapeError, UnknownSessionError
 } from '../errors.ts'
 import type { RpcTransport } from '../transport/index.ts'
+import { realClock, type Clock } from '../../util/clock.ts'
 import type { WireTensor } from '../wire/bytes.ts'
 import { readInfer, writeInfer, type ChainedMsg, type ChainMsg, type ChainNext, type InferMsg, type PushedMsg, type PushMsg, type StepMsg } from '../wire/infer.ts'
 import type { SpanBackend } from './backend.ts'
@@ -37,6 +38,8 @@ export interface BlockServerOptions {
   pushTimeoutMs?: number
   /** Clock, ms. @default Date.now */
   now?: () => number
+  /** Times a CHAIN's wait for its push and how long an early push is held (tests: a ManualClock). @default realClock */
+  clock?: Clock
   /** Where refused requests are reported (one line each). @default console.warn */
   log?: (line: string) => void
 }
@@ -58,6 +61,7 @@ export class BlockServer {
   private readonly pushWaitMs: number
   private readonly pushTimeoutMs: number
   private readonly now: () => number
+  private readonly clock: Clock
   private readonly log: (line: string) => void
   private sweeper?: ReturnType<typeof setInterval>
   private readonly queue: QueuedStep[] = []
@@ -73,6 +77,7 @@ export class BlockServer {
     this.transport = opts.transport
     this.backend = opts.backend
     this.now = opts.now ?? Date.now
+    this.clock = opts.clock ?? realClock
     this.idleMs = opts.idleTimeoutMs ?? SESSION_IDLE_TIMEOUT_MS
     this.sweepMs = opts.sweepIntervalMs ?? SESSION_SWEEP_INTERVAL_MS
     this.pushWaitMs = opts.pushWaitMs ?? PUSH_WAIT_MS
@@ -189,7 +194,7 @@ export class BlockServer {
     s.early = undefined
     if (early !== undefined && early.position === position && early.from === pusher && early.tokens === tokens) return early.hidden
     return await new Promise<Float32Array>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         if (s.pending !== pending) return
         s.pending = undefined
         reject(new PushNotReceivedError(`no push from ${pusher} for position ${position} of session ${s.id} within ${this.pushWaitMs} ms`))
@@ -198,8 +203,8 @@ export class BlockServer {
         position,
         tokens,
         from: pusher,
-        deliver: (h: Float32Array) => { clearTimeout(timer); resolve(h) },
-        fail: (e: Error) => { clearTimeout(timer); reject(e) }
+        deliver: (h: Float32Array) => { this.clock.clearTimeout(timer); resolve(h) },
+        fail: (e: Error) => { this.clock.clearTimeout(timer); reject(e) }
       }
       s.pending = pending
     })
@@ -229,7 +234,7 @@ export class BlockServer {
     if (s.early !== undefined) throw new PositionError(`session ${s.id} already holds a push for position ${s.early.position}`)
     const early = { position: msg.position, from, tokens, hidden: msg.hidden.data }
     s.early = early
-    setTimeout(() => { if (s.early === early) s.early = undefined }, this.pushWaitMs)
+    this.clock.setTimeout(() => { if (s.early === early) s.early = undefined }, this.pushWaitMs)
     this.stats.pushesTaken++
     return { type: 'pushed', session: s.id, position: msg.position }
   }
