@@ -6,8 +6,11 @@ import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import { ShapeError } from '../../web/src/gpu/errors.ts'
 import { GpuBackend } from '../../web/src/gpu/gpu-backend.ts'
 import { Rng } from '../../web/src/util/rng.ts'
+import { tidy } from '../../web/src/gpu/tensor.ts'
+import type { Backend } from '../../web/src/gpu/backend.ts'
 import { assertClose } from '../helpers/assert-close.ts'
 import { testGpu } from '../helpers/gpu.ts'
+import { config, modelOn, randomIds, randomWeights } from '../model/helpers.ts'
 
 /*
  * The f16 KV cache needs an adapter with `shader-f16`: SwiftShader has none, so this file runs in
@@ -95,5 +98,34 @@ describe('f16 KV cache on the GPU (shader-f16) vs the CPU twin', () => {
     expect(noF16.info.f16).toBe(false)
     expect(() => kvWrite(noF16.zeros([3, 2, 4], 'f16'), noF16.zeros([1, 2, 4]), 0)).toThrow(ShapeError)
     expect(() => attention(noF16.zeros([1, 2, 4]), noF16.zeros([3, 2, 4], 'f16'), noF16.zeros([3, 2, 4], 'f16'))).toThrow(/attention: an f16 KV cache needs the shader-f16 feature/)
+  })
+})
+
+describe('a model session with an f16 KV cache', () => {
+  /** Logits of each step, feeding `ids` in chunks through a session cache of `dtype`. */
+  async function sessionLogits (be: Backend, dtype: 'f32' | 'f16', ids: number[]): Promise<Float32Array[]> {
+    const c = config('mistralDeep') // GQA 2:1, 4 layers
+    const m = modelOn(be, c, randomWeights(c, 7))
+    const cache = m.span.newCache(ids.length, dtype)
+    expect(cache.layers[0].k.dtype).toBe(dtype)
+    const out: Float32Array[] = []
+    for (const [from, to] of [[0, 5], [5, 6], [6, 7], [7, ids.length]]) {
+      out.push(await tidy(() => m.head.forward(m.span.forward(m.embedding.forward(ids.slice(from, to)), cache))).readF32())
+    }
+    cache.dispose()
+    m.dispose()
+    return out
+  }
+
+  it('on the GPU matches the CPU twin with an f16 cache (prefill, then decode steps)', async () => {
+    const ids = randomIds(9, config('mistralDeep').vocabSize, 3)
+    const want = await sessionLogits(cpu, 'f16', ids)
+    const got = await sessionLogits(gpu, 'f16', ids)
+    got.forEach((g, i) => assertClose(g, want[i], { atol: 1e-3, rtol: 0, what: `step ${i}` }))
+    // The f16 rounding is visible (the test can tell the caches apart) but small.
+    const f32 = await sessionLogits(cpu, 'f32', ids)
+    const diff = Math.max(...want.flatMap((w, i) => Array.from(w, (x, j) => Math.abs(x - f32[i][j]))))
+    expect(diff).toBeGreaterThan(0)
+    expect(diff).toBeLessThan(0.05)
   })
 })
