@@ -5,7 +5,7 @@
  * requests fail as a closed connection would). Same seed, same interleaving.
  */
 import { Rng } from '../../util/rng.ts'
-import { PeerTimeoutError, PeerUnreachableError } from '../errors.ts'
+import { PeerTimeoutError, PeerUnreachableError, SwarmArgumentError } from '../errors.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
 
 export interface MemoryNetworkOptions {
@@ -46,7 +46,7 @@ export class MemoryNetwork {
   }
 
   endpoint (peer: string): MemoryTransport {
-    if (this.endpoints.has(peer)) throw new Error(`peer ${peer} already exists`)
+    if (this.endpoints.has(peer)) throw new SwarmArgumentError(`peer ${peer} already exists`)
     const t = new MemoryTransport(peer, this)
     this.endpoints.set(peer, t)
     return t
