@@ -5,6 +5,7 @@
  * requests fail as a closed connection would). Same seed, same interleaving.
  */
 import { Rng } from '../../util/rng.ts'
+import { SWARM_PROTOCOLS } from '../../net/protocols.ts'
 import { PeerTimeoutError, PeerUnreachableError, SwarmArgumentError } from '../errors.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
 
@@ -94,14 +95,21 @@ export class MemoryNetwork {
       }
       // Copies: peers never share memory, as over a real wire.
       const req = body.slice()
+      const cap = maxMessageBytes(protocol)
       this.enqueue(from, to, () => {
         const handler = this.endpoints.get(to)?.handlerFor(protocol)
         if (handler === undefined) {
           finish(new PeerUnreachableError(to, `protocol ${protocol} not supported`))
           return
         }
+        if (req.length > cap) {
+          finish(new PeerUnreachableError(to, `stream reset: LimitExceededError: request of ${req.length} bytes > ${protocol}'s ${cap}`))
+          return
+        }
         handler(from, req).then(
-          (reply) => this.enqueue(to, from, () => finish(null, reply.slice())),
+          (reply) => this.enqueue(to, from, () => reply.length > cap
+            ? finish(new PeerUnreachableError(to, `stream reset: LimitExceededError: reply of ${reply.length} bytes > ${protocol}'s ${cap}`))
+            : finish(null, reply.slice())),
           (err: Error) => this.enqueue(to, from, () => finish(new PeerUnreachableError(to, `stream reset: ${err.message}`)))
         )
       })
@@ -136,6 +144,14 @@ export class MemoryNetwork {
     }
     if (this.queue.length > 0) this.schedule()
   }
+}
+
+/**
+ * A message cap as libp2p channels enforce it (swarm/transport/libp2p.ts): the declared one for
+ * registered protocols; none for the ad-hoc protocols of tests.
+ */
+function maxMessageBytes (protocol: string): number {
+  return Object.values(SWARM_PROTOCOLS).find(p => p.id === protocol)?.maxMessageBytes ?? Number.POSITIVE_INFINITY
 }
 
 function linkKey (a: string, b: string): string {
