@@ -29,6 +29,12 @@ export interface BlockContext {
   cache?: LayerCache
   /** Keep activations for backward. */
   tape?: boolean
+  /**
+   * Replaces the attention step (inference only): q (T, H, D), k/v (T, Hkv, D) after RoPE →
+   * (T, H, D). A block server's batched decode stacks several sessions' rows and attends each
+   * session's rows over its own KV cache (swarm/server/batched-span.ts).
+   */
+  attend?: (q: Tensor, k: Tensor, v: Tensor) => Tensor
 }
 
 /** Activations a block keeps for its backward pass. */
@@ -92,7 +98,11 @@ export class DecoderBlock {
     const k = rope(this.headNorm(kPre, 'k', T, Hkv), ctx.positions, c.ropeTheta) // (T, Hkv, D)
     const v = linear(xn1, this.w('self_attn.v_proj.weight'), this.wOpt('self_attn.v_proj.bias')).reshape([T, Hkv, D]) // (T, Hkv, D)
     let a: { out: Tensor, lse: Tensor }
-    if (ctx.cache !== undefined) {
+    if (ctx.attend !== undefined) {
+      if (ctx.tape === true) throw new Error(`layer ${this.index}: a replaced attention (ctx.attend) has no backward`)
+      const out = ctx.attend(q, k, v)
+      a = { out, lse: out }
+    } else if (ctx.cache !== undefined) {
       kvWrite(ctx.cache.k, k, ctx.start)
       kvWrite(ctx.cache.v, v, ctx.start)
       a = attention(q, ctx.cache.k, ctx.cache.v, { qOffset: ctx.start, kvLen: ctx.start + T })

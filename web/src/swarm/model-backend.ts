@@ -17,6 +17,7 @@ import type { ExpertRunner } from './moe/expert-host.ts'
 import type { RemoteExperts } from './moe/remote-experts.ts'
 import type { CoSelectionStats } from './moe/coselection.ts'
 import type { SpanBackend, SpanCache, SpanStep } from './server/backend.ts'
+import { forwardBatched } from './server/batched-span.ts'
 
 /** f32 bytes. */
 const F32 = 4
@@ -35,6 +36,11 @@ export interface ModelSpanOptions {
   remoteExperts?: { layers: ReadonlySet<number>, experts: RemoteExperts }
   /** Records each MoE layer's routing decisions (co-selection counts). */
   coselection?: CoSelectionStats
+  /**
+   * Run concurrent sessions' steps as one forward over their stacked rows (M > 1 matmuls;
+   * server/batched-span.ts); false runs each session's span on its own rows. @default true
+   */
+  batching?: boolean
 }
 
 /** A block server's span on a loaded BlockSpan. */
@@ -74,6 +80,20 @@ export class ModelSpanBackend implements SpanBackend {
     const C = this.hiddenSize
     const remote = this.opts.remoteExperts
     const needsAsync = remote !== undefined || this.opts.coselection !== undefined
+    if (!needsAsync && this.opts.batching !== false) {
+      // Continuous batching: sessions over the same blocks run as one forward on stacked rows.
+      const groups = new Map<BlockSpan, number[]>()
+      steps.forEach((s, i) => {
+        const span = (s.cache as ModelSpanCache).span
+        groups.set(span, [...groups.get(span) ?? [], i])
+      })
+      const res: Float32Array[] = new Array(steps.length)
+      for (const [span, idx] of groups) {
+        const outs = await forwardBatched(span, idx.map(i => ({ kv: (steps[i].cache as ModelSpanCache).kv, hidden: steps[i].hidden, tokens: steps[i].tokens })))
+        idx.forEach((i, j) => { res[i] = outs[j] })
+      }
+      return res
+    }
     if (!needsAsync) {
       // Encode every session's span, then read all: one submission for the batch on WebGPU.
       const outs = steps.map(s => {

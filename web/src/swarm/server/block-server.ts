@@ -304,6 +304,9 @@ export class BlockServer {
     this.running = true
     try {
       while (this.queue.length > 0) {
+        // Continuous batching: with other sessions open, let one turn of the event loop deliver
+        // their steps (on the CPU twins a forward never yields, so none would queue behind it).
+        if (this.sessions.size > 1) await new Promise(resolve => setTimeout(resolve, 0))
         const batch = this.queue.splice(0, this.queue.length)
         const t0 = this.now()
         let outs: Float32Array[]
