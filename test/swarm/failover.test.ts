@@ -17,8 +17,18 @@ afterEach(async () => { for (const r of roles.splice(0)) await r.stop() })
 const PROMPT = [3, 1, 4, 1, 5, 9, 2, 6]
 const N = 12
 
+/**
+ * Timeouts of the seeded network's requests (real time: MemoryNetwork's own timers). By default
+ * they are far beyond any healthy wait, so a loaded machine's stalls are never failures; a test
+ * whose subject is one of them (a push lost on a cut link, a client request lost on one) sets
+ * that one short and leaves the others long.
+ */
+const RELAXED = { pushTimeoutMs: 10_000, timeoutMs: 30_000 }
+/** Hedging is hedge.test.ts's subject: here its deadline floor is the relaxed timeout, so a step slowed by the machine is never hedged (a hedge is a failover event). */
+const HEDGE_FLOOR_MS = RELAXED.timeoutMs
+
 /** Servers with the given spans, and a client that lets them push unless `push: false`. */
-async function swarm (seed: number, spans: Array<[string, number, number]>, latencyMs = 0, opts: { push?: boolean, legacy?: string[], relaxed?: boolean } = {}) {
+async function swarm (seed: number, spans: Array<[string, number, number]>, latencyMs = 0, opts: { push?: boolean, legacy?: string[], pushTimeoutMs?: number, timeoutMs?: number } = {}) {
   const net = new MemoryNetwork({ seed, latencyMs })
   const dir = new MemoryDirectory()
   for (const [peer, start, end] of spans) {
@@ -31,13 +41,12 @@ async function swarm (seed: number, spans: Array<[string, number, number]>, late
       loadSpan: async (s, e) => new FakeSpanBackend('fake', s, e),
       cacheBudgetBytes: 1 << 20,
       throughput: 100,
-      // short, so the failure tests fail over fast; `relaxed`: a loaded machine's stalls are not failures
-      pushTimeoutMs: opts.relaxed === true ? 10_000 : 100
+      pushTimeoutMs: opts.pushTimeoutMs ?? RELAXED.pushTimeoutMs
     })
     await role.start()
     roles.push(role)
   }
-  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: opts.relaxed === true ? 30_000 : 300, push: opts.push ?? true })
+  const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: opts.timeoutMs ?? RELAXED.timeoutMs, hedgeFloorMs: HEDGE_FLOOR_MS, push: opts.push ?? true })
   return { net, dir, client }
 }
 
@@ -58,7 +67,7 @@ const pushes = (): number => roles.reduce((a, r) => a + (r.server?.stats.pushesS
 describe('inference through the swarm (fake blocks, seeded network)', () => {
   it('greedy tokens through 3 servers equal the single-process reference', async () => {
     const ref = await localGreedy(PROMPT, N)
-    const { client } = await swarm(1, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]], 0, { relaxed: true })
+    const { client } = await swarm(1, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]])
     const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N })
     expect(r.tokens).toEqual(ref)
     expect(r.session.route.map(s => s.peer)).toEqual(['s1', 's2', 's3'])
@@ -106,7 +115,8 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
   it('a cut link between two servers: the push fails, the client steps the next hop itself, same tokens, nobody banned', async () => {
     const ref = await localGreedy(PROMPT, N)
     for (let seed = 1; seed <= 3; seed++) {
-      const { net, client } = await swarm(seed, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]])
+      // The lost push is noticed by s1's push timeout (short); the client's own requests never time out.
+      const { net, client } = await swarm(seed, [['s1', 0, 2], ['s2', 2, 4], ['s3', 4, 6]], 0, { pushTimeoutMs: 100 })
       let count = 0
       const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: N, onToken: () => { if (++count === 3) net.cut('s1', 's2') } })
       expect(r.tokens, `seed ${seed}`).toEqual(ref)
@@ -141,7 +151,9 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
 
   it('a link that silently drops messages: timeout, ban, re-route, same tokens', async () => {
     const ref = await localGreedy(PROMPT, N)
-    const { net, client } = await swarm(9, [['s1', 0, 3], ['s2', 3, 6], ['t1', 0, 3], ['t2', 3, 6]])
+    // The client's request timeout is the subject here: short enough to notice the cut, long
+    // enough that a healthy step on a loaded machine never reaches it.
+    const { net, client } = await swarm(9, [['s1', 0, 3], ['s2', 3, 6], ['t1', 0, 3], ['t2', 3, 6]], 0, { timeoutMs: 2000 })
     let cutPeer = ''
     const r = await swarmGenerate(client, fakeEnds, PROMPT, {
       maxNewTokens: N,
@@ -161,7 +173,7 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
     const prompts = [[1, 2, 3], [7, 7], [30, 2, 11, 5]]
     const refs = await Promise.all(prompts.map(p => localGreedy(p, 6)))
     const outs = await Promise.all(prompts.map((p, i) => {
-      const client = new InferenceClient({ transport: net.endpoint(`c${i}`), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 1000 })
+      const client = new InferenceClient({ transport: net.endpoint(`c${i}`), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: RELAXED.timeoutMs, hedgeFloorMs: HEDGE_FLOOR_MS })
       return swarmGenerate(client, fakeEnds, p, { maxNewTokens: 6 })
     }))
     expect(outs.map(o => o.tokens)).toEqual(refs)
@@ -198,7 +210,7 @@ describe('inference through the swarm (fake blocks, seeded network)', () => {
     expect(d.moves[0].minAfter).toBeCloseTo(100)
     expect(await d.rebalanceOnce()).toBe(false) // settled
     expect(c.currentSpan).toEqual({ start: 4, end: 6 })
-    const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: 1000 })
+    const client = new InferenceClient({ transport: net.endpoint('client'), directory: dir, model: 'fake', numBlocks: BLOCKS, hiddenSize: C, timeoutMs: RELAXED.timeoutMs, hedgeFloorMs: HEDGE_FLOOR_MS })
     const r = await swarmGenerate(client, fakeEnds, PROMPT, { maxNewTokens: 4 })
     expect(r.tokens).toEqual(await localGreedy(PROMPT, 4))
   })
