@@ -6,6 +6,7 @@ import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
 import type { Tensor } from '../tensor.ts'
+import { matmulQuant } from './matmul-quant.ts'
 import { backendOf, expectDType, expectRank, groups, isCpu } from './util.ts'
 
 /**
@@ -301,19 +302,22 @@ const NAIVE_WG = 16
 
 /**
  * y = x·wᵀ + bias (Hugging Face layout).
- * x (..., in), w (out, in), bias (out) → (..., out).
+ * x (..., in) f32, w (out, in), bias (out) f32 → (..., out) f32. w may be in any weight dtype
+ * (f16, bf16, GGUF blocks: read in place by the dequantizing GEMV for ≤ 8 rows, the tiled
+ * kernel otherwise) and split into row parts; f32 weights in one binding take matmul.
  */
 export function linear (x: Tensor, w: Tensor, bias?: Tensor): Tensor {
   backendOf('linear', x, w, bias)
   expectDType('linear', 'x', x, 'f32')
-  expectDType('linear', 'w', w, 'f32')
   expectRank('linear', 'w', w, 2)
   if (x.rank < 1) throw new ShapeError('linear', `x must have rank ≥ 1, got ${shapeString(x.shape)}`)
   const inF = x.shape[x.rank - 1]
   if (w.shape[1] !== inF) throw new ShapeError('linear', `x ${shapeString(x.shape)} has ${inF} features but w ${shapeString(w.shape)} expects ${w.shape[1]}`)
   const outF = w.shape[0]
   const x2 = x.reshape([rowsOf(x), inF])
-  const y2 = matmul(x2, w, { transB: true, bias })
+  // weights in their file encoding, or split into row parts: ops/matmul-quant.ts (GEMV or tiled by rows)
+  const inPlace = w.dtype !== 'f32' || w.storage.parts !== undefined
+  const y2 = inPlace ? matmulQuant(x2, w, { bias }) : matmul(x2, w, { transB: true, bias })
   x2.dispose()
   const y = y2.reshape([...x.shape.slice(0, -1), outF])
   y2.dispose()
