@@ -12,7 +12,7 @@ await Promise.all(Object.values(import.meta.glob('../../web/src/gpu/ops/*.ts')).
 const COVERED_BY: Record<string, string> = {
   elementwise: 'elementwise',
   matmul: 'matmul', matmul_vec4: 'matmul', matmul_naive: 'matmul',
-  quant: 'quant', matmul_q8: 'quant',
+  quant: 'quant', matmul_q8: 'quant', matmul_quant: 'matmul-quant',
   norm: 'norm', norm_backward: 'norm',
   softmax: 'softmax',
   loss: 'loss',
