@@ -9,6 +9,7 @@ import { GGML } from '../../web/src/model/gguf/ggml-types.ts'
 import { GgufType, type GgufValue } from '../../web/src/model/gguf/read.ts'
 import { gv } from '../../web/src/model/gguf/write.ts'
 import { TokenizerError } from '../../web/src/model/errors.ts'
+import { sourceFrom } from '../../web/src/model/source.ts'
 import { GgufTokenizer, loadTokenizer } from '../../web/src/model/tokenizer.ts'
 import { lenmlGgufMeta, llamaCpp, writeTinyGguf, type LlamaCppOp } from '../helpers/llamacpp.ts'
 
@@ -123,6 +124,10 @@ describe('GGUF BPE vocabularies (Llama 3, Qwen 3) vs llama.cpp', () => {
     const tok = await GgufTokenizer.create(meta)
     await compare(file, tok, [...MIXED, '<|im_start|>user\nhi<|im_end|>\n<tool_call>{"a": 1}</tool_call>'])
     for (const text of MIXED) expect(tok.decode(tok.encode(text))).toBe(text)
+    // A .gguf model source: loadTokenizer reads the tokenizer from the file's header.
+    const loaded = await loadTokenizer(sourceFrom(file), tok.vocabSize)
+    expect(loaded).toBeInstanceOf(GgufTokenizer)
+    expect(loaded!.encode(MIXED[3])).toEqual(tok.encode(MIXED[3]))
     const imEnd = tok.encode('<|im_end|>')
     expect(imEnd).toEqual([151645])
     expect(tok.special.endOfGeneration).toEqual(expect.arrayContaining([151643, 151645]))

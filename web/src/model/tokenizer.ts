@@ -1,5 +1,5 @@
 import { TokenizerError } from './errors.ts'
-import { readJson, type ModelSource } from './source.ts'
+import { isGgufName, readJson, type ModelSource } from './source.ts'
 import { GgufTokenizer } from './tokenizer/gguf-tokenizer.ts'
 import { END_OF_GENERATION_TEXTS, metaGet, type MetadataLike } from './tokenizer/gguf-vocab.ts'
 
@@ -167,19 +167,20 @@ function chatTemplateOf (v: unknown): string | undefined {
 }
 
 /**
- * The tokenizer for a model: tokenizer.json (+ tokenizer_config.json) when the source has one;
- * else the one in the GGUF metadata (given, or read from the source's .gguf header); else the byte tokenizer when the vocabulary is
+ * The tokenizer for a model: a GGUF's own (from `ggufMetadata`, or read from the source's .gguf
+ * header) when it has one, the file being authoritative; else tokenizer.json (+
+ * tokenizer_config.json) when the source has one; else the byte tokenizer when the vocabulary is
  * 256; else undefined (token ids only).
  */
 export async function loadTokenizer (source: ModelSource, vocabSize: number, ggufMetadata?: MetadataLike): Promise<TextTokenizer | undefined> {
-  const json = await readJson(source, 'tokenizer.json')
-  if (json !== undefined) return await HfTokenizer.create(json, await readJson(source, 'tokenizer_config.json'))
   let meta = ggufMetadata
-  if (meta === undefined && source.file?.toLowerCase().endsWith('.gguf') === true) {
+  if (meta === undefined && source.file !== undefined && isGgufName(source.file)) {
     const { readGgufHeader } = await import('./gguf/read.ts')
     meta = (await readGgufHeader(source, source.file)).metadata
   }
   if (meta !== undefined && metaGet(meta, 'tokenizer.ggml.model') !== undefined) return await GgufTokenizer.create(meta)
+  const json = await readJson(source, 'tokenizer.json')
+  if (json !== undefined) return await HfTokenizer.create(json, await readJson(source, 'tokenizer_config.json'))
   if (vocabSize === 256) return new ByteTokenizer()
   return undefined
 }
