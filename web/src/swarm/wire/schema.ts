@@ -10,12 +10,12 @@
  *   codec.read(codec.write({ type: 'close', session: 's' }))
  *
  * Wire form of a message: `version:u8 type:u8` then its fields in declaration order:
- * string = varint length + UTF-8 (≤ MAX_STRING_BYTES); varint = unsigned LEB128; milli = a
+ * string = varint length + UTF-8 (≤ MAX_STRING_BYTES, bytes.ts); varint = unsigned LEB128; milli = a
  * non-negative number × 1000 as a varint (no float parsing of peer data); tensor = inline f32
  * tensor (bytes.ts); list = varint count + that many records; oneOf = u8 tag + that case's
  * fields; optional = u8 0 | u8 1 + its fields.
  */
-import { MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_TENSOR_RANK } from '../constants.ts'
+import { MAX_MESSAGE_BYTES } from '../constants.ts'
 import { MalformedMessageError, MessageTooLargeError } from '../errors.ts'
 import { ByteReader, ByteWriter, type WireTensor } from './bytes.ts'
 
@@ -42,19 +42,19 @@ export type Field = StringField | VarintField | MilliField | TensorField | ListF
 export type Fields = Readonly<Record<string, Field>>
 
 /** A UTF-8 string of ≤ MAX_STRING_BYTES bytes. */
-export const str = (o: Labelled & { nonEmpty?: boolean } = {}): StringField => ({ kind: 'string', nonEmpty: o.nonEmpty ?? false, ...o })
+export const str = (o: Labelled & { nonEmpty?: boolean } = {}): StringField => ({ ...o, kind: 'string', nonEmpty: o.nonEmpty ?? false })
 /** An unsigned integer in [min, max]. */
-export const varint = (max = Number.MAX_SAFE_INTEGER, o: Labelled & { min?: number } = {}): VarintField => ({ kind: 'varint', min: o.min ?? 0, max, ...o })
+export const varint = (max = Number.MAX_SAFE_INTEGER, o: Labelled & { min?: number } = {}): VarintField => ({ ...o, kind: 'varint', min: o.min ?? 0, max })
 /** A non-negative number with three decimals, as milli-units in a varint. */
-export const milli = (o: Labelled = {}): MilliField => ({ kind: 'milli', ...o })
+export const milli = (o: Labelled = {}): MilliField => ({ ...o, kind: 'milli' })
 /** An f32 tensor of rank ≤ MAX_TENSOR_RANK holding ≤ MAX_MESSAGE_BYTES / 4 values. */
-export const tensor = (o: Omit<TensorField, 'kind'> = {}): TensorField => ({ kind: 'tensor', ...o })
+export const tensor = (o: Omit<TensorField, 'kind'> = {}): TensorField => ({ ...o, kind: 'tensor' })
 /** At most `max` records of `of`. */
-export const list = <O extends Fields>(max: number, of: O, o: Labelled = {}): ListField<O> => ({ kind: 'list', max, of, ...o })
+export const list = <O extends Fields>(max: number, of: O, o: Labelled = {}): ListField<O> => ({ ...o, kind: 'list', max, of })
 /** One of several field sets, picked by a u8 tag. */
-export const oneOf = <C extends Record<number, Fields>>(cases: C, o: Labelled = {}): OneOfField<C> => ({ kind: 'oneOf', cases, ...o })
+export const oneOf = <C extends Record<number, Fields>>(cases: C, o: Labelled = {}): OneOfField<C> => ({ ...o, kind: 'oneOf', cases })
 /** A field set that may be absent (u8 0 / 1). */
-export const optional = <O extends Fields>(of: O, o: Labelled = {}): OptionalField<O> => ({ kind: 'optional', of, ...o })
+export const optional = <O extends Fields>(of: O, o: Labelled = {}): OptionalField<O> => ({ ...o, kind: 'optional', of })
 
 // ---------------------------------------------------------------- messages and their types
 
@@ -197,7 +197,6 @@ export interface MessageCodec<M extends { type: string }> {
 /** The encoder/decoder of `schema` under `protocol` (for error messages) and wire `version`. */
 export function messageCodec<S extends Schema> (protocol: string, version: number, schema: S, checks: Checks<MessageOf<S>> = {}): MessageCodec<MessageOf<S>> {
   const byCode = new Map(Object.entries(schema).map(([name, m]) => [m.code, { name, m }]))
-  const name = protocol.split('/').at(-2) ?? protocol
   return {
     write (msg) {
       const spec = schema[msg.type]
@@ -208,10 +207,10 @@ export function messageCodec<S extends Schema> (protocol: string, version: numbe
     read (bytes) {
       const r = new ByteReader(bytes, protocol)
       const v = r.u8('version')
-      if (v !== version) throw new MalformedMessageError(protocol, `${name}: unsupported version ${v} (expected ${version})`)
+      if (v !== version) throw new MalformedMessageError(protocol, `unsupported version ${v} (expected ${version})`)
       const code = r.u8('type')
       const hit = byCode.get(code)
-      if (hit === undefined) throw new MalformedMessageError(protocol, `${name}: unknown message type ${code}`)
+      if (hit === undefined) throw new MalformedMessageError(protocol, `unknown message type ${code}`)
       const m = { type: hit.name, ...readFields(r, hit.m.fields, hit.name, protocol) } as MessageOf<S>
       const check = (checks as Record<string, ((m: MessageOf<S>) => string | undefined) | undefined>)[hit.name]
       const problem = check?.(m)
@@ -249,6 +248,3 @@ export function renderTable (schema: Schema): string {
     `| ${m.code} | ${wireName(key)} | ${m.dir} | ${renderFields(m.fields) || '—'} | ${m.note ?? ''} |`)
   return ['| type | name | direction | fields, in wire order | note |', '|---|---|---|---|---|', ...rows].join('\n')
 }
-
-/** The caps every schema shares, for the grammar's footnote. */
-export const SHARED_CAPS = { MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_TENSOR_RANK } as const
