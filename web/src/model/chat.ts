@@ -1,4 +1,5 @@
 import { Template } from '@huggingface/jinja'
+import { TokenizerError } from './errors.ts'
 import type { TextTokenizer } from './tokenizer.ts'
 
 /**
@@ -26,12 +27,12 @@ export interface ChatOptions {
 }
 
 /** The model ships no chat template (a base model): there is no right way to format a chat for it. */
-export class NoChatTemplateError extends Error {
+export class NoChatTemplateError extends TokenizerError {
   override name = 'NoChatTemplateError'
 }
 
 /** The chat template failed to parse or render, or raised an error itself (e.g. roles out of order). */
-export class ChatTemplateError extends Error {
+export class ChatTemplateError extends TokenizerError {
   override name = 'ChatTemplateError'
 }
 
