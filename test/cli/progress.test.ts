@@ -74,4 +74,12 @@ describe('stderrProgress', () => {
     expect(out[2]).toMatch(/100% {2}100 B\/s {2}done in 0:30\n$/)
     expect(LOG_INTERVAL_MS).toBe(10_000)
   })
+
+  it('stays silent in a log for a load quicker than LOG_INTERVAL_MS', () => {
+    const c = fakeClock()
+    const out: string[] = []
+    const p = stderrProgress('w', { write: s => out.push(s), isTTY: false, clock: c.now })
+    for (let i = 0; i <= 5; i++) { p({ bytesLoaded: i * 100, bytesTotal: 500 }); c.advance(1000) }
+    expect(out).toEqual([])
+  })
 })

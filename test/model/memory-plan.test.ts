@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { parseConfig } from '../../web/src/model/config.ts'
 import {
-  MemoryBudgetError, MemoryPlanArgumentError, checkBudget, formatBytes, largestSpanThatFits, pageBudgetBytes, parseByteSize, planPart, tensorRole, type PlanTensor
+  MemoryBudgetError, MemoryPlanArgumentError, checkBudget, costliestBlockPlan, formatBytes, largestSpanThatFits, pageBudgetBytes, parseByteSize, planPart, spanLengthThatFits, tensorRole, type PlanTensor
 } from '../../web/src/model/memory-plan.ts'
 
 // Block sizes from the GGUF format (ggml-common.h), written out here so the test does not lean on
@@ -91,6 +91,15 @@ describe('memory plan: Llama-3.2-1B, Q4_K_M mix', () => {
     expect(largestSpanThatFits(llama1b, tensors, 1e12, opts)).toBe(16)
     expect(largestSpanThatFits(llama1b, tensors, 1e12, { ...opts, start: 12 })).toBe(4)
     expect(largestSpanThatFits(llama1b, tensors, 1e6, opts)).toBe(0)
+    // Any window of that length fits (a server that lets the swarm place it); the costliest block
+    // is one of the `use_more_bits` layers.
+    for (const budget of [2e8, 3e8, 5e8]) {
+      const n = spanLengthThatFits(llama1b, tensors, budget, opts)
+      for (let s = 0; s + n <= 16; s++) expect(planPart(llama1b, tensors, blocks(s, s + n), opts).totalBytes).toBeLessThanOrEqual(budget)
+      expect(Array.from({ length: 16 - n }, (_, s) => planPart(llama1b, tensors, blocks(s, s + n + 1), opts).totalBytes).some(b => b > budget)).toBe(true)
+    }
+    expect(spanLengthThatFits(llama1b, tensors, 1e6, opts)).toBe(0)
+    expect(costliestBlockPlan(llama1b, tensors, opts).part.blocks.start).toBe(0)
     // With the ends, the embedding's 215 MB comes first.
     expect(largestSpanThatFits(llama1b, tensors, 2e8, { ...opts, embedding: true, head: true })).toBe(0)
   })

@@ -16,9 +16,9 @@ import { exitStatusOf, isExpectedFailure } from './failures.ts'
 const USAGE = `usage: webswarm <command> [options]
 
 commands:
-  logits    --model DIR --tokens 5,17,3 --out FILE
+  logits    --model MODEL --tokens 5,17,3 --out FILE
             writes {"logits": [[...], ...]} (every position, f32)
-  generate  --model DIR (--tokens IDS | --prompt TEXT) --max-new-tokens N
+  generate  --model MODEL (--tokens IDS | --prompt TEXT) --max-new-tokens N
             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out FILE]
             streams text (or ids) to stdout; writes {"tokens": [new ids]} to FILE
   grad      --model DIR --inputs IDS --targets IDS --out DIR2
@@ -29,12 +29,12 @@ commands:
             [--checkpoint-every N] [--eval-every N] [--resume]
             single-peer training with a progress line and checkpoints in DIR
 
-  serve     --model DIR|URL --bootstrap MULTIADDR [--blocks A:B | --num-blocks N]
+  serve     --model MODEL --bootstrap MULTIADDR [--blocks A:B | --num-blocks N]
             [--experts LAYER:E,E;... | --experts auto [--expert-layers LAYERS] [--expert-slots N]]
             [--remote-experts LAYERS] [--cache-tokens N] [--model-id ID]
             serves a span of blocks and/or MoE experts to the swarm until SIGINT/SIGTERM
             (auto: the least-covered experts, keeping often co-selected ones together)
-  generate  --bootstrap MULTIADDR --model DIR|URL ... (as above)
+  generate  --bootstrap MULTIADDR --model MODEL ... (as above)
             runs the blocks on the swarm; only config, embedding and head are read from --model
   train     --bootstrap MULTIADDR --run ID [--syncs N]
             [--declare [--config FILE] [--inner-steps H] [--seq-len T] [--batch B] [--lr LR]
@@ -45,6 +45,13 @@ commands:
 
 options for every command:
   --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
+
+MODEL: a .gguf file or its http(s) URL (e.g. a relay's /models/NAME.gguf), a folder holding one
+  .gguf, or a Hugging Face safetensors folder or URL. Only the bytes a command needs are read.
+options for commands that load a model (logits, generate, grad, serve):
+  --max-gpu-memory SIZE  refuse (naming the numbers) a load whose weights + KV cache + scratch
+                        exceed SIZE (4GB, 1.5GiB, 800MB); serve without --blocks takes as many
+                        blocks as fit. Loads longer than a moment show bytes, rate and ETA on stderr
 
 options for swarm commands (serve, generate --bootstrap, train --bootstrap):
   --bootstrap MULTIADDR|URL  the relay: its multiaddr (…/p2p/<id>), or its page URL
@@ -94,6 +101,7 @@ const OPTIONS = {
   'num-blocks': { type: 'string' },
   'cache-tokens': { type: 'string' },
   'model-id': { type: 'string' },
+  'max-gpu-memory': { type: 'string' },
   // swarm: train --bootstrap (web/src/cli/swarm-train.ts)
   run: { type: 'string' },
   declare: { type: 'boolean' },

@@ -1,7 +1,11 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import type { Backend } from '../gpu/backend.ts'
 import { UsageError, device, ids, int, num, required, str, type Flags } from './args.ts'
-import { loadModel, initModel, type CausalLM } from '../model/model.ts'
+import { loadConfig, loadModel, initModel, type CausalLM } from '../model/model.ts'
+import type { PlanOptions } from '../model/memory-plan.ts'
+import { wholeModel } from '../model/params.ts'
+import { sourceFrom } from '../model/source.ts'
+import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
@@ -24,9 +28,19 @@ async function releaseBackend (be: Backend): Promise<void> {
   if (be.kind === 'webgpu') (be as import('../gpu/gpu-backend.ts').GpuBackend).destroy()
 }
 
-async function withModel<T> (f: Flags, fn: (m: CausalLM) => Promise<T>): Promise<T> {
+/**
+ * Loads --model (a .gguf file or URL, a folder holding one, or a safetensors folder or URL),
+ * first checking the whole model against --max-gpu-memory for one session of `plan`'s context;
+ * progress on stderr.
+ */
+async function withModel<T> (f: Flags, plan: PlanOptions, fn: (m: CausalLM) => Promise<T>): Promise<T> {
+  const where = await resolveModelArg(required(f, 'model'))
+  const source = sourceFrom(where)
+  const budget = maxGpuMemory(f)
+  const config = budget === undefined ? undefined : await loadConfig(source)
+  if (config !== undefined) await new ModelPlanner(source, config, budget, line => { if (f.quiet !== true) process.stderr.write(`${line}\n`) }).check(wholeModel(config), { sessions: 1, ...plan })
   const be = await openBackend(f)
-  const model = await loadModel(required(f, 'model'), be)
+  const model = await loadModel(source, be, { config, onProgress: loadProgress(f, `loading ${where}`) })
   try {
     return await fn(model)
   } finally {
@@ -45,7 +59,7 @@ function rows (data: Float32Array, T: number, V: number): number[][] {
 export async function logits (f: Flags): Promise<number> {
   const tokens = ids(f, 'tokens')
   const out = required(f, 'out')
-  await withModel(f, async m => {
+  await withModel(f, { context: tokens.length, stepTokens: tokens.length }, async m => {
     const l = m.logits(tokens)
     const data = await l.readF32()
     l.dispose()
@@ -58,7 +72,9 @@ export async function generateCmd (f: Flags): Promise<number> {
   if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
   const maxNew = int(f, 'max-new-tokens', 0, 0)
   const out = str(f, 'out')
-  await withModel(f, async m => {
+  // The prompt's token count is known once the tokenizer is loaded: bound it by its UTF-8 bytes.
+  const promptTokens = f.tokens !== undefined ? ids(f, 'tokens').length : new TextEncoder().encode(str(f, 'prompt') ?? '').length + 8
+  await withModel(f, { context: promptTokens + maxNew, stepTokens: promptTokens }, async m => {
     let prompt: number[]
     if (f.tokens !== undefined) prompt = ids(f, 'tokens')
     else if (f.prompt !== undefined) {
@@ -90,7 +106,7 @@ export async function grad (f: Flags): Promise<number> {
   const targets = ids(f, 'targets')
   const outDir = required(f, 'out')
   if (inputs.length !== targets.length) throw new UsageError(`--inputs has ${inputs.length} ids but --targets has ${targets.length}`)
-  await withModel(f, async m => {
+  await withModel(f, { context: inputs.length, stepTokens: inputs.length }, async m => {
     const { loss, grads } = await lossAndGradients(m, inputs, targets)
     const specs = m.paramSpecs()
     const values = new Map<string, Float32Array>()

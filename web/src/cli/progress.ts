@@ -1,7 +1,8 @@
 /**
  * Load progress on stderr: bytes, rate and ETA, rewritten in place on a terminal (at most every
- * TTY_INTERVAL_MS), one line every LOG_INTERVAL_MS otherwise (logs stay short), and always a
- * final line when the bytes are in.
+ * TTY_INTERVAL_MS) and ended with a final line; otherwise (a log, a pipe) one line every
+ * LOG_INTERVAL_MS and a final one only for a load that printed any (quick loads stay silent, so
+ * scripted runs' stderr carries only what went wrong).
  */
 import type { LoadProgress } from '../model/weights.ts'
 import { ProgressMeter, formatProgress } from '../util/progress.ts'
@@ -27,19 +28,20 @@ export function stderrProgress (label: string, opts: StderrProgressOptions = {})
   const clock = opts.clock ?? (() => performance.now())
   const meter = new ProgressMeter(clock)
   let last: number | undefined
+  let printed = false
   let finished = false
   return p => {
     if (finished) return
     const s = meter.update(p.bytesLoaded, p.bytesTotal)
     const now = clock()
     const every = tty ? TTY_INTERVAL_MS : LOG_INTERVAL_MS
+    if (s.done) finished = true
     if (!s.done && last !== undefined && now - last < every) return
-    // The first call (0 bytes) only starts the clock on a log: no line saying nothing.
-    if (!s.done && !tty && last === undefined) { last = now; return }
+    if (!tty && (s.done ? !printed : last === undefined)) { last ??= now; return }
     last = now
+    printed = true
     const line = formatProgress(label, s)
     if (tty) write(`\r${line}\x1b[K${s.done ? '\n' : ''}`)
     else write(`${line}\n`)
-    if (s.done) finished = true
   }
 }

@@ -1,12 +1,14 @@
 /**
- * `webswarm serve --model DIR|URL --bootstrap MULTIADDR [--blocks A:B] [--experts SPEC|auto
+ * `webswarm serve --model FILE.gguf|DIR|URL --bootstrap MULTIADDR [--blocks A:B] [--experts SPEC|auto
  *  [--expert-layers LAYERS] [--expert-slots N]] [--remote-experts LAYERS] [--num-blocks N]
- *  [--cache-tokens N] [--model-id ID] [--device cpu]`
+ *  [--cache-tokens N] [--max-gpu-memory SIZE] [--model-id ID] [--device cpu]`
  *
  * Serves a span of blocks (given, or the least-served window of --num-blocks blocks) and/or hosts
  * MoE experts (`--experts 1:0,1;2:3` = layer 1 experts 0 and 1, layer 2 expert 3; `--experts auto`
  * = the scheduler chooses --expert-slots of them, swarm/moe/placement.ts), announcing them in the
- * DHT and mirroring a summary into the swarm CRDT for the page, until SIGINT/SIGTERM.
+ * DHT and mirroring a summary into the swarm CRDT for the page, until SIGINT/SIGTERM. With
+ * --max-gpu-memory the span and its KV cache (--cache-tokens positions) must fit: a given span
+ * is refused with the numbers, a chosen one is at most as long as fits anywhere in the model.
  */
 import { loadConfig } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
@@ -22,6 +24,7 @@ import { affinityFromPeers, summarize } from '../swarm/moe/summary.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
+import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
 
 /** KV-cache positions a server offers by default: a few chat sessions of the tiny models. */
@@ -63,11 +66,14 @@ export function parseLayers (v: string | undefined, numLayers: number): number[]
 }
 
 export async function serve (f: Flags): Promise<number> {
-  const where = required(f, 'model')
+  const where = await resolveModelArg(required(f, 'model'))
   const source = sourceFrom(where)
   const config = await loadConfig(source)
   const id = modelId(where, str(f, 'model-id'))
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
+  const planner = new ModelPlanner(source, config, maxGpuMemory(f), log)
+  const cacheTokens = int(f, 'cache-tokens', DEFAULT_CACHE_TOKENS, 1)
+  const spanPlan = { sessions: 1, context: cacheTokens }
   const expertSpec = str(f, 'experts')
   const auto = expertSpec === 'auto'
   // Flags are checked before joining: a typo costs no network set-up.
@@ -82,6 +88,10 @@ export async function serve (f: Flags): Promise<number> {
   const span = blocksSpec === undefined ? undefined : parseBlocks(blocksSpec, config.numLayers)
   const remoteLayers = new Set((str(f, 'remote-experts') ?? '').split(',').filter(s => s !== '').map(Number))
   for (const l of remoteLayers) if (!(Number.isInteger(l) && l >= 0 && l < config.numLayers)) throw new UsageError(`--remote-experts: layer ${l} is not in [0, ${config.numLayers})`)
+  // The span must fit --max-gpu-memory with its KV cache: refused (or shrunk, when the span is ours to choose) before joining.
+  const serving = blocksSpec !== undefined || expertSpec === undefined
+  if (span !== undefined) await planner.check({ blocks: span, embedding: false, head: false }, spanPlan)
+  const numServed = serving && span === undefined ? await planner.blocksThatFit(int(f, 'num-blocks', config.numLayers, 1), spanPlan) : config.numLayers
 
   const be = await openBackend(f)
   const peer = await joinSwarmWithDoc(await resolveBootstrap(f), { numBlocks: config.numLayers, numExperts: config.numExperts }, log)
@@ -136,7 +146,7 @@ export async function serve (f: Flags): Promise<number> {
       stops.push(async () => { await role.stop() })
     }
 
-    if (blocksSpec !== undefined || expertSpec === undefined) {
+    if (serving) {
       // A server whose MoE layers call remote experts runs their router: it counts co-selections
       // (its span's layers) and publishes a summary for peers that place experts.
       let cosel: CoSelectionStats | undefined
@@ -147,14 +157,16 @@ export async function serve (f: Flags): Promise<number> {
         model: id,
         numBlocks: config.numLayers,
         span,
-        numServed: int(f, 'num-blocks', config.numLayers, 1),
+        numServed,
         loadSpan: async (s, e) => {
+          await planner.check({ blocks: { start: s, end: e }, embedding: false, head: false }, spanPlan)
           cosel = remoteLayers.size === 0 ? undefined : new CoSelectionStats(e - s, config.numExperts, s)
+          const load = { config, onProgress: loadProgress(f, `loading blocks ${s}:${e} of ${where}`) }
           return await loadSpanBackend(source, be, id, s, e, remoteLayers.size === 0
             ? {}
-            : { coselection: cosel, remoteExperts: { layers: remoteLayers, experts: new RemoteExperts({ transport: peer.transport, directory: peer.directory, model: id, hiddenSize: config.hiddenSize, numExperts: config.numExperts, timeoutMs: EXPERT_TIMEOUT_MS, log }) } })
+            : { coselection: cosel, remoteExperts: { layers: remoteLayers, experts: new RemoteExperts({ transport: peer.transport, directory: peer.directory, model: id, hiddenSize: config.hiddenSize, numExperts: config.numExperts, timeoutMs: EXPERT_TIMEOUT_MS, log }) } }, load)
         },
-        cacheBudgetBytes: int(f, 'cache-tokens', DEFAULT_CACHE_TOKENS, 1) * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
+        cacheBudgetBytes: cacheTokens * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
         rebalanceMs: blocksSpec === undefined ? RECORD_REFRESH_MS : 0,
         log,
         onAnnounce: r => { mirror({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }) }

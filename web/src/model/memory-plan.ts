@@ -3,8 +3,9 @@
  * computed from the weights file's header before a byte of weights is read, and compared with a
  * per-peer budget:
  *
- *   weights  the part's tensors in their file encoding (GGUF blocks, f16/bf16 stay 16-bit;
- *            1-D tensors — norms, biases — are held in f32), each buffer padded to 4 bytes
+ *   weights  the part's tensors as the loader holds them: a GGUF's in their file encoding
+ *            (blocks, f16, bf16), a safetensors checkpoint's widened to f32 unless loaded with
+ *            keepDtypes; 1-D tensors (norms, biases) in f32; each buffer padded to 4 bytes
  *   kv       sessions × context positions × layers × K and V rows (Hkv × D) in f16 or f32
  *   scratch  one forward step's intermediates: `stepTokens` rows through one block (the runtime
  *            frees each block's intermediates before the next), the attention scores over the
@@ -18,7 +19,11 @@
  */
 import { formatSize } from '../util/progress.ts'
 import type { ModelConfig } from './config.ts'
+import { ModelArgumentError } from './errors.ts'
+import { readGgufHeader, type GgufHeader } from './gguf/read.ts'
 import type { BlockRange, PartSpec } from './params.ts'
+import type { ModelSource } from './source.ts'
+import { WeightIndex } from './weights.ts'
 
 /** One tensor of the weights file as its header describes it. */
 export interface PlanTensor {
@@ -28,6 +33,34 @@ export interface PlanTensor {
   shape: readonly number[]
   /** Bytes of its data in the file (its encoding: GGUF blocks, f16, bf16 or f32). */
   bytes: number
+}
+
+/** The tensors a GGUF header declares (sizes in their GGML encoding). */
+export function planTensorsFromGguf (h: GgufHeader): PlanTensor[] {
+  return [...h.tensors.values()].map(t => ({ name: t.name, shape: t.shape, bytes: t.bytes }))
+}
+
+/**
+ * The tensors of a safetensors checkpoint (one header read per file, no data). `keepDtypes`
+ * as LoadOptions.keepDtypes: 16-bit weights stay 16-bit, else (the default for safetensors)
+ * everything is widened to f32 on the host.
+ */
+export async function planTensorsFromSafetensors (index: WeightIndex, keepDtypes = false): Promise<PlanTensor[]> {
+  const out: PlanTensor[] = []
+  for (const name of await index.names()) {
+    const { info } = await index.locate(name)
+    out.push({ name, shape: info.shape, bytes: keepDtypes ? info.end - info.begin : numel(info.shape) * F32 })
+  }
+  return out
+}
+
+/**
+ * The tensors of the model at `source` as the loader will hold them: its GGUF file's header
+ * (kept in the file's encoding), or its safetensors headers (see planTensorsFromSafetensors).
+ */
+export async function readPlanTensors (source: ModelSource, opts: { keepDtypes?: boolean } = {}): Promise<PlanTensor[]> {
+  if (source.file !== undefined) return planTensorsFromGguf(await readGgufHeader(source, source.file))
+  return await planTensorsFromSafetensors(await WeightIndex.open(source), opts.keepDtypes)
 }
 
 /** Where a tensor belongs: a decoder layer, the embedding table, the head, or its final norm. */
@@ -96,8 +129,11 @@ export interface MemoryPlan {
   kvDtype: KvDType
 }
 
-/** A part does not fit the peer's GPU-memory budget; the message names every number. */
-export class MemoryBudgetError extends Error {
+/**
+ * A part does not fit the peer's GPU-memory budget; the message names every number. (A
+ * ModelArgumentError: the span, sessions and budget asked for do not go together.)
+ */
+export class MemoryBudgetError extends ModelArgumentError {
   override name = 'MemoryBudgetError'
   constructor (readonly plan: MemoryPlan, readonly budgetBytes: number) {
     super(`${describePart(plan.part)} needs ${formatBytes(plan.weightsBytes)} weights + ${formatBytes(plan.kvBytes)} KV for ${plan.sessions} session${plan.sessions === 1 ? '' : 's'} × ${plan.context} + ${formatBytes(plan.scratchBytes)} scratch = ${formatBytes(plan.totalBytes)}; budget ${formatBytes(budgetBytes)}`)
@@ -105,7 +141,7 @@ export class MemoryBudgetError extends Error {
 }
 
 /** Bad planner input (a size string, a range, an option). */
-export class MemoryPlanArgumentError extends Error {
+export class MemoryPlanArgumentError extends ModelArgumentError {
   override name = 'MemoryPlanArgumentError'
 }
 
@@ -245,6 +281,33 @@ export function largestSpanThatFits (config: ModelConfig, tensors: readonly Plan
     else hi = mid - 1
   }
   return lo
+}
+
+/**
+ * The longest span length whose every window of blocks fits the budget (a peer that lets the
+ * swarm choose its span may land anywhere in the model): between 0 and the model's depth.
+ */
+export function spanLengthThatFits (config: ModelConfig, tensors: readonly PlanTensor[], budgetBytes: number, opts: PlanOptions = {}): number {
+  const L = config.numLayers
+  // Cost grows with length, so window [s, s + n) fits iff the longest fitting span from s is ≥ n.
+  const longest = Array.from({ length: L }, (_, s) => largestSpanThatFits(config, tensors, budgetBytes, { ...opts, start: s }))
+  for (let n = L; n > 0; n--) {
+    let all = true
+    for (let s = 0; s + n <= L && all; s++) all = longest[s] >= n
+    if (all) return n
+  }
+  return 0
+}
+
+/** The plan of the costliest single block (what a refusal to serve even one block names). */
+export function costliestBlockPlan (config: ModelConfig, tensors: readonly PlanTensor[], opts: PlanOptions = {}): MemoryPlan {
+  let worst: MemoryPlan | undefined
+  for (let s = 0; s < config.numLayers; s++) {
+    const p = planPart(config, tensors, { blocks: { start: s, end: s + 1 }, embedding: false, head: false }, opts)
+    if (worst === undefined || p.totalBytes > worst.totalBytes) worst = p
+  }
+  if (worst === undefined) throw new MemoryPlanArgumentError('the model has no blocks')
+  return worst
 }
 
 /** A block range as "A:B" (for messages). */

@@ -4,13 +4,17 @@
  * tokens, failovers). The embedding and head run here; blocks run on the serving tabs and Node
  * peers. Also exposes `window.webswarmChat` for tests and the console.
  *
- * Query parameters: `model=URL` (a Hugging Face model directory served over HTTP; default
- * `./models/default`), `serve=A:B` (serve these blocks as soon as the swarm is joined), `serve=auto`
- * (the least-served span).
+ * Query parameters: `model=URL` (a .gguf file, e.g. the relay's `/models/NAME.gguf`, or a Hugging
+ * Face model directory served over HTTP; default `./models/default`), `serve=A:B` (serve these
+ * blocks as soon as the swarm is joined), `serve=auto` (the least-served span that fits the GPU
+ * memory budget), `max-gpu-memory=SIZE` (the budget; default derived from the adapter, see
+ * pageBudgetBytes in model/memory-plan.ts).
  */
 import type { Backend } from '../gpu/backend.ts'
+import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import { loadConfig } from '../model/model.ts'
 import type { ModelConfig } from '../model/config.ts'
+import { MemoryBudgetError, checkBudget, costliestBlockPlan, formatBytes, pageBudgetBytes, parseByteSize, planPart, readPlanTensors, spanLengthThatFits } from '../model/memory-plan.ts'
 import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
 import type { Swarm } from '../net/index.ts'
@@ -112,6 +116,33 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
     return { transport, directory, config }
   }
 
+  /** This tab's GPU-memory budget: ?max-gpu-memory=, else derived from the adapter (none on the CPU twins). */
+  const budgetOf = (be: Backend): number | undefined => {
+    const q = params.get('max-gpu-memory')
+    if (q !== null) return parseByteSize(q)
+    if (be.kind !== 'webgpu') return undefined
+    return pageBudgetBytes((be as GpuBackend).info.limits, (navigator as Navigator & { deviceMemory?: number }).deviceMemory)
+  }
+  /**
+   * How many blocks this tab may serve: a given span must fit the budget with its KV cache
+   * (refused with the numbers otherwise); an automatic one is as long as fits anywhere.
+   */
+  const blocksToServe = async (be: Backend, config: ModelConfig, span: { start: number, end: number } | undefined): Promise<number> => {
+    const wanted = Math.max(1, Math.ceil(config.numLayers / 2))
+    const budget = budgetOf(be)
+    if (budget === undefined) return wanted
+    const tensors = await readPlanTensors(sourceFrom(modelUrl))
+    const plan = { sessions: 1, context: SERVE_CACHE_TOKENS }
+    if (span !== undefined) {
+      checkBudget(planPart(config, tensors, { blocks: span, embedding: false, head: false }, plan), budget)
+      return wanted
+    }
+    const n = spanLengthThatFits(config, tensors, budget, plan)
+    if (n === 0) throw new MemoryBudgetError(costliestBlockPlan(config, tensors, plan), budget)
+    say(`GPU memory budget ${formatBytes(budget)}: up to ${n} of ${config.numLayers} blocks`)
+    return Math.min(wanted, n)
+  }
+
   let role: ServerRole | undefined
   let failovers = 0
   let session: InferenceSession | undefined
@@ -121,13 +152,15 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
     const { transport, directory, config } = await net()
     const be = await backend()
     const m = /^(\d+):(\d+)$/.exec(spec)
+    const span = m === null ? undefined : { start: Number(m[1]), end: Number(m[2]) }
+    const numServed = await blocksToServe(be, config, span)
     role = new ServerRole({
       transport,
       directory,
       model: modelId,
       numBlocks: config.numLayers,
-      span: m === null ? undefined : { start: Number(m[1]), end: Number(m[2]) },
-      numServed: Math.max(1, Math.ceil(config.numLayers / 2)),
+      span,
+      numServed,
       loadSpan: async (s, e) => await loadSpanBackend(sourceFrom(modelUrl), be, modelId, s, e, {}, { onProgress: progress.start(`${modelId}: blocks ${s}:${e}`) }),
       cacheBudgetBytes: SERVE_CACHE_TOKENS * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: m === null ? 60_000 : 0,

@@ -1,0 +1,142 @@
+/**
+ * Failures the API reports, one class per failure (STYLE 9), each knowing its HTTP status and
+ * OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}` — the fields OpenAI's
+ * own clients read (`openai` npm raises BadRequestError, NotFoundError, … from the status).
+ */
+import { WebSwarmError } from '../util/errors.ts'
+
+/** The body of every error response. */
+export interface OpenAiErrorBody {
+  error: { message: string, type: string, param: string | null, code: string | null }
+}
+
+export abstract class ApiError extends WebSwarmError {
+  /** HTTP status. */
+  abstract readonly status: number
+  /** OpenAI's error type (`invalid_request_error`, `rate_limit_error`, …). */
+  abstract readonly type: string
+  /** OpenAI's machine-readable code, or null. */
+  readonly code: string | null = null
+
+  constructor (message: string, readonly param: string | null = null) {
+    super(message)
+  }
+
+  body (): OpenAiErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } }
+  }
+}
+
+/** A parameter is missing, of the wrong type or out of range (400). */
+export class InvalidParamError extends ApiError {
+  override name = 'InvalidParamError'
+  readonly errorCode = 'api.invalid-param'
+  readonly callerFault = true
+  readonly status = 400
+  readonly type = 'invalid_request_error'
+  override readonly code: string | null
+
+  constructor (message: string, param: string | null = null, code: string | null = 'invalid_value') {
+    super(message, param)
+    this.code = code
+  }
+}
+
+/** The body is not JSON, or not a JSON object (400). */
+export class MalformedBodyError extends ApiError {
+  override name = 'MalformedBodyError'
+  readonly errorCode = 'api.malformed-body'
+  readonly callerFault = true
+  readonly status = 400
+  readonly type = 'invalid_request_error'
+  override readonly code = 'invalid_json'
+}
+
+/** No or a wrong Bearer key (401). */
+export class InvalidApiKeyError extends ApiError {
+  override name = 'InvalidApiKeyError'
+  readonly errorCode = 'api.invalid-api-key'
+  readonly callerFault = true
+  readonly status = 401
+  readonly type = 'invalid_request_error'
+  override readonly code = 'invalid_api_key'
+}
+
+/** No such route under /v1 (404). */
+export class UnknownRouteError extends ApiError {
+  override name = 'UnknownRouteError'
+  readonly errorCode = 'api.unknown-route'
+  readonly callerFault = true
+  readonly status = 404
+  readonly type = 'invalid_request_error'
+  override readonly code = 'unknown_url'
+}
+
+/** The route exists, the method does not (405). */
+export class MethodNotAllowedError extends ApiError {
+  override name = 'MethodNotAllowedError'
+  readonly errorCode = 'api.method-not-allowed'
+  readonly callerFault = true
+  readonly status = 405
+  readonly type = 'invalid_request_error'
+  override readonly code = 'method_not_allowed'
+}
+
+/** `model` names a model this API does not serve (404). */
+export class ModelNotFoundError extends ApiError {
+  override name = 'ModelNotFoundError'
+  readonly errorCode = 'api.model-not-found'
+  readonly callerFault = true
+  readonly status = 404
+  readonly type = 'invalid_request_error'
+  override readonly code = 'model_not_found'
+}
+
+/** The prompt (with max_tokens) does not fit the model's context, or the body is too large (413). */
+export class PromptTooLongError extends ApiError {
+  override name = 'PromptTooLongError'
+  readonly errorCode = 'api.prompt-too-long'
+  readonly callerFault = true
+  readonly status = 413
+  readonly type = 'invalid_request_error'
+  override readonly code = 'context_length_exceeded'
+}
+
+/** Over the per-key / per-IP request rate (429). */
+export class RateLimitError extends ApiError {
+  override name = 'RateLimitError'
+  readonly errorCode = 'api.rate-limit'
+  readonly callerFault = true
+  readonly status = 429
+  readonly type = 'rate_limit_error'
+  override readonly code = 'rate_limit_exceeded'
+
+  constructor (message: string, /** Seconds until a request would be taken. */ readonly retryAfterS: number) {
+    super(message)
+  }
+}
+
+/** The swarm cannot run the model now: no servers for some blocks, or every server is full (503). */
+export class SwarmUnavailableError extends ApiError {
+  override name = 'SwarmUnavailableError'
+  readonly errorCode = 'api.swarm-unavailable'
+  readonly callerFault = false
+  readonly status = 503
+  readonly type = 'server_error'
+  override readonly code: string
+
+  constructor (message: string, code = 'blocks_not_served', /** Blocks no live server covers. */ readonly missingBlocks: readonly number[] = []) {
+    super(message)
+    this.code = code
+  }
+}
+
+/** A failure of ours (500): a bug, or a generation that failed after it began. */
+export class ApiInternalError extends ApiError {
+  override name = 'ApiInternalError'
+  readonly errorCode = 'api.internal'
+  readonly callerFault = false
+  readonly status = 500
+  readonly type = 'server_error'
+  override readonly code = 'internal_error'
+}

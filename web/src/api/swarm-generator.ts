@@ -1,0 +1,131 @@
+/**
+ * The API's Generator on the swarm: this process is an inference client (embedding, LM head and
+ * sampling on its own device; the blocks on the swarm's servers through the client's routing,
+ * failover and hedging). Each request opens its own session; many run at once and the servers
+ * batch their steps (swarm/server/batched-span.ts). A request whose client disconnects closes its
+ * session at the next token, freeing the servers' KV cache at once.
+ */
+import type { Backend } from '../gpu/backend.ts'
+import { Sampler } from '../model/sampler.ts'
+import type { ModelSource } from '../model/source.ts'
+import { loadTokenizer } from '../model/tokenizer.ts'
+import { CacheFullError, NoRouteError, ServerBusyError } from '../swarm/errors.ts'
+import { InferenceClient, type InferenceClientOptions } from '../swarm/client/client.ts'
+import type { ClientEnds } from '../swarm/client/generate.ts'
+import type { InferenceSession } from '../swarm/client/session.ts'
+import { loadClientEnds } from '../swarm/model-backend.ts'
+import type { SwarmDirectory } from '../swarm/records.ts'
+import type { RpcTransport } from '../swarm/transport/index.ts'
+import { InvalidParamError, SwarmUnavailableError } from './errors.ts'
+import type { ApiModel, GenerateParams, GenerateResult, Generator } from './generator.ts'
+
+/** One served model: its info, the client over its servers, and its ends on this device. */
+export interface SwarmModel {
+  info: ApiModel
+  client: InferenceClient
+  ends: ClientEnds
+}
+
+/** "1, 2, 5-7" */
+export function formatBlocks (blocks: readonly number[]): string {
+  const out: string[] = []
+  for (let i = 0; i < blocks.length;) {
+    let j = i
+    while (j + 1 < blocks.length && blocks[j + 1] === blocks[j] + 1) j++
+    out.push(j === i ? String(blocks[i]) : `${blocks[i]}-${blocks[j]}`)
+    i = j + 1
+  }
+  return out.join(', ')
+}
+
+export class SwarmGenerator implements Generator {
+  private readonly byId = new Map<string, SwarmModel>()
+
+  constructor (models: readonly SwarmModel[]) {
+    for (const m of models) this.byId.set(m.info.id, m)
+  }
+
+  models (): readonly ApiModel[] {
+    return [...this.byId.values()].map(m => m.info)
+  }
+
+  async generate (model: string, prompt: readonly number[], params: GenerateParams, onToken: (id: number) => void | Promise<void>, signal: AbortSignal): Promise<GenerateResult> {
+    const m = this.byId.get(model)
+    if (m === undefined) throw new InvalidParamError(`model '${model}' is not served here`, 'model')
+    if (prompt.length === 0) throw new InvalidParamError('the prompt is empty', 'prompt')
+    const C = m.client.hiddenSize
+    const sampler = new Sampler({ temperature: params.temperature, topK: params.topK, topP: params.topP, seed: params.seed ?? randomSeed() })
+    const stop = new Set(params.stopTokens)
+    let session: InferenceSession
+    try {
+      session = await m.client.openSession(prompt.length + params.maxTokens)
+    } catch (e) {
+      throw await this.unavailable(m, e)
+    }
+    const tokens: number[] = []
+    try {
+      let h: Float32Array
+      try {
+        h = await session.step(await m.ends.embed(prompt), prompt.length)
+      } catch (e) {
+        throw await this.unavailable(m, e)
+      }
+      for (;;) {
+        if (signal.aborted) return { tokens, finish: 'aborted' }
+        const id = sampler.sample(await m.ends.logits(h.subarray(h.length - C)))
+        if (stop.has(id)) return { tokens, finish: 'stop' }
+        tokens.push(id)
+        await onToken(id)
+        if (signal.aborted) return { tokens, finish: 'aborted' }
+        if (tokens.length >= params.maxTokens) return { tokens, finish: 'length' }
+        h = await session.step(await m.ends.embed([id]), 1)
+      }
+    } finally {
+      await session.close()
+    }
+  }
+
+  /** The 503 for a failure to open or prefill: which blocks lack servers, or that they are all busy. */
+  private async unavailable (m: SwarmModel, e: unknown): Promise<unknown> {
+    if (e instanceof CacheFullError || e instanceof ServerBusyError) return new SwarmUnavailableError(`the swarm's servers for ${m.info.id} are full: ${e.message}; retry later`, 'swarm_busy')
+    if (!(e instanceof NoRouteError)) return e
+    const records = await m.client.records().catch(() => [])
+    const covered = new Set<number>()
+    for (const r of records) {
+      if (r.state !== 'online' || m.client.bans.isBanned(r.peer)) continue
+      for (let b = r.start; b < r.end; b++) covered.add(b)
+    }
+    const missing = Array.from({ length: m.client.numBlocks }, (_, b) => b).filter(b => !covered.has(b))
+    if (missing.length === 0) return new SwarmUnavailableError(`every server of ${m.info.id} is busy, full or unreachable (${e.message}); retry later`, 'swarm_busy')
+    return new SwarmUnavailableError(`no server in the swarm serves block${missing.length > 1 ? 's' : ''} ${formatBlocks(missing)} of ${m.info.id} (${m.client.numBlocks} blocks); start one with \`webswarm serve\` or press Serve blocks in a tab`, 'blocks_not_served', missing)
+  }
+}
+
+function randomSeed (): number {
+  const b = new Uint32Array(1)
+  crypto.getRandomValues(b)
+  return b[0]
+}
+
+export interface LoadSwarmModelOptions extends Partial<Pick<InferenceClientOptions, 'timeoutMs' | 'log' | 'push' | 'hedge'>> {
+  transport: RpcTransport
+  directory: SwarmDirectory
+  /** The id servers announce. */
+  id: string
+  source: ModelSource
+  /** Where the embedding, head and sampling run. */
+  backend: Backend
+}
+
+/** Loads a model's config, tokenizer, embedding and head; its blocks stay on the swarm. */
+export async function loadSwarmModel (o: LoadSwarmModelOptions): Promise<SwarmModel> {
+  const { config, ends } = await loadClientEnds(o.source, o.backend)
+  const tokenizer = await loadTokenizer(o.source, config.vocabSize)
+  if (tokenizer === undefined) throw new InvalidParamError(`model ${o.id} has no tokenizer (tokenizer.json, GGUF metadata, or a 256-byte vocabulary): the API needs one to read prompts`)
+  const client = new InferenceClient({ transport: o.transport, directory: o.directory, model: o.id, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, timeoutMs: o.timeoutMs, log: o.log, push: o.push, hedge: o.hedge })
+  return {
+    info: { id: o.id, contextLength: config.maxPositions, tokenizer, eosTokenIds: config.eosTokenIds, created: Math.floor(Date.now() / 1000) },
+    client,
+    ends
+  }
+}
