@@ -143,6 +143,22 @@ describe('architectures', () => {
   })
 })
 
+describe('weights larger than one binding', () => {
+  it('are split into row parts transparently (a forced small limit): same logits', async () => {
+    const { GpuBackend } = await import('../../web/src/gpu/gpu-backend.ts')
+    // 8 KiB splits llama's projections and embedding; 80 kB splits the stacked experts (69 kB each) by expert.
+    for (const [arch, type, limit, param] of [['llama', GGML.Q8_0, 8192, 'model.layers.0.self_attn.q_proj.weight'], ['mixtral', GGML.Q8_0, 80_000, 'model.layers.0.block_sparse_moe.experts.*.w2.weight']] as const) {
+      const small = await GpuBackend.create({ maxBindingBytes: limit })
+      const { c, host, ids } = setup(arch, 60 + type)
+      const src = memSource('m.gguf', await modelGguf(c, host, { type }))
+      const m = await loadModel(src, small)
+      expect(m.params.get(param)?.storage.parts?.length ?? 0).toBeGreaterThan(1)
+      assertClose(await logitsOf(m, ids), await logitsOf(modelOn(cpu, c, roundTrip(host, type)), ids), { ...GPU_TOL, what: `${arch} split` })
+      m.dispose()
+    }
+  })
+})
+
 describe('partial loads and training', () => {
   it('a block server reads only its blocks\' bytes; a client only the embedding and head', async () => {
     const { c, host } = setup('llama', 8)
@@ -162,6 +178,32 @@ describe('partial loads and training', () => {
     expect([...span.params.keys()].every(k => k.startsWith('model.layers.1.'))).toBe(true)
     const ends = await loadPart(inner, cpu, { blocks: { start: 0, end: 0 }, embedding: true, head: true })
     expect([...ends.params.keys()].sort()).toEqual(['lm_head.weight', 'model.embed_tokens.weight', 'model.norm.weight'])
+  })
+
+  it('loads from an http URL ending in .gguf with range requests (header first, then only tensor bytes)', async () => {
+    const { createServer } = await import('node:http')
+    const { c, host, ids } = setup('llama', 12)
+    const bytes = await modelGguf(c, host, { type: GGML.Q4_0 })
+    const ranges: string[] = []
+    const server = createServer((req, res) => {
+      if (req.url !== '/models/m.gguf') { res.writeHead(404).end(); return }
+      if (req.method === 'HEAD') { res.writeHead(200, { 'content-length': bytes.byteLength }).end(); return }
+      const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')
+      if (m === null) { res.writeHead(400).end(); return }
+      ranges.push(req.headers.range ?? '')
+      const body = bytes.subarray(Number(m[1]), Number(m[2]) + 1)
+      res.writeHead(206, { 'content-length': body.byteLength, 'content-range': `bytes ${m[1]}-${m[2]}/${bytes.byteLength}` }).end(body)
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (server.address() as { port: number }).port
+      const m = await loadModel(`http://127.0.0.1:${port}/models/m.gguf`, cpu)
+      assertClose(await logitsOf(m, ids), await logitsOf(await loadModel(memSource('m.gguf', bytes), cpu), ids), { atol: 0, rtol: 0, what: 'url vs memory' })
+      expect(ranges[0]).toBe(`bytes=0-${bytes.byteLength - 1}`) // a small file: the first (header) read covers it all…
+      expect(ranges.length).toBeGreaterThan(1) // …and the tensors are then read by range
+    } finally {
+      server.close()
+    }
   })
 
   it('training on quantized weights refuses clearly; 16-bit safetensors stay 16-bit for inference', async () => {
