@@ -30,6 +30,14 @@ describe('config.json parsing', () => {
     expect(blockParams(q, 0).find(p => p.name.endsWith('k_proj.weight'))?.shape).toEqual([8, 64])
   })
 
+  it('gives Qwen3 per-head q/k norms, its head_dim default (128) and optional attention bias', () => {
+    const q = parseConfig({ ...llamaCfg(), architectures: ['Qwen3ForCausalLM'], num_attention_heads: 4, head_dim: undefined })
+    expect(q).toMatchObject({ architecture: 'Qwen3ForCausalLM', qkNorm: true, headDim: 128, qkvBias: false, oBias: false })
+    expect(blockParams(q, 1).find(p => p.name === 'model.layers.1.self_attn.k_norm.weight')?.shape).toEqual([128])
+    expect(parseConfig({ ...llamaCfg(), model_type: 'qwen3', architectures: undefined, attention_bias: true })).toMatchObject({ architecture: 'Qwen3ForCausalLM', qkvBias: true, oBias: true })
+    expect(parseConfig(llamaCfg()).qkNorm).toBe(false)
+  })
+
   it('rejects unsupported settings naming the field', () => {
     const bad: Array<[Record<string, unknown>, RegExp]> = [
       [{ architectures: ['GPT2LMHeadModel'] }, /architectures/],
