@@ -21,6 +21,8 @@ commands:
   generate  --model MODEL (--tokens IDS | --prompt TEXT) --max-new-tokens N
             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--out FILE]
             streams text (or ids) to stdout; writes {"tokens": [new ids]} to FILE
+            --chat TEXT [--system TEXT] instead of --prompt: one chat turn in the model's own
+            template (tokenizer.chat_template / tokenizer_config.json); stops at end of turn
   grad      --model DIR --inputs IDS --targets IDS --out DIR2
             writes DIR2/grads.safetensors (weight names) and DIR2/result.json {"loss": x}
   train     (--config FILE | --model DIR) --data FILE|brown --steps N --out DIR
@@ -67,6 +69,8 @@ const OPTIONS = {
   config: { type: 'string' },
   tokens: { type: 'string' },
   prompt: { type: 'string' },
+  chat: { type: 'string' },
+  system: { type: 'string' },
   inputs: { type: 'string' },
   targets: { type: 'string' },
   out: { type: 'string' },

@@ -8,6 +8,7 @@ import { sourceFrom } from '../model/source.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
+import { chatFromFlags, chatPromptBound } from './chat.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
 import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/optimizer.ts'
 import { encodeSafetensors } from '../model/safetensors.ts'
@@ -73,14 +74,16 @@ export async function generateCmd (f: Flags): Promise<number> {
   const maxNew = int(f, 'max-new-tokens', 0, 0)
   const out = str(f, 'out')
   // The prompt's token count is known once the tokenizer is loaded: bound it by its UTF-8 bytes.
-  const promptTokens = f.tokens !== undefined ? ids(f, 'tokens').length : new TextEncoder().encode(str(f, 'prompt') ?? '').length + 8
+  const promptTokens = f.tokens !== undefined ? ids(f, 'tokens').length : f.chat !== undefined ? chatPromptBound(f) : new TextEncoder().encode(str(f, 'prompt') ?? '').length + 8
   await withModel(f, { context: promptTokens + maxNew, stepTokens: promptTokens }, async m => {
     let prompt: number[]
+    let stopTokens: number[] | undefined // --chat: the end-of-turn ids too
     if (f.tokens !== undefined) prompt = ids(f, 'tokens')
+    else if (f.chat !== undefined) ({ prompt, stopTokens } = chatFromFlags(f, m.tokenizer, m.config.eosTokenIds))
     else if (f.prompt !== undefined) {
       if (m.tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer (tokenizer.json, or a vocabulary of 256 bytes); use --tokens')
       prompt = m.tokenizer.encode(required(f, 'prompt'))
-    } else throw new UsageError('give --tokens IDS or --prompt TEXT')
+    } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
     // Text in, text out; ids in (--tokens), ids out.
     const decode = f.tokens === undefined ? m.tokenizer?.decoder() : undefined
     let first = true
@@ -90,6 +93,7 @@ export async function generateCmd (f: Flags): Promise<number> {
       topK: int(f, 'top-k', 0),
       topP: num(f, 'top-p', 1),
       seed: int(f, 'seed', 0),
+      stopTokens,
       onToken: id => {
         if (decode !== undefined) process.stdout.write(decode(id))
         else { process.stdout.write(first ? String(id) : `,${id}`); first = false }

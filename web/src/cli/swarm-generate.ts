@@ -16,6 +16,7 @@ import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { joinSwarm, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
+import { chatFromFlags } from './chat.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
   if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
@@ -31,11 +32,13 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   const { config, ends } = await loadClientEnds(source, be, { config: planned, onProgress: loadProgress(f, `loading embedding + head of ${where}`) })
   const tokenizer = await loadTokenizer(source, config.vocabSize)
   let prompt: number[]
+  let stopTokens: number[] | undefined // --chat: the end-of-turn ids too
   if (f.tokens !== undefined) prompt = ids(f, 'tokens')
+  else if (f.chat !== undefined) ({ prompt, stopTokens } = chatFromFlags(f, tokenizer, config.eosTokenIds))
   else if (f.prompt !== undefined) {
     if (tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer; use --tokens')
     prompt = tokenizer.encode(required(f, 'prompt'))
-  } else throw new UsageError('give --tokens IDS or --prompt TEXT')
+  } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
   const peer = await joinSwarm(await resolveBootstrap(f), { numBlocks: config.numLayers, numExperts: config.numExperts })
   try {
     const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model: modelId(where, str(f, 'model-id')), numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log })
@@ -47,6 +50,7 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
       topK: int(f, 'top-k', 0),
       topP: num(f, 'top-p', 1),
       seed: int(f, 'seed', 0),
+      stopTokens,
       onSession: s => log(`route: ${s.route.map(x => `${x.peer}[${x.start},${x.end})`).join(' → ')}`),
       onToken: id => {
         if (decode !== undefined && f.tokens === undefined) process.stdout.write(decode(id))
