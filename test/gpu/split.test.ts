@@ -4,6 +4,7 @@ import type { WeightDType } from '../../web/src/gpu/dtype.ts'
 import { SplitTensorError, TensorTooLargeError } from '../../web/src/gpu/errors.ts'
 import { add } from '../../web/src/gpu/ops/elementwise.ts'
 import { embedding } from '../../web/src/gpu/ops/embedding.ts'
+import { linear, TOLERANCE as MATMUL_TOLERANCE } from '../../web/src/gpu/ops/matmul.ts'
 import { expertFFN, expertFFNBackward, TOLERANCE as MOE_TOLERANCE } from '../../web/src/gpu/ops/moe.ts'
 import { rmsnorm } from '../../web/src/gpu/ops/norm.ts'
 import { planRowParts, rowParts } from '../../web/src/gpu/split.ts'
@@ -146,6 +147,28 @@ describe('expertFFN on split experts equals the unsplit result', () => {
       else expect(got).toEqual(want)
       const x = activation(g, xs, [N, C])
       if (d[0] === 'f32') expect(() => expertFFNBackward(x, g.tensor(offsets, [E + 1], 'i32'), split.ws[0], split.ws[1], split.ws[2], x)).toThrow(/^expertFFNBackward: a f32 input \(5, 16, 32\) is split/)
+    })
+  }
+})
+
+/** (dtype, N out features, K in features): weights of 2–4 row parts at the forced limit. */
+const LINEAR_WEIGHTS: Array<[WeightDType, number, number]> = [['f32', 70, 33], ['f16', 300, 8], ['q8_0', 130, 32], ['q4_k', 33, 256]]
+
+describe('linear on a split weight equals the unsplit result (each part writes its own output columns)', () => {
+  for (const [dtype, N, K] of LINEAR_WEIGHTS) {
+    it(`${dtype} (${N}, ${K}), M = 1 (GEMV, with bias) and 12 (tiled)`, async () => {
+      const rng = new Rng(N * K)
+      const bytes = randomWeightBytes(rng, dtype, N, K, [-13, -11])
+      const w = small.tensor(hostWeights(bytes, dtype), [N, K], dtype)
+      expect(rowParts(w).length).toBeGreaterThan(1)
+      const wWhole = whole.tensor(hostWeights(bytes, dtype), [N, K], dtype)
+      const bias = rng.uniform(N)
+      for (const [M, withBias] of [[1, true], [12, false]] as const) {
+        const x = rng.uniform(M * K)
+        const got = await linear(activation(small, x, [M, K]), w, withBias ? small.tensor(bias, [N]) : undefined).readF32()
+        const want = await linear(activation(whole, x, [M, K]), wWhole, withBias ? whole.tensor(bias, [N]) : undefined).readF32()
+        assertClose(got, want, { ...MATMUL_TOLERANCE.linear, what: `linear ${dtype} M=${M}${withBias ? ' bias' : ''}` })
+      }
     })
   }
 })
