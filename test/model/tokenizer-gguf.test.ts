@@ -11,6 +11,7 @@ import { gv } from '../../web/src/model/gguf/write.ts'
 import { TokenizerError } from '../../web/src/model/errors.ts'
 import { sourceFrom } from '../../web/src/model/source.ts'
 import { GgufTokenizer, loadTokenizer } from '../../web/src/model/tokenizer.ts'
+import { byteLevelAlphabet } from '../../web/src/model/tokenizer/byte-level.ts'
 import { lenmlGgufMeta, llamaCpp, writeTinyGguf, type LlamaCppOp } from '../helpers/llamacpp.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'tok-gguf-'))
@@ -132,6 +133,36 @@ describe('GGUF BPE vocabularies (Llama 3, Qwen 3) vs llama.cpp', () => {
     expect(imEnd).toEqual([151645])
     expect(tok.special.endOfGeneration).toEqual(expect.arrayContaining([151643, 151645]))
   })
+})
+
+describe('GGUF BPE pre-tokenizers vs llama.cpp', () => {
+  // A byte-level vocabulary (the 256 byte characters plus a few merges) under each pre-tokenizer
+  // whose regexes the real vocabularies above do not cover.
+  const alphabet = byteLevelAlphabet()
+  const merges = ['Ġ t', 'h e', 'Ġt he', 'i n', 'Ġ in', '1 2', '12 3', 'Ġ Ġ', 'ĠĠ ĠĠ', 'Ċ Ċ']
+  const tokens = [...alphabet, ...merges.map(m => m.replace(' ', '')), '<|end|>']
+  const text = "The  cat's 12345 dogs... in\n\n\tthe CamelCaseWord x+=1; // ok!? Ünï 日本語 🦙 $$ <|end|>"
+  for (const pre of ['default', 'gpt-2', 'starcoder', 'qwen35', 'tekken']) {
+    it(`'${pre}' splits as llama.cpp does`, async () => {
+      const meta = new Map<string, GgufValue>([
+        ['tokenizer.ggml.model', gv.str('gpt2')], ['tokenizer.ggml.pre', gv.str(pre)],
+        ['tokenizer.ggml.tokens', gv.arr(GgufType.STRING, tokens)],
+        ['tokenizer.ggml.token_type', gv.arr(GgufType.INT32, tokens.map((_, i) => i === tokens.length - 1 ? 3 : 1))],
+        ['tokenizer.ggml.merges', gv.arr(GgufType.STRING, merges)],
+        ['tokenizer.ggml.eos_token_id', gv.u32(tokens.length - 1)]
+      ])
+      const file = join(dir, `pre-${pre}.gguf`)
+      await writeTinyGguf(file, meta, SMALL)
+      const tok = await GgufTokenizer.create(meta)
+      const [a, b] = await llamaCpp(file, [
+        { op: 'tokenize', text, special: true, addBos: true },
+        { op: 'tokenize', text, special: false, addBos: false }
+      ], { vocabOnly: true })
+      expect(tok.encode(text)).toEqual(a.tokens)
+      expect(tok.encode(text, { parseSpecial: false, addSpecial: false })).toEqual(b.tokens)
+      expect(tok.decode(tok.encode(text), { special: true })).toBe(text)
+    })
+  }
 })
 
 describe('GGUF tokenizer errors and loading', () => {

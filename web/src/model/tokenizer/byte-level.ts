@@ -13,6 +13,14 @@ function buildCharToByte (): Map<string, number> {
 
 let charToByte: Map<string, number> | undefined
 
+/** The 256 characters standing for bytes 0…255, in byte order. */
+export function byteLevelAlphabet (): string[] {
+  charToByte ??= buildCharToByte()
+  const out = new Array<string>(256)
+  for (const [ch, b] of charToByte) out[b] = ch
+  return out
+}
+
 /**
  * The bytes a byte-level token stands for. A character outside the alphabet (a hand-added token
  * typed as normal) is taken as its own UTF-8, as llama.cpp's llama_decode_text does.
