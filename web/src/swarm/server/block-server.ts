@@ -157,6 +157,7 @@ export class BlockServer {
   /** Queues a step behind the session's earlier ones. */
   private run (s: ServerSession, msg: StepMsg): Promise<Float32Array> {
     const run = s.busy.then(() => this.step(s, msg))
+    // The caller gets `run`'s failure; the queue only orders the next step after it.
     s.busy = run.catch(() => {})
     return run
   }
