@@ -43,6 +43,19 @@ function addrForRequest (handle: RelayHandle, req: http.IncomingMessage): string
   return `/${proto}/${name}/tcp/${port}/${secure ? 'tls/ws' : 'ws'}/p2p/${handle.node.peerId.toString()}`
 }
 
+/** A handler for a path prefix mounted after start-up (the OpenAI API at /v1: relay/main.ts). */
+export interface HttpMount {
+  owns: (pathname: string) => boolean
+  handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>
+}
+
+const mounts = new WeakMap<RelayHandle, HttpMount[]>()
+
+/** Adds `mount` to the relay's HTTP routes; its paths take precedence over the page's files. */
+export function mountHttp (handle: RelayHandle, mount: HttpMount): void {
+  mounts.set(handle, [...mounts.get(handle) ?? [], mount])
+}
+
 export function createHttpHandler (handle: RelayHandle): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const root = path.resolve(handle.config.staticDir)
   return (req, res) => {
@@ -55,6 +68,11 @@ export function createHttpHandler (handle: RelayHandle): (req: http.IncomingMess
 
 async function route (handle: RelayHandle, root: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://relay')
+  const mount = mounts.get(handle)?.find(m => m.owns(url.pathname))
+  if (mount !== undefined) {
+    await mount.handle(req, res)
+    return
+  }
   const models = url.pathname === '/models' || url.pathname.startsWith(MODELS_PREFIX)
   if (req.method !== 'GET' && req.method !== 'HEAD' && !(models && req.method === 'OPTIONS')) {
     json(res, 405, { error: `${req.method} not allowed` })

@@ -4,22 +4,76 @@
  * (`webswarm_relay_unhandled_rejections_total`), not fatal.
  */
 import { keepRunningOnUnhandledRejections } from '../web/src/util/process-guard.ts'
+import * as path from 'node:path'
 import { HELP, parseConfig } from './config.ts'
+import { mountHttp } from './http.ts'
 import { startRelay } from './relay.ts'
+
+/** The API's flags, taken out before the relay's own parser sees them. */
+const API_HELP = `
+OpenAI-compatible API (/v1 on the same port; web/src/cli/api.ts):
+  --no-embedded-peer       Do not start the headless peer that serves every block of the default
+                           model                                  [env WEBSWARM_NO_EMBEDDED_PEER=1]
+  --api-key <key[,key]>    Require \`Authorization: Bearer <key>\` on /v1  [env WEBSWARM_API_KEY]
+  --api-rate-limit <n>     Requests a minute per key / IP (0 = none)          [default 600]
+  --no-api                 Serve no /v1 (and no embedded peer)`
+
+interface ApiFlags { api: boolean, embeddedPeer: boolean, apiKeys: string[], ratePerMinute?: number, rest: string[] }
+
+function takeApiFlags (argv: string[]): ApiFlags {
+  const out: ApiFlags = { api: true, embeddedPeer: process.env.WEBSWARM_NO_EMBEDDED_PEER !== '1', apiKeys: (process.env.WEBSWARM_API_KEY ?? '').split(',').filter(k => k !== ''), rest: [] }
+  for (let i = 0; i < argv.length; i++) {
+    const [name, inline] = argv[i].split(/=(.*)/s, 2)
+    const value = (): string => {
+      const v = inline ?? argv[++i]
+      if (v === undefined) throw new Error(`${name} needs a value`)
+      return v
+    }
+    if (name === '--no-embedded-peer') out.embeddedPeer = false
+    else if (name === '--no-api') out.api = false
+    else if (name === '--api-key') out.apiKeys = value().split(',').filter(k => k !== '')
+    else if (name === '--api-rate-limit') {
+      const v = value()
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 0) throw new Error(`--api-rate-limit: '${v}' is not an integer ≥ 0`)
+      out.ratePerMinute = n
+    } else out.rest.push(argv[i])
+  }
+  return out
+}
 
 async function main (): Promise<void> {
   let config
+  let apiFlags: ApiFlags
   try {
-    config = parseConfig(process.argv.slice(2))
+    apiFlags = takeApiFlags(process.argv.slice(2))
+    config = parseConfig(apiFlags.rest)
   } catch (e) {
-    console.error(`${(e as Error).message}\n\n${HELP}`)
+    console.error(`${(e as Error).message}\n\n${HELP}${API_HELP}`)
     process.exit(2)
   }
   if (config === null) {
-    console.log(HELP)
+    console.log(`${HELP}${API_HELP}`)
     return
   }
   const relay = await startRelay(config)
+  // The API is a client of the swarm (web/src/api), mounted on the relay's port; the embedded
+  // peer serves the default model under the id the page uses for it ('default').
+  const api = apiFlags.api && relay.bootstrapAddrs.length > 0
+    ? (await import('../web/src/cli/api.ts')).startRelayApi({
+        bootstrapAddr: relay.bootstrapAddrs.find(a => /\/ws\//.test(a)) ?? relay.bootstrapAddrs[0],
+        where: path.join(config.modelsDir, config.defaultModel),
+        id: 'default',
+        embeddedPeer: apiFlags.embeddedPeer,
+        apiKeys: apiFlags.apiKeys,
+        ratePerMinute: apiFlags.ratePerMinute,
+        log: line => console.info(line)
+      })
+    : undefined
+  if (api !== undefined) {
+    mountHttp(relay, api)
+    void api.ready.then(() => console.info(`relay: OpenAI-compatible API at ${relay.httpUrl}/v1`))
+  }
   // One peer's stray rejection must not take the relay down for everyone (web/src/util/process-guard.ts).
   keepRunningOnUnhandledRejections('relay', () => { relay.metrics.unhandledRejections.inc() })
   let signals = 0
@@ -29,7 +83,7 @@ async function main (): Promise<void> {
       process.exit(1)
     }
     console.info(`relay: ${sig} received, shutting down (CRDT flush + compaction)…`)
-    relay.stop().then(() => {
+    ;(api?.stop() ?? Promise.resolve()).catch(() => {}).then(async () => { await relay.stop() }).then(() => {
       console.info('relay: stopped')
       process.exit(0)
     }, (e: Error) => {

@@ -44,6 +44,11 @@ commands:
               [--clip C] [--fragments F] [--seed S]]
             DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;
             --steps/--min-lr: cosine decay of the inner lr over the run, else constant)
+  api       --bootstrap MULTIADDR|URL --model MODEL [--model-id ID] [--host H] [--port P]
+            [--api-key KEY[,KEY]] [--rate-limit N]
+            OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on
+            H:P (default 127.0.0.1:8000), running the blocks on the swarm; --rate-limit: requests
+            a minute per key or IP (default 600, 0 = none); key also from env WEBSWARM_API_KEY
 
 options for every command:
   --device webgpu|cpu   WebGPU through Node's 'webgpu' package (default), or the CPU twins
@@ -113,6 +118,11 @@ const OPTIONS = {
   syncs: { type: 'string' },
   'inner-steps': { type: 'string' },
   fragments: { type: 'string' },
+  // api (web/src/cli/api.ts)
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'api-key': { type: 'string' },
+  'rate-limit': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -131,8 +141,9 @@ async function main (argv: string[]): Promise<number> {
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`)
   // Swarm commands run for long with many peers: a stray rejection on one connection is logged, not fatal.
-  if (command === 'serve' || flags.bootstrap !== undefined) (await import('../util/process-guard.ts')).keepRunningOnUnhandledRejections('webswarm')
+  if (command === 'serve' || command === 'api' || flags.bootstrap !== undefined) (await import('../util/process-guard.ts')).keepRunningOnUnhandledRejections('webswarm')
   if (command === 'serve') return await (await import('./serve.ts')).serve(flags)
+  if (command === 'api') return await (await import('./api.ts')).apiCmd(flags)
   if (command === 'generate' && flags.bootstrap !== undefined) return await (await import('./swarm-generate.ts')).swarmGenerateCmd(flags)
   if (command === 'train' && flags.bootstrap !== undefined) return await (await import('./swarm-train.ts')).swarmTrain(flags)
   const commands = await import('./commands.ts')

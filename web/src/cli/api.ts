@@ -1,0 +1,191 @@
+/**
+ * `webswarm api --bootstrap URL|MULTIADDR --model MODEL [--model-id ID] [--host H] [--port P]
+ *  [--api-key KEY] [--rate-limit N] [--device cpu]`
+ *
+ * The OpenAI-compatible API (web/src/api) as its own process next to any relay: it joins the
+ * swarm as an inference client (embedding, head and sampling here; blocks on the swarm's
+ * servers) and answers /v1 on HOST:PORT until SIGINT/SIGTERM. The relay (`npm start`) mounts the
+ * same thing on its own port, with an embedded peer serving every block of the default model
+ * (startEmbeddedPeer), so the API answers with no tab open.
+ */
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { ApiServer } from '../api/server.ts'
+import { loadSwarmModel, SwarmGenerator } from '../api/swarm-generator.ts'
+import type { RateLimitOptions } from '../api/rate-limit.ts'
+import type { Backend } from '../gpu/backend.ts'
+import { loadConfig } from '../model/model.ts'
+import { sourceFrom } from '../model/source.ts'
+import { loadSpanBackend } from '../swarm/model-backend.ts'
+import { ServerRole } from '../swarm/server/role.ts'
+import { UsageError, int, required, str, type Flags } from './args.ts'
+import { openBackend } from './commands.ts'
+import { resolveModelArg } from './model-plan.ts'
+import { joinSwarm, joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
+
+/** Requests a minute per key / IP by default: generous for one user's tools, a brake on floods. */
+export const DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+/** KV-cache positions the embedded peer offers: 32 sessions of the default model's full 256-token context. */
+export const EMBEDDED_CACHE_TOKENS = 32 * 256
+
+export interface SwarmApiOptions {
+  bootstrap: Bootstrap
+  /** Where the model's config, tokenizer, embedding and head are read from (file, folder, URL). */
+  where: string
+  /** The id the swarm's servers announce (and requests name). */
+  id: string
+  /** Device of the embedding, head and sampling. */
+  backend: Backend
+  apiKeys?: string[]
+  /** Requests a minute per key / IP; 0 = no limit. @default DEFAULT_RATE_LIMIT_PER_MINUTE */
+  ratePerMinute?: number
+  log?: (line: string) => void
+}
+
+export interface SwarmApi {
+  api: ApiServer
+  peer: SwarmPeer
+  stop: () => Promise<void>
+}
+
+/** Joins the swarm as an inference client and builds the API over it (not yet listening: mount `api.handle`). */
+export async function startSwarmApi (o: SwarmApiOptions): Promise<SwarmApi> {
+  const source = sourceFrom(o.where)
+  const config = await loadConfig(source)
+  const peer = await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts })
+  try {
+    const model = await loadSwarmModel({ transport: peer.transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log })
+    const rate = o.ratePerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE
+    const rateLimit: RateLimitOptions | undefined = rate > 0 ? { perMinute: rate } : undefined
+    const api = new ApiServer({ generator: new SwarmGenerator([model]), apiKeys: o.apiKeys, rateLimit, log: o.log })
+    return { api, peer, stop: async () => { await api.whenIdle(); await leaveSwarm(peer) } }
+  } catch (e) {
+    await leaveSwarm(peer)
+    throw e
+  }
+}
+
+export interface EmbeddedPeerOptions {
+  bootstrap: Bootstrap
+  where: string
+  id: string
+  backend: Backend
+  /** KV-cache positions for sessions. @default EMBEDDED_CACHE_TOKENS */
+  cacheTokens?: number
+  log?: (line: string) => void
+}
+
+/** A headless peer serving every block of a model (what `webswarm serve` does, in-process); resolves once it is online. */
+export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role: ServerRole, stop: () => Promise<void> }> {
+  const source = sourceFrom(o.where)
+  const config = await loadConfig(source)
+  const log = o.log ?? (() => {})
+  const peer = await joinSwarmWithDoc(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts }, log)
+  await peer.swarm.setSelf({ agent: 'node', joinedAt: Date.now() })
+  const cacheTokens = o.cacheTokens ?? EMBEDDED_CACHE_TOKENS
+  const role = new ServerRole({
+    transport: peer.transport,
+    directory: peer.directory,
+    model: o.id,
+    numBlocks: config.numLayers,
+    span: { start: 0, end: config.numLayers },
+    loadSpan: async (s, e) => await loadSpanBackend(source, o.backend, o.id, s, e, {}, { config }),
+    cacheBudgetBytes: cacheTokens * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
+    log,
+    // The page's Network and Chat panels read who serves what from the peers map.
+    onAnnounce: r => { void peer.swarm.updateSelf({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }).catch(() => {}) }
+  })
+  try {
+    await role.start()
+  } catch (e) {
+    await leaveSwarm(peer)
+    throw e
+  }
+  return { role, stop: async () => { await role.stop(); await leaveSwarm(peer) } }
+}
+
+/** `webswarm api`. */
+export async function apiCmd (f: Flags): Promise<number> {
+  const where = await resolveModelArg(required(f, 'model'))
+  const id = modelId(where, str(f, 'model-id'))
+  const host = str(f, 'host') ?? '127.0.0.1'
+  const port = int(f, 'port', 8000, 0)
+  if (port > 65535) throw new UsageError(`--port: ${port} is not a TCP port`)
+  const keys = (str(f, 'api-key') ?? process.env.WEBSWARM_API_KEY ?? '').split(',').map(k => k.trim()).filter(k => k !== '')
+  const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
+  const s = await startSwarmApi({ bootstrap: await resolveBootstrap(f), where, id, backend: await openBackend(f), apiKeys: keys, ratePerMinute: int(f, 'rate-limit', DEFAULT_RATE_LIMIT_PER_MINUTE, 0), log })
+  const server = http.createServer((req, res) => {
+    if (ApiServer.owns(new URL(req.url ?? '/', 'http://api').pathname)) void s.api.handle(req, res)
+    else {
+      res.writeHead(404, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: { message: `not found: ${req.url ?? ''}; the API is under /v1`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }))
+    }
+  })
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
+  const a = server.address() as AddressInfo
+  const url = `http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}/v1`
+  log(`api: ${id} at ${url}${keys.length > 0 ? ' (Bearer key required)' : ''}`)
+  process.stdout.write(`${JSON.stringify({ url, model: id, peer: s.peer.transport.self })}\n`)
+  await new Promise<void>(resolve => {
+    process.once('SIGINT', resolve)
+    process.once('SIGTERM', resolve)
+  })
+  server.closeAllConnections()
+  server.close()
+  await s.stop()
+  return 0
+}
+
+export interface RelayApiOptions {
+  /** The relay's own websocket multiaddr (…/p2p/<relay id>). */
+  bootstrapAddr: string
+  where: string
+  id: string
+  /** Start a peer serving every block of the model. @default true */
+  embeddedPeer?: boolean
+  apiKeys?: string[]
+  ratePerMinute?: number
+  /** Device of the embedded peer and of the API's ends. @default the CPU twins (the default model is tiny) */
+  device?: 'cpu' | 'webgpu'
+  log?: (line: string) => void
+}
+
+/**
+ * The API on the relay's own port (npm start): answers /v1 at once (503 `starting` until the
+ * client has joined), starts the embedded peer unless told not to, then the API client. Start-up
+ * failures are logged and answered as 503s; the relay keeps running without them.
+ */
+export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) => boolean, handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>, ready: Promise<void>, stop: () => Promise<void> } {
+  const log = o.log ?? (() => {})
+  const boot: Bootstrap = { addr: o.bootstrapAddr, iceServers: [] } // one machine: host candidates suffice
+  let api: SwarmApi | undefined
+  let peer: { stop: () => Promise<void> } | undefined
+  let failure: string | undefined
+  const ready = (async () => {
+    const backend = await openBackend({ device: o.device ?? 'cpu' })
+    if (o.embeddedPeer ?? true) {
+      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log })
+      log(`embedded peer: serving every block of ${o.id} (opt out: --no-embedded-peer or WEBSWARM_NO_EMBEDDED_PEER=1)`)
+    }
+    api = await startSwarmApi({ bootstrap: boot, where: o.where, id: o.id, backend, apiKeys: o.apiKeys, ratePerMinute: o.ratePerMinute, log })
+    log(`api: OpenAI-compatible /v1 for model '${o.id}'${(o.apiKeys ?? []).length > 0 ? ' (Bearer key required)' : ''}`)
+  })().catch((e: Error) => {
+    failure = e.message
+    log(`api: could not start: ${e.stack ?? e.message}`)
+  })
+  return {
+    owns: p => ApiServer.owns(p),
+    handle: async (req, res) => {
+      if (api !== undefined) return await api.api.handle(req, res)
+      const message = failure === undefined ? 'the API is starting (joining the swarm); retry in a few seconds' : `the API failed to start: ${failure}`
+      res.writeHead(503, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'retry-after': '2' })
+      res.end(JSON.stringify({ error: { message, type: 'server_error', param: null, code: failure === undefined ? 'starting' : 'api_unavailable' } }))
+    },
+    ready,
+    stop: async () => {
+      await ready
+      await api?.stop()
+      await peer?.stop()
+    }
+  }
+}
