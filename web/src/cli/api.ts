@@ -21,7 +21,24 @@ import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { resolveModelArg } from './model-plan.ts'
-import { joinSwarm, joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
+import { joinSwarm, joinSwarmWithDoc, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
+
+/** How long leaving waits for libp2p to stop, ms. */
+const LEAVE_TIMEOUT_MS = 5_000
+
+/**
+ * Leaves the swarm without swarm-node.ts leaveSwarm's exit timer: inside the relay process a
+ * forced exit would cut the relay's own shutdown (CRDT flush) short.
+ */
+async function leave (peer: SwarmPeer): Promise<void> {
+  peer.transport.close()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([
+    (peer.swarm !== undefined ? peer.swarm.stop() : peer.node.stop()).catch(() => {}),
+    new Promise(resolve => { timer = setTimeout(resolve, LEAVE_TIMEOUT_MS) })
+  ])
+  clearTimeout(timer)
+}
 
 /** Requests a minute per key / IP by default: generous for one user's tools, a brake on floods. */
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 600
@@ -58,9 +75,9 @@ export async function startSwarmApi (o: SwarmApiOptions): Promise<SwarmApi> {
     const rate = o.ratePerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE
     const rateLimit: RateLimitOptions | undefined = rate > 0 ? { perMinute: rate } : undefined
     const api = new ApiServer({ generator: new SwarmGenerator([model]), apiKeys: o.apiKeys, rateLimit, log: o.log })
-    return { api, peer, stop: async () => { await api.whenIdle(); await leaveSwarm(peer) } }
+    return { api, peer, stop: async () => { await leave(peer) } }
   } catch (e) {
-    await leaveSwarm(peer)
+    await leave(peer)
     throw e
   }
 }
@@ -98,10 +115,10 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
   try {
     await role.start()
   } catch (e) {
-    await leaveSwarm(peer)
+    await leave(peer)
     throw e
   }
-  return { role, stop: async () => { await role.stop(); await leaveSwarm(peer) } }
+  return { role, stop: async () => { await role.stop(); await leave(peer) } }
 }
 
 /** `webswarm api`. */
