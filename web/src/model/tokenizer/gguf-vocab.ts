@@ -111,8 +111,10 @@ export function readGgufVocab (meta: MetadataLike, bpeAddsBos: (pre: string | un
   if (model !== 'llama' && model !== 'gpt2') {
     throw new TokenizerError(`GGUF tokenizer.ggml.model '${String(model)}' is not supported (supported: 'llama' (SentencePiece), 'gpt2' (BPE))`)
   }
-  const tokens = strings(meta, 'tokenizer.ggml.tokens')
-  if (tokens === undefined || tokens.length === 0) throw bad('tokenizer.ggml.tokens', 'missing or empty')
+  const listed = strings(meta, 'tokenizer.ggml.tokens')
+  if (listed === undefined || listed.length === 0) throw bad('tokenizer.ggml.tokens', 'missing or empty')
+  // llama.cpp renames an empty token so that it can never match text.
+  const tokens = listed.map((t, i) => t === '' ? `[EMPTY_${i}]` : t)
   const n = tokens.length
   const scores = new Float32Array(n)
   const s = numbers(meta, 'tokenizer.ggml.scores', n)
