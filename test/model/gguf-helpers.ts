@@ -84,6 +84,7 @@ export async function modelGguf (c: ModelConfig, host: HostWeights, opts: ModelG
     if (permute && m !== null) data = permuteRows(data, spec.shape[0], m[1] === 'q' ? c.numHeads : c.numKvHeads)
     tensors.push({ name, shape: spec.shape, type: typeFor(spec.name, spec.shape, opts.type), data })
   }
+  if (c.ropeFreqFactors !== undefined) tensors.unshift({ name: 'rope_freqs.weight', shape: [c.headDim / 2], type: GGML.F32, data: Float32Array.from(c.ropeFreqFactors) }) // as the converter writes Llama 3.1
   const md = ggufMetadata(c)
   for (const [k, v] of opts.metadata ?? []) md.set(k, v)
   return await encodeGguf(md, tensors)

@@ -130,6 +130,19 @@ describe('architectures', () => {
     expect(Math.max(...wrong.map((v, i) => Math.abs(v - want[i])))).toBeGreaterThan(1e-3)
   })
 
+  it('Llama 3.1 RoPE scaling: rope_freqs.weight gives the logits of the HF llama3 rope_scaling config', async () => {
+    const c = parseConfig({ ...ARCHS.llama, rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 } })
+    expect(new Set(c.ropeFreqFactors).size).toBeGreaterThan(2) // 1, blended, 32
+    const host = randomWeights(c, 21, 0.08)
+    const ids = randomIds(T, c.vocabSize, 22)
+    const m = await loadModel(memSource('m.gguf', await modelGguf(c, host, { type: GGML.Q8_0 })), cpu)
+    expect(m.config.ropeFreqFactors).toEqual(c.ropeFreqFactors?.map(Math.fround))
+    const want = await logitsOf(modelOn(cpu, c, roundTrip(host, GGML.Q8_0)), ids)
+    assertClose(await logitsOf(m, ids), want, { ...CPU_TOL, what: 'rope_freqs' })
+    const plain = await logitsOf(modelOn(cpu, { ...c, ropeFreqFactors: undefined }, roundTrip(host, GGML.Q8_0)), ids)
+    expect(Math.max(...plain.map((v, i) => Math.abs(v - want[i])))).toBeGreaterThan(1e-3) // the factors matter
+  })
+
   it('ties the head to token_embd when output.weight is absent; reads rope theta, eps, context, tokens ids', async () => {
     const c = { ...parseConfig({ ...ARCHS.llama, tie_word_embeddings: true }) }
     const host = randomWeights(c, 5, 0.08)

@@ -11,6 +11,8 @@ export const CONFIGS: Record<string, Record<string, unknown>> = {
   qwen2Odd: { architectures: ['Qwen2ForCausalLM'], vocab_size: 61, hidden_size: 20, intermediate_size: 27, num_hidden_layers: 2, num_attention_heads: 3, num_key_value_heads: 1, head_dim: 6, rope_theta: 1000, rms_norm_eps: 1e-6 },
   // Llama: tied embeddings, MQA, attention_bias (q/k/v/o) and mlp_bias, 3 layers.
   llamaTiedMqa: { architectures: ['LlamaForCausalLM'], vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 1, tie_word_embeddings: true, attention_bias: true, mlp_bias: true, rms_norm_eps: 1e-5 },
+  // Llama 3.1: llama3 RoPE frequency scaling (factors 1…8 across the 8 frequencies of D = 16).
+  llama31Rope: { architectures: ['LlamaForCausalLM'], vocab_size: 33, hidden_size: 32, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } },
   // Mistral: plain GQA 2:1, deeper (4 layers).
   mistralDeep: { architectures: ['MistralForCausalLM'], vocab_size: 50, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, sliding_window: null, rope_theta: 10000 },
   // Qwen3: per-head q/k RMSNorm, head_dim ≠ C/H, GQA 2:1, attention_bias (q/k/v/o).

@@ -35,11 +35,11 @@ function rms (x: Vec, g: Float32Array, eps: number): Vec {
   return x.map((v, i) => v * r * g[i])
 }
 
-function ropeVec (x: Vec, pos: number, D: number, theta: number): Vec {
+function ropeVec (x: Vec, pos: number, D: number, theta: number, factors?: readonly number[]): Vec {
   const out = new Float64Array(D)
   const half = D / 2
   for (let i = 0; i < half; i++) {
-    const f = pos / theta ** (2 * i / D)
+    const f = pos / theta ** (2 * i / D) / (factors?.[i] ?? 1) // Llama 3.1: each frequency divided by its factor
     const c = Math.cos(f)
     const s = Math.sin(f)
     out[i] = x[i] * c - x[i + half] * s
@@ -88,8 +88,8 @@ export function referenceLogits (c: ModelConfig, host: HostWeights, ids: readonl
       }
       headNorm(qs[t], H, 'q')
       headNorm(ks[t], Hkv, 'k')
-      for (let h = 0; h < H; h++) qs[t].set(ropeVec(qs[t].subarray(h * D, (h + 1) * D), t, D, c.ropeTheta), h * D)
-      for (let h = 0; h < Hkv; h++) ks[t].set(ropeVec(ks[t].subarray(h * D, (h + 1) * D), t, D, c.ropeTheta), h * D)
+      for (let h = 0; h < H; h++) qs[t].set(ropeVec(qs[t].subarray(h * D, (h + 1) * D), t, D, c.ropeTheta, c.ropeFreqFactors), h * D)
+      for (let h = 0; h < Hkv; h++) ks[t].set(ropeVec(ks[t].subarray(h * D, (h + 1) * D), t, D, c.ropeTheta, c.ropeFreqFactors), h * D)
     })
     const rep = H / Hkv // repeat_kv: query head h reads kv head floor(h / rep)
     xs = xs.map((x, t) => {

@@ -3,6 +3,7 @@ import { add, swiglu, swigluBackward } from '../gpu/ops/elementwise.ts'
 import { linear, linearBackward } from '../gpu/ops/matmul.ts'
 import { rmsnorm, rmsnormBackward } from '../gpu/ops/norm.ts'
 import { rope } from '../gpu/ops/rope.ts'
+import { scaledInvFreq } from '../gpu/cpu/rope.ts'
 import type { Tensor } from '../gpu/tensor.ts'
 import type { ModelConfig } from './config.ts'
 import { MoeLayer, type MoeTape } from './moe.ts'
@@ -72,6 +73,8 @@ export class DecoderBlock {
   private readonly w: (n: string) => Tensor
   private readonly wOpt: (n: string) => Tensor | undefined
   readonly moe?: MoeLayer
+  /** RoPE inverse frequencies when the model scales them (Llama 3.1); undefined: the plain table. */
+  private readonly invFreq?: Float32Array
 
   constructor (readonly config: ModelConfig, readonly index: number, readonly params: ReadonlyMap<string, Tensor>) {
     this.prefix = layerPrefix(index)
@@ -82,6 +85,7 @@ export class DecoderBlock {
       return t
     }
     if (config.numExperts > 0) this.moe = new MoeLayer(config, index, params)
+    if (config.ropeFreqFactors !== undefined) this.invFreq = scaledInvFreq(config.headDim, config.ropeTheta, config.ropeFreqFactors)
   }
 
   /** x (T, C) → y (T, C). With ctx.cache, writes this call's K/V at rows [start, start + T). */
@@ -94,8 +98,8 @@ export class DecoderBlock {
     const xn1 = rmsnorm(x, this.w('input_layernorm.weight'), c.rmsNormEps) // (T, C)
     const qPre = linear(xn1, this.w('self_attn.q_proj.weight'), this.wOpt('self_attn.q_proj.bias')) // (T, H·D)
     const kPre = linear(xn1, this.w('self_attn.k_proj.weight'), this.wOpt('self_attn.k_proj.bias')) // (T, Hkv·D)
-    const q = rope(this.headNorm(qPre, 'q', T, H), ctx.positions, c.ropeTheta) // (T, H, D)
-    const k = rope(this.headNorm(kPre, 'k', T, Hkv), ctx.positions, c.ropeTheta) // (T, Hkv, D)
+    const q = rope(this.headNorm(qPre, 'q', T, H), ctx.positions, c.ropeTheta, false, this.invFreq) // (T, H, D)
+    const k = rope(this.headNorm(kPre, 'k', T, Hkv), ctx.positions, c.ropeTheta, false, this.invFreq) // (T, Hkv, D)
     const v = linear(xn1, this.w('self_attn.v_proj.weight'), this.wOpt('self_attn.v_proj.bias')).reshape([T, Hkv, D]) // (T, Hkv, D)
     let a: { out: Tensor, lse: Tensor }
     if (ctx.attend !== undefined) {
@@ -188,8 +192,8 @@ export class DecoderBlock {
     if (o.db !== undefined) grads(p + 'self_attn.o_proj.bias', o.db)
     const ag = attentionBackward(t.q, t.k, t.v, t.att, t.lse, o.dx.reshape([T, H, D]), { qOffset: 0, kvLen: T })
     // RoPE is a rotation: its backward is the inverse rotation.
-    const dq = this.headNormBackward(t, 'q', rope(ag.dq, t.positions, c.ropeTheta, true).reshape([T, H * D]), grads)
-    const dk = this.headNormBackward(t, 'k', rope(ag.dk, t.positions, c.ropeTheta, true).reshape([T, Hkv * D]), grads)
+    const dq = this.headNormBackward(t, 'q', rope(ag.dq, t.positions, c.ropeTheta, true, this.invFreq).reshape([T, H * D]), grads)
+    const dk = this.headNormBackward(t, 'k', rope(ag.dk, t.positions, c.ropeTheta, true, this.invFreq).reshape([T, Hkv * D]), grads)
     const dv = ag.dv.reshape([T, Hkv * D])
     const lq = linearBackward(t.xn1, this.w('self_attn.q_proj.weight'), dq, c.qkvBias)
     const lk = linearBackward(t.xn1, this.w('self_attn.k_proj.weight'), dk, c.qkvBias)

@@ -33,6 +33,13 @@ export interface ModelConfig {
   /** D: per-head width (may differ from C / H). */
   headDim: number
   ropeTheta: number
+  /**
+   * Divisors of RoPE's inverse frequencies, one per frequency (D/2): Llama 3.1's `llama3`
+   * rope_scaling, or a GGUF's `rope_freqs.weight`. Absent: the plain 1/theta^(2i/D).
+   */
+  ropeFreqFactors?: number[]
+  /** The HF `llama3` rope_scaling the factors came from (kept to write config.json back). */
+  ropeScaling?: Llama3RopeScaling
   rmsNormEps: number
   /** LM head shares the embedding table. */
   tieWordEmbeddings: boolean
@@ -100,18 +107,60 @@ function architectureOf (cfg: Json): Architecture {
   throw new ConfigError('model_type', `${JSON.stringify(mt)} is not supported and no architectures list is given (supported: ${Object.keys(MODEL_TYPES).join(', ')})`)
 }
 
-/** rope_theta, or transformers ≥ 4.5x's rope_parameters / rope_scaling (only the default rope). */
+/** rope_theta, or transformers ≥ 4.5x's rope_parameters / rope_scaling (default and llama3 rope). */
 function ropeThetaOf (cfg: Json, fallback: number): number {
   for (const field of ['rope_scaling', 'rope_parameters']) {
-    const rs = cfg[field]
-    if (rs === undefined || rs === null) continue
-    if (typeof rs !== 'object') throw new ConfigError(field, 'must be an object')
-    const r = rs as Json
-    const type = r.rope_type ?? r.type ?? 'default'
-    if (type !== 'default') throw new ConfigError(`${field}.rope_type`, `${JSON.stringify(type)} is not supported (only the default rotary embedding)`)
-    if (field === 'rope_parameters' && r.rope_theta !== undefined) return num(r, 'rope_theta')
+    const r = ropeSection(cfg, field)
+    if (r !== undefined && field === 'rope_parameters' && r.rope_theta !== undefined) return num(r, 'rope_theta')
   }
   return num(cfg, 'rope_theta', fallback)
+}
+
+function ropeSection (cfg: Json, field: string): Json | undefined {
+  const rs = cfg[field]
+  if (rs === undefined || rs === null) return undefined
+  if (typeof rs !== 'object') throw new ConfigError(field, 'must be an object')
+  const r = rs as Json
+  const type = r.rope_type ?? r.type ?? 'default'
+  if (type !== 'default' && type !== 'llama3') throw new ConfigError(`${field}.rope_type`, `${JSON.stringify(type)} is not supported (only the default and llama3 rotary embeddings)`)
+  return r
+}
+
+/**
+ * Llama 3.1's `llama3` frequency scaling as per-frequency divisors, as llama.cpp's converter
+ * writes them to `rope_freqs.weight`: 1 for short wavelengths, `factor` for long ones, a smooth
+ * blend between (transformers `_compute_llama3_parameters`).
+ */
+export interface Llama3RopeScaling { factor: number, lowFreqFactor: number, highFreqFactor: number, originalMaxPositions: number }
+
+export function llama3RopeFactors (D: number, theta: number, r: Llama3RopeScaling): number[] {
+  const lowWavelen = r.originalMaxPositions / r.lowFreqFactor
+  const highWavelen = r.originalMaxPositions / r.highFreqFactor
+  const out: number[] = []
+  for (let i = 0; i < D / 2; i++) {
+    const wavelen = 2 * Math.PI * theta ** (2 * i / D)
+    if (wavelen < highWavelen) out.push(1)
+    else if (wavelen > lowWavelen) out.push(r.factor)
+    else {
+      const smooth = (r.originalMaxPositions / wavelen - r.lowFreqFactor) / (r.highFreqFactor - r.lowFreqFactor)
+      out.push(1 / ((1 - smooth) / r.factor + smooth))
+    }
+  }
+  return out
+}
+
+function ropeScalingOf (cfg: Json): Llama3RopeScaling | undefined {
+  for (const field of ['rope_scaling', 'rope_parameters']) {
+    const r = ropeSection(cfg, field)
+    if (r === undefined || (r.rope_type ?? r.type) !== 'llama3') continue
+    const n = (k: string): number => {
+      const v = r[k]
+      if (typeof v !== 'number' || !(v > 0)) throw new ConfigError(`${field}.${k}`, `must be a positive number, got ${JSON.stringify(v)}`)
+      return v
+    }
+    return { factor: n('factor'), lowFreqFactor: n('low_freq_factor'), highFreqFactor: n('high_freq_factor'), originalMaxPositions: n('original_max_position_embeddings') }
+  }
+  return undefined
 }
 
 /**
@@ -154,6 +203,9 @@ export function parseConfig (json: unknown): ModelConfig {
   const expertsPerToken = mixtral ? int(cfg, 'num_experts_per_tok', 2) : 0
   if (mixtral && expertsPerToken > numExperts) throw new ConfigError('num_experts_per_tok', `${expertsPerToken} exceeds num_local_experts ${numExperts}`)
 
+  const ropeTheta = ropeThetaOf(cfg, mixtral ? 1e6 : 10000)
+  const ropeScaling = ropeScalingOf(cfg)
+
   const eos = cfg.eos_token_id
   const eosTokenIds = eos === undefined || eos === null ? [] : (Array.isArray(eos) ? eos : [eos])
   if (!eosTokenIds.every(e => Number.isInteger(e))) throw new ConfigError('eos_token_id', `must be an integer or a list of integers, got ${JSON.stringify(eos)}`)
@@ -168,7 +220,9 @@ export function parseConfig (json: unknown): ModelConfig {
     numHeads,
     numKvHeads,
     headDim,
-    ropeTheta: ropeThetaOf(cfg, mixtral ? 1e6 : 10000),
+    ropeTheta,
+    ropeFreqFactors: ropeScaling === undefined ? undefined : llama3RopeFactors(headDim, ropeTheta, ropeScaling),
+    ropeScaling,
     rmsNormEps: num(cfg, 'rms_norm_eps', mixtral ? 1e-5 : 1e-6),
     tieWordEmbeddings: bool(cfg, 'tie_word_embeddings', false),
     qkvBias: qwen2 || attentionBias,
@@ -208,6 +262,12 @@ export function toHfConfig (c: ModelConfig): Record<string, unknown> {
   if (c.architecture === 'LlamaForCausalLM') { out.attention_bias = c.oBias; out.mlp_bias = c.mlpBias }
   if (c.architecture === 'Qwen3ForCausalLM') out.attention_bias = c.oBias
   if (c.slidingWindow !== undefined) out.sliding_window = c.slidingWindow
+  if (c.ropeScaling !== undefined) {
+    const r = c.ropeScaling
+    out.rope_scaling = { rope_type: 'llama3', factor: r.factor, low_freq_factor: r.lowFreqFactor, high_freq_factor: r.highFreqFactor, original_max_position_embeddings: r.originalMaxPositions }
+  } else if (c.ropeFreqFactors !== undefined) {
+    throw new ConfigError('rope_scaling', 'RoPE frequency factors from a GGUF file have no config.json form')
+  }
   if (c.numExperts > 0) { out.num_local_experts = c.numExperts; out.num_experts_per_tok = c.expertsPerToken }
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId
   if (c.eosTokenIds.length > 0) out.eos_token_id = c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds

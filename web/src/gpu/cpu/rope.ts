@@ -22,15 +22,24 @@ export function invFreq (D: number, theta: number): Float32Array {
 }
 
 /**
- * x (T, H, D), positions (T) → (T, H, D).
+ * inv_freq with per-frequency divisors (llama.cpp's `rope_freqs` tensor; Llama 3.1's scaling):
+ * invFreq(D, theta)[i] / factors[i], rounded to f32.
+ */
+export function scaledInvFreq (D: number, theta: number, factors: ArrayLike<number>): Float32Array {
+  const inv = invFreq(D, theta)
+  return inv.map((v, i) => Math.fround(v / factors[i]))
+}
+
+/**
+ * x (T, H, D), positions (T) → (T, H, D). `invFreqTable` (D/2) replaces invFreq(D, theta).
  * angle = f32(pos · inv_freq[i]) (one f32 product, as HF's f32 matmul of inv_freq and positions);
  * cos/sin of that f32 angle in double precision (PyTorch's f32 cos/sin are within 1 ulp of it);
  * out[i] = x[i]·cos − x[i+D/2]·sin, out[i+D/2] = x[i+D/2]·cos + x[i]·sin.
  * `inverse` rotates by −angle: the inverse and the transpose (backward) of the rotation.
  */
-export function rope (x: Float32Array, positions: Int32Array, T: number, H: number, D: number, theta: number, inverse: boolean): Float32Array {
+export function rope (x: Float32Array, positions: Int32Array, T: number, H: number, D: number, theta: number, inverse: boolean, invFreqTable?: Float32Array): Float32Array {
   const half = D / 2
-  const inv = invFreq(D, theta)
+  const inv = invFreqTable ?? invFreq(D, theta)
   const out = new Float32Array(T * H * D)
   for (let t = 0; t < T; t++) {
     const pos = positions[t]

@@ -52,12 +52,27 @@ function invFreqTensor (g: GpuBackend, D: number, theta: number): Tensor {
   return t
 }
 
+/** Uploaded custom inv_freq tables, by the host array (a model keeps one per layer). */
+const customTables = new WeakMap<GpuBackend, WeakMap<Float32Array, Tensor>>()
+
+function customInvFreqTensor (g: GpuBackend, table: Float32Array): Tensor {
+  let perDevice = customTables.get(g)
+  if (perDevice === undefined) { perDevice = new WeakMap(); customTables.set(g, perDevice) }
+  let t = perDevice.get(table)
+  if (t === undefined || t.disposed) {
+    t = keep(g.tensor(table, [table.length]))
+    perDevice.set(table, t)
+  }
+  return t
+}
+
 /**
  * Rotary embedding, rotate-half (HF Llama): x (T, H, D), positions i32 (T) → (T, H, D).
  * `inverse` rotates by −angle, which is both the inverse and the backward (the rotation's
- * transpose): dx = rope(dy, positions, theta, true).
+ * transpose): dx = rope(dy, positions, theta, true). `invFreqTable` (D/2) replaces the
+ * 1/theta^(2i/D) table (Llama 3.1's scaled frequencies, see twin.scaledInvFreq).
  */
-export function rope (x: Tensor, positions: Tensor, theta: number, inverse = false): Tensor {
+export function rope (x: Tensor, positions: Tensor, theta: number, inverse = false, invFreqTable?: Float32Array): Tensor {
   const op = 'rope'
   const be = backendOf(op, x, positions)
   expectRank(op, 'x (T, H, D)', x, 3)
@@ -68,11 +83,12 @@ export function rope (x: Tensor, positions: Tensor, theta: number, inverse = fal
   if (positions.shape[0] !== T) throw new ShapeError(op, `positions ${shapeString(positions.shape)} must have one entry per token of x ${shapeString(x.shape)}`)
   if (D % 2 !== 0) throw new ShapeError(op, `head dim D must be even, got x ${shapeString(x.shape)}`)
   if (!(Number.isFinite(theta) && theta > 0)) throw new ShapeError(op, `theta must be a positive number, got ${theta}`)
-  if (isCpu(be)) return cpu.wrap(twin.rope(x.data as Float32Array, positions.data as Int32Array, T, H, D, theta, inverse), x.shape)
+  if (invFreqTable !== undefined && invFreqTable.length !== D / 2) throw new ShapeError(op, `invFreqTable has ${invFreqTable.length} entries, head dim ${D} needs ${D / 2}`)
+  if (isCpu(be)) return cpu.wrap(twin.rope(x.data as Float32Array, positions.data as Int32Array, T, H, D, theta, inverse, invFreqTable), x.shape)
   const g = be as GpuBackend
   const out = g.empty(x.shape)
   const n = T * H * (D / 2)
   if (n === 0) return out
-  g.run(ROPE, FLAT, { x, positions, inv_freq: invFreqTensor(g, D, theta), out }, { n, half: D / 2, H, inverse: inverse ? 1 : 0 }, g.grid1d(groups(n, WG)))
+  g.run(ROPE, FLAT, { x, positions, inv_freq: invFreqTable === undefined ? invFreqTensor(g, D, theta) : customInvFreqTensor(g, invFreqTable), out }, { n, half: D / 2, H, inverse: inverse ? 1 : 0 }, g.grid1d(groups(n, WG)))
   return out
 }

@@ -11,6 +11,9 @@ import { ggufNameOf } from './names.ts'
  * differently from our HF-defined blocks is refused naming the key or tensor.
  */
 
+/** Llama 3.1+: per-frequency RoPE divisors, F32 (D/2). */
+export const ROPE_FREQS = 'rope_freqs.weight'
+
 export const GGUF_ARCHITECTURES: Readonly<Record<string, Architecture>> = {
   llama: 'LlamaForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
@@ -58,8 +61,11 @@ export function ggufArch (h: GgufHeader): string {
   return arch
 }
 
-/** Parses the model's configuration from a GGUF header. */
-export function ggufConfig (h: GgufHeader): ModelConfig {
+/**
+ * Parses the model's configuration from a GGUF header. `ropeFreqFactors`: the values of the
+ * `rope_freqs.weight` tensor when the file has one (Llama 3.1+; GgufModelFile.open reads it).
+ */
+export function ggufConfig (h: GgufHeader, ropeFreqFactors?: number[]): ModelConfig {
   const arch = ggufArch(h)
   const k = (s: string): string => `${arch}.${s}`
   const has = (t: string): boolean => h.tensors.has(t)
@@ -80,7 +86,12 @@ export function ggufConfig (h: GgufHeader): ModelConfig {
   if (scaling !== undefined && scaling !== 'none') throw new GgufMetadataError(k('rope.scaling.type'), `'${scaling}' RoPE scaling is not supported`)
   const factor = metaNumber(h, k('rope.scaling.factor'), 0)
   if (factor !== 0 && factor !== 1) throw new GgufMetadataError(k('rope.scaling.factor'), `${factor}: RoPE scaling is not supported`)
-  if (has('rope_freqs.weight')) throw new UnsupportedGgufError("tensor 'rope_freqs.weight' (Llama 3.1+ long-context RoPE frequency factors) is not supported")
+  const freqs = h.tensors.get(ROPE_FREQS)
+  if (freqs !== undefined) {
+    if (freqs.shape.length !== 1 || freqs.shape[0] !== headDim / 2) throw new GgufMetadataError(ROPE_FREQS, `tensor has shape [${freqs.shape.join(', ')}], expected [${headDim / 2}] (head dim / 2)`)
+    if (ropeFreqFactors === undefined) throw new GgufMetadataError(ROPE_FREQS, 'tensor values are needed (open the file with GgufModelFile.open)')
+    if (ropeFreqFactors.length !== headDim / 2 || !ropeFreqFactors.every(f => Number.isFinite(f) && f > 0)) throw new GgufMetadataError(ROPE_FREQS, 'factors must be positive and finite, one per frequency')
+  }
   const swa = metaNumber(h, k('attention.sliding_window'), 0)
   if (swa !== 0) throw new GgufMetadataError(k('attention.sliding_window'), `${swa}: sliding-window attention is not supported`)
 
@@ -110,6 +121,7 @@ export function ggufConfig (h: GgufHeader): ModelConfig {
     numKvHeads,
     headDim,
     ropeTheta: metaNumber(h, k('rope.freq_base'), 10000),
+    ropeFreqFactors: freqs === undefined ? undefined : ropeFreqFactors,
     rmsNormEps: metaNumber(h, k('attention.layer_norm_rms_epsilon')),
     tieWordEmbeddings: !has('output.weight'),
     qkvBias: has('blk.0.attn_q.bias'),

@@ -14,6 +14,6 @@ export { GGML, ggmlTypeInfo, ggmlTypeName, type GgmlTypeInfo } from './ggml-type
 export { DEFAULT_ALIGNMENT, GgufType, LIMITS as GGUF_LIMITS, metaValue, parseGgufHeader, readGgufHeader, readGgufTensor, type GgufHeader, type GgufScalar, type GgufTensorInfo, type GgufValue } from './read.ts'
 export { ENCODABLE_TYPES, encodeValues } from './quantize.ts'
 export { encodeGguf, ggufHeaderBytes, gv, writeGguf, writeGgufFile, type GgufSink, type GgufWriteTensor, type RowSource } from './write.ts'
-export { GGUF_ARCHITECTURES, ggufArch, ggufConfig, metaNumber, metaString, qkPermuted } from './config.ts'
+export { GGUF_ARCHITECTURES, ROPE_FREQS, ggufArch, ggufConfig, metaNumber, metaString, qkPermuted } from './config.ts'
 export { ggufNameOf, paramNameOf } from './names.ts'
 export { GgufModelFile, type GgufLoadOptions } from './load.ts'

@@ -6,9 +6,11 @@ import { CorruptWeightsError, MissingTensorError, TensorShapeMismatchError, Weig
 import type { ParamSpec } from '../params.ts'
 import type { ModelSource } from '../source.ts'
 import type { HostParam, LoadProgress, ProgressFn } from '../weights.ts'
-import { ggufConfig, qkPermuted } from './config.ts'
+import { ROPE_FREQS, ggufConfig, qkPermuted } from './config.ts'
+import { GgufMetadataError } from './errors.ts'
+import { GGML, ggmlTypeName } from './ggml-types.ts'
 import { ggufNameOf } from './names.ts'
-import { readGgufHeader, type GgufHeader, type GgufTensorInfo } from './read.ts'
+import { readGgufHeader, readGgufTensor, type GgufHeader, type GgufTensorInfo } from './read.ts'
 
 /**
  * Loading parameters from one GGUF file: only the byte ranges of the tensors asked for (a
@@ -34,13 +36,21 @@ export class GgufModelFile {
   readonly config: ModelConfig
   private readonly permuted: boolean
 
-  private constructor (readonly source: ModelSource, readonly file: string, readonly header: GgufHeader) {
-    this.config = ggufConfig(header)
+  private constructor (readonly source: ModelSource, readonly file: string, readonly header: GgufHeader, ropeFreqFactors?: number[]) {
+    this.config = ggufConfig(header, ropeFreqFactors)
     this.permuted = qkPermuted(header)
   }
 
+  /** Reads the header (and the few bytes of `rope_freqs.weight` when present). */
   static async open (source: ModelSource, file: string): Promise<GgufModelFile> {
-    return new GgufModelFile(source, file, await readGgufHeader(source, file))
+    const header = await readGgufHeader(source, file)
+    const freqs = header.tensors.get(ROPE_FREQS)
+    let factors: number[] | undefined
+    if (freqs !== undefined) {
+      if (freqs.type !== GGML.F32) throw new GgufMetadataError(ROPE_FREQS, `tensor must be F32, got ${ggmlTypeName(freqs.type)}`)
+      factors = Array.from(new Float32Array((await readGgufTensor(source, file, freqs)).slice().buffer))
+    }
+    return new GgufModelFile(source, file, header, factors)
   }
 
   /** The GGUF tensor of a parameter, its shape checked; throws naming what is missing or wrong. */
