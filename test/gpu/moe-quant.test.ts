@@ -57,13 +57,16 @@ describe('expertFFN on weights in a file encoding: GPU (shaders/moe_ffn_quant.wg
       // The twin is the f32 definition on the decoded stacks.
       const dec = ws.map(w => dequantize(w.dtype, w.bytes, c.E * c.I * c.C))
       expect(ref).toEqual(twin.expertFFN(xs, offsets, dec[0], dec[1], dec[2], c.N, c.C, c.I, c.E))
-      const on = (be: typeof gpu | typeof cpu): Float32Array | Promise<Float32Array> => {
+      const on = async (be: typeof gpu | typeof cpu, kernel?: 'tiled' | 'rows'): Promise<Float32Array> => {
         const [w1, w3, w2] = ws.map(w => be.tensor(hostWeights(w.bytes, w.dtype), w.shape, w.dtype))
-        return expertFFN(be.tensor(xs, [c.N, c.C]), be.tensor(offsets, [c.E + 1], 'i32'), w1, w3, w2).readF32()
+        return await expertFFN(be.tensor(xs, [c.N, c.C]), be.tensor(offsets, [c.E + 1], 'i32'), w1, w3, w2, { kernel }).readF32()
       }
-      assertClose(await on(gpu), ref, { ...TOLERANCE.expertFFNQuant, what: 'expertFFN' })
+      for (const kernel of ['tiled', 'rows'] as const) {
+        const got = await on(gpu, kernel)
+        assertClose(got, ref, { ...TOLERANCE.expertFFNQuant, what: `expertFFN ${kernel}` })
+        if (c.skip !== undefined) expect([...got.subarray(0, c.skip * c.C)].every(v => v === 0)).toBe(true)
+      }
       expect(await on(cpu)).toEqual(ref)
-      if (c.skip !== undefined) expect([...(await on(gpu)).subarray(0, c.skip * c.C)].every(v => v === 0)).toBe(true)
     })
   }
 

@@ -30,7 +30,7 @@ import { shapeString, type DType, type TypedArray } from '../dtype.ts'
 import { ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
-import { isWeightDType, storageBytes } from '../quant-types.ts'
+import { blockInfo, isWeightDType, storageBytes } from '../quant-types.ts'
 import { rowParts } from '../split.ts'
 import type { Tensor } from '../tensor.ts'
 import { swiglu } from './elementwise.ts'
@@ -260,21 +260,39 @@ const FFN_BACKWARD_DW = defineKernel({
 })
 
 /** One grouped GEMM on decoded weights: the three projections of expertFFN on quantized or split experts. */
-const FFN_QUANT = defineKernel({
-  name: 'ffn_quant', shader: 'moe_ffn_quant', entry: 'ffn_quant',
-  bindings: [
-    { name: 'x', type: 'f32' }, // (N, K)
-    { name: 'offsets', type: 'i32' }, // (E + 1), rows of the experts in w
-    { name: 'w', type: 'u32' }, // (E, Nout, K) in its file encoding, as words
-    { name: 'out', type: 'f32', access: 'read_write' } // (N, Nout)
-  ],
-  uniforms: [{ name: 'N', type: 'u32' }, { name: 'K', type: 'u32' }, { name: 'Nout', type: 'u32' }, { name: 'E', type: 'u32' }] // rows, depth, out columns, experts in w
-})
+const FFN_QUANT_BINDINGS = [
+  { name: 'x', type: 'f32' }, // (N, K)
+  { name: 'offsets', type: 'i32' }, // (E + 1), rows of the experts in w
+  { name: 'w', type: 'u32' }, // (E, Nout, K) in its file encoding, as words
+  { name: 'out', type: 'f32', access: 'read_write' } // (N, Nout)
+] as const
+/** N: rows, K: depth, Nout: out columns, E: experts in w. */
+const FFN_QUANT_UNIFORMS = [{ name: 'N', type: 'u32' }, { name: 'K', type: 'u32' }, { name: 'Nout', type: 'u32' }, { name: 'E', type: 'u32' }] as const
+const FFN_QUANT = defineKernel({ name: 'ffn_quant', shader: 'moe_ffn_quant', entry: 'ffn_quant', bindings: FFN_QUANT_BINDINGS, uniforms: FFN_QUANT_UNIFORMS })
+/** Software adapters, few rows: one thread per output, no workgroup memory (same module). */
+const FFN_QUANT_ROWS = defineKernel({ name: 'ffn_quant_rows', shader: 'moe_ffn_quant', entry: 'ffn_quant_rows', bindings: FFN_QUANT_BINDINGS, uniforms: FFN_QUANT_UNIFORMS })
+/** Threads per workgroup of ffn_quant_rows. */
+const FFN_ROWS_WG = 64
+/** `kernel: 'auto'` takes ffn_quant_rows on software adapters up to this many rows (decode). */
+const FFN_ROWS_MAX_N = 8
 
-/** The ffn_quant variant for a weight dtype: the FFN tile plus WTYPE (shaders/lib/weight_decode.wgsl). */
+/** The ffn_quant_rows variant: the module's tile constants (WGSL resolves every entry's names) and WG_X = FFN_ROWS_WG. */
+export function ffnQuantRowsVariant (dtype: DType): Variant {
+  const v = ffnQuantVariant(dtype)
+  return { ...v, key: `rows-wg${FFN_ROWS_WG}-${dtype}`, workgroupSize: [FFN_ROWS_WG], entry: 'ffn_quant_rows' }
+}
+
+/**
+ * The ffn_quant variant for a weight dtype: the FFN tile plus WTYPE and UNIT
+ * (shaders/lib/weight_decode_vec4.wgsl: 32-value units of the GGUF blocks, 4 for f32/f16/bf16).
+ * The tile depth BK must be a multiple of 4 (the loader takes 4 values at a time).
+ */
 export function ffnQuantVariant (dtype: DType, t: FfnTile = FFN_TILE): Variant {
   const v = ffnVariant(t)
-  return { ...v, key: `${v.key}-${dtype}`, constants: { ...v.constants, WTYPE: weightType('expertFFN', 'w', dtype) } }
+  if (t.bk % 4 !== 0) throw new Error(`ffnQuantVariant: tile depth ${t.bk} is not a multiple of 4`)
+  const WTYPE = weightType('expertFFN', 'w', dtype)
+  const UNIT = blockInfo(dtype).elems >= 32 ? 32 : 4
+  return { ...v, key: `${v.key}-${dtype}`, constants: { ...v.constants, WTYPE, UNIT } }
 }
 
 /** Every MoE kernel with the variant it ships with (for compile-all checks). */
@@ -284,7 +302,8 @@ export const MOE_KERNELS = [
   [GATHER_ROWS, FLAT_VARIANT], [SUM_ROWS, FLAT_VARIANT], [COMBINE, FLAT_VARIANT],
   [COMBINE_BACKWARD_DYS, FLAT_VARIANT], [COMBINE_BACKWARD_DWEIGHTS, PER_ROW_VARIANT],
   [FFN_UP, FFN_VARIANT], [FFN_DOWN, FFN_VARIANT], [FFN_BACKWARD_HIDDEN, FFN_VARIANT], [FFN_BACKWARD_DX, FFN_VARIANT], [FFN_BACKWARD_DW, FFN_DW_VARIANT],
-  ...(['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'] as const).map(d => [FFN_QUANT, ffnQuantVariant(d)] as const)
+  ...(['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'] as const).map(d => [FFN_QUANT, ffnQuantVariant(d)] as const),
+  ...(['f32', 'q4_k', 'q6_k'] as const).map(d => [FFN_QUANT_ROWS, ffnQuantRowsVariant(d)] as const)
 ] as const
 
 // ---- host-side checks ----
@@ -507,7 +526,7 @@ function rowTiles (N: number, E: number): number {
  * The weights may each be in any weight dtype (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
  * C and I then multiples of the block) and split into parts of whole experts.
  */
-export function expertFFN (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor): Tensor {
+export function expertFFN (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, opts: ExpertFFNOptions = {}): Tensor {
   const op = 'expertFFN'
   const be = backendOf(op, xs, offsets, w1, w3, w2)
   const { N, C, I, E } = checkFfn(op, xs, offsets, w1, w3, w2, 'any')
@@ -519,7 +538,7 @@ export function expertFFN (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, 
     return cpu.wrap(twin.expertFFNWeights(f32s(xs), i32s(offsets), w(w1), w(w3), w(w2), N, C, I, E), [N, C])
   }
   const g = be as GpuBackend
-  if (packed) return expertFFNPacked(g, xs, offsets, w1, w3, w2, { N, C, I, E })
+  if (packed) return expertFFNPacked(g, xs, offsets, w1, w3, w2, { N, C, I, E }, opts.kernel ?? 'auto')
   const ys = g.zeros([N, C])
   const h = g.empty([N, I])
   const u = { N, C, I, E }
@@ -534,13 +553,16 @@ export function expertFFN (xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, 
  * silu(a) ⊙ b, ys = h·w2ᵀ (N, C); each GEMM runs once per row part of its weight, with that
  * part's slice of the offsets (its experts' rows).
  */
-function expertFFNPacked (g: GpuBackend, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, d: FfnDims): Tensor {
+function expertFFNPacked (g: GpuBackend, xs: Tensor, offsets: Tensor, w1: Tensor, w3: Tensor, w2: Tensor, d: FfnDims, kernel: 'auto' | 'tiled' | 'rows'): Tensor {
+  const rows = kernel === 'rows' || (kernel === 'auto' && g.info.software && d.N <= FFN_ROWS_MAX_N)
   const grouped = (x: Tensor, w: Tensor, out: Tensor, K: number, Nout: number): void => {
-    const variant = ffnQuantVariant(w.dtype)
+    const variant = rows ? ffnQuantRowsVariant(w.dtype) : ffnQuantVariant(w.dtype)
     for (const p of rowParts(w)) {
       const offs = p.rows === d.E ? offsets : g.empty([p.rows + 1], 'i32')
       if (offs !== offsets) g.copy(offsets, offs, p.row0 * 4, 0, (p.rows + 1) * 4)
-      g.run(FFN_QUANT, variant, { x, offsets: offs, w: p.t, out }, { N: d.N, K, Nout, E: p.rows }, [groups(Nout, FFN_TILE.bn), rowTiles(d.N, p.rows)])
+      const u = { N: d.N, K, Nout, E: p.rows }
+      if (rows) g.run(FFN_QUANT_ROWS, variant, { x, offsets: offs, w: p.t, out }, u, g.grid1d(groups(d.N * Nout, FFN_ROWS_WG)))
+      else g.run(FFN_QUANT, variant, { x, offsets: offs, w: p.t, out }, u, [groups(Nout, FFN_TILE.bn), rowTiles(d.N, p.rows)])
       if (offs !== offsets) offs.dispose() // the pool reuses it only after this batch is submitted
     }
   }
@@ -555,6 +577,15 @@ function expertFFNPacked (g: GpuBackend, xs: Tensor, offsets: Tensor, w1: Tensor
   grouped(h, w2, ys, d.I, d.C)
   h.dispose()
   return ys
+}
+
+export interface ExpertFFNOptions {
+  /**
+   * Weights in a file encoding or split: 'tiled' (shared tiles, barriers) or 'rows' (one thread
+   * per output, no workgroup memory: software adapters). For tests and benchmarks.
+   * @default 'auto': 'rows' on software adapters for up to 8 rows, else 'tiled'
+   */
+  kernel?: 'auto' | 'tiled' | 'rows'
 }
 
 export interface ExpertFFNGrads {
