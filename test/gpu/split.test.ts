@@ -90,6 +90,22 @@ describe('split storage (maxBindingBytes = 4 KiB)', () => {
   })
 })
 
+describe('uploads of 1 MiB or more', () => {
+  it('take an exact-size buffer (no size class), destroyed once released without disturbing queued work', async () => {
+    const n = (1 << 18) + 3 // 1 MiB + 12 bytes: its size class would be 1.5 MiB
+    const data = new Rng(4).uniform(n)
+    const before = whole.pool.stats.inUseBytes
+    const t = whole.tensor(data, [1, n])
+    expect(t.buffer.size).toBe(n * 4)
+    expect(whole.pool.stats.inUseBytes - before).toBe(n * 4)
+    const y = add(t, t) // encoded, not yet submitted
+    t.dispose()
+    const got = await y.readF32()
+    expect(got).toEqual(data.map(x => x + x))
+    y.dispose()
+  })
+})
+
 /** (dtype, V, C): tables of 2–3 parts at the forced limit. */
 const TABLES: Array<[WeightDType, number, number]> = [['f32', 200, 8], ['f16', 300, 9], ['bf16', 257, 8], ['q8_0', 150, 32], ['q4_0', 250, 32], ['q4_k', 40, 256], ['q5_k', 30, 256], ['q6_k', 33, 256]]
 

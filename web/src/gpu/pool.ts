@@ -40,21 +40,30 @@ export interface PoolStats {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>()
   private pending: Array<[string, GPUBuffer]> = []
+  /** Exact-size buffers: destroyed once released, never pooled (their sizes rarely recur). */
+  private readonly exact = new WeakSet<GPUBuffer>()
   readonly stats: PoolStats = { inUseBytes: 0, peakInUseBytes: 0, freeBytes: 0, created: 0, reused: 0 }
 
   constructor (private readonly device: GPUDevice) {}
 
   /**
-   * A buffer of at least `bytes`: a size class (reuse across shapes), or with `exact` the
-   * bytes rounded to 4 (uploaded weights: they live long, and a class could pass the device limit).
+   * A buffer of at least `bytes`: a size class (reuse across shapes), or with `exact` a new
+   * buffer of the bytes rounded to 4 (uploaded weights: they live long, and a class could pass
+   * the device limit), destroyed when released: pooling every size would hold memory forever.
    */
   acquire (bytes: number, usage: number = STORAGE_USAGE, exact = false): GPUBuffer {
     const size = exact ? exactSize(bytes) : sizeClass(bytes)
+    this.stats.inUseBytes += size
+    this.stats.peakInUseBytes = Math.max(this.stats.peakInUseBytes, this.stats.inUseBytes)
+    if (exact) {
+      this.stats.created++
+      const b = this.device.createBuffer({ size, usage })
+      this.exact.add(b)
+      return b
+    }
     const key = `${usage}:${size}`
     const list = this.free.get(key)
     const reused = list?.pop()
-    this.stats.inUseBytes += size
-    this.stats.peakInUseBytes = Math.max(this.stats.peakInUseBytes, this.stats.inUseBytes)
     if (reused !== undefined) {
       this.stats.reused++
       this.stats.freeBytes -= size
@@ -69,9 +78,13 @@ export class BufferPool {
     this.pending.push([`${buffer.usage}:${buffer.size}`, buffer])
   }
 
-  /** Called after each submit: released buffers become reusable. */
+  /**
+   * Called after each submit: released buffers become reusable; exact-size ones are destroyed
+   * (WebGPU keeps a destroyed buffer's memory until the submitted work using it has finished).
+   */
   recycle (): void {
     for (const [key, buf] of this.pending) {
+      if (this.exact.has(buf)) { buf.destroy(); continue }
       let list = this.free.get(key)
       if (list === undefined) this.free.set(key, (list = []))
       list.push(buf)
