@@ -60,8 +60,15 @@ async function greedy (m: CausalLM, prompt: number[]): Promise<{ tokens: number[
 describe.skipIf(!llamaCppInstalled())('greedy tokens equal llama.cpp\'s on the same GGUF', () => {
   // Llama 3.1's rope scaling (a rope_freqs.weight tensor) on a short original context, so the factors matter.
   const LLAMA31 = { rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } }
-  for (const [type, extra] of [[GGML.Q8_0, {}], [GGML.Q4_K, {}], [GGML.Q6_K, {}], [GGML.Q8_0, LLAMA31]] as const) {
-    it(`llama arch (Q/K permuted), ${ggmlTypeName(type)}${'rope_scaling' in extra ? ', Llama 3.1 rope_freqs' : ''}`, async () => {
+  const QWEN2 = { architectures: ['Qwen2ForCausalLM'] }
+  const QWEN3 = { architectures: ['Qwen3ForCausalLM'], head_dim: 64 }
+  const MIXTRAL = { architectures: ['MixtralForCausalLM'], num_local_experts: 4, num_experts_per_tok: 2 }
+  const cases: ReadonlyArray<[string, number, Record<string, unknown>]> = [
+    ['llama (Q/K permuted)', GGML.Q8_0, {}], ['llama (Q/K permuted)', GGML.Q4_K, {}], ['llama (Q/K permuted)', GGML.Q6_K, {}],
+    ['llama, Llama 3.1 rope_freqs', GGML.Q8_0, LLAMA31], ['qwen2 (q/k/v bias)', GGML.Q8_0, QWEN2], ['qwen3 (q/k norm)', GGML.Q4_K, QWEN3], ['llama-arch Mixtral', GGML.Q8_0, MIXTRAL]
+  ]
+  for (const [label, type, extra] of cases) {
+    it(`${label}, ${ggmlTypeName(type)}`, async () => {
       const c = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 259, hidden_size: 256, intermediate_size: 256, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, bos_token_id: 1, eos_token_id: 2, ...extra })
       // Blocks strong enough to decide the next token (weights ~1/√C), a wide head for clear margins.
       const host = randomWeights(c, 77, 0.12)
