@@ -22,6 +22,7 @@
  *   --device webgpu|cpu  --prompt-len N  --tokens N  --runs N  --dir DIR (files kept there and
  *   reused; default a temp dir, deleted)  --moe-layers N (2)  --part-timeout S
  *   --moe-generate (also time generation on the MoE; by default it is loaded and run on llama.cpp)
+ *   --merge (keep the measured values of the last real.json that this run does not measure)
  *   --skip 1peer,4peers,moe,llamacpp,gemv
  * gemv_bandwidth_ratio is read from bench/results/kernels-gemv.json (npm run bench:kernels, the
  * same adapter), not re-measured.
@@ -113,9 +114,21 @@ async function openBackend (): Promise<{ be: Backend, device: string, gpu?: GpuB
   return { be: gpu, gpu, device: `webgpu: ${gpu.info.description} (${gpu.info.architecture})` }
 }
 
-/** GPU memory the pool holds now: handed out + kept for reuse. */
+/** GPU memory handed out now (weights, caches, live activations; not the pool's free buffers). */
 function heldBytes (gpu: GpuBackend | undefined): number {
-  return gpu === undefined ? 0 : gpu.pool.stats.inUseBytes + gpu.pool.stats.freeBytes
+  return gpu === undefined ? 0 : gpu.pool.stats.inUseBytes
+}
+
+/** The most GPU memory handed out since the last resetPeak (upload staging and activations included). */
+function peakBytes (gpu: GpuBackend | undefined): number {
+  return gpu === undefined ? 0 : gpu.pool.stats.peakInUseBytes
+}
+
+/** Frees a model's buffers for real (released buffers return to the pool at the next submit). */
+async function unload (m: CausalLM, be: Backend, gpu: GpuBackend | undefined): Promise<void> {
+  m.dispose()
+  await be.sync()
+  gpu?.pool.trim()
 }
 
 /** Prompt ids away from the special tokens, seeded by position. */
@@ -138,12 +151,13 @@ interface Loaded { model: CausalLM, load_s: number, gpu_bytes: number }
 
 /** Loads the whole model: seconds, and the GPU memory the pool then holds. */
 async function loadWhole (path: string, be: Backend, gpu: GpuBackend | undefined): Promise<Loaded> {
+  gpu?.pool.resetPeak()
   const t0 = performance.now()
   const model: CausalLM = await loadModel(path, be)
   await be.sync()
   const load_s = (performance.now() - t0) / 1000
-  log(`${path}: loaded in ${load_s.toFixed(1)} s; GPU pool holds ${(heldBytes(gpu) / 1e6).toFixed(0)} MB`)
-  return { model, load_s, gpu_bytes: heldBytes(gpu) }
+  log(`${path}: loaded in ${load_s.toFixed(1)} s; GPU memory in use ${(heldBytes(gpu) / 1e6).toFixed(0)} MB, peak ${(peakBytes(gpu) / 1e6).toFixed(0)} MB`)
+  return { model, load_s, gpu_bytes: peakBytes(gpu) }
 }
 
 /** Generation runs on a loaded model; `peak` grows with what the pool held meanwhile. */
@@ -151,7 +165,7 @@ async function onePeer (m: Loaded, gpu: GpuBackend | undefined): Promise<Timed[]
   const runs: Timed[] = []
   for (let r = 0; r < RUNS; r++) {
     const t = await timeGenerate(async (prompt, onToken) => await generate(m.model, prompt, { maxNewTokens: TOKENS, onToken, stopTokens: [] }), m.model.config.vocabSize)
-    m.gpu_bytes = Math.max(m.gpu_bytes, heldBytes(gpu), gpu?.pool.stats.peakInUseBytes ?? 0)
+    m.gpu_bytes = Math.max(m.gpu_bytes, peakBytes(gpu))
     log(`1 peer, run ${r + 1}: prefill ${t.prefill_tps.toFixed(3)} tok/s, decode ${t.decode_tps.toFixed(3)} tok/s`)
     runs.push(t)
   }
@@ -225,12 +239,22 @@ async function main (): Promise<void> {
   log(`Llama-3.2-1B shape, Q4_K_M mix: ${(llama.bytes / 1e6).toFixed(0)} MB${llama.write_s > 0 ? ` written in ${llama.write_s.toFixed(1)} s` : ' (reused)'}`)
   const moeShape = mixtralShape(MOE_LAYERS)
 
+  // --merge: start from the last results (a later run fills in what an earlier one could not).
+  const merge = process.argv.includes('--merge') && existsSync('bench/results/real.json')
   const result: Record<string, unknown> = {
     load_s: null, gpu_bytes: null, file_bytes: llama.bytes, decode_tps: null, prefill_tps: null, decode_tps_4peers: null,
     gemv_bandwidth_ratio: null, llamacpp_decode_tps: null, device,
     reduced: { prompt_len: PROMPT_LEN, tokens: TOKENS, runs: RUNS, note: 'token counts reduced for a software adapter; medians of the runs made; null = not measured (see real.meta.json errors)' }
   }
   const meta: Record<string, unknown> = { date: new Date().toISOString(), model: { shape: LLAMA_32_1B, mix: 'Q4_K_M (llama.cpp rules)', seed: SEED }, errors, loadavg: { before: load0 } }
+  if (merge) {
+    const old = JSON.parse(readFileSync('bench/results/real.json', 'utf8')) as Record<string, unknown>
+    for (const [k, v] of Object.entries(old)) if (v !== null && k !== 'reduced') result[k] = v
+    const oldMeta = existsSync('bench/results/real.meta.json') ? JSON.parse(readFileSync('bench/results/real.meta.json', 'utf8')) as Record<string, unknown> : {}
+    meta.previous = oldMeta
+  }
+  /** Sets a measured key (a part that did not run leaves a merged value alone). */
+  const set = (k: string, v: unknown): void => { if (v !== null && v !== undefined) result[k] = v }
   const save = (): void => {
     (meta.loadavg as Record<string, unknown>).after = os.loadavg()
     mkdirSync('bench/results', { recursive: true })
@@ -240,9 +264,9 @@ async function main (): Promise<void> {
 
   // Cheap parts first.
   const g = await part('gemv', async () => await gemvRatio(device))
-  if (g !== undefined) { result.gemv_bandwidth_ratio = g.ratio; meta.gemv = g.row }
+  if (g !== undefined) { set('gemv_bandwidth_ratio', g.ratio); meta.gemv = g.row }
   const lcpp = await part('llamacpp', async () => await llamaCppDecode(llama.path, LLAMA_32_1B.vocab))
-  if (lcpp !== undefined) { result.llamacpp_decode_tps = round(lcpp.decode_tps); meta.llamacpp = { threads: LLAMACPP_THREADS, runs: lcpp.runs } }
+  if (lcpp !== undefined) { set('llamacpp_decode_tps', round(lcpp.decode_tps)); meta.llamacpp = { threads: LLAMACPP_THREADS, runs: lcpp.runs } }
   save()
 
   let moeFile: { path: string, bytes: number } | undefined
@@ -254,12 +278,7 @@ async function main (): Promise<void> {
     log(`Mixtral shape, ${MOE_LAYERS} layers: ${(moeFile.bytes / 1e6).toFixed(0)} MB`)
     const lc = await part('moe_llamacpp', async () => await llamaCppDecode(moeFile!.path, moeShape.vocab))
     if (lc !== undefined) moe.llamacpp_decode_tps = round(lc.decode_tps)
-    const m = await part('moe_load', async () => {
-      const before = heldBytes(gpu)
-      const l = await loadWhole(moeFile!.path, be, gpu)
-      l.gpu_bytes -= before
-      return l
-    })
+    const m = await part('moe_load', async () => await loadWhole(moeFile!.path, be, gpu))
     if (m !== undefined) {
       moe.load_s = round(m.load_s)
       moe.gpu_bytes = m.gpu_bytes
@@ -269,8 +288,7 @@ async function main (): Promise<void> {
         if (runs !== undefined) { moe.decode_tps = round(median(runs.map(x => x.decode_tps))); moe.prefill_tps = round(median(runs.map(x => x.prefill_tps))) }
         if (runs === undefined) { save(); log('MoE generation did not finish: the run stops here'); return }
       }
-      m.model.dispose()
-      gpu?.pool.trim()
+      await unload(m.model, be, gpu)
     }
     save()
   }
@@ -278,25 +296,25 @@ async function main (): Promise<void> {
   const one = await part('1peer_load', async () => await loadWhole(llama.path, be, gpu))
   let reference: number[] | undefined
   if (one !== undefined) {
-    result.load_s = round(one.load_s)
-    result.gpu_bytes = one.gpu_bytes
+    set('load_s', round(one.load_s))
+    set('gpu_bytes', one.gpu_bytes)
     save()
     const runs = await part('1peer', async () => await onePeer(one, gpu))
-    result.gpu_bytes = one.gpu_bytes
     if (runs !== undefined) {
-      result.decode_tps = round(median(runs.map(r => r.decode_tps)))
-      result.prefill_tps = round(median(runs.map(r => r.prefill_tps)))
+      set('gpu_bytes', one.gpu_bytes)
+      set('decode_tps', round(median(runs.map(r => r.decode_tps))))
+      set('prefill_tps', round(median(runs.map(r => r.prefill_tps))))
       meta.one_peer_runs = runs.map(r => ({ prefill_tps: r.prefill_tps, decode_tps: r.decode_tps }))
       reference = runs[0].tokens
-      one.model.dispose()
-      gpu?.pool.trim()
+      await unload(one.model, be, gpu)
     }
     save()
-    if (runs === undefined) { log('1-peer generation did not finish: the run stops here'); return }
+    // A generation that timed out may still hold the device: measuring 4 peers behind it would be wrong.
+    if (errors['1peer'] !== undefined) { log('1-peer generation did not finish: the run stops here'); return }
   }
   const four = await part('4peers', async () => await fourPeers(llama.path, be, LLAMA_32_1B.layers, reference))
   if (four !== undefined) {
-    result.decode_tps_4peers = round(median(four.runs.map(r => r.decode_tps)))
+    set('decode_tps_4peers', round(median(four.runs.map(r => r.decode_tps))))
     meta.four_peer_runs = four.runs.map(r => ({ prefill_tps: r.prefill_tps, decode_tps: r.decode_tps }))
     meta.four_peers_same_tokens_as_one = four.matches_one_peer
   }
