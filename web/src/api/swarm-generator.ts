@@ -19,6 +19,14 @@ import type { RpcTransport } from '../swarm/transport/index.ts'
 import { InvalidParamError, SwarmUnavailableError } from './errors.ts'
 import type { ApiModel, GenerateParams, GenerateResult, Generator } from './generator.ts'
 
+/**
+ * Generations one API process runs at once per model; more wait their turn (FIFO). Every request
+ * of this process reaches a server over one libp2p connection, which carries at most 32 `infer`
+ * streams each way (net/protocols.ts INFER): 24 sessions' steps leave room for OPENs, CLOSEs and
+ * INFOs, where 32 made stream opens time out and the client ban its only server.
+ */
+export const MAX_CONCURRENT_GENERATIONS = 24
+
 /** One served model: its info, the client over its servers, and its ends on this device. */
 export interface SwarmModel {
   info: ApiModel
@@ -40,9 +48,45 @@ export function formatBlocks (blocks: readonly number[]): string {
 
 export class SwarmGenerator implements Generator {
   private readonly byId = new Map<string, SwarmModel>()
+  private readonly maxConcurrent: number
+  private running = 0
+  private readonly waiting: Array<() => void> = []
 
-  constructor (models: readonly SwarmModel[]) {
+  /** @param maxConcurrent generations at once (see MAX_CONCURRENT_GENERATIONS). @default MAX_CONCURRENT_GENERATIONS */
+  constructor (models: readonly SwarmModel[], maxConcurrent = MAX_CONCURRENT_GENERATIONS) {
     for (const m of models) this.byId.set(m.info.id, m)
+    if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new RangeError(`maxConcurrent must be an integer ≥ 1, got ${maxConcurrent}`)
+    this.maxConcurrent = maxConcurrent
+  }
+
+  /** Generations waiting for a slot. */
+  get queued (): number {
+    return this.waiting.length
+  }
+
+  /** Waits for a slot; false when `signal` aborted first. */
+  private async acquire (signal: AbortSignal): Promise<boolean> {
+    if (this.running < this.maxConcurrent) {
+      this.running++
+      return true
+    }
+    return await new Promise<boolean>(resolve => {
+      const go = (): void => { signal.removeEventListener('abort', gone); resolve(true) }
+      const gone = (): void => {
+        const i = this.waiting.indexOf(go)
+        if (i >= 0) this.waiting.splice(i, 1)
+        resolve(false)
+      }
+      this.waiting.push(go)
+      signal.addEventListener('abort', gone, { once: true })
+    })
+  }
+
+  private release (): void {
+    const next = this.waiting.shift()
+    // The slot passes straight to the next in line.
+    if (next !== undefined) next()
+    else this.running--
   }
 
   models (): readonly ApiModel[] {
@@ -53,9 +97,18 @@ export class SwarmGenerator implements Generator {
     const m = this.byId.get(model)
     if (m === undefined) throw new InvalidParamError(`model '${model}' is not served here`, 'model')
     if (prompt.length === 0) throw new InvalidParamError('the prompt is empty', 'prompt')
-    const C = m.client.hiddenSize
     const sampler = new Sampler({ temperature: params.temperature, topK: params.topK, topP: params.topP, seed: params.seed ?? randomSeed() })
     const stop = new Set(params.stopTokens)
+    if (!await this.acquire(signal)) return { tokens: [], finish: 'aborted' }
+    try {
+      return await this.run(m, prompt, params, sampler, stop, onToken, signal)
+    } finally {
+      this.release()
+    }
+  }
+
+  private async run (m: SwarmModel, prompt: readonly number[], params: GenerateParams, sampler: Sampler, stop: ReadonlySet<number>, onToken: (id: number) => void | Promise<void>, signal: AbortSignal): Promise<GenerateResult> {
+    const C = m.client.hiddenSize
     let session: InferenceSession
     try {
       session = await m.client.openSession(prompt.length + params.maxTokens)

@@ -34,7 +34,7 @@ async function leave (peer: SwarmPeer): Promise<void> {
   peer.transport.close()
   let timer: ReturnType<typeof setTimeout> | undefined
   await Promise.race([
-    (peer.swarm !== undefined ? peer.swarm.stop() : peer.node.stop()).catch(() => {}),
+    Promise.resolve(peer.swarm !== undefined ? peer.swarm.stop() : peer.node.stop()).catch(() => {}),
     new Promise(resolve => { timer = setTimeout(resolve, LEAVE_TIMEOUT_MS) })
   ])
   clearTimeout(timer)

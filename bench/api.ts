@@ -1,0 +1,158 @@
+/**
+ * `npm run bench:api` — the OpenAI-compatible API on loopback, as `npm start` runs it: the relay
+ * process (relay/main.ts) with its embedded Node peer serving every block of the default model
+ * (byte-llama, CPU twins) and the API client in the same process. This process opens 1, 8 and 32
+ * concurrent streams of POST /v1/completions (`stream: true`, greedy, 64 tokens each, no stop)
+ * and times each server-sent event as it arrives:
+ *
+ *   aggregate tokens/s   all streams' completion tokens / wall time from the first request to the last [DONE]
+ *   ttft p50 / p95       request sent → first text event, over all streams, ms
+ *   itl p50 / p95        gaps between consecutive text events of a stream, over all streams, ms
+ *
+ * Flags: --trials N (3; interleaved 1, 8, 32, 1, …; the MEDIAN of each figure is reported)
+ *        --tokens N (64)  --procs: the API in its own process (`webswarm api`) and the blocks in
+ *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
+ *        processes can compute at once); results then go to bench/results/api-procs.json
+ * Writes bench/results/api.json {streams: {"1": {...}, "8": {...}, "32": {...}}, device, ...}.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join, resolve } from 'node:path'
+
+function arg (name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : undefined
+}
+
+const TRIALS = Number(arg('trials') ?? 3)
+const TOKENS = Number(arg('tokens') ?? 64)
+const PROCS = process.argv.includes('--procs')
+const CONCURRENCY = [1, 8, 32]
+const PROMPTS = ['The jury said ', 'It was a ', 'In the city ', 'She had been ', 'The man ', 'They were ', 'A new law ', 'He said that ']
+const tsx = resolve('node_modules/.bin/tsx')
+const children: ChildProcess[] = []
+
+/** Starts a process; resolves with the first match of `pattern` in its output. */
+async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray> {
+  const child = spawn(tsx, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '' } })
+  children.push(child)
+  let out = ''
+  return await new Promise((resolve, reject) => {
+    const look = (c: Buffer): void => {
+      out += c.toString()
+      const m = pattern.exec(out)
+      if (m !== null) resolve(m)
+    }
+    child.stdout!.on('data', look)
+    child.stderr!.on('data', look)
+    child.on('exit', code => reject(new Error(`${args.join(' ')} exited ${code}:\n${out}`)))
+  })
+}
+
+interface Stream { ttftMs: number, gapsMs: number[], tokens: number }
+
+/** One streamed completion; times each text event. */
+async function stream (url: string, prompt: string): Promise<Stream> {
+  const t0 = performance.now()
+  const res = await fetch(`${url}/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'default', prompt, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } })
+  })
+  if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}: ${await res.text()}`)
+  const times: number[] = []
+  let tokens = 0
+  let buf = ''
+  const dec = new TextDecoder()
+  const reader = res.body.getReader()
+  for (;;) {
+    const { done, value: chunk } = await reader.read()
+    if (done) break
+    const now = performance.now()
+    buf += dec.decode(chunk, { stream: true })
+    let i: number
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const line = buf.slice(0, i).trim()
+      buf = buf.slice(i + 2)
+      if (!line.startsWith('data: ') || line === 'data: [DONE]') continue
+      const ev = JSON.parse(line.slice(6)) as { choices: Array<{ text: string }>, usage?: { completion_tokens: number } | null, error?: { message: string } }
+      if (ev.error !== undefined) throw new Error(ev.error.message)
+      if (ev.usage != null) tokens = ev.usage.completion_tokens
+      if ((ev.choices[0]?.text ?? '') !== '') times.push(now)
+    }
+  }
+  if (times.length === 0) throw new Error('no text events')
+  return { ttftMs: times[0] - t0, gapsMs: times.slice(1).map((t, j) => t - times[j]), tokens }
+}
+
+function pct (xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]
+}
+const median = (xs: number[]): number => pct(xs, 0.5)
+const r1 = (x: number): number => Math.round(x * 10) / 10
+
+interface Trial { aggregate_tps: number, ttft_p50_ms: number, ttft_p95_ms: number, itl_p50_ms: number, itl_p95_ms: number, tokens: number, wall_s: number }
+
+async function trial (url: string, n: number): Promise<Trial> {
+  const t0 = performance.now()
+  const all = await Promise.all(Array.from({ length: n }, async (_, i) => await stream(url, PROMPTS[i % PROMPTS.length])))
+  const wall = (performance.now() - t0) / 1000
+  const tokens = all.reduce((a, s) => a + s.tokens, 0)
+  const ttft = all.map(s => s.ttftMs)
+  const gaps = all.flatMap(s => s.gapsMs)
+  return { aggregate_tps: r1(tokens / wall), ttft_p50_ms: r1(pct(ttft, 0.5)), ttft_p95_ms: r1(pct(ttft, 0.95)), itl_p50_ms: r1(pct(gaps, 0.5)), itl_p95_ms: r1(pct(gaps, 0.95)), tokens, wall_s: r1(wall) }
+}
+
+async function main (): Promise<void> {
+  const dataDir = mkdtempSync(join(os.tmpdir(), 'ws-bench-api-'))
+  let url: string
+  if (!PROCS) {
+    const m = await start(['relay/main.ts', '--port', '0', '--data-dir', dataDir, '--ice-server', 'none', '--api-rate-limit', '0'], /OpenAI-compatible API at (http:\/\/\S+)/)
+    url = m[1]
+  } else {
+    const m = await start(['relay/main.ts', '--port', '0', '--data-dir', dataDir, '--ice-server', 'none', '--no-api'], /page \+ \/health .* at (http:\/\/\S+)/)
+    const base = m[1]
+    await start(['web/src/cli/bin.ts', 'serve', '--bootstrap', base, '--ice-servers', 'none', '--model', 'models/byte-llama', '--model-id', 'default', '--device', 'cpu', '--cache-tokens', '8192'], /"peer":/)
+    url = (await start(['web/src/cli/bin.ts', 'api', '--bootstrap', base, '--ice-servers', 'none', '--model', 'models/byte-llama', '--model-id', 'default', '--device', 'cpu', '--port', '0', '--rate-limit', '0'], /"url":"(http:\/\/[^"]+)"/))[1]
+  }
+  console.log(`api at ${url}; ${PROCS ? 'relay + webswarm serve + webswarm api processes' : 'relay process with embedded peer (npm start)'}`)
+  await stream(url, 'Warm up ') // first route planning, connections
+  const load0 = os.loadavg()
+  const trials: Record<string, Trial[]> = Object.fromEntries(CONCURRENCY.map(n => [String(n), []]))
+  for (let t = 0; t < TRIALS; t++) {
+    for (const n of CONCURRENCY) {
+      const r = await trial(url, n)
+      trials[String(n)].push(r)
+      console.log(`trial ${t + 1} × ${n}: ${JSON.stringify(r)}`)
+    }
+  }
+  const load1 = os.loadavg()
+  const keys: Array<keyof Trial> = ['aggregate_tps', 'ttft_p50_ms', 'ttft_p95_ms', 'itl_p50_ms', 'itl_p95_ms']
+  const streams = Object.fromEntries(Object.entries(trials).map(([n, ts]) => [n, Object.fromEntries(keys.map(k => [k, median(ts.map(x => x[k]))]))]))
+  const out = {
+    streams,
+    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ' and API in the relay process'}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
+    model: 'models/byte-llama (C 96, 3 blocks, byte vocabulary)',
+    tokens_per_stream: TOKENS,
+    trials: TRIALS,
+    statistic: 'median over trials of each figure',
+    setup: PROCS ? 'relay --no-api + webswarm serve + webswarm api, loopback' : 'relay/main.ts (npm start): embedded peer + API in one process, loopback',
+    load: { before: load0.map(r1), after: load1.map(r1) },
+    all_trials: trials
+  }
+  mkdirSync('bench/results', { recursive: true })
+  const file = PROCS ? 'bench/results/api-procs.json' : 'bench/results/api.json'
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n')
+  console.log(`${file}: ${JSON.stringify(streams)}`)
+}
+
+main().then(() => {
+  for (const c of children) c.kill('SIGTERM')
+  process.exit(0)
+}, (e: Error) => {
+  console.error(e.stack ?? e.message)
+  for (const c of children) c.kill('SIGKILL')
+  process.exit(1)
+})
