@@ -13,6 +13,16 @@ import { NetConfigError } from '../../web/src/net/errors.ts'
 import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
 import { until } from './peers-harness.ts'
 
+/**
+ * Watchdog of every wait on the relay process, its HTTP answers and its peers, ms. Real processes
+ * and sockets run on real time, so a bound only has to stay far beyond any load: idle, each of
+ * these takes well under a second to a few seconds; on the 2-core machine beside two CPU burners
+ * and other jobs, 5–20 s bounds were hit. A passing run never waits for it.
+ */
+const WATCHDOG_MS = 120_000
+/** Per test: several such waits in a row. */
+const TEST_MS = 600_000
+
 const tmpDirs: string[] = []
 async function tmp (): Promise<string> {
   const d = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-relay-test-'))
@@ -82,10 +92,10 @@ describe('CrdtStore', () => {
 })
 
 async function get (url: string): Promise<Response> {
-  return await fetch(url, { signal: AbortSignal.timeout(5000) })
+  return await fetch(url, { signal: AbortSignal.timeout(WATCHDOG_MS) })
 }
 
-describe('relay process: HTTP, identity, restart with peers', () => {
+describe('relay process: HTTP, identity, restart with peers', { timeout: TEST_MS }, () => {
   let relay: RelayHandle | undefined
   const swarms: Swarm[] = []
   afterAll(async () => {
@@ -113,7 +123,7 @@ describe('relay process: HTTP, identity, restart with peers', () => {
     expect(boot.iceServers).toEqual([])
     // Behind a TLS proxy: the address derived from the request is wss on the proxy's port.
     const proxied = JSON.parse(await new Promise<string>((resolve, reject) => {
-      http.get(`${relay!.httpUrl}/bootstrap`, { headers: { 'x-forwarded-proto': 'https', host: 'relay.example.com' }, timeout: 5000 }, res => {
+      http.get(`${relay!.httpUrl}/bootstrap`, { headers: { 'x-forwarded-proto': 'https', host: 'relay.example.com' }, timeout: WATCHDOG_MS }, res => {
         let b = ''
         res.on('data', (c: Buffer) => { b += c.toString() })
         res.on('end', () => { resolve(b) })
@@ -128,13 +138,13 @@ describe('relay process: HTTP, identity, restart with peers', () => {
     for (let i = 0; i < 4; i++) {
       swarms.push(await joinSwarm({ bootstrap: boot.multiaddrs, iceServers: [], targetPeers: 0, log: quiet }))
     }
-    await Promise.all(swarms.map(async s => { await s.peers.ready() }))
+    await Promise.all(swarms.map(async s => { await s.peers.ready(WATCHDOG_MS) }))
     await Promise.all(swarms.map(async (s, i) => {
       await s.setSelf({ n: i })
       s.doc.map('runs').set(`r${i}`, { round: i })
     }))
     const relayDoc = relay.swarms.get('default')!.sdoc
-    await until('relay has every entry', async () => (await relayDoc.peers()).size === 4 && relayDoc.map('runs').size === 4, 10_000)
+    await until('relay has every entry', async () => (await relayDoc.peers()).size === 4 && relayDoc.map('runs').size === 4, WATCHDOG_MS)
     await relay.swarms.get('default')!.store.flush()
 
     const metrics = await (await get(`${relay.httpUrl}/metrics`)).text()
@@ -157,8 +167,8 @@ describe('relay process: HTTP, identity, restart with peers', () => {
     expect(restored.map('runs').size).toBe(4)
 
     // Peers reconnect with backoff, re-reserve, and the doc converges everywhere.
-    await until('peers reconnected', () => swarms.every(s => s.peers.relayConnected), 20_000)
-    await Promise.all(swarms.map(async s => { await s.peers.ready(20_000) }))
+    await until('peers reconnected', () => swarms.every(s => s.peers.relayConnected), WATCHDOG_MS)
+    await Promise.all(swarms.map(async s => { await s.peers.ready(WATCHDOG_MS) }))
     const done = async (): Promise<boolean> => {
       for (const d of [restored, ...swarms.map(s => s.doc)]) {
         if (d.map('runs').get('during-outage') !== true) return false
@@ -166,12 +176,12 @@ describe('relay process: HTTP, identity, restart with peers', () => {
       }
       return true
     }
-    await until('convergence after relay restart', done, 20_000)
+    await until('convergence after relay restart', done, WATCHDOG_MS)
     expect(restored.map('runs').size).toBe(5)
   })
 })
 
-describe('relay process lifecycle', () => {
+describe('relay process lifecycle', { timeout: TEST_MS }, () => {
   it('serves https and announces /tls/ws on one port with --tls-cert/--tls-key', async () => {
     const dir = await tmp()
     const cert = path.join(dir, 'cert.pem')
@@ -182,7 +192,7 @@ describe('relay process lifecycle', () => {
       expect(relay.httpUrl).toMatch(/^https:/)
       expect(relay.bootstrapAddrs[0]).toMatch(/\/tls\/ws\/p2p\//)
       const body = await new Promise<string>((resolve, reject) => {
-        https.get(`${relay.httpUrl}/health`, { rejectUnauthorized: false, timeout: 5000 }, res => {
+        https.get(`${relay.httpUrl}/health`, { rejectUnauthorized: false, timeout: WATCHDOG_MS }, res => {
           let b = ''
           res.on('data', (c: Buffer) => { b += c.toString() })
           res.on('end', () => { resolve(b) })
@@ -206,18 +216,18 @@ describe('relay process lifecycle', () => {
     child.stderr.on('data', (c: Buffer) => { out += c.toString() })
     const exited = new Promise<number | null>(resolve => child.on('exit', code => { resolve(code) }))
     try {
-      await until('relay listening', () => /page \+ \/health .* at (http:\/\/\S+)/.test(out), 60_000, 100)
+      await until('relay listening', () => /page \+ \/health .* at (http:\/\/\S+)/.test(out), 2 * WATCHDOG_MS, 100)
       const url = /at (http:\/\/\S+)/.exec(out)![1]
       const boot = await (await get(`${url}/bootstrap`)).json() as { multiaddrs: string[] }
       const s = await joinSwarm({ bootstrap: boot.multiaddrs, iceServers: [], targetPeers: 0, log: quiet })
-      await s.peers.ready()
+      await s.peers.ready(WATCHDOG_MS)
       // main.ts counts unhandled rejections instead of dying of them (process-guard.test.ts shows the guard keeps a process up)
       expect(await (await get(`${url}/metrics`)).text()).toMatch(/^webswarm_relay_unhandled_rejections_total 0$/m)
       await s.setSelf({ before: 'sigterm' })
       await until('relay stored the entry', async () => {
         const h = await (await get(`${url}/health`)).json() as { swarms: { default: { peers: number } } }
         return h.swarms.default.peers === 1
-      })
+      }, WATCHDOG_MS)
       await s.stop()
       child.kill('SIGTERM')
       expect(await exited).toBe(0)
