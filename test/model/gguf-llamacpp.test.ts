@@ -77,6 +77,7 @@ describe.skipIf(!llamaCppInstalled())('greedy tokens equal llama.cpp\'s on the s
       const path = `${dir}/m.gguf`
       writeFileSync(path, await modelGguf(c, host, { type, metadata: byteVocab() }))
       const m = await loadModel(path, cpu)
+      expect(m.tokenizer, 'the tokenizer from the file\'s own metadata').toBeDefined()
       // Prompts avoid the control ids 0–2 (llama.cpp stops or refuses on them); pick those with clear margins.
       const rng = new Rng(5)
       const prompts: Array<{ prompt: number[], want: number[] }> = []

@@ -316,7 +316,8 @@ export async function loadModel (where: string | ModelSource, be: Backend, opts:
   const source = typeof where === 'string' ? sourceFrom(where) : where
   const config = opts.config ?? await loadConfig(source)
   const { params } = await loadPart(source, be, wholeModel(config), { ...opts, config })
-  const tokenizer = await loadTokenizer(source, config.vocabSize)
+  const gguf = ggufFileOf(source) === undefined ? undefined : await openGguf(source)
+  const tokenizer = await loadTokenizer(source, config.vocabSize, gguf?.header.metadata) // a GGUF's header is read once
   return new CausalLM(config, params, be, tokenizer)
 }
 
