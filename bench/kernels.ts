@@ -5,8 +5,12 @@
  * SAME GPUDevice in one process (Dawn allows one instance per process, so tfjs is handed our
  * device instead of creating its own).
  *
- * Flags: --sizes 256,512,1024   --trials 3   --sweep (time every MATMUL_CONFIGS entry too)
+ * Flags: --sizes 256,512,1024 (none: skip the squares)   --trials 3   --sweep (time every MATMUL_CONFIGS entry too)
  *        --decode 1024 (also time linear's M = 1 decode step x (1, n) · w (n, n)ᵀ; 0 skips it)
+ *        --gemv 2048x8192 --gemv-dtype q4_k (the dequantizing GEMV at M = 1 on w (N, K) kept in its
+ *        GGUF encoding: GB/s of weight bytes read, against a streaming copy kernel's GB/s in the
+ *        same run — `gemv_bandwidth_ratio`, the share of the adapter's bandwidth decode gets;
+ *        --gemv 0 skips it) → bench/results/kernels-gemv.json
  * Measurements of the three are interleaved trial by trial and the best trial is kept, so
  * load from other processes on the shared 2-core machine hits all of them alike.
  * Writes bench/results/kernels.json (the list of results) and kernels.meta.json (adapter, machine).
@@ -16,6 +20,11 @@ import os from 'node:os'
 import { GpuBackend } from '../web/src/gpu/gpu-backend.ts'
 import { benchMatmul, matmulFlops } from '../web/src/gpu/ops/matmul-bench.ts'
 import { matmul, MATMUL_CONFIGS, planMatmul } from '../web/src/gpu/ops/matmul.ts'
+import { scale } from '../web/src/gpu/ops/elementwise.ts'
+import { matmulQuant, quantMatmulVariant } from '../web/src/gpu/ops/matmul-quant.ts'
+import type { WeightDType } from '../web/src/gpu/dtype.ts'
+import { isWeightDType, storageBytes } from '../web/src/gpu/quant-types.ts'
+import { randomWeightBytes } from '../test/helpers/weight-blocks.ts'
 import { Rng } from '../web/src/util/rng.ts'
 
 /** FLOPs of work per timed trial: enough to dwarf submit/readback overhead (~1 s at 1 GFLOP/s). */
@@ -30,10 +39,13 @@ function arg (name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined
 }
 
-const sizes = (arg('sizes') ?? '256,512,1024').split(',').map(Number)
+const sizes = arg('sizes') === 'none' ? [] : (arg('sizes') ?? '256,512,1024').split(',').map(Number)
 const trials = Number(arg('trials') ?? 3)
 const sweep = process.argv.includes('--sweep')
 const decodeN = Number(arg('decode') ?? 1024)
+const gemvShape = arg('gemv') ?? '2048x8192'
+const gemvDtype = arg('gemv-dtype') ?? 'q4_k'
+if (!isWeightDType(gemvDtype as WeightDType)) throw new Error(`--gemv-dtype ${gemvDtype}: not a weight dtype`)
 
 const loadBefore = os.loadavg()[0]
 const gpu = await GpuBackend.create()
@@ -150,24 +162,79 @@ if (decodeN > 0) {
   console.log(`decode 1×${decodeN}·(${decodeN}×${decodeN})ᵀ: ours ${row.ours_gflops} GFLOP/s (${row.ours_variant}) · tfjs ${String(row.tfjs_gflops)}`)
 }
 
+/**
+ * The decode GEMV on quantized weights: out (1, N) = x (1, K) · dequant(w)ᵀ, w (N, K) in `dtype`.
+ * GB/s counts the weight bytes read (x and out are < 0.1 % of them). The copy kernel (elementwise
+ * `scale` by 1: 4 bytes read + 4 written per element) streams as many bytes as the weights in
+ * each direction; its GB/s counts both directions. Interleaved trial by trial, best kept.
+ */
+async function benchQuantGemv (N: number, K: number, dtype: WeightDType): Promise<Record<string, number | string>> {
+  const wBytes = storageBytes(dtype, [N, K])
+  const w = gpu.tensor(randomWeightBytes(dtype, N, K, 3), [N, K], dtype)
+  const x = gpu.tensor(new Rng(4).uniform(K), [1, K])
+  const copyN = Math.ceil(wBytes / 4)
+  const src = gpu.tensor(new Rng(5).uniform(copyN), [copyN])
+  const reps = Number(arg('gemv-reps') ?? 5)
+  let gemv = 0; let copy = 0
+  for (let t = 0; t < trials; t++) {
+    matmulQuant(x, w).dispose(); await gpu.sync()
+    const t0 = performance.now()
+    for (let r = 0; r < reps; r++) matmulQuant(x, w).dispose()
+    await gpu.sync()
+    gemv = Math.max(gemv, wBytes / ((performance.now() - t0) / reps * 1e6))
+    scale(src, 1).dispose(); await gpu.sync()
+    const t1 = performance.now()
+    for (let r = 0; r < reps; r++) scale(src, 1).dispose()
+    await gpu.sync()
+    copy = Math.max(copy, 8 * copyN / ((performance.now() - t1) / reps * 1e6))
+  }
+  w.dispose(); x.dispose(); src.dispose()
+  return {
+    shape: `${N}x${K}`, dtype, weight_bytes: wBytes,
+    gemv_gbps: sig(gemv), copy_gbps: sig(copy), gemv_bandwidth_ratio: sig(gemv / copy),
+    gemv_variant: quantMatmulVariant({ dtype, kernel: 'gemv', M: 1, hasBias: false }).key
+  }
+}
+
+let gemvRow: Record<string, number | string> | undefined
+if (gemvShape !== '0') {
+  const [N, K] = gemvShape.split('x').map(Number)
+  gemvRow = await benchQuantGemv(N, K, gemvDtype as WeightDType)
+  console.log(`quantized GEMV 1×${K}·(${N}×${K} ${gemvDtype})ᵀ: ${gemvRow.gemv_gbps} GB/s of weights (${gemvRow.gemv_variant}) · copy kernel ${gemvRow.copy_gbps} GB/s · gemv_bandwidth_ratio ${gemvRow.gemv_bandwidth_ratio}`)
+}
+
 console.log('\n| size | ours GFLOP/s | tfjs-webgpu GFLOP/s | naive WGSL GFLOP/s | ours / tfjs |')
 console.log('|---:|---:|---:|---:|---:|')
 for (const r of rows) console.log(`| ${r.op === 'matmul' ? `${r.size}²` : `decode 1×${r.size}·(${r.size}×${r.size})ᵀ`} | ${r.ours_gflops} | ${String(r.tfjs_gflops)} | ${String(r.naive_gflops ?? '–')} | ${r.tfjs_gflops !== null ? (r.ours_gflops / r.tfjs_gflops).toFixed(2) + '×' : '–'} |`)
 
 function round (x: number): number { return Math.round(x * 1000) / 1000 }
+/** 3 significant digits (software adapters give GB/s in the thousandths). */
+function sig (x: number): number { return Number(x.toPrecision(3)) }
 
 const dir = new URL('./results/', import.meta.url)
 mkdirSync(dir, { recursive: true })
-writeFileSync(new URL('kernels.json', dir), JSON.stringify(rows, null, 2) + '\n')
-writeFileSync(new URL('kernels.meta.json', dir), JSON.stringify({
-  command: `npm run bench:kernels -- ${process.argv.slice(2).join(' ')}`.trim(),
-  date: new Date().toISOString(),
-  // 1-minute load averages: other processes on the shared machine slow every kernel alike.
-  load: { before: round(loadBefore), after: round(os.loadavg()[0]) },
-  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-  adapter: gpu.info,
-  tfjs: tf?.version_core ?? null,
-  trials,
-  note: 'best of the trials; ours, tfjs and naive interleaved on one GPUDevice'
-}, null, 2) + '\n')
+if (rows.length > 0) writeFileSync(new URL('kernels.json', dir), JSON.stringify(rows, null, 2) + '\n') // not for a GEMV-only run
+if (gemvRow !== undefined) {
+  writeFileSync(new URL('kernels-gemv.json', dir), JSON.stringify({
+    ...gemvRow,
+    device: gpu.info.description,
+    command: `npm run bench:kernels -- ${process.argv.slice(2).join(' ')}`.trim(),
+    date: new Date().toISOString(),
+    load: { before: round(loadBefore), after: round(os.loadavg()[0]) },
+    note: 'best of the trials; GEMV and copy interleaved on one GPUDevice'
+  }, null, 2) + '\n')
+}
+if (rows.length > 0) {
+  writeFileSync(new URL('kernels.meta.json', dir), JSON.stringify({
+    command: `npm run bench:kernels -- ${process.argv.slice(2).join(' ')}`.trim(),
+    date: new Date().toISOString(),
+    // 1-minute load averages: other processes on the shared machine slow every kernel alike.
+    load: { before: round(loadBefore), after: round(os.loadavg()[0]) },
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    adapter: gpu.info,
+    tfjs: tf?.version_core ?? null,
+    trials,
+    note: 'best of the trials; ours, tfjs and naive interleaved on one GPUDevice'
+  }, null, 2) + '\n')
+}
 process.exit(0)

@@ -42,10 +42,15 @@ fn gemv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (n >= params.N) { return; }
   var acc: array<f32, MR>;
   for (var u = lid; u < params.units; u += WG_X) {
+    let ab = w_unit_ab(n, params.K, u); // the unit's scales, once for its 32 values and all rows
     for (var j = 0u; j < UNIT / 4u; j++) {
-      let wv = w_unit4(n, params.K, u, j);
+      let q = w_unit_q4(n, params.K, u, j);
+      let s = w_scale_j(ab, j);
       let k = u * UNIT + 4u * j;
-      for (var r = 0u; r < MR; r++) { acc[r] += dot(wv, x4(min(r, params.M - 1u), k)); }
+      for (var r = 0u; r < MR; r++) {
+        let xv = x4(min(r, params.M - 1u), k);
+        acc[r] += s.x * dot(q, xv) - s.y * dot(xv, vec4f(1.0)); // Σ x·(a·q − b)
+      }
     }
   }
   for (var r = 0u; r < MR; r++) { red[r * WG_X + lid] = acc[r]; }
