@@ -6,7 +6,16 @@ import { PeerManager, directConnections, connectionKind } from '../../web/src/ne
 import type { ProtocolSpec } from '../../web/src/net/protocols.ts'
 import { startSwarm, until, type TestSwarm } from './peers-harness.ts'
 
-describe('PeerManager: relay + 4 Node peers', () => {
+/**
+ * Watchdog of waits on real libp2p peers forming links (WebRTC through the relay, discovery), ms.
+ * Idle this takes a few seconds; on the 2-core machine beside two CPU burners and other jobs the
+ * 15–30 s bounds were hit. Only a hang reaches it.
+ */
+const WATCHDOG_MS = 120_000
+/** Per test (several waits) and per hook. */
+const TEST_MS = 600_000
+
+describe('PeerManager: relay + 4 Node peers', { timeout: TEST_MS }, () => {
   let s: TestSwarm
   let managers: PeerManager[]
   const logs: string[] = []
@@ -23,7 +32,7 @@ describe('PeerManager: relay + 4 Node peers', () => {
 
   it('every peer reaches the relay, takes a reservation, and holds direct WebRTC links to all others', async () => {
     await Promise.all(managers.map(async m => { await m.ready() }))
-    await until('full direct mesh', () => managers.every(m => m.directPeers().length === 3), 20_000)
+    await until('full direct mesh', () => managers.every(m => m.directPeers().length === 3), WATCHDOG_MS)
     for (const p of s.peers) {
       for (const c of directConnections(p)) {
         expect(connectionKind(c)).toBe('webrtc')
@@ -35,18 +44,18 @@ describe('PeerManager: relay + 4 Node peers', () => {
   it('a lost direct link is redialled', async () => {
     const [a, b] = s.peers
     await a.hangUp(b.peerId)
-    await until('link a-b restored', () => managers[0].directPeers().includes(b.peerId.toString()), 15_000)
+    await until('link a-b restored', () => managers[0].directPeers().includes(b.peerId.toString()), WATCHDOG_MS)
   })
 })
 
-describe('joinSwarm: protocol handlers with declared limits', () => {
+describe('joinSwarm: protocol handlers with declared limits', { timeout: TEST_MS }, () => {
   let s: TestSwarm
   const swarms: Swarm[] = []
   const logs: string[] = []
   beforeAll(async () => {
     s = await startSwarm(0)
     for (let i = 0; i < 2; i++) swarms.push(await joinSwarm({ bootstrap: [s.relayAddr], iceServers: [], log: l => logs.push(l) }))
-    await until('direct link', () => swarms[0].peers.directPeers().includes(swarms[1].peerId), 20_000)
+    await until('direct link', () => swarms[0].peers.directPeers().includes(swarms[1].peerId), WATCHDOG_MS)
   })
   afterAll(async () => {
     for (const x of swarms) await x.stop()
@@ -79,14 +88,14 @@ describe('joinSwarm: protocol handlers with declared limits', () => {
   })
 })
 
-describe('discovery through the DHT alone', () => {
+describe('discovery through the DHT alone', { timeout: TEST_MS }, () => {
   it('peers find each other by the swarm rendezvous provider record when pubsub discovery is silent', async () => {
     // One announce per hour: the only one goes out at start, before anyone is connected.
     const s = await startSwarm(3, { connect: false, peer: { discoveryIntervalMs: 3_600_000 } })
     const ms = s.peers.map(p => new PeerManager(p, { bootstrap: [s.relayAddr], swarm: 'default', targetPeers: 2, log: () => {} }))
     try {
       for (const m of ms) m.start()
-      await until('mesh via DHT rendezvous', () => ms.every(m => m.directPeers().length === 2), 30_000)
+      await until('mesh via DHT rendezvous', () => ms.every(m => m.directPeers().length === 2), WATCHDOG_MS)
     } finally {
       for (const m of ms) m.stop()
       await s.stop()
@@ -94,7 +103,7 @@ describe('discovery through the DHT alone', () => {
   })
 })
 
-describe('relay limits', () => {
+describe('relay limits', { timeout: TEST_MS }, () => {
   it('relayed connections are limited (signalling only) by default, unlimited with the relay-data opt-in', async () => {
     for (const relayData of [false, true]) {
       const s = await startSwarm(2, { relay: { limits: { relayData } } })
