@@ -119,11 +119,14 @@ describe('fetchShard', () => {
     })
     const store = new MemoryShardStore()
     const t0 = Date.now()
-    const res = await fetchShard(fetcher, root, { directory: dir.forPeer(fetcher.peerId), store, chunkIdleMs: 300, log: () => {} })
+    // The stalled chunks are re-requested after the 300 ms idle timeout; without it they would wait
+    // out the 60 s chunk timeout. The bound sits between the two, far from both: idle, the fetch
+    // takes < 1 s; on the loaded 2-core machine it took 5.9 s (the bound was 5 s).
+    const res = await fetchShard(fetcher, root, { directory: dir.forPeer(fetcher.peerId), store, chunkIdleMs: 300, chunkTimeoutMs: 60_000, log: () => {} })
     expect(store.assemble(root)).toEqual(file)
     expect(stalled).toBeGreaterThan(0)
     expect(res.fetchedFrom.get(provs[2].peerId.toString()) ?? 0).toBe(0)
-    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(Date.now() - t0).toBeLessThan(30_000)
   })
 
   it('fails with typed errors when nobody provides the root, or nobody has some chunk', async () => {
