@@ -38,6 +38,16 @@ describe('config.json parsing', () => {
     expect(parseConfig(llamaCfg()).qkNorm).toBe(false)
   })
 
+  it('Llama 3.1 rope scaling and GGUF frequency factors survive a config.json round trip', async () => {
+    const { toHfConfig } = await import('../../web/src/model/config.ts')
+    const l31 = parseConfig({ ...llamaCfg(), rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } })
+    expect(l31.ropeFreqFactors?.length).toBe(8)
+    expect(parseConfig(toHfConfig(l31))).toEqual(l31)
+    const gguf = { ...parseConfig(llamaCfg()), ropeFreqFactors: [1, 1, 2, 4, 8, 8, 8, 8] }
+    expect(parseConfig(toHfConfig(gguf))).toEqual(gguf)
+    expect(() => parseConfig({ ...llamaCfg(), rope_freq_factors: [1, 2] })).toThrow(/rope_freq_factors/)
+  })
+
   it('rejects unsupported settings naming the field', () => {
     const bad: Array<[Record<string, unknown>, RegExp]> = [
       [{ architectures: ['GPT2LMHeadModel'] }, /architectures/],

@@ -149,6 +149,14 @@ export function llama3RopeFactors (D: number, theta: number, r: Llama3RopeScalin
   return out
 }
 
+/** `rope_freq_factors` (our extension: a GGUF's rope_freqs.weight written back to config.json). */
+function freqFactorsOf (cfg: Json, D: number): number[] | undefined {
+  const f = cfg.rope_freq_factors
+  if (f === undefined || f === null) return undefined
+  if (!Array.isArray(f) || f.length !== D / 2 || !f.every(v => typeof v === 'number' && v > 0 && Number.isFinite(v))) throw new ConfigError('rope_freq_factors', `must be ${D / 2} positive numbers (one per RoPE frequency)`)
+  return f as number[]
+}
+
 function ropeScalingOf (cfg: Json): Llama3RopeScaling | undefined {
   for (const field of ['rope_scaling', 'rope_parameters']) {
     const r = ropeSection(cfg, field)
@@ -221,7 +229,7 @@ export function parseConfig (json: unknown): ModelConfig {
     numKvHeads,
     headDim,
     ropeTheta,
-    ropeFreqFactors: ropeScaling === undefined ? undefined : llama3RopeFactors(headDim, ropeTheta, ropeScaling),
+    ropeFreqFactors: ropeScaling === undefined ? freqFactorsOf(cfg, headDim) : llama3RopeFactors(headDim, ropeTheta, ropeScaling),
     ropeScaling,
     rmsNormEps: num(cfg, 'rms_norm_eps', mixtral ? 1e-5 : 1e-6),
     tieWordEmbeddings: bool(cfg, 'tie_word_embeddings', false),
@@ -266,7 +274,7 @@ export function toHfConfig (c: ModelConfig): Record<string, unknown> {
     const r = c.ropeScaling
     out.rope_scaling = { rope_type: 'llama3', factor: r.factor, low_freq_factor: r.lowFreqFactor, high_freq_factor: r.highFreqFactor, original_max_position_embeddings: r.originalMaxPositions }
   } else if (c.ropeFreqFactors !== undefined) {
-    throw new ConfigError('rope_scaling', 'RoPE frequency factors from a GGUF file have no config.json form')
+    out.rope_freq_factors = c.ropeFreqFactors // a GGUF's rope_freqs.weight: our extension, read back by parseConfig
   }
   if (c.numExperts > 0) { out.num_local_experts = c.numExperts; out.num_experts_per_tok = c.expertsPerToken }
   if (c.bosTokenId !== undefined) out.bos_token_id = c.bosTokenId
