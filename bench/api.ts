@@ -93,16 +93,19 @@ function pct (xs: number[], p: number): number {
 const median = (xs: number[]): number => pct(xs, 0.5)
 const r1 = (x: number): number => Math.round(x * 10) / 10
 
-interface Trial { aggregate_tps: number, ttft_p50_ms: number, ttft_p95_ms: number, itl_p50_ms: number, itl_p95_ms: number, tokens: number, wall_s: number }
+interface Trial { aggregate_tps: number, ttft_p50_ms: number, ttft_p95_ms: number, itl_p50_ms: number, itl_p95_ms: number, tokens: number, wall_s: number, failed: number }
 
 async function trial (url: string, n: number): Promise<Trial> {
   const t0 = performance.now()
-  const all = await Promise.all(Array.from({ length: n }, async (_, i) => await stream(url, PROMPTS[i % PROMPTS.length])))
+  // A failed stream (e.g. a 503 while the client has banned its only server) is counted, not fatal.
+  const settled = await Promise.all(Array.from({ length: n }, async (_, i) => await stream(url, PROMPTS[i % PROMPTS.length]).catch((e: Error) => { console.error(`stream failed: ${e.message}`); return undefined })))
   const wall = (performance.now() - t0) / 1000
+  const all = settled.filter((x): x is Stream => x !== undefined)
+  if (all.length === 0) throw new Error(`all ${n} streams failed`)
   const tokens = all.reduce((a, s) => a + s.tokens, 0)
   const ttft = all.map(s => s.ttftMs)
   const gaps = all.flatMap(s => s.gapsMs)
-  return { aggregate_tps: r1(tokens / wall), ttft_p50_ms: r1(pct(ttft, 0.5)), ttft_p95_ms: r1(pct(ttft, 0.95)), itl_p50_ms: r1(pct(gaps, 0.5)), itl_p95_ms: r1(pct(gaps, 0.95)), tokens, wall_s: r1(wall) }
+  return { aggregate_tps: r1(tokens / wall), ttft_p50_ms: r1(pct(ttft, 0.5)), ttft_p95_ms: r1(pct(ttft, 0.95)), itl_p50_ms: r1(pct(gaps, 0.5)), itl_p95_ms: r1(pct(gaps, 0.95)), tokens, wall_s: r1(wall), failed: n - all.length }
 }
 
 async function main (): Promise<void> {

@@ -268,6 +268,16 @@ describe('API errors that need their own set-up', () => {
     expect(ok.choices[0].finish_reason).toBe('length')
   })
 
+  it('past the concurrency cap, requests wait their turn (FIFO) and all get their own answer', async () => {
+    const gen = new SwarmGenerator([s.model], 2)
+    const { client: c } = await serve({ generator: gen })
+    const prompts = ['The ', 'A ', 'It ', 'He ', 'We ']
+    const refs = await Promise.all(prompts.map(async p => dec(await greedy(s, enc(p), 6))))
+    const pending = prompts.map(async p => (await c.completions.create({ model: MODEL, prompt: p, max_tokens: 6, temperature: 0 })).choices[0].text)
+    expect(await Promise.all(pending)).toEqual(refs)
+    expect(gen.queued).toBe(0)
+  })
+
   it('CORS: a preflight gets the origin, methods and the asked headers', async () => {
     const r = await fetch(`${url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'http://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type, x-stainless-os' } })
     expect(r.status).toBe(204)

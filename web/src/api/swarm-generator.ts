@@ -16,6 +16,7 @@ import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import type { SwarmDirectory } from '../swarm/records.ts'
 import type { RpcTransport } from '../swarm/transport/index.ts'
+import { CachedDirectory } from './cached-directory.ts'
 import { InvalidParamError, SwarmUnavailableError } from './errors.ts'
 import type { ApiModel, GenerateParams, GenerateResult, Generator } from './generator.ts'
 
@@ -175,7 +176,8 @@ export async function loadSwarmModel (o: LoadSwarmModelOptions): Promise<SwarmMo
   const { config, ends } = await loadClientEnds(o.source, o.backend)
   const tokenizer = await loadTokenizer(o.source, config.vocabSize)
   if (tokenizer === undefined) throw new InvalidParamError(`model ${o.id} has no tokenizer (tokenizer.json, GGUF metadata, or a 256-byte vocabulary): the API needs one to read prompts`)
-  const client = new InferenceClient({ transport: o.transport, directory: o.directory, model: o.id, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, timeoutMs: o.timeoutMs, log: o.log, push: o.push, hedge: o.hedge })
+  // Concurrent requests share one records lookup (cached-directory.ts).
+  const client = new InferenceClient({ transport: o.transport, directory: new CachedDirectory(o.directory), model: o.id, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, timeoutMs: o.timeoutMs, log: o.log, push: o.push, hedge: o.hedge })
   return {
     info: { id: o.id, contextLength: config.maxPositions, tokenizer, eosTokenIds: config.eosTokenIds, created: Math.floor(Date.now() / 1000) },
     client,
