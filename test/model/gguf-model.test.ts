@@ -42,7 +42,7 @@ async function logitsOf (m: CausalLM, ids: number[]): Promise<Float32Array> {
 }
 
 /** K-quants need rows of 256: every weight's input dim (C, H·D, I) is 256 here. */
-const K256 = { hidden_size: 256, intermediate_size: 256, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, vocab_size: 37, num_hidden_layers: 2, rms_norm_eps: 1e-5 }
+const K256 = { hidden_size: 256, intermediate_size: 256, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, vocab_size: 37, num_hidden_layers: 2, rms_norm_eps: 1e-5 } // 2 layers: spans and partial loads need more than one
 const ARCHS: Record<string, Record<string, unknown>> = {
   llama: { architectures: ['LlamaForCausalLM'], ...K256, rope_theta: 500000 },
   qwen2: { architectures: ['Qwen2ForCausalLM'], ...K256, rope_theta: 1e6 },

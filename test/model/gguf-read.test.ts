@@ -7,7 +7,7 @@ import { UnsupportedGgufError } from '../../web/src/model/gguf/errors.ts'
 import { GGML } from '../../web/src/model/gguf/ggml-types.ts'
 import { GgufType, parseGgufHeader, readGgufHeader, readGgufTensor, type GgufValue } from '../../web/src/model/gguf/read.ts'
 import { encodeGguf, gv, type GgufWriteTensor } from '../../web/src/model/gguf/write.ts'
-import { blobSource, directorySource } from '../../web/src/model/source.ts'
+import { blobSource, directorySource, sourceFrom } from '../../web/src/model/source.ts'
 import { Rng } from '../../web/src/util/rng.ts'
 
 function values (n: number, seed: number): Float32Array {
@@ -141,6 +141,15 @@ describe('GGUF reader', () => {
     expect(() => parse(new Uint8Array(2))).toThrow(/too short/)
     // The first key's value type (offset: 24 + 8 + len('general.architecture')) set to 99.
     expect(() => parse(bad((_, dv) => { dv.setUint32(24 + 8 + 20, 99, true) }))).toThrow(/'general.architecture': unknown value type 99/)
+  })
+
+  it('sourceFrom takes a .gguf path, URL or one picked File as a single-file source', () => {
+    expect(sourceFrom('/models/a/llama.Q4_K_M.gguf')).toMatchObject({ label: '/models/a', file: 'llama.Q4_K_M.gguf' })
+    expect(sourceFrom('m.gguf')).toMatchObject({ label: '.', file: 'm.gguf' })
+    expect(sourceFrom('https://host/org/repo/resolve/main/x.gguf')).toMatchObject({ label: 'https://host/org/repo/resolve/main', file: 'x.gguf' })
+    expect(sourceFrom('https://host/models/default').file).toBeUndefined()
+    expect(sourceFrom(new Map([['x.gguf', new Blob([])], ['notes.txt', new Blob([])]])).file).toBe('x.gguf')
+    expect(sourceFrom(new Map([['config.json', new Blob([])], ['model.safetensors', new Blob([])]])).file).toBeUndefined()
   })
 
   it('rejects an unknown tensor type id naming the tensor', async () => {
