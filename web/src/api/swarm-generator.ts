@@ -23,10 +23,11 @@ import type { ApiModel, GenerateParams, GenerateResult, Generator } from './gene
 /**
  * Generations one API process runs at once per model; more wait their turn (FIFO). Every request
  * of this process reaches a server over one libp2p connection, which carries at most 32 `infer`
- * streams each way (net/protocols.ts INFER): 24 sessions' steps leave room for OPENs, CLOSEs and
- * INFOs, where 32 made stream opens time out and the client ban its only server.
+ * streams each way (net/protocols.ts INFER), and on a loaded 2-core machine 24–32 sessions'
+ * steps made stream opens time out and the client ban its only server (BENCHMARKS.md); 16 leave
+ * room for OPENs, CLOSEs and INFOs.
  */
-export const MAX_CONCURRENT_GENERATIONS = 24
+export const MAX_CONCURRENT_GENERATIONS = 16
 
 /** One served model: its info, the client over its servers, and its ends on this device. */
 export interface SwarmModel {
@@ -132,7 +133,12 @@ export class SwarmGenerator implements Generator {
         await onToken(id)
         if (signal.aborted) return { tokens, finish: 'aborted' }
         if (tokens.length >= params.maxTokens) return { tokens, finish: 'length' }
-        h = await session.step(await m.ends.embed([id]), 1)
+        try {
+          h = await session.step(await m.ends.embed([id]), 1)
+        } catch (e) {
+          // Failover found no replacement: the same 503 as before the first token (sent mid-stream).
+          throw await this.unavailable(m, e)
+        }
       }
     } finally {
       await session.close()
@@ -144,13 +150,19 @@ export class SwarmGenerator implements Generator {
     if (e instanceof CacheFullError || e instanceof ServerBusyError) return new SwarmUnavailableError(`the swarm's servers for ${m.info.id} are full: ${e.message}; retry later`, 'swarm_busy')
     if (!(e instanceof NoRouteError)) return e
     const records = await m.client.records().catch(() => [])
+    // Blocks no online server announces at all; servers this client banned (they failed a
+    // request moments ago) still count as serving: that is "busy", not "not served".
     const covered = new Set<number>()
     for (const r of records) {
-      if (r.state !== 'online' || m.client.bans.isBanned(r.peer)) continue
+      if (r.state !== 'online') continue
       for (let b = r.start; b < r.end; b++) covered.add(b)
     }
     const missing = Array.from({ length: m.client.numBlocks }, (_, b) => b).filter(b => !covered.has(b))
-    if (missing.length === 0) return new SwarmUnavailableError(`every server of ${m.info.id} is busy, full or unreachable (${e.message}); retry later`, 'swarm_busy')
+    if (missing.length === 0) {
+      const banned = [...new Set(records.filter(r => m.client.bans.isBanned(r.peer)).map(r => r.peer))]
+      const why = banned.length > 0 ? `${banned.length} of its servers failed a request moments ago and are skipped for a while` : 'its servers are full or unreachable'
+      return new SwarmUnavailableError(`the swarm cannot run ${m.info.id} right now: ${why} (${e.message}); retry later`, 'swarm_busy')
+    }
     return new SwarmUnavailableError(`no server in the swarm serves block${missing.length > 1 ? 's' : ''} ${formatBlocks(missing)} of ${m.info.id} (${m.client.numBlocks} blocks); start one with \`webswarm serve\` or press Serve blocks in a tab`, 'blocks_not_served', missing)
   }
 }
