@@ -123,6 +123,14 @@ describe('matmulQuant: WebGPU vs CPU twin, every weight dtype', () => {
       const ref = await linear(cpu.tensor(x, [M, K]), cpu.tensor(wb, [N, K], 'q4_k'), cpu.tensor(bias, [N])).readF32()
       assertClose(got, ref, { ...TOLERANCE.matmulQuant, what: `split ${kernel} M ${M}` })
     }
+    // GEMV forced past 8 rows on a split weight: every part writes into each 8-row slice
+    const [N2, K2, M2] = [600, 32, 11] // q4_0: 18 bytes a row → 3 parts; x (11, 32) fits a binding
+    const wb2 = randomWeightBytes('q4_0', N2, K2, 12)
+    const w2 = small.tensor(wb2, [N2, K2], 'q4_0')
+    expect(w2.storage.parts?.length).toBe(3)
+    const x2 = new Rng(7).uniform(M2 * K2)
+    const got2 = await matmulQuant(small.tensor(x2, [M2, K2]), w2, { kernel: 'gemv' }).readF32()
+    assertClose(got2, await matmulQuant(cpu.tensor(x2, [M2, K2]), cpu.tensor(wb2, [N2, K2], 'q4_0')).readF32(), { ...TOLERANCE.matmulQuant, what: 'split, GEMV past 8 rows' })
     const viaLinear = await linear(small.tensor(new Float32Array(K).fill(0.5), [1, K]), w).readF32()
     assertClose(viaLinear, await linear(cpu.tensor(new Float32Array(K).fill(0.5), [1, K]), cpu.tensor(wb, [N, K], 'q4_k')).readF32(), { ...TOLERANCE.matmulQuant, what: 'split via linear' })
     small.destroy()

@@ -169,23 +169,27 @@ export function matmulQuant (x: Tensor, w: Tensor, opts: MatmulQuantOptions = {}
     return out
   }
   const plan = planQuantMatmul(g.info, M, opts)
-  for (const p of parts) {
-    const dtype = checkWeight('matmulQuant', p.t)
-    const uniforms = { M, N: p.rows, K, units: unitsPerRow(dtype, K), n0: p.row0, ldo: N }
-    const hasBias = bias !== undefined
-    const bind = { x, w: p.t, bias: bias ?? x, out }
-    if (plan.kernel === 'gemv') {
-      for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) { // forced GEMV past 8 rows: 8 at a time
-        const rows = Math.min(GEMV_MAX_M, M - m0)
-        const xs = m0 === 0 && rows === M ? x : sliceRows(g, x, m0, rows)
-        const os = xs === x ? out : g.empty([rows, N])
-        g.run(GEMV, quantMatmulVariant({ dtype, kernel: 'gemv', M: rows, hasBias }), { ...bind, x: xs, out: os }, { ...uniforms, M: rows }, g.grid1d(p.rows))
-        if (os !== out) { g.copy(os, out, 0, m0 * N * 4, rows * N * 4); os.dispose() }
-        if (xs !== x) xs.dispose()
-      }
-    } else {
-      g.run(TILED, quantMatmulVariant({ dtype, kernel: 'tiled', M, hasBias, f16: plan.f16 }), bind, uniforms, [groups(p.rows, TILE), groups(M, TILE), 1])
+  const hasBias = bias !== undefined
+  const dispatch = (xs: Tensor, os: Tensor, rows: number): void => {
+    for (const p of parts) {
+      const dtype = checkWeight('matmulQuant', p.t)
+      const uniforms = { M: rows, N: p.rows, K, units: unitsPerRow(dtype, K), n0: p.row0, ldo: N }
+      const bind = { x: xs, w: p.t, bias: bias ?? xs, out: os }
+      if (plan.kernel === 'gemv') g.run(GEMV, quantMatmulVariant({ dtype, kernel: 'gemv', M: rows, hasBias }), bind, uniforms, g.grid1d(p.rows))
+      else g.run(TILED, quantMatmulVariant({ dtype, kernel: 'tiled', M: rows, hasBias, f16: plan.f16 }), bind, uniforms, [groups(p.rows, TILE), groups(rows, TILE), 1])
     }
+  }
+  if (plan.kernel === 'tiled' || M <= GEMV_MAX_M) {
+    dispatch(x, out, M)
+    return out
+  }
+  for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) { // GEMV forced past 8 rows: 8 at a time, every part into one slice
+    const rows = Math.min(GEMV_MAX_M, M - m0)
+    const xs = sliceRows(g, x, m0, rows)
+    const os = g.empty([rows, N])
+    dispatch(xs, os, rows)
+    g.copy(os, out, 0, m0 * N * 4, rows * N * 4)
+    os.dispose(); xs.dispose()
   }
   return out
 }
