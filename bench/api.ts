@@ -14,6 +14,10 @@
  *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
  *        processes can compute at once); results then go to bench/results/api-procs.json
  * Writes bench/results/api.json {streams: {"1": {...}, "8": {...}, "32": {...}}, device, ...}.
+ * --forward-only: instead, the block server's share alone — one decode step of 1, 8 and 32
+ * sessions through all 3 blocks on the CPU twins, batched (one forward on stacked rows) and one
+ * session at a time, in this process → bench/results/api-forward.json (medians of 20); with
+ * --device webgpu on Node's WebGPU → bench/results/api-forward-webgpu.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
@@ -108,7 +112,47 @@ async function trial (url: string, n: number): Promise<Trial> {
   return { aggregate_tps: r1(tokens / wall), ttft_p50_ms: r1(pct(ttft, 0.5)), ttft_p95_ms: r1(pct(ttft, 0.95)), itl_p50_ms: r1(pct(gaps, 0.5)), itl_p95_ms: r1(pct(gaps, 0.95)), tokens, wall_s: r1(wall), failed: n - all.length }
 }
 
+/** The server's decode step alone: n sessions batched vs one at a time (ms, medians). */
+async function forwardOnly (): Promise<void> {
+  const gpu = arg('device') === 'webgpu'
+  const be0 = gpu ? await (await import('../web/src/gpu/gpu-backend.ts')).GpuBackend.create() : (await import('../web/src/gpu/cpu-backend.ts')).cpu
+  const { sourceFrom } = await import('../web/src/model/source.ts')
+  const { loadSpanBackend } = await import('../web/src/swarm/model-backend.ts')
+  const source = sourceFrom('models/byte-llama')
+  const batched = await loadSpanBackend(source, be0, 'default', 0, 3)
+  const single = await loadSpanBackend(source, be0, 'default', 0, 3, { batching: false })
+  const C = batched.hiddenSize
+  const out: Record<string, { batched_ms: number, one_by_one_ms: number, speedup: number }> = {}
+  for (const n of CONCURRENCY) {
+    const times: Record<'b' | 's', number[]> = { b: [], s: [] }
+    for (const [k, be] of [['b', batched], ['s', single]] as const) {
+      const caches = Array.from({ length: n }, () => be.createCache(256, 0, 3))
+      // Each session holds a 16-token prompt, as after a prefill.
+      await be.forward(caches.map(c => ({ cache: c, hidden: new Float32Array(16 * C).fill(0.1), tokens: 16 })))
+      for (let r = 0; r < 20; r++) {
+        const steps = caches.map(c => ({ cache: c, hidden: new Float32Array(C).fill(0.1), tokens: 1 }))
+        const t0 = performance.now()
+        await be.forward(steps)
+        times[k].push(performance.now() - t0)
+      }
+      for (const c of caches) c.dispose()
+    }
+    const b = median(times.b)
+    const s = median(times.s)
+    const r2 = (x: number): number => Math.round(x * 100) / 100
+    out[String(n)] = { batched_ms: r2(b), one_by_one_ms: r2(s), speedup: r2(s / b) }
+    console.log(`${n} sessions: ${JSON.stringify(out[String(n)])}`)
+  }
+  mkdirSync('bench/results', { recursive: true })
+  const file = gpu ? 'bench/results/api-forward-webgpu.json' : 'bench/results/api-forward.json'
+  writeFileSync(file, JSON.stringify({ decode_step: out, device: gpu ? `webgpu (Dawn in Node): ${(be0 as import('../web/src/gpu/gpu-backend.ts').GpuBackend).info.description}` : `cpu (CPU twins), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`, model: 'models/byte-llama', load: os.loadavg().map(r1) }, null, 2) + '\n')
+}
+
 async function main (): Promise<void> {
+  if (process.argv.includes('--forward-only')) {
+    await forwardOnly()
+    return
+  }
   const dataDir = mkdtempSync(join(os.tmpdir(), 'ws-bench-api-'))
   let url: string
   if (!PROCS) {
