@@ -1,0 +1,115 @@
+/**
+ * The API's parts on their own: stop strings over streamed text, the token bucket on a manual
+ * clock, chat prompts through a model's own template (and the transcript fallback), request
+ * validation edge cases.
+ */
+import { describe, expect, it } from 'vitest'
+import { InvalidParamError } from '../../web/src/api/errors.ts'
+import type { ApiModel } from '../../web/src/api/generator.ts'
+import { promptFor, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
+import { RateLimiter } from '../../web/src/api/rate-limit.ts'
+import { parseChatRequest, parseCompletionRequest } from '../../web/src/api/schema.ts'
+import { StopText } from '../../web/src/api/stop-text.ts'
+import { formatBlocks } from '../../web/src/api/swarm-generator.ts'
+import { ByteTokenizer, type TextTokenizer } from '../../web/src/model/tokenizer.ts'
+import { ManualClock } from '../../web/src/util/clock.ts'
+
+describe('StopText', () => {
+  it('holds back a possible stop prefix across pieces and cuts at the earliest stop', () => {
+    const st = new StopText(['END', 'xy'])
+    const sent = ['ab', 'cE', 'N', 'D tail'].map(p => st.push(p))
+    expect(sent).toEqual(['ab', 'c', '', ''])
+    expect(st.stopped).toBe(true)
+    expect(st.all).toBe('abc')
+    expect(st.flush()).toBe('')
+  })
+
+  it('releases a held prefix once it cannot become a stop; flush gives the rest', () => {
+    const st = new StopText(['END'])
+    expect(st.push('aE')).toBe('a')
+    expect(st.push('N')).toBe('')
+    expect(st.push('d')).toBe('ENd')
+    expect(st.push('E')).toBe('')
+    expect(st.flush()).toBe('E')
+    expect(st.stopped).toBe(false)
+  })
+
+  it('no stops: text passes straight through', () => {
+    const st = new StopText([])
+    expect(['a', 'b'].map(p => st.push(p)).join('')).toBe('ab')
+  })
+})
+
+describe('RateLimiter (manual clock)', () => {
+  it('allows a burst, refuses with the seconds to wait, refills over time; clients are separate', () => {
+    const clock = new ManualClock(0)
+    const rl = new RateLimiter({ perMinute: 30, burst: 2, now: clock.now })
+    expect([rl.take('a'), rl.take('a')]).toEqual([0, 0])
+    expect(rl.take('a')).toBe(2) // one request every 2 s
+    expect(rl.take('b')).toBe(0)
+    clock.advance(1000)
+    expect(rl.take('a')).toBe(1)
+    clock.advance(1000)
+    expect(rl.take('a')).toBe(0)
+  })
+
+  it('remembers at most maxClients buckets', () => {
+    const rl = new RateLimiter({ perMinute: 1, burst: 1, maxClients: 2, now: () => 0 })
+    rl.take('a')
+    rl.take('b')
+    rl.take('c') // forgets 'a' (the oldest): it starts with a full bucket again
+    expect(rl.take('a')).toBe(0)
+  })
+})
+
+function model (tokenizer: TextTokenizer): ApiModel {
+  return { id: 'm', contextLength: 256, tokenizer, eosTokenIds: [3], created: 0 }
+}
+
+describe('prompts', () => {
+  it('a model with a chat template renders messages through it and stops at its end-of-turn ids', () => {
+    const byte = new ByteTokenizer()
+    const tok: TextTokenizer = Object.assign(Object.create(byte) as TextTokenizer, {
+      chatTemplate: "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+      special: { endOfGeneration: [10] }
+    })
+    const p = promptFor(model(tok), parseChatRequest({ model: 'm', messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: [{ type: 'text', text: 'Hi' }] }] }))
+    expect(new TextDecoder().decode(new Uint8Array(p.ids))).toBe('<system>Be brief.\n<user>Hi\n<assistant>')
+    expect(p.transcript).toBe(false)
+    expect(p.stopTokens).toEqual([3, 10])
+    expect(p.stopStrings).toEqual([])
+  })
+
+  it('a model without one gets the transcript fallback, stopping at the next user turn', () => {
+    const p = promptFor(model(new ByteTokenizer()), parseChatRequest({ model: 'm', messages: [{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }] }))
+    expect(new TextDecoder().decode(new Uint8Array(p.ids))).toBe('System: S\nUser: U\nAssistant:')
+    expect(p.transcript).toBe(true)
+    expect(p.stopStrings).toEqual(TRANSCRIPT_STOPS)
+  })
+
+  it('token-id prompts outside the vocabulary are refused naming prompt', () => {
+    expect(() => promptFor(model(new ByteTokenizer()), parseCompletionRequest({ model: 'm', prompt: [1, 300] }))).toThrow(InvalidParamError)
+  })
+})
+
+describe('request validation', () => {
+  it('defaults, top_p 0 as greedy, max_completion_tokens over max_tokens, one-element prompt arrays', () => {
+    const c = parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 5, max_completion_tokens: 7, top_p: 0, temperature: 0.7 })
+    expect(c).toMatchObject({ maxTokens: 7, temperature: 0, topP: 1, topK: 0, stop: [], stream: false, includeUsage: false })
+    expect(parseCompletionRequest({ model: 'm', prompt: ['hello'] }).prompt).toBe('hello')
+    expect(parseCompletionRequest({ model: 'm', prompt: [[1, 2]] }).prompt).toEqual([1, 2])
+  })
+
+  it('refuses several prompts, empty prompts, tools and non-text content parts, naming each', () => {
+    const param = (f: () => unknown): string | null => { try { f(); return 'no error' } catch (e) { return (e as InvalidParamError).param } }
+    expect(param(() => parseCompletionRequest({ model: 'm', prompt: ['a', 'b'] }))).toBe('prompt')
+    expect(param(() => parseCompletionRequest({ model: 'm', prompt: '' }))).toBe('prompt')
+    expect(param(() => parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }))).toBe('tools')
+    expect(param(() => parseChatRequest({ model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] }))).toBe('messages[0].content[0]')
+    expect(param(() => parseChatRequest([]))).toBe(null)
+  })
+
+  it('formats missing blocks as ranges', () => {
+    expect(formatBlocks([0, 1, 2, 5, 7, 8])).toBe('0-2, 5, 7-8')
+  })
+})
