@@ -34,8 +34,9 @@ export default defineConfig({
     }
   },
   webServer: {
-    // No embedded peer: the inference test routes through the tabs it serves from and closes.
-    command: `tsx relay/main.ts --host 127.0.0.1 --port ${PORT} --data-dir ${DATA_DIR} --ice-server none --no-embedded-peer`,
+    // No API client or embedded peer: the inference test routes through the tabs it serves from
+    // and closes, and the mesh tests count the tabs' peers.
+    command: `tsx relay/main.ts --host 127.0.0.1 --port ${PORT} --data-dir ${DATA_DIR} --ice-server none --no-api`,
     url: `http://127.0.0.1:${PORT}/health`,
     // Tabs also run the GPU self-test on SwiftShader, which competes for 2 cores with WebRTC setup.
   timeout: 90_000,
