@@ -232,10 +232,10 @@ describe('partial loads and training', () => {
     const tensors = toHfTensors(partParams(c, wholeModel(c)), new Map([...host].map(([k, v]) => [k, v.data])))
     for (const dt of ['BF16', 'F16'] as const) {
       writeFileSync(`${dir}/model.safetensors`, encodeSafetensors(tensors, {}, dt))
-      const kept = await loadModel(dir, gpu, { keepDtypes: true })
+      const kept = await loadModel(dir, gpu) // inference loads keep 16-bit weights by default
       expect(kept.params.get('model.layers.0.self_attn.q_proj.weight')?.dtype).toBe(dt.toLowerCase())
       expect(kept.params.get('model.layers.0.input_layernorm.weight')?.dtype).toBe('f32')
-      const wide = await loadModel(dir, cpu)
+      const wide = await loadModel(dir, cpu, { keepDtypes: false }) // what training loads
       expect(wide.params.get('model.layers.0.self_attn.q_proj.weight')?.dtype).toBe('f32')
       assertClose(await logitsOf(kept, ids), await logitsOf(wide, ids), { ...GPU_TOL, what: `safetensors ${dt} kept vs widened` })
       kept.dispose()

@@ -34,14 +34,14 @@ async function releaseBackend (be: Backend): Promise<void> {
  * first checking the whole model against --max-gpu-memory for one session of `plan`'s context;
  * progress on stderr.
  */
-async function withModel<T> (f: Flags, plan: PlanOptions, fn: (m: CausalLM) => Promise<T>): Promise<T> {
+async function withModel<T> (f: Flags, plan: PlanOptions, fn: (m: CausalLM) => Promise<T>, keepDtypes = true): Promise<T> {
   const where = await resolveModelArg(required(f, 'model'))
   const source = sourceFrom(where)
   const budget = maxGpuMemory(f)
   const config = budget === undefined ? undefined : await loadConfig(source)
   if (config !== undefined) await new ModelPlanner(source, config, budget, line => { if (f.quiet !== true) process.stderr.write(`${line}\n`) }).check(wholeModel(config), { sessions: 1, ...plan })
   const be = await openBackend(f)
-  const model = await loadModel(source, be, { config, onProgress: loadProgress(f, `loading ${where}`) })
+  const model = await loadModel(source, be, { config, keepDtypes, onProgress: loadProgress(f, `loading ${where}`) })
   try {
     return await fn(model)
   } finally {
@@ -123,7 +123,7 @@ export async function grad (f: Flags): Promise<number> {
     await mkdir(outDir, { recursive: true })
     await writeFile(`${outDir}/grads.safetensors`, encodeSafetensors(toHfTensors(specs, values), { format: 'pt' }))
     await writeFile(`${outDir}/result.json`, JSON.stringify({ loss }) + '\n')
-  })
+  }, false) // gradients need f32 weights
   return 0
 }
 
@@ -159,8 +159,8 @@ export async function train (f: Flags): Promise<number> {
   const store = directoryStore(outDir)
   const resumeMeta = f.resume === true ? await readTrainerMeta(store) : undefined
   let model: CausalLM
-  if (resumeMeta !== undefined) model = await loadModel(outDir, be)
-  else if (f.model !== undefined) model = await loadModel(required(f, 'model'), be)
+  if (resumeMeta !== undefined) model = await loadModel(outDir, be, { keepDtypes: false })
+  else if (f.model !== undefined) model = await loadModel(required(f, 'model'), be, { keepDtypes: false }) // training widens 16-bit weights to f32
   else if (f.config !== undefined) {
     const cfg = parseConfig(JSON.parse(await readFile(required(f, 'config'), 'utf8')))
     model = initModel(cfg, be, seed, cfg.vocabSize === 256 ? new ByteTokenizer() : undefined)

@@ -42,10 +42,10 @@ export function planTensorsFromGguf (h: GgufHeader): PlanTensor[] {
 
 /**
  * The tensors of a safetensors checkpoint (one header read per file, no data). `keepDtypes`
- * as LoadOptions.keepDtypes: 16-bit weights stay 16-bit, else (the default for safetensors)
- * everything is widened to f32 on the host.
+ * as LoadOptions.keepDtypes: 16-bit weights stay 16-bit (the default, as for inference loads), else
+ * everything is widened to f32 on the host (training).
  */
-export async function planTensorsFromSafetensors (index: WeightIndex, keepDtypes = false): Promise<PlanTensor[]> {
+export async function planTensorsFromSafetensors (index: WeightIndex, keepDtypes = true): Promise<PlanTensor[]> {
   const out: PlanTensor[] = []
   for (const name of await index.names()) {
     const { info } = await index.locate(name)

@@ -214,7 +214,7 @@ export interface LoadOptions {
   /**
    * Keep weights in their file encoding on the backend (GGUF block types, F16/BF16), norms and
    * biases in f32; false widens everything to f32 on the host (what training needs).
-   * @default true for a GGUF file (an inference format), false for safetensors
+   * @default true (inference); training loads pass false
    */
   keepDtypes?: boolean
 }
@@ -258,7 +258,7 @@ export async function loadPart (source: ModelSource, be: Backend, part: PartSpec
   try {
     if (ggufFileOf(source) !== undefined) {
       await (await openGguf(source)).load(specs, put, { keepDtypes: opts.keepDtypes ?? true, onProgress: opts.onProgress })
-    } else if (opts.keepDtypes === true) {
+    } else if (opts.keepDtypes !== false) {
       await loadHostParams(await WeightIndex.open(source), specs, put, opts.onProgress)
     } else {
       const host = await loadHostWeights(await WeightIndex.open(source), specs, opts.onProgress)
