@@ -129,3 +129,17 @@ describe('a model session with an f16 KV cache', () => {
     expect(diff).toBeLessThan(0.05)
   })
 })
+
+describe('the default KV cache dtype', () => {
+  it('is f16 on a device with shader-f16 and f32 on the CPU (and on SwiftShader, which lacks it)', () => {
+    const c = config('mistralDeep')
+    for (const [be, want] of [[gpu, 'f16'], [cpu, 'f32']] as const) {
+      const m = modelOn(be, c, randomWeights(c, 7))
+      const cache = m.span.newCache(4)
+      expect(cache.dtype).toBe(want)
+      expect(cache.layers[0].k.dtype).toBe(want)
+      cache.dispose()
+      m.dispose()
+    }
+  })
+})

@@ -1,4 +1,5 @@
 import type { Backend } from '../gpu/backend.ts'
+import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import { addInPlace } from '../gpu/ops/elementwise.ts'
 import { embedding, embeddingBackward } from '../gpu/ops/embedding.ts'
 import { linear, linearBackward } from '../gpu/ops/matmul.ts'
@@ -105,6 +106,11 @@ export class Head {
   }
 }
 
+/** The KV cache's dtype when none is asked for: f16 on a GPU backend with shader-f16, else f32. */
+export function defaultKvDtype (be: Backend): 'f32' | 'f16' {
+  return be.kind === 'webgpu' && (be as GpuBackend).info.f16 ? 'f16' : 'f32'
+}
+
 /**
  * The KV cache of one inference session over one span of blocks: capacity S positions per layer.
  * `length` counts the positions already written (the next call's first position). `dtype` 'f16'
@@ -151,8 +157,11 @@ export class BlockSpan {
     for (let i = range.start; i < range.end; i++) this.blocks.push(new DecoderBlock(config, i, params))
   }
 
-  /** A session cache for up to `capacity` positions; 'f16' needs `shader-f16` on a GPU backend. @default dtype 'f32' */
-  newCache (capacity: number, dtype: 'f32' | 'f16' = 'f32'): KvCache {
+  /**
+   * A session cache for up to `capacity` positions; 'f16' needs `shader-f16` on a GPU backend.
+   * @default dtype f16 where the device has shader-f16 (half the memory per session), else f32
+   */
+  newCache (capacity: number, dtype: 'f32' | 'f16' = defaultKvDtype(this.backend)): KvCache {
     return new KvCache(this, capacity, dtype)
   }
 
