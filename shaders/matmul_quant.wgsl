@@ -5,10 +5,14 @@
 //   x: (M, K) f32   w: (N, K) weight bytes as u32 words   bias: (N) f32, read when HAS_BIAS
 //   out: (M, ldo) f32, columns [n0, n0 + N) written: w may be one row part of a split weight
 //   params.units: units of UNIT values per row (K / UNIT, or ceil(K / 4))
-// Three entry points:
-//   gemv:  decode (M ≤ MR ≤ 8). One workgroup per output column n; its threads split the row's
-//          units, each decoding a unit once for all M rows, then a tree reduction. Grid: N
+// Four entry points:
+//   gemv:  decode (M ≤ MR ≤ 8) on GPUs. One workgroup per output column n; its threads split the
+//          row's units, each decoding a unit once for all M rows, then a tree reduction. Grid: N
 //          workgroups, folded into (x, y) past 65535.
+//   gemv_cols: decode (M ≤ MR ≤ 8) on software adapters. Each thread owns COLS adjacent output
+//          columns and walks their whole rows, decoding each unit once for all M rows: no
+//          barriers and no workgroup memory, which a software rasterizer (SwiftShader) runs as
+//          CPU work per thread. Grid: ceil(N / (WG_X · COLS)) workgroups, folded past 65535.
 //   tiled: prefill (M > 8). A TM × TN output tile per workgroup of (TN/4) × (TM/4) threads, 4 × 4
 //          outputs each: per 32-deep step the workgroup dequantizes the TN × 32 weight tile into
 //          workgroup memory once and reuses it for all TM rows. Tiles hold T (f16 in the
@@ -62,6 +66,36 @@ fn gemv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     workgroupBarrier();
   }
   if (lid < params.M && lid < MR) { store(lid, n, red[lid * WG_X]); }
+}
+
+@compute @workgroup_size(WG_X)
+fn gemv_cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n0 = (gid.x + gid.y * nwg.x * WG_X) * COLS; // first of this thread's columns
+  if (n0 >= params.N) { return; }
+  let last = params.N - 1u; // columns past N decode row N − 1 again and are not stored
+  var acc: array<array<f32, MR>, COLS>;
+  for (var u = 0u; u < params.units; u++) {
+    var ab: array<vec2f, COLS>;
+    for (var c = 0u; c < COLS; c++) { ab[c] = w_unit_ab(min(n0 + c, last), params.K, u); }
+    for (var j = 0u; j < UNIT / 4u; j++) {
+      let k = u * UNIT + 4u * j;
+      var xs: array<vec4f, MR>; // x of all rows, loaded once for the COLS columns
+      var xsum: array<f32, MR>;
+      for (var r = 0u; r < MR; r++) {
+        xs[r] = x4(min(r, params.M - 1u), k);
+        xsum[r] = dot(xs[r], vec4f(1.0));
+      }
+      for (var c = 0u; c < COLS; c++) {
+        let q = w_unit_q4(min(n0 + c, last), params.K, u, j);
+        let s = w_scale_j(ab[c], j);
+        for (var r = 0u; r < MR; r++) { acc[c][r] += s.x * dot(q, xs[r]) - s.y * xsum[r]; } // Σ x·(a·q − b)
+      }
+    }
+  }
+  for (var c = 0u; c < COLS; c++) {
+    if (n0 + c >= params.N) { break; }
+    for (var r = 0u; r < MR; r++) { if (r < params.M) { store(r, n0 + c, acc[c][r]); } }
+  }
 }
 
 const KT: u32 = 32u; // depth of a tile step, in values

@@ -4,7 +4,7 @@ import { dequantize } from '../../web/src/gpu/cpu/dequant.ts'
 import type { WeightDType } from '../../web/src/gpu/dtype.ts'
 import { GpuBackend } from '../../web/src/gpu/gpu-backend.ts'
 import { linear, matmul } from '../../web/src/gpu/ops/matmul.ts'
-import { dequantizeTensor, matmulQuant, TOLERANCE } from '../../web/src/gpu/ops/matmul-quant.ts'
+import { dequantizeTensor, GEMV_MAX_M, matmulQuant, planQuantMatmul, quantMatmulVariant, TOLERANCE } from '../../web/src/gpu/ops/matmul-quant.ts'
 import { blockInfo, WEIGHT_DTYPES } from '../../web/src/gpu/quant-types.ts'
 import type { Tensor } from '../../web/src/gpu/tensor.ts'
 import { Rng } from '../../web/src/util/rng.ts'
@@ -22,6 +22,7 @@ function ks (dtype: WeightDType): [number, number] {
 }
 
 const MS = [1, 2, 3, 5, 8, 9, 17, 33]
+const GEMVS = ['gemv', 'gemv_cols'] as const
 const NS = [1, 7, 65]
 
 async function both (build: (be: typeof cpu | GpuBackend) => Tensor): Promise<[Float32Array, Float32Array]> {
@@ -36,7 +37,7 @@ async function both (build: (be: typeof cpu | GpuBackend) => Tensor): Promise<[F
 // matmul-quant.f16.test.ts (lavapipe, vitest.f16.config.ts).
 describe('matmulQuant: WebGPU vs CPU twin, every weight dtype', () => {
   for (const dtype of WEIGHT_DTYPES) {
-    it(`${dtype}: M ∈ {${MS.join(', ')}} × N ∈ {${NS.join(', ')}} × K ∈ {${ks(dtype).join(', ')}}, GEMV for M ≤ 8, tiled above`, async () => {
+    it(`${dtype}: M ∈ {${MS.join(', ')}} × N ∈ {${NS.join(', ')}} × K ∈ {${ks(dtype).join(', ')}}, both GEMVs for M ≤ 8, tiled above`, async () => {
       let seed = 1
       for (const K of ks(dtype)) {
         for (const N of NS) {
@@ -47,8 +48,10 @@ describe('matmulQuant: WebGPU vs CPU twin, every weight dtype', () => {
             const x = new Rng(seed++).uniform(M * K)
             const withBias = (M + N) % 2 === 0
             const b = withBias ? new Rng(seed++).uniform(N) : undefined
-            const [got, ref] = await both(be => matmulQuant(be.tensor(x, [M, K]), be === cpu ? wc : wg, { bias: b !== undefined ? be.tensor(b, [N]) : undefined }))
-            assertClose(got, ref, { ...TOLERANCE.matmulQuant, what: `${dtype} M ${M} N ${N} K ${K}${withBias ? ' +bias' : ''}` })
+            for (const kernel of M <= GEMV_MAX_M ? GEMVS : ['tiled'] as const) {
+              const [got, ref] = await both(be => matmulQuant(be.tensor(x, [M, K]), be === cpu ? wc : wg, { kernel, bias: b !== undefined ? be.tensor(b, [N]) : undefined }))
+              assertClose(got, ref, { ...TOLERANCE.matmulQuant, what: `${dtype} ${kernel} M ${M} N ${N} K ${K}${withBias ? ' +bias' : ''}` })
+            }
           }
           wc.dispose(); wg.dispose()
         }
@@ -66,10 +69,34 @@ describe('matmulQuant: WebGPU vs CPU twin, every weight dtype', () => {
     }
   })
 
+  it('gemv_cols with several columns a thread and other workgroup sizes: N not a multiple of the columns', async () => {
+    for (const dtype of ['q4_k', 'q6_k', 'q8_0', 'f16'] as const) {
+      const K = ks(dtype)[1]
+      for (const cols of [{ wg: 64, cols: 2 }, { wg: 256, cols: 3 }, { wg: 7, cols: 4 }]) {
+        for (const [M, N] of [[1, 7], [3, 65], [8, 1]]) {
+          const wb = randomWeightBytes(dtype, N, K, M * 31 + N + cols.cols)
+          const x = new Rng(M + N).uniform(M * K)
+          const b = new Rng(N).uniform(N)
+          const [got, ref] = await both(be => matmulQuant(be.tensor(x, [M, K]), be.tensor(wb, [N, K], dtype), be === cpu ? { bias: be.tensor(b, [N]) } : { kernel: 'gemv_cols', cols, bias: be.tensor(b, [N]) }))
+          assertClose(got, ref, { ...TOLERANCE.matmulQuant, what: `${dtype} gemv_cols wg ${cols.wg} × ${cols.cols} M ${M} N ${N}` })
+        }
+      }
+    }
+  })
+
+  it('the plan: gemv_cols on software adapters, gemv on GPUs, tiled past 8 rows; bad gemv_cols shapes throw', () => {
+    expect(planQuantMatmul({ f16: false, software: true }, 1).kernel).toBe('gemv_cols')
+    expect(planQuantMatmul({ f16: false, software: false }, 8).kernel).toBe('gemv')
+    expect(planQuantMatmul({ f16: false, software: true }, 9).kernel).toBe('tiled')
+    expect(planQuantMatmul({ f16: false, software: true }, 1, { kernel: 'gemv' }).kernel).toBe('gemv')
+    expect(() => quantMatmulVariant({ dtype: 'q4_k', kernel: 'gemv_cols', M: 1, hasBias: false, cols: { wg: 64, cols: 0 } })).toThrow(/1 ≤ cols ≤ 8/)
+    expect(() => quantMatmulVariant({ dtype: 'q4_k', kernel: 'gemv_cols', M: 9, hasBias: false })).toThrow(/1 ≤ M ≤ 8, got M = 9/)
+  })
+
   it('forced kernels: GEMV past 8 rows (8 at a time) and the tiled kernel at M = 1 agree with the twin', async () => {
     const [N, K] = [9, 512]
     const wb = randomWeightBytes('q5_k', N, K, 3)
-    for (const [M, kernel] of [[11, 'gemv'], [1, 'tiled']] as const) {
+    for (const [M, kernel] of [[11, 'gemv'], [11, 'gemv_cols'], [1, 'tiled']] as const) {
       const x = new Rng(M).uniform(M * K)
       const [got, ref] = await both(be => matmulQuant(be.tensor(x, [M, K]), be.tensor(wb, [N, K], 'q5_k'), be === cpu ? {} : { kernel }))
       assertClose(got, ref, { ...TOLERANCE.matmulQuant, what: `${kernel} M ${M}` })
@@ -117,7 +144,7 @@ describe('matmulQuant: WebGPU vs CPU twin, every weight dtype', () => {
     const w = small.tensor(wb, [N, K], 'q4_k')
     expect(w.storage.parts?.length).toBe(3)
     const bias = new Rng(99).uniform(N)
-    for (const [M, kernel] of [[1, 'gemv'], [3, 'tiled']] as const) { // x must fit one binding too
+    for (const [M, kernel] of [[1, 'gemv'], [1, 'gemv_cols'], [3, 'tiled']] as const) { // x must fit one binding too
       const x = new Rng(M).uniform(M * K)
       const got = await matmulQuant(small.tensor(x, [M, K]), w, { bias: small.tensor(bias, [N]), kernel }).readF32()
       const ref = await linear(cpu.tensor(x, [M, K]), cpu.tensor(wb, [N, K], 'q4_k'), cpu.tensor(bias, [N])).readF32()
@@ -129,8 +156,11 @@ describe('matmulQuant: WebGPU vs CPU twin, every weight dtype', () => {
     const w2 = small.tensor(wb2, [N2, K2], 'q4_0')
     expect(w2.storage.parts?.length).toBe(3)
     const x2 = new Rng(7).uniform(M2 * K2)
-    const got2 = await matmulQuant(small.tensor(x2, [M2, K2]), w2, { kernel: 'gemv' }).readF32()
-    assertClose(got2, await matmulQuant(cpu.tensor(x2, [M2, K2]), cpu.tensor(wb2, [N2, K2], 'q4_0')).readF32(), { ...TOLERANCE.matmulQuant, what: 'split, GEMV past 8 rows' })
+    const ref2 = await matmulQuant(cpu.tensor(x2, [M2, K2]), cpu.tensor(wb2, [N2, K2], 'q4_0')).readF32()
+    for (const kernel of GEMVS) {
+      const got2 = await matmulQuant(small.tensor(x2, [M2, K2]), w2, { kernel }).readF32()
+      assertClose(got2, ref2, { ...TOLERANCE.matmulQuant, what: `split, ${kernel} past 8 rows` })
+    }
     const viaLinear = await linear(small.tensor(new Float32Array(K).fill(0.5), [1, K]), w).readF32()
     assertClose(viaLinear, await linear(cpu.tensor(new Float32Array(K).fill(0.5), [1, K]), cpu.tensor(wb, [N, K], 'q4_k')).readF32(), { ...TOLERANCE.matmulQuant, what: 'split via linear' })
     small.destroy()

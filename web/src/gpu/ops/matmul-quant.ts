@@ -46,29 +46,38 @@ const UNIFORMS = [
 ] as const
 
 const GEMV = defineKernel({ name: 'matmul_quant_gemv', shader: 'matmul_quant', entry: 'gemv', bindings: BINDINGS, uniforms: UNIFORMS })
+const GEMV_COLS = defineKernel({ name: 'matmul_quant_gemv_cols', shader: 'matmul_quant', entry: 'gemv_cols', bindings: BINDINGS, uniforms: UNIFORMS })
 const TILED = defineKernel({ name: 'matmul_quant_tiled', shader: 'matmul_quant', entry: 'tiled', bindings: BINDINGS, uniforms: UNIFORMS })
 const DEQUANT = defineKernel({ name: 'matmul_quant_dequant', shader: 'matmul_quant', entry: 'dequant', bindings: BINDINGS, uniforms: UNIFORMS })
 
-/** Decode (M ≤ GEMV_MAX_M) takes the GEMV: one workgroup per output column; longer inputs the tiled kernel. */
+/**
+ * Decode (M ≤ GEMV_MAX_M) takes a GEMV: on GPUs `gemv` (one workgroup per output column), on
+ * software adapters `gemv_cols` (one thread per COLS columns, no barriers); longer inputs the tiled kernel.
+ */
 export const GEMV_MAX_M = 8
 /** Threads per GEMV workgroup (splitting a row's units). */
 const GEMV_WG = 64
+/** gemv_cols: threads per workgroup and output columns per thread (bench/kernels.ts --gemv-sweep). */
+export const GEMV_COLS_CONFIG = { wg: 64, cols: 1 }
 /** Output tile of the tiled kernel: TM rows of x × TN weight rows, 4 × 4 per thread. */
 const TILE = 32
 /** Threads per workgroup of the dequant entry (4 values each). */
 const DEQUANT_WG = 64
 
-export type QuantKernel = 'gemv' | 'tiled'
+export type QuantKernel = 'gemv' | 'gemv_cols' | 'tiled'
+const isGemv = (k: QuantKernel): boolean => k !== 'tiled'
 
 /** What the variant builder looks at. */
 export interface QuantMatmulSpec {
   dtype: WeightDType
   kernel: QuantKernel
-  /** Rows of x (GEMV: rounded up to MR ∈ {1, 2, 4, 8}, loads clamped, stores guarded). */
+  /** Rows of x (GEMVs: rounded up to MR ∈ {1, 2, 4, 8}, loads clamped, stores guarded). */
   M: number
   hasBias: boolean
   /** Dequantized tiles in f16 (tiled only; needs `shader-f16`). @default false */
   f16?: boolean
+  /** gemv_cols: threads per workgroup and columns per thread. @default GEMV_COLS_CONFIG */
+  cols?: { wg: number, cols: number }
 }
 
 /** Values per unit: a q8_0/q4_0 block or a 32-value K-quant sub-block; 4 elements for f32/f16/bf16. */
@@ -88,15 +97,20 @@ export function unitsPerRow (dtype: WeightDType, K: number): number {
 export function quantMatmulVariant (s: QuantMatmulSpec): Variant {
   const f16 = s.f16 === true
   if (f16 && s.kernel !== 'tiled') throw new ShapeError('matmulQuant', 'the f16 variant exists for the tiled kernel only')
-  if (s.kernel === 'gemv' && !(s.M >= 1 && s.M <= GEMV_MAX_M)) throw new ShapeError('matmulQuant', `the GEMV takes 1 ≤ M ≤ ${GEMV_MAX_M}, got M = ${s.M}`)
-  const mr = s.kernel === 'gemv' ? 2 ** Math.ceil(Math.log2(s.M)) : 1
-  const wg: [number, number] = s.kernel === 'gemv' ? [GEMV_WG, 1] : [TILE / 4, TILE / 4]
+  if (isGemv(s.kernel) && !(s.M >= 1 && s.M <= GEMV_MAX_M)) throw new ShapeError('matmulQuant', `the GEMV takes 1 ≤ M ≤ ${GEMV_MAX_M}, got M = ${s.M}`)
+  const cc = s.cols ?? GEMV_COLS_CONFIG
+  if (!(Number.isInteger(cc.cols) && cc.cols >= 1 && cc.cols <= 8 && Number.isInteger(cc.wg) && cc.wg >= 1 && cc.wg <= 256)) {
+    throw new ShapeError('matmulQuant', `gemv_cols takes 1 ≤ cols ≤ 8 and 1 ≤ wg ≤ 256, got cols ${cc.cols}, wg ${cc.wg}`)
+  }
+  const mr = isGemv(s.kernel) ? 2 ** Math.ceil(Math.log2(s.M)) : 1
+  const wg: [number, number] = s.kernel === 'gemv' ? [GEMV_WG, 1] : s.kernel === 'gemv_cols' ? [cc.wg, 1] : [TILE / 4, TILE / 4]
+  const shape = s.kernel === 'tiled' ? `-t${TILE}` : s.kernel === 'gemv' ? `-mr${mr}` : `-mr${mr}-wg${cc.wg}-c${cc.cols}`
   return {
-    key: `${s.kernel}-${s.dtype}${s.kernel === 'gemv' ? `-mr${mr}` : `-t${TILE}`}${f16 ? '-f16' : ''}${s.hasBias ? '-bias' : ''}`,
+    key: `${s.kernel}-${s.dtype}${shape}${f16 ? '-f16' : ''}${s.hasBias ? '-bias' : ''}`,
     entry: s.kernel,
     workgroupSize: wg,
     elem: f16 ? 'f16' : 'f32',
-    constants: { WTYPE: weightType('matmulQuant', 'w', s.dtype), UNIT: unitOf(s.dtype), MR: mr, TM: TILE, TN: TILE, HAS_BIAS: s.hasBias }
+    constants: { WTYPE: weightType('matmulQuant', 'w', s.dtype), UNIT: unitOf(s.dtype), MR: mr, COLS: s.kernel === 'gemv_cols' ? cc.cols : 1, TM: TILE, TN: TILE, HAS_BIAS: s.hasBias }
   }
 }
 
@@ -104,7 +118,10 @@ export function quantMatmulVariant (s: QuantMatmulSpec): Variant {
 export function quantMatmulVariants (dtype: WeightDType, f16: boolean): Array<[KernelDecl, Variant]> {
   const out: Array<[KernelDecl, Variant]> = []
   for (const hasBias of [false, true]) {
-    for (const M of [1, 2, 4, 8]) out.push([GEMV, quantMatmulVariant({ dtype, kernel: 'gemv', M, hasBias })])
+    for (const M of [1, 2, 4, 8]) {
+      out.push([GEMV, quantMatmulVariant({ dtype, kernel: 'gemv', M, hasBias })])
+      out.push([GEMV_COLS, quantMatmulVariant({ dtype, kernel: 'gemv_cols', M, hasBias })])
+    }
     out.push([TILED, quantMatmulVariant({ dtype, kernel: 'tiled', M: GEMV_MAX_M + 1, hasBias })])
     if (f16) out.push([TILED, quantMatmulVariant({ dtype, kernel: 'tiled', M: GEMV_MAX_M + 1, hasBias, f16: true })])
   }
@@ -115,15 +132,18 @@ export function quantMatmulVariants (dtype: WeightDType, f16: boolean): Array<[K
 export interface MatmulQuantOptions {
   /** (N) added to every row of the result. */
   bias?: Tensor
-  /** Forces the kernel (tests, benchmarks). @default 'gemv' for M ≤ 8, else 'tiled' */
+  /** Forces the kernel (tests, benchmarks). @default M ≤ 8: 'gemv_cols' on software adapters, else 'gemv'; M > 8: 'tiled' */
   kernel?: QuantKernel
+  /** gemv_cols shape (benchmark sweeps). @default GEMV_COLS_CONFIG */
+  cols?: { wg: number, cols: number }
   /** Tiled kernel with f16 tiles. @default true where the device has shader-f16 */
   f16?: boolean
 }
 
 /** The kernel and tile precision for M rows on this adapter. */
-export function planQuantMatmul (info: Pick<GpuInfo, 'f16'>, M: number, o: MatmulQuantOptions = {}): { kernel: QuantKernel, f16: boolean } {
-  const kernel = o.kernel ?? (M <= GEMV_MAX_M ? 'gemv' : 'tiled')
+export function planQuantMatmul (info: Pick<GpuInfo, 'f16' | 'software'>, M: number, o: MatmulQuantOptions = {}): { kernel: QuantKernel, f16: boolean } {
+  // software adapters run barriers and workgroup memory as CPU work: one thread per column wins there
+  const kernel = o.kernel ?? (M > GEMV_MAX_M ? 'tiled' : info.software ? 'gemv_cols' : 'gemv')
   const f16 = kernel === 'tiled' && (o.f16 ?? info.f16)
   if (f16 && !info.f16) throw new ShapeError('matmulQuant', 'f16 tiles need the shader-f16 feature, which this device lacks')
   return { kernel, f16 }
@@ -176,7 +196,10 @@ export function matmulQuant (x: Tensor, w: Tensor, opts: MatmulQuantOptions = {}
       const uniforms = { M: rows, N: p.rows, K, units: unitsPerRow(dtype, K), n0: p.row0, ldo: N }
       const bind = { x: xs, w: p.t, bias: bias ?? xs, out: os }
       if (plan.kernel === 'gemv') g.run(GEMV, quantMatmulVariant({ dtype, kernel: 'gemv', M: rows, hasBias }), bind, uniforms, g.grid1d(p.rows))
-      else g.run(TILED, quantMatmulVariant({ dtype, kernel: 'tiled', M: rows, hasBias, f16: plan.f16 }), bind, uniforms, [groups(p.rows, TILE), groups(rows, TILE), 1])
+      else if (plan.kernel === 'gemv_cols') {
+        const cc = opts.cols ?? GEMV_COLS_CONFIG
+        g.run(GEMV_COLS, quantMatmulVariant({ dtype, kernel: 'gemv_cols', M: rows, hasBias, cols: cc }), bind, uniforms, g.grid1d(groups(p.rows, cc.wg * cc.cols)))
+      } else g.run(TILED, quantMatmulVariant({ dtype, kernel: 'tiled', M: rows, hasBias, f16: plan.f16 }), bind, uniforms, [groups(p.rows, TILE), groups(rows, TILE), 1])
     }
   }
   if (plan.kernel === 'tiled' || M <= GEMV_MAX_M) {
@@ -213,7 +236,7 @@ function dequantVariant (dtype: WeightDType): Variant {
     key: `dequant-${dtype}-wg${DEQUANT_WG}`,
     entry: 'dequant',
     workgroupSize: [DEQUANT_WG],
-    constants: { WTYPE: weightType('dequantizeTensor', 't', dtype), UNIT: unitOf(dtype), MR: 1, TM: TILE, TN: TILE, HAS_BIAS: false }
+    constants: { WTYPE: weightType('dequantizeTensor', 't', dtype), UNIT: unitOf(dtype), MR: 1, COLS: 1, TM: TILE, TN: TILE, HAS_BIAS: false }
   }
 }
 
