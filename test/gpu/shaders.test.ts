@@ -13,6 +13,7 @@ const COVERED_BY: Record<string, string> = {
   elementwise: 'elementwise',
   matmul: 'matmul', matmul_vec4: 'matmul', matmul_naive: 'matmul',
   quant: 'quant', matmul_q8: 'quant', matmul_quant: 'matmul-quant',
+  copy_vec4: 'copy-vec4',
   norm: 'norm', norm_backward: 'norm',
   softmax: 'softmax',
   loss: 'loss',
