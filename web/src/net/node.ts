@@ -20,7 +20,7 @@ import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } f
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
-import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ConnectionGater, Libp2p, PeerDiscovery, PrivateKey, Startable } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery'
@@ -188,6 +188,30 @@ function sharedServices (swarm: string, dhtServer: boolean) {
   }
 }
 
+type DiscoveryComponents = Parameters<ReturnType<typeof pubsubPeerDiscovery>>[0]
+
+/**
+ * pubsub peer discovery whose stop leaves an unstarted gossipsub alone. When any component's
+ * start() rejects, libp2p stops the half-started node before rethrowing; the stock discovery's
+ * beforeStop then calls `pubsub.unsubscribe`, which throws "Pubsub is not started" if gossipsub's
+ * own (async) start had not finished, and that error replaces the one that made the start fail.
+ */
+export function swarmDiscovery (init: Parameters<typeof pubsubPeerDiscovery>[0]): (components: DiscoveryComponents) => PeerDiscovery {
+  const make = pubsubPeerDiscovery(init)
+  return (components) => {
+    const d = make(components) as PeerDiscovery & Partial<Startable>
+    const beforeStop = d.beforeStop?.bind(d)
+    if (beforeStop !== undefined) {
+      d.beforeStop = () => {
+        const pubsub = components.pubsub as { isStarted?: () => boolean } | undefined
+        if (pubsub?.isStarted?.() === false) return
+        return beforeStop()
+      }
+    }
+    return d
+  }
+}
+
 /** Creates and starts a swarm peer (browser or Node). Dialling the relay is the caller's (see peers.ts). */
 export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
   const swarm = checkSwarm(init.swarm ?? DEFAULT_SWARM)
@@ -210,7 +234,7 @@ export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
       maxConnections: init.maxConnections ?? 100
     },
     peerDiscovery: [
-      pubsubPeerDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
+      swarmDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
     ],
     services: sharedServices(swarm, init.dhtServer ?? false)
   })
@@ -244,7 +268,7 @@ export async function createRelay (init: RelayInit): Promise<RelayNode> {
       maxIncomingPendingConnections: 64
     },
     peerDiscovery: [
-      pubsubPeerDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
+      swarmDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
     ],
     services: {
       ...sharedServices(swarm, true),
