@@ -14,6 +14,12 @@ export interface ModelSource {
    * Absent for a safetensors directory.
    */
   readonly file?: string
+  /**
+   * Byte length of the `file`'s GGUF header (tensor data start), when the source knows it (a
+   * shard-backed source does): the header reader then reads exactly that much first, instead of
+   * a fixed first read that could pull tensor bytes the source would have to fetch.
+   */
+  readonly headerBytes?: number
   /** Byte size of a file, or undefined if it does not exist. */
   size: (file: string) => Promise<number | undefined>
   /** Bytes [offset, offset + length) of a file. */
@@ -147,7 +153,7 @@ export function isGgufName (name: string): boolean {
 
 /** The same source, standing for one of its files (a .gguf). */
 export function withFile (source: ModelSource, file: string): ModelSource {
-  return { label: source.label, file, size: source.size, read: source.read }
+  return { label: source.label, file, headerBytes: source.file === file ? source.headerBytes : undefined, size: source.size, read: source.read }
 }
 
 /**

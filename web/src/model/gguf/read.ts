@@ -256,7 +256,7 @@ export async function readGgufHeader (source: ModelSource, file: string): Promis
   const what = `${source.label}/${file}`
   const size = await source.size(file)
   if (size === undefined) throw new WeightsSourceError(`${what}: file not found`)
-  let want = Math.min(size, FIRST_READ_BYTES)
+  let want = Math.min(size, source.file === file && source.headerBytes !== undefined && source.headerBytes > 0 ? source.headerBytes : FIRST_READ_BYTES)
   let buf = await source.read(file, 0, want)
   for (;;) {
     try {

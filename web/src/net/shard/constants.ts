@@ -39,3 +39,12 @@ export const DEFAULT_MAX_PROVIDERS = 16
 
 /** Provider lookups per fetch: the first, plus re-lookups when every known provider is gone. */
 export const DEFAULT_LOOKUPS = 3
+
+/** Format tag of a pieced file's index (pieces.ts): a later layout gets a new tag. */
+export const PIECES_FORMAT = 'webswarm-pieces/1'
+
+/** Most pieces one index may list: a GGUF has one per tensor, ~20k for a 64-expert MoE with per-expert tensors. */
+export const MAX_PIECES = 1 << 20
+
+/** Largest index accepted from a peer (bytes): ~150 bytes per piece × 64k pieces, with room. */
+export const MAX_INDEX_BYTES = 64 * 1024 * 1024

@@ -35,3 +35,10 @@ export class BadShardRequestError extends WebSwarmError {
   readonly errorCode = 'shard.bad-request'
   readonly callerFault = true
 }
+
+/** A pieced file's index does not parse, does not tile its file, or disagrees with a piece's manifest. */
+export class PieceIndexError extends WebSwarmError {
+  override name = 'PieceIndexError'
+  readonly errorCode = 'shard.piece-index'
+  readonly callerFault = true
+}

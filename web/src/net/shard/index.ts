@@ -21,4 +21,5 @@ export { serveShards, serveShardStore, servedShardStoreCount, ShardRegistry, typ
 export { MemoryShardStore, assembleShard, type ShardStore } from './store.ts'
 export { buildManifest, manifestRoot, chunkHash, chunkCount, type ShardManifest } from './manifest.ts'
 export { contentRoutingDirectory, MemoryDirectory, rootCid, type ProviderDirectory } from './providers.ts'
+export { checkPieceIndex, decodePieceIndex, encodePieceIndex, PiecedFile, publishPieces, type Piece, type PieceCut, type PieceFetchOptions, type PieceIndex, type RangeReader } from './pieces.ts'
 export * from './errors.ts'
