@@ -19,10 +19,11 @@
  * session at a time, in this process → bench/results/api-forward.json (medians of 20); with
  * --device webgpu on Node's WebGPU → bench/results/api-forward-webgpu.json.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
+import { spawnTs } from '../test/helpers/spawn-ts.ts'
 
 function arg (name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`)
@@ -34,12 +35,11 @@ const TOKENS = Number(arg('tokens') ?? 64)
 const PROCS = process.argv.includes('--procs')
 const CONCURRENCY = [1, 8, 32]
 const PROMPTS = ['The jury said ', 'It was a ', 'In the city ', 'She had been ', 'The man ', 'They were ', 'A new law ', 'He said that ']
-const tsx = resolve('node_modules/.bin/tsx')
 const children: ChildProcess[] = []
 
 /** Starts a process; resolves with the first match of `pattern` in its output. */
 async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray> {
-  const child = spawn(tsx, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '' } })
+  const child = spawnTs(args[0], args.slice(1), { env: { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '' } })
   children.push(child)
   let out = ''
   return await new Promise((resolve, reject) => {

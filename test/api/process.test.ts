@@ -4,20 +4,20 @@
  * peer; `webswarm api` next to it answers the same greedy text with a Bearer key. Waits are on
  * the processes' own output lines, not on time.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import OpenAI from 'openai'
 import { afterAll, describe, expect, it } from 'vitest'
+import { spawnTs } from '../helpers/spawn-ts.ts'
 
-const tsx = path.resolve('node_modules/.bin/tsx')
 const children: ChildProcess[] = []
 afterAll(() => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL') })
 
 /** Starts a process; resolves with the first match of `pattern` in its output. */
 async function start (args: string[], pattern: RegExp): Promise<{ child: ChildProcess, match: RegExpExecArray, output: () => string }> {
-  const child = spawn(tsx, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_API_KEY: '' } })
+  const child = spawnTs(args[0], args.slice(1), { env: { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_API_KEY: '' } })
   children.push(child)
   let out = ''
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs/promises'
 import * as http from 'node:http'
 import * as https from 'node:https'
@@ -12,6 +12,7 @@ import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { NetConfigError } from '../../web/src/net/errors.ts'
 import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
 import { until } from './peers-harness.ts'
+import { execTs, spawnTs } from '../helpers/spawn-ts.ts'
 
 /**
  * Watchdog of every wait on the relay process, its HTTP answers and its peers, ms. Real processes
@@ -205,12 +206,11 @@ describe('relay process lifecycle', { timeout: TEST_MS }, () => {
   })
 
   it('npm run relay: --help documents every flag; SIGTERM flushes, compacts and exits 0', async () => {
-    const tsx = path.resolve('node_modules/.bin/tsx')
-    const help = execFileSync(tsx, ['relay/main.ts', '--help'], { encoding: 'utf8' })
+    const help = execTs('relay/main.ts', ['--help'])
     expect(help).toContain('--relay-data')
     const dataDir = await tmp()
     // --no-embedded-peer: this test counts the swarm's peers (the embedded one would be one more).
-    const child = spawn(tsx, ['relay/main.ts', '--port', '0', '--data-dir', dataDir, '--ice-server', 'none', '--compact-interval', '0', '--no-embedded-peer'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawnTs('relay/main.ts', ['--port', '0', '--data-dir', dataDir, '--ice-server', 'none', '--compact-interval', '0', '--no-embedded-peer'])
     let out = ''
     child.stdout.on('data', (c: Buffer) => { out += c.toString() })
     child.stderr.on('data', (c: Buffer) => { out += c.toString() })

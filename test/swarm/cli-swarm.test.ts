@@ -5,11 +5,12 @@
  * one and split layer 1's experts, a block server routes through them, the tokens still equal
  * the fixture's; every serve process mirrors what it serves into the swarm CRDT (the page reads it).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawnTs } from '../helpers/spawn-ts.ts'
 import { CrdtSync } from '../../web/src/net/crdt/sync.ts'
 import { SwarmDoc } from '../../web/src/net/crdt/swarm-doc.ts'
 import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
@@ -18,7 +19,6 @@ import { parseSummary } from '../../web/src/swarm/moe/summary.ts'
 
 const DIR = 'test/fixtures/tiny-mixtral'
 const ref = JSON.parse(readFileSync(`${DIR}/reference.json`, 'utf8')) as { prompt: number[], greedy: number[] }
-const TSX = 'node_modules/.bin/tsx'
 /**
  * Watchdog on each child process's milestone (first output line, a finished generate, an entry in
  * the CRDT), ms. Child processes run on real time, so this only has to stay far beyond any load:
@@ -37,7 +37,7 @@ const children: ChildProcess[] = []
 
 function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null>, stderr: () => string, stdout: () => string } {
   // loopback: host candidates are enough, and no STUN server is reachable from CI
-  const child = spawn(TSX, ['web/src/cli/bin.ts', ...args, '--ice-servers', 'none'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawnTs('web/src/cli/bin.ts', [...args, '--ice-servers', 'none'])
   children.push(child)
   let out = ''
   let err = ''

@@ -5,12 +5,13 @@
  * run in one process. Also: a block server reads only its blocks' bytes, a client only the
  * embedding and head (ranges counted on the wire).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import * as fs from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawnTs } from '../helpers/spawn-ts.ts'
 import { parseConfig } from '../../relay/config.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
@@ -21,7 +22,6 @@ import { urlSource, withFile } from '../../web/src/model/source.ts'
 import { loadClientEnds } from '../../web/src/swarm/model-backend.ts'
 import { q4kmMix, writeRandomLlamaGguf, type LlamaShape } from '../../bench/real-model.ts'
 
-const TSX = 'node_modules/.bin/tsx'
 /** A child announces / finishes within this, ms (tsx start-up, libp2p, DHT put on 2 shared cores). */
 const READY_MS = 90_000
 const FILE = 'tiny-q4km.gguf'
@@ -50,7 +50,7 @@ afterAll(async () => {
 })
 
 function run (args: string[]): { child: ChildProcess, firstLine: Promise<string>, code: Promise<number | null>, stderr: () => string } {
-  const child = spawn(TSX, ['web/src/cli/bin.ts', ...args, '--ice-servers', 'none', '--device', 'cpu'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawnTs('web/src/cli/bin.ts', [...args, '--ice-servers', 'none', '--device', 'cpu'])
   children.push(child)
   let out = ''
   let err = ''
