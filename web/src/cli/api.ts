@@ -34,6 +34,7 @@ async function leave (peer: SwarmPeer): Promise<void> {
   peer.transport.close()
   let timer: ReturnType<typeof setTimeout> | undefined
   await Promise.race([
+    // A failing stop is not worth reporting: we are leaving either way, and the timer bounds the wait.
     Promise.resolve(peer.swarm !== undefined ? peer.swarm.stop() : peer.node.stop()).catch(() => {}),
     new Promise(resolve => { timer = setTimeout(resolve, LEAVE_TIMEOUT_MS) })
   ])
