@@ -91,8 +91,12 @@ describe('GGUF over content-addressed shards', () => {
     await dir.forPeer(pub.peerId).provide(root)
 
     const mine = new MemoryShardStore()
-    const { source, pieces } = await ggufShardSource(peer, root, { directory: dir.forPeer(peer.peerId), store: mine, log: () => {} })
+    const peerDir = dir.forPeer(peer.peerId)
+    let lookups = 0
+    const counting = { provide: peerDir.provide, findProviders: async (r: string, o?: { limit?: number }) => { lookups++; return await peerDir.findProviders(r, o) } }
+    const { source, pieces } = await ggufShardSource(peer, root, { directory: counting, store: mine, log: () => {}, providersTtlMs: Infinity })
     expect(Array.from(await logitsWith(source))).toEqual(Array.from(want))
+    expect(lookups).toBe(2) // the index's, then one shared by every piece (not one per tensor)
 
     const span = index.pieces.filter(p => p.name.startsWith('blk.1.'))
     const header = index.pieces[0]

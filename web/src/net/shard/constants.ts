@@ -48,3 +48,6 @@ export const MAX_PIECES = 1 << 20
 
 /** Largest index accepted from a peer (bytes): ~150 bytes per piece × 64k pieces, with room. */
 export const MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+/** How long a pieced file's provider lookup is reused by the next piece fetches (ms): one DHT lookup per model load, not per tensor. */
+export const PIECE_PROVIDERS_TTL_MS = 30_000

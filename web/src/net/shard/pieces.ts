@@ -10,8 +10,9 @@
  *     "pieces": [{ "name": <string>, "offset": <bytes>, "length": <bytes>, "root": <64 hex> }, …] }
  * Pieces are in offset order and cover [0, size) with no gap or overlap.
  */
+import type { PeerId } from '@libp2p/interface'
 import type { StreamNode } from '../stream/rpc.ts'
-import { MAX_INDEX_BYTES, MAX_PIECES, PIECES_FORMAT } from './constants.ts'
+import { MAX_INDEX_BYTES, MAX_PIECES, PIECE_PROVIDERS_TTL_MS, PIECES_FORMAT } from './constants.ts'
 import { PieceIndexError, ShardFetchError } from './errors.ts'
 import { fetchShard, type FetchShardOptions } from './fetch.ts'
 import { buildManifest, chunkHash, isHashHex } from './manifest.ts'
@@ -109,7 +110,10 @@ export async function publishPieces (store: ShardStore, file: string, data: Uint
 }
 
 /** fetchShard's options a piece reader passes through (directory and store are its own). */
-export type PieceFetchOptions = Omit<FetchShardOptions, 'directory' | 'store' | 'onProgress'>
+export type PieceFetchOptions = Omit<FetchShardOptions, 'directory' | 'store' | 'onProgress'> & {
+  /** How long one lookup of the file's providers serves later piece fetches (ms). @default PIECE_PROVIDERS_TTL_MS (30 s) */
+  providersTtlMs?: number
+}
 
 /**
  * Reads byte ranges of a pieced file from peers: the index once, then each piece a read touches,
@@ -137,13 +141,32 @@ export class PiecedFile {
     await fetchShard(node, root, { ...rest, directory, store })
     const bytes = assembleShard(store, root)
     if (bytes === undefined) throw new ShardFetchError(`index ${root.slice(0, 12)}… was fetched but is missing from the store`)
-    const index = decodePieceIndex(bytes)
-    // Every piece is looked up among the providers of the file, not by its own root.
-    const byFile: ProviderDirectory = {
-      provide: async (r, opt) => { await directory.provide(r, opt) },
-      findProviders: async (_r, opt) => await directory.findProviders(root, opt)
+    return new PiecedFile(node, root, decodePieceIndex(bytes), store, directory, rest)
+  }
+
+  /** The last lookup of the file's providers and when it was made (ms). */
+  private providers?: { at: number, found: Promise<PeerId[]> }
+
+  /**
+   * The directory one piece fetch uses: every piece is looked up among the providers of the file
+   * (not by its own root). A fetch's first lookup reuses a recent one (a DHT lookup per tensor
+   * would cost seconds each); its re-lookups, made when every provider it knew failed, are fresh.
+   */
+  private pieceDirectory (): ProviderDirectory {
+    let first = true
+    return {
+      provide: async (r, opt) => { await this.directory.provide(r, opt) },
+      findProviders: async (_r, opt) => {
+        const now = Date.now()
+        if (!first || this.providers === undefined || now - this.providers.at > (this.opts.providersTtlMs ?? PIECE_PROVIDERS_TTL_MS)) {
+          const found = this.directory.findProviders(this.root, opt)
+          this.providers = { at: now, found }
+          found.catch(() => { if (this.providers?.found === found) this.providers = undefined })
+        }
+        first = false
+        return await this.providers.found
+      }
     }
-    return new PiecedFile(node, root, index, store, byFile, rest)
   }
 
   /** The piece named `name`. */
@@ -170,7 +193,7 @@ export class PiecedFile {
     let f = this.fetching.get(p.root)
     if (f === undefined) {
       f = (async () => {
-        const res = await fetchShard(this.node, p.root, { ...this.opts, directory: this.directory, store: this.store })
+        const res = await fetchShard(this.node, p.root, { ...this.opts, directory: this.pieceDirectory(), store: this.store })
         if (res.manifest.size !== p.length) throw new PieceIndexError(`piece '${p.name}' is ${res.manifest.size} bytes by its manifest, ${p.length} by the index`)
         const bytes = assembleShard(this.store, p.root)
         if (bytes === undefined) throw new ShardFetchError(`piece '${p.name}' was fetched but is missing from the store`)
