@@ -10,7 +10,8 @@
  *        --gemv 2048x8192 --gemv-dtype q4_k (the dequantizing GEMV at M = 1 on w (N, K) kept in its
  *        GGUF encoding: GB/s of weight bytes read, against a streaming copy kernel's GB/s in the
  *        same run — `gemv_bandwidth_ratio`, the share of the adapter's bandwidth decode gets;
- *        --gemv 0 skips it) → bench/results/kernels-gemv.json
+ *        --gemv 0 skips it; --gemv-sweep 64x2,256x1 also times the GPU `gemv` and those `gemv_cols` shapes (WGxCOLS),
+ *        --gemv-reps 5 calls a trial) → bench/results/kernels-gemv.json
  * Measurements of the three are interleaved trial by trial and the best trial is kept, so
  * load from other processes on the shared 2-core machine hits all of them alike.
  * Writes bench/results/kernels.json (the list of results) and kernels.meta.json (adapter, machine).
@@ -20,8 +21,8 @@ import os from 'node:os'
 import { GpuBackend } from '../web/src/gpu/gpu-backend.ts'
 import { benchMatmul, matmulFlops } from '../web/src/gpu/ops/matmul-bench.ts'
 import { matmul, MATMUL_CONFIGS, planMatmul } from '../web/src/gpu/ops/matmul.ts'
-import { scale } from '../web/src/gpu/ops/elementwise.ts'
-import { matmulQuant, quantMatmulVariant } from '../web/src/gpu/ops/matmul-quant.ts'
+import { copyVec4 } from '../web/src/gpu/ops/copy-vec4.ts'
+import { matmulQuant, planQuantMatmul, quantMatmulVariant, type MatmulQuantOptions } from '../web/src/gpu/ops/matmul-quant.ts'
 import type { WeightDType } from '../web/src/gpu/dtype.ts'
 import { isWeightDType, storageBytes } from '../web/src/gpu/quant-types.ts'
 import { randomWeightBytes } from '../test/helpers/weight-blocks.ts'
@@ -164,43 +165,57 @@ if (decodeN > 0) {
 
 /**
  * The decode GEMV on quantized weights: out (1, N) = x (1, K) · dequant(w)ᵀ, w (N, K) in `dtype`.
- * GB/s counts the weight bytes read (x and out are < 0.1 % of them). The copy kernel (elementwise
- * `scale` by 1: 4 bytes read + 4 written per element) streams as many bytes as the weights in
- * each direction; its GB/s counts both directions. Interleaved trial by trial, best kept.
+ * GB/s counts the weight bytes read (x and out are < 0.1 % of them). The copy kernel (copyVec4:
+ * 16 bytes read + 16 written a thread, the loads a GEMV can at best make) streams as many bytes
+ * as the weights in each direction; its GB/s counts both directions. Interleaved trial by trial,
+ * best kept. With --gemv-sweep the other GEMV shapes join the interleaving (sweep_gbps).
  */
-async function benchQuantGemv (N: number, K: number, dtype: WeightDType): Promise<Record<string, number | string>> {
+async function benchQuantGemv (N: number, K: number, dtype: WeightDType): Promise<Record<string, unknown>> {
   const wBytes = storageBytes(dtype, [N, K])
   const w = gpu.tensor(randomWeightBytes(dtype, N, K, 3), [N, K], dtype)
   const x = gpu.tensor(new Rng(4).uniform(K), [1, K])
-  const copyN = Math.ceil(wBytes / 4)
+  const copyN = 4 * Math.ceil(wBytes / 16)
   const src = gpu.tensor(new Rng(5).uniform(copyN), [copyN])
   const reps = Number(arg('gemv-reps') ?? 5)
-  let gemv = 0; let copy = 0
-  for (let t = 0; t < trials; t++) {
-    matmulQuant(x, w).dispose(); await gpu.sync()
+  const plan = planQuantMatmul(gpu.info, 1)
+  const key = (o: MatmulQuantOptions): string => quantMatmulVariant({ dtype, kernel: o.kernel ?? plan.kernel, M: 1, hasBias: false, cols: o.cols }).key
+  const shapes: MatmulQuantOptions[] = [{}]
+  const sweep = arg('gemv-sweep') // gemv_cols shapes as WGxCOLS,… (e.g. 64x2,256x1)
+  if (sweep !== undefined) {
+    shapes.push({ kernel: 'gemv' })
+    for (const s of sweep.split(',')) {
+      const [wg, cols] = s.split('x').map(Number)
+      shapes.push({ kernel: 'gemv_cols', cols: { wg, cols } })
+    }
+  }
+  const best = shapes.map(() => 0); let copy = 0
+  /** Best-so-far bytes / ns of `reps` calls of f after one warm-up call. */
+  const time = async (f: () => void): Promise<number> => {
+    f(); await gpu.sync()
     const t0 = performance.now()
-    for (let r = 0; r < reps; r++) matmulQuant(x, w).dispose()
+    for (let r = 0; r < reps; r++) f()
     await gpu.sync()
-    gemv = Math.max(gemv, wBytes / ((performance.now() - t0) / reps * 1e6))
-    scale(src, 1).dispose(); await gpu.sync()
-    const t1 = performance.now()
-    for (let r = 0; r < reps; r++) scale(src, 1).dispose()
-    await gpu.sync()
-    copy = Math.max(copy, 8 * copyN / ((performance.now() - t1) / reps * 1e6))
+    return (performance.now() - t0) / reps * 1e6
+  }
+  for (let t = 0; t < trials; t++) {
+    for (const [i, o] of shapes.entries()) best[i] = Math.max(best[i], wBytes / await time(() => matmulQuant(x, w, o).dispose()))
+    copy = Math.max(copy, 8 * copyN / await time(() => copyVec4(src).dispose()))
   }
   w.dispose(); x.dispose(); src.dispose()
   return {
     shape: `${N}x${K}`, dtype, weight_bytes: wBytes,
-    gemv_gbps: sig(gemv), copy_gbps: sig(copy), gemv_bandwidth_ratio: sig(gemv / copy),
-    gemv_variant: quantMatmulVariant({ dtype, kernel: 'gemv', M: 1, hasBias: false }).key
+    gemv_gbps: sig(best[0]), copy_gbps: sig(copy), gemv_bandwidth_ratio: sig(best[0] / copy),
+    gemv_variant: key({}),
+    ...(shapes.length > 1 ? { sweep_gbps: Object.fromEntries(shapes.map((o, i) => [key(o), sig(best[i])])) } : {})
   }
 }
 
-let gemvRow: Record<string, number | string> | undefined
+let gemvRow: Record<string, unknown> | undefined
 if (gemvShape !== '0') {
   const [N, K] = gemvShape.split('x').map(Number)
   gemvRow = await benchQuantGemv(N, K, gemvDtype as WeightDType)
-  console.log(`quantized GEMV 1×${K}·(${N}×${K} ${gemvDtype})ᵀ: ${gemvRow.gemv_gbps} GB/s of weights (${gemvRow.gemv_variant}) · copy kernel ${gemvRow.copy_gbps} GB/s · gemv_bandwidth_ratio ${gemvRow.gemv_bandwidth_ratio}`)
+  console.log(`quantized GEMV 1×${K}·(${N}×${K} ${gemvDtype})ᵀ: ${String(gemvRow.gemv_gbps)} GB/s of weights (${String(gemvRow.gemv_variant)}) · vec4 copy kernel ${String(gemvRow.copy_gbps)} GB/s · gemv_bandwidth_ratio ${String(gemvRow.gemv_bandwidth_ratio)}`)
+  if (gemvRow.sweep_gbps !== undefined) console.log('GEMV shapes, GB/s of weights:', gemvRow.sweep_gbps)
 }
 
 console.log('\n| size | ours GFLOP/s | tfjs-webgpu GFLOP/s | naive WGSL GFLOP/s | ours / tfjs |')
@@ -221,7 +236,7 @@ if (gemvRow !== undefined) {
     command: `npm run bench:kernels -- ${process.argv.slice(2).join(' ')}`.trim(),
     date: new Date().toISOString(),
     load: { before: round(loadBefore), after: round(os.loadavg()[0]) },
-    note: 'best of the trials; GEMV and copy interleaved on one GPUDevice'
+    note: 'best of the trials; GEMV(s) and the vec4 copy interleaved on one GPUDevice'
   }, null, 2) + '\n')
 }
 if (rows.length > 0) {

@@ -2,7 +2,7 @@
 // bf16, q8_0, q4_0, q4_k, q5_k, q6_k; WTYPE and UNIT from the variant) and read as packed words
 // straight from the u32 buffer; f32 accumulation. Bindings and `params` come from the
 // declarations in web/src/gpu/ops/matmul-quant.ts; the CPU twin is web/src/gpu/cpu/matmul-quant.ts.
-//   x: (M, K) f32   w: (N, K) weight bytes as u32 words   bias: (N) f32, read when HAS_BIAS
+//   x: (M, K) f32   xv: the same x as vec4s (K % 4 = 0)   w: (N, K) weight bytes as u32 words   bias: (N) f32, read when HAS_BIAS
 //   out: (M, ldo) f32, columns [n0, n0 + N) written: w may be one row part of a split weight
 //   params.units: units of UNIT values per row (K / UNIT, or ceil(K / 4))
 // Four entry points:
@@ -30,6 +30,12 @@ fn x4(r: u32, k: u32) -> vec4f {
   var v = vec4f(0.0);
   for (var i = 0u; i < 4u; i++) { if (k + i < K) { v[i] = x[p + i]; } }
   return v;
+}
+
+// x4 with one 16-byte load where rows are whole vec4s (every block dtype: K % 32 = 0).
+fn x4v(r: u32, k: u32) -> vec4f {
+  if ((params.K & 3u) == 0u) { return xv[(r * params.K + k) >> 2u]; }
+  return x4(r, k);
 }
 
 // out[m, n0 + n] = v + bias[n0 + n]
@@ -82,7 +88,7 @@ fn gemv_cols(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
       var xs: array<vec4f, MR>; // x of all rows, loaded once for the COLS columns
       var xsum: array<f32, MR>;
       for (var r = 0u; r < MR; r++) {
-        xs[r] = x4(min(r, params.M - 1u), k);
+        xs[r] = x4v(min(r, params.M - 1u), k);
         xsum[r] = dot(xs[r], vec4f(1.0));
       }
       for (var c = 0u; c < COLS; c++) {

@@ -32,6 +32,7 @@ export const TOLERANCE = {
 
 const BINDINGS = [
   { name: 'x', type: 'f32' }, //    (M, K)
+  { name: 'xv', type: 'vec4<f32>' }, // x again, 16 bytes a load (gemv_cols, when K % 4 = 0)
   { name: 'w', type: 'u32' }, //    (N, K) weight bytes as words
   { name: 'bias', type: 'f32' }, // (ldo), read only when HAS_BIAS
   { name: 'out', type: 'f32', access: 'read_write' } // (M, ldo)
@@ -58,7 +59,7 @@ export const GEMV_MAX_M = 8
 /** Threads per GEMV workgroup (splitting a row's units). */
 const GEMV_WG = 64
 /** gemv_cols: threads per workgroup and output columns per thread (bench/kernels.ts --gemv-sweep). */
-export const GEMV_COLS_CONFIG = { wg: 64, cols: 1 }
+export const GEMV_COLS_CONFIG = { wg: 64, cols: 8 }
 /** Output tile of the tiled kernel: TM rows of x × TN weight rows, 4 × 4 per thread. */
 const TILE = 32
 /** Threads per workgroup of the dequant entry (4 values each). */
@@ -194,7 +195,7 @@ export function matmulQuant (x: Tensor, w: Tensor, opts: MatmulQuantOptions = {}
     for (const p of parts) {
       const dtype = checkWeight('matmulQuant', p.t)
       const uniforms = { M: rows, N: p.rows, K, units: unitsPerRow(dtype, K), n0: p.row0, ldo: N }
-      const bind = { x: xs, w: p.t, bias: bias ?? xs, out: os }
+      const bind = { x: xs, xv: xs, w: p.t, bias: bias ?? xs, out: os }
       if (plan.kernel === 'gemv') g.run(GEMV, quantMatmulVariant({ dtype, kernel: 'gemv', M: rows, hasBias }), bind, uniforms, g.grid1d(p.rows))
       else if (plan.kernel === 'gemv_cols') {
         const cc = opts.cols ?? GEMV_COLS_CONFIG
@@ -257,7 +258,7 @@ export function dequantizeTensor (t: Tensor): Tensor {
   const variant = dequantVariant(dtype)
   const rows = t.rank === 1 ? 1 : N
   const flat = t.reshape([rows, K])
-  g.run(DEQUANT, variant, { x: flat, w: flat, bias: flat, out }, { M: 1, N: rows, K, units: unitsPerRow(dtype, K), n0: 0, ldo: K }, g.grid1d(groups(rows * Math.ceil(K / 4), DEQUANT_WG)))
+  g.run(DEQUANT, variant, { x: flat, xv: flat, w: flat, bias: flat, out }, { M: 1, N: rows, K, units: unitsPerRow(dtype, K), n0: 0, ldo: K }, g.grid1d(groups(rows * Math.ceil(K / 4), DEQUANT_WG)))
   flat.dispose()
   return out
 }
