@@ -65,23 +65,29 @@ async function setup () {
 
 describe('GGUF over content-addressed shards', () => {
   it('pieces tile the file: the header, then one per tensor; a bad index is refused', async () => {
-    const { bytes, index } = await setup()
+    const { bytes, index, root } = await setup()
     expect(index.file).toBe(FILE)
     expect(index.size).toBe(bytes.byteLength)
     expect(index.pieces[0].name).toBe(GGUF_HEADER_PIECE)
     expect(index.pieces.map(p => p.name)).toContain('blk.1.attn_q.weight')
     expect(decodePieceIndex(encodePieceIndex(index))).toEqual(index)
+    // Published piece by piece from a ModelSource (never the whole file in one read): the same root.
+    const reads: number[] = []
+    const src = fileSource(bytes)
+    const { root: fromSource } = await publishGguf(new MemoryShardStore(), FILE, { ...src, read: async (f, o, n) => { reads.push(n); return await src.read(f, o, n) } }, { chunkBytes: CHUNK })
+    expect(fromSource).toBe(root)
+    expect(Math.max(...reads.slice(1))).toBeLessThan(bytes.byteLength / 2) // after the header's first read
     const gap = { ...index, pieces: index.pieces.filter((_, i) => i !== 3) }
     expect(() => encodePieceIndex(gap)).toThrow(PieceIndexError)
     expect(() => decodePieceIndex(new TextEncoder().encode('{"format":"webswarm-pieces/1","file":"a.gguf","size":1,"pieces":[]}'))).toThrow(/cover 0 bytes of a 1-byte file/)
     // An index that is not a GGUF's is refused by the GGUF source.
     const store = new MemoryShardStore()
-    const { root } = await publishPieces(store, 'x.bin', new Uint8Array(10), [{ name: 'all', offset: 0, length: 10 }])
+    const { root: binRoot } = await publishPieces(store, 'x.bin', new Uint8Array(10), [{ name: 'all', offset: 0, length: 10 }])
     const [a, b] = await memoryNetwork(2)
     const dir = new MemoryDirectory()
     await serveShardStore(a, store)
-    await dir.forPeer(a.peerId).provide(root)
-    await expect(ggufShardSource(b, root, { directory: dir.forPeer(b.peerId), store: new MemoryShardStore() })).rejects.toThrow(/names 'x.bin', not a .gguf file/)
+    await dir.forPeer(a.peerId).provide(binRoot)
+    await expect(ggufShardSource(b, binRoot, { directory: dir.forPeer(b.peerId), store: new MemoryShardStore() })).rejects.toThrow(/names 'x.bin', not a .gguf file/)
   })
 
   it('a peer loads blocks [1, 2) from shards: the same logits as from the file, only the index, header and block 1 transferred; it then serves them itself', async () => {

@@ -36,3 +36,4 @@ export { ModelSpanBackend, ModelExpertRunner, loadSpanBackend, loadExpertRunner,
 export type { RpcTransport, RpcHandler } from './transport/index.ts'
 export { MemoryNetwork } from './transport/memory.ts'
 export { Libp2pTransport } from './transport/libp2p.ts'
+export { GGUF_HEADER_PIECE, ggufCuts, ggufShardSource, publishGguf, type GgufShardSourceOptions, type PublishGgufOptions } from './gguf-shards.ts'
