@@ -121,6 +121,19 @@ describe('GGUF over content-addressed shards', () => {
     await expect(loadBlocks(fromPeer.source, cpu, { start: 0, end: 1 })).rejects.toBeInstanceOf(NoProvidersError)
   })
 
+  it('the whole model loads from shards with loadModel (config from the header): the file\'s logits, every byte moved once', async () => {
+    const { nodes: [pub, peer], dir, pubStore, root, index, want } = await setup()
+    const served = counted(pubStore)
+    await serveShardStore(pub, served)
+    await dir.forPeer(pub.peerId).provide(root)
+    const { source } = await ggufShardSource(peer, root, { directory: dir.forPeer(peer.peerId), store: new MemoryShardStore(), log: () => {} })
+    const m = await loadModel(source, cpu)
+    expect(m.config.numLayers).toBe(CONFIG.numLayers)
+    expect(m.params.get('model.layers.1.mlp.down_proj.weight')?.dtype).toBe('q8_0')
+    expect(Array.from(await m.logits(IDS).readF32())).toEqual(Array.from(want))
+    expect(served.sent).toBe(encodePieceIndex(index).byteLength + index.size)
+  })
+
   it('a corrupt chunk is refused, naming it and its provider, and fetched from another provider', async () => {
     const { bytes, nodes: [pub, other, peer], dir, pubStore, root, index, want, logitsWith } = await setup()
     // The same bytes published elsewhere give the same root: content addressing.
