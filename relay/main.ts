@@ -5,9 +5,12 @@
  */
 import { keepRunningOnUnhandledRejections } from '../web/src/util/process-guard.ts'
 import * as path from 'node:path'
-import { HELP, parseConfig } from './config.ts'
+import type { startRelayApi } from '../web/src/cli/api.ts'
+import { HELP, parseConfig, type RelayConfig } from './config.ts'
 import { mountHttp } from './http.ts'
-import { startRelay } from './relay.ts'
+import { startRelay, type RelayHandle } from './relay.ts'
+
+type RelayApi = ReturnType<typeof startRelayApi>
 
 /** The API's flags, taken out before the relay's own parser sees them. */
 const API_HELP = `
@@ -56,7 +59,39 @@ async function main (): Promise<void> {
     console.log(`${HELP}${API_HELP}`)
     return
   }
+  // Signal handlers first: a SIGTERM that lands while the relay or the API is still starting
+  // (the API's dynamic import alone takes seconds on a loaded machine) must shut down cleanly
+  // once the start is done, not kill the process by the default action (exit 143, no CRDT flush).
+  let signals = 0
+  const shutdown = (sig: string): void => {
+    if (++signals > 1) {
+      console.error(`relay: second ${sig}, exiting without cleanup`)
+      process.exit(1)
+    }
+    console.info(`relay: ${sig} received, shutting down (CRDT flush + compaction)…`)
+    started.then(async ({ relay, api }) => {
+      // The API's failure to stop must not keep the relay from flushing its CRDT: go on regardless.
+      await (api?.stop() ?? Promise.resolve()).catch(() => {})
+      await relay.stop()
+    }).then(() => {
+      console.info('relay: stopped')
+      process.exit(0)
+    }, (e: Error) => {
+      console.error(`relay: shutdown failed: ${e.message}`)
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', () => { shutdown('SIGINT') })
+  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  // (The handlers only run after this synchronous code, so `started` is set by then.)
+  const started = start(config, apiFlags)
+  await started
+}
+
+async function start (config: RelayConfig, apiFlags: ApiFlags): Promise<{ relay: RelayHandle, api?: RelayApi }> {
   const relay = await startRelay(config)
+  // One peer's stray rejection must not take the relay down for everyone (web/src/util/process-guard.ts).
+  keepRunningOnUnhandledRejections('relay', () => { relay.metrics.unhandledRejections.inc() })
   // The API is a client of the swarm (web/src/api), mounted on the relay's port; the embedded
   // peer serves the default model under the id the page uses for it ('default').
   const api = apiFlags.api && relay.bootstrapAddrs.length > 0
@@ -74,25 +109,7 @@ async function main (): Promise<void> {
     mountHttp(relay, api)
     void api.ready.then(() => console.info(`relay: OpenAI-compatible API at ${relay.httpUrl}/v1`))
   }
-  // One peer's stray rejection must not take the relay down for everyone (web/src/util/process-guard.ts).
-  keepRunningOnUnhandledRejections('relay', () => { relay.metrics.unhandledRejections.inc() })
-  let signals = 0
-  const shutdown = (sig: string): void => {
-    if (++signals > 1) {
-      console.error(`relay: second ${sig}, exiting without cleanup`)
-      process.exit(1)
-    }
-    console.info(`relay: ${sig} received, shutting down (CRDT flush + compaction)…`)
-    ;(api?.stop() ?? Promise.resolve()).catch(() => {}).then(async () => { await relay.stop() }).then(() => {
-      console.info('relay: stopped')
-      process.exit(0)
-    }, (e: Error) => {
-      console.error(`relay: shutdown failed: ${e.message}`)
-      process.exit(1)
-    })
-  }
-  process.on('SIGINT', () => { shutdown('SIGINT') })
-  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  return { relay, api }
 }
 
 main().catch((e: Error) => {
