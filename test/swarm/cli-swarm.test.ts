@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawnTs } from '../helpers/spawn-ts.ts'
+import { runTs, type TsRun } from '../helpers/spawn-ts.ts'
 import { CrdtSync } from '../../web/src/net/crdt/sync.ts'
 import { SwarmDoc } from '../../web/src/net/crdt/swarm-doc.ts'
 import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
@@ -35,21 +35,11 @@ let addr: string
 let observer: Swarm | undefined
 const children: ChildProcess[] = []
 
-function run (args: string[]): { child: ChildProcess, out: Promise<string>, code: Promise<number | null>, stderr: () => string, stdout: () => string } {
+function run (args: string[]): TsRun & { out: Promise<string> } {
   // loopback: host candidates are enough, and no STUN server is reachable from CI
-  const child = spawnTs('web/src/cli/bin.ts', [...args, '--ice-servers', 'none'])
-  children.push(child)
-  let out = ''
-  let err = ''
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-  const code = new Promise<number | null>(resolve => child.on('exit', c => resolve(c)))
-  const firstLine = new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no output from ${args[0]} in ${READY_MS} ms; stderr: ${err}`)), READY_MS)
-    child.stdout!.on('data', () => { if (out.includes('\n')) { clearTimeout(t); resolve(out) } })
-    child.on('exit', c => { clearTimeout(t); reject(new Error(`${args[0]} exited ${c}: ${err}`)) })
-  })
-  return { child, out: firstLine, code, stderr: () => err, stdout: () => out }
+  const r = runTs('web/src/cli/bin.ts', [...args, '--ice-servers', 'none'], READY_MS)
+  children.push(r.child)
+  return { ...r, out: r.firstLine }
 }
 
 beforeAll(async () => {

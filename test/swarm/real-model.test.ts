@@ -11,7 +11,7 @@ import * as fs from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { spawnTs } from '../helpers/spawn-ts.ts'
+import { runTs, type TsRun } from '../helpers/spawn-ts.ts'
 import { parseConfig } from '../../relay/config.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
@@ -49,21 +49,10 @@ afterAll(async () => {
   await fs.rm(dir, { recursive: true, force: true })
 })
 
-function run (args: string[]): { child: ChildProcess, firstLine: Promise<string>, code: Promise<number | null>, stderr: () => string } {
-  const child = spawnTs('web/src/cli/bin.ts', [...args, '--ice-servers', 'none', '--device', 'cpu'])
-  children.push(child)
-  let out = ''
-  let err = ''
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-  const code = new Promise<number | null>(resolve => child.on('exit', c => resolve(c)))
-  const firstLine = new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no output from ${args[0]} in ${READY_MS} ms; stderr: ${err}`)), READY_MS)
-    child.stdout!.on('data', () => { if (out.includes('\n')) { clearTimeout(t); resolve(out) } })
-    child.on('exit', c => { clearTimeout(t); reject(new Error(`${args[0]} exited ${c}: ${err}`)) })
-  })
-  firstLine.catch(() => {}) // a run expected to fail is awaited by its exit code instead
-  return { child, firstLine, code, stderr: () => err }
+function run (args: string[]): TsRun {
+  const r = runTs('web/src/cli/bin.ts', [...args, '--ice-servers', 'none', '--device', 'cpu'], READY_MS)
+  children.push(r.child)
+  return r
 }
 
 /** A source for the relay's file that records every byte range read. */
