@@ -65,6 +65,15 @@ export const DISCOVERY_INTERVAL_MS = 5_000
 /** Default swarm name; one Y.Doc and one discovery topic per swarm. */
 export const DEFAULT_SWARM = 'default'
 
+/**
+ * libp2p's connection monitor pings each peer every 10 s and by default aborts a connection whose
+ * ping misses its adaptive timeout. A busy main thread (a tab running kernels, a loaded machine)
+ * misses pings on healthy links, and the abort cut streams mid-transfer. Dead links are caught by
+ * the transports (WebRTC / websocket close) and by every request's own timeout, so here pings
+ * only measure round trips.
+ */
+const CONNECTION_MONITOR = { abortConnectionOnPingFailure: false } as const
+
 export interface NodeInit {
   /** Identity key. @default a fresh Ed25519 key */
   privateKey?: PrivateKey
@@ -233,6 +242,7 @@ export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
     connectionManager: {
       maxConnections: init.maxConnections ?? 100
     },
+    connectionMonitor: CONNECTION_MONITOR,
     peerDiscovery: [
       swarmDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
     ],
@@ -267,6 +277,7 @@ export async function createRelay (init: RelayInit): Promise<RelayNode> {
       inboundConnectionThreshold: init.inboundConnectionThreshold ?? 50,
       maxIncomingPendingConnections: 64
     },
+    connectionMonitor: CONNECTION_MONITOR,
     peerDiscovery: [
       swarmDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
     ],
