@@ -22,6 +22,7 @@
  *   --device webgpu|cpu  --prompt-len N  --tokens N  --runs N  --dir DIR (files kept there and
  *   reused; default a temp dir, deleted)  --moe-layers N (2)  --part-timeout S
  *   --moe-generate (also time generation on the MoE; by default it is loaded and run on llama.cpp)
+ *   --layers N (the 1B's widths at N layers, N a multiple of 4; writes bench/results/real-<N>l.json)
  *   --merge (keep the measured values of the last real.json that this run does not measure)
  *   --skip 1peer,4peers,moe,llamacpp,gemv
  * gemv_bandwidth_ratio is read from bench/results/kernels-gemv.json (npm run bench:kernels, the
@@ -60,6 +61,15 @@ const TOKENS = Number(arg('tokens') ?? 2)
 const PART_TIMEOUT_S = Number(arg('part-timeout') ?? 900)
 const RUNS = Number(arg('runs') ?? 1)
 const MOE_LAYERS = Number(arg('moe-layers') ?? 2)
+/**
+ * --layers N: the 1B's widths at N layers (N a multiple of 4), for a 4-peer figure a software
+ * adapter can finish; the results say so (model.layers, reduced.layers).
+ */
+const LAYERS = Number(arg('layers') ?? LLAMA_32_1B.layers)
+if (!Number.isInteger(LAYERS) || LAYERS < 4 || LAYERS % 4 !== 0) throw new Error(`--layers ${arg('layers')}: must be a multiple of 4 (each of the 4 peers serves a quarter)`)
+const LLAMA: LlamaShape = LAYERS === LLAMA_32_1B.layers ? LLAMA_32_1B : { ...LLAMA_32_1B, name: `Llama-3.2-1B widths, ${LAYERS} of ${LLAMA_32_1B.layers} layers (random)`, layers: LAYERS }
+/** The 1B's results file; a reduced-depth run writes its own (real-<N>l.json) beside it. */
+const OUT = LLAMA === LLAMA_32_1B ? 'bench/results/real' : `bench/results/real-${LAYERS}l`
 const SKIP = new Set((arg('skip') ?? '').split(',').filter(s => s !== ''))
 const SEED = 1
 /** llama.cpp threads: the machine's cores (2 here). */
@@ -235,22 +245,22 @@ async function main (): Promise<void> {
   const load0 = os.loadavg()
   const { be, gpu, device } = await openBackend()
   log(`device: ${device}; files in ${dir}`)
-  const llama = await modelFile('llama-3.2-1b-shape-q4_k_m.gguf', LLAMA_32_1B)
-  log(`Llama-3.2-1B shape, Q4_K_M mix: ${(llama.bytes / 1e6).toFixed(0)} MB${llama.write_s > 0 ? ` written in ${llama.write_s.toFixed(1)} s` : ' (reused)'}`)
+  const llama = await modelFile(LLAMA === LLAMA_32_1B ? 'llama-3.2-1b-shape-q4_k_m.gguf' : `llama-3.2-1b-widths-${LAYERS}l-q4_k_m.gguf`, LLAMA)
+  log(`${LLAMA.name}, Q4_K_M mix: ${(llama.bytes / 1e6).toFixed(0)} MB${llama.write_s > 0 ? ` written in ${llama.write_s.toFixed(1)} s` : ' (reused)'}`)
   const moeShape = mixtralShape(MOE_LAYERS)
 
   // --merge: start from the last results (a later run fills in what an earlier one could not).
-  const merge = process.argv.includes('--merge') && existsSync('bench/results/real.json')
+  const merge = process.argv.includes('--merge') && existsSync(`${OUT}.json`)
   const result: Record<string, unknown> = {
     load_s: null, gpu_bytes: null, file_bytes: llama.bytes, decode_tps: null, prefill_tps: null, decode_tps_4peers: null,
     gemv_bandwidth_ratio: null, llamacpp_decode_tps: null, device,
-    reduced: { prompt_len: PROMPT_LEN, tokens: TOKENS, runs: RUNS, note: 'token counts reduced for a software adapter; medians of the runs made; null = not measured (see real.meta.json errors)' }
+    reduced: { prompt_len: PROMPT_LEN, tokens: TOKENS, runs: RUNS, ...(LLAMA === LLAMA_32_1B ? {} : { layers: LAYERS }), note: 'token counts reduced for a software adapter; medians of the runs made; null = not measured (see real.meta.json errors)' }
   }
-  const meta: Record<string, unknown> = { date: new Date().toISOString(), model: { shape: LLAMA_32_1B, mix: 'Q4_K_M (llama.cpp rules)', seed: SEED }, errors, loadavg: { before: load0 } }
+  const meta: Record<string, unknown> = { date: new Date().toISOString(), model: { shape: LLAMA, mix: 'Q4_K_M (llama.cpp rules)', seed: SEED }, errors, loadavg: { before: load0 } }
   if (merge) {
-    const old = JSON.parse(readFileSync('bench/results/real.json', 'utf8')) as Record<string, unknown>
+    const old = JSON.parse(readFileSync(`${OUT}.json`, 'utf8')) as Record<string, unknown>
     for (const [k, v] of Object.entries(old)) if (v !== null && k !== 'reduced') result[k] = v
-    const oldMeta = existsSync('bench/results/real.meta.json') ? JSON.parse(readFileSync('bench/results/real.meta.json', 'utf8')) as Record<string, unknown> : {}
+    const oldMeta = existsSync(`${OUT}.meta.json`) ? JSON.parse(readFileSync(`${OUT}.meta.json`, 'utf8')) as Record<string, unknown> : {}
     meta.previous = oldMeta
   }
   /** Sets a measured key (a part that did not run leaves a merged value alone). */
@@ -258,14 +268,14 @@ async function main (): Promise<void> {
   const save = (): void => {
     (meta.loadavg as Record<string, unknown>).after = os.loadavg()
     mkdirSync('bench/results', { recursive: true })
-    writeFileSync('bench/results/real.json', JSON.stringify(result, null, 2) + '\n')
-    writeFileSync('bench/results/real.meta.json', JSON.stringify(meta, null, 2) + '\n')
+    writeFileSync(`${OUT}.json`, JSON.stringify(result, null, 2) + '\n')
+    writeFileSync(`${OUT}.meta.json`, JSON.stringify(meta, null, 2) + '\n')
   }
 
   // Cheap parts first.
   const g = await part('gemv', async () => await gemvRatio(device))
   if (g !== undefined) { set('gemv_bandwidth_ratio', g.ratio); meta.gemv = g.row }
-  const lcpp = await part('llamacpp', async () => await llamaCppDecode(llama.path, LLAMA_32_1B.vocab))
+  const lcpp = await part('llamacpp', async () => await llamaCppDecode(llama.path, LLAMA.vocab))
   if (lcpp !== undefined) { set('llamacpp_decode_tps', round(lcpp.decode_tps)); meta.llamacpp = { threads: LLAMACPP_THREADS, runs: lcpp.runs } }
   save()
 
@@ -312,7 +322,7 @@ async function main (): Promise<void> {
     // A generation that timed out may still hold the device: measuring 4 peers behind it would be wrong.
     if (errors['1peer'] !== undefined) { log('1-peer generation did not finish: the run stops here'); return }
   }
-  const four = await part('4peers', async () => await fourPeers(llama.path, be, LLAMA_32_1B.layers, reference))
+  const four = await part('4peers', async () => await fourPeers(llama.path, be, LLAMA.layers, reference))
   if (four !== undefined) {
     set('decode_tps_4peers', round(median(four.runs.map(r => r.decode_tps))))
     meta.four_peer_runs = four.runs.map(r => ({ prefill_tps: r.prefill_tps, decode_tps: r.decode_tps }))
