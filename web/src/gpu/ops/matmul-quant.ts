@@ -59,7 +59,7 @@ export const GEMV_MAX_M = 8
 /** Threads per GEMV workgroup (splitting a row's units). */
 const GEMV_WG = 64
 /** gemv_cols: threads per workgroup and output columns per thread (bench/kernels.ts --gemv-sweep). */
-export const GEMV_COLS_CONFIG = { wg: 64, cols: 8 }
+export const GEMV_COLS_CONFIG = { wg: 16, cols: 8 }
 /** Output tile of the tiled kernel: TM rows of x × TN weight rows, 4 × 4 per thread. */
 const TILE = 32
 /** Threads per workgroup of the dequant entry (4 values each). */
