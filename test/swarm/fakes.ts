@@ -48,6 +48,8 @@ export class FakeSpanBackend implements SpanBackend {
   failNext = false
   /** Delay per forward call, ms (so concurrent sessions' steps queue up). */
   delayMs = 0
+  /** When set, each forward waits for this promise (a step held as long as a test needs). */
+  gate: Promise<void> | undefined
 
   constructor (readonly model: string, readonly start: number, readonly end: number) {}
 
@@ -58,6 +60,7 @@ export class FakeSpanBackend implements SpanBackend {
   async forward (steps: readonly SpanStep[]): Promise<Float32Array[]> {
     this.forwardCalls.push(steps.length)
     if (this.delayMs > 0) await new Promise(r => setTimeout(r, this.delayMs))
+    if (this.gate !== undefined) await this.gate
     if (this.failNext) {
       this.failNext = false
       throw new Error('device lost')

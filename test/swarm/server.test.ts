@@ -87,6 +87,31 @@ describe('block server', () => {
     await expect(a({ type: 'step', session: o.session, position: 0, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
   })
 
+  it('never closes a session whose step runs longer than the idle timeout; idle time counts from its end', async () => {
+    let now = 0
+    const { peer, server, backend } = setup({ idleMs: 1000, now: () => now })
+    const a = peer('A')
+    const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+    if (o.type !== 'opened') throw new Error('not opened')
+    let release = (): void => {}
+    backend.gate = new Promise<void>(resolve => { release = resolve })
+    const step = a({ type: 'step', session: o.session, position: 0, hidden: rows(1) })
+    await until(() => backend.forwardCalls.length === 1) // the forward is running
+    now = 5000 // far past the idle timeout while it runs
+    const sweeps = server.stats.sweeps
+    await until(() => server.stats.sweeps > sweeps + 1)
+    expect(server.sessions.size).toBe(1)
+    backend.gate = undefined
+    release()
+    expect((await step).type).toBe('output')
+    now = 5500 // 500 ms after the step ended: still open
+    const after = server.stats.sweeps
+    await until(() => server.stats.sweeps > after + 1)
+    expect(server.sessions.size).toBe(1)
+    now = 6600
+    await until(() => server.sessions.size === 0)
+  })
+
   it('bad input ends that session with a typed error; other clients keep being served', async () => {
     const { peer, server, backend } = setup()
     const a = peer('A')

@@ -71,7 +71,7 @@ export class BlockServer {
   /** Measured tokens/s through one block (exponential moving average). */
   throughput: number
   /** Counters for /metrics, the page and tests. */
-  readonly stats = { steps: 0, batches: 0, maxBatch: 0, tokens: 0, errors: 0, pushesSent: 0, pushesTaken: 0 }
+  readonly stats = { steps: 0, batches: 0, maxBatch: 0, tokens: 0, errors: 0, pushesSent: 0, pushesTaken: 0, sweeps: 0 }
 
   constructor (opts: BlockServerOptions) {
     this.transport = opts.transport
@@ -93,7 +93,7 @@ export class BlockServer {
 
   start (): void {
     this.transport.handle(INFER_PROTOCOL, (from, body) => this.handle(from, body))
-    this.sweeper = setInterval(() => this.sessions.sweep(this.idleMs), this.sweepMs)
+    this.sweeper = setInterval(() => { this.sessions.sweep(this.idleMs); this.stats.sweeps++ }, this.sweepMs)
   }
 
   stop (): void {
@@ -156,7 +156,10 @@ export class BlockServer {
 
   /** Queues a step behind the session's earlier ones. */
   private run (s: ServerSession, msg: StepMsg): Promise<Float32Array> {
-    const run = s.busy.then(() => this.step(s, msg))
+    // Counted while queued or running: a forward longer than the idle timeout (a big span on a
+    // software adapter) must not have its cache freed under it; idle time restarts when it ends.
+    s.active++
+    const run = s.busy.then(() => this.step(s, msg)).finally(() => { s.active--; s.lastUsed = this.now() })
     // The caller gets `run`'s failure; the queue only orders the next step after it.
     s.busy = run.catch(() => {})
     return run

@@ -33,6 +33,8 @@ export interface ServerSession {
   /** Bytes reserved for the cache (maxTokens × bytes per token). */
   bytes: number
   lastUsed: number
+  /** Steps queued or running: the idle sweep never closes a session at work (a slow forward). */
+  active: number
   /** Serialises this session's steps: they must run in position order. */
   busy: Promise<unknown>
   /** At most one CHAIN step awaiting its pushed input. */
@@ -79,7 +81,7 @@ export class SessionTable {
     if (this.reserved + bytes > this.budgetBytes) {
       throw new CacheFullError(`KV cache full: a ${maxTokens}-token session needs ${bytes} B, ${this.budgetBytes - this.reserved} B of ${this.budgetBytes} B left (${this.tokensLeft()} tokens)`)
     }
-    const s: ServerSession = { id: newId(), owner, maxTokens, cache: this.backend.createCache(maxTokens, start, end), bytes, lastUsed: this.now(), busy: Promise.resolve() }
+    const s: ServerSession = { id: newId(), owner, maxTokens, cache: this.backend.createCache(maxTokens, start, end), bytes, lastUsed: this.now(), active: 0, busy: Promise.resolve() }
     this.sessions.set(s.id, s)
     this.reserved += bytes
     return s
@@ -118,10 +120,10 @@ export class SessionTable {
     return true
   }
 
-  /** Closes sessions idle for longer than `idleMs`; returns their ids. */
+  /** Closes sessions idle for longer than `idleMs` (none with a step queued or running); returns their ids. */
   sweep (idleMs: number): string[] {
     const t = this.now()
-    const gone = [...this.sessions.values()].filter(s => t - s.lastUsed > idleMs).map(s => s.id)
+    const gone = [...this.sessions.values()].filter(s => s.active === 0 && t - s.lastUsed > idleMs).map(s => s.id)
     for (const id of gone) this.close(id)
     return gone
   }
