@@ -67,8 +67,13 @@ export const PUSH_TIMEOUT_MS = 12_000
 /** How long a server's background connection to a next hop may take, in ms (a WebRTC dial through the relay). */
 export const CONNECT_AHEAD_TIMEOUT_MS = 15_000
 
-/** A session with no message for this long is closed and its cache freed, in ms (Petals: 30–60 s). */
-export const SESSION_IDLE_TIMEOUT_MS = 60_000
+/**
+ * A session with no message for this long is closed and its cache freed, in ms. Clients close
+ * their sessions themselves; this only catches clients that vanished. It must outlast the other
+ * stages of a pipeline: on a software adapter a quarter of a 1B model takes a minute a step, and
+ * at 60 s the later stages' sessions expired while they waited for the earlier ones.
+ */
+export const SESSION_IDLE_TIMEOUT_MS = 300_000
 
 /** How often the server sweeps idle sessions, in ms. */
 export const SESSION_SWEEP_INTERVAL_MS = 5_000
