@@ -36,8 +36,8 @@ export function dequantize (dtype: DType, bytes: Uint8Array, n: number): Float32
     case 'bf16': for (let i = 0; i < n; i++) out[i] = bf16ToF32(v.getUint16(2 * i, true)); break
     case 'q8_0': for (let b = 0; b < n / 32; b++) dequantQ8_0(v, b * 34, out, b * 32); break
     case 'q4_0': for (let b = 0; b < n / 32; b++) dequantQ4_0(v, b * 18, out, b * 32); break
-    case 'q4_k': for (let b = 0; b < n / 256; b++) dequantQ4K(v, b * 144, out, b * 256); break
-    case 'q5_k': for (let b = 0; b < n / 256; b++) dequantQ5K(v, b * 176, out, b * 256); break
+    case 'q4_k': for (let b = 0; b < n / 256; b++) dequantK4or5(v, b * 144, out, b * 256, false); break
+    case 'q5_k': for (let b = 0; b < n / 256; b++) dequantK4or5(v, b * 176, out, b * 256, true); break
     case 'q6_k': for (let b = 0; b < n / 256; b++) dequantQ6K(v, b * 210, out, b * 256); break
   }
   return out
@@ -73,38 +73,21 @@ export function scaleMinK4 (v: DataView, at: number, j: number): [number, number
 /**
  * Q4_K (144 bytes): f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles. Eight sub-blocks of 32;
  * each 64 values use 32 bytes: low nibbles → sub-block 2c, high → 2c + 1. x = d·sc·q − dmin·m.
+ * Q5_K (176 bytes): the same after qh[32] at byte 16 (nibbles at 48): value l of sub-block s
+ * takes bit s of qh[l] as 16.
  */
-function dequantQ4K (v: DataView, at: number, out: Float32Array, o: number): void {
+function dequantK4or5 (v: DataView, at: number, out: Float32Array, o: number, fifthBit: boolean): void {
   const d = f16ToF32(v.getUint16(at, true))
   const dmin = f16ToF32(v.getUint16(at + 2, true))
+  const qs = at + (fifthBit ? 48 : 16)
   for (let c = 0; c < 4; c++) {
     const [sc1, m1] = scaleMinK4(v, at + 4, 2 * c)
     const [sc2, m2] = scaleMinK4(v, at + 4, 2 * c + 1)
     const d1 = f32(d * sc1); const mm1 = f32(dmin * m1)
     const d2 = f32(d * sc2); const mm2 = f32(dmin * m2)
     for (let l = 0; l < 32; l++) {
-      const q = v.getUint8(at + 16 + 32 * c + l)
-      out[o + 64 * c + l] = f32(d1 * (q & 0x0f)) - mm1
-      out[o + 64 * c + 32 + l] = f32(d2 * (q >> 4)) - mm2
-    }
-  }
-}
-
-/**
- * Q5_K (176 bytes): f16 d, f16 dmin, 12 scale bytes, qh[32], qs[128]. As Q4_K, plus a 5th bit:
- * value l of sub-block s takes bit s of qh[l] as 16. x = d·sc·q − dmin·m.
- */
-function dequantQ5K (v: DataView, at: number, out: Float32Array, o: number): void {
-  const d = f16ToF32(v.getUint16(at, true))
-  const dmin = f16ToF32(v.getUint16(at + 2, true))
-  for (let c = 0; c < 4; c++) {
-    const [sc1, m1] = scaleMinK4(v, at + 4, 2 * c)
-    const [sc2, m2] = scaleMinK4(v, at + 4, 2 * c + 1)
-    const d1 = f32(d * sc1); const mm1 = f32(dmin * m1)
-    const d2 = f32(d * sc2); const mm2 = f32(dmin * m2)
-    for (let l = 0; l < 32; l++) {
-      const q = v.getUint8(at + 48 + 32 * c + l)
-      const h = v.getUint8(at + 16 + l)
+      const q = v.getUint8(qs + 32 * c + l)
+      const h = fifthBit ? v.getUint8(at + 16 + l) : 0
       const hi1 = (h >> (2 * c)) & 1
       const hi2 = (h >> (2 * c + 1)) & 1
       out[o + 64 * c + l] = f32(d1 * ((q & 0x0f) + 16 * hi1)) - mm1
