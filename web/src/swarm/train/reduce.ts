@@ -97,15 +97,7 @@ export function reducePartInto (contribs: readonly Contribution[], n: number, bl
   const qs = ok.map(o => o.q)
   const norms = new Float64Array(ok.length)
   meanQ8Into(qs, ok.map(() => 1), n, block, out, meanOut, norms)
-  let cap = Infinity
-  if (ok.length >= NORM_RULE_MIN_MEMBERS) {
-    let ref = lowerMedian(Array.from(norms))
-    const claims = ok.map(o => o.claim)
-    if (whole !== undefined && whole >= n && claims.every(c => c !== undefined && Number.isFinite(c) && c >= 0)) {
-      ref = Math.max(ref, lowerMedian(claims as number[]) * Math.sqrt(n / whole))
-    }
-    if (ref > 0) cap = NORM_CLIP_FACTOR * ref
-  }
+  const cap = normCap(Array.from(norms), ok.map(o => o.claim), n, whole)
   const factors = ok.map((o, c) => { // member order: the sum's rounding is the same whoever computes it
     report.accepted.push(o.peer)
     if (!(norms[c] > cap)) return 1
@@ -116,8 +108,23 @@ export function reducePartInto (contribs: readonly Contribution[], n: number, bl
   return report
 }
 
+/**
+ * The norm rule's cap on one part's contributions (README.md § Bad input): NORM_CLIP_FACTOR × the
+ * lower median of the part norms, floored at the part's share of the claimed whole norms; Infinity
+ * with fewer than NORM_RULE_MIN_MEMBERS contributions or a zero reference. Every codec's owner
+ * reduction applies this one rule.
+ */
+export function normCap (norms: readonly number[], claims: ReadonlyArray<number | undefined>, n: number, whole?: number): number {
+  if (norms.length < NORM_RULE_MIN_MEMBERS) return Infinity
+  let ref = lowerMedian(norms)
+  if (whole !== undefined && whole >= n && claims.every(c => c !== undefined && Number.isFinite(c) && c >= 0)) {
+    ref = Math.max(ref, lowerMedian(claims as number[]) * Math.sqrt(n / whole))
+  }
+  return ref > 0 ? NORM_CLIP_FACTOR * ref : Infinity
+}
+
 /** The lower median: with 2 values the smaller, with 3 the middle one (one outlier never sets it). */
-function lowerMedian (xs: number[]): number {
+function lowerMedian (xs: readonly number[]): number {
   const sorted = xs.slice().sort((a, b) => a - b)
   return sorted[Math.floor((sorted.length - 1) / 2)]
 }
