@@ -1,16 +1,17 @@
 /**
- * int8 block compression of pseudo-gradients with error feedback (Seide et al. 2014; Karimireddy
- * et al. 2019): what quantisation drops this round is added to the next round's Δ, so over rounds
- * nothing is lost. The q8 format is web/src/gpu/cpu/quant.ts's (per block: f32 scale, int8 values),
- * bit-identical on every device.
+ * Compression of pseudo-gradients with error feedback (Seide et al. 2014; Karimireddy et al.
+ * 2019): what the codec drops this round is added to the next round's Δ, so over rounds nothing
+ * is lost. The codec is the run's (codec.ts): q8 (per block: f32 scale, int8 values,
+ * web/src/gpu/cpu/quant.ts) or top-k with low-bit values (topk.ts); both bit-identical on every
+ * device.
  *
- *   const ef = new ErrorFeedback(n, 64)
- *   const { q } = ef.compress(delta)    // q8 bytes to send; residual held as pending
+ *   const ef = new ErrorFeedback(n, 64)             // q8 of block 64; or new ErrorFeedback(n, codec)
+ *   const { q } = ef.compress(delta)    // bytes to send; residual held as pending
  *   ef.commit()                         // the round counted this contribution
  *   // or ef.discard(): the round went on without us, keep the old residual
  */
-import { isValidQ8Block, quantizeQ8 } from '../../gpu/cpu/quant.ts'
-import { dequantizeQ8Into } from './q8fast.ts'
+import { isValidQ8Block } from '../../gpu/cpu/quant.ts'
+import { q8Codec, type PartCodec } from './codec.ts'
 import { TrainArgumentError } from './errors.ts'
 
 export class ErrorFeedback {
@@ -18,15 +19,19 @@ export class ErrorFeedback {
   residual: Float32Array
   private pending: Float32Array | undefined
 
-  constructor (readonly n: number, readonly block: number) {
+  readonly codec: PartCodec
+
+  /** `codec`: a q8 block (the baseline) or any run codec. */
+  constructor (readonly n: number, codec: number | PartCodec) {
     if (!Number.isInteger(n) || n < 1) throw new TrainArgumentError(`ErrorFeedback: n must be a positive integer, got ${n}`)
-    if (!isValidQ8Block(block)) throw new TrainArgumentError(`ErrorFeedback: q8 block ${block} is not a multiple of 4 in [32, 256]`)
+    if (typeof codec === 'number' && !isValidQ8Block(codec)) throw new TrainArgumentError(`ErrorFeedback: q8 block ${codec} is not a multiple of 4 in [32, 256]`)
+    this.codec = typeof codec === 'number' ? q8Codec(codec) : codec
     this.residual = new Float32Array(n)
   }
 
   /**
-   * delta (n) → q8 bytes of (delta + residual); the new residual (what q8 dropped) waits for
-   * commit(). `norm`: L2 norm of what is sent (the dequantized q8, summed in f64), taken in the
+   * delta (n) → the codec's bytes of (delta + residual); the new residual (what the codec
+   * dropped) waits for commit(). `norm`: L2 norm of what is sent (decoded, summed in f64), taken in the
    * residual's pass instead of another pass over the bytes (the all-reduce sends it, reduce.ts).
    * Throws on non-finite input: a diverged worker must not send.
    */
@@ -34,9 +39,14 @@ export class ErrorFeedback {
     if (delta.length !== this.n) throw new TrainArgumentError(`ErrorFeedback: delta has ${delta.length} elements, expected ${this.n}`)
     const target = new Float32Array(this.n)
     for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
-    const q = quantizeQ8(target, this.block)
-    const sent = new Float32Array(this.n)
-    dequantizeQ8Into(q, this.n, this.block, sent)
+    let enc: { bytes: Uint8Array, sent: Float32Array }
+    try {
+      enc = this.codec.encode(target)
+    } catch (e) {
+      throw new TrainArgumentError(`ErrorFeedback: cannot encode Δ + residual: ${(e as Error).message}`)
+    }
+    const q = enc.bytes
+    const sent = enc.sent
     const next = new Float32Array(this.n)
     let ss = 0
     for (let i = 0; i < this.n; i++) { const v = sent[i]; next[i] = target[i] - v; ss += v * v }

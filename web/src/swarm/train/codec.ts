@@ -1,0 +1,159 @@
+/**
+ * Pseudo-gradient codecs of the all-reduce, chosen per run (RunSpec.compression): what a member
+ * sends (its Δ, encoded), how a part's owner reduces the members' parts into the part's mean, and
+ * what the owner sends back (the mean, encoded). Two:
+ *
+ *   q8    (the baseline) int8 blocks with an f32 scale, 1.06 bytes per element both ways
+ *         (web/src/gpu/cpu/quant.ts; the owner's fused one-pass reduction, reduce.ts / q8fast.ts).
+ *   topk  k largest of every chunk of C, b-bit values (topk.ts). The owner decodes each member's
+ *         part, applies the same bad-input rules, sums in the round's member order in f64 and
+ *         divides, then encodes the mean on the union of the supports: k·m values per chunk for
+ *         m accepted members (capped at C), on the zero grid with `resultBits`. Sending the union
+ *         rather than re-sparsifying to k keeps the mean's support exact (the owner has no error
+ *         feedback of its own: an owner changes with the membership); it costs about what an
+ *         all-gather of the members' parts would (m·k indices and values per chunk) — see
+ *         BENCHMARKS.md § Training for the measured bytes.
+ *
+ * Every member decodes the same RESULT bytes, so replicas stay bit-identical whatever the codec.
+ */
+import { q8Bytes, quantizeQ8 } from '../../gpu/cpu/quant.ts'
+import { DEFAULT_Q8_BLOCK } from './constants.ts'
+import { TrainArgumentError } from './errors.ts'
+import { sliceQ8 } from './plan.ts'
+import { dequantizeQ8Into, normQ8 } from './q8fast.ts'
+import { checkContribution, normCap, reducePartInto, type Contribution, type ReduceReport } from './reduce.ts'
+import { checkTopK, decodeTopKInto, encodeTopK, sliceTopK, topkBytes, topkParamsProblem, type TopKParams } from './topk.ts'
+
+/** A run's compression as declared (RunSpec.compression). */
+export type CompressionSpec =
+  | { kind: 'q8', block: number }
+  | { kind: 'topk', chunk: number, k: number, bits: number, resultBits: number }
+
+/** SparseLoCo-like defaults: 4 of every 256 (1.6 %), 2-bit values; the mean in 4 bits. */
+export const DEFAULT_TOPK: CompressionSpec & { kind: 'topk' } = { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }
+
+export interface PartCodec {
+  readonly kind: CompressionSpec['kind']
+  /** Names the codec and its parameters; REDUCE carries it and an owner refuses another. */
+  readonly id: string
+  /** Parts start at multiples of this (a part's encoding is a slice of the whole vector's). */
+  readonly align: number
+  /** Encoded size of n elements of a member's contribution. */
+  bytes: (n: number) => number
+  /** x → bytes and what they decode to (error feedback keeps the difference). Throws on non-finite x. */
+  encode: (x: Float32Array) => { bytes: Uint8Array, sent: Float32Array }
+  /** Elements [start, end) of an encoded contribution (start a multiple of `align`): a view. */
+  slice: (bytes: Uint8Array, start: number, end: number) => Uint8Array
+  /** L2 norm of what a contribution decodes to (f64 sum). */
+  norm: (bytes: Uint8Array, n: number) => number
+  /** Why a received contribution of n elements is malformed, or undefined. */
+  check: (bytes: Uint8Array, n: number) => string | undefined
+  /**
+   * The owner's reduction of one part (members in the round's order): the mean's encoding (a view
+   * valid until the next call) and who was accepted, refused, clipped. `whole`: the vector's length.
+   */
+  reduce: (contribs: readonly Contribution[], n: number, whole?: number) => { bytes: Uint8Array, report: ReduceReport }
+  /** Size of an owner's RESULT payload for a part of n elements that accepted `accepted` members. */
+  resultBytes: (n: number, accepted: number) => number
+  /** Why a RESULT payload is malformed, or undefined (its indices would address memory). */
+  checkResult: (bytes: Uint8Array, n: number, accepted: number) => string | undefined
+  /** A checked RESULT payload → out[offset, offset + n). */
+  decodeResultInto: (bytes: Uint8Array, n: number, accepted: number, out: Float32Array, offset: number) => void
+}
+
+/** The codec of a declared compression. Throws TrainArgumentError on bad parameters. */
+export function codecOf (c: CompressionSpec): PartCodec {
+  return c.kind === 'q8' ? q8Codec(c.block) : topkCodec(c)
+}
+
+/** The q8 baseline: contributions and results are q8 of the same block. */
+export function q8Codec (block = DEFAULT_Q8_BLOCK): PartCodec {
+  let scratch = new Uint8Array(0)
+  return {
+    kind: 'q8',
+    id: `q8/${block}`,
+    align: block,
+    bytes: n => q8Bytes(n, block),
+    encode: (x) => {
+      const bytes = quantizeQ8(x, block)
+      const sent = new Float32Array(x.length)
+      dequantizeQ8Into(bytes, x.length, block, sent)
+      return { bytes, sent }
+    },
+    slice: (bytes, start, end) => sliceQ8(bytes, start, end, block),
+    norm: (bytes, n) => normQ8(bytes, n, block),
+    check: (bytes, n) => checkContribution(bytes, n, block),
+    reduce: (contribs, n, whole) => {
+      const size = q8Bytes(n, block)
+      if (scratch.byteLength < size) scratch = new Uint8Array(size)
+      const out = scratch.subarray(0, size)
+      return { bytes: out, report: reducePartInto(contribs, n, block, out, undefined, whole) }
+    },
+    resultBytes: n => q8Bytes(n, block),
+    // Size only, as before codecs: the owner quantized the mean, and q8 bytes address no memory.
+    checkResult: (bytes, n) => bytes.byteLength === q8Bytes(n, block) ? undefined : `wrong size: ${bytes.byteLength} bytes for q8 of ${n}`,
+    decodeResultInto: (bytes, n, _accepted, out, offset) => { dequantizeQ8Into(bytes, n, block, out, offset) }
+  }
+}
+
+/** Top-k with b-bit values (topk.ts); the owner's mean on the union of the supports (file comment). */
+export function topkCodec (c: { chunk: number, k: number, bits: number, resultBits: number }): PartCodec {
+  const why = topkParamsProblem(c) ?? topkParamsProblem({ ...c, bits: c.resultBits })
+  if (why !== undefined) throw new TrainArgumentError(`top-k codec: ${why}`)
+  const send: TopKParams = { chunk: c.chunk, k: c.k, bits: c.bits, zero: false }
+  const result = (accepted: number): TopKParams => ({ chunk: c.chunk, k: Math.min(c.chunk, Math.max(1, accepted) * c.k), bits: c.resultBits, zero: true })
+  const decode = (bytes: Uint8Array, n: number): Float32Array => { const x = new Float32Array(n); decodeTopKInto(bytes, n, send, x); return x }
+  return {
+    kind: 'topk',
+    id: `topk/${c.chunk}/${c.k}/${c.bits}/${c.resultBits}`,
+    align: c.chunk,
+    bytes: n => topkBytes(n, send),
+    encode: (x) => {
+      const sent = new Float32Array(x.length)
+      return { bytes: encodeTopK(x, send, sent), sent }
+    },
+    slice: (bytes, start, end) => sliceTopK(bytes, start, end, send),
+    norm: (bytes, n) => l2(decode(bytes, n)),
+    check: (bytes, n) => checkTopK(bytes, n, send),
+    reduce: (contribs, n, whole) => reduceSparse(contribs, n, whole, send, result),
+    resultBytes: (n, accepted) => topkBytes(n, result(accepted)),
+    checkResult: (bytes, n, accepted) => checkTopK(bytes, n, result(accepted)),
+    decodeResultInto: (bytes, n, accepted, out, offset) => { decodeTopKInto(bytes, n, result(accepted), out, offset) }
+  }
+}
+
+function l2 (x: Float32Array): number {
+  let ss = 0
+  for (let i = 0; i < x.length; i++) ss += x[i] * x[i]
+  return Math.sqrt(ss)
+}
+
+/**
+ * The sparse owner's reduction: the bad-input rules of README.md § Bad input (malformed → refused,
+ * norm above the cap → scaled to it), then Σ factor·x over accepted members in member order in
+ * f64, divided by their count, rounded once to f32, encoded on the zero grid with m·k per chunk.
+ */
+function reduceSparse (contribs: readonly Contribution[], n: number, whole: number | undefined, send: TopKParams, result: (m: number) => TopKParams): { bytes: Uint8Array, report: ReduceReport } {
+  const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
+  const ok: Array<{ peer: string, x: Float32Array, norm: number, claim: number | undefined }> = []
+  for (const c of contribs) {
+    if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
+    const why = checkTopK(c.q, n, send)
+    if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
+    const x = new Float32Array(n)
+    decodeTopKInto(c.q, n, send, x)
+    ok.push({ peer: c.peer, x, norm: l2(x), claim: c.norm })
+  }
+  const cap = normCap(ok.map(o => o.norm), ok.map(o => o.claim), n, whole)
+  const acc = new Float64Array(n)
+  for (const o of ok) {
+    report.accepted.push(o.peer)
+    let f = 1
+    if (o.norm > cap) { f = cap / o.norm; report.clipped.push({ peer: o.peer, norm: o.norm, cap }) }
+    const x = o.x
+    for (let i = 0; i < n; i++) if (x[i] !== 0) acc[i] += f * x[i]
+  }
+  const mean = new Float32Array(n)
+  if (ok.length > 0) for (let i = 0; i < n; i++) mean[i] = acc[i] / ok.length
+  return { bytes: encodeTopK(mean, result(ok.length)), report }
+}
