@@ -9,6 +9,10 @@
  * key), so a peer may only write its own entry. Including the swarm name stops an entry from being
  * replayed into another swarm; `seq` stops an older signed entry from being replayed over a newer
  * one; `expiresAt` lets anyone delete an entry its owner stopped refreshing.
+ *
+ * Other signed maps (SIGNED_MAPS) hold entries of the same form, signed over
+ * "webswarm-crdt-<map>/1\n" <swarm> "\n" <payload text> so that an entry cannot be moved from
+ * one map to another. `data` is opaque to net/: the swarm layer gives it meaning.
  */
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -18,6 +22,10 @@ import { ForgedEntryError } from '../errors.ts'
 export const ENTRY_VERSION = 1
 /** Name of the signed root map in every swarm doc. */
 export const PEERS_MAP = 'peers'
+/** Signed map of accusations against servers caught returning wrong outputs (swarm/evidence.ts), one entry per accuser. */
+export const EVIDENCE_MAP = 'evidence'
+/** Root maps whose entries only the key's owner may write (and anyone may delete once expired). */
+export const SIGNED_MAPS: readonly string[] = [PEERS_MAP, EVIDENCE_MAP]
 /** Entry lifetime: owners refresh at half of it; expired entries may be deleted by anyone. */
 export const PEER_ENTRY_TTL_MS = 10 * 60_000
 /** Largest payload JSON per entry, in bytes: capabilities and roles, not data. */
@@ -42,20 +50,21 @@ export interface RawEntry {
 
 const enc = new TextEncoder()
 
-function signedBytes (swarm: string, payload: string): Uint8Array {
-  return enc.encode(`webswarm-crdt-peer/1\n${swarm}\n${payload}`)
+function signedBytes (swarm: string, payload: string, map: string): Uint8Array {
+  const domain = map === PEERS_MAP ? 'peer' : map
+  return enc.encode(`webswarm-crdt-${domain}/1\n${swarm}\n${payload}`)
 }
 
-/** Signs an entry for the key's owner. */
-export async function signEntry (privateKey: PrivateKey, swarm: string, entry: PeerEntry): Promise<RawEntry> {
+/** Signs an entry of signed map `map` for the key's owner. */
+export async function signEntry (privateKey: PrivateKey, swarm: string, entry: PeerEntry, map = PEERS_MAP): Promise<RawEntry> {
   const payload = JSON.stringify(entry)
   if (enc.encode(payload).length > MAX_ENTRY_PAYLOAD_BYTES) throw new ForgedEntryError(entry.peer, `payload exceeds ${MAX_ENTRY_PAYLOAD_BYTES} bytes`)
-  const sig = await privateKey.sign(signedBytes(swarm, payload))
+  const sig = await privateKey.sign(signedBytes(swarm, payload, map))
   return { v: ENTRY_VERSION, payload, sig: base64.baseEncode(sig) }
 }
 
-/** Verifies the value found under peers[key]; throws ForgedEntryError naming the problem. */
-export async function verifyEntry (swarm: string, key: string, value: unknown): Promise<PeerEntry> {
+/** Verifies the value found under <map>[key] (default peers); throws ForgedEntryError naming the problem. */
+export async function verifyEntry (swarm: string, key: string, value: unknown, map = PEERS_MAP): Promise<PeerEntry> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ForgedEntryError(key, 'value is not an entry object')
   const raw = value as Partial<RawEntry>
   if (raw.v !== ENTRY_VERSION) throw new ForgedEntryError(key, `entry version ${String(raw.v)}, expected ${ENTRY_VERSION}`)
@@ -74,7 +83,7 @@ export async function verifyEntry (swarm: string, key: string, value: unknown): 
   } catch {
     throw new ForgedEntryError(key, 'signature is not base64')
   }
-  if (!(await pub.verify(signedBytes(swarm, raw.payload), sig))) throw new ForgedEntryError(key, 'bad signature: not written by the key owner')
+  if (!(await pub.verify(signedBytes(swarm, raw.payload, map), sig))) throw new ForgedEntryError(key, 'bad signature: not written by the key owner')
   let entry: PeerEntry
   try {
     entry = JSON.parse(raw.payload) as PeerEntry

@@ -1,5 +1,6 @@
 /**
- * One Yjs document per swarm, with a guarded `peers` map.
+ * One Yjs document per swarm, with guarded signed maps: `peers`, and `evidence` (SIGNED_MAPS,
+ * entries.ts) — every check below applies to each of them.
  *
  * Remote updates go through applyRemote(), which first applies them to a scratch copy of the doc
  * and checks every `peers` entry they touch: a changed entry must carry a valid signature from the
@@ -12,7 +13,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import * as Y from 'yjs'
 import { ForgedEntryError, MalformedMessageError, NetConfigError } from '../errors.ts'
 import { CRDT_SYNC } from '../protocols.ts'
-import { PEERS_MAP, PEER_ENTRY_TTL_MS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'
+import { PEERS_MAP, PEER_ENTRY_TTL_MS, SIGNED_MAPS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'
 
 /** Updates waiting for missing dependencies; beyond this the oldest is dropped (sync repairs it). */
 const MAX_PENDING_UPDATES = 64
@@ -28,7 +29,8 @@ export type ApplyResult = 'applied' | 'pending' | 'noop'
 export class SwarmDoc {
   readonly doc: Y.Doc
   private readonly pending: Uint8Array[] = []
-  private ownSeq = 0
+  /** Our last sequence number per signed map. */
+  private readonly ownSeqs = new Map<string, number>()
   /** Count of remote updates rejected (forged/malformed), for metrics and tests. */
   rejected = 0
   /** Entries already verified, by key + signature: peers() is read on every UI render. */
@@ -43,22 +45,29 @@ export class SwarmDoc {
     return this.doc.getMap<RawEntry>(PEERS_MAP)
   }
 
+  /** A signed root map (SIGNED_MAPS): write through setSigned(); direct writes are rejected by every other peer. */
+  signedMap (name: string): Y.Map<RawEntry> {
+    if (!SIGNED_MAPS.includes(name)) throw new NetConfigError(`${name} is not a signed map (${SIGNED_MAPS.join(', ')})`)
+    return this.doc.getMap<RawEntry>(name)
+  }
+
   /** Any other shared root map (models, training runs); unrestricted. */
   map<T = unknown> (name: string): Y.Map<T> {
-    if (name === PEERS_MAP) throw new NetConfigError(`use setSelf()/peers() for the signed ${PEERS_MAP} map`)
+    if (SIGNED_MAPS.includes(name)) throw new NetConfigError(`use setSigned()/signedEntries() (setSelf()/peers() for ${PEERS_MAP}) for the signed ${name} map`)
     return this.doc.getMap<T>(name)
   }
 
   /** verifyEntry with a cache of successes (a signature verifies the same way every time). */
-  private async verify (key: string, value: unknown): Promise<PeerEntry> {
+  private async verify (key: string, value: unknown, map = PEERS_MAP): Promise<PeerEntry> {
     const raw = value as Partial<RawEntry> | null
-    const cacheKey = typeof raw?.sig === 'string' && typeof raw.payload === 'string' ? `${key}\n${raw.sig}\n${raw.payload}` : undefined
+    const cacheKey = typeof raw?.sig === 'string' && typeof raw.payload === 'string' ? `${map}\n${key}\n${raw.sig}\n${raw.payload}` : undefined
     const hit = cacheKey === undefined ? undefined : this.verified.get(cacheKey)
     if (hit !== undefined) return hit
-    const e = await verifyEntry(this.swarm, key, value)
+    const e = await verifyEntry(this.swarm, key, value, map)
     if (cacheKey !== undefined) {
-      // Superseded entries linger in the cache; drop it all once it outgrows the map by 4x.
-      if (this.verified.size > 4 * Math.max(64, this.peersMap.size)) this.verified.clear()
+      // Superseded entries linger in the cache; drop it all once it outgrows the maps by 4x.
+      const held = SIGNED_MAPS.reduce((a, m) => a + this.doc.getMap(m).size, 0)
+      if (this.verified.size > 4 * Math.max(64, held)) this.verified.clear()
       this.verified.set(cacheKey, e)
     }
     return e
@@ -66,10 +75,15 @@ export class SwarmDoc {
 
   /** Verified, unexpired entries of the peers map. Invalid ones (possible only from local writes) are skipped. */
   async peers (now = Date.now()): Promise<Map<string, PeerEntry>> {
+    return await this.signedEntries(PEERS_MAP, now)
+  }
+
+  /** Verified, unexpired entries of a signed map. Invalid ones (possible only from local writes) are skipped. */
+  async signedEntries (map: string, now = Date.now()): Promise<Map<string, PeerEntry>> {
     const out = new Map<string, PeerEntry>()
-    for (const [key, value] of this.peersMap.entries()) {
-      // An entry that fails verification is not a peer (documented above): skipped, not fatal.
-      const e = await this.verify(key, value).catch(() => undefined)
+    for (const [key, value] of this.signedMap(map).entries()) {
+      // An entry that fails verification is not an entry (documented above): skipped, not fatal.
+      const e = await this.verify(key, value, map).catch(() => undefined)
       if (e !== undefined && e.expiresAt > now) out.set(key, e)
     }
     return out
@@ -77,16 +91,24 @@ export class SwarmDoc {
 
   /** Writes (signs) this peer's own entry. */
   async setSelf (data: Record<string, unknown>, ttlMs = PEER_ENTRY_TTL_MS): Promise<PeerEntry> {
+    return await this.setSigned(PEERS_MAP, data, ttlMs)
+  }
+
+  /** Writes (signs) this peer's own entry of a signed map. */
+  async setSigned (map: string, data: Record<string, unknown>, ttlMs = PEER_ENTRY_TTL_MS): Promise<PeerEntry> {
     if (this.privateKey === undefined) throw new NetConfigError('SwarmDoc has no private key: it cannot write its own entry')
-    const prev = this.peersMap.get(this.selfId)
+    const m = this.signedMap(map)
+    let seq = this.ownSeqs.get(map) ?? 0
+    const prev = m.get(this.selfId)
     if (prev !== undefined) {
       // An unverifiable old entry of ours holds no sequence number to continue from.
-      const e = await this.verify(this.selfId, prev).catch(() => undefined)
-      if (e !== undefined) this.ownSeq = Math.max(this.ownSeq, e.seq)
+      const e = await this.verify(this.selfId, prev, map).catch(() => undefined)
+      if (e !== undefined) seq = Math.max(seq, e.seq)
     }
-    const entry: PeerEntry = { peer: this.selfId, seq: ++this.ownSeq, expiresAt: Date.now() + ttlMs, data }
-    const raw = await signEntry(this.privateKey, this.swarm, entry)
-    this.peersMap.set(this.selfId, raw)
+    const entry: PeerEntry = { peer: this.selfId, seq: seq + 1, expiresAt: Date.now() + ttlMs, data }
+    this.ownSeqs.set(map, entry.seq)
+    const raw = await signEntry(this.privateKey, this.swarm, entry, map)
+    m.set(this.selfId, raw)
     return entry
   }
 
@@ -144,7 +166,7 @@ export class SwarmDoc {
       throw new MalformedMessageError(CRDT_SYNC.id, `update does not decode: ${(e as Error).message}`)
     }
     try {
-      await this.checkPeers(this.peersMap, scratch.getMap<RawEntry>(PEERS_MAP))
+      for (const map of SIGNED_MAPS) await this.checkSigned(map, this.doc.getMap<RawEntry>(map), scratch.getMap<RawEntry>(map))
     } catch (e) {
       this.rejected++
       throw e
@@ -155,8 +177,8 @@ export class SwarmDoc {
 
   /**
    * True only when every struct of `update` continues its client's history without a gap, and
-   * is located (by its parent name, or by an origin we already hold) outside the `peers` map, and
-   * every deletion targets items we hold outside it. Anything undecidable → false (slow path).
+   * is located (by its parent name, or by an origin we already hold) outside the signed maps, and
+   * every deletion targets items we hold outside them. Anything undecidable → false (slow path).
    */
   private provablyOutsidePeers (update: Uint8Array): boolean {
     let decoded: ReturnType<typeof Y.decodeUpdate>
@@ -166,7 +188,7 @@ export class SwarmDoc {
       return false
     }
     const store = this.doc.store
-    const peers = this.peersMap
+    const signed = new Set<Y.AbstractType<unknown>>(SIGNED_MAPS.map(m => this.doc.getMap(m) as Y.AbstractType<unknown>))
     const rootOfType = (type: Y.AbstractType<unknown> | null): Y.AbstractType<unknown> | null => {
       let t = type
       while (t !== null && t._item !== null) t = t._item.parent as Y.AbstractType<unknown> | null
@@ -186,7 +208,7 @@ export class SwarmDoc {
       if (!(struct instanceof Y.Item)) continue
       let root: Y.AbstractType<unknown> | null
       if (typeof struct.parent === 'string') {
-        if (struct.parent === PEERS_MAP) return false
+        if (SIGNED_MAPS.includes(struct.parent)) return false
         continue
       } else if (struct.parent !== null) {
         // `parent` is the id of the item that holds a nested type.
@@ -199,7 +221,7 @@ export class SwarmDoc {
         if (sibling === undefined) return false
         root = rootOfType(sibling.parent as Y.AbstractType<unknown> | null)
       }
-      if (root === null || root === peers) return false
+      if (root === null || signed.has(root)) return false
     }
     for (const [client, ranges] of decoded.ds.clients) {
       const structs = store.clients.get(client)
@@ -207,43 +229,49 @@ export class SwarmDoc {
         if (structs === undefined || clock + len > Y.getState(store, client)) return false
         for (let i = Y.findIndexSS(structs, clock); i < structs.length && structs[i].id.clock < clock + len; i++) {
           const s = structs[i]
-          if (s instanceof Y.Item && rootOfType(s.parent as Y.AbstractType<unknown> | null) === peers) return false
+          if (s instanceof Y.Item) {
+            const root = rootOfType(s.parent as Y.AbstractType<unknown> | null)
+            if (root !== null && signed.has(root)) return false
+          }
         }
       }
     }
     return true
   }
 
-  private async checkPeers (before: Y.Map<RawEntry>, after: Y.Map<RawEntry>): Promise<void> {
+  private async checkSigned (map: string, before: Y.Map<RawEntry>, after: Y.Map<RawEntry>): Promise<void> {
     const now = Date.now()
     for (const [key, value] of after.entries()) {
       const old = before.get(key)
       if (old !== undefined && sameRaw(old, value)) continue
-      const next = await this.verify(key, value)
+      const next = await this.verify(key, value, map)
       if (old !== undefined) {
         // An invalid entry being replaced has no sequence number a replay could reuse.
-        const prev = await this.verify(key, old).catch(() => undefined)
+        const prev = await this.verify(key, old, map).catch(() => undefined)
         if (prev !== undefined && next.seq <= prev.seq) throw new ForgedEntryError(key, `replayed entry: seq ${next.seq} does not advance ${prev.seq}`)
       }
     }
     for (const [key, old] of before.entries()) {
       if (after.has(key)) continue
       // Anyone may delete an entry that does not verify: only valid, unexpired ones are protected.
-      const prev = await this.verify(key, old).catch(() => undefined)
-      if (prev !== undefined && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, 'deleted an unexpired entry')
+      const prev = await this.verify(key, old, map).catch(() => undefined)
+      if (prev !== undefined && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, `deleted an unexpired ${map} entry`)
     }
   }
 
-  /** Deletes every expired entry (anyone may; run by the relay at compaction). Returns how many. */
+  /** Deletes every expired entry of every signed map (anyone may; run by the relay at compaction). Returns how many. */
   pruneExpired (now = Date.now()): number {
-    const expired: string[] = []
-    for (const [key, value] of this.peersMap.entries()) {
-      try {
-        const e = JSON.parse(value.payload) as PeerEntry
-        if (e.expiresAt < now - EXPIRY_SKEW_MS) expired.push(key)
-      } catch { expired.push(key) }
+    const expired: Array<[Y.Map<RawEntry>, string]> = []
+    for (const name of SIGNED_MAPS) {
+      const m = this.doc.getMap<RawEntry>(name)
+      for (const [key, value] of m.entries()) {
+        try {
+          const e = JSON.parse(value.payload) as PeerEntry
+          if (e.expiresAt < now - EXPIRY_SKEW_MS) expired.push([m, key])
+        } catch { expired.push([m, key]) }
+      }
     }
-    if (expired.length > 0) this.doc.transact(() => { for (const k of expired) this.peersMap.delete(k) })
+    if (expired.length > 0) this.doc.transact(() => { for (const [m, k] of expired) m.delete(k) })
     return expired.length
   }
 }
