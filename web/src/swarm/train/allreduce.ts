@@ -36,6 +36,8 @@ import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorE
 import { planParts, sliceQ8, type PartPlan } from './plan.ts'
 import { NO_QUORUM, RoundCoordinator } from './coordinator.ts'
 import { PartOwner } from './part-owner.ts'
+import type { Aggregation } from './robust.ts'
+import type { ContributionCheck } from './contribution-check.ts'
 import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
 
 /** Who takes part in a run, as this peer currently knows it (the CRDT run record, or a test's list). */
@@ -80,6 +82,8 @@ export interface AllReduceOptions {
    * timeouts are the transport's own). @default realClock
    */
   clock?: Clock
+  /** How owners combine the accepted contributions of a part (robust.ts; the run's declaration). @default the mean */
+  aggregation?: Aggregation
 }
 
 /** θ_global ‖ outer momentum a peer serves to late joiners (late-join.ts). */
@@ -158,6 +162,8 @@ export class AllReducePeer {
   bytesReceived = 0
   /** Where late joiners fetch state from (set by the worker). */
   snapshotProvider: (() => SnapshotState | undefined) | undefined
+  /** What this peer's part owner checks contributions with before reducing (contribution-check.ts; set by the session). */
+  contributionCheck: ContributionCheck | undefined
 
   /** This peer's coordinator role (rounds it is the smallest live expected id of). */
   private readonly coordinator: RoundCoordinator
@@ -186,7 +192,7 @@ export class AllReducePeer {
     planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
     if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
     this.coordinator = new RoundCoordinator({ self: transport.self, run: this.run, directory: opts.directory, readyWindowMs: this.readyWindowMs, dead: this.dead, log: this.log, clock: this.clock })
-    this.owner = new PartOwner({ self: transport.self, block: this.block, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log, clock: this.clock })
+    this.owner = new PartOwner({ self: transport.self, block: this.block, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log, clock: this.clock, aggregation: opts.aggregation, check: () => this.contributionCheck })
     this.unwatch = opts.directory.watch?.(() => { if (!this.stopped) this.coordinator.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength

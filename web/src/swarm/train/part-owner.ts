@@ -7,7 +7,10 @@
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
 import type { Clock, TimerHandle } from '../../util/clock.ts'
 import { planParts, type PartPlan } from './plan.ts'
-import { reducePartInto } from './reduce.ts'
+import { checkContribution, reducePartInto } from './reduce.ts'
+import { dequantizeQ8Into } from './q8fast.ts'
+import type { Aggregation } from './robust.ts'
+import type { ContributionCheck } from './contribution-check.ts'
 import { MsgType, allocMsg, type AllReduceMsg, type FailMsg, type ReduceMsg, type ResultMsg } from './wire.ts'
 
 /** Part plans an owner keeps (one per attempt and vector length; a few rounds' worth). */
@@ -25,11 +28,18 @@ export interface PartOwnerOptions {
   log: (line: string) => void
   /** Times the part timeout. */
   clock: Clock
+  /** How the accepted contributions are combined (robust.ts). @default the mean */
+  aggregation?: Aggregation
+  /** The contribution check to run before reducing (read per part: the worker sets it after construction). @default none */
+  check?: () => ContributionCheck | undefined
 }
 
 interface OwnerPart {
   members: string[]
+  round: number
   n: number
+  /** Elements [start, start + len) of the vector. */
+  start: number
   len: number
   /** null: refused before reduction (wrong run, mismatched plan). */
   contributions: Map<string, Uint8Array | null>
@@ -37,6 +47,8 @@ interface OwnerPart {
   norms: Map<string, number>
   waiters: Array<(m: AllReduceMsg) => void>
   timer?: TimerHandle
+  /** Set once every contribution is in and the reduction (with its check) started: it runs once. */
+  finishing?: boolean
   done?: ResultMsg | FailMsg
 }
 
@@ -56,7 +68,8 @@ export class PartOwner {
   stop (): void {
     for (const op of this.parts.values()) {
       this.opts.clock.clearTimeout(op.timer)
-      for (const w of op.waiters) w({ type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.opts.self] })
+      op.done ??= { type: MsgType.FAIL, reason: 'owner stopped', suspects: [this.opts.self] }
+      for (const w of op.waiters.splice(0)) w(op.done)
     }
     this.parts.clear()
   }
@@ -83,7 +96,7 @@ export class PartOwner {
     const id = `${m.key}#${m.part}`
     let op = this.parts.get(id)
     if (op === undefined) {
-      op = { members: m.members, n: m.n, len: p.end - p.start, contributions: new Map(), norms: new Map(), waiters: [] }
+      op = { members: m.members, round: m.round, n: m.n, start: p.start, len: p.end - p.start, contributions: new Map(), norms: new Map(), waiters: [] }
       this.parts.set(id, op)
     }
     if (op.done !== undefined) return op.done
@@ -92,7 +105,8 @@ export class PartOwner {
     const part = op
     return await new Promise<AllReduceMsg>((resolve) => {
       part.waiters.push(resolve)
-      if (part.contributions.size === part.members.length) this.finishPart(part, m.part)
+      if (part.finishing === true) return // the waiter gets the result being computed
+      if (part.contributions.size === part.members.length) void this.finishPart(part, m.part)
       else if (part.timer === undefined) part.timer = this.opts.clock.setTimeout(() => { this.failPart(part) }, this.opts.partTimeoutMs)
     })
   }
@@ -109,15 +123,19 @@ export class PartOwner {
     return plan
   }
 
-  private finishPart (op: OwnerPart, part: number): void {
+  private async finishPart (op: OwnerPart, part: number): Promise<void> {
+    op.finishing = true
     this.opts.clock.clearTimeout(op.timer)
+    op.timer = undefined
+    const excluded = await this.checkPart(op, part)
+    if (op.done !== undefined) return // stopped while checking
     // Reduced into a scratch first: who was refused or clipped (the RESULT's header) is known
     // only after the pass; then one copy into the body, encoded once whatever the number of
     // members it goes to (the owner's own lane reads the payload view).
     const bytes = q8Bytes(op.len, this.opts.block)
     if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes)
     const q = this.scratch.subarray(0, bytes)
-    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer) })), op.len, this.opts.block, q, undefined, op.n)
+    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer), excluded: excluded.get(peer) })), op.len, this.opts.block, q, undefined, op.n, this.opts.aggregation)
     for (const x of report.rejected) this.opts.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
     for (const x of report.clipped) this.opts.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
     const head: ResultMsg = {
@@ -130,6 +148,32 @@ export class PartOwner {
     this.bodies.set(op.done, body)
     op.contributions.clear(); op.norms.clear()
     for (const w of op.waiters.splice(0)) w(op.done)
+  }
+
+  /**
+   * The contribution check's verdicts on the part's well-formed contributions (peer → reason).
+   * A check that throws excludes nobody (logged): it is a safeguard, never a reason to fail the round.
+   */
+  private async checkPart (op: OwnerPart, part: number): Promise<Map<string, string>> {
+    const check = this.opts.check?.()
+    if (check === undefined) return new Map()
+    const peers: string[] = []
+    const deltas: Float32Array[] = []
+    for (const peer of op.members) {
+      const q = op.contributions.get(peer)
+      if (q == null || checkContribution(q, op.len, this.opts.block) !== undefined) continue
+      const x = new Float32Array(op.len)
+      dequantizeQ8Into(q, op.len, this.opts.block, x)
+      peers.push(peer); deltas.push(x)
+    }
+    try {
+      const out = await check.check({ round: op.round, n: op.n, start: op.start, end: op.start + op.len, peers, deltas })
+      for (const [peer, why] of out) this.opts.log(`part ${part}: excluded ${peer}: ${why}`)
+      return out
+    } catch (e) {
+      this.opts.log(`part ${part}: contribution check failed, nobody excluded: ${(e as Error).message}`)
+      return new Map()
+    }
   }
 
   private failPart (op: OwnerPart): void {

@@ -5,8 +5,9 @@
  * bytes received, never on arrival order — and every member then dequantizes the same result bytes.
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
-import { meanQ8Into } from './q8fast.ts'
+import { dequantizeQ8Into, meanQ8Into, quantizeQ8Into } from './q8fast.ts'
 import { NORM_CLIP_FACTOR, NORM_RULE_MIN_MEMBERS } from './constants.ts'
+import { aggregate, type Aggregation } from './robust.ts'
 
 /** One member's contribution to a part, in member order. `q` undefined: nothing arrived. */
 export interface Contribution {
@@ -17,6 +18,11 @@ export interface Contribution {
    * it sets a floor under the norm rule's reference (reducePartInto).
    */
   norm?: number
+  /**
+   * Set when the owner's contribution check (contribution-check.ts) excluded it from this round:
+   * the reason. It is then rejected with that reason, whatever its bytes.
+   */
+  excluded?: string
 }
 
 export interface ReduceReport {
@@ -66,12 +72,14 @@ export function checkContribution (q: Uint8Array, n: number, block: number): str
  *     the floor; a hostile peer stays bounded part by part, so ≈ 4√2 × an honest whole norm in all
  *     (its own claim cannot raise the floor: it is one value of the lower median).
  * The mean divides by the number of accepted contributions. Missing ones (`q` undefined) count
- * as rejected. No accepted contribution → a zero mean.
+ * as rejected, and so do ones the owner's contribution check excluded (`excluded`, with its
+ * reason). No accepted contribution → a zero mean. With a robust `aggregation` (robust.ts) the
+ * accepted, norm-clipped contributions are combined by it instead of the mean.
  */
-export function reducePart (contribs: readonly Contribution[], n: number, block: number, whole?: number): ReduceResult {
+export function reducePart (contribs: readonly Contribution[], n: number, block: number, whole?: number, aggregation?: Aggregation): ReduceResult {
   const mean = new Float32Array(n)
   const q = new Uint8Array(q8Bytes(n, block))
-  return { mean, q, report: reducePartInto(contribs, n, block, q, mean, whole) }
+  return { mean, q, report: reducePartInto(contribs, n, block, q, mean, whole, aggregation) }
 }
 
 /**
@@ -83,13 +91,14 @@ export function reducePart (contribs: readonly Contribution[], n: number, block:
  * sum is redone with the factors — the same f64 operations in the same order as the two-pass
  * rule, so the bytes never depend on the path.
  */
-export function reducePartInto (contribs: readonly Contribution[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array, whole?: number): ReduceReport {
+export function reducePartInto (contribs: readonly Contribution[], n: number, block: number, out: Uint8Array, meanOut?: Float32Array, whole?: number, aggregation?: Aggregation): ReduceReport {
   if (out.byteLength !== q8Bytes(n, block)) throw new RangeError(`reducePartInto: out holds ${out.byteLength} bytes, q8 of ${n} elements is ${q8Bytes(n, block)}`)
   if (meanOut !== undefined && meanOut.length < n) throw new RangeError(`reducePartInto: meanOut holds ${meanOut.length} elements, fewer than ${n}`)
   const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
   const ok: Array<{ peer: string, q: Uint8Array, claim: number | undefined }> = []
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
+    if (c.excluded !== undefined) { report.rejected.push({ peer: c.peer, reason: `excluded: ${c.excluded}` }); continue }
     const why = checkContribution(c.q, n, block)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
     ok.push({ peer: c.peer, q: c.q, claim: c.norm })
@@ -104,8 +113,27 @@ export function reducePartInto (contribs: readonly Contribution[], n: number, bl
     report.clipped.push({ peer: o.peer, norm: norms[c], cap })
     return cap / norms[c]
   })
-  if (report.clipped.length > 0) meanQ8Into(qs, factors, n, block, out, meanOut)
+  if (aggregation !== undefined && aggregation.kind !== 'mean') robustInto(qs, factors, n, block, aggregation, out, meanOut)
+  else if (report.clipped.length > 0) meanQ8Into(qs, factors, n, block, out, meanOut)
   return report
+}
+
+/**
+ * A robust aggregation (robust.ts) of the accepted contributions, each scaled by its norm-rule
+ * factor, requantized into `out`: the norm rule still bounds each one before the aggregator
+ * sees it. Dequantizes every contribution (m × n f32): robust rules need all values of a
+ * coordinate at once, so the fused one-pass mean cannot serve them.
+ */
+function robustInto (qs: readonly Uint8Array[], factors: readonly number[], n: number, block: number, a: Aggregation, out: Uint8Array, meanOut?: Float32Array): void {
+  const xs = qs.map((q, c) => {
+    const x = new Float32Array(n)
+    dequantizeQ8Into(q, n, block, x)
+    if (factors[c] !== 1) for (let i = 0; i < n; i++) x[i] = x[i] * factors[c]
+    return x
+  })
+  const agg = aggregate(xs, n, a)
+  quantizeQ8Into(agg, n, block, out)
+  if (meanOut !== undefined) meanOut.set(agg.subarray(0, n))
 }
 
 /**
