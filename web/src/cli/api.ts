@@ -10,6 +10,7 @@
  */
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { ColocatedPeers } from '../api/colocated.ts'
 import { ApiServer } from '../api/server.ts'
 import { loadSwarmModel, SwarmGenerator } from '../api/swarm-generator.ts'
 import type { RateLimitOptions } from '../api/rate-limit.ts'
@@ -58,6 +59,8 @@ export interface SwarmApiOptions {
   /** Requests a minute per key / IP; 0 = no limit. @default DEFAULT_RATE_LIMIT_PER_MINUTE */
   ratePerMinute?: number
   log?: (line: string) => void
+  /** Peers of this process reached without the network (the embedded peer of `npm start`). */
+  colocated?: ColocatedPeers
 }
 
 export interface SwarmApi {
@@ -72,7 +75,8 @@ export async function startSwarmApi (o: SwarmApiOptions): Promise<SwarmApi> {
   const config = await loadConfig(source)
   const peer = await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts })
   try {
-    const model = await loadSwarmModel({ transport: peer.transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log })
+    const transport = o.colocated !== undefined ? o.colocated.wrap(peer.transport) : peer.transport
+    const model = await loadSwarmModel({ transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log })
     const rate = o.ratePerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE
     const rateLimit: RateLimitOptions | undefined = rate > 0 ? { perMinute: rate } : undefined
     const api = new ApiServer({ generator: new SwarmGenerator([model]), apiKeys: o.apiKeys, rateLimit, log: o.log })
@@ -91,6 +95,8 @@ export interface EmbeddedPeerOptions {
   /** KV-cache positions for sessions. @default EMBEDDED_CACHE_TOKENS */
   cacheTokens?: number
   log?: (line: string) => void
+  /** Peers of this process that reach this one's blocks without the network (the API client). */
+  colocated?: ColocatedPeers
 }
 
 /** A headless peer serving every block of a model (what `webswarm serve` does, in-process); resolves once it is online. */
@@ -102,7 +108,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
   await peer.swarm.setSelf({ agent: 'node', joinedAt: Date.now() })
   const cacheTokens = o.cacheTokens ?? EMBEDDED_CACHE_TOKENS
   const role = new ServerRole({
-    transport: peer.transport,
+    transport: o.colocated !== undefined ? o.colocated.wrap(peer.transport) : peer.transport,
     directory: peer.directory,
     model: o.id,
     numBlocks: config.numLayers,
@@ -179,13 +185,16 @@ export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) =
   let api: SwarmApi | undefined
   let peer: { stop: () => Promise<void> } | undefined
   let failure: string | undefined
+  // The API client's steps reach the embedded peer in-process (colocated.ts); tabs and other
+  // peers that serve blocks are reached over the network as before.
+  const colocated = new ColocatedPeers()
   const ready = (async () => {
     const backend = await openBackend({ device: o.device ?? 'cpu' })
     if (o.embeddedPeer ?? true) {
-      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log })
+      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated })
       log(`embedded peer: serving every block of ${o.id} (opt out: --no-embedded-peer or WEBSWARM_NO_EMBEDDED_PEER=1)`)
     }
-    api = await startSwarmApi({ bootstrap: boot, where: o.where, id: o.id, backend, apiKeys: o.apiKeys, ratePerMinute: o.ratePerMinute, log })
+    api = await startSwarmApi({ bootstrap: boot, where: o.where, id: o.id, backend, apiKeys: o.apiKeys, ratePerMinute: o.ratePerMinute, log, colocated })
     log(`api: OpenAI-compatible /v1 for model '${o.id}'${(o.apiKeys ?? []).length > 0 ? ' (Bearer key required)' : ''}`)
   })().catch((e: Error) => {
     failure = e.message
