@@ -10,7 +10,9 @@
  *   itl p50 / p95        gaps between consecutive text events of a stream, over all streams, ms
  *
  * Flags: --trials N (3; interleaved 1, 8, 32, 1, …; the MEDIAN of each figure is reported)
- *        --tokens N (64)  --procs: the API in its own process (`webswarm api`) and the blocks in
+ *        --tokens N (64)  --streams 1,8,32 (the concurrencies, e.g. one alone to profile it)
+ *        --cpu-prof DIR (each child process writes a V8 CPU profile into DIR when it exits)
+ *        --procs: the API in its own process (`webswarm api`) and the blocks in
  *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
  *        processes can compute at once); results then go to bench/results/api-procs.json
  * Writes bench/results/api.json {streams: {"1": {...}, "8": {...}, "32": {...}}, device, ...}.
@@ -19,7 +21,7 @@
  * session at a time, in this process → bench/results/api-forward.json (medians of 20); with
  * --device webgpu on Node's WebGPU → bench/results/api-forward-webgpu.json.
  */
-import type { ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -33,13 +35,18 @@ function arg (name: string): string | undefined {
 const TRIALS = Number(arg('trials') ?? 3)
 const TOKENS = Number(arg('tokens') ?? 64)
 const PROCS = process.argv.includes('--procs')
-const CONCURRENCY = [1, 8, 32]
+const PROFILE = arg('cpu-prof')
+const CONCURRENCY = (arg('streams') ?? '1,8,32').split(',').map(Number)
 const PROMPTS = ['The jury said ', 'It was a ', 'In the city ', 'She had been ', 'The man ', 'They were ', 'A new law ', 'He said that ']
 const children: ChildProcess[] = []
 
 /** Starts a process; resolves with the first match of `pattern` in its output. */
 async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray> {
-  const child = spawnTs(args[0], args.slice(1), { env: { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '' } })
+  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '' }
+  // --cpu-prof DIR: each child writes a V8 CPU profile there when it exits (NODE_OPTIONS refuses the flag).
+  const child = PROFILE === undefined
+    ? spawnTs(args[0], args.slice(1), { env })
+    : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', PROFILE, '--import', 'tsx', ...args], { env, stdio: 'pipe' })
   children.push(child)
   let out = ''
   return await new Promise((resolve, reject) => {
