@@ -1,47 +1,46 @@
 /**
- * The Chat panel: this tab can serve a span of the model's blocks to the swarm ("serve blocks"
- * status: span, sessions, steps, throughput) and chat through whoever serves them (route, streamed
- * tokens, failovers). The embedding and head run here; blocks run on the serving tabs and Node
- * peers. Also exposes `window.webswarmChat` for tests and the console.
+ * The Chat panel: a conversation with the swarm. The embedding and head run in this tab, the
+ * blocks on the tabs and Node peers that serve them. Messages are rendered through the model's
+ * own chat template (model/chat.ts); a model without one (byte-llama) continues the user's text,
+ * and the panel says so. Tokens stream into the reply as they are sampled; Stop ends the reply;
+ * sampling settings sit in a small settings area; the route (which peer serves which blocks) and
+ * any failover are drawn under the conversation with the measured tokens/s. Failures show as one
+ * short notice; the detail goes to the page log.
  *
- * Query parameters: `model=URL` (a .gguf file, e.g. the relay's `/models/NAME.gguf`, or a Hugging
- * Face model directory served over HTTP; default `./models/default`), `serve=A:B` (serve these
- * blocks as soon as the swarm is joined), `serve=auto` (the least-served span that fits the GPU
- * memory budget), `max-gpu-memory=SIZE` (the budget; default derived from the adapter, see
- * pageBudgetBytes in model/memory-plan.ts).
+ * Also exposes `window.webswarmChat` for tests and the console.
  */
 import type { Backend } from '../gpu/backend.ts'
-import type { GpuBackend } from '../gpu/gpu-backend.ts'
-import { loadConfig } from '../model/model.ts'
+import { chatPrompt, chatStopTokens, type ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
-import { MemoryBudgetError, checkBudget, costliestBlockPlan, formatBytes, pageBudgetBytes, parseByteSize, planPart, readPlanTensors, spanLengthThatFits } from '../model/memory-plan.ts'
 import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
-import type { Swarm } from '../net/index.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../swarm/client/generate.ts'
 import type { InferenceSession } from '../swarm/client/session.ts'
-import { DhtDirectory } from '../swarm/dht-directory.ts'
-import { loadClientEnds, loadSpanBackend } from '../swarm/model-backend.ts'
-import { ServerRole } from '../swarm/server/role.ts'
-import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import { loadClientEnds } from '../swarm/model-backend.ts'
+import type { PageContext } from './context.ts'
+import { disclosure, el, short } from './dom.ts'
+import { GenerationStoppedError } from './errors.ts'
 import { createProgressBar } from './progress-bar.ts'
+import type { Contribution, SwarmPieces } from './serving.ts'
 
-/** Wait this long for the Swarm panel to join before giving up, ms. */
-const JOIN_WAIT_MS = 60_000
-/** Status refresh period, ms. */
-const STATUS_MS = 500
-/** KV-cache positions a serving tab offers. */
-const SERVE_CACHE_TOKENS = 2048
+/** Sampling defaults of the settings area. */
+const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
+/** Largest reply the settings accept, tokens. */
+const MAX_NEW_TOKENS = 2048
+
+export interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[] }
 
 export interface ChatApi {
   /** Serve blocks `A:B` (or 'auto'); resolves with the span once announced ONLINE. */
   serve: (span?: string) => Promise<{ start: number, end: number }>
-  /** Generate greedily (or with `temperature`) through the swarm; resolves with the new token ids. */
-  generate: (prompt: number[] | string, maxNewTokens: number, opts?: { temperature?: number, stopTokens?: number[] }) => Promise<number[]>
+  /** Generate (greedy unless `temperature`) through the swarm; resolves with the new token ids. */
+  generate: (prompt: number[] | string, maxNewTokens: number, opts?: GenerateOptions) => Promise<number[]>
   /** The same completion computed in this tab alone (whole model, no swarm): the reference. */
   localGenerate: (prompt: number[], maxNewTokens: number, opts?: { stopTokens?: number[] }) => Promise<number[]>
-  /** Model id, config and the tab's role, once loaded. */
+  /** Ends the reply being generated (the Stop button). */
+  stop: () => void
+  /** Model id, the tab's role and the last reply's route and counts. */
   state: () => { model?: string, serving?: { start: number, end: number }, sessions: number, steps: number, failovers: number, route: Array<{ peer: string, start: number, end: number }>, tokens: number }
 }
 
@@ -49,175 +48,191 @@ declare global {
   interface Window { webswarmChat?: ChatApi }
 }
 
-function el<K extends keyof HTMLElementTagNameMap> (tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag)
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v)
-  if (text !== undefined) e.textContent = text
-  return e
-}
+interface Loaded { config: ModelConfig, ends: ClientEnds, tokenizer?: TextTokenizer, be: Backend }
 
-async function waitForSwarm (): Promise<Swarm> {
-  const t0 = Date.now()
-  while (window.webswarm === undefined) {
-    if (Date.now() - t0 > JOIN_WAIT_MS) throw new Error('the Swarm panel did not join the swarm')
-    await new Promise(resolve => setTimeout(resolve, 100))
+export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () => Promise<SwarmPieces>, contribution: Contribution): void {
+  const { modelUrl, modelId } = ctx.params
+  const mode = el('p', { id: 'chat-mode', class: 'hint' }, `Model ${modelId}`)
+  const conversation = el('div', { id: 'chat-conversation', role: 'log', 'aria-live': 'polite', 'aria-label': 'conversation' })
+  const empty = el('p', { class: 'hint empty' }, 'Ask something: the answer is computed by the peers that serve the model\'s blocks.')
+  conversation.append(empty)
+  const input = el('textarea', { id: 'chat-input', rows: '2', placeholder: 'Message the swarm…', 'aria-label': 'message' })
+  const send = el('button', { id: 'chat-send', type: 'submit', class: 'primary' }, 'Send')
+  const stopBtn = el('button', { id: 'chat-stop', type: 'button', disabled: '' }, 'Stop')
+  const clear = el('button', { id: 'chat-clear', type: 'button', class: 'quiet' }, 'New chat')
+  const form = el('form', { id: 'chat-form', class: 'composer' }, input, el('div', { class: 'composer-buttons' }, send, stopBtn, clear))
+  const num = (id: string, label: string, value: number, attrs: Record<string, string>): HTMLInputElement => {
+    const i = el('input', { id, type: 'number', value: String(value), ...attrs })
+    settingsGrid.append(el('label', { for: id }, label), i)
+    return i
   }
-  return window.webswarm.swarm
-}
-
-function short (id: string): string {
-  return id.length > 16 ? `${id.slice(0, 6)}…${id.slice(-4)}` : id
-}
-
-export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backend>): void {
-  const params = new URLSearchParams(location.search)
-  const modelUrl = new URL(params.get('model') ?? './models/default', location.href).toString().replace(/\/+$/, '')
-  const modelId = modelUrl.split('/').at(-1) ?? 'model'
-  body.replaceChildren()
-
-  const serveRow = el('div', { class: 'row' })
-  const spanInput = el('input', { id: 'serve-span', placeholder: 'A:B or auto', size: '8', value: 'auto' })
-  const serveBtn = el('button', { id: 'serve-button' }, 'Serve blocks')
-  const serveStatus = el('span', { id: 'serve-status' }, 'not serving')
-  serveRow.append(el('span', {}, `Model ${modelId}: `), spanInput, serveBtn, serveStatus)
-
-  const chatRow = el('div', { class: 'row' })
-  const prompt = el('input', { id: 'chat-input', placeholder: 'prompt (text, or token ids 5,17,3)', size: '40' })
-  const maxNew = el('input', { id: 'chat-max', value: '16', size: '4' })
-  const send = el('button', { id: 'chat-send' }, 'Send')
-  chatRow.append(prompt, el('span', {}, ' new tokens '), maxNew, send)
-  const route = el('div', { id: 'chat-route' }, '')
-  // Wrap long token streams and log lines inside the panel.
-  const output = el('pre', { id: 'chat-output', style: 'white-space: pre-wrap; overflow-wrap: anywhere' }, '')
-  const log = el('pre', { id: 'chat-log', style: 'white-space: pre-wrap; overflow-wrap: anywhere; max-height: 12em; overflow-y: auto' }, '')
+  const settingsGrid = el('div', { class: 'settings-grid' })
+  const temperature = num('chat-temperature', 'Temperature (0 = greedy)', DEFAULTS.temperature, { min: '0', max: '2', step: '0.1' })
+  const topP = num('chat-top-p', 'Top-p', DEFAULTS.topP, { min: '0.05', max: '1', step: '0.05' })
+  const topK = num('chat-top-k', 'Top-k (0 = all)', DEFAULTS.topK, { min: '0', max: '1000', step: '1' })
+  const maxNew = num('chat-max', 'Max new tokens', DEFAULTS.maxTokens, { min: '1', max: String(MAX_NEW_TOKENS), step: '1' })
+  const settings = disclosure('chat-settings', 'Sampling settings', settingsGrid)
+  const route = el('div', { id: 'chat-route', class: 'route', 'aria-label': 'route' })
+  const stats = el('p', { id: 'chat-stats', class: 'hint' })
   const progress = createProgressBar('model-progress')
-  body.append(serveRow, progress.element, chatRow, route, output, log)
-  const say = (line: string): void => { log.textContent = `${line}\n${log.textContent ?? ''}`.slice(0, 4000) }
+  body.replaceChildren(mode, progress.element, conversation, form, settings, route, stats)
 
-  let loaded: Promise<{ config: ModelConfig, ends: ClientEnds, tokenizer?: TextTokenizer, be: Backend }> | undefined
-  const load = async (): Promise<{ config: ModelConfig, ends: ClientEnds, tokenizer?: TextTokenizer, be: Backend }> => {
+  const messages: ChatMessage[] = []
+  let loaded: Promise<Loaded> | undefined
+  const load = async (): Promise<Loaded> => {
     loaded ??= (async () => {
-      const be = await backend()
+      const be = await ctx.backend()
       const source = sourceFrom(modelUrl)
       const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
-      return { config, ends, tokenizer: await loadTokenizer(source, config.vocabSize), be }
+      const tokenizer = await loadTokenizer(source, config.vocabSize)
+      mode.textContent = tokenizer?.chatTemplate !== undefined
+        ? `${modelId} · replies use the model's chat template`
+        : `${modelId} has no chat template (a base model): the reply continues your text`
+      mode.dataset.template = String(tokenizer?.chatTemplate !== undefined)
+      return { config, ends, tokenizer, be }
     })()
-    return await loaded
-  }
-  let transport: Libp2pTransport | undefined
-  let directory: DhtDirectory | undefined
-  let swarmForMirror: Swarm | undefined
-  const net = async (): Promise<{ transport: Libp2pTransport, directory: DhtDirectory, config: ModelConfig }> => {
-    const swarm = await waitForSwarm()
-    swarmForMirror = swarm
-    const config = await loadConfig(sourceFrom(modelUrl))
-    transport ??= new Libp2pTransport(swarm.node)
-    directory ??= new DhtDirectory(swarm.dht, swarm.peerId, { numBlocks: config.numLayers, numExperts: config.numExperts })
-    return { transport, directory, config }
+    return await loaded.catch(e => { loaded = undefined; throw e })
   }
 
-  /** This tab's GPU-memory budget: ?max-gpu-memory=, else derived from the adapter (none on the CPU twins). */
-  const budgetOf = (be: Backend): number | undefined => {
-    const q = params.get('max-gpu-memory')
-    if (q !== null) return parseByteSize(q)
-    if (be.kind !== 'webgpu') return undefined
-    return pageBudgetBytes((be as GpuBackend).info.limits, (navigator as Navigator & { deviceMemory?: number }).deviceMemory)
-  }
-  /**
-   * How many blocks this tab may serve: a given span must fit the budget with its KV cache
-   * (refused with the numbers otherwise); an automatic one is as long as fits anywhere.
-   */
-  const blocksToServe = async (be: Backend, config: ModelConfig, span: { start: number, end: number } | undefined): Promise<number> => {
-    const wanted = Math.max(1, Math.ceil(config.numLayers / 2))
-    const budget = budgetOf(be)
-    if (budget === undefined) return wanted
-    const tensors = await readPlanTensors(sourceFrom(modelUrl))
-    const plan = { sessions: 1, context: SERVE_CACHE_TOKENS }
-    if (span !== undefined) {
-      checkBudget(planPart(config, tensors, { blocks: span, embedding: false, head: false }, plan), budget)
-      return wanted
-    }
-    const n = spanLengthThatFits(config, tensors, budget, plan)
-    if (n === 0) throw new MemoryBudgetError(costliestBlockPlan(config, tensors, plan), budget)
-    say(`GPU memory budget ${formatBytes(budget)}: up to ${n} of ${config.numLayers} blocks`)
-    return Math.min(wanted, n)
-  }
-
-  let role: ServerRole | undefined
-  let failovers = 0
+  let controller: AbortController | undefined
   let session: InferenceSession | undefined
   let produced = 0
-  const serve = async (spec = 'auto'): Promise<{ start: number, end: number }> => {
-    if (role?.currentSpan !== undefined) return role.currentSpan
-    const { transport, directory, config } = await net()
-    const be = await backend()
-    const m = /^(\d+):(\d+)$/.exec(spec)
-    const span = m === null ? undefined : { start: Number(m[1]), end: Number(m[2]) }
-    const numServed = await blocksToServe(be, config, span)
-    role = new ServerRole({
-      transport,
-      directory,
-      model: modelId,
-      numBlocks: config.numLayers,
-      span,
-      numServed,
-      loadSpan: async (s, e) => await loadSpanBackend(sourceFrom(modelUrl), be, modelId, s, e, {}, { onProgress: progress.start(`${modelId}: blocks ${s}:${e}`) }),
-      cacheBudgetBytes: SERVE_CACHE_TOKENS * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
-      rebalanceMs: m === null ? 60_000 : 0,
-      log: say,
-      // The Swarm panel and other tabs read who serves what from the CRDT (the DHT is for routing).
-      onAnnounce: r => { void swarmForMirror?.updateSelf({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }).catch(() => {}) }
-    })
-    await role.start()
-    document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
-    return role.currentSpan!
+  let failovers = 0
+
+  const bubble = (role: string, text: string): HTMLElement => {
+    empty.remove()
+    const b = el('div', { class: `msg ${role}`, 'data-role': role }, el('span', { class: 'who' }, role === 'user' ? 'You' : 'Swarm'), el('div', { class: 'text' }, text))
+    conversation.append(b)
+    conversation.scrollTop = conversation.scrollHeight
+    return b.querySelector<HTMLElement>('.text')!
   }
 
-  const generate = async (p: number[] | string, n: number, opts: { temperature?: number, stopTokens?: number[] } = {}): Promise<number[]> => {
+  const drawRoute = (s: InferenceSession): void => {
+    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · blocks ${h.start}–${h.end - 1}`))
+    const parts: Array<Node | string> = ['route: ']
+    hops.forEach((h, i) => { if (i > 0) parts.push(' → '); parts.push(h) })
+    if (s.failovers.length > 0) {
+      parts.push(el('span', { class: 'failover' }, ` · failed over: ${s.failovers.map(f => `${short(f.peer)} → ${f.replacement.map(x => short(x.peer)).join(', ')} (${f.ms.toFixed(0)} ms)`).join('; ')}`))
+    }
+    route.replaceChildren(...parts)
+  }
+
+  /**
+   * Generates through the swarm from prompt ids, streaming each token's text to `onText`.
+   * Throws GenerationStoppedError when Stop was pressed (the tokens so far stay in `tokens`).
+   */
+  const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (t: string) => void, tokens: number[]): Promise<void> => {
+    const { config, ends, tokenizer } = await load()
+    const { transport, directory } = await pieces()
+    const client = new InferenceClient({ transport, directory, model: modelId, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log: l => { ctx.log(l) } })
+    const decode = tokenizer?.decoder()
+    const ctl = controller = new AbortController()
+    stopBtn.disabled = false
+    send.disabled = true
     produced = 0
     session = undefined
-    const { config, ends, tokenizer } = await load()
-    const { transport, directory } = await net()
-    const ids = typeof p === 'string' ? (tokenizer?.encode(p) ?? []) : p
-    if (ids.length === 0) throw new Error('empty prompt (or no tokenizer for text: give token ids)')
-    const client = new InferenceClient({ transport, directory, model: modelId, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log: say })
-    const decode = tokenizer?.decoder()
-    output.textContent = ''
     document.body.dataset.chat = 'running'
-    const r = await swarmGenerate(client, ends, ids, {
-      maxNewTokens: n,
-      temperature: opts.temperature ?? 0,
-      stopTokens: opts.stopTokens,
-      onSession: s => { session = s; route.textContent = `route: ${s.route.map(x => `${short(x.peer)} [${x.start}, ${x.end})`).join(' → ')}` },
-      onToken: id => { produced++; output.textContent += decode !== undefined && typeof p === 'string' ? decode(id) : `${id} ` }
-    })
-    failovers += r.session.failovers.length
-    if (r.session.failovers.length > 0) route.textContent += ` · failed over: ${r.session.failovers.map(f => `${short(f.peer)} → ${f.replacement.map(x => short(x.peer)).join(', ')} (${f.ms.toFixed(0)} ms)`).join('; ')} → now ${r.session.route.map(x => short(x.peer)).join(' → ')}`
-    document.body.dataset.chat = 'done'
-    return r.tokens
+    const t0 = performance.now()
+    let tFirst: number | undefined
+    try {
+      const r = await swarmGenerate(client, ends, ids, {
+        maxNewTokens: n,
+        temperature: opts.temperature ?? 0,
+        topP: opts.topP,
+        topK: opts.topK,
+        seed: Date.now() % 2 ** 31,
+        stopTokens: opts.stopTokens,
+        onSession: s => { session = s; drawRoute(s) },
+        onToken: id => {
+          // Stop lands here: throwing ends the loop, and swarmGenerate closes the session.
+          if (ctl.signal.aborted) throw new GenerationStoppedError('stopped by the user')
+          tokens.push(id)
+          produced++
+          tFirst ??= performance.now()
+          onText(decode !== undefined ? decode(id) : `${id} `)
+          const secs = (performance.now() - tFirst) / 1000
+          stats.textContent = `${produced} tokens · ${produced > 1 && secs > 0 ? `${((produced - 1) / secs).toFixed(2)} tokens/s` : 'first token'} · prompt ${ids.length} tokens in ${((tFirst - t0) / 1000).toFixed(1)} s`
+        }
+      })
+      failovers += r.session.failovers.length
+      drawRoute(r.session)
+      document.body.dataset.chat = 'done'
+    } catch (e) {
+      // Assigned in onSession (a callback), which the compiler's narrowing cannot see.
+      const open = session as InferenceSession | undefined
+      if (open !== undefined) { failovers += open.failovers.length; drawRoute(open) }
+      document.body.dataset.chat = e instanceof GenerationStoppedError ? 'stopped' : 'error'
+      throw e
+    } finally {
+      controller = undefined
+      stopBtn.disabled = true
+      send.disabled = false
+    }
   }
 
-  serveBtn.addEventListener('click', () => {
-    serveBtn.disabled = true
-    serve(spanInput.value.trim() === '' ? 'auto' : spanInput.value.trim()).catch(e => { say(`serve failed: ${(e as Error).message}`); serveBtn.disabled = false })
+  const explain = (e: unknown): void => {
+    if (e instanceof GenerationStoppedError) return
+    ctx.notify(`Chat failed: ${(e as Error).message}`, 'error')
+  }
+
+  form.addEventListener('submit', ev => {
+    ev.preventDefault()
+    const text = input.value.trim()
+    if (text === '' || controller !== undefined) return
+    input.value = ''
+    bubble('user', text)
+    const out = bubble('assistant', '')
+    out.parentElement!.dataset.state = 'streaming'
+    const tokens: number[] = []
+    void (async () => {
+      const { tokenizer, config } = await load()
+      if (tokenizer === undefined) throw new Error(`${modelId} has no tokenizer in the page: it cannot turn text into tokens`)
+      const templated = tokenizer.chatTemplate !== undefined
+      const turn: ChatMessage = { role: 'user', content: text }
+      const ids = templated ? chatPrompt(tokenizer, [...messages, turn]).ids : tokenizer.encode(text)
+      const stopTokens = templated ? chatStopTokens(tokenizer, config.eosTokenIds) : undefined
+      const reply = { role: 'assistant', content: '' }
+      messages.push(turn)
+      const n = Math.min(MAX_NEW_TOKENS, Math.max(1, Math.round(Number(maxNew.value) || DEFAULTS.maxTokens)))
+      try {
+        await run(ids, n, { temperature: Number(temperature.value), topP: Number(topP.value), topK: Math.round(Number(topK.value)), stopTokens }, t => { out.textContent += t; reply.content += t }, tokens)
+      } finally {
+        messages.push(reply)
+      }
+    })().then(() => { out.parentElement!.dataset.state = 'done' }, e => {
+      out.parentElement!.dataset.state = e instanceof GenerationStoppedError ? 'stopped' : 'error'
+      if (e instanceof GenerationStoppedError) out.append(el('span', { class: 'hint' }, ' (stopped)'))
+      explain(e)
+    })
   })
-  send.addEventListener('click', () => {
-    const text = prompt.value.trim()
-    const ids = /^\d+(,\d+)*$/.test(text) ? text.split(',').map(Number) : text
-    send.disabled = true
-    generate(ids, Number(maxNew.value) || 16).catch(e => say(`chat failed: ${(e as Error).message}`)).finally(() => { send.disabled = false })
+  input.addEventListener('keydown', ev => {
+    // Enter sends, Shift+Enter starts a new line (as chat apps do).
+    if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit() }
+  })
+  const stop = (): void => { controller?.abort() }
+  stopBtn.addEventListener('click', stop)
+  clear.addEventListener('click', () => {
+    stop()
+    messages.length = 0
+    conversation.replaceChildren(empty)
+    route.replaceChildren()
+    stats.textContent = ''
   })
 
-  setInterval(() => {
-    const s = role?.server
-    const span = role?.currentSpan
-    serveStatus.textContent = span === undefined || s === undefined
-      ? (role !== undefined ? `loading… (${role.state})` : 'not serving')
-      : `serving blocks [${span.start}, ${span.end}) · ${s.sessions.size} sessions · ${s.stats.steps} steps · ${s.throughput.toFixed(1)} tokens/s per block`
-  }, STATUS_MS)
+  const generate = async (p: number[] | string, n: number, opts: GenerateOptions = {}): Promise<number[]> => {
+    const { tokenizer } = await load()
+    const ids = typeof p === 'string' ? (tokenizer?.encode(p) ?? []) : p
+    if (ids.length === 0) throw new Error('empty prompt (or no tokenizer for text: give token ids)')
+    bubble('user', typeof p === 'string' ? p : `token ids ${p.join(',')}`)
+    const out = bubble('assistant', '')
+    const tokens: number[] = []
+    await run(ids, n, opts, t => { out.textContent += typeof p === 'string' ? t : '' }, tokens)
+    if (typeof p !== 'string') out.textContent = tokens.join(' ')
+    return tokens
+  }
 
   const localGenerate = async (p: number[], n: number, opts: { stopTokens?: number[] } = {}): Promise<number[]> => {
-    const be = await backend()
+    const be = await ctx.backend()
     const { loadModel } = await import('../model/model.ts')
     const { generate: generateLocal } = await import('../model/generate.ts')
     const model = await loadModel(modelUrl, be)
@@ -229,11 +244,13 @@ export function mountChatPanel (body: HTMLElement, backend: () => Promise<Backen
   }
 
   window.webswarmChat = {
-    serve,
+    serve: async (spec = 'auto') => await contribution.start(spec),
     generate,
     localGenerate,
-    state: () => ({ model: modelId, serving: role?.currentSpan, sessions: role?.server?.sessions.size ?? 0, steps: role?.server?.stats.steps ?? 0, failovers, route: session?.route ?? [], tokens: produced })
+    stop,
+    state: () => {
+      const c = contribution.status()
+      return { model: modelId, serving: c.span, sessions: c.sessions, steps: c.steps, failovers, route: session?.route ?? [], tokens: produced }
+    }
   }
-  const auto = params.get('serve')
-  if (auto !== null) serve(auto).catch(e => say(`serve failed: ${(e as Error).message}`))
 }

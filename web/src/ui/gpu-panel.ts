@@ -21,24 +21,57 @@ export function renderGpuInfo (body: HTMLElement, gpu: GpuBackend): void {
   body.replaceChildren(table)
 }
 
-export function renderError (body: HTMLElement, message: string): void {
+/**
+ * No WebGPU: says why and offers the CPU twins explicitly (slow, but every panel works on them).
+ * `onCpu` runs when the user takes the offer.
+ */
+export function renderError (body: HTMLElement, message: string, onCpu?: () => void): void {
   const p = document.createElement('p')
   p.className = 'error'
   p.id = 'gpu-error'
+  p.setAttribute('role', 'alert')
   p.textContent = message
   body.replaceChildren(p)
+  if (onCpu === undefined) return
+  const offer = document.createElement('p')
+  const btn = document.createElement('button')
+  btn.id = 'use-cpu'
+  btn.type = 'button'
+  btn.className = 'primary'
+  btn.textContent = 'Use the CPU instead'
+  const hint = document.createElement('span')
+  hint.className = 'hint'
+  hint.textContent = ' Chat and contribute on this computer\'s CPU: about 10–100× slower than a GPU.'
+  btn.addEventListener('click', () => {
+    onCpu()
+    btn.disabled = true
+    hint.textContent = ' This tab now computes on the CPU.'
+  })
+  offer.append(btn, hint)
+  body.append(offer)
 }
 
 /** A table that fills in as self-test results arrive. */
 export function selfTestTable (body: HTMLElement): (r: SelfTestResult) => void {
-  const h = document.createElement('h3')
-  h.textContent = 'Kernel self-test (GPU vs CPU twin)'
+  // Collapsed: a developer's check. Its summary line counts passes as results come in.
+  const box = document.createElement('details')
+  box.id = 'selftest-box'
+  box.className = 'disclosure'
+  const summary = document.createElement('summary')
+  summary.textContent = 'Kernel self-test (GPU vs CPU twin): running…'
   const table = document.createElement('table')
   table.id = 'selftest'
   const head = table.createTHead().insertRow()
   for (const t of ['family', 'case', 'result', 'max |err|', 'ms']) head.appendChild(document.createElement('th')).textContent = t
-  body.append(h, table)
+  box.append(summary, table)
+  body.append(box)
+  let pass = 0
+  let fail = 0
   return r => {
+    if (r.ok) pass++
+    else fail++
+    summary.textContent = `Kernel self-test (GPU vs CPU twin): ${pass} passed${fail > 0 ? `, ${fail} FAILED` : ''}`
+    if (fail > 0) box.open = true
     const tr = table.insertRow()
     tr.dataset.ok = String(r.ok)
     tr.insertCell().textContent = r.family

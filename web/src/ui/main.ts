@@ -1,12 +1,24 @@
+/**
+ * Page entry: read the page's parameters, build the one PageContext, mount the panels on it,
+ * then probe WebGPU and join the swarm (both announced to the panels as events). Panels fail
+ * independently: a missing GPU or an unreachable relay shows in its own place.
+ */
 import { GpuBackend } from '../gpu/gpu-backend.ts'
 import { benchMatmul } from '../gpu/ops/matmul-bench.ts'
 import { runSelfTests, type SelfTestResult } from '../gpu/selftest.ts'
-import { renderBench, renderError, renderGpuInfo, selfTestTable } from './gpu-panel.ts'
-import { mountNetPanel } from './net-panel.ts'
-import { mountTrainPanel } from './train-panel.ts'
+import { loadConfig } from '../model/model.ts'
+import { sourceFrom } from '../model/source.ts'
 import { mountChatPanel } from './chat-panel.ts'
+import { PageContext, readPageParams, type PageParams } from './context.ts'
+import { mountContributePanel } from './contribute-panel.ts'
+import { el } from './dom.ts'
+import { renderBench, renderError, renderGpuInfo, selfTestTable } from './gpu-panel.ts'
+import { mountNotices } from './notices.ts'
+import { swarmPieces } from './serving.ts'
+import { mountSwarmMap } from './swarm-map-panel.ts'
+import { mountTrainPanel } from './train-panel.ts'
 
-/** What the page exposes for tests and the console. */
+/** What the page exposes about its GPU for tests and the console. */
 export interface PageState {
   gpu?: GpuBackend
   selfTest?: SelfTestResult[]
@@ -21,17 +33,28 @@ declare global {
 /** Micro-benchmark size: software adapters are ~1000× slower than real GPUs. */
 const benchSize = (gpu: GpuBackend): number => gpu.info.software ? 128 : 1024
 
-async function probeGpu (state: PageState): Promise<void> {
-  const body = document.querySelector<HTMLElement>('#gpu-panel .body')!
+const panel = (id: string): HTMLElement => document.querySelector<HTMLElement>(`#${id} .body`)!
+
+async function probeGpu (ctx: PageContext, state: PageState): Promise<void> {
+  const body = panel('gpu-panel')
   try {
     state.gpu = await GpuBackend.create()
   } catch (e) {
-    renderError(body, (e as Error).message)
+    const reason = (e as Error).message
+    ctx.setGpu({ state: 'missing', reason })
+    renderError(body, reason, ctx.cpuChosen ? undefined : () => { ctx.useCpu() })
     document.body.dataset.gpu = 'missing'
     return
   }
+  ctx.setGpu({ state: 'ready', gpu: state.gpu })
   renderGpuInfo(body, state.gpu)
   document.body.dataset.gpu = 'ready'
+  // `?device=cpu`: this tab computes on the CPU twins; the GPU's self-test and benchmark would
+  // only take the CPU from them (software adapters run on it).
+  if (ctx.params.device === 'cpu') {
+    body.append(el('p', { class: 'hint', id: 'gpu-cpu-note' }, 'This tab computes on the CPU (?device=cpu): the GPU self-test is skipped.'))
+    return
+  }
   state.selfTest = await runSelfTests(state.gpu, selfTestTable(body))
   document.body.dataset.selftest = state.selfTest.every(r => r.ok) ? 'pass' : 'fail'
   const n = benchSize(state.gpu)
@@ -39,25 +62,34 @@ async function probeGpu (state: PageState): Promise<void> {
   state.gflops = gflops
   renderBench(body, n, gflops)
   document.body.dataset.bench = 'done'
+  void ctx.publishSelf({ gflops: Math.round(gflops * 100) / 100 }).catch(() => {})
 }
 
-/** Page entry: probe WebGPU, then mount each panel. Panels fail independently. */
 async function main (): Promise<void> {
+  let params: PageParams
+  try {
+    params = readPageParams(location.href)
+  } catch (e) {
+    document.querySelector('main')!.replaceChildren(el('p', { class: 'error', id: 'param-error', role: 'alert' }, (e as Error).message))
+    return
+  }
+  const ctx = new PageContext(params)
+  window.webswarmPage = ctx
   const state: PageState = {}
   window.webswarmGpu = state
-  void mountNetPanel(document.querySelector<HTMLElement>('#net-panel .body')!)
-  // Training runs on this page's GPU once probed; `?device=cpu` (or no WebGPU) uses the CPU twins.
-  mountTrainPanel(document.querySelector<HTMLElement>('#train-panel .body')!, async () => {
-    if (new URLSearchParams(location.search).get('device') !== 'cpu' && state.gpu !== undefined) return state.gpu
-    return (await import('../gpu/cpu-backend.ts')).cpu
-  })
-  // Chat + serving blocks run on the same GPU (or the CPU twins with `?device=cpu`).
-  mountChatPanel(document.querySelector<HTMLElement>('#chat-panel .body')!, async () => {
-    while (document.body.dataset.gpu === undefined) await new Promise(resolve => setTimeout(resolve, 50))
-    if (new URLSearchParams(location.search).get('device') !== 'cpu' && state.gpu !== undefined) return state.gpu
-    return (await import('../gpu/cpu-backend.ts')).cpu
-  })
-  await probeGpu(state)
+  mountNotices(document.querySelector<HTMLElement>('#notices')!, document.querySelector<HTMLElement>('#page-log')!, ctx)
+  mountSwarmMap(panel('net-panel'), ctx)
+  const pieces = swarmPieces(ctx)
+  const contribution = mountContributePanel(panel('contribute-panel'), ctx, pieces)
+  mountChatPanel(panel('chat-panel'), ctx, pieces, contribution)
+  mountTrainPanel(panel('train-panel'), ctx)
+  ctx.addEventListener('swarm', () => { document.body.dataset.net = ctx.swarmStatus.state === 'joined' ? 'ready' : ctx.swarmStatus.state === 'error' ? 'error' : 'joining' })
+  void loadConfig(sourceFrom(params.modelUrl)).then(c => { ctx.setModelDepth(c.numLayers) }, e => { ctx.notify(`The model at ${params.modelUrl} could not be read: ${(e as Error).message}`, 'error') })
+  void ctx.join()
+  // `?serve=A:B` or `?serve=auto`: contribute as soon as the swarm is joined (scripts, demos).
+  const serve = new URLSearchParams(location.search).get('serve')
+  if (serve !== null) contribution.start(serve).catch(e => { ctx.notify(`Could not contribute: ${(e as Error).message}`, 'error') })
+  await probeGpu(ctx, state)
 }
 
 void main()

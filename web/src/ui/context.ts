@@ -1,0 +1,227 @@
+/**
+ * The page context: the one object every panel gets the GPU, the swarm and the page's settings
+ * from — promises for what arrives later, events for what changes — instead of polling `window`
+ * globals. It also owns this tab's signed entry in the swarm doc (so that panels merge their
+ * fields into one entry with one lifetime), the page log and the short notices.
+ *
+ * Events (`addEventListener`): 'gpu' (probe finished), 'device' (the CPU fallback was chosen),
+ * 'model' (the page model's depth is known),
+ * 'swarm' (joined, or joining failed), 'self' (own entry written), 'log' (a log line),
+ * 'notice' (a short message for people; detail: Notice).
+ *
+ * Query parameters read here: `relay=URL` (the relay to join and load models from; default the
+ * origin that served the page), `model=URL`, `device=cpu`, `swarm=NAME`, `entry-ttl=SECONDS`
+ * (lifetime of this tab's swarm entry; tests shorten it to see closed tabs leave the map),
+ * `max-gpu-memory=SIZE`.
+ */
+import type { Backend } from '../gpu/backend.ts'
+import type { GpuBackend } from '../gpu/gpu-backend.ts'
+import { parseByteSize } from '../model/memory-plan.ts'
+import { PEER_ENTRY_TTL_MS } from '../net/crdt/entries.ts'
+import { joinSwarm, type Swarm } from '../net/index.ts'
+import { call, handle } from '../net/stream/index.ts'
+import { NoComputeDeviceError, NotJoinedError, PageParamError } from './errors.ts'
+
+/** Shortest entry lifetime `?entry-ttl=` may ask for, ms: refreshes every half of it must get out. */
+export const MIN_ENTRY_TTL_MS = 2_000
+/** Lines kept in the page log (older ones drop off). */
+export const LOG_LINES = 400
+
+export interface PageParams {
+  /** Base URL of the relay (ends with '/'). */
+  relayUrl: string
+  /** The relay's /bootstrap URL. */
+  bootstrapUrl: string
+  /** Whether `?relay=` named it (else it is the page's own origin). */
+  relayGiven: boolean
+  /** Model location (no trailing slash) and its short name. */
+  modelUrl: string
+  modelId: string
+  /** 'cpu': compute on the CPU twins from the start. */
+  device: 'auto' | 'cpu'
+  swarm?: string
+  /** Lifetime of this tab's entry in the swarm doc, ms. */
+  entryTtlMs: number
+  /** GPU-memory budget asked for in the URL, bytes. */
+  maxGpuMemory?: number
+}
+
+/** Reads the page's query parameters; throws PageParamError naming a malformed one. */
+export function readPageParams (href: string): PageParams {
+  const url = new URL(href)
+  const q = url.searchParams
+  const relayText = q.get('relay')
+  let relay: URL
+  try {
+    relay = new URL(relayText ?? './', href)
+  } catch {
+    throw new PageParamError(`?relay=${relayText ?? ''} is not a URL (want e.g. https://relay.example.org/)`)
+  }
+  if (relay.protocol !== 'http:' && relay.protocol !== 'https:') throw new PageParamError(`?relay= must be an http(s) URL, got ${relay.protocol}`)
+  if (!relay.pathname.endsWith('/')) relay.pathname += '/'
+  relay.search = ''
+  relay.hash = ''
+  const relayUrl = relay.toString()
+  const modelUrl = new URL(q.get('model') ?? 'models/default', q.get('model') !== null ? href : relayUrl).toString().replace(/\/+$/, '')
+  const ttlText = q.get('entry-ttl')
+  let entryTtlMs = PEER_ENTRY_TTL_MS
+  if (ttlText !== null) {
+    const s = Number(ttlText)
+    if (!Number.isFinite(s) || s * 1000 < MIN_ENTRY_TTL_MS || s * 1000 > PEER_ENTRY_TTL_MS) throw new PageParamError(`?entry-ttl=${ttlText}: want seconds between ${MIN_ENTRY_TTL_MS / 1000} and ${PEER_ENTRY_TTL_MS / 1000}`)
+    entryTtlMs = s * 1000
+  }
+  const mem = q.get('max-gpu-memory')
+  return {
+    relayUrl,
+    bootstrapUrl: new URL('bootstrap', relayUrl).toString(),
+    relayGiven: relayText !== null,
+    modelUrl,
+    modelId: modelUrl.split('/').at(-1) ?? 'model',
+    device: q.get('device') === 'cpu' ? 'cpu' : 'auto',
+    swarm: q.get('swarm') ?? undefined,
+    entryTtlMs,
+    maxGpuMemory: mem === null ? undefined : parseByteSize(mem)
+  }
+}
+
+export type GpuStatus = { state: 'probing' } | { state: 'ready', gpu: GpuBackend } | { state: 'missing', reason: string }
+export type SwarmStatus = { state: 'joining' } | { state: 'joined', swarm: Swarm } | { state: 'error', reason: string }
+export interface Notice { text: string, level: 'info' | 'warn' | 'error' }
+
+declare global {
+  interface Window {
+    /** The page's swarm membership, for tests and the console. */
+    webswarm?: {
+      peerId: string
+      node: Swarm['node']
+      doc: Swarm['doc']
+      swarm: Swarm
+      /** Framed tensor streams (net/stream) bound to nothing: pass `node` yourself. */
+      tensors: { call: typeof call, handle: typeof handle }
+    }
+    /** The page context, for tests and the console. */
+    webswarmPage?: PageContext
+  }
+}
+
+export class PageContext extends EventTarget {
+  gpuStatus: GpuStatus = { state: 'probing' }
+  swarmStatus: SwarmStatus = { state: 'joining' }
+  /** The user chose the CPU twins (no WebGPU, or by choice). */
+  cpuChosen: boolean
+  readonly logLines: string[] = []
+  /** Resolves once the GPU probe is over: the adapter, or undefined without WebGPU. */
+  readonly gpu: Promise<GpuBackend | undefined>
+  private resolveGpu!: (g: GpuBackend | undefined) => void
+  private selfData: Record<string, unknown> = {}
+  private selfTimer?: ReturnType<typeof setTimeout>
+  private joining?: Promise<void>
+  /** Blocks in the page's model, once its config is read ('model' event). */
+  modelDepth?: number
+
+  constructor (readonly params: PageParams) {
+    super()
+    this.cpuChosen = params.device === 'cpu'
+    this.gpu = new Promise(resolve => { this.resolveGpu = resolve })
+  }
+
+  /** Records the GPU probe's outcome (main.ts probes once per page). */
+  setGpu (status: Exclude<GpuStatus, { state: 'probing' }>): void {
+    this.gpuStatus = status
+    this.resolveGpu(status.state === 'ready' ? status.gpu : undefined)
+    this.dispatchEvent(new Event('gpu'))
+  }
+
+  /** Records the page model's depth (the map draws it even when nobody serves it). */
+  setModelDepth (blocks: number): void {
+    this.modelDepth = blocks
+    this.dispatchEvent(new Event('model'))
+  }
+
+  /** Compute on the CPU twins from now on (the explicit fallback without WebGPU). */
+  useCpu (): void {
+    if (this.cpuChosen) return
+    this.cpuChosen = true
+    this.log('device: the CPU twins (chosen)')
+    this.dispatchEvent(new Event('device'))
+  }
+
+  /** Where this tab computes: the GPU once probed, the CPU twins when chosen; else NoComputeDeviceError. */
+  async backend (): Promise<Backend> {
+    if (!this.cpuChosen) {
+      const gpu = await this.gpu
+      if (gpu !== undefined && !this.cpuChosen) return gpu
+    }
+    if (this.cpuChosen) return (await import('../gpu/cpu-backend.ts')).cpu
+    throw new NoComputeDeviceError('this browser has no WebGPU: choose "Use the CPU instead" (slow, but it works) or open the page with ?device=cpu')
+  }
+
+  /** 'GPU', 'CPU', or 'none' yet: for status lines. */
+  get deviceLabel (): string {
+    if (this.cpuChosen) return 'CPU'
+    if (this.gpuStatus.state === 'ready') return this.gpuStatus.gpu.info.software ? 'GPU (software)' : 'GPU'
+    return this.gpuStatus.state === 'probing' ? 'probing…' : 'none'
+  }
+
+  /** The joined swarm: now, after the join in progress, or NotJoinedError when joining failed. */
+  async swarm (): Promise<Swarm> {
+    for (;;) {
+      const s = this.swarmStatus
+      if (s.state === 'joined') return s.swarm
+      if (s.state === 'error') throw new NotJoinedError(`not in the swarm: ${s.reason}`)
+      await new Promise(resolve => { this.addEventListener('swarm', resolve, { once: true }) })
+    }
+  }
+
+  /** Joins the relay's swarm (again after a failure: the Retry button). */
+  async join (): Promise<void> {
+    if (this.swarmStatus.state === 'joined') return
+    this.joining ??= (async () => {
+      this.swarmStatus = { state: 'joining' }
+      this.dispatchEvent(new Event('swarm'))
+      try {
+        const s = await joinSwarm({ bootstrapUrl: this.params.bootstrapUrl, swarm: this.params.swarm, log: l => { this.log(l) } })
+        window.webswarm = { peerId: s.peerId, node: s.node, doc: s.doc, swarm: s, tensors: { call, handle } }
+        this.swarmStatus = { state: 'joined', swarm: s }
+        await this.publishSelf({ agent: navigator.userAgent.includes('Headless') ? 'headless' : 'browser', joinedAt: Date.now(), background: document.visibilityState === 'hidden' })
+      } catch (e) {
+        this.swarmStatus = { state: 'error', reason: (e as Error).message }
+        this.log(`join failed: ${(e as Error).message}`)
+      } finally {
+        this.joining = undefined
+      }
+      this.dispatchEvent(new Event('swarm'))
+    })()
+    await this.joining
+  }
+
+  /**
+   * Merges `patch` into this tab's signed swarm entry, written with the page's entry lifetime and
+   * rewritten every half of it. (Swarm.updateSelf would refresh with the default 10 min lifetime
+   * and undo a short `?entry-ttl=`.)
+   */
+  async publishSelf (patch: Record<string, unknown>): Promise<void> {
+    this.selfData = { ...this.selfData, ...patch }
+    const s = this.swarmStatus
+    if (s.state !== 'joined') return // written when joined (join() publishes the merged data)
+    clearTimeout(this.selfTimer)
+    this.selfTimer = setTimeout(() => { void this.publishSelf({}).catch(e => { this.log(`refreshing own entry failed: ${(e as Error).message}`) }) }, this.params.entryTtlMs / 2)
+    await s.swarm.doc.setSelf(this.selfData, this.params.entryTtlMs)
+    this.dispatchEvent(new Event('self'))
+  }
+
+  /** A line in the collapsible page log (and the console). */
+  log (line: string): void {
+    const stamped = `${new Date().toISOString().slice(11, 19)} ${line}`
+    this.logLines.push(stamped)
+    if (this.logLines.length > LOG_LINES) this.logLines.splice(0, this.logLines.length - LOG_LINES)
+    console.info(line)
+    this.dispatchEvent(new CustomEvent('log', { detail: stamped }))
+  }
+
+  /** A short message for people (errors in one line; details go to the log). */
+  notify (text: string, level: Notice['level'] = 'info'): void {
+    this.log(`${level}: ${text}`)
+    this.dispatchEvent(new CustomEvent<Notice>('notice', { detail: { text, level } }))
+  }
+}

@@ -1,0 +1,30 @@
+/** Typed failures of the page (STYLE 9): what a panel shows as a short notice. */
+import { WebSwarmError } from '../util/errors.ts'
+
+/** The user pressed Stop: generation ended early on purpose (not shown as a failure). */
+export class GenerationStoppedError extends WebSwarmError {
+  override name = 'GenerationStoppedError'
+  readonly errorCode = 'page.generation-stopped'
+  readonly callerFault = false
+}
+
+/** The page has no WebGPU and the user has not chosen the CPU fallback (nor `?device=cpu`). */
+export class NoComputeDeviceError extends WebSwarmError {
+  override name = 'NoComputeDeviceError'
+  readonly errorCode = 'page.no-compute-device'
+  readonly callerFault = false
+}
+
+/** A page query parameter (`?relay=`, `?entry-ttl=`, `?max-gpu-memory=`) does not parse. */
+export class PageParamError extends WebSwarmError {
+  override name = 'PageParamError'
+  readonly errorCode = 'page.bad-param'
+  readonly callerFault = true
+}
+
+/** The swarm is not joined (the relay is unreachable, or joining failed): nothing that needs peers can run. */
+export class NotJoinedError extends WebSwarmError {
+  override name = 'NotJoinedError'
+  readonly errorCode = 'page.not-joined'
+  readonly callerFault = false
+}
