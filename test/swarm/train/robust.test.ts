@@ -1,15 +1,19 @@
 /**
  * The pure pieces of robust aggregation: the aggregators' exact values (robust.ts), their
  * validation, the owner's reduction with an aggregation and exclusions (reduce.ts), and the
- * contribution check's rules on a stub loss probe (contribution-check.ts).
+ * contribution check's rules on a stub loss probe (contribution-check.ts), the run declaration's
+ * fields and the board's record of refused peers (exclusions.ts).
  */
 import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
 import { q8Bytes, quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
 import { aggregate, aggregationProblem, parseAggregation, type Aggregation } from '../../../web/src/swarm/train/robust.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
 import { GauntletCheck, type LossProbe } from '../../../web/src/swarm/train/contribution-check.ts'
 import { dequantizeQ8Into, quantizeQ8Fast } from '../../../web/src/swarm/train/q8fast.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
+import { KEEP_SYNC_RECORDS, defaultRunSpec, parseRunSpec } from '../../../web/src/swarm/train/run-board.ts'
+import { recordRefused, refusedCounts } from '../../../web/src/swarm/train/exclusions.ts'
 
 const f32 = (...v: number[]): Float32Array => Float32Array.from(v)
 
@@ -145,5 +149,33 @@ describe('the contribution check (stub loss probe)', () => {
     expect(() => new GauntletCheck(stubProbe, { replayCosine: 0 })).toThrow(/replayCosine/)
     expect(() => new GauntletCheck(stubProbe, { minGainFraction: 1 })).toThrow(/minGainFraction/)
     await expect(new GauntletCheck(stubProbe).check({ round: 0, n: 10, start: 0, end: 3, peers: ['a'], deltas: [f32(1, 2)] })).rejects.toThrow(/2 elements, the part 3/)
+  })
+})
+
+describe('the run declaration and the board record', () => {
+  it('a declaration selects the aggregation and the check; old declarations mean the mean, no check; bad ones are refused', () => {
+    const d = defaultRunSpec('r1')
+    expect(d.aggregation).toEqual({ kind: 'mean' })
+    expect(d.checkWindows).toBe(0)
+    const { aggregation: _a, checkWindows: _c, ...old } = d
+    expect(parseRunSpec(old).aggregation).toEqual({ kind: 'mean' })
+    const r = defaultRunSpec('r2', { aggregation: { kind: 'centered-clip', tauFactor: 2, iters: 3 }, checkWindows: 2 })
+    expect(parseRunSpec(JSON.parse(JSON.stringify(r)))).toEqual(r)
+    expect(() => parseRunSpec({ ...d, aggregation: { kind: 'trimmed-mean', trim: -1 } })).toThrow(/aggregation trimmed-mean's trim/)
+    expect(() => parseRunSpec({ ...d, checkWindows: 17 })).toThrow(/checkWindows/)
+  })
+
+  it('refused peers are recorded per sync, counted per peer, and pruned with the sync records', () => {
+    const doc = new Y.Doc()
+    const map = doc.getMap<unknown>('train')
+    recordRefused(map, 'r1', 0, ['w-c'])
+    recordRefused(map, 'r1', 1, ['w-c', 'w-d', 'w-c'])
+    recordRefused(map, 'r1', 2, [])
+    map.set('refused/r1/x', { peers: ['w-z'] }) // malformed key: ignored
+    map.set('refused/r1/9', { peers: 'w-z' }) // malformed value: ignored
+    expect(Object.fromEntries(refusedCounts(map, 'r1'))).toEqual({ 'w-c': 2, 'w-d': 1 })
+    recordRefused(map, 'r1', KEEP_SYNC_RECORDS, ['w-e'])
+    expect(map.has('refused/r1/0')).toBe(false)
+    expect(refusedCounts(map, 'r2').size).toBe(0)
   })
 })

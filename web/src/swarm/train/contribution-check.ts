@@ -47,6 +47,8 @@ export interface PartCandidates {
 /** What a part owner asks before reducing: peer → why it is excluded (absent: it counts). */
 export interface ContributionCheck {
   check: (p: PartCandidates) => Promise<Map<string, string>>
+  /** Frees what the check holds (an evaluation model). */
+  dispose?: () => void
 }
 
 /**
@@ -56,6 +58,7 @@ export interface ContributionCheck {
  */
 export interface LossProbe {
   losses: (round: number, n: number, start: number, deltas: readonly Float32Array[]) => Promise<{ before: number, after: number[] }>
+  dispose?: () => void
 }
 
 export interface GauntletOptions {
@@ -94,6 +97,11 @@ export class GauntletCheck implements ContributionCheck {
     if (!(Number.isInteger(this.keepRounds) && this.keepRounds >= 0)) throw new TrainArgumentError(`keepRounds must be an integer ≥ 0, got ${this.keepRounds}`)
     if (!(this.minGainFraction >= 0 && this.minGainFraction < 1)) throw new TrainArgumentError(`minGainFraction must be in [0, 1), got ${this.minGainFraction}`)
     if (!(Number.isInteger(this.minCandidates) && this.minCandidates >= 2)) throw new TrainArgumentError(`minCandidates must be an integer ≥ 2, got ${this.minCandidates}`)
+  }
+
+  dispose (): void {
+    this.seen.clear()
+    this.probe.dispose?.()
   }
 
   async check (p: PartCandidates): Promise<Map<string, string>> {

@@ -69,6 +69,11 @@ export class ModelLossProbe implements LossProbe {
     return { before, after }
   }
 
+  /** Frees the evaluation model's tensors. */
+  dispose (): void {
+    this.o.model.dispose()
+  }
+
   /** Writes every parameter overlapping [lo, hi) of the flat vector into the evaluation model. */
   private write (flat: Float32Array, lo: number, hi: number): void {
     for (const s of this.o.layout.slots) {

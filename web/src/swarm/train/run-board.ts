@@ -22,6 +22,7 @@ import { ADAMW_DEFAULTS } from '../../model/optimizer.ts'
 import type { RoundDirectory } from './allreduce.ts'
 import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
 import { RunConfigError } from './errors.ts'
+import { aggregationProblem, type Aggregation } from './robust.ts'
 import { GENESIS_PATTERN, liveness, MEMBER_PRUNE_MS, newGenesis, parseMemberEntry, type MemberEntry } from './membership.ts'
 
 /** Name of the root map holding runs. */
@@ -69,6 +70,10 @@ export interface RunSpec {
   mixAlpha: number
   /** Syncs to run (0: until stopped). */
   totalSyncs: number
+  /** How part owners combine the members' contributions (robust.ts): the mean (declarations without the field) or a robust aggregator. */
+  aggregation: Aggregation
+  /** Windows per part of the owners' contribution check (contribution-check.ts, loss-probe.ts); 0: no check. */
+  checkWindows: number
   /**
    * Tag of this founding of the run (16 hex digits), drawn by `RunBoard.declare`: records and
    * member entries carry it, so those of a concurrent losing declaration are told apart ('' in
@@ -88,7 +93,7 @@ export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
   return parseRunSpec({
     id, model: TINY_MODEL, corpus: { kind: 'brown' }, seed: 1, innerSteps: 20, seqLen: 32, batchSize: 1, innerLr: 3e-3,
     warmupSteps: 0, decaySteps: 0, minInnerLr: (o.innerLr ?? 3e-3) / 10, ...ADAM_DEFAULTS, weightDecay: ADAMW_DEFAULTS.weightDecay, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
-    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, genesis: '', ...o
+    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, aggregation: { kind: 'mean' }, checkWindows: 0, genesis: '', ...o
   })
 }
 
@@ -147,6 +152,8 @@ export function parseRunSpec (raw: unknown): RunSpec {
     overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
     mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
     totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer'),
+    aggregation: parseAggregationField(o.aggregation),
+    checkWindows: num(withDefault(o, 'checkWindows', 0), 'checkWindows', v => Number.isInteger(v) && v >= 0 && v <= MAX_CHECK_WINDOWS, `an integer in [0, ${MAX_CHECK_WINDOWS}]`),
     genesis: o.genesis === undefined ? '' : o.genesis as string
   }
   if (spec.genesis !== '' && (typeof spec.genesis !== 'string' || !GENESIS_PATTERN.test(spec.genesis))) throw new RunConfigError(`run field genesis must be 16 hex digits, got ${JSON.stringify(o.genesis)}`)
@@ -155,6 +162,17 @@ export function parseRunSpec (raw: unknown): RunSpec {
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
   return spec
+}
+
+/** Windows of the contribution check a declaration may ask for (each costs a forward pass per member and part). */
+export const MAX_CHECK_WINDOWS = 16
+
+/** A declaration's aggregation: the mean when absent (declared before the field existed). */
+function parseAggregationField (a: unknown): Aggregation {
+  if (a === undefined) return { kind: 'mean' }
+  const why = aggregationProblem(a)
+  if (why !== undefined) throw new RunConfigError(`run field aggregation ${why}`)
+  return JSON.parse(JSON.stringify(a)) as Aggregation
 }
 
 export interface SyncRecord {

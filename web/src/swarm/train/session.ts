@@ -19,6 +19,9 @@ import { MEMBER_HEARTBEAT_MS, RunForkedError, specContentKey } from './membershi
 import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run-board.ts'
 import type { StateShards } from './state-shards.ts'
 import { DiLoCoWorker, type StepEvent, type SyncEvent } from './worker.ts'
+import { GauntletCheck } from './contribution-check.ts'
+import { ModelLossProbe } from './loss-probe.ts'
+import { recordRefused } from './exclusions.ts'
 
 /** First wait (ms) before a resync that found nothing to fetch tries again; later waits grow linearly. */
 const RESYNC_RETRY_MS = 500
@@ -80,7 +83,7 @@ export class TrainSession {
     const it = validation.windows(spec.seqLen, EVAL_SEED)
     const evalWindows: Window[] = Array.from({ length: EVAL_WINDOWS }, () => it.next().value as Window)
     const self = init.transport.self
-    const ar = new AllReducePeer(init.transport, { ...init.allreduce, run: spec.id, directory: init.board, block: spec.compression.block, log: init.log })
+    const ar = new AllReducePeer(init.transport, { ...init.allreduce, aggregation: spec.aggregation, run: spec.id, directory: init.board, block: spec.compression.block, log: init.log })
     let session: TrainSession | undefined
     let lossSum = 0
     let lossSteps = 0
@@ -99,12 +102,21 @@ export class TrainSession {
         else if (!session!.stopped) session!.beat(true)
         // This worker's mean inner loss since its last sync, for every peer's dashboard.
         if (lossSteps > 0) init.board.recordLoss(self, e.seq, lossSum / lossSteps)
+        // Whom the owners refused or excluded this sync: on the board for every peer to see.
+        if (e.resynced !== true && e.satOut !== true) recordRefused(init.board.map, spec.id, e.seq, e.rejected)
         lossSum = 0; lossSteps = 0
         init.onSync?.(e)
       },
       resync: async () => await session!.resync(),
       observe: async (seq) => await session!.fetchRecorded(seq)
     })
+    // The owners' contribution check evaluates on its own copy of the model (loss-probe.ts).
+    if (spec.checkWindows > 0) {
+      ar.contributionCheck = new GauntletCheck(new ModelLossProbe({
+        model: initModel(config, init.backend, spec.seed), data: train, layout: worker.layout, fragments: worker.fragments,
+        global: () => worker.global, seqLen: spec.seqLen, windows: spec.checkWindows, seed: spec.seed
+      }))
+    }
     session = new TrainSession(spec, worker, ar, init)
     for (const { key, reason } of init.board.memberStatus().ignored) init.log?.(`train: ignoring board entry ${key}: ${reason}`)
     const latest = init.board.latest()
@@ -304,6 +316,7 @@ export class TrainSession {
     this.heartbeatTimer = undefined
     this.init.board.leave(this.self)
     this.allreduce.stop()
+    this.allreduce.contributionCheck?.dispose?.()
     this.worker.dispose()
   }
 }
