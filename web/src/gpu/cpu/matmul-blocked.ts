@@ -6,9 +6,10 @@
  * inner loop re-reads the transpose flags and the bias on every multiply-add (≈ 2 ms a byte-llama
  * token, BENCHMARKS.md § API), and a batch of M rows walks the weights M times.
  *
- * Here the layout becomes strides, fixed before the loops, and four rows of `a` share each pass
- * over a row (or column) of `b`: continuous batching's stacked rows then read the weights once per
- * four sessions; a single row shares its pass over four columns of `b` instead. Each output is still one f64 sum over k = 0 … K-1 in order, scaled and biased
+ * Here the layout becomes strides, fixed before the loops, and blocks of four rows of `a` and two
+ * columns of `b` are computed together (eight sums in flight, each loaded value used twice or
+ * four times): continuous batching's stacked rows then read the weights once per four sessions;
+ * a single row shares its pass over four columns of `b` instead. Each output is still one f64 sum over k = 0 … K-1 in order, scaled and biased
  * once, then rounded to f32 — the twin's own steps, so the results are equal bit for bit
  * (test/gpu/matmul-blocked.test.ts), and a session's greedy tokens do not depend on the batch it
  * shared.
@@ -37,7 +38,52 @@ export function matmulBlocked (a: Float32Array, b: Float32Array, d: MatmulDims, 
       const a1 = a0 + am
       const a2 = a1 + am
       const a3 = a2 + am
-      for (let n = 0; n < N; n++) {
+      let n = 0
+      // A 4 × 2 tile of outputs: eight sums in flight, six loads for eight multiply-adds.
+      for (; n + 2 <= N; n += 2) {
+        const b0 = bb + n * bn
+        const b1 = b0 + bn
+        let s00 = 0
+        let s01 = 0
+        let s10 = 0
+        let s11 = 0
+        let s20 = 0
+        let s21 = 0
+        let s30 = 0
+        let s31 = 0
+        for (let k = 0; k < K; k++) {
+          const kb = k * bk
+          const ka = k * ak
+          const x0 = b[b0 + kb]
+          const x1 = b[b1 + kb]
+          const y0 = a[a0 + ka]
+          const y1 = a[a1 + ka]
+          const y2 = a[a2 + ka]
+          const y3 = a[a3 + ka]
+          s00 += y0 * x0
+          s01 += y0 * x1
+          s10 += y1 * x0
+          s11 += y1 * x1
+          s20 += y2 * x0
+          s21 += y2 * x1
+          s30 += y3 * x0
+          s31 += y3 * x1
+        }
+        // `+ 0` without a bias, as the twin: -0 becomes +0 there too.
+        const c0 = bias !== undefined ? bias[n] : 0
+        const c1 = bias !== undefined ? bias[n + 1] : 0
+        const o = ob + m * N + n
+        out[o] = alpha * s00 + c0
+        out[o + 1] = alpha * s01 + c1
+        out[o + N] = alpha * s10 + c0
+        out[o + N + 1] = alpha * s11 + c1
+        out[o + 2 * N] = alpha * s20 + c0
+        out[o + 2 * N + 1] = alpha * s21 + c1
+        out[o + 3 * N] = alpha * s30 + c0
+        out[o + 3 * N + 1] = alpha * s31 + c1
+      }
+      // An odd N's last column.
+      for (; n < N; n++) {
         const b0 = bb + n * bn
         let s0 = 0
         let s1 = 0
@@ -51,7 +97,6 @@ export function matmulBlocked (a: Float32Array, b: Float32Array, d: MatmulDims, 
           s2 += a[a2 + ka] * bv
           s3 += a[a3 + ka] * bv
         }
-        // `+ 0` without a bias, as the twin: -0 becomes +0 there too.
         const add = bias !== undefined ? bias[n] : 0
         const o = ob + m * N + n
         out[o] = alpha * s0 + add
