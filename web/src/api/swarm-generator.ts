@@ -16,6 +16,7 @@ import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import type { SwarmDirectory } from '../swarm/records.ts'
 import type { RpcTransport } from '../swarm/transport/index.ts'
+import { BatchedHead, withBatchedHead } from './batched-head.ts'
 import { CachedDirectory } from './cached-directory.ts'
 import { InvalidParamError, SwarmUnavailableError } from './errors.ts'
 import type { ApiModel, GenerateParams, GenerateResult, Generator } from './generator.ts'
@@ -34,6 +35,8 @@ export interface SwarmModel {
   info: ApiModel
   client: InferenceClient
   ends: ClientEnds
+  /** The head shared by concurrent generations (batched-head.ts), when `ends` goes through one. */
+  head?: BatchedHead
 }
 
 /** "1, 2, 5-7" */
@@ -194,7 +197,10 @@ export interface LoadSwarmModelOptions extends Partial<Pick<InferenceClientOptio
 
 /** Loads a model's config, tokenizer, embedding and head; its blocks stay on the swarm. */
 export async function loadSwarmModel (o: LoadSwarmModelOptions): Promise<SwarmModel> {
-  const { config, ends } = await loadClientEnds(o.source, o.backend)
+  const { config, lm, ends: own } = await loadClientEnds(o.source, o.backend)
+  // Concurrent generations' logits rows go through the head together (batched-head.ts).
+  const head = new BatchedHead(lm.head, o.backend)
+  const ends = withBatchedHead(own, head)
   const tokenizer = await loadTokenizer(o.source, config.vocabSize)
   if (tokenizer === undefined) throw new InvalidParamError(`model ${o.id} has no tokenizer (tokenizer.json, GGUF metadata, or a 256-byte vocabulary): the API needs one to read prompts`)
   // Concurrent requests share one records lookup (cached-directory.ts).
@@ -202,6 +208,7 @@ export async function loadSwarmModel (o: LoadSwarmModelOptions): Promise<SwarmMo
   return {
     info: { id: o.id, contextLength: config.maxPositions, tokenizer, eosTokenIds: config.eosTokenIds, created: Math.floor(Date.now() / 1000) },
     client,
-    ends
+    ends,
+    head
   }
 }
