@@ -139,7 +139,7 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
       outs.forEach((o, i) => { expect(o.mean).toBe(bufs[i].mean); expect(o.qMean).toBe(bufs[i].qMean) })
       expect(new Set(await hashes(outs)).size).toBe(1)
       expect(outs[0].mean).toEqual(expectedMean(n, s.ids, qs))
-      expect(outs[0].mean).toEqual(dequantizeQ8(outs[0].qMean, n, B))
+      expect(outs[0].mean).toEqual(dequantizeQ8(outs[0].qMean!, n, B))
     }
     await expect(s.peers[0].reduce(2, contribution(n, 1), n, { mean: new Float32Array(n - 1) })).rejects.toThrow(TrainArgumentError)
     await expect(s.peers[0].reduce(2, contribution(n, 1), n, { qMean: new Uint8Array(5) })).rejects.toThrow(/qMean buffer/)

@@ -26,3 +26,28 @@ describe('run spec: inner AdamW and its schedule', () => {
     expect(() => defaultRunSpec('r1', o)).toThrow(why)
   })
 })
+
+describe('run spec: the pseudo-gradient codec', () => {
+  it('q8 stays the default; top-k is declared with validated parameters', () => {
+    expect(defaultRunSpec('r1').compression).toEqual({ kind: 'q8', block: 64 })
+    const t = { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 } as const
+    expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: t }).compression).toEqual(t)
+  })
+
+  it.each([
+    [{ kind: 'topk', chunk: 100, k: 4, bits: 2, resultBits: 4 }, /chunk must be a multiple of 8/],
+    [{ kind: 'topk', chunk: 256, k: 0, bits: 2, resultBits: 4 }, /k must be an integer in \[1, chunk = 256\]/],
+    [{ kind: 'topk', chunk: 256, k: 4, bits: 1, resultBits: 4 }, /bits must be an integer in \[2, 8\]/],
+    [{ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 9 }, /resultBits must be an integer in \[2, 8\]/],
+    [{ kind: 'topk', chunk: 256, k: 4, bits: 2 }, /run field resultBits must be an integer/],
+    [{ kind: 'zstd' }, /compression must be/]
+  ])('refuses %j', (compression, why) => {
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression })).toThrow(why)
+  })
+})
+
+describe('run spec: codec and aggregation together', () => {
+  it('robust aggregation needs q8 parts', () => {
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression: { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }, aggregation: { kind: 'trimmed-mean', trim: 1 } })).toThrow(/runs on q8 parts only/)
+  })
+})

@@ -1,7 +1,8 @@
 /**
  * `webswarm train --bootstrap MULTIADDR --run ID [--declare [--config FILE] [--inner-steps H]
  *  [--seq-len T] [--batch B] [--lr LR] [--warmup N] [--steps N [--min-lr LR]] [--beta1 B]
- *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S]] [--syncs N]
+ *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S] [--codec q8|topk
+ *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]]] [--syncs N]
  *  [--device webgpu|cpu]`
  *
  * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
@@ -9,7 +10,8 @@
  * (the Brown corpus; the model of the HF config.json FILE, dense or MoE, trained from scratch —
  * default the tiny byte-level Llama — with the given inner AdamW hyper-parameters; `--steps N`:
  * cosine decay of the inner lr to --min-lr at run step N, else constant); otherwise
- * the peer waits for the declaration. Prints one line per inner step and per sync; stops after
+ * the peer waits for the declaration. `--codec topk` declares top-k pseudo-gradients (K of every C
+ * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8. Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
  * If another peer declared the run at the same moment and the swarm kept its declaration, this
@@ -30,6 +32,14 @@ const DECLARATION_TIMEOUT_MS = 60_000
 const DOC_SYNC_TIMEOUT_MS = 20_000
 /** Restarts as a joiner of the declaration the swarm kept (a concurrent one with other settings won). */
 const MAX_FORK_RESTARTS = 3
+
+/** --codec and its parameters → the declaration's compression (checked again by parseRunSpec). */
+function compressionFlags (f: Flags): import('../swarm/train/codec.ts').CompressionSpec {
+  const codec = str(f, 'codec') ?? 'q8'
+  if (codec === 'q8') return { kind: 'q8', block: 64 }
+  if (codec !== 'topk') throw new UsageError(`--codec must be q8 or topk, got ${codec}`)
+  return { kind: 'topk', chunk: int(f, 'topk-chunk', 256, 8), k: int(f, 'topk-k', 4, 1), bits: int(f, 'topk-bits', 2, 2), resultBits: int(f, 'topk-result-bits', 4, 2) }
+}
 
 export async function swarmTrain (f: Flags): Promise<number> {
   const runId = required(f, 'run')
@@ -58,7 +68,8 @@ export async function swarmTrain (f: Flags): Promise<number> {
         innerLr: num(f, 'lr', 3e-3), warmupSteps: int(f, 'warmup', 0, 0), decaySteps: int(f, 'steps', 0, 0),
         ...(str(f, 'min-lr') === undefined ? {} : { minInnerLr: num(f, 'min-lr', 0) }),
         beta1: num(f, 'beta1', ADAMW_DEFAULTS.beta1), beta2: num(f, 'beta2', ADAMW_DEFAULTS.beta2), weightDecay: num(f, 'weight-decay', ADAMW_DEFAULTS.weightDecay), maxGradNorm: num(f, 'clip', 1),
-        fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1)
+        fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1),
+        compression: compressionFlags(f)
       })
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
   }

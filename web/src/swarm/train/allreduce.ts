@@ -26,16 +26,16 @@
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
 import { realClock, type Clock } from '../../util/clock.ts'
-import { dequantizeQ8Into, normQ8 } from './q8fast.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import {
   ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
   DEFAULT_READY_WINDOW_MS, DEFAULT_WINDOW_PARTS, MAX_ATTEMPTS, MAX_MEMBERS, MAX_PAYLOAD_BYTES
 } from './constants.ts'
 import { AllReduceProtocolError, AttemptFailedError, BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
-import { planParts, sliceQ8, type PartPlan } from './plan.ts'
+import { planParts, type PartPlan } from './plan.ts'
 import { NO_QUORUM, RoundCoordinator } from './coordinator.ts'
 import { PartOwner } from './part-owner.ts'
+import { q8Codec, type PartCodec } from './codec.ts'
 import type { Aggregation } from './robust.ts'
 import type { ContributionCheck } from './contribution-check.ts'
 import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg, type FetchMsg, type ReduceMsg, type ResultMsg, type SnapshotMsg } from './wire.ts'
@@ -61,8 +61,15 @@ export interface AllReduceOptions {
   /** Run id: messages of other runs are refused. */
   run: string
   directory: RoundDirectory
-  /** q8 block of contributions and results. @default 64 */
+  /** q8 block of contributions and results (with the q8 codec). @default 64 */
   block?: number
+  /**
+   * The run's pseudo-gradient codec (codec.ts): what REDUCE and RESULT payloads hold. Every
+   * member of a run uses the run's (its declaration names it); a part in another codec fails the
+   * owner's check and is refused with the reason.
+   * @default q8 of `block`
+   */
+  codec?: PartCodec
   /** Elements per part (pipelining unit). @default 262,144 */
   partElements?: number
   /** Parts in flight per member. @default 4 */
@@ -101,8 +108,11 @@ export interface SnapshotState {
 export interface ReduceOutcome {
   /** (n) the mean of the members' contributions, identical on every member. */
   mean: Float32Array
-  /** The mean's q8 bytes (every part's RESULT payload in place): `mean` is their dequantization. */
-  qMean: Uint8Array
+  /**
+   * With the q8 codec, the mean's q8 bytes (every part's RESULT payload in place): `mean` is their
+   * dequantization. Absent with top-k (a part's result size depends on its accepted count).
+   */
+  qMean?: Uint8Array
   /** The round's members (sorted). */
   members: string[]
   /** Attempt key (`coordinator:round:attempt`) and attempt number. */
@@ -149,6 +159,7 @@ const KEEP_ROUNDS = 2
 export class AllReducePeer {
   readonly run: string
   readonly block: number
+  readonly codec: PartCodec
   readonly partElements: number
   readonly windowParts: number
   readonly partTimeoutMs: number
@@ -179,6 +190,10 @@ export class AllReducePeer {
   constructor (readonly transport: RpcTransport, private readonly opts: AllReduceOptions) {
     this.run = opts.run
     this.block = opts.block ?? DEFAULT_Q8_BLOCK
+    this.codec = opts.codec ?? q8Codec(this.block)
+    if (this.codec.kind === 'q8' && this.codec.align !== this.block) throw new TrainArgumentError(`the q8 codec's block ${this.codec.align} differs from block ${this.block}`)
+    // The robust rules (robust.ts) run on q8 parts only; a sparse mean of the union is a mean.
+    if (this.codec.kind !== 'q8' && opts.aggregation !== undefined && opts.aggregation.kind !== 'mean') throw new TrainArgumentError(`aggregation ${opts.aggregation.kind} needs the q8 codec, the run uses ${this.codec.id}`)
     this.partElements = opts.partElements ?? DEFAULT_PART_ELEMENTS
     this.windowParts = opts.windowParts ?? DEFAULT_WINDOW_PARTS
     this.partTimeoutMs = opts.partTimeoutMs ?? DEFAULT_PART_TIMEOUT_MS
@@ -189,10 +204,11 @@ export class AllReducePeer {
     this.clock = opts.clock ?? realClock
     if (!(this.coordinatorTimeoutMs > this.readyWindowMs)) throw new TrainArgumentError(`coordinatorTimeoutMs (${this.coordinatorTimeoutMs}) must exceed readyWindowMs (${this.readyWindowMs})`)
     if (!(this.windowParts >= 1)) throw new TrainArgumentError(`windowParts must be ≥ 1, got ${this.windowParts}`)
-    planParts(this.block, ['x'], this.block, this.partElements) // validates block / part size
-    if (q8Bytes(this.partElements, this.block) > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part's q8 (${q8Bytes(this.partElements, this.block)} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
+    planParts(this.codec.align, ['x'], this.codec.align, this.partElements) // validates block / part size
+    const most = Math.max(this.codec.bytes(this.partElements), this.codec.resultBytes(this.partElements, MAX_MEMBERS))
+    if (most > MAX_PAYLOAD_BYTES) throw new TrainArgumentError(`partElements ${this.partElements}: a part in ${this.codec.id} (up to ${most} bytes) exceeds the ${MAX_PAYLOAD_BYTES}-byte message payload`)
     this.coordinator = new RoundCoordinator({ self: transport.self, run: this.run, directory: opts.directory, readyWindowMs: this.readyWindowMs, dead: this.dead, log: this.log, clock: this.clock })
-    this.owner = new PartOwner({ self: transport.self, block: this.block, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log, clock: this.clock, aggregation: opts.aggregation, check: () => this.contributionCheck })
+    this.owner = new PartOwner({ self: transport.self, block: this.block, codec: this.codec, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log, clock: this.clock, aggregation: opts.aggregation, check: () => this.contributionCheck })
     this.unwatch = opts.directory.watch?.(() => { if (!this.stopped) this.coordinator.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
       this.bytesReceived += body.byteLength
@@ -225,12 +241,12 @@ export class AllReducePeer {
    */
   async reduce (round: number, q: Uint8Array, n: number, into: ReduceBuffers = {}, norm?: number): Promise<ReduceOutcome> {
     if (this.stopped) throw new TrainArgumentError('reduce on a stopped AllReducePeer')
-    if (q.byteLength !== q8Bytes(n, this.block)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not q8 of ${n} elements in blocks of ${this.block}`)
+    if (q.byteLength !== this.codec.bytes(n)) throw new TrainArgumentError(`reduce: ${q.byteLength} bytes is not ${this.codec.id} of ${n} elements`)
     if (into.mean !== undefined && into.mean.length !== n) throw new TrainArgumentError(`reduce: the mean buffer holds ${into.mean.length} elements, not ${n}`)
-    if (into.qMean !== undefined && into.qMean.byteLength !== q.byteLength) throw new TrainArgumentError(`reduce: the qMean buffer holds ${into.qMean.byteLength} bytes, not ${q.byteLength}`)
+    if (into.qMean !== undefined && (this.codec.kind !== 'q8' || into.qMean.byteLength !== q.byteLength)) throw new TrainArgumentError(`reduce: the qMean buffer holds ${into.qMean.byteLength} bytes, not ${q.byteLength}`)
     if (norm !== undefined && !(Number.isFinite(norm) && norm >= 0)) throw new TrainArgumentError(`reduce: norm must be finite and ≥ 0, got ${norm}`)
     // The whole contribution's norm, sent with every part: owners compare peers by it (reduce.ts).
-    const claim = norm ?? normQ8(q, n, this.block)
+    const claim = norm ?? this.codec.norm(q, n)
     let failedAttempt = -1
     let suspects: string[] = []
     const strikes = new Map<string, number>()
@@ -291,7 +307,7 @@ export class AllReducePeer {
 
   private async runAttempt (round: number, key: string, attempt: number, members: string[], q: Uint8Array, n: number, norm: number, into: ReduceBuffers): Promise<ReduceOutcome> {
     if (members.length > MAX_MEMBERS) throw new AllReduceProtocolError(`${members.length} members exceed ${MAX_MEMBERS}`)
-    const plan = planParts(n, members, this.block, this.partElements)
+    const plan = planParts(n, members, this.codec.align, this.partElements)
     const att: MemberAttempt = { round, parts: new Map(plan.map(p => [p.id, { settled: false, repairing: false, waiters: [] }])) }
     this.memberAttempts.set(key, att)
     const suspects = new Set<string>()
@@ -302,7 +318,7 @@ export class AllReducePeer {
     // Each part is dequantized as its result lands, overlapping the parts still in flight; the
     // result bytes are gathered into the whole vector's q8 (`qMean`: the mean is their dequantization).
     const mean = into.mean ?? new Float32Array(n)
-    const qMean = into.qMean ?? new Uint8Array(q8Bytes(n, this.block))
+    const qMean = this.codec.kind === 'q8' ? (into.qMean ?? new Uint8Array(q8Bytes(n, this.block))) : undefined
     const settle = (id: number, result: ResultMsg | undefined): void => {
       const mp = att.parts.get(id)!
       mp.result = result
@@ -312,12 +328,12 @@ export class AllReducePeer {
       for (const r of result.rejected) rejected.add(r)
       for (const c of result.clipped) clipped.add(c)
       const p = plan[id]
-      dequantizeQ8Into(result.payload, p.end - p.start, this.block, mean, p.start)
-      qMean.set(result.payload, (p.start / this.block) * (4 + this.block))
+      this.codec.decodeResultInto(result.payload, p.end - p.start, result.accepted, mean, p.start)
+      qMean?.set(result.payload, (p.start / this.block) * (4 + this.block))
     }
     const doPart = async (p: PartPlan): Promise<void> => {
       const len = p.end - p.start
-      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, partElements: this.partElements, norm, payload: sliceQ8(q, p.start, p.end, this.block) }
+      const msg: ReduceMsg = { type: MsgType.REDUCE, run: this.run, round, key, members, part: p.id, n, partElements: this.partElements, norm, payload: this.codec.slice(q, p.start, p.end) }
       let reply: AllReduceMsg | undefined
       try {
         reply = await this.rpc(p.owner, msg, 2 * this.partTimeoutMs)
@@ -350,7 +366,10 @@ export class AllReducePeer {
   }
 
   private validResult (r: ResultMsg, id: number, len: number): boolean {
-    return r.part === id && r.n === len && r.payload.byteLength === q8Bytes(len, this.block)
+    if (r.part !== id || r.n !== len) return false
+    const why = this.codec.checkResult(r.payload, len, r.accepted)
+    if (why !== undefined) this.log(`part ${id}: malformed RESULT: ${why}`)
+    return why === undefined
   }
 
   /** Asks every other member for a part whose owner failed us; the first valid RESULT wins. */

@@ -44,6 +44,8 @@ export interface PartCodec {
   encode: (x: Float32Array) => { bytes: Uint8Array, sent: Float32Array }
   /** Elements [start, end) of an encoded contribution (start a multiple of `align`): a view. */
   slice: (bytes: Uint8Array, start: number, end: number) => Uint8Array
+  /** A checked contribution of n elements → out[0, n). */
+  decodeInto: (bytes: Uint8Array, n: number, out: Float32Array) => void
   /** L2 norm of what a contribution decodes to (f64 sum). */
   norm: (bytes: Uint8Array, n: number) => number
   /** Why a received contribution of n elements is malformed, or undefined. */
@@ -81,6 +83,7 @@ export function q8Codec (block = DEFAULT_Q8_BLOCK): PartCodec {
       return { bytes, sent }
     },
     slice: (bytes, start, end) => sliceQ8(bytes, start, end, block),
+    decodeInto: (bytes, n, out) => { dequantizeQ8Into(bytes, n, block, out) },
     norm: (bytes, n) => normQ8(bytes, n, block),
     check: (bytes, n) => checkContribution(bytes, n, block),
     reduce: (contribs, n, whole) => {
@@ -113,6 +116,7 @@ export function topkCodec (c: { chunk: number, k: number, bits: number, resultBi
       return { bytes: encodeTopK(x, send, sent), sent }
     },
     slice: (bytes, start, end) => sliceTopK(bytes, start, end, send),
+    decodeInto: (bytes, n, out) => { decodeTopKInto(bytes, n, send, out) },
     norm: (bytes, n) => l2(decode(bytes, n)),
     check: (bytes, n) => checkTopK(bytes, n, send),
     reduce: (contribs, n, whole) => reduceSparse(contribs, n, whole, send, result),
@@ -138,6 +142,7 @@ function reduceSparse (contribs: readonly Contribution[], n: number, whole: numb
   const ok: Array<{ peer: string, x: Float32Array, norm: number, claim: number | undefined }> = []
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
+    if (c.excluded !== undefined) { report.rejected.push({ peer: c.peer, reason: `excluded: ${c.excluded}` }); continue }
     const why = checkTopK(c.q, n, send)
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
     const x = new Float32Array(n)

@@ -7,10 +7,10 @@
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
 import type { Clock, TimerHandle } from '../../util/clock.ts'
 import { planParts, type PartPlan } from './plan.ts'
-import { checkContribution, reducePartInto } from './reduce.ts'
-import { dequantizeQ8Into } from './q8fast.ts'
+import { reducePartInto } from './reduce.ts'
 import type { Aggregation } from './robust.ts'
 import type { ContributionCheck } from './contribution-check.ts'
+import type { PartCodec } from './codec.ts'
 import { MsgType, allocMsg, type AllReduceMsg, type FailMsg, type ReduceMsg, type ResultMsg } from './wire.ts'
 
 /** Part plans an owner keeps (one per attempt and vector length; a few rounds' worth). */
@@ -21,6 +21,11 @@ export interface PartOwnerOptions {
   self: string
   /** q8 block of contributions and results. */
   block: number
+  /**
+   * The run's codec (codec.ts): top-k parts are reduced by it, q8 parts by reducePartInto here. A
+   * sender using another codec fails its check (size or format) and is refused by name.
+   */
+  codec: PartCodec
   /** Elements per part: a sender cutting parts otherwise is refused. */
   partElements: number
   /** A part whose contributions did not all arrive within this fails, ms. */
@@ -116,7 +121,7 @@ export class PartOwner {
     const id = `${key}#${n}#${members.join(' ')}`
     let plan = this.plans.get(id)
     if (plan === undefined) {
-      plan = planParts(n, members, this.opts.block, this.opts.partElements)
+      plan = planParts(n, members, this.opts.codec.align, this.opts.partElements)
       if (this.plans.size >= PLAN_CACHE) this.plans.delete(this.plans.keys().next().value!)
       this.plans.set(id, plan)
     }
@@ -132,10 +137,12 @@ export class PartOwner {
     // Reduced into a scratch first: who was refused or clipped (the RESULT's header) is known
     // only after the pass; then one copy into the body, encoded once whatever the number of
     // members it goes to (the owner's own lane reads the payload view).
-    const bytes = q8Bytes(op.len, this.opts.block)
+    const contribs = op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer), excluded: excluded.get(peer) }))
+    const sparse = this.opts.codec.kind === 'q8' ? undefined : this.opts.codec.reduce(contribs, op.len, op.n)
+    const bytes = sparse?.bytes.byteLength ?? q8Bytes(op.len, this.opts.block)
     if (this.scratch.byteLength < bytes) this.scratch = new Uint8Array(bytes)
-    const q = this.scratch.subarray(0, bytes)
-    const report = reducePartInto(op.members.map(peer => ({ peer, q: op.contributions.get(peer) ?? undefined, norm: op.norms.get(peer), excluded: excluded.get(peer) })), op.len, this.opts.block, q, undefined, op.n, this.opts.aggregation)
+    const q = sparse?.bytes ?? this.scratch.subarray(0, bytes)
+    const report = sparse?.report ?? reducePartInto(contribs, op.len, this.opts.block, q, undefined, op.n, this.opts.aggregation)
     for (const x of report.rejected) this.opts.log(`part ${part}: refused ${x.peer}: ${x.reason}`)
     for (const x of report.clipped) this.opts.log(`part ${part}: clipped ${x.peer}: norm ${x.norm.toExponential(3)} → ${x.cap.toExponential(3)}`)
     const head: ResultMsg = {
@@ -161,9 +168,9 @@ export class PartOwner {
     const deltas: Float32Array[] = []
     for (const peer of op.members) {
       const q = op.contributions.get(peer)
-      if (q == null || checkContribution(q, op.len, this.opts.block) !== undefined) continue
+      if (q == null || this.opts.codec.check(q, op.len) !== undefined) continue
       const x = new Float32Array(op.len)
-      dequantizeQ8Into(q, op.len, this.opts.block, x)
+      this.opts.codec.decodeInto(q, op.len, x)
       peers.push(peer); deltas.push(x)
     }
     try {

@@ -23,6 +23,8 @@ import type { RoundDirectory } from './allreduce.ts'
 import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
 import { RunConfigError } from './errors.ts'
 import { aggregationProblem, type Aggregation } from './robust.ts'
+import type { CompressionSpec } from './codec.ts'
+import { topkParamsProblem } from './topk.ts'
 import { GENESIS_PATTERN, liveness, MEMBER_PRUNE_MS, newGenesis, parseMemberEntry, type MemberEntry } from './membership.ts'
 
 /** Name of the root map holding runs. */
@@ -63,7 +65,11 @@ export interface RunSpec {
   weightDecay: number
   maxGradNorm: number
   outer: { lr: number, momentum: number }
-  compression: { kind: 'q8', block: number }
+  /**
+   * How pseudo-gradients travel (codec.ts): q8 (the baseline), or top-k of every `chunk`
+   * elements with `bits`-bit values and the owners' mean in `resultBits` (SparseLoCo-like).
+   */
+  compression: CompressionSpec
   /** Streaming DiLoCo schedule (1, 0, 0: plain DiLoCo). */
   fragments: number
   overlapSteps: number
@@ -128,7 +134,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
   const outer = o.outer as Record<string, unknown> | undefined
   const comp = o.compression as Record<string, unknown> | undefined
   if (outer === undefined || typeof outer !== 'object') throw new RunConfigError('run field outer must be {lr, momentum}')
-  if (comp?.kind !== 'q8') throw new RunConfigError('run field compression must be {kind: "q8", block}')
+  if (comp?.kind !== 'q8' && comp?.kind !== 'topk') throw new RunConfigError('run field compression must be {kind: "q8", block} or {kind: "topk", chunk, k, bits, resultBits}')
   const spec: RunSpec = {
     id: o.id,
     model: o.model as Record<string, unknown>,
@@ -147,7 +153,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
     weightDecay: num(o, 'weightDecay', v => v >= 0 && v < 1, 'in [0, 1)'),
     maxGradNorm: num(o, 'maxGradNorm', v => v >= 0 && Number.isFinite(v), 'finite and ≥ 0'),
     outer: { lr: num(outer, 'lr', v => v > 0 && v <= 10, 'in (0, 10]'), momentum: num(outer, 'momentum', v => v >= 0 && v < 1, 'in [0, 1)') },
-    compression: { kind: 'q8', block: num(comp, 'block', v => Number.isInteger(v) && v % 4 === 0 && v >= 32 && v <= 256, 'a multiple of 4 in [32, 256]') },
+    compression: parseCompression(comp),
     fragments: num(o, 'fragments', posInt, 'a positive integer'),
     overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
     mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
@@ -161,6 +167,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
   if (spec.decaySteps > 0 && spec.minInnerLr > spec.innerLr) throw new RunConfigError(`minInnerLr (${spec.minInnerLr}) exceeds innerLr (${spec.innerLr})`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
+  if (spec.compression.kind !== 'q8' && spec.aggregation.kind !== 'mean') throw new RunConfigError(`aggregation ${spec.aggregation.kind} runs on q8 parts only, the run declares ${spec.compression.kind}`)
   return spec
 }
 
@@ -173,6 +180,22 @@ function parseAggregationField (a: unknown): Aggregation {
   const why = aggregationProblem(a)
   if (why !== undefined) throw new RunConfigError(`run field aggregation ${why}`)
   return JSON.parse(JSON.stringify(a)) as Aggregation
+}
+
+/** The compression field of a declaration: q8 or top-k, every parameter checked. */
+function parseCompression (comp: Record<string, unknown>): CompressionSpec {
+  if (comp.kind === 'q8') return { kind: 'q8', block: num(comp, 'block', v => Number.isInteger(v) && v % 4 === 0 && v >= 32 && v <= 256, 'a multiple of 4 in [32, 256]') }
+  const c = {
+    kind: 'topk' as const,
+    chunk: num(comp, 'chunk', v => Number.isInteger(v), 'an integer'),
+    k: num(comp, 'k', v => Number.isInteger(v), 'an integer'),
+    bits: num(comp, 'bits', v => Number.isInteger(v), 'an integer'),
+    resultBits: num(comp, 'resultBits', v => Number.isInteger(v), 'an integer')
+  }
+  const why = topkParamsProblem(c)
+  if (why !== undefined) throw new RunConfigError(`run field compression (top-k): ${why}`)
+  if (c.resultBits < 2 || c.resultBits > 8) throw new RunConfigError(`run field compression (top-k): resultBits must be an integer in [2, 8], got ${c.resultBits}`)
+  return c
 }
 
 export interface SyncRecord {

@@ -12,6 +12,7 @@ import type { Backend } from '../../gpu/backend.ts'
 import { TextDataset, type Window } from '../../model/data.ts'
 import { initModel } from '../../model/model.ts'
 import type { RpcTransport } from '../transport/index.ts'
+import { codecOf } from './codec.ts'
 import { AllReducePeer, type AllReduceOptions, type SnapshotState } from './allreduce.ts'
 import { RoundFailedError, StateHashMismatchError } from './errors.ts'
 import { fetchLatestState, fetchSnapshot, type LatestState } from './late-join.ts'
@@ -83,7 +84,7 @@ export class TrainSession {
     const it = validation.windows(spec.seqLen, EVAL_SEED)
     const evalWindows: Window[] = Array.from({ length: EVAL_WINDOWS }, () => it.next().value as Window)
     const self = init.transport.self
-    const ar = new AllReducePeer(init.transport, { ...init.allreduce, aggregation: spec.aggregation, run: spec.id, directory: init.board, block: spec.compression.block, log: init.log })
+    const ar = new AllReducePeer(init.transport, { ...init.allreduce, aggregation: spec.aggregation, run: spec.id, directory: init.board, ...(spec.compression.kind === 'q8' ? { block: spec.compression.block } : {}), codec: codecOf(spec.compression), log: init.log })
     let session: TrainSession | undefined
     let lossSum = 0
     let lossSteps = 0
@@ -91,7 +92,7 @@ export class TrainSession {
       innerSteps: spec.innerSteps, batchSize: spec.batchSize, seqLen: spec.seqLen, innerLr: spec.innerLr, warmupSteps: spec.warmupSteps,
       ...(spec.decaySteps > 0 ? { totalSteps: spec.decaySteps, minInnerLr: spec.minInnerLr } : {}),
       adam: { weightDecay: spec.weightDecay, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps }, maxGradNorm: spec.maxGradNorm, outer: spec.outer, fragments: spec.fragments,
-      overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, block: spec.compression.block, dataSeed: seedOf(self), evalWindows
+      overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, ...(spec.compression.kind === 'q8' ? { block: spec.compression.block } : {}), dataSeed: seedOf(self), evalWindows
     }, {
       onStep: (e) => { lossSum += e.loss; lossSteps++; init.onStep?.(e) },
       onSync: (e) => {

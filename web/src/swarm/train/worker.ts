@@ -53,7 +53,7 @@ export interface DiLoCoOptions {
   overlapSteps?: number
   /** θ_local ← α·θ_local + (1 − α)·θ_global when an overlapped sync lands. @default 0 (replace) */
   mixAlpha?: number
-  /** q8 block of pseudo-gradients. @default 64 */
+  /** q8 block of pseudo-gradients (with the q8 codec; the codec is the all-reduce's). @default 64 */
   block?: number
   /** Seed of this worker's data windows (with the sync number mixed in): a per-peer shard. */
   dataSeed: number
@@ -160,13 +160,13 @@ export class DiLoCoWorker {
     if (!Number.isInteger(this.tau) || this.tau < 0 || this.tau >= Math.floor(H / this.F)) throw new TrainArgumentError(`overlapSteps must be an integer in [0, ⌊H/F⌋ = ${Math.floor(H / this.F)}), got ${this.tau}`)
     const alpha = opts.mixAlpha ?? 0
     if (!(alpha >= 0 && alpha < 1)) throw new TrainArgumentError(`mixAlpha must be in [0, 1), got ${alpha}`)
-    if ((opts.block ?? DEFAULT_Q8_BLOCK) !== allreduce.block) throw new TrainArgumentError(`worker block ${opts.block ?? DEFAULT_Q8_BLOCK} differs from the all-reduce's ${allreduce.block}`)
+    if (allreduce.codec.kind === 'q8' && (opts.block ?? DEFAULT_Q8_BLOCK) !== allreduce.block) throw new TrainArgumentError(`worker block ${opts.block ?? DEFAULT_Q8_BLOCK} differs from the all-reduce's ${allreduce.block}`)
     this.layout = layoutOf(model.paramSpecs())
     this.fragments = fragmentsOf(this.layout, this.F)
     this.global = new Float32Array(this.layout.total)
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
-    this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.block))
+    this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.codec))
     this.recv = this.fragments.map(() => ({}))
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
@@ -314,7 +314,7 @@ export class DiLoCoWorker {
     const n = frag.end - frag.start
     const into = this.recv[frag.index]
     into.mean ??= new Float32Array(n)
-    into.qMean ??= new Uint8Array(q8Bytes(n, this.allreduce.block))
+    if (this.allreduce.codec.kind === 'q8') into.qMean ??= new Uint8Array(q8Bytes(n, this.allreduce.block))
     const promise = this.allreduce.reduce(seq, q, n, into, norm).catch((e: unknown) => {
       if (e instanceof BehindError) return e
       // No quorum reachable or too many failed attempts: the swarm may have gone on without us.
