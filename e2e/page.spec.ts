@@ -136,3 +136,15 @@ test('?relay= an unreachable relay: a readable notice with Retry; ?relay= anothe
   // Models come from the relay too.
   expect(await page.evaluate(() => window.webswarmPage!.params.modelUrl)).toBe(`http://localhost:${PORT}/models/default`)
 })
+
+test('a GPU-memory budget too small for any block: the notice says so and what one block needs', async ({ page }) => {
+  await page.goto('/?device=cpu&max-gpu-memory=1MB')
+  await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
+  await expect(page.locator('#contribute-budget')).toHaveValue(/1(\.00)?MB/)
+  await page.click('#contribute-button')
+  const notice = page.locator('#notices .notice.error')
+  await expect(notice).toContainText('Not enough GPU memory for any span')
+  await expect(notice).toContainText('to serve one block')
+  await expect(page.locator('#contribute-button')).toBeEnabled()
+  await page.screenshot({ path: `${ART}/page-9-budget-too-small.png`, fullPage: true })
+})

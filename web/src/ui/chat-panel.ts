@@ -108,7 +108,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   }
 
   const drawRoute = (s: InferenceSession): void => {
-    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · blocks ${h.start}–${h.end - 1}`))
+    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · ${h.end - h.start === 1 ? `block ${h.start}` : `blocks ${h.start}–${h.end - 1}`}`))
     const parts: Array<Node | string> = ['route: ']
     hops.forEach((h, i) => { if (i > 0) parts.push(' → '); parts.push(h) })
     if (s.failovers.length > 0) {

@@ -5,6 +5,7 @@
  * stops cleanly. A background tab is throttled by the browser: the panel warns, and the tab's
  * swarm entry says so (the map marks it).
  */
+import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import { MemoryBudgetError, formatBytes, parseByteSize } from '../model/memory-plan.ts'
 import type { PageContext } from './context.ts'
 import { disclosure, el, facts, formatUptime } from './dom.ts'
@@ -33,12 +34,14 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
   body.replaceChildren(intro, el('div', { class: 'row' }, start, stop), status, progress.element, warn, factsBox, advanced)
 
   // The budget field starts at what the page would use by itself (the user may lower it).
-  void ctx.gpu.then(gpu => {
-    if (budget.value !== '') return
-    const b = gpu === undefined ? ctx.params.maxGpuMemory : defaultBudget(ctx, gpu)
-    if (b !== undefined) budget.value = formatBytes(b).replace(' ', '')
-    budgetHint.textContent = b === undefined ? 'no limit on the CPU' : 'from this adapter'
-  })
+  // On the CPU twins there is no GPU memory to budget (unless ?max-gpu-memory= asks for one).
+  const fillBudget = (gpu: GpuBackend | undefined): void => {
+    const b = ctx.cpuChosen || gpu === undefined ? ctx.params.maxGpuMemory : defaultBudget(ctx, gpu)
+    budget.value = b === undefined ? '' : formatBytes(b).replace(' ', '')
+    budgetHint.textContent = ctx.params.maxGpuMemory !== undefined ? 'from ?max-gpu-memory=' : b === undefined ? 'no limit on the CPU' : 'from this adapter; lower it to leave memory to other apps'
+  }
+  void ctx.gpu.then(fillBudget)
+  ctx.addEventListener('device', () => { fillBudget(undefined) })
 
   const render = (): void => {
     const s = contribution.status()

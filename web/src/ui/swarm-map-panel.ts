@@ -137,19 +137,17 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
   const peers = el('table', { id: 'net-peers' })
   peers.append(el('thead', {}, el('tr', {}, ...['peer', 'role', 'link'].map(t => el('th', { scope: 'col' }, t)))))
   const tbody = el('tbody')
-  const listed = new Set<string>()
-  const row = (id: string, e: PeerEntry | undefined): void => {
-    listed.add(id)
+  const row = (id: string, e: PeerEntry): void => {
     const link = links.get(id)
     const tr = el('tr', { 'data-peer': id, ...(link !== undefined ? { 'data-kind': link.kind } : {}) },
-      el('td', { title: id }, `${short(id)}${id === s.peerId ? ' (you)' : ''}${e !== undefined && e.data.agent === 'node' ? ' · node' : ''}`),
-      el('td', {}, e === undefined ? 'connected, no entry yet' : roleText(e), e !== undefined && isBackground(e) ? el('span', { class: 'badge warn', title: 'its tab is in the background: the browser throttles it' }, 'background') : ''),
+      el('td', { title: id }, `${short(id)}${id === s.peerId ? ' (you)' : ''}${e.data.agent === 'node' ? ' · node' : ''}`),
+      el('td', {}, roleText(e), isBackground(e) ? el('span', { class: 'badge warn', title: 'its tab is in the background: the browser throttles it' }, 'background') : ''),
       el('td', { title: link?.addr ?? '' }, id === s.peerId ? '—' : link === undefined ? 'not connected' : link.kind === 'webrtc' ? 'direct' : link.kind === 'relayed' ? 'relayed' : link.kind))
     tbody.append(tr)
   }
+  // Only unexpired entries: a closed tab's WebRTC link can linger open for a while, so an open
+  // connection is no sign of life (and a peer whose entry has not arrived yet shows a second later).
   for (const [id, e] of live) row(id, e)
-  // Connected peers whose entry has not arrived yet are alive too (their link says so).
-  for (const id of links.keys()) if (!listed.has(id)) row(id, undefined)
   peers.append(tbody)
 
   // Raw entries, for developers: behind a toggle (its open state survives re-renders).

@@ -65,7 +65,9 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): void {
   const rateBox = el('div', { id: 'train-rate-chart' })
   const roundsBox = el('div', { id: 'train-rounds-chart' })
   const timeline = el('table', { id: 'train-timeline' })
-  body.replaceChildren(el('div', { class: 'controls' }), status, stats, el('h3', {}, 'Loss per sync: workers and the global model'), chartBox, el('h3', {}, 'This worker, per inner step'), stepBox, el('h3', {}, 'Throughput per sync'), rateBox, el('h3', {}, 'Rounds'), roundsBox, timeline)
+  // The charts appear with the first run (empty axes say nothing before).
+  const charts = el('div', { id: 'train-charts', hidden: '' }, stats, el('h3', {}, 'Loss per sync: workers and the global model'), chartBox, el('h3', {}, 'This worker, per inner step'), stepBox, el('h3', {}, 'Throughput per sync'), rateBox, el('h3', {}, 'Rounds'), roundsBox, timeline)
+  body.replaceChildren(el('div', { class: 'controls row' }), status, charts)
   body.firstElementChild!.append('Run ', runInput, ' ', start, ' ', stop)
 
   const state: TrainState = { running: false, syncs: [], steps: 0, hash: '', bytesSent: 0, bytesReceived: 0, stop: () => {} }
@@ -171,6 +173,7 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): void {
         board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
         board.declare(defaultRunSpec(runId, PAGE_RUN))
         board.map.observe(schedule)
+        charts.hidden = false
         const be = await ctx.backend()
         void ctx.publishSelf({ training: runId }).catch(() => {})
         status.textContent = `Loading run ${runId} on ${be.kind}…`

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest'
+import { PEER_ENTRY_TTL_MS } from '../../web/src/net/crdt/entries.ts'
+import { readPageParams } from '../../web/src/ui/context.ts'
+import { PageParamError } from '../../web/src/ui/errors.ts'
+
+describe('page parameters', () => {
+  it('defaults: the relay is the page origin, the model its models/default', () => {
+    const p = readPageParams('http://127.0.0.1:8080/?x=1')
+    expect(p.relayUrl).toBe('http://127.0.0.1:8080/')
+    expect(p.bootstrapUrl).toBe('http://127.0.0.1:8080/bootstrap')
+    expect(p.relayGiven).toBe(false)
+    expect(p.modelUrl).toBe('http://127.0.0.1:8080/models/default')
+    expect(p.modelId).toBe('default')
+    expect(p.device).toBe('auto')
+    expect(p.entryTtlMs).toBe(PEER_ENTRY_TTL_MS)
+    expect(p.maxGpuMemory).toBeUndefined()
+  })
+
+  it('?relay= joins another relay and loads models from it; ?model= stays relative to the page', () => {
+    const p = readPageParams('https://static.example.org/app/?relay=https://relay.example.org/sub&device=cpu')
+    expect(p.relayUrl).toBe('https://relay.example.org/sub/')
+    expect(p.bootstrapUrl).toBe('https://relay.example.org/sub/bootstrap')
+    expect(p.modelUrl).toBe('https://relay.example.org/sub/models/default')
+    expect(p.device).toBe('cpu')
+    const q = readPageParams('https://static.example.org/app/?relay=https://relay.example.org/&model=./models/tiny/')
+    expect(q.modelUrl).toBe('https://static.example.org/app/models/tiny')
+    expect(q.modelId).toBe('tiny')
+  })
+
+  it('?entry-ttl= and ?max-gpu-memory= parse; malformed values are refused with the reason', () => {
+    const p = readPageParams('http://h/?entry-ttl=6&max-gpu-memory=2GB')
+    expect(p.entryTtlMs).toBe(6000)
+    expect(p.maxGpuMemory).toBe(2e9)
+    for (const bad of ['?entry-ttl=1', '?entry-ttl=x', '?entry-ttl=100000', '?relay=ftp://x/', '?relay=http://[']) {
+      expect(() => readPageParams(`http://h/${bad}`), bad).toThrow(PageParamError)
+    }
+  })
+})
