@@ -32,7 +32,7 @@ async function run (spans: BlockSpan[], dtype: 'f32' | 'f16', x: Float32Array, C
   const out = new Float32Array(x.length)
   // Spans run one after the other on each step's rows: read back between them (as a server hands them on).
   const through = async (from: number, n: number): Promise<void> => {
-    let h = x.slice(from * C, (from + n) * C)
+    let h: Float32Array = x.slice(from * C, (from + n) * C)
     for (let i = 0; i < spans.length; i++) {
       const y = spans[i].forward(spans[i].backend.tensor(h, [n, C]), caches[i])
       h = await y.readF32()

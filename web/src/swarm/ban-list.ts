@@ -1,12 +1,15 @@
 /**
  * Peers that failed are banned for BAN_BASE_MS · 2^(failures − 1), capped at BAN_MAX_MS
- * (Petals' exponential backoff); a success clears the count.
+ * (Petals' exponential backoff); a success clears the count. A peer caught lying (wrong outputs,
+ * client/verify.ts) is banned for LIAR_BAN_MS, and a success does not clear that: a liar answers.
  */
-import { BAN_BASE_MS, BAN_MAX_MS } from './constants.ts'
+import { BAN_BASE_MS, BAN_MAX_MS, LIAR_BAN_MS } from './constants.ts'
 
 export class BanList {
   private readonly failures = new Map<string, number>()
   private readonly until = new Map<string, number>()
+  /** Liars' ban ends, apart from failures' so that clear() leaves them. */
+  private readonly liarUntil = new Map<string, number>()
 
   constructor (
     private readonly now: () => number = Date.now,
@@ -23,9 +26,20 @@ export class BanList {
     return ms
   }
 
+  /** A peer caught returning wrong outputs: banned for `ms`, whatever it answers later. */
+  banLiar (peer: string, ms = LIAR_BAN_MS): void {
+    this.liarUntil.set(peer, Math.max(this.liarUntil.get(peer) ?? 0, this.now() + ms))
+  }
+
+  /** Whether `peer` is banned as a liar now. */
+  isLiar (peer: string): boolean {
+    const t = this.liarUntil.get(peer)
+    return t !== undefined && t > this.now()
+  }
+
   isBanned (peer: string): boolean {
     const t = this.until.get(peer)
-    return t !== undefined && t > this.now()
+    return (t !== undefined && t > this.now()) || this.isLiar(peer)
   }
 
   /** ms until the first of `peers`' bans ends; undefined when none of them is banned. */
@@ -33,8 +47,8 @@ export class BanList {
     const t = this.now()
     let best: number | undefined
     for (const p of peers) {
-      const u = this.until.get(p)
-      if (u !== undefined && u > t && (best === undefined || u - t < best)) best = u - t
+      const u = Math.max(this.until.get(p) ?? 0, this.liarUntil.get(p) ?? 0)
+      if (u > t && (best === undefined || u - t < best)) best = u - t
     }
     return best
   }

@@ -87,6 +87,21 @@ export const BAN_BASE_MS = 1_000
 /** Longest ban, in ms: a flaky peer is retried at least this often. */
 export const BAN_MAX_MS = 60_000
 
+/**
+ * Ban of a server caught returning wrong outputs (client/verify.ts), in ms: an hour, not a
+ * backoff — a liar is not flaky, and a success does not clear it.
+ */
+export const LIAR_BAN_MS = 3_600_000
+
+/** Default fraction of steps after which a client checks a hop's outputs on another server (client/verify.ts). */
+export const VERIFY_RATE = 0.05
+
+/** Accusations one client keeps in its signed evidence entry (swarm/evidence.ts): about 350 bytes each, under the entry's 16 KiB. */
+export const MAX_ACCUSATIONS_PER_ENTRY = 32
+
+/** Lifetime of an evidence entry, in ms: as long as the ban it explains. */
+export const EVIDENCE_TTL_MS = LIAR_BAN_MS
+
 /** Times a client re-plans one step's failed span before giving up on the generation. */
 export const MAX_FAILOVERS_PER_STEP = 8
 

@@ -181,6 +181,27 @@ export class FailoverExhaustedError extends WebSwarmError {
   readonly callerFault = false
 }
 
+/**
+ * Verification (client/verify.ts) caught a server returning wrong outputs: it is banned, and the
+ * session was rebuilt without it holding positions [0, position) only. The caller re-sends its
+ * inputs from `position` (swarmGenerate does, re-sampling the tokens that depended on them).
+ */
+export class SessionRewoundError extends WebSwarmError {
+  override name = 'SessionRewoundError'
+  readonly errorCode = 'swarm.session-rewound'
+  readonly callerFault = false
+  constructor (readonly position: number, readonly liar: string) {
+    super(`server ${liar} returned wrong outputs at position ${position}; the session was rebuilt without it and holds positions [0, ${position}): resend the inputs from there`)
+  }
+}
+
+/** An evidence entry of the swarm doc (swarm/evidence.ts) that does not hold well-formed accusations. */
+export class MalformedEvidenceError extends WebSwarmError {
+  override name = 'MalformedEvidenceError'
+  readonly errorCode = 'swarm.malformed-evidence'
+  readonly callerFault = true
+}
+
 /** Bad arguments to a swarm-level call (spans, counts, options). */
 export class SwarmArgumentError extends WebSwarmError {
   override name = 'SwarmArgumentError'

@@ -11,6 +11,7 @@ import { planRoute, type RouteSegment } from '../route.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import { readInfer, writeInfer, type InferMsg } from '../wire/infer.ts'
 import { StepLatency } from './latency.ts'
+import { VerifyPolicy, type VerifyOptions } from './verify.ts'
 import { InferenceSession } from './session.ts'
 
 export interface InferenceClientOptions {
@@ -55,6 +56,12 @@ export interface InferenceClientOptions {
   hedge?: boolean
   /** Least deadline before a hedge, in ms. @default HEDGE_FLOOR_MS */
   hedgeFloorMs?: number
+  /**
+   * Check servers' outputs on other servers (verify.ts): spot checks at `rate`, a liar banned
+   * and the session rebuilt from its first wrong position (step() then throws
+   * SessionRewoundError; swarmGenerate re-sends from there). @default off
+   */
+  verify?: VerifyOptions
 }
 
 /** A failover, as the session saw it: for logs, the page and the recovery benchmark. */
@@ -90,6 +97,8 @@ export class InferenceClient {
   readonly latency: StepLatency
   /** Per-token time of multi-token (prefill) steps per server; a T-token step's deadline is T times its. */
   readonly prefillLatency: StepLatency
+  /** Output verification, when asked for: its policy and counters over all sessions. */
+  readonly verify?: VerifyPolicy
 
   constructor (opts: InferenceClientOptions) {
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
@@ -108,6 +117,7 @@ export class InferenceClient {
     this.hedge = opts.hedge ?? true
     this.latency = new StepLatency(Math.min(opts.hedgeFloorMs ?? HEDGE_FLOOR_MS, this.timeoutMs), this.timeoutMs)
     this.prefillLatency = new StepLatency(this.latency.floorMs, this.timeoutMs)
+    this.verify = opts.verify === undefined ? undefined : new VerifyPolicy(opts.verify)
   }
 
   /**
@@ -174,14 +184,15 @@ export class InferenceClient {
    * `cachedMs`, a first try plans over records fetched at most that long ago: a DHT lookup may
    * wait seconds on the very server that stopped answering (a hedge cannot).
    */
-  async plan (from: number, to: number, cacheTokens: number, avoid?: string, cachedMs?: number): Promise<RouteSegment[]> {
+  async plan (from: number, to: number, cacheTokens: number, avoid?: string | ReadonlySet<string>, cachedMs?: number): Promise<RouteSegment[]> {
+    const avoided = (p: string): boolean => typeof avoid === 'string' ? p === avoid : avoid?.has(p) === true
     for (let attempt = 0; ; attempt++) {
       const last = this.lastRecords
       const cached = attempt === 0 && cachedMs !== undefined && last !== undefined && this.now() - last.at <= cachedMs
       const records = (cached ? last.records : await this.records()).filter(r => r.start < to && r.end > from)
       await this.measureRtts(records.filter(r => r.state === 'online').map(r => r.peer))
       try {
-        return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => p === avoid || this.bans.isBanned(p), cacheTokens })
+        return planRoute(records, from, to, { rttMs: this.rttMs, exclude: p => avoided(p) || this.bans.isBanned(p), cacheTokens })
       } catch (e) {
         // Old records may lack a newer spare: ask the directory.
         if (cached && e instanceof NoRouteError) continue

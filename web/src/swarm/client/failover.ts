@@ -20,10 +20,10 @@
 import { MAX_STEP_TOKENS, RECORD_REFRESH_MS } from '../constants.ts'
 import type { RouteSegment } from '../route.ts'
 import type { FailoverEvent } from './client.ts'
-import { isClientBug, type Hop, type HopRpc } from './hop-rpc.ts'
+import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'
 
 /** A replacement chain for a hop's blocks, holding the hop's cache again. */
-interface Replacement { fresh: Hop[], route: RouteSegment[], replayed: number }
+export interface Replacement { fresh: Hop[], route: RouteSegment[], replayed: number }
 
 export class Failover {
   /** `hops`: the session's route, where a replacement takes the failed hop's place; `failovers`: its record of them. */
@@ -97,7 +97,7 @@ export class Failover {
       let y = x
       for (const hop of r.fresh) {
         const out = await this.rpc.step(hop, y, tokens, position, signal)
-        hop.history.push(y.slice())
+        record(hop, y, out)
         y = out
       }
       return { ...r, y, ms: performance.now() - t0 }
@@ -109,9 +109,10 @@ export class Failover {
 
   /**
    * A fresh chain over `failed`'s blocks holding its cache: planned (without `avoid`), opened, and
-   * fed `failed`'s stored inputs. Aborted by `signal` (its sessions then closed).
+   * fed `failed`'s stored inputs. Aborted by `signal` (its sessions then closed). The verifier
+   * (verify.ts) builds its second and third opinions with it too.
    */
-  private async replacement (failed: Hop, signal?: AbortSignal, avoid?: string, cachedMs?: number): Promise<Replacement> {
+  async replacement (failed: Pick<Hop, 'start' | 'end' | 'history'>, signal?: AbortSignal, avoid?: string | ReadonlySet<string>, cachedMs?: number): Promise<Replacement> {
     const client = this.rpc.client
     const t0 = performance.now()
     const route = await client.plan(failed.start, failed.end, this.rpc.maxTokens, avoid, cachedMs)
@@ -125,7 +126,7 @@ export class Failover {
         let x = past.data
         for (const hop of fresh) {
           const y = await this.rpc.step(hop, x, past.tokens, replayed, signal)
-          hop.history.push(x.slice())
+          record(hop, x, y)
           x = y
         }
         replayed += past.tokens

@@ -4,7 +4,7 @@
  * `onToken` as they are sampled.
  */
 import { Sampler, type SamplingOptions } from '../../model/sampler.ts'
-import { SwarmArgumentError } from '../errors.ts'
+import { SessionRewoundError, SwarmArgumentError } from '../errors.ts'
 import type { InferenceClient } from './client.ts'
 import type { InferenceSession } from './session.ts'
 
@@ -26,6 +26,11 @@ export interface SwarmGenerateOptions extends SamplingOptions {
   onToken?: (id: number) => void | Promise<void>
   /** Called once the session is open (e.g. to show the route, or to kill a server in a test). */
   onSession?: (s: InferenceSession) => void
+  /**
+   * Verification caught a liar (client/verify.ts): tokens sampled from its outputs are withdrawn
+   * and sampled again; called with how many of the streamed tokens still hold. @default nothing
+   */
+  onRewind?: (kept: number) => void
 }
 
 export interface SwarmGenerateResult {
@@ -49,9 +54,30 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
   opts.onSession?.(session)
   const tokens: number[] = []
   const decodeMs: number[] = []
+  /**
+   * Steps `ids` (the next positions); when verification rebuilt the session at an earlier
+   * position p, the tokens sampled from outputs at p and later are dropped, and the known ids
+   * from p on are stepped again. Each rewind bans a liar, so they are few.
+   */
+  const advance = async (ids: readonly number[]): Promise<Float32Array> => {
+    for (let rewinds = 0; ; rewinds++) {
+      try {
+        return await session.step(await ends.embed(ids), ids.length)
+      } catch (e) {
+        if (!(e instanceof SessionRewoundError) || rewinds >= client.maxFailovers) throw e
+        // Token k was sampled from the output at position P − 1 + k.
+        const kept = Math.max(0, Math.min(tokens.length, e.position - prompt.length + 1))
+        if (kept < tokens.length) {
+          tokens.length = kept
+          opts.onRewind?.(kept)
+        }
+        ids = [...prompt, ...tokens].slice(e.position)
+      }
+    }
+  }
   try {
     let t0 = performance.now()
-    let h = await session.step(await ends.embed(prompt), prompt.length)
+    let h = await advance(prompt)
     const prefillMs = performance.now() - t0
     for (;;) {
       const id = sampler.sample(await ends.logits(h.subarray(h.length - C)))
@@ -59,7 +85,7 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
       await opts.onToken?.(id)
       if (stop.has(id) || tokens.length >= n) break
       t0 = performance.now()
-      h = await session.step(await ends.embed([id]), 1)
+      h = await advance([id])
       decodeMs.push(performance.now() - t0)
     }
     return { tokens, prefillMs, decodeMs, session }

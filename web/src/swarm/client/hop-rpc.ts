@@ -13,6 +13,14 @@ export interface Hop extends RouteSegment {
   session: string
   /** Inputs sent so far, in order: (T_i, C) each; together positions [0, length). */
   history: Float32Array[]
+  /** The server's outputs for them, in the same order and shapes: what a verifier checks (verify.ts). */
+  outputs: Float32Array[]
+}
+
+/** Records one step of `hop`: its input `x` (copied: callers reuse their buffers) and output `y`. */
+export function record (hop: Hop, x: Float32Array, y: Float32Array): void {
+  hop.history.push(x.slice())
+  hop.outputs.push(y)
 }
 
 /** Errors that say the client itself is wrong: failing over would not help. */
@@ -30,7 +38,7 @@ export class HopRpc {
       for (const seg of route) {
         const r = await this.callOrBan(seg.peer, { type: 'open', model: this.client.model, start: seg.start, end: seg.end, maxTokens: this.maxTokens }, signal)
         if (r.type !== 'opened') throw new PeerProtocolError(seg.peer, `expected opened, got ${r.type}`)
-        hops.push({ ...seg, session: r.session, history: [] })
+        hops.push({ ...seg, session: r.session, history: [], outputs: [] })
       }
       return hops
     } catch (e) {

@@ -15,7 +15,7 @@ import { MalformedMessageError, PeerProtocolError, PositionError, PushNotReceive
 import type { WireTensor } from '../wire/bytes.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import { lateAfter, type Failover } from './failover.ts'
-import { isClientBug, type Hop, type HopRpc } from './hop-rpc.ts'
+import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'
 
 export class Push {
   /** CHAINs already sent to hops 1.. for the next step (see arm()). */
@@ -126,7 +126,7 @@ export class Push {
         return { done: i, x, calls, error: e as Error }
       }
       client.bans.clear(hop.peer)
-      hop.history.push(x.slice())
+      record(hop, x, y)
       x = y
       if (pushError !== '' && i + 1 < hops.length) {
         client.log(`infer: ${pushError}; stepping ${hops[i + 1].peer} directly`)

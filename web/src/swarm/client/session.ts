@@ -5,13 +5,14 @@
  * its stored inputs, and a late step is hedged on a spare (failover.ts).
  */
 import { MAX_STEP_TOKENS } from '../constants.ts'
-import { FailoverExhaustedError, NoRouteError, SwarmArgumentError } from '../errors.ts'
+import { FailoverExhaustedError, NoRouteError, SessionRewoundError, SwarmArgumentError } from '../errors.ts'
 import type { RouteSegment } from '../route.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import type { FailoverEvent, InferenceClient } from './client.ts'
 import { Failover } from './failover.ts'
-import { HopRpc, isClientBug, type Hop } from './hop-rpc.ts'
+import { HopRpc, isClientBug, record, type Hop } from './hop-rpc.ts'
 import { Push } from './push.ts'
+import { rows, Verifier } from './verify.ts'
 
 export class InferenceSession {
   /** The route's hops; changed in place (open, failovers) as `failover` and `push` share it. */
@@ -23,12 +24,15 @@ export class InferenceSession {
   private readonly rpc: HopRpc
   private readonly failover: Failover
   private readonly push: Push
+  /** Spot checks of the hops' outputs, when the client verifies. */
+  private readonly verifier?: Verifier
 
   constructor (private readonly client: InferenceClient, readonly maxTokens: number) {
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new SwarmArgumentError(`maxTokens must be ≥ 1, got ${maxTokens}`)
     this.rpc = new HopRpc(client, maxTokens)
     this.failover = new Failover(this.rpc, this.hops, this.failovers)
     this.push = new Push(this.rpc, this.failover, this.hops)
+    if (client.verify !== undefined) this.verifier = new Verifier(this.rpc, this.failover, client.verify)
   }
 
   /** The current route. */
@@ -105,9 +109,37 @@ export class InferenceSession {
       }
     }
     this.length += tokens
+    const caught = await this.verifier?.afterStep(this.hops)
+    if (caught !== undefined) {
+      await this.rewind(caught.position)
+      throw new SessionRewoundError(caught.position, caught.liar)
+    }
     // Arm the next step only when this one went through cleanly by push (the route is warm).
     if (pushed && this.client.armAhead) this.push.arm(this.length)
     return x
+  }
+
+  /**
+   * Rebuilds the whole route holding positions [0, keep) only: a liar's wrong outputs reached
+   * every later hop's cache and the caller's tokens, and a server cannot drop positions, so fresh
+   * sessions (avoiding the banned liar) replay the first hop's inputs up to `keep`.
+   */
+  private async rewind (keep: number): Promise<void> {
+    const C = this.client.hiddenSize
+    const inputs = rows(this.hops[0].history, C, 0, keep)
+    this.push.disarm()
+    this.verifier?.reset()
+    this.rpc.close(this.hops)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await this.failover.replacement({ start: 0, end: this.client.numBlocks, history: keep > 0 ? [inputs] : [] })
+        this.hops.splice(0, this.hops.length, ...r.fresh)
+        break
+      } catch (e) {
+        if (isClientBug(e) || e instanceof NoRouteError || attempt >= this.client.maxFailovers) throw e
+      }
+    }
+    this.length = keep
   }
 
   /**
@@ -124,7 +156,7 @@ export class InferenceSession {
     const raced = deadline === undefined ? { won: 'primary' as const, v: await primary } : await this.failover.raceHedge(i, primary, deadline, x, tokens, position, () => {})
     if (raced.won === 'hedge') return raced
     this.client.sampleStep(hop.peer, tokens, performance.now() - t0)
-    hop.history.push(x.slice())
+    record(hop, x, raced.v)
     return { y: raced.v, hops: 1 }
   }
 
@@ -133,6 +165,7 @@ export class InferenceSession {
     if (this.closed) return
     this.closed = true
     this.push.disarm() // their servers fail them as the sessions close
+    this.verifier?.reset()
     // Best effort: a server that misses the CLOSE frees the session when it idles out (60 s).
     await Promise.all(this.hops.map(h => this.client.call(h.peer, { type: 'close', session: h.session }).catch(() => {})))
   }

@@ -1,0 +1,72 @@
+/**
+ * Servers that lie, for the verification tests: a span backend wrapper that computes honestly
+ * (so its caches stay right and a lie cannot be told from its timing) and then alters some
+ * outputs the way an attacker or a broken peer would.
+ */
+import type { SpanBackend, SpanCache, SpanStep } from '../../web/src/swarm/server/backend.ts'
+import { Rng } from '../../web/src/util/rng.ts'
+
+export type LieKind = 'scale' | 'small-scale' | 'noise' | 'zeros' | 'replay' | 'model'
+
+/** Which forward calls lie: all, each with probability `p` (seeded), or from the `after`-th on. */
+export interface LieWhen { p?: number, after?: number, seed?: number }
+
+/** Wraps `inner`; lies on the steps `when` picks, the way `kind` says. */
+export class LyingBackend implements SpanBackend {
+  /** Forward calls that lied. */
+  lies = 0
+  private calls = 0
+  private readonly rng: Rng
+  /** Last honest output per row count, from any session: what a `replay` liar answers with. */
+  private readonly seen = new Map<number, Float32Array>()
+
+  constructor (readonly inner: SpanBackend, readonly kind: LieKind, readonly when: LieWhen = {}, private readonly other?: SpanBackend) {
+    this.rng = new Rng(when.seed ?? 7)
+  }
+
+  get model (): string { return this.inner.model }
+  get start (): number { return this.inner.start }
+  get end (): number { return this.inner.end }
+  get hiddenSize (): number { return this.inner.hiddenSize }
+  get cacheBytesPerToken (): number { return this.inner.cacheBytesPerToken }
+  createCache (capacity: number, start: number, end: number): SpanCache {
+    const c = this.inner.createCache(capacity, start, end)
+    // A different model computes along on caches of its own.
+    if (this.other !== undefined) otherCaches.set(c, this.other.createCache(capacity, start, end))
+    return c
+  }
+
+  dispose (): void { this.inner.dispose() }
+
+  async forward (steps: readonly SpanStep[]): Promise<Float32Array[]> {
+    const outs = await this.inner.forward(steps)
+    const others = this.other === undefined ? undefined : await this.other.forward(steps.map(s => ({ ...s, cache: otherCaches.get(s.cache)! })))
+    return outs.map((y, i) => {
+      const call = this.calls++
+      const lie = (this.when.after === undefined || call >= this.when.after) && (this.when.p === undefined || this.rng.next() < this.when.p)
+      const prev = this.seen.get(y.length)
+      this.seen.set(y.length, y.slice())
+      if (!lie) return y
+      const out = this.alter(y, prev, others?.[i])
+      if (out !== y) this.lies++
+      return out
+    })
+  }
+
+  private alter (y: Float32Array, prev: Float32Array | undefined, other: Float32Array | undefined): Float32Array {
+    switch (this.kind) {
+      case 'scale': return y.map(v => v * 1.5)
+      case 'small-scale': return y.map(v => v * 1.03)
+      case 'noise': {
+        const rms = Math.sqrt(y.reduce((a, v) => a + v * v, 0) / y.length)
+        return y.map(v => v + 0.05 * rms * this.rng.normal())
+      }
+      case 'zeros': return new Float32Array(y.length)
+      // Another step's output (another session's, or an earlier one): the right shape, the wrong numbers.
+      case 'replay': return prev ?? y
+      case 'model': return other!
+    }
+  }
+}
+
+const otherCaches = new WeakMap<SpanCache, SpanCache>()

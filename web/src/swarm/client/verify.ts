@@ -1,0 +1,289 @@
+/**
+ * Spot-check verification of a session's servers. Each hop keeps the inputs it was sent and the
+ * outputs it returned (hop-rpc.ts `record`). After a step, each hop is checked with probability
+ * `rate` (seeded; 1 in strict mode): a second opinion — a chain of other servers over the same
+ * blocks, opened at the hop's first check by replaying its inputs from the session start (the
+ * failover replay, so its KV cache equals the hop's), and fed only the new positions at later
+ * checks — recomputes every position since the last check, and the rows are compared with the
+ * calibrated tolerance (verify-compare.ts). A server therefore cannot lie on an unchecked step
+ * and get away with it: the next check of its hop covers that step too.
+ *
+ * On a mismatch at position p, a third opinion decides (another chain avoiding both, replaying
+ * positions [0, p], or the client's own blocks when it holds them): the hop's server is the liar
+ * when it disagrees with the third; then it is banned (LIAR_BAN_MS, ban-list.ts), the accusation
+ * goes to `onEvidence` (signed into the swarm doc by swarm/evidence.ts), and the session is
+ * rebuilt from position p (session.ts), whose caller re-sends its inputs from there — outputs
+ * before p were checked. A second opinion that disagrees with the third is the liar instead
+ * (banned when it is one server); without a third opinion nobody is accused.
+ *
+ * Checks never fail the generation: a verifier that errs is banned like any failed server and
+ * the check is counted as skipped.
+ */
+import { MAX_STEP_TOKENS, RECORD_REFRESH_MS, VERIFY_RATE } from '../constants.ts'
+import { NoRouteError, SwarmArgumentError } from '../errors.ts'
+import type { Accusation } from '../evidence.ts'
+import type { SpanBackend } from '../server/backend.ts'
+import { Rng } from '../../util/rng.ts'
+import type { Failover } from './failover.ts'
+import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'
+import { compareRows, digestF32, rowDeviation, VERIFY_TOLERANCE } from './verify-compare.ts'
+
+export interface VerifyOptions {
+  /** Probability that a hop is checked after a step; 1 checks every hop after every step (strict). @default VERIFY_RATE */
+  rate?: number
+  /** Seed of the sampling, so a run's checks are reproducible. @default 1 */
+  seed?: number
+  /** Largest relative L2 distance of an honest position. @default VERIFY_TOLERANCE */
+  tolerance?: number
+  /** Blocks this client holds itself: a third opinion computed here, for hops within them. @default none */
+  local?: SpanBackend
+  /** Each accusation, for the swarm doc (swarm/evidence.ts EvidenceBoard.accuse). @default nothing */
+  onEvidence?: (a: Accusation) => void | Promise<void>
+}
+
+/** Counts over a client's sessions: for logs, tests and bench:verify. */
+export interface VerifyStats {
+  /** Hop checks run. */
+  checks: number
+  /** Positions a second opinion recomputed (its whole compute, replays included). */
+  positionsRecomputed: number
+  /** Positions compared. */
+  positionsCompared: number
+  /** Largest deviation among positions that agreed: how close honest servers came to the threshold. */
+  maxAgreeingDeviation: number
+  mismatches: number
+  /** Peers banned as liars, in order. */
+  liars: string[]
+  /** Mismatches no third opinion could settle. */
+  undecided: number
+  /** Checks skipped: no other server holds the blocks, or the verifier failed. */
+  skipped: number
+}
+
+/** The resolved policy and counters a client's sessions share. */
+export class VerifyPolicy {
+  readonly rate: number
+  readonly tolerance: number
+  readonly local?: SpanBackend
+  readonly onEvidence?: (a: Accusation) => void | Promise<void>
+  readonly rng: Rng
+  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, liars: [], undecided: 0, skipped: 0 }
+
+  constructor (opts: VerifyOptions = {}) {
+    this.rate = opts.rate ?? VERIFY_RATE
+    this.tolerance = opts.tolerance ?? VERIFY_TOLERANCE
+    if (!(this.rate >= 0 && this.rate <= 1)) throw new SwarmArgumentError(`verify rate must be in [0, 1], got ${opts.rate}`)
+    if (!(this.tolerance > 0)) throw new SwarmArgumentError(`verify tolerance must be > 0, got ${opts.tolerance}`)
+    this.local = opts.local
+    this.onEvidence = opts.onEvidence
+    this.rng = new Rng(opts.seed ?? 1)
+  }
+}
+
+/** A route hop's server caught lying: its first wrong position. */
+export interface Caught { position: number, liar: string }
+
+/** A hop's second opinion: a chain over its blocks that has been fed positions [0, fed). */
+interface Shadow { chain: Hop[], fed: number }
+
+export class Verifier {
+  private readonly shadows = new Map<Hop, Shadow>()
+
+  constructor (private readonly rpc: HopRpc, private readonly failover: Failover, readonly policy: VerifyPolicy) {}
+
+  private get C (): number { return this.rpc.client.hiddenSize }
+
+  /**
+   * After a step of the session with route `hops`: checks the sampled hops. Returns the position
+   * to rebuild the session from when a hop's server was caught lying (already banned), else undefined.
+   */
+  async afterStep (hops: readonly Hop[]): Promise<Caught | undefined> {
+    // Shadows of hops a failover replaced hold server sessions nobody will check again.
+    for (const [hop, s] of this.shadows) {
+      if (!hops.includes(hop)) {
+        this.rpc.close(s.chain)
+        this.shadows.delete(hop)
+      }
+    }
+    let first: Caught | undefined
+    for (const hop of [...hops]) {
+      if (this.policy.rate < 1 && !(this.policy.rng.next() < this.policy.rate)) continue
+      const c = await this.check(hop)
+      if (c !== undefined && (first === undefined || c.position < first.position)) first = c
+    }
+    return first
+  }
+
+  /** Closes every second opinion's server sessions (the session closes or is rebuilt). */
+  reset (): void {
+    for (const s of this.shadows.values()) this.rpc.close(s.chain)
+    this.shadows.clear()
+  }
+
+  /** Checks `hop`'s outputs since its last check; the first wrong position when its server lied. */
+  private async check (hop: Hop): Promise<Caught | undefined> {
+    const { stats, tolerance } = this.policy
+    const client = this.rpc.client
+    const C = this.C
+    const total = positions(hop.history, C)
+    let shadow = this.shadows.get(hop)
+    const from = shadow?.fed ?? 0
+    if (from >= total) return undefined
+    stats.checks++
+    try {
+      if (shadow === undefined) {
+        // Replays the hop's inputs from the session start: its cache then matches the hop's.
+        const r = await this.failover.replacement(hop, undefined, hop.peer, RECORD_REFRESH_MS)
+        shadow = { chain: r.fresh, fed: total }
+        this.shadows.set(hop, shadow)
+      } else {
+        const x = rows(hop.history, C, from, total)
+        for (let t = 0; t < total - from; t += MAX_STEP_TOKENS) {
+          const n = Math.min(MAX_STEP_TOKENS, total - from - t)
+          let y = x.subarray(t * C, (t + n) * C)
+          for (const h of shadow.chain) {
+            const out = await this.rpc.step(h, y, n, from + t)
+            record(h, y, out)
+            y = out
+          }
+        }
+        shadow.fed = total
+      }
+    } catch (e) {
+      if (isClientBug(e)) throw e
+      // No other server holds these blocks, or the verifier failed (HopRpc banned it): skip.
+      if (shadow !== undefined) {
+        this.rpc.close(shadow.chain)
+        this.shadows.delete(hop)
+      }
+      stats.skipped++
+      client.log(`verify: blocks [${hop.start}, ${hop.end}) of ${hop.peer} not checked (${(e as Error).message})`)
+      return undefined
+    }
+    stats.positionsRecomputed += total - from
+    stats.positionsCompared += total - from
+    const mine = rows(hop.outputs, C, from, total)
+    const theirs = rows(shadow.chain[shadow.chain.length - 1].outputs, C, from, total)
+    const { mismatch, max } = compareRows(mine, theirs, C, tolerance)
+    if (mismatch === undefined) {
+      stats.maxAgreeingDeviation = Math.max(stats.maxAgreeingDeviation, max)
+      return undefined
+    }
+    stats.mismatches++
+    const p = from + mismatch.row
+    client.log(`verify: ${hop.peer} and ${shadow.chain.map(h => h.peer).join(' → ')} disagree on blocks [${hop.start}, ${hop.end}) at position ${p} (deviation ${mismatch.deviation.toExponential(2)}); asking a third opinion`)
+    return await this.judge(hop, shadow, p)
+  }
+
+  /** Settles a disagreement at position `p` between `hop` and its second opinion. */
+  private async judge (hop: Hop, shadow: Shadow, p: number): Promise<Caught | undefined> {
+    const { stats, tolerance } = this.policy
+    const client = this.rpc.client
+    const C = this.C
+    const a = rows(hop.outputs, C, p, p + 1)
+    const b = rows(shadow.chain[shadow.chain.length - 1].outputs, C, p, p + 1)
+    const third = await this.thirdOpinion(hop, shadow, p)
+    // Whatever the verdict, this second opinion is done: a rebuilt or cleared hop gets a fresh one.
+    this.rpc.close(shadow.chain)
+    this.shadows.delete(hop)
+    if (third === undefined) {
+      stats.undecided++
+      client.log(`verify: no third opinion on blocks [${hop.start}, ${hop.end}); nobody accused`)
+      return undefined
+    }
+    const devA = rowDeviation(a, third.y)
+    const devB = rowDeviation(b, third.y)
+    if (devA > tolerance) {
+      await this.accuse(hop.peer, hop, p, a, third.y, devA)
+      return { position: p, liar: hop.peer }
+    }
+    if (devB > tolerance && shadow.chain.length === 1) {
+      await this.accuse(shadow.chain[0].peer, shadow.chain[0], p, b, third.y, devB)
+      return undefined
+    }
+    // A multi-server second opinion that is wrong cannot be pinned on one of its servers here,
+    // and two opinions within the tolerance of a third are a rounding question, not a lie.
+    stats.undecided++
+    client.log(`verify: third opinion (${third.by}) agrees with ${hop.peer} (${devA.toExponential(2)}), not with its second opinion (${devB.toExponential(2)}); nobody accused`)
+    return undefined
+  }
+
+  /** Row `p` of blocks [hop.start, hop.end) on hop's inputs [0, p], from servers other than both opinions', or locally. */
+  private async thirdOpinion (hop: Hop, shadow: Shadow, p: number): Promise<{ y: Float32Array, by: string } | undefined> {
+    const C = this.C
+    const inputs = rows(hop.history, C, 0, p + 1)
+    const local = this.policy.local
+    if (local !== undefined && local.start <= hop.start && hop.end <= local.end) {
+      const cache = local.createCache(p + 1, hop.start, hop.end)
+      try {
+        let y: Float32Array = new Float32Array(0)
+        for (let t = 0; t <= p; t += MAX_STEP_TOKENS) {
+          const n = Math.min(MAX_STEP_TOKENS, p + 1 - t)
+          ;[y] = await local.forward([{ cache, hidden: inputs.slice(t * C, (t + n) * C), tokens: n }])
+        }
+        this.policy.stats.positionsRecomputed += p + 1
+        return { y: y.slice(y.length - C), by: 'local blocks' }
+      } finally {
+        cache.dispose()
+      }
+    }
+    const avoid = new Set([hop.peer, ...shadow.chain.map(h => h.peer)])
+    try {
+      const r = await this.failover.replacement({ start: hop.start, end: hop.end, history: [inputs] }, undefined, avoid, RECORD_REFRESH_MS)
+      this.rpc.close(r.fresh)
+      this.policy.stats.positionsRecomputed += p + 1
+      return { y: rows(r.fresh[r.fresh.length - 1].outputs, C, p, p + 1), by: r.route.map(s => s.peer).join(' → ') }
+    } catch (e) {
+      if (isClientBug(e)) throw e
+      this.rpc.client.log(`verify: no third opinion on blocks [${hop.start}, ${hop.end}): ${(e as Error).message}`)
+      if (!(e instanceof NoRouteError)) this.policy.stats.skipped++
+      return undefined
+    }
+  }
+
+  /** Bans `peer` as a liar and hands the accusation on. */
+  private async accuse (peer: string, hop: Hop, p: number, wrong: Float32Array, honest: Float32Array, deviation: number): Promise<void> {
+    const client = this.rpc.client
+    const { stats } = this.policy
+    client.bans.banLiar(peer)
+    stats.liars.push(peer)
+    client.log(`verify: ${peer} returned wrong outputs for blocks [${hop.start}, ${hop.end}) at position ${p} (deviation ${deviation.toExponential(2)} from two other opinions); banned as a liar`)
+    const accusation: Accusation = {
+      model: client.model,
+      blocks: [hop.start, hop.end],
+      position: p,
+      inputsHash: await digestF32(rows(hop.history, this.C, 0, p + 1)),
+      accusedDigest: await digestF32(wrong),
+      honestDigest: await digestF32(honest),
+      deviation: Number.isFinite(deviation) ? deviation : 2,
+      accused: peer,
+      at: client.now()
+    }
+    try {
+      await this.policy.onEvidence?.(accusation)
+    } catch (e) {
+      // Publishing is best effort (no swarm doc, no key): the ban above already protects this client.
+      client.log(`verify: evidence against ${peer} not published (${(e as Error).message})`)
+    }
+  }
+}
+
+/** Positions in a hop's chunks of (T_i, C). */
+export function positions (chunks: readonly Float32Array[], C: number): number {
+  return chunks.reduce((a, c) => a + c.length / C, 0)
+}
+
+/** Rows [from, to) of chunks of (T_i, C) that together hold positions [0, …), as one (to − from, C). */
+export function rows (chunks: readonly Float32Array[], C: number, from: number, to: number): Float32Array {
+  const out = new Float32Array((to - from) * C)
+  let at = 0
+  for (const c of chunks) {
+    const n = c.length / C
+    const lo = Math.max(from, at)
+    const hi = Math.min(to, at + n)
+    if (lo < hi) out.set(c.subarray((lo - at) * C, (hi - at) * C), (lo - from) * C)
+    at += n
+    if (at >= to) break
+  }
+  return out
+}
