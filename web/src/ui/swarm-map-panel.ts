@@ -109,7 +109,7 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
     const served = m.numBlocks - m.gaps.reduce((n, g) => n + g.end - g.start, 0)
     modelBox.append(el('div', { class: 'model', 'data-model': m.model },
       el('div', { class: 'model-head' }, el('b', {}, m.model), ` · ${served} of ${m.numBlocks} blocks served by ${m.peers} peer${m.peers === 1 ? '' : 's'}`,
-        m.gaps.length > 0 ? el('span', { class: 'gap-text' }, ` · missing ${m.gaps.map(g => g.end - g.start === 1 ? `${g.start}` : `${g.start}–${g.end - 1}`).join(', ')}`) : el('span', { class: 'ok' }, ' · complete')),
+        m.gaps.length > 0 ? el('span', { class: 'gap-text' }, ` · nobody serves block${m.gaps.length === 1 && m.gaps[0].end - m.gaps[0].start === 1 ? '' : 's'} ${m.gaps.map(g => g.end - g.start === 1 ? `${g.start}` : `${g.start}–${g.end - 1}`).join(', ')}`) : el('span', { class: 'ok' }, ' · complete')),
       coverageBar(m)))
   }
   if (models.length === 0) modelBox.append(el('p', { class: 'hint' }, 'No model is served yet. Press Contribute to serve one.'))
