@@ -39,6 +39,8 @@ export interface PeerEntry {
   seq: number
   expiresAt: number
   data: Record<string, unknown>
+  /** `peers` entries: the identity's proof-of-work stamp (../pow.ts), signed with the rest. */
+  pow?: string
 }
 
 /** The raw value stored in the Y.Map. */

@@ -11,9 +11,11 @@
  */
 import type { PrivateKey } from '@libp2p/interface'
 import * as Y from 'yjs'
-import { ForgedEntryError, MalformedMessageError, NetConfigError } from '../errors.ts'
+import { ForgedEntryError, LimitExceededError, MalformedMessageError, NetConfigError } from '../errors.ts'
 import { CRDT_SYNC } from '../protocols.ts'
+import { DEFAULT_POW_BITS, mintStamp, powEpoch, stampProblem } from '../pow.ts'
 import { PEERS_MAP, PEER_ENTRY_TTL_MS, SIGNED_MAPS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'
+import { MAX_ITEM_BYTES, oversizedItem } from './limits.ts'
 
 /** Updates waiting for missing dependencies; beyond this the oldest is dropped (sync repairs it). */
 const MAX_PENDING_UPDATES = 64
@@ -26,18 +28,56 @@ export const REMOTE_ORIGIN = Symbol('webswarm-remote')
 /** Result of applyRemote. */
 export type ApplyResult = 'applied' | 'pending' | 'noop'
 
+/** Flood limits of one doc (limits.ts, ../pow.ts). Every peer of a swarm must use the same powBits. */
+export interface SwarmDocLimits {
+  /**
+   * Proof-of-work difficulty of a `peers` entry (the identity's stamp, ../pow.ts, scope = the
+   * swarm name): changed entries without a valid stamp are refused on merge, and setSelf mints
+   * one (once per UTC day). 0: no stamps. @default DEFAULT_POW_BITS
+   */
+  powBits?: number
+  /** Largest value one remote update may insert, bytes. @default MAX_ITEM_BYTES */
+  maxItemBytes?: number
+  /** Wall clock of stamps' days and entries' expiry. @default Date.now */
+  now?: () => number
+}
+
 export class SwarmDoc {
   readonly doc: Y.Doc
   private readonly pending: Uint8Array[] = []
   /** Our last sequence number per signed map. */
   private readonly ownSeqs = new Map<string, number>()
-  /** Count of remote updates rejected (forged/malformed), for metrics and tests. */
+  /** Count of remote updates rejected (forged/malformed/over a limit), for metrics and tests. */
   rejected = 0
+  /** Of those: updates refused for a `peers` entry without a valid proof-of-work stamp, and for an oversized value. */
+  refusedPow = 0
+  refusedSize = 0
+  readonly powBits: number
+  private readonly maxItemBytes: number
+  private readonly now: () => number
+  /** This peer's stamp and the UTC day it was minted for. */
+  private stamp: { epoch: number, text: Promise<string> } | undefined
   /** Entries already verified, by key + signature: peers() is read on every UI render. */
   private readonly verified = new Map<string, PeerEntry>()
 
-  constructor (readonly swarm: string, readonly selfId: string, private readonly privateKey?: PrivateKey, doc?: Y.Doc) {
+  constructor (readonly swarm: string, readonly selfId: string, private readonly privateKey?: PrivateKey, doc?: Y.Doc, limits: SwarmDocLimits = {}) {
     this.doc = doc ?? new Y.Doc()
+    this.powBits = limits.powBits ?? DEFAULT_POW_BITS
+    this.maxItemBytes = limits.maxItemBytes ?? MAX_ITEM_BYTES
+    this.now = limits.now ?? Date.now
+    stampProblem('', swarm, selfId, this.powBits, 0) // validates powBits (throws NetConfigError)
+    if (!(this.maxItemBytes > 0)) throw new NetConfigError(`maxItemBytes must be positive, got ${this.maxItemBytes}`)
+  }
+
+  /** This peer's identity stamp for today (minted once per UTC day; ~2^powBits hashes). */
+  async ownStamp (): Promise<string> {
+    const epoch = powEpoch(this.now())
+    if (this.stamp?.epoch !== epoch) {
+      const text = mintStamp(this.swarm, this.selfId, this.powBits, this.now())
+      this.stamp = { epoch, text }
+      text.catch(() => { if (this.stamp?.text === text) this.stamp = undefined })
+    }
+    return await this.stamp.text
   }
 
   /** The raw peers map. Write through setSelf(); direct writes are rejected by every other peer. */
@@ -106,6 +146,7 @@ export class SwarmDoc {
       if (e !== undefined) seq = Math.max(seq, e.seq)
     }
     const entry: PeerEntry = { peer: this.selfId, seq: seq + 1, expiresAt: Date.now() + ttlMs, data }
+    if (map === PEERS_MAP && this.powBits > 0) entry.pow = await this.ownStamp()
     this.ownSeqs.set(map, entry.seq)
     const raw = await signEntry(this.privateKey, this.swarm, entry, map)
     m.set(this.selfId, raw)
@@ -148,6 +189,12 @@ export class SwarmDoc {
   }
 
   private async tryApply (update: Uint8Array, origin: unknown): Promise<ApplyResult> {
+    const big = oversizedItem(update, this.maxItemBytes)
+    if (big !== undefined) {
+      this.rejected++
+      this.refusedSize++
+      throw new LimitExceededError(CRDT_SYNC.id, `update inserts a value of ${big.size} B into ${big.where}, over the ${this.maxItemBytes} B limit`)
+    }
     // Fast path: an update that provably cannot touch `peers` and has all its dependencies is
     // applied directly (no scratch copy: O(update) instead of O(doc)).
     if (this.provablyOutsidePeers(update)) {
@@ -245,6 +292,13 @@ export class SwarmDoc {
       const old = before.get(key)
       if (old !== undefined && sameRaw(old, value)) continue
       const next = await this.verify(key, value, map)
+      if (map === PEERS_MAP && this.powBits > 0) {
+        const why = stampProblem(next.pow, this.swarm, key, this.powBits, this.now())
+        if (why !== undefined) {
+          this.refusedPow++
+          throw new ForgedEntryError(key, `identity without proof of work: ${why}`)
+        }
+      }
       if (old !== undefined) {
         // An invalid entry being replaced has no sequence number a replay could reuse.
         const prev = await this.verify(key, old, map).catch(() => undefined)

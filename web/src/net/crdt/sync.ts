@@ -19,6 +19,8 @@ import type { WebSwarmNode } from '../node.ts'
 import { CRDT_GOSSIP_MAX_BYTES, CRDT_SYNC, crdtTopic } from '../protocols.ts'
 import { Reader, Writer } from '../wire.ts'
 import { REMOTE_ORIGIN, SwarmDoc } from './swarm-doc.ts'
+import { PeerBuckets, type PeerRateLimits } from './limits.ts'
+import type { Clock } from '../../util/clock.ts'
 
 /** Frame types on the crdt-sync stream. */
 export const SYNC_STEP1 = 0
@@ -77,6 +79,10 @@ export interface CrdtSyncInit {
    * acknowledgement. The relay makes it durable here (fsync), so a finished sync means stored.
    */
   beforeAck?: () => Promise<void>
+  /** Per-peer rate limits on CRDT messages and bytes (limits.ts). @default DEFAULT_PEER_RATE_LIMITS */
+  limits?: Partial<PeerRateLimits>
+  /** Clock of the rate limits' buckets. @default realClock */
+  clock?: Clock
 }
 
 /** Sync provider for one swarm doc on one node. */
@@ -89,13 +95,16 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   private readonly log: (line: string) => void
   private running = false
   /** Counters for metrics. */
-  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0 }
+  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0, rateLimited: 0 }
+  /** Per-peer token buckets: gossip charged to its originator, sync frames to the remote peer. */
+  readonly buckets: PeerBuckets
 
   constructor (readonly node: WebSwarmNode, readonly sdoc: SwarmDoc, private readonly init: CrdtSyncInit = {}) {
     super()
     this.topic = crdtTopic(sdoc.swarm)
     this.awareness = new awarenessProtocol.Awareness(sdoc.doc)
     this.log = init.log ?? ((l) => { console.warn(l) })
+    this.buckets = new PeerBuckets(init.limits, init.clock)
   }
 
   async start (): Promise<void> {
@@ -214,6 +223,14 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     try {
       if (data.length > CRDT_GOSSIP_MAX_BYTES) throw new LimitExceededError(this.topic, `gossip message of ${data.length} B exceeds ${CRDT_GOSSIP_MAX_BYTES} B`)
       if (data.length < 1) throw new MalformedMessageError(this.topic, 'empty gossip message')
+      // Charged to the originator (a signed message's author), not to the neighbour forwarding
+      // it; over its rate the message is dropped without penalising the forwarder (Ignore), and
+      // anti-entropy delivers an honest peer's state once it is within its rate again.
+      const origin = msg.type === 'signed' ? msg.from.toString() : from.toString()
+      if (!this.buckets.take(origin, data.length)) {
+        this.stats.rateLimited++
+        return TopicValidatorResult.Ignore
+      }
       this.stats.gossipIn++
       const payload = data.subarray(1)
       switch (data[0]) {
@@ -269,6 +286,10 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
       let gotStep2 = false
       for (let i = 0; i < CRDT_SYNC.maxMessagesPerStream && !(gotStep1 && gotStep2); i++) {
         const frame = decodeSyncFrame((await lp.read({ signal })).subarray())
+        if (!this.buckets.take(remote, frame.payload.byteLength)) {
+          this.stats.rateLimited++
+          throw new LimitExceededError(CRDT_SYNC.id, `${remote} is over its CRDT rate (${this.buckets.limits.messagesPerSecond} messages, ${this.buckets.limits.bytesPerSecond} B per second)`)
+        }
         if (frame.swarm !== swarm) throw new UnsupportedMessageError(CRDT_SYNC.id, `swarm ${frame.swarm}, this node syncs ${swarm}`)
         if (frame.type === SYNC_STEP1) {
           if (gotStep1) throw new MalformedMessageError(CRDT_SYNC.id, 'second SyncStep1')

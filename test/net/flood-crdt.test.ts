@@ -1,0 +1,134 @@
+/**
+ * Flooding the swarm doc (issue #13 item 3): identities without proof of work, a stolen stamp,
+ * oversized values and too-fast updates are refused and counted, and the honest peers' state is
+ * intact. Difficulty 8 bits keeps minting cheap here; the rules do not depend on it.
+ */
+import { describe, expect, it } from 'vitest'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import * as Y from 'yjs'
+import { CrdtSync, GOSSIP_UPDATE, SwarmDoc, signEntry } from '../../web/src/net/crdt/index.ts'
+import { PeerBuckets, oversizedItem } from '../../web/src/net/crdt/limits.ts'
+import { ForgedEntryError, LimitExceededError } from '../../web/src/net/errors.ts'
+import type { WebSwarmNode } from '../../web/src/net/node.ts'
+import { ManualClock } from '../../web/src/util/clock.ts'
+
+const SWARM = 'default'
+const BITS = 8
+
+async function docFor (key: PrivateKey, powBits = BITS): Promise<SwarmDoc> {
+  return new SwarmDoc(SWARM, peerIdFromPrivateKey(key).toString(), key, undefined, { powBits })
+}
+
+/** The update that brings `to` up to `from`. */
+const diff = (from: SwarmDoc, to: SwarmDoc): Uint8Array => Y.encodeStateAsUpdate(from.doc, Y.encodeStateVector(to.doc))
+
+describe('identity proof of work on swarm-doc entries', () => {
+  it('identities created in a loop without a stamp are refused and counted; honest stamped ones are kept', async () => {
+    const receiver = await docFor(await generateKeyPair('Ed25519'))
+    const honest = await Promise.all([0, 1].map(async () => await docFor(await generateKeyPair('Ed25519'))))
+    for (const h of honest) {
+      await h.setSelf({ gflops: 1 })
+      expect(await receiver.applyRemote(diff(h, receiver))).toBe('applied')
+    }
+    for (let i = 0; i < 12; i++) {
+      const sybil = await docFor(await generateKeyPair('Ed25519'), 0) // writes entries with no stamp
+      await sybil.setSelf({ gflops: 1e6 })
+      await expect(receiver.applyRemote(diff(sybil, receiver))).rejects.toThrow(/without proof of work: no proof-of-work stamp/)
+    }
+    expect(receiver.refusedPow).toBe(12)
+    expect(receiver.rejected).toBe(12)
+    expect([...(await receiver.peers()).keys()].sort()).toEqual(honest.map(h => h.selfId).sort())
+  })
+
+  it('a stamp copied from another identity, or too weak, is refused', async () => {
+    const [kh, ks] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
+    const honest = await docFor(kh)
+    const receiver = await docFor(await generateKeyPair('Ed25519'))
+    const stolen = await honest.ownStamp()
+    const thief = await docFor(ks, 0)
+    const sybilId = thief.selfId
+    thief.peersMap.set(sybilId, await signEntry(ks, SWARM, { peer: sybilId, seq: 1, expiresAt: Date.now() + 60_000, data: {}, pow: stolen }))
+    await expect(receiver.applyRemote(diff(thief, receiver))).rejects.toBeInstanceOf(ForgedEntryError)
+    // a stamp minted at 8 bits is worth nothing to a swarm that asks for more (a 2^-12 chance it happens to have 20)
+    const strict = new SwarmDoc(SWARM, 'x', undefined, undefined, { powBits: 20 })
+    await honest.setSelf({})
+    await expect(strict.applyRemote(diff(honest, strict))).rejects.toThrow(/leading zero bits, 20 required/)
+    expect(strict.refusedPow).toBe(1)
+  })
+
+  it('the owner re-mints its stamp on a new day; an entry with yesterday\'s stamp still merges', async () => {
+    let now = Date.UTC(2026, 11, 5, 23, 59, 0)
+    const key = await generateKeyPair('Ed25519')
+    const a = new SwarmDoc(SWARM, peerIdFromPrivateKey(key).toString(), key, undefined, { powBits: BITS, now: () => now })
+    const s1 = await a.ownStamp()
+    expect(await a.ownStamp()).toBe(s1)
+    await a.setSelf({ v: 1 })
+    now += 120_000 // the next UTC day
+    const receiver = new SwarmDoc(SWARM, 'r', undefined, undefined, { powBits: BITS, now: () => now })
+    expect(await receiver.applyRemote(diff(a, receiver))).toBe('applied')
+    const s2 = await a.ownStamp()
+    expect(s2.split(':')[0]).toBe(String(Number(s1.split(':')[0]) + 1))
+  })
+})
+
+describe('per-entry size and per-peer rate caps', () => {
+  it('an update inserting an oversized value is refused and counted; small ones pass', async () => {
+    const receiver = new SwarmDoc(SWARM, 'r', undefined, undefined, { powBits: 0, maxItemBytes: 4096 })
+    const flooder = new SwarmDoc(SWARM, 'f', undefined, undefined, { powBits: 0 })
+    flooder.map('train').set('run/x', { text: 'a'.repeat(10_000) })
+    expect(oversizedItem(diff(flooder, receiver), 4096)?.where).toBe('train[run/x]')
+    await expect(receiver.applyRemote(diff(flooder, receiver))).rejects.toBeInstanceOf(LimitExceededError)
+    expect(receiver.refusedSize).toBe(1)
+    const honest = new SwarmDoc(SWARM, 'h', undefined, undefined, { powBits: 0 })
+    honest.map('train').set('run/y', { text: 'fine' })
+    expect(await receiver.applyRemote(diff(honest, receiver))).toBe('applied')
+    expect(receiver.map('train').get('run/y')).toEqual({ text: 'fine' })
+    expect(receiver.map('train').has('run/x')).toBe(false)
+  })
+
+  it('token buckets: a burst, then the sustained rate; a refused message charges nothing', () => {
+    const clock = new ManualClock(1000)
+    const b = new PeerBuckets({ messagesPerSecond: 2, messageBurst: 3, bytesPerSecond: 100, byteBurst: 250 }, clock)
+    expect([b.take('p', 10), b.take('p', 10), b.take('p', 10), b.take('p', 10)]).toEqual([true, true, true, false])
+    expect(b.take('q', 10)).toBe(true) // another peer has its own bucket
+    clock.advance(500) // +1 message
+    expect([b.take('p', 10), b.take('p', 10)]).toEqual([true, false])
+    clock.advance(10_000)
+    expect(b.take('p', 251)).toBe(false) // over the byte burst: refused, not charged
+    expect(b.take('p', 250)).toBe(true)
+    expect(b.refused).toBe(3)
+    expect(() => new PeerBuckets({ messagesPerSecond: 0 })).toThrow(/messagesPerSecond/)
+  })
+
+  it('a peer gossiping too fast is dropped past its burst and counted; an honest peer\'s updates all land', async () => {
+    const clock = new ManualClock(0)
+    const receiver = new SwarmDoc(SWARM, 'r', undefined, undefined, { powBits: 0 })
+    const sync = new CrdtSync({} as unknown as WebSwarmNode, receiver, { clock, limits: { messagesPerSecond: 5, messageBurst: 20 }, log: () => {} })
+    const validate = (sync as unknown as { validateGossip: (from: unknown, msg: Message) => Promise<TopicValidatorResult> }).validateGossip
+    const gossip = async (author: SwarmDoc, from: string, write: () => void): Promise<TopicValidatorResult> => {
+      const sv = Y.encodeStateVector(author.doc)
+      write()
+      const u = Y.encodeStateAsUpdate(author.doc, sv)
+      const data = new Uint8Array(u.length + 1); data[0] = GOSSIP_UPDATE; data.set(u, 1)
+      const id = { toString: () => from }
+      return await validate(id, { type: 'signed', from: id, data, topic: sync.topic } as unknown as Message)
+    }
+    const flooder = new SwarmDoc(SWARM, 'f', undefined, undefined, { powBits: 0 })
+    const honest = new SwarmDoc(SWARM, 'h', undefined, undefined, { powBits: 0 })
+    const results: TopicValidatorResult[] = []
+    for (let i = 0; i < 100; i++) results.push(await gossip(flooder, 'flooder', () => { flooder.map('spam').set(`k${i}`, i) }))
+    for (let i = 0; i < 10; i++) {
+      expect(await gossip(honest, 'honest', () => { honest.map('models').set(`m${i}`, { i }) })).toBe(TopicValidatorResult.Accept)
+      clock.advance(100)
+    }
+    expect(results.filter(r => r === TopicValidatorResult.Accept).length).toBe(20)
+    expect(results.filter(r => r === TopicValidatorResult.Ignore).length).toBe(80)
+    expect(sync.stats.rateLimited).toBe(80)
+    expect(receiver.map('models').size).toBe(10) // every honest update kept
+    // the flooder's refused updates are not applied later by themselves (they wait for anti-entropy at its rate)
+    expect(receiver.map('spam').size).toBe(20)
+  })
+})
