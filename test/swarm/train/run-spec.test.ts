@@ -51,3 +51,14 @@ describe('run spec: codec and aggregation together', () => {
     expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression: { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }, aggregation: { kind: 'trimmed-mean', trim: 1 } })).toThrow(/runs on q8 parts only/)
   })
 })
+
+describe('run spec: the one-step-delayed outer update', () => {
+  it('is off in declarations written before it, and excludes overlapSteps / mixAlpha', () => {
+    const old: Record<string, unknown> = { ...defaultRunSpec('r1') }
+    delete old.delayOuter
+    expect(parseRunSpec(old).delayOuter).toBe(false)
+    expect(parseRunSpec({ ...defaultRunSpec('r1', { innerSteps: 8 }), delayOuter: true }).delayOuter).toBe(true)
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1', { innerSteps: 8 }), delayOuter: true, overlapSteps: 2 })).toThrow(/delayOuter replaces/)
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), delayOuter: 'yes' })).toThrow(/delayOuter must be true or false/)
+  })
+})

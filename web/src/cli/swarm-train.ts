@@ -2,7 +2,7 @@
  * `webswarm train --bootstrap MULTIADDR --run ID [--declare [--config FILE] [--inner-steps H]
  *  [--seq-len T] [--batch B] [--lr LR] [--warmup N] [--steps N [--min-lr LR]] [--beta1 B]
  *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S] [--codec q8|topk
- *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]]] [--syncs N]
+ *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]] [--delay-outer]] [--syncs N]
  *  [--device webgpu|cpu]`
  *
  * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
@@ -11,7 +11,8 @@
  * default the tiny byte-level Llama — with the given inner AdamW hyper-parameters; `--steps N`:
  * cosine decay of the inner lr to --min-lr at run step N, else constant); otherwise
  * the peer waits for the declaration. `--codec topk` declares top-k pseudo-gradients (K of every C
- * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8. Prints one line per inner step and per sync; stops after
+ * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8;
+ * `--delay-outer` the one-step-delayed outer update (a sync lands at the next one, inner steps go on). Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
  * If another peer declared the run at the same moment and the swarm kept its declaration, this
@@ -69,7 +70,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
         ...(str(f, 'min-lr') === undefined ? {} : { minInnerLr: num(f, 'min-lr', 0) }),
         beta1: num(f, 'beta1', ADAMW_DEFAULTS.beta1), beta2: num(f, 'beta2', ADAMW_DEFAULTS.beta2), weightDecay: num(f, 'weight-decay', ADAMW_DEFAULTS.weightDecay), maxGradNorm: num(f, 'clip', 1),
         fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1),
-        compression: compressionFlags(f)
+        compression: compressionFlags(f), delayOuter: f['delay-outer'] === true
       })
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
   }

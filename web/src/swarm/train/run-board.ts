@@ -74,6 +74,8 @@ export interface RunSpec {
   fragments: number
   overlapSteps: number
   mixAlpha: number
+  /** One-step-delayed outer update (worker.ts `delayOuter`; overlapSteps and mixAlpha then 0). false in declarations before it. */
+  delayOuter: boolean
   /** Syncs to run (0: until stopped). */
   totalSyncs: number
   /** How part owners combine the members' contributions (robust.ts): the mean (declarations without the field) or a robust aggregator. */
@@ -99,13 +101,20 @@ export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
   return parseRunSpec({
     id, model: TINY_MODEL, corpus: { kind: 'brown' }, seed: 1, innerSteps: 20, seqLen: 32, batchSize: 1, innerLr: 3e-3,
     warmupSteps: 0, decaySteps: 0, minInnerLr: (o.innerLr ?? 3e-3) / 10, ...ADAM_DEFAULTS, weightDecay: ADAMW_DEFAULTS.weightDecay, maxGradNorm: 1, outer: { lr: DEFAULT_OUTER_LR, momentum: DEFAULT_OUTER_MOMENTUM },
-    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, totalSyncs: 0, aggregation: { kind: 'mean' }, checkWindows: 0, genesis: '', ...o
+    compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK }, fragments: 1, overlapSteps: 0, mixAlpha: 0, delayOuter: false, totalSyncs: 0, aggregation: { kind: 'mean' }, checkWindows: 0, genesis: '', ...o
   })
 }
 
 function num (o: Record<string, unknown>, k: string, ok: (v: number) => boolean, what: string): number {
   const v = o[k]
   if (typeof v !== 'number' || !ok(v)) throw new RunConfigError(`run field ${k} must be ${what}, got ${JSON.stringify(v)}`)
+  return v
+}
+
+/** A boolean field; `fallback` when absent (declared before the field existed). */
+function bool (o: Record<string, unknown>, k: string, fallback: boolean): boolean {
+  const v = o[k] ?? fallback
+  if (typeof v !== 'boolean') throw new RunConfigError(`run field ${k} must be true or false, got ${JSON.stringify(v)}`)
   return v
 }
 
@@ -157,6 +166,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
     fragments: num(o, 'fragments', posInt, 'a positive integer'),
     overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
     mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
+    delayOuter: bool(o, 'delayOuter', false),
     totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer'),
     aggregation: parseAggregationField(o.aggregation),
     checkWindows: num(withDefault(o, 'checkWindows', 0), 'checkWindows', v => Number.isInteger(v) && v >= 0 && v <= MAX_CHECK_WINDOWS, `an integer in [0, ${MAX_CHECK_WINDOWS}]`),
@@ -167,6 +177,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
   if (spec.decaySteps > 0 && spec.minInnerLr > spec.innerLr) throw new RunConfigError(`minInnerLr (${spec.minInnerLr}) exceeds innerLr (${spec.innerLr})`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
+  if (spec.delayOuter && (spec.overlapSteps !== 0 || spec.mixAlpha !== 0)) throw new RunConfigError(`delayOuter replaces overlapSteps (${spec.overlapSteps}) and mixAlpha (${spec.mixAlpha}): leave them 0`)
   if (spec.compression.kind !== 'q8' && spec.aggregation.kind !== 'mean') throw new RunConfigError(`aggregation ${spec.aggregation.kind} runs on q8 parts only, the run declares ${spec.compression.kind}`)
   return spec
 }

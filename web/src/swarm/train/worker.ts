@@ -9,6 +9,10 @@
  * f·⌊H/F⌋. Syncs are numbered in time order: seq = (k − 1)·F + f; seq is the all-reduce's round.
  * With overlapSteps τ > 0 the all-reduce runs while τ more inner steps happen, and its result
  * lands at t + τ (τ < ⌊H/F⌋, so at most one sync is in flight). F = 1, τ = 0 is plain DiLoCo.
+ * With `delayOuter` the sync lands one sync later, at t + ⌊H/F⌋ (the one-step-delayed outer
+ * update: round r's mean is applied while the inner steps of the next window run), and the
+ * steps taken meanwhile are kept: θ_local ← θ_global + (θ_local − base), where `base` is where
+ * the current window started; Δ is then each window's own progress, base − θ_local.
  */
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
@@ -53,6 +57,12 @@ export interface DiLoCoOptions {
   overlapSteps?: number
   /** θ_local ← α·θ_local + (1 − α)·θ_global when an overlapped sync lands. @default 0 (replace) */
   mixAlpha?: number
+  /**
+   * One-step-delayed outer update (file comment): a sync lands ⌊H/F⌋ steps after it started, at
+   * the next sync, and the steps taken meanwhile are rebased onto the new θ_global instead of
+   * replaced. Excludes overlapSteps and mixAlpha. @default false
+   */
+  delayOuter?: boolean
   /** q8 block of pseudo-gradients (with the q8 codec; the codec is the all-reduce's). @default 64 */
   block?: number
   /** Seed of this worker's data windows (with the sync number mixed in): a per-peer shard. */
@@ -140,10 +150,15 @@ export class DiLoCoWorker {
    * before the fragment's next sync (at most one sync is in flight). Allocated at the first sync.
    */
   private readonly recv: ReduceBuffers[]
+  /**
+   * (P) With delayOuter: θ_local where each fragment's current window started (θ_global after its
+   * last landed sync, plus nothing); Δ = base − θ_local. Unused otherwise (Δ = θ_global − θ_local).
+   */
+  private base: Float32Array | undefined
   private readonly outer: Required<OuterOptions>
   private readonly H: number
   private readonly F: number
-  private readonly tau: number
+  private tau: number
   /** The inner lr over run steps (warm-up, then constant or cosine). */
   private readonly schedule: ScheduleOptions
   private windows: Generator<Window> | undefined
@@ -158,6 +173,10 @@ export class DiLoCoWorker {
     this.tau = opts.overlapSteps ?? 0
     if (!Number.isInteger(this.F) || this.F < 1 || this.F > H) throw new TrainArgumentError(`fragments must be an integer in [1, innerSteps], got ${this.F}`)
     if (!Number.isInteger(this.tau) || this.tau < 0 || this.tau >= Math.floor(H / this.F)) throw new TrainArgumentError(`overlapSteps must be an integer in [0, ⌊H/F⌋ = ${Math.floor(H / this.F)}), got ${this.tau}`)
+    if (opts.delayOuter === true) {
+      if (this.tau !== 0 || (opts.mixAlpha ?? 0) !== 0) throw new TrainArgumentError('delayOuter replaces overlapSteps and mixAlpha: leave them 0')
+      this.tau = Math.floor(H / this.F)
+    }
     const alpha = opts.mixAlpha ?? 0
     if (!(alpha >= 0 && alpha < 1)) throw new TrainArgumentError(`mixAlpha must be in [0, 1), got ${alpha}`)
     if (allreduce.codec.kind === 'q8' && (opts.block ?? DEFAULT_Q8_BLOCK) !== allreduce.block) throw new TrainArgumentError(`worker block ${opts.block ?? DEFAULT_Q8_BLOCK} differs from the all-reduce's ${allreduce.block}`)
@@ -186,6 +205,7 @@ export class DiLoCoWorker {
   async initFromModel (): Promise<void> {
     this.global = await this.readLocal()
     this.momentum = new Float32Array(this.layout.total)
+    if (this.opts.delayOuter === true) this.base = this.global.slice()
     await this.rehash()
   }
 
@@ -210,6 +230,7 @@ export class DiLoCoWorker {
     this.step = typeof meta.step === 'number' && Number.isInteger(meta.step) ? meta.step : (s.round < 0 ? 0 : syncTime(s.round, this.H, this.F))
     for (const e of this.ef) e.residual.fill(0)
     this.inflight = undefined
+    if (this.opts.delayOuter === true) this.base = this.global.slice()
     this.writeLocal(this.global)
   }
 
@@ -309,7 +330,9 @@ export class DiLoCoWorker {
       return
     }
     const local = await this.readLocal()
-    const delta = pseudoGradient(this.global.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
+    const from = this.base ?? this.global // delayOuter: the window's own progress
+    const delta = pseudoGradient(from.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
+    this.base?.set(local.subarray(frag.start, frag.end), frag.start)
     const { q, norm } = this.ef[frag.index].compress(delta)
     const n = frag.end - frag.start
     const into = this.recv[frag.index]
@@ -351,7 +374,8 @@ export class DiLoCoWorker {
     const g = this.global.subarray(frag.start, frag.end)
     nesterovStep(g, this.momentum.subarray(frag.start, frag.end), out.mean, this.outer)
     const alpha = this.opts.mixAlpha ?? 0
-    if (alpha === 0 || this.tau === 0) this.writeLocal(this.global, frag.start, frag.end)
+    if (this.base !== undefined) await this.rebase(frag)
+    else if (alpha === 0 || this.tau === 0) this.writeLocal(this.global, frag.start, frag.end)
     else {
       const local = (await this.readLocal()).subarray(frag.start, frag.end)
       const mixed = new Float32Array(g.length)
@@ -365,6 +389,22 @@ export class DiLoCoWorker {
     const ev: SyncEvent = { seq: fl.seq, fragment: frag.index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
     if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
     this.hooks.onSync?.(ev)
+  }
+
+  /**
+   * delayOuter: fragment `frag`'s θ_global just moved; the steps trained since its window began
+   * (θ_local − base) move onto it, and the window now starts there: θ_local ← θ_global + (θ_local
+   * − base), base ← θ_global (f32, Math.fround per operation; θ_local is this worker's own).
+   */
+  private async rebase (frag: Fragment): Promise<void> {
+    const base = this.base!
+    const local = await this.readLocal()
+    const full = new Float32Array(this.layout.total)
+    for (let i = frag.start; i < frag.end; i++) {
+      full[i] = Math.fround(this.global[i] + Math.fround(local[i] - base[i]))
+      base[i] = this.global[i]
+    }
+    this.writeLocal(full, frag.start, frag.end)
   }
 
   /**
@@ -383,6 +423,7 @@ export class DiLoCoWorker {
     }
     await this.adoptState(s, 'observed state')
     this.writeLocal(this.global, frag.start, frag.end)
+    this.base?.set(this.global.subarray(frag.start, frag.end), frag.start)
     this.lastSeq = seq
     const ev: SyncEvent = { seq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], satOut: true }
     if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
