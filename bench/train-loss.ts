@@ -13,6 +13,7 @@ import { initModel } from '../web/src/model/model.ts'
 import { evaluateLoss, Trainer } from '../web/src/model/train.ts'
 import { MemoryNetwork } from '../web/src/swarm/transport/index.ts'
 import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
+import { codecOf, type CompressionSpec } from '../web/src/swarm/train/codec.ts'
 import { TINY_MODEL } from '../web/src/swarm/train/run-board.ts'
 import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
 
@@ -42,6 +43,15 @@ export interface LossOptions {
   LAYERS: number
   /** Inner AdamW betas and weight decay, both sides. */
   ADAM: { beta1: number, beta2: number, weightDecay: number }
+  /** DiLoCo's pseudo-gradient codec (q8, or top-k: codec.ts). */
+  CODEC: CompressionSpec
+  /** One-step-delayed outer update (worker.ts delayOuter). */
+  DELAY: boolean
+}
+
+/** A codec as the results name it: q8/64, topk/256/4/2/4 (chunk/k/bits/resultBits). */
+export function codecName (c: CompressionSpec): string {
+  return codecOf(c).id
 }
 
 /** The bench's model: the swarm's TINY_MODEL (C 32, 2 layers) unless --hidden / --layers say otherwise. */
@@ -79,11 +89,11 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
   const workers = ids.map((id, i) => {
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
-    const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000 })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer }, {})
+    const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}), codec: codecOf(o.CODEC) })
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer, delayOuter: o.DELAY, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
   })
   for (const w of workers) await w.initFromModel()
-  await Promise.all(workers.map(async w => { await w.runSyncs(R) }))
+  await Promise.all(workers.map(async w => { await w.runSyncs(R, undefined, { last: true }) }))
   const hashes = new Set(workers.map(w => w.lastHash))
   if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
   const tune = await workers[0].evalGlobal(tuneW)
@@ -149,7 +159,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   return {
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
-      hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
+      codec: codecName(o.CODEC), delay_outer: o.DELAY, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
       adam: o.ADAM,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,

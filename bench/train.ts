@@ -2,7 +2,8 @@
  * `npm run bench:train [-- --device cpu|webgpu --workers 4 --batch 1 --inner-steps 150 --rounds 4
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
- *   --weight-decay 0.01 --goodput-mb 8 --skip-loss --skip-goodput --out FILE]`
+ *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4
+ *   --delay-outer --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --out FILE]`
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
  *    measured: every allreduce message a worker sent) vs data-parallel training (an fp32 gradient
@@ -15,16 +16,20 @@
  * 3. All-reduce goodput vs raw stream throughput between two Node peers, each in its own process
  *    (as real peers are), over a direct WebRTC connection: raw one-way, raw both ways at once
  *    (the all-reduce's traffic pattern), and the all-reduce's bus bandwidth (NCCL's busbw).
- * Writes bench/results/train.json (or --out) {"bytes_ratio","loss_ratio","allreduce_goodput_ratio",
- * "device"}: a part skipped with --skip-loss / --skip-goodput keeps the existing file's figures for
- * it. BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
+ * 4. compute_utilization: 4 DiLoCo workers, each in its own process, over real WebRTC (the run's
+ *    codec, H and delay): the fraction of wall time they spend in inner steps (bench/train-util.ts).
+ * Writes bench/results/train.json (or --out) {"bytes_ratio","loss_ratio","compute_utilization",
+ * "allreduce_goodput_ratio","codec","device"}: a part skipped with --skip-loss / --skip-goodput /
+ * --skip-util keeps the existing file's figures for it. BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { goodput, type GoodputResult } from './train-goodput.ts'
-import { runLossBench, type LossResult } from './train-loss.ts'
+import { codecName, runLossBench, type LossResult } from './train-loss.ts'
+import { utilization, type UtilResult } from './train-util.ts'
+import type { CompressionSpec } from '../web/src/swarm/train/codec.ts'
 import { mergeResults, type Results } from './train-results.ts'
 
 const { values: a } = parseArgs({
@@ -47,6 +52,14 @@ const { values: a } = parseArgs({
     warmup: { type: 'string', default: '50' },
     outer: { type: 'string', default: '0.7:0.9,1:0,0.7:0.5,1.5:0' },
     'goodput-mb': { type: 'string', default: '8' },
+    codec: { type: 'string', default: 'q8' },
+    'topk-chunk': { type: 'string', default: '256' },
+    'topk-k': { type: 'string', default: '4' },
+    'topk-bits': { type: 'string', default: '2' },
+    'topk-result-bits': { type: 'string', default: '4' },
+    'delay-outer': { type: 'boolean', default: false },
+    'util-syncs': { type: 'string', default: '6' },
+    'skip-util': { type: 'boolean', default: false },
     'skip-goodput': { type: 'boolean', default: false },
     'skip-loss': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/train.json' },
@@ -59,6 +72,12 @@ const H = Number(a['inner-steps'])
 const R = Number(a.rounds)
 const T = Number(a['seq-len'])
 const RESULTS = a.out ?? 'bench/results/train.json'
+const CODEC: CompressionSpec = a.codec === 'q8'
+  ? { kind: 'q8', block: 64 }
+  : a.codec === 'topk'
+    ? { kind: 'topk', chunk: Number(a['topk-chunk']), k: Number(a['topk-k']), bits: Number(a['topk-bits']), resultBits: Number(a['topk-result-bits']) }
+    : (() => { throw new Error(`--codec must be q8 or topk, got ${a.codec}`) })()
+const DELAY = a['delay-outer'] === true
 
 async function backend (): Promise<Backend> {
   if (a.device === 'cpu') return (await import('../web/src/gpu/cpu-backend.ts')).cpu
@@ -81,7 +100,9 @@ async function main (): Promise<void> {
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),
-      OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } })
+      OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } }),
+      CODEC,
+      DELAY
     }, be)
     log(`  params ${lb.P}; bytes/worker/step: DiLoCo ${lb.bytesPerStep.toFixed(1)}, DP fp32 ${lb.dpBytesPerStep.toFixed(0)} → ${(lb.dpBytesPerStep / lb.bytesPerStep).toFixed(0)}×`)
     log(`  eval loss: DiLoCo ${lb.diloco.toFixed(4)}, baseline ${lb.baseline.toFixed(4)} → ratio ${(lb.diloco / lb.baseline).toFixed(4)}`)
@@ -95,11 +116,17 @@ async function main (): Promise<void> {
     })
     log(`  goodput (2 peer processes): raw one-way ${g.rawOneWayMbS.toFixed(2)} MB/s, raw both ways ${g.rawBothMbS.toFixed(2)} MB/s per direction, all-reduce busbw ${g.allreduceMbS.toFixed(2)} MB/s → ${(g.allreduceMbS / g.rawBothMbS).toFixed(3)} (${g.channels} channels opened)`)
   }
+  let u: UtilResult | undefined
+  if (a['skip-util'] !== true) {
+    u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY })
+    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}): ${u.utilization.toFixed(3)} (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
+  }
   const lossPart = lb === undefined
     ? undefined
     : {
         bytes_ratio: Number((lb.dpBytesPerStep / lb.bytesPerStep).toFixed(1)),
         loss_ratio: Number((lb.diloco / lb.baseline).toFixed(4)),
+        codec: codecName(CODEC) + (DELAY ? '+delay' : ''),
         device: be.kind,
         detail: lb.detail
       }
@@ -115,7 +142,10 @@ async function main (): Promise<void> {
           allreduce_vs_one_way: Number((g.allreduceMbS / g.rawOneWayMbS).toFixed(3))
         }
       }
-  const out = mergeResults(lossPart, goodputPart, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
+  const utilPart = u === undefined
+    ? undefined
+    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_wall_s: Number(u.wallS.toFixed(1)) } }
+  const out = mergeResults({ loss: lossPart, goodput: goodputPart, util: utilPart }, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
   if (out !== undefined) {
     mkdirSync(dirname(RESULTS), { recursive: true })
     writeFileSync(RESULTS, JSON.stringify(out, null, 2) + '\n')

@@ -56,8 +56,9 @@ describe('top-k pseudo-gradients with the one-step-delayed outer update', () => 
   it('3 workers, 5 syncs: identical θ_global after every sync, each sync lands at the next one, loss falls', async () => {
     const ns = swarm(3, 3, { delayOuter: true })
     for (const n of ns) await n.worker.initFromModel()
-    await Promise.all(ns.map(async n => { await n.worker.runSyncs(5) }))
+    await Promise.all(ns.map(async n => { await n.worker.runSyncs(5, undefined, { last: true }) }))
     expect(expectIdentical(ns)).toBe(5)
+    expect(ns.every(n => n.worker.nextSeq === 5)).toBe(true)
     expect(ns[0].syncs.map(s => s.seq)).toEqual([0, 1, 2, 3, 4])
     // sync s starts at step 4(s + 1) and lands 4 steps later: the last (s = 4) at step 24
     expect(ns[0].worker.step).toBe(24)

@@ -293,8 +293,8 @@ export class DiLoCoWorker {
     return warm > 0 && localStep < warm ? decayed * localStep / warm : decayed
   }
 
-  /** One inner step, then whatever sync is due. */
-  async tick (): Promise<void> {
+  /** One inner step, then whatever sync is due (none once sync `lastLaunch` has been applied). */
+  async tick (lastLaunch = Infinity): Promise<void> {
     const t0 = performance.now()
     const r = await this.trainer.trainStep(this.batch(), this.innerLrAt(this.step + 1, this.trainer.step + 1))
     // On the CPU twins a step resolves in microtasks only: yield to the event loop so this peer
@@ -303,16 +303,20 @@ export class DiLoCoWorker {
     this.step++
     this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0, lr: r.lr })
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
-    if (this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
+    if (this.lastSeq < lastLaunch && this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
   }
 
-  /** Runs inner steps until `syncs` more syncs have been applied (or resynced). */
-  async runSyncs (syncs: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Runs inner steps until `syncs` more syncs have been applied (or resynced). `last`: the run
+   * ends there, so no sync starts after them (with delayOuter a sync starts in the step that
+   * applies the previous one; at the end of a run it would go out and never be applied).
+   */
+  async runSyncs (syncs: number, signal?: AbortSignal, opts: { last?: boolean } = {}): Promise<void> {
     const target = this.lastSeq + syncs
     while (this.lastSeq < target) {
       signal?.throwIfAborted()
-      await this.tick()
+      await this.tick(opts.last === true ? target : Infinity)
     }
   }
 

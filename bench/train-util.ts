@@ -1,0 +1,160 @@
+/**
+ * bench:train, part 4 — compute utilization: N DiLoCo workers, each in its own process (as real
+ * peers are), over direct WebRTC connections through a local relay, train the bench's tiny model
+ * with the run's codec, H and outer-update delay. Each worker times its inner steps (the
+ * trainer's forward + backward + AdamW, nothing else) and the wall time of the whole run from its
+ * first step to its last applied sync; utilization = Σ step time / wall time, averaged over the
+ * workers. What is not in steps: waiting for a sync's result (READY, the all-reduce, a straggler),
+ * the host-side codec and outer step, serving other members' parts. This file is also the worker
+ * processes' entry point (`--role util-peer`).
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { multiaddr } from '@multiformats/multiaddr'
+import { cpu } from '../web/src/gpu/cpu-backend.ts'
+import { parseConfig } from '../web/src/model/config.ts'
+import { TextDataset, brownCorpus } from '../web/src/model/data.ts'
+import { initModel } from '../web/src/model/model.ts'
+import { createPeer, createRelay } from '../web/src/net/node.ts'
+import { waitForReservation } from '../web/src/net/peers.ts'
+import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
+import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
+import { codecOf, type CompressionSpec } from '../web/src/swarm/train/codec.ts'
+import { TINY_MODEL } from '../web/src/swarm/train/run-board.ts'
+import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
+import { ipcPeer } from './ipc.ts'
+
+export interface UtilOptions {
+  workers: number
+  /** Inner steps per sync (H), syncs to run. */
+  H: number
+  syncs: number
+  /** Tokens per sequence, sequences per step. */
+  T: number
+  B: number
+  /** The model: TINY_MODEL with this width (MLP 2×) and depth. */
+  hidden: number
+  layers: number
+  codec: CompressionSpec
+  delay: boolean
+}
+
+export interface UtilResult {
+  /** Mean over workers of (time in inner steps) / (wall time). */
+  utilization: number
+  perWorker: number[]
+  syncs: number
+  /** The slowest worker's wall time, s. */
+  wallS: number
+}
+
+/** Direct WebRTC dial between worker processes: tries, and the timeout of each, ms. */
+const DIAL_TRIES = 3
+const DIAL_TIMEOUT_MS = 30_000
+const PEER_EXIT_MS = 10_000
+
+type Cmd =
+  | { op: 'dial', peer: string }
+  | { op: 'train', ids: string[], o: UtilOptions, seed: number }
+  | { op: 'stop' }
+type Reply = { ok: true, id?: string, stepMs?: number, wallMs?: number, hash?: string } | { ok: false, error: string }
+
+function log (line: string): void { process.stderr.write(line + '\n') }
+
+/** One worker process: joins the relay, dials the others when told, trains when told. */
+async function utilPeer (relayAddr: string): Promise<void> {
+  const node = await createPeer({ iceServers: [], discoveryIntervalMs: 600_000 })
+  await node.dial(multiaddr(relayAddr))
+  await waitForReservation(node)
+  const t = new Libp2pTransport(node, { relayAddr })
+  const reply = (r: Reply): void => { process.send?.(r) }
+  let ar: AllReducePeer | undefined
+  process.on('message', (m: Cmd) => {
+    const run = async (): Promise<Reply> => {
+      switch (m.op) {
+        case 'dial':
+          for (let i = 1; ; i++) {
+            try {
+              await node.dial(multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${m.peer}`), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+              return { ok: true }
+            } catch (e) {
+              if (i >= DIAL_TRIES) throw e
+            }
+          }
+        case 'train': {
+          const o = m.o
+          const config = parseConfig({ ...TINY_MODEL, hidden_size: o.hidden, intermediate_size: 2 * o.hidden, num_hidden_layers: o.layers })
+          const { train } = new TextDataset(await brownCorpus()).split(0.05)
+          ar = new AllReducePeer(t, {
+            run: 'bench-util', directory: { expected: () => m.ids }, readyWindowMs: 120_000, coordinatorTimeoutMs: 240_000, partTimeoutMs: 120_000,
+            ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {}), codec: codecOf(o.codec)
+          })
+          const w = new DiLoCoWorker(initModel(config, cpu, m.seed), train, ar, {
+            innerSteps: o.H, seqLen: o.T, batchSize: o.B, innerLr: 3e-3, warmupSteps: 50, outer: { lr: 0.7, momentum: 0.5 },
+            delayOuter: o.delay, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {})
+          })
+          await w.initFromModel()
+          // Only the trainer's own step is timed (not the event-loop yield after it, in which
+          // this worker serves the all-reduce).
+          let stepMs = 0
+          const step = w.trainer.trainStep.bind(w.trainer)
+          w.trainer.trainStep = async (...args: Parameters<typeof step>) => {
+            const t0 = performance.now()
+            try { return await step(...args) } finally { stepMs += performance.now() - t0 }
+          }
+          const t0 = performance.now()
+          await w.runSyncs(o.syncs, undefined, { last: true })
+          const wallMs = performance.now() - t0
+          w.dispose()
+          return { ok: true, stepMs, wallMs, hash: w.lastHash }
+        }
+        case 'stop':
+          ar?.stop()
+          await node.stop()
+          reply({ ok: true })
+          process.exit(0)
+      }
+    }
+    run().then(reply, (e: unknown) => { reply({ ok: false, error: (e as Error).stack ?? String(e) }) })
+  })
+  reply({ ok: true, id: t.self })
+}
+
+interface Proc { id: string, cmd: (c: Cmd) => Promise<Reply & { ok: true }>, child: ChildProcess }
+
+async function spawnPeer (relayAddr: string): Promise<Proc> {
+  const child = fork(fileURLToPath(import.meta.url), ['--role', 'util-peer', '--relay', relayAddr], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const ipc = ipcPeer<Cmd, Reply>(child, 'util peer')
+  const hello = await ipc.next()
+  return { id: hello.id!, child, cmd: ipc.cmd }
+}
+
+/** Runs the measure: N worker processes, every pair dialled first, then `syncs` syncs together. */
+export async function utilization (o: UtilOptions): Promise<UtilResult> {
+  const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
+  const relayAddr = relay.getMultiaddrs()[0].toString()
+  const peers: Proc[] = []
+  try {
+    for (let i = 0; i < o.workers; i++) peers.push(await spawnPeer(relayAddr))
+    for (let i = 0; i < peers.length; i++) for (let j = i + 1; j < peers.length; j++) await peers[i].cmd({ op: 'dial', peer: peers[j].id })
+    const ids = peers.map(p => p.id).sort()
+    const runs = await Promise.all(peers.map(async p => await p.cmd({ op: 'train', ids, o, seed: 1 })))
+    const hashes = new Set(runs.map(r => r.hash))
+    if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
+    const perWorker = runs.map(r => r.stepMs! / r.wallMs!)
+    return { utilization: perWorker.reduce((a, b) => a + b, 0) / perWorker.length, perWorker, syncs: o.syncs, wallS: Math.max(...runs.map(r => r.wallMs!)) / 1000 }
+  } finally {
+    await Promise.allSettled(peers.map(async p => { await p.cmd({ op: 'stop' }) }))
+    await Promise.all(peers.map(async p => { await new Promise(resolve => { if (p.child.exitCode !== null) resolve(null); else { p.child.once('exit', resolve); setTimeout(resolve, PEER_EXIT_MS) } }) }))
+    for (const p of peers) p.child.kill()
+    await relay.stop()
+  }
+}
+
+// Entry point of a forked worker process.
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values: p } = parseArgs({ options: { role: { type: 'string' }, relay: { type: 'string' } } })
+  if (p.role !== 'util-peer') throw new Error('bench/train-util.ts is run by bench/train.ts (npm run bench:train)')
+  utilPeer(p.relay ?? '').catch((e: unknown) => { log(`util peer: ${(e as Error).stack ?? String(e)}`); process.exit(1) })
+}
