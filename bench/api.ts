@@ -8,6 +8,8 @@
  *   aggregate tokens/s   all streams' completion tokens / wall time from the first request to the last [DONE]
  *   ttft p50 / p95       request sent → first text event, over all streams, ms
  *   itl p50 / p95        gaps between consecutive text events of a stream, over all streams, ms
+ *   cpu ms per token     CPU time of the swarm's processes (/proc) / completion tokens: what a
+ *                        token costs whatever the machine's load (wall times move with it)
  *
  * Flags: --trials N (3; interleaved 1, 8, 32, 1, …; the MEDIAN of each figure is reported)
  *        --tokens N (64)  --streams 1,8,32 (the concurrencies, e.g. one alone to profile it)
@@ -22,7 +24,7 @@
  * --device webgpu on Node's WebGPU → bench/results/api-forward-webgpu.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { spawnTs } from '../test/helpers/spawn-ts.ts'
@@ -104,19 +106,41 @@ function pct (xs: number[], p: number): number {
 const median = (xs: number[]): number => pct(xs, 0.5)
 const r1 = (x: number): number => Math.round(x * 10) / 10
 
-interface Trial { aggregate_tps: number, ttft_p50_ms: number, ttft_p95_ms: number, itl_p50_ms: number, itl_p95_ms: number, tokens: number, wall_s: number, failed: number }
+interface Trial { aggregate_tps: number, ttft_p50_ms: number, ttft_p95_ms: number, itl_p50_ms: number, itl_p95_ms: number, cpu_ms_per_token: number, tokens: number, wall_s: number, failed: number }
+
+/**
+ * CPU time the swarm's processes (the children: relay with API and embedded peer, or serve + api)
+ * have used, ms, from /proc (Linux; undefined elsewhere). Unlike wall time it hardly moves with
+ * the machine's load, so per token it shows what a token costs and how much batching shares.
+ */
+function childrenCpuMs (): number | undefined {
+  let ticks = 0
+  for (const c of children) {
+    if (c.pid === undefined) continue
+    try {
+      // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+      const f = readFileSync(`/proc/${c.pid}/stat`, 'utf8').split(') ')[1].split(' ')
+      ticks += Number(f[11]) + Number(f[12])
+    } catch {
+      return undefined
+    }
+  }
+  return ticks * 10 // USER_HZ = 100 on Linux
+}
 
 async function trial (url: string, n: number): Promise<Trial> {
   const t0 = performance.now()
+  const cpu0 = childrenCpuMs()
   // A failed stream (e.g. a 503 while the client has banned its only server) is counted, not fatal.
   const settled = await Promise.all(Array.from({ length: n }, async (_, i) => await stream(url, PROMPTS[i % PROMPTS.length]).catch((e: Error) => { console.error(`stream failed: ${e.message}`); return undefined })))
   const wall = (performance.now() - t0) / 1000
+  const cpu1 = childrenCpuMs()
   const all = settled.filter((x): x is Stream => x !== undefined)
   if (all.length === 0) throw new Error(`all ${n} streams failed`)
   const tokens = all.reduce((a, s) => a + s.tokens, 0)
   const ttft = all.map(s => s.ttftMs)
   const gaps = all.flatMap(s => s.gapsMs)
-  return { aggregate_tps: r1(tokens / wall), ttft_p50_ms: r1(pct(ttft, 0.5)), ttft_p95_ms: r1(pct(ttft, 0.95)), itl_p50_ms: r1(pct(gaps, 0.5)), itl_p95_ms: r1(pct(gaps, 0.95)), tokens, wall_s: r1(wall), failed: n - all.length }
+  return { aggregate_tps: r1(tokens / wall), ttft_p50_ms: r1(pct(ttft, 0.5)), ttft_p95_ms: r1(pct(ttft, 0.95)), itl_p50_ms: r1(pct(gaps, 0.5)), itl_p95_ms: r1(pct(gaps, 0.95)), cpu_ms_per_token: cpu0 === undefined || cpu1 === undefined ? Number.NaN : Math.round((cpu1 - cpu0) / tokens * 100) / 100, tokens, wall_s: r1(wall), failed: n - all.length }
 }
 
 /** The server's decode step alone: n sessions batched vs one at a time (ms, medians). */
@@ -183,7 +207,7 @@ async function main (): Promise<void> {
     }
   }
   const load1 = os.loadavg()
-  const keys: Array<keyof Trial> = ['aggregate_tps', 'ttft_p50_ms', 'ttft_p95_ms', 'itl_p50_ms', 'itl_p95_ms']
+  const keys: Array<keyof Trial> = ['aggregate_tps', 'ttft_p50_ms', 'ttft_p95_ms', 'itl_p50_ms', 'itl_p95_ms', 'cpu_ms_per_token']
   const streams = Object.fromEntries(Object.entries(trials).map(([n, ts]) => [n, Object.fromEntries(keys.map(k => [k, median(ts.map(x => x[k]))]))]))
   const out = {
     streams,
