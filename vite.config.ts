@@ -13,6 +13,9 @@ export default defineConfig({
     target: 'es2022',
     chunkSizeWarningLimit: 4096
   },
+  // The compute worker (web/src/ui/compute) imports lazily (GPU vs CPU backend): ES-module workers
+  // allow that; the default iife format cannot split code.
+  worker: { format: 'es' },
   server: {
     fs: { allow: ['..'] }
   }

@@ -148,3 +148,27 @@ test('a GPU-memory budget too small for any block: the notice says so and what o
   await expect(page.locator('#contribute-button')).toBeEnabled()
   await page.screenshot({ path: `${ART}/page-9-budget-too-small.png`, fullPage: true })
 })
+
+test('WebGPU in the compute worker: a tab serves every block from its worker on the GPU; another tab chats through it', async ({ browser }) => {
+  test.setTimeout(180_000)
+  const context = await browser.newContext()
+  try {
+    const gpuTab = await context.newPage()
+    await gpuTab.goto('/?serve=0:3')
+    const chat = await context.newPage()
+    await chat.goto('/?device=cpu')
+    await expect(gpuTab.locator('#serve-status')).toContainText('serving blocks [0, 3)', { timeout: 120_000 })
+    const device = gpuTab.locator('#contribute-facts [data-key="device"]')
+    await expect(device).toContainText('GPU')
+    await expect(device).toContainText('in a Web Worker')
+    await chat.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
+    const tokens = await chat.evaluate(async () => await window.webswarmChat!.generate('The ', 6))
+    expect(tokens.length).toBeGreaterThan(0)
+    const gpuPeer = await gpuTab.evaluate(() => window.webswarm!.peerId)
+    expect((await chat.evaluate(() => window.webswarmChat!.state().route)).map(h => h.peer)).toEqual([gpuPeer])
+    await expect.poll(async () => Number(await gpuTab.locator('#contribute-facts [data-key="tokens served"]').textContent()), { timeout: 10_000 }).toBeGreaterThan(0)
+    await gpuTab.screenshot({ path: `${ART}/page-10-gpu-worker.png`, fullPage: true })
+  } finally {
+    await context.close()
+  }
+})

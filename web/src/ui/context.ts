@@ -10,7 +10,8 @@
  * 'notice' (a short message for people; detail: Notice).
  *
  * Query parameters read here: `relay=URL` (the relay to join and load models from; default the
- * origin that served the page), `model=URL`, `device=cpu`, `swarm=NAME`, `entry-ttl=SECONDS`
+ * origin that served the page), `model=URL`, `device=cpu`, `compute=main` (served blocks on the
+ * page's thread instead of a worker), `swarm=NAME`, `entry-ttl=SECONDS`
  * (lifetime of this tab's swarm entry; tests shorten it to see closed tabs leave the map),
  * `max-gpu-memory=SIZE`.
  */
@@ -39,6 +40,8 @@ export interface PageParams {
   modelId: string
   /** 'cpu': compute on the CPU twins from the start. */
   device: 'auto' | 'cpu'
+  /** Where served blocks run: a Web Worker (default), or the page's main thread (`?compute=main`). */
+  compute: 'worker' | 'main'
   swarm?: string
   /** Lifetime of this tab's entry in the swarm doc, ms. */
   entryTtlMs: number
@@ -78,6 +81,7 @@ export function readPageParams (href: string): PageParams {
     modelUrl,
     modelId: modelUrl.split('/').at(-1) ?? 'model',
     device: q.get('device') === 'cpu' ? 'cpu' : 'auto',
+    compute: q.get('compute') === 'main' ? 'main' : 'worker',
     swarm: q.get('swarm') ?? undefined,
     entryTtlMs,
     maxGpuMemory: mem === null ? undefined : parseByteSize(mem)

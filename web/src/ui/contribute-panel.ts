@@ -66,7 +66,7 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
       ['uptime', s.startedAt === undefined ? '—' : formatUptime(Date.now() - s.startedAt)],
       ['GPU memory', `${s.plannedBytes === undefined ? '—' : formatBytes(s.plannedBytes)} planned${s.budgetBytes === undefined ? '' : ` of ${formatBytes(s.budgetBytes)} budget`}`],
       ['throughput', `${s.throughput.toFixed(2)} tokens/s per block`],
-      ['device', s.device]
+      ['device', `${s.device} · ${s.computeIn === 'worker' ? 'in a Web Worker' : 'on the page thread'}`]
     ]))
   }
 

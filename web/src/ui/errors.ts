@@ -28,3 +28,10 @@ export class NotJoinedError extends WebSwarmError {
   readonly errorCode = 'page.not-joined'
   readonly callerFault = false
 }
+
+/** The compute worker failed to start, to load its blocks, or to run a step (the message names which). */
+export class WorkerComputeError extends WebSwarmError {
+  override name = 'WorkerComputeError'
+  readonly errorCode = 'page.worker-compute'
+  readonly callerFault = false
+}

@@ -4,7 +4,8 @@
  * as long as the GPU-memory budget allows (memory-plan.ts); it is announced to the DHT for routing
  * and mirrored into this tab's swarm entry for the map. Stopping announces OFFLINE and frees it.
  *
- * The blocks run on the page's main thread (not yet in a Web Worker).
+ * The blocks run in a Web Worker with its own WebGPU device (compute/), so that the page stays
+ * responsive while it serves; `?compute=main` runs them on the page's thread instead.
  */
 import type { Backend } from '../gpu/backend.ts'
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
@@ -16,6 +17,7 @@ import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { loadSpanBackend } from '../swarm/model-backend.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import { WorkerSpanBackend } from './compute/worker-span-backend.ts'
 import type { PageContext } from './context.ts'
 import { PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
@@ -42,6 +44,8 @@ export interface ContributionStatus {
   budgetBytes?: number
   startedAt?: number
   device: string
+  /** 'worker' or 'page': where the blocks run. */
+  computeIn: string
 }
 
 /** The libp2p pieces serving and chatting share (one transport per node). */
@@ -122,7 +126,10 @@ export class Contribution {
       numServed,
       loadSpan: async (s, e) => {
         this.plannedBytes = planPart(config, await readPlanTensors(source), { blocks: { start: s, end: e }, embedding: false, head: false }, { sessions: 1, context: SERVE_CACHE_TOKENS }).totalBytes
-        return await loadSpanBackend(source, be, model, s, e, {}, { onProgress: this.progress.start(`${model} blocks ${s}–${e - 1}`) })
+        const onProgress = this.progress.start(`${model} blocks ${s}–${e - 1}`)
+        if (this.ctx.params.compute === 'main') return await loadSpanBackend(source, be, model, s, e, {}, { onProgress })
+        // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
+        return await WorkerSpanBackend.load({ url: this.ctx.params.modelUrl, model, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
       },
       cacheBudgetBytes: SERVE_CACHE_TOKENS * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: span === undefined ? REBALANCE_MS : 0,
@@ -191,7 +198,8 @@ export class Contribution {
       plannedBytes: this.plannedBytes,
       budgetBytes: this.budgetBytes,
       startedAt: this.startedAt,
-      device: this.ctx.deviceLabel
+      device: this.ctx.deviceLabel,
+      computeIn: this.ctx.params.compute === 'main' ? 'page' : 'worker'
     }
   }
 }

@@ -1,0 +1,20 @@
+/**
+ * The messages between the page and its compute worker (span-worker.ts): the page keeps the
+ * network side of a block server (libp2p, sessions, routing) and the worker holds the weights and
+ * KV caches and runs the blocks, so that a long forward never blocks the page. Float32Array
+ * buffers are transferred, not copied.
+ */
+import type { LoadProgress } from '../../model/weights.ts'
+
+export type ToWorker =
+  | { type: 'load', id: number, url: string, model: string, start: number, end: number, device: 'webgpu' | 'cpu' }
+  | { type: 'cache', cache: number, capacity: number, start: number, end: number }
+  | { type: 'forward', id: number, steps: Array<{ cache: number, hidden: Float32Array, tokens: number }> }
+  | { type: 'free', cache: number }
+
+export type FromWorker =
+  | { type: 'loaded', id: number, hiddenSize: number, cacheBytesPerToken: number }
+  | { type: 'progress', id: number, progress: LoadProgress }
+  /** `lengths`: each step's cache length after the call (also after a failure). */
+  | { type: 'result', id: number, outs: Float32Array[], lengths: number[] }
+  | { type: 'error', id: number, name: string, message: string, lengths?: number[] }
