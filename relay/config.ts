@@ -6,6 +6,8 @@ import { NetConfigError } from '../web/src/net/errors.ts'
 import { parseIceServer } from '../web/src/net/ice.ts'
 import { DEFAULT_RELAY_LIMITS, MIN_RESERVATION_TTL_MS } from '../web/src/net/node.ts'
 import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
+import { DEFAULT_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
+import { DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 
 export { parseIceServer }
@@ -38,6 +40,12 @@ export interface RelayConfig {
   compactIntervalMs: number
   /** New connections per second allowed from one host. */
   connRateLimit: number
+  /** Open connections allowed from one IP address (0: no cap; relay/limits.ts). */
+  maxConnsPerIp?: number
+  /** Identity-stamp difficulty a reservation needs (0: none; relay/limits.ts). */
+  reservationPowBits?: number
+  /** Identity-stamp difficulty of swarm-doc `peers` entries; must equal the swarm's peers' (web/src/net/crdt/swarm-doc.ts). */
+  crdtPowBits?: number
 }
 
 export const HELP = `webswarm relay — bootstrap, circuit relay v2, DHT server, CRDT persistence and the page, on one port.
@@ -57,6 +65,12 @@ Network
                            candidates only (one machine or a LAN).
                                           [env ICE_SERVERS, comma-separated; default Google STUN]
   --conn-rate-limit <n>    New connections per second from one host [env CONN_RATE_LIMIT, default 50]
+  --max-conns-per-ip <n>   Open connections from one IP address, 0 = no cap
+                                                          [env MAX_CONNS_PER_IP, default ${DEFAULT_MAX_CONNS_PER_IP}]
+  --reservation-pow-bits <n>  Proof of work (bits) a peer's identity stamp needs before it gets
+                           a reservation (/webswarm/pow/1.0.0), 0 = none [env RESERVATION_POW_BITS, default 0]
+  --crdt-pow-bits <n>      Proof of work (bits) of the swarm doc's peers entries; the swarm's
+                           peers use ${DEFAULT_POW_BITS}     [env CRDT_POW_BITS, default ${DEFAULT_POW_BITS}]
 
 Relay limits (defaults sized for WebRTC signalling)
   --max-reservations <n>   Simultaneous reservations      [env MAX_RESERVATIONS, default ${DEFAULT_RELAY_LIMITS.maxReservations}]
@@ -98,6 +112,12 @@ function int (name: string, v: string | undefined, dflt: number, min = 0): numbe
   return n
 }
 
+function bits (name: string, v: string | undefined, dflt: number): number {
+  const n = int(name, v, dflt)
+  if (n > MAX_POW_BITS) throw new NetConfigError(`${name}: at most ${MAX_POW_BITS} bits, got ${n}`)
+  return n
+}
+
 /** Parses argv (without node/script) and env; returns null when --help was asked. */
 export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.env): RelayConfig | null {
   const { values } = parseArgs({
@@ -111,6 +131,9 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       'tls-key': { type: 'string' },
       'ice-server': { type: 'string', multiple: true },
       'conn-rate-limit': { type: 'string' },
+      'max-conns-per-ip': { type: 'string' },
+      'reservation-pow-bits': { type: 'string' },
+      'crdt-pow-bits': { type: 'string' },
       'max-reservations': { type: 'string' },
       'reservation-ttl': { type: 'string' },
       'relay-data-limit': { type: 'string' },
@@ -152,6 +175,9 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     relayDurationLimitMs: duration === undefined ? undefined : int('--relay-duration', duration, 0, 1),
     relayData: values['relay-data'] ?? (env.RELAY_DATA === '1' || env.RELAY_DATA === 'true'),
     compactIntervalMs: int('--compact-interval', values['compact-interval'] ?? env.COMPACT_INTERVAL_MS, DEFAULT_COMPACT_INTERVAL_MS),
-    connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1)
+    connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1),
+    maxConnsPerIp: int('--max-conns-per-ip', values['max-conns-per-ip'] ?? env.MAX_CONNS_PER_IP, DEFAULT_MAX_CONNS_PER_IP),
+    reservationPowBits: bits('--reservation-pow-bits', values['reservation-pow-bits'] ?? env.RESERVATION_POW_BITS, 0),
+    crdtPowBits: bits('--crdt-pow-bits', values['crdt-pow-bits'] ?? env.CRDT_POW_BITS, DEFAULT_POW_BITS)
   }
 }

@@ -12,6 +12,7 @@ export class RelayMetrics {
   readonly registry = new Registry()
   readonly relayedBytes = new Counter({ name: 'webswarm_relay_relayed_bytes_total', help: 'Bytes through circuit relay HOP streams, both directions', registers: [this.registry] })
   readonly circuits = new Counter({ name: 'webswarm_relay_circuits_total', help: 'Circuit relay HOP streams opened', registers: [this.registry] })
+  readonly refused = new Counter({ name: 'webswarm_relay_refused_total', help: 'Connections, reservations and identity stamps the relay refused (relay/limits.ts), by reason', labelNames: ['reason'], registers: [this.registry] })
   readonly unhandledRejections = new Counter({ name: 'webswarm_relay_unhandled_rejections_total', help: 'Promise rejections nobody handled (logged; the relay kept running)', registers: [this.registry] })
   /** What /models/ has sent (read at scrape time below). */
   readonly modelServe: ModelServeStats = { bytesSent: 0, requests: 0 }
@@ -62,6 +63,16 @@ export class RelayMetrics {
       name: 'webswarm_crdt_rejected_total', help: 'Remote CRDT updates/frames refused (forged, malformed)', labelNames: ['swarm'], registers: [this.registry],
       collect () {
         for (const [name, s] of self.handle?.swarms ?? []) this.set({ swarm: name }, s.sync.stats.rejected)
+      }
+    })
+    new Gauge({
+      name: 'webswarm_crdt_refused_total', help: 'Remote CRDT updates refused by a flood limit: pow (a peers entry without a valid identity stamp), size (an oversized value), rate (a peer over its message/byte rate)', labelNames: ['swarm', 'reason'], registers: [this.registry],
+      collect () {
+        for (const [name, s] of self.handle?.swarms ?? []) {
+          this.set({ swarm: name, reason: 'pow' }, s.sdoc.refusedPow)
+          this.set({ swarm: name, reason: 'size' }, s.sdoc.refusedSize)
+          this.set({ swarm: name, reason: 'rate' }, s.sync.stats.rateLimited)
+        }
       }
     })
     new Gauge({

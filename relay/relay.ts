@@ -26,6 +26,8 @@ import type { RelayConfig } from './config.ts'
 import { CrdtStore, DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 import { createHttpHandler } from './http.ts'
 import { RelayMetrics } from './metrics.ts'
+import { DEFAULT_MAX_CONNS_PER_IP, RelayAdmission } from './limits.ts'
+import { DEFAULT_POW_BITS } from '../web/src/net/pow.ts'
 
 export interface RelayHandle {
   config: RelayConfig
@@ -33,6 +35,8 @@ export interface RelayHandle {
   /** Swarm name → doc, sync provider and disk store. */
   swarms: Map<string, { sdoc: SwarmDoc, sync: CrdtSync, store: CrdtStore }>
   metrics: RelayMetrics
+  /** Per-IP connection cap and stamped reservations (relay/limits.ts). */
+  admission: RelayAdmission
   /** `http://host:port` (or https) of the page and endpoints. */
   httpUrl: string
   /** Multiaddrs peers dial (with /p2p/<relay id>). */
@@ -138,6 +142,14 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     : undefined
   const ip = config.host.includes(':') ? 'ip6' : 'ip4'
   const listen = `/${ip}/${config.host}/tcp/${config.port}/${tls !== undefined ? 'tls/ws' : 'ws'}`
+  const metrics = new RelayMetrics()
+  const admission = new RelayAdmission({
+    maxConnsPerIp: config.maxConnsPerIp ?? DEFAULT_MAX_CONNS_PER_IP,
+    reservationPowBits: config.reservationPowBits ?? 0,
+    maxStamped: 4 * config.maxReservations,
+    onRefused: (reason) => { metrics.refused.inc({ reason }) },
+    log
+  })
   const node = await createRelay({
     privateKey,
     swarm: config.swarms[0],
@@ -145,6 +157,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     announce: config.announce,
     tls,
     inboundConnectionThreshold: config.connRateLimit,
+    gater: admission.gater,
     limits: {
       maxReservations: config.maxReservations,
       reservationTtlMs: config.reservationTtlMs,
@@ -153,7 +166,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
       ...(config.relayDurationLimitMs !== undefined ? { durationLimitMs: config.relayDurationLimitMs } : {})
     }
   })
-  const metrics = new RelayMetrics()
+  await admission.attach(node as unknown as Parameters<RelayAdmission['attach']>[0])
   instrumentRelay(node, metrics, config.relayData, log)
   forgetDepartedMembers(node, config.swarms, log)
 
@@ -161,7 +174,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   for (const name of config.swarms) {
     const doc = new Y.Doc()
     const store = await CrdtStore.open(path.join(config.dataDir, 'crdt'), name, doc, { compactIntervalMs: config.compactIntervalMs, log })
-    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc)
+    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc, { powBits: config.crdtPowBits ?? DEFAULT_POW_BITS })
     const sync = new CrdtSync(node as unknown as WebSwarmNode, sdoc, { log, beforeAck: async () => { await store.flush() } })
     await sync.start()
     swarms.set(name, { sdoc, sync, store })
@@ -175,6 +188,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     node,
     swarms,
     metrics,
+    admission,
     httpUrl: `${tls !== undefined ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
     bootstrapAddrs: addrs,
     startedAt,

@@ -99,3 +99,13 @@ export class BootstrapUnreachableError extends WebSwarmError {
   readonly errorCode = 'net.bootstrap-unreachable'
   readonly callerFault = false
 }
+
+/** A relay refused this peer's identity stamp (pow-protocol.ts): wrong scope, a past day, or too few zero bits for its difficulty. */
+export class StampRefusedError extends WebSwarmError {
+  override name = 'StampRefusedError'
+  readonly errorCode = 'net.stamp-refused'
+  readonly callerFault = true
+  constructor (readonly relay: string) {
+    super(`relay ${relay} refused the identity stamp (/webswarm/pow/1.0.0)`)
+  }
+}

@@ -159,6 +159,8 @@ export interface RelayInit extends NodeInit {
   http?: http.ServerOptions
   /** Max new connections per second from one host before they are refused. @default 50 */
   inboundConnectionThreshold?: number
+  /** Extra connection-gater hooks (relay/limits.ts: per-IP connections, stamped reservations), merged over the default gater. */
+  gater?: Partial<ConnectionGater>
 }
 
 function checkSwarm (swarm: string): string {
@@ -271,7 +273,7 @@ export async function createRelay (init: RelayInit): Promise<RelayNode> {
     ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionGater: gater(init.allowPrivateAddresses ?? true),
+    connectionGater: { ...gater(init.allowPrivateAddresses ?? true), ...init.gater },
     connectionManager: {
       maxConnections: init.maxConnections ?? 1000,
       inboundConnectionThreshold: init.inboundConnectionThreshold ?? 50,

@@ -1,0 +1,134 @@
+/**
+ * The relay's flood limits (PROTOCOL.md § Identity stamps and flood limits), beside libp2p's own
+ * (new connections per second per host, pending connections, total connections; per-protocol
+ * stream caps):
+ *  - at most `maxConnsPerIp` open connections from one IP address (a flooder's many identities
+ *    from one machine share it; browsers behind one NAT do too, so the default is generous);
+ *  - with `reservationPowBits` > 0, a circuit-relay reservation only for a peer that presented a
+ *    valid identity stamp for this relay today (`/webswarm/pow/1.0.0`, web/src/net/pow-protocol.ts).
+ * Every refusal is counted by reason (`/metrics`: webswarm_relay_refused_total{reason}).
+ */
+import type { ConnectionGater, Libp2p, MultiaddrConnection, PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { lpStream } from '@libp2p/utils'
+import { NetConfigError } from '../web/src/net/errors.ts'
+import { MAX_POW_BITS, powEpoch, stampProblem } from '../web/src/net/pow.ts'
+import { POW_STAMP, relayStampScope } from '../web/src/net/pow-protocol.ts'
+
+/** Default cap on open connections from one IP address. */
+export const DEFAULT_MAX_CONNS_PER_IP = 128
+
+export type RefusalReason = 'ip-connections' | 'reservation-without-stamp' | 'bad-stamp'
+
+export interface RelayAdmissionOptions {
+  /** Open connections allowed from one IP (0: no cap). */
+  maxConnsPerIp: number
+  /** Difficulty of the stamp a reservation needs (0: reservations need none). */
+  reservationPowBits: number
+  /** Stamped peers remembered at most (the oldest is forgotten; it presents its stamp again). */
+  maxStamped: number
+  /** Called for every refusal (the metrics counter). */
+  onRefused: (reason: RefusalReason) => void
+  /** Wall clock of stamps' days. @default Date.now */
+  now?: () => number
+  log?: (line: string) => void
+}
+
+/** The IP address of a multiaddr (ip4 / ip6 component), or undefined (e.g. a memory transport). */
+export function ipOf (ma: Multiaddr): string | undefined {
+  for (const c of ma.getComponents()) if (c.name === 'ip4' || c.name === 'ip6') return c.value
+  return undefined
+}
+
+export class RelayAdmission {
+  /** Open connections per IP. */
+  private readonly perIp = new Map<string, number>()
+  /** Peers that presented a valid stamp → the UTC day of the stamp. */
+  private readonly stamped = new Map<string, number>()
+  private readonly now: () => number
+  private readonly log: (line: string) => void
+
+  constructor (readonly opts: RelayAdmissionOptions) {
+    if (!(Number.isInteger(opts.maxConnsPerIp) && opts.maxConnsPerIp >= 0)) throw new NetConfigError(`maxConnsPerIp must be an integer ≥ 0, got ${opts.maxConnsPerIp}`)
+    if (!(Number.isInteger(opts.reservationPowBits) && opts.reservationPowBits >= 0 && opts.reservationPowBits <= MAX_POW_BITS)) throw new NetConfigError(`reservationPowBits must be an integer in [0, ${MAX_POW_BITS}], got ${opts.reservationPowBits}`)
+    if (!(Number.isInteger(opts.maxStamped) && opts.maxStamped >= 1)) throw new NetConfigError(`maxStamped must be a positive integer, got ${opts.maxStamped}`)
+    this.now = opts.now ?? Date.now
+    this.log = opts.log ?? (() => {})
+  }
+
+  /** Gater hooks merged into the relay node's connection gater (web/src/net/node.ts RelayInit.gater). */
+  readonly gater: Pick<ConnectionGater, 'denyInboundConnection' | 'denyInboundRelayReservation'> = {
+    denyInboundConnection: (maConn: MultiaddrConnection): boolean => {
+      if (this.opts.maxConnsPerIp === 0) return false
+      const ip = ipOf(maConn.remoteAddr)
+      if (ip === undefined || (this.perIp.get(ip) ?? 0) < this.opts.maxConnsPerIp) return false
+      this.opts.onRefused('ip-connections')
+      return true
+    },
+    denyInboundRelayReservation: (source: PeerId): boolean => {
+      if (this.opts.reservationPowBits === 0) return false
+      const day = this.stamped.get(source.toString())
+      const today = powEpoch(this.now())
+      if (day !== undefined && day >= today - 1) return false
+      this.opts.onRefused('reservation-without-stamp')
+      return true
+    }
+  }
+
+  /** Tracks open connections per IP and serves the stamp protocol on `node`. */
+  async attach (node: Libp2p): Promise<void> {
+    node.addEventListener('connection:open', (evt) => {
+      const ip = ipOf(evt.detail.remoteAddr)
+      if (ip !== undefined) this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1)
+    })
+    node.addEventListener('connection:close', (evt) => {
+      const ip = ipOf(evt.detail.remoteAddr)
+      if (ip === undefined) return
+      const n = (this.perIp.get(ip) ?? 1) - 1
+      if (n <= 0) this.perIp.delete(ip)
+      else this.perIp.set(ip, n)
+    })
+    const scope = relayStampScope(node.peerId)
+    await node.handle(POW_STAMP.id, (stream, conn) => { void this.onStamp(stream, conn.remotePeer, scope) }, {
+      maxInboundStreams: POW_STAMP.maxInboundStreams,
+      maxOutboundStreams: POW_STAMP.maxOutboundStreams,
+      runOnLimitedConnection: POW_STAMP.runOnLimitedConnection
+    })
+  }
+
+  /** Open connections from `ip` as tracked (tests, /metrics). */
+  connectionsFrom (ip: string): number {
+    return this.perIp.get(ip) ?? 0
+  }
+
+  /** Whether `peer` holds a stamp accepted today or yesterday. */
+  isStamped (peer: string): boolean {
+    const day = this.stamped.get(peer)
+    return day !== undefined && day >= powEpoch(this.now()) - 1
+  }
+
+  private async onStamp (stream: Stream, peer: PeerId, scope: string): Promise<void> {
+    const signal = AbortSignal.timeout(POW_STAMP.timeoutMs)
+    const lp = lpStream(stream, { maxDataLength: POW_STAMP.maxMessageBytes })
+    try {
+      const stamp = new TextDecoder('utf-8', { fatal: true }).decode((await lp.read({ signal })).subarray())
+      const why = stampProblem(stamp, scope, peer.toString(), this.opts.reservationPowBits, this.now())
+      if (why === undefined) {
+        const id = peer.toString()
+        this.stamped.delete(id)
+        if (this.stamped.size >= this.opts.maxStamped) this.stamped.delete(this.stamped.keys().next().value!)
+        this.stamped.set(id, Number(stamp.split(':')[0]))
+      } else {
+        this.opts.onRefused('bad-stamp')
+        this.log(`relay: refused the identity stamp of ${peer.toString()}: ${why}`)
+      }
+      await lp.write(Uint8Array.of(why === undefined ? 1 : 0), { signal })
+      await stream.close({ signal })
+    } catch (e) {
+      // oversized, not UTF-8, or too slow: a malformed request, counted like a bad stamp
+      this.opts.onRefused('bad-stamp')
+      this.log(`relay: reset the stamp stream of ${peer.toString()}: ${(e as Error).message}`)
+      stream.abort(e as Error)
+    }
+  }
+}
