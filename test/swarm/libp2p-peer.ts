@@ -1,4 +1,5 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { SwarmDht } from '../../web/src/net/dht/index.ts'
 import { createPeer, type RelayNode, type WebSwarmNode } from '../../web/src/net/node.ts'
@@ -10,6 +11,8 @@ export interface SwarmTestPeer {
   node: WebSwarmNode
   transport: Libp2pTransport
   directory: DhtDirectory
+  /** The peer's identity key (signs its swarm-doc entries). */
+  key: PrivateKey
 }
 
 /**
@@ -23,5 +26,5 @@ export async function joinTestPeer (relay: RelayNode | string, numBlocks: number
   const relayAddr = typeof relay === 'string' ? relay : relay.getMultiaddrs()[0].toString()
   await node.dial(multiaddr(relayAddr))
   await waitForReservation(node)
-  return { node, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks }) }
+  return { node, key, transport: new Libp2pTransport(node, { relayAddr }), directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), { numBlocks }) }
 }
