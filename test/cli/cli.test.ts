@@ -85,6 +85,9 @@ describe('webswarm CLI', () => {
     expect(b.stderr).toMatch(/unknown command 'frobnicate'/)
     const c = await webswarm(['logits', '--model', `${tmp}/nowhere`, '--tokens', '1', '--out', `${tmp}/x.json`, '--device', 'cpu'])
     expect(c.stderr).toMatch(/^webswarm: .*config\.json not found\n$/)
+    const d = await webswarm(['generate', '--bootstrap', '/ip4/127.0.0.1/tcp/1/ws/p2p/x', '--model', LLAMA, '--tokens', '1', '--max-new-tokens', '2', '--verify', '2', '--device', 'cpu'])
+    expect(d.code).toBe(2)
+    expect(d.stderr).toMatch(/--verify: the fraction of steps checked must be in \(0, 1\], got 2/)
   })
 
   it('a missing WebGPU adapter is a one-line error saying what to do', async () => {

@@ -36,8 +36,10 @@ commands:
             [--remote-experts LAYERS] [--cache-tokens N] [--model-id ID]
             serves a span of blocks and/or MoE experts to the swarm until SIGINT/SIGTERM
             (auto: the least-covered experts, keeping often co-selected ones together)
-  generate  --bootstrap MULTIADDR --model MODEL ... (as above)
-            runs the blocks on the swarm; only config, embedding and head are read from --model
+  generate  --bootstrap MULTIADDR --model MODEL ... (as above) [--verify RATE]
+            runs the blocks on the swarm; only config, embedding and head are read from --model;
+            --verify: check servers' outputs on other servers after that fraction of steps
+            (0.05 is cheap, 1 checks every step), ban liars, publish signed evidence
   train     --bootstrap MULTIADDR --run ID [--syncs N]
             [--declare [--config FILE] [--inner-steps H] [--seq-len T] [--batch B] [--lr LR]
               [--warmup N] [--steps N [--min-lr LR]] [--beta1 B] [--beta2 B] [--weight-decay W]
@@ -97,6 +99,7 @@ const OPTIONS = {
   'eval-every': { type: 'string' },
   resume: { type: 'boolean' },
   'max-new-tokens': { type: 'string' },
+  verify: { type: 'string' },
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
   'top-p': { type: 'string' },

@@ -1,9 +1,12 @@
 /**
  * `webswarm generate --bootstrap MULTIADDR --model FILE.gguf|DIR|URL (--tokens IDS | --prompt TEXT)
- *  --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--max-gpu-memory SIZE] [--out FILE]`
+ *  --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S] [--max-gpu-memory SIZE] [--out FILE]
+ *  [--verify RATE]`
  *
  * Reads only the config, embedding and head from --model and runs the blocks on the swarm's
- * servers; streams tokens to stdout and writes {"tokens": [...]} to FILE.
+ * servers; streams tokens to stdout and writes {"tokens": [...]} to FILE. With --verify, checks
+ * servers' outputs on other servers after that fraction of steps (1: every step), joins the
+ * swarm doc to publish signed evidence against liars and to avoid servers two others accused.
  */
 import { writeFile } from 'node:fs/promises'
 import { loadConfig } from '../model/model.ts'
@@ -11,16 +14,20 @@ import { loadTokenizer } from '../model/tokenizer.ts'
 import { sourceFrom } from '../model/source.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate } from '../swarm/client/generate.ts'
+import type { VerifyOptions } from '../swarm/client/verify.ts'
+import { EvidenceBoard } from '../swarm/evidence.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
-import { joinSwarm, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
+import { joinSwarm, joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
 import { chatFromFlags } from './chat.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
   if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
   const maxNew = int(f, 'max-new-tokens', 1, 1)
+  const verifyRate = f.verify === undefined ? undefined : num(f, 'verify', 0)
+  if (verifyRate !== undefined && !(verifyRate > 0 && verifyRate <= 1)) throw new UsageError(`--verify: the fraction of steps checked must be in (0, 1], got ${verifyRate}`)
   const where = await resolveModelArg(required(f, 'model'))
   const source = sourceFrom(where)
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
@@ -39,9 +46,18 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
     if (tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer; use --tokens')
     prompt = tokenizer.encode(required(f, 'prompt'))
   } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
-  const peer = await joinSwarm(await resolveBootstrap(f), { numBlocks: config.numLayers, numExperts: config.numExperts })
+  const shape = { numBlocks: config.numLayers, numExperts: config.numExperts }
+  // Verifying joins the swarm doc: evidence goes there, and others' evidence is read from it.
+  const peer = verifyRate === undefined ? await joinSwarm(await resolveBootstrap(f), shape) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
   try {
-    const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model: modelId(where, str(f, 'model-id')), numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log })
+    const model = modelId(where, str(f, 'model-id'))
+    const board = peer.swarm === undefined ? undefined : new EvidenceBoard(peer.swarm.doc)
+    const verify: VerifyOptions | undefined = verifyRate === undefined ? undefined : { rate: verifyRate, onEvidence: a => board?.accuse(a) }
+    const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log, verify })
+    if (board !== undefined) {
+      const avoided = await board.banSuspects(client.bans, model)
+      if (avoided.length > 0) log(`verify: avoiding ${avoided.join(', ')} (accused by two or more peers in the swarm doc)`)
+    }
     const decode = tokenizer?.decoder()
     let first = true
     const r = await swarmGenerate(client, ends, prompt, {
@@ -58,6 +74,8 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
       }
     })
     process.stdout.write('\n')
+    const st = client.verify?.stats
+    if (st !== undefined) log(`verify: ${st.checks} checks, ${st.positionsCompared} positions compared, ${st.mismatches} mismatches, liars: ${st.liars.join(', ') || 'none'}, ${st.skipped} skipped, ${st.undecided} undecided`)
     const out = str(f, 'out')
     if (out !== undefined) await writeFile(out, JSON.stringify({ tokens: r.tokens }) + '\n')
   } finally {
