@@ -1,8 +1,9 @@
 /**
  * Floods at the relay (issue #13 item 3), on a relay started as relay/main.ts starts it: too many
  * connections from one IP, reservations from identities without a stamp, malformed stamps — each
- * refused and counted in /metrics — while a stamped peer still reserves, and the doc's flood
- * counters are exported.
+ * refused and counted in /metrics — while a stamped peer still reserves; too many concurrent
+ * streams of one protocol on a connection are refused (libp2p's per-protocol cap); the doc's
+ * flood counters are exported.
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import * as fs from 'node:fs/promises'
@@ -14,6 +15,7 @@ import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
 import { webSockets } from '@libp2p/websockets'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
@@ -21,7 +23,7 @@ import { parseConfig } from '../../relay/config.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { StampRefusedError } from '../../web/src/net/errors.ts'
 import { mintStamp } from '../../web/src/net/pow.ts'
-import { presentStamp, relayStampScope } from '../../web/src/net/pow-protocol.ts'
+import { POW_STAMP, presentStamp, relayStampScope } from '../../web/src/net/pow-protocol.ts'
 import { until } from './peers-harness.ts'
 
 const cleanup: Array<() => Promise<void>> = []
@@ -94,6 +96,17 @@ describe('relay flood limits', () => {
     const stamped = await client(key, [`${boot.toString()}/p2p-circuit`])
     await until('the stamped peer\'s reservation', () => relay.node.services.relay.reservations.has(stamped.peerId), 15_000)
     expect(await metric(relay, 'webswarm_relay_refused_total{reason="reservation-without-stamp"}')).toBeGreaterThanOrEqual(1)
+    // 5. Streams: a third concurrent stamp stream on one connection is refused (per-protocol cap of 2).
+    // (the dialer's open resolves optimistically; the relay resets the stream over the cap, so it gets no answer)
+    const streams = await Promise.all([0, 1, 2].map(async () => await stamped.dialProtocol(relayId, POW_STAMP.id, { signal: AbortSignal.timeout(10_000) })))
+    const stamp = await mintStamp(relayStampScope(relayId), stamped.peerId.toString(), 8, Date.now())
+    const answered = await Promise.allSettled(streams.map(async (st) => {
+      const lp = lpStream(st, { maxDataLength: 1 })
+      await lp.write(new TextEncoder().encode(stamp), { signal: AbortSignal.timeout(10_000) })
+      return (await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()[0]
+    }))
+    expect(answered.filter(r => r.status === 'fulfilled' && r.value === 1).length).toBe(POW_STAMP.maxInboundStreams)
+    expect(answered.filter(r => r.status === 'rejected').length).toBe(1)
     // the doc's flood counters are exported per swarm and reason
     expect(await metric(relay, 'webswarm_crdt_refused_total{swarm="default",reason="pow"}')).toBe(0)
   }, 90_000)
