@@ -44,6 +44,7 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
   ctx.addEventListener('device', () => { fillBudget(undefined) })
 
   const render = (): void => {
+    contribution.refreshMirror()
     const s = contribution.status()
     document.body.dataset.contribute = s.state
     start.hidden = contribution.active

@@ -24,6 +24,10 @@ import type { ProgressBar } from './progress-bar.ts'
 
 /** KV-cache positions a serving tab offers (one chat's context). */
 export const SERVE_CACHE_TOKENS = 2048
+/** The map's copy of this tab's throughput is rewritten at most this often, ms (each write is a signed CRDT update to every peer). */
+export const MIRROR_MIN_MS = 10_000
+/** ... and only when the measurement moved by more than this fraction. */
+const MIRROR_CHANGE = 0.1
 /** An automatically chosen span moves when Petals' rebalancing rule says so, checked this often, ms. */
 export const REBALANCE_MS = 60_000
 
@@ -87,6 +91,8 @@ export class Contribution {
   private budgetBytes?: number
   private numBlocks?: number
   private starting?: Promise<{ start: number, end: number }>
+  /** When the role was last written into the swarm entry, and with which throughput. */
+  private mirrored?: { at: number, throughput: number }
 
   constructor (private readonly ctx: PageContext, private readonly pieces: () => Promise<SwarmPieces>, private readonly progress: ProgressBar) {}
 
@@ -135,10 +141,7 @@ export class Contribution {
       rebalanceMs: span === undefined ? REBALANCE_MS : 0,
       log: l => { this.ctx.log(l) },
       // The map and other tabs read who serves what from the swarm doc (the DHT is for routing).
-      onAnnounce: r => {
-        void this.ctx.publishSelf({ serving: { model: r.model, start: r.start, end: r.end, blocks: config.numLayers, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } })
-          .catch(e => { this.ctx.log(`mirroring the serving role failed: ${(e as Error).message}`) })
-      }
+      onAnnounce: r => { this.mirror(r.state, r.throughput) }
     })
     try {
       await role.start()
@@ -150,6 +153,28 @@ export class Contribution {
     this.startedAt = Date.now()
     document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
     return role.currentSpan!
+  }
+
+  /** Writes the role into this tab's swarm entry (what the map and other tabs read). */
+  private mirror (state: string, throughput: number): void {
+    const span = this.role?.currentSpan
+    if (span === undefined) return
+    this.mirrored = { at: Date.now(), throughput }
+    void this.ctx.publishSelf({ serving: { model: this.ctx.params.modelId, start: span.start, end: span.end, blocks: this.numBlocks, state, throughput: Math.round(throughput * 10) / 10 } })
+      .catch(e => { this.ctx.log(`mirroring the serving role failed: ${(e as Error).message}`) })
+  }
+
+  /**
+   * Re-mirrors the measured throughput when it moved (announces come every few minutes; the
+   * first measurement comes with the first steps). Called by the panel's status tick.
+   */
+  refreshMirror (): void {
+    const r = this.role
+    const tp = r?.server?.throughput
+    if (r === undefined || r.state !== 'online' || tp === undefined || this.mirrored === undefined) return
+    if (Date.now() - this.mirrored.at < MIRROR_MIN_MS) return
+    if (Math.abs(tp - this.mirrored.throughput) <= MIRROR_CHANGE * Math.max(this.mirrored.throughput, 1e-6)) return
+    this.mirror(r.state, tp)
   }
 
   /**
@@ -178,6 +203,7 @@ export class Contribution {
     if (role === undefined) return
     this.role = undefined
     this.startedAt = undefined
+    this.mirrored = undefined
     await role.stop()
     delete document.body.dataset.serving
     await this.ctx.publishSelf({ serving: undefined }).catch(() => {})
