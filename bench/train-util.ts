@@ -5,7 +5,8 @@
  * trainer's forward + backward + AdamW, nothing else) and the wall time of the whole run from its
  * first step to its last applied sync; utilization = Σ step time / wall time, averaged over the
  * workers. What is not in steps: waiting for a sync's result (READY, the all-reduce, a straggler),
- * the host-side codec and outer step, serving other members' parts. This file is also the worker
+ * the host-side codec and outer step, serving other members' parts. Workers load the corpus and
+ * build their model first and start training together (the clock starts then). This file is also the worker
  * processes' entry point (`--role util-peer`).
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -56,7 +57,8 @@ const PEER_EXIT_MS = 10_000
 
 type Cmd =
   | { op: 'dial', peer: string }
-  | { op: 'train', ids: string[], o: UtilOptions, seed: number }
+  | { op: 'prepare', ids: string[], o: UtilOptions, seed: number }
+  | { op: 'train' }
   | { op: 'stop' }
 type Reply = { ok: true, id?: string, stepMs?: number, wallMs?: number, hash?: string } | { ok: false, error: string }
 
@@ -70,6 +72,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
   const t = new Libp2pTransport(node, { relayAddr })
   const reply = (r: Reply): void => { process.send?.(r) }
   let ar: AllReducePeer | undefined
+  let ready: { w: DiLoCoWorker, o: UtilOptions, stepMs: () => number } | undefined
   process.on('message', (m: Cmd) => {
     const run = async (): Promise<Reply> => {
       switch (m.op) {
@@ -82,7 +85,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
               if (i >= DIAL_TRIES) throw e
             }
           }
-        case 'train': {
+        case 'prepare': { // everything but the steps, so that all workers start training together
           const o = m.o
           const config = parseConfig({ ...TINY_MODEL, hidden_size: o.hidden, intermediate_size: 2 * o.hidden, num_hidden_layers: o.layers })
           const { train } = new TextDataset(await brownCorpus()).split(0.05)
@@ -103,11 +106,16 @@ async function utilPeer (relayAddr: string): Promise<void> {
             const t0 = performance.now()
             try { return await step(...args) } finally { stepMs += performance.now() - t0 }
           }
+          ready = { w, o, stepMs: () => stepMs }
+          return { ok: true }
+        }
+        case 'train': {
+          if (ready === undefined) throw new Error('train before prepare')
           const t0 = performance.now()
-          await w.runSyncs(o.syncs, undefined, { last: true })
+          await ready.w.runSyncs(ready.o.syncs, undefined, { last: true })
           const wallMs = performance.now() - t0
-          w.dispose()
-          return { ok: true, stepMs, wallMs, hash: w.lastHash }
+          ready.w.dispose()
+          return { ok: true, stepMs: ready.stepMs(), wallMs, hash: ready.w.lastHash }
         }
         case 'stop':
           ar?.stop()
@@ -139,7 +147,8 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
     for (let i = 0; i < o.workers; i++) peers.push(await spawnPeer(relayAddr))
     for (let i = 0; i < peers.length; i++) for (let j = i + 1; j < peers.length; j++) await peers[i].cmd({ op: 'dial', peer: peers[j].id })
     const ids = peers.map(p => p.id).sort()
-    const runs = await Promise.all(peers.map(async p => await p.cmd({ op: 'train', ids, o, seed: 1 })))
+    await Promise.all(peers.map(async p => await p.cmd({ op: 'prepare', ids, o, seed: 1 })))
+    const runs = await Promise.all(peers.map(async p => await p.cmd({ op: 'train' })))
     const hashes = new Set(runs.map(r => r.hash))
     if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
     const perWorker = runs.map(r => r.stepMs! / r.wallMs!)
