@@ -69,7 +69,7 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
   await node.dial(multiaddr(relayAddr))
   await waitForReservation(node)
   const t = new Libp2pTransport(node, { relayAddr })
-  t.handle(SINK_PROTOCOL, async () => new Uint8Array(1))
+  t.handle(SINK_PROTOCOL, async () => ({ tensors: [{ name: 'ack', dtype: 'u8', shape: [1], data: new Uint8Array(1) }] }))
   let ar: AllReducePeer | undefined
   let ids: string[] = []
   let input: { n: number, q: Uint8Array, norm: number, into: ReduceBuffers } | undefined
@@ -92,7 +92,7 @@ async function goodputPeer (relayAddr: string, tuning: { partElements?: number, 
           }
           break
         case 'send':
-          await t.request(m.peer, SINK_PROTOCOL, new Uint8Array(m.bytes).fill(7), { timeoutMs: TRANSFER_TIMEOUT_MS })
+          await t.request(m.peer, SINK_PROTOCOL, { tensors: [{ name: 'raw', dtype: 'u8', shape: [m.bytes], data: new Uint8Array(m.bytes).fill(7) }] }, { timeoutMs: TRANSFER_TIMEOUT_MS })
           break
         case 'gc': // a full collection between measures, so none pays for the garbage of the one before
           (globalThis as { gc?: () => void }).gc?.()

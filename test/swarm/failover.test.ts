@@ -56,9 +56,12 @@ function legacy (t: RpcTransport): RpcTransport {
     self: t.self,
     request: (peer, protocol, body, o) => t.request(peer, protocol, body, o),
     unhandle: (protocol) => t.unhandle(protocol),
-    handle: (protocol, handler) => t.handle(protocol, async (from, body) => body[1] >= 9 && body[1] <= 12
-      ? writeInfer({ type: 'error', code: ERROR_CODES.malformed, message: `infer: unknown message type ${body[1]}` })
-      : await handler(from, body))
+    handle: (protocol, handler) => t.handle(protocol, async (from, body) => {
+      const type = body.meta?.t as number
+      return type >= 9 && type <= 12
+        ? writeInfer({ type: 'error', code: ERROR_CODES.malformed, message: `infer: unknown message type ${type}` })
+        : await handler(from, body)
+    })
   }
 }
 

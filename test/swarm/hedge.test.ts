@@ -221,7 +221,7 @@ describe('hedged steps (fake blocks, memory transport)', () => {
           if (!hold || m.type !== 'step') return await handler(from, body)
           hold = false
           await new Promise<void>(resolve => { release = resolve })
-          if (bad === 'garbage') return new Uint8Array([255, 1, 2, 3])
+          if (bad === 'garbage') return { meta: { v: 255, t: 1 }, tensors: [] }
           return writeInfer({
             type: 'output',
             session: m.session,

@@ -15,6 +15,7 @@ import { INFER_PROTOCOL } from '../../web/src/swarm/constants.ts'
 import { loadClientEnds, loadSpanBackend } from '../../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../../web/src/swarm/server/role.ts'
 import { joinTestPeer, type SwarmTestPeer } from './libp2p-peer.ts'
+import type { TensorMessage } from '../../web/src/net/stream/index.ts'
 import { readInfer, writeInfer } from '../../web/src/swarm/wire/infer.ts'
 
 const DIR = 'test/fixtures/tiny-mixtral'
@@ -96,8 +97,8 @@ describe('tiny-mixtral over libp2p: relay + 3 serve peers + a client', () => {
     const s0 = roles.get('s0')!
     const bad = await peer()
     // A long timeout: this test is about the replies, and a loaded machine answered past 10 s once.
-    const ask = async (body: Uint8Array) => readInfer(await bad.transport.request(s0.self, INFER_PROTOCOL, body, { timeoutMs: 60_000 }))
-    expect(await ask(new Uint8Array([1, 3, 0xff, 0xff]))).toMatchObject({ type: 'error', code: 1 })
+    const ask = async (body: TensorMessage) => readInfer(await bad.transport.request(s0.self, INFER_PROTOCOL, body, { timeoutMs: 60_000 }))
+    expect(await ask({ meta: { v: 2, t: 3, session: 0xff }, tensors: [] })).toMatchObject({ type: 'error', code: 1 })
     expect(await ask(writeInfer({ type: 'step', session: 'nope', position: 0, hidden: { shape: [1, 64], data: new Float32Array(64) } }))).toMatchObject({ type: 'error', code: 2 })
     const o = await ask(writeInfer({ type: 'open', model: MODEL, start: 0, end: 1, maxTokens: 8 }))
     if (o.type !== 'opened') throw new Error(`not opened: ${JSON.stringify(o)}`)

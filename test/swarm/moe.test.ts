@@ -6,6 +6,7 @@ import { CoSelectionStats, placeExperts } from '../../web/src/swarm/moe/coselect
 import { MemoryDirectory } from '../../web/src/swarm/records.ts'
 import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
 import { EXPERT_PROTOCOL } from '../../web/src/swarm/constants.ts'
+import type { TensorMessage } from '../../web/src/net/stream/index.ts'
 import { readExpert, writeExpert } from '../../web/src/swarm/wire/expert.ts'
 import { NoExpertHostError } from '../../web/src/swarm/errors.ts'
 import { fakeExpert as fakeExpertC } from './fake-expert.ts'
@@ -89,12 +90,12 @@ describe('remote MoE experts', () => {
 
   it('the host refuses experts it does not hold and malformed calls, with typed errors', async () => {
     const { caller } = await setup({ h1: [0, 1] })
-    const ask = async (body: Uint8Array) => readExpert(await caller.request('h1', EXPERT_PROTOCOL, body, { timeoutMs: 500 }))
+    const ask = async (body: TensorMessage) => readExpert(await caller.request('h1', EXPERT_PROTOCOL, body, { timeoutMs: 500 }))
     const call = (expert: number, cols = C) => writeExpert({ type: 'call', model: 'm', layer: 1, items: [{ expert, rows: { shape: [1, cols], data: new Float32Array(cols) } }] })
     expect(await ask(call(3))).toMatchObject({ type: 'error', code: 8 })
     expect(await ask(call(0, C + 1))).toMatchObject({ type: 'error', code: 3 })
     expect(await ask(writeExpert({ type: 'call', model: 'other', layer: 1, items: [] }))).toMatchObject({ type: 'error', code: 8 })
-    expect(await ask(new Uint8Array([1, 1, 0xff]))).toMatchObject({ type: 'error', code: 1 })
+    expect(await ask({ meta: { v: 2, t: 1, model: 0xff }, tensors: [] })).toMatchObject({ type: 'error', code: 1 })
     expect(await ask(call(1))).toMatchObject({ type: 'result' })
   })
 })

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { INFER_PROTOCOL } from '../../web/src/swarm/constants.ts'
+import { INFER_PROTOCOL, WIRE_VERSION } from '../../web/src/swarm/constants.ts'
 import { CacheFullError, errorFromWire, PositionError, PushNotReceivedError, ServerInternalError, SpanNotServedError, SupersededError, TensorShapeError, UnknownSessionError, MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
 import { BlockServer } from '../../web/src/swarm/server/block-server.ts'
 import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
 import { readInfer, writeInfer, type InferMsg } from '../../web/src/swarm/wire/infer.ts'
-import { ByteWriter } from '../../web/src/swarm/wire/bytes.ts'
+import type { TensorMessage } from '../../web/src/net/stream/index.ts'
 import { C, FakeSpanBackend } from './fakes.ts'
 import { ManualClock } from '../../web/src/util/clock.ts'
 
@@ -29,8 +29,8 @@ function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => numb
   servers.push(server)
   const peer = (id: string) => {
     const t = net.endpoint(id)
-    return async (m: InferMsg | Uint8Array): Promise<InferMsg> => {
-      const r = readInfer(await t.request('S', INFER_PROTOCOL, m instanceof Uint8Array ? m : writeInfer(m), { timeoutMs: 2000 }))
+    return async (m: InferMsg | TensorMessage): Promise<InferMsg> => {
+      const r = readInfer(await t.request('S', INFER_PROTOCOL, 'tensors' in m ? m : writeInfer(m), { timeoutMs: 2000 }))
       if (r.type === 'error') throw errorFromWire(r.code, r.message)
       return r
     }
@@ -118,7 +118,7 @@ describe('block server', () => {
     const b = peer('B')
     const ob = await b({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 20 })
     if (ob.type !== 'opened') throw new Error('not opened')
-    const bad: Array<[(s: string) => InferMsg | Uint8Array, new (...a: any[]) => Error]> = [
+    const bad: Array<[(s: string) => InferMsg | TensorMessage, new (...a: any[]) => Error]> = [
       [s => ({ type: 'step', session: s, position: 0, hidden: { shape: [2, C + 1], data: new Float32Array(2 * (C + 1)) } }), TensorShapeError],
       [s => ({ type: 'step', session: s, position: 0, hidden: { shape: [1, 2, C], data: new Float32Array(2 * C) } }), TensorShapeError],
       [s => ({ type: 'step', session: s, position: 5, hidden: rows(1) }), PositionError],
@@ -127,8 +127,9 @@ describe('block server', () => {
       [s => ({ type: 'step', session: s, position: 0, hidden: rows(600) }), TensorShapeError],
       [() => ({ type: 'step', session: 'no-such-session', position: 0, hidden: rows(1) }), UnknownSessionError],
       [() => ({ type: 'output', session: 'x', position: 0, hidden: rows(1) }), MalformedMessageError],
-      [() => new Uint8Array([1, 3, 200, 200]), MalformedMessageError],
-      [() => new ByteWriter().u8(1).u8(3).string('s').varint(0).u8(1).u8(2).varint(3_000_000).varint(C).finish(), MessageTooLargeError]
+      [() => ({ meta: { v: WIRE_VERSION, t: 3, session: 200 }, tensors: [] }), MalformedMessageError],
+      // (a tensor over the message cap never reaches the server: the stream refuses it, transport-limits.test.ts)
+      [() => ({ ...writeInfer({ type: 'step', session: 's', position: 0, hidden: rows(1) }), meta: { v: WIRE_VERSION, t: 3, session: 'x'.repeat(2000), position: 0 } }), MessageTooLargeError]
     ]
     for (const [make, cls] of bad) {
       const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
@@ -195,7 +196,7 @@ describe('block server', () => {
       [() => p({ type: 'push', session: sid, position: 0, hidden: { shape: [2, C + 1], data: new Float32Array(2 * (C + 1)) } }), TensorShapeError],
       [() => p({ type: 'push', session: sid, position: 0, hidden: rows(600) }), TensorShapeError],
       [() => p({ type: 'push', session: sid, position: 0, hidden: rows(2, NaN) }), TensorShapeError],
-      [() => p(new ByteWriter().u8(1).u8(11).string(sid).varint(0).u8(1).u8(2).varint(3_000_000).varint(C).finish()), MessageTooLargeError]
+      [() => p({ ...writeInfer({ type: 'push', session: sid, position: 0, hidden: rows(2) }), meta: { v: WIRE_VERSION, t: 11, session: 'x'.repeat(2000), position: 0 } }), MessageTooLargeError]
     ]
     for (const [send, cls] of bad) await expect(send()).rejects.toThrow(cls)
     // The session still waits, and the right push completes the CHAIN with the STEP's numbers.

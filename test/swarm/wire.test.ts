@@ -4,7 +4,7 @@ import { MAX_MESSAGE_BYTES, WIRE_VERSION } from '../../web/src/swarm/constants.t
 import { MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
 import { readInfer, writeInfer, type InferMsg } from '../../web/src/swarm/wire/infer.ts'
 import { readExpert, writeExpert, type ExpertMsg } from '../../web/src/swarm/wire/expert.ts'
-import { ByteWriter } from '../../web/src/swarm/wire/bytes.ts'
+import type { TensorMessage } from '../../web/src/net/stream/index.ts'
 
 const hidden = { shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i * 0.5 - 2) }
 
@@ -38,51 +38,58 @@ describe('infer / expert codecs', () => {
     for (const m of expertSamples) expect(readExpert(writeExpert(m))).toEqual(m)
   })
 
-  it('rejects truncation, trailing bytes, wrong versions and unknown types with typed errors', () => {
+  it('rejects missing fields, extra fields and tensors, wrong versions and unknown types with typed errors', () => {
     const step = writeInfer(inferSamples[2])
-    expect(() => readInfer(step.subarray(0, step.length - 1))).toThrow(MalformedMessageError)
-    expect(() => readInfer(new Uint8Array([...step, 0]))).toThrow(/trailing/)
-    expect(() => readInfer(new Uint8Array([WIRE_VERSION + 1, ...step.subarray(1)]))).toThrow(/version/)
-    expect(() => readInfer(new Uint8Array([WIRE_VERSION, 99]))).toThrow(/unknown message type 99/)
-    expect(() => readExpert(new Uint8Array([WIRE_VERSION, 42]))).toThrow(/unknown message type 42/)
-    expect(() => readInfer(new Uint8Array([]))).toThrow(MalformedMessageError)
+    const meta = step.meta!
+    expect(() => readInfer({ meta, tensors: [] })).toThrow(MalformedMessageError)
+    expect(() => readInfer({ meta: { ...meta, position: undefined as unknown as number } , tensors: step.tensors })).toThrow(/missing position/)
+    expect(() => readInfer({ meta, tensors: [...step.tensors, { name: 'x', dtype: 'f32', shape: [1], data: new Uint8Array(4) }] })).toThrow(/unexpected tensor/)
+    expect(() => readInfer({ meta: { ...meta, trailing: 0 }, tensors: step.tensors })).toThrow(/unknown field trailing/)
+    expect(() => readInfer({ meta: { ...meta, v: WIRE_VERSION + 1 }, tensors: step.tensors })).toThrow(/version/)
+    expect(() => readInfer({ meta: { v: WIRE_VERSION, t: 99 }, tensors: [] })).toThrow(/unknown message type 99/)
+    expect(() => readExpert({ meta: { v: WIRE_VERSION, t: 42 }, tensors: [] })).toThrow(/unknown message type 42/)
+    expect(() => readInfer({ tensors: [] })).toThrow(MalformedMessageError)
   })
 
-  it('refuses tensors whose declared size exceeds the message limit before allocating', () => {
-    // A STEP claiming a (1e6, 1e6) tensor in a few bytes.
-    const w = new ByteWriter().u8(WIRE_VERSION).u8(3).string('s').varint(0).u8(1).u8(2).varint(1_000_000).varint(1_000_000)
-    expect(() => readInfer(w.finish())).toThrow(MessageTooLargeError)
-    expect(() => readInfer(new Uint8Array(MAX_MESSAGE_BYTES + 1))).toThrow(MessageTooLargeError)
+  it('refuses tensors whose size exceeds the message limit before sending', () => {
+    // A STEP of more f32 values than a message may hold (the receiving stream refuses it too, from its START frame).
+    const n = MAX_MESSAGE_BYTES / 4 + 1
+    expect(() => writeInfer({ type: 'step', session: 's', position: 0, hidden: { shape: [n], data: new Float32Array(n) } })).toThrow(MessageTooLargeError)
   })
 
   it('refuses a non-f32 dtype, an empty span and an oversized string', () => {
-    const w = new ByteWriter().u8(WIRE_VERSION).u8(3).string('s').varint(0).u8(7).u8(2).varint(1).varint(1)
-    expect(() => readInfer(w.finish())).toThrow(/dtype code 7/)
+    const step = writeInfer(inferSamples[2])
+    expect(() => readInfer({ meta: step.meta, tensors: [{ ...step.tensors[0], dtype: 'u32' }] })).toThrow(/unsupported dtype u32/)
     expect(() => readInfer(writeInfer({ type: 'open', model: 'm', start: 2, end: 2, maxTokens: 1 }))).toThrow(/empty block span/)
     expect(() => writeInfer({ type: 'close', session: 'x'.repeat(5000) })).toThrow(MessageTooLargeError)
   })
 
-  it('refuses a CHAIN with no tokens, an unknown input source, an empty pusher or next, or a bad has-next byte', () => {
-    const head = () => new ByteWriter().u8(WIRE_VERSION).u8(9).string('s').varint(0)
-    expect(() => readInfer(head().varint(0).u8(2).string('p').u8(0).finish())).toThrow(/tokens must be/)
-    expect(() => readInfer(head().varint(600).u8(2).string('p').u8(0).finish())).toThrow(/tokens = 600 exceeds 512/)
-    expect(() => readInfer(head().varint(1).u8(3).finish())).toThrow(/input source 3/)
-    expect(() => readInfer(head().varint(1).u8(2).string('').u8(0).finish())).toThrow(/empty pushing peer/)
-    expect(() => readInfer(head().varint(1).u8(2).string('p').u8(2).finish())).toThrow(/has-next/)
-    expect(() => readInfer(head().varint(1).u8(2).string('p').u8(1).string('').string('x').finish())).toThrow(/empty next/)
+  it('refuses a CHAIN with no tokens, an unknown input source, an empty pusher or next, or a bad next record', () => {
+    const chain = (tokens: number, input: unknown, next?: unknown): TensorMessage => ({ meta: { v: WIRE_VERSION, t: 9, session: 's', position: 0, tokens, input, ...(next === undefined ? {} : { next }) } as TensorMessage['meta'], tensors: [] })
+    expect(() => readInfer(chain(0, { case: 2, from: 'p' }))).toThrow(/tokens must be/)
+    expect(() => readInfer(chain(600, { case: 2, from: 'p' }))).toThrow(/tokens = 600 exceeds 512/)
+    expect(() => readInfer(chain(1, { case: 3 }))).toThrow(/input source 3/)
+    expect(() => readInfer(chain(1, { case: 2, from: '' }))).toThrow(/empty pushing peer/)
+    expect(() => readInfer(chain(1, { case: 2, from: 'p' }, 2))).toThrow(/has-next must be a record/)
+    expect(() => readInfer(chain(1, { case: 2, from: 'p' }, { peer: '', session: 'x' }))).toThrow(/empty next/)
+    expect(readInfer(chain(1, { case: 2, from: 'p' }))).toMatchObject({ type: 'chain', input: { from: 'p' } })
   })
 
   it('fuzz: random mutations either decode or throw a typed error, never anything else', () => {
     const rng = new Rng(7)
-    const all = [...inferSamples.map(m => ({ bytes: writeInfer(m), read: readInfer as (b: Uint8Array) => unknown })), ...expertSamples.map(m => ({ bytes: writeExpert(m), read: readExpert as (b: Uint8Array) => unknown }))]
+    const all = [...inferSamples.map(m => ({ m: writeInfer(m), read: readInfer as (b: TensorMessage) => unknown })), ...expertSamples.map(m => ({ m: writeExpert(m), read: readExpert as (b: TensorMessage) => unknown }))]
+    const values: unknown[] = [null, -1, 0, 1, 1.5, 2 ** 60, '', 'x', [], [{}], {}, { case: 1 }, { case: 2, from: 'p' }, true]
     let typed = 0
     for (let i = 0; i < 3000; i++) {
       const s = all[rng.int(all.length)]
-      const b = s.bytes.slice(0, rng.next() < 0.2 ? rng.int(s.bytes.length + 1) : s.bytes.length)
+      const meta: Record<string, unknown> = { ...s.m.meta }
+      const keys = [...Object.keys(meta), 'other']
       const flips = 1 + rng.int(4)
-      for (let f = 0; f < flips && b.length > 0; f++) b[rng.int(b.length)] = rng.int(256)
+      for (let f = 0; f < flips; f++) meta[keys[rng.int(keys.length)]] = values[rng.int(values.length)]
+      const tensors = s.m.tensors.map(t => rng.next() < 0.2 ? { ...t, shape: [...t.shape, 1, 1, 1, 1].slice(0, 1 + rng.int(6)) } : t)
+      if (rng.next() < 0.1) tensors.pop()
       try {
-        s.read(b)
+        s.read({ meta: meta as TensorMessage['meta'], tensors })
       } catch (e) {
         expect(e instanceof MalformedMessageError || e instanceof MessageTooLargeError, String(e)).toBe(true)
         typed++

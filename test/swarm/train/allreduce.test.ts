@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { dequantizeQ8, q8Bytes, quantizeQ8 } from '../../../web/src/gpu/cpu/quant.ts'
 import { MemoryNetwork, type RpcTransport } from '../../../web/src/swarm/transport/index.ts'
-import type { RequestOptions, RpcHandler } from '../../../web/src/swarm/transport/index.ts'
+import type { RequestOptions, RpcHandler, TensorMessage } from '../../../web/src/swarm/transport/index.ts'
 import { AllReducePeer, type ReduceOutcome } from '../../../web/src/swarm/train/allreduce.ts'
 import { TrainArgumentError } from '../../../web/src/swarm/train/errors.ts'
 import { hashBytes } from '../../../web/src/swarm/train/outer.ts'
 import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
-import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
+import { MsgType, decodeMsg, encodeMsg } from '../../../web/src/swarm/train/wire.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
@@ -31,12 +31,12 @@ const CLOCKED = { ...CLOCKED_TIMING, partElements: PART, windowParts: 4, block: 
 
 /** Wraps a peer's transport to watch (and tamper with) what it sends. */
 class Tap implements RpcTransport {
-  onSend: ((peer: string, body: Uint8Array) => Uint8Array | undefined) | undefined
+  onSend: ((peer: string, body: TensorMessage) => TensorMessage | undefined) | undefined
   /** Set when this peer's process is gone: its own requests fail at once, as a closed node's would (the network would only lose them, after their timeout). */
   down = false
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  async request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     if (this.down) throw new PeerUnreachableError(peer, 'this node is closed')
     const b = this.onSend?.(peer, body) ?? body
     return await this.inner.request(peer, protocol, b, opts)
@@ -237,12 +237,11 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
       s.taps[2].onSend = (_peer, body) => {
         const m = decodeMsg(body)
         if (m.type !== MsgType.REDUCE) return undefined
-        const b = body.slice()
-        const payloadAt = b.byteLength - m.payload.byteLength
-        if (corrupt === 'nan') new DataView(b.buffer).setFloat32(payloadAt, NaN, true)
-        if (corrupt === 'size') return b.subarray(0, b.byteLength - 3)
-        if (corrupt === 'huge') new DataView(b.buffer).setFloat32(payloadAt, 1e30, true)
-        return b
+        const q = m.payload.slice()
+        if (corrupt === 'nan') new DataView(q.buffer).setFloat32(0, NaN, true)
+        if (corrupt === 'size') return encodeMsg({ ...m, payload: q.subarray(0, q.byteLength - 3) })
+        if (corrupt === 'huge') new DataView(q.buffer).setFloat32(0, 1e30, true)
+        return encodeMsg({ ...m, payload: q })
       }
       const outs = await Promise.all(s.peers.map(async (p, i) => await p.reduce(0, qs.get(s.ids[i])!, n)))
       expect(new Set(await hashes(outs)).size).toBe(1)

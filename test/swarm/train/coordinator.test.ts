@@ -17,7 +17,7 @@ import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/trai
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
 import type { SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
-import { MemoryNetwork, type RequestOptions, type RpcHandler, type RpcTransport } from '../../../web/src/swarm/transport/index.ts'
+import { MemoryNetwork, type RequestOptions, type RpcHandler, type RpcTransport, type TensorMessage } from '../../../web/src/swarm/transport/index.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
 
 const B = 64
@@ -31,7 +31,7 @@ class Tap implements RpcTransport {
   readonly sent: Array<{ to: string, type: number, round?: number }> = []
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  async request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     const m = decodeMsg(body)
     this.sent.push({ to: peer, type: m.type, round: 'round' in m ? m.round : undefined })
     return await this.inner.request(peer, protocol, body, opts)

@@ -8,10 +8,10 @@ import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
 import { parseConfig } from '../../../web/src/model/config.ts'
 import { TextDataset, brownCorpus, type Window } from '../../../web/src/model/data.ts'
 import { initModel } from '../../../web/src/model/model.ts'
-import { MemoryNetwork, type RpcTransport, type RequestOptions, type RpcHandler } from '../../../web/src/swarm/transport/index.ts'
+import { MemoryNetwork, type RpcTransport, type RequestOptions, type RpcHandler, type TensorMessage } from '../../../web/src/swarm/transport/index.ts'
 import { AllReducePeer, type ReduceBuffers } from '../../../web/src/swarm/train/allreduce.ts'
 import { fetchSnapshot } from '../../../web/src/swarm/train/late-join.ts'
-import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
+import { MsgType, decodeMsg, encodeMsg } from '../../../web/src/swarm/train/wire.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
@@ -39,12 +39,12 @@ beforeAll(async () => {
 })
 
 class Tap implements RpcTransport {
-  onSend: ((peer: string, body: Uint8Array) => Uint8Array | undefined) | undefined
+  onSend: ((peer: string, body: TensorMessage) => TensorMessage | undefined) | undefined
   /** Set when this peer's process is gone: its own requests fail at once, as a closed node's would (the network would only lose them, after their timeout). */
   down = false
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  async request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     if (this.down) throw new PeerUnreachableError(peer, 'this node is closed')
     return await this.inner.request(peer, protocol, this.onSend?.(peer, body) ?? body, opts)
   }
@@ -185,14 +185,13 @@ describe('DiLoCo on a tiny Llama over the seeded network', () => {
     ns[2].tap.onSend = (_p, body) => {
       const m = decodeMsg(body)
       if (m.type !== MsgType.REDUCE) return undefined
-      const b = body.slice()
-      const at = b.byteLength - m.payload.byteLength
-      const v = new DataView(b.buffer)
+      const q = m.payload.slice()
+      const v = new DataView(q.buffer)
       // alternate: NaN scales, then scales blown up to 1e30 (clipped), then a truncated payload
       const kind = sent++ % 3
-      if (kind === 2) return b.subarray(0, b.byteLength - 1)
-      for (let o = at; o < b.byteLength; o += 4 + 64) v.setFloat32(o, kind === 0 ? NaN : 1e30, true)
-      return b
+      if (kind === 2) return encodeMsg({ ...m, payload: q.subarray(0, q.byteLength - 1) })
+      for (let o = 0; o < q.byteLength; o += 4 + 64) v.setFloat32(o, kind === 0 ? NaN : 1e30, true)
+      return encodeMsg({ ...m, payload: q })
     }
     await Promise.all(ns.map(async n => { await n.worker.runSyncs(3) }))
     expectIdentical(ns)

@@ -15,7 +15,7 @@ import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/trai
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
 import type { SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { MsgType, decodeMsg } from '../../../web/src/swarm/train/wire.ts'
-import { MemoryNetwork, type RequestOptions, type RpcHandler, type RpcTransport } from '../../../web/src/swarm/transport/index.ts'
+import { MemoryNetwork, type RequestOptions, type RpcHandler, type RpcTransport, type TensorMessage } from '../../../web/src/swarm/transport/index.ts'
 
 const SLOW_WINDOW = { partTimeoutMs: 2000, readyWindowMs: 60_000, coordinatorTimeoutMs: 120_000, partElements: 128, windowParts: 4, block: 64 }
 const TEST_MS = 40_000
@@ -25,7 +25,7 @@ class NormTap implements RpcTransport {
   readonly norms = new Map<number, number>()
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  async request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     const m = decodeMsg(body)
     if (m.type === MsgType.REDUCE) this.norms.set(m.round, m.norm)
     return await this.inner.request(peer, protocol, body, opts)

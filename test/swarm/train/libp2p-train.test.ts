@@ -13,7 +13,7 @@ import { joinSwarm, type Swarm } from '../../../web/src/net/index.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../../../web/src/net/node.ts'
 import { Libp2pTransport } from '../../../web/src/swarm/transport/libp2p.ts'
 import { Libp2pStateShards } from '../../../web/src/swarm/transport/shard-store.ts'
-import type { RequestOptions, RpcHandler, RpcTransport } from '../../../web/src/swarm/transport/index.ts'
+import type { RequestOptions, RpcHandler, RpcTransport, TensorMessage } from '../../../web/src/swarm/transport/index.ts'
 import { RunBoard, defaultRunSpec, TRAIN_MAP } from '../../../web/src/swarm/train/run-board.ts'
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
 import type { SyncEvent } from '../../../web/src/swarm/train/worker.ts'
@@ -26,10 +26,10 @@ const RUN = 'libp2p-test'
 const TIMING = { partTimeoutMs: 8000, readyWindowMs: 6000, coordinatorTimeoutMs: 30_000 }
 
 class Tap implements RpcTransport {
-  onSend: ((peer: string, body: Uint8Array) => void) | undefined
+  onSend: ((peer: string, body: TensorMessage) => void) | undefined
   constructor (private readonly inner: RpcTransport) {}
   get self (): string { return this.inner.self }
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  async request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     this.onSend?.(peer, body)
     return await this.inner.request(peer, protocol, body, opts)
   }

@@ -8,6 +8,7 @@ import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
 import { normQ8 } from '../../../web/src/swarm/train/q8fast.ts'
 import { MsgType, decodeMsg, encodeMsg, type AllReduceMsg, type ReduceMsg } from '../../../web/src/swarm/train/wire.ts'
+import type { TensorMessage } from '../../../web/src/net/stream/index.ts'
 import { AllReduceProtocolError } from '../../../web/src/swarm/train/errors.ts'
 
 const B = 64
@@ -212,53 +213,50 @@ describe('allreduce wire', () => {
     for (const m of msgs) expect(decodeMsg(encodeMsg(m))).toEqual(m)
   })
 
-  it('puts every payload at a multiple of 4 bytes (q8 scales readable in place), whatever the header length', () => {
+  it('carries every payload as its own u8 tensor, 4-byte aligned (q8 scales readable in place), whatever the header length', () => {
     for (let len = 1; len <= 12; len++) {
-      const run = 'r'.repeat(len) + 'é' // a 2-byte UTF-8 character: padding counts bytes, not characters
+      const run = 'r'.repeat(len) + 'é' // a 2-byte UTF-8 character in the header
       const payload = new Uint8Array(68).map((_, i) => i)
       const body = encodeMsg({ type: MsgType.REDUCE, run, round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, norm: 1, payload })
       const m = decodeMsg(body) as ReduceMsg
       expect(m.run).toBe(run)
       expect(m.payload.byteOffset % 4).toBe(0)
-      expect(m.payload.buffer).toBe(body.buffer) // a view of the received body, not a copy
+      expect(m.payload.buffer).toBe(body.tensors[0].data.buffer) // a view of the received tensor, not a copy
       expect([...m.payload]).toEqual([...payload])
     }
   })
 
-  it('refuses a REDUCE without a valid part size or norm, and version-2 messages', () => {
+  it('refuses a REDUCE without a valid part size or norm, and version-3 messages', () => {
     const good = encodeMsg({ type: MsgType.REDUCE, run: 'r', round: 0, key: 'k', members: ['a'], part: 0, n: 64, partElements: 64, norm: 1, payload: new Uint8Array(68) })
-    const json = new TextDecoder().decode(good.subarray(6, 6 + new DataView(good.buffer).getUint32(2, true)))
-    for (const bad of [json.replace('"partElements":64', '"partElements":0'), json.replace(',"partElements":64', '')]) {
-      const h = new TextEncoder().encode(bad)
-      const b = new Uint8Array(6 + h.byteLength + 68)
-      b.set(good.subarray(0, 2)); new DataView(b.buffer).setUint32(2, h.byteLength, true); b.set(h, 6)
-      expect(() => decodeMsg(b)).toThrow(/field partElements/)
+    const withMeta = (change: Record<string, unknown>, drop?: string): TensorMessage => {
+      const meta: Record<string, unknown> = { ...good.meta, ...change }
+      if (drop !== undefined) delete meta[drop]
+      return { meta: meta as TensorMessage['meta'], tensors: good.tensors }
     }
-    for (const bad of [json.replace('"norm":1', '"norm":-1'), json.replace('"norm":1', '"norm":"1"'), json.replace('"norm":1', '"norm":null'), json.replace(',"norm":1', '')]) {
-      const h = new TextEncoder().encode(bad)
-      const b = new Uint8Array(6 + h.byteLength + 68)
-      b.set(good.subarray(0, 2)); new DataView(b.buffer).setUint32(2, h.byteLength, true); b.set(h, 6)
-      expect(() => decodeMsg(b)).toThrow(/field norm/)
-    }
-    const v2 = good.slice(); v2[0] = 2
-    expect(() => decodeMsg(v2)).toThrow(/wire version 2, expected 3/)
+    for (const bad of [withMeta({ partElements: 0 }), withMeta({}, 'partElements')]) expect(() => decodeMsg(bad)).toThrow(/field partElements/)
+    for (const bad of [withMeta({ norm: -1 }), withMeta({ norm: '1' }), withMeta({ norm: null }), withMeta({}, 'norm')]) expect(() => decodeMsg(bad)).toThrow(/field norm/)
+    expect(() => decodeMsg(withMeta({ v: 3 }))).toThrow(/wire version 3, expected 4/)
+    expect(() => decodeMsg(withMeta({ extra: 1 }))).toThrow(/has no field extra/)
+    expect(() => decodeMsg({ meta: good.meta, tensors: [] })).toThrow(/lacks its payload/)
+    expect(() => decodeMsg({ meta: good.meta, tensors: [{ ...good.tensors[0], dtype: 'f32', shape: [17] }] })).toThrow(/payload must be u8/)
   })
 
   it('refuses garbage with a typed error, never a partial message', () => {
     const rng = new Rng(5)
     const good = encodeMsg({ type: MsgType.START, run: 'r', round: 3, attempt: 1, key: 'k', members: ['a', 'b'] })
+    const values: unknown[] = [null, -1, 0, 1.5, 2 ** 60, '', 'x', [], ['b', 'a'], {}, true]
     let refused = 0
     for (let i = 0; i < 2000; i++) {
-      const b = good.slice()
+      const meta: Record<string, unknown> = { ...good.meta }
+      const keys = [...Object.keys(meta), 'other']
       const flips = 1 + rng.int(4)
-      for (let k = 0; k < flips; k++) b[rng.int(b.length)] = rng.int(256)
-      const cut = rng.next() < 0.2 ? b.subarray(0, rng.int(b.length)) : b
-      try { decodeMsg(cut) } catch (e) { expect(e).toBeInstanceOf(AllReduceProtocolError); refused++ }
+      for (let k = 0; k < flips; k++) meta[keys[rng.int(keys.length)]] = values[rng.int(values.length)]
+      const tensors = rng.next() < 0.2 ? [{ name: 'payload', dtype: 'u8' as const, shape: [1], data: new Uint8Array(1) }] : []
+      try { decodeMsg({ meta: meta as TensorMessage['meta'], tensors }) } catch (e) { expect(e).toBeInstanceOf(AllReduceProtocolError); refused++ }
     }
     expect(refused).toBeGreaterThan(1000)
     expect(() => decodeMsg(encodeMsg({ type: MsgType.START, run: 'r', round: 1, attempt: 0, key: 'k', members: ['b', 'a'] }))).toThrow(/sorted/)
-    const unknown = good.slice(); unknown[1] = 99
-    expect(() => decodeMsg(unknown)).toThrow(/unknown message type 99/)
+    expect(() => decodeMsg({ meta: { ...good.meta, t: 99 }, tensors: [] })).toThrow(/unknown message type 99/)
   })
 })
 
@@ -381,7 +379,7 @@ describe('allocMsg', () => {
       payload.set(quantizeQ8(randn(128, 4), B))
       const m = decodeMsg(body)
       expect(m).toEqual({ ...head, payload })
-      expect(Buffer.from(encodeMsg(m)).equals(Buffer.from(body))).toBe(true)
+      expect(encodeMsg(m)).toEqual(body)
     }
     expect(() => allocMsg({ type: MsgType.NONE }, 2 * 1024 * 1024)).toThrow(AllReduceProtocolError)
   })

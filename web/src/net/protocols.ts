@@ -160,25 +160,46 @@ export const SHARD_REQUEST_LIMITS: TensorStreamLimits = {
 const SWARM_CHANNEL_MAX_MESSAGES = 100_000
 
 /**
- * Pipeline-sharded inference sessions (PROTOCOL.md § infer): one reply per request, requests one
- * after another on pooled channels (OPEN / STEP / CLOSE / INFO). 8 MiB + framing slack: a
- * 512-token prefill chunk of a 4096-wide model in f32. 30 s: one step of a span on software WebGPU.
+ * A swarm protocol: a NET-A protocol spec plus what one of its framed-tensor-stream messages may
+ * hold besides tensor bytes (`maxMessageBytes` counts tensor bytes only). Each message schema
+ * (swarm/wire, swarm/train/wire.ts) fits these; test/swarm/transport-limits.test.ts checks it.
  */
-export const INFER: ProtocolSpec = {
-  id: `${PROTOCOL_PREFIX}/infer/1.0.0`,
-  maxMessageBytes: 8 * MiB + 64 * KiB,
+export interface SwarmProtocolSpec extends ProtocolSpec {
+  /** Most tensors in one message: the most tensor fields a message of the schema has. */
+  readonly maxTensors: number
+  /** Most bytes of JSON metadata (the message's non-tensor fields) in one message. */
+  readonly maxMetaBytes: number
+}
+
+/**
+ * Pipeline-sharded inference sessions (PROTOCOL.md § infer): one reply per request, requests one
+ * after another on pooled channels (OPEN / STEP / CLOSE / INFO). 8 MiB: a 512-token prefill chunk
+ * of a 4096-wide model in f32. 30 s: one step of a span on software WebGPU. 2.0.0: messages are
+ * metadata + typed tensors (was: one u8 tensor holding a byte encoding of the message).
+ */
+export const INFER: SwarmProtocolSpec = {
+  id: `${PROTOCOL_PREFIX}/infer/2.0.0`,
+  maxMessageBytes: 8 * MiB,
   maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
+  // One hidden-state tensor per message at most.
+  maxTensors: 1,
+  // An INFO_OK's span list is the largest metadata (64 spans); 32 KiB stays inside one START frame.
+  maxMetaBytes: 32 * KiB,
   timeoutMs: 30_000,
   maxInboundStreams: 32,
   maxOutboundStreams: 32,
   runOnLimitedConnection: false
 }
 
-/** Remote MoE experts (PROTOCOL.md § expert): one batched CALL → RESULT per host and layer. */
-export const EXPERT: ProtocolSpec = {
-  id: `${PROTOCOL_PREFIX}/expert/1.0.0`,
-  maxMessageBytes: 8 * MiB + 64 * KiB,
+/** Remote MoE experts (PROTOCOL.md § expert): one batched CALL → RESULT per host and layer. 2.0.0: as infer. */
+export const EXPERT: SwarmProtocolSpec = {
+  id: `${PROTOCOL_PREFIX}/expert/2.0.0`,
+  maxMessageBytes: 8 * MiB,
   maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
+  // One rows tensor per expert named in a call (MAX_EXPERTS_PER_CALL, swarm/constants.ts).
+  maxTensors: 256,
+  // 256 items of { expert } plus model and layer.
+  maxMetaBytes: 16 * KiB,
   timeoutMs: 10_000,
   maxInboundStreams: 64,
   maxOutboundStreams: 64,
@@ -187,18 +208,22 @@ export const EXPERT: ProtocolSpec = {
 
 /**
  * DiLoCo's fault-tolerant all-reduce (PROTOCOL.md § allreduce; web/src/swarm/train). One reply
- * per request over framed tensor streams (pooled channels, as infer): READY/START (long-polled for up to the
- * coordinator's ready window), REDUCE/RESULT (one q8 part, ≤ 1 MiB), FETCH, DONE, SNAPSHOT/STATE
- * (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
+ * per request over framed tensor streams (pooled channels, as infer): READY/START (long-polled
+ * for up to the coordinator's ready window), REDUCE/RESULT (one q8 part, ≤ 1 MiB), FETCH, DONE,
+ * SNAPSHOT/STATE (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
  */
-export const ALLREDUCE: ProtocolSpec = {
-  // The major version follows the wire version (3: REDUCE carries partElements and the sender's
-  // whole-contribution norm), so an older peer fails protocol negotiation at once instead of
-  // trading refusals with us.
-  id: `${PROTOCOL_PREFIX}/allreduce/3.0.0`,
-  // payload ≤ 1 MiB + JSON header ≤ 16 KiB + the 6-byte prefix (swarm/train/constants.ts)
-  maxMessageBytes: 1 * MiB + 17 * KiB,
+export const ALLREDUCE: SwarmProtocolSpec = {
+  // The major version follows the wire version (4: the header is the message's metadata and the
+  // payload a typed tensor, was a JSON header and payload inside one u8 tensor), so an older peer
+  // fails protocol negotiation at once instead of trading refusals with us.
+  id: `${PROTOCOL_PREFIX}/allreduce/4.0.0`,
+  // payload ≤ 1 MiB (MAX_PAYLOAD_BYTES, swarm/train/constants.ts)
+  maxMessageBytes: 1 * MiB,
   maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
+  // the payload, if any
+  maxTensors: 1,
+  // the header: ids, counts and member lists only (MAX_HEADER_BYTES)
+  maxMetaBytes: 16 * KiB,
   timeoutMs: 90_000,
   // a member keeps ≤ 4 parts in flight per attempt (DEFAULT_WINDOW_PARTS); an owner serves every member's window
   maxInboundStreams: 64,
@@ -211,4 +236,4 @@ export const SWARM_PROTOCOLS = {
   infer: INFER,
   expert: EXPERT,
   allreduce: ALLREDUCE
-} as const satisfies Record<string, ProtocolSpec>
+} as const satisfies Record<string, SwarmProtocolSpec>

@@ -9,8 +9,12 @@ import { EXPERT, INFER } from '../net/protocols.ts'
 export const INFER_PROTOCOL = INFER.id
 export const EXPERT_PROTOCOL = EXPERT.id
 
-/** Version byte leading every `infer` / `expert` message; bump with the protocol id. */
-export const WIRE_VERSION = 1
+/**
+ * Version (`v` in the metadata) of every `infer` / `expert` message; it follows the protocol ids'
+ * major version. 2: messages are framed-tensor-stream messages (fields in the metadata, tensors
+ * as typed tensors) instead of one u8 tensor holding a byte encoding.
+ */
+export const WIRE_VERSION = 2
 
 /** Largest single message, in bytes: a (T, C) f32 prefill chunk of 512 tokens × 4096 wide is 8 MiB. */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024

@@ -244,6 +244,13 @@ function decodeUtf8 (bytes: Uint8Array, what: string): string {
   }
 }
 
+/** Bytes `message` puts on the wire besides framing: its tensors' bytes and its JSON metadata (for traffic counters). */
+export function messageBytes (message: TensorMessage): number {
+  let n = message.meta === undefined ? 0 : utf8.encode(JSON.stringify(message.meta)).byteLength
+  for (const t of message.tensors) n += t.data.byteLength
+  return n
+}
+
 // ---------------------------------------------------------------- ERROR
 
 /** ERROR body: u16 code | UTF-8 message (≤ 1 KiB; longer text is cut at a character boundary). */

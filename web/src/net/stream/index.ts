@@ -109,5 +109,5 @@ export interface TensorChannel extends AsyncIterable<TensorMessage> {
 }
 
 export { call, handle, openStream, handleStream, unhandle, serveCall, serveStream } from './rpc.ts'
-export { ErrorCode } from './codec.ts'
+export { ErrorCode, messageBytes } from './codec.ts'
 export * from './errors.ts'

@@ -12,7 +12,7 @@
  * taken would end the server's session).
  */
 import { MalformedMessageError, PeerProtocolError, PositionError, PushNotReceivedError, SupersededError } from '../errors.ts'
-import type { WireTensor } from '../wire/bytes.ts'
+import type { WireTensor } from '../wire/schema.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import { lateAfter, type Failover } from './failover.ts'
 import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'

@@ -4,7 +4,7 @@
  */
 import { EXPERT_PROTOCOL } from '../constants.ts'
 import { ExpertNotHostedError, reportable, ServerInternalError, TensorShapeError } from '../errors.ts'
-import type { RpcTransport } from '../transport/index.ts'
+import type { RpcTransport, TensorMessage } from '../transport/index.ts'
 import { readExpert, writeExpert, type ExpertRows } from '../wire/expert.ts'
 
 /** Computes experts of one layer: each item's rows (N, C) → (N, C). One call may batch several experts. */
@@ -39,7 +39,7 @@ export class ExpertHost {
     this.opts.transport.unhandle(EXPERT_PROTOCOL)
   }
 
-  async handle (from: string, body: Uint8Array): Promise<Uint8Array> {
+  async handle (from: string, body: TensorMessage): Promise<TensorMessage> {
     try {
       const m = readExpert(body)
       if (m.type !== 'call') throw new ExpertNotHostedError(`expert: a host does not accept '${m.type}' messages`)

@@ -14,9 +14,9 @@ import {
   errorFromWire, MalformedMessageError, PositionError, PushNotReceivedError, reportable, ServerInternalError, SpanNotServedError, SupersededError,
   TensorShapeError, UnknownSessionError
 } from '../errors.ts'
-import type { RpcTransport } from '../transport/index.ts'
+import type { RpcTransport, TensorMessage } from '../transport/index.ts'
 import { realClock, type Clock } from '../../util/clock.ts'
-import type { WireTensor } from '../wire/bytes.ts'
+import type { WireTensor } from '../wire/schema.ts'
 import { readInfer, writeInfer, type ChainedMsg, type ChainMsg, type ChainNext, type InferMsg, type PushedMsg, type PushMsg, type StepMsg } from '../wire/infer.ts'
 import type { SpanBackend } from './backend.ts'
 import { SessionTable, type ServerSession } from './sessions.ts'
@@ -103,7 +103,7 @@ export class BlockServer {
   }
 
   /** One request in, one reply out. Never throws: failures become ERROR replies. */
-  async handle (from: string, body: Uint8Array): Promise<Uint8Array> {
+  async handle (from: string, body: TensorMessage): Promise<TensorMessage> {
     let msg: InferMsg | undefined
     try {
       msg = readInfer(body)

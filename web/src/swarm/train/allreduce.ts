@@ -26,7 +26,8 @@
  */
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
 import { realClock, type Clock } from '../../util/clock.ts'
-import type { RpcTransport } from '../transport/index.ts'
+import type { RpcTransport, TensorMessage } from '../transport/index.ts'
+import { messageBytes } from '../../net/stream/codec.ts'
 import {
   ALLREDUCE_PROTOCOL, DEFAULT_COORDINATOR_TIMEOUT_MS, DEFAULT_PART_ELEMENTS, DEFAULT_PART_TIMEOUT_MS, DEFAULT_Q8_BLOCK,
   DEFAULT_READY_WINDOW_MS, DEFAULT_WINDOW_PARTS, MAX_ATTEMPTS, MAX_MEMBERS, MAX_PAYLOAD_BYTES
@@ -211,9 +212,9 @@ export class AllReducePeer {
     this.owner = new PartOwner({ self: transport.self, block: this.block, codec: this.codec, partElements: this.partElements, partTimeoutMs: this.partTimeoutMs, log: this.log, clock: this.clock, aggregation: opts.aggregation, check: () => this.contributionCheck })
     this.unwatch = opts.directory.watch?.(() => { if (!this.stopped) this.coordinator.onDirectoryChange() })
     transport.handle(ALLREDUCE_PROTOCOL, async (from, body) => {
-      this.bytesReceived += body.byteLength
+      this.bytesReceived += messageBytes(body)
       const reply = await this.dispatch(from, body)
-      this.bytesSent += reply.byteLength
+      this.bytesSent += messageBytes(reply)
       return reply
     })
   }
@@ -420,20 +421,20 @@ export class AllReducePeer {
   async rpc (peer: string, msg: AllReduceMsg, timeoutMs: number, markDead = true): Promise<AllReduceMsg> {
     if (peer === this.self) return await this.dispatchMsg(this.self, msg) // our own part: no codec, no copies
     const body = encodeMsg(msg)
-    this.bytesSent += body.byteLength
-    let reply: Uint8Array
+    this.bytesSent += messageBytes(body)
+    let reply: TensorMessage
     try {
       reply = await this.transport.request(peer, ALLREDUCE_PROTOCOL, body, { timeoutMs })
     } catch (e) {
       if (markDead) this.dead.add(peer) // seen failing by us: not waited for, not picked as coordinator, until it speaks again
       throw e
     }
-    this.bytesReceived += reply.byteLength
+    this.bytesReceived += messageBytes(reply)
     this.dead.delete(peer)
     return decodeMsg(reply)
   }
 
-  private async dispatch (from: string, body: Uint8Array): Promise<Uint8Array> {
+  private async dispatch (from: string, body: TensorMessage): Promise<TensorMessage> {
     if (from !== this.self) this.dead.delete(from)
     let m: AllReduceMsg
     try {

@@ -9,14 +9,16 @@ import { ALLREDUCE } from '../../net/protocols.ts'
 export const ALLREDUCE_PROTOCOL = ALLREDUCE.id
 
 /**
- * Wire version in byte 0 of every allreduce message; another version is refused. 2: REDUCE
+ * Wire version (`v` in the metadata) of every allreduce message; another version is refused. 2: REDUCE
  * carries the sender's part size (`partElements`; the default went from 64 Ki to 256 Ki elements,
  * and peers cutting the vector differently would each reject the other's parts as malformed), and
  * DONE no longer carries a hash of the mean (nothing read it). 3: REDUCE carries `norm`, the
  * sender's L2 norm of its whole contribution, which the owners' norm rule compares (per-part
- * norms are not comparable across peers: an embedding row only one peer's data touched).
+ * norms are not comparable across peers: an embedding row only one peer's data touched). 4: the
+ * header is the stream message's metadata and the payload its typed tensor (was: a 6-byte prefix,
+ * a JSON header and the payload inside one u8 tensor).
  */
-export const ALLREDUCE_WIRE_VERSION = 3
+export const ALLREDUCE_WIRE_VERSION = 4
 
 /** Largest JSON header of an allreduce message, bytes: ids, counts and member lists only. */
 export const MAX_HEADER_BYTES = 16 * 1024

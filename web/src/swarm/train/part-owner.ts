@@ -12,6 +12,7 @@ import type { Aggregation } from './robust.ts'
 import type { ContributionCheck } from './contribution-check.ts'
 import type { PartCodec } from './codec.ts'
 import { MsgType, allocMsg, type AllReduceMsg, type FailMsg, type ReduceMsg, type ResultMsg } from './wire.ts'
+import type { TensorMessage } from '../transport/index.ts'
 
 /** Part plans an owner keeps (one per attempt and vector length; a few rounds' worth). */
 const PLAN_CACHE = 16
@@ -61,7 +62,7 @@ interface OwnerPart {
 export class PartOwner {
   private readonly parts = new Map<string, OwnerPart>()
   /** Replies already encoded (an owner's RESULT is built in its message body): sent as they are. */
-  private readonly bodies = new WeakMap<AllReduceMsg, Uint8Array>()
+  private readonly bodies = new WeakMap<AllReduceMsg, TensorMessage>()
   /** Part plans of recent attempts as an owner sees them (every REDUCE of an attempt needs the same plan). */
   private readonly plans = new Map<string, PartPlan[]>()
   /** An owner's reduction lands here before its RESULT is built (reused: owners reduce every round). */
@@ -88,7 +89,7 @@ export class PartOwner {
   }
 
   /** The encoded body of `reply` when this owner built it (a RESULT), else undefined. */
-  encoded (reply: AllReduceMsg): Uint8Array | undefined {
+  encoded (reply: AllReduceMsg): TensorMessage | undefined {
     return this.bodies.get(reply)
   }
 

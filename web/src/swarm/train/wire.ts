@@ -1,23 +1,23 @@
 /**
  * Codec of the `allreduce` protocol (grammar: PROTOCOL.md § allreduce). Each message is one
- * request or reply body of the swarm's request/response transport:
+ * request or reply of the swarm's request/response transport, i.e. one message of the framed
+ * tensor stream (net/stream, the one tensor codec):
  *
- *   byte 0       version (ALLREDUCE_WIRE_VERSION)
- *   byte 1       type (MsgType)
- *   bytes 2..5   header length h, u32 little-endian (≤ MAX_HEADER_BYTES)
- *   bytes 6..    h bytes of UTF-8 JSON header (fields per type, declared once in
- *                ALLREDUCE_MESSAGES; senders pad it with spaces so the payload starts at a
- *                multiple of 4)
- *   rest         payload (q8 bytes or snapshot bytes; ≤ MAX_PAYLOAD_BYTES; empty where none)
+ *   metadata   { v: ALLREDUCE_WIRE_VERSION, t: type, ...header fields } (JSON, ≤ MAX_HEADER_BYTES;
+ *              fields per type, declared once in ALLREDUCE_MESSAGES)
+ *   tensors    `payload`: u8 [bytes] (q8 bytes or snapshot bytes; ≤ MAX_PAYLOAD_BYTES), only in
+ *              the messages that declare one
  *
  * Order (STYLE 10): the schema (ALLREDUCE_MESSAGES, from which the message types, the decoder's
- * checks and PROTOCOL.md's table come) → write → read → the rendered table.
+ * checks and PROTOCOL.md's table come) → write → read → the rendered table. A new message kind is
+ * one more row of ALLREDUCE_MESSAGES (and its `…Msg` type below).
  */
+import type { JsonValue, TensorMessage } from '../../net/stream/index.ts'
 import { ALLREDUCE_WIRE_VERSION, MAX_HEADER_BYTES, MAX_ID_CHARS, MAX_MEMBERS, MAX_PAYLOAD_BYTES } from './constants.ts'
 import { AllReduceProtocolError } from './errors.ts'
 
-/** version:u8 type:u8 headerLength:u32le. */
-const PREFIX_BYTES = 6
+/** Name of the tensor carrying a message's payload. */
+const PAYLOAD = 'payload'
 
 // ------------------------------------------------------------ the schema: every message, once
 
@@ -117,39 +117,31 @@ export type AllReduceMsg = { [K in keyof Specs]: MsgOf<K> }[keyof Specs]
 const SPEC_BY_CODE = new Map<number, AllReduceSpec>(Object.values(ALLREDUCE_MESSAGES).map(m => [m.code, m]))
 
 const enc = new TextEncoder()
-const dec = new TextDecoder('utf-8', { fatal: true })
 
 // ------------------------------------------------------------ write
 
-export function encodeMsg (m: AllReduceMsg): Uint8Array {
-  const payload = (m as { payload?: Uint8Array }).payload ?? new Uint8Array(0)
-  const out = allocMsg(m, payload.byteLength)
-  out.payload.set(payload)
+export function encodeMsg (m: AllReduceMsg): TensorMessage {
+  const payload = (m as { payload?: Uint8Array }).payload
+  const out = allocMsg(m, payload?.byteLength ?? 0)
+  if (payload !== undefined) out.payload.set(payload)
   return out.body
 }
 
 /**
  * The encoding of `m` with room for a payload of `payloadBytes` (m's own payload, if any, is
- * ignored): the body, and the payload as a view into it, 4-byte aligned, for the caller to fill in
- * place (an owner quantizes a part's mean straight into its RESULT).
+ * ignored): the message, and its payload (a fresh buffer, so 4-byte aligned) for the caller to
+ * fill in place (an owner quantizes a part's mean straight into its RESULT).
  */
-export function allocMsg (m: AllReduceMsg, payloadBytes: number): { body: Uint8Array, payload: Uint8Array } {
+export function allocMsg (m: AllReduceMsg, payloadBytes: number): { body: TensorMessage, payload: Uint8Array } {
   const { type, ...rest } = m as AllReduceMsg & { payload?: Uint8Array }
   delete (rest as { payload?: Uint8Array }).payload
-  // Trailing spaces (valid JSON) put the payload at a multiple of 4 bytes, so a receiver can
-  // read the q8 scales through a Float32Array view of the message, without a copy.
-  const json = JSON.stringify(rest)
-  let header = enc.encode(json)
-  const pad = (4 - ((PREFIX_BYTES + header.byteLength) % 4)) % 4
-  if (pad > 0) header = enc.encode(json + ' '.repeat(pad))
-  if (header.byteLength > MAX_HEADER_BYTES) throw new AllReduceProtocolError(`header of ${header.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
+  const meta = { v: ALLREDUCE_WIRE_VERSION, t: type, ...rest } as unknown as Record<string, JsonValue>
+  const headerBytes = enc.encode(JSON.stringify(meta)).byteLength
+  if (headerBytes > MAX_HEADER_BYTES) throw new AllReduceProtocolError(`header of ${headerBytes} bytes exceeds ${MAX_HEADER_BYTES}`)
   if (payloadBytes > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payloadBytes} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
-  const body = new Uint8Array(PREFIX_BYTES + header.byteLength + payloadBytes)
-  body[0] = ALLREDUCE_WIRE_VERSION
-  body[1] = type
-  new DataView(body.buffer).setUint32(2, header.byteLength, true)
-  body.set(header, PREFIX_BYTES)
-  return { body, payload: body.subarray(PREFIX_BYTES + header.byteLength) }
+  const payload = new Uint8Array(payloadBytes)
+  const carries = SPEC_BY_CODE.get(type)?.payload !== undefined
+  return { body: { meta, tensors: carries ? [{ name: PAYLOAD, dtype: 'u8', shape: [payloadBytes], data: payload }] : [] }, payload }
 }
 
 // ------------------------------------------------------------ read (field checks)
@@ -180,30 +172,26 @@ function readField (h: Obj, k: string, f: HeaderField): unknown {
   }
 }
 
-/** Bytes → message. Throws AllReduceProtocolError naming the problem; never returns a partial message. */
-export function decodeMsg (bytes: Uint8Array): AllReduceMsg {
-  if (bytes.byteLength < PREFIX_BYTES) throw new AllReduceProtocolError(`message of ${bytes.byteLength} bytes is shorter than the ${PREFIX_BYTES}-byte prefix`)
-  if (bytes[0] !== ALLREDUCE_WIRE_VERSION) throw new AllReduceProtocolError(`wire version ${bytes[0]}, expected ${ALLREDUCE_WIRE_VERSION}`)
-  const type = bytes[1]
-  const hl = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(2, true)
-  if (hl > MAX_HEADER_BYTES || PREFIX_BYTES + hl > bytes.byteLength) throw new AllReduceProtocolError(`header length ${hl} exceeds the limit or the message`)
-  let h: Obj
-  try {
-    const parsed: unknown = JSON.parse(dec.decode(bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + hl)))
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object')
-    h = parsed as Obj
-  } catch (e) {
-    throw new AllReduceProtocolError(`header is not a JSON object: ${(e as Error).message}`)
-  }
-  // A view, not a copy: message bodies are never written after they are received or sent.
-  const payload = bytes.subarray(PREFIX_BYTES + hl)
-  if (payload.byteLength > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
-  const spec = SPEC_BY_CODE.get(type)
-  if (spec === undefined) throw new AllReduceProtocolError(`unknown message type ${type}`)
-  if (spec.payload === undefined && payload.byteLength !== 0) throw new AllReduceProtocolError(`message type ${type} carries no payload, got ${payload.byteLength} bytes`)
+/** Stream message → all-reduce message. Throws AllReduceProtocolError naming the problem; never returns a partial message. */
+export function decodeMsg (message: TensorMessage): AllReduceMsg {
+  const h: Obj = message.meta ?? {}
+  if (h.v !== ALLREDUCE_WIRE_VERSION) throw new AllReduceProtocolError(`wire version ${String(h.v)}, expected ${ALLREDUCE_WIRE_VERSION}`)
+  const type = h.t
+  const spec = typeof type === 'number' ? SPEC_BY_CODE.get(type) : undefined
+  if (spec === undefined) throw new AllReduceProtocolError(`unknown message type ${String(type)}`)
+  for (const k of Object.keys(h)) if (k !== 'v' && k !== 't' && !(k in spec.fields)) throw new AllReduceProtocolError(`message type ${String(type)} has no field ${k}`)
+  const t = message.tensors
+  if (t.length > (spec.payload === undefined ? 0 : 1) || (t.length === 1 && t[0].name !== PAYLOAD)) throw new AllReduceProtocolError(`message type ${String(type)} carries ${spec.payload === undefined ? 'no tensor' : `one tensor named ${PAYLOAD}`}, got [${t.map(x => x.name).join(', ')}]`)
   const m: Obj = { type }
   for (const [k, f] of Object.entries(spec.fields)) m[k] = readField(h, k, f)
-  if (spec.payload !== undefined) m.payload = payload
+  if (spec.payload !== undefined) {
+    const p = t[0]
+    if (p === undefined) throw new AllReduceProtocolError(`message type ${String(type)} lacks its ${PAYLOAD} tensor`)
+    if (p.dtype !== 'u8' || p.shape.length !== 1 || p.shape[0] !== p.data.byteLength) throw new AllReduceProtocolError(`${PAYLOAD} must be u8 [bytes], got ${p.dtype} [${p.shape.join(', ')}]`)
+    if (p.data.byteLength > MAX_PAYLOAD_BYTES) throw new AllReduceProtocolError(`payload of ${p.data.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`)
+    // A view, not a copy: message bodies are never written after they are received or sent.
+    m.payload = p.data
+  }
   return m as AllReduceMsg
 }
 
@@ -217,13 +205,13 @@ function renderField (k: string, f: HeaderField): string {
 /** PROTOCOL.md's all-reduce message table (a test checks the document holds exactly this). */
 export function renderAllReduceTable (): string {
   const rows = Object.entries(ALLREDUCE_MESSAGES).map(([name, m]: [string, AllReduceSpec]) =>
-    `| ${m.code} | ${name} | ${m.dir} | ${Object.entries(m.fields).map(([k, f]) => renderField(k, f)).join(', ') || '—'} | ${m.payload ?? '—'} |`)
-  return ['| type | name | direction | header fields, checked in this order | payload |', '|---|---|---|---|---|', ...rows].join('\n')
+    `| ${m.code} | ${name} | ${m.dir} | ${Object.entries(m.fields).map(([k, f]) => renderField(k, f)).join(', ') || '—'} | ${m.payload === undefined ? '—' : `u8 tensor: ${m.payload}`} |`)
+  return ['| t | name | direction | header fields (metadata), checked in this order | payload tensor |', '|---|---|---|---|---|', ...rows].join('\n')
 }
 
 /** Decodes and checks the type is one of `want` (a reply of the wrong kind is a protocol error). */
-export function expectMsg<T extends AllReduceMsg['type']> (bytes: Uint8Array, ...want: T[]): Extract<AllReduceMsg, { type: T }> {
-  const m = decodeMsg(bytes)
+export function expectMsg<T extends AllReduceMsg['type']> (message: TensorMessage, ...want: T[]): Extract<AllReduceMsg, { type: T }> {
+  const m = decodeMsg(message)
   if (!(want as number[]).includes(m.type)) throw new AllReduceProtocolError(`expected message type ${want.join('|')}, got ${m.type}`)
   return m as Extract<AllReduceMsg, { type: T }>
 }

@@ -1,16 +1,21 @@
 /**
- * The request/response transport the swarm roles speak through. Two implementations:
- * `MemoryNetwork` (seeded, in-process, for tests and benchmarks of the roles' logic) and
- * `Libp2pTransport` (real peers, over web/src/net).
+ * The request/response transport the swarm roles speak through. A request and its reply are each
+ * one message of the framed tensor stream (net/stream: JSON metadata + typed tensors), the one
+ * wire form of the code base; the swarm codecs (swarm/wire, swarm/train/wire.ts) map their
+ * messages onto it. Two implementations: `MemoryNetwork` (seeded, in-process, for tests and
+ * benchmarks of the roles' logic) and `Libp2pTransport` (real peers, over web/src/net).
  *
  *   const net = new MemoryNetwork({ seed: 1 })
  *   const a = net.endpoint('A'), b = net.endpoint('B')
  *   b.handle('/echo/1.0.0', async (_from, body) => body)
- *   await a.request('B', '/echo/1.0.0', new Uint8Array([1]), { timeoutMs: 100 })
+ *   await a.request('B', '/echo/1.0.0', { meta: { hi: 1 }, tensors: [] }, { timeoutMs: 100 })
  */
+import type { TensorMessage } from '../../net/stream/index.ts'
 
-/** Serves one protocol: the body of a request in, the body of the reply out. Throwing resets the stream. */
-export type RpcHandler = (from: string, body: Uint8Array) => Promise<Uint8Array>
+export type { TensorMessage }
+
+/** Serves one protocol: the request in, the reply out. Throwing resets the stream. */
+export type RpcHandler = (from: string, body: TensorMessage) => Promise<TensorMessage>
 
 export interface RequestOptions {
   /** Give up after this long, with PeerTimeoutError, in ms. */
@@ -28,7 +33,7 @@ export interface RpcTransport {
   /** This peer's id (a PeerId string with libp2p). */
   readonly self: string
   /** One request, one reply. Rejects with PeerTimeoutError / PeerUnreachableError. */
-  request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array>
+  request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage>
   handle (protocol: string, handler: RpcHandler): void
   unhandle (protocol: string): void
   /** Whether a request to `peer` would go out without first setting up a connection. Absent: assume so. */

@@ -1,14 +1,15 @@
 /**
  * RpcTransport over libp2p: swarm messages ride web/src/net/stream channels (framing, chunking
- * under the WebRTC message size, checksums, credit flow control, limits), each carried as a single
- * u8 tensor named `msg`; the swarm codecs then parse it with their own caps.
+ * under the WebRTC message size, checksums, credit flow control, limits) as the stream's own
+ * messages (metadata + typed tensors); the swarm codecs then check them field by field.
  *
  * Opening a stream costs a WebRTC data channel plus a multistream-select round trip, which would
  * dominate a decode step's latency. So a client keeps a small pool of open channels per (peer,
  * protocol) and sends one request at a time on each; the server answers each message on the
  * channel it came on, in order. Channels idle for CHANNEL_IDLE_MS or older than CHANNEL_MAX_AGE_MS
  * are closed, well inside the stream layer's idle and handler timeouts. Each protocol's message
- * size, message count per channel, inbound streams and relayed-link rule come from its declaration
+ * size, tensor count, metadata size, message count per channel, inbound streams and relayed-link
+ * rule come from its declaration
  * in net/protocols.ts (SWARM_PROTOCOLS); a protocol declared nowhere is refused.
  */
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -16,12 +17,10 @@ import type { Libp2p } from '@libp2p/interface'
 import { dialThroughRelay } from '../../net/peers.ts'
 import { handleStream, openStream, unhandle } from '../../net/stream/index.ts'
 import type { TensorChannel, TensorMessage, TensorStreamLimits } from '../../net/stream/index.ts'
-import { SWARM_PROTOCOLS, type ProtocolSpec } from '../../net/protocols.ts'
+import { SWARM_PROTOCOLS, type SwarmProtocolSpec } from '../../net/protocols.ts'
 import { PeerTimeoutError, PeerUnreachableError, SwarmArgumentError } from '../errors.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
 
-/** Name of the one tensor carrying a swarm message. */
-const MSG = 'msg'
 /** A pooled channel unused this long is closed, ms (a session's steps come faster than this). */
 const CHANNEL_IDLE_MS = 15_000
 /** A pooled channel is retired after this long, ms, whatever its use. */
@@ -35,20 +34,19 @@ const CONNECT_ATTEMPTS = 3
 const CONNECT_RETRY_MS = 200
 
 /** The declaration of a swarm protocol by id; one declared nowhere is a caller's bug. */
-export function specOf (protocol: string): ProtocolSpec {
+export function specOf (protocol: string): SwarmProtocolSpec {
   const spec = Object.values(SWARM_PROTOCOLS).find(p => p.id === protocol)
   if (spec === undefined) throw new SwarmArgumentError(`protocol ${protocol} is not declared in net/protocols.ts SWARM_PROTOCOLS`)
   return spec
 }
 
-/** The stream limits of `spec`'s channels: its declared bytes, messages and streams. */
-export function channelLimits (spec: ProtocolSpec, runOnLimitedConnection?: boolean): TensorStreamLimits {
+/** The stream limits of `spec`'s channels: its declared bytes, tensors, metadata, messages and streams. */
+export function channelLimits (spec: SwarmProtocolSpec, runOnLimitedConnection?: boolean): TensorStreamLimits {
   return {
     maxMessageBytes: spec.maxMessageBytes,
     maxMessages: spec.maxMessagesPerStream,
-    // One u8 tensor per message, no metadata.
-    maxTensors: 1,
-    maxMetaBytes: 0,
+    maxTensors: spec.maxTensors,
+    maxMetaBytes: spec.maxMetaBytes,
     maxInboundStreams: spec.maxInboundStreams,
     maxOutboundStreams: spec.maxOutboundStreams,
     runOnLimitedConnection: runOnLimitedConnection ?? spec.runOnLimitedConnection,
@@ -58,16 +56,6 @@ export function channelLimits (spec: ProtocolSpec, runOnLimitedConnection?: bool
     // swarm roles log what they make of it (ban, failover), so the stream layer stays quiet.
     log: () => {}
   }
-}
-
-function wrap (body: Uint8Array): TensorMessage {
-  return { tensors: [{ name: MSG, dtype: 'u8', shape: [body.length], data: body }] }
-}
-
-function unwrap (m: TensorMessage, from: string): Uint8Array {
-  const t = m.tensors.find(x => x.name === MSG)
-  if (t === undefined || t.dtype !== 'u8' || m.tensors.length !== 1) throw new PeerUnreachableError(from, 'message is not a single u8 tensor named msg')
-  return t.data
 }
 
 export interface Libp2pTransportOptions {
@@ -98,7 +86,7 @@ export class Libp2pTransport implements RpcTransport {
     this.self = node.peerId.toString()
   }
 
-  private limits (spec: ProtocolSpec): TensorStreamLimits {
+  private limits (spec: SwarmProtocolSpec): TensorStreamLimits {
     return channelLimits(spec, this.opts.runOnLimitedConnection)
   }
 
@@ -140,7 +128,7 @@ export class Libp2pTransport implements RpcTransport {
     this.idle.set(key, list)
   }
 
-  async request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  async request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     const key = `${peer} ${protocol}`
     const spec = specOf(protocol)
     const deadline = AbortSignal.timeout(opts.timeoutMs)
@@ -159,13 +147,12 @@ export class Libp2pTransport implements RpcTransport {
         }
         p.sent++
         sent = true
-        await p.ch.send(wrap(body), { signal })
+        await p.ch.send(body, { signal })
         wrote = true
         const reply = await p.ch.read({ signal })
         if (reply === undefined) throw new PeerUnreachableError(peer, 'channel closed before the reply')
-        const out = unwrap(reply, peer)
         this.give(key, p)
-        return out
+        return reply
       } catch (e) {
         p?.ch.abort(e as Error)
         if (deadline.aborted) throw new PeerTimeoutError(peer, opts.timeoutMs)
@@ -199,7 +186,7 @@ export class Libp2pTransport implements RpcTransport {
     const spec = specOf(protocol)
     void handleStream(this.node, protocol, async (ch, ctx) => {
       const from = ctx.remotePeer.toString()
-      for await (const m of ch) await ch.send(wrap(await handler(from, unwrap(m, from))), { signal: ctx.signal })
+      for await (const m of ch) await ch.send(await handler(from, m), { signal: ctx.signal })
     }, this.limits(spec))
   }
 

@@ -2,18 +2,27 @@
  * A seeded in-process network (STYLE 11, after yjs' TestConnector): every request and reply is
  * queued and delivered in a random order chosen by a seeded RNG, after an optional latency; links
  * can be cut (messages silently lost → the caller times out) and peers killed (in-flight and new
- * requests fail as a closed connection would). Same seed, same interleaving.
+ * requests fail as a closed connection would). Same seed, same interleaving. Every message goes
+ * through the stream's START codec with the protocol's declared limits, as over libp2p.
  */
 import { Rng } from '../../util/rng.ts'
+import { realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
 import { SWARM_PROTOCOLS } from '../../net/protocols.ts'
+import { readStart, writeStart, type StartLimits } from '../../net/stream/codec.ts'
+import { DEFAULT_MAX_META_BYTES, DEFAULT_MAX_TENSORS } from '../../net/stream/constants.ts'
 import { PeerTimeoutError, PeerUnreachableError, SwarmArgumentError } from '../errors.ts'
-import type { RequestOptions, RpcHandler, RpcTransport } from './index.ts'
+import type { RequestOptions, RpcHandler, RpcTransport, TensorMessage } from './index.ts'
 
 export interface MemoryNetworkOptions {
   /** Seed of the delivery order. @default 1 */
   seed?: number
   /** Delay added to every message, in ms (a loopback RTT is twice this). @default 0 */
   latencyMs?: number
+  /**
+   * The clock of request timeouts and latency (a test's ManualClock decides when a request times
+   * out; delivery order stays the seeded one). @default realClock
+   */
+  clock?: Clock
 }
 
 interface Pending {
@@ -32,6 +41,7 @@ interface Inflight {
 export class MemoryNetwork {
   private readonly rng: Rng
   private readonly latencyMs: number
+  private readonly clock: Clock
   private readonly queue: Pending[] = []
   private pumping = false
   private readonly endpoints = new Map<string, MemoryTransport>()
@@ -44,6 +54,7 @@ export class MemoryNetwork {
   constructor (opts: MemoryNetworkOptions = {}) {
     this.rng = new Rng(opts.seed ?? 1)
     this.latencyMs = opts.latencyMs ?? 0
+    this.clock = opts.clock ?? realClock
   }
 
   endpoint (peer: string): MemoryTransport {
@@ -71,45 +82,58 @@ export class MemoryNetwork {
   }
 
   /** @internal */
-  send (from: string, to: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
-    return new Promise<Uint8Array>((resolve, reject) => {
+  send (from: string, to: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
+    return new Promise<TensorMessage>((resolve, reject) => {
       const target = this.endpoints.get(to)
       if (target === undefined) {
         reject(new PeerUnreachableError(to, 'no such peer (or it left)'))
         return
       }
       let done = false
-      const timer = setTimeout(() => finish(new PeerTimeoutError(to, opts.timeoutMs)), opts.timeoutMs)
+      const timer: TimerHandle = this.clock.setTimeout(() => finish(new PeerTimeoutError(to, opts.timeoutMs)), opts.timeoutMs)
       const onAbort = (): void => finish(new PeerUnreachableError(to, 'request aborted'))
       opts.signal?.addEventListener('abort', onAbort, { once: true })
       const flight: Inflight = { from, to, reject: (e) => finish(e) }
       this.inflight.add(flight)
-      const finish = (e: Error | null, reply?: Uint8Array): void => {
+      const finish = (e: Error | null, reply?: TensorMessage): void => {
         if (done) return
         done = true
-        clearTimeout(timer)
+        this.clock.clearTimeout(timer)
         opts.signal?.removeEventListener('abort', onAbort)
         this.inflight.delete(flight)
         if (e !== null) reject(e)
         else resolve(reply!)
       }
-      // Copies: peers never share memory, as over a real wire.
-      const req = body.slice()
-      const cap = maxMessageBytes(protocol)
+      const limits = limitsOf(protocol)
+      // Encoded now, as a sender's stream would (a tensor that does not fit its shape fails here).
+      let req: Encoded
+      try {
+        req = encode(body)
+      } catch (e) {
+        finish(e as Error)
+        return
+      }
       this.enqueue(from, to, () => {
         const handler = this.endpoints.get(to)?.handlerFor(protocol)
         if (handler === undefined) {
           finish(new PeerUnreachableError(to, `protocol ${protocol} not supported`))
           return
         }
-        if (req.length > cap) {
-          finish(new PeerUnreachableError(to, `stream reset: LimitExceededError: request of ${req.length} bytes > ${protocol}'s ${cap}`))
+        let got: TensorMessage
+        try {
+          got = decode(req, limits, 'request')
+        } catch (e) {
+          finish(new PeerUnreachableError(to, `stream reset: ${(e as Error).name}: ${(e as Error).message}`))
           return
         }
-        handler(from, req).then(
-          (reply) => this.enqueue(to, from, () => reply.length > cap
-            ? finish(new PeerUnreachableError(to, `stream reset: LimitExceededError: reply of ${reply.length} bytes > ${protocol}'s ${cap}`))
-            : finish(null, reply.slice())),
+        handler(from, got).then(encode).then(
+          (reply) => this.enqueue(to, from, () => {
+            try {
+              finish(null, decode(reply, limits, 'reply'))
+            } catch (e) {
+              finish(new PeerUnreachableError(to, `stream reset: ${(e as Error).name}: ${(e as Error).message}`))
+            }
+          }),
           (err: Error) => this.enqueue(to, from, () => finish(new PeerUnreachableError(to, `stream reset: ${err.message}`)))
         )
       })
@@ -121,7 +145,7 @@ export class MemoryNetwork {
       this.queue.push({ from, to, deliver })
       this.schedule()
     }
-    if (this.latencyMs > 0) setTimeout(push, this.latencyMs)
+    if (this.latencyMs > 0) this.clock.setTimeout(push, this.latencyMs)
     else push()
   }
 
@@ -147,11 +171,32 @@ export class MemoryNetwork {
 }
 
 /**
- * A message cap as libp2p channels enforce it (swarm/transport/libp2p.ts): the declared one for
- * registered protocols; none for the ad-hoc protocols of tests.
+ * The limits libp2p channels enforce (swarm/transport/libp2p.ts): the declared ones for registered
+ * protocols; the stream's defaults, with tensor bytes uncapped, for the ad-hoc protocols of tests.
  */
-function maxMessageBytes (protocol: string): number {
-  return Object.values(SWARM_PROTOCOLS).find(p => p.id === protocol)?.maxMessageBytes ?? Number.POSITIVE_INFINITY
+function limitsOf (protocol: string): StartLimits {
+  const spec = Object.values(SWARM_PROTOCOLS).find(p => p.id === protocol)
+  if (spec === undefined) return { maxMessageBytes: Number.POSITIVE_INFINITY, maxTensors: DEFAULT_MAX_TENSORS, maxMetaBytes: DEFAULT_MAX_META_BYTES }
+  return { maxMessageBytes: spec.maxMessageBytes, maxTensors: spec.maxTensors, maxMetaBytes: spec.maxMetaBytes }
+}
+
+/** A message as it leaves the sender: its START body, and its tensors' bytes copied (peers never share memory). */
+interface Encoded { start: Uint8Array, data: Uint8Array[] }
+
+function encode (m: TensorMessage): Encoded {
+  return { start: writeStart(m), data: m.tensors.map(t => t.data.slice()) }
+}
+
+/** The message the receiving stream delivers, or the limit it breaks (`what`: request / reply). */
+function decode (m: Encoded, limits: StartLimits, what: string): TensorMessage {
+  const bytes = m.data.reduce((n, d) => n + d.byteLength, 0)
+  try {
+    const s = readStart(m.start, limits)
+    return { ...(s.meta === undefined ? {} : { meta: s.meta }), tensors: s.tensors.map((d, i) => ({ name: d.name, dtype: d.dtype, shape: d.shape, data: m.data[i] })) }
+  } catch (e) {
+    (e as Error).message = `${what} of ${bytes} tensor bytes: ${(e as Error).message}`
+    throw e
+  }
 }
 
 function linkKey (a: string, b: string): string {
@@ -163,7 +208,7 @@ export class MemoryTransport implements RpcTransport {
 
   constructor (readonly self: string, private readonly net: MemoryNetwork) {}
 
-  request (peer: string, protocol: string, body: Uint8Array, opts: RequestOptions): Promise<Uint8Array> {
+  request (peer: string, protocol: string, body: TensorMessage, opts: RequestOptions): Promise<TensorMessage> {
     return this.net.send(this.self, peer, protocol, body, opts)
   }
 

@@ -1,12 +1,14 @@
 /**
- * Codec of `/webswarm/expert/1.0.0` (grammar in PROTOCOL.md, section `expert`, whose message
+ * Codec of `/webswarm/expert/2.0.0` (grammar in PROTOCOL.md, section `expert`, whose message
  * table is rendered from EXPERT_MESSAGES: schema.ts).
  *
  * One CALL carries, for one MoE layer, the token rows routed to each of several experts this peer
  * hosts; the RESULT carries each expert's output rows in the same order. Router weights never
  * travel: the caller combines.
  */
-import { EXPERT_PROTOCOL, MAX_EXPERTS_PER_CALL, MAX_ROWS_PER_EXPERT, WIRE_VERSION } from '../constants.ts'
+import { MAX_EXPERTS_PER_CALL, MAX_ROWS_PER_EXPERT, WIRE_VERSION } from '../constants.ts'
+import { EXPERT } from '../../net/protocols.ts'
+import type { TensorMessage } from '../../net/stream/index.ts'
 import { defineMessages, list, messageCodec, str, tensor, varint, type MessageOf } from './schema.ts'
 
 /** Rows (N, C) for expert `expert`. */
@@ -30,13 +32,13 @@ export type ExpertRows = ExpertCallMsg['items'][number]
 /** Message type bytes, by name. */
 export const EXPERT_TYPES = { call: EXPERT_MESSAGES.call.code, result: EXPERT_MESSAGES.result.code, error: EXPERT_MESSAGES.error.code } as const
 
-const codec = messageCodec(EXPERT_PROTOCOL, WIRE_VERSION, EXPERT_MESSAGES)
+const codec = messageCodec(EXPERT, WIRE_VERSION, EXPERT_MESSAGES)
 
-export function writeExpert (m: ExpertMsg): Uint8Array {
+export function writeExpert (m: ExpertMsg): TensorMessage {
   return codec.write(m)
 }
 
 /** Decode one message; throws MalformedMessageError / MessageTooLargeError on anything off-grammar. */
-export function readExpert (bytes: Uint8Array): ExpertMsg {
-  return codec.read(bytes)
+export function readExpert (message: TensorMessage): ExpertMsg {
+  return codec.read(message)
 }

@@ -1,16 +1,18 @@
 /**
- * Codec of `/webswarm/infer/1.0.0` (grammar in PROTOCOL.md, section `infer`, whose message table
- * is rendered from INFER_MESSAGES: schema.ts).
- *
- * Every message is `version:u8 type:u8 body`. A client sends OPEN / STEP / CLOSE / INFO requests;
- * the server answers each with OPENED / OUTPUT / CLOSED / INFO_OK, or ERROR.
+ * Codec of `/webswarm/infer/2.0.0` (grammar in PROTOCOL.md, section `infer`, whose message table
+ * is rendered from INFER_MESSAGES: schema.ts). Every message is one message of the framed tensor
+ * stream: its fields in the metadata, its hidden states as a typed f32 tensor (schema.ts).
+ * A client sends OPEN / STEP / CLOSE / INFO requests; the server answers each with OPENED /
+ * OUTPUT / CLOSED / INFO_OK, or ERROR.
  * Server-to-server push (types 9–12, added without a version bump: a server that predates them
  * answers ERROR malformed and the client falls back to STEP): the client sends every hop a CHAIN
  * naming where its input comes from (inline, or pushed by the previous hop) and where its output
  * goes next; servers PUSH outputs along the route (answered PUSHED) and answer the client's CHAIN
  * with CHAINED, so a token's critical path is hops + 1 one-way messages instead of 2 · hops.
  */
-import { INFER_PROTOCOL, MAX_SESSION_TOKENS, MAX_STEP_TOKENS, WIRE_VERSION } from '../constants.ts'
+import { MAX_SESSION_TOKENS, MAX_STEP_TOKENS, WIRE_VERSION } from '../constants.ts'
+import { INFER } from '../../net/protocols.ts'
+import type { TensorMessage } from '../../net/stream/index.ts'
 import { defineMessages, list, messageCodec, milli, oneOf, optional, str, tensor, varint, type MessageOf } from './schema.ts'
 
 /** Highest block index a span may name. */
@@ -88,15 +90,15 @@ export type ChainNext = NonNullable<ChainMsg['next']>
 /** Message type bytes, by name. */
 export const INFER_TYPES = Object.fromEntries(Object.entries(INFER_MESSAGES).map(([k, m]) => [k, m.code])) as { [K in keyof typeof INFER_MESSAGES]: typeof INFER_MESSAGES[K]['code'] }
 
-const codec = messageCodec(INFER_PROTOCOL, WIRE_VERSION, INFER_MESSAGES, {
+const codec = messageCodec(INFER, WIRE_VERSION, INFER_MESSAGES, {
   open: m => m.end <= m.start ? `empty block span [${m.start}, ${m.end})` : undefined
 })
 
-export function writeInfer (m: InferMsg): Uint8Array {
+export function writeInfer (m: InferMsg): TensorMessage {
   return codec.write(m)
 }
 
 /** Decode one message; throws MalformedMessageError / MessageTooLargeError on anything off-grammar. */
-export function readInfer (bytes: Uint8Array): InferMsg {
-  return codec.read(bytes)
+export function readInfer (message: TensorMessage): InferMsg {
+  return codec.read(message)
 }

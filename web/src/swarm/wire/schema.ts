@@ -1,23 +1,34 @@
 /**
- * Declared message schemas for the swarm's binary protocols (`infer`, `expert`): each message is
- * declared once, as data — its type byte, direction and fields in wire order with their caps —
- * and the encoder, the decoder, the message types and PROTOCOL.md's message table all come from
- * that declaration (STYLE 10: the grammar is written once; `renderTable` prints it).
+ * Declared message schemas for the swarm's protocols (`infer`, `expert`): each message is declared
+ * once, as data — its type code, direction and fields with their caps — and the encoder, the
+ * decoder, the message types and PROTOCOL.md's message table all come from that declaration
+ * (STYLE 10: the grammar is written once; `renderTable` prints it).
  *
  *   const SCHEMA = defineMessages({ close: { code: 5, dir: 'client → server', fields: { session: str() } } })
  *   type Msg = MessageOf<typeof SCHEMA>                        // { type: 'close', session: string }
- *   const codec = messageCodec(PROTOCOL_ID, 1, SCHEMA)
+ *   const codec = messageCodec(INFER, 2, SCHEMA)                // INFER: its net/protocols.ts declaration
  *   codec.read(codec.write({ type: 'close', session: 's' }))
  *
- * Wire form of a message: `version:u8 type:u8` then its fields in declaration order:
- * string = varint length + UTF-8 (≤ MAX_STRING_BYTES, bytes.ts); varint = unsigned LEB128; milli = a
- * non-negative number × 1000 as a varint (no float parsing of peer data); tensor = inline f32
- * tensor (bytes.ts); list = varint count + that many records; oneOf = u8 tag + that case's
- * fields; optional = u8 0 | u8 1 + its fields.
+ * Wire form: one message of the framed tensor stream (net/stream, one tensor codec for the whole
+ * code base). Its JSON metadata holds `v` (the version), `t` (the type code) and every field but
+ * tensors: string = JSON string (≤ MAX_STRING_BYTES of UTF-8); varint = JSON integer; milli = a
+ * non-negative number × 1000 as an integer (no float parsing of peer data); list = JSON array of
+ * records; oneOf = a record with its case number under `case`; optional = the record, or absent.
+ * Each tensor field travels as the stream's own typed tensor (f32), named by its path in the
+ * message (`hidden`, `input.hidden`, `items.2.rows`). The stream checks sizes and byte counts
+ * before anything is allocated; this decoder checks every field against its declaration, and
+ * refuses unknown fields and tensors.
  */
-import { MAX_MESSAGE_BYTES } from '../constants.ts'
-import { MalformedMessageError, MessageTooLargeError } from '../errors.ts'
-import { ByteReader, ByteWriter, type WireTensor } from './bytes.ts'
+import { MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_TENSOR_RANK } from '../constants.ts'
+import { MalformedMessageError, MessageTooLargeError, SwarmArgumentError } from '../errors.ts'
+import type { JsonValue, NamedTensor, TensorMessage } from '../../net/stream/index.ts'
+import type { SwarmProtocolSpec } from '../../net/protocols.ts'
+
+/** A dense row-major tensor as the swarm roles hold it: f32 values with their shape. */
+export interface WireTensor {
+  shape: number[]
+  data: Float32Array
+}
 
 // ---------------------------------------------------------------- field kinds
 
@@ -45,21 +56,21 @@ export type Fields = Readonly<Record<string, Field>>
 export const str = (o: Labelled & { nonEmpty?: boolean } = {}): StringField => ({ ...o, kind: 'string', nonEmpty: o.nonEmpty ?? false })
 /** An unsigned integer in [min, max]. */
 export const varint = (max = Number.MAX_SAFE_INTEGER, o: Labelled & { min?: number } = {}): VarintField => ({ ...o, kind: 'varint', min: o.min ?? 0, max })
-/** A non-negative number with three decimals, as milli-units in a varint. */
+/** A non-negative number with three decimals, as integer milli-units. */
 export const milli = (o: Labelled = {}): MilliField => ({ ...o, kind: 'milli' })
-/** An f32 tensor of rank ≤ MAX_TENSOR_RANK holding ≤ MAX_MESSAGE_BYTES / 4 values. */
+/** An f32 tensor of rank ≤ MAX_TENSOR_RANK (its bytes count against the message's size cap). */
 export const tensor = (o: Omit<TensorField, 'kind'> = {}): TensorField => ({ ...o, kind: 'tensor' })
 /** At most `max` records of `of`. */
 export const list = <O extends Fields>(max: number, of: O, o: Labelled = {}): ListField<O> => ({ ...o, kind: 'list', max, of })
-/** One of several field sets, picked by a u8 tag. */
+/** One of several field sets, picked by its case number. */
 export const oneOf = <C extends Record<number, Fields>>(cases: C, o: Labelled = {}): OneOfField<C> => ({ ...o, kind: 'oneOf', cases })
-/** A field set that may be absent (u8 0 / 1). */
+/** A field set that may be absent. */
 export const optional = <O extends Fields>(of: O, o: Labelled = {}): OptionalField<O> => ({ ...o, kind: 'optional', of })
 
 // ---------------------------------------------------------------- messages and their types
 
 export interface MessageSpec {
-  /** The type byte. */
+  /** The type code (`t` in the metadata). */
   code: number
   /** Who sends it to whom, for the table. */
   dir: string
@@ -73,10 +84,25 @@ export type Schema = Readonly<Record<string, MessageSpec>>
 export function defineMessages<const S extends Schema> (schema: S): S {
   const codes = new Set<number>()
   for (const [name, m] of Object.entries(schema)) {
-    if (codes.has(m.code) || m.code < 0 || m.code > 255) throw new RangeError(`message ${name}: type byte ${m.code} is taken or outside 0…255`)
+    if (codes.has(m.code) || m.code < 0 || m.code > 255) throw new SwarmArgumentError(`message ${name}: type code ${m.code} is taken or outside 0…255`)
     codes.add(m.code)
+    if ('v' in m.fields || 't' in m.fields) throw new SwarmArgumentError(`message ${name}: the field names v and t are the envelope's`)
   }
   return schema
+}
+
+/** Most tensors one message of `schema` can carry: what the transport lets a channel's message hold. */
+export function maxTensorsOf (schema: Schema): number {
+  const count = (fields: Fields): number => Object.values(fields).reduce((n, f) => {
+    switch (f.kind) {
+      case 'tensor': return n + 1
+      case 'list': return n + f.max * count(f.of)
+      case 'oneOf': return n + Math.max(0, ...Object.values(f.cases).map(count))
+      case 'optional': return n + count(f.of)
+      default: return n
+    }
+  }, 0)
+  return Math.max(0, ...Object.values(schema).map(m => count(m.fields)))
 }
 
 type Simplify<T> = { [K in keyof T]: T[K] } & {}
@@ -101,121 +127,188 @@ export type Checks<M extends { type: string }> = { [K in M['type']]?: (m: Extrac
 
 // ---------------------------------------------------------------- codec
 
-/** Values one tensor may hold at most: what fits in one message. */
-const MAX_TENSOR_VALUES = MAX_MESSAGE_BYTES / 4
 /** Throughput and other `milli` fields: three decimals. */
 const MILLI = 1000
+/** The metadata key of a oneOf's case number. */
+const CASE = 'case'
 
 type Rec = Record<string, unknown>
+type JsonRec = { [key: string]: JsonValue }
 
-function writeFields (w: ByteWriter, fields: Fields, v: Rec): void {
+const utf8 = new TextEncoder()
+
+/** Collects a message's tensors while its fields are written, and counts their bytes. */
+class TensorSink {
+  readonly tensors: NamedTensor[] = []
+  private bytes = 0
+
+  add (name: string, t: WireTensor): void {
+    const n = t.shape.reduce((a, b) => a * b, 1)
+    if (n !== t.data.length) throw new SwarmArgumentError(`tensor ${name}: shape [${t.shape.join(', ')}] holds ${n} values, data has ${t.data.length}`)
+    if (t.shape.length > MAX_TENSOR_RANK) throw new SwarmArgumentError(`tensor ${name}: rank ${t.shape.length} exceeds ${MAX_TENSOR_RANK}`)
+    this.bytes += n * 4
+    if (this.bytes > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`message would exceed ${MAX_MESSAGE_BYTES} bytes of tensors`)
+    this.tensors.push({ name, dtype: 'f32', shape: t.shape.slice(), data: new Uint8Array(t.data.buffer, t.data.byteOffset, n * 4) })
+  }
+}
+
+function writeFields (fields: Fields, v: Rec, path: string, sink: TensorSink): JsonRec {
+  const out: JsonRec = {}
   for (const [key, f] of Object.entries(fields)) {
     const x = v[key]
+    const label = f.label ?? key
     switch (f.kind) {
-      case 'string': w.string(x as string); break
-      case 'varint': w.varint(x as number); break
-      case 'milli': w.varint(Math.round((x as number) * MILLI)); break
-      case 'tensor': w.tensor(x as WireTensor); break
+      case 'string': {
+        const n = utf8.encode(x as string).byteLength
+        if (n > MAX_STRING_BYTES) throw new MessageTooLargeError(`${label}: string of ${n} bytes exceeds ${MAX_STRING_BYTES}`)
+        out[key] = x as string
+        break
+      }
+      case 'varint':
+        if (!Number.isSafeInteger(x) || (x as number) < 0) throw new SwarmArgumentError(`${label}: ${String(x)} is not a non-negative safe integer`)
+        out[key] = x as number
+        break
+      case 'milli': out[key] = Math.round((x as number) * MILLI); break
+      case 'tensor': sink.add(path + key, x as WireTensor); break
       case 'list': {
         const items = x as Rec[]
-        if (items.length > f.max) throw new MessageTooLargeError(`${f.label ?? key}: ${items.length} entries exceed ${f.max}`)
-        w.varint(items.length)
-        for (const it of items) writeFields(w, f.of, it)
+        if (items.length > f.max) throw new MessageTooLargeError(`${label}: ${items.length} entries exceed ${f.max}`)
+        out[key] = items.map((it, i) => writeFields(f.of, it, `${path}${key}.${i}.`, sink))
         break
       }
       case 'oneOf': {
         const tag = Object.entries(f.cases).find(([, c]) => Object.keys(c).every(k => k in (x as Rec)))
-        if (tag === undefined) throw new RangeError(`${f.label ?? key}: value matches no case`)
-        writeFields(w.u8(Number(tag[0])), tag[1], x as Rec)
+        if (tag === undefined) throw new SwarmArgumentError(`${label}: value matches no case`)
+        out[key] = { [CASE]: Number(tag[0]), ...writeFields(tag[1], x as Rec, `${path}${key}.`, sink) }
         break
       }
       case 'optional':
-        if (x === undefined) w.u8(0)
-        else writeFields(w.u8(1), f.of, x as Rec)
+        if (x !== undefined) out[key] = writeFields(f.of, x as Rec, `${path}${key}.`, sink)
         break
-    }
-  }
-}
-
-function readFields (r: ByteReader, fields: Fields, msg: string, protocol: string): Rec {
-  const out: Rec = {}
-  const bad = (detail: string): never => { throw new MalformedMessageError(protocol, `${msg}: ${detail}`) }
-  for (const [key, f] of Object.entries(fields)) {
-    const label = f.label ?? key
-    switch (f.kind) {
-      case 'string': {
-        const s = r.str(label)
-        if (f.nonEmpty && s === '') bad(`empty ${label}`)
-        out[key] = s
-        break
-      }
-      case 'varint': {
-        const v = r.varuint(label, f.max)
-        if (v < f.min) bad(`${label} must be ≥ ${f.min}`)
-        out[key] = v
-        break
-      }
-      case 'milli': out[key] = r.varuint(label) / MILLI; break
-      case 'tensor': {
-        const t = r.tensor(label, MAX_TENSOR_VALUES)
-        if (f.rank !== undefined && t.shape.length !== f.rank) bad(`${label}: expected rank ${f.rank}, got [${t.shape.join(', ')}]`)
-        if (f.maxRows !== undefined && t.shape[0] > f.maxRows) bad(`${label}: ${t.shape[0]} rows exceed ${f.maxRows}`)
-        out[key] = t
-        break
-      }
-      case 'list': {
-        const n = r.varuint(`${label} count`, f.max)
-        const items: Rec[] = []
-        for (let i = 0; i < n; i++) items.push(readFields(r, f.of, msg, protocol))
-        out[key] = items
-        break
-      }
-      case 'oneOf': {
-        const tag = r.u8(label)
-        const c = (f.cases as Record<number, Fields>)[tag]
-        if (c === undefined) bad(`unknown ${label} ${tag}`)
-        out[key] = readFields(r, c, msg, protocol)
-        break
-      }
-      case 'optional': {
-        const has = r.u8(label)
-        if (has > 1) bad(`${label} byte must be 0 or 1, got ${has}`)
-        if (has === 1) out[key] = readFields(r, f.of, msg, protocol)
-        break
-      }
     }
   }
   return out
 }
 
-export interface MessageCodec<M extends { type: string }> {
-  write (m: M): Uint8Array
-  /** Decodes one message; MalformedMessageError / MessageTooLargeError on anything off-grammar. */
-  read (bytes: Uint8Array): M
+/** Reads one message's fields from its metadata and tensors, consuming each tensor it names. */
+class FieldReader {
+  constructor (private readonly protocol: string, private readonly msg: string, private readonly tensors: Map<string, NamedTensor>) {}
+
+  bad (detail: string): never {
+    throw new MalformedMessageError(this.protocol, `${this.msg}: ${detail}`)
+  }
+
+  record (x: unknown, what: string): Rec {
+    if (x === null || typeof x !== 'object' || Array.isArray(x)) this.bad(`${what} must be a record`)
+    return x as Rec
+  }
+
+  fields (fields: Fields, rec: Rec, path: string, skip: readonly string[] = []): Rec {
+    for (const k of Object.keys(rec)) if (!(k in fields) && !skip.includes(k)) this.bad(`unknown field ${path}${k}`)
+    const out: Rec = {}
+    for (const [key, f] of Object.entries(fields)) {
+      const label = f.label ?? key
+      const x = rec[key]
+      if (x === undefined && f.kind !== 'tensor' && f.kind !== 'optional') this.bad(`missing ${label}`)
+      switch (f.kind) {
+        case 'string': {
+          if (typeof x !== 'string') this.bad(`${label} must be a string`)
+          const n = utf8.encode(x).byteLength
+          if (n > MAX_STRING_BYTES) throw new MessageTooLargeError(`${this.protocol}: ${this.msg}: ${label} of ${n} bytes exceeds ${MAX_STRING_BYTES}`)
+          if (f.nonEmpty && x === '') this.bad(`empty ${label}`)
+          out[key] = x
+          break
+        }
+        case 'varint':
+          if (!Number.isSafeInteger(x)) this.bad(`${label} must be an integer`)
+          if ((x as number) > f.max) this.bad(`${label} = ${String(x)} exceeds ${f.max}`)
+          if ((x as number) < f.min) this.bad(`${label} must be ≥ ${f.min}`)
+          out[key] = x
+          break
+        case 'milli':
+          if (!Number.isSafeInteger(x) || (x as number) < 0) this.bad(`${label} must be a non-negative integer of milli-units`)
+          out[key] = (x as number) / MILLI
+          break
+        case 'tensor':
+          if (x !== undefined) this.bad(`${label} is a tensor, not metadata`)
+          out[key] = this.tensor(path + key, label, f)
+          break
+        case 'list': {
+          if (!Array.isArray(x)) this.bad(`${label} must be a list`)
+          if (x.length > f.max) this.bad(`${label} count = ${x.length} exceeds ${f.max}`)
+          out[key] = x.map((it, i) => this.fields(f.of, this.record(it, `${label} ${i}`), `${path}${key}.${i}.`))
+          break
+        }
+        case 'oneOf': {
+          const r = this.record(x, label)
+          const tag = r[CASE]
+          const c = typeof tag === 'number' ? (f.cases as Record<number, Fields>)[tag] : undefined
+          if (c === undefined) this.bad(`unknown ${label} ${String(tag)}`)
+          out[key] = this.fields(c, r, `${path}${key}.`, [CASE])
+          break
+        }
+        case 'optional':
+          if (x !== undefined) out[key] = this.fields(f.of, this.record(x, label), `${path}${key}.`)
+          break
+      }
+    }
+    return out
+  }
+
+  private tensor (name: string, label: string, f: TensorField): WireTensor {
+    const t = this.tensors.get(name)
+    if (t === undefined) this.bad(`missing tensor ${name}`)
+    this.tensors.delete(name)
+    if (t.dtype !== 'f32') this.bad(`${label}: unsupported dtype ${t.dtype} (only f32)`)
+    if (t.shape.length > MAX_TENSOR_RANK) this.bad(`${label}: rank ${t.shape.length} exceeds ${MAX_TENSOR_RANK}`)
+    if (f.rank !== undefined && t.shape.length !== f.rank) this.bad(`${label}: expected rank ${f.rank}, got [${t.shape.join(', ')}]`)
+    if (f.maxRows !== undefined && t.shape[0] > f.maxRows) this.bad(`${label}: ${t.shape[0]} rows exceed ${f.maxRows}`)
+    const n = t.shape.reduce((a, b) => a * b, 1)
+    if (t.data.byteLength !== n * 4) this.bad(`${label}: ${t.data.byteLength} bytes do not hold f32 [${t.shape.join(', ')}]`)
+    // A copy: the bytes may be unaligned for a Float32Array view, and a message handed over in
+    // process (a server pushing to its own next hop) must not alias the sender's buffer.
+    const data = new Float32Array(t.data.slice().buffer)
+    return { shape: t.shape.slice(), data }
+  }
 }
 
-/** The encoder/decoder of `schema` under `protocol` (for error messages) and wire `version`. */
-export function messageCodec<S extends Schema> (protocol: string, version: number, schema: S, checks: Checks<MessageOf<S>> = {}): MessageCodec<MessageOf<S>> {
+export interface MessageCodec<M extends { type: string }> {
+  write (m: M): TensorMessage
+  /** Decodes one message; MalformedMessageError / MessageTooLargeError on anything off-grammar. */
+  read (message: TensorMessage): M
+}
+
+/**
+ * The encoder/decoder of `schema` under the protocol `spec` declares (its id names it in errors;
+ * the writer refuses metadata over its maxMetaBytes, which the receiving stream would refuse) and
+ * wire `version`.
+ */
+export function messageCodec<S extends Schema> (spec: SwarmProtocolSpec, version: number, schema: S, checks: Checks<MessageOf<S>> = {}): MessageCodec<MessageOf<S>> {
+  const protocol = spec.id
   const byCode = new Map(Object.entries(schema).map(([name, m]) => [m.code, { name, m }]))
   return {
     write (msg) {
-      const spec = schema[msg.type]
-      const w = new ByteWriter().u8(version).u8(spec.code)
-      writeFields(w, spec.fields, msg as unknown as Rec)
-      return w.finish()
+      const m = schema[msg.type]
+      const sink = new TensorSink()
+      const meta = { v: version, t: m.code, ...writeFields(m.fields, msg as unknown as Rec, '', sink) }
+      const metaBytes = utf8.encode(JSON.stringify(meta)).byteLength
+      if (metaBytes > spec.maxMetaBytes) throw new MessageTooLargeError(`${protocol}: ${msg.type}'s fields take ${metaBytes} bytes of metadata, more than ${spec.maxMetaBytes}`)
+      return { meta, tensors: sink.tensors }
     },
-    read (bytes) {
-      const r = new ByteReader(bytes, protocol)
-      const v = r.u8('version')
-      if (v !== version) throw new MalformedMessageError(protocol, `unsupported version ${v} (expected ${version})`)
-      const code = r.u8('type')
-      const hit = byCode.get(code)
-      if (hit === undefined) throw new MalformedMessageError(protocol, `unknown message type ${code}`)
-      const m = { type: hit.name, ...readFields(r, hit.m.fields, hit.name, protocol) } as MessageOf<S>
+    read (message) {
+      const meta: Rec = message.meta ?? {}
+      const v = meta.v
+      if (v !== version) throw new MalformedMessageError(protocol, `unsupported version ${String(v)} (expected ${version})`)
+      const hit = typeof meta.t === 'number' ? byCode.get(meta.t) : undefined
+      if (hit === undefined) throw new MalformedMessageError(protocol, `unknown message type ${String(meta.t)}`)
+      const tensors = new Map(message.tensors.map(t => [t.name, t]))
+      if (tensors.size !== message.tensors.length) throw new MalformedMessageError(protocol, `${hit.name}: a tensor name is repeated`)
+      const r = new FieldReader(protocol, hit.name, tensors)
+      const m = { type: hit.name, ...r.fields(hit.m.fields, meta, '', ['v', 't']) } as MessageOf<S>
+      for (const name of tensors.keys()) r.bad(`unexpected tensor ${name}`)
       const check = (checks as Record<string, ((m: MessageOf<S>) => string | undefined) | undefined>)[hit.name]
       const problem = check?.(m)
       if (problem !== undefined) throw new MalformedMessageError(protocol, `${hit.name}: ${problem}`)
-      r.end()
       return m
     }
   }
@@ -232,12 +325,12 @@ function renderFields (fields: Fields): string {
   return Object.entries(fields).map(([key, f]) => {
     switch (f.kind) {
       case 'string': return `${key}:string${f.nonEmpty ? '(non-empty)' : ''}`
-      case 'varint': return `${key}:varint${f.min > 0 || f.max < Number.MAX_SAFE_INTEGER ? `[${f.min}…${f.max < Number.MAX_SAFE_INTEGER ? f.max : ''}]` : ''}`
+      case 'varint': return `${key}:int${f.min > 0 || f.max < Number.MAX_SAFE_INTEGER ? `[${f.min}…${f.max < Number.MAX_SAFE_INTEGER ? f.max : ''}]` : ''}`
       case 'milli': return `${key}:milli`
-      case 'tensor': return `${key}:tensor${f.rank !== undefined ? `(rank ${f.rank}${f.maxRows !== undefined ? `, ≤ ${f.maxRows} rows` : ''})` : ''}`
+      case 'tensor': return `${key}:f32 tensor${f.rank !== undefined ? `(rank ${f.rank}${f.maxRows !== undefined ? `, ≤ ${f.maxRows} rows` : ''})` : ''}`
       case 'list': return `${key}:list[≤ ${f.max}](${renderFields(f.of)})`
-      case 'oneOf': return `${key}:(${Object.entries(f.cases).map(([tag, c]) => `${tag} ${renderFields(c)}`).join(' \\| ')})`
-      case 'optional': return `${key}:(0 \\| 1 ${renderFields(f.of)})`
+      case 'oneOf': return `${key}:(${Object.entries(f.cases).map(([tag, c]) => `case ${tag} ${renderFields(c)}`).join(' \\| ')})`
+      case 'optional': return `${key}?:(${renderFields(f.of)})`
     }
   }).join(' ')
 }
@@ -246,5 +339,5 @@ function renderFields (fields: Fields): string {
 export function renderTable (schema: Schema): string {
   const rows = Object.entries(schema).map(([key, m]) =>
     `| ${m.code} | ${wireName(key)} | ${m.dir} | ${renderFields(m.fields) || '—'} | ${m.note ?? ''} |`)
-  return ['| type | name | direction | fields, in wire order | note |', '|---|---|---|---|---|', ...rows].join('\n')
+  return ['| t | name | direction | fields (tensors: typed tensors named by their path) | note |', '|---|---|---|---|---|', ...rows].join('\n')
 }
