@@ -9,20 +9,23 @@ import * as swarmErrors from '../../web/src/swarm/errors.ts'
 import * as trainErrors from '../../web/src/swarm/train/errors.ts'
 import { UsageError } from '../../web/src/cli/args.ts'
 import { exitStatusOf, isExpectedFailure } from '../../web/src/cli/failures.ts'
+import * as gpuErrors from '../../web/src/gpu/errors.ts'
+import * as modelErrors from '../../web/src/model/errors.ts'
 import { ConfigError } from '../../web/src/model/errors.ts'
 
 /** Every exported class of the error modules that extends WebSwarmError. */
-const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, { UsageError }]
+const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, gpuErrors, modelErrors, { UsageError }]
   .flatMap(m => Object.values(m))
   .filter((v): v is abstract new (...a: never[]) => WebSwarmError => typeof v === 'function' && v.prototype instanceof WebSwarmError)
 // RemoteReportableError is abstract (TypeScript makes every concrete class declare errorCode and callerFault).
 const unique = [...new Set(classes)].filter(c => c !== swarmErrors.RemoteReportableError)
 
-/** One instance of each concrete class (constructors take at most a few strings or numbers). */
+/** One instance of each concrete class (constructors take at most a few strings or numbers, or shapes). */
 function instances (): WebSwarmError[] {
   const out: WebSwarmError[] = []
   for (const C of unique) {
-    out.push(new (C as unknown as new (...a: unknown[]) => WebSwarmError)('a', 'b', 'c'))
+    const args = C === modelErrors.TensorShapeMismatchError ? ['a', [1], [2]] : ['a', 'b', 'c']
+    out.push(new (C as unknown as new (...a: unknown[]) => WebSwarmError)(...args))
   }
   return out
 }
@@ -35,9 +38,10 @@ function sources (dir: string): string[] {
 }
 
 describe('one error hierarchy', () => {
-  it('every error class of net/, swarm/, cli/ extends WebSwarmError with a unique name and a unique stable code', () => {
+  it('every error class of net/, swarm/, cli/, gpu/, model/ extends WebSwarmError with a unique name and a unique stable code', () => {
     const errs = instances().filter(e => Object.getPrototypeOf(e).constructor !== WebSwarmError)
-    expect(errs.length).toBeGreaterThan(40)
+    expect(errs.length).toBeGreaterThan(55)
+    for (const m of [gpuErrors, modelErrors]) for (const [k, v] of Object.entries(m)) expect(typeof v === 'function' && v.prototype instanceof WebSwarmError, k).toBe(true)
     const names = errs.map(e => e.name)
     const codes = errs.map(e => e.errorCode)
     expect(new Set(names).size).toBe(names.length)
@@ -49,10 +53,10 @@ describe('one error hierarchy', () => {
     }
   })
 
-  it('no two error classes of net/, swarm/, cli/, util/, relay/ share a name (the duplicate MalformedMessageError / LimitExceededError are gone)', () => {
+  it('no two error classes of net/, swarm/, cli/, util/, gpu/, model/, relay/ share a name (the duplicate MalformedMessageError / LimitExceededError are gone)', () => {
     const seen = new Map<string, string>()
     const dupes: string[] = []
-    for (const f of ['web/src/net', 'web/src/swarm', 'web/src/cli', 'web/src/util', 'relay'].flatMap(sources)) {
+    for (const f of ['web/src/net', 'web/src/swarm', 'web/src/cli', 'web/src/util', 'web/src/gpu', 'web/src/model', 'relay'].flatMap(sources)) {
       for (const m of readFileSync(f, 'utf8').matchAll(/^(?:export )?(?:abstract )?class (\w+Error) /gm)) {
         if (seen.has(m[1])) dupes.push(`${m[1]}: ${seen.get(m[1])} and ${f}`)
         seen.set(m[1], f)
@@ -80,6 +84,10 @@ describe('one error hierarchy', () => {
     expect(exitStatusOf(new UsageError('x'))).toBe(2)
     expect(isExpectedFailure(new ConfigError('f', 'd'))).toBe(true)
     expect(exitStatusOf(new ConfigError('f', 'd'))).toBe(1)
+    expect(isExpectedFailure(new gpuErrors.NoWebGpuError('no adapter'))).toBe(true)
+    expect(isExpectedFailure(new gpuErrors.SplitTensorError('op', 'd'))).toBe(true)
+    expect(isExpectedFailure(new modelErrors.UnsupportedDTypeError('q3_k'))).toBe(true)
+    expect(isExpectedFailure(new gpuErrors.DeviceError('lost'))).toBe(false)
     // A bug (or a look-alike with the right name) still prints its stack.
     const fake = new Error('x')
     fake.name = 'UsageError'

@@ -9,6 +9,7 @@
  * - q8_0, q4_0, q4_k, q5_k, q6_k: GGUF/llama.cpp weight blocks, stored as the file's bytes
  *   (see quant-types.ts for the block sizes and cpu/dequant.ts for their meaning).
  */
+import { GpuArgumentError } from './errors.ts'
 export type DType = 'f32' | 'f16' | 'i32' | 'u32' | 'q8' | 'bf16' | BlockDType
 
 /** GGUF block-quantized weight dtypes: a row of K values is K / blockElems blocks of bytes. */
@@ -26,8 +27,8 @@ export function bytesPerElement (dtype: DType): number {
     case 'f16': case 'bf16': return 2
     case 'q8': return 1
     case 'q8_0': case 'q4_0': case 'q4_k': case 'q5_k': case 'q6_k':
-      throw new Error(`dtype ${dtype} is block-addressed: use storageBytes(dtype, shape) from quant-types.ts`)
-    default: throw new Error(`unknown dtype ${String(dtype)}`)
+      throw new GpuArgumentError(`dtype ${dtype} is block-addressed: use storageBytes(dtype, shape) from quant-types.ts`)
+    default: throw new GpuArgumentError(`unknown dtype ${String(dtype)}`)
   }
 }
 
@@ -44,6 +45,6 @@ export function shapeString (shape: readonly number[]): string {
 /** Throws unless every dim is a non-negative integer. */
 export function checkShape (shape: readonly number[], what: string): void {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new Error(`${what}: invalid shape ${shapeString(shape)}`)
+    if (!Number.isInteger(d) || d < 0) throw new GpuArgumentError(`${what}: invalid shape ${shapeString(shape)}`)
   }
 }

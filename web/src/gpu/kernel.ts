@@ -11,6 +11,7 @@
  *   })
  *   gpu.run(ADD, { key: 'wg256', workgroupSize: [256] }, { a, b, out }, { n }, dispatch1d(gpu, n, 256))
  */
+import { GpuArgumentError } from './errors.ts'
 
 export type WgslScalar = 'f32' | 'i32' | 'u32'
 
@@ -62,7 +63,7 @@ export const DECLARED_KERNELS: KernelDecl[] = []
 export function defineKernel (decl: KernelDecl): KernelDecl {
   const names = new Set<string>()
   for (const b of decl.bindings) {
-    if (names.has(b.name)) throw new Error(`kernel ${decl.name}: duplicate binding ${b.name}`)
+    if (names.has(b.name)) throw new GpuArgumentError(`kernel ${decl.name}: duplicate binding ${b.name}`)
     names.add(b.name)
   }
   const frozen = Object.freeze(decl)
@@ -73,7 +74,7 @@ export function defineKernel (decl: KernelDecl): KernelDecl {
 function constLiteral (v: number | boolean | { value: number, type: WgslScalar }): string {
   if (typeof v === 'boolean') return `bool = ${String(v)}`
   if (typeof v === 'number') {
-    if (!Number.isInteger(v) || v < 0) throw new Error(`variant constant ${v}: untyped constants must be non-negative integers`)
+    if (!Number.isInteger(v) || v < 0) throw new GpuArgumentError(`variant constant ${v}: untyped constants must be non-negative integers`)
     return `u32 = ${v}u`
   }
   switch (v.type) {
@@ -118,11 +119,11 @@ export function packUniforms (decl: KernelDecl, values: Readonly<Record<string, 
   const view = new DataView(buf)
   decl.uniforms.forEach((u, i) => {
     const v = values[u.name]
-    if (v === undefined || !Number.isFinite(v)) throw new Error(`kernel ${decl.name}: uniform ${u.name} missing or not finite (${String(v)})`)
+    if (v === undefined || !Number.isFinite(v)) throw new GpuArgumentError(`kernel ${decl.name}: uniform ${u.name} missing or not finite (${String(v)})`)
     if (u.type === 'f32') view.setFloat32(i * 4, v, true)
     else if (u.type === 'i32') view.setInt32(i * 4, v, true)
     else {
-      if (v < 0 || v > 0xffffffff || !Number.isInteger(v)) throw new Error(`kernel ${decl.name}: uniform ${u.name}=${v} is not a u32`)
+      if (v < 0 || v > 0xffffffff || !Number.isInteger(v)) throw new GpuArgumentError(`kernel ${decl.name}: uniform ${u.name}=${v} is not a u32`)
       view.setUint32(i * 4, v, true)
     }
   })

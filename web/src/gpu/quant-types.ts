@@ -11,10 +11,13 @@ import { bytesPerElement, numel, shapeString, type BlockDType, type DType, type 
  *   q6_k 210 B / 256: u8 ql[128], u8 qh[64], int8 scales[16], f16 d
  * The arithmetic is defined by the plain loops in cpu/dequant.ts.
  */
+import { WebSwarmError } from '../util/errors.ts'
 
 /** A dtype the model loader and the runtime cannot serve (unknown GGML type, q8 without a block…). */
-export class UnsupportedDTypeError extends Error {
+export class UnsupportedDTypeError extends WebSwarmError {
   override name = 'UnsupportedDTypeError'
+  readonly errorCode = 'gpu.unsupported-dtype'
+  readonly callerFault = true
 }
 
 /** The block-quantized dtypes, in GGML id order. */

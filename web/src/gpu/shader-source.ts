@@ -6,6 +6,7 @@
  * exactly `// #include "name"` is replaced by shaders/lib/name.wgsl (see `expandIncludes`).
  * This is the whole preprocessor — no macros, no conditionals (variants stay in the header).
  */
+import { ShaderSourceError } from './errors.ts'
 let kernels: Map<string, string> | undefined
 let libs: Map<string, string> | undefined
 /** Expanded kernels, filled on first use so a bad include fails only the kernel that has it. */
@@ -24,10 +25,10 @@ export function expandIncludes (stem: string, code: string, libs: ReadonlyMap<st
   const expand = (text: string, chain: string[]): string => text.split('\n').map(line => {
     const name = INCLUDE_LINE.exec(line)?.[1]
     if (name === undefined) return line
-    if (chain.includes(name)) throw new Error(`shader ${stem}: include cycle ${[...chain, name].join(' → ')}`)
+    if (chain.includes(name)) throw new ShaderSourceError(`shader ${stem}: include cycle ${[...chain, name].join(' → ')}`)
     if (done.has(name)) return ''
     const lib = libs.get(name)
-    if (lib === undefined) throw new Error(`shader ${stem}: no lib shaders/lib/${name}.wgsl (included from ${chain.at(-1) ?? stem})`)
+    if (lib === undefined) throw new ShaderSourceError(`shader ${stem}: no lib shaders/lib/${name}.wgsl (included from ${chain.at(-1) ?? stem})`)
     done.add(name)
     return expand(lib.replace(/\r?\n$/, ''), [...chain, name])
   }).join('\n')
@@ -73,11 +74,11 @@ export async function loadShaderSources (): Promise<void> {
 
 /** The source of shaders/<stem>.wgsl, its includes expanded. */
 export function shaderSource (stem: string): string {
-  if (kernels === undefined || libs === undefined) throw new Error('shader sources not loaded: call loadShaderSources() first')
+  if (kernels === undefined || libs === undefined) throw new ShaderSourceError('shader sources not loaded: call loadShaderSources() first')
   const hit = expanded.get(stem)
   if (hit !== undefined) return hit
   const s = kernels.get(stem)
-  if (s === undefined) throw new Error(`no shader shaders/${stem}.wgsl (have: ${[...kernels.keys()].join(', ')})`)
+  if (s === undefined) throw new ShaderSourceError(`no shader shaders/${stem}.wgsl (have: ${[...kernels.keys()].join(', ')})`)
   const code = expandIncludes(stem, s, libs)
   expanded.set(stem, code)
   return code
@@ -85,6 +86,6 @@ export function shaderSource (stem: string): string {
 
 /** Every kernel stem (not the libs), for compile-all checks. */
 export function shaderStems (): string[] {
-  if (kernels === undefined) throw new Error('shader sources not loaded')
+  if (kernels === undefined) throw new ShaderSourceError('shader sources not loaded')
   return [...kernels.keys()]
 }

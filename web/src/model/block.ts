@@ -1,3 +1,4 @@
+import { MissingTensorError, ModelArgumentError } from './errors.ts'
 import { attention, attentionBackward, kvWrite } from '../gpu/ops/attention.ts'
 import { add, swiglu, swigluBackward } from '../gpu/ops/elementwise.ts'
 import { linear, linearBackward } from '../gpu/ops/matmul.ts'
@@ -81,7 +82,7 @@ export class DecoderBlock {
     this.wOpt = n => params.get(this.prefix + n)
     this.w = n => {
       const t = params.get(this.prefix + n)
-      if (t === undefined) throw new Error(`layer ${index}: parameter ${this.prefix + n} not loaded`)
+      if (t === undefined) throw new MissingTensorError(this.prefix + n, `layer ${index}: not loaded`)
       return t
     }
     if (config.numExperts > 0) this.moe = new MoeLayer(config, index, params)
@@ -103,7 +104,7 @@ export class DecoderBlock {
     const v = linear(xn1, this.w('self_attn.v_proj.weight'), this.wOpt('self_attn.v_proj.bias')).reshape([T, Hkv, D]) // (T, Hkv, D)
     let a: { out: Tensor, lse: Tensor }
     if (ctx.attend !== undefined) {
-      if (ctx.tape === true) throw new Error(`layer ${this.index}: a replaced attention (ctx.attend) has no backward`)
+      if (ctx.tape === true) throw new ModelArgumentError(`layer ${this.index}: a replaced attention (ctx.attend) has no backward`)
       const out = ctx.attend(q, k, v)
       a = { out, lse: out }
     } else if (ctx.cache !== undefined) {

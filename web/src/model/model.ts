@@ -8,7 +8,7 @@ import { keep, tidy, type Tensor } from '../gpu/tensor.ts'
 import { Rng } from '../util/rng.ts'
 import { DecoderBlock, type BlockTape, type GradSink, type LayerCache } from './block.ts'
 import { parseConfig, type ModelConfig } from './config.ts'
-import { ModelArgumentError, SessionError, TokenizerError, UnsupportedDTypeError } from './errors.ts'
+import { MissingTensorError, ModelArgumentError, SessionError, TokenizerError, UnsupportedDTypeError } from './errors.ts'
 import { EMBED, FINAL_NORM, LM_HEAD, checkRange, partParams, wholeModel, type BlockRange, type ParamSpec, type PartSpec } from './params.ts'
 import { isGgufName, sourceFrom, type ModelSource } from './source.ts'
 import { positionsTensor, intTensor } from './tensors.ts'
@@ -296,7 +296,7 @@ export class CausalLM {
   constructor (readonly config: ModelConfig, readonly params: ParamStore, readonly backend: Backend, readonly tokenizer?: TextTokenizer, range: BlockRange = { start: 0, end: config.numLayers }) {
     const get = (n: string): Tensor => {
       const t = params.get(n)
-      if (t === undefined) throw new Error(`parameter ${n} not loaded`)
+      if (t === undefined) throw new MissingTensorError(n, 'not loaded')
       return t
     }
     this.embedding = new Embedding(config, get(EMBED))

@@ -1,3 +1,4 @@
+import { MissingTensorError } from './errors.ts'
 import { linear, linearBackward } from '../gpu/ops/matmul.ts'
 import { expertFFN, expertFFNBackward, moeCombine, moeCombineBackward, moeDispatch, moeGather, moeGatherBackward, routerTopK, routerTopKBackward } from '../gpu/ops/moe.ts'
 import { add } from '../gpu/ops/elementwise.ts'
@@ -72,7 +73,7 @@ export class MoeLayer {
     this.prefix = `${layerPrefix(index)}block_sparse_moe.`
     const get = (n: string): Tensor => {
       const t = params.get(this.prefix + n)
-      if (t === undefined) throw new Error(`MoeLayer ${index}: parameter ${this.prefix + n} not loaded`)
+      if (t === undefined) throw new MissingTensorError(this.prefix + n, `MoeLayer ${index}: not loaded`)
       return t
     }
     this.gate = get('gate.weight')

@@ -2,7 +2,7 @@ import { cpu } from '../cpu-backend.ts'
 import * as twin from '../cpu/attention.ts'
 import { f16ToF32 } from '../cpu/quant.ts'
 import { shapeString } from '../dtype.ts'
-import { ShapeError } from '../errors.ts'
+import { GpuArgumentError, ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
 import type { Tensor } from '../tensor.ts'
@@ -84,7 +84,7 @@ function lanesFor (D: number): { LANES: number, DPT: number, DP: number, RS: num
 }
 
 function checkFits (kernel: string, floats: number): void {
-  if (floats > WORKGROUP_FLOATS) throw new Error(`attention plan ${kernel}: ${floats * 4} bytes of workgroup memory exceed ${WORKGROUP_BYTES}`)
+  if (floats > WORKGROUP_FLOATS) throw new GpuArgumentError(`attention plan ${kernel}: ${floats * 4} bytes of workgroup memory exceed ${WORKGROUP_BYTES}`)
 }
 
 export interface PrefillPlan { variant: Variant, BQ: number, BK: number, LANES: number }

@@ -27,7 +27,7 @@
 import { cpu } from '../cpu-backend.ts'
 import * as twin from '../cpu/moe.ts'
 import { shapeString, type DType, type TypedArray } from '../dtype.ts'
-import { ShapeError } from '../errors.ts'
+import { GpuArgumentError, ShapeError } from '../errors.ts'
 import type { GpuBackend } from '../gpu-backend.ts'
 import { defineKernel, type Variant } from '../kernel.ts'
 import { blockInfo, isWeightDType, storageBytes } from '../quant-types.ts'
@@ -117,8 +117,8 @@ const FFN_MAX_TILES = 5
 
 /** Builds the FFN variant for a tile (STYLE 5): the constants the shaders and dispatches share. */
 export function ffnVariant (t: FfnTile = FFN_TILE): Variant {
-  if (t.bm % t.wgY !== 0 || t.bn % t.wgX !== 0) throw new Error(`ffnVariant: tile ${t.bm}×${t.bn} is not a multiple of the workgroup ${t.wgY}×${t.wgX}`)
-  if (FFN_MAX_TILES * t.bk * Math.max(t.bm, t.bn) * 4 > WORKGROUP_STORAGE_BYTES) throw new Error(`ffnVariant: tile ${t.bm}×${t.bn}×${t.bk} needs more than ${WORKGROUP_STORAGE_BYTES} B of workgroup memory`)
+  if (t.bm % t.wgY !== 0 || t.bn % t.wgX !== 0) throw new GpuArgumentError(`ffnVariant: tile ${t.bm}×${t.bn} is not a multiple of the workgroup ${t.wgY}×${t.wgX}`)
+  if (FFN_MAX_TILES * t.bk * Math.max(t.bm, t.bn) * 4 > WORKGROUP_STORAGE_BYTES) throw new GpuArgumentError(`ffnVariant: tile ${t.bm}×${t.bn}×${t.bk} needs more than ${WORKGROUP_STORAGE_BYTES} B of workgroup memory`)
   return {
     key: `bm${t.bm}-bn${t.bn}-bk${t.bk}-wg${t.wgX}x${t.wgY}`,
     workgroupSize: [t.wgX, t.wgY],
@@ -289,7 +289,7 @@ export function ffnQuantRowsVariant (dtype: DType): Variant {
  */
 export function ffnQuantVariant (dtype: DType, t: FfnTile = FFN_TILE): Variant {
   const v = ffnVariant(t)
-  if (t.bk % 4 !== 0) throw new Error(`ffnQuantVariant: tile depth ${t.bk} is not a multiple of 4`)
+  if (t.bk % 4 !== 0) throw new GpuArgumentError(`ffnQuantVariant: tile depth ${t.bk} is not a multiple of 4`)
   const WTYPE = weightType('expertFFN', 'w', dtype)
   const UNIT = blockInfo(dtype).elems >= 32 ? 32 : 4
   return { ...v, key: `${v.key}-${dtype}`, constants: { ...v.constants, WTYPE, UNIT } }

@@ -1,3 +1,4 @@
+import { ModelArgumentError } from '../errors.ts'
 import { EMBED, FINAL_NORM, LM_HEAD } from '../params.ts'
 
 /**
@@ -49,7 +50,7 @@ export function ggufNameOf (name: string): string {
   if (top !== undefined) return top
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(name)
   const suffix = m === null ? undefined : LAYER_TO.get(m[2])
-  if (m === null || suffix === undefined) throw new Error(`parameter '${name}' has no GGUF tensor name`)
+  if (m === null || suffix === undefined) throw new ModelArgumentError(`parameter '${name}' has no GGUF tensor name`)
   return `blk.${m[1]}.${suffix}`
 }
 
