@@ -74,6 +74,23 @@ describe('identity proof of work on swarm-doc entries', () => {
   })
 })
 
+describe('stamps are judged at the entry\'s write time', () => {
+  it('an old entry lingering in a doc still merges days later; a post-dated one is refused', async () => {
+    const written = Date.UTC(2026, 11, 1, 12, 0, 0)
+    const key = await generateKeyPair('Ed25519')
+    const old = new SwarmDoc(SWARM, peerIdFromPrivateKey(key).toString(), key, undefined, { powBits: BITS, now: () => written })
+    await old.setSelf({ v: 1 }) // stamped on Dec 1, expired 10 min later, never pruned
+    const later = Date.UTC(2026, 11, 4, 12, 0, 0)
+    const newcomer = new SwarmDoc(SWARM, 'n', undefined, undefined, { powBits: BITS, now: () => later })
+    expect(await newcomer.applyRemote(diff(old, newcomer))).toBe('applied')
+    // post-dating an entry (to keep a stamp's day alive for a month) is refused
+    const k2 = await generateKeyPair('Ed25519')
+    const cheat = new SwarmDoc(SWARM, peerIdFromPrivateKey(k2).toString(), k2, undefined, { powBits: BITS, now: () => later })
+    await cheat.setSelf({ v: 1 }, 30 * 86_400_000)
+    await expect(newcomer.applyRemote(diff(cheat, newcomer))).rejects.toThrow(/more than the 600 s lifetime/)
+  })
+})
+
 describe('per-entry size and per-peer rate caps', () => {
   it('an update inserting an oversized value is refused and counted; small ones pass', async () => {
     const receiver = new SwarmDoc(SWARM, 'r', undefined, undefined, { powBits: 0, maxItemBytes: 4096 })

@@ -114,12 +114,12 @@ export class SwarmDoc {
   }
 
   /** Verified, unexpired entries of the peers map. Invalid ones (possible only from local writes) are skipped. */
-  async peers (now = Date.now()): Promise<Map<string, PeerEntry>> {
+  async peers (now = this.now()): Promise<Map<string, PeerEntry>> {
     return await this.signedEntries(PEERS_MAP, now)
   }
 
   /** Verified, unexpired entries of a signed map. Invalid ones (possible only from local writes) are skipped. */
-  async signedEntries (map: string, now = Date.now()): Promise<Map<string, PeerEntry>> {
+  async signedEntries (map: string, now = this.now()): Promise<Map<string, PeerEntry>> {
     const out = new Map<string, PeerEntry>()
     for (const [key, value] of this.signedMap(map).entries()) {
       // An entry that fails verification is not an entry (documented above): skipped, not fatal.
@@ -145,7 +145,7 @@ export class SwarmDoc {
       const e = await this.verify(this.selfId, prev, map).catch(() => undefined)
       if (e !== undefined) seq = Math.max(seq, e.seq)
     }
-    const entry: PeerEntry = { peer: this.selfId, seq: seq + 1, expiresAt: Date.now() + ttlMs, data }
+    const entry: PeerEntry = { peer: this.selfId, seq: seq + 1, expiresAt: this.now() + ttlMs, data }
     if (map === PEERS_MAP && this.powBits > 0) entry.pow = await this.ownStamp()
     this.ownSeqs.set(map, entry.seq)
     const raw = await signEntry(this.privateKey, this.swarm, entry, map)
@@ -287,18 +287,12 @@ export class SwarmDoc {
   }
 
   private async checkSigned (map: string, before: Y.Map<RawEntry>, after: Y.Map<RawEntry>): Promise<void> {
-    const now = Date.now()
+    const now = this.now()
     for (const [key, value] of after.entries()) {
       const old = before.get(key)
       if (old !== undefined && sameRaw(old, value)) continue
       const next = await this.verify(key, value, map)
-      if (map === PEERS_MAP && this.powBits > 0) {
-        const why = stampProblem(next.pow, this.swarm, key, this.powBits, this.now())
-        if (why !== undefined) {
-          this.refusedPow++
-          throw new ForgedEntryError(key, `identity without proof of work: ${why}`)
-        }
-      }
+      if (map === PEERS_MAP && this.powBits > 0) this.checkStamp(key, next)
       if (old !== undefined) {
         // An invalid entry being replaced has no sequence number a replay could reuse.
         const prev = await this.verify(key, old, map).catch(() => undefined)
@@ -313,8 +307,30 @@ export class SwarmDoc {
     }
   }
 
+  /**
+   * A `peers` entry's stamp, judged at the entry's write time (expiresAt − the entry lifetime), not
+   * at merge time: an entry that lingers in docs after its day (expired, not yet pruned) must not
+   * make a newcomer's whole sync fail. The write time may be a day off either way (a custom TTL,
+   * midnight); an entry dated further ahead than one lifetime is refused, so nobody can pin a
+   * stamp's day by post-dating an entry.
+   */
+  private checkStamp (key: string, e: PeerEntry): void {
+    const now = this.now()
+    const written = e.expiresAt - PEER_ENTRY_TTL_MS
+    let why: string | undefined
+    if (written > now + EXPIRY_SKEW_MS) why = `entry expires ${Math.round((e.expiresAt - now) / 1000)} s ahead, more than the ${PEER_ENTRY_TTL_MS / 1000} s lifetime`
+    else {
+      why = stampProblem(e.pow, this.swarm, key, this.powBits, written)
+      if (why !== undefined && stampProblem(e.pow, this.swarm, key, this.powBits, written + 86_400_000) === undefined) why = undefined
+    }
+    if (why !== undefined) {
+      this.refusedPow++
+      throw new ForgedEntryError(key, `identity without proof of work: ${why}`)
+    }
+  }
+
   /** Deletes every expired entry of every signed map (anyone may; run by the relay at compaction). Returns how many. */
-  pruneExpired (now = Date.now()): number {
+  pruneExpired (now = this.now()): number {
     const expired: Array<[Y.Map<RawEntry>, string]> = []
     for (const name of SIGNED_MAPS) {
       const m = this.doc.getMap<RawEntry>(name)
