@@ -47,6 +47,8 @@ export interface LossOptions {
   CODEC: CompressionSpec
   /** One-step-delayed outer update (worker.ts delayOuter). */
   DELAY: boolean
+  /** Screening: no baseline runs (loss_ratio NaN). */
+  SKIP_BASELINE?: boolean
 }
 
 /** A codec as the results name it: q8/64, topk/256/4/2/4 (chunk/k/bits/resultBits). */
@@ -140,7 +142,8 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   const t0 = performance.now()
   for (const lr of LRS) {
     for (const seed of SEEDS) {
-      const b = await baselineRun(o, be, train, tuneW, testW, seed, lr)
+      // Screening runs of DiLoCo settings may skip the baseline (it does not depend on them): ratio NaN.
+      const b = o.SKIP_BASELINE === true ? { tune: NaN, test: NaN, bytesPerStep: NaN } : await baselineRun(o, be, train, tuneW, testW, seed, lr)
       base.get(lr)!.push(b)
       log(`  lr ${lr} seed ${seed}: baseline tune ${b.tune.toFixed(4)} test ${b.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
       for (const g of grid.filter(x => x.lr === lr)) {
