@@ -3,8 +3,40 @@
  * (so its caches stay right and a lie cannot be told from its timing) and then alters some
  * outputs the way an attacker or a broken peer would.
  */
+import type { ClientEnds } from '../../web/src/swarm/client/generate.ts'
 import type { SpanBackend, SpanCache, SpanStep } from '../../web/src/swarm/server/backend.ts'
 import { Rng } from '../../web/src/util/rng.ts'
+import { BLOCKS, C, fakeEnds, FakeSpanBackend, V } from './fakes.ts'
+
+/**
+ * fakes.ts's head repeats the last token whatever the hidden state, so equal tokens would prove
+ * little: this head hashes the state (sin of a large multiple of each logit), so any change in a
+ * final row changes the tokens, while honest fake servers agree bit for bit.
+ */
+export const hashedEnds: ClientEnds = {
+  eosTokenIds: [],
+  embed: fakeEnds.embed,
+  async logits (h) {
+    const base = await fakeEnds.logits(h)
+    return base.map(v => Math.sin(v * 997))
+  }
+}
+
+/** Greedy tokens in one process without the swarm, with hashedEnds: the honest reference. */
+export async function hashedGreedy (prompt: number[], n: number): Promise<number[]> {
+  const be = new FakeSpanBackend('fake', 0, BLOCKS)
+  const cache = be.createCache(prompt.length + n, 0, BLOCKS)
+  let [h] = await be.forward([{ cache, hidden: await hashedEnds.embed(prompt), tokens: prompt.length }])
+  const out: number[] = []
+  for (;;) {
+    const logits = await hashedEnds.logits(h.subarray(h.length - C))
+    let best = 0
+    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i
+    out.push(best)
+    if (out.length >= n) return out
+    ;[h] = await be.forward([{ cache, hidden: await hashedEnds.embed([best]), tokens: 1 }])
+  }
+}
 
 export type LieKind = 'scale' | 'small-scale' | 'noise' | 'zeros' | 'replay' | 'model'
 

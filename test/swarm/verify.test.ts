@@ -15,42 +15,11 @@ import type { Accusation } from '../../web/src/swarm/evidence.ts'
 import { MemoryDirectory } from '../../web/src/swarm/records.ts'
 import { ServerRole } from '../../web/src/swarm/server/role.ts'
 import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
-import type { ClientEnds } from '../../web/src/swarm/client/generate.ts'
-import { BLOCKS, C, fakeEnds, FakeSpanBackend, V } from './fakes.ts'
-import { LyingBackend, type LieKind, type LieWhen } from './verify-hostile.ts'
+import { BLOCKS, C, FakeSpanBackend } from './fakes.ts'
+import { hashedEnds as ends, hashedGreedy as localGreedy, LyingBackend, type LieKind, type LieWhen } from './verify-hostile.ts'
 
 const roles: ServerRole[] = []
 afterEach(async () => { for (const r of roles.splice(0)) await r.stop() })
-
-/**
- * fakes.ts's head repeats the last token whatever the hidden state, so equal tokens would prove
- * little: this head hashes the state (sin of a large multiple of each logit), so any change in a
- * final row changes the tokens, while honest fake servers agree bit for bit.
- */
-const ends: ClientEnds = {
-  eosTokenIds: [],
-  embed: fakeEnds.embed,
-  async logits (h) {
-    const base = await fakeEnds.logits(h)
-    return base.map(v => Math.sin(v * 997))
-  }
-}
-
-/** Greedy tokens in one process without the swarm, with `ends`: the honest reference. */
-async function localGreedy (prompt: number[], n: number): Promise<number[]> {
-  const be = new FakeSpanBackend('fake', 0, BLOCKS)
-  const cache = be.createCache(prompt.length + n, 0, BLOCKS)
-  let [h] = await be.forward([{ cache, hidden: await ends.embed(prompt), tokens: prompt.length }])
-  const out: number[] = []
-  for (;;) {
-    const logits = await ends.logits(h.subarray(h.length - C))
-    let best = 0
-    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i
-    out.push(best)
-    if (out.length >= n) return out
-    ;[h] = await be.forward([{ cache, hidden: await ends.embed([best]), tokens: 1 }])
-  }
-}
 
 const PROMPT = [3, 1, 4, 1, 5, 9, 2, 6]
 const N = 12
