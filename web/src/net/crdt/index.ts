@@ -12,5 +12,5 @@
  * ```
  */
 export { SwarmDoc, REMOTE_ORIGIN, type ApplyResult } from './swarm-doc.ts'
-export { CrdtSync, encodeSyncFrame, decodeSyncFrame, SYNC_STEP1, SYNC_STEP2, GOSSIP_UPDATE, GOSSIP_AWARENESS, ANTI_ENTROPY_INTERVAL_MS, type CrdtSyncInit, type SyncFrame } from './sync.ts'
+export { CrdtSync, encodeSyncFrame, decodeSyncFrame, SYNC_STEP1, SYNC_STEP2, GOSSIP_UPDATE, GOSSIP_AWARENESS, ANTI_ENTROPY_INTERVAL_MS, PRUNE_INTERVAL_MS, type CrdtSyncInit, type SyncFrame } from './sync.ts'
 export { PEERS_MAP, EVIDENCE_MAP, SIGNED_MAPS, PEER_ENTRY_TTL_MS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'

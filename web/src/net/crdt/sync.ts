@@ -38,6 +38,12 @@ export const ANTI_ENTROPY_INTERVAL_MS = 5_000
  * that joins in between (and is not directly connected to us) would not see us until then.
  */
 export const PRESENCE_HEARTBEAT_MS = 3_000
+/**
+ * Every peer deletes expired signed entries this often, in ms (not only the relay at
+ * compaction): a departed peer's entry leaves every doc within a minute of expiring, so the doc a
+ * tab holds and gossips tracks the live swarm. Concurrent deletes of one entry by many peers merge.
+ */
+export const PRUNE_INTERVAL_MS = 60_000
 
 export interface SyncFrame {
   type: number
@@ -83,6 +89,8 @@ export interface CrdtSyncInit {
   limits?: Partial<PeerRateLimits>
   /** Clock of the rate limits' buckets. @default realClock */
   clock?: Clock
+  /** How often this peer deletes expired signed entries, in ms; 0 disables. @default PRUNE_INTERVAL_MS */
+  pruneIntervalMs?: number
 }
 
 /** Sync provider for one swarm doc on one node. */
@@ -92,10 +100,11 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   private topologyId?: string
   private timer?: ReturnType<typeof setInterval>
   private presenceTimer?: ReturnType<typeof setInterval>
+  private pruneTimer?: ReturnType<typeof setInterval>
   private readonly log: (line: string) => void
   private running = false
   /** Counters for metrics. */
-  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0, rateLimited: 0 }
+  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0, rateLimited: 0, pruned: 0 }
   /** Per-peer token buckets: gossip charged to its originator, sync frames to the remote peer. */
   readonly buckets: PeerBuckets
 
@@ -133,6 +142,15 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     const every = this.init.antiEntropyIntervalMs ?? ANTI_ENTROPY_INTERVAL_MS
     if (every > 0) this.timer = setInterval(() => { void this.antiEntropy() }, every)
     this.presenceTimer = setInterval(() => { this.announcePresence() }, PRESENCE_HEARTBEAT_MS)
+    const pruneEvery = this.init.pruneIntervalMs ?? PRUNE_INTERVAL_MS
+    if (pruneEvery > 0) this.pruneTimer = setInterval(() => { this.prune() }, pruneEvery)
+  }
+
+  /** Deletes expired signed entries from this peer's doc (gossiped like any local update). Returns how many. */
+  prune (now?: number): number {
+    const n = this.sdoc.pruneExpired(now)
+    this.stats.pruned += n
+    return n
   }
 
   async stop (): Promise<void> {
@@ -140,6 +158,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     this.running = false
     clearInterval(this.timer)
     clearInterval(this.presenceTimer)
+    clearInterval(this.pruneTimer)
     this.sdoc.doc.off('update', this.onLocalUpdate)
     this.awareness.off('update', this.onAwarenessUpdate)
     awarenessProtocol.removeAwarenessStates(this.awareness, [this.sdoc.doc.clientID], 'stop')
