@@ -175,19 +175,27 @@ function gater (allowPrivate: boolean): ConnectionGater {
   }
 }
 
+/**
+ * The swarm's private kad-dht service exactly as every node runs it (also the scale simulator's,
+ * web/src/sim: it measures this configuration, not a model of it).
+ */
+export function swarmKadDht (swarm: string, dhtServer: boolean): ReturnType<typeof kadDHT> {
+  return kadDHT({
+    protocol: KAD_PROTOCOL,
+    clientMode: !dhtServer,
+    validators: dhtValidators(),
+    selectors: dhtSelectors(),
+    // Keep loopback/LAN addresses in routing: the swarm runs on 127.0.0.1 in tests and LANs.
+    peerInfoMapper: passthroughMapper,
+    logPrefix: `libp2p:webswarm-kad:${swarm}`
+  })
+}
+
 function sharedServices (swarm: string, dhtServer: boolean) {
   return {
     identify: identify(),
     ping: ping(),
-    dht: kadDHT({
-      protocol: KAD_PROTOCOL,
-      clientMode: !dhtServer,
-      validators: dhtValidators(),
-      selectors: dhtSelectors(),
-      // Keep loopback/LAN addresses in routing: the swarm runs on 127.0.0.1 in tests and LANs.
-      peerInfoMapper: passthroughMapper,
-      logPrefix: `libp2p:webswarm-kad:${swarm}`
-    }),
+    dht: swarmKadDht(swarm, dhtServer),
     pubsub: gossipsub({
       // Publishing to a topic nobody has joined yet is normal during start-up (one tab open).
       allowPublishToZeroTopicPeers: true,

@@ -1,0 +1,219 @@
+/**
+ * N real libp2p nodes in one process, each running the swarm's own kad-dht configuration
+ * (net/node.ts `swarmKadDht`, our record validators and selectors) and the real SwarmDht API
+ * (net/dht), connected over libp2p's in-memory transport (@libp2p/memory) with noise + yamux as
+ * on the wire. The seeded NetModel gives every node its link latency, loses dials, and picks who
+ * leaves in a churn round; joiners bootstrap by dialling a few live nodes and looking up their
+ * own id, as a kad node does.
+ *
+ * Browsers run the DHT in client mode (they answer nobody); here every node is a DHT server so
+ * that N nodes form one N-node DHT: it measures the DHT a swarm of N always-on Node peers and
+ * relays would form.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import type { Libp2p } from '@libp2p/interface'
+import type { KadDHT, QueryEvent } from '@libp2p/kad-dht'
+import { memory } from '@libp2p/memory'
+import { ping } from '@libp2p/ping'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { providerCid, SwarmDht } from '../net/dht/index.ts'
+import { swarmKadDht, type WebSwarmNode } from '../net/node.ts'
+import { SimConfigError, SimStateError } from './errors.ts'
+import { NetModel } from './model.ts'
+
+type SimServices = { identify: ReturnType<ReturnType<typeof identify>>, ping: ReturnType<ReturnType<typeof ping>>, dht: KadDHT }
+
+/** One simulated peer. */
+export interface SimPeer {
+  readonly index: number
+  readonly id: string
+  readonly addr: string
+  readonly latencyMs: number
+  readonly node: Libp2p<SimServices>
+  readonly dht: SwarmDht
+  alive: boolean
+}
+
+export interface DhtSwarmInit {
+  /** The seeded world (latency, loss, churn picks). */
+  model?: NetModel
+  /** Swarm name (scopes the kad log prefix only). @default 'sim' */
+  swarm?: string
+  /** Live nodes a joiner dials before its self-lookup. @default 3 */
+  bootstrapPeers?: number
+  /** Nodes started (and bootstrapped) at once: bounds the burst of handshakes. @default 16 */
+  startConcurrency?: number
+  /** Most connections one node holds before libp2p prunes. @default 64 */
+  maxConnections?: number
+}
+
+/** How one lookup went: found or not, in how many hops (depth of the query tree). */
+export interface LookupResult {
+  found: boolean
+  /** Hops to the first peer that answered with the provider; the deepest hop when not found. */
+  hops: number
+  ms: number
+}
+
+/** A simulated DHT swarm; start with `DhtSwarm.create`, end with `stop()`. */
+export class DhtSwarm {
+  readonly peers: SimPeer[] = []
+  private readonly bootstrapPeers: number
+  private readonly startConcurrency: number
+  private readonly maxConnections: number
+  private started = 0
+
+  private constructor (readonly model: NetModel, private readonly swarm: string, init: DhtSwarmInit) {
+    this.bootstrapPeers = init.bootstrapPeers ?? 3
+    this.startConcurrency = init.startConcurrency ?? 16
+    this.maxConnections = init.maxConnections ?? 64
+  }
+
+  /** Starts `n` nodes and bootstraps them into one DHT. */
+  static async create (n: number, init: DhtSwarmInit = {}): Promise<DhtSwarm> {
+    if (!Number.isInteger(n) || n < 2) throw new SimConfigError(`a DHT swarm needs at least 2 nodes, got ${n}`)
+    const s = new DhtSwarm(init.model ?? new NetModel(), init.swarm ?? 'sim', init)
+    await s.join(n)
+    return s
+  }
+
+  get live (): SimPeer[] {
+    return this.peers.filter(p => p.alive)
+  }
+
+  /** Starts `count` new nodes; each dials a few live ones and looks up its own id. */
+  async join (count: number): Promise<SimPeer[]> {
+    const fresh: SimPeer[] = []
+    // Pick each joiner's bootstrap peers and latency up front, in order: the seed decides them,
+    // not the order in which concurrent starts finish.
+    const plans = Array.from({ length: count }, () => {
+      const live = this.live
+      const boot = this.model.pick(live.length, this.bootstrapPeers).map(i => live[i])
+      return { index: this.started++, latencyMs: this.model.latencyMs(), keySeed: undefined as Uint8Array | undefined, boot }
+    })
+    for (const p of plans) p.keySeed = this.model.keySeed(p.index)
+    for (let i = 0; i < plans.length; i += this.startConcurrency) {
+      const batch = plans.slice(i, i + this.startConcurrency)
+      // The first batch of a new swarm has nobody to dial: its members dial each other.
+      const started = await Promise.all(batch.map(async p => await this.startNode(p.index, p.latencyMs, p.keySeed!)))
+      fresh.push(...started)
+      this.peers.push(...started)
+      await Promise.all(started.map(async (peer, j) => {
+        const boot = batch[j].boot.length > 0 ? batch[j].boot : started.filter(x => x !== peer).slice(0, this.bootstrapPeers)
+        await this.dialAll(peer, boot)
+      }))
+    }
+    // The self-lookups run together: each first waits for kad-dht's own initial self-query
+    // (up to its timeout when the network holds fewer than k peers), and those waits overlap.
+    await Promise.all(fresh.map(async p => { await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(60_000) })) }))
+    return fresh
+  }
+
+  private async startNode (index: number, latencyMs: number, keySeed: Uint8Array): Promise<SimPeer> {
+    const privateKey = await generateKeyPairFromSeed('Ed25519', keySeed)
+    const addr = `/memory/${this.swarm}-${index}`
+    const model = this.model
+    const node = await createLibp2p({
+      privateKey,
+      addresses: { listen: [addr] },
+      transports: [memory({ latency: latencyMs })],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      // A lost dial never opens, as a SYN lost beyond every retry would.
+      connectionGater: { denyDialPeer: () => model.dialLost() },
+      connectionManager: { maxConnections: this.maxConnections },
+      connectionMonitor: { enabled: false },
+      services: { identify: identify(), ping: ping(), dht: swarmKadDht(this.swarm, true) }
+    }).catch((e: Error) => { throw new SimStateError(`sim node ${index} did not start: ${e.message}`) })
+    const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey)
+    return { index, id: node.peerId.toString(), addr: `${addr}/p2p/${node.peerId.toString()}`, latencyMs, node, dht, alive: true }
+  }
+
+  private async dialAll (peer: SimPeer, boot: SimPeer[]): Promise<void> {
+    // A lost or refused bootstrap dial leaves the others; a node that reached none stays alone
+    // (its lookups then fail, and are counted as failures).
+    await Promise.all(boot.map(async b => await peer.node.dial(multiaddr(b.addr), { signal: AbortSignal.timeout(10_000) }).catch(() => undefined)))
+  }
+
+  /** Stops `fraction` of the live nodes (seeded pick) and starts as many new ones. */
+  async churn (fraction: number): Promise<{ left: SimPeer[], joined: SimPeer[] }> {
+    if (!(fraction >= 0 && fraction <= 1)) throw new SimConfigError(`churn fraction ${fraction} must be in [0, 1]`)
+    const live = this.live
+    const left = this.model.pick(live.length, Math.round(live.length * fraction)).map(i => live[i])
+    await this.leave(left)
+    const joined = await this.join(left.length)
+    return { left, joined }
+  }
+
+  /** Stops these nodes (they vanish: no goodbye, as a closed tab). */
+  async leave (peers: SimPeer[]): Promise<void> {
+    for (const p of peers) p.alive = false
+    await Promise.all(peers.map(async p => { await p.node.stop() }))
+  }
+
+  /** `by` provides `key` through SwarmDht; false when no DHT server stored it. */
+  async provide (by: SimPeer, key: string): Promise<boolean> {
+    try {
+      await by.dht.provide(key)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * `by` looks for a provider of `key` through kad-dht's findProviders (what SwarmDht.findProviders
+   * runs) and reports the query depth at which `want` was first returned. Depth: a peer from the
+   * node's own routing table is hop 1; a peer first named by a hop-h peer is hop h + 1.
+   */
+  async findProvider (by: SimPeer, key: string, want: string): Promise<LookupResult> {
+    const cid = await providerCid(key)
+    const depth = new Map<string, number>()
+    let deepest = 0
+    const t0 = Date.now()
+    try {
+      for await (const ev of by.node.services.dht.findProviders(cid, { signal: AbortSignal.timeout(30_000) }) as AsyncIterable<QueryEvent>) {
+        if (ev.name === 'SEND_QUERY' && !depth.has(ev.to.toString())) depth.set(ev.to.toString(), 1)
+        if (ev.name === 'PEER_RESPONSE') {
+          const d = depth.get(ev.from.toString()) ?? 1
+          deepest = Math.max(deepest, d)
+          for (const c of ev.closer) if (!depth.has(c.id.toString())) depth.set(c.id.toString(), d + 1)
+        }
+        if (ev.name === 'PROVIDER' && ev.providers.some(p => p.id.toString() === want)) {
+          // Answered from the local provider store: zero hops.
+          const hops = ev.from.equals(by.node.peerId) ? 0 : depth.get(ev.from.toString()) ?? 1
+          return { found: true, hops, ms: Date.now() - t0 }
+        }
+      }
+    } catch {
+      // A timed-out or failed query counts as not found.
+    }
+    return { found: false, hops: deepest, ms: Date.now() - t0 }
+  }
+
+  /** Live nodes each node's routing table holds, averaged (a health figure for reports). */
+  meanRoutingTableSize (): number {
+    const live = this.live
+    let sum = 0
+    for (const p of live) sum += (p.node.services.dht as unknown as { routingTable: { size: number } }).routingTable.size
+    return live.length === 0 ? 0 : sum / live.length
+  }
+
+  async stop (): Promise<void> {
+    await this.leave(this.live)
+  }
+}
+
+async function drain (it: AsyncIterable<unknown>): Promise<void> {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    for await (const _ of it) { /* the walk fills the routing table */ }
+  } catch {
+    // A bootstrap walk that times out has still added whoever answered.
+  }
+}
+
