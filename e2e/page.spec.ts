@@ -80,6 +80,23 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     await chat.screenshot({ path: `${ART}/page-4-stopped.png`, fullPage: true })
   })
 
+  test('a contributor in a background tab warns and says so in the swarm map', async () => {
+    const [, b, chat] = tabs.pages
+    // Headless tabs stay visible: make the browser's hidden state happen as it does for a real background tab.
+    await b.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' })
+      document.dispatchEvent(new Event('visibilitychange'))
+    })
+    await expect(b.locator('#background-warning')).toBeVisible()
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[1]}"] .badge`)).toHaveText('background', { timeout: 20_000 })
+    await b.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' })
+      document.dispatchEvent(new Event('visibilitychange'))
+    })
+    await expect(b.locator('#background-warning')).toBeHidden()
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[1]}"] .badge`)).toHaveCount(0, { timeout: 20_000 })
+  })
+
   test('no serious accessibility violations (axe), and the page fits a phone width', async () => {
     const chat = tabs.pages[2]
     expect(await seriousViolations(chat)).toEqual([])

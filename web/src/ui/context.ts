@@ -119,6 +119,7 @@ export class PageContext extends EventTarget {
   private resolveGpu!: (g: GpuBackend | undefined) => void
   private selfData: Record<string, unknown> = {}
   private selfTimer?: ReturnType<typeof setTimeout>
+  private selfWrites: Promise<void> = Promise.resolve()
   private joining?: Promise<void>
   /** Blocks in the page's model, once its config is read ('model' event). */
   modelDepth?: number
@@ -210,7 +211,11 @@ export class PageContext extends EventTarget {
     if (s.state !== 'joined') return // written when joined (join() publishes the merged data)
     clearTimeout(this.selfTimer)
     this.selfTimer = setTimeout(() => { void this.publishSelf({}).catch(e => { this.log(`refreshing own entry failed: ${(e as Error).message}`) }) }, this.params.entryTtlMs / 2)
-    await s.swarm.doc.setSelf(this.selfData, this.params.entryTtlMs)
+    // One write at a time: two signings in flight could land out of seq order, and peers refuse
+    // an entry whose seq does not advance. Each write takes the data merged so far.
+    const write = this.selfWrites.then(async () => { await s.swarm.doc.setSelf(this.selfData, this.params.entryTtlMs) })
+    this.selfWrites = write.catch(() => {})
+    await write
     this.dispatchEvent(new Event('self'))
   }
 
