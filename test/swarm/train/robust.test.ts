@@ -140,6 +140,13 @@ describe('the contribution check (stub loss probe)', () => {
     expect(late.size).toBe(0)
   })
 
+  it('a part that moves the same way for everyone every round (weight decay alone) is no replay', async () => {
+    const c = new GauntletCheck(stubProbe)
+    await c.check(part(1, [f32(0.1, 1, 1), f32(0.1, 1, 1), f32(0.1, 1, 1)]))
+    const out = await c.check(part(2, [f32(0.1, 1, 1), f32(0.1, 1, 1), f32(0.1, 1, 1)]))
+    expect(out.size).toBe(0)
+  })
+
   it('fewer than 3 candidates: the loss rule does not apply', async () => {
     const out = await new GauntletCheck(stubProbe).check(part(0, [f32(0.1, 1), f32(-1, 1)]))
     expect(out.size).toBe(0)
@@ -163,6 +170,8 @@ describe('the run declaration and the board record', () => {
     expect(parseRunSpec(JSON.parse(JSON.stringify(r)))).toEqual(r)
     expect(() => parseRunSpec({ ...d, aggregation: { kind: 'trimmed-mean', trim: -1 } })).toThrow(/aggregation trimmed-mean's trim/)
     expect(() => parseRunSpec({ ...d, checkWindows: 17 })).toThrow(/checkWindows/)
+    expect(() => parseRunSpec({ ...d, checkWindows: 1, seqLen: 32 })).toThrow(/needs ≥ 64/)
+    expect(parseRunSpec({ ...d, checkWindows: 2, seqLen: 32 }).checkWindows).toBe(2)
   })
 
   it('refused peers are recorded per sync, counted per peer, and pruned with the sync records', () => {

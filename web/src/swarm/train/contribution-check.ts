@@ -20,6 +20,10 @@
  *     between one worker's rounds in the tests' runs — but never that close (fresh data, error
  *     feedback and q8 rounding make each window's Δ new). A replay disguised with enough noise to
  *     pass is left to the loss rule, which judges what the old update does to today's θ_global.
+ *     Not a replay when it is as close to another member's update of this round: in parts that
+ *     move the same way every round for everyone (embedding rows of bytes the data never holds,
+ *     moved by weight decay alone, cosine 0.9999 between rounds in the session test) an old
+ *     update is indistinguishable from, and as good as, a new one.
  *  3. **loss** — gain_c = L(θ) − L(θ − Δ_c) on the window (Δ_c applied to this part only: the
  *     contributor's local weights there). With ≥ `minCandidates` candidates and a lower-median
  *     gain g > 0 (the window says that honest work helps), a contributor whose gain is ≤
@@ -122,11 +126,15 @@ export class GauntletCheck implements ContributionCheck {
       for (const s of history) {
         if (s.norm === 0) continue
         const cos = dot(p.deltas[c], s.x) / (norms[c] * s.norm)
-        if (cos >= this.replayCosine) {
-          out.set(peer, `replays round ${s.round}'s update of ${s.peer} (cosine ${cos.toFixed(4)})`)
-          this.counts.replay++
-          return
-        }
+        if (cos < this.replayCosine) continue
+        // As close to another member's update of this round: the part moves the same way every
+        // round for everyone (e.g. rows only weight decay touches), and an old update is then
+        // as good as a new one — not a replay to exclude.
+        const likeNow = p.peers.some((q, d) => d !== c && norms[d] > 0 && dot(p.deltas[c], p.deltas[d]) / (norms[c] * norms[d]) >= this.replayCosine)
+        if (likeNow) return
+        out.set(peer, `replays round ${s.round}'s update of ${s.peer} (cosine ${cos.toFixed(4)})`)
+        this.counts.replay++
+        return
       }
     })
     if (this.keepRounds > 0) {

@@ -175,6 +175,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
   if (spec.genesis !== '' && (typeof spec.genesis !== 'string' || !GENESIS_PATTERN.test(spec.genesis))) throw new RunConfigError(`run field genesis must be 16 hex digits, got ${JSON.stringify(o.genesis)}`)
   if (spec.decaySteps > 0 && spec.decaySteps <= spec.warmupSteps) throw new RunConfigError(`decaySteps (${spec.decaySteps}) must exceed warmupSteps (${spec.warmupSteps})`)
   if (spec.decaySteps > 0 && spec.minInnerLr > spec.innerLr) throw new RunConfigError(`minInnerLr (${spec.minInnerLr}) exceeds innerLr (${spec.innerLr})`)
+  if (spec.checkWindows > 0 && spec.checkWindows * spec.seqLen < MIN_CHECK_TOKENS) throw new RunConfigError(`checkWindows × seqLen = ${spec.checkWindows * spec.seqLen} tokens: the contribution check needs ≥ ${MIN_CHECK_TOKENS} (on 16 it excluded an honest member whose update was noise on the window)`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
   if (spec.delayOuter && (spec.overlapSteps !== 0 || spec.mixAlpha !== 0)) throw new RunConfigError(`delayOuter replaces overlapSteps (${spec.overlapSteps}) and mixAlpha (${spec.mixAlpha}): leave them 0`)
@@ -184,6 +185,8 @@ export function parseRunSpec (raw: unknown): RunSpec {
 
 /** Windows of the contribution check a declaration may ask for (each costs a forward pass per member and part). */
 export const MAX_CHECK_WINDOWS = 16
+/** Fewest tokens (checkWindows × seqLen) the contribution check may judge a contribution on. */
+export const MIN_CHECK_TOKENS = 64
 
 /** A declaration's aggregation: the mean when absent (declared before the field existed). */
 function parseAggregationField (a: unknown): Aggregation {
