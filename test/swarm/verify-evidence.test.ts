@@ -19,9 +19,11 @@ import { EvidenceBoard, EVIDENCE_VERSION, parseAccusation, type Accusation } fro
 const SWARM = 'default'
 const HEX = (c: string): string => c.repeat(64)
 
-async function peer (): Promise<{ key: PrivateKey, doc: SwarmDoc, board: EvidenceBoard }> {
+/** A swarm member: its stamped `peers` entry written (only members' accusations count), unless `member` is false. */
+async function peer (member = true): Promise<{ key: PrivateKey, doc: SwarmDoc, board: EvidenceBoard }> {
   const key = await generateKeyPair('Ed25519')
   const doc = new SwarmDoc(SWARM, peerIdFromPrivateKey(key).toString(), key)
+  if (member) await doc.setSelf({})
   return { key, doc, board: new EvidenceBoard(doc) }
 }
 
@@ -48,6 +50,13 @@ describe('evidence in the swarm doc', () => {
     await sync(b.doc, c.doc)
     expect(await c.board.banSuspects(bans, 'fake')).toEqual([liar])
     expect(bans.isLiar(liar)).toBe(true)
+    // An accuser without a peers entry (no stamped identity) does not count.
+    const nobody = await peer(false)
+    await nobody.board.accuse(accusation(b.doc.selfId))
+    await nobody.board.accuse(accusation(b.doc.selfId))
+    await sync(nobody.doc, c.doc)
+    expect((await c.board.suspects('fake')).has(b.doc.selfId)).toBe(false)
+    expect((await new EvidenceBoard(c.doc, undefined, false).suspects('fake')).get(b.doc.selfId)?.size).toBe(1)
     // Another model's accusations do not count for this one.
     expect(await c.board.banSuspects(new BanList(), 'other')).toEqual([])
     const all = await c.board.accusations()
@@ -63,10 +72,9 @@ describe('evidence in the swarm doc', () => {
     await sync(victim.doc, attacker.doc)
     const before = await reader.board.accusations()
     // The attacker writes evidence[victim] accusing an honest server, signed with its own key.
-    const sv = Y.encodeStateVector(attacker.doc.doc)
     const forged = await signEntry(attacker.key, SWARM, { peer: victim.doc.selfId, seq: 99, expiresAt: Date.now() + 60_000, data: { v: EVIDENCE_VERSION, accusations: [accusation(honest)] } }, EVIDENCE_MAP)
     attacker.doc.signedMap(EVIDENCE_MAP).set(victim.doc.selfId, forged)
-    await expect(reader.doc.applyRemote(Y.encodeStateAsUpdate(attacker.doc.doc, sv))).rejects.toBeInstanceOf(ForgedEntryError)
+    await expect(reader.doc.applyRemote(Y.encodeStateAsUpdate(attacker.doc.doc, Y.encodeStateVector(reader.doc.doc)))).rejects.toBeInstanceOf(ForgedEntryError)
     expect(await reader.board.accusations()).toEqual(before)
     // The same forged entry written into a replica directly: not an accusation either.
     expect((await attacker.board.suspects()).has(honest)).toBe(false)
@@ -78,10 +86,9 @@ describe('evidence in the swarm doc', () => {
 
   it('an entry signed for the peers map cannot be moved into the evidence map', async () => {
     const [a, reader] = [await peer(), await peer()]
-    const sv = Y.encodeStateVector(a.doc.doc)
     const moved = await signEntry(a.key, SWARM, { peer: a.doc.selfId, seq: 1, expiresAt: Date.now() + 60_000, data: { v: EVIDENCE_VERSION, accusations: [accusation('x')] } }, PEERS_MAP)
     a.doc.signedMap(EVIDENCE_MAP).set(a.doc.selfId, moved)
-    await expect(reader.doc.applyRemote(Y.encodeStateAsUpdate(a.doc.doc, sv))).rejects.toThrow(/bad signature/)
+    await expect(reader.doc.applyRemote(Y.encodeStateAsUpdate(a.doc.doc, Y.encodeStateVector(reader.doc.doc)))).rejects.toThrow(/bad signature/)
   })
 
   it('an unexpired evidence entry cannot be deleted or replayed by someone else', async () => {
@@ -91,17 +98,15 @@ describe('evidence in the swarm doc', () => {
     await a.board.accuse(accusation('y'))
     await sync(a.doc, b.doc)
     await sync(b.doc, attacker.doc)
-    const sv = Y.encodeStateVector(attacker.doc.doc)
     attacker.doc.signedMap(EVIDENCE_MAP).delete(a.doc.selfId)
-    await expect(b.doc.applyRemote(Y.encodeStateAsUpdate(attacker.doc.doc, sv))).rejects.toThrow(/deleted an unexpired evidence entry/)
+    await expect(b.doc.applyRemote(Y.encodeStateAsUpdate(attacker.doc.doc, Y.encodeStateVector(b.doc.doc)))).rejects.toThrow(/deleted an unexpired evidence entry/)
     // Replaying a's older entry (one accusation) over its newer one (two).
     const replay = await peer()
     await sync(b.doc, replay.doc)
-    const sv2 = Y.encodeStateVector(replay.doc.doc)
     const old = new Y.Doc()
     Y.applyUpdate(old, first)
     replay.doc.signedMap(EVIDENCE_MAP).set(a.doc.selfId, old.getMap<any>(EVIDENCE_MAP).get(a.doc.selfId))
-    await expect(b.doc.applyRemote(Y.encodeStateAsUpdate(replay.doc.doc, sv2))).rejects.toThrow(/replayed/)
+    await expect(b.doc.applyRemote(Y.encodeStateAsUpdate(replay.doc.doc, Y.encodeStateVector(b.doc.doc)))).rejects.toThrow(/replayed/)
     expect((await b.board.accusations()).map(x => x.accusation.accused)).toEqual(['x', 'y'])
   })
 

@@ -76,6 +76,7 @@ describe('verification over libp2p: relay + 4 serve peers (one lying) + a client
     const liar = roles.get('liar')!.self
     const swarmDocOf = (p: SwarmTestPeer): SwarmDoc => new SwarmDoc('default', p.node.peerId.toString(), p.key)
     const doc = swarmDocOf(c)
+    await doc.setSelf({}) // a member: its stamped identity makes its accusations count
     const board = new EvidenceBoard(doc)
     const client = new InferenceClient({
       transport: c.transport, directory: c.directory, model: MODEL, numBlocks: NUM_BLOCKS, hiddenSize: 64, timeoutMs: RELAXED_MS, hedgeFloorMs: RELAXED_MS,
@@ -104,6 +105,7 @@ describe('verification over libp2p: relay + 4 serve peers (one lying) + a client
     expect(await otherBoard.banSuspects(bans, MODEL)).toEqual([])
     const second = await peer()
     const secondDoc = swarmDocOf(second)
+    await secondDoc.setSelf({})
     await new EvidenceBoard(secondDoc).accuse(accusations[0].accusation)
     expect(await otherDoc.applyRemote(Y.encodeStateAsUpdate(secondDoc.doc))).toBe('applied')
     expect(await otherBoard.banSuspects(bans, MODEL)).toEqual([liar])

@@ -12,9 +12,11 @@
  * `position` and the honest one (SHA-256 each). A peer holding those inputs (say, a client of
  * the same session) can recompute the row and compare digests; one that does not (the common
  * case: inputs are a user's prompt) counts distinct accusers instead — `suspects` — and a
- * client avoids a server accused by at least `minAccusers` of them (`banSuspects`). One party
- * with many identities can still accuse an honest server: identities' cost is the Sybil limits'
- * job (issue 13 item 3), hence a default of two accusers and no action on one.
+ * client avoids a server accused by at least `minAccusers` of them (`banSuspects`). Only
+ * accusers that are members — a live entry in the `peers` map, which carries the identity's
+ * proof-of-work stamp (net/pow.ts) — count, so accusing costs an identity's stamp each. One party
+ * with many stamped identities can still accuse an honest server, hence a default of two
+ * accusers and no action on one.
  */
 import { EVIDENCE_MAP, type SwarmDoc } from '../net/crdt/index.ts'
 import type { BanList } from './ban-list.ts'
@@ -105,7 +107,11 @@ export class EvidenceBoard {
   /** Entries skipped for malformed data (their signatures were valid: a buggy or hostile accuser). */
   malformed = 0
 
-  constructor (readonly sdoc: SwarmDoc, private readonly ttlMs = EVIDENCE_TTL_MS) {}
+  /**
+   * `membersOnly`: count only accusers with a live `peers` entry (a stamped identity); tests of
+   * the map alone may turn it off. @default true
+   */
+  constructor (readonly sdoc: SwarmDoc, private readonly ttlMs = EVIDENCE_TTL_MS, private readonly membersOnly = true) {}
 
   /** Adds an accusation to this peer's own signed entry (the oldest dropped beyond the cap). */
   async accuse (a: Accusation): Promise<void> {
@@ -128,7 +134,9 @@ export class EvidenceBoard {
   async accusations (now = Date.now()): Promise<SignedAccusation[]> {
     const out: SignedAccusation[] = []
     let malformed = 0
+    const members = this.membersOnly ? await this.sdoc.peers(now) : undefined
     for (const [accuser, e] of await this.sdoc.signedEntries(EVIDENCE_MAP, now)) {
+      if (members !== undefined && !members.has(accuser)) continue
       let list: Accusation[]
       try {
         list = parseEvidence(e.data)
