@@ -12,6 +12,7 @@
 import type { Backend } from '../gpu/backend.ts'
 import { chatPrompt, chatStopTokens, type ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
+import { loadConfig, loadModel } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
@@ -20,7 +21,7 @@ import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import type { PageContext } from './context.ts'
 import { disclosure, el, short } from './dom.ts'
-import { GenerationStoppedError } from './errors.ts'
+import { ChatInputError, GenerationStoppedError } from './errors.ts'
 import { createProgressBar } from './progress-bar.ts'
 import type { Contribution, SwarmPieces } from './serving.ts'
 
@@ -77,6 +78,16 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const progress = createProgressBar('model-progress')
   body.replaceChildren(mode, progress.element, conversation, form, settings, route, stats)
 
+  const describeMode = (tokenizer: TextTokenizer | undefined): void => {
+    mode.textContent = tokenizer?.chatTemplate !== undefined
+      ? `${modelId} · replies use the model's chat template`
+      : `${modelId} has no chat template (a base model): the reply continues your text`
+    mode.dataset.template = String(tokenizer?.chatTemplate !== undefined)
+  }
+  // Say how replies are made before the first message (config and tokenizer only, no weights).
+  void loadConfig(sourceFrom(modelUrl)).then(async c => { describeMode(await loadTokenizer(sourceFrom(modelUrl), c.vocabSize)) })
+    .catch(e => { ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
+
   const messages: ChatMessage[] = []
   let loaded: Promise<Loaded> | undefined
   const load = async (): Promise<Loaded> => {
@@ -85,10 +96,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
       const source = sourceFrom(modelUrl)
       const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
       const tokenizer = await loadTokenizer(source, config.vocabSize)
-      mode.textContent = tokenizer?.chatTemplate !== undefined
-        ? `${modelId} · replies use the model's chat template`
-        : `${modelId} has no chat template (a base model): the reply continues your text`
-      mode.dataset.template = String(tokenizer?.chatTemplate !== undefined)
+      describeMode(tokenizer)
       return { config, ends, tokenizer, be }
     })()
     return await loaded.catch(e => { loaded = undefined; throw e })
@@ -186,7 +194,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     const tokens: number[] = []
     void (async () => {
       const { tokenizer, config } = await load()
-      if (tokenizer === undefined) throw new Error(`${modelId} has no tokenizer in the page: it cannot turn text into tokens`)
+      if (tokenizer === undefined) throw new ChatInputError(`${modelId} has no tokenizer the page can read (tokenizer.json or GGUF metadata): it cannot turn text into tokens`)
       const templated = tokenizer.chatTemplate !== undefined
       const turn: ChatMessage = { role: 'user', content: text }
       const ids = templated ? chatPrompt(tokenizer, [...messages, turn]).ids : tokenizer.encode(text)
@@ -222,7 +230,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const generate = async (p: number[] | string, n: number, opts: GenerateOptions = {}): Promise<number[]> => {
     const { tokenizer } = await load()
     const ids = typeof p === 'string' ? (tokenizer?.encode(p) ?? []) : p
-    if (ids.length === 0) throw new Error('empty prompt (or no tokenizer for text: give token ids)')
+    if (ids.length === 0) throw new ChatInputError('empty prompt (or no tokenizer for text: give token ids)')
     bubble('user', typeof p === 'string' ? p : `token ids ${p.join(',')}`)
     const out = bubble('assistant', '')
     const tokens: number[] = []
@@ -233,7 +241,6 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
 
   const localGenerate = async (p: number[], n: number, opts: { stopTokens?: number[] } = {}): Promise<number[]> => {
     const be = await ctx.backend()
-    const { loadModel } = await import('../model/model.ts')
     const { generate: generateLocal } = await import('../model/generate.ts')
     const model = await loadModel(modelUrl, be)
     try {

@@ -35,3 +35,10 @@ export class WorkerComputeError extends WebSwarmError {
   readonly errorCode = 'page.worker-compute'
   readonly callerFault = false
 }
+
+/** A chat message cannot be turned into tokens (empty, or a model without a tokenizer in the page). */
+export class ChatInputError extends WebSwarmError {
+  override name = 'ChatInputError'
+  readonly errorCode = 'page.chat-input'
+  readonly callerFault = true
+}
