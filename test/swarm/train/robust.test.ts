@@ -172,6 +172,7 @@ describe('the run declaration and the board record', () => {
     expect(() => parseRunSpec({ ...d, checkWindows: 17 })).toThrow(/checkWindows/)
     expect(() => parseRunSpec({ ...d, checkWindows: 1, seqLen: 32 })).toThrow(/needs ≥ 64/)
     expect(parseRunSpec({ ...d, checkWindows: 2, seqLen: 32 }).checkWindows).toBe(2)
+    expect(() => parseRunSpec({ ...d, compression: { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }, aggregation: { kind: 'trimmed-mean', trim: 1 } })).toThrow(/q8 compression only/)
   })
 
   it('refused peers are recorded per sync, counted per peer, and pruned with the sync records', () => {

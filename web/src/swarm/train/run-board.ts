@@ -67,7 +67,8 @@ export interface RunSpec {
   outer: { lr: number, momentum: number }
   /**
    * How pseudo-gradients travel (codec.ts): q8 (the baseline), or top-k of every `chunk`
-   * elements with `bits`-bit values and the owners' mean in `resultBits` (SparseLoCo-like).
+   * elements with `bits`-bit values and the owners' mean in `resultBits`, or with resultBits 0
+   * the members' parts all-gathered (SparseLoCo-like).
    */
   compression: CompressionSpec
   /** Streaming DiLoCo schedule (1, 0, 0: plain DiLoCo). */
@@ -175,6 +176,8 @@ export function parseRunSpec (raw: unknown): RunSpec {
   if (spec.genesis !== '' && (typeof spec.genesis !== 'string' || !GENESIS_PATTERN.test(spec.genesis))) throw new RunConfigError(`run field genesis must be 16 hex digits, got ${JSON.stringify(o.genesis)}`)
   if (spec.decaySteps > 0 && spec.decaySteps <= spec.warmupSteps) throw new RunConfigError(`decaySteps (${spec.decaySteps}) must exceed warmupSteps (${spec.warmupSteps})`)
   if (spec.decaySteps > 0 && spec.minInnerLr > spec.innerLr) throw new RunConfigError(`minInnerLr (${spec.minInnerLr}) exceeds innerLr (${spec.innerLr})`)
+  // Owners reduce top-k parts with the codec's own rule (codec.ts): neither the robust aggregators nor the check see them.
+  if (spec.compression.kind !== 'q8' && (spec.aggregation.kind !== 'mean' || spec.checkWindows > 0)) throw new RunConfigError(`aggregation ${spec.aggregation.kind} and checkWindows ${spec.checkWindows} apply to q8 compression only, the run declares ${spec.compression.kind}`)
   if (spec.checkWindows > 0 && spec.checkWindows * spec.seqLen < MIN_CHECK_TOKENS) throw new RunConfigError(`checkWindows × seqLen = ${spec.checkWindows * spec.seqLen} tokens: the contribution check needs ≥ ${MIN_CHECK_TOKENS} (on 16 it excluded an honest member whose update was noise on the window)`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
@@ -208,7 +211,7 @@ function parseCompression (comp: Record<string, unknown>): CompressionSpec {
   }
   const why = topkParamsProblem(c)
   if (why !== undefined) throw new RunConfigError(`run field compression (top-k): ${why}`)
-  if (c.resultBits < 2 || c.resultBits > 8) throw new RunConfigError(`run field compression (top-k): resultBits must be an integer in [2, 8], got ${c.resultBits}`)
+  if (c.resultBits !== 0 && (c.resultBits < 2 || c.resultBits > 8)) throw new RunConfigError(`run field compression (top-k): resultBits must be 0 (owners all-gather the parts) or an integer in [2, 8], got ${c.resultBits}`)
   return c
 }
 
