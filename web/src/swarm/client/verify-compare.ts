@@ -12,7 +12,8 @@
  * Largest relative L2 distance ‖a − b‖ / max(‖a‖, ‖b‖) of one position's hidden state (C) that
  * honest servers may differ by. Calibrated: the largest honest deviation measured was
  * 6.7e-4 (CPU f32 against an f16 KV cache, tiny-mixtral, 48 positions); WebGPU f32 against the
- * CPU twins ≈ 1e-6; a split over two servers 0. 0.01 leaves 15× that margin for longer contexts and bigger models, while a lie the verifier must
+ * CPU twins ≈ 1e-6; a split over two servers 0; bench:verify, f16 KV over contexts up to 112
+ * positions: 1.0e-3 (it grows with the context). 0.01 leaves 10× that margin for longer contexts and bigger models, while a lie the verifier must
  * catch moves a row by much more (1 % noise or a 1 % scale is at the threshold; zeros, another
  * session's rows or a different model are near 1).
  */
