@@ -13,7 +13,7 @@ import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
 import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from './quiet-clock.ts'
 
 const PART = 128
-const spec = { chunk: 32, k: 2, bits: 2, resultBits: 4 }
+let spec = { chunk: 32, k: 2, bits: 2, resultBits: 4 }
 const codec = (): PartCodec => topkCodec(spec)
 
 /** A request body and reply, whatever the transport carries them as. */
@@ -78,8 +78,9 @@ async function hashes (outs: ReduceOutcome[]): Promise<string[]> {
 }
 
 describe('all-reduce with top-k pseudo-gradients', () => {
-  it('4 members, odd length, random delivery: identical bytes everywhere, the owners\' mean on the union', async () => {
-    for (const seed of [1, 2]) {
+  it('4 members, odd length, random delivery: identical bytes everywhere, the owners\' mean on the union or all-gathered', async () => {
+    for (const [seed, resultBits] of [[1, 4], [2, 4], [3, 0]]) {
+      spec = { ...spec, resultBits }
       const n = 1000 + 77 * seed
       const s = swarm(4, seed)
       const qs = new Map(s.ids.map((id, i) => [id, codec().encode(delta(n, 10 * seed + i)).bytes]))
@@ -94,6 +95,7 @@ describe('all-reduce with top-k pseudo-gradients', () => {
       for (const p of live) p.stop()
       live = []
     }
+    spec = { ...spec, resultBits: 4 }
   })
 
   it('a member killed mid-round: the survivors complete with the same bytes, the dead one not counted', async () => {

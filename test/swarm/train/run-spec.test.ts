@@ -38,7 +38,7 @@ describe('run spec: the pseudo-gradient codec', () => {
     [{ kind: 'topk', chunk: 100, k: 4, bits: 2, resultBits: 4 }, /chunk must be a multiple of 8/],
     [{ kind: 'topk', chunk: 256, k: 0, bits: 2, resultBits: 4 }, /k must be an integer in \[1, chunk = 256\]/],
     [{ kind: 'topk', chunk: 256, k: 4, bits: 1, resultBits: 4 }, /bits must be an integer in \[2, 8\]/],
-    [{ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 9 }, /resultBits must be an integer in \[2, 8\]/],
+    [{ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 9 }, /resultBits must be 0 \(owners all-gather the parts\) or an integer in \[2, 8\]/],
     [{ kind: 'topk', chunk: 256, k: 4, bits: 2 }, /run field resultBits must be an integer/],
     [{ kind: 'zstd' }, /compression must be/]
   ])('refuses %j', (compression, why) => {
@@ -48,7 +48,7 @@ describe('run spec: the pseudo-gradient codec', () => {
 
 describe('run spec: codec and aggregation together', () => {
   it('robust aggregation needs q8 parts', () => {
-    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression: { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }, aggregation: { kind: 'trimmed-mean', trim: 1 } })).toThrow(/runs on q8 parts only/)
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression: { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }, aggregation: { kind: 'trimmed-mean', trim: 1 } })).toThrow(/apply to q8 compression only/)
   })
 })
 

@@ -248,6 +248,42 @@ describe('top-k owner reduction', () => {
     expect(out.every(v => v === 0)).toBe(true)
   })
 
+  it('resultBits 0: the owner all-gathers the accepted parts with their factors; members compute the exact mean', () => {
+    const g = topkCodec({ chunk: 32, k: 3, bits: 2, resultBits: 0 })
+    const send = { chunk: 32, k: 3, bits: 2, zero: false }
+    const parts = [1, 2, 3].map(seed => g.encode(randn(n, seed)).bytes)
+    const huge = g.encode(randn(n, 9, 1000)).bytes
+    const bad = parts[0].slice(); new DataView(bad.buffer).setFloat32(0, -1, true)
+    const r = g.reduce([{ peer: 'a', q: parts[0] }, { peer: 'b', q: bad }, { peer: 'c', q: parts[1] }, { peer: 'd', q: huge }, { peer: 'e', q: parts[2] }], n)
+    expect(r.report.accepted).toEqual(['a', 'c', 'd', 'e'])
+    expect(r.report.rejected.map(x => x.peer)).toEqual(['b'])
+    expect(r.report.clipped.map(x => x.peer)).toEqual(['d'])
+    expect(r.bytes.byteLength).toBe(g.resultBytes(n, 4))
+    expect(g.checkResult(r.bytes, n, 4)).toBeUndefined()
+    const view = new DataView(r.bytes.buffer)
+    const factors = [0, 1, 2, 3].map(i => view.getFloat32(4 * i, true))
+    expect(factors[0]).toBe(1); expect(factors[3]).toBe(1)
+    expect(factors[2]).toBeLessThan(0.01)
+    // the payload after the factors is the accepted parts, byte for byte
+    expect(r.bytes.subarray(16, 16 + parts[0].byteLength)).toEqual(parts[0])
+    const got = new Float32Array(n + 2).fill(5)
+    g.decodeResultInto(r.bytes, n, 4, got, 1)
+    expect(got[0]).toBe(5); expect(got[n + 1]).toBe(5)
+    const xs = [parts[0], parts[1], huge, parts[2]].map(q => { const x = new Float32Array(n); decodeTopKInto(q, n, send, x); return x })
+    for (let i = 0; i < n; i++) {
+      let acc = 0
+      xs.forEach((x, c) => { if (x[i] !== 0) acc += factors[c] * x[i] })
+      expect(got[1 + i]).toBe(Math.fround(acc / 4))
+    }
+    // malformed gathered results are refused by name
+    const r2 = r.bytes.slice(); new DataView(r2.buffer).setFloat32(4, 2, true)
+    expect(g.checkResult(r2, n, 4)).toMatch(/factor 1 is 2/)
+    const r3 = r.bytes.slice(); r3[16 + 4] = 250
+    expect(g.checkResult(r3, n, 4)).toMatch(/gathered part 0: chunk 0: index 250/)
+    expect(g.checkResult(r.bytes.subarray(1), n, 4)).toMatch(/wrong size/)
+    expect(g.id).toBe('topk/32/3/2/gather')
+  })
+
   it('codecOf builds both kinds; the q8 codec keeps the baseline bytes', () => {
     expect(codecOf({ kind: 'q8', block: 64 }).id).toBe('q8/64')
     expect(codecOf({ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }).id).toBe('topk/256/4/2/4')

@@ -99,10 +99,14 @@ export function q8Codec (block = DEFAULT_Q8_BLOCK): PartCodec {
   }
 }
 
-/** Top-k with b-bit values (topk.ts); the owner's mean on the union of the supports (file comment). */
+/**
+ * Top-k with b-bit values (topk.ts); the owner sends back the mean on the union of the supports
+ * in `resultBits`, or with resultBits 0 the accepted members' parts themselves (file comment).
+ */
 export function topkCodec (c: { chunk: number, k: number, bits: number, resultBits: number }): PartCodec {
-  const why = topkParamsProblem(c) ?? topkParamsProblem({ ...c, bits: c.resultBits })
+  const why = topkParamsProblem(c) ?? (c.resultBits === 0 ? undefined : topkParamsProblem({ ...c, bits: c.resultBits }))
   if (why !== undefined) throw new TrainArgumentError(`top-k codec: ${why}`)
+  if (c.resultBits === 0) return topkGatherCodec(c)
   const send: TopKParams = { chunk: c.chunk, k: c.k, bits: c.bits, zero: false }
   const result = (accepted: number): TopKParams => ({ chunk: c.chunk, k: Math.min(c.chunk, Math.max(1, accepted) * c.k), bits: c.resultBits, zero: true })
   const decode = (bytes: Uint8Array, n: number): Float32Array => { const x = new Float32Array(n); decodeTopKInto(bytes, n, send, x); return x }
@@ -126,6 +130,60 @@ export function topkCodec (c: { chunk: number, k: number, bits: number, resultBi
   }
 }
 
+/**
+ * Top-k whose owners all-gather instead of requantizing: a RESULT holds, for the m accepted
+ * members in the round's order, m f32 norm-rule factors (1: not clipped) then their m parts as
+ * they were sent. Every member decodes them and sums factor·x in member order in f64, divides by
+ * m and rounds once to f32: the same bytes in, the same mean out, everywhere — and no second
+ * rounding that no error feedback would carry. Per chunk it sends m scales, m·k indices and
+ * m·k `bits`-bit codes (the union mean: one scale, ≤ m·k indices, ≤ m·k `resultBits` codes).
+ */
+function topkGatherCodec (c: { chunk: number, k: number, bits: number }): PartCodec {
+  const send: TopKParams = { chunk: c.chunk, k: c.k, bits: c.bits, zero: false }
+  const base = topkCodec({ ...c, resultBits: 2 })
+  const resultBytes = (n: number, m: number): number => m * (4 + topkBytes(n, send))
+  return {
+    ...base,
+    id: `topk/${c.chunk}/${c.k}/${c.bits}/gather`,
+    reduce: (contribs, n, whole) => {
+      const { report, factors, parts } = sparseAccept(contribs, n, whole, send)
+      const out = new Uint8Array(resultBytes(n, parts.length))
+      const view = new DataView(out.buffer)
+      factors.forEach((f, i) => { view.setFloat32(4 * i, f, true) })
+      let o = 4 * parts.length
+      for (const q of parts) { out.set(q, o); o += q.byteLength }
+      return { bytes: out, report }
+    },
+    resultBytes,
+    checkResult: (bytes, n, m) => {
+      if (bytes.byteLength !== resultBytes(n, m)) return `wrong size: ${bytes.byteLength} bytes, ${m} gathered parts of ${n} elements are ${resultBytes(n, m)}`
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      for (let i = 0; i < m; i++) {
+        const f = view.getFloat32(4 * i, true)
+        if (!(f > 0 && f <= 1)) return `factor ${i} is ${f}, not in (0, 1]`
+      }
+      const size = topkBytes(n, send)
+      for (let i = 0; i < m; i++) {
+        const why = checkTopK(bytes.subarray(4 * m + i * size, 4 * m + (i + 1) * size), n, send)
+        if (why !== undefined) return `gathered part ${i}: ${why}`
+      }
+      return undefined
+    },
+    decodeResultInto: (bytes, n, m, out, offset) => {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      const size = topkBytes(n, send)
+      const acc = new Float64Array(n)
+      const x = new Float32Array(n)
+      for (let i = 0; i < m; i++) {
+        const f = view.getFloat32(4 * i, true)
+        decodeTopKInto(bytes.subarray(4 * m + i * size, 4 * m + (i + 1) * size), n, send, x)
+        for (let j = 0; j < n; j++) if (x[j] !== 0) acc[j] += f * x[j]
+      }
+      for (let j = 0; j < n; j++) out[offset + j] = m > 0 ? acc[j] / m : 0
+    }
+  }
+}
+
 function l2 (x: Float32Array): number {
   let ss = 0
   for (let i = 0; i < x.length; i++) ss += x[i] * x[i]
@@ -138,8 +196,24 @@ function l2 (x: Float32Array): number {
  * f64, divided by their count, rounded once to f32, encoded on the zero grid with m·k per chunk.
  */
 function reduceSparse (contribs: readonly Contribution[], n: number, whole: number | undefined, send: TopKParams, result: (m: number) => TopKParams): { bytes: Uint8Array, report: ReduceReport } {
+  const { report, factors, xs } = sparseAccept(contribs, n, whole, send)
+  const acc = new Float64Array(n)
+  xs.forEach((x, c) => {
+    const f = factors[c]
+    for (let i = 0; i < n; i++) if (x[i] !== 0) acc[i] += f * x[i]
+  })
+  const mean = new Float32Array(n)
+  if (xs.length > 0) for (let i = 0; i < n; i++) mean[i] = acc[i] / xs.length
+  return { bytes: encodeTopK(mean, result(xs.length)), report }
+}
+
+/**
+ * The bad-input rules on a part's top-k contributions (members in order): malformed or missing →
+ * refused, norm above the cap → a factor below 1. The accepted ones' decoded values, factors and bytes.
+ */
+function sparseAccept (contribs: readonly Contribution[], n: number, whole: number | undefined, send: TopKParams): { report: ReduceReport, factors: number[], xs: Float32Array[], parts: Uint8Array[] } {
   const report: ReduceReport = { accepted: [], rejected: [], clipped: [] }
-  const ok: Array<{ peer: string, x: Float32Array, norm: number, claim: number | undefined }> = []
+  const ok: Array<{ peer: string, q: Uint8Array, x: Float32Array, norm: number, claim: number | undefined }> = []
   for (const c of contribs) {
     if (c.q === undefined) { report.rejected.push({ peer: c.peer, reason: 'no contribution' }); continue }
     if (c.excluded !== undefined) { report.rejected.push({ peer: c.peer, reason: `excluded: ${c.excluded}` }); continue }
@@ -147,18 +221,14 @@ function reduceSparse (contribs: readonly Contribution[], n: number, whole: numb
     if (why !== undefined) { report.rejected.push({ peer: c.peer, reason: why }); continue }
     const x = new Float32Array(n)
     decodeTopKInto(c.q, n, send, x)
-    ok.push({ peer: c.peer, x, norm: l2(x), claim: c.norm })
+    ok.push({ peer: c.peer, q: c.q, x, norm: l2(x), claim: c.norm })
   }
   const cap = normCap(ok.map(o => o.norm), ok.map(o => o.claim), n, whole)
-  const acc = new Float64Array(n)
-  for (const o of ok) {
+  const factors = ok.map((o) => {
     report.accepted.push(o.peer)
-    let f = 1
-    if (o.norm > cap) { f = cap / o.norm; report.clipped.push({ peer: o.peer, norm: o.norm, cap }) }
-    const x = o.x
-    for (let i = 0; i < n; i++) if (x[i] !== 0) acc[i] += f * x[i]
-  }
-  const mean = new Float32Array(n)
-  if (ok.length > 0) for (let i = 0; i < n; i++) mean[i] = acc[i] / ok.length
-  return { bytes: encodeTopK(mean, result(ok.length)), report }
+    if (!(o.norm > cap)) return 1
+    report.clipped.push({ peer: o.peer, norm: o.norm, cap })
+    return Math.fround(cap / o.norm) // f32: what the gathered RESULT carries, so both reductions use it
+  })
+  return { report, factors, xs: ok.map(o => o.x), parts: ok.map(o => o.q) }
 }
