@@ -18,6 +18,7 @@
  *
  * Flags: --device cpu|webgpu (cpu) --prompt-len N (16) --tokens N (24) --trials N (5) --runs N (10)
  *        --steps N (200) --honest N (2000)
+ *        --only honest: the false-positive run alone, into bench/results/verify-honest.json
  * Writes bench/results/verify.json (headline figures) and verify.meta.json (every trial, load).
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -230,6 +231,12 @@ async function falsePositives (): Promise<Record<string, unknown>> {
 
 const t0 = Date.now()
 const loadBefore = load()
+if (arg('only') === 'honest') {
+  const honest = await falsePositives()
+  mkdirSync('bench/results', { recursive: true })
+  writeFileSync('bench/results/verify-honest.json', JSON.stringify({ date: new Date().toISOString(), load_before: loadBefore, load_after: load(), seconds: (Date.now() - t0) / 1000, ...honest }, null, 2) + '\n')
+  process.exit(0)
+}
 const results = { overhead: await overhead(), detection: await detection(), honest: await falsePositives() }
 mkdirSync('bench/results', { recursive: true })
 const o = results.overhead as { verify_overhead: Record<string, number>, recompute_ratio: Record<string, number>, decode_tps: Record<string, number> }
