@@ -15,6 +15,10 @@
  * `directory` a DhtDirectory or a MemoryDirectory. `push: true` lets servers pass activations
  * straight to the next server (CHAIN / PUSH in PROTOCOL.md): fewer one-way messages on a token's
  * path, more messages in all — worth it between distant peers, not on loopback.
+ *
+ *   // a client that checks servers' outputs on other servers, publishing evidence against liars
+ *   const board = new EvidenceBoard(swarmDoc)
+ *   const client = new InferenceClient({ ..., verify: { rate: 0.05, onEvidence: a => board.accuse(a) } })
  */
 export * from './errors.ts'
 export type { BlockRecord, ExpertRecord, ServerState, SwarmDirectory } from './records.ts'
@@ -29,6 +33,9 @@ export type { SpanBackend, SpanCache, SpanStep } from './server/backend.ts'
 export { InferenceClient, type FailoverEvent } from './client/client.ts'
 export { InferenceSession } from './client/session.ts'
 export { swarmGenerate, type ClientEnds } from './client/generate.ts'
+export { VerifyPolicy, type VerifyOptions, type VerifyStats } from './client/verify.ts'
+export { VERIFY_TOLERANCE, rowDeviation } from './client/verify-compare.ts'
+export { EvidenceBoard, parseAccusation, type Accusation, type SignedAccusation } from './evidence.ts'
 export { ExpertHost, type ExpertRunner } from './moe/expert-host.ts'
 export { RemoteExperts, assignHosts } from './moe/remote-experts.ts'
 export { CoSelectionStats, placeExperts } from './moe/coselection.ts'
