@@ -1,0 +1,112 @@
+/**
+ * `npm run bench:scale` — the scale simulator (web/src/sim) on this machine:
+ *
+ * 1. DHT: N real libp2p nodes (the swarm's kad-dht over @libp2p/memory, seeded latency) at each
+ *    --dht-n; `--lookups` provide+find pairs between random live nodes, a 10 % churn round
+ *    (stop + join) between each batch of 5 (a round stands for a minute: 10 %/min churn).
+ *    dht_success = found / lookups, dht_hops_p95 over the found ones, with ⌈log₂ N⌉ beside it.
+ * 2. Swarm doc: at each --crdt-n live peers, 15 rounds of 60 s virtual time with 10 % churn per
+ *    round through the real SwarmDoc; bytes of the hub's full state per live peer at the end,
+ *    and the join sync (a fresh doc merging that state through applyRemote): bytes and ms.
+ * 3. Routing: --route-servers servers, --route-requests requests planned from a directory one
+ *    10 % churn step stale (real planRoute, failed hops banned and re-planned); success rate and
+ *    the p50/p95 ratio of the used route's cost to the global-knowledge best route.
+ *
+ * Flags: --seed 1 --dht-n 16,32 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
+ *        --route-requests 200
+ * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { CrdtChurnSim } from '../web/src/sim/crdt-churn.ts'
+import { DhtSwarm } from '../web/src/sim/dht-swarm.ts'
+import { NetModel, percentile } from '../web/src/sim/model.ts'
+import { RoutingSim } from '../web/src/sim/routing.ts'
+
+function arg (name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? process.argv[i + 1] : dflt
+}
+const list = (s: string): number[] => s.split(',').filter(x => x !== '').map(Number)
+
+const seed = Number(arg('seed', '1'))
+const load = (): number[] => os.loadavg().map(x => Math.round(x * 100) / 100)
+const loadBefore = load()
+const log = (l: string): void => { console.log(`[${new Date().toISOString().slice(11, 19)} load ${load()[0]}] ${l}`) }
+
+interface DhtRow { n: number, start_s: number, rss_mb_per_node: number, routing_table_mean: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number }
+async function dhtAt (n: number, lookups: number): Promise<DhtRow> {
+  const rss0 = process.memoryUsage().rss
+  const t0 = Date.now()
+  const model = new NetModel({ seed, minLatencyMs: 2, medianLatencyMs: 10 })
+  const s = await DhtSwarm.create(n, { model })
+  const startS = (Date.now() - t0) / 1000
+  const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
+  log(`dht n=${n}: started in ${startS.toFixed(1)} s, ${rssPerNode.toFixed(1)} MB/node, routing table ${s.meanRoutingTableSize().toFixed(1)}`)
+  const hops: number[] = []
+  const ms: number[] = []
+  let found = 0
+  let provideFailed = 0
+  for (let i = 0; i < lookups; i++) {
+    if (i > 0 && i % 5 === 0) await s.churn(0.1)
+    const live = s.live
+    const [a, b] = model.pick(live.length, 2).map(j => live[j])
+    const key = `/sim/${n}/${i}`
+    if (!await s.provide(a, key)) provideFailed++
+    const r = await s.findProvider(b, key, a.id)
+    if (r.found) { found++; hops.push(r.hops) }
+    ms.push(r.ms)
+  }
+  const row = { n, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50) }
+  await s.stop()
+  log(`dht n=${n}: ${JSON.stringify(row)}`)
+  return row
+}
+
+interface CrdtRow { n: number, rounds: number, ever_joined: number, hub_entries: number, stale_held: number, crdt_bytes_per_live_peer: number, crdt_bytes_per_live_peer_round1: number, join_sync_bytes: number, join_sync_ms: number, wall_s: number }
+async function crdtAt (n: number): Promise<CrdtRow> {
+  const t0 = Date.now()
+  const sim = new CrdtChurnSim({ livePeers: n, seed, churnPerRound: 0.1, roundMs: 60_000, observers: 1 })
+  await sim.join(n)
+  let first = 0
+  let last = await sim.measure()
+  for (let r = 0; r < 15; r++) {
+    last = await sim.step()
+    if (r === 0) first = last.bytesPerLivePeer
+  }
+  const join = await sim.joinSync()
+  const row = { n, rounds: last.round, ever_joined: last.everJoined, hub_entries: last.hubEntries, stale_held: last.staleHeld, crdt_bytes_per_live_peer: Math.round(last.bytesPerLivePeer), crdt_bytes_per_live_peer_round1: Math.round(first), join_sync_bytes: join.bytes, join_sync_ms: Math.round(join.ms), wall_s: (Date.now() - t0) / 1000 }
+  log(`crdt n=${n}: ${JSON.stringify(row)}`)
+  return row
+}
+
+const dhtRows: DhtRow[] = []
+for (const n of list(arg('dht-n', '16,32'))) dhtRows.push(await dhtAt(n, Number(arg('lookups', '20'))))
+const crdtRows: CrdtRow[] = []
+for (const n of list(arg('crdt-n', '100,500,1000'))) crdtRows.push(await crdtAt(n))
+const servers = Number(arg('route-servers', '1000'))
+const routing = new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(Number(arg('route-requests', '200')))
+const routeRow = { servers, requests: routing.requests, succeeded: routing.succeeded, failovers: routing.failovers, route_ratio_p50: percentile(routing.ratios, 50), route_ratio_p95: percentile(routing.ratios, 95) }
+log(`routing: ${JSON.stringify(routeRow)}`)
+
+const byN = <T extends { n: number }>(rows: T[], k: keyof T): Record<string, unknown> => Object.fromEntries(rows.map(r => [String(r.n), r[k]]))
+const result = {
+  dht_success: byN(dhtRows, 'dht_success'),
+  dht_hops_p95: byN(dhtRows, 'dht_hops_p95'),
+  crdt_bytes_per_live_peer: byN(crdtRows, 'crdt_bytes_per_live_peer'),
+  join_sync_ms: byN(crdtRows, 'join_sync_ms'),
+  join_sync_bytes: byN(crdtRows, 'join_sync_bytes'),
+  route_success: routeRow.succeeded / routeRow.requests,
+  route_ratio_p50: routeRow.route_ratio_p50,
+  route_ratio_p95: routeRow.route_ratio_p95,
+  // Not measured by this bench (see BENCHMARKS.md § Scale): several relays, relay capacity, tab connection budget.
+  relay_failover_s: null,
+  relay_peers_max: null,
+  relay_bytes_per_peer: null,
+  tab_peer_connections_24h: null
+}
+mkdirSync('bench/results', { recursive: true })
+writeFileSync('bench/results/scale.json', JSON.stringify(result, null, 2) + '\n')
+writeFileSync('bench/results/scale.meta.json', JSON.stringify({ date: new Date().toISOString(), seed, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gb: Math.round(os.totalmem() / 2 ** 30), load_before: loadBefore, load_after: load(), dht: dhtRows, crdt: crdtRows, routing: routeRow }, null, 2) + '\n')
+log('wrote bench/results/scale.json')
+process.exit(0)
