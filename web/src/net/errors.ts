@@ -16,10 +16,8 @@ export class MalformedMessageError extends WebSwarmError {
   readonly errorCode = 'net.malformed-message'
   readonly callerFault = true
   /** `(detail)`, or `(protocol, detail)` for "<protocol>: malformed message: <detail>". */
-  constructor (detail: string)
-  constructor (protocol: string, detail: string)
-  constructor (a: string, b?: string) {
-    super(describe('malformed message', a, b))
+  constructor (...args: [detail: string] | [protocol: string, detail: string]) {
+    super(describe('malformed message', args[0], args[1]))
   }
 }
 
@@ -29,10 +27,8 @@ export class LimitExceededError extends WebSwarmError {
   readonly errorCode = 'net.limit-exceeded'
   readonly callerFault = true
   /** `(detail)`, or `(protocol, detail)` for "<protocol>: limit exceeded: <detail>". */
-  constructor (detail: string)
-  constructor (protocol: string, detail: string)
-  constructor (a: string, b?: string) {
-    super(describe('limit exceeded', a, b))
+  constructor (...args: [detail: string] | [protocol: string, detail: string]) {
+    super(describe('limit exceeded', args[0], args[1]))
   }
 }
 

@@ -26,8 +26,3 @@ export abstract class WebSwarmError extends Error {
 export function hasErrorCode (e: unknown, ...codes: ErrorCodeString[]): boolean {
   return e instanceof WebSwarmError && codes.includes(e.errorCode)
 }
-
-/** The stable code of `e`, or undefined for errors outside the hierarchy (bugs, platform errors). */
-export function errorCodeOf (e: unknown): ErrorCodeString | undefined {
-  return e instanceof WebSwarmError ? e.errorCode : undefined
-}

@@ -49,16 +49,6 @@ const DTYPES: ReadonlyArray<{ dtype: TensorDType, code: number, bytes: number }>
 const DTYPE_BY_NAME = new Map(DTYPES.map(d => [d.dtype, d]))
 const DTYPE_BY_CODE = new Map(DTYPES.map(d => [d.code, d]))
 
-/** A dtype's one-byte wire code: the same table for stream frames and the swarm codecs' inline tensors. */
-export function dtypeCode (dtype: TensorDType): number {
-  return DTYPE_BY_NAME.get(dtype)!.code
-}
-
-/** The dtype of a wire code, or undefined for a code no dtype has. */
-export function dtypeOfCode (code: number): TensorDType | undefined {
-  return DTYPE_BY_CODE.get(code)?.dtype
-}
-
 /** Largest u32, the ceiling of every length and dimension field. */
 const U32_MAX = 0xFFFF_FFFF
 
@@ -126,7 +116,7 @@ export function readFrameHeader (src: Uint8Array): FrameHeader {
 // ---------------------------------------------------------------- START
 
 /** Checks a tensor we are about to send and returns its dtype's wire code. */
-export function checkTensor (t: NamedTensor): number {
+function checkTensor (t: NamedTensor): number {
   const d = DTYPE_BY_NAME.get(t.dtype)
   if (d === undefined) throw new InvalidTensorError(`tensor "${t.name}": unknown dtype ${String(t.dtype)}`)
   if (!Array.isArray(t.shape) || t.shape.length > MAX_RANK) throw new InvalidTensorError(`tensor "${t.name}": rank must be 0…${MAX_RANK}`)
@@ -267,7 +257,7 @@ export function writeError (code: number, message: string): Uint8Array {
   return out
 }
 
-export function readError (body: Uint8Array): { code: number, message: string } {
+function readError (body: Uint8Array): { code: number, message: string } {
   if (body.byteLength < 2) throw new MalformedFrameError(`ERROR body ${body.byteLength} bytes, needs ≥ 2`)
   if (body.byteLength > 2 + MAX_ERROR_MESSAGE_BYTES) throw new LimitExceededError(`ERROR message ${body.byteLength - 2} bytes > ${MAX_ERROR_MESSAGE_BYTES}`)
   const code = new DataView(body.buffer, body.byteOffset, 2).getUint16(0, true)
@@ -283,7 +273,7 @@ export function writeCredit (messages: number): Uint8Array {
   return out
 }
 
-export function readCredit (body: Uint8Array): number {
+function readCredit (body: Uint8Array): number {
   if (body.byteLength !== 4) throw new MalformedFrameError(`CREDIT body ${body.byteLength} bytes, must be 4`)
   const n = new DataView(body.buffer, body.byteOffset, 4).getUint32(0, true)
   if (n === 0) throw new MalformedFrameError('CREDIT of 0 messages')

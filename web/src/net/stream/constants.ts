@@ -13,13 +13,13 @@ export const FRAME_HEADER_BYTES = 16
  * Largest message a WebRTC data channel carries portably (bytes). libp2p's WebRTC stream slices
  * every send() into messages of this size minus its own protobuf envelope.
  */
-export const WEBRTC_MAX_MESSAGE_BYTES = 16 * 1024
+const WEBRTC_MAX_MESSAGE_BYTES = 16 * 1024
 
 /**
  * Bytes libp2p-webrtc's protobuf + varint envelope adds to a data-channel message (it computes 6
  * for 16 KiB messages); 32 leaves margin for other implementations.
  */
-export const WEBRTC_ENVELOPE_BYTES = 32
+const WEBRTC_ENVELOPE_BYTES = 32
 
 /**
  * Payload bytes per DATA frame we send: one frame (header + chunk) fits one WebRTC message, so a

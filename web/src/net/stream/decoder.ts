@@ -30,7 +30,7 @@ export interface DecoderEvents {
 }
 
 /** A FIFO of byte chunks; hands out contiguous slices (views when they do not straddle chunks). */
-export class ByteQueue {
+class ByteQueue {
   private bufs: Uint8Array[] = []
   private head = 0 // bytes of bufs[0] already consumed
   length = 0

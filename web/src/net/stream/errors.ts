@@ -70,16 +70,18 @@ export class InvalidTensorError extends WebSwarmError {
   readonly callerFault = true
 }
 
-/** The peer answered with an ERROR frame; `code` (its wire code) is one of {@link ErrorCode}. */
-export class RemoteError extends WebSwarmError {
+/** An error that travels as an ERROR frame: `code` is its wire code, one of {@link ErrorCode}. */
+abstract class FrameCodedError extends WebSwarmError {
+  constructor (readonly code: number, message: string) {
+    super(message)
+  }
+}
+
+/** The peer answered with an ERROR frame carrying `code`. */
+export class RemoteError extends FrameCodedError {
   override name = 'RemoteError'
   readonly errorCode = 'stream.remote'
   readonly callerFault = false
-  readonly code: number
-  constructor (code: number, message: string) {
-    super(message)
-    this.code = code
-  }
 }
 
 /** Codes of the errors caused by bytes a peer sent (the stream is reset, the peer is at fault). */
@@ -94,13 +96,8 @@ export function isPeerFault (err: unknown): boolean {
 }
 
 /** Thrown by a handler to answer with a specific ERROR code (see ErrorCode) instead of HANDLER_FAILED. */
-export class HandlerError extends WebSwarmError {
+export class HandlerError extends FrameCodedError {
   override name = 'HandlerError'
   readonly errorCode = 'stream.handler'
   readonly callerFault = true
-  readonly code: number
-  constructor (code: number, message: string) {
-    super(message)
-    this.code = code
-  }
 }

@@ -19,7 +19,7 @@ import type { Connection, PeerId } from '@libp2p/interface'
 export type TensorDType = 'f32' | 'f16' | 'i32' | 'u32' | 'u8' | 'q8'
 
 /** A tensor on the wire: row-major little-endian bytes. `data.byteLength` must match dtype × shape. */
-export interface TensorPayload {
+interface TensorPayload {
   dtype: TensorDType
   /** Dimensions, outermost first; at most MAX_RANK (8), each < 2^32. */
   shape: number[]
@@ -108,6 +108,6 @@ export interface TensorChannel extends AsyncIterable<TensorMessage> {
   abort(err: Error): void
 }
 
-export { call, handle, openStream, handleStream, unhandle, serveCall, serveStream } from './rpc.ts'
-export { ErrorCode, messageBytes } from './codec.ts'
+export { call, handle, openStream, handleStream, unhandle } from './rpc.ts'
+export { ErrorCode } from './codec.ts'
 export * from './errors.ts'

@@ -18,11 +18,12 @@ export type StreamNode = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>
 /** Serves `protocol`: each inbound stream carries one request message and gets one response. */
 export async function handle (node: StreamNode, protocol: string, handler: CallHandler, limits?: TensorStreamLimits): Promise<void> {
   const l = resolveLimits(limits)
-  await node.handle(protocol, async (stream, connection) => { await serveCall(stream, connection, protocol, handler, l) }, {
-    maxInboundStreams: l.maxInboundStreams,
-    maxOutboundStreams: l.maxOutboundStreams,
-    runOnLimitedConnection: l.runOnLimitedConnection
-  })
+  await node.handle(protocol, async (stream, connection) => { await serveCall(stream, connection, protocol, handler, l) }, registrarOptions(l))
+}
+
+/** The libp2p registrar's options for a handler with limits `l` (stream counts, relayed links). */
+function registrarOptions (l: ResolvedLimits): { maxInboundStreams: number, maxOutboundStreams: number, runOnLimitedConnection: boolean } {
+  return { maxInboundStreams: l.maxInboundStreams, maxOutboundStreams: l.maxOutboundStreams, runOnLimitedConnection: l.runOnLimitedConnection }
 }
 
 /** Stops serving `protocol`. */
@@ -31,7 +32,7 @@ export async function unhandle (node: StreamNode, protocol: string): Promise<voi
 }
 
 /** Serves one inbound request/response stream (what `handle` registers; the fuzz test calls it directly). */
-export async function serveCall (stream: Stream, connection: Connection, protocol: string, handler: CallHandler, limits?: TensorStreamLimits): Promise<void> {
+async function serveCall (stream: Stream, connection: Connection, protocol: string, handler: CallHandler, limits?: TensorStreamLimits): Promise<void> {
   const l = resolveLimits(limits)
   const fs = new FramedStream(stream, { ...l, maxMessages: 1 }, { remotePeer: connection.remotePeer, protocol, streaming: false })
   const timer = setTimeout(() => { fs.abort(new StreamTimeoutError(`${protocol} handler ran past ${l.handlerTimeoutMs} ms`)) }, l.handlerTimeoutMs)
@@ -89,15 +90,11 @@ export async function call (node: StreamNode, peer: PeerId, protocol: string, re
 /** Serves `protocol` with a streaming handler: many messages each way, credit flow control. */
 export async function handleStream (node: StreamNode, protocol: string, handler: StreamHandler, limits?: TensorStreamLimits): Promise<void> {
   const l = resolveLimits(limits)
-  await node.handle(protocol, async (stream, connection) => { await serveStream(stream, connection, protocol, handler, l) }, {
-    maxInboundStreams: l.maxInboundStreams,
-    maxOutboundStreams: l.maxOutboundStreams,
-    runOnLimitedConnection: l.runOnLimitedConnection
-  })
+  await node.handle(protocol, async (stream, connection) => { await serveStream(stream, connection, protocol, handler, l) }, registrarOptions(l))
 }
 
 /** Serves one inbound streaming stream (what `handleStream` registers). */
-export async function serveStream (stream: Stream, connection: Connection, protocol: string, handler: StreamHandler, limits?: TensorStreamLimits): Promise<void> {
+async function serveStream (stream: Stream, connection: Connection, protocol: string, handler: StreamHandler, limits?: TensorStreamLimits): Promise<void> {
   const l = resolveLimits(limits)
   const fs = new FramedStream(stream, l, { remotePeer: connection.remotePeer, protocol, streaming: true })
   const channel = new Channel(fs, connection.remotePeer)
@@ -192,5 +189,3 @@ function writeFailure (fs: FramedStream, id: number, err: unknown): void {
   const e = err as Error
   fs.writeError(id, code, `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}`)
 }
-
-export type { ResolvedLimits }

@@ -101,17 +101,12 @@ type MsgOf<K extends keyof Specs> = Simplify<
 >
 
 export type ReadyMsg = MsgOf<'READY'>
-export type StartMsg = MsgOf<'START'>
-export type BehindMsg = MsgOf<'BEHIND'>
 export type ReduceMsg = MsgOf<'REDUCE'>
 export type ResultMsg = MsgOf<'RESULT'>
 export type FailMsg = MsgOf<'FAIL'>
 export type FetchMsg = MsgOf<'FETCH'>
-export type NoneMsg = MsgOf<'NONE'>
 export type DoneMsg = MsgOf<'DONE'>
-export type AckMsg = MsgOf<'ACK'>
 export type SnapshotMsg = MsgOf<'SNAPSHOT'>
-export type StateMsg = MsgOf<'STATE'>
 export type AllReduceMsg = { [K in keyof Specs]: MsgOf<K> }[keyof Specs]
 
 const SPEC_BY_CODE = new Map<number, AllReduceSpec>(Object.values(ALLREDUCE_MESSAGES).map(m => [m.code, m]))
@@ -207,11 +202,4 @@ export function renderAllReduceTable (): string {
   const rows = Object.entries(ALLREDUCE_MESSAGES).map(([name, m]: [string, AllReduceSpec]) =>
     `| ${m.code} | ${name} | ${m.dir} | ${Object.entries(m.fields).map(([k, f]) => renderField(k, f)).join(', ') || '—'} | ${m.payload === undefined ? '—' : `u8 tensor: ${m.payload}`} |`)
   return ['| t | name | direction | header fields (metadata), checked in this order | payload tensor |', '|---|---|---|---|---|', ...rows].join('\n')
-}
-
-/** Decodes and checks the type is one of `want` (a reply of the wrong kind is a protocol error). */
-export function expectMsg<T extends AllReduceMsg['type']> (message: TensorMessage, ...want: T[]): Extract<AllReduceMsg, { type: T }> {
-  const m = decodeMsg(message)
-  if (!(want as number[]).includes(m.type)) throw new AllReduceProtocolError(`expected message type ${want.join('|')}, got ${m.type}`)
-  return m as Extract<AllReduceMsg, { type: T }>
 }

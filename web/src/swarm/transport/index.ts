@@ -42,5 +42,4 @@ export interface RpcTransport {
   connect? (peer: string, timeoutMs: number): Promise<void>
 }
 
-export { MemoryNetwork, MemoryTransport } from './memory.ts'
-export type { MemoryNetworkOptions } from './memory.ts'
+export { MemoryNetwork } from './memory.ts'

@@ -21,7 +21,7 @@ import { StateHashMismatchError } from '../train/errors.ts'
 import { KEEP_STATES, stateChunkBytes, type StateFetchOptions, type StateFetchResult, type StateShards } from '../train/state-shards.ts'
 
 /** How long a state a peer read from us stays held beyond `keep` (ms): a joiner's fetch outlives fast syncs. */
-export const STATE_LEASE_MS = 30_000
+const STATE_LEASE_MS = 30_000
 
 /**
  * A ShardStore that holds the chunks of the newest `keep` manifests (chunks shared by several

@@ -24,13 +24,8 @@ export const EXPERT_MESSAGES = defineMessages({
 })
 
 export type ExpertMsg = MessageOf<typeof EXPERT_MESSAGES>
-export type ExpertCallMsg = Extract<ExpertMsg, { type: 'call' }>
-export type ExpertResultMsg = Extract<ExpertMsg, { type: 'result' }>
-export type ExpertErrorMsg = Extract<ExpertMsg, { type: 'error' }>
-export type ExpertRows = ExpertCallMsg['items'][number]
+export type ExpertRows = Extract<ExpertMsg, { type: 'call' }>['items'][number]
 
-/** Message type bytes, by name. */
-export const EXPERT_TYPES = { call: EXPERT_MESSAGES.call.code, result: EXPERT_MESSAGES.result.code, error: EXPERT_MESSAGES.error.code } as const
 
 const codec = messageCodec(EXPERT, WIRE_VERSION, EXPERT_MESSAGES)
 

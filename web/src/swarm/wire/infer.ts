@@ -69,21 +69,11 @@ export const INFER_MESSAGES = defineMessages({
 })
 
 export type InferMsg = MessageOf<typeof INFER_MESSAGES>
-export type OpenMsg = Extract<InferMsg, { type: 'open' }>
-export type OpenedMsg = Extract<InferMsg, { type: 'opened' }>
 export type StepMsg = Extract<InferMsg, { type: 'step' }>
-export type OutputMsg = Extract<InferMsg, { type: 'output' }>
-export type CloseMsg = Extract<InferMsg, { type: 'close' }>
-export type ClosedMsg = Extract<InferMsg, { type: 'closed' }>
-export type InfoMsg = Extract<InferMsg, { type: 'info' }>
-export type InfoOkMsg = Extract<InferMsg, { type: 'infoOk' }>
 export type ChainMsg = Extract<InferMsg, { type: 'chain' }>
 export type ChainedMsg = Extract<InferMsg, { type: 'chained' }>
 export type PushMsg = Extract<InferMsg, { type: 'push' }>
 export type PushedMsg = Extract<InferMsg, { type: 'pushed' }>
-export type ErrorMsg = Extract<InferMsg, { type: 'error' }>
-/** Where a CHAIN step's input comes from: inline hidden states, or a PUSH from peer `from`. */
-export type ChainInput = ChainMsg['input']
 /** Where a CHAIN step's output goes besides the reply: that server's session. */
 export type ChainNext = NonNullable<ChainMsg['next']>
 

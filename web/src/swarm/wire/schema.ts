@@ -49,7 +49,7 @@ export interface TensorField extends Labelled {
 export interface ListField<O extends Fields = Fields> extends Labelled { kind: 'list', max: number, of: O }
 export interface OneOfField<C extends Record<number, Fields> = Record<number, Fields>> extends Labelled { kind: 'oneOf', cases: C }
 export interface OptionalField<O extends Fields = Fields> extends Labelled { kind: 'optional', of: O }
-export type Field = StringField | VarintField | MilliField | TensorField | ListField | OneOfField | OptionalField
+type Field = StringField | VarintField | MilliField | TensorField | ListField | OneOfField | OptionalField
 export type Fields = Readonly<Record<string, Field>>
 
 /** A UTF-8 string of ≤ MAX_STRING_BYTES bytes. */
@@ -69,7 +69,7 @@ export const optional = <O extends Fields>(of: O, o: Labelled = {}): OptionalFie
 
 // ---------------------------------------------------------------- messages and their types
 
-export interface MessageSpec {
+interface MessageSpec {
   /** The type code (`t` in the metadata). */
   code: number
   /** Who sends it to whom, for the table. */
@@ -115,7 +115,7 @@ type ValueOf<F> =
             : F extends OptionalField<infer O> ? RecordOf<O>
               : never
 /** The value a field set decodes to; optional fields become optional properties. */
-export type RecordOf<O extends Fields> = Simplify<
+type RecordOf<O extends Fields> = Simplify<
   { -readonly [K in keyof O as O[K] extends OptionalField ? never : K]: ValueOf<O[K]> } &
   { -readonly [K in keyof O as O[K] extends OptionalField ? K : never]?: ValueOf<O[K]> }
 >
@@ -317,7 +317,7 @@ export function messageCodec<S extends Schema> (spec: SwarmProtocolSpec, version
 // ---------------------------------------------------------------- the written grammar
 
 /** `infoOk` → `INFO_OK`. */
-export function wireName (key: string): string {
+function wireName (key: string): string {
   return key.replace(/[A-Z]/g, c => `_${c}`).toUpperCase()
 }
 
