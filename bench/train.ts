@@ -3,7 +3,7 @@
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4
- *   --delay-outer --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
+ *   --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN)
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
@@ -62,6 +62,7 @@ const { values: a } = parseArgs({
     'util-syncs': { type: 'string', default: '6' },
     'skip-util': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
+    'local-residual': { type: 'boolean', default: false },
     'skip-goodput': { type: 'boolean', default: false },
     'skip-loss': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/train.json' },
@@ -105,7 +106,8 @@ async function main (): Promise<void> {
       OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } }),
       CODEC,
       DELAY,
-      SKIP_BASELINE: a['skip-baseline'] === true
+      SKIP_BASELINE: a['skip-baseline'] === true,
+      LOCAL_RESIDUAL: a['local-residual'] === true
     }, be)
     log(`  params ${lb.P}; bytes/worker/step: DiLoCo ${lb.bytesPerStep.toFixed(1)}, DP fp32 ${lb.dpBytesPerStep.toFixed(0)} → ${(lb.dpBytesPerStep / lb.bytesPerStep).toFixed(0)}×`)
     log(`  eval loss: DiLoCo ${lb.diloco.toFixed(4)}, baseline ${lb.baseline.toFixed(4)} → ratio ${(lb.diloco / lb.baseline).toFixed(4)}`)

@@ -2,7 +2,8 @@
  * DiLoCo workers with top-k pseudo-gradients and the one-step-delayed outer update, on a real tiny
  * Llama (CPU twins) over the seeded in-memory network: replicas stay bit-identical after every
  * sync, the loss falls, inner steps go on while a sync is in flight, and the steps taken while
- * it was in flight are kept (rebased), not replaced.
+ * it was in flight are kept (rebased), not replaced; with localResidual, what error feedback holds
+ * back stays in each worker's model.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
@@ -98,6 +99,21 @@ describe('top-k pseudo-gradients with the one-step-delayed outer update', () => 
     expect(checked).toBe(true)
     expect(expectIdentical(ns)).toBe(4)
     expect(ns[0].syncs.map(s => s.fragment)).toEqual([0, 1, 0, 1])
+  })
+
+  it('localResidual: after each sync θ_local = θ_global − residual (what error feedback holds back stays in the model); replicas identical', async () => {
+    const ns = swarm(3, 9, { localResidual: true })
+    for (const n of ns) await n.worker.initFromModel()
+    await Promise.all(ns.map(async n => { await n.worker.runSyncs(3, undefined, { last: true }) }))
+    expect(expectIdentical(ns)).toBe(3)
+    for (const n of ns) {
+      const w = n.worker
+      const local = await (w as unknown as { readLocal: () => Promise<Float32Array> }).readLocal()
+      const e = (w as unknown as { ef: Array<{ residual: Float32Array }> }).ef[0].residual
+      expect(e.some(v => v !== 0)).toBe(true) // top-k held something back
+      for (let i = 0; i < local.length; i++) expect(local[i]).toBe(Math.fround(w.global[i] - e[i]))
+    }
+    expect(() => new DiLoCoWorker(initModel(CONFIG, cpu, 7), train, ns[0].ar, { ...OPTS, dataSeed: 1, localResidual: true, delayOuter: true })).toThrow(/localResidual needs/)
   })
 
   it('refuses delayOuter with overlapSteps or mixAlpha', () => {

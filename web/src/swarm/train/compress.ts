@@ -21,8 +21,12 @@ export class ErrorFeedback {
 
   readonly codec: PartCodec
 
-  /** `codec`: a q8 block (the baseline) or any run codec. */
-  constructor (readonly n: number, codec: number | PartCodec) {
+  /**
+   * `codec`: a q8 block (the baseline) or any run codec. `inModel`: the residual already lives in
+   * the caller's local model (θ_local ← θ_global − residual after a sync: worker.ts
+   * `localResidual`), so Δ includes it and compress() must not add it again.
+   */
+  constructor (readonly n: number, codec: number | PartCodec, readonly inModel = false) {
     if (!Number.isInteger(n) || n < 1) throw new TrainArgumentError(`ErrorFeedback: n must be a positive integer, got ${n}`)
     if (typeof codec === 'number' && !isValidQ8Block(codec)) throw new TrainArgumentError(`ErrorFeedback: q8 block ${codec} is not a multiple of 4 in [32, 256]`)
     this.codec = typeof codec === 'number' ? q8Codec(codec) : codec
@@ -38,7 +42,8 @@ export class ErrorFeedback {
   compress (delta: Float32Array): { q: Uint8Array, sent: Float32Array, norm: number } {
     if (delta.length !== this.n) throw new TrainArgumentError(`ErrorFeedback: delta has ${delta.length} elements, expected ${this.n}`)
     const target = new Float32Array(this.n)
-    for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
+    if (this.inModel) target.set(delta)
+    else for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
     let enc: { bytes: Uint8Array, sent: Float32Array }
     try {
       enc = this.codec.encode(target)

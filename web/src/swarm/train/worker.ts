@@ -63,6 +63,13 @@ export interface DiLoCoOptions {
    * replaced. Excludes overlapSteps and mixAlpha. @default false
    */
   delayOuter?: boolean
+  /**
+   * After a sync, θ_local ← θ_global − residual instead of θ_global: what error feedback holds back
+   * (Δ not sent yet) stays in this worker's model, so its next window does not learn it again,
+   * and Δ = θ_global − θ_local already carries it (ErrorFeedback `inModel`). Needs τ = 0, no
+   * delayOuter. @default false
+   */
+  localResidual?: boolean
   /** q8 block of pseudo-gradients (with the q8 codec; the codec is the all-reduce's). @default 64 */
   block?: number
   /** Seed of this worker's data windows (with the sync number mixed in): a per-peer shard. */
@@ -177,6 +184,7 @@ export class DiLoCoWorker {
       if (this.tau !== 0 || (opts.mixAlpha ?? 0) !== 0) throw new TrainArgumentError('delayOuter replaces overlapSteps and mixAlpha: leave them 0')
       this.tau = Math.floor(H / this.F)
     }
+    if (opts.localResidual === true && (this.tau !== 0 || opts.delayOuter === true)) throw new TrainArgumentError('localResidual needs overlapSteps 0 and no delayOuter')
     const alpha = opts.mixAlpha ?? 0
     if (!(alpha >= 0 && alpha < 1)) throw new TrainArgumentError(`mixAlpha must be in [0, 1), got ${alpha}`)
     if (allreduce.codec.kind === 'q8' && (opts.block ?? DEFAULT_Q8_BLOCK) !== allreduce.block) throw new TrainArgumentError(`worker block ${opts.block ?? DEFAULT_Q8_BLOCK} differs from the all-reduce's ${allreduce.block}`)
@@ -185,7 +193,7 @@ export class DiLoCoWorker {
     this.global = new Float32Array(this.layout.total)
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
-    this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.codec))
+    this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.codec, opts.localResidual === true))
     this.recv = this.fragments.map(() => ({}))
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
@@ -379,7 +387,12 @@ export class DiLoCoWorker {
     nesterovStep(g, this.momentum.subarray(frag.start, frag.end), out.mean, this.outer)
     const alpha = this.opts.mixAlpha ?? 0
     if (this.base !== undefined) await this.rebase(frag)
-    else if (alpha === 0 || this.tau === 0) this.writeLocal(this.global, frag.start, frag.end)
+    else if (this.opts.localResidual === true) {
+      const e = this.ef[frag.index].residual
+      const full = new Float32Array(this.layout.total)
+      for (let i = frag.start; i < frag.end; i++) full[i] = Math.fround(this.global[i] - e[i - frag.start])
+      this.writeLocal(full, frag.start, frag.end)
+    }    else if (alpha === 0 || this.tau === 0) this.writeLocal(this.global, frag.start, frag.end)
     else {
       const local = (await this.readLocal()).subarray(frag.start, frag.end)
       const mixed = new Float32Array(g.length)
