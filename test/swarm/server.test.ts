@@ -81,7 +81,9 @@ describe('block server', () => {
     const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
     if (o.type !== 'opened') throw new Error('not opened')
     now = 2000
-    await new Promise(r => setTimeout(r, 30))
+    // Waits for a sweep that ran after the clock moved (a fixed 30 ms could pass without one on a loaded machine).
+    const sweeps = server.stats.sweeps
+    await until(() => server.stats.sweeps > sweeps)
     expect(server.sessions.size).toBe(0)
     expect(server.sessions.reservedBytes).toBe(0)
     await expect(a({ type: 'step', session: o.session, position: 0, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
