@@ -13,6 +13,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { TypedEventEmitter } from 'main-event'
+import { ConnectionBudget } from './conn-budget.ts'
 import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import type { WebSwarmNode } from './node.ts'
 
@@ -51,6 +52,9 @@ const DHT_QUERY_TIMEOUT_MS = 10_000
 export const GONE_AFTER_NO_RESERVATION = 4
 /** A gone candidate is not re-added from discovery for this long, in ms (it may dial us itself). */
 export const GONE_FOR_MS = 60_000
+
+/** Protocols whose streams stay open on every link (gossip mesh, identify, ping, DHT): not activity. */
+const BACKGROUND_PROTOCOL = /^\/(meshsub|floodsub|ipfs\/id|ipfs\/ping|webswarm\/kad)\//
 
 /** Classifies a connection: direct WebRTC, relayed (limited / via /p2p-circuit), websocket. */
 export function connectionKind (conn: Connection): ConnectionKind {
@@ -195,6 +199,8 @@ export interface PeerManagerInit {
   dhtDiscoveryIntervalMs?: number
   /** Log sink for connection events. @default console.info */
   log?: (line: string) => void
+  /** Bounds direct links open at once and over the tab's lifetime (conn-budget.ts). @default new ConnectionBudget() */
+  budget?: ConnectionBudget
 }
 
 export interface PeerManagerEvents {
@@ -220,6 +226,8 @@ interface Candidate {
 /** Relay link plus direct peer set of one node. Start it after the node. */
 export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   readonly targetPeers: number
+  /** Open and lifetime direct-link counts; the page shows them (event `change`). */
+  readonly budget: ConnectionBudget
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
   private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, timer?: ReturnType<typeof setTimeout> }>
   private readonly candidates = new Map<string, Candidate>()
@@ -246,6 +254,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     }
     this.relays = [...byId].map(([id, addrs]) => ({ addrs, id, failures: 0, connected: false }))
     this.targetPeers = init.targetPeers ?? DEFAULT_TARGET_PEERS
+    this.budget = init.budget ?? new ConnectionBudget()
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
     this.log = init.log ?? ((l) => { console.info(l) })
   }
@@ -336,6 +345,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     const conn = evt.detail
     if (connectionKind(conn) !== 'webrtc') return
     const id = conn.remotePeer.toString()
+    this.budget.recordOpen(id)
     this.gone.delete(id) // it dialled us: alive after all
     const c = this.candidates.get(id)
     if (c !== undefined) { c.failures = 0; c.noReservation = 0 }
@@ -348,6 +358,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     if (connectionKind(conn) !== 'webrtc') return
     const id = conn.remotePeer.toString()
     if (this.directPeers().includes(id)) return
+    this.budget.recordClose(id)
     const c = this.candidates.get(id)
     if (c !== undefined) c.nextAttemptAt = Date.now() + backoffDelay(Math.max(1, c.failures))
     this.dispatchEvent(new CustomEvent('direct:close', { detail: id }))
@@ -385,6 +396,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
   private maintain (): void {
     if (!this.running) return
+    this.closeIdle()
     const direct = new Set(this.directPeers())
     let missing = this.targetPeers - direct.size - this.dialing.size
     if (missing <= 0) return
@@ -396,8 +408,26 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       .filter(c => self < c.id.toString() || now - c.firstSeenAt >= DIAL_GRACE_MS)
       .sort((a, b) => a.failures - b.failures)
     for (const c of due) {
-      if (missing-- <= 0) break
+      if (missing-- <= 0 || !this.budget.canOpen()) break
       void this.dialDirect(c)
+    }
+  }
+
+  /**
+   * Closes the direct links the budget names: idle ones nobody works with, and any beyond its
+   * maxOpen. A link carrying a stream other than the ever-open background ones (gossip, identify,
+   * ping, DHT) is active now.
+   */
+  private closeIdle (): void {
+    for (const conn of directConnections(this.node)) {
+      if (conn.streams.some(st => st.protocol !== undefined && !BACKGROUND_PROTOCOL.test(st.protocol))) this.budget.touch(conn.remotePeer.toString())
+    }
+    for (const peer of this.budget.toClose(this.budget.maxOpen)) {
+      for (const conn of this.node.getConnections(peerIdFromString(peer))) {
+        if (connectionKind(conn) !== 'webrtc') continue
+        // A close that fails leaves the link to its transport's own teardown.
+        conn.close().catch(() => {})
+      }
     }
   }
 
