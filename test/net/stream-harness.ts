@@ -65,3 +65,11 @@ export function patternBytes (n: number, seed: number): Uint8Array {
 }
 
 export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+
+/**
+ * Resolves once `cond()` holds, checking after each macrotask: waits for an event, not for an
+ * amount of time, so a loaded machine cannot fail it (the test's own timeout bounds a wait that never ends).
+ */
+export async function waitFor (cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise(resolve => setImmediate(resolve))
+}

@@ -3,7 +3,7 @@ import {
   call, CancelledError, ErrorCode, handle, handleStream, HandlerError, LimitExceededError, openStream, RemoteError, StreamEndedError, StreamTimeoutError
 } from '../../web/src/net/stream/index.ts'
 import type { TensorMessage } from '../../web/src/net/stream/index.ts'
-import { memoryNetwork, patternBytes, sleep } from './stream-harness.ts'
+import { memoryNetwork, patternBytes, sleep, waitFor } from './stream-harness.ts'
 
 const P = '/webswarm/test-echo/1.0.0'
 
@@ -74,7 +74,7 @@ describe('call / handle', () => {
     const t0 = Date.now()
     await expect(call(a, b.peerId, P, { tensors: [] }, { idleTimeoutMs: 300 })).rejects.toBeInstanceOf(StreamTimeoutError)
     expect(Date.now() - t0).toBeLessThan(2000)
-    await sleep(50)
+    await waitFor(() => handlerSignal?.aborted === true)
     expect(handlerSignal?.aborted).toBe(true) // the reset reached the handler
   })
 
@@ -148,7 +148,7 @@ describe('openStream / handleStream', () => {
     expect(sent).toBe(2) // two credits, then blocked
     release()
     await sender
-    await sleep(50)
+    await waitFor(() => readAt.length === 6)
     expect(readAt).toEqual([0, 1, 2, 3, 4, 5])
   })
 
@@ -183,7 +183,7 @@ describe('openStream / handleStream', () => {
     const { crc32 } = await import('../../web/src/net/stream/crc32.ts')
     const start = writeStart({ tensors: [] })
     a.streams[0].send(encodeFrame(FrameType.START, 2, start, crc32(start)))
-    await sleep(300)
+    await waitFor(() => lines.length > 0)
     expect(lines.join('\n')).toMatch(/UnexpectedFrameError: START without credit/)
     expect(got).toBeLessThanOrEqual(1)
   })
@@ -205,7 +205,7 @@ describe('openStream / handleStream', () => {
     await ch.send({ tensors: [] })
     ac.abort()
     await expect(ch.read()).rejects.toBeInstanceOf(CancelledError)
-    await sleep(50)
+    await waitFor(() => handlerErr !== undefined)
     expect(handlerErr).toBeInstanceOf(StreamEndedError)
   })
 })
