@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { PEER_ENTRY_TTL_MS } from '../../web/src/net/crdt/entries.ts'
-import { readPageParams } from '../../web/src/ui/context.ts'
+import { PAGE_ENTRY_TTL_MS, readPageParams } from '../../web/src/ui/context.ts'
 import { PageParamError } from '../../web/src/ui/errors.ts'
 
 describe('page parameters', () => {
@@ -12,7 +12,8 @@ describe('page parameters', () => {
     expect(p.modelUrl).toBe('http://127.0.0.1:8080/models/default')
     expect(p.modelId).toBe('default')
     expect(p.device).toBe('auto')
-    expect(p.entryTtlMs).toBe(PEER_ENTRY_TTL_MS)
+    expect(p.entryTtlMs).toBe(PAGE_ENTRY_TTL_MS)
+    expect(PAGE_ENTRY_TTL_MS).toBeLessThan(PEER_ENTRY_TTL_MS)
     expect(p.maxGpuMemory).toBeUndefined()
   })
 

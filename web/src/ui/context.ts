@@ -25,6 +25,12 @@ import { NoComputeDeviceError, NotJoinedError, PageParamError } from './errors.t
 
 /** Shortest entry lifetime `?entry-ttl=` may ask for, ms: refreshes every half of it must get out. */
 export const MIN_ENTRY_TTL_MS = 2_000
+/**
+ * Lifetime of a page's swarm entry, ms (refreshed at half of it). Shorter than the 10 min Node
+ * peers use: tabs close without notice, and the map lists a peer only while its entry lives — a
+ * closed tab leaves it within 2 min, for one signed CRDT update a minute per tab.
+ */
+export const PAGE_ENTRY_TTL_MS = 2 * 60_000
 /** Lines kept in the page log (older ones drop off). */
 export const LOG_LINES = 400
 
@@ -67,7 +73,7 @@ export function readPageParams (href: string): PageParams {
   const relayUrl = relay.toString()
   const modelUrl = new URL(q.get('model') ?? 'models/default', q.get('model') !== null ? href : relayUrl).toString().replace(/\/+$/, '')
   const ttlText = q.get('entry-ttl')
-  let entryTtlMs = PEER_ENTRY_TTL_MS
+  let entryTtlMs = PAGE_ENTRY_TTL_MS
   if (ttlText !== null) {
     const s = Number(ttlText)
     if (!Number.isFinite(s) || s * 1000 < MIN_ENTRY_TTL_MS || s * 1000 > PEER_ENTRY_TTL_MS) throw new PageParamError(`?entry-ttl=${ttlText}: want seconds between ${MIN_ENTRY_TTL_MS / 1000} and ${PEER_ENTRY_TTL_MS / 1000}`)
