@@ -9,7 +9,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { InferenceClient } from '../../web/src/swarm/client/client.ts'
 import { swarmGenerate } from '../../web/src/swarm/client/generate.ts'
 import type { VerifyOptions } from '../../web/src/swarm/client/verify.ts'
-import { rows } from '../../web/src/swarm/client/verify.ts'
+import { rows, VerifyPolicy } from '../../web/src/swarm/client/verify.ts'
+import { rowDeviation } from '../../web/src/swarm/client/verify-compare.ts'
+import { VERIFY_RATE } from '../../web/src/swarm/constants.ts'
 import { SessionRewoundError } from '../../web/src/swarm/errors.ts'
 import type { Accusation } from '../../web/src/swarm/evidence.ts'
 import { MemoryDirectory } from '../../web/src/swarm/records.ts'
@@ -204,6 +206,23 @@ describe('verification against lying servers (fake blocks, seeded network)', () 
     const y = await s.step(await ends.embed([8]), 1)
     expect(y).toHaveLength(C)
     await s.close()
+  })
+
+  it('bad verify options are refused, naming the option', () => {
+    expect(() => new VerifyPolicy({ rate: 1.5 })).toThrow(/rate must be in \[0, 1\], got 1.5/)
+    expect(() => new VerifyPolicy({ rate: Number.NaN })).toThrow(/rate/)
+    expect(() => new VerifyPolicy({ tolerance: 0 })).toThrow(/tolerance must be > 0/)
+    expect(new VerifyPolicy().rate).toBe(VERIFY_RATE)
+  })
+
+  it('rowDeviation: scale-free, zero for equal rows, Infinity for non-finite or mismatched rows', () => {
+    const a = Float32Array.from([3, -4, 0])
+    expect(rowDeviation(a, a)).toBe(0)
+    expect(rowDeviation(a.map(v => v * 1e6), a.map(v => v * 1.01e6))).toBeCloseTo(0.01 / 1.01, 6)
+    expect(rowDeviation(a, new Float32Array(3))).toBeCloseTo(1, 6)
+    expect(rowDeviation(new Float32Array(3), new Float32Array(3))).toBe(0)
+    expect(rowDeviation(a, Float32Array.from([3, Number.NaN, 0]))).toBe(Infinity)
+    expect(rowDeviation(a, Float32Array.from([3, -4]))).toBe(Infinity)
   })
 
   it('rows() regroups chunks of positions', () => {
