@@ -11,7 +11,7 @@ import { INFER_MESSAGES } from './wire/infer.ts'
 import { renderTable } from './wire/schema.ts'
 
 /** Each marked table: its name in the markers → its rendering. */
-export const PROTOCOL_TABLES: Readonly<Record<string, () => string>> = {
+const PROTOCOL_TABLES: Readonly<Record<string, () => string>> = {
   allreduce: renderAllReduceTable,
   infer: () => renderTable(INFER_MESSAGES),
   expert: () => renderTable(EXPERT_MESSAGES)
