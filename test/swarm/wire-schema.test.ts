@@ -6,6 +6,7 @@ import {
 import { MAX_MESSAGE_BYTES, WIRE_VERSION } from '../../web/src/swarm/constants.ts'
 import { MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
 import { fillProtocolDoc } from '../../web/src/swarm/protocol-doc.ts'
+import { POW_STAMP } from '../../web/src/net/pow-protocol.ts'
 import { ALLREDUCE_MESSAGES, decodeMsg, encodeMsg, MsgType, type AllReduceMsg } from '../../web/src/swarm/train/wire.ts'
 import { ALLREDUCE_WIRE_VERSION, MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES } from '../../web/src/swarm/train/constants.ts'
 import { AllReduceProtocolError } from '../../web/src/swarm/train/errors.ts'
@@ -142,7 +143,7 @@ describe('declared wire schemas', () => {
 
   it('PROTOCOL.md names every registered protocol id, and no other', () => {
     const doc = readFileSync('PROTOCOL.md', 'utf8')
-    const registered = [KAD_PROTOCOL, CRDT_SYNC.id, TENSOR_ECHO_PROTOCOL, SHARD_PROTOCOL, ...Object.values(SWARM_PROTOCOLS).map(p => p.id)]
+    const registered = [KAD_PROTOCOL, CRDT_SYNC.id, TENSOR_ECHO_PROTOCOL, SHARD_PROTOCOL, POW_STAMP.id, ...Object.values(SWARM_PROTOCOLS).map(p => p.id)]
     const named = new Set([...doc.matchAll(/`(\/webswarm\/[a-z-]+\/\d+\.\d+\.\d+)`/g)].map(m => m[1]))
     for (const id of registered) expect(named.has(id), `${id} is not in PROTOCOL.md`).toBe(true)
     for (const id of named) expect(registered.includes(id), `PROTOCOL.md names ${id}, which net/protocols.ts does not declare`).toBe(true)
