@@ -45,6 +45,8 @@ export interface UtilResult {
   /** Mean over workers of (time in inner steps) / (wall time). */
   utilization: number
   perWorker: number[]
+  /** Mean over workers of (time applying syncs: waiting for results, outer step, hash) / (wall time). */
+  syncFraction: number
   syncs: number
   /** The slowest worker's wall time, s. */
   wallS: number
@@ -60,7 +62,7 @@ type Cmd =
   | { op: 'prepare', ids: string[], o: UtilOptions, seed: number }
   | { op: 'train' }
   | { op: 'stop' }
-type Reply = { ok: true, id?: string, stepMs?: number, wallMs?: number, hash?: string } | { ok: false, error: string }
+type Reply = { ok: true, id?: string, stepMs?: number, landMs?: number, wallMs?: number, hash?: string } | { ok: false, error: string }
 
 function log (line: string): void { process.stderr.write(line + '\n') }
 
@@ -72,7 +74,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
   const t = new Libp2pTransport(node, { relayAddr })
   const reply = (r: Reply): void => { process.send?.(r) }
   let ar: AllReducePeer | undefined
-  let ready: { w: DiLoCoWorker, o: UtilOptions, stepMs: () => number } | undefined
+  let ready: { w: DiLoCoWorker, o: UtilOptions, stepMs: () => number, landMs: () => number } | undefined
   process.on('message', (m: Cmd) => {
     const run = async (): Promise<Reply> => {
       switch (m.op) {
@@ -106,7 +108,16 @@ async function utilPeer (relayAddr: string): Promise<void> {
             const t0 = performance.now()
             try { return await step(...args) } finally { stepMs += performance.now() - t0 }
           }
-          ready = { w, o, stepMs: () => stepMs }
+          // Time spent applying syncs: waiting for the all-reduce's result, the outer step, the
+          // state hash (the part of the non-step time that the network and the sync cause).
+          let landMs = 0
+          const lw = w as unknown as { land: () => Promise<void> }
+          const land = lw.land.bind(w)
+          lw.land = async () => {
+            const t0 = performance.now()
+            try { await land() } finally { landMs += performance.now() - t0 }
+          }
+          ready = { w, o, stepMs: () => stepMs, landMs: () => landMs }
           return { ok: true }
         }
         case 'train': {
@@ -115,7 +126,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
           await ready.w.runSyncs(ready.o.syncs, undefined, { last: true })
           const wallMs = performance.now() - t0
           ready.w.dispose()
-          return { ok: true, stepMs: ready.stepMs(), wallMs, hash: ready.w.lastHash }
+          return { ok: true, stepMs: ready.stepMs(), landMs: ready.landMs(), wallMs, hash: ready.w.lastHash }
         }
         case 'stop':
           ar?.stop()
@@ -152,7 +163,8 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
     const hashes = new Set(runs.map(r => r.hash))
     if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
     const perWorker = runs.map(r => r.stepMs! / r.wallMs!)
-    return { utilization: perWorker.reduce((a, b) => a + b, 0) / perWorker.length, perWorker, syncs: o.syncs, wallS: Math.max(...runs.map(r => r.wallMs!)) / 1000 }
+    const syncFraction = runs.map(r => r.landMs! / r.wallMs!).reduce((a, b) => a + b, 0) / runs.length
+    return { utilization: perWorker.reduce((a, b) => a + b, 0) / perWorker.length, perWorker, syncFraction, syncs: o.syncs, wallS: Math.max(...runs.map(r => r.wallMs!)) / 1000 }
   } finally {
     await Promise.allSettled(peers.map(async p => { await p.cmd({ op: 'stop' }) }))
     await Promise.all(peers.map(async p => { await new Promise(resolve => { if (p.child.exitCode !== null) resolve(null); else { p.child.once('exit', resolve); setTimeout(resolve, PEER_EXIT_MS) } }) }))

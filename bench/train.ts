@@ -124,7 +124,7 @@ async function main (): Promise<void> {
   let u: UtilResult | undefined
   if (a['skip-util'] !== true) {
     u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY })
-    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}): ${u.utilization.toFixed(3)} (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
+    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}): ${u.utilization.toFixed(3)} (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; applying syncs ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
   }
   const lossPart = lb === undefined
     ? undefined
@@ -149,7 +149,7 @@ async function main (): Promise<void> {
       }
   const utilPart = u === undefined
     ? undefined
-    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_wall_s: Number(u.wallS.toFixed(1)) } }
+    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)) } }
   const out = mergeResults({ loss: lossPart, goodput: goodputPart, util: utilPart }, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
   if (out !== undefined) {
     mkdirSync(dirname(RESULTS), { recursive: true })
