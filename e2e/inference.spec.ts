@@ -36,7 +36,7 @@ test.describe.serial('inference across tabs', () => {
 
   test.beforeAll(async ({ browser }) => {
     mkdirSync(ART, { recursive: true })
-    tabs = await openSwarmTabs(browser, 5, '?model=./models/tiny-mixtral&device=cpu')
+    tabs = await openSwarmTabs(browser, 5, '?model=./models/tiny-mixtral&device=cpu&hedge-floor=10000')
     for (const p of tabs.pages) await serveFixture(p)
   })
   test.afterAll(async () => { await tabs?.close() })

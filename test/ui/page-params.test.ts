@@ -28,11 +28,13 @@ describe('page parameters', () => {
     expect(q.modelId).toBe('tiny')
   })
 
-  it('?entry-ttl= and ?max-gpu-memory= parse; malformed values are refused with the reason', () => {
+  it('?entry-ttl=, ?max-gpu-memory= and ?hedge-floor= parse; malformed values are refused with the reason', () => {
     const p = readPageParams('http://h/?entry-ttl=6&max-gpu-memory=2GB')
     expect(p.entryTtlMs).toBe(6000)
     expect(p.maxGpuMemory).toBe(2e9)
-    for (const bad of ['?entry-ttl=1', '?entry-ttl=x', '?entry-ttl=100000', '?relay=ftp://x/', '?relay=http://[']) {
+    expect(p.hedgeFloorMs).toBeUndefined()
+    expect(readPageParams('http://h/?hedge-floor=10000').hedgeFloorMs).toBe(10_000)
+    for (const bad of ['?entry-ttl=1', '?entry-ttl=x', '?entry-ttl=100000', '?relay=ftp://x/', '?relay=http://[', '?hedge-floor=0', '?hedge-floor=1.5', '?hedge-floor=999999', '?hedge-floor=x']) {
       expect(() => readPageParams(`http://h/${bad}`), bad).toThrow(PageParamError)
     }
   })

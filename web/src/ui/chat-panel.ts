@@ -132,7 +132,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (t: string) => void, tokens: number[]): Promise<void> => {
     const { config, ends, tokenizer } = await load()
     const { transport, directory } = await pieces()
-    const client = new InferenceClient({ transport, directory, model: modelId, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log: l => { ctx.log(l) } })
+    const client = new InferenceClient({ transport, directory, model: modelId, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, hedgeFloorMs: ctx.params.hedgeFloorMs, log: l => { ctx.log(l) } })
     const decode = tokenizer?.decoder()
     const ctl = controller = new AbortController()
     stopBtn.disabled = false

@@ -25,6 +25,8 @@ import { NoComputeDeviceError, NotJoinedError, PageParamError } from './errors.t
 
 /** Shortest entry lifetime `?entry-ttl=` may ask for, ms: refreshes every half of it must get out. */
 export const MIN_ENTRY_TTL_MS = 2_000
+/** Largest `?hedge-floor=`, ms: beyond the infer timeout a hedge would never fire. */
+export const MAX_HEDGE_FLOOR_MS = 60_000
 /**
  * Lifetime of a page's swarm entry, ms (refreshed at half of it). Shorter than the 10 min Node
  * peers use: tabs close without notice, and the map lists a peer only while its entry lives — a
@@ -53,6 +55,11 @@ export interface PageParams {
   entryTtlMs: number
   /** GPU-memory budget asked for in the URL, bytes. */
   maxGpuMemory?: number
+  /**
+   * Least wait before the chat client hedges a slow hop on a spare, ms (`?hedge-floor=`): tests
+   * about failover on a closed tab raise it so a loaded machine's slow step is not hedged too.
+   */
+  hedgeFloorMs?: number
 }
 
 /** Reads the page's query parameters; throws PageParamError naming a malformed one. */
@@ -80,6 +87,11 @@ export function readPageParams (href: string): PageParams {
     entryTtlMs = s * 1000
   }
   const mem = q.get('max-gpu-memory')
+  const hedgeText = q.get('hedge-floor')
+  const hedgeFloorMs = hedgeText === null ? undefined : Number(hedgeText)
+  if (hedgeFloorMs !== undefined && !(Number.isInteger(hedgeFloorMs) && hedgeFloorMs >= 1 && hedgeFloorMs <= MAX_HEDGE_FLOOR_MS)) {
+    throw new PageParamError(`?hedge-floor=${hedgeText ?? ''}: want whole milliseconds between 1 and ${MAX_HEDGE_FLOOR_MS}`)
+  }
   return {
     relayUrl,
     bootstrapUrl: new URL('bootstrap', relayUrl).toString(),
@@ -90,7 +102,8 @@ export function readPageParams (href: string): PageParams {
     compute: q.get('compute') === 'main' ? 'main' : 'worker',
     swarm: q.get('swarm') ?? undefined,
     entryTtlMs,
-    maxGpuMemory: mem === null ? undefined : parseByteSize(mem)
+    maxGpuMemory: mem === null ? undefined : parseByteSize(mem),
+    hedgeFloorMs
   }
 }
 
