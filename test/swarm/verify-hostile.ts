@@ -40,8 +40,8 @@ export async function hashedGreedy (prompt: number[], n: number): Promise<number
 
 export type LieKind = 'scale' | 'small-scale' | 'noise' | 'zeros' | 'replay' | 'model'
 
-/** Which forward calls lie: all, each with probability `p` (seeded), or from the `after`-th on. */
-export interface LieWhen { p?: number, after?: number, seed?: number }
+/** Which forward calls lie: all, each with probability `p` (seeded), from the `after`-th on, before the `until`-th. */
+export interface LieWhen { p?: number, after?: number, until?: number, seed?: number }
 
 /** Wraps `inner`; lies on the steps `when` picks, the way `kind` says. */
 export class LyingBackend implements SpanBackend {
@@ -75,7 +75,7 @@ export class LyingBackend implements SpanBackend {
     const others = this.other === undefined ? undefined : await this.other.forward(steps.map(s => ({ ...s, cache: otherCaches.get(s.cache)! })))
     return outs.map((y, i) => {
       const call = this.calls++
-      const lie = (this.when.after === undefined || call >= this.when.after) && (this.when.p === undefined || this.rng.next() < this.when.p)
+      const lie = (this.when.after === undefined || call >= this.when.after) && (this.when.until === undefined || call < this.when.until) && (this.when.p === undefined || this.rng.next() < this.when.p)
       const prev = this.seen.get(y.length)
       this.seen.set(y.length, y.slice())
       if (!lie) return y

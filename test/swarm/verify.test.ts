@@ -193,7 +193,8 @@ describe('verification against lying servers (fake blocks, seeded network)', () 
   })
 
   it('session.step throws SessionRewoundError naming the liar and the position the session holds', async () => {
-    const { client } = await swarm(8, layout({ kind: 'scale', when: { after: 2 } }), { rate: 1 })
+    // One strike bans here, so the rebuilt route leaves x out at once.
+    const { client } = await swarm(8, layout({ kind: 'scale', when: { after: 2 } }), { rate: 1, strikes: 1 })
     const s = await client.openSession(16)
     await s.step(await ends.embed(PROMPT), PROMPT.length) // call 0: honest
     await s.step(await ends.embed([7]), 1) // call 1: honest
@@ -208,10 +209,29 @@ describe('verification against lying servers (fake blocks, seeded network)', () 
     await s.close()
   })
 
+  it('strikes: a server outvoted once (a one-off, like an MoE routing flip) is rewound, not banned; one outvoted twice is banned and accused', async () => {
+    const ref = await localGreedy(PROMPT, N)
+    const once = await swarm(9, layout({ kind: 'scale', when: { after: 3, until: 4 } }), { rate: 1 })
+    const r1 = await swarmGenerate(once.client, ends, PROMPT, { maxNewTokens: N })
+    expect(r1.tokens).toEqual(ref)
+    expect(once.liars.get('x')!.lies).toBe(1)
+    expect(once.client.verify!.stats.strikes).toBe(1)
+    expect(once.client.verify!.stats.liars).toEqual([])
+    expect(once.client.bans.isLiar('x')).toBe(false)
+    expect(once.evidence).toEqual([])
+    await Promise.all(roles.splice(0).map(x => x.stop()))
+    const twice = await swarm(9, layout({ kind: 'scale', when: { after: 3, until: 9 } }), { rate: 1 })
+    const r2 = await swarmGenerate(twice.client, ends, PROMPT, { maxNewTokens: N })
+    expect(r2.tokens).toEqual(ref)
+    expect(twice.client.verify!.stats.liars).toEqual(['x'])
+    expect(twice.evidence.map(e => e.accused)).toEqual(['x'])
+  })
+
   it('bad verify options are refused, naming the option', () => {
     expect(() => new VerifyPolicy({ rate: 1.5 })).toThrow(/rate must be in \[0, 1\], got 1.5/)
     expect(() => new VerifyPolicy({ rate: Number.NaN })).toThrow(/rate/)
     expect(() => new VerifyPolicy({ tolerance: 0 })).toThrow(/tolerance must be > 0/)
+    expect(() => new VerifyPolicy({ strikes: 0 })).toThrow(/strikes must be an integer ≥ 1, got 0/)
     expect(new VerifyPolicy().rate).toBe(VERIFY_RATE)
   })
 

@@ -100,6 +100,13 @@ export const LIAR_BAN_MS = 3_600_000
 /** Default fraction of steps after which a client checks a hop's outputs on another server (client/verify.ts). */
 export const VERIFY_RATE = 0.05
 
+/**
+ * Outvoted mismatches before a server is banned as a liar (client/verify.ts): each one is rewound
+ * at once; the ban waits for a second because honest MoE servers can flip a near-tied expert
+ * choice (1 position in 10,017 in bench:verify, f32 vs f16 KV).
+ */
+export const VERIFY_STRIKES = 2
+
 /** Accusations one client keeps in its signed evidence entry (swarm/evidence.ts): about 350 bytes each, under the entry's 16 KiB. */
 export const MAX_ACCUSATIONS_PER_ENTRY = 32
 
