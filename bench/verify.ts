@@ -18,7 +18,7 @@
  *
  * Flags: --device cpu|webgpu (cpu) --prompt-len N (16) --tokens N (24) --trials N (5) --runs N (10)
  *        --steps N (200) --honest N (2000)
- *        --only honest: the false-positive run alone, into bench/results/verify-honest.json
+ *        --only honest|detection: that part alone, into bench/results/verify-<part>.json
  * Writes bench/results/verify.json (headline figures) and verify.meta.json (every trial, load).
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -149,6 +149,7 @@ async function detection (): Promise<Record<string, unknown>> {
   for (const [p, kind] of cases) {
     let lied = 0
     let caught = 0
+    let outvoted = 0
     let equal = 0
     for (let run = 0; run < RUNS; run++) {
       let liar: LyingBackend | undefined
@@ -166,13 +167,16 @@ async function detection (): Promise<Record<string, unknown>> {
       ], { rate: VERIFY_RATE, seed: 1000 + run })
       const r = await swarmGenerate(client, hashedEnds, prompt, { maxNewTokens: n })
       await stop()
+      const st = client.verify!.stats
       if (liar!.lies > 0) lied++
-      if (client.verify!.stats.liars.includes('x')) caught++
+      // Caught: banned (its second outvoted mismatch); outvoted: at least one lie found and rewound.
+      if (st.liars.includes('x')) caught++
+      if (st.strikes > 0 || st.liars.includes('x')) outvoted++
       if (r.tokens.join() === ref.join()) equal++
     }
     const key = `lies ${p * 100} % ${kind === 'scale' ? 'large (×1.5)' : 'small (×1.03)'}`
-    out[key] = { runs: RUNS, runs_with_lies: lied, caught, detect_rate: lied === 0 ? null : caught / lied, tokens_equal_honest: equal }
-    console.log(`${key}: lied in ${lied}/${RUNS} runs, caught in ${caught}, tokens equal the honest run in ${equal} (load ${load()})`)
+    out[key] = { runs: RUNS, runs_with_lies: lied, outvoted, caught, detect_rate: lied === 0 ? null : caught / lied, tokens_equal_honest: equal }
+    console.log(`${key}: lied in ${lied}/${RUNS} runs, outvoted (a lie rewound) in ${outvoted}, banned in ${caught}, tokens equal the honest run in ${equal} (load ${load()})`)
   }
   return { steps: STEPS, rate: VERIFY_RATE, cases: out }
 }
@@ -231,10 +235,11 @@ async function falsePositives (): Promise<Record<string, unknown>> {
 
 const t0 = Date.now()
 const loadBefore = load()
-if (arg('only') === 'honest') {
-  const honest = await falsePositives()
+const only = arg('only')
+if (only === 'honest' || only === 'detection') {
+  const part = only === 'honest' ? await falsePositives() : await detection()
   mkdirSync('bench/results', { recursive: true })
-  writeFileSync('bench/results/verify-honest.json', JSON.stringify({ date: new Date().toISOString(), load_before: loadBefore, load_after: load(), seconds: (Date.now() - t0) / 1000, ...honest }, null, 2) + '\n')
+  writeFileSync(`bench/results/verify-${only}.json`, JSON.stringify({ date: new Date().toISOString(), load_before: loadBefore, load_after: load(), seconds: (Date.now() - t0) / 1000, ...part }, null, 2) + '\n')
   process.exit(0)
 }
 const results = { overhead: await overhead(), detection: await detection(), honest: await falsePositives() }
