@@ -12,16 +12,19 @@
  *    10 % churn step stale (real planRoute, failed hops banned and re-planned); success rate and
  *    the p50/p95 ratio of the used route's cost to the global-knowledge best route.
  *
+ * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min).
+ *
  * Flags: --seed 1 --dht-n 16,32 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
  *        --route-requests 200
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { CrdtChurnSim } from '../web/src/sim/crdt-churn.ts'
 import { DhtSwarm } from '../web/src/sim/dht-swarm.ts'
 import { NetModel, percentile } from '../web/src/sim/model.ts'
 import { RoutingSim } from '../web/src/sim/routing.ts'
+import { simulateTabDay } from '../web/src/sim/tab-connections.ts'
 
 function arg (name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`)
@@ -85,28 +88,59 @@ for (const n of list(arg('dht-n', '16,32'))) dhtRows.push(await dhtAt(n, Number(
 const crdtRows: CrdtRow[] = []
 for (const n of list(arg('crdt-n', '100,500,1000'))) crdtRows.push(await crdtAt(n))
 const servers = Number(arg('route-servers', '1000'))
-const routing = new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(Number(arg('route-requests', '200')))
-const routeRow = { servers, requests: routing.requests, succeeded: routing.succeeded, failovers: routing.failovers, route_ratio_p50: percentile(routing.ratios, 50), route_ratio_p95: percentile(routing.ratios, 95) }
-log(`routing: ${JSON.stringify(routeRow)}`)
+const requests = Number(arg('route-requests', '200'))
+const routing = requests > 0 ? new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(requests) : undefined
+const routeRow = routing === undefined ? undefined : { servers, requests: routing.requests, succeeded: routing.succeeded, failovers: routing.failovers, route_ratio_p50: percentile(routing.ratios, 50), route_ratio_p95: percentile(routing.ratios, 95) }
+log(`routing: ${JSON.stringify(routeRow ?? 'skipped')}`)
+// A tab holding PeerManager's 8 links for a simulated day, at the issue's 10 %/min churn and at 2 %/min.
+const tab = { churn_10pct_min: simulateTabDay({ seed, target: 8, churnPerMinute: 0.1 }), churn_2pct_min: simulateTabDay({ seed, target: 8, churnPerMinute: 0.02 }) }
+log(`tab day: ${JSON.stringify(tab)}`)
 
 const byN = <T extends { n: number }>(rows: T[], k: keyof T): Record<string, unknown> => Object.fromEntries(rows.map(r => [String(r.n), r[k]]))
+// A section skipped in this run (`--dht-n ''`, `--crdt-n ''`, `--route-requests 0`) keeps the
+// figures of the run that measured it; scale.meta.json says which run measured what.
+const prevFile = 'bench/results/scale.json'
+const prev = existsSync(prevFile) ? JSON.parse(readFileSync(prevFile, 'utf8')) as Record<string, unknown> : {}
+const prevMetaFile = 'bench/results/scale.meta.json'
+const prevMeta = existsSync(prevMetaFile) ? JSON.parse(readFileSync(prevMetaFile, 'utf8')) as Record<string, unknown> : {}
+const now = new Date().toISOString()
+/** A previous run's section, with the time it was measured (older meta files held bare rows). */
+const kept = (k: string): unknown => {
+  const v = prevMeta[k]
+  return v === undefined || v === null ? null : Array.isArray(v) ? { measured: prevMeta.date, rows: v } : typeof v === 'object' && !('measured' in v) ? { measured: prevMeta.date, ...v } : v
+}
 const result = {
-  dht_success: byN(dhtRows, 'dht_success'),
-  dht_hops_p95: byN(dhtRows, 'dht_hops_p95'),
-  crdt_bytes_per_live_peer: byN(crdtRows, 'crdt_bytes_per_live_peer'),
-  join_sync_ms: byN(crdtRows, 'join_sync_ms'),
-  join_sync_bytes: byN(crdtRows, 'join_sync_bytes'),
-  route_success: routeRow.succeeded / routeRow.requests,
-  route_ratio_p50: routeRow.route_ratio_p50,
-  route_ratio_p95: routeRow.route_ratio_p95,
-  // Not measured by this bench (see BENCHMARKS.md § Scale): several relays, relay capacity, tab connection budget.
+  dht_success: dhtRows.length > 0 ? byN(dhtRows, 'dht_success') : prev.dht_success ?? null,
+  dht_hops_p95: dhtRows.length > 0 ? byN(dhtRows, 'dht_hops_p95') : prev.dht_hops_p95 ?? null,
+  crdt_bytes_per_live_peer: crdtRows.length > 0 ? byN(crdtRows, 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer ?? null,
+  join_sync_ms: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_ms') : prev.join_sync_ms ?? null,
+  join_sync_bytes: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_bytes') : prev.join_sync_bytes ?? null,
+  route_success: routeRow !== undefined ? routeRow.succeeded / routeRow.requests : prev.route_success ?? null,
+  route_ratio_p50: routeRow !== undefined ? routeRow.route_ratio_p50 : prev.route_ratio_p50 ?? null,
+  route_ratio_p95: routeRow !== undefined ? routeRow.route_ratio_p95 : prev.route_ratio_p95 ?? null,
+  // Not measured by this bench (see BENCHMARKS.md § Scale): several relays, relay capacity.
   relay_failover_s: null,
   relay_peers_max: null,
   relay_bytes_per_peer: null,
-  tab_peer_connections_24h: null
+  tab_peer_connections_24h: tab.churn_10pct_min.opened,
+  tab_budget_exhausted_minute: tab.churn_10pct_min.exhaustedAtMinute,
+  tab_peer_connections_24h_churn_2pct_min: tab.churn_2pct_min.opened
+}
+const meta = {
+  date: now,
+  seed,
+  cpus: os.cpus().length,
+  cpu: os.cpus()[0]?.model,
+  mem_gb: Math.round(os.totalmem() / 2 ** 30),
+  load_before: loadBefore,
+  load_after: load(),
+  dht: dhtRows.length > 0 ? { measured: now, rows: dhtRows } : kept('dht'),
+  crdt: crdtRows.length > 0 ? { measured: now, rows: crdtRows } : kept('crdt'),
+  routing: routeRow !== undefined ? { measured: now, ...routeRow } : kept('routing'),
+  tab: { measured: now, ...tab }
 }
 mkdirSync('bench/results', { recursive: true })
-writeFileSync('bench/results/scale.json', JSON.stringify(result, null, 2) + '\n')
-writeFileSync('bench/results/scale.meta.json', JSON.stringify({ date: new Date().toISOString(), seed, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, mem_gb: Math.round(os.totalmem() / 2 ** 30), load_before: loadBefore, load_after: load(), dht: dhtRows, crdt: crdtRows, routing: routeRow }, null, 2) + '\n')
+writeFileSync(prevFile, JSON.stringify(result, null, 2) + '\n')
+writeFileSync(prevMetaFile, JSON.stringify(meta, null, 2) + '\n')
 log('wrote bench/results/scale.json')
 process.exit(0)
