@@ -175,6 +175,9 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     const doc = new Y.Doc()
     const store = await CrdtStore.open(path.join(config.dataDir, 'crdt'), name, doc, { compactIntervalMs: config.compactIntervalMs, log })
     const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc, { powBits: config.crdtPowBits ?? DEFAULT_POW_BITS })
+    // Before anyone syncs: entries stored by an older relay (no stamps) or expired while it was down.
+    const stale = sdoc.pruneExpired()
+    if (stale > 0) log(`crdt ${name}: pruned ${stale} stored entr${stale === 1 ? 'y' : 'ies'} (expired or unstamped) at load`)
     const sync = new CrdtSync(node as unknown as WebSwarmNode, sdoc, { log, beforeAck: async () => { await store.flush() } })
     await sync.start()
     swarms.set(name, { sdoc, sync, store })

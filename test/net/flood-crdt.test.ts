@@ -43,6 +43,33 @@ describe('identity proof of work on swarm-doc entries', () => {
     expect([...(await receiver.peers()).keys()].sort()).toEqual(honest.map(h => h.selfId).sort())
   })
 
+  it("an older relay's stored doc: unstamped entries are pruned, and peers accept that deletion; stamped ones stay", async () => {
+    const keys = await Promise.all([0, 1, 2].map(async () => await generateKeyPair('Ed25519')))
+    const old = await docFor(keys[0], 0) // a relay from before stamps wrote this doc
+    const unstamped = await docFor(keys[1], 0)
+    await unstamped.setSelf({ gflops: 1 })
+    Y.applyUpdate(old.doc, Y.encodeStateAsUpdate(unstamped.doc))
+    const honest = await docFor(keys[2])
+    await honest.setSelf({ gflops: 2 })
+    Y.applyUpdate(old.doc, Y.encodeStateAsUpdate(honest.doc))
+    // the relay reopens that doc with stamps required; a peer already holds both entries
+    const relay = new SwarmDoc(SWARM, 'relay', undefined, old.doc, { powBits: BITS })
+    const peerStamps = new SwarmDoc(SWARM, 'peer2', undefined, undefined, { powBits: BITS })
+    Y.applyUpdate(peerStamps.doc, Y.encodeStateAsUpdate(old.doc)) // trusted local copy (no merge check)
+    const before = Y.encodeStateVector(peerStamps.doc)
+    expect(relay.pruneExpired()).toBe(1)
+    expect([...(await relay.peers()).keys()]).toEqual([honest.selfId])
+    // the deletion of the unstamped, unexpired entry is not a forged delete for a peer that asks for stamps
+    expect(await peerStamps.applyRemote(Y.encodeStateAsUpdate(relay.doc, before))).toBe('applied')
+    expect([...(await peerStamps.peers()).keys()]).toEqual([honest.selfId])
+    // …and a stamped, unexpired entry still cannot be deleted
+    const relay2 = new SwarmDoc(SWARM, 'relay2', undefined, undefined, { powBits: BITS })
+    Y.applyUpdate(relay2.doc, Y.encodeStateAsUpdate(peerStamps.doc))
+    const sv = Y.encodeStateVector(relay2.doc)
+    relay2.peersMap.delete(honest.selfId)
+    await expect(peerStamps.applyRemote(Y.encodeStateAsUpdate(relay2.doc, sv))).rejects.toThrow(/deleted an unexpired peers entry/)
+  })
+
   it('a stamp copied from another identity, or too weak, is refused', async () => {
     const [kh, ks] = await Promise.all([generateKeyPair('Ed25519'), generateKeyPair('Ed25519')])
     const honest = await docFor(kh)

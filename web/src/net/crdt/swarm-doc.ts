@@ -302,8 +302,10 @@ export class SwarmDoc {
     for (const [key, old] of before.entries()) {
       if (after.has(key)) continue
       // Anyone may delete an entry that does not verify: only valid, unexpired ones are protected.
+      // A peers entry without a valid stamp is invalid too (entries written before stamps existed).
       const prev = await this.verify(key, old, map).catch(() => undefined)
-      if (prev !== undefined && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, `deleted an unexpired ${map} entry`)
+      const stamped = prev !== undefined && (map !== PEERS_MAP || this.powBits === 0 || this.stampProblemOf(key, prev) === undefined)
+      if (stamped && prev.expiresAt > now - EXPIRY_SKEW_MS) throw new ForgedEntryError(key, `deleted an unexpired ${map} entry`)
     }
   }
 
@@ -315,21 +317,29 @@ export class SwarmDoc {
    * stamp's day by post-dating an entry.
    */
   private checkStamp (key: string, e: PeerEntry): void {
-    const now = this.now()
-    const written = e.expiresAt - PEER_ENTRY_TTL_MS
-    let why: string | undefined
-    if (written > now + EXPIRY_SKEW_MS) why = `entry expires ${Math.round((e.expiresAt - now) / 1000)} s ahead, more than the ${PEER_ENTRY_TTL_MS / 1000} s lifetime`
-    else {
-      why = stampProblem(e.pow, this.swarm, key, this.powBits, written)
-      if (why !== undefined && stampProblem(e.pow, this.swarm, key, this.powBits, written + 86_400_000) === undefined) why = undefined
-    }
+    const why = this.stampProblemOf(key, e)
     if (why !== undefined) {
       this.refusedPow++
       throw new ForgedEntryError(key, `identity without proof of work: ${why}`)
     }
   }
 
-  /** Deletes every expired entry of every signed map (anyone may; run by the relay at compaction). Returns how many. */
+  /** What is wrong with a `peers` entry's stamp (see checkStamp), or undefined when it holds. */
+  private stampProblemOf (key: string, e: PeerEntry): string | undefined {
+    const now = this.now()
+    const written = e.expiresAt - PEER_ENTRY_TTL_MS
+    if (written > now + EXPIRY_SKEW_MS) return `entry expires ${Math.round((e.expiresAt - now) / 1000)} s ahead, more than the ${PEER_ENTRY_TTL_MS / 1000} s lifetime`
+    const why = stampProblem(e.pow, this.swarm, key, this.powBits, written)
+    if (why !== undefined && stampProblem(e.pow, this.swarm, key, this.powBits, written + 86_400_000) === undefined) return undefined
+    return why
+  }
+
+  /**
+   * Deletes every expired entry of every signed map, and `peers` entries without a valid stamp
+   * (anyone may; every peer runs it, the relay at load and compaction: a relay's stored doc from
+   * before stamps would otherwise fail every newcomer's first sync until those entries expired).
+   * Returns how many.
+   */
   pruneExpired (now = this.now()): number {
     const expired: Array<[Y.Map<RawEntry>, string]> = []
     for (const name of SIGNED_MAPS) {
@@ -338,6 +348,7 @@ export class SwarmDoc {
         try {
           const e = JSON.parse(value.payload) as PeerEntry
           if (e.expiresAt < now - EXPIRY_SKEW_MS) expired.push([m, key])
+          else if (name === PEERS_MAP && this.powBits > 0 && this.stampProblemOf(key, e) !== undefined) expired.push([m, key])
         } catch { expired.push([m, key]) }
       }
     }
