@@ -13,6 +13,11 @@ import type { Affinity } from '../../../web/src/swarm/moe/summary.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
 import { fakeExpert as fakeExpertC } from '../fake-expert.ts'
 
+/** Resolves once `cond()` holds, checking after each macrotask (the test's timeout bounds a wait that never ends). */
+async function until (cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise(resolve => setImmediate(resolve))
+}
+
 const C = 5
 const E = 4
 
@@ -127,7 +132,7 @@ describe('ExpertRole', () => {
     // During the grace b still answers the dropped experts; after it, only the new ones.
     expect([...b.hosted.get(1)!].sort()).toEqual([0, 1, 2, 3])
     expect(Array.from(await caller.run(1, xs, offsets))).toEqual(Array.from(ref))
-    await new Promise(resolve => setTimeout(resolve, 60))
+    await until(() => b.hosted.get(1)!.size === 2) // the 30 ms grace ended (not: 60 ms passed)
     expect([...b.hosted.get(1)!].sort()).toEqual([2, 3])
     expect(Array.from(await caller.run(1, xs, offsets))).toEqual(Array.from(ref))
     // Stable now: neither moves again.
@@ -155,7 +160,7 @@ describe('ExpertRole', () => {
     expect(await b.recheckOnce()).toBe(true)
     expect(placed(b)).toBe('0:0,1,2,3')
     expect((await dir.expertRecords('m', 1)).find(r => r.peer === 'b')?.state).toBe('offline')
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await until(() => ls.disposed.length > 0) // the 20 ms grace ended and layer 1 was let go (not: 50 ms passed)
     expect(ls.loaded).toEqual([1, 0])
     expect(ls.disposed).toEqual([1])
     await b.stop()
