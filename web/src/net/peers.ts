@@ -13,6 +13,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { TypedEventEmitter } from 'main-event'
+import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
 import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import type { WebSwarmNode } from './node.ts'
@@ -92,6 +93,8 @@ export interface RelayDialOptions {
   attempts?: number
   /** Retries after NO_RESERVATION, with backoff from BACKOFF_INITIAL_MS (250 → 500 → 1000 ms). @default 3 */
   noReservationRetries?: number
+  /** Times the NO_RESERVATION backoff (tests: a ManualClock). @default realClock */
+  clock?: Clock
 }
 
 /**
@@ -121,7 +124,7 @@ export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Parti
       if (up !== undefined) return up
       if (isNoReservation(e)) {
         if (++noReservation > (options.noReservationRetries ?? 3)) throw e
-        await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal)
+        await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal, options.clock ?? realClock)
       } else if (++failures >= (options.attempts ?? 2)) {
         throw e
       }
@@ -151,10 +154,10 @@ async function dialOrTheirs (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<Web
   }
 }
 
-async function abortableSleep (ms: number, signal?: AbortSignal): Promise<void> {
+async function abortableSleep (ms: number, signal: AbortSignal | undefined, clock: Clock): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason as Error) }
+    const t = clock.setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clock.clearTimeout(t); reject(signal?.reason as Error) }
     signal?.addEventListener('abort', onAbort, { once: true })
   })
 }
