@@ -10,8 +10,6 @@ import { DEFAULT_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
 import { DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 
-export { parseIceServer }
-
 export interface RelayConfig {
   host: string
   port: number

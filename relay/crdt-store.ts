@@ -25,7 +25,7 @@ export const DEFAULT_COMPACT_INTERVAL_MS = 60_000
 const COMPACT_AFTER_RECORDS = 10_000
 
 /** Transaction origin of state replayed from disk. */
-export const DISK_ORIGIN = Symbol('webswarm-disk')
+const DISK_ORIGIN = Symbol('webswarm-disk')
 
 export interface CrdtStoreStats {
   /** Records appended since start. */

@@ -18,7 +18,7 @@ import { POW_STAMP, relayStampScope } from '../web/src/net/pow-protocol.ts'
 /** Default cap on open connections from one IP address. */
 export const DEFAULT_MAX_CONNS_PER_IP = 128
 
-export type RefusalReason = 'ip-connections' | 'reservation-without-stamp' | 'bad-stamp'
+type RefusalReason = 'ip-connections' | 'reservation-without-stamp' | 'bad-stamp'
 
 export interface RelayAdmissionOptions {
   /** Open connections allowed from one IP (0: no cap). */
@@ -35,7 +35,7 @@ export interface RelayAdmissionOptions {
 }
 
 /** The IP address of a multiaddr (ip4 / ip6 component), or undefined (e.g. a memory transport). */
-export function ipOf (ma: Multiaddr): string | undefined {
+function ipOf (ma: Multiaddr): string | undefined {
   for (const c of ma.getComponents()) if (c.name === 'ip4' || c.name === 'ip6') return c.value
   return undefined
 }

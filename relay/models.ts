@@ -24,10 +24,10 @@ const GGUF_FILE = /\.gguf$/i
 /** Headers a page on another origin may read from a range answer. */
 const EXPOSED_HEADERS = 'content-length, content-range, accept-ranges, etag, last-modified'
 
-export type ModelFormat = 'gguf' | 'safetensors'
+type ModelFormat = 'gguf' | 'safetensors'
 
 /** One entry of the `/models` listing. */
-export interface ModelListing {
+interface ModelListing {
   /** Path under /models/: `x.gguf`, `folder/x.gguf`, or a safetensors folder's name. */
   name: string
   /** Bytes of the file, or of a folder's served files together. */
@@ -67,7 +67,7 @@ export function modelFilePath (modelsDir: string, defaultModel: string, rest: st
 }
 
 /** Every served model under `modelsDir`, sorted by name (a missing folder lists nothing). */
-export async function listModels (modelsDir: string): Promise<ModelListing[]> {
+async function listModels (modelsDir: string): Promise<ModelListing[]> {
   const root = path.resolve(modelsDir)
   const out: ModelListing[] = []
   let entries

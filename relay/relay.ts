@@ -46,7 +46,7 @@ export interface RelayHandle {
 }
 
 /** Loads the relay's identity key from `<dataDir>/identity.key`, creating it (mode 0600) on first run. */
-export async function loadIdentity (dataDir: string): Promise<PrivateKey> {
+async function loadIdentity (dataDir: string): Promise<PrivateKey> {
   const file = path.join(dataDir, 'identity.key')
   try {
     return privateKeyFromProtobuf(await fs.readFile(file))

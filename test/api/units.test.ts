@@ -4,7 +4,9 @@
  * validation edge cases.
  */
 import { describe, expect, it } from 'vitest'
-import { InvalidParamError } from '../../web/src/api/errors.ts'
+import {
+  ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, SwarmUnavailableError, UnknownRouteError, type ApiError
+} from '../../web/src/api/errors.ts'
 import type { ApiModel } from '../../web/src/api/generator.ts'
 import { promptFor, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
 import { RateLimiter } from '../../web/src/api/rate-limit.ts'
@@ -111,5 +113,27 @@ describe('request validation', () => {
 
   it('formats missing blocks as ranges', () => {
     expect(formatBlocks([0, 1, 2, 5, 7, 8])).toBe('0-2, 5, 7-8')
+  })
+})
+
+describe('API errors', () => {
+  it('each class answers with its status, OpenAI type and code, and whose fault it is', () => {
+    // One row per class, the values each declared before the type and fault came from the status.
+    const rows: Array<[ApiError, number, string, string | null, boolean]> = [
+      [new InvalidParamError('m', 'p'), 400, 'invalid_request_error', 'invalid_value', true],
+      [new MalformedBodyError('m'), 400, 'invalid_request_error', 'invalid_json', true],
+      [new InvalidApiKeyError('m'), 401, 'invalid_request_error', 'invalid_api_key', true],
+      [new UnknownRouteError('m'), 404, 'invalid_request_error', 'unknown_url', true],
+      [new MethodNotAllowedError('m'), 405, 'invalid_request_error', 'method_not_allowed', true],
+      [new ModelNotFoundError('m'), 404, 'invalid_request_error', 'model_not_found', true],
+      [new PromptTooLongError('m'), 413, 'invalid_request_error', 'context_length_exceeded', true],
+      [new RateLimitError('m', 3), 429, 'rate_limit_error', 'rate_limit_exceeded', true],
+      [new SwarmUnavailableError('m'), 503, 'server_error', 'blocks_not_served', false],
+      [new ApiInternalError('m'), 500, 'server_error', 'internal_error', false]
+    ]
+    for (const [e, status, type, code, callerFault] of rows) {
+      expect([e.name, e.status, e.type, e.code, e.callerFault]).toEqual([e.constructor.name, status, type, code, callerFault])
+      expect(e.body().error).toEqual({ message: 'm', type, param: e.param, code })
+    }
   })
 })

@@ -108,7 +108,7 @@ describe('SwarmDoc: signed peers map', () => {
     await a.setSelf({ x: 1 }, 1) // expires after 1 ms
     Y.applyUpdate(b.doc, Y.encodeStateAsUpdate(a.doc))
     const sv = Y.encodeStateVector(b.doc)
-    await new Promise(resolve => setTimeout(resolve, 5))
+    await new Promise(resolve => setTimeout(resolve, 5)) // lets the 1 ms lifetime pass; a longer wait (load) changes nothing below 30 s
     // expired, but within the 30 s skew allowance, so not yet deletable…
     const c = await docFor(kb); Y.applyUpdate(c.doc, Y.encodeStateAsUpdate(b.doc)); c.peersMap.delete(a.selfId)
     await expect(b.applyRemote(Y.encodeStateAsUpdate(c.doc, sv))).rejects.toThrow(/unexpired/)

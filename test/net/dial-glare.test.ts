@@ -36,12 +36,14 @@ describe('dialThroughRelay and simultaneous dials', () => {
         return await new Promise<Connection>((_resolve, reject) => { o.signal.addEventListener('abort', () => { reject(o.signal.reason as Error) }) })
       },
       getConnections: () => [],
-      addEventListener: target.addEventListener.bind(target),
+      addEventListener: (type: string, fn: EventListener) => { listening++; target.addEventListener(type, fn) },
       removeEventListener: target.removeEventListener.bind(target)
     }
+    let listening = 0
     const controller = new AbortController()
     const dialing = dialThroughRelay(node as never, RELAY, PEER, { signal: controller.signal })
-    await new Promise(resolve => setTimeout(resolve, 10))
+    // the events below go out once dialThroughRelay listens for them (not after a fixed 10 ms)
+    while (listening === 0) await new Promise(resolve => setImmediate(resolve))
     target.dispatchEvent(new CustomEvent('connection:open', { detail: conn('12D3KooWOther', '/ip4/127.0.0.1/udp/5000/webrtc/p2p/12D3KooWOther') })) // not theirs
     target.dispatchEvent(new CustomEvent('connection:open', { detail: conn(PEER, `${RELAY}/p2p-circuit/p2p/${PEER}`) })) // relayed: not direct
     expect(ourSignal?.aborted).toBe(false)

@@ -15,6 +15,7 @@ import { dialThroughRelay, isNoReservation, joinSwarm, type Swarm } from '../../
 import { createRelay, type RelayNode } from '../../web/src/net/node.ts'
 import { GONE_AFTER_NO_RESERVATION, swarmRendezvousCid } from '../../web/src/net/peers.ts'
 import { until } from './peers-harness.ts'
+import { ManualClock } from '../../web/src/util/clock.ts'
 
 const cleanup: Array<() => Promise<void>> = []
 
@@ -151,8 +152,12 @@ describe('dialThroughRelay', () => {
     await expect(dialThroughRelay(broken.node, relay, peer)).rejects.toThrow('ICE failed again')
     const ac = new AbortController()
     const slow = fakeNode([noReservation, noReservation])
-    const p = dialThroughRelay(slow.node, relay, peer, { signal: ac.signal })
-    setTimeout(() => { ac.abort(new Error('cancelled')) }, 50)
+    // cancelled during the backoff after the first NO_RESERVATION (a ManualClock holds it: not a
+    // race between a 50 ms abort and the 250 ms backoff that a stalled machine could lose)
+    const clock = new ManualClock()
+    const p = dialThroughRelay(slow.node, relay, peer, { signal: ac.signal, clock })
+    await until('the backoff after NO_RESERVATION', () => clock.pending === 1)
+    ac.abort(new Error('cancelled'))
     await expect(p).rejects.toThrow('cancelled')
     expect(slow.calls).toHaveLength(1)
   })

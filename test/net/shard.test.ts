@@ -6,7 +6,7 @@ import {
 } from '../../web/src/net/shard/index.ts'
 import { NetConfigError } from '../../web/src/net/errors.ts'
 import { call, ErrorCode, handle, HandlerError, RemoteError } from '../../web/src/net/stream/index.ts'
-import { memoryNetwork, patternBytes, sleep } from './stream-harness.ts'
+import { memoryNetwork, patternBytes, waitFor } from './stream-harness.ts'
 
 const KiB = 1024
 const CHUNK = 64 * KiB
@@ -145,8 +145,14 @@ describe('fetchShard', () => {
   it('cancels promptly through its signal', async () => {
     const { fetcher, dir, root } = await swarm(2, 200 * CHUNK)
     const ac = new AbortController()
-    const p = fetchShard(fetcher, root, { directory: dir.forPeer(fetcher.peerId), store: new MemoryShardStore(), signal: ac.signal })
-    await sleep(30)
+    // Cancelled mid-fetch: once the first of 200 chunks is stored (not after a fixed 30 ms, which a
+    // fast machine could finish the fetch in, or a loaded one could spend before it starts).
+    let stored = 0
+    const store = new MemoryShardStore()
+    const put = store.putChunk.bind(store)
+    store.putChunk = (hash, bytes) => { stored++; put(hash, bytes) }
+    const p = fetchShard(fetcher, root, { directory: dir.forPeer(fetcher.peerId), store, signal: ac.signal })
+    await waitFor(() => stored > 0)
     ac.abort()
     await expect(p).rejects.toMatchObject({ name: 'CancelledError' })
   })

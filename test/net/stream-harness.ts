@@ -19,6 +19,15 @@ export interface MemoryNode extends StreamNode {
   streams: Stream[]
   /** The promise of every handler run on this node's inbound streams, in order. */
   served: Array<Promise<void>>
+  /** Bytes this node's streams have sent / received so far (see `quiet`). */
+  traffic: { sent: number, received: number }
+}
+
+/** Counts what `stream` sends and receives into `owner.traffic` (before anyone else uses the stream). */
+function meter (stream: Stream, owner: MemoryNode): void {
+  const send = stream.send.bind(stream)
+  stream.send = (bytes) => { owner.traffic.sent += bytes.byteLength; return send(bytes) }
+  stream.addEventListener('message', (evt) => { owner.traffic.received += evt.data.byteLength })
 }
 
 /** Nodes that can dial each other by peer id; `capacity` messages in flight before backpressure. */
@@ -32,6 +41,7 @@ export async function memoryNetwork (count: number, capacity = 16): Promise<Memo
       peerId,
       streams: [],
       served: [],
+      traffic: { sent: 0, received: 0 },
       handle: async (protocol, handler) => { for (const p of [protocol].flat()) handlers.set(p, handler) },
       unhandle: async (protocol) => { for (const p of [protocol].flat()) handlers.delete(p) },
       dialProtocol: async (target, protocols) => {
@@ -40,6 +50,8 @@ export async function memoryNetwork (count: number, capacity = 16): Promise<Memo
         const handler = remote?.handlers.get(protocol)
         if (remote === undefined || handler === undefined) throw new Error(`no handler for ${protocol} at ${String(target)}`)
         const [outbound, inbound] = await streamPair({ capacity, delay: 0, protocol })
+        meter(outbound, node)
+        meter(inbound, remote.node)
         node.streams.push(outbound)
         remote.node.streams.push(inbound)
         const connection = { remotePeer: peerId } as unknown as Connection
@@ -64,6 +76,23 @@ export function patternBytes (n: number, seed: number): Uint8Array {
   return out
 }
 
+/**
+ * Resolves once the network is quiet: every byte any node sent has been received, and still so
+ * after the receivers ran (one more macrotask, in which they could answer). What a test asserts
+ * then cannot change until it acts again — an event, not an amount of time.
+ */
+export async function quiet (nodes: readonly MemoryNode[]): Promise<void> {
+  const totals = (): [number, number] => [nodes.reduce((s, n) => s + n.traffic.sent, 0), nodes.reduce((s, n) => s + n.traffic.received, 0)]
+  for (;;) {
+    await waitFor(() => { const [sent, received] = totals(); return sent === received })
+    const before = totals()[0]
+    await new Promise(resolve => setImmediate(resolve))
+    const [sent, received] = totals()
+    if (sent === before && sent === received) return
+  }
+}
+
+/** Only to pace a fake (a handler that stays busy); never to wait for something to happen. */
 export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 /**

@@ -76,14 +76,16 @@ describe('block server', () => {
 
   it('closes idle sessions and frees their cache', async () => {
     let now = 0
-    const { peer, server } = setup({ idleMs: 1000, now: () => now })
+    // The sweeps run on a ManualClock: one runs where the test advances it by the 5 ms interval.
+    const clock = new ManualClock()
+    const { peer, server } = setup({ idleMs: 1000, now: () => now, clock })
     const a = peer('A')
     const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
     if (o.type !== 'opened') throw new Error('not opened')
     now = 2000
-    // Waits for a sweep that ran after the clock moved (a fixed 30 ms could pass without one on a loaded machine).
     const sweeps = server.stats.sweeps
-    await until(() => server.stats.sweeps > sweeps)
+    clock.advance(5)
+    expect(server.stats.sweeps).toBe(sweeps + 1)
     expect(server.sessions.size).toBe(0)
     expect(server.sessions.reservedBytes).toBe(0)
     await expect(a({ type: 'step', session: o.session, position: 0, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
@@ -91,7 +93,8 @@ describe('block server', () => {
 
   it('never closes a session whose step runs longer than the idle timeout; idle time counts from its end', async () => {
     let now = 0
-    const { peer, server, backend } = setup({ idleMs: 1000, now: () => now })
+    const clock = new ManualClock() // sweeps run where the test advances it (5 ms each)
+    const { peer, server, backend } = setup({ idleMs: 1000, now: () => now, clock })
     const a = peer('A')
     const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
     if (o.type !== 'opened') throw new Error('not opened')
@@ -101,17 +104,20 @@ describe('block server', () => {
     await until(() => backend.forwardCalls.length === 1) // the forward is running
     now = 5000 // far past the idle timeout while it runs
     const sweeps = server.stats.sweeps
-    await until(() => server.stats.sweeps > sweeps + 1)
+    clock.advance(10)
+    expect(server.stats.sweeps).toBe(sweeps + 2)
     expect(server.sessions.size).toBe(1)
     backend.gate = undefined
     release()
     expect((await step).type).toBe('output')
     now = 5500 // 500 ms after the step ended: still open
     const after = server.stats.sweeps
-    await until(() => server.stats.sweeps > after + 1)
+    clock.advance(10)
+    expect(server.stats.sweeps).toBe(after + 2)
     expect(server.sessions.size).toBe(1)
     now = 6600
-    await until(() => server.sessions.size === 0)
+    clock.advance(5)
+    expect(server.sessions.size).toBe(0)
   })
 
   it('bad input ends that session with a typed error; other clients keep being served', async () => {

@@ -11,7 +11,13 @@ import { MemoryNetwork } from '../../../web/src/swarm/transport/memory.ts'
 import { NoExpertHostError } from '../../../web/src/swarm/errors.ts'
 import type { Affinity } from '../../../web/src/swarm/moe/summary.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
+import { ManualClock } from '../../../web/src/util/clock.ts'
 import { fakeExpert as fakeExpertC } from '../fake-expert.ts'
+
+/** Resolves once `cond()` holds, checking after each macrotask (the test's timeout bounds a wait that never ends). */
+async function until (cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise(resolve => setImmediate(resolve))
+}
 
 const C = 5
 const E = 4
@@ -40,9 +46,9 @@ function batch (seed: number): { xs: Float32Array, offsets: number[], ref: Float
   return { xs, offsets, ref }
 }
 
-function setup () {
+function setup (now?: () => number) {
   const net = new MemoryNetwork({ seed: 5 })
-  const dir = new MemoryDirectory()
+  const dir = new MemoryDirectory(now)
   const roles: ExpertRole[] = []
   const role = (peer: string, extra: Partial<ConstructorParameters<typeof ExpertRole>[0]> = {}): ExpertRole => {
     const r = new ExpertRole({ transport: net.endpoint(peer), directory: dir, model: 'm', hiddenSize: C, numExperts: E, layers: [1], slots: 2, loadLayer: layers().load, recheckMs: 0, ...extra })
@@ -98,10 +104,15 @@ describe('ExpertRole', () => {
   })
 
   it('refreshes its records before they expire and withdraws them (OFFLINE) on leave', async () => {
-    const { role, dir, caller } = setup()
-    const a = role('a', { slots: 4, ttlMs: 60, refreshMs: 20 })
+    // Records and refreshes on a ManualClock: the refresh timer, not the machine's speed, decides.
+    const clock = new ManualClock()
+    const { role, dir, caller } = setup(clock.now)
+    const a = role('a', { slots: 4, ttlMs: 60, refreshMs: 20, clock, now: clock.now })
     await a.start()
-    await new Promise(resolve => setTimeout(resolve, 200)) // > 3 lifetimes
+    for (let t = 0; t < 200; t += 20) { // > 3 lifetimes, one refresh period at a time
+      clock.advance(20)
+      await new Promise(resolve => setImmediate(resolve)) // that refresh's announce lands
+    }
     const live = await dir.expertRecords('m', 1)
     expect(live.map(r => [r.peer, r.state, r.experts.join(',')])).toEqual([['a', 'online', '0,1,2,3']])
     const { xs, offsets, ref } = batch(2)
@@ -127,7 +138,7 @@ describe('ExpertRole', () => {
     // During the grace b still answers the dropped experts; after it, only the new ones.
     expect([...b.hosted.get(1)!].sort()).toEqual([0, 1, 2, 3])
     expect(Array.from(await caller.run(1, xs, offsets))).toEqual(Array.from(ref))
-    await new Promise(resolve => setTimeout(resolve, 60))
+    await until(() => b.hosted.get(1)!.size === 2) // the 30 ms grace ended (not: 60 ms passed)
     expect([...b.hosted.get(1)!].sort()).toEqual([2, 3])
     expect(Array.from(await caller.run(1, xs, offsets))).toEqual(Array.from(ref))
     // Stable now: neither moves again.
@@ -155,7 +166,7 @@ describe('ExpertRole', () => {
     expect(await b.recheckOnce()).toBe(true)
     expect(placed(b)).toBe('0:0,1,2,3')
     expect((await dir.expertRecords('m', 1)).find(r => r.peer === 'b')?.state).toBe('offline')
-    await new Promise(resolve => setTimeout(resolve, 50))
+    await until(() => ls.disposed.length > 0) // the 20 ms grace ended and layer 1 was let go (not: 50 ms passed)
     expect(ls.loaded).toEqual([1, 0])
     expect(ls.disposed).toEqual([1])
     await b.stop()

@@ -216,7 +216,7 @@ describe('fault-tolerant all-reduce over a seeded network', () => {
     s.taps[1].onSend = (_peer, body) => {
       if (decodeMsg(body).type === MsgType.REDUCE && ++sent === 2) {
         s.net.cut(s.ids[1], s.ids[2])
-        setTimeout(() => { s.net.restore(s.ids[1], s.ids[2]) }, 500)
+        setTimeout(() => { s.net.restore(s.ids[1], s.ids[2]) }, 500) // paces the fake: the outage the round must survive (nothing is asserted on its length)
       }
       return undefined
     }

@@ -113,7 +113,8 @@ describe('forked runs heal', () => {
     link(a.doc, b.doc) // b now follows a's founding, which has no sync and no member yet
     expect(b.board.genesis()).toBe(a.board.genesis())
     const running = sb.run()
-    await new Promise(resolve => setTimeout(resolve, 1500)) // b finds nobody to fetch from meanwhile
+    // b finds nobody to fetch from meanwhile: wait for it to say so, not for a fixed 1.5 s
+    while (!b.log.some(x => x.includes('found no state to fetch'))) await new Promise(resolve => setTimeout(resolve, 5))
     const sa = await TrainSession.start({ transport: net.endpoint(a.id), board: a.board, backend: cpu, corpus: async () => corpus, allreduce: FAST, log: (l) => { a.log.push(l) } })
     sessions.push(sa)
     await Promise.all([sa.run(), running])

@@ -8,14 +8,14 @@
 import type { BlockRecord, ExpertRecord, SwarmDirectory } from '../swarm/records.ts'
 
 /** How long fetched block records are fresh, ms; after that a lookup refreshes them in the background. */
-export const RECORDS_TTL_MS = 1_000
+const RECORDS_TTL_MS = 1_000
 /**
  * How long records are served while a refresh runs, ms: well under a record's refresh period
  * (60 s). A DHT lookup took ~130 ms on loopback (bench:api: the time to first token of a request
  * that came more than RECORDS_TTL_MS after the last one); a request need not wait for it when
  * records a few seconds old are at hand.
  */
-export const RECORDS_MAX_STALE_MS = 30_000
+const RECORDS_MAX_STALE_MS = 30_000
 
 interface Entry { at: number, records: Promise<BlockRecord[]>, refreshing: boolean }
 

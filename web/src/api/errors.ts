@@ -13,13 +13,21 @@ export interface OpenAiErrorBody {
 export abstract class ApiError extends WebSwarmError {
   /** HTTP status. */
   abstract readonly status: number
-  /** OpenAI's error type (`invalid_request_error`, `rate_limit_error`, …). */
-  abstract readonly type: string
   /** OpenAI's machine-readable code, or null. */
   readonly code: string | null = null
 
   constructor (message: string, readonly param: string | null = null) {
     super(message)
+  }
+
+  /** A 4xx is the caller's fault (the same request fails again), a 5xx ours: follows from the status. */
+  get callerFault (): boolean {
+    return this.status < 500
+  }
+
+  /** OpenAI's error type, which its API also derives from the status: 429 rate limit, 5xx server, else the request. */
+  get type (): string {
+    return this.status === 429 ? 'rate_limit_error' : this.status >= 500 ? 'server_error' : 'invalid_request_error'
   }
 
   body (): OpenAiErrorBody {
@@ -31,9 +39,7 @@ export abstract class ApiError extends WebSwarmError {
 export class InvalidParamError extends ApiError {
   override name = 'InvalidParamError'
   readonly errorCode = 'api.invalid-param'
-  readonly callerFault = true
   readonly status = 400
-  readonly type = 'invalid_request_error'
   override readonly code: string | null
 
   constructor (message: string, param: string | null = null, code: string | null = 'invalid_value') {
@@ -46,9 +52,7 @@ export class InvalidParamError extends ApiError {
 export class MalformedBodyError extends ApiError {
   override name = 'MalformedBodyError'
   readonly errorCode = 'api.malformed-body'
-  readonly callerFault = true
   readonly status = 400
-  readonly type = 'invalid_request_error'
   override readonly code = 'invalid_json'
 }
 
@@ -56,9 +60,7 @@ export class MalformedBodyError extends ApiError {
 export class InvalidApiKeyError extends ApiError {
   override name = 'InvalidApiKeyError'
   readonly errorCode = 'api.invalid-api-key'
-  readonly callerFault = true
   readonly status = 401
-  readonly type = 'invalid_request_error'
   override readonly code = 'invalid_api_key'
 }
 
@@ -66,9 +68,7 @@ export class InvalidApiKeyError extends ApiError {
 export class UnknownRouteError extends ApiError {
   override name = 'UnknownRouteError'
   readonly errorCode = 'api.unknown-route'
-  readonly callerFault = true
   readonly status = 404
-  readonly type = 'invalid_request_error'
   override readonly code = 'unknown_url'
 }
 
@@ -76,9 +76,7 @@ export class UnknownRouteError extends ApiError {
 export class MethodNotAllowedError extends ApiError {
   override name = 'MethodNotAllowedError'
   readonly errorCode = 'api.method-not-allowed'
-  readonly callerFault = true
   readonly status = 405
-  readonly type = 'invalid_request_error'
   override readonly code = 'method_not_allowed'
 }
 
@@ -86,9 +84,7 @@ export class MethodNotAllowedError extends ApiError {
 export class ModelNotFoundError extends ApiError {
   override name = 'ModelNotFoundError'
   readonly errorCode = 'api.model-not-found'
-  readonly callerFault = true
   readonly status = 404
-  readonly type = 'invalid_request_error'
   override readonly code = 'model_not_found'
 }
 
@@ -96,9 +92,7 @@ export class ModelNotFoundError extends ApiError {
 export class PromptTooLongError extends ApiError {
   override name = 'PromptTooLongError'
   readonly errorCode = 'api.prompt-too-long'
-  readonly callerFault = true
   readonly status = 413
-  readonly type = 'invalid_request_error'
   override readonly code = 'context_length_exceeded'
 }
 
@@ -106,9 +100,7 @@ export class PromptTooLongError extends ApiError {
 export class RateLimitError extends ApiError {
   override name = 'RateLimitError'
   readonly errorCode = 'api.rate-limit'
-  readonly callerFault = true
   readonly status = 429
-  readonly type = 'rate_limit_error'
   override readonly code = 'rate_limit_exceeded'
 
   constructor (message: string, /** Seconds until a request would be taken. */ readonly retryAfterS: number) {
@@ -120,9 +112,7 @@ export class RateLimitError extends ApiError {
 export class SwarmUnavailableError extends ApiError {
   override name = 'SwarmUnavailableError'
   readonly errorCode = 'api.swarm-unavailable'
-  readonly callerFault = false
   readonly status = 503
-  readonly type = 'server_error'
   override readonly code: string
 
   constructor (message: string, code = 'blocks_not_served', /** Blocks no live server covers. */ readonly missingBlocks: readonly number[] = []) {
@@ -135,8 +125,6 @@ export class SwarmUnavailableError extends ApiError {
 export class ApiInternalError extends ApiError {
   override name = 'ApiInternalError'
   readonly errorCode = 'api.internal'
-  readonly callerFault = false
   readonly status = 500
-  readonly type = 'server_error'
   override readonly code = 'internal_error'
 }

@@ -39,7 +39,7 @@ export function transcript (messages: readonly ChatMessage[]): string {
   return messages.map(m => `${ROLE_NAMES[m.role] ?? m.role}: ${m.content}\n`).join('') + 'Assistant:'
 }
 
-export function chatRequestPrompt (model: ApiModel, req: ChatRequest): Prompt {
+function chatRequestPrompt (model: ApiModel, req: ChatRequest): Prompt {
   const tok = model.tokenizer
   if (tok.chatTemplate === undefined) {
     return { ids: tok.encode(transcript(req.messages)), stopTokens: [...model.eosTokenIds], stopStrings: TRANSCRIPT_STOPS, transcript: true }
@@ -54,7 +54,7 @@ export function chatRequestPrompt (model: ApiModel, req: ChatRequest): Prompt {
   }
 }
 
-export function completionRequestPrompt (model: ApiModel, req: CompletionRequest): Prompt {
+function completionRequestPrompt (model: ApiModel, req: CompletionRequest): Prompt {
   const tok = model.tokenizer
   let ids: number[]
   if (typeof req.prompt === 'string') ids = tok.encode(req.prompt)

@@ -15,7 +15,7 @@ export interface RateLimitOptions {
 }
 
 /** Bounds the limiter's memory against many addresses: a forgotten client starts with a full bucket (no more than it could have had). */
-export const MAX_TRACKED_CLIENTS = 10_000
+const MAX_TRACKED_CLIENTS = 10_000
 
 interface Bucket { tokens: number, at: number }
 

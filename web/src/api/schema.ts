@@ -10,16 +10,16 @@ import type { ChatMessage } from '../model/chat.ts'
 import { InvalidParamError } from './errors.ts'
 
 /** OpenAI's cap on stop sequences. */
-export const MAX_STOP_SEQUENCES = 4
+const MAX_STOP_SEQUENCES = 4
 /** Longest stop sequence accepted, in characters. */
-export const MAX_STOP_CHARS = 256
+const MAX_STOP_CHARS = 256
 /** Most chat messages in one request. */
-export const MAX_MESSAGES = 1024
+const MAX_MESSAGES = 1024
 /** Roles a chat message may have (`developer` is OpenAI's newer name for `system`). */
-export const CHAT_ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool'])
+const CHAT_ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool'])
 
 /** What both endpoints share. */
-export interface GenerationRequest {
+interface GenerationRequest {
   model: string
   /** Tokens to generate at most; undefined = what the context leaves (capped by the server). */
   maxTokens?: number

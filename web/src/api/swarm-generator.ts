@@ -28,7 +28,7 @@ import type { ApiModel, GenerateParams, GenerateResult, Generator } from './gene
  * steps made stream opens time out and the client ban its only server (BENCHMARKS.md); 16 leave
  * room for OPENs, CLOSEs and INFOs.
  */
-export const MAX_CONCURRENT_GENERATIONS = 16
+const MAX_CONCURRENT_GENERATIONS = 16
 
 /** One served model: its info, the client over its servers, and its ends on this device. */
 export interface SwarmModel {

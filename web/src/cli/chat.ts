@@ -4,7 +4,7 @@ import type { TextTokenizer } from '../model/tokenizer.ts'
 import { UsageError, str, type Flags } from './args.ts'
 
 /** Tokens a chat template adds around the text, at most, for sizing the KV cache before loading. */
-export const CHAT_TEMPLATE_TOKENS = 256
+const CHAT_TEMPLATE_TOKENS = 256
 
 /** The prompt ids for --chat (and --system) and the ids that end the assistant's turn. */
 export function chatFromFlags (f: Flags, tokenizer: TextTokenizer | undefined, configEos: readonly number[]): { prompt: number[], stopTokens: number[] } {

@@ -74,7 +74,7 @@ export function hostTensorData (data: TypedArray | number[], shape: readonly num
 }
 
 /** Coerces host data into the typed array a dtype stores. */
-export function toTyped (data: TypedArray | number[], dtype: DType): TypedArray {
+function toTyped (data: TypedArray | number[], dtype: DType): TypedArray {
   if (!Array.isArray(data)) return data
   const out = arrayFor(dtype, data.length)
   for (let i = 0; i < data.length; i++) out[i] = data[i]

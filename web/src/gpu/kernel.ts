@@ -13,9 +13,9 @@
  */
 import { GpuArgumentError } from './errors.ts'
 
-export type WgslScalar = 'f32' | 'i32' | 'u32'
+type WgslScalar = 'f32' | 'i32' | 'u32'
 
-export interface BindingDecl {
+interface BindingDecl {
   /** WGSL variable name. */
   name: string
   /** WGSL element type of the array: 'f32', 'u32', 'i32', 'vec4<f32>', 'T' (f32 or f16 by variant)… */
@@ -26,7 +26,7 @@ export interface BindingDecl {
   atomic?: boolean
 }
 
-export interface UniformDecl {
+interface UniformDecl {
   name: string
   type: WgslScalar
 }

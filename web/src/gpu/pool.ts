@@ -5,7 +5,7 @@
  */
 // Numeric flags (spec values): module-level code may run before Node's WebGPU globals exist.
 /** STORAGE | COPY_SRC | COPY_DST */
-export const STORAGE_USAGE = 0x80 | 0x04 | 0x08
+const STORAGE_USAGE = 0x80 | 0x04 | 0x08
 /** UNIFORM | COPY_DST */
 export const UNIFORM_USAGE = 0x40 | 0x08
 
@@ -20,7 +20,7 @@ export function sizeClass (bytes: number): number {
 }
 
 /** Exact size of a buffer for `bytes` (weights: no size-class waste, never above the device limit). */
-export function exactSize (bytes: number): number {
+function exactSize (bytes: number): number {
   return Math.max(MIN_BYTES, Math.ceil(bytes / 4) * 4)
 }
 

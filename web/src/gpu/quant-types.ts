@@ -21,7 +21,7 @@ export class UnsupportedDTypeError extends WebSwarmError {
 }
 
 /** The block-quantized dtypes, in GGML id order. */
-export const BLOCK_DTYPES: readonly BlockDType[] = Object.freeze(['q4_0', 'q8_0', 'q4_k', 'q5_k', 'q6_k'])
+const BLOCK_DTYPES: readonly BlockDType[] = Object.freeze(['q4_0', 'q8_0', 'q4_k', 'q5_k', 'q6_k'])
 
 /** Every dtype a weight may be stored in; linear/embedding accept each. */
 export const WEIGHT_DTYPES: readonly WeightDType[] = Object.freeze(['f32', 'f16', 'bf16', ...BLOCK_DTYPES])
@@ -67,7 +67,7 @@ export function storageBytes (dtype: DType, shape: readonly number[]): number {
 }
 
 /** GGML type ids (ggml.h `enum ggml_type`) of the dtypes we serve. */
-export const GGML_TYPE = Object.freeze({ f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_k: 12, q5_k: 13, q6_k: 14, bf16: 30 } as const satisfies Record<WeightDType, number>)
+const GGML_TYPE = Object.freeze({ f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_k: 12, q5_k: 13, q6_k: 14, bf16: 30 } as const satisfies Record<WeightDType, number>)
 
 /** Names of the GGML types we do not serve, for the error message. */
 const OTHER_GGML_TYPES: Readonly<Record<number, string>> = Object.freeze({

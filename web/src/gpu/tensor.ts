@@ -1,4 +1,4 @@
-import { bytesPerElement, checkShape, numel, shapeString, type DType, type TypedArray } from './dtype.ts'
+import { checkShape, numel, shapeString, type DType, type TypedArray } from './dtype.ts'
 import { SplitTensorError, TensorStateError } from './errors.ts'
 import type { Backend } from './backend.ts'
 
@@ -107,11 +107,6 @@ export class Tensor {
     this._storage = undefined
     if (--s.refs === 0) s.release()
   }
-}
-
-/** Byte size of a dense tensor of this shape and dtype. */
-export function denseBytes (shape: readonly number[], dtype: DType): number {
-  return numel(shape) * bytesPerElement(dtype)
 }
 
 // ---- tidy: dispose every tensor made inside fn except those it returns ----

@@ -15,7 +15,7 @@ import { toHfTensors } from './weights.ts'
  *   trainer.json           { format, step, adamw, ... } — the caller's metadata
  * so `webswarm generate --model DIR` loads a checkpoint like any HF model.
  */
-export const CHECKPOINT_FORMAT = 'webswarm-checkpoint-1'
+const CHECKPOINT_FORMAT = 'webswarm-checkpoint-1'
 
 /** Files by name: a directory (Node), OPFS or IndexedDB (browser). */
 export interface CheckpointStore {

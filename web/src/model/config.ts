@@ -131,9 +131,9 @@ function ropeSection (cfg: Json, field: string): Json | undefined {
  * writes them to `rope_freqs.weight`: 1 for short wavelengths, `factor` for long ones, a smooth
  * blend between (transformers `_compute_llama3_parameters`).
  */
-export interface Llama3RopeScaling { factor: number, lowFreqFactor: number, highFreqFactor: number, originalMaxPositions: number }
+interface Llama3RopeScaling { factor: number, lowFreqFactor: number, highFreqFactor: number, originalMaxPositions: number }
 
-export function llama3RopeFactors (D: number, theta: number, r: Llama3RopeScaling): number[] {
+function llama3RopeFactors (D: number, theta: number, r: Llama3RopeScaling): number[] {
   const lowWavelen = r.originalMaxPositions / r.lowFreqFactor
   const highWavelen = r.originalMaxPositions / r.highFreqFactor
   const out: number[] = []

@@ -21,7 +21,7 @@ import { formatSize } from '../util/progress.ts'
 import type { ModelConfig } from './config.ts'
 import { ModelArgumentError } from './errors.ts'
 import { readGgufHeader, type GgufHeader } from './gguf/read.ts'
-import type { BlockRange, PartSpec } from './params.ts'
+import type { PartSpec } from './params.ts'
 import type { ModelSource } from './source.ts'
 import { WeightIndex } from './weights.ts'
 
@@ -36,7 +36,7 @@ export interface PlanTensor {
 }
 
 /** The tensors a GGUF header declares (sizes in their GGML encoding). */
-export function planTensorsFromGguf (h: GgufHeader): PlanTensor[] {
+function planTensorsFromGguf (h: GgufHeader): PlanTensor[] {
   return [...h.tensors.values()].map(t => ({ name: t.name, shape: t.shape, bytes: t.bytes }))
 }
 
@@ -45,7 +45,7 @@ export function planTensorsFromGguf (h: GgufHeader): PlanTensor[] {
  * as LoadOptions.keepDtypes: 16-bit weights stay 16-bit (the default, as for inference loads), else
  * everything is widened to f32 on the host (training).
  */
-export async function planTensorsFromSafetensors (index: WeightIndex, keepDtypes = true): Promise<PlanTensor[]> {
+async function planTensorsFromSafetensors (index: WeightIndex, keepDtypes = true): Promise<PlanTensor[]> {
   const out: PlanTensor[] = []
   for (const name of await index.names()) {
     const { info } = await index.locate(name)
@@ -82,7 +82,7 @@ export function tensorRole (name: string): TensorRole {
 }
 
 /** Element type of the KV cache. */
-export type KvDType = 'f16' | 'f32'
+type KvDType = 'f16' | 'f32'
 
 export interface PlanOptions {
   /**
@@ -108,9 +108,9 @@ export interface PlanOptions {
 }
 
 /** Context assumed when none is given and the model allows more (a few chat turns). */
-export const DEFAULT_CONTEXT = 2048
+const DEFAULT_CONTEXT = 2048
 /** Rows of one prefill step assumed for scratch (a chat prompt). */
-export const DEFAULT_STEP_TOKENS = 512
+const DEFAULT_STEP_TOKENS = 512
 const F32 = 4
 
 export interface MemoryPlan {
@@ -178,7 +178,7 @@ function numel (shape: readonly number[]): number {
 }
 
 /** Bytes a tensor holds on the GPU: 1-D tensors in f32, others in their file encoding; padded to 4. */
-export function gpuTensorBytes (t: PlanTensor): number {
+function gpuTensorBytes (t: PlanTensor): number {
   const b = t.shape.length <= 1 ? numel(t.shape) * F32 : t.bytes
   return Math.ceil(b / 4) * 4
 }
@@ -199,7 +199,7 @@ function positiveInt (v: number, what: string): number {
 }
 
 /** Bytes of K and V for one position of one layer. */
-export function kvBytesPerPosition (c: ModelConfig, kvDtype: KvDType = 'f32'): number {
+function kvBytesPerPosition (c: ModelConfig, kvDtype: KvDType = 'f32'): number {
   return 2 * c.numKvHeads * c.headDim * (kvDtype === 'f16' ? 2 : F32)
 }
 
@@ -310,17 +310,12 @@ export function costliestBlockPlan (config: ModelConfig, tensors: readonly PlanT
   return worst
 }
 
-/** A block range as "A:B" (for messages). */
-export function rangeString (r: BlockRange): string {
-  return `${r.start}:${r.end}`
-}
-
 /** Share of the adapter-derived budget a page takes (the tab shares the GPU with the browser and other tabs). */
-export const PAGE_BUDGET_SHARE = 0.5
+const PAGE_BUDGET_SHARE = 0.5
 /** A page's budget when neither navigator.deviceMemory nor the limits say more: 4 × the default maxBufferSize. */
-export const PAGE_BUDGET_FLOOR_BYTES = 1 << 30
+const PAGE_BUDGET_FLOOR_BYTES = 1 << 30
 /** Largest page budget derived without the user's word (big GPUs still share with the desktop). */
-export const PAGE_BUDGET_CAP_BYTES = 8 * 2 ** 30
+const PAGE_BUDGET_CAP_BYTES = 8 * 2 ** 30
 
 /**
  * A page's GPU-memory budget. WebGPU does not report the memory size, so: half the device's

@@ -20,7 +20,7 @@ import { WeightIndex, checkFinite, loadHostParams, loadHostWeights, readConfigJs
 export type ParamStore = Map<string, Tensor>
 
 /** HF initialisation (`initializer_range` 0.02): normal weights, unit norms, zero biases. */
-export const INIT_STD = 0.02
+const INIT_STD = 0.02
 
 /** Host weights → tensors on a backend (outside any tidy scope: they live until disposed). */
 export function uploadParams (be: Backend, host: HostWeights): ParamStore {
@@ -107,7 +107,7 @@ export class Head {
 }
 
 /** The KV cache's dtype when none is asked for: f16 on a GPU backend with shader-f16, else f32. */
-export function defaultKvDtype (be: Backend): 'f32' | 'f16' {
+function defaultKvDtype (be: Backend): 'f32' | 'f16' {
   return be.kind === 'webgpu' && (be as GpuBackend).info.f16 ? 'f16' : 'f32'
 }
 

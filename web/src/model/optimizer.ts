@@ -32,7 +32,7 @@ export const ADAMW_DEFAULTS = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, w
  */
 export const ADAMW_PRETRAIN_DEFAULTS = { ...ADAMW_DEFAULTS, beta2: 0.95, weightDecay: 0.1 } as const
 
-export function resolveAdamW (o: AdamWOptions = {}): ResolvedAdamW {
+function resolveAdamW (o: AdamWOptions = {}): ResolvedAdamW {
   const d = ADAMW_DEFAULTS
   const r = { lr: o.lr ?? d.lr, beta1: o.beta1 ?? d.beta1, beta2: o.beta2 ?? d.beta2, eps: o.eps ?? d.eps, weightDecay: o.weightDecay ?? d.weightDecay }
   if (!(r.lr >= 0) || !(r.beta1 >= 0 && r.beta1 < 1) || !(r.beta2 >= 0 && r.beta2 < 1) || !(r.eps > 0) || !(r.weightDecay >= 0)) {

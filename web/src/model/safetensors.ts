@@ -7,7 +7,7 @@ import { CorruptWeightsError, UnsupportedDTypeError } from './errors.ts'
  */
 
 /** Headers larger than this are refused (real models stay far below: ~1 MB for 70B). */
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024
+const MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 export type StDType = 'F32' | 'F16' | 'BF16'
 

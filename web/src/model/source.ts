@@ -26,7 +26,7 @@ export interface ModelSource {
   read: (file: string, offset: number, length: number) => Promise<Uint8Array>
 }
 
-export async function readText (src: ModelSource, file: string): Promise<string | undefined> {
+async function readText (src: ModelSource, file: string): Promise<string | undefined> {
   const n = await src.size(file)
   if (n === undefined) return undefined
   return new TextDecoder().decode(await src.read(file, 0, n))
@@ -101,7 +101,7 @@ export function blobSource (files: ReadonlyMap<string, Blob> | readonly File[]):
 }
 
 /** Each HTTP request gives up after this long (a stalled server must not hang a peer). */
-export const HTTP_TIMEOUT_MS = 60_000
+const HTTP_TIMEOUT_MS = 60_000
 
 /**
  * An HTTP(S) base URL (e.g. `https://huggingface.co/ORG/MODEL/resolve/main`). Sizes come from

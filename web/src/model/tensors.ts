@@ -39,8 +39,3 @@ export function positionsTensor (be: Backend, start: number, n: number): Tensor 
   for (let i = 0; i < n; i++) a[i] = start + i
   return be.tensor(a, [n], 'i32')
 }
-
-/** A copy of a tensor on another backend (host round trip; for tests and device moves). */
-export async function toBackend (t: Tensor, be: Backend): Promise<Tensor> {
-  return be.tensor(await t.read(), t.shape, t.dtype)
-}

@@ -4,8 +4,8 @@ import type { ParamSpec } from './params.ts'
 import { decodeToF32, headerLength, parseHeader, type StHeader, type StTensorInfo } from './safetensors.ts'
 import { readJson, type ModelSource } from './source.ts'
 
-export const SINGLE_FILE = 'model.safetensors'
-export const INDEX_FILE = 'model.safetensors.index.json'
+const SINGLE_FILE = 'model.safetensors'
+const INDEX_FILE = 'model.safetensors.index.json'
 
 /** Adjacent tensors closer than this are fetched in one read (fewer HTTP requests). */
 const COALESCE_GAP_BYTES = 64 * 1024

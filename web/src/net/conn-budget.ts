@@ -16,11 +16,11 @@ import { NetConfigError } from './errors.ts'
 /** Chrome's per-tab lifetime RTCPeerConnection limit (approximate, not documented by Chrome). */
 export const BROWSER_PEER_CONNECTION_LIMIT = 500
 /** Lifetime connections a tab allows itself: a 100-connection margin below Chrome's limit. */
-export const DEFAULT_LIFETIME_LIMIT = 400
+const DEFAULT_LIFETIME_LIMIT = 400
 /** Direct links open at once: PeerManager's target (8) plus the peers of a route and a round. */
-export const DEFAULT_MAX_OPEN = 16
+const DEFAULT_MAX_OPEN = 16
 /** A link without traffic this long, to a peer the tab does not work with, may be closed, in ms. */
-export const DEFAULT_IDLE_MS = 5 * 60_000
+const DEFAULT_IDLE_MS = 5 * 60_000
 /** sessionStorage key of the persisted lifetime count (per tab, survives reloads). */
 export const LIFETIME_STORAGE_KEY = 'webswarm-peer-connections-opened'
 

@@ -36,7 +36,7 @@ import { NetConfigError } from './errors.ts'
 import { KAD_PROTOCOL, SWARM_NAME_PATTERN, discoveryTopic } from './protocols.ts'
 
 /** Services every WebSwarm node runs; `node.services.dht` etc. */
-export type PeerServices = {
+type PeerServices = {
   identify: Identify
   ping: Ping
   dht: KadDHT
@@ -44,7 +44,7 @@ export type PeerServices = {
 }
 
 /** Services of the relay: the peer set plus the circuit relay v2 server and autonat. */
-export type RelayServices = PeerServices & {
+type RelayServices = PeerServices & {
   relay: CircuitRelayService
   autonat: unknown
 }
@@ -53,14 +53,14 @@ export type WebSwarmNode = Libp2p<PeerServices>
 export type RelayNode = Libp2p<RelayServices>
 
 /** Public STUN server used when none are configured; one is enough for server-reflexive candidates. */
-export const DEFAULT_ICE_SERVERS: RTCIceServer[] = [{ urls: ['stun:stun.l.google.com:19302'] }]
+const DEFAULT_ICE_SERVERS: RTCIceServer[] = [{ urls: ['stun:stun.l.google.com:19302'] }]
 
 /**
  * How often each node re-announces itself on the discovery topic, in ms. The module's default is
  * 10 s; a newcomer's first broadcast goes out before it has any gossip peer, so the second one is
  * what others see: 5 s halves the wait for a few tiny messages per peer.
  */
-export const DISCOVERY_INTERVAL_MS = 5_000
+const DISCOVERY_INTERVAL_MS = 5_000
 
 /** Default swarm name; one Y.Doc and one discovery topic per swarm. */
 export const DEFAULT_SWARM = 'default'
@@ -74,7 +74,7 @@ export const DEFAULT_SWARM = 'default'
  */
 const CONNECTION_MONITOR = { abortConnectionOnPingFailure: false } as const
 
-export interface NodeInit {
+interface NodeInit {
   /** Identity key. @default a fresh Ed25519 key */
   privateKey?: PrivateKey
   /** Swarm name: scopes the discovery topic. @default 'default' */

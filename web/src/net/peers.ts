@@ -13,6 +13,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { TypedEventEmitter } from 'main-event'
+import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
 import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import type { WebSwarmNode } from './node.ts'
@@ -21,17 +22,17 @@ import type { WebSwarmNode } from './node.ts'
 export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
 
 /** Direct WebRTC peers to hold. 8 gives a well-connected gossip mesh (gossipsub D=6) plus slack. */
-export const DEFAULT_TARGET_PEERS = 8
+const DEFAULT_TARGET_PEERS = 8
 /** First redial delay after losing the relay or failing a dial, in ms. */
-export const BACKOFF_INITIAL_MS = 250
+const BACKOFF_INITIAL_MS = 250
 /** Backoff ceiling in ms: a returning relay is found within 10 s. */
-export const BACKOFF_MAX_MS = 10_000
+const BACKOFF_MAX_MS = 10_000
 /** Each attempt may be up to ±20 % off its nominal delay so peers do not redial in lockstep. */
 const BACKOFF_JITTER = 0.2
 /** Maintenance tick: redial lost peers, top up to target, in ms. */
 const MAINTAIN_INTERVAL_MS = 1_000
 /** How often to look up swarm providers in the DHT, in ms (pubsub discovery covers the rest). */
-export const DHT_DISCOVERY_INTERVAL_MS = 15_000
+const DHT_DISCOVERY_INTERVAL_MS = 15_000
 /**
  * Right after (re)connecting to the relay, look up again after these delays (ms): peers that
  * joined at the same moment have provided the rendezvous key by then.
@@ -51,7 +52,7 @@ const DHT_QUERY_TIMEOUT_MS = 10_000
  */
 export const GONE_AFTER_NO_RESERVATION = 4
 /** A gone candidate is not re-added from discovery for this long, in ms (it may dial us itself). */
-export const GONE_FOR_MS = 60_000
+const GONE_FOR_MS = 60_000
 
 /** Protocols whose streams stay open on every link (gossip mesh, identify, ping, DHT): not activity. */
 const BACKGROUND_PROTOCOL = /^\/(meshsub|floodsub|ipfs\/id|ipfs\/ping|webswarm\/kad)\//
@@ -92,6 +93,8 @@ export interface RelayDialOptions {
   attempts?: number
   /** Retries after NO_RESERVATION, with backoff from BACKOFF_INITIAL_MS (250 → 500 → 1000 ms). @default 3 */
   noReservationRetries?: number
+  /** Times the NO_RESERVATION backoff (tests: a ManualClock). @default realClock */
+  clock?: Clock
 }
 
 /**
@@ -121,7 +124,7 @@ export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Parti
       if (up !== undefined) return up
       if (isNoReservation(e)) {
         if (++noReservation > (options.noReservationRetries ?? 3)) throw e
-        await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal)
+        await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal, options.clock ?? realClock)
       } else if (++failures >= (options.attempts ?? 2)) {
         throw e
       }
@@ -151,10 +154,10 @@ async function dialOrTheirs (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<Web
   }
 }
 
-async function abortableSleep (ms: number, signal?: AbortSignal): Promise<void> {
+async function abortableSleep (ms: number, signal: AbortSignal | undefined, clock: Clock): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason as Error) }
+    const t = clock.setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clock.clearTimeout(t); reject(signal?.reason as Error) }
     signal?.addEventListener('abort', onAbort, { once: true })
   })
 }
@@ -497,14 +500,5 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       if (!this.running) return
       this.log(`dht discovery: ${(e as Error).message}`)
     }
-  }
-}
-
-/** Parses a peer id string, or throws NetConfigError naming it. */
-export function parsePeerId (id: string): PeerId {
-  try {
-    return peerIdFromString(id)
-  } catch {
-    throw new NetConfigError(`not a peer id: ${id}`)
   }
 }

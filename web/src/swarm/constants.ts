@@ -48,7 +48,10 @@ export const MAX_SESSION_TOKENS = 8192
 /** Most experts named in one `expert` call, in experts: a peer hosts at most a layer's worth. */
 export const MAX_EXPERTS_PER_CALL = 256
 
-/** Most token rows per expert in one `expert` call, in rows (a prefill chunk's worth). */
+/**
+ * Most token rows per expert in one `expert` call, in rows (a prefill chunk's worth).
+ * @alias its own name for the wire limit, equal to MAX_STEP_TOKENS today (knip: not a duplicate export)
+ */
 export const MAX_ROWS_PER_EXPERT = MAX_STEP_TOKENS
 
 
@@ -110,7 +113,10 @@ export const VERIFY_STRIKES = 2
 /** Accusations one client keeps in its signed evidence entry (swarm/evidence.ts): about 350 bytes each, under the entry's 16 KiB. */
 export const MAX_ACCUSATIONS_PER_ENTRY = 32
 
-/** Lifetime of an evidence entry, in ms: as long as the ban it explains. */
+/**
+ * Lifetime of an evidence entry, in ms: as long as the ban it explains.
+ * @alias its own name for the entry lifetime, equal to LIAR_BAN_MS by design (knip: not a duplicate export)
+ */
 export const EVIDENCE_TTL_MS = LIAR_BAN_MS
 
 /** Times a client re-plans one step's failed span before giving up on the generation. */

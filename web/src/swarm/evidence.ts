@@ -27,7 +27,7 @@ export const EVIDENCE_VERSION = 1
 /** Longest peer id or model id in an accusation, in characters (an Ed25519 peer id is 52; model ids are names or hashes). */
 const MAX_ID_CHARS = 256
 /** Distinct accusers before a peer that did not witness the lie avoids the accused. */
-export const DEFAULT_MIN_ACCUSERS = 2
+const DEFAULT_MIN_ACCUSERS = 2
 
 /** One server caught lying, as its accuser saw it. */
 export interface Accusation {
@@ -91,7 +91,7 @@ export function parseAccusation (x: unknown): Accusation {
 }
 
 /** An entry's data: the accuser's accusations; throws MalformedEvidenceError. */
-export function parseEvidence (data: Record<string, unknown>): Accusation[] {
+function parseEvidence (data: Record<string, unknown>): Accusation[] {
   if (data.v !== EVIDENCE_VERSION) throw new MalformedEvidenceError(`evidence version ${String(data.v)}, expected ${EVIDENCE_VERSION}`)
   const list = data.accusations
   if (!Array.isArray(list)) throw new MalformedEvidenceError('evidence: accusations must be an array')

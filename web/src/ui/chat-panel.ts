@@ -30,9 +30,9 @@ const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
 /** Largest reply the settings accept, tokens. */
 const MAX_NEW_TOKENS = 2048
 
-export interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[] }
+interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[] }
 
-export interface ChatApi {
+interface ChatApi {
   /** Serve blocks `A:B` (or 'auto'); resolves with the span once announced ONLINE. */
   serve: (span?: string) => Promise<{ start: number, end: number }>
   /** Generate (greedy unless `temperature`) through the swarm; resolves with the new token ids. */

@@ -24,9 +24,9 @@ import { call, handle } from '../net/stream/index.ts'
 import { NoComputeDeviceError, NotJoinedError, PageParamError } from './errors.ts'
 
 /** Shortest entry lifetime `?entry-ttl=` may ask for, ms: refreshes every half of it must get out. */
-export const MIN_ENTRY_TTL_MS = 2_000
+const MIN_ENTRY_TTL_MS = 2_000
 /** Largest `?hedge-floor=`, ms: beyond the infer timeout a hedge would never fire. */
-export const MAX_HEDGE_FLOOR_MS = 60_000
+const MAX_HEDGE_FLOOR_MS = 60_000
 /**
  * Lifetime of a page's swarm entry, ms (refreshed at half of it). Shorter than the 10 min Node
  * peers use: tabs close without notice, and the map lists a peer only while its entry lives — a
@@ -34,7 +34,7 @@ export const MAX_HEDGE_FLOOR_MS = 60_000
  */
 export const PAGE_ENTRY_TTL_MS = 2 * 60_000
 /** Lines kept in the page log (older ones drop off). */
-export const LOG_LINES = 400
+const LOG_LINES = 400
 
 export interface PageParams {
   /** Base URL of the relay (ends with '/'). */

@@ -23,13 +23,13 @@ import { PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
 
 /** KV-cache positions a serving tab offers (one chat's context). */
-export const SERVE_CACHE_TOKENS = 2048
+const SERVE_CACHE_TOKENS = 2048
 /** The map's copy of this tab's throughput is rewritten at most this often, ms (each write is a signed CRDT update to every peer). */
-export const MIRROR_MIN_MS = 10_000
+const MIRROR_MIN_MS = 10_000
 /** ... and only when the measurement moved by more than this fraction. */
 const MIRROR_CHANGE = 0.1
 /** An automatically chosen span moves when Petals' rebalancing rule says so, checked this often, ms. */
-export const REBALANCE_MS = 60_000
+const REBALANCE_MS = 60_000
 
 export interface ContributionStatus {
   model: string

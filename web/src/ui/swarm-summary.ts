@@ -10,9 +10,9 @@
 import type { PeerEntry } from '../net/crdt/entries.ts'
 
 /** Largest model depth the map accepts from a peer's entry (larger is a lie or a bug). */
-export const MAX_MAP_BLOCKS = 1024
+const MAX_MAP_BLOCKS = 1024
 /** Largest expert count per layer the map draws. */
-export const MAX_MAP_EXPERTS = 1024
+const MAX_MAP_EXPERTS = 1024
 /** Longest model name shown, characters. */
 const MAX_NAME_CHARS = 80
 
@@ -30,7 +30,7 @@ export interface ServingRole {
 }
 
 /** One block of a model: who serves it now. */
-export interface BlockCoverage {
+interface BlockCoverage {
   block: number
   /** Online servers of this block with their tokens/s. */
   servers: Array<{ peer: string, throughput: number }>
@@ -50,7 +50,7 @@ export interface ModelCoverage {
 }
 
 /** A MoE expert host: which experts of which layers it holds. */
-export interface ExpertRole {
+interface ExpertRole {
   peer: string
   model: string
   state: string
@@ -97,7 +97,7 @@ export function parseHosted (text: string): Map<number, number[]> {
 }
 
 /** The entry's MoE expert-hosting role, or undefined. */
-export function expertRole (e: PeerEntry): ExpertRole | undefined {
+function expertRole (e: PeerEntry): ExpertRole | undefined {
   const x = e.data.experts
   if (typeof x !== 'object' || x === null) return undefined
   const r = x as Record<string, unknown>

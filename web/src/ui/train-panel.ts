@@ -31,7 +31,7 @@ const MAX_STEP_POINTS = 2000
 const PAGE_RUN = { innerSteps: 10, seqLen: 32, batchSize: 1, innerLr: 3e-3 }
 
 /** What the page exposes about training, for tests and the console. */
-export interface TrainState {
+interface TrainState {
   running: boolean
   /** Syncs this tab took part in, each with the founding (run genesis) it belongs to. */
   syncs: Array<SyncEvent & { founding: string }>

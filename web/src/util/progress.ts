@@ -7,7 +7,7 @@
  */
 
 /** Rate is measured over the samples of this window, ms (smooth, yet follows a changing link). */
-export const RATE_WINDOW_MS = 5_000
+const RATE_WINDOW_MS = 5_000
 
 export interface ProgressStats {
   bytesLoaded: number

@@ -64,7 +64,7 @@ function dequantQ4_0 (v: DataView, at: number, out: Float32Array, o: number): vo
  * (llama.cpp get_scale_min_k4): j < 4 in the low 6 bits of bytes j and j + 4; j ≥ 4 in the
  * nibbles of byte j + 4, their top 2 bits in the top bits of bytes j − 4 and j.
  */
-export function scaleMinK4 (v: DataView, at: number, j: number): [number, number] {
+function scaleMinK4 (v: DataView, at: number, j: number): [number, number] {
   const q = (i: number): number => v.getUint8(at + i)
   if (j < 4) return [q(j) & 63, q(j + 4) & 63]
   return [(q(j + 4) & 0x0f) | ((q(j - 4) >> 6) << 4), (q(j + 4) >> 4) | ((q(j) >> 6) << 4)]

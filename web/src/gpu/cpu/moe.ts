@@ -8,6 +8,7 @@
  */
 import type { WeightDType } from '../dtype.ts'
 import { dequantize } from './dequant.ts'
+import { sigmoid } from './elementwise.ts'
 
 export interface RouterOut {
   weights: Float32Array // (T, k)
@@ -144,10 +145,6 @@ export function moeGatherBackward (dxs: Float32Array, slotRow: Int32Array, T: nu
     }
   }
   return dx
-}
-
-function sigmoid (a: number): number {
-  return 1 / (1 + Math.exp(-a))
 }
 
 /**

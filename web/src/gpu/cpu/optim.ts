@@ -53,4 +53,4 @@ export function clipCoefficient (totalNorm: number, maxNorm: number): number {
 }
 
 /** torch.nn.utils.clip_grad_norm_'s guard against division by a zero norm. */
-export const CLIP_EPS = 1e-6
+const CLIP_EPS = 1e-6

@@ -2,7 +2,7 @@
 import { alloc, type Floats } from './elementwise.ts'
 
 /** Largest finite f32. Elements ≤ −F32_MAX (−∞ in practice) are masked. */
-export const F32_MAX = 3.4028234663852886e38
+const F32_MAX = 3.4028234663852886e38
 
 /**
  * Softmax over rows of C: y = exp(x − max) / Σ exp(x − max) over the unmasked elements.

@@ -4,7 +4,7 @@ import type { DecodeOptions, EncodeOptions, SpecialTokens, TextTokenizer } from 
 import { bpeAddsBos } from './bpe-pre.ts'
 import { byteLevelBytes } from './byte-level.ts'
 import { readGgufVocab, TokenType, type GgufVocab, type MetadataLike } from './gguf-vocab.ts'
-import { mergeKey, spmMerges, synthesizeTokenizerJson } from './tokenizer-json.ts'
+import { spmMerges, synthesizeTokenizerJson } from './tokenizer-json.ts'
 
 const EMPTY = new Uint8Array(0)
 

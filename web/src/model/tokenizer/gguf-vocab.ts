@@ -18,7 +18,7 @@ export const TokenType = {
 } as const
 
 /** `tokenizer.ggml.model` values we tokenize. */
-export type GgufVocabModel = 'llama' | 'gpt2'
+type GgufVocabModel = 'llama' | 'gpt2'
 
 /**
  * Texts that end generation even when no id names them (llama.cpp llama-vocab.cpp, "maintain a

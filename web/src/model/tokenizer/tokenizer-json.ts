@@ -22,7 +22,7 @@ export interface SynthesizedTokenizer {
 }
 
 /** The key @huggingface/tokenizers 0.2 gives a merge pair in its rank table. */
-export function mergeKey (left: string, right: string): string {
+function mergeKey (left: string, right: string): string {
   return JSON.stringify([left, right])
 }
 

@@ -19,7 +19,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { base64 } from 'multiformats/bases/base64'
 import { ForgedEntryError } from '../errors.ts'
 
-export const ENTRY_VERSION = 1
+const ENTRY_VERSION = 1
 /** Name of the signed root map in every swarm doc. */
 export const PEERS_MAP = 'peers'
 /** Signed map of accusations against servers caught returning wrong outputs (swarm/evidence.ts), one entry per accuser. */
@@ -29,7 +29,7 @@ export const SIGNED_MAPS: readonly string[] = [PEERS_MAP, EVIDENCE_MAP]
 /** Entry lifetime: owners refresh at half of it; expired entries may be deleted by anyone. */
 export const PEER_ENTRY_TTL_MS = 10 * 60_000
 /** Largest payload JSON per entry, in bytes: capabilities and roles, not data. */
-export const MAX_ENTRY_PAYLOAD_BYTES = 16 * 1024
+const MAX_ENTRY_PAYLOAD_BYTES = 16 * 1024
 /** Longest signature text (Ed25519: 88 base64 chars; RSA-4096: ~690). */
 const MAX_SIG_CHARS = 1024
 

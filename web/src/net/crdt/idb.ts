@@ -6,7 +6,7 @@ import { IndexeddbPersistence } from 'y-indexeddb'
 import type { CrdtSync } from './sync.ts'
 
 /** Database name per swarm; tabs of one origin share it. */
-export function idbName (swarm: string): string {
+function idbName (swarm: string): string {
   return `webswarm-crdt-${swarm}`
 }
 

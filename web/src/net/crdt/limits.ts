@@ -27,7 +27,7 @@ export interface PeerRateLimits {
   maxPeers: number
 }
 
-export const DEFAULT_PEER_RATE_LIMITS: PeerRateLimits = {
+const DEFAULT_PEER_RATE_LIMITS: PeerRateLimits = {
   messagesPerSecond: 20, messageBurst: 200, bytesPerSecond: 512 * 1024, byteBurst: 16 * 1024 * 1024, maxPeers: 4096
 }
 

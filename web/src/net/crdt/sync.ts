@@ -37,7 +37,7 @@ export const ANTI_ENTROPY_INTERVAL_MS = 5_000
  * Re-announce our presence this often, in ms. y-protocols renews it only every 15 s, and a peer
  * that joins in between (and is not directly connected to us) would not see us until then.
  */
-export const PRESENCE_HEARTBEAT_MS = 3_000
+const PRESENCE_HEARTBEAT_MS = 3_000
 /**
  * Every peer deletes expired signed entries this often, in ms (not only the relay at
  * compaction): a departed peer's entry leaves every doc within a minute of expiring, so the doc a

@@ -24,7 +24,7 @@ const MAX_PUBKEY_BYTES = 1024
 /** Signatures: Ed25519 64 bytes, RSA-4096 512; 1 KiB bounds them. */
 const MAX_SIG_BYTES = 1024
 /** Longest key we sign or accept, in bytes. */
-export const MAX_KEY_BYTES = 512
+const MAX_KEY_BYTES = 512
 
 /** A parsed, verified record. */
 export interface SignedRecord {

@@ -50,7 +50,7 @@ export function chunkLength (m: ShardManifest, i: number): number {
 }
 
 /** Checks a manifest's fields against each other and the limits. */
-export function checkManifest (m: ShardManifest): void {
+function checkManifest (m: ShardManifest): void {
   if (!Number.isSafeInteger(m.size) || m.size < 0) throw new ManifestError(`size ${m.size} is not a byte count`)
   if (!Number.isInteger(m.chunkBytes) || m.chunkBytes < 1 || m.chunkBytes > MAX_CHUNK_BYTES) throw new ManifestError(`chunkBytes ${m.chunkBytes} outside 1…${MAX_CHUNK_BYTES}`)
   const count = chunkCount(m)

@@ -296,7 +296,7 @@ export class Verifier {
 }
 
 /** Positions in a hop's chunks of (T_i, C). */
-export function positions (chunks: readonly Float32Array[], C: number): number {
+function positions (chunks: readonly Float32Array[], C: number): number {
   return chunks.reduce((a, c) => a + c.length / C, 0)
 }
 

@@ -16,6 +16,7 @@ import { DROP_GRACE_MS, RECHECK_JITTER } from './constants.ts'
 import { ExpertHost, type ExpertRunner } from './expert-host.ts'
 import { chooseExperts, formatPlacement, proposeMove, type MoveDecision, type Placement } from './placement.ts'
 import type { Affinity } from './summary.ts'
+import { realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
 
 /** One MoE layer's experts, loaded: runs any of them on its rows. */
 export interface LoadedExpertLayer {
@@ -53,6 +54,8 @@ export interface ExpertRoleOptions {
   /** @default DROP_GRACE_MS */
   dropGraceMs?: number
   now?: () => number
+  /** Times the record refresh, the placement re-check and the drop grace (tests: a ManualClock). @default realClock */
+  clock?: Clock
   /** Jitter source in [0, 1). @default Math.random */
   random?: () => number
   log?: (line: string) => void
@@ -72,14 +75,16 @@ export class ExpertRole implements ExpertRunner {
   private readonly loaded = new Map<number, LoadedExpertLayer>()
   private readonly host: ExpertHost
   private version = 0
-  private refresher?: ReturnType<typeof setInterval>
-  private rechecker?: ReturnType<typeof setTimeout>
-  private graceTimer?: ReturnType<typeof setTimeout>
+  private refresher?: TimerHandle
+  private rechecker?: TimerHandle
+  private graceTimer?: TimerHandle
   private readonly now: () => number
+  private readonly clock: Clock
   private readonly log: (line: string) => void
 
   constructor (private readonly opts: ExpertRoleOptions) {
     this.now = opts.now ?? Date.now
+    this.clock = opts.clock ?? realClock
     this.log = opts.log ?? (() => {})
     this.throughput = opts.throughput ?? 1
     this.host = new ExpertHost({ transport: opts.transport, runner: this, log: this.log })
@@ -131,14 +136,22 @@ export class ExpertRole implements ExpertRunner {
     this.state = 'online'
     await this.announce()
     this.log(`hosting experts ${formatPlacement(pl)} of ${o.model}`)
-    this.refresher = setInterval(() => { void this.announce().catch(e => this.log(`expert announce failed: ${(e as Error).message}`)) }, o.refreshMs ?? RECORD_REFRESH_MS)
+    this.scheduleRefresh(o.refreshMs ?? RECORD_REFRESH_MS)
     if (o.hosted === undefined && (o.recheckMs ?? RECORD_REFRESH_MS) > 0) this.scheduleRecheck()
+  }
+
+  /** Re-announces every `ms` while online (a chain of timeouts: Clock has no interval). */
+  private scheduleRefresh (ms: number): void {
+    this.refresher = this.clock.setTimeout(() => {
+      void this.announce().catch(e => this.log(`expert announce failed: ${(e as Error).message}`))
+      if (this.refresher !== undefined) this.scheduleRefresh(ms)
+    }, ms)
   }
 
   private scheduleRecheck (): void {
     const period = this.opts.recheckMs ?? RECORD_REFRESH_MS
     const jitter = 1 + RECHECK_JITTER * (2 * (this.opts.random ?? Math.random)() - 1)
-    this.rechecker = setTimeout(() => {
+    this.rechecker = this.clock.setTimeout(() => {
       void this.recheckOnce().catch(e => this.log(`expert placement re-check failed: ${(e as Error).message}`))
         .finally(() => { if (this.state === 'online') this.scheduleRecheck() })
     }, period * jitter)
@@ -206,8 +219,8 @@ export class ExpertRole implements ExpertRunner {
     this.placement = to
     await this.announce()
     await this.withdrawLayers([...from].filter(([l]) => !to.has(l)))
-    if (this.graceTimer !== undefined) clearTimeout(this.graceTimer)
-    this.graceTimer = setTimeout(() => { this.endGrace() }, o.dropGraceMs ?? DROP_GRACE_MS)
+    this.clock.clearTimeout(this.graceTimer)
+    this.graceTimer = this.clock.setTimeout(() => { this.endGrace() }, o.dropGraceMs ?? DROP_GRACE_MS)
     return true
   }
 
@@ -225,9 +238,10 @@ export class ExpertRole implements ExpertRunner {
 
   /** Announces OFFLINE and stops hosting. */
   async stop (): Promise<void> {
-    if (this.refresher !== undefined) clearInterval(this.refresher)
-    if (this.rechecker !== undefined) clearTimeout(this.rechecker)
-    if (this.graceTimer !== undefined) clearTimeout(this.graceTimer)
+    this.clock.clearTimeout(this.refresher)
+    this.refresher = undefined
+    this.clock.clearTimeout(this.rechecker)
+    this.clock.clearTimeout(this.graceTimer)
     this.state = 'offline'
     await this.announce().catch(e => this.log(`expert withdrawal failed: ${(e as Error).message}`))
     this.host.stop()

@@ -15,10 +15,10 @@ import { MalformedMessageError } from '../errors.ts'
 import type { CoSelectionStats } from './coselection.ts'
 import { MAX_SUMMARY_BYTES, MAX_SUMMARY_EXPERTS, MAX_SUMMARY_LAYERS, MAX_SUMMARY_PAIRS_PER_LAYER, MIN_SUMMARY_TOKENS } from './constants.ts'
 
-export const SUMMARY_VERSION = 1
+const SUMMARY_VERSION = 1
 
 /** One layer's strongest pairs: [i, j, tokens that picked both], i < j. */
-export interface LayerPairs { layer: number, pairs: Array<[number, number, number]> }
+interface LayerPairs { layer: number, pairs: Array<[number, number, number]> }
 
 export interface CoSelectionSummary {
   v: number

@@ -28,7 +28,7 @@ export interface BatchRows {
 const F32 = 4
 
 /** Rows [r0, r0 + n) of a contiguous tensor (R, ...) as a new tensor (n, ...). */
-export function takeRows (t: Tensor, r0: number, n: number): Tensor {
+function takeRows (t: Tensor, r0: number, n: number): Tensor {
   const be = t.backend
   const rowElems = t.numel / t.shape[0]
   const shape = [n, ...t.shape.slice(1)]
@@ -39,7 +39,7 @@ export function takeRows (t: Tensor, r0: number, n: number): Tensor {
 }
 
 /** Writes src (n, ...) into rows [r0, r0 + n) of dst (R, ...), in place (queued in order on WebGPU). */
-export function putRows (dst: Tensor, src: Tensor, r0: number): void {
+function putRows (dst: Tensor, src: Tensor, r0: number): void {
   const rowElems = dst.numel / dst.shape[0]
   if (dst.backend.kind === 'cpu') {
     (dst.data as Float32Array).set(src.data as Float32Array, r0 * rowElems)

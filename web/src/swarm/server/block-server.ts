@@ -15,7 +15,7 @@ import {
   TensorShapeError, UnknownSessionError
 } from '../errors.ts'
 import type { RpcTransport, TensorMessage } from '../transport/index.ts'
-import { realClock, type Clock } from '../../util/clock.ts'
+import { realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
 import type { WireTensor } from '../wire/schema.ts'
 import { readInfer, writeInfer, type ChainedMsg, type ChainMsg, type ChainNext, type InferMsg, type PushedMsg, type PushMsg, type StepMsg } from '../wire/infer.ts'
 import type { SpanBackend } from './backend.ts'
@@ -38,7 +38,7 @@ export interface BlockServerOptions {
   pushTimeoutMs?: number
   /** Clock, ms. @default Date.now */
   now?: () => number
-  /** Times a CHAIN's wait for its push and how long an early push is held (tests: a ManualClock). @default realClock */
+  /** Times the idle sweep, a CHAIN's wait for its push and how long an early push is held (tests: a ManualClock). @default realClock */
   clock?: Clock
   /** Where refused requests are reported (one line each). @default console.warn */
   log?: (line: string) => void
@@ -63,7 +63,8 @@ export class BlockServer {
   private readonly now: () => number
   private readonly clock: Clock
   private readonly log: (line: string) => void
-  private sweeper?: ReturnType<typeof setInterval>
+  /** The next idle sweep; undefined once stopped. */
+  private sweeper?: TimerHandle
   private readonly queue: QueuedStep[] = []
   /** Next hops being connected to in the background. */
   private readonly connecting = new Set<string>()
@@ -93,12 +94,22 @@ export class BlockServer {
 
   start (): void {
     this.transport.handle(INFER_PROTOCOL, (from, body) => this.handle(from, body))
-    this.sweeper = setInterval(() => { this.sessions.sweep(this.idleMs); this.stats.sweeps++ }, this.sweepMs)
+    this.scheduleSweep()
+  }
+
+  /** One sweep every sweepMs on the clock (a chain of timeouts: Clock has no interval). */
+  private scheduleSweep (): void {
+    this.sweeper = this.clock.setTimeout(() => {
+      this.sessions.sweep(this.idleMs)
+      this.stats.sweeps++
+      if (this.sweeper !== undefined) this.scheduleSweep()
+    }, this.sweepMs)
   }
 
   stop (): void {
     this.transport.unhandle(INFER_PROTOCOL)
-    if (this.sweeper !== undefined) clearInterval(this.sweeper)
+    this.clock.clearTimeout(this.sweeper)
+    this.sweeper = undefined
     this.sessions.closeAll()
   }
 

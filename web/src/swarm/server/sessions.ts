@@ -8,7 +8,7 @@ import { CacheFullError, ServerBusyError, SupersededError, UnknownSessionError }
 import type { SpanBackend, SpanCache } from './backend.ts'
 
 /** A CHAIN step waiting for its input from the previous server's PUSH. */
-export interface PendingChain {
+interface PendingChain {
   position: number
   tokens: number
   /** The peer the client said would push it. */
@@ -18,7 +18,7 @@ export interface PendingChain {
 }
 
 /** A PUSH that came before the client's CHAIN announcing it (the two race on different links). */
-export interface EarlyPush {
+interface EarlyPush {
   position: number
   from: string
   tokens: number

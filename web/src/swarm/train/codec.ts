@@ -29,9 +29,6 @@ export type CompressionSpec =
   | { kind: 'q8', block: number }
   | { kind: 'topk', chunk: number, k: number, bits: number, resultBits: number }
 
-/** SparseLoCo-like defaults: 4 of every 256 (1.6 %), 2-bit values; the mean in 4 bits. */
-export const DEFAULT_TOPK: CompressionSpec & { kind: 'topk' } = { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }
-
 export interface PartCodec {
   readonly kind: CompressionSpec['kind']
   /** Names the codec and its parameters; REDUCE carries it and an owner refuses another. */

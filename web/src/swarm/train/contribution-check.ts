@@ -172,7 +172,7 @@ function dot (a: Float32Array, b: Float32Array): number {
 }
 
 /** The lower median: with 3 values the middle one, with 4 the second (one outlier never sets it). */
-export function lowerMedian (xs: readonly number[]): number {
+function lowerMedian (xs: readonly number[]): number {
   if (xs.length === 0) return 0
   const sorted = xs.slice().sort((a, b) => a - b)
   return sorted[Math.floor((sorted.length - 1) / 2)]

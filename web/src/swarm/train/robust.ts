@@ -20,11 +20,8 @@ export type Aggregation =
   | { kind: 'trimmed-mean', trim: number }
   | { kind: 'centered-clip', tauFactor: number, iters: number }
 
-/** The plain mean: what runs declared before robust aggregation existed use. */
-export const MEAN: Aggregation = { kind: 'mean' }
-
 /** Upper bound on centered-clip iterations a declaration may ask for (each is a pass over every contribution). */
-export const MAX_CLIP_ITERS = 20
+const MAX_CLIP_ITERS = 20
 
 /** Why `a` is not a valid aggregation for runs of up to `maxMembers`, or undefined. */
 export function aggregationProblem (a: unknown): string | undefined {
@@ -79,7 +76,7 @@ function meanInto (xs: readonly Float32Array[], n: number, out: Float32Array): F
  * Coordinate-wise trimmed mean. With m ≤ 2·trim the trim shrinks to ⌊(m − 1)/2⌋ (the median, or
  * the mean of the middle two): there must be something left to average.
  */
-export function trimmedMeanInto (xs: readonly Float32Array[], n: number, trim: number, out: Float32Array): Float32Array {
+function trimmedMeanInto (xs: readonly Float32Array[], n: number, trim: number, out: Float32Array): Float32Array {
   const m = xs.length
   const b = Math.min(trim, Math.floor((m - 1) / 2))
   const keep = m - 2 * b
@@ -116,7 +113,7 @@ function medianInto (xs: readonly Float32Array[], n: number, out: Float64Array):
 }
 
 /** CenteredClip from the coordinate-wise median, τ from the members' spread (module comment). */
-export function centeredClipInto (xs: readonly Float32Array[], n: number, tauFactor: number, iters: number, out: Float32Array): Float32Array {
+function centeredClipInto (xs: readonly Float32Array[], n: number, tauFactor: number, iters: number, out: Float32Array): Float32Array {
   const m = xs.length
   const v = new Float64Array(n)
   medianInto(xs, n, v)

@@ -34,7 +34,7 @@ export const TRAIN_MAP = 'train'
 export const KEEP_SYNC_RECORDS = 64
 
 /** Loss points kept per worker on the board. */
-export const KEEP_LOSS_POINTS = 64
+const KEEP_LOSS_POINTS = 64
 
 /** Run ids: short and safe inside map keys. */
 export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/
@@ -187,9 +187,9 @@ export function parseRunSpec (raw: unknown): RunSpec {
 }
 
 /** Windows of the contribution check a declaration may ask for (each costs a forward pass per member and part). */
-export const MAX_CHECK_WINDOWS = 16
+const MAX_CHECK_WINDOWS = 16
 /** Fewest tokens (checkWindows × seqLen) the contribution check may judge a contribution on. */
-export const MIN_CHECK_TOKENS = 64
+const MIN_CHECK_TOKENS = 64
 
 /** A declaration's aggregation: the mean when absent (declared before the field existed). */
 function parseAggregationField (a: unknown): Aggregation {

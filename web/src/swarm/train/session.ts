@@ -323,7 +323,7 @@ export class TrainSession {
 }
 
 /** A peer's data seed from its id (FNV-1a): each peer draws its own shard of windows. */
-export function seedOf (peer: string): number {
+function seedOf (peer: string): number {
   let h = 0x811c9dc5
   for (let i = 0; i < peer.length; i++) h = Math.imul(h ^ peer.charCodeAt(i), 0x01000193) >>> 0
   return h

@@ -15,7 +15,7 @@ import { hashBytes } from './outer.ts'
 export const MIN_STATE_CHUNK_BYTES = 16 * 1024
 export const MAX_STATE_CHUNK_BYTES = 1024 * 1024
 /** A state is cut into about this many chunks (while chunks stay in the bounds above). */
-export const STATE_CHUNKS_TARGET = 16
+const STATE_CHUNKS_TARGET = 16
 
 /** States a member keeps serving: the newest and the ones before (a joiner may read a record one or two syncs old). */
 export const KEEP_STATES = 3

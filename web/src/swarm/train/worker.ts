@@ -121,7 +121,7 @@ class Observed {
 }
 
 /** Time (inner step) at which sync `seq` starts. */
-export function syncTime (seq: number, H: number, F: number): number {
+function syncTime (seq: number, H: number, F: number): number {
   const k = Math.floor(seq / F) + 1
   const f = seq % F
   return f * Math.floor(H / F) + k * H
