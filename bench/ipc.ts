@@ -25,3 +25,15 @@ export function ipcPeer<C, R extends IpcReply> (child: ChildProcess, label: stri
   }
   return { next, cmd: async (c) => { const p = next(); child.send(c as object); return await p } }
 }
+
+/** How long a stopped peer gets to exit on its own (a CPU profile is written at exit), in ms. */
+const PEER_EXIT_MS = 10_000
+
+/** Tells each peer to stop, lets it exit on its own for up to PEER_EXIT_MS, then kills what is left. */
+export async function stopPeers (peers: ReadonlyArray<{ child: ChildProcess, cmd: (c: { op: 'stop' }) => Promise<unknown> }>): Promise<void> {
+  await Promise.allSettled(peers.map(async p => { await p.cmd({ op: 'stop' }) }))
+  await Promise.all(peers.map(async p => {
+    await new Promise(resolve => { if (p.child.exitCode !== null) resolve(null); else { p.child.once('exit', resolve); setTimeout(resolve, PEER_EXIT_MS) } })
+  }))
+  for (const p of peers) p.child.kill()
+}

@@ -19,7 +19,7 @@ import { waitForReservation } from '../web/src/net/peers.ts'
 import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
 import { AllReducePeer, type ReduceBuffers } from '../web/src/swarm/train/allreduce.ts'
 import { normQ8, quantizeQ8Fast } from '../web/src/swarm/train/q8fast.ts'
-import { ipcPeer } from './ipc.ts'
+import { ipcPeer, stopPeers } from './ipc.ts'
 
 /** The goodput measure's settings (bench/train.ts flags). */
 export interface GoodputOptions {
@@ -46,8 +46,6 @@ const GOODPUT_TRIALS = 5
 /** Direct WebRTC dial between the peer processes: tries, and the timeout of each, ms. */
 const DIAL_TRIES = 3
 const DIAL_TIMEOUT_MS = 30_000
-/** How long a peer process may take to exit after 'stop', ms. */
-const PEER_EXIT_MS = 10_000
 
 /** Commands the benchmark sends to a goodput peer process, and its answers (IPC, JSON). */
 type PeerCmd =
@@ -190,10 +188,7 @@ export async function goodput (o: GoodputOptions): Promise<{ rawOneWayMbS: numbe
     const channels = (await A.cmd({ op: 'dial', peer: B.id })).channels!
     return { rawOneWayMbS: S / 1e3 / oneWay, rawBothMbS: S / 1e3 / bothWays, allreduceMbS: 2 * (M - 1) / M * q8Bytes(n, 64) / 1e3 / ar, channels }
   } finally {
-    await Promise.allSettled(peers.map(async p => { await p.cmd({ op: 'stop' }) }))
-    // let them exit on their own (a CPU profile is written at exit), then make sure
-    await Promise.all(peers.map(async p => { await new Promise(resolve => { if (p.child.exitCode !== null) resolve(null); else { p.child.once('exit', resolve); setTimeout(resolve, PEER_EXIT_MS) } }) }))
-    for (const p of peers) p.child.kill()
+    await stopPeers(peers)
     await relay.stop()
   }
 }

@@ -24,7 +24,7 @@ import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
 import { codecOf, type CompressionSpec } from '../web/src/swarm/train/codec.ts'
 import { TINY_MODEL } from '../web/src/swarm/train/run-board.ts'
 import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
-import { ipcPeer } from './ipc.ts'
+import { ipcPeer, stopPeers } from './ipc.ts'
 
 export interface UtilOptions {
   workers: number
@@ -55,7 +55,6 @@ export interface UtilResult {
 /** Direct WebRTC dial between worker processes: tries, and the timeout of each, ms. */
 const DIAL_TRIES = 3
 const DIAL_TIMEOUT_MS = 30_000
-const PEER_EXIT_MS = 10_000
 
 type Cmd =
   | { op: 'dial', peer: string }
@@ -166,9 +165,7 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
     const syncFraction = runs.map(r => r.landMs! / r.wallMs!).reduce((a, b) => a + b, 0) / runs.length
     return { utilization: perWorker.reduce((a, b) => a + b, 0) / perWorker.length, perWorker, syncFraction, syncs: o.syncs, wallS: Math.max(...runs.map(r => r.wallMs!)) / 1000 }
   } finally {
-    await Promise.allSettled(peers.map(async p => { await p.cmd({ op: 'stop' }) }))
-    await Promise.all(peers.map(async p => { await new Promise(resolve => { if (p.child.exitCode !== null) resolve(null); else { p.child.once('exit', resolve); setTimeout(resolve, PEER_EXIT_MS) } }) }))
-    for (const p of peers) p.child.kill()
+    await stopPeers(peers)
     await relay.stop()
   }
 }

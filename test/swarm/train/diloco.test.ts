@@ -15,6 +15,7 @@ import { MsgType, decodeMsg, encodeMsg } from '../../../web/src/swarm/train/wire
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
+import { expectIdentical } from './replicas.ts'
 import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from './quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
@@ -94,20 +95,6 @@ async function node (net: MemoryNetwork, dir: Directory, id: string, dataSeed: n
   })
   nodes.push(n)
   return n
-}
-
-/** Every node's sync events agree on the θ_global hash for each sync number they both applied. */
-function expectIdentical (ns: Node[]): number {
-  const bySeq = new Map<number, string>()
-  let checked = 0
-  for (const n of ns) {
-    for (const s of n.syncs) {
-      const h = bySeq.get(s.seq)
-      if (h === undefined) bySeq.set(s.seq, s.hash)
-      else { expect(s.hash, `sync ${s.seq} on ${n.id}`).toBe(h); checked++ }
-    }
-  }
-  return checked
 }
 
 describe('DiLoCo on a tiny Llama over the seeded network', () => {

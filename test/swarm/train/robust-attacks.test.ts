@@ -22,6 +22,7 @@ import { DiLoCoWorker, type SyncEvent } from '../../../web/src/swarm/train/worke
 import { normQ8 } from '../../../web/src/swarm/train/q8fast.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
+import { expectIdentical } from './replicas.ts'
 import { CLOCKED_TIMING } from './quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
@@ -90,20 +91,6 @@ async function node (net: MemoryNetwork, ids: string[], id: string, dataSeed: nu
   worker.hooks.onSync = (e) => { n.syncs.push(e) }
   nodes.push(n)
   return n
-}
-
-/** Every node's sync events agree on the θ_global hash for each sync number; returns the pairs compared. */
-function expectIdentical (ns: Node[]): number {
-  const bySeq = new Map<number, string>()
-  let checked = 0
-  for (const n of ns) {
-    for (const s of n.syncs) {
-      const h = bySeq.get(s.seq)
-      if (h === undefined) bySeq.set(s.seq, s.hash)
-      else { expect(s.hash, `sync ${s.seq} on ${n.id}`).toBe(h); checked++ }
-    }
-  }
-  return checked
 }
 
 async function run (seed: number, attack: Attack | undefined, syncs: number): Promise<{ honest: Node[], attacker?: Node, before: number }> {
