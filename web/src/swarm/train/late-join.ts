@@ -15,6 +15,7 @@ import { hashBytes } from './outer.ts'
 import type { RunBoard, SyncRecord } from './run-board.ts'
 import { fetchStateShards, type StateShards } from './state-shards.ts'
 import { MsgType } from './wire.ts'
+import { realClock, type Clock } from '../../util/clock.ts'
 import { WebSwarmError } from '../../util/errors.ts'
 
 /**
@@ -23,9 +24,18 @@ import { WebSwarmError } from '../../util/errors.ts'
  */
 const SHARD_TRIES = 8
 const SHARD_BUDGET_MS = 60_000
+/**
+ * After a fetch no provider could serve (members had dropped that sync's state: this joiner's
+ * board lagged the trainers by more than KEEP_STATES syncs), how long to wait for a newer record
+ * before falling back to SNAPSHOT, ms. A lagging board catches up within a CRDT sync or two.
+ */
+const NEWER_RECORD_WAIT_MS = 15_000
+/** errorCode of net/shard's NoProvidersError (the injected StateShards throws it; train code does not import net). */
+const NO_PROVIDERS = 'shard.no-providers'
 
 export interface LatestStateInit {
-  board: Pick<RunBoard, 'latest' | 'recordAt' | 'members' | 'syncRecords'>
+  /** `watch`, where given, lets a joiner wait for a newer record after a fetch nobody could serve. */
+  board: Pick<RunBoard, 'latest' | 'recordAt' | 'members' | 'syncRecords'> & Partial<Pick<RunBoard, 'watch'>>
   self: string
   /** Bytes of θ ‖ momentum (8 × parameters). */
   totalBytes: number
@@ -34,6 +44,8 @@ export interface LatestStateInit {
   /** SNAPSHOT from `peers` (in order), of a sync ≥ minRound: `fetchSnapshot` over the all-reduce. */
   snapshot: (peers: string[], minRound: number) => Promise<SnapshotState>
   log?: (line: string) => void
+  /** Times the wait for a newer record. @default realClock */
+  clock?: Clock
 }
 
 export interface LatestState {
@@ -57,6 +69,8 @@ export async function fetchLatestState (init: LatestStateInit): Promise<LatestSt
   // A failed fetch is retried only on a newer record: members keep a few states, and when syncs
   // come fast the one a joiner started on may be dropped before it is done.
   const deadline = Date.now() + SHARD_BUDGET_MS
+  const clock = init.clock ?? realClock
+  const untried = (): boolean => { const r = board.latest().rec; return r?.root !== undefined && !tried.has(r.root) }
   for (let i = 0; i < SHARD_TRIES && init.shards !== undefined && Date.now() < deadline; i++) {
     const { seq, rec } = board.latest()
     if (rec?.root === undefined || tried.has(rec.root)) break
@@ -66,6 +80,9 @@ export async function fetchLatestState (init: LatestStateInit): Promise<LatestSt
       return { state, via: 'shards', fetchedFrom }
     } catch (e) {
       log?.(`train: refused state shards of sync ${seq} (${(e as Error).name}: ${(e as Error).message})`)
+      // Nobody holds that sync any more: the trainers are ahead of this board; their newer record is on its way.
+      const gone = e instanceof WebSwarmError && e.errorCode === NO_PROVIDERS
+      if (gone && !untried() && board.watch !== undefined) await newerRecord(board.watch, untried, clock, Math.min(NEWER_RECORD_WAIT_MS, deadline - Date.now()))
     }
   }
   const { seq, rec } = board.latest()
@@ -74,6 +91,15 @@ export async function fetchLatestState (init: LatestStateInit): Promise<LatestSt
   const recorded = board.recordAt(state.round)
   if (recorded !== undefined && recorded.hash !== state.hash) throw new StateHashMismatchError(`peer served θ_global ${state.hash.slice(0, 12)}… for sync ${state.round}, the board records ${recorded.hash.slice(0, 12)}…`)
   return { state, via: 'snapshot', fetchedFrom: new Map() }
+}
+
+/** Resolves when `ready()` holds after a change of the board, or after `ms`. */
+async function newerRecord (watch: RunBoard['watch'], ready: () => boolean, clock: Clock, ms: number): Promise<void> {
+  await new Promise<void>(resolve => {
+    const done = (): void => { clock.clearTimeout(timer); unwatch(); resolve() }
+    const unwatch = watch(() => { if (ready()) done() })
+    const timer = clock.setTimeout(done, Math.max(0, ms))
+  })
 }
 
 export interface FetchSnapshotOptions {
