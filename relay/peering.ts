@@ -16,7 +16,7 @@ export const PEER_RELAY_BACKOFF_INITIAL_MS = 1_000
 /** Longest redial delay, in ms: a peer relay that comes back is relinked within this. */
 export const PEER_RELAY_BACKOFF_MAX_MS = 30_000
 /** One dial attempt to a peer relay gives up after this long, in ms. */
-export const PEER_RELAY_DIAL_TIMEOUT_MS = 20_000
+const PEER_RELAY_DIAL_TIMEOUT_MS = 20_000
 
 /**
  * Parses a `--peer-relay` address: a multiaddr ending in `/p2p/<relay id>` (the id is what
