@@ -9,6 +9,7 @@ import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
 import { DEFAULT_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
 import { DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
+import { parsePeerRelay } from './peering.ts'
 
 export interface RelayConfig {
   host: string
@@ -44,6 +45,8 @@ export interface RelayConfig {
   reservationPowBits?: number
   /** Identity-stamp difficulty of swarm-doc `peers` entries; must equal the swarm's peers' (web/src/net/crdt/swarm-doc.ts). */
   crdtPowBits?: number
+  /** Other relays (multiaddrs ending in /p2p/<id>) this one links to and replicates the swarm docs with (relay/peering.ts). */
+  peerRelays: string[]
 }
 
 export const HELP = `webswarm relay — bootstrap, circuit relay v2, DHT server, CRDT persistence and the page, on one port.
@@ -69,6 +72,9 @@ Network
                            a reservation (/webswarm/pow/1.0.0), 0 = none [env RESERVATION_POW_BITS, default 0]
   --crdt-pow-bits <n>      Proof of work (bits) of the swarm doc's peers entries; the swarm's
                            peers use ${DEFAULT_POW_BITS}     [env CRDT_POW_BITS, default ${DEFAULT_POW_BITS}]
+  --peer-relay <multiaddr> Another relay of the swarm (…/p2p/<its id>); repeatable. This relay
+                           keeps a link to it (redialled with backoff), replicates every swarm
+                           doc over it, and lists it in /bootstrap  [env PEER_RELAYS, comma-separated]
 
 Relay limits (defaults sized for WebRTC signalling)
   --max-reservations <n>   Simultaneous reservations      [env MAX_RESERVATIONS, default ${DEFAULT_RELAY_LIMITS.maxReservations}]
@@ -143,6 +149,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       'static-dir': { type: 'string' },
       'models-dir': { type: 'string' },
       'default-model': { type: 'string' },
+      'peer-relay': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -155,6 +162,9 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
   const iceList = list(values['ice-server'], env.ICE_SERVERS)
   const dataLimit = values['relay-data-limit'] ?? env.RELAY_DATA_LIMIT
   const duration = values['relay-duration'] ?? env.RELAY_DURATION_MS
+  const peerRelays = list(values['peer-relay'], env.PEER_RELAYS)
+  // Refused at start, naming the bad address, rather than logged forever by the redial loop.
+  for (const a of peerRelays) parsePeerRelay(a)
   return {
     host: values.host ?? env.HOST ?? '127.0.0.1',
     port: int('--port', values.port ?? env.PORT, 8080),
@@ -176,6 +186,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1),
     maxConnsPerIp: int('--max-conns-per-ip', values['max-conns-per-ip'] ?? env.MAX_CONNS_PER_IP, DEFAULT_MAX_CONNS_PER_IP),
     reservationPowBits: bits('--reservation-pow-bits', values['reservation-pow-bits'] ?? env.RESERVATION_POW_BITS, 0),
-    crdtPowBits: bits('--crdt-pow-bits', values['crdt-pow-bits'] ?? env.CRDT_POW_BITS, DEFAULT_POW_BITS)
+    crdtPowBits: bits('--crdt-pow-bits', values['crdt-pow-bits'] ?? env.CRDT_POW_BITS, DEFAULT_POW_BITS),
+    peerRelays
   }
 }

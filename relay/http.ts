@@ -106,7 +106,8 @@ async function route (handle: RelayHandle, root: string, req: http.IncomingMessa
         : [...(fromRequest !== undefined ? [fromRequest] : []), ...announced]
       json(res, 200, {
         peerId: handle.node.peerId.toString(),
-        multiaddrs: [...new Set(ordered)],
+        // Then the peer relays: pages and peers learn every relay of the swarm from any one.
+        multiaddrs: [...new Set([...ordered, ...handle.config.peerRelays])],
         swarms: [...handle.swarms.keys()],
         iceServers: handle.config.iceServers
       })

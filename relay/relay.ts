@@ -28,6 +28,7 @@ import { createHttpHandler } from './http.ts'
 import { RelayMetrics } from './metrics.ts'
 import { DEFAULT_MAX_CONNS_PER_IP, RelayAdmission } from './limits.ts'
 import { DEFAULT_POW_BITS } from '../web/src/net/pow.ts'
+import { RelayPeering } from './peering.ts'
 
 export interface RelayHandle {
   config: RelayConfig
@@ -37,6 +38,8 @@ export interface RelayHandle {
   metrics: RelayMetrics
   /** Per-IP connection cap and stamped reservations (relay/limits.ts). */
   admission: RelayAdmission
+  /** Links to the `--peer-relay` relays, over which the swarm docs replicate (relay/peering.ts). */
+  peering: RelayPeering
   /** `http://host:port` (or https) of the page and endpoints. */
   httpUrl: string
   /** Multiaddrs peers dial (with /p2p/<relay id>). */
@@ -192,6 +195,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     swarms,
     metrics,
     admission,
+    peering: new RelayPeering(node, config.peerRelays, log),
     httpUrl: `${tls !== undefined ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
     bootstrapAddrs: addrs,
     startedAt,
@@ -204,6 +208,9 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     s.removeAllListeners('request')
     s.on('request', onRequest)
   }
+
+  // After the swarm docs' sync is registered: the link's first sync runs as soon as it opens.
+  handle.peering.start()
 
   node.addEventListener('connection:open', (evt) => {
     const c = evt.detail
@@ -222,6 +229,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   handle.stop = async () => {
     stopping ??= (async () => {
       clearInterval(prune)
+      handle.peering.stop()
       for (const { sync } of swarms.values()) await sync.stop()
       for (const { store } of swarms.values()) await store.close()
       await node.stop()

@@ -181,7 +181,7 @@ export interface RelayApiOptions {
  */
 export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) => boolean, handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>, ready: Promise<void>, stop: () => Promise<void> } {
   const log = o.log ?? (() => {})
-  const boot: Bootstrap = { addr: o.bootstrapAddr, iceServers: [] } // one machine: host candidates suffice
+  const boot: Bootstrap = { addrs: [o.bootstrapAddr], iceServers: [] } // one machine: host candidates suffice
   let api: SwarmApi | undefined
   let peer: { stop: () => Promise<void> } | undefined
   let failure: string | undefined

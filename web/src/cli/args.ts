@@ -8,12 +8,22 @@ export class UsageError extends WebSwarmError {
   readonly callerFault = true
 }
 
-export type Flags = Record<string, string | boolean | undefined>
+/** Parsed flags; a flag declared `multiple` (e.g. --bootstrap) is a list. */
+export type Flags = Record<string, string | boolean | string[] | undefined>
 
 export function str (f: Flags, name: string): string | undefined {
   const v = f[name]
   if (v === undefined) return undefined
   if (typeof v !== 'string') throw new UsageError(`--${name} needs a value`)
+  return v
+}
+
+/** Every value of a repeatable flag (one given once may also arrive as a plain string). */
+export function strings (f: Flags, name: string): string[] {
+  const v = f[name]
+  if (v === undefined) return []
+  if (typeof v === 'string') return [v]
+  if (typeof v === 'boolean') throw new UsageError(`--${name} needs a value`)
   return v
 }
 

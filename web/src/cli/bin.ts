@@ -65,8 +65,10 @@ options for commands that load a model (logits, generate, grad, serve):
                         blocks as fit. Loads longer than a moment show bytes, rate and ETA on stderr
 
 options for swarm commands (serve, generate --bootstrap, train --bootstrap):
-  --bootstrap MULTIADDR|URL  the relay: its multiaddr (…/p2p/<id>), or its page URL
-                        (http://host:8080), which also gives the relay operator's STUN/TURN list
+  --bootstrap MULTIADDR|URL  a relay: its multiaddr (…/p2p/<id>), or its page URL
+                        (http://host:8080), which also gives its peer relays and the relay
+                        operator's STUN/TURN list. Repeatable: every relay named is merged; the
+                        peer reserves on up to two and re-reserves on another when one dies
   --ice-servers LIST|none    STUN/TURN URLs, comma-separated (turn:user:pass@host:port);
                         none = host candidates only (loopback/LAN). Default: the relay's list
                         (URL form) or a public STUN server
@@ -106,7 +108,7 @@ const OPTIONS = {
   device: { type: 'string' },
   quiet: { type: 'boolean' },
   // swarm: serve / generate --bootstrap (web/src/cli/serve.ts, swarm-generate.ts)
-  bootstrap: { type: 'string' },
+  bootstrap: { type: 'string', multiple: true },
   blocks: { type: 'string' },
   experts: { type: 'string' },
   'remote-experts': { type: 'string' },

@@ -14,20 +14,26 @@ import { waitForReservation } from '../net/peers.ts'
 import { fetchBootstrap } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
-import { required, str, UsageError, type Flags } from './args.ts'
-
-/** Where a CLI peer joins: the relay's multiaddr, and the STUN/TURN servers to use (undefined: node.ts defaults). */
-export interface Bootstrap { addr: string, iceServers?: RTCIceServer[] }
+import { str, strings, UsageError, type Flags } from './args.ts'
 
 /**
- * `--bootstrap MULTIADDR | URL` and `--ice-servers LIST|none`. A URL (the relay's page, e.g.
- * `http://relay:8080`) is asked for `/bootstrap`: its first websocket multiaddr, and the STUN/TURN
- * servers the relay's operator chose. With a multiaddr the defaults apply (a public STUN server,
+ * Where a CLI peer joins: the relays' multiaddrs (the first is the one its transport signals
+ * WebRTC through), and the STUN/TURN servers to use (undefined: node.ts defaults).
+ */
+export interface Bootstrap { addrs: string[], iceServers?: RTCIceServer[] }
+
+/**
+ * `--bootstrap MULTIADDR | URL` (repeatable) and `--ice-servers LIST|none`. A URL (a relay's page,
+ * e.g. `http://relay:8080`) is asked for `/bootstrap`: its multiaddrs and its peer relays' (each
+ * relay's websocket ones first), and the STUN/TURN servers the relay's operator chose (the first
+ * URL's). Every relay named by any --bootstrap is merged into one list; the peer reserves on up to
+ * two of them (net/node.ts). With multiaddrs only the ICE defaults apply (a public STUN server,
  * for NAT traversal). `--ice-servers` wins over both; `none` suits loopback and LANs, where host
  * candidates are enough and an unreachable STUN server only slows ICE.
  */
 export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
-  const b = required(f, 'bootstrap')
+  const given = strings(f, 'bootstrap').filter(b => b !== '')
+  if (given.length === 0) throw new UsageError('--bootstrap is required')
   const list = str(f, 'ice-servers')
   let iceServers: RTCIceServer[] | undefined
   try {
@@ -36,17 +42,25 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
     if (e instanceof NetConfigError) throw new UsageError(e.message)
     throw e
   }
-  if (/^https?:\/\//i.test(b)) {
-    let url: URL
-    try { url = new URL(b) } catch { throw new UsageError(`--bootstrap: '${b}' is not a URL`) }
-    if (!url.pathname.endsWith('/bootstrap')) url.pathname = url.pathname.replace(/\/?$/, '/bootstrap')
-    const info = await fetchBootstrap(url.toString())
-    const addr = info.multiaddrs.find(a => /\/wss?\//.test(a) && a.includes('/p2p/')) ?? info.multiaddrs.find(a => a.includes('/p2p/'))
-    if (addr === undefined) throw new UsageError(`--bootstrap: ${url.toString()} lists no multiaddr with /p2p/<relay id>: ${info.multiaddrs.join(', ')}`)
-    return { addr, iceServers: iceServers ?? info.iceServers }
+  const addrs: string[] = []
+  let relayIce: RTCIceServer[] | undefined
+  for (const b of given) {
+    if (/^https?:\/\//i.test(b)) {
+      let url: URL
+      try { url = new URL(b) } catch { throw new UsageError(`--bootstrap: '${b}' is not a URL`) }
+      if (!url.pathname.endsWith('/bootstrap')) url.pathname = url.pathname.replace(/\/?$/, '/bootstrap')
+      const info = await fetchBootstrap(url.toString())
+      const withId = info.multiaddrs.filter(a => a.includes('/p2p/'))
+      if (withId.length === 0) throw new UsageError(`--bootstrap: ${url.toString()} lists no multiaddr with /p2p/<relay id>: ${info.multiaddrs.join(', ')}`)
+      // Websocket addresses first: the ones a Node peer can dial.
+      addrs.push(...withId.filter(a => /\/wss?\//.test(a)), ...withId.filter(a => !/\/wss?\//.test(a)))
+      relayIce ??= info.iceServers
+    } else {
+      checkBootstrap(b)
+      addrs.push(b)
+    }
   }
-  checkBootstrap(b)
-  return { addr: b, iceServers }
+  return { addrs: [...new Set(addrs)], iceServers: iceServers ?? relayIce }
 }
 
 export interface SwarmPeer {
@@ -63,13 +77,12 @@ export interface SwarmPeer {
  * what it serves. `serve` uses this; `generate` needs no CRDT and uses joinSwarm.
  */
 export async function joinSwarmWithDoc (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }, log: (line: string) => void): Promise<SwarmPeer & { swarm: Swarm }> {
-  const bootstrap = boot.addr
-  const swarm = await joinNetSwarm({ bootstrap: [bootstrap], persist: false, iceServers: boot.iceServers, log })
+  const swarm = await joinNetSwarm({ bootstrap: boot.addrs, persist: false, iceServers: boot.iceServers, log })
   await swarm.peers.ready()
   return {
     swarm,
     node: swarm.node,
-    transport: new Libp2pTransport(swarm.node, { relayAddr: bootstrap }),
+    transport: new Libp2pTransport(swarm.node, { relayAddr: boot.addrs[0] }),
     directory: new DhtDirectory(swarm.dht, swarm.peerId, shape)
   }
 }
@@ -84,11 +97,11 @@ function checkBootstrap (bootstrap: string): void {
 }
 
 export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
-  const bootstrap = boot.addr
-  const addr = multiaddr(bootstrap)
+  // generate needs one relay: it dials peers through it and is dialled by none.
+  const bootstrap = boot.addrs[0]
   const key = await generateKeyPair('Ed25519')
   const node = await createPeer({ privateKey: key, iceServers: boot.iceServers })
-  await node.dial(addr)
+  await node.dial(multiaddr(bootstrap))
   await waitForReservation(node)
   return {
     node,

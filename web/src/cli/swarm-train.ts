@@ -76,8 +76,9 @@ export async function swarmTrain (f: Flags): Promise<number> {
   }
   const { resolveBootstrap } = await import('./swarm-node.ts')
   const boot = await resolveBootstrap(f)
-  const bootstrap = boot.addr
-  const swarm = await joinSwarm({ bootstrap: [bootstrap], persist: false, iceServers: boot.iceServers, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
+  // Trainers are dialled over WebRTC signalled through the first relay; the peer reserves on up to two.
+  const bootstrap = boot.addrs[0]
+  const swarm = await joinSwarm({ bootstrap: boot.addrs, persist: false, iceServers: boot.iceServers, log: quiet ? () => {} : (l) => { process.stderr.write(`${l}\n`) } })
   // Other trainers reach this one over WebRTC signalled through the relay: wait for the reservation.
   await waitForReservation(swarm.node)
   const t0sync = Date.now()

@@ -106,7 +106,20 @@ export interface PeerInit extends NodeInit {
   listen?: string[]
   /** Run the DHT as a server (answer queries, store records). Browsers must stay clients. @default false */
   dhtServer?: boolean
+  /**
+   * Relays to hold a reservation on at once (capped at MAX_RELAY_RESERVATIONS): one
+   * `/p2p-circuit` listener each; a listener whose relay dies re-reserves on another connected
+   * relay. @default 1
+   */
+  relayReservations?: number
 }
+
+/**
+ * Most relays a peer reserves on at once. Two: when one relay dies the peer is still reachable
+ * (signalling for new WebRTC links goes through the other) while it re-reserves elsewhere; more
+ * would cost every relay a reservation slot per peer for little more availability.
+ */
+const MAX_RELAY_RESERVATIONS = 2
 
 /** Limits the circuit relay v2 server applies to each reservation and relayed connection. */
 export interface RelayLimits {
@@ -231,6 +244,12 @@ export function swarmDiscovery (init: Parameters<typeof pubsubPeerDiscovery>[0])
   }
 }
 
+/** One `/p2p-circuit` listen address per relay reservation wanted (1 to MAX_RELAY_RESERVATIONS). */
+function circuitListeners (wanted = 1): string[] {
+  const n = Math.max(1, Math.min(MAX_RELAY_RESERVATIONS, Math.floor(wanted)))
+  return Array.from({ length: n }, () => '/p2p-circuit')
+}
+
 /** Creates and starts a swarm peer (browser or Node). Dialling the relay is the caller's (see peers.ts). */
 export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
   const swarm = checkSwarm(init.swarm ?? DEFAULT_SWARM)
@@ -239,7 +258,7 @@ export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
   const node = await createLibp2p({
     privateKey: init.privateKey ?? await generateKeyPair('Ed25519'),
     addresses: {
-      listen: ['/p2p-circuit', '/webrtc', ...(init.listen ?? [])]
+      listen: [...circuitListeners(init.relayReservations), '/webrtc', ...(init.listen ?? [])]
     },
     transports: [
       webSockets(),

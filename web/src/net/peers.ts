@@ -191,6 +191,23 @@ function backoffDelay (failures: number): number {
   return nominal * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * Math.random())
 }
 
+/** Bootstrap multiaddrs grouped by relay peer id (several addresses of one relay are alternatives). */
+function relaysById (bootstrap: string[]): Map<string, Multiaddr[]> {
+  const byId = new Map<string, Multiaddr[]>()
+  for (const a of bootstrap) {
+    const addr = multiaddr(a)
+    const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+    if (id === undefined) throw new NetConfigError(`bootstrap address ${a} must end in /p2p/<relay peer id>`)
+    byId.set(id, [...(byId.get(id) ?? []), addr])
+  }
+  return byId
+}
+
+/** How many distinct relays `bootstrap` names: a peer reserves on up to MAX_RELAY_RESERVATIONS (node.ts) of them. */
+export function relayCount (bootstrap: string[]): number {
+  return relaysById(bootstrap).size
+}
+
 export interface PeerManagerInit {
   /** Relay multiaddrs, each ending in `/p2p/<relay id>`; several per relay are alternatives. */
   bootstrap: string[]
@@ -248,14 +265,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   constructor (readonly node: WebSwarmNode, private readonly init: PeerManagerInit) {
     super()
     if (init.bootstrap.length === 0) throw new NetConfigError('PeerManager needs at least one bootstrap (relay) address')
-    const byId = new Map<string, Multiaddr[]>()
-    for (const a of init.bootstrap) {
-      const addr = multiaddr(a)
-      const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
-      if (id === undefined) throw new NetConfigError(`bootstrap address ${a} must end in /p2p/<relay peer id>`)
-      byId.set(id, [...(byId.get(id) ?? []), addr])
-    }
-    this.relays = [...byId].map(([id, addrs]) => ({ addrs, id, failures: 0, connected: false }))
+    this.relays = [...relaysById(init.bootstrap)].map(([id, addrs]) => ({ addrs, id, failures: 0, connected: false }))
     this.targetPeers = init.targetPeers ?? DEFAULT_TARGET_PEERS
     this.budget = init.budget ?? new ConnectionBudget()
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS

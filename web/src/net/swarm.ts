@@ -7,7 +7,7 @@ import { PEER_ENTRY_TTL_MS } from './crdt/entries.ts'
 import { SwarmDht } from './dht/index.ts'
 import { BootstrapUnreachableError, LimitExceededError, ProtocolTimeoutError } from './errors.ts'
 import { createPeer, DEFAULT_SWARM, type WebSwarmNode } from './node.ts'
-import { PeerManager } from './peers.ts'
+import { PeerManager, relayCount } from './peers.ts'
 import type { ProtocolSpec } from './protocols.ts'
 /** Fetching /bootstrap may take this long, in ms. */
 const BOOTSTRAP_FETCH_TIMEOUT_MS = 10_000
@@ -87,7 +87,7 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
     iceServers ??= info.iceServers
   }
   const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
-  const node = await createPeer({ privateKey, swarm, iceServers, allowPrivateAddresses: init.allowPrivateAddresses })
+  const node = await createPeer({ privateKey, swarm, iceServers, allowPrivateAddresses: init.allowPrivateAddresses, relayReservations: relayCount(bootstrap) })
   const peerId = node.peerId.toString()
   const doc = new SwarmDoc(swarm, peerId, privateKey)
   const crdt = new CrdtSync(node, doc, { log })
