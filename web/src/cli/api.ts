@@ -157,6 +157,10 @@ export async function apiCmd (f: Flags): Promise<number> {
   server.closeAllConnections()
   server.close()
   await s.stop()
+  // As leaveSwarm does for serve: libp2p timers left running (a WebRTC dial's retries, a stop that
+  // timed out) must not keep a stopped API process alive (seen: SIGTERM, then no exit). Unref'd:
+  // it fires only if something else would keep the process running.
+  setTimeout(() => process.exit(process.exitCode ?? 0), LEAVE_TIMEOUT_MS).unref()
   return 0
 }
 
