@@ -22,7 +22,7 @@ import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { resolveModelArg } from './model-plan.ts'
-import { joinSwarm, joinSwarmWithDoc, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
+import { exitIfLingering, joinSwarm, joinSwarmWithDoc, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
 
 /** How long leaving waits for libp2p to stop, ms. */
 const LEAVE_TIMEOUT_MS = 5_000
@@ -157,10 +157,8 @@ export async function apiCmd (f: Flags): Promise<number> {
   server.closeAllConnections()
   server.close()
   await s.stop()
-  // As leaveSwarm does for serve: libp2p timers left running (a WebRTC dial's retries, a stop that
-  // timed out) must not keep a stopped API process alive (seen: SIGTERM, then no exit). Unref'd:
-  // it fires only if something else would keep the process running.
-  setTimeout(() => process.exit(process.exitCode ?? 0), LEAVE_TIMEOUT_MS).unref()
+  // Standalone only (never inside the relay's process): seen after SIGTERM, no exit.
+  exitIfLingering()
   return 0
 }
 

@@ -128,5 +128,14 @@ const STOP_TIMEOUT_MS = 5_000
 export async function leaveSwarm (peer: SwarmPeer): Promise<void> {
   peer.transport.close()
   await Promise.race([peer.swarm !== undefined ? peer.swarm.stop() : peer.node.stop(), new Promise(resolve => setTimeout(resolve, STOP_TIMEOUT_MS).unref())])
+  exitIfLingering()
+}
+
+/**
+ * After a command has stopped its node: exits in STOP_TIMEOUT_MS if libp2p timers left running
+ * (a WebRTC dial's retries, a stop that timed out) would keep the process alive. Unref'd, so it
+ * fires only when something else still holds the process.
+ */
+export function exitIfLingering (): void {
   setTimeout(() => process.exit(process.exitCode ?? 0), STOP_TIMEOUT_MS).unref()
 }
