@@ -21,7 +21,7 @@ import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import type { PageContext } from './context.ts'
 import { disclosure, el, short } from './dom.ts'
-import { ChatInputError, GenerationStoppedError } from './errors.ts'
+import { ChatInputError, GenerationStoppedError, PageParamError } from './errors.ts'
 import { createProgressBar } from './progress-bar.ts'
 import type { Contribution, SwarmPieces } from './serving.ts'
 
@@ -106,6 +106,8 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   let session: InferenceSession | undefined
   let produced = 0
   let failovers = 0
+  /** Whether this tab's swarm entry says it chats (until New chat). */
+  let chatting = false
 
   const bubble = (role: string, text: string): HTMLElement => {
     empty.remove()
@@ -130,6 +132,11 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
    * Throws GenerationStoppedError when Stop was pressed (the tokens so far stay in `tokens`).
    */
   const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (t: string) => void, tokens: number[]): Promise<void> => {
+    // Demand: contributing tabs serve the models people chat with first (role-choice.ts).
+    if (!chatting) {
+      chatting = true
+      void ctx.publishSelf({ chatting: modelId }).catch(() => {})
+    }
     const { config, ends, tokenizer } = await load()
     const { transport, directory } = await pieces()
     const client = new InferenceClient({ transport, directory, model: modelId, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, hedgeFloorMs: ctx.params.hedgeFloorMs, log: l => { ctx.log(l) } })
@@ -221,6 +228,10 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   stopBtn.addEventListener('click', stop)
   clear.addEventListener('click', () => {
     stop()
+    if (chatting) {
+      chatting = false
+      void ctx.publishSelf({ chatting: undefined }).catch(() => {})
+    }
     messages.length = 0
     conversation.replaceChildren(empty)
     route.replaceChildren()
@@ -251,7 +262,11 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   }
 
   window.webswarmChat = {
-    serve: async (spec = 'auto') => await contribution.start(spec),
+    serve: async (spec = 'auto') => {
+      const r = await contribution.start(spec)
+      if (r.kind !== 'blocks') throw new PageParamError(`serve: this tab chose ${r.kind === 'train' ? `training run ${r.run}` : `experts of ${r.model}`}, not blocks`)
+      return contribution.status().span ?? { start: r.start, end: r.end }
+    },
     generate,
     localGenerate,
     stop,

@@ -1,24 +1,34 @@
 /**
- * The Contribute panel: one button. The tab picks its own role (the least-served span of the
- * page's model that fits the GPU-memory budget, which the user may lower), then shows what it does
- * for the swarm — model, blocks, sessions, tokens served, uptime, GPU memory, throughput — and
- * stops cleanly. A background tab is throttled by the browser: the panel warns, and the tab's
+ * The Contribute panel: one button. The tab picks its own role (role-choice.ts: blocks of the
+ * model that needs them most, experts an MoE model lacks, or a training run that wants members,
+ * within the GPU-memory budget, which the user may lower), says which and why, then shows what it
+ * does for the swarm — model, blocks, sessions, tokens served, uptime, GPU memory, throughput —
+ * and stops cleanly. A background tab is throttled by the browser: the panel warns, and the tab's
  * swarm entry says so (the map marks it).
  */
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import { MemoryBudgetError, formatBytes, parseByteSize } from '../model/memory-plan.ts'
+import { NoRoleFitsError } from './errors.ts'
 import type { PageContext } from './context.ts'
 import { disclosure, el, facts, formatUptime } from './dom.ts'
 import { createProgressBar } from './progress-bar.ts'
-import { Contribution, defaultBudget, type SwarmPieces } from './serving.ts'
+import type { Role } from './role-choice.ts'
+import { Contribution, defaultBudget, type RunJoiner, type SwarmPieces } from './serving.ts'
 
 /** Status refresh period, ms (uptime and counters move without events). */
 const STATUS_MS = 1000
 
-export function mountContributePanel (body: HTMLElement, ctx: PageContext, pieces: () => Promise<SwarmPieces>): Contribution {
+/** The role in a few words: "blocks 0–1 of byte-mixtral", "experts 2,5 of byte-mixtral (layer 1)", "training run r". */
+function roleWords (r: Role): string {
+  if (r.kind === 'blocks') return `${r.model} blocks ${r.start}–${r.end - 1}`
+  if (r.kind === 'experts') return `${r.model} experts ${r.experts.join(',')} (layer ${r.layer})`
+  return `training run ${r.run}`
+}
+
+export function mountContributePanel (body: HTMLElement, ctx: PageContext, pieces: () => Promise<SwarmPieces>, trainer?: RunJoiner): Contribution {
   const progress = createProgressBar('serve-progress')
-  const contribution = new Contribution(ctx, pieces, progress)
-  const intro = el('p', { class: 'hint' }, 'Lend this tab\'s GPU to the swarm. It picks the part of the model the swarm needs most and serves it to everyone who chats.')
+  const contribution = new Contribution(ctx, pieces, progress, trainer)
+  const intro = el('p', { class: 'hint' }, 'Lend this tab\'s GPU to the swarm. It picks what the swarm needs most — the blocks of a model nobody serves yet, experts of an MoE model, or a training run short of members — and does it for everyone.')
   const start = el('button', { id: 'contribute-button', type: 'button', class: 'primary big' }, 'Contribute')
   const stop = el('button', { id: 'contribute-stop', type: 'button', hidden: '' }, 'Stop contributing')
   const budget = el('input', { id: 'contribute-budget', size: '8', placeholder: 'e.g. 2GB', 'aria-describedby': 'contribute-budget-hint' })
@@ -29,9 +39,10 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
       el('label', { for: 'contribute-budget' }, 'GPU memory budget'), el('div', {}, budget, ' ', budgetHint),
       el('label', { for: 'serve-span' }, 'Blocks (A:B, or auto)'), span))
   const status = el('p', { id: 'serve-status', class: 'status-line' }, 'Not contributing.')
+  const why = el('p', { id: 'contribute-role', class: 'hint', hidden: '' })
   const warn = el('p', { id: 'background-warning', class: 'warning', hidden: '' }, 'This tab is in the background: the browser slows its timers, so it serves slower. Keep it visible (its own window) for full speed.')
   const factsBox = el('div', { id: 'contribute-facts-box' })
-  body.replaceChildren(intro, el('div', { class: 'row' }, start, stop), status, progress.element, warn, factsBox, advanced)
+  body.replaceChildren(intro, el('div', { class: 'row' }, start, stop), status, why, progress.element, warn, factsBox, advanced)
 
   // The budget field starts at what the page would use by itself (the user may lower it).
   // On the CPU twins there is no GPU memory to budget (unless ?max-gpu-memory= asks for one).
@@ -50,22 +61,45 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
     start.hidden = contribution.active
     stop.hidden = !contribution.active
     warn.hidden = !(contribution.active && document.visibilityState === 'hidden')
+    why.hidden = s.role === undefined
+    why.dataset.kind = s.role?.kind ?? ''
+    why.textContent = s.role === undefined ? '' : `Role: ${roleWords(s.role)} — chosen because ${s.reason ?? '?'}.`
+    if (s.role === undefined) {
+      status.textContent = contribution.active ? `Choosing and loading (${s.state})…` : 'Not contributing.'
+      factsBox.replaceChildren()
+      return
+    }
+    const uptime = s.startedAt === undefined ? '—' : formatUptime(Date.now() - s.startedAt)
+    const memory = `${s.plannedBytes === undefined ? '—' : formatBytes(s.plannedBytes)} planned${s.budgetBytes === undefined ? '' : ` of ${formatBytes(s.budgetBytes)} budget`}`
+    if (s.role.kind === 'train') {
+      status.textContent = s.state === 'online' ? `training run ${s.model} (Training panel below)` : s.state === 'stopped' ? `training run ${s.model} stopped (Stop contributing to choose again)` : `joining training run ${s.model}…`
+      factsBox.replaceChildren(facts('contribute-facts', [['run', s.model], ['uptime', uptime], ['device', s.device]]))
+      return
+    }
+    if (s.role.kind === 'experts') {
+      status.textContent = s.state === 'online' ? `hosting ${roleWords(s.role)} · ${s.steps} calls · ${s.tokens} rows` : `loading ${roleWords(s.role)}…`
+      factsBox.replaceChildren(facts('contribute-facts', [
+        ['model', s.model], ['experts', `${s.role.experts.join(', ')} of layer ${s.role.layer}`], ['calls answered', String(s.steps)], ['rows served', String(s.tokens)],
+        ['uptime', uptime], ['GPU memory', memory], ['throughput', `${s.throughput.toFixed(1)} rows/s per expert`], ['device', `${s.device} · on the page thread`]
+      ]))
+      return
+    }
     if (s.span === undefined) {
-      status.textContent = contribution.active ? `Choosing and loading blocks (${s.state})…` : 'Not contributing.'
+      status.textContent = `loading ${roleWords(s.role)}…`
       factsBox.replaceChildren()
       return
     }
     // "serving blocks [A, B)": the line the e2e specs and the console read.
     status.textContent = s.state === 'online'
-      ? `serving blocks [${s.span.start}, ${s.span.end}) · ${s.sessions} sessions · ${s.steps} steps · ${s.throughput.toFixed(1)} tokens/s per block`
-      : `loading blocks [${s.span.start}, ${s.span.end})…`
+      ? `serving blocks [${s.span.start}, ${s.span.end}) of ${s.model} · ${s.sessions} sessions · ${s.steps} steps · ${s.throughput.toFixed(1)} tokens/s per block`
+      : `loading blocks [${s.span.start}, ${s.span.end}) of ${s.model}…`
     factsBox.replaceChildren(facts('contribute-facts', [
       ['model', s.model],
       ['blocks', `${s.span.start}–${s.span.end - 1} of ${s.numBlocks ?? '?'}`],
       ['sessions now', String(s.sessions)],
       ['tokens served', String(s.tokens)],
-      ['uptime', s.startedAt === undefined ? '—' : formatUptime(Date.now() - s.startedAt)],
-      ['GPU memory', `${s.plannedBytes === undefined ? '—' : formatBytes(s.plannedBytes)} planned${s.budgetBytes === undefined ? '' : ` of ${formatBytes(s.budgetBytes)} budget`}`],
+      ['uptime', uptime],
+      ['GPU memory', memory],
       ['throughput', `${s.throughput.toFixed(2)} tokens/s per block`],
       ['device', `${s.device} · ${s.computeIn === 'worker' ? 'in a Web Worker' : 'on the page thread'}`]
     ]))
@@ -84,9 +118,12 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
     const spec = span.value.trim() === '' ? 'auto' : span.value.trim()
     const started = contribution.start(spec, b)
     render()
-    started.then(s => { ctx.notify(`Contributing: serving ${ctx.params.modelId} blocks ${s.start}–${s.end - 1}.`) }, e => {
+    started.then(r => { ctx.notify(`Contributing: ${roleWords(r)}.`) }, e => {
       if (e instanceof MemoryBudgetError) {
         ctx.notify(`Not enough GPU memory for any span: ${e.message}. Raise the budget (Limits and blocks) to at least ${formatBytes(e.plan.totalBytes)} to serve one block.`, 'error')
+      } else if (e instanceof NoRoleFitsError && e.smallest !== undefined) {
+        const what = e.smallest.what.startsWith('one block') ? `to serve ${e.smallest.what}` : `for ${e.smallest.what}`
+        ctx.notify(`Not enough GPU memory for any span: ${e.message}. Raise the budget (Limits and blocks) to at least ${formatBytes(e.smallest.bytes)} ${what}.`, 'error')
       } else ctx.notify(`Could not contribute: ${(e as Error).message}`, 'error')
     }).finally(() => { start.disabled = false; render() })
   })

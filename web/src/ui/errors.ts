@@ -42,3 +42,21 @@ export class ChatInputError extends WebSwarmError {
   readonly errorCode = 'page.chat-input'
   readonly callerFault = true
 }
+
+/** Contribute found no role within the GPU-memory budget (or no model it can load); the message says what the smallest role needs. */
+export class NoRoleFitsError extends WebSwarmError {
+  override name = 'NoRoleFitsError'
+  readonly errorCode = 'page.no-role-fits'
+  readonly callerFault = false
+  /** The smallest role and its GPU bytes, when the budget was what ruled everything out. */
+  constructor (message: string, readonly smallest?: { what: string, bytes: number }) {
+    super(message)
+  }
+}
+
+/** Contribute asked the Training panel to join a run while it already trains one. */
+export class TrainJoinError extends WebSwarmError {
+  override name = 'TrainJoinError'
+  readonly errorCode = 'page.train-join'
+  readonly callerFault = true
+}

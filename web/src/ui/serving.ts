@@ -1,29 +1,34 @@
 /**
- * This tab's contribution to the swarm: serve a span of the page's model's blocks. The span is
- * given (`A:B`) or chosen by the tab itself — the least-served window (Petals' rule, ServerRole)
- * as long as the GPU-memory budget allows (memory-plan.ts); it is announced to the DHT for routing
- * and mirrored into this tab's swarm entry for the map. Stopping announces OFFLINE and frees it.
+ * This tab's contribution to the swarm. With `A:B` it serves those blocks of the page's model;
+ * otherwise the tab chooses its role itself (role-choice.ts) from what the swarm map sees —
+ * blocks of the model that needs them most, experts an MoE model lacks, or a training run that
+ * wants members — within the GPU-memory budget (memory-plan.ts), and keeps the reason for the
+ * status line. Blocks are announced to the DHT for routing (a chosen span still rebalances by
+ * Petals' rule) and mirrored into this tab's swarm entry for the map; experts likewise; a run is
+ * joined through the Training panel. Stopping announces OFFLINE and frees it.
  *
- * The blocks run in a Web Worker with its own WebGPU device (compute/), so that the page stays
- * responsive while it serves; `?compute=main` runs them on the page's thread instead.
+ * Served blocks run in a Web Worker with its own WebGPU device (compute/), so that the page stays
+ * responsive; `?compute=main` runs them on the page's thread instead. Hosted experts run on the
+ * page's thread (their layer's weights, loaded by swarm/moe).
  */
 import type { Backend } from '../gpu/backend.ts'
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import type { ModelConfig } from '../model/config.ts'
-import { MemoryBudgetError, checkBudget, costliestBlockPlan, formatBytes, pageBudgetBytes, planPart, readPlanTensors, spanLengthThatFits } from '../model/memory-plan.ts'
+import { checkBudget, pageBudgetBytes, planPart, readPlanTensors } from '../model/memory-plan.ts'
 import { loadConfig } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
+import { ExpertRole, formatPlacement, loadExpertLayer, measureExpertThroughput } from '../swarm/moe/index.ts'
 import { loadSpanBackend } from '../swarm/model-backend.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import { WorkerSpanBackend } from './compute/worker-span-backend.ts'
 import type { PageContext } from './context.ts'
-import { PageParamError } from './errors.ts'
+import { NoRoleFitsError, PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
+import { chooseRole, type Role } from './role-choice.ts'
+import { gatherRoleInputs, loadableModels, SERVE_PLAN, type LoadableModel } from './role-inputs.ts'
 
-/** KV-cache positions a serving tab offers (one chat's context). */
-const SERVE_CACHE_TOKENS = 2048
 /** The map's copy of this tab's throughput is rewritten at most this often, ms (each write is a signed CRDT update to every peer). */
 const MIRROR_MIN_MS = 10_000
 /** ... and only when the measurement moved by more than this fraction. */
@@ -32,18 +37,22 @@ const MIRROR_CHANGE = 0.1
 const REBALANCE_MS = 60_000
 
 export interface ContributionStatus {
+  /** The model served (blocks or experts), or the run's id when training. */
   model: string
   state: string
+  /** The role taken and why (for the status line). */
+  role?: Role
+  reason?: string
   span?: { start: number, end: number }
   numBlocks?: number
-  /** Sessions open now. */
+  /** Sessions open now (blocks), or expert calls answered. */
   sessions: number
   steps: number
-  /** Tokens that went through this tab's blocks. */
+  /** Tokens that went through this tab's blocks (or rows through its experts). */
   tokens: number
-  /** Measured tokens/s through one block. */
+  /** Measured tokens/s through one block (rows/s through one expert). */
   throughput: number
-  /** GPU memory the span needs by the plan (weights + KV for one session + scratch), bytes. */
+  /** GPU memory the role needs by the plan, bytes. */
   plannedBytes?: number
   budgetBytes?: number
   startedAt?: number
@@ -52,11 +61,21 @@ export interface ContributionStatus {
   computeIn: string
 }
 
+/** The Training panel's side of a contribution that joins a run. */
+export interface RunJoiner {
+  /** Starts training run `run`; resolves once the tab takes part. */
+  join: (run: string) => Promise<void>
+  leave: () => void
+  readonly running: boolean
+}
+
 /** The libp2p pieces serving and chatting share (one transport per node). */
 export interface SwarmPieces {
   transport: Libp2pTransport
   directory: DhtDirectory
   config: ModelConfig
+  /** A DHT directory for another model (its depth and experts bound its records). */
+  directoryFor: (config: ModelConfig) => DhtDirectory
 }
 
 /** One per page: the transport/directory the chat client and the block server share. */
@@ -69,7 +88,8 @@ export function swarmPieces (ctx: PageContext): () => Promise<SwarmPieces> {
       return {
         transport: new Libp2pTransport(swarm.node),
         directory: new DhtDirectory(swarm.dht, swarm.peerId, { numBlocks: config.numLayers, numExperts: config.numExperts }),
-        config
+        config,
+        directoryFor: c => new DhtDirectory(swarm.dht, swarm.peerId, { numBlocks: c.numLayers, numExperts: c.numExperts })
       }
     })()
     // A failed attempt (relay down, model missing) is retried on the next call.
@@ -84,83 +104,171 @@ export function defaultBudget (ctx: PageContext, be: Backend): number | undefine
   return pageBudgetBytes((be as GpuBackend).info.limits, (navigator as Navigator & { deviceMemory?: number }).deviceMemory)
 }
 
+
+/** The role running now. */
+type Active =
+  | { kind: 'blocks', role: ServerRole, model: string, numBlocks: number }
+  | { kind: 'experts', role: ExpertRole, model: string }
+  | { kind: 'train', run: string }
+
 export class Contribution {
-  role?: ServerRole
+  private active_?: Active
+  private choice?: { role: Role, reason: string }
   private startedAt?: number
   private plannedBytes?: number
   private budgetBytes?: number
-  private numBlocks?: number
-  private starting?: Promise<{ start: number, end: number }>
-  /** When the role was last written into the swarm entry, and with which throughput. */
+  private starting?: Promise<Role>
+  private models?: Promise<Awaited<ReturnType<typeof loadableModels>>>
+  /** When the block role was last written into the swarm entry, and with which throughput. */
   private mirrored?: { at: number, throughput: number }
 
-  constructor (private readonly ctx: PageContext, private readonly pieces: () => Promise<SwarmPieces>, private readonly progress: ProgressBar) {}
+  constructor (private readonly ctx: PageContext, private readonly pieces: () => Promise<SwarmPieces>, private readonly progress: ProgressBar, private readonly trainer?: RunJoiner) {}
 
   get active (): boolean {
-    return this.role !== undefined
+    return this.active_ !== undefined
+  }
+
+  /** The block server, when the role is blocks (the chat's `state()` and tests read its span). */
+  get role (): ServerRole | undefined {
+    return this.active_?.kind === 'blocks' ? this.active_.role : undefined
   }
 
   /**
-   * Serves `spec` ('A:B', or 'auto' for the tab's own choice) within `budgetBytes` (undefined: no
-   * budget, the CPU twins). Resolves with the span once ONLINE; MemoryBudgetError when not even
-   * one block fits (its message names the costliest block's needs).
+   * Serves `spec` ('A:B' of the page's model, or 'auto' for the tab's own choice) within
+   * `budgetBytes` (undefined: the page's default). Resolves with the role once it runs;
+   * NoRoleFitsError when no role fits (its message names the smallest role's needs).
    */
-  async start (spec = 'auto', budgetBytes?: number): Promise<{ start: number, end: number }> {
-    if (this.role?.currentSpan !== undefined && this.role.state === 'online') return this.role.currentSpan
+  async start (spec = 'auto', budgetBytes?: number): Promise<Role> {
+    if (this.active_ !== undefined && this.choice !== undefined) return this.choice.role
     this.starting ??= this.startOnce(spec, budgetBytes).finally(() => { this.starting = undefined })
     return await this.starting
   }
 
-  private async startOnce (spec: string, budgetGiven?: number): Promise<{ start: number, end: number }> {
-    const { transport, directory, config } = await this.pieces()
-    const be = await this.ctx.backend()
+  private async startOnce (spec: string, budgetGiven?: number): Promise<Role> {
     const m = /^(\d+):(\d+)$/.exec(spec)
     if (m === null && spec !== 'auto') throw new PageParamError(`serve "${spec}": want A:B (blocks A to B-1) or auto`)
-    const span = m === null ? undefined : { start: Number(m[1]), end: Number(m[2]) }
-    const budget = budgetGiven ?? defaultBudget(this.ctx, be)
-    const numServed = await this.blocksToServe(config, span, budget)
-    const model = this.ctx.params.modelId
-    const source = sourceFrom(this.ctx.params.modelUrl)
-    this.numBlocks = config.numLayers
-    this.budgetBytes = budget
-    const role = this.role = new ServerRole({
-      transport,
-      directory,
-      model,
+    const pieces = await this.pieces()
+    const be = await this.ctx.backend()
+    const budget = this.budgetBytes = budgetGiven ?? defaultBudget(this.ctx, be)
+    this.models ??= loadableModels(this.ctx)
+    const { models, unloadable } = await this.models
+    const own = models.find(x => x.own)
+    let choice: { role: Role, reason: string }
+    if (m !== null) {
+      if (own === undefined) throw new PageParamError(`serve "${spec}": the page's model ${this.ctx.params.modelId} cannot be loaded here (${unloadable.map(u => u.reason).join('; ')})`)
+      const span = { start: Number(m[1]), end: Number(m[2]) }
+      if (budget !== undefined) checkBudget(planPart(own.config, own.tensors, { blocks: span, embedding: false, head: false }, SERVE_PLAN), budget)
+      choice = { role: { kind: 'blocks', model: own.id, ...span }, reason: 'asked for' }
+    } else {
+      const c = chooseRole(await gatherRoleInputs(await this.ctx.swarm(), models, unloadable, budget, l => { this.ctx.log(l) }))
+      for (const x of c.skipped) this.ctx.log(`contribute: skipped ${x}`)
+      if (c.role === undefined) throw new NoRoleFitsError(c.reason, c.smallest)
+      choice = { role: c.role, reason: c.reason }
+      this.ctx.log(`contribute: chose ${c.reason}`)
+    }
+    this.choice = choice
+    const r = choice.role
+    try {
+      if (r.kind === 'train') await this.startTraining(r.run)
+      else {
+        const model = models.find(x => x.id === r.model)!
+        if (r.kind === 'blocks') await this.startBlocks(pieces, be, model, { start: r.start, end: r.end }, m !== null)
+        else await this.startExperts(pieces, be, model, r.layer, r.experts)
+      }
+    } catch (e) {
+      this.choice = undefined
+      throw e
+    }
+    this.startedAt = Date.now()
+    return r
+  }
+
+  private async startBlocks (pieces: SwarmPieces, be: Backend, model: LoadableModel, span: { start: number, end: number }, fixed: boolean): Promise<void> {
+    const { config, id, url } = model
+    const role = new ServerRole({
+      transport: pieces.transport,
+      directory: model.own ? pieces.directory : pieces.directoryFor(config),
+      model: id,
       numBlocks: config.numLayers,
-      span,
-      numServed,
+      ...(fixed ? { span } : { firstSpan: span, numServed: span.end - span.start }),
       loadSpan: async (s, e) => {
-        this.plannedBytes = planPart(config, await readPlanTensors(source), { blocks: { start: s, end: e }, embedding: false, head: false }, { sessions: 1, context: SERVE_CACHE_TOKENS }).totalBytes
-        const onProgress = this.progress.start(`${model} blocks ${s}–${e - 1}`)
-        if (this.ctx.params.compute === 'main') return await loadSpanBackend(source, be, model, s, e, {}, { onProgress })
+        this.plannedBytes = planPart(config, model.tensors, { blocks: { start: s, end: e }, embedding: false, head: false }, SERVE_PLAN).totalBytes
+        const onProgress = this.progress.start(`${id} blocks ${s}–${e - 1}`)
+        if (this.ctx.params.compute === 'main') return await loadSpanBackend(sourceFrom(url), be, id, s, e, {}, { onProgress })
         // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
-        return await WorkerSpanBackend.load({ url: this.ctx.params.modelUrl, model, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
+        return await WorkerSpanBackend.load({ url, model: id, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
       },
-      cacheBudgetBytes: SERVE_CACHE_TOKENS * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
-      rebalanceMs: span === undefined ? REBALANCE_MS : 0,
+      cacheBudgetBytes: SERVE_PLAN.context * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
+      rebalanceMs: fixed ? 0 : REBALANCE_MS,
       log: l => { this.ctx.log(l) },
       // The map and other tabs read who serves what from the swarm doc (the DHT is for routing).
       onAnnounce: r => { this.mirror(r.state, r.throughput) }
     })
+    this.active_ = { kind: 'blocks', role, model: id, numBlocks: config.numLayers }
     try {
       await role.start()
     } catch (e) {
-      this.role = undefined
+      this.active_ = undefined
       await role.stop().catch(() => {})
       throw e
     }
-    this.startedAt = Date.now()
     document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
-    return role.currentSpan!
   }
 
-  /** Writes the role into this tab's swarm entry (what the map and other tabs read). */
+  private async startExperts (pieces: SwarmPieces, be: Backend, model: LoadableModel, layer: number, experts: number[]): Promise<void> {
+    const { config, id, url } = model
+    this.plannedBytes = planPart(config, model.tensors, { blocks: { start: layer, end: layer + 1 }, embedding: false, head: false }, { sessions: 1, context: 1 }).totalBytes
+    const role: ExpertRole = new ExpertRole({
+      transport: pieces.transport,
+      directory: model.own ? pieces.directory : pieces.directoryFor(config),
+      model: id,
+      hiddenSize: config.hiddenSize,
+      numExperts: config.numExperts,
+      layers: [layer],
+      hosted: new Map([[layer, new Set(experts)]]),
+      loadLayer: async l => {
+        const done = this.progress.start(`${id} layer ${l} experts`)
+        const loaded = await loadExpertLayer(sourceFrom(url), be, id, l)
+        done({ bytesLoaded: 1, bytesTotal: 1 })
+        role.throughput = await measureExpertThroughput(loaded, config.numExperts, config.hiddenSize)
+        return loaded
+      },
+      log: l => { this.ctx.log(l) },
+      onAnnounce: () => {
+        void this.ctx.publishSelf({ experts: { model: id, state: role.state, hosted: formatPlacement(role.placement), throughput: Math.round(role.throughput * 10) / 10 } })
+          .catch(e => { this.ctx.log(`mirroring the expert role failed: ${(e as Error).message}`) })
+      }
+    })
+    this.active_ = { kind: 'experts', role, model: id }
+    try {
+      await role.start()
+    } catch (e) {
+      this.active_ = undefined
+      await role.stop().catch(() => {})
+      throw e
+    }
+    document.body.dataset.serving = `experts ${formatPlacement(role.placement)}`
+  }
+
+  private async startTraining (run: string): Promise<void> {
+    if (this.trainer === undefined) throw new PageParamError('this page has no Training panel to join a run with')
+    this.active_ = { kind: 'train', run }
+    try {
+      await this.trainer.join(run)
+    } catch (e) {
+      this.active_ = undefined
+      throw e
+    }
+    document.body.dataset.serving = `train ${run}`
+  }
+
+  /** Writes the block role into this tab's swarm entry (what the map and other tabs read). */
   private mirror (state: string, throughput: number): void {
-    const span = this.role?.currentSpan
-    if (span === undefined) return
+    const a = this.active_
+    const span = a?.kind === 'blocks' ? a.role.currentSpan : undefined
+    if (a?.kind !== 'blocks' || span === undefined) return
     this.mirrored = { at: Date.now(), throughput }
-    void this.ctx.publishSelf({ serving: { model: this.ctx.params.modelId, start: span.start, end: span.end, blocks: this.numBlocks, state, throughput: Math.round(throughput * 10) / 10 } })
+    void this.ctx.publishSelf({ serving: { model: a.model, start: span.start, end: span.end, blocks: a.numBlocks, state, throughput: Math.round(throughput * 10) / 10 } })
       .catch(e => { this.ctx.log(`mirroring the serving role failed: ${(e as Error).message}`) })
   }
 
@@ -177,55 +285,36 @@ export class Contribution {
     this.mirror(r.state, tp)
   }
 
-  /**
-   * How many blocks to hold: a given span must fit the budget (refused with the numbers
-   * otherwise); a chosen one is as long as fits in every window, at most half the model (so that
-   * two tabs cover it).
-   */
-  private async blocksToServe (config: ModelConfig, span: { start: number, end: number } | undefined, budget: number | undefined): Promise<number> {
-    const wanted = Math.max(1, Math.ceil(config.numLayers / 2))
-    if (budget === undefined) return wanted
-    const tensors = await readPlanTensors(sourceFrom(this.ctx.params.modelUrl))
-    const plan = { sessions: 1, context: SERVE_CACHE_TOKENS }
-    if (span !== undefined) {
-      checkBudget(planPart(config, tensors, { blocks: span, embedding: false, head: false }, plan), budget)
-      return wanted
-    }
-    const n = spanLengthThatFits(config, tensors, budget, plan)
-    if (n === 0) throw new MemoryBudgetError(costliestBlockPlan(config, tensors, plan), budget)
-    this.ctx.log(`GPU memory budget ${formatBytes(budget)}: up to ${n} of ${config.numLayers} blocks`)
-    return Math.min(wanted, n)
-  }
-
-  /** Announces OFFLINE, frees the blocks and drops the role from this tab's entry. */
+  /** Announces OFFLINE (or leaves the run), frees the memory and drops the role from this tab's entry. */
   async stop (): Promise<void> {
-    const role = this.role
-    if (role === undefined) return
-    this.role = undefined
+    const a = this.active_
+    if (a === undefined) return
+    this.active_ = undefined
+    this.choice = undefined
     this.startedAt = undefined
     this.mirrored = undefined
-    await role.stop()
+    this.plannedBytes = undefined
     delete document.body.dataset.serving
-    await this.ctx.publishSelf({ serving: undefined }).catch(() => {})
+    if (a.kind === 'train') {
+      this.trainer?.leave()
+      return
+    }
+    await a.role.stop()
+    await this.ctx.publishSelf(a.kind === 'blocks' ? { serving: undefined } : { experts: undefined }).catch(() => {})
   }
 
   status (): ContributionStatus {
-    const r = this.role
-    const s = r?.server
-    return {
-      model: this.ctx.params.modelId,
-      state: r?.state ?? 'offline',
-      span: r?.currentSpan,
-      numBlocks: this.numBlocks,
-      sessions: s?.sessions.size ?? 0,
-      steps: s?.stats.steps ?? 0,
-      tokens: s?.stats.tokens ?? 0,
-      throughput: s?.throughput ?? 0,
-      plannedBytes: this.plannedBytes,
-      budgetBytes: this.budgetBytes,
-      startedAt: this.startedAt,
-      device: this.ctx.deviceLabel,
-      computeIn: this.ctx.params.compute === 'main' ? 'page' : 'worker'
+    const a = this.active_
+    const base = { role: this.choice?.role, reason: this.choice?.reason, plannedBytes: this.plannedBytes, budgetBytes: this.budgetBytes, startedAt: this.startedAt, device: this.ctx.deviceLabel, computeIn: this.ctx.params.compute === 'main' ? 'page' : 'worker' }
+    if (a?.kind === 'blocks') {
+      const s = a.role.server
+      return { ...base, model: a.model, state: a.role.state, span: a.role.currentSpan, numBlocks: a.numBlocks, sessions: s?.sessions.size ?? 0, steps: s?.stats.steps ?? 0, tokens: s?.stats.tokens ?? 0, throughput: s?.throughput ?? 0 }
     }
+    if (a?.kind === 'experts') {
+      const st = a.role.stats
+      return { ...base, model: a.model, state: a.role.state, sessions: 0, steps: st.calls, tokens: st.rows, throughput: a.role.throughput, computeIn: 'page' }
+    }
+    if (a?.kind === 'train') return { ...base, model: a.run, state: this.trainer?.running === true ? 'online' : this.startedAt === undefined ? 'joining' : 'stopped', sessions: 0, steps: 0, tokens: 0, throughput: 0 }
+    return { ...base, model: this.ctx.params.modelId, state: 'offline', sessions: 0, steps: 0, tokens: 0, throughput: 0 }
   }
 }

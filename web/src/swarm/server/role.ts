@@ -22,6 +22,8 @@ export interface ServerRoleOptions {
   span?: { start: number, end: number }
   /** How many blocks to hold when choosing (what memory allows). @default numBlocks */
   numServed?: number
+  /** Start on these blocks instead of choosing (the caller chose them); unlike `span`, they may move when rebalancing. */
+  firstSpan?: { start: number, end: number }
   /** Loads blocks [start, end) (weights from a URL/dir or peers). */
   loadSpan: (start: number, end: number) => Promise<SpanBackend>
   /** KV-cache memory for sessions, bytes. */
@@ -74,7 +76,7 @@ export class ServerRole {
   /** Chooses (unless given), loads and starts serving a span. */
   async start (): Promise<void> {
     const o = this.opts
-    let span = o.span
+    let span = o.span ?? o.firstSpan
     if (span !== undefined) {
       if (!(Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= 0 && span.end <= o.numBlocks && span.start < span.end)) {
         throw new SwarmArgumentError(`--blocks ${span.start}:${span.end} is not a span of the model's ${o.numBlocks} blocks`)
