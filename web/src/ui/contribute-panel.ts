@@ -63,7 +63,7 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
     warn.hidden = !(contribution.active && document.visibilityState === 'hidden')
     why.hidden = s.role === undefined
     why.dataset.kind = s.role?.kind ?? ''
-    why.textContent = s.role === undefined ? '' : `Role: ${roleWords(s.role)} — chosen because ${s.reason ?? '?'}.`
+    why.textContent = s.role === undefined ? '' : `Why this role: ${s.reason ?? '?'}.`
     if (s.role === undefined) {
       status.textContent = contribution.active ? `Choosing and loading (${s.state})…` : 'Not contributing.'
       factsBox.replaceChildren()

@@ -227,9 +227,7 @@ export class Contribution {
       layers: [layer],
       hosted: new Map([[layer, new Set(experts)]]),
       loadLayer: async l => {
-        const done = this.progress.start(`${id} layer ${l} experts`)
         const loaded = await loadExpertLayer(sourceFrom(url), be, id, l)
-        done({ bytesLoaded: 1, bytesTotal: 1 })
         role.throughput = await measureExpertThroughput(loaded, config.numExperts, config.hiddenSize)
         return loaded
       },

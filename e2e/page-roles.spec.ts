@@ -1,0 +1,50 @@
+import { mkdirSync } from 'node:fs'
+import { expect, test } from '@playwright/test'
+
+/**
+ * Contribute picks its role from the swarm state (web/src/ui/role-choice.ts): with both models
+ * the relay lists already served whole — byte-llama (the page's `default`) by one tab,
+ * byte-mixtral by another — a third tab pressing Contribute hosts the experts byte-mixtral lacks
+ * instead of duplicating blocks, says so, and every tab's map draws it. Tabs compute on the CPU
+ * twins (`?device=cpu`). The screenshot of the chosen role goes to e2e/artifacts/.
+ */
+const ART = 'e2e/artifacts'
+const PORT = Number(process.env.E2E_RELAY_PORT ?? 18480)
+
+test('a third contributor, with every block served, hosts the experts byte-mixtral lacks; the map shows them', async ({ browser }) => {
+  test.setTimeout(240_000)
+  mkdirSync(ART, { recursive: true })
+  const context = await browser.newContext()
+  try {
+    const llama = await context.newPage()
+    await llama.goto('/?device=cpu&serve=0:3')
+    const mixtral = await context.newPage()
+    await mixtral.goto(`/?device=cpu&serve=0:3&model=http://127.0.0.1:${PORT}/models/byte-mixtral`)
+    const third = await context.newPage()
+    await third.goto('/?device=cpu')
+    await expect(llama.locator('#serve-status')).toContainText('serving blocks [0, 3) of default', { timeout: 90_000 })
+    await expect(mixtral.locator('#serve-status')).toContainText('serving blocks [0, 3) of byte-mixtral', { timeout: 90_000 })
+    // The third tab sees both models served whole before it chooses.
+    for (const m of ['default', 'byte-mixtral']) {
+      await expect(third.locator(`#map-models .model[data-model="${m}"] .cell[data-servers="1"]`)).toHaveCount(3, { timeout: 30_000 })
+    }
+    await third.click('#contribute-button')
+    const role = third.locator('#contribute-role')
+    await expect(role).toHaveAttribute('data-kind', 'experts', { timeout: 60_000 })
+    await expect(role).toContainText('experts 0,1,2,3 of byte-mixtral (layer 0): no host')
+    await expect(third.locator('#serve-status')).toContainText('hosting byte-mixtral experts 0,1,2,3 (layer 0)', { timeout: 60_000 })
+    // Every tab's map: layer 0 of byte-mixtral has one host per expert.
+    const grid = llama.locator('#map-experts .expert-grid[data-model="byte-mixtral"]')
+    await expect(grid.locator('tr', { hasText: 'layer 0' }).locator('td.one')).toHaveCount(4, { timeout: 30_000 })
+    const thirdId = await third.evaluate(() => window.webswarm!.peerId)
+    await expect(llama.locator(`#net-peers tr[data-peer="${thirdId}"]`)).toContainText('hosts byte-mixtral experts (4)')
+    await third.screenshot({ path: `${ART}/page-11-role-experts.png`, fullPage: true })
+    await llama.screenshot({ path: `${ART}/page-12-map-experts.png`, fullPage: true })
+    // Stopping withdraws the role from the map.
+    await third.click('#contribute-stop')
+    await expect(third.locator('#contribute-role')).toBeHidden()
+    await expect(llama.locator(`#net-peers tr[data-peer="${thirdId}"]`)).not.toContainText('hosts', { timeout: 30_000 })
+  } finally {
+    await context.close()
+  }
+})
