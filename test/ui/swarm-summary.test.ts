@@ -51,5 +51,6 @@ describe('swarm map summary', () => {
     expect(roleText(serving('a', 'm', 0, 2))).toBe('serves m blocks 0–1 · 2.5 tok/s')
     expect(roleText(entry('b', {}))).toBe('idle')
     expect(roleText(entry('c', { training: 'page' }))).toBe('trains page')
+    expect(roleText(entry('d', { chatting: 'm', training: 'r' }))).toBe('trains r; chats with m')
   })
 })

@@ -166,6 +166,8 @@ export function roleText (e: PeerEntry): string {
   const x = expertRole(e)
   if (x !== undefined) parts.push(`hosts ${x.model} experts (${[...x.hosted.values()].reduce((n, es) => n + es.length, 0)})`)
   if (typeof e.data.training === 'string') parts.push(`trains ${e.data.training.slice(0, MAX_NAME_CHARS)}`)
+  const chat = nameOf(e.data.chatting)
+  if (chat !== undefined) parts.push(`chats with ${chat}`)
   return parts.length === 0 ? 'idle' : parts.join('; ')
 }
 
