@@ -6,7 +6,8 @@ import { expect, test } from '@playwright/test'
  * the relay lists already served whole — byte-llama (the page's `default`) by one tab,
  * byte-mixtral by another — a third tab pressing Contribute hosts the experts byte-mixtral lacks
  * instead of duplicating blocks, says so, and every tab's map draws it. Tabs compute on the CPU
- * twins (`?device=cpu`). The screenshot of the chosen role goes to e2e/artifacts/.
+ * twins (`?device=cpu`). A second test: a training run of one member is joined. Screenshots of
+ * the chosen roles go to e2e/artifacts/.
  */
 const ART = 'e2e/artifacts'
 const PORT = Number(process.env.E2E_RELAY_PORT ?? 18480)
@@ -44,6 +45,41 @@ test('a third contributor, with every block served, hosts the experts byte-mixtr
     await third.click('#contribute-stop')
     await expect(third.locator('#contribute-role')).toBeHidden()
     await expect(llama.locator(`#net-peers tr[data-peer="${thirdId}"]`)).not.toContainText('hosts', { timeout: 30_000 })
+  } finally {
+    await context.close()
+  }
+})
+
+test('with its model served whole and a training run of one member, Contribute joins the run through the Training panel', async ({ browser }) => {
+  test.setTimeout(300_000)
+  mkdirSync(ART, { recursive: true })
+  const context = await browser.newContext()
+  try {
+    const server = await context.newPage()
+    await server.goto('/?device=cpu&serve=0:3')
+    const trainer = await context.newPage()
+    await trainer.goto('/?device=cpu')
+    const third = await context.newPage()
+    // A relay that lists only its default model (so no byte-mixtral blocks or experts to take).
+    await third.route('**/models', async r => { await r.fulfill({ json: { default: 'byte-llama', models: [{ name: 'byte-llama', bytes: 1, format: 'safetensors' }] } }) })
+    await third.goto('/?device=cpu')
+    await expect(server.locator('#serve-status')).toContainText('serving blocks [0, 3) of default', { timeout: 90_000 })
+    await expect(trainer.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
+    await trainer.click('#train-start')
+    await expect(trainer.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 90_000 })
+    await expect(third.locator('#map-models .model[data-model="default"] .cell[data-servers="1"]')).toHaveCount(3, { timeout: 30_000 })
+    await expect(third.locator('#map-runs .run[data-run="page"]')).toContainText('1 live member', { timeout: 30_000 })
+    await third.click('#contribute-button')
+    const role = third.locator('#contribute-role')
+    await expect(role).toHaveAttribute('data-kind', 'train', { timeout: 60_000 })
+    await expect(role).toContainText('join training run page: 1 live member, it wants 2')
+    await expect(third.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 120_000 })
+    await expect(third.locator('#serve-status')).toContainText('training run page', { timeout: 30_000 })
+    await expect(server.locator('#map-runs .run[data-run="page"]')).toContainText('2 live members', { timeout: 60_000 })
+    await third.screenshot({ path: `${ART}/page-13-role-training.png`, fullPage: true })
+    await third.click('#contribute-stop')
+    await expect(third.locator('#train-status')).toHaveText('Stopped.', { timeout: 60_000 })
+    await expect(third.locator('#contribute-role')).toBeHidden()
   } finally {
     await context.close()
   }
