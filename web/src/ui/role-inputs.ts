@@ -56,13 +56,18 @@ export async function loadableModels (ctx: PageContext): Promise<{ models: Loada
   const models: LoadableModel[] = []
   for (const w of wanted) {
     try {
-      const source = sourceFrom(w.url)
-      models.push({ ...w, config: await loadConfig(source), tensors: await readPlanTensors(source) })
+      models.push(await readModel(w))
     } catch (e) {
       unloadable.push({ id: w.id, reason: `cannot be loaded here: ${(e as Error).message}` })
     }
   }
   return { models, unloadable }
+}
+
+/** Reads one model's config and tensor sizes (no weights). */
+export async function readModel (w: { id: string, url: string, own: boolean }): Promise<LoadableModel> {
+  const source = sourceFrom(w.url)
+  return { ...w, config: await loadConfig(source), tensors: await readPlanTensors(source) }
 }
 
 /** A loadable model's costs under `budget` (undefined: no budget). */

@@ -27,7 +27,7 @@ import type { PageContext } from './context.ts'
 import { NoRoleFitsError, PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
 import { chooseRole, type Role } from './role-choice.ts'
-import { gatherRoleInputs, loadableModels, SERVE_PLAN, type LoadableModel } from './role-inputs.ts'
+import { gatherRoleInputs, loadableModels, readModel, SERVE_PLAN, type LoadableModel } from './role-inputs.ts'
 
 /** The map's copy of this tab's throughput is rewritten at most this often, ms (each write is a signed CRDT update to every peer). */
 const MIRROR_MIN_MS = 10_000
@@ -150,17 +150,20 @@ export class Contribution {
     const pieces = await this.pieces()
     const be = await this.ctx.backend()
     const budget = this.budgetBytes = budgetGiven ?? defaultBudget(this.ctx, be)
-    this.models ??= loadableModels(this.ctx)
-    const { models, unloadable } = await this.models
-    const own = models.find(x => x.own)
     let choice: { role: Role, reason: string }
+    let models: LoadableModel[]
     if (m !== null) {
-      if (own === undefined) throw new PageParamError(`serve "${spec}": the page's model ${this.ctx.params.modelId} cannot be loaded here (${unloadable.map(u => u.reason).join('; ')})`)
+      // Given blocks of the page's own model: nothing else to read.
+      const own = await readModel({ id: this.ctx.params.modelId, url: this.ctx.params.modelUrl, own: true })
+      models = [own]
       const span = { start: Number(m[1]), end: Number(m[2]) }
       if (budget !== undefined) checkBudget(planPart(own.config, own.tensors, { blocks: span, embedding: false, head: false }, SERVE_PLAN), budget)
       choice = { role: { kind: 'blocks', model: own.id, ...span }, reason: 'asked for' }
     } else {
-      const c = chooseRole(await gatherRoleInputs(await this.ctx.swarm(), models, unloadable, budget, l => { this.ctx.log(l) }))
+      this.models ??= loadableModels(this.ctx)
+      const loadable = await this.models.catch(e => { this.models = undefined; throw e })
+      models = loadable.models
+      const c = chooseRole(await gatherRoleInputs(await this.ctx.swarm(), models, loadable.unloadable, budget, l => { this.ctx.log(l) }))
       for (const x of c.skipped) this.ctx.log(`contribute: skipped ${x}`)
       if (c.role === undefined) throw new NoRoleFitsError(c.reason, c.smallest)
       choice = { role: c.role, reason: c.reason }
