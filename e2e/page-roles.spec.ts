@@ -8,21 +8,28 @@ import { expect, test } from '@playwright/test'
  * instead of duplicating blocks, says so, and every tab's map draws it. Tabs compute on the CPU
  * twins (`?device=cpu`). A second test: a training run of one member is joined. Screenshots of
  * the chosen roles go to e2e/artifacts/.
+ *
+ * Each test's tabs join a swarm of their own (`?swarm=`) with 6 s entries: the roles of tabs
+ * closed by another test (or another repeat) must not enter this test's choice, nor theirs.
  */
 const ART = 'e2e/artifacts'
 const PORT = Number(process.env.E2E_RELAY_PORT ?? 18480)
+let swarms = 0
+/** The query every tab of one test shares: the CPU twins, short-lived entries, a swarm of the test's own. */
+const own = (): string => `device=cpu&entry-ttl=6&swarm=roles-${process.pid}-${Date.now()}-${swarms++}`
 
 test('a third contributor, with every block served, hosts the experts byte-mixtral lacks; the map shows them', async ({ browser }) => {
   test.setTimeout(240_000)
   mkdirSync(ART, { recursive: true })
   const context = await browser.newContext()
+  const q = own()
   try {
     const llama = await context.newPage()
-    await llama.goto('/?device=cpu&serve=0:3')
+    await llama.goto(`/?${q}&serve=0:3`)
     const mixtral = await context.newPage()
-    await mixtral.goto(`/?device=cpu&serve=0:3&model=http://127.0.0.1:${PORT}/models/byte-mixtral`)
+    await mixtral.goto(`/?${q}&serve=0:3&model=http://127.0.0.1:${PORT}/models/byte-mixtral`)
     const third = await context.newPage()
-    await third.goto('/?device=cpu')
+    await third.goto(`/?${q}`)
     await expect(llama.locator('#serve-status')).toContainText('serving blocks [0, 3) of default', { timeout: 90_000 })
     await expect(mixtral.locator('#serve-status')).toContainText('serving blocks [0, 3) of byte-mixtral', { timeout: 90_000 })
     // The third tab sees both models served whole before it chooses.
@@ -54,21 +61,24 @@ test('with its model served whole and a training run of one member, Contribute j
   test.setTimeout(300_000)
   mkdirSync(ART, { recursive: true })
   const context = await browser.newContext()
+  const q = own()
   try {
     const server = await context.newPage()
-    await server.goto('/?device=cpu&serve=0:3')
+    await server.goto(`/?${q}&serve=0:3`)
     const trainer = await context.newPage()
-    await trainer.goto('/?device=cpu')
+    await trainer.goto(`/?${q}`)
     const third = await context.newPage()
     // A relay that lists only its default model (so no byte-mixtral blocks or experts to take).
     await third.route('**/models', async r => { await r.fulfill({ json: { default: 'byte-llama', models: [{ name: 'byte-llama', bytes: 1, format: 'safetensors' }] } }) })
-    await third.goto('/?device=cpu')
+    await third.goto(`/?${q}`)
     await expect(server.locator('#serve-status')).toContainText('serving blocks [0, 3) of default', { timeout: 90_000 })
+    await expect(third.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
+    // The third tab sees the served model before training starts (a training tab competes for the CPU).
+    await expect(third.locator('#map-models .model[data-model="default"] .cell[data-servers="1"]')).toHaveCount(3, { timeout: 90_000 })
     await expect(trainer.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
     await trainer.click('#train-start')
     await expect(trainer.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 90_000 })
-    await expect(third.locator('#map-models .model[data-model="default"] .cell[data-servers="1"]')).toHaveCount(3, { timeout: 30_000 })
-    await expect(third.locator('#map-runs .run[data-run="page"]')).toContainText('1 live member', { timeout: 30_000 })
+    await expect(third.locator('#map-runs .run[data-run="page"]')).toContainText('1 live member', { timeout: 60_000 })
     await third.click('#contribute-button')
     const role = third.locator('#contribute-role')
     await expect(role).toHaveAttribute('data-kind', 'train', { timeout: 60_000 })
