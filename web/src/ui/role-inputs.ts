@@ -4,13 +4,12 @@
  * only, no weights) and sized against the GPU-memory budget; the live swarm entries (coverage,
  * expert hosts, who chats with which model); the training runs on the swarm doc.
  */
-import type { ModelConfig } from '../model/config.ts'
+import { parseConfig, type ModelConfig } from '../model/config.ts'
 import { costliestBlockPlan, planPart, readPlanTensors, spanLengthThatFits, type PlanTensor } from '../model/memory-plan.ts'
 import { loadConfig } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
 import type { PeerEntry } from '../net/crdt/entries.ts'
 import type { Swarm } from '../net/index.ts'
-import { parseConfig } from '../model/config.ts'
 import { RUN_ID_PATTERN, RunBoard, TRAIN_MAP } from '../swarm/train/run-board.ts'
 import type { PageContext } from './context.ts'
 import type { ModelOption, RoleInputs, RunOption } from './role-choice.ts'
