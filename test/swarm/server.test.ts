@@ -210,6 +210,47 @@ describe('block server', () => {
     })
   }
 
+  it('pipelineDepth 2: a batch holds at most half the open sessions (two groups, not one lockstep batch); outputs equal depth 1', async () => {
+    const run = async (d: number): Promise<{ outs: number[][], calls: number[] }> => {
+      const { peer, backend, server } = setup()
+      backend.pipelineDepth = d
+      const clients = ['A', 'B', 'C', 'D', 'E', 'F'].map(peer)
+      const sessions = await Promise.all(clients.map(async c => {
+        const o = await c({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+        if (o.type !== 'opened') throw new Error('not opened')
+        return o.session
+      }))
+      const active = (i: number) => () => server.sessions.peek(sessions[i])?.active === 1
+      const outs: number[][] = []
+      for (let pos = 0; pos < 2; pos++) {
+        // A's forward (and B's, at depth 2) is held while C–F queue together behind them.
+        let release = (): void => {}
+        backend.gate = new Promise(resolve => { release = resolve })
+        const calls = backend.forwardCalls.length
+        const send = async (i: number): Promise<InferMsg> => await clients[i]({ type: 'step', session: sessions[i], position: pos, hidden: rows(1, 0.1 * (i + 1)) })
+        const a = send(0)
+        await until(() => backend.forwardCalls.length === calls + 1)
+        const b = send(1)
+        await until(() => active(1)() && (d === 1 || backend.forwardCalls.length === calls + 2))
+        const rest = [2, 3, 4, 5].map(send)
+        await until(() => [2, 3, 4, 5].every(i => active(i)()))
+        // The server's collecting timer (set as the first of C–F queued) fires before this one.
+        await new Promise(resolve => setTimeout(resolve, 1))
+        backend.gate = undefined
+        release()
+        const step = await Promise.all([a, b, ...rest])
+        outs.push(step.map(o => o.type === 'output' ? o.hidden.data[0] : NaN))
+      }
+      return { outs, calls: backend.forwardCalls }
+    }
+    const one = await run(1)
+    const two = await run(2)
+    // Depth 1: C–F join B's batch (5 of 6 sessions); depth 2: at most ceil(6 / 2) = 3 at once.
+    expect(Math.max(...one.calls)).toBe(5)
+    expect(Math.max(...two.calls)).toBe(3)
+    expect(two.outs).toEqual(one.outs)
+  })
+
   it('CHAIN / PUSH: takes a push only from the named peer, for the next position, well-shaped; refuses loops; bad pushes never end the session', async () => {
     // The push wait runs on a ManualClock: it expires where the test advances it, not when a
     // loaded machine is slow to deliver the pushes below.

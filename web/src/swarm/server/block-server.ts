@@ -326,12 +326,20 @@ export class BlockServer {
     this.collecting = true
     const go = (): void => {
       this.collecting = false
-      if (this.queue.length === 0 || this.inFlight >= (this.backend.pipelineDepth ?? 1)) return
-      this.inFlight++
-      void this.runBatch(this.queue.splice(0, this.queue.length)).finally(() => {
-        this.inFlight--
-        this.drain()
-      })
+      const depth = this.backend.pipelineDepth ?? 1
+      while (this.queue.length > 0 && this.inFlight < depth) {
+        // Sessions in lockstep (all answered together, all back together) would leave the other
+        // thread idle while this one answers them, and this one idle while it computes: with a
+        // pipelined backend a batch holds at most half the open sessions, so they run as two
+        // groups, one group's answers overlapping the other's forward. Grouping never changes
+        // results (batched-span.ts).
+        const n = depth > 1 ? Math.min(this.queue.length, Math.ceil(this.sessions.size / 2)) : this.queue.length
+        this.inFlight++
+        void this.runBatch(this.queue.splice(0, n)).finally(() => {
+          this.inFlight--
+          this.drain()
+        })
+      }
     }
     // Continuous batching: with other sessions open, let one turn of the event loop deliver
     // their steps (on the CPU twins a forward never yields, so none would queue behind it).
