@@ -14,6 +14,8 @@
  * Flags: --trials N (3; interleaved 1, 8, 32, 1, …; the MEDIAN of each figure is reported)
  *        --tokens N (64)  --streams 1,8,32 (the concurrencies, e.g. one alone to profile it)
  *        --cpu-prof DIR (each child process writes a V8 CPU profile into DIR when it exits)
+ *        --no-thread: the embedded peer's blocks on the relay's main thread, not a worker thread
+ *        (WEBSWARM_SPAN_THREAD=0; results to bench/results/api-main-thread.json), to compare
  *        --procs: the API in its own process (`webswarm api`) and the blocks in
  *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
  *        processes can compute at once); results then go to bench/results/api-procs.json
@@ -38,13 +40,14 @@ const TRIALS = Number(arg('trials') ?? 3)
 const TOKENS = Number(arg('tokens') ?? 64)
 const PROCS = process.argv.includes('--procs')
 const PROFILE = arg('cpu-prof')
+const NO_THREAD = process.argv.includes('--no-thread')
 const CONCURRENCY = (arg('streams') ?? '1,8,32').split(',').map(Number)
 const PROMPTS = ['The jury said ', 'It was a ', 'In the city ', 'She had been ', 'The man ', 'They were ', 'A new law ', 'He said that ']
 const children: ChildProcess[] = []
 
 /** Starts a process; resolves with the first match of `pattern` in its output. */
 async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray> {
-  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '' }
+  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_SPAN_THREAD: NO_THREAD ? '0' : '' }
   // --cpu-prof DIR: each child writes a V8 CPU profile there when it exits (NODE_OPTIONS refuses the flag).
   const child = PROFILE === undefined
     ? spawnTs(args[0], args.slice(1), { env })
@@ -212,7 +215,7 @@ async function main (): Promise<void> {
   const streams = Object.fromEntries(Object.entries(trials).map(([n, ts]) => [n, Object.fromEntries(keys.map(k => [k, median(ts.map(x => x[k]))]))]))
   const out = {
     streams,
-    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ' and API in the relay process'}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
+    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process, blocks on ${NO_THREAD ? 'its main thread' : 'a worker thread'}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
     model: 'models/byte-llama (C 96, 3 blocks, byte vocabulary)',
     tokens_per_stream: TOKENS,
     trials: TRIALS,
@@ -222,7 +225,7 @@ async function main (): Promise<void> {
     all_trials: trials
   }
   mkdirSync('bench/results', { recursive: true })
-  const file = PROCS ? 'bench/results/api-procs.json' : 'bench/results/api.json'
+  const file = PROCS ? 'bench/results/api-procs.json' : NO_THREAD ? 'bench/results/api-main-thread.json' : 'bench/results/api.json'
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n')
   console.log(`${file}: ${JSON.stringify(streams)}`)
 }

@@ -50,6 +50,8 @@ export class FakeSpanBackend implements SpanBackend {
   delayMs = 0
   /** When set, each forward waits for this promise (a step held as long as a test needs). */
   gate: Promise<void> | undefined
+  /** Forwards the server may hand over at once (SpanBackend.pipelineDepth). */
+  pipelineDepth = 1
 
   constructor (readonly model: string, readonly start: number, readonly end: number) {}
 

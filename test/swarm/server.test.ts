@@ -176,6 +176,81 @@ describe('block server', () => {
     expect(backend.forwardCalls.length).toBeLessThan(12)
   })
 
+  for (const depth of [1, 2]) {
+    it(`pipelineDepth ${depth}: ${depth === 2 ? 'hands the next batch over while the first runs' : 'waits for the running batch'}; outputs equal the unpipelined run`, async () => {
+      const run = async (d: number, hold: boolean): Promise<{ outs: number[], callsWhileHeld: number }> => {
+        const { peer, backend, server } = setup()
+        backend.pipelineDepth = d
+        const [a, b] = ['A', 'B'].map(peer)
+        const open = async (c: typeof a): Promise<string> => {
+          const o = await c({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+          if (o.type !== 'opened') throw new Error('not opened')
+          return o.session
+        }
+        const [sa, sb] = [await open(a), await open(b)]
+        let release = (): void => {}
+        if (hold) backend.gate = new Promise(resolve => { release = resolve })
+        const first = a({ type: 'step', session: sa, position: 0, hidden: rows(2, 0.3) })
+        await until(() => backend.forwardCalls.length === 1)
+        const second = b({ type: 'step', session: sb, position: 0, hidden: rows(1, 0.7) })
+        // B's step is queued while A's forward is held, then handed over (depth 2) or kept (depth 1)
+        // when the server's collecting timer (setTimeout 0, set as B's step queued) fires: before this one.
+        await until(() => server.sessions.peek(sb)?.active === 1)
+        await new Promise(resolve => setTimeout(resolve, 1))
+        const callsWhileHeld = backend.forwardCalls.length
+        backend.gate = undefined
+        release()
+        const outs = (await Promise.all([first, second])).map(o => o.type === 'output' ? o.hidden.data[0] : NaN)
+        return { outs, callsWhileHeld }
+      }
+      const ref = await run(1, false)
+      const got = await run(depth, true)
+      expect(got.callsWhileHeld).toBe(depth)
+      expect(got.outs).toEqual(ref.outs)
+    })
+  }
+
+  it('pipelineDepth 2: a batch holds at most half the open sessions (two groups, not one lockstep batch); outputs equal depth 1', async () => {
+    const run = async (d: number): Promise<{ outs: number[][], calls: number[] }> => {
+      const { peer, backend, server } = setup()
+      backend.pipelineDepth = d
+      const clients = ['A', 'B', 'C', 'D', 'E', 'F'].map(peer)
+      const sessions = await Promise.all(clients.map(async c => {
+        const o = await c({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+        if (o.type !== 'opened') throw new Error('not opened')
+        return o.session
+      }))
+      const active = (i: number) => () => server.sessions.peek(sessions[i])?.active === 1
+      const outs: number[][] = []
+      for (let pos = 0; pos < 2; pos++) {
+        // A's forward (and B's, at depth 2) is held while C–F queue together behind them.
+        let release = (): void => {}
+        backend.gate = new Promise(resolve => { release = resolve })
+        const calls = backend.forwardCalls.length
+        const send = async (i: number): Promise<InferMsg> => await clients[i]({ type: 'step', session: sessions[i], position: pos, hidden: rows(1, 0.1 * (i + 1)) })
+        const a = send(0)
+        await until(() => backend.forwardCalls.length === calls + 1)
+        const b = send(1)
+        await until(() => active(1)() && (d === 1 || backend.forwardCalls.length === calls + 2))
+        const rest = [2, 3, 4, 5].map(send)
+        await until(() => [2, 3, 4, 5].every(i => active(i)()))
+        // The server's collecting timer (set as the first of C–F queued) fires before this one.
+        await new Promise(resolve => setTimeout(resolve, 1))
+        backend.gate = undefined
+        release()
+        const step = await Promise.all([a, b, ...rest])
+        outs.push(step.map(o => o.type === 'output' ? o.hidden.data[0] : NaN))
+      }
+      return { outs, calls: backend.forwardCalls }
+    }
+    const one = await run(1)
+    const two = await run(2)
+    // Depth 1: C–F join B's batch (5 of 6 sessions); depth 2: at most ceil(6 / 2) = 3 at once.
+    expect(Math.max(...one.calls)).toBe(5)
+    expect(Math.max(...two.calls)).toBe(3)
+    expect(two.outs).toEqual(one.outs)
+  })
+
   it('CHAIN / PUSH: takes a push only from the named peer, for the next position, well-shaped; refuses loops; bad pushes never end the session', async () => {
     // The push wait runs on a ManualClock: it expires where the test advances it, not when a
     // loaded machine is slow to deliver the pushes below.

@@ -22,6 +22,7 @@ import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { resolveModelArg } from './model-plan.ts'
+import { loadThreadSpan } from './span-thread.ts'
 import { exitIfLingering, joinSwarm, joinSwarmWithDoc, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
 
 /** How long leaving waits for libp2p to stop, ms. */
@@ -97,6 +98,11 @@ export interface EmbeddedPeerOptions {
   log?: (line: string) => void
   /** Peers of this process that reach this one's blocks without the network (the API client). */
   colocated?: ColocatedPeers
+  /**
+   * Run the blocks on a worker thread (span-thread.ts) when `backend` is the CPU twins: a second
+   * core for the forward while this thread serves HTTP, the API's ends and the swarm. @default true
+   */
+  thread?: boolean
 }
 
 /** A headless peer serving every block of a model (what `webswarm serve` does, in-process); resolves once it is online. */
@@ -113,7 +119,16 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     model: o.id,
     numBlocks: config.numLayers,
     span: { start: 0, end: config.numLayers },
-    loadSpan: async (s, e) => await loadSpanBackend(source, o.backend, o.id, s, e, {}, { config }),
+    loadSpan: async (s, e) => {
+      if (o.backend.kind === 'cpu' && (o.thread ?? true)) {
+        try {
+          return await loadThreadSpan(o.where, o.id, s, e)
+        } catch (err) {
+          log(`embedded peer: blocks stay on the main thread (the worker thread failed: ${(err as Error).message})`)
+        }
+      }
+      return await loadSpanBackend(source, o.backend, o.id, s, e, {}, { config })
+    },
     cacheBudgetBytes: cacheTokens * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
     log,
     // The page's Network and Chat panels read who serves what from the peers map.
@@ -193,7 +208,8 @@ export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) =
   const ready = (async () => {
     const backend = await openBackend({ device: o.device ?? 'cpu' })
     if (o.embeddedPeer ?? true) {
-      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated })
+      // WEBSWARM_SPAN_THREAD=0 keeps the blocks on the relay's thread (to compare: bench/api.ts --no-thread).
+      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated, thread: process.env.WEBSWARM_SPAN_THREAD !== '0' })
       log(`embedded peer: serving every block of ${o.id} (opt out: --no-embedded-peer or WEBSWARM_NO_EMBEDDED_PEER=1)`)
     }
     api = await startSwarmApi({ bootstrap: boot, where: o.where, id: o.id, backend, apiKeys: o.apiKeys, ratePerMinute: o.ratePerMinute, log, colocated })

@@ -36,6 +36,12 @@ export interface SpanBackend {
   readonly hiddenSize: number
   /** KV-cache bytes one token position takes in one block. */
   readonly cacheBytesPerToken: number
+  /**
+   * Forwards the block server may hand over before the first returns (they run in order). A
+   * backend that computes on another thread (a worker) takes 2: while it runs one batch, the
+   * server's thread answers the previous batch's sessions and collects the next. @default 1
+   */
+  readonly pipelineDepth?: number
   /** A fresh, empty cache of `capacity` positions for blocks [start, end) ⊆ [this.start, this.end). */
   createCache (capacity: number, start: number, end: number): SpanCache
   /**

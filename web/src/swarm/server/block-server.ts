@@ -68,7 +68,10 @@ export class BlockServer {
   private readonly queue: QueuedStep[] = []
   /** Next hops being connected to in the background. */
   private readonly connecting = new Set<string>()
-  private running = false
+  /** A turn of the event loop is collecting the next batch. */
+  private collecting = false
+  /** Batches handed to the backend and not yet answered. */
+  private inFlight = 0
   /** Measured tokens/s through one block (exponential moving average). */
   throughput: number
   /** Counters for /metrics, the page and tests. */
@@ -309,42 +312,60 @@ export class BlockServer {
     this.validate(s, msg)
     return new Promise((resolve, reject) => {
       this.queue.push({ session: s, msg, resolve, reject })
-      void this.drain()
+      this.drain()
     })
   }
 
-  /** Runs queued steps in batches: whatever queued while the previous batch ran goes together. */
-  private async drain (): Promise<void> {
-    if (this.running) return
-    this.running = true
-    try {
-      while (this.queue.length > 0) {
-        // Continuous batching: with other sessions open, let one turn of the event loop deliver
-        // their steps (on the CPU twins a forward never yields, so none would queue behind it).
-        if (this.sessions.size > 1) await new Promise(resolve => setTimeout(resolve, 0))
-        const batch = this.queue.splice(0, this.queue.length)
-        const t0 = this.now()
-        let outs: Float32Array[]
-        try {
-          outs = await this.backend.forward(batch.map(q => ({ cache: q.session.cache, hidden: q.msg.hidden.data, tokens: q.msg.hidden.shape[0] })))
-        } catch (e) {
-          for (const q of batch) q.reject(new ServerInternalError(`span forward failed: ${(e as Error).message}`))
-          continue
-        }
-        const tokens = batch.reduce((a, q) => a + q.msg.hidden.shape[0], 0)
-        this.measure(batch.reduce((a, q) => a + q.msg.hidden.shape[0] * (q.session.cache.end - q.session.cache.start), 0), this.now() - t0)
-        this.stats.batches++
-        this.stats.steps += batch.length
-        this.stats.tokens += tokens
-        this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length)
-        batch.forEach((q, i) => {
-          q.session.lastUsed = this.now()
-          q.resolve(outs[i])
+  /**
+   * Runs queued steps in batches: whatever queued while earlier batches ran goes together. Up to
+   * the backend's pipelineDepth batches are handed over at once (a worker backend: it computes
+   * one while this thread answers the other's sessions and collects the next).
+   */
+  private drain (): void {
+    if (this.collecting || this.queue.length === 0 || this.inFlight >= (this.backend.pipelineDepth ?? 1)) return
+    this.collecting = true
+    const go = (): void => {
+      this.collecting = false
+      const depth = this.backend.pipelineDepth ?? 1
+      while (this.queue.length > 0 && this.inFlight < depth) {
+        // Sessions in lockstep (all answered together, all back together) would leave the other
+        // thread idle while this one answers them, and this one idle while it computes: with a
+        // pipelined backend a batch holds at most half the open sessions, so they run as two
+        // groups, one group's answers overlapping the other's forward. Grouping never changes
+        // results (batched-span.ts).
+        const n = depth > 1 ? Math.min(this.queue.length, Math.ceil(this.sessions.size / 2)) : this.queue.length
+        this.inFlight++
+        void this.runBatch(this.queue.splice(0, n)).finally(() => {
+          this.inFlight--
+          this.drain()
         })
       }
-    } finally {
-      this.running = false
     }
+    // Continuous batching: with other sessions open, let one turn of the event loop deliver
+    // their steps (on the CPU twins a forward never yields, so none would queue behind it).
+    if (this.sessions.size > 1) setTimeout(go, 0)
+    else go()
+  }
+
+  private async runBatch (batch: QueuedStep[]): Promise<void> {
+    const t0 = this.now()
+    let outs: Float32Array[]
+    try {
+      outs = await this.backend.forward(batch.map(q => ({ cache: q.session.cache, hidden: q.msg.hidden.data, tokens: q.msg.hidden.shape[0] })))
+    } catch (e) {
+      for (const q of batch) q.reject(new ServerInternalError(`span forward failed: ${(e as Error).message}`))
+      return
+    }
+    const tokens = batch.reduce((a, q) => a + q.msg.hidden.shape[0], 0)
+    this.measure(batch.reduce((a, q) => a + q.msg.hidden.shape[0] * (q.session.cache.end - q.session.cache.start), 0), this.now() - t0)
+    this.stats.batches++
+    this.stats.steps += batch.length
+    this.stats.tokens += tokens
+    this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length)
+    batch.forEach((q, i) => {
+      q.session.lastUsed = this.now()
+      q.resolve(outs[i])
+    })
   }
 
   /** Blend a batch's measured speed (token-blocks per ms) into the announced throughput (tokens/s through one block). */

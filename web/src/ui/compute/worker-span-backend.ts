@@ -20,6 +20,14 @@ class WorkerCache implements SpanCache {
   }
 }
 
+/** What the backend needs of a worker: a browser Worker, or Node's worker_threads behind an adapter (cli/span-thread.ts). */
+export interface SpanWorker {
+  onmessage: ((ev: { data: FromWorker }) => void) | null
+  onerror: ((ev: { message: string }) => void) | null
+  postMessage: (m: ToWorker, transfer: Transferable[]) => void
+  terminate: () => void
+}
+
 export interface WorkerSpanInit {
   url: string
   model: string
@@ -27,6 +35,10 @@ export interface WorkerSpanInit {
   end: number
   device: 'webgpu' | 'cpu'
   onProgress?: ProgressFn
+  /** Starts the worker running span-worker.ts. @default a module Web Worker */
+  spawn?: () => SpanWorker
+  /** Forwards the block server may have queued here at once (SpanBackend.pipelineDepth). @default 1 */
+  pipelineDepth?: number
 }
 
 export class WorkerSpanBackend implements SpanBackend {
@@ -34,24 +46,24 @@ export class WorkerSpanBackend implements SpanBackend {
   private readonly pending = new Map<number, { resolve: (m: FromWorker) => void, reject: (e: Error) => void }>()
   private dead?: Error
 
-  private constructor (private readonly worker: Worker, readonly model: string, readonly start: number, readonly end: number, readonly hiddenSize: number, readonly cacheBytesPerToken: number) {}
+  private constructor (private readonly worker: SpanWorker, readonly model: string, readonly start: number, readonly end: number, readonly hiddenSize: number, readonly cacheBytesPerToken: number, readonly pipelineDepth: number) {}
 
   /** Starts a worker and loads blocks [start, end) in it; resolves once they are loaded. */
   static async load (init: WorkerSpanInit): Promise<WorkerSpanBackend> {
-    const worker = new Worker(new URL('./span-worker.ts', import.meta.url), { type: 'module', name: `span ${init.model} ${init.start}:${init.end}` })
+    const worker = init.spawn?.() ?? new Worker(new URL('./span-worker.ts', import.meta.url), { type: 'module', name: `span ${init.model} ${init.start}:${init.end}` }) as unknown as SpanWorker
     try {
       const loaded = await new Promise<Extract<FromWorker, { type: 'loaded' }>>((resolve, reject) => {
         worker.onerror = ev => { reject(new WorkerComputeError(`the compute worker failed to start: ${ev.message}`)) }
-        worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+        worker.onmessage = ev => {
           const m = ev.data
           if (m.type === 'progress') init.onProgress?.(m.progress)
           else if (m.type === 'loaded') resolve(m)
           else if (m.type === 'error') reject(new WorkerComputeError(`loading blocks ${init.start}:${init.end} in the worker: ${m.name}: ${m.message}`))
         }
-        worker.postMessage({ type: 'load', id: 0, url: init.url, model: init.model, start: init.start, end: init.end, device: init.device } satisfies ToWorker)
+        worker.postMessage({ type: 'load', id: 0, url: init.url, model: init.model, start: init.start, end: init.end, device: init.device } satisfies ToWorker, [])
       })
-      const b = new WorkerSpanBackend(worker, init.model, init.start, init.end, loaded.hiddenSize, loaded.cacheBytesPerToken)
-      worker.onmessage = (ev: MessageEvent<FromWorker>) => { b.answer(ev.data) }
+      const b = new WorkerSpanBackend(worker, init.model, init.start, init.end, loaded.hiddenSize, loaded.cacheBytesPerToken, init.pipelineDepth ?? 1)
+      worker.onmessage = ev => { b.answer(ev.data) }
       worker.onerror = ev => { b.fail(new WorkerComputeError(`the compute worker crashed: ${ev.message}`)) }
       return b
     } catch (e) {
