@@ -68,7 +68,8 @@ export interface RunSpec {
   /**
    * How pseudo-gradients travel (codec.ts): q8 (the baseline), or top-k of every `chunk`
    * elements with `bits`-bit values and the owners' mean in `resultBits`, or with resultBits 0
-   * the members' parts all-gathered (SparseLoCo-like).
+   * the members' parts all-gathered; `efDecay` < 1 with outer momentum 0 is SparseLoCo (its
+   * error-feedback momentum in place of the outer Nesterov buffer).
    */
   compression: CompressionSpec
   /** Streaming DiLoCo schedule (1, 0, 0: plain DiLoCo). */
@@ -212,7 +213,8 @@ function parseCompression (comp: Record<string, unknown>): CompressionSpec {
   const why = topkParamsProblem(c)
   if (why !== undefined) throw new RunConfigError(`run field compression (top-k): ${why}`)
   if (c.resultBits !== 0 && (c.resultBits < 2 || c.resultBits > 8)) throw new RunConfigError(`run field compression (top-k): resultBits must be 0 (owners all-gather the parts) or an integer in [2, 8], got ${c.resultBits}`)
-  return c
+  if (comp.efDecay === undefined) return c
+  return { ...c, efDecay: num(comp, 'efDecay', v => v > 0 && v <= 1, 'in (0, 1]') }
 }
 
 export interface SyncRecord {
