@@ -98,6 +98,25 @@ export const TINY_MODEL: Record<string, unknown> = {
   num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5
 }
 
+/** The pseudo-gradient schemes a page or the CLI declares by name (`?train-codec=`, `--codec`). */
+export const RUN_CODECS = ['q8', 'topk', 'sparseloco'] as const
+export type RunCodec = typeof RUN_CODECS[number]
+
+/**
+ * A named scheme's declaration fields. q8: the baseline (DiLoCo's Nesterov outer step). topk: top-4
+ * of 256 in 2 bits with classic error feedback, the owners' mean in 4 bits. sparseloco: the same
+ * bytes with SparseLoCo's error-feedback momentum (β SPARSELOCO_EF_DECAY) and a plain outer step
+ * (lr SPARSELOCO_OUTER_LR, no momentum): the settings BENCHMARKS.md § Training chose.
+ */
+export function runCodecFields (codec: RunCodec): Pick<RunSpec, 'compression'> & Partial<Pick<RunSpec, 'outer'>> {
+  const topk = { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 } as const
+  if (codec === 'q8') return { compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK } }
+  if (codec === 'topk') return { compression: topk }
+  return { compression: { ...topk, efDecay: SPARSELOCO_EF_DECAY }, outer: { lr: SPARSELOCO_OUTER_LR, momentum: 0 } }
+}
+const SPARSELOCO_EF_DECAY = 0.95
+const SPARSELOCO_OUTER_LR = 2
+
 /** Fills a run's defaults (DiLoCo's outer optimizer, q8 block 64, plain schedule). */
 export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
   return parseRunSpec({
