@@ -3,7 +3,7 @@
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4
- *   --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
+ *   --ef-decay 1 --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN)
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
@@ -59,6 +59,7 @@ const { values: a } = parseArgs({
     'topk-bits': { type: 'string', default: '2' },
     'topk-result-bits': { type: 'string', default: '4' },
     'delay-outer': { type: 'boolean', default: false },
+    'ef-decay': { type: 'string', default: '1' },
     'util-syncs': { type: 'string', default: '6' },
     'skip-util': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
@@ -81,6 +82,7 @@ const CODEC: CompressionSpec = a.codec === 'q8'
     ? { kind: 'topk', chunk: Number(a['topk-chunk']), k: Number(a['topk-k']), bits: Number(a['topk-bits']), resultBits: Number(a['topk-result-bits']) }
     : (() => { throw new Error(`--codec must be q8 or topk, got ${a.codec}`) })()
 const DELAY = a['delay-outer'] === true
+const EF_DECAY = Number(a['ef-decay'])
 
 async function backend (): Promise<Backend> {
   if (a.device === 'cpu') return (await import('../web/src/gpu/cpu-backend.ts')).cpu
@@ -106,6 +108,7 @@ async function main (): Promise<void> {
       OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } }),
       CODEC,
       DELAY,
+      EF_DECAY,
       SKIP_BASELINE: a['skip-baseline'] === true,
       LOCAL_RESIDUAL: a['local-residual'] === true
     }, be)
@@ -131,7 +134,7 @@ async function main (): Promise<void> {
     : {
         bytes_ratio: Number((lb.dpBytesPerStep / lb.bytesPerStep).toFixed(1)),
         loss_ratio: Number((lb.diloco / lb.baseline).toFixed(4)),
-        codec: codecName(CODEC) + (DELAY ? '+delay' : ''),
+        codec: codecName(CODEC) + (EF_DECAY !== 1 ? `+ef${EF_DECAY}` : '') + (DELAY ? '+delay' : ''),
         device: be.kind,
         detail: lb.detail
       }

@@ -1,5 +1,6 @@
-import { expect, test, type Page } from '@playwright/test'
+import { expect, test } from '@playwright/test'
 import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/swarm.ts'
+import { expectIdentical, oneFounding, syncs, waitSyncs } from './helpers/train.ts'
 
 /**
  * Relay + 3 tabs train one run together (DiLoCo, CPU twins in the page for speed on SwiftShader
@@ -8,39 +9,6 @@ import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/
  * θ_global ‖ momentum as content-addressed shards from them, and holds their θ_global exactly.
  */
 const RUN = 'e2e-train'
-
-/**
- * The tab's syncs in the founding it now trains in. Tabs that press Train at once may each found
- * the run; the losers adopt the kept founding (session.ts healFork), and their syncs from before
- * that are another θ_global's history, not the run's.
- */
-async function syncs (page: Page): Promise<Array<{ seq: number, hash: string, members: number }>> {
-  return await page.evaluate(() => {
-    const t = window.webswarmTrain
-    return (t?.syncs ?? []).filter(s => s.founding === t?.session?.founding).map(s => ({ seq: s.seq, hash: s.hash, members: s.members.length }))
-  })
-}
-
-async function waitSyncs (page: Page, n: number, timeoutMs: number): Promise<void> {
-  await page.waitForFunction((n) => {
-    const t = window.webswarmTrain
-    return (t?.syncs ?? []).filter(s => s.founding === t?.session?.founding).length >= n
-  }, n, { timeout: timeoutMs, polling: 250 })
-}
-
-/** Waits until every tab trains in one founding of the run (concurrent foundings healed). */
-async function oneFounding (pages: Page[], timeoutMs: number): Promise<void> {
-  await expect.poll(async () => new Set(await Promise.all(pages.map(async p => await p.evaluate(() => window.webswarmTrain?.session?.founding)))).size, { timeout: timeoutMs }).toBe(1)
-}
-
-function expectIdentical (all: Array<Array<{ seq: number, hash: string }>>): void {
-  const by = new Map<number, string>()
-  for (const list of all) for (const s of list) {
-    const h = by.get(s.seq)
-    if (h === undefined) by.set(s.seq, s.hash)
-    else expect(s.hash, `sync ${s.seq}`).toBe(h)
-  }
-}
 
 test.describe.serial('training with 3 tabs', () => {
   let tabs: SwarmTabs

@@ -14,6 +14,7 @@ const COVERED_BY: Record<string, string> = {
   matmul: 'matmul', matmul_vec4: 'matmul', matmul_naive: 'matmul',
   quant: 'quant', matmul_q8: 'quant', matmul_quant: 'matmul-quant',
   copy_vec4: 'copy-vec4',
+  topk_ef: 'topk-ef',
   norm: 'norm', norm_backward: 'norm',
   softmax: 'softmax',
   loss: 'loss',

@@ -34,7 +34,9 @@ describe('page parameters', () => {
     expect(p.maxGpuMemory).toBe(2e9)
     expect(p.hedgeFloorMs).toBeUndefined()
     expect(readPageParams('http://h/?hedge-floor=10000').hedgeFloorMs).toBe(10_000)
-    for (const bad of ['?entry-ttl=1', '?entry-ttl=x', '?entry-ttl=100000', '?relay=ftp://x/', '?relay=http://[', '?hedge-floor=0', '?hedge-floor=1.5', '?hedge-floor=999999', '?hedge-floor=x']) {
+    expect(p.trainCodec).toBe('q8')
+    expect(readPageParams('http://h/?train-codec=sparseloco').trainCodec).toBe('sparseloco')
+    for (const bad of ['?train-codec=zstd', '?train-codec=', '?entry-ttl=1', '?entry-ttl=x', '?entry-ttl=100000', '?relay=ftp://x/', '?relay=http://[', '?hedge-floor=0', '?hedge-floor=1.5', '?hedge-floor=999999', '?hedge-floor=x']) {
       expect(() => readPageParams(`http://h/${bad}`), bad).toThrow(PageParamError)
     }
   })

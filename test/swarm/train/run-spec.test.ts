@@ -32,6 +32,9 @@ describe('run spec: the pseudo-gradient codec', () => {
     expect(defaultRunSpec('r1').compression).toEqual({ kind: 'q8', block: 64 })
     const t = { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 } as const
     expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: t }).compression).toEqual(t)
+    // SparseLoCo: the error feedback decays (efDecay), the outer step has no momentum.
+    const s = { ...t, chunk: 64, k: 1, efDecay: 0.95 }
+    expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: s, outer: { lr: 1, momentum: 0 } }).compression).toEqual(s)
   })
 
   it.each([
@@ -40,6 +43,9 @@ describe('run spec: the pseudo-gradient codec', () => {
     [{ kind: 'topk', chunk: 256, k: 4, bits: 1, resultBits: 4 }, /bits must be an integer in \[2, 8\]/],
     [{ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 9 }, /resultBits must be 0 \(owners all-gather the parts\) or an integer in \[2, 8\]/],
     [{ kind: 'topk', chunk: 256, k: 4, bits: 2 }, /run field resultBits must be an integer/],
+    [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: 0 }, /efDecay must be in \(0, 1\]/],
+    [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: 1.5 }, /efDecay must be in \(0, 1\]/],
+    [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: '0.9' }, /efDecay/],
     [{ kind: 'zstd' }, /compression must be/]
   ])('refuses %j', (compression, why) => {
     expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression })).toThrow(why)

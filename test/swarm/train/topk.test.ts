@@ -201,6 +201,25 @@ describe('ErrorFeedback with top-k', () => {
     ef.compress(randn(64, 2)); ef.discard()
     expect(ef.residual).toEqual(before)
   })
+
+  it('SparseLoCo\'s decay: the codec sees f32(β·e) + Δ, and e forgets what it never sends', () => {
+    const n = 64
+    const codec = topkCodec({ chunk: 16, k: 1, bits: 2, resultBits: 4 })
+    const ef = new ErrorFeedback(n, codec, false, 0.5)
+    ef.compress(randn(n, 3)); ef.commit()
+    const e = ef.residual.slice()
+    const d = randn(n, 4)
+    const { sent } = ef.compress(d)
+    ef.commit()
+    const target = Float32Array.from(d, (v, i) => Math.fround(0.5 * e[i]) + v)
+    for (let i = 0; i < n; i++) expect(ef.residual[i]).toBe(Math.fround(target[i] - sent[i]))
+    // Δ = 0 from now on: an element never sent halves every round instead of waiting forever
+    const zero = new Float32Array(n)
+    for (let r = 0; r < 40; r++) { ef.compress(zero); ef.commit() }
+    expect(Math.max(...ef.residual.map(Math.abs))).toBeLessThan(1e-9)
+    expect(() => new ErrorFeedback(n, codec, false, 0)).toThrow(/decay must be in \(0, 1\]/)
+    expect(() => new ErrorFeedback(n, codec, true, 0.9)).toThrow(/cannot decay/)
+  })
 })
 
 describe('top-k owner reduction', () => {

@@ -44,7 +44,7 @@ commands:
             [--declare [--config FILE] [--inner-steps H] [--seq-len T] [--batch B] [--lr LR]
               [--warmup N] [--steps N [--min-lr LR]] [--beta1 B] [--beta2 B] [--weight-decay W]
               [--clip C] [--fragments F] [--seed S]
-              [--codec q8|topk [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]]
+              [--codec q8|topk|sparseloco [--ef-decay B] [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]]
               [--delay-outer]]
             DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;
             --steps/--min-lr: cosine decay of the inner lr over the run, else constant)
@@ -127,6 +127,7 @@ const OPTIONS = {
   fragments: { type: 'string' },
   codec: { type: 'string' },
   'topk-chunk': { type: 'string' },
+  'ef-decay': { type: 'string' },
   'topk-k': { type: 'string' },
   'topk-bits': { type: 'string' },
   'topk-result-bits': { type: 'string' },

@@ -1,7 +1,7 @@
 /**
  * `webswarm train --bootstrap MULTIADDR --run ID [--declare [--config FILE] [--inner-steps H]
  *  [--seq-len T] [--batch B] [--lr LR] [--warmup N] [--steps N [--min-lr LR]] [--beta1 B]
- *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S] [--codec q8|topk
+ *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S] [--codec q8|topk|sparseloco [--ef-decay B]
  *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]] [--delay-outer]] [--syncs N]
  *  [--device webgpu|cpu]`
  *
@@ -11,7 +11,8 @@
  * default the tiny byte-level Llama — with the given inner AdamW hyper-parameters; `--steps N`:
  * cosine decay of the inner lr to --min-lr at run step N, else constant); otherwise
  * the peer waits for the declaration. `--codec topk` declares top-k pseudo-gradients (K of every C
- * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8;
+ * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8, `--codec sparseloco` the same with
+ * SparseLoCo's error-feedback momentum (β --ef-decay) and a plain outer step;
  * `--delay-outer` the one-step-delayed outer update (a sync lands at the next one, inner steps go on). Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
@@ -34,12 +35,21 @@ const DOC_SYNC_TIMEOUT_MS = 20_000
 /** Restarts as a joiner of the declaration the swarm kept (a concurrent one with other settings won). */
 const MAX_FORK_RESTARTS = 3
 
-/** --codec and its parameters → the declaration's compression (checked again by parseRunSpec). */
-function compressionFlags (f: Flags): import('../swarm/train/codec.ts').CompressionSpec {
+/**
+ * --codec and its parameters → the declaration's compression (checked again by parseRunSpec);
+ * `sparseloco` also sets the outer step (run-board.ts runCodecFields), `--ef-decay` overrides its β.
+ */
+function codecFlags (f: Flags, runCodecFields: typeof import('../swarm/train/run-board.ts').runCodecFields): Pick<import('../swarm/train/run-board.ts').RunSpec, 'compression'> & { outer?: { lr: number, momentum: number } } {
   const codec = str(f, 'codec') ?? 'q8'
-  if (codec === 'q8') return { kind: 'q8', block: 64 }
-  if (codec !== 'topk') throw new UsageError(`--codec must be q8 or topk, got ${codec}`)
-  return { kind: 'topk', chunk: int(f, 'topk-chunk', 256, 8), k: int(f, 'topk-k', 4, 1), bits: int(f, 'topk-bits', 2, 2), resultBits: int(f, 'topk-result-bits', 4, 2) }
+  if (codec === 'q8') return { compression: { kind: 'q8', block: 64 } }
+  if (codec !== 'topk' && codec !== 'sparseloco') throw new UsageError(`--codec must be q8, topk or sparseloco, got ${codec}`)
+  const preset = runCodecFields(codec)
+  const c = preset.compression as { efDecay?: number }
+  const efDecay = str(f, 'ef-decay') === undefined ? c.efDecay : num(f, 'ef-decay', 1)
+  return {
+    compression: { kind: 'topk', chunk: int(f, 'topk-chunk', 256, 8), k: int(f, 'topk-k', 4, 1), bits: int(f, 'topk-bits', 2, 2), resultBits: int(f, 'topk-result-bits', 4, 2), ...(efDecay === undefined ? {} : { efDecay }) },
+    ...(preset.outer === undefined ? {} : { outer: preset.outer })
+  }
 }
 
 export async function swarmTrain (f: Flags): Promise<number> {
@@ -50,7 +60,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { brownCorpus } = await import('../model/data.ts')
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
-  const { RunBoard, TRAIN_MAP, defaultRunSpec } = await import('../swarm/train/run-board.ts')
+  const { RunBoard, TRAIN_MAP, defaultRunSpec, runCodecFields } = await import('../swarm/train/run-board.ts')
   const { ADAMW_DEFAULTS } = await import('../model/optimizer.ts')
   const { TrainSession } = await import('../swarm/train/session.ts')
   const { RunForkedError } = await import('../swarm/train/membership.ts')
@@ -70,7 +80,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
         ...(str(f, 'min-lr') === undefined ? {} : { minInnerLr: num(f, 'min-lr', 0) }),
         beta1: num(f, 'beta1', ADAMW_DEFAULTS.beta1), beta2: num(f, 'beta2', ADAMW_DEFAULTS.beta2), weightDecay: num(f, 'weight-decay', ADAMW_DEFAULTS.weightDecay), maxGradNorm: num(f, 'clip', 1),
         fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1),
-        compression: compressionFlags(f), delayOuter: f['delay-outer'] === true
+        ...codecFlags(f, runCodecFields), delayOuter: f['delay-outer'] === true
       })
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
   }

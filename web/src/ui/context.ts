@@ -21,6 +21,7 @@ import { parseByteSize } from '../model/memory-plan.ts'
 import { PEER_ENTRY_TTL_MS } from '../net/crdt/entries.ts'
 import { joinSwarm, type Swarm } from '../net/index.ts'
 import { call, handle } from '../net/stream/index.ts'
+import { RUN_CODECS, type RunCodec } from '../swarm/train/run-board.ts'
 import { NoComputeDeviceError, NotJoinedError, PageParamError } from './errors.ts'
 
 /** Shortest entry lifetime `?entry-ttl=` may ask for, ms: refreshes every half of it must get out. */
@@ -60,6 +61,8 @@ export interface PageParams {
    * about failover on a closed tab raise it so a loaded machine's slow step is not hedged too.
    */
   hedgeFloorMs?: number
+  /** How a run this page declares sends pseudo-gradients (`?train-codec=q8|topk|sparseloco`, default q8). */
+  trainCodec: RunCodec
 }
 
 /** Reads the page's query parameters; throws PageParamError naming a malformed one. */
@@ -92,6 +95,9 @@ export function readPageParams (href: string): PageParams {
   if (hedgeFloorMs !== undefined && !(Number.isInteger(hedgeFloorMs) && hedgeFloorMs >= 1 && hedgeFloorMs <= MAX_HEDGE_FLOOR_MS)) {
     throw new PageParamError(`?hedge-floor=${hedgeText ?? ''}: want whole milliseconds between 1 and ${MAX_HEDGE_FLOOR_MS}`)
   }
+  const codecText = q.get('train-codec') ?? 'q8'
+  const trainCodec = RUN_CODECS.find(c => c === codecText)
+  if (trainCodec === undefined) throw new PageParamError(`?train-codec=${codecText}: want one of ${RUN_CODECS.join(', ')}`)
   return {
     relayUrl,
     bootstrapUrl: new URL('bootstrap', relayUrl).toString(),
@@ -103,7 +109,8 @@ export function readPageParams (href: string): PageParams {
     swarm: q.get('swarm') ?? undefined,
     entryTtlMs,
     maxGpuMemory: mem === null ? undefined : parseByteSize(mem),
-    hedgeFloorMs
+    hedgeFloorMs,
+    trainCodec
   }
 }
 

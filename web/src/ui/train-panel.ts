@@ -11,7 +11,7 @@ import 'uplot/dist/uPlot.min.css'
 import { brownToText } from '../model/data.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import { Libp2pStateShards } from '../swarm/transport/shard-store.ts'
-import { RunBoard, TRAIN_MAP, defaultRunSpec } from '../swarm/train/run-board.ts'
+import { RunBoard, TRAIN_MAP, defaultRunSpec, runCodecFields } from '../swarm/train/run-board.ts'
 import { TrainSession } from '../swarm/train/session.ts'
 import type { SyncEvent } from '../swarm/train/worker.ts'
 import type { PageContext } from './context.ts'
@@ -172,7 +172,7 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner
       status.textContent = 'Joining the swarm…'
       const sw = await ctx.swarm()
       board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
-      board.declare(defaultRunSpec(runId, PAGE_RUN))
+      board.declare(defaultRunSpec(runId, { ...PAGE_RUN, ...runCodecFields(ctx.params.trainCodec) }))
       board.map.observe(schedule)
       charts.hidden = false
       const be = await ctx.backend()

@@ -27,10 +27,20 @@ import { checkTopK, decodeTopKInto, encodeTopK, sliceTopK, topkBytes, topkParams
 /** A run's compression as declared (RunSpec.compression). */
 export type CompressionSpec =
   | { kind: 'q8', block: number }
-  | { kind: 'topk', chunk: number, k: number, bits: number, resultBits: number }
+  | {
+    kind: 'topk', chunk: number, k: number, bits: number, resultBits: number
+    /**
+     * β of the members' error feedback e ← β·e + Δ (compress.ts): 1 (or absent) is classic error
+     * feedback; < 1 is SparseLoCo's error-feedback momentum, declared with outer momentum 0.
+     * Local to each member: the bytes on the wire do not depend on it.
+     */
+    efDecay?: number
+  }
 
 export interface PartCodec {
   readonly kind: CompressionSpec['kind']
+  /** The declaration it was made from (worker.ts picks the GPU kernel for top-k from it). */
+  readonly spec: CompressionSpec
   /** Names the codec and its parameters; REDUCE carries it and an owner refuses another. */
   readonly id: string
   /** Parts start at multiples of this (a part's encoding is a slice of the whole vector's). */
@@ -70,6 +80,7 @@ export function q8Codec (block = DEFAULT_Q8_BLOCK): PartCodec {
   let scratch = new Uint8Array(0)
   return {
     kind: 'q8',
+    spec: { kind: 'q8', block },
     id: `q8/${block}`,
     align: block,
     bytes: n => q8Bytes(n, block),
@@ -100,7 +111,7 @@ export function q8Codec (block = DEFAULT_Q8_BLOCK): PartCodec {
  * Top-k with b-bit values (topk.ts); the owner sends back the mean on the union of the supports
  * in `resultBits`, or with resultBits 0 the accepted members' parts themselves (file comment).
  */
-export function topkCodec (c: { chunk: number, k: number, bits: number, resultBits: number }): PartCodec {
+export function topkCodec (c: { chunk: number, k: number, bits: number, resultBits: number, efDecay?: number }): PartCodec {
   const why = topkParamsProblem(c) ?? (c.resultBits === 0 ? undefined : topkParamsProblem({ ...c, bits: c.resultBits }))
   if (why !== undefined) throw new TrainArgumentError(`top-k codec: ${why}`)
   if (c.resultBits === 0) return topkGatherCodec(c)
@@ -109,6 +120,7 @@ export function topkCodec (c: { chunk: number, k: number, bits: number, resultBi
   const decode = (bytes: Uint8Array, n: number): Float32Array => { const x = new Float32Array(n); decodeTopKInto(bytes, n, send, x); return x }
   return {
     kind: 'topk',
+    spec: { kind: 'topk', ...c },
     id: `topk/${c.chunk}/${c.k}/${c.bits}/${c.resultBits}`,
     align: c.chunk,
     bytes: n => topkBytes(n, send),
@@ -141,6 +153,7 @@ function topkGatherCodec (c: { chunk: number, k: number, bits: number }): PartCo
   const resultBytes = (n: number, m: number): number => m * (4 + topkBytes(n, send))
   return {
     ...base,
+    spec: { kind: 'topk', chunk: c.chunk, k: c.k, bits: c.bits, resultBits: 0 },
     id: `topk/${c.chunk}/${c.k}/${c.bits}/gather`,
     reduce: (contribs, n, whole) => {
       const { report, factors, parts } = sparseAccept(contribs, n, whole, send)

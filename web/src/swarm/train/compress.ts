@@ -5,6 +5,11 @@
  * web/src/gpu/cpu/quant.ts) or top-k with low-bit values (topk.ts); both bit-identical on every
  * device.
  *
+ * With a decay β < 1 (SparseLoCo, Sarfi et al. 2025) the residual is an error-feedback
+ * *momentum*: e ← β·e + Δ, send codec(e), e ← e − sent. What is not sent decays instead of
+ * waiting forever, and what is sent carries the recent rounds' direction, so the run applies the
+ * mean with the outer lr and no Nesterov buffer of its own (RunSpec outer.momentum 0).
+ *
  *   const ef = new ErrorFeedback(n, 64)             // q8 of block 64; or new ErrorFeedback(n, codec)
  *   const { q } = ef.compress(delta)    // bytes to send; residual held as pending
  *   ef.commit()                         // the round counted this contribution
@@ -24,10 +29,13 @@ export class ErrorFeedback {
   /**
    * `codec`: a q8 block (the baseline) or any run codec. `inModel`: the residual already lives in
    * the caller's local model (θ_local ← θ_global − residual after a sync: worker.ts
-   * `localResidual`), so Δ includes it and compress() must not add it again.
+   * `localResidual`), so Δ includes it and compress() must not add it again. `decay`: β of
+   * e ← β·e + Δ (1: classic error feedback; file comment).
    */
-  constructor (readonly n: number, codec: number | PartCodec, readonly inModel = false) {
+  constructor (readonly n: number, codec: number | PartCodec, readonly inModel = false, readonly decay = 1) {
     if (!Number.isInteger(n) || n < 1) throw new TrainArgumentError(`ErrorFeedback: n must be a positive integer, got ${n}`)
+    if (!(decay > 0 && decay <= 1)) throw new TrainArgumentError(`ErrorFeedback: decay must be in (0, 1], got ${decay}`)
+    if (inModel && decay !== 1) throw new TrainArgumentError('ErrorFeedback: a residual kept in the model cannot decay (decay must be 1)')
     if (typeof codec === 'number' && !isValidQ8Block(codec)) throw new TrainArgumentError(`ErrorFeedback: q8 block ${codec} is not a multiple of 4 in [32, 256]`)
     this.codec = typeof codec === 'number' ? q8Codec(codec) : codec
     this.residual = new Float32Array(n)
@@ -43,7 +51,13 @@ export class ErrorFeedback {
     if (delta.length !== this.n) throw new TrainArgumentError(`ErrorFeedback: delta has ${delta.length} elements, expected ${this.n}`)
     const target = new Float32Array(this.n)
     if (this.inModel) target.set(delta)
-    else for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
+    else if (this.decay === 1) for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
+    else {
+      // f32 rounding after each operation, as the GPU kernel computes it (gpu/cpu/topk-ef.ts).
+      const f = Math.fround
+      const b = f(this.decay)
+      for (let i = 0; i < this.n; i++) target[i] = f(b * this.residual[i]) + delta[i]
+    }
     let enc: { bytes: Uint8Array, sent: Float32Array }
     try {
       enc = this.codec.encode(target)
@@ -64,6 +78,11 @@ export class ErrorFeedback {
     if (this.pending === undefined) return
     this.residual = this.pending
     this.pending = undefined
+  }
+
+  /** A new state was adopted (snapshot, resync): nothing is owed from before it. */
+  reset (): void {
+    this.residual.fill(0)
   }
 
   /** The round went on without this contribution: forget it (its work is dropped, as in DiLoCo). */

@@ -68,7 +68,8 @@ export interface RunSpec {
   /**
    * How pseudo-gradients travel (codec.ts): q8 (the baseline), or top-k of every `chunk`
    * elements with `bits`-bit values and the owners' mean in `resultBits`, or with resultBits 0
-   * the members' parts all-gathered (SparseLoCo-like).
+   * the members' parts all-gathered; `efDecay` < 1 with outer momentum 0 is SparseLoCo (its
+   * error-feedback momentum in place of the outer Nesterov buffer).
    */
   compression: CompressionSpec
   /** Streaming DiLoCo schedule (1, 0, 0: plain DiLoCo). */
@@ -96,6 +97,25 @@ export const TINY_MODEL: Record<string, unknown> = {
   architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64,
   num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5
 }
+
+/** The pseudo-gradient schemes a page or the CLI declares by name (`?train-codec=`, `--codec`). */
+export const RUN_CODECS = ['q8', 'topk', 'sparseloco'] as const
+export type RunCodec = typeof RUN_CODECS[number]
+
+/**
+ * A named scheme's declaration fields. q8: the baseline (DiLoCo's Nesterov outer step). topk: top-4
+ * of 256 in 2 bits with classic error feedback, the owners' mean in 4 bits. sparseloco: the same
+ * bytes with SparseLoCo's error-feedback momentum (β SPARSELOCO_EF_DECAY) and a plain outer step
+ * (lr SPARSELOCO_OUTER_LR, no momentum): the settings BENCHMARKS.md § Training chose.
+ */
+export function runCodecFields (codec: RunCodec): Pick<RunSpec, 'compression'> & Partial<Pick<RunSpec, 'outer'>> {
+  const topk = { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 } as const
+  if (codec === 'q8') return { compression: { kind: 'q8', block: DEFAULT_Q8_BLOCK } }
+  if (codec === 'topk') return { compression: topk }
+  return { compression: { ...topk, efDecay: SPARSELOCO_EF_DECAY }, outer: { lr: SPARSELOCO_OUTER_LR, momentum: 0 } }
+}
+const SPARSELOCO_EF_DECAY = 0.95
+const SPARSELOCO_OUTER_LR = 2
 
 /** Fills a run's defaults (DiLoCo's outer optimizer, q8 block 64, plain schedule). */
 export function defaultRunSpec (id: string, o: Partial<RunSpec> = {}): RunSpec {
@@ -212,7 +232,8 @@ function parseCompression (comp: Record<string, unknown>): CompressionSpec {
   const why = topkParamsProblem(c)
   if (why !== undefined) throw new RunConfigError(`run field compression (top-k): ${why}`)
   if (c.resultBits !== 0 && (c.resultBits < 2 || c.resultBits > 8)) throw new RunConfigError(`run field compression (top-k): resultBits must be 0 (owners all-gather the parts) or an integer in [2, 8], got ${c.resultBits}`)
-  return c
+  if (comp.efDecay === undefined) return c
+  return { ...c, efDecay: num(comp, 'efDecay', v => v > 0 && v <= 1, 'in (0, 1]') }
 }
 
 export interface SyncRecord {

@@ -92,7 +92,7 @@ export class TrainSession {
       innerSteps: spec.innerSteps, batchSize: spec.batchSize, seqLen: spec.seqLen, innerLr: spec.innerLr, warmupSteps: spec.warmupSteps,
       ...(spec.decaySteps > 0 ? { totalSteps: spec.decaySteps, minInnerLr: spec.minInnerLr } : {}),
       adam: { weightDecay: spec.weightDecay, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps }, maxGradNorm: spec.maxGradNorm, outer: spec.outer, fragments: spec.fragments,
-      overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, delayOuter: spec.delayOuter, ...(spec.compression.kind === 'q8' ? { block: spec.compression.block } : {}), dataSeed: seedOf(self), evalWindows
+      overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, delayOuter: spec.delayOuter, ...(spec.compression.kind === 'topk' && spec.compression.efDecay !== undefined ? { efDecay: spec.compression.efDecay } : {}), ...(spec.compression.kind === 'q8' ? { block: spec.compression.block } : {}), dataSeed: seedOf(self), evalWindows
     }, {
       onStep: (e) => { lossSum += e.loss; lossSteps++; init.onStep?.(e) },
       onSync: (e) => {

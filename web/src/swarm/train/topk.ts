@@ -2,8 +2,8 @@
  * Top-k sparse pseudo-gradients with low-bit values (SparseLoCo, Sarfi et al. 2025: 1–3 % top-k
  * per chunk, 2-bit values, error feedback). The format, its encoder, decoder and bad-input check;
  * pure host code, bit-identical on every engine (JS numbers are IEEE f64, scales and values are
- * rounded to f32 with Math.fround). It stays on the CPU: Δ = θ_global − θ_local is formed on the
- * host (worker.ts reads θ_local back to compute it), so there is no GPU buffer to run a kernel on.
+ * rounded to f32 with Math.fround). The GPU path selects and codes with shaders/topk_ef.wgsl
+ * (twin: gpu/cpu/topk-ef.ts) and packs its codes here (`packTopK`), same layout.
  *
  * ## Byte layout of n elements, chunk C, k kept per chunk, b bits per value
  *   Chunk j holds elements [j·C, min(n, (j + 1)·C)) — length L (C except maybe the last) — and
@@ -156,6 +156,51 @@ export function encodeTopK (x: Float32Array, p: TopKParams, sent?: Float32Array)
       writeBits(out, o, bit, q, p.bits)
       bit += p.bits
       if (sent !== undefined) sent[lo + i] = Math.fround(s * lv[q])
+    }
+    o += Math.ceil(kc * p.bits / 8)
+  }
+  return out
+}
+
+/**
+ * Wire bytes from per-element codes (q + 1 kept, 0 dropped) and per-chunk scales, as the GPU
+ * kernel leaves them (gpu/cpu/topk-ef.ts): the layout above, signed grid. Throws TrainArgumentError
+ * when a chunk does not keep exactly kc elements or a code is off the grid (a kernel bug must not
+ * reach the wire).
+ */
+export function packTopK (codes: Uint32Array, scales: Float32Array, p: TopKParams): Uint8Array {
+  checkParams(p)
+  if (p.zero) throw new TrainArgumentError('packTopK: contributions use the signed grid (zero: false)')
+  const n = codes.length
+  const chunks = Math.ceil(n / p.chunk)
+  if (scales.length !== chunks) throw new TrainArgumentError(`packTopK: ${scales.length} scales for ${chunks} chunks of ${p.chunk}`)
+  const mode = indexMode(p)
+  const width = indexWidth(p.chunk)
+  const out = new Uint8Array(topkBytes(n, p))
+  const view = new DataView(out.buffer)
+  const top = 2 ** p.bits - 1
+  let o = 0
+  for (let j = 0, lo = 0; lo < n; j++, lo += p.chunk) {
+    const len = Math.min(p.chunk, n - lo)
+    const kc = Math.min(p.k, len)
+    const s = scales[j]
+    if (!(s >= 0) || !Number.isFinite(s)) throw new TrainArgumentError(`packTopK: chunk ${j} has scale ${s}`)
+    view.setFloat32(o, s, true); o += 4
+    let c = 0
+    for (let i = 0; i < len; i++) {
+      if (codes[lo + i] === 0) continue
+      if (codes[lo + i] > top + 1) throw new TrainArgumentError(`packTopK: element ${lo + i} has code ${codes[lo + i] - 1}, past the ${p.bits}-bit grid`)
+      if (c === kc) throw new TrainArgumentError(`packTopK: chunk ${j} keeps more than ${kc} elements`)
+      if (mode === 'list') { if (width === 1) out[o + c] = i; else view.setUint16(o + 2 * c, i, true) } else out[o + (i >> 3)] |= 1 << (i & 7)
+      c++
+    }
+    if (c !== kc) throw new TrainArgumentError(`packTopK: chunk ${j} keeps ${c} elements, expected ${kc}`)
+    o += mode === 'list' ? kc * width : Math.ceil(len / 8)
+    let bit = 0
+    for (let i = 0; i < len; i++) {
+      if (codes[lo + i] === 0) continue
+      writeBits(out, o, bit, codes[lo + i] - 1, p.bits)
+      bit += p.bits
     }
     o += Math.ceil(kc * p.bits / 8)
   }

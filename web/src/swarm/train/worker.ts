@@ -19,9 +19,13 @@ import type { TextDataset, Window } from '../../model/data.ts'
 import { evaluateLoss, Trainer } from '../../model/train.ts'
 import { learningRate, type ScheduleOptions } from '../../model/schedule.ts'
 import type { AdamWOptions } from '../../model/optimizer.ts'
+import type { Backend } from '../../gpu/backend.ts'
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
+import { isGpu } from '../../gpu/ops/util.ts'
 import { AllReducePeer, type ReduceBuffers, type ReduceOutcome, type SnapshotState } from './allreduce.ts'
 import { ErrorFeedback } from './compress.ts'
+import { GpuTopKFeedback, gpuTopKFits } from './compress-gpu.ts'
+import type { PartCodec } from './codec.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { flatten, fragmentsOf, layoutOf, slotView, type Fragment, type ParamLayout } from './flat.ts'
@@ -70,6 +74,11 @@ export interface DiLoCoOptions {
    * delayOuter. @default false
    */
   localResidual?: boolean
+  /**
+   * Decay β of the error feedback: e ← β·e + Δ (compress.ts; SparseLoCo's error-feedback momentum,
+   * usually with outer momentum 0). @default 1 (classic error feedback)
+   */
+  efDecay?: number
   /** q8 block of pseudo-gradients (with the q8 codec; the codec is the all-reduce's). @default 64 */
   block?: number
   /** Seed of this worker's data windows (with the sync number mixed in): a per-peer shard. */
@@ -149,7 +158,7 @@ export class DiLoCoWorker {
   contributesFrom = 0
   private momentumHash = ''
   readonly trainer: Trainer
-  private readonly ef: ErrorFeedback[]
+  private readonly ef: Array<ErrorFeedback | GpuTopKFeedback>
   /**
    * Per fragment, the all-reduce's receive buffers (mean and its q8), reused every sync of that
    * fragment: a fresh fragment-sized array per sync (32 MB for 8 M parameters) costs page faults
@@ -193,7 +202,7 @@ export class DiLoCoWorker {
     this.global = new Float32Array(this.layout.total)
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
-    this.ef = this.fragments.map(f => new ErrorFeedback(f.end - f.start, allreduce.codec, opts.localResidual === true))
+    this.ef = this.fragments.map(f => feedbackFor(model.backend, f.end - f.start, allreduce.codec, opts.localResidual === true, opts.efDecay ?? 1))
     this.recv = this.fragments.map(() => ({}))
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
@@ -236,7 +245,7 @@ export class DiLoCoWorker {
     this.nextSeq = s.round + 1
     this.contributesFrom = s.round + (this.hooks.observe !== undefined ? this.F : 1)
     this.step = typeof meta.step === 'number' && Number.isInteger(meta.step) ? meta.step : (s.round < 0 ? 0 : syncTime(s.round, this.H, this.F))
-    for (const e of this.ef) e.residual.fill(0)
+    for (const e of this.ef) e.reset()
     this.inflight = undefined
     if (this.opts.delayOuter === true) this.base = this.global.slice()
     this.writeLocal(this.global)
@@ -345,7 +354,7 @@ export class DiLoCoWorker {
     const from = this.base ?? this.global // delayOuter: the window's own progress
     const delta = pseudoGradient(from.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
     this.base?.set(local.subarray(frag.start, frag.end), frag.start)
-    const { q, norm } = this.ef[frag.index].compress(delta)
+    const { q, norm } = await this.ef[frag.index].compress(delta)
     const n = frag.end - frag.start
     const into = this.recv[frag.index]
     into.mean ??= new Float32Array(n)
@@ -388,7 +397,7 @@ export class DiLoCoWorker {
     const alpha = this.opts.mixAlpha ?? 0
     if (this.base !== undefined) await this.rebase(frag)
     else if (this.opts.localResidual === true) {
-      const e = this.ef[frag.index].residual
+      const e = (this.ef[frag.index] as ErrorFeedback).residual // localResidual: always the host's
       const full = new Float32Array(this.layout.total)
       for (let i = frag.start; i < frag.end; i++) full[i] = Math.fround(this.global[i] - e[i - frag.start])
       this.writeLocal(full, frag.start, frag.end)
@@ -460,6 +469,17 @@ export class DiLoCoWorker {
 
   dispose (): void {
     this.trainer.dispose()
+    for (const e of this.ef) if (e instanceof GpuTopKFeedback) e.dispose()
     if (this.allreduce.snapshotProvider !== undefined) this.allreduce.snapshotProvider = undefined
   }
+}
+
+/**
+ * A fragment's error feedback: on the GPU kernel (compress-gpu.ts) when the model trains on a GPU
+ * and the codec is top-k with a chunk the kernel holds; else on the host (compress.ts).
+ */
+function feedbackFor (be: Backend, n: number, codec: PartCodec, inModel: boolean, decay: number): ErrorFeedback | GpuTopKFeedback {
+  const spec = codec.spec
+  if (isGpu(be) && spec.kind === 'topk' && gpuTopKFits(spec.chunk) && !inModel) return new GpuTopKFeedback(be, n, spec, decay)
+  return new ErrorFeedback(n, codec, inModel, decay)
 }

@@ -1,0 +1,47 @@
+import { expect, test } from '@playwright/test'
+import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/swarm.ts'
+import { expectIdentical, oneFounding, syncs, waitSyncs } from './helpers/train.ts'
+
+/**
+ * A run declared with SparseLoCo's codec (`?train-codec=sparseloco`: top-4 of 256 in 2 bits,
+ * error-feedback momentum, plain outer step) trains across 3 tabs: two on the CPU twins, one on
+ * the page's WebGPU (SwiftShader here), whose error feedback runs on the topk_ef kernel. Every
+ * tab holds the same θ_global after every sync.
+ */
+const RUN = 'e2e-sparseloco'
+const QUERY = `?run=${RUN}&train-codec=sparseloco`
+
+test.describe.serial('a top-k run across tabs', () => {
+  let tabs: SwarmTabs
+  test.beforeAll(async ({ browser }) => {
+    tabs = await openSwarmTabs(browser, 2, `${QUERY}&device=cpu`)
+    const gpuTab = await tabs.pages[0].context().newPage()
+    gpuTab.on('console', m => { if (m.type() === 'error') console.log(`[gpu tab] ${m.text()}`) })
+    await gpuTab.goto(`/${QUERY}`)
+    await expect(gpuTab.locator('body')).toHaveAttribute('data-net', 'ready')
+    tabs.pages.push(gpuTab)
+    tabs.ids.push(await gpuTab.evaluate(() => window.webswarm!.peerId))
+    await waitForFullDirectMesh(tabs)
+  })
+  test.afterAll(async () => { await tabs?.close() })
+
+  test('3 tabs (one on WebGPU) train with the top-k codec and stay bit-identical', async () => {
+    test.setTimeout(420_000)
+    await Promise.all(tabs.pages.map(async page => { await page.click('#train-start') }))
+    for (const page of tabs.pages) await expect(page.locator('#train-panel .body')).toHaveAttribute('data-training', 'running', { timeout: 90_000 })
+    await oneFounding(tabs.pages, 120_000)
+    for (const page of tabs.pages) await waitSyncs(page, 3, 240_000)
+    const declared = await Promise.all(tabs.pages.map(async p => await p.evaluate(() => {
+      const s = window.webswarmTrain?.session
+      return { compression: s?.spec.compression, outer: s?.spec.outer, device: s?.worker.model.backend.kind }
+    })))
+    for (const d of declared) {
+      expect(d.compression).toEqual({ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4, efDecay: 0.95 })
+      expect(d.outer?.momentum).toBe(0)
+    }
+    expect(declared.map(d => d.device)).toEqual(['cpu', 'cpu', 'webgpu'])
+    const all = await Promise.all(tabs.pages.map(syncs))
+    expectIdentical(all)
+    expect(all.flat().some(s => s.members === 3)).toBe(true)
+  })
+})
