@@ -88,6 +88,9 @@ describe('webswarm CLI', () => {
     const d = await webswarm(['generate', '--bootstrap', '/ip4/127.0.0.1/tcp/1/ws/p2p/x', '--model', LLAMA, '--tokens', '1', '--max-new-tokens', '2', '--verify', '2', '--device', 'cpu'])
     expect(d.code).toBe(2)
     expect(d.stderr).toMatch(/--verify: the fraction of steps checked must be in \(0, 1\], got 2/)
+    const e = await webswarm(['generate', '--bootstrap', '/ip4/127.0.0.1/tcp/1/ws/p2p/x', '--model', LLAMA, '--tokens', '1', '--max-new-tokens', '2', '--verify', '0.1', '--verify-window', '8', '--device', 'cpu'])
+    expect(e.code).toBe(2)
+    expect(e.stderr).toMatch(/give --verify RATE or --verify-window N, not both/)
   })
 
   it('a missing WebGPU adapter is a one-line error saying what to do', async () => {

@@ -6,7 +6,7 @@
 import type { ClientEnds } from '../../web/src/swarm/client/generate.ts'
 import type { SpanBackend, SpanCache, SpanStep } from '../../web/src/swarm/server/backend.ts'
 import { Rng } from '../../web/src/util/rng.ts'
-import { BLOCKS, C, fakeEnds, FakeSpanBackend, V } from './fakes.ts'
+import { BLOCKS, C, fakeEnds, FakeCache, FakeSpanBackend, V } from './fakes.ts'
 
 /**
  * fakes.ts's head repeats the last token whatever the hidden state, so equal tokens would prove
@@ -35,6 +35,13 @@ export async function hashedGreedy (prompt: number[], n: number): Promise<number
     out.push(best)
     if (out.length >= n) return out
     ;[h] = await be.forward([{ cache, hidden: await hashedEnds.embed([best]), tokens: 1 }])
+  }
+}
+
+/** Fake blocks of another model: block b computes with block b + 100's weights. */
+export class OtherFakeModel extends FakeSpanBackend {
+  override createCache (capacity: number, start: number, end: number): FakeCache {
+    return super.createCache(capacity, start + 100, end + 100)
   }
 }
 

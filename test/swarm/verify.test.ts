@@ -227,7 +227,35 @@ describe('verification against lying servers (fake blocks, seeded network)', () 
     expect(twice.evidence.map(e => e.accused)).toEqual(['x'])
   })
 
+  it('windowed checks: each hop is checked once a window of positions is unchecked, in batched steps; honest runs compare every position once', async () => {
+    const ref = await localGreedy(PROMPT, 24)
+    const { client } = await swarm(12, [...layout(), { peer: 'w', start: 0, end: 6, rtt: 20 }], { window: 8 })
+    const r = await swarmGenerate(client, ends, PROMPT, { maxNewTokens: 24 })
+    expect(r.tokens).toEqual(ref)
+    const st = client.verify!.stats
+    expect(st.mismatches).toBe(0)
+    // Three hops × (PROMPT + 24 − 1) positions, each recomputed once: no replay beyond the first check.
+    expect(st.positionsCompared).toBe(3 * (PROMPT.length + 23))
+    expect(st.positionsRecomputed).toBe(3 * (PROMPT.length + 23))
+    // The prefill's check, ⌊23 / 8⌋ full windows after it, and the final check of the tail, per hop.
+    expect(st.checks).toBe(3 * (1 + 2 + 1))
+  })
+
+  for (const [name, when] of [['one step in the middle', { after: 9, until: 10 }], ['the very last step (only the final check sees it)', { after: 23, until: 24 }]] as const) {
+    it(`windowed checks: a server that lies on ${name} is outvoted and rewound; the tokens equal the honest run`, async () => {
+      const ref = await localGreedy(PROMPT, 24)
+      // A window longer than the generation: the prefill's check and the final one are all there is.
+      const { client, liars } = await swarm(13, layout({ kind: 'small-scale', when }), { window: 64 })
+      const r = await swarmGenerate(client, ends, PROMPT, { maxNewTokens: 24 })
+      expect(liars.get('x')!.lies).toBe(1)
+      expect(client.verify!.stats.strikes).toBe(1)
+      expect(r.tokens).toEqual(ref)
+    })
+  }
+
   it('bad verify options are refused, naming the option', () => {
+    expect(() => new VerifyPolicy({ window: 0 })).toThrow(/window must be an integer in \[1, 512\] positions, got 0/)
+    expect(() => new VerifyPolicy({ window: 1.5 })).toThrow(/window/)
     expect(() => new VerifyPolicy({ rate: 1.5 })).toThrow(/rate must be in \[0, 1\], got 1.5/)
     expect(() => new VerifyPolicy({ rate: Number.NaN })).toThrow(/rate/)
     expect(() => new VerifyPolicy({ tolerance: 0 })).toThrow(/tolerance must be > 0/)

@@ -36,10 +36,11 @@ commands:
             [--remote-experts LAYERS] [--cache-tokens N] [--model-id ID]
             serves a span of blocks and/or MoE experts to the swarm until SIGINT/SIGTERM
             (auto: the least-covered experts, keeping often co-selected ones together)
-  generate  --bootstrap MULTIADDR --model MODEL ... (as above) [--verify RATE]
+  generate  --bootstrap MULTIADDR --model MODEL ... (as above) [--verify RATE | --verify-window N]
             runs the blocks on the swarm; only config, embedding and head are read from --model;
             --verify: check servers' outputs on other servers after that fraction of steps
-            (0.05 is cheap, 1 checks every step), ban liars, publish signed evidence
+            (0.05 is cheap, 1 checks every step), ban liars, publish signed evidence;
+            --verify-window: check each server's outputs N positions at a time instead
   train     --bootstrap MULTIADDR --run ID [--syncs N]
             [--declare [--config FILE] [--inner-steps H] [--seq-len T] [--batch B] [--lr LR]
               [--warmup N] [--steps N [--min-lr LR]] [--beta1 B] [--beta2 B] [--weight-decay W]
@@ -102,6 +103,7 @@ const OPTIONS = {
   resume: { type: 'boolean' },
   'max-new-tokens': { type: 'string' },
   verify: { type: 'string' },
+  'verify-window': { type: 'string' },
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
   'top-p': { type: 'string' },

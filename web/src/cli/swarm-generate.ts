@@ -28,6 +28,9 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   const maxNew = int(f, 'max-new-tokens', 1, 1)
   const verifyRate = f.verify === undefined ? undefined : num(f, 'verify', 0)
   if (verifyRate !== undefined && !(verifyRate > 0 && verifyRate <= 1)) throw new UsageError(`--verify: the fraction of steps checked must be in (0, 1], got ${verifyRate}`)
+  const verifyWindow = f['verify-window'] === undefined ? undefined : int(f, 'verify-window', 0, 1)
+  if (verifyWindow !== undefined && verifyRate !== undefined) throw new UsageError('give --verify RATE or --verify-window N, not both')
+  const verifying = verifyRate !== undefined || verifyWindow !== undefined
   const where = await resolveModelArg(required(f, 'model'))
   const source = sourceFrom(where)
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
@@ -48,11 +51,11 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
   const shape = { numBlocks: config.numLayers, numExperts: config.numExperts }
   // Verifying joins the swarm doc: evidence goes there, and others' evidence is read from it.
-  const peer = verifyRate === undefined ? await joinSwarm(await resolveBootstrap(f), shape) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
+  const peer = !verifying ? await joinSwarm(await resolveBootstrap(f), shape) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
   try {
     const model = modelId(where, str(f, 'model-id'))
     const board = peer.swarm === undefined ? undefined : new EvidenceBoard(peer.swarm.doc)
-    const verify: VerifyOptions | undefined = verifyRate === undefined ? undefined : { rate: verifyRate, onEvidence: a => board?.accuse(a) }
+    const verify: VerifyOptions | undefined = !verifying ? undefined : { rate: verifyRate, window: verifyWindow, onEvidence: a => board?.accuse(a) }
     const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log, verify })
     if (board !== undefined) {
       const avoided = await board.banSuspects(client.bans, model)

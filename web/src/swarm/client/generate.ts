@@ -59,20 +59,34 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
    * position p, the tokens sampled from outputs at p and later are dropped, and the known ids
    * from p on are stepped again. Each rewind bans a liar, so they are few.
    */
+  /** Drops the tokens sampled from outputs at the rewound position or later; the ids to step again. */
+  const rewound = (e: SessionRewoundError): number[] => {
+    // Token k was sampled from the output at position P − 1 + k.
+    const kept = Math.max(0, Math.min(tokens.length, e.position - prompt.length + 1))
+    if (kept < tokens.length) {
+      tokens.length = kept
+      opts.onRewind?.(kept)
+    }
+    return [...prompt, ...tokens].slice(e.position)
+  }
   const advance = async (ids: readonly number[]): Promise<Float32Array> => {
     for (let rewinds = 0; ; rewinds++) {
       try {
         return await session.step(await ends.embed(ids), ids.length)
       } catch (e) {
         if (!(e instanceof SessionRewoundError) || rewinds >= client.maxFailovers) throw e
-        // Token k was sampled from the output at position P − 1 + k.
-        const kept = Math.max(0, Math.min(tokens.length, e.position - prompt.length + 1))
-        if (kept < tokens.length) {
-          tokens.length = kept
-          opts.onRewind?.(kept)
-        }
-        ids = [...prompt, ...tokens].slice(e.position)
+        ids = rewound(e)
       }
+    }
+  }
+  /** The final check of every unchecked position; the output to sample on from when it rewound. */
+  const settle = async (): Promise<Float32Array | undefined> => {
+    try {
+      await session.settle()
+      return undefined
+    } catch (e) {
+      if (!(e instanceof SessionRewoundError)) throw e
+      return await advance(rewound(e))
     }
   }
   try {
@@ -83,7 +97,13 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
       const id = sampler.sample(await ends.logits(h.subarray(h.length - C)))
       tokens.push(id)
       await opts.onToken?.(id)
-      if (stop.has(id) || tokens.length >= n) break
+      if (stop.has(id) || tokens.length >= n) {
+        // No completion leaves with positions unchecked; a rewind there resumes sampling.
+        const again = await settle()
+        if (again === undefined) break
+        h = again
+        continue
+      }
       t0 = performance.now()
       h = await advance([id])
       decodeMs.push(performance.now() - t0)

@@ -109,14 +109,28 @@ export class InferenceSession {
       }
     }
     this.length += tokens
-    const caught = await this.verifier?.afterStep(this.hops)
+    await this.verify(false)
+    // Arm the next step only when this one went through cleanly by push (the route is warm).
+    if (pushed && this.client.armAhead) this.push.arm(this.length)
+    return x
+  }
+
+  /**
+   * Checks every position not checked yet (a no-op without verification): a caller calls it
+   * before it hands out a completion, so no step escapes a windowed or sampled check. Throws
+   * SessionRewoundError, as `step` does, when a server is outvoted.
+   */
+  async settle (): Promise<void> {
+    if (this.closed) throw new SwarmArgumentError('session is closed')
+    await this.verify(true)
+  }
+
+  private async verify (final: boolean): Promise<void> {
+    const caught = await this.verifier?.afterStep(this.hops, final)
     if (caught !== undefined) {
       await this.rewind(caught.position)
       throw new SessionRewoundError(caught.position, caught.liar)
     }
-    // Arm the next step only when this one went through cleanly by push (the route is warm).
-    if (pushed && this.client.armAhead) this.push.arm(this.length)
-    return x
   }
 
   /**

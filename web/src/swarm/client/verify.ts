@@ -31,6 +31,13 @@ import { compareRows, digestF32, rowDeviation, VERIFY_TOLERANCE } from './verify
 export interface VerifyOptions {
   /** Probability that a hop is checked after a step; 1 checks every hop after every step (strict). @default VERIFY_RATE */
   rate?: number
+  /**
+   * Instead of sampling: check a hop once it has `window` positions nobody checked, all of them
+   * in one batched step of the second opinion (prefill-like, far cheaper per position than a
+   * decode step). With the final check (InferenceSession.settle) every position is compared, so
+   * a server that lies on any step is found however rarely it lies. @default off (sampling at `rate`)
+   */
+  window?: number
   /** Seed of the sampling, so a run's checks are reproducible. @default 1 */
   seed?: number
   /** Largest relative L2 distance of an honest position. @default VERIFY_TOLERANCE */
@@ -72,6 +79,7 @@ export interface VerifyStats {
 /** The resolved policy and counters a client's sessions share. */
 export class VerifyPolicy {
   readonly rate: number
+  readonly window?: number
   readonly tolerance: number
   readonly strikes: number
   /** Outvoted mismatches per server, over the client's sessions. */
@@ -87,6 +95,8 @@ export class VerifyPolicy {
     this.strikes = opts.strikes ?? VERIFY_STRIKES
     if (!Number.isInteger(this.strikes) || this.strikes < 1) throw new SwarmArgumentError(`verify strikes must be an integer ≥ 1, got ${opts.strikes}`)
     if (!(this.rate >= 0 && this.rate <= 1)) throw new SwarmArgumentError(`verify rate must be in [0, 1], got ${opts.rate}`)
+    if (opts.window !== undefined && !(Number.isInteger(opts.window) && opts.window >= 1 && opts.window <= MAX_STEP_TOKENS)) throw new SwarmArgumentError(`verify window must be an integer in [1, ${MAX_STEP_TOKENS}] positions, got ${opts.window}`)
+    this.window = opts.window
     if (!(this.tolerance > 0)) throw new SwarmArgumentError(`verify tolerance must be > 0, got ${opts.tolerance}`)
     this.local = opts.local
     this.onEvidence = opts.onEvidence
@@ -108,10 +118,11 @@ export class Verifier {
   private get C (): number { return this.rpc.client.hiddenSize }
 
   /**
-   * After a step of the session with route `hops`: checks the sampled hops. Returns the position
-   * to rebuild the session from when a hop's server was caught lying (already banned), else undefined.
+   * After a step of the session with route `hops`: checks the hops that are due (sampled, or a
+   * full window behind), or every hop with unchecked positions when `final`. Returns the position
+   * to rebuild the session from when a hop's server was outvoted, else undefined.
    */
-  async afterStep (hops: readonly Hop[]): Promise<Caught | undefined> {
+  async afterStep (hops: readonly Hop[], final = false): Promise<Caught | undefined> {
     // Shadows of hops a failover replaced hold server sessions nobody will check again.
     for (const [hop, s] of this.shadows) {
       if (!hops.includes(hop)) {
@@ -121,11 +132,18 @@ export class Verifier {
     }
     let first: Caught | undefined
     for (const hop of [...hops]) {
-      if (this.policy.rate < 1 && !(this.policy.rng.next() < this.policy.rate)) continue
+      if (!final && !this.due(hop)) continue
       const c = await this.check(hop)
       if (c !== undefined && (first === undefined || c.position < first.position)) first = c
     }
     return first
+  }
+
+  /** Whether `hop` is checked after this step: a full window unchecked, or the sampling says so. */
+  private due (hop: Hop): boolean {
+    const { window, rate, rng } = this.policy
+    if (window !== undefined) return positions(hop.history, this.C) - (this.shadows.get(hop)?.fed ?? 0) >= window
+    return rate >= 1 || rng.next() < rate
   }
 
   /** Closes every second opinion's server sessions (the session closes or is rebuilt). */
