@@ -66,11 +66,12 @@ export class RelayMetrics {
       }
     })
     new Gauge({
-      name: 'webswarm_crdt_refused_total', help: 'Remote CRDT updates refused by a flood limit: pow (a peers entry without a valid identity stamp), size (an oversized value), rate (a peer over its message/byte rate)', labelNames: ['swarm', 'reason'], registers: [this.registry],
+      name: 'webswarm_crdt_refused_total', help: 'Remote CRDT updates refused by a flood limit: pow (a peers entry without a valid identity stamp), size (an oversized value), doc-size (the doc at its size cap), rate (a peer over its message/byte rate)', labelNames: ['swarm', 'reason'], registers: [this.registry],
       collect () {
         for (const [name, s] of self.handle?.swarms ?? []) {
           this.set({ swarm: name, reason: 'pow' }, s.sdoc.refusedPow)
           this.set({ swarm: name, reason: 'size' }, s.sdoc.refusedSize)
+          this.set({ swarm: name, reason: 'doc-size' }, s.sdoc.refusedDocSize)
           this.set({ swarm: name, reason: 'rate' }, s.sync.stats.rateLimited)
         }
       }

@@ -132,6 +132,45 @@ describe('SwarmDoc: signed peers map', () => {
     expect(dst.map('m').get('k')).toBe(2)
     expect(dst.pendingCount).toBe(0)
   })
+
+  it('updates that visibly lack dependencies wait without the full O(doc) check, however often they are retried', async () => {
+    const dst = new SwarmDoc(SWARM, 'y')
+    // A flooder's updates whose first edits never arrive: each continues a history we lack.
+    const held: Uint8Array[] = []
+    for (let i = 0; i < 20; i++) {
+      const src = new SwarmDoc(SWARM, `f${i}`)
+      const u: Uint8Array[] = []
+      src.doc.on('update', (x: Uint8Array) => u.push(x))
+      src.map('free').set(`k${i}`, 1); src.map('free').set(`k${i}`, 2)
+      held.push(u[0])
+      expect(await dst.applyRemote(u[1])).toBe('pending')
+    }
+    // An honest update applies; retrying the 20 waiting ones costs no full check.
+    const honest = new SwarmDoc(SWARM, 'h', undefined, undefined, { powBits: 0 })
+    const hu: Uint8Array[] = []
+    honest.doc.on('update', (x: Uint8Array) => hu.push(x))
+    honest.map('m').set('a', 1)
+    const before = dst.fullChecks
+    expect(await dst.applyRemote(hu[0])).toBe('applied')
+    expect(dst.fullChecks - before).toBeLessThanOrEqual(1)
+    expect(dst.pendingCount).toBe(20)
+    // Once a missing edit arrives, its waiting successor applies.
+    expect(await dst.applyRemote(held[3])).toBe('applied')
+    expect(dst.pendingCount).toBe(19)
+    expect(dst.map('free').get('k3')).toBe(2)
+
+    // Items of one update that point at each other across clients are not mistaken for missing.
+    const a = new Y.Doc(); const b = new Y.Doc()
+    a.getArray('arr').insert(0, ['a'])
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a))
+    b.getArray('arr').insert(1, ['b'])
+    Y.applyUpdate(a, Y.encodeStateAsUpdate(b))
+    a.getArray('arr').insert(2, ['c'])
+    const both = Y.encodeStateAsUpdate(a)
+    const fresh = new SwarmDoc(SWARM, 'z')
+    expect(await fresh.applyRemote(both)).toBe('applied')
+    expect(fresh.doc.getArray('arr').toArray()).toEqual(['a', 'b', 'c'])
+  })
 })
 
 describe('CRDT over relay + 4 Node peers', () => {

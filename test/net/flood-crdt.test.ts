@@ -176,3 +176,49 @@ describe('per-entry size and per-peer rate caps', () => {
     expect(receiver.map('spam').size).toBe(20)
   })
 })
+
+describe('doc size cap', () => {
+  it('writes outside the signed maps from ever-new authors stop at the cap; stamped entries and deletions still apply', async () => {
+    const CAP = 64 * 1024
+    const receiver = new SwarmDoc(SWARM, 'relay', undefined, undefined, { powBits: BITS, maxDocBytes: CAP })
+    const honest = await docFor(await generateKeyPair('Ed25519'))
+    await honest.setSelf({ gflops: 1 })
+    expect(await receiver.applyRemote(diff(honest, receiver))).toBe('applied')
+    // A Sybil: each 4 KiB write from a fresh author (a fresh Yjs client) into a free map.
+    let applied = 0
+    let refused = 0
+    for (let i = 0; i < 40; i++) {
+      const sybil = new SwarmDoc(SWARM, `sybil${i}`, undefined, undefined, { powBits: 0 })
+      sybil.map('free').set(`k${i}`, 'x'.repeat(4096))
+      try {
+        await receiver.applyRemote(Y.encodeStateAsUpdate(sybil.doc))
+        applied++
+      } catch (e) {
+        expect(e).toBeInstanceOf(LimitExceededError)
+        expect((e as Error).message).toMatch(/would pass its 65536 B cap/)
+        refused++
+      }
+    }
+    expect(applied).toBeGreaterThan(5)
+    expect(refused).toBeGreaterThan(20)
+    expect(receiver.refusedDocSize).toBe(refused)
+    expect(Y.encodeStateAsUpdate(receiver.doc).byteLength).toBeLessThanOrEqual(CAP)
+    // The honest peer's refreshed (stamped) entry still lands at the cap…
+    await honest.setSelf({ gflops: 2 })
+    expect(await receiver.applyRemote(diff(honest, receiver))).toBe('applied')
+    expect((await receiver.peers()).get(honest.selfId)?.data).toEqual({ gflops: 2 })
+    // …and so does a deletion (what pruning sends), after which writes fit again.
+    const holder = new SwarmDoc(SWARM, 'holder', undefined, undefined, { powBits: 0 })
+    Y.applyUpdate(holder.doc, Y.encodeStateAsUpdate(receiver.doc))
+    const sv = Y.encodeStateVector(holder.doc)
+    holder.doc.transact(() => { for (const k of [...holder.map('free').keys()]) holder.map('free').delete(k) })
+    expect(await receiver.applyRemote(Y.encodeStateAsUpdate(holder.doc, sv))).toBe('applied')
+    const late = new SwarmDoc(SWARM, 'late', undefined, undefined, { powBits: 0 })
+    late.map('free').set('k', 'x'.repeat(4096))
+    expect(await receiver.applyRemote(Y.encodeStateAsUpdate(late.doc))).toBe('applied')
+  })
+
+  it('refuses a cap that is not positive', () => {
+    expect(() => new SwarmDoc(SWARM, 'x', undefined, undefined, { maxDocBytes: 0 })).toThrow(/maxDocBytes must be positive/)
+  })
+})

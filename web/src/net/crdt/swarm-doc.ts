@@ -19,6 +19,13 @@ import { MAX_ITEM_BYTES, oversizedItem } from './limits.ts'
 
 /** Updates waiting for missing dependencies; beyond this the oldest is dropped (sync repairs it). */
 const MAX_PENDING_UPDATES = 64
+/**
+ * Largest encoded size the doc may reach through remote updates that write outside the signed
+ * maps, bytes: the same as a newcomer's first-sync byte burst (limits.ts), since a joining peer
+ * downloads the whole doc. Live state is ≈ 1 KiB per peer (BENCHMARKS.md § Scale), so honest
+ * swarms stay far below it; fresh keys cost nothing, so per-author buckets alone cannot bound it.
+ */
+export const MAX_DOC_BYTES = 16 * 1024 * 1024
 /** Tolerated clock skew when deciding whether an entry has expired, in ms. */
 const EXPIRY_SKEW_MS = 30_000
 
@@ -40,6 +47,12 @@ export interface SwarmDocLimits {
   maxItemBytes?: number
   /** Wall clock of stamps' days and entries' expiry. @default Date.now */
   now?: () => number
+  /**
+   * Encoded doc size above which remote updates that write outside the signed maps are refused
+   * (stamped `peers` entries and deletions still apply, so pruning and honest identities go on).
+   * @default MAX_DOC_BYTES
+   */
+  maxDocBytes?: number
 }
 
 export class SwarmDoc {
@@ -52,8 +65,16 @@ export class SwarmDoc {
   /** Of those: updates refused for a `peers` entry without a valid proof-of-work stamp, and for an oversized value. */
   refusedPow = 0
   refusedSize = 0
+  /** Of those: updates refused because the doc is at its size cap (maxDocBytes). */
+  refusedDocSize = 0
+  /** Remote updates that needed the full check on a scratch copy of the doc (O(doc) each), for tests and profiling. */
+  fullChecks = 0
   readonly powBits: number
   private readonly maxItemBytes: number
+  private readonly maxDocBytes: number
+  /** The doc's encoded size when last measured, and bytes of updates applied since (an upper bound, as deletions shrink it). */
+  private measuredBytes = 0
+  private appliedSince = Infinity
   private readonly now: () => number
   /** This peer's stamp and the UTC day it was minted for. */
   private stamp: { epoch: number, text: Promise<string> } | undefined
@@ -65,8 +86,11 @@ export class SwarmDoc {
     this.powBits = limits.powBits ?? DEFAULT_POW_BITS
     this.maxItemBytes = limits.maxItemBytes ?? MAX_ITEM_BYTES
     this.now = limits.now ?? Date.now
+    this.maxDocBytes = limits.maxDocBytes ?? MAX_DOC_BYTES
     stampProblem('', swarm, selfId, this.powBits, 0) // validates powBits (throws NetConfigError)
     if (!(this.maxItemBytes > 0)) throw new NetConfigError(`maxItemBytes must be positive, got ${this.maxItemBytes}`)
+    if (!(this.maxDocBytes > 0)) throw new NetConfigError(`maxDocBytes must be positive, got ${this.maxDocBytes}`)
+    this.doc.on('update', (u: Uint8Array) => { this.appliedSince += u.byteLength })
   }
 
   /** This peer's identity stamp for today (minted once per UTC day; ~2^powBits hashes). */
@@ -195,12 +219,21 @@ export class SwarmDoc {
       this.refusedSize++
       throw new LimitExceededError(CRDT_SYNC.id, `update inserts a value of ${big.size} B into ${big.where}, over the ${this.maxItemBytes} B limit`)
     }
+    // An update that visibly lacks dependencies waits without the O(doc) scratch copy below: a
+    // flooder's undeliverable updates are retried after every applied update, and must stay cheap.
+    if (this.lacksDependencies(update)) return 'pending'
+    if (this.overDocCap(update)) {
+      this.rejected++
+      this.refusedDocSize++
+      throw new LimitExceededError(CRDT_SYNC.id, `swarm doc is ${this.measuredBytes} B; a ${update.byteLength} B update outside the signed maps would pass its ${this.maxDocBytes} B cap`)
+    }
     // Fast path: an update that provably cannot touch `peers` and has all its dependencies is
     // applied directly (no scratch copy: O(update) instead of O(doc)).
     if (this.provablyOutsidePeers(update)) {
       Y.applyUpdate(this.doc, update, origin)
       return 'applied'
     }
+    this.fullChecks++
     const scratch = new Y.Doc()
     try {
       Y.applyUpdate(scratch, Y.encodeStateAsUpdate(this.doc))
@@ -220,6 +253,82 @@ export class SwarmDoc {
     }
     Y.applyUpdate(this.doc, update, origin)
     return 'applied'
+  }
+
+  /**
+   * True when `update` would take the doc past maxDocBytes and writes outside the signed maps.
+   * The exact size (O(doc) to encode) is measured only when the running upper bound crosses the
+   * cap and something was applied since the last measurement, so a flood at the cap costs O(update).
+   */
+  private overDocCap (update: Uint8Array): boolean {
+    if (this.measuredBytes + this.appliedSince + update.byteLength <= this.maxDocBytes) return false
+    if (this.writesOnlySignedMaps(update)) return false
+    if (this.appliedSince > 0) {
+      this.measuredBytes = Y.encodeStateAsUpdate(this.doc).byteLength
+      this.appliedSince = 0
+    }
+    return this.measuredBytes + update.byteLength > this.maxDocBytes
+  }
+
+  /**
+   * True when every item `update` inserts lands in a signed map (by its parent's name, or next to
+   * an entry of one we hold) — or it inserts nothing (deletions only). Undecidable → false.
+   */
+  private writesOnlySignedMaps (update: Uint8Array): boolean {
+    let decoded: ReturnType<typeof Y.decodeUpdate>
+    try {
+      decoded = Y.decodeUpdate(update)
+    } catch {
+      return false
+    }
+    const store = this.doc.store
+    const signed = new Set<unknown>(SIGNED_MAPS.map(m => this.doc.getMap(m)))
+    const heldParent = (id: Y.ID | null): unknown => {
+      if (id === null || id.clock >= Y.getState(store, id.client)) return undefined
+      const s = Y.getItem(store, id) as Y.Item | Y.GC
+      return s instanceof Y.Item ? s.parent : undefined
+    }
+    for (const struct of decoded.structs) {
+      if (!(struct instanceof Y.Item)) continue
+      if (typeof struct.parent === 'string') {
+        if (!SIGNED_MAPS.includes(struct.parent)) return false
+      } else if (struct.parent !== null || !signed.has(heldParent(struct.origin ?? struct.rightOrigin))) {
+        return false
+      }
+    }
+    return true
+  }
+
+  /**
+   * True when `update` certainly cannot apply yet: a struct starts after a gap in its client's
+   * history, or points (origin, right origin, parent item) at an id this doc does not hold and the
+   * update does not bring. False when undecidable (or undecodable): the full check then decides.
+   */
+  private lacksDependencies (update: Uint8Array): boolean {
+    let decoded: ReturnType<typeof Y.decodeUpdate>
+    try {
+      decoded = Y.decodeUpdate(update)
+    } catch {
+      return false
+    }
+    const store = this.doc.store
+    // Pass 1: per client, the clock up to which the doc or the update holds; a gap is a miss.
+    const reach = new Map<number, number>()
+    for (const struct of decoded.structs) {
+      if (struct instanceof Y.Skip) continue // a range the update leaves out: the next struct shows the gap if we lack it
+      const client = struct.id.client
+      const expected = reach.get(client) ?? Y.getState(store, client)
+      if (struct.id.clock > expected) return true
+      reach.set(client, Math.max(expected, struct.id.clock + struct.length))
+    }
+    // Pass 2: what the items point at (possibly items of this same update, in any order).
+    const holds = (id: Y.ID | null): boolean => id === null || id.clock < (reach.get(id.client) ?? Y.getState(store, id.client))
+    for (const struct of decoded.structs) {
+      if (!(struct instanceof Y.Item)) continue
+      if (!holds(struct.origin) || !holds(struct.rightOrigin)) return true
+      if (struct.parent !== null && typeof struct.parent !== 'string' && !holds(struct.parent as Y.ID)) return true
+    }
+    return false
   }
 
   /**
