@@ -263,7 +263,7 @@ export async function relayCapacity (steps: number[], joinGoalMs: number, log: (
     const url = `http://127.0.0.1:${Number(relay.addr.split('/tcp/')[1].split('/')[0])}/metrics`
     const scrape = async (): Promise<{ rss: number, heap: number, reservations: number }> => {
       const text = await (await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) })).text()
-      return { rss: gauge(text, 'webswarm_relay_process_resident_memory_bytes'), heap: gauge(text, 'webswarm_relay_process_nodejs_heap_size_used_bytes'), reservations: gauge(text, 'webswarm_relay_reservations') }
+      return { rss: gauge(text, 'webswarm_relay_process_process_resident_memory_bytes'), heap: gauge(text, 'webswarm_relay_process_nodejs_heap_size_used_bytes'), reservations: gauge(text, 'webswarm_relay_reservations') }
     }
     await new Promise(resolve => setTimeout(resolve, 2_000))
     const base = await scrape()
@@ -284,8 +284,8 @@ export async function relayCapacity (steps: number[], joinGoalMs: number, log: (
             await syncOnce(node, relay.id)
             clients.push(node)
             times.push(Date.now() - t)
-          } catch {
-            failed++
+          } catch (e) {
+            if (failed++ === 0) log(`capacity: first failed join: ${(e as Error).message}`)
             await Promise.resolve(node?.stop()).catch(() => {})
           }
         }))
@@ -324,4 +324,4 @@ export async function relayCapacity (steps: number[], joinGoalMs: number, log: (
 }
 
 /** Capacity clients started at once. */
-const BATCH = 25
+const BATCH = 10

@@ -16,12 +16,13 @@ const R3 = '12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'
 const addr = (id: string, port: number): string => `/ip4/127.0.0.1/tcp/${port}/ws/p2p/${id}`
 
 /** A node that connects to every relay at once and holds reservations on `reserved`. */
-function fakeNode (reserved: Set<string>): { node: WebSwarmNode, hungUp: string[] } {
+function fakeNode (reserved: Set<string>): { node: WebSwarmNode, hungUp: string[], dead: Set<string>, drop: (id: string) => void } {
   const target = new EventTarget()
   const hungUp: string[] = []
+  const dead = new Set<string>()
   const node = {
     peerId: peerIdFromString(SELF),
-    dial: async () => {},
+    dial: async (addrs: Multiaddr[]) => { if (addrs.some(a => dead.has(a.getComponents().findLast(c => c.name === 'p2p')?.value ?? ''))) throw new Error('gone') },
     getConnections: () => [],
     getMultiaddrs: (): Multiaddr[] => [...reserved].map(r => multiaddr(`${addr(r, 1)}/p2p-circuit/p2p/${SELF}`)),
     hangUp: async (peer: { toString: () => string }) => {
@@ -32,7 +33,8 @@ function fakeNode (reserved: Set<string>): { node: WebSwarmNode, hungUp: string[
     addEventListener: target.addEventListener.bind(target),
     removeEventListener: target.removeEventListener.bind(target)
   } as unknown as WebSwarmNode
-  return { node, hungUp }
+  const drop = (id: string): void => { dead.add(id); target.dispatchEvent(new CustomEvent('peer:disconnect', { detail: peerIdFromString(id) })) }
+  return { node, hungUp, dead, drop }
 }
 
 afterEach(() => { vi.useRealTimers() })
@@ -52,6 +54,21 @@ describe('PeerManager: stalled relay reservations', () => {
     reserved.add(R2)
     await vi.advanceTimersByTimeAsync(3 * RESERVATION_STALL_MS)
     expect(hungUp).toEqual([R2])
+    pm.stop()
+  })
+
+  it('does not count a reservation on a relay that disconnected (its address may linger)', async () => {
+    vi.useFakeTimers()
+    const reserved = new Set([R1, R2])
+    const { node, hungUp, drop } = fakeNode(reserved)
+    const pm = new PeerManager(node, { bootstrap: [addr(R1, 1), addr(R2, 2), addr(R3, 3)], swarm: 'default', targetPeers: 0, log: () => {} })
+    pm.start()
+    await vi.advanceTimersByTimeAsync(RESERVATION_STALL_MS + 2_000)
+    expect(hungUp).toEqual([])
+    // R1 dies; its circuit address is still listed. R3, connected without a reservation, is redialled.
+    drop(R1)
+    await vi.advanceTimersByTimeAsync(1_500)
+    expect(hungUp).toEqual([R3])
     pm.stop()
   })
 

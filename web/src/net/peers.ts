@@ -430,7 +430,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
 
   /** Closes one relay connection whose reservation stalled (RESERVATION_STALL_MS), so that the redial reserves. */
   private unstallReservation (now: number): void {
-    const held = this.reservedRelays()
+    // A dead relay's circuit address can outlive its connection: count only relays still connected.
+    const held = new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
     if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) return
     const r = this.relays.find(x => x.connected && !held.has(x.id) && now - (x.connectedAt ?? now) >= RESERVATION_STALL_MS)
     if (r === undefined) return
