@@ -13,9 +13,13 @@
  *    the p50/p95 ratio of the used route's cost to the global-knowledge best route.
  *
  * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min).
+ * 5. Relay failover (bench/scale-relays.ts): 3 relay processes, --failover-peers Node peers, the
+ *    relay most of them reserved on SIGKILLed: relay_failover_s and CRDT entries lost.
+ * 6. Relay capacity (bench/scale-relays.ts): light peers against one relay process in
+ *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
  * Flags: --seed 1 --dht-n 16,32 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
- *        --route-requests 200
+ *        --route-requests 200 --failover-peers 30 --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -24,6 +28,7 @@ import { CrdtChurnSim } from '../web/src/sim/crdt-churn.ts'
 import { DhtSwarm } from '../web/src/sim/dht-swarm.ts'
 import { NetModel, percentile } from '../web/src/sim/model.ts'
 import { RoutingSim } from '../web/src/sim/routing.ts'
+import { relayCapacity, relayFailover } from './scale-relays.ts'
 import { simulateTabDay } from '../web/src/sim/tab-connections.ts'
 
 function arg (name: string, dflt: string): string {
@@ -96,6 +101,13 @@ log(`routing: ${JSON.stringify(routeRow ?? 'skipped')}`)
 const tab = { churn_10pct_min: simulateTabDay({ seed, target: 8, churnPerMinute: 0.1 }), churn_2pct_min: simulateTabDay({ seed, target: 8, churnPerMinute: 0.02 }) }
 log(`tab day: ${JSON.stringify(tab)}`)
 
+const failoverPeers = Number(arg('failover-peers', '30'))
+const failover = failoverPeers > 0 ? await relayFailover(failoverPeers, log) : undefined
+log(`relay failover: ${JSON.stringify(failover ?? 'skipped')}`)
+const capacitySteps = list(arg('capacity-steps', '50,100,200,400'))
+const capacity = capacitySteps.length > 0 ? await relayCapacity(capacitySteps, 10_000, log) : undefined
+log(`relay capacity: ${JSON.stringify(capacity ?? 'skipped')}`)
+
 const byN = <T extends { n: number }>(rows: T[], k: keyof T): Record<string, unknown> => Object.fromEntries(rows.map(r => [String(r.n), r[k]]))
 // A section skipped in this run (`--dht-n ''`, `--crdt-n ''`, `--route-requests 0`) keeps the
 // figures of the run that measured it; scale.meta.json says which run measured what.
@@ -118,10 +130,10 @@ const result = {
   route_success: routeRow !== undefined ? routeRow.succeeded / routeRow.requests : prev.route_success ?? null,
   route_ratio_p50: routeRow !== undefined ? routeRow.route_ratio_p50 : prev.route_ratio_p50 ?? null,
   route_ratio_p95: routeRow !== undefined ? routeRow.route_ratio_p95 : prev.route_ratio_p95 ?? null,
-  // Not measured by this bench (see BENCHMARKS.md § Scale): several relays, relay capacity.
-  relay_failover_s: null,
-  relay_peers_max: null,
-  relay_bytes_per_peer: null,
+  relay_failover_s: failover !== undefined ? failover.relay_failover_s : prev.relay_failover_s ?? null,
+  relay_failover_crdt_entries_lost: failover !== undefined ? Math.max(...failover.crdt_entries_lost) : prev.relay_failover_crdt_entries_lost ?? null,
+  relay_peers_max: capacity !== undefined ? capacity.relay_peers_max : prev.relay_peers_max ?? null,
+  relay_bytes_per_peer: capacity !== undefined ? capacity.relay_bytes_per_peer : prev.relay_bytes_per_peer ?? null,
   tab_peer_connections_24h: tab.churn_10pct_min.opened,
   tab_budget_exhausted_minute: tab.churn_10pct_min.exhaustedAtMinute,
   tab_peer_connections_24h_churn_2pct_min: tab.churn_2pct_min.opened
@@ -137,7 +149,9 @@ const meta = {
   dht: dhtRows.length > 0 ? { measured: now, rows: dhtRows } : kept('dht'),
   crdt: crdtRows.length > 0 ? { measured: now, rows: crdtRows } : kept('crdt'),
   routing: routeRow !== undefined ? { measured: now, ...routeRow } : kept('routing'),
-  tab: { measured: now, ...tab }
+  tab: { measured: now, ...tab },
+  relay_failover: failover !== undefined ? { measured: now, ...failover } : kept('relay_failover'),
+  relay_capacity: capacity !== undefined ? { measured: now, ...capacity } : kept('relay_capacity')
 }
 mkdirSync('bench/results', { recursive: true })
 writeFileSync(prevFile, JSON.stringify(result, null, 2) + '\n')

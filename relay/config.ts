@@ -7,7 +7,7 @@ import { parseIceServer } from '../web/src/net/ice.ts'
 import { DEFAULT_RELAY_LIMITS, MIN_RESERVATION_TTL_MS } from '../web/src/net/node.ts'
 import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
 import { DEFAULT_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
-import { DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 import { parsePeerRelay } from './peering.ts'
 
@@ -41,6 +41,8 @@ export interface RelayConfig {
   connRateLimit: number
   /** Open connections allowed from one IP address (0: no cap; relay/limits.ts). */
   maxConnsPerIp?: number
+  /** Open connections allowed in all (0: no cap; relay/limits.ts). */
+  maxConnections?: number
   /** Identity-stamp difficulty a reservation needs (0: none; relay/limits.ts). */
   reservationPowBits?: number
   /** Identity-stamp difficulty of swarm-doc `peers` entries; must equal the swarm's peers' (web/src/net/crdt/swarm-doc.ts). */
@@ -68,6 +70,8 @@ Network
   --conn-rate-limit <n>    New connections per second from one host [env CONN_RATE_LIMIT, default 50]
   --max-conns-per-ip <n>   Open connections from one IP address, 0 = no cap
                                                           [env MAX_CONNS_PER_IP, default ${DEFAULT_MAX_CONNS_PER_IP}]
+  --max-connections <n>    Open connections in all; newcomers past it are refused, 0 = no cap
+                                                          [env MAX_CONNECTIONS, default ${DEFAULT_MAX_CONNECTIONS}]
   --reservation-pow-bits <n>  Proof of work (bits) a peer's identity stamp needs before it gets
                            a reservation (/webswarm/pow/1.0.0), 0 = none [env RESERVATION_POW_BITS, default 0]
   --crdt-pow-bits <n>      Proof of work (bits) of the swarm doc's peers entries; the swarm's
@@ -136,6 +140,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       'ice-server': { type: 'string', multiple: true },
       'conn-rate-limit': { type: 'string' },
       'max-conns-per-ip': { type: 'string' },
+      'max-connections': { type: 'string' },
       'reservation-pow-bits': { type: 'string' },
       'crdt-pow-bits': { type: 'string' },
       'max-reservations': { type: 'string' },
@@ -185,6 +190,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     compactIntervalMs: int('--compact-interval', values['compact-interval'] ?? env.COMPACT_INTERVAL_MS, DEFAULT_COMPACT_INTERVAL_MS),
     connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1),
     maxConnsPerIp: int('--max-conns-per-ip', values['max-conns-per-ip'] ?? env.MAX_CONNS_PER_IP, DEFAULT_MAX_CONNS_PER_IP),
+    maxConnections: int('--max-connections', values['max-connections'] ?? env.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),
     reservationPowBits: bits('--reservation-pow-bits', values['reservation-pow-bits'] ?? env.RESERVATION_POW_BITS, 0),
     crdtPowBits: bits('--crdt-pow-bits', values['crdt-pow-bits'] ?? env.CRDT_POW_BITS, DEFAULT_POW_BITS),
     peerRelays

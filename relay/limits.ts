@@ -5,7 +5,11 @@
  *  - at most `maxConnsPerIp` open connections from one IP address (a flooder's many identities
  *    from one machine share it; browsers behind one NAT do too, so the default is generous);
  *  - with `reservationPowBits` > 0, a circuit-relay reservation only for a peer that presented a
- *    valid identity stamp for this relay today (`/webswarm/pow/1.0.0`, web/src/net/pow-protocol.ts).
+ *    valid identity stamp for this relay today (`/webswarm/pow/1.0.0`, web/src/net/pow-protocol.ts);
+ *  - capacity: at most `maxConnections` open connections in all (a newcomer past it is refused at
+ *    the handshake instead of making libp2p prune someone else's), and no new reservation once
+ *    `maxReservations` are held (a held one may still be refreshed). libp2p's reservation store
+ *    refuses past its cap too, but silently: refusing here first makes it counted.
  * Every refusal is counted by reason (`/metrics`: webswarm_relay_refused_total{reason}).
  */
 import type { ConnectionGater, Libp2p, MultiaddrConnection, PeerId, Stream } from '@libp2p/interface'
@@ -18,11 +22,21 @@ import { POW_STAMP, relayStampScope } from '../web/src/net/pow-protocol.ts'
 /** Default cap on open connections from one IP address. */
 export const DEFAULT_MAX_CONNS_PER_IP = 128
 
-type RefusalReason = 'ip-connections' | 'reservation-without-stamp' | 'bad-stamp'
+/** Default cap on open connections in all (BENCHMARKS.md § Scale: relay_peers_max on the 2-core machine). */
+export const DEFAULT_MAX_CONNECTIONS = 1000
+
+type RefusalReason = 'ip-connections' | 'connections-full' | 'reservations-full' | 'reservation-without-stamp' | 'bad-stamp'
+
+/** What the gater reads of the relay's reservation table (circuit-relay-v2's `reservations`). */
+interface ReservationTable { readonly size: number, has: (peer: PeerId) => boolean }
 
 export interface RelayAdmissionOptions {
   /** Open connections allowed from one IP (0: no cap). */
   maxConnsPerIp: number
+  /** Open connections allowed in all (0: no cap). @default 0 */
+  maxConnections?: number
+  /** Reservations held at once past which new ones are refused (0: no cap). @default 0 */
+  maxReservations?: number
   /** Difficulty of the stamp a reservation needs (0: reservations need none). */
   reservationPowBits: number
   /** Stamped peers remembered at most (the oldest is forgotten; it presents its stamp again). */
@@ -43,6 +57,10 @@ function ipOf (ma: Multiaddr): string | undefined {
 export class RelayAdmission {
   /** Open connections per IP. */
   private readonly perIp = new Map<string, number>()
+  /** Open connections in all. */
+  private open = 0
+  /** The relay's reservation table, once attached. */
+  private reservations?: ReservationTable
   /** Peers that presented a valid stamp → the UTC day of the stamp. */
   private readonly stamped = new Map<string, number>()
   private readonly now: () => number
@@ -51,6 +69,10 @@ export class RelayAdmission {
   constructor (readonly opts: RelayAdmissionOptions) {
     if (!(Number.isInteger(opts.maxConnsPerIp) && opts.maxConnsPerIp >= 0)) throw new NetConfigError(`maxConnsPerIp must be an integer ≥ 0, got ${opts.maxConnsPerIp}`)
     if (!(Number.isInteger(opts.reservationPowBits) && opts.reservationPowBits >= 0 && opts.reservationPowBits <= MAX_POW_BITS)) throw new NetConfigError(`reservationPowBits must be an integer in [0, ${MAX_POW_BITS}], got ${opts.reservationPowBits}`)
+    for (const k of ['maxConnections', 'maxReservations'] as const) {
+      const v = opts[k] ?? 0
+      if (!(Number.isInteger(v) && v >= 0)) throw new NetConfigError(`${k} must be an integer ≥ 0, got ${v}`)
+    }
     if (!(Number.isInteger(opts.maxStamped) && opts.maxStamped >= 1)) throw new NetConfigError(`maxStamped must be a positive integer, got ${opts.maxStamped}`)
     this.now = opts.now ?? Date.now
     this.log = opts.log ?? (() => {})
@@ -59,6 +81,11 @@ export class RelayAdmission {
   /** Gater hooks merged into the relay node's connection gater (web/src/net/node.ts RelayInit.gater). */
   readonly gater: Pick<ConnectionGater, 'denyInboundConnection' | 'denyInboundRelayReservation'> = {
     denyInboundConnection: (maConn: MultiaddrConnection): boolean => {
+      const max = this.opts.maxConnections ?? 0
+      if (max > 0 && this.open >= max) {
+        this.opts.onRefused('connections-full')
+        return true
+      }
       if (this.opts.maxConnsPerIp === 0) return false
       const ip = ipOf(maConn.remoteAddr)
       if (ip === undefined || (this.perIp.get(ip) ?? 0) < this.opts.maxConnsPerIp) return false
@@ -66,6 +93,11 @@ export class RelayAdmission {
       return true
     },
     denyInboundRelayReservation: (source: PeerId): boolean => {
+      const max = this.opts.maxReservations ?? 0
+      if (max > 0 && this.reservations !== undefined && this.reservations.size >= max && !this.reservations.has(source)) {
+        this.opts.onRefused('reservations-full')
+        return true
+      }
       if (this.opts.reservationPowBits === 0) return false
       const day = this.stamped.get(source.toString())
       const today = powEpoch(this.now())
@@ -75,13 +107,16 @@ export class RelayAdmission {
     }
   }
 
-  /** Tracks open connections per IP and serves the stamp protocol on `node`. */
-  async attach (node: Libp2p): Promise<void> {
+  /** Tracks open connections (per IP and in all) and `reservations`, and serves the stamp protocol on `node`. */
+  async attach (node: Libp2p, reservations?: ReservationTable): Promise<void> {
+    this.reservations = reservations
     node.addEventListener('connection:open', (evt) => {
+      this.open++
       const ip = ipOf(evt.detail.remoteAddr)
       if (ip !== undefined) this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1)
     })
     node.addEventListener('connection:close', (evt) => {
+      this.open = Math.max(0, this.open - 1)
       const ip = ipOf(evt.detail.remoteAddr)
       if (ip === undefined) return
       const n = (this.perIp.get(ip) ?? 1) - 1
@@ -94,6 +129,11 @@ export class RelayAdmission {
       maxOutboundStreams: POW_STAMP.maxOutboundStreams,
       runOnLimitedConnection: POW_STAMP.runOnLimitedConnection
     })
+  }
+
+  /** Open connections in all as tracked. */
+  get openConnections (): number {
+    return this.open
   }
 
   /** Open connections from `ip` as tracked (tests, /metrics). */

@@ -26,7 +26,7 @@ import type { RelayConfig } from './config.ts'
 import { CrdtStore, DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 import { createHttpHandler } from './http.ts'
 import { RelayMetrics } from './metrics.ts'
-import { DEFAULT_MAX_CONNS_PER_IP, RelayAdmission } from './limits.ts'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNS_PER_IP, RelayAdmission } from './limits.ts'
 import { DEFAULT_POW_BITS } from '../web/src/net/pow.ts'
 import { RelayPeering } from './peering.ts'
 
@@ -137,6 +137,9 @@ function forgetDepartedMembers (node: RelayNode, swarmNames: string[], log: (l: 
   })
 }
 
+/** Connections libp2p allows past `--max-connections` before it prunes (see startRelay). */
+const RELAY_CONNECTION_MARGIN = 32
+
 export async function startRelay (config: RelayConfig, log: (line: string) => void = (l) => { console.info(l) }): Promise<RelayHandle> {
   const startedAt = Date.now()
   const privateKey = await loadIdentity(config.dataDir)
@@ -148,6 +151,8 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   const metrics = new RelayMetrics()
   const admission = new RelayAdmission({
     maxConnsPerIp: config.maxConnsPerIp ?? DEFAULT_MAX_CONNS_PER_IP,
+    maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    maxReservations: config.maxReservations,
     reservationPowBits: config.reservationPowBits ?? 0,
     maxStamped: 4 * config.maxReservations,
     onRefused: (reason) => { metrics.refused.inc({ reason }) },
@@ -160,6 +165,9 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     announce: config.announce,
     tls,
     inboundConnectionThreshold: config.connRateLimit,
+    // libp2p prunes past its own cap; ours (the gater) refuses newcomers first and counts them.
+    // The margin: the relay's own dials (peer relays) and handshakes under way.
+    maxConnections: (config.maxConnections ?? DEFAULT_MAX_CONNECTIONS) === 0 ? Number.MAX_SAFE_INTEGER : (config.maxConnections ?? DEFAULT_MAX_CONNECTIONS) + RELAY_CONNECTION_MARGIN,
     gater: admission.gater,
     limits: {
       maxReservations: config.maxReservations,
@@ -169,7 +177,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
       ...(config.relayDurationLimitMs !== undefined ? { durationLimitMs: config.relayDurationLimitMs } : {})
     }
   })
-  await admission.attach(node as unknown as Parameters<RelayAdmission['attach']>[0])
+  await admission.attach(node as unknown as Parameters<RelayAdmission['attach']>[0], node.services.relay.reservations)
   instrumentRelay(node, metrics, config.relayData, log)
   forgetDepartedMembers(node, config.swarms, log)
 

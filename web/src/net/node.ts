@@ -119,7 +119,7 @@ export interface PeerInit extends NodeInit {
  * (signalling for new WebRTC links goes through the other) while it re-reserves elsewhere; more
  * would cost every relay a reservation slot per peer for little more availability.
  */
-const MAX_RELAY_RESERVATIONS = 2
+export const MAX_RELAY_RESERVATIONS = 2
 
 /** Limits the circuit relay v2 server applies to each reservation and relayed connection. */
 export interface RelayLimits {

@@ -16,7 +16,7 @@ import { TypedEventEmitter } from 'main-event'
 import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
 import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
-import type { WebSwarmNode } from './node.ts'
+import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
 
 /** How a connection reaches its peer. */
 export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
@@ -53,6 +53,13 @@ const DHT_QUERY_TIMEOUT_MS = 10_000
 export const GONE_AFTER_NO_RESERVATION = 4
 /** A gone candidate is not re-added from discovery for this long, in ms (it may dial us itself). */
 const GONE_FOR_MS = 60_000
+/**
+ * A connected relay we hold no reservation on, while we hold fewer than we want, for this long:
+ * its connection is closed so the redial reserves again. libp2p's circuit transport tries a
+ * relay once per connection: an attempt that times out (10 s; seen at load 20 on 2 cores) is not
+ * retried while the connection stays up, so the peer stayed unreachable for good.
+ */
+export const RESERVATION_STALL_MS = 30_000
 
 /** Protocols whose streams stay open on every link (gossip mesh, identify, ping, DHT): not activity. */
 const BACKGROUND_PROTOCOL = /^\/(meshsub|floodsub|ipfs\/id|ipfs\/ping|webswarm\/kad)\//
@@ -249,7 +256,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Open and lifetime direct-link counts; the page shows them (event `change`). */
   readonly budget: ConnectionBudget
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
-  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, timer?: ReturnType<typeof setTimeout> }>
+  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout> }>
   private readonly candidates = new Map<string, Candidate>()
   /** Candidates the relay keeps answering NO_RESERVATION for → when they may be re-added. */
   private readonly gone = new Map<string, number>()
@@ -326,6 +333,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       if (r.failures > 0) this.log(`relay ${r.id}: reconnected after ${r.failures} failed attempt(s)`)
       r.failures = 0
       r.connected = true
+      r.connectedAt = Date.now()
       this.dispatchEvent(new CustomEvent('relay', { detail: true }))
       void this.dhtDiscover()
       for (const ms of DHT_DISCOVERY_FAST_START_MS) {
@@ -407,8 +415,34 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   }
 
   /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
+  /** Relay ids we hold a reservation on (our /p2p-circuit addresses name them). */
+  reservedRelays (): Set<string> {
+    const out = new Set<string>()
+    for (const a of this.node.getMultiaddrs()) {
+      const s = a.toString()
+      const at = s.indexOf('/p2p-circuit')
+      if (at < 0) continue
+      const id = s.slice(0, at).split('/p2p/')[1]
+      if (id !== undefined) out.add(id)
+    }
+    return out
+  }
+
+  /** Closes one relay connection whose reservation stalled (RESERVATION_STALL_MS), so that the redial reserves. */
+  private unstallReservation (now: number): void {
+    // A dead relay's circuit address can outlive its connection: count only relays still connected.
+    const held = new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
+    if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) return
+    const r = this.relays.find(x => x.connected && !held.has(x.id) && now - (x.connectedAt ?? now) >= RESERVATION_STALL_MS)
+    if (r === undefined) return
+    r.connectedAt = now
+    this.log(`relay ${r.id}: connected ${RESERVATION_STALL_MS / 1000} s without our reservation; reconnecting to reserve`)
+    void this.node.hangUp(peerIdFromString(r.id)).catch((e: Error) => { this.log(`relay ${r.id}: hang-up failed: ${e.message}`) })
+  }
+
   private maintain (): void {
     if (!this.running) return
+    this.unstallReservation(Date.now())
     this.closeIdle()
     const direct = new Set(this.directPeers())
     let missing = this.targetPeers - direct.size - this.dialing.size

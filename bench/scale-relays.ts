@@ -1,0 +1,327 @@
+/**
+ * The relay figures of `npm run bench:scale` (bench/scale.ts runs these; BENCHMARKS.md § Scale):
+ *
+ * - relayFailover: 3 real relays, each its own process (relay/main.ts on 127.0.0.1, linked with
+ *   --peer-relay), and N light Node peers in this process (joinSwarm: libp2p + swarm doc +
+ *   reservations on 2 relays; no models, no WebRTC links). Every peer writes its entry twice; once
+ *   every peer holds every second write, the relay most peers reserved on is SIGKILLed (a crash: no
+ *   flush, sockets reset). Measured: per affected peer, the time until it holds reservations on two
+ *   live relays again (relay_failover_s = the slowest), whether it kept one throughout, and the
+ *   entries missing from what each surviving relay persisted (its CRDT log, read back after a
+ *   SIGTERM).
+ * - relayCapacity: one relay process, light peers added in steps (websocket + reservation + one
+ *   crdt-sync from an empty doc each) until joins fail or slow past a goal: relay_peers_max and
+ *   the relay's RSS and heap per peer (from its /metrics).
+ */
+import * as fs from 'node:fs/promises'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { spawn, type ChildProcess } from 'node:child_process'
+import * as Y from 'yjs'
+import { CrdtStore } from '../relay/crdt-store.ts'
+import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { identify } from '@libp2p/identify'
+import type { Libp2p } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import { webSockets } from '@libp2p/websockets'
+import { createLibp2p } from 'libp2p'
+import { joinSwarm, type Swarm } from '../web/src/net/index.ts'
+import { SYNC_STEP1, SYNC_STEP2, decodeSyncFrame, encodeSyncFrame } from '../web/src/net/crdt/sync.ts'
+import { CRDT_SYNC } from '../web/src/net/protocols.ts'
+
+const quiet = (): void => {}
+/** Bound of every wait here, ms: a figure past it is reported as a failure, not waited for. */
+const WAIT_MS = 180_000
+
+async function until (what: string, cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, everyMs = 50): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!await cond()) {
+    if (Date.now() > end) throw new Error(`bench: ${what} not reached within ${timeoutMs} ms`)
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+}
+
+/** A relay in its own process (relay/main.ts, no API): killed with SIGKILL, as a crash. */
+interface RelayProc { child: ChildProcess, id: string, addr: string, dataDir: string }
+
+async function spawnRelay (dataDir: string, peerRelays: string[], extra: string[] = []): Promise<RelayProc> {
+  await fs.mkdir(dataDir, { recursive: true })
+  const args = ['--import', 'tsx', 'relay/main.ts', '--no-api', '--port', '0', '--ice-server', 'none', '--data-dir', dataDir, '--static-dir', dataDir, ...peerRelays.flatMap(a => ['--peer-relay', a]), ...extra]
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`bench: relay in ${dataDir} did not start: ${out}`)) }, WAIT_MS)
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /relay (\S+) listening: (\S+)/.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve({ child, id: m[1], addr: m[2], dataDir }) }
+    })
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`bench: relay in ${dataDir} exited with ${code}: ${out}`)) })
+  })
+}
+
+async function stopRelay (r: RelayProc, signal: NodeJS.Signals): Promise<void> {
+  if (r.child.exitCode !== null || r.child.signalCode !== null) return
+  const exited = new Promise(resolve => r.child.once('exit', resolve))
+  r.child.kill(signal)
+  await exited
+}
+
+/** The swarm doc a stopped relay left on disk (its CRDT log). */
+async function storedDoc (r: RelayProc): Promise<SwarmDoc> {
+  const doc = new Y.Doc()
+  const store = await CrdtStore.open(path.join(r.dataDir, 'crdt'), 'default', doc, { compactIntervalMs: 0, log: quiet })
+  await store.close()
+  return new SwarmDoc('default', 'bench-reader', undefined, doc)
+}
+
+/** Relay ids `s` holds a reservation on. */
+const reservedOn = (s: Swarm): Set<string> => s.peers.reservedRelays()
+
+/** Peers of `peers` whose entry in `doc` lacks generation `gen` (missing or older). */
+async function missingIn (doc: SwarmDoc, peers: Swarm[], gen: number): Promise<number> {
+  const entries = await doc.peers()
+  return peers.filter(p => (entries.get(p.peerId)?.data.gen as number | undefined ?? -1) < gen).length
+}
+
+export interface FailoverResult {
+  relays: number
+  peers: number
+  /** Seconds from the N peers' start to all of them reserved on 2 relays and in every relay's doc. */
+  setup_s: number
+  /** Peers that held a reservation on the stopped relay. */
+  affected: number
+  /** Slowest affected peer's time to hold reservations on two live relays again, s. */
+  relay_failover_s: number
+  failover_s_p50: number
+  /** Affected peers still reachable during the failover (their other reservation stayed live). */
+  kept_one_reservation: number
+  /** Entries (latest generation, acknowledged by the stopped relay) missing on each surviving relay. */
+  crdt_entries_lost: number[]
+  rss_mb: number
+}
+
+export async function relayFailover (nPeers: number, log: (l: string) => void): Promise<FailoverResult> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-failover-'))
+  const relays: RelayProc[] = []
+  const swarms: Swarm[] = []
+  try {
+    const r1 = await spawnRelay(path.join(root, 'r1'), [])
+    relays.push(r1)
+    const r2 = await spawnRelay(path.join(root, 'r2'), [r1.addr])
+    relays.push(r2)
+    relays.push(await spawnRelay(path.join(root, 'r3'), [r1.addr, r2.addr]))
+    const bootstrap = relays.map(r => r.addr)
+
+    const t0 = Date.now()
+    // Joined a few at a time: all at once, the identity stamps (16 bits each) and 30 libp2p
+    // start-ups on 2 shared cores make the set-up, not the failover, the test.
+    for (let i = 0; i < nPeers; i += 5) {
+      await Promise.all(Array.from({ length: Math.min(5, nPeers - i) }, async () => {
+        const s = await joinSwarm({ bootstrap, iceServers: [], targetPeers: 0, persist: false, log: quiet })
+        swarms.push(s)
+        await s.peers.ready(WAIT_MS)
+        await s.setSelf({ name: s.peerId, gen: 1 })
+      }))
+      log(`failover: ${swarms.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    }
+    log(`failover: ${nPeers} peers joined in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    await until('every peer reserved on two relays', () => swarms.every(s => reservedOn(s).size === 2))
+    const setupS = (Date.now() - t0) / 1000
+    log(`failover: every peer reserved on two relays after ${setupS.toFixed(1)} s`)
+
+    // The victim: the relay most peers reserved on. A fresh write of every peer, synced to every
+    // peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
+    const count = (r: RelayProc): number => swarms.filter(s => reservedOn(s).has(r.id)).length
+    const victim = relays.reduce((a, b) => count(a) >= count(b) ? a : b)
+    const affected = swarms.filter(s => reservedOn(s).has(victim.id))
+    await Promise.all(swarms.map(async s => { await s.updateSelf({ gen: 2 }) }))
+    await until('every peer holds every fresh write', async () => (await Promise.all(swarms.map(async s => await missingIn(s.doc, swarms, 2)))).every(n => n === 0))
+    const survivors = relays.filter(r => r !== victim)
+    const live = new Set(survivors.map(r => r.id))
+    const tKill = Date.now()
+    await stopRelay(victim, 'SIGKILL')
+    const done = new Map<Swarm, number>()
+    const keptOne = new Set(affected)
+    await until('every affected peer reserved on two live relays', () => {
+      for (const s of affected) {
+        const on = [...reservedOn(s)].filter(r => live.has(r))
+        if (on.length === 0) keptOne.delete(s)
+        if (!done.has(s) && on.length === 2) done.set(s, (Date.now() - tKill) / 1000)
+      }
+      return done.size === affected.length
+    }, WAIT_MS, 20)
+    const times = [...done.values()].sort((a, b) => a - b)
+    log(`failover: ${affected.length} affected peers re-reserved, slowest ${times[times.length - 1]} s`)
+    // What each survivor persisted (SIGTERM: it flushes and compacts; its log is then read back).
+    await new Promise(resolve => setTimeout(resolve, 6_000)) // one anti-entropy round (5 s)
+    const everyone = swarms.splice(0)
+    for (const s of everyone) await s.stop().catch(() => {})
+    const lost: number[] = []
+    for (const r of survivors) {
+      await stopRelay(r, 'SIGTERM')
+      lost.push(await missingIn(await storedDoc(r), everyone, 2))
+    }
+    return {
+      relays: 3,
+      peers: nPeers,
+      setup_s: setupS,
+      affected: affected.length,
+      relay_failover_s: times[times.length - 1] ?? 0,
+      failover_s_p50: times[Math.floor(times.length / 2)] ?? 0,
+      kept_one_reservation: keptOne.size,
+      crdt_entries_lost: lost,
+      rss_mb: Math.round(process.memoryUsage().rss / 1e6)
+    }
+  } finally {
+    for (const s of swarms) await s.stop().catch(() => {})
+    for (const r of relays) await stopRelay(r, 'SIGKILL').catch(() => {})
+    await fs.rm(root, { recursive: true, force: true })
+  }
+}
+
+/** A capacity client: websockets + noise + yamux + identify + a circuit reservation; no swarm services. */
+async function capacityClient (relayAddr: string): Promise<Libp2p> {
+  return await createLibp2p({
+    addresses: { listen: [`${relayAddr}/p2p-circuit`] },
+    transports: [webSockets(), circuitRelayTransport({ reservationCompletionTimeout: WAIT_MS })],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: { denyDialMultiaddr: () => false },
+    services: { identify: identify() }
+  })
+}
+
+/** One crdt-sync exchange from an empty doc (what a newcomer does): returns the bytes received. */
+async function syncOnce (node: Libp2p, relayId: string): Promise<number> {
+  const signal = AbortSignal.timeout(CRDT_SYNC.timeoutMs)
+  const stream = await node.dialProtocol(peerIdFromString(relayId), CRDT_SYNC.id, { signal })
+  const lp = lpStream(stream, { maxDataLength: CRDT_SYNC.maxMessageBytes })
+  const empty = new Y.Doc()
+  await lp.write(encodeSyncFrame({ type: SYNC_STEP1, swarm: 'default', payload: Y.encodeStateVector(empty) }), { signal })
+  let bytes = 0
+  let answered = false
+  let got2 = false
+  while (!(answered && got2)) {
+    const frame = decodeSyncFrame((await lp.read({ signal })).subarray())
+    bytes += frame.payload.byteLength
+    if (frame.type === SYNC_STEP1) {
+      answered = true
+      await lp.write(encodeSyncFrame({ type: SYNC_STEP2, swarm: 'default', payload: Y.encodeStateAsUpdate(empty, frame.payload) }), { signal })
+    } else got2 = true
+  }
+  await stream.close({ signal })
+  return bytes
+}
+
+/** A Prometheus gauge's value in the relay's /metrics text. */
+function gauge (text: string, name: string): number {
+  const line = text.split('\n').find(l => l.startsWith(name + ' '))
+  return line === undefined ? NaN : Number(line.slice(name.length + 1))
+}
+
+export interface CapacityStep {
+  peers: number
+  /** Clients of this step that got connection + reservation + sync. */
+  joined: number
+  failed: number
+  /** Per-client time to connect, reserve and sync, this step: p50 / p95, ms. */
+  join_ms_p50: number
+  join_ms_p95: number
+  relay_rss_mb: number
+  relay_heap_mb: number
+  reservations: number
+}
+
+export interface CapacityResult {
+  steps: CapacityStep[]
+  /** Most peers held while every join of the step succeeded with p95 ≤ the goal. */
+  relay_peers_max: number
+  /** (RSS at relay_peers_max − RSS with none) / relay_peers_max. */
+  relay_bytes_per_peer: number
+  relay_heap_bytes_per_peer: number
+  /** Why the ramp stopped. */
+  stopped: string
+}
+
+/**
+ * Ramps concurrent light peers (websocket + reservation + one swarm-doc sync each) against one
+ * relay process with its capacity limits off, measuring the relay's RSS and heap per peer, until a
+ * step's joins fail or their p95 passes `joinGoalMs` (where the relay stops coping), or `steps`
+ * ends. The clients run in this process: on 2 cores their handshakes compete with the relay's.
+ */
+export async function relayCapacity (steps: number[], joinGoalMs: number, log: (l: string) => void): Promise<CapacityResult> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-capacity-'))
+  const clients: Libp2p[] = []
+  const relay = await spawnRelay(root, [], ['--max-connections', '0', '--max-conns-per-ip', '0', '--max-reservations', '100000', '--conn-rate-limit', '100000'])
+  try {
+    const url = `http://127.0.0.1:${Number(relay.addr.split('/tcp/')[1].split('/')[0])}/metrics`
+    const scrape = async (): Promise<{ rss: number, heap: number, reservations: number }> => {
+      const text = await (await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) })).text()
+      return { rss: gauge(text, 'webswarm_relay_process_process_resident_memory_bytes'), heap: gauge(text, 'webswarm_relay_process_nodejs_heap_size_used_bytes'), reservations: gauge(text, 'webswarm_relay_reservations') }
+    }
+    await new Promise(resolve => setTimeout(resolve, 2_000))
+    const base = await scrape()
+    log(`capacity: relay idle rss ${(base.rss / 1e6).toFixed(0)} MB heap ${(base.heap / 1e6).toFixed(0)} MB`)
+    const rows: CapacityStep[] = []
+    let best: CapacityStep | undefined
+    let stopped = 'ramp ended'
+    for (const target of steps) {
+      const times: number[] = []
+      let failed = 0
+      while (clients.length + failed < target) {
+        const batch = Math.min(BATCH, target - clients.length - failed)
+        await Promise.all(Array.from({ length: batch }, async () => {
+          const t = Date.now()
+          let node: Libp2p | undefined
+          try {
+            node = await capacityClient(relay.addr)
+            await syncOnce(node, relay.id)
+            clients.push(node)
+            times.push(Date.now() - t)
+          } catch (e) {
+            if (failed++ === 0) log(`capacity: first failed join: ${(e as Error).message}`)
+            await Promise.resolve(node?.stop()).catch(() => {})
+          }
+        }))
+      }
+      if (global.gc !== undefined) global.gc()
+      await new Promise(resolve => setTimeout(resolve, 1_000))
+      const m = await scrape()
+      times.sort((a, b) => a - b)
+      const row: CapacityStep = {
+        peers: clients.length,
+        joined: times.length,
+        failed,
+        join_ms_p50: times[Math.floor(times.length / 2)] ?? NaN,
+        join_ms_p95: times[Math.min(times.length - 1, Math.floor(times.length * 0.95))] ?? NaN,
+        relay_rss_mb: Math.round(m.rss / 1e6),
+        relay_heap_mb: Math.round(m.heap / 1e6),
+        reservations: m.reservations
+      }
+      rows.push(row)
+      log(`capacity: ${JSON.stringify(row)}`)
+      if (failed > 0 || !(row.join_ms_p95 <= joinGoalMs)) { stopped = `at ${target}: ${failed} joins failed, join p95 ${row.join_ms_p95} ms (goal ≤ ${joinGoalMs})`; break }
+      best = { ...row, relay_rss_mb: m.rss, relay_heap_mb: m.heap }
+    }
+    return {
+      steps: rows,
+      relay_peers_max: best?.peers ?? 0,
+      relay_bytes_per_peer: best === undefined ? NaN : Math.round((best.relay_rss_mb - base.rss) / best.peers),
+      relay_heap_bytes_per_peer: best === undefined ? NaN : Math.round((best.relay_heap_mb - base.heap) / best.peers),
+      stopped
+    }
+  } finally {
+    for (let i = 0; i < clients.length; i += BATCH) await Promise.all(clients.slice(i, i + BATCH).map(async c => { await Promise.resolve(c.stop()).catch(() => {}) }))
+    await stopRelay(relay, 'SIGKILL')
+    await fs.rm(root, { recursive: true, force: true })
+  }
+}
+
+/** Capacity clients started at once. */
+const BATCH = 10
