@@ -25,7 +25,7 @@ const MAX_PENDING_UPDATES = 64
  * downloads the whole doc. Live state is ≈ 1 KiB per peer (BENCHMARKS.md § Scale), so honest
  * swarms stay far below it; fresh keys cost nothing, so per-author buckets alone cannot bound it.
  */
-export const MAX_DOC_BYTES = 16 * 1024 * 1024
+const MAX_DOC_BYTES = 16 * 1024 * 1024
 /** Tolerated clock skew when deciding whether an entry has expired, in ms. */
 const EXPIRY_SKEW_MS = 30_000
 
