@@ -147,6 +147,7 @@ export class Contribution {
       await role.start()
     } catch (e) {
       this.role = undefined
+      // The start failure rethrown below is what the caller learns; a half-started role may fail to stop too.
       await role.stop().catch(() => {})
       throw e
     }
@@ -206,6 +207,7 @@ export class Contribution {
     this.mirrored = undefined
     await role.stop()
     delete document.body.dataset.serving
+    // The patch stays in selfData, and the entry's periodic refresh publishes it again.
     await this.ctx.publishSelf({ serving: undefined }).catch(() => {})
   }
 
