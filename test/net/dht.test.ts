@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { SwarmDht, blockKey, modelKey, signRecord, verifyRecord } from '../../web/src/net/dht/index.ts'
-import { selectRecord } from '../../web/src/net/dht/records.ts'
+import { selectRecord, type SignedRecord } from '../../web/src/net/dht/records.ts'
 import { InvalidRecordError, NetConfigError, RecordNotFoundError } from '../../web/src/net/errors.ts'
-import { startSwarm, type TestSwarm } from './peers-harness.ts'
+import { ManualClock } from '../../web/src/util/clock.ts'
+import { startSwarm, until, type TestSwarm } from './peers-harness.ts'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -93,27 +94,6 @@ describe('DHT across relay + 4 Node peers', () => {
     await expect(dhts[3].get(modelKey('forged'))).rejects.toBeInstanceOf(RecordNotFoundError)
   })
 
-  it('an announcement is refreshed before it expires', async () => {
-    const me = s.peers[2].peerId.toString()
-    const k = blockKey('tiny', 7, me)
-    let n = 0
-    const ttlMs = 800
-    const ann = dhts[2].announce(k, () => enc.encode(`gen ${n++}`), { ttlMs })
-    try {
-      const first = await waitFor(async () => await dhts[0].get(k).catch(() => undefined))
-      // After 2 lifetimes the record must still be readable and newer than the first.
-      await new Promise(resolve => setTimeout(resolve, 2 * ttlMs))
-      const later = await dhts[0].get(k)
-      expect(later.issuedAt).toBeGreaterThan(first.issuedAt)
-      expect(later.expiresAt).toBeGreaterThan(Date.now())
-    } finally {
-      ann.stop()
-    }
-    // Stopped: the last record expires and readers stop seeing it.
-    await new Promise(resolve => setTimeout(resolve, ttlMs + 100))
-    await expect(dhts[0].get(k)).rejects.toBeInstanceOf(RecordNotFoundError)
-  })
-
   it('provider records: every provider is found', async () => {
     await Promise.all(dhts.slice(0, 3).map(async d => { await d.provide('/ws-blocks/tiny/1') }))
     const found = await dhts[3].findProviders('/ws-blocks/tiny/1')
@@ -121,12 +101,57 @@ describe('DHT across relay + 4 Node peers', () => {
   })
 })
 
-async function waitFor<T> (f: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await f()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error('waitFor: timed out')
-    await new Promise(resolve => setTimeout(resolve, 50))
+/**
+ * Record lifetimes on a ManualClock: the announcer signs and re-announces on it and every node's
+ * DHT validators and selectors check lifetimes against it, so "two lifetimes later" and "after
+ * it expired" are clock steps, not real waits a loaded machine could stretch past a refresh.
+ * Only the network's own work is waited for (each step polls until the put has landed).
+ */
+describe('DHT announcements on an injected clock', () => {
+  const clock = new ManualClock(Date.now())
+  let s: TestSwarm
+  let dhts: SwarmDht[]
+  beforeAll(async () => {
+    s = await startSwarm(3, { relay: { now: clock.now }, peer: { now: clock.now } })
+    dhts = s.peers.map((p, i) => new SwarmDht(p, s.keys[i], clock))
+  })
+  afterAll(async () => { await s?.stop() })
+
+  /** The record `reader` finds under `k` once it is newer than `after` (polls: a put is in flight). */
+  async function newer (reader: SwarmDht, k: string, after: number): Promise<SignedRecord> {
+    let rec: SignedRecord | undefined
+    await until(`a record of ${k} issued after ${after}`, async () => {
+      rec = await reader.get(k).catch(() => undefined)
+      return rec !== undefined && rec.issuedAt > after
+    }, 60_000)
+    return rec!
   }
-}
+
+  it('an announcement is refreshed before it expires, and expires once stopped', async () => {
+    const me = s.peers[2].peerId.toString()
+    const k = blockKey('tiny', 7, me)
+    let n = 0
+    const ttlMs = 60_000
+    const ann = dhts[2].announce(k, () => enc.encode(`gen ${n++}`), { ttlMs })
+    try {
+      const first = await newer(dhts[0], k, -Infinity)
+      // Two lifetimes in half-lifetime steps: each step's refresh lands before the next.
+      let later = first
+      for (let i = 0; i < 4; i++) {
+        // The announcer schedules its next refresh once its put has finished.
+        await until('the next refresh to be scheduled', () => clock.pending === 1, 60_000)
+        clock.advance(ttlMs / 2)
+        later = await newer(dhts[0], k, later.issuedAt)
+      }
+      expect(later.issuedAt).toBeGreaterThan(first.issuedAt)
+      expect(later.expiresAt).toBeGreaterThan(clock.now())
+      expect(clock.now() - first.issuedAt).toBeGreaterThanOrEqual(2 * ttlMs)
+    } finally {
+      ann.stop()
+    }
+    // Stopped: nothing refreshes it, and once its lifetime passes readers stop seeing it.
+    expect(clock.pending).toBe(0)
+    clock.advance(ttlMs + 1)
+    await expect(dhts[0].get(k)).rejects.toBeInstanceOf(RecordNotFoundError)
+  })
+})

@@ -81,8 +81,8 @@ describe('call / handle', () => {
 
   it('a total timeout bounds the call even while the peer keeps talking', async () => {
     const [a, b] = await memoryNetwork(2)
-    // the sleep only paces the fake: a handler slower than the 200 ms total timeout
-    await handle(b, P, async (_r, ctx) => { await sleep(1500); ctx.signal.throwIfAborted(); return { tensors: [] } })
+    // A handler that answers only once aborted: however slow the machine, only the 200 ms total timeout ends the call.
+    await handle(b, P, async (_r, ctx) => { await aborted(ctx.signal); ctx.signal.throwIfAborted(); return { tensors: [] } })
     await expect(call(a, b.peerId, P, { tensors: [] }, { timeoutMs: 200 })).rejects.toBeInstanceOf(StreamTimeoutError)
   })
 
@@ -94,7 +94,7 @@ describe('call / handle', () => {
     await handle(b, P, async (_r, ctx) => {
       handlerStarted = true
       ctx.signal.addEventListener('abort', () => { handlerAborted = true })
-      await sleep(10_000) // paces the fake: a handler still busy when the caller cancels
+      await aborted(ctx.signal) // a handler still busy when the caller cancels
       return { tensors: [] }
     })
     const p = call(a, b.peerId, P, tensorMsg(4 << 20, 9), { signal: ac.signal })
@@ -213,3 +213,9 @@ describe('openStream / handleStream', () => {
     expect(handlerErr).toBeInstanceOf(StreamEndedError)
   })
 })
+
+/** Resolves once `signal` aborts (a handler that never finishes on its own). */
+async function aborted (signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  await new Promise<void>(resolve => { signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+}

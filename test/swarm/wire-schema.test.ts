@@ -121,9 +121,9 @@ describe('declared wire schemas', () => {
         delete cut[k] // eslint-disable-line @typescript-eslint/no-dynamic-delete
         expect(() => decodeMsg(withMeta(b, cut)), `${m.type} without ${k}`).toThrow(AllReduceProtocolError)
       }
-      if ('payload' in m) expect(() => decodeMsg(withMeta(b, meta, []))).toThrow(/lacks its payload/)
-      else expect(() => decodeMsg(withMeta(b, meta, [{ name: 'payload', dtype: 'u8', shape: [1], data: new Uint8Array(1) }]))).toThrow(/carries no tensor/)
-      expect(() => decodeMsg(withMeta(b, { ...meta, v: ALLREDUCE_WIRE_VERSION + 1 }))).toThrow(/wire version/)
+      if ('payload' in m) expect(() => decodeMsg(withMeta(b, meta, []))).toThrow(/missing tensor payload/)
+      else expect(() => decodeMsg(withMeta(b, meta, [{ name: 'payload', dtype: 'u8', shape: [1], data: new Uint8Array(1) }]))).toThrow(/unexpected tensor payload/)
+      expect(() => decodeMsg(withMeta(b, { ...meta, v: ALLREDUCE_WIRE_VERSION + 1 }))).toThrow(/unsupported version/)
     }
     expect(() => encodeMsg({ type: MsgType.FAIL, reason: 'x'.repeat(MAX_HEADER_BYTES), suspects: [] })).toThrow(AllReduceProtocolError)
     const big = encodeMsg({ type: MsgType.STATE, run: 'r', round: 1, hash: 'h', momentumHash: 'm', total: 1, offset: 0, meta: '', payload: new Uint8Array(MAX_PAYLOAD_BYTES) })
@@ -132,6 +132,13 @@ describe('declared wire schemas', () => {
     expect(() => decodeMsg(withMeta(big, big.meta!, [{ name: 'payload', dtype: 'u8', shape: [over.length], data: over }]))).toThrow(/payload of .* exceeds/)
     expect(() => decodeMsg({ meta: { v: ALLREDUCE_WIRE_VERSION, t: 13 }, tensors: [] })).toThrow(/unknown message type 13/)
     expect(Object.values(MsgType)).toEqual(Object.values(ALLREDUCE_MESSAGES).map(m => m.code))
+    // The wire form, written out by hand (as INFER_GOLDEN): the schema language carries the same
+    // metadata and payload tensor as the all-reduce's own field table did under version 4.
+    const ready = encodeMsg(allreduceSamples[0])
+    expect(ready).toEqual({ meta: { v: 4, t: 1, run: 'r', round: 2, failedAttempt: -1, suspects: [] }, tensors: [] })
+    const reduce = encodeMsg(allreduceSamples[2])
+    expect(reduce.meta).toEqual({ v: 4, t: 4, run: 'r', round: 2, key: 'a:2:0', members: ['a', 'b'], part: 1, n: 64, partElements: 64, norm: 2.5 })
+    expect(reduce.tensors.map(x => [x.name, x.dtype, x.shape])).toEqual([['payload', 'u8', [68]]])
   })
 
   it('PROTOCOL.md holds the tables rendered from the schemas (UPDATE_PROTOCOL_MD=1 rewrites them)', () => {

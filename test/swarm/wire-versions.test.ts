@@ -77,6 +77,6 @@ describe('protocol versions', () => {
     expect(() => readInfer(wrapped(OLD[0].msg))).toThrow(/unsupported version undefined \(expected 2\)/)
     expect(() => readExpert(wrapped(OLD[1].msg))).toThrow(/unsupported version/)
     expect(() => decodeMsg(wrapped(OLD[2].msg))).toThrow(AllReduceProtocolError)
-    expect(() => decodeMsg(wrapped(OLD[2].msg))).toThrow(/wire version undefined, expected 4/)
+    expect(() => decodeMsg(wrapped(OLD[2].msg))).toThrow(/unsupported version undefined \(expected 4\)/)
   })
 })

@@ -3,7 +3,7 @@
  * OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}` — the fields OpenAI's
  * own clients read (`openai` npm raises BadRequestError, NotFoundError, … from the status).
  */
-import { WebSwarmError } from '../util/errors.ts'
+import { declaredError, WebSwarmError } from '../util/errors.ts'
 
 /** The body of every error response. */
 export interface OpenAiErrorBody {
@@ -36,10 +36,7 @@ export abstract class ApiError extends WebSwarmError {
 }
 
 /** A parameter is missing, of the wrong type or out of range (400). */
-export class InvalidParamError extends ApiError {
-  override name = 'InvalidParamError'
-  readonly errorCode = 'api.invalid-param'
-  readonly status = 400
+export class InvalidParamError extends declaredError(ApiError, { name: 'InvalidParamError', errorCode: 'api.invalid-param', status: 400 }) {
   override readonly code: string | null
 
   constructor (message: string, param: string | null = null, code: string | null = 'invalid_value') {
@@ -49,59 +46,25 @@ export class InvalidParamError extends ApiError {
 }
 
 /** The body is not JSON, or not a JSON object (400). */
-export class MalformedBodyError extends ApiError {
-  override name = 'MalformedBodyError'
-  readonly errorCode = 'api.malformed-body'
-  readonly status = 400
-  override readonly code = 'invalid_json'
-}
+export class MalformedBodyError extends declaredError(ApiError, { name: 'MalformedBodyError', errorCode: 'api.malformed-body', status: 400, code: 'invalid_json' }) {}
 
 /** No or a wrong Bearer key (401). */
-export class InvalidApiKeyError extends ApiError {
-  override name = 'InvalidApiKeyError'
-  readonly errorCode = 'api.invalid-api-key'
-  readonly status = 401
-  override readonly code = 'invalid_api_key'
-}
+export class InvalidApiKeyError extends declaredError(ApiError, { name: 'InvalidApiKeyError', errorCode: 'api.invalid-api-key', status: 401, code: 'invalid_api_key' }) {}
 
 /** No such route under /v1 (404). */
-export class UnknownRouteError extends ApiError {
-  override name = 'UnknownRouteError'
-  readonly errorCode = 'api.unknown-route'
-  readonly status = 404
-  override readonly code = 'unknown_url'
-}
+export class UnknownRouteError extends declaredError(ApiError, { name: 'UnknownRouteError', errorCode: 'api.unknown-route', status: 404, code: 'unknown_url' }) {}
 
 /** The route exists, the method does not (405). */
-export class MethodNotAllowedError extends ApiError {
-  override name = 'MethodNotAllowedError'
-  readonly errorCode = 'api.method-not-allowed'
-  readonly status = 405
-  override readonly code = 'method_not_allowed'
-}
+export class MethodNotAllowedError extends declaredError(ApiError, { name: 'MethodNotAllowedError', errorCode: 'api.method-not-allowed', status: 405, code: 'method_not_allowed' }) {}
 
 /** `model` names a model this API does not serve (404). */
-export class ModelNotFoundError extends ApiError {
-  override name = 'ModelNotFoundError'
-  readonly errorCode = 'api.model-not-found'
-  readonly status = 404
-  override readonly code = 'model_not_found'
-}
+export class ModelNotFoundError extends declaredError(ApiError, { name: 'ModelNotFoundError', errorCode: 'api.model-not-found', status: 404, code: 'model_not_found' }) {}
 
 /** The prompt (with max_tokens) does not fit the model's context, or the body is too large (413). */
-export class PromptTooLongError extends ApiError {
-  override name = 'PromptTooLongError'
-  readonly errorCode = 'api.prompt-too-long'
-  readonly status = 413
-  override readonly code = 'context_length_exceeded'
-}
+export class PromptTooLongError extends declaredError(ApiError, { name: 'PromptTooLongError', errorCode: 'api.prompt-too-long', status: 413, code: 'context_length_exceeded' }) {}
 
 /** Over the per-key / per-IP request rate (429). */
-export class RateLimitError extends ApiError {
-  override name = 'RateLimitError'
-  readonly errorCode = 'api.rate-limit'
-  readonly status = 429
-  override readonly code = 'rate_limit_exceeded'
+export class RateLimitError extends declaredError(ApiError, { name: 'RateLimitError', errorCode: 'api.rate-limit', status: 429, code: 'rate_limit_exceeded' }) {
 
   constructor (message: string, /** Seconds until a request would be taken. */ readonly retryAfterS: number) {
     super(message)
@@ -109,10 +72,7 @@ export class RateLimitError extends ApiError {
 }
 
 /** The swarm cannot run the model now: no servers for some blocks, or every server is full (503). */
-export class SwarmUnavailableError extends ApiError {
-  override name = 'SwarmUnavailableError'
-  readonly errorCode = 'api.swarm-unavailable'
-  readonly status = 503
+export class SwarmUnavailableError extends declaredError(ApiError, { name: 'SwarmUnavailableError', errorCode: 'api.swarm-unavailable', status: 503 }) {
   override readonly code: string
 
   constructor (message: string, code = 'blocks_not_served', /** Blocks no live server covers. */ readonly missingBlocks: readonly number[] = []) {
@@ -122,9 +82,4 @@ export class SwarmUnavailableError extends ApiError {
 }
 
 /** A failure of ours (500): a bug, or a generation that failed after it began. */
-export class ApiInternalError extends ApiError {
-  override name = 'ApiInternalError'
-  readonly errorCode = 'api.internal'
-  readonly status = 500
-  override readonly code = 'internal_error'
-}
+export class ApiInternalError extends declaredError(ApiError, { name: 'ApiInternalError', errorCode: 'api.internal', status: 500, code: 'internal_error' }) {}

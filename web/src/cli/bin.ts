@@ -1,7 +1,8 @@
 #!/usr/bin/env -S npx tsx
 /**
- * `webswarm` — the Node command line. Start-up stays fast: only node:util and the error classes
- * (cli/failures.ts) are loaded here, each command imports what it needs when it runs.
+ * `webswarm` — the Node command line. Start-up stays fast: only node:util, the error classes
+ * (cli/failures.ts) and the trainers' default table are loaded here, each command imports what
+ * it needs when it runs.
  *
  *   npm run --silent webswarm -- logits   --model DIR --tokens 5,17,3 --out FILE
  *   npm run --silent webswarm -- generate --model DIR (--tokens IDS | --prompt TEXT) --max-new-tokens N [...]
@@ -12,6 +13,7 @@
 import { parseArgs } from 'node:util'
 import { UsageError, type Flags } from './args.ts'
 import { exitStatusOf, isExpectedFailure } from './failures.ts'
+import { defaultsLine } from './trainer-defaults.ts'
 
 const USAGE = `usage: webswarm <command> [options]
 
@@ -30,6 +32,7 @@ commands:
             [--weight-decay W] [--beta1 B] [--beta2 B] [--clip C] [--seed S]
             [--checkpoint-every N] [--eval-every N] [--resume]
             single-peer training with a progress line and checkpoints in DIR
+            ${defaultsLine('train')}
 
   serve     --model MODEL --bootstrap MULTIADDR [--blocks A:B | --num-blocks N]
             [--experts LAYER:E,E;... | --experts auto [--expert-layers LAYERS] [--expert-slots N]]
@@ -49,6 +52,7 @@ commands:
               [--delay-outer]]
             DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;
             --steps/--min-lr: cosine decay of the inner lr over the run, else constant)
+            ${defaultsLine('train --bootstrap')}
   api       --bootstrap MULTIADDR|URL --model MODEL [--model-id ID] [--host H] [--port P]
             [--api-key KEY[,KEY]] [--rate-limit N]
             OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on

@@ -10,7 +10,8 @@ import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
 import { chatFromFlags, chatPromptBound } from './chat.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
-import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/optimizer.ts'
+import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/adamw-defaults.ts'
+import { TRAINER_DEFAULTS } from './trainer-defaults.ts'
 import { encodeSafetensors } from '../model/safetensors.ts'
 import { toHfTensors } from '../model/weights.ts'
 import { ByteTokenizer } from '../model/tokenizer.ts'
@@ -168,11 +169,12 @@ export async function train (f: Flags): Promise<number> {
   if (model.config.outputRouterLogits) throw new UsageError('output_router_logits: the MoE load-balancing loss is not implemented; set it false')
   if (model.config.vocabSize < 256) throw new UsageError(`byte-level training data needs a vocabulary of at least 256, the model has ${model.config.vocabSize}`)
 
-  const lr = num(f, 'lr', 3e-3)
+  const d = TRAINER_DEFAULTS.train
+  const lr = num(f, 'lr', d.lr)
   const trainer = new Trainer(model,
     { lr, warmupSteps: int(f, 'warmup', Math.min(100, Math.floor(steps / 10))), totalSteps: steps, minLr: num(f, 'min-lr', lr / 10) },
-    { beta1: num(f, 'beta1', ADAMW.beta1), beta2: num(f, 'beta2', ADAMW.beta2), eps: ADAMW.eps, weightDecay: num(f, 'weight-decay', ADAMW.weightDecay) },
-    { maxGradNorm: num(f, 'clip', 1) })
+    { beta1: num(f, 'beta1', d.beta1), beta2: num(f, 'beta2', d.beta2), eps: ADAMW.eps, weightDecay: num(f, 'weight-decay', d['weight-decay']) },
+    { maxGradNorm: num(f, 'clip', d.clip) })
   if (resumeMeta !== undefined) await loadOptimizerState(store, trainer.optimizer, model.paramSpecs())
   const startStep = trainer.step
   const windows = trainSet.windows(seqLen, seed + startStep * 7919) // a resumed run draws fresh windows

@@ -61,7 +61,8 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
   const { RunBoard, TRAIN_MAP, defaultRunSpec, runCodecFields } = await import('../swarm/train/run-board.ts')
-  const { ADAMW_DEFAULTS } = await import('../model/optimizer.ts')
+  const { TRAINER_DEFAULTS } = await import('./trainer-defaults.ts')
+  const d = TRAINER_DEFAULTS['train --bootstrap']
   const { TrainSession } = await import('../swarm/train/session.ts')
   const { RunForkedError } = await import('../swarm/train/membership.ts')
   // The declaration is checked before joining: a bad flag or config fails fast.
@@ -76,9 +77,9 @@ export async function swarmTrain (f: Flags): Promise<number> {
       declared = defaultRunSpec(runId, {
         ...(model === undefined ? {} : { model }),
         innerSteps: int(f, 'inner-steps', 20, 1), seqLen: int(f, 'seq-len', 32, 1), batchSize: int(f, 'batch', 1, 1),
-        innerLr: num(f, 'lr', 3e-3), warmupSteps: int(f, 'warmup', 0, 0), decaySteps: int(f, 'steps', 0, 0),
+        innerLr: num(f, 'lr', d.lr), warmupSteps: int(f, 'warmup', 0, 0), decaySteps: int(f, 'steps', 0, 0),
         ...(str(f, 'min-lr') === undefined ? {} : { minInnerLr: num(f, 'min-lr', 0) }),
-        beta1: num(f, 'beta1', ADAMW_DEFAULTS.beta1), beta2: num(f, 'beta2', ADAMW_DEFAULTS.beta2), weightDecay: num(f, 'weight-decay', ADAMW_DEFAULTS.weightDecay), maxGradNorm: num(f, 'clip', 1),
+        beta1: num(f, 'beta1', d.beta1), beta2: num(f, 'beta2', d.beta2), weightDecay: num(f, 'weight-decay', d['weight-decay']), maxGradNorm: num(f, 'clip', d.clip),
         fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1),
         ...codecFlags(f, runCodecFields), delayOuter: f['delay-outer'] === true
       })

@@ -3,7 +3,7 @@
  * MalformedMessageError and LimitExceededError are the only classes of those names: the framed
  * tensor streams (net/stream) and the swarm codecs (swarm/wire, swarm/errors.ts) use these.
  */
-import { WebSwarmError } from '../util/errors.ts'
+import { declaredError, WebSwarmError } from '../util/errors.ts'
 
 /** `detail`, prefixed with the protocol and what went wrong when a protocol is named. */
 function describe (what: string, a: string, b: string | undefined): string {
@@ -11,10 +11,7 @@ function describe (what: string, a: string, b: string | undefined): string {
 }
 
 /** A peer sent bytes that do not parse under the protocol's grammar (truncated, trailing bytes, bad field, unknown type or version). */
-export class MalformedMessageError extends WebSwarmError {
-  override name = 'MalformedMessageError'
-  readonly errorCode = 'net.malformed-message'
-  readonly callerFault = true
+export class MalformedMessageError extends declaredError(WebSwarmError, { name: 'MalformedMessageError', errorCode: 'net.malformed-message', callerFault: true }) {
   /** `(detail)`, or `(protocol, detail)` for "<protocol>: malformed message: <detail>". */
   constructor (...args: [detail: string] | [protocol: string, detail: string]) {
     super(describe('malformed message', args[0], args[1]))
@@ -22,10 +19,7 @@ export class MalformedMessageError extends WebSwarmError {
 }
 
 /** A message, frame, stream or record exceeded a declared size or count limit. */
-export class LimitExceededError extends WebSwarmError {
-  override name = 'LimitExceededError'
-  readonly errorCode = 'net.limit-exceeded'
-  readonly callerFault = true
+export class LimitExceededError extends declaredError(WebSwarmError, { name: 'LimitExceededError', errorCode: 'net.limit-exceeded', callerFault: true }) {
   /** `(detail)`, or `(protocol, detail)` for "<protocol>: limit exceeded: <detail>". */
   constructor (...args: [detail: string] | [protocol: string, detail: string]) {
     super(describe('limit exceeded', args[0], args[1]))
@@ -33,74 +27,48 @@ export class LimitExceededError extends WebSwarmError {
 }
 
 /** A message carried a type or version this node does not speak. */
-export class UnsupportedMessageError extends WebSwarmError {
-  override name = 'UnsupportedMessageError'
-  readonly errorCode = 'net.unsupported-message'
-  readonly callerFault = true
+export class UnsupportedMessageError extends declaredError(WebSwarmError, { name: 'UnsupportedMessageError', errorCode: 'net.unsupported-message', callerFault: true }) {
   constructor (protocol: string, detail: string) {
     super(`${protocol}: unsupported: ${detail}`)
   }
 }
 
 /** An exchange did not finish within its declared timeout. */
-export class ProtocolTimeoutError extends WebSwarmError {
-  override name = 'ProtocolTimeoutError'
-  readonly errorCode = 'net.protocol-timeout'
-  readonly callerFault = false
+export class ProtocolTimeoutError extends declaredError(WebSwarmError, { name: 'ProtocolTimeoutError', errorCode: 'net.protocol-timeout', callerFault: false }) {
   constructor (protocol: string, timeoutMs: number) {
     super(`${protocol}: no completion within ${timeoutMs} ms`)
   }
 }
 
 /** A signed DHT record failed validation (bad signature, expired, wrong owner, bad encoding). */
-export class InvalidRecordError extends WebSwarmError {
-  override name = 'InvalidRecordError'
-  readonly errorCode = 'net.invalid-record'
-  readonly callerFault = true
+export class InvalidRecordError extends declaredError(WebSwarmError, { name: 'InvalidRecordError', errorCode: 'net.invalid-record', callerFault: true }) {
   constructor (key: string, detail: string) {
     super(`DHT record ${key}: ${detail}`)
   }
 }
 
 /** No valid record exists for a DHT key (none found, or every one found was rejected). */
-export class RecordNotFoundError extends WebSwarmError {
-  override name = 'RecordNotFoundError'
-  readonly errorCode = 'net.record-not-found'
-  readonly callerFault = false
+export class RecordNotFoundError extends declaredError(WebSwarmError, { name: 'RecordNotFoundError', errorCode: 'net.record-not-found', callerFault: false }) {
   constructor (key: string) {
     super(`DHT record ${key}: not found`)
   }
 }
 
 /** A CRDT update tried to write a peers-map entry it does not own, or broke an entry's signature. */
-export class ForgedEntryError extends WebSwarmError {
-  override name = 'ForgedEntryError'
-  readonly errorCode = 'net.forged-entry'
-  readonly callerFault = true
+export class ForgedEntryError extends declaredError(WebSwarmError, { name: 'ForgedEntryError', errorCode: 'net.forged-entry', callerFault: true }) {
   constructor (key: string, detail: string) {
     super(`CRDT peers[${key}]: ${detail}`)
   }
 }
 
 /** A caller passed an option or argument the net layer cannot use. */
-export class NetConfigError extends WebSwarmError {
-  override name = 'NetConfigError'
-  readonly errorCode = 'net.config'
-  readonly callerFault = true
-}
+export class NetConfigError extends declaredError(WebSwarmError, { name: 'NetConfigError', errorCode: 'net.config', callerFault: true }) {}
 
 /** The relay (bootstrap) could not be reached within the retry budget. */
-export class BootstrapUnreachableError extends WebSwarmError {
-  override name = 'BootstrapUnreachableError'
-  readonly errorCode = 'net.bootstrap-unreachable'
-  readonly callerFault = false
-}
+export class BootstrapUnreachableError extends declaredError(WebSwarmError, { name: 'BootstrapUnreachableError', errorCode: 'net.bootstrap-unreachable', callerFault: false }) {}
 
 /** A relay refused this peer's identity stamp (pow-protocol.ts): wrong scope, a past day, or too few zero bits for its difficulty. */
-export class StampRefusedError extends WebSwarmError {
-  override name = 'StampRefusedError'
-  readonly errorCode = 'net.stamp-refused'
-  readonly callerFault = true
+export class StampRefusedError extends declaredError(WebSwarmError, { name: 'StampRefusedError', errorCode: 'net.stamp-refused', callerFault: true }) {
   constructor (readonly relay: string) {
     super(`relay ${relay} refused the identity stamp (/webswarm/pow/1.0.0)`)
   }

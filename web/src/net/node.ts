@@ -95,6 +95,12 @@ interface NodeInit {
   discoveryIntervalMs?: number
   /** Most open connections before libp2p prunes. @default 100 (peers), 1000 (relay) */
   maxConnections?: number
+  /**
+   * The time, ms since the epoch, against which this node's DHT checks a record's lifetime when
+   * storing or selecting it (tests: a ManualClock's `now`, shared with SwarmDht's clock).
+   * @default Date.now
+   */
+  now?: () => number
 }
 
 export interface PeerInit extends NodeInit {
@@ -192,23 +198,23 @@ function gater (allowPrivate: boolean): ConnectionGater {
  * The swarm's private kad-dht service exactly as every node runs it (also the scale simulator's,
  * web/src/sim: it measures this configuration, not a model of it).
  */
-export function swarmKadDht (swarm: string, dhtServer: boolean): ReturnType<typeof kadDHT> {
+export function swarmKadDht (swarm: string, dhtServer: boolean, now?: () => number): ReturnType<typeof kadDHT> {
   return kadDHT({
     protocol: KAD_PROTOCOL,
     clientMode: !dhtServer,
-    validators: dhtValidators(),
-    selectors: dhtSelectors(),
+    validators: dhtValidators(now),
+    selectors: dhtSelectors(now),
     // Keep loopback/LAN addresses in routing: the swarm runs on 127.0.0.1 in tests and LANs.
     peerInfoMapper: passthroughMapper,
     logPrefix: `libp2p:webswarm-kad:${swarm}`
   })
 }
 
-function sharedServices (swarm: string, dhtServer: boolean) {
+function sharedServices (swarm: string, dhtServer: boolean, now?: () => number) {
   return {
     identify: identify(),
     ping: ping(),
-    dht: swarmKadDht(swarm, dhtServer),
+    dht: swarmKadDht(swarm, dhtServer, now),
     pubsub: gossipsub({
       // Publishing to a topic nobody has joined yet is normal during start-up (one tab open).
       allowPublishToZeroTopicPeers: true,
@@ -275,7 +281,7 @@ export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
     peerDiscovery: [
       swarmDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
     ],
-    services: sharedServices(swarm, init.dhtServer ?? false)
+    services: sharedServices(swarm, init.dhtServer ?? false, init.now)
   })
   return node
 }
@@ -311,7 +317,7 @@ export async function createRelay (init: RelayInit): Promise<RelayNode> {
       swarmDiscovery({ topics: [discoveryTopic(swarm)], interval: init.discoveryIntervalMs ?? DISCOVERY_INTERVAL_MS })
     ],
     services: {
-      ...sharedServices(swarm, true),
+      ...sharedServices(swarm, true, init.now),
       autonat: autoNAT(),
       relay: circuitRelayServer({
         reservations: {

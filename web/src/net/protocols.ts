@@ -172,64 +172,52 @@ export interface SwarmProtocolSpec extends ProtocolSpec {
 }
 
 /**
+ * A swarm protocol's spec from what sets it apart; every swarm protocol runs one request after
+ * another on pooled channels (SWARM_CHANNEL_MAX_MESSAGES), as many streams each way, and never
+ * over a relayed link (tensors are too heavy for the relay's data limits).
+ */
+function swarmProtocol (name: string, version: string, o: Pick<SwarmProtocolSpec, 'maxMessageBytes' | 'maxTensors' | 'maxMetaBytes' | 'timeoutMs'> & { streams: number }): SwarmProtocolSpec {
+  const { streams, ...limits } = o
+  return {
+    id: `${PROTOCOL_PREFIX}/${name}/${version}`,
+    ...limits,
+    maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
+    maxInboundStreams: streams,
+    maxOutboundStreams: streams,
+    runOnLimitedConnection: false
+  }
+}
+
+/**
  * Pipeline-sharded inference sessions (PROTOCOL.md § infer): one reply per request, requests one
  * after another on pooled channels (OPEN / STEP / CLOSE / INFO). 8 MiB: a 512-token prefill chunk
  * of a 4096-wide model in f32. 30 s: one step of a span on software WebGPU. 2.0.0: messages are
  * metadata + typed tensors (was: one u8 tensor holding a byte encoding of the message).
+ * One hidden-state tensor per message at most; an INFO_OK's span list is the largest metadata
+ * (64 spans): 32 KiB stays inside one START frame.
  */
-export const INFER: SwarmProtocolSpec = {
-  id: `${PROTOCOL_PREFIX}/infer/2.0.0`,
-  maxMessageBytes: 8 * MiB,
-  maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
-  // One hidden-state tensor per message at most.
-  maxTensors: 1,
-  // An INFO_OK's span list is the largest metadata (64 spans); 32 KiB stays inside one START frame.
-  maxMetaBytes: 32 * KiB,
-  timeoutMs: 30_000,
-  maxInboundStreams: 32,
-  maxOutboundStreams: 32,
-  runOnLimitedConnection: false
-}
+export const INFER = swarmProtocol('infer', '2.0.0', { maxMessageBytes: 8 * MiB, maxTensors: 1, maxMetaBytes: 32 * KiB, timeoutMs: 30_000, streams: 32 })
 
-/** Remote MoE experts (PROTOCOL.md § expert): one batched CALL → RESULT per host and layer. 2.0.0: as infer. */
-export const EXPERT: SwarmProtocolSpec = {
-  id: `${PROTOCOL_PREFIX}/expert/2.0.0`,
-  maxMessageBytes: 8 * MiB,
-  maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
-  // One rows tensor per expert named in a call (MAX_EXPERTS_PER_CALL, swarm/constants.ts).
-  maxTensors: 256,
-  // 256 items of { expert } plus model and layer.
-  maxMetaBytes: 16 * KiB,
-  timeoutMs: 10_000,
-  maxInboundStreams: 64,
-  maxOutboundStreams: 64,
-  runOnLimitedConnection: false
-}
+/**
+ * Remote MoE experts (PROTOCOL.md § expert): one batched CALL → RESULT per host and layer. 2.0.0:
+ * as infer. One rows tensor per expert named in a call (MAX_EXPERTS_PER_CALL, swarm/constants.ts);
+ * metadata: 256 items of { expert } plus model and layer.
+ */
+export const EXPERT = swarmProtocol('expert', '2.0.0', { maxMessageBytes: 8 * MiB, maxTensors: 256, maxMetaBytes: 16 * KiB, timeoutMs: 10_000, streams: 64 })
 
 /**
  * DiLoCo's fault-tolerant all-reduce (PROTOCOL.md § allreduce; web/src/swarm/train). One reply
  * per request over framed tensor streams (pooled channels, as infer): READY/START (long-polled
  * for up to the coordinator's ready window), REDUCE/RESULT (one q8 part, ≤ 1 MiB), FETCH, DONE,
  * SNAPSHOT/STATE (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
+ * The major version follows the wire version (4: the header is the message's metadata and the
+ * payload a typed tensor, was a JSON header and payload inside one u8 tensor), so an older peer
+ * fails protocol negotiation at once instead of trading refusals with us. Payload ≤ 1 MiB
+ * (MAX_PAYLOAD_BYTES, swarm/train/constants.ts), one tensor at most; the header holds ids, counts
+ * and member lists only (MAX_HEADER_BYTES). 64 streams: a member keeps ≤ 4 parts in flight per
+ * attempt (DEFAULT_WINDOW_PARTS), and an owner serves every member's window.
  */
-export const ALLREDUCE: SwarmProtocolSpec = {
-  // The major version follows the wire version (4: the header is the message's metadata and the
-  // payload a typed tensor, was a JSON header and payload inside one u8 tensor), so an older peer
-  // fails protocol negotiation at once instead of trading refusals with us.
-  id: `${PROTOCOL_PREFIX}/allreduce/4.0.0`,
-  // payload ≤ 1 MiB (MAX_PAYLOAD_BYTES, swarm/train/constants.ts)
-  maxMessageBytes: 1 * MiB,
-  maxMessagesPerStream: SWARM_CHANNEL_MAX_MESSAGES,
-  // the payload, if any
-  maxTensors: 1,
-  // the header: ids, counts and member lists only (MAX_HEADER_BYTES)
-  maxMetaBytes: 16 * KiB,
-  timeoutMs: 90_000,
-  // a member keeps ≤ 4 parts in flight per attempt (DEFAULT_WINDOW_PARTS); an owner serves every member's window
-  maxInboundStreams: 64,
-  maxOutboundStreams: 64,
-  runOnLimitedConnection: false
-}
+export const ALLREDUCE = swarmProtocol('allreduce', '4.0.0', { maxMessageBytes: 1 * MiB, maxTensors: 1, maxMetaBytes: 16 * KiB, timeoutMs: 90_000, streams: 64 })
 
 /** The swarm layer's stream protocols (kept beside PROTOCOLS, added by the swarm layer). */
 export const SWARM_PROTOCOLS = {

@@ -1,18 +1,18 @@
 /**
- * PROTOCOL.md's message tables, rendered from the declared schemas (swarm/wire/schema.ts,
- * swarm/train/wire.ts). The document marks each table's place with
+ * PROTOCOL.md's message tables, rendered by swarm/wire/schema.ts from the declared schemas
+ * (swarm/wire/infer.ts, expert.ts, swarm/train/wire.ts). The document marks each table's place with
  * `<!-- schema:<name> … -->` … `<!-- /schema:<name> -->`; test/swarm/wire-schema.test.ts fails
  * when the document and the schemas disagree, and rewrites the tables when run with
  * UPDATE_PROTOCOL_MD=1.
  */
-import { renderAllReduceTable } from './train/wire.ts'
+import { ALLREDUCE_MESSAGES } from './train/wire.ts'
 import { EXPERT_MESSAGES } from './wire/expert.ts'
 import { INFER_MESSAGES } from './wire/infer.ts'
 import { renderTable } from './wire/schema.ts'
 
 /** Each marked table: its name in the markers → its rendering. */
 const PROTOCOL_TABLES: Readonly<Record<string, () => string>> = {
-  allreduce: renderAllReduceTable,
+  allreduce: () => renderTable(ALLREDUCE_MESSAGES),
   infer: () => renderTable(INFER_MESSAGES),
   expert: () => renderTable(EXPERT_MESSAGES)
 }

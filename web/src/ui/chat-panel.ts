@@ -135,6 +135,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     // Demand: contributing tabs serve the models people chat with first (role-choice.ts).
     if (!chatting) {
       chatting = true
+      // The patch stays in selfData, and the entry's periodic refresh publishes it again.
       void ctx.publishSelf({ chatting: modelId }).catch(() => {})
     }
     const { config, ends, tokenizer } = await load()
@@ -230,6 +231,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     stop()
     if (chatting) {
       chatting = false
+      // The patch stays in selfData, and the entry's periodic refresh publishes it again.
       void ctx.publishSelf({ chatting: undefined }).catch(() => {})
     }
     messages.length = 0

@@ -240,6 +240,7 @@ export class PageContext extends EventTarget {
     // One write at a time: two signings in flight could land out of seq order, and peers refuse
     // an entry whose seq does not advance. Each write takes the data merged so far.
     const write = this.selfWrites.then(async () => { await s.swarm.doc.setSelf(this.selfData, this.params.entryTtlMs) })
+    // The chain only orders the writes: this write's failure reaches its caller (awaited below).
     this.selfWrites = write.catch(() => {})
     await write
     this.dispatchEvent(new Event('self'))

@@ -134,6 +134,7 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
   })
   document.addEventListener('visibilitychange', () => {
     const background = document.visibilityState === 'hidden'
+    // The patch stays in selfData, and the entry's periodic refresh publishes it again.
     void ctx.publishSelf({ background }).catch(() => {})
     if (background && contribution.active) ctx.log('tab hidden: the browser throttles background timers, serving slows down')
     render()

@@ -212,6 +212,7 @@ export class Contribution {
       await role.start()
     } catch (e) {
       this.active_ = undefined
+      // The start failure rethrown below is what the caller learns; a half-started role may fail to stop too.
       await role.stop().catch(() => {})
       throw e
     }
@@ -245,6 +246,7 @@ export class Contribution {
       await role.start()
     } catch (e) {
       this.active_ = undefined
+      // The start failure rethrown below is what the caller learns; a half-started role may fail to stop too.
       await role.stop().catch(() => {})
       throw e
     }
@@ -301,6 +303,7 @@ export class Contribution {
       return
     }
     await a.role.stop()
+    // The patch stays in selfData, and the entry's periodic refresh publishes it again.
     await this.ctx.publishSelf(a.kind === 'blocks' ? { serving: undefined } : { experts: undefined }).catch(() => {})
   }
 

@@ -176,6 +176,7 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner
       board.map.observe(schedule)
       charts.hidden = false
       const be = await ctx.backend()
+      // The patch stays in selfData, and the entry's periodic refresh publishes it again.
       void ctx.publishSelf({ training: runId }).catch(() => {})
       status.textContent = `Loading run ${runId} on ${be.kind}…`
       // Direct WebRTC to other trainers is signalled through our relay (its address precedes /p2p-circuit).
@@ -250,6 +251,7 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner
       body.dataset.training = 'error'
       onStarted(e as Error)
     } finally {
+      // The patch stays in selfData, and the entry's periodic refresh publishes it again.
       void ctx.publishSelf({ training: undefined }).catch(() => {})
       state.running = false
       start.removeAttribute('disabled')

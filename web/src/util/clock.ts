@@ -24,6 +24,23 @@ export const realClock: Clock = {
   clearTimeout: (handle) => { if (handle !== undefined) clearTimeout(handle as ReturnType<typeof setTimeout>) }
 }
 
+/**
+ * Runs `fn` every `ms` of `clock`'s time until the returned function is called (a chain of
+ * timeouts: Clock has no interval, and a ManualClock fires each period in turn).
+ */
+export function every (clock: Clock, ms: number, fn: () => void): () => void {
+  let handle: TimerHandle | undefined
+  let stopped = false
+  const schedule = (): void => {
+    handle = clock.setTimeout(() => {
+      fn()
+      if (!stopped) schedule()
+    }, ms)
+  }
+  schedule()
+  return () => { stopped = true; clock.clearTimeout(handle) }
+}
+
 interface ManualTimer {
   at: number
   /** Creation order: timers due at the same time fire in the order they were set. */

@@ -14,6 +14,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
 import { InvalidRecordError, NetConfigError, RecordNotFoundError } from '../errors.ts'
 import type { WebSwarmNode } from '../node.ts'
 import { DHT_DEFAULT_TTL_MS, DHT_NAMESPACES } from '../protocols.ts'
@@ -71,7 +72,11 @@ export interface Announcement {
 
 /** Signed-record and provider API over the node's kad-dht service. */
 export class SwarmDht {
-  constructor (private readonly node: WebSwarmNode, private readonly privateKey: PrivateKey) {
+  /**
+   * @param clock signs and checks record lifetimes and times the announcements' refreshes (tests:
+   * a ManualClock whose `now` the nodes' DHT validators share, net/node.ts `now`). @default realClock
+   */
+  constructor (private readonly node: WebSwarmNode, private readonly privateKey: PrivateKey, private readonly clock: Clock = realClock) {
     if (!privateKey.publicKey.equals(node.peerId.publicKey)) throw new NetConfigError('SwarmDht: private key does not belong to this node')
   }
 
@@ -82,7 +87,7 @@ export class SwarmDht {
 
   /** Signs `payload` under `key` and stores it on the DHT's closest servers. */
   async put (key: string, payload: Uint8Array, opts: PutOptions = {}): Promise<void> {
-    const value = await signRecord(this.privateKey, key, payload, opts.ttlMs ?? DHT_DEFAULT_TTL_MS)
+    const value = await signRecord(this.privateKey, key, payload, opts.ttlMs ?? DHT_DEFAULT_TTL_MS, this.clock.now())
     await this.putSigned(key, value, opts.signal)
   }
 
@@ -108,7 +113,7 @@ export class SwarmDht {
     try {
       for await (const ev of this.node.services.dht.get(utf8.encode(key), { signal: this.signal(opts.signal) })) {
         if (ev.name !== 'VALUE') continue
-        const rec = await verifyRecord(key, ev.value).catch((e: unknown) => {
+        const rec = await verifyRecord(key, ev.value, this.clock.now()).catch((e: unknown) => {
           if (e instanceof InvalidRecordError) return undefined
           throw e
         })
@@ -128,14 +133,14 @@ export class SwarmDht {
   announce (key: string, payload: () => Uint8Array, opts: { ttlMs?: number, onError?: (e: Error) => void } = {}): Announcement {
     const ttlMs = opts.ttlMs ?? DHT_DEFAULT_TTL_MS
     namespaceOf(key)
-    let timer: ReturnType<typeof setTimeout> | undefined
+    let timer: TimerHandle | undefined
     let stopped = false
     const controller = new AbortController()
     const schedule = (ms: number): void => {
       if (stopped) return
-      clearTimeout(timer)
+      this.clock.clearTimeout(timer)
       // refresh() has reported its failure to onError and rescheduled itself.
-      timer = setTimeout(() => { void refresh().catch(() => {}) }, ms)
+      timer = this.clock.setTimeout(() => { void refresh().catch(() => {}) }, ms)
     }
     const refresh = async (): Promise<void> => {
       try {
@@ -154,7 +159,7 @@ export class SwarmDht {
       refresh,
       stop: () => {
         stopped = true
-        clearTimeout(timer)
+        this.clock.clearTimeout(timer)
         controller.abort()
       }
     }

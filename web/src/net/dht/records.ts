@@ -111,18 +111,16 @@ export async function verifyRecord (key: string, value: Uint8Array, now = Date.n
 
 const utf8 = new TextDecoder()
 
-/** kad-dht validator: throws if the record is invalid (kad-dht then drops it). */
-export async function validateRecord (key: Uint8Array, value: Uint8Array): Promise<void> {
-  await verifyRecord(utf8.decode(key), value)
-}
+type Validator = (key: Uint8Array, value: Uint8Array) => Promise<void>
+type Selector = (key: Uint8Array, values: Uint8Array[]) => Promise<number>
 
-/** kad-dht selector: index of the newest valid record; invalid ones never win. */
-export async function selectRecord (key: Uint8Array, values: Uint8Array[]): Promise<number> {
+/** kad-dht selector: index of the newest record valid at `now`; invalid ones never win. */
+export async function selectRecord (key: Uint8Array, values: Uint8Array[], now = Date.now()): Promise<number> {
   const k = utf8.decode(key)
   let best = 0
   let bestAt = -Infinity
   for (let i = 0; i < values.length; i++) {
-    const at = await verifyRecord(k, values[i]).then(r => r.issuedAt, () => -Infinity)
+    const at = await verifyRecord(k, values[i], now).then(r => r.issuedAt, () => -Infinity)
     if (at > bestAt) {
       best = i
       bestAt = at
@@ -131,11 +129,16 @@ export async function selectRecord (key: Uint8Array, values: Uint8Array[]): Prom
   return best
 }
 
-/** Validators and selectors for every registered namespace, for kadDHT({ validators, selectors }). */
-export function dhtValidators (): Record<string, typeof validateRecord> {
-  return Object.fromEntries(Object.values(DHT_NAMESPACES).map(n => [n.name, validateRecord]))
+/**
+ * Validators (throw if a record is invalid at `now()`: kad-dht then drops it) and selectors for
+ * every registered namespace, for kadDHT({ validators, selectors }).
+ */
+export function dhtValidators (now: () => number = Date.now): Record<string, Validator> {
+  const validate: Validator = async (key, value) => { await verifyRecord(utf8.decode(key), value, now()) }
+  return Object.fromEntries(Object.values(DHT_NAMESPACES).map(n => [n.name, validate]))
 }
 
-export function dhtSelectors (): Record<string, typeof selectRecord> {
-  return Object.fromEntries(Object.values(DHT_NAMESPACES).map(n => [n.name, selectRecord]))
+export function dhtSelectors (now: () => number = Date.now): Record<string, Selector> {
+  const select: Selector = async (key, values) => await selectRecord(key, values, now())
+  return Object.fromEntries(Object.values(DHT_NAMESPACES).map(n => [n.name, select]))
 }

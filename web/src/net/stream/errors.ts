@@ -2,73 +2,37 @@
  * Typed failures of the framed tensor stream protocol (STYLE 9). Each message names the field at
  * fault. A frame, message or stream over a limit throws the net layer's one LimitExceededError.
  */
-import { WebSwarmError } from '../../util/errors.ts'
+import { declaredError, WebSwarmError } from '../../util/errors.ts'
 import { LimitExceededError } from '../errors.ts'
 
 export { LimitExceededError }
 
 /** A frame's version byte is not {@link PROTOCOL_VERSION}: the peer speaks another protocol version. */
-export class ProtocolVersionError extends WebSwarmError {
-  override name = 'ProtocolVersionError'
-  readonly errorCode = 'stream.protocol-version'
-  readonly callerFault = true
-}
+export class ProtocolVersionError extends declaredError(WebSwarmError, { name: 'ProtocolVersionError', errorCode: 'stream.protocol-version', callerFault: true }) {}
 
 /** A frame's type byte is not one this version defines. */
-export class UnknownFrameTypeError extends WebSwarmError {
-  override name = 'UnknownFrameTypeError'
-  readonly errorCode = 'stream.unknown-frame-type'
-  readonly callerFault = true
-}
+export class UnknownFrameTypeError extends declaredError(WebSwarmError, { name: 'UnknownFrameTypeError', errorCode: 'stream.unknown-frame-type', callerFault: true }) {}
 
 /** A frame body does not parse: bad dtype, shape, JSON, lengths, or non-zero reserved bits. */
-export class MalformedFrameError extends WebSwarmError {
-  override name = 'MalformedFrameError'
-  readonly errorCode = 'stream.malformed-frame'
-  readonly callerFault = true
-}
+export class MalformedFrameError extends declaredError(WebSwarmError, { name: 'MalformedFrameError', errorCode: 'stream.malformed-frame', callerFault: true }) {}
 
 /** A frame body's crc32 does not match its header. */
-export class ChecksumError extends WebSwarmError {
-  override name = 'ChecksumError'
-  readonly errorCode = 'stream.checksum'
-  readonly callerFault = true
-}
+export class ChecksumError extends declaredError(WebSwarmError, { name: 'ChecksumError', errorCode: 'stream.checksum', callerFault: true }) {}
 
 /** A well-formed frame arrived where the grammar forbids it (DATA before START, wrong id, no credit). */
-export class UnexpectedFrameError extends WebSwarmError {
-  override name = 'UnexpectedFrameError'
-  readonly errorCode = 'stream.unexpected-frame'
-  readonly callerFault = true
-}
+export class UnexpectedFrameError extends declaredError(WebSwarmError, { name: 'UnexpectedFrameError', errorCode: 'stream.unexpected-frame', callerFault: true }) {}
 
 /** The peer did not send, or did not drain, within the timeout. */
-export class StreamTimeoutError extends WebSwarmError {
-  override name = 'StreamTimeoutError'
-  readonly errorCode = 'stream.timeout'
-  readonly callerFault = false
-}
+export class StreamTimeoutError extends declaredError(WebSwarmError, { name: 'StreamTimeoutError', errorCode: 'stream.timeout', callerFault: false }) {}
 
 /** The local caller cancelled the operation through its AbortSignal. */
-export class CancelledError extends WebSwarmError {
-  override name = 'CancelledError'
-  readonly errorCode = 'stream.cancelled'
-  readonly callerFault = false
-}
+export class CancelledError extends declaredError(WebSwarmError, { name: 'CancelledError', errorCode: 'stream.cancelled', callerFault: false }) {}
 
 /** The stream closed or was reset before the expected message arrived. */
-export class StreamEndedError extends WebSwarmError {
-  override name = 'StreamEndedError'
-  readonly errorCode = 'stream.ended'
-  readonly callerFault = false
-}
+export class StreamEndedError extends declaredError(WebSwarmError, { name: 'StreamEndedError', errorCode: 'stream.ended', callerFault: false }) {}
 
 /** A tensor we were asked to send is inconsistent (dtype, shape and byte length disagree). */
-export class InvalidTensorError extends WebSwarmError {
-  override name = 'InvalidTensorError'
-  readonly errorCode = 'stream.invalid-tensor'
-  readonly callerFault = true
-}
+export class InvalidTensorError extends declaredError(WebSwarmError, { name: 'InvalidTensorError', errorCode: 'stream.invalid-tensor', callerFault: true }) {}
 
 /** An error that travels as an ERROR frame: `code` is its wire code, one of {@link ErrorCode}. */
 abstract class FrameCodedError extends WebSwarmError {
@@ -78,11 +42,7 @@ abstract class FrameCodedError extends WebSwarmError {
 }
 
 /** The peer answered with an ERROR frame carrying `code`. */
-export class RemoteError extends FrameCodedError {
-  override name = 'RemoteError'
-  readonly errorCode = 'stream.remote'
-  readonly callerFault = false
-}
+export class RemoteError extends declaredError(FrameCodedError, { name: 'RemoteError', errorCode: 'stream.remote', callerFault: false }) {}
 
 /** Codes of the errors caused by bytes a peer sent (the stream is reset, the peer is at fault). */
 const PEER_FAULT_CODES: ReadonlySet<string> = new Set([
@@ -96,8 +56,4 @@ export function isPeerFault (err: unknown): boolean {
 }
 
 /** Thrown by a handler to answer with a specific ERROR code (see ErrorCode) instead of HANDLER_FAILED. */
-export class HandlerError extends FrameCodedError {
-  override name = 'HandlerError'
-  readonly errorCode = 'stream.handler'
-  readonly callerFault = true
-}
+export class HandlerError extends declaredError(FrameCodedError, { name: 'HandlerError', errorCode: 'stream.handler', callerFault: true }) {}

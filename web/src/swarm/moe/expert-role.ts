@@ -16,7 +16,7 @@ import { DROP_GRACE_MS, RECHECK_JITTER } from './constants.ts'
 import { ExpertHost, type ExpertRunner } from './expert-host.ts'
 import { chooseExperts, formatPlacement, proposeMove, type MoveDecision, type Placement } from './placement.ts'
 import type { Affinity } from './summary.ts'
-import { realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
+import { every, realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
 
 /** One MoE layer's experts, loaded: runs any of them on its rows. */
 export interface LoadedExpertLayer {
@@ -75,7 +75,8 @@ export class ExpertRole implements ExpertRunner {
   private readonly loaded = new Map<number, LoadedExpertLayer>()
   private readonly host: ExpertHost
   private version = 0
-  private refresher?: TimerHandle
+  /** Stops the periodic re-announce (set while online). */
+  private stopRefresher?: () => void
   private rechecker?: TimerHandle
   private graceTimer?: TimerHandle
   private readonly now: () => number
@@ -136,16 +137,8 @@ export class ExpertRole implements ExpertRunner {
     this.state = 'online'
     await this.announce()
     this.log(`hosting experts ${formatPlacement(pl)} of ${o.model}`)
-    this.scheduleRefresh(o.refreshMs ?? RECORD_REFRESH_MS)
+    this.stopRefresher = every(this.clock, o.refreshMs ?? RECORD_REFRESH_MS, () => { void this.announce().catch(e => this.log(`expert announce failed: ${(e as Error).message}`)) })
     if (o.hosted === undefined && (o.recheckMs ?? RECORD_REFRESH_MS) > 0) this.scheduleRecheck()
-  }
-
-  /** Re-announces every `ms` while online (a chain of timeouts: Clock has no interval). */
-  private scheduleRefresh (ms: number): void {
-    this.refresher = this.clock.setTimeout(() => {
-      void this.announce().catch(e => this.log(`expert announce failed: ${(e as Error).message}`))
-      if (this.refresher !== undefined) this.scheduleRefresh(ms)
-    }, ms)
   }
 
   private scheduleRecheck (): void {
@@ -238,8 +231,8 @@ export class ExpertRole implements ExpertRunner {
 
   /** Announces OFFLINE and stops hosting. */
   async stop (): Promise<void> {
-    this.clock.clearTimeout(this.refresher)
-    this.refresher = undefined
+    this.stopRefresher?.()
+    this.stopRefresher = undefined
     this.clock.clearTimeout(this.rechecker)
     this.clock.clearTimeout(this.graceTimer)
     this.state = 'offline'

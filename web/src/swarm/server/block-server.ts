@@ -15,7 +15,7 @@ import {
   TensorShapeError, UnknownSessionError
 } from '../errors.ts'
 import type { RpcTransport, TensorMessage } from '../transport/index.ts'
-import { realClock, type Clock, type TimerHandle } from '../../util/clock.ts'
+import { every, realClock, type Clock } from '../../util/clock.ts'
 import type { WireTensor } from '../wire/schema.ts'
 import { readInfer, writeInfer, type ChainedMsg, type ChainMsg, type ChainNext, type InferMsg, type PushedMsg, type PushMsg, type StepMsg } from '../wire/infer.ts'
 import type { SpanBackend } from './backend.ts'
@@ -63,8 +63,8 @@ export class BlockServer {
   private readonly now: () => number
   private readonly clock: Clock
   private readonly log: (line: string) => void
-  /** The next idle sweep; undefined once stopped. */
-  private sweeper?: TimerHandle
+  /** Stops the idle sweeps (set while started). */
+  private stopSweeper?: () => void
   private readonly queue: QueuedStep[] = []
   /** Next hops being connected to in the background. */
   private readonly connecting = new Set<string>()
@@ -97,22 +97,13 @@ export class BlockServer {
 
   start (): void {
     this.transport.handle(INFER_PROTOCOL, (from, body) => this.handle(from, body))
-    this.scheduleSweep()
+    this.stopSweeper = every(this.clock, this.sweepMs, () => { this.sessions.sweep(this.idleMs); this.stats.sweeps++ })
   }
 
-  /** One sweep every sweepMs on the clock (a chain of timeouts: Clock has no interval). */
-  private scheduleSweep (): void {
-    this.sweeper = this.clock.setTimeout(() => {
-      this.sessions.sweep(this.idleMs)
-      this.stats.sweeps++
-      if (this.sweeper !== undefined) this.scheduleSweep()
-    }, this.sweepMs)
-  }
 
   stop (): void {
     this.transport.unhandle(INFER_PROTOCOL)
-    this.clock.clearTimeout(this.sweeper)
-    this.sweeper = undefined
+    this.stopSweeper?.()
     this.sessions.closeAll()
   }
 

@@ -4,6 +4,7 @@
  * it expires, and periodically check whether moving would balance the swarm better (then move,
  * never leaving a block uncovered). Leaving announces OFFLINE.
  */
+import { every, realClock, type Clock } from '../../util/clock.ts'
 import { RECORD_REFRESH_MS, RECORD_TTL_MS } from '../constants.ts'
 import { SwarmArgumentError } from '../errors.ts'
 import type { BlockRecord, ServerState, SwarmDirectory } from '../records.ts'
@@ -42,6 +43,8 @@ export interface ServerRoleOptions {
   pushWaitMs?: number
   pushTimeoutMs?: number
   now?: () => number
+  /** Times the refresher, the rebalancer and the block server's timers (tests: a ManualClock). @default realClock */
+  clock?: Clock
   log?: (line: string) => void
   /** Called with every record announced (e.g. to mirror a summary into the swarm CRDT for the page). */
   onAnnounce?: (record: BlockRecord) => void
@@ -52,9 +55,11 @@ export class ServerRole {
   private backend?: SpanBackend
   state: ServerState = 'offline'
   private version = 0
-  private refresher?: ReturnType<typeof setInterval>
-  private rebalancer?: ReturnType<typeof setInterval>
+  /** Stop the periodic re-announce / rebalancing check (set while started). */
+  private stopRefresher?: () => void
+  private stopRebalancer?: () => void
   private readonly now: () => number
+  private readonly clock: Clock
   private readonly log: (line: string) => void
   private span?: { start: number, end: number }
   /** Rebalancing decisions taken (for the page and tests). */
@@ -62,6 +67,7 @@ export class ServerRole {
 
   constructor (private readonly opts: ServerRoleOptions) {
     this.now = opts.now ?? Date.now
+    this.clock = opts.clock ?? realClock
     this.log = opts.log ?? (() => {})
   }
 
@@ -86,9 +92,9 @@ export class ServerRole {
       span = chooseSpan(others, o.numBlocks, o.numServed ?? o.numBlocks)
     }
     await this.serve(span)
-    this.refresher = setInterval(() => { void this.announce().catch(e => this.log(`announce failed: ${(e as Error).message}`)) }, o.refreshMs ?? RECORD_REFRESH_MS)
+    this.stopRefresher = every(this.clock, o.refreshMs ?? RECORD_REFRESH_MS, () => { void this.announce().catch(e => this.log(`announce failed: ${(e as Error).message}`)) })
     if (o.span === undefined && (o.rebalanceMs ?? 0) > 0) {
-      this.rebalancer = setInterval(() => { void this.rebalanceOnce().catch(e => this.log(`rebalance failed: ${(e as Error).message}`)) }, o.rebalanceMs)
+      this.stopRebalancer = every(this.clock, o.rebalanceMs ?? 0, () => { void this.rebalanceOnce().catch(e => this.log(`rebalance failed: ${(e as Error).message}`)) })
     }
   }
 
@@ -106,6 +112,7 @@ export class ServerRole {
       pushWaitMs: this.opts.pushWaitMs,
       pushTimeoutMs: this.opts.pushTimeoutMs,
       now: this.now,
+      clock: this.opts.clock,
       log: this.log
     })
     this.server.start()
@@ -155,8 +162,8 @@ export class ServerRole {
 
   /** Announces OFFLINE and stops serving. */
   async stop (): Promise<void> {
-    if (this.refresher !== undefined) clearInterval(this.refresher)
-    if (this.rebalancer !== undefined) clearInterval(this.rebalancer)
+    this.stopRefresher?.()
+    this.stopRebalancer?.()
     this.state = 'offline'
     // Best effort: an offline record that cannot be published expires within its lifetime.
     await this.announce().catch(() => {})

@@ -380,7 +380,9 @@ export class AllReducePeer {
       try {
         const r = await this.rpc(m, { type: MsgType.FETCH, run: this.run, key, part: p.id }, 3 * this.partTimeoutMs)
         if (r.type === MsgType.RESULT && this.validResult(r, p.id, len)) return r
-      } catch {}
+      } catch {
+        // An unreachable or refusing member is one holder fewer: the others may still answer.
+      }
       return undefined
     })
     return await new Promise<ResultMsg | undefined>((resolve) => {

@@ -18,7 +18,7 @@
  */
 import type * as Y from 'yjs'
 import { parseConfig, type ModelConfig } from '../../model/config.ts'
-import { ADAMW_DEFAULTS } from '../../model/optimizer.ts'
+import { ADAMW_DEFAULTS } from '../../model/adamw-defaults.ts'
 import type { RoundDirectory } from './allreduce.ts'
 import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
 import { RunConfigError } from './errors.ts'

@@ -1,5 +1,5 @@
 /**
- * Declared message schemas for the swarm's protocols (`infer`, `expert`): each message is declared
+ * Declared message schemas for the swarm's protocols (`infer`, `expert`, `allreduce`): each message is declared
  * once, as data — its type code, direction and fields with their caps — and the encoder, the
  * decoder, the message types and PROTOCOL.md's message table all come from that declaration
  * (STYLE 10: the grammar is written once; `renderTable` prints it).
@@ -13,9 +13,10 @@
  * code base). Its JSON metadata holds `v` (the version), `t` (the type code) and every field but
  * tensors: string = JSON string (≤ MAX_STRING_BYTES of UTF-8); varint = JSON integer; milli = a
  * non-negative number × 1000 as an integer (no float parsing of peer data); list = JSON array of
- * records; oneOf = a record with its case number under `case`; optional = the record, or absent.
- * Each tensor field travels as the stream's own typed tensor (f32), named by its path in the
- * message (`hidden`, `input.hidden`, `items.2.rows`). The stream checks sizes and byte counts
+ * records; oneOf = a record with its case number under `case`; optional = the record, or absent;
+ * real = a finite JSON number ≥ 0; strings = JSON array of strings. Each tensor field travels as
+ * the stream's own typed tensor (f32), named by its path in the message (`hidden`,
+ * `input.hidden`, `items.2.rows`); a bytes field as a u8 tensor [length] under its name. The stream checks sizes and byte counts
  * before anything is allocated; this decoder checks every field against its declaration, and
  * refuses unknown fields and tensors.
  */
@@ -35,10 +36,29 @@ export interface WireTensor {
 interface Labelled {
   /** The field's name in error messages, when not its key. */
   label?: string
+  /** A few words for PROTOCOL.md's table, when the kind and bounds do not say it all. */
+  note?: string
 }
-export interface StringField extends Labelled { kind: 'string', nonEmpty: boolean }
+export interface StringField extends Labelled {
+  kind: 'string'
+  nonEmpty: boolean
+  /** Most UTF-8 bytes (MessageTooLargeError beyond). */
+  maxBytes: number
+  /** Most characters (UTF-16 code units), if capped tighter than the bytes. */
+  maxChars?: number
+}
 export interface VarintField extends Labelled { kind: 'varint', min: number, max: number }
 export interface MilliField extends Labelled { kind: 'milli' }
+export interface RealField extends Labelled { kind: 'real' }
+export interface StringsField extends Labelled {
+  kind: 'strings'
+  max: number
+  /** Most characters of each (non-empty) string. */
+  maxChars: number
+  /** Strictly increasing (sorted, no duplicates) and non-empty: a member list. */
+  sorted: boolean
+}
+export interface BytesField extends Labelled { kind: 'bytes', max: number }
 export interface TensorField extends Labelled {
   kind: 'tensor'
   /** Required rank, if any (e.g. 2 for (N, C) rows). */
@@ -49,15 +69,21 @@ export interface TensorField extends Labelled {
 export interface ListField<O extends Fields = Fields> extends Labelled { kind: 'list', max: number, of: O }
 export interface OneOfField<C extends Record<number, Fields> = Record<number, Fields>> extends Labelled { kind: 'oneOf', cases: C }
 export interface OptionalField<O extends Fields = Fields> extends Labelled { kind: 'optional', of: O }
-type Field = StringField | VarintField | MilliField | TensorField | ListField | OneOfField | OptionalField
+type Field = StringField | VarintField | MilliField | RealField | StringsField | BytesField | TensorField | ListField | OneOfField | OptionalField
 export type Fields = Readonly<Record<string, Field>>
 
-/** A UTF-8 string of ≤ MAX_STRING_BYTES bytes. */
-export const str = (o: Labelled & { nonEmpty?: boolean } = {}): StringField => ({ ...o, kind: 'string', nonEmpty: o.nonEmpty ?? false })
-/** An unsigned integer in [min, max]. */
+/** A UTF-8 string of ≤ maxBytes (default MAX_STRING_BYTES) bytes and ≤ maxChars characters. */
+export const str = (o: Labelled & { nonEmpty?: boolean, maxBytes?: number, maxChars?: number } = {}): StringField => ({ ...o, kind: 'string', nonEmpty: o.nonEmpty ?? false, maxBytes: o.maxBytes ?? MAX_STRING_BYTES })
+/** An integer in [min, max] (min defaults to 0). */
 export const varint = (max = Number.MAX_SAFE_INTEGER, o: Labelled & { min?: number } = {}): VarintField => ({ ...o, kind: 'varint', min: o.min ?? 0, max })
 /** A non-negative number with three decimals, as integer milli-units. */
 export const milli = (o: Labelled = {}): MilliField => ({ ...o, kind: 'milli' })
+/** A finite number ≥ 0, as sent (a norm: no rounding, unlike milli). */
+export const real = (o: Labelled = {}): RealField => ({ ...o, kind: 'real' })
+/** At most `max` non-empty strings of ≤ maxChars characters; `sorted`: strictly increasing and non-empty. */
+export const strings = (max: number, o: Labelled & { maxChars: number, sorted?: boolean }): StringsField => ({ ...o, kind: 'strings', max, sorted: o.sorted ?? false })
+/** At most `max` bytes, sent as a u8 tensor and read as a view of it (no copy). */
+export const bytes = (max: number, o: Labelled = {}): BytesField => ({ ...o, kind: 'bytes', max })
 /** An f32 tensor of rank ≤ MAX_TENSOR_RANK (its bytes count against the message's size cap). */
 export const tensor = (o: Omit<TensorField, 'kind'> = {}): TensorField => ({ ...o, kind: 'tensor' })
 /** At most `max` records of `of`. */
@@ -95,7 +121,7 @@ export function defineMessages<const S extends Schema> (schema: S): S {
 export function maxTensorsOf (schema: Schema): number {
   const count = (fields: Fields): number => Object.values(fields).reduce((n, f) => {
     switch (f.kind) {
-      case 'tensor': return n + 1
+      case 'tensor': case 'bytes': return n + 1
       case 'list': return n + f.max * count(f.of)
       case 'oneOf': return n + Math.max(0, ...Object.values(f.cases).map(count))
       case 'optional': return n + count(f.of)
@@ -108,12 +134,14 @@ export function maxTensorsOf (schema: Schema): number {
 type Simplify<T> = { [K in keyof T]: T[K] } & {}
 type ValueOf<F> =
   F extends StringField ? string
-    : F extends VarintField | MilliField ? number
-      : F extends TensorField ? WireTensor
-        : F extends ListField<infer O> ? Array<RecordOf<O>>
-          : F extends OneOfField<infer C> ? { [K in keyof C]: C[K] extends Fields ? RecordOf<C[K]> : never }[keyof C]
-            : F extends OptionalField<infer O> ? RecordOf<O>
-              : never
+    : F extends VarintField | MilliField | RealField ? number
+      : F extends StringsField ? string[]
+        : F extends BytesField ? Uint8Array
+          : F extends TensorField ? WireTensor
+            : F extends ListField<infer O> ? Array<RecordOf<O>>
+              : F extends OneOfField<infer C> ? { [K in keyof C]: C[K] extends Fields ? RecordOf<C[K]> : never }[keyof C]
+                : F extends OptionalField<infer O> ? RecordOf<O>
+                  : never
 /** The value a field set decodes to; optional fields become optional properties. */
 type RecordOf<O extends Fields> = Simplify<
   { -readonly [K in keyof O as O[K] extends OptionalField ? never : K]: ValueOf<O[K]> } &
@@ -150,6 +178,14 @@ class TensorSink {
     if (this.bytes > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`message would exceed ${MAX_MESSAGE_BYTES} bytes of tensors`)
     this.tensors.push({ name, dtype: 'f32', shape: t.shape.slice(), data: new Uint8Array(t.data.buffer, t.data.byteOffset, n * 4) })
   }
+
+  /** `data` itself, not a copy: a sender may fill it after the message is written (allocMsg). */
+  addBytes (name: string, data: Uint8Array, max: number): void {
+    if (data.byteLength > max) throw new MessageTooLargeError(`${name} of ${data.byteLength} bytes exceeds ${max}`)
+    this.bytes += data.byteLength
+    if (this.bytes > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(`message would exceed ${MAX_MESSAGE_BYTES} bytes of tensors`)
+    this.tensors.push({ name, dtype: 'u8', shape: [data.byteLength], data })
+  }
 }
 
 function writeFields (fields: Fields, v: Rec, path: string, sink: TensorSink): JsonRec {
@@ -160,15 +196,24 @@ function writeFields (fields: Fields, v: Rec, path: string, sink: TensorSink): J
     switch (f.kind) {
       case 'string': {
         const n = utf8.encode(x as string).byteLength
-        if (n > MAX_STRING_BYTES) throw new MessageTooLargeError(`${label}: string of ${n} bytes exceeds ${MAX_STRING_BYTES}`)
+        if (n > f.maxBytes) throw new MessageTooLargeError(`${label}: string of ${n} bytes exceeds ${f.maxBytes}`)
         out[key] = x as string
         break
       }
       case 'varint':
-        if (!Number.isSafeInteger(x) || (x as number) < 0) throw new SwarmArgumentError(`${label}: ${String(x)} is not a non-negative safe integer`)
+        // Negative only where the field allows it; the reader checks the declared bounds.
+        if (!Number.isSafeInteger(x) || (x as number) < Math.min(0, f.min)) throw new SwarmArgumentError(`${label}: ${String(x)} is not a safe integer ≥ ${Math.min(0, f.min)}`)
         out[key] = x as number
         break
       case 'milli': out[key] = Math.round((x as number) * MILLI); break
+      case 'real': out[key] = x as number; break
+      case 'strings': {
+        const items = x as string[]
+        if (items.length > f.max) throw new MessageTooLargeError(`${label}: ${items.length} entries exceed ${f.max}`)
+        out[key] = items.slice()
+        break
+      }
+      case 'bytes': sink.addBytes(path + key, x as Uint8Array, f.max); break
       case 'tensor': sink.add(path + key, x as WireTensor); break
       case 'list': {
         const items = x as Rec[]
@@ -209,16 +254,35 @@ class FieldReader {
     for (const [key, f] of Object.entries(fields)) {
       const label = f.label ?? key
       const x = rec[key]
-      if (x === undefined && f.kind !== 'tensor' && f.kind !== 'optional') this.bad(`missing ${label}`)
+      if (x === undefined && f.kind !== 'tensor' && f.kind !== 'bytes' && f.kind !== 'optional') this.bad(`missing ${label}`)
       switch (f.kind) {
         case 'string': {
           if (typeof x !== 'string') this.bad(`${label} must be a string`)
           const n = utf8.encode(x).byteLength
-          if (n > MAX_STRING_BYTES) throw new MessageTooLargeError(`${this.protocol}: ${this.msg}: ${label} of ${n} bytes exceeds ${MAX_STRING_BYTES}`)
+          if (n > f.maxBytes) throw new MessageTooLargeError(`${this.protocol}: ${this.msg}: ${label} of ${n} bytes exceeds ${f.maxBytes}`)
+          if (f.maxChars !== undefined && x.length > f.maxChars) this.bad(`${label} must be a string of ≤ ${f.maxChars} characters`)
           if (f.nonEmpty && x === '') this.bad(`empty ${label}`)
           out[key] = x
           break
         }
+        case 'real':
+          if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) this.bad(`${label} must be a finite number ≥ 0, got ${String(x)}`)
+          out[key] = x
+          break
+        case 'strings': {
+          if (!Array.isArray(x) || x.length > f.max) this.bad(`${label} must be a list of ≤ ${f.max} strings`)
+          for (const s of x) if (typeof s !== 'string' || s.length === 0 || s.length > f.maxChars) this.bad(`${label} holds an empty, non-string or over-${f.maxChars}-character entry`)
+          if (f.sorted) {
+            for (let i = 1; i < x.length; i++) if (!((x[i - 1] as string) < (x[i] as string))) this.bad(`${label} must be sorted and without duplicates`)
+            if (x.length === 0) this.bad(`${label} is empty`)
+          }
+          out[key] = x
+          break
+        }
+        case 'bytes':
+          if (x !== undefined) this.bad(`${label} is a tensor, not metadata`)
+          out[key] = this.bytes(path + key, label, f)
+          break
         case 'varint':
           if (!Number.isSafeInteger(x)) this.bad(`${label} must be an integer`)
           if ((x as number) > f.max) this.bad(`${label} = ${String(x)} exceeds ${f.max}`)
@@ -253,6 +317,17 @@ class FieldReader {
       }
     }
     return out
+  }
+
+  private bytes (name: string, label: string, f: BytesField): Uint8Array {
+    const t = this.tensors.get(name)
+    if (t === undefined) this.bad(`missing tensor ${name}`)
+    this.tensors.delete(name)
+    if (t.dtype !== 'u8' || t.shape.length !== 1 || t.shape[0] !== t.data.byteLength) this.bad(`${label} must be u8 [bytes], got ${t.dtype} [${t.shape.join(', ')}]`)
+    if (t.data.byteLength > f.max) this.bad(`${label} of ${t.data.byteLength} bytes exceeds ${f.max}`)
+    // A view, not a copy (unlike f32, whose view may be unaligned): bytes are read in place, and
+    // message bodies are never written after they are received or sent.
+    return t.data
   }
 
   private tensor (name: string, label: string, f: TensorField): WireTensor {
@@ -316,23 +391,28 @@ export function messageCodec<S extends Schema> (spec: SwarmProtocolSpec, version
 
 // ---------------------------------------------------------------- the written grammar
 
-/** `infoOk` → `INFO_OK`. */
+/** `infoOk` → `INFO_OK`; `READY` stays. */
 function wireName (key: string): string {
-  return key.replace(/[A-Z]/g, c => `_${c}`).toUpperCase()
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
 }
 
 function renderFields (fields: Fields): string {
-  return Object.entries(fields).map(([key, f]) => {
-    switch (f.kind) {
-      case 'string': return `${key}:string${f.nonEmpty ? '(non-empty)' : ''}`
-      case 'varint': return `${key}:int${f.min > 0 || f.max < Number.MAX_SAFE_INTEGER ? `[${f.min}…${f.max < Number.MAX_SAFE_INTEGER ? f.max : ''}]` : ''}`
-      case 'milli': return `${key}:milli`
-      case 'tensor': return `${key}:f32 tensor${f.rank !== undefined ? `(rank ${f.rank}${f.maxRows !== undefined ? `, ≤ ${f.maxRows} rows` : ''})` : ''}`
-      case 'list': return `${key}:list[≤ ${f.max}](${renderFields(f.of)})`
-      case 'oneOf': return `${key}:(${Object.entries(f.cases).map(([tag, c]) => `case ${tag} ${renderFields(c)}`).join(' \\| ')})`
-      case 'optional': return `${key}?:(${renderFields(f.of)})`
-    }
-  }).join(' ')
+  return Object.entries(fields).map(([key, f]) => renderField(key, f) + (f.note === undefined ? '' : ` (${f.note})`)).join(' ')
+}
+
+function renderField (key: string, f: Field): string {
+  switch (f.kind) {
+    case 'string': return `${key}:string${f.nonEmpty ? '(non-empty)' : ''}${f.maxChars !== undefined ? `(≤ ${f.maxChars} chars)` : f.maxBytes !== MAX_STRING_BYTES ? `(≤ ${f.maxBytes} bytes)` : ''}`
+    case 'varint': return `${key}:int${f.min !== 0 || f.max < Number.MAX_SAFE_INTEGER ? `[${f.min}…${f.max < Number.MAX_SAFE_INTEGER ? f.max : ''}]` : ''}`
+    case 'milli': return `${key}:milli`
+    case 'real': return `${key}:number(finite ≥ 0)`
+    case 'strings': return `${key}:string[≤ ${f.max}](each 1…${f.maxChars} chars${f.sorted ? '; sorted, unique, non-empty' : ''})`
+    case 'bytes': return `${key}:u8 tensor(≤ ${f.max} bytes)`
+    case 'tensor': return `${key}:f32 tensor${f.rank !== undefined ? `(rank ${f.rank}${f.maxRows !== undefined ? `, ≤ ${f.maxRows} rows` : ''})` : ''}`
+    case 'list': return `${key}:list[≤ ${f.max}](${renderFields(f.of)})`
+    case 'oneOf': return `${key}:(${Object.entries(f.cases).map(([tag, c]) => `case ${tag} ${renderFields(c)}`).join(' \\| ')})`
+    case 'optional': return `${key}?:(${renderFields(f.of)})`
+  }
 }
 
 /** PROTOCOL.md's message table of `schema` (a test checks the document holds exactly this). */
