@@ -26,6 +26,17 @@ const MAX_PENDING_UPDATES = 64
  * swarms stay far below it; fresh keys cost nothing, so per-author buckets alone cannot bound it.
  */
 const MAX_DOC_BYTES = 16 * 1024 * 1024
+type DecodedUpdate = ReturnType<typeof Y.decodeUpdate>
+
+/** The update's structs and deletions, or undefined when it does not decode. */
+function decodeOrUndefined (update: Uint8Array): DecodedUpdate | undefined {
+  try {
+    return Y.decodeUpdate(update)
+  } catch {
+    return undefined
+  }
+}
+
 /** Tolerated clock skew when deciding whether an entry has expired, in ms. */
 const EXPIRY_SKEW_MS = 30_000
 
@@ -219,17 +230,19 @@ export class SwarmDoc {
       this.refusedSize++
       throw new LimitExceededError(CRDT_SYNC.id, `update inserts a value of ${big.size} B into ${big.where}, over the ${this.maxItemBytes} B limit`)
     }
-    // An update that visibly lacks dependencies waits without the O(doc) scratch copy below: a
-    // flooder's undeliverable updates are retried after every applied update, and must stay cheap.
-    if (this.lacksDependencies(update)) return 'pending'
-    if (this.overDocCap(update)) {
+    // Decoded once for the cheap checks below; an undecodable update falls through to the full
+    // check, which names the error. One that visibly lacks dependencies waits without the O(doc)
+    // scratch copy: a flooder's undeliverable updates are retried after every applied update.
+    const decoded = decodeOrUndefined(update)
+    if (this.lacksDependencies(decoded)) return 'pending'
+    if (this.overDocCap(update, decoded)) {
       this.rejected++
       this.refusedDocSize++
       throw new LimitExceededError(CRDT_SYNC.id, `swarm doc is ${this.measuredBytes} B; a ${update.byteLength} B update outside the signed maps would pass its ${this.maxDocBytes} B cap`)
     }
     // Fast path: an update that provably cannot touch `peers` and has all its dependencies is
     // applied directly (no scratch copy: O(update) instead of O(doc)).
-    if (this.provablyOutsidePeers(update)) {
+    if (this.provablyOutsidePeers(decoded)) {
       Y.applyUpdate(this.doc, update, origin)
       return 'applied'
     }
@@ -260,9 +273,9 @@ export class SwarmDoc {
    * The exact size (O(doc) to encode) is measured only when the running upper bound crosses the
    * cap and something was applied since the last measurement, so a flood at the cap costs O(update).
    */
-  private overDocCap (update: Uint8Array): boolean {
+  private overDocCap (update: Uint8Array, decoded: DecodedUpdate | undefined): boolean {
     if (this.measuredBytes + this.appliedSince + update.byteLength <= this.maxDocBytes) return false
-    if (this.writesOnlySignedMaps(update)) return false
+    if (decoded === undefined || this.writesOnlySignedMaps(decoded)) return false
     if (this.appliedSince > 0) {
       this.measuredBytes = Y.encodeStateAsUpdate(this.doc).byteLength
       this.appliedSince = 0
@@ -274,13 +287,8 @@ export class SwarmDoc {
    * True when every item `update` inserts lands in a signed map (by its parent's name, or next to
    * an entry of one we hold) — or it inserts nothing (deletions only). Undecidable → false.
    */
-  private writesOnlySignedMaps (update: Uint8Array): boolean {
-    let decoded: ReturnType<typeof Y.decodeUpdate>
-    try {
-      decoded = Y.decodeUpdate(update)
-    } catch {
-      return false
-    }
+  private writesOnlySignedMaps (decoded: DecodedUpdate | undefined): boolean {
+    if (decoded === undefined) return false
     const store = this.doc.store
     const signed = new Set<unknown>(SIGNED_MAPS.map(m => this.doc.getMap(m)))
     const heldParent = (id: Y.ID | null): unknown => {
@@ -304,13 +312,8 @@ export class SwarmDoc {
    * history, or points (origin, right origin, parent item) at an id this doc does not hold and the
    * update does not bring. False when undecidable (or undecodable): the full check then decides.
    */
-  private lacksDependencies (update: Uint8Array): boolean {
-    let decoded: ReturnType<typeof Y.decodeUpdate>
-    try {
-      decoded = Y.decodeUpdate(update)
-    } catch {
-      return false
-    }
+  private lacksDependencies (decoded: DecodedUpdate | undefined): boolean {
+    if (decoded === undefined) return false
     const store = this.doc.store
     // Pass 1: per client, the clock up to which the doc or the update holds; a gap is a miss.
     const reach = new Map<number, number>()
@@ -336,13 +339,8 @@ export class SwarmDoc {
    * is located (by its parent name, or by an origin we already hold) outside the signed maps, and
    * every deletion targets items we hold outside them. Anything undecidable → false (slow path).
    */
-  private provablyOutsidePeers (update: Uint8Array): boolean {
-    let decoded: ReturnType<typeof Y.decodeUpdate>
-    try {
-      decoded = Y.decodeUpdate(update)
-    } catch {
-      return false
-    }
+  private provablyOutsidePeers (decoded: DecodedUpdate | undefined): boolean {
+    if (decoded === undefined) return false
     const store = this.doc.store
     const signed = new Set<Y.AbstractType<unknown>>(SIGNED_MAPS.map(m => this.doc.getMap(m) as Y.AbstractType<unknown>))
     const rootOfType = (type: Y.AbstractType<unknown> | null): Y.AbstractType<unknown> | null => {
