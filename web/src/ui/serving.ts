@@ -207,16 +207,21 @@ export class Contribution {
       // The map and other tabs read who serves what from the swarm doc (the DHT is for routing).
       onAnnounce: r => { this.mirror(r.state, r.throughput) }
     })
-    this.active_ = { kind: 'blocks', role, model: id, numBlocks: config.numLayers }
+    await this.startActive({ kind: 'blocks', role, model: id, numBlocks: config.numLayers })
+    document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
+  }
+
+  /** Makes `a` the active role and starts it; a role that fails to start is stopped and forgotten. */
+  private async startActive (a: Extract<Active, { role: unknown }>): Promise<void> {
+    this.active_ = a
     try {
-      await role.start()
+      await a.role.start()
     } catch (e) {
       this.active_ = undefined
       // The start failure rethrown below is what the caller learns; a half-started role may fail to stop too.
-      await role.stop().catch(() => {})
+      await a.role.stop().catch(() => {})
       throw e
     }
-    document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
   }
 
   private async startExperts (pieces: SwarmPieces, be: Backend, model: LoadableModel, layer: number, experts: number[]): Promise<void> {
@@ -241,15 +246,7 @@ export class Contribution {
           .catch(e => { this.ctx.log(`mirroring the expert role failed: ${(e as Error).message}`) })
       }
     })
-    this.active_ = { kind: 'experts', role, model: id }
-    try {
-      await role.start()
-    } catch (e) {
-      this.active_ = undefined
-      // The start failure rethrown below is what the caller learns; a half-started role may fail to stop too.
-      await role.stop().catch(() => {})
-      throw e
-    }
+    await this.startActive({ kind: 'experts', role, model: id })
     document.body.dataset.serving = `experts ${formatPlacement(role.placement)}`
   }
 
