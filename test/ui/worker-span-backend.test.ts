@@ -5,12 +5,15 @@
  * and failures come back as WorkerComputeError naming the problem. (The browser run, WebGPU in a
  * real worker, is e2e/page.spec.ts.)
  */
+import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import { sourceFrom } from '../../web/src/model/source.ts'
 import { loadSpanBackend } from '../../web/src/swarm/model-backend.ts'
 import type { SpanBackend } from '../../web/src/swarm/server/backend.ts'
 import { WorkerSpanBackend } from '../../web/src/ui/compute/worker-span-backend.ts'
+import { loadWorkerExpertLayer } from '../../web/src/ui/compute/worker-expert-layer.ts'
+import { loadExpertLayer } from '../../web/src/swarm/moe/model-layers.ts'
 import { WorkerComputeError } from '../../web/src/ui/errors.ts'
 import { Rng } from '../../web/src/util/rng.ts'
 
@@ -87,5 +90,26 @@ describe('WorkerSpanBackend', () => {
     remote.dispose()
     await expect(remote.forward([{ cache: c, hidden: new Float32Array(C), tokens: 1 }])).rejects.toThrow(/stopped/)
     await expect(WorkerSpanBackend.load({ url: 'test/fixtures/no-such-model', model: 'x', start: 0, end: 1, device: 'cpu' })).rejects.toThrow(/loading blocks 0:1 in the worker/)
+  })
+
+  it("runs one MoE layer's experts in the worker exactly as in the page; names a non-MoE layer and a stopped worker", async () => {
+    const MIX = 'test/fixtures/tiny-mixtral'
+    const local = await loadExpertLayer(sourceFrom(MIX), cpu, 'mix', 1)
+    const progress: number[] = []
+    const remote = await loadWorkerExpertLayer({ url: MIX, model: 'mix', layer: 1, device: 'cpu', onProgress: p => progress.push(p.bytesLoaded) })
+    expect(progress.length).toBeGreaterThan(0)
+    const C = (JSON.parse(readFileSync(`${MIX}/config.json`, 'utf8')) as { hidden_size: number }).hidden_size
+    const rng = new Rng(11)
+    const rows = (n: number): Float32Array => Float32Array.from({ length: n * C }, () => rng.next() * 2 - 1)
+    // Odd row counts, an expert twice, experts out of order.
+    const items = [{ expert: 3, rows: rows(1), count: 1 }, { expert: 0, rows: rows(3), count: 3 }, { expert: 3, rows: rows(2), count: 2 }]
+    const want = await local.run(items)
+    const got = await remote.run(items)
+    expect(got).toEqual(want)
+    expect(items[1].rows.length).toBe(3 * C) // not detached by the transfer
+    remote.dispose()
+    await expect(remote.run(items)).rejects.toThrow(/stopped/)
+    local.dispose()
+    await expect(loadWorkerExpertLayer({ url: DIR, model: 'tiny', layer: 0, device: 'cpu' })).rejects.toThrow(/loading experts of layer 0 in the worker: .*not a MoE layer/)
   })
 })

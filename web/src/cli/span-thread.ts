@@ -7,7 +7,8 @@
  */
 import { Worker } from 'node:worker_threads'
 import type { FromWorker, ToWorker } from '../ui/compute/messages.ts'
-import { WorkerSpanBackend, type SpanWorker } from '../ui/compute/worker-span-backend.ts'
+import { WorkerSpanBackend } from '../ui/compute/worker-span-backend.ts'
+import type { SpanWorker } from '../ui/compute/worker-channel.ts'
 
 /**
  * The thread's first code (a CommonJS eval): the Web Worker globals span-worker.ts uses (`self`

@@ -23,6 +23,7 @@ import { loadSpanBackend } from '../swarm/model-backend.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import { WorkerSpanBackend } from './compute/worker-span-backend.ts'
+import { loadWorkerExpertLayer } from './compute/worker-expert-layer.ts'
 import type { PageContext } from './context.ts'
 import { NoRoleFitsError, PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
@@ -236,7 +237,10 @@ export class Contribution {
       layers: [layer],
       hosted: new Map([[layer, new Set(experts)]]),
       loadLayer: async l => {
-        const loaded = await loadExpertLayer(sourceFrom(url), be, id, l)
+        // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
+        const loaded = this.ctx.params.compute === 'main'
+          ? await loadExpertLayer(sourceFrom(url), be, id, l)
+          : await loadWorkerExpertLayer({ url, model: id, layer: l, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress: this.progress.start(`${id} experts of layer ${l}`) })
         role.throughput = await measureExpertThroughput(loaded, config.numExperts, config.hiddenSize)
         return loaded
       },

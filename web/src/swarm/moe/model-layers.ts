@@ -4,15 +4,15 @@
  * short measurement of how many rows per second they run (the throughput a host announces).
  */
 import type { Backend } from '../../gpu/backend.ts'
-import { loadBlocks } from '../../model/model.ts'
+import { loadBlocks, type LoadOptions } from '../../model/model.ts'
 import type { ModelSource } from '../../model/source.ts'
 import { SwarmArgumentError } from '../errors.ts'
 import { ModelExpertRunner } from '../model-backend.ts'
 import type { LoadedExpertLayer } from './expert-role.ts'
 
 /** Loads MoE layer `layer` (the whole block: the weights reader loads by parameter, not by expert slice). */
-export async function loadExpertLayer (source: ModelSource, be: Backend, model: string, layer: number): Promise<LoadedExpertLayer> {
-  const span = await loadBlocks(source, be, { start: layer, end: layer + 1 })
+export async function loadExpertLayer (source: ModelSource, be: Backend, model: string, layer: number, opts: LoadOptions = {}): Promise<LoadedExpertLayer> {
+  const span = await loadBlocks(source, be, { start: layer, end: layer + 1 }, opts)
   const moe = span.blocks[0].moe
   if (moe === undefined) {
     for (const t of span.params.values()) t.dispose()

@@ -1,16 +1,20 @@
 /**
- * The compute worker: loads one span of a model's blocks on its own WebGPU device (WebGPU is
- * exposed to dedicated workers) or on the CPU twins, and runs forward steps for the page's block
- * server. One worker per served span; the page terminates it to free everything.
+ * The compute worker: loads one span of a model's blocks, or one MoE layer's experts, on its own
+ * WebGPU device (WebGPU is exposed to dedicated workers) or on the CPU twins, and runs forward
+ * steps for the page's block server or expert host. One worker per served span or layer; the page
+ * terminates it to free everything.
  */
 import type { Backend } from '../../gpu/backend.ts'
 import { sourceFrom } from '../../model/source.ts'
 import type { SpanBackend, SpanCache } from '../../swarm/server/backend.ts'
 import { loadSpanBackend } from '../../swarm/model-backend.ts'
+import type { LoadedExpertLayer } from '../../swarm/moe/expert-role.ts'
+import { loadExpertLayer } from '../../swarm/moe/model-layers.ts'
 import type { FromWorker, ToWorker } from './messages.ts'
 
 const scope = self as unknown as { postMessage: (m: FromWorker, transfer?: Transferable[]) => void, onmessage: ((ev: MessageEvent<ToWorker>) => void) | null }
 let span: SpanBackend | undefined
+let experts: LoadedExpertLayer | undefined
 const caches = new Map<number, SpanCache>()
 /** Why a cache could not be created (reported by the forward that names it). */
 const cacheErrors = new Map<number, string>()
@@ -31,6 +35,23 @@ async function handle (m: ToWorker): Promise<void> {
         onProgress: p => { scope.postMessage({ type: 'progress', id: m.id, progress: { ...p } }) }
       })
       scope.postMessage({ type: 'loaded', id: m.id, hiddenSize: span.hiddenSize, cacheBytesPerToken: span.cacheBytesPerToken })
+      return
+    }
+    case 'load-experts': {
+      experts = await loadExpertLayer(sourceFrom(m.url), await backendFor(m.device), m.model, m.layer, {
+        onProgress: p => { scope.postMessage({ type: 'progress', id: m.id, progress: { ...p } }) }
+      })
+      scope.postMessage({ type: 'experts-loaded', id: m.id })
+      return
+    }
+    case 'experts': {
+      try {
+        if (experts === undefined) throw new Error('no expert layer loaded')
+        const outs = await experts.run(m.items)
+        scope.postMessage({ type: 'result', id: m.id, outs, lengths: [] }, outs.map(o => o.buffer))
+      } catch (e) {
+        scope.postMessage({ type: 'error', id: m.id, name: (e as Error).name, message: (e as Error).message })
+      }
       return
     }
     case 'cache': {
