@@ -6,7 +6,7 @@ import { DECLARED_KERNELS } from '../../web/src/gpu/kernel.ts'
 await Promise.all(Object.values(import.meta.glob('../../web/src/gpu/ops/*.ts')).map(async load => await load()))
 
 /**
- * Every shaders/*.wgsl file, the test that runs it against its CPU twin (STYLE 2: the shader
+ * Every shaders/*.wgsl file, the test that runs it against its CPU twin (CONTRIBUTING.md STYLE 2: the shader
  * that ships is the one the tests run). A new shader without an entry here fails this test.
  */
 const COVERED_BY: Record<string, string> = {

@@ -1,5 +1,5 @@
 /**
- * The one comparison helper (STYLE 3): |actual − ref| ≤ atol + rtol·|ref| elementwise.
+ * The one comparison helper (CONTRIBUTING.md STYLE 3): |actual − ref| ≤ atol + rtol·|ref| elementwise.
  * Non-finite reference values are skipped (their positions must be non-finite in actual too
  * only when `matchNonFinite` is set); the error lists the first mismatching indices.
  */

@@ -1,5 +1,5 @@
 /**
- * Failures the API reports, one class per failure (STYLE 9), each knowing its HTTP status and
+ * Failures the API reports, one class per failure (CONTRIBUTING.md STYLE 9), each knowing its HTTP status and
  * OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}` — the fields OpenAI's
  * own clients read (`openai` npm raises BadRequestError, NotFoundError, … from the status).
  */

@@ -1,5 +1,5 @@
 /**
- * Typed failures of the GPU runtime (STYLE 9), in the one hierarchy (util/errors.ts): each names
+ * Typed failures of the GPU runtime (CONTRIBUTING.md STYLE 9), in the one hierarchy (util/errors.ts): each names
  * the op, tensor or feature at fault, has a stable `errorCode` and says whether the caller is at
  * fault.
  */

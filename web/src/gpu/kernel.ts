@@ -1,5 +1,5 @@
 /**
- * Kernels are declared as data (STYLE 4): bindings and uniforms are listed once here and the
+ * Kernels are declared as data (CONTRIBUTING.md STYLE 4): bindings and uniforms are listed once here and the
  * WGSL header (binding indices, the Params struct, variant constants) is generated from the
  * declaration, so no binding is numbered by hand. A shader file holds only the body.
  *
@@ -43,7 +43,7 @@ export interface KernelDecl {
   uniforms: readonly UniformDecl[]
 }
 
-/** A compile-time specialisation of a kernel (STYLE 5): what the dispatch must agree with. */
+/** A compile-time specialisation of a kernel (CONTRIBUTING.md STYLE 5): what the dispatch must agree with. */
 export interface Variant {
   /** Distinguishes compiled pipelines of one kernel, e.g. 'tile64x64-vec4'. */
   key: string

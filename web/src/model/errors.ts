@@ -1,5 +1,5 @@
 /**
- * Typed failures of the model layer (STYLE 9), in the one hierarchy (util/errors.ts). Each message
+ * Typed failures of the model layer (CONTRIBUTING.md STYLE 9), in the one hierarchy (util/errors.ts). Each message
  * names the field, file or tensor at fault.
  */
 import { declaredError, WebSwarmError } from '../util/errors.ts'

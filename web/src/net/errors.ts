@@ -1,5 +1,5 @@
 /**
- * Typed failures of the net layer (STYLE 9). Each names the peer, protocol or record at fault.
+ * Typed failures of the net layer (CONTRIBUTING.md STYLE 9). Each names the peer, protocol or record at fault.
  * MalformedMessageError and LimitExceededError are the only classes of those names: the framed
  * tensor streams (net/stream) and the swarm codecs (swarm/wire, swarm/errors.ts) use these.
  */

@@ -1,4 +1,4 @@
-/** Typed failures of the scale simulator (STYLE 9). */
+/** Typed failures of the scale simulator (CONTRIBUTING.md STYLE 9). */
 import { declaredError, WebSwarmError } from '../util/errors.ts'
 
 /** A simulator option is out of range (negative latency, a loss probability ≥ 1, N < 2). */

@@ -1,5 +1,5 @@
 /**
- * Limits, timeouts and tuning constants of the swarm roles (STYLE 8). Each says its unit and why.
+ * Limits, timeouts and tuning constants of the swarm roles (CONTRIBUTING.md STYLE 8). Each says its unit and why.
  * Readers of peer data cap both bytes and counts with these.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Typed failures of the swarm roles (STYLE 9). Errors a server reports to a client travel as an
+ * Typed failures of the swarm roles (CONTRIBUTING.md STYLE 9). Errors a server reports to a client travel as an
  * `ERROR` message carrying a wire `code` (`reportable` picks it); `errorFromWire` turns it back
  * into the same class. Malformed input is the net layer's one MalformedMessageError (wire code
  * `malformed`), re-exported here.

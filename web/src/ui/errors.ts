@@ -1,4 +1,4 @@
-/** Typed failures of the page (STYLE 9): what a panel shows as a short notice. */
+/** Typed failures of the page (CONTRIBUTING.md STYLE 9): what a panel shows as a short notice. */
 import { declaredError, WebSwarmError } from '../util/errors.ts'
 
 /** The user pressed Stop: generation ended early on purpose (not shown as a failure). */

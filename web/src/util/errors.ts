@@ -1,5 +1,5 @@
 /**
- * The base of every typed WebSwarm failure (STYLE 9): one class per failure, each with a `name`
+ * The base of every typed WebSwarm failure (CONTRIBUTING.md STYLE 9): one class per failure, each with a `name`
  * (its class name, unique across the code base), a stable `errorCode` and whether the caller is at
  * fault. Code that decides what to do with an error (ban a peer, fail over, print one line instead
  * of a stack) asks `hasErrorCode`, never compares class-name strings.
@@ -40,7 +40,7 @@ type AbstractCtor<T> = abstract new (...args: any[]) => T
 type Declared<B extends AbstractCtor<WebSwarmError>, D> = { readonly declared: D } & (new (...args: ConstructorParameters<B>) => InstanceType<B> & Readonly<Omit<D, 'name'>>)
 
 /**
- * `Base` with the fields of `d` fixed, so that one line declares one failure (STYLE 9) instead
+ * `Base` with the fields of `d` fixed, so that one line declares one failure (CONTRIBUTING.md STYLE 9) instead
  * of a class body repeating four fields:
  *
  *   export class ServerBusyError extends declaredError(RemoteReportableError, { name: 'ServerBusyError', errorCode: 'swarm.server-busy', callerFault: false, code: ERROR_CODES.busy }) {}

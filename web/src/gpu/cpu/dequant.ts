@@ -6,7 +6,7 @@ import { f16ToF32 } from './quant.ts'
 /**
  * CPU twins of the weight decoders (GGUF / llama.cpp block layouts, see quant-types.ts): plain
  * loops, one function per type, the definition the WGSL decoders in shaders/lib/quant_decode.wgsl
- * are checked against (STYLE 1). Each value is computed in f32 as llama.cpp's
+ * are checked against (CONTRIBUTING.md STYLE 1). Each value is computed in f32 as llama.cpp's
  * dequantize_row_* does (scale products rounded to f32 before the multiply-subtract).
  */
 

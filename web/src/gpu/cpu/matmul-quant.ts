@@ -2,7 +2,7 @@ import type { WeightDType } from '../dtype.ts'
 import { dequantize } from './dequant.ts'
 
 /**
- * CPU twin of shaders/matmul_quant.wgsl (STYLE 1): out (M, N) = x (M, K) · dequant(w)ᵀ + bias,
+ * CPU twin of shaders/matmul_quant.wgsl (CONTRIBUTING.md STYLE 1): out (M, N) = x (M, K) · dequant(w)ᵀ + bias,
  * w (N, K) as the file's bytes. Each weight row is decoded by cpu/dequant.ts, then a plain dot
  * product summed in f64 and rounded to f32 once per output.
  */

@@ -1,6 +1,6 @@
 /**
  * CPU twins of shaders/matmul.wgsl and shaders/matmul_naive.wgsl: plain loops, the definition
- * of the op (STYLE 1). Sums are accumulated in f64 and rounded to f32 once per output.
+ * of the op (CONTRIBUTING.md STYLE 1). Sums are accumulated in f64 and rounded to f32 once per output.
  */
 
 export interface MatmulDims {

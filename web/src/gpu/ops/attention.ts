@@ -70,7 +70,7 @@ const DECODE_MIN_SPLIT_KEYS = 256
 /** Threads per workgroup of the flat merge kernel. */
 const COMBINE_WG = 256
 
-// ---- tile plans (STYLE 5): each returns the variant and the decisions its dispatch uses ----
+// ---- tile plans (CONTRIBUTING.md STYLE 5): each returns the variant and the decisions its dispatch uses ----
 
 /**
  * Row-parallel layout: LANES threads per row (a power of two), DPT dims each, DP = padded row,

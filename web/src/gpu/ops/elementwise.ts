@@ -40,7 +40,7 @@ export const ELEMENTWISE_ENTRIES: readonly ElementwiseEntry[] = [
   'silu', 'silu_backward', 'gelu', 'gelu_backward', 'swiglu', 'swiglu_backward_gate'
 ]
 
-/** Variant builder (STYLE 5): the entry, and the GELU form baked in as a constant. */
+/** Variant builder (CONTRIBUTING.md STYLE 5): the entry, and the GELU form baked in as a constant. */
 export function elementwiseVariant (entry: ElementwiseEntry, approx: GeluApprox = 'tanh'): Variant {
   return { key: `${entry}-${approx}-wg${WG}`, entry, workgroupSize: [WG], constants: { GELU_ERF: approx === 'erf' } }
 }

@@ -92,7 +92,7 @@ export function unitsPerRow (dtype: WeightDType, K: number): number {
 }
 
 /**
- * The variant for one dtype and kernel (STYLE 5): WTYPE and UNIT select the decoder, MR the rows
+ * The variant for one dtype and kernel (CONTRIBUTING.md STYLE 5): WTYPE and UNIT select the decoder, MR the rows
  * of the GEMV, T the element type of the tiled kernel's workgroup tiles.
  */
 export function quantMatmulVariant (s: QuantMatmulSpec): Variant {

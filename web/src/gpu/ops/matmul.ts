@@ -65,7 +65,7 @@ const MATMUL_NAIVE = defineKernel({
   uniforms: [{ name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, { name: 'K', type: 'u32' }]
 })
 
-// ---- variant builder (STYLE 5) ----
+// ---- variant builder (CONTRIBUTING.md STYLE 5) ----
 
 /** Which entry point computes the product: shaders/matmul.wgsl (regs, tiled, gemv) or shaders/matmul_vec4.wgsl (vec4, gemv4t). */
 export type MatmulKernel = 'regs' | 'vec4' | 'tiled' | 'gemv' | 'gemv4t'

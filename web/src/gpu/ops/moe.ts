@@ -115,7 +115,7 @@ const WORKGROUP_STORAGE_BYTES = 16384
 /** Most shared tiles any FFN kernel stages (ffn_backward_hidden: xs, dys, w1, w3, w2). */
 const FFN_MAX_TILES = 5
 
-/** Builds the FFN variant for a tile (STYLE 5): the constants the shaders and dispatches share. */
+/** Builds the FFN variant for a tile (CONTRIBUTING.md STYLE 5): the constants the shaders and dispatches share. */
 export function ffnVariant (t: FfnTile = FFN_TILE): Variant {
   if (t.bm % t.wgY !== 0 || t.bn % t.wgX !== 0) throw new GpuArgumentError(`ffnVariant: tile ${t.bm}×${t.bn} is not a multiple of the workgroup ${t.wgY}×${t.wgX}`)
   if (FFN_MAX_TILES * t.bk * Math.max(t.bm, t.bn) * 4 > WORKGROUP_STORAGE_BYTES) throw new GpuArgumentError(`ffnVariant: tile ${t.bm}×${t.bn}×${t.bk} needs more than ${WORKGROUP_STORAGE_BYTES} B of workgroup memory`)

@@ -1,4 +1,4 @@
-/** Failures specific to GGUF files (STYLE 9); corrupt bytes use the model layer's CorruptWeightsError. */
+/** Failures specific to GGUF files (CONTRIBUTING.md STYLE 9); corrupt bytes use the model layer's CorruptWeightsError. */
 
 /** A well-formed GGUF file that uses something we do not read: an old version, a value type, an arch. */
 export class UnsupportedGgufError extends Error {

@@ -16,7 +16,7 @@ export const GGUF_MAGIC = 0x46554747 // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3
 export const DEFAULT_ALIGNMENT = 32
 
-/** Limits on what a header may declare (STYLE 8): real models stay far below each. */
+/** Limits on what a header may declare (CONTRIBUTING.md STYLE 8): real models stay far below each. */
 export const LIMITS = {
   /** Tensors in one file (a 64-expert MoE with per-expert tensors has ~20k). */
   tensors: 1 << 20,

@@ -1,5 +1,5 @@
 /**
- * Typed failures of the framed tensor stream protocol (STYLE 9). Each message names the field at
+ * Typed failures of the framed tensor stream protocol (CONTRIBUTING.md STYLE 9). Each message names the field at
  * fault. A frame, message or stream over a limit throws the net layer's one LimitExceededError.
  */
 import { declaredError, WebSwarmError } from '../../util/errors.ts'

@@ -1,5 +1,5 @@
 /**
- * Limits and tuning of MoE expert placement (STYLE 8): each says its unit and why. The wire limits
+ * Limits and tuning of MoE expert placement (CONTRIBUTING.md STYLE 8): each says its unit and why. The wire limits
  * of the `expert` protocol itself live in ../constants.ts.
  */
 

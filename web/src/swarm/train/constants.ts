@@ -1,6 +1,6 @@
 /**
  * Limits, timeouts and defaults of DiLoCo training and the `allreduce` protocol. Each says its
- * unit and why it has this value (STYLE 8); options in index.ts override the defaults.
+ * unit and why it has this value (CONTRIBUTING.md STYLE 8); options in index.ts override the defaults.
  */
 
 import { ALLREDUCE } from '../../net/protocols.ts'

@@ -1,4 +1,4 @@
-/** Typed failures of DiLoCo training and the all-reduce (STYLE 9). */
+/** Typed failures of DiLoCo training and the all-reduce (CONTRIBUTING.md STYLE 9). */
 import { declaredError, WebSwarmError } from '../../util/errors.ts'
 
 /** Bad options or arguments to a training call (sizes, counts, hyper-parameters). */

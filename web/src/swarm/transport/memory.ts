@@ -1,5 +1,5 @@
 /**
- * A seeded in-process network (STYLE 11, after yjs' TestConnector): every request and reply is
+ * A seeded in-process network (CONTRIBUTING.md STYLE 11, after yjs' TestConnector): every request and reply is
  * queued and delivered in a random order chosen by a seeded RNG, after an optional latency; links
  * can be cut (messages silently lost → the caller times out) and peers killed (in-flight and new
  * requests fail as a closed connection would). Same seed, same interleaving. Every message goes

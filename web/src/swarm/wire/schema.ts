@@ -2,7 +2,7 @@
  * Declared message schemas for the swarm's protocols (`infer`, `expert`, `allreduce`): each message is declared
  * once, as data — its type code, direction and fields with their caps — and the encoder, the
  * decoder, the message types and PROTOCOL.md's message table all come from that declaration
- * (STYLE 10: the grammar is written once; `renderTable` prints it).
+ * (CONTRIBUTING.md STYLE 10: the grammar is written once; `renderTable` prints it).
  *
  *   const SCHEMA = defineMessages({ close: { code: 5, dir: 'client → server', fields: { session: str() } } })
  *   type Msg = MessageOf<typeof SCHEMA>                        // { type: 'close', session: string }
