@@ -16,23 +16,18 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
-import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { webSockets } from '@libp2p/websockets'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import * as Y from 'yjs'
 import { parseConfig } from '../relay/config.ts'
 import { startRelay, type RelayHandle } from '../relay/relay.ts'
 import { GOSSIP_UPDATE, SwarmDoc } from '../web/src/net/crdt/index.ts'
 import { mintStamp } from '../web/src/net/pow.ts'
 import { presentStamp, relayStampScope } from '../web/src/net/pow-protocol.ts'
+import { bareRelayClient, relayMetric } from '../test/helpers/relay-client.ts'
 import { load } from './verify-swarm.ts'
 
 const BITS = 8
@@ -52,23 +47,8 @@ function heapMiB (): number {
   (globalThis as { gc?: () => void }).gc?.()
   return process.memoryUsage().heapUsed / 2 ** 20
 }
-async function metric (relay: RelayHandle, line: string): Promise<number> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
-  const hit = text.split('\n').find(l => l.startsWith(line + ' '))
-  return hit === undefined ? 0 : Number(hit.slice(line.length + 1))
-}
-
-async function client (key: PrivateKey, listen: string[] = []): Promise<Libp2p> {
-  return await createLibp2p({
-    privateKey: key,
-    addresses: { listen },
-    transports: [webSockets(), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: { identify: identify() }
-  })
-}
+const metric = async (relay: RelayHandle, line: string): Promise<number> => await relayMetric(relay.httpUrl, line)
+const client = bareRelayClient
 
 export async function floods (): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ws-bench-trust-'))

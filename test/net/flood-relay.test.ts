@@ -9,21 +9,16 @@ import { afterAll, describe, expect, it } from 'vitest'
 import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { identify } from '@libp2p/identify'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import { webSockets } from '@libp2p/websockets'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { parseConfig } from '../../relay/config.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { StampRefusedError } from '../../web/src/net/errors.ts'
 import { mintStamp } from '../../web/src/net/pow.ts'
 import { POW_STAMP, presentStamp, relayStampScope } from '../../web/src/net/pow-protocol.ts'
+import { bareRelayClient, relayMetric } from '../helpers/relay-client.ts'
 import { until } from './peers-harness.ts'
 
 const cleanup: Array<() => Promise<void>> = []
@@ -36,26 +31,14 @@ async function relayLikeMain (args: string[]): Promise<RelayHandle> {
   return relay
 }
 
-/** A bare client: websockets (+ circuit listening when `listen` is given), no swarm services. */
+/** A bare client (circuit listening when `listen` is given); stopped after the file. */
 async function client (key?: PrivateKey, listen: string[] = []): Promise<Libp2p> {
-  const node = await createLibp2p({
-    privateKey: key ?? await generateKeyPair('Ed25519'),
-    addresses: { listen },
-    transports: [webSockets(), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: { identify: identify() }
-  })
+  const node = await bareRelayClient(key, listen)
   cleanup.push(async () => { await node.stop() })
   return node
 }
 
-async function metric (relay: RelayHandle, line: string): Promise<number> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text()
-  const hit = text.split('\n').find(l => l.startsWith(line + ' '))
-  return hit === undefined ? 0 : Number(hit.slice(line.length + 1))
-}
+const metric = async (relay: RelayHandle, line: string): Promise<number> => await relayMetric(relay.httpUrl, line)
 
 describe('relay flood limits', () => {
   it('caps open connections per IP, refuses unstamped reservations and bad stamps, counts each; a stamped peer reserves', async () => {

@@ -8,18 +8,13 @@ import { afterAll, describe, expect, it } from 'vitest'
 import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { identify } from '@libp2p/identify'
 import type { Libp2p } from '@libp2p/interface'
-import { webSockets } from '@libp2p/websockets'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import { parseConfig } from '../../relay/config.ts'
 import { RelayAdmission } from '../../relay/limits.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { NetConfigError } from '../../web/src/net/errors.ts'
+import { bareRelayClient, relayMetric } from '../helpers/relay-client.ts'
 import { until } from './peers-harness.ts'
 
 const cleanup: Array<() => Promise<void>> = []
@@ -35,25 +30,14 @@ async function relayWith (args: string[]): Promise<RelayHandle> {
   return relay
 }
 
-/** A bare client: websockets, listening on the relay's circuit when `listen` is given. */
+/** A bare client, listening on the relay's circuit when `listen` is given; stopped after the file. */
 async function client (listen: string[] = []): Promise<Libp2p> {
-  const node = await createLibp2p({
-    addresses: { listen },
-    transports: [webSockets(), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionGater: { denyDialMultiaddr: () => false },
-    services: { identify: identify() }
-  })
+  const node = await bareRelayClient(undefined, listen)
   cleanup.push(async () => { await node.stop() })
   return node
 }
 
-async function metric (relay: RelayHandle, line: string): Promise<number> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) })).text()
-  const hit = text.split('\n').find(l => l.startsWith(line + ' '))
-  return hit === undefined ? 0 : Number(hit.slice(line.length + 1))
-}
+const metric = async (relay: RelayHandle, line: string): Promise<number> => await relayMetric(relay.httpUrl, line, WAIT_MS)
 
 describe('relay capacity limits', () => {
   it('refuses reservations past --max-reservations and connections past --max-connections, counting each', async () => {
