@@ -7,6 +7,7 @@
 import { parseConfig, type ModelConfig } from '../model/config.ts'
 import { costliestBlockPlan, planPart, readPlanTensors, spanLengthThatFits, type PlanTensor } from '../model/memory-plan.ts'
 import { loadConfig } from '../model/model.ts'
+import { partParams, wholeModel } from '../model/params.ts'
 import { sourceFrom } from '../model/source.ts'
 import type { PeerEntry } from '../net/crdt/entries.ts'
 import type { Swarm } from '../net/index.ts'
@@ -84,12 +85,9 @@ function modelOption (m: LoadableModel, budget: number | undefined): ModelOption
   }
 }
 
-/** Parameters of a (dense or MoE) decoder from its config. */
+/** Parameters of the whole model, from the same parameter list its loader and trainer use. */
 function parameterCount (c: ModelConfig): number {
-  const C = c.hiddenSize
-  const attn = C * c.numHeads * c.headDim * 2 + C * c.numKvHeads * c.headDim * 2
-  const mlp = c.numExperts > 0 ? c.numExperts * 3 * C * c.intermediateSize + C * c.numExperts : 3 * C * c.intermediateSize
-  return c.vocabSize * C * (c.tieWordEmbeddings ? 1 : 2) + C + c.numLayers * (attn + mlp + 2 * C)
+  return partParams(c, wholeModel(c)).reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0)
 }
 
 /** GPU bytes a DiLoCo member of a run on this model needs (activations of a tiny batch left out). */
