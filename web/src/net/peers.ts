@@ -414,7 +414,6 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     return [...this.candidates.keys()]
   }
 
-  /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
   /** Relay ids we hold a reservation on (our /p2p-circuit addresses name them). */
   reservedRelays (): Set<string> {
     const out = new Set<string>()
@@ -440,6 +439,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     void this.node.hangUp(peerIdFromString(r.id)).catch((e: Error) => { this.log(`relay ${r.id}: hang-up failed: ${e.message}`) })
   }
 
+  /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
   private maintain (): void {
     if (!this.running) return
     this.unstallReservation(Date.now())

@@ -100,7 +100,6 @@ export class BlockServer {
     this.stopSweeper = every(this.clock, this.sweepMs, () => { this.sessions.sweep(this.idleMs); this.stats.sweeps++ })
   }
 
-
   stop (): void {
     this.transport.unhandle(INFER_PROTOCOL)
     this.stopSweeper?.()
