@@ -54,11 +54,6 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
   opts.onSession?.(session)
   const tokens: number[] = []
   const decodeMs: number[] = []
-  /**
-   * Steps `ids` (the next positions); when verification rebuilt the session at an earlier
-   * position p, the tokens sampled from outputs at p and later are dropped, and the known ids
-   * from p on are stepped again. Each rewind bans a liar, so they are few.
-   */
   /** Drops the tokens sampled from outputs at the rewound position or later; the ids to step again. */
   const rewound = (e: SessionRewoundError): number[] => {
     // Token k was sampled from the output at position P − 1 + k.
@@ -69,6 +64,11 @@ export async function swarmGenerate (client: InferenceClient, ends: ClientEnds, 
     }
     return [...prompt, ...tokens].slice(e.position)
   }
+  /**
+   * Steps `ids` (the next positions); when verification rebuilt the session at an earlier
+   * position p, the tokens sampled from outputs at p and later are dropped, and the known ids
+   * from p on are stepped again. Each rewind bans a liar, so they are few.
+   */
   const advance = async (ids: readonly number[]): Promise<Float32Array> => {
     for (let rewinds = 0; ; rewinds++) {
       try {
