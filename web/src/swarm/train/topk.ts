@@ -115,8 +115,6 @@ export function encodeTopK (x: Float32Array, p: TopKParams, sent?: Float32Array)
   checkParams(p)
   const n = x.length
   if (sent !== undefined && sent.length !== n) throw new TrainArgumentError(`encodeTopK: sent holds ${sent.length} elements, x ${n}`)
-  const mode = indexMode(p)
-  const width = indexWidth(p.chunk)
   const out = new Uint8Array(topkBytes(n, p))
   const view = new DataView(out.buffer)
   const lv = levels(p.bits, p.zero)
@@ -143,21 +141,9 @@ export function encodeTopK (x: Float32Array, p: TopKParams, sent?: Float32Array)
     let s = 0
     for (const i of sel) s = Math.max(s, abs[i])
     s = Math.fround(s)
-    view.setFloat32(o, s, true); o += 4
-    if (mode === 'list') {
-      for (const i of sel) { if (width === 1) out[o++] = i; else { view.setUint16(o, i, true); o += 2 } }
-    } else {
-      for (const i of sel) out[o + (i >> 3)] |= 1 << (i & 7)
-      o += Math.ceil(len / 8)
-    }
-    let bit = 0
-    for (const i of sel) {
-      const q = s > 0 ? codeOf(x[lo + i], s, p.bits, p.zero) : (p.zero ? 2 ** (p.bits - 1) - 1 : 0)
-      writeBits(out, o, bit, q, p.bits)
-      bit += p.bits
-      if (sent !== undefined) sent[lo + i] = Math.fround(s * lv[q])
-    }
-    o += Math.ceil(kc * p.bits / 8)
+    const q = Array.from(sel, i => s > 0 ? codeOf(x[lo + i], s, p.bits, p.zero) : (p.zero ? 2 ** (p.bits - 1) - 1 : 0))
+    if (sent !== undefined) sel.forEach((i, j) => { sent[lo + i] = Math.fround(s * lv[q[j]]) })
+    o = writeChunk(out, view, o, len, s, sel, q, p)
   }
   return out
 }
@@ -174,8 +160,6 @@ export function packTopK (codes: Uint32Array, scales: Float32Array, p: TopKParam
   const n = codes.length
   const chunks = Math.ceil(n / p.chunk)
   if (scales.length !== chunks) throw new TrainArgumentError(`packTopK: ${scales.length} scales for ${chunks} chunks of ${p.chunk}`)
-  const mode = indexMode(p)
-  const width = indexWidth(p.chunk)
   const out = new Uint8Array(topkBytes(n, p))
   const view = new DataView(out.buffer)
   const top = 2 ** p.bits - 1
@@ -185,26 +169,37 @@ export function packTopK (codes: Uint32Array, scales: Float32Array, p: TopKParam
     const kc = Math.min(p.k, len)
     const s = scales[j]
     if (!(s >= 0) || !Number.isFinite(s)) throw new TrainArgumentError(`packTopK: chunk ${j} has scale ${s}`)
-    view.setFloat32(o, s, true); o += 4
-    let c = 0
+    const sel: number[] = []
+    const q: number[] = []
     for (let i = 0; i < len; i++) {
       if (codes[lo + i] === 0) continue
       if (codes[lo + i] > top + 1) throw new TrainArgumentError(`packTopK: element ${lo + i} has code ${codes[lo + i] - 1}, past the ${p.bits}-bit grid`)
-      if (c === kc) throw new TrainArgumentError(`packTopK: chunk ${j} keeps more than ${kc} elements`)
-      if (mode === 'list') { if (width === 1) out[o + c] = i; else view.setUint16(o + 2 * c, i, true) } else out[o + (i >> 3)] |= 1 << (i & 7)
-      c++
+      if (sel.length === kc) throw new TrainArgumentError(`packTopK: chunk ${j} keeps more than ${kc} elements`)
+      sel.push(i)
+      q.push(codes[lo + i] - 1)
     }
-    if (c !== kc) throw new TrainArgumentError(`packTopK: chunk ${j} keeps ${c} elements, expected ${kc}`)
-    o += mode === 'list' ? kc * width : Math.ceil(len / 8)
-    let bit = 0
-    for (let i = 0; i < len; i++) {
-      if (codes[lo + i] === 0) continue
-      writeBits(out, o, bit, codes[lo + i] - 1, p.bits)
-      bit += p.bits
-    }
-    o += Math.ceil(kc * p.bits / 8)
+    if (sel.length !== kc) throw new TrainArgumentError(`packTopK: chunk ${j} keeps ${sel.length} elements, expected ${kc}`)
+    o = writeChunk(out, view, o, len, s, sel, q, p)
   }
   return out
+}
+
+/**
+ * Writes one chunk of `len` elements at byte `o` (the layout above): its scale, the kept indices
+ * `sel` (ascending; a list or a bitmap, whichever the params pick) and their codes `q`, packed
+ * (`view`: over `out`). Returns the next chunk's offset.
+ */
+function writeChunk (out: Uint8Array, view: DataView, o: number, len: number, s: number, sel: ArrayLike<number>, q: readonly number[], p: TopKParams): number {
+  const width = indexWidth(p.chunk)
+  view.setFloat32(o, s, true); o += 4
+  if (indexMode(p) === 'list') {
+    for (let j = 0; j < sel.length; j++) { if (width === 1) out[o++] = sel[j]; else { view.setUint16(o, sel[j], true); o += 2 } }
+  } else {
+    for (let j = 0; j < sel.length; j++) out[o + (sel[j] >> 3)] |= 1 << (sel[j] & 7)
+    o += Math.ceil(len / 8)
+  }
+  for (let j = 0; j < q.length; j++) writeBits(out, o, j * p.bits, q[j], p.bits)
+  return o + Math.ceil(sel.length * p.bits / 8)
 }
 
 function writeBits (out: Uint8Array, base: number, bit: number, v: number, bits: number): void {
