@@ -51,19 +51,49 @@ function probs (q: ArrayLike<number>, k: ArrayLike<number>, dims: AttnDims, t: n
   return { p, lse: max + Math.log(sum) }
 }
 
-/** q (T, Hq, D), k/v (S, Hkv, D) → out (T, Hq, D), lse (Hq, T). */
+/**
+ * q (T, Hq, D), k/v (S, Hkv, D) → out (T, Hq, D), lse (Hq, T). The arithmetic of `probs` and the
+ * weighted sum, in the same order, so the results are bit-equal to the textbook form
+ * (test/gpu/attention-twin.test.ts); only the keys a row sees are visited (a masked key adds an
+ * exact 0 to the softmax's sum and is skipped in the weighted sum), and the probabilities live in
+ * one scratch row. It runs for every token of every session on a CPU block server
+ * (BENCHMARKS.md § API: the per-(t, h) allocations and per-key mask calls were a fifth of a batched
+ * decode step).
+ */
 export function attention (q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dims: AttnDims): { out: Float64Array, lse: Float64Array } {
-  const { T, Hq, Hkv, D, kvLen } = dims
+  const { T, Hq, Hkv, D, kvLen, qOffset, scale, causal } = dims
   const out = new Float64Array(T * Hq * D)
   const lse = new Float64Array(Hq * T)
+  const p = new Float64Array(kvLen)
+  const kvRow = Hkv * D
   for (let t = 0; t < T; t++) {
+    // Keys [0, end) are visible to row t (see `visible`).
+    const end = causal ? Math.min(kvLen, qOffset + t + 1) : kvLen
     for (let h = 0; h < Hq; h++) {
-      const kh = kvHead(dims, h)
-      const r = probs(q, k, dims, t, h)
-      lse[h * T + t] = r.lse
-      for (let j = 0; j < kvLen; j++) {
-        if (r.p[j] === 0) continue
-        for (let d = 0; d < D; d++) out[(t * Hq + h) * D + d] += r.p[j] * v[(j * Hkv + kh) * D + d]
+      const kv0 = kvHead(dims, h) * D
+      const q0 = (t * Hq + h) * D
+      let max = -Infinity
+      for (let j = 0; j < end; j++) {
+        const k0 = j * kvRow + kv0
+        let dot = 0
+        for (let d = 0; d < D; d++) dot += q[q0 + d] * k[k0 + d]
+        const s = scale * dot
+        p[j] = s
+        if (s > max) max = s
+      }
+      let sum = 0
+      for (let j = 0; j < end; j++) {
+        const e = p[j] === -Infinity ? 0 : Math.exp(p[j] - max)
+        p[j] = e
+        sum += e
+      }
+      for (let j = 0; j < end; j++) p[j] /= sum
+      lse[h * T + t] = max + Math.log(sum)
+      for (let j = 0; j < end; j++) {
+        const pj = p[j]
+        if (pj === 0) continue
+        const v0 = j * kvRow + kv0
+        for (let d = 0; d < D; d++) out[q0 + d] += pj * v[v0 + d]
       }
     }
   }
