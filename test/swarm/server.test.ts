@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { INFER_PROTOCOL, WIRE_VERSION } from '../../web/src/swarm/constants.ts'
 import { CacheFullError, errorFromWire, PositionError, PushNotReceivedError, ServerInternalError, SpanNotServedError, SupersededError, TensorShapeError, UnknownSessionError, MalformedMessageError, MessageTooLargeError } from '../../web/src/swarm/errors.ts'
 import { BlockServer } from '../../web/src/swarm/server/block-server.ts'
@@ -174,6 +174,26 @@ describe('block server', () => {
     }
     expect(server.stats.maxBatch).toBeGreaterThan(1)
     expect(backend.forwardCalls.length).toBeLessThan(12)
+  })
+
+  it('collects the steps that arrive in one turn of the event loop into one batch without waiting on a timer', async () => {
+    // Only timers are faked: a batch that waited on a 0 ms timer (≥ 1 ms in Node, paid by every
+    // batched step) would never run here.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval'] })
+    try {
+      const { server, backend } = setup({ clock: new ManualClock() })
+      const ask = async (from: string, m: InferMsg): Promise<InferMsg> => readInfer(await server.handle(from, writeInfer(m)))
+      const opened = await Promise.all(['A', 'B', 'C'].map(async p => await ask(p, { type: 'open', model: 'm', start: 0, end: 2, maxTokens: 4 })))
+      const ids = opened.map(o => o.type === 'opened' ? o.session : -1)
+      let done = false
+      const steps = Promise.all(['A', 'B', 'C'].map(async (p, i) => await ask(p, { type: 'step', session: ids[i], position: 0, hidden: rows(1, 0.1 * (i + 1)) }))).finally(() => { done = true })
+      for (let turns = 0; turns < 20 && !done; turns++) await new Promise(resolve => setImmediate(resolve))
+      expect(done).toBe(true)
+      expect((await steps).map(o => o.type)).toEqual(['output', 'output', 'output'])
+      expect(backend.forwardCalls).toEqual([3])
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   for (const depth of [1, 2]) {

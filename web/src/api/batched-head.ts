@@ -17,6 +17,7 @@ import { tidy } from '../gpu/tensor.ts'
 import type { Head } from '../model/model.ts'
 import type { ClientEnds } from '../swarm/client/generate.ts'
 import { SwarmArgumentError } from '../swarm/errors.ts'
+import { nextTurn } from '../util/next-turn.ts'
 
 interface Wanted {
   hidden: Float32Array
@@ -43,7 +44,7 @@ export class BatchedHead {
       this.scheduled = true
       // After the microtasks of this turn: every generation that got its output from the same
       // server batch reaches here before the forward runs.
-      later(() => { void this.flush() })
+      nextTurn(() => { void this.flush() })
     })
   }
 
@@ -72,12 +73,6 @@ export class BatchedHead {
       for (const w of batch) w.reject(e as Error)
     }
   }
-}
-
-/** Runs `f` on the next turn of the event loop (setImmediate; a 0 ms timer where there is none, as in a browser). */
-function later (f: () => void): void {
-  if (typeof setImmediate === 'function') setImmediate(f)
-  else setTimeout(f, 0)
 }
 
 /** `ends` with its logits taken through `head` (embedding and eos ids as they are). */

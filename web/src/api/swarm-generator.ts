@@ -16,6 +16,7 @@ import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import type { SwarmDirectory } from '../swarm/records.ts'
 import type { RpcTransport } from '../swarm/transport/index.ts'
+import { turn } from '../util/next-turn.ts'
 import { BatchedHead, withBatchedHead } from './batched-head.ts'
 import { CachedDirectory } from './cached-directory.ts'
 import { InvalidParamError, SwarmUnavailableError } from './errors.ts'
@@ -137,7 +138,7 @@ export class SwarmGenerator implements Generator {
         // Let the token's SSE write reach the socket: with the blocks in this process
         // (colocated.ts) a whole generation is one chain of promises, and Node's HTTP response
         // flushes its corked writes only when the event loop gets a turn.
-        await yieldToIo()
+        await turn()
         if (signal.aborted) return { tokens, finish: 'aborted' }
         if (tokens.length >= params.maxTokens) return { tokens, finish: 'length' }
         try {
@@ -172,11 +173,6 @@ export class SwarmGenerator implements Generator {
     }
     return new SwarmUnavailableError(`no server in the swarm serves block${missing.length > 1 ? 's' : ''} ${formatBlocks(missing)} of ${m.info.id} (${m.client.numBlocks} blocks); start one with \`webswarm serve\` or press Serve blocks in a tab`, 'blocks_not_served', missing)
   }
-}
-
-/** One turn of the event loop (I/O callbacks run), or a 0 ms timer where there is no setImmediate (a browser). */
-async function yieldToIo (): Promise<void> {
-  await new Promise<void>(resolve => { if (typeof setImmediate === 'function') setImmediate(resolve); else setTimeout(resolve, 0) })
 }
 
 function randomSeed (): number {
