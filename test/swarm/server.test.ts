@@ -11,7 +11,7 @@ import { ManualClock } from '../../web/src/util/clock.ts'
 const servers: BlockServer[] = []
 afterEach(() => { for (const s of servers.splice(0)) s.stop() })
 
-function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number, pushWaitMs?: number, clock?: ManualClock } = {}) {
+function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => number, pushWaitMs?: number, clock?: ManualClock, batchWindowMs?: number } = {}) {
   const net = new MemoryNetwork({ seed: 3 })
   const backend = new FakeSpanBackend('m', 0, 2)
   const server = new BlockServer({
@@ -21,6 +21,7 @@ function setup (opts: { budgetTokens?: number, idleMs?: number, now?: () => numb
     idleTimeoutMs: opts.idleMs,
     sweepIntervalMs: 5,
     pushWaitMs: opts.pushWaitMs,
+    batchWindowMs: opts.batchWindowMs,
     now: opts.now,
     clock: opts.clock,
     log: () => {}
@@ -176,15 +177,15 @@ describe('block server', () => {
     expect(backend.forwardCalls.length).toBeLessThan(12)
   })
 
-  it('collects the steps that arrive in one turn of the event loop into one batch without waiting on a timer', async () => {
-    // Only timers are faked: a batch that waited on a 0 ms timer (≥ 1 ms in Node, paid by every
+  it('batchWindowMs 0: collects the steps that arrive in one turn of the event loop into one batch without waiting on a timer', async () => {
+    // Only timers are faked: a batch that waited on a timer (≥ 1 ms in Node, paid by every
     // batched step) would never run here.
     vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval'] })
     try {
-      const { server, backend } = setup({ clock: new ManualClock() })
+      const { server, backend } = setup({ clock: new ManualClock(), batchWindowMs: 0 })
       const ask = async (from: string, m: InferMsg): Promise<InferMsg> => readInfer(await server.handle(from, writeInfer(m)))
       const opened = await Promise.all(['A', 'B', 'C'].map(async p => await ask(p, { type: 'open', model: 'm', start: 0, end: 2, maxTokens: 4 })))
-      const ids = opened.map(o => o.type === 'opened' ? o.session : -1)
+      const ids = opened.map(o => { if (o.type !== 'opened') throw new Error(`not opened: ${o.type}`); return o.session })
       let done = false
       const steps = Promise.all(['A', 'B', 'C'].map(async (p, i) => await ask(p, { type: 'step', session: ids[i], position: 0, hidden: rows(1, 0.1 * (i + 1)) }))).finally(() => { done = true })
       for (let turns = 0; turns < 20 && !done; turns++) await new Promise(resolve => setImmediate(resolve))

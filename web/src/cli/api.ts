@@ -130,6 +130,8 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
       return await loadSpanBackend(source, o.backend, o.id, s, e, {}, { config })
     },
     cacheBudgetBytes: cacheTokens * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
+    // The API's steps come in-process, together with the batch they follow: no timer to wait on.
+    batchWindowMs: o.colocated !== undefined ? 0 : undefined,
     log,
     // The page's Network and Chat panels read who serves what from the peers map.
     onAnnounce: r => { void peer.swarm.updateSelf({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }).catch(() => {}) }

@@ -37,6 +37,15 @@ export interface BlockServerOptions {
   pushWaitMs?: number
   /** How long a PUSH to the next server may take to be accepted, ms: the client's CHAIN reply waits for it. @default PUSH_TIMEOUT_MS */
   pushTimeoutMs?: number
+  /**
+   * How long an idle server with other sessions open waits for their steps before it runs a
+   * batch, ms (a real timer, not `clock`). Steps from other peers arrive spread out, so a short
+   * wait batches more of them; 0 = the next turn of the event loop, enough for steps delivered
+   * in-process together (the API's co-located peer, api/colocated.ts), where any wait is a
+   * token's latency. A busy server batches whatever queued meanwhile either way.
+   * @default BATCH_WINDOW_MS
+   */
+  batchWindowMs?: number
   /** Clock, ms. @default Date.now */
   now?: () => number
   /** Times the idle sweep, a CHAIN's wait for its push and how long an early push is held (tests: a ManualClock). @default realClock */
@@ -44,6 +53,9 @@ export interface BlockServerOptions {
   /** Where refused requests are reported (one line each). @default console.warn */
   log?: (line: string) => void
 }
+
+/** See BlockServerOptions.batchWindowMs: Node's shortest timer (a 0 ms timer waits as long). */
+const BATCH_WINDOW_MS = 1
 
 interface QueuedStep {
   session: ServerSession
@@ -61,6 +73,7 @@ export class BlockServer {
   private readonly sweepMs: number
   private readonly pushWaitMs: number
   private readonly pushTimeoutMs: number
+  private readonly batchWindowMs: number
   private readonly now: () => number
   private readonly clock: Clock
   private readonly log: (line: string) => void
@@ -87,6 +100,7 @@ export class BlockServer {
     this.sweepMs = opts.sweepIntervalMs ?? SESSION_SWEEP_INTERVAL_MS
     this.pushWaitMs = opts.pushWaitMs ?? PUSH_WAIT_MS
     this.pushTimeoutMs = opts.pushTimeoutMs ?? PUSH_TIMEOUT_MS
+    this.batchWindowMs = opts.batchWindowMs ?? BATCH_WINDOW_MS
     this.throughput = opts.throughput ?? 1
     this.log = opts.log ?? (line => console.warn(line))
     this.sessions = new SessionTable(this.backend, opts.cacheBudgetBytes, this.now)
@@ -332,11 +346,11 @@ export class BlockServer {
         })
       }
     }
-    // Continuous batching: with other sessions open, let one turn of the event loop deliver
-    // their steps (on the CPU twins a forward never yields, so none would queue behind it).
-    // Not a 0 ms timer: in Node it waits ≥ 1 ms, which every batched step paid (util/next-turn.ts).
-    if (this.sessions.size > 1) nextTurn(go)
-    else go()
+    // Continuous batching: with other sessions open, give their steps a moment to arrive (on
+    // the CPU twins a forward never yields, so none would queue behind it).
+    if (this.sessions.size <= 1) go()
+    else if (this.batchWindowMs > 0) setTimeout(go, this.batchWindowMs)
+    else nextTurn(go)
   }
 
   private async runBatch (batch: QueuedStep[]): Promise<void> {

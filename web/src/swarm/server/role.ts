@@ -42,6 +42,7 @@ export interface ServerRoleOptions {
   /** See BlockServerOptions. */
   pushWaitMs?: number
   pushTimeoutMs?: number
+  batchWindowMs?: number
   now?: () => number
   /** Times the refresher, the rebalancer and the block server's timers (tests: a ManualClock). @default realClock */
   clock?: Clock
@@ -111,6 +112,7 @@ export class ServerRole {
       idleTimeoutMs: this.opts.idleTimeoutMs,
       pushWaitMs: this.opts.pushWaitMs,
       pushTimeoutMs: this.opts.pushTimeoutMs,
+      batchWindowMs: this.opts.batchWindowMs,
       now: this.now,
       clock: this.opts.clock,
       log: this.log
