@@ -50,7 +50,6 @@ export function arrayFor (dtype: DType, n: number): TypedArray {
  * bytes stay a Uint8Array.
  */
 export function hostTensorData (data: TypedArray | number[], shape: readonly number[], dtype: DType, copy = true): TypedArray {
-  const own = <A extends TypedArray>(a: A): A => copy ? a.slice() as A : a
   if (dtype === 'f32' && data instanceof Uint8Array) { // an f32 weight's file bytes
     if (data.byteLength !== numel(shape) * 4) throw new TensorStateError(`tensor: ${data.byteLength} bytes given for f32 shape ${shapeString(shape)} (expected ${numel(shape) * 4})`)
     return new Float32Array(data.slice().buffer) // slice: a fresh, aligned copy
@@ -66,11 +65,16 @@ export function hostTensorData (data: TypedArray | number[], shape: readonly num
     const want = storageBytes(dtype, shape)
     if (!Array.isArray(data) && !(data instanceof Uint8Array)) throw new TensorStateError(`tensor: ${dtype} data must be a Uint8Array of GGUF block bytes, got ${data.constructor.name}`)
     if (data.length !== want) throw new TensorStateError(`tensor: ${data.length} bytes given for ${dtype} shape ${shapeString(shape)} (expected ${want})`)
-    return Array.isArray(data) ? Uint8Array.from(data) : own(data)
+    return Array.isArray(data) ? Uint8Array.from(data) : own(data, copy)
   }
   const typed = toTyped(data, dtype)
   if (dtype !== 'q8' && typed.length !== numel(shape)) throw new TensorStateError(`tensor: ${typed.length} elements given for shape ${shapeString(shape)}`)
-  return typed === data ? own(typed) : typed
+  return typed === data ? own(typed, copy) : typed
+}
+
+/** `a`, or a copy of it. (Not a closure in hostTensorData: every tensor made from host data would create one.) */
+function own<A extends TypedArray> (a: A, copy: boolean): A {
+  return copy ? a.slice() as A : a
 }
 
 /** Coerces host data into the typed array a dtype stores. */

@@ -4,6 +4,13 @@ import { TensorStateError } from './errors.ts'
 import { isBlockDType, storageBytes } from './quant-types.ts'
 import { Tensor } from './tensor.ts'
 
+/**
+ * A CPU tensor's release: the garbage collector frees its array. One function for all: under tsx
+ * (esbuild's keepNames) every closure created costs a defineProperty, and every op wraps its
+ * result (BENCHMARKS.md § API: a tenth of a decode step's CPU).
+ */
+const keep = (): void => {}
+
 /** Runs ops with the CPU twins: the algorithm's definition, and the fallback without WebGPU. */
 export class CpuBackend implements Backend {
   readonly kind = 'cpu' as const
@@ -14,7 +21,7 @@ export class CpuBackend implements Backend {
 
   /** Wraps an existing array without copying (the tensor owns it from now on). */
   wrap (data: TypedArray, shape: readonly number[], dtype: DType = 'f32', meta: Record<string, number> = {}): Tensor {
-    return new Tensor(this, shape, dtype, { data, bytes: data.byteLength, refs: 1, release: () => {} }, meta)
+    return new Tensor(this, shape, dtype, { data, bytes: data.byteLength, refs: 1, release: keep }, meta)
   }
 
   zeros (shape: readonly number[], dtype: DType = 'f32'): Tensor {

@@ -263,6 +263,11 @@ export interface AttentionOptions {
 type Resolved = twin.AttnDims
 
 /** `kv: 'f16'` lets k and v be an f16 cache (both the same dtype); the backward passes 'f32'. */
+/** For error messages only, built when one is thrown: resolve runs for every attention call (each session, layer and token). */
+function shapesOf (q: Tensor, k: Tensor, v: Tensor): string {
+  return `q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)}`
+}
+
 function resolve (op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, kv: 'f32' | 'f16' = 'f32'): Resolved {
   expectRank(op, 'q (T, Hq, D)', q, 3)
   expectRank(op, 'k (S, Hkv, D)', k, 3)
@@ -275,17 +280,16 @@ function resolve (op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
   }
   const [T, Hq, D] = q.shape
   const [S, Hkv] = k.shape
-  const shapes = `q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)}`
-  if (k.shape[2] !== D || v.shape[0] !== S || v.shape[1] !== Hkv || v.shape[2] !== D) throw new ShapeError(op, `k and v must be (S, Hkv, D) with q's D: ${shapes}`)
-  if (Hkv === 0 || Hq % Hkv !== 0) throw new ShapeError(op, `query heads Hq must be a multiple of kv heads Hkv: ${shapes}`)
-  if (D === 0 || D > MAX_HEAD_DIM) throw new ShapeError(op, `head dim D must be in [1, ${MAX_HEAD_DIM}]: ${shapes}`)
+  if (k.shape[2] !== D || v.shape[0] !== S || v.shape[1] !== Hkv || v.shape[2] !== D) throw new ShapeError(op, `k and v must be (S, Hkv, D) with q's D: ${shapesOf(q, k, v)}`)
+  if (Hkv === 0 || Hq % Hkv !== 0) throw new ShapeError(op, `query heads Hq must be a multiple of kv heads Hkv: ${shapesOf(q, k, v)}`)
+  if (D === 0 || D > MAX_HEAD_DIM) throw new ShapeError(op, `head dim D must be in [1, ${MAX_HEAD_DIM}]: ${shapesOf(q, k, v)}`)
   const kvLen = opts.kvLen ?? S
-  if (!Number.isInteger(kvLen) || kvLen < 0 || kvLen > S) throw new ShapeError(op, `kvLen ${kvLen} must be an integer in [0, S = ${S}]: ${shapes}`)
-  if (T > 0 && kvLen === 0) throw new ShapeError(op, `kvLen must be ≥ 1 when there are queries: ${shapes}`)
+  if (!Number.isInteger(kvLen) || kvLen < 0 || kvLen > S) throw new ShapeError(op, `kvLen ${kvLen} must be an integer in [0, S = ${S}]: ${shapesOf(q, k, v)}`)
+  if (T > 0 && kvLen === 0) throw new ShapeError(op, `kvLen must be ≥ 1 when there are queries: ${shapesOf(q, k, v)}`)
   const causal = opts.causal ?? true
   const qOffset = causal ? opts.qOffset ?? kvLen - T : 0
   if (causal && (!Number.isInteger(qOffset) || qOffset < 0 || qOffset + T > kvLen)) {
-    throw new ShapeError(op, `qOffset ${qOffset} with T = ${T} must satisfy 0 ≤ qOffset and qOffset + T ≤ kvLen = ${kvLen} (each query's own key must be in the cache): ${shapes}`)
+    throw new ShapeError(op, `qOffset ${qOffset} with T = ${T} must satisfy 0 ≤ qOffset and qOffset + T ≤ kvLen = ${kvLen} (each query's own key must be in the cache): ${shapesOf(q, k, v)}`)
   }
   const scale = opts.scale ?? 1 / Math.sqrt(D)
   if (!Number.isFinite(scale)) throw new ShapeError(op, `scale must be finite, got ${scale}`)
