@@ -7,6 +7,7 @@
  * different positions (one prefilling, others decoding) share a batch.
  */
 import type { Backend } from '../../gpu/backend.ts'
+import type { CpuBackend } from '../../gpu/cpu-backend.ts'
 import { attention, kvWrite } from '../../gpu/ops/attention.ts'
 import type { GpuBackend } from '../../gpu/gpu-backend.ts'
 import { tidy, type Tensor } from '../../gpu/tensor.ts'
@@ -27,12 +28,16 @@ export interface BatchRows {
 /** f32 bytes. */
 const F32 = 4
 
-/** Rows [r0, r0 + n) of a contiguous tensor (R, ...) as a new tensor (n, ...). */
+/**
+ * Rows [r0, r0 + n) of a contiguous tensor (R, ...) as a tensor (n, ...): on the CPU a view of
+ * the same memory (read by kvWrite and attention within this step; `tensor()` would copy twice),
+ * on WebGPU a copy.
+ */
 function takeRows (t: Tensor, r0: number, n: number): Tensor {
   const be = t.backend
   const rowElems = t.numel / t.shape[0]
   const shape = [n, ...t.shape.slice(1)]
-  if (be.kind === 'cpu') return be.tensor((t.data as Float32Array).slice(r0 * rowElems, (r0 + n) * rowElems), shape)
+  if (be.kind === 'cpu') return (be as CpuBackend).wrap((t.data as Float32Array).subarray(r0 * rowElems, (r0 + n) * rowElems), shape)
   const out = be.empty(shape)
   ;(be as GpuBackend).copy(t, out, r0 * rowElems * F32, 0, n * rowElems * F32)
   return out
