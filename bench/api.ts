@@ -51,7 +51,7 @@ async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray>
   // --cpu-prof DIR: each child writes a V8 CPU profile there when it exits (NODE_OPTIONS refuses the flag).
   const child = PROFILE === undefined
     ? spawnTs(args[0], args.slice(1), { env })
-    : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', PROFILE, '--import', 'tsx', ...args], { env, stdio: 'pipe' })
+    : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', PROFILE, '--cpu-prof-interval', '250', '--import', 'tsx', ...args], { env, stdio: 'pipe' })
   children.push(child)
   let out = ''
   return await new Promise((resolve, reject) => {
