@@ -7,8 +7,14 @@
  */
 import type { BlockRecord, ExpertRecord, SwarmDirectory } from '../swarm/records.ts'
 
-/** How long fetched block records are fresh, ms; after that a lookup refreshes them in the background. */
-const RECORDS_TTL_MS = 1_000
+/**
+ * How long fetched block records are fresh, ms; after that a lookup refreshes them in the
+ * background, so a server that joins is used within this long. Each lookup is a DHT query (new
+ * streams, peer-store merges, Noise traffic) on the API's thread: at 1 s it was a third of the
+ * libp2p background that thread carried under load, ≈ 0.12 ms of CPU a token at 8 streams
+ * (BENCHMARKS.md § API); servers re-announce every RECORD_REFRESH_MS (60 s) anyway.
+ */
+const RECORDS_TTL_MS = 5_000
 /**
  * How long records are served while a refresh runs, ms: well under a record's refresh period
  * (60 s). A DHT lookup took ~130 ms on loopback (bench:api: the time to first token of a request
