@@ -5,11 +5,20 @@
  * trainer's forward + backward + AdamW, nothing else) and the wall time of the whole run from its
  * first step to its last applied sync; utilization = Σ step time / wall time, averaged over the
  * workers. What is not in steps: waiting for a sync's result (READY, the all-reduce, a straggler),
- * the host-side codec and outer step, serving other members' parts. Workers load the corpus and
- * build their model first and start training together (the clock starts then). This file is also the worker
- * processes' entry point (`--role util-peer`).
+ * the host-side codec and outer step, serving other members' parts, and whatever else the node's
+ * event loop runs (libp2p: gossipsub, pings, identify). Workers load the corpus and build their
+ * model first and start training together (the clock starts then).
+ *
+ * Where the rest goes (Linux: the JS thread's schedstat, on-CPU and run-queue wait): each worker
+ * reports its JS thread's CPU time in steps, in starting syncs (Δ, error feedback, encode), in
+ * applying them, and in all, the time it waited for a core, and its node's idle CPU per second
+ * (measured over IDLE_MS before training, connected and doing nothing). Under CPU contention the
+ * wall-time fraction follows the CPU share: a thread that is runnable all the time spends the
+ * same fraction of its waits in each phase as of its CPU. This file is also the worker processes'
+ * entry point (`--role util-peer`).
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -41,16 +50,46 @@ export interface UtilOptions {
   delay: boolean
 }
 
+/** One worker's times over its run, ms (the CPU and wait figures: its JS thread; absent off Linux). */
+export interface WorkerTimes {
+  wallMs: number
+  stepMs: number
+  /** Starting syncs: θ_local read, Δ, error feedback and encode, the all-reduce's start. */
+  launchMs: number
+  /** Applying syncs: waiting for the result, the outer step, rebase, hash. */
+  landMs: number
+  cpu?: { stepMs: number, launchMs: number, landMs: number, allMs: number, waitMs: number, /** Idle node, ms of CPU per s. */ idleMsPerS: number }
+}
+
 export interface UtilResult {
   /** Mean over workers of (time in inner steps) / (wall time). */
   utilization: number
   perWorker: number[]
   /** Mean over workers of (time applying syncs: waiting for results, outer step, hash) / (wall time). */
   syncFraction: number
+  /** Mean over workers of (time starting syncs) / (wall time). */
+  launchFraction: number
+  /**
+   * Means over workers of the JS thread's CPU: in steps / all (what utilization would be on a
+   * machine with no contention and nothing else to do), and its run-queue wait / wall time.
+   */
+  stepCpuShare?: number
+  runQueueFraction?: number
+  /** Mean over workers of an idle node's CPU (libp2p's background), ms per s of wall time. */
+  idleCpuMsPerS?: number
+  /** Mean over workers of their JS thread's CPU outside steps, syncs excluded (the event loop's other work) / all. */
+  otherCpuShare?: number
   syncs: number
   /** The slowest worker's wall time, s. */
   wallS: number
+  workers: WorkerTimes[]
 }
+
+/** Where the worker processes write CPU profiles (BENCH_TRAIN_PEER_PROF; unset: none). */
+const PROF_DIR = process.env.BENCH_TRAIN_PEER_PROF
+
+/** How long each worker sits idle, connected, before training, to measure its node's background CPU, ms. */
+const IDLE_MS = 3000
 
 /** Direct WebRTC dial between worker processes: tries, and the timeout of each, ms. */
 const DIAL_TRIES = 3
@@ -61,9 +100,33 @@ type Cmd =
   | { op: 'prepare', ids: string[], o: UtilOptions, seed: number }
   | { op: 'train' }
   | { op: 'stop' }
-type Reply = { ok: true, id?: string, stepMs?: number, landMs?: number, wallMs?: number, hash?: string } | { ok: false, error: string }
+type Reply = { ok: true, id?: string, times?: WorkerTimes, hash?: string } | { ok: false, error: string }
 
 function log (line: string): void { process.stderr.write(line + '\n') }
+
+/** This process's JS thread: time on a CPU and waiting in the run queue, ms; undefined off Linux. */
+function jsThread (): { cpuMs: number, waitMs: number } | undefined {
+  try {
+    const [cpu, wait] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number)
+    return { cpuMs: cpu / 1e6, waitMs: wait / 1e6 }
+  } catch {
+    return undefined
+  }
+}
+
+/** Wall and JS-thread CPU time spent in one phase, summed over its calls. */
+class Phase {
+  wallMs = 0
+  cpuMs = 0
+  async time<T> (f: () => Promise<T>): Promise<T> {
+    const t0 = performance.now()
+    const c0 = jsThread()?.cpuMs ?? 0
+    try { return await f() } finally {
+      this.wallMs += performance.now() - t0
+      this.cpuMs += (jsThread()?.cpuMs ?? 0) - c0
+    }
+  }
+}
 
 /** One worker process: joins the relay, dials the others when told, trains when told. */
 async function utilPeer (relayAddr: string): Promise<void> {
@@ -73,7 +136,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
   const t = new Libp2pTransport(node, { relayAddr })
   const reply = (r: Reply): void => { process.send?.(r) }
   let ar: AllReducePeer | undefined
-  let ready: { w: DiLoCoWorker, o: UtilOptions, stepMs: () => number, landMs: () => number } | undefined
+  let ready: { w: DiLoCoWorker, o: UtilOptions, step: Phase, launch: Phase, land: Phase } | undefined
   process.on('message', (m: Cmd) => {
     const run = async (): Promise<Reply> => {
       switch (m.op) {
@@ -101,31 +164,38 @@ async function utilPeer (relayAddr: string): Promise<void> {
           await w.initFromModel()
           // Only the trainer's own step is timed (not the event-loop yield after it, in which
           // this worker serves the all-reduce).
-          let stepMs = 0
+          const phases = { step: new Phase(), launch: new Phase(), land: new Phase() }
           const step = w.trainer.trainStep.bind(w.trainer)
-          w.trainer.trainStep = async (...args: Parameters<typeof step>) => {
-            const t0 = performance.now()
-            try { return await step(...args) } finally { stepMs += performance.now() - t0 }
+          w.trainer.trainStep = async (...args: Parameters<typeof step>) => await phases.step.time(async () => await step(...args))
+          // Starting syncs (Δ, error feedback, encode) and applying them (waiting for the
+          // all-reduce's result, the outer step, the state hash): the non-step time the syncs cause.
+          const lw = w as unknown as { launch: () => Promise<void>, land: () => Promise<void> }
+          for (const name of ['launch', 'land'] as const) {
+            const f = lw[name].bind(w)
+            lw[name] = async () => { await phases[name].time(f) }
           }
-          // Time spent applying syncs: waiting for the all-reduce's result, the outer step, the
-          // state hash (the part of the non-step time that the network and the sync cause).
-          let landMs = 0
-          const lw = w as unknown as { land: () => Promise<void> }
-          const land = lw.land.bind(w)
-          lw.land = async () => {
-            const t0 = performance.now()
-            try { await land() } finally { landMs += performance.now() - t0 }
-          }
-          ready = { w, o, stepMs: () => stepMs, landMs: () => landMs }
+          ready = { w, o, ...phases }
           return { ok: true }
         }
         case 'train': {
           if (ready === undefined) throw new Error('train before prepare')
+          const i0 = jsThread()
+          const w0 = performance.now()
+          await new Promise(resolve => setTimeout(resolve, IDLE_MS))
+          const i1 = jsThread()
+          const idleMsPerS = i0 === undefined || i1 === undefined ? NaN : (i1.cpuMs - i0.cpuMs) / (performance.now() - w0) * 1000
           const t0 = performance.now()
+          const s0 = jsThread()
           await ready.w.runSyncs(ready.o.syncs, undefined, { last: true })
           const wallMs = performance.now() - t0
+          const s1 = jsThread()
           ready.w.dispose()
-          return { ok: true, stepMs: ready.stepMs(), landMs: ready.landMs(), wallMs, hash: ready.w.lastHash }
+          const { step, launch, land } = ready
+          const times: WorkerTimes = {
+            wallMs, stepMs: step.wallMs, launchMs: launch.wallMs, landMs: land.wallMs,
+            ...(s0 === undefined || s1 === undefined ? {} : { cpu: { stepMs: step.cpuMs, launchMs: launch.cpuMs, landMs: land.cpuMs, allMs: s1.cpuMs - s0.cpuMs, waitMs: s1.waitMs - s0.waitMs, idleMsPerS } })
+          }
+          return { ok: true, times, hash: ready.w.lastHash }
         }
         case 'stop':
           ar?.stop()
@@ -142,7 +212,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
 interface Proc { id: string, cmd: (c: Cmd) => Promise<Reply & { ok: true }>, child: ChildProcess }
 
 async function spawnPeer (relayAddr: string): Promise<Proc> {
-  const child = fork(fileURLToPath(import.meta.url), ['--role', 'util-peer', '--relay', relayAddr], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(fileURLToPath(import.meta.url), ['--role', 'util-peer', '--relay', relayAddr], { execArgv: ['--import', 'tsx', ...(PROF_DIR !== undefined ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const ipc = ipcPeer<Cmd, Reply>(child, 'util peer')
   const hello = await ipc.next()
   return { id: hello.id!, child, cmd: ipc.cmd }
@@ -161,9 +231,21 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
     const runs = await Promise.all(peers.map(async p => await p.cmd({ op: 'train' })))
     const hashes = new Set(runs.map(r => r.hash))
     if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
-    const perWorker = runs.map(r => r.stepMs! / r.wallMs!)
-    const syncFraction = runs.map(r => r.landMs! / r.wallMs!).reduce((a, b) => a + b, 0) / runs.length
-    return { utilization: perWorker.reduce((a, b) => a + b, 0) / perWorker.length, perWorker, syncFraction, syncs: o.syncs, wallS: Math.max(...runs.map(r => r.wallMs!)) / 1000 }
+    const workers = runs.map(r => r.times!)
+    const mean = (f: (t: WorkerTimes) => number): number => workers.reduce((a, t) => a + f(t), 0) / workers.length
+    const perWorker = workers.map(t => t.stepMs / t.wallMs)
+    const cpu = workers.every(t => t.cpu !== undefined)
+      ? {
+          stepCpuShare: mean(t => t.cpu!.stepMs / t.cpu!.allMs),
+          otherCpuShare: mean(t => (t.cpu!.allMs - t.cpu!.stepMs - t.cpu!.launchMs - t.cpu!.landMs) / t.cpu!.allMs),
+          runQueueFraction: mean(t => t.cpu!.waitMs / t.wallMs),
+          idleCpuMsPerS: mean(t => t.cpu!.idleMsPerS)
+        }
+      : {}
+    return {
+      utilization: mean(t => t.stepMs / t.wallMs), perWorker, syncFraction: mean(t => t.landMs / t.wallMs), launchFraction: mean(t => t.launchMs / t.wallMs),
+      ...cpu, syncs: o.syncs, wallS: Math.max(...workers.map(t => t.wallMs)) / 1000, workers
+    }
   } finally {
     await stopPeers(peers)
     await relay.stop()

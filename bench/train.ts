@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { goodput, type GoodputResult } from './train-goodput.ts'
 import { codecName, runLossBench, type LossResult } from './train-loss.ts'
-import { utilization, type UtilResult } from './train-util.ts'
+import { utilization, type UtilResult, type WorkerTimes } from './train-util.ts'
 import type { CompressionSpec } from '../web/src/swarm/train/codec.ts'
 import { mergeResults, type Results } from './train-results.ts'
 
@@ -93,6 +93,12 @@ async function backend (): Promise<Backend> {
 
 function log (line: string): void { process.stderr.write(line + '\n') }
 
+/** A worker's times with whole milliseconds (the results file). */
+function roundTimes (t: WorkerTimes): WorkerTimes {
+  const r = (x: number): number => Math.round(x)
+  return { wallMs: r(t.wallMs), stepMs: r(t.stepMs), launchMs: r(t.launchMs), landMs: r(t.landMs), ...(t.cpu === undefined ? {} : { cpu: { stepMs: r(t.cpu.stepMs), launchMs: r(t.cpu.launchMs), landMs: r(t.cpu.landMs), allMs: r(t.cpu.allMs), waitMs: r(t.cpu.waitMs), idleMsPerS: Number(t.cpu.idleMsPerS.toFixed(1)) } }) }
+}
+
 async function main (): Promise<void> {
   const be = await backend()
   let lb: LossResult | undefined
@@ -127,7 +133,8 @@ async function main (): Promise<void> {
   let u: UtilResult | undefined
   if (a['skip-util'] !== true) {
     u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY })
-    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}): ${u.utilization.toFixed(3)} (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; applying syncs ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
+    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}): ${u.utilization.toFixed(3)} (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
+    if (u.stepCpuShare !== undefined) log(`  JS thread: steps ${u.stepCpuShare.toFixed(3)} of its CPU, other event-loop work ${u.otherCpuShare!.toFixed(3)}; waiting for a core ${u.runQueueFraction!.toFixed(3)} of wall time; idle node ${u.idleCpuMsPerS!.toFixed(1)} ms CPU/s`)
   }
   const lossPart = lb === undefined
     ? undefined
@@ -152,7 +159,9 @@ async function main (): Promise<void> {
       }
   const utilPart = u === undefined
     ? undefined
-    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)) } }
+    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
+        ...(u.stepCpuShare === undefined ? {} : { util_step_cpu_share: Number(u.stepCpuShare.toFixed(3)), util_other_cpu_share: Number(u.otherCpuShare!.toFixed(3)), util_run_queue_fraction: Number(u.runQueueFraction!.toFixed(3)), util_idle_cpu_ms_per_s: Number(u.idleCpuMsPerS!.toFixed(1)) }),
+        util_workers: u.workers.map(t => roundTimes(t)) } }
   const out = mergeResults({ loss: lossPart, goodput: goodputPart, util: utilPart }, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
   if (out !== undefined) {
     mkdirSync(dirname(RESULTS), { recursive: true })

@@ -104,6 +104,25 @@ describe('top-k codec: random and odd shapes', () => {
     }
   })
 
+  it('with many ties keeps the kc largest, the lower index first, on both selection paths (k ≤ 32: one pass; larger: a sort)', () => {
+    const r = new Rng(77)
+    for (const [n, chunk, k] of [[1000, 256, 4], [515, 64, 5], [300, 8, 8], [999, 256, 32], [1000, 256, 33], [700, 128, 100]]) {
+      const p: TopKParams = { chunk, k, bits: 2, zero: false }
+      // |x| in {0, 1, 2, 3}: every chunk is full of ties; the first element is never 0 (scale > 0).
+      const x = Float32Array.from({ length: n }, (_, i) => i % chunk === 0 ? 3 : Math.floor(r.next() * 7) - 3)
+      const sent = new Float32Array(n)
+      encodeTopK(x, p, sent)
+      for (let lo = 0; lo < n; lo += chunk) {
+        const len = Math.min(chunk, n - lo)
+        const order = Array.from({ length: len }, (_, i) => i).sort((a, b) => Math.abs(x[lo + b]) - Math.abs(x[lo + a]) || a - b)
+        const want = order.slice(0, Math.min(k, len)).sort((a, b) => a - b)
+        // The signed grid has no zero: exactly the kept elements decode to non-zero values.
+        const got = Array.from({ length: len }, (_, i) => i).filter(i => sent[lo + i] !== 0)
+        expect(got, `n ${n}, chunk ${chunk}, k ${k}, chunk at ${lo}`).toEqual(want)
+      }
+    }
+  })
+
   it('slices at chunk boundaries concatenate to the whole (what parts send)', () => {
     const p: TopKParams = { chunk: 64, k: 3, bits: 2, zero: false }
     const n = 1000

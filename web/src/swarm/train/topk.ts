@@ -130,14 +130,7 @@ export function encodeTopK (x: Float32Array, p: TopKParams, sent?: Float32Array)
       if (!Number.isFinite(v)) throw new TrainArgumentError(`encodeTopK: element ${lo + i} is ${v}`)
       abs[i] = Math.abs(v)
     }
-    // The kc-th largest |x| by a native sort of a copy; then everything above it, then ties at
-    // it in index order: the lower indices win, the same on every engine.
-    const sorted = abs.slice(0, len).sort()
-    const t = sorted[len - kc]
-    let c = 0
-    for (let i = 0; i < len; i++) if (abs[i] > t) kept[c++] = i
-    for (let i = 0; i < len && c < kc; i++) if (abs[i] === t) kept[c++] = i
-    const sel = kept.subarray(0, kc).sort()
+    const sel = selectTopK(abs, len, kc, kept)
     let s = 0
     for (const i of sel) s = Math.max(s, abs[i])
     s = Math.fround(s)
@@ -146,6 +139,36 @@ export function encodeTopK (x: Float32Array, p: TopKParams, sent?: Float32Array)
     o = writeChunk(out, view, o, len, s, sel, q, p)
   }
   return out
+}
+
+/** Below this k a chunk's top-k is selected in one pass (selectTopK), else by a sort. */
+const SELECT_PASS_MAX_K = 32
+
+/**
+ * The kc largest of abs[0, len) (ties: the lower index), as ascending indices in kept[0, kc).
+ * Small k — the codecs runs use — in one pass keeping the best kc so far ordered by (|x| desc,
+ * index asc): a later element enters only when strictly larger than the last kept (an equal one
+ * loses the tie), which evicts the last. Large k: the kc-th largest by a native sort of a copy,
+ * then everything above it, then ties at it in index order. Same selection either way (tested);
+ * the pass spares a 256-element sort per chunk, most of a sync's encode time.
+ */
+function selectTopK (abs: Float32Array, len: number, kc: number, kept: Int32Array): Int32Array {
+  if (kc <= SELECT_PASS_MAX_K) {
+    let c = 0
+    for (let i = 0; i < len; i++) {
+      const v = abs[i]
+      if (c === kc && !(v > abs[kept[c - 1]])) continue
+      let j = c === kc ? c - 1 : c++
+      while (j > 0 && v > abs[kept[j - 1]]) { kept[j] = kept[j - 1]; j-- }
+      kept[j] = i
+    }
+    return kept.subarray(0, kc).sort()
+  }
+  const t = abs.slice(0, len).sort()[len - kc]
+  let c = 0
+  for (let i = 0; i < len; i++) if (abs[i] > t) kept[c++] = i
+  for (let i = 0; i < len && c < kc; i++) if (abs[i] === t) kept[c++] = i
+  return kept.subarray(0, kc).sort()
 }
 
 /**
