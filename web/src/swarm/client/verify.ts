@@ -22,10 +22,12 @@
 import { MAX_STEP_TOKENS, RECORD_REFRESH_MS, VERIFY_RATE, VERIFY_STRIKES } from '../constants.ts'
 import { NoRouteError, SwarmArgumentError } from '../errors.ts'
 import type { Accusation } from '../evidence.ts'
+import type { Exhibit } from '../evidence-check.ts'
 import type { SpanBackend } from '../server/backend.ts'
 import { Rng } from '../../util/rng.ts'
 import type { Failover } from './failover.ts'
 import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'
+import { forwardLocal } from './recompute.ts'
 import { compareRows, digestF32, rowDeviation, VERIFY_TOLERANCE } from './verify-compare.ts'
 
 export interface VerifyOptions {
@@ -51,8 +53,8 @@ export interface VerifyOptions {
   strikes?: number
   /** Blocks this client holds itself: a third opinion computed here, for hops within them. @default none */
   local?: SpanBackend
-  /** Each accusation, for the swarm doc (swarm/evidence.ts EvidenceBoard.accuse). @default nothing */
-  onEvidence?: (a: Accusation) => void | Promise<void>
+  /** Each accusation and the rows behind it, for the swarm doc (swarm/evidence.ts EvidenceBoard.accuse). @default nothing */
+  onEvidence?: (a: Accusation, exhibit: Exhibit) => void | Promise<void>
 }
 
 /** Counts over a client's sessions: for logs, tests and bench:verify. */
@@ -85,7 +87,7 @@ export class VerifyPolicy {
   /** Outvoted mismatches per server, over the client's sessions. */
   readonly struck = new Map<string, number>()
   readonly local?: SpanBackend
-  readonly onEvidence?: (a: Accusation) => void | Promise<void>
+  readonly onEvidence?: (a: Accusation, exhibit: Exhibit) => void | Promise<void>
   readonly rng: Rng
   readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, liars: [], undecided: 0, skipped: 0 }
 
@@ -247,18 +249,9 @@ export class Verifier {
     const inputs = rows(hop.history, C, 0, p + 1)
     const local = this.policy.local
     if (local !== undefined && local.start <= hop.start && hop.end <= local.end) {
-      const cache = local.createCache(p + 1, hop.start, hop.end)
-      try {
-        let y: Float32Array = new Float32Array(0)
-        for (let t = 0; t <= p; t += MAX_STEP_TOKENS) {
-          const n = Math.min(MAX_STEP_TOKENS, p + 1 - t)
-          ;[y] = await local.forward([{ cache, hidden: inputs.slice(t * C, (t + n) * C), tokens: n }])
-        }
-        this.policy.stats.positionsRecomputed += p + 1
-        return { y: y.slice(y.length - C), by: 'local blocks' }
-      } finally {
-        cache.dispose()
-      }
+      const y = await forwardLocal(local, hop.start, hop.end, inputs, C)
+      this.policy.stats.positionsRecomputed += p + 1
+      return { y, by: 'local blocks' }
     }
     const avoid = new Set([hop.peer, ...shadow.chain.map(h => h.peer)])
     try {
@@ -293,11 +286,12 @@ export class Verifier {
     client.bans.banLiar(peer)
     stats.liars.push(peer)
     client.log(`verify: ${peer} returned wrong outputs for blocks [${hop.start}, ${hop.end}) at position ${p} (deviation ${deviation.toExponential(2)} from two other opinions); banned as a liar`)
+    const inputs = rows(hop.history, this.C, 0, p + 1)
     const accusation: Accusation = {
       model: client.model,
       blocks: [hop.start, hop.end],
       position: p,
-      inputsHash: await digestF32(rows(hop.history, this.C, 0, p + 1)),
+      inputsHash: await digestF32(inputs),
       accusedDigest: await digestF32(wrong),
       honestDigest: await digestF32(honest),
       deviation: Number.isFinite(deviation) ? deviation : 2,
@@ -305,7 +299,7 @@ export class Verifier {
       at: client.now()
     }
     try {
-      await this.policy.onEvidence?.(accusation)
+      await this.policy.onEvidence?.(accusation, { inputs, accused: wrong, honest })
     } catch (e) {
       // Publishing is best effort (no swarm doc, no key): the ban above already protects this client.
       client.log(`verify: evidence against ${peer} not published (${(e as Error).message})`)
