@@ -19,6 +19,12 @@ import { NetConfigError } from '../web/src/net/errors.ts'
 import { MAX_POW_BITS, powEpoch, stampProblem } from '../web/src/net/pow.ts'
 import { POW_STAMP, relayStampScope } from '../web/src/net/pow-protocol.ts'
 
+/**
+ * How long a connection the gater let in counts as pending (handshake under way) before it opens:
+ * libp2p's inbound upgrade timeout, after which a connection that never opened has failed.
+ */
+const PENDING_UPGRADE_MS = 10_000
+
 /** Default cap on open connections from one IP address. */
 export const DEFAULT_MAX_CONNS_PER_IP = 128
 
@@ -43,7 +49,7 @@ export interface RelayAdmissionOptions {
   maxStamped: number
   /** Called for every refusal (the metrics counter). */
   onRefused: (reason: RefusalReason) => void
-  /** Wall clock of stamps' days. @default Date.now */
+  /** Wall clock of stamps' days and of pending handshakes. @default Date.now */
   now?: () => number
   log?: (line: string) => void
 }
@@ -59,6 +65,13 @@ export class RelayAdmission {
   private readonly perIp = new Map<string, number>()
   /** Open connections in all. */
   private open = 0
+  /**
+   * Connections let in by the gater whose handshake has not finished, per IP: the times they
+   * were let in. The caps count them with the open ones: 'connection:open' fires only after the
+   * handshake, so counting open ones alone let a burst of concurrent dials all pass the gate.
+   */
+  private readonly pending = new Map<string, number[]>()
+  private pendingTotal = 0
   /** The relay's reservation table, once attached. */
   private reservations?: ReservationTable
   /** Peers that presented a valid stamp → the UTC day of the stamp. */
@@ -81,16 +94,25 @@ export class RelayAdmission {
   /** Gater hooks merged into the relay node's connection gater (web/src/net/node.ts RelayInit.gater). */
   readonly gater: Pick<ConnectionGater, 'denyInboundConnection' | 'denyInboundRelayReservation'> = {
     denyInboundConnection: (maConn: MultiaddrConnection): boolean => {
+      const t = this.now()
+      this.expirePending(t)
       const max = this.opts.maxConnections ?? 0
-      if (max > 0 && this.open >= max) {
+      if (max > 0 && this.open + this.pendingTotal >= max) {
         this.opts.onRefused('connections-full')
         return true
       }
-      if (this.opts.maxConnsPerIp === 0) return false
       const ip = ipOf(maConn.remoteAddr)
-      if (ip === undefined || (this.perIp.get(ip) ?? 0) < this.opts.maxConnsPerIp) return false
-      this.opts.onRefused('ip-connections')
-      return true
+      if (this.opts.maxConnsPerIp > 0 && ip !== undefined && (this.perIp.get(ip) ?? 0) + (this.pending.get(ip)?.length ?? 0) >= this.opts.maxConnsPerIp) {
+        this.opts.onRefused('ip-connections')
+        return true
+      }
+      if (ip !== undefined) {
+        const list = this.pending.get(ip)
+        if (list === undefined) this.pending.set(ip, [t])
+        else list.push(t)
+        this.pendingTotal++
+      }
+      return false
     },
     denyInboundRelayReservation: (source: PeerId): boolean => {
       const max = this.opts.maxReservations ?? 0
@@ -113,7 +135,15 @@ export class RelayAdmission {
     node.addEventListener('connection:open', (evt) => {
       this.open++
       const ip = ipOf(evt.detail.remoteAddr)
-      if (ip !== undefined) this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1)
+      if (ip === undefined) return
+      this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1)
+      // Its handshake is over: it counts as open now, no longer as pending (outbound ones never were).
+      const list = this.pending.get(ip)
+      if (evt.detail.direction === 'inbound' && list !== undefined) {
+        list.shift()
+        this.pendingTotal--
+        if (list.length === 0) this.pending.delete(ip)
+      }
     })
     node.addEventListener('connection:close', (evt) => {
       this.open = Math.max(0, this.open - 1)
@@ -129,6 +159,18 @@ export class RelayAdmission {
       maxOutboundStreams: POW_STAMP.maxOutboundStreams,
       runOnLimitedConnection: POW_STAMP.runOnLimitedConnection
     })
+  }
+
+  /** Forgets pending connections older than PENDING_UPGRADE_MS: their handshakes failed or timed out. */
+  private expirePending (now: number): void {
+    if (this.pendingTotal === 0) return
+    for (const [ip, list] of this.pending) {
+      while (list.length > 0 && list[0] <= now - PENDING_UPGRADE_MS) {
+        list.shift()
+        this.pendingTotal--
+      }
+      if (list.length === 0) this.pending.delete(ip)
+    }
   }
 
   /** Open connections in all as tracked. */
