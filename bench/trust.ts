@@ -10,13 +10,15 @@
  *     steps; `detect_rate` = runs in which a lie was outvoted and rewound / runs with lies,
  *     `ban_rate` = runs in which it was banned (second outvoted lie) / runs with lies;
  *   - false positives: f32 KV against f16 KV on tiny-mixtral, windowed, ≥ `--honest` positions.
+ * commitments: the overhead run above with `verify.commit` 32 against full rows, windowed and
+ *   strict, on fewer tokens (64): `answer_bytes_per_check`, what a check moves back to the client.
  * training (test/swarm/train/hostile-trainers.ts, seeded MemoryNetwork, ManualClock): 8 workers
  *   of which 2 attack (sign-flip, scale, zeros, noise, replay), trimmed mean (trim 2) and the
  *   contribution check; `loss_ratio` = final held-out loss / the all-honest run's.
  * floods (bench/trust-floods.ts): a CRDT flooder and identity loopers against a relay's doc, and
  *   identities created in a loop against a real relay.
  *
- * Flags: --only inference|training|floods (one part; its key in trust.json is replaced, the
+ * Flags: --only inference|commitments|training|floods (one part; its key in trust.json is replaced, the
  *        others kept, each part with its own date and load) --runs N (10) --honest N (10000)
  *        --tokens N (128) --trials N (3) --syncs N (4)
  */
@@ -55,6 +57,18 @@ async function inference (): Promise<Record<string, unknown>> {
   return { overhead: o, detection: d, false_positives: h }
 }
 
+/** What commitments (verify.commit, swarm/commitment.ts) save: answer bytes per check, full rows against top-k commitments. */
+async function commitments (): Promise<Record<string, unknown>> {
+  const K = 32
+  return await overhead({
+    device: 'cpu',
+    promptLen: 16,
+    tokens: Number(arg('tokens') ?? 64),
+    trials: Number(arg('trials') ?? 3),
+    modes: [['off', undefined], [`window ${WINDOW}`, { window: WINDOW }], [`window ${WINDOW} commit ${K}`, { window: WINDOW, commit: K }], ['strict', { rate: 1 }], [`strict commit ${K}`, { rate: 1, commit: K }]]
+  })
+}
+
 async function training (): Promise<Record<string, unknown>> {
   const data = await trainingData()
   const ids = ['w-a', 'w-b', 'w-c', 'w-d', 'w-e', 'w-f', 'w-g', 'w-h']
@@ -91,7 +105,7 @@ async function training (): Promise<Record<string, unknown>> {
 }
 
 const only = arg('only')
-const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, training, floods }
+const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, commitments, training, floods }
 const file = 'bench/results/trust.json'
 for (const [name, run] of Object.entries(parts)) {
   if (only !== undefined && only !== name) continue

@@ -70,7 +70,9 @@ export interface OverheadOptions { device: string, promptLen: number, tokens: nu
  * generation's wall time (prefill, decode, the final check); `verify_overhead` = gen_ms / gen_ms
  * off − 1, the verifiers' extra compute over the honest compute (one thread runs both);
  * `decode_slowdown` = 1 − decode tok/s / decode tok/s off (bench:verify's earlier figure, which
- * leaves out the final check); `recompute_ratio` = positions the verifiers recomputed / served.
+ * leaves out the final check); `recompute_ratio` = positions the verifiers recomputed / served;
+ * `answer_bytes_per_check` = bytes of second-opinion answers compared per check (full rows or
+ * commitments).
  */
 export async function overhead (o: OverheadOptions): Promise<Record<string, unknown>> {
   let be: Backend = cpu
@@ -98,6 +100,7 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
   const tps = per()
   const gen = per()
   const recompute = per()
+  const answerBytes = per()
   // A warm-up run (JIT, first loads) that is not counted; its tokens are the reference.
   const warm = await swarm(0, 'bench', L, c.hiddenSize, [full('a', 1), full('b', 2), full('c', 3)])
   const ref = (await swarmGenerate(warm.client, ends, prompt, { maxNewTokens: o.tokens })).tokens
@@ -116,6 +119,8 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
       tps.get(name)!.push(decode)
       gen.get(name)!.push(ms)
       recompute.get(name)!.push(re)
+      const st = client.verify?.stats
+      if (st !== undefined && st.checks > 0) answerBytes.get(name)!.push(st.answerBytes / st.checks)
       console.log(`trial ${t + 1} ${name}: generation ${ms.toFixed(0)} ms, decode ${decode.toFixed(1)} tok/s, recomputed ${re.toFixed(2)} × the positions served, checks ${client.verify?.stats.checks ?? 0} (load ${load()})`)
     }
   }
@@ -133,6 +138,8 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
     verify_overhead: Object.fromEntries(verified.map(m => [m, genMed[m] / genMed[off] - 1])),
     decode_slowdown: Object.fromEntries(verified.map(m => [m, 1 - tpsMed[m] / tpsMed[off]])),
     recompute_ratio: Object.fromEntries(verified.map(m => [m, median(recompute.get(m)!)])),
+    // Bytes of the second opinions' answers the client compared, per check (full rows, or commitments: verify.commit).
+    answer_bytes_per_check: Object.fromEntries(verified.map(m => [m, median(answerBytes.get(m)!)])),
     trials: { gen_ms: Object.fromEntries(gen), decode_tps: Object.fromEntries(tps) }
   }
 }

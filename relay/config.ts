@@ -6,7 +6,7 @@ import { NetConfigError } from '../web/src/net/errors.ts'
 import { parseIceServer } from '../web/src/net/ice.ts'
 import { DEFAULT_RELAY_LIMITS, MIN_RESERVATION_TTL_MS } from '../web/src/net/node.ts'
 import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
-import { DEFAULT_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
+import { DEFAULT_POW_BITS, DEFAULT_RESERVATION_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
 import { parsePeerRelay } from './peering.ts'
@@ -73,7 +73,8 @@ Network
   --max-connections <n>    Open connections in all; newcomers past it are refused, 0 = no cap
                                                           [env MAX_CONNECTIONS, default ${DEFAULT_MAX_CONNECTIONS}]
   --reservation-pow-bits <n>  Proof of work (bits) a peer's identity stamp needs before it gets
-                           a reservation (/webswarm/pow/1.0.0), 0 = none [env RESERVATION_POW_BITS, default 0]
+                           a reservation (/webswarm/pow/1.0.0), 0 = none; peers (PeerManager) present
+                           ${DEFAULT_RESERVATION_POW_BITS}  [env RESERVATION_POW_BITS, default ${DEFAULT_RESERVATION_POW_BITS}]
   --crdt-pow-bits <n>      Proof of work (bits) of the swarm doc's peers entries; the swarm's
                            peers use ${DEFAULT_POW_BITS}     [env CRDT_POW_BITS, default ${DEFAULT_POW_BITS}]
   --peer-relay <multiaddr> Another relay of the swarm (…/p2p/<its id>); repeatable. This relay
@@ -191,7 +192,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1),
     maxConnsPerIp: int('--max-conns-per-ip', values['max-conns-per-ip'] ?? env.MAX_CONNS_PER_IP, DEFAULT_MAX_CONNS_PER_IP),
     maxConnections: int('--max-connections', values['max-connections'] ?? env.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),
-    reservationPowBits: bits('--reservation-pow-bits', values['reservation-pow-bits'] ?? env.RESERVATION_POW_BITS, 0),
+    reservationPowBits: bits('--reservation-pow-bits', values['reservation-pow-bits'] ?? env.RESERVATION_POW_BITS, DEFAULT_RESERVATION_POW_BITS),
     crdtPowBits: bits('--crdt-pow-bits', values['crdt-pow-bits'] ?? env.CRDT_POW_BITS, DEFAULT_POW_BITS),
     peerRelays
   }

@@ -109,7 +109,9 @@ async function route (handle: RelayHandle, root: string, req: http.IncomingMessa
         // Then the peer relays: pages and peers learn every relay of the swarm from any one.
         multiaddrs: [...new Set([...ordered, ...handle.config.peerRelays])],
         swarms: [...handle.swarms.keys()],
-        iceServers: handle.config.iceServers
+        iceServers: handle.config.iceServers,
+        // The stamp a reservation here needs (pages mint it before they reserve: net/peers.ts).
+        reservationPowBits: handle.admission.opts.reservationPowBits
       })
       return
     }

@@ -97,6 +97,7 @@ async function start (config: RelayConfig, apiFlags: ApiFlags): Promise<{ relay:
   const api = apiFlags.api && relay.bootstrapAddrs.length > 0
     ? (await import('../web/src/cli/api.ts')).startRelayApi({
         bootstrapAddr: relay.bootstrapAddrs.find(a => /\/ws\//.test(a)) ?? relay.bootstrapAddrs[0],
+        reservationPowBits: relay.admission.opts.reservationPowBits,
         where: path.join(config.modelsDir, config.defaultModel),
         id: 'default',
         embeddedPeer: apiFlags.embeddedPeer,

@@ -25,7 +25,7 @@ const WAIT_MS = 30_000
 
 async function relayWith (args: string[]): Promise<RelayHandle> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-capacity-'))
-  const relay = await startRelay(parseConfig(['--port', '0', '--data-dir', dir, '--ice-server', 'none', ...args], {})!, () => {})
+  const relay = await startRelay(parseConfig(['--port', '0', '--data-dir', dir, '--ice-server', 'none', '--reservation-pow-bits', '0', ...args], {})!, () => {})
   cleanup.push(async () => { await relay.stop(); await fs.rm(dir, { recursive: true, force: true }) })
   return relay
 }

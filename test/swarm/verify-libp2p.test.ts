@@ -2,8 +2,8 @@
  * Verification over real libp2p on 127.0.0.1 (relay, DHT records, framed streams over WebRTC):
  * a serve peer that answers tiny-mixtral's block 1 with noise — only after its first few steps —
  * is caught by a client checking at a sampled rate, banned, and the tokens equal the fixture's;
- * the accusation, signed into the client's swarm doc, reaches another peer that checks its
- * signature and, with a second accuser, avoids the liar too.
+ * the accusation, signed into the client's swarm doc with its exhibit, reaches another peer that
+ * checks its signature, recomputes the row on the honest servers, asks the liar, and avoids it too.
  */
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -12,10 +12,11 @@ import { cpu } from '../../web/src/gpu/cpu-backend.ts'
 import { sourceFrom } from '../../web/src/model/source.ts'
 import { SwarmDoc } from '../../web/src/net/crdt/index.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../../web/src/net/node.ts'
-import { BanList } from '../../web/src/swarm/ban-list.ts'
 import { InferenceClient } from '../../web/src/swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../../web/src/swarm/client/generate.ts'
+import { clientRecompute } from '../../web/src/swarm/client/recompute.ts'
 import { EvidenceBoard } from '../../web/src/swarm/evidence.ts'
+import { EvidenceChecker } from '../../web/src/swarm/evidence-check.ts'
 import { loadClientEnds, loadSpanBackend } from '../../web/src/swarm/model-backend.ts'
 import { ServerRole } from '../../web/src/swarm/server/role.ts'
 import { joinTestPeer, type SwarmTestPeer } from './libp2p-peer.ts'
@@ -80,7 +81,7 @@ describe('verification over libp2p: relay + 4 serve peers (one lying) + a client
     const board = new EvidenceBoard(doc)
     const client = new InferenceClient({
       transport: c.transport, directory: c.directory, model: MODEL, numBlocks: NUM_BLOCKS, hiddenSize: 64, timeoutMs: RELAXED_MS, hedgeFloorMs: RELAXED_MS,
-      verify: { rate: 0.5, seed: 3, onEvidence: a => board.accuse(a) }
+      verify: { rate: 0.5, seed: 3, onEvidence: (a, x) => board.accuse(a, x) }
     })
     // Route through the liar: the client takes measured RTTs as given.
     client.rttMs.set(roles.get('s0')!.self, 1)
@@ -100,14 +101,11 @@ describe('verification over libp2p: relay + 4 serve peers (one lying) + a client
     const otherBoard = new EvidenceBoard(otherDoc)
     const accusations = await otherBoard.accusations()
     expect(accusations.map(a => [a.accuser, a.accusation.accused])).toEqual([[c.node.peerId.toString(), liar]])
-    // One accuser is not enough to act on; a second, distinct one is.
-    const bans = new BanList()
-    expect(await otherBoard.banSuspects(bans, MODEL)).toEqual([])
-    const second = await peer()
-    const secondDoc = swarmDocOf(second)
-    await secondDoc.setSelf({})
-    await new EvidenceBoard(secondDoc).accuse(accusations[0].accusation)
-    expect(await otherDoc.applyRemote(Y.encodeStateAsUpdate(secondDoc.doc))).toBe('applied')
-    expect(await otherBoard.banSuspects(bans, MODEL)).toEqual([liar])
+    // It recomputes the row on servers other than the two parties, asks the liar, and avoids it.
+    const reader = new InferenceClient({ transport: other.transport, directory: other.directory, model: MODEL, numBlocks: NUM_BLOCKS, hiddenSize: 64, timeoutMs: RELAXED_MS })
+    const scan = await otherBoard.avoidChecked(reader.bans, MODEL, new EvidenceChecker(clientRecompute(reader), { hiddenSize: 64 }))
+    expect(scan.verdicts).toMatchObject({ confirmed: 1, forged: 0, refuted: 0, unreproduced: 0 })
+    expect(scan.avoided).toEqual([liar])
+    expect(reader.bans.isLiar(liar)).toBe(true)
   })
 })

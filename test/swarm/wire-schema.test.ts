@@ -35,6 +35,8 @@ const INFER_GOLDEN: Golden<InferMsg> = [
   [{ type: 'chained', session: 's', position: 3, hidden: t(1, 2), pushError: 'no' }, { v: 2, t: 10, session: 's', position: 3, pushError: 'no' }, [['hidden', [1, 2]]]],
   [{ type: 'push', session: 's', position: 4, hidden: t(1, 1) }, { v: 2, t: 11, session: 's', position: 4 }, [['hidden', [1, 1]]]],
   [{ type: 'pushed', session: 's', position: 4 }, { v: 2, t: 12, session: 's', position: 4 }, []],
+  [{ type: 'stepCommit', session: 's', position: 7, hidden: t(2, 3), k: 2 }, { v: 2, t: 13, session: 's', position: 7, k: 2 }, [['hidden', [2, 3]]]],
+  [{ type: 'commitment', session: 's', position: 7, k: 1, rows: 2, data: new Uint8Array(16).fill(1) }, { v: 2, t: 14, session: 's', position: 7, k: 1, rows: 2 }, [['data', [16]]]],
   [{ type: 'error', code: 5, message: 'full' }, { v: 2, t: 15, code: 5, message: 'full' }, []]
 ]
 const EXPERT_GOLDEN: Golden<ExpertMsg> = [
@@ -66,7 +68,7 @@ describe('declared wire schemas', () => {
     for (const [w, meta, tensors] of written) {
       expect(w.meta).toEqual(meta)
       expect(shapes(w)).toEqual(tensors)
-      for (const x of w.tensors) expect(x.dtype).toBe('f32')
+      for (const x of w.tensors) expect(x.dtype).toBe(x.name === 'data' ? 'u8' : 'f32') // bytes fields travel as u8
     }
     for (const [m] of INFER_GOLDEN) expect(readInfer(writeInfer(m))).toEqual(m)
     for (const [m] of EXPERT_GOLDEN) expect(readExpert(writeExpert(m))).toEqual(m)
@@ -88,7 +90,7 @@ describe('declared wire schemas', () => {
       expect(() => read(withMeta(m, { ...meta, extra: 1 }))).toThrow(/unknown field extra/)
       expect(() => read(withMeta(m, meta, [...m.tensors, { name: 'x', dtype: 'f32', shape: [1], data: new Uint8Array(4) }]))).toThrow(/unexpected tensor x/)
     }
-    expect(() => readInfer({ meta: { v: WIRE_VERSION, t: 13 }, tensors: [] })).toThrow(/unknown message type 13/)
+    expect(() => readInfer({ meta: { v: WIRE_VERSION, t: 16 }, tensors: [] })).toThrow(/unknown message type 16/)
     expect(() => readExpert({ meta: { v: WIRE_VERSION, t: 3 }, tensors: [] })).toThrow(/unknown message type 3/)
     expect(() => readInfer({ tensors: [] })).toThrow(MalformedMessageError)
   })

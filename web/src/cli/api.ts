@@ -182,6 +182,8 @@ export async function apiCmd (f: Flags): Promise<number> {
 export interface RelayApiOptions {
   /** The relay's own websocket multiaddr (…/p2p/<relay id>). */
   bootstrapAddr: string
+  /** The stamp difficulty the relay asks before a reservation. @default DEFAULT_RESERVATION_POW_BITS */
+  reservationPowBits?: number
   where: string
   id: string
   /** Start a peer serving every block of the model. @default true */
@@ -200,7 +202,7 @@ export interface RelayApiOptions {
  */
 export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) => boolean, handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>, ready: Promise<void>, stop: () => Promise<void> } {
   const log = o.log ?? (() => {})
-  const boot: Bootstrap = { addrs: [o.bootstrapAddr], iceServers: [] } // one machine: host candidates suffice
+  const boot: Bootstrap = { addrs: [o.bootstrapAddr], iceServers: [], reservationPowBits: o.reservationPowBits } // one machine: host candidates suffice
   let api: SwarmApi | undefined
   let peer: { stop: () => Promise<void> } | undefined
   let failure: string | undefined

@@ -15,7 +15,9 @@ import { sourceFrom } from '../model/source.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate } from '../swarm/client/generate.ts'
 import type { VerifyOptions } from '../swarm/client/verify.ts'
+import { clientRecompute } from '../swarm/client/recompute.ts'
 import { EvidenceBoard } from '../swarm/evidence.ts'
+import { EvidenceChecker } from '../swarm/evidence-check.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
 import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
@@ -55,11 +57,14 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   try {
     const model = modelId(where, str(f, 'model-id'))
     const board = peer.swarm === undefined ? undefined : new EvidenceBoard(peer.swarm.doc)
-    const verify: VerifyOptions | undefined = !verifying ? undefined : { rate: verifyRate, window: verifyWindow, onEvidence: a => board?.accuse(a) }
+    const verify: VerifyOptions | undefined = !verifying ? undefined : { rate: verifyRate, window: verifyWindow, onEvidence: (a, exhibit) => board?.accuse(a, exhibit) }
     const client = new InferenceClient({ transport: peer.transport, directory: peer.directory, model, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, log, verify })
     if (board !== undefined) {
-      const avoided = await board.banSuspects(client.bans, model)
-      if (avoided.length > 0) log(`verify: avoiding ${avoided.join(', ')} (accused by two or more peers in the swarm doc)`)
+      // Others' accusations count only once this client has recomputed them (swarm/evidence-check.ts).
+      const scan = await board.avoidChecked(client.bans, model, new EvidenceChecker(clientRecompute(client), { hiddenSize: config.hiddenSize }))
+      if (scan.avoided.length > 0) log(`verify: avoiding ${scan.avoided.join(', ')} (accusations in the swarm doc, recomputed here)`)
+      const { confirmed: _, ...ignored } = scan.verdicts
+      if (Object.values(ignored).some(n => n > 0) || scan.forged + scan.malformed > 0) log(`verify: accusations ignored: ${JSON.stringify({ ...ignored, badSignature: scan.forged, malformed: scan.malformed })}`)
     }
     const decode = tokenizer?.decoder()
     let first = true

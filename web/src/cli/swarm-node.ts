@@ -4,13 +4,16 @@
  * the swarm CRDT).
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { SwarmDht } from '../net/dht/index.ts'
 import { joinSwarm as joinNetSwarm, type Swarm } from '../net/swarm.ts'
 import { createPeer, type WebSwarmNode } from '../net/node.ts'
-import { NetConfigError } from '../net/errors.ts'
+import { BootstrapUnreachableError, NetConfigError } from '../net/errors.ts'
 import { parseIceServerList } from '../net/ice.ts'
 import { waitForReservation } from '../net/peers.ts'
+import { DEFAULT_RESERVATION_POW_BITS, mintStamp } from '../net/pow.ts'
+import { presentStamp, relayStampScope } from '../net/pow-protocol.ts'
 import { fetchBootstrap } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
@@ -20,7 +23,12 @@ import { str, strings, UsageError, type Flags } from './args.ts'
  * Where a CLI peer joins: the relays' multiaddrs (the first is the one its transport signals
  * WebRTC through), and the STUN/TURN servers to use (undefined: node.ts defaults).
  */
-export interface Bootstrap { addrs: string[], iceServers?: RTCIceServer[] }
+export interface Bootstrap {
+  addrs: string[]
+  iceServers?: RTCIceServer[]
+  /** Stamp difficulty the relay asks before a reservation (its /bootstrap says; undefined: DEFAULT_RESERVATION_POW_BITS). */
+  reservationPowBits?: number
+}
 
 /**
  * `--bootstrap MULTIADDR | URL` (repeatable) and `--ice-servers LIST|none`. A URL (a relay's page,
@@ -44,6 +52,7 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
   }
   const addrs: string[] = []
   let relayIce: RTCIceServer[] | undefined
+  let powBits: number | undefined
   for (const b of given) {
     if (/^https?:\/\//i.test(b)) {
       let url: URL
@@ -55,12 +64,13 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
       // Websocket addresses first: the ones a Node peer can dial.
       addrs.push(...withId.filter(a => /\/wss?\//.test(a)), ...withId.filter(a => !/\/wss?\//.test(a)))
       relayIce ??= info.iceServers
+      powBits ??= info.reservationPowBits
     } else {
       checkBootstrap(b)
       addrs.push(b)
     }
   }
-  return { addrs: [...new Set(addrs)], iceServers: iceServers ?? relayIce }
+  return { addrs: [...new Set(addrs)], iceServers: iceServers ?? relayIce, reservationPowBits: powBits }
 }
 
 export interface SwarmPeer {
@@ -77,7 +87,7 @@ export interface SwarmPeer {
  * what it serves. `serve` uses this; `generate` needs no CRDT and uses joinSwarm.
  */
 export async function joinSwarmWithDoc (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }, log: (line: string) => void): Promise<SwarmPeer & { swarm: Swarm }> {
-  const swarm = await joinNetSwarm({ bootstrap: boot.addrs, persist: false, iceServers: boot.iceServers, log })
+  const swarm = await joinNetSwarm({ bootstrap: boot.addrs, persist: false, iceServers: boot.iceServers, reservationPowBits: boot.reservationPowBits, log })
   await swarm.peers.ready()
   return {
     swarm,
@@ -101,8 +111,18 @@ export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, nu
   const bootstrap = boot.addrs[0]
   const key = await generateKeyPair('Ed25519')
   const node = await createPeer({ privateKey: key, iceServers: boot.iceServers })
+  // The relay's identity stamp, minted while dialling; the relay holds our reservation request until it comes.
+  const relayId = bootstrap.slice(bootstrap.lastIndexOf('/p2p/') + 5).split('/')[0] // checked by resolveBootstrap
+  const bits = boot.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
+  const stamp = bits > 0 ? mintStamp(relayStampScope(relayId), node.peerId.toString(), bits, Date.now()) : undefined
   await node.dial(multiaddr(bootstrap))
-  await waitForReservation(node)
+  let refused: Error | undefined
+  if (stamp !== undefined) await presentStamp(node, peerIdFromString(relayId), await stamp).catch((e: Error) => { refused = e })
+  try {
+    await waitForReservation(node)
+  } catch (e) {
+    throw refused === undefined ? e : new BootstrapUnreachableError(`${(e as Error).message} (the relay did not take our identity stamp: ${refused.message})`)
+  }
   return {
     node,
     transport: new Libp2pTransport(node, { relayAddr: bootstrap }),

@@ -17,6 +17,8 @@ import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
 import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
+import { DEFAULT_RESERVATION_POW_BITS, mintStamp, powEpoch } from './pow.ts'
+import { POW_STAMP, presentStamp, relayStampScope } from './pow-protocol.ts'
 
 /** How a connection reaches its peer. */
 export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
@@ -228,6 +230,12 @@ export interface PeerManagerInit {
   log?: (line: string) => void
   /** Bounds direct links open at once and over the tab's lifetime (conn-budget.ts). @default new ConnectionBudget() */
   budget?: ConnectionBudget
+  /**
+   * Difficulty of the identity stamp presented to each relay on connecting, so that it grants a
+   * reservation (relay --reservation-pow-bits; pow-protocol.ts); 0 presents none.
+   * @default DEFAULT_RESERVATION_POW_BITS
+   */
+  reservationPowBits?: number
 }
 
 export interface PeerManagerEvents {
@@ -268,6 +276,9 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private readonly fastStartTimers = new Set<ReturnType<typeof setTimeout>>()
   private running = false
   private readonly controller = new AbortController()
+  /** Stamps for each relay (scope relay/<id>), by relay id and UTC day: minted once, presented on every (re)connect. */
+  private readonly stamps = new Map<string, Promise<string>>()
+  private readonly powBits: number
 
   constructor (readonly node: WebSwarmNode, private readonly init: PeerManagerInit) {
     super()
@@ -277,6 +288,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.budget = init.budget ?? new ConnectionBudget()
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
     this.log = init.log ?? ((l) => { console.info(l) })
+    this.powBits = init.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
   }
 
   /** Relay peer ids (never treated as swarm members). */
@@ -302,7 +314,11 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.node.addEventListener('connection:open', this.onConnectionOpen)
     this.node.addEventListener('connection:close', this.onConnectionClose)
-    for (const r of this.relays) void this.dialRelay(r)
+    for (const r of this.relays) {
+      // Minted while the dial is under way (it yields to the event loop every few ms).
+      if (this.powBits > 0) this.stampFor(r.id).catch(() => {}) // a failed mint is logged when presenting
+      void this.dialRelay(r)
+    }
     this.maintainTimer = setInterval(() => { this.maintain() }, MAINTAIN_INTERVAL_MS)
     this.dhtTimer = setInterval(() => { void this.dhtDiscover() }, this.dhtIntervalMs)
   }
@@ -326,6 +342,29 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     await waitForReservation(this.node, timeoutMs)
   }
 
+  /** This peer's stamp for relay `id` today (minted on first use). */
+  private async stampFor (id: string): Promise<string> {
+    const now = Date.now()
+    const key = `${id} ${powEpoch(now)}`
+    let p = this.stamps.get(key)
+    if (p === undefined) {
+      p = mintStamp(relayStampScope(id), this.node.peerId.toString(), this.powBits, now, { signal: this.controller.signal })
+      this.stamps.set(key, p)
+      p.catch(() => { this.stamps.delete(key) }) // retried on the next connect
+    }
+    return await p
+  }
+
+  /** Shows relay `r` our identity stamp, which it asks before a reservation; its reservation request waits for it there. */
+  private async presentStampTo (r: PeerManager['relays'][number]): Promise<void> {
+    if (this.powBits === 0) return
+    try {
+      await presentStamp(this.node, peerIdFromString(r.id), await this.stampFor(r.id), AbortSignal.any([this.controller.signal, AbortSignal.timeout(POW_STAMP.timeoutMs)]))
+    } catch (e) {
+      if (this.running) this.log(`relay ${r.id}: identity stamp not accepted (${(e as Error).message}); no reservation there until the next connect`)
+    }
+  }
+
   private async dialRelay (r: PeerManager['relays'][number]): Promise<void> {
     if (!this.running) return
     try {
@@ -335,6 +374,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       r.connected = true
       r.connectedAt = Date.now()
       this.dispatchEvent(new CustomEvent('relay', { detail: true }))
+      void this.presentStampTo(r)
       void this.dhtDiscover()
       for (const ms of DHT_DISCOVERY_FAST_START_MS) {
         const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)

@@ -19,6 +19,13 @@ import { NetConfigError } from './errors.ts'
 
 /** Default difficulty: 2^16 ≈ 65k hashes per identity and day (BENCHMARKS.md § PoW for the time it takes). */
 export const DEFAULT_POW_BITS = 16
+/**
+ * Default difficulty of the stamp a relay asks before a reservation (relay --reservation-pow-bits,
+ * PeerManager's `reservationPowBits`): 2^14 ≈ 16k hashes per peer, relay and day. bench/pow.ts on
+ * the 2-core machine at load 20: median 113 ms per identity (12 bits: 50 ms), so a tab pays well
+ * under a second, in batches that yield to the event loop (mintStamp).
+ */
+export const DEFAULT_RESERVATION_POW_BITS = 14
 /** Highest difficulty a config may ask for (2^32 hashes would take hours in a browser). */
 export const MAX_POW_BITS = 32
 /** Longest stamp text accepted ("<epoch>:<nonce>", both decimal). */

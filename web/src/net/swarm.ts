@@ -8,6 +8,7 @@ import { SwarmDht } from './dht/index.ts'
 import { BootstrapUnreachableError, LimitExceededError, ProtocolTimeoutError } from './errors.ts'
 import { createPeer, DEFAULT_SWARM, type WebSwarmNode } from './node.ts'
 import { PeerManager, relayCount } from './peers.ts'
+import { MAX_POW_BITS } from './pow.ts'
 import type { ProtocolSpec } from './protocols.ts'
 /** Fetching /bootstrap may take this long, in ms. */
 const BOOTSTRAP_FETCH_TIMEOUT_MS = 10_000
@@ -21,6 +22,8 @@ export interface JoinInit {
   swarm?: string
   /** STUN/TURN servers. @default those from /bootstrap, else node.ts defaults */
   iceServers?: RTCIceServer[]
+  /** Stamp difficulty to present to relays before reserving; from the relay's `/bootstrap` when fetched. @default DEFAULT_RESERVATION_POW_BITS */
+  reservationPowBits?: number
   /** Direct WebRTC peers to hold. @default DEFAULT_TARGET_PEERS */
   targetPeers?: number
   /** @default a fresh Ed25519 key (each tab is its own peer) */
@@ -56,7 +59,12 @@ export interface Swarm {
 }
 
 /** A relay's `/bootstrap` answer: its multiaddrs and the STUN/TURN servers its operator chose. */
-export interface BootstrapInfo { multiaddrs: string[], iceServers?: RTCIceServer[] }
+export interface BootstrapInfo {
+  multiaddrs: string[]
+  iceServers?: RTCIceServer[]
+  /** Difficulty of the identity stamp the relay asks before a reservation (absent: DEFAULT_RESERVATION_POW_BITS). */
+  reservationPowBits?: number
+}
 
 /** GET a relay's `/bootstrap` JSON (bounded by BOOTSTRAP_FETCH_TIMEOUT_MS). */
 export async function fetchBootstrap (url: string): Promise<BootstrapInfo> {
@@ -71,7 +79,9 @@ export async function fetchBootstrap (url: string): Promise<BootstrapInfo> {
   if (!Array.isArray(body.multiaddrs) || body.multiaddrs.length === 0 || !body.multiaddrs.every(a => typeof a === 'string')) throw new BootstrapUnreachableError(`GET ${url}: no multiaddrs in the answer`)
   const ice = body.iceServers
   if (ice !== undefined && !(Array.isArray(ice) && ice.every(s => typeof s === 'object' && s !== null && (typeof s.urls === 'string' || Array.isArray(s.urls))))) throw new BootstrapUnreachableError(`GET ${url}: iceServers is not a list of {urls}`)
-  return { multiaddrs: body.multiaddrs, iceServers: ice }
+  const bits = body.reservationPowBits
+  if (bits !== undefined && !(Number.isInteger(bits) && bits >= 0 && bits <= MAX_POW_BITS)) throw new BootstrapUnreachableError(`GET ${url}: reservationPowBits must be an integer in [0, ${MAX_POW_BITS}]`)
+  return { multiaddrs: body.multiaddrs, iceServers: ice, reservationPowBits: bits }
 }
 
 /** Starts a peer, connects it to the relay, and brings up discovery, DHT and the swarm doc. */
@@ -80,11 +90,13 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
   const log = init.log ?? ((l: string) => { console.info(l) })
   let bootstrap = init.bootstrap
   let iceServers = init.iceServers
+  let reservationPowBits = init.reservationPowBits
   if (bootstrap === undefined) {
     if (init.bootstrapUrl === undefined) throw new BootstrapUnreachableError('joinSwarm needs `bootstrap` addresses or a `bootstrapUrl`')
     const info = await fetchBootstrap(init.bootstrapUrl)
     bootstrap = info.multiaddrs
     iceServers ??= info.iceServers
+    reservationPowBits ??= info.reservationPowBits
   }
   const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
   const node = await createPeer({ privateKey, swarm, iceServers, allowPrivateAddresses: init.allowPrivateAddresses, relayReservations: relayCount(bootstrap) })
@@ -96,7 +108,7 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
     await persistInIndexedDb(crdt)
   }
   await crdt.start()
-  const peers = new PeerManager(node, { bootstrap, swarm, targetPeers: init.targetPeers, log })
+  const peers = new PeerManager(node, { bootstrap, swarm, targetPeers: init.targetPeers, log, reservationPowBits })
   peers.start()
   const dht = new SwarmDht(node, privateKey)
 

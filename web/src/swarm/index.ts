@@ -16,9 +16,11 @@
  * straight to the next server (CHAIN / PUSH in PROTOCOL.md): fewer one-way messages on a token's
  * path, more messages in all — worth it between distant peers, not on loopback.
  *
- *   // a client that checks servers' outputs on other servers, publishing evidence against liars
+ *   // a client that checks servers' outputs on other servers, publishing evidence against liars,
+ *   // and avoids the servers others accused once it has recomputed their evidence itself
  *   const board = new EvidenceBoard(swarmDoc)
- *   const client = new InferenceClient({ ..., verify: { rate: 0.05, onEvidence: a => board.accuse(a) } })
+ *   const client = new InferenceClient({ ..., verify: { rate: 0.05, onEvidence: (a, x) => board.accuse(a, x) } })
+ *   await board.avoidChecked(client.bans, model, new EvidenceChecker(clientRecompute(client), { hiddenSize }))
  */
 export * from './errors.ts'
 export type { BlockRecord, ExpertRecord, ServerState, SwarmDirectory } from './records.ts'
@@ -35,7 +37,9 @@ export { InferenceSession } from './client/session.ts'
 export { swarmGenerate, type ClientEnds } from './client/generate.ts'
 export { VerifyPolicy, type VerifyOptions, type VerifyStats } from './client/verify.ts'
 export { VERIFY_TOLERANCE, rowDeviation } from './client/verify-compare.ts'
-export { EvidenceBoard, parseAccusation, type Accusation, type SignedAccusation } from './evidence.ts'
+export { EvidenceBoard, parseAccusation, type Accusation, type SignedAccusation, type EvidenceScan } from './evidence.ts'
+export { EvidenceChecker, type Exhibit, type Recompute, type Verdict } from './evidence-check.ts'
+export { clientRecompute } from './client/recompute.ts'
 export { ExpertHost, type ExpertRunner } from './moe/expert-host.ts'
 export { RemoteExperts, assignHosts } from './moe/remote-experts.ts'
 export { CoSelectionStats, placeExperts } from './moe/coselection.ts'

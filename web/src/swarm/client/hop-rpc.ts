@@ -4,6 +4,7 @@
  */
 import { hasErrorCode } from '../../util/errors.ts'
 import { PeerProtocolError } from '../errors.ts'
+import type { Commitment } from '../commitment.ts'
 import type { RouteSegment } from '../route.ts'
 import type { InferMsg } from '../wire/infer.ts'
 import type { InferenceClient } from './client.ts'
@@ -77,6 +78,14 @@ export class HopRpc {
       throw new PeerProtocolError(hop.peer, `server ${hop.peer} answered [${shape.join(', ')}] at ${r.position}, expected [${tokens}, ${this.client.hiddenSize}] at ${position}`)
     }
     return r.hidden.data
+  }
+
+  /** Sends (T, C) through one hop at `position`; returns the server's commitment to its (T, C) output (swarm/commitment.ts). */
+  async stepCommit (hop: Hop, hidden: Float32Array, tokens: number, position: number, k: number): Promise<Commitment> {
+    const r = await this.callOrBan(hop.peer, { type: 'stepCommit', session: hop.session, position, k, hidden: { shape: [tokens, this.client.hiddenSize], data: hidden } })
+    if (r.type !== 'commitment') throw new PeerProtocolError(hop.peer, `expected commitment, got ${r.type}`)
+    if (r.position !== position || r.rows !== tokens || r.k !== Math.min(k, this.client.hiddenSize)) throw new PeerProtocolError(hop.peer, `server ${hop.peer} committed to ${r.rows} rows × k ${r.k} at ${r.position}, expected ${tokens} × ${k} at ${position}`)
+    return { k: r.k, rows: r.rows, bytes: r.data }
   }
 
   /** Sends (T, C) through one hop at `position`; returns (T, C). */

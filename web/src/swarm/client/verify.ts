@@ -19,13 +19,17 @@
  * Checks never fail the generation: a verifier that errs is banned like any failed server and
  * the check is counted as skipped.
  */
+import { hasErrorCode } from '../../util/errors.ts'
+import { compareCommitment, commitTolerance, MAX_COMMIT_K, type Commitment } from '../commitment.ts'
 import { MAX_STEP_TOKENS, RECORD_REFRESH_MS, VERIFY_RATE, VERIFY_STRIKES } from '../constants.ts'
 import { NoRouteError, SwarmArgumentError } from '../errors.ts'
 import type { Accusation } from '../evidence.ts'
+import type { Exhibit } from '../evidence-check.ts'
 import type { SpanBackend } from '../server/backend.ts'
 import { Rng } from '../../util/rng.ts'
 import type { Failover } from './failover.ts'
 import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'
+import { forwardLocal } from './recompute.ts'
 import { compareRows, digestF32, rowDeviation, VERIFY_TOLERANCE } from './verify-compare.ts'
 
 export interface VerifyOptions {
@@ -49,10 +53,18 @@ export interface VerifyOptions {
    * an f16 KV cache on tiny-mixtral). @default VERIFY_STRIKES
    */
   strikes?: number
+  /**
+   * At every check of a hop after its first, ask the second opinion's last server for a
+   * commitment to its rows — the `commit` largest-magnitude channels per position, quantized
+   * (swarm/commitment.ts) — instead of the rows themselves, and compare the route server's rows
+   * at those channels. A mismatch is re-checked on full rows (a fresh second opinion) before
+   * anyone is judged. Integer in [1, MAX_COMMIT_K]. @default off (full rows)
+   */
+  commit?: number
   /** Blocks this client holds itself: a third opinion computed here, for hops within them. @default none */
   local?: SpanBackend
-  /** Each accusation, for the swarm doc (swarm/evidence.ts EvidenceBoard.accuse). @default nothing */
-  onEvidence?: (a: Accusation) => void | Promise<void>
+  /** Each accusation and the rows behind it, for the swarm doc (swarm/evidence.ts EvidenceBoard.accuse). @default nothing */
+  onEvidence?: (a: Accusation, exhibit: Exhibit) => void | Promise<void>
 }
 
 /** Counts over a client's sessions: for logs, tests and bench:verify. */
@@ -74,20 +86,25 @@ export interface VerifyStats {
   undecided: number
   /** Checks skipped: no other server holds the blocks, or the verifier failed. */
   skipped: number
+  /** Bytes of the second opinions' answers compared (full rows: 4C per position; commitments: 4k + 4). */
+  answerBytes: number
+  /** Checks compared against a commitment. */
+  commitChecks: number
 }
 
 /** The resolved policy and counters a client's sessions share. */
 export class VerifyPolicy {
   readonly rate: number
   readonly window?: number
+  readonly commit?: number
   readonly tolerance: number
   readonly strikes: number
   /** Outvoted mismatches per server, over the client's sessions. */
   readonly struck = new Map<string, number>()
   readonly local?: SpanBackend
-  readonly onEvidence?: (a: Accusation) => void | Promise<void>
+  readonly onEvidence?: (a: Accusation, exhibit: Exhibit) => void | Promise<void>
   readonly rng: Rng
-  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, liars: [], undecided: 0, skipped: 0 }
+  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, liars: [], undecided: 0, skipped: 0, answerBytes: 0, commitChecks: 0 }
 
   constructor (opts: VerifyOptions = {}) {
     this.rate = opts.rate ?? VERIFY_RATE
@@ -97,6 +114,8 @@ export class VerifyPolicy {
     if (!(this.rate >= 0 && this.rate <= 1)) throw new SwarmArgumentError(`verify rate must be in [0, 1], got ${opts.rate}`)
     if (opts.window !== undefined && !(Number.isInteger(opts.window) && opts.window >= 1 && opts.window <= MAX_STEP_TOKENS)) throw new SwarmArgumentError(`verify window must be an integer in [1, ${MAX_STEP_TOKENS}] positions, got ${opts.window}`)
     this.window = opts.window
+    if (opts.commit !== undefined && !(Number.isInteger(opts.commit) && opts.commit >= 1 && opts.commit <= MAX_COMMIT_K)) throw new SwarmArgumentError(`verify commit must be an integer in [1, ${MAX_COMMIT_K}] channels, got ${opts.commit}`)
+    this.commit = opts.commit
     if (!(this.tolerance > 0)) throw new SwarmArgumentError(`verify tolerance must be > 0, got ${opts.tolerance}`)
     this.local = opts.local
     this.onEvidence = opts.onEvidence
@@ -162,6 +181,8 @@ export class Verifier {
     const from = shadow?.fed ?? 0
     if (from >= total) return undefined
     stats.checks++
+    const commitments: Commitment[] = []
+    let committing = false
     try {
       if (shadow === undefined) {
         // Replays the hop's inputs from the session start: its cache then matches the hop's.
@@ -170,10 +191,20 @@ export class Verifier {
         this.shadows.set(hop, shadow)
       } else {
         const x = rows(hop.history, C, from, total)
+        const k = this.policy.commit
         for (let t = 0; t < total - from; t += MAX_STEP_TOKENS) {
           const n = Math.min(MAX_STEP_TOKENS, total - from - t)
           let y = x.subarray(t * C, (t + n) * C)
-          for (const h of shadow.chain) {
+          for (const [i, h] of shadow.chain.entries()) {
+            if (k !== undefined && i === shadow.chain.length - 1) {
+              // Its rows stay on the server: only their commitment comes back (compared below).
+              committing = true
+              const c = await this.rpc.stepCommit(h, y, n, from + t, k)
+              committing = false
+              h.history.push(y.slice())
+              commitments.push(c)
+              break
+            }
             const out = await this.rpc.step(h, y, n, from + t)
             record(h, y, out)
             y = out
@@ -182,8 +213,9 @@ export class Verifier {
         shadow.fed = total
       }
     } catch (e) {
-      if (isClientBug(e)) throw e
-      // No other server holds these blocks, or the verifier failed (HopRpc banned it): skip.
+      if (isClientBug(e) && !(committing && hasErrorCode(e, 'net.malformed-message'))) throw e
+      // No other server holds these blocks, or the verifier failed (HopRpc banned it), or it does
+      // not know STEP_COMMIT (ERROR malformed): skip.
       if (shadow !== undefined) {
         this.rpc.close(shadow.chain)
         this.shadows.delete(hop)
@@ -195,7 +227,27 @@ export class Verifier {
     stats.positionsRecomputed += total - from
     stats.positionsCompared += total - from
     const mine = rows(hop.outputs, C, from, total)
+    if (commitments.length > 0) {
+      stats.commitChecks++
+      let at = 0
+      for (const c of commitments) {
+        stats.answerBytes += c.bytes.byteLength
+        const n = c.rows
+        const { mismatch, max } = compareCommitment(mine.subarray(at * C, (at + n) * C), C, c, commitTolerance(tolerance, c.k))
+        at += n
+        if (mismatch !== undefined) {
+          // The commitment cannot say who is wrong: check these positions again on full rows.
+          client.log(`verify: ${hop.peer} disagrees with a commitment on blocks [${hop.start}, ${hop.end}) (deviation ${mismatch.deviation.toExponential(2)}); checking on full rows`)
+          this.rpc.close(shadow.chain)
+          this.shadows.delete(hop)
+          return await this.check(hop)
+        }
+        stats.maxAgreeingDeviation = Math.max(stats.maxAgreeingDeviation, max)
+      }
+      return undefined
+    }
     const theirs = rows(shadow.chain[shadow.chain.length - 1].outputs, C, from, total)
+    stats.answerBytes += theirs.byteLength // a first check's replay included: its rows come back whole
     const { mismatch, max } = compareRows(mine, theirs, C, tolerance)
     if (mismatch === undefined) {
       stats.maxAgreeingDeviation = Math.max(stats.maxAgreeingDeviation, max)
@@ -247,18 +299,9 @@ export class Verifier {
     const inputs = rows(hop.history, C, 0, p + 1)
     const local = this.policy.local
     if (local !== undefined && local.start <= hop.start && hop.end <= local.end) {
-      const cache = local.createCache(p + 1, hop.start, hop.end)
-      try {
-        let y: Float32Array = new Float32Array(0)
-        for (let t = 0; t <= p; t += MAX_STEP_TOKENS) {
-          const n = Math.min(MAX_STEP_TOKENS, p + 1 - t)
-          ;[y] = await local.forward([{ cache, hidden: inputs.slice(t * C, (t + n) * C), tokens: n }])
-        }
-        this.policy.stats.positionsRecomputed += p + 1
-        return { y: y.slice(y.length - C), by: 'local blocks' }
-      } finally {
-        cache.dispose()
-      }
+      const y = await forwardLocal(local, hop.start, hop.end, inputs, C)
+      this.policy.stats.positionsRecomputed += p + 1
+      return { y, by: 'local blocks' }
     }
     const avoid = new Set([hop.peer, ...shadow.chain.map(h => h.peer)])
     try {
@@ -293,11 +336,12 @@ export class Verifier {
     client.bans.banLiar(peer)
     stats.liars.push(peer)
     client.log(`verify: ${peer} returned wrong outputs for blocks [${hop.start}, ${hop.end}) at position ${p} (deviation ${deviation.toExponential(2)} from two other opinions); banned as a liar`)
+    const inputs = rows(hop.history, this.C, 0, p + 1)
     const accusation: Accusation = {
       model: client.model,
       blocks: [hop.start, hop.end],
       position: p,
-      inputsHash: await digestF32(rows(hop.history, this.C, 0, p + 1)),
+      inputsHash: await digestF32(inputs),
       accusedDigest: await digestF32(wrong),
       honestDigest: await digestF32(honest),
       deviation: Number.isFinite(deviation) ? deviation : 2,
@@ -305,7 +349,7 @@ export class Verifier {
       at: client.now()
     }
     try {
-      await this.policy.onEvidence?.(accusation)
+      await this.policy.onEvidence?.(accusation, { inputs, accused: wrong, honest })
     } catch (e) {
       // Publishing is best effort (no swarm doc, no key): the ban above already protects this client.
       client.log(`verify: evidence against ${peer} not published (${(e as Error).message})`)

@@ -9,6 +9,7 @@
  * position, from the peer its CHAIN named (or, if it comes first, held until that CHAIN); it
  * never ends the session, whoever sent it.
  */
+import { commit } from '../commitment.ts'
 import { CONNECT_AHEAD_TIMEOUT_MS, INFER_PROTOCOL, MAX_STEP_TOKENS, PUSH_TIMEOUT_MS, PUSH_WAIT_MS, SESSION_IDLE_TIMEOUT_MS, SESSION_SWEEP_INTERVAL_MS } from '../constants.ts'
 import {
   errorFromWire, MalformedMessageError, PositionError, PushNotReceivedError, reportable, ServerInternalError, SpanNotServedError, SupersededError,
@@ -135,7 +136,7 @@ export class BlockServer {
       // Bad input ends that session (its cache may be half-written); others are untouched.
       // Only the owner's own bad step ends a session: naming another peer's session id must not close it.
       // A CHAIN that lost its wait for a push (or was replaced by a newer step) was not bad input.
-      const own = msg !== undefined && (msg.type === 'step' || msg.type === 'chain') && this.sessions.owns(from, msg.session) ? msg.session : undefined
+      const own = msg !== undefined && (msg.type === 'step' || msg.type === 'stepCommit' || msg.type === 'chain') && this.sessions.owns(from, msg.session) ? msg.session : undefined
       if (own !== undefined && !(err instanceof PushNotReceivedError || err instanceof SupersededError)) this.sessions.close(own)
       return writeInfer({ type: 'error', code, message: err.message })
     }
@@ -156,6 +157,13 @@ export class BlockServer {
         this.supersede(s)
         const out = await this.run(s, msg)
         return { type: 'output', session: s.id, position: msg.position, hidden: { shape: msg.hidden.shape, data: out } }
+      }
+      case 'stepCommit': {
+        const s = this.sessions.get(from, msg.session)
+        this.supersede(s)
+        const out = await this.run(s, { type: 'step', session: msg.session, position: msg.position, hidden: msg.hidden })
+        const c = commit(out, this.backend.hiddenSize, msg.k)
+        return { type: 'commitment', session: s.id, position: msg.position, k: c.k, rows: c.rows, data: c.bytes }
       }
       case 'chain':
         return await this.chain(from, msg)

@@ -9,11 +9,14 @@
  * naming where its input comes from (inline, or pushed by the previous hop) and where its output
  * goes next; servers PUSH outputs along the route (answered PUSHED) and answer the client's CHAIN
  * with CHAINED, so a token's critical path is hops + 1 one-way messages instead of 2 · hops.
+ * STEP_COMMIT / COMMITMENT (13–14, also without a bump): a STEP answered with a compact
+ * commitment to its output, for verifiers (swarm/commitment.ts).
  */
 import { MAX_SESSION_TOKENS, MAX_STEP_TOKENS, WIRE_VERSION } from '../constants.ts'
 import { INFER } from '../../net/protocols.ts'
 import type { TensorMessage } from '../../net/stream/index.ts'
-import { defineMessages, list, messageCodec, milli, oneOf, optional, str, tensor, varint, type MessageOf } from './schema.ts'
+import { commitRowBytes, MAX_COMMIT_BYTES, MAX_COMMIT_K } from '../commitment.ts'
+import { bytes, defineMessages, list, messageCodec, milli, oneOf, optional, str, tensor, varint, type MessageOf } from './schema.ts'
 
 /** Highest block index a span may name. */
 const MAX_BLOCK = 1 << 20
@@ -64,6 +67,19 @@ export const INFER_MESSAGES = defineMessages({
   push: { code: 11, dir: 'server → next server', fields: { session: str(), position, hidden: tensor() } },
   /** The receiver accepted the PUSH (it runs it when the client's CHAIN is there). */
   pushed: { code: 12, dir: 'next server → server', fields: { session: str(), position } },
+  /**
+   * A STEP whose answer is a COMMITMENT to the output instead of the output (a verifier's second
+   * opinion: swarm/commitment.ts). Added without a version bump, like CHAIN: a server that
+   * predates it answers ERROR malformed and the verifier asks for full rows.
+   */
+  stepCommit: { code: 13, dir: 'client → server', fields: { session: str(), position, hidden: tensor(), k: varint(MAX_COMMIT_K, { min: 1 }) } },
+  /** Per output row: its scale (f32), then the k largest-magnitude channels as (index u16, value i16 × scale), little-endian. */
+  commitment: {
+    code: 14,
+    dir: 'server → client',
+    fields: { session: str(), position, k: varint(MAX_COMMIT_K, { min: 1 }), rows: varint(MAX_STEP_TOKENS, { min: 1 }), data: bytes(MAX_COMMIT_BYTES) },
+    note: 'data: rows · (4 + 4·k) bytes'
+  },
   /** A typed failure: `code` from ERROR_CODES. */
   error: { code: 15, dir: 'server → client', fields: { code: varint(255), message: str() } }
 })
@@ -81,7 +97,8 @@ export type ChainNext = NonNullable<ChainMsg['next']>
 export const INFER_TYPES = Object.fromEntries(Object.entries(INFER_MESSAGES).map(([k, m]) => [k, m.code])) as { [K in keyof typeof INFER_MESSAGES]: typeof INFER_MESSAGES[K]['code'] }
 
 const codec = messageCodec(INFER, WIRE_VERSION, INFER_MESSAGES, {
-  open: m => m.end <= m.start ? `empty block span [${m.start}, ${m.end})` : undefined
+  open: m => m.end <= m.start ? `empty block span [${m.start}, ${m.end})` : undefined,
+  commitment: m => m.data.length !== m.rows * commitRowBytes(m.k) ? `commitment of ${m.rows} rows × k ${m.k} needs ${m.rows * commitRowBytes(m.k)} bytes, got ${m.data.length}` : undefined
 })
 
 export function writeInfer (m: InferMsg): TensorMessage {
