@@ -136,7 +136,7 @@ export class SwarmGenerator implements Generator {
         tokens.push(id)
         await onToken(id)
         // Let the token's SSE write reach the socket: with the blocks in this process
-        // (colocated.ts) a whole generation is one chain of promises, and Node's HTTP response
+        // (swarm/server/in-process.ts) a whole generation is one chain of promises, and Node's HTTP response
         // flushes its corked writes only when the event loop gets a turn.
         await turn()
         if (signal.aborted) return { tokens, finish: 'aborted' }

@@ -42,7 +42,7 @@ export interface BlockServerOptions {
    * How long an idle server with other sessions open waits for their steps before it runs a
    * batch, ms (a real timer, not `clock`). Steps from other peers arrive spread out, so a short
    * wait batches more of them; 0 = the next turn of the event loop, enough for steps delivered
-   * in-process together (the API's co-located peer, api/colocated.ts), where any wait is a
+   * in-process together (the API's co-located peer, in-process.ts), where any wait is a
    * token's latency. A busy server batches whatever queued meanwhile either way.
    * @default BATCH_WINDOW_MS
    */
