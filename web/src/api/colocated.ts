@@ -18,6 +18,7 @@
 import { realClock, type Clock, type TimerHandle } from '../util/clock.ts'
 import { PeerTimeoutError, PeerUnreachableError } from '../swarm/errors.ts'
 import type { RequestOptions, RpcHandler, RpcTransport } from '../swarm/transport/index.ts'
+import { InProcessServers } from '../swarm/server/in-process.ts'
 
 /** Whatever a request or reply is on this transport (the message type of RpcTransport.request). */
 type Body = Parameters<RpcTransport['request']>[2]
@@ -28,6 +29,11 @@ export class ColocatedPeers {
   private readonly handlers = new Map<string, Map<string, RpcHandler>>()
   /** Requests answered in-process, for tests and /metrics. */
   delivered = 0
+  /**
+   * Block servers of these peers, which their clients call without even this transport's encoding
+   * and copies (swarm/server/in-process.ts); their pushes to one another still come through here.
+   */
+  readonly servers = new InProcessServers()
 
   /** @param clock times requests out (tests: a ManualClock). @default realClock */
   constructor (private readonly clock: Clock = realClock) {}

@@ -136,7 +136,7 @@ export class SwarmGenerator implements Generator {
         tokens.push(id)
         await onToken(id)
         // Let the token's SSE write reach the socket: with the blocks in this process
-        // (colocated.ts) a whole generation is one chain of promises, and Node's HTTP response
+        // (swarm/server/in-process.ts) a whole generation is one chain of promises, and Node's HTTP response
         // flushes its corked writes only when the event loop gets a turn.
         await turn()
         if (signal.aborted) return { tokens, finish: 'aborted' }
@@ -181,7 +181,7 @@ function randomSeed (): number {
   return b[0]
 }
 
-export interface LoadSwarmModelOptions extends Partial<Pick<InferenceClientOptions, 'timeoutMs' | 'log' | 'push' | 'hedge'>> {
+export interface LoadSwarmModelOptions extends Partial<Pick<InferenceClientOptions, 'timeoutMs' | 'log' | 'push' | 'hedge' | 'inProcess'>> {
   transport: RpcTransport
   directory: SwarmDirectory
   /** The id servers announce. */
@@ -200,7 +200,7 @@ export async function loadSwarmModel (o: LoadSwarmModelOptions): Promise<SwarmMo
   const tokenizer = await loadTokenizer(o.source, config.vocabSize)
   if (tokenizer === undefined) throw new InvalidParamError(`model ${o.id} has no tokenizer (tokenizer.json, GGUF metadata, or a 256-byte vocabulary): the API needs one to read prompts`)
   // Concurrent requests share one records lookup (cached-directory.ts).
-  const client = new InferenceClient({ transport: o.transport, directory: new CachedDirectory(o.directory), model: o.id, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, timeoutMs: o.timeoutMs, log: o.log, push: o.push, hedge: o.hedge })
+  const client = new InferenceClient({ transport: o.transport, directory: new CachedDirectory(o.directory), model: o.id, numBlocks: config.numLayers, hiddenSize: config.hiddenSize, timeoutMs: o.timeoutMs, log: o.log, push: o.push, hedge: o.hedge, inProcess: o.inProcess })
   return {
     info: { id: o.id, contextLength: config.maxPositions, tokenizer, eosTokenIds: config.eosTokenIds, created: Math.floor(Date.now() / 1000) },
     client,

@@ -77,7 +77,7 @@ export async function startSwarmApi (o: SwarmApiOptions): Promise<SwarmApi> {
   const peer = await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts })
   try {
     const transport = o.colocated !== undefined ? o.colocated.wrap(peer.transport) : peer.transport
-    const model = await loadSwarmModel({ transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log })
+    const model = await loadSwarmModel({ transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log, inProcess: o.colocated?.servers })
     const rate = o.ratePerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE
     const rateLimit: RateLimitOptions | undefined = rate > 0 ? { perMinute: rate } : undefined
     const api = new ApiServer({ generator: new SwarmGenerator([model]), apiKeys: o.apiKeys, rateLimit, log: o.log })
@@ -132,6 +132,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     cacheBudgetBytes: cacheTokens * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
     // The API's steps come in-process, together with the batch they follow: no timer to wait on.
     batchWindowMs: o.colocated !== undefined ? 0 : undefined,
+    inProcess: o.colocated?.servers,
     log,
     // The page's Network and Chat panels read who serves what from the peers map.
     onAnnounce: r => { void peer.swarm.updateSelf({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }).catch(() => {}) }

@@ -5,9 +5,10 @@
  */
 import { BanList } from '../ban-list.ts'
 import { HEDGE_FLOOR_MS, INFER_PROTOCOL, INFER_TIMEOUT_MS, MAX_FAILOVERS_PER_STEP, PLAN_MAX_BAN_WAIT_MS } from '../constants.ts'
-import { errorFromWire, NoRouteError, PeerProtocolError, SwarmArgumentError } from '../errors.ts'
+import { errorFromWire, NoRouteError, PeerProtocolError, PeerTimeoutError, PeerUnreachableError, SwarmArgumentError } from '../errors.ts'
 import type { BlockRecord, SwarmDirectory } from '../records.ts'
 import { planRoute, type RouteSegment } from '../route.ts'
+import type { InProcessServer, InProcessServers } from '../server/in-process.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import { readInfer, writeInfer, type InferMsg } from '../wire/infer.ts'
 import { StepLatency } from './latency.ts'
@@ -62,6 +63,11 @@ export interface InferenceClientOptions {
    * SessionRewoundError; swarmGenerate re-sends from there). @default off
    */
   verify?: VerifyOptions
+  /**
+   * Block servers of this process (the embedded peer of `npm start`): requests to them are
+   * handed over as objects, neither encoded nor copied (server/in-process.ts). @default none
+   */
+  inProcess?: InProcessServers
 }
 
 /** A failover, as the session saw it: for logs, the page and the recovery benchmark. */
@@ -99,6 +105,7 @@ export class InferenceClient {
   readonly prefillLatency: StepLatency
   /** Output verification, when asked for: its policy and counters over all sessions. */
   readonly verify?: VerifyPolicy
+  readonly inProcess?: InProcessServers
 
   constructor (opts: InferenceClientOptions) {
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
@@ -118,6 +125,7 @@ export class InferenceClient {
     this.latency = new StepLatency(Math.min(opts.hedgeFloorMs ?? HEDGE_FLOOR_MS, this.timeoutMs), this.timeoutMs)
     this.prefillLatency = new StepLatency(this.latency.floorMs, this.timeoutMs)
     this.verify = opts.verify === undefined ? undefined : new VerifyPolicy(opts.verify)
+    this.inProcess = opts.inProcess
   }
 
   /**
@@ -138,17 +146,56 @@ export class InferenceClient {
 
   /** One `infer` request (timing out after `timeoutMs`, default the client's); a server's ERROR comes back as its typed error. */
   async call (peer: string, msg: InferMsg, timeoutMs = this.timeoutMs, signal?: AbortSignal): Promise<InferMsg> {
-    // A STEP or CHAIN that ran twice would shift the server's cache: never resent.
-    const idempotent = msg.type !== 'step' && msg.type !== 'chain'
-    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent, signal })
+    const servers = this.inProcess
+    const local = servers?.get(peer)
     let reply: InferMsg
-    try {
-      reply = readInfer(bytes)
-    } catch (e) {
-      throw new PeerProtocolError(peer, (e as Error).message)
+    if (servers !== undefined && local !== undefined) {
+      reply = await this.callInProcess(local, peer, msg, timeoutMs, signal)
+      servers.served++
+    } else {
+      reply = await this.callRemote(peer, msg, timeoutMs, signal)
     }
     if (reply.type === 'error') throw errorFromWire(reply.code, reply.message)
     return reply
+  }
+
+  private async callRemote (peer: string, msg: InferMsg, timeoutMs: number, signal?: AbortSignal): Promise<InferMsg> {
+    // A STEP or CHAIN that ran twice would shift the server's cache: never resent.
+    const idempotent = msg.type !== 'step' && msg.type !== 'chain'
+    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent, signal })
+    try {
+      return readInfer(bytes)
+    } catch (e) {
+      throw new PeerProtocolError(peer, (e as Error).message)
+    }
+  }
+
+  /**
+   * A request to a block server of this process: the message itself, as a transport would deliver
+   * it otherwise — the same timeout and abort (a forward stuck on a dead span thread), a thrown
+   * handler as a stream reset. The server keeps no reference to the request's arrays after it
+   * answers; its reply's are fresh (the backends' outputs), so neither side copies.
+   */
+  private async callInProcess (server: InProcessServer, peer: string, msg: InferMsg, timeoutMs: number, signal?: AbortSignal): Promise<InferMsg> {
+    if (signal?.aborted === true) throw new PeerUnreachableError(peer, 'request aborted')
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let onAbort: (() => void) | undefined
+    const cut = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new PeerTimeoutError(peer, timeoutMs)), timeoutMs)
+      onAbort = () => reject(new PeerUnreachableError(peer, 'request aborted'))
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+    const answer = server.serve(this.transport.self, msg).catch((e: unknown) => {
+      throw new PeerUnreachableError(peer, `stream reset: ${(e as Error).name}: ${(e as Error).message}`)
+    })
+    // An answer after a timeout or abort is dropped, as a network's would be.
+    answer.catch(() => {})
+    try {
+      return await Promise.race([answer, cut])
+    } finally {
+      clearTimeout(timer)
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
+    }
   }
 
   /** RTT to each peer not yet measured, by an INFO round trip on an open connection; peers that fail are banned. */

@@ -21,6 +21,7 @@ import { nextTurn } from '../../util/next-turn.ts'
 import type { WireTensor } from '../wire/schema.ts'
 import { readInfer, writeInfer, type ChainedMsg, type ChainMsg, type ChainNext, type InferMsg, type PushedMsg, type PushMsg, type StepMsg } from '../wire/infer.ts'
 import type { SpanBackend } from './backend.ts'
+import type { InProcessServers } from './in-process.ts'
 import { SessionTable, type ServerSession } from './sessions.ts'
 
 export interface BlockServerOptions {
@@ -42,11 +43,13 @@ export interface BlockServerOptions {
    * How long an idle server with other sessions open waits for their steps before it runs a
    * batch, ms (a real timer, not `clock`). Steps from other peers arrive spread out, so a short
    * wait batches more of them; 0 = the next turn of the event loop, enough for steps delivered
-   * in-process together (the API's co-located peer, api/colocated.ts), where any wait is a
+   * in-process together (the API's co-located peer, in-process.ts), where any wait is a
    * token's latency. A busy server batches whatever queued meanwhile either way.
    * @default BATCH_WINDOW_MS
    */
   batchWindowMs?: number
+  /** Where this server registers while started, for clients of its own process (in-process.ts). @default none */
+  inProcess?: InProcessServers
   /** Clock, ms. @default Date.now */
   now?: () => number
   /** Times the idle sweep, a CHAIN's wait for its push and how long an early push is held (tests: a ManualClock). @default realClock */
@@ -78,6 +81,7 @@ export class BlockServer {
   private readonly now: () => number
   private readonly clock: Clock
   private readonly log: (line: string) => void
+  private readonly inProcess?: InProcessServers
   /** Stops the idle sweeps (set while started). */
   private stopSweeper?: () => void
   private readonly queue: QueuedStep[] = []
@@ -104,6 +108,7 @@ export class BlockServer {
     this.batchWindowMs = opts.batchWindowMs ?? BATCH_WINDOW_MS
     this.throughput = opts.throughput ?? 1
     this.log = opts.log ?? (line => console.warn(line))
+    this.inProcess = opts.inProcess
     this.sessions = new SessionTable(this.backend, opts.cacheBudgetBytes, this.now)
   }
 
@@ -114,9 +119,11 @@ export class BlockServer {
   start (): void {
     this.transport.handle(INFER_PROTOCOL, (from, body) => this.handle(from, body))
     this.stopSweeper = every(this.clock, this.sweepMs, () => { this.sessions.sweep(this.idleMs); this.stats.sweeps++ })
+    this.inProcess?.add(this.transport.self, this)
   }
 
   stop (): void {
+    this.inProcess?.remove(this.transport.self, this)
     this.transport.unhandle(INFER_PROTOCOL)
     this.stopSweeper?.()
     this.sessions.closeAll()
@@ -129,17 +136,31 @@ export class BlockServer {
       msg = readInfer(body)
       return writeInfer(await this.dispatch(from, msg))
     } catch (e) {
-      const { error: err, code } = reportable(e)
-      this.stats.errors++
-      // A CHAIN replaced by the client's own STEP is the normal fallback, not worth a line.
-      if (!(err instanceof SupersededError)) this.log(`infer: refused ${msg?.type ?? 'message'} from ${from}: ${err.name}: ${err.message}`)
-      // Bad input ends that session (its cache may be half-written); others are untouched.
-      // Only the owner's own bad step ends a session: naming another peer's session id must not close it.
-      // A CHAIN that lost its wait for a push (or was replaced by a newer step) was not bad input.
-      const own = msg !== undefined && (msg.type === 'step' || msg.type === 'stepCommit' || msg.type === 'chain') && this.sessions.owns(from, msg.session) ? msg.session : undefined
-      if (own !== undefined && !(err instanceof PushNotReceivedError || err instanceof SupersededError)) this.sessions.close(own)
-      return writeInfer({ type: 'error', code, message: err.message })
+      return writeInfer(this.refuse(from, msg, e))
     }
+  }
+
+  /** `handle` for a client of this process (in-process.ts): the message itself, neither decoded nor copied. */
+  async serve (from: string, msg: InferMsg): Promise<InferMsg> {
+    try {
+      return await this.dispatch(from, msg)
+    } catch (e) {
+      return this.refuse(from, msg, e)
+    }
+  }
+
+  /** The ERROR reply to a failed request (`msg` undefined: it did not decode). */
+  private refuse (from: string, msg: InferMsg | undefined, e: unknown): InferMsg {
+    const { error: err, code } = reportable(e)
+    this.stats.errors++
+    // A CHAIN replaced by the client's own STEP is the normal fallback, not worth a line.
+    if (!(err instanceof SupersededError)) this.log(`infer: refused ${msg?.type ?? 'message'} from ${from}: ${err.name}: ${err.message}`)
+    // Bad input ends that session (its cache may be half-written); others are untouched.
+    // Only the owner's own bad step ends a session: naming another peer's session id must not close it.
+    // A CHAIN that lost its wait for a push (or was replaced by a newer step) was not bad input.
+    const own = msg !== undefined && (msg.type === 'step' || msg.type === 'stepCommit' || msg.type === 'chain') && this.sessions.owns(from, msg.session) ? msg.session : undefined
+    if (own !== undefined && !(err instanceof PushNotReceivedError || err instanceof SupersededError)) this.sessions.close(own)
+    return { type: 'error', code, message: err.message }
   }
 
   private async dispatch (from: string, msg: InferMsg): Promise<InferMsg> {
@@ -312,6 +333,8 @@ export class BlockServer {
     const C = this.backend.hiddenSize
     const shape = msg.hidden.shape
     if (shape.length !== 2 || shape[1] !== C || shape[0] < 1) throw new TensorShapeError(`hidden must be (T, ${C}) with T ≥ 1, got [${shape.join(', ')}]`)
+    // The wire's decoder checks this; an in-process request (serve) is not decoded.
+    if (msg.hidden.data.length !== shape[0] * C) throw new TensorShapeError(`hidden of shape [${shape.join(', ')}] holds ${msg.hidden.data.length} values`)
     if (shape[0] > MAX_STEP_TOKENS) throw new TensorShapeError(`step of ${shape[0]} tokens exceeds ${MAX_STEP_TOKENS}; send it in chunks`)
     if (msg.position !== s.cache.length) throw new PositionError(`session ${s.id} holds ${s.cache.length} positions; a step must start there, not at ${msg.position}`)
     if (msg.position + shape[0] > s.maxTokens) throw new PositionError(`positions [${msg.position}, ${msg.position + shape[0]}) exceed the session's ${s.maxTokens} tokens`)

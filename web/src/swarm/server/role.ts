@@ -12,6 +12,7 @@ import { chooseSpan, shouldRebalance, type RebalanceDecision } from '../spans.ts
 import type { RpcTransport } from '../transport/index.ts'
 import type { SpanBackend } from './backend.ts'
 import { BlockServer } from './block-server.ts'
+import type { InProcessServers } from './in-process.ts'
 
 export interface ServerRoleOptions {
   transport: RpcTransport
@@ -43,6 +44,7 @@ export interface ServerRoleOptions {
   pushWaitMs?: number
   pushTimeoutMs?: number
   batchWindowMs?: number
+  inProcess?: InProcessServers
   now?: () => number
   /** Times the refresher, the rebalancer and the block server's timers (tests: a ManualClock). @default realClock */
   clock?: Clock
@@ -113,6 +115,7 @@ export class ServerRole {
       pushWaitMs: this.opts.pushWaitMs,
       pushTimeoutMs: this.opts.pushTimeoutMs,
       batchWindowMs: this.opts.batchWindowMs,
+      inProcess: this.opts.inProcess,
       now: this.now,
       clock: this.opts.clock,
       log: this.log
