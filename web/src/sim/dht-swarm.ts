@@ -25,6 +25,11 @@ import { swarmKadDht, type WebSwarmNode } from '../net/node.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
 import { NetModel } from './model.ts'
 
+/** A joiner's self-lookup is abandoned after this long, in ms (whoever answered has been added). */
+const JOIN_LOOKUP_TIMEOUT_MS = 30_000
+/** Fresh bootstrap picks a joiner that reached nobody tries before it gives up. */
+const BOOTSTRAP_RETRIES = 3
+
 type SimServices = { identify: ReturnType<ReturnType<typeof identify>>, ping: ReturnType<ReturnType<typeof ping>>, dht: KadDHT }
 
 /** One simulated peer. */
@@ -85,31 +90,44 @@ export class DhtSwarm {
     return this.peers.filter(p => p.alive)
   }
 
-  /** Starts `count` new nodes; each dials a few live ones and looks up its own id. */
+  /**
+   * Starts `count` new nodes in batches; each dials a few nodes live before its batch and looks
+   * up its own id. A batch is never larger than the live swarm it joins (1, 1, 2, 4, … up to
+   * `startConcurrency` for a new swarm), so every joiner has someone to dial and each live node
+   * takes about `bootstrapPeers` dials per batch. (Bootstrapping a batch from its own members
+   * instead split a new swarm into separate DHTs of `startConcurrency` nodes, and more than 10
+   * joiners dialling the same node at once were refused by libp2p's
+   * `maxIncomingPendingConnections`, leaving them alone: their queries then waited for a first
+   * routing-table peer until they timed out — the "stall" measured in session 6.)
+   */
   async join (count: number): Promise<SimPeer[]> {
     const fresh: SimPeer[] = []
-    // Pick each joiner's bootstrap peers and latency up front, in order: the seed decides them,
-    // not the order in which concurrent starts finish.
-    const plans = Array.from({ length: count }, () => {
+    while (fresh.length < count) {
       const live = this.live
-      const boot = this.model.pick(live.length, this.bootstrapPeers).map(i => live[i])
-      return { index: this.started++, latencyMs: this.model.latencyMs(), keySeed: undefined as Uint8Array | undefined, boot }
-    })
-    for (const p of plans) p.keySeed = this.model.keySeed(p.index)
-    for (let i = 0; i < plans.length; i += this.startConcurrency) {
-      const batch = plans.slice(i, i + this.startConcurrency)
-      // The first batch of a new swarm has nobody to dial: its members dial each other.
-      const started = await Promise.all(batch.map(async p => await this.startNode(p.index, p.latencyMs, p.keySeed!)))
+      const size = Math.min(count - fresh.length, this.startConcurrency, Math.max(1, live.length))
+      // Latency and bootstrap picks in order, before any start: the seed decides them, not the
+      // order in which concurrent starts finish.
+      const plans = Array.from({ length: size }, () => ({ index: this.started++, latencyMs: this.model.latencyMs(), boot: this.model.pick(live.length, this.bootstrapPeers).map(i => live[i]) }))
+      const keySeeds = plans.map(p => this.model.keySeed(p.index))
+      const started = await Promise.all(plans.map(async (p, j) => await this.startNode(p.index, p.latencyMs, keySeeds[j])))
       fresh.push(...started)
       this.peers.push(...started)
-      await Promise.all(started.map(async (peer, j) => {
-        const boot = batch[j].boot.length > 0 ? batch[j].boot : started.filter(x => x !== peer).slice(0, this.bootstrapPeers)
-        await this.dialAll(peer, boot)
+      await Promise.all(started.map(async (peer, j) => { await this.dialAll(peer, plans[j].boot) }))
+      // A joiner that reached none of its picks (lost or refused dials) tries others, as a node
+      // works down its bootstrap list; one that still reaches nobody stays alone.
+      for (let retry = 0; retry < BOOTSTRAP_RETRIES && live.length > 0; retry++) {
+        const alone = started.filter(p => p.node.getConnections().length === 0)
+        if (alone.length === 0) break
+        const picks = alone.map(() => this.model.pick(live.length, this.bootstrapPeers).map(i => live[i]))
+        await Promise.all(alone.map(async (peer, j) => { await this.dialAll(peer, picks[j]) }))
+      }
+      // Each joiner walks towards its own id, as a kad node joining does (its kad-dht first runs
+      // its own initial self-query): it learns its neighbours and they learn it, before the next
+      // batch bootstraps from it. A joiner whose dials all failed has nothing to walk.
+      await Promise.all(started.filter(p => p.node.getConnections().length > 0).map(async p => {
+        await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(JOIN_LOOKUP_TIMEOUT_MS) }))
       }))
     }
-    // The self-lookups run together: each first waits for kad-dht's own initial self-query
-    // (up to its timeout when the network holds fewer than k peers), and those waits overlap.
-    await Promise.all(fresh.map(async p => { await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(60_000) })) }))
     return fresh
   }
 
@@ -201,6 +219,24 @@ export class DhtSwarm {
     let sum = 0
     for (const p of live) sum += (p.node.services.dht as unknown as { routingTable: { size: number } }).routingTable.size
     return live.length === 0 ? 0 : sum / live.length
+  }
+
+  /**
+   * Groups of live nodes joined by open connections (1 for one swarm): a node that reached nobody
+   * is a group of its own, and a swarm bootstrapped in pieces shows several.
+   */
+  connectedGroups (): number {
+    const live = this.live
+    const at = new Map(live.map((p, i) => [p.id, i]))
+    const parent = live.map((_, i) => i)
+    const root = (i: number): number => { while (parent[i] !== i) i = parent[i] = parent[parent[i]]; return i }
+    for (const [i, p] of live.entries()) {
+      for (const c of p.node.getConnections()) {
+        const j = at.get(c.remotePeer.toString())
+        if (j !== undefined) parent[root(i)] = root(j)
+      }
+    }
+    return new Set(live.map((_, i) => root(i))).size
   }
 
   async stop (): Promise<void> {
