@@ -20,7 +20,7 @@
  * 6. Relay capacity (bench/scale-relays.ts): light peers against one relay process in
  *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
- * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
+ * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
  *        --route-requests 200 --failover-peers 30 --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
@@ -44,12 +44,14 @@ const load = (): number[] => os.loadavg().map(x => Math.round(x * 100) / 100)
 const loadBefore = load()
 const log = (l: string): void => { console.log(`[${new Date().toISOString().slice(11, 19)} load ${load()[0]}] ${l}`) }
 
-interface DhtRow { n: number, seed: number, start_s: number, rss_mb_per_node: number, routing_table_mean: number, connected_groups: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, load_1m: number }
+/** --dht-timeout-s: one provide's and one find's budget (0: SwarmDht's 10 s and 30 s, as the swarm runs). */
+const timeoutS = Number(arg('dht-timeout-s', '0'))
+interface DhtRow { n: number, seed: number, timeout_s: number, start_s: number, rss_mb_per_node: number, routing_table_mean: number, connected_groups: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, load_1m: number }
 async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtRow> {
   const rss0 = process.memoryUsage().rss
   const t0 = Date.now()
   const model = new NetModel({ seed: runSeed, minLatencyMs: 2, medianLatencyMs: 10 })
-  const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}` })
+  const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined })
   const startS = (Date.now() - t0) / 1000
   const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
   const groups = s.connectedGroups()
@@ -63,12 +65,16 @@ async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtR
     const live = s.live
     const [a, b] = model.pick(live.length, 2).map(j => live[j])
     const key = `/sim/${n}/${i}`
-    if (!await s.provide(a, key)) provideFailed++
+    const t1 = Date.now()
+    const provided = await s.provide(a, key)
+    if (!provided) provideFailed++
+    const provideMs = Date.now() - t1
     const r = await s.findProvider(b, key, a.id)
     if (r.found) { found++; hops.push(r.hops) }
     ms.push(r.ms)
+    log(`dht n=${n} lookup ${i}: provide ${provided ? 'ok' : 'failed'} in ${provideMs} ms, find ${r.found ? `found at hop ${r.hops}` : 'not found'} in ${r.ms} ms`)
   }
-  const row = { n, seed: runSeed, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), connected_groups: groups, lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), load_1m: load()[0] }
+  const row = { n, seed: runSeed, timeout_s: timeoutS, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), connected_groups: groups, lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), load_1m: load()[0] }
   await s.stop()
   log(`dht n=${n}: ${JSON.stringify(row)}`)
   return row
@@ -131,21 +137,26 @@ const kept = (k: string): unknown => {
   const v = prevMeta[k]
   return v === undefined || v === null ? null : Array.isArray(v) ? { measured: prevMeta.date, rows: v } : typeof v === 'object' && !('measured' in v) ? { measured: prevMeta.date, ...v } : v
 }
+const realBudget = timeoutS > 0 ? [] : dhtRows
+const longBudget = timeoutS > 0 ? dhtRows : []
 const prevByN = (k: string): Record<string, unknown> => typeof prev[k] === 'object' && prev[k] !== null ? prev[k] as Record<string, unknown> : {}
 /** The DHT rows per N: this run's (medians and every run) over the earlier ones of other Ns. */
-function mergedDhtMeta (): unknown {
-  const before = kept('dht') as { rows?: Array<{ n: number }>, runs?: Array<{ n: number }>, measured?: string } | null
-  const measuredNow = new Set(dhtRows.map(r => r.n))
+function mergedDhtMeta (key: string, rows: typeof dhtRows, runs: DhtRow[]): unknown {
+  const before = kept(key) as { rows?: Array<{ n: number }>, runs?: Array<{ n: number }>, measured?: string } | null
+  const measuredNow = new Set(rows.map(r => r.n))
   const old = (xs: Array<{ n: number }> | undefined): Array<Record<string, unknown>> => (xs ?? []).filter(r => !measuredNow.has(r.n)).map(r => ({ measured: before?.measured, ...r }))
   return {
-    rows: [...old(before?.rows), ...dhtRows.map(r => ({ measured: now, ...r }))].sort((a, b) => Number(a.n) - Number(b.n)),
-    runs: [...old(before?.runs), ...dhtRuns.map(r => ({ measured: now, ...r }))]
+    rows: [...old(before?.rows), ...rows.map(r => ({ measured: now, ...r }))].sort((a, b) => Number(a.n) - Number(b.n)),
+    runs: [...old(before?.runs), ...runs.map(r => ({ measured: now, ...r }))]
   }
 }
 const result = {
   // Per N: an N measured now replaces its earlier figure; other Ns keep theirs (meta says when).
-  dht_success: { ...prevByN('dht_success'), ...byN(dhtRows, 'dht_success') },
-  dht_hops_p95: { ...prevByN('dht_hops_p95'), ...byN(dhtRows, 'dht_hops_p95') },
+  dht_success: { ...prevByN('dht_success'), ...byN(realBudget, 'dht_success') },
+  dht_hops_p95: { ...prevByN('dht_hops_p95'), ...byN(realBudget, 'dht_hops_p95') },
+  // Runs with a longer query budget (--dht-timeout-s): a diagnosis, kept apart from the headline.
+  dht_success_long_budget: { ...prevByN('dht_success_long_budget'), ...byN(longBudget, 'dht_success') },
+  dht_hops_p95_long_budget: { ...prevByN('dht_hops_p95_long_budget'), ...byN(longBudget, 'dht_hops_p95') },
   crdt_bytes_per_live_peer: crdtRows.length > 0 ? byN(crdtRows, 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer ?? null,
   join_sync_ms: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_ms') : prev.join_sync_ms ?? null,
   join_sync_bytes: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_bytes') : prev.join_sync_bytes ?? null,
@@ -168,7 +179,8 @@ const meta = {
   mem_gb: Math.round(os.totalmem() / 2 ** 30),
   load_before: loadBefore,
   load_after: load(),
-  dht: mergedDhtMeta(),
+  dht: mergedDhtMeta('dht', realBudget, timeoutS > 0 ? [] : dhtRuns),
+  dht_long_budget: mergedDhtMeta('dht_long_budget', longBudget, timeoutS > 0 ? dhtRuns : []),
   crdt: crdtRows.length > 0 ? { measured: now, rows: crdtRows } : kept('crdt'),
   routing: routeRow !== undefined ? { measured: now, ...routeRow } : kept('routing'),
   tab: { measured: now, ...tab },

@@ -22,11 +22,14 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { providerCid, SwarmDht } from '../net/dht/index.ts'
 import { swarmKadDht, type WebSwarmNode } from '../net/node.ts'
+import { realClock } from '../util/clock.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
 import { NetModel } from './model.ts'
 
 /** A joiner's self-lookup is abandoned after this long, in ms (whoever answered has been added). */
 const JOIN_LOOKUP_TIMEOUT_MS = 30_000
+/** A find's default budget, ms. */
+const FIND_TIMEOUT_MS = 30_000
 /** Fresh bootstrap picks a joiner that reached nobody tries before it gives up. */
 const BOOTSTRAP_RETRIES = 3
 
@@ -54,6 +57,12 @@ export interface DhtSwarmInit {
   startConcurrency?: number
   /** Most connections one node holds before libp2p prunes. @default 64 */
   maxConnections?: number
+  /**
+   * Budget of one provide (SwarmDht's query timeout) and one find, ms. N nodes share this
+   * machine's cores, so a walk is far slower than among N devices; a longer budget tells a slow
+   * query from one that cannot succeed. @default SwarmDht's DHT_QUERY_TIMEOUT_MS for a provide, 30 s for a find
+   */
+  queryTimeoutMs?: number
 }
 
 /** How one lookup went: found or not, in how many hops (depth of the query tree). */
@@ -70,12 +79,14 @@ export class DhtSwarm {
   private readonly bootstrapPeers: number
   private readonly startConcurrency: number
   private readonly maxConnections: number
+  private readonly queryTimeoutMs: number | undefined
   private started = 0
 
   private constructor (readonly model: NetModel, private readonly swarm: string, init: DhtSwarmInit) {
     this.bootstrapPeers = init.bootstrapPeers ?? 3
     this.startConcurrency = init.startConcurrency ?? 16
     this.maxConnections = init.maxConnections ?? 64
+    this.queryTimeoutMs = init.queryTimeoutMs
   }
 
   /** Starts `n` nodes and bootstraps them into one DHT. */
@@ -147,7 +158,7 @@ export class DhtSwarm {
       connectionMonitor: { enabled: false },
       services: { identify: identify(), ping: ping(), dht: swarmKadDht(this.swarm, true) }
     }).catch((e: Error) => { throw new SimStateError(`sim node ${index} did not start: ${e.message}`) })
-    const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey)
+    const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey, realClock, { queryTimeoutMs: this.queryTimeoutMs })
     return { index, id: node.peerId.toString(), addr: `${addr}/p2p/${node.peerId.toString()}`, latencyMs, node, dht, alive: true }
   }
 
@@ -194,7 +205,7 @@ export class DhtSwarm {
     let deepest = 0
     const t0 = Date.now()
     try {
-      for await (const ev of by.node.services.dht.findProviders(cid, { signal: AbortSignal.timeout(30_000) }) as AsyncIterable<QueryEvent>) {
+      for await (const ev of by.node.services.dht.findProviders(cid, { signal: AbortSignal.timeout(this.queryTimeoutMs ?? FIND_TIMEOUT_MS) }) as AsyncIterable<QueryEvent>) {
         if (ev.name === 'SEND_QUERY' && !depth.has(ev.to.toString())) depth.set(ev.to.toString(), 1)
         if (ev.name === 'PEER_RESPONSE') {
           const d = depth.get(ev.from.toString()) ?? 1
