@@ -28,6 +28,14 @@ import { NetModel } from './model.ts'
 
 /** A joiner's self-lookup is abandoned after this long, in ms (whoever answered has been added). */
 const JOIN_LOOKUP_TIMEOUT_MS = 30_000
+/**
+ * Identify's budget, ms (libp2p's default: 5 s). kad-dht adds a connected peer to its routing
+ * table only once identify has named the peer's protocols, and a node whose routing table is
+ * empty starts no query (each waits for a first peer until its timeout). With N nodes sharing
+ * this machine's event loop (lag p99 ≈ 2 s at 32 nodes and load 20), 5 s identifies failed and
+ * left joiners connected but with empty tables: their provides and finds stalled.
+ */
+const IDENTIFY_TIMEOUT_MS = 60_000
 /** A find's default budget, ms. */
 const FIND_TIMEOUT_MS = 30_000
 /** Fresh bootstrap picks a joiner that reached nobody tries before it gives up. */
@@ -156,7 +164,7 @@ export class DhtSwarm {
       connectionGater: { denyDialPeer: () => model.dialLost() },
       connectionManager: { maxConnections: this.maxConnections },
       connectionMonitor: { enabled: false },
-      services: { identify: identify(), ping: ping(), dht: swarmKadDht(this.swarm, true) }
+      services: { identify: identify({ timeout: IDENTIFY_TIMEOUT_MS }), ping: ping(), dht: swarmKadDht(this.swarm, true) }
     }).catch((e: Error) => { throw new SimStateError(`sim node ${index} did not start: ${e.message}`) })
     const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey, realClock, { queryTimeoutMs: this.queryTimeoutMs })
     return { index, id: node.peerId.toString(), addr: `${addr}/p2p/${node.peerId.toString()}`, latencyMs, node, dht, alive: true }
