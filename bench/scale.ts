@@ -4,7 +4,9 @@
  * 1. DHT: N real libp2p nodes (the swarm's kad-dht over @libp2p/memory, seeded latency) at each
  *    --dht-n; `--lookups` provide+find pairs between random live nodes, a 10 % churn round
  *    (stop + join) between each batch of 5 (a round stands for a minute: 10 %/min churn).
- *    dht_success = found / lookups, dht_hops_p95 over the found ones, with ⌈log₂ N⌉ beside it.
+ *    dht_success = found / lookups, dht_hops_p95 over the found ones, with ⌈log₂ N⌉ beside it;
+ *    --dht-runs seeds per N, the median of them reported (every run in scale.meta.json). An N
+ *    measured replaces only its own figures: other Ns keep theirs.
  * 2. Swarm doc: at each --crdt-n live peers, 15 rounds of 60 s virtual time with 10 % churn per
  *    round through the real SwarmDoc; bytes of the hub's full state per live peer at the end,
  *    and the join sync (a fresh doc merging that state through applyRemote): bytes and ms.
@@ -18,7 +20,7 @@
  * 6. Relay capacity (bench/scale-relays.ts): light peers against one relay process in
  *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
- * Flags: --seed 1 --dht-n 16,32 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
+ * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
  *        --route-requests 200 --failover-peers 30 --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
@@ -42,15 +44,18 @@ const load = (): number[] => os.loadavg().map(x => Math.round(x * 100) / 100)
 const loadBefore = load()
 const log = (l: string): void => { console.log(`[${new Date().toISOString().slice(11, 19)} load ${load()[0]}] ${l}`) }
 
-interface DhtRow { n: number, start_s: number, rss_mb_per_node: number, routing_table_mean: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number }
-async function dhtAt (n: number, lookups: number): Promise<DhtRow> {
+/** --dht-timeout-s: one provide's and one find's budget (0: SwarmDht's 10 s and 30 s, as the swarm runs). */
+const timeoutS = Number(arg('dht-timeout-s', '0'))
+interface DhtRow { n: number, seed: number, timeout_s: number, start_s: number, rss_mb_per_node: number, routing_table_mean: number, connected_groups: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, load_1m: number }
+async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtRow> {
   const rss0 = process.memoryUsage().rss
   const t0 = Date.now()
-  const model = new NetModel({ seed, minLatencyMs: 2, medianLatencyMs: 10 })
-  const s = await DhtSwarm.create(n, { model })
+  const model = new NetModel({ seed: runSeed, minLatencyMs: 2, medianLatencyMs: 10 })
+  const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined })
   const startS = (Date.now() - t0) / 1000
   const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
-  log(`dht n=${n}: started in ${startS.toFixed(1)} s, ${rssPerNode.toFixed(1)} MB/node, routing table ${s.meanRoutingTableSize().toFixed(1)}`)
+  const groups = s.connectedGroups()
+  log(`dht n=${n} seed ${runSeed}: started in ${startS.toFixed(1)} s, ${rssPerNode.toFixed(1)} MB/node, routing table ${s.meanRoutingTableSize().toFixed(1)}, ${groups} connected group(s)`)
   const hops: number[] = []
   const ms: number[] = []
   let found = 0
@@ -60,12 +65,16 @@ async function dhtAt (n: number, lookups: number): Promise<DhtRow> {
     const live = s.live
     const [a, b] = model.pick(live.length, 2).map(j => live[j])
     const key = `/sim/${n}/${i}`
-    if (!await s.provide(a, key)) provideFailed++
+    const t1 = Date.now()
+    const provided = await s.provide(a, key)
+    if (!provided) provideFailed++
+    const provideMs = Date.now() - t1
     const r = await s.findProvider(b, key, a.id)
     if (r.found) { found++; hops.push(r.hops) }
     ms.push(r.ms)
+    log(`dht n=${n} lookup ${i}: provide ${provided ? 'ok' : 'failed'} in ${provideMs} ms, find ${r.found ? `found at hop ${r.hops}` : 'not found'} in ${r.ms} ms`)
   }
-  const row = { n, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50) }
+  const row = { n, seed: runSeed, timeout_s: timeoutS, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), connected_groups: groups, lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), load_1m: load()[0] }
   await s.stop()
   log(`dht n=${n}: ${JSON.stringify(row)}`)
   return row
@@ -88,8 +97,15 @@ async function crdtAt (n: number): Promise<CrdtRow> {
   return row
 }
 
-const dhtRows: DhtRow[] = []
-for (const n of list(arg('dht-n', '16,32'))) dhtRows.push(await dhtAt(n, Number(arg('lookups', '20'))))
+// --dht-runs seeds per N (seed, seed + 1, …); the headline per N is the median over them.
+const dhtRuns: DhtRow[] = []
+for (const n of list(arg('dht-n', '16,64'))) {
+  for (let r = 0; r < Number(arg('dht-runs', '3')); r++) dhtRuns.push(await dhtAt(n, Number(arg('lookups', '20')), seed + r))
+}
+const dhtRows = [...new Set(dhtRuns.map(r => r.n))].map(n => {
+  const runs = dhtRuns.filter(r => r.n === n)
+  return { n, runs: runs.length, dht_success: percentile(runs.map(r => r.dht_success), 50), dht_hops_p95: percentile(runs.map(r => r.dht_hops_p95), 50) }
+})
 const crdtRows: CrdtRow[] = []
 for (const n of list(arg('crdt-n', '100,500,1000'))) crdtRows.push(await crdtAt(n))
 const servers = Number(arg('route-servers', '1000'))
@@ -121,9 +137,26 @@ const kept = (k: string): unknown => {
   const v = prevMeta[k]
   return v === undefined || v === null ? null : Array.isArray(v) ? { measured: prevMeta.date, rows: v } : typeof v === 'object' && !('measured' in v) ? { measured: prevMeta.date, ...v } : v
 }
+const realBudget = timeoutS > 0 ? [] : dhtRows
+const longBudget = timeoutS > 0 ? dhtRows : []
+const prevByN = (k: string): Record<string, unknown> => typeof prev[k] === 'object' && prev[k] !== null ? prev[k] as Record<string, unknown> : {}
+/** The DHT rows per N: this run's (medians and every run) over the earlier ones of other Ns. */
+function mergedDhtMeta (key: string, rows: typeof dhtRows, runs: DhtRow[]): unknown {
+  const before = kept(key) as { rows?: Array<{ n: number }>, runs?: Array<{ n: number }>, measured?: string } | null
+  const measuredNow = new Set(rows.map(r => r.n))
+  const old = (xs: Array<{ n: number }> | undefined): Array<Record<string, unknown>> => (xs ?? []).filter(r => !measuredNow.has(r.n)).map(r => ({ measured: before?.measured, ...r }))
+  return {
+    rows: [...old(before?.rows), ...rows.map(r => ({ measured: now, ...r }))].sort((a, b) => Number(a.n) - Number(b.n)),
+    runs: [...old(before?.runs), ...runs.map(r => ({ measured: now, ...r }))]
+  }
+}
 const result = {
-  dht_success: dhtRows.length > 0 ? byN(dhtRows, 'dht_success') : prev.dht_success ?? null,
-  dht_hops_p95: dhtRows.length > 0 ? byN(dhtRows, 'dht_hops_p95') : prev.dht_hops_p95 ?? null,
+  // Per N: an N measured now replaces its earlier figure; other Ns keep theirs (meta says when).
+  dht_success: { ...prevByN('dht_success'), ...byN(realBudget, 'dht_success') },
+  dht_hops_p95: { ...prevByN('dht_hops_p95'), ...byN(realBudget, 'dht_hops_p95') },
+  // Runs with a longer query budget (--dht-timeout-s): a diagnosis, kept apart from the headline.
+  dht_success_long_budget: { ...prevByN('dht_success_long_budget'), ...byN(longBudget, 'dht_success') },
+  dht_hops_p95_long_budget: { ...prevByN('dht_hops_p95_long_budget'), ...byN(longBudget, 'dht_hops_p95') },
   crdt_bytes_per_live_peer: crdtRows.length > 0 ? byN(crdtRows, 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer ?? null,
   join_sync_ms: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_ms') : prev.join_sync_ms ?? null,
   join_sync_bytes: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_bytes') : prev.join_sync_bytes ?? null,
@@ -146,7 +179,8 @@ const meta = {
   mem_gb: Math.round(os.totalmem() / 2 ** 30),
   load_before: loadBefore,
   load_after: load(),
-  dht: dhtRows.length > 0 ? { measured: now, rows: dhtRows } : kept('dht'),
+  dht: mergedDhtMeta('dht', realBudget, timeoutS > 0 ? [] : dhtRuns),
+  dht_long_budget: mergedDhtMeta('dht_long_budget', longBudget, timeoutS > 0 ? dhtRuns : []),
   crdt: crdtRows.length > 0 ? { measured: now, rows: crdtRows } : kept('crdt'),
   routing: routeRow !== undefined ? { measured: now, ...routeRow } : kept('routing'),
   tab: { measured: now, ...tab },

@@ -73,6 +73,7 @@ describe('DHT across relay + 4 Node peers', () => {
       expect(dec.decode(rec.payload)).toBe('block 0 @ peer 0')
       expect(rec.signer).toBe(me)
     }
+    expect(() => new SwarmDht(s.peers[0], s.keys[0], undefined, { queryTimeoutMs: 0 })).toThrow(NetConfigError)
   })
 
   it('newest valid wins; a forged or expired record stored on the relay is rejected by readers', async () => {

@@ -5,6 +5,7 @@
  * replays the same figures.
  */
 import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
 import { CrdtChurnSim } from '../../web/src/sim/crdt-churn.ts'
 import { SimConfigError } from '../../web/src/sim/errors.ts'
 
@@ -49,6 +50,18 @@ describe('swarm doc under churn', () => {
     const a = await run(11, 1, 3)
     const b = await run(11, 1, 3)
     expect(b.rows).toEqual(a.rows)
+  }, 120_000)
+
+  it('merging a round\'s writes into one hub update ends in the same doc as applying each', async () => {
+    const states: Uint8Array[] = []
+    for (const hubMerge of ['round', 'each'] as const) {
+      const sim = new CrdtChurnSim({ livePeers: 12, seed: 4, observers: 1, churnPerRound: 0.25, hubMerge })
+      await sim.join(12)
+      for (let r = 0; r < 4; r++) await sim.step()
+      expect(sim.hub.peersMap.size).toBeGreaterThanOrEqual(12)
+      states.push(Y.encodeStateAsUpdate(sim.hub.doc))
+    }
+    expect(states[0]).toEqual(states[1])
   }, 120_000)
 
   it('refuses a bad configuration by name', () => {

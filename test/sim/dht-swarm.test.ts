@@ -4,7 +4,7 @@
  * walk (hops counted), also after a churn round replaced a quarter of the nodes.
  */
 import { afterAll, describe, expect, it } from 'vitest'
-import { DhtSwarm } from '../../web/src/sim/dht-swarm.ts'
+import { DhtSwarm, type SimPeer } from '../../web/src/sim/dht-swarm.ts'
 import { SimConfigError } from '../../web/src/sim/errors.ts'
 import { NetModel } from '../../web/src/sim/model.ts'
 
@@ -33,6 +33,27 @@ describe('simulated DHT swarm (real kad-dht over the in-memory transport)', () =
     expect(r.found).toBe(true)
   }, 240_000)
 
+  it('a swarm started in several batches is one DHT: every node connected, every lookup found', async () => {
+    // Regression: joiners of a new swarm used to bootstrap from their own batch only, so 12 nodes
+    // started 4 at a time formed 3 separate DHTs and lookups across them never found anything
+    // (they ran to their timeout: the "stalled" queries of the session-6 bench).
+    const s = await DhtSwarm.create(12, { model: new NetModel({ seed: 5, minLatencyMs: 1, medianLatencyMs: 2 }), startConcurrency: 4, swarm: 'sim-batches' })
+    try {
+      expect(s.connectedGroups()).toBe(1)
+      for (const p of s.live) expect(routingTableSize(p)).toBeGreaterThan(0)
+      // Providers and finders from different start batches (nodes 0–3 started before 4–11).
+      for (const [a, b] of [[0, 11], [11, 1], [5, 10]]) {
+        const key = `/sim/batch/${a}-${b}`
+        expect(await s.provide(s.peers[a], key)).toBe(true)
+        const r = await s.findProvider(s.peers[b], key, s.peers[a].id)
+        expect(r.found).toBe(true)
+        expect(r.hops).toBeLessThanOrEqual(4) // ⌈log2 12⌉
+      }
+    } finally {
+      await s.stop()
+    }
+  }, 240_000)
+
   it('the same seed gives the same peer ids and latencies', async () => {
     const m1 = new NetModel({ seed: 9 })
     const m2 = new NetModel({ seed: 9 })
@@ -41,3 +62,7 @@ describe('simulated DHT swarm (real kad-dht over the in-memory transport)', () =
     expect(() => new NetModel({ dialLoss: 1 })).toThrow(/dialLoss/)
   })
 })
+
+function routingTableSize (p: SimPeer): number {
+  return (p.node.services.dht as unknown as { routingTable: { size: number } }).routingTable.size
+}

@@ -35,6 +35,14 @@ export interface CrdtChurnInit {
   observers?: number
   /** Proof-of-work bits of `peers` entries (the stamp's text is as long at any difficulty). @default 4 */
   powBits?: number
+  /**
+   * How writes reach the hub: 'round' merges a round's writes into one update (Y.mergeUpdates)
+   * that the hub checks once; 'each' applies every write by itself. The hub ends in the same state
+   * either way (a CRDT; a test checks the bytes match), but each checked update costs the hub a
+   * scratch copy of its whole doc (SwarmDoc.tryApply), so 'each' is O(N²) a round: 300 peers took
+   * 2 minutes, 5,000 would take hours. @default 'round'
+   */
+  hubMerge?: 'round' | 'each'
 }
 
 export interface CrdtRound {
@@ -61,6 +69,9 @@ export class CrdtChurnSim {
   private readonly powBits: number
   readonly churnPerRound: number
   readonly roundMs: number
+  private readonly hubMerge: 'round' | 'each'
+  /** Writes not yet merged into the hub ('round' mode). */
+  private unsent: Uint8Array[] = []
   private joined = 0
   private round = 0
   /** The virtual clock every doc reads. */
@@ -72,6 +83,7 @@ export class CrdtChurnSim {
     this.powBits = init.powBits ?? 4
     this.churnPerRound = init.churnPerRound ?? 0.1
     this.roundMs = init.roundMs ?? PEER_ENTRY_TTL_MS / 2
+    this.hubMerge = init.hubMerge ?? 'round'
     if (!(this.churnPerRound >= 0 && this.churnPerRound <= 1)) throw new SimConfigError(`churnPerRound ${this.churnPerRound} must be in [0, 1]`)
     this.hub = this.doc('hub')
     for (let i = 0; i < (init.observers ?? 2); i++) this.observers.push(this.doc(`observer-${i}`))
@@ -97,13 +109,24 @@ export class CrdtChurnSim {
       this.writers.set(id, w)
       await this.write(w)
     }
+    await this.flush()
   }
 
-  /** Signs a fresh entry and merges it into the hub through the hub's checks. */
+  /** Signs a fresh entry; the update goes to the hub now ('each') or with the round's others. */
   private async write (w: Writer): Promise<void> {
     const sv = Y.encodeStateVector(w.doc.doc)
     await w.doc.setSelf(ENTRY_DATA)
-    await this.hub.applyRemote(Y.encodeStateAsUpdate(w.doc.doc, sv))
+    const update = Y.encodeStateAsUpdate(w.doc.doc, sv)
+    if (this.hubMerge === 'each') await this.hub.applyRemote(update)
+    else this.unsent.push(update)
+  }
+
+  /** Merges the pending writes into the hub as one update, through the hub's checks. */
+  private async flush (): Promise<void> {
+    if (this.unsent.length === 0) return
+    const update = Y.mergeUpdates(this.unsent)
+    this.unsent = []
+    await this.hub.applyRemote(update)
   }
 
   /** Two-way state-vector sync between the hub and a replica, both through applyRemote. */
@@ -125,6 +148,7 @@ export class CrdtChurnSim {
     }
     await this.join(ids.length - this.writers.size)
     for (const w of this.writers.values()) await this.write(w)
+    await this.flush()
     for (const o of this.observers) {
       await this.sync(o)
       o.pruneExpired()

@@ -22,8 +22,24 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { providerCid, SwarmDht } from '../net/dht/index.ts'
 import { swarmKadDht, type WebSwarmNode } from '../net/node.ts'
+import { realClock } from '../util/clock.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
 import { NetModel } from './model.ts'
+
+/** A joiner's self-lookup is abandoned after this long, in ms (whoever answered has been added). */
+const JOIN_LOOKUP_TIMEOUT_MS = 30_000
+/**
+ * Identify's budget, ms (libp2p's default: 5 s). kad-dht adds a connected peer to its routing
+ * table only once identify has named the peer's protocols, and a node whose routing table is
+ * empty starts no query (each waits for a first peer until its timeout). With N nodes sharing
+ * this machine's event loop (lag p99 ≈ 2 s at 32 nodes and load 20), 5 s identifies failed and
+ * left joiners connected but with empty tables: their provides and finds stalled.
+ */
+const IDENTIFY_TIMEOUT_MS = 60_000
+/** A find's default budget, ms. */
+const FIND_TIMEOUT_MS = 30_000
+/** Fresh bootstrap picks a joiner that reached nobody tries before it gives up. */
+const BOOTSTRAP_RETRIES = 3
 
 type SimServices = { identify: ReturnType<ReturnType<typeof identify>>, ping: ReturnType<ReturnType<typeof ping>>, dht: KadDHT }
 
@@ -49,6 +65,12 @@ export interface DhtSwarmInit {
   startConcurrency?: number
   /** Most connections one node holds before libp2p prunes. @default 64 */
   maxConnections?: number
+  /**
+   * Budget of one provide (SwarmDht's query timeout) and one find, ms. N nodes share this
+   * machine's cores, so a walk is far slower than among N devices; a longer budget tells a slow
+   * query from one that cannot succeed. @default SwarmDht's DHT_QUERY_TIMEOUT_MS for a provide, 30 s for a find
+   */
+  queryTimeoutMs?: number
 }
 
 /** How one lookup went: found or not, in how many hops (depth of the query tree). */
@@ -65,12 +87,14 @@ export class DhtSwarm {
   private readonly bootstrapPeers: number
   private readonly startConcurrency: number
   private readonly maxConnections: number
+  private readonly queryTimeoutMs: number | undefined
   private started = 0
 
   private constructor (readonly model: NetModel, private readonly swarm: string, init: DhtSwarmInit) {
     this.bootstrapPeers = init.bootstrapPeers ?? 3
     this.startConcurrency = init.startConcurrency ?? 16
     this.maxConnections = init.maxConnections ?? 64
+    this.queryTimeoutMs = init.queryTimeoutMs
   }
 
   /** Starts `n` nodes and bootstraps them into one DHT. */
@@ -85,31 +109,44 @@ export class DhtSwarm {
     return this.peers.filter(p => p.alive)
   }
 
-  /** Starts `count` new nodes; each dials a few live ones and looks up its own id. */
+  /**
+   * Starts `count` new nodes in batches; each dials a few nodes live before its batch and looks
+   * up its own id. A batch is never larger than the live swarm it joins (1, 1, 2, 4, … up to
+   * `startConcurrency` for a new swarm), so every joiner has someone to dial and each live node
+   * takes about `bootstrapPeers` dials per batch. (Bootstrapping a batch from its own members
+   * instead split a new swarm into separate DHTs of `startConcurrency` nodes, and more than 10
+   * joiners dialling the same node at once were refused by libp2p's
+   * `maxIncomingPendingConnections`, leaving them alone: their queries then waited for a first
+   * routing-table peer until they timed out — the "stall" measured in session 6.)
+   */
   async join (count: number): Promise<SimPeer[]> {
     const fresh: SimPeer[] = []
-    // Pick each joiner's bootstrap peers and latency up front, in order: the seed decides them,
-    // not the order in which concurrent starts finish.
-    const plans = Array.from({ length: count }, () => {
+    while (fresh.length < count) {
       const live = this.live
-      const boot = this.model.pick(live.length, this.bootstrapPeers).map(i => live[i])
-      return { index: this.started++, latencyMs: this.model.latencyMs(), keySeed: undefined as Uint8Array | undefined, boot }
-    })
-    for (const p of plans) p.keySeed = this.model.keySeed(p.index)
-    for (let i = 0; i < plans.length; i += this.startConcurrency) {
-      const batch = plans.slice(i, i + this.startConcurrency)
-      // The first batch of a new swarm has nobody to dial: its members dial each other.
-      const started = await Promise.all(batch.map(async p => await this.startNode(p.index, p.latencyMs, p.keySeed!)))
+      const size = Math.min(count - fresh.length, this.startConcurrency, Math.max(1, live.length))
+      // Latency and bootstrap picks in order, before any start: the seed decides them, not the
+      // order in which concurrent starts finish.
+      const plans = Array.from({ length: size }, () => ({ index: this.started++, latencyMs: this.model.latencyMs(), boot: this.model.pick(live.length, this.bootstrapPeers).map(i => live[i]) }))
+      const keySeeds = plans.map(p => this.model.keySeed(p.index))
+      const started = await Promise.all(plans.map(async (p, j) => await this.startNode(p.index, p.latencyMs, keySeeds[j])))
       fresh.push(...started)
       this.peers.push(...started)
-      await Promise.all(started.map(async (peer, j) => {
-        const boot = batch[j].boot.length > 0 ? batch[j].boot : started.filter(x => x !== peer).slice(0, this.bootstrapPeers)
-        await this.dialAll(peer, boot)
+      await Promise.all(started.map(async (peer, j) => { await this.dialAll(peer, plans[j].boot) }))
+      // A joiner that reached none of its picks (lost or refused dials) tries others, as a node
+      // works down its bootstrap list; one that still reaches nobody stays alone.
+      for (let retry = 0; retry < BOOTSTRAP_RETRIES && live.length > 0; retry++) {
+        const alone = started.filter(p => p.node.getConnections().length === 0)
+        if (alone.length === 0) break
+        const picks = alone.map(() => this.model.pick(live.length, this.bootstrapPeers).map(i => live[i]))
+        await Promise.all(alone.map(async (peer, j) => { await this.dialAll(peer, picks[j]) }))
+      }
+      // Each joiner walks towards its own id, as a kad node joining does (its kad-dht first runs
+      // its own initial self-query): it learns its neighbours and they learn it, before the next
+      // batch bootstraps from it. A joiner whose dials all failed has nothing to walk.
+      await Promise.all(started.filter(p => p.node.getConnections().length > 0).map(async p => {
+        await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(JOIN_LOOKUP_TIMEOUT_MS) }))
       }))
     }
-    // The self-lookups run together: each first waits for kad-dht's own initial self-query
-    // (up to its timeout when the network holds fewer than k peers), and those waits overlap.
-    await Promise.all(fresh.map(async p => { await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(60_000) })) }))
     return fresh
   }
 
@@ -127,9 +164,9 @@ export class DhtSwarm {
       connectionGater: { denyDialPeer: () => model.dialLost() },
       connectionManager: { maxConnections: this.maxConnections },
       connectionMonitor: { enabled: false },
-      services: { identify: identify(), ping: ping(), dht: swarmKadDht(this.swarm, true) }
+      services: { identify: identify({ timeout: IDENTIFY_TIMEOUT_MS }), ping: ping(), dht: swarmKadDht(this.swarm, true) }
     }).catch((e: Error) => { throw new SimStateError(`sim node ${index} did not start: ${e.message}`) })
-    const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey)
+    const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey, realClock, { queryTimeoutMs: this.queryTimeoutMs })
     return { index, id: node.peerId.toString(), addr: `${addr}/p2p/${node.peerId.toString()}`, latencyMs, node, dht, alive: true }
   }
 
@@ -176,7 +213,7 @@ export class DhtSwarm {
     let deepest = 0
     const t0 = Date.now()
     try {
-      for await (const ev of by.node.services.dht.findProviders(cid, { signal: AbortSignal.timeout(30_000) }) as AsyncIterable<QueryEvent>) {
+      for await (const ev of by.node.services.dht.findProviders(cid, { signal: AbortSignal.timeout(this.queryTimeoutMs ?? FIND_TIMEOUT_MS) }) as AsyncIterable<QueryEvent>) {
         if (ev.name === 'SEND_QUERY' && !depth.has(ev.to.toString())) depth.set(ev.to.toString(), 1)
         if (ev.name === 'PEER_RESPONSE') {
           const d = depth.get(ev.from.toString()) ?? 1
@@ -201,6 +238,24 @@ export class DhtSwarm {
     let sum = 0
     for (const p of live) sum += (p.node.services.dht as unknown as { routingTable: { size: number } }).routingTable.size
     return live.length === 0 ? 0 : sum / live.length
+  }
+
+  /**
+   * Groups of live nodes joined by open connections (1 for one swarm): a node that reached nobody
+   * is a group of its own, and a swarm bootstrapped in pieces shows several.
+   */
+  connectedGroups (): number {
+    const live = this.live
+    const at = new Map(live.map((p, i) => [p.id, i]))
+    const parent = live.map((_, i) => i)
+    const root = (i: number): number => { while (parent[i] !== i) i = parent[i] = parent[parent[i]]; return i }
+    for (const [i, p] of live.entries()) {
+      for (const c of p.node.getConnections()) {
+        const j = at.get(c.remotePeer.toString())
+        if (j !== undefined) parent[root(i)] = root(j)
+      }
+    }
+    return new Set(live.map((_, i) => root(i))).size
   }
 
   async stop (): Promise<void> {

@@ -76,12 +76,20 @@ export class SwarmDht {
    * @param clock signs and checks record lifetimes and times the announcements' refreshes (tests:
    * a ManualClock whose `now` the nodes' DHT validators share, net/node.ts `now`). @default realClock
    */
-  constructor (private readonly node: WebSwarmNode, private readonly privateKey: PrivateKey, private readonly clock: Clock = realClock) {
+  private readonly queryTimeoutMs: number
+
+  /**
+   * @param opts.queryTimeoutMs how long one put, get, provide or find may take, ms (the simulator
+   * runs hundreds of nodes on two cores, each far slower than a device). @default DHT_QUERY_TIMEOUT_MS
+   */
+  constructor (private readonly node: WebSwarmNode, private readonly privateKey: PrivateKey, private readonly clock: Clock = realClock, opts: { queryTimeoutMs?: number } = {}) {
     if (!privateKey.publicKey.equals(node.peerId.publicKey)) throw new NetConfigError('SwarmDht: private key does not belong to this node')
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? DHT_QUERY_TIMEOUT_MS
+    if (!(this.queryTimeoutMs > 0)) throw new NetConfigError(`SwarmDht: queryTimeoutMs ${this.queryTimeoutMs} must be > 0`)
   }
 
   private signal (signal?: AbortSignal): AbortSignal {
-    const t = AbortSignal.timeout(DHT_QUERY_TIMEOUT_MS)
+    const t = AbortSignal.timeout(this.queryTimeoutMs)
     return signal === undefined ? t : AbortSignal.any([signal, t])
   }
 
