@@ -2,8 +2,9 @@
  * The relay figures of `npm run bench:scale` (bench/scale.ts runs these; BENCHMARKS.md § Scale):
  *
  * - relayFailover: 3 real relays, each its own process (relay/main.ts on 127.0.0.1, linked with
- *   --peer-relay), and N light Node peers in this process (joinSwarm: libp2p + swarm doc +
- *   reservations on 2 relays; no models, no WebRTC links). Every peer writes its entry twice; once
+ *   --peer-relay), and N light Node peers, 5 to a forked process (bench/scale-failover-peers.ts:
+ *   joinSwarm = libp2p + swarm doc + reservations on 2 relays; no models, no WebRTC links). Every
+ *   peer writes its entry twice; once
  *   every peer holds every second write, the relay most peers reserved on is SIGKILLed (a crash: no
  *   flush, sockets reset). Measured: per affected peer, the time until it holds reservations on two
  *   live relays again (relay_failover_s = the slowest), whether it kept one throughout, and the
@@ -16,7 +17,8 @@
 import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import * as Y from 'yjs'
 import { CrdtStore } from '../relay/crdt-store.ts'
 import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
@@ -29,7 +31,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { webSockets } from '@libp2p/websockets'
 import { createLibp2p } from 'libp2p'
-import { joinSwarm, type Swarm } from '../web/src/net/index.ts'
+import { ipcPeer, stopPeers, type IpcPeer } from './ipc.ts'
+import type { FailoverCmd, FailoverReply } from './scale-failover-peers.ts'
 import { SYNC_STEP1, SYNC_STEP2, decodeSyncFrame, encodeSyncFrame } from '../web/src/net/crdt/sync.ts'
 import { CRDT_SYNC } from '../web/src/net/protocols.ts'
 
@@ -80,18 +83,27 @@ async function storedDoc (r: RelayProc): Promise<SwarmDoc> {
   return new SwarmDoc('default', 'bench-reader', undefined, doc)
 }
 
-/** Relay ids `s` holds a reservation on. */
-const reservedOn = (s: Swarm): Set<string> => s.peers.reservedRelays()
-
-/** Peers of `peers` whose entry in `doc` lacks generation `gen` (missing or older). */
-async function missingIn (doc: SwarmDoc, peers: Swarm[], gen: number): Promise<number> {
+/** Peers of `ids` whose entry in `doc` lacks generation `gen` (missing or older). */
+async function missingIn (doc: SwarmDoc, ids: string[], gen: number): Promise<number> {
   const entries = await doc.peers()
-  return peers.filter(p => (entries.get(p.peerId)?.data.gen as number | undefined ?? -1) < gen).length
+  return ids.filter(id => (entries.get(id)?.data.gen as number | undefined ?? -1) < gen).length
+}
+
+/** Peers each forked peer process hosts (bench/scale-failover-peers.ts). */
+const PEERS_PER_PROCESS = 5
+
+type PeerProc = { child: ChildProcess } & IpcPeer<FailoverCmd, FailoverReply>
+
+function forkPeers (): PeerProc {
+  const child = fork(fileURLToPath(new URL('./scale-failover-peers.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return { child, ...ipcPeer<FailoverCmd, FailoverReply>(child, 'failover peers') }
 }
 
 export interface FailoverResult {
   relays: number
   peers: number
+  /** Processes the peers ran in (PEERS_PER_PROCESS each). */
+  peer_processes: number
   /** Seconds from the N peers' start to all of them reserved on 2 relays and in every relay's doc. */
   setup_s: number
   /** Peers that held a reservation on the stopped relay. */
@@ -103,13 +115,12 @@ export interface FailoverResult {
   kept_one_reservation: number
   /** Entries (latest generation, acknowledged by the stopped relay) missing on each surviving relay. */
   crdt_entries_lost: number[]
-  rss_mb: number
 }
 
 export async function relayFailover (nPeers: number, log: (l: string) => void): Promise<FailoverResult> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-failover-'))
   const relays: RelayProc[] = []
-  const swarms: Swarm[] = []
+  const procs: PeerProc[] = []
   try {
     const r1 = await spawnRelay(path.join(root, 'r1'), [])
     relays.push(r1)
@@ -119,67 +130,60 @@ export async function relayFailover (nPeers: number, log: (l: string) => void): 
     const bootstrap = relays.map(r => r.addr)
 
     const t0 = Date.now()
-    // Joined a few at a time: all at once, the identity stamps (16 bits each) and 30 libp2p
-    // start-ups on 2 shared cores make the set-up, not the failover, the test.
-    for (let i = 0; i < nPeers; i += 5) {
-      await Promise.all(Array.from({ length: Math.min(5, nPeers - i) }, async () => {
-        const s = await joinSwarm({ bootstrap, iceServers: [], targetPeers: 0, persist: false, log: quiet })
-        swarms.push(s)
-        await s.peers.ready(WAIT_MS)
-        await s.setSelf({ name: s.peerId, gen: 1 })
-      }))
-      log(`failover: ${swarms.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    for (let i = 0; i < nPeers; i += PEERS_PER_PROCESS) procs.push(forkPeers())
+    // One process's peers at a time: 30 joins at once (libp2p start-ups, identity stamps, 90
+    // relay handshakes) on 2 shared cores timed reservations out, and the set-up is not the test.
+    const ids: string[] = []
+    for (const [i, p] of procs.entries()) {
+      ids.push(...(await p.cmd({ op: 'join', bootstrap, count: Math.min(PEERS_PER_PROCESS, nPeers - i * PEERS_PER_PROCESS) })).ids ?? [])
+      log(`failover: ${ids.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     }
-    log(`failover: ${nPeers} peers joined in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-    await until('every peer reserved on two relays', () => swarms.every(s => reservedOn(s).size === 2))
+    const reserved = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).reserved))))
+    await until('every peer reserved on two relays', async () => Object.values(await reserved()).every(r => r.length === 2), WAIT_MS, 500)
     const setupS = (Date.now() - t0) / 1000
-    log(`failover: every peer reserved on two relays after ${setupS.toFixed(1)} s`)
+    log(`failover: ${nPeers} peers in ${procs.length} processes reserved on two relays each after ${setupS.toFixed(1)} s`)
 
     // The victim: the relay most peers reserved on. A fresh write of every peer, synced to every
     // peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
-    const count = (r: RelayProc): number => swarms.filter(s => reservedOn(s).has(r.id)).length
+    const byRelay = Object.values(await reserved()).flat()
+    const count = (r: RelayProc): number => byRelay.filter(id => id === r.id).length
     const victim = relays.reduce((a, b) => count(a) >= count(b) ? a : b)
-    const affected = swarms.filter(s => reservedOn(s).has(victim.id))
-    await Promise.all(swarms.map(async s => { await s.updateSelf({ gen: 2 }) }))
-    await until('every peer holds every fresh write', async () => (await Promise.all(swarms.map(async s => await missingIn(s.doc, swarms, 2)))).every(n => n === 0))
+    await Promise.all(procs.map(async p => await p.cmd({ op: 'write', gen: 2 })))
+    await until('every peer holds every fresh write', async () => (await Promise.all(procs.map(async p => (await p.cmd({ op: 'missing', ids, gen: 2 })).missing))).every(n => n === 0), WAIT_MS, 500)
     const survivors = relays.filter(r => r !== victim)
-    const live = new Set(survivors.map(r => r.id))
+    const live = survivors.map(r => r.id)
+    const affected = (await Promise.all(procs.map(async p => (await p.cmd({ op: 'watch', victim: victim.id, live })).affected ?? []))).flat()
     const tKill = Date.now()
     await stopRelay(victim, 'SIGKILL')
-    const done = new Map<Swarm, number>()
-    const keptOne = new Set(affected)
-    await until('every affected peer reserved on two live relays', () => {
-      for (const s of affected) {
-        const on = [...reservedOn(s)].filter(r => live.has(r))
-        if (on.length === 0) keptOne.delete(s)
-        if (!done.has(s) && on.length === 2) done.set(s, (Date.now() - tKill) / 1000)
-      }
-      return done.size === affected.length
-    }, WAIT_MS, 20)
-    const times = [...done.values()].sort((a, b) => a - b)
+    let last: Array<FailoverReply & { ok: true }> = []
+    await until('every affected peer reserved on two live relays', async () => {
+      last = await Promise.all(procs.map(async p => await p.cmd({ op: 'failover' })))
+      return last.reduce((n, r) => n + Object.keys(r.done ?? {}).length, 0) === affected.length
+    }, WAIT_MS, 250)
+    const times = last.flatMap(r => Object.values(r.done ?? {})).map(t => (t - tKill) / 1000).sort((a, b) => a - b)
+    const lostAll = last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0)
     log(`failover: ${affected.length} affected peers re-reserved, slowest ${times[times.length - 1]} s`)
     // What each survivor persisted (SIGTERM: it flushes and compacts; its log is then read back).
     await new Promise(resolve => setTimeout(resolve, 6_000)) // one anti-entropy round (5 s)
-    const everyone = swarms.splice(0)
-    for (const s of everyone) await s.stop().catch(() => {})
+    await stopPeers(procs.splice(0))
     const lost: number[] = []
     for (const r of survivors) {
       await stopRelay(r, 'SIGTERM')
-      lost.push(await missingIn(await storedDoc(r), everyone, 2))
+      lost.push(await missingIn(await storedDoc(r), ids, 2))
     }
     return {
       relays: 3,
       peers: nPeers,
+      peer_processes: Math.ceil(nPeers / PEERS_PER_PROCESS),
       setup_s: setupS,
       affected: affected.length,
       relay_failover_s: times[times.length - 1] ?? 0,
       failover_s_p50: times[Math.floor(times.length / 2)] ?? 0,
-      kept_one_reservation: keptOne.size,
-      crdt_entries_lost: lost,
-      rss_mb: Math.round(process.memoryUsage().rss / 1e6)
+      kept_one_reservation: affected.length - lostAll,
+      crdt_entries_lost: lost
     }
   } finally {
-    for (const s of swarms) await s.stop().catch(() => {})
+    await stopPeers(procs)
     for (const r of relays) await stopRelay(r, 'SIGKILL').catch(() => {})
     await fs.rm(root, { recursive: true, force: true })
   }
