@@ -8,17 +8,17 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { SwarmDht } from '../net/dht/index.ts'
 import { joinSwarm as joinNetSwarm, type Swarm } from '../net/swarm.ts'
 import { createPeer, type WebSwarmNode } from '../net/node.ts'
-import { NetConfigError } from '../net/errors.ts'
+import { BootstrapUnreachableError, NetConfigError } from '../net/errors.ts'
 import { parseIceServerList } from '../net/ice.ts'
-import { waitForReservation } from '../net/peers.ts'
-import { fetchBootstrap } from '../net/swarm.ts'
+import { dialAnyRelay, relayCount, waitForReservation } from '../net/peers.ts'
+import { fetchBootstrap, type BootstrapInfo } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import { str, strings, UsageError, type Flags } from './args.ts'
 
 /**
- * Where a CLI peer joins: the relays' multiaddrs (the first is the one its transport signals
- * WebRTC through), and the STUN/TURN servers to use (undefined: node.ts defaults).
+ * Where a CLI peer joins: the relays' multiaddrs (any of them signals its WebRTC dials), and the
+ * STUN/TURN servers to use (undefined: node.ts defaults).
  */
 export interface Bootstrap { addrs: string[], iceServers?: RTCIceServer[] }
 
@@ -44,12 +44,21 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
   }
   const addrs: string[] = []
   let relayIce: RTCIceServer[] | undefined
+  const unreachable: BootstrapUnreachableError[] = []
   for (const b of given) {
     if (/^https?:\/\//i.test(b)) {
       let url: URL
       try { url = new URL(b) } catch { throw new UsageError(`--bootstrap: '${b}' is not a URL`) }
       if (!url.pathname.endsWith('/bootstrap')) url.pathname = url.pathname.replace(/\/?$/, '/bootstrap')
-      const info = await fetchBootstrap(url.toString())
+      let info: BootstrapInfo
+      try {
+        info = await fetchBootstrap(url.toString())
+      } catch (e) {
+        // A relay that is down is one of several: the others' lists name the rest.
+        if (!(e instanceof BootstrapUnreachableError)) throw e
+        unreachable.push(e)
+        continue
+      }
       const withId = info.multiaddrs.filter(a => a.includes('/p2p/'))
       if (withId.length === 0) throw new UsageError(`--bootstrap: ${url.toString()} lists no multiaddr with /p2p/<relay id>: ${info.multiaddrs.join(', ')}`)
       // Websocket addresses first: the ones a Node peer can dial.
@@ -60,6 +69,7 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
       addrs.push(b)
     }
   }
+  if (addrs.length === 0) throw new BootstrapUnreachableError(`no --bootstrap relay answered: ${unreachable.map(e => e.message).join('; ')}`)
   return { addrs: [...new Set(addrs)], iceServers: iceServers ?? relayIce }
 }
 
@@ -82,7 +92,7 @@ export async function joinSwarmWithDoc (boot: Bootstrap, shape: { numBlocks: num
   return {
     swarm,
     node: swarm.node,
-    transport: new Libp2pTransport(swarm.node, { relayAddr: boot.addrs[0] }),
+    transport: new Libp2pTransport(swarm.node, { relayAddr: boot.addrs }),
     directory: new DhtDirectory(swarm.dht, swarm.peerId, shape)
   }
 }
@@ -96,16 +106,25 @@ function checkBootstrap (bootstrap: string): void {
   if (!bootstrap.includes('/p2p/')) throw new UsageError(`--bootstrap must end in /p2p/<relay peer id>, got ${bootstrap}`)
 }
 
+/**
+ * A peer that dials others and is dialled by none (`generate`, the API): connected to every
+ * relay of `boot` that answers (at least one must; a dead one is skipped), so its DHT lookups and
+ * WebRTC signalling go on through another when one dies (net's dialThroughRelay, which also
+ * redials a listed relay it lost).
+ */
 export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
-  // generate needs one relay: it dials peers through it and is dialled by none.
-  const bootstrap = boot.addrs[0]
   const key = await generateKeyPair('Ed25519')
-  const node = await createPeer({ privateKey: key, iceServers: boot.iceServers })
-  await node.dial(multiaddr(bootstrap))
-  await waitForReservation(node)
+  const node = await createPeer({ privateKey: key, iceServers: boot.iceServers, relayReservations: relayCount(boot.addrs) })
+  try {
+    await dialAnyRelay(node, boot.addrs)
+    await waitForReservation(node)
+  } catch (e) {
+    await node.stop()
+    throw e
+  }
   return {
     node,
-    transport: new Libp2pTransport(node, { relayAddr: bootstrap }),
+    transport: new Libp2pTransport(node, { relayAddr: boot.addrs }),
     directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), shape)
   }
 }
