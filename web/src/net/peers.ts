@@ -333,6 +333,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
   private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout> }>
   private readonly candidates = new Map<string, Candidate>()
+  /** Since when we have held fewer reservations than we want (unstallReservation), ms; undefined: not short. */
+  private shortSince?: number
   /** Candidates the relay keeps answering NO_RESERVATION for → when they may be re-added. */
   private readonly gone = new Map<string, number>()
   private readonly dialing = new Set<string>()
@@ -502,12 +504,23 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     return out
   }
 
-  /** Closes one relay connection whose reservation stalled (RESERVATION_STALL_MS), so that the redial reserves. */
+  /**
+   * Closes one relay connection whose reservation stalled, so that the redial reserves: we have
+   * been short of reservations, and connected to it, for RESERVATION_STALL_MS. Counted from when
+   * we fell short, not from the (long-lived) connection: when a relay dies, libp2p's transport
+   * reserves on another connected relay by itself within a second or two, and hanging that relay
+   * up at once (as this did) cut the attempt and added a whole reconnect to every failover.
+   */
   private unstallReservation (now: number): void {
     // A dead relay's circuit address can outlive its connection: count only relays still connected.
     const held = new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
-    if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) return
-    const r = this.relays.find(x => x.connected && !held.has(x.id) && now - (x.connectedAt ?? now) >= RESERVATION_STALL_MS)
+    if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) {
+      this.shortSince = undefined
+      return
+    }
+    this.shortSince ??= now
+    const since = (x: { connectedAt?: number }): number => Math.max(x.connectedAt ?? now, this.shortSince ?? now)
+    const r = this.relays.find(x => x.connected && !held.has(x.id) && now - since(x) >= RESERVATION_STALL_MS)
     if (r === undefined) return
     r.connectedAt = now
     this.log(`relay ${r.id}: connected ${RESERVATION_STALL_MS / 1000} s without our reservation; reconnecting to reserve`)
