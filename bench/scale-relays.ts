@@ -108,6 +108,8 @@ export interface FailoverRound {
   /** Slowest affected peer's time to hold reservations on two live relays again, s (null: not all within WAIT_MS). */
   slowest_s: number | null
   p50_s: number | null
+  /** Each re-reserved peer's time, s (0.1 s), fastest first: also when the round did not finish. */
+  times_s: number[]
   /** Affected peers still reachable throughout (their other reservation stayed live). */
   kept_one_reservation: number
 }
@@ -197,6 +199,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         re_reserved: times.length,
         slowest_s: all ? times[times.length - 1] ?? 0 : null,
         p50_s: all ? times[Math.floor(times.length / 2)] ?? 0 : null,
+        times_s: times.map(t => Math.round(t * 10) / 10),
         kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0)
       })
       log(`failover: round ${round + 1}: ${JSON.stringify(done[done.length - 1])}`)
