@@ -171,7 +171,8 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
     let gen = 1
     for (let round = 0; round < rounds; round++) {
       if (round > 0) {
-        await allOnTwo()
+        const back = await allOnTwo().then(() => true, (e: Error) => { log(`failover: round ${round + 1} not started: ${e.message}`); return false })
+        if (!back) break
         log(`failover: round ${round + 1}: every peer back on two relays`)
       }
       // The victim: the relay most peers reserved on. A fresh write of every peer, synced to
