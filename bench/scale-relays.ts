@@ -2,8 +2,9 @@
  * The relay figures of `npm run bench:scale` (bench/scale.ts runs these; BENCHMARKS.md § Scale):
  *
  * - relayFailover: 3 real relays, each its own process (relay/main.ts on 127.0.0.1, linked with
- *   --peer-relay), and N light Node peers in this process (joinSwarm: libp2p + swarm doc +
- *   reservations on 2 relays; no models, no WebRTC links). Every peer writes its entry twice; once
+ *   --peer-relay), and N light Node peers, 5 to a forked process (bench/scale-failover-peers.ts:
+ *   joinSwarm = libp2p + swarm doc + reservations on 2 relays; no models, no WebRTC links). Every
+ *   peer writes its entry twice; once
  *   every peer holds every second write, the relay most peers reserved on is SIGKILLed (a crash: no
  *   flush, sockets reset). Measured: per affected peer, the time until it holds reservations on two
  *   live relays again (relay_failover_s = the slowest), whether it kept one throughout, and the
@@ -16,7 +17,8 @@
 import * as fs from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { fork, spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import * as Y from 'yjs'
 import { CrdtStore } from '../relay/crdt-store.ts'
 import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
@@ -29,7 +31,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { webSockets } from '@libp2p/websockets'
 import { createLibp2p } from 'libp2p'
-import { joinSwarm, type Swarm } from '../web/src/net/index.ts'
+import { ipcPeer, stopPeers, type IpcPeer } from './ipc.ts'
+import type { FailoverCmd, FailoverReply } from './scale-failover-peers.ts'
 import { SYNC_STEP1, SYNC_STEP2, decodeSyncFrame, encodeSyncFrame } from '../web/src/net/crdt/sync.ts'
 import { CRDT_SYNC } from '../web/src/net/protocols.ts'
 
@@ -80,36 +83,66 @@ async function storedDoc (r: RelayProc): Promise<SwarmDoc> {
   return new SwarmDoc('default', 'bench-reader', undefined, doc)
 }
 
-/** Relay ids `s` holds a reservation on. */
-const reservedOn = (s: Swarm): Set<string> => s.peers.reservedRelays()
-
-/** Peers of `peers` whose entry in `doc` lacks generation `gen` (missing or older). */
-async function missingIn (doc: SwarmDoc, peers: Swarm[], gen: number): Promise<number> {
+/** Peers of `ids` whose entry in `doc` lacks generation `gen` (missing or older). */
+async function missingIn (doc: SwarmDoc, ids: string[], gen: number): Promise<number> {
   const entries = await doc.peers()
-  return peers.filter(p => (entries.get(p.peerId)?.data.gen as number | undefined ?? -1) < gen).length
+  return ids.filter(id => (entries.get(id)?.data.gen as number | undefined ?? -1) < gen).length
+}
+
+/** Peers each forked peer process hosts (bench/scale-failover-peers.ts). */
+const PEERS_PER_PROCESS = 5
+
+type PeerProc = { child: ChildProcess } & IpcPeer<FailoverCmd, FailoverReply>
+
+function forkPeers (): PeerProc {
+  const child = fork(fileURLToPath(new URL('./scale-failover-peers.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return { child, ...ipcPeer<FailoverCmd, FailoverReply>(child, 'failover peers') }
+}
+
+/** One kill: the victim's affected peers and how long each took to hold two live reservations again. */
+export interface FailoverRound {
+  /** Peers that held a reservation on the killed relay. */
+  affected: number
+  /** Of those, re-reserved on two live relays within WAIT_MS. */
+  re_reserved: number
+  /** Slowest affected peer's time to hold reservations on two live relays again, s (null: not all within WAIT_MS). */
+  slowest_s: number | null
+  p50_s: number | null
+  /** Each re-reserved peer's time, s (0.1 s), fastest first: also when the round did not finish. */
+  times_s: number[]
+  /** Affected peers still reachable throughout (their other reservation stayed live). */
+  kept_one_reservation: number
 }
 
 export interface FailoverResult {
   relays: number
   peers: number
-  /** Seconds from the N peers' start to all of them reserved on 2 relays and in every relay's doc. */
+  /** Processes the peers ran in (PEERS_PER_PROCESS each). */
+  peer_processes: number
+  /** Seconds from the N peers' start to all of them reserved on 2 relays. */
   setup_s: number
-  /** Peers that held a reservation on the stopped relay. */
-  affected: number
-  /** Slowest affected peer's time to hold reservations on two live relays again, s. */
-  relay_failover_s: number
-  failover_s_p50: number
-  /** Affected peers still reachable during the failover (their other reservation stayed live). */
-  kept_one_reservation: number
-  /** Entries (latest generation, acknowledged by the stopped relay) missing on each surviving relay. */
+  /** Each kill (the killed relay restarted on its port and data dir before the next). */
+  rounds: FailoverRound[]
+  /** Median over the rounds of each round's slowest re-reservation, s (null if a round did not finish). */
+  relay_failover_s: number | null
+  /** Entries (latest generation, acknowledged before the last kill) missing on each relay alive at the end. */
   crdt_entries_lost: number[]
-  rss_mb: number
 }
 
-export async function relayFailover (nPeers: number, log: (l: string) => void): Promise<FailoverResult> {
+/** Processes joining at once: all six at once timed reservations out on 2 shared cores (the set-up is not the test). */
+const JOINING_PROCESSES = 2
+
+/**
+ * 3 relay processes, `nPeers` peers in forked processes; `rounds` times: every peer writes a new
+ * generation of its entry, every peer holds every write, the relay most peers reserved on is
+ * SIGKILLed, and each affected peer's time to hold two live reservations again is recorded; then
+ * the killed relay is restarted on its port and data dir (same identity: the peers redial it) and
+ * every peer re-reserves on two relays before the next round.
+ */
+export async function relayFailover (nPeers: number, rounds: number, log: (l: string) => void): Promise<FailoverResult> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-failover-'))
   const relays: RelayProc[] = []
-  const swarms: Swarm[] = []
+  const procs: PeerProc[] = []
   try {
     const r1 = await spawnRelay(path.join(root, 'r1'), [])
     relays.push(r1)
@@ -117,69 +150,89 @@ export async function relayFailover (nPeers: number, log: (l: string) => void): 
     relays.push(r2)
     relays.push(await spawnRelay(path.join(root, 'r3'), [r1.addr, r2.addr]))
     const bootstrap = relays.map(r => r.addr)
+    const links = new Map(relays.map((r, i) => [r, bootstrap.slice(0, i)]))
 
     const t0 = Date.now()
-    // Joined a few at a time: all at once, the identity stamps (16 bits each) and 30 libp2p
-    // start-ups on 2 shared cores make the set-up, not the failover, the test.
-    for (let i = 0; i < nPeers; i += 5) {
-      await Promise.all(Array.from({ length: Math.min(5, nPeers - i) }, async () => {
-        const s = await joinSwarm({ bootstrap, iceServers: [], targetPeers: 0, persist: false, log: quiet })
-        swarms.push(s)
-        await s.peers.ready(WAIT_MS)
-        await s.setSelf({ name: s.peerId, gen: 1 })
+    for (let i = 0; i < nPeers; i += PEERS_PER_PROCESS) procs.push(forkPeers())
+    const ids: string[] = []
+    for (let i = 0; i < procs.length; i += JOINING_PROCESSES) {
+      await Promise.all(procs.slice(i, i + JOINING_PROCESSES).map(async (p, j) => {
+        ids.push(...(await p.cmd({ op: 'join', bootstrap, count: Math.min(PEERS_PER_PROCESS, nPeers - (i + j) * PEERS_PER_PROCESS) })).ids ?? [])
       }))
-      log(`failover: ${swarms.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+      log(`failover: ${ids.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     }
-    log(`failover: ${nPeers} peers joined in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-    await until('every peer reserved on two relays', () => swarms.every(s => reservedOn(s).size === 2))
+    const reserved = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).reserved))))
+    const allOnTwo = async (): Promise<void> => { await until('every peer reserved on two relays', async () => Object.values(await reserved()).every(r => r.length === 2), WAIT_MS, 500) }
+    await allOnTwo()
     const setupS = (Date.now() - t0) / 1000
-    log(`failover: every peer reserved on two relays after ${setupS.toFixed(1)} s`)
+    log(`failover: ${nPeers} peers in ${procs.length} processes reserved on two relays each after ${setupS.toFixed(1)} s`)
 
-    // The victim: the relay most peers reserved on. A fresh write of every peer, synced to every
-    // peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
-    const count = (r: RelayProc): number => swarms.filter(s => reservedOn(s).has(r.id)).length
-    const victim = relays.reduce((a, b) => count(a) >= count(b) ? a : b)
-    const affected = swarms.filter(s => reservedOn(s).has(victim.id))
-    await Promise.all(swarms.map(async s => { await s.updateSelf({ gen: 2 }) }))
-    await until('every peer holds every fresh write', async () => (await Promise.all(swarms.map(async s => await missingIn(s.doc, swarms, 2)))).every(n => n === 0))
-    const survivors = relays.filter(r => r !== victim)
-    const live = new Set(survivors.map(r => r.id))
-    const tKill = Date.now()
-    await stopRelay(victim, 'SIGKILL')
-    const done = new Map<Swarm, number>()
-    const keptOne = new Set(affected)
-    await until('every affected peer reserved on two live relays', () => {
-      for (const s of affected) {
-        const on = [...reservedOn(s)].filter(r => live.has(r))
-        if (on.length === 0) keptOne.delete(s)
-        if (!done.has(s) && on.length === 2) done.set(s, (Date.now() - tKill) / 1000)
+    const done: FailoverRound[] = []
+    let gen = 1
+    for (let round = 0; round < rounds; round++) {
+      if (round > 0) {
+        const back = await allOnTwo().then(() => true, (e: Error) => { log(`failover: round ${round + 1} not started: ${e.message}`); return false })
+        if (!back) break
+        log(`failover: round ${round + 1}: every peer back on two relays`)
       }
-      return done.size === affected.length
-    }, WAIT_MS, 20)
-    const times = [...done.values()].sort((a, b) => a - b)
-    log(`failover: ${affected.length} affected peers re-reserved, slowest ${times[times.length - 1]} s`)
-    // What each survivor persisted (SIGTERM: it flushes and compacts; its log is then read back).
-    await new Promise(resolve => setTimeout(resolve, 6_000)) // one anti-entropy round (5 s)
-    const everyone = swarms.splice(0)
-    for (const s of everyone) await s.stop().catch(() => {})
-    const lost: number[] = []
-    for (const r of survivors) {
-      await stopRelay(r, 'SIGTERM')
-      lost.push(await missingIn(await storedDoc(r), everyone, 2))
+      // The victim: the relay most peers reserved on. A fresh write of every peer, synced to
+      // every peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
+      const byRelay = Object.values(await reserved()).flat()
+      const count = (r: RelayProc): number => byRelay.filter(id => id === r.id).length
+      const victim = relays.reduce((a, b) => count(a) >= count(b) ? a : b)
+      gen++
+      await Promise.all(procs.map(async p => await p.cmd({ op: 'write', gen })))
+      await until('every peer holds every fresh write', async () => (await Promise.all(procs.map(async p => (await p.cmd({ op: 'missing', ids, gen })).missing))).every(n => n === 0), WAIT_MS, 500)
+      const live = relays.filter(r => r !== victim).map(r => r.id)
+      const affected = (await Promise.all(procs.map(async p => (await p.cmd({ op: 'watch', victim: victim.id, live })).affected ?? []))).flat()
+      const tKill = Date.now()
+      await stopRelay(victim, 'SIGKILL')
+      let last: Array<FailoverReply & { ok: true }> = []
+      const reReserved = (): number => last.reduce((n, r) => n + Object.keys(r.done ?? {}).length, 0)
+      await until('every affected peer reserved on two live relays', async () => {
+        last = await Promise.all(procs.map(async p => await p.cmd({ op: 'failover' })))
+        return reReserved() === affected.length
+      }, WAIT_MS, 250).catch((e: Error) => { log(`failover: round ${round + 1}: ${e.message} (${reReserved()} of ${affected.length})`) })
+      const times = last.flatMap(r => Object.values(r.done ?? {})).map(t => (t - tKill) / 1000).sort((a, b) => a - b)
+      const all = times.length === affected.length
+      done.push({
+        affected: affected.length,
+        re_reserved: times.length,
+        slowest_s: all ? times[times.length - 1] ?? 0 : null,
+        p50_s: all ? times[Math.floor(times.length / 2)] ?? 0 : null,
+        times_s: times.map(t => Math.round(t * 10) / 10),
+        kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0)
+      })
+      log(`failover: round ${round + 1}: ${JSON.stringify(done[done.length - 1])}`)
+      if (round < rounds - 1) {
+        const port = Number(victim.addr.split('/tcp/')[1].split('/')[0])
+        const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)])
+        links.set(back, links.get(victim) ?? [])
+        relays[relays.indexOf(victim)] = back
+      }
     }
+    // What each live relay persisted (SIGTERM: it flushes and compacts; its log is then read back).
+    await new Promise(resolve => setTimeout(resolve, 6_000)) // one anti-entropy round (5 s)
+    await stopPeers(procs.splice(0))
+    const lost: number[] = []
+    for (const r of relays) {
+      if (r.child.exitCode !== null || r.child.signalCode !== null) continue
+      await stopRelay(r, 'SIGTERM')
+      lost.push(await missingIn(await storedDoc(r), ids, gen))
+    }
+    const slowest = done.map(r => r.slowest_s)
+    const finished = slowest.filter((x): x is number => x !== null).sort((a, b) => a - b)
     return {
       relays: 3,
       peers: nPeers,
+      peer_processes: Math.ceil(nPeers / PEERS_PER_PROCESS),
       setup_s: setupS,
-      affected: affected.length,
-      relay_failover_s: times[times.length - 1] ?? 0,
-      failover_s_p50: times[Math.floor(times.length / 2)] ?? 0,
-      kept_one_reservation: keptOne.size,
-      crdt_entries_lost: lost,
-      rss_mb: Math.round(process.memoryUsage().rss / 1e6)
+      rounds: done,
+      relay_failover_s: finished.length === slowest.length && finished.length > 0 ? finished[Math.floor(finished.length / 2)] : null,
+      crdt_entries_lost: lost
     }
   } finally {
-    for (const s of swarms) await s.stop().catch(() => {})
+    await stopPeers(procs)
     for (const r of relays) await stopRelay(r, 'SIGKILL').catch(() => {})
     await fs.rm(root, { recursive: true, force: true })
   }

@@ -16,12 +16,14 @@
  *
  * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min).
  * 5. Relay failover (bench/scale-relays.ts): 3 relay processes, --failover-peers Node peers, the
- *    relay most of them reserved on SIGKILLed: relay_failover_s and CRDT entries lost.
+ *    relay most of them reserved on SIGKILLed (then restarted), --failover-rounds times:
+ *    relay_failover_s (the median round's slowest peer) and CRDT entries lost.
  * 6. Relay capacity (bench/scale-relays.ts): light peers against one relay process in
  *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
- * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --lookups 20 --crdt-n 100,500,1000 --route-servers 1000
- *        --route-requests 200 --failover-peers 30 --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
+ * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --lookups 20 --crdt-n 100,500,1000
+ *        --route-servers 1000 --route-requests 200 --failover-peers 30 --failover-rounds 3
+ *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -118,7 +120,7 @@ const tab = { churn_10pct_min: simulateTabDay({ seed, target: 8, churnPerMinute:
 log(`tab day: ${JSON.stringify(tab)}`)
 
 const failoverPeers = Number(arg('failover-peers', '30'))
-const failover = failoverPeers > 0 ? await relayFailover(failoverPeers, log) : undefined
+const failover = failoverPeers > 0 ? await relayFailover(failoverPeers, Number(arg('failover-rounds', '3')), log) : undefined
 log(`relay failover: ${JSON.stringify(failover ?? 'skipped')}`)
 const capacitySteps = list(arg('capacity-steps', '50,100,200,400'))
 const capacity = capacitySteps.length > 0 ? await relayCapacity(capacitySteps, 10_000, log) : undefined

@@ -9,6 +9,7 @@ import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
 import { DEFAULT_POW_BITS, DEFAULT_RESERVATION_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
+import { FIND_RELAYS_INTERVAL_MS, MAX_RELAY_LINKS } from './discovery.ts'
 import { parsePeerRelay } from './peering.ts'
 
 export interface RelayConfig {
@@ -49,6 +50,8 @@ export interface RelayConfig {
   crdtPowBits?: number
   /** Other relays (multiaddrs ending in /p2p/<id>) this one links to and replicates the swarm docs with (relay/peering.ts). */
   peerRelays: string[]
+  /** Period of finding other relays through the DHT, ms (0: off; relay/discovery.ts). */
+  findRelaysIntervalMs?: number
 }
 
 export const HELP = `webswarm relay — bootstrap, circuit relay v2, DHT server, CRDT persistence and the page, on one port.
@@ -80,6 +83,9 @@ Network
   --peer-relay <multiaddr> Another relay of the swarm (…/p2p/<its id>); repeatable. This relay
                            keeps a link to it (redialled with backoff), replicates every swarm
                            doc over it, and lists it in /bootstrap  [env PEER_RELAYS, comma-separated]
+  --find-relays-interval <ms>  How often to provide and look up the relays' DHT key and link to
+                           the relays found (≤ ${MAX_RELAY_LINKS} links), 0 = off
+                                       [env FIND_RELAYS_INTERVAL_MS, default ${FIND_RELAYS_INTERVAL_MS}]
 
 Relay limits (defaults sized for WebRTC signalling)
   --max-reservations <n>   Simultaneous reservations      [env MAX_RESERVATIONS, default ${DEFAULT_RELAY_LIMITS.maxReservations}]
@@ -156,6 +162,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       'models-dir': { type: 'string' },
       'default-model': { type: 'string' },
       'peer-relay': { type: 'string', multiple: true },
+      'find-relays-interval': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -194,6 +201,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     maxConnections: int('--max-connections', values['max-connections'] ?? env.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),
     reservationPowBits: bits('--reservation-pow-bits', values['reservation-pow-bits'] ?? env.RESERVATION_POW_BITS, DEFAULT_RESERVATION_POW_BITS),
     crdtPowBits: bits('--crdt-pow-bits', values['crdt-pow-bits'] ?? env.CRDT_POW_BITS, DEFAULT_POW_BITS),
-    peerRelays
+    peerRelays,
+    findRelaysIntervalMs: int('--find-relays-interval', values['find-relays-interval'] ?? env.FIND_RELAYS_INTERVAL_MS, FIND_RELAYS_INTERVAL_MS)
   }
 }

@@ -106,8 +106,9 @@ async function route (handle: RelayHandle, root: string, req: http.IncomingMessa
         : [...(fromRequest !== undefined ? [fromRequest] : []), ...announced]
       json(res, 200, {
         peerId: handle.node.peerId.toString(),
-        // Then the peer relays: pages and peers learn every relay of the swarm from any one.
-        multiaddrs: [...new Set([...ordered, ...handle.config.peerRelays])],
+        // Then the peer relays, configured and found through the DHT (discovery.ts): pages and
+        // peers learn every relay of the swarm from any one.
+        multiaddrs: [...new Set([...ordered, ...handle.peering.addrs()])],
         swarms: [...handle.swarms.keys()],
         iceServers: handle.config.iceServers,
         // The stamp a reservation here needs (pages mint it before they reserve: net/peers.ts).

@@ -58,6 +58,30 @@ export class RelayPeering {
     return this.links.filter(l => l.connected).map(l => l.id)
   }
 
+  /** Links kept (configured and found), linked now or being redialled. */
+  get size (): number {
+    return this.links.length
+  }
+
+  /** Whether `id` is one of this relay's peer relays (or itself). */
+  knows (id: string): boolean {
+    return id === this.node.peerId.toString() || this.links.some(l => l.id === id)
+  }
+
+  /** The peer relays' addresses, configured first, then found (relay/discovery.ts): what /bootstrap lists. */
+  addrs (): string[] {
+    return this.links.map(l => l.addr.toString())
+  }
+
+  /** Links to one more relay (found through the DHT) and keeps the link like a configured one. */
+  add (addr: string): void {
+    const l = parsePeerRelay(addr)
+    if (this.knows(l.id)) return
+    const link: PeerLink = { ...l, failures: 0, connected: false }
+    this.links.push(link)
+    if (this.running) void this.dial(link)
+  }
+
   start (): void {
     if (this.running) return
     this.running = true

@@ -28,6 +28,7 @@ import { createHttpHandler } from './http.ts'
 import { RelayMetrics } from './metrics.ts'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNS_PER_IP, RelayAdmission } from './limits.ts'
 import { DEFAULT_POW_BITS } from '../web/src/net/pow.ts'
+import { RelayFinder } from './discovery.ts'
 import { RelayPeering } from './peering.ts'
 
 export interface RelayHandle {
@@ -38,8 +39,10 @@ export interface RelayHandle {
   metrics: RelayMetrics
   /** Per-IP connection cap and stamped reservations (relay/limits.ts). */
   admission: RelayAdmission
-  /** Links to the `--peer-relay` relays, over which the swarm docs replicate (relay/peering.ts). */
+  /** Links to the `--peer-relay` relays and those found, over which the swarm docs replicate (relay/peering.ts). */
   peering: RelayPeering
+  /** Finds the other relays through the DHT and links to them (relay/discovery.ts). */
+  finder: RelayFinder
   /** `http://host:port` (or https) of the page and endpoints. */
   httpUrl: string
   /** Multiaddrs peers dial (with /p2p/<relay id>). */
@@ -197,13 +200,15 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   const { servers, port: boundPort } = wsHttpServers(node)
   const port = boundPort ?? config.port
   const addrs = node.getMultiaddrs().map(String)
+  const peering = new RelayPeering(node, config.peerRelays, log)
   const handle: RelayHandle = {
     config,
     node,
     swarms,
     metrics,
     admission,
-    peering: new RelayPeering(node, config.peerRelays, log),
+    peering,
+    finder: new RelayFinder(node, peering, { intervalMs: config.findRelaysIntervalMs, log }),
     httpUrl: `${tls !== undefined ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
     bootstrapAddrs: addrs,
     startedAt,
@@ -219,6 +224,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
 
   // After the swarm docs' sync is registered: the link's first sync runs as soon as it opens.
   handle.peering.start()
+  handle.finder.start()
 
   node.addEventListener('connection:open', (evt) => {
     const c = evt.detail
@@ -237,6 +243,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   handle.stop = async () => {
     stopping ??= (async () => {
       clearInterval(prune)
+      handle.finder.stop()
       handle.peering.stop()
       for (const { sync } of swarms.values()) await sync.stop()
       for (const { store } of swarms.values()) await store.close()

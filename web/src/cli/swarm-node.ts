@@ -11,17 +11,17 @@ import { joinSwarm as joinNetSwarm, type Swarm } from '../net/swarm.ts'
 import { createPeer, type WebSwarmNode } from '../net/node.ts'
 import { BootstrapUnreachableError, NetConfigError } from '../net/errors.ts'
 import { parseIceServerList } from '../net/ice.ts'
-import { waitForReservation } from '../net/peers.ts'
+import { dialAnyRelay, relayCount, waitForReservation } from '../net/peers.ts'
 import { DEFAULT_RESERVATION_POW_BITS, mintStamp } from '../net/pow.ts'
 import { presentStamp, relayStampScope } from '../net/pow-protocol.ts'
-import { fetchBootstrap } from '../net/swarm.ts'
+import { fetchBootstrap, type BootstrapInfo } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import { str, strings, UsageError, type Flags } from './args.ts'
 
 /**
- * Where a CLI peer joins: the relays' multiaddrs (the first is the one its transport signals
- * WebRTC through), and the STUN/TURN servers to use (undefined: node.ts defaults).
+ * Where a CLI peer joins: the relays' multiaddrs (any of them signals its WebRTC dials), and the
+ * STUN/TURN servers to use (undefined: node.ts defaults).
  */
 export interface Bootstrap {
   addrs: string[]
@@ -53,23 +53,34 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
   const addrs: string[] = []
   let relayIce: RTCIceServer[] | undefined
   let powBits: number | undefined
+  const unreachable: BootstrapUnreachableError[] = []
   for (const b of given) {
     if (/^https?:\/\//i.test(b)) {
       let url: URL
       try { url = new URL(b) } catch { throw new UsageError(`--bootstrap: '${b}' is not a URL`) }
       if (!url.pathname.endsWith('/bootstrap')) url.pathname = url.pathname.replace(/\/?$/, '/bootstrap')
-      const info = await fetchBootstrap(url.toString())
+      let info: BootstrapInfo
+      try {
+        info = await fetchBootstrap(url.toString())
+      } catch (e) {
+        // A relay that is down is one of several: the others' lists name the rest.
+        if (!(e instanceof BootstrapUnreachableError)) throw e
+        unreachable.push(e)
+        continue
+      }
       const withId = info.multiaddrs.filter(a => a.includes('/p2p/'))
       if (withId.length === 0) throw new UsageError(`--bootstrap: ${url.toString()} lists no multiaddr with /p2p/<relay id>: ${info.multiaddrs.join(', ')}`)
       // Websocket addresses first: the ones a Node peer can dial.
       addrs.push(...withId.filter(a => /\/wss?\//.test(a)), ...withId.filter(a => !/\/wss?\//.test(a)))
       relayIce ??= info.iceServers
-      powBits ??= info.reservationPowBits
+      // Relays may ask different difficulties: one stamp strength that every one of them takes.
+      if (info.reservationPowBits !== undefined) powBits = Math.max(powBits ?? 0, info.reservationPowBits)
     } else {
       checkBootstrap(b)
       addrs.push(b)
     }
   }
+  if (addrs.length === 0) throw new BootstrapUnreachableError(`no --bootstrap relay answered: ${unreachable.map(e => e.message).join('; ')}`)
   return { addrs: [...new Set(addrs)], iceServers: iceServers ?? relayIce, reservationPowBits: powBits }
 }
 
@@ -92,7 +103,7 @@ export async function joinSwarmWithDoc (boot: Bootstrap, shape: { numBlocks: num
   return {
     swarm,
     node: swarm.node,
-    transport: new Libp2pTransport(swarm.node, { relayAddr: boot.addrs[0] }),
+    transport: new Libp2pTransport(swarm.node, { relayAddr: boot.addrs }),
     directory: new DhtDirectory(swarm.dht, swarm.peerId, shape)
   }
 }
@@ -106,26 +117,46 @@ function checkBootstrap (bootstrap: string): void {
   if (!bootstrap.includes('/p2p/')) throw new UsageError(`--bootstrap must end in /p2p/<relay peer id>, got ${bootstrap}`)
 }
 
+/**
+ * A peer that dials others and is dialled by none (`generate`, the API): connected to every
+ * relay of `boot` that answers (at least one must; a dead one is skipped), so its DHT lookups and
+ * WebRTC signalling go on through another when one dies (net's dialThroughRelay, which also
+ * redials a listed relay it lost).
+ */
 export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
-  // generate needs one relay: it dials peers through it and is dialled by none.
-  const bootstrap = boot.addrs[0]
   const key = await generateKeyPair('Ed25519')
-  const node = await createPeer({ privateKey: key, iceServers: boot.iceServers })
-  // The relay's identity stamp, minted while dialling; the relay holds our reservation request until it comes.
-  const relayId = bootstrap.slice(bootstrap.lastIndexOf('/p2p/') + 5).split('/')[0] // checked by resolveBootstrap
+  const node = await createPeer({ privateKey: key, iceServers: boot.iceServers, relayReservations: relayCount(boot.addrs) })
+  // Each relay's identity stamp, minted while dialling; a relay holds our reservation request until it comes.
   const bits = boot.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
-  const stamp = bits > 0 ? mintStamp(relayStampScope(relayId), node.peerId.toString(), bits, Date.now()) : undefined
-  await node.dial(multiaddr(bootstrap))
-  let refused: Error | undefined
-  if (stamp !== undefined) await presentStamp(node, peerIdFromString(relayId), await stamp).catch((e: Error) => { refused = e })
+  const relayIds = [...new Set(boot.addrs.map(a => a.slice(a.lastIndexOf('/p2p/') + 5).split('/')[0]))] // checked by resolveBootstrap
+  const stamps = new Map(bits > 0 ? relayIds.map(id => [id, mintStamp(relayStampScope(id), node.peerId.toString(), bits, Date.now())]) : [])
+  const refused: Error[] = []
+  const present = (id: string): void => {
+    const stamp = stamps.get(id)
+    if (stamp === undefined) return
+    stamps.delete(id) // once per relay: its reservation request waits for this one
+    // A refusal is reported if no relay grants a reservation (below).
+    stamp.then(async st => { await presentStamp(node, peerIdFromString(id), st) }).catch((e: Error) => { refused.push(new Error(`relay ${id}: ${e.message}`)) })
+  }
+  // Relays whose dials finish after the first one's get their stamps as they connect.
+  const onConnect = (evt: CustomEvent<{ toString: () => string }>): void => { present(evt.detail.toString()) }
+  node.addEventListener('peer:connect', onConnect)
   try {
-    await waitForReservation(node)
+    await dialAnyRelay(node, boot.addrs)
+    for (const id of relayIds) if (node.getConnections(peerIdFromString(id)).length > 0) present(id)
+    try {
+      await waitForReservation(node)
+    } catch (e) {
+      throw refused.length === 0 ? e : new BootstrapUnreachableError(`${(e as Error).message} (identity stamp not taken: ${refused.map(r => r.message).join('; ')})`)
+    }
   } catch (e) {
-    throw refused === undefined ? e : new BootstrapUnreachableError(`${(e as Error).message} (the relay did not take our identity stamp: ${refused.message})`)
+    node.removeEventListener('peer:connect', onConnect)
+    await node.stop()
+    throw e
   }
   return {
     node,
-    transport: new Libp2pTransport(node, { relayAddr: bootstrap }),
+    transport: new Libp2pTransport(node, { relayAddr: boot.addrs }),
     directory: new DhtDirectory(new SwarmDht(node, key), node.peerId.toString(), shape)
   }
 }

@@ -98,26 +98,71 @@ export function isNoReservation (err: unknown): boolean {
 
 export interface RelayDialOptions {
   signal?: AbortSignal
-  /** Dial attempts for failures other than NO_RESERVATION (WebRTC set-up, timeouts). @default 2 */
+  /** Rounds over the relays (one dial through each) for failures other than NO_RESERVATION (WebRTC set-up, timeouts). @default 2 */
   attempts?: number
-  /** Retries after NO_RESERVATION, with backoff from BACKOFF_INITIAL_MS (250 → 500 → 1000 ms). @default 3 */
+  /** Rounds retried after every relay answered NO_RESERVATION, with backoff from BACKOFF_INITIAL_MS (250 → 500 → 1000 ms). @default 3 */
   noReservationRetries?: number
   /** Times the NO_RESERVATION backoff (tests: a ManualClock). @default realClock */
   clock?: Clock
 }
 
+/** The part of a node dialThroughRelay uses (tests pass a stand-in). */
+type RelayDialNode = Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'getConnections' | 'addEventListener' | 'removeEventListener' | 'peerStore'>>
+
+/** `…/p2p/<id>` → id (the last /p2p/ component). */
+function relayIdOf (addr: string): string | undefined {
+  return multiaddr(addr).getComponents().findLast(c => c.name === 'p2p')?.value
+}
+
 /**
- * Dials `peer` over WebRTC signalled through `relayAddr` (`…/p2p/<relay id>`). NO_RESERVATION
- * means the peer is not on the relay right now: gone, or between connecting and reserving (a
- * joiner, or a peer redialling a restarted relay); it is retried with backoff, which a
- * reconnecting peer's reservation beats on a LAN. Other failures are retried at once (WebRTC
- * set-up through a busy relay sometimes fails once). A failed dial whose peer meanwhile opened a
- * direct connection to us (it dialled at the same moment) returns that connection. The last error
- * is thrown.
+ * Relays to signal a WebRTC dial to `peer` through, best first, one address each: relays we are
+ * connected to before ones we would have to dial (a dead relay costs a failed dial, a blackholed
+ * one the whole timeout); among those, relays `peer` advertises a reservation on (its circuit
+ * addresses in our peer store) before others, which would answer NO_RESERVATION; then `given`'s
+ * order. Besides `given`, every relay we hold a websocket connection to is a route: peers reach
+ * each other over WebRTC, so a peer's websocket links are its relay links.
  */
-export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'getConnections' | 'addEventListener' | 'removeEventListener'>>, relayAddr: string, peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
-  const addr = multiaddr(`${relayAddr}/p2p-circuit/webrtc/p2p/${peer.toString()}`)
+export async function signallingRelays (node: RelayDialNode, peer: string, given: readonly string[]): Promise<string[]> {
+  const routes = new Map<string, { addr: string, connected: boolean, reserved: boolean, order: number }>()
+  const add = (addr: string, connected: boolean): void => {
+    const id = relayIdOf(addr)
+    if (id === undefined || id === peer) return
+    const known = routes.get(id)
+    if (known === undefined) routes.set(id, { addr, connected, reserved: false, order: routes.size })
+    else if (connected && !known.connected) Object.assign(known, { addr, connected })
+  }
+  for (const a of given) add(a, false)
+  for (const c of node.getConnections?.() ?? []) {
+    if (c.status !== 'open' || connectionKind(c) !== 'websocket') continue
+    const a = c.remoteAddr.toString()
+    add(a.includes('/p2p/') ? a : `${a}/p2p/${c.remotePeer.toString()}`, true)
+  }
+  const stored = await node.peerStore?.get(peerIdFromString(peer)).catch(() => undefined)
+  for (const { multiaddr: ma } of stored?.addresses ?? []) {
+    const s = ma.toString()
+    const at = s.indexOf('/p2p-circuit')
+    const id = at < 0 ? undefined : relayIdOf(s.slice(0, at))
+    const r = id === undefined ? undefined : routes.get(id)
+    if (r !== undefined) r.reserved = true
+  }
+  const rank = (r: { connected: boolean, reserved: boolean }): number => (r.connected ? 0 : 2) + (r.reserved ? 0 : 1)
+  return [...routes.values()].sort((a, b) => rank(a) - rank(b) || a.order - b.order).map(r => r.addr)
+}
+
+/**
+ * Dials `peer` over WebRTC signalled through a relay: `relayAddr` (`…/p2p/<relay id>`, or several)
+ * or any other relay we are connected to, in signallingRelays' order, so that a dead relay, or one
+ * the peer holds no reservation on, costs one attempt and the next relay is tried at once.
+ * NO_RESERVATION from every relay means the peer is on none right now: gone, or between
+ * connecting and reserving (a joiner, or a peer redialling a restarted relay); the round is
+ * retried with backoff, which a reconnecting peer's reservation beats on a LAN. A round that
+ * failed otherwise is retried at once (WebRTC set-up through a busy relay sometimes fails once).
+ * A failed dial whose peer meanwhile opened a direct connection to us (it dialled at the same
+ * moment) returns that connection. The last error is thrown.
+ */
+export async function dialThroughRelay (node: RelayDialNode, relayAddr: string | readonly string[], peer: PeerId | string, options: RelayDialOptions = {}): Promise<Connection> {
   const key = peer.toString()
+  const given = typeof relayAddr === 'string' ? [relayAddr] : relayAddr
   // Two peers dialling each other at once (both start an exchange) often see one set-up succeed
   // at once and the other time out after seconds: a direct connection from them is the answer.
   const isTheirs = (c: Connection): boolean => c.remotePeer.toString() === key && c.status === 'open' && connectionKind(c) === 'webrtc'
@@ -125,18 +170,26 @@ export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Parti
   let failures = 0
   let noReservation = 0
   for (;;) {
-    try {
-      return await dialOrTheirs(node, addr, isTheirs, options.signal)
-    } catch (e) {
-      if (options.signal?.aborted === true) throw e
-      const up = direct()
-      if (up !== undefined) return up
-      if (isNoReservation(e)) {
-        if (++noReservation > (options.noReservationRetries ?? 3)) throw e
-        await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal, options.clock ?? realClock)
-      } else if (++failures >= (options.attempts ?? 2)) {
-        throw e
+    const routes = await signallingRelays(node, key, given)
+    if (routes.length === 0) throw new NetConfigError(`no relay to signal a dial to ${key} through`)
+    let last: unknown
+    let absent = false
+    for (const relay of routes) {
+      try {
+        return await dialOrTheirs(node, multiaddr(`${relay}/p2p-circuit/webrtc/p2p/${key}`), isTheirs, options.signal)
+      } catch (e) {
+        if (options.signal?.aborted === true) throw e
+        const up = direct()
+        if (up !== undefined) return up
+        last = e
+        absent ||= isNoReservation(e)
       }
+    }
+    if (absent) {
+      if (++noReservation > (options.noReservationRetries ?? 3)) throw last
+      await abortableSleep(BACKOFF_INITIAL_MS * 2 ** (noReservation - 1), options.signal, options.clock ?? realClock)
+    } else if (++failures >= (options.attempts ?? 2)) {
+      throw last
     }
   }
 }
@@ -146,7 +199,7 @@ export async function dialThroughRelay (node: Pick<WebSwarmNode, 'dial'> & Parti
  * then runs on (its result is dropped): aborting a WebRTC set-up midway left half-open
  * connections, open on one side and gone on the other (bench:net "simultaneous dials").
  */
-async function dialOrTheirs (node: Pick<WebSwarmNode, 'dial'> & Partial<Pick<WebSwarmNode, 'addEventListener' | 'removeEventListener'>>, addr: Multiaddr, isTheirs: (c: Connection) => boolean, signal?: AbortSignal): Promise<Connection> {
+async function dialOrTheirs (node: RelayDialNode, addr: Multiaddr, isTheirs: (c: Connection) => boolean, signal?: AbortSignal): Promise<Connection> {
   if (node.addEventListener === undefined || node.removeEventListener === undefined) return await node.dial(addr, { signal })
   const dialing = node.dial(addr, { signal })
   let onOpen: ((evt: CustomEvent<Connection>) => void) | undefined
@@ -217,6 +270,28 @@ export function relayCount (bootstrap: string[]): number {
   return relaysById(bootstrap).size
 }
 
+/**
+ * Dials every relay of `bootstrap` at once (a relay's several addresses are alternatives) and
+ * resolves when the first connects; the others connect on in the background. A dead or
+ * blackholed first relay so costs nothing. Throws BootstrapUnreachableError naming each
+ * relay's failure when none connects within `timeoutMs`.
+ */
+export async function dialAnyRelay (node: Pick<WebSwarmNode, 'dial'>, bootstrap: string[], timeoutMs = DIAL_TIMEOUT_MS): Promise<void> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  const dials = [...relaysById(bootstrap)].map(async ([id, addrs]) => {
+    try {
+      await node.dial(addrs, { signal })
+    } catch (e) {
+      throw new BootstrapUnreachableError(`relay ${id}: ${(e as Error).message}`)
+    }
+  })
+  try {
+    await Promise.any(dials)
+  } catch (e) {
+    throw new BootstrapUnreachableError(`no relay reachable: ${(e as AggregateError).errors.map((x: Error) => x.message).join('; ')}`)
+  }
+}
+
 export interface PeerManagerInit {
   /** Relay multiaddrs, each ending in `/p2p/<relay id>`; several per relay are alternatives. */
   bootstrap: string[]
@@ -266,6 +341,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
   private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout> }>
   private readonly candidates = new Map<string, Candidate>()
+  /** Since when we have held fewer reservations than we want (unstallReservation), ms; undefined: not short. */
+  private shortSince?: number
   /** Candidates the relay keeps answering NO_RESERVATION for → when they may be re-added. */
   private readonly gone = new Map<string, number>()
   private readonly dialing = new Set<string>()
@@ -467,12 +544,23 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     return out
   }
 
-  /** Closes one relay connection whose reservation stalled (RESERVATION_STALL_MS), so that the redial reserves. */
+  /**
+   * Closes one relay connection whose reservation stalled, so that the redial reserves: we have
+   * been short of reservations, and connected to it, for RESERVATION_STALL_MS. Counted from when
+   * we fell short, not from the (long-lived) connection: when a relay dies, libp2p's transport
+   * reserves on another connected relay by itself within a second or two, and hanging that relay
+   * up at once (as this did) cut the attempt and added a whole reconnect to every failover.
+   */
   private unstallReservation (now: number): void {
     // A dead relay's circuit address can outlive its connection: count only relays still connected.
     const held = new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
-    if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) return
-    const r = this.relays.find(x => x.connected && !held.has(x.id) && now - (x.connectedAt ?? now) >= RESERVATION_STALL_MS)
+    if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) {
+      this.shortSince = undefined
+      return
+    }
+    this.shortSince ??= now
+    const since = (x: { connectedAt?: number }): number => Math.max(x.connectedAt ?? now, this.shortSince ?? now)
+    const r = this.relays.find(x => x.connected && !held.has(x.id) && now - since(x) >= RESERVATION_STALL_MS)
     if (r === undefined) return
     r.connectedAt = now
     this.log(`relay ${r.id}: connected ${RESERVATION_STALL_MS / 1000} s without our reservation; reconnecting to reserve`)

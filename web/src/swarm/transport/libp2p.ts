@@ -62,10 +62,11 @@ export interface Libp2pTransportOptions {
   /** Let streams run over relayed connections (relays cap data at 128 KiB by default). @default false */
   runOnLimitedConnection?: boolean
   /**
-   * Relay multiaddr (ending in `/p2p/<relay id>`): a peer we hold no direct connection to is
-   * dialled over WebRTC signalled through it (`<relay>/p2p-circuit/webrtc/p2p/<peer>`).
+   * Relay multiaddr(s) (ending in `/p2p/<relay id>`): a peer we hold no direct connection to is
+   * dialled over WebRTC signalled through one of them, or through any other relay we are
+   * connected to (net's dialThroughRelay: a dead relay is skipped).
    */
-  relayAddr?: string
+  relayAddr?: string | readonly string[]
 }
 
 interface Pooled {
