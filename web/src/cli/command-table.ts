@@ -5,57 +5,57 @@
  * in each. The trainers' optimizer defaults come from their one table, trainer-defaults.ts.
  * Loaded at start-up, so it imports nothing heavy: each `run` imports its command's modules.
  */
-import type { OptionTable, CommandSpec } from './option-table.ts'
+import { derived, flag, repeatable, value, type CommandSpec, type OptionTable } from './option-table.ts'
 import { defaultsLine, TRAINER_DEFAULTS } from './trainer-defaults.ts'
 
 /** Requests a minute per key / IP by default: generous for one user's tools, a brake on floods. */
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 
 const DEVICE: OptionTable = {
-  device: { type: 'string', arg: 'webgpu|cpu', default: 'webgpu', help: "WebGPU through Node's 'webgpu' package, or the CPU twins of the kernels" },
-  quiet: { type: 'boolean', help: 'no progress lines on stderr' }
+  device: value('webgpu|cpu', "WebGPU through Node's 'webgpu' package, or the CPU twins of the kernels", 'webgpu'),
+  quiet: flag('no progress lines on stderr')
 }
 
 const MODEL: OptionTable = {
-  model: { type: 'string', arg: 'MODEL', help: 'a .gguf file or its http(s) URL, a folder holding one .gguf, or a Hugging Face safetensors folder or URL (required)' }
+  model: value('MODEL', 'a .gguf file or its http(s) URL, a folder holding one .gguf, or a Hugging Face safetensors folder or URL (required)')
 }
 
 const GPU_BUDGET: OptionTable = {
-  'max-gpu-memory': { type: 'string', arg: 'SIZE', help: 'refuse, naming the numbers, a load whose weights + KV cache + scratch exceed SIZE (4GB, 1.5GiB, 800MB)' }
+  'max-gpu-memory': value('SIZE', 'refuse, naming the numbers, a load whose weights + KV cache + scratch exceed SIZE (4GB, 1.5GiB, 800MB)')
 }
 
 const SWARM: OptionTable = {
-  bootstrap: { type: 'string', multiple: true, arg: 'MULTIADDR|URL', help: "a relay: its multiaddr (…/p2p/<id>) or its page URL, which also gives its peer relays and STUN/TURN list; repeatable: every relay named is merged (required)" },
-  'ice-servers': { type: 'string', arg: 'LIST|none', derivedDefault: "the relay's list (URL form) or a public STUN server", help: 'STUN/TURN URLs, comma-separated (turn:user:pass@host:port); none = host candidates only (loopback/LAN)' }
+  bootstrap: repeatable('MULTIADDR|URL', "a relay: its multiaddr (…/p2p/<id>) or its page URL, which also gives its peer relays and STUN/TURN list; repeatable: every relay named is merged (required)"),
+  'ice-servers': value('LIST|none', 'STUN/TURN URLs, comma-separated (turn:user:pass@host:port); none = host candidates only (loopback/LAN)', derived("the relay's list (URL form) or a public STUN server"))
 }
 
 /** The prompt and sampling of both `generate`s. */
 const PROMPT: OptionTable = {
-  tokens: { type: 'string', arg: 'IDS', help: 'the prompt as token ids, 5,17,3 (ids are printed back)' },
-  prompt: { type: 'string', arg: 'TEXT', help: 'the prompt as text (needs a tokenizer; text is printed back)' },
-  chat: { type: 'string', arg: 'TEXT', help: "one chat turn in the model's own template; stops at end of turn" },
-  system: { type: 'string', arg: 'TEXT', help: 'the system message of --chat' },
-  'max-new-tokens': { type: 'string', arg: 'N', help: 'tokens to generate (required)' },
-  temperature: { type: 'string', arg: 'T', default: 0, help: 'sampling temperature; 0 is greedy' },
-  'top-k': { type: 'string', arg: 'K', default: 0, help: 'sample among the K likeliest tokens; 0: all' },
-  'top-p': { type: 'string', arg: 'P', default: 1, help: 'sample within the top probability mass P' },
-  seed: { type: 'string', arg: 'S', default: 0, help: "the sampler's seed" },
-  out: { type: 'string', arg: 'FILE', help: 'also write {"tokens": [new ids]} to FILE' }
+  tokens: value('IDS', 'the prompt as token ids, 5,17,3 (ids are printed back)'),
+  prompt: value('TEXT', 'the prompt as text (needs a tokenizer; text is printed back)'),
+  chat: value('TEXT', "one chat turn in the model's own template; stops at end of turn"),
+  system: value('TEXT', 'the system message of --chat'),
+  'max-new-tokens': value('N', 'tokens to generate (required)'),
+  temperature: value('T', 'sampling temperature; 0 is greedy', 0),
+  'top-k': value('K', 'sample among the K likeliest tokens; 0: all', 0),
+  'top-p': value('P', 'sample within the top probability mass P', 1),
+  seed: value('S', "the sampler's seed", 0),
+  out: value('FILE', 'also write {"tokens": [new ids]} to FILE')
 }
 
 const MODEL_ID: OptionTable = {
-  'model-id': { type: 'string', arg: 'ID', derivedDefault: "--model's file or folder name", help: "the id the swarm's servers announce the model by" }
+  'model-id': value('ID', "the id the swarm's servers announce the model by", derived("--model's file or folder name"))
 }
 
 /** The inner AdamW of both trainers: its defaults are each trainer's row of TRAINER_DEFAULTS. */
 function adamw (d: (typeof TRAINER_DEFAULTS)[keyof typeof TRAINER_DEFAULTS]): OptionTable {
   return {
-    lr: { type: 'string', arg: 'LR', default: d.lr, help: 'peak learning rate' },
-    'min-lr': { type: 'string', arg: 'LR', derivedDefault: 'lr / 10', help: 'learning rate at the end of the cosine decay' },
-    beta1: { type: 'string', arg: 'B', default: d.beta1, help: "AdamW's β1" },
-    beta2: { type: 'string', arg: 'B', default: d.beta2, help: "AdamW's β2" },
-    'weight-decay': { type: 'string', arg: 'W', default: d['weight-decay'], help: 'decoupled weight decay' },
-    clip: { type: 'string', arg: 'C', default: d.clip, help: 'global gradient-norm clip; 0: none' }
+    lr: value('LR', 'peak learning rate', d.lr),
+    'min-lr': value('LR', 'learning rate at the end of the cosine decay', derived('lr / 10')),
+    beta1: value('B', "AdamW's β1", d.beta1),
+    beta2: value('B', "AdamW's β2", d.beta2),
+    'weight-decay': value('W', 'decoupled weight decay', d['weight-decay']),
+    clip: value('C', 'global gradient-norm clip; 0: none', d.clip)
   }
 }
 
@@ -66,8 +66,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     about: 'writes {"logits": [[...], ...]} (every position, f32)',
     options: {
       ...MODEL,
-      tokens: { type: 'string', arg: 'IDS', help: 'the input token ids (required)' },
-      out: { type: 'string', arg: 'FILE', help: 'where the logits go (required)' },
+      tokens: value('IDS', 'the input token ids (required)'),
+      out: value('FILE', 'where the logits go (required)'),
       ...GPU_BUDGET,
       ...DEVICE
     },
@@ -86,9 +86,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     about: 'writes DIR2/grads.safetensors (weight names) and DIR2/result.json {"loss": x}',
     options: {
       ...MODEL,
-      inputs: { type: 'string', arg: 'IDS', help: 'input token ids (required)' },
-      targets: { type: 'string', arg: 'IDS', help: 'target token ids, as many as --inputs (required)' },
-      out: { type: 'string', arg: 'DIR2', help: 'where the gradients and loss go (required)' },
+      inputs: value('IDS', 'input token ids (required)'),
+      targets: value('IDS', 'target token ids, as many as --inputs (required)'),
+      out: value('DIR2', 'where the gradients and loss go (required)'),
       ...GPU_BUDGET,
       ...DEVICE
     },
@@ -99,19 +99,19 @@ export const COMMANDS: readonly CommandSpec[] = [
     synopsis: '(--config FILE | --model DIR) --data FILE|brown --steps N --out DIR [options]',
     about: `single-peer training with a progress line and checkpoints in DIR\n${defaultsLine('train')}`,
     options: {
-      config: { type: 'string', arg: 'FILE', help: 'a Hugging Face config.json: train from scratch' },
-      model: { type: 'string', arg: 'DIR', help: 'continue from these weights' },
-      data: { type: 'string', arg: 'FILE|brown', help: 'byte-level training text; brown: the Brown corpus (required)' },
-      steps: { type: 'string', arg: 'N', help: 'optimizer steps (required)' },
-      out: { type: 'string', arg: 'DIR', help: 'checkpoint directory (required)' },
-      batch: { type: 'string', arg: 'B', default: 8, help: 'sequences per step' },
-      'seq-len': { type: 'string', arg: 'T', default: 64, help: 'tokens per sequence' },
-      warmup: { type: 'string', arg: 'N', derivedDefault: 'min(100, steps / 10)', help: 'linear warm-up steps' },
+      config: value('FILE', 'a Hugging Face config.json: train from scratch'),
+      model: value('DIR', 'continue from these weights'),
+      data: value('FILE|brown', 'byte-level training text; brown: the Brown corpus (required)'),
+      steps: value('N', 'optimizer steps (required)'),
+      out: value('DIR', 'checkpoint directory (required)'),
+      batch: value('B', 'sequences per step', 8),
+      'seq-len': value('T', 'tokens per sequence', 64),
+      warmup: value('N', 'linear warm-up steps', derived('min(100, steps / 10)')),
       ...adamw(TRAINER_DEFAULTS.train),
-      seed: { type: 'string', arg: 'S', default: 0, help: 'initialisation and data order' },
-      'checkpoint-every': { type: 'string', arg: 'N', default: 0, help: 'save a checkpoint every N steps; 0: at the end only' },
-      'eval-every': { type: 'string', arg: 'N', default: 0, help: 'validation loss every N steps; 0: at the end only' },
-      resume: { type: 'boolean', help: 'continue the run checkpointed in --out' },
+      seed: value('S', 'initialisation and data order', 0),
+      'checkpoint-every': value('N', 'save a checkpoint every N steps; 0: at the end only', 0),
+      'eval-every': value('N', 'validation loss every N steps; 0: at the end only', 0),
+      resume: flag('continue the run checkpointed in --out'),
       ...DEVICE
     },
     run: async f => await (await import('./commands.ts')).train(f)
@@ -123,13 +123,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: {
       ...MODEL,
       ...SWARM,
-      blocks: { type: 'string', arg: 'A:B', help: 'serve blocks [A, B)' },
-      'num-blocks': { type: 'string', arg: 'N', derivedDefault: "as many as fit, at most the model's", help: 'serve the least-served window of N blocks, rebalanced now and then' },
-      experts: { type: 'string', arg: 'LAYER:E,E;...|auto', help: 'host these MoE experts (alone or beside --blocks); auto: the scheduler chooses' },
-      'expert-layers': { type: 'string', arg: 'LAYERS', derivedDefault: 'every MoE layer', help: 'with --experts auto: the layers to choose from' },
-      'expert-slots': { type: 'string', arg: 'N', derivedDefault: "one layer's worth", help: 'with --experts auto: how many experts to host' },
-      'remote-experts': { type: 'string', arg: 'LAYERS', help: "run these MoE layers' experts on the swarm's expert hosts" },
-      'cache-tokens': { type: 'string', arg: 'N', default: 4096, help: 'KV-cache positions offered (a few chat sessions of the tiny models)' },
+      blocks: value('A:B', 'serve blocks [A, B)'),
+      'num-blocks': value('N', 'serve the least-served window of N blocks, rebalanced now and then', derived("as many as fit, at most the model's")),
+      experts: value('LAYER:E,E;...|auto', 'host these MoE experts (alone or beside --blocks); auto: the scheduler chooses'),
+      'expert-layers': value('LAYERS', 'with --experts auto: the layers to choose from', derived('every MoE layer')),
+      'expert-slots': value('N', 'with --experts auto: how many experts to host', derived("one layer's worth")),
+      'remote-experts': value('LAYERS', "run these MoE layers' experts on the swarm's expert hosts"),
+      'cache-tokens': value('N', 'KV-cache positions offered (a few chat sessions of the tiny models)', 4096),
       ...MODEL_ID,
       ...GPU_BUDGET,
       ...DEVICE
@@ -144,8 +144,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       ...SWARM,
       ...MODEL,
       ...PROMPT,
-      verify: { type: 'string', arg: 'RATE', help: "check servers' outputs on other servers after that fraction of steps (0.05 is cheap, 1: every step), ban liars, publish signed evidence" },
-      'verify-window': { type: 'string', arg: 'N', help: "check each server's outputs N positions at a time instead" },
+      verify: value('RATE', "check servers' outputs on other servers after that fraction of steps (0.05 is cheap, 1: every step), ban liars, publish signed evidence"),
+      'verify-window': value('N', "check each server's outputs N positions at a time instead"),
       ...MODEL_ID,
       ...GPU_BUDGET,
       ...DEVICE
@@ -158,25 +158,25 @@ export const COMMANDS: readonly CommandSpec[] = [
     about: `DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;\n--steps/--min-lr: cosine decay of the inner lr over the run, else constant)\n${defaultsLine('train --bootstrap')}`,
     options: {
       ...SWARM,
-      run: { type: 'string', arg: 'ID', help: 'the run to train (required)' },
-      syncs: { type: 'string', arg: 'N', derivedDefault: "the run's totalSyncs", help: 'stop after N syncs' },
-      declare: { type: 'boolean', help: 'declare the run with the options below unless the swarm already has it' },
-      config: { type: 'string', arg: 'FILE', derivedDefault: 'the tiny byte-level Llama', help: "--declare: the model's Hugging Face config.json, trained from scratch" },
-      'inner-steps': { type: 'string', arg: 'H', default: 20, help: '--declare: inner steps per sync' },
-      'seq-len': { type: 'string', arg: 'T', default: 32, help: '--declare: tokens per sequence' },
-      batch: { type: 'string', arg: 'B', default: 1, help: '--declare: sequences per inner step' },
-      warmup: { type: 'string', arg: 'N', default: 0, help: '--declare: linear warm-up steps of the inner lr' },
-      steps: { type: 'string', arg: 'N', default: 0, help: '--declare: cosine decay of the inner lr to --min-lr at run step N; 0: constant' },
+      run: value('ID', 'the run to train (required)'),
+      syncs: value('N', 'stop after N syncs', derived("the run's totalSyncs")),
+      declare: flag('declare the run with the options below unless the swarm already has it'),
+      config: value('FILE', "--declare: the model's Hugging Face config.json, trained from scratch", derived('the tiny byte-level Llama')),
+      'inner-steps': value('H', '--declare: inner steps per sync', 20),
+      'seq-len': value('T', '--declare: tokens per sequence', 32),
+      batch: value('B', '--declare: sequences per inner step', 1),
+      warmup: value('N', '--declare: linear warm-up steps of the inner lr', 0),
+      steps: value('N', '--declare: cosine decay of the inner lr to --min-lr at run step N; 0: constant', 0),
       ...adamw(TRAINER_DEFAULTS['train --bootstrap']),
-      fragments: { type: 'string', arg: 'F', default: 1, help: '--declare: streaming fragments' },
-      seed: { type: 'string', arg: 'S', default: 1, help: '--declare: initialisation and data order' },
-      codec: { type: 'string', arg: 'q8|topk|sparseloco', default: 'q8', help: '--declare: pseudo-gradient compression' },
-      'ef-decay': { type: 'string', arg: 'B', derivedDefault: "the codec's preset", help: "--declare: β of sparseloco's error-feedback momentum" },
-      'topk-chunk': { type: 'string', arg: 'C', default: 256, help: '--declare: top-k chunk, elements' },
-      'topk-k': { type: 'string', arg: 'K', default: 4, help: '--declare: elements kept per chunk' },
-      'topk-bits': { type: 'string', arg: 'B', default: 2, help: '--declare: bits per kept value' },
-      'topk-result-bits': { type: 'string', arg: 'B', default: 4, help: "--declare: bits per value of the owners' mean" },
-      'delay-outer': { type: 'boolean', help: '--declare: one-step-delayed outer update (a sync lands at the next one)' },
+      fragments: value('F', '--declare: streaming fragments', 1),
+      seed: value('S', '--declare: initialisation and data order', 1),
+      codec: value('q8|topk|sparseloco', '--declare: pseudo-gradient compression', 'q8'),
+      'ef-decay': value('B', "--declare: β of sparseloco's error-feedback momentum", derived("the codec's preset")),
+      'topk-chunk': value('C', '--declare: top-k chunk, elements', 256),
+      'topk-k': value('K', '--declare: elements kept per chunk', 4),
+      'topk-bits': value('B', '--declare: bits per kept value', 2),
+      'topk-result-bits': value('B', "--declare: bits per value of the owners' mean", 4),
+      'delay-outer': flag('--declare: one-step-delayed outer update (a sync lands at the next one)'),
       ...DEVICE
     },
     run: async f => await (await import('./swarm-train.ts')).swarmTrain(f)
@@ -189,10 +189,10 @@ export const COMMANDS: readonly CommandSpec[] = [
       ...SWARM,
       ...MODEL,
       ...MODEL_ID,
-      host: { type: 'string', arg: 'H', default: '127.0.0.1', help: 'address to listen on' },
-      port: { type: 'string', arg: 'P', default: 8000, help: 'port to listen on; 0: any free one' },
-      'api-key': { type: 'string', arg: 'KEY[,KEY]', derivedDefault: 'env WEBSWARM_API_KEY, else none', help: 'require Authorization: Bearer KEY' },
-      'rate-limit': { type: 'string', arg: 'N', default: DEFAULT_RATE_LIMIT_PER_MINUTE, help: 'requests a minute per key or IP; 0: none' },
+      host: value('H', 'address to listen on', '127.0.0.1'),
+      port: value('P', 'port to listen on; 0: any free one', 8000),
+      'api-key': value('KEY[,KEY]', 'require Authorization: Bearer KEY', derived('env WEBSWARM_API_KEY, else none')),
+      'rate-limit': value('N', 'requests a minute per key or IP; 0: none', DEFAULT_RATE_LIMIT_PER_MINUTE),
       ...DEVICE
     },
     run: async f => await (await import('./api.ts')).apiCmd(f)

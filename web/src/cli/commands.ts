@@ -9,6 +9,7 @@ import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './mod
 import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
 import { chatFromFlags, chatPromptBound } from './chat.ts'
+import { samplingFlags, tokenPrinter } from './sampling.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
 import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/adamw-defaults.ts'
 import { encodeSafetensors } from '../model/safetensors.ts'
@@ -84,19 +85,11 @@ export async function generateCmd (f: Flags): Promise<number> {
       prompt = m.tokenizer.encode(required(f, 'prompt'))
     } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
     // Text in, text out; ids in (--tokens), ids out.
-    const decode = f.tokens === undefined ? m.tokenizer?.decoder() : undefined
-    let first = true
     const tokens = await generate(m, prompt, {
       maxNewTokens: maxNew,
-      temperature: num(f, 'temperature'),
-      topK: int(f, 'top-k'),
-      topP: num(f, 'top-p'),
-      seed: int(f, 'seed'),
+      ...samplingFlags(f),
       stopTokens,
-      onToken: id => {
-        if (decode !== undefined) process.stdout.write(decode(id))
-        else { process.stdout.write(first ? String(id) : `,${id}`); first = false }
-      }
+      onToken: tokenPrinter(f.tokens === undefined ? m.tokenizer?.decoder() : undefined)
     })
     process.stdout.write('\n')
     if (out !== undefined) await writeFile(out, JSON.stringify({ tokens }) + '\n')

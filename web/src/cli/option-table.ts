@@ -22,6 +22,28 @@ interface OptionSpec {
 
 export type OptionTable = Readonly<Record<string, OptionSpec>>
 
+/** A default that depends on other options or the model (see OptionSpec.derivedDefault). */
+interface Derived { derivedDefault: string }
+
+export function derived (text: string): Derived {
+  return { derivedDefault: text }
+}
+
+/** An option with a value: `arg` its placeholder in help, `dflt` a fixed default or a {@link derived} one. */
+export function value (arg: string, help: string, dflt?: string | number | Derived): OptionSpec {
+  return { type: 'string', arg, help, ...(dflt === undefined ? {} : typeof dflt === 'object' ? dflt : { default: dflt }) }
+}
+
+/** A repeatable option with a value: the flags hold every one given, as a list. */
+export function repeatable (arg: string, help: string): OptionSpec {
+  return { type: 'string', arg, help, multiple: true }
+}
+
+/** An option without a value (absent: false). */
+export function flag (help: string): OptionSpec {
+  return { type: 'boolean', help }
+}
+
 /** One command as `bin.ts` dispatches it: `key` is its name, or `name --bootstrap` for the swarm form of one. */
 export interface CommandSpec {
   key: string

@@ -17,11 +17,12 @@ import { swarmGenerate } from '../swarm/client/generate.ts'
 import type { VerifyOptions } from '../swarm/client/verify.ts'
 import { EvidenceBoard } from '../swarm/evidence.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
-import { UsageError, ids, int, num, optInt, optNum, required, str, type Flags } from './args.ts'
+import { UsageError, ids, int, optInt, optNum, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { joinSwarm, joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
 import { chatFromFlags } from './chat.ts'
+import { samplingFlags, tokenPrinter } from './sampling.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
   const maxNew = int(f, 'max-new-tokens', 1)
@@ -60,20 +61,12 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
       const avoided = await board.banSuspects(client.bans, model)
       if (avoided.length > 0) log(`verify: avoiding ${avoided.join(', ')} (accused by two or more peers in the swarm doc)`)
     }
-    const decode = tokenizer?.decoder()
-    let first = true
     const r = await swarmGenerate(client, ends, prompt, {
       maxNewTokens: maxNew,
-      temperature: num(f, 'temperature'),
-      topK: int(f, 'top-k'),
-      topP: num(f, 'top-p'),
-      seed: int(f, 'seed'),
+      ...samplingFlags(f),
       stopTokens,
       onSession: s => log(`route: ${s.route.map(x => `${x.peer}[${x.start},${x.end})`).join(' → ')}`),
-      onToken: id => {
-        if (decode !== undefined && f.tokens === undefined) process.stdout.write(decode(id))
-        else { process.stdout.write(first ? String(id) : `,${id}`); first = false }
-      }
+      onToken: tokenPrinter(f.tokens === undefined ? tokenizer?.decoder() : undefined)
     })
     process.stdout.write('\n')
     const st = client.verify?.stats

@@ -59,3 +59,37 @@ export function declaredError<B extends AbstractCtor<WebSwarmError>, const D ext
   }
   return DeclaredError as unknown as Declared<B, D>
 }
+
+/** A failure the caller caused (`callerFault: true`), in a {@link declaredErrors} table; `fields`: any its base leaves abstract. */
+export function callerFault<const C extends ErrorCodeString, const F extends object = {}> (errorCode: C, fields?: F): { errorCode: C, callerFault: true } & F {
+  return { errorCode, callerFault: true, ...(fields as F) }
+}
+
+/** A failure of the environment or the other side (`callerFault: false`), in a {@link declaredErrors} table. */
+export function notCallerFault<const C extends ErrorCodeString, const F extends object = {}> (errorCode: C, fields?: F): { errorCode: C, callerFault: false } & F {
+  return { errorCode, callerFault: false, ...(fields as F) }
+}
+
+/**
+ * A folder's failures as one table, class name → code and fault: a class per entry, `Base` with
+ * the entry's fields fixed (as {@link declaredError}) and named by its key.
+ *
+ *   export const { ManifestError, NoProvidersError } = declaredErrors(WebSwarmError, {
+ *     ManifestError: callerFault('shard.manifest'),
+ *     NoProvidersError: notCallerFault('shard.no-providers')
+ *   })
+ *
+ * An error that carries more (a peer id, a formatted message) stays a class of its own,
+ * `extends declaredError(…)`, beside the table. In a type position a table's class is
+ * `InstanceType<typeof ManifestError>`.
+ */
+export function declaredErrors<B extends AbstractCtor<WebSwarmError>, const T extends Readonly<Record<string, Omit<ErrorDeclaration, 'name'>>>> (Base: B, table: T): { readonly [K in keyof T & string]: Declared<B, T[K] & { name: K }> } {
+  const out: Record<string, unknown> = {}
+  for (const [name, entry] of Object.entries(table)) {
+    // A subclass so that the class, not only its instances, bears the name (the table types it as Declared).
+    const C = class extends (declaredError(Base, { name, ...entry }) as unknown as new (...args: any[]) => Error) {}
+    Object.defineProperty(C, 'name', { value: name })
+    out[name] = C
+  }
+  return out as { readonly [K in keyof T & string]: Declared<B, T[K] & { name: K }> }
+}
