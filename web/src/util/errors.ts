@@ -40,14 +40,15 @@ type AbstractCtor<T> = abstract new (...args: any[]) => T
 type Declared<B extends AbstractCtor<WebSwarmError>, D> = { readonly declared: D } & (new (...args: ConstructorParameters<B>) => InstanceType<B> & Readonly<Omit<D, 'name'>>)
 
 /**
- * `Base` with the fields of `d` fixed, so that one line declares one failure (CONTRIBUTING.md STYLE 9) instead
- * of a class body repeating four fields:
+ * `Base` with the fields of `d` fixed, for a failure that carries more than a message (its own
+ * constructor); plain ones go in their folder's {@link declaredErrors} table (CONTRIBUTING.md STYLE 9):
  *
- *   export class ServerBusyError extends declaredError(RemoteReportableError, { name: 'ServerBusyError', errorCode: 'swarm.server-busy', callerFault: false, code: ERROR_CODES.busy }) {}
+ *   export class PeerTimeoutError extends declaredError(WebSwarmError, { name: 'PeerTimeoutError', errorCode: 'swarm.peer-timeout', callerFault: false }) {
+ *     constructor (readonly peer: string, readonly ms: number) { super(`peer ${peer} did not answer within ${ms} ms`) }
+ *   }
  *
- * The subclass keeps its own class name (stack traces, `instanceof`); one that carries more (a
- * peer id, suspects) adds a constructor as any subclass does. `declared` holds `d` for tables
- * built from the classes (e.g. the swarm's wire code → class).
+ * The subclass keeps its own class name (stack traces, `instanceof`). `declared` holds `d` for
+ * tables built from the classes (e.g. the swarm's wire code → class).
  */
 export function declaredError<B extends AbstractCtor<WebSwarmError>, const D extends ErrorDeclaration> (Base: B, d: D): Declared<B, D> {
   abstract class DeclaredError extends Base {
