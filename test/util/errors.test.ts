@@ -11,10 +11,11 @@ import { UsageError } from '../../web/src/cli/args.ts'
 import { exitStatusOf, isExpectedFailure } from '../../web/src/cli/failures.ts'
 import * as gpuErrors from '../../web/src/gpu/errors.ts'
 import * as modelErrors from '../../web/src/model/errors.ts'
+import * as ggufErrors from '../../web/src/model/gguf/errors.ts'
 import { ConfigError } from '../../web/src/model/errors.ts'
 
 /** Every exported class of the error modules that extends WebSwarmError. */
-const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, gpuErrors, modelErrors, { UsageError }]
+const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, gpuErrors, modelErrors, ggufErrors, { UsageError }]
   .flatMap(m => Object.values(m))
   .filter((v): v is abstract new (...a: never[]) => WebSwarmError => typeof v === 'function' && v.prototype instanceof WebSwarmError)
 // RemoteReportableError is abstract (TypeScript makes every concrete class declare errorCode and callerFault).
@@ -41,7 +42,7 @@ describe('one error hierarchy', () => {
   it('every error class of net/, swarm/, cli/, gpu/, model/ extends WebSwarmError with a unique name and a unique stable code', () => {
     const errs = instances().filter(e => Object.getPrototypeOf(e).constructor !== WebSwarmError)
     expect(errs.length).toBeGreaterThan(55)
-    for (const m of [gpuErrors, modelErrors]) for (const [k, v] of Object.entries(m)) expect(typeof v === 'function' && v.prototype instanceof WebSwarmError, k).toBe(true)
+    for (const m of [gpuErrors, modelErrors, ggufErrors]) for (const [k, v] of Object.entries(m)) expect(typeof v === 'function' && v.prototype instanceof WebSwarmError, k).toBe(true)
     const names = errs.map(e => e.name)
     const codes = errs.map(e => e.errorCode)
     expect(new Set(names).size).toBe(names.length)
@@ -100,6 +101,7 @@ describe('one error hierarchy', () => {
     expect(isExpectedFailure(new gpuErrors.NoWebGpuError('no adapter'))).toBe(true)
     expect(isExpectedFailure(new gpuErrors.SplitTensorError('op', 'd'))).toBe(true)
     expect(isExpectedFailure(new modelErrors.UnsupportedDTypeError('q3_k'))).toBe(true)
+    expect(isExpectedFailure(new ggufErrors.GgufMetadataError('general.architecture', 'is required'))).toBe(true)
     expect(isExpectedFailure(new gpuErrors.DeviceError('lost'))).toBe(false)
     // A bug (or a look-alike with the right name) still prints its stack.
     const fake = new Error('x')
