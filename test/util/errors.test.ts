@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { hasErrorCode, WebSwarmError } from '../../web/src/util/errors.ts'
+import { callerFault, declaredErrors, hasErrorCode, notCallerFault, WebSwarmError } from '../../web/src/util/errors.ts'
 import * as netErrors from '../../web/src/net/errors.ts'
 import * as streamErrors from '../../web/src/net/stream/errors.ts'
 import * as shardErrors from '../../web/src/net/shard/errors.ts'
@@ -11,10 +11,11 @@ import { UsageError } from '../../web/src/cli/args.ts'
 import { exitStatusOf, isExpectedFailure } from '../../web/src/cli/failures.ts'
 import * as gpuErrors from '../../web/src/gpu/errors.ts'
 import * as modelErrors from '../../web/src/model/errors.ts'
+import * as ggufErrors from '../../web/src/model/gguf/errors.ts'
 import { ConfigError } from '../../web/src/model/errors.ts'
 
 /** Every exported class of the error modules that extends WebSwarmError. */
-const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, gpuErrors, modelErrors, { UsageError }]
+const classes = [netErrors, streamErrors, shardErrors, swarmErrors, trainErrors, gpuErrors, modelErrors, ggufErrors, { UsageError }]
   .flatMap(m => Object.values(m))
   .filter((v): v is abstract new (...a: never[]) => WebSwarmError => typeof v === 'function' && v.prototype instanceof WebSwarmError)
 // RemoteReportableError is abstract (TypeScript makes every concrete class declare errorCode and callerFault).
@@ -41,7 +42,7 @@ describe('one error hierarchy', () => {
   it('every error class of net/, swarm/, cli/, gpu/, model/ extends WebSwarmError with a unique name and a unique stable code', () => {
     const errs = instances().filter(e => Object.getPrototypeOf(e).constructor !== WebSwarmError)
     expect(errs.length).toBeGreaterThan(55)
-    for (const m of [gpuErrors, modelErrors]) for (const [k, v] of Object.entries(m)) expect(typeof v === 'function' && v.prototype instanceof WebSwarmError, k).toBe(true)
+    for (const m of [gpuErrors, modelErrors, ggufErrors]) for (const [k, v] of Object.entries(m)) expect(typeof v === 'function' && v.prototype instanceof WebSwarmError, k).toBe(true)
     const names = errs.map(e => e.name)
     const codes = errs.map(e => e.errorCode)
     expect(new Set(names).size).toBe(names.length)
@@ -57,12 +58,25 @@ describe('one error hierarchy', () => {
     const seen = new Map<string, string>()
     const dupes: string[] = []
     for (const f of ['web/src/net', 'web/src/swarm', 'web/src/cli', 'web/src/util', 'web/src/gpu', 'web/src/model', 'relay'].flatMap(sources)) {
-      for (const m of readFileSync(f, 'utf8').matchAll(/^(?:export )?(?:abstract )?class (\w+Error) /gm)) {
-        if (seen.has(m[1])) dupes.push(`${m[1]}: ${seen.get(m[1])} and ${f}`)
-        seen.set(m[1], f)
+      // A class of its own, or an entry of a folder's declaredErrors table.
+      for (const m of readFileSync(f, 'utf8').matchAll(/^(?:export )?(?:abstract )?class (\w+Error) |^ {2}(\w+Error): \w+\('/gm)) {
+        const name = m[1] ?? m[2]
+        if (seen.has(name)) dupes.push(`${name}: ${seen.get(name)} and ${f}`)
+        seen.set(name, f)
       }
     }
     expect(dupes).toEqual([])
+  })
+
+  it('a declaredErrors table makes one class per entry, named by its key, with its code, fault and fields', () => {
+    abstract class Coded extends WebSwarmError { abstract readonly code: number }
+    const { AError, BError } = declaredErrors(Coded, { AError: callerFault('t.a', { code: 7 }), BError: notCallerFault('t.b', { code: 8 }) })
+    const a = new AError('first')
+    expect([a.name, AError.name, a.errorCode, a.callerFault, a.code, a.message]).toEqual(['AError', 'AError', 't.a', true, 7, 'first'])
+    expect(a).toBeInstanceOf(Coded)
+    expect(a).not.toBeInstanceOf(BError)
+    expect([new BError('x').callerFault, BError.declared]).toEqual([false, { name: 'BError', errorCode: 't.b', callerFault: false, code: 8 }])
+    expect(String(a.stack).split('\n')[0]).toBe('AError: first')
   })
 
   it('the net, stream and swarm layers throw the same MalformedMessageError and LimitExceededError', () => {
@@ -87,6 +101,7 @@ describe('one error hierarchy', () => {
     expect(isExpectedFailure(new gpuErrors.NoWebGpuError('no adapter'))).toBe(true)
     expect(isExpectedFailure(new gpuErrors.SplitTensorError('op', 'd'))).toBe(true)
     expect(isExpectedFailure(new modelErrors.UnsupportedDTypeError('q3_k'))).toBe(true)
+    expect(isExpectedFailure(new ggufErrors.GgufMetadataError('general.architecture', 'is required'))).toBe(true)
     expect(isExpectedFailure(new gpuErrors.DeviceError('lost'))).toBe(false)
     // A bug (or a look-alike with the right name) still prints its stack.
     const fake = new Error('x')

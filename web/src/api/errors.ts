@@ -3,7 +3,7 @@
  * OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}` — the fields OpenAI's
  * own clients read (`openai` npm raises BadRequestError, NotFoundError, … from the status).
  */
-import { declaredError, WebSwarmError } from '../util/errors.ts'
+import { declaredError, declaredErrors, WebSwarmError, type ErrorCodeString } from '../util/errors.ts'
 
 /** The body of every error response. */
 export interface OpenAiErrorBody {
@@ -45,23 +45,27 @@ export class InvalidParamError extends declaredError(ApiError, { name: 'InvalidP
   }
 }
 
-/** The body is not JSON, or not a JSON object (400). */
-export class MalformedBodyError extends declaredError(ApiError, { name: 'MalformedBodyError', errorCode: 'api.malformed-body', status: 400, code: 'invalid_json' }) {}
+/** An entry of the table below: its fault follows from `status` (ApiError.callerFault). */
+function httpFailure (errorCode: ErrorCodeString, status: number, code: string): { errorCode: ErrorCodeString, status: number, code: string } {
+  return { errorCode, status, code }
+}
 
-/** No or a wrong Bearer key (401). */
-export class InvalidApiKeyError extends declaredError(ApiError, { name: 'InvalidApiKeyError', errorCode: 'api.invalid-api-key', status: 401, code: 'invalid_api_key' }) {}
-
-/** No such route under /v1 (404). */
-export class UnknownRouteError extends declaredError(ApiError, { name: 'UnknownRouteError', errorCode: 'api.unknown-route', status: 404, code: 'unknown_url' }) {}
-
-/** The route exists, the method does not (405). */
-export class MethodNotAllowedError extends declaredError(ApiError, { name: 'MethodNotAllowedError', errorCode: 'api.method-not-allowed', status: 405, code: 'method_not_allowed' }) {}
-
-/** `model` names a model this API does not serve (404). */
-export class ModelNotFoundError extends declaredError(ApiError, { name: 'ModelNotFoundError', errorCode: 'api.model-not-found', status: 404, code: 'model_not_found' }) {}
-
-/** The prompt (with max_tokens) does not fit the model's context, or the body is too large (413). */
-export class PromptTooLongError extends declaredError(ApiError, { name: 'PromptTooLongError', errorCode: 'api.prompt-too-long', status: 413, code: 'context_length_exceeded' }) {}
+export const { MalformedBodyError, InvalidApiKeyError, UnknownRouteError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, ApiInternalError } = declaredErrors(ApiError, {
+  /** The body is not JSON, or not a JSON object (400). */
+  MalformedBodyError: httpFailure('api.malformed-body', 400, 'invalid_json'),
+  /** No or a wrong Bearer key (401). */
+  InvalidApiKeyError: httpFailure('api.invalid-api-key', 401, 'invalid_api_key'),
+  /** No such route under /v1 (404). */
+  UnknownRouteError: httpFailure('api.unknown-route', 404, 'unknown_url'),
+  /** The route exists, the method does not (405). */
+  MethodNotAllowedError: httpFailure('api.method-not-allowed', 405, 'method_not_allowed'),
+  /** `model` names a model this API does not serve (404). */
+  ModelNotFoundError: httpFailure('api.model-not-found', 404, 'model_not_found'),
+  /** The prompt (with max_tokens) does not fit the model's context, or the body is too large (413). */
+  PromptTooLongError: httpFailure('api.prompt-too-long', 413, 'context_length_exceeded'),
+  /** A failure of ours (500): a bug, or a generation that failed after it began. */
+  ApiInternalError: httpFailure('api.internal', 500, 'internal_error')
+})
 
 /** Over the per-key / per-IP request rate (429). */
 export class RateLimitError extends declaredError(ApiError, { name: 'RateLimitError', errorCode: 'api.rate-limit', status: 429, code: 'rate_limit_exceeded' }) {
@@ -81,5 +85,3 @@ export class SwarmUnavailableError extends declaredError(ApiError, { name: 'Swar
   }
 }
 
-/** A failure of ours (500): a bug, or a generation that failed after it began. */
-export class ApiInternalError extends declaredError(ApiError, { name: 'ApiInternalError', errorCode: 'api.internal', status: 500, code: 'internal_error' }) {}

@@ -20,6 +20,7 @@ import { sourceFrom } from '../model/source.ts'
 import { loadSpanBackend } from '../swarm/model-backend.ts'
 import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
+import { DEFAULT_RATE_LIMIT_PER_MINUTE } from './command-table.ts'
 import { openBackend } from './commands.ts'
 import { resolveModelArg } from './model-plan.ts'
 import { loadThreadSpan } from './span-thread.ts'
@@ -43,8 +44,6 @@ async function leave (peer: SwarmPeer): Promise<void> {
   clearTimeout(timer)
 }
 
-/** Requests a minute per key / IP by default: generous for one user's tools, a brake on floods. */
-export const DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 /** KV-cache positions the embedded peer offers: 32 sessions of the default model's full 256-token context. */
 export const EMBEDDED_CACHE_TOKENS = 32 * 256
 
@@ -150,12 +149,12 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
 export async function apiCmd (f: Flags): Promise<number> {
   const where = await resolveModelArg(required(f, 'model'))
   const id = modelId(where, str(f, 'model-id'))
-  const host = str(f, 'host') ?? '127.0.0.1'
-  const port = int(f, 'port', 8000, 0)
+  const host = required(f, 'host')
+  const port = int(f, 'port')
   if (port > 65535) throw new UsageError(`--port: ${port} is not a TCP port`)
   const keys = (str(f, 'api-key') ?? process.env.WEBSWARM_API_KEY ?? '').split(',').map(k => k.trim()).filter(k => k !== '')
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
-  const s = await startSwarmApi({ bootstrap: await resolveBootstrap(f), where, id, backend: await openBackend(f), apiKeys: keys, ratePerMinute: int(f, 'rate-limit', DEFAULT_RATE_LIMIT_PER_MINUTE, 0), log })
+  const s = await startSwarmApi({ bootstrap: await resolveBootstrap(f), where, id, backend: await openBackend(f), apiKeys: keys, ratePerMinute: int(f, 'rate-limit'), log })
   const server = http.createServer((req, res) => {
     if (ApiServer.owns(new URL(req.url ?? '/', 'http://api').pathname)) void s.api.handle(req, res)
     else {

@@ -1,4 +1,4 @@
-/** Small argument helpers for the `webswarm` CLI (node:util parseArgs does the parsing). */
+/** Readers of a `webswarm` command's parsed flags (option-table.ts parses them and fills the defaults in). */
 import { WebSwarmError } from '../util/errors.ts'
 
 /** Bad command-line input: printed as one line, exit status 2. */
@@ -33,17 +33,36 @@ export function required (f: Flags, name: string): string {
   return v
 }
 
-export function num (f: Flags, name: string, fallback: number): number {
+/**
+ * A number option's value: given, or its table's default (option-table.ts fills defaults in); an
+ * option with neither is required.
+ */
+export function num (f: Flags, name: string): number {
+  const n = optNum(f, name)
+  if (n === undefined) throw new UsageError(`--${name} is required`)
+  return n
+}
+
+/** A number option's value, or undefined where it has no fixed default and was not given. */
+export function optNum (f: Flags, name: string): number | undefined {
   const v = str(f, name)
-  if (v === undefined) return fallback
+  if (v === undefined) return undefined
   const n = Number(v)
   if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name}: '${v}' is not a number`)
   return n
 }
 
-export function int (f: Flags, name: string, fallback: number, min = 0): number {
-  const n = num(f, name, fallback)
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name}: '${String(f[name])}' is not an integer ≥ ${min}`)
+/** An integer option's value ≥ `min`: given, or its table's default; an option with neither is required. */
+export function int (f: Flags, name: string, min = 0): number {
+  const n = optInt(f, name, min)
+  if (n === undefined) throw new UsageError(`--${name} is required`)
+  return n
+}
+
+/** An integer option's value ≥ `min`, or undefined where it has no fixed default and was not given. */
+export function optInt (f: Flags, name: string, min = 0): number | undefined {
+  const n = optNum(f, name)
+  if (n !== undefined && (!Number.isInteger(n) || n < min)) throw new UsageError(`--${name}: '${String(f[name])}' is not an integer ≥ ${min}`)
   return n
 }
 
@@ -58,7 +77,7 @@ export function ids (f: Flags, name: string): number[] {
 export type DeviceKind = 'webgpu' | 'cpu'
 
 export function device (f: Flags): DeviceKind {
-  const d = str(f, 'device') ?? 'webgpu'
-  if (d !== 'webgpu' && d !== 'cpu') throw new UsageError(`--device must be webgpu or cpu, got '${d}'`)
+  const d = str(f, 'device') // default: the command table's
+  if (d !== 'webgpu' && d !== 'cpu') throw new UsageError(`--device must be webgpu or cpu, got '${d ?? ''}'`)
   return d
 }

@@ -1,6 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import type { Backend } from '../gpu/backend.ts'
-import { UsageError, device, ids, int, num, required, str, type Flags } from './args.ts'
+import { UsageError, device, ids, int, num, optInt, optNum, required, str, type Flags } from './args.ts'
 import { loadConfig, loadModel, initModel, type CausalLM } from '../model/model.ts'
 import type { PlanOptions } from '../model/memory-plan.ts'
 import { wholeModel } from '../model/params.ts'
@@ -9,9 +9,9 @@ import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './mod
 import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
 import { chatFromFlags, chatPromptBound } from './chat.ts'
+import { samplingFlags, tokenPrinter } from './sampling.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
 import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/adamw-defaults.ts'
-import { TRAINER_DEFAULTS } from './trainer-defaults.ts'
 import { encodeSafetensors } from '../model/safetensors.ts'
 import { toHfTensors } from '../model/weights.ts'
 import { ByteTokenizer } from '../model/tokenizer.ts'
@@ -71,8 +71,7 @@ export async function logits (f: Flags): Promise<number> {
 }
 
 export async function generateCmd (f: Flags): Promise<number> {
-  if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
-  const maxNew = int(f, 'max-new-tokens', 0, 0)
+  const maxNew = int(f, 'max-new-tokens', 0)
   const out = str(f, 'out')
   // The prompt's token count is known once the tokenizer is loaded: bound it by its UTF-8 bytes.
   const promptTokens = f.tokens !== undefined ? ids(f, 'tokens').length : f.chat !== undefined ? chatPromptBound(f) : new TextEncoder().encode(str(f, 'prompt') ?? '').length + 8
@@ -86,19 +85,11 @@ export async function generateCmd (f: Flags): Promise<number> {
       prompt = m.tokenizer.encode(required(f, 'prompt'))
     } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
     // Text in, text out; ids in (--tokens), ids out.
-    const decode = f.tokens === undefined ? m.tokenizer?.decoder() : undefined
-    let first = true
     const tokens = await generate(m, prompt, {
       maxNewTokens: maxNew,
-      temperature: num(f, 'temperature', 0),
-      topK: int(f, 'top-k', 0),
-      topP: num(f, 'top-p', 1),
-      seed: int(f, 'seed', 0),
+      ...samplingFlags(f),
       stopTokens,
-      onToken: id => {
-        if (decode !== undefined) process.stdout.write(decode(id))
-        else { process.stdout.write(first ? String(id) : `,${id}`); first = false }
-      }
+      onToken: tokenPrinter(f.tokens === undefined ? m.tokenizer?.decoder() : undefined)
     })
     process.stdout.write('\n')
     if (out !== undefined) await writeFile(out, JSON.stringify({ tokens }) + '\n')
@@ -144,13 +135,12 @@ const VALIDATION_WINDOWS = 16
 
 export async function train (f: Flags): Promise<number> {
   const outDir = required(f, 'out')
-  if (f.steps === undefined) throw new UsageError('--steps is required')
-  const steps = int(f, 'steps', 1, 1)
-  const batch = int(f, 'batch', 8, 1)
-  const seqLen = int(f, 'seq-len', 64, 1)
-  const seed = int(f, 'seed', 0)
-  const ckptEvery = int(f, 'checkpoint-every', 0)
-  const evalEvery = int(f, 'eval-every', 0)
+  const steps = int(f, 'steps', 1)
+  const batch = int(f, 'batch', 1)
+  const seqLen = int(f, 'seq-len', 1)
+  const seed = int(f, 'seed')
+  const ckptEvery = int(f, 'checkpoint-every')
+  const evalEvery = int(f, 'eval-every')
   const quiet = f.quiet === true
   const dataArg = required(f, 'data')
   const text = dataArg === 'brown' ? await brownCorpus() : await readFile(dataArg)
@@ -169,12 +159,12 @@ export async function train (f: Flags): Promise<number> {
   if (model.config.outputRouterLogits) throw new UsageError('output_router_logits: the MoE load-balancing loss is not implemented; set it false')
   if (model.config.vocabSize < 256) throw new UsageError(`byte-level training data needs a vocabulary of at least 256, the model has ${model.config.vocabSize}`)
 
-  const d = TRAINER_DEFAULTS.train
-  const lr = num(f, 'lr', d.lr)
+  // The optimizer's defaults are command-table.ts's (from TRAINER_DEFAULTS.train); warm-up and min-lr follow steps and lr.
+  const lr = num(f, 'lr')
   const trainer = new Trainer(model,
-    { lr, warmupSteps: int(f, 'warmup', Math.min(100, Math.floor(steps / 10))), totalSteps: steps, minLr: num(f, 'min-lr', lr / 10) },
-    { beta1: num(f, 'beta1', d.beta1), beta2: num(f, 'beta2', d.beta2), eps: ADAMW.eps, weightDecay: num(f, 'weight-decay', d['weight-decay']) },
-    { maxGradNorm: num(f, 'clip', d.clip) })
+    { lr, warmupSteps: optInt(f, 'warmup') ?? Math.min(100, Math.floor(steps / 10)), totalSteps: steps, minLr: optNum(f, 'min-lr') ?? lr / 10 },
+    { beta1: num(f, 'beta1'), beta2: num(f, 'beta2'), eps: ADAMW.eps, weightDecay: num(f, 'weight-decay') },
+    { maxGradNorm: num(f, 'clip') })
   if (resumeMeta !== undefined) await loadOptimizerState(store, trainer.optimizer, model.paramSpecs())
   const startStep = trainer.step
   const windows = trainSet.windows(seqLen, seed + startStep * 7919) // a resumed run draws fresh windows

@@ -10,7 +10,7 @@ const EXPECTED_CODES: readonly ErrorCodeString[] = [
   'cli.usage',
   'gpu.no-webgpu', 'gpu.shape', 'gpu.split-tensor', 'gpu.unsupported-dtype',
   'model.config', 'model.corrupt-weights', 'model.missing-tensor', 'model.tensor-shape-mismatch', 'model.weights-source',
-  'model.tokenizer', 'model.session', 'model.checkpoint', 'model.argument'
+  'model.tokenizer', 'model.session', 'model.checkpoint', 'model.argument', 'model.gguf-unsupported', 'model.gguf-metadata'
 ]
 
 /** Whether `e` is an expected failure: one line on stderr, no stack. */

@@ -22,13 +22,10 @@ import { formatPlacement } from '../swarm/moe/placement.ts'
 import { RemoteExperts } from '../swarm/moe/remote-experts.ts'
 import { affinityFromPeers, summarize } from '../swarm/moe/summary.ts'
 import { ServerRole } from '../swarm/server/role.ts'
-import { UsageError, int, required, str, type Flags } from './args.ts'
+import { UsageError, int, optInt, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
-
-/** KV-cache positions a server offers by default: a few chat sessions of the tiny models. */
-const DEFAULT_CACHE_TOKENS = 4096
 
 /** "A:B" → [A, B) */
 export function parseBlocks (v: string, numBlocks: number): { start: number, end: number } {
@@ -72,7 +69,7 @@ export async function serve (f: Flags): Promise<number> {
   const id = modelId(where, str(f, 'model-id'))
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
   const planner = new ModelPlanner(source, config, maxGpuMemory(f), log)
-  const cacheTokens = int(f, 'cache-tokens', DEFAULT_CACHE_TOKENS, 1)
+  const cacheTokens = int(f, 'cache-tokens', 1)
   const spanPlan = { sessions: 1, context: cacheTokens }
   const expertSpec = str(f, 'experts')
   const auto = expertSpec === 'auto'
@@ -82,7 +79,7 @@ export async function serve (f: Flags): Promise<number> {
   const expertLayers = parseLayers(str(f, 'expert-layers'), config.numLayers)
   if (!auto && (f['expert-slots'] !== undefined || f['expert-layers'] !== undefined)) throw new UsageError('--expert-slots and --expert-layers go with --experts auto')
   // Only `--experts auto` places experts (a dense model has none: its default of 0 slots is never read).
-  const slots = auto ? int(f, 'expert-slots', config.numExperts, 1) : 0
+  const slots = auto ? (optInt(f, 'expert-slots', 1) ?? config.numExperts) : 0
   if (auto && slots > expertLayers.length * config.numExperts) throw new UsageError(`--expert-slots ${slots} exceeds the ${expertLayers.length * config.numExperts} experts of --expert-layers`)
   const blocksSpec = str(f, 'blocks')
   const span = blocksSpec === undefined ? undefined : parseBlocks(blocksSpec, config.numLayers)
@@ -91,7 +88,7 @@ export async function serve (f: Flags): Promise<number> {
   // The span must fit --max-gpu-memory with its KV cache: refused (or shrunk, when the span is ours to choose) before joining.
   const serving = blocksSpec !== undefined || expertSpec === undefined
   if (span !== undefined) await planner.check({ blocks: span, embedding: false, head: false }, spanPlan)
-  const numServed = serving && span === undefined ? await planner.blocksThatFit(int(f, 'num-blocks', config.numLayers, 1), spanPlan) : config.numLayers
+  const numServed = serving && span === undefined ? await planner.blocksThatFit(optInt(f, 'num-blocks', 1) ?? config.numLayers, spanPlan) : config.numLayers
 
   const be = await openBackend(f)
   const peer = await joinSwarmWithDoc(await resolveBootstrap(f), { numBlocks: config.numLayers, numExperts: config.numExperts }, log)

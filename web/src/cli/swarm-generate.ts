@@ -19,18 +19,18 @@ import { clientRecompute } from '../swarm/client/recompute.ts'
 import { EvidenceBoard } from '../swarm/evidence.ts'
 import { EvidenceChecker } from '../swarm/evidence-check.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
-import { UsageError, ids, int, num, required, str, type Flags } from './args.ts'
+import { UsageError, ids, int, optInt, optNum, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { joinSwarm, joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
 import { chatFromFlags } from './chat.ts'
+import { samplingFlags, tokenPrinter } from './sampling.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
-  if (f['max-new-tokens'] === undefined) throw new UsageError('--max-new-tokens is required')
-  const maxNew = int(f, 'max-new-tokens', 1, 1)
-  const verifyRate = f.verify === undefined ? undefined : num(f, 'verify', 0)
+  const maxNew = int(f, 'max-new-tokens', 1)
+  const verifyRate = optNum(f, 'verify')
   if (verifyRate !== undefined && !(verifyRate > 0 && verifyRate <= 1)) throw new UsageError(`--verify: the fraction of steps checked must be in (0, 1], got ${verifyRate}`)
-  const verifyWindow = f['verify-window'] === undefined ? undefined : int(f, 'verify-window', 0, 1)
+  const verifyWindow = optInt(f, 'verify-window', 1)
   if (verifyWindow !== undefined && verifyRate !== undefined) throw new UsageError('give --verify RATE or --verify-window N, not both')
   const verifying = verifyRate !== undefined || verifyWindow !== undefined
   const where = await resolveModelArg(required(f, 'model'))
@@ -66,20 +66,12 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
       const { confirmed: _, ...ignored } = scan.verdicts
       if (Object.values(ignored).some(n => n > 0) || scan.forged + scan.malformed > 0) log(`verify: accusations ignored: ${JSON.stringify({ ...ignored, badSignature: scan.forged, malformed: scan.malformed })}`)
     }
-    const decode = tokenizer?.decoder()
-    let first = true
     const r = await swarmGenerate(client, ends, prompt, {
       maxNewTokens: maxNew,
-      temperature: num(f, 'temperature', 0),
-      topK: int(f, 'top-k', 0),
-      topP: num(f, 'top-p', 1),
-      seed: int(f, 'seed', 0),
+      ...samplingFlags(f),
       stopTokens,
       onSession: s => log(`route: ${s.route.map(x => `${x.peer}[${x.start},${x.end})`).join(' → ')}`),
-      onToken: id => {
-        if (decode !== undefined && f.tokens === undefined) process.stdout.write(decode(id))
-        else { process.stdout.write(first ? String(id) : `,${id}`); first = false }
-      }
+      onToken: tokenPrinter(f.tokens === undefined ? tokenizer?.decoder() : undefined)
     })
     process.stdout.write('\n')
     const st = client.verify?.stats

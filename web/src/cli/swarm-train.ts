@@ -21,7 +21,7 @@
  * settings: RunForkedError), at most MAX_FORK_RESTARTS times.
  */
 import { readFile } from 'node:fs/promises'
-import { UsageError, int, num, required, str, type Flags } from './args.ts'
+import { UsageError, int, num, optInt, optNum, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
 
 /** How long to wait for a run declaration to arrive through the CRDT, in ms. */
@@ -40,14 +40,14 @@ const MAX_FORK_RESTARTS = 3
  * `sparseloco` also sets the outer step (run-board.ts runCodecFields), `--ef-decay` overrides its β.
  */
 function codecFlags (f: Flags, runCodecFields: typeof import('../swarm/train/run-board.ts').runCodecFields): Pick<import('../swarm/train/run-board.ts').RunSpec, 'compression'> & { outer?: { lr: number, momentum: number } } {
-  const codec = str(f, 'codec') ?? 'q8'
+  const codec = required(f, 'codec')
   if (codec === 'q8') return { compression: { kind: 'q8', block: 64 } }
   if (codec !== 'topk' && codec !== 'sparseloco') throw new UsageError(`--codec must be q8, topk or sparseloco, got ${codec}`)
   const preset = runCodecFields(codec)
   const c = preset.compression as { efDecay?: number }
-  const efDecay = str(f, 'ef-decay') === undefined ? c.efDecay : num(f, 'ef-decay', 1)
+  const efDecay = optNum(f, 'ef-decay') ?? c.efDecay
   return {
-    compression: { kind: 'topk', chunk: int(f, 'topk-chunk', 256, 8), k: int(f, 'topk-k', 4, 1), bits: int(f, 'topk-bits', 2, 2), resultBits: int(f, 'topk-result-bits', 4, 2), ...(efDecay === undefined ? {} : { efDecay }) },
+    compression: { kind: 'topk', chunk: int(f, 'topk-chunk', 8), k: int(f, 'topk-k', 1), bits: int(f, 'topk-bits', 2), resultBits: int(f, 'topk-result-bits', 2), ...(efDecay === undefined ? {} : { efDecay }) },
     ...(preset.outer === undefined ? {} : { outer: preset.outer })
   }
 }
@@ -61,8 +61,6 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
   const { RunBoard, TRAIN_MAP, defaultRunSpec, runCodecFields } = await import('../swarm/train/run-board.ts')
-  const { TRAINER_DEFAULTS } = await import('./trainer-defaults.ts')
-  const d = TRAINER_DEFAULTS['train --bootstrap']
   const { TrainSession } = await import('../swarm/train/session.ts')
   const { RunForkedError } = await import('../swarm/train/membership.ts')
   // The declaration is checked before joining: a bad flag or config fails fast.
@@ -74,13 +72,15 @@ export async function swarmTrain (f: Flags): Promise<number> {
       try { model = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown> } catch (e) { throw new UsageError(`--config ${configFile}: ${(e as Error).message}`) }
     }
     try {
+      const minLr = optNum(f, 'min-lr')
       declared = defaultRunSpec(runId, {
         ...(model === undefined ? {} : { model }),
-        innerSteps: int(f, 'inner-steps', 20, 1), seqLen: int(f, 'seq-len', 32, 1), batchSize: int(f, 'batch', 1, 1),
-        innerLr: num(f, 'lr', d.lr), warmupSteps: int(f, 'warmup', 0, 0), decaySteps: int(f, 'steps', 0, 0),
-        ...(str(f, 'min-lr') === undefined ? {} : { minInnerLr: num(f, 'min-lr', 0) }),
-        beta1: num(f, 'beta1', d.beta1), beta2: num(f, 'beta2', d.beta2), weightDecay: num(f, 'weight-decay', d['weight-decay']), maxGradNorm: num(f, 'clip', d.clip),
-        fragments: int(f, 'fragments', 1, 1), seed: int(f, 'seed', 1),
+        // Defaults: command-table.ts (the optimizer's from TRAINER_DEFAULTS['train --bootstrap']).
+        innerSteps: int(f, 'inner-steps', 1), seqLen: int(f, 'seq-len', 1), batchSize: int(f, 'batch', 1),
+        innerLr: num(f, 'lr'), warmupSteps: int(f, 'warmup'), decaySteps: int(f, 'steps'),
+        ...(minLr === undefined ? {} : { minInnerLr: minLr }),
+        beta1: num(f, 'beta1'), beta2: num(f, 'beta2'), weightDecay: num(f, 'weight-decay'), maxGradNorm: num(f, 'clip'),
+        fragments: int(f, 'fragments', 1), seed: int(f, 'seed'),
         ...codecFlags(f, runCodecFields), delayOuter: f['delay-outer'] === true
       })
     } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
@@ -134,7 +134,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
       }
     })
     session = await start()
-    const syncs = str(f, 'syncs') === undefined ? undefined : int(f, 'syncs', 1, 1)
+    const syncs = optInt(f, 'syncs', 1)
     for (let restarts = 0; ; restarts++) {
       try {
         await session.run(syncs, ctl.signal)

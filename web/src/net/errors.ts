@@ -3,7 +3,7 @@
  * MalformedMessageError and LimitExceededError are the only classes of those names: the framed
  * tensor streams (net/stream) and the swarm codecs (swarm/wire, swarm/errors.ts) use these.
  */
-import { declaredError, WebSwarmError } from '../util/errors.ts'
+import { callerFault, declaredError, declaredErrors, notCallerFault, WebSwarmError } from '../util/errors.ts'
 
 /** `detail`, prefixed with the protocol and what went wrong when a protocol is named. */
 function describe (what: string, a: string, b: string | undefined): string {
@@ -61,11 +61,12 @@ export class ForgedEntryError extends declaredError(WebSwarmError, { name: 'Forg
   }
 }
 
-/** A caller passed an option or argument the net layer cannot use. */
-export class NetConfigError extends declaredError(WebSwarmError, { name: 'NetConfigError', errorCode: 'net.config', callerFault: true }) {}
-
-/** The relay (bootstrap) could not be reached within the retry budget. */
-export class BootstrapUnreachableError extends declaredError(WebSwarmError, { name: 'BootstrapUnreachableError', errorCode: 'net.bootstrap-unreachable', callerFault: false }) {}
+export const { NetConfigError, BootstrapUnreachableError } = declaredErrors(WebSwarmError, {
+  /** A caller passed an option or argument the net layer cannot use. */
+  NetConfigError: callerFault('net.config'),
+  /** The relay (bootstrap) could not be reached within the retry budget. */
+  BootstrapUnreachableError: notCallerFault('net.bootstrap-unreachable')
+})
 
 /** A relay refused this peer's identity stamp (pow-protocol.ts): wrong scope, a past day, or too few zero bits for its difficulty. */
 export class StampRefusedError extends declaredError(WebSwarmError, { name: 'StampRefusedError', errorCode: 'net.stamp-refused', callerFault: true }) {

@@ -4,7 +4,7 @@
  * into the same class. Malformed input is the net layer's one MalformedMessageError (wire code
  * `malformed`), re-exported here.
  */
-import { hasErrorCode, declaredError, WebSwarmError } from '../util/errors.ts'
+import { callerFault, declaredError, declaredErrors, hasErrorCode, notCallerFault, WebSwarmError } from '../util/errors.ts'
 import { MalformedMessageError } from '../net/errors.ts'
 
 export { MalformedMessageError }
@@ -33,38 +33,30 @@ export abstract class RemoteReportableError extends WebSwarmError {
   abstract readonly code: ErrorCode
 }
 
-/** A message or one of its fields is larger than the protocol's limit. */
-export class MessageTooLargeError extends declaredError(RemoteReportableError, { name: 'MessageTooLargeError', errorCode: 'swarm.message-too-large', callerFault: true, code: ERROR_CODES.tooLarge }) {}
-
-/** A step or close names a session this server does not hold (never opened, closed, or expired). */
-export class UnknownSessionError extends declaredError(RemoteReportableError, { name: 'UnknownSessionError', errorCode: 'swarm.unknown-session', callerFault: true, code: ERROR_CODES.unknownSession }) {}
-
-/** A tensor has the wrong dtype, rank or sizes for what it is sent for. */
-export class TensorShapeError extends declaredError(RemoteReportableError, { name: 'TensorShapeError', errorCode: 'swarm.tensor-shape', callerFault: true, code: ERROR_CODES.shape }) {}
-
-/** A step's position is not the session's next one, or would run past its max tokens. */
-export class PositionError extends declaredError(RemoteReportableError, { name: 'PositionError', errorCode: 'swarm.position', callerFault: true, code: ERROR_CODES.position }) {}
-
-/** The server's KV-cache memory budget cannot hold another session of this size. */
-export class CacheFullError extends declaredError(RemoteReportableError, { name: 'CacheFullError', errorCode: 'swarm.cache-full', callerFault: false, code: ERROR_CODES.cacheFull }) {}
-
-/** A session asked for blocks or a model this server does not serve. */
-export class SpanNotServedError extends declaredError(RemoteReportableError, { name: 'SpanNotServedError', errorCode: 'swarm.span-not-served', callerFault: true, code: ERROR_CODES.span }) {}
-
-/** An expert call named an expert or layer this peer does not host. */
-export class ExpertNotHostedError extends declaredError(RemoteReportableError, { name: 'ExpertNotHostedError', errorCode: 'swarm.expert-not-hosted', callerFault: true, code: ERROR_CODES.expert }) {}
-
-/** The server failed while computing (a bug or a device loss on its side), not the client's input. */
-export class ServerInternalError extends declaredError(RemoteReportableError, { name: 'ServerInternalError', errorCode: 'swarm.server-internal', callerFault: false, code: ERROR_CODES.internal }) {}
-
-/** The server holds as many sessions as it may. */
-export class ServerBusyError extends declaredError(RemoteReportableError, { name: 'ServerBusyError', errorCode: 'swarm.server-busy', callerFault: false, code: ERROR_CODES.busy }) {}
-
-/** A CHAIN step's input was to be pushed by the previous server, and did not come in time. */
-export class PushNotReceivedError extends declaredError(RemoteReportableError, { name: 'PushNotReceivedError', errorCode: 'swarm.push-not-received', callerFault: false, code: ERROR_CODES.pushWait }) {}
-
-/** A CHAIN step waiting for its pushed input was replaced by a newer STEP / CHAIN from the client. */
-export class SupersededError extends declaredError(RemoteReportableError, { name: 'SupersededError', errorCode: 'swarm.superseded', callerFault: false, code: ERROR_CODES.superseded }) {}
+export const { MessageTooLargeError, UnknownSessionError, TensorShapeError, PositionError, CacheFullError, SpanNotServedError, ExpertNotHostedError, ServerInternalError, ServerBusyError, PushNotReceivedError, SupersededError } = declaredErrors(RemoteReportableError, {
+  /** A message or one of its fields is larger than the protocol's limit. */
+  MessageTooLargeError: callerFault('swarm.message-too-large', { code: ERROR_CODES.tooLarge }),
+  /** A step or close names a session this server does not hold (never opened, closed, or expired). */
+  UnknownSessionError: callerFault('swarm.unknown-session', { code: ERROR_CODES.unknownSession }),
+  /** A tensor has the wrong dtype, rank or sizes for what it is sent for. */
+  TensorShapeError: callerFault('swarm.tensor-shape', { code: ERROR_CODES.shape }),
+  /** A step's position is not the session's next one, or would run past its max tokens. */
+  PositionError: callerFault('swarm.position', { code: ERROR_CODES.position }),
+  /** The server's KV-cache memory budget cannot hold another session of this size. */
+  CacheFullError: notCallerFault('swarm.cache-full', { code: ERROR_CODES.cacheFull }),
+  /** A session asked for blocks or a model this server does not serve. */
+  SpanNotServedError: callerFault('swarm.span-not-served', { code: ERROR_CODES.span }),
+  /** An expert call named an expert or layer this peer does not host. */
+  ExpertNotHostedError: callerFault('swarm.expert-not-hosted', { code: ERROR_CODES.expert }),
+  /** The server failed while computing (a bug or a device loss on its side), not the client's input. */
+  ServerInternalError: notCallerFault('swarm.server-internal', { code: ERROR_CODES.internal }),
+  /** The server holds as many sessions as it may. */
+  ServerBusyError: notCallerFault('swarm.server-busy', { code: ERROR_CODES.busy }),
+  /** A CHAIN step's input was to be pushed by the previous server, and did not come in time. */
+  PushNotReceivedError: notCallerFault('swarm.push-not-received', { code: ERROR_CODES.pushWait }),
+  /** A CHAIN step waiting for its pushed input was replaced by a newer STEP / CHAIN from the client. */
+  SupersededError: notCallerFault('swarm.superseded', { code: ERROR_CODES.superseded })
+})
 
 /** The wire code a server reports `e` under; anything outside these classes is the server's own failure (`internal`). */
 export function reportable (e: unknown): { error: Error, code: ErrorCode } {
@@ -100,11 +92,20 @@ export class PeerUnreachableError extends declaredError(WebSwarmError, { name: '
   }
 }
 
-/** No set of live, unbanned servers covers the blocks a route needs. */
-export class NoRouteError extends declaredError(WebSwarmError, { name: 'NoRouteError', errorCode: 'swarm.no-route', callerFault: false }) {}
-
-/** A generation failed over more times than allowed for one step. */
-export class FailoverExhaustedError extends declaredError(WebSwarmError, { name: 'FailoverExhaustedError', errorCode: 'swarm.failover-exhausted', callerFault: false }) {}
+export const { NoRouteError, FailoverExhaustedError, MalformedEvidenceError, SwarmArgumentError, NoExpertHostError, ExpertReplyError } = declaredErrors(WebSwarmError, {
+  /** No set of live, unbanned servers covers the blocks a route needs. */
+  NoRouteError: notCallerFault('swarm.no-route'),
+  /** A generation failed over more times than allowed for one step. */
+  FailoverExhaustedError: notCallerFault('swarm.failover-exhausted'),
+  /** An evidence entry of the swarm doc (swarm/evidence.ts) that does not hold well-formed accusations. */
+  MalformedEvidenceError: callerFault('swarm.malformed-evidence'),
+  /** Bad arguments to a swarm-level call (spans, counts, options). */
+  SwarmArgumentError: callerFault('swarm.argument'),
+  /** No live host for an expert the router picked. */
+  NoExpertHostError: notCallerFault('swarm.no-expert-host'),
+  /** An expert host answered with other experts or shapes than asked: that host is faulty (it gets banned). */
+  ExpertReplyError: notCallerFault('swarm.expert-reply')
+})
 
 /**
  * Verification (client/verify.ts) caught a server returning wrong outputs: it is banned, and the
@@ -116,18 +117,6 @@ export class SessionRewoundError extends declaredError(WebSwarmError, { name: 'S
     super(`server ${liar} returned wrong outputs at position ${position}; the session was rebuilt without it and holds positions [0, ${position}): resend the inputs from there`)
   }
 }
-
-/** An evidence entry of the swarm doc (swarm/evidence.ts) that does not hold well-formed accusations. */
-export class MalformedEvidenceError extends declaredError(WebSwarmError, { name: 'MalformedEvidenceError', errorCode: 'swarm.malformed-evidence', callerFault: true }) {}
-
-/** Bad arguments to a swarm-level call (spans, counts, options). */
-export class SwarmArgumentError extends declaredError(WebSwarmError, { name: 'SwarmArgumentError', errorCode: 'swarm.argument', callerFault: true }) {}
-
-/** No live host for an expert the router picked. */
-export class NoExpertHostError extends declaredError(WebSwarmError, { name: 'NoExpertHostError', errorCode: 'swarm.no-expert-host', callerFault: false }) {}
-
-/** An expert host answered with other experts or shapes than asked: that host is faulty (it gets banned). */
-export class ExpertReplyError extends declaredError(WebSwarmError, { name: 'ExpertReplyError', errorCode: 'swarm.expert-reply', callerFault: false }) {}
 
 /** A peer's reply did not decode (garbage, wrong version): the peer is faulty, not our request. */
 export class PeerProtocolError extends declaredError(WebSwarmError, { name: 'PeerProtocolError', errorCode: 'swarm.peer-protocol', callerFault: false }) {

@@ -40,14 +40,15 @@ type AbstractCtor<T> = abstract new (...args: any[]) => T
 type Declared<B extends AbstractCtor<WebSwarmError>, D> = { readonly declared: D } & (new (...args: ConstructorParameters<B>) => InstanceType<B> & Readonly<Omit<D, 'name'>>)
 
 /**
- * `Base` with the fields of `d` fixed, so that one line declares one failure (CONTRIBUTING.md STYLE 9) instead
- * of a class body repeating four fields:
+ * `Base` with the fields of `d` fixed, for a failure that carries more than a message (its own
+ * constructor); plain ones go in their folder's {@link declaredErrors} table (CONTRIBUTING.md STYLE 9):
  *
- *   export class ServerBusyError extends declaredError(RemoteReportableError, { name: 'ServerBusyError', errorCode: 'swarm.server-busy', callerFault: false, code: ERROR_CODES.busy }) {}
+ *   export class PeerTimeoutError extends declaredError(WebSwarmError, { name: 'PeerTimeoutError', errorCode: 'swarm.peer-timeout', callerFault: false }) {
+ *     constructor (readonly peer: string, readonly ms: number) { super(`peer ${peer} did not answer within ${ms} ms`) }
+ *   }
  *
- * The subclass keeps its own class name (stack traces, `instanceof`); one that carries more (a
- * peer id, suspects) adds a constructor as any subclass does. `declared` holds `d` for tables
- * built from the classes (e.g. the swarm's wire code → class).
+ * The subclass keeps its own class name (stack traces, `instanceof`). `declared` holds `d` for
+ * tables built from the classes (e.g. the swarm's wire code → class).
  */
 export function declaredError<B extends AbstractCtor<WebSwarmError>, const D extends ErrorDeclaration> (Base: B, d: D): Declared<B, D> {
   abstract class DeclaredError extends Base {
@@ -58,4 +59,38 @@ export function declaredError<B extends AbstractCtor<WebSwarmError>, const D ext
     }
   }
   return DeclaredError as unknown as Declared<B, D>
+}
+
+/** A failure the caller caused (`callerFault: true`), in a {@link declaredErrors} table; `fields`: any its base leaves abstract. */
+export function callerFault<const C extends ErrorCodeString, const F extends object = {}> (errorCode: C, fields?: F): { errorCode: C, callerFault: true } & F {
+  return { errorCode, callerFault: true, ...(fields as F) }
+}
+
+/** A failure of the environment or the other side (`callerFault: false`), in a {@link declaredErrors} table. */
+export function notCallerFault<const C extends ErrorCodeString, const F extends object = {}> (errorCode: C, fields?: F): { errorCode: C, callerFault: false } & F {
+  return { errorCode, callerFault: false, ...(fields as F) }
+}
+
+/**
+ * A folder's failures as one table, class name → code and fault: a class per entry, `Base` with
+ * the entry's fields fixed (as {@link declaredError}) and named by its key.
+ *
+ *   export const { ManifestError, NoProvidersError } = declaredErrors(WebSwarmError, {
+ *     ManifestError: callerFault('shard.manifest'),
+ *     NoProvidersError: notCallerFault('shard.no-providers')
+ *   })
+ *
+ * An error that carries more (a peer id, a formatted message) stays a class of its own,
+ * `extends declaredError(…)`, beside the table. In a type position a table's class is
+ * `InstanceType<typeof ManifestError>`.
+ */
+export function declaredErrors<B extends AbstractCtor<WebSwarmError>, const T extends Readonly<Record<string, Omit<ErrorDeclaration, 'name'>>>> (Base: B, table: T): { readonly [K in keyof T & string]: Declared<B, T[K] & { name: K }> } {
+  const out: Record<string, unknown> = {}
+  for (const [name, entry] of Object.entries(table)) {
+    // A subclass so that the class, not only its instances, bears the name (the table types it as Declared).
+    const C = class extends (declaredError(Base, { name, ...entry }) as unknown as new (...args: any[]) => Error) {}
+    Object.defineProperty(C, 'name', { value: name })
+    out[name] = C
+  }
+  return out as { readonly [K in keyof T & string]: Declared<B, T[K] & { name: K }> }
 }

@@ -1,11 +1,20 @@
 /** Typed failures of DiLoCo training and the all-reduce (CONTRIBUTING.md STYLE 9). */
-import { declaredError, WebSwarmError } from '../../util/errors.ts'
+import { callerFault, declaredError, declaredErrors, notCallerFault, WebSwarmError } from '../../util/errors.ts'
 
-/** Bad options or arguments to a training call (sizes, counts, hyper-parameters). */
-export class TrainArgumentError extends declaredError(WebSwarmError, { name: 'TrainArgumentError', errorCode: 'train.argument', callerFault: true }) {}
-
-/** An allreduce message is truncated, has a wrong version, an unknown type, or a bad field. */
-export class AllReduceProtocolError extends declaredError(WebSwarmError, { name: 'AllReduceProtocolError', errorCode: 'train.allreduce-protocol', callerFault: true }) {}
+export const { TrainArgumentError, AllReduceProtocolError, NoCoordinatorError, RoundFailedError, StateHashMismatchError, RunConfigError } = declaredErrors(WebSwarmError, {
+  /** Bad options or arguments to a training call (sizes, counts, hyper-parameters). */
+  TrainArgumentError: callerFault('train.argument'),
+  /** An allreduce message is truncated, has a wrong version, an unknown type, or a bad field. */
+  AllReduceProtocolError: callerFault('train.allreduce-protocol'),
+  /** No coordinator answered (every candidate timed out or is gone). */
+  NoCoordinatorError: notCallerFault('train.no-coordinator'),
+  /** A round was attempted MAX_ATTEMPTS times without completing. */
+  RoundFailedError: notCallerFault('train.round-failed'),
+  /** A fetched θ_global / momentum does not hash to the value the swarm recorded. */
+  StateHashMismatchError: callerFault('train.state-hash-mismatch'),
+  /** A run declaration in the CRDT is malformed or names unsupported settings. */
+  RunConfigError: callerFault('train.run-config')
+})
 
 /** A contribution was refused by the bad-input rules (wrong size, non-finite scale). */
 export class BadContributionError extends declaredError(WebSwarmError, { name: 'BadContributionError', errorCode: 'train.bad-contribution', callerFault: true }) {
@@ -27,15 +36,3 @@ export class BehindError extends declaredError(WebSwarmError, { name: 'BehindErr
     super(`round ${round} was completed without this peer (swarm is at round ${completedRound}); resync`)
   }
 }
-
-/** No coordinator answered (every candidate timed out or is gone). */
-export class NoCoordinatorError extends declaredError(WebSwarmError, { name: 'NoCoordinatorError', errorCode: 'train.no-coordinator', callerFault: false }) {}
-
-/** A round was attempted MAX_ATTEMPTS times without completing. */
-export class RoundFailedError extends declaredError(WebSwarmError, { name: 'RoundFailedError', errorCode: 'train.round-failed', callerFault: false }) {}
-
-/** A fetched θ_global / momentum does not hash to the value the swarm recorded. */
-export class StateHashMismatchError extends declaredError(WebSwarmError, { name: 'StateHashMismatchError', errorCode: 'train.state-hash-mismatch', callerFault: true }) {}
-
-/** A run declaration in the CRDT is malformed or names unsupported settings. */
-export class RunConfigError extends declaredError(WebSwarmError, { name: 'RunConfigError', errorCode: 'train.run-config', callerFault: true }) {}
