@@ -53,7 +53,7 @@ export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
   const addrs: string[] = []
   let relayIce: RTCIceServer[] | undefined
   let powBits: number | undefined
-  const unreachable: BootstrapUnreachableError[] = []
+  const unreachable: Error[] = []
   for (const b of given) {
     if (/^https?:\/\//i.test(b)) {
       let url: URL
