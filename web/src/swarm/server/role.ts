@@ -11,10 +11,10 @@ import type { BlockRecord, ServerState, SwarmDirectory } from '../records.ts'
 import { chooseSpan, shouldRebalance, type RebalanceDecision } from '../spans.ts'
 import type { RpcTransport } from '../transport/index.ts'
 import type { SpanBackend } from './backend.ts'
-import { BlockServer } from './block-server.ts'
-import type { InProcessServers } from './in-process.ts'
+import { BlockServer, type BlockServerOptions } from './block-server.ts'
 
-export interface ServerRoleOptions {
+/** The block server's own knobs (see BlockServerOptions) pass straight through. */
+export interface ServerRoleOptions extends Pick<BlockServerOptions, 'pushWaitMs' | 'pushTimeoutMs' | 'batchWindowMs' | 'inProcess' | 'now' | 'log'> {
   transport: RpcTransport
   directory: SwarmDirectory
   model: string
@@ -40,15 +40,8 @@ export interface ServerRoleOptions {
   rebalanceMs?: number
   balanceQuality?: number
   idleTimeoutMs?: number
-  /** See BlockServerOptions. */
-  pushWaitMs?: number
-  pushTimeoutMs?: number
-  batchWindowMs?: number
-  inProcess?: InProcessServers
-  now?: () => number
   /** Times the refresher, the rebalancer and the block server's timers (tests: a ManualClock). @default realClock */
   clock?: Clock
-  log?: (line: string) => void
   /** Called with every record announced (e.g. to mirror a summary into the swarm CRDT for the page). */
   onAnnounce?: (record: BlockRecord) => void
 }
