@@ -137,6 +137,7 @@ export async function signallingRelays (node: RelayDialNode, peer: string, given
     const a = c.remoteAddr.toString()
     add(a.includes('/p2p/') ? a : `${a}/p2p/${c.remotePeer.toString()}`, true)
   }
+  // A peer the store does not know has no reservation relays to prefer: the connected ones still serve.
   const stored = await node.peerStore?.get(peerIdFromString(peer)).catch(() => undefined)
   for (const { multiaddr: ma } of stored?.addresses ?? []) {
     const s = ma.toString()
