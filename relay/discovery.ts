@@ -55,6 +55,8 @@ export class RelayFinder {
   private readonly controller = new AbortController()
   private readonly clock: Clock
   private readonly log: (line: string) => void
+  /** Queries whose last try failed: their failures are not logged again until one succeeds. */
+  private readonly failing = new Set<'providing' | 'looking up'>()
 
   constructor (private readonly node: Pick<RelayNode, 'peerId' | 'services'>, private readonly peering: RelayPeering, private readonly init: RelayFinderInit = {}) {
     this.clock = init.clock ?? realClock
@@ -87,8 +89,9 @@ export class RelayFinder {
 
   /**
    * One round: provide RELAYS_KEY, then look its providers up and link to the new ones while
-   * under the bound. Returns the addresses linked this round. Failures are logged: a relay alone
-   * (no DHT server to ask) fails both queries until another relay links to it.
+   * under the bound. Returns the addresses linked this round. A relay alone (no DHT server to
+   * ask) fails both queries every round until another relay links to it, so a failure is logged
+   * once per failing stretch, not once a round.
    */
   async round (): Promise<string[]> {
     const dht = this.node.services.dht
@@ -97,9 +100,11 @@ export class RelayFinder {
     try {
       // eslint-disable-next-line @typescript-eslint/no-unused-vars
       for await (const _ of dht.provide(cid, { signal: signal() })) { /* drain */ }
+      this.failing.delete('providing')
     } catch (e) {
-      if (!this.controller.signal.aborted) this.log(`relay: providing ${RELAYS_KEY} failed: ${(e as Error).message}`)
+      this.failed('providing', e)
     }
+
     const linked: string[] = []
     const self = this.node.peerId.toString()
     try {
@@ -108,7 +113,7 @@ export class RelayFinder {
         for (const p of ev.providers) {
           const id = p.id.toString()
           if (id === self || this.peering.knows(id)) continue
-          if (this.peering.size >= (this.init.maxLinks ?? MAX_RELAY_LINKS)) return linked
+          if (this.peering.size >= (this.init.maxLinks ?? MAX_RELAY_LINKS)) { this.failing.delete('looking up'); return linked }
           const addr = relayAddrOf(p)
           if (addr === undefined) continue
           this.log(`relay: found relay ${id} through the DHT; linking`)
@@ -116,9 +121,18 @@ export class RelayFinder {
           linked.push(addr)
         }
       }
+      this.failing.delete('looking up')
     } catch (e) {
-      if (!this.controller.signal.aborted && (e as Error).name !== 'NotFoundError') this.log(`relay: looking up ${RELAYS_KEY} failed: ${(e as Error).message}`)
+      if ((e as Error).name === 'NotFoundError') this.failing.delete('looking up')
+      else this.failed('looking up', e)
     }
     return linked
+  }
+
+  /** Logs a failed query unless its previous try failed too (see round()). */
+  private failed (what: 'providing' | 'looking up', e: unknown): void {
+    if (this.controller.signal.aborted || this.failing.has(what)) return
+    this.failing.add(what)
+    this.log(`relay: ${what} ${RELAYS_KEY} failed: ${(e as Error).message} (logged again only after a success)`)
   }
 }

@@ -90,4 +90,34 @@ describe('relays found through the DHT', () => {
     expect(relayAddrOf(providers[2] as never)).toBeUndefined()
     finder.stop()
   })
+
+  it('a lone relay logs a failing query once per failing stretch, not every round', async () => {
+    const self = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
+    let failing = true
+    const timeout = (): never => { throw Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' }) }
+    const node = {
+      peerId: peerIdFromString(self),
+      dial: async () => { throw new Error('not dialled in this test') },
+      addEventListener: () => {},
+      removeEventListener: () => {},
+      services: {
+        dht: {
+          provide: async function * () { if (failing) timeout() },
+          findProviders: async function * () { if (failing) timeout() }
+        }
+      }
+    }
+    const lines: string[] = []
+    const finder = new RelayFinder(node as never, new RelayPeering(node as never, [], () => {}), { intervalMs: 0, log: l => lines.push(l) })
+    for (let i = 0; i < 3; i++) await finder.round()
+    expect(lines).toHaveLength(2) // providing, looking up: once each over three rounds
+    expect(lines[0]).toMatch(/providing .* failed: The operation was aborted due to timeout/)
+    expect(lines[1]).toMatch(/looking up .* failed/)
+    failing = false
+    await finder.round() // both succeed: the next failure is news again
+    failing = true
+    await finder.round()
+    expect(lines).toHaveLength(4)
+    finder.stop()
+  })
 })
