@@ -26,6 +26,17 @@ afterAll(async () => {
   for (const d of tmpDirs) await fs.rm(d, { recursive: true, force: true })
 })
 
+/** A relay node as RelayFinder and RelayPeering see it, with the DHT queries the test gives; it dials nobody. */
+function standIn (self: string, dht: { provide: () => AsyncGenerator<unknown>, findProviders: () => AsyncGenerator<unknown> }): never {
+  return {
+    peerId: peerIdFromString(self),
+    dial: async () => { throw new Error('not dialled in this test') },
+    addEventListener: () => {},
+    removeEventListener: () => {},
+    services: { dht }
+  } as never
+}
+
 async function relay (args: string[]): Promise<RelayHandle> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-relay-discovery-'))
   tmpDirs.push(dir)
@@ -70,20 +81,12 @@ describe('relays found through the DHT', () => {
       info(ids[1], ['/ip4/127.0.0.1/tcp/9002/ws']),
       info(ids[2], ['/ip4/127.0.0.1/tcp/9003/ws'])
     ]
-    const node = {
-      peerId: peerIdFromString(self),
-      dial: async () => { throw new Error('not dialled in this test') },
-      addEventListener: () => {},
-      removeEventListener: () => {},
-      services: {
-        dht: {
-          provide: async function * () {},
-          findProviders: async function * () { yield { name: 'PROVIDER', providers } }
-        }
-      }
-    }
-    const peering = new RelayPeering(node as never, [`/ip4/127.0.0.1/tcp/9001/ws/p2p/${ids[0]}`], () => {})
-    const finder = new RelayFinder(node as never, peering, { maxLinks: 2, intervalMs: 0 })
+    const node = standIn(self, {
+      provide: async function * () {},
+      findProviders: async function * () { yield { name: 'PROVIDER', providers } }
+    })
+    const peering = new RelayPeering(node, [`/ip4/127.0.0.1/tcp/9001/ws/p2p/${ids[0]}`], () => {})
+    const finder = new RelayFinder(node, peering, { maxLinks: 2, intervalMs: 0 })
     // Known: ids[0] (configured). New: ids[1], up to the bound of 2 links; ids[2] is left out.
     expect(await finder.round()).toEqual([`/ip4/127.0.0.1/tcp/9002/ws/p2p/${ids[1]}`])
     expect(peering.addrs()).toEqual([`/ip4/127.0.0.1/tcp/9001/ws/p2p/${ids[0]}`, `/ip4/127.0.0.1/tcp/9002/ws/p2p/${ids[1]}`])
@@ -95,20 +98,12 @@ describe('relays found through the DHT', () => {
     const self = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
     let failing = true
     const timeout = (): never => { throw Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' }) }
-    const node = {
-      peerId: peerIdFromString(self),
-      dial: async () => { throw new Error('not dialled in this test') },
-      addEventListener: () => {},
-      removeEventListener: () => {},
-      services: {
-        dht: {
-          provide: async function * () { if (failing) timeout() },
-          findProviders: async function * () { if (failing) timeout() }
-        }
-      }
-    }
+    const node = standIn(self, {
+      provide: async function * () { if (failing) timeout() },
+      findProviders: async function * () { if (failing) timeout() }
+    })
     const lines: string[] = []
-    const finder = new RelayFinder(node as never, new RelayPeering(node as never, [], () => {}), { intervalMs: 0, log: l => lines.push(l) })
+    const finder = new RelayFinder(node, new RelayPeering(node, [], () => {}), { intervalMs: 0, log: l => lines.push(l) })
     for (let i = 0; i < 3; i++) await finder.round()
     expect(lines).toHaveLength(2) // providing, looking up: once each over three rounds
     expect(lines[0]).toMatch(/providing .* failed: The operation was aborted due to timeout/)
