@@ -131,18 +131,24 @@ export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, nu
   const relayIds = [...new Set(boot.addrs.map(a => a.slice(a.lastIndexOf('/p2p/') + 5).split('/')[0]))] // checked by resolveBootstrap
   const stamps = new Map(bits > 0 ? relayIds.map(id => [id, mintStamp(relayStampScope(id), node.peerId.toString(), bits, Date.now())]) : [])
   const refused: Error[] = []
+  // Relays shown our stamp on their current connection: a relay we reconnect to (the API runs for
+  // days) asks again before it grants the new reservation.
+  const shown = new Set<string>()
   const present = (id: string): void => {
     const stamp = stamps.get(id)
-    if (stamp === undefined) return
-    stamps.delete(id) // once per relay: its reservation request waits for this one
+    if (stamp === undefined || shown.has(id)) return
+    shown.add(id)
     // A refusal is reported if no relay grants a reservation (below).
     stamp.then(async st => { await presentStamp(node, peerIdFromString(id), st) }).catch((e: Error) => { refused.push(new Error(`relay ${id}: ${e.message}`)) })
   }
-  // Relays whose dials finish after the first one's get their stamps as they connect.
+  // Every relay connection, the first dial's and later ones, gets the stamp as it opens.
   const onConnect = (evt: CustomEvent<{ toString: () => string }>): void => { present(evt.detail.toString()) }
+  const onDisconnect = (evt: CustomEvent<{ toString: () => string }>): void => { shown.delete(evt.detail.toString()) }
   node.addEventListener('peer:connect', onConnect)
+  node.addEventListener('peer:disconnect', onDisconnect)
   try {
     await dialAnyRelay(node, boot.addrs)
+    // In case the connection opened before our listener saw it (shown makes this a no-op otherwise).
     for (const id of relayIds) if (node.getConnections(peerIdFromString(id)).length > 0) present(id)
     try {
       await waitForReservation(node)
@@ -151,6 +157,7 @@ export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, nu
     }
   } catch (e) {
     node.removeEventListener('peer:connect', onConnect)
+    node.removeEventListener('peer:disconnect', onDisconnect)
     await node.stop()
     throw e
   }
