@@ -73,7 +73,7 @@ export interface SwarmApi {
 export async function startSwarmApi (o: SwarmApiOptions): Promise<SwarmApi> {
   const source = sourceFrom(o.where)
   const config = await loadConfig(source)
-  const peer = await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts })
+  const peer = await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts }, { log: o.log })
   try {
     const transport = o.colocated !== undefined ? o.colocated.wrap(peer.transport) : peer.transport
     const model = await loadSwarmModel({ transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log, inProcess: o.colocated?.servers })

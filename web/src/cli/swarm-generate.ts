@@ -53,7 +53,7 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
   const shape = { numBlocks: config.numLayers, numExperts: config.numExperts }
   // Verifying joins the swarm doc: evidence goes there, and others' evidence is read from it.
-  const peer = !verifying ? await joinSwarm(await resolveBootstrap(f), shape) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
+  const peer = !verifying ? await joinSwarm(await resolveBootstrap(f), shape, { log }) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
   try {
     const model = modelId(where, str(f, 'model-id'))
     const board = peer.swarm === undefined ? undefined : new EvidenceBoard(peer.swarm.doc)

@@ -12,11 +12,13 @@ import { createPeer, type WebSwarmNode } from '../net/node.ts'
 import { BootstrapUnreachableError, NetConfigError } from '../net/errors.ts'
 import { parseIceServerList } from '../net/ice.ts'
 import { dialAnyRelay, relayCount, waitForReservation } from '../net/peers.ts'
-import { DEFAULT_RESERVATION_POW_BITS, mintStamp } from '../net/pow.ts'
-import { presentStamp, relayStampScope } from '../net/pow-protocol.ts'
+import { DEFAULT_RESERVATION_POW_BITS } from '../net/pow.ts'
+import { presentStamp } from '../net/pow-protocol.ts'
+import { RelayStamps } from '../net/stamp-renewal.ts'
 import { fetchBootstrap, type BootstrapInfo } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
+import type { Clock } from '../util/clock.ts'
 import { str, strings, UsageError, type Flags } from './args.ts'
 
 /**
@@ -123,23 +125,37 @@ function checkBootstrap (bootstrap: string): void {
  * WebRTC signalling go on through another when one dies (net's dialThroughRelay, which also
  * redials a listed relay it lost).
  */
-export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }): Promise<SwarmPeer> {
+export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, numExperts: number }, o: { clock?: Clock, log?: (line: string) => void } = {}): Promise<SwarmPeer> {
+  const log = o.log ?? (() => {})
   const key = await generateKeyPair('Ed25519')
   const node = await createPeer({ privateKey: key, iceServers: boot.iceServers, relayReservations: relayCount(boot.addrs) })
-  // Each relay's identity stamp, minted while dialling; a relay holds our reservation request until it comes.
   const bits = boot.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
   const relayIds = [...new Set(boot.addrs.map(a => a.slice(a.lastIndexOf('/p2p/') + 5).split('/')[0]))] // checked by resolveBootstrap
-  const stamps = new Map(bits > 0 ? relayIds.map(id => [id, mintStamp(relayStampScope(id), node.peerId.toString(), bits, Date.now())]) : [])
   const refused: Error[] = []
   // Relays shown our stamp on their current connection: a relay we reconnect to (the API runs for
   // days) asks again before it grants the new reservation.
   const shown = new Set<string>()
+  // Each relay's identity stamp, minted while dialling (a relay holds our reservation request
+  // until it comes) and renewed every UTC day on the relays still connected (stamp-renewal.ts).
+  const stamps = bits > 0
+    ? new RelayStamps({
+      peer: node.peerId.toString(),
+      bits,
+      clock: o.clock,
+      onRenew: (id, st) => {
+        if (!shown.has(id)) return // not connected: presented on the next connect
+        presentStamp(node, peerIdFromString(id), st).then(
+          () => { log(`relay ${id}: presented the identity stamp of UTC day ${st.split(':')[0]}`) },
+          (e: Error) => { log(`relay ${id}: the new day's identity stamp was not taken (${e.message}); presented again on the next connect`) })
+      }
+    })
+    : undefined
+  for (const id of relayIds) stamps?.stampFor(id).catch(() => {}) // a failed mint is reported when presenting
   const present = (id: string): void => {
-    const stamp = stamps.get(id)
-    if (stamp === undefined || shown.has(id)) return
+    if (stamps === undefined || shown.has(id)) return
     shown.add(id)
     // A refusal is reported if no relay grants a reservation (below).
-    stamp.then(async st => { await presentStamp(node, peerIdFromString(id), st) }).catch((e: Error) => { refused.push(new Error(`relay ${id}: ${e.message}`)) })
+    stamps.stampFor(id).then(async st => { await presentStamp(node, peerIdFromString(id), st) }).catch((e: Error) => { refused.push(new Error(`relay ${id}: ${e.message}`)) })
   }
   // Every relay connection, the first dial's and later ones, gets the stamp as it opens.
   const onConnect = (evt: CustomEvent<{ toString: () => string }>): void => { present(evt.detail.toString()) }
@@ -156,11 +172,13 @@ export async function joinSwarm (boot: Bootstrap, shape: { numBlocks: number, nu
       throw refused.length === 0 ? e : new BootstrapUnreachableError(`${(e as Error).message} (identity stamp not taken: ${refused.map(r => r.message).join('; ')})`)
     }
   } catch (e) {
+    stamps?.stop()
     node.removeEventListener('peer:connect', onConnect)
     node.removeEventListener('peer:disconnect', onDisconnect)
     await node.stop()
     throw e
   }
+  if (stamps !== undefined) node.addEventListener('stop', () => { stamps.stop() }, { once: true })
   return {
     node,
     transport: new Libp2pTransport(node, { relayAddr: boot.addrs }),

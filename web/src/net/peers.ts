@@ -17,8 +17,9 @@ import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
 import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
-import { DEFAULT_RESERVATION_POW_BITS, mintStamp, powEpoch } from './pow.ts'
-import { POW_STAMP, presentStamp, relayStampScope } from './pow-protocol.ts'
+import { DEFAULT_RESERVATION_POW_BITS } from './pow.ts'
+import { POW_STAMP, presentStamp } from './pow-protocol.ts'
+import { RelayStamps } from './stamp-renewal.ts'
 
 /** How a connection reaches its peer. */
 export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
@@ -312,6 +313,8 @@ export interface PeerManagerInit {
    * @default DEFAULT_RESERVATION_POW_BITS
    */
   reservationPowBits?: number
+  /** Days of the identity stamps, renewed each UTC midnight (stamp-renewal.ts; tests: a ManualClock). @default realClock */
+  clock?: Clock
 }
 
 export interface PeerManagerEvents {
@@ -354,8 +357,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private readonly fastStartTimers = new Set<ReturnType<typeof setTimeout>>()
   private running = false
   private readonly controller = new AbortController()
-  /** Stamps for each relay (scope relay/<id>), by relay id and UTC day: minted once, presented on every (re)connect. */
-  private readonly stamps = new Map<string, Promise<string>>()
+  /** Stamps for each relay (scope relay/<id>) and UTC day: presented on every (re)connect, and renewed each day on the open connections. */
+  private stamps?: RelayStamps
   private readonly powBits: number
 
   constructor (readonly node: WebSwarmNode, private readonly init: PeerManagerInit) {
@@ -392,6 +395,18 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.node.addEventListener('connection:open', this.onConnectionOpen)
     this.node.addEventListener('connection:close', this.onConnectionClose)
+    if (this.powBits > 0) {
+      this.stamps = new RelayStamps({
+        peer: this.node.peerId.toString(),
+        bits: this.powBits,
+        clock: this.init.clock,
+        signal: this.controller.signal,
+        onRenew: (id) => {
+          const r = this.relays.find(x => x.id === id)
+          if (r?.connected === true) void this.presentStampTo(r)
+        }
+      })
+    }
     for (const r of this.relays) {
       // Minted while the dial is under way (it yields to the event loop every few ms).
       if (this.powBits > 0) this.stampFor(r.id).catch(() => {}) // a failed mint is logged when presenting
@@ -405,6 +420,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     if (!this.running) return
     this.running = false
     this.controller.abort()
+    this.stamps?.stop()
     clearInterval(this.maintainTimer)
     clearInterval(this.dhtTimer)
     for (const t of this.fastStartTimers) clearTimeout(t)
@@ -422,15 +438,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
 
   /** This peer's stamp for relay `id` today (minted on first use). */
   private async stampFor (id: string): Promise<string> {
-    const now = Date.now()
-    const key = `${id} ${powEpoch(now)}`
-    let p = this.stamps.get(key)
-    if (p === undefined) {
-      p = mintStamp(relayStampScope(id), this.node.peerId.toString(), this.powBits, now, { signal: this.controller.signal })
-      this.stamps.set(key, p)
-      p.catch(() => { this.stamps.delete(key) }) // retried on the next connect
-    }
-    return await p
+    if (this.stamps === undefined) throw new NetConfigError('no identity stamps: reservationPowBits is 0 or the peer manager is not started')
+    return await this.stamps.stampFor(id)
   }
 
   /** Shows relay `r` our identity stamp, which it asks before a reservation; its reservation request waits for it there. */
