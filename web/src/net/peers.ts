@@ -19,6 +19,7 @@ import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
 import { DEFAULT_RESERVATION_POW_BITS } from './pow.ts'
 import { POW_STAMP, presentStamp } from './pow-protocol.ts'
+import { mintOffThread } from './pow-offthread.ts'
 import { RelayStamps } from './stamp-renewal.ts'
 
 /** How a connection reaches its peer. */
@@ -401,6 +402,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
         bits: this.powBits,
         clock: this.init.clock,
         signal: this.controller.signal,
+        mint: mintOffThread, // a Web Worker on the page; in place in Node
         onRenew: (id) => {
           const r = this.relays.find(x => x.id === id)
           if (r?.connected === true) void this.presentStampTo(r)
