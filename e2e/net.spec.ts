@@ -6,6 +6,18 @@ import { linksTo, openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from '.
  * relay), and share the swarm CRDT. More net e2e cases (e.g. a tensor stream between two tabs)
  * go in this describe block and reuse `tabs` (already fully meshed).
  */
+test('a tab mints its relay identity stamp in a Web Worker, off the page thread', async ({ browser }) => {
+  // The e2e relay asks a stamp before a reservation (on by default); net/pow-offthread.ts mints it.
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const workers: string[] = []
+  page.on('worker', w => { workers.push(w.url()) })
+  await page.goto('/')
+  await expect(page.locator('body')).toHaveAttribute('data-net', 'ready')
+  expect(workers.filter(u => u.includes('pow-worker')), JSON.stringify(workers)).toHaveLength(1)
+  await context.close()
+})
+
 test.describe.serial('swarm of 3 tabs', () => {
   let tabs: SwarmTabs
 
