@@ -410,7 +410,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       })
     }
     for (const r of this.relays) {
-      // Minted while the dial is under way (it yields to the event loop every few ms).
+      // Minted while the dial is under way (a worker on the page; in Node it yields to the event loop every few ms).
       if (this.powBits > 0) this.stampFor(r.id).catch(() => {}) // a failed mint is logged when presenting
       void this.dialRelay(r)
     }
