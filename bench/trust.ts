@@ -18,7 +18,9 @@
  * floods (bench/trust-floods.ts): a CRDT flooder and identity loopers against a relay's doc, and
  *   identities created in a loop against a real relay.
  *
- * Flags: --only inference|commitments|training|floods (one part; its key in trust.json is replaced, the
+ * overhead: the inference part's overhead run alone, off / W = 32 / W = 64, 5 trials (`cpu_overhead`: the same
+ *   ratio on the process's CPU time, which the network's idle timers and other processes' waits do not inflate).
+ * Flags: --only inference|overhead|commitments|training|floods (one part; its key in trust.json is replaced, the
  *        others kept, each part with its own date and load) --runs N (10) --honest N (10000)
  *        --tokens N (128) --trials N (3) --syncs N (4)
  */
@@ -55,6 +57,17 @@ async function inference (): Promise<Record<string, unknown>> {
   const d = await detection({ steps: 200, runs: RUNS, modes: [sampled, windowed], cases })
   const h = await falsePositives(HONEST, { window: WINDOW }, `window ${WINDOW}`)
   return { overhead: o, detection: d, false_positives: h }
+}
+
+/** The overhead run alone (off, W = 32, W = 64), wall and CPU time: quick, for re-measuring on a quiet machine. */
+async function overheadOnly (): Promise<Record<string, unknown>> {
+  return await overhead({
+    device: 'cpu',
+    promptLen: 16,
+    tokens: Number(arg('tokens') ?? 128),
+    trials: Number(arg('trials') ?? 5),
+    modes: [['off', undefined], [`window ${WINDOW}`, { window: WINDOW }], ['window 64', { window: 64 }]]
+  })
 }
 
 /** What commitments (verify.commit, swarm/commitment.ts) save: answer bytes per check, full rows against top-k commitments. */
@@ -105,7 +118,7 @@ async function training (): Promise<Record<string, unknown>> {
 }
 
 const only = arg('only')
-const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, commitments, training, floods }
+const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, overhead: overheadOnly, commitments, training, floods }
 const file = 'bench/results/trust.json'
 for (const [name, run] of Object.entries(parts)) {
   if (only !== undefined && only !== name) continue

@@ -99,6 +99,7 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
   const per = (): Map<string, number[]> => new Map(names.map(m => [m, []]))
   const tps = per()
   const gen = per()
+  const cpuMs = per()
   const recompute = per()
   const answerBytes = per()
   // A warm-up run (JIT, first loads) that is not counted; its tokens are the reference.
@@ -110,8 +111,11 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
     for (const [name, verify] of o.modes) {
       const { client, stop } = await swarm(t + 1, 'bench', L, c.hiddenSize, [full('a', 1), full('b', 2), full('c', 3)], verify === undefined ? undefined : { ...verify, seed: (verify.seed ?? 1) + t })
       const t0 = performance.now()
+      const c0 = process.cpuUsage()
       const r = await swarmGenerate(client, ends, prompt, { maxNewTokens: o.tokens })
       const ms = performance.now() - t0
+      const c1 = process.cpuUsage(c0)
+      cpuMs.get(name)!.push((c1.user + c1.system) / 1000)
       await stop()
       if (r.tokens.join() !== ref.join()) throw new Error(`${name}: tokens differ from the unverified run`)
       const decode = r.decodeMs.length / (r.decodeMs.reduce((a, b) => a + b, 0) / 1000)
@@ -127,6 +131,7 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
   const med = (m: Map<string, number[]>): Record<string, number> => Object.fromEntries([...m].map(([k, v]) => [k, median(v)]))
   const tpsMed = med(tps)
   const genMed = med(gen)
+  const cpuMed = med(cpuMs)
   const [off, ...verified] = names
   return {
     device: deviceName,
@@ -136,11 +141,15 @@ export async function overhead (o: OverheadOptions): Promise<Record<string, unkn
     gen_ms: genMed,
     decode_tps: tpsMed,
     verify_overhead: Object.fromEntries(verified.map(m => [m, genMed[m] / genMed[off] - 1])),
+    // The process's CPU time (user + system) per generation instead of wall time: the same ratio
+    // without the in-process network's idle timers, and moved far less by other processes' load.
+    cpu_ms: cpuMed,
+    cpu_overhead: Object.fromEntries(verified.map(m => [m, cpuMed[m] / cpuMed[off] - 1])),
     decode_slowdown: Object.fromEntries(verified.map(m => [m, 1 - tpsMed[m] / tpsMed[off]])),
     recompute_ratio: Object.fromEntries(verified.map(m => [m, median(recompute.get(m)!)])),
     // Bytes of the second opinions' answers the client compared, per check (full rows, or commitments: verify.commit).
     answer_bytes_per_check: Object.fromEntries(verified.map(m => [m, median(answerBytes.get(m)!)])),
-    trials: { gen_ms: Object.fromEntries(gen), decode_tps: Object.fromEntries(tps) }
+    trials: { gen_ms: Object.fromEntries(gen), cpu_ms: Object.fromEntries(cpuMs), decode_tps: Object.fromEntries(tps) }
   }
 }
 
