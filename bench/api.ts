@@ -19,6 +19,8 @@
  *        --own-node: the API client on a libp2p node of its own in the relay process, as before
  *        2026-12-05 12:00 (WEBSWARM_API_OWN_NODE=1; results to bench/results/api-own-node.json), to
  *        compare with the default, where it shares the embedded peer's node
+ *        --span-threads N: N copies of the blocks on N worker threads (WEBSWARM_SPAN_THREADS; default
+ *        2 on ≥ 2 cores; 1 = the layout before 2026-12-05 12:00)
  *        --procs: the API in its own process (`webswarm api`) and the blocks in
  *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
  *        processes can compute at once); results then go to bench/results/api-procs.json
@@ -45,6 +47,7 @@ const PROCS = process.argv.includes('--procs')
 const PROFILE = arg('cpu-prof')
 const NO_THREAD = process.argv.includes('--no-thread')
 const OWN_NODE = process.argv.includes('--own-node')
+const SPAN_THREADS = arg('span-threads') ?? ''
 /** How long the idle swarm processes' CPU is sampled after the warm-up, ms. */
 const IDLE_SAMPLE_MS = 5_000
 const CONCURRENCY = (arg('streams') ?? '1,8,32').split(',').map(Number)
@@ -53,7 +56,7 @@ const children: ChildProcess[] = []
 
 /** Starts a process; resolves with the first match of `pattern` in its output. */
 async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray> {
-  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_SPAN_THREAD: NO_THREAD ? '0' : '', WEBSWARM_API_OWN_NODE: OWN_NODE ? '1' : '' }
+  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_SPAN_THREAD: NO_THREAD ? '0' : '', WEBSWARM_API_OWN_NODE: OWN_NODE ? '1' : '', WEBSWARM_SPAN_THREADS: SPAN_THREADS }
   // --cpu-prof DIR: each child writes a V8 CPU profile there when it exits (NODE_OPTIONS refuses the flag).
   const child = PROFILE === undefined
     ? spawnTs(args[0], args.slice(1), { env })
@@ -227,7 +230,7 @@ async function main (): Promise<void> {
   const streams = Object.fromEntries(Object.entries(trials).map(([n, ts]) => [n, Object.fromEntries(keys.map(k => [k, median(ts.map(x => x[k]))]))]))
   const out = {
     streams,
-    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process${OWN_NODE ? ' on two libp2p nodes' : ', sharing one libp2p node'}, blocks on ${NO_THREAD ? 'its main thread' : 'a worker thread'}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
+    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process${OWN_NODE ? ' on two libp2p nodes' : ', sharing one libp2p node'}, blocks on ${NO_THREAD ? 'its main thread' : SPAN_THREADS === '' ? 'worker threads (2 copies on ≥ 2 cores)' : `${SPAN_THREADS} worker thread(s)`}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
     model: 'models/byte-llama (C 96, 3 blocks, byte vocabulary)',
     tokens_per_stream: TOKENS,
     trials: TRIALS,
@@ -238,7 +241,7 @@ async function main (): Promise<void> {
     all_trials: trials
   }
   mkdirSync('bench/results', { recursive: true })
-  const file = PROCS ? 'bench/results/api-procs.json' : OWN_NODE ? 'bench/results/api-own-node.json' : NO_THREAD ? 'bench/results/api-main-thread.json' : 'bench/results/api.json'
+  const file = PROCS ? 'bench/results/api-procs.json' : OWN_NODE ? 'bench/results/api-own-node.json' : SPAN_THREADS === '1' ? 'bench/results/api-one-thread.json' : NO_THREAD ? 'bench/results/api-main-thread.json' : 'bench/results/api.json'
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n')
   console.log(`${file}: ${JSON.stringify(streams)}`)
 }

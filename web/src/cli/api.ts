@@ -10,6 +10,7 @@
  */
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import * as os from 'node:os'
 import { ColocatedPeers } from '../api/colocated.ts'
 import { ApiServer } from '../api/server.ts'
 import { loadSwarmModel, SwarmGenerator } from '../api/swarm-generator.ts'
@@ -113,6 +114,12 @@ export interface EmbeddedPeerOptions {
    * core for the forward while this thread serves HTTP, the API's ends and the swarm. @default true
    */
   thread?: boolean
+  /**
+   * Copies of the blocks, each on a thread of its own, when `thread` (span-thread.ts): at 8
+   * streams one thread's forward is the floor while the relay's thread idles (BENCHMARKS.md §
+   * API). Each copy holds the weights. @default 2 with ≥ 2 cores, else 1
+   */
+  threads?: number
 }
 
 /** A headless peer serving every block of a model (what `webswarm serve` does, in-process); resolves once it is online. */
@@ -132,7 +139,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     loadSpan: async (s, e) => {
       if (o.backend.kind === 'cpu' && (o.thread ?? true)) {
         try {
-          return await loadThreadSpan(o.where, o.id, s, e)
+          return await loadThreadSpan(o.where, o.id, s, e, o.threads ?? Math.min(2, os.availableParallelism()))
         } catch (err) {
           log(`embedded peer: blocks stay on the main thread (the worker thread failed: ${(err as Error).message})`)
         }
@@ -224,7 +231,9 @@ export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) =
     const backend = await openBackend({ device: o.device ?? 'cpu' })
     if (o.embeddedPeer ?? true) {
       // WEBSWARM_SPAN_THREAD=0 keeps the blocks on the relay's thread (to compare: bench/api.ts --no-thread).
-      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated, thread: process.env.WEBSWARM_SPAN_THREAD !== '0' })
+      // WEBSWARM_SPAN_THREADS=N: N copies of the blocks on N threads (1 = the layout before 2026-12-05 12:00).
+      const threads = process.env.WEBSWARM_SPAN_THREADS !== undefined && process.env.WEBSWARM_SPAN_THREADS !== '' ? Number(process.env.WEBSWARM_SPAN_THREADS) : undefined
+      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated, thread: process.env.WEBSWARM_SPAN_THREAD !== '0', threads })
       log(`embedded peer: serving every block of ${o.id} (opt out: --no-embedded-peer or WEBSWARM_NO_EMBEDDED_PEER=1)`)
     }
     // The client rides on the embedded peer's node (its in-process server is found by that
