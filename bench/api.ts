@@ -20,7 +20,8 @@
  *        2026-12-05 12:00 (WEBSWARM_API_OWN_NODE=1; results to bench/results/api-own-node.json), to
  *        compare with the default, where it shares the embedded peer's node
  *        --span-threads N: N copies of the blocks on N worker threads (WEBSWARM_SPAN_THREADS; default
- *        2 on ≥ 2 cores; 1 = the layout before 2026-12-05 12:00)
+ *        2 on ≥ 3 cores, else 1 = the layout before 2026-12-05 12:00; results of 1 to
+ *        bench/results/api-one-thread.json)
  *        --procs: the API in its own process (`webswarm api`) and the blocks in
  *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
  *        processes can compute at once); results then go to bench/results/api-procs.json
@@ -230,7 +231,7 @@ async function main (): Promise<void> {
   const streams = Object.fromEntries(Object.entries(trials).map(([n, ts]) => [n, Object.fromEntries(keys.map(k => [k, median(ts.map(x => x[k]))]))]))
   const out = {
     streams,
-    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process${OWN_NODE ? ' on two libp2p nodes' : ', sharing one libp2p node'}, blocks on ${NO_THREAD ? 'its main thread' : SPAN_THREADS === '' ? 'worker threads (2 copies on ≥ 2 cores)' : `${SPAN_THREADS} worker thread(s)`}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
+    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process${OWN_NODE ? ' on two libp2p nodes' : ', sharing one libp2p node'}, blocks on ${NO_THREAD ? 'its main thread' : SPAN_THREADS === '' ? `${os.availableParallelism() >= 3 ? 2 : 1} worker thread(s)` : `${SPAN_THREADS} worker thread(s)`}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
     model: 'models/byte-llama (C 96, 3 blocks, byte vocabulary)',
     tokens_per_stream: TOKENS,
     trials: TRIALS,

@@ -117,7 +117,9 @@ export interface EmbeddedPeerOptions {
   /**
    * Copies of the blocks, each on a thread of its own, when `thread` (span-thread.ts): at 8
    * streams one thread's forward is the floor while the relay's thread idles (BENCHMARKS.md §
-   * API). Each copy holds the weights. @default 2 with ≥ 2 cores, else 1
+   * API). Each copy holds the weights. Two copies only where each thread gets a core: on 2 cores
+   * the relay's thread, two span threads and the clients would share them, and a 2-core profile
+   * did not show that they gain. @default 2 with ≥ 3 cores, else 1
    */
   threads?: number
 }
@@ -139,7 +141,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     loadSpan: async (s, e) => {
       if (o.backend.kind === 'cpu' && (o.thread ?? true)) {
         try {
-          return await loadThreadSpan(o.where, o.id, s, e, o.threads ?? Math.min(2, os.availableParallelism()))
+          return await loadThreadSpan(o.where, o.id, s, e, o.threads ?? (os.availableParallelism() >= 3 ? 2 : 1))
         } catch (err) {
           log(`embedded peer: blocks stay on the main thread (the worker thread failed: ${(err as Error).message})`)
         }

@@ -6,7 +6,7 @@
  * Why: with the API's per-token work off the relay's thread (its client shares the embedded
  * peer's libp2p node, cli/api.ts), the one span thread became the floor at 8 streams — busy while
  * the relay's thread idled (BENCHMARKS.md § API). Two copies put both groups of sessions on
- * cores at once. Results do not change: every step of a session runs in the same copy, and a
+ * cores at once, where there are cores for them (≥ 3: cli/api.ts). Results do not change: every step of a session runs in the same copy, and a
  * batched forward's rows equal their unbatched runs whatever else shares the batch
  * (batched-span.ts), so greedy tokens equal a single copy's (test/swarm/spread-span.test.ts).
  * The cost is memory: each copy holds the span's weights.
