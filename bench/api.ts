@@ -16,6 +16,12 @@
  *        --cpu-prof DIR (each child process writes a V8 CPU profile into DIR when it exits)
  *        --no-thread: the embedded peer's blocks on the relay's main thread, not a worker thread
  *        (WEBSWARM_SPAN_THREAD=0; results to bench/results/api-main-thread.json), to compare
+ *        --own-node: the API client on a libp2p node of its own in the relay process, as before
+ *        2026-12-05 12:00 (WEBSWARM_API_OWN_NODE=1; results to bench/results/api-own-node.json), to
+ *        compare with the default, where it shares the embedded peer's node
+ *        --span-threads N: N copies of the blocks on N worker threads (WEBSWARM_SPAN_THREADS; default
+ *        2 on ≥ 3 cores, else 1 = the layout before 2026-12-05 12:00; results of 1 to
+ *        bench/results/api-one-thread.json)
  *        --procs: the API in its own process (`webswarm api`) and the blocks in
  *        a `webswarm serve` process, beside a relay started with --no-api (two cores: two
  *        processes can compute at once); results then go to bench/results/api-procs.json
@@ -41,13 +47,17 @@ const TOKENS = Number(arg('tokens') ?? 64)
 const PROCS = process.argv.includes('--procs')
 const PROFILE = arg('cpu-prof')
 const NO_THREAD = process.argv.includes('--no-thread')
+const OWN_NODE = process.argv.includes('--own-node')
+const SPAN_THREADS = arg('span-threads') ?? ''
+/** How long the idle swarm processes' CPU is sampled after the warm-up, ms. */
+const IDLE_SAMPLE_MS = 5_000
 const CONCURRENCY = (arg('streams') ?? '1,8,32').split(',').map(Number)
 const PROMPTS = ['The jury said ', 'It was a ', 'In the city ', 'She had been ', 'The man ', 'They were ', 'A new law ', 'He said that ']
 const children: ChildProcess[] = []
 
 /** Starts a process; resolves with the first match of `pattern` in its output. */
 async function start (args: string[], pattern: RegExp): Promise<RegExpExecArray> {
-  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_SPAN_THREAD: NO_THREAD ? '0' : '' }
+  const env = { ...process.env, WEBSWARM_NO_EMBEDDED_PEER: '', WEBSWARM_SPAN_THREAD: NO_THREAD ? '0' : '', WEBSWARM_API_OWN_NODE: OWN_NODE ? '1' : '', WEBSWARM_SPAN_THREADS: SPAN_THREADS }
   // --cpu-prof DIR: each child writes a V8 CPU profile there when it exits (NODE_OPTIONS refuses the flag).
   const child = PROFILE === undefined
     ? spawnTs(args[0], args.slice(1), { env })
@@ -201,6 +211,12 @@ async function main (): Promise<void> {
   }
   console.log(`api at ${url}; ${PROCS ? 'relay + webswarm serve + webswarm api processes' : 'relay process with embedded peer (npm start)'}`)
   await stream(url, 'Warm up ') // first route planning, connections
+  // The swarm's background with no request in flight (libp2p nodes, DHT, CRDT sync): CPU ms a second.
+  const idle0 = childrenCpuMs()
+  await new Promise(resolve => setTimeout(resolve, IDLE_SAMPLE_MS))
+  const idle1 = childrenCpuMs()
+  const idleCpuMsPerS = idle0 === undefined || idle1 === undefined ? Number.NaN : r1((idle1 - idle0) * 1000 / IDLE_SAMPLE_MS)
+  console.log(`idle: ${idleCpuMsPerS} ms of CPU a second`)
   const load0 = os.loadavg()
   const trials: Record<string, Trial[]> = Object.fromEntries(CONCURRENCY.map(n => [String(n), []]))
   for (let t = 0; t < TRIALS; t++) {
@@ -215,17 +231,18 @@ async function main (): Promise<void> {
   const streams = Object.fromEntries(Object.entries(trials).map(([n, ts]) => [n, Object.fromEntries(keys.map(k => [k, median(ts.map(x => x[k]))]))]))
   const out = {
     streams,
-    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process, blocks on ${NO_THREAD ? 'its main thread' : 'a worker thread'}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
+    device: `cpu (CPU twins in Node; embedded peer${PROCS ? ' in its own process' : ` and API in the relay process${OWN_NODE ? ' on two libp2p nodes' : ', sharing one libp2p node'}, blocks on ${NO_THREAD ? 'its main thread' : SPAN_THREADS === '' ? `${os.availableParallelism() >= 3 ? 2 : 1} worker thread(s)` : `${SPAN_THREADS} worker thread(s)`}`}), ${os.cpus()[0]?.model ?? 'unknown CPU'} × ${os.cpus().length}`,
     model: 'models/byte-llama (C 96, 3 blocks, byte vocabulary)',
     tokens_per_stream: TOKENS,
     trials: TRIALS,
     statistic: 'median over trials of each figure',
     setup: PROCS ? 'relay --no-api + webswarm serve + webswarm api, loopback' : 'relay/main.ts (npm start): embedded peer + API in one process, loopback',
     load: { before: load0.map(r1), after: load1.map(r1) },
+    idle_cpu_ms_per_s: idleCpuMsPerS,
     all_trials: trials
   }
   mkdirSync('bench/results', { recursive: true })
-  const file = PROCS ? 'bench/results/api-procs.json' : NO_THREAD ? 'bench/results/api-main-thread.json' : 'bench/results/api.json'
+  const file = PROCS ? 'bench/results/api-procs.json' : OWN_NODE ? 'bench/results/api-own-node.json' : SPAN_THREADS === '1' ? 'bench/results/api-one-thread.json' : NO_THREAD ? 'bench/results/api-main-thread.json' : 'bench/results/api.json'
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n')
   console.log(`${file}: ${JSON.stringify(streams)}`)
 }

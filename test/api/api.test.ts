@@ -116,7 +116,16 @@ describe('OpenAI API over the swarm (openai client)', () => {
     // The raw stream ends with data: [DONE].
     const raw = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) })
     expect(raw.headers.get('content-type')).toMatch(/^text\/event-stream/)
-    expect((await raw.text()).trimEnd().endsWith('data: [DONE]')).toBe(true)
+    const rawText = await raw.text()
+    expect(rawText.trimEnd().endsWith('data: [DONE]')).toBe(true)
+    // Each text event (built from a prebuilt JSON around its text, server.ts) is the chunk object,
+    // whole, in OpenAI's key order; together they spell the answer.
+    const events = rawText.split('\n\n').filter(e => e.startsWith('data: {')).map(e => ({ line: e, json: JSON.parse(e.slice(6)) as OpenAI.ChatCompletionChunk }))
+    const texts = events.filter(e => e.json.choices[0]?.delta.content !== undefined && e.json.choices[0].delta.content !== '')
+    expect(texts.map(e => e.json.choices[0].delta.content).join('')).toBe(whole.choices[0].message.content)
+    for (const { line, json } of texts) {
+      expect(line).toBe(`data: ${JSON.stringify({ id: json.id, object: 'chat.completion.chunk', created: json.created, model: MODEL, system_fingerprint: null, choices: [{ index: 0, delta: { content: json.choices[0].delta.content }, finish_reason: null, logprobs: null }] })}`)
+    }
   })
 
   it('completions: greedy text, token-id prompts, and a stop string cuts the text (finish_reason stop), streamed or not', async () => {

@@ -62,6 +62,10 @@ describe('the API as processes', () => {
     const body = { model: 'default', messages: [{ role: 'user' as const, content: 'The man' }], max_tokens: 12, temperature: 0 }
     const a = await viaRelay.chat.completions.create(body)
     expect(a.usage?.completion_tokens).toBeGreaterThan(0)
+    // The API client rides on the embedded peer's libp2p node (cli/api.ts): the relay holds one
+    // reservation from its own process, not one per node.
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    expect(/^webswarm_relay_reservations (\d+)$/m.exec(metrics)?.[1]).toBe('1')
 
     step = 'starting webswarm api'
     const api = await start(['web/src/cli/bin.ts', 'api', '--bootstrap', base, '--ice-servers', 'none', '--model', 'models/byte-llama', '--model-id', 'default', '--device', 'cpu', '--port', '0', '--api-key', 'sk-test'], /"url":"(http:\/\/[^"]+)"/)

@@ -2,7 +2,8 @@
  * The embedded peer's blocks on a Node worker thread (cli/span-thread.ts: the page's span-worker
  * behind worker_threads): forwards equal the in-thread backend bit for bit, batched sessions at
  * different positions included; greedy tokens of concurrent generations through a server whose
- * span runs there (two batches in flight, pipelineDepth 2) equal their unbatched in-thread runs.
+ * span runs there (two batches in flight, pipelineDepth 2; or two copies on two threads) equal
+ * their unbatched in-thread runs.
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadThreadSpan } from '../../web/src/cli/span-thread.ts'
@@ -80,9 +81,13 @@ describe('block span on a worker thread (npm start\'s embedded peer)', () => {
     }
     const alone = await run(async (s, e) => await loadSpanBackend(source, cpu, MODEL, s, e, { batching: false }), false)
     const threaded = await run(async (s, e) => await loadThreadSpan(DIR, MODEL, s, e), true)
+    // Two copies on two threads (spread-span.ts), as npm start runs on ≥ 2 cores.
+    const twoThreads = await run(async (s, e) => await loadThreadSpan(DIR, MODEL, s, e, 2), true)
     expect(alone.maxBatch).toBe(1)
     expect(threaded.maxBatch).toBeGreaterThanOrEqual(2)
+    expect(twoThreads.maxBatch).toBeGreaterThanOrEqual(2)
     expect(threaded.tokens).toEqual(alone.tokens)
+    expect(twoThreads.tokens).toEqual(alone.tokens)
     expect(threaded.tokens.every(t => t.length === 12)).toBe(true)
   })
 })

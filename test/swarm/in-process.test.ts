@@ -3,7 +3,8 @@
  * hands its requests to the server as objects. Greedy tokens equal the network's and an
  * unbatched run's, local and remote sessions share the server's batches, a stopped local server
  * fails over to a remote one, the session budget refuses cleanly, bad input ends only its session,
- * closing frees the cache, and a request aborts or resets as over a transport.
+ * closing frees the cache, a request aborts or resets as over a transport, and a client on the
+ * server's own peer id (the API on the embedded peer's node) is not sent over the network.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { cpu } from '../../web/src/gpu/cpu-backend.ts'
@@ -15,6 +16,7 @@ import { loadClientEnds, loadSpanBackend } from '../../web/src/swarm/model-backe
 import { MemoryDirectory } from '../../web/src/swarm/records.ts'
 import { InProcessServers } from '../../web/src/swarm/server/in-process.ts'
 import { ServerRole } from '../../web/src/swarm/server/role.ts'
+import type { RpcTransport } from '../../web/src/swarm/transport/index.ts'
 import { MemoryNetwork } from '../../web/src/swarm/transport/memory.ts'
 import type { InferMsg } from '../../web/src/swarm/wire/infer.ts'
 
@@ -126,6 +128,26 @@ describe('in-process block servers', () => {
     expect(r.session.failovers[0].replayed).toBeGreaterThan(prompts[0].length)
     expect(s.servers.get('self')).toBeUndefined()
     expect(remoteRole.server!.stats.steps).toBeGreaterThan(0)
+  })
+
+  it('a request to the client\'s own peer id with no server of this process registered fails at once, not over the network', async () => {
+    await ends()
+    const s = swarm()
+    const role = await serve(s, 'self', { inProcess: true })
+    // The API on the embedded peer's node (cli/api.ts): the client's peer id is the server's;
+    // its transport counts what would go over the network (a real one would dial itself).
+    let sent = 0
+    const transport: RpcTransport = {
+      self: 'self',
+      request: async (peer) => { sent++; throw new PeerTimeoutError(peer, 60_000) },
+      handle: () => {},
+      unhandle: () => {}
+    }
+    const c = new InferenceClient({ transport, directory: s.dir, model: MODEL, numBlocks: model!.numLayers, hiddenSize: model!.hiddenSize, timeoutMs: 60_000, hedge: false, inProcess: s.servers })
+    expect((await c.call('self', { type: 'info' })).type).toBe('infoOk')
+    await role.stop()
+    await expect(c.call('self', { type: 'info' })).rejects.toThrow(PeerUnreachableError)
+    expect(sent).toBe(0)
   })
 
   it('refuses a session over the budget with its typed error, ends only a bad step\'s session, and frees the cache on close and on a disconnect', async () => {

@@ -184,11 +184,15 @@ export class ApiServer {
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' })
       if (request.kind === 'chat') res.write(chunk({ delta: { role: 'assistant', content: '' }, finish_reason: null }))
     }
+    // Every token's event is the same JSON but for its text: built once, around a placeholder
+    // (a NUL no model id or text field holds), so a token costs one JSON.stringify of its text.
+    const around = chunk(textChoice(TEXT_SLOT, null)).split(JSON.stringify(TEXT_SLOT))
+    const textEvent = around.length === 2 ? (text: string) => around[0] + JSON.stringify(text) + around[1] : (text: string) => chunk(textChoice(text, null))
     const onToken = (tok: number): void => {
       start()
       const text = stops.push(decode(tok))
       if (stops.stopped) abort.abort()
-      if (request.stream && text !== '' && !res.writableEnded) res.write(chunk(textChoice(text, null)))
+      if (request.stream && text !== '' && !res.writableEnded) res.write(textEvent(text))
     }
 
     this.active++
@@ -226,6 +230,9 @@ export class ApiServer {
       : { id, object: 'text_completion', created, model: model.id, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }], usage })
   }
 }
+
+/** Stands for a text event's text in its prebuilt JSON (ApiServer.complete). */
+const TEXT_SLOT = '\u0000text\u0000'
 
 function finishOf (f: FinishReason): Finish {
   return f === 'length' ? 'length' : 'stop'

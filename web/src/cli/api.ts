@@ -10,6 +10,7 @@
  */
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import * as os from 'node:os'
 import { ColocatedPeers } from '../api/colocated.ts'
 import { ApiServer } from '../api/server.ts'
 import { loadSwarmModel, SwarmGenerator } from '../api/swarm-generator.ts'
@@ -61,6 +62,14 @@ export interface SwarmApiOptions {
   log?: (line: string) => void
   /** Peers of this process reached without the network (the embedded peer of `npm start`). */
   colocated?: ColocatedPeers
+  /**
+   * A peer of this process already in the swarm (the embedded peer of `npm start`) whose libp2p
+   * node the client uses instead of joining with one of its own; it stays up when the API stops.
+   * One node fewer in the relay's process: each node's background (DHT, identify, websocket and
+   * Noise traffic with the relay and the other node) runs on the thread that also writes every
+   * token's SSE event (BENCHMARKS.md § API). @default a node of its own
+   */
+  peer?: SwarmPeer
 }
 
 export interface SwarmApi {
@@ -73,16 +82,19 @@ export interface SwarmApi {
 export async function startSwarmApi (o: SwarmApiOptions): Promise<SwarmApi> {
   const source = sourceFrom(o.where)
   const config = await loadConfig(source)
-  const peer = await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts }, { log: o.log })
+  const shared = o.peer
+  const peer = shared ?? await joinSwarm(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts }, { log: o.log })
+  // A shared node is its owner's to leave.
+  const stop = async (): Promise<void> => { if (shared === undefined) await leave(peer) }
   try {
     const transport = o.colocated !== undefined ? o.colocated.wrap(peer.transport) : peer.transport
     const model = await loadSwarmModel({ transport, directory: peer.directory, id: o.id, source, backend: o.backend, log: o.log, inProcess: o.colocated?.servers })
     const rate = o.ratePerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE
     const rateLimit: RateLimitOptions | undefined = rate > 0 ? { perMinute: rate } : undefined
     const api = new ApiServer({ generator: new SwarmGenerator([model]), apiKeys: o.apiKeys, rateLimit, log: o.log })
-    return { api, peer, stop: async () => { await leave(peer) } }
+    return { api, peer, stop }
   } catch (e) {
-    await leave(peer)
+    await stop()
     throw e
   }
 }
@@ -102,10 +114,18 @@ export interface EmbeddedPeerOptions {
    * core for the forward while this thread serves HTTP, the API's ends and the swarm. @default true
    */
   thread?: boolean
+  /**
+   * Copies of the blocks, each on a thread of its own, when `thread` (span-thread.ts): at 8
+   * streams one thread's forward is the floor while the relay's thread idles (BENCHMARKS.md §
+   * API). Each copy holds the weights. Two copies only where each thread gets a core: on 2 cores
+   * the relay's thread, two span threads and the clients would share them, and a 2-core profile
+   * did not show that they gain. @default 2 with ≥ 3 cores, else 1
+   */
+  threads?: number
 }
 
 /** A headless peer serving every block of a model (what `webswarm serve` does, in-process); resolves once it is online. */
-export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role: ServerRole, stop: () => Promise<void> }> {
+export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role: ServerRole, peer: SwarmPeer, stop: () => Promise<void> }> {
   const source = sourceFrom(o.where)
   const config = await loadConfig(source)
   const log = o.log ?? (() => {})
@@ -121,7 +141,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     loadSpan: async (s, e) => {
       if (o.backend.kind === 'cpu' && (o.thread ?? true)) {
         try {
-          return await loadThreadSpan(o.where, o.id, s, e)
+          return await loadThreadSpan(o.where, o.id, s, e, o.threads ?? (os.availableParallelism() >= 3 ? 2 : 1))
         } catch (err) {
           log(`embedded peer: blocks stay on the main thread (the worker thread failed: ${(err as Error).message})`)
         }
@@ -142,7 +162,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     await leave(peer)
     throw e
   }
-  return { role, stop: async () => { await role.stop(); await leave(peer) } }
+  return { role, peer, stop: async () => { await role.stop(); await leave(peer) } }
 }
 
 /** `webswarm api`. */
@@ -204,7 +224,7 @@ export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) =
   const log = o.log ?? (() => {})
   const boot: Bootstrap = { addrs: [o.bootstrapAddr], iceServers: [], reservationPowBits: o.reservationPowBits } // one machine: host candidates suffice
   let api: SwarmApi | undefined
-  let peer: { stop: () => Promise<void> } | undefined
+  let peer: { peer: SwarmPeer, stop: () => Promise<void> } | undefined
   let failure: string | undefined
   // The API client's steps reach the embedded peer in-process (colocated.ts); tabs and other
   // peers that serve blocks are reached over the network as before.
@@ -213,10 +233,15 @@ export function startRelayApi (o: RelayApiOptions): { owns: (pathname: string) =
     const backend = await openBackend({ device: o.device ?? 'cpu' })
     if (o.embeddedPeer ?? true) {
       // WEBSWARM_SPAN_THREAD=0 keeps the blocks on the relay's thread (to compare: bench/api.ts --no-thread).
-      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated, thread: process.env.WEBSWARM_SPAN_THREAD !== '0' })
+      // WEBSWARM_SPAN_THREADS=N: N copies of the blocks on N threads (1 = the layout before 2026-12-05 12:00).
+      const threads = process.env.WEBSWARM_SPAN_THREADS !== undefined && process.env.WEBSWARM_SPAN_THREADS !== '' ? Number(process.env.WEBSWARM_SPAN_THREADS) : undefined
+      peer = await startEmbeddedPeer({ bootstrap: boot, where: o.where, id: o.id, backend, log, colocated, thread: process.env.WEBSWARM_SPAN_THREAD !== '0', threads })
       log(`embedded peer: serving every block of ${o.id} (opt out: --no-embedded-peer or WEBSWARM_NO_EMBEDDED_PEER=1)`)
     }
-    api = await startSwarmApi({ bootstrap: boot, where: o.where, id: o.id, backend, apiKeys: o.apiKeys, ratePerMinute: o.ratePerMinute, log, colocated })
+    // The client rides on the embedded peer's node (its in-process server is found by that
+    // node's peer id); WEBSWARM_API_OWN_NODE=1 gives it a node of its own (to compare: bench/api.ts --own-node).
+    const own = process.env.WEBSWARM_API_OWN_NODE === '1'
+    api = await startSwarmApi({ bootstrap: boot, where: o.where, id: o.id, backend, apiKeys: o.apiKeys, ratePerMinute: o.ratePerMinute, log, colocated, peer: own ? undefined : peer?.peer })
     log(`api: OpenAI-compatible /v1 for model '${o.id}'${(o.apiKeys ?? []).length > 0 ? ' (Bearer key required)' : ''}`)
   })().catch((e: Error) => {
     failure = e.message

@@ -7,6 +7,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import type { FromWorker, ToWorker } from '../ui/compute/messages.ts'
+import { SpreadSpanBackend } from '../swarm/server/spread-span.ts'
 import { WorkerSpanBackend } from '../ui/compute/worker-span-backend.ts'
 import type { SpanWorker } from '../ui/compute/worker-channel.ts'
 
@@ -44,8 +45,20 @@ function spawnSpanThread (): SpanWorker {
 /**
  * Blocks [start, end) of `model` (read from `url`: folder, file or URL) on the CPU twins in a
  * worker thread. Two forwards may be queued at once (pipelineDepth 2), so the block server
- * hands the thread its next batch while this thread answers the last.
+ * hands the thread its next batch while this thread answers the last. With `threads` > 1, that
+ * many copies of the span, each on its own thread, each session's cache in one of them
+ * (swarm/server/spread-span.ts): each copy holds the weights.
  */
-export async function loadThreadSpan (url: string, model: string, start: number, end: number): Promise<WorkerSpanBackend> {
-  return await WorkerSpanBackend.load({ url, model, start, end, device: 'cpu', spawn: spawnSpanThread, pipelineDepth: 2 })
+export async function loadThreadSpan (url: string, model: string, start: number, end: number, threads = 1): Promise<WorkerSpanBackend | SpreadSpanBackend> {
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be an integer ≥ 1, got ${threads}`)
+  const load = async (): Promise<WorkerSpanBackend> => await WorkerSpanBackend.load({ url, model, start, end, device: 'cpu', spawn: spawnSpanThread, pipelineDepth: 2 })
+  if (threads === 1) return await load()
+  const settled = await Promise.allSettled(Array.from({ length: threads }, load))
+  const parts = settled.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
+  const failed = settled.find(r => r.status === 'rejected')
+  if (failed !== undefined) {
+    for (const p of parts) p.dispose()
+    throw failed.reason
+  }
+  return new SpreadSpanBackend(parts)
 }

@@ -152,6 +152,10 @@ export class InferenceClient {
     if (servers !== undefined && local !== undefined) {
       reply = await this.callInProcess(local, peer, msg, timeoutMs, signal)
       servers.served++
+    } else if (peer === this.transport.self) {
+      // This client's own peer id (the API on the embedded peer's node, cli/api.ts) with no block
+      // server of this process registered: it stopped. Over the network this would dial itself.
+      throw new PeerUnreachableError(peer, 'the block server of this process has stopped')
     } else {
       reply = await this.callRemote(peer, msg, timeoutMs, signal)
     }

@@ -42,6 +42,13 @@ export interface SpanBackend {
    * server's thread answers the previous batch's sessions and collects the next. @default 1
    */
   readonly pipelineDepth?: number
+  /**
+   * Which of the backend's independent compute lanes holds `cache` (copies of the span on
+   * separate threads, spread-span.ts): the block server batches each lane's steps apart, so
+   * every forward is one lane's sessions together (M rows in one copy, not M / lanes in each).
+   * @default one lane
+   */
+  lane?: (cache: SpanCache) => number
   /** A fresh, empty cache of `capacity` positions for blocks [start, end) ⊆ [this.start, this.end). */
   createCache (capacity: number, start: number, end: number): SpanCache
   /**

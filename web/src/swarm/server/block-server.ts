@@ -364,14 +364,8 @@ export class BlockServer {
       this.collecting = false
       const depth = this.backend.pipelineDepth ?? 1
       while (this.queue.length > 0 && this.inFlight < depth) {
-        // Sessions in lockstep (all answered together, all back together) would leave the other
-        // thread idle while this one answers them, and this one idle while it computes: with a
-        // pipelined backend a batch holds at most half the open sessions, so they run as two
-        // groups, one group's answers overlapping the other's forward. Grouping never changes
-        // results (batched-span.ts).
-        const n = depth > 1 ? Math.min(this.queue.length, Math.ceil(this.sessions.size / 2)) : this.queue.length
         this.inFlight++
-        void this.runBatch(this.queue.splice(0, n)).finally(() => {
+        void this.runBatch(this.nextBatch(depth)).finally(() => {
           this.inFlight--
           this.drain()
         })
@@ -382,6 +376,26 @@ export class BlockServer {
     if (this.sessions.size <= 1) go()
     else if (this.batchWindowMs > 0) setTimeout(go, this.batchWindowMs)
     else nextTurn(go)
+  }
+
+  /** Takes the next batch off the queue (grouping never changes results: batched-span.ts). */
+  private nextBatch (depth: number): QueuedStep[] {
+    const lane = this.backend.lane
+    if (lane !== undefined) {
+      // Lanes compute at once: the first queued step's lane's steps, all of them.
+      const l = lane(this.queue[0].session.cache)
+      const batch: QueuedStep[] = []
+      const rest: QueuedStep[] = []
+      for (const q of this.queue) (lane(q.session.cache) === l ? batch : rest).push(q)
+      this.queue.splice(0, this.queue.length, ...rest)
+      return batch
+    }
+    // Sessions in lockstep (all answered together, all back together) would leave the other
+    // thread idle while this one answers them, and this one idle while it computes: with a
+    // pipelined backend a batch holds at most half the open sessions, so they run as two
+    // groups, one group's answers overlapping the other's forward.
+    const n = depth > 1 ? Math.min(this.queue.length, Math.ceil(this.sessions.size / 2)) : this.queue.length
+    return this.queue.splice(0, n)
   }
 
   private async runBatch (batch: QueuedStep[]): Promise<void> {
