@@ -1,6 +1,6 @@
 /**
  * `npm run bench:train [-- --device cpu|webgpu --workers 4 --batch 1 --inner-steps 150 --rounds 4
- *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50
+ *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0[,lr:momentum:finalLr] --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4
  *   --ef-decay 1 --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
@@ -111,7 +111,7 @@ async function main (): Promise<void> {
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),
-      OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } }),
+      OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum, finalLr] = x.split(':').map(Number); return finalLr === undefined ? { lr, momentum } : { lr, momentum, finalLr } }),
       CODEC,
       DELAY,
       EF_DECAY,

@@ -116,6 +116,26 @@ describe('top-k pseudo-gradients with the one-step-delayed outer update', () => 
     expect(() => new DiLoCoWorker(initModel(CONFIG, cpu, 7), train, ns[0].ar, { ...OPTS, dataSeed: 1, localResidual: true, delayOuter: true })).toThrow(/localResidual needs/)
   })
 
+  it('an outer lr decay (outer.decaySyncs, finalLr): replicas identical; sync 0 uses lr, later syncs the decayed lr', async () => {
+    const run = async (outer: DiLoCoOptions['outer']): Promise<string[]> => {
+      const ns = swarm(3, 5, { outer, delayOuter: true })
+      for (const n of ns) await n.worker.initFromModel()
+      await Promise.all(ns.map(async n => { await n.worker.runSyncs(3, undefined, { last: true }) }))
+      expect(expectIdentical(ns)).toBe(3)
+      const hashes = ns[0].syncs.map(s => s.hash)
+      for (const n of ns) { n.ar.stop(); n.worker.dispose() }
+      nodes = []
+      return hashes
+    }
+    const constant = await run({ lr: 2, momentum: 0 })
+    const decayed = await run({ lr: 2, momentum: 0, decaySyncs: 2, finalLr: 0.5 })
+    // explicit finalLr equal to lr is the constant run, bit for bit
+    expect(await run({ lr: 2, momentum: 0, decaySyncs: 2, finalLr: 2 })).toEqual(constant)
+    expect(decayed[0]).toBe(constant[0])
+    expect(decayed[1]).not.toBe(constant[1])
+    expect(decayed[2]).not.toBe(constant[2])
+  })
+
   it('refuses delayOuter with overlapSteps or mixAlpha', () => {
     const ar = new AllReducePeer(new MemoryNetwork({ seed: 1 }).endpoint('x'), { run: 'r1', directory: { expected: () => ['x'] } })
     const model = initModel(CONFIG, cpu, 7)

@@ -52,6 +52,25 @@ describe('run spec: the pseudo-gradient codec', () => {
   })
 })
 
+describe('run spec: the outer lr schedule', () => {
+  it('absent in older declarations (a constant outer lr); declared as decaySyncs with finalLr', () => {
+    expect(defaultRunSpec('r1').outer).toEqual({ lr: 0.7, momentum: 0.9 })
+    const outer = { lr: 2, momentum: 0, decaySyncs: 19, finalLr: 1 }
+    expect(parseRunSpec({ ...defaultRunSpec('r1'), outer }).outer).toEqual(outer)
+  })
+
+  it.each([
+    [{ lr: 2, momentum: 0, decaySyncs: 19 }, /run field finalLr must be in \(0, 10\]/],
+    [{ lr: 2, momentum: 0, finalLr: 1 }, /run field decaySyncs must be an integer in \[1, 1000000\]/],
+    [{ lr: 2, momentum: 0, decaySyncs: 0, finalLr: 1 }, /decaySyncs must be an integer in \[1, 1000000\]/],
+    [{ lr: 2, momentum: 0, decaySyncs: 2.5, finalLr: 1 }, /decaySyncs must be an integer/],
+    [{ lr: 2, momentum: 0, decaySyncs: 10, finalLr: 11 }, /finalLr must be in \(0, 10\]/],
+    [{ lr: 2, momentum: 0, decaySyncs: 10, finalLr: '1' }, /finalLr must be in/]
+  ])('refuses %j', (outer, why) => {
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), outer })).toThrow(why)
+  })
+})
+
 describe('run spec: codec and aggregation together', () => {
   it('robust aggregation needs q8 parts', () => {
     expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression: { kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }, aggregation: { kind: 'trimmed-mean', trim: 1 } })).toThrow(/apply to q8 compression only/)
