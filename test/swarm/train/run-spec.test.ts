@@ -35,6 +35,9 @@ describe('run spec: the pseudo-gradient codec', () => {
     // SparseLoCo: the error feedback decays (efDecay), the outer step has no momentum.
     const s = { ...t, chunk: 64, k: 1, efDecay: 0.95 }
     expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: s, outer: { lr: 1, momentum: 0 } }).compression).toEqual(s)
+    // the top-k mean over the members that sent each element
+    const senders = { ...s, mean: 'senders' }
+    expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: senders }).compression).toEqual(senders)
   })
 
   it.each([
@@ -46,6 +49,7 @@ describe('run spec: the pseudo-gradient codec', () => {
     [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: 0 }, /efDecay must be in \(0, 1\]/],
     [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: 1.5 }, /efDecay must be in \(0, 1\]/],
     [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: '0.9' }, /efDecay/],
+    [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, mean: 'median' }, /mean must be "members" or "senders"/],
     [{ kind: 'zstd' }, /compression must be/]
   ])('refuses %j', (compression, why) => {
     expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression })).toThrow(why)

@@ -251,8 +251,12 @@ function parseCompression (comp: Record<string, unknown>): CompressionSpec {
   const why = topkParamsProblem(c)
   if (why !== undefined) throw new RunConfigError(`run field compression (top-k): ${why}`)
   if (c.resultBits !== 0 && (c.resultBits < 2 || c.resultBits > 8)) throw new RunConfigError(`run field compression (top-k): resultBits must be 0 (owners all-gather the parts) or an integer in [2, 8], got ${c.resultBits}`)
-  if (comp.efDecay === undefined) return c
-  return { ...c, efDecay: num(comp, 'efDecay', v => v > 0 && v <= 1, 'in (0, 1]') }
+  if (comp.mean !== undefined && comp.mean !== 'members' && comp.mean !== 'senders') throw new RunConfigError(`run field compression (top-k): mean must be "members" or "senders", got ${JSON.stringify(comp.mean)}`)
+  return {
+    ...c,
+    ...(comp.efDecay === undefined ? {} : { efDecay: num(comp, 'efDecay', v => v > 0 && v <= 1, 'in (0, 1]') }),
+    ...(comp.mean === undefined ? {} : { mean: comp.mean })
+  }
 }
 
 export interface SyncRecord {
