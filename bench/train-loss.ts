@@ -36,8 +36,11 @@ export interface LossOptions {
   LRS: number[]
   SEEDS: number[]
   WARMUP: number
-  /** Outer (lr:momentum) grid, DiLoCo only; with the inner lr, chosen on the tuning windows. */
-  OUTERS: Array<{ lr: number, momentum: number }>
+  /**
+   * Outer (lr:momentum[:finalLr]) grid, DiLoCo only; with the inner lr, chosen on the tuning
+   * windows. finalLr: the outer lr moves linearly from lr at the first sync to finalLr at the last.
+   */
+  OUTERS: Outer[]
   /** The model: TINY_MODEL with this width (MLP 2×) and depth. */
   HIDDEN: number
   LAYERS: number
@@ -65,6 +68,11 @@ function benchModel (o: LossOptions): Record<string, unknown> {
   return { ...TINY_MODEL, hidden_size: o.HIDDEN, intermediate_size: 2 * o.HIDDEN, num_hidden_layers: o.LAYERS }
 }
 
+type Outer = { lr: number, momentum: number, finalLr?: number }
+
+/** An outer setting as the results name it: lr:momentum, or lr:momentum:finalLr with a decay. */
+const outerName = (o: Outer): string => `${o.lr}:${o.momentum}${o.finalLr === undefined ? '' : `:${o.finalLr}`}`
+
 export type LossResult = Awaited<ReturnType<typeof lossAndBytes>>
 
 /** Data seeds of seed s are DATA_SEED_STRIDE·s + (worker index + 1), or + BASELINE_DATA_SEED for the baseline. */
@@ -86,7 +94,7 @@ export async function runLossBench (o: LossOptions, be: Backend): Promise<LossRe
 interface LossRun { tune: number, test: number, bytesPerStep: number }
 
 /** One N-worker DiLoCo run (in-process workers over MemoryNetwork): eval losses and bytes sent. */
-async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number, outer: { lr: number, momentum: number }): Promise<LossRun & { P: number }> {
+async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number, outer: Outer): Promise<LossRun & { P: number }> {
   const { N, H, R, T, WARMUP, B } = o
   const config = parseConfig(benchModel(o))
   const net = new MemoryNetwork({ seed })
@@ -96,7 +104,7 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
     const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}), codec: codecOf(o.CODEC) })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer, delayOuter: o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
   })
   for (const w of workers) await w.initFromModel()
   await Promise.all(workers.map(async w => { await w.runSyncs(R, undefined, { last: true }) }))
@@ -141,7 +149,7 @@ const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length
 async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[]): Promise<{ diloco: number, baseline: number, bytesPerStep: number, dpBytesPerStep: number, P: number, detail: Record<string, unknown> }> {
   const { N, H, R, T, B, WARMUP, LRS, SEEDS, OUTERS } = o
   const base = new Map<number, LossRun[]>(LRS.map(lr => [lr, []]))
-  const grid: Array<{ lr: number, outer: { lr: number, momentum: number }, d: LossRun[] }> = LRS.flatMap(lr => OUTERS.map(outer => ({ lr, outer, d: [] })))
+  const grid: Array<{ lr: number, outer: Outer, d: LossRun[] }> = LRS.flatMap(lr => OUTERS.map(outer => ({ lr, outer, d: [] })))
   let P = 0
   const t0 = performance.now()
   for (const lr of LRS) {
@@ -154,7 +162,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
         const d = await dilocoRun(o, be, train, tuneW, testW, seed, lr, g.outer)
         P = d.P
         g.d.push(d)
-        log(`  lr ${lr} seed ${seed} outer ${g.outer.lr}/${g.outer.momentum}: DiLoCo tune ${d.tune.toFixed(4)} test ${d.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+        log(`  lr ${lr} seed ${seed} outer ${outerName(g.outer)}: DiLoCo tune ${d.tune.toFixed(4)} test ${d.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
       }
     }
   }
@@ -169,12 +177,12 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
       codec: codecName(o.CODEC), ef_decay: o.EF_DECAY, delay_outer: o.DELAY, local_residual: o.LOCAL_RESIDUAL === true, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
       adam: o.ADAM,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
-      outer_grid: OUTERS.map(o => `${o.lr}:${o.momentum}`), params: P,
-      diloco_inner_lr: bd.lr, diloco_outer: `${bd.outer.lr}:${bd.outer.momentum}`, baseline_inner_lr: bb.lr,
+      outer_grid: OUTERS.map(outerName), params: P,
+      diloco_inner_lr: bd.lr, diloco_outer: outerName(bd.outer), baseline_inner_lr: bb.lr,
       diloco_bytes_per_worker_step: Number(bytesPerStep.toFixed(1)), dp_fp32_bytes_per_worker_step: Math.round(dp),
       diloco_test_loss: Number(bd.test.toFixed(4)), baseline_test_loss: Number(bb.test.toFixed(4)),
       // [tune, test] per seed
-      diloco_runs: grid.map(g => ({ lr: g.lr, outer: `${g.outer.lr}:${g.outer.momentum}`, runs: g.d.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) })),
+      diloco_runs: grid.map(g => ({ lr: g.lr, outer: outerName(g.outer), runs: g.d.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) })),
       baseline_runs: LRS.map(lr => ({ lr, runs: base.get(lr)!.map(r => [Number(r.tune.toFixed(4)), Number(r.test.toFixed(4))]) }))
     }
   }

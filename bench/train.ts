@@ -1,8 +1,8 @@
 /**
  * `npm run bench:train [-- --device cpu|webgpu --workers 4 --batch 1 --inner-steps 150 --rounds 4
- *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0 --warmup 50
+ *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0[,lr:momentum:finalLr] --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
- *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4
+ *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
  *   --ef-decay 1 --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN)
  *
@@ -30,7 +30,7 @@ import type { Backend } from '../web/src/gpu/backend.ts'
 import { goodput, type GoodputResult } from './train-goodput.ts'
 import { codecName, runLossBench, type LossResult } from './train-loss.ts'
 import { utilization, type UtilResult, type WorkerTimes } from './train-util.ts'
-import type { CompressionSpec } from '../web/src/swarm/train/codec.ts'
+import type { CompressionSpec, SparseMean } from '../web/src/swarm/train/codec.ts'
 import { mergeResults, type Results } from './train-results.ts'
 
 const { values: a } = parseArgs({
@@ -58,6 +58,7 @@ const { values: a } = parseArgs({
     'topk-k': { type: 'string', default: '4' },
     'topk-bits': { type: 'string', default: '2' },
     'topk-result-bits': { type: 'string', default: '4' },
+    'topk-mean': { type: 'string', default: 'members' },
     'delay-outer': { type: 'boolean', default: false },
     'ef-decay': { type: 'string', default: '1' },
     'util-syncs': { type: 'string', default: '6' },
@@ -79,7 +80,7 @@ const RESULTS = a.out ?? 'bench/results/train.json'
 const CODEC: CompressionSpec = a.codec === 'q8'
   ? { kind: 'q8', block: 64 }
   : a.codec === 'topk'
-    ? { kind: 'topk', chunk: Number(a['topk-chunk']), k: Number(a['topk-k']), bits: Number(a['topk-bits']), resultBits: Number(a['topk-result-bits']) }
+    ? { kind: 'topk', chunk: Number(a['topk-chunk']), k: Number(a['topk-k']), bits: Number(a['topk-bits']), resultBits: Number(a['topk-result-bits']), ...(a['topk-mean'] === 'members' ? {} : { mean: a['topk-mean'] as SparseMean }) }
     : (() => { throw new Error(`--codec must be q8 or topk, got ${a.codec}`) })()
 const DELAY = a['delay-outer'] === true
 const EF_DECAY = Number(a['ef-decay'])
@@ -111,7 +112,7 @@ async function main (): Promise<void> {
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),
-      OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum] = x.split(':').map(Number); return { lr, momentum } }),
+      OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum, finalLr] = x.split(':').map(Number); return finalLr === undefined ? { lr, momentum } : { lr, momentum, finalLr } }),
       CODEC,
       DELAY,
       EF_DECAY,

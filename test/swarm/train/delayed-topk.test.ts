@@ -12,7 +12,7 @@ import { TextDataset, brownCorpus } from '../../../web/src/model/data.ts'
 import { initModel } from '../../../web/src/model/model.ts'
 import { MemoryNetwork } from '../../../web/src/swarm/transport/index.ts'
 import { AllReducePeer } from '../../../web/src/swarm/train/allreduce.ts'
-import { topkCodec } from '../../../web/src/swarm/train/codec.ts'
+import { topkCodec, type SparseMean } from '../../../web/src/swarm/train/codec.ts'
 import { TrainArgumentError } from '../../../web/src/swarm/train/errors.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
@@ -30,12 +30,12 @@ interface Node { ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], lo
 let nodes: Node[] = []
 afterEach(() => { for (const n of nodes) { n.ar.stop(); n.worker.dispose() } nodes = [] })
 
-function swarm (n: number, seed: number, opts: Partial<DiLoCoOptions>, codec = true): Node[] {
+function swarm (n: number, seed: number, opts: Partial<DiLoCoOptions>, codec = true, mean: SparseMean = 'members'): Node[] {
   const net = new MemoryNetwork({ seed })
   const ids = Array.from({ length: n }, (_, i) => `w-${String.fromCharCode(97 + i)}`)
   const clock = new ManualClock()
   nodes = ids.map((id, i) => {
-    const ar = new AllReducePeer(net.endpoint(id), { run: 'r1', directory: { expected: () => ids }, ...TIMING, clock, ...(codec ? { codec: topkCodec({ chunk: 64, k: 4, bits: 2, resultBits: 4 }) } : {}) })
+    const ar = new AllReducePeer(net.endpoint(id), { run: 'r1', directory: { expected: () => ids }, ...TIMING, clock, ...(codec ? { codec: topkCodec({ chunk: 64, k: 4, bits: 2, resultBits: 4, mean }) } : {}) })
     const node: Node = { ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], losses: [] }
     node.worker = new DiLoCoWorker(initModel(CONFIG, cpu, 7), train, ar, { ...OPTS, dataSeed: i + 1, ...opts }, {
       onSync: (e) => { node.syncs.push(e) },
@@ -114,6 +114,29 @@ describe('top-k pseudo-gradients with the one-step-delayed outer update', () => 
       for (let i = 0; i < local.length; i++) expect(local[i]).toBe(Math.fround(w.global[i] - e[i]))
     }
     expect(() => new DiLoCoWorker(initModel(CONFIG, cpu, 7), train, ns[0].ar, { ...OPTS, dataSeed: 1, localResidual: true, delayOuter: true })).toThrow(/localResidual needs/)
+  })
+
+  it('an outer lr decay (outer.decaySyncs, finalLr), and the mean over senders: replicas identical; sync 0 uses lr, later syncs the decayed lr', async () => {
+    const run = async (outer: DiLoCoOptions['outer'], mean: SparseMean = 'members'): Promise<string[]> => {
+      const ns = swarm(3, 5, { outer, delayOuter: true }, true, mean)
+      for (const n of ns) await n.worker.initFromModel()
+      await Promise.all(ns.map(async n => { await n.worker.runSyncs(3, undefined, { last: true }) }))
+      expect(expectIdentical(ns)).toBe(3)
+      const hashes = ns[0].syncs.map(s => s.hash)
+      for (const n of ns) { n.ar.stop(); n.worker.dispose() }
+      nodes = []
+      return hashes
+    }
+    const constant = await run({ lr: 2, momentum: 0 })
+    const decayed = await run({ lr: 2, momentum: 0, decaySyncs: 2, finalLr: 0.5 })
+    // explicit finalLr equal to lr is the constant run, bit for bit
+    expect(await run({ lr: 2, momentum: 0, decaySyncs: 2, finalLr: 2 })).toEqual(constant)
+    expect(decayed[0]).toBe(constant[0])
+    expect(decayed[1]).not.toBe(constant[1])
+    expect(decayed[2]).not.toBe(constant[2])
+    // the mean over senders: replicas identical too, and another θ_global from the first sync on
+    const senders = await run({ lr: 2, momentum: 0 }, 'senders')
+    expect(senders[0]).not.toBe(constant[0])
   })
 
   it('refuses delayOuter with overlapSteps or mixAlpha', () => {

@@ -3,7 +3,7 @@ import { dequantizeQ8, q8Bytes, quantizeQ8 } from '../../../web/src/gpu/cpu/quan
 import { Rng } from '../../../web/src/util/rng.ts'
 import { ErrorFeedback } from '../../../web/src/swarm/train/compress.ts'
 import { fragmentsOf, layoutOf } from '../../../web/src/swarm/train/flat.ts'
-import { hashBytes, nesterovStep, resolveOuter } from '../../../web/src/swarm/train/outer.ts'
+import { hashBytes, nesterovStep, outerLrAt, resolveOuter } from '../../../web/src/swarm/train/outer.ts'
 import { planParts, sliceQ8 } from '../../../web/src/swarm/train/plan.ts'
 import { reducePart } from '../../../web/src/swarm/train/reduce.ts'
 import { normQ8 } from '../../../web/src/swarm/train/q8fast.ts'
@@ -173,6 +173,26 @@ describe('outer Nesterov step', () => {
     nesterovStep(th, mm, new Float32Array([0.5, 0.25]), o)
     expect(th[0]).toBeCloseTo(1 - 0.7 * 1.9 * 0.5, 6)
     expect(mm[1]).toBeCloseTo(0.25, 7)
+  })
+})
+
+describe('outer lr schedule', () => {
+  it('constant by default; with decaySyncs a linear move from lr to finalLr, then finalLr', () => {
+    const c = resolveOuter({ lr: 2, momentum: 0 })
+    expect([0, 5, 1e6].map(s => outerLrAt(c, s))).toEqual([2, 2, 2])
+    const d = resolveOuter({ lr: 2, momentum: 0, decaySyncs: 4, finalLr: 1 })
+    expect([0, 1, 2, 3, 4, 5, 99].map(s => outerLrAt(d, s))).toEqual([2, 1.75, 1.5, 1.25, 1, 1, 1])
+    const up = resolveOuter({ lr: 1, momentum: 0, decaySyncs: 2, finalLr: 3 })
+    expect([0, 1, 2, 3].map(s => outerLrAt(up, s))).toEqual([1, 2, 3, 3])
+  })
+
+  it.each([
+    [{ decaySyncs: 1.5, finalLr: 1 }, /decaySyncs must be a non-negative integer/],
+    [{ decaySyncs: -1, finalLr: 1 }, /decaySyncs must be a non-negative integer/],
+    [{ decaySyncs: 3, finalLr: 0 }, /finalLr must be positive and finite/],
+    [{ decaySyncs: 3, finalLr: Infinity }, /finalLr must be positive and finite/]
+  ])('refuses %j', (o, why) => {
+    expect(() => resolveOuter({ lr: 1, momentum: 0, ...o })).toThrow(why)
   })
 })
 

@@ -35,6 +35,9 @@ describe('run spec: the pseudo-gradient codec', () => {
     // SparseLoCo: the error feedback decays (efDecay), the outer step has no momentum.
     const s = { ...t, chunk: 64, k: 1, efDecay: 0.95 }
     expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: s, outer: { lr: 1, momentum: 0 } }).compression).toEqual(s)
+    // the top-k mean over the members that sent each element
+    const senders = { ...s, mean: 'senders' }
+    expect(parseRunSpec({ ...defaultRunSpec('r1'), compression: senders }).compression).toEqual(senders)
   })
 
   it.each([
@@ -46,9 +49,29 @@ describe('run spec: the pseudo-gradient codec', () => {
     [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: 0 }, /efDecay must be in \(0, 1\]/],
     [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: 1.5 }, /efDecay must be in \(0, 1\]/],
     [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, efDecay: '0.9' }, /efDecay/],
+    [{ kind: 'topk', chunk: 64, k: 1, bits: 2, resultBits: 4, mean: 'median' }, /mean must be "members" or "senders"/],
     [{ kind: 'zstd' }, /compression must be/]
   ])('refuses %j', (compression, why) => {
     expect(() => parseRunSpec({ ...defaultRunSpec('r1'), compression })).toThrow(why)
+  })
+})
+
+describe('run spec: the outer lr schedule', () => {
+  it('absent in older declarations (a constant outer lr); declared as decaySyncs with finalLr', () => {
+    expect(defaultRunSpec('r1').outer).toEqual({ lr: 0.7, momentum: 0.9 })
+    const outer = { lr: 2, momentum: 0, decaySyncs: 19, finalLr: 1 }
+    expect(parseRunSpec({ ...defaultRunSpec('r1'), outer }).outer).toEqual(outer)
+  })
+
+  it.each([
+    [{ lr: 2, momentum: 0, decaySyncs: 19 }, /run field finalLr must be in \(0, 10\]/],
+    [{ lr: 2, momentum: 0, finalLr: 1 }, /run field decaySyncs must be an integer in \[1, 1000000\]/],
+    [{ lr: 2, momentum: 0, decaySyncs: 0, finalLr: 1 }, /decaySyncs must be an integer in \[1, 1000000\]/],
+    [{ lr: 2, momentum: 0, decaySyncs: 2.5, finalLr: 1 }, /decaySyncs must be an integer/],
+    [{ lr: 2, momentum: 0, decaySyncs: 10, finalLr: 11 }, /finalLr must be in \(0, 10\]/],
+    [{ lr: 2, momentum: 0, decaySyncs: 10, finalLr: '1' }, /finalLr must be in/]
+  ])('refuses %j', (outer, why) => {
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1'), outer })).toThrow(why)
   })
 })
 

@@ -322,6 +322,64 @@ describe('top-k owner reduction', () => {
     expect(g.id).toBe('topk/32/3/2/gather')
   })
 
+  it('mean "senders": each element divides by the members that sent it (hand-computed), union and all-gather alike', () => {
+    // chunk 8, top-1 at 2 bits, exact result values: member a sends 0.6 at 1, b sends −0.3 at 1, c sends 0.9 at 5
+    const params = { chunk: 8, k: 1, bits: 2 }
+    const x = (i: number, v: number): Float32Array => { const a = new Float32Array(8); a[i] = v; return a }
+    for (const resultBits of [8, 0]) {
+      const s = topkCodec({ ...params, resultBits, mean: 'senders' })
+      const m = topkCodec({ ...params, resultBits })
+      expect(s.id).toBe(`${m.id}/senders`)
+      const contribs = [x(1, 0.6), x(1, -0.3), x(5, 0.9)].map((v, i) => ({ peer: `p${i}`, q: s.encode(v).bytes }))
+      const got = new Float32Array(8); const plain = new Float32Array(8)
+      s.decodeResultInto(s.reduce(contribs, 8).bytes, 8, 3, got, 0)
+      m.decodeResultInto(m.reduce(contribs, 8).bytes, 8, 3, plain, 0)
+      const f = Math.fround
+      // element 1: (0.6 − 0.3) / 2 senders; element 5: 0.9 / 1; the members' mean divides both by 3
+      const want = resultBits === 0 ? [f((f(0.6) + f(-0.3)) / 2), f(0.9)] : [f(0.15), f(0.9)]
+      const tol = resultBits === 0 ? 0 : 0.9 / 127 / 2 + 1e-7 // the union mean is rounded once more (8 bits)
+      expect(Math.abs(got[1] - want[0])).toBeLessThanOrEqual(tol)
+      expect(Math.abs(got[5] - want[1])).toBeLessThanOrEqual(tol)
+      expect(Math.abs(plain[5] - f(f(0.9) / 3))).toBeLessThanOrEqual(tol)
+      expect([0, 2, 3, 4, 6, 7].every(i => got[i] === 0)).toBe(true)
+    }
+  })
+
+  it('mean "senders" on random parts: exact f64 per-element sums over the senders, clipped factors included, bit-identical whoever reduces', () => {
+    const send = { chunk: 32, k: 3, bits: 2, zero: false }
+    const g = topkCodec({ chunk: 32, k: 3, bits: 2, resultBits: 0, mean: 'senders' })
+    const parts = [1, 2, 3, 4].map(seed => g.encode(randn(n, seed)).bytes)
+    const huge = g.encode(randn(n, 9, 1000)).bytes
+    const contribs = [...parts, huge].map((q, i) => ({ peer: `p${i}`, q }))
+    const r = g.reduce(contribs, n)
+    expect(r.report.clipped.map(c => c.peer)).toEqual(['p4'])
+    const view = new DataView(r.bytes.buffer)
+    const factors = [0, 1, 2, 3, 4].map(i => view.getFloat32(4 * i, true))
+    const xs = [...parts, huge].map(q => { const x = new Float32Array(n); decodeTopKInto(q, n, send, x); return x })
+    const got = new Float32Array(n)
+    g.decodeResultInto(r.bytes, n, 5, got, 0)
+    let shared = 0
+    for (let i = 0; i < n; i++) {
+      let acc = 0; let c = 0
+      xs.forEach((x, j) => { if (x[i] !== 0) { acc += factors[j] * x[i]; c++ } })
+      if (c > 1) shared++
+      expect(got[i]).toBe(c === 0 ? 0 : Math.fround(acc / c))
+    }
+    expect(shared).toBeGreaterThan(0) // some elements were sent by several members
+    // the union path: the same per-element means, rounded once more, equal from two owners
+    const u = topkCodec({ chunk: 32, k: 3, bits: 2, resultBits: 8, mean: 'senders' })
+    const a = u.reduce(contribs, n).bytes.slice()
+    expect(topkCodec({ chunk: 32, k: 3, bits: 2, resultBits: 8, mean: 'senders' }).reduce(contribs, n).bytes).toEqual(a)
+    const ug = new Float32Array(n)
+    u.decodeResultInto(a, n, 5, ug, 0)
+    for (let lo = 0; lo < n; lo += 32) {
+      let s = 0
+      for (let i = lo; i < Math.min(n, lo + 32); i++) s = Math.max(s, Math.abs(got[i]))
+      for (let i = lo; i < Math.min(n, lo + 32); i++) expect(Math.abs(ug[i] - got[i])).toBeLessThanOrEqual(s / 127 / 2 + 1e-6)
+    }
+    expect(() => topkCodec({ chunk: 32, k: 3, bits: 2, resultBits: 8, mean: 'most' as 'senders' })).toThrow(/mean must be members or senders/)
+  })
+
   it('codecOf builds both kinds; the q8 codec keeps the baseline bytes', () => {
     expect(codecOf({ kind: 'q8', block: 64 }).id).toBe('q8/64')
     expect(codecOf({ kind: 'topk', chunk: 256, k: 4, bits: 2, resultBits: 4 }).id).toBe('topk/256/4/2/4')

@@ -12,7 +12,10 @@
  *         rather than re-sparsifying to k keeps the mean's support exact (the owner has no error
  *         feedback of its own: an owner changes with the membership); it costs about what an
  *         all-gather of the members' parts would (m·k indices and values per chunk) — see
- *         BENCHMARKS.md § Training for the measured bytes.
+ *         BENCHMARKS.md § Training for the measured bytes. With `mean: 'senders'` each element
+ *         of the mean is divided by the number of accepted members that sent it (a nonzero
+ *         decoded value), not by all of them: an element only one member's top-k kept moves
+ *         θ_global by that member's value, not by 1/m of it (divideInto below).
  *
  * Every member decodes the same RESULT bytes, so replicas stay bit-identical whatever the codec.
  */
@@ -35,7 +38,16 @@ export type CompressionSpec =
      * Local to each member: the bytes on the wire do not depend on it.
      */
     efDecay?: number
+    /**
+     * What an element of the mean divides by: the accepted members ('members', or absent) or
+     * those of them that sent that element ('senders'; divideInto). The bytes on the wire keep
+     * their layout; the declaration names the rule for every member, as it does the codec.
+     */
+    mean?: SparseMean
   }
+
+/** Divisor of the top-k mean per element (CompressionSpec). */
+export type SparseMean = 'members' | 'senders'
 
 export interface PartCodec {
   readonly kind: CompressionSpec['kind']
@@ -111,17 +123,19 @@ export function q8Codec (block = DEFAULT_Q8_BLOCK): PartCodec {
  * Top-k with b-bit values (topk.ts); the owner sends back the mean on the union of the supports
  * in `resultBits`, or with resultBits 0 the accepted members' parts themselves (file comment).
  */
-export function topkCodec (c: { chunk: number, k: number, bits: number, resultBits: number, efDecay?: number }): PartCodec {
+export function topkCodec (c: { chunk: number, k: number, bits: number, resultBits: number, efDecay?: number, mean?: SparseMean }): PartCodec {
   const why = topkParamsProblem(c) ?? (c.resultBits === 0 ? undefined : topkParamsProblem({ ...c, bits: c.resultBits }))
   if (why !== undefined) throw new TrainArgumentError(`top-k codec: ${why}`)
-  if (c.resultBits === 0) return topkGatherCodec(c)
+  if (c.mean !== undefined && c.mean !== 'members' && c.mean !== 'senders') throw new TrainArgumentError(`top-k codec: mean must be members or senders, got ${JSON.stringify(c.mean)}`)
+  const senders = c.mean === 'senders'
+  if (c.resultBits === 0) return topkGatherCodec(c, senders)
   const send: TopKParams = { chunk: c.chunk, k: c.k, bits: c.bits, zero: false }
   const result = (accepted: number): TopKParams => ({ chunk: c.chunk, k: Math.min(c.chunk, Math.max(1, accepted) * c.k), bits: c.resultBits, zero: true })
   const decode = (bytes: Uint8Array, n: number): Float32Array => { const x = new Float32Array(n); decodeTopKInto(bytes, n, send, x); return x }
   return {
     kind: 'topk',
     spec: { kind: 'topk', ...c },
-    id: `topk/${c.chunk}/${c.k}/${c.bits}/${c.resultBits}`,
+    id: `topk/${c.chunk}/${c.k}/${c.bits}/${c.resultBits}${senders ? '/senders' : ''}`,
     align: c.chunk,
     bytes: n => topkBytes(n, send),
     encode: (x) => {
@@ -132,7 +146,7 @@ export function topkCodec (c: { chunk: number, k: number, bits: number, resultBi
     decodeInto: (bytes, n, out) => { decodeTopKInto(bytes, n, send, out) },
     norm: (bytes, n) => l2(decode(bytes, n)),
     check: (bytes, n) => checkTopK(bytes, n, send),
-    reduce: (contribs, n, whole) => reduceSparse(contribs, n, whole, send, result),
+    reduce: (contribs, n, whole) => reduceSparse(contribs, n, whole, send, result, senders),
     resultBytes: (n, accepted) => topkBytes(n, result(accepted)),
     checkResult: (bytes, n, accepted) => checkTopK(bytes, n, result(accepted)),
     decodeResultInto: (bytes, n, accepted, out, offset) => { decodeTopKInto(bytes, n, result(accepted), out, offset) }
@@ -147,14 +161,14 @@ export function topkCodec (c: { chunk: number, k: number, bits: number, resultBi
  * rounding that no error feedback would carry. Per chunk it sends m scales, m·k indices and
  * m·k `bits`-bit codes (the union mean: one scale, ≤ m·k indices, ≤ m·k `resultBits` codes).
  */
-function topkGatherCodec (c: { chunk: number, k: number, bits: number }): PartCodec {
+function topkGatherCodec (c: { chunk: number, k: number, bits: number, mean?: SparseMean }, senders: boolean): PartCodec {
   const send: TopKParams = { chunk: c.chunk, k: c.k, bits: c.bits, zero: false }
   const base = topkCodec({ ...c, resultBits: 2 })
   const resultBytes = (n: number, m: number): number => m * (4 + topkBytes(n, send))
   return {
     ...base,
-    spec: { kind: 'topk', chunk: c.chunk, k: c.k, bits: c.bits, resultBits: 0 },
-    id: `topk/${c.chunk}/${c.k}/${c.bits}/gather`,
+    spec: { kind: 'topk', chunk: c.chunk, k: c.k, bits: c.bits, resultBits: 0, ...(c.mean === undefined ? {} : { mean: c.mean }) },
+    id: `topk/${c.chunk}/${c.k}/${c.bits}/gather${senders ? '/senders' : ''}`,
     reduce: (contribs, n, whole) => {
       const { report, factors, parts } = sparseAccept(contribs, n, whole, send)
       const out = new Uint8Array(resultBytes(n, parts.length))
@@ -183,13 +197,14 @@ function topkGatherCodec (c: { chunk: number, k: number, bits: number }): PartCo
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
       const size = topkBytes(n, send)
       const acc = new Float64Array(n)
+      const count = senders ? new Uint16Array(n) : undefined
       const x = new Float32Array(n)
       for (let i = 0; i < m; i++) {
         const f = view.getFloat32(4 * i, true)
         decodeTopKInto(bytes.subarray(4 * m + i * size, 4 * m + (i + 1) * size), n, send, x)
-        for (let j = 0; j < n; j++) if (x[j] !== 0) acc[j] += f * x[j]
+        for (let j = 0; j < n; j++) if (x[j] !== 0) { acc[j] += f * x[j]; if (count !== undefined) count[j]++ }
       }
-      for (let j = 0; j < n; j++) out[offset + j] = m > 0 ? acc[j] / m : 0
+      divideInto(acc, m, count, out, offset)
     }
   }
 }
@@ -205,16 +220,30 @@ function l2 (x: Float32Array): number {
  * norm above the cap → scaled to it), then Σ factor·x over accepted members in member order in
  * f64, divided by their count, rounded once to f32, encoded on the zero grid with m·k per chunk.
  */
-function reduceSparse (contribs: readonly Contribution[], n: number, whole: number | undefined, send: TopKParams, result: (m: number) => TopKParams): { bytes: Uint8Array, report: ReduceReport } {
+function reduceSparse (contribs: readonly Contribution[], n: number, whole: number | undefined, send: TopKParams, result: (m: number) => TopKParams, senders: boolean): { bytes: Uint8Array, report: ReduceReport } {
   const { report, factors, xs } = sparseAccept(contribs, n, whole, send)
   const acc = new Float64Array(n)
+  const count = senders ? new Uint16Array(n) : undefined
   xs.forEach((x, c) => {
     const f = factors[c]
-    for (let i = 0; i < n; i++) if (x[i] !== 0) acc[i] += f * x[i]
+    for (let i = 0; i < n; i++) if (x[i] !== 0) { acc[i] += f * x[i]; if (count !== undefined) count[i]++ }
   })
   const mean = new Float32Array(n)
-  if (xs.length > 0) for (let i = 0; i < n; i++) mean[i] = acc[i] / xs.length
+  divideInto(acc, xs.length, count, mean, 0)
   return { bytes: encodeTopK(mean, result(xs.length)), report }
+}
+
+/**
+ * out[offset + i] = acc[i] / m (the mean over the m accepted members), or with `count` (mean
+ * 'senders') acc[i] / count[i], the mean over the members that sent element i: on this model a
+ * member's 4 of 256 rarely overlap another's, so dividing by m shrinks most of what is sent m×
+ * (BENCHMARKS.md § Training: the outer lr then has to make up for it). 0 where nobody sent.
+ */
+function divideInto (acc: Float64Array, m: number, count: Uint16Array | undefined, out: Float32Array, offset: number): void {
+  for (let i = 0; i < acc.length; i++) {
+    const d = count === undefined ? m : count[i]
+    out[offset + i] = d > 0 ? acc[i] / d : 0
+  }
 }
 
 /**

@@ -12,13 +12,33 @@ export interface OuterOptions {
   lr?: number
   /** Nesterov momentum. @default 0.9 (DiLoCo) */
   momentum?: number
+  /**
+   * Syncs over which the outer lr moves linearly from `lr` (sync 0) to `finalLr` (sync
+   * `decaySyncs` and after; syncs counted by seq, every fragment's). @default 0 (constant lr)
+   */
+  decaySyncs?: number
+  /** The outer lr at and after sync `decaySyncs`. @default lr */
+  finalLr?: number
 }
 
 export function resolveOuter (o: OuterOptions = {}): Required<OuterOptions> {
-  const r = { lr: o.lr ?? DEFAULT_OUTER_LR, momentum: o.momentum ?? DEFAULT_OUTER_MOMENTUM }
+  const lr = o.lr ?? DEFAULT_OUTER_LR
+  const r = { lr, momentum: o.momentum ?? DEFAULT_OUTER_MOMENTUM, decaySyncs: o.decaySyncs ?? 0, finalLr: o.finalLr ?? lr }
   if (!(r.lr > 0 && Number.isFinite(r.lr))) throw new TrainArgumentError(`outer lr must be positive and finite, got ${r.lr}`)
   if (!(r.momentum >= 0 && r.momentum < 1)) throw new TrainArgumentError(`outer momentum must be in [0, 1), got ${r.momentum}`)
+  if (!(Number.isInteger(r.decaySyncs) && r.decaySyncs >= 0)) throw new TrainArgumentError(`outer decaySyncs must be a non-negative integer, got ${r.decaySyncs}`)
+  if (!(r.finalLr > 0 && Number.isFinite(r.finalLr))) throw new TrainArgumentError(`outer finalLr must be positive and finite, got ${r.finalLr}`)
   return r
+}
+
+/**
+ * The outer lr of sync `seq`: `lr`, or with `decaySyncs` a linear move to `finalLr`. Plain double
+ * arithmetic only (no Math.cos, whose last bit engines may differ in), so every member computes
+ * the same lr and θ_global stays bit-identical.
+ */
+export function outerLrAt (o: Required<OuterOptions>, seq: number): number {
+  if (o.decaySyncs === 0) return o.lr
+  return o.lr + (o.finalLr - o.lr) * (Math.min(seq, o.decaySyncs) / o.decaySyncs)
 }
 
 /**
@@ -26,7 +46,7 @@ export function resolveOuter (o: OuterOptions = {}): Required<OuterOptions> {
  *   buf ← μ·buf + g;   θ ← θ − lr·(g + μ·buf)
  * theta (n), momentum (n), g (n); all f32.
  */
-export function nesterovStep (theta: Float32Array, momentum: Float32Array, g: Float32Array, o: Required<OuterOptions>): void {
+export function nesterovStep (theta: Float32Array, momentum: Float32Array, g: Float32Array, o: { lr: number, momentum: number }): void {
   const n = theta.length
   if (momentum.length !== n || g.length !== n) throw new TrainArgumentError(`nesterovStep: theta ${n}, momentum ${momentum.length}, g ${g.length} elements differ`)
   const f = Math.fround

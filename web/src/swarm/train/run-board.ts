@@ -64,7 +64,11 @@ export interface RunSpec {
   eps: number
   weightDecay: number
   maxGradNorm: number
-  outer: { lr: number, momentum: number }
+  /**
+   * The outer step: lr and Nesterov momentum; with `decaySyncs` > 0 the lr moves linearly to
+   * `finalLr` over that many syncs (outer.ts `outerLrAt`; both absent in older declarations).
+   */
+  outer: { lr: number, momentum: number, decaySyncs?: number, finalLr?: number }
   /**
    * How pseudo-gradients travel (codec.ts): q8 (the baseline), or top-k of every `chunk`
    * elements with `bits`-bit values and the owners' mean in `resultBits`, or with resultBits 0
@@ -150,6 +154,21 @@ function withDefault (o: Record<string, unknown>, k: string, v: number): Record<
   return o[k] === undefined ? { ...o, [k]: v } : o
 }
 
+/** The outer field: {lr, momentum} and, both or neither, {decaySyncs, finalLr}. */
+function parseOuter (outer: Record<string, unknown>): RunSpec['outer'] {
+  const lr = num(outer, 'lr', v => v > 0 && v <= 10, 'in (0, 10]')
+  const momentum = num(outer, 'momentum', v => v >= 0 && v < 1, 'in [0, 1)')
+  if (outer.decaySyncs === undefined && outer.finalLr === undefined) return { lr, momentum }
+  return {
+    lr,
+    momentum,
+    decaySyncs: num(outer, 'decaySyncs', v => Number.isInteger(v) && v >= 1 && v <= MAX_OUTER_DECAY_SYNCS, `an integer in [1, ${MAX_OUTER_DECAY_SYNCS}]`),
+    finalLr: num(outer, 'finalLr', v => v > 0 && v <= 10, 'in (0, 10]')
+  }
+}
+/** A decay longer than this is a typo (a million syncs). */
+const MAX_OUTER_DECAY_SYNCS = 1_000_000
+
 /** Validates a run declaration read from the CRDT (any peer may write one: check everything). */
 export function parseRunSpec (raw: unknown): RunSpec {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new RunConfigError('run spec is not an object')
@@ -182,7 +201,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
     eps: num(withDefault(o, 'eps', ADAM_DEFAULTS.eps), 'eps', v => v > 0 && v <= 1e-2, 'in (0, 0.01]'),
     weightDecay: num(o, 'weightDecay', v => v >= 0 && v < 1, 'in [0, 1)'),
     maxGradNorm: num(o, 'maxGradNorm', v => v >= 0 && Number.isFinite(v), 'finite and ≥ 0'),
-    outer: { lr: num(outer, 'lr', v => v > 0 && v <= 10, 'in (0, 10]'), momentum: num(outer, 'momentum', v => v >= 0 && v < 1, 'in [0, 1)') },
+    outer: parseOuter(outer),
     compression: parseCompression(comp),
     fragments: num(o, 'fragments', posInt, 'a positive integer'),
     overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
@@ -232,8 +251,12 @@ function parseCompression (comp: Record<string, unknown>): CompressionSpec {
   const why = topkParamsProblem(c)
   if (why !== undefined) throw new RunConfigError(`run field compression (top-k): ${why}`)
   if (c.resultBits !== 0 && (c.resultBits < 2 || c.resultBits > 8)) throw new RunConfigError(`run field compression (top-k): resultBits must be 0 (owners all-gather the parts) or an integer in [2, 8], got ${c.resultBits}`)
-  if (comp.efDecay === undefined) return c
-  return { ...c, efDecay: num(comp, 'efDecay', v => v > 0 && v <= 1, 'in (0, 1]') }
+  if (comp.mean !== undefined && comp.mean !== 'members' && comp.mean !== 'senders') throw new RunConfigError(`run field compression (top-k): mean must be "members" or "senders", got ${JSON.stringify(comp.mean)}`)
+  return {
+    ...c,
+    ...(comp.efDecay === undefined ? {} : { efDecay: num(comp, 'efDecay', v => v > 0 && v <= 1, 'in (0, 1]') }),
+    ...(comp.mean === undefined ? {} : { mean: comp.mean })
+  }
 }
 
 export interface SyncRecord {

@@ -29,7 +29,7 @@ import type { PartCodec } from './codec.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { flatten, fragmentsOf, layoutOf, slotView, type Fragment, type ParamLayout } from './flat.ts'
-import { hashBytes, nesterovStep, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
+import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
 
 export interface DiLoCoOptions {
   /** Inner steps between two syncs of a fragment (H). */
@@ -393,7 +393,7 @@ export class DiLoCoWorker {
     }
     this.ef[frag.index].commit()
     const g = this.global.subarray(frag.start, frag.end)
-    nesterovStep(g, this.momentum.subarray(frag.start, frag.end), out.mean, this.outer)
+    nesterovStep(g, this.momentum.subarray(frag.start, frag.end), out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
     const alpha = this.opts.mixAlpha ?? 0
     if (this.base !== undefined) await this.rebase(frag)
     else if (this.opts.localResidual === true) {
