@@ -11,11 +11,12 @@
  */
 import type { PrivateKey } from '@libp2p/interface'
 import * as Y from 'yjs'
-import { ForgedEntryError, LimitExceededError, MalformedMessageError, NetConfigError } from '../errors.ts'
+import { ForgedEntryError, GenerationMismatchError, LimitExceededError, MalformedMessageError, NetConfigError } from '../errors.ts'
 import { CRDT_SYNC } from '../protocols.ts'
 import { DEFAULT_POW_BITS, mintStamp, powEpoch, stampProblem } from '../pow.ts'
 import { PEERS_MAP, PEER_ENTRY_TTL_MS, SIGNED_MAPS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'
 import { MAX_ITEM_BYTES, oversizedItem } from './limits.ts'
+import { GENERATION_EPOCH_MS, GENESIS, checkGeneration, compareGenerations, formatGeneration, generationEpoch, sameGeneration, type Generation, type RotationPolicy } from './generation.ts'
 
 /** Updates waiting for missing dependencies; beyond this the oldest is dropped (sync repairs it). */
 const MAX_PENDING_UPDATES = 64
@@ -64,10 +65,22 @@ export interface SwarmDocLimits {
    * @default MAX_DOC_BYTES
    */
   maxDocBytes?: number
+  /** The doc generation `doc` holds (a relay's stored one, crdt/generation.ts). @default GENESIS */
+  generation?: Generation
 }
 
+/** Called when the doc moves to another generation: `doc` is now a fresh Y.Doc; `old` is the one before. */
+export type GenerationListener = (g: Generation, old: Y.Doc) => void
+
 export class SwarmDoc {
-  readonly doc: Y.Doc
+  /** The current generation's Y.Doc; replaced at rotate()/adopt(), so hold the SwarmDoc, not this. */
+  get doc (): Y.Doc { return this.ydoc }
+  private ydoc: Y.Doc
+  /** The doc generation held now (crdt/generation.ts). */
+  generation: Generation
+  /** When this replica started or joined its generation (for the rotation period), ms. */
+  private generationSince: number
+  private readonly generationListeners = new Set<GenerationListener>()
   private readonly pending: Uint8Array[] = []
   /** Our last sequence number per signed map. */
   private readonly ownSeqs = new Map<string, number>()
@@ -78,6 +91,11 @@ export class SwarmDoc {
   refusedSize = 0
   /** Of those: updates refused because the doc is at its size cap (maxDocBytes). */
   refusedDocSize = 0
+  /** Updates or sync frames refused for naming another generation (GenerationMismatchError). */
+  refusedGeneration = 0
+  /** Generations this replica started (rotate) and re-seeded from (adopt). */
+  rotations = 0
+  adoptions = 0
   /** Remote updates that needed the full check on a scratch copy of the doc (O(doc) each), for tests and profiling. */
   fullChecks = 0
   readonly powBits: number
@@ -87,13 +105,15 @@ export class SwarmDoc {
   private measuredBytes = 0
   private appliedSince = Infinity
   private readonly now: () => number
+  private readonly limits: SwarmDocLimits
   /** This peer's stamp and the UTC day it was minted for. */
   private stamp: { epoch: number, text: Promise<string> } | undefined
   /** Entries already verified, by key + signature: peers() is read on every UI render. */
   private readonly verified = new Map<string, PeerEntry>()
 
   constructor (readonly swarm: string, readonly selfId: string, private readonly privateKey?: PrivateKey, doc?: Y.Doc, limits: SwarmDocLimits = {}) {
-    this.doc = doc ?? new Y.Doc()
+    this.ydoc = doc ?? new Y.Doc()
+    this.limits = limits
     this.powBits = limits.powBits ?? DEFAULT_POW_BITS
     this.maxItemBytes = limits.maxItemBytes ?? MAX_ITEM_BYTES
     this.now = limits.now ?? Date.now
@@ -101,8 +121,12 @@ export class SwarmDoc {
     stampProblem('', swarm, selfId, this.powBits, 0) // validates powBits (throws NetConfigError)
     if (!(this.maxItemBytes > 0)) throw new NetConfigError(`maxItemBytes must be positive, got ${this.maxItemBytes}`)
     if (!(this.maxDocBytes > 0)) throw new NetConfigError(`maxDocBytes must be positive, got ${this.maxDocBytes}`)
-    this.doc.on('update', (u: Uint8Array) => { this.appliedSince += u.byteLength })
+    this.generation = limits.generation ?? GENESIS
+    this.generationSince = this.generation.n > 0 ? Math.min(this.now(), this.generation.n * GENERATION_EPOCH_MS) : this.now()
+    this.ydoc.on('update', this.countApplied)
   }
+
+  private readonly countApplied = (u: Uint8Array): void => { this.appliedSince += u.byteLength }
 
   /** This peer's identity stamp for today (minted once per UTC day; ~2^powBits hashes). */
   async ownStamp (): Promise<string> {
@@ -462,6 +486,161 @@ export class SwarmDoc {
     if (expired.length > 0) this.doc.transact(() => { for (const [m, k] of expired) m.delete(k) })
     return expired.length
   }
+
+  /** Calls `fn` whenever the doc moves to another generation (re-bind anything that holds `doc`); returns the unsubscribe. */
+  onGeneration (fn: GenerationListener): () => void {
+    this.generationListeners.add(fn)
+    return () => { this.generationListeners.delete(fn) }
+  }
+
+  /**
+   * A fresh Y.Doc (client id `tag`) holding only what is live in this one: every verified,
+   * unexpired signed entry as its owner signed it (the raw value, never re-signed; `peers`
+   * entries also need a valid stamp), and the other root maps' current values. Keys are written in
+   * sorted order, so equal content gives equal bytes. Only root maps are carried (the swarm's roots
+   * are all maps); a nested Yjs value is carried as its JSON.
+   */
+  async buildSeed (tag: number, now = this.now()): Promise<Y.Doc> {
+    const seed = new Y.Doc()
+    seed.clientID = tag
+    const copies: Array<[string, string, unknown]> = []
+    for (const name of [...this.ydoc.share.keys()].sort()) {
+      if (SIGNED_MAPS.includes(name)) {
+        const live = await this.signedEntries(name, now)
+        const m = this.ydoc.getMap<RawEntry>(name)
+        for (const key of [...live.keys()].sort()) {
+          if (name === PEERS_MAP && this.powBits > 0 && this.stampProblemOf(key, live.get(key)!) !== undefined) continue
+          copies.push([name, key, m.get(key)])
+        }
+        continue
+      }
+      let m: Y.Map<unknown>
+      try {
+        m = this.ydoc.getMap<unknown>(name)
+      } catch {
+        continue // a root defined as another type (none in this codebase): not carried
+      }
+      for (const key of [...m.keys()].sort()) {
+        const v = m.get(key)
+        copies.push([name, key, v instanceof Y.AbstractType ? v.toJSON() : v])
+      }
+    }
+    seed.transact(() => { for (const [name, key, v] of copies) seed.getMap(name).set(key, v) })
+    return seed
+  }
+
+  /**
+   * Whether this replica should start a new generation now (crdt/generation.ts RotationPolicy):
+   * never twice in one generation epoch; otherwise once the doc's history (its bytes beyond a seed
+   * of the live values) is at least `minHistoryBytes` and either passes `historyShare` of the doc
+   * or the generation is `everyMs` old. O(doc): the relay asks once a minute.
+   */
+  async rotationDue (policy: RotationPolicy, now = this.now()): Promise<boolean> {
+    if (generationEpoch(now) <= this.generation.n) return false
+    const docBytes = Y.encodeStateAsUpdate(this.ydoc).byteLength
+    const history = docBytes - Y.encodeStateAsUpdate(await this.buildSeed(1, now)).byteLength
+    if (history < policy.minHistoryBytes) return false
+    return history > policy.historyShare * docBytes || now - this.generationSince >= policy.everyMs
+  }
+
+  /**
+   * Starts a new generation: `doc` becomes buildSeed()'s fresh doc, numbered by the current
+   * epoch. Throws NetConfigError when this doc's generation started in the current epoch already.
+   */
+  async rotate (now = this.now(), tag = randomTag()): Promise<Generation> {
+    const n = generationEpoch(now)
+    if (n <= this.generation.n) throw new NetConfigError(`doc generation ${formatGeneration(this.generation)} started in epoch ${this.generation.n}; the next may start from epoch ${this.generation.n + 1} (now ${n})`)
+    if (!(Number.isInteger(tag) && tag > 0 && tag <= 0xffff_ffff)) throw new NetConfigError(`generation tag must be a u32 other than 0, got ${tag}`)
+    const seed = await this.buildSeed(tag, now)
+    this.rotations++
+    this.swap(seed, { n, tag }, now)
+    return this.generation
+  }
+
+  /**
+   * Re-seeds from a newer generation: `update` (the other side's whole state) is checked like any
+   * remote update, on a fresh doc — every signed entry verified, every stamp — and becomes `doc`;
+   * then this peer's own live entries that the seed lacks (or holds older) are re-inserted as
+   * signed, so no live entry of ours is lost. Throws GenerationMismatchError for a generation not
+   * newer than ours, MalformedMessageError for a seed that is not a whole state, and the checks'
+   * own errors (ForgedEntryError…), leaving the doc unchanged.
+   */
+  async adopt (g: Generation, update: Uint8Array): Promise<void> {
+    const now = this.now()
+    this.checkGeneration(g, now)
+    if (compareGenerations(g, this.generation) <= 0) {
+      this.refusedGeneration++
+      throw new GenerationMismatchError(CRDT_SYNC.id, formatGeneration(g), formatGeneration(this.generation), false)
+    }
+    const fresh = new Y.Doc()
+    // Our client id goes on (awareness keys presence by it) unless the seed's writer has it.
+    fresh.clientID = this.ydoc.clientID === g.tag ? randomTag(g.tag) : this.ydoc.clientID
+    const check = new SwarmDoc(this.swarm, this.selfId, undefined, fresh, { ...this.limits, generation: g })
+    const r = await check.applyRemote(update).catch((e: Error) => { this.rejected++; throw e })
+    if (r === 'pending') {
+      this.rejected++
+      throw new MalformedMessageError(CRDT_SYNC.id, `seed of generation ${formatGeneration(g)} lacks dependencies: not a whole state`)
+    }
+    const own: Array<[string, RawEntry, PeerEntry]> = []
+    for (const map of SIGNED_MAPS) {
+      const raw = this.ydoc.getMap<RawEntry>(map).get(this.selfId)
+      const e = raw === undefined ? undefined : await this.verify(this.selfId, raw, map).catch(() => undefined)
+      if (raw !== undefined && e !== undefined && e.expiresAt > now) own.push([map, raw, e])
+    }
+    this.adoptions++
+    this.swap(fresh, g, now)
+    for (const [map, raw, e] of own) {
+      const m = this.ydoc.getMap<RawEntry>(map)
+      const cur = m.get(this.selfId)
+      const held = cur === undefined ? undefined : await this.verify(this.selfId, cur, map).catch(() => undefined)
+      if (held === undefined || held.seq < e.seq) m.set(this.selfId, raw)
+    }
+  }
+
+  /**
+   * applyRemote() for an update of generation `g`: refused with GenerationMismatchError (and
+   * counted) unless `g` is this doc's generation — an update of one generation cannot apply to
+   * another's doc.
+   */
+  async applyRemoteIn (g: Generation, update: Uint8Array, origin: unknown = REMOTE_ORIGIN): Promise<ApplyResult> {
+    this.checkGeneration(g, this.now())
+    if (!sameGeneration(g, this.generation)) {
+      this.refusedGeneration++
+      throw new GenerationMismatchError(CRDT_SYNC.id, formatGeneration(g), formatGeneration(this.generation), compareGenerations(g, this.generation) > 0)
+    }
+    return await this.applyRemote(update, origin)
+  }
+
+  /** Throws (and counts) when `g` is malformed or from the future (generation.ts checkGeneration). */
+  checkGeneration (g: Generation, now = this.now()): void {
+    try {
+      checkGeneration(CRDT_SYNC.id, g, now)
+    } catch (e) {
+      this.refusedGeneration++
+      this.rejected++
+      throw e
+    }
+  }
+
+  private swap (fresh: Y.Doc, g: Generation, now: number): void {
+    const old = this.ydoc
+    old.off('update', this.countApplied)
+    this.ydoc = fresh
+    fresh.on('update', this.countApplied)
+    this.generation = g
+    this.generationSince = now
+    this.pending.length = 0 // updates of the old generation
+    this.measuredBytes = 0
+    this.appliedSince = Infinity
+    for (const fn of this.generationListeners) fn(g, old)
+  }
+}
+
+/** A random seed tag (a Yjs client id, never 0: 0 is the genesis tag). */
+function randomTag (avoid = 0): number {
+  const u = new Uint32Array(1)
+  do crypto.getRandomValues(u); while (u[0] === 0 || u[0] === avoid)
+  return u[0]
 }
 
 function sameRaw (a: RawEntry, b: unknown): boolean {
