@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os'
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
+import { parseConfig } from '../../relay/config.ts'
 import { CrdtStore } from '../../relay/crdt-store.ts'
+import { startRelay } from '../../relay/relay.ts'
 import { GENERATION_EPOCH_MS, GENESIS, compareGenerations, rotationPolicy } from '../../web/src/net/crdt/generation.ts'
 import { signEntry } from '../../web/src/net/crdt/entries.ts'
 import { SwarmDoc } from '../../web/src/net/crdt/swarm-doc.ts'
@@ -260,4 +262,37 @@ describe('generations over libp2p (relay + 2 peers, CrdtSync)', () => {
       await s.stop()
     }
   }, 60_000)
+})
+
+describe('relay process', () => {
+  it('starts a new generation once departed peers outweigh the live state, and keeps it across a restart', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'webswarm-gen-relay-'))
+    const config = { ...parseConfig(['--port', '0', '--ice-server', 'none', '--crdt-pow-bits', String(POW)], {})!, dataDir: dir, staticDir: dir, compactIntervalMs: 1000 }
+    const logs: string[] = []
+    let relay = await startRelay(config, (l) => { logs.push(l) })
+    try {
+      const { sdoc, store } = relay.swarms.get('default')!
+      // 70 peers wrote entries that expired 5 min ago (their clocks were behind), one is live.
+      const past = { now: Date.now() - 15 * 60_000 }
+      for (let i = 0; i < 71; i++) {
+        const key = await generateKeyPair('Ed25519')
+        const d = new SwarmDoc('default', peerIdFromPrivateKey(key).toString(), key, undefined, { powBits: POW, now: () => i < 70 ? past.now : Date.now() })
+        await d.setSelf({ i })
+        await sdoc.applyRemote(Y.encodeStateAsUpdate(d.doc))
+      }
+      await until('the relay pruned and rotated', () => sdoc.generation.n > 0, 20_000).catch((e: Error) => { throw new Error(`${e.message}: ${logs.filter(l => l.includes('crdt')).join(' | ')}`) })
+      await until('its log compacted to the generation', () => store.generation.tag === sdoc.generation.tag && store.stats.records <= 3, 10_000)
+      expect((await sdoc.peers()).size).toBe(1)
+      const g = sdoc.generation
+      await relay.stop()
+      relay = await startRelay(config, () => {})
+      const again = relay.swarms.get('default')!.sdoc
+      expect(again.generation).toEqual(g)
+      expect((await again.peers()).size).toBe(1)
+      expect(Y.encodeStateAsUpdate(again.doc).byteLength).toBeLessThan(1024)
+    } finally {
+      await relay.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 90_000)
 })
