@@ -584,6 +584,7 @@ export class SwarmDoc {
     const own: Array<[string, RawEntry, PeerEntry]> = []
     for (const map of SIGNED_MAPS) {
       const raw = this.ydoc.getMap<RawEntry>(map).get(this.selfId)
+      // An own entry that does not verify (a local bug) is not carried: nobody would accept it.
       const e = raw === undefined ? undefined : await this.verify(this.selfId, raw, map).catch(() => undefined)
       if (raw !== undefined && e !== undefined && e.expiresAt > now) own.push([map, raw, e])
     }
@@ -592,6 +593,7 @@ export class SwarmDoc {
     for (const [map, raw, e] of own) {
       const m = this.ydoc.getMap<RawEntry>(map)
       const cur = m.get(this.selfId)
+      // The seed's copy was verified by the check above; undefined only when it holds none.
       const held = cur === undefined ? undefined : await this.verify(this.selfId, cur, map).catch(() => undefined)
       if (held === undefined || held.seq < e.seq) m.set(this.selfId, raw)
     }
