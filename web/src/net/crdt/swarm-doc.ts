@@ -561,11 +561,12 @@ export class SwarmDoc {
    * Re-seeds from a newer generation: `update` (the other side's whole state) is checked like any
    * remote update, on a fresh doc — every signed entry verified, every stamp — and becomes `doc`;
    * then this peer's own live entries that the seed lacks (or holds older) are re-inserted as
-   * signed, so no live entry of ours is lost. Throws GenerationMismatchError for a generation not
-   * newer than ours, MalformedMessageError for a seed that is not a whole state, and the checks'
-   * own errors (ForgedEntryError…), leaving the doc unchanged.
+   * signed, so no live entry of ours is lost. Returns how many were re-inserted. Throws
+   * GenerationMismatchError for a generation not newer than ours, MalformedMessageError for a seed
+   * that is not a whole state, and the checks' own errors (ForgedEntryError…), leaving the doc
+   * unchanged.
    */
-  async adopt (g: Generation, update: Uint8Array): Promise<void> {
+  async adopt (g: Generation, update: Uint8Array): Promise<number> {
     const now = this.now()
     this.checkGeneration(g, now)
     if (compareGenerations(g, this.generation) <= 0) {
@@ -590,13 +591,18 @@ export class SwarmDoc {
     }
     this.adoptions++
     this.swap(fresh, g, now)
+    let carried = 0
     for (const [map, raw, e] of own) {
       const m = this.ydoc.getMap<RawEntry>(map)
       const cur = m.get(this.selfId)
       // The seed's copy was verified by the check above; undefined only when it holds none.
       const held = cur === undefined ? undefined : await this.verify(this.selfId, cur, map).catch(() => undefined)
-      if (held === undefined || held.seq < e.seq) m.set(this.selfId, raw)
+      if (held === undefined || held.seq < e.seq) {
+        m.set(this.selfId, raw)
+        carried++
+      }
     }
+    return carried
   }
 
   /**

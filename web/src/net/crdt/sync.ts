@@ -203,8 +203,8 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   }
 
   private offGeneration?: () => void
-  /** A sync started to re-seed from a newer generation seen in gossip (one at a time). */
-  private reseeding = false
+  /** A sync started by syncSoon() is under way (one at a time). */
+  private syncing = false
 
   /** The doc moved to another generation: listen to the new Y.Doc's updates instead. */
   private readonly onGeneration = (g: Generation, old: Y.Doc): void => {
@@ -308,7 +308,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
         // Not an attack: the author lags (it re-seeds at its next sync), or we do (sync with the
         // forwarder now: gossipsub forwards only what it accepted, so it holds the newer generation).
         this.log(`crdt: gossip from ${from.toString()}: ${e.message}`)
-        if (e.newer) this.reseedFrom(from)
+        if (e.newer) this.syncSoon(from)
         else this.stats.staleGeneration++
         return TopicValidatorResult.Ignore
       }
@@ -317,11 +317,12 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     }
   }
 
-  private reseedFrom (peer: PeerId): void {
-    if (this.reseeding) return
-    this.reseeding = true
+  /** Syncs with `peer` now, unless such a sync is under way (a newer generation heard, own entries to hand over). */
+  private syncSoon (peer: PeerId): void {
+    if (this.syncing || !this.running) return
+    this.syncing = true
     // exchange() logs a failure; anti-entropy tries again within seconds.
-    void this.syncWith(peer).catch(() => {}).finally(() => { this.reseeding = false })
+    void this.syncWith(peer).catch(() => {}).finally(() => { this.syncing = false })
   }
 
   private reject (line: string): void {
@@ -341,15 +342,17 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     if (conn === undefined) throw new UnsupportedMessageError(CRDT_SYNC.id, `no unlimited connection to ${peer.toString()}`)
     const signal = AbortSignal.timeout(CRDT_SYNC.timeoutMs)
     const stream = await conn.newStream(CRDT_SYNC.id, { signal, runOnLimitedConnection: CRDT_SYNC.runOnLimitedConnection })
-    await this.exchange(stream, peer.toString(), signal)
+    await this.exchange(stream, peer, signal)
   }
 
   private async onStream (stream: Stream, conn: Connection): Promise<void> {
     // exchange() has logged the failure and reset the stream; the handler has no one to tell.
-    await this.exchange(stream, conn.remotePeer.toString(), AbortSignal.timeout(CRDT_SYNC.timeoutMs)).catch(() => {})
+    await this.exchange(stream, conn.remotePeer, AbortSignal.timeout(CRDT_SYNC.timeoutMs)).catch(() => {})
   }
 
-  private async exchange (stream: Stream, remote: string, signal: AbortSignal): Promise<void> {
+  private async exchange (stream: Stream, remotePeer: PeerId, signal: AbortSignal): Promise<void> {
+    const remote = remotePeer.toString()
+    let carried = 0
     const swarm = this.sdoc.swarm
     const lp = lpStream(stream, { maxDataLength: CRDT_SYNC.maxMessageBytes })
     try {
@@ -386,7 +389,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
           gotStep2 = true
           if (order > 0) {
             const from = formatGeneration(this.sdoc.generation)
-            await this.sdoc.adopt(frame.generation, frame.payload)
+            carried = await this.sdoc.adopt(frame.generation, frame.payload)
             this.stats.reseeded++
             this.log(`crdt-sync: re-seeded from ${remote}: doc generation ${from} → ${formatGeneration(frame.generation)}`)
           } else if (order < 0) {
@@ -406,6 +409,10 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
       if (stream.status !== 'closed') await closed(stream, signal)
       this.stats.syncs++
       this.dispatchEvent(new CustomEvent('synced', { detail: remote }))
+      // Our own entries re-inserted after a re-seed go out by gossip, which a link that just
+      // opened may not carry yet: hand them to this peer now rather than at the next anti-entropy.
+      // (On the next turn: a sync started by syncSoon() is still settling here.)
+      if (carried > 0) setTimeout(() => { this.syncSoon(remotePeer) }, 0)
     } catch (e) {
       const err = signal.aborted ? new ProtocolTimeoutError(CRDT_SYNC.id, CRDT_SYNC.timeoutMs) : e as Error
       this.reject(`crdt-sync: reset stream with ${remote}: ${err.name}: ${err.message}`)
