@@ -189,7 +189,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   for (const name of config.swarms) {
     const doc = new Y.Doc()
     const store = await CrdtStore.open(path.join(config.dataDir, 'crdt'), name, doc, { compactIntervalMs: config.compactIntervalMs, log })
-    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc, { powBits: config.crdtPowBits ?? DEFAULT_POW_BITS, generation: store.generation })
+    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc, { powBits: config.crdtPowBits ?? DEFAULT_POW_BITS, generation: store.generation, mirroredGenerations: 0 })
     // A new generation (ours, or one re-seeded from a peer relay or a peer): the log holds it alone.
     sdoc.onGeneration((g) => { void store.rebind(sdoc.doc, g).catch((e: Error) => { log(`crdt-store ${name}: compaction to generation failed: ${e.message}`) }) })
     // Before anyone syncs: entries stored by an older relay (no stamps) or expired while it was down.

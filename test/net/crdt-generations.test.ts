@@ -125,6 +125,36 @@ describe('doc generations', () => {
     expect((await a.peers()).get(b.selfId)?.data).toEqual({ live: true, v: 3 })
   }, 60_000)
 
+  it('code still holding a map of the earlier generation reads and writes the live state (mirrored), unless mirroring is off', async () => {
+    for (const mirroredGenerations of [undefined, 0]) {
+      const w = new World()
+      const { hub, peers: [p] } = await history(w, 1, 2)
+      const q = new SwarmDoc(SWARM, p.selfId, undefined, undefined, { powBits: POW, now: () => w.now, mirroredGenerations })
+      await send(hub, q)
+      hub.map('train').set('run', { round: 1 })
+      await send(hub, q)
+      const train = q.map('train') // held across the re-seed, as a run board holds it
+      let oldUpdates = 0
+      q.doc.on('update', () => { oldUpdates++ })
+      w.now += GENERATION_EPOCH_MS
+      await hub.rotate(w.now, 21)
+      await q.adopt(hub.generation, Y.encodeStateAsUpdate(hub.doc))
+      hub.map('train').set('run', { round: 2 })
+      await send(hub, q)
+      train.set('member', 'q') // written through the old map
+      await send(q, hub).catch(() => {})
+      if (mirroredGenerations === 0) {
+        expect(train.get('run')).toEqual({ round: 1 })
+        expect(hub.map('train').get('member')).toBeUndefined()
+      } else {
+        expect(train.get('run')).toEqual({ round: 2 })
+        expect(oldUpdates).toBeGreaterThan(0)
+        expect(hub.map('train').get('member')).toBe('q')
+        expect(q.map('train').get('member')).toBe('q')
+      }
+    }
+  }, 60_000)
+
   it('two relays that rotate in one epoch converge on the higher tag', async () => {
     const w = new World()
     const { hub: r1, peers } = await history(w, 2, 5)

@@ -106,7 +106,7 @@ export class CrdtChurnSim {
     // Seeded client ids: Yjs picks random ones, and their varint length shows in the byte counts.
     y.clientID = 1 + this.model.rng.int(0x3fffffff)
     if (seed !== undefined) Y.applyUpdate(y, seed)
-    return new SwarmDoc('sim', selfId, key, y, { powBits: this.powBits, now: () => this.now, generation: this.hub?.generation })
+    return new SwarmDoc('sim', selfId, key, y, { powBits: this.powBits, now: () => this.now, generation: this.hub?.generation, mirroredGenerations: 0 })
   }
 
   get live (): number {

@@ -44,6 +44,15 @@ const EXPIRY_SKEW_MS = 30_000
 /** Transaction origin of updates that came from the network (never re-published). */
 export const REMOTE_ORIGIN = Symbol('webswarm-remote')
 
+/** Transaction origin of writes that mirror the current generation's doc into an earlier one. */
+const MIRROR_ORIGIN = Symbol('webswarm-generation-mirror')
+/**
+ * Earlier generations' docs kept in step with the current one (newest first), so that code still
+ * holding one of their maps (a run board, a UI listener) reads and writes the live state; older
+ * ones stop following. Each costs one copy of the changed keys per transaction.
+ */
+const MIRRORED_GENERATIONS = 4
+
 /** Result of applyRemote. */
 export type ApplyResult = 'applied' | 'pending' | 'noop'
 
@@ -67,6 +76,11 @@ export interface SwarmDocLimits {
   maxDocBytes?: number
   /** The doc generation `doc` holds (a relay's stored one, crdt/generation.ts). @default GENESIS */
   generation?: Generation
+  /**
+   * Earlier generations' docs kept in step with the current one, for code that still holds their
+   * maps; 0 where nothing does (the relay, the simulator). @default MIRRORED_GENERATIONS
+   */
+  mirroredGenerations?: number
 }
 
 /** Called when the doc moves to another generation: `doc` is now a fresh Y.Doc; `old` is the one before. */
@@ -81,6 +95,8 @@ export class SwarmDoc {
   /** When this replica started or joined its generation (for the rotation period), ms. */
   private generationSince: number
   private readonly generationListeners = new Set<GenerationListener>()
+  /** Earlier generations' docs mirrored (MIRRORED_GENERATIONS). */
+  private readonly mirrors: Y.Doc[] = []
   private readonly pending: Uint8Array[] = []
   /** Our last sequence number per signed map. */
   private readonly ownSeqs = new Map<string, number>()
@@ -121,9 +137,12 @@ export class SwarmDoc {
     stampProblem('', swarm, selfId, this.powBits, 0) // validates powBits (throws NetConfigError)
     if (!(this.maxItemBytes > 0)) throw new NetConfigError(`maxItemBytes must be positive, got ${this.maxItemBytes}`)
     if (!(this.maxDocBytes > 0)) throw new NetConfigError(`maxDocBytes must be positive, got ${this.maxDocBytes}`)
+    const mirrored = limits.mirroredGenerations ?? MIRRORED_GENERATIONS
+    if (!(Number.isInteger(mirrored) && mirrored >= 0)) throw new NetConfigError(`mirroredGenerations must be an integer ≥ 0, got ${mirrored}`)
     this.generation = limits.generation ?? GENESIS
     this.generationSince = this.generation.n > 0 ? Math.min(this.now(), this.generation.n * GENERATION_EPOCH_MS) : this.now()
     this.ydoc.on('update', this.countApplied)
+    this.ydoc.on('afterTransaction', this.toMirrors)
   }
 
   private readonly countApplied = (u: Uint8Array): void => { this.appliedSince += u.byteLength }
@@ -578,6 +597,8 @@ export class SwarmDoc {
     fresh.clientID = this.ydoc.clientID === g.tag ? randomTag(g.tag) : this.ydoc.clientID
     const check = new SwarmDoc(this.swarm, this.selfId, undefined, fresh, { ...this.limits, generation: g })
     const r = await check.applyRemote(update).catch((e: Error) => { this.rejected++; throw e })
+    fresh.off('update', check.countApplied)
+    fresh.off('afterTransaction', check.toMirrors)
     if (r === 'pending') {
       this.rejected++
       throw new MalformedMessageError(CRDT_SYNC.id, `seed of generation ${formatGeneration(g)} lacks dependencies: not a whole state`)
@@ -630,11 +651,33 @@ export class SwarmDoc {
     }
   }
 
+  /** A change of the current doc's root maps, copied into every mirrored earlier doc (but the one it came from). */
+  private readonly toMirrors = (tr: Y.Transaction): void => {
+    if (this.mirrors.length === 0) return
+    const changes = rootMapChanges(tr)
+    if (changes.length === 0) return
+    const source = (tr.origin as { mirroredFrom?: Y.Doc } | null)?.mirroredFrom
+    for (const m of this.mirrors) if (m !== source) copyKeys(tr.doc, m, changes, MIRROR_ORIGIN)
+  }
+
+  /** A local write to a mirrored earlier doc's free-form maps goes on into the current doc (and is gossiped from there). */
+  private readonly fromMirror = (tr: Y.Transaction): void => {
+    if (tr.origin === MIRROR_ORIGIN) return
+    // Signed maps are written through setSigned() into the current doc; a direct write would not verify anyway.
+    const changes = rootMapChanges(tr).filter(([name]) => !SIGNED_MAPS.includes(name))
+    if (changes.length > 0) copyKeys(tr.doc, this.ydoc, changes, { mirroredFrom: tr.doc })
+  }
+
   private swap (fresh: Y.Doc, g: Generation, now: number): void {
     const old = this.ydoc
     old.off('update', this.countApplied)
+    old.off('afterTransaction', this.toMirrors)
+    old.on('afterTransaction', this.fromMirror)
+    this.mirrors.unshift(old)
+    for (const d of this.mirrors.splice(this.limits.mirroredGenerations ?? MIRRORED_GENERATIONS)) d.off('afterTransaction', this.fromMirror)
     this.ydoc = fresh
     fresh.on('update', this.countApplied)
+    fresh.on('afterTransaction', this.toMirrors)
     this.generation = g
     this.generationSince = now
     this.pending.length = 0 // updates of the old generation
@@ -649,6 +692,39 @@ function randomTag (avoid = 0): number {
   const u = new Uint32Array(1)
   do crypto.getRandomValues(u); while (u[0] === 0 || u[0] === avoid)
   return u[0]
+}
+
+/** The root maps' keys a transaction changed, as [map name, key]. */
+function rootMapChanges (tr: Y.Transaction): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  if (tr.changed.size === 0) return out
+  for (const [name, type] of tr.doc.share) {
+    const keys = tr.changed.get(type)
+    if (keys !== undefined) for (const k of keys) if (k !== null) out.push([name, k])
+  }
+  return out
+}
+
+/** Copies `changes` (root map keys: value or absence) from one doc into another, skipping equal values. */
+function copyKeys (from: Y.Doc, to: Y.Doc, changes: Array<[string, string]>, origin: unknown): void {
+  to.transact(() => {
+    for (const [name, key] of changes) {
+      let src: Y.Map<unknown>, dst: Y.Map<unknown>
+      try {
+        src = from.getMap(name)
+        dst = to.getMap(name)
+      } catch {
+        continue // a root of another type (none in this codebase): not mirrored
+      }
+      const v = src.get(key)
+      const value = v instanceof Y.AbstractType ? v.toJSON() : v
+      if (value === undefined) {
+        if (dst.has(key)) dst.delete(key)
+      } else if (JSON.stringify(dst.get(key)) !== JSON.stringify(value)) {
+        dst.set(key, value)
+      }
+    }
+  }, origin)
 }
 
 function sameRaw (a: RawEntry, b: unknown): boolean {
