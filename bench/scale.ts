@@ -10,6 +10,9 @@
  * 2. Swarm doc: at each --crdt-n live peers, 15 rounds of 60 s virtual time with 10 % churn per
  *    round through the real SwarmDoc; bytes of the hub's full state per live peer at the end,
  *    and the join sync (a fresh doc merging that state through applyRemote): bytes and ms.
+ *    A long history (--crdt-history-n, --crdt-history-rounds rounds of 10 % churn) is run twice,
+ *    with the relay's doc generations (net/crdt/generation.ts, DEFAULT_ROTATION_POLICY) and
+ *    without: bytes per live peer and join bytes at the end (`…_after_history` keys).
  * 3. Routing: --route-servers servers, --route-requests requests planned from a directory one
  *    10 % churn step stale (real planRoute, failed hops banned and re-planned); success rate and
  *    the p50/p95 ratio of the used route's cost to the global-knowledge best route.
@@ -22,6 +25,7 @@
  *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
  * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --lookups 20 --crdt-n 100,500,1000
+ *        --crdt-history-n 100 --crdt-history-rounds 100
  *        --route-servers 1000 --route-requests 200 --failover-peers 30 --failover-rounds 3
  *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
@@ -99,6 +103,20 @@ async function crdtAt (n: number): Promise<CrdtRow> {
   return row
 }
 
+interface CrdtHistoryRow { n: number, generations: boolean, rounds: number, rotations: number, hub_entries: number, stale_held: number, crdt_bytes_per_live_peer: number, join_sync_bytes: number, join_sync_ms: number, join_entries: number, wall_s: number }
+/** `rounds` rounds of 10 % churn at `n` live peers (60 s each), with or without doc generations. */
+async function crdtHistoryAt (n: number, rounds: number, generations: boolean): Promise<CrdtHistoryRow> {
+  const t0 = Date.now()
+  const sim = new CrdtChurnSim({ livePeers: n, seed, churnPerRound: 0.1, roundMs: 60_000, observers: 1, generations: generations ? {} : false })
+  await sim.join(n)
+  let last = await sim.measure()
+  for (let r = 0; r < rounds; r++) last = await sim.step()
+  const join = await sim.joinSync()
+  const row = { n, generations, rounds: last.round, rotations: last.rotations, hub_entries: last.hubEntries, stale_held: last.staleHeld, crdt_bytes_per_live_peer: Math.round(last.bytesPerLivePeer), join_sync_bytes: join.bytes, join_sync_ms: Math.round(join.ms), join_entries: join.entries, wall_s: (Date.now() - t0) / 1000 }
+  log(`crdt history n=${n}: ${JSON.stringify(row)}`)
+  return row
+}
+
 // --dht-runs seeds per N (seed, seed + 1, …); the headline per N is the median over them.
 const dhtRuns: DhtRow[] = []
 for (const n of list(arg('dht-n', '16,64'))) {
@@ -110,6 +128,11 @@ const dhtRows = [...new Set(dhtRuns.map(r => r.n))].map(n => {
 })
 const crdtRows: CrdtRow[] = []
 for (const n of list(arg('crdt-n', '100,500,1000'))) crdtRows.push(await crdtAt(n))
+const historyRows: CrdtHistoryRow[] = []
+for (const n of list(arg('crdt-history-n', '100'))) {
+  // Interleaved per N, so both see the same minutes of machine load.
+  for (const g of [true, false]) historyRows.push(await crdtHistoryAt(n, Number(arg('crdt-history-rounds', '100')), g))
+}
 const servers = Number(arg('route-servers', '1000'))
 const requests = Number(arg('route-requests', '200'))
 const routing = requests > 0 ? new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(requests) : undefined
@@ -162,6 +185,11 @@ const result = {
   crdt_bytes_per_live_peer: crdtRows.length > 0 ? byN(crdtRows, 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer ?? null,
   join_sync_ms: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_ms') : prev.join_sync_ms ?? null,
   join_sync_bytes: crdtRows.length > 0 ? byN(crdtRows, 'join_sync_bytes') : prev.join_sync_bytes ?? null,
+  // After --crdt-history-rounds of churn: with the relay's doc generations, and without them.
+  crdt_bytes_per_live_peer_after_history: historyRows.length > 0 ? byN(historyRows.filter(r => r.generations), 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer_after_history ?? null,
+  crdt_bytes_per_live_peer_after_history_no_generations: historyRows.length > 0 ? byN(historyRows.filter(r => !r.generations), 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer_after_history_no_generations ?? null,
+  join_sync_bytes_after_history: historyRows.length > 0 ? byN(historyRows.filter(r => r.generations), 'join_sync_bytes') : prev.join_sync_bytes_after_history ?? null,
+  join_sync_bytes_after_history_no_generations: historyRows.length > 0 ? byN(historyRows.filter(r => !r.generations), 'join_sync_bytes') : prev.join_sync_bytes_after_history_no_generations ?? null,
   route_success: routeRow !== undefined ? routeRow.succeeded / routeRow.requests : prev.route_success ?? null,
   route_ratio_p50: routeRow !== undefined ? routeRow.route_ratio_p50 : prev.route_ratio_p50 ?? null,
   route_ratio_p95: routeRow !== undefined ? routeRow.route_ratio_p95 : prev.route_ratio_p95 ?? null,
@@ -184,6 +212,7 @@ const meta = {
   dht: mergedDhtMeta('dht', realBudget, timeoutS > 0 ? [] : dhtRuns),
   dht_long_budget: mergedDhtMeta('dht_long_budget', longBudget, timeoutS > 0 ? dhtRuns : []),
   crdt: crdtRows.length > 0 ? { measured: now, rows: crdtRows } : kept('crdt'),
+  crdt_history: historyRows.length > 0 ? { measured: now, rows: historyRows } : kept('crdt_history'),
   routing: routeRow !== undefined ? { measured: now, ...routeRow } : kept('routing'),
   tab: { measured: now, ...tab },
   relay_failover: failover !== undefined ? { measured: now, ...failover } : kept('relay_failover'),

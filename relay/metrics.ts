@@ -66,13 +66,14 @@ export class RelayMetrics {
       }
     })
     new Gauge({
-      name: 'webswarm_crdt_refused_total', help: 'Remote CRDT updates refused by a flood limit: pow (a peers entry without a valid identity stamp), size (an oversized value), doc-size (the doc at its size cap), rate (a peer over its message/byte rate)', labelNames: ['swarm', 'reason'], registers: [this.registry],
+      name: 'webswarm_crdt_refused_total', help: 'Remote CRDT updates refused by a flood limit: pow (a peers entry without a valid identity stamp), size (an oversized value), doc-size (the doc at its size cap), rate (a peer over its message/byte rate), generation (an update or sync frame of another doc generation, crdt/generation.ts)', labelNames: ['swarm', 'reason'], registers: [this.registry],
       collect () {
         for (const [name, s] of self.handle?.swarms ?? []) {
           this.set({ swarm: name, reason: 'pow' }, s.sdoc.refusedPow)
           this.set({ swarm: name, reason: 'size' }, s.sdoc.refusedSize)
           this.set({ swarm: name, reason: 'doc-size' }, s.sdoc.refusedDocSize)
           this.set({ swarm: name, reason: 'rate' }, s.sync.stats.rateLimited)
+          this.set({ swarm: name, reason: 'generation' }, s.sdoc.refusedGeneration)
         }
       }
     })

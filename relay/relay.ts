@@ -20,6 +20,7 @@ import * as path from 'node:path'
 import * as Y from 'yjs'
 import { CrdtSync } from '../web/src/net/crdt/sync.ts'
 import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
+import { DEFAULT_ROTATION_POLICY, formatGeneration } from '../web/src/net/crdt/generation.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../web/src/net/node.ts'
 import { connectionKind, swarmRendezvousCid } from '../web/src/net/peers.ts'
 import type { RelayConfig } from './config.ts'
@@ -188,7 +189,9 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   for (const name of config.swarms) {
     const doc = new Y.Doc()
     const store = await CrdtStore.open(path.join(config.dataDir, 'crdt'), name, doc, { compactIntervalMs: config.compactIntervalMs, log })
-    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc, { powBits: config.crdtPowBits ?? DEFAULT_POW_BITS })
+    const sdoc = new SwarmDoc(name, node.peerId.toString(), undefined, doc, { powBits: config.crdtPowBits ?? DEFAULT_POW_BITS, generation: store.generation, mirroredGenerations: 0 })
+    // A new generation (ours, or one re-seeded from a peer relay or a peer): the log holds it alone.
+    sdoc.onGeneration((g) => { void store.rebind(sdoc.doc, g).catch((e: Error) => { log(`crdt-store ${name}: compaction to generation failed: ${e.message}`) }) })
     // Before anyone syncs: entries stored by an older relay (no stamps) or expired while it was down.
     const stale = sdoc.pruneExpired()
     if (stale > 0) log(`crdt ${name}: pruned ${stale} stored entr${stale === 1 ? 'y' : 'ies'} (expired or unstamped) at load`)
@@ -231,12 +234,17 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     if (config.relayData && connectionKind(c) === 'relayed') log(`relay: relayed connection ${c.remotePeer.toString()} (data relaying on)`)
   })
 
-  // Entries their owners stopped refreshing are deleted (anyone may; peers accept it as expired).
+  // Entries their owners stopped refreshing are deleted (anyone may; peers accept it as expired),
+  // and once the doc's history outweighs its live state a new generation starts (crdt/generation.ts).
+  let rotating = false
   const prune = setInterval(() => {
     for (const [name, { sdoc }] of swarms) {
       const n = sdoc.pruneExpired()
       if (n > 0) log(`crdt ${name}: pruned ${n} expired peers entr${n === 1 ? 'y' : 'ies'}`)
     }
+    if (rotating) return
+    rotating = true
+    void rotateDue(swarms, log).finally(() => { rotating = false })
   }, Math.max(1000, config.compactIntervalMs || DEFAULT_COMPACT_INTERVAL_MS))
 
   let stopping: Promise<void> | undefined
@@ -254,6 +262,20 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   log(`relay ${node.peerId.toString()} listening: ${addrs.join(' ')}`)
   log(`page + /health /bootstrap /metrics at ${handle.httpUrl}`)
   return handle
+}
+
+/** Starts a new doc generation in every swarm whose history is due (DEFAULT_ROTATION_POLICY). */
+async function rotateDue (swarms: RelayHandle['swarms'], log: (line: string) => void): Promise<void> {
+  for (const [name, { sdoc }] of swarms) {
+    try {
+      if (!(await sdoc.rotationDue(DEFAULT_ROTATION_POLICY))) continue
+      const before = Y.encodeStateAsUpdate(sdoc.doc).byteLength
+      const g = await sdoc.rotate()
+      log(`crdt ${name}: started doc generation ${formatGeneration(g)}: ${before} B → ${Y.encodeStateAsUpdate(sdoc.doc).byteLength} B`)
+    } catch (e) {
+      log(`crdt ${name}: doc generation not started: ${(e as Error).message}`)
+    }
+  }
 }
 
 /** Open connections by kind (for /health and /metrics). */

@@ -238,7 +238,7 @@ describe('CRDT over relay + 4 Node peers', () => {
       await until('stream reset', () => stream.status === 'reset' || stream.status === 'aborted' || stream.status === 'closed', 5000)
     }
     // A future protocol version is refused at negotiation; nothing reaches the handler.
-    await expect(conn.newStream(CRDT_SYNC.id.replace('1.0.0', '2.0.0'))).rejects.toThrow(/protocol/i)
+    await expect(conn.newStream(CRDT_SYNC.id.replace('2.0.0', '3.0.0'))).rejects.toThrow(/protocol/i)
     const big = await conn.newStream(CRDT_SYNC.id)
     const lpBig = lpStream(big, { maxDataLength: 64 * 1024 * 1024 })
     await lpBig.write(new Uint8Array(CRDT_SYNC.maxMessageBytes + 1)).catch(() => {})

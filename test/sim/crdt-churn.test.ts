@@ -64,6 +64,31 @@ describe('swarm doc under churn', () => {
     expect(states[0]).toEqual(states[1])
   }, 120_000)
 
+  it('with doc generations the hub\'s bytes stay bounded by the live peers, where without them they grow with every departure', async () => {
+    const rows: Record<string, Awaited<ReturnType<CrdtChurnSim['step']>>> = {}
+    for (const generations of [false, { minHistoryBytes: 2048 }] as const) {
+      const sim = new CrdtChurnSim({ livePeers: 20, seed: 8, observers: 1, churnPerRound: 0.2, generations })
+      await sim.join(20)
+      let last
+      for (let r = 0; r < 24; r++) last = await sim.step()
+      rows[generations === false ? 'off' : 'on'] = last!
+      const live = await sim.hub.peers()
+      if (generations !== false) {
+        // Every live writer's entry survived every rotation (each writer re-seeded and refreshed).
+        expect(live.size).toBeGreaterThanOrEqual(20)
+        expect((await sim.joinSync()).entries).toBeGreaterThanOrEqual(20)
+      }
+    }
+    const { off, on } = rows
+    expect(on.rotations).toBeGreaterThanOrEqual(2)
+    expect(off.rotations).toBe(0)
+    expect(on.staleHeld).toBe(0)
+    // 24 rounds × 4 leavers × ~77 B of history without generations; with them, at most the
+    // history since the last rotation (≤ minHistoryBytes, the policy's trigger, + one round).
+    expect(off.hubBytes - on.hubBytes).toBeGreaterThan(24 * 4 * 40)
+    expect(on.bytesPerLivePeer).toBeLessThan(off.bytesPerLivePeer)
+  }, 120_000)
+
   it('refuses a bad configuration by name', () => {
     expect(() => new CrdtChurnSim({ livePeers: 0 })).toThrow(SimConfigError)
     expect(() => new CrdtChurnSim({ livePeers: 5, churnPerRound: 2 })).toThrow(/churnPerRound/)

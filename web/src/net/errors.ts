@@ -74,3 +74,14 @@ export class StampRefusedError extends declaredError(WebSwarmError, { name: 'Sta
     super(`relay ${relay} refused the identity stamp (/webswarm/pow/1.0.0)`)
   }
 }
+
+/**
+ * A CRDT update or sync frame belongs to another doc generation (crdt/generation.ts) than this
+ * node's doc: an older one (the sender lags and re-seeds at its next sync) or a newer one (this
+ * node re-seeds). Either way it is not applied.
+ */
+export class GenerationMismatchError extends declaredError(WebSwarmError, { name: 'GenerationMismatchError', errorCode: 'net.generation-mismatch', callerFault: true }) {
+  constructor (protocol: string, readonly theirs: string, readonly ours: string, readonly newer: boolean) {
+    super(`${protocol}: update of ${newer ? 'newer' : 'stale'} doc generation ${theirs}, this doc is at ${ours}${newer ? ' (re-seeding)' : ''}`)
+  }
+}

@@ -44,7 +44,7 @@ export const KAD_PROTOCOL = `${PROTOCOL_PREFIX}/kad/1.0.0`
  * ~0.5 MiB, so this leaves a 30x margin while still bounding memory per stream.
  */
 export const CRDT_SYNC: ProtocolSpec = {
-  id: `${PROTOCOL_PREFIX}/crdt-sync/1.0.0`,
+  id: `${PROTOCOL_PREFIX}/crdt-sync/2.0.0`,
   maxMessageBytes: 16 * MiB,
   // step1 + step2 in each direction.
   maxMessagesPerStream: 2,

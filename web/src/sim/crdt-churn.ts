@@ -9,6 +9,11 @@
  * Measured per round: the bytes of the hub's full state (what `crdt-sync` sends a tab that joins
  * with an empty state vector), per live peer, and how many entries of departed peers are still
  * held anywhere.
+ *
+ * With `generations`, the hub starts a new doc generation when its RotationPolicy says so
+ * (net/crdt/generation.ts, as the relay does): observers re-seed through SwarmDoc.adopt (every
+ * entry verified); writers, which in this sim hold only what they write, re-seed by loading the
+ * hub's new state unchecked (a tab would check it: that cost is the join sync's).
  */
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
@@ -16,6 +21,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import * as Y from 'yjs'
 import { PEER_ENTRY_TTL_MS } from '../net/crdt/entries.ts'
 import { SwarmDoc } from '../net/crdt/swarm-doc.ts'
+import { rotationPolicy, type RotationPolicy } from '../net/crdt/generation.ts'
 import { SimConfigError } from './errors.ts'
 import { NetModel } from './model.ts'
 
@@ -43,6 +49,8 @@ export interface CrdtChurnInit {
    * 2 minutes, 5,000 would take hours. @default 'round'
    */
   hubMerge?: 'round' | 'each'
+  /** The hub starts doc generations under this policy (merged over DEFAULT_ROTATION_POLICY); false: never (Yjs history kept). @default false */
+  generations?: Partial<RotationPolicy> | false
 }
 
 export interface CrdtRound {
@@ -56,6 +64,8 @@ export interface CrdtRound {
   /** Full state of the hub, bytes (Y.encodeStateAsUpdate). */
   hubBytes: number
   bytesPerLivePeer: number
+  /** Doc generations the hub has started so far. */
+  rotations: number
 }
 
 interface Writer { doc: SwarmDoc, key: PrivateKey, leftAt?: number }
@@ -70,6 +80,7 @@ export class CrdtChurnSim {
   readonly churnPerRound: number
   readonly roundMs: number
   private readonly hubMerge: 'round' | 'each'
+  private readonly policy: RotationPolicy | undefined
   /** Writes not yet merged into the hub ('round' mode). */
   private unsent: Uint8Array[] = []
   private joined = 0
@@ -84,16 +95,18 @@ export class CrdtChurnSim {
     this.churnPerRound = init.churnPerRound ?? 0.1
     this.roundMs = init.roundMs ?? PEER_ENTRY_TTL_MS / 2
     this.hubMerge = init.hubMerge ?? 'round'
+    this.policy = init.generations === undefined || init.generations === false ? undefined : rotationPolicy(init.generations)
     if (!(this.churnPerRound >= 0 && this.churnPerRound <= 1)) throw new SimConfigError(`churnPerRound ${this.churnPerRound} must be in [0, 1]`)
     this.hub = this.doc('hub')
     for (let i = 0; i < (init.observers ?? 2); i++) this.observers.push(this.doc(`observer-${i}`))
   }
 
-  private doc (selfId: string, key?: PrivateKey): SwarmDoc {
+  private doc (selfId: string, key?: PrivateKey, seed?: Uint8Array): SwarmDoc {
     const y = new Y.Doc()
     // Seeded client ids: Yjs picks random ones, and their varint length shows in the byte counts.
     y.clientID = 1 + this.model.rng.int(0x3fffffff)
-    return new SwarmDoc('sim', selfId, key, y, { powBits: this.powBits, now: () => this.now })
+    if (seed !== undefined) Y.applyUpdate(y, seed)
+    return new SwarmDoc('sim', selfId, key, y, { powBits: this.powBits, now: () => this.now, generation: this.hub?.generation, mirroredGenerations: 0 })
   }
 
   get live (): number {
@@ -154,7 +167,19 @@ export class CrdtChurnSim {
       o.pruneExpired()
       await this.sync(o)
     }
+    if (this.policy !== undefined && await this.hub.rotationDue(this.policy)) await this.rotate()
     return await this.measure()
+  }
+
+  /** The hub starts a new generation; every replica re-seeds from it. */
+  private async rotate (): Promise<void> {
+    await this.hub.rotate(this.now, 1 + this.model.rng.int(0x3fffffff))
+    const state = Y.encodeStateAsUpdate(this.hub.doc)
+    for (const o of this.observers) await o.adopt(this.hub.generation, state)
+    for (const [id, w] of this.writers) {
+      w.doc.doc.destroy()
+      w.doc = this.doc(id, w.key, state)
+    }
   }
 
   /** Figures of the current state. */
@@ -175,7 +200,8 @@ export class CrdtChurnSim {
       hubEntries: this.hub.peersMap.size,
       staleHeld,
       hubBytes,
-      bytesPerLivePeer: hubBytes / Math.max(1, this.live)
+      bytesPerLivePeer: hubBytes / Math.max(1, this.live),
+      rotations: this.hub.rotations
     }
   }
 

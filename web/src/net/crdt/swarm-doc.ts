@@ -11,12 +11,13 @@
  */
 import type { PrivateKey } from '@libp2p/interface'
 import * as Y from 'yjs'
-import { ForgedEntryError, LimitExceededError, MalformedMessageError, NetConfigError } from '../errors.ts'
+import { ForgedEntryError, GenerationMismatchError, LimitExceededError, MalformedMessageError, NetConfigError } from '../errors.ts'
 import { CRDT_SYNC } from '../protocols.ts'
 import { DEFAULT_POW_BITS, powEpoch, stampProblem } from '../pow.ts'
 import { mintOffThread } from '../pow-offthread.ts'
 import { PEERS_MAP, PEER_ENTRY_TTL_MS, SIGNED_MAPS, signEntry, verifyEntry, type PeerEntry, type RawEntry } from './entries.ts'
 import { MAX_ITEM_BYTES, oversizedItem } from './limits.ts'
+import { GENERATION_EPOCH_MS, GENESIS, checkGeneration, compareGenerations, formatGeneration, generationEpoch, sameGeneration, type Generation, type RotationPolicy } from './generation.ts'
 
 /** Updates waiting for missing dependencies; beyond this the oldest is dropped (sync repairs it). */
 const MAX_PENDING_UPDATES = 64
@@ -44,6 +45,15 @@ const EXPIRY_SKEW_MS = 30_000
 /** Transaction origin of updates that came from the network (never re-published). */
 export const REMOTE_ORIGIN = Symbol('webswarm-remote')
 
+/** Transaction origin of writes that mirror the current generation's doc into an earlier one. */
+const MIRROR_ORIGIN = Symbol('webswarm-generation-mirror')
+/**
+ * Earlier generations' docs kept in step with the current one (newest first), so that code still
+ * holding one of their maps (a run board, a UI listener) reads and writes the live state; older
+ * ones stop following. Each costs one copy of the changed keys per transaction.
+ */
+const MIRRORED_GENERATIONS = 4
+
 /** Result of applyRemote. */
 export type ApplyResult = 'applied' | 'pending' | 'noop'
 
@@ -65,10 +75,29 @@ export interface SwarmDocLimits {
    * @default MAX_DOC_BYTES
    */
   maxDocBytes?: number
+  /** The doc generation `doc` holds (a relay's stored one, crdt/generation.ts). @default GENESIS */
+  generation?: Generation
+  /**
+   * Earlier generations' docs kept in step with the current one, for code that still holds their
+   * maps; 0 where nothing does (the relay, the simulator). @default MIRRORED_GENERATIONS
+   */
+  mirroredGenerations?: number
 }
 
+/** Called when the doc moves to another generation: `doc` is now a fresh Y.Doc; `old` is the one before. */
+export type GenerationListener = (g: Generation, old: Y.Doc) => void
+
 export class SwarmDoc {
-  readonly doc: Y.Doc
+  /** The current generation's Y.Doc; replaced at rotate()/adopt(), so hold the SwarmDoc, not this. */
+  get doc (): Y.Doc { return this.ydoc }
+  private ydoc: Y.Doc
+  /** The doc generation held now (crdt/generation.ts). */
+  generation: Generation
+  /** When this replica started or joined its generation (for the rotation period), ms. */
+  private generationSince: number
+  private readonly generationListeners = new Set<GenerationListener>()
+  /** Earlier generations' docs mirrored (MIRRORED_GENERATIONS). */
+  private readonly mirrors: Y.Doc[] = []
   private readonly pending: Uint8Array[] = []
   /** Our last sequence number per signed map. */
   private readonly ownSeqs = new Map<string, number>()
@@ -79,6 +108,11 @@ export class SwarmDoc {
   refusedSize = 0
   /** Of those: updates refused because the doc is at its size cap (maxDocBytes). */
   refusedDocSize = 0
+  /** Updates or sync frames refused for naming another generation (GenerationMismatchError). */
+  refusedGeneration = 0
+  /** Generations this replica started (rotate) and re-seeded from (adopt). */
+  rotations = 0
+  adoptions = 0
   /** Remote updates that needed the full check on a scratch copy of the doc (O(doc) each), for tests and profiling. */
   fullChecks = 0
   readonly powBits: number
@@ -88,13 +122,15 @@ export class SwarmDoc {
   private measuredBytes = 0
   private appliedSince = Infinity
   private readonly now: () => number
+  private readonly limits: SwarmDocLimits
   /** This peer's stamp and the UTC day it was minted for. */
   private stamp: { epoch: number, text: Promise<string> } | undefined
   /** Entries already verified, by key + signature: peers() is read on every UI render. */
   private readonly verified = new Map<string, PeerEntry>()
 
   constructor (readonly swarm: string, readonly selfId: string, private readonly privateKey?: PrivateKey, doc?: Y.Doc, limits: SwarmDocLimits = {}) {
-    this.doc = doc ?? new Y.Doc()
+    this.ydoc = doc ?? new Y.Doc()
+    this.limits = limits
     this.powBits = limits.powBits ?? DEFAULT_POW_BITS
     this.maxItemBytes = limits.maxItemBytes ?? MAX_ITEM_BYTES
     this.now = limits.now ?? Date.now
@@ -102,8 +138,15 @@ export class SwarmDoc {
     stampProblem('', swarm, selfId, this.powBits, 0) // validates powBits (throws NetConfigError)
     if (!(this.maxItemBytes > 0)) throw new NetConfigError(`maxItemBytes must be positive, got ${this.maxItemBytes}`)
     if (!(this.maxDocBytes > 0)) throw new NetConfigError(`maxDocBytes must be positive, got ${this.maxDocBytes}`)
-    this.doc.on('update', (u: Uint8Array) => { this.appliedSince += u.byteLength })
+    const mirrored = limits.mirroredGenerations ?? MIRRORED_GENERATIONS
+    if (!(Number.isInteger(mirrored) && mirrored >= 0)) throw new NetConfigError(`mirroredGenerations must be an integer ≥ 0, got ${mirrored}`)
+    this.generation = limits.generation ?? GENESIS
+    this.generationSince = this.generation.n > 0 ? Math.min(this.now(), this.generation.n * GENERATION_EPOCH_MS) : this.now()
+    this.ydoc.on('update', this.countApplied)
+    this.ydoc.on('afterTransaction', this.toMirrors)
   }
+
+  private readonly countApplied = (u: Uint8Array): void => { this.appliedSince += u.byteLength }
 
   /** This peer's identity stamp for today (minted once per UTC day; ~2^powBits hashes). */
   async ownStamp (): Promise<string> {
@@ -464,6 +507,226 @@ export class SwarmDoc {
     if (expired.length > 0) this.doc.transact(() => { for (const [m, k] of expired) m.delete(k) })
     return expired.length
   }
+
+  /** Calls `fn` whenever the doc moves to another generation (re-bind anything that holds `doc`); returns the unsubscribe. */
+  onGeneration (fn: GenerationListener): () => void {
+    this.generationListeners.add(fn)
+    return () => { this.generationListeners.delete(fn) }
+  }
+
+  /**
+   * A fresh Y.Doc (client id `tag`) holding only what is live in this one: every verified,
+   * unexpired signed entry as its owner signed it (the raw value, never re-signed; `peers`
+   * entries also need a valid stamp), and the other root maps' current values. Keys are written in
+   * sorted order, so equal content gives equal bytes. Only root maps are carried (the swarm's roots
+   * are all maps); a nested Yjs value is carried as its JSON.
+   */
+  async buildSeed (tag: number, now = this.now()): Promise<Y.Doc> {
+    const seed = new Y.Doc()
+    seed.clientID = tag
+    const copies: Array<[string, string, unknown]> = []
+    for (const name of [...this.ydoc.share.keys()].sort()) {
+      if (SIGNED_MAPS.includes(name)) {
+        const live = await this.signedEntries(name, now)
+        const m = this.ydoc.getMap<RawEntry>(name)
+        for (const key of [...live.keys()].sort()) {
+          if (name === PEERS_MAP && this.powBits > 0 && this.stampProblemOf(key, live.get(key)!) !== undefined) continue
+          copies.push([name, key, m.get(key)])
+        }
+        continue
+      }
+      let m: Y.Map<unknown>
+      try {
+        m = this.ydoc.getMap<unknown>(name)
+      } catch {
+        continue // a root defined as another type (none in this codebase): not carried
+      }
+      for (const key of [...m.keys()].sort()) {
+        const v = m.get(key)
+        copies.push([name, key, v instanceof Y.AbstractType ? v.toJSON() : v])
+      }
+    }
+    seed.transact(() => { for (const [name, key, v] of copies) seed.getMap(name).set(key, v) })
+    return seed
+  }
+
+  /**
+   * Whether this replica should start a new generation now (crdt/generation.ts RotationPolicy):
+   * never twice in one generation epoch; otherwise once the doc's history (its bytes beyond a seed
+   * of the live values) is at least `minHistoryBytes` and either passes `historyShare` of the doc
+   * or the generation is `everyMs` old. O(doc): the relay asks once a minute.
+   */
+  async rotationDue (policy: RotationPolicy, now = this.now()): Promise<boolean> {
+    if (generationEpoch(now) <= this.generation.n) return false
+    const docBytes = Y.encodeStateAsUpdate(this.ydoc).byteLength
+    const history = docBytes - Y.encodeStateAsUpdate(await this.buildSeed(1, now)).byteLength
+    if (history < policy.minHistoryBytes) return false
+    return history > policy.historyShare * docBytes || now - this.generationSince >= policy.everyMs
+  }
+
+  /**
+   * Starts a new generation: `doc` becomes buildSeed()'s fresh doc, numbered by the current
+   * epoch. Throws NetConfigError when this doc's generation started in the current epoch already.
+   */
+  async rotate (now = this.now(), tag = randomTag()): Promise<Generation> {
+    const n = generationEpoch(now)
+    if (n <= this.generation.n) throw new NetConfigError(`doc generation ${formatGeneration(this.generation)} started in epoch ${this.generation.n}; the next may start from epoch ${this.generation.n + 1} (now ${n})`)
+    if (!(Number.isInteger(tag) && tag > 0 && tag <= 0xffff_ffff)) throw new NetConfigError(`generation tag must be a u32 other than 0, got ${tag}`)
+    const seed = await this.buildSeed(tag, now)
+    this.rotations++
+    this.swap(seed, { n, tag }, now)
+    return this.generation
+  }
+
+  /**
+   * Re-seeds from a newer generation: `update` (the other side's whole state) is checked like any
+   * remote update, on a fresh doc — every signed entry verified, every stamp — and becomes `doc`;
+   * then this peer's own live entries that the seed lacks (or holds older) are re-inserted as
+   * signed, so no live entry of ours is lost. Returns how many were re-inserted. Throws
+   * GenerationMismatchError for a generation not newer than ours, MalformedMessageError for a seed
+   * that is not a whole state, and the checks' own errors (ForgedEntryError…), leaving the doc
+   * unchanged.
+   */
+  async adopt (g: Generation, update: Uint8Array): Promise<number> {
+    const now = this.now()
+    this.checkGeneration(g, now)
+    if (compareGenerations(g, this.generation) <= 0) {
+      this.refusedGeneration++
+      throw new GenerationMismatchError(CRDT_SYNC.id, formatGeneration(g), formatGeneration(this.generation), false)
+    }
+    const fresh = new Y.Doc()
+    // Our client id goes on (awareness keys presence by it) unless the seed's writer has it.
+    fresh.clientID = this.ydoc.clientID === g.tag ? randomTag(g.tag) : this.ydoc.clientID
+    const check = new SwarmDoc(this.swarm, this.selfId, undefined, fresh, { ...this.limits, generation: g })
+    const r = await check.applyRemote(update).catch((e: Error) => { this.rejected++; throw e })
+    fresh.off('update', check.countApplied)
+    fresh.off('afterTransaction', check.toMirrors)
+    if (r === 'pending') {
+      this.rejected++
+      throw new MalformedMessageError(CRDT_SYNC.id, `seed of generation ${formatGeneration(g)} lacks dependencies: not a whole state`)
+    }
+    const own: Array<[string, RawEntry, PeerEntry]> = []
+    for (const map of SIGNED_MAPS) {
+      const raw = this.ydoc.getMap<RawEntry>(map).get(this.selfId)
+      // An own entry that does not verify (a local bug) is not carried: nobody would accept it.
+      const e = raw === undefined ? undefined : await this.verify(this.selfId, raw, map).catch(() => undefined)
+      if (raw !== undefined && e !== undefined && e.expiresAt > now) own.push([map, raw, e])
+    }
+    this.adoptions++
+    this.swap(fresh, g, now)
+    let carried = 0
+    for (const [map, raw, e] of own) {
+      const m = this.ydoc.getMap<RawEntry>(map)
+      const cur = m.get(this.selfId)
+      // The seed's copy was verified by the check above; undefined only when it holds none.
+      const held = cur === undefined ? undefined : await this.verify(this.selfId, cur, map).catch(() => undefined)
+      if (held === undefined || held.seq < e.seq) {
+        m.set(this.selfId, raw)
+        carried++
+      }
+    }
+    return carried
+  }
+
+  /**
+   * applyRemote() for an update of generation `g`: refused with GenerationMismatchError (and
+   * counted) unless `g` is this doc's generation — an update of one generation cannot apply to
+   * another's doc.
+   */
+  async applyRemoteIn (g: Generation, update: Uint8Array, origin: unknown = REMOTE_ORIGIN): Promise<ApplyResult> {
+    this.checkGeneration(g, this.now())
+    if (!sameGeneration(g, this.generation)) {
+      this.refusedGeneration++
+      throw new GenerationMismatchError(CRDT_SYNC.id, formatGeneration(g), formatGeneration(this.generation), compareGenerations(g, this.generation) > 0)
+    }
+    return await this.applyRemote(update, origin)
+  }
+
+  /** Throws (and counts) when `g` is malformed or from the future (generation.ts checkGeneration). */
+  checkGeneration (g: Generation, now = this.now()): void {
+    try {
+      checkGeneration(CRDT_SYNC.id, g, now)
+    } catch (e) {
+      this.refusedGeneration++
+      this.rejected++
+      throw e
+    }
+  }
+
+  /** A change of the current doc's root maps, copied into every mirrored earlier doc (but the one it came from). */
+  private readonly toMirrors = (tr: Y.Transaction): void => {
+    if (this.mirrors.length === 0) return
+    const changes = rootMapChanges(tr)
+    if (changes.length === 0) return
+    const source = (tr.origin as { mirroredFrom?: Y.Doc } | null)?.mirroredFrom
+    for (const m of this.mirrors) if (m !== source) copyKeys(tr.doc, m, changes, MIRROR_ORIGIN)
+  }
+
+  /** A local write to a mirrored earlier doc's free-form maps goes on into the current doc (and is gossiped from there). */
+  private readonly fromMirror = (tr: Y.Transaction): void => {
+    if (tr.origin === MIRROR_ORIGIN) return
+    // Signed maps are written through setSigned() into the current doc; a direct write would not verify anyway.
+    const changes = rootMapChanges(tr).filter(([name]) => !SIGNED_MAPS.includes(name))
+    if (changes.length > 0) copyKeys(tr.doc, this.ydoc, changes, { mirroredFrom: tr.doc })
+  }
+
+  private swap (fresh: Y.Doc, g: Generation, now: number): void {
+    const old = this.ydoc
+    old.off('update', this.countApplied)
+    old.off('afterTransaction', this.toMirrors)
+    old.on('afterTransaction', this.fromMirror)
+    this.mirrors.unshift(old)
+    for (const d of this.mirrors.splice(this.limits.mirroredGenerations ?? MIRRORED_GENERATIONS)) d.off('afterTransaction', this.fromMirror)
+    this.ydoc = fresh
+    fresh.on('update', this.countApplied)
+    fresh.on('afterTransaction', this.toMirrors)
+    this.generation = g
+    this.generationSince = now
+    this.pending.length = 0 // updates of the old generation
+    this.measuredBytes = 0
+    this.appliedSince = Infinity
+    for (const fn of this.generationListeners) fn(g, old)
+  }
+}
+
+/** A random seed tag (a Yjs client id, never 0: 0 is the genesis tag). */
+function randomTag (avoid = 0): number {
+  const u = new Uint32Array(1)
+  do crypto.getRandomValues(u); while (u[0] === 0 || u[0] === avoid)
+  return u[0]
+}
+
+/** The root maps' keys a transaction changed, as [map name, key]. */
+function rootMapChanges (tr: Y.Transaction): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  if (tr.changed.size === 0) return out
+  for (const [name, type] of tr.doc.share) {
+    const keys = tr.changed.get(type)
+    if (keys !== undefined) for (const k of keys) if (k !== null) out.push([name, k])
+  }
+  return out
+}
+
+/** Copies `changes` (root map keys: value or absence) from one doc into another, skipping equal values. */
+function copyKeys (from: Y.Doc, to: Y.Doc, changes: Array<[string, string]>, origin: unknown): void {
+  to.transact(() => {
+    for (const [name, key] of changes) {
+      let src: Y.Map<unknown>, dst: Y.Map<unknown>
+      try {
+        src = from.getMap(name)
+        dst = to.getMap(name)
+      } catch {
+        continue // a root of another type (none in this codebase): not mirrored
+      }
+      const v = src.get(key)
+      const value = v instanceof Y.AbstractType ? v.toJSON() : v
+      if (value === undefined) {
+        if (dst.has(key)) dst.delete(key)
+      } else if (JSON.stringify(dst.get(key)) !== JSON.stringify(value)) {
+        dst.set(key, value)
+      }
+    }
+  }, origin)
 }
 
 function sameRaw (a: RawEntry, b: unknown): boolean {

@@ -1,10 +1,13 @@
 /**
  * Binds a SwarmDoc to a libp2p node (grammar in PROTOCOL.md § crdt-sync):
- * - `/webswarm/crdt-sync/1.0.0`: at connect (and periodically, for anti-entropy) the dialling side
- *   opens a stream; both sides send SyncStep1 (state vector) and answer the other's with SyncStep2
- *   (the missing update). Length-prefixed frames; every read capped and timed.
- * - gossipsub topic `webswarm/<swarm>/crdt`: every local update and awareness change is published;
- *   received ones are validated (SwarmDoc.applyRemote) before gossipsub forwards them.
+ * - `/webswarm/crdt-sync/2.0.0`: at connect (and periodically, for anti-entropy) the dialling side
+ *   opens a stream; both sides send SyncStep1 (generation + state vector) and answer the other's
+ *   with SyncStep2 (the missing update; the whole state when the other side's generation is older,
+ *   so it re-seeds: generation.ts). Length-prefixed frames; every read capped and timed.
+ * - gossipsub topic `webswarm/<swarm>/crdt`: every local update (named by its generation) and
+ *   awareness change is published; received ones are validated (SwarmDoc.applyRemoteIn) before
+ *   gossipsub forwards them. An update of a newer generation makes this node sync with its
+ *   forwarder (and re-seed); one of an older generation is refused and counted.
  * Bad input on either path: the stream is reset (or the gossip message rejected) with a log line,
  * and the doc is unchanged.
  */
@@ -14,20 +17,24 @@ import { lpStream } from '@libp2p/utils'
 import { TypedEventEmitter } from 'main-event'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import * as Y from 'yjs'
-import { LimitExceededError, MalformedMessageError, ProtocolTimeoutError, UnsupportedMessageError } from '../errors.ts'
+import { GenerationMismatchError, LimitExceededError, MalformedMessageError, ProtocolTimeoutError, UnsupportedMessageError } from '../errors.ts'
 import type { WebSwarmNode } from '../node.ts'
 import { CRDT_GOSSIP_MAX_BYTES, CRDT_SYNC, crdtTopic } from '../protocols.ts'
 import { Reader, Writer } from '../wire.ts'
 import { REMOTE_ORIGIN, SwarmDoc } from './swarm-doc.ts'
 import { PeerBuckets, type PeerRateLimits } from './limits.ts'
+import { GENESIS, compareGenerations, formatGeneration, readGeneration, writeGeneration, type Generation } from './generation.ts'
 import type { Clock } from '../../util/clock.ts'
 
 /** Frame types on the crdt-sync stream. */
 export const SYNC_STEP1 = 0
 export const SYNC_STEP2 = 1
-/** Message types on the gossip topic. */
+/** Message types on the gossip topic: an update of the genesis generation (0.0), awareness, an update naming its generation. */
 export const GOSSIP_UPDATE = 0
 export const GOSSIP_AWARENESS = 1
+export const GOSSIP_GEN_UPDATE = 2
+/** A Yjs v1 update that changes nothing: the SyncStep2 of a side whose generation is older than the other's. */
+const EMPTY_UPDATE = Y.encodeStateAsUpdate(new Y.Doc())
 
 /** Longest swarm name on the wire, in bytes (SWARM_NAME_PATTERN allows 63). */
 const MAX_SWARM_BYTES = 64
@@ -48,22 +55,30 @@ export const PRUNE_INTERVAL_MS = 60_000
 export interface SyncFrame {
   type: number
   swarm: string
+  /** The sender's doc generation. @default GENESIS when encoding */
+  generation?: Generation
   payload: Uint8Array
 }
 
-/** frame = type:u8 swarm:string payload:bytes */
+/** frame = type:u8 swarm:string generation payload:bytes; generation = n:varuint tag:varuint */
 export function encodeSyncFrame (f: SyncFrame): Uint8Array {
-  return new Writer().u8(f.type).string(f.swarm).bytes(f.payload).finish()
+  return writeGeneration(new Writer().u8(f.type).string(f.swarm), f.generation ?? GENESIS).bytes(f.payload).finish()
 }
 
-export function decodeSyncFrame (buf: Uint8Array): SyncFrame {
+export function decodeSyncFrame (buf: Uint8Array): SyncFrame & { generation: Generation } {
   const r = new Reader(buf, CRDT_SYNC.id)
   const type = r.u8('frame type')
   if (type !== SYNC_STEP1 && type !== SYNC_STEP2) throw new UnsupportedMessageError(CRDT_SYNC.id, `frame type ${type}`)
   const swarm = r.string(MAX_SWARM_BYTES, 'swarm')
+  const generation = readGeneration(r)
   const payload = r.bytes(CRDT_SYNC.maxMessageBytes, 'payload')
   r.end()
-  return { type, swarm, payload }
+  return { type, swarm, generation, payload }
+}
+
+/** gossip update = 0x02 generation update (0x00 update: an update of the genesis generation). */
+function encodeGossipUpdate (g: Generation, update: Uint8Array): Uint8Array {
+  return writeGeneration(new Writer().u8(GOSSIP_GEN_UPDATE), g).raw(update).finish()
 }
 
 export interface CrdtSyncEvents {
@@ -104,7 +119,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   private readonly log: (line: string) => void
   private running = false
   /** Counters for metrics. */
-  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0, rateLimited: 0, pruned: 0 }
+  readonly stats = { syncs: 0, gossipIn: 0, gossipOut: 0, rejected: 0, rateLimited: 0, pruned: 0, reseeded: 0, staleGeneration: 0 }
   /** Per-peer token buckets: gossip charged to its originator, sync frames to the remote peer. */
   readonly buckets: PeerBuckets
 
@@ -137,6 +152,7 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     pubsub.subscribe(this.topic)
     pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.sdoc.doc.on('update', this.onLocalUpdate)
+    this.offGeneration = this.sdoc.onGeneration(this.onGeneration)
     this.awareness.on('update', this.onAwarenessUpdate)
     this.awareness.setLocalState({ ...this.init.presence, peer: this.node.peerId.toString() })
     const every = this.init.antiEntropyIntervalMs ?? ANTI_ENTROPY_INTERVAL_MS
@@ -160,8 +176,9 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     clearInterval(this.presenceTimer)
     clearInterval(this.pruneTimer)
     this.sdoc.doc.off('update', this.onLocalUpdate)
+    this.offGeneration?.()
     this.awareness.off('update', this.onAwarenessUpdate)
-    awarenessProtocol.removeAwarenessStates(this.awareness, [this.sdoc.doc.clientID], 'stop')
+    awarenessProtocol.removeAwarenessStates(this.awareness, [this.awareness.clientID], 'stop')
     this.awareness.destroy()
     const pubsub = this.node.services.pubsub
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
@@ -185,13 +202,24 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     return out
   }
 
+  private offGeneration?: () => void
+  /** A sync started by syncSoon() is under way (one at a time). */
+  private syncing = false
+
+  /** The doc moved to another generation: listen to the new Y.Doc's updates instead. */
+  private readonly onGeneration = (g: Generation, old: Y.Doc): void => {
+    old.off('update', this.onLocalUpdate)
+    this.sdoc.doc.on('update', this.onLocalUpdate)
+    this.log(`crdt: swarm ${this.sdoc.swarm} now at doc generation ${formatGeneration(g)}`)
+  }
+
   /** Transaction origins never gossiped (e.g. a persistence provider replaying stored state). */
   readonly silentOrigins = new Set<unknown>()
 
   private readonly onLocalUpdate = (update: Uint8Array, origin: unknown): void => {
     // Network updates are forwarded by gossipsub itself; persistence loads are synced, not gossiped.
     if (origin === REMOTE_ORIGIN || this.silentOrigins.has(origin)) return
-    this.publish(GOSSIP_UPDATE, update)
+    this.publish(encodeGossipUpdate(this.sdoc.generation, update))
   }
 
   /**
@@ -210,22 +238,26 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
 
   private announcePresence (): void {
     if (this.running && this.awareness.getLocalState() !== null) {
-      this.publish(GOSSIP_AWARENESS, awarenessProtocol.encodeAwarenessUpdate(this.awareness, [this.sdoc.doc.clientID]))
+      this.publishTyped(GOSSIP_AWARENESS, awarenessProtocol.encodeAwarenessUpdate(this.awareness, [this.awareness.clientID]))
     }
   }
 
   private readonly onAwarenessUpdate = ({ added, updated, removed }: { added: number[], updated: number[], removed: number[] }, origin: unknown): void => {
     if (origin === REMOTE_ORIGIN) return
-    const changed = [...added, ...updated, ...removed].filter(c => c === this.sdoc.doc.clientID)
+    const changed = [...added, ...updated, ...removed].filter(c => c === this.awareness.clientID)
     if (changed.length === 0) return
-    this.publish(GOSSIP_AWARENESS, awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed))
+    this.publishTyped(GOSSIP_AWARENESS, awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed))
   }
 
-  private publish (type: number, payload: Uint8Array): void {
-    if (!this.running || this.node.status !== 'started') return
+  private publishTyped (type: number, payload: Uint8Array): void {
     const data = new Uint8Array(payload.length + 1)
     data[0] = type
     data.set(payload, 1)
+    this.publish(data)
+  }
+
+  private publish (data: Uint8Array): void {
+    if (!this.running || this.node.status !== 'started') return
     if (data.length > CRDT_GOSSIP_MAX_BYTES) {
       this.log(`crdt: update of ${data.length} B exceeds the ${CRDT_GOSSIP_MAX_BYTES} B gossip cap; peers get it at the next sync`)
       return
@@ -254,8 +286,14 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
       const payload = data.subarray(1)
       switch (data[0]) {
         case GOSSIP_UPDATE:
-          await this.sdoc.applyRemote(payload)
+          await this.sdoc.applyRemoteIn(GENESIS, payload)
           return TopicValidatorResult.Accept
+        case GOSSIP_GEN_UPDATE: {
+          const r = new Reader(payload, this.topic)
+          const g = readGeneration(r)
+          await this.sdoc.applyRemoteIn(g, r.rest())
+          return TopicValidatorResult.Accept
+        }
         case GOSSIP_AWARENESS: {
           const signer = msg.type === 'signed' ? msg.from.toString() : undefined
           checkAwarenessClaims(this.topic, payload, signer)
@@ -266,9 +304,25 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
           throw new UnsupportedMessageError(this.topic, `gossip message type ${data[0]}`)
       }
     } catch (e) {
+      if (e instanceof GenerationMismatchError) {
+        // Not an attack: the author lags (it re-seeds at its next sync), or we do (sync with the
+        // forwarder now: gossipsub forwards only what it accepted, so it holds the newer generation).
+        this.log(`crdt: gossip from ${from.toString()}: ${e.message}`)
+        if (e.newer) this.syncSoon(from)
+        else this.stats.staleGeneration++
+        return TopicValidatorResult.Ignore
+      }
       this.reject(`crdt: rejected gossip from ${from.toString()}: ${(e as Error).name}: ${(e as Error).message}`)
       return TopicValidatorResult.Reject
     }
+  }
+
+  /** Syncs with `peer` now, unless such a sync is under way (a newer generation heard, own entries to hand over). */
+  private syncSoon (peer: PeerId): void {
+    if (this.syncing || !this.running) return
+    this.syncing = true
+    // exchange() logs a failure; anti-entropy tries again within seconds.
+    void this.syncWith(peer).catch(() => {}).finally(() => { this.syncing = false })
   }
 
   private reject (line: string): void {
@@ -288,19 +342,21 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     if (conn === undefined) throw new UnsupportedMessageError(CRDT_SYNC.id, `no unlimited connection to ${peer.toString()}`)
     const signal = AbortSignal.timeout(CRDT_SYNC.timeoutMs)
     const stream = await conn.newStream(CRDT_SYNC.id, { signal, runOnLimitedConnection: CRDT_SYNC.runOnLimitedConnection })
-    await this.exchange(stream, peer.toString(), signal)
+    await this.exchange(stream, peer, signal)
   }
 
   private async onStream (stream: Stream, conn: Connection): Promise<void> {
     // exchange() has logged the failure and reset the stream; the handler has no one to tell.
-    await this.exchange(stream, conn.remotePeer.toString(), AbortSignal.timeout(CRDT_SYNC.timeoutMs)).catch(() => {})
+    await this.exchange(stream, conn.remotePeer, AbortSignal.timeout(CRDT_SYNC.timeoutMs)).catch(() => {})
   }
 
-  private async exchange (stream: Stream, remote: string, signal: AbortSignal): Promise<void> {
+  private async exchange (stream: Stream, remotePeer: PeerId, signal: AbortSignal): Promise<void> {
+    const remote = remotePeer.toString()
+    let carried = 0
     const swarm = this.sdoc.swarm
     const lp = lpStream(stream, { maxDataLength: CRDT_SYNC.maxMessageBytes })
     try {
-      await lp.write(encodeSyncFrame({ type: SYNC_STEP1, swarm, payload: Y.encodeStateVector(this.sdoc.doc) }), { signal })
+      await lp.write(encodeSyncFrame({ type: SYNC_STEP1, swarm, generation: this.sdoc.generation, payload: Y.encodeStateVector(this.sdoc.doc) }), { signal })
       let gotStep1 = false
       let gotStep2 = false
       for (let i = 0; i < CRDT_SYNC.maxMessagesPerStream && !(gotStep1 && gotStep2); i++) {
@@ -310,20 +366,40 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
           throw new LimitExceededError(CRDT_SYNC.id, `${remote} is over its CRDT rate (${this.buckets.limits.messagesPerSecond} messages, ${this.buckets.limits.bytesPerSecond} B per second)`)
         }
         if (frame.swarm !== swarm) throw new UnsupportedMessageError(CRDT_SYNC.id, `swarm ${frame.swarm}, this node syncs ${swarm}`)
+        this.sdoc.checkGeneration(frame.generation)
+        const order = compareGenerations(frame.generation, this.sdoc.generation)
         if (frame.type === SYNC_STEP1) {
           if (gotStep1) throw new MalformedMessageError(CRDT_SYNC.id, 'second SyncStep1')
           gotStep1 = true
           let diff: Uint8Array
-          try {
-            diff = Y.encodeStateAsUpdate(this.sdoc.doc, frame.payload)
-          } catch (e) {
-            throw new MalformedMessageError(CRDT_SYNC.id, `bad state vector: ${(e as Error).message}`)
+          if (order < 0) {
+            diff = Y.encodeStateAsUpdate(this.sdoc.doc) // it lags: our whole state, to re-seed from
+          } else if (order > 0) {
+            diff = EMPTY_UPDATE // we lag: its SyncStep2 (its whole state) re-seeds us
+          } else {
+            try {
+              diff = Y.encodeStateAsUpdate(this.sdoc.doc, frame.payload)
+            } catch (e) {
+              throw new MalformedMessageError(CRDT_SYNC.id, `bad state vector: ${(e as Error).message}`)
+            }
           }
-          await lp.write(encodeSyncFrame({ type: SYNC_STEP2, swarm, payload: diff }), { signal })
+          await lp.write(encodeSyncFrame({ type: SYNC_STEP2, swarm, generation: this.sdoc.generation, payload: diff }), { signal })
         } else {
           if (gotStep2) throw new MalformedMessageError(CRDT_SYNC.id, 'second SyncStep2')
           gotStep2 = true
-          await this.sdoc.applyRemote(frame.payload)
+          if (order > 0) {
+            const from = formatGeneration(this.sdoc.generation)
+            carried = await this.sdoc.adopt(frame.generation, frame.payload)
+            this.stats.reseeded++
+            this.log(`crdt-sync: re-seeded from ${remote}: doc generation ${from} → ${formatGeneration(frame.generation)}`)
+          } else if (order < 0) {
+            // Its update is of a generation we left; it re-seeds from the SyncStep2 we sent.
+            this.sdoc.refusedGeneration++
+            this.stats.staleGeneration++
+            this.log(`crdt-sync: ${new GenerationMismatchError(CRDT_SYNC.id, formatGeneration(frame.generation), formatGeneration(this.sdoc.generation), false).message} from ${remote}; not applied`)
+          } else {
+            await this.sdoc.applyRemoteIn(frame.generation, frame.payload)
+          }
         }
       }
       if (!(gotStep1 && gotStep2)) throw new LimitExceededError(CRDT_SYNC.id, `exchange not complete within ${CRDT_SYNC.maxMessagesPerStream} messages`)
@@ -333,6 +409,10 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
       if (stream.status !== 'closed') await closed(stream, signal)
       this.stats.syncs++
       this.dispatchEvent(new CustomEvent('synced', { detail: remote }))
+      // Our own entries re-inserted after a re-seed go out by gossip, which a link that just
+      // opened may not carry yet: hand them to this peer now rather than at the next anti-entropy.
+      // (On the next turn: a sync started by syncSoon() is still settling here.)
+      if (carried > 0) setTimeout(() => { this.syncSoon(remotePeer) }, 0)
     } catch (e) {
       const err = signal.aborted ? new ProtocolTimeoutError(CRDT_SYNC.id, CRDT_SYNC.timeoutMs) : e as Error
       this.reject(`crdt-sync: reset stream with ${remote}: ${err.name}: ${err.message}`)
