@@ -4,7 +4,7 @@
  * intact. Difficulty 8 bits keeps minting cheap here; the rules do not depend on it.
  */
 import { describe, expect, it } from 'vitest'
-import { generateKeyPair } from '@libp2p/crypto/keys'
+import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
@@ -79,10 +79,14 @@ describe('identity proof of work on swarm-doc entries', () => {
     const sybilId = thief.selfId
     thief.peersMap.set(sybilId, await signEntry(ks, SWARM, { peer: sybilId, seq: 1, expiresAt: Date.now() + 60_000, data: {}, pow: stolen }))
     await expect(receiver.applyRemote(diff(thief, receiver))).rejects.toBeInstanceOf(ForgedEntryError)
-    // a stamp minted at 8 bits is worth nothing to a swarm that asks for more (a 2^-12 chance it happens to have 20)
-    const strict = new SwarmDoc(SWARM, 'x', undefined, undefined, { powBits: 20 })
-    await honest.setSelf({})
-    await expect(strict.applyRemote(diff(honest, strict))).rejects.toThrow(/leading zero bits, 20 required/)
+    // a stamp minted at 8 bits is worth nothing to a swarm that asks for more. A fixed key and day
+    // make the stamp the same every run (random ones had a 2^-12 chance of reaching 20 bits).
+    const day = Date.UTC(2026, 11, 5, 12, 0, 0)
+    const fixed = await generateKeyPairFromSeed('Ed25519', new Uint8Array(32).fill(7))
+    const weak = new SwarmDoc(SWARM, peerIdFromPrivateKey(fixed).toString(), fixed, undefined, { powBits: BITS, now: () => day })
+    const strict = new SwarmDoc(SWARM, 'x', undefined, undefined, { powBits: 20, now: () => day })
+    await weak.setSelf({})
+    await expect(strict.applyRemote(diff(weak, strict))).rejects.toThrow(/leading zero bits, 20 required/)
     expect(strict.refusedPow).toBe(1)
   })
 
