@@ -233,7 +233,7 @@ function attribute (dir: string): Record<string, Record<string, number>> {
 interface Options { configs: Config[], idleS: number, settleS: number, workers: number, servers: number, profDir?: string, out: string }
 
 const round1 = (x: number): number => Math.round(x * 10) / 10
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] }
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
 /** The bench's entry point (bench/net.ts `--idle`). */
 export async function idleBench (argv: string[]): Promise<void> {
