@@ -15,6 +15,9 @@
  *    (two members starting an all-reduce exchange); the time until both hold a direct WebRTC
  *    connection, per trial (the slower side), and how many direct connections they end with.
  *
+ * 4. `--idle` instead: an idle process's CPU per configuration (training worker, npm start, server
+ *    peer) and, with --cpu-prof, where it goes (bench/net-idle.ts).
+ *
  * Flags: --mib 64  --trials 5  --dial-trials 8
  * Writes bench/results/net.json {"stream_mb_s","raw_mb_s","crdt_sync_1000_ms","simultaneous_dial_ms"}
  * and net.meta.json.
@@ -191,4 +194,9 @@ async function main (): Promise<void> {
 
 function round (x: number): number { return Math.round(x * 10) / 10 }
 
-await main()
+if (process.argv.includes('--idle')) {
+  await (await import('./net-idle.ts')).idleBench(process.argv.slice(2))
+  process.exit(0)
+} else {
+  await main()
+}

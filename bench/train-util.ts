@@ -26,7 +26,7 @@ import { cpu } from '../web/src/gpu/cpu-backend.ts'
 import { parseConfig } from '../web/src/model/config.ts'
 import { TextDataset, brownCorpus } from '../web/src/model/data.ts'
 import { initModel } from '../web/src/model/model.ts'
-import { createPeer, createRelay } from '../web/src/net/node.ts'
+import { createPeer, createRelay, type WebSwarmNode } from '../web/src/net/node.ts'
 import { waitForReservation } from '../web/src/net/peers.ts'
 import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
 import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
@@ -128,12 +128,17 @@ class Phase {
   }
 }
 
-/** One worker process: joins the relay, dials the others when told, trains when told. */
-async function utilPeer (relayAddr: string): Promise<void> {
+/** A worker's node and transport, joined to the relay with a reservation (also bench/net-idle.ts's `worker`). */
+export async function utilNode (relayAddr: string): Promise<{ node: WebSwarmNode, transport: Libp2pTransport }> {
   const node = await createPeer({ iceServers: [], discoveryIntervalMs: 600_000 })
   await node.dial(multiaddr(relayAddr))
   await waitForReservation(node)
-  const t = new Libp2pTransport(node, { relayAddr })
+  return { node, transport: new Libp2pTransport(node, { relayAddr }) }
+}
+
+/** One worker process: joins the relay, dials the others when told, trains when told. */
+async function utilPeer (relayAddr: string): Promise<void> {
+  const { node, transport: t } = await utilNode(relayAddr)
   const reply = (r: Reply): void => { process.send?.(r) }
   let ar: AllReducePeer | undefined
   let ready: { w: DiLoCoWorker, o: UtilOptions, step: Phase, launch: Phase, land: Phase } | undefined

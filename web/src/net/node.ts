@@ -62,6 +62,15 @@ const DEFAULT_ICE_SERVERS: RTCIceServer[] = [{ urls: ['stun:stun.l.google.com:19
  */
 const DISCOVERY_INTERVAL_MS = 5_000
 
+/**
+ * How often the connection monitor pings every connection (both ends do), in ms; libp2p's default
+ * is 10 s. Each ping is a new stream — on a WebRTC link a new data channel, opened, negotiated
+ * and closed — and was the largest share of an idle node's CPU (bench:net --idle). 30 s still
+ * keeps a websocket through a proxy's idle timeout (nginx's 60 s, Cloudflare's 100 s); the ping's
+ * timeout is unchanged.
+ */
+const PING_INTERVAL_MS = 30_000
+
 /** Default swarm name; one Y.Doc and one discovery topic per swarm. */
 export const DEFAULT_SWARM = 'default'
 
@@ -70,9 +79,10 @@ export const DEFAULT_SWARM = 'default'
  * ping misses its adaptive timeout. A busy main thread (a tab running kernels, a loaded machine)
  * misses pings on healthy links, and the abort cut streams mid-transfer. Dead links are caught by
  * the transports (WebRTC / websocket close) and by every request's own timeout, so here pings
- * only measure round trips.
+ * only measure round trips (`conn.rtt`, which nothing of ours reads) and keep idle websockets
+ * alive through proxies.
  */
-const CONNECTION_MONITOR = { abortConnectionOnPingFailure: false } as const
+const CONNECTION_MONITOR = { abortConnectionOnPingFailure: false, pingInterval: PING_INTERVAL_MS } as const
 
 interface NodeInit {
   /** Identity key. @default a fresh Ed25519 key */
