@@ -81,6 +81,8 @@ export interface DhtSwarmInit {
    * what the swarm runs, kept to compare. @default 'plaintext'
    */
   encrypter?: 'plaintext' | 'noise'
+  /** Called after each start batch has bootstrapped, with the nodes started so far (progress of a long start). */
+  onBatch?: (started: number) => void
 }
 
 /** How one lookup went: found or not, in how many hops (depth of the query tree). */
@@ -99,6 +101,7 @@ export class DhtSwarm {
   private readonly maxConnections: number
   private readonly queryTimeoutMs: number | undefined
   private readonly encrypter: 'plaintext' | 'noise'
+  private readonly onBatch: ((started: number) => void) | undefined
   private started = 0
 
   private constructor (readonly model: NetModel, private readonly swarm: string, init: DhtSwarmInit) {
@@ -107,6 +110,7 @@ export class DhtSwarm {
     this.maxConnections = init.maxConnections ?? 64
     this.queryTimeoutMs = init.queryTimeoutMs
     this.encrypter = init.encrypter ?? 'plaintext'
+    this.onBatch = init.onBatch
   }
 
   /** Starts `n` nodes and bootstraps them into one DHT. */
@@ -158,6 +162,7 @@ export class DhtSwarm {
       await Promise.all(started.filter(p => p.node.getConnections().length > 0).map(async p => {
         await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(JOIN_LOOKUP_TIMEOUT_MS) }))
       }))
+      this.onBatch?.(this.started)
     }
     return fresh
   }
