@@ -24,7 +24,7 @@
  * 6. Relay capacity (bench/scale-relays.ts): light peers against one relay process in
  *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
- * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --lookups 20 --crdt-n 100,500,1000
+ * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --dht-encrypter plaintext --lookups 20 --crdt-n 100,500,1000
  *        --crdt-history-n 100 --crdt-history-rounds 100
  *        --route-servers 1000 --route-requests 200 --failover-peers 30 --failover-rounds 3
  *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
@@ -52,12 +52,16 @@ const log = (l: string): void => { console.log(`[${new Date().toISOString().slic
 
 /** --dht-timeout-s: one provide's and one find's budget (0: SwarmDht's 10 s and 30 s, as the swarm runs). */
 const timeoutS = Number(arg('dht-timeout-s', '0'))
-interface DhtRow { n: number, seed: number, timeout_s: number, start_s: number, rss_mb_per_node: number, routing_table_mean: number, connected_groups: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, load_1m: number }
+/** --dht-encrypter: the sim nodes' connection encrypter (plaintext: the sim's default; noise: as the swarm runs). */
+const encrypterArg = arg('dht-encrypter', 'plaintext')
+if (encrypterArg !== 'plaintext' && encrypterArg !== 'noise') throw new Error(`--dht-encrypter ${encrypterArg}: plaintext or noise`)
+const encrypter: 'plaintext' | 'noise' = encrypterArg
+interface DhtRow { n: number, seed: number, timeout_s: number, encrypter: string, start_s: number, rss_mb_per_node: number, routing_table_mean: number, connected_groups: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, load_1m: number }
 async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtRow> {
   const rss0 = process.memoryUsage().rss
   const t0 = Date.now()
   const model = new NetModel({ seed: runSeed, minLatencyMs: 2, medianLatencyMs: 10 })
-  const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined })
+  const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined, encrypter, onBatch: started => { if (n >= 200) log(`dht n=${n} seed ${runSeed}: ${started} nodes started, rss ${Math.round(process.memoryUsage().rss / 1e6)} MB`) } })
   const startS = (Date.now() - t0) / 1000
   const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
   const groups = s.connectedGroups()
@@ -80,7 +84,7 @@ async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtR
     ms.push(r.ms)
     log(`dht n=${n} lookup ${i}: provide ${provided ? 'ok' : 'failed'} in ${provideMs} ms, find ${r.found ? `found at hop ${r.hops}` : 'not found'} in ${r.ms} ms`)
   }
-  const row = { n, seed: runSeed, timeout_s: timeoutS, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), connected_groups: groups, lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), load_1m: load()[0] }
+  const row = { n, seed: runSeed, timeout_s: timeoutS, encrypter, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), connected_groups: groups, lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), load_1m: load()[0] }
   await s.stop()
   log(`dht n=${n}: ${JSON.stringify(row)}`)
   return row

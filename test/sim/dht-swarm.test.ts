@@ -17,6 +17,8 @@ describe('simulated DHT swarm (real kad-dht over the in-memory transport)', () =
     const ids = new Set(swarm.live.map(p => p.id))
     expect(ids.size).toBe(8)
     const [a, b, c] = swarm.live
+    // The sim's default connection encrypter is plaintext (no noise handshake per connection).
+    expect(new Set(swarm.live.flatMap(p => p.node.getConnections().map(conn => conn.encryption)))).toEqual(new Set(['/plaintext/2.0.0']))
     expect(await swarm.provide(a, '/sim/key-1')).toBe(true)
     for (const finder of [b, c]) {
       const r = await swarm.findProvider(finder, '/sim/key-1', a.id)
@@ -53,6 +55,18 @@ describe('simulated DHT swarm (real kad-dht over the in-memory transport)', () =
       await s.stop()
     }
   }, 240_000)
+
+  it("encrypter 'noise' runs the swarm's own encrypter and the DHT still answers", async () => {
+    const s = await DhtSwarm.create(3, { model: new NetModel({ seed: 4, minLatencyMs: 1, medianLatencyMs: 2 }), encrypter: 'noise', swarm: 'sim-noise' })
+    try {
+      const [a, b] = s.live
+      expect(a.node.getConnections().map(conn => conn.encryption)).toContain('/noise')
+      expect(await s.provide(a, '/sim/noise')).toBe(true)
+      expect((await s.findProvider(b, '/sim/noise', a.id)).found).toBe(true)
+    } finally {
+      await s.stop()
+    }
+  }, 120_000)
 
   it('the same seed gives the same peer ids and latencies', async () => {
     const m1 = new NetModel({ seed: 9 })

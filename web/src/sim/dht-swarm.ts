@@ -1,10 +1,11 @@
 /**
  * N real libp2p nodes in one process, each running the swarm's own kad-dht configuration
  * (net/node.ts `swarmKadDht`, our record validators and selectors) and the real SwarmDht API
- * (net/dht), connected over libp2p's in-memory transport (@libp2p/memory) with noise + yamux as
- * on the wire. The seeded NetModel gives every node its link latency, loses dials, and picks who
- * leaves in a churn round; joiners bootstrap by dialling a few live nodes and looking up their
- * own id, as a kad node does.
+ * (net/dht), connected over libp2p's in-memory transport (@libp2p/memory) with yamux as on the
+ * wire and, by default, @libp2p/plaintext in place of noise (see `encrypter`). The seeded
+ * NetModel gives every node its link latency, loses dials, and picks who leaves in a churn
+ * round; joiners bootstrap by dialling a few live nodes and looking up their own id, as a kad
+ * node does.
  *
  * Browsers run the DHT in client mode (they answer nobody); here every node is a DHT server so
  * that N nodes form one N-node DHT: it measures the DHT a swarm of N always-on Node peers and
@@ -18,6 +19,7 @@ import type { Libp2p } from '@libp2p/interface'
 import type { KadDHT, QueryEvent } from '@libp2p/kad-dht'
 import { memory } from '@libp2p/memory'
 import { ping } from '@libp2p/ping'
+import { plaintext } from '@libp2p/plaintext'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { providerCid, SwarmDht } from '../net/dht/index.ts'
@@ -71,6 +73,16 @@ export interface DhtSwarmInit {
    * query from one that cannot succeed. @default SwarmDht's DHT_QUERY_TIMEOUT_MS for a provide, 30 s for a find
    */
   queryTimeoutMs?: number
+  /**
+   * Connection encrypter. The sim measures DHT behaviour, not crypto: 'plaintext' (libp2p's own
+   * @libp2p/plaintext: the same upgrade path, peer ids exchanged and checked against the keys,
+   * no Diffie–Hellman or AEAD) spares every connection noise's handshake and per-frame
+   * encryption, which were ~15 % of a node's CPU at start-up (web/src/sim/README.md). 'noise' is
+   * what the swarm runs, kept to compare. @default 'plaintext'
+   */
+  encrypter?: 'plaintext' | 'noise'
+  /** Called after each start batch has bootstrapped, with the nodes started so far (progress of a long start). */
+  onBatch?: (started: number) => void
 }
 
 /** How one lookup went: found or not, in how many hops (depth of the query tree). */
@@ -88,6 +100,8 @@ export class DhtSwarm {
   private readonly startConcurrency: number
   private readonly maxConnections: number
   private readonly queryTimeoutMs: number | undefined
+  private readonly encrypter: 'plaintext' | 'noise'
+  private readonly onBatch: ((started: number) => void) | undefined
   private started = 0
 
   private constructor (readonly model: NetModel, private readonly swarm: string, init: DhtSwarmInit) {
@@ -95,6 +109,8 @@ export class DhtSwarm {
     this.startConcurrency = init.startConcurrency ?? 16
     this.maxConnections = init.maxConnections ?? 64
     this.queryTimeoutMs = init.queryTimeoutMs
+    this.encrypter = init.encrypter ?? 'plaintext'
+    this.onBatch = init.onBatch
   }
 
   /** Starts `n` nodes and bootstraps them into one DHT. */
@@ -146,6 +162,7 @@ export class DhtSwarm {
       await Promise.all(started.filter(p => p.node.getConnections().length > 0).map(async p => {
         await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(JOIN_LOOKUP_TIMEOUT_MS) }))
       }))
+      this.onBatch?.(this.started)
     }
     return fresh
   }
@@ -158,7 +175,7 @@ export class DhtSwarm {
       privateKey,
       addresses: { listen: [addr] },
       transports: [memory({ latency: latencyMs })],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [this.encrypter === 'noise' ? noise() : plaintext()],
       streamMuxers: [yamux()],
       // A lost dial never opens, as a SYN lost beyond every retry would.
       connectionGater: { denyDialPeer: () => model.dialLost() },
