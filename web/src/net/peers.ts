@@ -578,13 +578,15 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     if (missing <= 0) return
     const now = Date.now()
     const self = this.node.peerId.toString()
-    const due = [...this.candidates.values()]
+    const ready = [...this.candidates.values()]
       .filter(c => !direct.has(c.id.toString()) && !this.dialing.has(c.id.toString()) && c.nextAttemptAt <= now)
       // Both sides would dial at once; the lower id dials, the higher waits DIAL_GRACE_MS first.
       .filter(c => self < c.id.toString() || now - c.firstSeenAt >= DIAL_GRACE_MS)
-      .sort((a, b) => a.failures - b.failures)
-    for (const c of due) {
-      if (missing-- <= 0 || !this.budget.canOpen()) break
+    // Fewest failures first; ties in the budget's order (peers we work with, then longest seen).
+    const due = this.budget.dialOrder(ready.map(c => ({ id: c.id.toString(), upSince: c.firstSeenAt, c })))
+      .sort((a, b) => a.c.failures - b.c.failures)
+    for (const { id, c } of due) {
+      if (missing-- <= 0 || !this.budget.canOpen(this.budget.isWorking(id) ? 'work' : 'top-up')) break
       void this.dialDirect(c)
     }
   }
