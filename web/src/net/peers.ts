@@ -19,6 +19,7 @@ import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
 import { DEFAULT_RESERVATION_POW_BITS, mintStamp, powEpoch } from './pow.ts'
 import { POW_STAMP, presentStamp, relayStampScope } from './pow-protocol.ts'
+import { ReservationKeeper, storeReserve } from './reservation-keeper.ts'
 
 /** How a connection reaches its peer. */
 export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
@@ -354,6 +355,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private readonly fastStartTimers = new Set<ReturnType<typeof setTimeout>>()
   private running = false
   private readonly controller = new AbortController()
+  /** Asks connected relays for reservations at once and in parallel while we hold too few (reservation-keeper.ts). */
+  private readonly keeper: ReservationKeeper
   /** Stamps for each relay (scope relay/<id>), by relay id and UTC day: minted once, presented on every (re)connect. */
   private readonly stamps = new Map<string, Promise<string>>()
   private readonly powBits: number
@@ -367,6 +370,14 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
     this.log = init.log ?? ((l) => { console.info(l) })
     this.powBits = init.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
+    let reserve: ((id: string) => Promise<void>) | undefined
+    this.keeper = new ReservationKeeper({
+      want: Math.min(MAX_RELAY_RESERVATIONS, this.relays.length),
+      connected: () => this.relays.filter(r => r.connected).map(r => r.id),
+      held: () => this.liveReservations(),
+      reserve: async (id) => { await (reserve ??= storeReserve(this.node))(id) },
+      log: this.log
+    })
   }
 
   /** Relay peer ids (never treated as swarm members). */
@@ -404,6 +415,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   stop (): void {
     if (!this.running) return
     this.running = false
+    this.keeper.stop()
     this.controller.abort()
     clearInterval(this.maintainTimer)
     clearInterval(this.dhtTimer)
@@ -452,7 +464,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       r.connected = true
       r.connectedAt = Date.now()
       this.dispatchEvent(new CustomEvent('relay', { detail: true }))
-      void this.presentStampTo(r)
+      // Ask for a reservation once the relay has our stamp (it refuses one asked before it).
+      void this.presentStampTo(r).then(() => { this.keeper.poke() })
       void this.dhtDiscover()
       for (const ms of DHT_DISCOVERY_FAST_START_MS) {
         const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
@@ -473,6 +486,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     if (r === undefined || !this.running) return
     r.connected = false
     this.dispatchEvent(new CustomEvent('relay', { detail: false }))
+    this.keeper.poke() // a lost reservation is asked for on the other connected relays at once
     r.failures++
     const delay = backoffDelay(r.failures)
     this.log(`relay ${id}: disconnected; redial in ${Math.round(delay)} ms`)
@@ -552,9 +566,13 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
    * reserves on another connected relay by itself within a second or two, and hanging that relay
    * up at once (as this did) cut the attempt and added a whole reconnect to every failover.
    */
+  /** Relays we hold a reservation on and are still connected to (a dead relay's circuit address can outlive its connection). */
+  private liveReservations (): Set<string> {
+    return new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
+  }
+
   private unstallReservation (now: number): void {
-    // A dead relay's circuit address can outlive its connection: count only relays still connected.
-    const held = new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
+    const held = this.liveReservations()
     if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) {
       this.shortSince = undefined
       return
@@ -571,6 +589,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
   private maintain (): void {
     if (!this.running) return
+    this.keeper.poke()
     this.unstallReservation(Date.now())
     this.closeIdle()
     const direct = new Set(this.directPeers())
