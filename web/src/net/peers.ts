@@ -58,11 +58,13 @@ export const GONE_AFTER_NO_RESERVATION = 4
 const GONE_FOR_MS = 60_000
 /**
  * A connected relay we hold no reservation on, while we hold fewer than we want, for this long:
- * its connection is closed so the redial reserves again. libp2p's circuit transport tries a
- * relay once per connection: an attempt that times out (10 s; seen at load 20 on 2 cores) is not
- * retried while the connection stays up, so the peer stayed unreachable for good.
+ * its connection is closed so the redial reserves again — the last resort for a connection the
+ * relay no longer answers on. The ReservationKeeper now re-asks on the same connection every
+ * 1-8 s, so this is no longer how a timed-out ask gets retried; at 30 s (when it was) it cut
+ * asks in flight at load 20+ (ConnectionClosedError / EOF in the failover bench's join),
+ * restarting the dial, identify and stamp each time.
  */
-export const RESERVATION_STALL_MS = 30_000
+export const RESERVATION_STALL_MS = 120_000
 
 /** Protocols whose streams stay open on every link (gossip mesh, identify, ping, DHT): not activity. */
 const BACKGROUND_PROTOCOL = /^\/(meshsub|floodsub|ipfs\/id|ipfs\/ping|webswarm\/kad)\//
