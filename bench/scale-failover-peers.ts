@@ -92,7 +92,8 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
         instrument(s)
         swarms.push(s)
         s.node.addEventListener('self:peer:update', check)
-        await s.peers.ready(READY_MS)
+        // Bounded: a peer with no reservation yet still joins the round (counted by the bench as short).
+        await s.peers.ready(READY_MS).catch(() => {})
         await s.setSelf({ name: s.peerId, gen: 1 })
         return s.peerId
       }))

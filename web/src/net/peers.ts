@@ -15,7 +15,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { TypedEventEmitter } from 'main-event'
 import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
-import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
+import { BootstrapUnreachableError, NetConfigError, StampRefusedError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
 import { DEFAULT_RESERVATION_POW_BITS, mintStamp, powEpoch } from './pow.ts'
 import { POW_STAMP, presentStamp, relayStampScope } from './pow-protocol.ts'
@@ -343,7 +343,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Open and lifetime direct-link counts; the page shows them (event `change`). */
   readonly budget: ConnectionBudget
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
-  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout> }>
+  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout>, stampShown?: boolean }>
   private readonly candidates = new Map<string, Candidate>()
   /** Since when we have held fewer reservations than we want (unstallReservation), ms; undefined: not short. */
   private shortSince?: number
@@ -377,7 +377,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       want: Math.min(MAX_RELAY_RESERVATIONS, this.relays.length),
       connected: () => this.relays.filter(r => r.connected).map(r => r.id),
       held: () => this.liveReservations(),
-      reserve: async (id) => { await (reserve ??= storeReserve(this.node))(id) },
+      reserve: async (id) => { await this.reserveOn(id, reserve ??= storeReserve(this.node)) },
       log: this.log
     })
   }
@@ -448,13 +448,26 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   }
 
   /** Shows relay `r` our identity stamp, which it asks before a reservation; its reservation request waits for it there. */
-  private async presentStampTo (r: PeerManager['relays'][number]): Promise<void> {
-    if (this.powBits === 0) return
+  private async presentStampTo (r: PeerManager['relays'][number]): Promise<boolean> {
+    if (this.powBits === 0) return true
     try {
       await presentStamp(this.node, peerIdFromString(r.id), await this.stampFor(r.id), AbortSignal.any([this.controller.signal, AbortSignal.timeout(POW_STAMP.timeoutMs)]))
+      r.stampShown = true
+      return true
     } catch (e) {
-      if (this.running) this.log(`relay ${r.id}: identity stamp not accepted (${(e as Error).message}); no reservation there until the next connect`)
+      if (this.running) this.log(`relay ${r.id}: identity stamp not accepted (${(e as Error).message}); shown again before the next reservation ask`)
+      return false
     }
+  }
+
+  /**
+   * The keeper's reservation ask on relay `id`: our stamp first where this connection has not seen
+   * it (a presentation that timed out at load left every later ask refused until a reconnect).
+   */
+  private async reserveOn (id: string, reserve: (id: string) => Promise<void>): Promise<void> {
+    const r = this.relays.find(x => x.id === id)
+    if (r !== undefined && r.stampShown !== true && !await this.presentStampTo(r)) throw new StampRefusedError(id)
+    await reserve(id)
   }
 
   private async dialRelay (r: PeerManager['relays'][number]): Promise<void> {
@@ -487,6 +500,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     const r = this.relays.find(x => x.id === id)
     if (r === undefined || !this.running) return
     r.connected = false
+    r.stampShown = false // a new connection is a new admission: the relay asks again
     this.dispatchEvent(new CustomEvent('relay', { detail: false }))
     this.keeper.poke() // a lost reservation is asked for on the other connected relays at once
     r.failures++
