@@ -18,6 +18,7 @@ export type FailoverCmd =
   | { op: 'missing', ids: string[], gen: number }
   | { op: 'watch', victim: string, live: string[] }
   | { op: 'failover' }
+  | { op: 'timeline' }
   | { op: 'stop' }
 
 export type FailoverReply =
@@ -35,6 +36,8 @@ export type FailoverReply =
     affected?: string[]
     /** failover: affected peers that held no live reservation at some moment. */
     lostAll?: string[]
+    /** timeline: per affected peer, what it saw after the kill (ms since the watch began, event). */
+    timeline?: Record<string, Array<[number, string]>>
   }
   | { ok: false, error: string }
 
@@ -44,7 +47,29 @@ const POLL_MS = 20
 const READY_MS = 180_000
 
 const swarms: Swarm[] = []
-let watch: { victim: string, live: Set<string>, done: Map<string, number>, lostAll: Set<string>, affected: string[], timer: ReturnType<typeof setInterval> } | undefined
+let watch: { victim: string, live: Set<string>, done: Map<string, number>, lostAll: Set<string>, affected: string[], timer: ReturnType<typeof setInterval>, at: number } | undefined
+/** Per peer, its timeline since the watch began: relay links opening and closing, reservations held, PeerManager's log. */
+const timelines = new Map<string, Array<[number, string]>>()
+const relayIds = new Set<string>()
+
+function note (peer: string, what: string): void {
+  if (watch === undefined || !watch.affected.includes(peer)) return
+  const t = timelines.get(peer) ?? []
+  if (t.length < 200) t.push([Date.now() - watch.at, what])
+  timelines.set(peer, t)
+}
+
+/** Records what `s` sees of its relays (links, reservations held) and its PeerManager's log lines. */
+function instrument (s: Swarm): void {
+  const short = (id: string): string => id.slice(-6)
+  s.node.addEventListener('connection:open', e => { const r = e.detail.remotePeer.toString(); if (relayIds.has(r)) note(s.peerId, `open ${short(r)} ${e.detail.direction}`) })
+  s.node.addEventListener('connection:close', e => { const r = e.detail.remotePeer.toString(); if (relayIds.has(r)) note(s.peerId, `close ${short(r)}`) })
+  let held = ''
+  s.node.addEventListener('self:peer:update', () => {
+    const now = [...s.peers.reservedRelays()].map(short).sort().join(',')
+    if (now !== held) note(s.peerId, `reserved [${held = now}]`)
+  })
+}
 
 function check (): void {
   if (watch === undefined) return
@@ -60,10 +85,15 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
   switch (m.op) {
     case 'join': {
       const joined = await Promise.all(Array.from({ length: m.count }, async () => {
-        const s = await joinSwarm({ bootstrap: m.bootstrap, iceServers: [], targetPeers: 0, persist: false, log: () => {} })
+        for (const a of m.bootstrap) relayIds.add(a.split('/p2p/')[1])
+        let self = ''
+        const s = await joinSwarm({ bootstrap: m.bootstrap, iceServers: [], targetPeers: 0, persist: false, log: l => { if (/relay|reserv/.test(l)) note(self, l) } })
+        self = s.peerId
+        instrument(s)
         swarms.push(s)
         s.node.addEventListener('self:peer:update', check)
-        await s.peers.ready(READY_MS)
+        // Bounded: a peer with no reservation yet still joins the round (counted by the bench as short).
+        await s.peers.ready(READY_MS).catch(() => {})
         await s.setSelf({ name: s.peerId, gen: 1 })
         return s.peerId
       }))
@@ -84,12 +114,16 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
     }
     case 'watch': {
       const affected = swarms.filter(s => s.peers.reservedRelays().has(m.victim)).map(s => s.peerId)
-      watch = { victim: m.victim, live: new Set(m.live), done: new Map(), lostAll: new Set(), affected, timer: setInterval(check, POLL_MS) }
+      clearInterval(watch?.timer)
+      timelines.clear()
+      watch = { victim: m.victim, live: new Set(m.live), done: new Map(), lostAll: new Set(), affected, timer: setInterval(check, POLL_MS), at: Date.now() }
       return { ok: true, affected }
     }
     case 'failover':
       check()
       return { ok: true, done: Object.fromEntries(watch?.done ?? []), affected: watch?.affected ?? [], lostAll: [...watch?.lostAll ?? []] }
+    case 'timeline':
+      return { ok: true, timeline: Object.fromEntries(timelines) }
     case 'stop':
       clearInterval(watch?.timer)
       await Promise.all(swarms.splice(0).map(async s => { await s.stop().catch(() => {}) }))

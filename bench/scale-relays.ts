@@ -112,6 +112,12 @@ export interface FailoverRound {
   times_s: number[]
   /** Affected peers still reachable throughout (their other reservation stayed live). */
   kept_one_reservation: number
+  /** Peers not on two relays when the round began (the previous restart not yet re-reserved everywhere): counted, not waited for past WAIT_MS. */
+  short_at_start: number
+  /** Load average (1 min) at the kill. */
+  load_1m: number
+  /** What the slowest affected peers (and any that never re-reserved) saw, ms after the kill: relay links, reservations held, PeerManager's log. */
+  timelines: Record<string, Array<[number, string]>>
 }
 
 export interface FailoverResult {
@@ -119,12 +125,16 @@ export interface FailoverResult {
   peers: number
   /** Processes the peers ran in (PEERS_PER_PROCESS each). */
   peer_processes: number
-  /** Seconds from the N peers' start to all of them reserved on 2 relays. */
+  /** Seconds from the N peers' start to all of them reserved on 2 relays (or WAIT_MS past the last join). */
   setup_s: number
+  /** Peers not on two relays when the set-up wait ended (0: all were). */
+  short_after_setup: number
   /** Each kill (the killed relay restarted on its port and data dir before the next). */
   rounds: FailoverRound[]
-  /** Median over the rounds of each round's slowest re-reservation, s (null if a round did not finish). */
+  /** Median over the rounds of each round's slowest re-reservation, s (a round that did not finish counts as slower than any; null if the median is one). */
   relay_failover_s: number | null
+  /** Affected peers, over all rounds, that did not re-reserve on two live relays within WAIT_MS. */
+  never_re_reserved: number
   /** Entries (latest generation, acknowledged before the last kill) missing on each relay alive at the end. */
   crdt_entries_lost: number[]
 }
@@ -163,17 +173,20 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
     }
     const reserved = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).reserved))))
     const allOnTwo = async (): Promise<void> => { await until('every peer reserved on two relays', async () => Object.values(await reserved()).every(r => r.length === 2), WAIT_MS, 500) }
-    await allOnTwo()
+    const setupOk = await allOnTwo().then(() => true, (e: Error) => { log(`failover: set-up: ${e.message}; going ahead`); return false })
     const setupS = (Date.now() - t0) / 1000
-    log(`failover: ${nPeers} peers in ${procs.length} processes reserved on two relays each after ${setupS.toFixed(1)} s`)
+    const shortAfterSetup = setupOk ? 0 : Object.values(await reserved()).filter(r => r.length < 2).length
+    log(`failover: ${nPeers} peers in ${procs.length} processes, ${nPeers - shortAfterSetup} reserved on two relays each after ${setupS.toFixed(1)} s`)
 
     const done: FailoverRound[] = []
     let gen = 1
     for (let round = 0; round < rounds; round++) {
+      let shortAtStart = 0
       if (round > 0) {
-        const back = await allOnTwo().then(() => true, (e: Error) => { log(`failover: round ${round + 1} not started: ${e.message}`); return false })
-        if (!back) break
-        log(`failover: round ${round + 1}: every peer back on two relays`)
+        // Bounded: a peer still short after WAIT_MS is counted and the round goes ahead.
+        const back = await allOnTwo().then(() => true, (e: Error) => { log(`failover: round ${round + 1}: ${e.message}; going ahead`); return false })
+        if (!back) shortAtStart = Object.values(await reserved()).filter(r => r.length < 2).length
+        log(`failover: round ${round + 1}: ${back ? 'every peer back on two relays' : `${shortAtStart} peer(s) not on two relays`}`)
       }
       // The victim: the relay most peers reserved on. A fresh write of every peer, synced to
       // every peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
@@ -193,17 +206,28 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         last = await Promise.all(procs.map(async p => await p.cmd({ op: 'failover' })))
         return reReserved() === affected.length
       }, WAIT_MS, 250).catch((e: Error) => { log(`failover: round ${round + 1}: ${e.message} (${reReserved()} of ${affected.length})`) })
+      const loadAtKill = os.loadavg()[0]
       const times = last.flatMap(r => Object.values(r.done ?? {})).map(t => (t - tKill) / 1000).sort((a, b) => a - b)
       const all = times.length === affected.length
+      // Timelines of the three slowest peers and of every peer that never re-reserved.
+      const doneAt = new Map(last.flatMap(r => Object.entries(r.done ?? {})))
+      const worst = [...affected].sort((a, b) => (doneAt.get(b) ?? Infinity) - (doneAt.get(a) ?? Infinity))
+      const keep = new Set(worst.filter((p, i) => i < 3 || !doneAt.has(p)))
+      const timelines = Object.fromEntries((await Promise.all(procs.map(async p => Object.entries((await p.cmd({ op: 'timeline' })).timeline ?? {})))).flat().filter(([p]) => keep.has(p)))
       done.push({
         affected: affected.length,
         re_reserved: times.length,
         slowest_s: all ? times[times.length - 1] ?? 0 : null,
         p50_s: all ? times[Math.floor(times.length / 2)] ?? 0 : null,
         times_s: times.map(t => Math.round(t * 10) / 10),
-        kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0)
+        kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0),
+        short_at_start: shortAtStart,
+        load_1m: Math.round(loadAtKill * 10) / 10,
+        timelines
       })
-      log(`failover: round ${round + 1}: ${JSON.stringify(done[done.length - 1])}`)
+      const { timelines: _t, ...brief } = done[done.length - 1]
+      log(`failover: round ${round + 1}: ${JSON.stringify(brief)}`)
+      for (const [p, t] of Object.entries(timelines)) log(`failover: round ${round + 1}: ${p.slice(-6)}: ${t.map(([ms, e]) => `${(ms / 1000).toFixed(1)}s ${e}`).join(' | ')}`)
       if (round < rounds - 1) {
         const port = Number(victim.addr.split('/tcp/')[1].split('/')[0])
         const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)])
@@ -220,15 +244,17 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
       await stopRelay(r, 'SIGTERM')
       lost.push(await missingIn(await storedDoc(r), ids, gen))
     }
-    const slowest = done.map(r => r.slowest_s)
-    const finished = slowest.filter((x): x is number => x !== null).sort((a, b) => a - b)
+    const slowest = done.map(r => r.slowest_s ?? Infinity).sort((a, b) => a - b)
+    const median = slowest[Math.floor((slowest.length - 1) / 2)]
     return {
       relays: 3,
       peers: nPeers,
       peer_processes: Math.ceil(nPeers / PEERS_PER_PROCESS),
       setup_s: setupS,
+      short_after_setup: shortAfterSetup,
       rounds: done,
-      relay_failover_s: finished.length === slowest.length && finished.length > 0 ? finished[Math.floor(finished.length / 2)] : null,
+      relay_failover_s: median === undefined || median === Infinity ? null : median,
+      never_re_reserved: done.reduce((n, r) => n + r.affected - r.re_reserved, 0),
       crdt_entries_lost: lost
     }
   } finally {

@@ -17,7 +17,8 @@
  *    10 % churn step stale (real planRoute, failed hops banned and re-planned); success rate and
  *    the p50/p95 ratio of the used route's cost to the global-knowledge best route.
  *
- * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min).
+ * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min; paced
+ *    budget vs the cap-only policy; exponential and heavy-tailed peer lifetimes).
  * 5. Relay failover (bench/scale-relays.ts): 3 relay processes, --failover-peers Node peers, the
  *    relay most of them reserved on SIGKILLed (then restarted), --failover-rounds times:
  *    relay_failover_s (the median round's slowest peer) and CRDT entries lost.
@@ -142,8 +143,19 @@ const requests = Number(arg('route-requests', '200'))
 const routing = requests > 0 ? new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(requests) : undefined
 const routeRow = routing === undefined ? undefined : { servers, requests: routing.requests, succeeded: routing.succeeded, failovers: routing.failovers, route_ratio_p50: percentile(routing.ratios, 50), route_ratio_p95: percentile(routing.ratios, 95) }
 log(`routing: ${JSON.stringify(routeRow ?? 'skipped')}`)
-// A tab holding PeerManager's 8 links for a simulated day, at the issue's 10 %/min churn and at 2 %/min.
-const tab = { churn_10pct_min: simulateTabDay({ seed, target: 8, churnPerMinute: 0.1 }), churn_2pct_min: simulateTabDay({ seed, target: 8, churnPerMinute: 0.02 }) }
+// A tab holding PeerManager's 8 links for a simulated day, at the issue's 10 %/min churn and at 2 %/min:
+// the paced budget (the default) with exponential (memoryless) and heavy-tailed lifetimes, and the
+// session-7 policy (cap only, no uptime preference) beside it for comparison.
+const tabDay = (churnPerMinute: number, lifetimes: 'exponential' | 'heavy-tailed'): Record<string, ReturnType<typeof simulateTabDay>> => ({
+  paced: simulateTabDay({ seed, target: 8, churnPerMinute, lifetimes }),
+  cap_only_random: simulateTabDay({ seed, target: 8, churnPerMinute, lifetimes, paced: false, order: 'random' })
+})
+const tab = {
+  churn_10pct_min: tabDay(0.1, 'exponential'),
+  churn_2pct_min: tabDay(0.02, 'exponential'),
+  churn_10pct_min_heavy_tailed: tabDay(0.1, 'heavy-tailed'),
+  churn_2pct_min_heavy_tailed: tabDay(0.02, 'heavy-tailed')
+}
 log(`tab day: ${JSON.stringify(tab)}`)
 
 const failoverPeers = Number(arg('failover-peers', '30'))
@@ -201,9 +213,13 @@ const result = {
   relay_failover_crdt_entries_lost: failover !== undefined ? Math.max(...failover.crdt_entries_lost) : prev.relay_failover_crdt_entries_lost ?? null,
   relay_peers_max: capacity !== undefined ? capacity.relay_peers_max : prev.relay_peers_max ?? null,
   relay_bytes_per_peer: capacity !== undefined ? capacity.relay_bytes_per_peer : prev.relay_bytes_per_peer ?? null,
-  tab_peer_connections_24h: tab.churn_10pct_min.opened,
-  tab_budget_exhausted_minute: tab.churn_10pct_min.exhaustedAtMinute,
-  tab_peer_connections_24h_churn_2pct_min: tab.churn_2pct_min.opened
+  tab_peer_connections_24h: tab.churn_10pct_min.paced.opened,
+  tab_mean_links_24h: tab.churn_10pct_min.paced.meanLinks,
+  tab_budget_exhausted_minute: tab.churn_10pct_min.paced.exhaustedAtMinute,
+  tab_peer_connections_24h_churn_2pct_min: tab.churn_2pct_min.paced.opened,
+  tab_mean_links_24h_churn_2pct_min: tab.churn_2pct_min.paced.meanLinks,
+  tab_peer_connections_24h_heavy_tailed: tab.churn_10pct_min_heavy_tailed.paced.opened,
+  tab_mean_links_24h_heavy_tailed: tab.churn_10pct_min_heavy_tailed.paced.meanLinks
 }
 const meta = {
   date: now,

@@ -279,7 +279,9 @@ export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
     transports: [
       webSockets(),
       webRTC({ rtcConfiguration: { iceServers } }),
-      circuitRelayTransport({ reservationCompletionTimeout: 10_000 })
+      // One reservation ask per relay at once (libp2p's default is one in all): after a relay dies the
+      // others are asked in parallel, not one 10 s timeout after another (net/reservation-keeper.ts).
+      circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: MAX_RELAY_RESERVATIONS + 1 })
     ],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

@@ -15,12 +15,13 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { TypedEventEmitter } from 'main-event'
 import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
-import { BootstrapUnreachableError, NetConfigError } from './errors.ts'
+import { BootstrapUnreachableError, NetConfigError, StampRefusedError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
 import { DEFAULT_RESERVATION_POW_BITS } from './pow.ts'
 import { POW_STAMP, presentStamp } from './pow-protocol.ts'
 import { mintOffThread } from './pow-offthread.ts'
 import { RelayStamps } from './stamp-renewal.ts'
+import { ReservationKeeper, storeReserve } from './reservation-keeper.ts'
 
 /** How a connection reaches its peer. */
 export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
@@ -59,11 +60,13 @@ export const GONE_AFTER_NO_RESERVATION = 4
 const GONE_FOR_MS = 60_000
 /**
  * A connected relay we hold no reservation on, while we hold fewer than we want, for this long:
- * its connection is closed so the redial reserves again. libp2p's circuit transport tries a
- * relay once per connection: an attempt that times out (10 s; seen at load 20 on 2 cores) is not
- * retried while the connection stays up, so the peer stayed unreachable for good.
+ * its connection is closed so the redial reserves again — the last resort for a connection the
+ * relay no longer answers on. The ReservationKeeper now re-asks on the same connection every
+ * 1-8 s, so this is no longer how a timed-out ask gets retried; at 30 s (when it was) it cut
+ * asks in flight at load 20+ (ConnectionClosedError / EOF in the failover bench's join),
+ * restarting the dial, identify and stamp each time.
  */
-export const RESERVATION_STALL_MS = 30_000
+export const RESERVATION_STALL_MS = 120_000
 
 /** Protocols whose streams stay open on every link (gossip mesh, identify, ping, DHT): not activity. */
 const BACKGROUND_PROTOCOL = /^\/(meshsub|floodsub|ipfs\/id|ipfs\/ping|webswarm\/kad)\//
@@ -344,7 +347,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Open and lifetime direct-link counts; the page shows them (event `change`). */
   readonly budget: ConnectionBudget
   /** One entry per relay peer id; `addrs` are its alternative addresses (all tried per dial). */
-  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout> }>
+  private readonly relays: Array<{ addrs: Multiaddr[], id: string, failures: number, connected: boolean, connectedAt?: number, timer?: ReturnType<typeof setTimeout>, stampShown?: boolean }>
   private readonly candidates = new Map<string, Candidate>()
   /** Since when we have held fewer reservations than we want (unstallReservation), ms; undefined: not short. */
   private shortSince?: number
@@ -358,6 +361,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private readonly fastStartTimers = new Set<ReturnType<typeof setTimeout>>()
   private running = false
   private readonly controller = new AbortController()
+  /** Asks connected relays for reservations at once and in parallel while we hold too few (reservation-keeper.ts). */
+  private readonly keeper: ReservationKeeper
   /** Stamps for each relay (scope relay/<id>) and UTC day: presented on every (re)connect, and renewed each day on the open connections. */
   private stamps?: RelayStamps
   private readonly powBits: number
@@ -371,6 +376,14 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
     this.log = init.log ?? ((l) => { console.info(l) })
     this.powBits = init.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
+    let reserve: ((id: string) => Promise<void>) | undefined
+    this.keeper = new ReservationKeeper({
+      want: Math.min(MAX_RELAY_RESERVATIONS, this.relays.length),
+      connected: () => this.relays.filter(r => r.connected).map(r => r.id),
+      held: () => this.liveReservations(),
+      reserve: async (id) => { await this.reserveOn(id, reserve ??= storeReserve(this.node)) },
+      log: this.log
+    })
   }
 
   /** Relay peer ids (never treated as swarm members). */
@@ -421,8 +434,9 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   stop (): void {
     if (!this.running) return
     this.running = false
-    this.controller.abort()
+    this.keeper.stop()
     this.stamps?.stop()
+    this.controller.abort()
     clearInterval(this.maintainTimer)
     clearInterval(this.dhtTimer)
     for (const t of this.fastStartTimers) clearTimeout(t)
@@ -445,13 +459,26 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   }
 
   /** Shows relay `r` our identity stamp, which it asks before a reservation; its reservation request waits for it there. */
-  private async presentStampTo (r: PeerManager['relays'][number]): Promise<void> {
-    if (this.powBits === 0) return
+  private async presentStampTo (r: PeerManager['relays'][number]): Promise<boolean> {
+    if (this.powBits === 0) return true
     try {
       await presentStamp(this.node, peerIdFromString(r.id), await this.stampFor(r.id), AbortSignal.any([this.controller.signal, AbortSignal.timeout(POW_STAMP.timeoutMs)]))
+      r.stampShown = true
+      return true
     } catch (e) {
-      if (this.running) this.log(`relay ${r.id}: identity stamp not accepted (${(e as Error).message}); no reservation there until the next connect`)
+      if (this.running) this.log(`relay ${r.id}: identity stamp not accepted (${(e as Error).message}); shown again before the next reservation ask`)
+      return false
     }
+  }
+
+  /**
+   * The keeper's reservation ask on relay `id`: our stamp first where this connection has not seen
+   * it (a presentation that timed out at load left every later ask refused until a reconnect).
+   */
+  private async reserveOn (id: string, reserve: (id: string) => Promise<void>): Promise<void> {
+    const r = this.relays.find(x => x.id === id)
+    if (r !== undefined && r.stampShown !== true && !await this.presentStampTo(r)) throw new StampRefusedError(id)
+    await reserve(id)
   }
 
   private async dialRelay (r: PeerManager['relays'][number]): Promise<void> {
@@ -463,7 +490,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       r.connected = true
       r.connectedAt = Date.now()
       this.dispatchEvent(new CustomEvent('relay', { detail: true }))
-      void this.presentStampTo(r)
+      // Ask for a reservation once the relay has our stamp (it refuses one asked before it).
+      void this.presentStampTo(r).then(() => { this.keeper.poke() })
       void this.dhtDiscover()
       for (const ms of DHT_DISCOVERY_FAST_START_MS) {
         const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
@@ -483,7 +511,9 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     const r = this.relays.find(x => x.id === id)
     if (r === undefined || !this.running) return
     r.connected = false
+    r.stampShown = false // a new connection is a new admission: the relay asks again
     this.dispatchEvent(new CustomEvent('relay', { detail: false }))
+    this.keeper.poke() // a lost reservation is asked for on the other connected relays at once
     r.failures++
     const delay = backoffDelay(r.failures)
     this.log(`relay ${id}: disconnected; redial in ${Math.round(delay)} ms`)
@@ -563,9 +593,13 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
    * reserves on another connected relay by itself within a second or two, and hanging that relay
    * up at once (as this did) cut the attempt and added a whole reconnect to every failover.
    */
+  /** Relays we hold a reservation on and are still connected to (a dead relay's circuit address can outlive its connection). */
+  private liveReservations (): Set<string> {
+    return new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
+  }
+
   private unstallReservation (now: number): void {
-    // A dead relay's circuit address can outlive its connection: count only relays still connected.
-    const held = new Set([...this.reservedRelays()].filter(id => this.relays.find(x => x.id === id)?.connected !== false))
+    const held = this.liveReservations()
     if (held.size >= Math.min(MAX_RELAY_RESERVATIONS, this.relays.length)) {
       this.shortSince = undefined
       return
@@ -582,6 +616,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Tops up direct links to the target: dial due candidates in order of fewest failures. */
   private maintain (): void {
     if (!this.running) return
+    this.keeper.poke()
     this.unstallReservation(Date.now())
     this.closeIdle()
     const direct = new Set(this.directPeers())
@@ -589,13 +624,15 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     if (missing <= 0) return
     const now = Date.now()
     const self = this.node.peerId.toString()
-    const due = [...this.candidates.values()]
+    const ready = [...this.candidates.values()]
       .filter(c => !direct.has(c.id.toString()) && !this.dialing.has(c.id.toString()) && c.nextAttemptAt <= now)
       // Both sides would dial at once; the lower id dials, the higher waits DIAL_GRACE_MS first.
       .filter(c => self < c.id.toString() || now - c.firstSeenAt >= DIAL_GRACE_MS)
-      .sort((a, b) => a.failures - b.failures)
-    for (const c of due) {
-      if (missing-- <= 0 || !this.budget.canOpen()) break
+    // Fewest failures first; ties in the budget's order (peers we work with, then longest seen).
+    const due = this.budget.dialOrder(ready.map(c => ({ id: c.id.toString(), upSince: c.firstSeenAt, c })))
+      .sort((a, b) => a.c.failures - b.c.failures)
+    for (const { id, c } of due) {
+      if (missing-- <= 0 || !this.budget.canOpen(this.budget.isWorking(id) ? 'work' : 'top-up')) break
       void this.dialDirect(c)
     }
   }

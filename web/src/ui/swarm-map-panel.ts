@@ -96,7 +96,9 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
   const info = el('dl', { id: 'net-info', class: 'facts' },
     el('dt', {}, 'this peer'), el('dd', { 'data-key': 'this peer', title: s.peerId }, short(s.peerId)),
     el('dt', {}, 'swarm'), el('dd', { 'data-key': 'swarm' }, s.swarm),
-    el('dt', {}, 'relay'), el('dd', { 'data-key': 'relay', title: s.peers.relayIds[0] ?? '' }, `${relayUp ? 'connected' : 'reconnecting…'} · ${ctx.params.relayUrl}`))
+    el('dt', {}, 'relay'), el('dd', { 'data-key': 'relay', title: s.peers.relayIds[0] ?? '' }, `${relayUp ? 'connected' : 'reconnecting…'} · ${ctx.params.relayUrl}`),
+    // The browser allows a tab ~500 peer connections in its life: what this tab spent and may still pace out (net/conn-budget.ts).
+    el('dt', {}, 'peer connections'), el('dd', { 'data-key': 'peer connections', title: `at most ${s.peers.budget.dailyLimit} a day, ${s.peers.budget.lifetimeLimit} in this tab's life` }, `${s.peers.budget.lifetimeOpened} of ${s.peers.budget.lifetimeLimit} opened · ${Math.max(0, Math.floor(s.peers.budget.bucket))} of ${s.peers.budget.burst} ready now`))
 
   // Models: the page's own model is always drawn (a model nobody serves is one red gap).
   const known = new Map<string, number>()
