@@ -57,7 +57,11 @@ describe('CPU attention twin', () => {
     { T: 6, S: 6, Hq: 2, Hkv: 2, D: 5, kvLen: 6, qOffset: 0, causal: true }, // prefill: keys hidden from earlier rows
     { T: 7, S: 3, Hq: 4, Hkv: 2, D: 6, kvLen: 3, qOffset: 0, causal: false }, // more queries than keys
     { T: 3, S: 33, Hq: 6, Hkv: 3, D: 13, kvLen: 33, qOffset: 30, causal: true, a: 40 }, // large scores: some probabilities underflow to 0
-    { T: 2, S: 4, Hq: 1, Hkv: 1, D: 1, kvLen: 0, qOffset: 0, causal: false } // nothing to attend to
+    { T: 2, S: 4, Hq: 1, Hkv: 1, D: 1, kvLen: 0, qOffset: 0, causal: false }, // nothing to attend to
+    // A verifier's 64-position window (BENCHMARKS.md § Trust) on byte-llama's heads: the four-key groups and their tails.
+    { T: 64, S: 150, Hq: 4, Hkv: 2, D: 24, kvLen: 144, qOffset: 80, causal: true },
+    // Large scores over many keys: four-key groups with some probabilities 0 take the one-key step.
+    { T: 9, S: 40, Hq: 2, Hkv: 1, D: 8, kvLen: 37, qOffset: 28, causal: true, a: 40 }
   ]
   cases.forEach((c, i) => {
     it(`equals the textbook form bit for bit: T ${c.T}, S ${c.S}, heads ${c.Hq}/${c.Hkv}, D ${c.D}, kvLen ${c.kvLen}, qOffset ${c.qOffset}${c.causal ? ', causal' : ''}`, () => {

@@ -58,7 +58,14 @@ function probs (q: ArrayLike<number>, k: ArrayLike<number>, dims: AttnDims, t: n
  * exact 0 to the softmax's sum and is skipped in the weighted sum), and the probabilities live in
  * one scratch row. It runs for every token of every session on a CPU block server
  * (BENCHMARKS.md § API: the per-(t, h) allocations and per-key mask calls were a fifth of a batched
- * decode step).
+ * decode step), and for every window a verifier recomputes (BENCHMARKS.md § Trust).
+ *
+ * Four keys go together, as in cpu/matmul-blocked.ts: four scores' dot products share each load
+ * of q, and the weighted sum adds four keys' terms to an element per load and store of `out`.
+ * Each score is still one sum over d in order, and each output element still adds its terms in
+ * key order (a key whose probability is 0 falls back to the one-key step, which skips it), so
+ * the results stay bit-equal; a dot product of D multiply-adds is one chain of dependent adds,
+ * and four in flight instead of one are what made a 64-row window's attention ≈ 2× cheaper.
  */
 export function attention (q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dims: AttnDims): { out: Float64Array, lse: Float64Array } {
   const { T, Hq, Hkv, D, kvLen, qOffset, scale, causal } = dims
@@ -73,7 +80,38 @@ export function attention (q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayL
       const kv0 = kvHead(dims, h) * D
       const q0 = (t * Hq + h) * D
       let max = -Infinity
-      for (let j = 0; j < end; j++) {
+      let j = 0
+      for (; j + 4 <= end; j += 4) {
+        const k0 = j * kvRow + kv0
+        const k1 = k0 + kvRow
+        const k2 = k1 + kvRow
+        const k3 = k2 + kvRow
+        let dot0 = 0
+        let dot1 = 0
+        let dot2 = 0
+        let dot3 = 0
+        for (let d = 0; d < D; d++) {
+          const qd = q[q0 + d]
+          dot0 += qd * k[k0 + d]
+          dot1 += qd * k[k1 + d]
+          dot2 += qd * k[k2 + d]
+          dot3 += qd * k[k3 + d]
+        }
+        const s0 = scale * dot0
+        const s1 = scale * dot1
+        const s2 = scale * dot2
+        const s3 = scale * dot3
+        p[j] = s0
+        p[j + 1] = s1
+        p[j + 2] = s2
+        p[j + 3] = s3
+        // In key order, as the one-key loop: the max of the same values either way.
+        if (s0 > max) max = s0
+        if (s1 > max) max = s1
+        if (s2 > max) max = s2
+        if (s3 > max) max = s3
+      }
+      for (; j < end; j++) {
         const k0 = j * kvRow + kv0
         let dot = 0
         for (let d = 0; d < D; d++) dot += q[q0 + d] * k[k0 + d]
@@ -82,14 +120,42 @@ export function attention (q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayL
         if (s > max) max = s
       }
       let sum = 0
-      for (let j = 0; j < end; j++) {
-        const e = p[j] === -Infinity ? 0 : Math.exp(p[j] - max)
-        p[j] = e
+      for (let i = 0; i < end; i++) {
+        const e = p[i] === -Infinity ? 0 : Math.exp(p[i] - max)
+        p[i] = e
         sum += e
       }
-      for (let j = 0; j < end; j++) p[j] /= sum
+      for (let i = 0; i < end; i++) p[i] /= sum
       lse[h * T + t] = max + Math.log(sum)
-      for (let j = 0; j < end; j++) {
+      j = 0
+      for (; j + 4 <= end; j += 4) {
+        const p0 = p[j]
+        const p1 = p[j + 1]
+        const p2 = p[j + 2]
+        const p3 = p[j + 3]
+        const v0 = j * kvRow + kv0
+        if (p0 === 0 || p1 === 0 || p2 === 0 || p3 === 0) {
+          for (let i = 0; i < 4; i++) {
+            const pi = p[j + i]
+            if (pi === 0) continue
+            const vi = v0 + i * kvRow
+            for (let d = 0; d < D; d++) out[q0 + d] += pi * v[vi + d]
+          }
+          continue
+        }
+        const v1 = v0 + kvRow
+        const v2 = v1 + kvRow
+        const v3 = v2 + kvRow
+        for (let d = 0; d < D; d++) {
+          let o = out[q0 + d]
+          o += p0 * v[v0 + d]
+          o += p1 * v[v1 + d]
+          o += p2 * v[v2 + d]
+          o += p3 * v[v3 + d]
+          out[q0 + d] = o
+        }
+      }
+      for (; j < end; j++) {
         const pj = p[j]
         if (pj === 0) continue
         const v0 = j * kvRow + kv0
