@@ -178,3 +178,19 @@ describe('concurrent foundings', () => {
     }
   })
 })
+
+describe('a board over a swarm doc that changes generation', () => {
+  it('writes and reads the map its getter names now, not the one it started on', () => {
+    let doc = new Y.Doc()
+    const board = new RunBoard(() => doc.getMap(TRAIN_MAP), 'r1', { now: () => T0 })
+    board.declare(defaultRunSpec('r1'))
+    board.join('me', 0)
+    const old = doc
+    doc = new Y.Doc() // what SwarmDoc.rotate/adopt do: a fresh Y.Doc of the live entries
+    Y.applyUpdate(doc, Y.encodeStateAsUpdate(old))
+    board.join('late', 0)
+    expect(doc.getMap(TRAIN_MAP).has('member/r1/late')).toBe(true)
+    expect(old.getMap(TRAIN_MAP).has('member/r1/late')).toBe(false)
+    expect(board.expected(0).sort()).toEqual(['late', 'me'])
+  })
+})

@@ -202,6 +202,8 @@ export function mountSwarmMap (body: HTMLElement, ctx: PageContext): void {
     s.peers.addEventListener('change', schedule)
     s.peers.addEventListener('relay', schedule)
     s.doc.doc.on('update', schedule)
+    // Each doc generation is a fresh Y.Doc (net/crdt/generation.ts): watch the new one.
+    s.doc.onGeneration(() => { s.doc.doc.on('update', schedule); schedule() })
     setInterval(schedule, EXPIRY_TICK_MS)
   })
   ctx.addEventListener('model', schedule)

@@ -79,6 +79,7 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner
   let tokens = 0
   let t0 = 0
   let board: RunBoard | undefined
+  let offGeneration: (() => void) | undefined
   let lossChart: uPlot | undefined
   let stepChart: uPlot | undefined
   let dirty = false
@@ -171,9 +172,12 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner
     try {
       status.textContent = 'Joining the swarm…'
       const sw = await ctx.swarm()
-      board = new RunBoard(sw.doc.map(TRAIN_MAP), runId)
+      board = new RunBoard(() => sw.doc.map(TRAIN_MAP), runId)
       board.declare(defaultRunSpec(runId, { ...PAGE_RUN, ...runCodecFields(ctx.params.trainCodec) }))
       board.map.observe(schedule)
+      // A new doc generation is a new map to watch.
+      offGeneration?.()
+      offGeneration = sw.doc.onGeneration(() => { board?.map.observe(schedule); schedule() })
       charts.hidden = false
       const be = await ctx.backend()
       // The patch stays in selfData, and the entry's periodic refresh publishes it again.

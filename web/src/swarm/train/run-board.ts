@@ -318,10 +318,20 @@ export class RunBoard implements RoundDirectory {
   private readonly now: () => number
   private cached: { raw: unknown, spec: RunSpec } | undefined
 
-  constructor (readonly map: Y.Map<unknown>, readonly runId: string, opts: RunBoardOptions = {}) {
+  private readonly source: () => Y.Map<unknown>
+
+  /**
+   * `map`: the `train` map, or a function giving the current one — a swarm doc starts a fresh
+   * Y.Doc at each generation (net/crdt/generation.ts), so a long-lived board asks for it each time.
+   */
+  constructor (map: Y.Map<unknown> | (() => Y.Map<unknown>), readonly runId: string, opts: RunBoardOptions = {}) {
     if (!RUN_ID_PATTERN.test(runId)) throw new RunConfigError(`run id ${JSON.stringify(runId)} must match ${RUN_ID_PATTERN}`)
+    this.source = typeof map === 'function' ? map : () => map
     this.now = opts.now ?? Date.now
   }
+
+  /** The run's map in the doc's current generation. */
+  get map (): Y.Map<unknown> { return this.source() }
 
   /**
    * Declares the run (first writer wins: an existing declaration is kept and returned). A spec
