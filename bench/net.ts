@@ -9,7 +9,7 @@
  *    Both timed from the first send to the response. Trials alternate raw/framed so machine load
  *    hits both alike; the median of each is reported.
  * 2. CRDT sync time of a swarm doc holding 1,000 signed peer entries: NET-A's CrdtSync
- *    (`/webswarm/crdt-sync/1.0.0`, y-protocols SyncStep1/SyncStep2 over a libp2p stream) from an
+ *    (`/webswarm/crdt-sync/2.0.0`, y-protocols SyncStep1/SyncStep2 over a libp2p stream) from an
  *    empty doc on peer B to peer A's doc, until B verified and holds all 1,000 entries.
  * 3. Simultaneous dials: two fresh peers call `dialThroughRelay` on each other at the same moment
  *    (two members starting an all-reduce exchange); the time until both hold a direct WebRTC
@@ -180,7 +180,7 @@ async function main (): Promise<void> {
     raw_drain_event_mb_s: round(median(rawEvent)),
     ratio: Math.round(100 * result.stream_mb_s / result.raw_mb_s) / 100,
     raw: `same libp2p WebRTC stream kind, plain ${RAW_SEND_BYTES / 1024} KiB send() honouring onDrain(), no framing`,
-    crdt: 'NET-A CrdtSync.syncWith (y-protocols SyncStep1/SyncStep2 over /webswarm/crdt-sync/1.0.0), 1,000 signed peer entries, until B verified all',
+    crdt: 'NET-A CrdtSync.syncWith (y-protocols SyncStep1/SyncStep2 over /webswarm/crdt-sync/2.0.0), 1,000 signed peer entries, until B verified all',
     simultaneous_dial: { what: 'two fresh peers dialThroughRelay each other at once: ms until both hold a direct WebRTC connection (the slower side), and direct connections between them after', trials_ms: dials.map(d => round(d.ms)), max_ms: round(Math.max(...dials.map(d => d.ms))), connections: dials.map(d => d.connections) }
   }
   mkdirSync('bench/results', { recursive: true })

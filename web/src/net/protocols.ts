@@ -19,7 +19,7 @@ const MiB = 1024 * KiB
 
 /** A libp2p stream protocol of the NET-A family: id plus the limits handler and dialer honour. */
 export interface ProtocolSpec {
-  /** Full multistream-select id, e.g. `/webswarm/crdt-sync/1.0.0`. */
+  /** Full multistream-select id, e.g. `/webswarm/crdt-sync/2.0.0`. */
   readonly id: string
   /** Largest single message a peer may send, in bytes; larger → stream reset. */
   readonly maxMessageBytes: number
