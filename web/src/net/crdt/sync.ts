@@ -205,6 +205,8 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
   private offGeneration?: () => void
   /** A sync started by syncSoon() is under way (one at a time). */
   private syncing = false
+  /** The peer to sync with again once it ends (syncSoon called meanwhile). */
+  private syncAgain?: PeerId
 
   /** The doc moved to another generation: listen to the new Y.Doc's updates instead. */
   private readonly onGeneration = (g: Generation, old: Y.Doc): void => {
@@ -317,12 +319,25 @@ export class CrdtSync extends TypedEventEmitter<CrdtSyncEvents> {
     }
   }
 
-  /** Syncs with `peer` now, unless such a sync is under way (a newer generation heard, own entries to hand over). */
+  /**
+   * Syncs with `peer` now (a newer generation heard, own entries to hand over); one at a time. A
+   * call while one is under way runs once more after it: the gossip that asked for it came after
+   * the state the running sync fetched, and was ignored as of a newer generation.
+   */
   private syncSoon (peer: PeerId): void {
-    if (this.syncing || !this.running) return
+    if (!this.running) return
+    if (this.syncing) {
+      this.syncAgain = peer
+      return
+    }
     this.syncing = true
     // exchange() logs a failure; anti-entropy tries again within seconds.
-    void this.syncWith(peer).catch(() => {}).finally(() => { this.syncing = false })
+    void this.syncWith(peer).catch(() => {}).finally(() => {
+      this.syncing = false
+      const next = this.syncAgain
+      this.syncAgain = undefined
+      if (next !== undefined) this.syncSoon(next)
+    })
   }
 
   private reject (line: string): void {
