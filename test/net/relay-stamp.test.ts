@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import { parseConfig } from '../../relay/config.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
+import { createRelay } from '../../web/src/net/node.ts'
 import { DEFAULT_RESERVATION_POW_BITS } from '../../web/src/net/pow.ts'
 import { bareRelayClient, relayMetric } from '../helpers/relay-client.ts'
 import { until } from './peers-harness.ts'
@@ -66,5 +67,17 @@ describe('relay reservations need an identity stamp by default', () => {
     await until('its reservation refused', async () => await relayMetric(relay.httpUrl, REFUSED) >= 2, WAIT_MS)
     expect(held(none.peerId)).toBe(false)
     expect(held(page.peerId)).toBe(true)
+  })
+
+  it('a relay that takes no stamps (no /webswarm/pow/1.0.0: a plain libp2p relay) still gets our reservation ask', async () => {
+    // A stamp that cannot be shown there is not a refusal: before this, every ask waited for a
+    // stamp the relay could never take, and the peer reserved only if libp2p's own discovery did.
+    const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [] })
+    cleanup.push(async () => { await relay.stop() })
+    const lines: string[] = []
+    const peer = await join({ bootstrap: [relay.getMultiaddrs()[0].toString()], reservationPowBits: 10, log: (l) => { lines.push(l) } })
+    await peer.peers.ready(WAIT_MS)
+    expect([...relay.services.relay.reservations.keys()].map(String)).toContain(peer.peerId)
+    expect(lines.filter(l => /stamp not accepted|refused the identity stamp/.test(l))).toEqual([])
   })
 })

@@ -466,6 +466,12 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       r.stampShown = true
       return true
     } catch (e) {
+      if ((e as Error).name === 'UnsupportedProtocolError') {
+        // A relay that serves no stamp protocol (a plain libp2p relay, or one with its limits off)
+        // asks none: reserve without one rather than treat it as a refusal and never ask.
+        r.stampShown = true
+        return true
+      }
       if (this.running) this.log(`relay ${r.id}: identity stamp not accepted (${(e as Error).message}); shown again before the next reservation ask`)
       return false
     }
