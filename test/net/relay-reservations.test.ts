@@ -113,10 +113,12 @@ describe('relay reservations (relay started as relay/main.ts starts it)', () => 
     for (const c of b.node.getConnections(relay.node.peerId)) await c.close()
     for (const c of a.node.getConnections(b.node.peerId)) await c.close()
     // Dialled at once: B is redialling the relay and reserving; NO_RESERVATION is retried meanwhile.
-    const conn = await dialThroughRelay(a.node, boot, b.peerId, { noReservationRetries: 6, signal: AbortSignal.timeout(30_000) })
+    // A relay that reaches B while B's new link is still being set up answers MALFORMED_MESSAGE
+    // (its hop handler's catch-all; fresh-clone CI at load 28): two more attempts ride that out.
+    const conn = await dialThroughRelay(a.node, boot, b.peerId, { noReservationRetries: 6, attempts: 4, signal: AbortSignal.timeout(90_000) })
     expect(conn.remotePeer.toString()).toBe(b.peerId)
     expect(relay.node.services.relay.reservations.has(b.node.peerId)).toBe(true)
-  }, 60_000)
+  }, 150_000)
 })
 
 describe('dialThroughRelay', () => {
