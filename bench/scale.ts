@@ -16,8 +16,9 @@
  * 3. Routing: --route-servers real BlockServers (a seeded 32-layer tiny model on the CPU backend)
  *    and the real InferenceClient over the seeded MemoryNetwork in virtual time
  *    (web/src/sim/inference-routing.ts): --route-requests greedy completions of --route-tokens
- *    tokens, each in its own 10 % churn round (leavers killed mid-completion, joiners unseen by the
- *    client's directory, which is one round stale); route_success = completions whose tokens equal
+ *    tokens, each planned from a directory one 10 % churn round stale (its leavers killed, its
+ *    joiners unlisted), servers leaving at --route-churn-min per simulated minute while it runs
+ *    (killed mid-completion, replaced by unlisted joiners); route_success = completions whose tokens equal
  *    the local reference, route_ratio_p50/p95 = decode steps' simulated time ÷ the global-knowledge
  *    best route's; --route-runs seeds (seed, seed + 1, …), the median reported. The planner alone
  *    (routing.ts, same servers and churn) gives the route_plan_* keys.
@@ -32,7 +33,7 @@
  *
  * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --dht-encrypter plaintext --lookups 20 --crdt-n 100,500,1000
  *        --crdt-history-n 100 --crdt-history-rounds 100
- *        --route-servers 1000 --route-requests 200 --route-tokens 12 --route-runs 3 --failover-peers 30 --failover-rounds 3
+ *        --route-servers 1000 --route-requests 200 --route-tokens 12 --route-churn-min 0.1 --route-runs 3 --failover-peers 30 --failover-rounds 3
  *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
@@ -149,15 +150,16 @@ const requests = Number(arg('route-requests', '200'))
 const routePlan = requests > 0 ? new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(requests) : undefined
 const routePlanRow = routePlan === undefined ? undefined : { servers, requests: routePlan.requests, succeeded: routePlan.succeeded, failovers: routePlan.failovers, route_ratio_p50: percentile(routePlan.ratios, 50), route_ratio_p95: percentile(routePlan.ratios, 95) }
 log(`routing (planner only): ${JSON.stringify(routePlanRow ?? 'skipped')}`)
-interface RouteRun { seed: number, servers: number, requests: number, new_tokens: number, succeeded: number, route_success: number, failovers: number, killed_on_route: number, requests_to_gone: number, route_ratio_p50: number, route_ratio_p95: number, route_ratio_max: number, virtual_s: number, wall_s: number, rss_mb: number, load_1m_before: number, load_1m_after: number, errors: string[] }
+interface RouteRun { seed: number, servers: number, requests: number, new_tokens: number, churn_per_min: number, succeeded: number, route_success: number, failovers: number, killed_on_route: number, requests_to_gone: number, route_ratio_p50: number, route_ratio_p95: number, route_ratio_max: number, virtual_s: number, wall_s: number, rss_mb: number, load_1m_before: number, load_1m_after: number, errors: string[] }
 const routeRuns: RouteRun[] = []
 for (let r = 0; requests > 0 && r < Number(arg('route-runs', '3')); r++) {
   const runSeed = seed + r
   const t0 = Date.now()
   const loadAt = load()[0]
-  const sim = new InferenceRoutingSim({ servers, seed: runSeed, numBlocks: 32, churnPerRequest: 0.1, newTokens: Number(arg('route-tokens', '12')) })
+  const churnPerMinute = Number(arg('route-churn-min', '0.1'))
+  const sim = new InferenceRoutingSim({ servers, seed: runSeed, numBlocks: 32, churnPerRequest: 0.1, churnPerMinute, newTokens: Number(arg('route-tokens', '12')) })
   const res = await sim.run(requests)
-  const row: RouteRun = { seed: runSeed, servers, requests: res.requests, new_tokens: Number(arg('route-tokens', '12')), succeeded: res.succeeded, route_success: res.succeeded / res.requests, failovers: res.failovers, killed_on_route: res.killedOnRoute, requests_to_gone: res.requestsToGone, route_ratio_p50: percentile(res.ratios, 50), route_ratio_p95: percentile(res.ratios, 95), route_ratio_max: Math.max(...res.ratios), virtual_s: res.virtualMs / 1000, wall_s: (Date.now() - t0) / 1000, rss_mb: Math.round(process.memoryUsage().rss / 1e6), load_1m_before: loadAt, load_1m_after: load()[0], errors: res.errors }
+  const row: RouteRun = { seed: runSeed, servers, requests: res.requests, new_tokens: Number(arg('route-tokens', '12')), churn_per_min: churnPerMinute, succeeded: res.succeeded, route_success: res.succeeded / res.requests, failovers: res.failovers, killed_on_route: res.killedOnRoute, requests_to_gone: res.requestsToGone, route_ratio_p50: percentile(res.ratios, 50), route_ratio_p95: percentile(res.ratios, 95), route_ratio_max: Math.max(...res.ratios), virtual_s: res.virtualMs / 1000, wall_s: (Date.now() - t0) / 1000, rss_mb: Math.round(process.memoryUsage().rss / 1e6), load_1m_before: loadAt, load_1m_after: load()[0], errors: res.errors }
   sim.stop()
   routeRuns.push(row)
   log(`routing (real stack) seed ${runSeed}: ${JSON.stringify(row)}`)

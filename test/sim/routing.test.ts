@@ -35,7 +35,7 @@ describe('inference routing under churn (real client, block servers, tiny model;
   afterEach(() => { for (const s of sims.splice(0)) s.stop() })
 
   it('completions through churn equal the local reference; departed route servers are failed over; a seed replays the figures', async () => {
-    const init = { servers: 40, seed: 8, numBlocks: 8, churnPerRequest: 0.15, newTokens: 8 }
+    const init = { servers: 40, seed: 3, numBlocks: 8, churnPerRequest: 0.15, churnPerMinute: 3, newTokens: 8 }
     const a = await sim(init).run(4)
     expect(a.errors).toEqual([])
     expect(a.succeeded).toBe(a.requests)
@@ -48,7 +48,7 @@ describe('inference routing under churn (real client, block servers, tiny model;
   })
 
   it('without churn every decode step takes exactly the best route\'s cost, and the client measured the true RTTs', async () => {
-    const s = sim({ servers: 30, seed: 2, numBlocks: 8, churnPerRequest: 0, newTokens: 6 })
+    const s = sim({ servers: 30, seed: 2, numBlocks: 8, churnPerRequest: 0, churnPerMinute: 0, newTokens: 6 })
     const r = await s.run(3)
     expect(r.succeeded).toBe(3)
     expect(r.failovers).toBe(0)
@@ -60,7 +60,7 @@ describe('inference routing under churn (real client, block servers, tiny model;
   })
 
   it('a route server killed mid-completion: the client fails over, same tokens, and the step costs more than the best route', async () => {
-    const s = sim({ servers: 30, seed: 3, numBlocks: 8, churnPerRequest: 0, newTokens: 8 })
+    const s = sim({ servers: 30, seed: 3, numBlocks: 8, churnPerRequest: 0, churnPerMinute: 0, newTokens: 8 })
     const c = await s.complete({ killRouteAt: { token: 4, hop: 0 } })
     expect(c.error).toBeUndefined()
     expect(c.ok).toBe(true)
@@ -78,6 +78,7 @@ describe('inference routing under churn (real client, block servers, tiny model;
     }
     refused(() => new InferenceRoutingSim({ servers: 0 }), 'servers')
     refused(() => new InferenceRoutingSim({ servers: 10, churnPerRequest: 1 }), 'churnPerRequest')
+    refused(() => new InferenceRoutingSim({ servers: 10, churnPerMinute: -1 }), 'churnPerMinute')
     refused(() => new InferenceRoutingSim({ servers: 10, newTokens: 1 }), 'newTokens')
     refused(() => new InferenceRoutingSim({ servers: 10, numBlocks: 2.5 }), 'numBlocks')
   })

@@ -4,7 +4,8 @@
  * (routing, RTT measurement, sessions, failover, ban list) over the seeded MemoryNetwork, all in
  * virtual time (virtual-time.ts), so the figures do not depend on the machine's load.
  *
- * The world (model.ts, drawn as in routing.ts, so one seed gives both sims the same servers):
+ * The world (model.ts; servers drawn as in routing.ts, so a seed gives both sims the same
+ * starting swarm, their churn draws then differ):
  * each server has a span of 1–8 blocks, a throughput (log-normal around 20 blocks/s) and a
  * one-way link latency; the client's own link costs nothing. A message between client and
  * server takes the server's latency; a server's forward takes HOP_OVERHEAD_MS plus tokens ×
@@ -13,12 +14,14 @@
  * completion's decode steps take beyond the best route is routing: a stale directory, departed
  * servers, failovers.
  *
- * A completion (a churn round): the client's directory is the live swarm at the round's start;
- * then a `churnPerRequest` fraction of servers leaves — each killed at a seeded moment of the
- * completion (in-flight requests to it fail as a closed connection, later ones as a peer that
- * left) — and as many join, unseen by the client's directory. Success = the greedy tokens equal
- * the reference computed locally with all blocks; route ratio = the decode steps' simulated
- * time ÷ what the best route over the servers live at each step's start (global knowledge) costs.
+ * A completion: the client's directory is the live swarm one churn round ago — since then a
+ * `churnPerRequest` fraction of servers has left (killed: it still lists them) and as many have
+ * joined (it does not list them). While the completion runs, servers keep leaving at
+ * `churnPerMinute` of simulated time (seeded exponential gaps; each is killed, so requests in
+ * flight to it fail as a closed connection, and replaced by a joiner the directory does not
+ * show). Success = the greedy tokens equal the reference computed locally with all blocks;
+ * route ratio = the decode steps' simulated time ÷ what the best route over the servers live at
+ * each step's start (global knowledge) costs.
  *
  * Shared, read-only: every server's span is a BlockSpan over one parameter store (the model's
  * weights are held once, whatever N). Not run: hedging (its deadlines are real timers and would
@@ -61,8 +64,10 @@ export interface InferenceRoutingInit {
   servers: number
   /** Blocks (decoder layers) of the model. @default 32 */
   numBlocks?: number
-  /** Fraction of servers replaced in each completion's churn round. @default 0.1 */
+  /** Fraction of servers replaced between the client's directory read and its completion (one churn round). @default 0.1 */
   churnPerRequest?: number
+  /** Servers leaving (each replaced by an unseen joiner) per live server per simulated minute while a completion runs. @default 0.1 */
+  churnPerMinute?: number
   /** Tokens of each (seeded) prompt. @default 8 */
   promptTokens?: number
   /** Greedy tokens per completion. @default 12 */
@@ -197,6 +202,7 @@ export class InferenceRoutingSim {
   private readonly reference: ModelSpanBackend
   private readonly numBlocks: number
   private readonly churn: number
+  private readonly churnPerMinute: number
   private readonly promptTokens: number
   private readonly newTokens: number
   private readonly directory = new SnapshotDirectory()
@@ -226,6 +232,8 @@ export class InferenceRoutingSim {
     this.newTokens = int(init.newTokens, 'newTokens', 2, 12)
     this.churn = init.churnPerRequest ?? 0.1
     if (!(this.churn >= 0 && this.churn < 1)) throw new SimConfigError(`churnPerRequest ${this.churn} must be in [0, 1)`)
+    this.churnPerMinute = init.churnPerMinute ?? 0.1
+    if (!(this.churnPerMinute >= 0 && this.churnPerMinute < Number.POSITIVE_INFINITY)) throw new SimConfigError(`churnPerMinute ${this.churnPerMinute} must be a finite rate ≥ 0`)
     const seed = init.seed ?? 1
     this.model = new NetModel({ seed })
     this.lm = tinyModel(this.numBlocks, seed)
@@ -321,23 +329,29 @@ export class InferenceRoutingSim {
   }
 
   /**
-   * One churn round and one completion through it. `killRouteAt`: also kill the server of the
+   * One churn round, then one completion under churn. `killRouteAt`: also kill the server of the
    * route's hop `hop` once `token` tokens are out (a test's departure of a server in use).
    */
   async complete (opts: { killRouteAt?: { token: number, hop: number } } = {}): Promise<CompletionRecord> {
     const rng = this.model.rng
     this.directory.snapshot = [...this.live.values()].map(s => s.record)
-    const stepMs = this.bestStepMs()
     const ids = [...this.live.keys()]
     const leavers = this.model.pick(ids.length, Math.round(ids.length * this.churn)).map(i => ids[i])
-    // Each leaver goes at a seeded moment of about the completion's length (a P-token prefill
-    // costs about P steps' compute); those still here when it ends leave then.
-    const horizon = (Number.isFinite(stepMs) ? stepMs : 1000) * (this.promptTokens + this.newTokens)
-    const timers = new Map<string, TimerHandle>()
-    for (const peer of leavers) {
-      timers.set(peer, this.clock.setTimeout(() => { timers.delete(peer); this.kill(peer) }, rng.next() * horizon))
-    }
+    for (const peer of leavers) this.kill(peer)
     for (let i = 0; i < leavers.length; i++) this.addServer()
+    // Departures during the completion: a Poisson process over the live servers, in simulated time.
+    const perMs = this.live.size * this.churnPerMinute / 60_000
+    let departure: TimerHandle | undefined
+    const nextDeparture = (): void => {
+      if (perMs <= 0) return
+      departure = this.clock.setTimeout(() => {
+        const live = [...this.live.keys()]
+        this.kill(live[rng.int(live.length)])
+        this.addServer()
+        nextDeparture()
+      }, -Math.log(1 - rng.next()) / perMs)
+    }
+    nextDeparture()
     const prompt = Array.from({ length: this.promptTokens }, () => rng.int(this.lm.config.vocabSize))
     const expected = await this.referenceTokens(prompt)
 
@@ -374,11 +388,7 @@ export class InferenceRoutingSim {
       rec = { ok: false, error: (e as Error).message, failovers: this.session?.failovers.length ?? 0, killedOnRoute: this.killedOnRoute - killedBefore, decodeMs: Number.NaN }
     }
     this.session = undefined
-    // The round's leavers not gone yet leave now, before the next round's snapshot.
-    for (const [peer, t] of timers) {
-      this.clock.clearTimeout(t)
-      this.kill(peer)
-    }
+    this.clock.clearTimeout(departure)
     return rec
   }
 
