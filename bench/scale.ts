@@ -13,9 +13,15 @@
  *    A long history (--crdt-history-n, --crdt-history-rounds rounds of 10 % churn) is run twice,
  *    with the relay's doc generations (net/crdt/generation.ts, DEFAULT_ROTATION_POLICY) and
  *    without: bytes per live peer and join bytes at the end (`…_after_history` keys).
- * 3. Routing: --route-servers servers, --route-requests requests planned from a directory one
- *    10 % churn step stale (real planRoute, failed hops banned and re-planned); success rate and
- *    the p50/p95 ratio of the used route's cost to the global-knowledge best route.
+ * 3. Routing: --route-servers real BlockServers (a seeded 32-layer tiny model on the CPU backend)
+ *    and the real InferenceClient over the seeded MemoryNetwork in virtual time
+ *    (web/src/sim/inference-routing.ts): --route-requests greedy completions of --route-tokens
+ *    tokens, each planned from a directory one 10 % churn round stale (its leavers killed, its
+ *    joiners unlisted), servers leaving at --route-churn-min per simulated minute while it runs
+ *    (killed mid-completion, replaced by unlisted joiners); route_success = completions whose tokens equal
+ *    the local reference, route_ratio_p50/p95 = decode steps' simulated time ÷ the global-knowledge
+ *    best route's; --route-runs seeds (seed, seed + 1, …), the median reported. The planner alone
+ *    (routing.ts, same servers and churn) gives the route_plan_* keys.
  *
  * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min; paced
  *    budget vs the cap-only policy; exponential and heavy-tailed peer lifetimes).
@@ -27,7 +33,7 @@
  *
  * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --dht-encrypter plaintext --lookups 20 --crdt-n 100,500,1000
  *        --crdt-history-n 100 --crdt-history-rounds 100
- *        --route-servers 1000 --route-requests 200 --failover-peers 30 --failover-rounds 3
+ *        --route-servers 1000 --route-requests 200 --route-tokens 12 --route-churn-min 0.1 --route-runs 3 --failover-peers 30 --failover-rounds 3
  *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
@@ -37,6 +43,7 @@ import { CrdtChurnSim } from '../web/src/sim/crdt-churn.ts'
 import { DhtSwarm } from '../web/src/sim/dht-swarm.ts'
 import { NetModel, percentile } from '../web/src/sim/model.ts'
 import { RoutingSim } from '../web/src/sim/routing.ts'
+import { InferenceRoutingSim } from '../web/src/sim/inference-routing.ts'
 import { relayCapacity, relayFailover } from './scale-relays.ts'
 import { simulateTabDay } from '../web/src/sim/tab-connections.ts'
 
@@ -140,9 +147,25 @@ for (const n of list(arg('crdt-history-n', '100'))) {
 }
 const servers = Number(arg('route-servers', '1000'))
 const requests = Number(arg('route-requests', '200'))
-const routing = requests > 0 ? new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(requests) : undefined
-const routeRow = routing === undefined ? undefined : { servers, requests: routing.requests, succeeded: routing.succeeded, failovers: routing.failovers, route_ratio_p50: percentile(routing.ratios, 50), route_ratio_p95: percentile(routing.ratios, 95) }
-log(`routing: ${JSON.stringify(routeRow ?? 'skipped')}`)
+const routePlan = requests > 0 ? new RoutingSim({ servers, seed, numBlocks: 32, churnPerRequest: 0.1 }).run(requests) : undefined
+const routePlanRow = routePlan === undefined ? undefined : { servers, requests: routePlan.requests, succeeded: routePlan.succeeded, failovers: routePlan.failovers, route_ratio_p50: percentile(routePlan.ratios, 50), route_ratio_p95: percentile(routePlan.ratios, 95) }
+log(`routing (planner only): ${JSON.stringify(routePlanRow ?? 'skipped')}`)
+interface RouteRun { seed: number, servers: number, requests: number, new_tokens: number, churn_per_min: number, succeeded: number, route_success: number, failovers: number, killed_on_route: number, requests_to_gone: number, route_ratio_p50: number, route_ratio_p95: number, route_ratio_max: number, virtual_s: number, wall_s: number, rss_mb: number, load_1m_before: number, load_1m_after: number, errors: string[] }
+const routeRuns: RouteRun[] = []
+for (let r = 0; requests > 0 && r < Number(arg('route-runs', '3')); r++) {
+  const runSeed = seed + r
+  const t0 = Date.now()
+  const loadAt = load()[0]
+  const churnPerMinute = Number(arg('route-churn-min', '0.1'))
+  const sim = new InferenceRoutingSim({ servers, seed: runSeed, numBlocks: 32, churnPerRequest: 0.1, churnPerMinute, newTokens: Number(arg('route-tokens', '12')) })
+  const res = await sim.run(requests)
+  const row: RouteRun = { seed: runSeed, servers, requests: res.requests, new_tokens: Number(arg('route-tokens', '12')), churn_per_min: churnPerMinute, succeeded: res.succeeded, route_success: res.succeeded / res.requests, failovers: res.failovers, killed_on_route: res.killedOnRoute, requests_to_gone: res.requestsToGone, route_ratio_p50: percentile(res.ratios, 50), route_ratio_p95: percentile(res.ratios, 95), route_ratio_max: Math.max(...res.ratios), virtual_s: res.virtualMs / 1000, wall_s: (Date.now() - t0) / 1000, rss_mb: Math.round(process.memoryUsage().rss / 1e6), load_1m_before: loadAt, load_1m_after: load()[0], errors: res.errors }
+  sim.stop()
+  routeRuns.push(row)
+  log(`routing (real stack) seed ${runSeed}: ${JSON.stringify(row)}`)
+}
+const median = (k: 'route_success' | 'route_ratio_p50' | 'route_ratio_p95'): number => percentile(routeRuns.map(x => x[k]), 50)
+const routeRow = routeRuns.length === 0 ? undefined : { servers, seeds: routeRuns.length, route_success: median('route_success'), route_ratio_p50: median('route_ratio_p50'), route_ratio_p95: median('route_ratio_p95') }
 // A tab holding PeerManager's 8 links for a simulated day, at the issue's 10 %/min churn and at 2 %/min:
 // the paced budget (the default) with exponential (memoryless) and heavy-tailed lifetimes, and the
 // session-7 policy (cap only, no uptime preference) beside it for comparison.
@@ -206,9 +229,14 @@ const result = {
   crdt_bytes_per_live_peer_after_history_no_generations: historyRows.length > 0 ? byN(historyRows.filter(r => !r.generations), 'crdt_bytes_per_live_peer') : prev.crdt_bytes_per_live_peer_after_history_no_generations ?? null,
   join_sync_bytes_after_history: historyRows.length > 0 ? byN(historyRows.filter(r => r.generations), 'join_sync_bytes') : prev.join_sync_bytes_after_history ?? null,
   join_sync_bytes_after_history_no_generations: historyRows.length > 0 ? byN(historyRows.filter(r => !r.generations), 'join_sync_bytes') : prev.join_sync_bytes_after_history_no_generations ?? null,
-  route_success: routeRow !== undefined ? routeRow.succeeded / routeRow.requests : prev.route_success ?? null,
+  // Completions through the real client/server stack (median over --route-runs seeds).
+  route_success: routeRow !== undefined ? routeRow.route_success : prev.route_success ?? null,
   route_ratio_p50: routeRow !== undefined ? routeRow.route_ratio_p50 : prev.route_ratio_p50 ?? null,
   route_ratio_p95: routeRow !== undefined ? routeRow.route_ratio_p95 : prev.route_ratio_p95 ?? null,
+  // The planner alone (web/src/sim/routing.ts): the figures route_* held before session 9.
+  route_plan_success: routePlanRow !== undefined ? routePlanRow.succeeded / routePlanRow.requests : prev.route_plan_success ?? null,
+  route_plan_ratio_p50: routePlanRow !== undefined ? routePlanRow.route_ratio_p50 : prev.route_plan_ratio_p50 ?? null,
+  route_plan_ratio_p95: routePlanRow !== undefined ? routePlanRow.route_ratio_p95 : prev.route_plan_ratio_p95 ?? null,
   relay_failover_s: failover !== undefined ? failover.relay_failover_s : prev.relay_failover_s ?? null,
   relay_failover_crdt_entries_lost: failover !== undefined ? Math.max(...failover.crdt_entries_lost) : prev.relay_failover_crdt_entries_lost ?? null,
   relay_peers_max: capacity !== undefined ? capacity.relay_peers_max : prev.relay_peers_max ?? null,
@@ -233,7 +261,7 @@ const meta = {
   dht_long_budget: mergedDhtMeta('dht_long_budget', longBudget, timeoutS > 0 ? dhtRuns : []),
   crdt: crdtRows.length > 0 ? { measured: now, rows: crdtRows } : kept('crdt'),
   crdt_history: historyRows.length > 0 ? { measured: now, rows: historyRows } : kept('crdt_history'),
-  routing: routeRow !== undefined ? { measured: now, ...routeRow } : kept('routing'),
+  routing: routeRow !== undefined ? { measured: now, ...routeRow, runs: routeRuns, plan: routePlanRow } : kept('routing'),
   tab: { measured: now, ...tab },
   relay_failover: failover !== undefined ? { measured: now, ...failover } : kept('relay_failover'),
   relay_capacity: capacity !== undefined ? { measured: now, ...capacity } : kept('relay_capacity')

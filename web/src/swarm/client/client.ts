@@ -10,6 +10,7 @@ import type { BlockRecord, SwarmDirectory } from '../records.ts'
 import { planRoute, type RouteSegment } from '../route.ts'
 import type { InProcessServer, InProcessServers } from '../server/in-process.ts'
 import type { RpcTransport } from '../transport/index.ts'
+import type { Clock } from '../../util/clock.ts'
 import { readInfer, writeInfer, type InferMsg } from '../wire/infer.ts'
 import { StepLatency } from './latency.ts'
 import { VerifyPolicy, type VerifyOptions } from './verify.ts'
@@ -28,8 +29,14 @@ export interface InferenceClientOptions {
   timeoutMs?: number
   /** Re-plans allowed per step before the generation fails. @default MAX_FAILOVERS_PER_STEP */
   maxFailovers?: number
-  /** Clock, ms. @default Date.now */
+  /** Clock, ms. @default Date.now (or `clock.now` when `clock` is given) */
   now?: () => number
+  /**
+   * Times RTT measurements and the wait for a ban to end (the scale sim's virtual time, where a
+   * link's latency costs simulated ms, not wall time). @default performance.now and the
+   * process's timers
+   */
+  clock?: Clock
   /** Failover and routing events (one line each). @default nothing */
   log?: (line: string) => void
   /**
@@ -106,6 +113,10 @@ export class InferenceClient {
   /** Output verification, when asked for: its policy and counters over all sessions. */
   readonly verify?: VerifyPolicy
   readonly inProcess?: InProcessServers
+  /** Times RTTs, ms (sub-millisecond in the real client). */
+  private readonly elapsedNow: () => number
+  /** Waits `ms` (for a ban to end). */
+  private readonly sleep: (ms: number) => Promise<void>
 
   constructor (opts: InferenceClientOptions) {
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) throw new SwarmArgumentError(`numBlocks must be ≥ 1, got ${opts.numBlocks}`)
@@ -116,7 +127,10 @@ export class InferenceClient {
     this.hiddenSize = opts.hiddenSize
     this.timeoutMs = opts.timeoutMs ?? INFER_TIMEOUT_MS
     this.maxFailovers = opts.maxFailovers ?? MAX_FAILOVERS_PER_STEP
-    this.now = opts.now ?? Date.now
+    this.now = opts.now ?? opts.clock?.now ?? Date.now
+    const clock = opts.clock
+    this.elapsedNow = clock === undefined ? () => performance.now() : clock.now
+    this.sleep = async ms => { await new Promise<void>(resolve => { if (clock === undefined) setTimeout(resolve, ms); else clock.setTimeout(resolve, ms) }) }
     this.bans = new BanList(this.now)
     this.log = opts.log ?? (() => {})
     this.push = opts.push ?? false
@@ -208,10 +222,10 @@ export class InferenceClient {
       try {
         // The first INFO also sets up the connection (WebRTC, stream): time the second one.
         let r = await this.call(p, { type: 'info' })
-        const t0 = performance.now()
+        const t0 = this.elapsedNow()
         r = await this.call(p, { type: 'info' })
         if (r.type !== 'infoOk') throw new PeerProtocolError(p, `expected infoOk, got ${r.type}`)
-        this.rttMs.set(p, performance.now() - t0)
+        this.rttMs.set(p, this.elapsedNow() - t0)
       } catch (e) {
         this.bans.ban(p)
         this.log(`rtt: ${p} did not answer INFO (${(e as Error).message}); banned`)
@@ -251,7 +265,7 @@ export class InferenceClient {
         const wait = this.bans.msUntilUnban(records.map(r => r.peer))
         if (!(e instanceof NoRouteError) || wait === undefined || wait > PLAN_MAX_BAN_WAIT_MS || attempt >= this.maxFailovers) throw e
         this.log(`plan [${from}, ${to}): ${e.message}; retrying in ${wait} ms when a ban ends`)
-        await new Promise(resolve => setTimeout(resolve, wait + 1))
+        await this.sleep(wait + 1)
       }
     }
   }

@@ -19,6 +19,11 @@ export interface MemoryNetworkOptions {
   /** Delay added to every message, in ms (a loopback RTT is twice this). @default 0 */
   latencyMs?: number
   /**
+   * A message's delay from `from` to `to`, in ms, in place of `latencyMs` (the scale sim: each
+   * peer's own link latency). @default every link `latencyMs`
+   */
+  linkLatencyMs?: (from: string, to: string) => number
+  /**
    * The clock of request timeouts and latency (a test's ManualClock decides when a request times
    * out; delivery order stays the seeded one). @default realClock
    */
@@ -40,7 +45,7 @@ interface Inflight {
 
 export class MemoryNetwork {
   private readonly rng: Rng
-  private readonly latencyMs: number
+  private readonly latencyOf: (from: string, to: string) => number
   private readonly clock: Clock
   private readonly queue: Pending[] = []
   private pumping = false
@@ -53,8 +58,14 @@ export class MemoryNetwork {
 
   constructor (opts: MemoryNetworkOptions = {}) {
     this.rng = new Rng(opts.seed ?? 1)
-    this.latencyMs = opts.latencyMs ?? 0
+    const latencyMs = opts.latencyMs ?? 0
+    this.latencyOf = opts.linkLatencyMs ?? (() => latencyMs)
     this.clock = opts.clock ?? realClock
+  }
+
+  /** Messages that have arrived and wait for their turn to be delivered (a virtual-time driver waits for none). */
+  get queued (): number {
+    return this.queue.length
   }
 
   endpoint (peer: string): MemoryTransport {
@@ -88,6 +99,13 @@ export class MemoryNetwork {
       if (target === undefined) {
         reject(new PeerUnreachableError(to, 'no such peer (or it left)'))
         return
+      }
+      for (const [a, b] of [[from, to], [to, from]]) {
+        const ms = this.latencyOf(a, b)
+        if (!(ms >= 0 && ms < Number.POSITIVE_INFINITY)) {
+          reject(new SwarmArgumentError(`link latency ${a} → ${b} must be a finite number of ms ≥ 0, got ${ms}`))
+          return
+        }
       }
       let done = false
       const timer: TimerHandle = this.clock.setTimeout(() => finish(new PeerTimeoutError(to, opts.timeoutMs)), opts.timeoutMs)
@@ -145,7 +163,8 @@ export class MemoryNetwork {
       this.queue.push({ from, to, deliver })
       this.schedule()
     }
-    if (this.latencyMs > 0) this.clock.setTimeout(push, this.latencyMs)
+    const ms = this.latencyOf(from, to)
+    if (ms > 0) this.clock.setTimeout(push, ms)
     else push()
   }
 
