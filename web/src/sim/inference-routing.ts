@@ -2,7 +2,7 @@
  * Inference routing under churn through the real client/server stack: N real BlockServers, each
  * serving a seeded span of a seeded tiny model on the CPU backend, and one real InferenceClient
  * (routing, RTT measurement, sessions, failover, ban list) over the seeded MemoryNetwork, all in
- * virtual time (virtual-time.ts), so the figures do not depend on the machine's load.
+ * virtual time (manual-time.ts: a ManualClock driven as a discrete-event clock), so the figures do not depend on the machine's load.
  *
  * The world (model.ts; servers drawn as in routing.ts, so a seed gives both sims the same
  * starting swarm, their churn draws then differ):
@@ -49,7 +49,7 @@ import { MemoryNetwork } from '../swarm/transport/memory.ts'
 import { ManualClock, type Clock, type TimerHandle } from '../util/clock.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
 import { NetModel } from './model.ts'
-import { inVirtualTime } from './virtual-time.ts'
+import { inVirtualTime } from './manual-time.ts'
 
 const MODEL = 'sim-tiny-llama'
 const CLIENT = 'client'

@@ -1,4 +1,7 @@
 /**
+ * Virtual time for code that takes a `Clock` (the swarm's client/server stack over MemoryNetwork).
+ * Code that calls the global timers itself (libp2p in the DHT sim) runs under virtual-time.ts instead.
+ *
  * Runs async code in virtual time: a ManualClock is a discrete-event simulation whose next timer
  * fires only when nothing else can happen — the seeded network has nothing waiting for delivery,
  * no compute is under way (`busy()`), and a few turns of the event loop went by with nothing
