@@ -17,7 +17,7 @@
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
 import { evaluateLoss, Trainer } from '../../model/train.ts'
-import { learningRate, type ScheduleOptions } from '../../model/schedule.ts'
+import type { ScheduleOptions } from '../../model/schedule.ts'
 import type { AdamWOptions } from '../../model/optimizer.ts'
 import type { Backend } from '../../gpu/backend.ts'
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
@@ -28,8 +28,10 @@ import { GpuTopKFeedback, gpuTopKFits } from './compress-gpu.ts'
 import type { PartCodec } from './codec.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
-import { flatten, fragmentsOf, layoutOf, slotView, type Fragment, type ParamLayout } from './flat.ts'
+import { fragmentsOf, layoutOf, type Fragment, type ParamLayout } from './flat.ts'
+import { innerLr, readParams, WindowStream, writeParams } from './inner-loop.ts'
 import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
+import { ThreadTrainer, type SpawnTrainer } from './thread-trainer.ts'
 
 export interface DiLoCoOptions {
   /** Inner steps between two syncs of a fragment (H). */
@@ -85,6 +87,15 @@ export interface DiLoCoOptions {
   dataSeed: number
   /** Validation windows for the global model's eval loss after each sync (none: no eval). */
   evalWindows?: readonly Window[]
+  /**
+   * Runs the model, its inner AdamW and the inner steps on a thread of their own
+   * (trainer-thread.ts; Node: `spawnTrainerThread` of trainer-thread-node.ts), leaving this thread
+   * the network, the all-reduce and the codec: the steps between two syncs no longer wait for
+   * this thread's event loop, and the two meet only at a sync's step. The same bytes as without
+   * it. CPU twins only (a WebGPU device stays on the thread that made it). Then `trainer` is
+   * undefined and `tick` refuses: use `runSyncs`. @default undefined (steps on this thread)
+   */
+  trainerThread?: SpawnTrainer
 }
 
 /** One inner step, for the dashboard. */
@@ -157,7 +168,10 @@ export class DiLoCoWorker {
    */
   contributesFrom = 0
   private momentumHash = ''
-  readonly trainer: Trainer
+  /** The inner optimizer, when the steps run on this thread (no `trainerThread`). */
+  readonly trainer: Trainer | undefined
+  /** The trainer thread, with `trainerThread`. */
+  private readonly thread: ThreadTrainer | undefined
   private readonly ef: Array<ErrorFeedback | GpuTopKFeedback>
   /**
    * Per fragment, the all-reduce's receive buffers (mean and its q8), reused every sync of that
@@ -177,8 +191,7 @@ export class DiLoCoWorker {
   private tau: number
   /** The inner lr over run steps (warm-up, then constant or cosine). */
   private readonly schedule: ScheduleOptions
-  private windows: Generator<Window> | undefined
-  private windowsSeq = -1
+  private readonly stream: WindowStream
   private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError | Observed> } | undefined
 
   constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
@@ -214,7 +227,12 @@ export class DiLoCoWorker {
     const minLr = opts.minInnerLr ?? (opts.totalSteps === undefined ? opts.innerLr : opts.innerLr / 10)
     if (!(minLr >= 0 && minLr <= opts.innerLr)) throw new TrainArgumentError(`minInnerLr must be in [0, innerLr = ${opts.innerLr}], got ${minLr}`)
     this.schedule = { lr: opts.innerLr, warmupSteps: warm, totalSteps: opts.totalSteps ?? Number.MAX_SAFE_INTEGER, minLr }
-    this.trainer = new Trainer(model, this.schedule, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
+    const plan = { seqLen: opts.seqLen, batchSize: b, H, dataSeed: opts.dataSeed }
+    this.stream = new WindowStream(data, plan)
+    if (opts.trainerThread !== undefined) {
+      if (isGpu(model.backend)) throw new TrainArgumentError('trainerThread runs the model on the CPU twins: a WebGPU device cannot move to another thread (leave trainerThread unset)')
+      this.thread = new ThreadTrainer(opts.trainerThread, model, this.layout, { config: model.config, corpus: data.bytes.slice(), plan, schedule: this.schedule, adam: opts.adam ?? {}, maxGradNorm: opts.maxGradNorm ?? 1 })
+    } else this.trainer = new Trainer(model, this.schedule, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
     allreduce.snapshotProvider = () => this.snapshot()
   }
 
@@ -266,59 +284,38 @@ export class DiLoCoWorker {
     this.momentumHash = await hashBytes(this.momentum)
   }
 
+  /** θ_local (on the trainer thread's side: as of its last fence, with what syncs wrote since). */
   private async readLocal (): Promise<Float32Array> {
-    const host = new Map<string, Float32Array>()
-    for (const s of this.layout.slots) {
-      const t = this.model.params.get(s.name)
-      if (t === undefined) throw new TrainArgumentError(`model has no parameter ${s.name}`)
-      host.set(s.name, await t.readF32())
-    }
-    return flatten(this.layout, n => host.get(n)!)
+    return this.thread !== undefined ? await this.thread.read() : await readParams(this.model, this.layout)
   }
 
-  /** Writes elements [start, end) of a flat vector into the model's parameters. */
+  /** Writes elements [start, end) of a flat vector into θ_local. */
   private writeLocal (flat: Float32Array, start = 0, end = this.layout.total): void {
-    for (const s of this.layout.slots) {
-      if (s.offset >= end || s.offset + s.size <= start) continue
-      if (s.offset < start || s.offset + s.size > end) throw new TrainArgumentError(`range [${start}, ${end}) cuts parameter ${s.name}`)
-      const t = this.model.params.get(s.name)!
-      this.model.backend.write(t, slotView(flat, s).slice())
-    }
+    if (this.thread !== undefined) this.thread.write(start, flat.subarray(start, end))
+    else writeParams(this.model, this.layout, start, flat.subarray(start, end))
   }
 
-  private batch (): Array<{ inputs: Int32Array, targets: Int32Array }> {
-    // A fresh, per-peer, per-period stream of windows: workers draw different data, and a
-    // resynced worker does not replay what it drew before.
-    const period = Math.floor(this.step / this.H)
-    if (this.windows === undefined || this.windowsSeq !== period) {
-      this.windows = this.data.windows(this.opts.seqLen, (this.opts.dataSeed * 1_000_003 + period * 7919) >>> 0)
-      this.windowsSeq = period
-    }
-    const out = []
-    for (let i = 0; i < (this.opts.batchSize ?? 1); i++) out.push(this.windows.next().value as Window)
-    return out
-  }
-
-  /**
-   * The inner lr of the next step: the run's schedule at the run's step (the decay), times this
-   * worker's own warm-up (its AdamW state may be fresh). For a founder both clocks agree, and this
-   * is exactly `learningRate(schedule, step)` — what a single-peer Trainer with the same schedule uses.
-   */
+  /** The inner lr of the next step (inner-loop.ts `innerLr`). */
   innerLrAt (runStep: number, localStep: number): number {
-    const warm = this.schedule.warmupSteps ?? 0
-    const decayed = runStep <= warm ? this.schedule.lr : learningRate(this.schedule, runStep)
-    return warm > 0 && localStep < warm ? decayed * localStep / warm : decayed
+    return innerLr(this.schedule, runStep, localStep)
   }
 
   /** One inner step, then whatever sync is due (none once sync `lastLaunch` has been applied). */
   async tick (lastLaunch = Infinity): Promise<void> {
+    const trainer = this.trainer
+    if (trainer === undefined) throw new TrainArgumentError('tick() steps on this thread: with trainerThread use runSyncs')
     const t0 = performance.now()
-    const r = await this.trainer.trainStep(this.batch(), this.innerLrAt(this.step + 1, this.trainer.step + 1))
+    const r = await trainer.trainStep(this.stream.next(this.step), this.innerLrAt(this.step + 1, trainer.step + 1))
     // On the CPU twins a step resolves in microtasks only: yield to the event loop so this peer
     // keeps serving the all-reduce (it may be a coordinator or an owner) and a page stays live.
     await nextTurn()
     this.step++
     this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0, lr: r.lr })
+    await this.fence(lastLaunch)
+  }
+
+  /** What a step boundary does: apply the sync due, start the next one. */
+  private async fence (lastLaunch: number): Promise<void> {
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
     if (this.lastSeq < lastLaunch && this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
@@ -331,10 +328,25 @@ export class DiLoCoWorker {
    */
   async runSyncs (syncs: number, signal?: AbortSignal, opts: { last?: boolean } = {}): Promise<void> {
     const target = this.lastSeq + syncs
+    const lastLaunch = opts.last === true ? target : Infinity
     while (this.lastSeq < target) {
       signal?.throwIfAborted()
-      await this.tick(opts.last === true ? target : Infinity)
+      if (this.thread === undefined) { await this.tick(lastLaunch); continue }
+      // The trainer thread steps on its own up to the next step where a sync lands or starts,
+      // then this thread does there exactly what tick() does after that step.
+      this.step = await this.thread.runTo(this.nextFence(lastLaunch), this.step, e => { this.step = e.step; this.hooks.onStep?.(e) }, signal)
+      signal?.throwIfAborted()
+      await this.fence(lastLaunch)
     }
+  }
+
+  /** The next step at which `fence` has work: a sync lands, or one starts. */
+  private nextFence (lastLaunch: number): number {
+    const lands = this.inflight?.landAt ?? Infinity
+    const starts = this.lastSeq < lastLaunch ? syncTime(this.nextSeq, this.H, this.F) : Infinity
+    const at = Math.min(lands, starts)
+    if (!Number.isFinite(at)) throw new TrainArgumentError(`no sync lands or starts after step ${this.step}`)
+    return at
   }
 
   private async launch (): Promise<void> {
@@ -456,8 +468,19 @@ export class DiLoCoWorker {
     this.hooks.onSync?.(ev)
   }
 
+  /** With trainerThread: starts the thread now (model, AdamW, corpus copied there) rather than at the first runSyncs. */
+  async startTrainer (): Promise<void> {
+    await this.thread?.start(this.step)
+  }
+
+  /** With trainerThread: its time in steps and (Linux) its CPU and run-queue wait, ms; undefined without. */
+  async trainerStats (): Promise<{ stepMs: number, cpuMs?: number, waitMs?: number } | undefined> {
+    return await this.thread?.stats()
+  }
+
   /** Eval loss of θ_global (swaps it into the model for the forward passes, then restores θ_local). */
   async evalGlobal (windows: readonly Window[]): Promise<number> {
+    if (this.thread?.started === true) return await this.thread.evaluate(this.global, windows)
     const local = await this.readLocal()
     this.writeLocal(this.global)
     try {
@@ -467,10 +490,12 @@ export class DiLoCoWorker {
     }
   }
 
-  dispose (): void {
-    this.trainer.dispose()
+  /** Frees the model's training state and ends the trainer thread (resolves once it has exited). */
+  async dispose (): Promise<void> {
+    this.trainer?.dispose()
     for (const e of this.ef) if (e instanceof GpuTopKFeedback) e.dispose()
     if (this.allreduce.snapshotProvider !== undefined) this.allreduce.snapshotProvider = undefined
+    await this.thread?.dispose()
   }
 }
 

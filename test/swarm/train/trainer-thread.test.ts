@@ -1,0 +1,205 @@
+/**
+ * DiLoCo workers whose inner steps run on a trainer thread (trainer-thread.ts on a Node worker
+ * thread) against the same workers stepping on their own thread, on the seeded in-memory network
+ * with a ManualClock that never moves: the same θ_global hash after every sync, the same θ_local,
+ * losses and eval losses, with the delayed outer update and top-k, and with plain DiLoCo, two
+ * fragments and q8; a late joiner; an error in the thread surfaces as a TrainerThreadError and
+ * ends the thread; an abort mid-sync stops the thread at a step and dispose leaves none running.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
+import { parseConfig } from '../../../web/src/model/config.ts'
+import { TextDataset, brownCorpus, type Window } from '../../../web/src/model/data.ts'
+import { initModel } from '../../../web/src/model/model.ts'
+import { MemoryNetwork } from '../../../web/src/swarm/transport/index.ts'
+import { AllReducePeer } from '../../../web/src/swarm/train/allreduce.ts'
+import { topkCodec } from '../../../web/src/swarm/train/codec.ts'
+import { TrainArgumentError, TrainerThreadError } from '../../../web/src/swarm/train/errors.ts'
+import type { SpawnTrainer, TrainerPort } from '../../../web/src/swarm/train/thread-trainer.ts'
+import { spawnTrainerThread } from '../../../web/src/swarm/train/trainer-thread-node.ts'
+import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
+import { ManualClock } from '../../../web/src/util/clock.ts'
+import { CLOCKED_TIMING } from './quiet-clock.ts'
+
+const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
+/** Timers on a ManualClock that never moves: no window or timeout can decide anything here. */
+const TIMING = { ...CLOCKED_TIMING, partElements: 4096, windowParts: 4 }
+const OPTS: Omit<DiLoCoOptions, 'dataSeed'> = { innerSteps: 4, seqLen: 32, innerLr: 3e-3, warmupSteps: 3, outer: { lr: 0.7, momentum: 0.5 } }
+
+let train: TextDataset
+let evalWindows: Window[]
+beforeAll(async () => {
+  const text = (await brownCorpus()).slice(0, 300_000)
+  const split = new TextDataset(text).split(0.1)
+  train = split.train
+  const it = split.validation.windows(32, 5)
+  evalWindows = [it.next().value as Window, it.next().value as Window]
+})
+
+/** Spawns real trainer threads and counts those that have exited. */
+class Threads {
+  readonly ports: TrainerPort[] = []
+  exited = 0
+  readonly spawn: SpawnTrainer = () => {
+    const p = spawnTrainerThread()
+    const terminate = p.terminate
+    p.terminate = async () => { await terminate(); this.exited++ }
+    this.ports.push(p)
+    return p
+  }
+}
+
+interface Node { id: string, ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], losses: number[] }
+let nodes: Node[] = []
+afterEach(async () => {
+  for (const n of nodes) n.ar.stop()
+  await Promise.all(nodes.map(async n => { await n.worker.dispose() }))
+  nodes = []
+})
+
+const IDS = ['w-a', 'w-b', 'w-c']
+/** Every worker id any test uses (data seeds follow this order). */
+const ALL = [...IDS, 'w-d']
+
+function swarm (ids: string[], expected: (seq: number) => string[], net: MemoryNetwork, clock: ManualClock, opts: Partial<DiLoCoOptions>, threads?: Threads, topk = true): Node[] {
+  const made = ids.map(id => {
+    const ar = new AllReducePeer(net.endpoint(id), { run: 'r1', directory: { expected }, ...TIMING, clock, ...(topk ? { codec: topkCodec({ chunk: 64, k: 4, bits: 2, resultBits: 4 }) } : {}) })
+    const node: Node = { id, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], losses: [] }
+    node.worker = new DiLoCoWorker(initModel(CONFIG, cpu, 7), train, ar, { ...OPTS, dataSeed: ALL.indexOf(id) + 1, ...opts, ...(threads !== undefined ? { trainerThread: threads.spawn } : {}) }, {
+      onSync: (e) => { node.syncs.push(e) },
+      onStep: (e) => { node.losses.push(e.loss) }
+    })
+    return node
+  })
+  nodes.push(...made)
+  return made
+}
+
+/** Runs `syncs` syncs on 3 workers (stepping here, or on threads); what each worker ends with. */
+async function run (opts: Partial<DiLoCoOptions>, syncs: number, threads?: Threads, topk = true): Promise<Array<{ hashes: string[], evals: Array<number | undefined>, losses: number[], local: Float32Array, global: Float32Array, step: number }>> {
+  const ns = swarm(IDS, () => IDS, new MemoryNetwork({ seed: 11 }), new ManualClock(), opts, threads, topk)
+  for (const n of ns) await n.worker.initFromModel()
+  await Promise.all(ns.map(async n => { await n.worker.runSyncs(syncs, undefined, { last: true }) }))
+  return await Promise.all(ns.map(async n => ({
+    hashes: n.syncs.map(s => s.hash),
+    evals: n.syncs.map(s => s.evalLoss),
+    losses: n.losses,
+    local: await (n.worker as unknown as { readLocal: () => Promise<Float32Array> }).readLocal(),
+    global: n.worker.global.slice(),
+    step: n.worker.step
+  })))
+}
+
+describe('inner steps on a trainer thread', () => {
+  it('delayed outer update, top-k: the same bytes as stepping on the worker\'s thread, sync by sync', async () => {
+    const opts = { delayOuter: true }
+    const here = await run(opts, 4)
+    const threads = new Threads()
+    const there = await run(opts, 4, threads)
+    expect(threads.ports.length).toBe(3)
+    expect(here[0].hashes.length).toBe(4)
+    for (let i = 0; i < 3; i++) {
+      expect(there[i].hashes).toEqual(here[i].hashes)
+      expect(there[i].losses).toEqual(here[i].losses)
+      expect(there[i].step).toBe(here[i].step)
+      expect(Buffer.from(there[i].local.buffer).equals(Buffer.from(here[i].local.buffer))).toBe(true)
+      expect(Buffer.from(there[i].global.buffer).equals(Buffer.from(here[i].global.buffer))).toBe(true)
+    }
+    // replicas agree, and θ_local moved off θ_global (the steps since the last landing are kept)
+    expect(new Set(there.map(r => r.hashes.join())).size).toBe(1)
+    expect(there[0].local).not.toEqual(there[0].global)
+  })
+
+  it('plain DiLoCo, 2 fragments, q8, eval loss after each sync: the same bytes and eval losses', async () => {
+    const opts = { fragments: 2, evalWindows }
+    const here = await run(opts, 4, undefined, false)
+    const there = await run(opts, 4, new Threads(), false)
+    for (let i = 0; i < 3; i++) {
+      expect(there[i].hashes).toEqual(here[i].hashes)
+      expect(there[i].evals).toEqual(here[i].evals)
+      expect(there[i].evals.every(e => e !== undefined && Number.isFinite(e))).toBe(true)
+      expect(Buffer.from(there[i].local.buffer).equals(Buffer.from(here[i].local.buffer))).toBe(true)
+    }
+  })
+
+  it('a late joiner on a thread starts from the swarm\'s snapshot and stays bit-identical', async () => {
+    const threads = new Threads()
+    const net = new MemoryNetwork({ seed: 4 })
+    const clock = new ManualClock()
+    // w-d takes part from sync 2 (the first after the snapshot of sync 1 it joins from)
+    const expected = (seq: number): string[] => seq >= 2 ? ALL : IDS
+    const founders = swarm(IDS, expected, net, clock, { delayOuter: true }, threads)
+    for (const n of founders) await n.worker.initFromModel()
+    await Promise.all(founders.map(async n => { await n.worker.runSyncs(2) }))
+    const [late] = swarm(['w-d'], expected, net, clock, { delayOuter: true }, threads)
+    const snap = founders[0].worker.snapshot()
+    if (snap === undefined) throw new Error('no snapshot')
+    await late.worker.initFromSnapshot(snap)
+    expect(late.worker.contributesFrom).toBe(2)
+    await Promise.all([...founders, late].map(async n => { await n.worker.runSyncs(2) }))
+    const last = late.syncs.at(-1)!
+    expect(founders.map(n => n.syncs.find(s => s.seq === last.seq)?.hash)).toEqual([last.hash, last.hash, last.hash])
+    expect(last.seq).toBe(3)
+    expect(last.members).toEqual(ALL)
+    expect(late.worker.step).toBe(founders[0].worker.step)
+    expect(threads.ports.length).toBe(4)
+  })
+
+  it('an error in the thread is a TrainerThreadError naming it; the thread is ended, the all-reduce peer goes on', async () => {
+    const threads = new Threads()
+    const ar = new AllReducePeer(new MemoryNetwork({ seed: 1 }).endpoint('w-a'), { run: 'r1', directory: { expected: () => ['w-a'] }, ...TIMING, clock: new ManualClock() })
+    // a corpus shorter than one window: the first step's windows throw, on the thread
+    const w = new DiLoCoWorker(initModel(CONFIG, cpu, 7), new TextDataset('too short'), ar, { ...OPTS, dataSeed: 1, trainerThread: threads.spawn })
+    nodes.push({ id: 'w-a', ar, worker: w, syncs: [], losses: [] })
+    await w.initFromModel()
+    const err = await w.runSyncs(1).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(TrainerThreadError)
+    expect((err as Error).message).toMatch(/ModelArgumentError: corpus of 9 bytes is shorter than one window of 33/)
+    await expect(w.runSyncs(1)).rejects.toBe(err)
+    expect(w.snapshot()?.round).toBe(-1) // θ_global is still this thread's to serve
+    await w.dispose()
+    expect(threads.exited).toBe(1)
+  })
+
+  it('a thread that dies mid-run fails the run with a TrainerThreadError', async () => {
+    const threads = new Threads()
+    const ns = swarm(['w-a'], () => ['w-a'], new MemoryNetwork({ seed: 2 }), new ManualClock(), {}, threads)
+    const w = ns[0].worker
+    await w.initFromModel()
+    let killed = false
+    ;(w.hooks as { onStep?: (e: unknown) => void }).onStep = () => {
+      if (!killed) { killed = true; void threads.ports[0].terminate() } // from outside, as a crash would
+    }
+    const err = await w.runSyncs(2).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(TrainerThreadError)
+    expect((err as Error).message).toMatch(/exited with code 1/)
+  })
+
+  it('an abort mid-sync stops the thread after a step; dispose leaves no thread running', async () => {
+    const threads = new Threads()
+    const ns = swarm(IDS, () => IDS, new MemoryNetwork({ seed: 3 }), new ManualClock(), { delayOuter: true }, threads)
+    for (const n of ns) await n.worker.initFromModel()
+    // sync 0 starts at step 4 and lands at step 8: each worker aborts at its step 6, while it is in flight
+    const outs = await Promise.all(ns.map(async n => {
+      const ctl = new AbortController()
+      ;(n.worker.hooks as { onStep?: (e: { step: number }) => void }).onStep = e => { if (e.step === 6) ctl.abort(new Error('stop')) }
+      return await n.worker.runSyncs(3, ctl.signal).catch((e: unknown) => e)
+    }))
+    for (const e of outs) expect((e as Error).message).toBe('stop')
+    for (const n of ns) {
+      // halted after step 6 or a step later, or at the fence (step 8) if the halt came that late; nothing landed
+      expect(n.worker.lastSeq).toBe(-1)
+      expect(n.worker.step).toBeGreaterThanOrEqual(6)
+      expect(n.worker.step).toBeLessThanOrEqual(8)
+    }
+    for (const n of ns) n.ar.stop()
+    await Promise.all(ns.map(async n => { await n.worker.dispose() }))
+    expect(threads.exited).toBe(3)
+    nodes = []
+  })
+
+  it('refuses tick() with a trainer thread', async () => {
+    const ns = swarm(['w-a'], () => ['w-a'], new MemoryNetwork({ seed: 2 }), new ManualClock(), {}, new Threads())
+    await expect(ns[0].worker.tick()).rejects.toThrow(TrainArgumentError)
+  })
+})

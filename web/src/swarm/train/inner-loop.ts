@@ -1,0 +1,84 @@
+/**
+ * The model side of a DiLoCo worker, shared by the worker's own thread (worker.ts) and the trainer
+ * thread (trainer-thread.ts): which windows an inner step trains on, its inner lr, and θ_local as
+ * one flat vector. One copy of each, so a step on either thread computes the same bytes.
+ */
+import type { CausalLM } from '../../model/model.ts'
+import type { TextDataset, Window } from '../../model/data.ts'
+import { learningRate, type ScheduleOptions } from '../../model/schedule.ts'
+import { TrainArgumentError } from './errors.ts'
+import { flatten, type ParamLayout } from './flat.ts'
+
+/**
+ * The inner lr of the step after run step `runStep − 1`: the run's schedule at the run's step
+ * (the decay), times this worker's own warm-up (its AdamW state may be fresh, `localStep` = its
+ * optimizer's step). For a founder both clocks agree, and this is exactly
+ * `learningRate(schedule, step)` — what a single-peer Trainer with the same schedule uses.
+ */
+export function innerLr (schedule: ScheduleOptions, runStep: number, localStep: number): number {
+  const warm = schedule.warmupSteps ?? 0
+  const decayed = runStep <= warm ? schedule.lr : learningRate(schedule, runStep)
+  return warm > 0 && localStep < warm ? decayed * localStep / warm : decayed
+}
+
+/** What picks an inner step's windows (plain data: it crosses to the trainer thread). */
+export interface WindowPlan {
+  /** Tokens per sequence, sequences per step. */
+  seqLen: number
+  batchSize: number
+  /** Inner steps per period (H): each period draws from a fresh seeded stream. */
+  H: number
+  dataSeed: number
+}
+
+/**
+ * A fresh, per-peer, per-period stream of windows: workers draw different data, and a resynced
+ * worker does not replay what it drew before.
+ */
+export class WindowStream {
+  private windows: Generator<Window> | undefined
+  private period = -1
+
+  constructor (private readonly data: TextDataset, private readonly plan: WindowPlan) {}
+
+  /** The batch of the step after run step `step`. */
+  next (step: number): Window[] {
+    const period = Math.floor(step / this.plan.H)
+    if (this.windows === undefined || this.period !== period) {
+      this.windows = this.data.windows(this.plan.seqLen, (this.plan.dataSeed * 1_000_003 + period * 7919) >>> 0)
+      this.period = period
+    }
+    const out = []
+    for (let i = 0; i < this.plan.batchSize; i++) out.push(this.windows.next().value as Window)
+    return out
+  }
+}
+
+/** Throws unless [start, end) covers whole parameters of `layout`. */
+export function checkRange (layout: ParamLayout, start: number, end: number): void {
+  for (const s of layout.slots) {
+    if (s.offset >= end || s.offset + s.size <= start) continue
+    if (s.offset < start || s.offset + s.size > end) throw new TrainArgumentError(`range [${start}, ${end}) cuts parameter ${s.name}`)
+  }
+}
+
+/** θ_local of a model as one flat vector in `layout`'s order. */
+export async function readParams (model: CausalLM, layout: ParamLayout): Promise<Float32Array> {
+  const host = new Map<string, Float32Array>()
+  for (const s of layout.slots) {
+    const t = model.params.get(s.name)
+    if (t === undefined) throw new TrainArgumentError(`model has no parameter ${s.name}`)
+    host.set(s.name, await t.readF32())
+  }
+  return flatten(layout, n => host.get(n)!)
+}
+
+/** θ_local[start, start + values.length) ← values, in the model's parameters (whole parameters only). */
+export function writeParams (model: CausalLM, layout: ParamLayout, start: number, values: Float32Array): void {
+  const end = start + values.length
+  checkRange(layout, start, end)
+  for (const s of layout.slots) {
+    if (s.offset >= end || s.offset + s.size <= start) continue
+    model.backend.write(model.params.get(s.name)!, values.slice(s.offset - start, s.offset - start + s.size))
+  }
+}
