@@ -2,9 +2,10 @@
  * DiLoCo workers whose inner steps run on a trainer thread (trainer-thread.ts on a Node worker
  * thread) against the same workers stepping on their own thread, on the seeded in-memory network
  * with a ManualClock that never moves: the same θ_global hash after every sync, the same θ_local,
- * losses and eval losses, with the delayed outer update and top-k, and with plain DiLoCo, two
- * fragments and q8; a late joiner; an error in the thread surfaces as a TrainerThreadError and
- * ends the thread; an abort mid-sync stops the thread at a step and dispose leaves none running.
+ * losses and eval losses, with the delayed outer update and top-k (landings planned ahead), and
+ * with plain DiLoCo, two fragments and q8 (the thread holds at each sync); a late joiner; an error
+ * in the thread surfaces as a TrainerThreadError and ends the thread; an abort mid-sync halts the
+ * thread at a step, the run resumes with replicas identical, and dispose leaves none running.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
@@ -36,12 +37,15 @@ beforeAll(async () => {
   evalWindows = [it.next().value as Window, it.next().value as Window]
 })
 
-/** Spawns real trainer threads and counts those that have exited. */
+/** Spawns real trainer threads; counts those that have exited and the rebases planned ahead for them. */
 class Threads {
   readonly ports: TrainerPort[] = []
   exited = 0
+  rebases = 0
   readonly spawn: SpawnTrainer = () => {
     const p = spawnTrainerThread()
+    const postMessage = p.postMessage
+    p.postMessage = (m, transfer) => { if (m.type === 'plan' && m.op !== undefined) this.rebases++; postMessage(m, transfer) }
     const terminate = p.terminate
     p.terminate = async () => { await terminate(); this.exited++ }
     this.ports.push(p)
@@ -98,6 +102,7 @@ describe('inner steps on a trainer thread', () => {
     const there = await run(opts, 4, threads)
     expect(threads.ports.length).toBe(3)
     expect(here[0].hashes.length).toBe(4)
+    expect(threads.rebases).toBe(12) // every landing was planned ahead: the threads never held for one
     for (let i = 0; i < 3; i++) {
       expect(there[i].hashes).toEqual(here[i].hashes)
       expect(there[i].losses).toEqual(here[i].losses)
@@ -113,7 +118,9 @@ describe('inner steps on a trainer thread', () => {
   it('plain DiLoCo, 2 fragments, q8, eval loss after each sync: the same bytes and eval losses', async () => {
     const opts = { fragments: 2, evalWindows }
     const here = await run(opts, 4, undefined, false)
-    const there = await run(opts, 4, new Threads(), false)
+    const threads = new Threads()
+    const there = await run(opts, 4, threads, false)
+    expect(threads.rebases).toBe(0) // without the delay each thread holds at a sync until it lands
     for (let i = 0; i < 3; i++) {
       expect(there[i].hashes).toEqual(here[i].hashes)
       expect(there[i].evals).toEqual(here[i].evals)
@@ -175,7 +182,7 @@ describe('inner steps on a trainer thread', () => {
     expect((err as Error).message).toMatch(/exited with code 1/)
   })
 
-  it('an abort mid-sync stops the thread after a step; dispose leaves no thread running', async () => {
+  it('an abort mid-sync halts the thread at a step; the run resumes bit-identical; dispose leaves no thread running', async () => {
     const threads = new Threads()
     const ns = swarm(IDS, () => IDS, new MemoryNetwork({ seed: 3 }), new ManualClock(), { delayOuter: true }, threads)
     for (const n of ns) await n.worker.initFromModel()
@@ -187,11 +194,16 @@ describe('inner steps on a trainer thread', () => {
     }))
     for (const e of outs) expect((e as Error).message).toBe('stop')
     for (const n of ns) {
-      // halted after step 6 or a step later, or at the fence (step 8) if the halt came that late; nothing landed
-      expect(n.worker.lastSeq).toBe(-1)
+      // halted after step 6 or a later one: at the fence (8) if the halt came that late, or one
+      // step past it if the thread had already taken sync 0's planned landing there
       expect(n.worker.step).toBeGreaterThanOrEqual(6)
-      expect(n.worker.step).toBeLessThanOrEqual(8)
+      expect(n.worker.step).toBeLessThanOrEqual(9)
+      expect(n.worker.lastSeq).toBe(n.worker.step > 8 ? 0 : -1)
     }
+    for (const n of ns) (n.worker.hooks as { onStep?: unknown }).onStep = undefined
+    await Promise.all(ns.map(async n => { await n.worker.runSyncs(3 - (n.worker.lastSeq + 1), undefined, { last: true }) }))
+    for (const n of ns) expect(n.syncs.map(s => s.hash)).toEqual(ns[0].syncs.map(s => s.hash))
+    expect(ns[0].syncs.map(s => s.seq)).toEqual([0, 1, 2])
     for (const n of ns) n.ar.stop()
     await Promise.all(ns.map(async n => { await n.worker.dispose() }))
     expect(threads.exited).toBe(3)

@@ -82,3 +82,12 @@ export function writeParams (model: CausalLM, layout: ParamLayout, start: number
     model.backend.write(model.params.get(s.name)!, values.slice(s.offset - start, s.offset - start + s.size))
   }
 }
+
+/**
+ * The delayed outer update's rebase of one fragment (worker.ts `rebase`): the steps trained since
+ * the window began move onto the new θ_global, θ_local ← θ_global + (θ_local − base), f32 with
+ * Math.fround per operation. `global`, `local`, `base` and `out` are the fragment's elements.
+ */
+export function rebaseLocal (out: Float32Array, global: Float32Array, local: Float32Array, base: Float32Array): void {
+  for (let i = 0; i < out.length; i++) out[i] = Math.fround(global[i] + Math.fround(local[i] - base[i]))
+}

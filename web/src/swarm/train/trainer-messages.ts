@@ -1,17 +1,24 @@
 /**
  * Messages between a DiLoCo worker and its trainer thread (trainer-thread.ts). In-process only,
- * never on the wire. The worker sends one request at a time and waits for its answer; `step`
- * events stream while a `run` goes, and `halt` may come while one does.
+ * never on the wire. `run` sends the thread stepping up to a fence (a step where a sync lands or
+ * starts); at each fence it waits for that fence's `plan`, applies it, posts `fence` with θ_local
+ * and either goes on to the plan's `then` or holds until the next `run`. `init` and `stats` are
+ * asked while the thread holds, one at a time.
  */
 import type { ModelConfig } from '../../model/config.ts'
-import type { Window } from '../../model/data.ts'
 import type { AdamWOptions } from '../../model/optimizer.ts'
 import type { ScheduleOptions } from '../../model/schedule.ts'
 import type { WindowPlan } from './inner-loop.ts'
 import type { StepEvent } from './worker.ts'
 
-/** θ_local[start, start + values.length) ← values, applied before the request that carries it. */
+/** θ_local[start, start + values.length) ← values, applied before the run that carries it. */
 export interface ParamWrite { start: number, values: Float32Array }
+
+/**
+ * A delayed outer update landing at a fence, computed before the thread gets there: θ_local ←
+ * θ_global + (θ_local − base) over [start, start + global.length) (inner-loop.ts `rebaseLocal`).
+ */
+export interface RebaseOp { start: number, global: Float32Array, base: Float32Array }
 
 export type ToTrainer =
   /** Builds the model with θ_local = `local` (P), its AdamW and its window stream; answers `ready`. */
@@ -19,21 +26,27 @@ export type ToTrainer =
     type: 'init', config: ModelConfig, local: Float32Array, corpus: Uint8Array, plan: WindowPlan, schedule: ScheduleOptions,
     adam: Omit<AdamWOptions, 'lr'>, maxGradNorm: number, step: number
   }
-  /** Applies `writes` (and `step`, a resync's new run step), steps until run step `to`; answers `fence`. */
-  | { type: 'run', to: number, writes: ParamWrite[], step?: number }
-  /** Stops the current run after the step in progress; it answers `fence` at that step. */
+  /** Applies `writes`, sets the run step, steps until run step `to`. `epoch` numbers runs: plans of older runs are dropped. */
+  | { type: 'run', epoch: number, to: number, step: number, writes: ParamWrite[] }
+  /**
+   * What to do at the fence at run step `at`: apply `op` (if any), post `fence`, then step on to
+   * `then` (a fence whose plan will follow) or, without `then`, hold.
+   */
+  | { type: 'plan', epoch: number, at: number, op?: RebaseOp, then?: number }
+  /** Stops the current run after the step in progress (or at the fence it waits at) and holds. */
   | { type: 'halt' }
-  /** Applies `writes`, evaluates θ_global (P) on `windows`, keeps θ_local; answers `evaluated`. */
-  | { type: 'eval', writes: ParamWrite[], global: Float32Array, windows: readonly Window[] }
   /** Answers `stats`. */
   | { type: 'stats' }
 
 export type FromTrainer =
   | { type: 'ready' }
   | { type: 'step', e: StepEvent }
-  /** The run stopped at run step `step` (its `to`, or where a halt caught it); `local` is θ_local there (P). */
-  | { type: 'fence', step: number, local: Float32Array }
-  | { type: 'evaluated', loss: number }
+  /**
+   * The thread is at fence `step` with θ_local `local` (P, after the plan's op). `held`: it waits
+   * for the next run (a plan without `then`, or a halt: `halted`); else it went on to `then`.
+   * `rebased`: the plan's op was applied.
+   */
+  | { type: 'fence', step: number, local: Float32Array, held: boolean, halted: boolean, rebased: boolean }
   /**
    * The thread's time: in inner steps (wall, ms) and, where the platform tells (Linux), its CPU
    * and run-queue wait since it started, ms.

@@ -1,21 +1,23 @@
 /**
  * A DiLoCo worker's trainer thread (a Web Worker's globals: `self.onmessage`, `postMessage`; in
  * Node behind trainer-thread-node.ts): the model, its inner AdamW and the inner loop, on the CPU
- * twins. The worker's thread keeps the network, the all-reduce and the codec, and meets this one
- * only at fences — a sync's step, where it takes θ_local and hands back what the sync wrote — so
- * the steps between fences never wait for that thread's event loop (BENCHMARKS.md § Training,
- * session 9). The step itself is worker.ts's: the same windows (WindowStream), lr (innerLr) and
- * Trainer, so the bytes equal the in-thread path's.
+ * twins. The worker's thread keeps the network, the all-reduce and the codec. They meet at fences
+ * — a step where a sync lands or starts: the thread applies what the worker planned for it (with
+ * the delayed outer update, the rebase onto θ_global, computed as soon as the all-reduce's result
+ * came) and posts θ_local; where the plan says so it steps on without waiting for the worker's
+ * event loop (trainer-messages.ts; BENCHMARKS.md § Training, session 9). The step itself is
+ * worker.ts's: the same windows (WindowStream), lr (innerLr) and Trainer, so the bytes equal the
+ * in-thread path's.
  */
 import { cpu } from '../../gpu/cpu-backend.ts'
 import { TextDataset } from '../../model/data.ts'
-import { evaluateLoss, Trainer } from '../../model/train.ts'
+import { Trainer } from '../../model/train.ts'
 import { initModel, type CausalLM } from '../../model/model.ts'
 import type { ScheduleOptions } from '../../model/schedule.ts'
 import { TrainArgumentError } from './errors.ts'
 import { layoutOf, type ParamLayout } from './flat.ts'
-import { innerLr, readParams, WindowStream, writeParams } from './inner-loop.ts'
-import type { FromTrainer, ParamWrite, ToTrainer } from './trainer-messages.ts'
+import { innerLr, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
+import type { FromTrainer, ToTrainer } from './trainer-messages.ts'
 
 interface WorkerScope {
   postMessage: (m: FromTrainer, transfer?: Transferable[]) => void
@@ -36,18 +38,19 @@ interface State {
 }
 
 let state: State | undefined
-/** Set by `halt`: the current run stops after its step in progress. */
+/** The current run's number; plans of another are stale. */
+let epoch = -1
+/** Plans of the current run by fence step, and the wait for the one not here yet. */
+const plans = new Map<number, Extract<ToTrainer, { type: 'plan' }>>()
+let planWait: { at: number, resolve: () => void } | undefined
+/** Set by `halt`: the current run stops after its step in progress, or at the fence it waits at. */
 let halted = false
 /** Wall time in inner steps since the thread started, ms. */
 let stepMs = 0
 
 function post (m: FromTrainer, transfer: Transferable[] = []): void { scope.postMessage(m, transfer) }
 
-function apply (s: State, writes: readonly ParamWrite[]): void {
-  for (const w of writes) writeParams(s.model, s.layout, w.start, w.values)
-}
-
-/** One turn of the event loop, so a `halt` that arrived during a step is seen (worker.ts `nextTurn`). */
+/** One turn of the event loop, so a `halt` or `plan` that arrived during a step is seen (worker.ts `nextTurn`). */
 async function nextTurn (): Promise<void> {
   await new Promise<void>(resolve => {
     if (typeof setImmediate === 'function') { setImmediate(resolve); return }
@@ -55,6 +58,45 @@ async function nextTurn (): Promise<void> {
     ch.port1.onmessage = () => { ch.port1.close(); resolve() }
     ch.port2.postMessage(null)
   })
+}
+
+/** The plan of the fence at `at`, once it is here; undefined when a halt comes first. */
+async function planAt (at: number): Promise<Extract<ToTrainer, { type: 'plan' }> | undefined> {
+  while (!halted && !plans.has(at)) await new Promise<void>(resolve => { planWait = { at, resolve } })
+  planWait = undefined
+  return halted ? undefined : plans.get(at)
+}
+
+function wake (): void { planWait?.resolve() }
+
+/** Steps from the run step `s.step` to `to`, fence after fence, as the plans say; then holds. */
+async function run (s: State, first: number): Promise<void> {
+  let to = first
+  for (;;) {
+    while (s.step < to && !halted) {
+      const t0 = performance.now()
+      const r = await s.trainer.trainStep(s.windows.next(s.step), innerLr(s.schedule, s.step + 1, s.trainer.step + 1))
+      const ms = performance.now() - t0
+      stepMs += ms
+      s.step++
+      post({ type: 'step', e: { step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr } })
+      await nextTurn()
+    }
+    const plan = halted ? undefined : await planAt(to)
+    plans.delete(to)
+    if (plan?.op !== undefined) {
+      const { start, global, base } = plan.op
+      const cur = await readParams(s.model, s.layout)
+      const out = new Float32Array(global.length)
+      rebaseLocal(out, global, cur.subarray(start, start + global.length), base)
+      writeParams(s.model, s.layout, start, out)
+    }
+    const local = await readParams(s.model, s.layout)
+    const held = plan?.then === undefined
+    post({ type: 'fence', step: s.step, local, held, halted: plan === undefined, rebased: plan?.op !== undefined }, [local.buffer])
+    if (held) return
+    to = plan.then!
+  }
 }
 
 async function handle (m: ToTrainer): Promise<void> {
@@ -70,37 +112,23 @@ async function handle (m: ToTrainer): Promise<void> {
     }
     case 'run': {
       const s = need()
+      epoch = m.epoch
+      plans.clear()
       halted = false
-      apply(s, m.writes)
-      if (m.step !== undefined) s.step = m.step
-      while (s.step < m.to && !halted) {
-        const t0 = performance.now()
-        const r = await s.trainer.trainStep(s.windows.next(s.step), innerLr(s.schedule, s.step + 1, s.trainer.step + 1))
-        const ms = performance.now() - t0
-        stepMs += ms
-        s.step++
-        post({ type: 'step', e: { step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr } })
-        await nextTurn()
-      }
-      const local = await readParams(s.model, s.layout)
-      post({ type: 'fence', step: s.step, local }, [local.buffer])
+      for (const w of m.writes) writeParams(s.model, s.layout, w.start, w.values)
+      s.step = m.step
+      await run(s, m.to)
       return
     }
+    case 'plan':
+      if (m.epoch !== epoch) return
+      plans.set(m.at, m)
+      wake()
+      return
     case 'halt':
       halted = true
+      wake()
       return
-    case 'eval': {
-      const s = need()
-      apply(s, m.writes)
-      const local = await readParams(s.model, s.layout)
-      writeParams(s.model, s.layout, 0, m.global)
-      try {
-        post({ type: 'evaluated', loss: await evaluateLoss(s.model, m.windows) })
-      } finally {
-        writeParams(s.model, s.layout, 0, local)
-      }
-      return
-    }
     case 'stats': {
       const sched = scope.threadSchedstat?.().split(' ').map(Number)
       post({ type: 'stats', stepMs, ...(sched === undefined ? {} : { cpuMs: sched[0] / 1e6, waitMs: sched[1] / 1e6 }) })

@@ -29,7 +29,7 @@ import type { PartCodec } from './codec.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { fragmentsOf, layoutOf, type Fragment, type ParamLayout } from './flat.ts'
-import { innerLr, readParams, WindowStream, writeParams } from './inner-loop.ts'
+import { innerLr, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
 import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
 import { ThreadTrainer, type SpawnTrainer } from './thread-trainer.ts'
 
@@ -192,6 +192,8 @@ export class DiLoCoWorker {
   /** The inner lr over run steps (warm-up, then constant or cosine). */
   private readonly schedule: ScheduleOptions
   private readonly stream: WindowStream
+  /** With a trainer thread: the landing planned for its next fence (planFence). */
+  private planned: { seq: number, at: number, out: ReduceOutcome, global: Float32Array, momentum: Float32Array, then: number | undefined } | undefined
   private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError | Observed> } | undefined
 
   constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
@@ -329,15 +331,95 @@ export class DiLoCoWorker {
   async runSyncs (syncs: number, signal?: AbortSignal, opts: { last?: boolean } = {}): Promise<void> {
     const target = this.lastSeq + syncs
     const lastLaunch = opts.last === true ? target : Infinity
+    if (this.thread !== undefined) { await this.runThreaded(this.thread, target, lastLaunch, signal); return }
     while (this.lastSeq < target) {
       signal?.throwIfAborted()
-      if (this.thread === undefined) { await this.tick(lastLaunch); continue }
-      // The trainer thread steps on its own up to the next step where a sync lands or starts,
-      // then this thread does there exactly what tick() does after that step.
-      this.step = await this.thread.runTo(this.nextFence(lastLaunch), this.step, e => { this.step = e.step; this.hooks.onStep?.(e) }, signal)
-      signal?.throwIfAborted()
-      await this.fence(lastLaunch)
+      await this.tick(lastLaunch)
     }
+  }
+
+  /**
+   * runSyncs with a trainer thread: it steps on its own from fence to fence (the steps where a
+   * sync lands or starts), and at each this thread does what tick() does after that step. With
+   * the delayed outer update a landing's rebase is planned as soon as the all-reduce's result
+   * is here (`planFence`), so the thread applies it at the fence and steps on to the next one
+   * while this thread records the landing and starts the next sync; otherwise the thread holds
+   * at the fence until this one has done its part.
+   */
+  private async runThreaded (th: ThreadTrainer, target: number, lastLaunch: number, signal?: AbortSignal): Promise<void> {
+    await th.start(this.step)
+    const onStep = (e: StepEvent): void => { this.hooks.onStep?.(e) }
+    for (;;) {
+      if (!th.running) {
+        signal?.throwIfAborted()
+        if (this.lastSeq >= target) return
+        const to = this.nextFence(lastLaunch)
+        th.run(to, this.step, onStep)
+        this.planFence(th, to, lastLaunch, target)
+      }
+      const f = await th.nextFence(signal)
+      this.step = f.step
+      if (f.halted) continue
+      if (f.rebased) await this.landPlanned(f.step)
+      await this.fence(lastLaunch)
+      if (th.running && signal?.aborted !== true) {
+        const next = this.nextFence(lastLaunch)
+        if (next !== this.planned?.then) throw new TrainArgumentError(`the trainer thread went on to step ${this.planned?.then}, the next sync is at ${next}`)
+        this.planFence(th, next, lastLaunch, target)
+      }
+    }
+  }
+
+  /**
+   * Tells the trainer thread what to do at the fence `at`: with the delayed outer update, when a
+   * sync lands there and its all-reduce succeeds, the outer step is computed now (on copies:
+   * θ_global changes only at the fence, in landPlanned) and the thread gets the rebase and the
+   * next fence; otherwise (a start only, a resync, a sync sat out, an error) it holds there.
+   */
+  private planFence (th: ThreadTrainer, at: number, lastLaunch: number, target: number): void {
+    const fl = this.inflight
+    this.planned = undefined
+    if (this.base === undefined || fl === undefined || fl.landAt !== at) { th.plan(at); return }
+    const epoch = th.epoch
+    const current = (): boolean => th.epoch === epoch && this.inflight === fl && th.running
+    fl.promise.then(out => {
+      if (!current()) return
+      if (out instanceof Observed || out instanceof BehindError) { th.plan(at); return }
+      const frag = this.fragments[fl.seq % this.F]
+      const g = this.global.slice(frag.start, frag.end)
+      const m = this.momentum.slice(frag.start, frag.end)
+      nesterovStep(g, m, out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
+      const then = this.fenceAfterLanding(at, fl.seq, lastLaunch, target)
+      this.planned = { seq: fl.seq, at, out, global: g, momentum: m, then }
+      th.plan(at, { start: frag.start, global: g.slice(), base: this.base!.slice(frag.start, frag.end) }, then)
+    }, () => { if (current()) th.plan(at) }) // land() meets the error at the fence
+  }
+
+  /**
+   * The fence after `at`, where sync `seq` lands (what nextFence will say once `fence` has run
+   * there: the sync that starts at `at` lands ⌊H/F⌋ later), or undefined when runSyncs ends at `at`.
+   */
+  private fenceAfterLanding (at: number, seq: number, lastLaunch: number, target: number): number | undefined {
+    if (seq >= target) return undefined
+    let nextSeq = this.nextSeq
+    let lands = Infinity
+    if (seq < lastLaunch && at >= syncTime(nextSeq, this.H, this.F)) { lands = at + this.tau; nextSeq++ }
+    const next = Math.min(lands, seq < lastLaunch ? syncTime(nextSeq, this.H, this.F) : Infinity)
+    return Number.isFinite(next) ? next : undefined
+  }
+
+  /** The landing planned for the fence at `step` (planFence), recorded as land() records one. */
+  private async landPlanned (step: number): Promise<void> {
+    const p = this.planned
+    const fl = this.inflight
+    if (p === undefined || fl === undefined || p.at !== step || fl.seq !== p.seq) throw new TrainArgumentError(`the trainer thread rebased at step ${step} with no landing planned there`)
+    this.inflight = undefined
+    const frag = this.fragments[p.seq % this.F]
+    this.ef[frag.index].commit()
+    this.global.set(p.global, frag.start)
+    this.momentum.set(p.momentum, frag.start)
+    this.base!.set(p.global, frag.start)
+    await this.recordLanding(p.seq, p.out)
   }
 
   /** The next step at which `fence` has work: a sync lands, or one starts. */
@@ -422,9 +504,14 @@ export class DiLoCoWorker {
       full.set(mixed, frag.start)
       this.writeLocal(full, frag.start, frag.end)
     }
-    this.lastSeq = fl.seq
+    await this.recordLanding(fl.seq, out)
+  }
+
+  /** Sync `seq` has landed: the state's hash, the event. */
+  private async recordLanding (seq: number, out: ReduceOutcome): Promise<void> {
+    this.lastSeq = seq
     await this.rehash()
-    const ev: SyncEvent = { seq: fl.seq, fragment: frag.index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
+    const ev: SyncEvent = { seq, fragment: this.fragments[seq % this.F].index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
     if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
     this.hooks.onSync?.(ev)
   }
@@ -438,11 +525,10 @@ export class DiLoCoWorker {
     const base = this.base!
     const local = await this.readLocal()
     const full = new Float32Array(this.layout.total)
-    for (let i = frag.start; i < frag.end; i++) {
-      full[i] = Math.fround(this.global[i] + Math.fround(local[i] - base[i]))
-      base[i] = this.global[i]
-    }
-    this.writeLocal(full, frag.start, frag.end)
+    const { start, end } = frag
+    rebaseLocal(full.subarray(start, end), this.global.subarray(start, end), local.subarray(start, end), base.subarray(start, end))
+    base.set(this.global.subarray(start, end), start)
+    this.writeLocal(full, start, end)
   }
 
   /**
@@ -478,15 +564,18 @@ export class DiLoCoWorker {
     return await this.thread?.stats()
   }
 
-  /** Eval loss of θ_global (swaps it into the model for the forward passes, then restores θ_local). */
+  /**
+   * Eval loss of θ_global (swaps it into the model for the forward passes, then restores θ_local).
+   * With a trainer thread the model on this thread is idle once the thread has started, and
+   * evaluates θ_global while the thread steps.
+   */
   async evalGlobal (windows: readonly Window[]): Promise<number> {
-    if (this.thread?.started === true) return await this.thread.evaluate(this.global, windows)
-    const local = await this.readLocal()
-    this.writeLocal(this.global)
+    const local = await readParams(this.model, this.layout)
+    writeParams(this.model, this.layout, 0, this.global)
     try {
       return await evaluateLoss(this.model, windows)
     } finally {
-      this.writeLocal(local)
+      writeParams(this.model, this.layout, 0, local)
     }
   }
 
