@@ -70,8 +70,8 @@ export interface WorkerTimes {
   /** Applying syncs: waiting for the result, the outer step, rebase, hash. */
   landMs: number
   cpu?: { stepMs: number, launchMs: number, landMs: number, allMs: number, waitMs: number, /** Idle node, ms of CPU per s. */ idleMsPerS: number }
-  /** With `thread`: the trainer thread's CPU and run-queue wait over the run, ms (Linux). */
-  trainer?: { cpuMs: number, waitMs: number }
+  /** With `thread`: the trainer thread's wait at syncs for what to apply (wall), its CPU and run-queue wait (Linux), over the run, ms. */
+  trainer?: { planWaitMs: number, cpuMs: number, waitMs: number }
 }
 
 export interface UtilResult {
@@ -98,6 +98,8 @@ export interface UtilResult {
   /** With `thread`, means over workers: the trainer thread's CPU / wall time (the share of a core it got), its run-queue wait / wall time. */
   trainerCpuOfWall?: number
   trainerRunQueueFraction?: number
+  /** With `thread`: mean over workers of the trainer thread's wait at syncs for what to apply / wall time. */
+  trainerPlanWaitFraction?: number
   syncs: number
   /** The slowest worker's wall time, s. */
   wallS: number
@@ -198,11 +200,14 @@ async function utilPeer (relayAddr: string): Promise<void> {
           }
           // Starting syncs (Δ, error feedback, encode) and applying them (waiting for the
           // all-reduce's result, the outer step, the state hash): the non-step time the syncs cause.
-          const lw = w as unknown as { launch: () => Promise<void>, land: () => Promise<void> }
+          // (On a trainer thread a landing planned ahead is recorded by landPlanned, timed as land.)
+          const lw = w as unknown as { launch: () => Promise<void>, land: () => Promise<void>, landPlanned: (step: number) => Promise<void> }
           for (const name of ['launch', 'land'] as const) {
             const f = lw[name].bind(w)
             lw[name] = async () => { await phases[name].time(f) }
           }
+          const landPlanned = lw.landPlanned.bind(w)
+          lw.landPlanned = async (s: number) => { await phases.land.time(async () => { await landPlanned(s) }) }
           ready = { w, o, ...phases }
           return { ok: true }
         }
@@ -223,7 +228,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
           const th1 = await ready.w.trainerStats()
           await ready.w.dispose()
           const { step, launch, land } = ready
-          const trainer = th0?.cpuMs !== undefined && th1?.cpuMs !== undefined ? { cpuMs: th1.cpuMs - th0.cpuMs, waitMs: th1.waitMs! - th0.waitMs! } : undefined
+          const trainer = th0?.cpuMs !== undefined && th1?.cpuMs !== undefined ? { planWaitMs: th1.planWaitMs - th0.planWaitMs, cpuMs: th1.cpuMs - th0.cpuMs, waitMs: th1.waitMs! - th0.waitMs! } : undefined
           const times: WorkerTimes = {
             wallMs, stepMs: th0 !== undefined && th1 !== undefined ? th1.stepMs - th0.stepMs : step.wallMs, steps: ready.w.step - step0, launchMs: launch.wallMs, landMs: land.wallMs,
             ...(s0 === undefined || s1 === undefined ? {} : { cpu: { stepMs: step.cpuMs, launchMs: launch.cpuMs, landMs: land.cpuMs, allMs: s1.cpuMs - s0.cpuMs, waitMs: s1.waitMs - s0.waitMs, idleMsPerS } }),
@@ -281,7 +286,7 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
         }
       : {}
     const trainer = workers.every(t => t.trainer !== undefined)
-      ? { trainerCpuOfWall: mean(t => t.trainer!.cpuMs / t.wallMs), trainerRunQueueFraction: mean(t => t.trainer!.waitMs / t.wallMs) }
+      ? { trainerCpuOfWall: mean(t => t.trainer!.cpuMs / t.wallMs), trainerRunQueueFraction: mean(t => t.trainer!.waitMs / t.wallMs), trainerPlanWaitFraction: mean(t => t.trainer!.planWaitMs / t.wallMs) }
       : {}
     return {
       utilization: mean(t => t.stepMs / t.wallMs), stepsPerS: mean(t => t.steps / (t.wallMs / 1000)), perWorker, ...trainer, syncFraction: mean(t => t.landMs / t.wallMs), launchFraction: mean(t => t.launchMs / t.wallMs),

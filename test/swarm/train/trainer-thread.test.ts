@@ -37,15 +37,21 @@ beforeAll(async () => {
   evalWindows = [it.next().value as Window, it.next().value as Window]
 })
 
-/** Spawns real trainer threads; counts those that have exited and the rebases planned ahead for them. */
+/** Spawns real trainer threads; counts those that have exited and the plans sent to them. */
 class Threads {
   readonly ports: TrainerPort[] = []
   exited = 0
   rebases = 0
+  /** Plans that hold the thread at their fence. */
+  holds = 0
   readonly spawn: SpawnTrainer = () => {
     const p = spawnTrainerThread()
     const postMessage = p.postMessage
-    p.postMessage = (m, transfer) => { if (m.type === 'plan' && m.op !== undefined) this.rebases++; postMessage(m, transfer) }
+    p.postMessage = (m, transfer) => {
+      if (m.type === 'plan' && m.op !== undefined) this.rebases++
+      if (m.type === 'plan' && m.then === undefined) this.holds++
+      postMessage(m, transfer)
+    }
     const terminate = p.terminate
     p.terminate = async () => { await terminate(); this.exited++ }
     this.ports.push(p)
@@ -103,6 +109,7 @@ describe('inner steps on a trainer thread', () => {
     expect(threads.ports.length).toBe(3)
     expect(here[0].hashes.length).toBe(4)
     expect(threads.rebases).toBe(12) // every landing was planned ahead: the threads never held for one
+    expect(threads.holds).toBe(3) // each thread held only at the end of the run
     for (let i = 0; i < 3; i++) {
       expect(there[i].hashes).toEqual(here[i].hashes)
       expect(there[i].losses).toEqual(here[i].losses)
@@ -115,12 +122,26 @@ describe('inner steps on a trainer thread', () => {
     expect(there[0].local).not.toEqual(there[0].global)
   })
 
+  it('delayed outer update with 2 fragments (streaming): the same bytes, every landing planned ahead', async () => {
+    const opts = { delayOuter: true, fragments: 2, innerSteps: 6 }
+    const here = await run(opts, 4)
+    const threads = new Threads()
+    const there = await run(opts, 4, threads)
+    for (let i = 0; i < 3; i++) {
+      expect(there[i].hashes).toEqual(here[i].hashes)
+      expect(Buffer.from(there[i].local.buffer).equals(Buffer.from(here[i].local.buffer))).toBe(true)
+    }
+    expect(threads.rebases).toBe(12)
+    expect(threads.holds).toBe(3)
+  })
+
   it('plain DiLoCo, 2 fragments, q8, eval loss after each sync: the same bytes and eval losses', async () => {
     const opts = { fragments: 2, evalWindows }
     const here = await run(opts, 4, undefined, false)
     const threads = new Threads()
     const there = await run(opts, 4, threads, false)
-    expect(threads.rebases).toBe(0) // without the delay each thread holds at a sync until it lands
+    expect(threads.rebases).toBe(0) // without the delay each thread holds at every sync until it lands
+    expect(threads.holds).toBe(3 * 4) // the syncs start and land at steps 4, 6, 8 and 10
     for (let i = 0; i < 3; i++) {
       expect(there[i].hashes).toEqual(here[i].hashes)
       expect(there[i].evals).toEqual(here[i].evals)

@@ -117,9 +117,9 @@ export class ThreadTrainer {
     }
   }
 
-  /** The thread's time in steps (wall) and, on Linux, its CPU and run-queue wait, ms. */
+  /** The thread's time in steps and waiting for plans (wall) and, on Linux, its CPU and run-queue wait, ms. */
   async stats (): Promise<Omit<Answer<'stats'>, 'type'>> {
-    if (this.port === undefined) return { stepMs: 0 }
+    if (this.port === undefined) return { stepMs: 0, planWaitMs: 0 }
     const { type: _, ...rest } = await this.request({ type: 'stats' }, 'stats')
     return rest
   }

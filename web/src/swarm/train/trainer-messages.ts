@@ -48,8 +48,8 @@ export type FromTrainer =
    */
   | { type: 'fence', step: number, local: Float32Array, held: boolean, halted: boolean, rebased: boolean }
   /**
-   * The thread's time: in inner steps (wall, ms) and, where the platform tells (Linux), its CPU
-   * and run-queue wait since it started, ms.
+   * The thread's time since it started, ms: in inner steps and waiting at fences for their plans
+   * (wall), and where the platform tells (Linux) its CPU and run-queue wait.
    */
-  | { type: 'stats', stepMs: number, cpuMs?: number, waitMs?: number }
+  | { type: 'stats', stepMs: number, planWaitMs: number, cpuMs?: number, waitMs?: number }
   | { type: 'error', name: string, message: string }

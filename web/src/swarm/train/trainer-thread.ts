@@ -45,8 +45,9 @@ const plans = new Map<number, Extract<ToTrainer, { type: 'plan' }>>()
 let planWait: { at: number, resolve: () => void } | undefined
 /** Set by `halt`: the current run stops after its step in progress, or at the fence it waits at. */
 let halted = false
-/** Wall time in inner steps since the thread started, ms. */
+/** Wall time in inner steps since the thread started, and waiting at fences for their plans, ms. */
 let stepMs = 0
+let planWaitMs = 0
 
 function post (m: FromTrainer, transfer: Transferable[] = []): void { scope.postMessage(m, transfer) }
 
@@ -82,7 +83,9 @@ async function run (s: State, first: number): Promise<void> {
       post({ type: 'step', e: { step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr } })
       await nextTurn()
     }
+    const w0 = performance.now()
     const plan = halted ? undefined : await planAt(to)
+    planWaitMs += performance.now() - w0
     plans.delete(to)
     if (plan?.op !== undefined) {
       const { start, global, base } = plan.op
@@ -131,7 +134,7 @@ async function handle (m: ToTrainer): Promise<void> {
       return
     case 'stats': {
       const sched = scope.threadSchedstat?.().split(' ').map(Number)
-      post({ type: 'stats', stepMs, ...(sched === undefined ? {} : { cpuMs: sched[0] / 1e6, waitMs: sched[1] / 1e6 }) })
+      post({ type: 'stats', stepMs, planWaitMs, ...(sched === undefined ? {} : { cpuMs: sched[0] / 1e6, waitMs: sched[1] / 1e6 }) })
       return
     }
     default:

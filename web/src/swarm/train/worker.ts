@@ -193,7 +193,7 @@ export class DiLoCoWorker {
   private readonly schedule: ScheduleOptions
   private readonly stream: WindowStream
   /** With a trainer thread: the landing planned for its next fence (planFence). */
-  private planned: { seq: number, at: number, out: ReduceOutcome, global: Float32Array, momentum: Float32Array, then: number | undefined } | undefined
+  private planned: { at: number, then: number | undefined, landing?: { seq: number, out: ReduceOutcome, global: Float32Array, momentum: Float32Array } } | undefined
   private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError | Observed> } | undefined
 
   constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
@@ -371,15 +371,23 @@ export class DiLoCoWorker {
   }
 
   /**
-   * Tells the trainer thread what to do at the fence `at`: with the delayed outer update, when a
-   * sync lands there and its all-reduce succeeds, the outer step is computed now (on copies:
-   * θ_global changes only at the fence, in landPlanned) and the thread gets the rebase and the
-   * next fence; otherwise (a start only, a resync, a sync sat out, an error) it holds there.
+   * Tells the trainer thread what to do at the fence `at`. With the delayed outer update it steps
+   * on to the next fence: at once where a sync only starts at `at` (the start reads θ_local, it
+   * writes nothing), and where one lands, once its all-reduce succeeded, with the rebase (the
+   * outer step is computed then, on copies: θ_global changes only at the fence, in landPlanned).
+   * Otherwise (no delay: a landing writes θ_local from what only this thread has; a resync, a
+   * sync sat out, an error) the thread holds at `at` until this thread has done its part.
    */
   private planFence (th: ThreadTrainer, at: number, lastLaunch: number, target: number): void {
     const fl = this.inflight
     this.planned = undefined
-    if (this.base === undefined || fl === undefined || fl.landAt !== at) { th.plan(at); return }
+    if (this.base === undefined) { th.plan(at); return }
+    if (fl === undefined || fl.landAt !== at) {
+      const then = this.fenceAfter(at, this.lastSeq, lastLaunch, target)
+      this.planned = { at, then }
+      th.plan(at, undefined, then)
+      return
+    }
     const epoch = th.epoch
     const current = (): boolean => th.epoch === epoch && this.inflight === fl && th.running
     fl.promise.then(out => {
@@ -389,30 +397,32 @@ export class DiLoCoWorker {
       const g = this.global.slice(frag.start, frag.end)
       const m = this.momentum.slice(frag.start, frag.end)
       nesterovStep(g, m, out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
-      const then = this.fenceAfterLanding(at, fl.seq, lastLaunch, target)
-      this.planned = { seq: fl.seq, at, out, global: g, momentum: m, then }
+      const then = this.fenceAfter(at, fl.seq, lastLaunch, target)
+      this.planned = { at, then, landing: { seq: fl.seq, out, global: g, momentum: m } }
       th.plan(at, { start: frag.start, global: g.slice(), base: this.base!.slice(frag.start, frag.end) }, then)
     }, () => { if (current()) th.plan(at) }) // land() meets the error at the fence
   }
 
   /**
-   * The fence after `at`, where sync `seq` lands (what nextFence will say once `fence` has run
-   * there: the sync that starts at `at` lands ⌊H/F⌋ later), or undefined when runSyncs ends at `at`.
+   * The fence after `at` (what nextFence will say once `fence` has run there: the sync that
+   * starts at `at` lands ⌊H/F⌋ later), `seq` being the last sync applied by then; undefined when
+   * runSyncs ends at `at`.
    */
-  private fenceAfterLanding (at: number, seq: number, lastLaunch: number, target: number): number | undefined {
+  private fenceAfter (at: number, seq: number, lastLaunch: number, target: number): number | undefined {
     if (seq >= target) return undefined
     let nextSeq = this.nextSeq
-    let lands = Infinity
-    if (seq < lastLaunch && at >= syncTime(nextSeq, this.H, this.F)) { lands = at + this.tau; nextSeq++ }
+    const fl = this.inflight
+    let lands = fl !== undefined && fl.landAt > at ? fl.landAt : Infinity
+    if (seq < lastLaunch && at >= syncTime(nextSeq, this.H, this.F)) { lands = Math.min(lands, at + this.tau); nextSeq++ }
     const next = Math.min(lands, seq < lastLaunch ? syncTime(nextSeq, this.H, this.F) : Infinity)
     return Number.isFinite(next) ? next : undefined
   }
 
   /** The landing planned for the fence at `step` (planFence), recorded as land() records one. */
   private async landPlanned (step: number): Promise<void> {
-    const p = this.planned
+    const p = this.planned?.landing
     const fl = this.inflight
-    if (p === undefined || fl === undefined || p.at !== step || fl.seq !== p.seq) throw new TrainArgumentError(`the trainer thread rebased at step ${step} with no landing planned there`)
+    if (p === undefined || fl === undefined || this.planned!.at !== step || fl.seq !== p.seq) throw new TrainArgumentError(`the trainer thread rebased at step ${step} with no landing planned there`)
     this.inflight = undefined
     const frag = this.fragments[p.seq % this.F]
     this.ef[frag.index].commit()
@@ -559,8 +569,8 @@ export class DiLoCoWorker {
     await this.thread?.start(this.step)
   }
 
-  /** With trainerThread: its time in steps and (Linux) its CPU and run-queue wait, ms; undefined without. */
-  async trainerStats (): Promise<{ stepMs: number, cpuMs?: number, waitMs?: number } | undefined> {
+  /** With trainerThread: its time in steps, waiting at syncs for their plans and (Linux) its CPU and run-queue wait, ms; undefined without. */
+  async trainerStats (): Promise<{ stepMs: number, planWaitMs: number, cpuMs?: number, waitMs?: number } | undefined> {
     return await this.thread?.stats()
   }
 
