@@ -151,7 +151,7 @@ export class ThreadTrainer {
   }
 
   private answer (m: FromTrainer): void {
-    if (m.type === 'step') { this.onStep?.(m.e); return }
+    if (m.type === 'steps') { for (const e of m.es) this.onStep?.(e); return }
     if (m.type === 'error') { this.fail(new TrainerThreadError(`the trainer thread failed: ${m.name}: ${m.message}`)); return }
     if (m.type === 'fence') {
       const w = this.fenceWait

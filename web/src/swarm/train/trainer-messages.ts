@@ -40,7 +40,8 @@ export type ToTrainer =
 
 export type FromTrainer =
   | { type: 'ready' }
-  | { type: 'step', e: StepEvent }
+  /** Inner steps taken since the last `steps` (posted every TRAINER_STEP_EVENTS_MS, and before each `fence`). */
+  | { type: 'steps', es: StepEvent[] }
   /**
    * The thread is at fence `step` with θ_local `local` (P, after the plan's op). `held`: it waits
    * for the next run (a plan without `then`, or a halt: `halted`); else it went on to `then`.

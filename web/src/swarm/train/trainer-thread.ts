@@ -14,10 +14,12 @@ import { TextDataset } from '../../model/data.ts'
 import { Trainer } from '../../model/train.ts'
 import { initModel, type CausalLM } from '../../model/model.ts'
 import type { ScheduleOptions } from '../../model/schedule.ts'
+import { TRAINER_STEP_EVENTS_MS } from './constants.ts'
 import { TrainArgumentError } from './errors.ts'
 import { layoutOf, type ParamLayout } from './flat.ts'
 import { innerLr, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
 import type { FromTrainer, ToTrainer } from './trainer-messages.ts'
+import type { StepEvent } from './worker.ts'
 
 interface WorkerScope {
   postMessage: (m: FromTrainer, transfer?: Transferable[]) => void
@@ -51,6 +53,15 @@ let planWaitMs = 0
 
 function post (m: FromTrainer, transfer: Transferable[] = []): void { scope.postMessage(m, transfer) }
 
+/** Step events not yet posted, and when they last were (TRAINER_STEP_EVENTS_MS). */
+const steps: StepEvent[] = []
+let lastSteps = 0
+
+function postSteps (): void {
+  lastSteps = performance.now()
+  if (steps.length > 0) post({ type: 'steps', es: steps.splice(0) })
+}
+
 /** One turn of the event loop, so a `halt` or `plan` that arrived during a step is seen (worker.ts `nextTurn`). */
 async function nextTurn (): Promise<void> {
   await new Promise<void>(resolve => {
@@ -80,9 +91,11 @@ async function run (s: State, first: number): Promise<void> {
       const ms = performance.now() - t0
       stepMs += ms
       s.step++
-      post({ type: 'step', e: { step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr } })
+      steps.push({ step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr })
+      if (performance.now() - lastSteps >= TRAINER_STEP_EVENTS_MS) postSteps()
       await nextTurn()
     }
+    postSteps()
     const w0 = performance.now()
     const plan = halted ? undefined : await planAt(to)
     planWaitMs += performance.now() - w0
