@@ -1,7 +1,8 @@
 /**
  * The model side of a DiLoCo worker, shared by the worker's own thread (worker.ts) and the trainer
- * thread (trainer-thread.ts): which windows an inner step trains on, its inner lr, and θ_local as
- * one flat vector. One copy of each, so a step on either thread computes the same bytes.
+ * thread (trainer-thread.ts): which windows an inner step trains on, its inner lr, θ_local as one
+ * flat vector, the delayed update's rebase, and the yield between steps. One copy of each, so a
+ * step on either thread computes the same bytes.
  */
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
@@ -90,4 +91,20 @@ export function writeParams (model: CausalLM, layout: ParamLayout, start: number
  */
 export function rebaseLocal (out: Float32Array, global: Float32Array, local: Float32Array, base: Float32Array): void {
   for (let i = 0; i < out.length; i++) out[i] = Math.fround(global[i] + Math.fround(local[i] - base[i]))
+}
+
+/**
+ * One turn of the event loop (I/O and message callbacks run), without sleeping: `setImmediate` in
+ * Node, a MessageChannel message in a browser. Not a 0 ms timer: Node makes it 1 ms and browsers
+ * clamp nested ones to 4 ms, and a process that sleeps gives up its core — on a loaded machine it
+ * then waits in the run queue for one. Measured with 4 worker processes on 2 busy cores: the
+ * timer cost ≈ 40 ms a step, a quarter of the wall time (BENCHMARKS.md § Training, utilization).
+ */
+export async function nextTurn (): Promise<void> {
+  await new Promise<void>(resolve => {
+    if (typeof setImmediate === 'function') { setImmediate(resolve); return }
+    const ch = new MessageChannel()
+    ch.port1.onmessage = () => { ch.port1.close(); resolve() }
+    ch.port2.postMessage(null)
+  })
 }

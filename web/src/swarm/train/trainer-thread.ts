@@ -17,7 +17,7 @@ import type { ScheduleOptions } from '../../model/schedule.ts'
 import { TRAINER_STEP_EVENTS_MS } from './constants.ts'
 import { TrainArgumentError } from './errors.ts'
 import { layoutOf, type ParamLayout } from './flat.ts'
-import { innerLr, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
+import { innerLr, nextTurn, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
 import type { FromTrainer, ToTrainer } from './trainer-messages.ts'
 import type { StepEvent } from './worker.ts'
 
@@ -62,16 +62,6 @@ function postSteps (): void {
   if (steps.length > 0) post({ type: 'steps', es: steps.splice(0) })
 }
 
-/** One turn of the event loop, so a `halt` or `plan` that arrived during a step is seen (worker.ts `nextTurn`). */
-async function nextTurn (): Promise<void> {
-  await new Promise<void>(resolve => {
-    if (typeof setImmediate === 'function') { setImmediate(resolve); return }
-    const ch = new MessageChannel()
-    ch.port1.onmessage = () => { ch.port1.close(); resolve() }
-    ch.port2.postMessage(null)
-  })
-}
-
 /** The plan of the fence at `at`, once it is here; undefined when a halt comes first. */
 async function planAt (at: number): Promise<Extract<ToTrainer, { type: 'plan' }> | undefined> {
   while (!halted && !plans.has(at)) await new Promise<void>(resolve => { planWait = { at, resolve } })
@@ -93,7 +83,7 @@ async function run (s: State, first: number): Promise<void> {
       s.step++
       steps.push({ step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr })
       if (performance.now() - lastSteps >= TRAINER_STEP_EVENTS_MS) postSteps()
-      await nextTurn()
+      await nextTurn() // a `halt` or `plan` that came during the step is seen
     }
     postSteps()
     const w0 = performance.now()

@@ -29,7 +29,7 @@ import type { PartCodec } from './codec.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { fragmentsOf, layoutOf, type Fragment, type ParamLayout } from './flat.ts'
-import { innerLr, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
+import { innerLr, nextTurn, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
 import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
 import { ThreadTrainer, type SpawnTrainer } from './thread-trainer.ts'
 
@@ -596,22 +596,6 @@ export class DiLoCoWorker {
     if (this.allreduce.snapshotProvider !== undefined) this.allreduce.snapshotProvider = undefined
     await this.thread?.dispose()
   }
-}
-
-/**
- * One turn of the event loop (I/O and message callbacks run), without sleeping: `setImmediate` in
- * Node, a MessageChannel message in a browser. Not a 0 ms timer: Node makes it 1 ms and browsers
- * clamp nested ones to 4 ms, and a process that sleeps gives up its core — on a loaded machine it
- * then waits in the run queue for one. Measured with 4 worker processes on 2 busy cores: the
- * timer cost ≈ 40 ms a step, a quarter of the wall time (BENCHMARKS.md § Training, utilization).
- */
-async function nextTurn (): Promise<void> {
-  await new Promise<void>(resolve => {
-    if (typeof setImmediate === 'function') { setImmediate(resolve); return }
-    const ch = new MessageChannel()
-    ch.port1.onmessage = () => { ch.port1.close(); resolve() }
-    ch.port2.postMessage(null)
-  })
 }
 
 /**
