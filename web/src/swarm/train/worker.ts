@@ -390,17 +390,25 @@ export class DiLoCoWorker {
     }
     const epoch = th.epoch
     const current = (): boolean => th.epoch === epoch && this.inflight === fl && th.running
+    // Holding hands the landing to land() at the fence, which meets any error there. A thread
+    // that has failed takes no plan: its error ends the run at nextFence.
+    const hold = (): void => { try { th.plan(at) } catch {} }
     fl.promise.then(out => {
       if (!current()) return
-      if (out instanceof Observed || out instanceof BehindError) { th.plan(at); return }
-      const frag = this.fragments[fl.seq % this.F]
-      const g = this.global.slice(frag.start, frag.end)
-      const m = this.momentum.slice(frag.start, frag.end)
-      nesterovStep(g, m, out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
-      const then = this.fenceAfter(at, fl.seq, lastLaunch, target)
-      this.planned = { at, then, landing: { seq: fl.seq, out, global: g, momentum: m } }
-      th.plan(at, { start: frag.start, global: g.slice(), base: this.base!.slice(frag.start, frag.end) }, then)
-    }, () => { if (current()) th.plan(at) }) // land() meets the error at the fence
+      if (out instanceof Observed || out instanceof BehindError) { hold(); return }
+      try {
+        const frag = this.fragments[fl.seq % this.F]
+        const g = this.global.slice(frag.start, frag.end)
+        const m = this.momentum.slice(frag.start, frag.end)
+        nesterovStep(g, m, out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
+        const then = this.fenceAfter(at, fl.seq, lastLaunch, target)
+        this.planned = { at, then, landing: { seq: fl.seq, out, global: g, momentum: m } }
+        th.plan(at, { start: frag.start, global: g.slice(), base: this.base!.slice(frag.start, frag.end) }, then)
+      } catch {
+        this.planned = undefined
+        hold()
+      }
+    }, () => { if (current()) hold() })
   }
 
   /**
