@@ -16,6 +16,12 @@
  * wall-time fraction follows the CPU share: a thread that is runnable all the time spends the
  * same fraction of its waits in each phase as of its CPU. This file is also the worker processes'
  * entry point (`--role util-peer`).
+ *
+ * With `thread` (the default since session 9) each worker's inner steps run on its trainer thread
+ * (DiLoCoWorker `trainerThread`) and the process's main thread keeps the node, the all-reduce and
+ * the codec: step time is then the trainer thread's own (its wall time in steps), and the CPU
+ * figures add the trainer thread's (schedstat). Without it, the steps share the node's event loop
+ * as before. Both report inner steps per second of wall time, the throughput beside the fraction.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -32,6 +38,7 @@ import { Libp2pTransport } from '../web/src/swarm/transport/libp2p.ts'
 import { AllReducePeer } from '../web/src/swarm/train/allreduce.ts'
 import { codecOf, type CompressionSpec } from '../web/src/swarm/train/codec.ts'
 import { TINY_MODEL } from '../web/src/swarm/train/run-board.ts'
+import { spawnTrainerThread } from '../web/src/swarm/train/trainer-thread-node.ts'
 import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
 import { ipcPeer, stopPeers } from './ipc.ts'
 
@@ -48,22 +55,30 @@ export interface UtilOptions {
   layers: number
   codec: CompressionSpec
   delay: boolean
+  /** Inner steps on a trainer thread (else on the node's own thread). */
+  thread: boolean
 }
 
 /** One worker's times over its run, ms (the CPU and wait figures: its JS thread; absent off Linux). */
 export interface WorkerTimes {
   wallMs: number
   stepMs: number
+  /** Inner steps taken. */
+  steps: number
   /** Starting syncs: θ_local read, Δ, error feedback and encode, the all-reduce's start. */
   launchMs: number
   /** Applying syncs: waiting for the result, the outer step, rebase, hash. */
   landMs: number
   cpu?: { stepMs: number, launchMs: number, landMs: number, allMs: number, waitMs: number, /** Idle node, ms of CPU per s. */ idleMsPerS: number }
+  /** With `thread`: the trainer thread's wait at syncs for what to apply (wall), its CPU and run-queue wait (Linux), over the run, ms. */
+  trainer?: { planWaitMs: number, cpuMs: number, waitMs: number }
 }
 
 export interface UtilResult {
   /** Mean over workers of (time in inner steps) / (wall time). */
   utilization: number
+  /** Mean over workers of inner steps per second of wall time. */
+  stepsPerS: number
   perWorker: number[]
   /** Mean over workers of (time applying syncs: waiting for results, outer step, hash) / (wall time). */
   syncFraction: number
@@ -72,6 +87,7 @@ export interface UtilResult {
   /**
    * Means over workers of the JS thread's CPU: in steps / all (what utilization would be on a
    * machine with no contention and nothing else to do), and its run-queue wait / wall time.
+   * With `thread`: the trainer thread's CPU / (it + the main thread's), and the main thread's wait.
    */
   stepCpuShare?: number
   runQueueFraction?: number
@@ -79,6 +95,11 @@ export interface UtilResult {
   idleCpuMsPerS?: number
   /** Mean over workers of their JS thread's CPU outside steps, syncs excluded (the event loop's other work) / all. */
   otherCpuShare?: number
+  /** With `thread`, means over workers: the trainer thread's CPU / wall time (the share of a core it got), its run-queue wait / wall time. */
+  trainerCpuOfWall?: number
+  trainerRunQueueFraction?: number
+  /** With `thread`: mean over workers of the trainer thread's wait at syncs for what to apply / wall time. */
+  trainerPlanWaitFraction?: number
   syncs: number
   /** The slowest worker's wall time, s. */
   wallS: number
@@ -164,21 +185,29 @@ async function utilPeer (relayAddr: string): Promise<void> {
           })
           const w = new DiLoCoWorker(initModel(config, cpu, m.seed), train, ar, {
             innerSteps: o.H, seqLen: o.T, batchSize: o.B, innerLr: 3e-3, warmupSteps: 50, outer: { lr: 0.7, momentum: 0.5 },
-            delayOuter: o.delay, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {})
+            delayOuter: o.delay, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {}),
+            ...(o.thread ? { trainerThread: spawnTrainerThread } : {})
           })
           await w.initFromModel()
+          await w.startTrainer()
           // Only the trainer's own step is timed (not the event-loop yield after it, in which
-          // this worker serves the all-reduce).
+          // this worker serves the all-reduce). On a trainer thread, the thread times its steps.
           const phases = { step: new Phase(), launch: new Phase(), land: new Phase() }
-          const step = w.trainer.trainStep.bind(w.trainer)
-          w.trainer.trainStep = async (...args: Parameters<typeof step>) => await phases.step.time(async () => await step(...args))
+          const trainer = w.trainer
+          if (trainer !== undefined) {
+            const step = trainer.trainStep.bind(trainer)
+            trainer.trainStep = async (...args: Parameters<typeof step>) => await phases.step.time(async () => await step(...args))
+          }
           // Starting syncs (Δ, error feedback, encode) and applying them (waiting for the
           // all-reduce's result, the outer step, the state hash): the non-step time the syncs cause.
-          const lw = w as unknown as { launch: () => Promise<void>, land: () => Promise<void> }
+          // (On a trainer thread a landing planned ahead is recorded by landPlanned, timed as land.)
+          const lw = w as unknown as { launch: () => Promise<void>, land: () => Promise<void>, landPlanned: (step: number) => Promise<void> }
           for (const name of ['launch', 'land'] as const) {
             const f = lw[name].bind(w)
             lw[name] = async () => { await phases[name].time(f) }
           }
+          const landPlanned = lw.landPlanned.bind(w)
+          lw.landPlanned = async (s: number) => { await phases.land.time(async () => { await landPlanned(s) }) }
           ready = { w, o, ...phases }
           return { ok: true }
         }
@@ -189,16 +218,21 @@ async function utilPeer (relayAddr: string): Promise<void> {
           await new Promise(resolve => setTimeout(resolve, IDLE_MS))
           const i1 = jsThread()
           const idleMsPerS = i0 === undefined || i1 === undefined ? NaN : (i1.cpuMs - i0.cpuMs) / (performance.now() - w0) * 1000
+          const th0 = await ready.w.trainerStats()
           const t0 = performance.now()
           const s0 = jsThread()
+          const step0 = ready.w.step
           await ready.w.runSyncs(ready.o.syncs, undefined, { last: true })
           const wallMs = performance.now() - t0
           const s1 = jsThread()
-          ready.w.dispose()
+          const th1 = await ready.w.trainerStats()
+          await ready.w.dispose()
           const { step, launch, land } = ready
+          const trainer = th0?.cpuMs !== undefined && th1?.cpuMs !== undefined ? { planWaitMs: th1.planWaitMs - th0.planWaitMs, cpuMs: th1.cpuMs - th0.cpuMs, waitMs: th1.waitMs! - th0.waitMs! } : undefined
           const times: WorkerTimes = {
-            wallMs, stepMs: step.wallMs, launchMs: launch.wallMs, landMs: land.wallMs,
-            ...(s0 === undefined || s1 === undefined ? {} : { cpu: { stepMs: step.cpuMs, launchMs: launch.cpuMs, landMs: land.cpuMs, allMs: s1.cpuMs - s0.cpuMs, waitMs: s1.waitMs - s0.waitMs, idleMsPerS } })
+            wallMs, stepMs: th0 !== undefined && th1 !== undefined ? th1.stepMs - th0.stepMs : step.wallMs, steps: ready.w.step - step0, launchMs: launch.wallMs, landMs: land.wallMs,
+            ...(s0 === undefined || s1 === undefined ? {} : { cpu: { stepMs: step.cpuMs, launchMs: launch.cpuMs, landMs: land.cpuMs, allMs: s1.cpuMs - s0.cpuMs, waitMs: s1.waitMs - s0.waitMs, idleMsPerS } }),
+            ...(trainer === undefined ? {} : { trainer })
           }
           return { ok: true, times, hash: ready.w.lastHash }
         }
@@ -239,16 +273,23 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
     const workers = runs.map(r => r.times!)
     const mean = (f: (t: WorkerTimes) => number): number => workers.reduce((a, t) => a + f(t), 0) / workers.length
     const perWorker = workers.map(t => t.stepMs / t.wallMs)
+    // On a trainer thread the steps' CPU is that thread's (all of it: its only other work is
+    // taking θ_local at a sync's step), and the process's JS CPU is both threads'.
+    const stepCpu = (t: WorkerTimes): number => t.trainer?.cpuMs ?? t.cpu!.stepMs
+    const allCpu = (t: WorkerTimes): number => t.cpu!.allMs + (t.trainer?.cpuMs ?? 0)
     const cpu = workers.every(t => t.cpu !== undefined)
       ? {
-          stepCpuShare: mean(t => t.cpu!.stepMs / t.cpu!.allMs),
-          otherCpuShare: mean(t => (t.cpu!.allMs - t.cpu!.stepMs - t.cpu!.launchMs - t.cpu!.landMs) / t.cpu!.allMs),
+          stepCpuShare: mean(t => stepCpu(t) / allCpu(t)),
+          otherCpuShare: mean(t => (allCpu(t) - stepCpu(t) - t.cpu!.launchMs - t.cpu!.landMs) / allCpu(t)),
           runQueueFraction: mean(t => t.cpu!.waitMs / t.wallMs),
           idleCpuMsPerS: mean(t => t.cpu!.idleMsPerS)
         }
       : {}
+    const trainer = workers.every(t => t.trainer !== undefined)
+      ? { trainerCpuOfWall: mean(t => t.trainer!.cpuMs / t.wallMs), trainerRunQueueFraction: mean(t => t.trainer!.waitMs / t.wallMs), trainerPlanWaitFraction: mean(t => t.trainer!.planWaitMs / t.wallMs) }
+      : {}
     return {
-      utilization: mean(t => t.stepMs / t.wallMs), perWorker, syncFraction: mean(t => t.landMs / t.wallMs), launchFraction: mean(t => t.launchMs / t.wallMs),
+      utilization: mean(t => t.stepMs / t.wallMs), stepsPerS: mean(t => t.steps / (t.wallMs / 1000)), perWorker, ...trainer, syncFraction: mean(t => t.landMs / t.wallMs), launchFraction: mean(t => t.launchMs / t.wallMs),
       ...cpu, syncs: o.syncs, wallS: Math.max(...workers.map(t => t.wallMs)) / 1000, workers
     }
   } finally {

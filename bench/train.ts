@@ -3,7 +3,7 @@
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0[,lr:momentum:finalLr] --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
- *   --ef-decay 1 --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --skip-loss --skip-goodput --skip-util --skip-baseline
+ *   --ef-decay 1 --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN)
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
@@ -18,7 +18,8 @@
  *    (as real peers are), over a direct WebRTC connection: raw one-way, raw both ways at once
  *    (the all-reduce's traffic pattern), and the all-reduce's bus bandwidth (NCCL's busbw).
  * 4. compute_utilization: 4 DiLoCo workers, each in its own process, over real WebRTC (the run's
- *    codec, H and delay): the fraction of wall time they spend in inner steps (bench/train-util.ts).
+ *    codec, H and delay): the fraction of wall time they spend in inner steps (bench/train-util.ts),
+ *    each on its trainer thread (--no-trainer-thread: on the node's own thread, as before session 9).
  * Writes bench/results/train.json (or --out) {"bytes_ratio","loss_ratio","compute_utilization",
  * "allreduce_goodput_ratio","codec","device"}: a part skipped with --skip-loss / --skip-goodput /
  * --skip-util keeps the existing file's figures for it. BENCH_TRAIN_PEER_PROF=DIR writes the peer processes' CPU profiles.
@@ -63,6 +64,7 @@ const { values: a } = parseArgs({
     'ef-decay': { type: 'string', default: '1' },
     'util-syncs': { type: 'string', default: '6' },
     'skip-util': { type: 'boolean', default: false },
+    'no-trainer-thread': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
     'local-residual': { type: 'boolean', default: false },
     'skip-goodput': { type: 'boolean', default: false },
@@ -97,7 +99,7 @@ function log (line: string): void { process.stderr.write(line + '\n') }
 /** A worker's times with whole milliseconds (the results file). */
 function roundTimes (t: WorkerTimes): WorkerTimes {
   const r = (x: number): number => Math.round(x)
-  return { wallMs: r(t.wallMs), stepMs: r(t.stepMs), launchMs: r(t.launchMs), landMs: r(t.landMs), ...(t.cpu === undefined ? {} : { cpu: { stepMs: r(t.cpu.stepMs), launchMs: r(t.cpu.launchMs), landMs: r(t.cpu.landMs), allMs: r(t.cpu.allMs), waitMs: r(t.cpu.waitMs), idleMsPerS: Number(t.cpu.idleMsPerS.toFixed(1)) } }) }
+  return { wallMs: r(t.wallMs), stepMs: r(t.stepMs), steps: t.steps, launchMs: r(t.launchMs), landMs: r(t.landMs), ...(t.cpu === undefined ? {} : { cpu: { stepMs: r(t.cpu.stepMs), launchMs: r(t.cpu.launchMs), landMs: r(t.cpu.landMs), allMs: r(t.cpu.allMs), waitMs: r(t.cpu.waitMs), idleMsPerS: Number(t.cpu.idleMsPerS.toFixed(1)) } }), ...(t.trainer === undefined ? {} : { trainer: { planWaitMs: r(t.trainer.planWaitMs), cpuMs: r(t.trainer.cpuMs), waitMs: r(t.trainer.waitMs) } }) }
 }
 
 async function main (): Promise<void> {
@@ -133,9 +135,10 @@ async function main (): Promise<void> {
   }
   let u: UtilResult | undefined
   if (a['skip-util'] !== true) {
-    u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY })
-    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}): ${u.utilization.toFixed(3)} (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
-    if (u.stepCpuShare !== undefined) log(`  JS thread: steps ${u.stepCpuShare.toFixed(3)} of its CPU, other event-loop work ${u.otherCpuShare!.toFixed(3)}; waiting for a core ${u.runQueueFraction!.toFixed(3)} of wall time; idle node ${u.idleCpuMsPerS!.toFixed(1)} ms CPU/s`)
+    u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY, thread: a['no-trainer-thread'] !== true })
+    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}, steps ${a['no-trainer-thread'] === true ? 'on the node\'s thread' : 'on a trainer thread'}): ${u.utilization.toFixed(3)}, ${u.stepsPerS.toFixed(2)} inner steps/s (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
+    if (u.stepCpuShare !== undefined) log(`  JS thread${u.trainerCpuOfWall !== undefined ? 's (node + trainer)' : ''}: steps ${u.stepCpuShare.toFixed(3)} of their CPU, other event-loop work ${u.otherCpuShare!.toFixed(3)}; node thread waiting for a core ${u.runQueueFraction!.toFixed(3)} of wall time; idle node ${u.idleCpuMsPerS!.toFixed(1)} ms CPU/s`)
+    if (u.trainerCpuOfWall !== undefined) log(`  trainer thread: ${u.trainerCpuOfWall.toFixed(3)} of a core, waiting for one ${u.trainerRunQueueFraction!.toFixed(3)} of wall time, waiting at syncs for what to apply ${u.trainerPlanWaitFraction!.toFixed(3)}`)
   }
   const lossPart = lb === undefined
     ? undefined
@@ -160,8 +163,9 @@ async function main (): Promise<void> {
       }
   const utilPart = u === undefined
     ? undefined
-    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
+    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_trainer_thread: a['no-trainer-thread'] !== true, util_steps_per_s: Number(u.stepsPerS.toFixed(3)), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
         ...(u.stepCpuShare === undefined ? {} : { util_step_cpu_share: Number(u.stepCpuShare.toFixed(3)), util_other_cpu_share: Number(u.otherCpuShare!.toFixed(3)), util_run_queue_fraction: Number(u.runQueueFraction!.toFixed(3)), util_idle_cpu_ms_per_s: Number(u.idleCpuMsPerS!.toFixed(1)) }),
+        ...(u.trainerCpuOfWall === undefined ? {} : { util_trainer_cpu_of_wall: Number(u.trainerCpuOfWall.toFixed(3)), util_trainer_run_queue_fraction: Number(u.trainerRunQueueFraction!.toFixed(3)), util_trainer_plan_wait_fraction: Number(u.trainerPlanWaitFraction!.toFixed(3)) }),
         util_workers: u.workers.map(t => roundTimes(t)) } }
   const out = mergeResults({ loss: lossPart, goodput: goodputPart, util: utilPart }, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
   if (out !== undefined) {

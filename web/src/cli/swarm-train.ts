@@ -3,7 +3,7 @@
  *  [--seq-len T] [--batch B] [--lr LR] [--warmup N] [--steps N [--min-lr LR]] [--beta1 B]
  *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S] [--codec q8|topk|sparseloco [--ef-decay B]
  *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]] [--delay-outer]] [--syncs N]
- *  [--device webgpu|cpu]`
+ *  [--device webgpu|cpu [--trainer-thread]]`
  *
  * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
  * web/src/swarm/train). With --declare the run is declared in the swarm doc if nobody has yet
@@ -13,7 +13,9 @@
  * the peer waits for the declaration. `--codec topk` declares top-k pseudo-gradients (K of every C
  * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8, `--codec sparseloco` the same with
  * SparseLoCo's error-feedback momentum (β --ef-decay) and a plain outer step;
- * `--delay-outer` the one-step-delayed outer update (a sync lands at the next one, inner steps go on). Prints one line per inner step and per sync; stops after
+ * `--delay-outer` the one-step-delayed outer update (a sync lands at the next one, inner steps go on).
+ * `--trainer-thread` (with `--device cpu`) runs the model and its inner steps on a worker thread,
+ * leaving this one the network and the syncs (swarm/train/trainer-thread.ts). Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
  * content-addressed shards; a late joiner fetches the newest one from the members at once.
  * If another peer declared the run at the same moment and the swarm kept its declaration, this
@@ -56,6 +58,8 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const runId = required(f, 'run')
   const quiet = f.quiet === true
   const be = await openBackend(f)
+  if (f['trainer-thread'] === true && be.kind !== 'cpu') throw new UsageError(`--trainer-thread runs the model on the CPU: it needs --device cpu (got ${be.kind})`)
+  const trainerThread = f['trainer-thread'] === true ? (await import('../swarm/train/trainer-thread-node.ts')).spawnTrainerThread : undefined
   const { joinSwarm, waitForReservation } = await import('../net/index.ts')
   const { brownCorpus } = await import('../model/data.ts')
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
@@ -125,6 +129,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
       backend: be,
       corpus: async (spec) => spec.corpus.kind === 'text' ? spec.corpus.text : await brownCorpus(),
       log,
+      ...(trainerThread !== undefined ? { trainerThread } : {}),
       onStep: (e) => {
         tokens += e.tokens
         if (!quiet) process.stderr.write(`step ${e.step}  loss ${e.loss.toFixed(4)}  ${(tokens / ((performance.now() - started) / 1000)).toFixed(0)} tok/s\n`)

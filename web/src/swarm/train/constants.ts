@@ -99,3 +99,11 @@ export const NORM_CLIP_FACTOR = 4
  * only shrink one round's update, not blow θ_global up (README.md § Bad input).
  */
 export const NORM_RULE_MIN_MEMBERS = 2
+
+/**
+ * How often a trainer thread passes its step events on, ms (and at every sync's step). Each
+ * message wakes the node's thread, and on a loaded machine the woken thread preempts the trainer
+ * right after its step: one message a step cost ≈ 9 % of a worker's wall time in bench:train's
+ * utilization run (BENCHMARKS.md § Training, session 9). 250 ms keeps a dashboard live.
+ */
+export const TRAINER_STEP_EVENTS_MS = 250

@@ -1,7 +1,7 @@
 /** Typed failures of DiLoCo training and the all-reduce (CONTRIBUTING.md STYLE 9). */
 import { callerFault, declaredError, declaredErrors, notCallerFault, WebSwarmError } from '../../util/errors.ts'
 
-export const { TrainArgumentError, AllReduceProtocolError, NoCoordinatorError, RoundFailedError, StateHashMismatchError, RunConfigError } = declaredErrors(WebSwarmError, {
+export const { TrainArgumentError, AllReduceProtocolError, NoCoordinatorError, RoundFailedError, StateHashMismatchError, RunConfigError, TrainerThreadError } = declaredErrors(WebSwarmError, {
   /** Bad options or arguments to a training call (sizes, counts, hyper-parameters). */
   TrainArgumentError: callerFault('train.argument'),
   /** An allreduce message is truncated, has a wrong version, an unknown type, or a bad field. */
@@ -13,7 +13,9 @@ export const { TrainArgumentError, AllReduceProtocolError, NoCoordinatorError, R
   /** A fetched θ_global / momentum does not hash to the value the swarm recorded. */
   StateHashMismatchError: callerFault('train.state-hash-mismatch'),
   /** A run declaration in the CRDT is malformed or names unsupported settings. */
-  RunConfigError: callerFault('train.run-config')
+  RunConfigError: callerFault('train.run-config'),
+  /** A worker's trainer thread failed (an error in a step, a crash) or was stopped; the worker cannot go on. */
+  TrainerThreadError: notCallerFault('train.trainer-thread')
 })
 
 /** A contribution was refused by the bad-input rules (wrong size, non-finite scale). */

@@ -19,6 +19,7 @@ import { fetchLatestState, fetchSnapshot, type LatestState } from './late-join.t
 import { MEMBER_HEARTBEAT_MS, RunForkedError, specContentKey } from './membership.ts'
 import { runConfig, type RunBoard, type RunSpec, type SyncRecord } from './run-board.ts'
 import type { StateShards } from './state-shards.ts'
+import type { SpawnTrainer } from './thread-trainer.ts'
 import { DiLoCoWorker, type StepEvent, type SyncEvent } from './worker.ts'
 import { GauntletCheck } from './contribution-check.ts'
 import { ModelLossProbe } from './loss-probe.ts'
@@ -52,6 +53,11 @@ export interface SessionInit {
   log?: (line: string) => void
   onStep?: (e: StepEvent) => void
   onSync?: (e: SyncEvent) => void
+  /**
+   * Inner steps on a thread of their own (DiLoCoWorker `trainerThread`; Node: trainer-thread-node.ts
+   * `spawnTrainerThread`). CPU backend only. @default undefined (steps on this thread)
+   */
+  trainerThread?: SpawnTrainer
 }
 
 export class TrainSession {
@@ -92,7 +98,8 @@ export class TrainSession {
       innerSteps: spec.innerSteps, batchSize: spec.batchSize, seqLen: spec.seqLen, innerLr: spec.innerLr, warmupSteps: spec.warmupSteps,
       ...(spec.decaySteps > 0 ? { totalSteps: spec.decaySteps, minInnerLr: spec.minInnerLr } : {}),
       adam: { weightDecay: spec.weightDecay, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps }, maxGradNorm: spec.maxGradNorm, outer: spec.outer, fragments: spec.fragments,
-      overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, delayOuter: spec.delayOuter, ...(spec.compression.kind === 'topk' && spec.compression.efDecay !== undefined ? { efDecay: spec.compression.efDecay } : {}), ...(spec.compression.kind === 'q8' ? { block: spec.compression.block } : {}), dataSeed: seedOf(self), evalWindows
+      overlapSteps: spec.overlapSteps, mixAlpha: spec.mixAlpha, delayOuter: spec.delayOuter, ...(spec.compression.kind === 'topk' && spec.compression.efDecay !== undefined ? { efDecay: spec.compression.efDecay } : {}), ...(spec.compression.kind === 'q8' ? { block: spec.compression.block } : {}), dataSeed: seedOf(self), evalWindows,
+      ...(init.trainerThread !== undefined ? { trainerThread: init.trainerThread } : {})
     }, {
       onStep: (e) => { lossSum += e.loss; lossSteps++; init.onStep?.(e) },
       onSync: (e) => {
@@ -318,7 +325,7 @@ export class TrainSession {
     this.init.board.leave(this.self)
     this.allreduce.stop()
     this.allreduce.contributionCheck?.dispose?.()
-    this.worker.dispose()
+    void this.worker.dispose() // ends a trainer thread; never rejects (thread-trainer.ts dispose)
   }
 }
 

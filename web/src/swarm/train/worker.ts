@@ -17,7 +17,7 @@
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
 import { evaluateLoss, Trainer } from '../../model/train.ts'
-import { learningRate, type ScheduleOptions } from '../../model/schedule.ts'
+import type { ScheduleOptions } from '../../model/schedule.ts'
 import type { AdamWOptions } from '../../model/optimizer.ts'
 import type { Backend } from '../../gpu/backend.ts'
 import { q8Bytes } from '../../gpu/cpu/quant.ts'
@@ -28,8 +28,10 @@ import { GpuTopKFeedback, gpuTopKFits } from './compress-gpu.ts'
 import type { PartCodec } from './codec.ts'
 import { DEFAULT_Q8_BLOCK } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
-import { flatten, fragmentsOf, layoutOf, slotView, type Fragment, type ParamLayout } from './flat.ts'
+import { fragmentsOf, layoutOf, type Fragment, type ParamLayout } from './flat.ts'
+import { innerLr, nextTurn, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
 import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
+import { ThreadTrainer, type SpawnTrainer } from './thread-trainer.ts'
 
 export interface DiLoCoOptions {
   /** Inner steps between two syncs of a fragment (H). */
@@ -85,6 +87,15 @@ export interface DiLoCoOptions {
   dataSeed: number
   /** Validation windows for the global model's eval loss after each sync (none: no eval). */
   evalWindows?: readonly Window[]
+  /**
+   * Runs the model, its inner AdamW and the inner steps on a thread of their own
+   * (trainer-thread.ts; Node: `spawnTrainerThread` of trainer-thread-node.ts), leaving this thread
+   * the network, the all-reduce and the codec: the steps between two syncs no longer wait for
+   * this thread's event loop, and the two meet only at a sync's step. The same bytes as without
+   * it. CPU twins only (a WebGPU device stays on the thread that made it). Then `trainer` is
+   * undefined and `tick` refuses: use `runSyncs`. @default undefined (steps on this thread)
+   */
+  trainerThread?: SpawnTrainer
 }
 
 /** One inner step, for the dashboard. */
@@ -157,7 +168,10 @@ export class DiLoCoWorker {
    */
   contributesFrom = 0
   private momentumHash = ''
-  readonly trainer: Trainer
+  /** The inner optimizer, when the steps run on this thread (no `trainerThread`). */
+  readonly trainer: Trainer | undefined
+  /** The trainer thread, with `trainerThread`. */
+  private readonly thread: ThreadTrainer | undefined
   private readonly ef: Array<ErrorFeedback | GpuTopKFeedback>
   /**
    * Per fragment, the all-reduce's receive buffers (mean and its q8), reused every sync of that
@@ -177,8 +191,9 @@ export class DiLoCoWorker {
   private tau: number
   /** The inner lr over run steps (warm-up, then constant or cosine). */
   private readonly schedule: ScheduleOptions
-  private windows: Generator<Window> | undefined
-  private windowsSeq = -1
+  private readonly stream: WindowStream
+  /** With a trainer thread: the landing planned for its next fence (planFence). */
+  private planned: { at: number, then: number | undefined, landing?: { seq: number, out: ReduceOutcome, global: Float32Array, momentum: Float32Array } } | undefined
   private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError | Observed> } | undefined
 
   constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
@@ -214,7 +229,12 @@ export class DiLoCoWorker {
     const minLr = opts.minInnerLr ?? (opts.totalSteps === undefined ? opts.innerLr : opts.innerLr / 10)
     if (!(minLr >= 0 && minLr <= opts.innerLr)) throw new TrainArgumentError(`minInnerLr must be in [0, innerLr = ${opts.innerLr}], got ${minLr}`)
     this.schedule = { lr: opts.innerLr, warmupSteps: warm, totalSteps: opts.totalSteps ?? Number.MAX_SAFE_INTEGER, minLr }
-    this.trainer = new Trainer(model, this.schedule, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
+    const plan = { seqLen: opts.seqLen, batchSize: b, H, dataSeed: opts.dataSeed }
+    this.stream = new WindowStream(data, plan)
+    if (opts.trainerThread !== undefined) {
+      if (isGpu(model.backend)) throw new TrainArgumentError('trainerThread runs the model on the CPU twins: a WebGPU device cannot move to another thread (leave trainerThread unset)')
+      this.thread = new ThreadTrainer(opts.trainerThread, model, this.layout, { config: model.config, corpus: data.bytes.slice(), plan, schedule: this.schedule, adam: opts.adam ?? {}, maxGradNorm: opts.maxGradNorm ?? 1 })
+    } else this.trainer = new Trainer(model, this.schedule, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
     allreduce.snapshotProvider = () => this.snapshot()
   }
 
@@ -266,59 +286,38 @@ export class DiLoCoWorker {
     this.momentumHash = await hashBytes(this.momentum)
   }
 
+  /** θ_local (on the trainer thread's side: as of its last fence, with what syncs wrote since). */
   private async readLocal (): Promise<Float32Array> {
-    const host = new Map<string, Float32Array>()
-    for (const s of this.layout.slots) {
-      const t = this.model.params.get(s.name)
-      if (t === undefined) throw new TrainArgumentError(`model has no parameter ${s.name}`)
-      host.set(s.name, await t.readF32())
-    }
-    return flatten(this.layout, n => host.get(n)!)
+    return this.thread !== undefined ? await this.thread.read() : await readParams(this.model, this.layout)
   }
 
-  /** Writes elements [start, end) of a flat vector into the model's parameters. */
+  /** Writes elements [start, end) of a flat vector into θ_local. */
   private writeLocal (flat: Float32Array, start = 0, end = this.layout.total): void {
-    for (const s of this.layout.slots) {
-      if (s.offset >= end || s.offset + s.size <= start) continue
-      if (s.offset < start || s.offset + s.size > end) throw new TrainArgumentError(`range [${start}, ${end}) cuts parameter ${s.name}`)
-      const t = this.model.params.get(s.name)!
-      this.model.backend.write(t, slotView(flat, s).slice())
-    }
+    if (this.thread !== undefined) this.thread.write(start, flat.subarray(start, end))
+    else writeParams(this.model, this.layout, start, flat.subarray(start, end))
   }
 
-  private batch (): Array<{ inputs: Int32Array, targets: Int32Array }> {
-    // A fresh, per-peer, per-period stream of windows: workers draw different data, and a
-    // resynced worker does not replay what it drew before.
-    const period = Math.floor(this.step / this.H)
-    if (this.windows === undefined || this.windowsSeq !== period) {
-      this.windows = this.data.windows(this.opts.seqLen, (this.opts.dataSeed * 1_000_003 + period * 7919) >>> 0)
-      this.windowsSeq = period
-    }
-    const out = []
-    for (let i = 0; i < (this.opts.batchSize ?? 1); i++) out.push(this.windows.next().value as Window)
-    return out
-  }
-
-  /**
-   * The inner lr of the next step: the run's schedule at the run's step (the decay), times this
-   * worker's own warm-up (its AdamW state may be fresh). For a founder both clocks agree, and this
-   * is exactly `learningRate(schedule, step)` — what a single-peer Trainer with the same schedule uses.
-   */
+  /** The inner lr of the next step (inner-loop.ts `innerLr`). */
   innerLrAt (runStep: number, localStep: number): number {
-    const warm = this.schedule.warmupSteps ?? 0
-    const decayed = runStep <= warm ? this.schedule.lr : learningRate(this.schedule, runStep)
-    return warm > 0 && localStep < warm ? decayed * localStep / warm : decayed
+    return innerLr(this.schedule, runStep, localStep)
   }
 
   /** One inner step, then whatever sync is due (none once sync `lastLaunch` has been applied). */
   async tick (lastLaunch = Infinity): Promise<void> {
+    const trainer = this.trainer
+    if (trainer === undefined) throw new TrainArgumentError('tick() steps on this thread: with trainerThread use runSyncs')
     const t0 = performance.now()
-    const r = await this.trainer.trainStep(this.batch(), this.innerLrAt(this.step + 1, this.trainer.step + 1))
+    const r = await trainer.trainStep(this.stream.next(this.step), this.innerLrAt(this.step + 1, trainer.step + 1))
     // On the CPU twins a step resolves in microtasks only: yield to the event loop so this peer
     // keeps serving the all-reduce (it may be a coordinator or an owner) and a page stays live.
     await nextTurn()
     this.step++
     this.hooks.onStep?.({ step: this.step, loss: r.loss, tokens: r.tokens, ms: performance.now() - t0, lr: r.lr })
+    await this.fence(lastLaunch)
+  }
+
+  /** What a step boundary does: apply the sync due, start the next one. */
+  private async fence (lastLaunch: number): Promise<void> {
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
     if (this.lastSeq < lastLaunch && this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
     if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
@@ -331,10 +330,123 @@ export class DiLoCoWorker {
    */
   async runSyncs (syncs: number, signal?: AbortSignal, opts: { last?: boolean } = {}): Promise<void> {
     const target = this.lastSeq + syncs
+    const lastLaunch = opts.last === true ? target : Infinity
+    if (this.thread !== undefined) { await this.runThreaded(this.thread, target, lastLaunch, signal); return }
     while (this.lastSeq < target) {
       signal?.throwIfAborted()
-      await this.tick(opts.last === true ? target : Infinity)
+      await this.tick(lastLaunch)
     }
+  }
+
+  /**
+   * runSyncs with a trainer thread: it steps on its own from fence to fence (the steps where a
+   * sync lands or starts), and at each this thread does what tick() does after that step. With
+   * the delayed outer update a landing's rebase is planned as soon as the all-reduce's result
+   * is here (`planFence`), so the thread applies it at the fence and steps on to the next one
+   * while this thread records the landing and starts the next sync; otherwise the thread holds
+   * at the fence until this one has done its part.
+   */
+  private async runThreaded (th: ThreadTrainer, target: number, lastLaunch: number, signal?: AbortSignal): Promise<void> {
+    await th.start(this.step)
+    const onStep = (e: StepEvent): void => { this.hooks.onStep?.(e) }
+    for (;;) {
+      if (!th.running) {
+        signal?.throwIfAborted()
+        if (this.lastSeq >= target) return
+        const to = this.nextFence(lastLaunch)
+        th.run(to, this.step, onStep)
+        this.planFence(th, to, lastLaunch, target)
+      }
+      const f = await th.nextFence(signal)
+      this.step = f.step
+      if (f.halted) continue
+      if (f.rebased) await this.landPlanned(f.step)
+      await this.fence(lastLaunch)
+      if (th.running && signal?.aborted !== true) {
+        const next = this.nextFence(lastLaunch)
+        if (next !== this.planned?.then) throw new TrainArgumentError(`the trainer thread went on to step ${this.planned?.then}, the next sync is at ${next}`)
+        this.planFence(th, next, lastLaunch, target)
+      }
+    }
+  }
+
+  /**
+   * Tells the trainer thread what to do at the fence `at`. With the delayed outer update it steps
+   * on to the next fence: at once where a sync only starts at `at` (the start reads θ_local, it
+   * writes nothing), and where one lands, once its all-reduce succeeded, with the rebase (the
+   * outer step is computed then, on copies: θ_global changes only at the fence, in landPlanned).
+   * Otherwise (no delay: a landing writes θ_local from what only this thread has; a resync, a
+   * sync sat out, an error) the thread holds at `at` until this thread has done its part.
+   */
+  private planFence (th: ThreadTrainer, at: number, lastLaunch: number, target: number): void {
+    const fl = this.inflight
+    this.planned = undefined
+    if (this.base === undefined) { th.plan(at); return }
+    if (fl === undefined || fl.landAt !== at) {
+      const then = this.fenceAfter(at, this.lastSeq, lastLaunch, target)
+      this.planned = { at, then }
+      th.plan(at, undefined, then)
+      return
+    }
+    const epoch = th.epoch
+    const current = (): boolean => th.epoch === epoch && this.inflight === fl && th.running
+    // Holding hands the landing to land() at the fence, which meets any error there. A thread
+    // that has failed takes no plan: its error ends the run at nextFence.
+    const hold = (): void => { try { th.plan(at) } catch {} }
+    fl.promise.then(out => {
+      if (!current()) return
+      if (out instanceof Observed || out instanceof BehindError) { hold(); return }
+      try {
+        const frag = this.fragments[fl.seq % this.F]
+        const g = this.global.slice(frag.start, frag.end)
+        const m = this.momentum.slice(frag.start, frag.end)
+        nesterovStep(g, m, out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
+        const then = this.fenceAfter(at, fl.seq, lastLaunch, target)
+        this.planned = { at, then, landing: { seq: fl.seq, out, global: g, momentum: m } }
+        th.plan(at, { start: frag.start, global: g.slice(), base: this.base!.slice(frag.start, frag.end) }, then)
+      } catch {
+        this.planned = undefined
+        hold()
+      }
+    }, () => { if (current()) hold() })
+  }
+
+  /**
+   * The fence after `at` (what nextFence will say once `fence` has run there: the sync that
+   * starts at `at` lands ⌊H/F⌋ later), `seq` being the last sync applied by then; undefined when
+   * runSyncs ends at `at`.
+   */
+  private fenceAfter (at: number, seq: number, lastLaunch: number, target: number): number | undefined {
+    if (seq >= target) return undefined
+    let nextSeq = this.nextSeq
+    const fl = this.inflight
+    let lands = fl !== undefined && fl.landAt > at ? fl.landAt : Infinity
+    if (seq < lastLaunch && at >= syncTime(nextSeq, this.H, this.F)) { lands = Math.min(lands, at + this.tau); nextSeq++ }
+    const next = Math.min(lands, seq < lastLaunch ? syncTime(nextSeq, this.H, this.F) : Infinity)
+    return Number.isFinite(next) ? next : undefined
+  }
+
+  /** The landing planned for the fence at `step` (planFence), recorded as land() records one. */
+  private async landPlanned (step: number): Promise<void> {
+    const p = this.planned?.landing
+    const fl = this.inflight
+    if (p === undefined || fl === undefined || this.planned!.at !== step || fl.seq !== p.seq) throw new TrainArgumentError(`the trainer thread rebased at step ${step} with no landing planned there`)
+    this.inflight = undefined
+    const frag = this.fragments[p.seq % this.F]
+    this.ef[frag.index].commit()
+    this.global.set(p.global, frag.start)
+    this.momentum.set(p.momentum, frag.start)
+    this.base!.set(p.global, frag.start)
+    await this.recordLanding(p.seq, p.out)
+  }
+
+  /** The next step at which `fence` has work: a sync lands, or one starts. */
+  private nextFence (lastLaunch: number): number {
+    const lands = this.inflight?.landAt ?? Infinity
+    const starts = this.lastSeq < lastLaunch ? syncTime(this.nextSeq, this.H, this.F) : Infinity
+    const at = Math.min(lands, starts)
+    if (!Number.isFinite(at)) throw new TrainArgumentError(`no sync lands or starts after step ${this.step}`)
+    return at
   }
 
   private async launch (): Promise<void> {
@@ -410,9 +522,14 @@ export class DiLoCoWorker {
       full.set(mixed, frag.start)
       this.writeLocal(full, frag.start, frag.end)
     }
-    this.lastSeq = fl.seq
+    await this.recordLanding(fl.seq, out)
+  }
+
+  /** Sync `seq` has landed: the state's hash, the event. */
+  private async recordLanding (seq: number, out: ReduceOutcome): Promise<void> {
+    this.lastSeq = seq
     await this.rehash()
-    const ev: SyncEvent = { seq: fl.seq, fragment: frag.index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
+    const ev: SyncEvent = { seq, fragment: this.fragments[seq % this.F].index, members: out.members, attempt: out.attempt, hash: this.lastHash, rejected: out.rejected, clipped: out.clipped }
     if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
     this.hooks.onSync?.(ev)
   }
@@ -426,11 +543,10 @@ export class DiLoCoWorker {
     const base = this.base!
     const local = await this.readLocal()
     const full = new Float32Array(this.layout.total)
-    for (let i = frag.start; i < frag.end; i++) {
-      full[i] = Math.fround(this.global[i] + Math.fround(local[i] - base[i]))
-      base[i] = this.global[i]
-    }
-    this.writeLocal(full, frag.start, frag.end)
+    const { start, end } = frag
+    rebaseLocal(full.subarray(start, end), this.global.subarray(start, end), local.subarray(start, end), base.subarray(start, end))
+    base.set(this.global.subarray(start, end), start)
+    this.writeLocal(full, start, end)
   }
 
   /**
@@ -456,38 +572,38 @@ export class DiLoCoWorker {
     this.hooks.onSync?.(ev)
   }
 
-  /** Eval loss of θ_global (swaps it into the model for the forward passes, then restores θ_local). */
+  /** With trainerThread: starts the thread now (model, AdamW, corpus copied there) rather than at the first runSyncs. */
+  async startTrainer (): Promise<void> {
+    await this.thread?.start(this.step)
+  }
+
+  /** With trainerThread: its time in steps, waiting at syncs for their plans and (Linux) its CPU and run-queue wait, ms; undefined without. */
+  async trainerStats (): Promise<{ stepMs: number, planWaitMs: number, cpuMs?: number, waitMs?: number } | undefined> {
+    return await this.thread?.stats()
+  }
+
+  /**
+   * Eval loss of θ_global (swaps it into the model for the forward passes, then restores θ_local).
+   * With a trainer thread the model on this thread is idle once the thread has started, and
+   * evaluates θ_global while the thread steps.
+   */
   async evalGlobal (windows: readonly Window[]): Promise<number> {
-    const local = await this.readLocal()
-    this.writeLocal(this.global)
+    const local = await readParams(this.model, this.layout)
+    writeParams(this.model, this.layout, 0, this.global)
     try {
       return await evaluateLoss(this.model, windows)
     } finally {
-      this.writeLocal(local)
+      writeParams(this.model, this.layout, 0, local)
     }
   }
 
-  dispose (): void {
-    this.trainer.dispose()
+  /** Frees the model's training state and ends the trainer thread (resolves once it has exited). */
+  async dispose (): Promise<void> {
+    this.trainer?.dispose()
     for (const e of this.ef) if (e instanceof GpuTopKFeedback) e.dispose()
     if (this.allreduce.snapshotProvider !== undefined) this.allreduce.snapshotProvider = undefined
+    await this.thread?.dispose()
   }
-}
-
-/**
- * One turn of the event loop (I/O and message callbacks run), without sleeping: `setImmediate` in
- * Node, a MessageChannel message in a browser. Not a 0 ms timer: Node makes it 1 ms and browsers
- * clamp nested ones to 4 ms, and a process that sleeps gives up its core — on a loaded machine it
- * then waits in the run queue for one. Measured with 4 worker processes on 2 busy cores: the
- * timer cost ≈ 40 ms a step, a quarter of the wall time (BENCHMARKS.md § Training, utilization).
- */
-async function nextTurn (): Promise<void> {
-  await new Promise<void>(resolve => {
-    if (typeof setImmediate === 'function') { setImmediate(resolve); return }
-    const ch = new MessageChannel()
-    ch.port1.onmessage = () => { ch.port1.close(); resolve() }
-    ch.port2.postMessage(null)
-  })
 }
 
 /**
