@@ -508,9 +508,14 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       // The swarm may have changed while we were away: paced rounds start over.
       this.dhtDelayMs = this.dhtIntervalMs
       this.scheduleDhtRound()
-      for (const ms of DHT_DISCOVERY_FAST_START_MS) {
-        const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
-        this.fastStartTimers.add(t)
+      // The fast start is for a newcomer, which knows no one yet. A member reconnecting to a
+      // restarted relay skips it: 30 peers doing 4 rounds each within 7 s of the restart piled
+      // onto a relay busy re-admitting all of them (the failover bench's restarts).
+      if (this.candidates.size === 0) {
+        for (const ms of DHT_DISCOVERY_FAST_START_MS) {
+          const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
+          this.fastStartTimers.add(t)
+        }
       }
     } catch (e) {
       if (!this.running) return
