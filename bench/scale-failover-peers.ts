@@ -30,6 +30,8 @@ export type FailoverReply =
     ids?: string[]
     /** reserved: relay ids each peer holds a reservation on. */
     reserved?: Record<string, string[]>
+    /** reserved: relay ids each peer holds an open connection to. */
+    linked?: Record<string, string[]>
     /** missing: most entries of `ids` lacking generation `gen`, over this process's peers' docs. */
     missing?: number
     /** failover: per affected peer, when it first held reservations on two live relays (epoch ms). */
@@ -109,7 +111,11 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
       return { ok: true, ids: joined }
     }
     case 'reserved':
-      return { ok: true, reserved: Object.fromEntries(swarms.map(s => [s.peerId, [...s.peers.reservedRelays()]])) }
+      return {
+        ok: true,
+        reserved: Object.fromEntries(swarms.map(s => [s.peerId, [...s.peers.reservedRelays()]])),
+        linked: Object.fromEntries(swarms.map(s => [s.peerId, [...new Set(s.node.getConnections().filter(c => c.status === 'open').map(c => c.remotePeer.toString()).filter(id => relayIds.has(id)))]]))
+      }
     case 'write':
       await Promise.all(swarms.map(async s => { await s.updateSelf({ gen: m.gen }) }))
       return { ok: true }

@@ -127,8 +127,10 @@ export interface FailoverRound {
   times_s: number[]
   /** Affected peers still reachable throughout (their other reservation stayed live). */
   kept_one_reservation: number
-  /** Peers not on two relays when the round began (the previous restart not yet re-reserved everywhere): counted, not waited for past WAIT_MS. */
+  /** Peers not on two relays, or not linked to all three, when the round began (the previous restart not yet rejoined everywhere): counted, not waited for past WAIT_MS. */
   short_at_start: number
+  /** Seconds from the previous victim's restart until every peer was linked to it again and reserved on two relays (null: not within WAIT_MS; absent in round 1). */
+  restart_rejoin_s?: number | null
   /** Load average (1 min) at the kill. */
   load_1m: number
   /** What the slowest affected peers (and any that never re-reserved) saw, ms after the kill: relay links, reservations held, PeerManager's log. */
@@ -174,7 +176,7 @@ export interface FailoverResult {
   peers: number
   /** Processes the peers ran in (PEERS_PER_PROCESS each). */
   peer_processes: number
-  /** Seconds from the N peers' start to all of them reserved on 2 relays (or WAIT_MS past the last join). */
+  /** Seconds from the N peers' start to all of them reserved on 2 relays and linked to all 3 (or WAIT_MS past the last join). */
   setup_s: number
   /** Peers not on two relays when the set-up wait ended (0: all were). */
   short_after_setup: number
@@ -196,7 +198,7 @@ const JOINING_PROCESSES = 2
  * generation of its entry, every peer holds every write, the relay most peers reserved on is
  * SIGKILLed, and each affected peer's time to hold two live reservations again is recorded; then
  * the killed relay is restarted on its port and data dir (same identity: the peers redial it) and
- * every peer re-reserves on two relays before the next round.
+ * every peer is reserved on two relays and linked to all three again (restart_rejoin_s) before the next round.
  */
 export async function relayFailover (nPeers: number, rounds: number, log: (l: string) => void, opts: FailoverOptions = {}): Promise<FailoverResult> {
   const prof = opts.cpuProfDir
@@ -223,8 +225,17 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
       log(`failover: ${ids.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     }
     const reserved = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).reserved))))
-    const allOnTwo = async (): Promise<void> => { await until('every peer reserved on two relays', async () => Object.values(await reserved()).every(r => r.length === 2), WAIT_MS, 500) }
-    const setupOk = await allOnTwo().then(() => true, (e: Error) => { log(`failover: set-up: ${e.message}; going ahead`); return false })
+    const linked = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).linked))))
+    // A round starts from the steady state: every peer reserved on two relays and linked to all
+    // three. Started from "reserved on two" alone, a kill found peers still redialling the relay
+    // restarted after the previous kill, and measured that rejoin (up to 86 s) instead.
+    const steadyAgain = async (): Promise<void> => {
+      await until('every peer reserved on two relays and linked to all three', async () => {
+        const [r, l] = await Promise.all([reserved(), linked()])
+        return Object.keys(r).every(p => r[p].length === 2 && (l[p]?.length ?? 0) === 3)
+      }, WAIT_MS, 500)
+    }
+    const setupOk = await steadyAgain().then(() => true, (e: Error) => { log(`failover: set-up: ${e.message}; going ahead`); return false })
     const setupS = (Date.now() - t0) / 1000
     const shortAfterSetup = setupOk ? 0 : Object.values(await reserved()).filter(r => r.length < 2).length
     log(`failover: ${nPeers} peers in ${procs.length} processes, ${nPeers - shortAfterSetup} reserved on two relays each after ${setupS.toFixed(1)} s`)
@@ -237,13 +248,19 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
 
     const done: FailoverRound[] = []
     let gen = 1
+    let restartedAt = 0
     for (let round = 0; round < rounds; round++) {
       let shortAtStart = 0
+      let rejoinS: number | null | undefined
       if (round > 0) {
         // Bounded: a peer still short after WAIT_MS is counted and the round goes ahead.
-        const back = await allOnTwo().then(() => true, (e: Error) => { log(`failover: round ${round + 1}: ${e.message}; going ahead`); return false })
-        if (!back) shortAtStart = Object.values(await reserved()).filter(r => r.length < 2).length
-        log(`failover: round ${round + 1}: ${back ? 'every peer back on two relays' : `${shortAtStart} peer(s) not on two relays`}`)
+        const back = await steadyAgain().then(() => true, (e: Error) => { log(`failover: round ${round + 1}: ${e.message}; going ahead`); return false })
+        rejoinS = back ? Math.round((Date.now() - restartedAt) / 100) / 10 : null
+        if (!back) {
+          const [r, l] = await Promise.all([reserved(), linked()])
+          shortAtStart = Object.keys(r).filter(p => r[p].length < 2 || (l[p]?.length ?? 0) < 3).length
+        }
+        log(`failover: round ${round + 1}: ${back ? `every peer back on two relays and linked to all three, ${rejoinS} s after the restart` : `${shortAtStart} peer(s) not on two relays or not linked to all three`}`)
       }
       // The victim: the relay most peers reserved on. A fresh write of every peer, synced to
       // every peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
@@ -279,6 +296,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         times_s: times.map(t => Math.round(t * 10) / 10),
         kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0),
         short_at_start: shortAtStart,
+        ...(rejoinS === undefined ? {} : { restart_rejoin_s: rejoinS }),
         load_1m: Math.round(loadAtKill * 10) / 10,
         timelines
       })
@@ -290,6 +308,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)])
         links.set(back, links.get(victim) ?? [])
         relays[relays.indexOf(victim)] = back
+        restartedAt = Date.now()
       }
     }
     // What each live relay persisted (SIGTERM: it flushes and compacts; its log is then read back).
