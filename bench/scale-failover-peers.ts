@@ -9,7 +9,8 @@
  * A re-reservation is timed by the peer's own process, when it first sees reservations on two
  * live relays (checked on every address change and every POLL_MS), as epoch ms.
  */
-import { joinSwarm, type Swarm } from '../web/src/net/index.ts'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { connectionKind, joinSwarm, type Swarm } from '../web/src/net/index.ts'
 
 export type FailoverCmd =
   | { op: 'join', bootstrap: string[], count: number }
@@ -19,6 +20,7 @@ export type FailoverCmd =
   | { op: 'watch', victim: string, live: string[] }
   | { op: 'failover' }
   | { op: 'timeline' }
+  | { op: 'load' }
   | { op: 'stop' }
 
 export type FailoverReply =
@@ -28,6 +30,8 @@ export type FailoverReply =
     ids?: string[]
     /** reserved: relay ids each peer holds a reservation on. */
     reserved?: Record<string, string[]>
+    /** reserved: relay ids each peer holds an open connection to. */
+    linked?: Record<string, string[]>
     /** missing: most entries of `ids` lacking generation `gen`, over this process's peers' docs. */
     missing?: number
     /** failover: per affected peer, when it first held reservations on two live relays (epoch ms). */
@@ -38,6 +42,10 @@ export type FailoverReply =
     lostAll?: string[]
     /** timeline: per affected peer, what it saw after the kill (ms since the watch began, event). */
     timeline?: Record<string, Array<[number, string]>>
+    /** load: this process's event-loop delay since the last `load`, ms. */
+    loopDelayMs?: { p50: number, p99: number, max: number }
+    /** load: this process's peers' open connections by kind (websocket = relay links), summed. */
+    links?: Record<string, number>
   }
   | { ok: false, error: string }
 
@@ -47,6 +55,9 @@ const POLL_MS = 20
 const READY_MS = 180_000
 
 const swarms: Swarm[] = []
+/** How far this process's event loop runs behind (the bench's steady-state window reads it). */
+const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+loopDelay.enable()
 let watch: { victim: string, live: Set<string>, done: Map<string, number>, lostAll: Set<string>, affected: string[], timer: ReturnType<typeof setInterval>, at: number } | undefined
 /** Per peer, its timeline since the watch began: relay links opening and closing, reservations held, PeerManager's log. */
 const timelines = new Map<string, Array<[number, string]>>()
@@ -100,7 +111,11 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
       return { ok: true, ids: joined }
     }
     case 'reserved':
-      return { ok: true, reserved: Object.fromEntries(swarms.map(s => [s.peerId, [...s.peers.reservedRelays()]])) }
+      return {
+        ok: true,
+        reserved: Object.fromEntries(swarms.map(s => [s.peerId, [...s.peers.reservedRelays()]])),
+        linked: Object.fromEntries(swarms.map(s => [s.peerId, [...new Set(s.node.getConnections().filter(c => c.status === 'open').map(c => c.remotePeer.toString()).filter(id => relayIds.has(id)))]]))
+      }
     case 'write':
       await Promise.all(swarms.map(async s => { await s.updateSelf({ gen: m.gen }) }))
       return { ok: true }
@@ -124,6 +139,14 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
       return { ok: true, done: Object.fromEntries(watch?.done ?? []), affected: watch?.affected ?? [], lostAll: [...watch?.lostAll ?? []] }
     case 'timeline':
       return { ok: true, timeline: Object.fromEntries(timelines) }
+    case 'load': {
+      const ms = (ns: number): number => Math.round(ns / 1e5) / 10
+      const loopDelayMs = { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) }
+      loopDelay.reset()
+      const links: Record<string, number> = {}
+      for (const s of swarms) for (const c of s.node.getConnections()) links[connectionKind(c)] = (links[connectionKind(c)] ?? 0) + 1
+      return { ok: true, loopDelayMs, links }
+    }
     case 'stop':
       clearInterval(watch?.timer)
       await Promise.all(swarms.splice(0).map(async s => { await s.stop().catch(() => {}) }))

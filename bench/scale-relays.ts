@@ -48,12 +48,27 @@ async function until (what: string, cond: () => boolean | Promise<boolean>, time
   }
 }
 
+/** `--cpu-prof` flags: the process writes a V8 CPU profile into `dir` when it exits (a SIGKILLed relay writes none). */
+function profFlags (dir: string | undefined): string[] {
+  return dir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', dir]
+}
+
+const CLK_TCK = 100 // Linux's USER_HZ: /proc/PID/stat counts ticks of 10 ms
+
+/** A process's CPU so far (all threads), ms; NaN where /proc is not there (not Linux, or it exited). */
+async function procCpuMs (pid: number | undefined): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  if (stat === '') return NaN
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) * 1000 / CLK_TCK // utime, stime (fields 14, 15)
+}
+
 /** A relay in its own process (relay/main.ts, no API): killed with SIGKILL, as a crash. */
 interface RelayProc { child: ChildProcess, id: string, addr: string, dataDir: string }
 
-async function spawnRelay (dataDir: string, peerRelays: string[], extra: string[] = []): Promise<RelayProc> {
+async function spawnRelay (dataDir: string, peerRelays: string[], extra: string[] = [], profDir?: string): Promise<RelayProc> {
   await fs.mkdir(dataDir, { recursive: true })
-  const args = ['--import', 'tsx', 'relay/main.ts', '--no-api', '--port', '0', '--ice-server', 'none', '--data-dir', dataDir, '--static-dir', dataDir, ...peerRelays.flatMap(a => ['--peer-relay', a]), ...extra]
+  const args = [...profFlags(profDir), '--import', 'tsx', 'relay/main.ts', '--no-api', '--port', '0', '--ice-server', 'none', '--data-dir', dataDir, '--static-dir', dataDir, ...peerRelays.flatMap(a => ['--peer-relay', a]), ...extra]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stderr.on('data', (d: Buffer) => { out += d.toString() })
@@ -94,8 +109,8 @@ const PEERS_PER_PROCESS = 5
 
 type PeerProc = { child: ChildProcess } & IpcPeer<FailoverCmd, FailoverReply>
 
-function forkPeers (): PeerProc {
-  const child = fork(fileURLToPath(new URL('./scale-failover-peers.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+function forkPeers (profDir?: string): PeerProc {
+  const child = fork(fileURLToPath(new URL('./scale-failover-peers.ts', import.meta.url)), [], { execArgv: [...profFlags(profDir), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   return { child, ...ipcPeer<FailoverCmd, FailoverReply>(child, 'failover peers') }
 }
 
@@ -112,20 +127,56 @@ export interface FailoverRound {
   times_s: number[]
   /** Affected peers still reachable throughout (their other reservation stayed live). */
   kept_one_reservation: number
-  /** Peers not on two relays when the round began (the previous restart not yet re-reserved everywhere): counted, not waited for past WAIT_MS. */
+  /** Peers not on two relays, or not linked to all three, when the round began (the previous restart not yet rejoined everywhere): counted, not waited for past WAIT_MS. */
   short_at_start: number
+  /** Seconds from the previous victim's restart until every peer was linked to it again and reserved on two relays (null: not within WAIT_MS; absent in round 1). */
+  restart_rejoin_s?: number | null
   /** Load average (1 min) at the kill. */
   load_1m: number
   /** What the slowest affected peers (and any that never re-reserved) saw, ms after the kill: relay links, reservations held, PeerManager's log. */
   timelines: Record<string, Array<[number, string]>>
 }
 
+/** One window of the steady state (every peer reserved, nothing asked of the swarm): where the CPU goes. */
+export interface SteadyWindow {
+  /** Seconds since the set-up ended, at the window's start; its length, s. */
+  from_s: number
+  window_s: number
+  /** CLOCK_MONOTONIC µs (process.hrtime, V8's profile clock) at the window's ends: cuts it out of --cpu-prof profiles. */
+  from_us: number
+  to_us: number
+  load_1m: number
+  /** Each relay process's CPU (all threads, /proc), ms per s of wall time. */
+  relay_cpu_ms_per_s: number[]
+  /** Each peer process's CPU (PEERS_PER_PROCESS peers each), ms per s. */
+  peer_process_cpu_ms_per_s: number[]
+  /** The median peer process's CPU divided by its peers, ms per s. */
+  cpu_ms_per_s_per_peer: number
+  /** Each peer process's event-loop delay over the window (monitorEventLoopDelay), ms. */
+  peer_loop_delay_ms: Array<{ p50: number, p99: number, max: number }>
+  /** Open connections of all peers by kind at the window's end (websocket: relay links; webrtc: direct links; relayed: through a relay). */
+  peer_links: Record<string, number>
+  /** Each relay's event-loop lag over the window (its /metrics, prom-client), ms. */
+  relay_loop_lag_ms: Array<{ p50: number, p99: number, max: number }>
+}
+
+export interface FailoverOptions {
+  /** Steady-state windows measured after the set-up, before the first kill. @default 2 */
+  steadyWindows?: number
+  /** Length of each, s. @default 30 */
+  steadyS?: number
+  /** Every relay and peer process writes a V8 CPU profile here when it exits. */
+  cpuProfDir?: string
+}
+
 export interface FailoverResult {
+  /** The steady state after the set-up (SteadyWindow): the CPU the idle swarm costs before any kill. */
+  steady: SteadyWindow[]
   relays: number
   peers: number
   /** Processes the peers ran in (PEERS_PER_PROCESS each). */
   peer_processes: number
-  /** Seconds from the N peers' start to all of them reserved on 2 relays (or WAIT_MS past the last join). */
+  /** Seconds from the N peers' start to all of them reserved on 2 relays and linked to all 3 (or WAIT_MS past the last join). */
   setup_s: number
   /** Peers not on two relays when the set-up wait ended (0: all were). */
   short_after_setup: number
@@ -147,23 +198,25 @@ const JOINING_PROCESSES = 2
  * generation of its entry, every peer holds every write, the relay most peers reserved on is
  * SIGKILLed, and each affected peer's time to hold two live reservations again is recorded; then
  * the killed relay is restarted on its port and data dir (same identity: the peers redial it) and
- * every peer re-reserves on two relays before the next round.
+ * every peer is reserved on two relays and linked to all three again (restart_rejoin_s) before the next round.
  */
-export async function relayFailover (nPeers: number, rounds: number, log: (l: string) => void): Promise<FailoverResult> {
+export async function relayFailover (nPeers: number, rounds: number, log: (l: string) => void, opts: FailoverOptions = {}): Promise<FailoverResult> {
+  const prof = opts.cpuProfDir
+  if (prof !== undefined) await fs.mkdir(prof, { recursive: true })
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'webswarm-failover-'))
   const relays: RelayProc[] = []
   const procs: PeerProc[] = []
   try {
-    const r1 = await spawnRelay(path.join(root, 'r1'), [])
+    const r1 = await spawnRelay(path.join(root, 'r1'), [], [], prof)
     relays.push(r1)
-    const r2 = await spawnRelay(path.join(root, 'r2'), [r1.addr])
+    const r2 = await spawnRelay(path.join(root, 'r2'), [r1.addr], [], prof)
     relays.push(r2)
-    relays.push(await spawnRelay(path.join(root, 'r3'), [r1.addr, r2.addr]))
+    relays.push(await spawnRelay(path.join(root, 'r3'), [r1.addr, r2.addr], [], prof))
     const bootstrap = relays.map(r => r.addr)
     const links = new Map(relays.map((r, i) => [r, bootstrap.slice(0, i)]))
 
     const t0 = Date.now()
-    for (let i = 0; i < nPeers; i += PEERS_PER_PROCESS) procs.push(forkPeers())
+    for (let i = 0; i < nPeers; i += PEERS_PER_PROCESS) procs.push(forkPeers(prof))
     const ids: string[] = []
     for (let i = 0; i < procs.length; i += JOINING_PROCESSES) {
       await Promise.all(procs.slice(i, i + JOINING_PROCESSES).map(async (p, j) => {
@@ -172,21 +225,42 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
       log(`failover: ${ids.length} peers joined after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     }
     const reserved = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).reserved))))
-    const allOnTwo = async (): Promise<void> => { await until('every peer reserved on two relays', async () => Object.values(await reserved()).every(r => r.length === 2), WAIT_MS, 500) }
-    const setupOk = await allOnTwo().then(() => true, (e: Error) => { log(`failover: set-up: ${e.message}; going ahead`); return false })
+    const linked = async (): Promise<Record<string, string[]>> => Object.assign({}, ...(await Promise.all(procs.map(async p => (await p.cmd({ op: 'reserved' })).linked))))
+    // A round starts from the steady state: every peer reserved on two relays and linked to all
+    // three. Started from "reserved on two" alone, a kill found peers still redialling the relay
+    // restarted after the previous kill, and measured that rejoin (up to 86 s) instead.
+    const steadyAgain = async (): Promise<void> => {
+      await until('every peer reserved on two relays and linked to all three', async () => {
+        const [r, l] = await Promise.all([reserved(), linked()])
+        return Object.keys(r).every(p => r[p].length === 2 && (l[p]?.length ?? 0) === 3)
+      }, WAIT_MS, 500)
+    }
+    const setupOk = await steadyAgain().then(() => true, (e: Error) => { log(`failover: set-up: ${e.message}; going ahead`); return false })
     const setupS = (Date.now() - t0) / 1000
     const shortAfterSetup = setupOk ? 0 : Object.values(await reserved()).filter(r => r.length < 2).length
     log(`failover: ${nPeers} peers in ${procs.length} processes, ${nPeers - shortAfterSetup} reserved on two relays each after ${setupS.toFixed(1)} s`)
+    const steady: SteadyWindow[] = []
+    const setupEnd = Date.now()
+    for (let w = 0; w < (opts.steadyWindows ?? 2); w++) {
+      steady.push(await steadyWindow(relays, procs, (opts.steadyS ?? 30) * 1000, setupEnd))
+      log(`failover: steady state: ${JSON.stringify(steady[steady.length - 1])}`)
+    }
 
     const done: FailoverRound[] = []
     let gen = 1
+    let restartedAt = 0
     for (let round = 0; round < rounds; round++) {
       let shortAtStart = 0
+      let rejoinS: number | null | undefined
       if (round > 0) {
         // Bounded: a peer still short after WAIT_MS is counted and the round goes ahead.
-        const back = await allOnTwo().then(() => true, (e: Error) => { log(`failover: round ${round + 1}: ${e.message}; going ahead`); return false })
-        if (!back) shortAtStart = Object.values(await reserved()).filter(r => r.length < 2).length
-        log(`failover: round ${round + 1}: ${back ? 'every peer back on two relays' : `${shortAtStart} peer(s) not on two relays`}`)
+        const back = await steadyAgain().then(() => true, (e: Error) => { log(`failover: round ${round + 1}: ${e.message}; going ahead`); return false })
+        rejoinS = back ? Math.round((Date.now() - restartedAt) / 100) / 10 : null
+        if (!back) {
+          const [r, l] = await Promise.all([reserved(), linked()])
+          shortAtStart = Object.keys(r).filter(p => r[p].length < 2 || (l[p]?.length ?? 0) < 3).length
+        }
+        log(`failover: round ${round + 1}: ${back ? `every peer back on two relays and linked to all three, ${rejoinS} s after the restart` : `${shortAtStart} peer(s) not on two relays or not linked to all three`}`)
       }
       // The victim: the relay most peers reserved on. A fresh write of every peer, synced to
       // every peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
@@ -222,6 +296,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         times_s: times.map(t => Math.round(t * 10) / 10),
         kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0),
         short_at_start: shortAtStart,
+        ...(rejoinS === undefined ? {} : { restart_rejoin_s: rejoinS }),
         load_1m: Math.round(loadAtKill * 10) / 10,
         timelines
       })
@@ -233,6 +308,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)])
         links.set(back, links.get(victim) ?? [])
         relays[relays.indexOf(victim)] = back
+        restartedAt = Date.now()
       }
     }
     // What each live relay persisted (SIGTERM: it flushes and compacts; its log is then read back).
@@ -247,6 +323,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
     const slowest = done.map(r => r.slowest_s ?? Infinity).sort((a, b) => a - b)
     const median = slowest[Math.floor((slowest.length - 1) / 2)]
     return {
+      steady,
       relays: 3,
       peers: nPeers,
       peer_processes: Math.ceil(nPeers / PEERS_PER_PROCESS),
@@ -261,6 +338,44 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
     await stopPeers(procs)
     for (const r of relays) await stopRelay(r, 'SIGKILL').catch(() => {})
     await fs.rm(root, { recursive: true, force: true })
+  }
+}
+
+/** The relay's event-loop lag gauges (prom-client resets its histogram at each scrape), ms. */
+async function relayLoopLag (r: RelayProc): Promise<{ p50: number, p99: number, max: number }> {
+  const url = `http://127.0.0.1:${Number(r.addr.split('/tcp/')[1].split('/')[0])}/metrics`
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) })).text()
+  const ms = (name: string): number => Math.round(gauge(text, `webswarm_relay_process_nodejs_eventloop_lag_${name}_seconds`) * 1e4) / 10
+  return { p50: ms('p50'), p99: ms('p99'), max: ms('max') }
+}
+
+/** CPU and event-loop delay of every relay and peer process over `ms` of the steady state. */
+async function steadyWindow (relays: RelayProc[], procs: PeerProc[], ms: number, setupEnd: number): Promise<SteadyWindow> {
+  const cpu = async (): Promise<number[]> => await Promise.all([...relays.map(r => r.child.pid), ...procs.map(p => p.child.pid)].map(procCpuMs))
+  await Promise.all(relays.map(relayLoopLag))
+  await Promise.all(procs.map(async p => await p.cmd({ op: 'load' })))
+  const fromS = (Date.now() - setupEnd) / 1000
+  const fromUs = Number(process.hrtime.bigint() / 1000n)
+  const before = await cpu()
+  await new Promise(resolve => setTimeout(resolve, ms))
+  const after = await cpu()
+  const toUs = Number(process.hrtime.bigint() / 1000n)
+  const loads = await Promise.all(procs.map(async p => await p.cmd({ op: 'load' })))
+  const perS = after.map((a, i) => Math.round((a - before[i]) / ((toUs - fromUs) / 1e6) * 10) / 10)
+  const peerCpu = perS.slice(relays.length)
+  const sorted = [...peerCpu].sort((a, b) => a - b)
+  return {
+    from_s: Math.round(fromS),
+    window_s: Math.round((toUs - fromUs) / 1e5) / 10,
+    from_us: fromUs,
+    to_us: toUs,
+    load_1m: Math.round(os.loadavg()[0] * 10) / 10,
+    relay_cpu_ms_per_s: perS.slice(0, relays.length),
+    peer_process_cpu_ms_per_s: peerCpu,
+    cpu_ms_per_s_per_peer: Math.round(sorted[sorted.length >> 1] / PEERS_PER_PROCESS * 10) / 10,
+    peer_loop_delay_ms: loads.map(l => l.loopDelayMs ?? { p50: NaN, p99: NaN, max: NaN }),
+    peer_links: loads.reduce<Record<string, number>>((sum, l) => { for (const [k, n] of Object.entries(l.links ?? {})) sum[k] = (sum[k] ?? 0) + n; return sum }, {}),
+    relay_loop_lag_ms: await Promise.all(relays.map(relayLoopLag))
   }
 }
 

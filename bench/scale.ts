@@ -34,6 +34,7 @@
  * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-timeout-s 0 --dht-encrypter plaintext --lookups 20 --crdt-n 100,500,1000
  *        --crdt-history-n 100 --crdt-history-rounds 100
  *        --route-servers 1000 --route-requests 200 --route-tokens 12 --route-churn-min 0.1 --route-runs 3 --failover-peers 30 --failover-rounds 3
+ *        --failover-steady-s 30 (two windows of it after the set-up) --failover-cpu-prof DIR (relays' and peer processes' V8 profiles)
  *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
@@ -182,7 +183,8 @@ const tab = {
 log(`tab day: ${JSON.stringify(tab)}`)
 
 const failoverPeers = Number(arg('failover-peers', '30'))
-const failover = failoverPeers > 0 ? await relayFailover(failoverPeers, Number(arg('failover-rounds', '3')), log) : undefined
+const failoverProf = arg('failover-cpu-prof', '')
+const failover = failoverPeers > 0 ? await relayFailover(failoverPeers, Number(arg('failover-rounds', '3')), log, { steadyS: Number(arg('failover-steady-s', '30')), cpuProfDir: failoverProf === '' ? undefined : failoverProf }) : undefined
 log(`relay failover: ${JSON.stringify(failover ?? 'skipped')}`)
 const capacitySteps = list(arg('capacity-steps', '50,100,200,400'))
 const capacity = capacitySteps.length > 0 ? await relayCapacity(capacitySteps, 10_000, log) : undefined

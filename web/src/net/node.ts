@@ -20,7 +20,7 @@ import { circuitRelayServer, circuitRelayTransport, type CircuitRelayService } f
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
-import type { ConnectionGater, Libp2p, PeerDiscovery, PrivateKey, Startable } from '@libp2p/interface'
+import type { ConnectionGater, Libp2p, PeerDiscovery, PeerInfo, PrivateKey, Startable } from '@libp2p/interface'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery'
@@ -205,6 +205,19 @@ function gater (allowPrivate: boolean): ConnectionGater {
 }
 
 /**
+ * A DHT client's view of a peer some response named: one reachable only through a relay (all its
+ * addresses `/p2p-circuit`: a fellow client, which serves no kad protocol) is no routing-table
+ * contact, so it comes back without addresses and kad-dht leaves it alone. kad-dht adds every
+ * peer a response names — each provider of the swarm's rendezvous key too — and pings it first:
+ * with 30 peers, every discovery round (15 s) dialled WebRTC through a relay to every other peer
+ * (the relay-failover bench's steady state, BENCHMARKS.md § Scale). On a client the mapper is read
+ * only there; a server passes every address on (its answers to queries carry them).
+ */
+export function dhtClientPeerMapper (peer: PeerInfo): PeerInfo {
+  return peer.multiaddrs.length > 0 && peer.multiaddrs.every(a => a.toString().includes('/p2p-circuit')) ? { ...peer, multiaddrs: [] } : peer
+}
+
+/**
  * The swarm's private kad-dht service exactly as every node runs it (also the scale simulator's,
  * web/src/sim: it measures this configuration, not a model of it).
  */
@@ -215,7 +228,7 @@ export function swarmKadDht (swarm: string, dhtServer: boolean, now?: () => numb
     validators: dhtValidators(now),
     selectors: dhtSelectors(now),
     // Keep loopback/LAN addresses in routing: the swarm runs on 127.0.0.1 in tests and LANs.
-    peerInfoMapper: passthroughMapper,
+    peerInfoMapper: dhtServer ? passthroughMapper : dhtClientPeerMapper,
     logPrefix: `libp2p:webswarm-kad:${swarm}`
   })
 }
@@ -231,9 +244,25 @@ function sharedServices (swarm: string, dhtServer: boolean, now?: () => number) 
       // Re-publishing identical bytes (e.g. an awareness heartbeat) is not an error.
       ignoreDuplicatePublishError: true,
       // Loopback tests join within milliseconds; gossipsub's default 1 s heartbeat is fine.
-      emitSelf: false
+      emitSelf: false,
+      fastMsgIdFn: gossipFastMsgId
     })
   }
+}
+
+/**
+ * gossipsub's duplicate check ahead of the signature check: a message's author and sequence number
+ * (which its id is made of under StrictSign, gossipsub's default). Without it every copy of a
+ * message — one from each mesh neighbour: a peer on 3 relays gets each about 3 times, a relay
+ * once from its author and again from every linked relay — had its Ed25519 signature verified
+ * before being found a duplicate. An id is cached only once its message passed validation, so a
+ * forged first copy caches nothing; a later copy with a forged body is dropped as a duplicate,
+ * as the seen-cache did after verifying it.
+ */
+export function gossipFastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
+  // The author's length first: one string per (author, seqno) pair, whatever bytes they hold.
+  const from = msg.from ?? new Uint8Array(0)
+  return String.fromCharCode(from.length, ...from, ...(msg.seqno ?? []))
 }
 
 type DiscoveryComponents = Parameters<ReturnType<typeof pubsubPeerDiscovery>>[0]

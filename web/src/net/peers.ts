@@ -39,6 +39,15 @@ const MAINTAIN_INTERVAL_MS = 1_000
 /** How often to look up swarm providers in the DHT, in ms (pubsub discovery covers the rest). */
 const DHT_DISCOVERY_INTERVAL_MS = 15_000
 /**
+ * A DHT round that finds no new member doubles the wait before the next, up to this, in ms; one
+ * that finds a member, or a relay (re)connecting, brings it back to DHT_DISCOVERY_INTERVAL_MS.
+ * Each round provides the rendezvous key and asks every relay for its providers (the relay loads
+ * each provider from its peer store): at 15 s flat, 30 idle peers kept DHT work the largest share
+ * of the relays' and peers' CPU (the failover bench's steady state, BENCHMARKS.md § Scale), for
+ * members pubsub discovery (every 5 s) had long announced. Provider records outlive 4 min by hours.
+ */
+export const DHT_DISCOVERY_MAX_INTERVAL_MS = 240_000
+/**
  * Right after (re)connecting to the relay, look up again after these delays (ms): peers that
  * joined at the same moment have provided the rendezvous key by then.
  */
@@ -357,7 +366,9 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   private readonly log: (line: string) => void
   private readonly dhtIntervalMs: number
   private maintainTimer?: ReturnType<typeof setInterval>
-  private dhtTimer?: ReturnType<typeof setInterval>
+  private dhtTimer?: ReturnType<typeof setTimeout>
+  /** Wait before the next DHT round (DHT_DISCOVERY_MAX_INTERVAL_MS says how it grows), ms. */
+  private dhtDelayMs: number
   private readonly fastStartTimers = new Set<ReturnType<typeof setTimeout>>()
   private running = false
   private readonly controller = new AbortController()
@@ -374,6 +385,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.targetPeers = init.targetPeers ?? DEFAULT_TARGET_PEERS
     this.budget = init.budget ?? new ConnectionBudget()
     this.dhtIntervalMs = init.dhtDiscoveryIntervalMs ?? DHT_DISCOVERY_INTERVAL_MS
+    this.dhtDelayMs = this.dhtIntervalMs
     this.log = init.log ?? ((l) => { console.info(l) })
     this.powBits = init.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
     let reserve: ((id: string) => Promise<void>) | undefined
@@ -428,7 +440,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       void this.dialRelay(r)
     }
     this.maintainTimer = setInterval(() => { this.maintain() }, MAINTAIN_INTERVAL_MS)
-    this.dhtTimer = setInterval(() => { void this.dhtDiscover() }, this.dhtIntervalMs)
+    this.scheduleDhtRound()
   }
 
   stop (): void {
@@ -438,7 +450,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.stamps?.stop()
     this.controller.abort()
     clearInterval(this.maintainTimer)
-    clearInterval(this.dhtTimer)
+    clearTimeout(this.dhtTimer)
     for (const t of this.fastStartTimers) clearTimeout(t)
     for (const r of this.relays) clearTimeout(r.timer)
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
@@ -499,9 +511,17 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       // Ask for a reservation once the relay has our stamp (it refuses one asked before it).
       void this.presentStampTo(r).then(() => { this.keeper.poke() })
       void this.dhtDiscover()
-      for (const ms of DHT_DISCOVERY_FAST_START_MS) {
-        const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
-        this.fastStartTimers.add(t)
+      // The swarm may have changed while we were away: paced rounds start over.
+      this.dhtDelayMs = this.dhtIntervalMs
+      this.scheduleDhtRound()
+      // The fast start is for a newcomer, which knows no one yet. A member reconnecting to a
+      // restarted relay skips it: 30 peers doing 4 rounds each within 7 s of the restart piled
+      // onto a relay busy re-admitting all of them (the failover bench's restarts).
+      if (this.candidates.size === 0) {
+        for (const ms of DHT_DISCOVERY_FAST_START_MS) {
+          const t = setTimeout(() => { this.fastStartTimers.delete(t); void this.dhtDiscover() }, ms)
+          this.fastStartTimers.add(t)
+        }
       }
     } catch (e) {
       if (!this.running) return
@@ -555,12 +575,13 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.addCandidate(evt.detail.id, evt.detail.multiaddrs)
   }
 
-  private addCandidate (id: PeerId, addrs: Multiaddr[]): void {
+  /** Adds or refreshes a discovered member; true when it was not a candidate yet. */
+  private addCandidate (id: PeerId, addrs: Multiaddr[]): boolean {
     const key = id.toString()
-    if (key === this.node.peerId.toString() || this.relayIds.includes(key)) return
+    if (key === this.node.peerId.toString() || this.relayIds.includes(key)) return false
     const goneUntil = this.gone.get(key)
     if (goneUntil !== undefined) {
-      if (Date.now() < goneUntil) return
+      if (Date.now() < goneUntil) return false
       this.gone.delete(key)
     }
     const known = this.candidates.get(key)
@@ -572,6 +593,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       this.dispatchEvent(new CustomEvent('change'))
     }
     this.maintain()
+    return known === undefined
   }
 
   /** Known swarm members (discovered, not necessarily connected). */
@@ -710,9 +732,22 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     }
   }
 
-  /** Provides the swarm rendezvous key and collects the other providers as candidates. */
-  private async dhtDiscover (): Promise<void> {
-    if (!this.running || !this.relayConnected) return
+  /** The next paced DHT round, after dhtDelayMs; a round that found no one new doubles the wait. */
+  private scheduleDhtRound (): void {
+    clearTimeout(this.dhtTimer)
+    if (!this.running) return
+    this.dhtTimer = setTimeout(() => {
+      void this.dhtDiscover().then(found => {
+        this.dhtDelayMs = found > 0 ? this.dhtIntervalMs : Math.min(Math.max(DHT_DISCOVERY_MAX_INTERVAL_MS, this.dhtIntervalMs), this.dhtDelayMs * 2)
+        this.scheduleDhtRound()
+      })
+    }, this.dhtDelayMs)
+  }
+
+  /** Provides the swarm rendezvous key and collects the other providers as candidates; resolves to how many were new. */
+  private async dhtDiscover (): Promise<number> {
+    let found = 0
+    if (!this.running || !this.relayConnected) return found
     const dht = this.node.services.dht
     const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(DHT_QUERY_TIMEOUT_MS)])
     try {
@@ -721,11 +756,11 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
       for await (const _ of dht.provide(cid, { signal })) { /* drain */ }
       for await (const ev of dht.findProviders(cid, { signal })) {
         if (ev.name !== 'PROVIDER') continue
-        for (const p of ev.providers) this.addCandidate(p.id, p.multiaddrs)
+        for (const p of ev.providers) if (this.addCandidate(p.id, p.multiaddrs)) found++
       }
     } catch (e) {
-      if (!this.running) return
-      this.log(`dht discovery: ${(e as Error).message}`)
+      if (this.running) this.log(`dht discovery: ${(e as Error).message}`)
     }
+    return found
   }
 }
