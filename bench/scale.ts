@@ -41,12 +41,13 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { CrdtChurnSim } from '../web/src/sim/crdt-churn.ts'
-import { DhtSwarm } from '../web/src/sim/dht-swarm.ts'
+import { DhtSwarm, type SimPeer } from '../web/src/sim/dht-swarm.ts'
 import { NetModel, percentile } from '../web/src/sim/model.ts'
 import { RoutingSim } from '../web/src/sim/routing.ts'
 import { InferenceRoutingSim } from '../web/src/sim/inference-routing.ts'
 import { relayCapacity, relayFailover } from './scale-relays.ts'
 import { simulateTabDay } from '../web/src/sim/tab-connections.ts'
+import { withVirtualTime } from '../web/src/sim/virtual-time.ts'
 
 function arg (name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`)
@@ -57,7 +58,9 @@ const list = (s: string): number[] => s.split(',').filter(x => x !== '').map(Num
 const seed = Number(arg('seed', '1'))
 const load = (): number[] => os.loadavg().map(x => Math.round(x * 100) / 100)
 const loadBefore = load()
-const log = (l: string): void => { console.log(`[${new Date().toISOString().slice(11, 19)} load ${load()[0]}] ${l}`) }
+// The real Date, captured before any virtual-time run replaces the global: log lines carry wall time.
+const RealDate = Date
+const log = (l: string): void => { console.log(`[${new RealDate().toISOString().slice(11, 19)} load ${load()[0]}] ${l}`) }
 
 /** --dht-timeout-s: one provide's and one find's budget (0: SwarmDht's 10 s and 30 s, as the swarm runs). */
 const timeoutS = Number(arg('dht-timeout-s', '0'))
@@ -65,38 +68,65 @@ const timeoutS = Number(arg('dht-timeout-s', '0'))
 const encrypterArg = arg('dht-encrypter', 'plaintext')
 if (encrypterArg !== 'plaintext' && encrypterArg !== 'noise') throw new Error(`--dht-encrypter ${encrypterArg}: plaintext or noise`)
 const encrypter: 'plaintext' | 'noise' = encrypterArg
-interface DhtRow { n: number, seed: number, timeout_s: number, encrypter: string, start_s: number, rss_mb_per_node: number, routing_table_mean: number, connected_groups: number, lookups: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, load_1m: number }
+interface DhtRow { n: number, seed: number, timeout_s: number, encrypter: string, start_virtual_s: number, start_wall_s: number, wall_s: number, virtual_s: number, timer_events: number, rss_mb_per_node: number, routing_table_mean: number, routing_table_min: number, connected_groups: number, lookups: number, churn_rounds: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, lookup_ms_p95: number, load_1m_before: number, load_1m: number }
+/** Wall-clock seconds (process.hrtime is left real on virtual time). */
+const wallS = (): number => Number(process.hrtime.bigint() / 1_000_000n) / 1000
+/** Lookups per churn round; a round is one virtual minute, so 10 % per round is the issue's 10 %/min. */
+const LOOKUPS_PER_ROUND = 5
+const ROUND_MS = 60_000
 async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtRow> {
+  const loadBefore1m = load()[0]
   const rss0 = process.memoryUsage().rss
-  const t0 = Date.now()
-  const model = new NetModel({ seed: runSeed, minLatencyMs: 2, medianLatencyMs: 10 })
-  const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined, encrypter, onBatch: started => { if (n >= 200) log(`dht n=${n} seed ${runSeed}: ${started} nodes started, rss ${Math.round(process.memoryUsage().rss / 1e6)} MB`) } })
-  const startS = (Date.now() - t0) / 1000
-  const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
-  const groups = s.connectedGroups()
-  log(`dht n=${n} seed ${runSeed}: started in ${startS.toFixed(1)} s, ${rssPerNode.toFixed(1)} MB/node, routing table ${s.meanRoutingTableSize().toFixed(1)}, ${groups} connected group(s)`)
-  const hops: number[] = []
-  const ms: number[] = []
-  let found = 0
-  let provideFailed = 0
-  for (let i = 0; i < lookups; i++) {
-    if (i > 0 && i % 5 === 0) await s.churn(0.1)
-    const live = s.live
-    const [a, b] = model.pick(live.length, 2).map(j => live[j])
-    const key = `/sim/${n}/${i}`
-    const t1 = Date.now()
-    const provided = await s.provide(a, key)
-    if (!provided) provideFailed++
-    const provideMs = Date.now() - t1
-    const r = await s.findProvider(b, key, a.id)
-    if (r.found) { found++; hops.push(r.hops) }
-    ms.push(r.ms)
-    log(`dht n=${n} lookup ${i}: provide ${provided ? 'ok' : 'failed'} in ${provideMs} ms, find ${r.found ? `found at hop ${r.hops}` : 'not found'} in ${r.ms} ms`)
-  }
-  const row = { n, seed: runSeed, timeout_s: timeoutS, encrypter, start_s: startS, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), connected_groups: groups, lookups, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), load_1m: load()[0] }
-  await s.stop()
-  log(`dht n=${n}: ${JSON.stringify(row)}`)
-  return row
+  const w0 = wallS()
+  // The whole run on virtual time (web/src/sim/virtual-time.ts): latencies, timeouts and the
+  // churn minute are network time; the CPU N nodes need on this machine costs none of it.
+  return await withVirtualTime(async vt => {
+    const model = new NetModel({ seed: runSeed, minLatencyMs: 2, medianLatencyMs: 10 })
+    const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined, encrypter, selfWalk: arg('dht-self-walk', 'false') === 'true', onBatch: started => { if (n >= 200 && started % 100 < Number(arg('dht-batch', '32'))) log(`dht n=${n} seed ${runSeed}: ${started} nodes started, virtual ${(vt.elapsedMs() / 1000).toFixed(0)} s, wall ${(wallS() - w0).toFixed(0)} s, rss ${Math.round(process.memoryUsage().rss / 1e6)} MB`) } })
+    const startVirtualS = vt.elapsedMs() / 1000
+    const startWallS = wallS() - w0
+    const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
+    const groups = s.connectedGroups()
+    const tables = s.live.map(p => routingTableSize(p))
+    log(`dht n=${n} seed ${runSeed}: started in ${startVirtualS.toFixed(1)} s virtual, ${startWallS.toFixed(0)} s wall, ${rssPerNode.toFixed(2)} MB/node, routing table mean ${s.meanRoutingTableSize().toFixed(1)} min ${Math.min(...tables)}, ${groups} connected group(s)`)
+    const hops: number[] = []
+    const ms: number[] = []
+    let found = 0
+    let provideFailed = 0
+    let rounds = 0
+    let roundStart = vt.now()
+    for (let i = 0; i < lookups; i++) {
+      if (i > 0 && i % LOOKUPS_PER_ROUND === 0) {
+        // The rest of the minute passes, then 10 % of the live nodes leave and as many join.
+        await new Promise<void>(resolve => setTimeout(resolve, Math.max(0, roundStart + ROUND_MS - vt.now())))
+        roundStart = vt.now()
+        await s.churn(0.1)
+        rounds++
+      }
+      const live = s.live
+      const [a, b] = model.pick(live.length, 2).map(j => live[j])
+      const key = `/sim/${n}/${i}`
+      const t1 = vt.now()
+      const provided = await s.provide(a, key)
+      if (!provided) provideFailed++
+      const provideMs = vt.now() - t1
+      const r = await s.findProvider(b, key, a.id)
+      if (r.found) { found++; hops.push(r.hops) }
+      ms.push(r.ms)
+      log(`dht n=${n} lookup ${i}: provide ${provided ? 'ok' : 'failed'} in ${provideMs} ms, find ${r.found ? `found at hop ${r.hops}` : 'not found'} in ${r.ms} ms (virtual), wall ${(wallS() - w0).toFixed(0)} s`)
+    }
+    const row = { n, seed: runSeed, timeout_s: timeoutS, encrypter, start_virtual_s: startVirtualS, start_wall_s: startWallS, wall_s: 0, virtual_s: 0, timer_events: 0, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), routing_table_min: Math.min(...s.live.map(p => routingTableSize(p))), connected_groups: s.connectedGroups(), lookups, churn_rounds: rounds, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), lookup_ms_p95: percentile(ms, 95), load_1m_before: loadBefore1m, load_1m: load()[0] }
+    await s.stop()
+    row.wall_s = wallS() - w0
+    row.virtual_s = vt.elapsedMs() / 1000
+    row.timer_events = vt.events()
+    log(`dht n=${n}: ${JSON.stringify(row)}`)
+    return row
+  }, { maxVirtualMs: 24 * 3600_000 })
+}
+
+function routingTableSize (p: SimPeer): number {
+  return (p.node.services.dht as unknown as { routingTable: { size: number } }).routingTable.size
 }
 
 interface CrdtRow { n: number, rounds: number, ever_joined: number, hub_entries: number, stale_held: number, crdt_bytes_per_live_peer: number, crdt_bytes_per_live_peer_round1: number, join_sync_bytes: number, join_sync_ms: number, wall_s: number }

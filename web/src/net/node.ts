@@ -21,7 +21,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
 import type { ConnectionGater, Libp2p, PeerDiscovery, PeerInfo, PrivateKey, Startable } from '@libp2p/interface'
-import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, type KadDHT, type KadDHTInit } from '@libp2p/kad-dht'
 import { ping, type Ping } from '@libp2p/ping'
 import { pubsubPeerDiscovery } from '@libp2p/pubsub-peer-discovery'
 import { webRTC } from '@libp2p/webrtc'
@@ -204,6 +204,9 @@ function gater (allowPrivate: boolean): ConnectionGater {
   }
 }
 
+/** kad-dht settings the scale simulator may tune (its timing knobs); our protocol, validators and selectors are not among them. */
+export type KadTuning = Pick<KadDHTInit, 'initialQuerySelfInterval' | 'querySelfInterval' | 'pingNewContactTimeout' | 'pingNewContactMaxQueueSize' | 'pingOldContactTimeout' | 'pingOldContactMaxQueueSize'>
+
 /**
  * A DHT client's view of a peer some response named: one reachable only through a relay (all its
  * addresses `/p2p-circuit`: a fellow client, which serves no kad protocol) is no routing-table
@@ -219,10 +222,12 @@ export function dhtClientPeerMapper (peer: PeerInfo): PeerInfo {
 
 /**
  * The swarm's private kad-dht service exactly as every node runs it (also the scale simulator's,
- * web/src/sim: it measures this configuration, not a model of it).
+ * web/src/sim: it measures this configuration, not a model of it). `tuning` is for the simulator
+ * only; the swarm's nodes pass none and run kad-dht's defaults.
  */
-export function swarmKadDht (swarm: string, dhtServer: boolean, now?: () => number): ReturnType<typeof kadDHT> {
+export function swarmKadDht (swarm: string, dhtServer: boolean, now?: () => number, tuning: KadTuning = {}): ReturnType<typeof kadDHT> {
   return kadDHT({
+    ...tuning,
     protocol: KAD_PROTOCOL,
     clientMode: !dhtServer,
     validators: dhtValidators(now),

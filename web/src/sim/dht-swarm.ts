@@ -7,6 +7,9 @@
  * round; joiners bootstrap by dialling a few live nodes and looking up their own id, as a kad
  * node does.
  *
+ * It runs on virtual time only (`withVirtualTime`, ./virtual-time.ts): every latency, timeout and
+ * churn interval is network time, and the CPU N nodes need on one machine costs none of it.
+ *
  * Browsers run the DHT in client mode (they answer nobody); here every node is a DHT server so
  * that N nodes form one N-node DHT: it measures the DHT a swarm of N always-on Node peers and
  * relays would form.
@@ -23,21 +26,14 @@ import { plaintext } from '@libp2p/plaintext'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { providerCid, SwarmDht } from '../net/dht/index.ts'
-import { swarmKadDht, type WebSwarmNode } from '../net/node.ts'
+import { swarmKadDht, type KadTuning, type WebSwarmNode } from '../net/node.ts'
 import { realClock } from '../util/clock.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
 import { NetModel } from './model.ts'
+import { virtualTimeActive } from './virtual-time.ts'
 
 /** A joiner's self-lookup is abandoned after this long, in ms (whoever answered has been added). */
 const JOIN_LOOKUP_TIMEOUT_MS = 30_000
-/**
- * Identify's budget, ms (libp2p's default: 5 s). kad-dht adds a connected peer to its routing
- * table only once identify has named the peer's protocols, and a node whose routing table is
- * empty starts no query (each waits for a first peer until its timeout). With N nodes sharing
- * this machine's event loop (lag p99 ≈ 2 s at 32 nodes and load 20), 5 s identifies failed and
- * left joiners connected but with empty tables: their provides and finds stalled.
- */
-const IDENTIFY_TIMEOUT_MS = 60_000
 /** A find's default budget, ms. */
 const FIND_TIMEOUT_MS = 30_000
 /** Fresh bootstrap picks a joiner that reached nobody tries before it gives up. */
@@ -81,6 +77,16 @@ export interface DhtSwarmInit {
    * what the swarm runs, kept to compare. @default 'plaintext'
    */
   encrypter?: 'plaintext' | 'noise'
+  /** kad-dht timing overrides for the sim's nodes (net/node.ts `KadTuning`). @default none: the swarm's own settings */
+  kad?: KadTuning
+  /**
+   * Whether each joiner also walks towards its own id after dialling its bootstrap nodes. kad-dht
+   * runs that walk itself (its initial self-query, `initialQuerySelfInterval` after start), so
+   * this one is a duplicate kept to compare. @default false
+   */
+  selfWalk?: boolean
+  /** Network time a start batch runs (its kad self-queries) before the next batch dials it, ms. @default 5000 */
+  joinSettleMs?: number
   /** Called after each start batch has bootstrapped, with the nodes started so far (progress of a long start). */
   onBatch?: (started: number) => void
 }
@@ -102,6 +108,9 @@ export class DhtSwarm {
   private readonly queryTimeoutMs: number | undefined
   private readonly encrypter: 'plaintext' | 'noise'
   private readonly onBatch: ((started: number) => void) | undefined
+  private readonly kad: KadTuning
+  private readonly selfWalk: boolean
+  private readonly joinSettleMs: number
   private started = 0
 
   private constructor (readonly model: NetModel, private readonly swarm: string, init: DhtSwarmInit) {
@@ -111,11 +120,17 @@ export class DhtSwarm {
     this.queryTimeoutMs = init.queryTimeoutMs
     this.encrypter = init.encrypter ?? 'plaintext'
     this.onBatch = init.onBatch
+    this.kad = init.kad ?? {}
+    this.selfWalk = init.selfWalk ?? false
+    this.joinSettleMs = init.joinSettleMs ?? 5000
+    if (!(this.joinSettleMs >= 0)) throw new SimConfigError(`joinSettleMs ${this.joinSettleMs} must be ≥ 0`)
   }
 
   /** Starts `n` nodes and bootstraps them into one DHT. */
   static async create (n: number, init: DhtSwarmInit = {}): Promise<DhtSwarm> {
     if (!Number.isInteger(n) || n < 2) throw new SimConfigError(`a DHT swarm needs at least 2 nodes, got ${n}`)
+    // On real time N nodes sharing one event loop trip network timeouts with CPU lag (sessions 6–8).
+    if (!virtualTimeActive()) throw new SimStateError('DhtSwarm runs on virtual time only: call it inside withVirtualTime (web/src/sim/virtual-time.ts)')
     const s = new DhtSwarm(init.model ?? new NetModel(), init.swarm ?? 'sim', init)
     await s.join(n)
     return s
@@ -156,12 +171,16 @@ export class DhtSwarm {
         const picks = alone.map(() => this.model.pick(live.length, this.bootstrapPeers).map(i => live[i]))
         await Promise.all(alone.map(async (peer, j) => { await this.dialAll(peer, picks[j]) }))
       }
-      // Each joiner walks towards its own id, as a kad node joining does (its kad-dht first runs
-      // its own initial self-query): it learns its neighbours and they learn it, before the next
-      // batch bootstraps from it. A joiner whose dials all failed has nothing to walk.
-      await Promise.all(started.filter(p => p.node.getConnections().length > 0).map(async p => {
-        await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(JOIN_LOOKUP_TIMEOUT_MS) }))
-      }))
+      // Each joiner's kad-dht walks towards its own id (its initial self-query): it learns its
+      // neighbours and they learn it. The batch gets `joinSettleMs` of network time for that
+      // before the next one bootstraps from it (free on virtual time: nothing else runs).
+      // `selfWalk` adds the walk the sim ran itself before session 9, to compare.
+      if (this.selfWalk) {
+        await Promise.all(started.filter(p => p.node.getConnections().length > 0).map(async p => {
+          await drain(p.node.services.dht.getClosestPeers(p.node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(JOIN_LOOKUP_TIMEOUT_MS) }))
+        }))
+      }
+      await sleep(this.joinSettleMs)
       this.onBatch?.(this.started)
     }
     return fresh
@@ -181,7 +200,7 @@ export class DhtSwarm {
       connectionGater: { denyDialPeer: () => model.dialLost() },
       connectionManager: { maxConnections: this.maxConnections },
       connectionMonitor: { enabled: false },
-      services: { identify: identify({ timeout: IDENTIFY_TIMEOUT_MS }), ping: ping(), dht: swarmKadDht(this.swarm, true) }
+      services: { identify: identify(), ping: ping(), dht: swarmKadDht(this.swarm, true, undefined, this.kad) }
     }).catch((e: Error) => { throw new SimStateError(`sim node ${index} did not start: ${e.message}`) })
     const dht = new SwarmDht(node as unknown as WebSwarmNode, privateKey, realClock, { queryTimeoutMs: this.queryTimeoutMs })
     return { index, id: node.peerId.toString(), addr: `${addr}/p2p/${node.peerId.toString()}`, latencyMs, node, dht, alive: true }
@@ -278,6 +297,11 @@ export class DhtSwarm {
   async stop (): Promise<void> {
     await this.leave(this.live)
   }
+}
+
+/** Waits `ms` of the (virtual) clock. */
+async function sleep (ms: number): Promise<void> {
+  await new Promise<void>(resolve => setTimeout(resolve, ms))
 }
 
 async function drain (it: AsyncIterable<unknown>): Promise<void> {
