@@ -62,6 +62,8 @@ test.describe.serial('inference across tabs', () => {
     const single = await chat.evaluate(async ([prompt, n]) => await window.webswarmChat!.localGenerate(prompt as number[], n as number, { stopTokens: [] }), [ref.prompt, N] as const)
     expect(single).toHaveLength(N)
     expect(single.slice(0, 16)).toEqual(ref.greedy)
+    // The tab's count is cumulative over its generations: what this one adds is what is checked.
+    const before = await chat.evaluate(() => window.webswarmChat!.state().failovers)
     const done = chat.evaluate(async ([prompt, n]) => await window.webswarmChat!.generate(prompt as number[], n as number, { stopTokens: [] }), [ref.prompt, N] as const)
     await chat.waitForFunction(() => window.webswarmChat!.state().tokens >= 4, undefined, { timeout: 120_000, polling: 10 })
     const route = await chat.evaluate(() => window.webswarmChat!.state().route)
@@ -72,7 +74,9 @@ test.describe.serial('inference across tabs', () => {
     const tokens = await done
     expect(tokens).toEqual(single)
     const st = await chat.evaluate(() => window.webswarmChat!.state())
-    expect(st.failovers).toBe(1)
+    // At least the closed tab's hop; on a loaded machine a hop that ran past its step timeout may
+    // have been failed over too (fresh-clone CI: 2), which the identical tokens above also cover.
+    expect(st.failovers - before).toBeGreaterThanOrEqual(1)
     expect(st.route.at(-1)!.peer).not.toBe(lastHop)
     await expect(chat.locator('#chat-route')).toContainText('failed over')
     await chat.screenshot({ path: `${ART}/inference-3-failover.png`, fullPage: true })
