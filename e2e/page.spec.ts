@@ -7,13 +7,18 @@ import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
  * The page as a product, in headless Chromium against the e2e relay (which serves byte-llama as
  * models/default): two tabs press Contribute and pick their blocks themselves, a third chats —
  * the reply streams, Stop ends it — and the swarm map shows the coverage; a closed contributor
- * leaves the map once its entry expires (a 6 s lifetime via ?entry-ttl=). Also the no-WebGPU
+ * leaves the map once its entry expires (a 15 s lifetime via ?entry-ttl=). Also the no-WebGPU
  * state with its CPU offer, `?relay=` (unreachable with Retry, and another origin), narrow
  * widths, and an axe accessibility check. Tabs compute on the CPU twins (`?device=cpu`): three
  * SwiftShader tabs would not fit 2 cores. Screenshots of each stage go to e2e/artifacts/.
  */
 const ART = 'e2e/artifacts'
-const TTL_S = 6
+/**
+ * Entry lifetime, s. Short so the expiry test is quick, but not so short that a tab busy loading
+ * its blocks misses a refresh: at 6 s (fresh-clone CI, loaded) the second contributor's choice found
+ * the first's entry expired a moment after its map showed it, and took the same span.
+ */
+const TTL_S = 15
 const PORT = Number(process.env.E2E_RELAY_PORT ?? 18480)
 
 async function seriousViolations (page: Page): Promise<string[]> {
