@@ -5,6 +5,7 @@
  */
 import type { ClientEnds } from '../../web/src/swarm/client/generate.ts'
 import type { SpanBackend, SpanCache, SpanStep } from '../../web/src/swarm/server/backend.ts'
+import { SpanWrapper } from '../../web/src/swarm/server/span-wrapper.ts'
 import { Rng } from '../../web/src/util/rng.ts'
 import { BLOCKS, C, fakeEnds, FakeCache, FakeSpanBackend, V } from './fakes.ts'
 
@@ -51,7 +52,7 @@ export type LieKind = 'scale' | 'small-scale' | 'noise' | 'zeros' | 'replay' | '
 export interface LieWhen { p?: number, after?: number, until?: number, seed?: number }
 
 /** Wraps `inner`; lies on the steps `when` picks, the way `kind` says. */
-export class LyingBackend implements SpanBackend {
+export class LyingBackend extends SpanWrapper {
   /** Forward calls that lied. */
   lies = 0
   private calls = 0
@@ -59,25 +60,19 @@ export class LyingBackend implements SpanBackend {
   /** Last honest output per row count, from any session: what a `replay` liar answers with. */
   private readonly seen = new Map<number, Float32Array>()
 
-  constructor (readonly inner: SpanBackend, readonly kind: LieKind, readonly when: LieWhen = {}, private readonly other?: SpanBackend) {
+  constructor (inner: SpanBackend, readonly kind: LieKind, readonly when: LieWhen = {}, private readonly other?: SpanBackend) {
+    super(inner)
     this.rng = new Rng(when.seed ?? 7)
   }
 
-  get model (): string { return this.inner.model }
-  get start (): number { return this.inner.start }
-  get end (): number { return this.inner.end }
-  get hiddenSize (): number { return this.inner.hiddenSize }
-  get cacheBytesPerToken (): number { return this.inner.cacheBytesPerToken }
-  createCache (capacity: number, start: number, end: number): SpanCache {
+  override createCache (capacity: number, start: number, end: number): SpanCache {
     const c = this.inner.createCache(capacity, start, end)
     // A different model computes along on caches of its own.
     if (this.other !== undefined) otherCaches.set(c, this.other.createCache(capacity, start, end))
     return c
   }
 
-  dispose (): void { this.inner.dispose() }
-
-  async forward (steps: readonly SpanStep[]): Promise<Float32Array[]> {
+  override async forward (steps: readonly SpanStep[]): Promise<Float32Array[]> {
     const outs = await this.inner.forward(steps)
     const others = this.other === undefined ? undefined : await this.other.forward(steps.map(s => ({ ...s, cache: otherCaches.get(s.cache)! })))
     return outs.map((y, i) => {

@@ -43,6 +43,7 @@ import { modelEnds, ModelSpanBackend } from '../swarm/model-backend.ts'
 import type { BlockRecord, ExpertRecord, SwarmDirectory } from '../swarm/records.ts'
 import { planRoute, routeCostMs } from '../swarm/route.ts'
 import type { SpanBackend, SpanCache, SpanStep } from '../swarm/server/backend.ts'
+import { SpanWrapper } from '../swarm/server/span-wrapper.ts'
 import { BlockServer } from '../swarm/server/block-server.ts'
 import type { RpcTransport } from '../swarm/transport/index.ts'
 import { MemoryNetwork } from '../swarm/transport/memory.ts'
@@ -134,23 +135,16 @@ class SnapshotDirectory implements SwarmDirectory {
 }
 
 /** A span whose forward costs simulated time: HOP_OVERHEAD_MS + tokens × blocks × `msPerTokenBlock`, after the real forward. */
-class TimedSpan implements SpanBackend {
-  constructor (private readonly inner: ModelSpanBackend, private readonly clock: Clock, private readonly msPerTokenBlock: number, private readonly work: { computing: number }) {}
-  get model (): string { return this.inner.model }
-  get start (): number { return this.inner.start }
-  get end (): number { return this.inner.end }
-  get hiddenSize (): number { return this.inner.hiddenSize }
-  get cacheBytesPerToken (): number { return this.inner.cacheBytesPerToken }
-
-  createCache (capacity: number, start: number, end: number): SpanCache {
-    return this.inner.createCache(capacity, start, end)
+class TimedSpan extends SpanWrapper {
+  constructor (inner: ModelSpanBackend, private readonly clock: Clock, private readonly msPerTokenBlock: number, private readonly work: { computing: number }) {
+    super(inner)
   }
 
-  async forward (steps: readonly SpanStep[]): Promise<Float32Array[]> {
+  override async forward (steps: readonly SpanStep[]): Promise<Float32Array[]> {
     this.work.computing++
     let out: Float32Array[]
     try {
-      out = await this.inner.forward(steps)
+      out = await super.forward(steps)
     } finally {
       this.work.computing--
     }
@@ -160,7 +154,7 @@ class TimedSpan implements SpanBackend {
   }
 
   /** The weights are every server's: never freed by one. */
-  dispose (): void {}
+  override dispose (): void {}
 }
 
 /** Counts the client's requests that found their server gone. */
