@@ -41,6 +41,7 @@ import { TINY_MODEL } from '../web/src/swarm/train/run-board.ts'
 import { spawnTrainerThread } from '../web/src/swarm/train/trainer-thread-node.ts'
 import { DiLoCoWorker } from '../web/src/swarm/train/worker.ts'
 import { ipcPeer, stopPeers } from './ipc.ts'
+import { threadBreakdown, type ThreadBreakdown } from './train-thread-times.ts'
 
 export interface UtilOptions {
   workers: number
@@ -61,6 +62,8 @@ export interface UtilOptions {
 
 /** One worker's times over its run, ms (the CPU and wait figures: its JS thread; absent off Linux). */
 export interface WorkerTimes {
+  /** When its clock started (performance.timeOrigin + now, ms: comparable across the processes). */
+  startAt: number
   wallMs: number
   stepMs: number
   /** Inner steps taken. */
@@ -72,6 +75,8 @@ export interface WorkerTimes {
   cpu?: { stepMs: number, launchMs: number, landMs: number, allMs: number, waitMs: number, /** Idle node, ms of CPU per s. */ idleMsPerS: number }
   /** With `thread`: the trainer thread's wait at syncs for what to apply (wall), its CPU and run-queue wait (Linux), over the run, ms. */
   trainer?: { planWaitMs: number, cpuMs: number, waitMs: number }
+  /** With `thread`: the trainer thread's wall time over the run, by what it did (ThreadBreakdown). */
+  thread?: ThreadBreakdown
 }
 
 export interface UtilResult {
@@ -100,6 +105,16 @@ export interface UtilResult {
   trainerRunQueueFraction?: number
   /** With `thread`: mean over workers of the trainer thread's wait at syncs for what to apply / wall time. */
   trainerPlanWaitFraction?: number
+  /** With `thread`: means over workers of each ThreadBreakdown part / wall time (fenceWaitsMs left out). */
+  threadFractions?: Record<Exclude<keyof ThreadBreakdown, 'fenceWaitsMs'>, number>
+  /**
+   * With `thread`: utilization with the last sync's landing left out, the steady state: mean over
+   * workers of step time / (wall time − the last fence's wait for its plan − `endMs`). Beside the
+   * headline, never instead of it.
+   */
+  steadyUtilization?: number
+  /** The last worker's clock started this long after the first's, ms. */
+  startSpreadMs: number
   syncs: number
   /** The slowest worker's wall time, s. */
   wallS: number
@@ -220,19 +235,22 @@ async function utilPeer (relayAddr: string): Promise<void> {
           const idleMsPerS = i0 === undefined || i1 === undefined ? NaN : (i1.cpuMs - i0.cpuMs) / (performance.now() - w0) * 1000
           const th0 = await ready.w.trainerStats()
           const t0 = performance.now()
+          const t0Abs = performance.timeOrigin + t0
           const s0 = jsThread()
           const step0 = ready.w.step
           await ready.w.runSyncs(ready.o.syncs, undefined, { last: true })
-          const wallMs = performance.now() - t0
+          const t1 = performance.now()
+          const wallMs = t1 - t0
           const s1 = jsThread()
           const th1 = await ready.w.trainerStats()
           await ready.w.dispose()
           const { step, launch, land } = ready
           const trainer = th0?.cpuMs !== undefined && th1?.cpuMs !== undefined ? { planWaitMs: th1.planWaitMs - th0.planWaitMs, cpuMs: th1.cpuMs - th0.cpuMs, waitMs: th1.waitMs! - th0.waitMs! } : undefined
           const times: WorkerTimes = {
-            wallMs, stepMs: th0 !== undefined && th1 !== undefined ? th1.stepMs - th0.stepMs : step.wallMs, steps: ready.w.step - step0, launchMs: launch.wallMs, landMs: land.wallMs,
+            startAt: t0Abs, wallMs, stepMs: th0 !== undefined && th1 !== undefined ? th1.stepMs - th0.stepMs : step.wallMs, steps: ready.w.step - step0, launchMs: launch.wallMs, landMs: land.wallMs,
             ...(s0 === undefined || s1 === undefined ? {} : { cpu: { stepMs: step.cpuMs, launchMs: launch.cpuMs, landMs: land.cpuMs, allMs: s1.cpuMs - s0.cpuMs, waitMs: s1.waitMs - s0.waitMs, idleMsPerS } }),
-            ...(trainer === undefined ? {} : { trainer })
+            ...(trainer === undefined ? {} : { trainer }),
+            ...(th0 === undefined || th1 === undefined ? {} : { thread: threadBreakdown(th0, th1, t0Abs, performance.timeOrigin + t1) })
           }
           return { ok: true, times, hash: ready.w.lastHash }
         }
@@ -288,9 +306,15 @@ export async function utilization (o: UtilOptions): Promise<UtilResult> {
     const trainer = workers.every(t => t.trainer !== undefined)
       ? { trainerCpuOfWall: mean(t => t.trainer!.cpuMs / t.wallMs), trainerRunQueueFraction: mean(t => t.trainer!.waitMs / t.wallMs), trainerPlanWaitFraction: mean(t => t.trainer!.planWaitMs / t.wallMs) }
       : {}
+    const threaded = workers.every(t => t.thread !== undefined)
+      ? {
+          threadFractions: Object.fromEntries((Object.keys(workers[0].thread!) as Array<keyof ThreadBreakdown>).filter(k => k !== 'fenceWaitsMs').map(k => [k, mean(t => (t.thread![k] as number) / t.wallMs)])) as UtilResult['threadFractions'],
+          steadyUtilization: mean(t => t.stepMs / (t.wallMs - t.thread!.lastPlanWaitMs - t.thread!.endMs))
+        }
+      : {}
     return {
-      utilization: mean(t => t.stepMs / t.wallMs), stepsPerS: mean(t => t.steps / (t.wallMs / 1000)), perWorker, ...trainer, syncFraction: mean(t => t.landMs / t.wallMs), launchFraction: mean(t => t.launchMs / t.wallMs),
-      ...cpu, syncs: o.syncs, wallS: Math.max(...workers.map(t => t.wallMs)) / 1000, workers
+      utilization: mean(t => t.stepMs / t.wallMs), ...threaded, stepsPerS: mean(t => t.steps / (t.wallMs / 1000)), perWorker, ...trainer, syncFraction: mean(t => t.landMs / t.wallMs), launchFraction: mean(t => t.launchMs / t.wallMs),
+      ...cpu, startSpreadMs: Math.max(...workers.map(t => t.startAt)) - Math.min(...workers.map(t => t.startAt)), syncs: o.syncs, wallS: Math.max(...workers.map(t => t.wallMs)) / 1000, workers
     }
   } finally {
     await stopPeers(peers)

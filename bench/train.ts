@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util'
 import type { Backend } from '../web/src/gpu/backend.ts'
 import { goodput, type GoodputResult } from './train-goodput.ts'
 import { codecName, runLossBench, type LossResult } from './train-loss.ts'
+import type { ThreadBreakdown } from './train-thread-times.ts'
 import { utilization, type UtilResult, type WorkerTimes } from './train-util.ts'
 import type { CompressionSpec, SparseMean } from '../web/src/swarm/train/codec.ts'
 import { mergeResults, type Results } from './train-results.ts'
@@ -99,7 +100,8 @@ function log (line: string): void { process.stderr.write(line + '\n') }
 /** A worker's times with whole milliseconds (the results file). */
 function roundTimes (t: WorkerTimes): WorkerTimes {
   const r = (x: number): number => Math.round(x)
-  return { wallMs: r(t.wallMs), stepMs: r(t.stepMs), steps: t.steps, launchMs: r(t.launchMs), landMs: r(t.landMs), ...(t.cpu === undefined ? {} : { cpu: { stepMs: r(t.cpu.stepMs), launchMs: r(t.cpu.launchMs), landMs: r(t.cpu.landMs), allMs: r(t.cpu.allMs), waitMs: r(t.cpu.waitMs), idleMsPerS: Number(t.cpu.idleMsPerS.toFixed(1)) } }), ...(t.trainer === undefined ? {} : { trainer: { planWaitMs: r(t.trainer.planWaitMs), cpuMs: r(t.trainer.cpuMs), waitMs: r(t.trainer.waitMs) } }) }
+  return { startAt: r(t.startAt), wallMs: r(t.wallMs), stepMs: r(t.stepMs), steps: t.steps, launchMs: r(t.launchMs), landMs: r(t.landMs), ...(t.cpu === undefined ? {} : { cpu: { stepMs: r(t.cpu.stepMs), launchMs: r(t.cpu.launchMs), landMs: r(t.cpu.landMs), allMs: r(t.cpu.allMs), waitMs: r(t.cpu.waitMs), idleMsPerS: Number(t.cpu.idleMsPerS.toFixed(1)) } }), ...(t.trainer === undefined ? {} : { trainer: { planWaitMs: r(t.trainer.planWaitMs), cpuMs: r(t.trainer.cpuMs), waitMs: r(t.trainer.waitMs) } }),
+    ...(t.thread === undefined ? {} : { thread: Object.fromEntries(Object.entries(t.thread).map(([k, v]) => [k, Array.isArray(v) ? v.map(r) : Number((v as number).toFixed(1))])) as unknown as ThreadBreakdown }) }
 }
 
 async function main (): Promise<void> {
@@ -138,6 +140,7 @@ async function main (): Promise<void> {
     u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY, thread: a['no-trainer-thread'] !== true })
     log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}, steps ${a['no-trainer-thread'] === true ? 'on the node\'s thread' : 'on a trainer thread'}): ${u.utilization.toFixed(3)}, ${u.stepsPerS.toFixed(2)} inner steps/s (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
     if (u.stepCpuShare !== undefined) log(`  JS thread${u.trainerCpuOfWall !== undefined ? 's (node + trainer)' : ''}: steps ${u.stepCpuShare.toFixed(3)} of their CPU, other event-loop work ${u.otherCpuShare!.toFixed(3)}; node thread waiting for a core ${u.runQueueFraction!.toFixed(3)} of wall time; idle node ${u.idleCpuMsPerS!.toFixed(1)} ms CPU/s`)
+    if (u.threadFractions !== undefined) log(`  trainer thread's wall time (of wall, mean): ${Object.entries(u.threadFractions).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v.toFixed(4)}`).join(', ')}; steady state (less the last landing) ${u.steadyUtilization!.toFixed(3)}; workers' clocks started within ${u.startSpreadMs.toFixed(0)} ms`)
     if (u.trainerCpuOfWall !== undefined) log(`  trainer thread: ${u.trainerCpuOfWall.toFixed(3)} of a core, waiting for one ${u.trainerRunQueueFraction!.toFixed(3)} of wall time, waiting at syncs for what to apply ${u.trainerPlanWaitFraction!.toFixed(3)}`)
   }
   const lossPart = lb === undefined
@@ -166,6 +169,8 @@ async function main (): Promise<void> {
     : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_trainer_thread: a['no-trainer-thread'] !== true, util_steps_per_s: Number(u.stepsPerS.toFixed(3)), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
         ...(u.stepCpuShare === undefined ? {} : { util_step_cpu_share: Number(u.stepCpuShare.toFixed(3)), util_other_cpu_share: Number(u.otherCpuShare!.toFixed(3)), util_run_queue_fraction: Number(u.runQueueFraction!.toFixed(3)), util_idle_cpu_ms_per_s: Number(u.idleCpuMsPerS!.toFixed(1)) }),
         ...(u.trainerCpuOfWall === undefined ? {} : { util_trainer_cpu_of_wall: Number(u.trainerCpuOfWall.toFixed(3)), util_trainer_run_queue_fraction: Number(u.trainerRunQueueFraction!.toFixed(3)), util_trainer_plan_wait_fraction: Number(u.trainerPlanWaitFraction!.toFixed(3)) }),
+        util_start_spread_ms: Math.round(u.startSpreadMs),
+        ...(u.threadFractions === undefined ? {} : { util_steady_utilization: Number(u.steadyUtilization!.toFixed(3)), util_trainer_wall_fractions: Object.fromEntries(Object.entries(u.threadFractions).map(([k, v]) => [k.replace(/Ms$/, ''), Number(v.toFixed(4))])) }),
         util_workers: u.workers.map(t => roundTimes(t)) } }
   const out = mergeResults({ loss: lossPart, goodput: goodputPart, util: utilPart }, () => JSON.parse(readFileSync(RESULTS, 'utf8')) as Partial<Results>)
   if (out !== undefined) {

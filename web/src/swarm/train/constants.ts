@@ -107,3 +107,11 @@ export const NORM_RULE_MIN_MEMBERS = 2
  * utilization run (BENCHMARKS.md § Training, session 9). 250 ms keeps a dashboard live.
  */
 export const TRAINER_STEP_EVENTS_MS = 250
+
+/**
+ * How often a stepping trainer thread gives its event loop a turn (in which a `halt` is seen), ms:
+ * after the first step that ends this long after the last turn, not after every step. A turn
+ * after every step cost ≈ 2 % of its wall time in bench:train's utilization run, at load 12–18
+ * (≈ 1 ms a turn: BENCHMARKS.md § Training, session 10); an abort now waits up to this long more.
+ */
+export const TRAINER_TURN_MS = 200

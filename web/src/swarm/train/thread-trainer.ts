@@ -8,7 +8,7 @@ import type { CausalLM } from '../../model/model.ts'
 import { TrainArgumentError, TrainerThreadError } from './errors.ts'
 import type { ParamLayout } from './flat.ts'
 import { checkRange, readParams, writeParams } from './inner-loop.ts'
-import type { FromTrainer, ParamWrite, RebaseOp, ToTrainer } from './trainer-messages.ts'
+import type { FromTrainer, ParamWrite, RebaseOp, ToTrainer, TrainerTimes } from './trainer-messages.ts'
 import type { StepEvent } from './worker.ts'
 
 /** What the worker needs of a thread: a browser Worker, or Node's worker_threads behind an adapter (trainer-thread-node.ts). */
@@ -80,8 +80,11 @@ export class ThreadTrainer {
     await this.request({ type: 'init', ...this.init, local, step }, 'ready')
   }
 
-  /** Sends the held thread stepping from run step `step` to the fence at `to` (with the writes made since). */
-  run (to: number, step: number, onStep: (e: StepEvent) => void): void {
+  /**
+   * Sends the held thread stepping from run step `step` to the fence at `to` (with the writes made
+   * since). Without `onStep` the thread posts no step events in this run.
+   */
+  run (to: number, step: number, onStep?: (e: StepEvent) => void): void {
     if (this.running) throw new TrainArgumentError('run while the trainer thread steps')
     const writes = this.writes
     this.writes = []
@@ -89,12 +92,12 @@ export class ThreadTrainer {
     this.running = true
     this.haltSent = false
     this.onStep = onStep
-    this.post({ type: 'run', epoch: this.epoch, to, step, writes }, writes.map(w => w.values.buffer))
+    this.post({ type: 'run', epoch: this.epoch, to, step, writes, events: onStep !== undefined }, writes.map(w => w.values.buffer))
   }
 
   /** The plan of the fence at `at` in the current run (trainer-messages.ts). */
   plan (at: number, op?: RebaseOp, then?: number): void {
-    this.post({ type: 'plan', epoch: this.epoch, at, ...(op === undefined ? {} : { op }), ...(then === undefined ? {} : { then }) }, op === undefined ? [] : [op.global.buffer, op.base.buffer])
+    this.post({ type: 'plan', epoch: this.epoch, at, ...(op === undefined ? {} : { op }), ...(then === undefined ? {} : { then }), sentAt: performance.timeOrigin + performance.now() }, op === undefined ? [] : [op.global.buffer, op.base.buffer])
   }
 
   /** The thread's next fence; on `signal`'s abort the thread is halted (it holds at its next fence). */
@@ -117,9 +120,9 @@ export class ThreadTrainer {
     }
   }
 
-  /** The thread's time in steps and waiting for plans (wall) and, on Linux, its CPU and run-queue wait, ms. */
-  async stats (): Promise<Omit<Answer<'stats'>, 'type'>> {
-    if (this.port === undefined) return { stepMs: 0, planWaitMs: 0 }
+  /** Where the thread's wall time went since it started (TrainerTimes); undefined before it starts. */
+  async stats (): Promise<TrainerTimes | undefined> {
+    if (this.port === undefined) return undefined
     const { type: _, ...rest } = await this.request({ type: 'stats' }, 'stats')
     return rest
   }

@@ -1,7 +1,7 @@
 /**
  * A DiLoCo worker's trainer thread (trainer-thread.ts) on a Node worker thread: the Web Worker
  * globals it uses over worker_threads' parentPort, as cli/span-thread.ts does for the compute
- * worker, plus the thread's own schedstat for the bench's CPU breakdown. Node only: the page
+ * worker, plus the thread's own schedstat and garbage-collection time for the bench's breakdown. Node only: the page
  * would start trainer-thread.ts as a module Web Worker.
  */
 import { Worker } from 'node:worker_threads'
@@ -10,7 +10,7 @@ import type { TrainerPort } from './thread-trainer.ts'
 
 /**
  * The thread's first code (a CommonJS eval): `self` = globalThis with postMessage / onmessage over
- * parentPort, `threadSchedstat` (Linux: this thread's CPU and run-queue ns), then TypeScript
+ * parentPort, `threadSchedstat` (Linux: this thread's CPU and run-queue ns), `threadGcMs` (its GC so far), then TypeScript
  * loading (tsx, which a worker does not inherit from `node --import tsx`), then the entry.
  */
 function bootstrap (tsxApi: string, entry: string): string {
@@ -19,6 +19,9 @@ const { readFileSync } = require('node:fs')
 globalThis.self = globalThis
 globalThis.postMessage = (m, transfer) => parentPort.postMessage(m, transfer)
 globalThis.threadSchedstat = () => readFileSync('/proc/thread-self/schedstat', 'utf8')
+let gcMs = 0
+new (require('node:perf_hooks').PerformanceObserver)(list => { for (const e of list.getEntries()) gcMs += e.duration }).observe({ entryTypes: ['gc'] })
+globalThis.threadGcMs = () => gcMs
 Object.defineProperty(globalThis, 'onmessage', { set (f) { parentPort.on('message', data => f({ data })) } })
 import(${JSON.stringify(tsxApi)}).then(api => { api.register(); return import(${JSON.stringify(entry)}) })`
 }

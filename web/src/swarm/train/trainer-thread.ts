@@ -14,11 +14,11 @@ import { TextDataset } from '../../model/data.ts'
 import { Trainer } from '../../model/train.ts'
 import { initModel, type CausalLM } from '../../model/model.ts'
 import type { ScheduleOptions } from '../../model/schedule.ts'
-import { TRAINER_STEP_EVENTS_MS } from './constants.ts'
+import { TRAINER_STEP_EVENTS_MS, TRAINER_TURN_MS } from './constants.ts'
 import { TrainArgumentError } from './errors.ts'
 import { layoutOf, type ParamLayout } from './flat.ts'
 import { innerLr, nextTurn, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
-import type { FromTrainer, ToTrainer } from './trainer-messages.ts'
+import type { FromTrainer, ToTrainer, TrainerTimes } from './trainer-messages.ts'
 import type { StepEvent } from './worker.ts'
 
 interface WorkerScope {
@@ -26,6 +26,8 @@ interface WorkerScope {
   onmessage: ((ev: { data: ToTrainer }) => void) | null
   /** Linux's /proc/thread-self/schedstat of this thread, where the host provides it (trainer-thread-node.ts). */
   threadSchedstat?: () => string
+  /** This thread's garbage collection so far, ms, where the host provides it (trainer-thread-node.ts). */
+  threadGcMs?: () => number
 }
 const scope = globalThis as unknown as WorkerScope
 
@@ -47,19 +49,29 @@ const plans = new Map<number, Extract<ToTrainer, { type: 'plan' }>>()
 let planWait: { at: number, resolve: () => void } | undefined
 /** Set by `halt`: the current run stops after its step in progress, or at the fence it waits at. */
 let halted = false
-/** Wall time in inner steps since the thread started, and waiting at fences for their plans, ms. */
-let stepMs = 0
-let planWaitMs = 0
+/** Where the thread's wall time went (TrainerTimes; the absolute times are kept apart). */
+const times: Omit<TrainerTimes, 'runAt' | 'heldAt' | 'fenceWaitsMs' | 'gcMs' | 'cpuMs' | 'waitMs'> = { stepMs: 0, firstStepMs: 0, runMs: 0, stepEventsMs: 0, turnMs: 0, planWaitMs: 0, planLateMs: 0, rebaseMs: 0, fenceMs: 0 }
+let runAt = NaN
+let heldAt = NaN
+let fenceWaitsMs: number[] = []
+/** performance.now() is per thread; this is comparable across the worker's threads. */
+const absNow = (): number => performance.timeOrigin + performance.now()
 
 function post (m: FromTrainer, transfer: Transferable[] = []): void { scope.postMessage(m, transfer) }
 
-/** Step events not yet posted, and when they last were (TRAINER_STEP_EVENTS_MS). */
+/** Step events not yet posted, and when they last were (TRAINER_STEP_EVENTS_MS); whether the current run posts them. */
 const steps: StepEvent[] = []
 let lastSteps = 0
+let events = true
+/** When the thread last gave its event loop a turn between steps (TRAINER_TURN_MS). */
+let lastTurn = 0
 
 function postSteps (): void {
-  lastSteps = performance.now()
-  if (steps.length > 0) post({ type: 'steps', es: steps.splice(0) })
+  const t0 = performance.now()
+  lastSteps = t0
+  if (steps.length === 0) return
+  post({ type: 'steps', es: steps.splice(0) })
+  times.stepEventsMs += performance.now() - t0
 }
 
 /** The plan of the fence at `at`, once it is here; undefined when a halt comes first. */
@@ -73,34 +85,56 @@ function wake (): void { planWait?.resolve() }
 
 /** Steps from the run step `s.step` to `to`, fence after fence, as the plans say; then holds. */
 async function run (s: State, first: number): Promise<void> {
+  const r0 = performance.now()
+  if (Number.isNaN(runAt)) runAt = performance.timeOrigin + r0
+  try { await fences(s, first) } finally { times.runMs += performance.now() - r0 }
+}
+
+async function fences (s: State, first: number): Promise<void> {
   let to = first
   for (;;) {
     while (s.step < to && !halted) {
       const t0 = performance.now()
       const r = await s.trainer.trainStep(s.windows.next(s.step), innerLr(s.schedule, s.step + 1, s.trainer.step + 1))
-      const ms = performance.now() - t0
-      stepMs += ms
+      const t1 = performance.now()
+      const ms = t1 - t0
+      if (times.stepMs === 0) times.firstStepMs = ms
+      times.stepMs += ms
       s.step++
-      steps.push({ step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr })
-      if (performance.now() - lastSteps >= TRAINER_STEP_EVENTS_MS) postSteps()
-      await nextTurn() // a `halt` or `plan` that came during the step is seen
+      if (events) {
+        steps.push({ step: s.step, loss: r.loss, tokens: r.tokens, ms, lr: r.lr })
+        if (t1 - lastSteps >= TRAINER_STEP_EVENTS_MS) postSteps()
+      }
+      if (t1 - lastTurn >= TRAINER_TURN_MS) {
+        await nextTurn() // a `halt` or `plan` that came during the steps is seen
+        lastTurn = performance.now()
+        times.turnMs += lastTurn - t1
+      }
     }
     postSteps()
     const w0 = performance.now()
     const plan = halted ? undefined : await planAt(to)
-    planWaitMs += performance.now() - w0
+    const w1 = performance.now()
+    times.planWaitMs += w1 - w0
+    fenceWaitsMs.push(w1 - w0)
+    // Of a wait, what came after the plan was posted is its delivery, not the worker's wait for a result.
+    if (plan?.sentAt !== undefined) times.planLateMs += Math.max(0, Math.min(w1 - w0, performance.timeOrigin + w1 - plan.sentAt))
     plans.delete(to)
+    // One read serves the rebase and the fence: the rebase is elementwise (in place gives what a
+    // copy would), and writeParams stores the f32 bytes as they are, so `local` is the model's θ_local.
+    const local = await readParams(s.model, s.layout)
     if (plan?.op !== undefined) {
       const { start, global, base } = plan.op
-      const cur = await readParams(s.model, s.layout)
-      const out = new Float32Array(global.length)
-      rebaseLocal(out, global, cur.subarray(start, start + global.length), base)
+      const out = local.subarray(start, start + global.length)
+      rebaseLocal(out, global, out, base)
       writeParams(s.model, s.layout, start, out)
     }
-    const local = await readParams(s.model, s.layout)
+    const f0 = performance.now()
+    times.rebaseMs += f0 - w1
     const held = plan?.then === undefined
     post({ type: 'fence', step: s.step, local, held, halted: plan === undefined, rebased: plan?.op !== undefined }, [local.buffer])
-    if (held) return
+    times.fenceMs += performance.now() - f0
+    if (held) { heldAt = absNow(); return }
     to = plan.then!
   }
 }
@@ -121,6 +155,8 @@ async function handle (m: ToTrainer): Promise<void> {
       epoch = m.epoch
       plans.clear()
       halted = false
+      events = m.events
+      lastTurn = performance.now()
       for (const w of m.writes) writeParams(s.model, s.layout, w.start, w.values)
       s.step = m.step
       await run(s, m.to)
@@ -137,7 +173,10 @@ async function handle (m: ToTrainer): Promise<void> {
       return
     case 'stats': {
       const sched = scope.threadSchedstat?.().split(' ').map(Number)
-      post({ type: 'stats', stepMs, planWaitMs, ...(sched === undefined ? {} : { cpuMs: sched[0] / 1e6, waitMs: sched[1] / 1e6 }) })
+      const gcMs = scope.threadGcMs?.()
+      post({ type: 'stats', ...times, runAt, heldAt, fenceWaitsMs, ...(gcMs === undefined ? {} : { gcMs }), ...(sched === undefined ? {} : { cpuMs: sched[0] / 1e6, waitMs: sched[1] / 1e6 }) })
+      runAt = NaN
+      fenceWaitsMs = []
       return
     }
     default:

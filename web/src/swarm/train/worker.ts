@@ -32,6 +32,7 @@ import { fragmentsOf, layoutOf, type Fragment, type ParamLayout } from './flat.t
 import { innerLr, nextTurn, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
 import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter, type OuterOptions } from './outer.ts'
 import { ThreadTrainer, type SpawnTrainer } from './thread-trainer.ts'
+import type { TrainerTimes } from './trainer-messages.ts'
 
 export interface DiLoCoOptions {
   /** Inner steps between two syncs of a fragment (H). */
@@ -348,13 +349,14 @@ export class DiLoCoWorker {
    */
   private async runThreaded (th: ThreadTrainer, target: number, lastLaunch: number, signal?: AbortSignal): Promise<void> {
     await th.start(this.step)
+    // No listener, no step events: each one the thread posts costs it a preemption on a loaded machine.
     const onStep = (e: StepEvent): void => { this.hooks.onStep?.(e) }
     for (;;) {
       if (!th.running) {
         signal?.throwIfAborted()
         if (this.lastSeq >= target) return
         const to = this.nextFence(lastLaunch)
-        th.run(to, this.step, onStep)
+        th.run(to, this.step, this.hooks.onStep === undefined ? undefined : onStep)
         this.planFence(th, to, lastLaunch, target)
       }
       const f = await th.nextFence(signal)
@@ -577,8 +579,8 @@ export class DiLoCoWorker {
     await this.thread?.start(this.step)
   }
 
-  /** With trainerThread: its time in steps, waiting at syncs for their plans and (Linux) its CPU and run-queue wait, ms; undefined without. */
-  async trainerStats (): Promise<{ stepMs: number, planWaitMs: number, cpuMs?: number, waitMs?: number } | undefined> {
+  /** With trainerThread, once started: where its wall time went (trainer-messages.ts TrainerTimes); undefined otherwise. */
+  async trainerStats (): Promise<TrainerTimes | undefined> {
     return await this.thread?.stats()
   }
 
