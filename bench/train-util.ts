@@ -22,6 +22,11 @@
  * the codec: step time is then the trainer thread's own (its wall time in steps), and the CPU
  * figures add the trainer thread's (schedstat). Without it, the steps share the node's event loop
  * as before. Both report inner steps per second of wall time, the throughput beside the fraction.
+ * With the thread, each worker also accounts for every millisecond of its trainer thread's wall
+ * time (train-thread-times.ts: start, steps, step events, turns, waits for plans — the last
+ * landing's apart —, rebases, fences, the end), and the result gives the steady-state figure
+ * (less the last landing's wait and the end) beside the headline, and how far apart the workers'
+ * clocks started (each starts its own after the same idle wait; their spread is a few ms).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'

@@ -112,6 +112,7 @@ export const TRAINER_STEP_EVENTS_MS = 250
  * How often a stepping trainer thread gives its event loop a turn (in which a `halt` is seen), ms:
  * after the first step that ends this long after the last turn, not after every step. A turn
  * after every step cost ≈ 2 % of its wall time in bench:train's utilization run, at load 12–18
- * (≈ 1 ms a turn: BENCHMARKS.md § Training, session 10); an abort now waits up to this long more.
+ * (≈ 1 ms a turn); this cadence leaves ≈ 1 %, mostly V8's GC tasks, which run in whatever turns
+ * there are (BENCHMARKS.md § Training, session 10). An abort waits up to this long more.
  */
 export const TRAINER_TURN_MS = 200
