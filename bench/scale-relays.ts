@@ -69,7 +69,14 @@ interface RelayProc { child: ChildProcess, id: string, addr: string, dataDir: st
 async function spawnRelay (dataDir: string, peerRelays: string[], extra: string[] = [], profDir?: string): Promise<RelayProc> {
   await fs.mkdir(dataDir, { recursive: true })
   const args = [...profFlags(profDir), '--import', 'tsx', 'relay/main.ts', '--no-api', '--port', '0', '--ice-server', 'none', '--data-dir', dataDir, '--static-dir', dataDir, ...peerRelays.flatMap(a => ['--peer-relay', a]), ...extra]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  // BENCH_RELAY_LOG_DIR: each relay process's output goes to a file there (with BENCH_RELAY_DEBUG as its DEBUG: libp2p's logging).
+  const logDir = process.env.BENCH_RELAY_LOG_DIR
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: logDir === undefined ? process.env : { ...process.env, DEBUG: process.env.BENCH_RELAY_DEBUG ?? '' } })
+  if (logDir !== undefined) {
+    const file = (await fs.open(path.join(logDir, `${path.basename(dataDir)}-${Date.now()}.log`), 'a')).createWriteStream()
+    child.stdout.on('data', (d: Buffer) => { file.write(`${new Date().toISOString()} ${d.toString()}`) })
+    child.stderr.on('data', (d: Buffer) => { file.write(d) })
+  }
   let out = ''
   child.stderr.on('data', (d: Buffer) => { out += d.toString() })
   return await new Promise((resolve, reject) => {
@@ -330,7 +337,7 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         // Every peer's timeline from here: its redials of the victim while it restarts, and after.
         await Promise.all(procs.map(async p => await p.cmd({ op: 'watch', victim: victim.id, live: [], all: true })))
         const spawnedAt = Date.now()
-        const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)])
+        const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)], prof)
         restartedAt = Date.now()
         restartStartS = Math.round((restartedAt - spawnedAt) / 100) / 10
         log(`failover: round ${round + 1}: victim restarted, listening after ${restartStartS} s`)

@@ -2,13 +2,15 @@
  * PeerManager's redial of a lost relay: a dial refused outright (the relay's port is closed while
  * it restarts) is retried within RELAY_DOWN_REDIAL_MAX_MS however many failed before, so a
  * restarted relay gets its peers back within ~2 s of listening; a dial that timed out (the relay
- * is up but swamped) still backs off to the 10 s ceiling, which spreads the crowd.
+ * is up but swamped) still backs off to the 10 s ceiling, which spreads the crowd; and a peer
+ * gives one address 15 s, not libp2p's 6 s, so a restarted relay re-admitting everyone at once
+ * finishes the handshakes it started instead of seeing them abandoned and redone.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { PeerManager, RELAY_DOWN_REDIAL_MAX_MS, RELAY_REFUSED_WITHIN_MS, relayRedialDelay } from '../../web/src/net/peers.ts'
-import type { WebSwarmNode } from '../../web/src/net/node.ts'
+import { createPeer, PEER_ADDRESS_DIAL_TIMEOUT_MS, type WebSwarmNode } from '../../web/src/net/node.ts'
 
 const SELF = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
 const R1 = '12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp'
@@ -107,5 +109,19 @@ describe('PeerManager: redialling a lost relay', () => {
       expect(x).toBeLessThanOrEqual(6_000 + TIMED_OUT_MAX_MS * 1.2 + 1)
     }
     pm.stop()
+  })
+})
+
+describe('createPeer: a dial of one address', () => {
+  it('may take PEER_ADDRESS_DIAL_TIMEOUT_MS (15 s), not libp2p\'s 6 s default', async () => {
+    expect(PEER_ADDRESS_DIAL_TIMEOUT_MS).toBeGreaterThan(6_000)
+    const peer = await createPeer({ iceServers: [] })
+    try {
+      // libp2p's dial queue applies it to each address (connection-manager/dial-queue.js).
+      const queue = (peer as unknown as { components: { connectionManager: { dialQueue: { addressDialTimeout: number } } } }).components.connectionManager.dialQueue
+      expect(queue.addressDialTimeout).toBe(PEER_ADDRESS_DIAL_TIMEOUT_MS)
+    } finally {
+      await peer.stop()
+    }
   })
 })
