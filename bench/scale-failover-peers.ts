@@ -17,7 +17,7 @@ export type FailoverCmd =
   | { op: 'reserved' }
   | { op: 'write', gen: number }
   | { op: 'missing', ids: string[], gen: number }
-  | { op: 'watch', victim: string, live: string[] }
+  | { op: 'watch', victim: string, live: string[], all?: boolean }
   | { op: 'failover' }
   | { op: 'timeline' }
   | { op: 'load' }
@@ -128,7 +128,8 @@ async function run (m: FailoverCmd): Promise<FailoverReply> {
       return { ok: true, missing: most }
     }
     case 'watch': {
-      const affected = swarms.filter(s => s.peers.reservedRelays().has(m.victim)).map(s => s.peerId)
+      // all: every peer's timeline (a restarted relay's rejoin), not only those reserved on it.
+      const affected = swarms.filter(s => m.all === true || s.peers.reservedRelays().has(m.victim)).map(s => s.peerId)
       clearInterval(watch?.timer)
       timelines.clear()
       watch = { victim: m.victim, live: new Set(m.live), done: new Map(), lostAll: new Set(), affected, timer: setInterval(check, POLL_MS), at: Date.now() }

@@ -69,7 +69,14 @@ interface RelayProc { child: ChildProcess, id: string, addr: string, dataDir: st
 async function spawnRelay (dataDir: string, peerRelays: string[], extra: string[] = [], profDir?: string): Promise<RelayProc> {
   await fs.mkdir(dataDir, { recursive: true })
   const args = [...profFlags(profDir), '--import', 'tsx', 'relay/main.ts', '--no-api', '--port', '0', '--ice-server', 'none', '--data-dir', dataDir, '--static-dir', dataDir, ...peerRelays.flatMap(a => ['--peer-relay', a]), ...extra]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  // BENCH_RELAY_LOG_DIR: each relay process's output goes to a file there (with BENCH_RELAY_DEBUG as its DEBUG: libp2p's logging).
+  const logDir = process.env.BENCH_RELAY_LOG_DIR
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: logDir === undefined ? process.env : { ...process.env, DEBUG: process.env.BENCH_RELAY_DEBUG ?? '' } })
+  if (logDir !== undefined) {
+    const file = (await fs.open(path.join(logDir, `${path.basename(dataDir)}-${Date.now()}.log`), 'a')).createWriteStream()
+    child.stdout.on('data', (d: Buffer) => { file.write(`${new Date().toISOString()} ${d.toString()}`) })
+    child.stderr.on('data', (d: Buffer) => { file.write(d) })
+  }
   let out = ''
   child.stderr.on('data', (d: Buffer) => { out += d.toString() })
   return await new Promise((resolve, reject) => {
@@ -135,6 +142,12 @@ export interface FailoverRound {
   load_1m: number
   /** What the slowest affected peers (and any that never re-reserved) saw, ms after the kill: relay links, reservations held, PeerManager's log. */
   timelines: Record<string, Array<[number, string]>>
+  /** Seconds the previous victim's new process took to listen (restart_rejoin_s counts from then; absent in round 1). */
+  restart_start_s?: number
+  /** What the three peers slowest to link to the previous victim's restart saw, ms after its new process was spawned (absent in round 1). */
+  rejoin_timelines?: Record<string, Array<[number, string]>>
+  /** The restarted relay once every peer was back: its refusals by reason (relay/limits.ts) and event-loop lag, ms (absent in round 1). */
+  rejoin_relay?: { refused: Record<string, number>, loop_lag_ms: { p50: number, p99: number, max: number } }
 }
 
 /** One window of the steady state (every peer reserved, nothing asked of the swarm): where the CPU goes. */
@@ -249,9 +262,14 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
     const done: FailoverRound[] = []
     let gen = 1
     let restartedAt = 0
+    let restartedIdx = 0
+    /** Seconds from spawning the previous victim again until it printed that it listens. */
+    let restartStartS = 0
     for (let round = 0; round < rounds; round++) {
       let shortAtStart = 0
       let rejoinS: number | null | undefined
+      let rejoinTimelines: FailoverRound['rejoin_timelines']
+      let rejoinRelay: FailoverRound['rejoin_relay']
       if (round > 0) {
         // Bounded: a peer still short after WAIT_MS is counted and the round goes ahead.
         const back = await steadyAgain().then(() => true, (e: Error) => { log(`failover: round ${round + 1}: ${e.message}; going ahead`); return false })
@@ -261,6 +279,15 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
           shortAtStart = Object.keys(r).filter(p => r[p].length < 2 || (l[p]?.length ?? 0) < 3).length
         }
         log(`failover: round ${round + 1}: ${back ? `every peer back on two relays and linked to all three, ${rejoinS} s after the restart` : `${shortAtStart} peer(s) not on two relays or not linked to all three`}`)
+        // Why the rejoin took what it took: the three peers slowest to link to the restarted relay, and its refusals.
+        const restarted = relays[restartedIdx]
+        const all = (await Promise.all(procs.map(async p => Object.entries((await p.cmd({ op: 'timeline' })).timeline ?? {})))).flat()
+        const opened = `open ${restarted.id.slice(-6)}`
+        const linkedAt = (t: Array<[number, string]>): number => t.find(([, e]) => e.startsWith(opened))?.[0] ?? Infinity
+        rejoinTimelines = Object.fromEntries(all.sort((a, b) => linkedAt(b[1]) - linkedAt(a[1])).slice(0, 3))
+        rejoinRelay = await relayRefusals(restarted).catch((e: Error) => { log(`failover: restarted relay's /metrics: ${e.message}`); return undefined })
+        log(`failover: round ${round + 1}: restarted relay: ${JSON.stringify(rejoinRelay)}`)
+        for (const [p, t] of Object.entries(rejoinTimelines)) log(`failover: round ${round + 1}: rejoin ${p.slice(-6)}: ${t.map(([ms, e]) => `${(ms / 1000).toFixed(1)}s ${e}`).join(' | ')}`)
       }
       // The victim: the relay most peers reserved on. A fresh write of every peer, synced to
       // every peer (so each relay, which every peer is connected to, has had it), then SIGKILL.
@@ -296,19 +323,27 @@ export async function relayFailover (nPeers: number, rounds: number, log: (l: st
         times_s: times.map(t => Math.round(t * 10) / 10),
         kept_one_reservation: affected.length - last.reduce((n, r) => n + (r.lostAll?.length ?? 0), 0),
         short_at_start: shortAtStart,
-        ...(rejoinS === undefined ? {} : { restart_rejoin_s: rejoinS }),
+        ...(rejoinS === undefined ? {} : { restart_rejoin_s: rejoinS, restart_start_s: restartStartS }),
         load_1m: Math.round(loadAtKill * 10) / 10,
-        timelines
+        timelines,
+        ...(rejoinTimelines === undefined ? {} : { rejoin_timelines: rejoinTimelines }),
+        ...(rejoinRelay === undefined ? {} : { rejoin_relay: rejoinRelay })
       })
-      const { timelines: _t, ...brief } = done[done.length - 1]
+      const { timelines: _t, rejoin_timelines: _r, ...brief } = done[done.length - 1]
       log(`failover: round ${round + 1}: ${JSON.stringify(brief)}`)
       for (const [p, t] of Object.entries(timelines)) log(`failover: round ${round + 1}: ${p.slice(-6)}: ${t.map(([ms, e]) => `${(ms / 1000).toFixed(1)}s ${e}`).join(' | ')}`)
       if (round < rounds - 1) {
         const port = Number(victim.addr.split('/tcp/')[1].split('/')[0])
-        const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)])
-        links.set(back, links.get(victim) ?? [])
-        relays[relays.indexOf(victim)] = back
+        // Every peer's timeline from here: its redials of the victim while it restarts, and after.
+        await Promise.all(procs.map(async p => await p.cmd({ op: 'watch', victim: victim.id, live: [], all: true })))
+        const spawnedAt = Date.now()
+        const back = await spawnRelay(victim.dataDir, links.get(victim) ?? [], ['--port', String(port)], prof)
         restartedAt = Date.now()
+        restartStartS = Math.round((restartedAt - spawnedAt) / 100) / 10
+        log(`failover: round ${round + 1}: victim restarted, listening after ${restartStartS} s`)
+        links.set(back, links.get(victim) ?? [])
+        restartedIdx = relays.indexOf(victim)
+        relays[restartedIdx] = back
       }
     }
     // What each live relay persisted (SIGTERM: it flushes and compacts; its log is then read back).
@@ -347,6 +382,15 @@ async function relayLoopLag (r: RelayProc): Promise<{ p50: number, p99: number, 
   const text = await (await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) })).text()
   const ms = (name: string): number => Math.round(gauge(text, `webswarm_relay_process_nodejs_eventloop_lag_${name}_seconds`) * 1e4) / 10
   return { p50: ms('p50'), p99: ms('p99'), max: ms('max') }
+}
+
+/** A relay's refusals so far by reason (relay/limits.ts) and its event-loop lag since the last scrape. */
+async function relayRefusals (r: RelayProc): Promise<{ refused: Record<string, number>, loop_lag_ms: { p50: number, p99: number, max: number } }> {
+  const url = `http://127.0.0.1:${Number(r.addr.split('/tcp/')[1].split('/')[0])}/metrics`
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) })).text()
+  const refused: Record<string, number> = {}
+  for (const m of text.matchAll(/^webswarm_relay_refused_total\{reason="([^"]+)"\} (\S+)$/gm)) refused[m[1]] = Number(m[2])
+  return { refused, loop_lag_ms: await relayLoopLag(r) }
 }
 
 /** CPU and event-loop delay of every relay and peer process over `ms` of the steady state. */

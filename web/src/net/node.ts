@@ -300,6 +300,17 @@ function circuitListeners (wanted = 1): string[] {
   return Array.from({ length: n }, () => '/p2p-circuit')
 }
 
+/**
+ * How long a peer's dial of one address (websocket open + noise + yamux) may take, in ms; libp2p's
+ * default is 6 s. A relay that has just restarted re-admits every peer at once (handshakes,
+ * identify, a CRDT sync and DHT queries each) and was CPU-bound for ~30 s at load 15-18 in the
+ * failover bench: at 6 s the peers gave up on handshakes it had half done (75 inbound connections
+ * for 30 peers), each abandoned one costing it again on the retry 10 s later, so the last peers
+ * got back 40-55 s after it listened (BENCHMARKS.md § relay_failover_s). peers.ts bounds a whole
+ * relay or WebRTC dial at 15 s anyway.
+ */
+export const PEER_ADDRESS_DIAL_TIMEOUT_MS = 15_000
+
 /** Creates and starts a swarm peer (browser or Node). Dialling the relay is the caller's (see peers.ts). */
 export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
   const swarm = checkSwarm(init.swarm ?? DEFAULT_SWARM)
@@ -321,7 +332,8 @@ export async function createPeer (init: PeerInit = {}): Promise<WebSwarmNode> {
     streamMuxers: [yamux()],
     connectionGater: gater(allowPrivate),
     connectionManager: {
-      maxConnections: init.maxConnections ?? 100
+      maxConnections: init.maxConnections ?? 100,
+      addressDialTimeout: PEER_ADDRESS_DIAL_TIMEOUT_MS
     },
     connectionMonitor: CONNECTION_MONITOR,
     peerDiscovery: [

@@ -30,10 +30,24 @@ export type ConnectionKind = 'webrtc' | 'relayed' | 'websocket' | 'other'
 const DEFAULT_TARGET_PEERS = 8
 /** First redial delay after losing the relay or failing a dial, in ms. */
 const BACKOFF_INITIAL_MS = 250
-/** Backoff ceiling in ms: a returning relay is found within 10 s. */
+/** Backoff ceiling in ms (a relay whose dials time out: RELAY_DOWN_REDIAL_MAX_MS for one that refuses them). */
 const BACKOFF_MAX_MS = 10_000
 /** Each attempt may be up to ±20 % off its nominal delay so peers do not redial in lockstep. */
 const BACKOFF_JITTER = 0.2
+/**
+ * A relay dial that failed within this, in ms, was refused outright (the port is closed: the relay
+ * is down or restarting), not timed out (libp2p gives an address 6 s): refused under load 17 took
+ * ≤ 1.5 s in the failover bench.
+ */
+export const RELAY_REFUSED_WITHIN_MS = 3_000
+/**
+ * Redial ceiling, in ms, for a relay whose dials are refused outright: such a dial costs the relay
+ * nothing, and at BACKOFF_MAX_MS a restarted relay waited up to 12 s for each peer's next try (a
+ * timed-out dial then added 6 s plus another 12: a restarted relay had all 30 peers back only
+ * 40-47 s after it listened, BENCHMARKS.md § relay_failover_s). Dials that time out (a relay up
+ * but swamped) still back off to BACKOFF_MAX_MS, which spreads the crowd.
+ */
+export const RELAY_DOWN_REDIAL_MAX_MS = 2_000
 /** Maintenance tick: redial lost peers, top up to target, in ms. */
 const MAINTAIN_INTERVAL_MS = 1_000
 /** How often to look up swarm providers in the DHT, in ms (pubsub discovery covers the rest). */
@@ -263,9 +277,19 @@ export async function waitForReservation (node: WebSwarmNode, timeoutMs = DIAL_T
   })
 }
 
-function backoffDelay (failures: number): number {
-  const nominal = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.max(0, failures - 1))
-  return nominal * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * Math.random())
+function backoffDelay (failures: number, maxMs = BACKOFF_MAX_MS, random: () => number = Math.random): number {
+  const nominal = Math.min(maxMs, BACKOFF_INITIAL_MS * 2 ** Math.max(0, failures - 1))
+  return nominal * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * random())
+}
+
+/**
+ * Wait before redialling a relay after `failures` failed dials in a row, the last of which failed
+ * after `failedAfterMs`: refused outright (within RELAY_REFUSED_WITHIN_MS) the ceiling is
+ * RELAY_DOWN_REDIAL_MAX_MS, so a restarted relay is found within ~2 s of listening; timed out, the
+ * usual BACKOFF_MAX_MS.
+ */
+export function relayRedialDelay (failures: number, failedAfterMs: number, random: () => number = Math.random): number {
+  return backoffDelay(failures, failedAfterMs < RELAY_REFUSED_WITHIN_MS ? RELAY_DOWN_REDIAL_MAX_MS : BACKOFF_MAX_MS, random)
 }
 
 /** Bootstrap multiaddrs grouped by relay peer id (several addresses of one relay are alternatives). */
@@ -501,6 +525,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
 
   private async dialRelay (r: PeerManager['relays'][number]): Promise<void> {
     if (!this.running) return
+    const started = Date.now()
     try {
       await this.node.dial(r.addrs, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DIAL_TIMEOUT_MS)]) })
       if (r.failures > 0) this.log(`relay ${r.id}: reconnected after ${r.failures} failed attempt(s)`)
@@ -526,8 +551,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     } catch (e) {
       if (!this.running) return
       r.failures++
-      const delay = backoffDelay(r.failures)
-      this.log(`relay ${r.id}: dial failed (${(e as Error).message}); retry ${r.failures} in ${Math.round(delay)} ms`)
+      const delay = relayRedialDelay(r.failures, Date.now() - started)
+      this.log(`relay ${r.id}: dial failed after ${Date.now() - started} ms (${(e as Error).message}); retry ${r.failures} in ${Math.round(delay)} ms`)
       r.timer = setTimeout(() => { void this.dialRelay(r) }, delay)
     }
   }
