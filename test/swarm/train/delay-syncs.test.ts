@@ -127,6 +127,28 @@ describe('delayed outer update over d > 1 syncs', () => {
     }
   })
 
+  it('d = 2 on trainer threads, aborted with two syncs in flight: the run resumes and ends with the uninterrupted run\'s bytes', async () => {
+    const whole = await run(3, { delayOuter: 2 }, 4, true)
+    const ns = swarm(3, 11, { delayOuter: 2 }, true)
+    for (const x of ns) await x.worker.initFromModel()
+    // syncs 0 and 1 start at steps 4 and 8; sync 0 lands at 12: each worker aborts at its step 10
+    const outs = await Promise.all(ns.map(async x => {
+      const ctl = new AbortController()
+      ;(x.worker.hooks as { onStep?: (e: { step: number }) => void }).onStep = e => { if (e.step === 10) ctl.abort(new Error('stop')) }
+      return await x.worker.runSyncs(4, ctl.signal).catch((e: unknown) => e)
+    }))
+    for (const e of outs) expect((e as Error).message).toBe('stop')
+    for (const x of ns) expect(x.worker.lastSeq).toBeLessThan(1)
+    for (const x of ns) (x.worker.hooks as { onStep?: unknown }).onStep = undefined
+    await Promise.all(ns.map(async x => { await x.worker.runSyncs(4 - (x.worker.lastSeq + 1), undefined, { last: true }) }))
+    expectIdentical(ns)
+    expect(ns[0].syncs.map(s => s.seq)).toEqual([0, 1, 2, 3])
+    for (let i = 0; i < 3; i++) {
+      expect(ns[i].syncs.map(s => s.hash)).toEqual(whole[i].hashes)
+      expect(same(await localOf(ns[i].worker), whole[i].local)).toBe(true)
+    }
+  })
+
   it('d = 2 equals a reference written the slow way: each sync\'s bytes, each θ_global after it, θ_local at the end', async () => {
     const SYNCS = 5
     const ns = swarm(2, 5, { delayOuter: 2 })

@@ -148,7 +148,7 @@ class Observed {
 }
 
 /** Most syncs a delayed outer update may keep in flight (`delayOuter`). */
-export const MAX_OUTER_DELAY = 4
+const MAX_OUTER_DELAY = 4
 
 /** A sync started and not applied yet. */
 interface InFlight {
