@@ -48,8 +48,8 @@ export interface LossOptions {
   ADAM: { beta1: number, beta2: number, weightDecay: number }
   /** DiLoCo's pseudo-gradient codec (q8, or top-k: codec.ts). */
   CODEC: CompressionSpec
-  /** One-step-delayed outer update (worker.ts delayOuter). */
-  DELAY: boolean
+  /** Delayed outer update over this many syncs (worker.ts delayOuter; 0: none, 1: the one-step delay). */
+  DELAY: number
   /** Error-feedback decay β (worker.ts efDecay; < 1: SparseLoCo's error-feedback momentum). */
   EF_DECAY: number
   /** θ_local ← θ_global − residual after each sync (worker.ts localResidual). */
@@ -104,7 +104,7 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
     const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}), codec: codecOf(o.CODEC) })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY === 0 ? false : o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
   })
   for (const w of workers) await w.initFromModel()
   await Promise.all(workers.map(async w => { await w.runSyncs(R, undefined, { last: true }) }))
@@ -174,7 +174,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   return {
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
-      codec: codecName(o.CODEC), ef_decay: o.EF_DECAY, delay_outer: o.DELAY, local_residual: o.LOCAL_RESIDUAL === true, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
+      codec: codecName(o.CODEC), ef_decay: o.EF_DECAY, delay_outer: o.DELAY > 0, delay_outer_syncs: o.DELAY, local_residual: o.LOCAL_RESIDUAL === true, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
       adam: o.ADAM,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(outerName), params: P,

@@ -60,7 +60,8 @@ export interface UtilOptions {
   hidden: number
   layers: number
   codec: CompressionSpec
-  delay: boolean
+  /** Delayed outer update over this many syncs (0: none). */
+  delay: number
   /** Inner steps on a trainer thread (else on the node's own thread). */
   thread: boolean
 }
@@ -205,7 +206,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
           })
           const w = new DiLoCoWorker(initModel(config, cpu, m.seed), train, ar, {
             innerSteps: o.H, seqLen: o.T, batchSize: o.B, innerLr: 3e-3, warmupSteps: 50, outer: { lr: 0.7, momentum: 0.5 },
-            delayOuter: o.delay, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {}),
+            delayOuter: o.delay === 0 ? false : o.delay, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {}),
             ...(o.thread ? { trainerThread: spawnTrainerThread } : {})
           })
           await w.initFromModel()

@@ -3,7 +3,7 @@
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0[,lr:momentum:finalLr] --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
- *   --ef-decay 1 --delay-outer --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
+ *   --ef-decay 1 --delay-outer --delay-outer-syncs 1 --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN)
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
@@ -34,6 +34,7 @@ import type { ThreadBreakdown } from './train-thread-times.ts'
 import { utilization, type UtilResult, type WorkerTimes } from './train-util.ts'
 import type { CompressionSpec, SparseMean } from '../web/src/swarm/train/codec.ts'
 import { mergeResults, type Results } from './train-results.ts'
+import { outerDelayOf } from '../web/src/swarm/train/worker.ts'
 
 const { values: a } = parseArgs({
   options: {
@@ -62,6 +63,7 @@ const { values: a } = parseArgs({
     'topk-result-bits': { type: 'string', default: '4' },
     'topk-mean': { type: 'string', default: 'members' },
     'delay-outer': { type: 'boolean', default: false },
+    'delay-outer-syncs': { type: 'string' },
     'ef-decay': { type: 'string', default: '1' },
     'util-syncs': { type: 'string', default: '6' },
     'skip-util': { type: 'boolean', default: false },
@@ -85,7 +87,10 @@ const CODEC: CompressionSpec = a.codec === 'q8'
   : a.codec === 'topk'
     ? { kind: 'topk', chunk: Number(a['topk-chunk']), k: Number(a['topk-k']), bits: Number(a['topk-bits']), resultBits: Number(a['topk-result-bits']), ...(a['topk-mean'] === 'members' ? {} : { mean: a['topk-mean'] as SparseMean }) }
     : (() => { throw new Error(`--codec must be q8 or topk, got ${a.codec}`) })()
-const DELAY = a['delay-outer'] === true
+/** Syncs of outer-update delay (0: none): --delay-outer is 1, --delay-outer-syncs N is N (worker.ts delayOuter, 1–4). */
+const DELAY = a['delay-outer-syncs'] !== undefined ? outerDelayOf(Number(a['delay-outer-syncs'])) : a['delay-outer'] === true ? 1 : 0
+/** The codec name's delay suffix: '+delay' for one sync (as before), '+delayN' for N > 1. */
+const DELAY_TAG = DELAY === 0 ? '' : DELAY === 1 ? '+delay' : `+delay${DELAY}`
 const EF_DECAY = Number(a['ef-decay'])
 
 async function backend (): Promise<Backend> {
@@ -138,7 +143,7 @@ async function main (): Promise<void> {
   let u: UtilResult | undefined
   if (a['skip-util'] !== true) {
     u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY, thread: a['no-trainer-thread'] !== true })
-    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY ? ', delayed outer' : ''}, steps ${a['no-trainer-thread'] === true ? 'on the node\'s thread' : 'on a trainer thread'}): ${u.utilization.toFixed(3)}, ${u.stepsPerS.toFixed(2)} inner steps/s (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
+    log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY === 0 ? '' : `, outer update delayed ${DELAY} sync${DELAY > 1 ? 's' : ''}`}, steps ${a['no-trainer-thread'] === true ? 'on the node\'s thread' : 'on a trainer thread'}): ${u.utilization.toFixed(3)}, ${u.stepsPerS.toFixed(2)} inner steps/s (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
     if (u.stepCpuShare !== undefined) log(`  JS thread${u.trainerCpuOfWall !== undefined ? 's (node + trainer)' : ''}: steps ${u.stepCpuShare.toFixed(3)} of their CPU, other event-loop work ${u.otherCpuShare!.toFixed(3)}; node thread waiting for a core ${u.runQueueFraction!.toFixed(3)} of wall time; idle node ${u.idleCpuMsPerS!.toFixed(1)} ms CPU/s`)
     if (u.threadFractions !== undefined) log(`  trainer thread's wall time (of wall, mean): ${Object.entries(u.threadFractions).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v.toFixed(4)}`).join(', ')}; steady state (less the last landing) ${u.steadyUtilization!.toFixed(3)}; workers' clocks started within ${u.startSpreadMs.toFixed(0)} ms`)
     if (u.trainerCpuOfWall !== undefined) log(`  trainer thread: ${u.trainerCpuOfWall.toFixed(3)} of a core, waiting for one ${u.trainerRunQueueFraction!.toFixed(3)} of wall time, waiting at syncs for what to apply ${u.trainerPlanWaitFraction!.toFixed(3)}`)
@@ -148,7 +153,7 @@ async function main (): Promise<void> {
     : {
         bytes_ratio: Number((lb.dpBytesPerStep / lb.bytesPerStep).toFixed(1)),
         loss_ratio: Number((lb.diloco / lb.baseline).toFixed(4)),
-        codec: codecName(CODEC) + (EF_DECAY !== 1 ? `+ef${EF_DECAY}` : '') + (DELAY ? '+delay' : ''),
+        codec: codecName(CODEC) + (EF_DECAY !== 1 ? `+ef${EF_DECAY}` : '') + DELAY_TAG,
         device: be.kind,
         detail: lb.detail
       }
@@ -166,7 +171,7 @@ async function main (): Promise<void> {
       }
   const utilPart = u === undefined
     ? undefined
-    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + (DELAY ? '+delay' : ''), util_trainer_thread: a['no-trainer-thread'] !== true, util_steps_per_s: Number(u.stepsPerS.toFixed(3)), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
+    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + DELAY_TAG, util_delay_outer_syncs: DELAY, util_trainer_thread: a['no-trainer-thread'] !== true, util_steps_per_s: Number(u.stepsPerS.toFixed(3)), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
         ...(u.stepCpuShare === undefined ? {} : { util_step_cpu_share: Number(u.stepCpuShare.toFixed(3)), util_other_cpu_share: Number(u.otherCpuShare!.toFixed(3)), util_run_queue_fraction: Number(u.runQueueFraction!.toFixed(3)), util_idle_cpu_ms_per_s: Number(u.idleCpuMsPerS!.toFixed(1)) }),
         ...(u.trainerCpuOfWall === undefined ? {} : { util_trainer_cpu_of_wall: Number(u.trainerCpuOfWall.toFixed(3)), util_trainer_run_queue_fraction: Number(u.trainerRunQueueFraction!.toFixed(3)), util_trainer_plan_wait_fraction: Number(u.trainerPlanWaitFraction!.toFixed(3)) }),
         util_start_spread_ms: Math.round(u.startSpreadMs),

@@ -14,6 +14,9 @@
  *   const { q } = ef.compress(delta)    // bytes to send; residual held as pending
  *   ef.commit()                         // the round counted this contribution
  *   // or ef.discard(): the round went on without us, keep the old residual
+ *
+ * Rounds may overlap (worker.ts `delayOuter` > 1): a compress() before the last one's commit()
+ * starts from that one's pending residual, and commits come in the same order.
  */
 import { isValidQ8Block } from '../../gpu/cpu/quant.ts'
 import { q8Codec, type PartCodec } from './codec.ts'
@@ -22,7 +25,8 @@ import { TrainArgumentError } from './errors.ts'
 export class ErrorFeedback {
   /** (n) what earlier rounds' quantisation dropped. */
   residual: Float32Array
-  private pending: Float32Array | undefined
+  /** Residuals of compressed rounds not committed yet, oldest first. */
+  private pending: Float32Array[] = []
 
   readonly codec: PartCodec
 
@@ -50,13 +54,14 @@ export class ErrorFeedback {
   compress (delta: Float32Array): { q: Uint8Array, sent: Float32Array, norm: number } {
     if (delta.length !== this.n) throw new TrainArgumentError(`ErrorFeedback: delta has ${delta.length} elements, expected ${this.n}`)
     const target = new Float32Array(this.n)
+    const residual = this.pending.at(-1) ?? this.residual
     if (this.inModel) target.set(delta)
-    else if (this.decay === 1) for (let i = 0; i < this.n; i++) target[i] = delta[i] + this.residual[i]
+    else if (this.decay === 1) for (let i = 0; i < this.n; i++) target[i] = delta[i] + residual[i]
     else {
       // f32 rounding after each operation, as the GPU kernel computes it (gpu/cpu/topk-ef.ts).
       const f = Math.fround
       const b = f(this.decay)
-      for (let i = 0; i < this.n; i++) target[i] = f(b * this.residual[i]) + delta[i]
+      for (let i = 0; i < this.n; i++) target[i] = f(b * residual[i]) + delta[i]
     }
     let enc: { bytes: Uint8Array, sent: Float32Array }
     try {
@@ -69,24 +74,27 @@ export class ErrorFeedback {
     const next = new Float32Array(this.n)
     let ss = 0
     for (let i = 0; i < this.n; i++) { const v = sent[i]; next[i] = target[i] - v; ss += v * v }
-    this.pending = next
+    this.pending.push(next)
     return { q, sent, norm: Math.sqrt(ss) }
   }
 
-  /** The round counted the last compressed contribution: keep what it dropped for next time. */
+  /** The round counted the oldest compressed contribution: keep what it dropped for next time. */
   commit (): void {
-    if (this.pending === undefined) return
-    this.residual = this.pending
-    this.pending = undefined
+    const next = this.pending.shift()
+    if (next !== undefined) this.residual = next
   }
 
-  /** A new state was adopted (snapshot, resync): nothing is owed from before it. */
+  /** A new state was adopted (snapshot, resync): nothing is owed from before it, nor pending. */
   reset (): void {
     this.residual.fill(0)
+    this.pending = []
   }
 
-  /** The round went on without this contribution: forget it (its work is dropped, as in DiLoCo). */
+  /**
+   * The round went on without the oldest contribution: forget it (its work is dropped, as in
+   * DiLoCo), and the later ones, whose residuals were built on it.
+   */
   discard (): void {
-    this.pending = undefined
+    this.pending = []
   }
 }

@@ -13,6 +13,10 @@
  * update: round r's mean is applied while the inner steps of the next window run), and the
  * steps taken meanwhile are kept: θ_local ← θ_global + (θ_local − base), where `base` is where
  * the current window started; Δ is then each window's own progress, base − θ_local.
+ * `delayOuter: d` (d syncs, 1–4) lands sync s at t + d·⌊H/F⌋, at sync s + d's fence: up to d
+ * syncs are in flight, landed in order on every replica, so a lag of up to d windows costs no
+ * wait. A landing moves θ_local and every window start still held onto the new θ_global
+ * (`shiftTo`). d > 1 has no late join, resync or sat-out sync yet (refused: see the constructor).
  */
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
@@ -65,11 +69,13 @@ export interface DiLoCoOptions {
   /** θ_local ← α·θ_local + (1 − α)·θ_global when an overlapped sync lands. @default 0 (replace) */
   mixAlpha?: number
   /**
-   * One-step-delayed outer update (file comment): a sync lands ⌊H/F⌋ steps after it started, at
-   * the next sync, and the steps taken meanwhile are rebased onto the new θ_global instead of
-   * replaced. Excludes overlapSteps and mixAlpha. @default false
+   * Delayed outer update (file comment): a sync lands d·⌊H/F⌋ steps after it started, at the
+   * fence of the sync d later (`true` = 1: the one-step delay), and the steps taken meanwhile are
+   * rebased onto the new θ_global instead of replaced. An integer 1–4 (`MAX_OUTER_DELAY`).
+   * Excludes overlapSteps and mixAlpha; d > 1 also excludes the resync and observe hooks and the
+   * GPU error-feedback kernel. @default false (none)
    */
-  delayOuter?: boolean
+  delayOuter?: boolean | number
   /**
    * After a sync, θ_local ← θ_global − residual instead of θ_global: what error feedback holds back
    * (Δ not sent yet) stays in this worker's model, so its next window does not learn it again,
@@ -141,6 +147,29 @@ class Observed {
   constructor (readonly state: SnapshotState) {}
 }
 
+/** Most syncs a delayed outer update may keep in flight (`delayOuter`). */
+const MAX_OUTER_DELAY = 4
+
+/** A sync started and not applied yet. */
+interface InFlight {
+  seq: number
+  landAt: number
+  promise: Promise<ReduceOutcome | BehindError | Observed>
+  /**
+   * delayOuter d > 1: the fragment's θ_local when this sync started (its window's end), kept
+   * where θ_local is (shifted by each landing before this one). With d = 1 that is `base`.
+   */
+  from?: Float32Array
+}
+
+/** `delayOuter` as a number of syncs (0: none), or a TrainArgumentError naming the bad value. */
+export function outerDelayOf (v: boolean | number | undefined): number {
+  if (v === undefined || v === false) return 0
+  if (v === true) return 1
+  if (!Number.isInteger(v) || v < 1 || v > MAX_OUTER_DELAY) throw new TrainArgumentError(`delayOuter must be true, false or an integer number of syncs in [1, ${MAX_OUTER_DELAY}], got ${String(v)}`)
+  return v
+}
+
 /** Time (inner step) at which sync `seq` starts. */
 function syncTime (seq: number, H: number, F: number): number {
   const k = Math.floor(seq / F) + 1
@@ -179,8 +208,10 @@ export class DiLoCoWorker {
    * fragment: a fresh fragment-sized array per sync (32 MB for 8 M parameters) costs page faults
    * and GC on the hot path. Safe to reuse: the mean is consumed by the outer step in land(),
    * before the fragment's next sync (at most one sync is in flight). Allocated at the first sync.
+   * With delayOuter d, ⌈d/F⌉ per fragment: sync kF + f uses slot k mod ⌈d/F⌉, free again once it
+   * has landed, at or before sync (k + ⌈d/F⌉)F + f starts.
    */
-  private readonly recv: ReduceBuffers[]
+  private readonly recv: ReduceBuffers[][]
   /**
    * (P) With delayOuter: θ_local where each fragment's current window started (θ_global after its
    * last landed sync, plus nothing); Δ = base − θ_local. Unused otherwise (Δ = θ_global − θ_local).
@@ -190,12 +221,15 @@ export class DiLoCoWorker {
   private readonly H: number
   private readonly F: number
   private tau: number
+  /** delayOuter as a number of syncs (0: none). */
+  private readonly delay: number
   /** The inner lr over run steps (warm-up, then constant or cosine). */
   private readonly schedule: ScheduleOptions
   private readonly stream: WindowStream
   /** With a trainer thread: the landing planned for its next fence (planFence). */
   private planned: { at: number, then: number | undefined, landing?: { seq: number, out: ReduceOutcome, global: Float32Array, momentum: Float32Array } } | undefined
-  private inflight: { seq: number, landAt: number, promise: Promise<ReduceOutcome | BehindError | Observed> } | undefined
+  /** Syncs started and not applied, oldest first (one at most unless delayOuter > 1). */
+  private inflight: InFlight[] = []
 
   constructor (readonly model: CausalLM, readonly data: TextDataset, readonly allreduce: AllReducePeer, readonly opts: DiLoCoOptions, readonly hooks: WorkerHooks = {}) {
     const H = opts.innerSteps
@@ -205,11 +239,15 @@ export class DiLoCoWorker {
     this.tau = opts.overlapSteps ?? 0
     if (!Number.isInteger(this.F) || this.F < 1 || this.F > H) throw new TrainArgumentError(`fragments must be an integer in [1, innerSteps], got ${this.F}`)
     if (!Number.isInteger(this.tau) || this.tau < 0 || this.tau >= Math.floor(H / this.F)) throw new TrainArgumentError(`overlapSteps must be an integer in [0, ⌊H/F⌋ = ${Math.floor(H / this.F)}), got ${this.tau}`)
-    if (opts.delayOuter === true) {
+    this.delay = outerDelayOf(opts.delayOuter)
+    if (this.delay > 0) {
       if (this.tau !== 0 || (opts.mixAlpha ?? 0) !== 0) throw new TrainArgumentError('delayOuter replaces overlapSteps and mixAlpha: leave them 0')
-      this.tau = Math.floor(H / this.F)
+      this.tau = this.delay * Math.floor(H / this.F)
     }
-    if (opts.localResidual === true && (this.tau !== 0 || opts.delayOuter === true)) throw new TrainArgumentError('localResidual needs overlapSteps 0 and no delayOuter')
+    // A resync or a sat-out sync drops or replaces the syncs in flight; with more than one that
+    // is not written yet (their rounds go on in the all-reduce), so it is refused, not half-done.
+    if (this.delay > 1 && (hooks.resync !== undefined || hooks.observe !== undefined)) throw new TrainArgumentError(`delayOuter ${this.delay} (> 1 sync) does not support late joins or resyncs yet: leave hooks.resync and hooks.observe unset, or use delayOuter 1`)
+    if (opts.localResidual === true && (this.tau !== 0 || this.delay > 0)) throw new TrainArgumentError('localResidual needs overlapSteps 0 and no delayOuter')
     const alpha = opts.mixAlpha ?? 0
     if (!(alpha >= 0 && alpha < 1)) throw new TrainArgumentError(`mixAlpha must be in [0, 1), got ${alpha}`)
     if (allreduce.codec.kind === 'q8' && (opts.block ?? DEFAULT_Q8_BLOCK) !== allreduce.block) throw new TrainArgumentError(`worker block ${opts.block ?? DEFAULT_Q8_BLOCK} differs from the all-reduce's ${allreduce.block}`)
@@ -219,7 +257,9 @@ export class DiLoCoWorker {
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
     this.ef = this.fragments.map(f => feedbackFor(model.backend, f.end - f.start, allreduce.codec, opts.localResidual === true, opts.efDecay ?? 1))
-    this.recv = this.fragments.map(() => ({}))
+    if (this.delay > 1 && this.ef.some(e => e instanceof GpuTopKFeedback)) throw new TrainArgumentError(`delayOuter ${this.delay} (> 1 sync) needs the host error feedback (compress.ts): the GPU top-k kernel holds one pending round`)
+    const slots = Math.max(1, Math.ceil(this.delay / this.F))
+    this.recv = this.fragments.map(() => Array.from({ length: slots }, () => ({})))
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
     const b = opts.batchSize ?? 1
@@ -243,7 +283,7 @@ export class DiLoCoWorker {
   async initFromModel (): Promise<void> {
     this.global = await this.readLocal()
     this.momentum = new Float32Array(this.layout.total)
-    if (this.opts.delayOuter === true) this.base = this.global.slice()
+    if (this.delay > 0) this.base = this.global.slice()
     await this.rehash()
   }
 
@@ -267,8 +307,8 @@ export class DiLoCoWorker {
     this.contributesFrom = s.round + (this.hooks.observe !== undefined ? this.F : 1)
     this.step = typeof meta.step === 'number' && Number.isInteger(meta.step) ? meta.step : (s.round < 0 ? 0 : syncTime(s.round, this.H, this.F))
     for (const e of this.ef) e.reset()
-    this.inflight = undefined
-    if (this.opts.delayOuter === true) this.base = this.global.slice()
+    this.inflight = []
+    if (this.delay > 0) this.base = this.global.slice()
     this.writeLocal(this.global)
   }
 
@@ -303,7 +343,7 @@ export class DiLoCoWorker {
     return innerLr(this.schedule, runStep, localStep)
   }
 
-  /** One inner step, then whatever sync is due (none once sync `lastLaunch` has been applied). */
+  /** One inner step, then whatever sync is due (none after sync `lastLaunch` starts). */
   async tick (lastLaunch = Infinity): Promise<void> {
     const trainer = this.trainer
     if (trainer === undefined) throw new TrainArgumentError('tick() steps on this thread: with trainerThread use runSyncs')
@@ -319,15 +359,22 @@ export class DiLoCoWorker {
 
   /** What a step boundary does: apply the sync due, start the next one. */
   private async fence (lastLaunch: number): Promise<void> {
-    if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
-    if (this.lastSeq < lastLaunch && this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
-    if (this.inflight !== undefined && this.step >= this.inflight.landAt) await this.land()
+    if (this.due()) await this.land()
+    if (this.nextSeq <= lastLaunch && this.step >= syncTime(this.nextSeq, this.H, this.F)) await this.launch()
+    if (this.due()) await this.land()
+  }
+
+  /** Whether the oldest sync in flight lands at this step. */
+  private due (): boolean {
+    const fl = this.inflight[0]
+    return fl !== undefined && this.step >= fl.landAt
   }
 
   /**
    * Runs inner steps until `syncs` more syncs have been applied (or resynced). `last`: the run
-   * ends there, so no sync starts after them (with delayOuter a sync starts in the step that
-   * applies the previous one; at the end of a run it would go out and never be applied).
+   * ends there, so no sync starts after them (with delayOuter d a sync starts in the step that
+   * applies the one d before it; at the end of a run it would go out and never be applied), and
+   * every sync still in flight lands before it returns.
    */
   async runSyncs (syncs: number, signal?: AbortSignal, opts: { last?: boolean } = {}): Promise<void> {
     const target = this.lastSeq + syncs
@@ -381,7 +428,7 @@ export class DiLoCoWorker {
    * sync sat out, an error) the thread holds at `at` until this thread has done its part.
    */
   private planFence (th: ThreadTrainer, at: number, lastLaunch: number, target: number): void {
-    const fl = this.inflight
+    const fl = this.inflight[0]
     this.planned = undefined
     if (this.base === undefined) { th.plan(at); return }
     if (fl === undefined || fl.landAt !== at) {
@@ -391,7 +438,7 @@ export class DiLoCoWorker {
       return
     }
     const epoch = th.epoch
-    const current = (): boolean => th.epoch === epoch && this.inflight === fl && th.running
+    const current = (): boolean => th.epoch === epoch && this.inflight[0] === fl && th.running
     // Holding hands the landing to land() at the fence, which meets any error there. A thread
     // that has failed takes no plan: its error ends the run at nextFence.
     const hold = (): void => { try { th.plan(at) } catch {} }
@@ -405,7 +452,7 @@ export class DiLoCoWorker {
         nesterovStep(g, m, out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
         const then = this.fenceAfter(at, fl.seq, lastLaunch, target)
         this.planned = { at, then, landing: { seq: fl.seq, out, global: g, momentum: m } }
-        th.plan(at, { start: frag.start, global: g.slice(), base: this.base!.slice(frag.start, frag.end) }, then)
+        th.plan(at, { start: frag.start, global: g.slice(), base: (fl.from ?? this.base!.subarray(frag.start, frag.end)).slice() }, then)
       } catch {
         this.planned = undefined
         hold()
@@ -421,31 +468,30 @@ export class DiLoCoWorker {
   private fenceAfter (at: number, seq: number, lastLaunch: number, target: number): number | undefined {
     if (seq >= target) return undefined
     let nextSeq = this.nextSeq
-    const fl = this.inflight
-    let lands = fl !== undefined && fl.landAt > at ? fl.landAt : Infinity
-    if (seq < lastLaunch && at >= syncTime(nextSeq, this.H, this.F)) { lands = Math.min(lands, at + this.tau); nextSeq++ }
-    const next = Math.min(lands, seq < lastLaunch ? syncTime(nextSeq, this.H, this.F) : Infinity)
+    let lands = this.inflight.find(fl => fl.landAt > at)?.landAt ?? Infinity
+    if (nextSeq <= lastLaunch && at >= syncTime(nextSeq, this.H, this.F)) { lands = Math.min(lands, at + this.tau); nextSeq++ }
+    const next = Math.min(lands, nextSeq <= lastLaunch ? syncTime(nextSeq, this.H, this.F) : Infinity)
     return Number.isFinite(next) ? next : undefined
   }
 
   /** The landing planned for the fence at `step` (planFence), recorded as land() records one. */
   private async landPlanned (step: number): Promise<void> {
     const p = this.planned?.landing
-    const fl = this.inflight
+    const fl = this.inflight[0]
     if (p === undefined || fl === undefined || this.planned!.at !== step || fl.seq !== p.seq) throw new TrainArgumentError(`the trainer thread rebased at step ${step} with no landing planned there`)
-    this.inflight = undefined
+    this.inflight.shift()
     const frag = this.fragments[p.seq % this.F]
     this.ef[frag.index].commit()
     this.global.set(p.global, frag.start)
     this.momentum.set(p.momentum, frag.start)
-    this.base!.set(p.global, frag.start)
+    this.shiftTo(frag, fl)
     await this.recordLanding(p.seq, p.out)
   }
 
   /** The next step at which `fence` has work: a sync lands, or one starts. */
   private nextFence (lastLaunch: number): number {
-    const lands = this.inflight?.landAt ?? Infinity
-    const starts = this.lastSeq < lastLaunch ? syncTime(this.nextSeq, this.H, this.F) : Infinity
+    const lands = this.inflight[0]?.landAt ?? Infinity
+    const starts = this.nextSeq <= lastLaunch ? syncTime(this.nextSeq, this.H, this.F) : Infinity
     const at = Math.min(lands, starts)
     if (!Number.isFinite(at)) throw new TrainArgumentError(`no sync lands or starts after step ${this.step}`)
     return at
@@ -461,16 +507,18 @@ export class DiLoCoWorker {
         throw e
       })
       promise.catch(() => {}) // awaited in land(); keep an early failure from being unhandled
-      this.inflight = { seq, landAt: this.step + this.tau, promise }
+      this.inflight.push({ seq, landAt: this.step + this.tau, promise })
       return
     }
     const local = await this.readLocal()
     const from = this.base ?? this.global // delayOuter: the window's own progress
     const delta = pseudoGradient(from.subarray(frag.start, frag.end), local.subarray(frag.start, frag.end))
     this.base?.set(local.subarray(frag.start, frag.end), frag.start)
+    const windowEnd = this.delay > 1 ? local.slice(frag.start, frag.end) : undefined
     const { q, norm } = await this.ef[frag.index].compress(delta)
     const n = frag.end - frag.start
-    const into = this.recv[frag.index]
+    const slots = this.recv[frag.index]
+    const into = slots[Math.floor(seq / this.F) % slots.length]
     into.mean ??= new Float32Array(n)
     if (this.allreduce.codec.kind === 'q8') into.qMean ??= new Uint8Array(q8Bytes(n, this.allreduce.block))
     const promise = this.allreduce.reduce(seq, q, n, into, norm).catch((e: unknown) => {
@@ -480,12 +528,11 @@ export class DiLoCoWorker {
       throw e
     })
     promise.catch(() => {}) // awaited in land(); keep an early failure from being unhandled
-    this.inflight = { seq, landAt: this.step + this.tau, promise }
+    this.inflight.push({ seq, landAt: this.step + this.tau, promise, ...(windowEnd !== undefined ? { from: windowEnd } : {}) })
   }
 
   private async land (): Promise<void> {
-    const fl = this.inflight!
-    this.inflight = undefined
+    const fl = this.inflight.shift()!
     const frag = this.fragments[fl.seq % this.F]
     let out: ReduceOutcome | BehindError | Observed
     try {
@@ -509,7 +556,7 @@ export class DiLoCoWorker {
     const g = this.global.subarray(frag.start, frag.end)
     nesterovStep(g, this.momentum.subarray(frag.start, frag.end), out.mean, { lr: outerLrAt(this.outer, fl.seq), momentum: this.outer.momentum })
     const alpha = this.opts.mixAlpha ?? 0
-    if (this.base !== undefined) await this.rebase(frag)
+    if (this.base !== undefined) await this.rebase(frag, fl)
     else if (this.opts.localResidual === true) {
       const e = (this.ef[frag.index] as ErrorFeedback).residual // localResidual: always the host's
       const full = new Float32Array(this.layout.total)
@@ -537,18 +584,33 @@ export class DiLoCoWorker {
   }
 
   /**
-   * delayOuter: fragment `frag`'s θ_global just moved; the steps trained since its window began
-   * (θ_local − base) move onto it, and the window now starts there: θ_local ← θ_global + (θ_local
-   * − base), base ← θ_global (f32, Math.fround per operation; θ_local is this worker's own).
+   * delayOuter: fragment `frag`'s θ_global just moved with sync `fl`; the steps trained since
+   * that sync's window ended (θ_local − from; d = 1: from = base) move onto it: θ_local ←
+   * θ_global + (θ_local − from) (f32, Math.fround per operation; θ_local is this worker's own).
    */
-  private async rebase (frag: Fragment): Promise<void> {
-    const base = this.base!
+  private async rebase (frag: Fragment, fl: InFlight): Promise<void> {
     const local = await this.readLocal()
     const full = new Float32Array(this.layout.total)
     const { start, end } = frag
-    rebaseLocal(full.subarray(start, end), this.global.subarray(start, end), local.subarray(start, end), base.subarray(start, end))
-    base.set(this.global.subarray(start, end), start)
+    rebaseLocal(full.subarray(start, end), this.global.subarray(start, end), local.subarray(start, end), fl.from ?? this.base!.subarray(start, end))
+    this.shiftTo(frag, fl)
     this.writeLocal(full, start, end)
+  }
+
+  /**
+   * After sync `fl` of fragment `frag` landed: what is kept where θ_local is moves with it. d = 1:
+   * the window now starts at θ_global (base ← θ_global). d > 1: base and the window ends of the
+   * fragment's syncs still in flight move as θ_local did, x ← θ_global + (x − from), so each later
+   * Δ is still its own window's progress and each later landing keeps what followed it.
+   */
+  private shiftTo (frag: Fragment, fl: InFlight): void {
+    const { start, end } = frag
+    const g = this.global.subarray(start, end)
+    const from = fl.from
+    if (from === undefined) { this.base!.set(g, start); return }
+    const b = this.base!.subarray(start, end)
+    rebaseLocal(b, g, b, from)
+    for (const o of this.inflight) if (o.from !== undefined && o.seq % this.F === frag.index) rebaseLocal(o.from, g, o.from, from)
   }
 
   /**
