@@ -94,7 +94,12 @@ describe('late join from state shards over libp2p', () => {
     expect(got.state.round).toBe(4)
     expect(got.state.hash).toBe(hash)
     expect(Buffer.from(got.state.data).equals(Buffer.from(data))).toBe(true)
-    expect(got.fetchedFrom.size).toBeGreaterThanOrEqual(2)
+    // Every chunk came from a provider, once. How many providers served some depends on how
+    // soon each WebRTC link opened: on a loaded machine (fresh-clone CI, session 10) the first
+    // one took all 10 chunks before the others connected. Spreading over providers is checked
+    // where links are ready at once (test/net/shard.test.ts: all 3 serve).
+    const ids = nodes.map(n => n.peerId.toString())
+    expect([...got.fetchedFrom.keys()].every(k => ids.includes(k))).toBe(true)
     expect([...got.fetchedFrom.values()].reduce((a, b) => a + b, 0)).toBe(10)
     // the joiner now serves it too, and each provider holds it once
     expect(joiner.store.roots()).toContain(root)
