@@ -36,8 +36,8 @@ const BACKOFF_MAX_MS = 10_000
 const BACKOFF_JITTER = 0.2
 /**
  * A relay dial that failed within this, in ms, was refused outright (the port is closed: the relay
- * is down or restarting), not timed out (libp2p gives an address 6 s): refused under load 17 took
- * ≤ 1.5 s in the failover bench.
+ * is down or restarting), not timed out (a peer gives an address PEER_ADDRESS_DIAL_TIMEOUT_MS,
+ * net/node.ts): refused under load 17 took ≤ 1.5 s in the failover bench.
  */
 export const RELAY_REFUSED_WITHIN_MS = 3_000
 /**
@@ -551,8 +551,9 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     } catch (e) {
       if (!this.running) return
       r.failures++
-      const delay = relayRedialDelay(r.failures, Date.now() - started)
-      this.log(`relay ${r.id}: dial failed after ${Date.now() - started} ms (${(e as Error).message}); retry ${r.failures} in ${Math.round(delay)} ms`)
+      const failedAfterMs = Date.now() - started
+      const delay = relayRedialDelay(r.failures, failedAfterMs)
+      this.log(`relay ${r.id}: dial failed after ${failedAfterMs} ms (${(e as Error).message}); retry ${r.failures} in ${Math.round(delay)} ms`)
       r.timer = setTimeout(() => { void this.dialRelay(r) }, delay)
     }
   }
