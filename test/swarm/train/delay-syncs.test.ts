@@ -23,6 +23,7 @@ import { hashBytes, nesterovStep, outerLrAt, pseudoGradient, resolveOuter } from
 import { spawnTrainerThread } from '../../../web/src/swarm/train/trainer-thread-node.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
+import { runAbortedAt } from './abort-at-step.ts'
 import { CLOCKED_TIMING } from './quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
@@ -132,14 +133,9 @@ describe('delayed outer update over d > 1 syncs', () => {
     const ns = swarm(3, 11, { delayOuter: 2 }, true)
     for (const x of ns) await x.worker.initFromModel()
     // syncs 0 and 1 start at steps 4 and 8; sync 0 lands at 12: each worker aborts at its step 10
-    const outs = await Promise.all(ns.map(async x => {
-      const ctl = new AbortController()
-      ;(x.worker.hooks as { onStep?: (e: { step: number }) => void }).onStep = e => { if (e.step === 10) ctl.abort(new Error('stop')) }
-      return await x.worker.runSyncs(4, ctl.signal).catch((e: unknown) => e)
-    }))
+    const outs = await runAbortedAt(ns.map(x => x.worker), 10, 4)
     for (const e of outs) expect((e as Error).message).toBe('stop')
     for (const x of ns) expect(x.worker.lastSeq).toBeLessThan(1)
-    for (const x of ns) (x.worker.hooks as { onStep?: unknown }).onStep = undefined
     await Promise.all(ns.map(async x => { await x.worker.runSyncs(4 - (x.worker.lastSeq + 1), undefined, { last: true }) }))
     expectIdentical(ns)
     expect(ns[0].syncs.map(s => s.seq)).toEqual([0, 1, 2, 3])

@@ -23,6 +23,7 @@ import { defaultRunSpec, RunBoard, TRAIN_MAP } from '../../../web/src/swarm/trai
 import { TrainSession } from '../../../web/src/swarm/train/session.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import * as Y from 'yjs'
+import { runAbortedAt } from './abort-at-step.ts'
 import { CLOCKED_TIMING } from './quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
@@ -211,11 +212,7 @@ describe('inner steps on a trainer thread', () => {
     const ns = swarm(IDS, () => IDS, new MemoryNetwork({ seed: 3 }), new ManualClock(), { delayOuter: true }, threads)
     for (const n of ns) await n.worker.initFromModel()
     // sync 0 starts at step 4 and lands at step 8: each worker aborts at its step 6, while it is in flight
-    const outs = await Promise.all(ns.map(async n => {
-      const ctl = new AbortController()
-      ;(n.worker.hooks as { onStep?: (e: { step: number }) => void }).onStep = e => { if (e.step === 6) ctl.abort(new Error('stop')) }
-      return await n.worker.runSyncs(3, ctl.signal).catch((e: unknown) => e)
-    }))
+    const outs = await runAbortedAt(ns.map(n => n.worker), 6, 3)
     for (const e of outs) expect((e as Error).message).toBe('stop')
     for (const n of ns) {
       // halted after step 6 or a later one (step events come in batches): at the fence (8) if
@@ -225,7 +222,6 @@ describe('inner steps on a trainer thread', () => {
       expect(n.worker.step).toBeLessThanOrEqual(12)
       expect(n.worker.lastSeq).toBe(n.worker.step > 8 ? 0 : -1)
     }
-    for (const n of ns) (n.worker.hooks as { onStep?: unknown }).onStep = undefined
     await Promise.all(ns.map(async n => { await n.worker.runSyncs(3 - (n.worker.lastSeq + 1), undefined, { last: true }) }))
     for (const n of ns) expect(n.syncs.map(s => s.hash)).toEqual(ns[0].syncs.map(s => s.hash))
     expect(ns[0].syncs.map(s => s.seq)).toEqual([0, 1, 2])
