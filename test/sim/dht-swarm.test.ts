@@ -1,6 +1,6 @@
 /**
  * The simulator's DHT is the real one: libp2p nodes with the swarm's kad-dht configuration over
- * @libp2p/memory, on virtual time (web/src/sim/virtual-time.ts); a provider record put by one
+ * an in-process transport (web/src/sim/latency-transport.ts), on virtual time (web/src/sim/virtual-time.ts); a provider record put by one
  * node is found by others through the query walk (hops counted), also after a churn round
  * replaced a quarter of the nodes.
  */
@@ -95,6 +95,24 @@ describe('simulated DHT swarm (real kad-dht over the in-memory transport, virtua
       expect(await s.provide(a, '/sim/noise')).toBe(true)
       expect((await s.findProvider(b, '/sim/noise', a.id)).found).toBe(true)
     })
+  }, 60_000)
+
+  it("transport 'memory' (@libp2p/memory, kept to compare) answers too, and the same provide takes it more network time", async () => {
+    // Same seed, same nodes and lookups: only the transport differs. A provide's walk sends bursts
+    // of frames on each connection; @libp2p/memory delivers them one latency apart, so the same
+    // walk takes more network time than over the pipelined path.
+    const timed = async (transport: 'latency' | 'memory'): Promise<{ found: boolean[], ms: number }> => await withSwarm(12, { model: new NetModel({ seed: 6, minLatencyMs: 5, medianLatencyMs: 10 }), transport, swarm: `sim-${transport}` }, async s => {
+      const [a, b, c] = s.live
+      const t0 = Date.now()
+      expect(await s.provide(a, '/sim/transport')).toBe(true)
+      const ms = Date.now() - t0
+      return { found: [(await s.findProvider(b, '/sim/transport', a.id)).found, (await s.findProvider(c, '/sim/transport', a.id)).found], ms }
+    })
+    const pipelined = await timed('latency')
+    const memory = await timed('memory')
+    expect(pipelined.found).toEqual([true, true])
+    expect(memory.found).toEqual([true, true])
+    expect(pipelined.ms).toBeLessThan(memory.ms)
   }, 60_000)
 
   it('bad input and real time are refused with a clear error; the seed gives the same ids and latencies', async () => {

@@ -1,8 +1,8 @@
 /**
  * N real libp2p nodes in one process, each running the swarm's own kad-dht configuration
  * (net/node.ts `swarmKadDht`, our record validators and selectors) and the real SwarmDht API
- * (net/dht), connected over libp2p's in-memory transport (@libp2p/memory) with yamux as on the
- * wire and, by default, @libp2p/plaintext in place of noise (see `encrypter`). The seeded
+ * (net/dht), connected in-process (./latency-transport.ts: a pipelined one-way delay per link;
+ * @libp2p/memory to compare) with yamux as on the wire and, by default, @libp2p/plaintext in place of noise (see `encrypter`). The seeded
  * NetModel gives every node its link latency, loses dials, and picks who leaves in a churn
  * round; joiners bootstrap by dialling a few live nodes and looking up their own id, as a kad
  * node does.
@@ -29,6 +29,7 @@ import { providerCid, SwarmDht } from '../net/dht/index.ts'
 import { swarmKadDht, type KadTuning, type WebSwarmNode } from '../net/node.ts'
 import { realClock } from '../util/clock.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
+import { LatencyNetwork } from './latency-transport.ts'
 import { NetModel } from './model.ts'
 import { virtualTimeActive } from './virtual-time.ts'
 
@@ -77,6 +78,13 @@ export interface DhtSwarmInit {
    * what the swarm runs, kept to compare. @default 'plaintext'
    */
   encrypter?: 'plaintext' | 'noise'
+  /**
+   * In-process transport. 'latency' (./latency-transport.ts): each frame arrives one latency after
+   * it was sent, frames in flight together. 'memory' (@libp2p/memory, the sim's transport until
+   * session 11) delays chunks one after another, so a burst of k frames takes k latencies and
+   * queues grow on busy links; kept to compare. @default 'latency'
+   */
+  transport?: 'latency' | 'memory'
   /** kad-dht timing overrides for the sim's nodes (net/node.ts `KadTuning`). @default none: the swarm's own settings */
   kad?: KadTuning
   /**
@@ -107,6 +115,8 @@ export class DhtSwarm {
   private readonly maxConnections: number
   private readonly queryTimeoutMs: number | undefined
   private readonly encrypter: 'plaintext' | 'noise'
+  private readonly transport: 'latency' | 'memory'
+  private readonly network = new LatencyNetwork()
   private readonly onBatch: ((started: number) => void) | undefined
   private readonly kad: KadTuning
   private readonly selfWalk: boolean
@@ -119,6 +129,7 @@ export class DhtSwarm {
     this.maxConnections = init.maxConnections ?? 64
     this.queryTimeoutMs = init.queryTimeoutMs
     this.encrypter = init.encrypter ?? 'plaintext'
+    this.transport = init.transport ?? 'latency'
     this.onBatch = init.onBatch
     this.kad = init.kad ?? {}
     this.selfWalk = init.selfWalk ?? false
@@ -193,7 +204,7 @@ export class DhtSwarm {
     const node = await createLibp2p({
       privateKey,
       addresses: { listen: [addr] },
-      transports: [memory({ latency: latencyMs })],
+      transports: [this.transport === 'memory' ? memory({ latency: latencyMs }) : this.network.transport(latencyMs)],
       connectionEncrypters: [this.encrypter === 'noise' ? noise() : plaintext()],
       streamMuxers: [yamux()],
       // A lost dial never opens, as a SYN lost beyond every retry would.
