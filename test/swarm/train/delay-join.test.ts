@@ -1,0 +1,191 @@
+/**
+ * Late joins and resyncs under the delayed outer update over d = 2 syncs (worker.ts `delayOuter`,
+ * `contributesAfter`, `landObserved`), on a real tiny Llama (CPU twins) over the seeded in-memory
+ * network with a ManualClock that never moves (a round that waits for a peer that never comes
+ * stalls the test instead of timing out). A worker that adopts the state of sync s sits out
+ * s + 1 … s + d (the members had started them), takes each as the swarm's state after it, and
+ * contributes a whole window from s + d + 1: θ_global bit-identical to the others' after every
+ * later sync, its first Δ of the founders' order (not the zero a reset θ_local would send).
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
+import { parseConfig } from '../../../web/src/model/config.ts'
+import { TextDataset, brownCorpus } from '../../../web/src/model/data.ts'
+import { initModel } from '../../../web/src/model/model.ts'
+import { MemoryNetwork } from '../../../web/src/swarm/transport/index.ts'
+import { AllReducePeer, type SnapshotState } from '../../../web/src/swarm/train/allreduce.ts'
+import { topkCodec } from '../../../web/src/swarm/train/codec.ts'
+import type { ErrorFeedback } from '../../../web/src/swarm/train/compress.ts'
+import { spawnTrainerThread } from '../../../web/src/swarm/train/trainer-thread-node.ts'
+import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent, type WorkerHooks } from '../../../web/src/swarm/train/worker.ts'
+import { ManualClock } from '../../../web/src/util/clock.ts'
+import { CLOCKED_TIMING } from './quiet-clock.ts'
+
+const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
+const TIMING = { ...CLOCKED_TIMING, partElements: 4096, windowParts: 4 }
+const OPTS: Omit<DiLoCoOptions, 'dataSeed'> = { innerSteps: 4, seqLen: 32, innerLr: 3e-3, outer: { lr: 0.7, momentum: 0.5 }, delayOuter: 2 }
+const CODEC = { chunk: 64, k: 4, bits: 2, resultBits: 4 }
+
+let train: TextDataset
+beforeAll(async () => { train = new TextDataset((await brownCorpus()).slice(0, 300_000)) })
+
+/** `norms`: per round this worker sent, the L2 norm of its Δ (before error feedback: a fresh residual sends less of it). */
+interface Node { id: string, ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], landedAt: number[], norms: Map<number, number> }
+let nodes: Node[] = []
+afterEach(async () => {
+  for (const n of nodes) n.ar.stop()
+  await Promise.all(nodes.map(async n => { await n.worker.dispose() }))
+  nodes = []
+})
+
+/** The swarm's record: each sync's state as its first member applied it, and waiters for it. */
+class Record {
+  readonly states = new Map<number, SnapshotState>()
+  private readonly waiters: Array<() => void> = []
+  add (s: SnapshotState): void {
+    if (!this.states.has(s.round)) this.states.set(s.round, s)
+    for (const w of this.waiters.splice(0)) w()
+  }
+
+  /** The state of sync `seq`, once some member has applied it. */
+  async at (seq: number): Promise<SnapshotState> {
+    while (!this.states.has(seq)) await new Promise<void>(resolve => this.waiters.push(resolve))
+    return this.states.get(seq)!
+  }
+}
+
+/**
+ * A worker on the network: `expected(seq)` is every peer's directory (who the coordinator waits
+ * for), `completed` this peer's own (a round it takes as done without it: it is left out).
+ */
+function node (net: MemoryNetwork, clock: ManualClock, id: string, seed: number, record: Record, expected: (seq: number) => string[], hooks: WorkerHooks = {}, o: { completed?: (seq: number) => boolean, thread?: boolean } = {}): Node {
+  const ar = new AllReducePeer(net.endpoint(id), { run: 'r1', directory: { expected, ...(o.completed !== undefined ? { completed: o.completed } : {}) }, ...TIMING, clock, codec: topkCodec(CODEC) })
+  const n: Node = { id, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], landedAt: [], norms: new Map() }
+  let deltaNorm = -1
+  const reduce = ar.reduce.bind(ar)
+  ar.reduce = async (round, q, len, into, norm) => {
+    n.norms.set(round, deltaNorm) // a launch compresses its Δ, then reduces it
+    return await reduce(round, q, len, into, norm)
+  }
+  n.worker = new DiLoCoWorker(initModel(CONFIG, cpu, 7), train, ar, { ...OPTS, dataSeed: seed, ...(o.thread === true ? { trainerThread: spawnTrainerThread } : {}) }, {
+    ...hooks,
+    onSync: (e) => {
+      n.syncs.push(e)
+      n.landedAt.push(n.worker.step)
+      if (e.satOut !== true && e.resynced !== true) record.add(n.worker.snapshot()!)
+    }
+  })
+  for (const ef of (n.worker as unknown as { ef: ErrorFeedback[] }).ef) {
+    const compress = ef.compress.bind(ef)
+    ef.compress = (delta) => {
+      let ss = 0
+      for (const v of delta) ss += v * v
+      deltaNorm = Math.sqrt(ss)
+      return compress(delta)
+    }
+  }
+  nodes.push(n)
+  return n
+}
+
+const bytesEqual = (a: Float32Array, b: Float32Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+
+/** Every member's hash of each sync `late` applied as a member is late's; θ_global and momentum equal at the end. */
+function expectSameReplicas (ns: Node[], late: Node): void {
+  const own = late.syncs.filter(e => e.satOut !== true && e.resynced !== true)
+  expect(own.length).toBeGreaterThan(0)
+  for (const e of own) {
+    for (const n of ns) expect(n.syncs.find(x => x.seq === e.seq)?.hash).toBe(e.hash)
+  }
+  for (const n of ns) {
+    expect(n.worker.lastSeq).toBe(late.worker.lastSeq)
+    expect(bytesEqual(n.worker.global, late.worker.global)).toBe(true)
+    expect(bytesEqual(n.worker.momentum, late.worker.momentum)).toBe(true)
+  }
+}
+
+/** `late`'s claimed Δ norm of sync `seq` is of the founders' order (a whole window's progress). */
+function expectWholeWindow (founders: Node[], late: Node, seq: number): void {
+  const mine = late.norms.get(seq)!
+  for (const f of founders) {
+    const ratio = mine / f.norms.get(seq)!
+    if (process.env.AR_LOG !== undefined) console.log(`Δ norm ratio of sync ${seq}, ${late.id} / ${f.id}: ${ratio.toFixed(3)}`)
+    expect(ratio).toBeGreaterThan(0.5)
+    expect(ratio).toBeLessThan(2)
+  }
+}
+
+const FOUNDERS = ['w-a', 'w-b', 'w-c']
+const ALL = [...FOUNDERS, 'w-d']
+
+describe('d = 2: late joins and resyncs', () => {
+  for (const variant of ['exact', 'ahead', 'thread'] as const) {
+    it(`a late joiner from the snapshot of sync 1 sits out syncs 2 and 3 (in flight), contributes from 4 and stays bit-identical (observe answers ${variant === 'ahead' ? 'a newer state: syncs 2 and 3 land at once' : variant === 'thread' ? 'each sync\'s state, on trainer threads' : 'each sync\'s state'})`, async () => {
+      const net = new MemoryNetwork({ seed: 21 })
+      const clock = new ManualClock()
+      const record = new Record()
+      const thread = variant === 'thread'
+      // the joiner enters from sync 4: the founders started 2 and 3 before it fetched sync 1
+      const expected = (seq: number): string[] => seq >= 4 ? ALL : FOUNDERS
+      const founders = FOUNDERS.map((id, i) => node(net, clock, id, i + 1, record, expected, {}, { thread }))
+      for (const f of founders) await f.worker.initFromModel()
+      await Promise.all(founders.map(async f => { await f.worker.runSyncs(2) }))
+      // sync 1 landed at step 16, where sync 3 started: 2 and 3 are in flight on every founder
+      expect(founders[0].landedAt).toEqual([12, 16])
+      const snap = founders[0].worker.snapshot()!
+      expect(snap.round).toBe(1)
+      const observed: number[] = []
+      const late = node(net, clock, 'w-d', 4, record, expected, {
+        // 'ahead': the swarm recorded sync 3 by the time the joiner asks for sync 2
+        observe: async (seq) => { observed.push(seq); return await record.at(variant === 'ahead' && seq === 2 ? 3 : seq) }
+      }, { thread })
+      await late.worker.initFromSnapshot(snap)
+      expect(late.worker.contributesFrom).toBe(4)
+      expect(late.worker.step).toBe(8)
+      await Promise.all([...founders, late].map(async n => { await n.worker.runSyncs(6 - n.worker.lastSeq, undefined, { last: true }) }))
+
+      expect(observed).toEqual([2, 3])
+      expect(late.syncs.filter(e => e.satOut === true).map(e => e.seq)).toEqual(variant === 'ahead' ? [3] : [2, 3])
+      expect(late.syncs.filter(e => e.resynced === true)).toEqual([])
+      expect(late.syncs.filter(e => e.satOut !== true).map(e => e.seq)).toEqual([4, 5, 6])
+      for (const e of late.syncs.filter(x => x.satOut !== true)) expect(e.members).toEqual(ALL)
+      expect(Math.min(...late.norms.keys())).toBe(4) // nothing sent for the syncs it sat out
+      expect(founders[0].syncs.find(e => e.seq === 3)!.members).toEqual(FOUNDERS)
+      expectSameReplicas(founders, late)
+      expectWholeWindow(founders, late, 4)
+      expect(late.landedAt.at(-1)).toBe(founders[0].landedAt.at(-1))
+    })
+  }
+
+  it('a worker left out of sync 2 resyncs from the state of sync 2, sits out 3 and 4, contributes from 5 and stays bit-identical', async () => {
+    const net = new MemoryNetwork({ seed: 23 })
+    const clock = new ManualClock()
+    const record = new Record()
+    const ids = ['w-a', 'w-b', 'w-c']
+    // w-c takes round 2 as done without it (left out: BEHIND at once), is not expected in 2, nor
+    // in 4 (it re-enters from 5 after its resync); it is a member of 3, which it started before
+    const expected = (seq: number): string[] => seq === 2 || seq === 4 ? ['w-a', 'w-b'] : ids
+    const ns = ids.slice(0, 2).map((id, i) => node(net, clock, id, i + 1, record, expected))
+    let resyncs = 0
+    const left = node(net, clock, 'w-c', 3, record, expected, {
+      resync: async () => { resyncs++; return await record.at(2) },
+      observe: async (seq) => await record.at(seq)
+    }, { completed: seq => seq === 2 })
+    for (const n of [...ns, left]) await n.worker.initFromModel()
+    await Promise.all([...ns, left].map(async n => { await n.worker.runSyncs(7, undefined, { last: true }) }))
+
+    expect(resyncs).toBe(1)
+    // sync 2 would have landed at step 20: the resync takes the state of 2, back at its step 12
+    expect(left.syncs.map(e => [e.seq, e.resynced === true ? 'resynced' : e.satOut === true ? 'satOut' : 'member'])).toEqual([
+      [0, 'member'], [1, 'member'], [2, 'resynced'], [3, 'satOut'], [4, 'satOut'], [5, 'member'], [6, 'member']
+    ])
+    expect(left.worker.contributesFrom).toBe(5)
+    expect(ns[0].syncs.find(e => e.seq === 2)!.members).toEqual(['w-a', 'w-b'])
+    // its Δ for 3 (sent before the resync) counted; nothing sent for 4
+    expect(ns[0].syncs.find(e => e.seq === 3)!.members).toEqual(ids)
+    expect([...left.norms.keys()].sort()).toEqual([0, 1, 2, 3, 5, 6])
+    for (const e of left.syncs.filter(x => x.seq >= 5)) expect(e.members).toEqual(ids)
+    expectSameReplicas(ns, left)
+    expectWholeWindow(ns, left, 5)
+  })
+})
