@@ -162,66 +162,85 @@ const JOINS: JoinCase[] = [
   { label: 'd = 2, observe answers each sync\'s state' },
   { label: 'd = 2, observe answers sync 3 for sync 2: both land at once', ahead: { ask: 2, to: 3 } },
   { label: 'd = 2 on trainer threads', thread: true },
+  { label: 'd = 2 on trainer threads, observe answers sync 3 for sync 2', thread: true, ahead: { ask: 2, to: 3 } },
   { label: 'd = 3 with 2 fragments, observe answers each sync\'s state', opts: { delayOuter: 3, fragments: 2, innerSteps: 6 } },
   { label: 'd = 3 with 2 fragments, observe answers sync 4 for sync 2: 2, 3 and 4 land at once, both fragments rebased', opts: { delayOuter: 3, fragments: 2, innerSteps: 6 }, ahead: { ask: 2, to: 4 } }
 ]
 
+/**
+ * Founders run syncs 0 and 1, a joiner starts from the state of sync 1 and all run to `first + 2`;
+ * checks what the joiner did. Its sync hashes and every worker's θ_local at the end.
+ */
+async function join (c: JoinCase, thread: boolean): Promise<{ hashes: string[], local: Float32Array[] }> {
+  const d = (c.opts?.delayOuter ?? OPTS.delayOuter) as number
+  const F = c.opts?.fragments ?? 1
+  const H = c.opts?.innerSteps ?? OPTS.innerSteps
+  const first = 1 + Math.max(F, d + 1) // the first sync nobody had started when sync 1 landed
+  const last = first + 2
+  const net = new MemoryNetwork({ seed: 21 })
+  const clock = new ManualClock()
+  const record = new Record()
+  const expected = (seq: number): string[] => seq >= first ? ALL : FOUNDERS
+  const founders = FOUNDERS.map((id, i) => node(net, clock, id, i + 1, record, expected, {}, { thread, opts: c.opts }))
+  const founderLocal = thread ? undefined : watchLocal(founders[0])
+  for (const f of founders) await f.worker.initFromModel()
+  await Promise.all(founders.map(async f => { await f.worker.runSyncs(2) }))
+  // sync s lands at sync s + d's start, which starts there too: 2 … 1 + d are in flight on every founder
+  expect(founders[0].landedAt).toEqual([syncTime(d, H, F), syncTime(1 + d, H, F)])
+  const snap = founders[0].worker.snapshot()!
+  expect(snap.round).toBe(1)
+  const observed: number[] = []
+  const late = node(net, clock, 'w-d', 4, record, expected, {
+    observe: async (seq) => { observed.push(seq); return await record.at(seq === c.ahead?.ask ? c.ahead.to : seq) }
+  }, { thread, opts: c.opts })
+  const lateLocal = thread ? undefined : watchLocal(late)
+  await late.worker.initFromSnapshot(snap)
+  expect(late.worker.contributesFrom).toBe(first)
+  expect(late.worker.step).toBe(syncTime(1, H, F))
+  await Promise.all([...founders, late].map(async n => { await n.worker.runSyncs(last - n.worker.lastSeq, undefined, { last: true }) }))
+
+  expect(observed).toEqual(range(2, first - 1))
+  const satOut = late.syncs.filter(e => e.satOut === true).map(e => e.seq)
+  expect(satOut).toEqual(c.ahead === undefined ? range(2, first - 1) : [c.ahead.to, ...range(c.ahead.to + 1, first - 1)])
+  expect(late.syncs.filter(e => e.resynced === true)).toEqual([])
+  expect(late.syncs.filter(e => e.satOut !== true).map(e => e.seq)).toEqual(range(first, last))
+  for (const e of late.syncs.filter(x => x.satOut !== true)) expect(e.members).toEqual(ALL)
+  expect(Math.min(...late.norms.keys())).toBe(first) // nothing sent for the syncs it sat out
+  expect(founders[0].syncs.find(e => e.seq === first - 1)!.members).toEqual(FOUNDERS)
+  expectSameReplicas(founders, late)
+  for (let q = first; q < first + F; q++) expectWholeWindow(founders, late, q)
+  // After the last sync it sat out, per fragment θ_local is as far from θ_global as a member's
+  // after that sync: the steps since the window end it was rebased on. A newer state lands
+  // early (at the fence of the sync asked for), after fewer of those steps than the founder's
+  // own landing: d = 2, 4 steps against 8; d = 3, F = 2, 3 against 9 and 6 against 12. Without
+  // the rebase of every fragment on its last sync's window end, ≈ 1–1.7 of the founder's.
+  const [lo, hi] = c.ahead === undefined ? [0.5, 2] : [0.25, 0.8]
+  if (founderLocal !== undefined && lateLocal !== undefined) {
+    const mine = lateLocal.get(first - 1)!
+    const theirs = founderLocal.get(first - 1)!
+    if (process.env.AR_LOG !== undefined) console.log(`‖θ_local − θ_global‖ per fragment after sync ${first - 1}: w-d ${mine.map(x => x.toExponential(2)).join(', ')}; w-a ${theirs.map(x => x.toExponential(2)).join(', ')}`)
+    for (let f = 0; f < F; f++) {
+      expect(mine[f] / theirs[f]).toBeGreaterThan(lo)
+      expect(mine[f] / theirs[f]).toBeLessThan(hi)
+    }
+  }
+  expect(late.landedAt.at(-1)).toBe(founders[0].landedAt.at(-1))
+  const out = { hashes: late.syncs.map(e => e.hash), local: await Promise.all([...founders, late].map(async n => await localOf(n.worker))) }
+  for (const n of nodes) n.ar.stop()
+  await Promise.all(nodes.map(async n => { await n.worker.dispose() }))
+  nodes = []
+  return out
+}
+
 describe('delayOuter d > 1: late joins and resyncs', () => {
   for (const c of JOINS) {
     it(`a late joiner from the state of sync 1 sits out the syncs in flight, contributes from s + max(F, d + 1) and stays bit-identical (${c.label})`, async () => {
-      const d = (c.opts?.delayOuter ?? OPTS.delayOuter) as number
-      const F = c.opts?.fragments ?? 1
-      const H = c.opts?.innerSteps ?? OPTS.innerSteps
-      const first = 1 + Math.max(F, d + 1) // the first sync nobody had started when sync 1 landed
-      const last = first + 2
-      const net = new MemoryNetwork({ seed: 21 })
-      const clock = new ManualClock()
-      const record = new Record()
-      const expected = (seq: number): string[] => seq >= first ? ALL : FOUNDERS
-      const founders = FOUNDERS.map((id, i) => node(net, clock, id, i + 1, record, expected, {}, { thread: c.thread, opts: c.opts }))
-      const founderLocal = c.thread === true ? undefined : watchLocal(founders[0])
-      for (const f of founders) await f.worker.initFromModel()
-      await Promise.all(founders.map(async f => { await f.worker.runSyncs(2) }))
-      // sync s lands at sync s + d's start, which starts there too: 2 … 1 + d are in flight on every founder
-      expect(founders[0].landedAt).toEqual([syncTime(d, H, F), syncTime(1 + d, H, F)])
-      const snap = founders[0].worker.snapshot()!
-      expect(snap.round).toBe(1)
-      const observed: number[] = []
-      const late = node(net, clock, 'w-d', 4, record, expected, {
-        observe: async (seq) => { observed.push(seq); return await record.at(seq === c.ahead?.ask ? c.ahead.to : seq) }
-      }, { thread: c.thread, opts: c.opts })
-      const lateLocal = c.thread === true ? undefined : watchLocal(late)
-      await late.worker.initFromSnapshot(snap)
-      expect(late.worker.contributesFrom).toBe(first)
-      expect(late.worker.step).toBe(syncTime(1, H, F))
-      await Promise.all([...founders, late].map(async n => { await n.worker.runSyncs(last - n.worker.lastSeq, undefined, { last: true }) }))
-
-      expect(observed).toEqual(range(2, first - 1))
-      const satOut = late.syncs.filter(e => e.satOut === true).map(e => e.seq)
-      expect(satOut).toEqual(c.ahead === undefined ? range(2, first - 1) : [c.ahead.to, ...range(c.ahead.to + 1, first - 1)])
-      expect(late.syncs.filter(e => e.resynced === true)).toEqual([])
-      expect(late.syncs.filter(e => e.satOut !== true).map(e => e.seq)).toEqual(range(first, last))
-      for (const e of late.syncs.filter(x => x.satOut !== true)) expect(e.members).toEqual(ALL)
-      expect(Math.min(...late.norms.keys())).toBe(first) // nothing sent for the syncs it sat out
-      expect(founders[0].syncs.find(e => e.seq === first - 1)!.members).toEqual(FOUNDERS)
-      expectSameReplicas(founders, late)
-      for (let q = first; q < first + F; q++) expectWholeWindow(founders, late, q)
-      // After the last sync it sat out, per fragment θ_local is as far from θ_global as a member's
-      // after that sync: the steps since the window end it was rebased on. A newer state lands
-      // early (at the fence of the sync asked for), after fewer of those steps than the founder's
-      // own landing: d = 2, 4 steps against 8; d = 3, F = 2, 3 against 9 and 6 against 12. Without
-      // the rebase of every fragment on its last sync's window end, ≈ 1–1.7 of the founder's.
-      const [lo, hi] = c.ahead === undefined ? [0.5, 2] : [0.25, 0.8]
-      if (founderLocal !== undefined && lateLocal !== undefined) {
-        const mine = lateLocal.get(first - 1)!
-        const theirs = founderLocal.get(first - 1)!
-        if (process.env.AR_LOG !== undefined) console.log(`‖θ_local − θ_global‖ per fragment after sync ${first - 1}: w-d ${mine.map(x => x.toExponential(2)).join(', ')}; w-a ${theirs.map(x => x.toExponential(2)).join(', ')}`)
-        for (let f = 0; f < F; f++) {
-          expect(mine[f] / theirs[f]).toBeGreaterThan(lo)
-          expect(mine[f] / theirs[f]).toBeLessThan(hi)
-        }
-      }
-      expect(late.landedAt.at(-1)).toBe(founders[0].landedAt.at(-1))
+      const there = await join(c, c.thread === true)
+      if (c.thread !== true) return
+      // on trainer threads: the same bytes as stepping on the worker's thread
+      const here = await join(c, false)
+      expect(there.hashes).toEqual(here.hashes)
+      for (let i = 0; i < here.local.length; i++) expect(bytesEqual(there.local[i], here.local[i])).toBe(true)
     })
   }
 
