@@ -76,8 +76,8 @@ export interface DiLoCoOptions {
    * Delayed outer update (file comment): a sync lands d·⌊H/F⌋ steps after it started, at the
    * fence of the sync d later (`true` = 1: the one-step delay), and the steps taken meanwhile are
    * rebased onto the new θ_global instead of replaced. An integer 1–4 (`MAX_OUTER_DELAY`).
-   * Excludes overlapSteps and mixAlpha; d > 1 also excludes the GPU error-feedback kernel, and
-   * needs hooks.observe with hooks.resync (a resync sits out the syncs in flight). @default false (none)
+   * Excludes overlapSteps and mixAlpha; d > 1 needs hooks.observe with hooks.resync (a resync sits
+   * out the syncs in flight). @default false (none)
    */
   delayOuter?: boolean | number
   /**
@@ -262,7 +262,6 @@ export class DiLoCoWorker {
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
     this.ef = this.fragments.map(f => feedbackFor(model.backend, f.end - f.start, allreduce.codec, opts.localResidual === true, opts.efDecay ?? 1))
-    if (this.delay > 1 && this.ef.some(e => e instanceof GpuTopKFeedback)) throw new TrainArgumentError(`delayOuter ${this.delay} (> 1 sync) needs the host error feedback (compress.ts): the GPU top-k kernel holds one pending round`)
     this.recv = this.freshRecv()
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
