@@ -244,6 +244,24 @@ describe('delayOuter d > 1: late joins and resyncs', () => {
     })
   }
 
+  it('without an observe hook a joiner contributes from s + 1, to the syncs the members had started: their rounds wait for it (the directory expects it); bit-identical', async () => {
+    const net = new MemoryNetwork({ seed: 22 })
+    const clock = new ManualClock()
+    const record = new Record()
+    const expected = (seq: number): string[] => seq >= 2 ? ALL : FOUNDERS
+    const founders = FOUNDERS.map((id, i) => node(net, clock, id, i + 1, record, expected))
+    for (const f of founders) await f.worker.initFromModel()
+    await Promise.all(founders.map(async f => { await f.worker.runSyncs(2) }))
+    const late = node(net, clock, 'w-d', 4, record, expected)
+    await late.worker.initFromSnapshot(founders[0].worker.snapshot()!)
+    expect(late.worker.contributesFrom).toBe(2)
+    await Promise.all([...founders, late].map(async n => { await n.worker.runSyncs(5 - n.worker.lastSeq, undefined, { last: true }) }))
+    expect(late.syncs.map(e => e.seq)).toEqual([2, 3, 4, 5])
+    for (const e of late.syncs) expect(e.members).toEqual(ALL)
+    expectSameReplicas(founders, late)
+    expectWholeWindow(founders, late, 2)
+  })
+
   for (const thread of [false, true]) {
     it(`a worker left out of sync 2 resyncs from the state of sync 2, sits out 3 and 4, contributes from 5 and stays bit-identical${thread ? ' (trainer threads)' : ''}`, async () => {
       const net = new MemoryNetwork({ seed: 23 })
