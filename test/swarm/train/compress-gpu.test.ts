@@ -6,6 +6,7 @@ import { GpuTopKFeedback } from '../../../web/src/swarm/train/compress-gpu.ts'
 import { TrainArgumentError } from '../../../web/src/swarm/train/errors.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
 import { testGpu } from '../../helpers/gpu.ts'
+import { overlappingRounds } from './overlapping-feedback.ts'
 
 let gpu: GpuBackend
 beforeAll(async () => { gpu = await testGpu() })
@@ -41,6 +42,11 @@ describe('error feedback on the GPU kernel (compress-gpu.ts) vs on the host (com
       dev.dispose()
     })
   }
+
+  it('rounds in flight (delayOuter d > 1): up to 3 pending chain and commit as on the host (compress-gpu-twin.test.ts runs it on the CPU twin)', async () => {
+    await overlappingRounds(gpu, 1000, 64, 1, 0.95)
+    await overlappingRounds(gpu, 333, 256, 4, 1)
+  })
 
   it('refuses a non-finite Δ without touching the residual, and chunks above the kernel', async () => {
     const dev = new GpuTopKFeedback(gpu, 16, { chunk: 8, k: 1, bits: 2 })

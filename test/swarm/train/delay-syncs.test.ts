@@ -4,7 +4,7 @@
  * at sync s + d's fence, in order; replicas stay bit-identical with and without the trainer
  * thread; one worker's run equals a reference written the slow way (full vectors, one array per
  * sync in flight, applied at fence s + 2); `true` is d = 1; bad values and unsupported
- * combinations are refused by name.
+ * combinations are refused by name. Late joins and resyncs with d > 1: delay-join.test.ts.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { cpu } from '../../../web/src/gpu/cpu-backend.ts'
@@ -209,7 +209,7 @@ describe('delayed outer update over d > 1 syncs', () => {
     expect(ns[0].worker.step).toBe(4 * (SYNCS + 2))
   })
 
-  it('refuses a delay that is not an integer 1–4, and d > 1 with late-join or resync hooks', () => {
+  it('refuses a delay that is not an integer 1–4, and d > 1 with a resync hook but no observe hook', () => {
     const ar = new AllReducePeer(new MemoryNetwork({ seed: 1 }).endpoint('x'), { run: 'r1', directory: { expected: () => ['x'] } })
     const model = initModel(CONFIG, cpu, 7)
     for (const bad of [0, 5, 1.5, -1, Number.NaN]) {
@@ -218,8 +218,10 @@ describe('delayed outer update over d > 1 syncs', () => {
     expect(() => new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 2, overlapSteps: 1 })).toThrow(/delayOuter replaces/)
     const snap = async (): Promise<never> => { throw new Error('unused') }
     expect(() => new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 2 }, { resync: snap })).toThrow(TrainArgumentError)
-    expect(() => new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 2 }, { observe: snap })).toThrow(/does not support late joins or resyncs/)
-    // d = 1 keeps them
+    expect(() => new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 2 }, { resync: snap })).toThrow(/resyncs by sitting out the syncs in flight: set hooks.observe/)
+    // with observe (a session sets both) d > 1 late-joins and resyncs (delay-join.test.ts); d = 1 keeps them too
+    void new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 2 }, { observe: snap }).dispose()
+    void new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 2 }, { resync: snap, observe: snap }).dispose()
     void new DiLoCoWorker(model, train, ar, { ...OPTS, dataSeed: 1, delayOuter: 1 }, { resync: snap, observe: snap }).dispose()
     ar.stop()
   })

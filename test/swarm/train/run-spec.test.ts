@@ -1,5 +1,6 @@
 /** The run declaration's inner-optimizer fields: defaults for declarations written before them, and their checks. */
 import { describe, expect, it } from 'vitest'
+import { RunConfigError } from '../../../web/src/swarm/train/errors.ts'
 import { defaultRunSpec, parseRunSpec } from '../../../web/src/swarm/train/run-board.ts'
 
 describe('run spec: inner AdamW and its schedule', () => {
@@ -89,5 +90,20 @@ describe('run spec: the one-step-delayed outer update', () => {
     expect(parseRunSpec({ ...defaultRunSpec('r1', { innerSteps: 8 }), delayOuter: true }).delayOuter).toBe(true)
     expect(() => parseRunSpec({ ...defaultRunSpec('r1', { innerSteps: 8 }), delayOuter: true, overlapSteps: 2 })).toThrow(/delayOuter replaces/)
     expect(() => parseRunSpec({ ...defaultRunSpec('r1'), delayOuter: 'yes' })).toThrow(/delayOuter must be true or false/)
+  })
+
+  it('takes a number of syncs d in [1, 4] (worker.ts delayOuter: d); refuses others naming the field and the range', () => {
+    for (const d of [1, 2, 4]) {
+      const spec = parseRunSpec({ ...defaultRunSpec('r1', { innerSteps: 8 }), delayOuter: d })
+      expect(spec.delayOuter).toBe(d)
+      expect(parseRunSpec(JSON.parse(JSON.stringify(spec))).delayOuter).toBe(d) // what a peer reads back from the CRDT
+    }
+    for (const bad of [0, 5, 1.5, -1, 'x', '2']) {
+      let err: unknown
+      try { parseRunSpec({ ...defaultRunSpec('r1'), delayOuter: bad }) } catch (e) { err = e }
+      expect(err, String(bad)).toBeInstanceOf(RunConfigError)
+      expect((err as Error).message).toBe(`run field delayOuter must be true or false, or an integer number of syncs in [1, 4], got ${JSON.stringify(bad)}`)
+    }
+    expect(() => parseRunSpec({ ...defaultRunSpec('r1', { innerSteps: 8 }), delayOuter: 2, mixAlpha: 0.5 })).toThrow(/delayOuter replaces/)
   })
 })

@@ -177,6 +177,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'topk-bits': value('B', '--declare: bits per kept value', 2),
       'topk-result-bits': value('B', "--declare: bits per value of the owners' mean", 4),
       'delay-outer': flag('--declare: one-step-delayed outer update (a sync lands at the next one)'),
+      'delay-outer-syncs': value('N', '--declare: delayed outer update over N syncs, 1–4 (a sync lands N later; 1 is --delay-outer)'),
       'trainer-thread': flag('--device cpu: inner steps on a thread of their own, the network and syncs on this one'),
       ...DEVICE
     },

@@ -2,7 +2,7 @@
  * `webswarm train --bootstrap MULTIADDR --run ID [--declare [--config FILE] [--inner-steps H]
  *  [--seq-len T] [--batch B] [--lr LR] [--warmup N] [--steps N [--min-lr LR]] [--beta1 B]
  *  [--beta2 B] [--weight-decay W] [--clip C] [--fragments F] [--seed S] [--codec q8|topk|sparseloco [--ef-decay B]
- *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]] [--delay-outer]] [--syncs N]
+ *  [--topk-chunk C] [--topk-k K] [--topk-bits B] [--topk-result-bits B]] [--delay-outer | --delay-outer-syncs N]] [--syncs N]
  *  [--device webgpu|cpu [--trainer-thread]]`
  *
  * Joins the swarm through the relay at MULTIADDR and trains run ID with the other peers (DiLoCo,
@@ -13,7 +13,8 @@
  * the peer waits for the declaration. `--codec topk` declares top-k pseudo-gradients (K of every C
  * elements, B-bit values, the owners' mean in --topk-result-bits; codec.ts) instead of q8, `--codec sparseloco` the same with
  * SparseLoCo's error-feedback momentum (β --ef-decay) and a plain outer step;
- * `--delay-outer` the one-step-delayed outer update (a sync lands at the next one, inner steps go on).
+ * `--delay-outer` the one-step-delayed outer update (a sync lands at the next one, inner steps go on),
+ * `--delay-outer-syncs N` the same over N syncs (1–4: a sync lands N later, up to N in flight).
  * `--trainer-thread` (with `--device cpu`) runs the model and its inner steps on a worker thread,
  * leaving this one the network and the syncs (swarm/train/trainer-thread.ts). Prints one line per inner step and per sync; stops after
  * N syncs, at the run's totalSyncs, or on SIGINT/SIGTERM. The peer serves every sync's state as
@@ -25,6 +26,7 @@
 import { readFile } from 'node:fs/promises'
 import { UsageError, int, num, optInt, optNum, required, str, type Flags } from './args.ts'
 import { openBackend } from './commands.ts'
+import type { RunSpec } from '../swarm/train/run-board.ts'
 
 /** How long to wait for a run declaration to arrive through the CRDT, in ms. */
 const DECLARATION_TIMEOUT_MS = 60_000
@@ -54,6 +56,41 @@ function codecFlags (f: Flags, runCodecFields: typeof import('../swarm/train/run
   }
 }
 
+/**
+ * --delay-outer / --delay-outer-syncs N → the declaration's delayOuter: false, true (d = 1: N = 1
+ * is written as --delay-outer's `true`, the same declaration, which peers that know only
+ * true/false read too), or N (parseRunSpec refuses N above MAX_OUTER_DELAY, naming the range).
+ */
+function delayFlags (f: Flags): boolean | number {
+  const n = optInt(f, 'delay-outer-syncs', 1)
+  if (n !== undefined && f['delay-outer'] === true) throw new UsageError('give --delay-outer (1 sync) or --delay-outer-syncs N, not both')
+  if (n === undefined) return f['delay-outer'] === true
+  return n === 1 ? true : n
+}
+
+/** The run declaration that `--declare` and its options describe (--config read here), checked; UsageError naming the run otherwise. */
+export async function runDeclaration (f: Flags, runId: string): Promise<RunSpec> {
+  const { defaultRunSpec, runCodecFields } = await import('../swarm/train/run-board.ts')
+  const configFile = str(f, 'config')
+  let model: Record<string, unknown> | undefined
+  if (configFile !== undefined) {
+    try { model = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown> } catch (e) { throw new UsageError(`--config ${configFile}: ${(e as Error).message}`) }
+  }
+  try {
+    const minLr = optNum(f, 'min-lr')
+    return defaultRunSpec(runId, {
+      ...(model === undefined ? {} : { model }),
+      // Defaults: command-table.ts (the optimizer's from TRAINER_DEFAULTS['train --bootstrap']).
+      innerSteps: int(f, 'inner-steps', 1), seqLen: int(f, 'seq-len', 1), batchSize: int(f, 'batch', 1),
+      innerLr: num(f, 'lr'), warmupSteps: int(f, 'warmup'), decaySteps: int(f, 'steps'),
+      ...(minLr === undefined ? {} : { minInnerLr: minLr }),
+      beta1: num(f, 'beta1'), beta2: num(f, 'beta2'), weightDecay: num(f, 'weight-decay'), maxGradNorm: num(f, 'clip'),
+      fragments: int(f, 'fragments', 1), seed: int(f, 'seed'),
+      ...codecFlags(f, runCodecFields), delayOuter: delayFlags(f)
+    })
+  } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
+}
+
 export async function swarmTrain (f: Flags): Promise<number> {
   const runId = required(f, 'run')
   const quiet = f.quiet === true
@@ -64,31 +101,11 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const { brownCorpus } = await import('../model/data.ts')
   const { Libp2pTransport } = await import('../swarm/transport/libp2p.ts')
   const { Libp2pStateShards } = await import('../swarm/transport/shard-store.ts')
-  const { RunBoard, TRAIN_MAP, defaultRunSpec, runCodecFields } = await import('../swarm/train/run-board.ts')
+  const { RunBoard, TRAIN_MAP } = await import('../swarm/train/run-board.ts')
   const { TrainSession } = await import('../swarm/train/session.ts')
   const { RunForkedError } = await import('../swarm/train/membership.ts')
   // The declaration is checked before joining: a bad flag or config fails fast.
-  let declared: import('../swarm/train/run-board.ts').RunSpec | undefined
-  if (f.declare === true) {
-    const configFile = str(f, 'config')
-    let model: Record<string, unknown> | undefined
-    if (configFile !== undefined) {
-      try { model = JSON.parse(await readFile(configFile, 'utf8')) as Record<string, unknown> } catch (e) { throw new UsageError(`--config ${configFile}: ${(e as Error).message}`) }
-    }
-    try {
-      const minLr = optNum(f, 'min-lr')
-      declared = defaultRunSpec(runId, {
-        ...(model === undefined ? {} : { model }),
-        // Defaults: command-table.ts (the optimizer's from TRAINER_DEFAULTS['train --bootstrap']).
-        innerSteps: int(f, 'inner-steps', 1), seqLen: int(f, 'seq-len', 1), batchSize: int(f, 'batch', 1),
-        innerLr: num(f, 'lr'), warmupSteps: int(f, 'warmup'), decaySteps: int(f, 'steps'),
-        ...(minLr === undefined ? {} : { minInnerLr: minLr }),
-        beta1: num(f, 'beta1'), beta2: num(f, 'beta2'), weightDecay: num(f, 'weight-decay'), maxGradNorm: num(f, 'clip'),
-        fragments: int(f, 'fragments', 1), seed: int(f, 'seed'),
-        ...codecFlags(f, runCodecFields), delayOuter: f['delay-outer'] === true
-      })
-    } catch (e) { throw new UsageError(`run ${runId}: ${(e as Error).message}`) }
-  }
+  const declared = f.declare === true ? await runDeclaration(f, runId) : undefined
   const { resolveBootstrap } = await import('./swarm-node.ts')
   const boot = await resolveBootstrap(f)
   // Trainers are dialled over WebRTC signalled through the first relay; the peer reserves on up to two.

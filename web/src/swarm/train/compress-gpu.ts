@@ -10,6 +10,10 @@
  * Δ = θ_global − θ_local is still formed on the host (θ_global is the host's, bit-identical
  * state) and uploaded: n floats up, 4n bytes of codes back, the ranking (O(chunk) a value) on the
  * device.
+ *
+ * Rounds may overlap (worker.ts `delayOuter` > 1), as on the host: a compress() before the last
+ * one's commit() starts from that one's pending carry, commits come in the same order, and each
+ * pending round holds one n-float carry on the device until it is committed or discarded.
  */
 import type { GpuBackend } from '../../gpu/gpu-backend.ts'
 import { readTopKEf, TOPK_EF_MAX_CHUNK, topkErrorFeedback } from '../../gpu/ops/topk-ef.ts'
@@ -24,7 +28,8 @@ export function gpuTopKFits (chunk: number): boolean {
 
 export class GpuTopKFeedback {
   private carry: Tensor
-  private pending: Tensor | undefined
+  /** Carries of compressed rounds not committed yet, oldest first. */
+  private pending: Tensor[] = []
   private readonly send: TopKParams
 
   constructor (private readonly gpu: GpuBackend, readonly n: number, codec: { chunk: number, k: number, bits: number }, readonly decay = 1) {
@@ -39,7 +44,7 @@ export class GpuTopKFeedback {
   async compress (delta: Float32Array): Promise<{ q: Uint8Array, sent: Float32Array, norm: number }> {
     if (delta.length !== this.n) throw new TrainArgumentError(`GpuTopKFeedback: delta has ${delta.length} elements, expected ${this.n}`)
     const d = this.gpu.tensor(delta, [this.n])
-    const r = topkErrorFeedback(d, this.carry, { ...this.send, decay: this.decay })
+    const r = topkErrorFeedback(d, this.pending.at(-1) ?? this.carry, { ...this.send, decay: this.decay })
     d.dispose()
     let host
     try {
@@ -49,29 +54,32 @@ export class GpuTopKFeedback {
     }
     const bad = host.bad.indexOf(1)
     if (bad >= 0) { r.carry.dispose(); throw new TrainArgumentError(`GpuTopKFeedback: cannot encode Δ + residual: chunk ${bad} holds a non-finite value`) }
-    this.pending?.dispose()
-    this.pending = r.carry
+    this.pending.push(r.carry)
     let ss = 0
     for (let i = 0; i < this.n; i++) { const v = host.sent[i]; ss += v * v }
     return { q: packTopK(host.codes, host.scales, this.send), sent: host.sent, norm: Math.sqrt(ss) }
   }
 
-  /** The round counted the last contribution: its carry becomes the residual. */
+  /** The round counted the oldest compressed contribution: its carry becomes the residual. */
   commit (): void {
-    if (this.pending === undefined) return
+    const next = this.pending.shift()
+    if (next === undefined) return
     this.carry.dispose()
-    this.carry = this.pending
-    this.pending = undefined
+    this.carry = next
   }
 
-  /** The round went on without this contribution: keep the old residual. */
+  /**
+   * The round went on without the oldest contribution: keep the old residual, and forget the
+   * later ones too (their carries were built on it), as compress.ts does.
+   */
   discard (): void {
-    this.pending?.dispose()
-    this.pending = undefined
+    for (const p of this.pending) p.dispose()
+    this.pending = []
   }
 
-  /** A new state was adopted (snapshot, resync): nothing is owed from before it. */
+  /** A new state was adopted (snapshot, resync): nothing is owed from before it, nor pending. */
   reset (): void {
+    this.discard()
     this.gpu.write(this.carry, new Float32Array(this.n))
   }
 

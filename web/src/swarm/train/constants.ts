@@ -85,6 +85,14 @@ export const DEFAULT_OUTER_LR = 0.7
 export const DEFAULT_OUTER_MOMENTUM = 0.9
 
 /**
+ * Most syncs a delayed outer update may keep in flight (worker.ts `delayOuter`, the run
+ * declaration's `delayOuter`): each one in flight holds a fragment-sized receive buffer and a
+ * residual per fragment, and d = 2 already left no wait in bench:train's utilization run
+ * (BENCHMARKS.md § Training); more only lets the replicas drift further from θ_global.
+ */
+export const MAX_OUTER_DELAY = 4
+
+/**
  * Bad-input rule: a contribution whose L2 norm exceeds this multiple of the reference norm (the
  * lower median of the part's contributions, floored at the part's share of the members' claimed
  * whole norms: reduce.ts) is scaled down to it. 4× lets honest workers that

@@ -20,7 +20,7 @@ import type * as Y from 'yjs'
 import { parseConfig, type ModelConfig } from '../../model/config.ts'
 import { ADAMW_DEFAULTS } from '../../model/adamw-defaults.ts'
 import type { RoundDirectory } from './allreduce.ts'
-import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS } from './constants.ts'
+import { DEFAULT_OUTER_LR, DEFAULT_OUTER_MOMENTUM, DEFAULT_Q8_BLOCK, MAX_ID_CHARS, MAX_MEMBERS, MAX_OUTER_DELAY } from './constants.ts'
 import { RunConfigError } from './errors.ts'
 import { aggregationProblem, type Aggregation } from './robust.ts'
 import type { CompressionSpec } from './codec.ts'
@@ -80,8 +80,13 @@ export interface RunSpec {
   fragments: number
   overlapSteps: number
   mixAlpha: number
-  /** One-step-delayed outer update (worker.ts `delayOuter`; overlapSteps and mixAlpha then 0). false in declarations before it. */
-  delayOuter: boolean
+  /**
+   * Delayed outer update (worker.ts `delayOuter`; overlapSteps and mixAlpha then 0): a sync lands
+   * d syncs after it started, inner steps go on meanwhile. false: none; true: d = 1 (the
+   * one-step delay); an integer d in [1, MAX_OUTER_DELAY]: d syncs in flight. false in
+   * declarations before it; integers in declarations since d > 1 (peers before them ignore such a run).
+   */
+  delayOuter: boolean | number
   /** Syncs to run (0: until stopped). */
   totalSyncs: number
   /** How part owners combine the members' contributions (robust.ts): the mean (declarations without the field) or a robust aggregator. */
@@ -136,11 +141,11 @@ function num (o: Record<string, unknown>, k: string, ok: (v: number) => boolean,
   return v
 }
 
-/** A boolean field; `fallback` when absent (declared before the field existed). */
-function bool (o: Record<string, unknown>, k: string, fallback: boolean): boolean {
-  const v = o[k] ?? fallback
-  if (typeof v !== 'boolean') throw new RunConfigError(`run field ${k} must be true or false, got ${JSON.stringify(v)}`)
-  return v
+/** `delayOuter`: false when absent (declared before the field existed), a boolean, or a number of syncs in [1, MAX_OUTER_DELAY]. */
+function delayField (o: Record<string, unknown>): boolean | number {
+  const v = o.delayOuter ?? false
+  if (typeof v === 'boolean' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_OUTER_DELAY)) return v
+  throw new RunConfigError(`run field delayOuter must be true or false, or an integer number of syncs in [1, ${MAX_OUTER_DELAY}], got ${JSON.stringify(v)}`)
 }
 
 /** Inner AdamW defaults (model/optimizer.ts), also what a declaration written before these fields existed means. */
@@ -206,7 +211,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
     fragments: num(o, 'fragments', posInt, 'a positive integer'),
     overlapSteps: num(o, 'overlapSteps', nonNegInt, 'a non-negative integer'),
     mixAlpha: num(o, 'mixAlpha', v => v >= 0 && v < 1, 'in [0, 1)'),
-    delayOuter: bool(o, 'delayOuter', false),
+    delayOuter: delayField(o),
     totalSyncs: num(o, 'totalSyncs', nonNegInt, 'a non-negative integer'),
     aggregation: parseAggregationField(o.aggregation),
     checkWindows: num(withDefault(o, 'checkWindows', 0), 'checkWindows', v => Number.isInteger(v) && v >= 0 && v <= MAX_CHECK_WINDOWS, `an integer in [0, ${MAX_CHECK_WINDOWS}]`),
@@ -220,7 +225,7 @@ export function parseRunSpec (raw: unknown): RunSpec {
   if (spec.checkWindows > 0 && spec.checkWindows * spec.seqLen < MIN_CHECK_TOKENS) throw new RunConfigError(`checkWindows × seqLen = ${spec.checkWindows * spec.seqLen} tokens: the contribution check needs ≥ ${MIN_CHECK_TOKENS} (on 16 it excluded an honest member whose update was noise on the window)`)
   if (spec.fragments > spec.innerSteps) throw new RunConfigError(`fragments (${spec.fragments}) exceed innerSteps (${spec.innerSteps})`)
   if (spec.overlapSteps >= Math.floor(spec.innerSteps / spec.fragments)) throw new RunConfigError(`overlapSteps (${spec.overlapSteps}) must be below ⌊innerSteps / fragments⌋ = ${Math.floor(spec.innerSteps / spec.fragments)}`)
-  if (spec.delayOuter && (spec.overlapSteps !== 0 || spec.mixAlpha !== 0)) throw new RunConfigError(`delayOuter replaces overlapSteps (${spec.overlapSteps}) and mixAlpha (${spec.mixAlpha}): leave them 0`)
+  if (spec.delayOuter !== false && (spec.overlapSteps !== 0 || spec.mixAlpha !== 0)) throw new RunConfigError(`delayOuter replaces overlapSteps (${spec.overlapSteps}) and mixAlpha (${spec.mixAlpha}): leave them 0`)
   if (spec.compression.kind !== 'q8' && spec.aggregation.kind !== 'mean') throw new RunConfigError(`aggregation ${spec.aggregation.kind} runs on q8 parts only, the run declares ${spec.compression.kind}`)
   return spec
 }

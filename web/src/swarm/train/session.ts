@@ -207,7 +207,7 @@ export class TrainSession {
     if (got.via === 'snapshot' && this.init.shards !== undefined) await this.init.shards.publish(got.state.data).catch(() => {})
     if (spec !== undefined && spec.genesis !== this.genesis) {
       this.genesis = spec.genesis
-      const from = got.state.round + this.worker.fragments.length // its first whole window (worker.contributesFrom)
+      const from = this.worker.contributesAfter(got.state.round) // what initFromSnapshot will set (worker.contributesFrom)
       this.init.board.join(this.self, from, this.genesis)
       this.init.log?.(`train: now in founding ${this.genesis} from sync ${from} (θ_global ${got.state.hash.slice(0, 12)}…)`)
     }

@@ -16,7 +16,11 @@
  * `delayOuter: d` (d syncs, 1–4) lands sync s at t + d·⌊H/F⌋, at sync s + d's fence: up to d
  * syncs are in flight, landed in order on every replica, so a lag of up to d windows costs no
  * wait. A landing moves θ_local and every window start still held onto the new θ_global
- * (`shiftTo`). d > 1 has no late join, resync or sat-out sync yet (refused: see the constructor).
+ * (`shiftTo`). A worker that adopts the state of sync s (late join, resync) starts at s's step
+ * with θ_local = θ_global(s); the syncs s + 1 … s + d the members had started by then are not in
+ * that state and are still theirs: it sits them out (`contributesAfter`), and each lands on it as
+ * the swarm's state after that sync (`hooks.observe`), rebased as a member's landing is, so its
+ * θ_global equals theirs from then on and it contributes from sync s + d + 1.
  */
 import type { CausalLM } from '../../model/model.ts'
 import type { TextDataset, Window } from '../../model/data.ts'
@@ -30,7 +34,7 @@ import { AllReducePeer, type ReduceBuffers, type ReduceOutcome, type SnapshotSta
 import { ErrorFeedback } from './compress.ts'
 import { GpuTopKFeedback, gpuTopKFits } from './compress-gpu.ts'
 import type { PartCodec } from './codec.ts'
-import { DEFAULT_Q8_BLOCK } from './constants.ts'
+import { DEFAULT_Q8_BLOCK, MAX_OUTER_DELAY } from './constants.ts'
 import { BehindError, NoCoordinatorError, RoundFailedError, TrainArgumentError } from './errors.ts'
 import { fragmentsOf, layoutOf, type Fragment, type ParamLayout } from './flat.ts'
 import { innerLr, nextTurn, readParams, rebaseLocal, WindowStream, writeParams } from './inner-loop.ts'
@@ -72,8 +76,8 @@ export interface DiLoCoOptions {
    * Delayed outer update (file comment): a sync lands d·⌊H/F⌋ steps after it started, at the
    * fence of the sync d later (`true` = 1: the one-step delay), and the steps taken meanwhile are
    * rebased onto the new θ_global instead of replaced. An integer 1–4 (`MAX_OUTER_DELAY`).
-   * Excludes overlapSteps and mixAlpha; d > 1 also excludes the resync and observe hooks and the
-   * GPU error-feedback kernel. @default false (none)
+   * Excludes overlapSteps and mixAlpha; d > 1 needs hooks.observe with hooks.resync (a resync sits
+   * out the syncs in flight). @default false (none)
    */
   delayOuter?: boolean | number
   /**
@@ -147,9 +151,6 @@ class Observed {
   constructor (readonly state: SnapshotState) {}
 }
 
-/** Most syncs a delayed outer update may keep in flight (`delayOuter`). */
-const MAX_OUTER_DELAY = 4
-
 /** A sync started and not applied yet. */
 interface InFlight {
   seq: number
@@ -160,6 +161,8 @@ interface InFlight {
    * where θ_local is (shifted by each landing before this one). With d = 1 that is `base`.
    */
   from?: Float32Array
+  /** This worker sits the sync out (`contributesFrom`): its promise brings the swarm's state after it. */
+  sitOut?: true
 }
 
 /** `delayOuter` as a number of syncs (0: none), or a TrainArgumentError naming the bad value. */
@@ -195,6 +198,7 @@ export class DiLoCoWorker {
    * H steps since its previous sync, and a snapshot resets θ_local of every fragment at once, so
    * syncs s + 1 … s + F − 1 would carry only part of a window's Δ (1/F … (F − 1)/F): the worker
    * sits them out (`hooks.observe`) and enters the board's membership from s + F. F = 1: s + 1.
+   * delayOuter d > 1: from s + max(F, d + 1) (`contributesAfter`).
    */
   contributesFrom = 0
   private momentumHash = ''
@@ -211,7 +215,7 @@ export class DiLoCoWorker {
    * With delayOuter d, ⌈d/F⌉ per fragment: sync kF + f uses slot k mod ⌈d/F⌉, free again once it
    * has landed, at or before sync (k + ⌈d/F⌉)F + f starts.
    */
-  private readonly recv: ReduceBuffers[][]
+  private recv: ReduceBuffers[][]
   /**
    * (P) With delayOuter: θ_local where each fragment's current window started (θ_global after its
    * last landed sync, plus nothing); Δ = base − θ_local. Unused otherwise (Δ = θ_global − θ_local).
@@ -244,9 +248,10 @@ export class DiLoCoWorker {
       if (this.tau !== 0 || (opts.mixAlpha ?? 0) !== 0) throw new TrainArgumentError('delayOuter replaces overlapSteps and mixAlpha: leave them 0')
       this.tau = this.delay * Math.floor(H / this.F)
     }
-    // A resync or a sat-out sync drops or replaces the syncs in flight; with more than one that
-    // is not written yet (their rounds go on in the all-reduce), so it is refused, not half-done.
-    if (this.delay > 1 && (hooks.resync !== undefined || hooks.observe !== undefined)) throw new TrainArgumentError(`delayOuter ${this.delay} (> 1 sync) does not support late joins or resyncs yet: leave hooks.resync and hooks.observe unset, or use delayOuter 1`)
+    // A resync with d > 1 drops syncs this worker contributed to and whose rounds go on without
+    // it: it must sit out every sync up to the first it has not started (contributesAfter), and
+    // take their results from the swarm, not send them again.
+    if (this.delay > 1 && hooks.resync !== undefined && hooks.observe === undefined) throw new TrainArgumentError(`delayOuter ${this.delay} (> 1 sync) resyncs by sitting out the syncs in flight: set hooks.observe with hooks.resync, or use delayOuter 1`)
     if (opts.localResidual === true && (this.tau !== 0 || this.delay > 0)) throw new TrainArgumentError('localResidual needs overlapSteps 0 and no delayOuter')
     const alpha = opts.mixAlpha ?? 0
     if (!(alpha >= 0 && alpha < 1)) throw new TrainArgumentError(`mixAlpha must be in [0, 1), got ${alpha}`)
@@ -257,9 +262,7 @@ export class DiLoCoWorker {
     this.momentum = new Float32Array(this.layout.total)
     this.outer = resolveOuter(opts.outer)
     this.ef = this.fragments.map(f => feedbackFor(model.backend, f.end - f.start, allreduce.codec, opts.localResidual === true, opts.efDecay ?? 1))
-    if (this.delay > 1 && this.ef.some(e => e instanceof GpuTopKFeedback)) throw new TrainArgumentError(`delayOuter ${this.delay} (> 1 sync) needs the host error feedback (compress.ts): the GPU top-k kernel holds one pending round`)
-    const slots = Math.max(1, Math.ceil(this.delay / this.F))
-    this.recv = this.fragments.map(() => Array.from({ length: slots }, () => ({})))
+    this.recv = this.freshRecv()
     const warm = opts.warmupSteps ?? 0
     if (!(opts.innerLr > 0 && Number.isFinite(opts.innerLr))) throw new TrainArgumentError(`innerLr must be positive and finite, got ${opts.innerLr}`)
     const b = opts.batchSize ?? 1
@@ -277,6 +280,26 @@ export class DiLoCoWorker {
       this.thread = new ThreadTrainer(opts.trainerThread, model, this.layout, { config: model.config, corpus: data.bytes.slice(), plan, schedule: this.schedule, adam: opts.adam ?? {}, maxGradNorm: opts.maxGradNorm ?? 1 })
     } else this.trainer = new Trainer(model, this.schedule, opts.adam ?? {}, { maxGradNorm: opts.maxGradNorm ?? 1 })
     allreduce.snapshotProvider = () => this.snapshot()
+  }
+
+  /** Empty receive buffers (`recv`): ⌈d/F⌉ slots per fragment, allocated at their first sync. */
+  private freshRecv (): ReduceBuffers[][] {
+    const slots = Math.max(1, Math.ceil(this.delay / this.F))
+    return this.fragments.map(() => Array.from({ length: slots }, () => ({})))
+  }
+
+  /**
+   * The first sync a worker that adopts the state of sync `round` contributes to
+   * (`contributesFrom`). Without `hooks.observe` it cannot sit syncs out: round + 1, and the
+   * directory must expect it there. With it: the first whose whole window it trains from that
+   * state, round + F; and with delayOuter d > 1 also the first that no member that has applied
+   * `round` has started yet, round + d + 1 (each started sync s + 1 … s + d at the fence where
+   * s landed), so that its board entry is read before that round starts and it never sends a
+   * sync twice after a resync (it had started at most d − 1 past the one it was left out of).
+   */
+  contributesAfter (round: number): number {
+    if (this.hooks.observe === undefined) return round + 1
+    return round + Math.max(this.F, this.delay > 1 ? this.delay + 1 : 1)
   }
 
   /** Starts from the model's current weights as θ_global (every founding worker uses the same seed). */
@@ -304,9 +327,12 @@ export class DiLoCoWorker {
     const meta = JSON.parse(s.meta) as { step?: unknown }
     this.lastSeq = s.round
     this.nextSeq = s.round + 1
-    this.contributesFrom = s.round + (this.hooks.observe !== undefined ? this.F : 1)
+    this.contributesFrom = this.contributesAfter(s.round)
     this.step = typeof meta.step === 'number' && Number.isInteger(meta.step) ? meta.step : (s.round < 0 ? 0 : syncTime(s.round, this.H, this.F))
     for (const e of this.ef) e.reset()
+    // delayOuter d > 1: syncs this worker contributed to may still be in flight here; their rounds
+    // go on without it and would write their means into the receive buffers that its later syncs reuse.
+    if (this.inflight.some(fl => fl.sitOut !== true)) this.recv = this.freshRecv()
     this.inflight = []
     if (this.delay > 0) this.base = this.global.slice()
     this.writeLocal(this.global)
@@ -506,8 +532,16 @@ export class DiLoCoWorker {
         if (this.hooks.resync !== undefined) return new BehindError(seq, -1)
         throw e
       })
-      promise.catch(() => {}) // awaited in land(); keep an early failure from being unhandled
-      this.inflight.push({ seq, landAt: this.step + this.tau, promise })
+      promise.catch(() => {}) // awaited in land() (or dropped by a later state's landing); keep an early failure from being unhandled
+      // d > 1: the window still ends here, as a member's does; its Δ is not sent, but its landing
+      // keeps the steps after it (landObserved) and the fragment's next window starts here.
+      let from: Float32Array | undefined
+      if (this.delay > 1) {
+        const local = await this.readLocal()
+        from = local.slice(frag.start, frag.end)
+        this.base!.set(from, frag.start)
+      }
+      this.inflight.push({ seq, landAt: this.step + this.tau, promise, sitOut: true, ...(from !== undefined ? { from } : {}) })
       return
     }
     const local = await this.readLocal()
@@ -542,7 +576,7 @@ export class DiLoCoWorker {
       throw e
     }
     if (out instanceof Observed) {
-      await this.landObserved(fl.seq, out.state)
+      await this.landObserved(fl, out.state)
       return
     }
     if (out instanceof BehindError) {
@@ -616,22 +650,39 @@ export class DiLoCoWorker {
   /**
    * A sync this worker sat out: θ_global ‖ momentum become the swarm's state after it, and only
    * that sync's fragment restarts its window (θ_local ← θ_global there), as it does on every
-   * member; the other fragments keep training. A state newer than `seq` (the swarm ran ahead)
-   * is taken as a resync.
+   * member; the other fragments keep training. d > 1: the fragment's θ_local is rebased onto it
+   * instead, as a member's is when a sync lands (the steps since its window ended stay). A state
+   * newer than `seq` (the swarm ran ahead) is taken as a resync; with d > 1, one of a sync this
+   * worker has started and sits out lands that sync and every one before it at once.
    */
-  private async landObserved (seq: number, s: SnapshotState): Promise<void> {
-    const frag = this.fragments[seq % this.F]
-    if (s.round !== seq) {
-      if (s.round < seq) throw new TrainArgumentError(`observe(${seq}) returned the state of sync ${s.round}`)
+  private async landObserved (fl: InFlight, s: SnapshotState): Promise<void> {
+    const seq = fl.seq
+    let frag = this.fragments[seq % this.F]
+    if (s.round < seq) throw new TrainArgumentError(`observe(${seq}) returned the state of sync ${s.round}`)
+    // d > 1: a newer state whose syncs this worker sits out too, and has started, lands them all.
+    const ahead = this.inflight.filter(o => o.seq <= s.round)
+    const landsAll = this.delay > 1 && ahead.length === s.round - seq && ahead.every(o => o.sitOut === true)
+    if (s.round !== seq && !landsAll) {
       await this.initFromSnapshot(s)
       this.hooks.onSync?.({ seq: this.lastSeq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], resynced: true })
       return
     }
     await this.adoptState(s, 'observed state')
-    this.writeLocal(this.global, frag.start, frag.end)
-    this.base?.set(this.global.subarray(frag.start, frag.end), frag.start)
-    this.lastSeq = seq
-    const ev: SyncEvent = { seq, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], satOut: true }
+    if (this.delay > 1) {
+      // As a member's landing (rebase), with the swarm's θ_global: θ_local keeps the steps since
+      // the sync's window ended. Several syncs of a fragment landing at once compose to one
+      // rebase on the last one's window end: x ← g + (x − from) (each from moves with θ_local).
+      this.inflight = this.inflight.filter(o => o.seq > s.round)
+      const last = new Map<number, InFlight>()
+      for (const o of [fl, ...ahead]) last.set(o.seq % this.F, o)
+      for (const o of last.values()) await this.rebase(this.fragments[o.seq % this.F], o)
+      frag = this.fragments[s.round % this.F]
+    } else {
+      this.writeLocal(this.global, frag.start, frag.end)
+      this.base?.set(this.global.subarray(frag.start, frag.end), frag.start)
+    }
+    this.lastSeq = s.round
+    const ev: SyncEvent = { seq: s.round, fragment: frag.index, members: [], attempt: -1, hash: this.lastHash, rejected: [], clipped: [], satOut: true }
     if (this.opts.evalWindows !== undefined && this.opts.evalWindows.length > 0) ev.evalLoss = await this.evalGlobal(this.opts.evalWindows)
     this.hooks.onSync?.(ev)
   }
