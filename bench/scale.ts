@@ -32,7 +32,7 @@
  * 6. Relay capacity (bench/scale-relays.ts): light peers against one relay process in
  *    --capacity-steps until joins fail or their p95 passes 10 s: relay_peers_max, bytes per peer.
  *
- * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-max-connections 64 --dht-timeout-s 0 --dht-encrypter plaintext --dht-transport latency --lookups 20 --crdt-n 100,500,1000
+ * Flags: --seed 1 --dht-n 16,64 --dht-runs 3 --dht-batch 32 --dht-max-connections 64 --dht-timeout-s 0 --dht-encrypter plaintext --dht-transport latency --dht-uplink-kbs 0 --lookups 20 --crdt-n 100,500,1000
  *        --crdt-history-n 100 --crdt-history-rounds 100
  *        --route-servers 1000 --route-requests 200 --route-tokens 12 --route-churn-min 0.1 --route-runs 3 --failover-peers 30 --failover-rounds 3
  *        --failover-steady-s 30 (two windows of it after the set-up) --failover-cpu-prof DIR (relays' and peer processes' V8 profiles)
@@ -80,7 +80,10 @@ const encrypter: 'plaintext' | 'noise' = encrypterArg
 const transportArg = arg('dht-transport', 'latency')
 if (transportArg !== 'latency' && transportArg !== 'memory') throw new Error(`--dht-transport ${transportArg}: latency or memory`)
 const transport: 'latency' | 'memory' = transportArg
-interface DhtRow { n: number, seed: number, transport: string, max_connections: number, batch: number, timeout_s: number, encrypter: string, start_virtual_s: number, start_wall_s: number, wall_s: number, virtual_s: number, timer_events: number, rss_mb_per_node: number, routing_table_mean: number, routing_table_min: number, connected_groups: number, lookups: number, churn_rounds: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, lookup_ms_p95: number, load_1m_before: number, load_1m: number }
+/** --dht-uplink-kbs: every sim node's uplink rate in kB/s (latency transport; 0: no limit, the figures' setting — kad messages are small). */
+const uplinkKbs = Number(arg('dht-uplink-kbs', '0'))
+if (!(uplinkKbs >= 0)) throw new Error(`--dht-uplink-kbs ${uplinkKbs}: a rate ≥ 0 (0: no limit)`)
+interface DhtRow { n: number, seed: number, transport: string, uplink_kbs: number, max_connections: number, batch: number, timeout_s: number, encrypter: string, start_virtual_s: number, start_wall_s: number, wall_s: number, virtual_s: number, timer_events: number, rss_mb_per_node: number, routing_table_mean: number, routing_table_min: number, connected_groups: number, lookups: number, churn_rounds: number, provide_failed: number, found: number, dht_success: number, dht_hops_p95: number, log2n: number, lookup_ms_p50: number, lookup_ms_p95: number, load_1m_before: number, load_1m: number }
 /** Wall-clock seconds (process.hrtime is left real on virtual time). */
 const wallS = (): number => Number(process.hrtime.bigint() / 1_000_000n) / 1000
 /** Lookups per churn round; a round is one virtual minute, so 10 % per round is the issue's 10 %/min. */
@@ -94,7 +97,7 @@ async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtR
   // churn minute are network time; the CPU N nodes need on this machine costs none of it.
   return await withVirtualTime(async vt => {
     const model = new NetModel({ seed: runSeed, minLatencyMs: 2, medianLatencyMs: 10 })
-    const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), maxConnections, transport, swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined, encrypter, selfWalk: arg('dht-self-walk', 'false') === 'true', onBatch: started => { if (n >= 200 && started % 100 < Number(arg('dht-batch', '32'))) log(`dht n=${n} seed ${runSeed}: ${started} nodes started, virtual ${(vt.elapsedMs() / 1000).toFixed(0)} s, wall ${(wallS() - w0).toFixed(0)} s, rss ${Math.round(process.memoryUsage().rss / 1e6)} MB`) } })
+    const s = await DhtSwarm.create(n, { model, startConcurrency: Number(arg('dht-batch', '32')), maxConnections, transport, uplinkBytesPerS: uplinkKbs > 0 ? uplinkKbs * 1000 : undefined, swarm: `sim-${runSeed}`, queryTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined, encrypter, selfWalk: arg('dht-self-walk', 'false') === 'true', onBatch: started => { if (n >= 200 && started % 100 < Number(arg('dht-batch', '32'))) log(`dht n=${n} seed ${runSeed}: ${started} nodes started, virtual ${(vt.elapsedMs() / 1000).toFixed(0)} s, wall ${(wallS() - w0).toFixed(0)} s, rss ${Math.round(process.memoryUsage().rss / 1e6)} MB`) } })
     const startVirtualS = vt.elapsedMs() / 1000
     const startWallS = wallS() - w0
     const rssPerNode = (process.memoryUsage().rss - rss0) / n / 1e6
@@ -127,7 +130,7 @@ async function dhtAt (n: number, lookups: number, runSeed: number): Promise<DhtR
       ms.push(r.ms)
       log(`dht n=${n} lookup ${i}: provide ${provided ? 'ok' : 'failed'} in ${provideMs} ms, find ${r.found ? `found at hop ${r.hops}` : 'not found'} in ${r.ms} ms (virtual), wall ${(wallS() - w0).toFixed(0)} s`)
     }
-    const row = { n, seed: runSeed, transport, max_connections: maxConnections, batch: Number(arg('dht-batch', '32')), timeout_s: timeoutS, encrypter, start_virtual_s: startVirtualS, start_wall_s: startWallS, wall_s: 0, virtual_s: 0, timer_events: 0, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), routing_table_min: Math.min(...s.live.map(p => routingTableSize(p))), connected_groups: s.connectedGroups(), lookups, churn_rounds: rounds, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), lookup_ms_p95: percentile(ms, 95), load_1m_before: loadBefore1m, load_1m: load()[0] }
+    const row = { n, seed: runSeed, transport, uplink_kbs: uplinkKbs, max_connections: maxConnections, batch: Number(arg('dht-batch', '32')), timeout_s: timeoutS, encrypter, start_virtual_s: startVirtualS, start_wall_s: startWallS, wall_s: 0, virtual_s: 0, timer_events: 0, rss_mb_per_node: rssPerNode, routing_table_mean: s.meanRoutingTableSize(), routing_table_min: Math.min(...s.live.map(p => routingTableSize(p))), connected_groups: s.connectedGroups(), lookups, churn_rounds: rounds, provide_failed: provideFailed, found, dht_success: found / lookups, dht_hops_p95: percentile(hops, 95), log2n: Math.ceil(Math.log2(n)), lookup_ms_p50: percentile(ms, 50), lookup_ms_p95: percentile(ms, 95), load_1m_before: loadBefore1m, load_1m: load()[0] }
     await s.stop()
     row.wall_s = wallS() - w0
     row.virtual_s = vt.elapsedMs() / 1000

@@ -115,11 +115,26 @@ describe('simulated DHT swarm (real kad-dht over the in-memory transport, virtua
     expect(pipelined.ms).toBeLessThan(memory.ms)
   }, 60_000)
 
+  it('a slow uplink (the latency transport\'s bandwidth) makes the same provide take longer, and it still answers', async () => {
+    const timed = async (uplinkBytesPerS?: number): Promise<{ found: boolean, ms: number }> => await withSwarm(10, { model: new NetModel({ seed: 8, minLatencyMs: 5, medianLatencyMs: 10 }), uplinkBytesPerS, swarm: 'sim-uplink' }, async s => {
+      const [a, b] = s.live
+      const t0 = Date.now()
+      expect(await s.provide(a, '/sim/uplink')).toBe(true)
+      return { ms: Date.now() - t0, found: (await s.findProvider(b, '/sim/uplink', a.id)).found }
+    })
+    const fast = await timed()
+    const slow = await timed(20_000)
+    expect(fast.found && slow.found).toBe(true)
+    expect(slow.ms).toBeGreaterThan(fast.ms)
+  }, 60_000)
+
   it('bad input and real time are refused with a clear error; the seed gives the same ids and latencies', async () => {
     const m1 = new NetModel({ seed: 9 })
     const m2 = new NetModel({ seed: 9 })
     expect([m1.keySeed(0), m1.latencyMs(), m1.pick(10, 3)]).toEqual([m2.keySeed(0), m2.latencyMs(), m2.pick(10, 3)])
     await expect(withVirtualTime(async () => await DhtSwarm.create(1))).rejects.toThrow(SimConfigError)
+    await expect(withVirtualTime(async () => await DhtSwarm.create(4, { uplinkBytesPerS: 0 }))).rejects.toThrow(/uplinkBytesPerS 0 must be > 0/)
+    await expect(withVirtualTime(async () => await DhtSwarm.create(4, { transport: 'memory', uplinkBytesPerS: 1e6 }))).rejects.toThrow(/needs transport 'latency'/)
     await expect(DhtSwarm.create(4)).rejects.toThrow(SimStateError)
     await expect(DhtSwarm.create(4)).rejects.toThrow(/virtual time/)
     expect(() => new NetModel({ dialLoss: 1 })).toThrow(/dialLoss/)

@@ -1,8 +1,8 @@
 /**
  * The simulator's in-process transport (web/src/sim/latency-transport.ts) delays each frame one
  * latency on a pipelined path: frames in flight together arrive together, a burst is not
- * serialised behind itself (@libp2p/memory's per-chunk delay), order holds, and close and reset
- * arrive after the data sent before them. Bad use is refused with the error that names it.
+ * serialised behind itself (@libp2p/memory's per-chunk delay), order holds, close and reset
+ * arrive after the data sent before them, and an optional uplink rate queues a node's frames. Bad use is refused with the error that names it.
  * Driven on virtual time, with a stand-in upgrader that hands back the raw connection ends.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -113,6 +113,36 @@ describe('sim latency transport (pipelined one-way delay)', () => {
     })
   })
 
+  it("bandwidth: a frame leaves once the sender's uplink has sent what was queued before it, shared by all its connections", async () => {
+    await withVirtualTime(async vt => {
+      const net = new LatencyNetwork()
+      const inbound: MultiaddrConnection[] = []
+      const upgrader = rawUpgrader(inbound)
+      const listeners = await Promise.all(['bw-a', 'bw-b'].map(async name => {
+        const l = net.transport(10)(await peer()).createListener({ upgrader } as unknown as CreateListenerOptions)
+        await l.listen(multiaddr(`/memory/${name}`))
+        return l
+      }))
+      // One node (one transport, one uplink of 1,000 bytes/s = 1 byte/ms) with a connection to each listener.
+      const node = net.transport(0, 1000)(await peer())
+      const toA = await node.dial(multiaddr('/memory/bw-a'), { upgrader, signal: new AbortController().signal } as never) as unknown as MultiaddrConnection
+      const toB = await node.dial(multiaddr('/memory/bw-b'), { upgrader, signal: new AbortController().signal } as never) as unknown as MultiaddrConnection
+      const [atA, atB] = inbound.map(record)
+      const back = record(toA)
+      const t0 = vt.now()
+      toA.send(new Uint8Array(100))
+      toA.send(new Uint8Array(50))
+      toB.send(new Uint8Array(100))
+      inbound[0].send(new Uint8Array(500)) // the listener's uplink is unlimited
+      await sleep(400)
+      // 100 B leave at 100 ms, the next 50 B at 150, B's 100 B at 250 (queued behind A's); + 10 ms latency.
+      expect(atA.map(g => [g.at - t0, g.bytes.length])).toEqual([[110, 100], [160, 50]])
+      expect(atB.map(g => [g.at - t0, g.bytes.length])).toEqual([[260, 100]])
+      expect(back.map(g => [g.at - t0, g.bytes.length])).toEqual([[10, 500]])
+      for (const l of listeners) await l.close()
+    })
+  })
+
   it('a closed listener aborts its connections and frees its address', async () => {
     await withVirtualTime(async () => {
       const net = new LatencyNetwork()
@@ -125,7 +155,7 @@ describe('sim latency transport (pipelined one-way delay)', () => {
     })
   })
 
-  it('bad use: unknown address, address in use, negative latency, non-memory addresses filtered', async () => {
+  it('bad use: unknown address, address in use, bad latency or uplink rate, non-memory addresses filtered', async () => {
     await withVirtualTime(async () => {
       const net = new LatencyNetwork()
       await expect(net.transport(0)(await peer()).dial(multiaddr('/memory/nobody'), { upgrader: rawUpgrader([]), signal: new AbortController().signal } as never)).rejects.toThrow(/no simulated listener at \/memory\/nobody/)
@@ -134,6 +164,10 @@ describe('sim latency transport (pipelined one-way delay)', () => {
       await expect(again.listen(multiaddr('/memory/taken'))).rejects.toThrow(ListenError)
       expect(() => net.transport(-1)).toThrow(RangeError)
       expect(() => net.transport(Number.NaN)).toThrow(/latency NaN ms/)
+      expect(() => net.transport(Infinity)).toThrow(/must be finite/)
+      expect(() => net.transport(1, 0)).toThrow(/uplink 0 bytes\/s must be > 0/)
+      expect(() => net.transport(1, -5)).toThrow(RangeError)
+      expect(() => net.transport(1, Number.NaN)).toThrow(RangeError)
       const t = net.transport(0)(await peer())
       expect(t.dialFilter([multiaddr('/ip4/127.0.0.1/tcp/1'), multiaddr('/memory/x'), multiaddr('/memory/x/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN')]).map(String)).toEqual(['/memory/x', '/memory/x/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'])
       // A separate network does not see this one's listeners.

@@ -85,6 +85,11 @@ export interface DhtSwarmInit {
    * queues grow on busy links; kept to compare. @default 'latency'
    */
   transport?: 'latency' | 'memory'
+  /**
+   * Every node's uplink rate, bytes/s (latency transport only): a node's frames queue behind each
+   * other on it, across all its connections. @default Infinity (no limit, as @libp2p/memory)
+   */
+  uplinkBytesPerS?: number
   /** kad-dht timing overrides for the sim's nodes (net/node.ts `KadTuning`). @default none: the swarm's own settings */
   kad?: KadTuning
   /**
@@ -117,6 +122,7 @@ export class DhtSwarm {
   private readonly encrypter: 'plaintext' | 'noise'
   private readonly transport: 'latency' | 'memory'
   private readonly network = new LatencyNetwork()
+  private readonly uplinkBytesPerS: number
   private readonly onBatch: ((started: number) => void) | undefined
   private readonly kad: KadTuning
   private readonly selfWalk: boolean
@@ -130,6 +136,9 @@ export class DhtSwarm {
     this.queryTimeoutMs = init.queryTimeoutMs
     this.encrypter = init.encrypter ?? 'plaintext'
     this.transport = init.transport ?? 'latency'
+    this.uplinkBytesPerS = init.uplinkBytesPerS ?? Infinity
+    if (!(this.uplinkBytesPerS > 0)) throw new SimConfigError(`uplinkBytesPerS ${this.uplinkBytesPerS} must be > 0`)
+    if (this.transport === 'memory' && this.uplinkBytesPerS !== Infinity) throw new SimConfigError("uplinkBytesPerS needs transport 'latency' (@libp2p/memory has no rate limit)")
     this.onBatch = init.onBatch
     this.kad = init.kad ?? {}
     this.selfWalk = init.selfWalk ?? false
@@ -204,7 +213,7 @@ export class DhtSwarm {
     const node = await createLibp2p({
       privateKey,
       addresses: { listen: [addr] },
-      transports: [this.transport === 'memory' ? memory({ latency: latencyMs }) : this.network.transport(latencyMs)],
+      transports: [this.transport === 'memory' ? memory({ latency: latencyMs }) : this.network.transport(latencyMs, this.uplinkBytesPerS)],
       connectionEncrypters: [this.encrypter === 'noise' ? noise() : plaintext()],
       streamMuxers: [yamux()],
       // A lost dial never opens, as a SYN lost beyond every retry would.

@@ -11,8 +11,10 @@
  *
  * Semantics kept from @libp2p/memory so the figures stay comparable: addresses are `/memory/NAME`,
  * a connection's one-way delay is the listening node's latency (both directions), a dial takes one
- * latency before both ends exist, there is no bandwidth limit or read backpressure, and a closed
- * listener aborts its connections. Close and reset travel the same delayed path after the data
+ * latency before both ends exist, there is no read backpressure, and a closed listener aborts its
+ * connections. Bandwidth (optional, unlimited by default): each node has one uplink shared by all
+ * its connections; a frame leaves once the frames queued before it on that uplink have, taking
+ * bytes ÷ rate, then travels the latency. Close and reset travel the same delayed path after the data
  * sent before them, so the remote end reads everything before it sees the end.
  */
 import { ConnectionFailedError, ListenError, serviceCapabilities, transportSymbol, type ComponentLogger, type Connection, type CreateListenerOptions, type DialTransportOptions, type Listener, type ListenerEvents, type Logger, type MultiaddrConnection, type PeerId, type Transport } from '@libp2p/interface'
@@ -24,23 +26,51 @@ import { TypedEventEmitter } from 'main-event'
 export class LatencyNetwork {
   readonly listeners = new Map<string, LatencyListener>()
 
-  /** A transport for one node whose link has this one-way latency (ms), for `createLibp2p`'s `transports`. */
-  transport (latencyMs: number): (components: { peerId: PeerId, logger: ComponentLogger }) => Transport {
-    if (!(latencyMs >= 0)) throw new RangeError(`latency ${latencyMs} ms must be ≥ 0`)
-    return components => new LatencyTransport(components, this, latencyMs)
+  /**
+   * A transport for one node, for `createLibp2p`'s `transports`: its link's one-way latency (ms)
+   * and its uplink's rate (bytes/s; Infinity: no limit, as @libp2p/memory).
+   */
+  transport (latencyMs: number, uplinkBytesPerS = Infinity): (components: { peerId: PeerId, logger: ComponentLogger }) => Transport {
+    if (!(latencyMs >= 0) || latencyMs === Infinity) throw new RangeError(`latency ${latencyMs} ms must be finite and ≥ 0`)
+    if (!(uplinkBytesPerS > 0)) throw new RangeError(`uplink ${uplinkBytesPerS} bytes/s must be > 0`)
+    const uplink = new Uplink(uplinkBytesPerS)
+    return components => new LatencyTransport(components, this, latencyMs, uplink)
   }
 }
 
-/** Frames bound for one connection end, delivered `latencyMs` after they were sent. */
+/** One node's outgoing capacity, shared by every connection end it sends on. */
+class Uplink {
+  /** Virtual ms at which the frames queued so far have all left. */
+  private busyUntil = 0
+  private readonly bytesPerMs: number
+
+  constructor (bytesPerS: number) {
+    this.bytesPerMs = bytesPerS / 1000
+  }
+
+  /** When a frame of `bytes` handed over now has left the node (ms, virtual). */
+  depart (bytes: number): number {
+    const now = Date.now()
+    if (this.bytesPerMs === Infinity) return now
+    this.busyUntil = Math.max(now, this.busyUntil) + bytes / this.bytesPerMs
+    return this.busyUntil
+  }
+}
+
+/** Frames bound for one connection end, delivered `latencyMs` after they left the sender's uplink. */
 class DelayedPath {
   private batch: Uint8Array[] | undefined
   private batchDue = -1
+  /** Arrival of the last frame sent: a close or reset comes after it. */
+  private lastDue = 0
 
-  constructor (private readonly latencyMs: number, private readonly to: () => LinkEnd | undefined) {}
+  constructor (private readonly latencyMs: number, private readonly uplink: Uplink, private readonly to: () => LinkEnd | undefined) {}
 
   send (data: Uint8Array): void {
-    const due = Date.now() + this.latencyMs
-    // Frames sent at one instant share one timer and arrive as one buffer (timers of equal delay
+    // Whole virtual ms (fake timers count in them); never earlier than a frame sent before it.
+    const due = Math.max(this.lastDue, Math.ceil(this.uplink.depart(data.byteLength) + this.latencyMs))
+    this.lastDue = due
+    // Frames due at one instant share one timer and arrive as one buffer (timers due together
     // fire in the order they were set, so order on the path is kept).
     if (this.batch !== undefined && this.batchDue === due) {
       this.batch.push(data)
@@ -53,15 +83,16 @@ class DelayedPath {
       if (this.batch === batch) this.batch = undefined
       const end = this.to()
       if (end !== undefined && end.receiving()) end.onData(concat(batch))
-    }, this.latencyMs)
+    }, due - Date.now())
   }
 
-  /** Runs `fn` on the far end once everything sent before it has arrived. */
+  /** Runs `fn` on the far end once everything sent before it has arrived (a control message: no bytes on the uplink). */
   after (fn: (end: LinkEnd) => void): void {
+    const due = Math.max(this.lastDue, Date.now() + this.latencyMs)
     setTimeout(() => {
       const end = this.to()
       if (end !== undefined && end.receiving()) fn(end)
-    }, this.latencyMs)
+    }, due - Date.now())
   }
 }
 
@@ -124,7 +155,7 @@ class LatencyTransport implements Transport {
   readonly [serviceCapabilities] = ['@libp2p/transport']
   private readonly log: Logger
 
-  constructor (private readonly components: { peerId: PeerId, logger: ComponentLogger }, private readonly network: LatencyNetwork, readonly latencyMs: number) {
+  constructor (private readonly components: { peerId: PeerId, logger: ComponentLogger }, private readonly network: LatencyNetwork, readonly latencyMs: number, private readonly uplink: Uplink) {
     this.log = components.logger.forComponent('webswarm:sim:link')
   }
 
@@ -132,7 +163,7 @@ class LatencyTransport implements Transport {
     options.signal.throwIfAborted()
     const listener = this.network.listeners.get(listenAddress(ma))
     if (listener === undefined) throw new ConnectionFailedError(`no simulated listener at ${ma.toString()}`)
-    const maConn = await listener.accept(this.components.peerId, this.log, options.signal)
+    const maConn = await listener.accept(this.components.peerId, this.uplink, this.log, options.signal)
     try {
       options.signal.throwIfAborted()
       return await options.upgrader.upgradeOutbound(maConn, options)
@@ -143,7 +174,7 @@ class LatencyTransport implements Transport {
   }
 
   createListener (options: CreateListenerOptions): Listener {
-    return new LatencyListener(this.components, this.network, this.latencyMs, options)
+    return new LatencyListener(this.components, this.network, this.latencyMs, this.uplink, options)
   }
 
   listenFilter (addrs: Multiaddr[]): Multiaddr[] {
@@ -171,7 +202,7 @@ class LatencyListener extends TypedEventEmitter<ListenerEvents> implements Liste
   private readonly shutdown = new AbortController()
   private readonly log: Logger
 
-  constructor (private readonly components: { peerId: PeerId, logger: ComponentLogger }, private readonly network: LatencyNetwork, private readonly latencyMs: number, private readonly options: CreateListenerOptions) {
+  constructor (private readonly components: { peerId: PeerId, logger: ComponentLogger }, private readonly network: LatencyNetwork, private readonly latencyMs: number, private readonly uplink: Uplink, private readonly options: CreateListenerOptions) {
     super()
     this.log = components.logger.forComponent('webswarm:sim:link')
   }
@@ -184,13 +215,13 @@ class LatencyListener extends TypedEventEmitter<ListenerEvents> implements Liste
     queueMicrotask(() => { this.safeDispatchEvent('listening') })
   }
 
-  /** A dial from `peerId` reached this listener: both ends exist after one latency; returns the dialer's end. */
-  async accept (peerId: PeerId, dialerLog: Logger, signal: AbortSignal): Promise<MultiaddrConnection> {
+  /** A dial from `peerId` (sending on `dialerUplink`) reached this listener: both ends exist after one latency; returns the dialer's end. */
+  async accept (peerId: PeerId, dialerUplink: Uplink, dialerLog: Logger, signal: AbortSignal): Promise<MultiaddrConnection> {
     const address = this.address ?? ''
     let dialer: LinkEnd | undefined
     let listener: LinkEnd | undefined
-    dialer = new LinkEnd({ remoteAddr: multiaddr(`${address}/p2p/${this.components.peerId.toString()}`), direction: 'outbound', log: dialerLog.newScope('link'), out: new DelayedPath(this.latencyMs, () => listener) })
-    listener = new LinkEnd({ remoteAddr: multiaddr(`${address}-outgoing/p2p/${peerId.toString()}`), direction: 'inbound', log: this.log.newScope('link'), out: new DelayedPath(this.latencyMs, () => dialer) })
+    dialer = new LinkEnd({ remoteAddr: multiaddr(`${address}/p2p/${this.components.peerId.toString()}`), direction: 'outbound', log: dialerLog.newScope('link'), out: new DelayedPath(this.latencyMs, dialerUplink, () => listener) })
+    listener = new LinkEnd({ remoteAddr: multiaddr(`${address}-outgoing/p2p/${peerId.toString()}`), direction: 'inbound', log: this.log.newScope('link'), out: new DelayedPath(this.latencyMs, this.uplink, () => dialer) })
     const ends = [dialer, listener]
     for (const e of ends) {
       this.ends.add(e)
