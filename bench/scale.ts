@@ -24,6 +24,10 @@
  *    best route's; --route-runs seeds (seed, seed + 1, …), the median reported. The planner alone
  *    (routing.ts, same servers and churn) gives the route_plan_* keys.
  *
+ * 3b. Training under churn: --train-workers real DiLoCo workers and their all-reduce over the seeded
+ *    in-memory network (web/src/sim/train-churn.ts), --train-syncs syncs, --train-churn of them
+ *    leaving after each and as many joining from a fetched state: train_churn_syncs_identical (the
+ *    fraction of syncs after which every live replica held the same θ_global) and the detail in meta.
  * 4. A tab's day of churn against the real ConnectionBudget (8 links, 10 %/min and 2 %/min; paced
  *    budget vs the cap-only policy; exponential and heavy-tailed peer lifetimes).
  * 5. Relay failover (bench/scale-relays.ts): 3 relay processes, --failover-peers Node peers, the
@@ -36,12 +40,15 @@
  *        --crdt-history-n 100 --crdt-history-rounds 100
  *        --route-servers 1000 --route-requests 200 --route-tokens 12 --route-churn-min 0.1 --route-runs 3 --failover-peers 30 --failover-rounds 3
  *        --failover-steady-s 30 (two windows of it after the set-up) --failover-cpu-prof DIR (relays' and peer processes' V8 profiles)
- *        --capacity-steps 50,100,200,400 (0 / '' skips a section: it keeps its earlier figures)
+ *        --capacity-steps 50,100,200,400 --train-workers 64 --train-syncs 6 --train-churn 0.1
+ *        (0 / '' skips a section: it keeps its earlier figures)
  * Writes bench/results/scale.json and scale.meta.json (machine, load before/after, per-N detail).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { CrdtChurnSim } from '../web/src/sim/crdt-churn.ts'
+import { TrainChurnSim } from '../web/src/sim/train-churn.ts'
+import { brownCorpus } from '../web/src/model/data.ts'
 import { DhtSwarm, type SimPeer } from '../web/src/sim/dht-swarm.ts'
 import { NetModel, percentile } from '../web/src/sim/model.ts'
 import { RoutingSim } from '../web/src/sim/routing.ts'
@@ -227,6 +234,23 @@ const tab = {
 }
 log(`tab day: ${JSON.stringify(tab)}`)
 
+// Training under churn (web/src/sim/train-churn.ts): --train-workers real DiLoCo workers, a
+// --train-churn fraction leaving after each of --train-syncs syncs and as many joining.
+const trainWorkers = Number(arg('train-workers', '64'))
+let trainChurn: (Awaited<ReturnType<TrainChurnSim['run']>> & { churn_per_sync: number, wall_s: number, load_1m_before: number, load_1m_after: number }) | undefined
+if (trainWorkers > 0) {
+  const churnPerSync = Number(arg('train-churn', '0.1'))
+  const loadAt = load()[0]
+  const t0 = wallS()
+  const sim = new TrainChurnSim({ workers: trainWorkers, churnPerSync, seed, corpus: (await brownCorpus()).slice(0, 400_000) })
+  try {
+    trainChurn = { ...await sim.run(Number(arg('train-syncs', '6'))), churn_per_sync: churnPerSync, wall_s: wallS() - t0, load_1m_before: loadAt, load_1m_after: load()[0] }
+  } finally {
+    sim.stop()
+  }
+}
+log(`training under churn: ${JSON.stringify(trainChurn ?? 'skipped')}`)
+
 const failoverPeers = Number(arg('failover-peers', '30'))
 const failoverProf = arg('failover-cpu-prof', '')
 const failover = failoverPeers > 0 ? await relayFailover(failoverPeers, Number(arg('failover-rounds', '3')), log, { steadyS: Number(arg('failover-steady-s', '30')), cpuProfDir: failoverProf === '' ? undefined : failoverProf }) : undefined
@@ -284,6 +308,9 @@ const result = {
   route_plan_success: routePlanRow !== undefined ? routePlanRow.succeeded / routePlanRow.requests : prev.route_plan_success ?? null,
   route_plan_ratio_p50: routePlanRow !== undefined ? routePlanRow.route_ratio_p50 : prev.route_plan_ratio_p50 ?? null,
   route_plan_ratio_p95: routePlanRow !== undefined ? routePlanRow.route_ratio_p95 : prev.route_plan_ratio_p95 ?? null,
+  // Every sync of the training run completed with every live worker holding the same θ_global.
+  train_churn_syncs_identical: trainChurn !== undefined ? trainChurn.identicalSyncs / trainChurn.syncs : prev.train_churn_syncs_identical ?? null,
+  train_churn_workers: trainChurn !== undefined ? trainChurn.workers : prev.train_churn_workers ?? null,
   relay_failover_s: failover !== undefined ? failover.relay_failover_s : prev.relay_failover_s ?? null,
   relay_failover_crdt_entries_lost: failover !== undefined ? Math.max(...failover.crdt_entries_lost) : prev.relay_failover_crdt_entries_lost ?? null,
   relay_peers_max: capacity !== undefined ? capacity.relay_peers_max : prev.relay_peers_max ?? null,
@@ -310,6 +337,7 @@ const meta = {
   crdt_history: historyRows.length > 0 ? { measured: now, rows: historyRows } : kept('crdt_history'),
   routing: routeRow !== undefined ? { measured: now, ...routeRow, runs: routeRuns, plan: routePlanRow } : kept('routing'),
   tab: { measured: now, ...tab },
+  train_churn: trainChurn !== undefined ? { measured: now, ...trainChurn } : kept('train_churn'),
   relay_failover: failover !== undefined ? { measured: now, ...failover } : kept('relay_failover'),
   relay_capacity: capacity !== undefined ? { measured: now, ...capacity } : kept('relay_capacity')
 }

@@ -11,7 +11,7 @@ import { MsgType, decodeMsg, encodeMsg } from '../../../web/src/swarm/train/wire
 import { Rng } from '../../../web/src/util/rng.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
-import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from './quiet-clock.ts'
+import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
 
 const B = 64
 const PART = 128

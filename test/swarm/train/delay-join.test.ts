@@ -22,7 +22,7 @@ import type { ErrorFeedback } from '../../../web/src/swarm/train/compress.ts'
 import { spawnTrainerThread } from '../../../web/src/swarm/train/trainer-thread-node.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent, type WorkerHooks } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
-import { CLOCKED_TIMING } from './quiet-clock.ts'
+import { CLOCKED_TIMING } from '../../../web/src/sim/quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
 const TIMING = { ...CLOCKED_TIMING, partElements: 4096, windowParts: 4 }

@@ -24,7 +24,7 @@ import { spawnTrainerThread } from '../../../web/src/swarm/train/trainer-thread-
 import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { runAbortedAt } from './abort-at-step.ts'
-import { CLOCKED_TIMING } from './quiet-clock.ts'
+import { CLOCKED_TIMING } from '../../../web/src/sim/quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
 /** Timers on a ManualClock that never moves: no window or timeout can decide anything here. */

@@ -16,7 +16,7 @@ import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/s
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
 import { expectIdentical } from './replicas.ts'
-import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from './quiet-clock.ts'
+import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
 const MODEL_SEED = 7

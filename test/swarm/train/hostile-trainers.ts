@@ -19,7 +19,7 @@ import { DiLoCoWorker, type SyncEvent } from '../../../web/src/swarm/train/worke
 import { normQ8 } from '../../../web/src/swarm/train/q8fast.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { Rng } from '../../../web/src/util/rng.ts'
-import { CLOCKED_TIMING } from './quiet-clock.ts'
+import { CLOCKED_TIMING } from '../../../web/src/sim/quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
 const MODEL_SEED = 7

@@ -15,7 +15,7 @@ import { AllReducePeer } from '../../../web/src/swarm/train/allreduce.ts'
 import { TrainArgumentError } from '../../../web/src/swarm/train/errors.ts'
 import { DiLoCoWorker, type DiLoCoOptions, type StepEvent } from '../../../web/src/swarm/train/worker.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
-import { CLOCKED_TIMING } from './quiet-clock.ts'
+import { CLOCKED_TIMING } from '../../../web/src/sim/quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 })
 /** No timeout may decide anything here: the all-reduce's timers run on a clock that never moves (quiet-clock.ts). */

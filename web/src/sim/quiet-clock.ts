@@ -10,8 +10,8 @@
  * driver's own) and synchronous compute. Work off the thread (crypto digests, GPU) must happen
  * outside what `stuck()` reports.
  */
-import type { ManualClock } from '../../../web/src/util/clock.ts'
-import type { MemoryNetwork } from '../../../web/src/swarm/transport/memory.ts'
+import type { ManualClock } from '../util/clock.ts'
+import type { MemoryNetwork } from '../swarm/transport/memory.ts'
 
 /**
  * All-reduce timeouts for tests on a ManualClock: in virtual time their length costs nothing, and
