@@ -10,7 +10,7 @@ import { MsgType, decodeMsg, encodeMsg } from '../../../web/src/swarm/train/wire
 import { Rng } from '../../../web/src/util/rng.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
-import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
+import { CLOCKED_TIMING, countReduces, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
 
 const PART = 128
 let spec = { chunk: 32, k: 2, bits: 2, resultBits: 4 }
@@ -48,8 +48,7 @@ function swarm (n: number, seed: number): { net: MemoryNetwork, peers: AllReduce
   const logs: string[] = []
   const peers = taps.map((tap) => {
     const p = new AllReducePeer(tap, { run: 'run1', directory: { expected: () => ids }, ...CLOCKED_TIMING, clock, partElements: PART, windowParts: 4, codec: codec(), log: (l) => { logs.push(`${tap.self} ${l}`) } })
-    const reduce = p.reduce.bind(p)
-    p.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => { reducing++; try { return await reduce(...args) } finally { reducing-- } }
+    countReduces(p, d => { reducing += d })
     return p
   })
   live.push(...peers)

@@ -11,7 +11,7 @@ import { MsgType, decodeMsg, encodeMsg } from '../../../web/src/swarm/train/wire
 import { Rng } from '../../../web/src/util/rng.ts'
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
-import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
+import { CLOCKED_TIMING, countReduces, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
 
 const B = 64
 const PART = 128
@@ -54,11 +54,7 @@ afterEach(() => { for (const d of drivers) d.stop(); drivers = []; for (const p 
 /** reduce() calls in progress across the test's peers: the clock moves only while one waits. */
 let reducing = 0
 function counted (p: AllReducePeer): AllReducePeer {
-  const reduce = p.reduce.bind(p)
-  p.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => {
-    reducing++
-    try { return await reduce(...args) } finally { reducing-- }
-  }
+  countReduces(p, d => { reducing += d })
   return p
 }
 

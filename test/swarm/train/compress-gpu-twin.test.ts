@@ -1,6 +1,6 @@
 /**
  * GpuTopKFeedback (compress-gpu.ts) run on the CPU backend, whose `topkErrorFeedback` is the
- * kernel's CPU twin (gpu/cpu/topk-ef.ts; STYLE 1–2): rounds that overlap, as the delayed outer update
+ * kernel's CPU twin (gpu/cpu/topk-ef.ts; CONTRIBUTING.md STYLE 1 and STYLE 2): rounds that overlap, as the delayed outer update
  * over d > 1 syncs makes them (worker.ts `delayOuter`: up to d compressed and not yet committed),
  * chain and commit in order exactly as the host's ErrorFeedback (compress.ts) does — the same
  * bytes, sent values, norms and carry, through commits, a discard of several pending rounds and a

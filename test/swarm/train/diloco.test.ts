@@ -16,7 +16,7 @@ import { DiLoCoWorker, type DiLoCoOptions, type SyncEvent } from '../../../web/s
 import { ManualClock } from '../../../web/src/util/clock.ts'
 import { PeerUnreachableError } from '../../../web/src/swarm/errors.ts'
 import { expectIdentical } from './replicas.ts'
-import { CLOCKED_TIMING, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
+import { CLOCKED_TIMING, countReduces, driveWhenQuiet, type QuietDriver } from '../../../web/src/sim/quiet-clock.ts'
 
 const CONFIG = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
 const MODEL_SEED = 7
@@ -83,11 +83,7 @@ async function node (net: MemoryNetwork, dir: Directory, id: string, dataSeed: n
   const tap = new Tap(net.endpoint(id))
   const ar = new AllReducePeer(tap, { run: 'r1', directory: dir, ...TIMING, clock, log: process.env.AR_LOG !== undefined ? (l) => { console.log(`${Date.now() % 100_000} v${clock.now()} ${id}: ${l}`) } : undefined })
   const n: Node = { id, tap, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], losses: [], reducing: 0, killed: false }
-  const reduce = ar.reduce.bind(ar)
-  ar.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => {
-    n.reducing++
-    try { return await reduce(...args) } finally { n.reducing-- }
-  }
+  countReduces(ar, d => { n.reducing += d })
   n.worker = new DiLoCoWorker(initModel(CONFIG, cpu, MODEL_SEED), train, ar, { ...OPTS, dataSeed, ...opts }, {
     onSync: (e) => { n.syncs.push(e) },
     onStep: (e) => { n.losses.push(e.loss) },

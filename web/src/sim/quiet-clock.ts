@@ -12,6 +12,7 @@
  */
 import type { ManualClock } from '../util/clock.ts'
 import type { MemoryNetwork } from '../swarm/transport/memory.ts'
+import type { AllReducePeer } from '../swarm/train/allreduce.ts'
 
 /**
  * All-reduce timeouts for tests on a ManualClock: in virtual time their length costs nothing, and
@@ -28,6 +29,18 @@ export interface QuietDriver {
   stop: () => void
   /** Timers this driver fired. */
   readonly fired: number
+}
+
+/**
+ * Wraps `ar.reduce` so that `count(+1)` runs as a call starts and `count(-1)` as it settles: the
+ * calls in progress are what a driver's `stuck()` reads (a peer waiting inside the all-reduce).
+ */
+export function countReduces (ar: AllReducePeer, count: (delta: 1 | -1) => void): void {
+  const reduce = ar.reduce.bind(ar)
+  ar.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => {
+    count(1)
+    try { return await reduce(...args) } finally { count(-1) }
+  }
 }
 
 export function driveWhenQuiet (clock: ManualClock, net: MemoryNetwork, stuck: () => boolean): QuietDriver {

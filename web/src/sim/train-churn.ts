@@ -23,7 +23,7 @@ import { MemoryNetwork } from '../swarm/transport/memory.ts'
 import { ManualClock } from '../util/clock.ts'
 import { SimConfigError, SimStateError } from './errors.ts'
 import { NetModel } from './model.ts'
-import { CLOCKED_TIMING, driveWhenQuiet } from './quiet-clock.ts'
+import { CLOCKED_TIMING, countReduces, driveWhenQuiet } from './quiet-clock.ts'
 
 /** The model every worker trains: 2 layers, width 32, byte vocabulary (bench:train's default). */
 const CONFIG: ModelConfig = parseConfig({ architectures: ['LlamaForCausalLM'], vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 })
@@ -63,7 +63,7 @@ export interface TrainChurnResult {
   errors: string[]
 }
 
-interface SimWorker { id: string, ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], reducing: number, alive: boolean }
+interface SimWorker { id: string, ar: AllReducePeer, worker: DiLoCoWorker, syncs: SyncEvent[], reducing: number }
 
 /** The run's directory as the swarm doc holds it: worker → first sync it takes part in, and the sync after which its entry is gone. */
 class Directory implements RoundDirectory {
@@ -105,12 +105,8 @@ export class TrainChurnSim {
     const id = `w-${String(this.next).padStart(5, '0')}`
     const dataSeed = ++this.next
     const ar = new AllReducePeer(this.net.endpoint(id), { run: 'sim', directory: this.dir, ...CLOCKED_TIMING, partElements: 4096, windowParts: 4, clock: this.clock })
-    const w: SimWorker = { id, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], reducing: 0, alive: true }
-    const reduce = ar.reduce.bind(ar)
-    ar.reduce = async (...args: Parameters<AllReducePeer['reduce']>) => {
-      w.reducing++
-      try { return await reduce(...args) } finally { w.reducing-- }
-    }
+    const w: SimWorker = { id, ar, worker: undefined as unknown as DiLoCoWorker, syncs: [], reducing: 0 }
+    countReduces(ar, d => { w.reducing += d })
     w.worker = new DiLoCoWorker(initModel(CONFIG, cpu, MODEL_SEED), this.train, ar, { innerSteps: this.innerSteps, seqLen: 32, innerLr: 3e-3, outer: { lr: 0.7, momentum: 0.9 }, dataSeed }, {
       onSync: e => { w.syncs.push(e) },
       resync: async () => await fetchSnapshot(ar, this.live.filter(o => o !== w).map(o => o.id), { sliceBytes: SNAPSHOT_SLICE_BYTES })
@@ -147,12 +143,11 @@ export class TrainChurnSim {
         const picks = new Set(this.model.pick(this.live.length, Math.round(this.live.length * this.churn)))
         const leaving = this.live.filter((_, i) => picks.has(i))
         for (const w of leaving) {
-          w.alive = false
           this.net.kill(w.id)
           w.ar.stop()
           this.dir.until.set(w.id, s + 1)
         }
-        const staying = this.live.filter(w => w.alive)
+        const staying = this.live.filter((_, i) => !picks.has(i))
         this.live.splice(0, this.live.length, ...staying)
         left += leaving.length
         // As many join: each fetches the state of sync s from live peers and takes part from s + 1.
