@@ -20,7 +20,7 @@
  *
  * overhead: the inference part's overhead run alone, off / W = 32 / W = 64, 5 trials (`cpu_overhead`: the same
  *   ratio on the process's CPU time, which the network's idle timers and other processes' waits do not inflate).
- * Flags: --only inference|overhead|commitments|training|floods (one part; its key in trust.json is replaced, the
+ * Flags: --only inference|detection|overhead|commitments|training|floods (one part; its key in trust.json is replaced, the
  *        others kept, each part with its own date and load) --runs N (10) --honest N (10000)
  *        --tokens N (128) --trials N (3) --syncs N (4)
  */
@@ -36,27 +36,39 @@ const RUNS = Number(arg('runs') ?? 10)
 const HONEST = Number(arg('honest') ?? 10_000)
 const WINDOW = 32
 
+/** The verification modes the detection runs compare: sampled steps, and windows of WINDOW. */
+const SAMPLED: Mode = [`rate ${VERIFY_RATE}`, { rate: VERIFY_RATE, seed: 1 }]
+const WINDOWED: Mode = [`window ${WINDOW}`, { window: WINDOW }]
+
+/** The lying servers of the detection runs: how often each lies and how. */
+const LIE_CASES: LieCase[] = [
+  ...[0.01, 0.1, 1].flatMap(p => [
+    { name: `lies ${p * 100} % small (×1.03)`, kind: 'small-scale' as const, when: { p } },
+    { name: `lies ${p * 100} % large (×1.5)`, kind: 'scale' as const, when: { p } }
+  ]),
+  { name: 'another model\'s blocks on 10 %', kind: 'model', when: { p: 0.1 } },
+  { name: 'honest 100 steps, then ×1.03 on 5 %', kind: 'small-scale', when: { after: 100, p: 0.05 } }
+]
+
 async function inference (): Promise<Record<string, unknown>> {
-  const sampled: Mode = [`rate ${VERIFY_RATE}`, { rate: VERIFY_RATE, seed: 1 }]
-  const windowed: Mode = [`window ${WINDOW}`, { window: WINDOW }]
   const o = await overhead({
     device: 'cpu',
     promptLen: 16,
     tokens: Number(arg('tokens') ?? 128),
     trials: Number(arg('trials') ?? 3),
-    modes: [['off', undefined], sampled, ['window 16', { window: 16 }], windowed, ['window 64', { window: 64 }], ['strict', { rate: 1 }]]
+    modes: [['off', undefined], SAMPLED, ['window 16', { window: 16 }], WINDOWED, ['window 64', { window: 64 }], ['strict', { rate: 1 }]]
   })
-  const cases: LieCase[] = [
-    ...[0.01, 0.1, 1].flatMap(p => [
-      { name: `lies ${p * 100} % small (×1.03)`, kind: 'small-scale' as const, when: { p } },
-      { name: `lies ${p * 100} % large (×1.5)`, kind: 'scale' as const, when: { p } }
-    ]),
-    { name: 'another model\'s blocks on 10 %', kind: 'model', when: { p: 0.1 } },
-    { name: 'honest 100 steps, then ×1.03 on 5 %', kind: 'small-scale', when: { after: 100, p: 0.05 } }
-  ]
-  const d = await detection({ steps: 200, runs: RUNS, modes: [sampled, windowed], cases })
+  const d = await detection({ steps: 200, runs: RUNS, modes: [SAMPLED, WINDOWED], cases: LIE_CASES })
   const h = await falsePositives(HONEST, { window: WINDOW }, `window ${WINDOW}`)
   return { overhead: o, detection: d, false_positives: h }
+}
+
+/**
+ * The detection runs alone, with their own key: counts only (seeded, no timing decides), so
+ * `--runs` can be raised far enough to bound a 0.99 goal without re-running the timed parts.
+ */
+async function detectionOnly (): Promise<Record<string, unknown>> {
+  return await detection({ steps: 200, runs: RUNS, modes: [SAMPLED, WINDOWED], cases: LIE_CASES })
 }
 
 /** The overhead run alone (off, W = 32, W = 64), wall and CPU time: quick, for re-measuring on a quiet machine. */
@@ -118,7 +130,7 @@ async function training (): Promise<Record<string, unknown>> {
 }
 
 const only = arg('only')
-const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, overhead: overheadOnly, commitments, training, floods }
+const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, detection: detectionOnly, overhead: overheadOnly, commitments, training, floods }
 const file = 'bench/results/trust.json'
 for (const [name, run] of Object.entries(parts)) {
   if (only !== undefined && only !== name) continue
