@@ -39,4 +39,13 @@ describe('signed DHT record values', () => {
     const big = new Writer().u8(1).bytes(publicKeyToProtobuf(key.publicKey)).f64(now).f64(now + 1000).varuint(DHT_NAMESPACES.blocks.maxValueBytes + 1).finish()
     await expect(verifyRecord(k, big, now)).rejects.toThrow(/payload: length 4097 exceeds cap 4096/)
   })
+
+  it('refuse a key longer than a signer may sign, whatever the value', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const now = 1_000_000
+    const long = blockKey('m'.repeat(600), 1, peerIdFromPrivateKey(key).toString())
+    await expect(signRecord(key, long, new Uint8Array(1), 60_000, now)).rejects.toThrow(/longer than 512 bytes/)
+    const ok = await signRecord(key, blockKey('tiny', 1, peerIdFromPrivateKey(key).toString()), new Uint8Array(1), 60_000, now)
+    await expect(verifyRecord(long, ok, now)).rejects.toThrow(/key is longer than 512 bytes/)
+  })
 })

@@ -81,6 +81,8 @@ export async function signRecord (privateKey: PrivateKey, key: string, payload: 
 
 /** Parses and fully verifies a record value found under `key`; throws InvalidRecordError. */
 export async function verifyRecord (key: string, value: Uint8Array, now = Date.now()): Promise<SignedRecord> {
+  // A reader holds to the cap a signer does: a hostile peer's record under a longer key is not stored.
+  if (new TextEncoder().encode(key).length > MAX_KEY_BYTES) throw new InvalidRecordError(key.slice(0, 64) + '…', `key is longer than ${MAX_KEY_BYTES} bytes`)
   const ns = namespaceOf(key)
   let pub: PublicKey
   let issuedAt: number, expiresAt: number, payload: Uint8Array, sig: Uint8Array

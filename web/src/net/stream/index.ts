@@ -55,7 +55,7 @@ export interface TensorStreamLimits {
   maxMessages?: number
   /** Streaming only: messages the peer may send ahead of what we consumed. @default 4 */
   windowMessages?: number
-  /** Payload bytes per DATA frame we send. @default 16,320 (one frame per WebRTC message) */
+  /** Payload bytes per DATA frame we send. @default 16,336 (one frame per WebRTC message) */
   chunkBytes?: number
   /** Fail when the peer sends nothing, or drains nothing, for this long (ms). @default 20,000 */
   idleTimeoutMs?: number

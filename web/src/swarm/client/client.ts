@@ -89,6 +89,14 @@ export interface FailoverEvent {
   ms: number
 }
 
+/**
+ * Whether a request of this type extends the server's KV cache: one that ran twice would shift
+ * it (the resend's position no longer matches), so the transport never resends it after writing.
+ */
+export function advancesCache (type: InferMsg['type']): boolean {
+  return type === 'step' || type === 'stepCommit' || type === 'chain'
+}
+
 export class InferenceClient {
   readonly transport: RpcTransport
   readonly directory: SwarmDirectory
@@ -178,9 +186,7 @@ export class InferenceClient {
   }
 
   private async callRemote (peer: string, msg: InferMsg, timeoutMs: number, signal?: AbortSignal): Promise<InferMsg> {
-    // A STEP or CHAIN that ran twice would shift the server's cache: never resent.
-    const idempotent = msg.type !== 'step' && msg.type !== 'chain'
-    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent, signal })
+    const bytes = await this.transport.request(peer, INFER_PROTOCOL, writeInfer(msg), { timeoutMs, idempotent: !advancesCache(msg.type), signal })
     try {
       return readInfer(bytes)
     } catch (e) {
