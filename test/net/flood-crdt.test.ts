@@ -9,7 +9,9 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import * as Y from 'yjs'
+import * as awarenessProtocol from 'y-protocols/awareness'
 import { CrdtSync, GOSSIP_UPDATE, SwarmDoc, signEntry } from '../../web/src/net/crdt/index.ts'
+import { GOSSIP_AWARENESS } from '../../web/src/net/crdt/sync.ts'
 import { PeerBuckets, oversizedItem } from '../../web/src/net/crdt/limits.ts'
 import { ForgedEntryError, LimitExceededError } from '../../web/src/net/errors.ts'
 import type { WebSwarmNode } from '../../web/src/net/node.ts'
@@ -178,6 +180,46 @@ describe('per-entry size and per-peer rate caps', () => {
     expect(receiver.map('models').size).toBe(10) // every honest update kept
     // the flooder's refused updates are not applied later by themselves (they wait for anti-entropy at its rate)
     expect(receiver.map('spam').size).toBe(20)
+  })
+})
+
+describe('malformed gossip', () => {
+  it('is rejected and counted — empty, unknown type, over 1 MiB, too many or foreign presence states — and the doc goes on', async () => {
+    const receiver = new SwarmDoc(SWARM, 'r', undefined, undefined, { powBits: 0 })
+    const sync = new CrdtSync({} as unknown as WebSwarmNode, receiver, { clock: new ManualClock(0), log: () => {} })
+    const validate = (sync as unknown as { validateGossip: (from: unknown, msg: Message) => Promise<TopicValidatorResult> }).validateGossip
+    const send = async (from: string, data: Uint8Array): Promise<TopicValidatorResult> => {
+      const id = { toString: () => from }
+      return await validate(id, { type: 'signed', from: id, data, topic: sync.topic } as unknown as Message)
+    }
+    const tagged = (type: number, body: Uint8Array): Uint8Array => Uint8Array.from([type, ...body])
+    /** A presence update of `n` states, each claiming `peer`. */
+    const presence = (n: number, peer: string): Uint8Array => {
+      const all = new awarenessProtocol.Awareness(new Y.Doc())
+      for (let i = 0; i < n; i++) {
+        const one = new awarenessProtocol.Awareness(new Y.Doc())
+        one.setLocalState({ peer })
+        awarenessProtocol.applyAwarenessUpdate(all, awarenessProtocol.encodeAwarenessUpdate(one, [one.clientID]), 'test')
+      }
+      return awarenessProtocol.encodeAwarenessUpdate(all, [...all.getStates().keys()].filter(c => c !== all.clientID))
+    }
+    const bad: Array<[string, Uint8Array]> = [
+      ['empty', new Uint8Array(0)],
+      ['unknown type', Uint8Array.of(7, 1, 2, 3)],
+      ['over 1 MiB', new Uint8Array(1024 * 1024 + 1)],
+      ['5 presence states', tagged(GOSSIP_AWARENESS, presence(5, 'p'))],
+      ['a state naming another peer', tagged(GOSSIP_AWARENESS, presence(1, 'someone-else'))],
+      ['presence that is not JSON', tagged(GOSSIP_AWARENESS, Uint8Array.of(1, 5, 1, 3, 0x7b, 0x7b, 0x7b))]
+    ]
+    for (const [what, data] of bad) expect([what, await send('p', data)]).toEqual([what, TopicValidatorResult.Reject])
+    expect(sync.stats.rejected).toBe(bad.length)
+    // The same peer's honest presence and updates still land.
+    expect(await send('p', tagged(GOSSIP_AWARENESS, presence(1, 'p')))).toBe(TopicValidatorResult.Accept)
+    const author = new SwarmDoc(SWARM, 'a', undefined, undefined, { powBits: 0 })
+    author.map('models').set('m', { ok: true })
+    expect(await send('p', tagged(GOSSIP_UPDATE, Y.encodeStateAsUpdate(author.doc)))).toBe(TopicValidatorResult.Accept)
+    expect(receiver.map('models').get('m')).toEqual({ ok: true })
+    expect(sync.stats.rejected).toBe(bad.length)
   })
 })
 

@@ -71,6 +71,16 @@ describe('relay flood limits', () => {
     const foreign = await mintStamp('relay/someone-else', first.peerId.toString(), 8, Date.now())
     await expect(presentStamp(first, relayId, foreign)).rejects.toBeInstanceOf(StampRefusedError)
     expect(await metric(relay, 'webswarm_relay_refused_total{reason="bad-stamp"}')).toBe(2)
+    // An oversized frame (41 B: the cap is 40) and one that is not UTF-8 get no answer: the relay
+    // resets the stream, counts each as a bad stamp and goes on admitting.
+    for (const raw of [new Uint8Array(41).fill(0x31), Uint8Array.of(0xff, 0xfe, 0x3a, 0x31)]) {
+      const st = await first.dialProtocol(relayId, POW_STAMP.id, { signal: AbortSignal.timeout(10_000) })
+      const lp = lpStream(st, { maxDataLength: 1 })
+      await lp.write(raw, { signal: AbortSignal.timeout(10_000) })
+      await expect(lp.read({ signal: AbortSignal.timeout(10_000) })).rejects.toThrow()
+    }
+    await until('both malformed stamps to be counted', async () => await metric(relay, 'webswarm_relay_refused_total{reason="bad-stamp"}') >= 4, 15_000)
+    expect(await metric(relay, 'webswarm_relay_refused_total{reason="bad-stamp"}')).toBe(4)
     await presentStamp(first, relayId, await mintStamp(relayStampScope(relayId), first.peerId.toString(), 8, Date.now()))
     expect(relay.admission.isStamped(first.peerId.toString())).toBe(true)
     await first.stop()
