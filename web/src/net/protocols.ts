@@ -209,7 +209,9 @@ export const EXPERT = swarmProtocol('expert', '2.0.0', { maxMessageBytes: 8 * Mi
  * DiLoCo's fault-tolerant all-reduce (PROTOCOL.md § allreduce; web/src/swarm/train). One reply
  * per request over framed tensor streams (pooled channels, as infer): READY/START (long-polled
  * for up to the coordinator's ready window), REDUCE/RESULT (one q8 part, ≤ 1 MiB), FETCH, DONE,
- * SNAPSHOT/STATE (≤ 1 MiB slices). 90 s covers the longest long-poll (a 60 s READY) plus transfer.
+ * SNAPSHOT/STATE (≤ 1 MiB slices). 90 s covers the defaults' longest long-poll (a 60 s READY)
+ * plus transfer; the all-reduce times each request by its own wait instead (allreduce.ts, widened
+ * by a run whose members reach a sync far apart), so no handler reads this one.
  * The major version follows the wire version (4: the header is the message's metadata and the
  * payload a typed tensor, was a JSON header and payload inside one u8 tensor), so an older peer
  * fails protocol negotiation at once instead of trading refusals with us. Payload ≤ 1 MiB
