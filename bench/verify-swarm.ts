@@ -177,6 +177,7 @@ export async function detection (o: DetectionOptions): Promise<Record<string, un
       let caught = 0
       let outvoted = 0
       let equal = 0
+      const deviations: number[] = []
       for (let run = 0; run < o.runs; run++) {
         let liar: LyingBackend | undefined
         const fake = (peer: string, start: number, end: number, rtt: number, lies = false): Server => ({
@@ -198,8 +199,10 @@ export async function detection (o: DetectionOptions): Promise<Record<string, un
         if (st.liars.includes('x')) caught++
         if (st.strikes > 0 || st.liars.includes('x')) outvoted++
         if (r.tokens.join() === ref.join()) equal++
+        deviations.push(...st.outvotedDeviations)
       }
-      out[mode][c.name] = { runs: o.runs, runs_with_lies: lied, outvoted, banned: caught, detect_rate: lied === 0 ? null : outvoted / lied, ban_rate: lied === 0 ? null : caught / lied, tokens_equal_honest: equal }
+      const range = deviations.length === 0 ? null : [Math.min(...deviations), Math.max(...deviations)]
+      out[mode][c.name] = { runs: o.runs, runs_with_lies: lied, outvoted, banned: caught, detect_rate: lied === 0 ? null : outvoted / lied, ban_rate: lied === 0 ? null : caught / lied, tokens_equal_honest: equal, outvoted_deviation_range: range }
       console.log(`${mode}, ${c.name}: lied in ${lied}/${o.runs} runs, outvoted (a lie found and rewound) in ${outvoted}, banned in ${caught}, tokens equal the honest run in ${equal} (load ${load()})`)
     }
   }
@@ -246,6 +249,7 @@ export async function falsePositives (positions: number, verify: VerifyOptions, 
   let accused = 0
   let worst = 0
   let runs = 0
+  const outvoted: number[] = []
   for (; compared < positions; runs++) {
     const f32 = (peer: string, rtt: number): Server => ({ peer, start: 0, end: 2, rtt, backend: async (s, e) => await loadSpanBackend(source, cpu, 'tiny-mixtral', s, e) })
     const f16 = (peer: string, rtt: number): Server => ({ peer, start: 0, end: 2, rtt, backend: async (s, e) => new F16KvBackend('tiny-mixtral', await loadBlocks(source, cpu, { start: s, end: e })) })
@@ -260,7 +264,8 @@ export async function falsePositives (positions: number, verify: VerifyOptions, 
     strikes += st.strikes
     accused += st.liars.length
     worst = Math.max(worst, st.maxAgreeingDeviation)
+    outvoted.push(...st.outvotedDeviations)
   }
-  console.log(`honest (${mode}): ${compared} positions compared in ${runs} runs (f32 KV vs f16 KV), ${mismatches} mismatches, ${strikes} strikes, ${accused} accused, largest agreeing deviation ${worst.toExponential(2)} (load ${load()})`)
-  return { model: `tiny-mixtral fixture, CPU twins, f32 KV vs f16 KV, ${mode}`, runs, positions_compared: compared, mismatches, strikes, false_positives: accused, max_honest_deviation: worst }
+  console.log(`honest (${mode}): ${compared} positions compared in ${runs} runs (f32 KV vs f16 KV), ${mismatches} mismatches, ${strikes} strikes, ${accused} accused, largest agreeing deviation ${worst.toExponential(2)}, outvoted deviations [${outvoted.map(d => d.toExponential(2)).join(', ')}] (load ${load()})`)
+  return { model: `tiny-mixtral fixture, CPU twins, f32 KV vs f16 KV, ${mode}`, runs, positions_compared: compared, mismatches, strikes, false_positives: accused, max_honest_deviation: worst, outvoted_deviations: outvoted }
 }

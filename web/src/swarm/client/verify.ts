@@ -80,6 +80,8 @@ export interface VerifyStats {
   mismatches: number
   /** Outvoted mismatches of servers not (yet) banned: each was rewound. */
   strikes: number
+  /** The deviation of every outvoted row (strikes and bans), in order: how far above the tolerance lies and honest slips land. */
+  outvotedDeviations: number[]
   /** Peers banned as liars, in order. */
   liars: string[]
   /** Mismatches no third opinion could settle. */
@@ -104,7 +106,7 @@ export class VerifyPolicy {
   readonly local?: SpanBackend
   readonly onEvidence?: (a: Accusation, exhibit: Exhibit) => void | Promise<void>
   readonly rng: Rng
-  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, liars: [], undecided: 0, skipped: 0, answerBytes: 0, commitChecks: 0 }
+  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, outvotedDeviations: [], liars: [], undecided: 0, skipped: 0, answerBytes: 0, commitChecks: 0 }
 
   constructor (opts: VerifyOptions = {}) {
     this.rate = opts.rate ?? VERIFY_RATE
@@ -321,6 +323,7 @@ export class Verifier {
   private async strike (peer: string, hop: Hop, p: number, wrong: Float32Array, honest: Float32Array, deviation: number): Promise<void> {
     const n = (this.policy.struck.get(peer) ?? 0) + 1
     this.policy.struck.set(peer, n)
+    this.policy.stats.outvotedDeviations.push(deviation)
     if (n >= this.policy.strikes) {
       await this.accuse(peer, hop, p, wrong, honest, deviation)
       return
