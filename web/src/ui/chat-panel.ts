@@ -1,16 +1,16 @@
 /**
  * The Chat panel: a conversation with the swarm. The embedding and head run in this tab, the
- * blocks on the tabs and Node peers that serve them. Messages are rendered through the model's
- * own chat template (model/chat.ts); a model without one (byte-llama) continues the user's text,
- * and the panel says so. Tokens stream into the reply as they are sampled; Stop ends the reply;
- * sampling settings sit in a small settings area; the route (which peer serves which blocks) and
+ * blocks on the tabs and Node peers that serve them. The conversation is rendered as the API
+ * renders it (chat-prompt.ts): the model's own chat template, or for a model without one
+ * (byte-llama) a plain User:/Assistant: transcript, and the panel says which. Tokens stream into
+ * the reply as they are sampled; Stop ends the reply; sampling settings sit in a small settings area; the route (which peer serves which blocks) and
  * any failover are drawn under the conversation with the measured tokens/s. Failures show as one
  * short notice; the detail goes to the page log.
  *
  * Also exposes `window.webswarmChat` for tests and the console.
  */
 import type { Backend } from '../gpu/backend.ts'
-import { chatPrompt, chatStopTokens, type ChatMessage } from '../model/chat.ts'
+import type { ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { loadConfig, loadModel } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
@@ -19,6 +19,7 @@ import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../swarm/client/generate.ts'
 import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
+import { chatTurnPrompt, cutAtStop } from './chat-prompt.ts'
 import type { PageContext } from './context.ts'
 import { disclosure, el, short } from './dom.ts'
 import { ChatInputError, GenerationStoppedError, PageParamError } from './errors.ts'
@@ -30,7 +31,7 @@ const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
 /** Largest reply the settings accept, tokens. */
 const MAX_NEW_TOKENS = 2048
 
-interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[] }
+interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[], stopStrings?: readonly string[] }
 
 interface ChatApi {
   /** Serve blocks `A:B` (or 'auto'); resolves with the span once announced ONLINE. */
@@ -81,7 +82,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const describeMode = (tokenizer: TextTokenizer | undefined): void => {
     mode.textContent = tokenizer?.chatTemplate !== undefined
       ? `${modelId} · replies use the model's chat template`
-      : `${modelId} has no chat template (a base model): the reply continues your text`
+      : `${modelId} has no chat template (a base model): the conversation is sent as a plain User:/Assistant: transcript, a convention the model was not trained on`
     mode.dataset.template = String(tokenizer?.chatTemplate !== undefined)
   }
   // Say how replies are made before the first message (config and tokenizer only, no weights).
@@ -128,10 +129,11 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   }
 
   /**
-   * Generates through the swarm from prompt ids, streaming each token's text to `onText`.
+   * Generates through the swarm from prompt ids, passing the reply's text so far (cut before any
+   * of `opts.stopStrings`, which end it) to `onText` after each token.
    * Throws GenerationStoppedError when Stop was pressed (the tokens so far stay in `tokens`).
    */
-  const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (t: string) => void, tokens: number[]): Promise<void> => {
+  const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (shown: string) => void, tokens: number[]): Promise<void> => {
     // Demand: contributing tabs serve the models people chat with first (role-choice.ts).
     if (!chatting) {
       chatting = true
@@ -150,6 +152,10 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     document.body.dataset.chat = 'running'
     const t0 = performance.now()
     let tFirst: number | undefined
+    const stops = opts.stopStrings ?? []
+    let text = ''
+    /** The reply reached a stop string: it is complete (not stopped by the user). */
+    let complete = false
     try {
       const r = await swarmGenerate(client, ends, ids, {
         maxNewTokens: n,
@@ -165,9 +171,13 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
           tokens.push(id)
           produced++
           tFirst ??= performance.now()
-          onText(decode !== undefined ? decode(id) : `${id} `)
+          text += decode !== undefined ? decode(id) : `${id} `
+          const cut = cutAtStop(text, stops)
+          onText(cut.shown)
           const secs = (performance.now() - tFirst) / 1000
           stats.textContent = `${produced} tokens · ${produced > 1 && secs > 0 ? `${((produced - 1) / secs).toFixed(2)} tokens/s` : 'first token'} · prompt ${ids.length} tokens in ${((tFirst - t0) / 1000).toFixed(1)} s`
+          // Throwing ends the loop (and closes the session), as Stop does; `complete` tells them apart.
+          if (cut.stopped) { complete = true; throw new GenerationStoppedError('the reply reached the next turn') }
         }
       })
       failovers += r.session.failovers.length
@@ -177,6 +187,8 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
       // Assigned in onSession (a callback), which the compiler's narrowing cannot see.
       const open = session as InferenceSession | undefined
       if (open !== undefined) { failovers += open.failovers.length; drawRoute(open) }
+      // Set in onToken (a callback), which the compiler's narrowing cannot see.
+      if (complete as boolean) { document.body.dataset.chat = 'done'; return }
       document.body.dataset.chat = e instanceof GenerationStoppedError ? 'stopped' : 'error'
       throw e
     } finally {
@@ -203,15 +215,16 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     void (async () => {
       const { tokenizer, config } = await load()
       if (tokenizer === undefined) throw new ChatInputError(`${modelId} has no tokenizer the page can read (tokenizer.json or GGUF metadata): it cannot turn text into tokens`)
-      const templated = tokenizer.chatTemplate !== undefined
       const turn: ChatMessage = { role: 'user', content: text }
-      const ids = templated ? chatPrompt(tokenizer, [...messages, turn]).ids : tokenizer.encode(text)
-      const stopTokens = templated ? chatStopTokens(tokenizer, config.eosTokenIds) : undefined
+      const prompt = chatTurnPrompt({ id: modelId, tokenizer, eosTokenIds: config.eosTokenIds, contextLength: config.maxPositions }, [...messages, turn])
+      // The whole conversation is the prompt: it must leave the model's context room for a reply.
+      const room = config.maxPositions - prompt.ids.length
+      if (room < 1) throw new ChatInputError(`the conversation is ${prompt.ids.length} tokens, and ${modelId} reads at most ${config.maxPositions}: press New chat`)
       const reply = { role: 'assistant', content: '' }
       messages.push(turn)
-      const n = Math.min(MAX_NEW_TOKENS, Math.max(1, Math.round(Number(maxNew.value) || DEFAULTS.maxTokens)))
+      const n = Math.min(room, MAX_NEW_TOKENS, Math.max(1, Math.round(Number(maxNew.value) || DEFAULTS.maxTokens)))
       try {
-        await run(ids, n, { temperature: Number(temperature.value), topP: Number(topP.value), topK: Math.round(Number(topK.value)), stopTokens }, t => { out.textContent += t; reply.content += t }, tokens)
+        await run(prompt.ids, n, { temperature: Number(temperature.value), topP: Number(topP.value), topK: Math.round(Number(topK.value)), stopTokens: prompt.stopTokens, stopStrings: prompt.stopStrings }, t => { out.textContent = t; reply.content = t }, tokens)
       } finally {
         messages.push(reply)
       }
@@ -247,7 +260,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     bubble('user', typeof p === 'string' ? p : `token ids ${p.join(',')}`)
     const out = bubble('assistant', '')
     const tokens: number[] = []
-    await run(ids, n, opts, t => { out.textContent += typeof p === 'string' ? t : '' }, tokens)
+    await run(ids, n, opts, t => { if (typeof p === 'string') out.textContent = t }, tokens)
     if (typeof p !== 'string') out.textContent = tokens.join(' ')
     return tokens
   }
