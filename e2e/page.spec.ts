@@ -129,11 +129,15 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
   })
 })
 
-test('without WebGPU: the page says so, offers the CPU explicitly, and still joins the swarm', async ({ page }) => {
+test('without WebGPU: the chat takes the CPU by itself and says so; Contribute offers the CPU explicitly; the page still joins the swarm', async ({ page }) => {
   await page.addInitScript(() => { Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }) })
   await page.goto('/')
   await expect(page.locator('#gpu-error')).toContainText('WebGPU is not available')
   await expect(page.locator('#status-device')).toContainText('none')
+  // The chat needs only the small embedding and head: on the CPU, with a calm note, before any message.
+  await expect(page.locator('#chat-device')).toContainText('the chat computes its embedding and head on the CPU')
+  expect(await page.evaluate(async () => (await window.webswarmPage!.chatBackend()).kind)).toBe('cpu')
+  await expect(page.locator('#notices .notice.error')).toHaveCount(0)
   // Contributing before choosing says what to do instead of failing obscurely.
   await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
   await page.click('#contribute-button')

@@ -55,6 +55,7 @@ interface Loaded { config: ModelConfig, ends: ClientEnds, tokenizer?: TextTokeni
 export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () => Promise<SwarmPieces>, contribution: Contribution): void {
   const { modelUrl, modelId } = ctx.params
   const mode = el('p', { id: 'chat-mode', class: 'hint' }, `Model ${modelId}`)
+  const deviceNote = el('p', { id: 'chat-device', class: 'hint', hidden: '' })
   const conversation = el('div', { id: 'chat-conversation', role: 'log', 'aria-live': 'polite', 'aria-label': 'conversation' })
   const empty = el('p', { class: 'hint empty' }, 'Ask something: the answer is computed by the peers that serve the model\'s blocks.')
   conversation.append(empty)
@@ -77,7 +78,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const route = el('div', { id: 'chat-route', class: 'route', 'aria-label': 'route' })
   const stats = el('p', { id: 'chat-stats', class: 'hint' })
   const progress = createProgressBar('model-progress')
-  body.replaceChildren(mode, progress.element, conversation, form, settings, route, stats)
+  body.replaceChildren(mode, deviceNote, progress.element, conversation, form, settings, route, stats)
 
   const describeMode = (tokenizer: TextTokenizer | undefined): void => {
     mode.textContent = tokenizer?.chatTemplate !== undefined
@@ -89,11 +90,21 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   void loadConfig(sourceFrom(modelUrl)).then(async c => { describeMode(await loadTokenizer(sourceFrom(modelUrl), c.vocabSize)) })
     .catch(e => { ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
 
+  // Without WebGPU the chat computes on the CPU by itself (ctx.chatBackend): say so before the
+  // first message, calmly — it is a working set-up, not a failure.
+  const drawDevice = (): void => {
+    deviceNote.hidden = !(ctx.gpuStatus.state === 'missing' && !ctx.cpuChosen)
+    deviceNote.textContent = 'No WebGPU in this browser: the chat computes its embedding and head on the CPU, which is quick for them.'
+  }
+  ctx.addEventListener('gpu', drawDevice)
+  ctx.addEventListener('device', drawDevice)
+  drawDevice()
+
   const messages: ChatMessage[] = []
   let loaded: Promise<Loaded> | undefined
   const load = async (): Promise<Loaded> => {
     loaded ??= (async () => {
-      const be = await ctx.backend()
+      const be = await ctx.chatBackend()
       const source = sourceFrom(modelUrl)
       const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
       const tokenizer = await loadTokenizer(source, config.vocabSize)

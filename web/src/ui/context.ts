@@ -187,6 +187,16 @@ export class PageContext extends EventTarget {
     throw new NoComputeDeviceError('this browser has no WebGPU: choose "Use the CPU instead" (slow, but it works) or open the page with ?device=cpu')
   }
 
+  /**
+   * Where the chat's embedding and head run: as backend(), but without WebGPU the CPU twins
+   * without asking — they are small (a review measured byte-llama's chat at 139 tokens/s on the
+   * CPU, 94 on SwiftShader), so the chat needs no choice from the user; serving blocks still asks.
+   */
+  async chatBackend (): Promise<Backend> {
+    if (!this.cpuChosen && await this.gpu !== undefined) return await this.backend()
+    return (await import('../gpu/cpu-backend.ts')).cpu
+  }
+
   /** 'GPU', 'CPU', or 'none' yet: for status lines. */
   get deviceLabel (): string {
     if (this.cpuChosen) return 'CPU'

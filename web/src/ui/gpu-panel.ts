@@ -41,7 +41,7 @@ export function renderError (body: HTMLElement, message: string, onCpu?: () => v
   btn.textContent = 'Use the CPU instead'
   const hint = document.createElement('span')
   hint.className = 'hint'
-  hint.textContent = ' Chat and contribute on this computer\'s CPU: about 10–100× slower than a GPU.'
+  hint.textContent = ' Contribute on this computer\'s CPU: about 10–100× slower than a GPU. (The chat already runs on it.)'
   btn.addEventListener('click', () => {
     onCpu()
     btn.disabled = true
