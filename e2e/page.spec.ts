@@ -138,6 +138,8 @@ test('without WebGPU: the chat takes the CPU by itself and says so; Contribute o
   await expect(page.locator('#chat-device')).toContainText('the chat computes its embedding and head on the CPU')
   expect(await page.evaluate(async () => (await window.webswarmPage!.chatBackend()).kind)).toBe('cpu')
   await expect(page.locator('#notices .notice.error')).toHaveCount(0)
+  // The page in this state is accessible too (#chat-route once carried a prohibited aria-label).
+  expect(await seriousViolations(page)).toEqual([])
   // Contributing before choosing says what to do instead of failing obscurely.
   await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
   await page.click('#contribute-button')
