@@ -150,13 +150,25 @@ test('without WebGPU: the chat takes the CPU by itself and says so; Contribute o
   expect(await page.evaluate(async () => (await window.webswarmPage!.backend()).kind)).toBe('cpu')
 })
 
-test('?relay= an unreachable relay: a readable notice with Retry; ?relay= another origin: joins through it', async ({ page }) => {
+test('?relay= an unreachable relay: one notice naming it, with Retry, and Send disabled saying why; ?relay= another origin: joins through it', async ({ page }) => {
   await page.goto('/?relay=http://127.0.0.1:9/&device=cpu')
+  const notice = page.locator('#notices #relay-notice')
+  await expect(notice).toContainText('The relay at http://127.0.0.1:9/ could not be reached')
   await expect(page.locator('#net-error')).toContainText('relay is unreachable')
   await expect(page.locator('#status-swarm')).toContainText('unreachable')
+  // The unreadable model (it comes from that relay) is the same cause: one notice, not two.
+  await expect(page.locator('#notices .notice.error')).toHaveCount(1)
+  // Nothing can work: Send is disabled and says why, instead of failing after a message.
+  await expect(page.locator('#chat-send')).toBeDisabled()
+  await expect(page.locator('#chat-send')).toHaveAccessibleDescription(/could not be read/)
+  await expect(page.locator('#chat-blocked')).toBeVisible()
   await page.screenshot({ path: `${ART}/page-8-relay-unreachable.png`, fullPage: true })
-  await page.click('#relay-retry')
-  await expect(page.locator('#net-error')).toContainText('relay is unreachable')
+  await notice.locator('#relay-retry').click()
+  // The retry ran (a second join failed) and the notice is back with its Retry.
+  await expect.poll(async () => await page.evaluate(() => window.webswarmPage!.logLines.filter(l => l.includes('join failed')).length)).toBe(2)
+  await expect(notice).toContainText('could not be reached')
+  await expect(notice.locator('#relay-retry')).toBeEnabled()
+  await expect(page.locator('#chat-send')).toBeDisabled()
   // The same static page joining a relay on another origin (the relay sends CORS headers).
   await page.goto(`/?relay=http://localhost:${PORT}/&device=cpu`)
   await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })

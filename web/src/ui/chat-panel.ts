@@ -12,7 +12,7 @@
 import type { Backend } from '../gpu/backend.ts'
 import type { ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
-import { loadConfig, loadModel } from '../model/model.ts'
+import { loadModel } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
@@ -60,10 +60,11 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const empty = el('p', { class: 'hint empty' }, 'Ask something: the answer is computed by the peers that serve the model\'s blocks.')
   conversation.append(empty)
   const input = el('textarea', { id: 'chat-input', rows: '2', placeholder: 'Message the swarm…', 'aria-label': 'message' })
-  const send = el('button', { id: 'chat-send', type: 'submit', class: 'primary' }, 'Send')
+  const send = el('button', { id: 'chat-send', type: 'submit', class: 'primary', disabled: '', 'aria-describedby': 'chat-blocked' }, 'Send')
+  const blocked = el('p', { id: 'chat-blocked', class: 'hint', role: 'status' })
   const stopBtn = el('button', { id: 'chat-stop', type: 'button', disabled: '' }, 'Stop')
   const clear = el('button', { id: 'chat-clear', type: 'button', class: 'quiet' }, 'New chat')
-  const form = el('form', { id: 'chat-form', class: 'composer' }, input, el('div', { class: 'composer-buttons' }, send, stopBtn, clear))
+  const form = el('form', { id: 'chat-form', class: 'composer' }, input, el('div', { class: 'composer-buttons' }, send, stopBtn, clear), blocked)
   const num = (id: string, label: string, value: number, attrs: Record<string, string>): HTMLInputElement => {
     const i = el('input', { id, type: 'number', value: String(value), ...attrs })
     settingsGrid.append(el('label', { for: id }, label), i)
@@ -88,8 +89,35 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     mode.dataset.template = String(tokenizer?.chatTemplate !== undefined)
   }
   // Say how replies are made before the first message (config and tokenizer only, no weights).
-  void loadConfig(sourceFrom(modelUrl)).then(async c => { describeMode(await loadTokenizer(sourceFrom(modelUrl), c.vocabSize)) })
-    .catch(e => { ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
+  let described = false
+  const onModel = (): void => {
+    const m = ctx.modelStatus
+    if (m.state !== 'ready' || described) return
+    described = true
+    void loadTokenizer(sourceFrom(modelUrl), m.config.vocabSize).then(describeMode)
+      .catch(e => { described = false; ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
+  }
+  ctx.addEventListener('model', onModel)
+  onModel()
+
+  /** The reply being generated (Stop aborts it). */
+  let controller: AbortController | undefined
+  /** Why Send cannot work now (the model unreadable, the relay down), or undefined when it can. */
+  const sendBlocker = (): string | undefined => {
+    const m = ctx.modelStatus
+    if (m.state === 'reading') return `Reading the model ${modelId}…`
+    if (m.state === 'error') return `Send waits for the model ${modelId}, which could not be read: see the notice at the top.`
+    if (ctx.swarmStatus.state === 'error') return 'Send waits for the swarm: the relay is unreachable (see the notice at the top).'
+    return undefined
+  }
+  /** Send is enabled when nothing blocks it and no reply is being generated. */
+  const drawSend = (): void => {
+    const why = sendBlocker()
+    send.disabled = why !== undefined || controller !== undefined
+    blocked.textContent = why ?? ''
+    blocked.hidden = why === undefined
+  }
+  for (const ev of ['model', 'swarm']) ctx.addEventListener(ev, drawSend)
 
   // Without WebGPU the chat computes on the CPU by itself (ctx.chatBackend): say so before the
   // first message, calmly — it is a working set-up, not a failure.
@@ -115,7 +143,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     return await loaded.catch(e => { loaded = undefined; throw e })
   }
 
-  let controller: AbortController | undefined
+  drawSend()
   let session: InferenceSession | undefined
   let produced = 0
   let failovers = 0
@@ -158,7 +186,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     const decode = tokenizer?.decoder()
     const ctl = controller = new AbortController()
     stopBtn.disabled = false
-    send.disabled = true
+    drawSend()
     produced = 0
     session = undefined
     document.body.dataset.chat = 'running'
@@ -206,7 +234,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     } finally {
       controller = undefined
       stopBtn.disabled = true
-      send.disabled = false
+      drawSend()
     }
   }
 
@@ -218,7 +246,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   form.addEventListener('submit', ev => {
     ev.preventDefault()
     const text = input.value.trim()
-    if (text === '' || controller !== undefined) return
+    if (text === '' || controller !== undefined || sendBlocker() !== undefined) return
     input.value = ''
     bubble('user', text)
     const out = bubble('assistant', '')

@@ -171,7 +171,7 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
   body.dataset.directPeers = String(s.peers.directPeers().length)
 }
 
-/** Mounts the map: joining state, relay failure with Retry, then the live map. */
+/** Mounts the map: joining state, relay failure, then the live map. */
 export function mountSwarmMap (body: HTMLElement, ctx: PageContext): void {
   let swarm: Swarm | undefined
   const draw = (): void => {
@@ -184,12 +184,10 @@ export function mountSwarmMap (body: HTMLElement, ctx: PageContext): void {
       body.replaceChildren(el('p', { class: 'status-line' }, `Joining the swarm through ${ctx.params.relayUrl}…`))
       return
     }
-    const retry = el('button', { id: 'relay-retry', type: 'button', class: 'primary' }, 'Retry')
-    retry.addEventListener('click', () => { retry.disabled = true; void ctx.join() })
-    body.replaceChildren(el('div', { id: 'net-error', class: 'error', role: 'alert' },
-      el('p', {}, el('b', {}, 'The relay is unreachable. '), `This page joins the swarm through ${ctx.params.relayUrl}, which did not answer.`),
-      el('p', { class: 'hint' }, st.reason),
-      el('p', {}, retry, ' ', el('span', { class: 'hint' }, 'or open the page with ?relay=https://… to join another relay.'))))
+    // The notice at the top says it (once, as an alert) and holds Retry (notices.ts).
+    body.replaceChildren(el('div', { id: 'net-error', class: 'error' },
+      el('p', {}, el('b', {}, 'Not in the swarm: the relay is unreachable. '), `This page joins the swarm through ${ctx.params.relayUrl}, which did not answer.`),
+      el('p', { class: 'hint' }, 'Retry from the notice at the top, or open the page with ?relay=https://… to join another relay.')))
   }
   const schedule = coalesce(draw, RENDER_COALESCE_MS)
   ctx.addEventListener('swarm', () => {
