@@ -43,7 +43,7 @@ function coverageBar (m: ModelCoverage): HTMLElement {
       ? `block ${b.block}: nobody serves it${b.joining.length > 0 ? ` (${b.joining.length} loading)` : ''}`
       : `block ${b.block}: ${b.servers.map(s => `${short(s.peer)} ${s.throughput.toFixed(1)} tok/s`).join(', ')}`
     bar.append(el('span', { class: `cell ${n === 0 ? (b.joining.length > 0 ? 'loading' : 'gap') : n === 1 ? 'one' : 'many'}`, title, 'data-block': String(b.block), 'data-servers': String(n) },
-      el('b', {}, String(n)), el('small', {}, n > 0 ? tps.toFixed(tps >= 10 ? 0 : 1) : '')))
+      el('b', {}, String(n)), el('small', {}, n > 0 ? `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s` : '')))
   }
   return bar
 }
@@ -90,9 +90,10 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
   const entries = [...live.values()]
   const links = linkKinds(s)
   const relayUp = s.peers.relayConnected
+  const direct = [...links.values()].filter(l => l.kind === 'webrtc').length
 
   const summary = el('p', { id: 'map-summary', class: 'status-line' },
-    `${live.size} peer${live.size === 1 ? '' : 's'} alive · relay ${relayUp ? 'connected' : 'reconnecting…'} · ${[...links.values()].filter(l => l.kind === 'webrtc').length} direct link(s)`)
+    `${live.size} peer${live.size === 1 ? '' : 's'} alive · relay ${relayUp ? 'connected' : 'reconnecting…'} · ${direct} direct link${direct === 1 ? '' : 's'}`)
   const info = el('dl', { id: 'net-info', class: 'facts' },
     el('dt', {}, 'this peer'), el('dd', { 'data-key': 'this peer', title: s.peerId }, short(s.peerId)),
     el('dt', {}, 'swarm'), el('dd', { 'data-key': 'swarm' }, s.swarm),
