@@ -54,6 +54,13 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     await expect(chat.locator('#map-models .model[data-model="default"] .cell.gap')).toHaveCount(0, { timeout: 30_000 })
     await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText('serves default blocks')
     await expect(a.locator('#contribute-facts [data-key="uptime"]')).not.toHaveText('—')
+    // On the CPU twins the panel speaks of the CPU and memory; no step yet, so no throughput to show.
+    await expect(a.locator('#contribute-intro')).toContainText('Lend this tab\'s CPU')
+    await expect(a.locator('#contribute-facts [data-key="memory"]')).toContainText('planned')
+    await expect(a.locator('#contribute-facts [data-key="throughput"]')).toHaveText('not measured yet')
+    // Map wording: a proper plural, and a unit on each served cell's throughput.
+    await expect(chat.locator('#map-summary')).toHaveText(/ \d+ direct links?$/)
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s')
     await a.screenshot({ path: `${ART}/page-1-contributing.png`, fullPage: true })
     await chat.screenshot({ path: `${ART}/page-2-map.png`, fullPage: true })
   })
@@ -80,6 +87,8 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     expect(n).toBeGreaterThan(0)
     expect(n).toBeLessThan(400)
     await expect(chat.locator('#chat-send')).toBeEnabled()
+    // The finished download bar of the embedding and head is gone from above the chat.
+    await expect(chat.locator('#model-progress')).toBeHidden()
     // Stopping is not an error: no error notice.
     await expect(chat.locator('#notices .notice.error')).toHaveCount(0)
     await chat.screenshot({ path: `${ART}/page-4-stopped.png`, fullPage: true })
@@ -183,7 +192,8 @@ test('a GPU-memory budget too small for any block: the notice says so and what o
   await expect(page.locator('#contribute-budget')).toHaveValue(/1(\.00)?MB/)
   await page.click('#contribute-button')
   const notice = page.locator('#notices .notice.error')
-  await expect(notice).toContainText('Not enough GPU memory for any span')
+  // ?device=cpu: the budget is of memory, not of a GPU's.
+  await expect(notice).toContainText('Not enough memory for any span')
   await expect(notice).toContainText('to serve one block')
   await expect(page.locator('#contribute-button')).toBeEnabled()
   await page.screenshot({ path: `${ART}/page-9-budget-too-small.png`, fullPage: true })
@@ -201,6 +211,8 @@ test('WebGPU in the compute worker: a tab serves every block from its worker on 
     const device = gpuTab.locator('#contribute-facts [data-key="device"]')
     await expect(device).toContainText('GPU')
     await expect(device).toContainText('in a Web Worker')
+    // The adapter row predicts no speed: the benchmark measures it.
+    await expect(gpuTab.locator('#gpu-info')).not.toContainText('expect')
     await chat.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
     const tokens = await chat.evaluate(async () => await window.webswarmChat!.generate('The ', 6))
     expect(tokens.length).toBeGreaterThan(0)
