@@ -169,7 +169,7 @@ test('?relay= an unreachable relay: one notice naming it, with Retry, and Send d
   await expect(page.locator('#notices .notice.error')).toHaveCount(1)
   // Nothing can work: Send is disabled and says why, instead of failing after a message.
   await expect(page.locator('#chat-send')).toBeDisabled()
-  await expect(page.locator('#chat-send')).toHaveAccessibleDescription(/could not be read/)
+  await expect(page.locator('#chat-send')).toHaveAccessibleDescription(/Send waits for the relay at http:\/\/127\.0\.0\.1:9\/, which could not be reached/)
   await expect(page.locator('#chat-blocked')).toBeVisible()
   await page.screenshot({ path: `${ART}/page-8-relay-unreachable.png`, fullPage: true })
   await notice.locator('#relay-retry').click()

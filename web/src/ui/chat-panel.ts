@@ -64,7 +64,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const blocked = el('p', { id: 'chat-blocked', class: 'hint', role: 'status' })
   const stopBtn = el('button', { id: 'chat-stop', type: 'button', disabled: '' }, 'Stop')
   const clear = el('button', { id: 'chat-clear', type: 'button', class: 'quiet' }, 'New chat')
-  const form = el('form', { id: 'chat-form', class: 'composer' }, input, el('div', { class: 'composer-buttons' }, send, stopBtn, clear), blocked)
+  const form = el('form', { id: 'chat-form', class: 'composer' }, input, el('div', { class: 'composer-buttons' }, send, stopBtn, clear))
   const num = (id: string, label: string, value: number, attrs: Record<string, string>): HTMLInputElement => {
     const i = el('input', { id, type: 'number', value: String(value), ...attrs })
     settingsGrid.append(el('label', { for: id }, label), i)
@@ -80,7 +80,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const route = el('div', { id: 'chat-route', class: 'route' })
   const stats = el('p', { id: 'chat-stats', class: 'hint' })
   const progress = createProgressBar('model-progress')
-  body.replaceChildren(mode, deviceNote, progress.element, conversation, form, settings, route, stats)
+  body.replaceChildren(mode, deviceNote, progress.element, conversation, form, blocked, settings, route, stats)
 
   const describeMode = (tokenizer: TextTokenizer | undefined): void => {
     mode.textContent = tokenizer?.chatTemplate !== undefined
@@ -105,9 +105,9 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   /** Why Send cannot work now (the model unreadable, the relay down), or undefined when it can. */
   const sendBlocker = (): string | undefined => {
     const m = ctx.modelStatus
-    if (m.state === 'reading') return `Reading the model ${modelId}…`
+    if (ctx.swarmStatus.state === 'error') return `Send waits for the relay at ${ctx.params.relayUrl}, which could not be reached: see the notice at the top.`
     if (m.state === 'error') return `Send waits for the model ${modelId}, which could not be read: see the notice at the top.`
-    if (ctx.swarmStatus.state === 'error') return 'Send waits for the swarm: the relay is unreachable (see the notice at the top).'
+    if (m.state === 'reading') return `Reading the model ${modelId}…`
     return undefined
   }
   /** Send is enabled when nothing blocks it and no reply is being generated. */
