@@ -54,6 +54,13 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     await expect(chat.locator('#map-models .model[data-model="default"] .cell.gap')).toHaveCount(0, { timeout: 30_000 })
     await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText('serves default blocks')
     await expect(a.locator('#contribute-facts [data-key="uptime"]')).not.toHaveText('—')
+    // On the CPU twins the panel speaks of the CPU and memory; no step yet, so no throughput to show.
+    await expect(a.locator('#contribute-intro')).toContainText('Lend this tab\'s CPU')
+    await expect(a.locator('#contribute-facts [data-key="memory"]')).toContainText('planned')
+    await expect(a.locator('#contribute-facts [data-key="throughput"]')).toHaveText('not measured yet')
+    // Map wording: a proper plural, and a unit on each served cell's throughput.
+    await expect(chat.locator('#map-summary')).toHaveText(/ \d+ direct links?$/)
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s')
     await a.screenshot({ path: `${ART}/page-1-contributing.png`, fullPage: true })
     await chat.screenshot({ path: `${ART}/page-2-map.png`, fullPage: true })
   })
@@ -80,6 +87,8 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     expect(n).toBeGreaterThan(0)
     expect(n).toBeLessThan(400)
     await expect(chat.locator('#chat-send')).toBeEnabled()
+    // The finished download bar of the embedding and head is gone from above the chat.
+    await expect(chat.locator('#model-progress')).toBeHidden()
     // Stopping is not an error: no error notice.
     await expect(chat.locator('#notices .notice.error')).toHaveCount(0)
     await chat.screenshot({ path: `${ART}/page-4-stopped.png`, fullPage: true })
@@ -129,11 +138,17 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
   })
 })
 
-test('without WebGPU: the page says so, offers the CPU explicitly, and still joins the swarm', async ({ page }) => {
+test('without WebGPU: the chat takes the CPU by itself and says so; Contribute offers the CPU explicitly; the page still joins the swarm', async ({ page }) => {
   await page.addInitScript(() => { Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }) })
   await page.goto('/')
   await expect(page.locator('#gpu-error')).toContainText('WebGPU is not available')
   await expect(page.locator('#status-device')).toContainText('none')
+  // The chat needs only the small embedding and head: on the CPU, with a calm note, before any message.
+  await expect(page.locator('#chat-device')).toContainText('the chat computes its embedding and head on the CPU')
+  expect(await page.evaluate(async () => (await window.webswarmPage!.chatBackend()).kind)).toBe('cpu')
+  await expect(page.locator('#notices .notice.error')).toHaveCount(0)
+  // The page in this state is accessible too (#chat-route once carried a prohibited aria-label).
+  expect(await seriousViolations(page)).toEqual([])
   // Contributing before choosing says what to do instead of failing obscurely.
   await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
   await page.click('#contribute-button')
@@ -144,13 +159,25 @@ test('without WebGPU: the page says so, offers the CPU explicitly, and still joi
   expect(await page.evaluate(async () => (await window.webswarmPage!.backend()).kind)).toBe('cpu')
 })
 
-test('?relay= an unreachable relay: a readable notice with Retry; ?relay= another origin: joins through it', async ({ page }) => {
+test('?relay= an unreachable relay: one notice naming it, with Retry, and Send disabled saying why; ?relay= another origin: joins through it', async ({ page }) => {
   await page.goto('/?relay=http://127.0.0.1:9/&device=cpu')
+  const notice = page.locator('#notices #relay-notice')
+  await expect(notice).toContainText('The relay at http://127.0.0.1:9/ could not be reached')
   await expect(page.locator('#net-error')).toContainText('relay is unreachable')
   await expect(page.locator('#status-swarm')).toContainText('unreachable')
+  // The unreadable model (it comes from that relay) is the same cause: one notice, not two.
+  await expect(page.locator('#notices .notice.error')).toHaveCount(1)
+  // Nothing can work: Send is disabled and says why, instead of failing after a message.
+  await expect(page.locator('#chat-send')).toBeDisabled()
+  await expect(page.locator('#chat-send')).toHaveAccessibleDescription(/Send waits for the relay at http:\/\/127\.0\.0\.1:9\/, which could not be reached/)
+  await expect(page.locator('#chat-blocked')).toBeVisible()
   await page.screenshot({ path: `${ART}/page-8-relay-unreachable.png`, fullPage: true })
-  await page.click('#relay-retry')
-  await expect(page.locator('#net-error')).toContainText('relay is unreachable')
+  await notice.locator('#relay-retry').click()
+  // The retry ran (a second join failed) and the notice is back with its Retry.
+  await expect.poll(async () => await page.evaluate(() => window.webswarmPage!.logLines.filter(l => l.includes('join failed')).length)).toBe(2)
+  await expect(notice).toContainText('could not be reached')
+  await expect(notice.locator('#relay-retry')).toBeEnabled()
+  await expect(page.locator('#chat-send')).toBeDisabled()
   // The same static page joining a relay on another origin (the relay sends CORS headers).
   await page.goto(`/?relay=http://localhost:${PORT}/&device=cpu`)
   await page.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
@@ -165,7 +192,8 @@ test('a GPU-memory budget too small for any block: the notice says so and what o
   await expect(page.locator('#contribute-budget')).toHaveValue(/1(\.00)?MB/)
   await page.click('#contribute-button')
   const notice = page.locator('#notices .notice.error')
-  await expect(notice).toContainText('Not enough GPU memory for any span')
+  // ?device=cpu: the budget is of memory, not of a GPU's.
+  await expect(notice).toContainText('Not enough memory for any span')
   await expect(notice).toContainText('to serve one block')
   await expect(page.locator('#contribute-button')).toBeEnabled()
   await page.screenshot({ path: `${ART}/page-9-budget-too-small.png`, fullPage: true })
@@ -183,6 +211,8 @@ test('WebGPU in the compute worker: a tab serves every block from its worker on 
     const device = gpuTab.locator('#contribute-facts [data-key="device"]')
     await expect(device).toContainText('GPU')
     await expect(device).toContainText('in a Web Worker')
+    // The adapter row predicts no speed: the benchmark measures it.
+    await expect(gpuTab.locator('#gpu-info')).not.toContainText('expect')
     await chat.waitForFunction(() => document.body.dataset.net === 'ready', null, { timeout: 60_000 })
     const tokens = await chat.evaluate(async () => await window.webswarmChat!.generate('The ', 6))
     expect(tokens.length).toBeGreaterThan(0)

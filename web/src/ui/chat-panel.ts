@@ -1,24 +1,25 @@
 /**
  * The Chat panel: a conversation with the swarm. The embedding and head run in this tab, the
- * blocks on the tabs and Node peers that serve them. Messages are rendered through the model's
- * own chat template (model/chat.ts); a model without one (byte-llama) continues the user's text,
- * and the panel says so. Tokens stream into the reply as they are sampled; Stop ends the reply;
- * sampling settings sit in a small settings area; the route (which peer serves which blocks) and
+ * blocks on the tabs and Node peers that serve them. The conversation is rendered as the API
+ * renders it (chat-prompt.ts): the model's own chat template, or for a model without one
+ * (byte-llama) a plain User:/Assistant: transcript, and the panel says which. Tokens stream into
+ * the reply as they are sampled; Stop ends the reply; sampling settings sit in a small settings area; the route (which peer serves which blocks) and
  * any failover are drawn under the conversation with the measured tokens/s. Failures show as one
  * short notice; the detail goes to the page log.
  *
  * Also exposes `window.webswarmChat` for tests and the console.
  */
 import type { Backend } from '../gpu/backend.ts'
-import { chatPrompt, chatStopTokens, type ChatMessage } from '../model/chat.ts'
+import type { ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
-import { loadConfig, loadModel } from '../model/model.ts'
+import { loadModel } from '../model/model.ts'
 import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../swarm/client/generate.ts'
 import type { InferenceSession } from '../swarm/client/session.ts'
 import { loadClientEnds } from '../swarm/model-backend.ts'
+import { chatTurnPrompt, cutAtStop } from './chat-prompt.ts'
 import type { PageContext } from './context.ts'
 import { disclosure, el, short } from './dom.ts'
 import { ChatInputError, GenerationStoppedError, PageParamError } from './errors.ts'
@@ -30,7 +31,7 @@ const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
 /** Largest reply the settings accept, tokens. */
 const MAX_NEW_TOKENS = 2048
 
-interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[] }
+interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[], stopStrings?: readonly string[] }
 
 interface ChatApi {
   /** Serve blocks `A:B` (or 'auto'); resolves with the span once announced ONLINE. */
@@ -54,11 +55,13 @@ interface Loaded { config: ModelConfig, ends: ClientEnds, tokenizer?: TextTokeni
 export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () => Promise<SwarmPieces>, contribution: Contribution): void {
   const { modelUrl, modelId } = ctx.params
   const mode = el('p', { id: 'chat-mode', class: 'hint' }, `Model ${modelId}`)
+  const deviceNote = el('p', { id: 'chat-device', class: 'hint', hidden: '' })
   const conversation = el('div', { id: 'chat-conversation', role: 'log', 'aria-live': 'polite', 'aria-label': 'conversation' })
   const empty = el('p', { class: 'hint empty' }, 'Ask something: the answer is computed by the peers that serve the model\'s blocks.')
   conversation.append(empty)
   const input = el('textarea', { id: 'chat-input', rows: '2', placeholder: 'Message the swarm…', 'aria-label': 'message' })
-  const send = el('button', { id: 'chat-send', type: 'submit', class: 'primary' }, 'Send')
+  const send = el('button', { id: 'chat-send', type: 'submit', class: 'primary', disabled: '', 'aria-describedby': 'chat-blocked' }, 'Send')
+  const blocked = el('p', { id: 'chat-blocked', class: 'hint', role: 'status' })
   const stopBtn = el('button', { id: 'chat-stop', type: 'button', disabled: '' }, 'Stop')
   const clear = el('button', { id: 'chat-clear', type: 'button', class: 'quiet' }, 'New chat')
   const form = el('form', { id: 'chat-form', class: 'composer' }, input, el('div', { class: 'composer-buttons' }, send, stopBtn, clear))
@@ -73,26 +76,64 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const topK = num('chat-top-k', 'Top-k (0 = all)', DEFAULTS.topK, { min: '0', max: '1000', step: '1' })
   const maxNew = num('chat-max', 'Max new tokens', DEFAULTS.maxTokens, { min: '1', max: String(MAX_NEW_TOKENS), step: '1' })
   const settings = disclosure('chat-settings', 'Sampling settings', settingsGrid)
-  const route = el('div', { id: 'chat-route', class: 'route', 'aria-label': 'route' })
+  // No aria-label: a plain div may not carry one (axe aria-prohibited-attr), and its text starts with "route:".
+  const route = el('div', { id: 'chat-route', class: 'route' })
   const stats = el('p', { id: 'chat-stats', class: 'hint' })
   const progress = createProgressBar('model-progress')
-  body.replaceChildren(mode, progress.element, conversation, form, settings, route, stats)
+  body.replaceChildren(mode, deviceNote, progress.element, conversation, form, blocked, settings, route, stats)
 
   const describeMode = (tokenizer: TextTokenizer | undefined): void => {
     mode.textContent = tokenizer?.chatTemplate !== undefined
       ? `${modelId} · replies use the model's chat template`
-      : `${modelId} has no chat template (a base model): the reply continues your text`
+      : `${modelId} has no chat template (a base model): the conversation is sent as a plain User:/Assistant: transcript, a convention the model was not trained on`
     mode.dataset.template = String(tokenizer?.chatTemplate !== undefined)
   }
   // Say how replies are made before the first message (config and tokenizer only, no weights).
-  void loadConfig(sourceFrom(modelUrl)).then(async c => { describeMode(await loadTokenizer(sourceFrom(modelUrl), c.vocabSize)) })
-    .catch(e => { ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
+  let described = false
+  const onModel = (): void => {
+    const m = ctx.modelStatus
+    if (m.state !== 'ready' || described) return
+    described = true
+    void loadTokenizer(sourceFrom(modelUrl), m.config.vocabSize).then(describeMode)
+      .catch(e => { described = false; ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
+  }
+  ctx.addEventListener('model', onModel)
+  onModel()
+
+  /** The reply being generated (Stop aborts it). */
+  let controller: AbortController | undefined
+  /** Why Send cannot work now (the model unreadable, the relay down), or undefined when it can. */
+  const sendBlocker = (): string | undefined => {
+    const m = ctx.modelStatus
+    if (ctx.swarmStatus.state === 'error') return `Send waits for the relay at ${ctx.params.relayUrl}, which could not be reached: see the notice at the top.`
+    if (m.state === 'error') return `Send waits for the model ${modelId}, which could not be read: see the notice at the top.`
+    if (m.state === 'reading') return `Reading the model ${modelId}…`
+    return undefined
+  }
+  /** Send is enabled when nothing blocks it and no reply is being generated. */
+  const drawSend = (): void => {
+    const why = sendBlocker()
+    send.disabled = why !== undefined || controller !== undefined
+    blocked.textContent = why ?? ''
+    blocked.hidden = why === undefined
+  }
+  for (const ev of ['model', 'swarm']) ctx.addEventListener(ev, drawSend)
+
+  // Without WebGPU the chat computes on the CPU by itself (ctx.chatBackend): say so before the
+  // first message, calmly — it is a working set-up, not a failure.
+  const drawDevice = (): void => {
+    deviceNote.hidden = !(ctx.gpuStatus.state === 'missing' && !ctx.cpuChosen)
+    deviceNote.textContent = 'No WebGPU in this browser: the chat computes its embedding and head on the CPU, which is quick for them.'
+  }
+  ctx.addEventListener('gpu', drawDevice)
+  ctx.addEventListener('device', drawDevice)
+  drawDevice()
 
   const messages: ChatMessage[] = []
   let loaded: Promise<Loaded> | undefined
   const load = async (): Promise<Loaded> => {
     loaded ??= (async () => {
-      const be = await ctx.backend()
+      const be = await ctx.chatBackend()
       const source = sourceFrom(modelUrl)
       const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
       const tokenizer = await loadTokenizer(source, config.vocabSize)
@@ -102,7 +143,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     return await loaded.catch(e => { loaded = undefined; throw e })
   }
 
-  let controller: AbortController | undefined
+  drawSend()
   let session: InferenceSession | undefined
   let produced = 0
   let failovers = 0
@@ -128,10 +169,11 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   }
 
   /**
-   * Generates through the swarm from prompt ids, streaming each token's text to `onText`.
+   * Generates through the swarm from prompt ids, passing the reply's text so far (cut before any
+   * of `opts.stopStrings`, which end it) to `onText` after each token.
    * Throws GenerationStoppedError when Stop was pressed (the tokens so far stay in `tokens`).
    */
-  const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (t: string) => void, tokens: number[]): Promise<void> => {
+  const run = async (ids: number[], n: number, opts: GenerateOptions, onText: (shown: string) => void, tokens: number[]): Promise<void> => {
     // Demand: contributing tabs serve the models people chat with first (role-choice.ts).
     if (!chatting) {
       chatting = true
@@ -144,12 +186,16 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     const decode = tokenizer?.decoder()
     const ctl = controller = new AbortController()
     stopBtn.disabled = false
-    send.disabled = true
+    drawSend()
     produced = 0
     session = undefined
     document.body.dataset.chat = 'running'
     const t0 = performance.now()
     let tFirst: number | undefined
+    const stops = opts.stopStrings ?? []
+    let text = ''
+    /** The reply reached a stop string: it is complete (not stopped by the user). */
+    let complete = false
     try {
       const r = await swarmGenerate(client, ends, ids, {
         maxNewTokens: n,
@@ -165,9 +211,13 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
           tokens.push(id)
           produced++
           tFirst ??= performance.now()
-          onText(decode !== undefined ? decode(id) : `${id} `)
+          text += decode !== undefined ? decode(id) : `${id} `
+          const cut = cutAtStop(text, stops)
+          onText(cut.shown)
           const secs = (performance.now() - tFirst) / 1000
           stats.textContent = `${produced} tokens · ${produced > 1 && secs > 0 ? `${((produced - 1) / secs).toFixed(2)} tokens/s` : 'first token'} · prompt ${ids.length} tokens in ${((tFirst - t0) / 1000).toFixed(1)} s`
+          // Throwing ends the loop (and closes the session), as Stop does; `complete` tells them apart.
+          if (cut.stopped) { complete = true; throw new GenerationStoppedError('the reply reached the next turn') }
         }
       })
       failovers += r.session.failovers.length
@@ -177,12 +227,14 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
       // Assigned in onSession (a callback), which the compiler's narrowing cannot see.
       const open = session as InferenceSession | undefined
       if (open !== undefined) { failovers += open.failovers.length; drawRoute(open) }
+      // Set in onToken (a callback), which the compiler's narrowing cannot see.
+      if (complete as boolean) { document.body.dataset.chat = 'done'; return }
       document.body.dataset.chat = e instanceof GenerationStoppedError ? 'stopped' : 'error'
       throw e
     } finally {
       controller = undefined
       stopBtn.disabled = true
-      send.disabled = false
+      drawSend()
     }
   }
 
@@ -194,7 +246,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   form.addEventListener('submit', ev => {
     ev.preventDefault()
     const text = input.value.trim()
-    if (text === '' || controller !== undefined) return
+    if (text === '' || controller !== undefined || sendBlocker() !== undefined) return
     input.value = ''
     bubble('user', text)
     const out = bubble('assistant', '')
@@ -203,15 +255,16 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     void (async () => {
       const { tokenizer, config } = await load()
       if (tokenizer === undefined) throw new ChatInputError(`${modelId} has no tokenizer the page can read (tokenizer.json or GGUF metadata): it cannot turn text into tokens`)
-      const templated = tokenizer.chatTemplate !== undefined
       const turn: ChatMessage = { role: 'user', content: text }
-      const ids = templated ? chatPrompt(tokenizer, [...messages, turn]).ids : tokenizer.encode(text)
-      const stopTokens = templated ? chatStopTokens(tokenizer, config.eosTokenIds) : undefined
+      const prompt = chatTurnPrompt({ id: modelId, tokenizer, eosTokenIds: config.eosTokenIds, contextLength: config.maxPositions }, [...messages, turn])
+      // The whole conversation is the prompt: it must leave the model's context room for a reply.
+      const room = config.maxPositions - prompt.ids.length
+      if (room < 1) throw new ChatInputError(`the conversation is ${prompt.ids.length} tokens, and ${modelId} reads at most ${config.maxPositions}: press New chat`)
       const reply = { role: 'assistant', content: '' }
       messages.push(turn)
-      const n = Math.min(MAX_NEW_TOKENS, Math.max(1, Math.round(Number(maxNew.value) || DEFAULTS.maxTokens)))
+      const n = Math.min(room, MAX_NEW_TOKENS, Math.max(1, Math.round(Number(maxNew.value) || DEFAULTS.maxTokens)))
       try {
-        await run(ids, n, { temperature: Number(temperature.value), topP: Number(topP.value), topK: Math.round(Number(topK.value)), stopTokens }, t => { out.textContent += t; reply.content += t }, tokens)
+        await run(prompt.ids, n, { temperature: Number(temperature.value), topP: Number(topP.value), topK: Math.round(Number(topK.value)), stopTokens: prompt.stopTokens, stopStrings: prompt.stopStrings }, t => { out.textContent = t; reply.content = t }, tokens)
       } finally {
         messages.push(reply)
       }
@@ -247,7 +300,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     bubble('user', typeof p === 'string' ? p : `token ids ${p.join(',')}`)
     const out = bubble('assistant', '')
     const tokens: number[] = []
-    await run(ids, n, opts, t => { out.textContent += typeof p === 'string' ? t : '' }, tokens)
+    await run(ids, n, opts, t => { if (typeof p === 'string') out.textContent = t }, tokens)
     if (typeof p !== 'string') out.textContent = tokens.join(' ')
     return tokens
   }

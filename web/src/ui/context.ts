@@ -5,7 +5,7 @@
  * fields into one entry with one lifetime), the page log and the short notices.
  *
  * Events (`addEventListener`): 'gpu' (probe finished), 'device' (the CPU fallback was chosen),
- * 'model' (the page model's depth is known),
+ * 'model' (reading the page model's config started, succeeded or failed: `modelStatus`),
  * 'swarm' (joined, or joining failed), 'self' (own entry written), 'log' (a log line),
  * 'notice' (a short message for people; detail: Notice).
  *
@@ -17,7 +17,10 @@
  */
 import type { Backend } from '../gpu/backend.ts'
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
+import type { ModelConfig } from '../model/config.ts'
 import { parseByteSize } from '../model/memory-plan.ts'
+import { loadConfig } from '../model/model.ts'
+import { sourceFrom } from '../model/source.ts'
 import { PEER_ENTRY_TTL_MS } from '../net/crdt/entries.ts'
 import { joinSwarm, type Swarm } from '../net/index.ts'
 import { call, handle } from '../net/stream/index.ts'
@@ -116,6 +119,7 @@ export function readPageParams (href: string): PageParams {
 
 export type GpuStatus = { state: 'probing' } | { state: 'ready', gpu: GpuBackend } | { state: 'missing', reason: string }
 export type SwarmStatus = { state: 'joining' } | { state: 'joined', swarm: Swarm } | { state: 'error', reason: string }
+export type ModelStatus = { state: 'reading' } | { state: 'ready', config: ModelConfig } | { state: 'error', reason: string }
 export interface Notice { text: string, level: 'info' | 'warn' | 'error' }
 
 declare global {
@@ -147,8 +151,9 @@ export class PageContext extends EventTarget {
   private selfTimer?: ReturnType<typeof setTimeout>
   private selfWrites: Promise<void> = Promise.resolve()
   private joining?: Promise<void>
-  /** Blocks in the page's model, once its config is read ('model' event). */
-  modelDepth?: number
+  /** The page model's config: being read, read, or unreadable (the relay down, a bad URL). */
+  modelStatus: ModelStatus = { state: 'reading' }
+  private readingModel?: Promise<void>
 
   constructor (readonly params: PageParams) {
     super()
@@ -163,10 +168,36 @@ export class PageContext extends EventTarget {
     this.dispatchEvent(new Event('gpu'))
   }
 
-  /** Records the page model's depth (the map draws it even when nobody serves it). */
-  setModelDepth (blocks: number): void {
-    this.modelDepth = blocks
-    this.dispatchEvent(new Event('model'))
+  /** Blocks in the page's model, once its config is read (the map draws it even when nobody serves it). */
+  get modelDepth (): number | undefined {
+    return this.modelStatus.state === 'ready' ? this.modelStatus.config.numLayers : undefined
+  }
+
+  /** Reads the page model's config (again after a failure: Retry); the outcome is `modelStatus`. */
+  async readModel (): Promise<void> {
+    if (this.modelStatus.state === 'ready') return
+    this.readingModel ??= (async () => {
+      this.modelStatus = { state: 'reading' }
+      this.dispatchEvent(new Event('model'))
+      try {
+        this.modelStatus = { state: 'ready', config: await loadConfig(sourceFrom(this.params.modelUrl)) }
+      } catch (e) {
+        this.modelStatus = { state: 'error', reason: (e as Error).message }
+        this.log(`reading the model at ${this.params.modelUrl} failed: ${(e as Error).message}`)
+      } finally {
+        this.readingModel = undefined
+      }
+      this.dispatchEvent(new Event('model'))
+    })()
+    await this.readingModel
+  }
+
+  /** Tries again whatever of the network failed: joining the swarm, reading the model (the notice's Retry). */
+  async retry (): Promise<void> {
+    await Promise.all([
+      this.swarmStatus.state === 'error' ? this.join() : undefined,
+      this.modelStatus.state === 'error' ? this.readModel() : undefined
+    ])
   }
 
   /** Compute on the CPU twins from now on (the explicit fallback without WebGPU). */
@@ -185,6 +216,16 @@ export class PageContext extends EventTarget {
     }
     if (this.cpuChosen) return (await import('../gpu/cpu-backend.ts')).cpu
     throw new NoComputeDeviceError('this browser has no WebGPU: choose "Use the CPU instead" (slow, but it works) or open the page with ?device=cpu')
+  }
+
+  /**
+   * Where the chat's embedding and head run: as backend(), but without WebGPU the CPU twins
+   * without asking — they are small (a review measured byte-llama's chat at 139 tokens/s on the
+   * CPU, 94 on SwiftShader), so the chat needs no choice from the user; serving blocks still asks.
+   */
+  async chatBackend (): Promise<Backend> {
+    if (!this.cpuChosen && await this.gpu !== undefined) return await this.backend()
+    return (await import('../gpu/cpu-backend.ts')).cpu
   }
 
   /** 'GPU', 'CPU', or 'none' yet: for status lines. */

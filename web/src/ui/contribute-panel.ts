@@ -2,7 +2,7 @@
  * The Contribute panel: one button. The tab picks its own role (role-choice.ts: blocks of the
  * model that needs them most, experts an MoE model lacks, or a training run that wants members,
  * within the GPU-memory budget, which the user may lower), says which and why, then shows what it
- * does for the swarm — model, blocks, sessions, tokens served, uptime, GPU memory, throughput —
+ * does for the swarm — model, blocks, sessions, tokens served, uptime, memory, throughput —
  * and stops cleanly. A background tab is throttled by the browser: the panel warns, and the tab's
  * swarm entry says so (the map marks it).
  */
@@ -28,15 +28,16 @@ function roleWords (r: Role): string {
 export function mountContributePanel (body: HTMLElement, ctx: PageContext, pieces: () => Promise<SwarmPieces>, trainer?: RunJoiner): Contribution {
   const progress = createProgressBar('serve-progress')
   const contribution = new Contribution(ctx, pieces, progress, trainer)
-  const intro = el('p', { class: 'hint' }, 'Lend this tab\'s GPU to the swarm. It picks what the swarm needs most — the blocks of a model nobody serves yet, experts of an MoE model, or a training run short of members — and does it for everyone.')
+  const intro = el('p', { id: 'contribute-intro', class: 'hint' })
   const start = el('button', { id: 'contribute-button', type: 'button', class: 'primary big' }, 'Contribute')
   const stop = el('button', { id: 'contribute-stop', type: 'button', hidden: '' }, 'Stop contributing')
   const budget = el('input', { id: 'contribute-budget', size: '8', placeholder: 'e.g. 2GB', 'aria-describedby': 'contribute-budget-hint' })
   const budgetHint = el('span', { id: 'contribute-budget-hint', class: 'hint' }, '')
   const span = el('input', { id: 'serve-span', size: '8', value: 'auto', 'aria-label': 'blocks to serve (A:B or auto)' })
+  const budgetLabel = el('label', { for: 'contribute-budget' })
   const advanced = disclosure('contribute-advanced', 'Limits and blocks',
     el('div', { class: 'settings-grid' },
-      el('label', { for: 'contribute-budget' }, 'GPU memory budget'), el('div', {}, budget, ' ', budgetHint),
+      budgetLabel, el('div', {}, budget, ' ', budgetHint),
       el('label', { for: 'serve-span' }, 'Blocks (A:B, or auto)'), span))
   const status = el('p', { id: 'serve-status', class: 'status-line' }, 'Not contributing.')
   const why = el('p', { id: 'contribute-role', class: 'hint', hidden: '' })
@@ -53,6 +54,15 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
   }
   void ctx.gpu.then(fillBudget)
   ctx.addEventListener('device', () => { fillBudget(undefined) })
+
+  // On the CPU twins the panel speaks of the CPU and of memory, not of a GPU this tab does not use.
+  const memoryWord = (): string => ctx.cpuChosen ? 'memory' : 'GPU memory'
+  const drawDevice = (): void => {
+    intro.textContent = `Lend this tab's ${ctx.cpuChosen ? 'CPU' : 'GPU'} to the swarm. It picks what the swarm needs most — the blocks of a model nobody serves yet, experts of an MoE model, or a training run short of members — and does it for everyone.`
+    budgetLabel.textContent = ctx.cpuChosen ? 'Memory budget' : 'GPU memory budget'
+  }
+  ctx.addEventListener('device', drawDevice)
+  drawDevice()
 
   const render = (): void => {
     contribution.refreshMirror()
@@ -80,7 +90,7 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
       status.textContent = s.state === 'online' ? `hosting ${roleWords(s.role)} · ${s.steps} calls · ${s.tokens} rows` : `loading ${roleWords(s.role)}…`
       factsBox.replaceChildren(facts('contribute-facts', [
         ['model', s.model], ['experts', `${s.role.experts.join(', ')} of layer ${s.role.layer}`], ['calls answered', String(s.steps)], ['rows served', String(s.tokens)],
-        ['uptime', uptime], ['GPU memory', memory], ['throughput', `${s.throughput.toFixed(1)} rows/s per expert`], ['device', `${s.device} · on the page thread`]
+        ['uptime', uptime], [memoryWord(), memory], ['throughput', `${s.throughput.toFixed(1)} rows/s per expert`], ['device', `${s.device} · on the page thread`]
       ]))
       return
     }
@@ -89,9 +99,11 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
       factsBox.replaceChildren()
       return
     }
+    // Until a step ran, the server's throughput is its starting guess, not a measurement.
+    const throughput = s.steps === 0 ? 'not measured yet' : `${s.throughput.toFixed(2)} tokens/s per block`
     // "serving blocks [A, B)": the line the e2e specs and the console read.
     status.textContent = s.state === 'online'
-      ? `serving blocks [${s.span.start}, ${s.span.end}) of ${s.model} · ${s.sessions} sessions · ${s.steps} steps · ${s.throughput.toFixed(1)} tokens/s per block`
+      ? `serving blocks [${s.span.start}, ${s.span.end}) of ${s.model} · ${s.sessions} session${s.sessions === 1 ? '' : 's'} · ${s.steps} step${s.steps === 1 ? '' : 's'}${s.steps === 0 ? '' : ` · ${throughput}`}`
       : `loading blocks [${s.span.start}, ${s.span.end}) of ${s.model}…`
     factsBox.replaceChildren(facts('contribute-facts', [
       ['model', s.model],
@@ -99,8 +111,8 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
       ['sessions now', String(s.sessions)],
       ['tokens served', String(s.tokens)],
       ['uptime', uptime],
-      ['GPU memory', memory],
-      ['throughput', `${s.throughput.toFixed(2)} tokens/s per block`],
+      [memoryWord(), memory],
+      ['throughput', throughput],
       ['device', `${s.device} · ${s.computeIn === 'worker' ? 'in a Web Worker' : 'on the page thread'}`]
     ]))
   }
@@ -111,7 +123,7 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
     try {
       b = budget.value.trim() === '' ? undefined : parseByteSize(budget.value.trim())
     } catch (e) {
-      ctx.notify(`GPU memory budget: ${(e as Error).message}`, 'error')
+      ctx.notify(`${budgetLabel.textContent}: ${(e as Error).message}`, 'error')
       start.disabled = false
       return
     }
@@ -120,10 +132,10 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
     render()
     started.then(r => { ctx.notify(`Contributing: ${roleWords(r)}.`) }, e => {
       if (e instanceof MemoryBudgetError) {
-        ctx.notify(`Not enough GPU memory for any span: ${e.message}. Raise the budget (Limits and blocks) to at least ${formatBytes(e.plan.totalBytes)} to serve one block.`, 'error')
+        ctx.notify(`Not enough ${memoryWord()} for any span: ${e.message}. Raise the budget (Limits and blocks) to at least ${formatBytes(e.plan.totalBytes)} to serve one block.`, 'error')
       } else if (e instanceof NoRoleFitsError && e.smallest !== undefined) {
         const what = e.smallest.what.startsWith('one block') ? `to serve ${e.smallest.what}` : `for ${e.smallest.what}`
-        ctx.notify(`Not enough GPU memory for any span: ${e.message}. Raise the budget (Limits and blocks) to at least ${formatBytes(e.smallest.bytes)} ${what}.`, 'error')
+        ctx.notify(`Not enough ${memoryWord()} for any span: ${e.message}. Raise the budget (Limits and blocks) to at least ${formatBytes(e.smallest.bytes)} ${what}.`, 'error')
       } else ctx.notify(`Could not contribute: ${(e as Error).message}`, 'error')
     }).finally(() => { start.disabled = false; render() })
   })

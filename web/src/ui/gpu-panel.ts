@@ -6,7 +6,8 @@ export function renderGpuInfo (body: HTMLElement, gpu: GpuBackend): void {
   const i = gpu.info
   const rows: Array<[string, string]> = [
     ['adapter', [i.vendor, i.architecture, i.device, i.description].filter(s => s !== '').join(' · ') || 'unknown'],
-    ['software', i.software ? 'yes (expect ~0.3 GFLOP/s)' : 'no'],
+    // No expected speed here: the benchmark below measures this adapter.
+    ['software', i.software ? 'yes (runs on the CPU: slow, see the measured matmul below)' : 'no'],
     ['features', [i.f16 ? 'shader-f16' : '', i.subgroups ? 'subgroups' : '', i.timestampQuery ? 'timestamp-query' : ''].filter(Boolean).join(', ') || 'none'],
     ['max storage binding', `${(i.limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`],
     ['workgroup memory', `${i.limits.maxComputeWorkgroupStorageSize} B`]
@@ -41,7 +42,7 @@ export function renderError (body: HTMLElement, message: string, onCpu?: () => v
   btn.textContent = 'Use the CPU instead'
   const hint = document.createElement('span')
   hint.className = 'hint'
-  hint.textContent = ' Chat and contribute on this computer\'s CPU: about 10–100× slower than a GPU.'
+  hint.textContent = ' Contribute on this computer\'s CPU: about 10–100× slower than a GPU. (The chat already runs on it.)'
   btn.addEventListener('click', () => {
     onCpu()
     btn.disabled = true

@@ -6,8 +6,6 @@
 import { GpuBackend } from '../gpu/gpu-backend.ts'
 import { benchMatmul } from '../gpu/ops/matmul-bench.ts'
 import { runSelfTests, type SelfTestResult } from '../gpu/selftest.ts'
-import { loadConfig } from '../model/model.ts'
-import { sourceFrom } from '../model/source.ts'
 import { mountChatPanel } from './chat-panel.ts'
 import { PageContext, readPageParams, type PageParams } from './context.ts'
 import { mountContributePanel } from './contribute-panel.ts'
@@ -85,7 +83,8 @@ async function main (): Promise<void> {
   const contribution = mountContributePanel(panel('contribute-panel'), ctx, pieces, trainer)
   mountChatPanel(panel('chat-panel'), ctx, pieces, contribution)
   ctx.addEventListener('swarm', () => { document.body.dataset.net = ctx.swarmStatus.state === 'joined' ? 'ready' : ctx.swarmStatus.state === 'error' ? 'error' : 'joining' })
-  void loadConfig(sourceFrom(params.modelUrl)).then(c => { ctx.setModelDepth(c.numLayers) }, e => { ctx.notify(`The model at ${params.modelUrl} could not be read: ${(e as Error).message}`, 'error') })
+  // A failure shows as the notices' reachability line, with Retry (notices.ts).
+  void ctx.readModel()
   void ctx.join()
   // `?serve=A:B` or `?serve=auto`: contribute as soon as the swarm is joined (scripts, demos).
   const serve = new URLSearchParams(location.search).get('serve')

@@ -2,9 +2,12 @@
  * The page's chrome: status pills in the header (device, swarm), short notices under it (one line
  * each, dismissable; errors stay until dismissed, the rest fade after a while), and the detailed
  * log in a collapsible panel at the bottom. Panels never write raw errors into their own body.
+ * What the page could not reach (the relay, the model) is one standing notice with a Retry
+ * button, kept up to date from the context's state (reachability.ts).
  */
 import type { Notice, PageContext } from './context.ts'
 import { el } from './dom.ts'
+import { unreachableText } from './reachability.ts'
 
 /** Notices shown at once; older ones go (they stay in the log). */
 const MAX_NOTICES = 4
@@ -32,9 +35,37 @@ export function mountNotices (box: HTMLElement, logBox: HTMLElement, ctx: PageCo
     const item = el('div', { class: `notice ${n.level}`, role: n.level === 'error' ? 'alert' : 'status', 'data-level': n.level }, el('span', {}, n.text), close)
     close.addEventListener('click', () => { item.remove() })
     box.append(item)
-    while (box.children.length > MAX_NOTICES) box.firstElementChild!.remove()
+    // The reachability notice stays until what it names is reached.
+    const oldest = (): Element | undefined => [...box.children].find(c => c !== reach)
+    while (box.children.length > MAX_NOTICES) oldest()?.remove()
     if (n.level === 'info') setTimeout(() => { item.remove() }, INFO_NOTICE_MS)
   })
+
+  // The reachability notice: one element, redrawn on every change (it stays, its Retry disabled,
+  // while a retry is in progress, and goes once everything is reached).
+  let reach: HTMLElement | undefined
+  const drawReach = (): void => {
+    const text = unreachableText(ctx.params, ctx.swarmStatus, ctx.modelStatus)
+    const trying = ctx.swarmStatus.state === 'joining' || ctx.modelStatus.state === 'reading'
+    if (text === undefined && !(trying && reach !== undefined)) {
+      reach?.remove()
+      reach = undefined
+      return
+    }
+    if (text === undefined) {
+      reach!.querySelector('button')!.disabled = true
+      reach!.querySelector('button')!.textContent = 'Retrying…'
+      return
+    }
+    const retry = el('button', { id: 'relay-retry', type: 'button' }, 'Retry')
+    retry.addEventListener('click', () => { void ctx.retry() })
+    const item = el('div', { id: 'relay-notice', class: 'notice error', role: 'alert', 'data-level': 'error' }, el('span', {}, text), retry)
+    if (reach === undefined) box.prepend(item)
+    else reach.replaceWith(item)
+    reach = item
+  }
+  for (const ev of ['swarm', 'model']) ctx.addEventListener(ev, drawReach)
+  drawReach()
 
   logBox.textContent = ctx.logLines.join('\n')
   ctx.addEventListener('log', ev => {

@@ -1,7 +1,7 @@
 /**
  * A download progress bar for model weights: a <progress> element and a line with bytes, rate
- * and ETA (util/progress.ts), hidden when idle. Several loads in a row (the client's ends, then
- * a span to serve) reuse one bar.
+ * and ETA (util/progress.ts), shown only while a load runs. Several loads in a row (the client's
+ * ends, then a span to serve) reuse one bar.
  */
 import { ProgressMeter, formatProgress } from '../util/progress.ts'
 
@@ -31,9 +31,12 @@ export function createProgressBar (id: string): ProgressBar {
         const s = meter.update(p.bytesLoaded, p.bytesTotal)
         bar.value = s.fraction
         text.textContent = ` ${formatProgress(label, s)}`
-        // Tests read how far it got; the line stays after the end as a record of the load.
+        // Tests read how far it got. A finished bar goes: "done in 0:00" above the chat was noise.
         element.dataset.bytes = String(p.bytesLoaded)
-        if (s.done) element.dataset.state = 'done'
+        if (s.done) {
+          element.dataset.state = 'done'
+          element.hidden = true
+        }
       }
     }
   }

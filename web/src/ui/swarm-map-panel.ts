@@ -43,7 +43,7 @@ function coverageBar (m: ModelCoverage): HTMLElement {
       ? `block ${b.block}: nobody serves it${b.joining.length > 0 ? ` (${b.joining.length} loading)` : ''}`
       : `block ${b.block}: ${b.servers.map(s => `${short(s.peer)} ${s.throughput.toFixed(1)} tok/s`).join(', ')}`
     bar.append(el('span', { class: `cell ${n === 0 ? (b.joining.length > 0 ? 'loading' : 'gap') : n === 1 ? 'one' : 'many'}`, title, 'data-block': String(b.block), 'data-servers': String(n) },
-      el('b', {}, String(n)), el('small', {}, n > 0 ? tps.toFixed(tps >= 10 ? 0 : 1) : '')))
+      el('b', {}, String(n)), el('small', {}, n > 0 ? `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s` : '')))
   }
   return bar
 }
@@ -90,9 +90,10 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
   const entries = [...live.values()]
   const links = linkKinds(s)
   const relayUp = s.peers.relayConnected
+  const direct = [...links.values()].filter(l => l.kind === 'webrtc').length
 
   const summary = el('p', { id: 'map-summary', class: 'status-line' },
-    `${live.size} peer${live.size === 1 ? '' : 's'} alive · relay ${relayUp ? 'connected' : 'reconnecting…'} · ${[...links.values()].filter(l => l.kind === 'webrtc').length} direct link(s)`)
+    `${live.size} peer${live.size === 1 ? '' : 's'} alive · relay ${relayUp ? 'connected' : 'reconnecting…'} · ${direct} direct link${direct === 1 ? '' : 's'}`)
   const info = el('dl', { id: 'net-info', class: 'facts' },
     el('dt', {}, 'this peer'), el('dd', { 'data-key': 'this peer', title: s.peerId }, short(s.peerId)),
     el('dt', {}, 'swarm'), el('dd', { 'data-key': 'swarm' }, s.swarm),
@@ -171,7 +172,7 @@ async function render (body: HTMLElement, ctx: PageContext, s: Swarm): Promise<v
   body.dataset.directPeers = String(s.peers.directPeers().length)
 }
 
-/** Mounts the map: joining state, relay failure with Retry, then the live map. */
+/** Mounts the map: joining state, relay failure, then the live map. */
 export function mountSwarmMap (body: HTMLElement, ctx: PageContext): void {
   let swarm: Swarm | undefined
   const draw = (): void => {
@@ -184,12 +185,10 @@ export function mountSwarmMap (body: HTMLElement, ctx: PageContext): void {
       body.replaceChildren(el('p', { class: 'status-line' }, `Joining the swarm through ${ctx.params.relayUrl}…`))
       return
     }
-    const retry = el('button', { id: 'relay-retry', type: 'button', class: 'primary' }, 'Retry')
-    retry.addEventListener('click', () => { retry.disabled = true; void ctx.join() })
-    body.replaceChildren(el('div', { id: 'net-error', class: 'error', role: 'alert' },
-      el('p', {}, el('b', {}, 'The relay is unreachable. '), `This page joins the swarm through ${ctx.params.relayUrl}, which did not answer.`),
-      el('p', { class: 'hint' }, st.reason),
-      el('p', {}, retry, ' ', el('span', { class: 'hint' }, 'or open the page with ?relay=https://… to join another relay.'))))
+    // The notice at the top says it (once, as an alert) and holds Retry (notices.ts).
+    body.replaceChildren(el('div', { id: 'net-error', class: 'error' },
+      el('p', {}, el('b', {}, 'Not in the swarm: the relay is unreachable. '), `This page joins the swarm through ${ctx.params.relayUrl}, which did not answer.`),
+      el('p', { class: 'hint' }, 'Retry from the notice at the top, or open the page with ?relay=https://… to join another relay.')))
   }
   const schedule = coalesce(draw, RENDER_COALESCE_MS)
   ctx.addEventListener('swarm', () => {
