@@ -212,6 +212,16 @@ describe('OpenAI API over the swarm (openai client)', () => {
     expect((tooMany as InstanceType<typeof OpenAI.APIError>).param).toBe('max_tokens')
   })
 
+  it('413s name what is too large: max_tokens as the request spelled it; a body over 4 MB is request_too_large', async () => {
+    const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 100000 }).catch((x: unknown) => x)
+    expect(chat).toMatchObject({ status: 413, code: 'context_length_exceeded', param: 'max_tokens' })
+    const chat2 = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 100000 }).catch((x: unknown) => x)
+    expect(chat2).toMatchObject({ status: 413, param: 'max_completion_tokens' })
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'x'.repeat(5 << 20) }) })
+    expect(r.status).toBe(413)
+    expect((await r.json() as { error: { code: string } }).error.code).toBe('request_too_large')
+  })
+
   it('a client that disconnects mid-stream frees its server sessions', async () => {
     const ac = new AbortController()
     const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Long' }], max_tokens: 200, temperature: 0, stream: true }, { signal: ac.signal })

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import {
-  ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, SwarmUnavailableError, UnknownRouteError, type ApiError
+  ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, SwarmUnavailableError, UnknownRouteError, type ApiError
 } from '../../web/src/api/errors.ts'
 import type { ApiModel } from '../../web/src/api/generator.ts'
 import { promptFor, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
@@ -111,6 +111,12 @@ describe('request validation', () => {
     expect(param(() => parseChatRequest([]))).toBe(null)
   })
 
+  it('max_tokens errors name the field the request used', () => {
+    expect(parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 5 }).maxTokensParam).toBe('max_tokens')
+    expect(parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 5 }).maxTokensParam).toBe('max_completion_tokens')
+    expect(parseCompletionRequest({ model: 'm', prompt: 'x', max_tokens: 5 }).maxTokensParam).toBe('max_tokens')
+  })
+
   it('formats missing blocks as ranges', () => {
     expect(formatBlocks([0, 1, 2, 5, 7, 8])).toBe('0-2, 5, 7-8')
   })
@@ -127,6 +133,7 @@ describe('API errors', () => {
       [new MethodNotAllowedError('m'), 405, 'invalid_request_error', 'method_not_allowed', true],
       [new ModelNotFoundError('m'), 404, 'invalid_request_error', 'model_not_found', true],
       [new PromptTooLongError('m'), 413, 'invalid_request_error', 'context_length_exceeded', true],
+      [new RequestTooLargeError('m'), 413, 'invalid_request_error', 'request_too_large', true],
       [new RateLimitError('m', 3), 429, 'rate_limit_error', 'rate_limit_exceeded', true],
       [new SwarmUnavailableError('m'), 503, 'server_error', 'blocks_not_served', false],
       [new ApiInternalError('m'), 500, 'server_error', 'internal_error', false]

@@ -23,6 +23,8 @@ interface GenerationRequest {
   model: string
   /** Tokens to generate at most; undefined = what the context leaves (capped by the server). */
   maxTokens?: number
+  /** The field maxTokens came from (`max_tokens`, or chat's `max_completion_tokens`): errors name it. */
+  maxTokensParam: string
   /** 0 = greedy. OpenAI's default is 1. */
   temperature: number
   /** (0, 1]; OpenAI's top_p 0 is taken as greedy. */
@@ -113,7 +115,12 @@ function common (o: Json, maxTokensKeys: string[]): GenerationRequest {
   if (typeof o.model !== 'string' || o.model === '') throw new InvalidParamError("'model' is required: a model id from GET /v1/models", 'model', has(o, 'model') ? 'invalid_type' : 'missing_required_parameter')
   unsupported(o)
   let maxTokens: number | undefined
-  for (const k of maxTokensKeys) maxTokens ??= int(o, k, 1, 1 << 20)
+  let maxTokensParam = maxTokensKeys[0]
+  for (const k of maxTokensKeys) {
+    if (maxTokens !== undefined) break
+    maxTokens = int(o, k, 1, 1 << 20)
+    if (maxTokens !== undefined) maxTokensParam = k
+  }
   const temperature = num(o, 'temperature', 0, 2, 1)
   const topP = num(o, 'top_p', 0, 1, 1)
   const topK = int(o, 'top_k', 0, 1 << 20) ?? 0
@@ -129,6 +136,7 @@ function common (o: Json, maxTokensKeys: string[]): GenerationRequest {
   return {
     model: o.model,
     maxTokens,
+    maxTokensParam,
     // top_p 0 keeps only the most likely token: greedy.
     temperature: topP === 0 ? 0 : temperature,
     topP: topP === 0 ? 1 : topP,

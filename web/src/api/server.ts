@@ -7,7 +7,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
-  ApiError, ApiInternalError, InvalidApiKeyError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, UnknownRouteError
+  ApiError, ApiInternalError, InvalidApiKeyError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, UnknownRouteError
 } from './errors.ts'
 import type { ApiModel, FinishReason, Generator } from './generator.ts'
 import { promptFor } from './prompt.ts'
@@ -94,6 +94,8 @@ export class ApiServer {
       const headers: Record<string, string> = {}
       if (err instanceof RateLimitError) headers['retry-after'] = String(err.retryAfterS)
       if (err instanceof InvalidApiKeyError) headers['www-authenticate'] = 'Bearer'
+      // The rest of the body is left unread: the connection cannot carry another request.
+      if (err instanceof RequestTooLargeError) headers.connection = 'close'
       sendJson(res, err.status, err.body(), headers)
     }
   }
@@ -158,7 +160,7 @@ export class ApiServer {
     if (prompt.ids.length >= ctx) throw new PromptTooLongError(`the prompt is ${prompt.ids.length} tokens; ${model.id} takes at most ${ctx} tokens of prompt and completion together`, request.kind === 'chat' ? 'messages' : 'prompt')
     const room = ctx - prompt.ids.length
     if (request.maxTokens !== undefined && request.maxTokens > room) {
-      throw new PromptTooLongError(`the prompt (${prompt.ids.length} tokens) and max_tokens (${request.maxTokens}) exceed ${model.id}'s context of ${ctx} tokens; ask for at most ${room}`, request.kind === 'chat' ? 'max_completion_tokens' : 'max_tokens')
+      throw new PromptTooLongError(`the prompt (${prompt.ids.length} tokens) and ${request.maxTokensParam} (${request.maxTokens}) exceed ${model.id}'s context of ${ctx} tokens; ask for at most ${room}`, request.maxTokensParam)
     }
     const maxTokens = request.maxTokens ?? Math.min(room, this.defaultMaxTokens)
     const id = `${request.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`
@@ -268,7 +270,7 @@ async function readJson (req: IncomingMessage): Promise<unknown> {
   for await (const c of req) {
     const b = c as Buffer
     bytes += b.length
-    if (bytes > MAX_BODY_BYTES) throw new PromptTooLongError(`the request body exceeds ${MAX_BODY_BYTES} bytes`)
+    if (bytes > MAX_BODY_BYTES) throw new RequestTooLargeError(`the request body exceeds ${MAX_BODY_BYTES} bytes`)
     chunks.push(b)
   }
   const text = Buffer.concat(chunks).toString('utf8')
