@@ -8,6 +8,7 @@ import {
   ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, SwarmUnavailableError, UnknownRouteError, type ApiError
 } from '../../web/src/api/errors.ts'
 import type { ApiModel } from '../../web/src/api/generator.ts'
+import { LogitPenalties } from '../../web/src/api/penalties.ts'
 import { promptFor, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
 import { RateLimiter } from '../../web/src/api/rate-limit.ts'
 import { parseChatRequest, parseCompletionRequest } from '../../web/src/api/schema.ts'
@@ -117,8 +118,37 @@ describe('request validation', () => {
     expect(parseCompletionRequest({ model: 'm', prompt: 'x', max_tokens: 5 }).maxTokensParam).toBe('max_tokens')
   })
 
+  it('frequency_penalty, presence_penalty and logit_bias: parsed, defaults 0 / none; out of range or malformed refused naming each', () => {
+    const c = parseCompletionRequest({ model: 'm', prompt: 'x', frequency_penalty: 1, presence_penalty: -0.5, logit_bias: { 65: -100, 10: 2.5 } })
+    expect([c.frequencyPenalty, c.presencePenalty, [...c.logitBias]]).toEqual([1, -0.5, [[10, 2.5], [65, -100]]])
+    const d = parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }] })
+    expect([d.frequencyPenalty, d.presencePenalty, d.logitBias.size]).toEqual([0, 0, 0])
+    const param = (body: Record<string, unknown>): string | null => { try { parseCompletionRequest({ model: 'm', prompt: 'x', ...body }); return 'no error' } catch (e) { return (e as InvalidParamError).param } }
+    expect(param({ frequency_penalty: 2.5 })).toBe('frequency_penalty')
+    expect(param({ presence_penalty: '1' })).toBe('presence_penalty')
+    expect(param({ logit_bias: { 5: 101 } })).toBe('logit_bias')
+    expect(param({ logit_bias: { x: 1 } })).toBe('logit_bias')
+    expect(param({ logit_bias: { '-1': 1 } })).toBe('logit_bias')
+    expect(param({ logit_bias: { 5: 'high' } })).toBe('logit_bias')
+    expect(param({ logit_bias: [1, 2] })).toBe('logit_bias')
+  })
+
   it('formats missing blocks as ranges', () => {
     expect(formatBlocks([0, 1, 2, 5, 7, 8])).toBe('0-2, 5, 7-8')
+  })
+})
+
+describe('LogitPenalties (OpenAI\'s semantics)', () => {
+  it('logit[j] += bias[j] − count_j·frequency − [count_j > 0]·presence, over the tokens generated so far; the row passed in is left alone', () => {
+    const p = new LogitPenalties({ frequencyPenalty: 0.5, presencePenalty: 0.25, logitBias: new Map([[1, 3], [9, 5]]) })
+    const row = new Float32Array([1, 1, 1, 1])
+    expect([...p.apply(row)]).toEqual([1, 4, 1, 1]) // nothing generated yet: the bias alone (id 9 is past the row)
+    for (const id of [2, 2, 0]) p.record(id)
+    expect([...p.apply(row)]).toEqual([1 - 0.5 - 0.25, 4, 1 - 2 * 0.5 - 0.25, 1])
+    expect([...row]).toEqual([1, 1, 1, 1])
+    const none = new LogitPenalties({})
+    none.record(0)
+    expect(none.apply(row)).toBe(row) // inactive: no copy, no change
   })
 })
 

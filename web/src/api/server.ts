@@ -7,7 +7,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
-  ApiError, ApiInternalError, InvalidApiKeyError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, UnknownRouteError
+  ApiError, ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, UnknownRouteError
 } from './errors.ts'
 import type { ApiModel, FinishReason, Generator } from './generator.ts'
 import { promptFor } from './prompt.ts'
@@ -163,6 +163,8 @@ export class ApiServer {
       throw new PromptTooLongError(`the prompt (${prompt.ids.length} tokens) and ${request.maxTokensParam} (${request.maxTokens}) exceed ${model.id}'s context of ${ctx} tokens; ask for at most ${room}`, request.maxTokensParam)
     }
     const maxTokens = request.maxTokens ?? Math.min(room, this.defaultMaxTokens)
+    const outside = [...request.logitBias.keys()].find(t => t >= model.tokenizer.vocabSize)
+    if (outside !== undefined) throw new InvalidParamError(`'logit_bias': token id ${outside} is outside ${model.id}'s vocabulary [0, ${model.tokenizer.vocabSize})`, 'logit_bias')
     const id = `${request.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`
     const created = Math.floor(this.now() / 1000)
     const stops = new StopText([...request.stop, ...prompt.stopStrings])
@@ -200,7 +202,17 @@ export class ApiServer {
     this.active++
     let result
     try {
-      result = await this.generator.generate(model.id, prompt.ids, { maxTokens, stopTokens: prompt.stopTokens, temperature: request.temperature, topP: request.topP, topK: request.topK, seed: request.seed }, onToken, abort.signal)
+      result = await this.generator.generate(model.id, prompt.ids, {
+        maxTokens,
+        stopTokens: prompt.stopTokens,
+        temperature: request.temperature,
+        topP: request.topP,
+        topK: request.topK,
+        seed: request.seed,
+        frequencyPenalty: request.frequencyPenalty,
+        presencePenalty: request.presencePenalty,
+        logitBias: request.logitBias
+      }, onToken, abort.signal)
     } finally {
       if (--this.active === 0) for (const w of this.idleWaiters.splice(0)) w()
     }
