@@ -257,6 +257,13 @@ describe('OpenAI API over the swarm (openai client)', () => {
     expect((await r.json() as { error: { code: string } }).error.code).toBe('request_too_large')
   })
 
+  it('404 for a model this API does not serve names the ones it does and how to serve another', async () => {
+    const nf = await client.completions.create({ model: 'byte-mixtral', prompt: 'x', max_tokens: 1 }).catch((x: unknown) => x)
+    expect(nf).toBeInstanceOf(OpenAI.NotFoundError)
+    expect((nf as Error).message).toMatch(/'byte-mixtral' is not served by this API, which serves 'byte-llama'/)
+    expect((nf as Error).message).toMatch(/webswarm api --bootstrap RELAY --model MODEL/)
+  })
+
   it('a client that disconnects mid-stream frees its server sessions', async () => {
     const ac = new AbortController()
     const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Long' }], max_tokens: 200, temperature: 0, stream: true }, { signal: ac.signal })

@@ -149,7 +149,11 @@ export class ApiServer {
 
   private model (id: string, param: string | null): ApiModel {
     const m = this.generator.models().find(x => x.id === id)
-    if (m === undefined) throw new ModelNotFoundError(`the model '${id}' does not exist here; GET /v1/models lists ${this.generator.models().map(x => `'${x.id}'`).join(', ') || 'none'}`, param)
+    if (m === undefined) {
+      const served = this.generator.models().map(x => `'${x.id}'`).join(', ') || 'none'
+      // A relay's /models lists more than its API serves: say how to get an API for another one.
+      throw new ModelNotFoundError(`the model '${id}' is not served by this API, which serves ${served} (GET /v1/models); an API serves the one model it was started with: for another, run \`webswarm api --bootstrap RELAY --model MODEL\` (MODEL: a file or URL, e.g. RELAY/models/NAME.gguf from the relay's /models list)`, param)
+    }
     return m
   }
 

@@ -186,7 +186,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     key: 'api',
     synopsis: '--bootstrap MULTIADDR|URL --model MODEL [--host H] [--port P] [--api-key KEY[,KEY]] [--rate-limit N]',
-    about: 'OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on H:P,\nrunning the blocks on the swarm',
+    about: 'OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on H:P for --model\nalone (one API per model), running the blocks on the swarm',
     options: {
       ...SWARM,
       ...MODEL,
