@@ -9,7 +9,7 @@ import {
 } from '../../web/src/api/errors.ts'
 import type { ApiModel } from '../../web/src/api/generator.ts'
 import { LogitPenalties } from '../../web/src/api/penalties.ts'
-import { promptFor, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
+import { promptFor, renderChat, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
 import { RateLimiter } from '../../web/src/api/rate-limit.ts'
 import { parseChatRequest, parseCompletionRequest } from '../../web/src/api/schema.ts'
 import { StopText } from '../../web/src/api/stop-text.ts'
@@ -88,6 +88,12 @@ describe('prompts', () => {
     expect(new TextDecoder().decode(new Uint8Array(p.ids))).toBe('System: S\nUser: U\nAssistant:')
     expect(p.transcript).toBe(true)
     expect(p.stopStrings).toEqual(TRANSCRIPT_STOPS)
+  })
+
+  it('renderChat is the rule promptFor applies to chats (the CLI\'s --chat uses it too)', () => {
+    const messages = [{ role: 'user', content: 'Hello' }]
+    const viaApi = promptFor(model(new ByteTokenizer()), parseChatRequest({ model: 'm', messages }))
+    expect(renderChat(new ByteTokenizer(), messages, [3])).toEqual(viaApi)
   })
 
   it('token-id prompts outside the vocabulary are refused naming prompt', () => {

@@ -93,6 +93,14 @@ describe('webswarm CLI', () => {
     expect(e.stderr).toMatch(/give --verify RATE or --verify-window N, not both/)
   })
 
+  it('--chat on a model without a chat template renders the API\'s transcript and stops where the API stops', async () => {
+    const chat = await webswarm(['generate', '--model', 'models/byte-llama', '--chat', 'Hello', '--max-new-tokens', '40', '--device', 'cpu'])
+    expect(chat.code, chat.stderr).toBe(0)
+    // The same prompt written out by hand (api/prompt.ts transcript()), cut at the API's stop text.
+    const byHand = await webswarm(['generate', '--model', 'models/byte-llama', '--prompt', 'User: Hello\nAssistant:', '--max-new-tokens', '40', '--device', 'cpu'])
+    expect(chat.stdout).toBe(byHand.stdout.replace(/\n$/, '').split('\nUser:')[0] + '\n')
+  })
+
   it('a missing WebGPU adapter is a one-line error saying what to do', async () => {
     const r = await webswarm(['logits', '--model', LLAMA, '--tokens', '1', '--out', `${tmp}/x.json`], { VK_ICD_FILENAMES: '/nonexistent/icd.json' })
     expect(r.code).toBe(1)

@@ -31,9 +31,10 @@ const SWARM: OptionTable = {
 
 /** The prompt and sampling of both `generate`s. */
 const PROMPT: OptionTable = {
-  tokens: value('IDS', 'the prompt as token ids, 5,17,3 (ids are printed back)'),
-  prompt: value('TEXT', 'the prompt as text (needs a tokenizer; text is printed back)'),
-  chat: value('TEXT', "one chat turn in the model's own template; stops at end of turn"),
+  tokens: value('IDS', 'the prompt as token ids, 5,17,3 (the new tokens are printed as ids too)'),
+  prompt: value('TEXT', 'the prompt as text (needs a tokenizer; the continuation is printed as text)'),
+  // The one rule of web/src/api/prompt.ts, which the API and the page use too.
+  chat: value('TEXT', 'one user turn, rendered as the API renders chats: the model\'s chat template, else the transcript "User: TEXT\\nAssistant:" (stops at "\\nUser:"); ends at end of turn'),
   system: value('TEXT', 'the system message of --chat'),
   'max-new-tokens': value('N', 'tokens to generate (required)'),
   temperature: value('T', 'sampling temperature; 0 is greedy', 0),
@@ -76,7 +77,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     key: 'generate',
     synopsis: '--model MODEL (--tokens IDS | --prompt TEXT | --chat TEXT) --max-new-tokens N [options]',
-    about: 'streams text (or ids) to stdout; --chat: one chat turn in the model\'s own template\n(tokenizer.chat_template / tokenizer_config.json), stopping at end of turn',
+    about: 'streams the new text (or ids) to stdout',
     options: { ...MODEL, ...PROMPT, ...GPU_BUDGET, ...DEVICE },
     run: async f => await (await import('./commands.ts')).generateCmd(f)
   },
