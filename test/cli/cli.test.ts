@@ -4,6 +4,8 @@
 import { describe, expect, it, afterAll } from 'vitest'
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { decodeSafetensors } from '../../web/src/model/safetensors.ts'
 import { assertClose, relL2 } from '../helpers/assert-close.ts'
@@ -21,6 +23,15 @@ async function webswarm (args: string[], env: Record<string, string> = {}): Prom
       resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
     })
   })
+}
+
+/** A loopback port nothing listens on (one just released). */
+async function closedPort (): Promise<number> {
+  const srv = http.createServer()
+  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
+  const port = (srv.address() as AddressInfo).port
+  await new Promise(resolve => srv.close(resolve))
+  return port
 }
 
 describe('webswarm CLI', () => {
@@ -91,6 +102,16 @@ describe('webswarm CLI', () => {
     const e = await webswarm(['generate', '--bootstrap', '/ip4/127.0.0.1/tcp/1/ws/p2p/x', '--model', LLAMA, '--tokens', '1', '--max-new-tokens', '2', '--verify', '0.1', '--verify-window', '8', '--device', 'cpu'])
     expect(e.code).toBe(2)
     expect(e.stderr).toMatch(/give --verify RATE or --verify-window N, not both/)
+  })
+
+  it('a URL nobody answers is one line naming it (local and swarm generate)', async () => {
+    const port = await closedPort()
+    const base = `http://127.0.0.1:${port}`
+    const line = `webswarm: cannot reach 127.0.0.1:${port} (connection refused: nothing listens there): ${base}/models/default`
+    const local = await webswarm(['generate', '--model', `${base}/models/default`, '--tokens', '1', '--max-new-tokens', '2', '--device', 'cpu'])
+    expect([local.code, local.stderr]).toEqual([1, `${line}\n`])
+    const swarm = await webswarm(['generate', '--model', `${base}/models/default`, '--bootstrap', base, '--tokens', '1', '--max-new-tokens', '2', '--device', 'cpu'])
+    expect([swarm.code, swarm.stderr]).toEqual([1, `${line}, ${base}\n`])
   })
 
   it('--chat on a model without a chat template renders the API\'s transcript and stops where the API stops', async () => {

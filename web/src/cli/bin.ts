@@ -11,7 +11,7 @@
  *   npm run --silent webswarm -- <command> --help   (its options and their defaults)
  */
 import { COMMANDS, OVERVIEW_EPILOGUE } from './command-table.ts'
-import { exitStatusOf, isExpectedFailure } from './failures.ts'
+import { exitStatusOf, isExpectedFailure, networkFailure } from './failures.ts'
 import { commandHelp, overview, parseCommandLine } from './option-table.ts'
 
 async function main (argv: string[]): Promise<number> {
@@ -25,12 +25,14 @@ async function main (argv: string[]): Promise<number> {
   return await line.command.run(line.flags)
 }
 
-main(process.argv.slice(2)).then(code => {
+const argv = process.argv.slice(2)
+main(argv).then(code => {
   process.exitCode = code
 }, (e: unknown) => {
   const err = e as Error
-  // One line for expected failures (bad input, no adapter, bad files); a stack only for bugs.
-  if (isExpectedFailure(e)) process.stderr.write(`webswarm: ${err.message}\n`)
+  // One line for expected failures (bad input, no adapter, bad files, a host that does not
+  // answer: named with the URLs given for it); a stack only for bugs.
+  if (isExpectedFailure(e)) process.stderr.write(`webswarm: ${networkFailure(e, argv.map(a => a.replace(/^--[\w-]+=/, '')).filter(a => /^https?:\/\//i.test(a))) ?? err.message}\n`)
   else process.stderr.write(`webswarm: ${err?.stack ?? String(e)}\n`)
   process.exitCode = exitStatusOf(e)
 })

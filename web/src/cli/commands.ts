@@ -39,8 +39,9 @@ async function withModel<T> (f: Flags, plan: PlanOptions, fn: (m: CausalLM) => P
   const where = await resolveModelArg(required(f, 'model'))
   const source = sourceFrom(where)
   const budget = maxGpuMemory(f)
-  const config = budget === undefined ? undefined : await loadConfig(source)
-  if (config !== undefined) await new ModelPlanner(source, config, budget, line => { if (f.quiet !== true) process.stderr.write(`${line}\n`) }).check(wholeModel(config), { sessions: 1, ...plan })
+  // Read before the device opens: a --model URL that does not answer fails at once, not after WebGPU's start-up.
+  const config = await loadConfig(source)
+  if (budget !== undefined) await new ModelPlanner(source, config, budget, line => { if (f.quiet !== true) process.stderr.write(`${line}\n`) }).check(wholeModel(config), { sessions: 1, ...plan })
   const be = await openBackend(f)
   const model = await loadModel(source, be, { config, keepDtypes, onProgress: loadProgress(f, `loading ${where}`) })
   try {

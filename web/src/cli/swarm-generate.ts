@@ -37,9 +37,12 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   const source = sourceFrom(where)
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
   const budget = maxGpuMemory(f)
-  const planned = budget === undefined ? undefined : await loadConfig(source)
+  // Read before the device opens: a --model URL that does not answer fails at once, not after WebGPU's start-up.
+  const planned = await loadConfig(source)
   // The client holds only the embedding and the head (no blocks: no KV cache).
-  if (planned !== undefined) await new ModelPlanner(source, planned, budget, log).check({ blocks: { start: 0, end: 0 }, embedding: true, head: true }, { context: 1, stepTokens: 1 })
+  if (budget !== undefined) await new ModelPlanner(source, planned, budget, log).check({ blocks: { start: 0, end: 0 }, embedding: true, head: true }, { context: 1, stepTokens: 1 })
+  // The relays too: one that does not answer fails before the device opens.
+  const bootstrap = await resolveBootstrap(f)
   const be = await openBackend(f)
   const { config, ends } = await loadClientEnds(source, be, { config: planned, onProgress: loadProgress(f, `loading embedding + head of ${where}`) })
   const tokenizer = await loadTokenizer(source, config.vocabSize)
@@ -54,7 +57,7 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
   const shape = { numBlocks: config.numLayers, numExperts: config.numExperts }
   // Verifying joins the swarm doc: evidence goes there, and others' evidence is read from it.
-  const peer = !verifying ? await joinSwarm(await resolveBootstrap(f), shape, { log }) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
+  const peer = !verifying ? await joinSwarm(bootstrap, shape, { log }) : await joinSwarmWithDoc(bootstrap, shape, log)
   try {
     const model = modelId(where, str(f, 'model-id'))
     const board = peer.swarm === undefined ? undefined : new EvidenceBoard(peer.swarm.doc)
