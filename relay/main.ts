@@ -5,6 +5,7 @@
  */
 import { keepRunningOnUnhandledRejections } from '../web/src/util/process-guard.ts'
 import * as path from 'node:path'
+import { PortInUseError } from '../web/src/cli/failures.ts'
 import type { startRelayApi } from '../web/src/cli/api.ts'
 import { HELP, parseConfig, type RelayConfig } from './config.ts'
 import { mountHttp } from './http.ts'
@@ -114,6 +115,7 @@ async function start (config: RelayConfig, apiFlags: ApiFlags): Promise<{ relay:
 }
 
 main().catch((e: Error) => {
-  console.error(`relay: ${e.stack ?? e.message}`)
+  // A busy port is the user's to fix: one line, no stack.
+  console.error(`relay: ${e instanceof PortInUseError ? e.message : e.stack ?? e.message}`)
   process.exit(1)
 })

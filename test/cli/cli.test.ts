@@ -104,7 +104,7 @@ describe('webswarm CLI', () => {
     expect(e.stderr).toMatch(/give --verify RATE or --verify-window N, not both/)
   })
 
-  it('a URL nobody answers is one line naming it (local and swarm generate)', async () => {
+  it('a URL nobody answers is one line naming it (local and swarm generate); a busy --port is one line naming it', async () => {
     const port = await closedPort()
     const base = `http://127.0.0.1:${port}`
     const line = `webswarm: cannot reach 127.0.0.1:${port} (connection refused: nothing listens there): ${base}/models/default`
@@ -112,6 +112,15 @@ describe('webswarm CLI', () => {
     expect([local.code, local.stderr]).toEqual([1, `${line}\n`])
     const swarm = await webswarm(['generate', '--model', `${base}/models/default`, '--bootstrap', base, '--tokens', '1', '--max-new-tokens', '2', '--device', 'cpu'])
     expect([swarm.code, swarm.stderr]).toEqual([1, `${line}, ${base}\n`])
+    const busy = http.createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const taken = (busy.address() as AddressInfo).port
+    try {
+      const api = await webswarm(['api', '--bootstrap', base, '--model', LLAMA, '--port', String(taken), '--device', 'cpu'])
+      expect([api.code, api.stderr]).toEqual([1, `webswarm: port ${taken} on 127.0.0.1 is already in use (another relay, API or program listens there); choose another: --port 9000 (0: any free one)\n`])
+    } finally {
+      busy.close()
+    }
   })
 
   it('--chat on a model without a chat template renders the API\'s transcript and stops where the API stops', async () => {

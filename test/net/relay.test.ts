@@ -205,6 +205,22 @@ describe('relay process lifecycle', { timeout: TEST_MS }, () => {
     }
   })
 
+  it('npm run relay on a busy port: one line naming the port and how to choose another, exit 1', async () => {
+    const busy = http.createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as import('node:net').AddressInfo).port
+    try {
+      const child = spawnTs('relay/main.ts', ['--port', String(port), '--data-dir', await tmp(), '--ice-server', 'none', '--no-api'])
+      let err = ''
+      child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+      const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+      expect(code).toBe(1)
+      expect(err).toBe(`relay: port ${port} on 127.0.0.1 is already in use (another relay, API or program listens there); choose another: PORT=9000 npm start, or npm run relay -- --port 9000\n`)
+    } finally {
+      busy.close()
+    }
+  })
+
   it('npm run relay: --help documents every flag; SIGTERM flushes, compacts and exits 0', async () => {
     const help = execTs('relay/main.ts', ['--help'])
     expect(help).toContain('--relay-data')

@@ -1,15 +1,22 @@
 /**
  * Which failures of a `webswarm` command are expected (bad input, no adapter, bad files, a relay
- * or model URL that does not answer) — printed as one line — and which are bugs,
+ * or model URL that does not answer, a busy port) — printed as one line — and which are bugs,
  * printed with their stack. WebSwarm errors are told by error code, never by comparing `name`
  * strings (a renamed or duplicated class cannot slip through); Node's own network errors by
- * their `code` (ECONNREFUSED, ENOTFOUND, …).
+ * their `code` (ECONNREFUSED, EADDRINUSE, …).
  */
-import { hasErrorCode, type ErrorCodeString } from '../util/errors.ts'
+import { declaredError, hasErrorCode, WebSwarmError, type ErrorCodeString } from '../util/errors.ts'
+
+/** A port to listen on is taken: names it and how to choose another (relay/main.ts, `webswarm api`). */
+export class PortInUseError extends declaredError(WebSwarmError, { name: 'PortInUseError', errorCode: 'cli.port-in-use', callerFault: true }) {
+  constructor (readonly host: string, readonly port: number, /** How to pick another port, e.g. "--port 9000". */ how: string) {
+    super(`port ${port} on ${host} is already in use (another relay, API or program listens there); choose another: ${how}`)
+  }
+}
 
 /** Codes of the WebSwarm errors a command reports as one line: bad usage, no adapter, bad inputs and files. */
 const EXPECTED_CODES: readonly ErrorCodeString[] = [
-  'cli.usage',
+  'cli.usage', 'cli.port-in-use',
   'gpu.no-webgpu', 'gpu.shape', 'gpu.split-tensor', 'gpu.unsupported-dtype',
   'model.config', 'model.corrupt-weights', 'model.missing-tensor', 'model.tensor-shape-mismatch', 'model.weights-source',
   'model.tokenizer', 'model.session', 'model.checkpoint', 'model.argument', 'model.gguf-unsupported', 'model.gguf-metadata',
