@@ -36,10 +36,10 @@ function takeApiFlags (argv: string[]): ApiFlags {
     if (name === '--no-embedded-peer') out.embeddedPeer = false
     else if (name === '--no-api') out.api = false
     else if (name === '--api-key') out.apiKeys = value().split(',').filter(k => k !== '')
-    else if (name === '--api-rate-limit') {
+    else if (name === '--api-rate-limit' || name === '--rate-limit') { // --rate-limit: `webswarm api`'s name for it
       const v = value()
       const n = Number(v)
-      if (!Number.isInteger(n) || n < 0) throw new Error(`--api-rate-limit: '${v}' is not an integer ≥ 0`)
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${name}: '${v}' is not an integer ≥ 0`)
       out.ratePerMinute = n
     } else out.rest.push(argv[i])
   }

@@ -75,6 +75,19 @@ describe('webswarm option tables', () => {
     expect(parse()).toEqual({ kind: 'help', command: undefined, status: 2 })
   })
 
+  it('the relay\'s spellings (--ice-server, --api-rate-limit) are taken as the documented ones', () => {
+    const serve = ran(parse('serve', '--bootstrap', 'b', '--model', 'm', '--ice-server', 'none', '--ice-server=stun:a:1'))
+    expect(serve.flags['ice-servers']).toEqual(['none', 'stun:a:1'])
+    expect(serve.flags['ice-server']).toBeUndefined()
+    const api = ran(parse('api', '--bootstrap', 'b', '--model', 'm', '--api-rate-limit', '5'))
+    expect(api.flags['rate-limit']).toBe('5')
+    expect(ran(parse('api', '--bootstrap', 'b', '--model', 'm')).flags['rate-limit']).toBe('600')
+    // Documented once: the aliases are not in --help.
+    const apiHelp = commandHelp(COMMANDS.find(c => c.key === 'api')!)
+    expect(apiHelp).toMatch(/--rate-limit N/)
+    expect(apiHelp).not.toMatch(/--api-rate-limit/)
+  })
+
   it('the command line: `serve --help` exits 0 with its table; a foreign option exits 2 with one line', async () => {
     const run = async (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> => await new Promise(resolve => {
       execFile('node_modules/.bin/tsx', ['web/src/cli/bin.ts', ...args], { timeout: 120_000 }, (err, stdout, stderr) => {

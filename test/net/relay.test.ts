@@ -58,6 +58,13 @@ describe('relay config', () => {
     expect(() => parseConfig(['--ice-server', 'http://x'], {})).toThrow(/stun/)
     expect(() => parseConfig(['--nope'], {})).toThrow()
   })
+
+  it('--ice-servers (the CLI\'s spelling, documented) and --ice-server both take comma lists and repeat', () => {
+    expect(parseConfig(['--ice-servers', 'stun:a.example:1,stun:b.example:2'], {})!.iceServers).toEqual([{ urls: 'stun:a.example:1' }, { urls: 'stun:b.example:2' }])
+    expect(parseConfig(['--ice-servers', 'stun:a.example:1', '--ice-server', 'stun:b.example:2'], {})!.iceServers).toHaveLength(2)
+    expect(parseConfig(['--ice-servers', 'none'], {})!.iceServers).toEqual([])
+    expect(HELP).toContain('--ice-servers <url,…>')
+  })
 })
 
 describe('CrdtStore', () => {
@@ -210,7 +217,7 @@ describe('relay process lifecycle', { timeout: TEST_MS }, () => {
     await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
     const port = (busy.address() as import('node:net').AddressInfo).port
     try {
-      const child = spawnTs('relay/main.ts', ['--port', String(port), '--data-dir', await tmp(), '--ice-server', 'none', '--no-api'])
+      const child = spawnTs('relay/main.ts', ['--port', String(port), '--data-dir', await tmp(), '--ice-servers', 'none', '--no-api'])
       let err = ''
       child.stderr.on('data', (c: Buffer) => { err += c.toString() })
       const code = await new Promise<number | null>(resolve => child.on('exit', resolve))

@@ -5,7 +5,7 @@
  * in each. The trainers' optimizer defaults come from their one table, trainer-defaults.ts.
  * Loaded at start-up, so it imports nothing heavy: each `run` imports its command's modules.
  */
-import { derived, flag, repeatable, value, type CommandSpec, type OptionTable } from './option-table.ts'
+import { alsoAs, derived, flag, repeatable, value, type CommandSpec, type OptionTable } from './option-table.ts'
 import { defaultsLine, TRAINER_DEFAULTS } from './trainer-defaults.ts'
 
 /** Requests a minute per key / IP by default: generous for one user's tools, a brake on floods. */
@@ -26,7 +26,7 @@ const GPU_BUDGET: OptionTable = {
 
 const SWARM: OptionTable = {
   bootstrap: repeatable('MULTIADDR|URL', "a relay: its multiaddr (…/p2p/<id>) or its page URL, which also gives its peer relays and STUN/TURN list; repeatable: every relay named is merged (required)"),
-  'ice-servers': value('LIST|none', 'STUN/TURN URLs, comma-separated (turn:user:pass@host:port); none = host candidates only (loopback/LAN)', derived("the relay's list (URL form) or a public STUN server"))
+  'ice-servers': alsoAs(repeatable('LIST|none', 'STUN/TURN URLs, comma-separated or repeated (turn:user:pass@host:port); none = host candidates only (loopback/LAN)', derived("the relay's list (URL form) or a public STUN server")), 'ice-server')
 }
 
 /** The prompt and sampling of both `generate`s. */
@@ -195,7 +195,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       host: value('H', 'address to listen on', '127.0.0.1'),
       port: value('P', 'port to listen on; 0: any free one', 8000),
       'api-key': value('KEY[,KEY]', 'require Authorization: Bearer KEY', derived('env WEBSWARM_API_KEY, else none')),
-      'rate-limit': value('N', 'requests a minute per key or IP; 0: none', DEFAULT_RATE_LIMIT_PER_MINUTE),
+      // --api-rate-limit: the relay's name for the same limit (npm start).
+      'rate-limit': alsoAs(value('N', 'requests a minute per key or IP; 0: none', DEFAULT_RATE_LIMIT_PER_MINUTE), 'api-rate-limit'),
       ...DEVICE
     },
     run: async f => await (await import('./api.ts')).apiCmd(f)

@@ -17,6 +17,8 @@ interface OptionSpec {
   default?: string | number
   /** A default that depends on other options or the model: printed by --help, applied by the command. */
   derivedDefault?: string
+  /** Other spellings taken for this option (the relay's, older ones); not printed by --help. */
+  aliases?: readonly string[]
   help: string
 }
 
@@ -35,8 +37,13 @@ export function value (arg: string, help: string, dflt?: string | number | Deriv
 }
 
 /** A repeatable option with a value: the flags hold every one given, as a list. */
-export function repeatable (arg: string, help: string): OptionSpec {
-  return { type: 'string', arg, help, multiple: true }
+export function repeatable (arg: string, help: string, dflt?: Derived): OptionSpec {
+  return { type: 'string', arg, help, multiple: true, ...dflt }
+}
+
+/** `spec`, also taken under the names `aliases` (see OptionSpec.aliases). */
+export function alsoAs (spec: OptionSpec, ...aliases: string[]): OptionSpec {
+  return { ...spec, aliases }
 }
 
 /** An option without a value (absent: false). */
@@ -79,6 +86,7 @@ export function parseCommandLine (argv: string[], commands: readonly CommandSpec
   const command = commandNamed(name, argv, commands)
   if (command === undefined) throw new UsageError(`unknown command '${name}' (try --help)`)
   if (helpAsked) return { kind: 'help', command, status: 0 }
+  argv = canonicalNames(argv, command.options)
   const options = parserOptions(command.options)
   for (const t of lenientTokens(argv, options)) {
     if (t.kind === 'option' && !(t.name in options)) throw new UsageError(notTaken(command, t.rawName, commands))
@@ -92,6 +100,23 @@ export function parseCommandLine (argv: string[], commands: readonly CommandSpec
   const extra = parsed.positionals.slice(1)
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`)
   return { kind: 'run', command, flags: parsed.values as Flags }
+}
+
+/** `argv` with every alias of an option (OptionSpec.aliases) written as the option's own name. */
+function canonicalNames (argv: string[], table: OptionTable): string[] {
+  const canonical = new Map<string, string>()
+  const options: Record<string, { type: 'string' | 'boolean' }> = {}
+  for (const [name, o] of Object.entries(table)) {
+    options[name] = { type: o.type }
+    for (const a of o.aliases ?? []) { canonical.set(a, name); options[a] = { type: o.type } }
+  }
+  if (canonical.size === 0) return argv
+  const out = [...argv]
+  for (const t of lenientTokens(argv, options)) {
+    const name = t.kind === 'option' ? canonical.get(t.name) : undefined
+    if (t.kind === 'option' && name !== undefined) out[t.index] = t.inlineValue === true ? `--${name}=${t.value ?? ''}` : `--${name}`
+  }
+  return out
 }
 
 /** The option table as parseArgs takes it: defaults as strings (they are parsed like given values). */
@@ -113,7 +138,9 @@ function lenientTokens (argv: string[], options: Record<string, { type: 'string'
 /** Every option any command takes: to tell option values from the positionals before the command is known. */
 function allOptions (commands: readonly CommandSpec[]): Record<string, { type: 'string' | 'boolean' }> {
   const out: Record<string, { type: 'string' | 'boolean' }> = { ...HELP_FLAGS }
-  for (const c of commands) for (const [name, o] of Object.entries(c.options)) out[name] = { type: o.type }
+  for (const c of commands) {
+    for (const [name, o] of Object.entries(c.options)) for (const n of [name, ...(o.aliases ?? [])]) out[n] = { type: o.type }
+  }
   return out
 }
 
