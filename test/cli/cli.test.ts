@@ -104,6 +104,12 @@ describe('webswarm CLI', () => {
     expect(e.stderr).toMatch(/give --verify RATE or --verify-window N, not both/)
   })
 
+  it('--version prints the version from package.json and exits 0', async () => {
+    const r = await webswarm(['--version'])
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, `webswarm ${pkg.version}\n`, ''])
+  })
+
   it('a URL nobody answers is one line naming it (local and swarm generate); a busy --port is one line naming it', async () => {
     const port = await closedPort()
     const base = `http://127.0.0.1:${port}`

@@ -139,7 +139,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     key: 'generate --bootstrap',
-    synopsis: 'MULTIADDR|URL --model MODEL (--tokens IDS | --prompt TEXT | --chat TEXT) --max-new-tokens N [--verify RATE | --verify-window N] [options]',
+    synopsis: '--bootstrap MULTIADDR|URL --model MODEL (--tokens IDS | --prompt TEXT | --chat TEXT) --max-new-tokens N [--verify RATE | --verify-window N] [options]',
     about: 'runs the blocks on the swarm; only config, embedding and head are read from --model',
     options: {
       ...SWARM,
@@ -155,7 +155,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     key: 'train --bootstrap',
-    synopsis: 'MULTIADDR|URL --run ID [--syncs N] [--declare [options]]',
+    synopsis: '--bootstrap MULTIADDR|URL --run ID [--syncs N] [--declare [options]]',
     about: `DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;\n--steps/--min-lr: cosine decay of the inner lr over the run, else constant)\n${defaultsLine('train --bootstrap')}`,
     options: {
       ...SWARM,

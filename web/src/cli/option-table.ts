@@ -67,6 +67,7 @@ export interface CommandSpec {
 export type CommandLine =
   | { kind: 'run', command: CommandSpec, flags: Flags }
   | { kind: 'help', command?: CommandSpec, status: number }
+  | { kind: 'version' }
 
 const HELP_FLAGS = { help: { type: 'boolean' } } as const
 
@@ -79,6 +80,7 @@ export function parseCommandLine (argv: string[], commands: readonly CommandSpec
   const name = firstPositional(argv, commands)
   // Asked anywhere, even where an option's value would go (`train --bootstrap --help`).
   const helpAsked = argv.includes('--help') || argv.includes('-h')
+  if (name === undefined && argv.includes('--version')) return { kind: 'version' }
   if (name === undefined || name === 'help') {
     const about = name === 'help' ? commandNamed(positionals(argv, commands)[1], argv, commands) : undefined
     return { kind: 'help', command: about, status: name === undefined && !helpAsked ? 2 : 0 }
@@ -166,14 +168,36 @@ function notTaken (command: CommandSpec, rawName: string, commands: readonly Com
   return `${command.key} does not take ${rawName} (${hint}webswarm ${command.key} --help lists its options)`
 }
 
-/** `webswarm KEY --help`: synopsis, what it does, and every option with its default. */
-export function commandHelp (c: CommandSpec): string {
+/** The command as typed: `generate` for both `generate` and its swarm form `generate --bootstrap`. */
+function commandName (c: CommandSpec): string {
+  return c.key.replace(/ --bootstrap$/, '')
+}
+
+/**
+ * `webswarm KEY --help`: synopsis, what it does, and every option with its default; and where the
+ * command has a form with(out) --bootstrap, how to see that one's options (they differ).
+ */
+export function commandHelp (c: CommandSpec, commands: readonly CommandSpec[] = []): string {
+  const name = commandName(c)
+  const swarm = c.key.endsWith(' --bootstrap')
+  const other = commands.find(o => o !== c && commandName(o) === name)
+  const seeAlso = other === undefined
+    ? ''
+    : swarm
+      ? `\nwithout --bootstrap, ${name} runs on this machine alone: webswarm ${name} --help lists those options\n`
+      : `\nwith --bootstrap, ${name} runs with the swarm and takes other options (${swarmOnly(c, other)}):\nwebswarm ${name} --bootstrap X --help lists them\n`
   const rows = Object.entries(c.options).map(([name, o]) => {
     const flag = `--${name}${o.arg !== undefined ? ` ${o.arg}` : ''}`
     const dflt = o.default !== undefined ? ` (default: ${o.default})` : o.derivedDefault !== undefined ? ` (default: ${o.derivedDefault})` : ''
     return `  ${flag.padEnd(FLAG_COLUMN)} ${o.help}${dflt}`
   })
-  return `usage: webswarm ${c.key} ${c.synopsis}\n${indent(c.about, '  ')}\n\noptions:\n${rows.join('\n')}\n`
+  return `usage: webswarm ${name} ${c.synopsis}\n${indent(c.about, '  ')}\n\noptions:\n${rows.join('\n')}\n${seeAlso}`
+}
+
+/** A few options the swarm form takes that the local one does not, for the pointer to its --help. */
+function swarmOnly (local: CommandSpec, swarm: CommandSpec): string {
+  const only = Object.keys(swarm.options).filter(o => !(o in local.options) && o !== 'bootstrap' && o !== 'ice-servers')
+  return only.slice(0, 3).map(o => `--${o}`).join(', ') + (only.length > 3 ? ', …' : '')
 }
 
 /** Widths of the flag column in a command's --help and of the command column in the overview. */
@@ -182,7 +206,7 @@ const KEY_COLUMN = 20
 
 /** `webswarm --help`: every command's synopsis and what it does. */
 export function overview (commands: readonly CommandSpec[], epilogue: string): string {
-  const entries = commands.map(c => `  ${c.key.padEnd(KEY_COLUMN)} ${c.synopsis}\n${indent(c.about, ' '.repeat(KEY_COLUMN + 3))}`)
+  const entries = commands.map(c => `  ${commandName(c).padEnd(KEY_COLUMN)} ${c.synopsis}\n${indent(c.about, ' '.repeat(KEY_COLUMN + 3))}`)
   return `usage: webswarm <command> [options]   (webswarm <command> --help: its options and their defaults)\n\ncommands:\n${entries.join('\n')}\n\n${epilogue}`
 }
 
