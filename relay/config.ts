@@ -66,9 +66,9 @@ Network
                                                                     [env ANNOUNCE, comma-separated]
   --tls-cert <file>        PEM certificate: serve wss:// and https:// itself  [env TLS_CERT]
   --tls-key <file>         PEM private key for --tls-cert                      [env TLS_KEY]
-  --ice-server <url>       STUN/TURN server handed to browsers (/bootstrap); repeatable.
-                           turn:user:pass@host:3478 carries credentials; \`none\` = host
-                           candidates only (one machine or a LAN).
+  --ice-servers <url,…>    STUN/TURN servers handed to browsers (/bootstrap); comma-separated
+                           or repeated. turn:user:pass@host:3478 carries credentials; \`none\`
+                           = host candidates only (one machine or a LAN).
                                           [env ICE_SERVERS, comma-separated; default Google STUN]
   --conn-rate-limit <n>    New connections per second from one host [env CONN_RATE_LIMIT, default 50]
   --max-conns-per-ip <n>   Open connections from one IP address, 0 = no cap
@@ -144,6 +144,8 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       announce: { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'ice-servers': { type: 'string', multiple: true },
+      // The spelling of older docs (and the CLI's alias): taken as --ice-servers.
       'ice-server': { type: 'string', multiple: true },
       'conn-rate-limit': { type: 'string' },
       'max-conns-per-ip': { type: 'string' },
@@ -172,7 +174,7 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
   if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new NetConfigError('--tls-cert and --tls-key go together')
   const swarms = list(values.swarm, env.SWARM)
   for (const s of swarms) if (!SWARM_NAME_PATTERN.test(s)) throw new NetConfigError(`--swarm ${JSON.stringify(s)} must match ${SWARM_NAME_PATTERN}`)
-  const iceList = list(values['ice-server'], env.ICE_SERVERS)
+  const iceList = list([...(values['ice-servers'] ?? []), ...(values['ice-server'] ?? [])].flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== ''), env.ICE_SERVERS)
   const dataLimit = values['relay-data-limit'] ?? env.RELAY_DATA_LIMIT
   const duration = values['relay-duration'] ?? env.RELAY_DURATION_MS
   const peerRelays = list(values['peer-relay'], env.PEER_RELAYS)

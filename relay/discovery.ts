@@ -90,8 +90,8 @@ export class RelayFinder {
   /**
    * One round: provide RELAYS_KEY, then look its providers up and link to the new ones while
    * under the bound. Returns the addresses linked this round. A relay alone (no DHT server to
-   * ask) fails both queries every round until another relay links to it, so a failure is logged
-   * once per failing stretch, not once a round.
+   * ask) fails both queries every round until another relay links to it: that is not logged
+   * (failed()), and any other failure once per failing stretch, not once a round.
    */
   async round (): Promise<string[]> {
     const dht = this.node.services.dht
@@ -129,9 +129,22 @@ export class RelayFinder {
     return linked
   }
 
-  /** Logs a failed query unless its previous try failed too (see round()). */
+  /**
+   * DHT servers in the routing table, or undefined where the DHT does not say (kad-dht keeps its
+   * routing table outside its public type).
+   */
+  private dhtPeers (): number | undefined {
+    const size = (this.node.services.dht as unknown as { routingTable?: { size?: unknown } }).routingTable?.size
+    return typeof size === 'number' ? size : undefined
+  }
+
+  /**
+   * Logs a failed query unless its previous try failed too (see round()). Not at all while the
+   * routing table is empty: a relay alone (the usual `npm start`) has nobody to ask, so its
+   * queries time out every round and that is no news; with DHT peers, a failure is.
+   */
   private failed (what: 'providing' | 'looking up', e: unknown): void {
-    if (this.controller.signal.aborted || this.failing.has(what)) return
+    if (this.controller.signal.aborted || this.failing.has(what) || this.dhtPeers() === 0) return
     this.failing.add(what)
     this.log(`relay: ${what} ${RELAYS_KEY} failed: ${(e as Error).message} (logged again only after a success)`)
   }

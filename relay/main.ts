@@ -5,6 +5,7 @@
  */
 import { keepRunningOnUnhandledRejections } from '../web/src/util/process-guard.ts'
 import * as path from 'node:path'
+import { PortInUseError } from '../web/src/cli/failures.ts'
 import type { startRelayApi } from '../web/src/cli/api.ts'
 import { HELP, parseConfig, type RelayConfig } from './config.ts'
 import { mountHttp } from './http.ts'
@@ -35,10 +36,10 @@ function takeApiFlags (argv: string[]): ApiFlags {
     if (name === '--no-embedded-peer') out.embeddedPeer = false
     else if (name === '--no-api') out.api = false
     else if (name === '--api-key') out.apiKeys = value().split(',').filter(k => k !== '')
-    else if (name === '--api-rate-limit') {
+    else if (name === '--api-rate-limit' || name === '--rate-limit') { // --rate-limit: `webswarm api`'s name for it
       const v = value()
       const n = Number(v)
-      if (!Number.isInteger(n) || n < 0) throw new Error(`--api-rate-limit: '${v}' is not an integer ≥ 0`)
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${name}: '${v}' is not an integer ≥ 0`)
       out.ratePerMinute = n
     } else out.rest.push(argv[i])
   }
@@ -114,6 +115,7 @@ async function start (config: RelayConfig, apiFlags: ApiFlags): Promise<{ relay:
 }
 
 main().catch((e: Error) => {
-  console.error(`relay: ${e.stack ?? e.message}`)
+  // A busy port is the user's to fix: one line, no stack.
+  console.error(`relay: ${e instanceof PortInUseError ? e.message : e.stack ?? e.message}`)
   process.exit(1)
 })

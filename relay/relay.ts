@@ -21,6 +21,7 @@ import * as Y from 'yjs'
 import { CrdtSync } from '../web/src/net/crdt/sync.ts'
 import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
 import { DEFAULT_ROTATION_POLICY, formatGeneration } from '../web/src/net/crdt/generation.ts'
+import { PortInUseError } from '../web/src/cli/failures.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../web/src/net/node.ts'
 import { connectionKind, swarmRendezvousCid } from '../web/src/net/peers.ts'
 import type { RelayConfig } from './config.ts'
@@ -180,6 +181,10 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
       ...(config.relayDataLimitBytes !== undefined ? { dataLimitBytes: config.relayDataLimitBytes } : {}),
       ...(config.relayDurationLimitMs !== undefined ? { durationLimitMs: config.relayDurationLimitMs } : {})
     }
+  }).catch((e: Error) => {
+    // libp2p says a port is taken only in the text of its UnsupportedListenAddressesError (no code, no cause).
+    if (/EADDRINUSE/.test(e.message)) throw new PortInUseError(config.host, config.port, 'PORT=9000 npm start, or npm run relay -- --port 9000')
+    throw e
   })
   await admission.attach(node as unknown as Parameters<RelayAdmission['attach']>[0], node.services.relay.reservations)
   instrumentRelay(node, metrics, config.relayData, log)

@@ -212,6 +212,58 @@ describe('OpenAI API over the swarm (openai client)', () => {
     expect((tooMany as InstanceType<typeof OpenAI.APIError>).param).toBe('max_tokens')
   })
 
+  it('logit_bias moves the greedy token; the penalties follow OpenAI\'s formula over the completion\'s own tokens; bad values get 400', async () => {
+    const prompt = 'The man '
+    const n = 24
+    const greedyIds = await greedy(s, enc(prompt), n)
+    const complete = async (body: Record<string, unknown>): Promise<string> => (await client.completions.create({ model: MODEL, prompt, max_tokens: n, temperature: 0, ...body } as OpenAI.CompletionCreateParamsNonStreaming)).choices[0].text
+    expect(await complete({})).toBe(dec(greedyIds))
+    // -100 on the greedy first token: another comes first; +100 on 'Q' makes it every token.
+    const banned = await complete({ max_tokens: 1, logit_bias: { [String(greedyIds[0])]: -100 } })
+    expect(banned).not.toBe(dec(greedyIds.slice(0, 1)))
+    expect(await complete({ max_tokens: 3, logit_bias: { 81: 100 } })).toBe('QQQ')
+    // The penalties, against a reference one token at a time: each step's counts of the tokens
+    // generated so far, sent as a logit_bias of −(count·frequency + presence).
+    const frequency = 1
+    const presence = 0.5
+    const penalized = await complete({ frequency_penalty: frequency, presence_penalty: presence })
+    expect(penalized).not.toBe(dec(greedyIds)) // the greedy answer repeats itself; penalties change it
+    const ids: number[] = []
+    for (let i = 0; i < n; i++) {
+      const counts = new Map<number, number>()
+      for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1)
+      const bias = Object.fromEntries([...counts].map(([id, c]) => [String(id), -(c * frequency + presence)]))
+      const next = await client.completions.create({ model: MODEL, prompt: [...enc(prompt), ...ids], max_tokens: 1, temperature: 0, logit_bias: bias })
+      ids.push(...enc(next.choices[0].text))
+    }
+    expect(penalized).toBe(dec(ids))
+    const status = async (body: Record<string, unknown>): Promise<[number, string | null]> => {
+      const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt, max_tokens: 2, ...body }) })
+      return [r.status, (await r.json() as { error: { param: string | null } }).error.param]
+    }
+    expect(await status({ frequency_penalty: 3 })).toEqual([400, 'frequency_penalty'])
+    expect(await status({ presence_penalty: -2.5 })).toEqual([400, 'presence_penalty'])
+    expect(await status({ logit_bias: { 65: 200 } })).toEqual([400, 'logit_bias'])
+    expect(await status({ logit_bias: { 256: 1 } })).toEqual([400, 'logit_bias']) // past byte-llama's vocabulary
+  })
+
+  it('413s name what is too large: max_tokens as the request spelled it; a body over 4 MB is request_too_large', async () => {
+    const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 100000 }).catch((x: unknown) => x)
+    expect(chat).toMatchObject({ status: 413, code: 'context_length_exceeded', param: 'max_tokens' })
+    const chat2 = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 100000 }).catch((x: unknown) => x)
+    expect(chat2).toMatchObject({ status: 413, param: 'max_completion_tokens' })
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'x'.repeat(5 << 20) }) })
+    expect(r.status).toBe(413)
+    expect((await r.json() as { error: { code: string } }).error.code).toBe('request_too_large')
+  })
+
+  it('404 for a model this API does not serve names the ones it does and how to serve another', async () => {
+    const nf = await client.completions.create({ model: 'byte-mixtral', prompt: 'x', max_tokens: 1 }).catch((x: unknown) => x)
+    expect(nf).toBeInstanceOf(OpenAI.NotFoundError)
+    expect((nf as Error).message).toMatch(/'byte-mixtral' is not served by this API, which serves 'byte-llama'/)
+    expect((nf as Error).message).toMatch(/webswarm api --bootstrap RELAY --model MODEL/)
+  })
+
   it('a client that disconnects mid-stream frees its server sessions', async () => {
     const ac = new AbortController()
     const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Long' }], max_tokens: 200, temperature: 0, stream: true }, { signal: ac.signal })

@@ -5,10 +5,11 @@
  */
 import { describe, expect, it } from 'vitest'
 import {
-  ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, SwarmUnavailableError, UnknownRouteError, type ApiError
+  ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, SwarmUnavailableError, UnknownRouteError, type ApiError
 } from '../../web/src/api/errors.ts'
 import type { ApiModel } from '../../web/src/api/generator.ts'
-import { promptFor, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
+import { LogitPenalties } from '../../web/src/api/penalties.ts'
+import { promptFor, renderChat, TRANSCRIPT_STOPS } from '../../web/src/api/prompt.ts'
 import { RateLimiter } from '../../web/src/api/rate-limit.ts'
 import { parseChatRequest, parseCompletionRequest } from '../../web/src/api/schema.ts'
 import { StopText } from '../../web/src/api/stop-text.ts'
@@ -89,6 +90,12 @@ describe('prompts', () => {
     expect(p.stopStrings).toEqual(TRANSCRIPT_STOPS)
   })
 
+  it('renderChat is the rule promptFor applies to chats (the CLI\'s --chat uses it too)', () => {
+    const messages = [{ role: 'user', content: 'Hello' }]
+    const viaApi = promptFor(model(new ByteTokenizer()), parseChatRequest({ model: 'm', messages }))
+    expect(renderChat(new ByteTokenizer(), messages, [3])).toEqual(viaApi)
+  })
+
   it('token-id prompts outside the vocabulary are refused naming prompt', () => {
     expect(() => promptFor(model(new ByteTokenizer()), parseCompletionRequest({ model: 'm', prompt: [1, 300] }))).toThrow(InvalidParamError)
   })
@@ -111,8 +118,43 @@ describe('request validation', () => {
     expect(param(() => parseChatRequest([]))).toBe(null)
   })
 
+  it('max_tokens errors name the field the request used', () => {
+    expect(parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 5 }).maxTokensParam).toBe('max_tokens')
+    expect(parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 5 }).maxTokensParam).toBe('max_completion_tokens')
+    expect(parseCompletionRequest({ model: 'm', prompt: 'x', max_tokens: 5 }).maxTokensParam).toBe('max_tokens')
+  })
+
+  it('frequency_penalty, presence_penalty and logit_bias: parsed, defaults 0 / none; out of range or malformed refused naming each', () => {
+    const c = parseCompletionRequest({ model: 'm', prompt: 'x', frequency_penalty: 1, presence_penalty: -0.5, logit_bias: { 65: -100, 10: 2.5 } })
+    expect([c.frequencyPenalty, c.presencePenalty, [...c.logitBias]]).toEqual([1, -0.5, [[10, 2.5], [65, -100]]])
+    const d = parseChatRequest({ model: 'm', messages: [{ role: 'user', content: 'x' }] })
+    expect([d.frequencyPenalty, d.presencePenalty, d.logitBias.size]).toEqual([0, 0, 0])
+    const param = (body: Record<string, unknown>): string | null => { try { parseCompletionRequest({ model: 'm', prompt: 'x', ...body }); return 'no error' } catch (e) { return (e as InvalidParamError).param } }
+    expect(param({ frequency_penalty: 2.5 })).toBe('frequency_penalty')
+    expect(param({ presence_penalty: '1' })).toBe('presence_penalty')
+    expect(param({ logit_bias: { 5: 101 } })).toBe('logit_bias')
+    expect(param({ logit_bias: { x: 1 } })).toBe('logit_bias')
+    expect(param({ logit_bias: { '-1': 1 } })).toBe('logit_bias')
+    expect(param({ logit_bias: { 5: 'high' } })).toBe('logit_bias')
+    expect(param({ logit_bias: [1, 2] })).toBe('logit_bias')
+  })
+
   it('formats missing blocks as ranges', () => {
     expect(formatBlocks([0, 1, 2, 5, 7, 8])).toBe('0-2, 5, 7-8')
+  })
+})
+
+describe('LogitPenalties (OpenAI\'s semantics)', () => {
+  it('logit[j] += bias[j] − count_j·frequency − [count_j > 0]·presence, over the tokens generated so far; the row passed in is left alone', () => {
+    const p = new LogitPenalties({ frequencyPenalty: 0.5, presencePenalty: 0.25, logitBias: new Map([[1, 3], [9, 5]]) })
+    const row = new Float32Array([1, 1, 1, 1])
+    expect([...p.apply(row)]).toEqual([1, 4, 1, 1]) // nothing generated yet: the bias alone (id 9 is past the row)
+    for (const id of [2, 2, 0]) p.record(id)
+    expect([...p.apply(row)]).toEqual([1 - 0.5 - 0.25, 4, 1 - 2 * 0.5 - 0.25, 1])
+    expect([...row]).toEqual([1, 1, 1, 1])
+    const none = new LogitPenalties({})
+    none.record(0)
+    expect(none.apply(row)).toBe(row) // inactive: no copy, no change
   })
 })
 
@@ -127,6 +169,7 @@ describe('API errors', () => {
       [new MethodNotAllowedError('m'), 405, 'invalid_request_error', 'method_not_allowed', true],
       [new ModelNotFoundError('m'), 404, 'invalid_request_error', 'model_not_found', true],
       [new PromptTooLongError('m'), 413, 'invalid_request_error', 'context_length_exceeded', true],
+      [new RequestTooLargeError('m'), 413, 'invalid_request_error', 'request_too_large', true],
       [new RateLimitError('m', 3), 429, 'rate_limit_error', 'rate_limit_exceeded', true],
       [new SwarmUnavailableError('m'), 503, 'server_error', 'blocks_not_served', false],
       [new ApiInternalError('m'), 500, 'server_error', 'internal_error', false]

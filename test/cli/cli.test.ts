@@ -4,6 +4,8 @@
 import { describe, expect, it, afterAll } from 'vitest'
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { decodeSafetensors } from '../../web/src/model/safetensors.ts'
 import { assertClose, relL2 } from '../helpers/assert-close.ts'
@@ -21,6 +23,15 @@ async function webswarm (args: string[], env: Record<string, string> = {}): Prom
       resolve({ code: err === null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
     })
   })
+}
+
+/** A loopback port nothing listens on (one just released). */
+async function closedPort (): Promise<number> {
+  const srv = http.createServer()
+  await new Promise<void>(resolve => srv.listen(0, '127.0.0.1', resolve))
+  const port = (srv.address() as AddressInfo).port
+  await new Promise(resolve => srv.close(resolve))
+  return port
 }
 
 describe('webswarm CLI', () => {
@@ -91,6 +102,39 @@ describe('webswarm CLI', () => {
     const e = await webswarm(['generate', '--bootstrap', '/ip4/127.0.0.1/tcp/1/ws/p2p/x', '--model', LLAMA, '--tokens', '1', '--max-new-tokens', '2', '--verify', '0.1', '--verify-window', '8', '--device', 'cpu'])
     expect(e.code).toBe(2)
     expect(e.stderr).toMatch(/give --verify RATE or --verify-window N, not both/)
+  })
+
+  it('--version prints the version from package.json and exits 0', async () => {
+    const r = await webswarm(['--version'])
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, `webswarm ${pkg.version}\n`, ''])
+  })
+
+  it('a URL nobody answers is one line naming it (local and swarm generate); a busy --port is one line naming it', async () => {
+    const port = await closedPort()
+    const base = `http://127.0.0.1:${port}`
+    const line = `webswarm: cannot reach 127.0.0.1:${port} (connection refused: nothing listens there): ${base}/models/default`
+    const local = await webswarm(['generate', '--model', `${base}/models/default`, '--tokens', '1', '--max-new-tokens', '2', '--device', 'cpu'])
+    expect([local.code, local.stderr]).toEqual([1, `${line}\n`])
+    const swarm = await webswarm(['generate', '--model', `${base}/models/default`, '--bootstrap', base, '--tokens', '1', '--max-new-tokens', '2', '--device', 'cpu'])
+    expect([swarm.code, swarm.stderr]).toEqual([1, `${line}, ${base}\n`])
+    const busy = http.createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const taken = (busy.address() as AddressInfo).port
+    try {
+      const api = await webswarm(['api', '--bootstrap', base, '--model', LLAMA, '--port', String(taken), '--device', 'cpu'])
+      expect([api.code, api.stderr]).toEqual([1, `webswarm: port ${taken} on 127.0.0.1 is already in use (another relay, API or program listens there); choose another: --port 9000 (0: any free one)\n`])
+    } finally {
+      busy.close()
+    }
+  })
+
+  it('--chat on a model without a chat template renders the API\'s transcript and stops where the API stops', async () => {
+    const chat = await webswarm(['generate', '--model', 'models/byte-llama', '--chat', 'Hello', '--max-new-tokens', '40', '--device', 'cpu'])
+    expect(chat.code, chat.stderr).toBe(0)
+    // The same prompt written out by hand (api/prompt.ts transcript()), cut at the API's stop text.
+    const byHand = await webswarm(['generate', '--model', 'models/byte-llama', '--prompt', 'User: Hello\nAssistant:', '--max-new-tokens', '40', '--device', 'cpu'])
+    expect(chat.stdout).toBe(byHand.stdout.replace(/\n$/, '').split('\nUser:')[0] + '\n')
   })
 
   it('a missing WebGPU adapter is a one-line error saying what to do', async () => {

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { UsageError } from '../../web/src/cli/args.ts'
 import { COMMANDS } from '../../web/src/cli/command-table.ts'
-import { commandHelp, parseCommandLine, type CommandLine } from '../../web/src/cli/option-table.ts'
+import { commandHelp, overview, parseCommandLine, type CommandLine } from '../../web/src/cli/option-table.ts'
 import { TRAINER_DEFAULTS } from '../../web/src/cli/trainer-defaults.ts'
 
 const parse = (...argv: string[]): CommandLine => parseCommandLine(argv, COMMANDS)
@@ -73,6 +73,35 @@ describe('webswarm option tables', () => {
     expect(parse('help', 'serve')).toMatchObject({ kind: 'help', status: 0, command: { key: 'serve' } })
     expect(parse('--help')).toEqual({ kind: 'help', command: undefined, status: 0 })
     expect(parse()).toEqual({ kind: 'help', command: undefined, status: 2 })
+  })
+
+  it('--version; the relay\'s spellings (--ice-server, --api-rate-limit) are taken as the documented ones', () => {
+    expect(parse('--version')).toEqual({ kind: 'version' })
+    const serve = ran(parse('serve', '--bootstrap', 'b', '--model', 'm', '--ice-server', 'none', '--ice-server=stun:a:1'))
+    expect(serve.flags['ice-servers']).toEqual(['none', 'stun:a:1'])
+    expect(serve.flags['ice-server']).toBeUndefined()
+    const api = ran(parse('api', '--bootstrap', 'b', '--model', 'm', '--api-rate-limit', '5'))
+    expect(api.flags['rate-limit']).toBe('5')
+    expect(ran(parse('api', '--bootstrap', 'b', '--model', 'm')).flags['rate-limit']).toBe('600')
+    // Documented once: the aliases are not in --help.
+    const apiHelp = commandHelp(COMMANDS.find(c => c.key === 'api')!)
+    expect(apiHelp).toMatch(/--rate-limit N/)
+    expect(apiHelp).not.toMatch(/--api-rate-limit/)
+  })
+
+  it('--help of a command with a swarm form says how to see that form\'s options; the overview aligns every row', () => {
+    const help = (key: string): string => commandHelp(COMMANDS.find(c => c.key === key)!, COMMANDS)
+    expect(help('generate')).toMatch(/with --bootstrap, generate runs with the swarm and takes other options \(--verify, .*\):\nwebswarm generate --bootstrap X --help lists them/)
+    expect(help('train')).toMatch(/\(--run, .*webswarm train --bootstrap X --help/s)
+    expect(help('train --bootstrap')).toMatch(/^usage: webswarm train --bootstrap MULTIADDR\|URL --run ID/)
+    expect(help('train --bootstrap')).toMatch(/without --bootstrap, train runs on this machine alone: webswarm train --help/)
+    expect(help('logits')).not.toMatch(/--bootstrap/)
+    expect(help('generate')).not.toMatch(/printed back/)
+    expect(help('generate')).toMatch(/--chat TEXT +one user turn, rendered as the API renders chats/)
+    const rows = overview(COMMANDS, '').split('\n').filter(l => /^ {2}\S/.test(l))
+    expect(rows).toHaveLength(COMMANDS.length)
+    for (const r of rows) expect(r.slice(2, 23).trimEnd().length < 21 && r[23] !== ' ' && r[22] === ' ', r).toBe(true)
+    expect(rows.find(r => r.includes('--run ID'))).toMatch(/^ {2}train {16}--bootstrap MULTIADDR\|URL --run ID/)
   })
 
   it('the command line: `serve --help` exits 0 with its table; a foreign option exits 2 with one line', async () => {

@@ -27,7 +27,7 @@ afterAll(async () => {
 })
 
 /** A relay node as RelayFinder and RelayPeering see it, with the DHT queries the test gives; it dials nobody. */
-function standIn (self: string, dht: { provide: () => AsyncGenerator<unknown>, findProviders: () => AsyncGenerator<unknown> }): never {
+function standIn (self: string, dht: { provide: () => AsyncGenerator<unknown>, findProviders: () => AsyncGenerator<unknown>, routingTable?: { size: number } }): never {
   return {
     peerId: peerIdFromString(self),
     dial: async () => { throw new Error('not dialled in this test') },
@@ -113,6 +113,26 @@ describe('relays found through the DHT', () => {
     failing = true
     await finder.round()
     expect(lines).toHaveLength(4)
+    finder.stop()
+  })
+
+  it('a relay with no DHT peer at all (npm start alone) logs nothing for its timed-out queries; once it has one, a failure is logged', async () => {
+    const self = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
+    const timeout = (): never => { throw Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' }) }
+    const routingTable = { size: 0 }
+    const node = standIn(self, {
+      provide: async function * () { timeout() },
+      findProviders: async function * () { timeout() },
+      routingTable
+    })
+    const lines: string[] = []
+    const finder = new RelayFinder(node, new RelayPeering(node, [], () => {}), { intervalMs: 0, log: l => lines.push(l) })
+    for (let i = 0; i < 3; i++) await finder.round()
+    expect(lines).toEqual([])
+    routingTable.size = 1 // another relay linked: its queries failing is news
+    await finder.round()
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatch(/providing .* failed: The operation was aborted due to timeout/)
     finder.stop()
   })
 })

@@ -58,6 +58,13 @@ describe('relay config', () => {
     expect(() => parseConfig(['--ice-server', 'http://x'], {})).toThrow(/stun/)
     expect(() => parseConfig(['--nope'], {})).toThrow()
   })
+
+  it('--ice-servers (the CLI\'s spelling, documented) and --ice-server both take comma lists and repeat', () => {
+    expect(parseConfig(['--ice-servers', 'stun:a.example:1,stun:b.example:2'], {})!.iceServers).toEqual([{ urls: 'stun:a.example:1' }, { urls: 'stun:b.example:2' }])
+    expect(parseConfig(['--ice-servers', 'stun:a.example:1', '--ice-server', 'stun:b.example:2'], {})!.iceServers).toHaveLength(2)
+    expect(parseConfig(['--ice-servers', 'none'], {})!.iceServers).toEqual([])
+    expect(HELP).toContain('--ice-servers <url,…>')
+  })
 })
 
 describe('CrdtStore', () => {
@@ -202,6 +209,22 @@ describe('relay process lifecycle', { timeout: TEST_MS }, () => {
       expect(JSON.parse(body).peerId).toBe(relay.node.peerId.toString())
     } finally {
       await relay.stop()
+    }
+  })
+
+  it('npm run relay on a busy port: one line naming the port and how to choose another, exit 1', async () => {
+    const busy = http.createServer()
+    await new Promise<void>(resolve => busy.listen(0, '127.0.0.1', resolve))
+    const port = (busy.address() as import('node:net').AddressInfo).port
+    try {
+      const child = spawnTs('relay/main.ts', ['--port', String(port), '--data-dir', await tmp(), '--ice-servers', 'none', '--no-api'])
+      let err = ''
+      child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+      const code = await new Promise<number | null>(resolve => child.on('exit', resolve))
+      expect(code).toBe(1)
+      expect(err).toBe(`relay: port ${port} on 127.0.0.1 is already in use (another relay, API or program listens there); choose another: PORT=9000 npm start, or npm run relay -- --port 9000\n`)
+    } finally {
+      busy.close()
     }
   })
 

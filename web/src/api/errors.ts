@@ -50,7 +50,7 @@ function httpFailure (errorCode: ErrorCodeString, status: number, code: string):
   return { errorCode, status, code }
 }
 
-export const { MalformedBodyError, InvalidApiKeyError, UnknownRouteError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, ApiInternalError } = declaredErrors(ApiError, {
+export const { MalformedBodyError, InvalidApiKeyError, UnknownRouteError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RequestTooLargeError, ApiInternalError } = declaredErrors(ApiError, {
   /** The body is not JSON, or not a JSON object (400). */
   MalformedBodyError: httpFailure('api.malformed-body', 400, 'invalid_json'),
   /** No or a wrong Bearer key (401). */
@@ -61,8 +61,10 @@ export const { MalformedBodyError, InvalidApiKeyError, UnknownRouteError, Method
   MethodNotAllowedError: httpFailure('api.method-not-allowed', 405, 'method_not_allowed'),
   /** `model` names a model this API does not serve (404). */
   ModelNotFoundError: httpFailure('api.model-not-found', 404, 'model_not_found'),
-  /** The prompt (with max_tokens) does not fit the model's context, or the body is too large (413). */
+  /** The prompt (with max_tokens) does not fit the model's context (413). */
   PromptTooLongError: httpFailure('api.prompt-too-long', 413, 'context_length_exceeded'),
+  /** The request body is over MAX_BODY_BYTES (413). */
+  RequestTooLargeError: httpFailure('api.request-too-large', 413, 'request_too_large'),
   /** A failure of ours (500): a bug, or a generation that failed after it began. */
   ApiInternalError: httpFailure('api.internal', 500, 'internal_error')
 })

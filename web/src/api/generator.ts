@@ -5,6 +5,7 @@
  */
 import type { TextTokenizer } from '../model/tokenizer.ts'
 import type { SamplingOptions } from '../model/sampler.ts'
+import type { PenaltyOptions } from './penalties.ts'
 
 /** A model as the API lists it. */
 export interface ApiModel {
@@ -21,7 +22,7 @@ export interface ApiModel {
   ownedBy?: string
 }
 
-export interface GenerateParams extends SamplingOptions {
+export interface GenerateParams extends SamplingOptions, PenaltyOptions {
   /** Tokens to generate at most (≥ 1). */
   maxTokens: number
   /** Ids that end the generation; not emitted. */

@@ -15,6 +15,7 @@
 import { ChatTemplateError, chatPrompt, chatStopTokens } from '../model/chat.ts'
 import type { ChatMessage } from '../model/chat.ts'
 import { TokenizerError } from '../model/errors.ts'
+import type { TextTokenizer } from '../model/tokenizer.ts'
 import { InvalidParamError } from './errors.ts'
 import type { ApiModel } from './generator.ts'
 import type { ChatRequest, CompletionRequest } from './schema.ts'
@@ -39,14 +40,21 @@ export function transcript (messages: readonly ChatMessage[]): string {
   return messages.map(m => `${ROLE_NAMES[m.role] ?? m.role}: ${m.content}\n`).join('') + 'Assistant:'
 }
 
-function chatRequestPrompt (model: ApiModel, req: ChatRequest): Prompt {
-  const tok = model.tokenizer
+/**
+ * Chat messages → prompt ids by the one rule every entry point uses (the API, `webswarm generate
+ * --chat`, the page): the model's chat template, else the transcript (see the file comment).
+ * Throws ChatTemplateError for messages the template refuses; each caller words that its own way.
+ */
+export function renderChat (tok: TextTokenizer, messages: readonly ChatMessage[], eosTokenIds: readonly number[]): Prompt {
   if (tok.chatTemplate === undefined) {
-    return { ids: tok.encode(transcript(req.messages)), stopTokens: [...model.eosTokenIds], stopStrings: TRANSCRIPT_STOPS, transcript: true }
+    return { ids: tok.encode(transcript(messages)), stopTokens: [...eosTokenIds], stopStrings: TRANSCRIPT_STOPS, transcript: true }
   }
+  return { ids: chatPrompt(tok, messages).ids, stopTokens: chatStopTokens(tok, eosTokenIds), stopStrings: [], transcript: false }
+}
+
+function chatRequestPrompt (model: ApiModel, req: ChatRequest): Prompt {
   try {
-    const { ids } = chatPrompt(tok, req.messages)
-    return { ids, stopTokens: chatStopTokens(tok, model.eosTokenIds), stopStrings: [], transcript: false }
+    return renderChat(model.tokenizer, req.messages, model.eosTokenIds)
   } catch (e) {
     // The template's own checks (roles out of order, a system message it refuses) are the caller's to fix.
     if (e instanceof ChatTemplateError) throw new InvalidParamError(`messages: ${e.message}`, 'messages')

@@ -3,7 +3,8 @@
  * reference: each field's type and range is checked and a bad one answers 400 naming it (`param`).
  * Fields OpenAI defines that would change the answer but are not implemented here (`n` > 1,
  * `logprobs`, `tools`, `echo`, `best_of` > 1, `suffix`, `response_format` other than text) are
- * refused rather than ignored; other fields (`user`, `metadata`, `frequency_penalty: 0`, …) are
+ * refused rather than ignored; `frequency_penalty`, `presence_penalty` and `logit_bias` are
+ * applied (penalties.ts); fields that do not change the answer (`user`, `metadata`, …) are
  * accepted and ignored, as OpenAI-compatible servers commonly do.
  */
 import type { ChatMessage } from '../model/chat.ts'
@@ -15,6 +16,12 @@ const MAX_STOP_SEQUENCES = 4
 const MAX_STOP_CHARS = 256
 /** Most chat messages in one request. */
 const MAX_MESSAGES = 1024
+/** OpenAI's range of frequency_penalty and presence_penalty. */
+const MAX_PENALTY = 2
+/** OpenAI's range of a logit_bias value. */
+const MAX_LOGIT_BIAS = 100
+/** Most logit_bias entries in one request: bounds the work per sampled token. */
+const MAX_LOGIT_BIAS_ENTRIES = 1024
 /** Roles a chat message may have (`developer` is OpenAI's newer name for `system`). */
 const CHAT_ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool'])
 
@@ -23,6 +30,8 @@ interface GenerationRequest {
   model: string
   /** Tokens to generate at most; undefined = what the context leaves (capped by the server). */
   maxTokens?: number
+  /** The field maxTokens came from (`max_tokens`, or chat's `max_completion_tokens`): errors name it. */
+  maxTokensParam: string
   /** 0 = greedy. OpenAI's default is 1. */
   temperature: number
   /** (0, 1]; OpenAI's top_p 0 is taken as greedy. */
@@ -35,6 +44,12 @@ interface GenerationRequest {
   stream: boolean
   /** stream_options.include_usage: a last chunk carrying usage. */
   includeUsage: boolean
+  /** [-2, 2]; 0 = off (penalties.ts). */
+  frequencyPenalty: number
+  /** [-2, 2]; 0 = off (penalties.ts). */
+  presencePenalty: number
+  /** Token id → bias in [-100, 100]; ids are checked against the model's vocabulary by the server. */
+  logitBias: Map<number, number>
 }
 
 export interface ChatRequest extends GenerationRequest {
@@ -92,6 +107,23 @@ function stops (o: Json): string[] {
   return list as string[]
 }
 
+/** logit_bias: `{"token id": bias}`, ids as decimal strings (JSON keys), biases in [-100, 100]. */
+function logitBias (o: Json): Map<number, number> {
+  const out = new Map<number, number>()
+  if (!has(o, 'logit_bias')) return out
+  const v = o.logit_bias
+  if (!isObject(v)) throw new InvalidParamError(`'logit_bias' must be an object mapping token ids to biases, got ${JSON.stringify(v)}`, 'logit_bias', 'invalid_type')
+  const entries = Object.entries(v)
+  if (entries.length > MAX_LOGIT_BIAS_ENTRIES) throw new InvalidParamError(`'logit_bias' holds ${entries.length} entries; at most ${MAX_LOGIT_BIAS_ENTRIES}`, 'logit_bias')
+  for (const [k, b] of entries) {
+    if (!/^(0|[1-9][0-9]{0,9})$/.test(k)) throw new InvalidParamError(`'logit_bias' keys must be token ids (non-negative integers as strings), got ${JSON.stringify(k)}`, 'logit_bias')
+    if (typeof b !== 'number' || !Number.isFinite(b)) throw new InvalidParamError(`'logit_bias' values must be numbers, got ${JSON.stringify(b)} for token ${k}`, 'logit_bias', 'invalid_type')
+    if (b < -MAX_LOGIT_BIAS || b > MAX_LOGIT_BIAS) throw new InvalidParamError(`'logit_bias' values must be in [-${MAX_LOGIT_BIAS}, ${MAX_LOGIT_BIAS}], got ${b} for token ${k}`, 'logit_bias')
+    out.set(Number(k), b)
+  }
+  return out
+}
+
 /** Refuses fields whose meaning this server does not implement. */
 function unsupported (o: Json): void {
   const n = int(o, 'n', 1, 128)
@@ -113,7 +145,12 @@ function common (o: Json, maxTokensKeys: string[]): GenerationRequest {
   if (typeof o.model !== 'string' || o.model === '') throw new InvalidParamError("'model' is required: a model id from GET /v1/models", 'model', has(o, 'model') ? 'invalid_type' : 'missing_required_parameter')
   unsupported(o)
   let maxTokens: number | undefined
-  for (const k of maxTokensKeys) maxTokens ??= int(o, k, 1, 1 << 20)
+  let maxTokensParam = maxTokensKeys[0]
+  for (const k of maxTokensKeys) {
+    if (maxTokens !== undefined) break
+    maxTokens = int(o, k, 1, 1 << 20)
+    if (maxTokens !== undefined) maxTokensParam = k
+  }
   const temperature = num(o, 'temperature', 0, 2, 1)
   const topP = num(o, 'top_p', 0, 1, 1)
   const topK = int(o, 'top_k', 0, 1 << 20) ?? 0
@@ -129,6 +166,7 @@ function common (o: Json, maxTokensKeys: string[]): GenerationRequest {
   return {
     model: o.model,
     maxTokens,
+    maxTokensParam,
     // top_p 0 keeps only the most likely token: greedy.
     temperature: topP === 0 ? 0 : temperature,
     topP: topP === 0 ? 1 : topP,
@@ -136,7 +174,10 @@ function common (o: Json, maxTokensKeys: string[]): GenerationRequest {
     seed,
     stop: stops(o),
     stream,
-    includeUsage
+    includeUsage,
+    frequencyPenalty: num(o, 'frequency_penalty', -MAX_PENALTY, MAX_PENALTY, 0),
+    presencePenalty: num(o, 'presence_penalty', -MAX_PENALTY, MAX_PENALTY, 0),
+    logitBias: logitBias(o)
   }
 }
 

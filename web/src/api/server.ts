@@ -7,7 +7,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
-  ApiError, ApiInternalError, InvalidApiKeyError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, UnknownRouteError
+  ApiError, ApiInternalError, InvalidApiKeyError, InvalidParamError, MalformedBodyError, MethodNotAllowedError, ModelNotFoundError, PromptTooLongError, RateLimitError, RequestTooLargeError, UnknownRouteError
 } from './errors.ts'
 import type { ApiModel, FinishReason, Generator } from './generator.ts'
 import { promptFor } from './prompt.ts'
@@ -94,6 +94,8 @@ export class ApiServer {
       const headers: Record<string, string> = {}
       if (err instanceof RateLimitError) headers['retry-after'] = String(err.retryAfterS)
       if (err instanceof InvalidApiKeyError) headers['www-authenticate'] = 'Bearer'
+      // The rest of the body is left unread: the connection cannot carry another request.
+      if (err instanceof RequestTooLargeError) headers.connection = 'close'
       sendJson(res, err.status, err.body(), headers)
     }
   }
@@ -147,7 +149,11 @@ export class ApiServer {
 
   private model (id: string, param: string | null): ApiModel {
     const m = this.generator.models().find(x => x.id === id)
-    if (m === undefined) throw new ModelNotFoundError(`the model '${id}' does not exist here; GET /v1/models lists ${this.generator.models().map(x => `'${x.id}'`).join(', ') || 'none'}`, param)
+    if (m === undefined) {
+      const served = this.generator.models().map(x => `'${x.id}'`).join(', ') || 'none'
+      // A relay's /models lists more than its API serves: say how to get an API for another one.
+      throw new ModelNotFoundError(`the model '${id}' is not served by this API, which serves ${served} (GET /v1/models); an API serves the one model it was started with: for another, run \`webswarm api --bootstrap RELAY --model MODEL\` (MODEL: a file or URL, e.g. RELAY/models/NAME.gguf from the relay's /models list)`, param)
+    }
     return m
   }
 
@@ -158,9 +164,11 @@ export class ApiServer {
     if (prompt.ids.length >= ctx) throw new PromptTooLongError(`the prompt is ${prompt.ids.length} tokens; ${model.id} takes at most ${ctx} tokens of prompt and completion together`, request.kind === 'chat' ? 'messages' : 'prompt')
     const room = ctx - prompt.ids.length
     if (request.maxTokens !== undefined && request.maxTokens > room) {
-      throw new PromptTooLongError(`the prompt (${prompt.ids.length} tokens) and max_tokens (${request.maxTokens}) exceed ${model.id}'s context of ${ctx} tokens; ask for at most ${room}`, request.kind === 'chat' ? 'max_completion_tokens' : 'max_tokens')
+      throw new PromptTooLongError(`the prompt (${prompt.ids.length} tokens) and ${request.maxTokensParam} (${request.maxTokens}) exceed ${model.id}'s context of ${ctx} tokens; ask for at most ${room}`, request.maxTokensParam)
     }
     const maxTokens = request.maxTokens ?? Math.min(room, this.defaultMaxTokens)
+    const outside = [...request.logitBias.keys()].find(t => t >= model.tokenizer.vocabSize)
+    if (outside !== undefined) throw new InvalidParamError(`'logit_bias': token id ${outside} is outside ${model.id}'s vocabulary [0, ${model.tokenizer.vocabSize})`, 'logit_bias')
     const id = `${request.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`
     const created = Math.floor(this.now() / 1000)
     const stops = new StopText([...request.stop, ...prompt.stopStrings])
@@ -198,7 +206,17 @@ export class ApiServer {
     this.active++
     let result
     try {
-      result = await this.generator.generate(model.id, prompt.ids, { maxTokens, stopTokens: prompt.stopTokens, temperature: request.temperature, topP: request.topP, topK: request.topK, seed: request.seed }, onToken, abort.signal)
+      result = await this.generator.generate(model.id, prompt.ids, {
+        maxTokens,
+        stopTokens: prompt.stopTokens,
+        temperature: request.temperature,
+        topP: request.topP,
+        topK: request.topK,
+        seed: request.seed,
+        frequencyPenalty: request.frequencyPenalty,
+        presencePenalty: request.presencePenalty,
+        logitBias: request.logitBias
+      }, onToken, abort.signal)
     } finally {
       if (--this.active === 0) for (const w of this.idleWaiters.splice(0)) w()
     }
@@ -268,7 +286,7 @@ async function readJson (req: IncomingMessage): Promise<unknown> {
   for await (const c of req) {
     const b = c as Buffer
     bytes += b.length
-    if (bytes > MAX_BODY_BYTES) throw new PromptTooLongError(`the request body exceeds ${MAX_BODY_BYTES} bytes`)
+    if (bytes > MAX_BODY_BYTES) throw new RequestTooLargeError(`the request body exceeds ${MAX_BODY_BYTES} bytes`)
     chunks.push(b)
   }
   const text = Buffer.concat(chunks).toString('utf8')

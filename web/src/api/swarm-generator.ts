@@ -21,6 +21,7 @@ import { BatchedHead, withBatchedHead } from './batched-head.ts'
 import { CachedDirectory } from './cached-directory.ts'
 import { InvalidParamError, SwarmUnavailableError } from './errors.ts'
 import type { ApiModel, GenerateParams, GenerateResult, Generator } from './generator.ts'
+import { LogitPenalties } from './penalties.ts'
 
 /**
  * Generations one API process runs at once per model; more wait their turn (FIFO). Every request
@@ -122,6 +123,8 @@ export class SwarmGenerator implements Generator {
       throw await this.unavailable(m, e)
     }
     const tokens: number[] = []
+    // This request's own counts: its logits row is its own even when the head ran batched.
+    const penalties = new LogitPenalties(params)
     try {
       let h: Float32Array
       try {
@@ -131,9 +134,10 @@ export class SwarmGenerator implements Generator {
       }
       for (;;) {
         if (signal.aborted) return { tokens, finish: 'aborted' }
-        const id = sampler.sample(await m.ends.logits(h.subarray(h.length - C)))
+        const id = sampler.sample(penalties.apply(await m.ends.logits(h.subarray(h.length - C))))
         if (stop.has(id)) return { tokens, finish: 'stop' }
         tokens.push(id)
+        penalties.record(id)
         await onToken(id)
         // Let the token's SSE write reach the socket: with the blocks in this process
         // (swarm/server/in-process.ts) a whole generation is one chain of promises, and Node's HTTP response

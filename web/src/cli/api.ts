@@ -23,6 +23,7 @@ import { ServerRole } from '../swarm/server/role.ts'
 import { UsageError, int, required, str, type Flags } from './args.ts'
 import { DEFAULT_RATE_LIMIT_PER_MINUTE } from './command-table.ts'
 import { openBackend } from './commands.ts'
+import { PortInUseError } from './failures.ts'
 import { resolveModelArg } from './model-plan.ts'
 import { loadThreadSpan } from './span-thread.ts'
 import { exitIfLingering, joinSwarm, joinSwarmWithDoc, modelId, resolveBootstrap, type Bootstrap, type SwarmPeer } from './swarm-node.ts'
@@ -174,15 +175,28 @@ export async function apiCmd (f: Flags): Promise<number> {
   if (port > 65535) throw new UsageError(`--port: ${port} is not a TCP port`)
   const keys = (str(f, 'api-key') ?? process.env.WEBSWARM_API_KEY ?? '').split(',').map(k => k.trim()).filter(k => k !== '')
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
-  const s = await startSwarmApi({ bootstrap: await resolveBootstrap(f), where, id, backend: await openBackend(f), apiKeys: keys, ratePerMinute: int(f, 'rate-limit'), log })
+  let s: SwarmApi | undefined
   const server = http.createServer((req, res) => {
-    if (ApiServer.owns(new URL(req.url ?? '/', 'http://api').pathname)) void s.api.handle(req, res)
-    else {
+    if (!ApiServer.owns(new URL(req.url ?? '/', 'http://api').pathname)) {
       res.writeHead(404, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ error: { message: `not found: ${req.url ?? ''}; the API is under /v1`, type: 'invalid_request_error', param: null, code: 'unknown_url' } }))
+    } else if (s !== undefined) void s.api.handle(req, res)
+    else {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' })
+      res.end(JSON.stringify({ error: { message: 'the API is starting (joining the swarm); retry in a few seconds', type: 'server_error', param: null, code: 'starting' } }))
     }
   })
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve) })
+  // The port first: a busy one fails in one line before the device opens or the swarm is joined.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => { reject(e.code === 'EADDRINUSE' ? new PortInUseError(host, port, '--port 9000 (0: any free one)') : e) })
+    server.listen(port, host, resolve)
+  })
+  try {
+    s = await startSwarmApi({ bootstrap: await resolveBootstrap(f), where, id, backend: await openBackend(f), apiKeys: keys, ratePerMinute: int(f, 'rate-limit'), log })
+  } catch (e) {
+    server.close()
+    throw e
+  }
   const a = server.address() as AddressInfo
   const url = `http://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}/v1`
   log(`api: ${id} at ${url}${keys.length > 0 ? ' (Bearer key required)' : ''}`)

@@ -9,15 +9,22 @@
  *   npm run --silent webswarm -- grad     --model DIR --inputs IDS --targets IDS --out DIR2
  *   npm run --silent webswarm -- train    (--config FILE | --model DIR) --data FILE --steps N --out DIR [...]
  *   npm run --silent webswarm -- <command> --help   (its options and their defaults)
+ *   npm run --silent webswarm -- --version
  */
 import { COMMANDS, OVERVIEW_EPILOGUE } from './command-table.ts'
-import { exitStatusOf, isExpectedFailure } from './failures.ts'
+import { exitStatusOf, isExpectedFailure, networkFailure } from './failures.ts'
 import { commandHelp, overview, parseCommandLine } from './option-table.ts'
 
 async function main (argv: string[]): Promise<number> {
   const line = parseCommandLine(argv, COMMANDS)
+  if (line.kind === 'version') {
+    const { readFile } = await import('node:fs/promises')
+    const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+    process.stdout.write(`webswarm ${pkg.version}\n`)
+    return 0
+  }
   if (line.kind === 'help') {
-    process.stdout.write(line.command !== undefined ? commandHelp(line.command) : overview(COMMANDS, OVERVIEW_EPILOGUE))
+    process.stdout.write(line.command !== undefined ? commandHelp(line.command, COMMANDS) : overview(COMMANDS, OVERVIEW_EPILOGUE))
     return line.status
   }
   // Swarm commands run for long with many peers: a stray rejection on one connection is logged, not fatal.
@@ -25,12 +32,14 @@ async function main (argv: string[]): Promise<number> {
   return await line.command.run(line.flags)
 }
 
-main(process.argv.slice(2)).then(code => {
+const argv = process.argv.slice(2)
+main(argv).then(code => {
   process.exitCode = code
 }, (e: unknown) => {
   const err = e as Error
-  // One line for expected failures (bad input, no adapter, bad files); a stack only for bugs.
-  if (isExpectedFailure(e)) process.stderr.write(`webswarm: ${err.message}\n`)
+  // One line for expected failures (bad input, no adapter, bad files, a host that does not
+  // answer: named with the URLs given for it); a stack only for bugs.
+  if (isExpectedFailure(e)) process.stderr.write(`webswarm: ${networkFailure(e, argv.map(a => a.replace(/^--[\w-]+=/, '')).filter(a => /^https?:\/\//i.test(a))) ?? err.message}\n`)
   else process.stderr.write(`webswarm: ${err?.stack ?? String(e)}\n`)
   process.exitCode = exitStatusOf(e)
 })

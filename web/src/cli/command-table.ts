@@ -5,7 +5,7 @@
  * in each. The trainers' optimizer defaults come from their one table, trainer-defaults.ts.
  * Loaded at start-up, so it imports nothing heavy: each `run` imports its command's modules.
  */
-import { derived, flag, repeatable, value, type CommandSpec, type OptionTable } from './option-table.ts'
+import { alsoAs, derived, flag, repeatable, value, type CommandSpec, type OptionTable } from './option-table.ts'
 import { defaultsLine, TRAINER_DEFAULTS } from './trainer-defaults.ts'
 
 /** Requests a minute per key / IP by default: generous for one user's tools, a brake on floods. */
@@ -26,14 +26,15 @@ const GPU_BUDGET: OptionTable = {
 
 const SWARM: OptionTable = {
   bootstrap: repeatable('MULTIADDR|URL', "a relay: its multiaddr (…/p2p/<id>) or its page URL, which also gives its peer relays and STUN/TURN list; repeatable: every relay named is merged (required)"),
-  'ice-servers': value('LIST|none', 'STUN/TURN URLs, comma-separated (turn:user:pass@host:port); none = host candidates only (loopback/LAN)', derived("the relay's list (URL form) or a public STUN server"))
+  'ice-servers': alsoAs(repeatable('LIST|none', 'STUN/TURN URLs, comma-separated or repeated (turn:user:pass@host:port); none = host candidates only (loopback/LAN)', derived("the relay's list (URL form) or a public STUN server")), 'ice-server')
 }
 
 /** The prompt and sampling of both `generate`s. */
 const PROMPT: OptionTable = {
-  tokens: value('IDS', 'the prompt as token ids, 5,17,3 (ids are printed back)'),
-  prompt: value('TEXT', 'the prompt as text (needs a tokenizer; text is printed back)'),
-  chat: value('TEXT', "one chat turn in the model's own template; stops at end of turn"),
+  tokens: value('IDS', 'the prompt as token ids, 5,17,3 (the new tokens are printed as ids too)'),
+  prompt: value('TEXT', 'the prompt as text (needs a tokenizer; the continuation is printed as text)'),
+  // The one rule of web/src/api/prompt.ts, which the API and the page use too.
+  chat: value('TEXT', 'one user turn, rendered as the API renders chats: the model\'s chat template, else the transcript "User: TEXT\\nAssistant:" (stops at "\\nUser:"); ends at end of turn'),
   system: value('TEXT', 'the system message of --chat'),
   'max-new-tokens': value('N', 'tokens to generate (required)'),
   temperature: value('T', 'sampling temperature; 0 is greedy', 0),
@@ -76,7 +77,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     key: 'generate',
     synopsis: '--model MODEL (--tokens IDS | --prompt TEXT | --chat TEXT) --max-new-tokens N [options]',
-    about: 'streams text (or ids) to stdout; --chat: one chat turn in the model\'s own template\n(tokenizer.chat_template / tokenizer_config.json), stopping at end of turn',
+    about: 'streams the new text (or ids) to stdout',
     options: { ...MODEL, ...PROMPT, ...GPU_BUDGET, ...DEVICE },
     run: async f => await (await import('./commands.ts')).generateCmd(f)
   },
@@ -138,7 +139,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     key: 'generate --bootstrap',
-    synopsis: 'MULTIADDR|URL --model MODEL (--tokens IDS | --prompt TEXT | --chat TEXT) --max-new-tokens N [--verify RATE | --verify-window N] [options]',
+    synopsis: '--bootstrap MULTIADDR|URL --model MODEL (--tokens IDS | --prompt TEXT | --chat TEXT) --max-new-tokens N [--verify RATE | --verify-window N] [options]',
     about: 'runs the blocks on the swarm; only config, embedding and head are read from --model',
     options: {
       ...SWARM,
@@ -154,7 +155,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     key: 'train --bootstrap',
-    synopsis: 'MULTIADDR|URL --run ID [--syncs N] [--declare [options]]',
+    synopsis: '--bootstrap MULTIADDR|URL --run ID [--syncs N] [--declare [options]]',
     about: `DiLoCo with the swarm's other trainers (--declare: declare run ID if nobody has;\n--steps/--min-lr: cosine decay of the inner lr over the run, else constant)\n${defaultsLine('train --bootstrap')}`,
     options: {
       ...SWARM,
@@ -186,7 +187,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     key: 'api',
     synopsis: '--bootstrap MULTIADDR|URL --model MODEL [--host H] [--port P] [--api-key KEY[,KEY]] [--rate-limit N]',
-    about: 'OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on H:P,\nrunning the blocks on the swarm',
+    about: 'OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) on H:P for --model\nalone (one API per model), running the blocks on the swarm',
     options: {
       ...SWARM,
       ...MODEL,
@@ -194,7 +195,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       host: value('H', 'address to listen on', '127.0.0.1'),
       port: value('P', 'port to listen on; 0: any free one', 8000),
       'api-key': value('KEY[,KEY]', 'require Authorization: Bearer KEY', derived('env WEBSWARM_API_KEY, else none')),
-      'rate-limit': value('N', 'requests a minute per key or IP; 0: none', DEFAULT_RATE_LIMIT_PER_MINUTE),
+      // --api-rate-limit: the relay's name for the same limit (npm start).
+      'rate-limit': alsoAs(value('N', 'requests a minute per key or IP; 0: none', DEFAULT_RATE_LIMIT_PER_MINUTE), 'api-rate-limit'),
       ...DEVICE
     },
     run: async f => await (await import('./api.ts')).apiCmd(f)

@@ -8,8 +8,8 @@ import { sourceFrom } from '../model/source.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { parseConfig } from '../model/config.ts'
 import { generate } from '../model/generate.ts'
-import { chatFromFlags, chatPromptBound } from './chat.ts'
-import { samplingFlags, tokenPrinter } from './sampling.ts'
+import { chatFromFlags, chatPromptBound, printUntilStopText } from './chat.ts'
+import { samplingFlags } from './sampling.ts'
 import { lossAndGradients, evaluateLoss, Trainer } from '../model/train.ts'
 import { ADAMW_PRETRAIN_DEFAULTS as ADAMW } from '../model/adamw-defaults.ts'
 import { encodeSafetensors } from '../model/safetensors.ts'
@@ -39,8 +39,9 @@ async function withModel<T> (f: Flags, plan: PlanOptions, fn: (m: CausalLM) => P
   const where = await resolveModelArg(required(f, 'model'))
   const source = sourceFrom(where)
   const budget = maxGpuMemory(f)
-  const config = budget === undefined ? undefined : await loadConfig(source)
-  if (config !== undefined) await new ModelPlanner(source, config, budget, line => { if (f.quiet !== true) process.stderr.write(`${line}\n`) }).check(wholeModel(config), { sessions: 1, ...plan })
+  // Read before the device opens: a --model URL that does not answer fails at once, not after WebGPU's start-up.
+  const config = await loadConfig(source)
+  if (budget !== undefined) await new ModelPlanner(source, config, budget, line => { if (f.quiet !== true) process.stderr.write(`${line}\n`) }).check(wholeModel(config), { sessions: 1, ...plan })
   const be = await openBackend(f)
   const model = await loadModel(source, be, { config, keepDtypes, onProgress: loadProgress(f, `loading ${where}`) })
   try {
@@ -78,19 +79,20 @@ export async function generateCmd (f: Flags): Promise<number> {
   await withModel(f, { context: promptTokens + maxNew, stepTokens: promptTokens }, async m => {
     let prompt: number[]
     let stopTokens: number[] | undefined // --chat: the end-of-turn ids too
+    let stopStrings: readonly string[] = [] // --chat without a chat template: the transcript's next turn
     if (f.tokens !== undefined) prompt = ids(f, 'tokens')
-    else if (f.chat !== undefined) ({ prompt, stopTokens } = chatFromFlags(f, m.tokenizer, m.config.eosTokenIds))
+    else if (f.chat !== undefined) ({ prompt, stopTokens, stopStrings } = chatFromFlags(f, m.tokenizer, m.config.eosTokenIds))
     else if (f.prompt !== undefined) {
       if (m.tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer (tokenizer.json, or a vocabulary of 256 bytes); use --tokens')
       prompt = m.tokenizer.encode(required(f, 'prompt'))
     } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
     // Text in, text out; ids in (--tokens), ids out.
-    const tokens = await generate(m, prompt, {
+    const tokens = await printUntilStopText(stopStrings, f.tokens === undefined ? m.tokenizer?.decoder() : undefined, async onToken => await generate(m, prompt, {
       maxNewTokens: maxNew,
       ...samplingFlags(f),
       stopTokens,
-      onToken: tokenPrinter(f.tokens === undefined ? m.tokenizer?.decoder() : undefined)
-    })
+      onToken
+    }))
     process.stdout.write('\n')
     if (out !== undefined) await writeFile(out, JSON.stringify({ tokens }) + '\n')
   })

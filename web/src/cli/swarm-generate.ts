@@ -23,8 +23,8 @@ import { UsageError, ids, int, optInt, optNum, required, str, type Flags } from 
 import { openBackend } from './commands.ts'
 import { ModelPlanner, loadProgress, maxGpuMemory, resolveModelArg } from './model-plan.ts'
 import { joinSwarm, joinSwarmWithDoc, leaveSwarm, modelId, resolveBootstrap } from './swarm-node.ts'
-import { chatFromFlags } from './chat.ts'
-import { samplingFlags, tokenPrinter } from './sampling.ts'
+import { chatFromFlags, printUntilStopText } from './chat.ts'
+import { samplingFlags } from './sampling.ts'
 
 export async function swarmGenerateCmd (f: Flags): Promise<number> {
   const maxNew = int(f, 'max-new-tokens', 1)
@@ -37,23 +37,27 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
   const source = sourceFrom(where)
   const log = (l: string): void => { if (f.quiet !== true) process.stderr.write(`${l}\n`) }
   const budget = maxGpuMemory(f)
-  const planned = budget === undefined ? undefined : await loadConfig(source)
+  // Read before the device opens: a --model URL that does not answer fails at once, not after WebGPU's start-up.
+  const planned = await loadConfig(source)
   // The client holds only the embedding and the head (no blocks: no KV cache).
-  if (planned !== undefined) await new ModelPlanner(source, planned, budget, log).check({ blocks: { start: 0, end: 0 }, embedding: true, head: true }, { context: 1, stepTokens: 1 })
+  if (budget !== undefined) await new ModelPlanner(source, planned, budget, log).check({ blocks: { start: 0, end: 0 }, embedding: true, head: true }, { context: 1, stepTokens: 1 })
+  // The relays too: one that does not answer fails before the device opens.
+  const bootstrap = await resolveBootstrap(f)
   const be = await openBackend(f)
   const { config, ends } = await loadClientEnds(source, be, { config: planned, onProgress: loadProgress(f, `loading embedding + head of ${where}`) })
   const tokenizer = await loadTokenizer(source, config.vocabSize)
   let prompt: number[]
   let stopTokens: number[] | undefined // --chat: the end-of-turn ids too
+  let stopStrings: readonly string[] = [] // --chat without a chat template: the transcript's next turn
   if (f.tokens !== undefined) prompt = ids(f, 'tokens')
-  else if (f.chat !== undefined) ({ prompt, stopTokens } = chatFromFlags(f, tokenizer, config.eosTokenIds))
+  else if (f.chat !== undefined) ({ prompt, stopTokens, stopStrings } = chatFromFlags(f, tokenizer, config.eosTokenIds))
   else if (f.prompt !== undefined) {
     if (tokenizer === undefined) throw new UsageError('--prompt needs a tokenizer; use --tokens')
     prompt = tokenizer.encode(required(f, 'prompt'))
   } else throw new UsageError('give --tokens IDS, --prompt TEXT or --chat TEXT')
   const shape = { numBlocks: config.numLayers, numExperts: config.numExperts }
   // Verifying joins the swarm doc: evidence goes there, and others' evidence is read from it.
-  const peer = !verifying ? await joinSwarm(await resolveBootstrap(f), shape, { log }) : await joinSwarmWithDoc(await resolveBootstrap(f), shape, log)
+  const peer = !verifying ? await joinSwarm(bootstrap, shape, { log }) : await joinSwarmWithDoc(bootstrap, shape, log)
   try {
     const model = modelId(where, str(f, 'model-id'))
     const board = peer.swarm === undefined ? undefined : new EvidenceBoard(peer.swarm.doc)
@@ -66,18 +70,18 @@ export async function swarmGenerateCmd (f: Flags): Promise<number> {
       const { confirmed: _, ...ignored } = scan.verdicts
       if (Object.values(ignored).some(n => n > 0) || scan.forged + scan.malformed > 0) log(`verify: accusations ignored: ${JSON.stringify({ ...ignored, badSignature: scan.forged, malformed: scan.malformed })}`)
     }
-    const r = await swarmGenerate(client, ends, prompt, {
+    const tokens = await printUntilStopText(stopStrings, f.tokens === undefined ? tokenizer?.decoder() : undefined, async onToken => (await swarmGenerate(client, ends, prompt, {
       maxNewTokens: maxNew,
       ...samplingFlags(f),
       stopTokens,
       onSession: s => log(`route: ${s.route.map(x => `${x.peer}[${x.start},${x.end})`).join(' → ')}`),
-      onToken: tokenPrinter(f.tokens === undefined ? tokenizer?.decoder() : undefined)
-    })
+      onToken
+    })).tokens)
     process.stdout.write('\n')
     const st = client.verify?.stats
     if (st !== undefined) log(`verify: ${st.checks} checks, ${st.positionsCompared} positions compared, ${st.mismatches} mismatches, liars: ${st.liars.join(', ') || 'none'}, ${st.skipped} skipped, ${st.undecided} undecided`)
     const out = str(f, 'out')
-    if (out !== undefined) await writeFile(out, JSON.stringify({ tokens: r.tokens }) + '\n')
+    if (out !== undefined) await writeFile(out, JSON.stringify({ tokens }) + '\n')
   } finally {
     await leaveSwarm(peer)
   }

@@ -19,7 +19,7 @@ import { fetchBootstrap, type BootstrapInfo } from '../net/swarm.ts'
 import { DhtDirectory } from '../swarm/dht-directory.ts'
 import { Libp2pTransport } from '../swarm/transport/libp2p.ts'
 import type { Clock } from '../util/clock.ts'
-import { str, strings, UsageError, type Flags } from './args.ts'
+import { strings, UsageError, type Flags } from './args.ts'
 
 /**
  * Where a CLI peer joins: the relays' multiaddrs (any of them signals its WebRTC dials), and the
@@ -33,7 +33,7 @@ export interface Bootstrap {
 }
 
 /**
- * `--bootstrap MULTIADDR | URL` (repeatable) and `--ice-servers LIST|none`. A URL (a relay's page,
+ * `--bootstrap MULTIADDR | URL` (repeatable) and `--ice-servers LIST|none` (repeatable; `--ice-server` too). A URL (a relay's page,
  * e.g. `http://relay:8080`) is asked for `/bootstrap`: its multiaddrs and its peer relays' (each
  * relay's websocket ones first), and the STUN/TURN servers the relay's operator chose (the first
  * URL's). Every relay named by any --bootstrap is merged into one list; the peer reserves on up to
@@ -44,7 +44,9 @@ export interface Bootstrap {
 export async function resolveBootstrap (f: Flags): Promise<Bootstrap> {
   const given = strings(f, 'bootstrap').filter(b => b !== '')
   if (given.length === 0) throw new UsageError('--bootstrap is required')
-  const list = str(f, 'ice-servers')
+  // Repeated (the relay's way) or comma-separated: one list either way.
+  const iceGiven = strings(f, 'ice-servers')
+  const list = iceGiven.length === 0 ? undefined : iceGiven.join(',')
   let iceServers: RTCIceServer[] | undefined
   try {
     iceServers = list === undefined ? undefined : parseIceServerList(list)
