@@ -1,11 +1,11 @@
 /**
- * The page chat's prompt: the whole conversation, rendered by the API's own function
- * (api/prompt.ts `promptFor`) so that the page and POST /v1/chat/completions give a model the
+ * The page chat's prompt: the whole conversation, rendered by the API's own rule
+ * (api/prompt.ts `renderChat`) so that the page and POST /v1/chat/completions give a model the
  * same token ids for the same messages — its chat template, or for a model without one the plain
  * User:/Assistant: transcript with its "\nUser:" stop. Plus the stop-string cut the page needs to
  * show a streamed reply (the API's server does the same with its StopText).
  */
-import { promptFor, type Prompt } from '../api/prompt.ts'
+import { renderChat, type Prompt } from '../api/prompt.ts'
 import type { ChatMessage } from '../model/chat.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
 
@@ -20,8 +20,7 @@ export interface ChatModel {
 
 /** The prompt for the next assistant turn after `messages` (the API's rendering; see the file comment). */
 export function chatTurnPrompt (model: ChatModel, messages: readonly ChatMessage[]): Prompt {
-  // Only `kind` and `messages` shape the prompt; the sampling fields are the request's, unused here.
-  return promptFor({ ...model, created: 0 }, { kind: 'chat', model: model.id, messages: [...messages], temperature: 0, topP: 1, topK: 0, stop: [], stream: true, includeUsage: false })
+  return renderChat(model.tokenizer, messages, model.eosTokenIds)
 }
 
 /**
