@@ -23,6 +23,7 @@
  * Flags: --only inference|detection|overhead|commitments|training|floods (one part; its key in trust.json is replaced, the
  *        others kept, each part with its own date and load) --runs N (10) --honest N (10000)
  *        --tokens N (128) --trials N (3) --syncs N (4)
+ *        --mode sampled|windowed (with --only detection: that mode's runs alone, merged into its key)
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -68,7 +69,10 @@ async function inference (): Promise<Record<string, unknown>> {
  * `--runs` can be raised far enough to bound a 0.99 goal without re-running the timed parts.
  */
 async function detectionOnly (): Promise<Record<string, unknown>> {
-  return await detection({ steps: 200, runs: RUNS, modes: [SAMPLED, WINDOWED], cases: LIE_CASES })
+  const mode = arg('mode')
+  if (mode !== undefined && mode !== 'sampled' && mode !== 'windowed') throw new Error(`--mode must be sampled or windowed, got ${mode}`)
+  const modes = mode === undefined ? [SAMPLED, WINDOWED] : [mode === 'sampled' ? SAMPLED : WINDOWED]
+  return await detection({ steps: 200, runs: RUNS, modes, cases: LIE_CASES })
 }
 
 /** The overhead run alone (off, W = 32, W = 64), wall and CPU time: quick, for re-measuring on a quiet machine. */
@@ -139,7 +143,10 @@ for (const [name, run] of Object.entries(parts)) {
   const part = await run()
   // Read just before writing: parts run as separate processes keep each other's keys.
   const out = (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {}) as Record<string, unknown>
-  out[name] = { date: new Date().toISOString(), load_before: loadBefore, load_after: load(), seconds: (Date.now() - t0) / 1000, ...part }
+  const was = out[name] as { cases?: Record<string, unknown> } | undefined
+  // One mode's detection runs (--mode) replace that mode's cases and keep the other's.
+  const merged = name === 'detection' && arg('mode') !== undefined && was?.cases !== undefined ? { ...part, cases: { ...was.cases, ...(part.cases as Record<string, unknown>) } } : part
+  out[name] = { date: new Date().toISOString(), load_before: loadBefore, load_after: load(), seconds: (Date.now() - t0) / 1000, ...merged }
   out.device = `CPU only: ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, Node ${process.version}`
   mkdirSync('bench/results', { recursive: true })
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n')

@@ -246,6 +246,7 @@ export async function falsePositives (positions: number, verify: VerifyOptions, 
   let compared = 0
   let mismatches = 0
   let strikes = 0
+  let repeats = 0
   let accused = 0
   let worst = 0
   let runs = 0
@@ -262,10 +263,11 @@ export async function falsePositives (positions: number, verify: VerifyOptions, 
     compared += st.positionsCompared
     mismatches += st.mismatches
     strikes += st.strikes
+    repeats += st.repeats
     accused += st.liars.length
     worst = Math.max(worst, st.maxAgreeingDeviation)
     outvoted.push(...st.outvotedDeviations)
   }
-  console.log(`honest (${mode}): ${compared} positions compared in ${runs} runs (f32 KV vs f16 KV), ${mismatches} mismatches, ${strikes} strikes, ${accused} accused, largest agreeing deviation ${worst.toExponential(2)}, outvoted deviations [${outvoted.map(d => d.toExponential(2)).join(', ')}] (load ${load()})`)
-  return { model: `tiny-mixtral fixture, CPU twins, f32 KV vs f16 KV, ${mode}`, runs, positions_compared: compared, mismatches, strikes, false_positives: accused, max_honest_deviation: worst, outvoted_deviations: outvoted }
+  console.log(`honest (${mode}): ${compared} positions compared in ${runs} runs (f32 KV vs f16 KV), ${mismatches} mismatches, ${strikes} strikes, ${repeats} repeats, ${accused} accused, largest agreeing deviation ${worst.toExponential(2)}, outvoted deviations [${outvoted.map(d => d.toExponential(2)).join(', ')}] (load ${load()})`)
+  return { model: `tiny-mixtral fixture, CPU twins, f32 KV vs f16 KV, ${mode}`, runs, positions_compared: compared, mismatches, strikes, repeats, false_positives: accused, max_honest_deviation: worst, outvoted_deviations: outvoted }
 }

@@ -128,7 +128,7 @@ export class InferenceSession {
   private async verify (final: boolean): Promise<void> {
     const caught = await this.verifier?.afterStep(this.hops, final)
     if (caught !== undefined) {
-      await this.rewind(caught.position)
+      await this.rewind(caught.position, caught.avoid === true ? caught.liar : undefined)
       throw new SessionRewoundError(caught.position, caught.liar)
     }
   }
@@ -136,9 +136,10 @@ export class InferenceSession {
   /**
    * Rebuilds the whole route holding positions [0, keep) only: a liar's wrong outputs reached
    * every later hop's cache and the caller's tokens, and a server cannot drop positions, so fresh
-   * sessions (avoiding the banned liar) replay the first hop's inputs up to `keep`.
+   * sessions (avoiding the banned liar, and `avoid` too: Verifier.outvotedAt) replay the first
+   * hop's inputs up to `keep`.
    */
-  private async rewind (keep: number): Promise<void> {
+  private async rewind (keep: number, avoid?: string): Promise<void> {
     const C = this.client.hiddenSize
     const inputs = rows(this.hops[0].history, C, 0, keep)
     this.push.disarm()
@@ -146,7 +147,7 @@ export class InferenceSession {
     this.rpc.close(this.hops)
     for (let attempt = 0; ; attempt++) {
       try {
-        const r = await this.failover.replacement({ start: 0, end: this.client.numBlocks, history: keep > 0 ? [inputs] : [] })
+        const r = await this.failover.replacement({ start: 0, end: this.client.numBlocks, history: keep > 0 ? [inputs] : [] }, undefined, avoid)
         this.hops.splice(0, this.hops.length, ...r.fresh)
         break
       } catch (e) {

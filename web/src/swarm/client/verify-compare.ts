@@ -60,6 +60,14 @@ export function compareRows (a: Float32Array, b: Float32Array, C: number, tolera
   return { max }
 }
 
+/** How many of the rows of `a` and `b` (C each) differ by more than `tolerance`. */
+export function countMismatches (a: Float32Array, b: Float32Array, C: number, tolerance: number): number {
+  if (a.length !== b.length || a.length % C !== 0) return Infinity
+  let n = 0
+  for (let t = 0; t < a.length / C; t++) if (!(rowDeviation(a.subarray(t * C, (t + 1) * C), b.subarray(t * C, (t + 1) * C)) <= tolerance)) n++
+  return n
+}
+
 /** SHA-256 of a tensor's bytes (little-endian f32, as on the wire), hex. */
 export async function digestF32 (x: Float32Array): Promise<string> {
   const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength)

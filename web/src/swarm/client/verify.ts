@@ -30,7 +30,7 @@ import { Rng } from '../../util/rng.ts'
 import type { Failover } from './failover.ts'
 import { isClientBug, record, type Hop, type HopRpc } from './hop-rpc.ts'
 import { forwardLocal } from './recompute.ts'
-import { compareRows, digestF32, rowDeviation, VERIFY_TOLERANCE } from './verify-compare.ts'
+import { compareRows, countMismatches, digestF32, rowDeviation, VERIFY_TOLERANCE } from './verify-compare.ts'
 
 export interface VerifyOptions {
   /** Probability that a hop is checked after a step; 1 checks every hop after every step (strict). @default VERIFY_RATE */
@@ -80,6 +80,8 @@ export interface VerifyStats {
   mismatches: number
   /** Outvoted mismatches of servers not (yet) banned: each was rewound. */
   strikes: number
+  /** Outvoted again at a position of the same session where it was outvoted before: not counted as strikes (Verifier.outvotedAt). */
+  repeats: number
   /** The deviation of every outvoted row (strikes and bans), in order: how far above the tolerance lies and honest slips land. */
   outvotedDeviations: number[]
   /** Peers banned as liars, in order. */
@@ -106,7 +108,7 @@ export class VerifyPolicy {
   readonly local?: SpanBackend
   readonly onEvidence?: (a: Accusation, exhibit: Exhibit) => void | Promise<void>
   readonly rng: Rng
-  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, outvotedDeviations: [], liars: [], undecided: 0, skipped: 0, answerBytes: 0, commitChecks: 0 }
+  readonly stats: VerifyStats = { checks: 0, positionsRecomputed: 0, positionsCompared: 0, maxAgreeingDeviation: 0, mismatches: 0, strikes: 0, repeats: 0, outvotedDeviations: [], liars: [], undecided: 0, skipped: 0, answerBytes: 0, commitChecks: 0 }
 
   constructor (opts: VerifyOptions = {}) {
     this.rate = opts.rate ?? VERIFY_RATE
@@ -126,13 +128,27 @@ export class VerifyPolicy {
 }
 
 /** A route hop's server caught lying: its first wrong position. */
-export interface Caught { position: number, liar: string }
+/**
+ * An outvoted hop: the session rebuilds from `position`. `avoid`: the same server was outvoted at
+ * the same position of this session before (the rebuild met the same disagreement again), so the
+ * rebuild routes around it rather than count one disagreement twice.
+ */
+export interface Caught { position: number, liar: string, avoid?: boolean }
 
 /** A hop's second opinion: a chain over its blocks that has been fed positions [0, fed). */
 interface Shadow { chain: Hop[], fed: number }
 
 export class Verifier {
   private readonly shadows = new Map<Hop, Shadow>()
+  /**
+   * Positions of this session at which each server was outvoted with that row alone apart from
+   * its second opinion. A rebuild replays them, and an honest server whose rounding lands past
+   * the tolerance at one position (an MoE expert choice near a tie, f16 KV against f32: bench
+   * verify-honest.json) disagrees there again, deterministically: that is one disagreement, not a
+   * second strike (which would ban it), and the rebuild routes around it instead. A server that
+   * lies on every step is apart on every row it answered, so each check of it is a strike.
+   */
+  private readonly outvotedAt = new Map<string, Set<number>>()
 
   constructor (private readonly rpc: HopRpc, private readonly failover: Failover, readonly policy: VerifyPolicy) {}
 
@@ -257,12 +273,14 @@ export class Verifier {
     }
     stats.mismatches++
     const p = from + mismatch.row
-    client.log(`verify: ${hop.peer} and ${shadow.chain.map(h => h.peer).join(' → ')} disagree on blocks [${hop.start}, ${hop.end}) at position ${p} (deviation ${mismatch.deviation.toExponential(2)}); asking a third opinion`)
-    return await this.judge(hop, shadow, p)
+    // One row apart (a rounding slip near a tie) or several (a server that lies)? See outvotedAt.
+    const single = countMismatches(mine, theirs, C, tolerance) === 1
+    client.log(`verify: ${hop.peer} and ${shadow.chain.map(h => h.peer).join(' → ')} disagree on blocks [${hop.start}, ${hop.end}) at position ${p} (deviation ${mismatch.deviation.toExponential(2)}${single ? ', that row alone' : ''}); asking a third opinion`)
+    return await this.judge(hop, shadow, p, single)
   }
 
   /** Settles a disagreement at position `p` between `hop` and its second opinion. */
-  private async judge (hop: Hop, shadow: Shadow, p: number): Promise<Caught | undefined> {
+  private async judge (hop: Hop, shadow: Shadow, p: number, single: boolean): Promise<Caught | undefined> {
     const { stats, tolerance } = this.policy
     const client = this.rpc.client
     const C = this.C
@@ -281,11 +299,12 @@ export class Verifier {
     const devB = rowDeviation(b, third.y)
     if (devA > tolerance) {
       // Outvoted: the session is rebuilt on the majority's outputs either way.
+      if (this.again(hop.peer, p, devA, single)) return { position: p, liar: hop.peer, avoid: true }
       await this.strike(hop.peer, hop, p, a, third.y, devA)
       return { position: p, liar: hop.peer }
     }
     if (devB > tolerance && shadow.chain.length === 1) {
-      await this.strike(shadow.chain[0].peer, shadow.chain[0], p, b, third.y, devB)
+      if (!this.again(shadow.chain[0].peer, p, devB, single)) await this.strike(shadow.chain[0].peer, shadow.chain[0], p, b, third.y, devB)
       return undefined
     }
     // A multi-server second opinion that is wrong cannot be pinned on one of its servers here,
@@ -317,6 +336,24 @@ export class Verifier {
       if (!(e instanceof NoRouteError)) this.policy.stats.skipped++
       return undefined
     }
+  }
+
+  /**
+   * Whether `peer` was outvoted at position `p` of this session before, in a check where that row
+   * alone disagreed (`single`), as it does now (outvotedAt); records it otherwise. A check where
+   * several rows disagree is a strike however often it comes.
+   */
+  private again (peer: string, p: number, deviation: number, single: boolean): boolean {
+    const seen = this.outvotedAt.get(peer) ?? new Set<number>()
+    this.outvotedAt.set(peer, seen)
+    if (!single) return false
+    if (!seen.has(p)) {
+      seen.add(p)
+      return false
+    }
+    this.policy.stats.repeats++
+    this.rpc.client.log(`verify: ${peer} outvoted again at position ${p} (deviation ${deviation.toExponential(2)}), as before this session's rebuild: not a new strike; the session routes around it`)
+    return true
   }
 
   /** Counts an outvoted mismatch of `peer`; at `strikes` of them, accuses it. */
