@@ -203,8 +203,10 @@ export class Verifier {
     let committing = false
     try {
       if (shadow === undefined) {
-        // Replays the hop's inputs from the session start: its cache then matches the hop's.
-        const r = await this.failover.replacement(hop, undefined, hop.peer, RECORD_REFRESH_MS)
+        // Replays the hop's inputs from the session start: its cache then matches the hop's. Not on
+        // a server outvoted on one row in this session either (where another can): it would
+        // replay its slip. One that lied on several rows may be asked again, and struck again.
+        const r = await this.secondOpinion(hop)
         shadow = { chain: r.fresh, fed: total }
         this.shadows.set(hop, shadow)
       } else {
@@ -279,6 +281,19 @@ export class Verifier {
     return await this.judge(hop, shadow, p, single)
   }
 
+  /** A fresh chain over `hop`'s blocks fed its whole history, avoiding its server and, where it can, those outvoted on one row in this session. */
+  private async secondOpinion (hop: Hop): Promise<Awaited<ReturnType<Failover['replacement']>>> {
+    const outvoted = [...this.outvotedAt.keys()].filter(p => p !== hop.peer)
+    if (outvoted.length > 0) {
+      try {
+        return await this.failover.replacement(hop, undefined, new Set([hop.peer, ...outvoted]), RECORD_REFRESH_MS)
+      } catch (e) {
+        if (!(e instanceof NoRouteError)) throw e
+      }
+    }
+    return await this.failover.replacement(hop, undefined, hop.peer, RECORD_REFRESH_MS)
+  }
+
   /** Settles a disagreement at position `p` between `hop` and its second opinion. */
   private async judge (hop: Hop, shadow: Shadow, p: number, single: boolean): Promise<Caught | undefined> {
     const { stats, tolerance } = this.policy
@@ -344,9 +359,9 @@ export class Verifier {
    * several rows disagree is a strike however often it comes.
    */
   private again (peer: string, p: number, deviation: number, single: boolean): boolean {
+    if (!single) return false
     const seen = this.outvotedAt.get(peer) ?? new Set<number>()
     this.outvotedAt.set(peer, seen)
-    if (!single) return false
     if (!seen.has(p)) {
       seen.add(p)
       return false
