@@ -20,7 +20,7 @@
  *
  * overhead: the inference part's overhead run alone, off / W = 32 / W = 64, 5 trials (`cpu_overhead`: the same
  *   ratio on the process's CPU time, which the network's idle timers and other processes' waits do not inflate).
- * Flags: --only inference|detection|overhead|commitments|training|floods (one part; its key in trust.json is replaced, the
+ * Flags: --only inference|detection|honest|overhead|commitments|training|floods (one part; its key in trust.json is replaced, the
  *        others kept, each part with its own date and load) --runs N (10) --honest N (10000)
  *        --tokens N (128) --trials N (3) --syncs N (4)
  *        --mode sampled|windowed (with --only detection: that mode's runs alone, merged into its key)
@@ -73,6 +73,11 @@ async function detectionOnly (): Promise<Record<string, unknown>> {
   if (mode !== undefined && mode !== 'sampled' && mode !== 'windowed') throw new Error(`--mode must be sampled or windowed, got ${mode}`)
   const modes = mode === undefined ? [SAMPLED, WINDOWED] : [mode === 'sampled' ? SAMPLED : WINDOWED]
   return await detection({ steps: 200, runs: RUNS, modes, cases: LIE_CASES })
+}
+
+/** The honest runs alone (windowed, as in `inference`): counts only, so they can be re-run without the timed parts. */
+async function honestOnly (): Promise<Record<string, unknown>> {
+  return await falsePositives(HONEST, { window: WINDOW }, `window ${WINDOW}`)
 }
 
 /** The overhead run alone (off, W = 32, W = 64), wall and CPU time: quick, for re-measuring on a quiet machine. */
@@ -134,7 +139,7 @@ async function training (): Promise<Record<string, unknown>> {
 }
 
 const only = arg('only')
-const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, detection: detectionOnly, overhead: overheadOnly, commitments, training, floods }
+const parts: Record<string, () => Promise<Record<string, unknown>>> = { inference, detection: detectionOnly, honest: honestOnly, overhead: overheadOnly, commitments, training, floods }
 const file = 'bench/results/trust.json'
 for (const [name, run] of Object.entries(parts)) {
   if (only !== undefined && only !== name) continue
