@@ -13,8 +13,9 @@
  * honest servers may differ by. Calibrated: the largest honest deviation measured was
  * 6.7e-4 (CPU f32 against an f16 KV cache, tiny-mixtral, 48 positions); WebGPU f32 against the
  * CPU twins ≈ 1e-6; a split over two servers 0; bench:verify, f16 KV over 10,017 positions in
- * contexts up to 112: 2.0e-3 (it grows with the context) but for one position beyond 0.01 (an MoE
- * expert choice flipping, we think: why verify.ts bans only at a second strike). 0.01 leaves 5×
+ * contexts up to 112: 2.0e-3 (it grows with the context) but for one position at 1.23e-2 (an MoE
+ * expert choice flipping, we think: why verify.ts bans only at a second strike, and never for the
+ * same row of a session twice). 0.01 leaves 5×
  * for longer contexts and bigger models, while a lie the verifier must catch moves a row by more (1 % noise or a 1 % scale is at the threshold; zeros, another
  * session's rows or a different model are near 1).
  */
