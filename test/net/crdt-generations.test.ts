@@ -23,7 +23,7 @@ import { ForgedEntryError, GenerationMismatchError, LimitExceededError, Malforme
 import type { WebSwarmNode } from '../../web/src/net/node.ts'
 import { crdtTopic } from '../../web/src/net/protocols.ts'
 import { Writer } from '../../web/src/net/wire.ts'
-import { startSwarm, until } from './peers-harness.ts'
+import { startSwarm, until, untilMeshed } from './peers-harness.ts'
 
 const SWARM = 'gen'
 const POW = 4
@@ -264,7 +264,7 @@ describe('generations over libp2p (relay + 2 peers, CrdtSync)', () => {
       await relaySync.start()
       for (const x of syncs) await x.start()
       await Promise.all(s.peers.map(async p => { await p.dial(s.relay.getMultiaddrs()[0]) }))
-      await until('gossip subscriptions', () => s.peers.every(p => p.services.pubsub.getSubscribers(crdtTopic(SWARM)).length > 0))
+      await untilMeshed(s, crdtTopic(SWARM)) // anti-entropy is off: gossip must reach everyone
       for (const d of docs) await d.setSelf({ v: 1 })
       await until('entries at the relay', async () => (await relayDoc.peers()).size === 2)
 

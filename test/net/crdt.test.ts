@@ -8,7 +8,7 @@ import { CrdtSync, GOSSIP_UPDATE, SwarmDoc, encodeSyncFrame, SYNC_STEP1, signEnt
 import { ForgedEntryError, MalformedMessageError } from '../../web/src/net/errors.ts'
 import type { WebSwarmNode } from '../../web/src/net/node.ts'
 import { CRDT_SYNC, crdtTopic } from '../../web/src/net/protocols.ts'
-import { startSwarm, until, type TestSwarm } from './peers-harness.ts'
+import { startSwarm, until, untilMeshed, type TestSwarm } from './peers-harness.ts'
 
 const SWARM = 'default'
 
@@ -191,8 +191,7 @@ describe('CRDT over relay + 4 Node peers', () => {
     // Pre-connect state must arrive through SyncStep1/2 at connect.
     await docs[0].setSelf({ early: true })
     await Promise.all(s.peers.map(async p => { await p.dial(s.relay.getMultiaddrs()[0]) }))
-    // Gossip mesh formed: every peer sees the relay subscribed to the topic.
-    await until('gossip subscriptions', () => s.peers.every(p => p.services.pubsub.getSubscribers(crdtTopic(SWARM)).length > 0))
+    await untilMeshed(s, crdtTopic(SWARM))
   })
   afterAll(async () => {
     for (const x of syncs ?? []) await x.stop()

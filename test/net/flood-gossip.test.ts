@@ -9,7 +9,7 @@ import { CrdtSync, SwarmDoc } from '../../web/src/net/crdt/index.ts'
 import type { WebSwarmNode } from '../../web/src/net/node.ts'
 import { crdtTopic } from '../../web/src/net/protocols.ts'
 import { ManualClock } from '../../web/src/util/clock.ts'
-import { startSwarm, until, type TestSwarm } from './peers-harness.ts'
+import { startSwarm, until, untilMeshed, type TestSwarm } from './peers-harness.ts'
 
 const SWARM = 'default'
 const BURST = 30
@@ -31,7 +31,8 @@ describe('a CRDT flood over gossip', () => {
     syncs = s.peers.map((p, i) => new CrdtSync(p, docs[i], { log: () => {}, antiEntropyIntervalMs: 0 }))
     for (const x of syncs) await x.start()
     await Promise.all(s.peers.map(async p => { await p.dial(s.relay.getMultiaddrs()[0]) }))
-    await until('gossip subscriptions', () => s.peers.every(p => p.services.pubsub.getSubscribers(crdtTopic(SWARM)).length > 0) && s.relay.services.pubsub.getSubscribers(crdtTopic(SWARM)).length === 3)
+    // Anti-entropy is off here (it would deliver a message gossip missed): wait for the meshes.
+    await untilMeshed(s, crdtTopic(SWARM))
   }, 60_000)
   afterAll(async () => {
     for (const x of syncs ?? []) await x.stop()

@@ -25,6 +25,19 @@ export async function until (what: string, cond: () => boolean | Promise<boolean
   }
 }
 
+/**
+ * Waits until the relay's gossip mesh for `topic` holds every peer and every peer's holds the
+ * relay. Subscriptions alone are not enough: a message the relay accepts before its heartbeat has
+ * grafted a peer is forwarded to nobody, and the IHAVE of that heartbeat skips the peer it has
+ * just grafted, so a test with anti-entropy off would never see it (a CI failure, session 12).
+ */
+export async function untilMeshed (s: Pick<TestSwarm, 'relay' | 'peers'>, topic: string, timeoutMs = 20_000): Promise<void> {
+  const relayId = s.relay.peerId.toString()
+  // The implementation has getMeshPeers; the GossipSub interface node.ts exposes does not list it.
+  const mesh = (n: WebSwarmNode | RelayNode): string[] => (n.services.pubsub as unknown as { getMeshPeers: (t: string) => string[] }).getMeshPeers(topic)
+  await until('gossip meshes', () => s.peers.every(p => mesh(p).includes(relayId)) && mesh(s.relay).length === s.peers.length, timeoutMs)
+}
+
 export async function startSwarm (n: number, opts: { relay?: Partial<RelayInit>, peer?: PeerInit, connect?: boolean } = {}): Promise<TestSwarm> {
   const relay = await createRelay({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], iceServers: [], ...opts.relay })
   const relayAddr = relay.getMultiaddrs()[0].toString()
