@@ -153,7 +153,13 @@ describe('late join from state shards over libp2p', () => {
     const victim = nodes[1]
     let stopped: Promise<void> | undefined
     const lines: string[] = []
-    const got = await fetchLatestState(init(board, lines, undefined, (done) => { if (done === 2 && stopped === undefined) stopped = Promise.resolve(victim.stop()) }))
+    // Its connections are cut at once (stop() alone closes them later, and on a loaded machine the
+    // victim had served its whole share by then: nothing failed, CI session 12), then it stops.
+    const kill = (): void => {
+      for (const c of victim.getConnections()) c.abort(new Error('provider killed mid-fetch'))
+      stopped = Promise.resolve(victim.stop())
+    }
+    const got = await fetchLatestState(init(board, lines, undefined, (done) => { if (done === 2 && stopped === undefined) kill() }))
     expect(stopped).toBeDefined()
     expect(got.via, lines.join('\n')).toBe('shards')
     expect(got.state.hash).toBe(hash)
