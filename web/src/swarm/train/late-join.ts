@@ -11,6 +11,7 @@
 import type { AllReducePeer, SnapshotState } from './allreduce.ts'
 import { SNAPSHOT_SLICE_BYTES, SNAPSHOT_TIMEOUT_MS } from './constants.ts'
 import { AllReduceProtocolError, StateHashMismatchError } from './errors.ts'
+import { PeerUnreachableError } from '../errors.ts'
 import { hashBytes } from './outer.ts'
 import type { RunBoard, SyncRecord } from './run-board.ts'
 import { fetchStateShards, type StateShards } from './state-shards.ts'
@@ -117,17 +118,25 @@ export interface FetchSnapshotOptions {
 
 /** Restarts of one peer's transfer when its state moves on mid-fetch (a sync landed). */
 const MAX_RESTARTS = 3
+/**
+ * Fresh tries of one peer after its transport broke (a stream closed mid-read, a connection that
+ * went away): a joiner whose run has one member has nobody else to ask (an e2e run of the page
+ * failed its join on one such EOF).
+ */
+const MAX_UNREACHABLE_RETRIES = 1
 
 /** Fetches and verifies a state from the first of `peers` that serves a good one. */
 export async function fetchSnapshot (ar: AllReducePeer, peers: readonly string[], opts: FetchSnapshotOptions = {}): Promise<SnapshotState> {
   const errors: string[] = []
   for (const peer of peers) {
     if (peer === ar.self) continue
+    let retries = 0
     for (let restart = 0; restart < MAX_RESTARTS; restart++) {
       try {
         return await fetchFrom(ar, peer, opts)
       } catch (e) {
         if (e instanceof StateMovedError) continue
+        if (e instanceof PeerUnreachableError && retries++ < MAX_UNREACHABLE_RETRIES) { restart--; continue }
         errors.push(`${peer}: ${(e as Error).message}`)
         break
       }
