@@ -56,6 +56,10 @@ export interface LossOptions {
   LOCAL_RESIDUAL?: boolean
   /** Screening: no baseline runs (loss_ratio NaN). */
   SKIP_BASELINE?: boolean
+  /** Runs (one baseline or one DiLoCo run of a seed and lr) at once, each in its own process; 1: all in this one. */
+  JOBS?: number
+  /** The backend the child processes of JOBS > 1 create (bench/train.ts --device). */
+  DEVICE?: string
 }
 
 /** A codec as the results name it: q8/64, topk/256/4/2/4 (chunk/k/bits/resultBits). */
@@ -85,10 +89,16 @@ function log (line: string): void { process.stderr.write(line + '\n') }
 
 /** Splits the corpus (train / tuning / test byte ranges) and runs the comparison. */
 export async function runLossBench (o: LossOptions, be: Backend): Promise<LossResult> {
+  const { train, tuneW, testW } = await benchData(o)
+  return await lossAndBytes(o, be, train, tuneW, testW)
+}
+
+/** The corpus's training range and the tuning and test windows (disjoint byte ranges). */
+async function benchData (o: LossOptions): Promise<{ train: TextDataset, tuneW: Window[], testW: Window[] }> {
   const { train, validation } = new TextDataset(await brownCorpus()).split(0.05)
-  const { train: tuneSet, validation: testSet } = validation.split(0.5) // disjoint byte ranges
+  const { train: tuneSet, validation: testSet } = validation.split(0.5)
   const take = (d: TextDataset): Window[] => { const it = d.windows(o.T, 4242); return Array.from({ length: EVAL_WINDOWS }, () => it.next().value as Window) }
-  return await lossAndBytes(o, be, train, take(tuneSet), take(testSet))
+  return { train, tuneW: take(tuneSet), testW: take(testSet) }
 }
 
 interface LossRun { tune: number, test: number, bytesPerStep: number }
@@ -139,6 +149,51 @@ async function baselineRun (o: LossOptions, be: Backend, train: TextDataset, tun
   return { tune, test, bytesPerStep: NaN }
 }
 
+/** One run of the comparison: the baseline or DiLoCo at one inner lr and seed (and outer setting). */
+export type Cell = { kind: 'baseline', lr: number, seed: number } | { kind: 'diloco', lr: number, seed: number, outer: Outer }
+
+const cellKey = (c: Cell): string => JSON.stringify(c.kind === 'baseline' ? [c.kind, c.lr, c.seed] : [c.kind, c.lr, c.seed, outerName(c.outer)])
+
+/** Runs one cell here. */
+export async function runCell (o: LossOptions, be: Backend, c: Cell, data?: Awaited<ReturnType<typeof benchData>>): Promise<LossRun & { P?: number }> {
+  const { train, tuneW, testW } = data ?? await benchData(o)
+  return c.kind === 'baseline'
+    ? await baselineRun(o, be, train, tuneW, testW, c.seed, c.lr)
+    : await dilocoRun(o, be, train, tuneW, testW, c.seed, c.lr, c.outer)
+}
+
+/**
+ * Runs `cells`, o.JOBS at a time in child processes (bench/train-loss-cell.ts; in this process
+ * when JOBS is 1), calling `done` as each finishes; resolves to their results by cellKey.
+ */
+async function runCells (o: LossOptions, be: Backend, data: Awaited<ReturnType<typeof benchData>>, cells: Cell[], done: (c: Cell, r: LossRun) => void): Promise<Map<string, LossRun & { P?: number }>> {
+  const out = new Map<string, LossRun & { P?: number }>()
+  const jobs = o.JOBS ?? 1
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < cells.length) {
+      const c = cells[next++]
+      const r = jobs <= 1 ? await runCell(o, be, c, data) : await runCellInChild(o, c)
+      out.set(cellKey(c), r)
+      done(c, r)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, jobs) }, lane))
+  return out
+}
+
+/** One cell in a child process: the options and the cell go in as JSON, its result comes back as the last stdout line. */
+async function runCellInChild (o: LossOptions, c: Cell): Promise<LossRun & { P?: number }> {
+  const { spawn } = await import('node:child_process')
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./train-loss-cell.ts', import.meta.url).pathname], { stdio: ['pipe', 'pipe', 'inherit'] })
+  child.stdin.end(JSON.stringify({ o, c, device: o.DEVICE ?? 'cpu' }))
+  let stdout = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
+  const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+  if (code !== 0) throw new Error(`bench cell ${cellKey(c)} exited with code ${code}`)
+  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as LossRun & { P?: number }
+}
+
 const mean = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / xs.length
 
 /**
@@ -152,17 +207,25 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   const grid: Array<{ lr: number, outer: Outer, d: LossRun[] }> = LRS.flatMap(lr => OUTERS.map(outer => ({ lr, outer, d: [] })))
   let P = 0
   const t0 = performance.now()
+  // Every run is deterministic for its seed and settings, so running them in child processes
+  // (--jobs) gives the same figures as running them here one after another.
+  const cells: Cell[] = LRS.flatMap(lr => SEEDS.flatMap(seed => [
+    ...(o.SKIP_BASELINE === true ? [] : [{ kind: 'baseline' as const, lr, seed }]),
+    ...OUTERS.map(outer => ({ kind: 'diloco' as const, lr, seed, outer }))
+  ]))
+  const results = await runCells(o, be, { train, tuneW, testW }, cells, (c, r) => {
+    const what = c.kind === 'baseline' ? 'baseline' : `outer ${outerName(c.outer)}: DiLoCo`
+    log(`  lr ${c.lr} seed ${c.seed}${c.kind === 'baseline' ? ':' : ''} ${what} tune ${r.tune.toFixed(4)} test ${r.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+  })
+  const nan: LossRun = { tune: NaN, test: NaN, bytesPerStep: NaN }
   for (const lr of LRS) {
     for (const seed of SEEDS) {
       // Screening runs of DiLoCo settings may skip the baseline (it does not depend on them): ratio NaN.
-      const b = o.SKIP_BASELINE === true ? { tune: NaN, test: NaN, bytesPerStep: NaN } : await baselineRun(o, be, train, tuneW, testW, seed, lr)
-      base.get(lr)!.push(b)
-      log(`  lr ${lr} seed ${seed}: baseline tune ${b.tune.toFixed(4)} test ${b.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
+      base.get(lr)!.push(o.SKIP_BASELINE === true ? nan : results.get(cellKey({ kind: 'baseline', lr, seed }))!)
       for (const g of grid.filter(x => x.lr === lr)) {
-        const d = await dilocoRun(o, be, train, tuneW, testW, seed, lr, g.outer)
+        const d = results.get(cellKey({ kind: 'diloco', lr, seed, outer: g.outer }))! as LossRun & { P: number }
         P = d.P
         g.d.push(d)
-        log(`  lr ${lr} seed ${seed} outer ${outerName(g.outer)}: DiLoCo tune ${d.tune.toFixed(4)} test ${d.test.toFixed(4)}  (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
       }
     }
   }

@@ -4,7 +4,9 @@
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
  *   --ef-decay 1 --delay-outer --delay-outer-syncs 1 --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
- *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN)
+ *   --jobs 1
+ *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN;
+ *   --jobs N: the loss runs N at a time, each in its own process — the same figures, sooner)
  *
  * 1. Bytes on the wire per worker per inner step: DiLoCo (H inner steps, q8 pseudo-gradients,
  *    measured: every allreduce message a worker sent) vs data-parallel training (an fp32 gradient
@@ -69,6 +71,7 @@ const { values: a } = parseArgs({
     'skip-util': { type: 'boolean', default: false },
     'no-trainer-thread': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
+    jobs: { type: 'string', default: '1' },
     'local-residual': { type: 'boolean', default: false },
     'skip-goodput': { type: 'boolean', default: false },
     'skip-loss': { type: 'boolean', default: false },
@@ -126,6 +129,8 @@ async function main (): Promise<void> {
       DELAY,
       EF_DECAY,
       SKIP_BASELINE: a['skip-baseline'] === true,
+      JOBS: Number(a.jobs),
+      DEVICE: a.device,
       LOCAL_RESIDUAL: a['local-residual'] === true
     }, be)
     log(`  params ${lb.P}; bytes/worker/step: DiLoCo ${lb.bytesPerStep.toFixed(1)}, DP fp32 ${lb.dpBytesPerStep.toFixed(0)} → ${(lb.dpBytesPerStep / lb.bytesPerStep).toFixed(0)}×`)
