@@ -15,6 +15,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { TypedEventEmitter } from 'main-event'
 import { realClock, type Clock } from '../util/clock.ts'
 import { ConnectionBudget } from './conn-budget.ts'
+import { HalfOpenGuard } from './half-open.ts'
 import { BootstrapUnreachableError, NetConfigError, StampRefusedError } from './errors.ts'
 import { MAX_RELAY_RESERVATIONS, type WebSwarmNode } from './node.ts'
 import { DEFAULT_RESERVATION_POW_BITS } from './pow.ts'
@@ -401,6 +402,8 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
   /** Stamps for each relay (scope relay/<id>) and UTC day: presented on every (re)connect, and renewed each day on the open connections. */
   private stamps?: RelayStamps
   private readonly powBits: number
+  /** Closes direct links only this side holds, so that it dials the peer again (half-open.ts). */
+  private readonly halfOpen: HalfOpenGuard
 
   constructor (readonly node: WebSwarmNode, private readonly init: PeerManagerInit) {
     super()
@@ -412,6 +415,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.dhtDelayMs = this.dhtIntervalMs
     this.log = init.log ?? ((l) => { console.info(l) })
     this.powBits = init.reservationPowBits ?? DEFAULT_RESERVATION_POW_BITS
+    this.halfOpen = new HalfOpenGuard(node, { isDirect: c => c.status === 'open' && connectionKind(c) === 'webrtc', log: this.log })
     let reserve: ((id: string) => Promise<void>) | undefined
     this.keeper = new ReservationKeeper({
       want: Math.min(MAX_RELAY_RESERVATIONS, this.relays.length),
@@ -445,6 +449,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.node.addEventListener('connection:open', this.onConnectionOpen)
     this.node.addEventListener('connection:close', this.onConnectionClose)
+    this.halfOpen.start()
     if (this.powBits > 0) {
       this.stamps = new RelayStamps({
         peer: this.node.peerId.toString(),
@@ -471,6 +476,7 @@ export class PeerManager extends TypedEventEmitter<PeerManagerEvents> {
     if (!this.running) return
     this.running = false
     this.keeper.stop()
+    this.halfOpen.stop()
     this.stamps?.stop()
     this.controller.abort()
     clearInterval(this.maintainTimer)

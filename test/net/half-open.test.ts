@@ -1,0 +1,151 @@
+/**
+ * HalfOpenGuard: a direct link only this side holds is closed — at once when the peer dials us
+ * again, or when identify never answers on it — and a healthy link is left alone, including the
+ * two links of a simultaneous dial and a link whose first identify was missed under load.
+ */
+import type { Connection } from '@libp2p/interface'
+import { describe, expect, it } from 'vitest'
+import { HalfOpenGuard, HALF_OPEN_PROBE_AFTER_MS, HALF_OPEN_PROBE_TIMEOUT_MS, type HalfOpenNode } from '../../web/src/net/half-open.ts'
+import { ManualClock } from '../../web/src/util/clock.ts'
+
+const A = '12D3KooWHiPAyWeWrQbMBrWiA1TfMw7DT32y8dy7xvuXa3UtfmfL'
+const B = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
+
+type FakeConn = Connection & { aborted: boolean }
+
+function conn (peer: string, direction: 'inbound' | 'outbound', kind: 'webrtc' | 'relayed' = 'webrtc'): FakeConn {
+  const c = {
+    remotePeer: { toString: () => peer },
+    remoteAddr: { toString: () => kind === 'webrtc' ? `/webrtc/p2p/${peer}` : `/ip4/127.0.0.1/tcp/1/ws/p2p/R/p2p-circuit/p2p/${peer}` },
+    direction,
+    status: 'open',
+    aborted: false,
+    abort: () => { c.aborted = true; c.status = 'closed' }
+  }
+  return c as unknown as FakeConn
+}
+
+/** A node whose identify answers as `answers` says for each connection (default: never). */
+function fakeNode (answers: (c: Connection) => 'ok' | 'never' = () => 'never'): { node: HalfOpenNode, conns: FakeConn[], open: (c: FakeConn) => void, identified: (c: FakeConn) => void, probes: Connection[] } {
+  const target = new EventTarget()
+  const conns: FakeConn[] = []
+  const probes: Connection[] = []
+  const node = {
+    addEventListener: target.addEventListener.bind(target),
+    removeEventListener: target.removeEventListener.bind(target),
+    getConnections: () => conns.filter(c => c.status === 'open'),
+    services: {
+      identify: {
+        identify: async (c: Connection, { signal }: { signal: AbortSignal }) => {
+          probes.push(c)
+          if (answers(c) === 'ok') return {}
+          await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason as Error) }) })
+        }
+      }
+    }
+  } as unknown as HalfOpenNode
+  return {
+    node,
+    conns,
+    probes,
+    open: (c) => { conns.push(c); target.dispatchEvent(new CustomEvent('connection:open', { detail: c })) },
+    identified: (c) => { target.dispatchEvent(new CustomEvent('peer:identify', { detail: { connection: c } })) }
+  }
+}
+
+const isDirect = (c: Connection): boolean => c.status === 'open' && c.remoteAddr.toString().startsWith('/webrtc')
+
+/** Lets the probe's promise chain settle between clock steps. */
+const settle = async (): Promise<void> => { for (let i = 0; i < 5; i++) await Promise.resolve() }
+
+describe('HalfOpenGuard', () => {
+  it('closes an older inbound link when the same peer dials us again; leaves other peers and the new link alone', () => {
+    const clock = new ManualClock()
+    const f = fakeNode()
+    const logs: string[] = []
+    const g = new HalfOpenGuard(f.node, { isDirect, log: l => logs.push(l), clock })
+    g.start()
+    const first = conn(A, 'inbound')
+    const other = conn(B, 'inbound')
+    f.open(first)
+    f.open(other)
+    const second = conn(A, 'inbound')
+    f.open(second)
+    expect(first.aborted).toBe(true)
+    expect(second.aborted).toBe(false)
+    expect(other.aborted).toBe(false)
+    expect(logs.join('\n')).toMatch(/closing a half-open inbound direct link: it dialled us again/)
+    g.stop()
+  })
+
+  it('keeps both links of a simultaneous dial (one outbound, one inbound) and relayed links', () => {
+    const clock = new ManualClock()
+    const f = fakeNode()
+    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
+    g.start()
+    const ours = conn(A, 'outbound')
+    const relayed = conn(A, 'inbound', 'relayed')
+    f.open(ours)
+    f.open(relayed)
+    const theirs = conn(A, 'inbound')
+    f.open(theirs)
+    expect([ours.aborted, relayed.aborted, theirs.aborted]).toEqual([false, false, false])
+    g.stop()
+  })
+
+  it('closes a link identify never answers on, after the probe; not before', async () => {
+    const clock = new ManualClock()
+    const f = fakeNode()
+    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
+    g.start()
+    const c = conn(A, 'inbound')
+    f.open(c)
+    clock.advance(HALF_OPEN_PROBE_AFTER_MS - 1)
+    await settle()
+    expect(f.probes).toEqual([])
+    clock.advance(1)
+    await settle()
+    expect(f.probes).toEqual([c])
+    clock.advance(HALF_OPEN_PROBE_TIMEOUT_MS - 1)
+    await settle()
+    expect(c.aborted).toBe(false)
+    clock.advance(1)
+    await settle()
+    expect(c.aborted).toBe(true)
+    expect(g.closed).toBe(1)
+    g.stop()
+  })
+
+  it('leaves a link alone once identify answered on it, or when the second ask is answered', async () => {
+    const clock = new ManualClock()
+    const f = fakeNode(() => 'ok')
+    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
+    g.start()
+    const answered = conn(A, 'outbound')
+    const slow = conn(B, 'outbound')
+    f.open(answered)
+    f.open(slow)
+    f.identified(answered)
+    clock.advance(HALF_OPEN_PROBE_AFTER_MS + HALF_OPEN_PROBE_TIMEOUT_MS)
+    await settle()
+    expect(f.probes).toEqual([slow]) // only the one whose first identify was missed
+    expect([answered.aborted, slow.aborted]).toEqual([false, false])
+    expect(g.closed).toBe(0)
+    g.stop()
+  })
+
+  it('stop() cancels pending probes', async () => {
+    const clock = new ManualClock()
+    const f = fakeNode()
+    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
+    g.start()
+    const c = conn(A, 'inbound')
+    f.open(c)
+    g.stop()
+    expect(clock.pending).toBe(0)
+    clock.advance(HALF_OPEN_PROBE_AFTER_MS + HALF_OPEN_PROBE_TIMEOUT_MS)
+    await settle()
+    expect(f.probes).toEqual([])
+    expect(c.aborted).toBe(false)
+  })
+})

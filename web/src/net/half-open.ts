@@ -1,0 +1,116 @@
+/**
+ * Closes direct links that only one side holds. A WebRTC dial that fails late (its set-up timed
+ * out on the dialler after the answerer had already connected) leaves the answerer holding a
+ * connection the dialler has closed (js-libp2p issue #2646, open upstream): libp2p closes it only
+ * when the RTCPeerConnection reaches 'failed', which Chrome may never report, and meanwhile the
+ * answerer counts the dialler as linked and never dials it back. In the e2e net spec under load
+ * one tab's three dials to another each failed that way, and the other tab held two such links
+ * for the whole 45 s (session 13).
+ *
+ * Two rules, both safe on a healthy link:
+ * - a peer that dials us again over WebRTC while we hold an inbound WebRTC link from it does not
+ *   hold the older one (PeerManager and libp2p's dialer reuse an open direct link): it is closed;
+ * - a direct link that libp2p's identify (run on every new connection) has not answered within
+ *   `probeAfterMs` is asked once more, with `probeTimeoutMs`; one that does not answer then either
+ *   is closed. A loaded tab misses a 5 s identify now and then, so a healthy link gets a second
+ *   chance before it is cut.
+ */
+import type { Connection, IdentifyResult } from '@libp2p/interface'
+import type { WebSwarmNode } from './node.ts'
+import { realClock, type Clock, type TimerHandle } from '../util/clock.ts'
+
+/** A new direct link that identify has not answered this long, in ms, is probed once more. */
+export const HALF_OPEN_PROBE_AFTER_MS = 15_000
+/** The probe's own deadline, in ms: no answer by then and the link is closed. */
+export const HALF_OPEN_PROBE_TIMEOUT_MS = 10_000
+
+/** The part of a libp2p node the guard uses (tests pass a stand-in). */
+export type HalfOpenNode = Pick<WebSwarmNode, 'addEventListener' | 'removeEventListener' | 'getConnections'> & {
+  services: { identify: { identify: (conn: Connection, options: { signal: AbortSignal }) => Promise<unknown> } }
+}
+
+export interface HalfOpenGuardInit {
+  /** Which connections are direct links to guard (PeerManager: open WebRTC ones). */
+  isDirect: (conn: Connection) => boolean
+  log: (line: string) => void
+  /** @default HALF_OPEN_PROBE_AFTER_MS */
+  probeAfterMs?: number
+  /** @default HALF_OPEN_PROBE_TIMEOUT_MS */
+  probeTimeoutMs?: number
+  /** @default realClock */
+  clock?: Clock
+}
+
+export class HalfOpenGuard {
+  /** Links identify has answered on (libp2p's `peer:identify` names the connection). */
+  private readonly identified = new WeakSet<Connection>()
+  private readonly timers = new Map<Connection, TimerHandle>()
+  private readonly clock: Clock
+  private running = false
+  /** Links closed by either rule (for logs and tests). */
+  closed = 0
+
+  constructor (private readonly node: HalfOpenNode, private readonly init: HalfOpenGuardInit) {
+    this.clock = init.clock ?? realClock
+  }
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.node.addEventListener('connection:open', this.onOpen)
+    this.node.addEventListener('connection:close', this.onClose)
+    this.node.addEventListener('peer:identify', this.onIdentify)
+  }
+
+  stop (): void {
+    if (!this.running) return
+    this.running = false
+    this.node.removeEventListener('connection:open', this.onOpen)
+    this.node.removeEventListener('connection:close', this.onClose)
+    this.node.removeEventListener('peer:identify', this.onIdentify)
+    for (const t of this.timers.values()) this.clock.clearTimeout(t)
+    this.timers.clear()
+  }
+
+  private readonly onIdentify = (evt: CustomEvent<IdentifyResult>): void => {
+    this.identified.add(evt.detail.connection)
+  }
+
+  private readonly onClose = (evt: CustomEvent<Connection>): void => {
+    this.clock.clearTimeout(this.timers.get(evt.detail))
+    this.timers.delete(evt.detail)
+  }
+
+  private readonly onOpen = (evt: CustomEvent<Connection>): void => {
+    const conn = evt.detail
+    if (!this.init.isDirect(conn)) return
+    if (conn.direction === 'inbound') {
+      const peer = conn.remotePeer.toString()
+      const older = this.node.getConnections().filter(c => c !== conn && c.direction === 'inbound' && c.remotePeer.toString() === peer && this.init.isDirect(c))
+      for (const c of older) this.close(c, 'it dialled us again, so it no longer holds this one')
+    }
+    this.timers.set(conn, this.clock.setTimeout(() => { void this.probe(conn) }, this.init.probeAfterMs ?? HALF_OPEN_PROBE_AFTER_MS))
+  }
+
+  private async probe (conn: Connection): Promise<void> {
+    this.timers.delete(conn)
+    if (!this.running || conn.status !== 'open' || this.identified.has(conn)) return
+    const ctl = new AbortController()
+    const t = this.clock.setTimeout(() => { ctl.abort(new Error('half-open probe timed out')) }, this.init.probeTimeoutMs ?? HALF_OPEN_PROBE_TIMEOUT_MS)
+    try {
+      await this.node.services.identify.identify(conn, { signal: ctl.signal })
+      this.identified.add(conn)
+    } catch (e) {
+      if (this.running && conn.status === 'open') this.close(conn, `identify unanswered ${Math.round(((this.init.probeAfterMs ?? HALF_OPEN_PROBE_AFTER_MS) + (this.init.probeTimeoutMs ?? HALF_OPEN_PROBE_TIMEOUT_MS)) / 1000)} s after it opened (${(e as Error).message})`)
+    } finally {
+      this.clock.clearTimeout(t)
+    }
+  }
+
+  private close (conn: Connection, why: string): void {
+    this.closed++
+    this.init.log(`peer ${conn.remotePeer.toString()}: closing a half-open ${conn.direction} direct link: ${why}`)
+    // A close that fails is the transport's to finish; abort so no stream waits on a dead peer.
+    try { conn.abort(new Error(`half-open link: ${why}`)) } catch { /* already closed */ }
+  }
+}
