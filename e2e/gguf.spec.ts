@@ -1,6 +1,6 @@
 import { copyFileSync, readFileSync, rmSync } from 'node:fs'
 import { expect, test } from '@playwright/test'
-import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
+import { openSwarmTabs, waitForCoverage, type SwarmTabs } from './helpers/swarm.ts'
 
 /**
  * A GGUF model served by the relay's --models-dir (its default, `models/`; the fixture is copied
@@ -35,6 +35,7 @@ test.describe.serial('a GGUF served by the relay', () => {
     const spans = await Promise.all([s0, s1].map(async (p, i) => await p.evaluate(async (spec) => await window.webswarmChat!.serve(spec), ['0:1', '1:2'][i])))
     expect(spans).toEqual([{ start: 0, end: 1 }, { start: 1, end: 2 }])
     await expect(s1.locator('#serve-status')).toContainText('serving blocks [1, 2)')
+    await waitForCoverage(chat, NAME, 2)
     const local = await chat.evaluate(async ([p, n]) => await window.webswarmChat!.localGenerate(p as number[], n as number, { stopTokens: [] }), [prompt, N] as const)
     expect(local).toHaveLength(N)
     const remote = await chat.evaluate(async ([p, n]) => await window.webswarmChat!.generate(p as number[], n as number, { stopTokens: [] }), [prompt, N] as const)

@@ -1,6 +1,6 @@
 import { readFileSync, statSync, mkdirSync } from 'node:fs'
 import { expect, test, type Page } from '@playwright/test'
-import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
+import { openSwarmTabs, waitForCoverage, type SwarmTabs } from './helpers/swarm.ts'
 
 /**
  * Relay + tabs: three tabs serve spans of tiny-mixtral, a fourth chats through them; its greedy
@@ -47,6 +47,7 @@ test.describe.serial('inference across tabs', () => {
     expect(spans).toEqual([{ start: 0, end: 1 }, { start: 1, end: 2 }, { start: 0, end: 1 }])
     await expect(s1.locator('#serve-status')).toContainText('serving blocks [1, 2)')
     await s1.screenshot({ path: `${ART}/inference-1-serving.png`, fullPage: true })
+    await waitForCoverage(chat, 'tiny-mixtral', 2)
     const tokens = await chat.evaluate(async (prompt) => await window.webswarmChat!.generate(prompt, 16), ref.prompt)
     expect(tokens).toEqual(ref.greedy)
     await expect(chat.locator('#chat-route')).toContainText('route:')
@@ -64,13 +65,20 @@ test.describe.serial('inference across tabs', () => {
     expect(single.slice(0, 16)).toEqual(ref.greedy)
     // The tab's count is cumulative over its generations: what this one adds is what is checked.
     const before = await chat.evaluate(() => window.webswarmChat!.state().failovers)
-    const done = chat.evaluate(async ([prompt, n]) => await window.webswarmChat!.generate(prompt as number[], n as number, { stopTokens: [] }), [ref.prompt, N] as const)
+    // The reply pauses after its 4th token until the victim is closed: however fast the tiny model
+    // runs on a quiet or a loaded machine, the close lands mid-generation.
+    const done = chat.evaluate(async ([prompt, n]) => {
+      const w = window as unknown as { e2eResume?: () => void }
+      const paused = new Promise<void>(resolve => { w.e2eResume = resolve })
+      return await window.webswarmChat!.generate(prompt as number[], n as number, { stopTokens: [], afterToken: async (k) => { if (k === 4) await paused } })
+    }, [ref.prompt, N] as const)
     await chat.waitForFunction(() => window.webswarmChat!.state().tokens >= 4, undefined, { timeout: 120_000, polling: 10 })
     const route = await chat.evaluate(() => window.webswarmChat!.state().route)
     const lastHop = route.at(-1)!.peer
     const victim = tabs.pages[tabs.ids.indexOf(lastHop)]
     expect([s1, spare]).toContain(victim)
     await victim.close()
+    await chat.evaluate(() => { (window as unknown as { e2eResume: () => void }).e2eResume() })
     const tokens = await done
     expect(tokens).toEqual(single)
     const st = await chat.evaluate(() => window.webswarmChat!.state())

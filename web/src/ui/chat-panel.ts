@@ -31,7 +31,19 @@ const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
 /** Largest reply the settings accept, tokens. */
 const MAX_NEW_TOKENS = 2048
 
-interface GenerateOptions { temperature?: number, topP?: number, topK?: number, stopTokens?: number[], stopStrings?: readonly string[] }
+interface GenerateOptions {
+  temperature?: number
+  topP?: number
+  topK?: number
+  stopTokens?: number[]
+  stopStrings?: readonly string[]
+  /**
+   * Awaited after each token with the count so far: the next step waits for it (the failover e2e
+   * pauses a reply there while it closes a serving tab, so the close lands mid-generation however
+   * fast the tiny model runs).
+   */
+  afterToken?: (produced: number) => void | Promise<void>
+}
 
 interface ChatApi {
   /** Serve blocks `A:B` (or 'auto'); resolves with the span once announced ONLINE. */
@@ -205,7 +217,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
         seed: Date.now() % 2 ** 31,
         stopTokens: opts.stopTokens,
         onSession: s => { session = s; drawRoute(s) },
-        onToken: id => {
+        onToken: async id => {
           // Stop lands here: throwing ends the loop, and swarmGenerate closes the session.
           if (ctl.signal.aborted) throw new GenerationStoppedError('stopped by the user')
           tokens.push(id)
@@ -218,6 +230,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
           stats.textContent = `${produced} tokens · ${produced > 1 && secs > 0 ? `${((produced - 1) / secs).toFixed(2)} tokens/s` : 'first token'} · prompt ${ids.length} tokens in ${((tFirst - t0) / 1000).toFixed(1)} s`
           // Throwing ends the loop (and closes the session), as Stop does; `complete` tells them apart.
           if (cut.stopped) { complete = true; throw new GenerationStoppedError('the reply reached the next turn') }
+          await opts.afterToken?.(produced)
         }
       })
       failovers += r.session.failovers.length
