@@ -46,6 +46,8 @@ export interface LossOptions {
   LAYERS: number
   /** Inner AdamW betas and weight decay, both sides. */
   ADAM: { beta1: number, beta2: number, weightDecay: number }
+  /** Gradient-norm clip, both sides (0: none). @default 1 */
+  MAX_GRAD_NORM?: number
   /** DiLoCo's pseudo-gradient codec (q8, or top-k: codec.ts). */
   CODEC: CompressionSpec
   /** Delayed outer update over this many syncs (worker.ts delayOuter; 0: none, 1: the one-step delay). */
@@ -114,7 +116,7 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
     const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}), codec: codecOf(o.CODEC) })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY === 0 ? false : o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, maxGradNorm: o.MAX_GRAD_NORM ?? 1, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY === 0 ? false : o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
   })
   for (const w of workers) await w.initFromModel()
   await Promise.all(workers.map(async w => { await w.runSyncs(R, undefined, { last: true }) }))
@@ -140,7 +142,7 @@ async function baselineRun (o: LossOptions, be: Backend, train: TextDataset, tun
   const schedule = o.SCHEDULE === 'cosine'
     ? { lr, warmupSteps: WARMUP, totalSteps: R * H, minLr: o.MIN_LR_FRAC * lr }
     : { lr, warmupSteps: WARMUP, totalSteps: Number.MAX_SAFE_INTEGER, minLr: lr }
-  const tr = new Trainer(model, schedule, o.ADAM, { maxGradNorm: 1 })
+  const tr = new Trainer(model, schedule, o.ADAM, { maxGradNorm: o.MAX_GRAD_NORM ?? 1 })
   const it = train.windows(T, DATA_SEED_STRIDE * seed + BASELINE_DATA_SEED)
   for (let s = 0; s < R * H; s++) await tr.trainStep(Array.from({ length: N * B }, () => it.next().value as Window))
   const tune = await evaluateLoss(model, tuneW)
@@ -238,7 +240,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
       codec: codecName(o.CODEC), ef_decay: o.EF_DECAY, delay_outer: o.DELAY > 0, delay_outer_syncs: o.DELAY, local_residual: o.LOCAL_RESIDUAL === true, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
-      adam: o.ADAM,
+      adam: o.ADAM, max_grad_norm: o.MAX_GRAD_NORM ?? 1,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(outerName), params: P,
       diloco_inner_lr: bd.lr, diloco_outer: outerName(bd.outer), baseline_inner_lr: bb.lr,

@@ -2,7 +2,7 @@
  * `npm run bench:train [-- --device cpu|webgpu --workers 4 --batch 1 --inner-steps 150 --rounds 4
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0[,lr:momentum:finalLr] --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
- *   --weight-decay 0.01 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
+ *   --weight-decay 0.01 --max-grad-norm 1 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
  *   --ef-decay 1 --delay-outer --delay-outer-syncs 1 --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --jobs 1
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN;
@@ -72,6 +72,7 @@ const { values: a } = parseArgs({
     'no-trainer-thread': { type: 'boolean', default: false },
     'skip-baseline': { type: 'boolean', default: false },
     jobs: { type: 'string', default: '1' },
+    'max-grad-norm': { type: 'string', default: '1' },
     'local-residual': { type: 'boolean', default: false },
     'skip-goodput': { type: 'boolean', default: false },
     'skip-loss': { type: 'boolean', default: false },
@@ -121,6 +122,7 @@ async function main (): Promise<void> {
     lb = await runLossBench({
       N, H, R, T, B: Number(a.batch), SCHEDULE: a.schedule, MIN_LR_FRAC: Number(a['min-lr-frac']), HIDDEN: Number(a.hidden), LAYERS: Number(a.layers),
       ADAM: { beta1: Number(a.beta1), beta2: Number(a.beta2), weightDecay: Number(a['weight-decay']) },
+      MAX_GRAD_NORM: Number(a['max-grad-norm']),
       LRS: (a.lrs ?? '').split(',').map(Number),
       SEEDS: (a.seeds ?? '').split(',').map(Number),
       WARMUP: Number(a.warmup),
