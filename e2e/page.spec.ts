@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs'
+import { cpSync, mkdirSync, rmSync } from 'node:fs'
 import AxeBuilder from '@axe-core/playwright'
-import { expect, test, type Page } from '@playwright/test'
+import { expect, test, type Browser, type Page } from '@playwright/test'
 import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
 
 /**
@@ -30,9 +30,13 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
   let tabs: SwarmTabs
   test.setTimeout(240_000)
 
+  /** 404 answers to the tabs and their compute workers: a probe for a file the model lacks. */
+  const missing: string[] = []
+
   test.beforeAll(async ({ browser }) => {
     mkdirSync(ART, { recursive: true })
     tabs = await openSwarmTabs(browser, 3, `?device=cpu&entry-ttl=${TTL_S}`)
+    tabs.pages[0].context().on('response', r => { if (r.status() === 404) missing.push(`${r.request().method()} ${r.url()}`) })
   })
   test.afterAll(async () => { await tabs?.close() })
 
@@ -63,6 +67,8 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     // Map wording: a proper plural, and a unit on each served cell's throughput.
     await expect(chat.locator('#map-summary')).toHaveText(/ \d+ direct links?$/)
     await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s')
+    // Loading blocks in the compute workers asked for no file the model lacks (its safetensors index).
+    expect(missing).toEqual([])
     await a.screenshot({ path: `${ART}/page-1-contributing.png`, fullPage: true })
     await chat.screenshot({ path: `${ART}/page-2-map.png`, fullPage: true })
   })
@@ -138,6 +144,41 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     for (const blk of orphaned) await expect(chat.locator(`#map-models .model[data-model="default"] .cell[data-block="${blk}"]`)).toHaveClass(/gap/)
     await chat.screenshot({ path: `${ART}/page-6-after-expiry.png`, fullPage: true })
   })
+})
+
+/**
+ * What a tab logs as errors while it loads `query`, through reading the model and its tokenizer:
+ * each 404 answer (the browser logs "Failed to load resource" for it) and each console error.
+ */
+async function loadErrors (browser: Browser, query: string): Promise<string[]> {
+  const context = await browser.newContext()
+  try {
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('response', r => { if (r.status() >= 400) errors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`) })
+    page.on('console', m => { if (m.type() === 'error') errors.push(`console: ${m.text()}`) })
+    await page.goto(`/${query}`)
+    await expect(page.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
+    // The chat's mode line is drawn once the tokenizer is read (the model's optional files probed).
+    await expect(page.locator('#chat-mode')).toHaveAttribute('data-template', /true|false/, { timeout: 60_000 })
+    expect(await page.evaluate(() => window.webswarmPage!.modelStatus.state)).toBe('ready')
+    return errors
+  } finally {
+    await context.close()
+  }
+}
+
+test('loading the page asks for no file the model lacks: no 404 answer, no console error (default model and a relay folder)', async ({ browser }) => {
+  expect(await loadErrors(browser, '?device=cpu')).toEqual([])
+  // tiny-mixtral has neither tokenizer.json nor model.safetensors.index.json; the relay serves it from models/.
+  const name = `e2e-tiny-mixtral-${process.pid}`
+  mkdirSync(`models/${name}`)
+  try {
+    for (const f of ['config.json', 'model.safetensors']) cpSync(`test/fixtures/tiny-mixtral/${f}`, `models/${name}/${f}`)
+    expect(await loadErrors(browser, `?device=cpu&model=./models/${name}`)).toEqual([])
+  } finally {
+    rmSync(`models/${name}`, { recursive: true, force: true })
+  }
 })
 
 test('without WebGPU: the chat takes the CPU by itself and says so; Contribute offers the CPU explicitly; the page still joins the swarm', async ({ page }) => {

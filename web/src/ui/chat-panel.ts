@@ -13,7 +13,6 @@ import type { Backend } from '../gpu/backend.ts'
 import type { ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { loadModel } from '../model/model.ts'
-import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../swarm/client/generate.ts'
@@ -94,7 +93,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     const m = ctx.modelStatus
     if (m.state !== 'ready' || described) return
     described = true
-    void loadTokenizer(sourceFrom(modelUrl), m.config.vocabSize).then(describeMode)
+    void ctx.modelSource(modelUrl).then(async source => await loadTokenizer(source, m.config.vocabSize)).then(describeMode)
       .catch(e => { described = false; ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
   }
   ctx.addEventListener('model', onModel)
@@ -134,7 +133,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const load = async (): Promise<Loaded> => {
     loaded ??= (async () => {
       const be = await ctx.chatBackend()
-      const source = sourceFrom(modelUrl)
+      const source = await ctx.modelSource(modelUrl)
       const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
       const tokenizer = await loadTokenizer(source, config.vocabSize)
       describeMode(tokenizer)
@@ -308,7 +307,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const localGenerate = async (p: number[], n: number, opts: { stopTokens?: number[] } = {}): Promise<number[]> => {
     const be = await ctx.backend()
     const { generate: generateLocal } = await import('../model/generate.ts')
-    const model = await loadModel(modelUrl, be)
+    const model = await loadModel(await ctx.modelSource(modelUrl), be)
     try {
       return await generateLocal(model, p, { maxNewTokens: n, stopTokens: opts.stopTokens })
     } finally {

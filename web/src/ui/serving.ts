@@ -155,7 +155,7 @@ export class Contribution {
     let models: LoadableModel[]
     if (m !== null) {
       // Given blocks of the page's own model: nothing else to read.
-      const own = await readModel({ id: this.ctx.params.modelId, url: this.ctx.params.modelUrl, own: true })
+      const own = await readModel({ id: this.ctx.params.modelId, url: this.ctx.params.modelUrl, own: true, files: await this.ctx.modelFiles(this.ctx.params.modelUrl) })
       models = [own]
       const span = { start: Number(m[1]), end: Number(m[2]) }
       if (budget !== undefined) checkBudget(planPart(own.config, own.tensors, { blocks: span, embedding: false, head: false }, SERVE_PLAN), budget)
@@ -188,7 +188,7 @@ export class Contribution {
   }
 
   private async startBlocks (pieces: SwarmPieces, be: Backend, model: LoadableModel, span: { start: number, end: number }, fixed: boolean): Promise<void> {
-    const { config, id, url } = model
+    const { config, id, url, files } = model
     const role = new ServerRole({
       transport: pieces.transport,
       directory: model.own ? pieces.directory : pieces.directoryFor(config),
@@ -198,9 +198,9 @@ export class Contribution {
       loadSpan: async (s, e) => {
         this.plannedBytes = planPart(config, model.tensors, { blocks: { start: s, end: e }, embedding: false, head: false }, SERVE_PLAN).totalBytes
         const onProgress = this.progress.start(`${id} blocks ${s}–${e - 1}`)
-        if (this.ctx.params.compute === 'main') return await loadSpanBackend(sourceFrom(url), be, id, s, e, {}, { onProgress })
+        if (this.ctx.params.compute === 'main') return await loadSpanBackend(sourceFrom(url, { files }), be, id, s, e, {}, { onProgress })
         // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
-        return await WorkerSpanBackend.load({ url, model: id, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
+        return await WorkerSpanBackend.load({ url, files, model: id, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
       },
       cacheBudgetBytes: SERVE_PLAN.context * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: fixed ? 0 : REBALANCE_MS,
@@ -226,7 +226,7 @@ export class Contribution {
   }
 
   private async startExperts (pieces: SwarmPieces, be: Backend, model: LoadableModel, layer: number, experts: number[]): Promise<void> {
-    const { config, id, url } = model
+    const { config, id, url, files } = model
     this.plannedBytes = planPart(config, model.tensors, { blocks: { start: layer, end: layer + 1 }, embedding: false, head: false }, { sessions: 1, context: 1 }).totalBytes
     const role: ExpertRole = new ExpertRole({
       transport: pieces.transport,
@@ -239,8 +239,8 @@ export class Contribution {
       loadLayer: async l => {
         // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
         const loaded = this.ctx.params.compute === 'main'
-          ? await loadExpertLayer(sourceFrom(url), be, id, l)
-          : await loadWorkerExpertLayer({ url, model: id, layer: l, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress: this.progress.start(`${id} experts of layer ${l}`) })
+          ? await loadExpertLayer(sourceFrom(url, { files }), be, id, l)
+          : await loadWorkerExpertLayer({ url, files, model: id, layer: l, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress: this.progress.start(`${id} experts of layer ${l}`) })
         role.throughput = await measureExpertThroughput(loaded, config.numExperts, config.hiddenSize)
         return loaded
       },

@@ -31,14 +31,14 @@ async function handle (m: ToWorker): Promise<void> {
   switch (m.type) {
     case 'load': {
       const be = await backendFor(m.device)
-      span = await loadSpanBackend(sourceFrom(m.url), be, m.model, m.start, m.end, {}, {
+      span = await loadSpanBackend(sourceFrom(m.url, { files: m.files }), be, m.model, m.start, m.end, {}, {
         onProgress: p => { scope.postMessage({ type: 'progress', id: m.id, progress: { ...p } }) }
       })
       scope.postMessage({ type: 'loaded', id: m.id, hiddenSize: span.hiddenSize, cacheBytesPerToken: span.cacheBytesPerToken })
       return
     }
     case 'load-experts': {
-      experts = await loadExpertLayer(sourceFrom(m.url), await backendFor(m.device), m.model, m.layer, {
+      experts = await loadExpertLayer(sourceFrom(m.url, { files: m.files }), await backendFor(m.device), m.model, m.layer, {
         onProgress: p => { scope.postMessage({ type: 'progress', id: m.id, progress: { ...p } }) }
       })
       scope.postMessage({ type: 'experts-loaded', id: m.id })
