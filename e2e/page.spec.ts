@@ -64,9 +64,11 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     await expect(a.locator('#contribute-intro')).toContainText('Lend this tab\'s CPU')
     await expect(a.locator('#contribute-facts [data-key="memory"]')).toContainText('planned')
     await expect(a.locator('#contribute-facts [data-key="throughput"]')).toHaveText('not measured yet')
-    // Map wording: a proper plural, and a unit on each served cell's throughput.
+    // Map wording: a proper plural; no step ran yet, so no cell or peer shows a throughput number
+    // (the servers' starting guess once read as "1.0 tok/s").
     await expect(chat.locator('#map-summary')).toHaveText(/ \d+ direct links?$/)
-    await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s')
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell small')).toHaveText(['not measured', 'not measured', 'not measured'])
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText('throughput not measured yet')
     // Loading blocks in the compute workers asked for no file the model lacks (its safetensors index).
     expect(missing).toEqual([])
     await a.screenshot({ path: `${ART}/page-1-contributing.png`, fullPage: true })
@@ -87,6 +89,8 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     expect(await chat.evaluate(() => document.body.dataset.chat)).toBe('running')
     await expect(chat.locator('#chat-route .hop')).not.toHaveCount(0)
     await expect(chat.locator('#chat-stats')).toContainText('tokens')
+    // The servers measured their steps: the map shows their throughput, with its unit.
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s', { timeout: 30_000 })
     await chat.screenshot({ path: `${ART}/page-3-streaming.png`, fullPage: true })
     await chat.click('#chat-stop')
     await expect(reply).toHaveAttribute('data-state', 'stopped', { timeout: 30_000 })

@@ -120,8 +120,8 @@ export class Contribution {
   private budgetBytes?: number
   private starting?: Promise<Role>
   private models?: Promise<Awaited<ReturnType<typeof loadableModels>>>
-  /** When the block role was last written into the swarm entry, and with which throughput. */
-  private mirrored?: { at: number, throughput: number }
+  /** When the block role was last written into the swarm entry, and with which throughput (undefined: not measured yet). */
+  private mirrored?: { at: number, throughput: number | undefined }
 
   constructor (private readonly ctx: PageContext, private readonly pieces: () => Promise<SwarmPieces>, private readonly progress: ProgressBar, private readonly trainer?: RunJoiner) {}
 
@@ -206,7 +206,7 @@ export class Contribution {
       rebalanceMs: fixed ? 0 : REBALANCE_MS,
       log: l => { this.ctx.log(l) },
       // The map and other tabs read who serves what from the swarm doc (the DHT is for routing).
-      onAnnounce: r => { this.mirror(r.state, r.throughput) }
+      onAnnounce: () => { this.mirror() }
     })
     await this.startActive({ kind: 'blocks', role, model: id, numBlocks: config.numLayers })
     document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
@@ -267,12 +267,12 @@ export class Contribution {
   }
 
   /** Writes the block role into this tab's swarm entry (what the map and other tabs read). */
-  private mirror (state: string, throughput: number): void {
+  private mirror (): void {
     const a = this.active_
-    const span = a?.kind === 'blocks' ? a.role.currentSpan : undefined
-    if (a?.kind !== 'blocks' || span === undefined) return
-    this.mirrored = { at: Date.now(), throughput }
-    void this.ctx.publishSelf({ serving: { model: a.model, start: span.start, end: span.end, blocks: a.numBlocks, state, throughput: Math.round(throughput * 10) / 10 } })
+    const entry = a?.kind === 'blocks' ? a.role.servingEntry() : undefined
+    if (a?.kind !== 'blocks' || entry === undefined) return
+    this.mirrored = { at: Date.now(), throughput: a.role.server?.measuredThroughput }
+    void this.ctx.publishSelf({ serving: { ...entry, blocks: a.numBlocks } })
       .catch(e => { this.ctx.log(`mirroring the serving role failed: ${(e as Error).message}`) })
   }
 
@@ -282,11 +282,12 @@ export class Contribution {
    */
   refreshMirror (): void {
     const r = this.role
-    const tp = r?.server?.throughput
+    const tp = r?.server?.measuredThroughput
+    const before = this.mirrored?.throughput
     if (r === undefined || r.state !== 'online' || tp === undefined || this.mirrored === undefined) return
     if (Date.now() - this.mirrored.at < MIRROR_MIN_MS) return
-    if (Math.abs(tp - this.mirrored.throughput) <= MIRROR_CHANGE * Math.max(this.mirrored.throughput, 1e-6)) return
-    this.mirror(r.state, tp)
+    if (before !== undefined && Math.abs(tp - before) <= MIRROR_CHANGE * Math.max(before, 1e-6)) return
+    this.mirror()
   }
 
   /** Announces OFFLINE (or leaves the run), frees the memory and drops the role from this tab's entry. */
