@@ -24,6 +24,7 @@ import { disclosure, el, short } from './dom.ts'
 import { ChatInputError, GenerationStoppedError, PageParamError } from './errors.ts'
 import { createProgressBar } from './progress-bar.ts'
 import type { Contribution, SwarmPieces } from './serving.ts'
+import { blocksText } from './swarm-summary.ts'
 
 /** Sampling defaults of the settings area. */
 const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
@@ -158,7 +159,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   }
 
   const drawRoute = (s: InferenceSession): void => {
-    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · ${h.end - h.start === 1 ? `block ${h.start}` : `blocks ${h.start}–${h.end - 1}`}`))
+    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · ${blocksText(h.start, h.end)}`))
     const parts: Array<Node | string> = ['route: ']
     hops.forEach((h, i) => { if (i > 0) parts.push(' → '); parts.push(h) })
     if (s.failovers.length > 0) {

@@ -29,6 +29,7 @@ import { NoRoleFitsError, PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
 import { chooseRole, type Role } from './role-choice.ts'
 import { gatherRoleInputs, loadableModels, readModel, SERVE_PLAN, type LoadableModel } from './role-inputs.ts'
+import { blocksText } from './swarm-summary.ts'
 
 /** The map's copy of this tab's throughput is rewritten at most this often, ms (each write is a signed CRDT update to every peer). */
 const MIRROR_MIN_MS = 10_000
@@ -197,7 +198,7 @@ export class Contribution {
       ...(fixed ? { span } : { firstSpan: span, numServed: span.end - span.start }),
       loadSpan: async (s, e) => {
         this.plannedBytes = planPart(config, model.tensors, { blocks: { start: s, end: e }, embedding: false, head: false }, SERVE_PLAN).totalBytes
-        const onProgress = this.progress.start(`${id} blocks ${s}–${e - 1}`)
+        const onProgress = this.progress.start(`${id} ${blocksText(s, e)}`)
         if (this.ctx.params.compute === 'main') return await loadSpanBackend(sourceFrom(url, { files }), be, id, s, e, {}, { onProgress })
         // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
         return await WorkerSpanBackend.load({ url, files, model: id, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })

@@ -162,6 +162,14 @@ export function expertCoverage (entries: Iterable<PeerEntry>): ExpertCoverage[] 
   return [...byModel].sort(([a], [b]) => a.localeCompare(b)).map(([model, layers]) => ({ model, layers }))
 }
 
+/**
+ * Blocks [start, end) as the page words them everywhere (map, peers list, Contribute panel, chat
+ * route): "blocks A–B", inclusive, or "block A" for one.
+ */
+export function blocksText (start: number, end: number): string {
+  return end - start === 1 ? `block ${start}` : `blocks ${start}–${end - 1}`
+}
+
 /** Tokens/s as the map writes it (whole numbers from 10 on). */
 const tokPerS = (tps: number): string => `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s`
 
@@ -186,7 +194,7 @@ export function roleText (e: PeerEntry): string {
   if (s !== undefined) {
     // Only an online server is measured; a malformed throughput (read as 0) is left out, as before.
     const tp = s.state !== 'online' || s.throughput === 0 ? '' : ` · ${serverThroughputText(s.throughput)}`
-    parts.push(`${s.state === 'online' ? 'serves' : s.state} ${s.model} blocks ${s.start}–${s.end - 1}${tp}`)
+    parts.push(`${s.state === 'online' ? 'serves' : s.state} ${s.model} ${blocksText(s.start, s.end)}${tp}`)
   }
   const x = expertRole(e)
   if (x !== undefined) parts.push(`hosts ${x.model} experts (${[...x.hosted.values()].reduce((n, es) => n + es.length, 0)})`)
