@@ -1,3 +1,4 @@
+import { nodeBuiltin } from '../util/node-builtin.ts'
 import { WeightsSourceError } from './errors.ts'
 
 /**
@@ -46,13 +47,13 @@ function checkName (file: string): void {
   if (file.includes('..') || file.startsWith('/') || file.includes('\\')) throw new WeightsSourceError(`refusing file name '${file}'`)
 }
 
-/** A directory on disk (Node only; node:fs is imported lazily so the browser bundle never needs it). */
+/** A directory on disk (Node only: node:fs is loaded at the call, out of the page bundle). */
 export function directorySource (dir: string): ModelSource {
   return {
     label: dir,
     async size (file) {
       checkName(file)
-      const fs = await import('node:fs/promises')
+      const fs = await nodeBuiltin('node:fs/promises')
       try {
         const st = await fs.stat(`${dir}/${file}`)
         return st.isFile() ? st.size : undefined
@@ -62,7 +63,7 @@ export function directorySource (dir: string): ModelSource {
     },
     async read (file, offset, length) {
       checkName(file)
-      const fs = await import('node:fs/promises')
+      const fs = await nodeBuiltin('node:fs/promises')
       const fh = await fs.open(`${dir}/${file}`, 'r')
       try {
         const out = new Uint8Array(length)

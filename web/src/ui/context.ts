@@ -16,6 +16,7 @@
  * `max-gpu-memory=SIZE`.
  */
 import type { Backend } from '../gpu/backend.ts'
+import { cpu } from '../gpu/cpu-backend.ts'
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { parseByteSize } from '../model/memory-plan.ts'
@@ -240,7 +241,7 @@ export class PageContext extends EventTarget {
       const gpu = await this.gpu
       if (gpu !== undefined && !this.cpuChosen) return gpu
     }
-    if (this.cpuChosen) return (await import('../gpu/cpu-backend.ts')).cpu
+    if (this.cpuChosen) return cpu
     throw new NoComputeDeviceError('this browser has no WebGPU: choose "Use the CPU instead" (slow, but it works) or open the page with ?device=cpu')
   }
 
@@ -251,7 +252,7 @@ export class PageContext extends EventTarget {
    */
   async chatBackend (): Promise<Backend> {
     if (!this.cpuChosen && await this.gpu !== undefined) return await this.backend()
-    return (await import('../gpu/cpu-backend.ts')).cpu
+    return cpu
   }
 
   /** 'GPU', 'CPU', or 'none' yet: for status lines. */

@@ -5,6 +5,7 @@
  * terminates it to free everything.
  */
 import type { Backend } from '../../gpu/backend.ts'
+import { cpu } from '../../gpu/cpu-backend.ts'
 import { sourceFrom } from '../../model/source.ts'
 import type { SpanBackend, SpanCache } from '../../swarm/server/backend.ts'
 import { loadSpanBackend } from '../../swarm/model-backend.ts'
@@ -22,7 +23,7 @@ const cacheErrors = new Map<number, string>()
 let queue: Promise<void> = Promise.resolve()
 
 async function backendFor (device: 'webgpu' | 'cpu'): Promise<Backend> {
-  if (device === 'cpu') return (await import('../../gpu/cpu-backend.ts')).cpu
+  if (device === 'cpu') return cpu
   const { GpuBackend } = await import('../../gpu/gpu-backend.ts')
   return await GpuBackend.create()
 }
