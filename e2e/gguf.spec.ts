@@ -34,7 +34,7 @@ test.describe.serial('a GGUF served by the relay', () => {
     const [s0, s1, chat] = tabs.pages
     const spans = await Promise.all([s0, s1].map(async (p, i) => await p.evaluate(async (spec) => await window.webswarmChat!.serve(spec), ['0:1', '1:2'][i])))
     expect(spans).toEqual([{ start: 0, end: 1 }, { start: 1, end: 2 }])
-    await expect(s1.locator('#serve-status')).toContainText('serving blocks [1, 2)')
+    await expect(s1.locator('#serve-status')).toContainText(`serving block 1 of ${NAME}`)
     await waitForCoverage(chat, NAME, 2)
     const local = await chat.evaluate(async ([p, n]) => await window.webswarmChat!.localGenerate(p as number[], n as number, { stopTokens: [] }), [prompt, N] as const)
     expect(local).toHaveLength(N)

@@ -45,7 +45,9 @@ test.describe.serial('inference across tabs', () => {
     const [s0, s1, s2, chat] = tabs.pages
     const spans = await Promise.all([s0, s1, s2].map(async (p, i) => await p.evaluate(async (spec) => await window.webswarmChat!.serve(spec), ['0:1', '1:2', '0:1'][i])))
     expect(spans).toEqual([{ start: 0, end: 1 }, { start: 1, end: 2 }, { start: 0, end: 1 }])
-    await expect(s1.locator('#serve-status')).toContainText('serving blocks [1, 2)')
+    // A one-block span reads "block 1", in the Contribute panel as in the chat tab's peers list.
+    await expect(s1.locator('#serve-status')).toContainText('serving block 1 of tiny-mixtral')
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[1]}"]`)).toContainText('serves tiny-mixtral block 1')
     await s1.screenshot({ path: `${ART}/inference-1-serving.png`, fullPage: true })
     await waitForCoverage(chat, 'tiny-mixtral', 2)
     const tokens = await chat.evaluate(async (prompt) => await window.webswarmChat!.generate(prompt, 16), ref.prompt)

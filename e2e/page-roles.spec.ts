@@ -30,8 +30,8 @@ test('a third contributor, with every block served, hosts the experts byte-mixtr
     await mixtral.goto(`/?${q}&serve=0:3&model=http://127.0.0.1:${PORT}/models/byte-mixtral`)
     const third = await context.newPage()
     await third.goto(`/?${q}`)
-    await expect(llama.locator('#serve-status')).toContainText('serving blocks [0, 3) of default', { timeout: 90_000 })
-    await expect(mixtral.locator('#serve-status')).toContainText('serving blocks [0, 3) of byte-mixtral', { timeout: 90_000 })
+    await expect(llama.locator('#serve-status')).toContainText('serving blocks 0–2 of default', { timeout: 90_000 })
+    await expect(mixtral.locator('#serve-status')).toContainText('serving blocks 0–2 of byte-mixtral', { timeout: 90_000 })
     // The third tab sees both models served whole before it chooses.
     for (const m of ['default', 'byte-mixtral']) {
       await expect(third.locator(`#map-models .model[data-model="${m}"] .cell[data-servers="1"]`)).toHaveCount(3, { timeout: 30_000 })
@@ -71,7 +71,7 @@ test('with its model served whole and a training run of one member, Contribute j
     // A relay that lists only its default model (so no byte-mixtral blocks or experts to take).
     await third.route('**/models', async r => { await r.fulfill({ json: { default: 'byte-llama', models: [{ name: 'byte-llama', bytes: 1, format: 'safetensors' }] } }) })
     await third.goto(`/?${q}`)
-    await expect(server.locator('#serve-status')).toContainText('serving blocks [0, 3) of default', { timeout: 90_000 })
+    await expect(server.locator('#serve-status')).toContainText('serving blocks 0–2 of default', { timeout: 90_000 })
     await expect(third.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
     // The third tab sees the served model before training starts (a training tab competes for the CPU).
     await expect(third.locator('#map-models .model[data-model="default"] .cell[data-servers="1"]')).toHaveCount(3, { timeout: 90_000 })

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs'
+import { cpSync, mkdirSync, rmSync } from 'node:fs'
 import AxeBuilder from '@axe-core/playwright'
-import { expect, test, type Page } from '@playwright/test'
+import { expect, test, type Browser, type Page } from '@playwright/test'
 import { openSwarmTabs, type SwarmTabs } from './helpers/swarm.ts'
 
 /**
@@ -30,23 +30,27 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
   let tabs: SwarmTabs
   test.setTimeout(240_000)
 
+  /** 404 answers to the tabs and their compute workers: a probe for a file the model lacks. */
+  const missing: string[] = []
+
   test.beforeAll(async ({ browser }) => {
     mkdirSync(ART, { recursive: true })
     tabs = await openSwarmTabs(browser, 3, `?device=cpu&entry-ttl=${TTL_S}`)
+    tabs.pages[0].context().on('response', r => { if (r.status() === 404) missing.push(`${r.request().method()} ${r.url()}`) })
   })
   test.afterAll(async () => { await tabs?.close() })
 
   test('two tabs press Contribute and pick spans that cover the model; the map shows it', async () => {
     const [a, b, chat] = tabs.pages
     await a.click('#contribute-button')
-    await expect(a.locator('#serve-status')).toContainText('serving blocks', { timeout: 60_000 })
+    await expect(a.locator('#serve-status')).toContainText(/serving blocks? \d/, { timeout: 60_000 })
     await expect(a.locator('#contribute-facts [data-key="model"]')).toHaveText('default')
     // The second contributor sees the first's blocks and takes the least-served ones.
     // The default model's cells: in CI the relay still lists models earlier specs' tabs serve,
     // whose cells with one server made this wait pass before b had heard of a (session 12).
     await expect(b.locator(`#map-models .model[data-model="default"] .cell[data-servers="1"]`).first()).toBeVisible({ timeout: 30_000 })
     await b.click('#contribute-button')
-    await expect(b.locator('#serve-status')).toContainText('serving blocks', { timeout: 60_000 })
+    await expect(b.locator('#serve-status')).toContainText(/serving blocks? \d/, { timeout: 60_000 })
     const spans = await Promise.all([a, b].map(async p => await p.evaluate(() => window.webswarmChat!.state().serving)))
     const covered = new Set<number>()
     for (const s of spans) for (let i = s!.start; i < s!.end; i++) covered.add(i)
@@ -54,15 +58,19 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     // Every block of byte-llama (3) is served: no red cell in the chat tab's map.
     await expect(chat.locator('#map-models .model[data-model="default"] .cell')).toHaveCount(3)
     await expect(chat.locator('#map-models .model[data-model="default"] .cell.gap')).toHaveCount(0, { timeout: 30_000 })
-    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText('serves default blocks')
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText(/serves default blocks? \d/)
     await expect(a.locator('#contribute-facts [data-key="uptime"]')).not.toHaveText('—')
     // On the CPU twins the panel speaks of the CPU and memory; no step yet, so no throughput to show.
     await expect(a.locator('#contribute-intro')).toContainText('Lend this tab\'s CPU')
     await expect(a.locator('#contribute-facts [data-key="memory"]')).toContainText('planned')
     await expect(a.locator('#contribute-facts [data-key="throughput"]')).toHaveText('not measured yet')
-    // Map wording: a proper plural, and a unit on each served cell's throughput.
+    // Map wording: a proper plural; no step ran yet, so no cell or peer shows a throughput number
+    // (the servers' starting guess once read as "1.0 tok/s").
     await expect(chat.locator('#map-summary')).toHaveText(/ \d+ direct links?$/)
-    await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s')
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell small')).toHaveText(['not measured', 'not measured', 'not measured'])
+    await expect(chat.locator(`#net-peers tr[data-peer="${tabs.ids[0]}"]`)).toContainText('throughput not measured yet')
+    // Loading blocks in the compute workers asked for no file the model lacks (its safetensors index).
+    expect(missing).toEqual([])
     await a.screenshot({ path: `${ART}/page-1-contributing.png`, fullPage: true })
     await chat.screenshot({ path: `${ART}/page-2-map.png`, fullPage: true })
   })
@@ -93,6 +101,9 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     await expect(chat.locator('#model-progress')).toBeHidden()
     // Stopping is not an error: no error notice.
     await expect(chat.locator('#notices .notice.error')).toHaveCount(0)
+    // The servers measured their steps: the map shows their throughput, with its unit (a server
+    // rewrites its entry at most every 10 s; checked after Stop, so the reply cannot end meanwhile).
+    await expect(chat.locator('#map-models .model[data-model="default"] .cell small').first()).toContainText('tok/s', { timeout: 30_000 })
     await chat.screenshot({ path: `${ART}/page-4-stopped.png`, fullPage: true })
   })
 
@@ -138,6 +149,41 @@ test.describe.serial('the page: contribute, chat, swarm map', () => {
     for (const blk of orphaned) await expect(chat.locator(`#map-models .model[data-model="default"] .cell[data-block="${blk}"]`)).toHaveClass(/gap/)
     await chat.screenshot({ path: `${ART}/page-6-after-expiry.png`, fullPage: true })
   })
+})
+
+/**
+ * What a tab logs as errors while it loads `query`, through reading the model and its tokenizer:
+ * each 404 answer (the browser logs "Failed to load resource" for it) and each console error.
+ */
+async function loadErrors (browser: Browser, query: string): Promise<string[]> {
+  const context = await browser.newContext()
+  try {
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('response', r => { if (r.status() >= 400) errors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`) })
+    page.on('console', m => { if (m.type() === 'error') errors.push(`console: ${m.text()}`) })
+    await page.goto(`/${query}`)
+    await expect(page.locator('body')).toHaveAttribute('data-net', 'ready', { timeout: 60_000 })
+    // The chat's mode line is drawn once the tokenizer is read (the model's optional files probed).
+    await expect(page.locator('#chat-mode')).toHaveAttribute('data-template', /true|false/, { timeout: 60_000 })
+    expect(await page.evaluate(() => window.webswarmPage!.modelStatus.state)).toBe('ready')
+    return errors
+  } finally {
+    await context.close()
+  }
+}
+
+test('loading the page asks for no file the model lacks: no 404 answer, no console error (default model and a relay folder)', async ({ browser }) => {
+  expect(await loadErrors(browser, '?device=cpu')).toEqual([])
+  // tiny-mixtral has neither tokenizer.json nor model.safetensors.index.json; the relay serves it from models/.
+  const name = `e2e-tiny-mixtral-${process.pid}`
+  mkdirSync(`models/${name}`)
+  try {
+    for (const f of ['config.json', 'model.safetensors']) cpSync(`test/fixtures/tiny-mixtral/${f}`, `models/${name}/${f}`)
+    expect(await loadErrors(browser, `?device=cpu&model=./models/${name}`)).toEqual([])
+  } finally {
+    rmSync(`models/${name}`, { recursive: true, force: true })
+  }
 })
 
 test('without WebGPU: the chat takes the CPU by itself and says so; Contribute offers the CPU explicitly; the page still joins the swarm', async ({ page }) => {
@@ -209,7 +255,7 @@ test('WebGPU in the compute worker: a tab serves every block from its worker on 
     await gpuTab.goto('/?serve=0:3')
     const chat = await context.newPage()
     await chat.goto('/?device=cpu')
-    await expect(gpuTab.locator('#serve-status')).toContainText('serving blocks [0, 3)', { timeout: 120_000 })
+    await expect(gpuTab.locator('#serve-status')).toContainText('serving blocks 0–2 of default', { timeout: 120_000 })
     const device = gpuTab.locator('#contribute-facts [data-key="device"]')
     await expect(device).toContainText('GPU')
     await expect(device).toContainText('in a Web Worker')

@@ -3,7 +3,7 @@
  * `/models/<file>.gguf`, or `/models/<folder>/<file>.gguf` one level down) and Hugging Face
  * safetensors folders (`/models/<folder>/<file>`, `default` standing for --default-model), served
  * with single byte ranges so a peer downloads only the tensors of the blocks it serves; and a
- * listing at `/models` (JSON: name, bytes, format).
+ * listing at `/models` (JSON: name, bytes, format, and the files a reader may ask for).
  *
  * Names are checked segment by segment against a strict pattern after percent-decoding, so no
  * request reaches a path outside --models-dir (no `..`, no separators, no hidden files).
@@ -33,6 +33,13 @@ interface ModelListing {
   /** Bytes of the file, or of a folder's served files together. */
   bytes: number
   format: ModelFormat
+  /**
+   * The files of the model's directory a reader may ask for (relative to it): a folder's served
+   * files, or a top-level `.gguf` alone. A page reads them before loading so that it never probes
+   * for an optional file (tokenizer.json, the safetensors index) the folder lacks: each such 404
+   * is a console error in the browser.
+   */
+  files: string[]
 }
 
 /** Counts what the model routes send (the relay's /metrics reads it; tests count ranges with it). */
@@ -80,22 +87,29 @@ async function listModels (modelsDir: string): Promise<ModelListing[]> {
     if (!SEGMENT.test(e.name)) continue
     const full = path.join(root, e.name)
     if (e.isFile() && GGUF_FILE.test(e.name)) {
-      out.push({ name: e.name, bytes: (await fs.stat(full)).size, format: 'gguf' })
+      out.push({ name: e.name, bytes: (await fs.stat(full)).size, format: 'gguf', files: [e.name] })
     } else if (e.isDirectory()) {
       let stBytes = 0
       let hasConfig = false
       let hasWeights = false
+      const ggufs: Array<{ name: string, bytes: number }> = []
+      const served: string[] = []
       for (const f of await fs.readdir(full, { withFileTypes: true })) {
         if (!f.isFile() || !SEGMENT.test(f.name)) continue
         const size = (await fs.stat(path.join(full, f.name))).size
-        if (GGUF_FILE.test(f.name)) out.push({ name: `${e.name}/${f.name}`, bytes: size, format: 'gguf' })
-        else if (SAFETENSORS_FILE.test(f.name)) {
+        if (GGUF_FILE.test(f.name)) {
+          ggufs.push({ name: f.name, bytes: size })
+          served.push(f.name)
+        } else if (SAFETENSORS_FILE.test(f.name)) {
+          served.push(f.name)
           stBytes += size
           if (f.name === 'config.json') hasConfig = true
           if (f.name.endsWith('.safetensors')) hasWeights = true
         }
       }
-      if (hasConfig && hasWeights) out.push({ name: e.name, bytes: stBytes, format: 'safetensors' })
+      served.sort()
+      for (const g of ggufs) out.push({ name: `${e.name}/${g.name}`, bytes: g.bytes, format: 'gguf', files: served })
+      if (hasConfig && hasWeights) out.push({ name: e.name, bytes: stBytes, format: 'safetensors', files: served })
     }
   }
   return out.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)

@@ -80,11 +80,25 @@ describe('relay /models/ with .gguf files', () => {
     expect(await res.json()).toEqual({
       default: 'tiny',
       models: [
-        { name: 'small.gguf', bytes: 3000, format: 'gguf' },
-        { name: 'tiny', bytes: 1000 + '{"architectures":["LlamaForCausalLM"]}'.length, format: 'safetensors' },
-        { name: 'tiny/tiny-Q8_0.gguf', bytes: 100, format: 'gguf' }
+        { name: 'small.gguf', bytes: 3000, format: 'gguf', files: ['small.gguf'] },
+        { name: 'tiny', bytes: 1000 + '{"architectures":["LlamaForCausalLM"]}'.length, format: 'safetensors', files: ['config.json', 'model.safetensors', 'tiny-Q8_0.gguf'] },
+        { name: 'tiny/tiny-Q8_0.gguf', bytes: 100, format: 'gguf', files: ['config.json', 'model.safetensors', 'tiny-Q8_0.gguf'] }
       ]
     })
+  })
+
+  it('a reader given the listed files asks for no other: no 404 for an optional file the folder lacks', async () => {
+    const listing = await (await fetch(`${relay.httpUrl}/models`)).json() as { models: Array<{ name: string, files: string[] }> }
+    const asked: string[] = []
+    const counting: typeof fetch = async (input, init) => { asked.push(`${init?.method ?? 'GET'} ${String(input)}`); return await fetch(input, init) }
+    const src = urlSource(`${relay.httpUrl}/models/tiny`, counting, { files: listing.models.find(m => m.name === 'tiny')!.files })
+    expect(await src.size('tokenizer.json')).toBeUndefined()
+    expect(await src.size('model.safetensors.index.json')).toBeUndefined()
+    expect(await src.size('model.safetensors')).toBe(1000)
+    expect(asked).toEqual([`HEAD ${relay.httpUrl}/models/tiny/model.safetensors`])
+    // Without the list (a plain static server), the probe is asked and its 404 read as "no such file".
+    expect(await urlSource(`${relay.httpUrl}/models/tiny`, counting).size('tokenizer.json')).toBeUndefined()
+    expect(asked).toHaveLength(2)
   })
 
   it('serves a .gguf file whole, by HEAD and by ranges, one folder down too', async () => {

@@ -34,3 +34,29 @@ describe('ServerRole firstSpan', () => {
     await expect(r.start()).rejects.toThrow(SwarmArgumentError)
   })
 })
+
+describe('ServerRole servingEntry (the swarm-doc `serving` field the page map reads)', () => {
+  it('leaves throughput out until a step is measured; the announced record keeps its starting guess for routing', async () => {
+    const seen: Array<{ record: number, entry: unknown }> = []
+    const role: ServerRole = new ServerRole({
+      transport: new MemoryNetwork({ seed: 9 }).endpoint('p'),
+      directory: new MemoryDirectory(),
+      model: 'fake',
+      numBlocks: BLOCKS,
+      span: { start: 0, end: 1 },
+      loadSpan: async (s, e) => new FakeSpanBackend('fake', s, e),
+      cacheBudgetBytes: 1 << 20,
+      onAnnounce: r => { seen.push({ record: r.throughput, entry: role.servingEntry() }) }
+    })
+    await role.start()
+    try {
+      expect(seen).toEqual([
+        { record: 1, entry: { model: 'fake', start: 0, end: 1, state: 'joining' } },
+        { record: 1, entry: { model: 'fake', start: 0, end: 1, state: 'online' } }
+      ])
+      expect(Object.keys(role.servingEntry()!)).not.toContain('throughput')
+    } finally {
+      await role.stop()
+    }
+  })
+})

@@ -63,6 +63,25 @@ describe('block server', () => {
     await expect(a({ type: 'step', session: o.session, position: 4, hidden: rows(1) })).rejects.toThrow(UnknownSessionError)
   })
 
+  it('has no measured throughput until a batch was timed (the announced 1 is a starting guess), then the blended measurement', async () => {
+    let t = 0
+    const { peer, server, backend } = setup({ now: () => t })
+    expect(server.measuredThroughput).toBeUndefined()
+    const a = peer('A')
+    const o = await a({ type: 'open', model: 'm', start: 0, end: 2, maxTokens: 10 })
+    if (o.type !== 'opened') throw new Error('not opened')
+    expect(server.measuredThroughput).toBeUndefined()
+    let release!: () => void
+    backend.gate = new Promise(resolve => { release = resolve })
+    const step = a({ type: 'step', session: o.session, position: 0, hidden: rows(4) })
+    await until(() => backend.forwardCalls.length === 1)
+    t += 100
+    release()
+    await step
+    // 4 tokens through 2 blocks in 100 ms: 80 tokens/s per block, blended into the guess of 1.
+    expect(server.measuredThroughput).toBeCloseTo(0.8 * 1 + 0.2 * 80, 9)
+  })
+
   it('refuses a session that does not fit the KV-cache budget, with the numbers', async () => {
     const { peer } = setup({ budgetTokens: 20 })
     const a = peer('A')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { PeerEntry } from '../../web/src/net/crdt/entries.ts'
-import { expertCoverage, modelCoverage, parseHosted, roleText, servingRole } from '../../web/src/ui/swarm-summary.ts'
+import { blocksText, blockThroughputText, expertCoverage, modelCoverage, parseHosted, roleText, servingRole } from '../../web/src/ui/swarm-summary.ts'
 
 const entry = (peer: string, data: Record<string, unknown>): PeerEntry => ({ peer, seq: 1, expiresAt: Date.now() + 60_000, data })
 const serving = (peer: string, model: string, start: number, end: number, extra: Record<string, unknown> = {}): PeerEntry =>
@@ -45,6 +45,25 @@ describe('swarm map summary', () => {
     expect(cov).toHaveLength(1)
     expect(cov[0].layers.get(0)).toEqual(new Map([[0, ['a']], [1, ['a', 'b']]]))
     expect(cov[0].layers.get(1)).toEqual(new Map([[0, ['a']]]))
+  })
+
+  it('an entry without a throughput reads as not measured, never as a number (writers leave it out until a step was timed)', () => {
+    const unmeasured = entry('u', { serving: { model: 'm', start: 0, end: 2, state: 'online' } })
+    expect(servingRole(unmeasured)?.throughput).toBeUndefined()
+    expect(roleText(unmeasured)).toBe('serves m blocks 0–1 · throughput not measured yet')
+    const [m] = modelCoverage([unmeasured, serving('a', 'm', 1, 2)])
+    expect(blockThroughputText(m.blocks[0].servers)).toBe('not measured')
+    // A block with a measured server shows the measured sum only.
+    expect(blockThroughputText(m.blocks[1].servers)).toBe('2.5 tok/s')
+    expect(blockThroughputText([{ throughput: 6 }, { throughput: 7 }])).toBe('13 tok/s')
+    // A loading server is not expected to have a speed: nothing said.
+    expect(roleText(entry('j', { serving: { model: 'm', start: 0, end: 2, state: 'joining' } }))).toBe('joining m blocks 0–1')
+  })
+
+  it('words a span one way: "blocks A–B" inclusive, "block A" for one (never "blocks 1–1")', () => {
+    expect(blocksText(0, 3)).toBe('blocks 0–2')
+    expect(blocksText(1, 2)).toBe('block 1')
+    expect(roleText(serving('a', 'tiny-mixtral', 1, 2))).toBe('serves tiny-mixtral block 1 · 2.5 tok/s')
   })
 
   it('describes roles in words', () => {

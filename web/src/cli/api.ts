@@ -133,7 +133,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
   const peer = await joinSwarmWithDoc(o.bootstrap, { numBlocks: config.numLayers, numExperts: config.numExperts }, log)
   await peer.swarm.setSelf({ agent: 'node', joinedAt: Date.now() })
   const cacheTokens = o.cacheTokens ?? EMBEDDED_CACHE_TOKENS
-  const role = new ServerRole({
+  const role: ServerRole = new ServerRole({
     transport: o.colocated !== undefined ? o.colocated.wrap(peer.transport) : peer.transport,
     directory: peer.directory,
     model: o.id,
@@ -155,7 +155,7 @@ export async function startEmbeddedPeer (o: EmbeddedPeerOptions): Promise<{ role
     inProcess: o.colocated?.servers,
     log,
     // The page's Network and Chat panels read who serves what from the peers map.
-    onAnnounce: r => { void peer.swarm.updateSelf({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }).catch(() => {}) }
+    onAnnounce: () => { void peer.swarm.updateSelf({ serving: role.servingEntry() }).catch(() => {}) }
   })
   try {
     await role.start()

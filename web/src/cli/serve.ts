@@ -148,7 +148,7 @@ export async function serve (f: Flags): Promise<number> {
       // (its span's layers) and publishes a summary for peers that place experts.
       let cosel: CoSelectionStats | undefined
       const publish = (): void => { if (cosel !== undefined && cosel.tokens >= MIN_SUMMARY_TOKENS) mirror({ coselection: summarize(cosel, id) }) }
-      const role = new ServerRole({
+      const role: ServerRole = new ServerRole({
         transport: peer.transport,
         directory: peer.directory,
         model: id,
@@ -166,7 +166,7 @@ export async function serve (f: Flags): Promise<number> {
         cacheBudgetBytes: cacheTokens * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
         rebalanceMs: blocksSpec === undefined ? RECORD_REFRESH_MS : 0,
         log,
-        onAnnounce: r => { mirror({ serving: { model: r.model, start: r.start, end: r.end, state: r.state, throughput: Math.round(r.throughput * 10) / 10 } }) }
+        onAnnounce: () => { mirror({ serving: role.servingEntry() }) }
       })
       await role.start()
       const timer = remoteLayers.size === 0 ? undefined : setInterval(publish, SUMMARY_PUBLISH_MS)

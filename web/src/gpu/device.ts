@@ -1,3 +1,4 @@
+import { nodeBuiltin } from '../util/node-builtin.ts'
 import { NoWebGpuError } from './errors.ts'
 
 /** What we learned about the adapter: shown on the page, logged by the CLI, used to pick variants. */
@@ -50,7 +51,7 @@ const SYSTEM_ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/l
  * An explicit VK_ICD_FILENAMES / VK_DRIVER_FILES is always respected.
  */
 async function nodeAdapter (powerPreference: GPUPowerPreference): Promise<GPUAdapter | null> {
-  const fs = await import('node:fs')
+  const fs = await nodeBuiltin('node:fs')
   const env = process.env
   env.XDG_RUNTIME_DIR ??= '/tmp' // silences SwiftShader's "XDG_RUNTIME_DIR is invalid" line
   if (env.VK_ICD_FILENAMES === undefined && env.VK_DRIVER_FILES === undefined && fs.existsSync(SWIFTSHADER_ICD)) {

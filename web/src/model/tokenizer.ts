@@ -1,4 +1,5 @@
 import { TokenizerError } from './errors.ts'
+import { readGgufHeader } from './gguf/read.ts'
 import { isGgufName, readJson, type ModelSource } from './source.ts'
 import { GgufTokenizer } from './tokenizer/gguf-tokenizer.ts'
 import { END_OF_GENERATION_TEXTS, metaGet, type MetadataLike } from './tokenizer/gguf-vocab.ts'
@@ -175,7 +176,6 @@ function chatTemplateOf (v: unknown): string | undefined {
 export async function loadTokenizer (source: ModelSource, vocabSize: number, ggufMetadata?: MetadataLike): Promise<TextTokenizer | undefined> {
   let meta = ggufMetadata
   if (meta === undefined && source.file !== undefined && isGgufName(source.file)) {
-    const { readGgufHeader } = await import('./gguf/read.ts')
     meta = (await readGgufHeader(source, source.file)).metadata
   }
   if (meta !== undefined && metaGet(meta, 'tokenizer.ggml.model') !== undefined) return await GgufTokenizer.create(meta)

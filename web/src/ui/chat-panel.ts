@@ -13,7 +13,6 @@ import type { Backend } from '../gpu/backend.ts'
 import type { ChatMessage } from '../model/chat.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { loadModel } from '../model/model.ts'
-import { sourceFrom } from '../model/source.ts'
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.ts'
 import { InferenceClient } from '../swarm/client/client.ts'
 import { swarmGenerate, type ClientEnds } from '../swarm/client/generate.ts'
@@ -25,6 +24,7 @@ import { disclosure, el, short } from './dom.ts'
 import { ChatInputError, GenerationStoppedError, PageParamError } from './errors.ts'
 import { createProgressBar } from './progress-bar.ts'
 import type { Contribution, SwarmPieces } from './serving.ts'
+import { blocksText } from './swarm-summary.ts'
 
 /** Sampling defaults of the settings area. */
 const DEFAULTS = { temperature: 0.7, topP: 0.9, topK: 40, maxTokens: 64 }
@@ -106,7 +106,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
     const m = ctx.modelStatus
     if (m.state !== 'ready' || described) return
     described = true
-    void loadTokenizer(sourceFrom(modelUrl), m.config.vocabSize).then(describeMode)
+    void ctx.modelSource(modelUrl).then(async source => await loadTokenizer(source, m.config.vocabSize)).then(describeMode)
       .catch(e => { described = false; ctx.log(`chat: reading the tokenizer failed: ${(e as Error).message}`) })
   }
   ctx.addEventListener('model', onModel)
@@ -146,7 +146,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const load = async (): Promise<Loaded> => {
     loaded ??= (async () => {
       const be = await ctx.chatBackend()
-      const source = sourceFrom(modelUrl)
+      const source = await ctx.modelSource(modelUrl)
       const { config, ends } = await loadClientEnds(source, be, { onProgress: progress.start(`${modelId}: embedding + head`) })
       const tokenizer = await loadTokenizer(source, config.vocabSize)
       describeMode(tokenizer)
@@ -171,7 +171,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   }
 
   const drawRoute = (s: InferenceSession): void => {
-    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · ${h.end - h.start === 1 ? `block ${h.start}` : `blocks ${h.start}–${h.end - 1}`}`))
+    const hops = s.route.map(h => el('span', { class: 'hop', title: h.peer, 'data-peer': h.peer }, `${short(h.peer)} · ${blocksText(h.start, h.end)}`))
     const parts: Array<Node | string> = ['route: ']
     hops.forEach((h, i) => { if (i > 0) parts.push(' → '); parts.push(h) })
     if (s.failovers.length > 0) {
@@ -321,7 +321,7 @@ export function mountChatPanel (body: HTMLElement, ctx: PageContext, pieces: () 
   const localGenerate = async (p: number[], n: number, opts: { stopTokens?: number[] } = {}): Promise<number[]> => {
     const be = await ctx.backend()
     const { generate: generateLocal } = await import('../model/generate.ts')
-    const model = await loadModel(modelUrl, be)
+    const model = await loadModel(await ctx.modelSource(modelUrl), be)
     try {
       return await generateLocal(model, p, { maxNewTokens: n, stopTokens: opts.stopTokens })
     } finally {

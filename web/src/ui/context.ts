@@ -16,16 +16,18 @@
  * `max-gpu-memory=SIZE`.
  */
 import type { Backend } from '../gpu/backend.ts'
+import { cpu } from '../gpu/cpu-backend.ts'
 import type { GpuBackend } from '../gpu/gpu-backend.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { parseByteSize } from '../model/memory-plan.ts'
 import { loadConfig } from '../model/model.ts'
-import { sourceFrom } from '../model/source.ts'
+import { sourceFrom, type ModelSource } from '../model/source.ts'
 import { PEER_ENTRY_TTL_MS } from '../net/crdt/entries.ts'
 import { joinSwarm, type Swarm } from '../net/index.ts'
 import { call, handle } from '../net/stream/index.ts'
 import { RUN_CODECS, type RunCodec } from '../swarm/train/run-board.ts'
 import { NoComputeDeviceError, NotJoinedError, PageParamError } from './errors.ts'
+import { fetchModelListing, listedFiles, type ModelListing } from './model-listing.ts'
 
 /** Shortest entry lifetime `?entry-ttl=` may ask for, ms: refreshes every half of it must get out. */
 const MIN_ENTRY_TTL_MS = 2_000
@@ -154,6 +156,7 @@ export class PageContext extends EventTarget {
   /** The page model's config: being read, read, or unreadable (the relay down, a bad URL). */
   modelStatus: ModelStatus = { state: 'reading' }
   private readingModel?: Promise<void>
+  private listing?: Promise<ModelListing>
 
   constructor (readonly params: PageParams) {
     super()
@@ -173,6 +176,30 @@ export class PageContext extends EventTarget {
     return this.modelStatus.state === 'ready' ? this.modelStatus.config.numLayers : undefined
   }
 
+  /** The relay's `/models` listing, read once per page (again after a failure). */
+  async modelListing (): Promise<ModelListing> {
+    this.listing ??= fetchModelListing(this.params.relayUrl)
+    return await this.listing.catch(e => { this.listing = undefined; throw e })
+  }
+
+  /**
+   * The files the relay lists for the model at `url`, or undefined when it lists none (a model
+   * on another server, the listing unreadable): then its optional files are probed.
+   */
+  async modelFiles (url: string): Promise<readonly string[] | undefined> {
+    try {
+      return listedFiles(await this.modelListing(), this.params.relayUrl, url)
+    } catch {
+      // Without the listing the model is read as from any static server; reading it reports what fails.
+      return undefined
+    }
+  }
+
+  /** The model at `url`, read with the files the relay lists for it (no probe for a file it lacks). */
+  async modelSource (url: string): Promise<ModelSource> {
+    return sourceFrom(url, { files: await this.modelFiles(url) })
+  }
+
   /** Reads the page model's config (again after a failure: Retry); the outcome is `modelStatus`. */
   async readModel (): Promise<void> {
     if (this.modelStatus.state === 'ready') return
@@ -180,7 +207,7 @@ export class PageContext extends EventTarget {
       this.modelStatus = { state: 'reading' }
       this.dispatchEvent(new Event('model'))
       try {
-        this.modelStatus = { state: 'ready', config: await loadConfig(sourceFrom(this.params.modelUrl)) }
+        this.modelStatus = { state: 'ready', config: await loadConfig(await this.modelSource(this.params.modelUrl)) }
       } catch (e) {
         this.modelStatus = { state: 'error', reason: (e as Error).message }
         this.log(`reading the model at ${this.params.modelUrl} failed: ${(e as Error).message}`)
@@ -214,7 +241,7 @@ export class PageContext extends EventTarget {
       const gpu = await this.gpu
       if (gpu !== undefined && !this.cpuChosen) return gpu
     }
-    if (this.cpuChosen) return (await import('../gpu/cpu-backend.ts')).cpu
+    if (this.cpuChosen) return cpu
     throw new NoComputeDeviceError('this browser has no WebGPU: choose "Use the CPU instead" (slow, but it works) or open the page with ?device=cpu')
   }
 
@@ -225,7 +252,7 @@ export class PageContext extends EventTarget {
    */
   async chatBackend (): Promise<Backend> {
     if (!this.cpuChosen && await this.gpu !== undefined) return await this.backend()
-    return (await import('../gpu/cpu-backend.ts')).cpu
+    return cpu
   }
 
   /** 'GPU', 'CPU', or 'none' yet: for status lines. */

@@ -14,13 +14,14 @@ import { disclosure, el, facts, formatUptime } from './dom.ts'
 import { createProgressBar } from './progress-bar.ts'
 import type { Role } from './role-choice.ts'
 import { Contribution, defaultBudget, type RunJoiner, type SwarmPieces } from './serving.ts'
+import { blocksText } from './swarm-summary.ts'
 
 /** Status refresh period, ms (uptime and counters move without events). */
 const STATUS_MS = 1000
 
-/** The role in a few words: "blocks 0–1 of byte-mixtral", "experts 2,5 of byte-mixtral (layer 1)", "training run r". */
+/** The role in a few words: "byte-mixtral blocks 0–1", "byte-mixtral block 2", "byte-mixtral experts 2,5 (layer 1)", "training run r". */
 function roleWords (r: Role): string {
-  if (r.kind === 'blocks') return `${r.model} blocks ${r.start}–${r.end - 1}`
+  if (r.kind === 'blocks') return `${r.model} ${blocksText(r.start, r.end)}`
   if (r.kind === 'experts') return `${r.model} experts ${r.experts.join(',')} (layer ${r.layer})`
   return `training run ${r.run}`
 }
@@ -101,13 +102,15 @@ export function mountContributePanel (body: HTMLElement, ctx: PageContext, piece
     }
     // Until a step ran, the server's throughput is its starting guess, not a measurement.
     const throughput = s.steps === 0 ? 'not measured yet' : `${s.throughput.toFixed(2)} tokens/s per block`
-    // "serving blocks [A, B)": the line the e2e specs and the console read.
+    // "serving blocks A–B of M" (or "block A"), worded as the map words it: the line the e2e specs read.
+    const blocks = blocksText(s.span.start, s.span.end)
     status.textContent = s.state === 'online'
-      ? `serving blocks [${s.span.start}, ${s.span.end}) of ${s.model} · ${s.sessions} session${s.sessions === 1 ? '' : 's'} · ${s.steps} step${s.steps === 1 ? '' : 's'}${s.steps === 0 ? '' : ` · ${throughput}`}`
-      : `loading blocks [${s.span.start}, ${s.span.end}) of ${s.model}…`
+      ? `serving ${blocks} of ${s.model} · ${s.sessions} session${s.sessions === 1 ? '' : 's'} · ${s.steps} step${s.steps === 1 ? '' : 's'}${s.steps === 0 ? '' : ` · ${throughput}`}`
+      : `loading ${blocks} of ${s.model}…`
     factsBox.replaceChildren(facts('contribute-facts', [
       ['model', s.model],
-      ['blocks', `${s.span.start}–${s.span.end - 1} of ${s.numBlocks ?? '?'}`],
+      // Under the label 'blocks': the numbers only ("1 of 3", "0–1 of 3").
+      ['blocks', `${s.span.end - s.span.start === 1 ? s.span.start : `${s.span.start}–${s.span.end - 1}`} of ${s.numBlocks ?? '?'}`],
       ['sessions now', String(s.sessions)],
       ['tokens served', String(s.tokens)],
       ['uptime', uptime],

@@ -15,7 +15,7 @@
  * and what it needs.
  */
 import { formatBytes } from '../model/memory-plan.ts'
-import type { ExpertCoverage, ModelCoverage } from './swarm-summary.ts'
+import { blocksText, type ExpertCoverage, type ModelCoverage } from './swarm-summary.ts'
 
 /** A run with fewer live members averages with too few others: one member averages with nobody. */
 export const RUN_WANTS_MEMBERS = 2
@@ -77,7 +77,6 @@ export interface RoleChoice {
 
 interface Candidate { role: Role, reason: string, key: Array<number | string> }
 
-const blocksText = (s: number, e: number): string => e - s === 1 ? `block ${s}` : `blocks ${s}–${e - 1}`
 const demandText = (d: number): string => d > 0 ? ` (${d} peer${d === 1 ? '' : 's'} chatting with it)` : ''
 const fits = (bytes: number, budget: number | undefined): boolean => budget === undefined || bytes <= budget
 

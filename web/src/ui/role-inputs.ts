@@ -13,6 +13,7 @@ import type { PeerEntry } from '../net/crdt/entries.ts'
 import type { Swarm } from '../net/index.ts'
 import { RUN_ID_PATTERN, RunBoard, TRAIN_MAP } from '../swarm/train/run-board.ts'
 import type { PageContext } from './context.ts'
+import { listedFiles } from './model-listing.ts'
 import type { ModelOption, RoleInputs, RunOption } from './role-choice.ts'
 import { expertCoverage, modelCoverage } from './swarm-summary.ts'
 
@@ -25,10 +26,11 @@ const MAX_RUNS = 6
 /** f32 copies a DiLoCo member keeps per parameter: weights, gradients, AdamW m and v, θ_global, outer momentum. */
 const TRAIN_COPIES = 6
 
-/** A model this tab can load: where, its config and tensor sizes. */
-export interface LoadableModel { id: string, url: string, config: ModelConfig, tensors: PlanTensor[], own: boolean }
+/** Where a model is and, when the relay lists them, its files (see model-listing.ts). */
+interface ModelPlace { id: string, url: string, own: boolean, files?: readonly string[] }
 
-interface Listing { default?: unknown, models?: unknown }
+/** A model this tab can load: where, its config and tensor sizes. */
+export interface LoadableModel extends ModelPlace { config: ModelConfig, tensors: PlanTensor[] }
 
 /**
  * The models this tab could serve, read once per page: its own model, then every folder or GGUF
@@ -37,18 +39,16 @@ interface Listing { default?: unknown, models?: unknown }
  * returned in `unloadable` with the reason.
  */
 export async function loadableModels (ctx: PageContext): Promise<{ models: LoadableModel[], unloadable: Array<{ id: string, reason: string }> }> {
-  const wanted: Array<{ id: string, url: string, own: boolean }> = [{ id: ctx.params.modelId, url: ctx.params.modelUrl, own: true }]
+  const wanted: ModelPlace[] = [{ id: ctx.params.modelId, url: ctx.params.modelUrl, own: true }]
   const unloadable: Array<{ id: string, reason: string }> = []
   try {
-    const res = await fetch(new URL('models', ctx.params.relayUrl))
-    if (!res.ok) throw new Error(`HTTP ${res.status}`)
-    const listing = await res.json() as Listing
+    const listing = await ctx.modelListing()
+    wanted[0].files = listedFiles(listing, ctx.params.relayUrl, ctx.params.modelUrl)
     const aliased = ctx.params.modelUrl === new URL('models/default', ctx.params.relayUrl).toString() ? listing.default : undefined
-    const names = Array.isArray(listing.models) ? listing.models.map(m => (m as { name?: unknown }).name).filter((n): n is string => typeof n === 'string') : []
-    for (const name of names.slice(0, MAX_LISTED_MODELS)) {
+    for (const { name, files } of listing.models.slice(0, MAX_LISTED_MODELS)) {
       const id = name.split('/').at(-1)!
       if (name === aliased || wanted.some(w => w.id === id)) continue
-      wanted.push({ id, url: new URL(`models/${name}`, ctx.params.relayUrl).toString(), own: false })
+      wanted.push({ id, url: new URL(`models/${name}`, ctx.params.relayUrl).toString(), own: false, files })
     }
   } catch (e) {
     ctx.log(`contribute: the relay's model list is unavailable (${(e as Error).message}): only ${ctx.params.modelId} is considered`)
@@ -65,8 +65,8 @@ export async function loadableModels (ctx: PageContext): Promise<{ models: Loada
 }
 
 /** Reads one model's config and tensor sizes (no weights). */
-export async function readModel (w: { id: string, url: string, own: boolean }): Promise<LoadableModel> {
-  const source = sourceFrom(w.url)
+export async function readModel (w: ModelPlace): Promise<LoadableModel> {
+  const source = sourceFrom(w.url, { files: w.files })
   return { ...w, config: await loadConfig(source), tensors: await readPlanTensors(source) }
 }
 

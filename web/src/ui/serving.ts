@@ -29,6 +29,7 @@ import { NoRoleFitsError, PageParamError } from './errors.ts'
 import type { ProgressBar } from './progress-bar.ts'
 import { chooseRole, type Role } from './role-choice.ts'
 import { gatherRoleInputs, loadableModels, readModel, SERVE_PLAN, type LoadableModel } from './role-inputs.ts'
+import { blocksText } from './swarm-summary.ts'
 
 /** The map's copy of this tab's throughput is rewritten at most this often, ms (each write is a signed CRDT update to every peer). */
 const MIRROR_MIN_MS = 10_000
@@ -120,8 +121,8 @@ export class Contribution {
   private budgetBytes?: number
   private starting?: Promise<Role>
   private models?: Promise<Awaited<ReturnType<typeof loadableModels>>>
-  /** When the block role was last written into the swarm entry, and with which throughput. */
-  private mirrored?: { at: number, throughput: number }
+  /** When the block role was last written into the swarm entry, and with which throughput (undefined: not measured yet). */
+  private mirrored?: { at: number, throughput: number | undefined }
 
   constructor (private readonly ctx: PageContext, private readonly pieces: () => Promise<SwarmPieces>, private readonly progress: ProgressBar, private readonly trainer?: RunJoiner) {}
 
@@ -155,7 +156,7 @@ export class Contribution {
     let models: LoadableModel[]
     if (m !== null) {
       // Given blocks of the page's own model: nothing else to read.
-      const own = await readModel({ id: this.ctx.params.modelId, url: this.ctx.params.modelUrl, own: true })
+      const own = await readModel({ id: this.ctx.params.modelId, url: this.ctx.params.modelUrl, own: true, files: await this.ctx.modelFiles(this.ctx.params.modelUrl) })
       models = [own]
       const span = { start: Number(m[1]), end: Number(m[2]) }
       if (budget !== undefined) checkBudget(planPart(own.config, own.tensors, { blocks: span, embedding: false, head: false }, SERVE_PLAN), budget)
@@ -188,7 +189,7 @@ export class Contribution {
   }
 
   private async startBlocks (pieces: SwarmPieces, be: Backend, model: LoadableModel, span: { start: number, end: number }, fixed: boolean): Promise<void> {
-    const { config, id, url } = model
+    const { config, id, url, files } = model
     const role = new ServerRole({
       transport: pieces.transport,
       directory: model.own ? pieces.directory : pieces.directoryFor(config),
@@ -197,16 +198,16 @@ export class Contribution {
       ...(fixed ? { span } : { firstSpan: span, numServed: span.end - span.start }),
       loadSpan: async (s, e) => {
         this.plannedBytes = planPart(config, model.tensors, { blocks: { start: s, end: e }, embedding: false, head: false }, SERVE_PLAN).totalBytes
-        const onProgress = this.progress.start(`${id} blocks ${s}–${e - 1}`)
-        if (this.ctx.params.compute === 'main') return await loadSpanBackend(sourceFrom(url), be, id, s, e, {}, { onProgress })
+        const onProgress = this.progress.start(`${id} ${blocksText(s, e)}`)
+        if (this.ctx.params.compute === 'main') return await loadSpanBackend(sourceFrom(url, { files }), be, id, s, e, {}, { onProgress })
         // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
-        return await WorkerSpanBackend.load({ url, model: id, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
+        return await WorkerSpanBackend.load({ url, files, model: id, start: s, end: e, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress })
       },
       cacheBudgetBytes: SERVE_PLAN.context * config.numLayers * 2 * config.numKvHeads * config.headDim * 4,
       rebalanceMs: fixed ? 0 : REBALANCE_MS,
       log: l => { this.ctx.log(l) },
       // The map and other tabs read who serves what from the swarm doc (the DHT is for routing).
-      onAnnounce: r => { this.mirror(r.state, r.throughput) }
+      onAnnounce: () => { this.mirror() }
     })
     await this.startActive({ kind: 'blocks', role, model: id, numBlocks: config.numLayers })
     document.body.dataset.serving = `${role.currentSpan!.start}:${role.currentSpan!.end}`
@@ -226,7 +227,7 @@ export class Contribution {
   }
 
   private async startExperts (pieces: SwarmPieces, be: Backend, model: LoadableModel, layer: number, experts: number[]): Promise<void> {
-    const { config, id, url } = model
+    const { config, id, url, files } = model
     this.plannedBytes = planPart(config, model.tensors, { blocks: { start: layer, end: layer + 1 }, embedding: false, head: false }, { sessions: 1, context: 1 }).totalBytes
     const role: ExpertRole = new ExpertRole({
       transport: pieces.transport,
@@ -239,8 +240,8 @@ export class Contribution {
       loadLayer: async l => {
         // The worker opens its own device of the same kind (WebGPU, or the CPU twins).
         const loaded = this.ctx.params.compute === 'main'
-          ? await loadExpertLayer(sourceFrom(url), be, id, l)
-          : await loadWorkerExpertLayer({ url, model: id, layer: l, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress: this.progress.start(`${id} experts of layer ${l}`) })
+          ? await loadExpertLayer(sourceFrom(url, { files }), be, id, l)
+          : await loadWorkerExpertLayer({ url, files, model: id, layer: l, device: be.kind === 'webgpu' ? 'webgpu' : 'cpu', onProgress: this.progress.start(`${id} experts of layer ${l}`) })
         role.throughput = await measureExpertThroughput(loaded, config.numExperts, config.hiddenSize)
         return loaded
       },
@@ -267,12 +268,12 @@ export class Contribution {
   }
 
   /** Writes the block role into this tab's swarm entry (what the map and other tabs read). */
-  private mirror (state: string, throughput: number): void {
+  private mirror (): void {
     const a = this.active_
-    const span = a?.kind === 'blocks' ? a.role.currentSpan : undefined
-    if (a?.kind !== 'blocks' || span === undefined) return
-    this.mirrored = { at: Date.now(), throughput }
-    void this.ctx.publishSelf({ serving: { model: a.model, start: span.start, end: span.end, blocks: a.numBlocks, state, throughput: Math.round(throughput * 10) / 10 } })
+    const entry = a?.kind === 'blocks' ? a.role.servingEntry() : undefined
+    if (a?.kind !== 'blocks' || entry === undefined) return
+    this.mirrored = { at: Date.now(), throughput: a.role.server?.measuredThroughput }
+    void this.ctx.publishSelf({ serving: { ...entry, blocks: a.numBlocks } })
       .catch(e => { this.ctx.log(`mirroring the serving role failed: ${(e as Error).message}`) })
   }
 
@@ -282,11 +283,12 @@ export class Contribution {
    */
   refreshMirror (): void {
     const r = this.role
-    const tp = r?.server?.throughput
+    const tp = r?.server?.measuredThroughput
+    const before = this.mirrored?.throughput
     if (r === undefined || r.state !== 'online' || tp === undefined || this.mirrored === undefined) return
     if (Date.now() - this.mirrored.at < MIRROR_MIN_MS) return
-    if (Math.abs(tp - this.mirrored.throughput) <= MIRROR_CHANGE * Math.max(this.mirrored.throughput, 1e-6)) return
-    this.mirror(r.state, tp)
+    if (before !== undefined && Math.abs(tp - before) <= MIRROR_CHANGE * Math.max(before, 1e-6)) return
+    this.mirror()
   }
 
   /** Announces OFFLINE (or leaves the run), frees the memory and drops the role from this tab's entry. */

@@ -10,7 +10,7 @@ import { connectionKind, type Swarm } from '../net/index.ts'
 import { RUN_ID_PATTERN, RunBoard, TRAIN_MAP } from '../swarm/train/run-board.ts'
 import type { PageContext } from './context.ts'
 import { coalesce, disclosure, el, short } from './dom.ts'
-import { expertCoverage, isBackground, modelCoverage, roleText, type ModelCoverage } from './swarm-summary.ts'
+import { blockThroughputText, expertCoverage, isBackground, modelCoverage, roleText, serverThroughputText, type ModelCoverage } from './swarm-summary.ts'
 
 /** Re-render at most this often on events, ms (connection events come in bursts). */
 const RENDER_COALESCE_MS = 400
@@ -38,12 +38,11 @@ function coverageBar (m: ModelCoverage): HTMLElement {
   const bar = el('div', { class: 'coverage-bar', role: 'img', 'data-model': m.model, 'aria-label': `${m.model}: ${m.numBlocks - m.gaps.reduce((n, g) => n + g.end - g.start, 0)} of ${m.numBlocks} blocks served` })
   for (const b of m.blocks) {
     const n = b.servers.length
-    const tps = b.servers.reduce((t, s) => t + s.throughput, 0)
     const title = n === 0
       ? `block ${b.block}: nobody serves it${b.joining.length > 0 ? ` (${b.joining.length} loading)` : ''}`
-      : `block ${b.block}: ${b.servers.map(s => `${short(s.peer)} ${s.throughput.toFixed(1)} tok/s`).join(', ')}`
+      : `block ${b.block}: ${b.servers.map(s => `${short(s.peer)} ${serverThroughputText(s.throughput)}`).join(', ')}`
     bar.append(el('span', { class: `cell ${n === 0 ? (b.joining.length > 0 ? 'loading' : 'gap') : n === 1 ? 'one' : 'many'}`, title, 'data-block': String(b.block), 'data-servers': String(n) },
-      el('b', {}, String(n)), el('small', {}, n > 0 ? `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s` : '')))
+      el('b', {}, String(n)), el('small', {}, n > 0 ? blockThroughputText(b.servers) : '')))
   }
   return bar
 }

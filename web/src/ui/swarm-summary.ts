@@ -23,8 +23,11 @@ export interface ServingRole {
   start: number
   end: number
   state: string
-  /** Tokens/s through one block (the server's measurement). */
-  throughput: number
+  /**
+   * Tokens/s through one block (the server's measurement); undefined when the entry has none: not
+   * measured yet (writers leave it out until then; older ones wrote their starting guess, 1).
+   */
+  throughput?: number
   /** The model's depth, when the writer said it (pages do; older Node peers do not). */
   blocks?: number
 }
@@ -32,8 +35,8 @@ export interface ServingRole {
 /** One block of a model: who serves it now. */
 interface BlockCoverage {
   block: number
-  /** Online servers of this block with their tokens/s. */
-  servers: Array<{ peer: string, throughput: number }>
+  /** Online servers of this block with their tokens/s (undefined: not measured yet). */
+  servers: Array<{ peer: string, throughput?: number }>
   /** Servers still loading it (state 'joining'). */
   joining: string[]
 }
@@ -79,7 +82,8 @@ export function servingRole (e: PeerEntry): ServingRole | undefined {
   const model = nameOf(r.model)
   if (model === undefined || !isInt(r.start, 0, MAX_MAP_BLOCKS) || !isInt(r.end, 1, MAX_MAP_BLOCKS) || r.end <= r.start) return undefined
   const blocks = isInt(r.blocks, 1, MAX_MAP_BLOCKS) && r.blocks >= r.end ? r.blocks : undefined
-  const throughput = typeof r.throughput === 'number' && Number.isFinite(r.throughput) && r.throughput >= 0 ? r.throughput : 0
+  // Absent: not measured yet. A malformed value reads as 0, as it always did.
+  const throughput = r.throughput === undefined ? undefined : typeof r.throughput === 'number' && Number.isFinite(r.throughput) && r.throughput >= 0 ? r.throughput : 0
   return { peer: e.peer, model, start: r.start, end: r.end, state: typeof r.state === 'string' ? r.state.slice(0, 16) : 'unknown', throughput, blocks }
 }
 
@@ -158,11 +162,40 @@ export function expertCoverage (entries: Iterable<PeerEntry>): ExpertCoverage[] 
   return [...byModel].sort(([a], [b]) => a.localeCompare(b)).map(([model, layers]) => ({ model, layers }))
 }
 
+/**
+ * Blocks [start, end) as the page words them everywhere (map, peers list, Contribute panel, chat
+ * route): "blocks A–B", inclusive, or "block A" for one.
+ */
+export function blocksText (start: number, end: number): string {
+  return end - start === 1 ? `block ${start}` : `blocks ${start}–${end - 1}`
+}
+
+/** Tokens/s as the map writes it (whole numbers from 10 on). */
+const tokPerS = (tps: number): string => `${tps.toFixed(tps >= 10 ? 0 : 1)} tok/s`
+
+/**
+ * A block's throughput for its map cell: the sum of its servers' measurements, or that none is
+ * measured yet (a server's starting guess is no measurement).
+ */
+export function blockThroughputText (servers: ReadonlyArray<{ throughput?: number }>): string {
+  const measured = servers.flatMap(s => s.throughput === undefined ? [] : [s.throughput])
+  return measured.length === 0 ? 'not measured' : tokPerS(measured.reduce((a, b) => a + b, 0))
+}
+
+/** One server's throughput in words (a cell's tooltip). */
+export function serverThroughputText (throughput: number | undefined): string {
+  return throughput === undefined ? 'throughput not measured yet' : `${throughput.toFixed(1)} tok/s`
+}
+
 /** A peer's role in a few words, for the peers list. */
 export function roleText (e: PeerEntry): string {
   const parts: string[] = []
   const s = servingRole(e)
-  if (s !== undefined) parts.push(`${s.state === 'online' ? 'serves' : s.state} ${s.model} blocks ${s.start}–${s.end - 1}${s.throughput > 0 ? ` · ${s.throughput.toFixed(1)} tok/s` : ''}`)
+  if (s !== undefined) {
+    // Only an online server is measured; a malformed throughput (read as 0) is left out, as before.
+    const tp = s.state !== 'online' || s.throughput === 0 ? '' : ` · ${serverThroughputText(s.throughput)}`
+    parts.push(`${s.state === 'online' ? 'serves' : s.state} ${s.model} ${blocksText(s.start, s.end)}${tp}`)
+  }
   const x = expertRole(e)
   if (x !== undefined) parts.push(`hosts ${x.model} experts (${[...x.hosted.values()].reduce((n, es) => n + es.length, 0)})`)
   if (typeof e.data.training === 'string') parts.push(`trains ${e.data.training.slice(0, MAX_NAME_CHARS)}`)

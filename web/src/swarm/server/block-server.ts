@@ -91,8 +91,10 @@ export class BlockServer {
   private collecting = false
   /** Batches handed to the backend and not yet answered. */
   private inFlight = 0
-  /** Measured tokens/s through one block (exponential moving average). */
+  /** Measured tokens/s through one block (exponential moving average), from the starting guess on. */
   throughput: number
+  /** Whether a batch was timed yet (before, `throughput` is only the starting guess). */
+  private measured = false
   /** Counters for /metrics, the page and tests. */
   readonly stats = { steps: 0, batches: 0, maxBatch: 0, tokens: 0, errors: 0, pushesSent: 0, pushesTaken: 0, sweeps: 0 }
 
@@ -419,11 +421,20 @@ export class BlockServer {
     })
   }
 
+  /**
+   * `throughput` once a batch was timed, else undefined: the starting guess serves routing (the
+   * announced record needs a number) but is no speed to show people (the page's swarm map).
+   */
+  get measuredThroughput (): number | undefined {
+    return this.measured ? this.throughput : undefined
+  }
+
   /** Blend a batch's measured speed (token-blocks per ms) into the announced throughput (tokens/s through one block). */
   private measure (tokenBlocks: number, ms: number): void {
     if (ms <= 0) return
     const tps = tokenBlocks * 1000 / ms
     this.throughput = 0.8 * this.throughput + 0.2 * tps
+    this.measured = true
   }
 }
 

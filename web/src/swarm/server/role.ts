@@ -46,6 +46,16 @@ export interface ServerRoleOptions extends Pick<BlockServerOptions, 'pushWaitMs'
   onAnnounce?: (record: BlockRecord) => void
 }
 
+/** What a block server writes into its swarm-doc entry as `serving` (PROTOCOL.md § peers). */
+export interface ServingEntry {
+  model: string
+  start: number
+  end: number
+  state: ServerState
+  /** Tokens/s through one block, to 0.1; absent until measured. */
+  throughput?: number
+}
+
 export class ServerRole {
   server?: BlockServer
   private backend?: SpanBackend
@@ -133,6 +143,17 @@ export class ServerRole {
       version: ++this.version,
       expiresAt: this.now() + (this.opts.ttlMs ?? RECORD_TTL_MS)
     }
+  }
+
+  /**
+   * The `serving` field of this peer's swarm-doc entry (PROTOCOL.md § peers), which the page's
+   * map reads: `throughput` only once measured — the record's starting guess is for routing, and
+   * shown it read as a speed nobody measured. Undefined before a span is chosen.
+   */
+  servingEntry (): ServingEntry | undefined {
+    if (this.span === undefined) return undefined
+    const tp = this.server?.measuredThroughput
+    return { model: this.opts.model, start: this.span.start, end: this.span.end, state: this.state, ...(tp === undefined ? {} : { throughput: Math.round(tp * 10) / 10 }) }
   }
 
   async announce (): Promise<void> {

@@ -7,12 +7,13 @@
  */
 import type { LoadProgress } from '../../model/weights.ts'
 
+/** `files`: what the relay lists for the model at `url` (model/source.ts UrlSourceOptions). */
 export type ToWorker =
-  | { type: 'load', id: number, url: string, model: string, start: number, end: number, device: 'webgpu' | 'cpu' }
+  | { type: 'load', id: number, url: string, files?: readonly string[], model: string, start: number, end: number, device: 'webgpu' | 'cpu' }
   | { type: 'cache', cache: number, capacity: number, start: number, end: number }
   | { type: 'forward', id: number, steps: Array<{ cache: number, hidden: Float32Array, tokens: number }> }
   | { type: 'free', cache: number }
-  | { type: 'load-experts', id: number, url: string, model: string, layer: number, device: 'webgpu' | 'cpu' }
+  | { type: 'load-experts', id: number, url: string, files?: readonly string[], model: string, layer: number, device: 'webgpu' | 'cpu' }
   /** Each item's rows (count × hidden) through expert `expert`. */
   | { type: 'experts', id: number, items: Array<{ expert: number, rows: Float32Array, count: number }> }
 

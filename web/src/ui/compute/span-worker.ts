@@ -5,6 +5,7 @@
  * terminates it to free everything.
  */
 import type { Backend } from '../../gpu/backend.ts'
+import { cpu } from '../../gpu/cpu-backend.ts'
 import { sourceFrom } from '../../model/source.ts'
 import type { SpanBackend, SpanCache } from '../../swarm/server/backend.ts'
 import { loadSpanBackend } from '../../swarm/model-backend.ts'
@@ -22,7 +23,7 @@ const cacheErrors = new Map<number, string>()
 let queue: Promise<void> = Promise.resolve()
 
 async function backendFor (device: 'webgpu' | 'cpu'): Promise<Backend> {
-  if (device === 'cpu') return (await import('../../gpu/cpu-backend.ts')).cpu
+  if (device === 'cpu') return cpu
   const { GpuBackend } = await import('../../gpu/gpu-backend.ts')
   return await GpuBackend.create()
 }
@@ -31,14 +32,14 @@ async function handle (m: ToWorker): Promise<void> {
   switch (m.type) {
     case 'load': {
       const be = await backendFor(m.device)
-      span = await loadSpanBackend(sourceFrom(m.url), be, m.model, m.start, m.end, {}, {
+      span = await loadSpanBackend(sourceFrom(m.url, { files: m.files }), be, m.model, m.start, m.end, {}, {
         onProgress: p => { scope.postMessage({ type: 'progress', id: m.id, progress: { ...p } }) }
       })
       scope.postMessage({ type: 'loaded', id: m.id, hiddenSize: span.hiddenSize, cacheBytesPerToken: span.cacheBytesPerToken })
       return
     }
     case 'load-experts': {
-      experts = await loadExpertLayer(sourceFrom(m.url), await backendFor(m.device), m.model, m.layer, {
+      experts = await loadExpertLayer(sourceFrom(m.url, { files: m.files }), await backendFor(m.device), m.model, m.layer, {
         onProgress: p => { scope.postMessage({ type: 'progress', id: m.id, progress: { ...p } }) }
       })
       scope.postMessage({ type: 'experts-loaded', id: m.id })

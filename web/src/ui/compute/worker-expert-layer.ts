@@ -11,6 +11,8 @@ import { spawnComputeWorker, WorkerChannel, type SpanWorker } from './worker-cha
 
 export interface WorkerExpertInit {
   url: string
+  /** The files the relay lists for the model (model/source.ts UrlSourceOptions). @default undefined: probed */
+  files?: readonly string[]
   model: string
   layer: number
   device: 'webgpu' | 'cpu'
@@ -23,7 +25,7 @@ export interface WorkerExpertInit {
 export async function loadWorkerExpertLayer (init: WorkerExpertInit): Promise<LoadedExpertLayer> {
   const worker = init.spawn?.() ?? spawnComputeWorker(`experts ${init.model} layer ${init.layer}`)
   const { channel } = await WorkerChannel.open(worker,
-    { type: 'load-experts', id: 0, url: init.url, model: init.model, layer: init.layer, device: init.device },
+    { type: 'load-experts', id: 0, url: init.url, files: init.files, model: init.model, layer: init.layer, device: init.device },
     (m): m is Extract<FromWorker, { type: 'experts-loaded' }> => m.type === 'experts-loaded', `experts of layer ${init.layer}`, init.onProgress)
   return {
     run: async items => {

@@ -23,6 +23,8 @@ class WorkerCache implements SpanCache {
 
 export interface WorkerSpanInit {
   url: string
+  /** The files the relay lists for the model (model/source.ts UrlSourceOptions). @default undefined: probed */
+  files?: readonly string[]
   model: string
   start: number
   end: number
@@ -41,7 +43,7 @@ export class WorkerSpanBackend implements SpanBackend {
   static async load (init: WorkerSpanInit): Promise<WorkerSpanBackend> {
     const worker = init.spawn?.() ?? spawnComputeWorker(`span ${init.model} ${init.start}:${init.end}`)
     const { channel, loaded } = await WorkerChannel.open(worker,
-      { type: 'load', id: 0, url: init.url, model: init.model, start: init.start, end: init.end, device: init.device },
+      { type: 'load', id: 0, url: init.url, files: init.files, model: init.model, start: init.start, end: init.end, device: init.device },
       (m): m is Extract<FromWorker, { type: 'loaded' }> => m.type === 'loaded', `blocks ${init.start}:${init.end}`, init.onProgress)
     return new WorkerSpanBackend(channel, init.model, init.start, init.end, loaded.hiddenSize, loaded.cacheBytesPerToken, init.pipelineDepth ?? 1)
   }
