@@ -11,7 +11,7 @@
 import type { AllReducePeer, SnapshotState } from './allreduce.ts'
 import { SNAPSHOT_SLICE_BYTES, SNAPSHOT_TIMEOUT_MS } from './constants.ts'
 import { AllReduceProtocolError, StateHashMismatchError } from './errors.ts'
-import { PeerUnreachableError } from '../errors.ts'
+import { PeerTimeoutError, PeerUnreachableError } from '../errors.ts'
 import { hashBytes } from './outer.ts'
 import type { RunBoard, SyncRecord } from './run-board.ts'
 import { fetchStateShards, type StateShards } from './state-shards.ts'
@@ -120,8 +120,9 @@ export interface FetchSnapshotOptions {
 const MAX_RESTARTS = 3
 /**
  * Fresh tries of one peer after its transport broke (a stream closed mid-read, a connection that
- * went away): a joiner whose run has one member has nobody else to ask (an e2e run of the page
- * failed its join on one such EOF).
+ * went away) or a request of it timed out: a joiner whose run has one member has nobody else to
+ * ask (e2e runs of the page failed their join on one such EOF, and at load 8 on one 30 s timeout
+ * of a member busy training).
  */
 const MAX_UNREACHABLE_RETRIES = 1
 
@@ -136,7 +137,7 @@ export async function fetchSnapshot (ar: AllReducePeer, peers: readonly string[]
         return await fetchFrom(ar, peer, opts)
       } catch (e) {
         if (e instanceof StateMovedError) continue
-        if (e instanceof PeerUnreachableError && retries++ < MAX_UNREACHABLE_RETRIES) { restart--; continue }
+        if ((e instanceof PeerUnreachableError || e instanceof PeerTimeoutError) && retries++ < MAX_UNREACHABLE_RETRIES) { restart--; continue }
         errors.push(`${peer}: ${(e as Error).message}`)
         break
       }
