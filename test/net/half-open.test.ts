@@ -1,7 +1,8 @@
 /**
  * HalfOpenGuard: a direct link only this side holds is closed — at once when the peer dials us
  * again, or when identify never answers on it — and a healthy link is left alone, including the
- * two links of a simultaneous dial and a link whose first identify was missed under load.
+ * two links of a simultaneous dial, a link whose first identify was missed under load, and a link
+ * the peer has opened a stream on (it holds it, however slow its identify).
  */
 import type { Connection } from '@libp2p/interface'
 import { describe, expect, it } from 'vitest'
@@ -13,8 +14,9 @@ const B = '12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
 
 type FakeConn = Connection & { aborted: boolean }
 
-function conn (peer: string, direction: 'inbound' | 'outbound', kind: 'webrtc' | 'relayed' = 'webrtc'): FakeConn {
+function conn (peer: string, direction: 'inbound' | 'outbound', kind: 'webrtc' | 'relayed' = 'webrtc', peerStreams = 0): FakeConn {
   const c = {
+    streams: Array.from({ length: peerStreams }, () => ({ direction: 'inbound', protocol: '/meshsub/1.1.0' })),
     remotePeer: { toString: () => peer },
     remoteAddr: { toString: () => kind === 'webrtc' ? `/webrtc/p2p/${peer}` : `/ip4/127.0.0.1/tcp/1/ws/p2p/R/p2p-circuit/p2p/${peer}` },
     direction,
@@ -147,5 +149,23 @@ describe('HalfOpenGuard', () => {
     await settle()
     expect(f.probes).toEqual([])
     expect(c.aborted).toBe(false)
+  })
+
+  it('leaves links the peer has opened a stream on, whatever identify says, and when it dials again', async () => {
+    const clock = new ManualClock()
+    const f = fakeNode()
+    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
+    g.start()
+    const used = conn(A, 'inbound', 'webrtc', 1)
+    f.open(used)
+    f.open(conn(A, 'inbound')) // dialled again: the old link carries its gossip stream, so it holds it
+    expect(used.aborted).toBe(false)
+    const slow = conn(B, 'outbound', 'webrtc', 1)
+    f.open(slow)
+    clock.advance(HALF_OPEN_PROBE_AFTER_MS + HALF_OPEN_PROBE_TIMEOUT_MS)
+    await settle()
+    expect(slow.aborted).toBe(false)
+    expect(f.probes).not.toContain(slow)
+    g.stop()
   })
 })

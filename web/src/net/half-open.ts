@@ -7,7 +7,9 @@
  * one tab's three dials to another each failed that way, and the other tab held two such links
  * for the whole 45 s (session 13).
  *
- * Two rules, both safe on a healthy link:
+ * Two rules, both for links that carry no stream the peer opened (a peer that holds a link opens
+ * identify and gossip streams on it; a half-open link has none, so a busy but healthy link is
+ * never cut):
  * - a peer that dials us again over WebRTC while we hold an inbound WebRTC link from it does not
  *   hold the older one (PeerManager and libp2p's dialer reuse an open direct link): it is closed;
  * - a direct link that libp2p's identify (run on every new connection) has not answered within
@@ -18,6 +20,11 @@
 import type { Connection, IdentifyResult } from '@libp2p/interface'
 import type { WebSwarmNode } from './node.ts'
 import { realClock, type Clock, type TimerHandle } from '../util/clock.ts'
+
+/** Whether the peer has a stream open on `conn` that it opened: then it holds the link. */
+function peerUses (conn: Connection): boolean {
+  return conn.streams.some(st => st.direction === 'inbound')
+}
 
 /** A new direct link that identify has not answered this long, in ms, is probed once more. */
 export const HALF_OPEN_PROBE_AFTER_MS = 15_000
@@ -86,7 +93,7 @@ export class HalfOpenGuard {
     if (!this.init.isDirect(conn)) return
     if (conn.direction === 'inbound') {
       const peer = conn.remotePeer.toString()
-      const older = this.node.getConnections().filter(c => c !== conn && c.direction === 'inbound' && c.remotePeer.toString() === peer && this.init.isDirect(c))
+      const older = this.node.getConnections().filter(c => c !== conn && c.direction === 'inbound' && c.remotePeer.toString() === peer && this.init.isDirect(c) && !peerUses(c))
       for (const c of older) this.close(c, 'it dialled us again, so it no longer holds this one')
     }
     this.timers.set(conn, this.clock.setTimeout(() => { void this.probe(conn) }, this.init.probeAfterMs ?? HALF_OPEN_PROBE_AFTER_MS))
@@ -94,14 +101,14 @@ export class HalfOpenGuard {
 
   private async probe (conn: Connection): Promise<void> {
     this.timers.delete(conn)
-    if (!this.running || conn.status !== 'open' || this.identified.has(conn)) return
+    if (!this.running || conn.status !== 'open' || this.identified.has(conn) || peerUses(conn)) return
     const ctl = new AbortController()
     const t = this.clock.setTimeout(() => { ctl.abort(new Error('half-open probe timed out')) }, this.init.probeTimeoutMs ?? HALF_OPEN_PROBE_TIMEOUT_MS)
     try {
       await this.node.services.identify.identify(conn, { signal: ctl.signal })
       this.identified.add(conn)
     } catch (e) {
-      if (this.running && conn.status === 'open') this.close(conn, `identify unanswered ${Math.round(((this.init.probeAfterMs ?? HALF_OPEN_PROBE_AFTER_MS) + (this.init.probeTimeoutMs ?? HALF_OPEN_PROBE_TIMEOUT_MS)) / 1000)} s after it opened (${(e as Error).message})`)
+      if (this.running && conn.status === 'open' && !peerUses(conn)) this.close(conn, `identify unanswered ${Math.round(((this.init.probeAfterMs ?? HALF_OPEN_PROBE_AFTER_MS) + (this.init.probeTimeoutMs ?? HALF_OPEN_PROBE_TIMEOUT_MS)) / 1000)} s after it opened (${(e as Error).message})`)
     } finally {
       this.clock.clearTimeout(t)
     }
