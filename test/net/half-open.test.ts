@@ -46,14 +46,20 @@ function fakeNode (): { node: HalfOpenNode, conns: FakeConn[], open: (c: FakeCon
 
 const isDirect = (c: Connection): boolean => c.status === 'open' && c.remoteAddr.toString().startsWith('/webrtc')
 
+/** A started guard over a fake node, on a ManualClock. */
+function started (log: (line: string) => void = () => {}): { clock: ManualClock, f: ReturnType<typeof fakeNode>, g: HalfOpenGuard } {
+  const clock = new ManualClock()
+  const f = fakeNode()
+  const g = new HalfOpenGuard(f.node, { isDirect, log, clock })
+  g.start()
+  return { clock, f, g }
+}
+
 
 describe('HalfOpenGuard', () => {
   it('closes an older inbound link when the same peer dials us again; leaves other peers and the new link alone', () => {
-    const clock = new ManualClock()
-    const f = fakeNode()
     const logs: string[] = []
-    const g = new HalfOpenGuard(f.node, { isDirect, log: l => logs.push(l), clock })
-    g.start()
+    const { f, g } = started(l => logs.push(l))
     const first = conn(A, 'inbound')
     const other = conn(B, 'inbound')
     f.open(first)
@@ -68,10 +74,7 @@ describe('HalfOpenGuard', () => {
   })
 
   it('keeps both links of a simultaneous dial (one outbound, one inbound) and relayed links', () => {
-    const clock = new ManualClock()
-    const f = fakeNode()
-    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
-    g.start()
+    const { clock, f, g } = started()
     const ours = conn(A, 'outbound')
     const relayed = conn(A, 'inbound', 'relayed')
     f.open(ours)
@@ -83,10 +86,7 @@ describe('HalfOpenGuard', () => {
   })
 
   it('closes a link identify never answered on and the peer opened no stream on, after both waits; not before', () => {
-    const clock = new ManualClock()
-    const f = fakeNode()
-    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
-    g.start()
+    const { clock, f, g } = started()
     const c = conn(A, 'inbound')
     f.open(c)
     clock.advance(HALF_OPEN_PROBE_AFTER_MS + HALF_OPEN_PROBE_TIMEOUT_MS - 1)
@@ -98,10 +98,7 @@ describe('HalfOpenGuard', () => {
   })
 
   it('leaves a link alone once identify answered on it, even late (between the two looks)', () => {
-    const clock = new ManualClock()
-    const f = fakeNode()
-    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
-    g.start()
+    const { clock, f, g } = started()
     const answered = conn(A, 'outbound')
     const late = conn(B, 'outbound')
     f.open(answered)
@@ -116,10 +113,7 @@ describe('HalfOpenGuard', () => {
   })
 
   it('stop() cancels pending probes', () => {
-    const clock = new ManualClock()
-    const f = fakeNode()
-    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
-    g.start()
+    const { clock, f, g } = started()
     const c = conn(A, 'inbound')
     f.open(c)
     g.stop()
@@ -129,10 +123,7 @@ describe('HalfOpenGuard', () => {
   })
 
   it('leaves links the peer has opened a stream on, whatever identify says, and when it dials again', () => {
-    const clock = new ManualClock()
-    const f = fakeNode()
-    const g = new HalfOpenGuard(f.node, { isDirect, log: () => {}, clock })
-    g.start()
+    const { clock, f, g } = started()
     const used = conn(A, 'inbound', 'webrtc', 1)
     f.open(used)
     f.open(conn(A, 'inbound')) // dialled again: the old link carries its gossip stream, so it holds it
