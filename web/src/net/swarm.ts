@@ -103,9 +103,10 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
   const peerId = node.peerId.toString()
   const doc = new SwarmDoc(swarm, peerId, privateKey)
   const crdt = new CrdtSync(node, doc, { log })
+  let stored: { stop: () => void } | undefined
   if (init.persist ?? typeof indexedDB !== 'undefined') {
     const { persistInIndexedDb } = await import('./crdt/idb.ts')
-    await persistInIndexedDb(crdt)
+    stored = await persistInIndexedDb(crdt, { log })
   }
   await crdt.start()
   const peers = new PeerManager(node, { bootstrap, swarm, targetPeers: init.targetPeers, log, reservationPowBits })
@@ -150,6 +151,7 @@ export async function joinSwarm (init: JoinInit): Promise<Swarm> {
     stop: async () => {
       clearInterval(refresh)
       peers.stop()
+      stored?.stop()
       await crdt.stop()
       await node.stop()
     }
