@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test'
-import { openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/swarm.ts'
+import { addSwarmTab, openSwarmTabs, waitForFullDirectMesh, type SwarmTabs } from './helpers/swarm.ts'
 import { expectIdentical, oneFounding, syncs, waitSyncs } from './helpers/train.ts'
 
 /**
@@ -15,12 +15,7 @@ test.describe.serial('a top-k run across tabs', () => {
   let tabs: SwarmTabs
   test.beforeAll(async ({ browser }) => {
     tabs = await openSwarmTabs(browser, 2, `${QUERY}&device=cpu`)
-    const gpuTab = await tabs.pages[0].context().newPage()
-    gpuTab.on('console', m => { if (m.type() === 'error') console.log(`[gpu tab] ${m.text()}`) })
-    await gpuTab.goto(`/${QUERY}`)
-    await expect(gpuTab.locator('body')).toHaveAttribute('data-net', 'ready')
-    tabs.pages.push(gpuTab)
-    tabs.ids.push(await gpuTab.evaluate(() => window.webswarm!.peerId))
+    await addSwarmTab(tabs, QUERY) // the page's own device: WebGPU
     await waitForFullDirectMesh(tabs)
   })
   test.afterAll(async () => { await tabs?.close() })

@@ -6,6 +6,7 @@ import { NetConfigError } from '../web/src/net/errors.ts'
 import { parseIceServer } from '../web/src/net/ice.ts'
 import { DEFAULT_RELAY_LIMITS, MIN_RESERVATION_TTL_MS } from '../web/src/net/node.ts'
 import { SWARM_NAME_PATTERN } from '../web/src/net/protocols.ts'
+import { DEFAULT_ROTATION_POLICY, GENERATION_EPOCH_MS, rotationPolicy, type RotationPolicy } from '../web/src/net/crdt/generation.ts'
 import { DEFAULT_POW_BITS, DEFAULT_RESERVATION_POW_BITS, MAX_POW_BITS } from '../web/src/net/pow.ts'
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNS_PER_IP } from './limits.ts'
 import { DEFAULT_COMPACT_INTERVAL_MS } from './crdt-store.ts'
@@ -38,6 +39,8 @@ export interface RelayConfig {
   relayDurationLimitMs?: number
   relayData: boolean
   compactIntervalMs: number
+  /** When a swarm doc starts a new generation (web/src/net/crdt/generation.ts RotationPolicy). */
+  generationPolicy: RotationPolicy
   /** New connections per second allowed from one host. */
   connRateLimit: number
   /** Open connections allowed from one IP address (0: no cap; relay/limits.ts). */
@@ -100,6 +103,12 @@ State
   --data-dir <dir>         Identity key + CRDT logs      [env DATA_DIR, default .webswarm/relay]
   --swarm <name>           Swarm whose CRDT doc is kept and persisted; repeatable [env SWARM, default default]
   --compact-interval <ms>  CRDT log compaction period     [env COMPACT_INTERVAL_MS, default ${DEFAULT_COMPACT_INTERVAL_MS}]
+  --generation-min-history <bytes>
+                           A swarm doc starts a new generation (dropping departed peers' history;
+                           every peer then downloads it whole) once its history is this large and
+                           passes half the doc or the generation is --generation-every old
+                                            [env GENERATION_MIN_HISTORY, default ${DEFAULT_ROTATION_POLICY.minHistoryBytes}]
+  --generation-every <ms>  (see above; at least ${GENERATION_EPOCH_MS})  [env GENERATION_EVERY_MS, default ${DEFAULT_ROTATION_POLICY.everyMs}]
   --static-dir <dir>       Built page to serve            [env STATIC_DIR, default dist]
   --models-dir <dir>       Models served with range requests (peers load only the blocks they
                            serve): every .gguf file at /models/<file>.gguf (one folder down:
@@ -160,6 +169,8 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
       'data-dir': { type: 'string' },
       swarm: { type: 'string', multiple: true },
       'compact-interval': { type: 'string' },
+      'generation-min-history': { type: 'string' },
+      'generation-every': { type: 'string' },
       'static-dir': { type: 'string' },
       'models-dir': { type: 'string' },
       'default-model': { type: 'string' },
@@ -198,6 +209,10 @@ export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.en
     relayDurationLimitMs: duration === undefined ? undefined : int('--relay-duration', duration, 0, 1),
     relayData: values['relay-data'] ?? (env.RELAY_DATA === '1' || env.RELAY_DATA === 'true'),
     compactIntervalMs: int('--compact-interval', values['compact-interval'] ?? env.COMPACT_INTERVAL_MS, DEFAULT_COMPACT_INTERVAL_MS),
+    generationPolicy: rotationPolicy({
+      minHistoryBytes: int('--generation-min-history', values['generation-min-history'] ?? env.GENERATION_MIN_HISTORY, DEFAULT_ROTATION_POLICY.minHistoryBytes),
+      everyMs: int('--generation-every', values['generation-every'] ?? env.GENERATION_EVERY_MS, DEFAULT_ROTATION_POLICY.everyMs, GENERATION_EPOCH_MS)
+    }),
     connRateLimit: int('--conn-rate-limit', values['conn-rate-limit'] ?? env.CONN_RATE_LIMIT, 50, 1),
     maxConnsPerIp: int('--max-conns-per-ip', values['max-conns-per-ip'] ?? env.MAX_CONNS_PER_IP, DEFAULT_MAX_CONNS_PER_IP),
     maxConnections: int('--max-connections', values['max-connections'] ?? env.MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS),

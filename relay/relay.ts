@@ -20,7 +20,7 @@ import * as path from 'node:path'
 import * as Y from 'yjs'
 import { CrdtSync } from '../web/src/net/crdt/sync.ts'
 import { SwarmDoc } from '../web/src/net/crdt/swarm-doc.ts'
-import { DEFAULT_ROTATION_POLICY, formatGeneration } from '../web/src/net/crdt/generation.ts'
+import { formatGeneration, type RotationPolicy } from '../web/src/net/crdt/generation.ts'
 import { PortInUseError } from '../web/src/cli/failures.ts'
 import { createRelay, type RelayNode, type WebSwarmNode } from '../web/src/net/node.ts'
 import { connectionKind, swarmRendezvousCid } from '../web/src/net/peers.ts'
@@ -249,7 +249,7 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
     }
     if (rotating) return
     rotating = true
-    void rotateDue(swarms, log).finally(() => { rotating = false })
+    void rotateDue(swarms, config.generationPolicy, log).finally(() => { rotating = false })
   }, Math.max(1000, config.compactIntervalMs || DEFAULT_COMPACT_INTERVAL_MS))
 
   let stopping: Promise<void> | undefined
@@ -269,11 +269,11 @@ export async function startRelay (config: RelayConfig, log: (line: string) => vo
   return handle
 }
 
-/** Starts a new doc generation in every swarm whose history is due (DEFAULT_ROTATION_POLICY). */
-async function rotateDue (swarms: RelayHandle['swarms'], log: (line: string) => void): Promise<void> {
+/** Starts a new doc generation in every swarm whose history is due under `policy`. */
+async function rotateDue (swarms: RelayHandle['swarms'], policy: RotationPolicy, log: (line: string) => void): Promise<void> {
   for (const [name, { sdoc }] of swarms) {
     try {
-      if (!(await sdoc.rotationDue(DEFAULT_ROTATION_POLICY))) continue
+      if (!(await sdoc.rotationDue(policy))) continue
       const before = Y.encodeStateAsUpdate(sdoc.doc).byteLength
       const g = await sdoc.rotate()
       log(`crdt ${name}: started doc generation ${formatGeneration(g)}: ${before} B → ${Y.encodeStateAsUpdate(sdoc.doc).byteLength} B`)

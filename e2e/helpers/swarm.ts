@@ -2,7 +2,7 @@
  * e2e helpers: open N tabs of the page (each its own peer) and wait, with bounded timeouts, for
  * them to join, connect directly to each other and share CRDT state. Reused by every net spec.
  */
-import { expect, type Browser, type Page } from '@playwright/test'
+import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test'
 
 export interface SwarmTabs {
   pages: Page[]
@@ -25,24 +25,35 @@ const KEPT_LOG_LINES = LIBP2P_DEBUG === undefined ? 400 : 20_000
 export async function openSwarmTabs (browser: Browser, n: number, query = ''): Promise<SwarmTabs> {
   const context = await browser.newContext()
   if (LIBP2P_DEBUG !== undefined) await context.addInitScript((ns) => { localStorage.setItem('debug', ns) }, LIBP2P_DEBUG)
-  const pages: Page[] = []
-  const logs: string[][] = []
+  const tabs: SwarmTabs = { pages: [], ids: [], logs: [], close: async () => { await context.close() } }
   const t0 = Date.now()
-  for (let i = 0; i < n; i++) {
-    const page = await context.newPage()
-    const kept: string[] = []
-    logs.push(kept)
-    page.on('console', msg => {
-      if (msg.type() === 'error' && LIBP2P_DEBUG === undefined) console.log(`[tab ${i}] ${msg.text()}`)
-      kept.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${msg.type()}: ${msg.text()}`)
-      if (kept.length > KEPT_LOG_LINES) kept.shift()
-    })
-    await page.goto(`/${query}`)
-    pages.push(page)
-  }
-  for (const page of pages) await expect(page.locator('body')).toHaveAttribute('data-net', 'ready')
-  const ids = await Promise.all(pages.map(async p => await p.evaluate(() => window.webswarm!.peerId)))
-  return { pages, ids, logs, close: async () => { await context.close() } }
+  for (let i = 0; i < n; i++) await openTab(tabs, context, query, t0)
+  for (const page of tabs.pages) await expect(page.locator('body')).toHaveAttribute('data-net', 'ready')
+  tabs.ids.push(...await Promise.all(tabs.pages.map(async p => await p.evaluate(() => window.webswarm!.peerId))))
+  return tabs
+}
+
+/** Opens one more tab of `tabs` (its own query, e.g. another device), waits until it has joined, and keeps its console. */
+export async function addSwarmTab (tabs: SwarmTabs, query: string): Promise<Page> {
+  const page = await openTab(tabs, tabs.pages[0].context(), query, Date.now())
+  await expect(page.locator('body')).toHaveAttribute('data-net', 'ready')
+  tabs.ids.push(await page.evaluate(() => window.webswarm!.peerId))
+  return page
+}
+
+async function openTab (tabs: SwarmTabs, context: BrowserContext, query: string, t0: number): Promise<Page> {
+  const i = tabs.pages.length
+  const page = await context.newPage()
+  const kept: string[] = []
+  tabs.logs.push(kept)
+  page.on('console', msg => {
+    if (msg.type() === 'error' && LIBP2P_DEBUG === undefined) console.log(`[tab ${i}] ${msg.text()}`)
+    kept.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${msg.type()}: ${msg.text()}`)
+    if (kept.length > KEPT_LOG_LINES) kept.shift()
+  })
+  await page.goto(`/${query}`)
+  tabs.pages.push(page)
+  return page
 }
 
 /**

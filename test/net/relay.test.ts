@@ -10,6 +10,7 @@ import { HELP, parseConfig, type RelayConfig } from '../../relay/config.ts'
 import { CrdtStore } from '../../relay/crdt-store.ts'
 import { startRelay, type RelayHandle } from '../../relay/relay.ts'
 import { NetConfigError } from '../../web/src/net/errors.ts'
+import { DEFAULT_ROTATION_POLICY } from '../../web/src/net/crdt/generation.ts'
 import { joinSwarm, type Swarm } from '../../web/src/net/index.ts'
 import { until } from './peers-harness.ts'
 import { execTs, spawnTs } from '../helpers/spawn-ts.ts'
@@ -57,6 +58,12 @@ describe('relay config', () => {
     expect(() => parseConfig(['--swarm', 'Bad Name'], {})).toThrow(NetConfigError)
     expect(() => parseConfig(['--ice-server', 'http://x'], {})).toThrow(/stun/)
     expect(() => parseConfig(['--nope'], {})).toThrow()
+    expect(HELP).toContain('--generation-min-history')
+    expect(parseConfig([], {})!.generationPolicy).toEqual(DEFAULT_ROTATION_POLICY)
+    expect(parseConfig(['--generation-min-history', '0', '--generation-every', '120000'], {})!.generationPolicy).toMatchObject({ minHistoryBytes: 0, everyMs: 120_000 })
+    expect(parseConfig([], { GENERATION_MIN_HISTORY: '512' })!.generationPolicy.minHistoryBytes).toBe(512)
+    expect(() => parseConfig(['--generation-every', '1000'], {})).toThrow(/--generation-every.*60000/)
+    expect(() => parseConfig(['--generation-min-history', '-1'], {})).toThrow(/--generation-min-history/)
   })
 
   it('--ice-servers (the CLI\'s spelling, documented) and --ice-server both take comma lists and repeat', () => {
