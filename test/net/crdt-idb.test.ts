@@ -118,6 +118,17 @@ describe('swarm doc in IndexedDB across doc generations', () => {
     p.stop()
   })
 
+  it('an IndexedDB that never answers: the join goes on after the open timeout', async () => {
+    globalThis.indexedDB = { open: () => ({}) } as unknown as IDBFactory // a request whose events never fire
+    const d = await tab()
+    const logs: string[] = []
+    const p = await persistInIndexedDb({ sdoc: d, silentOrigins: new Set() }, { log: l => { logs.push(l) }, openTimeoutMs: 50 })
+    expect(p.storing).toBe(false)
+    expect(logs.join('\n')).toMatch(/no answer within 50 ms; the swarm doc is not stored/)
+    await expect(d.setSelf({ ok: true })).resolves.toMatchObject({ seq: 1 })
+    p.stop()
+  })
+
   it('database names: one per generation, another swarm\'s or app\'s are not ours', () => {
     const g = { n: 29942695, tag: 3149277305 }
     expect(idbName(SWARM, GENESIS)).toBe('webswarm-crdt-idb')

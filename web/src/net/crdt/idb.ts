@@ -68,23 +68,28 @@ export class IdbPersistence {
 
   /** Opens the current generation's database; resolves once its state is loaded, or on a failed/slow open (logged). */
   async start (openTimeoutMs = 5000): Promise<void> {
-    // y-indexeddb leaves a failed open as an unhandled rejection: try IndexedDB itself first.
-    const unusable = await probe()
-    if (unusable !== undefined) {
-      this.lost++
-      this.log(`crdt: IndexedDB ${idbName(this.target.sdoc.swarm, this.target.sdoc.generation)}: ${unusable}; the swarm doc is not stored`)
-      return
-    }
-    const p = this.bind(this.target.sdoc.generation)
     let timer: ReturnType<typeof setTimeout> | undefined
-    const loaded = await Promise.race([
-      p.whenSynced.then(() => true),
-      // whenSynced never settles when the open fails: the failure is the open's.
-      p._db.then(async () => await new Promise<boolean>(() => {}), () => false),
-      new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(false) }, openTimeoutMs) })
-    ])
-    clearTimeout(timer)
-    if (!loaded && this.provider === p) this.lose(p, `not opened within ${openTimeoutMs} ms`)
+    const late = new Promise<'late'>(resolve => { timer = setTimeout(() => { resolve('late') }, openTimeoutMs) })
+    try {
+      // y-indexeddb leaves a failed open as an unhandled rejection: try IndexedDB itself first.
+      const unusable = await Promise.race([probe(), late])
+      if (unusable !== undefined) {
+        this.lost++
+        const why = unusable === 'late' ? `no answer within ${openTimeoutMs} ms` : unusable
+        this.log(`crdt: IndexedDB ${idbName(this.target.sdoc.swarm, this.target.sdoc.generation)}: ${why}; the swarm doc is not stored`)
+        return
+      }
+      const p = this.bind(this.target.sdoc.generation)
+      const loaded = await Promise.race([
+        p.whenSynced.then(() => true),
+        // whenSynced never settles when the open fails: the failure is the open's (bind() logs it).
+        p._db.then(async () => await new Promise<boolean>(() => {}), () => false),
+        late.then(() => false)
+      ])
+      if (!loaded && this.provider === p) this.lose(p, `not loaded within ${openTimeoutMs} ms`)
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   stop (): void {
