@@ -52,6 +52,8 @@ export interface LossOptions {
   CODEC: CompressionSpec
   /** Delayed outer update over this many syncs (worker.ts delayOuter; 0: none, 1: the one-step delay). */
   DELAY: number
+  /** Streaming DiLoCo fragments (worker.ts `fragments`): each syncs every H steps, staggered by ⌊H/F⌋; a delayed update lands ⌊H/F⌋ steps late. @default 1 */
+  FRAGMENTS?: number
   /** Error-feedback decay β (worker.ts efDecay; < 1: SparseLoCo's error-feedback momentum). */
   EF_DECAY: number
   /** θ_local ← θ_global − residual after each sync (worker.ts localResidual). */
@@ -108,6 +110,7 @@ interface LossRun { tune: number, test: number, bytesPerStep: number }
 /** One N-worker DiLoCo run (in-process workers over MemoryNetwork): eval losses and bytes sent. */
 async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW: Window[], testW: Window[], seed: number, lr: number, outer: Outer): Promise<LossRun & { P: number }> {
   const { N, H, R, T, WARMUP, B } = o
+  const F = o.FRAGMENTS ?? 1
   const config = parseConfig(benchModel(o))
   const net = new MemoryNetwork({ seed })
   const ids = Array.from({ length: N }, (_, i) => `worker-${i}`)
@@ -116,10 +119,12 @@ async function dilocoRun (o: LossOptions, be: Backend, train: TextDataset, tuneW
     // All workers share this process's one thread, so they reach a sync minutes apart: the
     // ready window is widened so none is left out (in a real swarm each has its own device).
     const ar = new AllReducePeer(net.endpoint(id), { run: 'bench', directory: dir, readyWindowMs: 600_000, coordinatorTimeoutMs: 1_200_000, partTimeoutMs: 120_000, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}), codec: codecOf(o.CODEC) })
-    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, maxGradNorm: o.MAX_GRAD_NORM ?? 1, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY === 0 ? false : o.DELAY, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
+    return new DiLoCoWorker(initModel(config, be, seed), train, ar, { innerSteps: H, seqLen: T, batchSize: B, innerLr: lr, warmupSteps: WARMUP, ...decay(o, lr), adam: o.ADAM, maxGradNorm: o.MAX_GRAD_NORM ?? 1, dataSeed: DATA_SEED_STRIDE * seed + i + 1, outer: outer.finalLr === undefined ? outer : { ...outer, decaySyncs: R - 1 }, delayOuter: o.DELAY === 0 ? false : o.DELAY, fragments: F, efDecay: o.EF_DECAY, localResidual: o.LOCAL_RESIDUAL === true, ...(o.CODEC.kind === 'q8' ? { block: o.CODEC.block } : {}) }, {})
   })
   for (const w of workers) await w.initFromModel()
-  await Promise.all(workers.map(async w => { await w.runSyncs(R, undefined, { last: true }) }))
+  // Fragment 0's R-th sync is at step R·H; the other fragments' last ones come before it: every
+  // worker takes R·H steps, the baseline's count.
+  await Promise.all(workers.map(async w => { await w.runSyncs(R * F - (F - 1), undefined, { last: true }) }))
   const hashes = new Set(workers.map(w => w.lastHash))
   if (hashes.size !== 1) throw new Error(`replicas diverged: ${[...hashes].join(', ')}`)
   const tune = await workers[0].evalGlobal(tuneW)
@@ -239,7 +244,7 @@ async function lossAndBytes (o: LossOptions, be: Backend, train: TextDataset, tu
   return {
     diloco: bd.test, baseline: bb.test, bytesPerStep, dpBytesPerStep: dp, P,
     detail: {
-      codec: codecName(o.CODEC), ef_decay: o.EF_DECAY, delay_outer: o.DELAY > 0, delay_outer_syncs: o.DELAY, local_residual: o.LOCAL_RESIDUAL === true, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
+      codec: codecName(o.CODEC), ef_decay: o.EF_DECAY, delay_outer: o.DELAY > 0, delay_outer_syncs: o.DELAY, fragments: o.FRAGMENTS ?? 1, local_residual: o.LOCAL_RESIDUAL === true, hidden: o.HIDDEN, layers: o.LAYERS, workers: N, inner_steps: H, rounds: R, seq_len: T, batch_per_worker: B, baseline_batch: N * B, warmup_steps: WARMUP,
       adam: o.ADAM, max_grad_norm: o.MAX_GRAD_NORM ?? 1,
       schedule: o.SCHEDULE === 'cosine' ? `cosine to ${o.MIN_LR_FRAC}·lr at step ${R * H}` : 'constant', seeds: SEEDS, inner_lr_grid: LRS,
       outer_grid: OUTERS.map(outerName), params: P,

@@ -62,6 +62,8 @@ export interface UtilOptions {
   codec: CompressionSpec
   /** Delayed outer update over this many syncs (0: none). */
   delay: number
+  /** Streaming DiLoCo fragments (worker.ts `fragments`). @default 1 */
+  fragments?: number
   /** Inner steps on a trainer thread (else on the node's own thread). */
   thread: boolean
 }
@@ -206,7 +208,7 @@ async function utilPeer (relayAddr: string): Promise<void> {
           })
           const w = new DiLoCoWorker(initModel(config, cpu, m.seed), train, ar, {
             innerSteps: o.H, seqLen: o.T, batchSize: o.B, innerLr: 3e-3, warmupSteps: 50, outer: { lr: 0.7, momentum: 0.5 },
-            delayOuter: o.delay === 0 ? false : o.delay, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {}),
+            delayOuter: o.delay === 0 ? false : o.delay, fragments: o.fragments ?? 1, dataSeed: m.ids.indexOf(t.self) + 1, ...(o.codec.kind === 'q8' ? { block: o.codec.block } : {}),
             ...(o.thread ? { trainerThread: spawnTrainerThread } : {})
           })
           await w.initFromModel()

@@ -3,7 +3,7 @@
  *   --seq-len 32 --seeds 1,2,3 --lrs 3e-3,6e-3 --outer 0.7:0.9,1:0,0.7:0.5,1.5:0[,lr:momentum:finalLr] --warmup 50
  *   --schedule constant|cosine --min-lr-frac 0.1 --hidden 32 --layers 2 --beta1 0.9 --beta2 0.999
  *   --weight-decay 0.01 --max-grad-norm 1 --codec q8|topk --topk-chunk 256 --topk-k 4 --topk-bits 2 --topk-result-bits 4 --topk-mean members|senders
- *   --ef-decay 1 --delay-outer --delay-outer-syncs 1 --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
+ *   --ef-decay 1 --delay-outer --delay-outer-syncs 1 --fragments 1 --local-residual --goodput-mb 8 --util-syncs 6 --no-trainer-thread --skip-loss --skip-goodput --skip-util --skip-baseline
  *   --jobs 1
  *   --out FILE]` (--skip-baseline: screening DiLoCo settings only, the loss ratio is then NaN;
  *   --jobs N: the loss runs N at a time, each in its own process — the same figures, sooner)
@@ -66,6 +66,7 @@ const { values: a } = parseArgs({
     'topk-mean': { type: 'string', default: 'members' },
     'delay-outer': { type: 'boolean', default: false },
     'delay-outer-syncs': { type: 'string' },
+    fragments: { type: 'string', default: '1' },
     'ef-decay': { type: 'string', default: '1' },
     'util-syncs': { type: 'string', default: '6' },
     'skip-util': { type: 'boolean', default: false },
@@ -96,6 +97,9 @@ const DELAY = a['delay-outer-syncs'] !== undefined ? outerDelayOf(Number(a['dela
 /** The codec name's delay suffix: '+delay' for one sync (as before), '+delayN' for N > 1. */
 const DELAY_TAG = DELAY === 0 ? '' : DELAY === 1 ? '+delay' : `+delay${DELAY}`
 const EF_DECAY = Number(a['ef-decay'])
+/** Streaming DiLoCo fragments (worker.ts `fragments`; the codec names get '+fragF' for F > 1). */
+const FRAGMENTS = Number(a.fragments)
+const FRAG_TAG = FRAGMENTS === 1 ? '' : `+frag${FRAGMENTS}`
 
 async function backend (): Promise<Backend> {
   if (a.device === 'cpu') return (await import('../web/src/gpu/cpu-backend.ts')).cpu
@@ -129,6 +133,7 @@ async function main (): Promise<void> {
       OUTERS: (a.outer ?? '').split(',').map((x) => { const [lr, momentum, finalLr] = x.split(':').map(Number); return finalLr === undefined ? { lr, momentum } : { lr, momentum, finalLr } }),
       CODEC,
       DELAY,
+      FRAGMENTS,
       EF_DECAY,
       SKIP_BASELINE: a['skip-baseline'] === true,
       JOBS: Number(a.jobs),
@@ -149,7 +154,7 @@ async function main (): Promise<void> {
   }
   let u: UtilResult | undefined
   if (a['skip-util'] !== true) {
-    u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY, thread: a['no-trainer-thread'] !== true })
+    u = await utilization({ workers: N, H, syncs: Number(a['util-syncs']), T, B: Number(a.batch), hidden: Number(a.hidden), layers: Number(a.layers), codec: CODEC, delay: DELAY, fragments: FRAGMENTS, thread: a['no-trainer-thread'] !== true })
     log(`  compute utilization (${N} worker processes, WebRTC, ${codecName(CODEC)}${DELAY === 0 ? '' : `, outer update delayed ${DELAY} sync${DELAY > 1 ? 's' : ''}`}, steps ${a['no-trainer-thread'] === true ? 'on the node\'s thread' : 'on a trainer thread'}): ${u.utilization.toFixed(3)}, ${u.stepsPerS.toFixed(2)} inner steps/s (per worker ${u.perWorker.map(x => x.toFixed(3)).join(', ')}; starting syncs ${u.launchFraction.toFixed(3)}, applying them ${u.syncFraction.toFixed(3)} of wall time; ${u.syncs} syncs, ${u.wallS.toFixed(1)} s)`)
     if (u.stepCpuShare !== undefined) log(`  JS thread${u.trainerCpuOfWall !== undefined ? 's (node + trainer)' : ''}: steps ${u.stepCpuShare.toFixed(3)} of their CPU, other event-loop work ${u.otherCpuShare!.toFixed(3)}; node thread waiting for a core ${u.runQueueFraction!.toFixed(3)} of wall time; idle node ${u.idleCpuMsPerS!.toFixed(1)} ms CPU/s`)
     if (u.threadFractions !== undefined) log(`  trainer thread's wall time (of wall, mean): ${Object.entries(u.threadFractions).map(([k, v]) => `${k.replace(/Ms$/, '')} ${v.toFixed(4)}`).join(', ')}; steady state (less the last landing) ${u.steadyUtilization!.toFixed(3)}; workers' clocks started within ${u.startSpreadMs.toFixed(0)} ms`)
@@ -160,7 +165,7 @@ async function main (): Promise<void> {
     : {
         bytes_ratio: Number((lb.dpBytesPerStep / lb.bytesPerStep).toFixed(1)),
         loss_ratio: Number((lb.diloco / lb.baseline).toFixed(4)),
-        codec: codecName(CODEC) + (EF_DECAY !== 1 ? `+ef${EF_DECAY}` : '') + DELAY_TAG,
+        codec: codecName(CODEC) + (EF_DECAY !== 1 ? `+ef${EF_DECAY}` : '') + FRAG_TAG + DELAY_TAG,
         device: be.kind,
         detail: lb.detail
       }
@@ -178,7 +183,7 @@ async function main (): Promise<void> {
       }
   const utilPart = u === undefined
     ? undefined
-    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + DELAY_TAG, util_delay_outer_syncs: DELAY, util_trainer_thread: a['no-trainer-thread'] !== true, util_steps_per_s: Number(u.stepsPerS.toFixed(3)), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
+    : { compute_utilization: Number(u.utilization.toFixed(3)), detail: { util_codec: codecName(CODEC) + FRAG_TAG + DELAY_TAG, util_delay_outer_syncs: DELAY, util_trainer_thread: a['no-trainer-thread'] !== true, util_steps_per_s: Number(u.stepsPerS.toFixed(3)), util_processes: N, util_inner_steps: H, util_syncs: u.syncs, util_per_worker: u.perWorker.map(x => Number(x.toFixed(3))), util_sync_fraction: Number(u.syncFraction.toFixed(3)), util_launch_fraction: Number(u.launchFraction.toFixed(3)), util_wall_s: Number(u.wallS.toFixed(1)),
         ...(u.stepCpuShare === undefined ? {} : { util_step_cpu_share: Number(u.stepCpuShare.toFixed(3)), util_other_cpu_share: Number(u.otherCpuShare!.toFixed(3)), util_run_queue_fraction: Number(u.runQueueFraction!.toFixed(3)), util_idle_cpu_ms_per_s: Number(u.idleCpuMsPerS!.toFixed(1)) }),
         ...(u.trainerCpuOfWall === undefined ? {} : { util_trainer_cpu_of_wall: Number(u.trainerCpuOfWall.toFixed(3)), util_trainer_run_queue_fraction: Number(u.trainerRunQueueFraction!.toFixed(3)), util_trainer_plan_wait_fraction: Number(u.trainerPlanWaitFraction!.toFixed(3)) }),
         util_start_spread_ms: Math.round(u.startSpreadMs),
