@@ -116,7 +116,7 @@ export async function swarmTrain (f: Flags): Promise<number> {
   const t0sync = Date.now()
   while (swarm.crdt.stats.syncs === 0 && Date.now() - t0sync < DOC_SYNC_TIMEOUT_MS) await new Promise(resolve => setTimeout(resolve, 100))
   if (swarm.crdt.stats.syncs === 0 && !quiet) process.stderr.write(`train: the swarm doc did not sync with the relay within ${DOC_SYNC_TIMEOUT_MS / 1000} s; going on with what this peer has\n`)
-  const board = new RunBoard(() => swarm.doc.map(TRAIN_MAP), runId)
+  const board = new RunBoard(() => swarm.doc.map(TRAIN_MAP), runId, { onSourceChange: fn => swarm.doc.onGeneration(fn) })
   const ctl = new AbortController()
   const onSignal = (): void => { ctl.abort(new Error('interrupted')) }
   process.once('SIGINT', onSignal)

@@ -172,7 +172,7 @@ export function mountTrainPanel (body: HTMLElement, ctx: PageContext): RunJoiner
     try {
       status.textContent = 'Joining the swarm…'
       const sw = await ctx.swarm()
-      board = new RunBoard(() => sw.doc.map(TRAIN_MAP), runId)
+      board = new RunBoard(() => sw.doc.map(TRAIN_MAP), runId, { onSourceChange: fn => sw.doc.onGeneration(fn) })
       board.declare(defaultRunSpec(runId, { ...PAGE_RUN, ...runCodecFields(ctx.params.trainCodec) }))
       board.map.observe(schedule)
       // A new doc generation is a new map to watch.

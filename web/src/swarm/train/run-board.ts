@@ -304,6 +304,11 @@ export function parseSyncRecord (raw: unknown): SyncRecord | string {
 export interface RunBoardOptions {
   /** The wall clock of heartbeats, ms since the epoch (tests). @default Date.now */
   now?: () => number
+  /**
+   * Subscribes `fn` to a change of the map a `map` function gives (a new doc generation: the swarm
+   * doc's `onGeneration`); returns the unsubscribe. Without it `watch` sees one map only.
+   */
+  onSourceChange?: (fn: () => void) => () => void
 }
 
 /** The run's members as this peer reads them now (membership.ts). */
@@ -333,7 +338,10 @@ export class RunBoard implements RoundDirectory {
     if (!RUN_ID_PATTERN.test(runId)) throw new RunConfigError(`run id ${JSON.stringify(runId)} must match ${RUN_ID_PATTERN}`)
     this.source = typeof map === 'function' ? map : () => map
     this.now = opts.now ?? Date.now
+    this.onSourceChange = opts.onSourceChange
   }
+
+  private readonly onSourceChange: RunBoardOptions['onSourceChange']
 
   /** The run's map in the doc's current generation. */
   get map (): Y.Map<unknown> { return this.source() }
@@ -430,8 +438,18 @@ export class RunBoard implements RoundDirectory {
   /** RoundDirectory: `onChange` after every change of the train map (members, records; local or remote). */
   watch = (onChange: () => void): (() => void) => {
     const f = (): void => { onChange() }
-    this.map.observe(f)
-    return () => { this.map.unobserve(f) }
+    let observed = this.map
+    observed.observe(f)
+    // A new doc generation holds a new map: observe that one (the old one changes no more; a run's
+    // all-reduce that kept watching it missed every later member and record), and report the
+    // change, since the new map's contents are the swarm's now.
+    const off = this.onSourceChange?.(() => {
+      observed.unobserve(f)
+      observed = this.map
+      observed.observe(f)
+      onChange()
+    })
+    return () => { off?.(); observed.unobserve(f) }
   }
 
   record (seq: number, rec: SyncRecord): void {
