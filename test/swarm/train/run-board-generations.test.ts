@@ -47,6 +47,7 @@ describe('RunBoard.watch across doc generations', () => {
     expect(changes).toBe(3) // a write after the rotation (the old watch never saw it)
 
     unwatch()
+    unwatch() // an owner stopped twice (AllReducePeer.stop()) unwatches twice
     gens.map().set('member/rot/c', 1)
     gens.rotate()
     expect(changes).toBe(3)
@@ -59,8 +60,11 @@ describe('RunBoard.watch across doc generations', () => {
     let changes = 0
     const unwatch = board.watch(() => { changes++ })
     doc.getMap(TRAIN_MAP).set('member/one/a', 1)
+    const errors = vi.spyOn(console, 'error')
+    unwatch()
     unwatch()
     doc.getMap(TRAIN_MAP).set('member/one/b', 1)
     expect(changes).toBe(1)
+    expect(errors).not.toHaveBeenCalled()
   })
 })

@@ -449,7 +449,15 @@ export class RunBoard implements RoundDirectory {
       observed.observe(f)
       onChange()
     })
-    return () => { off?.(); observed.unobserve(f) }
+    let watching = true
+    // Idempotent: an owner stopped twice unwatches twice (AllReducePeer.stop() has no guard), and
+    // a second unobserve logs a yjs error.
+    return () => {
+      if (!watching) return
+      watching = false
+      off?.()
+      observed.unobserve(f)
+    }
   }
 
   record (seq: number, rec: SyncRecord): void {
